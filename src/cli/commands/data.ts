@@ -1,0 +1,10 @@
+import type { Command } from 'commander';
+import { registerDataSchemaCommands } from './data-schema.js';
+import { registerDataSynthCommand } from './data-synth.js';
+
+/** `bulwark data ...`: reading, describing and generating data sets. */
+export function registerDataCommands(program: Command): void {
+  const data = program.command('data').description('read, describe, check and generate data sets');
+  registerDataSchemaCommands(data);
+  registerDataSynthCommand(data);
+}

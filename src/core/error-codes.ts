@@ -1,0 +1,84 @@
+/**
+ * The one table of Bulwark's error codes (after fastify's `errors.js`): every failure Bulwark reports
+ * has a stable `ERR_*` code here, the process exit code the CLI uses for it, and a one-line summary.
+ * `docs/errors.md` documents each code; `test/core/errors.test.ts` fails when a code is undocumented,
+ * documented twice, or never thrown anywhere in `src/`.
+ *
+ * Codes are part of the public API: never rename or reuse one; add a new code instead.
+ */
+
+/** Process exit codes of the `bulwark` CLI (documented in `docs/errors.md` and the README). */
+export const ExitCode = {
+  ok: 0,
+  /** An operation failed for a reason not covered below. */
+  failure: 1,
+  /** The command line was wrong: unknown option, bad value, missing argument. */
+  usage: 2,
+  /** Input data was missing or malformed: file not found, bad CSV row, schema mismatch. */
+  input: 3,
+  /** A configuration file was missing keys or had wrong values. */
+  config: 4,
+  /** A security check refused: bad signature, missing or wrong key, failed verification. */
+  security: 5,
+  /** A service Bulwark depends on was unreachable (database, ledger, policy store). */
+  unavailable: 6,
+} as const;
+export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
+
+interface CodeInfo {
+  readonly exit: ExitCode;
+  readonly summary: string;
+}
+
+export const errorCodes = {
+  // core
+  ERR_INVALID_ARGUMENT: {
+    exit: ExitCode.usage,
+    summary: 'A parameter passed to a function or command was invalid.',
+  },
+  ERR_USAGE: {
+    exit: ExitCode.usage,
+    summary: 'The command line could not be parsed (unknown option, missing argument).',
+  },
+  ERR_INTERNAL: { exit: ExitCode.failure, summary: 'An unexpected internal failure; a bug to report.' },
+  ERR_FILE_NOT_FOUND: { exit: ExitCode.input, summary: 'A file or folder named by the user does not exist.' },
+  ERR_FILE_EXISTS: {
+    exit: ExitCode.input,
+    summary: 'An output file exists and overwriting was not asked for.',
+  },
+  ERR_IO: { exit: ExitCode.failure, summary: 'Reading or writing a file failed (permissions, disk full).' },
+  ERR_CONFIG_PARSE: { exit: ExitCode.config, summary: 'A YAML configuration file is not well-formed YAML.' },
+  ERR_CONFIG_INVALID: { exit: ExitCode.config, summary: 'A configuration file does not match its schema.' },
+  ERR_RNG_SEED: { exit: ExitCode.usage, summary: 'A PRNG seed is not an integer in the accepted range.' },
+  // data
+  ERR_CSV_PARSE: {
+    exit: ExitCode.input,
+    summary: 'A CSV file is malformed (bad quoting, wrong field count).',
+  },
+  ERR_PARQUET_READ: { exit: ExitCode.input, summary: 'A Parquet file could not be read.' },
+  ERR_FORMAT_UNSUPPORTED: {
+    exit: ExitCode.input,
+    summary: 'A file format or extension Bulwark does not read or write.',
+  },
+  ERR_SCHEMA_INVALID: { exit: ExitCode.input, summary: 'A schema file is malformed or inconsistent.' },
+  ERR_SCHEMA_MISMATCH: {
+    exit: ExitCode.input,
+    summary: 'Data does not match its schema (missing column, bad value).',
+  },
+  ERR_DATA_VALUE: {
+    exit: ExitCode.input,
+    summary: 'A value cannot be used: NaN, Infinity, non-numeric in a numeric column.',
+  },
+  ERR_COLUMN_NOT_FOUND: { exit: ExitCode.input, summary: 'A named column does not exist in the data.' },
+  ERR_DATASET_UNKNOWN: { exit: ExitCode.usage, summary: 'A dataset name is not in the dataset registry.' },
+  ERR_DATASET_MISSING: {
+    exit: ExitCode.input,
+    summary: 'A registered dataset’s files are not in the folder given.',
+  },
+  ERR_PREPROCESS_STATE: {
+    exit: ExitCode.input,
+    summary: 'A preprocessing step was used before fitting, or its saved state is invalid.',
+  },
+} as const satisfies Record<string, CodeInfo>;
+
+export type ErrorCode = keyof typeof errorCodes;

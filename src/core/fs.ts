@@ -1,0 +1,189 @@
+import { randomBytes } from 'node:crypto';
+import { createWriteStream, type WriteStream } from 'node:fs';
+import { access, mkdir, open, rename, stat, unlink } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { BulwarkError } from './errors.js';
+
+/**
+ * File helpers that never leave a half-written file behind: every write goes to a temporary file in the
+ * same folder, is fsync'ed, then renamed over the target (rename is atomic on POSIX file systems), and
+ * the folder is fsync'ed so the rename itself survives a crash.
+ */
+
+function tempPathFor(path: string): string {
+  return join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
+}
+
+/** Maps a Node.js file-system error to a Bulwark error naming the path. */
+export function fsError(e: unknown, path: string, action: string): BulwarkError {
+  const code = (e as NodeJS.ErrnoException | undefined)?.code;
+  if (code === 'ENOENT') {
+    return new BulwarkError('ERR_FILE_NOT_FOUND', `${action}: no such file or folder: ${path}`, {
+      cause: e,
+      details: { path },
+    });
+  }
+  if (code === 'EEXIST') {
+    return new BulwarkError('ERR_FILE_EXISTS', `${action}: file exists: ${path}`, {
+      cause: e,
+      details: { path },
+    });
+  }
+  const reason = code ?? (e instanceof Error ? e.message : 'unknown error');
+  return new BulwarkError('ERR_IO', `${action}: ${path}: ${reason}`, { cause: e, details: { path } });
+}
+
+/** Throws `ERR_FILE_NOT_FOUND` naming `what` when `path` does not exist. */
+export async function requireFile(path: string, what = 'file'): Promise<void> {
+  try {
+    const s = await stat(path);
+    if (!s.isFile()) throw new BulwarkError('ERR_FILE_NOT_FOUND', `${what} is not a regular file: ${path}`);
+  } catch (e) {
+    if (e instanceof BulwarkError) throw e;
+    throw fsError(e, path, `${what} not readable`);
+  }
+}
+
+export async function exists(path: string): Promise<boolean> {
+  try {
+    await access(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function fsyncDir(dir: string): Promise<void> {
+  const h = await open(dir, 'r');
+  try {
+    await h.sync();
+  } finally {
+    await h.close();
+  }
+}
+
+export interface AtomicWriteOptions {
+  /** File mode of the result (default 0o644; use 0o600 for anything secret). */
+  mode?: number;
+  /** Refuse with `ERR_FILE_EXISTS` when the target exists (default: overwrite). */
+  noClobber?: boolean;
+}
+
+/** Writes `data` to `path` atomically (temp file, fsync, rename, fsync folder). */
+export async function writeFileAtomic(
+  path: string,
+  data: string | Uint8Array,
+  opts: AtomicWriteOptions = {},
+): Promise<void> {
+  await withAtomicFile(path, opts, async (fd) => {
+    await fd.writeFile(data);
+  });
+}
+
+type FileHandle = Awaited<ReturnType<typeof open>>;
+
+async function withAtomicFile(
+  path: string,
+  opts: AtomicWriteOptions,
+  body: (fd: FileHandle) => Promise<void>,
+): Promise<void> {
+  if (opts.noClobber && (await exists(path))) {
+    throw new BulwarkError('ERR_FILE_EXISTS', `refusing to overwrite ${path}`, { details: { path } });
+  }
+  const dir = dirname(path);
+  try {
+    await mkdir(dir, { recursive: true });
+  } catch (e) {
+    throw fsError(e, dir, 'cannot create folder');
+  }
+  const tmp = tempPathFor(path);
+  let fd: FileHandle;
+  try {
+    fd = await open(tmp, 'wx', opts.mode ?? 0o644);
+  } catch (e) {
+    throw fsError(e, path, 'cannot write');
+  }
+  try {
+    await body(fd);
+    await fd.sync();
+    await fd.close();
+    await rename(tmp, path);
+    await fsyncDir(dir);
+  } catch (e) {
+    await fd.close().catch(() => undefined);
+    await unlink(tmp).catch(() => undefined);
+    throw e instanceof BulwarkError ? e : fsError(e, path, 'cannot write');
+  }
+}
+
+/**
+ * A write stream to a temporary file that becomes `path` only on {@link AtomicFileStream.commit};
+ * {@link AtomicFileStream.abort} (or any failure) deletes it. For large streamed outputs (CSV, encrypted
+ * files) where the whole content never sits in memory.
+ */
+export class AtomicFileStream {
+  readonly path: string;
+  readonly tempPath: string;
+  readonly stream: WriteStream;
+  #done = false;
+
+  private constructor(path: string, tempPath: string, stream: WriteStream) {
+    this.path = path;
+    this.tempPath = tempPath;
+    this.stream = stream;
+  }
+
+  static async create(path: string, opts: AtomicWriteOptions = {}): Promise<AtomicFileStream> {
+    if (opts.noClobber && (await exists(path))) {
+      throw new BulwarkError('ERR_FILE_EXISTS', `refusing to overwrite ${path}`, { details: { path } });
+    }
+    const dir = dirname(path);
+    try {
+      await mkdir(dir, { recursive: true });
+    } catch (e) {
+      throw fsError(e, dir, 'cannot create folder');
+    }
+    const tmp = tempPathFor(path);
+    const stream = createWriteStream(tmp, { flags: 'wx', mode: opts.mode ?? 0o644 });
+    await new Promise<void>((resolve, reject) => {
+      stream.once('open', () => resolve());
+      stream.once('error', (e) => reject(fsError(e, path, 'cannot write')));
+    });
+    return new AtomicFileStream(path, tmp, stream);
+  }
+
+  /** Ends the stream, fsyncs, and renames the temporary file over the target. */
+  async commit(): Promise<void> {
+    if (this.#done) return;
+    this.#done = true;
+    try {
+      await new Promise<void>((resolve, reject) => {
+        this.stream.once('error', reject);
+        this.stream.end(() => resolve());
+      });
+      const h = await open(this.tempPath, 'r+');
+      try {
+        await h.sync();
+      } finally {
+        await h.close();
+      }
+      await rename(this.tempPath, this.path);
+      await fsyncDir(dirname(this.path));
+    } catch (e) {
+      await unlink(this.tempPath).catch(() => undefined);
+      throw fsError(e, this.path, 'cannot write');
+    }
+  }
+
+  /** Discards everything written; the target is left as it was. */
+  async abort(): Promise<void> {
+    if (this.#done) return;
+    this.#done = true;
+    await new Promise<void>((resolve) => {
+      this.stream.destroy();
+      this.stream.once('close', () => resolve());
+      if (this.stream.closed) resolve();
+    });
+    await unlink(this.tempPath).catch(() => undefined);
+  }
+}

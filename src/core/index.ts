@@ -1,0 +1,20 @@
+export { formatPath, loadConfig, parseConfig, validateConfig } from './config.js';
+export { type ErrorCode, ExitCode, errorCodes } from './error-codes.js';
+export { BulwarkError, type BulwarkErrorOptions, invalidArgument, isBulwarkError } from './errors.js';
+export {
+  AtomicFileStream,
+  type AtomicWriteOptions,
+  exists,
+  fsError,
+  requireFile,
+  writeFileAtomic,
+} from './fs.js';
+export { makeRng, Rng, SecureRng, type Seed, SeededRng } from './rng.js';
+export {
+  requireFinite,
+  requireInteger,
+  requireNonEmptyString,
+  requireNumberIn,
+  requireOneOf,
+  requirePositive,
+} from './validate.js';

@@ -1,0 +1,64 @@
+import { invalidArgument } from './errors.js';
+
+/**
+ * Up-front parameter checks (after ART's `_check_params`): each throws `ERR_INVALID_ARGUMENT` with a
+ * message naming the parameter and what was expected.
+ */
+
+export function requireFinite(name: string, v: unknown): number {
+  if (typeof v !== 'number' || !Number.isFinite(v)) throw invalidArgument(name, 'a finite number', v);
+  return v;
+}
+
+export function requireInteger(name: string, v: unknown, min = -Infinity, max = Infinity): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+    const range = rangeText(min, max);
+    throw invalidArgument(name, `an integer${range}`, v);
+  }
+  return v;
+}
+
+export function requireNumberIn(
+  name: string,
+  v: unknown,
+  min: number,
+  max: number,
+  opts: { minExclusive?: boolean; maxExclusive?: boolean } = {},
+): number {
+  const ok =
+    typeof v === 'number' &&
+    Number.isFinite(v) &&
+    (opts.minExclusive ? v > min : v >= min) &&
+    (opts.maxExclusive ? v < max : v <= max);
+  if (!ok) {
+    const lo = opts.minExclusive ? '(' : '[';
+    const hi = opts.maxExclusive ? ')' : ']';
+    throw invalidArgument(name, `a number in ${lo}${min}, ${max}${hi}`, v);
+  }
+  return v as number;
+}
+
+export function requirePositive(name: string, v: unknown): number {
+  if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0)
+    throw invalidArgument(name, 'a positive number', v);
+  return v;
+}
+
+export function requireOneOf<T extends string>(name: string, v: unknown, allowed: readonly T[]): T {
+  if (typeof v !== 'string' || !(allowed as readonly string[]).includes(v)) {
+    throw invalidArgument(name, `one of ${allowed.join(', ')}`, v);
+  }
+  return v as T;
+}
+
+export function requireNonEmptyString(name: string, v: unknown): string {
+  if (typeof v !== 'string' || v.length === 0) throw invalidArgument(name, 'a non-empty string', v);
+  return v;
+}
+
+function rangeText(min: number, max: number): string {
+  if (min === -Infinity && max === Infinity) return '';
+  if (max === Infinity) return ` >= ${min}`;
+  if (min === -Infinity) return ` <= ${max}`;
+  return ` in [${min}, ${max}]`;
+}
