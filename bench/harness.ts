@@ -1,0 +1,195 @@
+/**
+ * The benchmark harness behind `npm run bench -- [NAME...]`.
+ *
+ * A benchmark measures Bulwark and, in the same run, the peer it compares with (so the ratio is taken
+ * under the same machine load: this machine is shared and noisy). Each figure keeps every sample; the
+ * harness reports min / median / max and the ratio of medians, prints a Markdown table, and writes
+ * `bench/results/NAME.json` atomically with the machine, Node and package versions.
+ *
+ * Benchmarks are never part of the test suite.
+ */
+import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { cpus, type as osType, release, totalmem } from 'node:os';
+import { dirname, join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+
+export const BENCH_DIR = dirname(fileURLToPath(import.meta.url));
+export const REPO_ROOT = join(BENCH_DIR, '..');
+
+/** One measured quantity for one system (Bulwark or a peer), with every sample. */
+export interface Figure {
+  /** Stable id, unique within the benchmark, e.g. `synth.rows_per_s`. */
+  id: string;
+  /** Human label for the table. */
+  label: string;
+  /** `bulwark` or the peer's name, e.g. `scikit-learn 1.2.1`. */
+  system: string;
+  unit: string;
+  /** Whether a larger value is better (throughput, accuracy) or worse (time). */
+  better: 'higher' | 'lower';
+  samples: number[];
+}
+
+/** A ratio between two figures' medians: `of / to`. */
+export interface RatioSpec {
+  label: string;
+  of: string;
+  to: string;
+}
+
+export interface BenchOutput {
+  figures: Figure[];
+  ratios?: RatioSpec[];
+  /** Facts a reader needs to interpret the figures (sizes, parameters, what limits a figure). */
+  notes?: string[];
+  /** Non-timing results (accuracy, parity checks) to keep alongside. */
+  facts?: Record<string, string | number | boolean>;
+}
+
+export interface BenchContext {
+  /** Repeats for timed figures (default 5; `--quick`: 2). */
+  repeats: number;
+  /** `--quick`: smaller sizes, for a smoke run. */
+  quick: boolean;
+  /** A line of progress on stderr. */
+  log(message: string): void;
+  /** The Python that has the peers' packages (`BULWARK_PYTHON`, default /usr/bin/python3). */
+  python: string;
+  /** Where peers' checkouts live (`BULWARK_PEERS`, default bench/peers; git-ignored). */
+  peersDir: string;
+  /** The shared datasets folder (`BULWARK_DATASETS`, default ../shared/datasets). */
+  datasetsDir: string;
+}
+
+export interface Benchmark {
+  name: string;
+  description: string;
+  run(ctx: BenchContext): Promise<BenchOutput>;
+}
+
+export interface FigureSummary extends Figure {
+  min: number;
+  median: number;
+  max: number;
+}
+
+export interface RatioResult extends RatioSpec {
+  value: number;
+}
+
+/** Median of a non-empty sample (mean of the middle two when even). */
+export function median(xs: readonly number[]): number {
+  if (xs.length === 0) return Number.NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
+}
+
+export function summarise(f: Figure): FigureSummary {
+  return { ...f, min: Math.min(...f.samples), median: median(f.samples), max: Math.max(...f.samples) };
+}
+
+export function computeRatios(figs: readonly FigureSummary[], specs: readonly RatioSpec[]): RatioResult[] {
+  const byId = new Map(figs.map((f) => [f.id, f]));
+  return specs.map((r) => {
+    const a = byId.get(r.of);
+    const b = byId.get(r.to);
+    if (!a || !b) throw new Error(`ratio ${r.label}: unknown figure ${a ? r.to : r.of}`);
+    return { ...r, value: a.median / b.median };
+  });
+}
+
+/** Runs `fn` `repeats` times and returns the wall-clock seconds of each run. */
+export async function timeRepeats(repeats: number, fn: () => Promise<unknown> | unknown): Promise<number[]> {
+  const out: number[] = [];
+  for (let i = 0; i < repeats; i++) {
+    const t0 = performance.now();
+    await fn();
+    out.push((performance.now() - t0) / 1000);
+  }
+  return out;
+}
+
+const run = promisify(execFile);
+
+/**
+ * Runs a Python peer script (from bench/scripts/) with the peers' Python and returns its stdout parsed
+ * as JSON. The script prints exactly one JSON document on stdout.
+ */
+export async function runPython(
+  ctx: BenchContext,
+  script: string,
+  args: readonly string[] = [],
+  env: Record<string, string> = {},
+): Promise<unknown> {
+  const { stdout } = await run(ctx.python, [join(BENCH_DIR, 'scripts', script), ...args], {
+    env: { ...process.env, ...env },
+    maxBuffer: 64 * 1024 * 1024,
+  });
+  return JSON.parse(stdout);
+}
+
+/** Whether the peers' Python has the given modules; the reason when not. */
+export async function pythonHas(ctx: BenchContext, modules: readonly string[]): Promise<string | null> {
+  try {
+    await run(ctx.python, ['-c', modules.map((m) => `import ${m}`).join('; ')]);
+    return null;
+  } catch {
+    return `${ctx.python} lacks ${modules.join(', ')}: apt-get install ${modules
+      .map((m) => `python3-${m === 'sklearn' ? 'sklearn' : m}`)
+      .join(' ')}`;
+  }
+}
+
+export function machineInfo(): Record<string, string | number> {
+  const c = cpus();
+  const pkg = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string };
+  return {
+    os: `${osType()} ${release()}`,
+    cpu: c[0]?.model ?? 'unknown',
+    cores: c.length,
+    memoryGiB: Math.round(totalmem() / 2 ** 30),
+    node: process.version,
+    bulwark: pkg.version,
+  };
+}
+
+function fmt(x: number): string {
+  if (!Number.isFinite(x)) return String(x);
+  const a = Math.abs(x);
+  if (a >= 1e6) return x.toExponential(3);
+  if (a >= 100) return x.toFixed(0);
+  if (a >= 1) return x.toFixed(3);
+  if (a === 0) return '0';
+  return x.toPrecision(3);
+}
+
+/** The Markdown table printed by `npm run bench` and pasted into notes and docs. */
+export function markdownTable(
+  name: string,
+  figs: readonly FigureSummary[],
+  ratios: readonly RatioResult[],
+): string {
+  const lines = [
+    `### ${name}`,
+    '',
+    '| figure | system | median | min | max | unit | n |',
+    '|---|---|---:|---:|---:|---|---:|',
+    ...figs.map(
+      (f) =>
+        `| ${f.label} | ${f.system} | ${fmt(f.median)} | ${fmt(f.min)} | ${fmt(f.max)} | ${f.unit} | ${f.samples.length} |`,
+    ),
+  ];
+  if (ratios.length > 0) {
+    lines.push(
+      '',
+      '| ratio | value |',
+      '|---|---:|',
+      ...ratios.map((r) => `| ${r.label} | ${fmt(r.value)} |`),
+    );
+  }
+  return lines.join('\n');
+}
