@@ -79,6 +79,29 @@ export const errorCodes = {
     exit: ExitCode.input,
     summary: 'A preprocessing step was used before fitting, or its saved state is invalid.',
   },
+  // ml
+  ERR_SHAPE_MISMATCH: {
+    exit: ExitCode.input,
+    summary: 'Arrays, data or a model do not have the shapes they must have to be used together.',
+  },
+  ERR_LABEL_INVALID: {
+    exit: ExitCode.input,
+    summary: 'Labels cannot be trained on: not integers in range, or only one class.',
+  },
+  ERR_MODEL_STATE: {
+    exit: ExitCode.input,
+    summary: 'A model was used before training, or saved model state is invalid or of another version.',
+  },
+  ERR_TRAINING_DIVERGED: {
+    exit: ExitCode.failure,
+    summary: 'Training produced a non-finite loss or weights (learning rate too high?).',
+  },
+  ERR_ONNX_INVALID: { exit: ExitCode.input, summary: 'An ONNX file is malformed or not a model Bulwark can use.' },
+  ERR_ONNX_UNSUPPORTED_OP: {
+    exit: ExitCode.input,
+    summary: 'An ONNX graph uses an operator (or attribute) Bulwark cannot import.',
+  },
+  ERR_ONNX_RUNTIME: { exit: ExitCode.failure, summary: 'ONNX Runtime failed to load or run a model.' },
 } as const satisfies Record<string, CodeInfo>;
 
 export type ErrorCode = keyof typeof errorCodes;

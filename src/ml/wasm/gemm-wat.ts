@@ -1,0 +1,104 @@
+/**
+ * Generates the WebAssembly text of the SIMD matrix-multiply micro-kernel.
+ *
+ * The kernel computes, for the full MR x NR blocks of C only (the caller does the ragged edges):
+ *
+ *   C[i, j] (+)= sum_k A[i, k] * B[k, j]
+ *
+ * with A read through byte strides (`rsa` between rows, `csa` between columns, so A or A^T is read in
+ * place) and B, C row-major with leading dimensions `ldb`, `ldc` (bytes). Register blocking after Goto &
+ * van de Geijn, "Anatomy of high-performance matrix multiplication" (ACM TOMS 2008): an MR x NR block of
+ * C lives in MR * NR/4 v128 accumulators while k runs, each A element is splatted once and multiplied
+ * into NR/4 vectors of B's row k. The loop order is j-panel outer, i-block inner, so a K x NR panel of B
+ * stays in L1/L2 across all row blocks. The kernel is generated (not hand-unrolled) so that the block
+ * shape can be re-measured; `scripts/build-ml-wasm.ts` compiles it with wabt into `gemm-bytes.ts`.
+ */
+export interface KernelShape {
+  /** Rows of C per block. */
+  mr: number;
+  /** Columns of C per block (a multiple of 4: one v128 holds 4 f32). */
+  nr: number;
+}
+
+/** The block shape the committed kernel was built with (measured best on x86-64 with 16 xmm registers). */
+export const KERNEL_SHAPE: KernelShape = { mr: 4, nr: 16 };
+
+export function gemmWat(shape: KernelShape = KERNEL_SHAPE): string {
+  const { mr, nr } = shape;
+  if (!Number.isInteger(mr) || mr < 1 || !Number.isInteger(nr) || nr < 4 || nr % 4 !== 0) {
+    throw new Error(`bad kernel shape ${mr}x${nr}`);
+  }
+  const nv = nr / 4;
+  const acc = (r: number, v: number) => `$c${r}_${v}`;
+  const locals: string[] = [];
+  for (let r = 0; r < mr; r++) for (let v = 0; v < nv; v++) locals.push(`(local ${acc(r, v)} v128)`);
+  for (let v = 0; v < nv; v++) locals.push(`(local $b${v} v128)`);
+  for (let r = 0; r < mr; r++) locals.push(`(local $pa${r} i32)`);
+
+  const lines: string[] = [];
+  const emit = (s: string) => lines.push(s);
+  emit('(module');
+  emit('  (memory (export "memory") 1)');
+  emit(
+    '  (func (export "gemm") (param $m i32) (param $n i32) (param $k i32) (param $a i32) (param $rsa i32) (param $csa i32) (param $b i32) (param $ldb i32) (param $c i32) (param $ldc i32) (param $beta i32)',
+  );
+  emit('    (local $i i32) (local $j i32) (local $kk i32) (local $pb i32) (local $pc i32) (local $av v128)');
+  emit(`    ${locals.join(' ')}`);
+  // j loop over column panels
+  emit('    (local.set $j (i32.const 0))');
+  emit('    (block $jdone (loop $jloop');
+  emit(`      (br_if $jdone (i32.gt_u (i32.add (local.get $j) (i32.const ${nr})) (local.get $n)))`);
+  emit('      (local.set $i (i32.const 0))');
+  emit('      (block $idone (loop $iloop');
+  emit(`        (br_if $idone (i32.gt_u (i32.add (local.get $i) (i32.const ${mr})) (local.get $m)))`);
+  // zero or load accumulators
+  emit('        (if (local.get $beta) (then');
+  for (let r = 0; r < mr; r++) {
+    emit(
+      `          (local.set $pc (i32.add (local.get $c) (i32.add (i32.mul (i32.add (local.get $i) (i32.const ${r})) (local.get $ldc)) (i32.shl (local.get $j) (i32.const 2)))))`,
+    );
+    for (let v = 0; v < nv; v++)
+      emit(`          (local.set ${acc(r, v)} (v128.load offset=${v * 16} (local.get $pc)))`);
+  }
+  emit('        ) (else');
+  for (let r = 0; r < mr; r++)
+    for (let v = 0; v < nv; v++) emit(`          (local.set ${acc(r, v)} (v128.const i32x4 0 0 0 0))`);
+  emit('        ))');
+  // row pointers into A
+  emit('        (local.set $pa0 (i32.add (local.get $a) (i32.mul (local.get $i) (local.get $rsa))))');
+  for (let r = 1; r < mr; r++)
+    emit(`        (local.set $pa${r} (i32.add (local.get $pa${r - 1}) (local.get $rsa)))`);
+  emit('        (local.set $pb (i32.add (local.get $b) (i32.shl (local.get $j) (i32.const 2))))');
+  emit('        (local.set $kk (local.get $k))');
+  emit('        (block $kdone (loop $kloop');
+  emit('          (br_if $kdone (i32.eqz (local.get $kk)))');
+  for (let v = 0; v < nv; v++)
+    emit(`          (local.set $b${v} (v128.load offset=${v * 16} (local.get $pb)))`);
+  for (let r = 0; r < mr; r++) {
+    emit(`          (local.set $av (f32x4.splat (f32.load (local.get $pa${r}))))`);
+    for (let v = 0; v < nv; v++) {
+      emit(
+        `          (local.set ${acc(r, v)} (f32x4.add (local.get ${acc(r, v)}) (f32x4.mul (local.get $av) (local.get $b${v}))))`,
+      );
+    }
+    emit(`          (local.set $pa${r} (i32.add (local.get $pa${r}) (local.get $csa)))`);
+  }
+  emit('          (local.set $pb (i32.add (local.get $pb) (local.get $ldb)))');
+  emit('          (local.set $kk (i32.sub (local.get $kk) (i32.const 1)))');
+  emit('          (br $kloop)))');
+  // store
+  for (let r = 0; r < mr; r++) {
+    emit(
+      `        (local.set $pc (i32.add (local.get $c) (i32.add (i32.mul (i32.add (local.get $i) (i32.const ${r})) (local.get $ldc)) (i32.shl (local.get $j) (i32.const 2)))))`,
+    );
+    for (let v = 0; v < nv; v++)
+      emit(`        (v128.store offset=${v * 16} (local.get $pc) (local.get ${acc(r, v)}))`);
+  }
+  emit(`        (local.set $i (i32.add (local.get $i) (i32.const ${mr})))`);
+  emit('        (br $iloop)))');
+  emit(`      (local.set $j (i32.add (local.get $j) (i32.const ${nr})))`);
+  emit('      (br $jloop)))');
+  emit('  )');
+  emit(')');
+  return `${lines.join('\n')}\n`;
+}
