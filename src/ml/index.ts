@@ -1,0 +1,58 @@
+/**
+ * The ML core: numeric kernels, logistic regression and MLP models with first-class gradients,
+ * training, metrics, and ONNX export/import. See docs/ml.md.
+ */
+export {
+  ACTIVATIONS,
+  type ActivationName,
+  DEFAULT_TEMPERED,
+  type TemperedSigmoid,
+} from './activations.js';
+export {
+  add,
+  addRowVector,
+  argmaxRows,
+  axpy,
+  colSums,
+  dot,
+  gemm,
+  gemmBackend,
+  logSumExp,
+  logSumExpRows,
+  max,
+  mul,
+  norm2,
+  scale,
+  setGemmBackend,
+  sigmoid,
+  softmaxRows,
+  softplus,
+  sub,
+  sum,
+  sumSquares,
+  transpose,
+} from './kernels.js';
+export {
+  type ForwardCache,
+  type Head,
+  type LossOptions,
+  logisticRegression,
+  mlp,
+  Network,
+  type NetworkJson,
+  type NetworkSpec,
+  type Preprocessing,
+} from './network.js';
+export { Adam, type AdamOptions, type Optimizer, type OptimizerName, Sgd, type SgdOptions } from './optim.js';
+export {
+  checkLabelledData,
+  type EpochRecord,
+  evaluate,
+  type LabelledData,
+  resolveClassWeights,
+  splitValidation,
+  type TrainOptions,
+  type TrainProgress,
+  type TrainResult,
+  train,
+} from './train.js';

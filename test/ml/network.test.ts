@@ -1,0 +1,205 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { isBulwarkError, SeededRng } from '../../src/core/index.js';
+import type { ActivationName } from '../../src/ml/activations.js';
+import { logisticRegression, Network, type Preprocessing } from '../../src/ml/network.js';
+
+/**
+ * Gradients against central finite differences. The forward pass is float32, so the step is 1e-2 for
+ * the parameters and the tolerance is relative to the gradient's scale; a sign error, a missing
+ * factor or a wrong layer shows up as an O(1) difference.
+ */
+function fdCheck(
+  analytic: ArrayLike<number>,
+  f: (i: number, h: number) => number,
+  idx: number[],
+  h = 1e-2,
+  tol = 2e-3,
+) {
+  for (const i of idx) {
+    const fd = (f(i, h) - f(i, -h)) / (2 * h);
+    const a = analytic[i]!;
+    assert.ok(
+      Math.abs(fd - a) <= tol * Math.max(1, Math.abs(a), Math.abs(fd)),
+      `index ${i}: analytic ${a}, finite difference ${fd}`,
+    );
+  }
+}
+
+function sampleIdx(rng: SeededRng, n: number, count: number): number[] {
+  return Array.from({ length: Math.min(n, count) }, () => rng.int(n));
+}
+
+interface Case {
+  name: string;
+  hidden: number[];
+  activation: ActivationName;
+  classes: number;
+  prep: boolean;
+}
+
+const cases: Case[] = [
+  { name: 'binary logistic regression', hidden: [], activation: 'relu', classes: 2, prep: true },
+  { name: 'multinomial logistic regression', hidden: [], activation: 'relu', classes: 4, prep: false },
+  { name: 'tanh MLP, softmax', hidden: [7, 5], activation: 'tanh', classes: 3, prep: true },
+  { name: 'relu MLP, sigmoid head', hidden: [6], activation: 'relu', classes: 2, prep: false },
+  { name: 'sigmoid MLP', hidden: [5], activation: 'sigmoid', classes: 3, prep: false },
+  { name: 'tempered-sigmoid MLP', hidden: [5, 4], activation: 'tempered-sigmoid', classes: 3, prep: true },
+];
+
+function makeCase(c: Case, seed: number) {
+  const rng = new SeededRng(seed);
+  const d = 6;
+  const rows = 9;
+  const prep: Preprocessing | null = c.prep
+    ? {
+        kind: 'sub-div',
+        sub: rng.fillUniform(new Float32Array(d), -1, 1),
+        div: rng.fillUniform(new Float32Array(d), 0.5, 2),
+      }
+    : null;
+  const net = new Network({
+    inputs: d,
+    hidden: c.hidden,
+    activation: c.activation,
+    classes: c.classes,
+    rng: seed,
+    preprocessing: prep,
+    tempered: { scale: 1.5, inverseTemperature: 1.2, offset: 0.4 },
+  });
+  // Logistic regression starts at zero; give it non-trivial weights.
+  if (c.hidden.length === 0) rng.fillUniform(net.params, -0.5, 0.5);
+  const x = rng.fillUniform(new Float32Array(rows * d), -2, 2);
+  const y = Int32Array.from({ length: rows }, () => rng.int(c.classes));
+  const w = Float32Array.from({ length: rows }, () => rng.uniform(0.5, 2));
+  return { net, x, y, w, rows, d, rng };
+}
+
+describe('Network gradients match finite differences', () => {
+  cases.forEach((c, ci) => {
+    it(`${c.name}: parameter gradient with L2 and sample weights`, () => {
+      const { net, x, y, w, rows, rng } = makeCase(c, 100 + ci);
+      const opts = { l2: 0.03, sampleWeights: w };
+      const { gradient } = net.lossAndGradient(x, y, rows, opts);
+      const p0 = net.params.slice();
+      fdCheck(
+        gradient,
+        (i, h) => {
+          net.params.set(p0);
+          net.params[i] = p0[i]! + h;
+          const l = net.lossAndGradient(x, y, rows, opts).loss;
+          net.params.set(p0);
+          return l;
+        },
+        sampleIdx(rng, net.params.length, 40),
+      );
+    });
+
+    it(`${c.name}: input gradient of each example's loss`, () => {
+      const { net, x, y, w, rows, d, rng } = makeCase(c, 200 + ci);
+      const { gradient, losses } = net.inputGradient(x, y, rows, { sampleWeights: w });
+      assert.equal(gradient.length, rows * d);
+      fdCheck(
+        gradient,
+        (i, h) => {
+          const r = Math.floor(i / d);
+          const xr = x.slice(r * d, (r + 1) * d);
+          xr[i % d] = xr[i % d]! + h;
+          const one = net.inputGradient(xr, y.subarray(r, r + 1), 1, { sampleWeights: w.subarray(r, r + 1) });
+          return one.losses[0]!;
+        },
+        sampleIdx(rng, rows * d, 30),
+      );
+      // Each per-example loss equals the batch-of-one loss (no batch coupling).
+      const l3 = net.inputGradient(x.subarray(3 * d, 4 * d), y.subarray(3, 4), 1, {
+        sampleWeights: w.subarray(3, 4),
+      }).losses[0]!;
+      assert.ok(Math.abs(l3 - losses[3]!) < 1e-6);
+    });
+
+    it(`${c.name}: per-example gradient norms and clipped sum equal the materialised gradients`, () => {
+      const { net, x, y, w, rows, d } = makeCase(c, 300 + ci);
+      const norms = net.perExampleGradientNorms(x, y, rows, { sampleWeights: w });
+      const perEx: Float32Array[] = [];
+      for (let r = 0; r < rows; r++) {
+        const g = net.lossAndGradient(x.subarray(r * d, (r + 1) * d), y.subarray(r, r + 1), 1, {
+          sampleWeights: w.subarray(r, r + 1),
+        }).gradient;
+        perEx.push(g);
+        let sq = 0;
+        for (const v of g) sq += v * v;
+        assert.ok(
+          Math.abs(Math.sqrt(sq) - norms[r]!) <= 1e-4 * Math.max(1, norms[r]!),
+          `row ${r}: ${Math.sqrt(sq)} vs ${norms[r]}`,
+        );
+      }
+      const sorted = [...norms].sort((a, b) => a - b);
+      const C = sorted[Math.floor(rows / 2)]!; // about half the examples get clipped
+      const { sum, clipped, norms: n2 } = net.clippedGradientSum(x, y, rows, C, { sampleWeights: w });
+      assert.deepEqual([...n2], [...norms]);
+      assert.equal(clipped, norms.filter((v) => v > C).length);
+      const expect = new Float64Array(net.params.length);
+      perEx.forEach((g, r) => {
+        const f = Math.min(1, C / norms[r]!);
+        for (let i = 0; i < g.length; i++) expect[i] = expect[i]! + f * g[i]!;
+      });
+      for (let i = 0; i < expect.length; i++)
+        assert.ok(Math.abs(expect[i]! - sum[i]!) < 1e-4 * Math.max(1, Math.abs(expect[i]!)));
+    });
+  });
+});
+
+describe('Network', () => {
+  it('sigmoid head probabilities are [1 - p, p] and predictions threshold at 0.5', () => {
+    const net = logisticRegression({ inputs: 2, classes: 2 });
+    net.params.set([1, -1, 0.5]);
+    const x = new Float32Array([1, 0, 0, 3]);
+    const p = net.predictProba(x, 2);
+    const s = 1 / (1 + Math.exp(-1.5));
+    assert.ok(Math.abs(p[1]! - s) < 1e-6 && Math.abs(p[0]! - (1 - s)) < 1e-6);
+    assert.deepEqual([...net.predict(x, 2)], [1, 0]);
+  });
+
+  it('toJSON / load round-trips and rejects other versions and shapes', () => {
+    const net = new Network({ inputs: 3, hidden: [4], classes: 3, activation: 'tanh', rng: 5 });
+    net.setPreprocessing({
+      kind: 'mul-add',
+      mul: new Float32Array([1, 2, 3]),
+      add: new Float32Array([0, 1, 0]),
+    });
+    const json = JSON.parse(JSON.stringify(net.toJSON()));
+    const back = Network.load(json);
+    assert.deepEqual([...back.params], [...net.params]);
+    const x = new Float32Array([0.1, 0.2, 0.3]);
+    assert.deepEqual([...back.predictProba(x, 1)], [...net.predictProba(x, 1)]);
+    assert.throws(
+      () => Network.load({ ...json, version: 99 }),
+      (e) => isBulwarkError(e, 'ERR_MODEL_STATE') && /version 99/.test(e.message),
+    );
+    assert.throws(
+      () => Network.load({ ...json, hidden: [5] }),
+      (e) => isBulwarkError(e, 'ERR_MODEL_STATE') && /params has/.test(e.message),
+    );
+    assert.throws(
+      () => Network.load('x'),
+      (e) => isBulwarkError(e, 'ERR_MODEL_STATE'),
+    );
+  });
+
+  it('rejects bad labels and parameters with their codes', () => {
+    const net = new Network({ inputs: 2, classes: 3 });
+    assert.throws(
+      () => net.lossAndGradient(new Float32Array(2), [3], 1),
+      (e) => isBulwarkError(e, 'ERR_LABEL_INVALID') && /row 0/.test(e.message),
+    );
+    assert.throws(
+      () => new Network({ inputs: 2, classes: 1 }),
+      (e) => isBulwarkError(e, 'ERR_INVALID_ARGUMENT') && /classes/.test(e.message),
+    );
+    assert.throws(() => new Network({ inputs: 2, classes: 3, head: 'sigmoid' }), /head/);
+    assert.throws(
+      () => net.forward(new Float32Array(5), 2),
+      (e) => isBulwarkError(e, 'ERR_SHAPE_MISMATCH'),
+    );
+  });
+});
