@@ -33,6 +33,20 @@ export {
   transpose,
 } from './kernels.js';
 export {
+  type Average,
+  accuracy,
+  averagePrecision,
+  binaryReport,
+  confusionMatrix,
+  fprAtThreshold,
+  type PrecisionRecallF1,
+  precisionRecallF1,
+  type RocCurve,
+  rocAuc,
+  rocCurve,
+  thresholdForFpr,
+} from './metrics.js';
+export {
   type ForwardCache,
   type Head,
   type LossOptions,
