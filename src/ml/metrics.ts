@@ -67,7 +67,8 @@ export function confusionMatrix(yTrue: Labels, yPred: Labels, classes: number): 
         );
       }
     }
-    (m[t] as number[])[p]++;
+    const row = m[t] as number[];
+    row[p] = (row[p] as number) + 1;
   }
   return m;
 }
