@@ -1,0 +1,54 @@
+import { extname } from 'node:path';
+import { type AtomicWriteOptions, BulwarkError } from '../core/index.js';
+import { type CsvDatasetOptions, type CsvWriteOptions, readCsvDataset, writeCsv } from './csv.js';
+import type { Dataset } from './dataset.js';
+import { readParquet, writeParquet } from './parquet.js';
+
+/** File formats the data layer reads and writes. */
+export type DataFormat = 'csv' | 'parquet';
+
+/**
+ * The format of a data file from its extension (`.csv`, `.tsv` as CSV with tabs, `.parquet`, `.pq`);
+ * anything else is `ERR_FORMAT_UNSUPPORTED`.
+ */
+export function formatOf(path: string): DataFormat {
+  const ext = extname(path).toLowerCase();
+  if (ext === '.csv' || ext === '.tsv' || ext === '.txt') return 'csv';
+  if (ext === '.parquet' || ext === '.pq') return 'parquet';
+  throw new BulwarkError(
+    'ERR_FORMAT_UNSUPPORTED',
+    `cannot tell the format of ${path} from its extension "${ext || '(none)'}"; use .csv or .parquet`,
+    { details: { path } },
+  );
+}
+
+/**
+ * Reads a CSV or Parquet file (by extension) into a dataset. CSV options apply to CSV files only; a
+ * `.tsv` file defaults to a tab delimiter.
+ *
+ * @example
+ * ```ts
+ * const ds = await readDataset('transactions.parquet');
+ * ```
+ */
+export async function readDataset(path: string, csv: CsvDatasetOptions = {}): Promise<Dataset> {
+  const format = formatOf(path);
+  if (format === 'parquet') return readParquet(path);
+  const opts =
+    extname(path).toLowerCase() === '.tsv' && csv.delimiter === undefined ? { ...csv, delimiter: '\t' } : csv;
+  return readCsvDataset(path, opts);
+}
+
+/** Writes a dataset as CSV or Parquet (by extension), atomically. */
+export async function writeDataset(
+  path: string,
+  ds: Dataset,
+  opts: CsvWriteOptions & AtomicWriteOptions = {},
+): Promise<void> {
+  if (formatOf(path) === 'parquet') return writeParquet(path, ds, opts);
+  const o =
+    extname(path).toLowerCase() === '.tsv' && opts.delimiter === undefined
+      ? { ...opts, delimiter: '\t' }
+      : opts;
+  return writeCsv(path, ds, o);
+}
