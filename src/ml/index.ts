@@ -57,6 +57,17 @@ export {
   type NetworkSpec,
   type Preprocessing,
 } from './network.js';
+export {
+  INPUT_NAME,
+  LOGITS_NAME,
+  ONNX_IR_VERSION,
+  ONNX_OPSET,
+  type OnnxExportOptions,
+  PROBABILITIES_NAME,
+  toOnnx,
+} from './onnx/export.js';
+export { fromOnnx, type OnnxImportOptions, type OnnxImportResult } from './onnx/import.js';
+export { OnnxRuntimeModel } from './onnx/runtime.js';
 export { Adam, type AdamOptions, type Optimizer, type OptimizerName, Sgd, type SgdOptions } from './optim.js';
 export {
   checkLabelledData,

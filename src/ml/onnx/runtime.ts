@@ -1,0 +1,112 @@
+/**
+ * Inference through ONNX Runtime (`onnxruntime-node`, CPU execution provider). The native binding is
+ * loaded on first use only, so commands that never run ONNX Runtime do not pay for it.
+ */
+import { BulwarkError, requireInteger } from '../../core/index.js';
+
+type Ort = typeof import('onnxruntime-node');
+type Session = Awaited<ReturnType<Ort['InferenceSession']['create']>>;
+
+let ortPromise: Promise<Ort> | undefined;
+
+async function ort(): Promise<Ort> {
+  ortPromise ??= import('onnxruntime-node').catch((e: unknown) => {
+    ortPromise = undefined;
+    throw new BulwarkError(
+      'ERR_ONNX_RUNTIME',
+      `onnxruntime-node could not be loaded: ${(e as Error).message}`,
+      {
+        cause: e,
+      },
+    );
+  });
+  return ortPromise;
+}
+
+/** An ONNX model opened in ONNX Runtime, taking one float32 [batch, features] input. */
+export class OnnxRuntimeModel {
+  readonly #session: Session;
+  readonly #ort: Ort;
+  /** Name of the graph input. */
+  readonly inputName: string;
+  /** Names of the graph outputs, in graph order. */
+  readonly outputNames: readonly string[];
+
+  private constructor(o: Ort, session: Session) {
+    this.#ort = o;
+    this.#session = session;
+    if (session.inputNames.length !== 1) {
+      throw new BulwarkError('ERR_ONNX_INVALID', `model has ${session.inputNames.length} inputs, expected 1`);
+    }
+    this.inputName = session.inputNames[0] as string;
+    this.outputNames = [...session.outputNames];
+  }
+
+  /** Opens a model from its bytes, with `threads` intra-op threads (default 1: the machine is shared). */
+  static async create(bytes: Uint8Array, options: { threads?: number } = {}): Promise<OnnxRuntimeModel> {
+    const threads = requireInteger('threads', options.threads ?? 1, 1, 256);
+    const o = await ort();
+    try {
+      const session = await o.InferenceSession.create(bytes, {
+        executionProviders: ['cpu'],
+        intraOpNumThreads: threads,
+        interOpNumThreads: 1,
+        graphOptimizationLevel: 'all',
+      });
+      return new OnnxRuntimeModel(o, session);
+    } catch (e) {
+      if (e instanceof BulwarkError) throw e;
+      throw new BulwarkError(
+        'ERR_ONNX_RUNTIME',
+        `ONNX Runtime could not open the model: ${(e as Error).message}`,
+        {
+          cause: e,
+        },
+      );
+    }
+  }
+
+  /** Runs `rows` examples (`rows x features` row-major) and returns every output by name. */
+  async run(
+    x: Float32Array,
+    rows: number,
+    features: number,
+  ): Promise<Record<string, { data: Float32Array; dims: readonly number[] }>> {
+    requireInteger('rows', rows, 1);
+    requireInteger('features', features, 1);
+    if (x.length !== rows * features) {
+      throw new BulwarkError(
+        'ERR_SHAPE_MISMATCH',
+        `x: expected ${rows * features} values (${rows} x ${features}), got ${x.length}`,
+      );
+    }
+    let out: Awaited<ReturnType<Session['run']>>;
+    try {
+      out = await this.#session.run({
+        [this.inputName]: new this.#ort.Tensor('float32', x, [rows, features]),
+      });
+    } catch (e) {
+      throw new BulwarkError(
+        'ERR_ONNX_RUNTIME',
+        `ONNX Runtime failed to run the model: ${(e as Error).message}`,
+        {
+          cause: e,
+        },
+      );
+    }
+    const result: Record<string, { data: Float32Array; dims: readonly number[] }> = {};
+    for (const name of this.outputNames) {
+      const t = out[name];
+      if (t === undefined || !(t.data instanceof Float32Array)) {
+        throw new BulwarkError('ERR_ONNX_RUNTIME', `output ${name} is not a float32 tensor`);
+      }
+      result[name] = { data: t.data, dims: t.dims };
+    }
+    return result;
+  }
+
+  /** Frees the native session. */
+  async close(): Promise<void> {
+    await this.#session.release();
+  }
+}
