@@ -53,6 +53,22 @@ export async function exists(path: string): Promise<boolean> {
   }
 }
 
+/** Creates `dir` and its parents; a file standing where a folder must be is ERR_IO, not ERR_FILE_EXISTS. */
+async function ensureDir(dir: string): Promise<void> {
+  try {
+    await mkdir(dir, { recursive: true });
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST' || code === 'ENOTDIR') {
+      throw new BulwarkError('ERR_IO', `cannot create folder ${dir}: a file is in the way`, {
+        cause: e,
+        details: { path: dir },
+      });
+    }
+    throw fsError(e, dir, 'cannot create folder');
+  }
+}
+
 async function fsyncDir(dir: string): Promise<void> {
   const h = await open(dir, 'r');
   try {
@@ -91,11 +107,7 @@ async function withAtomicFile(
     throw new BulwarkError('ERR_FILE_EXISTS', `refusing to overwrite ${path}`, { details: { path } });
   }
   const dir = dirname(path);
-  try {
-    await mkdir(dir, { recursive: true });
-  } catch (e) {
-    throw fsError(e, dir, 'cannot create folder');
-  }
+  await ensureDir(dir);
   const tmp = tempPathFor(path);
   let fd: FileHandle;
   try {
@@ -137,12 +149,7 @@ export class AtomicFileStream {
     if (opts.noClobber && (await exists(path))) {
       throw new BulwarkError('ERR_FILE_EXISTS', `refusing to overwrite ${path}`, { details: { path } });
     }
-    const dir = dirname(path);
-    try {
-      await mkdir(dir, { recursive: true });
-    } catch (e) {
-      throw fsError(e, dir, 'cannot create folder');
-    }
+    await ensureDir(dirname(path));
     const tmp = tempPathFor(path);
     const stream = createWriteStream(tmp, { flags: 'wx', mode: opts.mode ?? 0o644 });
     await new Promise<void>((resolve, reject) => {

@@ -1,0 +1,74 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { z } from 'zod';
+import { formatPath, loadConfig, parseConfig } from '../../src/core/index.js';
+
+const schema = z.strictObject({
+  gateway: z.strictObject({
+    port: z.number().int().min(1).max(65535),
+    tls: z.strictObject({ cert: z.string(), key: z.string() }),
+  }),
+  stages: z.array(z.enum(['auth', 'policy', 'validate'])),
+});
+
+describe('YAML config', () => {
+  it('parses and validates a good file', () => {
+    const c = parseConfig(
+      'gateway:\n  port: 8443\n  tls: { cert: a.pem, key: k.pem }\nstages: [auth, policy]\n',
+      schema,
+      'g.yaml',
+    );
+    assert.equal(c.gateway.port, 8443);
+    assert.deepEqual(c.stages, ['auth', 'policy']);
+  });
+
+  it('names every bad key path and what was expected', () => {
+    assert.throws(
+      () => parseConfig('gateway:\n  port: "80"\n  tls: { cert: 1 }\nstages: [auth, nope]\n', schema, 'g.yaml'),
+      (e: unknown) => {
+        const err = e as { code: string; message: string };
+        assert.equal(err.code, 'ERR_CONFIG_INVALID');
+        assert.match(err.message, /^g\.yaml: /);
+        assert.match(err.message, /gateway\.port: .*number/);
+        assert.match(err.message, /gateway\.tls\.cert: .*string/);
+        assert.match(err.message, /gateway\.tls\.key: /);
+        assert.match(err.message, /stages\[1\]: /);
+        return true;
+      },
+    );
+  });
+
+  it('rejects unknown keys in strict schemas', () => {
+    assert.throws(
+      () => parseConfig('gateway: { port: 1, tls: { cert: a, key: b }, tlss: 1 }\nstages: []\n', schema),
+      /gateway: .*tlss/,
+    );
+  });
+
+  it('reports malformed YAML with line and column', () => {
+    assert.throws(() => parseConfig('a: [1, 2\nb: 3\n', schema, 'bad.yaml'), {
+      code: 'ERR_CONFIG_PARSE',
+      message: /^bad\.yaml:\d+:\d+: /,
+    });
+  });
+
+  it('rejects duplicate keys', () => {
+    assert.throws(() => parseConfig('a: 1\na: 2\n', schema, 'dup.yaml'), { code: 'ERR_CONFIG_PARSE' });
+  });
+
+  it('loadConfig maps a missing file to ERR_FILE_NOT_FOUND', async () => {
+    await assert.rejects(loadConfig('/nonexistent/bulwark.yaml', schema), { code: 'ERR_FILE_NOT_FOUND' });
+    const dir = mkdtempSync(join(tmpdir(), 'bulwark-cfg-'));
+    const p = join(dir, 'c.yaml');
+    writeFileSync(p, 'gateway: { port: 9, tls: { cert: a, key: b } }\nstages: [validate]\n');
+    assert.equal((await loadConfig(p, schema)).gateway.port, 9);
+  });
+
+  it('formats paths', () => {
+    assert.equal(formatPath([]), '(root)');
+    assert.equal(formatPath(['a', 0, 'b']), 'a[0].b');
+  });
+});
