@@ -4,6 +4,7 @@
  * bias corrections folded into the step size as in section 2).
  */
 import { invalidArgument, requireNumberIn, requirePositive } from '../core/index.js';
+import { type WasmAdam, wasmAdam } from './wasm/gemm-wasm.js';
 
 export interface Optimizer {
   /** Updates `params` in place from `grad` (same length). */
@@ -65,6 +66,7 @@ export class Adam implements Optimizer {
   #m: Float32Array | null = null;
   #v: Float32Array | null = null;
   #t = 0;
+  #simd: WasmAdam | null = null;
 
   constructor(o: AdamOptions = {}) {
     this.learningRate = requirePositive('learningRate', o.learningRate ?? 1e-3);
@@ -79,6 +81,8 @@ export class Adam implements Optimizer {
       this.#m = new Float32Array(params.length);
       this.#v = new Float32Array(params.length);
       this.#t = 0;
+      // Large vectors go to the WebAssembly SIMD update (4 lanes, moments kept in its memory).
+      this.#simd = params.length >= 1024 ? wasmAdam(params.length) : null;
     }
     const m = this.#m;
     const v = this.#v as Float32Array;
@@ -91,6 +95,10 @@ export class Adam implements Optimizer {
     const stepSize = this.learningRate / bc1;
     const sqrtBc2 = Math.sqrt(bc2);
     const eps = this.epsilon;
+    if (this.#simd !== null) {
+      this.#simd.step(params, grad, b1, b2, stepSize, 1 / sqrtBc2, eps);
+      return;
+    }
     for (let i = 0; i < params.length; i++) {
       const g = grad[i] as number;
       const mi = b1 * (m[i] as number) + (1 - b1) * g;

@@ -151,3 +151,27 @@ describe('optimisers', () => {
     assert.throws(() => new Sgd({ learningRate: 0.1, momentum: 1 }), /momentum/);
   });
 });
+
+describe('Adam SIMD path', () => {
+  it('matches the textbook update computed in double precision over 3 steps', () => {
+    const n = 2051; // >= 1024 takes the WebAssembly path; not a multiple of 4
+    const rng = new SeededRng(3);
+    const p = rng.fillNormal(new Float32Array(n));
+    const ref = Float64Array.from(p);
+    const m = new Float64Array(n);
+    const v = new Float64Array(n);
+    const adam = new Adam({ learningRate: 0.01 });
+    for (let t = 1; t <= 3; t++) {
+      const g = rng.fillNormal(new Float32Array(n));
+      adam.step(p, g);
+      for (let i = 0; i < n; i++) {
+        m[i] = 0.9 * m[i]! + 0.1 * g[i]!;
+        v[i] = 0.999 * v[i]! + 0.001 * g[i]! * g[i]!;
+        const mh = m[i]! / (1 - 0.9 ** t);
+        const vh = v[i]! / (1 - 0.999 ** t);
+        ref[i] = ref[i]! - (0.01 * mh) / (Math.sqrt(vh) + 1e-8);
+      }
+    }
+    for (let i = 0; i < n; i++) assert.ok(Math.abs(p[i]! - ref[i]!) < 1e-5, `p[${i}] ${p[i]} vs ${ref[i]}`);
+  });
+});

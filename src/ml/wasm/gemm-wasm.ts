@@ -47,23 +47,76 @@ interface KernelExports {
     ldc: number,
     beta: number,
   ) => void;
+  adam: (
+    p: number,
+    g: number,
+    m: number,
+    v: number,
+    n: number,
+    b1: number,
+    b2: number,
+    step: number,
+    isb: number,
+    eps: number,
+  ) => void;
 }
 
 let cached: GemmFn | null | undefined;
 
-/** The SIMD GEMM, or null when this runtime cannot compile WebAssembly SIMD. */
-export function wasmGemm(): GemmFn | null {
-  if (cached !== undefined) return cached;
+/** A new instance of the kernel module (each has its own linear memory), or null without SIMD. */
+function instantiate(): KernelExports | null {
   try {
     const bytes = Buffer.from(GEMM_WASM_BASE64, 'base64');
     const wasm = (globalThis as unknown as { WebAssembly?: WasmApi }).WebAssembly;
-    if (wasm === undefined) throw new Error('no WebAssembly');
-    const instance = new wasm.Instance(new wasm.Module(bytes), {});
-    cached = makeGemm(instance.exports as unknown as KernelExports);
+    if (wasm === undefined) return null;
+    return new wasm.Instance(new wasm.Module(bytes), {}).exports as unknown as KernelExports;
   } catch {
-    cached = null;
+    return null;
   }
+}
+
+/** The SIMD GEMM, or null when this runtime cannot compile WebAssembly SIMD. */
+export function wasmGemm(): GemmFn | null {
+  if (cached !== undefined) return cached;
+  const ex = instantiate();
+  cached = ex === null ? null : makeGemm(ex);
   return cached;
+}
+
+/** Adam's update over one parameter vector, with its moment estimates kept in WebAssembly memory. */
+export interface WasmAdam {
+  step(
+    params: Float32Array,
+    grad: Float32Array,
+    b1: number,
+    b2: number,
+    stepSize: number,
+    invSqrtBc2: number,
+    eps: number,
+  ): void;
+}
+
+/**
+ * A SIMD Adam for `n` parameters (its own module instance: p, g, m, v at fixed offsets; m and v start
+ * at zero and persist between steps), or null without WebAssembly SIMD.
+ */
+export function wasmAdam(n: number): WasmAdam | null {
+  const ex = instantiate();
+  if (ex === null) return null;
+  const n4 = (n + 3) & ~3;
+  const bytes = 4 * n4 * 4;
+  if (bytes > ex.memory.buffer.byteLength)
+    ex.memory.grow(Math.ceil((bytes - ex.memory.buffer.byteLength) / PAGE));
+  const f32 = new Float32Array(ex.memory.buffer);
+  const [pOff, gOff, mOff, vOff] = [0, n4, 2 * n4, 3 * n4];
+  return {
+    step(params, grad, b1, b2, stepSize, invSqrtBc2, eps) {
+      f32.set(params, pOff);
+      f32.set(grad, gOff);
+      ex.adam(pOff * 4, gOff * 4, mOff * 4, vOff * 4, n4, b1, b2, stepSize, invSqrtBc2, eps);
+      params.set(f32.subarray(pOff, pOff + n));
+    },
+  };
 }
 
 const PAGE = 65536;
