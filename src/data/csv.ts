@@ -52,6 +52,11 @@ export interface CsvReadOptions {
   quote?: string | false;
   /** Read at most this many data rows. */
   maxRows?: number;
+  /**
+   * `auto` (default): Bulwark's tokenizer for one-character delimiters with `"` quotes, csv-parse
+   * otherwise; `csv-parse` forces csv-parse (for comparison).
+   */
+  engine?: 'auto' | 'csv-parse';
 }
 
 /** Options of {@link readCsvDataset}. */
@@ -103,6 +108,9 @@ function checkReadOptions(opts: CsvReadOptions): void {
     throw invalidArgument('quote', '" (the only quote of whitespace-delimited files)', opts.quote);
   }
   if (opts.maxRows !== undefined) requireInteger('maxRows', opts.maxRows, 0);
+  if (opts.engine !== undefined && opts.engine !== 'auto' && opts.engine !== 'csv-parse') {
+    throw invalidArgument('engine', 'auto or csv-parse', opts.engine);
+  }
   if (opts.header === false && opts.columns === undefined) return;
   if (opts.columns !== undefined) {
     if (!Array.isArray(opts.columns) || opts.columns.length === 0)
@@ -209,7 +217,7 @@ function startScan(path: string, opts: CsvReadOptions, sink: ScanSink): Scan {
   ) {
     // Fast path: our tokenizer on decoded text (see csv-tokenizer.ts).
     const decoder = new StringDecoder('utf8');
-    const tok = new CsvTokenizer(delimiter, opts.comment, onRecord);
+    const tok = new CsvTokenizer(delimiter, opts.comment, onRecord, opts.trim === true);
     const guard = (f: () => void): void => {
       if (stopped) return;
       try {
@@ -361,8 +369,11 @@ async function* rowIterator(
   opts: CsvReadOptions,
   missing: MissingTokens,
 ): AsyncGenerator<CsvRow> {
+  // A chunk of the file yields thousands of rows at once; the queue is read from `head` and compacted
+  // now and then (Array.shift on a long array is linear), and the file stream is paused while it is long.
   const HIGH = 4096;
-  const queue: CsvRow[] = [];
+  let queue: CsvRow[] = [];
+  let head = 0;
   let index = 0;
   let wake: (() => void) | undefined;
   let ended = false;
@@ -374,7 +385,7 @@ async function* rowIterator(
       if (index >= max) return false;
       const v = values.map((x) => (missing.has(x) ? null : x));
       queue.push({ line, index: index++, values: v });
-      if (queue.length >= HIGH) scan.pause();
+      if (queue.length - head >= HIGH) scan.pause();
       wake?.();
       return index < max;
     },
@@ -392,9 +403,16 @@ async function* rowIterator(
   );
   try {
     for (;;) {
-      if (queue.length > 0) {
-        const r = queue.shift()!;
-        if (queue.length < HIGH / 2) scan.resume();
+      if (head < queue.length) {
+        const r = queue[head++]!;
+        if (head === queue.length) {
+          queue = [];
+          head = 0;
+          scan.resume();
+        } else if (head >= 8192) {
+          queue = queue.slice(head);
+          head = 0;
+        }
         yield r;
         continue;
       }

@@ -1,0 +1,313 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { SeededRng } from '../../src/core/index.js';
+import {
+  type CsvReadOptions,
+  CsvWriter,
+  Dataset,
+  isSafeNumber,
+  openCsv,
+  readCsvDataset,
+  readCsvHeader,
+  writeCsv,
+} from '../../src/data/index.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'bulwark-csv-'));
+let n = 0;
+function file(text: string, ext = 'csv'): string {
+  const p = join(dir, `f${n++}.${ext}`);
+  writeFileSync(p, text);
+  return p;
+}
+
+async function collect(path: string, opts: CsvReadOptions = {}) {
+  try {
+    const r = await openCsv(path, opts);
+    const rows: [number, (string | null)[]][] = [];
+    for await (const row of r) rows.push([row.line, [...row.values]]);
+    return { columns: [...r.columns], rows };
+  } catch (e) {
+    const err = e as { code?: string; details?: { line?: number } };
+    return { error: err.code ?? String(e), line: err.details?.line };
+  }
+}
+
+async function codeOf(p: Promise<unknown>): Promise<string | undefined> {
+  try {
+    await p;
+    return undefined;
+  } catch (e) {
+    return (e as { code?: string }).code;
+  }
+}
+
+describe('CSV reading', () => {
+  it('reads rows with line numbers, quoted newlines, comments, empty lines and missing tokens', async () => {
+    const p = file('a,b,c\n1,x,2024-01-01\n\n# note\n2,"y\nz",?\n3,"say ""hi""",\n');
+    const r = await collect(p, { comment: '#', missing: ['', '?'] });
+    assert.deepEqual(r, {
+      columns: ['a', 'b', 'c'],
+      rows: [
+        [2, ['1', 'x', '2024-01-01']],
+        [6, ['2', 'y\nz', null]],
+        [7, ['3', 'say "hi"', null]],
+      ],
+    });
+  });
+
+  it('names the file and line of a row with the wrong number of fields', async () => {
+    const p = file('a,b\n1,2\n3,4,5\n6,7\n');
+    await assert.rejects(readCsvDataset(p), (e: Error & { code: string }) => {
+      assert.equal(e.code, 'ERR_CSV_PARSE');
+      assert.match(e.message, /^f\d+\.csv:3: expected 2 fields, found 3$/);
+      return true;
+    });
+  });
+
+  it('rejects bad quoting with ERR_CSV_PARSE and the line, without quoting the value', async () => {
+    const cases: [string, number, RegExp][] = [
+      ['a,b\n1,2\n3,"secret-4\n', 3, /not closed/],
+      ['a,b\n1,2\n3,"secret"x\n', 3, /after a closing quote/],
+      ['a,b\n1,se"cret\n', 2, /quote inside an unquoted field/],
+    ];
+    for (const engine of ['auto', 'csv-parse'] as const) {
+      for (const [text, line, re] of cases) {
+        const p = file(text);
+        await assert.rejects(
+          readCsvDataset(p, { engine }),
+          (e: Error & { code: string; details: { line: number } }) => {
+            assert.equal(e.code, 'ERR_CSV_PARSE');
+            assert.match(e.message, re);
+            assert.doesNotMatch(e.message, /secret/);
+            assert.equal(e.details.line, line, `${engine}: ${JSON.stringify(text)}`);
+            return true;
+          },
+        );
+      }
+    }
+  });
+
+  it('reads without a header, with names given or generated', async () => {
+    const p = file('1;2\n3;4\n');
+    const a = await readCsvDataset(p, { header: false, delimiter: ';', columns: ['x', 'y'] });
+    assert.deepEqual([...a.numbers('y')], [2, 4]);
+    const b = await readCsvDataset(p, { header: false, delimiter: ';' });
+    assert.deepEqual(b.columnNames, ['c1', 'c2']);
+    assert.equal(
+      await codeOf(readCsvDataset(p, { header: false, delimiter: ';', columns: ['x'] })),
+      'ERR_CSV_PARSE',
+    );
+  });
+
+  it('reads whitespace-separated files, ignoring blanks at line ends', async () => {
+    const p = file('A11 6  A34\nA12 48 A32 \n  A14\t12 A34\n');
+    const ds = await readCsvDataset(p, { header: false, delimiter: 'whitespace' });
+    assert.equal(ds.rowCount, 3);
+    assert.deepEqual(ds.strings('c1'), ['A11', 'A12', 'A14']);
+    assert.deepEqual([...ds.numbers('c2')], [6, 48, 12]);
+  });
+
+  it('trims values and reads a multi-character delimiter', async () => {
+    const p = file('a, b\n 1 ,  x \n');
+    const t = await readCsvDataset(p, { trim: true });
+    assert.deepEqual(t.columnNames, ['a', 'b']);
+    assert.deepEqual(t.strings('b'), ['x']);
+    const m = await readCsvDataset(file('a, b\n1, x\n'), { delimiter: ', ' });
+    assert.deepEqual(m.strings('b'), ['x']);
+  });
+
+  it('infers types: numbers, ISO timestamps, strings; codes and long digit strings stay strings', async () => {
+    const p = file(
+      'n,t,s,zip,card,mixed\n1.5,2024-01-02,a,02134,4111111111111111,1\n-2,2024-01-03T10:00:00Z,b,10001,5500000000000004,x\n,,,,,\n',
+    );
+    const ds = await readCsvDataset(p);
+    assert.deepEqual(
+      ds.columns.map((c) => c.type),
+      ['number', 'timestamp', 'string', 'string', 'string', 'string'],
+    );
+    assert.ok(Number.isNaN(ds.numbers('n')[2]!));
+    assert.equal(ds.timestamps('t')[1], Date.UTC(2024, 0, 3, 10));
+    assert.deepEqual(ds.strings('zip'), ['02134', '10001', null]);
+    assert.deepEqual(ds.strings('mixed'), ['1', 'x', null]);
+    assert.equal(isSafeNumber('007'), false);
+    assert.equal(isSafeNumber('0.07'), true);
+    assert.equal(isSafeNumber('1e3'), true);
+    assert.equal(isSafeNumber('0x1f'), false);
+  });
+
+  it('re-reads a column as strings when a value late in the file does not fit its inferred type', async () => {
+    const lines = ['id,v'];
+    for (let i = 0; i < 50; i++) lines.push(`${i},${i * 2}`);
+    lines.push('50,n/a');
+    const ds = await readCsvDataset(file(`${lines.join('\n')}\n`), { inferRows: 10 });
+    assert.equal(ds.column('id').type, 'number');
+    assert.equal(ds.column('v').type, 'string');
+    assert.equal(ds.strings('v')[3], '6');
+    assert.equal(ds.strings('v')[50], 'n/a');
+  });
+
+  it('forced types: a misfit is ERR_DATA_VALUE naming the line and column', async () => {
+    const p = file('a,b\n1,2\n3,x\n');
+    await assert.rejects(readCsvDataset(p, { types: { b: 'number' } }), (e: Error & { code: string }) => {
+      assert.equal(e.code, 'ERR_DATA_VALUE');
+      assert.match(e.message, /:3: column "b": expected a number/);
+      return true;
+    });
+    assert.equal(await codeOf(readCsvDataset(p, { types: { zz: 'number' } })), 'ERR_COLUMN_NOT_FOUND');
+  });
+
+  it('maps values before typing (value maps), and stops at maxRows', async () => {
+    const p = file('y\n>50K.\n<=50K\n>50K\n');
+    const ds = await readCsvDataset(p, { valueMaps: { y: { '>50K.': '>50K' } } });
+    assert.deepEqual(ds.strings('y'), ['>50K', '<=50K', '>50K']);
+    assert.equal((await readCsvDataset(p, { maxRows: 2 })).rowCount, 2);
+  });
+
+  it('reports a missing file and bad options with stable codes', async () => {
+    assert.equal(await codeOf(readCsvDataset(join(dir, 'nope.csv'))), 'ERR_FILE_NOT_FOUND');
+    assert.equal(await codeOf(readCsvDataset(file('a\n1\n'), { delimiter: '' })), 'ERR_INVALID_ARGUMENT');
+    assert.equal(await codeOf(readCsvDataset(file('a,a\n1,2\n'))), 'ERR_CSV_PARSE');
+  });
+
+  it('streams a large file with bounded memory through the async iterator', async () => {
+    const rows: string[] = ['i,x,s'];
+    for (let i = 0; i < 200_000; i++) rows.push(`${i},${(i * 0.5).toFixed(1)},"k${i % 7}"`);
+    const p = file(`${rows.join('\n')}\n`);
+    const reader = await openCsv(p);
+    let count = 0;
+    let sum = 0;
+    let lastLine = 0;
+    for await (const r of reader) {
+      count++;
+      sum += Number(r.values[0]);
+      lastLine = r.line;
+    }
+    assert.equal(count, 200_000);
+    assert.equal(sum, (199_999 * 200_000) / 2);
+    assert.equal(lastLine, 200_001);
+    assert.deepEqual(await readCsvHeader(p), ['i', 'x', 's']);
+    const ds = await readCsvDataset(p);
+    assert.equal(ds.rowCount, 200_000);
+    assert.equal(ds.numbers('x')[199_999], 99_999.5);
+  });
+
+  it('an early break out of the iterator stops reading', async () => {
+    const p = file('a\n1\n2\n3\n');
+    const reader = await openCsv(p);
+    const seen: (string | null)[] = [];
+    for await (const r of reader) {
+      seen.push(r.values[0]!);
+      if (seen.length === 2) break;
+    }
+    assert.deepEqual(seen, ['1', '2']);
+  });
+});
+
+describe('CSV tokenizer agrees with csv-parse', () => {
+  // Generated files mixing quoted fields, doubled quotes, embedded delimiters and newlines, CRLF, empty
+  // lines, comments, trailing delimiters, and malformed records: both engines must give the same rows
+  // and line numbers, or the same error code.
+  const alphabet = ['a', 'b', 'Z', '1', ' ', 'é', '€', ',', ';', '\t'];
+  function field(rng: SeededRng, delim: string, malformed: boolean): string {
+    const len = rng.int(6);
+    let v = '';
+    for (let i = 0; i < len; i++) v += alphabet[rng.int(alphabet.length)];
+    const needsQuote = v.includes(delim) || rng.bernoulli(0.2);
+    if (needsQuote || rng.bernoulli(0.15)) {
+      let inner = v.replaceAll('"', '""');
+      if (rng.bernoulli(0.3)) inner += '""x';
+      if (rng.bernoulli(0.2)) inner += rng.bernoulli(0.5) ? '\n' : '\r\n';
+      v = `"${inner}"`;
+      if (malformed && rng.bernoulli(0.05)) v += 'q';
+    } else {
+      v = v.replaceAll(delim, '');
+      if (malformed && rng.bernoulli(0.05)) v += '"';
+    }
+    return v;
+  }
+
+  for (const [label, delim, trim] of [
+    ['comma', ',', false],
+    ['semicolon', ';', false],
+    ['tab', '\t', false],
+    ['comma+trim', ',', true],
+  ] as const) {
+    it(`${label}: 400 generated files`, async () => {
+      const rng = new SeededRng(label.length * 7919);
+      let agreedErrors = 0;
+      for (let f = 0; f < 400; f++) {
+        const malformed = rng.bernoulli(0.3);
+        const cols = 1 + rng.int(4);
+        const lines: string[] = [];
+        const rows = rng.int(8);
+        for (let r = 0; r < rows; r++) {
+          if (rng.bernoulli(0.1)) lines.push('');
+          if (rng.bernoulli(0.1)) lines.push('#comment, "with quote');
+          const k = malformed && rng.bernoulli(0.1) ? cols + 1 : cols;
+          const vals: string[] = Array.from({ length: k }, () => field(rng, delim, malformed));
+          if (vals.every((v) => v === '') && k === 1) vals[0] = 'e';
+          lines.push(vals.join(delim));
+        }
+        const eol = rng.bernoulli(0.3) ? '\r\n' : '\n';
+        const text = lines.join(eol) + (rng.bernoulli(0.7) ? eol : '');
+        const p = file(text);
+        const opts: CsvReadOptions = { delimiter: delim, header: false, comment: '#', trim };
+        const fast = await collect(p, opts);
+        const ref = await collect(p, { ...opts, engine: 'csv-parse' });
+        if ('error' in ref && 'error' in fast) {
+          agreedErrors++;
+          assert.equal(fast.error, ref.error, JSON.stringify(text));
+          continue;
+        }
+        assert.deepEqual(fast, ref, JSON.stringify(text));
+      }
+      assert.ok(agreedErrors > 0, 'some generated files are malformed');
+    });
+  }
+});
+
+describe('CSV writing', () => {
+  it('round-trips a dataset with quotes, delimiters, newlines, missing values and timestamps', async () => {
+    const ds = Dataset.fromColumns({
+      id: [1, 2.5, null],
+      s: ['plain', 'with, comma "and quotes"\nand newline', null],
+      t: [new Date(Date.UTC(2024, 0, 2)), new Date(Date.UTC(2024, 0, 2, 3, 4, 5, 600)), null],
+    });
+    const p = join(dir, 'out.csv');
+    await writeCsv(p, ds);
+    const back = await readCsvDataset(p);
+    assert.deepEqual(back.columnNames, ['id', 's', 't']);
+    assert.deepEqual([...back.numbers('id')].slice(0, 2), [1, 2.5]);
+    assert.ok(Number.isNaN(back.numbers('id')[2]!));
+    assert.deepEqual(back.strings('s'), ds.strings('s'));
+    assert.deepEqual([...back.timestamps('t')].slice(0, 2), [...ds.timestamps('t')].slice(0, 2));
+    assert.match(readFileSync(p, 'utf8'), /^id,s,t\n1,plain,2024-01-02\n/);
+  });
+
+  it('leaves no file (and no temporary file) when writing fails or is aborted', async () => {
+    const sub = mkdtempSync(join(tmpdir(), 'bulwark-csvw-'));
+    const p = join(sub, 'x.csv');
+    const w = await CsvWriter.create(p, ['a', 'b']);
+    await w.write([1, 'x']);
+    await assert.rejects(w.write([1]), { code: 'ERR_INVALID_ARGUMENT' });
+    await w.abort();
+    assert.deepEqual(readdirSync(sub), []);
+    writeFileSync(p, 'old');
+    await assert.rejects(CsvWriter.create(p, ['a'], { noClobber: true }), { code: 'ERR_FILE_EXISTS' });
+    assert.equal(readFileSync(p, 'utf8'), 'old');
+  });
+
+  it('writes many rows through the stream with backpressure', async () => {
+    const p = join(dir, 'many.csv');
+    const w = await CsvWriter.create(p, ['i', 'sq']);
+    for (let i = 0; i < 50_000; i++) await w.write([i, i * i]);
+    await w.commit();
+    assert.equal(w.rowCount, 50_000);
+    const ds = await readCsvDataset(p);
+    assert.equal(ds.rowCount, 50_000);
+    assert.equal(ds.numbers('sq')[49_999], 49_999 * 49_999);
+  });
+});
