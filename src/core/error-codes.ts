@@ -79,6 +79,11 @@ export const errorCodes = {
     exit: ExitCode.input,
     summary: 'A preprocessing step was used before fitting, or its saved state is invalid.',
   },
+  // data: synthetic transactions
+  ERR_ABORTED: {
+    exit: ExitCode.failure,
+    summary: 'A long operation was cancelled (Ctrl-C or an abort signal); its output was not written.',
+  },
   // ml
   ERR_SHAPE_MISMATCH: {
     exit: ExitCode.input,

@@ -1,0 +1,348 @@
+/**
+ * The synthetic world: places with their merchants, and the cardholder population with each person's
+ * identity, home, devices, habits and running card history. Built once per generation from its own
+ * seeded streams, so the population does not depend on how many transactions are drawn from it.
+ */
+import type { Rng } from '../../core/index.js';
+import {
+  makeCardNumber,
+  makeDeviceId,
+  makeEmail,
+  makePhone,
+  makePublicIpv4,
+  makeSsn,
+  pad,
+} from './identity.js';
+import {
+  CATEGORIES,
+  CATEGORY_INFO,
+  type Category,
+  FIRST_NAMES,
+  FRAUD_ABROAD,
+  LAST_NAMES,
+  MERCHANT_TEMPLATES,
+  MERCHANT_WORDS,
+  type Place,
+  STREET_NAMES,
+  STREET_SUFFIXES,
+  TRAVEL_ABROAD,
+  US_PLACES,
+} from './reference.js';
+
+/** CSV field text per RFC 4180: quoted when it holds a comma, quote, CR or LF; quotes doubled. */
+export function csvField(s: string): string {
+  return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+}
+
+/** Draws indexes with probability proportional to fixed weights (cumulative sums, binary search). */
+export class WeightedPicker {
+  readonly #cum: Float64Array;
+
+  constructor(weights: readonly number[]) {
+    this.#cum = new Float64Array(weights.length);
+    let s = 0;
+    for (let i = 0; i < weights.length; i++) {
+      s += weights[i] as number;
+      this.#cum[i] = s;
+    }
+  }
+
+  pick(rng: Rng): number {
+    const cum = this.#cum;
+    const r = rng.nextFloat() * (cum[cum.length - 1] as number);
+    let lo = 0;
+    let hi = cum.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if ((cum[mid] as number) > r) hi = mid;
+      else lo = mid + 1;
+    }
+    return lo;
+  }
+}
+
+/** A place with its merchants and a cached UTC offset. */
+export interface Site {
+  readonly index: number;
+  readonly place: Place;
+  /** Physical merchants by category index (empty when the category has none here). */
+  readonly merchants: readonly Merchant[][];
+  /** `"City, ST"`, the merchant location text. */
+  readonly label: string;
+}
+
+export interface Merchant {
+  readonly index: number;
+  readonly id: string;
+  readonly name: string;
+  readonly category: Category;
+  readonly catIndex: number;
+  /** Null for online merchants. */
+  readonly site: Site | null;
+  readonly lat: number;
+  readonly lon: number;
+  /** The merchant's CSV columns (id, name, category, location), already escaped. */
+  readonly csv: string;
+  /** `csv` as UTF-8 bytes, for the CSV writer. */
+  readonly csvBytes: Uint8Array;
+}
+
+export interface Trip {
+  readonly site: Site;
+  readonly start: number;
+  readonly end: number;
+}
+
+export interface Cardholder {
+  readonly index: number;
+  readonly id: string;
+  readonly firstName: string;
+  readonly lastName: string;
+  readonly cardNumber: string;
+  readonly nationalId: string;
+  readonly email: string;
+  readonly phone: string;
+  readonly street: string;
+  readonly zip: string;
+  readonly dateOfBirth: string;
+  readonly home: Site;
+  readonly homeLat: number;
+  readonly homeLon: number;
+  /** Multiplier on every category's median spend (log-normal across people). */
+  readonly spend: number;
+  /** Night-shift worker: activity curve shifted by 10 hours. */
+  readonly nightOwl: boolean;
+  readonly categories: WeightedPicker;
+  /** Multiplier on each category's probability of being bought online. */
+  readonly onlineBias: number;
+  readonly contactless: number;
+  readonly walletUser: boolean;
+  /** Uses a VPN whose exit geolocates to another city (a legitimate source of location jumps). */
+  readonly vpnSite: Site | null;
+  readonly devices: string[];
+  readonly ips: string[];
+  trip: Trip | null;
+  /** Regular merchants by category (in person, then online), chosen on first need. */
+  favourites: (Merchant[] | undefined)[] | undefined;
+  /** The personal CSV columns, already escaped. */
+  readonly csv: string;
+  /** `csv` as UTF-8 bytes, for the CSV writer. */
+  readonly csvBytes: Uint8Array;
+  // Running card history, as an issuer's feature store would keep it.
+  lastTime: number;
+  lastLat: number;
+  lastLon: number;
+  avgUsd: number;
+  readonly recent: Float64Array;
+  recentPos: number;
+  readonly seenDevices: Set<string>;
+  readonly seenMerchants: Set<number>;
+}
+
+/** Everything the transaction stream draws from. */
+export interface World {
+  readonly sites: readonly Site[];
+  readonly usSites: readonly Site[];
+  readonly travelSites: readonly Site[];
+  readonly fraudSites: readonly Site[];
+  /** Online merchants by category index. */
+  readonly online: readonly Merchant[][];
+  readonly cardholders: readonly Cardholder[];
+  readonly activity: WeightedPicker;
+  /**
+   * Per cardholder, in flat arrays so the arrival loop can reject candidates without touching the
+   * cardholder objects: 1 for night-shift workers; 1 while a trip is planned or under way.
+   */
+  readonly nightOwl: Uint8Array;
+  readonly onTrip: Uint8Array;
+}
+
+/** Number of recent transaction times each card remembers (for `tx_count_1h`). */
+export const RECENT = 32;
+
+const PHYSICAL_CATEGORIES = CATEGORIES.map((c, i) => (CATEGORY_INFO[c].online < 1 ? i : -1)).filter(
+  (i) => i >= 0,
+);
+
+function merchantName(rng: Rng, cat: Category): string {
+  const t = rng.pick(MERCHANT_TEMPLATES[cat]);
+  return t.replace(/\{S\}/g, () => rng.pick(LAST_NAMES)).replace(/\{W\}/g, () => rng.pick(MERCHANT_WORDS));
+}
+
+function buildSites(rng: Rng): {
+  sites: Site[];
+  usSites: Site[];
+  travelSites: Site[];
+  fraudSites: Site[];
+  online: Merchant[][];
+} {
+  const sites: Site[] = [];
+  const byKey = new Map<string, Site>();
+  let merchantIndex = 0;
+  const newMerchant = (cat: number, site: Site | null): Merchant => {
+    const category = CATEGORIES[cat] as Category;
+    const name = merchantName(rng, category);
+    const index = merchantIndex++;
+    const id = `m${pad(index + 1, 6)}`;
+    // Shops spread over the metro area (up to ~15 km from the centre).
+    const lat = site ? site.place.lat + rng.uniform(-0.13, 0.13) : 0;
+    const lon = site ? site.place.lon + rng.uniform(-0.16, 0.16) : 0;
+    const csv = `${id},${csvField(name)},${category},${csvField(site ? site.label : '')}`;
+    return {
+      index,
+      id,
+      name,
+      category,
+      catIndex: cat,
+      site,
+      lat,
+      lon,
+      csv,
+      csvBytes: Buffer.from(csv, 'utf8'),
+    };
+  };
+  const addSite = (place: Place, weight: number): Site => {
+    const key = `${place.name}|${place.country}`;
+    const existing = byKey.get(key);
+    if (existing) return existing;
+    const merchants: Merchant[][] = CATEGORIES.map(() => []);
+    const site: Site = { index: sites.length, place, merchants, label: `${place.name}, ${place.region}` };
+    sites.push(site);
+    byKey.set(key, site);
+    // Merchant count grows with the square root of population, per category share.
+    const scale = Math.sqrt(weight);
+    for (const c of PHYSICAL_CATEGORIES) {
+      const info = CATEGORY_INFO[CATEGORIES[c] as Category];
+      const n = 1 + Math.floor(scale * info.share * (1 - info.online));
+      for (let k = 0; k < n; k++) (merchants[c] as Merchant[]).push(newMerchant(c, site));
+    }
+    return site;
+  };
+  const usSites = US_PLACES.map((p) => addSite(p, p.weight));
+  const travelSites = TRAVEL_ABROAD.map((p) => addSite(p, 40 * p.weight));
+  const fraudSites = FRAUD_ABROAD.map((p) => addSite(p, 40 * p.weight));
+  const online: Merchant[][] = CATEGORIES.map((c, i) => {
+    const info = CATEGORY_INFO[c];
+    if (info.online === 0) return [];
+    const n = 2 + Math.round(60 * info.share * info.online);
+    return Array.from({ length: n }, () => newMerchant(i, null));
+  });
+  return { sites, usSites, travelSites, fraudSites, online };
+}
+
+function makeCardholder(
+  rng: Rng,
+  index: number,
+  home: Site,
+  start: number,
+  world: Pick<World, 'usSites'>,
+): Cardholder {
+  const firstName = rng.pick(FIRST_NAMES);
+  const lastName = rng.pick(LAST_NAMES);
+  const cardNumber = makeCardNumber(rng);
+  const nationalId = makeSsn(rng);
+  const email = makeEmail(rng, firstName, lastName);
+  const place = home.place;
+  const phone = makePhone(rng, rng.pick(place.areaCodes ?? [555]));
+  let street = `${1 + rng.int(9899)} ${rng.pick(STREET_NAMES)} ${rng.pick(STREET_SUFFIXES)}`;
+  if (rng.bernoulli(0.25)) street += ` Apt ${1 + rng.int(40)}${rng.pick(['', 'A', 'B', 'C'])}`;
+  const zip = `${place.zip3 ?? '000'}${pad(1 + rng.int(99), 2)}`;
+  // Adult ages 18-80, peaked in the 40s (sum of uniforms).
+  const age = 18 + rng.int(20) + rng.int(20) + rng.int(23);
+  const birthYear = new Date(start).getUTCFullYear() - age - 1;
+  const dob = new Date(Date.UTC(birthYear, 0, 1) + rng.int(365) * 86_400_000).toISOString().slice(0, 10);
+  const homeLat = place.lat + rng.uniform(-0.12, 0.12);
+  const homeLon = place.lon + rng.uniform(-0.15, 0.15);
+  const spend = Math.exp(rng.normal(0, 0.45));
+  const nightOwl = rng.bernoulli(0.06);
+  // Each person's category mix: the population shares times a log-normal taste factor.
+  const categories = new WeightedPicker(
+    CATEGORIES.map((c) => CATEGORY_INFO[c].share * Math.exp(rng.normal(0, 0.6))),
+  );
+  const onlineBias = Math.exp(rng.normal(0, 0.4));
+  const contactless = rng.uniform(0.05, 0.6);
+  const walletUser = rng.bernoulli(0.45);
+  const vpnSite = rng.bernoulli(0.04) ? rng.pick(world.usSites) : null;
+  const devices = Array.from({ length: 1 + rng.int(3) }, () => makeDeviceId(rng));
+  const ips = Array.from({ length: 1 + rng.int(2) }, () => makePublicIpv4(rng));
+  const id = `c${pad(index + 1, 7)}`;
+  const csv = [
+    id,
+    csvField(firstName),
+    csvField(lastName),
+    cardNumber,
+    nationalId,
+    csvField(email),
+    csvField(phone),
+    csvField(street),
+    csvField(place.name),
+    place.region,
+    zip,
+    dob,
+  ].join(',');
+  // The card's history before the generated window: last seen at home some hours before the start.
+  const lastTime = start - Math.floor(rng.uniform(1, 48) * 3_600_000);
+  let avgUsd = 0;
+  for (const c of CATEGORIES) avgUsd += CATEGORY_INFO[c].share * CATEGORY_INFO[c].medianUsd;
+  return {
+    index,
+    id,
+    firstName,
+    lastName,
+    cardNumber,
+    nationalId,
+    email,
+    phone,
+    street,
+    zip,
+    dateOfBirth: dob,
+    home,
+    homeLat,
+    homeLon,
+    spend,
+    nightOwl,
+    categories,
+    onlineBias,
+    contactless,
+    walletUser,
+    vpnSite,
+    devices,
+    ips,
+    trip: null,
+    favourites: undefined,
+    csv,
+    csvBytes: Buffer.from(csv, 'utf8'),
+    lastTime,
+    lastLat: homeLat,
+    lastLon: homeLon,
+    avgUsd: avgUsd * spend,
+    recent: new Float64Array(RECENT).fill(Number.NEGATIVE_INFINITY),
+    recentPos: 0,
+    seenDevices: new Set(devices),
+    seenMerchants: new Set(),
+  };
+}
+
+/** Builds the places, merchants and `n` cardholders (homes weighted by metro population). */
+export function buildWorld(merchantRng: Rng, populationRng: Rng, n: number, start: number): World {
+  const { sites, usSites, travelSites, fraudSites, online } = buildSites(merchantRng);
+  const partial = { sites, usSites, travelSites, fraudSites, online };
+  const homes = new WeightedPicker(usSites.map((s) => s.place.weight));
+  const cardholders: Cardholder[] = [];
+  const activity: number[] = [];
+  for (let i = 0; i < n; i++) {
+    cardholders.push(
+      makeCardholder(populationRng, i, usSites[homes.pick(populationRng)] as Site, start, partial),
+    );
+    // How often each person uses the card, relative to the mean (log-normal, mean 1).
+    activity.push(Math.exp(populationRng.normal(-0.18, 0.6)));
+  }
+  const nightOwl = Uint8Array.from(cardholders, (c) => (c.nightOwl ? 1 : 0));
+  return {
+    ...partial,
+    cardholders,
+    activity: new WeightedPicker(activity),
+    nightOwl,
+    onTrip: new Uint8Array(n),
+  };
+}
