@@ -1,0 +1,2 @@
+export { DEMO_STAGES, type DemoReport, runDemo } from './run.js';
+export type { DemoOptions, DemoStage, DemoState, StageContext, StageResult } from './stage.js';

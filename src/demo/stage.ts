@@ -1,0 +1,47 @@
+import type { Rng } from '../core/index.js';
+import type { Dataset, Schema } from '../data/index.js';
+import type { Block } from '../report/index.js';
+
+/**
+ * The demo is a fixed list of stages, run in order; each reads what earlier stages left in the shared
+ * state and returns its section of the report. Each issue that lands adds its stage here, so the demo
+ * is always the whole system working together.
+ */
+export interface DemoOptions {
+  /** Output folder (created if missing). */
+  outDir: string;
+  /** Smaller sizes for a fast look. */
+  quick: boolean;
+  /** Seed for the generated data and the ML (the demo is reproducible for a seed). */
+  seed: number;
+  /** Progress of the current stage: fraction done in [0, 1]. */
+  onProgress?: (stage: string, fraction: number) => void;
+}
+
+export interface DemoState {
+  /** The generated transactions file. */
+  dataPath?: string;
+  dataset?: Dataset;
+  schema?: Schema;
+  label?: string;
+}
+
+export interface StageContext {
+  readonly options: DemoOptions;
+  readonly state: DemoState;
+  readonly rng: Rng;
+  progress(fraction: number): void;
+}
+
+export interface StageResult {
+  blocks: Block[];
+  /** Figures for report.json's `summary` (flat and stable, for scripts). */
+  summary?: Record<string, string | number | boolean>;
+  status?: 'ok' | 'skipped';
+}
+
+export interface DemoStage {
+  id: string;
+  title: string;
+  run(ctx: StageContext): Promise<StageResult>;
+}

@@ -1,0 +1,75 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { allCommands, buildProgram } from '../../src/cli/program.js';
+import { runBulwark } from '../helpers/cli.js';
+
+/** The space-separated path of a command below the root, e.g. `data synth`. */
+function pathOf(c: { name(): string; parent: unknown }): string[] {
+  const names: string[] = [];
+  let cur = c as { name(): string; parent: unknown } | null;
+  while (cur && (cur as { parent: unknown }).parent) {
+    names.unshift(cur.name());
+    cur = (cur as { parent: typeof cur }).parent;
+  }
+  return names;
+}
+
+describe('bulwark CLI', () => {
+  it('--help lists the commands and the exit codes; exit 0', () => {
+    const r = runBulwark(['--help']);
+    assert.equal(r.code, 0);
+    assert.match(r.stdout, /Usage: bulwark/);
+    assert.match(r.stdout, /demo/);
+    assert.match(r.stdout, /Exit codes:/);
+  });
+
+  it('--version prints the package version', () => {
+    const r = runBulwark(['--version']);
+    assert.equal(r.code, 0);
+    assert.match(r.stdout.trim(), /^\d+\.\d+\.\d+$/);
+  });
+
+  it('every command and subcommand has --help (exit 0, a usage line)', () => {
+    const cmds = allCommands(buildProgram()).filter((c) => c.name() !== 'help');
+    assert.ok(cmds.length >= 2);
+    for (const c of cmds) {
+      const p = pathOf(c);
+      const r = runBulwark([...p, '--help']);
+      assert.equal(r.code, 0, `bulwark ${p.join(' ')} --help exited ${r.code}: ${r.stderr}`);
+      assert.match(r.stdout, new RegExp(`Usage: bulwark ${p.join(' ')}`), p.join(' '));
+      assert.ok(c.description().length > 0, `bulwark ${p.join(' ')} has a description`);
+    }
+  });
+
+  it('an unknown option is a usage error: exit 2, one line with ERR_USAGE, no stack trace', () => {
+    const r = runBulwark(['demo', '--no-such-option']);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /^bulwark: ERR_USAGE: unknown option '--no-such-option'/);
+    assert.doesNotMatch(r.stderr, /\n\s+at /);
+  });
+
+  it('an unknown command is a usage error', () => {
+    const r = runBulwark(['frobnicate']);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /ERR_USAGE/);
+  });
+
+  it('a bad option value names the option and exits 2 without writing anything', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'bulwark-cli-'));
+    const r = runBulwark(['demo', '--out', join(dir, 'out'), '--seed', 'abc']);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /ERR_USAGE: .*--seed.*expected an integer/);
+    assert.deepEqual(readdirSync(dir), []);
+  });
+
+  it('--json reports usage errors as JSON on stderr', () => {
+    const r = runBulwark(['--json', 'demo', '--seed', '-1']);
+    assert.equal(r.code, 2);
+    const last = r.stderr.trim().split('\n').at(-1) as string;
+    const parsed = JSON.parse(last) as { error: { code: string; message: string } };
+    assert.equal(parsed.error.code, 'ERR_USAGE');
+  });
+});
