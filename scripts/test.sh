@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+bash scripts/system-deps.sh
 bash scripts/services.sh
 npm run --silent typecheck
 npm run --silent lint
