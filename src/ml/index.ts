@@ -24,12 +24,14 @@ export {
   norm2,
   scale,
   setGemmBackend,
+  setThreads,
   sigmoid,
   softmaxRows,
   softplus,
   sub,
   sum,
   sumSquares,
+  threads,
   transpose,
 } from './kernels.js';
 export {

@@ -5,10 +5,13 @@
  * double precision (JavaScript numbers), so sums over a million float32 terms keep ~15 digits.
  * Matrix multiply goes to the WebAssembly SIMD kernel (`gemm-wasm.ts`) when the runtime supports it,
  * and to the portable cache-blocked JavaScript loop below otherwise; both give the same result up to
- * float32 rounding (tested).
+ * float32 rounding (tested). Large products are split over worker threads ({@link setThreads}; default
+ * `BULWARK_THREADS`, else up to 2) that share the kernel's WebAssembly memory.
  */
 import { BulwarkError } from '../core/index.js';
-import { wasmGemm } from './wasm/gemm-wasm.js';
+import { parallelGemm, setThreads, threads, wasmGemm } from './wasm/gemm-wasm.js';
+
+export { setThreads, threads };
 
 /** Throws ERR_SHAPE_MISMATCH when an array is not of the length its shape says. */
 export function requireLength(name: string, a: ArrayLike<number>, expected: number): void {
@@ -66,7 +69,7 @@ export function gemm(
     if (!accumulate) c.fill(0);
     return;
   }
-  const w = backend === 'auto' ? wasmGemm() : null;
+  const w = backend === 'auto' ? (parallelGemm() ?? wasmGemm()) : null;
   // Below ~4k multiply-adds the copies into WebAssembly memory cost more than they save.
   if (w !== null && m * n * k >= 4096) {
     w(transA, transB, m, n, k, a, b, c, accumulate);

@@ -10,6 +10,7 @@ import {
   logSumExp,
   logSumExpRows,
   setGemmBackend,
+  setThreads,
   softmaxRows,
   transpose,
 } from '../../src/ml/kernels.js';
@@ -73,6 +74,30 @@ describe('gemm', () => {
         }
       }
     }
+  }
+
+  for (const t of [1, 2, 3]) {
+    it(`splits large products over ${t} thread(s) with the same result`, () => {
+      setThreads(t);
+      try {
+        for (const [m, n, k, tA, tB] of [
+          [67, 300, 70, false, false],
+          [130, 90, 120, true, false],
+          [98, 140, 100, false, true],
+        ] as Array<[number, number, number, boolean, boolean]>) {
+          const rng = new SeededRng(m + n + k);
+          const a = rand(rng, m * k);
+          const b = rand(rng, k * n);
+          const ref = naive(tA, tB, m, n, k, a, b);
+          const c = new Float32Array(m * n);
+          gemm(tA, tB, m, n, k, a, b, c);
+          for (let i = 0; i < m * n; i++)
+            assert.ok(Math.abs(c[i]! - ref[i]!) <= 1e-5 * k, `c[${i}] ${c[i]} vs ${ref[i]}`);
+        }
+      } finally {
+        setThreads(2);
+      }
+    });
   }
 
   it('uses WebAssembly SIMD on Node 20', () => {

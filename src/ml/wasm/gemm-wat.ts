@@ -23,7 +23,11 @@ export interface KernelShape {
 /** The block shape the committed kernel was built with (2 x 16: 8 accumulators + 4 B vectors + 1 splat fit in the 16 xmm registers V8 allocates; measured best-of-5 at 31-41 GFLOP/s on training shapes against 22-27 for 4x16, which spills, 16-21 for 6x8 and 3x16, and no gain from k-blocking). */
 export const KERNEL_SHAPE: KernelShape = { mr: 2, nr: 16 };
 
-export function gemmWat(shape: KernelShape = KERNEL_SHAPE): string {
+/**
+ * @param shared when true the module imports a shared memory (`env.memory`, at most 16384 pages =
+ * 1 GiB) instead of defining its own, so that worker threads can run the same kernel on the same data.
+ */
+export function gemmWat(shape: KernelShape = KERNEL_SHAPE, shared = false): string {
   const { mr, nr } = shape;
   if (!Number.isInteger(mr) || mr < 1 || !Number.isInteger(nr) || nr < 4 || nr % 4 !== 0) {
     throw new Error(`bad kernel shape ${mr}x${nr}`);
@@ -38,7 +42,7 @@ export function gemmWat(shape: KernelShape = KERNEL_SHAPE): string {
   const lines: string[] = [];
   const emit = (s: string) => lines.push(s);
   emit('(module');
-  emit('  (memory (export "memory") 1)');
+  emit(shared ? '  (import "env" "memory" (memory 1 16384 shared))' : '  (memory (export "memory") 1)');
   emit(
     '  (func (export "gemm") (param $m i32) (param $n i32) (param $k i32) (param $a i32) (param $rsa i32) (param $csa i32) (param $b i32) (param $ldb i32) (param $c i32) (param $ldc i32) (param $beta i32)',
   );
