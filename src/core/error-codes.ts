@@ -79,6 +79,10 @@ export const errorCodes = {
     exit: ExitCode.input,
     summary: 'A preprocessing step was used before fitting, or its saved state is invalid.',
   },
+  ERR_DATASET_CHECKSUM: {
+    exit: ExitCode.input,
+    summary: 'A dataset file does not match the SHA-256 digest its SHA256SUMS lists.',
+  },
   // data: synthetic transactions
   ERR_ABORTED: {
     exit: ExitCode.failure,

@@ -30,6 +30,7 @@ export {
   type TimestampColumn,
   type ToMatrixOptions,
 } from './dataset.js';
+export { encodeIdx, type IdxTensor, type IdxType, parseIdx, readIdx } from './idx.js';
 export { type InferOptions, inferSchema, inferSchemaFromDataset, niceCeil, niceFloor } from './infer.js';
 export { type DataFormat, formatOf, readDataset, writeDataset } from './io.js';
 export { type ParquetReadOptions, readParquet, writeParquet } from './parquet.js';
@@ -53,6 +54,50 @@ export {
   type PiiOptions,
   sampleValues,
 } from './pii.js';
+export {
+  type FeatureMatrix,
+  Imputer,
+  type ImputerState,
+  type ImputeStrategy,
+  loadStep,
+  MinMaxScaler,
+  type MinMaxScalerState,
+  OneHotEncoder,
+  type OneHotEncoderState,
+  OTHER_CATEGORY,
+  Pipeline,
+  type PipelineState,
+  PREPROCESS_FORMAT,
+  PREPROCESS_VERSION,
+  type PreprocessStep,
+  StandardScaler,
+  type StandardScalerState,
+  type StepState,
+  type UnknownCategory,
+} from './preprocess.js';
+export {
+  ADULT_COLUMNS,
+  type DatasetSpec,
+  type DatasetStatus,
+  datasetNames,
+  datasetStatus,
+  defaultDatasetsDir,
+  GERMAN_CREDIT_COLUMNS,
+  getDatasetSpec,
+  type ImageDatasetSpec,
+  type ImageSplit,
+  type LabelSpec,
+  type LoadedDataset,
+  type LoadedImages,
+  type LoadedTabular,
+  type LoadOptions,
+  loadDataset,
+  loadImages,
+  loadTabular,
+  registerDataset,
+  type TabularDatasetSpec,
+  type TabularSplit,
+} from './registry.js';
 export {
   checkAgainstSchema,
   coerceToSchema,
