@@ -121,3 +121,4 @@ export {
   validateAgainstSchema,
   validateSchema,
 } from './schema.js';
+export * from './synth/index.js';
