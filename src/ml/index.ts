@@ -68,7 +68,7 @@ export {
   PROBABILITIES_NAME,
   toOnnx,
 } from './onnx/export.js';
-export { fromOnnx, type OnnxImportOptions, type OnnxImportResult } from './onnx/import.js';
+export { fromOnnx, type OnnxImportOptions, type OnnxImportResult, onnxMetadata } from './onnx/import.js';
 export { OnnxRuntimeModel } from './onnx/runtime.js';
 export { Adam, type AdamOptions, type Optimizer, type OptimizerName, Sgd, type SgdOptions } from './optim.js';
 export {

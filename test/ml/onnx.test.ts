@@ -5,7 +5,7 @@ import { isBulwarkError, SeededRng } from '../../src/core/index.js';
 import type { ActivationName } from '../../src/ml/activations.js';
 import { Network, type Preprocessing } from '../../src/ml/network.js';
 import { toOnnx } from '../../src/ml/onnx/export.js';
-import { fromOnnx } from '../../src/ml/onnx/import.js';
+import { fromOnnx, onnxMetadata } from '../../src/ml/onnx/import.js';
 import { AttrType, DataType, encodeModel } from '../../src/ml/onnx/proto.js';
 import { OnnxRuntimeModel } from '../../src/ml/onnx/runtime.js';
 
@@ -92,7 +92,9 @@ describe('ONNX export: ONNX Runtime agrees with our forward pass to 1e-5', () =>
   cases.forEach((c, i) => {
     it(c.name, async () => {
       const { net, x, rows, d } = build(c, 10 + i);
-      const bytes = toOnnx(net, { producerVersion: 'test' });
+      const bytes = toOnnx(net, { producerVersion: 'test', metadata: { 'test.key': 'v' } });
+      assert.equal(onnxMetadata(bytes)['test.key'], 'v');
+      assert.equal(onnxMetadata(bytes)['bulwark.classes'], String(c.classes));
       const out = await ortRun(bytes, x, rows, d);
       const ours = net.predictProba(x, rows);
       assert.deepEqual(out.probabilities?.dims, [rows, c.classes]);

@@ -39,6 +39,8 @@ export interface OnnxImportResult {
   producer: string;
   /** Version of the default-domain opset the model imports. */
   opset: number;
+  /** The model's metadata_props (key → value). */
+  metadata: Record<string, string>;
 }
 
 interface Const {
@@ -137,6 +139,17 @@ function intAttr(node: NodeMsg, name: string, dflt: number): number {
 function floatAttr(node: NodeMsg, name: string, dflt: number): number {
   const a = attr(node, name);
   return a === undefined ? dflt : a.f;
+}
+
+/** The metadata_props of an ONNX model (without interpreting its graph); ERR_ONNX_INVALID if it does not decode. */
+export function onnxMetadata(bytes: Uint8Array): Record<string, string> {
+  let model: ModelMsg;
+  try {
+    model = decodeModel(bytes);
+  } catch (e) {
+    throw new BulwarkError('ERR_ONNX_INVALID', `not an ONNX model: ${(e as Error).message}`, { cause: e });
+  }
+  return Object.fromEntries(model.metadataProps.map((p) => [p.key, p.value]));
 }
 
 /** Reads an ONNX model (ModelProto bytes) into a {@link Network}. */
@@ -459,5 +472,6 @@ export function fromOnnx(bytes: Uint8Array, options: OnnxImportOptions = {}): On
     outputName,
     producer: `${model.producerName} ${model.producerVersion}`.trim(),
     opset,
+    metadata: Object.fromEntries(model.metadataProps.map((p) => [p.key, p.value])),
   };
 }
