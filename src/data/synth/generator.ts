@@ -262,16 +262,19 @@ export function* simulate(o: ResolvedSynthOptions): Generator<Emitted, void, und
 
   const jitter = (x: number, d: number): number => x + rng.uniform(-d, d);
 
-  const otherUsSite = (exclude: Site, minKm: number): Site => {
-    for (let i = 0; i < 30; i++) {
-      const s = rng.pick(world.usSites);
-      if (
-        s !== exclude &&
-        haversineKm(s.place.lat, s.place.lon, exclude.place.lat, exclude.place.lon) >= minKm
-      )
+  /** A site at least `minKm` from `from`, drawn from `pool` (the US by default). */
+  const farSite = (from: Site, minKm: number, pool: readonly Site[] = world.usSites): Site => {
+    for (let i = 0; i < 50; i++) {
+      const s = rng.pick(pool);
+      if (s !== from && haversineKm(s.place.lat, s.place.lon, from.place.lat, from.place.lon) >= minKm)
         return s;
     }
-    return rng.pick(world.fraudSites);
+    // Every US city has cities and fraud sites more than 1000 km away; this is only a guard.
+    return rng.pick(
+      world.fraudSites.filter(
+        (s) => haversineKm(s.place.lat, s.place.lon, from.place.lat, from.place.lon) >= minKm,
+      ),
+    );
   };
 
   const pickCategory = (ch: Cardholder): Category => CATEGORIES[ch.categories.pick(rng)] as Category;
@@ -368,7 +371,7 @@ export function* simulate(o: ResolvedSynthOptions): Generator<Emitted, void, und
     let acc = LOOKALIKE_RATES.trip;
     if (r < acc && ch.trip === null) {
       // Book a trip online now; travel a few days later for 2-10 days, 80% within the US.
-      const dest = rng.bernoulli(0.8) ? otherUsSite(ch.home, 300) : rng.pick(world.travelSites);
+      const dest = rng.bernoulli(0.8) ? farSite(ch.home, 300) : rng.pick(world.travelSites);
       const start = t + rng.uniform(6, 96) * HOUR;
       ch.trip = { site: dest, start, end: start + rng.uniform(2, 10) * DAY };
       world.onTrip[ch.index] = 1;
@@ -427,7 +430,7 @@ export function* simulate(o: ResolvedSynthOptions): Generator<Emitted, void, und
     lon: number;
   }
   const fraudster = (ch: Cardholder, abroad: number): Fraudster => {
-    const site = rng.bernoulli(abroad) ? rng.pick(world.fraudSites) : otherUsSite(ch.home, 200);
+    const site = rng.bernoulli(abroad) ? rng.pick(world.fraudSites) : farSite(ch.home, 200);
     return {
       site,
       device: makeDeviceId(rng),
@@ -595,7 +598,7 @@ export function* simulate(o: ResolvedSynthOptions): Generator<Emitted, void, und
     const label = episodeLabel();
     const anchor = ch.trip === null ? ch.home : currentSite(ch, t);
     purchase(ch, t, 'normal', 0, { online: false });
-    const site = rng.bernoulli(0.7) ? otherUsSite(anchor, 1000) : rng.pick(world.fraudSites);
+    const site = farSite(anchor, 1000, rng.bernoulli(0.7) ? world.usSites : world.fraudSites);
     const n = 1 + rng.int(2);
     let tt = t + 8 * MINUTE + rng.uniform(0, 45) * MINUTE;
     for (let i = 0; i < n; i++) {
