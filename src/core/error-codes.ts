@@ -105,7 +105,10 @@ export const errorCodes = {
     exit: ExitCode.failure,
     summary: 'Training produced a non-finite loss or weights (learning rate too high?).',
   },
-  ERR_ONNX_INVALID: { exit: ExitCode.input, summary: 'An ONNX file is malformed or not a model Bulwark can use.' },
+  ERR_ONNX_INVALID: {
+    exit: ExitCode.input,
+    summary: 'An ONNX file is malformed or not a model Bulwark can use.',
+  },
   ERR_ONNX_UNSUPPORTED_OP: {
     exit: ExitCode.input,
     summary: 'An ONNX graph uses an operator (or attribute) Bulwark cannot import.',

@@ -27,7 +27,8 @@ describe('YAML config', () => {
 
   it('names every bad key path and what was expected', () => {
     assert.throws(
-      () => parseConfig('gateway:\n  port: "80"\n  tls: { cert: 1 }\nstages: [auth, nope]\n', schema, 'g.yaml'),
+      () =>
+        parseConfig('gateway:\n  port: "80"\n  tls: { cert: 1 }\nstages: [auth, nope]\n', schema, 'g.yaml'),
       (e: unknown) => {
         const err = e as { code: string; message: string };
         assert.equal(err.code, 'ERR_CONFIG_INVALID');

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { BulwarkError, errorCodes, ExitCode, invalidArgument, isBulwarkError } from '../../src/core/index.js';
+import { BulwarkError, ExitCode, errorCodes, invalidArgument, isBulwarkError } from '../../src/core/index.js';
 
 const root = join(import.meta.dirname, '..', '..');
 const docs = readFileSync(join(root, 'docs', 'errors.md'), 'utf8');
@@ -19,7 +19,11 @@ describe('error code table', () => {
   it('every code is documented exactly once in docs/errors.md with its exit status', () => {
     for (const code of codes) {
       const headings = docs.match(new RegExp(`^### ${code}$`, 'gm')) ?? [];
-      assert.equal(headings.length, 1, `${code} must have exactly one "### ${code}" heading in docs/errors.md`);
+      assert.equal(
+        headings.length,
+        1,
+        `${code} must have exactly one "### ${code}" heading in docs/errors.md`,
+      );
       const section = docs.slice(docs.indexOf(`### ${code}\n`)).split('\n### ')[0] ?? '';
       const exit = errorCodes[code as keyof typeof errorCodes].exit;
       assert.match(section, new RegExp(`Exit ${exit}\\.`), `${code}: docs must say "Exit ${exit}."`);
@@ -28,7 +32,8 @@ describe('error code table', () => {
 
   it('docs/errors.md documents no code that is not in the table', () => {
     const documented = [...docs.matchAll(/^### (ERR_[A-Z0-9_]+)$/gm)].map((m) => m[1]);
-    for (const d of documented) assert.ok(codes.includes(d as string), `docs/errors.md documents unknown ${d}`);
+    for (const d of documented)
+      assert.ok(codes.includes(d as string), `docs/errors.md documents unknown ${d}`);
   });
 
   it('codes are well-formed and unique, and each is raised somewhere in src/', () => {

@@ -54,7 +54,13 @@ describe('atomic writes', () => {
       code: 'ERR_FILE_NOT_FOUND',
       message: /\/nonexistent\/file\.csv/,
     });
-    await assert.rejects(requireFile(fresh(), 'data file'), { code: 'ERR_FILE_NOT_FOUND', message: /not a regular/ });
-    await assert.rejects(writeFileAtomic(join(fileAsDir(), 'x'), 'y'), { code: 'ERR_IO', message: /plain-file/ });
+    await assert.rejects(requireFile(fresh(), 'data file'), {
+      code: 'ERR_FILE_NOT_FOUND',
+      message: /not a regular/,
+    });
+    await assert.rejects(writeFileAtomic(join(fileAsDir(), 'x'), 'y'), {
+      code: 'ERR_IO',
+      message: /plain-file/,
+    });
   });
 });
