@@ -34,7 +34,7 @@ function fmtTick(v: number): string {
   if (a === 0) return '0';
   if (a >= 1e6) return `${(v / 1e6).toFixed(a >= 1e7 ? 0 : 1)}M`;
   if (a >= 1e3) return `${(v / 1e3).toFixed(a >= 1e4 ? 0 : 1)}k`;
-  if (a >= 10) return v.toFixed(0);
+  if (a >= 10 || Number.isInteger(v)) return v.toFixed(0);
   if (a >= 1) return v.toFixed(1);
   return v.toPrecision(2);
 }
