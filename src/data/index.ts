@@ -42,6 +42,7 @@ export {
   isEmail,
   isIban,
   isIpAddress,
+  isOpaqueId,
   isPersonName,
   isPhone,
   isSsn,

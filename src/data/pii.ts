@@ -21,6 +21,8 @@ export interface PiiDetector {
   readonly strongNames?: RegExp;
   /** Patterns on the name that need at least `weakMatchRate` of the values to match `test`. */
   readonly weakNames?: RegExp;
+  /** Names that rule the kind out (a merchant's name is no person's name). */
+  readonly excludeNames?: RegExp;
   /** Tests one value (numbers arrive as their decimal text, timestamps as ISO 8601). */
   readonly test?: (value: string) => boolean;
   /** When true, the values alone never decide (the shape is too common, e.g. postal codes). */
@@ -182,6 +184,14 @@ export function isBirthDate(s: string): boolean {
   return t >= Date.UTC(1900, 0, 1) && t <= Date.now();
 }
 
+/** An opaque identifier: up to 4 letters, an optional separator, then 5 or more digits; or a UUID. */
+export function isOpaqueId(s: string): boolean {
+  return (
+    /^[A-Za-z]{0,4}[-_]?\d{5,}$/.test(s) ||
+    /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(s)
+  );
+}
+
 /** A postal code: US ZIP (+4), UK, Canadian, or a 4-6 digit code. Only used with a postal-code name. */
 function isPostalCode(s: string): boolean {
   return (
@@ -314,6 +324,33 @@ export const PII_DETECTORS: readonly PiiDetector[] = [
       'employee_?name',
     ),
     weakNames: words('name', 'holder', 'owner', 'customer', 'payee', 'payer'),
+    excludeNames: words(
+      'merchant',
+      'company',
+      'business',
+      'store',
+      'shop',
+      'vendor',
+      'product',
+      'brand',
+      'org',
+      'organi[sz]ation',
+      'employer',
+      'bank',
+      'branch',
+      'file',
+      'host',
+      'device',
+      'city',
+      'country',
+      'state',
+      'region',
+      'street',
+      'category',
+      'item',
+      'app',
+      'user_?agent',
+    ),
     test: isPersonName,
     needsName: true,
   },
@@ -360,6 +397,28 @@ export const PII_DETECTORS: readonly PiiDetector[] = [
       'employee_?id',
       'cardholder_?id',
     ),
+    // An opaque identifier (C1231006815, ACC-0042137, a UUID) in a column named after a party to the
+    // transaction: PaySim's nameOrig and nameDest are customer ids.
+    weakNames: words(
+      'name',
+      'orig',
+      'origin',
+      'dest',
+      'destination',
+      'customer',
+      'client',
+      'user',
+      'account',
+      'acct',
+      'member',
+      'sender',
+      'recipient',
+      'payer',
+      'payee',
+      'beneficiary',
+    ),
+    test: isOpaqueId,
+    needsName: true,
   },
   {
     kind: 'special_category',
@@ -457,6 +516,7 @@ function detectFromSample(name: string, sample: readonly string[], opts: PiiOpti
   const detectors = [...PII_DETECTORS, ...(opts.detectors ?? [])];
   let best: { score: number; finding: PiiFinding } | undefined;
   for (const d of detectors) {
+    if (d.excludeNames?.test(norm)) continue;
     const strong = d.strongNames?.test(norm) === true;
     const weak = !strong && d.weakNames?.test(norm) === true;
     let rate: number | undefined;
