@@ -1,0 +1,97 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import {
+  barChart,
+  binGroups,
+  escapeXml,
+  histogramCounts,
+  lineChart,
+  niceTicks,
+  type ReportDoc,
+  renderHtml,
+} from '../../src/report/index.js';
+
+describe('report building blocks', () => {
+  it('escapeXml escapes the five XML specials', () => {
+    assert.equal(escapeXml(`<a href="x">'&'</a>`), '&#60;a href=&#34;x&#34;&#62;&#39;&#38;&#39;&#60;/a&#62;');
+  });
+
+  it('niceTicks gives round steps covering the range (Heckbert)', () => {
+    assert.deepEqual(niceTicks(0, 1), [0, 0.2, 0.4, 0.6, 0.8, 1]);
+    assert.deepEqual(niceTicks(0, 97), [0, 20, 40, 60, 80, 100]);
+    assert.deepEqual(niceTicks(-3, 3), [-4, -2, 0, 2, 4]);
+  });
+
+  it('histogramCounts bins with the top edge in the last bin and clamps outliers', () => {
+    assert.deepEqual(histogramCounts([0, 0.1, 0.5, 0.99, 1, 5, -2, Number.NaN], 2, 0, 1), [3, 4]);
+  });
+
+  it('binGroups puts groups on one range and keeps only counts', () => {
+    const b = binGroups(
+      [
+        { name: 'a', values: [1, 10, 100] },
+        { name: 'b', values: [1000] },
+      ],
+      { bins: 3, log10: true },
+    );
+    assert.equal(b.lo, 0);
+    assert.equal(b.hi, 3);
+    assert.deepEqual(
+      b.groups.map((g) => g.counts),
+      [
+        [1, 1, 1],
+        [0, 0, 1],
+      ],
+    );
+  });
+
+  it('charts are SVG with escaped labels', () => {
+    const bars = barChart([{ label: '<script>', value: 3 }], { title: 't' });
+    assert.match(bars, /^<svg /);
+    assert.ok(!bars.includes('<script>'));
+    const lines = lineChart(
+      [
+        {
+          name: 'roc',
+          points: [
+            [0, 0],
+            [0.5, 0.8],
+            [1, 1],
+          ],
+        },
+      ],
+      { title: 'ROC' },
+    );
+    assert.match(lines, /<path d="M/);
+  });
+
+  it('renderHtml makes one self-contained page: no scripts, a CSP, every section', () => {
+    const doc: ReportDoc = {
+      title: 'T & <b>',
+      generatedAt: '2026-01-01T00:00:00Z',
+      bulwarkVersion: '0.0.0',
+      sections: [
+        {
+          id: 's1',
+          title: 'One',
+          status: 'ok',
+          seconds: 1.25,
+          blocks: [{ kind: 'text', text: '<img src=x>' }],
+        },
+        {
+          id: 's2',
+          title: 'Two',
+          status: 'failed',
+          blocks: [{ kind: 'table', columns: ['a', 'b'], rows: [['x', 1]] }],
+        },
+      ],
+    };
+    const html = renderHtml(doc);
+    assert.ok(!/<script/i.test(html));
+    assert.ok(!html.includes('<img src=x>'));
+    assert.match(html, /Content-Security-Policy/);
+    assert.match(html, /id="s1"/);
+    assert.match(html, /class="status failed"/);
+    assert.match(html, /<td class="num">1<\/td>/);
+  });
+});
