@@ -1,0 +1,142 @@
+/**
+ * `bulwark data synth` end to end through the built executable: the summary, determinism, usage
+ * errors (exit 2, ERR_USAGE, nothing written) and Ctrl-C (exit 1, ERR_ABORTED, nothing written).
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { TRANSACTION_COLUMNS } from '../../src/data/synth/index.js';
+import { ROOT, runBulwark } from '../helpers/cli.js';
+
+function tempDir(): string {
+  return mkdtempSync(join(tmpdir(), 'bulwark-synth-cli-'));
+}
+
+describe('bulwark data synth', () => {
+  it('writes the CSV and a JSON summary; the same seed gives the same bytes', () => {
+    const dir = tempDir();
+    const a = join(dir, 'a.csv');
+    const r = runBulwark([
+      '--json',
+      'data',
+      'synth',
+      '--rows',
+      '3000',
+      '--fraud-rate',
+      '0.05',
+      '--seed',
+      '12',
+      '--out',
+      a,
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const s = JSON.parse(r.stdout) as Record<string, unknown>;
+    assert.equal(s['rows'], 3000);
+    assert.equal(s['seed'], '12');
+    assert.equal(s['path'], a);
+    assert.equal(s['columns'], TRANSACTION_COLUMNS.length);
+    assert.equal(typeof s['rowsPerSecond'], 'number');
+    const fraud = s['fraudRows'] as number;
+    assert.ok(Math.abs(fraud / 3000 - 0.05) < 0.01, `${fraud} fraud rows`);
+    const lines = readFileSync(a, 'utf8').split('\r\n');
+    assert.equal(lines[0], TRANSACTION_COLUMNS.join(','));
+    assert.equal(lines.length, 3002); // header, rows, and the empty string after the last CRLF
+    assert.equal(lines.slice(1, -1).filter((l) => l.endsWith(',1')).length, fraud);
+
+    const b = join(dir, 'b.csv');
+    const r2 = runBulwark([
+      'data',
+      'synth',
+      '--rows',
+      '3000',
+      '--fraud-rate',
+      '0.05',
+      '--seed',
+      '12',
+      '--out',
+      b,
+    ]);
+    assert.equal(r2.code, 0, r2.stderr);
+    assert.match(r2.stdout, /wrote 3000 transactions to .*b\.csv/);
+    assert.match(r2.stdout, /seed: 12 /);
+    assert.ok(readFileSync(a).equals(readFileSync(b)));
+
+    // Without --seed a random seed is used and reported.
+    const c = join(dir, 'c.csv');
+    const r3 = runBulwark(['--json', 'data', 'synth', '--rows', '100', '--out', c, '--include-scenario']);
+    assert.equal(r3.code, 0, r3.stderr);
+    const s3 = JSON.parse(r3.stdout) as Record<string, unknown>;
+    assert.match(String(s3['seed']), /^\d+$/);
+    assert.equal(s3['columns'], TRANSACTION_COLUMNS.length + 1);
+  });
+
+  it('a bad option value exits 2 with ERR_USAGE naming the option, and writes nothing', () => {
+    const dir = tempDir();
+    const out = join(dir, 'tx.csv');
+    const cases: [string[], RegExp][] = [
+      [['--rows', '0'], /--rows/],
+      [['--rows', 'abc'], /--rows/],
+      [['--rows', '1.5'], /--rows/],
+      [['--rows', '-10'], /--rows/],
+      [['--fraud-rate', '0.6'], /--fraud-rate/],
+      [['--fraud-rate', '-0.1'], /--fraud-rate/],
+      [['--fraud-rate', 'lots'], /--fraud-rate/],
+      [['--seed', '-1'], /--seed/],
+      [['--seed', 'x'], /--seed/],
+      [['--cardholders', '0'], /--cardholders/],
+      [['--start', 'yesterday'], /--start/],
+      [['--label-noise', '0.9'], /--label-noise/],
+    ];
+    for (const [args, name] of cases) {
+      const r = runBulwark(['data', 'synth', '--rows', '100', '--out', out, ...args]);
+      assert.equal(r.code, 2, `${args.join(' ')}: exit ${r.code} ${r.stderr}`);
+      assert.match(r.stderr, /^bulwark: ERR_USAGE: /, args.join(' '));
+      assert.match(r.stderr, name, args.join(' '));
+      assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
+      assert.equal(existsSync(out), false, args.join(' '));
+    }
+    const missing = runBulwark(['data', 'synth', '--rows', '100']);
+    assert.equal(missing.code, 2);
+    assert.match(missing.stderr, /ERR_USAGE: .*--out/);
+    const folder = runBulwark(['data', 'synth', '--rows', '100', '--out', dir]);
+    assert.equal(folder.code, 2);
+    assert.match(folder.stderr, /ERR_USAGE: --out: .* is a folder/);
+    const json = runBulwark(['--json', 'data', 'synth', '--rows', 'abc', '--out', out]);
+    assert.equal(json.code, 2);
+    const err = JSON.parse(json.stderr.trim().split('\n').at(-1) as string) as { error: { code: string } };
+    assert.equal(err.error.code, 'ERR_USAGE');
+    assert.deepEqual(readdirSync(dir), []);
+  });
+
+  it('Ctrl-C stops the run with ERR_ABORTED and leaves no file behind', async () => {
+    const dir = tempDir();
+    const out = join(dir, 'tx.csv');
+    const child = spawn(
+      process.execPath,
+      [join(ROOT, 'bin', 'bulwark.js'), 'data', 'synth', '--rows', '50000000', '--seed', '1', '--out', out],
+      { env: { ...process.env, CI: 'true' }, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
+    let running = true;
+    const exited = new Promise<number | null>((resolve) =>
+      child.on('exit', (code) => {
+        running = false;
+        resolve(code);
+      }),
+    );
+    // The temporary file appears once the signal handler is installed and generation has begun.
+    while (running && readdirSync(dir).length === 0) await new Promise((r) => setTimeout(r, 20));
+    assert.ok(running, `exited before the signal: ${stderr}`);
+    child.kill('SIGINT');
+    const code = await exited;
+    assert.equal(code, 1, stderr);
+    assert.match(stderr, /^bulwark: ERR_ABORTED: /m);
+    assert.deepEqual(readdirSync(dir), []);
+  });
+});
