@@ -3,6 +3,8 @@ import { Command, CommanderError } from 'commander';
 import { BulwarkError } from '../core/index.js';
 import { registerDataCommands } from './commands/data.js';
 import { registerDemoCommand } from './commands/demo.js';
+import { registerPredictCommand } from './commands/predict.js';
+import { registerTrainCommand } from './commands/train.js';
 import { ExitCode, type Io, makeIo, reportError } from './output.js';
 
 /** The version from package.json, read once. */
@@ -42,6 +44,8 @@ Errors print one line "bulwark: ERR_CODE: message"; every code is listed in docs
 
   registerDataCommands(program);
   registerDemoCommand(program);
+  registerTrainCommand(program);
+  registerPredictCommand(program);
 
   // Every subcommand inherits the usage-error handling.
   for (const c of allCommands(program)) {

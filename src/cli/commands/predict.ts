@@ -1,0 +1,237 @@
+import { readFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { type Command, InvalidArgumentError } from 'commander';
+import { BulwarkError, fsError, requireFile, writeFileAtomic } from '../../core/index.js';
+import { type Dataset, Pipeline, readDataset } from '../../data/index.js';
+import { accuracy, fromOnnx, OnnxRuntimeModel, onnxMetadata, softmaxRows } from '../../ml/index.js';
+import { ioOf } from '../program.js';
+import { classIndexOf, META_CLASS_VALUES, META_LABEL, META_PIPELINE } from './train.js';
+
+export interface Predictions {
+  rows: number;
+  classValues: string[];
+  /** Predicted class index of each row. */
+  predicted: Int32Array;
+  /** Class probabilities, `rows x classes`. */
+  probabilities: Float32Array;
+}
+
+function parseMeta<T>(meta: Record<string, string>, key: string): T | undefined {
+  const v = meta[key];
+  if (v === undefined) return undefined;
+  try {
+    return JSON.parse(v) as T;
+  } catch (e) {
+    throw new BulwarkError('ERR_ONNX_INVALID', `model metadata "${key}" is not valid JSON`, { cause: e });
+  }
+}
+
+/** The model's input matrix for `ds`: through the saved pipeline, or the numeric columns in order. */
+function featuresOf(ds: Dataset, meta: Record<string, string>, inputs: number | null): Float32Array {
+  const state = parseMeta<unknown>(meta, META_PIPELINE);
+  let x: Float32Array;
+  let names: readonly string[];
+  if (state !== undefined) {
+    const p = Pipeline.load(state);
+    const fm = p.transform(ds);
+    x = fm.matrix;
+    names = fm.features;
+  } else {
+    names = ds.columns.filter((c) => c.type !== 'string').map((c) => c.name);
+    x = ds.toMatrix(names);
+  }
+  if (inputs !== null && names.length !== inputs) {
+    throw new BulwarkError(
+      'ERR_SHAPE_MISMATCH',
+      `the model takes ${inputs} features, the data gives ${names.length} (${state === undefined ? 'numeric columns; the model has no Bulwark preprocessing metadata' : 'after preprocessing'})`,
+    );
+  }
+  const d = names.length;
+  for (let i = 0; i < x.length; i++) {
+    if (!Number.isFinite(x[i])) {
+      throw new BulwarkError(
+        'ERR_DATA_VALUE',
+        `row ${Math.floor(i / d) + 1} column "${names[i % d]}" is ${x[i]}`,
+        {
+          details: { row: Math.floor(i / d) + 1, field: names[i % d] as string },
+        },
+      );
+    }
+  }
+  return x;
+}
+
+/**
+ * Predicts with an ONNX model on a dataset, through ONNX Runtime (`onnxruntime`) or Bulwark's own
+ * forward pass of the imported model (`bulwark`).
+ */
+export async function predictDataset(
+  bytes: Uint8Array,
+  ds: Dataset,
+  engine: 'onnxruntime' | 'bulwark' = 'onnxruntime',
+): Promise<Predictions> {
+  const meta = onnxMetadata(bytes);
+  const rows = ds.rowCount;
+  if (rows === 0) throw new BulwarkError('ERR_DATA_VALUE', 'the data has no rows');
+  let probabilities: Float32Array;
+  let k: number;
+  if (engine === 'bulwark') {
+    const net = fromOnnx(bytes).network;
+    const x = featuresOf(ds, meta, net.inputs);
+    probabilities = net.predictProba(x, rows);
+    k = net.classes;
+  } else {
+    const model = await OnnxRuntimeModel.create(bytes);
+    try {
+      const pipelineWidth = parseMeta<{ features?: string[] }>(meta, META_PIPELINE)?.features?.length;
+      const x = featuresOf(ds, meta, null);
+      const d = x.length / rows;
+      if (pipelineWidth !== undefined && pipelineWidth !== d) {
+        throw new BulwarkError(
+          'ERR_SHAPE_MISMATCH',
+          `pipeline gives ${d} features, metadata says ${pipelineWidth}`,
+        );
+      }
+      const out = await model.run(x, rows, d);
+      const name = model.outputNames.includes('probabilities')
+        ? 'probabilities'
+        : (model.outputNames[0] as string);
+      const o = out[name] as { data: Float32Array; dims: readonly number[] };
+      k = o.data.length / rows;
+      probabilities = o.data;
+      if (k === 1) {
+        // One score per row: the probability of the second class.
+        probabilities = new Float32Array(rows * 2);
+        for (let i = 0; i < rows; i++) {
+          probabilities[2 * i] = 1 - (o.data[i] as number);
+          probabilities[2 * i + 1] = o.data[i] as number;
+        }
+        k = 2;
+      } else if (name !== 'probabilities' && fromOnnxKind(bytes) === 'logits') {
+        probabilities = softmaxRows(o.data, rows, k);
+      }
+    } finally {
+      await model.close();
+    }
+  }
+  const classValues =
+    parseMeta<string[]>(meta, META_CLASS_VALUES) ?? Array.from({ length: k }, (_, i) => String(i));
+  if (classValues.length !== k) {
+    throw new BulwarkError(
+      'ERR_ONNX_INVALID',
+      `metadata lists ${classValues.length} classes, the model outputs ${k}`,
+    );
+  }
+  const predicted = new Int32Array(rows);
+  for (let r = 0; r < rows; r++) {
+    let best = 0;
+    for (let c = 1; c < k; c++)
+      if ((probabilities[r * k + c] as number) > (probabilities[r * k + best] as number)) best = c;
+    predicted[r] = best;
+  }
+  return { rows, classValues, predicted, probabilities };
+}
+
+/** Whether an importable model's output is logits (null when Bulwark cannot import the graph). */
+function fromOnnxKind(bytes: Uint8Array): 'logits' | 'probabilities' | null {
+  try {
+    return fromOnnx(bytes).outputKind;
+  } catch {
+    return null;
+  }
+}
+
+function csvField(s: string): string {
+  return /[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+}
+
+/** `bulwark predict`: class predictions and probabilities for each row of a data file. */
+export function registerPredictCommand(program: Command): void {
+  program
+    .command('predict')
+    .description(
+      'predict with an ONNX model (from `bulwark train` or any dense ONNX classifier) on a data file',
+    )
+    .requiredOption('--model <file>', 'the model (ONNX)')
+    .requiredOption('--data <file>', 'rows to predict (CSV, TSV or Parquet)')
+    .option('--out <file>', 'write the predictions as CSV here (default: stdout)')
+    .option(
+      '--engine <name>',
+      'onnxruntime (ONNX Runtime) or bulwark (our own forward pass of the imported model)',
+      (v: string) => {
+        if (v !== 'onnxruntime' && v !== 'bulwark')
+          throw new InvalidArgumentError(`expected onnxruntime or bulwark, got "${v}"`);
+        return v;
+      },
+      'onnxruntime',
+    )
+    .option('--force', 'overwrite --out if it exists')
+    .addHelpText(
+      'after',
+      `
+Output: one CSV row per input row: prediction, then p_<class> for each class. When the data holds the
+model's label column, the accuracy is reported on stderr (and in --json).`,
+    )
+    .action(async function (this: Command) {
+      const o = this.opts<{
+        model: string;
+        data: string;
+        out?: string;
+        engine: 'onnxruntime' | 'bulwark';
+        force?: boolean;
+      }>();
+      const io = ioOf(this);
+      await requireFile(o.model, 'model file');
+      await requireFile(o.data, 'data file');
+      let bytes: Uint8Array;
+      try {
+        bytes = await readFile(o.model);
+      } catch (e) {
+        throw fsError(e, o.model, 'cannot read model');
+      }
+      const ds = await readDataset(o.data);
+      const p = await predictDataset(bytes, ds, o.engine);
+      const meta = onnxMetadata(bytes);
+      const label = meta[META_LABEL];
+      let acc: number | undefined;
+      if (label !== undefined && ds.has(label)) {
+        const col = ds.column(label);
+        const truth = Array.from({ length: ds.rowCount }, (_, i) =>
+          classIndexOf(
+            p.classValues,
+            col.type === 'string' ? (col.values[i] ?? null) : (col.values[i] as number),
+          ),
+        );
+        acc = accuracy(truth, p.predicted);
+      }
+      const k = p.classValues.length;
+      const lines = [['prediction', ...p.classValues.map((c) => `p_${c}`)].map(csvField).join(',')];
+      for (let r = 0; r < p.rows; r++) {
+        const probs = Array.from({ length: k }, (_, c) => String(p.probabilities[r * k + c]));
+        lines.push([csvField(p.classValues[p.predicted[r] as number] as string), ...probs].join(','));
+      }
+      const csv = `${lines.join('\n')}\n`;
+      if (o.out !== undefined) await writeFileAtomic(resolve(o.out), csv, { noClobber: o.force !== true });
+      if (acc !== undefined)
+        io.note(`accuracy on the "${label}" column: ${(100 * acc).toFixed(2)} % (${p.rows} rows)`);
+      if (io.json) {
+        io.result(
+          {
+            rows: p.rows,
+            classes: p.classValues,
+            ...(acc !== undefined ? { accuracy: acc } : {}),
+            ...(o.out !== undefined
+              ? { out: resolve(o.out) }
+              : {
+                  predictions: Array.from({ length: p.rows }, (_, r) => ({
+                    prediction: p.classValues[p.predicted[r] as number],
+                    probabilities: Array.from(p.probabilities.subarray(r * k, (r + 1) * k)),
+                  })),
+                }),
+          },
+          () => '',
+        );
+      } else if (o.out === undefined) process.stdout.write(csv);
+      else io.result(null, () => `Wrote ${p.rows} predictions to ${resolve(o.out as string)}`);
+    });
+}

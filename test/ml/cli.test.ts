@@ -1,0 +1,194 @@
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { SeededRng } from '../../src/core/index.js';
+import { AttrType, DataType, encodeModel } from '../../src/ml/onnx/proto.js';
+import { runBulwark } from '../helpers/cli.js';
+
+/** A learnable table: label "yes" when 2*x1 - x2 + (channel == web) > 0.5, plus a little noise. */
+function makeCsv(rows: number, seed: number, opts: { oneClass?: boolean; hole?: number } = {}): string {
+  const rng = new SeededRng(seed);
+  const lines = ['x1,x2,channel,label'];
+  for (let i = 0; i < rows; i++) {
+    const x1 = rng.normal();
+    const x2 = rng.normal();
+    const ch = rng.pick(['web', 'shop', 'phone']);
+    const z = 2 * x1 - x2 + (ch === 'web' ? 1 : 0) + rng.normal(0, 0.2);
+    const label = opts.oneClass ? 'no' : z > 0.5 ? 'yes' : 'no';
+    lines.push(`${i === opts.hole ? '' : x1.toFixed(4)},${x2.toFixed(4)},${ch},${label}`);
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+const dir = mkdtempSync(join(tmpdir(), 'bulwark-ml-cli-'));
+const data = join(dir, 'train.csv');
+writeFileSync(data, makeCsv(600, 1));
+
+describe('bulwark train / predict', () => {
+  it('trains a logistic regression, prints test metrics as JSON and writes an ONNX model', () => {
+    const out = join(dir, 'lr.onnx');
+    const r = runBulwark([
+      '--json',
+      'train',
+      '--data',
+      data,
+      '--label',
+      'label',
+      '--model',
+      'logreg',
+      '--epochs',
+      '30',
+      '--seed',
+      '3',
+      '--out',
+      out,
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const j = JSON.parse(r.stdout) as {
+      classes: string[];
+      features: number;
+      test: { accuracy: number; rocAuc: number; rows: number };
+    };
+    assert.deepEqual(j.classes, ['no', 'yes']);
+    assert.equal(j.features, 5); // x1, x2 and three channel columns
+    assert.equal(j.test.rows, 120);
+    assert.ok(j.test.accuracy > 0.9, `accuracy ${j.test.accuracy}`);
+    assert.ok(j.test.rocAuc > 0.95);
+    assert.ok(readFileSync(out).length > 100);
+
+    // predict: ONNX Runtime and Bulwark's forward pass give the same classes; accuracy is reported.
+    const p1 = runBulwark(['--json', 'predict', '--model', out, '--data', data]);
+    assert.equal(p1.code, 0, p1.stderr);
+    const a = JSON.parse(p1.stdout) as {
+      rows: number;
+      accuracy: number;
+      predictions: { prediction: string; probabilities: number[] }[];
+    };
+    assert.equal(a.rows, 600);
+    assert.equal(a.predictions.length, 600);
+    assert.ok(a.accuracy > 0.9);
+    const p2 = runBulwark(['--json', 'predict', '--model', out, '--data', data, '--engine', 'bulwark']);
+    const b = JSON.parse(p2.stdout) as typeof a;
+    for (let i = 0; i < 600; i++) {
+      assert.equal(a.predictions[i]!.prediction, b.predictions[i]!.prediction);
+      assert.ok(Math.abs(a.predictions[i]!.probabilities[1]! - b.predictions[i]!.probabilities[1]!) < 1e-5);
+    }
+    // CSV output
+    const csvOut = join(dir, 'pred.csv');
+    const p3 = runBulwark(['predict', '--model', out, '--data', data, '--out', csvOut]);
+    assert.equal(p3.code, 0, p3.stderr);
+    const lines = readFileSync(csvOut, 'utf8').trim().split('\n');
+    assert.equal(lines[0], 'prediction,p_no,p_yes');
+    assert.equal(lines.length, 601);
+  });
+
+  it('trains an MLP with --hidden', () => {
+    const out = join(dir, 'mlp.onnx');
+    const r = runBulwark([
+      '--json',
+      'train',
+      '--data',
+      data,
+      '--label',
+      'label',
+      '--model',
+      'mlp',
+      '--hidden',
+      '16,8',
+      '--epochs',
+      '40',
+      '--out',
+      out,
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const j = JSON.parse(r.stdout) as { architecture: number[]; test: { accuracy: number } };
+    assert.deepEqual(j.architecture, [5, 16, 8, 2]);
+    assert.ok(j.test.accuracy > 0.85, `accuracy ${j.test.accuracy}`);
+  });
+
+  it('bad input: a clear error, a stable code, no output file', () => {
+    const out = join(dir, 'never.onnx');
+    const cases: Array<[string[], RegExp, number]> = [
+      [['--label', 'nope'], /ERR_COLUMN_NOT_FOUND: no column "nope"/, 3],
+      [['--label', 'label', '--model', 'forest'], /ERR_USAGE: .*expected one of logreg, mlp/, 2],
+      [['--label', 'label', '--hidden', '8'], /ERR_USAGE: --hidden applies to --model mlp/, 2],
+      [['--label', 'label', '--epochs', '0'], /ERR_USAGE/, 2],
+    ];
+    for (const [args, re, code] of cases) {
+      const r = runBulwark(['train', '--data', data, '--out', out, ...args]);
+      assert.equal(r.code, code, r.stderr);
+      assert.match(r.stderr, re);
+    }
+    const one = join(dir, 'one.csv');
+    writeFileSync(one, makeCsv(50, 2, { oneClass: true }));
+    let r = runBulwark(['train', '--data', one, '--label', 'label', '--out', out]);
+    assert.equal(r.code, 3);
+    assert.match(r.stderr, /ERR_LABEL_INVALID: label column "label" has only one class \(no\)/);
+    const hole = join(dir, 'hole.csv');
+    writeFileSync(hole, makeCsv(50, 3, { hole: 7 }));
+    r = runBulwark(['train', '--data', hole, '--label', 'label', '--test-fraction', '0', '--out', out]);
+    assert.equal(r.code, 3);
+    assert.match(r.stderr, /ERR_DATA_VALUE: .*column "x1"/);
+    assert.equal(existsSync(out), false);
+    // an existing output is not overwritten without --force
+    const keep = join(dir, 'keep.onnx');
+    writeFileSync(keep, 'x');
+    r = runBulwark(['train', '--data', data, '--label', 'label', '--epochs', '1', '--out', keep]);
+    assert.equal(r.code, 3);
+    assert.match(r.stderr, /ERR_FILE_EXISTS/);
+    assert.equal(readFileSync(keep, 'utf8'), 'x');
+  });
+
+  it('predict refuses an ONNX model with an unsupported operator, naming it', () => {
+    const model = join(dir, 'conv.onnx');
+    writeFileSync(
+      model,
+      encodeModel({
+        irVersion: 7,
+        opsetImport: [{ domain: '', version: 13 }],
+        graph: {
+          name: 'g',
+          node: [
+            { opType: 'MatMul', input: ['X', 'W'], output: ['z'], name: 'mm' },
+            {
+              opType: 'LeakyRelu',
+              input: ['z'],
+              output: ['y'],
+              name: 'act',
+              attribute: [{ name: 'alpha', type: AttrType.FLOAT, f: 0.1 }],
+            },
+          ],
+          initializer: [{ name: 'W', dims: [2, 2], dataType: DataType.FLOAT, floatData: [1, 0, 0, 1] }],
+          input: [
+            {
+              name: 'X',
+              type: {
+                tensorType: {
+                  elemType: DataType.FLOAT,
+                  shape: { dim: [{ dimParam: 'N' }, { dimValue: 2 }] },
+                },
+              },
+            },
+          ],
+          output: [{ name: 'y', type: { tensorType: { elemType: DataType.FLOAT } } }],
+        },
+      }),
+    );
+    const csv = join(dir, 'two.csv');
+    writeFileSync(csv, 'a,b\n1,2\n3,4\n');
+    const r = runBulwark(['predict', '--model', model, '--data', csv, '--engine', 'bulwark']);
+    assert.equal(r.code, 3);
+    assert.match(r.stderr, /ERR_ONNX_UNSUPPORTED_OP: unsupported ONNX operator LeakyRelu \(node "act"\)/);
+    // ONNX Runtime runs it (LeakyRelu is standard): predictions from the raw numeric columns.
+    const r2 = runBulwark(['--json', 'predict', '--model', model, '--data', csv]);
+    assert.equal(r2.code, 0, r2.stderr);
+    assert.equal((JSON.parse(r2.stdout) as { rows: number }).rows, 2);
+    const bad = join(dir, 'bad.onnx');
+    writeFileSync(bad, 'not a model at all');
+    const r3 = runBulwark(['predict', '--model', bad, '--data', csv]);
+    assert.equal(r3.code, 3);
+    assert.match(r3.stderr, /ERR_ONNX_INVALID/);
+  });
+});
