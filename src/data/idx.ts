@@ -77,11 +77,13 @@ export function parseIdx(bytes: Uint8Array, source = '<idx>'): IdxTensor {
   let data: IdxTensor['data'];
   switch (info.name) {
     case 'uint8':
-      data = b.slice(headerLen, expected);
+    case 'int8': {
+      // A copy into a fresh buffer: a Node Buffer's slice shares (pooled) memory.
+      const raw = new Uint8Array(n);
+      raw.set(b.subarray(headerLen, expected));
+      data = info.name === 'uint8' ? raw : new Int8Array(raw.buffer);
       break;
-    case 'int8':
-      data = new Int8Array(b.slice(headerLen, expected).buffer);
-      break;
+    }
     case 'int16': {
       const a = new Int16Array(n);
       for (let i = 0; i < n; i++) a[i] = view.getInt16(headerLen + 2 * i, false);

@@ -211,8 +211,12 @@ with the other problems listed on stderr. Values of personal fields are never pr
       const ds = await readDataset(file, csvOf(o));
       const opts = { allowExtraColumns: o.allowExtra === true, maxIssues: o.maxIssues };
       const issues = checkAgainstSchema(ds, schema, opts);
-      for (const i of issues.slice(1)) {
-        io.note(`  ${i.row === undefined ? '' : `row ${i.row}, `}field "${i.field}": ${i.problem}`);
+      if (issues.length > 1) {
+        io.note(
+          `${file} does not match ${o.schema}; ${issues.length >= o.maxIssues ? `the first ${issues.length}` : 'all'} problems:`,
+        );
+        for (const i of issues)
+          io.note(`  ${i.row === undefined ? '' : `row ${i.row}, `}field "${i.field}": ${i.problem}`);
       }
       validateAgainstSchema(ds, schema, { ...opts, source: file });
       io.result(

@@ -1,0 +1,138 @@
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { parseSchema } from '../../src/data/index.js';
+import { runBulwark } from '../helpers/cli.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'bulwark-datacli-'));
+const good = join(dir, 'people.csv');
+writeFileSync(
+  good,
+  [
+    'id,full_name,email,card,amount,kind',
+    '1,Jane Doe,jane@example.com,4111111111111111,12.5,a',
+    '2,John Roe,john@example.org,5500000000000004,99,b',
+    '3,Ann Poe,ann@example.net,340000000000009,7.25,a',
+    '4,Bob Loe,bob@example.com,6011000000000004,15,b',
+    '5,Eve Moe,eve@example.com,4222222222222,1,a',
+  ].join('\n') + '\n',
+);
+
+describe('bulwark data schema / validate / datasets', () => {
+  it('schema: a table of fields with type and sensitivity; --out writes YAML atomically', () => {
+    const out = join(dir, 'people.schema.yaml');
+    const r = runBulwark(['data', 'schema', good, '--out', out]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^FIELD\s+TYPE\s+NULLABLE\s+SENSITIVITY\s+PII/m);
+    assert.match(r.stdout, /^card\s+string\s+no\s+sensitive\s+card_number\s+name\+values 100%/m);
+    assert.match(r.stdout, /^email\s+string\s+no\s+personal\s+email/m);
+    assert.match(r.stdout, /^full_name\s+string\s+no\s+personal\s+name/m);
+    assert.match(r.stdout, /5 rows, 6 fields, 3 personal \(1 sensitive\); schema written to/);
+    const schema = parseSchema(readFileSync(out, 'utf8'));
+    assert.equal(schema.fields.length, 6);
+    assert.deepEqual(
+      readdirSync(dir).filter((f) => f.endsWith('.tmp')),
+      [],
+    );
+  });
+
+  it('schema --json: the schema as JSON on stdout', () => {
+    const r = runBulwark(['--json', 'data', 'schema', good, '--sample', '3']);
+    assert.equal(r.code, 0, r.stderr);
+    const j = JSON.parse(r.stdout) as {
+      rows: number;
+      schema: { fields: { name: string; sensitivity: string }[] };
+    };
+    assert.equal(j.rows, 5);
+    assert.equal(j.schema.fields.find((f) => f.name === 'card')?.sensitivity, 'sensitive');
+  });
+
+  it('validate: exit 0 on matching data, 3 naming row and field on a mismatch', () => {
+    const schemaPath = join(dir, 'people.schema.yaml');
+    if (!existsSync(schemaPath)) runBulwark(['data', 'schema', good, '--out', schemaPath]);
+    const ok = runBulwark(['data', 'validate', good, '--schema', schemaPath]);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.match(ok.stdout, /5 rows match/);
+    const bad = join(dir, 'bad.csv');
+    writeFileSync(bad, `${readFileSync(good, 'utf8')}6,Zed Doe,zed@example.com,4111111111111111,-5,c\n`);
+    const r = runBulwark(['data', 'validate', bad, '--schema', schemaPath]);
+    assert.equal(r.code, 3);
+    // Every problem is listed, then the error line names the first.
+    assert.match(r.stderr, /^ {2}row 6, field "amount": value outside the bounds \[1, 100\] \(-5\)$/m);
+    assert.match(r.stderr, /^ {2}row 6, field "kind": value is not one of the declared categories \("c"\)$/m);
+    assert.match(
+      r.stderr,
+      /\nbulwark: ERR_SCHEMA_MISMATCH: .*bad\.csv: row 6, field "id": value outside the bounds \[1, 5\] \(6\) \(and 2 more\)\n$/,
+    );
+    assert.doesNotMatch(r.stderr, /4111/);
+    const j = runBulwark(['--json', 'data', 'validate', bad, '--schema', schemaPath]);
+    assert.equal(j.code, 3);
+    assert.equal((JSON.parse(j.stderr) as { error: { code: string } }).error.code, 'ERR_SCHEMA_MISMATCH');
+  });
+
+  it('exit 3 for a missing file, a malformed CSV, an unknown format; 2 for a bad option', () => {
+    const missing = runBulwark(['data', 'schema', join(dir, 'nope.csv')]);
+    assert.equal(missing.code, 3);
+    assert.match(missing.stderr, /^bulwark: ERR_FILE_NOT_FOUND: .*nope\.csv/);
+    const malformed = join(dir, 'malformed.csv');
+    writeFileSync(malformed, 'a,b\n1,2\n3,"4\n');
+    const m = runBulwark(['data', 'schema', malformed, '--out', join(dir, 'm.yaml')]);
+    assert.equal(m.code, 3);
+    assert.match(m.stderr, /^bulwark: ERR_CSV_PARSE: malformed\.csv:3: /);
+    assert.equal(existsSync(join(dir, 'm.yaml')), false);
+    const fmt = runBulwark(['data', 'schema', join(dir, 'x.xlsx')]);
+    assert.equal(fmt.code, 3);
+    assert.match(fmt.stderr, /ERR_FORMAT_UNSUPPORTED/);
+    const opt = runBulwark(['data', 'schema', good, '--sample', 'many']);
+    assert.equal(opt.code, 2);
+    assert.match(opt.stderr, /ERR_USAGE/);
+    const noSchema = runBulwark(['data', 'validate', good]);
+    assert.equal(noSchema.code, 2);
+    const badSchema = join(dir, 'bad.yaml');
+    writeFileSync(badSchema, 'version: 1\nfields: [{name: a, type: float}]\n');
+    const bs = runBulwark(['data', 'validate', good, '--schema', badSchema]);
+    assert.equal(bs.code, 3);
+    assert.match(bs.stderr, /ERR_SCHEMA_INVALID: .*fields\[0\]\.type/);
+  });
+
+  it('CSV options: delimiter, no header, missing tokens', () => {
+    const p = join(dir, 'semi.txt.csv');
+    writeFileSync(p, '1;?\n2;x\n');
+    const r = runBulwark([
+      '--json',
+      'data',
+      'schema',
+      p,
+      '--delimiter',
+      ';',
+      '--no-header',
+      '--missing',
+      '?',
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const j = JSON.parse(r.stdout) as { schema: { fields: { name: string; nullable: boolean }[] } };
+    assert.deepEqual(
+      j.schema.fields.map((f) => [f.name, f.nullable]),
+      [
+        ['c1', false],
+        ['c2', true],
+      ],
+    );
+  });
+
+  it('datasets: lists the registry with presence; --json', () => {
+    const r = runBulwark(['--json', 'data', 'datasets', '--dir', dir]);
+    assert.equal(r.code, 0, r.stderr);
+    const list = JSON.parse(r.stdout) as { name: string; present: boolean }[];
+    assert.deepEqual(
+      list.map((d) => d.name).filter((n) => ['adult', 'german-credit', 'mnist', 'fashion-mnist'].includes(n)),
+      ['adult', 'fashion-mnist', 'german-credit', 'mnist'],
+    );
+    assert.equal(list.find((d) => d.name === 'adult')?.present, false);
+    const human = runBulwark(['data', 'datasets', '--dir', dir]);
+    assert.match(human.stdout, /^NAME\s+KIND\s+PRESENT/m);
+    assert.match(human.stdout, /missing files:/);
+  });
+});

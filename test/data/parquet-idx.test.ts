@@ -1,0 +1,133 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { gzipSync } from 'node:zlib';
+import { parquetWriteBuffer } from 'hyparquet-writer';
+import { SeededRng } from '../../src/core/index.js';
+import {
+  Dataset,
+  encodeIdx,
+  formatOf,
+  parseIdx,
+  readDataset,
+  readIdx,
+  readParquet,
+  writeDataset,
+  writeParquet,
+} from '../../src/data/index.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'bulwark-pq-'));
+
+describe('Parquet', () => {
+  it('write + read round trip: numbers, strings, timestamps, missing values', async () => {
+    const rng = new SeededRng(7);
+    const n = 2500;
+    const ds = new Dataset([
+      {
+        name: 'x',
+        type: 'number',
+        values: Float64Array.from({ length: n }, (_, i) => (i % 97 === 0 ? Number.NaN : rng.normal(0, 1e6))),
+      },
+      {
+        name: 's',
+        type: 'string',
+        values: Array.from({ length: n }, (_, i) => (i % 13 === 0 ? null : `v${rng.int(50)} é€`)),
+      },
+      {
+        name: 't',
+        type: 'timestamp',
+        values: Float64Array.from({ length: n }, (_, i) =>
+          i % 31 === 0 ? Number.NaN : Date.UTC(2024, 0, 1) + rng.int(1e9),
+        ),
+      },
+    ]);
+    const p = join(dir, 'rt.parquet');
+    await writeParquet(p, ds);
+    const back = await readParquet(p);
+    assert.deepEqual(back.columnNames, ['x', 's', 't']);
+    assert.deepEqual(
+      back.columns.map((c) => c.type),
+      ['number', 'string', 'timestamp'],
+    );
+    assert.deepEqual(back, ds);
+    const some = await readParquet(p, { columns: ['t'] });
+    assert.deepEqual(some.columnNames, ['t']);
+    await assert.rejects(readParquet(p, { columns: ['nope'] }), { code: 'ERR_COLUMN_NOT_FOUND' });
+  });
+
+  it('reads integer, boolean and string columns written by another writer', async () => {
+    const buf = parquetWriteBuffer({
+      columnData: [
+        { name: 'i32', data: [1, 2, null], type: 'INT32' },
+        { name: 'i64', data: [10n, 20n, 30n], type: 'INT64' },
+        { name: 'b', data: [true, false, true], type: 'BOOLEAN' },
+        { name: 'f', data: [1.5, 2.5, 3.5], type: 'FLOAT' },
+      ],
+    });
+    const p = join(dir, 'other.parquet');
+    writeFileSync(p, new Uint8Array(buf));
+    const ds = await readParquet(p);
+    assert.deepEqual([...ds.numbers('i32')].slice(0, 2), [1, 2]);
+    assert.ok(Number.isNaN(ds.numbers('i32')[2]!));
+    assert.deepEqual([...ds.numbers('i64')], [10, 20, 30]);
+    assert.deepEqual([...ds.numbers('b')], [1, 0, 1]);
+    assert.deepEqual([...ds.numbers('f')], [1.5, 2.5, 3.5]);
+  });
+
+  it('a file that is not Parquet is ERR_PARQUET_READ; formats go by extension', async () => {
+    const p = join(dir, 'fake.parquet');
+    writeFileSync(p, 'a,b\n1,2\n');
+    await assert.rejects(readParquet(p), { code: 'ERR_PARQUET_READ' });
+    assert.equal(formatOf('a.CSV'), 'csv');
+    assert.equal(formatOf('a.pq'), 'parquet');
+    assert.throws(() => formatOf('a.xlsx'), { code: 'ERR_FORMAT_UNSUPPORTED' });
+    assert.throws(() => formatOf('noext'), { code: 'ERR_FORMAT_UNSUPPORTED' });
+  });
+
+  it('readDataset/writeDataset convert between CSV and Parquet', async () => {
+    const ds = Dataset.fromColumns({ a: [1, 2, 3], b: ['x', null, 'z'] });
+    const sub = mkdtempSync(join(tmpdir(), 'bulwark-conv-'));
+    await writeDataset(join(sub, 'd.parquet'), ds);
+    const viaPq = await readDataset(join(sub, 'd.parquet'));
+    await writeDataset(join(sub, 'd.tsv'), viaPq);
+    const viaTsv = await readDataset(join(sub, 'd.tsv'));
+    assert.deepEqual(viaTsv, ds);
+    // Only the two outputs: no temporary files left behind.
+    assert.deepEqual(readdirSync(sub).sort(), ['d.parquet', 'd.tsv']);
+  });
+});
+
+describe('IDX', () => {
+  it('decodes the format (plain and gzipped) and round-trips every element type', () => {
+    // A hand-built file: uint8, 2 x 3, values 0..5.
+    const bytes = Uint8Array.from([0, 0, 0x08, 2, 0, 0, 0, 2, 0, 0, 0, 3, 0, 1, 2, 3, 4, 5]);
+    const t = parseIdx(bytes);
+    assert.deepEqual(t.shape, [2, 3]);
+    assert.deepEqual([...t.data], [0, 1, 2, 3, 4, 5]);
+    assert.deepEqual(parseIdx(gzipSync(bytes)), t);
+    const cases = [
+      { type: 'int8' as const, shape: [3], data: Int8Array.of(-1, 0, 127) },
+      { type: 'int16' as const, shape: [2], data: Int16Array.of(-300, 300) },
+      { type: 'int32' as const, shape: [1, 2], data: Int32Array.of(-70000, 70000) },
+      { type: 'float32' as const, shape: [2], data: Float32Array.of(1.5, -2.25) },
+      { type: 'float64' as const, shape: [2], data: Float64Array.of(Math.PI, -1e300) },
+    ];
+    for (const c of cases) assert.deepEqual(parseIdx(encodeIdx(c)), c);
+  });
+
+  it('refuses a bad magic, a bad type, a truncated file', async () => {
+    assert.throws(() => parseIdx(Uint8Array.from([1, 0, 8, 1, 0, 0, 0, 1, 0])), {
+      code: 'ERR_FORMAT_UNSUPPORTED',
+    });
+    assert.throws(() => parseIdx(Uint8Array.from([0, 0, 7, 1, 0, 0, 0, 1, 0])), {
+      code: 'ERR_FORMAT_UNSUPPORTED',
+    });
+    assert.throws(() => parseIdx(Uint8Array.from([0, 0, 8, 1, 0, 0, 0, 2, 0])), {
+      code: 'ERR_FORMAT_UNSUPPORTED',
+      message: /expected 10 bytes/,
+    });
+    await assert.rejects(readIdx(join(dir, 'none.idx')), { code: 'ERR_FILE_NOT_FOUND' });
+  });
+});
