@@ -7,6 +7,7 @@ import {
   MinMaxScaler,
   OneHotEncoder,
   Pipeline,
+  type PreprocessStep,
   parseSchema,
   StandardScaler,
 } from '../../src/data/index.js';
@@ -17,7 +18,7 @@ const close = (a: ArrayLike<number>, b: readonly number[], eps = 1e-6): void => 
 };
 
 /** A JSON round trip, as a saved file would do. */
-const viaJson = <T>(x: { toJSON(): T }): unknown => JSON.parse(JSON.stringify(x));
+const viaJson = (x: { toJSON(): unknown }): unknown => JSON.parse(JSON.stringify(x));
 
 const train = () =>
   Dataset.fromColumns({
@@ -147,7 +148,7 @@ describe('OneHotEncoder', () => {
 describe('saved state', () => {
   it('every step survives toJSON/load with identical output', () => {
     const ds = train();
-    const steps = [
+    const steps: PreprocessStep[] = [
       new Imputer({ columns: ['age'], strategy: 'median' }),
       new StandardScaler({ columns: ['amount'] }),
       new MinMaxScaler({ bounds: { code: { min: 0, max: 4 } } }),
