@@ -323,28 +323,36 @@ export class Network {
     const cache = this.forward(x, rows);
     const { delta, losses } = this.#outputDelta(cache, y, options.sampleWeights ?? null);
     const deltas = this.#backDeltas(cache, delta);
-    const g = new Float32Array(rows * this.inputs);
-    gemm(
-      false,
-      true,
-      rows,
-      this.inputs,
-      this.sizes[1] as number,
-      deltas[0] as Float32Array,
-      this.weights(0),
-      g,
-    );
-    const p = this.preprocessing;
-    if (p !== null) {
-      for (let r = 0; r < rows; r++) {
-        const o = r * this.inputs;
-        for (let j = 0; j < this.inputs; j++) {
-          const f = p.kind === 'sub-div' ? 1 / (p.div[j] as number) : (p.mul[j] as number);
-          g[o + j] = (g[o + j] as number) * f;
-        }
-      }
+    return { losses, gradient: this.#inputFromDeltas(rows, deltas) };
+  }
+
+  /**
+   * Backpropagates any gradient of a loss with respect to the logits (`dLogits`, `rows x outputs`, for
+   * the `cache` of {@link forward}) and returns the gradient with respect to the raw inputs (before
+   * preprocessing, `rows x inputs`, each row its own example's) and/or the parameters (summed over the
+   * rows, same layout as {@link params}, no L2). The cross-entropy methods above are this with their
+   * own output delta; losses built elsewhere (margin losses of evasion attacks, TRADES's KL term) use
+   * it directly.
+   */
+  backward(
+    cache: ForwardCache,
+    dLogits: Float32Array,
+    want: { input?: boolean; params?: boolean } = { input: true },
+  ): { input: Float32Array | null; params: Float32Array | null } {
+    requireInteger('cache.rows', cache.rows, 1);
+    if (cache.acts.length !== this.layerCount + 1) {
+      throw invalidArgument(
+        'cache',
+        `a forward cache of this network (${this.layerCount + 1} activations)`,
+        cache.acts.length,
+      );
     }
-    return { losses, gradient: g };
+    requireLength('dLogits', dLogits, cache.rows * this.outputs);
+    const deltas = this.#backDeltas(cache, dLogits);
+    return {
+      input: want.input ? this.#inputFromDeltas(cache.rows, deltas) : null,
+      params: want.params ? this.#paramGrads(cache, deltas) : null,
+    };
   }
 
   /**
@@ -595,6 +603,32 @@ export class Network {
       deltas[l - 1] = d;
     }
     return deltas;
+  }
+
+  /** Input gradient from the first layer's delta: delta_0 W_0ᵀ, times the preprocessing's slope. */
+  #inputFromDeltas(rows: number, deltas: Float32Array[]): Float32Array {
+    const g = new Float32Array(rows * this.inputs);
+    gemm(
+      false,
+      true,
+      rows,
+      this.inputs,
+      this.sizes[1] as number,
+      deltas[0] as Float32Array,
+      this.weights(0),
+      g,
+    );
+    const p = this.preprocessing;
+    if (p !== null) {
+      for (let r = 0; r < rows; r++) {
+        const o = r * this.inputs;
+        for (let j = 0; j < this.inputs; j++) {
+          const f = p.kind === 'sub-div' ? 1 / (p.div[j] as number) : (p.mul[j] as number);
+          g[o + j] = (g[o + j] as number) * f;
+        }
+      }
+    }
+    return g;
   }
 
   /** Parameter gradients summed over the rows: dW_l = a_lᵀ delta_l, db_l = column sums of delta_l. */

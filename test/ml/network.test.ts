@@ -149,6 +149,50 @@ describe('Network gradients match finite differences', () => {
   });
 });
 
+describe('Network.backward with a custom loss', () => {
+  it('input and parameter gradients of sum(logits²)/2 match finite differences', () => {
+    const { net, x, rows, d, rng } = makeCase(cases[5]!, 77);
+    const loss = () => {
+      const z = net.logits(x, rows);
+      let s = 0;
+      for (const v of z) s += v * v;
+      return s / 2;
+    };
+    const cache = net.forward(x, rows);
+    const z = cache.acts[net.layerCount]!;
+    const g = net.backward(cache, z, { input: true, params: true });
+    const p0 = net.params.slice();
+    fdCheck(
+      g.params!,
+      (i, h) => {
+        net.params.set(p0);
+        net.params[i] = p0[i]! + h;
+        const l = loss();
+        net.params.set(p0);
+        return l;
+      },
+      sampleIdx(rng, net.params.length, 25),
+    );
+    const x0 = x.slice();
+    fdCheck(
+      g.input!,
+      (i, h) => {
+        x.set(x0);
+        x[i] = x0[i]! + h;
+        const l = loss();
+        x.set(x0);
+        return l;
+      },
+      sampleIdx(rng, rows * d, 20),
+    );
+    assert.equal(net.backward(cache, z).params, null);
+    assert.throws(
+      () => net.backward(cache, new Float32Array(3)),
+      (e) => isBulwarkError(e, 'ERR_SHAPE_MISMATCH'),
+    );
+  });
+});
+
 describe('Network', () => {
   it('sigmoid head probabilities are [1 - p, p] and predictions threshold at 0.5', () => {
     const net = logisticRegression({ inputs: 2, classes: 2 });
