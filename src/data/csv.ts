@@ -211,10 +211,9 @@ function startScan(path: string, opts: CsvReadOptions, sink: ScanSink): Scan {
   };
   source.on('error', (e) => finish(fsError(e, path, 'cannot read CSV')));
 
-  if (
-    delimiter === 'whitespace' ||
-    (quote === '"' && delimiter.length === 1 && delimiter !== '"' && opts.trim !== true)
-  ) {
+  // Whitespace-separated files need the tokenizer; other one-character dialects use it unless told.
+  const tokenizable = quote === '"' && delimiter.length === 1 && delimiter !== '"';
+  if (delimiter === 'whitespace' || (tokenizable && opts.engine !== 'csv-parse')) {
     // Fast path: our tokenizer on decoded text (see csv-tokenizer.ts).
     const decoder = new StringDecoder('utf8');
     const tok = new CsvTokenizer(delimiter, opts.comment, onRecord, opts.trim === true);
@@ -284,6 +283,7 @@ function mapCsvError(e: CsvError | TokenizeError, file: string): BulwarkError {
     CSV_INVALID_CLOSING_QUOTE: 'unexpected character after a closing quote',
     CSV_NON_TRIMABLE_CHAR_AFTER_CLOSING_QUOTE: 'unexpected character after a closing quote',
     CSV_INVALID_OPENING_QUOTE: 'a quote inside an unquoted field',
+    INVALID_OPENING_QUOTE: 'a quote inside an unquoted field',
     CSV_MAX_RECORD_SIZE: 'a record is larger than the maximum record size',
     CSV_RECORD_INCONSISTENT_FIELDS_LENGTH: 'wrong number of fields',
   };

@@ -30,8 +30,8 @@ async function collect(path: string, opts: CsvReadOptions = {}) {
     for await (const row of r) rows.push([row.line, [...row.values]]);
     return { columns: [...r.columns], rows };
   } catch (e) {
-    const err = e as { code?: string; details?: { line?: number } };
-    return { error: err.code ?? String(e), line: err.details?.line };
+    const err = e as { code?: string; message?: string };
+    return { error: `${err.code ?? ''} ${err.message ?? String(e)}` };
   }
 }
 
@@ -54,6 +54,18 @@ describe('CSV reading', () => {
         [2, ['1', 'x', '2024-01-01']],
         [6, ['2', 'y\nz', null]],
         [7, ['3', 'say "hi"', null]],
+      ],
+    });
+  });
+
+  it('counts CRLF line ends, also inside quoted fields, as one line', async () => {
+    const r = await collect(file('a\r\n"x\r\ny"\r\nb\r\n'), { header: false });
+    assert.deepEqual(r, {
+      columns: ['c1'],
+      rows: [
+        [1, ['a']],
+        [3, ['x\r\ny']],
+        [4, ['b']],
       ],
     });
   });
@@ -259,7 +271,19 @@ describe('CSV tokenizer agrees with csv-parse', () => {
         const ref = await collect(p, { ...opts, engine: 'csv-parse' });
         if ('error' in ref && 'error' in fast) {
           agreedErrors++;
-          assert.equal(fast.error, ref.error, JSON.stringify(text));
+          // Same code, reason and (LF files) line.
+          const strip = (m: string) => (text.includes('\r') ? m.replace(/:\d+:/, ':') : m);
+          assert.equal(strip(fast.error), strip(ref.error), JSON.stringify(text));
+          continue;
+        }
+        if (text.includes('\r') && 'rows' in fast && 'rows' in ref) {
+          // csv-parse counts the CR and the LF of a CRLF inside quotes as two lines; we count one (see
+          // the CRLF test above). Compare values only.
+          assert.deepEqual(
+            fast.rows.map((r) => r[1]),
+            ref.rows.map((r) => r[1]),
+            JSON.stringify(text),
+          );
           continue;
         }
         assert.deepEqual(fast, ref, JSON.stringify(text));
