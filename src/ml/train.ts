@@ -46,6 +46,11 @@ export interface TrainOptions {
   momentum?: number;
   /** L2 penalty on weights (default 0). */
   l2?: number;
+  /**
+   * Learning-rate schedule over the steps: `constant` (default) or `cosine` annealing from the
+   * learning rate to 0 (Loshchilov & Hutter, "SGDR", ICLR 2017, without restarts).
+   */
+  schedule?: 'constant' | 'cosine';
   /** Seed of the shuffles and of the validation split (default 0). */
   seed?: number;
   /** A held-out set, or the fraction of the training rows to hold out (default: none). */
@@ -208,9 +213,13 @@ export async function train(
         : new Sgd({ learningRate: options.learningRate ?? 0.05, momentum: options.momentum ?? 0.9 });
   }
 
+  const schedule = requireOneOf('schedule', options.schedule ?? 'constant', ['constant', 'cosine'] as const);
+  const baseLr = opt.learningRate;
   const rng = new SeededRng(seed);
   const n = trainSet.rows;
   const batches = Math.ceil(n / batchSize);
+  const totalSteps = epochs * batches;
+  let step = 0;
   const bx = new Float32Array(batchSize * inputs);
   const by = new Int32Array(batchSize);
   const bw = new Float32Array(batchSize);
@@ -242,6 +251,9 @@ export async function train(
           { details: { epoch, batch: b + 1 } },
         );
       }
+      if (schedule === 'cosine')
+        opt.learningRate = 0.5 * baseLr * (1 + Math.cos((Math.PI * step) / totalSteps));
+      step++;
       opt.step(net.params, gradient);
       lossSum += loss * rows;
       seen += rows;
@@ -260,6 +272,7 @@ export async function train(
     await new Promise<void>((r) => setImmediate(r));
     if (stoppedEarly) break;
   }
+  opt.learningRate = baseLr;
   for (const p of net.params) {
     if (!Number.isFinite(p)) {
       throw new BulwarkError(

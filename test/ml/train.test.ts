@@ -138,6 +138,33 @@ describe('train', () => {
   });
 });
 
+describe('learning-rate schedule', () => {
+  it('cosine anneals from the learning rate towards 0 over all steps, then restores it', async () => {
+    const rates: number[] = [];
+    const inner = new Sgd({ learningRate: 0.1, momentum: 0 });
+    const recorder = {
+      get learningRate() {
+        return inner.learningRate;
+      },
+      set learningRate(v: number) {
+        inner.learningRate = v;
+      },
+      step(p: Float32Array, g: Float32Array) {
+        rates.push(inner.learningRate);
+        inner.step(p, g);
+      },
+    };
+    const net = logisticRegression({ inputs: 2, classes: 2 });
+    await train(net, xor(100, 1), { epochs: 4, batchSize: 10, optimizer: recorder, schedule: 'cosine' });
+    assert.equal(rates.length, 40);
+    assert.equal(rates[0], 0.1);
+    assert.ok(Math.abs(rates[20]! - 0.05) < 1e-12);
+    assert.ok(rates[39]! < 0.001 && rates[39]! > 0);
+    for (let i = 1; i < 40; i++) assert.ok(rates[i]! < rates[i - 1]!);
+    assert.equal(inner.learningRate, 0.1);
+  });
+});
+
 describe('optimisers', () => {
   it('Adam and SGD minimise a quadratic; Adam first step is lr * sign(g)', () => {
     const p = new Float32Array([1, -2]);
