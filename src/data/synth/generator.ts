@@ -32,8 +32,10 @@ import {
   buildWorld,
   type Cardholder,
   type Merchant,
+  markMerchant,
   RECENT,
   type Site,
+  seenMerchant,
   WeightedPicker,
   type World,
 } from './world.js';
@@ -254,7 +256,7 @@ export function* simulate(o: ResolvedSynthOptions): Generator<Emitted, void, und
         if (!list.includes(m)) list.push(m);
       }
       // The person's regular shops predate the generated window: the card history knows them.
-      for (const m of list) ch.seenMerchants.add(m.index);
+      for (const m of list) markMerchant(world, ch, m.index);
       lists[key] = list;
     }
     return list;
@@ -277,7 +279,15 @@ export function* simulate(o: ResolvedSynthOptions): Generator<Emitted, void, und
     );
   };
 
-  const pickCategory = (ch: Cardholder): Category => CATEGORIES[ch.categories.pick(rng)] as Category;
+  const NCAT = CATEGORIES.length;
+  const pickCategory = (ch: Cardholder): Category => {
+    const base = ch.index * NCAT;
+    const cum = world.categoryCum;
+    const r = rng.nextFloat() * (cum[base + NCAT - 1] as number);
+    let k = 0;
+    while (k < NCAT - 1 && (cum[base + k] as number) <= r) k++;
+    return CATEGORIES[k] as Category;
+  };
 
   const onlineProb = (cat: Category, ch: Cardholder): number => {
     const p = CATEGORY_INFO[cat].online;
@@ -647,11 +657,18 @@ export function* simulate(o: ResolvedSynthOptions): Generator<Emitted, void, und
     const minLast = Math.max(0, (p.t - ch.lastTime) / MINUTE);
     const kmLast = haversineKm(ch.lastLat, ch.lastLon, p.lat, p.lon);
     const distHome = haversineKm(ch.homeLat, ch.homeLon, p.lat, p.lon);
+    // The ring holds this card's times in order: count back from the newest while within the hour.
+    const ring = ch.index * RECENT;
     let count1h = 0;
-    for (let i = 0; i < RECENT; i++) if (p.t - (ch.recent[i] as number) <= HOUR) count1h++;
+    while (
+      count1h < RECENT &&
+      p.t - (world.recent[ring + ((ch.recentPos - 1 - count1h + RECENT) % RECENT)] as number) <= HOUR
+    ) {
+      count1h++;
+    }
     const ratio = p.amountUsd / ch.avgUsd;
     const newDevice: 0 | 1 = p.device !== null && !ch.seenDevices.has(p.device) ? 1 : 0;
-    const newMerchant: 0 | 1 = ch.seenMerchants.has(p.m.index) ? 0 : 1;
+    const newMerchant: 0 | 1 = seenMerchant(world, ch, p.m.index) ? 0 : 1;
     const perUsd = PER_USD[p.currency] ?? 1;
     const amount = Math.max(p.amountUsd * perUsd, 0.01 * perUsd);
     const e: Emitted = {
@@ -673,11 +690,11 @@ export function* simulate(o: ResolvedSynthOptions): Generator<Emitted, void, und
     ch.lastTime = p.t;
     ch.lastLat = p.lat;
     ch.lastLon = p.lon;
-    ch.recent[ch.recentPos] = p.t;
+    world.recent[ring + ch.recentPos] = p.t;
     ch.recentPos = (ch.recentPos + 1) % RECENT;
     ch.avgUsd = 0.9 * ch.avgUsd + 0.1 * p.amountUsd;
-    if (p.device !== null) ch.seenDevices.add(p.device);
-    ch.seenMerchants.add(p.m.index);
+    if (newDevice === 1) ch.seenDevices.add(p.device as string);
+    markMerchant(world, ch, p.m.index);
     return e;
   };
 

@@ -72,7 +72,8 @@ export interface ResolvedSynthOptions {
 }
 
 export const MAX_ROWS = 1_000_000_000;
-export const MAX_CARDHOLDERS = 1_000_000;
+/** Per-card state is kept in flat arrays (a merchant bit set of ~350 bytes each): 200k is ~70 MB. */
+export const MAX_CARDHOLDERS = 200_000;
 const MIN_START = Date.UTC(2000, 0, 1);
 const MAX_START = Date.UTC(2100, 0, 1);
 

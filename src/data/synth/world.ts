@@ -61,6 +61,43 @@ export class WeightedPicker {
   }
 }
 
+/**
+ * Draws indexes with probability proportional to fixed weights in O(1) by the alias method (Walker
+ * 1977, in Vose's numerically stable form, IEEE TSE 1991): two array reads per draw, where a binary
+ * search over a large population would miss the cache at every level.
+ */
+export class AliasPicker {
+  readonly #prob: Float64Array;
+  readonly #alias: Uint32Array;
+
+  constructor(weights: readonly number[]) {
+    const n = weights.length;
+    let total = 0;
+    for (const w of weights) total += w;
+    this.#prob = new Float64Array(n);
+    this.#alias = new Uint32Array(n);
+    const scaled = weights.map((w) => (w * n) / total);
+    const small: number[] = [];
+    const large: number[] = [];
+    for (let i = 0; i < n; i++) ((scaled[i] as number) < 1 ? small : large).push(i);
+    while (small.length > 0 && large.length > 0) {
+      const s = small.pop() as number;
+      const l = large.pop() as number;
+      this.#prob[s] = scaled[s] as number;
+      this.#alias[s] = l;
+      scaled[l] = (scaled[l] as number) + (scaled[s] as number) - 1;
+      (scaled[l] < 1 ? small : large).push(l);
+    }
+    for (const i of large) this.#prob[i] = 1;
+    for (const i of small) this.#prob[i] = 1; // only left by rounding
+  }
+
+  pick(rng: Rng): number {
+    const i = rng.int(this.#prob.length);
+    return rng.nextFloat() < (this.#prob[i] as number) ? i : (this.#alias[i] as number);
+  }
+}
+
 /** A place with its merchants and a cached UTC offset. */
 export interface Site {
   readonly index: number;
@@ -112,7 +149,6 @@ export interface Cardholder {
   readonly spend: number;
   /** Night-shift worker: activity curve shifted by 10 hours. */
   readonly nightOwl: boolean;
-  readonly categories: WeightedPicker;
   /** Multiplier on each category's probability of being bought online. */
   readonly onlineBias: number;
   readonly contactless: number;
@@ -133,10 +169,9 @@ export interface Cardholder {
   lastLat: number;
   lastLon: number;
   avgUsd: number;
-  readonly recent: Float64Array;
+  /** Next slot of this card's ring in {@link World.recent}. */
   recentPos: number;
   readonly seenDevices: Set<string>;
-  readonly seenMerchants: Set<number>;
 }
 
 /** Everything the transaction stream draws from. */
@@ -148,13 +183,24 @@ export interface World {
   /** Online merchants by category index. */
   readonly online: readonly Merchant[][];
   readonly cardholders: readonly Cardholder[];
-  readonly activity: WeightedPicker;
-  /**
-   * Per cardholder, in flat arrays so the arrival loop can reject candidates without touching the
-   * cardholder objects: 1 for night-shift workers; 1 while a trip is planned or under way.
+  /** Picks a cardholder by how often they use their card. */
+  readonly activity: AliasPicker;
+  /*
+   * Per-cardholder state in flat typed arrays indexed by `Cardholder.index`: generation is bound by
+   * cache misses on a large population, and one array slot costs one miss where an object graph
+   * costs several.
    */
+  /** 1 for night-shift workers. */
   readonly nightOwl: Uint8Array;
+  /** 1 while a trip is planned or under way. */
   readonly onTrip: Uint8Array;
+  /** Cumulative category weights, {@link CATEGORIES}.length per cardholder. */
+  readonly categoryCum: Float64Array;
+  /** Ring of the last {@link RECENT} transaction times, per cardholder (for `tx_count_1h`). */
+  readonly recent: Float64Array;
+  /** Bit set of merchants each card has been used at, `merchantWords` 32-bit words per cardholder. */
+  readonly seenMerchants: Uint32Array;
+  readonly merchantWords: number;
 }
 
 /** Number of recent transaction times each card remembers (for `tx_count_1h`). */
@@ -236,6 +282,7 @@ function makeCardholder(
   home: Site,
   start: number,
   world: Pick<World, 'usSites'>,
+  categoryCum: Float64Array,
 ): Cardholder {
   const firstName = rng.pick(FIRST_NAMES);
   const lastName = rng.pick(LAST_NAMES);
@@ -256,9 +303,11 @@ function makeCardholder(
   const spend = Math.exp(rng.normal(0, 0.45));
   const nightOwl = rng.bernoulli(0.06);
   // Each person's category mix: the population shares times a log-normal taste factor.
-  const categories = new WeightedPicker(
-    CATEGORIES.map((c) => CATEGORY_INFO[c].share * Math.exp(rng.normal(0, 0.6))),
-  );
+  let cum = 0;
+  CATEGORIES.forEach((c, k) => {
+    cum += CATEGORY_INFO[c].share * Math.exp(rng.normal(0, 0.6));
+    categoryCum[index * CATEGORIES.length + k] = cum;
+  });
   const onlineBias = Math.exp(rng.normal(0, 0.4));
   const contactless = rng.uniform(0.05, 0.6);
   const walletUser = rng.bernoulli(0.45);
@@ -301,7 +350,6 @@ function makeCardholder(
     homeLon,
     spend,
     nightOwl,
-    categories,
     onlineBias,
     contactless,
     walletUser,
@@ -316,10 +364,8 @@ function makeCardholder(
     lastLat: homeLat,
     lastLon: homeLon,
     avgUsd: avgUsd * spend,
-    recent: new Float64Array(RECENT).fill(Number.NEGATIVE_INFINITY),
     recentPos: 0,
     seenDevices: new Set(devices),
-    seenMerchants: new Set(),
   };
 }
 
@@ -327,22 +373,41 @@ function makeCardholder(
 export function buildWorld(merchantRng: Rng, populationRng: Rng, n: number, start: number): World {
   const { sites, usSites, travelSites, fraudSites, online } = buildSites(merchantRng);
   const partial = { sites, usSites, travelSites, fraudSites, online };
+  let merchants = 0;
+  for (const s of sites) for (const list of s.merchants) merchants += list.length;
+  for (const list of online) merchants += list.length;
+  const merchantWords = Math.ceil(merchants / 32);
   const homes = new WeightedPicker(usSites.map((s) => s.place.weight));
+  const categoryCum = new Float64Array(n * CATEGORIES.length);
   const cardholders: Cardholder[] = [];
   const activity: number[] = [];
   for (let i = 0; i < n; i++) {
-    cardholders.push(
-      makeCardholder(populationRng, i, usSites[homes.pick(populationRng)] as Site, start, partial),
-    );
+    const home = usSites[homes.pick(populationRng)] as Site;
+    cardholders.push(makeCardholder(populationRng, i, home, start, partial, categoryCum));
     // How often each person uses the card, relative to the mean (log-normal, mean 1).
     activity.push(Math.exp(populationRng.normal(-0.18, 0.6)));
   }
-  const nightOwl = Uint8Array.from(cardholders, (c) => (c.nightOwl ? 1 : 0));
   return {
     ...partial,
     cardholders,
-    activity: new WeightedPicker(activity),
-    nightOwl,
+    activity: new AliasPicker(activity),
+    nightOwl: Uint8Array.from(cardholders, (c) => (c.nightOwl ? 1 : 0)),
     onTrip: new Uint8Array(n),
+    categoryCum,
+    recent: new Float64Array(n * RECENT).fill(Number.NEGATIVE_INFINITY),
+    seenMerchants: new Uint32Array(n * merchantWords),
+    merchantWords,
   };
+}
+
+/** Whether the card has been used at merchant `m` before. */
+export function seenMerchant(world: World, ch: Cardholder, m: number): boolean {
+  return (
+    ((world.seenMerchants[ch.index * world.merchantWords + (m >>> 5)] as number) & (1 << (m & 31))) !== 0
+  );
+}
+
+export function markMerchant(world: World, ch: Cardholder, m: number): void {
+  const k = ch.index * world.merchantWords + (m >>> 5);
+  world.seenMerchants[k] = (world.seenMerchants[k] as number) | (1 << (m & 31));
 }
