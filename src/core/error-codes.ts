@@ -114,6 +114,53 @@ export const errorCodes = {
     summary: 'An ONNX graph uses an operator (or attribute) Bulwark cannot import.',
   },
   ERR_ONNX_RUNTIME: { exit: ExitCode.failure, summary: 'ONNX Runtime failed to load or run a model.' },
+  // keys and data protection
+  ERR_SECRET_MISSING: {
+    exit: ExitCode.usage,
+    summary: 'A passphrase or PIN was needed but no file, environment variable or terminal supplied it.',
+  },
+  ERR_PASSPHRASE_WRONG: { exit: ExitCode.security, summary: 'The passphrase does not open this keyring.' },
+  ERR_KEYRING_INVALID: {
+    exit: ExitCode.input,
+    summary: 'A keyring file is malformed or its sealed contents failed authentication.',
+  },
+  ERR_KEY_NOT_FOUND: {
+    exit: ExitCode.security,
+    summary: 'The key (keyring, id or version) that protected this data is not in the keyring given.',
+  },
+  ERR_KEY_DISABLED: { exit: ExitCode.security, summary: 'The key version needed is disabled.' },
+  ERR_KEY_DESTROYED: {
+    exit: ExitCode.security,
+    summary: 'The key needed was destroyed (or the data subject was erased): the data is unreadable.',
+  },
+  ERR_KEY_UNWRAP: {
+    exit: ExitCode.security,
+    summary: 'A wrapped data key did not unwrap: altered, or the key material behind its id changed.',
+  },
+  ERR_HSM: {
+    exit: ExitCode.unavailable,
+    summary: 'The PKCS#11 module, slot, token or login failed.',
+  },
+  ERR_FORMAT_VERSION: {
+    exit: ExitCode.input,
+    summary: 'An encrypted file, value, keyring or manifest has a format version this Bulwark cannot read.',
+  },
+  ERR_HEADER_TAMPERED: {
+    exit: ExitCode.security,
+    summary: 'The header of an encrypted file or a protection manifest was altered.',
+  },
+  ERR_CIPHERTEXT_TAMPERED: {
+    exit: ExitCode.security,
+    summary: 'Encrypted data failed authentication: a byte was changed or it was moved from elsewhere.',
+  },
+  ERR_CIPHERTEXT_TRUNCATED: {
+    exit: ExitCode.security,
+    summary: 'An encrypted file ends before its final frame: it was truncated.',
+  },
+  ERR_FRAME_ORDER: {
+    exit: ExitCode.security,
+    summary: 'Frames of an encrypted file are out of order, repeated, or come from another file.',
+  },
 } as const satisfies Record<string, CodeInfo>;
 
 export type ErrorCode = keyof typeof errorCodes;
