@@ -75,6 +75,8 @@ export interface LossOptions {
   l2?: number;
   /** Per-example weights c_i (e.g. class weights looked up per row); default 1. */
   sampleWeights?: ArrayLike<number> | null;
+  /** Where to write the gradient (length of `params`), to avoid an allocation per step. */
+  gradientOut?: Float32Array;
 }
 
 /** Intermediate values of one forward pass: `acts[0]` is the preprocessed input, `acts[L]` the logits. */
@@ -290,7 +292,8 @@ export class Network {
     const inv = 1 / rows;
     for (let i = 0; i < delta.length; i++) delta[i] = (delta[i] as number) * inv;
     const deltas = this.#backDeltas(cache, delta);
-    const gradient = this.#paramGrads(cache, deltas);
+    if (options.gradientOut) requireLength('gradientOut', options.gradientOut, this.params.length);
+    const gradient = this.#paramGrads(cache, deltas, options.gradientOut);
     let loss = 0;
     for (let i = 0; i < rows; i++) loss += losses[i] as number;
     loss *= inv;
@@ -632,9 +635,10 @@ export class Network {
   }
 
   /** Parameter gradients summed over the rows: dW_l = a_lᵀ delta_l, db_l = column sums of delta_l. */
-  #paramGrads(cache: ForwardCache, deltas: Float32Array[]): Float32Array {
+  #paramGrads(cache: ForwardCache, deltas: Float32Array[], out?: Float32Array): Float32Array {
     const rows = cache.rows;
-    const g = new Float32Array(this.params.length);
+    // Every element is overwritten below (gemm without accumulate, colSums without accumulate).
+    const g = out ?? new Float32Array(this.params.length);
     for (let l = 0; l < this.layerCount; l++) {
       const fanIn = this.sizes[l] as number;
       const fanOut = this.sizes[l + 1] as number;

@@ -223,6 +223,7 @@ export async function train(
   const bx = new Float32Array(batchSize * inputs);
   const by = new Int32Array(batchSize);
   const bw = new Float32Array(batchSize);
+  const gradBuf = new Float32Array(net.params.length);
   const history: EpochRecord[] = [];
   let best = { loss: Infinity, epoch: 0, params: null as Float32Array | null };
   let stoppedEarly = false;
@@ -243,7 +244,11 @@ export async function train(
         sw = bw.subarray(0, rows);
         for (let i = 0; i < rows; i++) sw[i] = classWeights[yb[i] as number] as number;
       }
-      const { loss, gradient } = net.lossAndGradient(xb, yb, rows, { l2, sampleWeights: sw });
+      const { loss, gradient } = net.lossAndGradient(xb, yb, rows, {
+        l2,
+        sampleWeights: sw,
+        gradientOut: gradBuf,
+      });
       if (!Number.isFinite(loss)) {
         throw new BulwarkError(
           'ERR_TRAINING_DIVERGED',
