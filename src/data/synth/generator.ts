@@ -379,7 +379,11 @@ export function* simulate(o: ResolvedSynthOptions): Generator<Emitted, void, und
   const legit = (ch: Cardholder, t: number): void => {
     const r = rng.nextFloat();
     let acc = LOOKALIKE_RATES.trip;
-    if (r < acc && ch.trip === null) {
+    if (r < acc) {
+      if (ch.trip !== null) {
+        purchase(ch, t, 'normal', 0); // already travelling or about to
+        return;
+      }
       // Book a trip online now; travel a few days later for 2-10 days, 80% within the US.
       const dest = rng.bernoulli(0.8) ? farSite(ch.home, 300) : rng.pick(world.travelSites);
       const start = t + rng.uniform(6, 96) * HOUR;
