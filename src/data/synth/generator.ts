@@ -239,27 +239,31 @@ export function* simulate(o: ResolvedSynthOptions): Generator<Emitted, void, und
     return t >= trip.start ? trip.site : ch.home;
   };
 
-  const favourites = (ch: Cardholder, cat: number, online: boolean): Merchant[] => {
-    let lists = ch.favourites;
-    if (lists === undefined) {
-      lists = new Array(2 * CATEGORIES.length).fill(undefined);
-      ch.favourites = lists;
-    }
-    const key = online ? CATEGORIES.length + cat : cat;
-    let list = lists[key];
-    if (list === undefined) {
+  /**
+   * One of the person's 2-3 regular merchants of a category (online or at home), chosen on first need.
+   * Stored as merchant indexes in a flat array: `FAV` slots per (cardholder, category, online) with
+   * the count in the first slot (0 = not chosen yet).
+   */
+  const FAV = 4;
+  const favouriteMerchant = (ch: Cardholder, cat: number, online: boolean): Merchant => {
+    const base = ((ch.index * 2 + (online ? 1 : 0)) * CATEGORIES.length + cat) * FAV;
+    const fav = world.favourites;
+    let k = fav[base] as number;
+    if (k === 0) {
       const pool = online ? (world.online[cat] as Merchant[]) : (ch.home.merchants[cat] as Merchant[]);
-      list = [];
-      const k = Math.min(pool.length, online ? 2 : 3);
-      for (let i = 0; i < k; i++) {
+      const want = Math.min(pool.length, online ? 2 : 3);
+      for (let i = 0; i < want; i++) {
         const m = rng.pick(pool);
-        if (!list.includes(m)) list.push(m);
+        let dup = false;
+        for (let j = 1; j <= k; j++) if (fav[base + j] === m.index) dup = true;
+        if (dup) continue;
+        fav[base + ++k] = m.index;
+        // The person's regular shops predate the generated window: the card history knows them.
+        markMerchant(world, ch, m.index);
       }
-      // The person's regular shops predate the generated window: the card history knows them.
-      for (const m of list) markMerchant(world, ch, m.index);
-      lists[key] = list;
+      fav[base] = k;
     }
-    return list;
+    return world.merchants[fav[base + 1 + rng.int(k)] as number] as Merchant;
   };
 
   const jitter = (x: number, d: number): number => x + rng.uniform(-d, d);
@@ -320,7 +324,7 @@ export function* simulate(o: ResolvedSynthOptions): Generator<Emitted, void, und
     if (online) {
       const m =
         !away && rng.bernoulli(0.65)
-          ? rng.pick(favourites(ch, ci, true))
+          ? favouriteMerchant(ch, ci, true)
           : rng.pick(world.online[ci] as Merchant[]);
       let device = opts.device ?? (rng.bernoulli(0.8) ? (ch.devices[0] as string) : rng.pick(ch.devices));
       if (opts.device === undefined && scen === 'normal' && rng.bernoulli(LOOKALIKE_RATES.newDevice)) {
@@ -354,7 +358,7 @@ export function* simulate(o: ResolvedSynthOptions): Generator<Emitted, void, und
       return;
     }
     const pool = site.merchants[ci] as Merchant[];
-    const m = !away && rng.bernoulli(0.65) ? rng.pick(favourites(ch, ci, false)) : rng.pick(pool);
+    const m = !away && rng.bernoulli(0.65) ? favouriteMerchant(ch, ci, false) : rng.pick(pool);
     const r = rng.nextFloat();
     const channel: Channel =
       r < ch.contactless ? 'contactless' : r < ch.contactless + 0.07 ? 'swipe' : 'chip';

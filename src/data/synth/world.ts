@@ -3,7 +3,7 @@
  * identity, home, devices, habits and running card history. Built once per generation from its own
  * seeded streams, so the population does not depend on how many transactions are drawn from it.
  */
-import type { Rng } from '../../core/index.js';
+import { BulwarkError, type Rng } from '../../core/index.js';
 import {
   makeCardNumber,
   makeDeviceId,
@@ -158,8 +158,6 @@ export interface Cardholder {
   readonly devices: string[];
   readonly ips: string[];
   trip: Trip | null;
-  /** Regular merchants by category (in person, then online), chosen on first need. */
-  favourites: (Merchant[] | undefined)[] | undefined;
   /** The personal CSV columns, already escaped. */
   readonly csv: string;
   /** `csv` as UTF-8 bytes, for the CSV writer. */
@@ -201,6 +199,10 @@ export interface World {
   /** Bit set of merchants each card has been used at, `merchantWords` 32-bit words per cardholder. */
   readonly seenMerchants: Uint32Array;
   readonly merchantWords: number;
+  /** Regular merchants: per cardholder, in person then online, per category, a count and 3 indexes. */
+  readonly favourites: Uint16Array;
+  /** Every merchant, by `Merchant.index`. */
+  readonly merchants: readonly Merchant[];
 }
 
 /** Number of recent transaction times each card remembers (for `tx_count_1h`). */
@@ -346,7 +348,6 @@ function makeCardholder(
     ips,
     vpnSite,
     trip: null,
-    favourites: undefined,
     lastTime,
     lastLat: homeLat,
     lastLon: homeLon,
@@ -375,10 +376,15 @@ function makeCardholder(
 export function buildWorld(merchantRng: Rng, populationRng: Rng, n: number, start: number): World {
   const { sites, usSites, travelSites, fraudSites, online } = buildSites(merchantRng);
   const partial = { sites, usSites, travelSites, fraudSites, online };
-  let merchants = 0;
-  for (const s of sites) for (const list of s.merchants) merchants += list.length;
-  for (const list of online) merchants += list.length;
-  const merchantWords = Math.ceil(merchants / 32);
+  const merchants: Merchant[] = [];
+  for (const s of sites) for (const list of s.merchants) merchants.push(...list);
+  for (const list of online) merchants.push(...list);
+  merchants.sort((a, b) => a.index - b.index);
+  // Merchant indexes are dense (0..M-1) and fit the 16-bit favourites table.
+  if (merchants.some((m, i) => m.index !== i) || merchants.length >= 0xffff) {
+    throw new BulwarkError('ERR_INTERNAL', 'synth: merchant indexes are not dense 16-bit values');
+  }
+  const merchantWords = Math.ceil(merchants.length / 32);
   const homes = new WeightedPicker(usSites.map((s) => s.place.weight));
   const categoryCum = new Float64Array(n * CATEGORIES.length);
   const cardholders: Cardholder[] = [];
@@ -399,6 +405,8 @@ export function buildWorld(merchantRng: Rng, populationRng: Rng, n: number, star
     recent: new Float64Array(n * RECENT).fill(Number.NEGATIVE_INFINITY),
     seenMerchants: new Uint32Array(n * merchantWords),
     merchantWords,
+    favourites: new Uint16Array(n * 2 * CATEGORIES.length * 4),
+    merchants,
   };
 }
 
