@@ -134,7 +134,7 @@ export function encodeIdx(t: IdxTensor): Uint8Array {
   const view = new DataView(out.buffer);
   out[2] = Number(code);
   out[3] = t.shape.length;
-  t.shape.forEach((d, i) => view.setUint32(4 + 4 * i, d, false));
+  for (let i = 0; i < t.shape.length; i++) view.setUint32(4 + 4 * i, t.shape[i]!, false);
   for (let i = 0; i < t.data.length; i++) {
     const o = headerLen + i * info.size;
     const x = t.data[i]!;

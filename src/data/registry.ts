@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { BulwarkError, exists, fsError, invalidArgument } from '../core/index.js';
 import { type CsvDatasetOptions, readCsvDataset } from './csv.js';
 import type { Dataset } from './dataset.js';
-import { type IdxTensor, readIdx } from './idx.js';
+import { readIdx } from './idx.js';
 
 /**
  * The registry of public datasets: one declarative entry per dataset (where its files are, how its CSV

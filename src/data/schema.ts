@@ -361,7 +361,11 @@ export function coerceToSchema(
       const x = want === 'timestamp' ? parseTimestamp(s) : parseNumber(s);
       if (Number.isNaN(x)) {
         if (ok && issues.length < max) {
-          issues.push({ field: f.name, row: i + 1, problem: `not ${f.type === 'integer' ? 'an' : 'a'} ${f.type}${shown(f, s)}` });
+          issues.push({
+            field: f.name,
+            row: i + 1,
+            problem: `not ${f.type === 'integer' ? 'an' : 'a'} ${f.type}${shown(f, s)}`,
+          });
         }
         ok = false;
       }

@@ -23,7 +23,9 @@ function file(text: string, ext = 'csv'): string {
   return p;
 }
 
-async function collect(path: string, opts: CsvReadOptions = {}) {
+type Collected = { columns: string[]; rows: [number, (string | null)[]][] } | { error: string };
+
+async function collect(path: string, opts: CsvReadOptions = {}): Promise<Collected> {
   try {
     const r = await openCsv(path, opts);
     const rows: [number, (string | null)[]][] = [];
