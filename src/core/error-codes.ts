@@ -114,6 +114,23 @@ export const errorCodes = {
     summary: 'An ONNX graph uses an operator (or attribute) Bulwark cannot import.',
   },
   ERR_ONNX_RUNTIME: { exit: ExitCode.failure, summary: 'ONNX Runtime failed to load or run a model.' },
+  // robust
+  ERR_MODEL_CAPABILITY: {
+    exit: ExitCode.usage,
+    summary: 'An attack or defence needs a model capability (input gradients) the model does not offer.',
+  },
+  ERR_DETECTOR_STATE: {
+    exit: ExitCode.input,
+    summary: 'A detector was used before fit/calibrate, or its saved state is invalid or of another version.',
+  },
+  ERR_INPUT_INVALID: {
+    exit: ExitCode.input,
+    summary: 'A prediction input fails the model schema (type, bounds, category, NaN/Infinity, unknown field).',
+  },
+  ERR_INPUT_TOO_LARGE: {
+    exit: ExitCode.input,
+    summary: 'A prediction request exceeds a size limit (rows, fields, string length, bytes).',
+  },
   // keys and data protection
   ERR_SECRET_MISSING: {
     exit: ExitCode.usage,

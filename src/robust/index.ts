@@ -1,0 +1,30 @@
+/**
+ * Adversarial robustness: evasion attacks (FGSM, PGD, APGD, Square), privacy attacks (membership
+ * inference, model extraction), defences (adversarial training, input validation) and detectors, and the
+ * red-team evaluation behind `bulwark evaluate`. See docs/robust.md.
+ */
+export { type ApgdOptions, apgd } from './attacks/evasion/apgd.js';
+export type { EvasionBase, EvasionResult } from './attacks/evasion/common.js';
+export { type FgsmOptions, fgsm, type PgdOptions, pgd } from './attacks/evasion/pgd.js';
+export { type SquareOptions, square, squareP } from './attacks/evasion/square.js';
+export {
+  domainFromSchema,
+  InputDomain,
+  type InputDomainSpec,
+  NORMS,
+  type Norm,
+  type SchemaDomainOptions,
+} from './domain.js';
+export { attackLoss, attackSucceeded, LOSS_NAMES, type LossName, type LossValue } from './losses.js';
+export {
+  argmaxRows,
+  type GradientModel,
+  type GradientResult,
+  hasGradients,
+  networkModel,
+  onnxRuntimeModel,
+  type ProbabilityModel,
+  recordingModel,
+  requireGradients,
+  softmax,
+} from './model.js';
