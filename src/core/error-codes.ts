@@ -178,6 +178,66 @@ export const errorCodes = {
     exit: ExitCode.security,
     summary: 'Frames of an encrypted file are out of order, repeated, or come from another file.',
   },
+  // audit
+  ERR_AUDIT_UNAVAILABLE: {
+    exit: ExitCode.unavailable,
+    summary: 'The audit store (SQLite file or PostgreSQL) cannot be reached or written: nothing was recorded.',
+  },
+  ERR_AUDIT_STORE_INVALID: {
+    exit: ExitCode.input,
+    summary: 'The audit store is not an audit log of this format, or its tree cache disagrees with its entries.',
+  },
+  ERR_AUDIT_CLOSED: { exit: ExitCode.failure, summary: 'An audit log was used after it was closed.' },
+  ERR_AUDIT_EVENT_INVALID: { exit: ExitCode.input, summary: 'An audit event does not match its schema.' },
+  ERR_AUDIT_EVENT_NOT_FOUND: { exit: ExitCode.input, summary: 'No event with the given id is in the audit log.' },
+  ERR_AUDIT_KEY_INVALID: {
+    exit: ExitCode.security,
+    summary: 'An audit signing or public key is malformed, missing, or not the key of this log.',
+  },
+  ERR_AUDIT_ORIGIN_MISMATCH: {
+    exit: ExitCode.security,
+    summary: 'A checkpoint or store belongs to another log (origin line differs).',
+  },
+  ERR_AUDIT_CHECKPOINT_INVALID: {
+    exit: ExitCode.security,
+    summary: 'A checkpoint or signed note is malformed, or a stored checkpoint differs from its signed note.',
+  },
+  ERR_AUDIT_CHECKPOINT_SIGNATURE: {
+    exit: ExitCode.security,
+    summary: 'A checkpoint is not signed by the trusted log key, or its signature does not verify.',
+  },
+  ERR_AUDIT_CHECKPOINT_MISSING: {
+    exit: ExitCode.input,
+    summary: 'No signed checkpoint covers the event (or the tree size) asked for.',
+  },
+  ERR_AUDIT_ENTRY_CORRUPT: {
+    exit: ExitCode.security,
+    summary: 'An audit entry was altered: its bytes do not match its leaf hash, schema or canonical form.',
+  },
+  ERR_AUDIT_ENTRY_ORDER: {
+    exit: ExitCode.security,
+    summary: 'An audit entry is at another position than the one it was appended at: entries were reordered.',
+  },
+  ERR_AUDIT_ENTRY_MISSING: {
+    exit: ExitCode.security,
+    summary: 'Audit entries covered by the tree or a signed checkpoint are missing: entries were removed.',
+  },
+  ERR_AUDIT_ROOT_MISMATCH: {
+    exit: ExitCode.security,
+    summary: 'The audit entries do not hash to a signed root: the log was rewritten.',
+  },
+  ERR_AUDIT_INCONSISTENT: {
+    exit: ExitCode.security,
+    summary: 'Two checkpoints of the audit log are not consistent: the later one does not extend the earlier.',
+  },
+  ERR_AUDIT_PROOF_SIZE: {
+    exit: ExitCode.security,
+    summary: 'An inclusion proof is for another tree size than the checkpoint it is checked against.',
+  },
+  ERR_AUDIT_PROOF_INVALID: {
+    exit: ExitCode.security,
+    summary: 'An inclusion proof is malformed or does not lead from the entry to the signed root.',
+  },
 } as const satisfies Record<string, CodeInfo>;
 
 export type ErrorCode = keyof typeof errorCodes;

@@ -1,0 +1,318 @@
+/**
+ * Audit events: a versioned, closed schema (zod) for everything the log records, its canonical byte
+ * encoding (the Merkle leaf), and the artefact references that lineage queries follow.
+ *
+ * A log entry is the canonical JSON (sorted keys, no whitespace, RFC 8785 number form) of
+ * `{ v, index, id, time, type, data }`. The leaf index is inside the signed bytes so that an entry
+ * moved to another position is detected as such, not only as a different root.
+ *
+ * Lineage: each event type declares which artefacts it *produces* and which it *uses*, as references
+ * `kind:identifier` (`dataset:sha256:…`, `model:sha256:…`, `package:sha256:…`, `key:<key id>`,
+ * `config:<component>`). Walking from a prediction to the events that produced what it used gives
+ * the model, its training run, its dataset and the keys.
+ */
+import { z } from 'zod';
+import { BulwarkError } from '../core/index.js';
+
+/** The entry format version written by this code. */
+export const EVENT_VERSION = 1;
+
+/** A content digest: `sha256:` and 64 lowercase hex digits. */
+export const digestSchema = z.string().regex(/^sha256:[0-9a-f]{64}$/, 'expected sha256:<64 hex digits>');
+const idSchema = z.string().min(1).max(256).regex(/^\S+$/, 'expected no whitespace');
+const nameSchema = z.string().min(1).max(256);
+const scalar = z.union([z.string().max(4096), z.number(), z.boolean(), z.null()]);
+const flatRecord = z.record(z.string().max(256), scalar);
+const finite = z.number().refine(Number.isFinite, 'expected a finite number');
+const nonNegative = finite.refine((x) => x >= 0, 'expected >= 0');
+
+const privacySchema = z.strictObject({
+  epsilon: nonNegative,
+  delta: finite.refine((x) => x >= 0 && x < 1, 'expected 0 <= delta < 1'),
+  accountant: nameSchema,
+  noiseMultiplier: nonNegative.optional(),
+  clipNorm: nonNegative.optional(),
+  /** Budget spent by this run, when a ledger tracks several. */
+  budgetSpent: z.strictObject({ epsilon: nonNegative, delta: nonNegative }).optional(),
+});
+
+const adversarialSchema = z.strictObject({
+  attack: nameSchema,
+  epsilon: nonNegative,
+  steps: z.number().int().min(0).optional(),
+  ratio: nonNegative.optional(),
+});
+
+const detectionSchema = z.strictObject({ detector: nameSchema, score: finite, flagged: z.boolean() });
+
+/** The data of each event type (v1). */
+export const eventDataSchemas = {
+  /** Raw data ingested or generated: the root of a lineage chain. */
+  'dataset.created': z.strictObject({
+    datasetDigest: digestSchema,
+    source: nameSchema,
+    rows: z.number().int().min(0),
+    columns: z.number().int().min(0),
+  }),
+  /** A dataset with its sensitive fields encrypted: output digest, input digest, schema, keys. */
+  'dataset.protected': z.strictObject({
+    datasetDigest: digestSchema,
+    sourceDigest: digestSchema.optional(),
+    schemaDigest: digestSchema,
+    protectedFields: z.array(nameSchema),
+    keyIds: z.array(idSchema),
+    rows: z.number().int().min(0),
+  }),
+  'key.created': z.strictObject({
+    keyId: idSchema,
+    algorithm: nameSchema,
+    provider: nameSchema,
+    purpose: nameSchema,
+  }),
+  'key.rotated': z.strictObject({ keyId: idSchema, previousKeyId: idSchema, provider: nameSchema }),
+  'key.destroyed': z.strictObject({ keyId: idSchema, reason: nameSchema }),
+  'model.trained': z.strictObject({
+    modelDigest: digestSchema,
+    datasetDigest: digestSchema,
+    algorithm: nameSchema,
+    hyperparameters: flatRecord,
+    privacy: privacySchema.optional(),
+    adversarial: adversarialSchema.optional(),
+    metrics: z.record(z.string().max(256), finite).optional(),
+  }),
+  'model.packaged': z.strictObject({
+    packageDigest: digestSchema,
+    modelDigest: digestSchema,
+    /** The data key that encrypts the model. */
+    keyId: idSchema,
+    /** The signing key. */
+    signerKeyId: idSchema,
+  }),
+  'model.loaded': z.strictObject({
+    packageDigest: digestSchema,
+    modelDigest: digestSchema,
+    server: nameSchema,
+  }),
+  /** One prediction: a hash of the input, never the input. */
+  prediction: z.strictObject({
+    requestId: idSchema,
+    caller: nameSchema,
+    modelDigest: digestSchema,
+    packageDigest: digestSchema.optional(),
+    inputDigest: digestSchema,
+    decision: z.union([nameSchema, finite]),
+    detections: z.array(detectionSchema),
+    latencyMs: nonNegative,
+  }),
+  /** A request refused by a gateway stage, with the error code it got. */
+  'request.denied': z.strictObject({
+    requestId: idSchema,
+    caller: nameSchema.nullable(),
+    stage: nameSchema,
+    code: z.string().regex(/^ERR_[A-Z0-9_]+$/),
+    inputDigest: digestSchema.optional(),
+  }),
+  'config.changed': z.strictObject({
+    component: nameSchema,
+    actor: nameSchema,
+    digest: digestSchema,
+    previousDigest: digestSchema.nullable(),
+    settings: z.array(nameSchema),
+  }),
+  /** A pipeline step finished (the demo records each of its stages). */
+  'pipeline.stage': z.strictObject({
+    pipeline: nameSchema,
+    stage: nameSchema,
+    status: z.enum(['ok', 'skipped', 'failed']),
+    seconds: nonNegative,
+    summary: flatRecord,
+  }),
+} as const;
+
+/** Every event type. */
+export type AuditEventType = keyof typeof eventDataSchemas;
+export const AUDIT_EVENT_TYPES = Object.keys(eventDataSchemas) as AuditEventType[];
+
+/** The data of an event of type `T`. */
+export type AuditEventData<T extends AuditEventType> = z.infer<(typeof eventDataSchemas)[T]>;
+
+/** What a writer passes to `append`: a type and its data (the log assigns id, index and time). */
+export type AuditEventInput = { [T in AuditEventType]: { type: T; data: AuditEventData<T> } }[AuditEventType];
+
+/** A stored entry, as decoded from the log. */
+export type AuditEntry = AuditEventInput & {
+  v: number;
+  index: number;
+  id: string;
+  time: string;
+};
+
+const inputSchema = z.discriminatedUnion(
+  'type',
+  AUDIT_EVENT_TYPES.map((t) =>
+    z.strictObject({ type: z.literal(t), data: eventDataSchemas[t] }),
+  ) as unknown as [z.ZodObject, ...z.ZodObject[]],
+);
+
+const entrySchema = z.discriminatedUnion(
+  'type',
+  AUDIT_EVENT_TYPES.map((t) =>
+    z.strictObject({
+      v: z.literal(EVENT_VERSION),
+      index: z.number().int().min(0),
+      id: idSchema,
+      time: z.iso.datetime(),
+      type: z.literal(t),
+      data: eventDataSchemas[t],
+    }),
+  ) as unknown as [z.ZodObject, ...z.ZodObject[]],
+);
+
+function issuesText(error: z.ZodError): string {
+  return error.issues
+    .slice(0, 3)
+    .map((i) => `${i.path.length > 0 ? i.path.join('.') : '(event)'}: ${i.message}`)
+    .join('; ');
+}
+
+/**
+ * Validates an event before it is appended. Throws ERR_AUDIT_EVENT_INVALID naming the field.
+ */
+export function parseEventInput(input: unknown): AuditEventInput {
+  const r = inputSchema.safeParse(input);
+  if (!r.success) {
+    const type =
+      typeof input === 'object' && input !== null && 'type' in input
+        ? String((input as { type: unknown }).type)
+        : '?';
+    throw new BulwarkError('ERR_AUDIT_EVENT_INVALID', `audit event ${type}: ${issuesText(r.error)}`, {
+      details: { type },
+    });
+  }
+  return r.data as AuditEventInput;
+}
+
+/**
+ * Canonical JSON (RFC 8785 JCS for the values events hold): object keys sorted by UTF-16 code units,
+ * no whitespace, numbers in ECMAScript shortest form, `undefined` members omitted.
+ */
+export function canonicalJson(value: unknown): string {
+  if (value === null) return 'null';
+  switch (typeof value) {
+    case 'string':
+      return JSON.stringify(value);
+    case 'boolean':
+      return value ? 'true' : 'false';
+    case 'number':
+      if (!Number.isFinite(value)) throw new RangeError('canonical JSON has no NaN or Infinity');
+      return JSON.stringify(value);
+    case 'object': {
+      if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+      const keys = Object.keys(value as object)
+        .filter((k) => (value as Record<string, unknown>)[k] !== undefined)
+        .sort();
+      return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson((value as Record<string, unknown>)[k])}`).join(',')}}`;
+    }
+    default:
+      throw new RangeError(`canonical JSON cannot encode a ${typeof value}`);
+  }
+}
+
+/**
+ * The entry bytes for an event at `index`. Keys in canonical order (data, id, index, time, type, v),
+ * with `dataJson` the canonical JSON of the data, computed once before the index is known.
+ */
+export function entryBody(dataJson: string, id: string, index: number, time: string, type: string): string {
+  return `{"data":${dataJson},"id":${JSON.stringify(id)},"index":${index},"time":${JSON.stringify(time)},"type":${JSON.stringify(type)},"v":${EVENT_VERSION}}`;
+}
+
+/**
+ * Decodes and checks an entry's bytes: JSON, the v1 schema, and canonical form (so two different
+ * byte strings can never decode to the same event). Returns null when any check fails.
+ */
+export function decodeEntry(body: string): AuditEntry | null {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body);
+  } catch {
+    return null;
+  }
+  const r = entrySchema.safeParse(parsed);
+  if (!r.success) return null;
+  if (canonicalJson(parsed) !== body) return null;
+  return r.data as AuditEntry;
+}
+
+/** The artefacts an event produces and uses, as `kind:identifier` references (see module doc). */
+export function eventRefs(e: AuditEventInput): { produces: string[]; uses: string[] } {
+  switch (e.type) {
+    case 'dataset.created':
+      return { produces: [`dataset:${e.data.datasetDigest}`], uses: [] };
+    case 'dataset.protected':
+      return {
+        produces: [`dataset:${e.data.datasetDigest}`],
+        uses: [
+          ...(e.data.sourceDigest ? [`dataset:${e.data.sourceDigest}`] : []),
+          ...e.data.keyIds.map((k) => `key:${k}`),
+        ],
+      };
+    case 'key.created':
+      return { produces: [`key:${e.data.keyId}`], uses: [] };
+    case 'key.rotated':
+      return { produces: [`key:${e.data.keyId}`], uses: [`key:${e.data.previousKeyId}`] };
+    case 'key.destroyed':
+      return { produces: [], uses: [`key:${e.data.keyId}`] };
+    case 'model.trained':
+      return { produces: [`model:${e.data.modelDigest}`], uses: [`dataset:${e.data.datasetDigest}`] };
+    case 'model.packaged':
+      return {
+        produces: [`package:${e.data.packageDigest}`],
+        uses: [`model:${e.data.modelDigest}`, `key:${e.data.keyId}`, `key:${e.data.signerKeyId}`],
+      };
+    case 'model.loaded':
+      return { produces: [], uses: [`package:${e.data.packageDigest}`] };
+    case 'prediction':
+      return {
+        produces: [],
+        uses: e.data.packageDigest ? [`package:${e.data.packageDigest}`] : [`model:${e.data.modelDigest}`],
+      };
+    case 'request.denied':
+      return { produces: [], uses: [] };
+    case 'config.changed':
+      return { produces: [`config:${e.data.component}`], uses: [] };
+    case 'pipeline.stage':
+      return { produces: [], uses: [] };
+  }
+}
+
+/** A one-line human summary of an event's data, for `audit tail` and lineage output. */
+export function describeEvent(e: AuditEventInput): string {
+  const d = e.data as Record<string, unknown>;
+  const short = (v: unknown) =>
+    typeof v === 'string' && v.startsWith('sha256:') ? `${v.slice(0, 19)}…` : String(v);
+  switch (e.type) {
+    case 'dataset.created':
+      return `dataset ${short(d['datasetDigest'])} from ${String(d['source'])} (${String(d['rows'])} rows)`;
+    case 'dataset.protected':
+      return `dataset ${short(d['datasetDigest'])} protected with keys ${(d['keyIds'] as string[]).join(', ')}`;
+    case 'key.created':
+    case 'key.destroyed':
+      return `key ${String(d['keyId'])}`;
+    case 'key.rotated':
+      return `key ${String(d['previousKeyId'])} → ${String(d['keyId'])}`;
+    case 'model.trained':
+      return `model ${short(d['modelDigest'])} by ${String(d['algorithm'])} on ${short(d['datasetDigest'])}`;
+    case 'model.packaged':
+      return `package ${short(d['packageDigest'])} of model ${short(d['modelDigest'])}`;
+    case 'model.loaded':
+      return `package ${short(d['packageDigest'])} loaded by ${String(d['server'])}`;
+    case 'prediction':
+      return `${String(d['caller'])} → ${String(d['decision'])} (model ${short(d['modelDigest'])})`;
+    case 'request.denied':
+      return `${String(d['caller'] ?? 'anonymous')} denied at ${String(d['stage'])}: ${String(d['code'])}`;
+    case 'config.changed':
+      return `${String(d['component'])} configuration ${short(d['digest'])} by ${String(d['actor'])}`;
+    case 'pipeline.stage':
+      return `${String(d['pipeline'])}/${String(d['stage'])} ${String(d['status'])} in ${Number(d['seconds']).toFixed(2)} s`;
+  }
+}

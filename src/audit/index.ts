@@ -1,0 +1,80 @@
+/**
+ * Audit: a tamper-evident transparency log of data lineage and every prediction (RFC 9162 Merkle
+ * tree, C2SP signed checkpoints with Ed25519, SQLite or PostgreSQL storage with group commit), and
+ * the verifier functions a third party runs with only the log's public key. See docs/audit.md.
+ */
+export {
+  type Checkpoint,
+  checkpointText,
+  parseCheckpointText,
+  signCheckpoint,
+  type TreeHead,
+  verifyCheckpoint,
+} from './checkpoint.js';
+export {
+  AUDIT_EVENT_TYPES,
+  type AuditEntry,
+  type AuditEventData,
+  type AuditEventInput,
+  type AuditEventType,
+  canonicalJson,
+  decodeEntry,
+  describeEvent,
+  digestSchema,
+  EVENT_VERSION,
+  eventDataSchemas,
+  eventRefs,
+  parseEventInput,
+} from './events.js';
+export {
+  type AppendReceipt,
+  AuditLog,
+  type AuditLogOptions,
+  type AuditStoreSpec,
+  type Lineage,
+  type LineageNode,
+  openAuditStore,
+  type VerifyReport,
+} from './log.js';
+export {
+  consistencyProof,
+  EMPTY_ROOT,
+  Frontier,
+  HASH_SIZE,
+  inclusionProof,
+  leafHash,
+  nodeHash,
+  rangeHash,
+  rootAt,
+  rootFromInclusionProof,
+  type SubtreeSource,
+  verifyConsistency,
+  verifyInclusion,
+} from './merkle.js';
+export {
+  ed25519KeyId,
+  generateSignerKey,
+  type NoteSignature,
+  type NoteSigner,
+  type NoteVerifier,
+  openNote,
+  parseNote,
+  parseSignerKey,
+  parseVerifierKey,
+  signNote,
+} from './note.js';
+export { PgAuditStore, type PgStoreOptions } from './pg-store.js';
+export { SqliteAuditStore, type SqliteStoreOptions } from './sqlite-store.js';
+export {
+  type AuditStore,
+  NODE_CACHE_LEVEL,
+  type StoredCheckpoint,
+  type StoredEntry,
+  type TreeState,
+} from './store.js';
+export {
+  type InclusionBundle,
+  type VerifiedInclusion,
+  verifyCheckpointConsistency,
+  verifyInclusionBundle,
+} from './verify.js';

@@ -1,0 +1,600 @@
+/**
+ * The audit log: a tamper-evident transparency log (RFC 9162 Merkle tree, C2SP signed checkpoints)
+ * over a durable store, with group commit.
+ *
+ * Writers call {@link AuditLog.append}; the event is validated at once, queued, and written with the
+ * other queued events in one transaction (one fsync / one commit per batch). The promise resolves
+ * only after that commit is durable, and rejects (ERR_AUDIT_UNAVAILABLE) when the store cannot be
+ * written: a caller that must not act without a record (the gateway) refuses the request.
+ */
+import { randomBytes } from 'node:crypto';
+import { setImmediate as nextTurn } from 'node:timers/promises';
+import { BulwarkError, requireInteger } from '../core/index.js';
+import { type Checkpoint, signCheckpoint, verifyCheckpoint } from './checkpoint.js';
+import {
+  type AuditEntry,
+  type AuditEventInput,
+  canonicalJson,
+  decodeEntry,
+  entryBody,
+  eventRefs,
+  parseEventInput,
+} from './events.js';
+import { consistencyProof, Frontier, inclusionProof, leafHash, rootAt, verifyConsistency } from './merkle.js';
+import { type NoteSigner, type NoteVerifier, parseVerifierKey } from './note.js';
+import { PgAuditStore, type PgStoreOptions } from './pg-store.js';
+import { SqliteAuditStore, type SqliteStoreOptions } from './sqlite-store.js';
+import {
+  type AuditStore,
+  NODE_CACHE_LEVEL,
+  type NodeRow,
+  type RefRow,
+  STORE_FORMAT,
+  type StoredEntry,
+} from './store.js';
+import { StoreTree } from './tree.js';
+import type { InclusionBundle } from './verify.js';
+
+/** Where a log is kept. */
+export type AuditStoreSpec =
+  | ({ kind: 'sqlite' } & SqliteStoreOptions)
+  | ({ kind: 'postgres' } & PgStoreOptions);
+
+/** Opens the store a spec names. */
+export async function openAuditStore(spec: AuditStoreSpec): Promise<AuditStore> {
+  return spec.kind === 'sqlite' ? SqliteAuditStore.open(spec) : PgAuditStore.open(spec);
+}
+
+export interface AuditLogOptions {
+  /** The store, or where to open one. */
+  store: AuditStoreSpec | AuditStore;
+  /**
+   * The log's identity, the first line of its checkpoints (a schema-less URL such as
+   * `bulwark.example/audit`). Required to create a log; checked against the stored one otherwise.
+   */
+  origin?: string;
+  /** The checkpoint signing key; its name must be the origin. Needed only to write checkpoints. */
+  signer?: NoteSigner;
+  /** The most events written in one transaction (default 4,096). */
+  maxBatch?: number;
+}
+
+/** What a writer gets back once its event is durable. */
+export interface AppendReceipt {
+  id: string;
+  index: number;
+  /** Hex RFC 9162 leaf hash of the entry. */
+  leafHash: string;
+}
+
+/** The result of a full verification. */
+export interface VerifyReport {
+  origin: string;
+  size: number;
+  /** Base64 root hash recomputed from the entries. */
+  root: string;
+  entries: number;
+  checkpoints: number;
+  /** Cached subtree hashes compared with their recomputation. */
+  nodesChecked: number;
+  /** Where the public key came from: the caller (trusted) or the log's own metadata. */
+  keySource: 'argument' | 'log';
+  seconds: number;
+}
+
+/** A node of a lineage graph: an entry and how it was reached. */
+export interface LineageNode {
+  entry: AuditEntry;
+  depth: number;
+  /** The reference through which the child used what this entry produced (null for the start). */
+  via: string | null;
+  /** The index of the entry that used it (null for the start). */
+  child: number | null;
+}
+
+export interface Lineage {
+  nodes: LineageNode[];
+  /** References used by some node that no earlier entry produces. */
+  unresolved: { ref: string; usedBy: number }[];
+}
+
+interface Pending {
+  type: string;
+  id: string;
+  time: string;
+  dataJson: string;
+  produces: string[];
+  resolve: (r: AppendReceipt) => void;
+  reject: (e: unknown) => void;
+}
+
+const ORIGIN_RE = /^[^\s+]+$/u;
+
+/** A tamper-evident audit log. */
+export class AuditLog {
+  private queue: Pending[] = [];
+  private committing: Promise<void> | null = null;
+  private closed = false;
+
+  private constructor(
+    readonly store: AuditStore,
+    readonly origin: string,
+    private readonly signer: NoteSigner | undefined,
+    private readonly maxBatch: number,
+  ) {}
+
+  /**
+   * Opens a log, creating it when the store is empty. Throws ERR_AUDIT_UNAVAILABLE when the store
+   * cannot be reached, ERR_AUDIT_ORIGIN_MISMATCH / ERR_AUDIT_KEY_INVALID when the origin or signer do
+   * not belong to this log.
+   *
+   * @example
+   * ```ts
+   * const { signer } = generateSignerKey('bulwark.example/audit');
+   * const log = await AuditLog.open({ store: { kind: 'sqlite', path: 'audit.db' }, origin: signer.name, signer });
+   * await log.append({ type: 'key.created', data: { keyId: 'k1', algorithm: 'AES-256-GCM', provider: 'local', purpose: 'data' } });
+   * const cp = await log.checkpoint();
+   * ```
+   */
+  static async open(options: AuditLogOptions): Promise<AuditLog> {
+    const maxBatch = requireInteger('maxBatch', options.maxBatch ?? 4096, 1, 1_000_000);
+    if (options.origin !== undefined && !ORIGIN_RE.test(options.origin))
+      throw new BulwarkError(
+        'ERR_INVALID_ARGUMENT',
+        `origin: expected a non-empty name with no spaces or '+', got ${JSON.stringify(options.origin)}`,
+        {
+          details: { parameter: 'origin' },
+        },
+      );
+    const store = 'appendBatch' in options.store ? options.store : await openAuditStore(options.store);
+    try {
+      const format = await store.initMeta('format', STORE_FORMAT);
+      if (format !== STORE_FORMAT)
+        throw new BulwarkError(
+          'ERR_AUDIT_STORE_INVALID',
+          `${store.location}: format ${format}, expected ${STORE_FORMAT}`,
+        );
+      const wanted = options.origin ?? options.signer?.name;
+      const origin =
+        wanted === undefined ? await store.getMeta('origin') : await store.initMeta('origin', wanted);
+      if (origin === undefined)
+        throw new BulwarkError(
+          'ERR_AUDIT_STORE_INVALID',
+          `${store.location}: no audit log here (no origin recorded)`,
+        );
+      if (wanted !== undefined && origin !== wanted)
+        throw new BulwarkError(
+          'ERR_AUDIT_ORIGIN_MISMATCH',
+          `${store.location} holds log ${JSON.stringify(origin)}, not ${JSON.stringify(wanted)}`,
+          {
+            details: { origin },
+          },
+        );
+      if (options.signer) {
+        if (options.signer.name !== origin)
+          throw new BulwarkError(
+            'ERR_AUDIT_KEY_INVALID',
+            `signing key is named ${JSON.stringify(options.signer.name)}; this log's key must be named ${JSON.stringify(origin)}`,
+          );
+        const vkey = await store.initMeta('vkey', options.signer.verifier.vkey);
+        if (vkey !== options.signer.verifier.vkey)
+          throw new BulwarkError(
+            'ERR_AUDIT_KEY_INVALID',
+            `this log's checkpoints are signed by another key (${vkey.split('+').slice(0, 2).join('+')})`,
+          );
+      }
+      return new AuditLog(store, origin, options.signer, maxBatch);
+    } catch (e) {
+      await store.close().catch(() => {});
+      throw e;
+    }
+  }
+
+  /** The public key recorded when the log was created (`name+id+key`), if any. */
+  publicKey(): Promise<string | undefined> {
+    return this.store.getMeta('vkey');
+  }
+
+  /**
+   * Appends an event; resolves once it is durably stored (group commit). Throws ERR_AUDIT_EVENT_INVALID
+   * at once for an invalid event; rejects with ERR_AUDIT_UNAVAILABLE when the store cannot be written.
+   */
+  append(event: AuditEventInput): Promise<AppendReceipt> {
+    if (this.closed) return Promise.reject(new BulwarkError('ERR_AUDIT_CLOSED', 'the audit log is closed'));
+    let parsed: AuditEventInput;
+    try {
+      parsed = parseEventInput(event);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return new Promise<AppendReceipt>((resolve, reject) => {
+      this.queue.push({
+        type: parsed.type,
+        id: eventId(),
+        time: new Date().toISOString(),
+        dataJson: canonicalJson(parsed.data),
+        produces: eventRefs(parsed).produces,
+        resolve,
+        reject,
+      });
+      if (!this.committing) this.committing = this.commitLoop();
+    });
+  }
+
+  /** Resolves when every event appended so far is committed (or has failed). */
+  async flush(): Promise<void> {
+    while (this.committing) await this.committing;
+  }
+
+  private async commitLoop(): Promise<void> {
+    // Yield once so that appends made in the same turn join the first batch.
+    await nextTurn();
+    while (this.queue.length > 0) {
+      const batch = this.queue.splice(0, this.maxBatch);
+      try {
+        const receipts = await this.store.appendBatch((state) => {
+          const frontier = Frontier.decode(state.size, state.frontier);
+          const entries: StoredEntry[] = [];
+          const refs: RefRow[] = [];
+          const nodes: NodeRow[] = [];
+          const out: AppendReceipt[] = [];
+          const onNode = (n: { level: number; index: number; hash: Buffer }) => {
+            if (n.level >= NODE_CACHE_LEVEL) nodes.push(n);
+          };
+          for (const p of batch) {
+            const index = frontier.size;
+            const body = entryBody(p.dataJson, p.id, index, p.time, p.type);
+            const leaf = leafHash(body);
+            frontier.push(leaf, onNode);
+            entries.push({ index, id: p.id, body, leaf });
+            for (const r of p.produces) refs.push({ ref: r, role: 0, index });
+            out.push({ id: p.id, index, leafHash: leaf.toString('hex') });
+          }
+          return {
+            entries,
+            refs,
+            nodes,
+            state: { size: frontier.size, root: frontier.root(), frontier: frontier.encode() },
+            result: out,
+          };
+        });
+        for (const [i, p] of batch.entries()) p.resolve(receipts[i] as AppendReceipt);
+      } catch (e) {
+        for (const p of batch) p.reject(e);
+      }
+      // Let writers enqueue while the next batch forms (SQLite commits synchronously).
+      if (this.queue.length > 0) await nextTurn();
+    }
+    this.committing = null;
+  }
+
+  /** The current tree size and root. */
+  async head(): Promise<{ size: number; root: Buffer }> {
+    const s = await this.store.state();
+    return { size: s.size, root: s.root };
+  }
+
+  /**
+   * Signs and stores a checkpoint of the current tree. The root is recomputed from the cached
+   * subtrees first, so a damaged state row can never be signed. Needs the signer.
+   */
+  async checkpoint(): Promise<Checkpoint> {
+    if (!this.signer)
+      throw new BulwarkError('ERR_AUDIT_KEY_INVALID', 'writing a checkpoint needs the log signing key');
+    await this.flush();
+    const s = await this.store.state();
+    const root = await rootAt(new StoreTree(this.store, s.size), s.size);
+    if (!root.equals(s.root))
+      throw new BulwarkError(
+        'ERR_AUDIT_STORE_INVALID',
+        `${this.store.location}: stored root does not match the tree`,
+      );
+    const cp = signCheckpoint({ origin: this.origin, size: s.size, root }, this.signer);
+    await this.store.addCheckpoint({
+      size: cp.size,
+      root: cp.root,
+      note: cp.note,
+      createdAt: new Date().toISOString(),
+    });
+    return cp;
+  }
+
+  /** The stored checkpoints, by size (signatures not checked here: see {@link AuditLog.verify}). */
+  async checkpoints(): Promise<Checkpoint[]> {
+    return (await this.store.checkpoints()).map((c) => ({
+      origin: this.origin,
+      size: c.size,
+      root: c.root,
+      note: c.note,
+    }));
+  }
+
+  /** A stored entry by event id, decoded. Throws ERR_AUDIT_EVENT_NOT_FOUND. */
+  async get(eventId: string): Promise<AuditEntry> {
+    const row = await this.store.entryById(eventId);
+    if (!row) throw notFound(eventId);
+    return decodeOrThrow(row);
+  }
+
+  /** The last `count` entries, oldest first. */
+  async tail(count: number): Promise<AuditEntry[]> {
+    requireInteger('count', count, 1, 1_000_000);
+    return (await this.store.tail(count)).map(decodeOrThrow);
+  }
+
+  /**
+   * An inclusion proof of an event against a signed checkpoint: the latest one by default (or the one
+   * of `treeSize`). When no stored checkpoint covers the event and the log has its signer, a new
+   * checkpoint is written; otherwise ERR_AUDIT_CHECKPOINT_MISSING.
+   */
+  async prove(eventId: string, treeSize?: number): Promise<InclusionBundle> {
+    const row = await this.store.entryById(eventId);
+    if (!row) throw notFound(eventId);
+    const cps = await this.store.checkpoints();
+    let cp = treeSize === undefined ? cps[cps.length - 1] : cps.find((c) => c.size === treeSize);
+    if (treeSize !== undefined && !cp)
+      throw new BulwarkError('ERR_AUDIT_CHECKPOINT_MISSING', `no checkpoint of tree size ${treeSize}`);
+    if (!cp || cp.size <= row.index) {
+      if (treeSize !== undefined || !this.signer)
+        throw new BulwarkError(
+          'ERR_AUDIT_CHECKPOINT_MISSING',
+          `event ${eventId} (#${row.index}) is not covered by a checkpoint yet: write one with "bulwark audit checkpoint"`,
+        );
+      const fresh = await this.checkpoint();
+      cp = { size: fresh.size, root: fresh.root, note: fresh.note, createdAt: '' };
+    }
+    const proof = await inclusionProof(new StoreTree(this.store, cp.size), row.index, cp.size);
+    return {
+      format: 'bulwark-audit-inclusion/1',
+      index: row.index,
+      treeSize: cp.size,
+      entry: row.body,
+      proof: proof.map((h) => h.toString('base64')),
+      checkpoint: cp.note,
+    };
+  }
+
+  /** The RFC 9162 consistency proof from tree size `first` to `second` (base64 hashes). */
+  async consistency(first: number, second: number): Promise<string[]> {
+    const s = await this.store.state();
+    requireInteger('second', second, 0, s.size);
+    requireInteger('first', first, 0, second);
+    const proof = await consistencyProof(new StoreTree(this.store, second), first, second);
+    return proof.map((h) => h.toString('base64'));
+  }
+
+  /**
+   * Walks back from an event along what it used to the events that produced it: a prediction to the
+   * package, model, training run, dataset and keys. Breadth-first; each producer is the latest entry
+   * before the user that produces the reference.
+   */
+  async lineage(eventId: string, maxNodes = 1000): Promise<Lineage> {
+    const start = await this.get(eventId);
+    const nodes: LineageNode[] = [{ entry: start, depth: 0, via: null, child: null }];
+    const seen = new Set([start.index]);
+    const unresolved: { ref: string; usedBy: number }[] = [];
+    for (let i = 0; i < nodes.length && nodes.length < maxNodes; i++) {
+      const n = nodes[i] as LineageNode;
+      for (const ref of eventRefs(n.entry).uses) {
+        const idx = await this.store.producerOf(ref, n.entry.index);
+        if (idx === undefined) {
+          unresolved.push({ ref, usedBy: n.entry.index });
+          continue;
+        }
+        if (seen.has(idx)) continue;
+        seen.add(idx);
+        const [row] = await this.store.entries(idx, idx + 1);
+        if (!row) throw new BulwarkError('ERR_AUDIT_ENTRY_MISSING', `entry #${idx} is missing`);
+        nodes.push({ entry: decodeOrThrow(row), depth: n.depth + 1, via: ref, child: n.entry.index });
+      }
+    }
+    return { nodes, unresolved };
+  }
+
+  /**
+   * Verifies the whole log without trusting the store: recomputes every leaf hash from the entry
+   * bytes, checks each entry's schema, canonical form and position, rebuilds the tree and compares
+   * it with every cached subtree, with the root of every checkpoint (whose signature is checked with
+   * `publicKey`, or the key recorded in the log when none is given) and with the current head, and
+   * checks a consistency proof between successive checkpoints. Throws the first failure found, with
+   * a distinct code (ERR_AUDIT_ENTRY_CORRUPT, ERR_AUDIT_ENTRY_ORDER, ERR_AUDIT_ENTRY_MISSING,
+   * ERR_AUDIT_ROOT_MISMATCH, ERR_AUDIT_CHECKPOINT_SIGNATURE, ERR_AUDIT_INCONSISTENT, ...).
+   */
+  async verify(
+    options: {
+      publicKey?: string | NoteVerifier;
+      onProgress?: (done: number, total: number) => void;
+      pageSize?: number;
+    } = {},
+  ): Promise<VerifyReport> {
+    const t0 = performance.now();
+    await this.flush();
+    let verifier: NoteVerifier | undefined;
+    let keySource: 'argument' | 'log' = 'argument';
+    if (options.publicKey !== undefined)
+      verifier =
+        typeof options.publicKey === 'string' ? parseVerifierKey(options.publicKey) : options.publicKey;
+    else {
+      const stored = await this.store.getMeta('vkey');
+      if (stored) verifier = parseVerifierKey(stored);
+      keySource = 'log';
+    }
+    const stored = await this.store.checkpoints();
+    if (stored.length > 0 && !verifier)
+      throw new BulwarkError(
+        'ERR_AUDIT_KEY_INVALID',
+        'the log has checkpoints but no public key was given or recorded',
+      );
+    const heads = stored.map((c) => {
+      const cp = verifyCheckpoint(c.note, verifier as NoteVerifier, this.origin);
+      if (cp.size !== c.size || !cp.root.equals(c.root))
+        throw new BulwarkError(
+          'ERR_AUDIT_CHECKPOINT_INVALID',
+          `checkpoint row of size ${c.size} does not match its signed note`,
+        );
+      return cp;
+    });
+    const state = await this.store.state();
+    const longest = heads[heads.length - 1];
+    if (longest && longest.size > state.size)
+      throw new BulwarkError(
+        'ERR_AUDIT_ENTRY_MISSING',
+        `the log has ${state.size} entries but a signed checkpoint covers ${longest.size}: entries were removed`,
+        { details: { size: state.size, checkpointSize: longest.size } },
+      );
+
+    const frontier = Frontier.empty();
+    const pageSize = options.pageSize ?? 8192;
+    let next = 0;
+    let cpi = 0;
+    let nodesChecked = 0;
+    const checkRoot = () => {
+      while (cpi < heads.length && (heads[cpi] as Checkpoint).size === frontier.size) {
+        const h = heads[cpi] as Checkpoint;
+        if (!frontier.root().equals(h.root))
+          throw new BulwarkError(
+            'ERR_AUDIT_ROOT_MISMATCH',
+            `the entries do not hash to the signed root of tree size ${h.size}: the log was rewritten`,
+            { details: { size: h.size } },
+          );
+        cpi++;
+      }
+    };
+    checkRoot();
+    while (next < state.size) {
+      const end = Math.min(next + pageSize, state.size);
+      const rows = await this.store.entries(next, end);
+      const computed: NodeRow[] = [];
+      const onNode = (n: NodeRow) => {
+        if (n.level >= NODE_CACHE_LEVEL) computed.push(n);
+      };
+      for (const row of rows) {
+        if (row.index !== next)
+          throw new BulwarkError('ERR_AUDIT_ENTRY_MISSING', `entry #${next} is missing from the log`, {
+            details: { index: next },
+          });
+        const leaf = leafHash(row.body);
+        if (!leaf.equals(row.leaf)) throw corrupt(row.index, 'its bytes do not match its stored leaf hash');
+        const e = decodeEntry(row.body);
+        if (!e) throw corrupt(row.index, 'it is not a canonical, schema-valid entry');
+        if (e.index !== row.index)
+          throw new BulwarkError(
+            'ERR_AUDIT_ENTRY_ORDER',
+            `entry at position ${row.index} says it is entry #${e.index}: entries were reordered`,
+            { details: { position: row.index, index: e.index } },
+          );
+        if (e.id !== row.id) throw corrupt(row.index, 'its indexed id column does not match its bytes');
+        frontier.push(leaf, onNode);
+        next++;
+        checkRoot();
+      }
+      if (next < end)
+        throw new BulwarkError('ERR_AUDIT_ENTRY_MISSING', `entry #${next} is missing from the log`, {
+          details: { index: next },
+        });
+      nodesChecked += await this.compareNodes(computed);
+      options.onProgress?.(next, state.size);
+    }
+    if (!frontier.root().equals(state.root))
+      throw new BulwarkError('ERR_AUDIT_ROOT_MISMATCH', 'the stored tree head does not match the entries');
+    // Successive checkpoints must be consistent: check the RFC 9162 proof between each pair.
+    const tree = new StoreTree(this.store, state.size);
+    for (let i = 1; i < heads.length; i++) {
+      const a = heads[i - 1] as Checkpoint;
+      const b = heads[i] as Checkpoint;
+      const proof = await consistencyProof(tree, a.size, b.size);
+      if (!verifyConsistency(a.size, b.size, a.root, b.root, proof))
+        throw new BulwarkError(
+          'ERR_AUDIT_INCONSISTENT',
+          `checkpoints of sizes ${a.size} and ${b.size} are not consistent`,
+          {
+            details: { first: a.size, second: b.size },
+          },
+        );
+    }
+    return {
+      origin: this.origin,
+      size: state.size,
+      root: frontier.root().toString('base64'),
+      entries: state.size,
+      checkpoints: heads.length,
+      nodesChecked,
+      keySource,
+      seconds: (performance.now() - t0) / 1000,
+    };
+  }
+
+  private async compareNodes(computed: NodeRow[]): Promise<number> {
+    const byLevel = new Map<number, NodeRow[]>();
+    for (const n of computed) {
+      const l = byLevel.get(n.level) ?? [];
+      l.push(n);
+      byLevel.set(n.level, l);
+    }
+    for (const [level, list] of byLevel) {
+      const lo = (list[0] as NodeRow).index;
+      const hi = (list[list.length - 1] as NodeRow).index + 1;
+      const stored = new Map((await this.store.nodes(level, lo, hi)).map((r) => [r.index, r.hash]));
+      for (const n of list) {
+        const h = stored.get(n.index);
+        if (!h?.equals(n.hash))
+          throw new BulwarkError(
+            'ERR_AUDIT_STORE_INVALID',
+            `cached subtree hash (level ${level}, index ${n.index}) ${h ? 'does not match' : 'is missing for'} the entries`,
+          );
+      }
+    }
+    return computed.length;
+  }
+
+  /** Waits for pending appends and closes the store. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.flush();
+    await this.store.close();
+  }
+}
+
+// Random bytes are drawn 4 KiB at a time (as node's randomUUID does): one CSPRNG call per 256 ids.
+let idPool = Buffer.alloc(0);
+let idPoolAt = 0;
+
+/**
+ * A new event id: a UUIDv7 (RFC 9562 §5.7: 48-bit Unix milliseconds, version, 74 random bits), so ids
+ * are unique without coordination between writers and arrive nearly in order, which keeps the
+ * store's id index append-mostly.
+ */
+export function eventId(): string {
+  if (idPoolAt + 16 > idPool.length) {
+    idPool = randomBytes(4096);
+    idPoolAt = 0;
+  }
+  const b = Buffer.from(idPool.subarray(idPoolAt, idPoolAt + 16));
+  idPoolAt += 16;
+  const ms = Date.now();
+  b.writeUIntBE(ms, 0, 6);
+  b[6] = 0x70 | ((b[6] as number) & 0x0f);
+  b[8] = 0x80 | ((b[8] as number) & 0x3f);
+  const h = b.toString('hex');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
+
+function notFound(id: string): BulwarkError {
+  return new BulwarkError('ERR_AUDIT_EVENT_NOT_FOUND', `no event with id ${JSON.stringify(id)} in the log`, {
+    details: { id },
+  });
+}
+
+function corrupt(index: number, why: string): BulwarkError {
+  return new BulwarkError('ERR_AUDIT_ENTRY_CORRUPT', `entry #${index} was altered: ${why}`, {
+    details: { index },
+  });
+}
+
+function decodeOrThrow(row: StoredEntry): AuditEntry {
+  const e = decodeEntry(row.body);
+  if (!e || !leafHash(row.body).equals(row.leaf))
+    throw corrupt(row.index, 'it does not decode or hash as stored');
+  return e;
+}

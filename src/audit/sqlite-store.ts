@@ -1,0 +1,269 @@
+/**
+ * The embedded audit store: one SQLite file (better-sqlite3 12.x) in WAL mode with
+ * `synchronous=FULL`, so a commit returns only after the WAL is fsynced: an acknowledged append
+ * survives a crash of the process or of the machine. Appends take the database write lock with
+ * `BEGIN IMMEDIATE`, so several processes appending to one file still produce one sequence; a writer
+ * that cannot get the lock within `busyTimeoutMs` fails with ERR_AUDIT_UNAVAILABLE.
+ */
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import Database from 'better-sqlite3';
+import { BulwarkError } from '../core/index.js';
+import { EMPTY_ROOT } from './merkle.js';
+import type { AppendPlan, AuditStore, NodeRow, StoredCheckpoint, StoredEntry, TreeState } from './store.js';
+
+export interface SqliteStoreOptions {
+  /** The database file. */
+  path: string;
+  /** Create the file and tables when missing (default true); when false a missing file is ERR_FILE_NOT_FOUND. */
+  create?: boolean;
+  /** How long to wait for another process's write lock, in ms (default 10,000). */
+  busyTimeoutMs?: number;
+}
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS state (id INTEGER PRIMARY KEY CHECK (id = 0), size INTEGER NOT NULL,
+  root BLOB NOT NULL, frontier BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS entries (idx INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, leaf BLOB NOT NULL,
+  body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS refs (ref TEXT NOT NULL, role INTEGER NOT NULL, idx INTEGER NOT NULL,
+  PRIMARY KEY (ref, role, idx)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS nodes (level INTEGER NOT NULL, idx INTEGER NOT NULL, hash BLOB NOT NULL,
+  PRIMARY KEY (level, idx)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS checkpoints (size INTEGER PRIMARY KEY, root BLOB NOT NULL, note TEXT NOT NULL,
+  created_at TEXT NOT NULL);
+`;
+
+interface EntryRow {
+  idx: number;
+  id: string;
+  leaf: Buffer;
+  body: string;
+}
+
+const toEntry = (r: EntryRow): StoredEntry => ({
+  index: r.idx,
+  id: r.id,
+  leaf: r.leaf,
+  body: r.body,
+});
+
+/** Maps a SQLite failure to Bulwark's codes: unreachable/locked/IO → ERR_AUDIT_UNAVAILABLE. */
+function sqliteError(e: unknown, location: string, action: string): BulwarkError {
+  if (e instanceof BulwarkError) return e;
+  const code = (e as { code?: unknown }).code;
+  const c = typeof code === 'string' ? code : '';
+  if (c === 'SQLITE_NOTADB' || c === 'SQLITE_CORRUPT')
+    return new BulwarkError(
+      'ERR_AUDIT_STORE_INVALID',
+      `${location} is not a readable audit database (${c})`,
+      {
+        cause: e,
+        details: { store: location },
+      },
+    );
+  if (c.startsWith('SQLITE_') || c.startsWith('E'))
+    return new BulwarkError('ERR_AUDIT_UNAVAILABLE', `audit store ${location}: cannot ${action} (${c})`, {
+      cause: e,
+      details: { store: location, reason: c },
+    });
+  return new BulwarkError(
+    'ERR_INTERNAL',
+    `audit store ${location}: ${action} failed: ${(e as Error).message}`,
+    {
+      cause: e,
+    },
+  );
+}
+
+/** An {@link AuditStore} on a SQLite file. */
+export class SqliteAuditStore implements AuditStore {
+  readonly kind = 'sqlite';
+  readonly location: string;
+  private readonly db: Database.Database;
+  private readonly stmts: ReturnType<SqliteAuditStore['prepare']>;
+  private closed = false;
+
+  private constructor(db: Database.Database, location: string) {
+    this.db = db;
+    this.location = location;
+    this.stmts = this.prepare();
+  }
+
+  /** Opens (and by default creates) the store. Throws ERR_AUDIT_UNAVAILABLE or ERR_FILE_NOT_FOUND. */
+  static open(options: SqliteStoreOptions): SqliteAuditStore {
+    const create = options.create ?? true;
+    let db: Database.Database;
+    try {
+      if (create) mkdirSync(dirname(options.path), { recursive: true });
+      db = new Database(options.path, { fileMustExist: !create, timeout: options.busyTimeoutMs ?? 10_000 });
+    } catch (e) {
+      if (!create && (e as { code?: unknown }).code === 'SQLITE_CANTOPEN')
+        throw new BulwarkError('ERR_FILE_NOT_FOUND', `audit log not found: ${options.path}`, {
+          details: { path: options.path },
+        });
+      throw sqliteError(e, options.path, 'open the database');
+    }
+    try {
+      db.pragma('journal_mode = WAL');
+      db.pragma('synchronous = FULL');
+      db.transaction(() => {
+        db.exec(SCHEMA);
+        db.prepare('INSERT OR IGNORE INTO state (id, size, root, frontier) VALUES (0, 0, ?, ?)').run(
+          EMPTY_ROOT,
+          Buffer.alloc(0),
+        );
+      }).immediate();
+      return new SqliteAuditStore(db, options.path);
+    } catch (e) {
+      db.close();
+      throw sqliteError(e, options.path, 'initialise the database');
+    }
+  }
+
+  private prepare() {
+    const db = this.db;
+    return {
+      state: db.prepare<[], { size: number; root: Buffer; frontier: Buffer }>(
+        'SELECT size, root, frontier FROM state WHERE id = 0',
+      ),
+      setState: db.prepare<[number, Buffer, Buffer]>(
+        'UPDATE state SET size = ?, root = ?, frontier = ? WHERE id = 0',
+      ),
+      insertEntry: db.prepare<[number, string, Buffer, string]>(
+        'INSERT INTO entries (idx, id, leaf, body) VALUES (?, ?, ?, ?)',
+      ),
+      insertRef: db.prepare<[string, number, number]>(
+        'INSERT OR IGNORE INTO refs (ref, role, idx) VALUES (?, ?, ?)',
+      ),
+      insertNode: db.prepare<[number, number, Buffer]>(
+        'INSERT OR REPLACE INTO nodes (level, idx, hash) VALUES (?, ?, ?)',
+      ),
+      entries: db.prepare<[number, number], EntryRow>(
+        'SELECT idx, id, leaf, body FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx',
+      ),
+      leaves: db.prepare<[number, number], Buffer>(
+        'SELECT leaf FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx',
+      ),
+      nodes: db.prepare<[number, number, number], { idx: number; hash: Buffer }>(
+        'SELECT idx, hash FROM nodes WHERE level = ? AND idx >= ? AND idx < ? ORDER BY idx',
+      ),
+      byId: db.prepare<[string], EntryRow>('SELECT idx, id, leaf, body FROM entries WHERE id = ?'),
+      producer: db.prepare<[string, number], { idx: number }>(
+        'SELECT idx FROM refs WHERE ref = ? AND role = 0 AND idx < ? ORDER BY idx DESC LIMIT 1',
+      ),
+      tail: db.prepare<[number], EntryRow>(
+        'SELECT idx, id, leaf, body FROM entries ORDER BY idx DESC LIMIT ?',
+      ),
+      addCheckpoint: db.prepare<[number, Buffer, string, string]>(
+        'INSERT OR IGNORE INTO checkpoints (size, root, note, created_at) VALUES (?, ?, ?, ?)',
+      ),
+      checkpoints: db.prepare<[], { size: number; root: Buffer; note: string; created_at: string }>(
+        'SELECT size, root, note, created_at FROM checkpoints ORDER BY size',
+      ),
+      getMeta: db.prepare<[string], { value: string }>('SELECT value FROM meta WHERE key = ?'),
+      initMeta: db.prepare<[string, string]>('INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)'),
+    };
+  }
+
+  private run<T>(action: string, fn: () => T): Promise<T> {
+    if (this.closed)
+      return Promise.reject(new BulwarkError('ERR_AUDIT_CLOSED', `audit store ${this.location} is closed`));
+    try {
+      return Promise.resolve(fn());
+    } catch (e) {
+      return Promise.reject(sqliteError(e, this.location, action));
+    }
+  }
+
+  appendBatch<T>(plan: (state: TreeState) => AppendPlan<T>): Promise<T> {
+    return this.run('append', () =>
+      this.db
+        .transaction(() => {
+          const s = this.stmts.state.get();
+          if (!s) throw new BulwarkError('ERR_AUDIT_STORE_INVALID', `${this.location}: state row missing`);
+          const p = plan({ size: s.size, root: s.root, frontier: s.frontier });
+          for (const e of p.entries) this.stmts.insertEntry.run(e.index, e.id, e.leaf, e.body);
+          for (const r of p.refs) this.stmts.insertRef.run(r.ref, r.role, r.index);
+          for (const n of p.nodes) this.stmts.insertNode.run(n.level, n.index, n.hash);
+          this.stmts.setState.run(p.state.size, p.state.root, p.state.frontier);
+          return p.result;
+        })
+        .immediate(),
+    );
+  }
+
+  state(): Promise<TreeState> {
+    return this.run('read the tree state', () => {
+      const s = this.stmts.state.get();
+      if (!s) throw new BulwarkError('ERR_AUDIT_STORE_INVALID', `${this.location}: state row missing`);
+      return { size: s.size, root: s.root, frontier: s.frontier };
+    });
+  }
+
+  entries(start: number, end: number): Promise<StoredEntry[]> {
+    return this.run('read entries', () => this.stmts.entries.all(start, end).map(toEntry));
+  }
+
+  leafHashes(start: number, end: number): Promise<Buffer[]> {
+    return this.run(
+      'read leaf hashes',
+      () => this.stmts.leaves.pluck().all(start, end) as unknown as Buffer[],
+    );
+  }
+
+  nodes(level: number, start: number, end: number): Promise<NodeRow[]> {
+    return this.run('read tree nodes', () =>
+      this.stmts.nodes.all(level, start, end).map((r) => ({ level, index: r.idx, hash: r.hash })),
+    );
+  }
+
+  entryById(id: string): Promise<StoredEntry | undefined> {
+    return this.run('find an entry', () => {
+      const r = this.stmts.byId.get(id);
+      return r ? toEntry(r) : undefined;
+    });
+  }
+
+  producerOf(ref: string, before: number): Promise<number | undefined> {
+    return this.run('query lineage', () => this.stmts.producer.get(ref, before)?.idx);
+  }
+
+  tail(count: number): Promise<StoredEntry[]> {
+    return this.run('read entries', () => this.stmts.tail.all(count).map(toEntry).reverse());
+  }
+
+  addCheckpoint(cp: StoredCheckpoint): Promise<void> {
+    return this.run('store a checkpoint', () => {
+      this.stmts.addCheckpoint.run(cp.size, cp.root, cp.note, cp.createdAt);
+    });
+  }
+
+  checkpoints(): Promise<StoredCheckpoint[]> {
+    return this.run('read checkpoints', () =>
+      this.stmts.checkpoints
+        .all()
+        .map((r) => ({ size: r.size, root: r.root, note: r.note, createdAt: r.created_at })),
+    );
+  }
+
+  getMeta(key: string): Promise<string | undefined> {
+    return this.run('read metadata', () => this.stmts.getMeta.get(key)?.value);
+  }
+
+  initMeta(key: string, value: string): Promise<string> {
+    return this.run('write metadata', () => {
+      this.stmts.initMeta.run(key, value);
+      return (this.stmts.getMeta.get(key) as { value: string }).value;
+    });
+  }
+
+  close(): Promise<void> {
+    if (!this.closed) {
+      this.closed = true;
+      this.db.close();
+    }
+    return Promise.resolve();
+  }
+}
