@@ -12,7 +12,7 @@
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Imputer, loadImages, loadTabular, OneHotEncoder, Pipeline } from '../src/data/index.js';
@@ -109,7 +109,10 @@ const bench: Benchmark = {
     const figures: Figure[] = [];
     const ratios: { label: string; of: string; to: string }[] = [];
     const notes: string[] = [];
-    const facts: Record<string, string | number | boolean> = { gemmBackend: gemmBackend() };
+    const facts: Record<string, string | number | boolean> = {
+      gemmBackend: gemmBackend(),
+      'machine.loadavg1.start': Number(loadavg()[0]?.toFixed(2)),
+    };
 
     // -- GEMM throughput on the MLP's shapes -------------------------------------------------------
     {
@@ -325,6 +328,14 @@ const bench: Benchmark = {
       'Bulwark: WebAssembly SIMD GEMM (128-bit lanes, no FMA in WebAssembly SIMD 1.0; PyTorch uses its AVX2/AVX-512 BLAS) and a SIMD Adam; with 2 threads the GEMMs split over one worker. PyTorch is pinned to the same thread count (torch.set_num_threads). The machine has 2 cores shared with other work, so timings carry its load; both sides run back to back in this one process run.',
       'Same architecture, batch, optimiser, learning rate and input scaling on both sides; initialisation differs (Bulwark: He uniform; PyTorch: its default Kaiming-uniform(a=sqrt 5)).',
     );
+    const loadEnd = loadavg()[0] ?? 0;
+    facts['machine.loadavg1.end'] = Number(loadEnd.toFixed(2));
+    const cores = cpus().length;
+    if (Math.max(loadEnd, facts['machine.loadavg1.start'] as number) > cores) {
+      notes.push(
+        `The machine was oversubscribed during this run (1-minute load average ${facts['machine.loadavg1.start']} at the start, ${loadEnd.toFixed(2)} at the end, on ${cores} cores): absolute times are inflated and noisy for both sides, most for multi-threaded runs.`,
+      );
+    }
     return { figures, ratios, notes, facts };
   },
 };
