@@ -3,7 +3,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } fro
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { parseSchema } from '../../src/data/index.js';
+import { parseSchema, readDataset, writeDataset } from '../../src/data/index.js';
 import { runBulwark } from '../helpers/cli.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'bulwark-datacli-'));
@@ -95,6 +95,16 @@ describe('bulwark data schema / validate / datasets', () => {
     const bs = runBulwark(['data', 'validate', good, '--schema', badSchema]);
     assert.equal(bs.code, 3);
     assert.match(bs.stderr, /ERR_SCHEMA_INVALID: .*fields\[0\]\.type/);
+  });
+
+  it('schema and validate read Parquet by extension', async () => {
+    const pq = join(dir, 'people.parquet');
+    await writeDataset(pq, await readDataset(good));
+    const out = join(dir, 'pq.schema.yaml');
+    const r = runBulwark(['data', 'schema', pq, '--out', out]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^card\s+string\s+no\s+sensitive\s+card_number/m);
+    assert.equal(runBulwark(['data', 'validate', pq, '--schema', out]).code, 0);
   });
 
   it('CSV options: delimiter, no header, missing tokens', () => {
