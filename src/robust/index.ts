@@ -8,6 +8,15 @@ export type { EvasionBase, EvasionResult } from './attacks/evasion/common.js';
 export { type FgsmOptions, fgsm, type PgdOptions, pgd } from './attacks/evasion/pgd.js';
 export { type SquareOptions, square, squareP } from './attacks/evasion/square.js';
 export {
+  type InputCheck,
+  type InputIssue,
+  type InputIssueReason,
+  type InputLimits,
+  InputValidator,
+  type InputValidatorOptions,
+  validateFeatures,
+} from './defences/validate.js';
+export {
   domainFromSchema,
   InputDomain,
   type InputDomainSpec,
