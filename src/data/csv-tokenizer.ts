@@ -180,11 +180,26 @@ export class CsvTokenizer {
         } else {
           // Unquoted field: up to the next separator or line end.
           let j = pos;
-          while (j < n) {
-            c = s.charCodeAt(j);
-            if (isSep(c) || c === LF || c === CR) break;
-            if (c === QUOTE) throw new TokenizeError('CSV_INVALID_OPENING_QUOTE', line);
-            j++;
+          if (ws) {
+            while (j < n) {
+              c = s.charCodeAt(j);
+              if (c === 32 || c === 9 || c === LF || c === CR) break;
+              if (c === QUOTE) throw new TokenizeError('CSV_INVALID_OPENING_QUOTE', line);
+              j++;
+            }
+          } else {
+            // The hot loop: every character of every unquoted field passes here. Characters above the
+            // quote's code cannot end a field, so most take one comparison.
+            while (j < n) {
+              c = s.charCodeAt(j);
+              if (c > QUOTE && c !== delim) {
+                j++;
+                continue;
+              }
+              if (c === delim || c === LF || c === CR) break;
+              if (c === QUOTE) throw new TokenizeError('CSV_INVALID_OPENING_QUOTE', line);
+              j++;
+            }
           }
           if (j >= n) {
             if (!final) return incomplete();
