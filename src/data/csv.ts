@@ -618,6 +618,7 @@ async function readPass(
       }
     },
     row(rec, line) {
+      if (rows + (pending?.length ?? 0) >= max) return false;
       if (pending !== undefined) {
         pending.push(rec);
         pendingLines.push(line);

@@ -178,6 +178,9 @@ describe('CSV reading', () => {
     const ds = await readCsvDataset(p, { valueMaps: { y: { '>50K.': '>50K' } } });
     assert.deepEqual(ds.strings('y'), ['>50K', '<=50K', '>50K']);
     assert.equal((await readCsvDataset(p, { maxRows: 2 })).rowCount, 2);
+    const none = await readCsvDataset(p, { maxRows: 0 });
+    assert.equal(none.rowCount, 0);
+    assert.deepEqual(none.columnNames, ['y']);
   });
 
   it('reports a missing file and bad options with stable codes', async () => {
