@@ -88,6 +88,11 @@ export const errorCodes = {
     exit: ExitCode.failure,
     summary: 'A long operation was cancelled (Ctrl-C or an abort signal); its output was not written.',
   },
+  // privacy
+  ERR_PRIVACY_UNACHIEVABLE: {
+    exit: ExitCode.usage,
+    summary: 'The privacy target cannot be met with the parameters given (noise would be unbounded).',
+  },
   // ml
   ERR_SHAPE_MISMATCH: {
     exit: ExitCode.input,

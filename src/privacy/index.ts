@@ -1,0 +1,81 @@
+/**
+ * Differential privacy: mechanisms (exact discrete Laplace and Gaussian, analytic Gaussian, Laplace,
+ * permute-and-flip), accountants behind a registry (basic, advanced, RDP, PLD), noise calibration, the
+ * budget ledger, DP logistic regression by objective perturbation, DP-SGD and DP queries.
+ * See docs/privacy.md.
+ */
+export {
+  type Accountant,
+  type AccountantName,
+  type AccountantOptions,
+  AdvancedAccountant,
+  accountantNames,
+  advancedComposition,
+  BasicAccountant,
+  createAccountant,
+  PldAccountant,
+  type PldAccountantOptions,
+  RdpAccountant,
+  type RdpAccountantOptions,
+  registerAccountant,
+} from './accountants/accountants.js';
+export {
+  calibrateNoiseMultiplier,
+  dpSgdEpsilon,
+  type NoiseCalibrationOptions,
+} from './accountants/calibrate.js';
+export { type ComposedEvent, checkEvent, describeEvent, type PrivacyEvent } from './accountants/events.js';
+export {
+  DEFAULT_DISCRETIZATION,
+  epsilonDeltaPld,
+  type GaussianPldOptions,
+  gaussianPld,
+  PldPmf,
+  PrivacyLossDistribution,
+} from './accountants/pld.js';
+export {
+  DP_ACCOUNTING_ORDERS,
+  OPACUS_ORDERS,
+  type RdpConversion,
+  type RdpSeries,
+  rdpSubsampledGaussian,
+  rdpSubsampledGaussianStep,
+  rdpToDelta,
+  rdpToEpsilon,
+} from './accountants/rdp-analysis.js';
+export {
+  bernoulliExpNeg,
+  bernoulliRational,
+  discreteGaussianRational,
+  discreteLaplaceRational,
+  exactRational,
+  type Rational,
+  uniformBelow,
+} from './mechanisms/exact.js';
+export {
+  analyticGaussianSigma,
+  classicGaussianSigma,
+  discreteGaussianDelta,
+  discreteGaussianMechanism,
+  discreteGaussianSigma,
+  discreteLaplaceMechanism,
+  gaussianDelta,
+  gaussianMechanism,
+  hardenedNormal,
+  laplaceMechanism,
+  laplaceScale,
+  type MechanismOptions,
+  permuteAndFlip,
+  sampleDiscreteGaussian,
+  sampleDiscreteLaplace,
+} from './mechanisms/mechanisms.js';
+export { defaultNoise, INSECURE_NOISE_WARNING, NoiseSource } from './mechanisms/noise.js';
+export {
+  requireCount,
+  requireDelta,
+  requireEpsilon,
+  requireNoiseMultiplier,
+  requireSamplingRate,
+  requireSensitivity,
+} from './params.js';
+export { erf, erfc, erfcx, logErfc, logNormCdf, normCdf, normPdf, normPpf, normSf } from './special.js';
