@@ -8,6 +8,16 @@ export type { EvasionBase, EvasionResult } from './attacks/evasion/common.js';
 export { type FgsmOptions, fgsm, type PgdOptions, pgd } from './attacks/evasion/pgd.js';
 export { type SquareOptions, square, squareP } from './attacks/evasion/square.js';
 export {
+  ADVERSARIAL_METHODS,
+  type AdversarialEpoch,
+  type AdversarialMethod,
+  type AdversarialProgress,
+  type AdversarialTrainOptions,
+  type AdversarialTrainResult,
+  adversarialTrain,
+  tradesLossAndGradient,
+} from './defences/trainer/adversarial.js';
+export {
   type InputCheck,
   type InputIssue,
   type InputIssueReason,

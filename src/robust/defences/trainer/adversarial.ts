@@ -1,0 +1,441 @@
+/**
+ * Adversarial training: the defence that makes a model itself robust, rather than detecting attacks.
+ *
+ * - `pgd`: Madry et al., "Towards deep learning models resistant to adversarial attacks" (ICLR 2018):
+ *   min_theta E max_{||delta|| <= eps} CE(f(x + delta), y), the inner maximum approximated by PGD from a
+ *   random start (the final iterate, as in the paper), against the current weights at every batch.
+ *   `ratio` < 1 mixes clean and adversarial rows in each batch (ART's `ratio`).
+ * - `trades`: Zhang, Yu, Jiao, Xing, El Ghaoui & Jordan, "Theoretically principled trade-off between
+ *   robustness and accuracy" (ICML 2019): CE(f(x), y) + beta * KL(f(x) || f(x')), x' maximising the KL
+ *   term by PGD started at x + 0.001 N(0, I). The gradient flows through both f(x) and f(x'), as in the
+ *   authors' code; beta (default 6) trades clean accuracy for robustness.
+ *
+ * Both keep every adversarial point inside the eps-ball, the valid range and the schema's rules (see
+ * ../../domain.ts), so a tabular model is trained against changes an attacker can really make.
+ */
+import {
+  BulwarkError,
+  invalidArgument,
+  type Rng,
+  requireInteger,
+  requireNumberIn,
+  requireOneOf,
+  SeededRng,
+} from '../../../core/index.js';
+import {
+  Adam,
+  checkLabelledData,
+  evaluate,
+  type LabelledData,
+  type Network,
+  type Optimizer,
+  resolveClassWeights,
+  Sgd,
+} from '../../../ml/index.js';
+import { checkStepSize } from '../../attacks/evasion/common.js';
+import { gradientStep } from '../../attacks/evasion/pgd.js';
+import { InputDomain, NORMS, type Norm } from '../../domain.js';
+import { attackLoss } from '../../losses.js';
+import { networkModel } from '../../model.js';
+
+export type AdversarialMethod = 'pgd' | 'trades';
+export const ADVERSARIAL_METHODS: readonly AdversarialMethod[] = ['pgd', 'trades'];
+
+/** Options of {@link adversarialTrain}. */
+export interface AdversarialTrainOptions {
+  /** `pgd` (Madry) or `trades` (Zhang). */
+  method: AdversarialMethod;
+  /** Budget of the training attack, in the domain's scale units. */
+  eps: number;
+  /** `inf` (default) or `2`. */
+  norm?: Norm;
+  /** PGD steps of the inner maximisation (default 10). */
+  steps?: number;
+  /** Step size (default 2.5 * eps / steps), at most eps. */
+  stepSize?: number;
+  /** TRADES's beta (default 6). */
+  beta?: number;
+  /** PGD training: share of each batch replaced by adversarial rows (default 1, as Madry et al.). */
+  ratio?: number;
+  /** Valid inputs and the attacker's freedom (default: unbounded). */
+  domain?: InputDomain;
+  /** Epochs (default 10). */
+  epochs?: number;
+  /** Clean epochs before adversarial ones (default 0). */
+  warmupEpochs?: number;
+  /** Epochs over which eps grows linearly from eps/epochs to eps (default 0: full eps at once). */
+  epsRampEpochs?: number;
+  batchSize?: number;
+  /** `adam` (default, lr 1e-3) or `sgd` (lr 0.05, momentum 0.9), or an instance. */
+  optimizer?: 'adam' | 'sgd' | Optimizer;
+  learningRate?: number;
+  l2?: number;
+  /** `balanced` or per-class weights on the loss (default none). */
+  classWeights?: 'balanced' | readonly number[] | null;
+  seed?: number;
+  /** Held-out data for clean accuracy after each epoch. */
+  validation?: LabelledData;
+  onProgress?: (p: AdversarialProgress) => void;
+}
+
+export interface AdversarialProgress {
+  phase: 'batch' | 'epoch';
+  epoch: number;
+  epochs: number;
+  batch: number;
+  batches: number;
+  /** Mean training loss so far this epoch (the method's objective). */
+  loss: number;
+}
+
+export interface AdversarialEpoch {
+  epoch: number;
+  loss: number;
+  /** eps used this epoch (0 during warm-up). */
+  eps: number;
+  /** Accuracy on the adversarial training rows crafted this epoch (robust training accuracy). */
+  adversarialAccuracy: number;
+  seconds: number;
+  validationAccuracy?: number;
+}
+
+export interface AdversarialTrainResult {
+  method: AdversarialMethod;
+  history: AdversarialEpoch[];
+}
+
+interface Checked {
+  method: AdversarialMethod;
+  eps: number;
+  norm: Norm;
+  steps: number;
+  stepSize: number;
+  beta: number;
+  ratio: number;
+  domain: InputDomain;
+  epochs: number;
+  warmup: number;
+  ramp: number;
+  batchSize: number;
+  l2: number;
+  seed: number;
+}
+
+function check(net: Network, o: AdversarialTrainOptions): Checked {
+  const method = requireOneOf('method', o.method, ADVERSARIAL_METHODS);
+  const eps = requireNumberIn('eps', o.eps, 0, Number.MAX_VALUE, { minExclusive: true });
+  const norm = requireOneOf('norm', o.norm ?? 'inf', NORMS);
+  const steps = requireInteger('steps', o.steps ?? 10, 1);
+  const stepSize = checkStepSize(o.stepSize ?? Math.min(eps, (2.5 * eps) / steps), eps);
+  const beta = requireNumberIn('beta', o.beta ?? 6, 0, Number.MAX_VALUE);
+  const ratio = requireNumberIn('ratio', o.ratio ?? 1, 0, 1, { minExclusive: true });
+  if (o.ratio !== undefined && method !== 'pgd')
+    throw invalidArgument('ratio', 'only with method pgd', o.ratio);
+  if (o.beta !== undefined && method !== 'trades')
+    throw invalidArgument('beta', 'only with method trades', o.beta);
+  const domain = o.domain ?? new InputDomain({ inputs: net.inputs });
+  if (!(domain instanceof InputDomain) || domain.inputs !== net.inputs) {
+    throw invalidArgument('domain', `an InputDomain of ${net.inputs} features`, domain);
+  }
+  const epochs = requireInteger('epochs', o.epochs ?? 10, 1);
+  const warmup = requireInteger('warmupEpochs', o.warmupEpochs ?? 0, 0, epochs - 1);
+  const ramp = requireInteger('epsRampEpochs', o.epsRampEpochs ?? 0, 0, epochs - warmup);
+  const batchSize = requireInteger('batchSize', o.batchSize ?? 128, 1);
+  const l2 = requireNumberIn('l2', o.l2 ?? 0, 0, Number.MAX_VALUE);
+  const seed = requireInteger('seed', o.seed ?? 0, 0, Number.MAX_SAFE_INTEGER);
+  return {
+    method,
+    eps,
+    norm,
+    steps,
+    stepSize,
+    beta,
+    ratio,
+    domain,
+    epochs,
+    warmup,
+    ramp,
+    batchSize,
+    l2,
+    seed,
+  };
+}
+
+/** Softmax of wide logits (rows x k). */
+function softmaxRows(z: Float32Array, rows: number, k: number): Float64Array {
+  const p = new Float64Array(rows * k);
+  for (let r = 0; r < rows; r++) {
+    let m = -Infinity;
+    for (let j = 0; j < k; j++) m = Math.max(m, z[r * k + j] as number);
+    let s = 0;
+    for (let j = 0; j < k; j++) {
+      const e = Math.exp((z[r * k + j] as number) - m);
+      p[r * k + j] = e;
+      s += e;
+    }
+    for (let j = 0; j < k; j++) p[r * k + j] = (p[r * k + j] as number) / s;
+  }
+  return p;
+}
+
+/** The network's logits in k-column form ([0, z] for a sigmoid head). */
+function wideLogits(net: Network, z: Float32Array, rows: number): Float32Array {
+  if (net.outputs !== 1) return z;
+  const w = new Float32Array(rows * 2);
+  for (let r = 0; r < rows; r++) w[2 * r + 1] = z[r] as number;
+  return w;
+}
+
+/** d loss / d wide logits back to the network's own output width. */
+function narrow(net: Network, dz: Float32Array, rows: number): Float32Array {
+  if (net.outputs !== 1) return dz;
+  return Float32Array.from({ length: rows }, (_, r) => dz[2 * r + 1] as number);
+}
+
+/** PGD's final iterate (Madry et al. train on it), from a random start; repaired to the schema's rules. */
+function pgdIterate(
+  net: Network,
+  x0: Float32Array,
+  y: Int32Array,
+  rows: number,
+  c: Checked,
+  eps: number,
+  rng: Rng,
+): Float32Array {
+  const model = networkModel(net);
+  const k = net.classes;
+  const stepSize = (c.stepSize * eps) / c.eps;
+  const x = c.domain.randomStart(x0, rows, c.norm, eps, rng);
+  const lossGrad = (z: Float32Array) => attackLoss('ce', z, y, rows, k).grad;
+  for (let t = 0; t < c.steps; t++) {
+    const { gradient } = model.gradient(x, rows, lossGrad);
+    gradientStep(x, gradient, rows, c.domain, c.norm, stepSize, Math.min(1, 2.5 / c.steps));
+    c.domain.project(x, x0, rows, c.norm, eps);
+  }
+  return c.domain.repair(x, x0, rows, c.norm, eps);
+}
+
+/** TRADES's inner maximisation of KL(p(x) || p(x')) from x + 0.001 N(0, I). */
+function tradesIterate(
+  net: Network,
+  x0: Float32Array,
+  pNat: Float64Array,
+  rows: number,
+  c: Checked,
+  eps: number,
+  rng: Rng,
+): Float32Array {
+  const model = networkModel(net);
+  const k = net.classes;
+  const stepSize = (c.stepSize * eps) / c.eps;
+  const x = x0.slice();
+  const scale = c.domain.scale;
+  for (let i = 0; i < x.length; i++)
+    x[i] = (x[i] as number) + 0.001 * rng.normal() * (scale[i % net.inputs] as number);
+  c.domain.project(x, x0, rows, c.norm, eps);
+  // d KL(p || p') / d z' = p' - p.
+  const lossGrad = (z: Float32Array) => {
+    const q = softmaxRows(z, rows, k);
+    const g = new Float32Array(rows * k);
+    for (let i = 0; i < g.length; i++) g[i] = (q[i] as number) - (pNat[i] as number);
+    return g;
+  };
+  for (let t = 0; t < c.steps; t++) {
+    const { gradient } = model.gradient(x, rows, lossGrad);
+    gradientStep(x, gradient, rows, c.domain, c.norm, stepSize, Math.min(1, 2.5 / c.steps));
+    c.domain.project(x, x0, rows, c.norm, eps);
+  }
+  return c.domain.repair(x, x0, rows, c.norm, eps);
+}
+
+/** Correct predictions among `rows` of wide logits. */
+function correct(z: Float32Array, y: Int32Array, rows: number, k: number): number {
+  let n = 0;
+  for (let r = 0; r < rows; r++) {
+    let b = 0;
+    for (let j = 1; j < k; j++) if ((z[r * k + j] as number) > (z[r * k + b] as number)) b = j;
+    if (b === y[r]) n++;
+  }
+  return n;
+}
+
+/**
+ * TRADES objective on one batch and its parameter gradient (mean over the batch, weighted by `w`):
+ * CE(f(x), y) + beta KL(p || p'), through both branches. d KL / d z' = p' - p and, with
+ * g = log p - log p', d KL / d z = p * (g - sum_j p_j g_j).
+ */
+export function tradesLossAndGradient(
+  net: Network,
+  x: Float32Array,
+  xAdv: Float32Array,
+  y: Int32Array,
+  w: Float32Array | null,
+  rows: number,
+  beta: number,
+): { loss: number; gradient: Float32Array; advCorrect: number } {
+  const k = net.classes;
+  const cn = net.forward(x, rows);
+  const ca = net.forward(xAdv, rows);
+  const zn = wideLogits(net, cn.acts[cn.acts.length - 1] as Float32Array, rows);
+  const za = wideLogits(net, ca.acts[ca.acts.length - 1] as Float32Array, rows);
+  const p = softmaxRows(zn, rows, k);
+  const q = softmaxRows(za, rows, k);
+  const dn = new Float32Array(rows * k);
+  const da = new Float32Array(rows * k);
+  let loss = 0;
+  for (let r = 0; r < rows; r++) {
+    const o = r * k;
+    const c = (w === null ? 1 : (w[r] as number)) / rows;
+    const t = y[r] as number;
+    loss += c * -Math.log(Math.max(p[o + t] as number, 1e-30));
+    let kl = 0;
+    let pg = 0;
+    const g = new Float64Array(k);
+    for (let j = 0; j < k; j++) {
+      const pj = Math.max(p[o + j] as number, 1e-30);
+      const qj = Math.max(q[o + j] as number, 1e-30);
+      g[j] = Math.log(pj) - Math.log(qj);
+      kl += pj * (g[j] as number);
+      pg += pj * (g[j] as number);
+    }
+    loss += c * beta * kl;
+    for (let j = 0; j < k; j++) {
+      const pj = p[o + j] as number;
+      dn[o + j] = c * (pj - (j === t ? 1 : 0) + beta * pj * ((g[j] as number) - pg));
+      da[o + j] = c * beta * ((q[o + j] as number) - pj);
+    }
+  }
+  const gn = net.backward(cn, narrow(net, dn, rows), { params: true }).params as Float32Array;
+  const ga = net.backward(ca, narrow(net, da, rows), { params: true }).params as Float32Array;
+  for (let i = 0; i < gn.length; i++) gn[i] = (gn[i] as number) + (ga[i] as number);
+  return { loss, gradient: gn, advCorrect: correct(za, y, rows, k) };
+}
+
+/**
+ * Trains `net` in place with PGD adversarial training or TRADES. Resolves with the per-epoch history.
+ *
+ * @example
+ * ```ts
+ * const net = mlp({ inputs: 784, hidden: [256], classes: 10 });
+ * await adversarialTrain(net, train, { method: 'pgd', eps: 0.1, steps: 40, stepSize: 0.01,
+ *   domain: InputDomain.box(784), epochs: 10 });
+ * ```
+ */
+export async function adversarialTrain(
+  net: Network,
+  data: LabelledData,
+  options: AdversarialTrainOptions,
+): Promise<AdversarialTrainResult> {
+  const c = check(net, options);
+  checkLabelledData('training data', data, net.inputs, net.classes);
+  c.domain.check(data.x, data.rows, 'training data');
+  if (options.validation) checkLabelledData('validation data', options.validation, net.inputs, net.classes);
+  const classWeights = resolveClassWeights(options.classWeights ?? null, data, net.classes);
+  const weighted = classWeights.some((v) => v !== 1);
+  let opt: Optimizer;
+  if (typeof options.optimizer === 'object') opt = options.optimizer;
+  else {
+    const name = requireOneOf('optimizer', options.optimizer ?? 'adam', ['adam', 'sgd'] as const);
+    opt =
+      name === 'adam'
+        ? new Adam({ learningRate: options.learningRate ?? 1e-3 })
+        : new Sgd({ learningRate: options.learningRate ?? 0.05, momentum: 0.9 });
+  }
+  const d = net.inputs;
+  const k = net.classes;
+  const rng = new SeededRng(c.seed);
+  const attackRng = rng.split();
+  const mask = net.weightMask();
+  const n = data.rows;
+  const batches = Math.ceil(n / c.batchSize);
+  const history: AdversarialEpoch[] = [];
+  for (let epoch = 1; epoch <= c.epochs; epoch++) {
+    const t0 = performance.now();
+    const adv = epoch > c.warmup;
+    const rampAt = epoch - c.warmup;
+    const eps = !adv ? 0 : c.ramp > 0 && rampAt < c.ramp ? (c.eps * rampAt) / c.ramp : c.eps;
+    const perm = rng.permutation(n);
+    let lossSum = 0;
+    let advRight = 0;
+    let advSeen = 0;
+    for (let b = 0; b < batches; b++) {
+      const from = b * c.batchSize;
+      const rows = Math.min(n, from + c.batchSize) - from;
+      const xb = new Float32Array(rows * d);
+      const yb = new Int32Array(rows);
+      for (let i = 0; i < rows; i++) {
+        const r = perm[from + i] as number;
+        xb.set(data.x.subarray(r * d, (r + 1) * d), i * d);
+        yb[i] = data.y[r] as number;
+      }
+      const sw = weighted ? Float32Array.from(yb, (v) => classWeights[v] as number) : null;
+      let loss: number;
+      let gradient: Float32Array;
+      if (!adv) {
+        ({ loss, gradient } = net.lossAndGradient(xb, yb, rows, { sampleWeights: sw }));
+      } else if (c.method === 'pgd') {
+        const nAdv = Math.max(1, Math.round(c.ratio * rows));
+        const xa = pgdIterate(net, xb.subarray(0, nAdv * d), yb.subarray(0, nAdv), nAdv, c, eps, attackRng);
+        const mixed = xb.slice();
+        mixed.set(xa, 0);
+        advRight += correct(wideLogits(net, net.logits(xa, nAdv), nAdv), yb.subarray(0, nAdv), nAdv, k);
+        advSeen += nAdv;
+        ({ loss, gradient } = net.lossAndGradient(mixed, yb, rows, { sampleWeights: sw }));
+      } else {
+        const zn = wideLogits(net, net.logits(xb, rows), rows);
+        const pNat = softmaxRows(zn, rows, k);
+        const xa = tradesIterate(net, xb, pNat, rows, c, eps, attackRng);
+        const r = tradesLossAndGradient(net, xb, xa, yb, sw, rows, c.beta);
+        ({ loss, gradient } = r);
+        advRight += r.advCorrect;
+        advSeen += rows;
+      }
+      if (c.l2 > 0) {
+        let sq = 0;
+        for (let i = 0; i < gradient.length; i++) {
+          if (mask[i] === 0) continue;
+          const p = net.params[i] as number;
+          gradient[i] = (gradient[i] as number) + c.l2 * p;
+          sq += p * p;
+        }
+        loss += 0.5 * c.l2 * sq;
+      }
+      if (!Number.isFinite(loss)) {
+        throw new BulwarkError(
+          'ERR_TRAINING_DIVERGED',
+          `adversarial training diverged at epoch ${epoch}, batch ${b + 1}: loss is ${loss} (lower the learning rate?)`,
+          { details: { epoch, batch: b + 1 } },
+        );
+      }
+      opt.step(net.params, gradient);
+      lossSum += loss * rows;
+      options.onProgress?.({
+        phase: 'batch',
+        epoch,
+        epochs: c.epochs,
+        batch: b + 1,
+        batches,
+        loss: lossSum / (from + rows),
+      });
+    }
+    const rec: AdversarialEpoch = {
+      epoch,
+      loss: lossSum / n,
+      eps,
+      adversarialAccuracy: advSeen === 0 ? Number.NaN : advRight / advSeen,
+      seconds: (performance.now() - t0) / 1000,
+    };
+    if (options.validation) rec.validationAccuracy = evaluate(net, options.validation).accuracy;
+    history.push(rec);
+    options.onProgress?.({
+      phase: 'epoch',
+      epoch,
+      epochs: c.epochs,
+      batch: batches,
+      batches,
+      loss: rec.loss,
+    });
+    await new Promise<void>((r) => setImmediate(r));
+  }
+  return { method: c.method, history };
+}

@@ -1,0 +1,145 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { isBulwarkError, SeededRng } from '../../src/core/index.js';
+import { accuracy, mlp, type Network, train } from '../../src/ml/index.js';
+import {
+  adversarialTrain,
+  InputDomain,
+  networkModel,
+  pgd,
+  tradesLossAndGradient,
+} from '../../src/robust/index.js';
+import { blobs } from './helpers.js';
+
+describe('TRADES objective', () => {
+  for (const classes of [2, 3]) {
+    it(`parameter gradient matches finite differences (${classes} classes)`, () => {
+      const d = 5;
+      const rows = 6;
+      const rng = new SeededRng(4);
+      const net = mlp({ inputs: d, hidden: [6], classes, activation: 'tanh', rng: 3 });
+      const x = Float32Array.from({ length: rows * d }, () => rng.uniform(0, 1));
+      const xa = Float32Array.from(x, (v) => v + rng.uniform(-0.3, 0.3));
+      const y = Int32Array.from({ length: rows }, (_, i) => i % classes);
+      const w = Float32Array.from({ length: rows }, () => rng.uniform(0.5, 2));
+      const { gradient } = tradesLossAndGradient(net, x, xa, y, w, rows, 6);
+      const h = 1e-2;
+      for (let i = 0; i < net.params.length; i += 3) {
+        const p0 = net.params[i] as number;
+        net.params[i] = p0 + h;
+        const up = tradesLossAndGradient(net, x, xa, y, w, rows, 6).loss;
+        net.params[i] = p0 - h;
+        const down = tradesLossAndGradient(net, x, xa, y, w, rows, 6).loss;
+        net.params[i] = p0;
+        const fd = (up - down) / (2 * h);
+        const a = gradient[i] as number;
+        assert.ok(Math.abs(fd - a) <= 3e-3 * Math.max(1, Math.abs(a)), `param ${i}: ${a} vs ${fd}`);
+      }
+    });
+  }
+});
+
+describe('adversarial training', () => {
+  const d = 10;
+  const classes = 3;
+  const all = blobs(1500, d, classes, 31, 0.1);
+  const nTrain = 1000;
+  const trainSet = { x: all.x.slice(0, nTrain * d), y: all.y.slice(0, nTrain), rows: nTrain };
+  const nTest = all.rows - nTrain;
+  const testX = all.x.slice(nTrain * d);
+  const testY = all.y.slice(nTrain);
+  const domain = InputDomain.box(d);
+  const eps = 0.12;
+  const robustAccuracy = (net: Network) =>
+    1 -
+    pgd(networkModel(net), testX, testY, nTest, { eps, domain, steps: 20, restarts: 2, seed: 1 }).successRate;
+  const fresh = () => mlp({ inputs: d, hidden: [32], classes, rng: 5 });
+
+  it('PGD training and TRADES raise robust accuracy well above normal training', async () => {
+    const normal = fresh();
+    await train(normal, trainSet, { epochs: 15, batchSize: 50, learningRate: 3e-3, seed: 2 });
+    const madry = fresh();
+    const hm = await adversarialTrain(madry, trainSet, {
+      method: 'pgd',
+      eps,
+      steps: 7,
+      domain,
+      epochs: 15,
+      batchSize: 50,
+      learningRate: 3e-3,
+      seed: 2,
+    });
+    const trades = fresh();
+    await adversarialTrain(trades, trainSet, {
+      method: 'trades',
+      eps,
+      steps: 7,
+      domain,
+      epochs: 15,
+      batchSize: 50,
+      learningRate: 3e-3,
+      seed: 2,
+    });
+    const clean = (net: Network) => accuracy(testY, net.predict(testX, nTest));
+    const r = {
+      normal: robustAccuracy(normal),
+      madry: robustAccuracy(madry),
+      trades: robustAccuracy(trades),
+    };
+    assert.ok(clean(normal) > 0.9, `normal clean ${clean(normal)}`);
+    assert.ok(clean(madry) > 0.8 && clean(trades) > 0.8, `clean ${clean(madry)} ${clean(trades)}`);
+    assert.ok(r.madry > r.normal + 0.15, JSON.stringify(r));
+    assert.ok(r.trades > r.normal + 0.15, JSON.stringify(r));
+    assert.equal(hm.history.length, 15);
+    assert.ok(
+      hm.history.every((e) => e.eps === eps && e.adversarialAccuracy >= 0 && e.adversarialAccuracy <= 1),
+    );
+  });
+
+  it('is reproducible with a seed; warm-up and eps ramp follow the schedule', async () => {
+    const opts = {
+      method: 'pgd' as const,
+      eps,
+      steps: 3,
+      domain,
+      epochs: 4,
+      warmupEpochs: 1,
+      epsRampEpochs: 2,
+      batchSize: 100,
+      seed: 9,
+    };
+    const a = fresh();
+    const b = fresh();
+    const ha = await adversarialTrain(a, trainSet, opts);
+    await adversarialTrain(b, trainSet, opts);
+    assert.deepEqual(a.params, b.params);
+    assert.deepEqual(
+      ha.history.map((e) => e.eps),
+      [0, eps / 2, eps, eps],
+    );
+  });
+
+  it('checks its parameters, naming them', async () => {
+    const net = fresh();
+    const bad: [object, RegExp][] = [
+      [{ method: 'fgsm', eps }, /^method: expected one of pgd, trades/],
+      [{ method: 'pgd', eps: 0 }, /^eps: expected a number in \(0/],
+      [{ method: 'pgd', eps, steps: 0 }, /^steps/],
+      [{ method: 'pgd', eps, stepSize: 2 * eps }, /^stepSize: expected a step no larger than eps/],
+      [{ method: 'trades', eps, ratio: 0.5 }, /^ratio: expected only with method pgd/],
+      [{ method: 'pgd', eps, beta: 3 }, /^beta: expected only with method trades/],
+      [{ method: 'pgd', eps, domain: InputDomain.box(3) }, /^domain: expected an InputDomain of 10 features/],
+      [{ method: 'pgd', eps, epochs: 2, warmupEpochs: 2 }, /^warmupEpochs/],
+    ];
+    for (const [o, re] of bad) {
+      await assert.rejects(
+        adversarialTrain(net, trainSet, o as never),
+        (e: unknown) => isBulwarkError(e, 'ERR_INVALID_ARGUMENT') && re.test(e.message),
+      );
+    }
+    const outside = { ...trainSet, x: Float32Array.from(trainSet.x, (v) => v * 3) };
+    await assert.rejects(adversarialTrain(net, outside, { method: 'pgd', eps, domain }), (e: unknown) =>
+      isBulwarkError(e, 'ERR_SCHEMA_MISMATCH'),
+    );
+  });
+});
