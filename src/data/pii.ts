@@ -487,7 +487,11 @@ function textAt(c: Column, i: number): string | null {
 /** A seeded uniform sample (without replacement) of the non-missing values of a column. */
 export function sampleValues(c: Column, n: number, seed = 0): string[] {
   const present: number[] = [];
-  for (let i = 0; i < c.values.length; i++) if (textAt(c, i) !== null) present.push(i);
+  if (c.type === 'string') {
+    for (let i = 0; i < c.values.length; i++) if (c.values[i] !== null) present.push(i);
+  } else {
+    for (let i = 0; i < c.values.length; i++) if (!Number.isNaN(c.values[i]!)) present.push(i);
+  }
   let idx = present;
   if (present.length > n) {
     const rng = new SeededRng(seed);
