@@ -1,0 +1,158 @@
+import { createHmac } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { z } from 'zod';
+import { BulwarkError, fsError, writeFileAtomic } from '../core/index.js';
+import { bytesEqual, encodeParts, fromB64, hkdf, type WrappedKey, wrappedKeySchema } from '../keys/index.js';
+
+/**
+ * The protection manifest: the sidecar `OUT.bulwark.json` that records what `protect` did (which
+ * columns, how, under which wrapped data keys, how many rows) and what `reveal` needs. It holds no
+ * plaintext and no key in clear. An HMAC under a key derived from the dataset's first data key covers
+ * everything but the wrapped keys themselves (so rotation can re-wrap them without the MAC changing):
+ * an edited manifest is `ERR_HEADER_TAMPERED`.
+ */
+
+export const MANIFEST_FORMAT = 'bulwark-protected';
+export const MANIFEST_VERSION = 1;
+
+export const PROTECT_MODES = ['randomized', 'deterministic'] as const;
+export type ProtectMode = (typeof PROTECT_MODES)[number];
+
+const columnSchema = z
+  .object({
+    name: z.string().min(1),
+    mode: z.enum(PROTECT_MODES),
+    keyed: z.enum(['dataset', 'subject']),
+    blindIndex: z.string().nullable(),
+    sensitivity: z.string(),
+    pii: z.string().nullable(),
+    values: z.number().int().min(0),
+    missing: z.number().int().min(0),
+  })
+  .strict();
+
+export const manifestSchema = z
+  .object({
+    format: z.literal(MANIFEST_FORMAT),
+    version: z.literal(MANIFEST_VERSION),
+    dataset: z.string().regex(/^[0-9a-f]{32}$/),
+    createdAt: z.string(),
+    source: z.string(),
+    rows: z.number().int().min(0),
+    sourceColumns: z.array(z.string()).min(1),
+    outputColumns: z.array(z.string()).min(1),
+    rowKey: z.string().nullable(),
+    subject: z
+      .object({ column: z.string(), handleColumn: z.string(), store: z.string() })
+      .strict()
+      .nullable(),
+    deks: z
+      .array(
+        z
+          .object({
+            generation: z.number().int().min(0),
+            uses: z.number().int().min(0),
+            wrapped: wrappedKeySchema,
+          })
+          .strict(),
+      )
+      .min(1),
+    columns: z.array(columnSchema),
+    mac: z.string(),
+  })
+  .strict();
+
+export type Manifest = z.infer<typeof manifestSchema>;
+export type ManifestColumn = z.infer<typeof columnSchema>;
+
+/** The context a dataset's data key of one generation is wrapped for. */
+export function dekContext(dataset: string, generation: number): string {
+  return `bulwark/v1/dataset:${dataset}:${generation}`;
+}
+
+function canonical(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
+  if (v !== null && typeof v === 'object') {
+    const o = v as Record<string, unknown>;
+    return `{${Object.keys(o)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonical(o[k])}`)
+      .join(',')}}`;
+  }
+  return JSON.stringify(v);
+}
+
+/** The MAC of a manifest (everything but `mac` and the wrapped keys). */
+export function manifestMac(m: Omit<Manifest, 'mac'> | Manifest, dek0: Uint8Array): string {
+  const { mac: _mac, ...rest } = m as Manifest;
+  const body = {
+    ...rest,
+    deks: rest.deks.map((d) => ({ generation: d.generation, uses: d.uses, keyring: d.wrapped.keyring })),
+  };
+  const key = hkdf(dek0, Buffer.from(m.dataset, 'hex'), 'bulwark/v1/manifest-mac', 32);
+  const mac = createHmac('sha256', key)
+    .update(encodeParts(['bulwark/v1/manifest', canonical(body)]))
+    .digest();
+  key.fill(0);
+  return mac.toString('base64');
+}
+
+/** Checks a manifest's MAC; `ERR_HEADER_TAMPERED` when it does not match. */
+export function checkManifestMac(m: Manifest, dek0: Uint8Array, where: string): void {
+  const want = fromB64(manifestMac(m, dek0))!;
+  const got = fromB64(m.mac);
+  if (!got || !bytesEqual(want, got)) {
+    throw new BulwarkError(
+      'ERR_HEADER_TAMPERED',
+      `${where}: the protection manifest was altered (its MAC does not match)`,
+      {
+        details: { file: where },
+      },
+    );
+  }
+}
+
+/** Reads and parses a manifest (no MAC check: that needs the data key). */
+export async function readManifest(path: string): Promise<Manifest> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (e) {
+    throw fsError(e, path, 'cannot read the protection manifest');
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    throw new BulwarkError('ERR_HEADER_TAMPERED', `${path}: the protection manifest is not JSON`);
+  }
+  const o = raw as { format?: unknown; version?: unknown } | null;
+  if (o?.format !== MANIFEST_FORMAT) {
+    throw new BulwarkError('ERR_FORMAT_UNSUPPORTED', `${path} is not a Bulwark protection manifest`);
+  }
+  if (o.version !== MANIFEST_VERSION) {
+    throw new BulwarkError(
+      'ERR_FORMAT_VERSION',
+      `${path}: protection manifest version ${String(o.version)} is not supported`,
+    );
+  }
+  const r = manifestSchema.safeParse(raw);
+  if (!r.success) {
+    const first = r.error.issues[0];
+    throw new BulwarkError(
+      'ERR_HEADER_TAMPERED',
+      `${path}: malformed protection manifest (${first?.path.join('.') ?? ''}: ${first?.message ?? ''})`,
+    );
+  }
+  return r.data;
+}
+
+/** Writes a manifest atomically. */
+export async function writeManifest(path: string, m: Manifest): Promise<void> {
+  await writeFileAtomic(path, `${JSON.stringify(m, null, 2)}\n`);
+}
+
+/** The wrapped keys by generation. */
+export function wrappedByGeneration(m: Manifest): Map<number, WrappedKey> {
+  return new Map(m.deks.map((d) => [d.generation, d.wrapped]));
+}
