@@ -162,21 +162,11 @@ function makeGemm(memory: WasmMemory, run: KernelRunner, base = 0): GemmFn {
     const bOff = align4(aOff + m * k + slackA);
     const cOff = align4(bOff + k * n + slackB);
     ensure(cOff + mPad * nPad + 4);
+    // A is copied as stored and read through strides (Aᵀ in place: as fast as row-major A in the
+    // kernel, measured); B must be row-major k x n, so a stored Bᵀ is transposed while copying.
     f32.set(a, aOff);
-    if (transB) {
-      // B is stored n x k: transpose into k x n in 32 x 32 tiles.
-      const T = 32;
-      for (let j0 = 0; j0 < n; j0 += T) {
-        const j1 = Math.min(n, j0 + T);
-        for (let p0 = 0; p0 < k; p0 += T) {
-          const p1 = Math.min(k, p0 + T);
-          for (let j = j0; j < j1; j++)
-            for (let p = p0; p < p1; p++) f32[bOff + p * n + j] = b[j * k + p] as number;
-        }
-      }
-    } else {
-      f32.set(b, bOff);
-    }
+    if (transB) transposeInto(b, n, k, f32, bOff);
+    else f32.set(b, bOff);
     if (accumulate) {
       if (n === nPad) f32.set(c, cOff);
       else for (let i = 0; i < m; i++) f32.set(c.subarray(i * n, i * n + n), cOff + i * nPad);
@@ -348,6 +338,22 @@ function createPool(n: number): Pool & { stop: () => void } {
       });
     },
   };
+}
+
+/** Writes the transpose of `src` (rows x cols, row-major) into `dst` at `off` (cols x rows), in 32 x 32 tiles. */
+function transposeInto(src: Float32Array, rows: number, cols: number, dst: Float32Array, off: number): void {
+  const T = 32;
+  for (let r0 = 0; r0 < rows; r0 += T) {
+    const r1 = r0 + T < rows ? r0 + T : rows;
+    for (let c0 = 0; c0 < cols; c0 += T) {
+      const c1 = c0 + T < cols ? c0 + T : cols;
+      for (let r = r0; r < r1; r++) {
+        let si = r * cols + c0;
+        let di = off + c0 * rows + r;
+        for (let c = c0; c < c1; c++, si++, di += rows) dst[di] = src[si] as number;
+      }
+    }
+  }
 }
 
 function align4(x: number): number {
