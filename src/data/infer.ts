@@ -81,7 +81,9 @@ export function inferSchemaFromDataset(ds: Dataset, opts: InferOptions = {}): Sc
         if (v === null) nullable = true;
         else if (distinct.size <= maxCategories) distinct.add(v);
       }
-      const nonNull = c.values.length - c.values.filter((v) => v === null).length;
+      let nulls = 0;
+      for (const v of c.values) if (v === null) nulls++;
+      const nonNull = c.values.length - nulls;
       const isCategory =
         !identifier &&
         distinct.size > 0 &&

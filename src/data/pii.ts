@@ -486,23 +486,35 @@ function textAt(c: Column, i: number): string | null {
 
 /** A seeded uniform sample (without replacement) of the non-missing values of a column. */
 export function sampleValues(c: Column, n: number, seed = 0): string[] {
-  const present: number[] = [];
-  if (c.type === 'string') {
-    for (let i = 0; i < c.values.length; i++) if (c.values[i] !== null) present.push(i);
-  } else {
-    for (let i = 0; i < c.values.length; i++) if (!Number.isNaN(c.values[i]!)) present.push(i);
+  const rows = c.values.length;
+  const rng = new SeededRng(seed);
+  const present = (i: number): boolean =>
+    c.type === 'string' ? c.values[i] !== null : !Number.isNaN(c.values[i]!);
+  if (rows > 4 * n) {
+    // Large column: draw distinct row indices at random and keep the present ones, a uniform sample of
+    // the present values, in O(n) instead of a pass over every row. A mostly-missing column falls
+    // through to the full pass below.
+    const seen = new Set<number>();
+    const out: string[] = [];
+    for (let tries = 0; tries < 20 * n && out.length < n; tries++) {
+      const i = rng.int(rows);
+      if (seen.has(i)) continue;
+      seen.add(i);
+      if (present(i)) out.push(textAt(c, i)!);
+    }
+    if (out.length === n) return out;
   }
-  let idx = present;
-  if (present.length > n) {
-    const rng = new SeededRng(seed);
+  const idx: number[] = [];
+  for (let i = 0; i < rows; i++) if (present(i)) idx.push(i);
+  if (idx.length > n) {
     // Partial Fisher-Yates: the first n entries are a uniform sample.
     for (let i = 0; i < n; i++) {
-      const j = i + rng.int(present.length - i);
-      const t = present[i]!;
-      present[i] = present[j]!;
-      present[j] = t;
+      const j = i + rng.int(idx.length - i);
+      const t = idx[i]!;
+      idx[i] = idx[j]!;
+      idx[j] = t;
     }
-    idx = present.slice(0, n);
+    idx.length = n;
   }
   return idx.map((i) => textAt(c, i)!);
 }
