@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { BulwarkError } from '../core/index.js';
+import { registerAuditCommands } from './commands/audit.js';
 import { registerDataCommands } from './commands/data.js';
 import { registerDemoCommand } from './commands/demo.js';
 import { registerPredictCommand } from './commands/predict.js';
@@ -43,6 +44,7 @@ Errors print one line "bulwark: ERR_CODE: message"; every code is listed in docs
     );
 
   registerDataCommands(program);
+  registerAuditCommands(program);
   registerDemoCommand(program);
   registerTrainCommand(program);
   registerPredictCommand(program);

@@ -1,0 +1,262 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { type Command, InvalidArgumentError } from 'commander';
+import {
+  AuditLog,
+  type AuditStoreSpec,
+  describeEvent,
+  generateSignerKey,
+  type InclusionBundle,
+  type NoteSigner,
+  parseSignerKey,
+  parseVerifierKey,
+  verifyInclusionBundle,
+} from '../../audit/index.js';
+import { BulwarkError, fsError, writeFileAtomic } from '../../core/index.js';
+import { intOption } from '../options.js';
+import { ioOf } from '../program.js';
+import { startProgress } from '../progress.js';
+
+interface StoreOpts {
+  store?: string;
+  pgSchema?: string;
+}
+
+const DEFAULT_STORE = 'bulwark-audit.db';
+
+/** `--store`: a SQLite file, or a `postgres://` URL. */
+function storeSpec(o: StoreOpts, create: boolean): AuditStoreSpec {
+  const s = o.store ?? process.env['BULWARK_AUDIT_STORE'] ?? DEFAULT_STORE;
+  if (/^postgres(ql)?:\/\//.test(s))
+    return {
+      kind: 'postgres',
+      url: s,
+      schema: o.pgSchema ?? process.env['BULWARK_AUDIT_PG_SCHEMA'] ?? 'bulwark_audit',
+      create,
+    };
+  return { kind: 'sqlite', path: resolve(s), create };
+}
+
+function readText(path: string, what: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (e) {
+    if ((e as { code?: unknown }).code === 'ENOENT')
+      throw new BulwarkError('ERR_FILE_NOT_FOUND', `${what} not found: ${path}`, { details: { path } });
+    throw fsError(e, path, `cannot read the ${what}`);
+  }
+}
+
+/** A signing key file (`PRIVATE+KEY+...`, as written by `audit keygen`). */
+function loadSigner(path: string): NoteSigner {
+  return parseSignerKey(readText(path, 'signing key file'));
+}
+
+/** `--key`: a public key `name+id+key`, or a file holding one. */
+function loadVerifierKey(v: string): string {
+  const text = existsSync(v) ? readText(v, 'public key file').trim() : v.trim();
+  parseVerifierKey(text);
+  return text;
+}
+
+function nonEmpty(v: string): string {
+  if (v.trim() === '') throw new InvalidArgumentError('expected a non-empty value');
+  return v;
+}
+
+async function withLog<T>(
+  spec: AuditStoreSpec,
+  signer: NoteSigner | undefined,
+  fn: (log: AuditLog) => Promise<T>,
+) {
+  const log = await AuditLog.open({ store: spec, ...(signer ? { signer } : {}) });
+  try {
+    return await fn(log);
+  } finally {
+    await log.close();
+  }
+}
+
+/**
+ * `bulwark audit verify|prove|tail|checkpoint|lineage|keygen`: the tamper-evident audit log
+ * (see docs/audit.md).
+ */
+export function registerAuditCommands(program: Command): void {
+  const audit = program
+    .command('audit')
+    .description('the tamper-evident audit log: verify it, prove an event, follow lineage, sign checkpoints')
+    .option(
+      '--store <file|url>',
+      `the log: a SQLite file or a postgres:// URL (env BULWARK_AUDIT_STORE; default ${DEFAULT_STORE})`,
+    )
+    .option('--pg-schema <name>', 'the PostgreSQL schema holding the log (default bulwark_audit)');
+  const storeOf = (cmd: Command) => cmd.optsWithGlobals<StoreOpts>();
+
+  audit
+    .command('keygen')
+    .description('create an Ed25519 checkpoint signing key (signed-note format) and print its public key')
+    .requiredOption('--name <origin>', 'the log origin, e.g. bulwark.example/audit', nonEmpty)
+    .requiredOption('--out <file>', 'where to write the private key (FILE.pub gets the public key)', nonEmpty)
+    .action(async function (this: Command) {
+      const o = this.opts<{ name: string; out: string }>();
+      const io = ioOf(this);
+      const out = resolve(o.out);
+      if (existsSync(out))
+        throw new BulwarkError('ERR_FILE_EXISTS', `key file exists, not overwriting: ${out}`, {
+          details: { path: out },
+        });
+      const k = generateSignerKey(o.name);
+      await writeFileAtomic(out, `${k.skey}\n`, { mode: 0o600 });
+      await writeFileAtomic(`${out}.pub`, `${k.vkey}\n`);
+      io.result({ name: o.name, publicKey: k.vkey, keyFile: out, publicKeyFile: `${out}.pub` }, () =>
+        [`Signing key: ${out} (keep it secret)`, `Public key:  ${out}.pub`, k.vkey].join('\n'),
+      );
+    });
+
+  audit
+    .command('verify')
+    .description('recompute the whole log and check every checkpoint; or check one inclusion proof (--proof)')
+    .option('--key <vkey|file>', 'the log public key to trust (default: the one recorded in the log)')
+    .option('--proof <file>', 'check this proof from "audit prove" with --key only, without the log')
+    .action(async function (this: Command) {
+      const o = this.opts<{ key?: string; proof?: string }>();
+      const io = ioOf(this);
+      if (o.proof) {
+        if (!o.key) throw new BulwarkError('ERR_USAGE', '--proof needs --key (the log public key to trust)');
+        let bundle: unknown;
+        try {
+          bundle = JSON.parse(readText(o.proof, 'proof file'));
+        } catch (e) {
+          if (e instanceof BulwarkError) throw e;
+          throw new BulwarkError('ERR_AUDIT_PROOF_INVALID', `${o.proof}: not JSON`);
+        }
+        const v = verifyInclusionBundle(bundle, loadVerifierKey(o.key));
+        io.result(
+          {
+            ok: true,
+            index: v.entry.index,
+            id: v.entry.id,
+            type: v.entry.type,
+            treeSize: v.checkpoint.size,
+            origin: v.checkpoint.origin,
+          },
+          () =>
+            `OK: event ${v.entry.id} (#${v.entry.index}, ${v.entry.type}) is in ${v.checkpoint.origin} at tree size ${v.checkpoint.size}`,
+        );
+        return;
+      }
+      const publicKey = o.key ? loadVerifierKey(o.key) : undefined;
+      const report = await withLog(storeSpec(storeOf(this), false), undefined, async (log) => {
+        const { size } = await log.head();
+        const bar = startProgress(io, 'verify', size, 'entries');
+        try {
+          return await log.verify({ ...(publicKey ? { publicKey } : {}), onProgress: (d) => bar.update(d) });
+        } finally {
+          bar.stop();
+        }
+      });
+      if (report.keySource === 'log' && report.checkpoints > 0)
+        io.note(
+          'note: checkpoints were checked with the key recorded in the log; pass --key to check them against a key you trust',
+        );
+      io.result({ ok: true, ...report }, () =>
+        [
+          `OK: ${report.entries} entries, ${report.checkpoints} signed checkpoints, ${report.nodesChecked} cached subtrees verified (${report.seconds.toFixed(2)} s)`,
+          `origin ${report.origin}, root ${report.root}`,
+        ].join('\n'),
+      );
+    });
+
+  audit
+    .command('prove')
+    .description('print an inclusion proof of an event against a signed checkpoint (JSON)')
+    .argument('<event-id>', 'the event id')
+    .option(
+      '--size <n>',
+      'prove against the stored checkpoint of this tree size',
+      intOption(1, Number.MAX_SAFE_INTEGER),
+    )
+    .option('--signing-key <file>', 'write a checkpoint first when none covers the event')
+    .option('--out <file>', 'write the proof to a file instead of stdout')
+    .action(async function (this: Command, eventId: string) {
+      const o = this.opts<{ size?: number; signingKey?: string; out?: string }>();
+      const io = ioOf(this);
+      const signer = o.signingKey ? loadSigner(o.signingKey) : undefined;
+      const bundle: InclusionBundle = await withLog(storeSpec(storeOf(this), false), signer, (log) =>
+        log.prove(eventId, o.size),
+      );
+      const text = `${JSON.stringify(bundle, null, 2)}\n`;
+      if (o.out) {
+        await writeFileAtomic(resolve(o.out), text);
+        io.note(`proof of #${bundle.index} at tree size ${bundle.treeSize} written to ${o.out}`);
+        io.result({ out: resolve(o.out), index: bundle.index, treeSize: bundle.treeSize }, () =>
+          resolve(o.out as string),
+        );
+      } else process.stdout.write(text);
+    });
+
+  audit
+    .command('tail')
+    .description('print the last events of the log')
+    .option('-n, --count <n>', 'how many', intOption(1, 100_000), 20)
+    .action(async function (this: Command) {
+      const o = this.opts<{ count: number }>();
+      const io = ioOf(this);
+      const entries = await withLog(storeSpec(storeOf(this), false), undefined, (log) => log.tail(o.count));
+      io.result(entries, () =>
+        entries.length === 0
+          ? '(the log is empty)'
+          : entries
+              .map((e) => `#${e.index}  ${e.time}  ${e.type.padEnd(17)} ${e.id}  ${describeEvent(e)}`)
+              .join('\n'),
+      );
+    });
+
+  audit
+    .command('checkpoint')
+    .description(
+      'sign and store a checkpoint of the current tree (with --signing-key), or print the latest one',
+    )
+    .option('--signing-key <file>', 'the log signing key (from "audit keygen"); creates the log if it is new')
+    .option('--out <file>', 'also write the checkpoint note to this file')
+    .action(async function (this: Command) {
+      const o = this.opts<{ signingKey?: string; out?: string }>();
+      const io = ioOf(this);
+      const signer = o.signingKey ? loadSigner(o.signingKey) : undefined;
+      const cp = await withLog(storeSpec(storeOf(this), signer !== undefined), signer, async (log) => {
+        if (signer) return log.checkpoint();
+        const all = await log.checkpoints();
+        const last = all[all.length - 1];
+        if (!last)
+          throw new BulwarkError(
+            'ERR_AUDIT_CHECKPOINT_MISSING',
+            'the log has no checkpoint yet: pass --signing-key to write one',
+          );
+        return last;
+      });
+      if (o.out) await writeFileAtomic(resolve(o.out), cp.note);
+      io.result({ origin: cp.origin, size: cp.size, root: cp.root.toString('base64'), note: cp.note }, () =>
+        cp.note.trimEnd(),
+      );
+    });
+
+  audit
+    .command('lineage')
+    .description('walk back from an event (a prediction) to the model, training run, dataset and keys')
+    .argument('<event-id>', 'the event id')
+    .action(async function (this: Command, eventId: string) {
+      const io = ioOf(this);
+      const lin = await withLog(storeSpec(storeOf(this), false), undefined, (log) => log.lineage(eventId));
+      io.result(lin, () =>
+        [
+          ...lin.nodes.map(
+            (n) =>
+              `${'  '.repeat(n.depth)}${n.depth > 0 ? '← ' : ''}#${n.entry.index} ${n.entry.type}: ${describeEvent(n.entry)}${
+                n.via ? `  [via ${n.via.length > 40 ? `${n.via.slice(0, 40)}…` : n.via}]` : ''
+              }`,
+          ),
+          ...lin.unresolved.map((u) => `  (no event produces ${u.ref}, used by #${u.usedBy})`),
+        ].join('\n'),
+      );
+    });
+}

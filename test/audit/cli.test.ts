@@ -1,0 +1,157 @@
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import Database from 'better-sqlite3';
+import { AuditLog, parseSignerKey } from '../../src/audit/index.js';
+import { runBulwark } from '../helpers/cli.js';
+
+const digest = (s: string) => `sha256:${createHash('sha256').update(s).digest('hex')}`;
+
+describe('bulwark audit (CLI)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'bulwark-audit-cli-'));
+  const key = join(dir, 'log.key');
+  const db = join(dir, 'audit.db');
+  after(() => rmSync(dir, { recursive: true, force: true }));
+  let predictionId = '';
+
+  it('keygen writes a private key (0600) and its public key, and refuses to overwrite', () => {
+    const r = runBulwark(['audit', 'keygen', '--name', 'bulwark.test/cli', '--out', key, '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    const out = JSON.parse(r.stdout) as { publicKey: string };
+    assert.match(out.publicKey, /^bulwark\.test\/cli\+[0-9a-f]{8}\+/);
+    assert.equal(readFileSync(`${key}.pub`, 'utf8').trim(), out.publicKey);
+    assert.equal(statSync(key).mode & 0o777, 0o600);
+    const again = runBulwark(['audit', 'keygen', '--name', 'bulwark.test/cli', '--out', key]);
+    assert.equal(again.code, 3);
+    assert.match(again.stderr, /^bulwark: ERR_FILE_EXISTS: /);
+  });
+
+  it('checkpoint, verify, prove, verify --proof, tail and lineage on a log', async () => {
+    const signer = parseSignerKey(readFileSync(key, 'utf8'));
+    const log = await AuditLog.open({ store: { kind: 'sqlite', path: db }, origin: signer.name, signer });
+    await log.append({
+      type: 'key.created',
+      data: { keyId: 'dek-1', algorithm: 'AES-256-GCM', provider: 'local', purpose: 'data' },
+    });
+    await log.append({
+      type: 'dataset.created',
+      data: { datasetDigest: digest('raw'), source: 'synthetic', rows: 10, columns: 3 },
+    });
+    await log.append({
+      type: 'dataset.protected',
+      data: {
+        datasetDigest: digest('prot'),
+        sourceDigest: digest('raw'),
+        schemaDigest: digest('s'),
+        protectedFields: ['email'],
+        keyIds: ['dek-1'],
+        rows: 10,
+      },
+    });
+    await log.append({
+      type: 'model.trained',
+      data: {
+        modelDigest: digest('m'),
+        datasetDigest: digest('prot'),
+        algorithm: 'logistic-regression',
+        hyperparameters: { l2: 0.01 },
+      },
+    });
+    predictionId = (
+      await log.append({
+        type: 'prediction',
+        data: {
+          requestId: 'r1',
+          caller: 'alice',
+          modelDigest: digest('m'),
+          inputDigest: digest('x'),
+          decision: 'fraud',
+          detections: [],
+          latencyMs: 3,
+        },
+      })
+    ).id;
+    await log.close();
+
+    const cp = runBulwark(['audit', 'checkpoint', '--store', db, '--signing-key', key]);
+    assert.equal(cp.code, 0, cp.stderr);
+    assert.match(
+      cp.stdout,
+      /^bulwark\.test\/cli\n5\n[A-Za-z0-9+/]{43}=\n\n\u2014 bulwark\.test\/cli \S+\n$/u,
+    );
+    const latest = runBulwark(['audit', 'checkpoint', '--store', db]);
+    assert.equal(latest.stdout, cp.stdout);
+
+    const v = runBulwark(['audit', 'verify', '--store', db, '--key', `${key}.pub`, '--json']);
+    assert.equal(v.code, 0, v.stderr);
+    const report = JSON.parse(v.stdout) as {
+      ok: boolean;
+      entries: number;
+      checkpoints: number;
+      keySource: string;
+    };
+    assert.deepEqual(
+      [report.ok, report.entries, report.checkpoints, report.keySource],
+      [true, 5, 1, 'argument'],
+    );
+
+    const proofFile = join(dir, 'proof.json');
+    const p = runBulwark(['audit', 'prove', predictionId, '--store', db, '--out', proofFile]);
+    assert.equal(p.code, 0, p.stderr);
+    const check = runBulwark(['audit', 'verify', '--proof', proofFile, '--key', `${key}.pub`]);
+    assert.equal(check.code, 0, check.stderr);
+    assert.match(check.stdout, /^OK: event \S+ \(#4, prediction\) is in bulwark\.test\/cli at tree size 5/);
+
+    const tail = runBulwark(['audit', 'tail', '--store', db, '-n', '2', '--json']);
+    assert.deepEqual(
+      (JSON.parse(tail.stdout) as { type: string }[]).map((e) => e.type),
+      ['model.trained', 'prediction'],
+    );
+    const lin = runBulwark(['audit', 'lineage', predictionId, '--store', db]);
+    assert.equal(lin.code, 0, lin.stderr);
+    const lines = lin.stdout.trim().split('\n');
+    assert.deepEqual(
+      lines.map((l) => /#\d+ (\S+):/.exec(l)?.[1]),
+      ['prediction', 'model.trained', 'dataset.protected', 'dataset.created', 'key.created'],
+    );
+  });
+
+  it('exits 5 with a distinct code on tampering and on a wrong key', () => {
+    const other = join(dir, 'other.key');
+    assert.equal(runBulwark(['audit', 'keygen', '--name', 'bulwark.test/cli', '--out', other]).code, 0);
+    const wrongKey = runBulwark(['audit', 'verify', '--store', db, '--key', `${other}.pub`]);
+    assert.equal(wrongKey.code, 5);
+    assert.match(wrongKey.stderr, /^bulwark: ERR_AUDIT_CHECKPOINT_SIGNATURE: /);
+    const proofCheck = runBulwark([
+      'audit',
+      'verify',
+      '--proof',
+      join(dir, 'proof.json'),
+      '--key',
+      `${other}.pub`,
+    ]);
+    assert.equal(proofCheck.code, 5);
+
+    const d = new Database(db);
+    d.prepare(`UPDATE entries SET body = replace(body, '"alice"', '"mallory"') WHERE idx = 4`).run();
+    d.close();
+    const v = runBulwark(['audit', 'verify', '--store', db, '--key', `${key}.pub`]);
+    assert.equal(v.code, 5);
+    assert.match(v.stderr, /^bulwark: ERR_AUDIT_ENTRY_CORRUPT: entry #4 was altered/);
+  });
+
+  it('fails closed: unreachable database exits 6, missing log exits 3, unknown event exits 3', () => {
+    const down = runBulwark(['audit', 'tail', '--store', 'postgres://postgres@127.0.0.1:1/test']);
+    assert.equal(down.code, 6, down.stderr);
+    assert.match(down.stderr, /^bulwark: ERR_AUDIT_UNAVAILABLE: /);
+    const missing = runBulwark(['audit', 'verify', '--store', join(dir, 'nope.db')]);
+    assert.equal(missing.code, 3);
+    assert.match(missing.stderr, /ERR_FILE_NOT_FOUND/);
+    const unknown = runBulwark(['audit', 'lineage', 'no-such-event', '--store', db]);
+    assert.equal(unknown.code, 3);
+    assert.match(unknown.stderr, /ERR_AUDIT_EVENT_NOT_FOUND/);
+  });
+});
