@@ -34,6 +34,7 @@ export {
   threads,
   transpose,
 } from './kernels.js';
+export { fitLbfgs, type LbfgsOptions, type LbfgsResult } from './lbfgs.js';
 export {
   type Average,
   accuracy,

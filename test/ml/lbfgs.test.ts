@@ -1,0 +1,65 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { fitLbfgs } from '../../src/ml/lbfgs.js';
+import { logisticRegression } from '../../src/ml/network.js';
+
+/*
+ * Reference coefficients from scikit-learn 1.2.1 (Debian python3-sklearn), computed once by
+ * /usr/bin/python3 on exactly this data:
+ *   n, d = 200, 3;  X[i][j] = 2 sin(0.37 i (j + 1)) + 0.1 j   (then cast to float32)
+ *   binary:       y = [X0 + 0.5 X1 - X2 + 0.8 sin(1.7 i) > 0]
+ *   multinomial:  y = [X0 - X2 + 0.8 sin(1.3 i) > 0.7] + [X1 + 0.5 cos(0.9 i) > 0.5]
+ *   LogisticRegression(C=0.5, tol=1e-10, max_iter=10000).fit(X, y)  -> coef_, intercept_
+ * Our objective is the mean loss + (l2 / 2) ||W||², i.e. scikit-learn's divided by C n: l2 = 1 / (C n).
+ */
+const n = 200;
+const d = 3;
+const X = new Float32Array(n * d);
+for (let i = 0; i < n; i++)
+  for (let j = 0; j < d; j++) X[i * d + j] = 2 * Math.sin(i * (j + 1) * 0.37) + 0.1 * j;
+const x = (i: number, j: number) => 2 * Math.sin(i * (j + 1) * 0.37) + 0.1 * j;
+const yb = Int32Array.from({ length: n }, (_, i) =>
+  x(i, 0) + 0.5 * x(i, 1) - x(i, 2) + 0.8 * Math.sin(i * 1.7) > 0 ? 1 : 0,
+);
+const ym = Int32Array.from(
+  { length: n },
+  (_, i) =>
+    (x(i, 0) - x(i, 2) + 0.8 * Math.sin(i * 1.3) > 0.7 ? 1 : 0) +
+    (x(i, 1) + 0.5 * Math.cos(i * 0.9) > 0.5 ? 1 : 0),
+);
+const l2 = 1 / (0.5 * n);
+
+describe('L-BFGS logistic regression matches scikit-learn lbfgs', () => {
+  it('binary', () => {
+    const net = logisticRegression({ inputs: d, classes: 2 });
+    const r = fitLbfgs(net, { x: X, y: yb, rows: n }, { l2, gradientTolerance: 1e-7 });
+    assert.ok(r.iterations > 3 && r.iterations < 200, `iterations ${r.iterations} (${r.reason})`);
+    const w = net.weights(0);
+    const ref = [1.6189544960523972, 0.9820315536938, -1.742120753066723];
+    for (let j = 0; j < d; j++) assert.ok(Math.abs(w[j]! - ref[j]!) < 2e-4, `w[${j}] ${w[j]} vs ${ref[j]}`);
+    assert.ok(Math.abs(net.bias(0)[0]! - -0.05700493824792512) < 2e-4);
+  });
+
+  it('multinomial (weights unique under L2; intercepts up to a common shift)', () => {
+    const net = logisticRegression({ inputs: d, classes: 3 });
+    const r = fitLbfgs(net, { x: X, y: ym, rows: n }, { l2, gradientTolerance: 1e-7 });
+    assert.notEqual(r.reason, 'max-iterations');
+    const coef = [
+      [-0.6334770262671193, -1.4385683802634242, 0.9777405150579074],
+      [-0.1368065364710732, -0.008526836917101656, 0.12475135557799352],
+      [0.7702835627381937, 1.4470952171805251, -1.1024918706359002],
+    ];
+    const intercept = [0.5736378100491499, 1.7286780199336385, -2.30231582998279];
+    const w = net.weights(0); // d x classes
+    for (let c = 0; c < 3; c++)
+      for (let j = 0; j < d; j++)
+        assert.ok(
+          Math.abs(w[j * 3 + c]! - coef[c]![j]!) < 5e-4,
+          `W[${j},${c}] ${w[j * 3 + c]} vs ${coef[c]![j]}`,
+        );
+    const b = net.bias(0);
+    const mb = (b[0]! + b[1]! + b[2]!) / 3;
+    const mr = (intercept[0]! + intercept[1]! + intercept[2]!) / 3;
+    for (let c = 0; c < 3; c++) assert.ok(Math.abs(b[c]! - mb - (intercept[c]! - mr)) < 5e-4);
+  });
+});
