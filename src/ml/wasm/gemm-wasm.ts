@@ -344,9 +344,9 @@ function createPool(n: number): Pool & { stop: () => void } {
 function transposeInto(src: Float32Array, rows: number, cols: number, dst: Float32Array, off: number): void {
   const T = 32;
   for (let r0 = 0; r0 < rows; r0 += T) {
-    const r1 = r0 + T < rows ? r0 + T : rows;
+    const r1 = Math.min(r0 + T, rows);
     for (let c0 = 0; c0 < cols; c0 += T) {
-      const c1 = c0 + T < cols ? c0 + T : cols;
+      const c1 = Math.min(c0 + T, cols);
       for (let r = r0; r < r1; r++) {
         let si = r * cols + c0;
         let di = off + c0 * rows + r;
