@@ -4,6 +4,7 @@ import { BulwarkError } from '../core/index.js';
 import { registerAuditCommands } from './commands/audit.js';
 import { registerDataCommands } from './commands/data.js';
 import { registerDemoCommand } from './commands/demo.js';
+import { registerKeysCommands } from './commands/keys.js';
 import { registerPredictCommand } from './commands/predict.js';
 import { registerTrainCommand } from './commands/train.js';
 import { ExitCode, type Io, makeIo, reportError } from './output.js';
@@ -46,6 +47,7 @@ Errors print one line "bulwark: ERR_CODE: message"; every code is listed in docs
   registerDataCommands(program);
   registerAuditCommands(program);
   registerDemoCommand(program);
+  registerKeysCommands(program);
   registerTrainCommand(program);
   registerPredictCommand(program);
 

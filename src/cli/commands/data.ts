@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { registerDataProtectCommands } from './data-protect.js';
 import { registerDataSchemaCommands } from './data-schema.js';
 import { registerDataSynthCommand } from './data-synth.js';
 
@@ -7,4 +8,5 @@ export function registerDataCommands(program: Command): void {
   const data = program.command('data').description('read, describe, check and generate data sets');
   registerDataSchemaCommands(data);
   registerDataSynthCommand(data);
+  registerDataProtectCommands(data);
 }

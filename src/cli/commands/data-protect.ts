@@ -1,0 +1,183 @@
+import type { Command } from 'commander';
+import { BulwarkError } from '../../core/index.js';
+import { loadSchema } from '../../data/index.js';
+import {
+  type ProtectOptions,
+  protectCsv,
+  reencryptCsv,
+  revealCsv,
+  SubjectKeyStore,
+} from '../../protect/index.js';
+import { listOption } from '../options.js';
+import { ioOf } from '../program.js';
+import { openKeyringFromOptions, type SecretCliOptions, withKeyringOptions } from './keys.js';
+
+interface ProtectCli extends SecretCliOptions {
+  schema: string;
+  out: string;
+  key: string;
+  columns?: string[];
+  deterministic?: string[];
+  blindIndex?: string[];
+  rowKey?: string;
+  subjectColumn?: string;
+  subjects?: string;
+  allowExtraColumns?: boolean;
+  manifest?: string;
+}
+
+interface RevealCli extends SecretCliOptions {
+  out: string;
+  columns?: string[];
+  manifest?: string;
+  subjects?: string;
+  erased: 'blank' | 'fail';
+}
+
+/** `bulwark data protect|reveal|reencrypt`: field-level encryption of CSV files, streaming. */
+export function registerDataProtectCommands(data: Command): void {
+  withKeyringOptions(
+    data
+      .command('protect <file>')
+      .description("encrypt a CSV file's personal columns (from the schema), keeping every other column")
+      .requiredOption('--schema <file>', 'schema YAML (personal and sensitive fields are protected)')
+      .requiredOption('--out <file>', 'protected CSV (its manifest goes to OUT.bulwark.json)')
+      .option('--key <id>', 'key-encryption key for the data keys', 'data')
+      .option('--columns <list>', 'protect exactly these columns instead', listOption(String))
+      .option(
+        '--deterministic <list>',
+        'columns encrypted deterministically (AES-SIV): joinable by equality',
+        listOption(String),
+      )
+      .option(
+        '--blind-index <list>',
+        'columns that also get an HMAC blind index column NAME_bidx',
+        listOption(String),
+      )
+      .option('--row-key <column>', 'a stable row id bound into each value (else the row number)')
+      .option('--subject-column <column>', 'per-subject keys: the column naming the data subject')
+      .option('--subjects <file>', 'the subject key store (created if missing)')
+      .option('--allow-extra-columns', 'accept columns the schema does not declare (kept as they are)')
+      .option('--manifest <file>', 'where to write the manifest'),
+  ).action(async function (this: Command, file: string) {
+    const io = ioOf(this);
+    const o = this.opts<ProtectCli>();
+    const schema = await loadSchema(o.schema);
+    const kr = await openKeyringFromOptions(o);
+    let store: SubjectKeyStore | undefined;
+    try {
+      const opts: ProtectOptions = {
+        schema,
+        keyring: kr,
+        keyId: o.key,
+        allowExtraColumns: o.allowExtraColumns === true,
+      };
+      if (o.columns) opts.columns = o.columns;
+      if (o.deterministic) opts.deterministic = o.deterministic;
+      if (o.blindIndex) opts.blindIndex = o.blindIndex;
+      if (o.rowKey) opts.rowKey = o.rowKey;
+      if (o.manifest) opts.manifestPath = o.manifest;
+      if (o.subjectColumn || o.subjects) {
+        if (!o.subjectColumn || !o.subjects) {
+          throw new BulwarkError('ERR_USAGE', '--subject-column and --subjects go together', {
+            details: { option: '--subjects' },
+          });
+        }
+        store = await SubjectKeyStore.openOrCreate(o.subjects, kr, { keyId: o.key });
+        opts.subjects = { column: o.subjectColumn, store };
+      }
+      opts.onProgress = (rows) => io.note(`  ${rows} rows`);
+      const r = await protectCsv(file, o.out, opts);
+      io.result(r, () =>
+        [
+          `protected ${r.rows} rows of ${file} -> ${r.output} (manifest ${r.manifest})`,
+          ...r.columns.map(
+            (c) =>
+              `  ${c.name}: ${c.mode}${c.keyed === 'subject' ? ', per-subject key' : ''}${c.blindIndex ? `, blind index ${c.blindIndex}` : ''} (${c.values} values, ${c.missing} missing)`,
+          ),
+          `  kept as they were: ${r.kept.join(', ')}`,
+          `  data keys: ${r.dataKeys}${r.subjects !== undefined ? `; subjects: ${r.subjects}` : ''}`,
+        ].join('\n'),
+      );
+    } finally {
+      store?.close();
+      await kr.close();
+    }
+  });
+
+  withKeyringOptions(
+    data
+      .command('reveal <file>')
+      .description('decrypt a protected CSV file (all protected columns, or some); output mode 0600')
+      .requiredOption('--out <file>', 'decrypted CSV (written only if every value authenticated)')
+      .option('--columns <list>', 'decrypt only these columns', listOption(String))
+      .option('--manifest <file>', 'the manifest (default FILE.bulwark.json)')
+      .option('--subjects <file>', 'the subject key store (for per-subject keys)')
+      .option('--erased <what>', 'values of erased subjects: blank (write empty) or fail', 'blank'),
+  ).action(async function (this: Command, file: string) {
+    const io = ioOf(this);
+    const o = this.opts<RevealCli>();
+    if (o.erased !== 'blank' && o.erased !== 'fail') {
+      throw new BulwarkError('ERR_USAGE', `--erased: expected blank or fail, got "${o.erased}"`, {
+        details: { option: '--erased' },
+      });
+    }
+    const kr = await openKeyringFromOptions(o);
+    let store: SubjectKeyStore | undefined;
+    try {
+      if (o.subjects) store = await SubjectKeyStore.open(o.subjects, kr);
+      const r = await revealCsv(file, o.out, {
+        keyring: kr,
+        erased: o.erased,
+        ...(o.columns ? { columns: o.columns } : {}),
+        ...(o.manifest ? { manifestPath: o.manifest } : {}),
+        ...(store ? { subjects: store } : {}),
+      });
+      io.result(r, () =>
+        [
+          `revealed ${r.revealed.join(', ')} in ${r.rows} rows -> ${r.output}`,
+          ...(r.erasedRows > 0
+            ? [`  ${r.erasedRows} rows belong to erased subjects: their values are empty`]
+            : []),
+        ].join('\n'),
+      );
+    } finally {
+      store?.close();
+      await kr.close();
+    }
+  });
+
+  withKeyringOptions(
+    data
+      .command('reencrypt <file>')
+      .description('re-encrypt a protected CSV file under new data keys (one streaming pass)')
+      .requiredOption('--out <file>', 'the re-encrypted CSV')
+      .option('--key <id>', 'key-encryption key for the new data keys')
+      .option('--manifest <file>', 'the manifest (default FILE.bulwark.json)')
+      .option('--subjects <file>', 'the subject key store (for per-subject keys)'),
+  ).action(async function (this: Command, file: string) {
+    const io = ioOf(this);
+    const o = this.opts<
+      SecretCliOptions & { out: string; key?: string; manifest?: string; subjects?: string }
+    >();
+    const kr = await openKeyringFromOptions(o);
+    let store: SubjectKeyStore | undefined;
+    try {
+      if (o.subjects) store = await SubjectKeyStore.open(o.subjects, kr);
+      const r = await reencryptCsv(file, o.out, {
+        keyring: kr,
+        ...(o.key ? { keyId: o.key } : {}),
+        ...(o.manifest ? { manifestPath: o.manifest } : {}),
+        ...(store ? { subjects: store } : {}),
+      });
+      io.result(
+        r,
+        () =>
+          `re-encrypted ${r.rows} rows -> ${r.output} (new dataset id ${r.dataset}, manifest ${r.manifest})`,
+      );
+    } finally {
+      store?.close();
+      await kr.close();
+    }
+  });
+}

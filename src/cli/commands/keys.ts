@@ -1,0 +1,327 @@
+import type { Command } from 'commander';
+import { BulwarkError } from '../../core/index.js';
+import {
+  decryptFile,
+  encryptFile,
+  Keyring,
+  type KeySource,
+  type KeyVersionInfo,
+  keyProviderNames,
+  type SecretSource,
+} from '../../keys/index.js';
+import { rewrapProtected, SubjectKeyStore } from '../../protect/index.js';
+import { intOption, listOption } from '../options.js';
+import { ioOf } from '../program.js';
+
+/** Options every command that opens a keyring takes: where its secret comes from (never argv). */
+export interface SecretCliOptions {
+  keyring: string;
+  passphraseFile?: string;
+  passphraseEnv?: string;
+  pinFile?: string;
+  pinEnv?: string;
+}
+
+/** Adds `--keyring` and the secret-source options to a command. */
+export function withKeyringOptions(c: Command): Command {
+  return c
+    .requiredOption('--keyring <file>', 'keyring file')
+    .option('--passphrase-file <file>', 'read the keyring passphrase from this file (e.g. a mounted secret)')
+    .option('--passphrase-env <var>', 'read the keyring passphrase from this environment variable')
+    .option('--pin-file <file>', 'read the PKCS#11 token PIN from this file')
+    .option('--pin-env <var>', 'read the PKCS#11 token PIN from this environment variable');
+}
+
+/**
+ * The secret source from the options: a file, then a variable, then BULWARK_PASSPHRASE when set,
+ * then a prompt on a terminal. Never a command-line value.
+ */
+export function secretFromOptions(o: SecretCliOptions): SecretSource {
+  const file = o.passphraseFile ?? o.pinFile;
+  const env = o.passphraseEnv ?? o.pinEnv;
+  if (file !== undefined) return { file };
+  if (env !== undefined) return { env };
+  if (process.env['BULWARK_PASSPHRASE'] !== undefined) return { env: 'BULWARK_PASSPHRASE' };
+  return {};
+}
+
+/** Opens the keyring named by the options. */
+export async function openKeyringFromOptions(o: SecretCliOptions): Promise<Keyring> {
+  return Keyring.open(o.keyring, { secret: secretFromOptions(o) });
+}
+
+function sourceOf(o: { sourceFile?: string; sourceEnv?: string }): KeySource {
+  const s: KeySource = {};
+  if (o.sourceFile !== undefined) s.file = o.sourceFile;
+  if (o.sourceEnv !== undefined) s.env = o.sourceEnv;
+  return s;
+}
+
+function table(rows: KeyVersionInfo[]): string {
+  if (rows.length === 0) return '(no keys)';
+  const head = ['key', 'version', 'status', 'primary', 'purpose', 'created', 'location'];
+  const body = rows.map((r) => [
+    r.key,
+    String(r.version),
+    r.status,
+    r.primary ? 'yes' : '',
+    r.purpose,
+    r.createdAt.slice(0, 19),
+    r.location,
+  ]);
+  const w = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
+  return [head, ...body]
+    .map((r) =>
+      r
+        .map((c, i) => c.padEnd(w[i]!))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
+}
+
+async function withKeyring<T>(o: SecretCliOptions, f: (kr: Keyring) => Promise<T>): Promise<T> {
+  const kr = await openKeyringFromOptions(o);
+  try {
+    return await f(kr);
+  } finally {
+    await kr.close();
+  }
+}
+
+/** `bulwark keys ...`: the keyring of key-encryption keys, and file encryption with it. */
+export function registerKeysCommands(program: Command): void {
+  const keys = program
+    .command('keys')
+    .description('manage the keyring (local sealed file, PKCS#11 token, file or env keys); encrypt files')
+    .addHelpText(
+      'after',
+      '\nSecrets are read from a file, an environment variable (or BULWARK_PASSPHRASE), or a terminal\n' +
+        'prompt; never from the command line. See docs/keys.md.',
+    );
+
+  withKeyringOptions(
+    keys
+      .command('init')
+      .description('create a keyring and its first key')
+      .option('--provider <name>', `where the keys live: ${keyProviderNames().join(', ')}`, 'local')
+      .option('--key <id>', 'id of the first key (its purpose too)', 'data')
+      .option('--no-key', 'create the keyring without a key')
+      .option('--module <path>', 'pkcs11: the PKCS#11 module (default: SoftHSM2 if installed)')
+      .option('--token <label>', 'pkcs11: the token label')
+      .option(
+        '--source-file <file>',
+        'file provider: the file holding the first key (32 bytes, hex or base64)',
+      )
+      .option('--source-env <var>', 'env provider: the variable holding the first key')
+      .option('--scrypt-log-n <n>', 'local: scrypt cost as log2(N) (default 17)', intOption(10, 22), 17),
+  ).action(async function (this: Command) {
+    const io = ioOf(this);
+    const o = this.opts<
+      SecretCliOptions & {
+        provider: string;
+        key: string | false;
+        module?: string;
+        token?: string;
+        sourceFile?: string;
+        sourceEnv?: string;
+        scryptLogN: number;
+      }
+    >();
+    const kr = await Keyring.create(o.keyring, {
+      provider: o.provider,
+      settings: { module: o.module, token: o.token },
+      secret: secretFromOptions(o),
+      scrypt: { N: 2 ** o.scryptLogN, r: 8, p: 1 },
+    });
+    try {
+      if (o.key !== false) await kr.createKey(o.key, { source: sourceOf(o) });
+      const list = kr.list();
+      io.result({ keyring: o.keyring, id: kr.id, provider: kr.providerName, keys: list }, () =>
+        [`created keyring ${o.keyring} (id ${kr.id}, provider ${kr.providerName})`, table(list)].join('\n'),
+      );
+    } finally {
+      await kr.close();
+    }
+  });
+
+  withKeyringOptions(
+    keys
+      .command('create <id>')
+      .description('add a key (its version 1 is primary)')
+      .option('--purpose <p>', 'what the key is for (one key per purpose; default: the id)')
+      .option('--source-file <file>', 'file provider: the file holding the key')
+      .option('--source-env <var>', 'env provider: the variable holding the key'),
+  ).action(async function (this: Command, id: string) {
+    const io = ioOf(this);
+    const o = this.opts<SecretCliOptions & { purpose?: string; sourceFile?: string; sourceEnv?: string }>();
+    await withKeyring(o, async (kr) => {
+      const opts: { purpose?: string; source: KeySource } = { source: sourceOf(o) };
+      if (o.purpose !== undefined) opts.purpose = o.purpose;
+      const info = await kr.createKey(id, opts);
+      io.result(info, () => `created key ${info.key} version ${info.version} (${info.location})`);
+    });
+  });
+
+  withKeyringOptions(
+    keys
+      .command('rotate <id>')
+      .description('add a new primary version; older versions only unwrap. Optionally re-wrap protected data')
+      .option('--source-file <file>', 'file provider: the file holding the new version')
+      .option('--source-env <var>', 'env provider: the variable holding the new version')
+      .option(
+        '--rewrap <manifests>',
+        'comma-separated protection manifests (*.bulwark.json) whose data keys to re-wrap now',
+        listOption(String),
+      )
+      .option('--subjects <file>', 'a subject key store whose store key to re-wrap now'),
+  ).action(async function (this: Command, id: string) {
+    const io = ioOf(this);
+    const o = this.opts<
+      SecretCliOptions & { sourceFile?: string; sourceEnv?: string; rewrap?: string[]; subjects?: string }
+    >();
+    await withKeyring(o, async (kr) => {
+      const info = await kr.rotate(id, { source: sourceOf(o) });
+      const rewrapped: { manifest: string; keys: number }[] = [];
+      for (const m of o.rewrap ?? []) rewrapped.push({ manifest: m, keys: await rewrapProtected(m, kr, id) });
+      if (o.subjects) {
+        const s = await SubjectKeyStore.open(o.subjects, kr);
+        await s.rewrap(id);
+        s.close();
+      }
+      io.result({ key: info, rewrapped, subjects: o.subjects ?? null }, () =>
+        [
+          `key ${id}: version ${info.version} is now primary`,
+          ...rewrapped.map((r) => `re-wrapped ${r.keys} data keys of ${r.manifest} (data untouched)`),
+          ...(o.subjects ? [`re-wrapped the store key of ${o.subjects}`] : []),
+        ].join('\n'),
+      );
+    });
+  });
+
+  withKeyringOptions(keys.command('list').description('list keys and versions (never key material)')).action(
+    async function (this: Command) {
+      const io = ioOf(this);
+      const o = this.opts<SecretCliOptions>();
+      await withKeyring(o, async (kr) => {
+        const list = kr.list();
+        io.result({ keyring: o.keyring, id: kr.id, provider: kr.providerName, keys: list }, () =>
+          [`keyring ${o.keyring} (id ${kr.id}, provider ${kr.providerName})`, table(list)].join('\n'),
+        );
+      });
+    },
+  );
+
+  for (const [name, verb] of [
+    ['disable', 'refuse a version for wrapping and unwrapping until enabled'],
+    ['enable', 're-enable a disabled version'],
+  ] as const) {
+    withKeyringOptions(
+      keys
+        .command(`${name} <id>`)
+        .description(verb)
+        .requiredOption('--key-version <n>', 'key version', intOption(1)),
+    ).action(async function (this: Command, id: string) {
+      const io = ioOf(this);
+      const o = this.opts<SecretCliOptions & { keyVersion: number }>();
+      await withKeyring(o, async (kr) => {
+        const info =
+          name === 'disable' ? await kr.disable(id, o.keyVersion) : await kr.enable(id, o.keyVersion);
+        io.result(info, () => `key ${id} version ${o.keyVersion}: ${info.status}`);
+      });
+    });
+  }
+
+  withKeyringOptions(
+    keys
+      .command('destroy [id]')
+      .description('destroy a key version, or erase a data subject (crypto-shredding): irreversible')
+      .option('--key-version <n>', 'key version to destroy', intOption(1))
+      .option('--subject <id>', 'erase this data subject instead (needs --subjects)')
+      .option('--subjects <file>', 'the subject key store')
+      .option('--yes', 'confirm: whatever the key protected becomes unreadable for good'),
+  ).action(async function (this: Command, id: string | undefined) {
+    const io = ioOf(this);
+    const o = this.opts<
+      SecretCliOptions & { keyVersion?: number; subject?: string; subjects?: string; yes?: boolean }
+    >();
+    if (!o.yes) {
+      throw new BulwarkError('ERR_USAGE', 'destroying is irreversible: add --yes to confirm', {
+        details: { option: '--yes' },
+      });
+    }
+    if (o.subject !== undefined) {
+      if (!o.subjects)
+        throw new BulwarkError('ERR_USAGE', '--subject needs --subjects <store>', {
+          details: { option: '--subjects' },
+        });
+      const subjects = o.subjects;
+      const subject = o.subject;
+      await withKeyring(o, async (kr) => {
+        const s = await SubjectKeyStore.open(subjects, kr);
+        const had = await s.erase(subject);
+        s.close();
+        io.result({ erased: had, store: subjects }, () =>
+          had
+            ? `erased the data subject's keys from ${subjects}: their values are unreadable everywhere`
+            : `the store had no keys for that subject (recorded as erased)`,
+        );
+      });
+      return;
+    }
+    if (id === undefined || o.keyVersion === undefined) {
+      throw new BulwarkError('ERR_USAGE', 'give a key id and --key-version, or --subject with --subjects', {
+        details: { option: '--key-version' },
+      });
+    }
+    const version = o.keyVersion;
+    await withKeyring(o, async (kr) => {
+      const info = await kr.destroy(id, version);
+      io.result(
+        info,
+        () => `destroyed key ${id} version ${version}: data it protected can no longer be decrypted`,
+      );
+    });
+  });
+
+  withKeyringOptions(
+    keys
+      .command('encrypt <file>')
+      .description('encrypt a file (framed AES-256-GCM, any size, streaming)')
+      .requiredOption('--out <file>', 'encrypted output (written atomically)')
+      .option('--key <id>', 'key-encryption key', 'data')
+      .option(
+        '--frame-size <bytes>',
+        'plaintext bytes per frame: 65536 to 1048576, a power of two',
+        intOption(65536, 1048576),
+        1048576,
+      ),
+  ).action(async function (this: Command, file: string) {
+    const io = ioOf(this);
+    const o = this.opts<SecretCliOptions & { out: string; key: string; frameSize: number }>();
+    await withKeyring(o, async (kr) => {
+      const bytes = await encryptFile(file, o.out, kr, { keyId: o.key, frameSize: o.frameSize });
+      io.result(
+        { input: file, output: o.out, bytes },
+        () => `encrypted ${file} -> ${o.out} (${bytes} bytes)`,
+      );
+    });
+  });
+
+  withKeyringOptions(
+    keys
+      .command('decrypt <file>')
+      .description('decrypt a file; the output appears only if every frame authenticated')
+      .requiredOption('--out <file>', 'plaintext output (mode 0600, written atomically)'),
+  ).action(async function (this: Command, file: string) {
+    const io = ioOf(this);
+    const o = this.opts<SecretCliOptions & { out: string }>();
+    await withKeyring(o, async (kr) => {
+      const bytes = await decryptFile(file, o.out, kr);
+      io.result(
+        { input: file, output: o.out, bytes },
+        () => `decrypted ${file} -> ${o.out} (${bytes} bytes)`,
+      );
+    });
+  });
+}
