@@ -37,6 +37,13 @@ export interface PiiFinding {
   by: 'name' | 'values' | 'name+values';
   /** Share of the sampled non-missing values that matched the kind's value test (when it has one). */
   matchRate?: number;
+  /**
+   * How sure the detector is, in (0, 1]: highest when the name and the values agree, lower for the
+   * values alone, lowest for the name alone (a heuristic scale, for ranking findings in a review).
+   */
+  confidence?: number;
+  /** Why the column was flagged, in words (for the report a reviewer reads). */
+  reason?: string;
 }
 
 /** Options of {@link detectPii}. */
@@ -558,10 +565,43 @@ function detectFromSample(name: string, sample: readonly string[], opts: PiiOpti
     if (score > 0 && (best === undefined || score > best.score)) {
       const finding: PiiFinding = { field: name, kind: d.kind, sensitivity: d.sensitivity, by };
       if (rate !== undefined) finding.matchRate = Math.round(rate * 1000) / 1000;
+      Object.assign(
+        finding,
+        explainFinding(name, d.kind, strong ? 'strong' : weak ? 'weak' : 'none', rate, sample.length, by),
+      );
       best = { score, finding };
     }
   }
   return best?.finding;
+}
+
+/** The confidence and the reason of a finding (see {@link PiiFinding}). */
+function explainFinding(
+  field: string,
+  kind: PiiKind,
+  name: 'strong' | 'weak' | 'none',
+  rate: number | undefined,
+  sampled: number,
+  by: PiiFinding['by'],
+): { confidence: number; reason: string } {
+  const pct =
+    rate === undefined
+      ? ''
+      : `${Math.round(rate * 100)} % of ${sampled} sampled values have the form of ${kind.replace(/_/g, ' ')}`;
+  const named = `the column name "${field}" ${name === 'strong' ? 'names' : 'suggests'} ${kind.replace(/_/g, ' ')}`;
+  let confidence: number;
+  let reason: string;
+  if (by === 'name+values') {
+    confidence = (name === 'strong' ? 0.9 : 0.8) + 0.1 * (rate ?? 0);
+    reason = `${named}, and ${pct}`;
+  } else if (by === 'values') {
+    confidence = 0.5 + 0.4 * (rate ?? 0);
+    reason = pct;
+  } else {
+    confidence = rate === undefined ? 0.6 : 0.5;
+    reason = rate === undefined ? named : `${named} (but only ${pct})`;
+  }
+  return { confidence: Math.round(Math.min(1, confidence) * 100) / 100, reason };
 }
 
 /**
