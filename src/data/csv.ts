@@ -541,7 +541,8 @@ async function readPass(
   const missing = missingSet(opts);
   const max = opts.maxRows ?? Infinity;
   let builders: ColumnBuilder[] = [];
-  let maps: (Readonly<Record<string, string>> | undefined)[] = [];
+  // Value maps as Maps: a plain-object lookup would turn a value like "__proto__" into an object.
+  let maps: (Map<string, string> | undefined)[] = [];
   let pending: string[][] | undefined = [];
   let pendingLines: number[] = [];
   let rows = 0;
@@ -551,7 +552,7 @@ async function readPass(
       const b = builders[j]!;
       let s = rec[j]!;
       const map = maps[j];
-      if (map !== undefined) s = map[s] ?? s;
+      if (map !== undefined) s = map.get(s) ?? s;
       if (b.type === 'string') {
         b.strs.push(missing.has(s) ? null : s);
         b.length++;
@@ -590,7 +591,7 @@ async function readPass(
       const map = maps[j];
       for (const rec of buffered) {
         let s = rec[j]!;
-        if (map !== undefined) s = map[s] ?? s;
+        if (map !== undefined) s = map.get(s) ?? s;
         if (missing.has(s)) continue;
         t = mergeType(t, valueType(s));
         if (t === 'string') break;
@@ -603,8 +604,11 @@ async function readPass(
 
   const scan = startScan(path, opts, {
     header(cols) {
-      builders = cols.map((c) => new ColumnBuilder(c, forced[c]));
-      maps = cols.map((c) => opts.valueMaps?.[c]);
+      builders = cols.map((c) => new ColumnBuilder(c, Object.hasOwn(forced, c) ? forced[c] : undefined));
+      maps = cols.map((c) => {
+        const m = opts.valueMaps && Object.hasOwn(opts.valueMaps, c) ? opts.valueMaps[c] : undefined;
+        return m === undefined ? undefined : new Map(Object.entries(m));
+      });
       for (const k of Object.keys(forced)) {
         if (!cols.includes(k) && opts.types?.[k] !== undefined) {
           throw new BulwarkError(

@@ -132,7 +132,7 @@ export class Dataset {
     for (const [name, type] of Object.entries(types)) {
       if (type === 'string') {
         const v = rows.map((r, i) => {
-          const x = r[name];
+          const x = Object.hasOwn(r, name) ? r[name] : undefined;
           if (x === null || x === undefined) return null;
           if (typeof x === 'number') return Number.isNaN(x) ? null : String(x);
           if (typeof x !== 'string') throw invalidArgument(`row ${i} field "${name}"`, 'a string', x);
@@ -142,7 +142,8 @@ export class Dataset {
       } else {
         const v = new Float64Array(rows.length);
         for (let i = 0; i < rows.length; i++) {
-          const x = rows[i]![name];
+          const row = rows[i]!;
+          const x = Object.hasOwn(row, name) ? row[name] : undefined;
           if (x === null || x === undefined) v[i] = Number.NaN;
           else if (typeof x === 'number') v[i] = x;
           else {
@@ -261,7 +262,15 @@ export class Dataset {
   row(i: number): Row {
     requireInteger('row', i, 0, this.rowCount - 1);
     const r: Row = {};
-    for (const c of this.columns) r[c.name] = c.values[i]!;
+    // defineProperty, not assignment: a column called "__proto__" is data, not the prototype.
+    for (const c of this.columns) {
+      Object.defineProperty(r, c.name, {
+        value: c.values[i]!,
+        enumerable: true,
+        writable: true,
+        configurable: true,
+      });
+    }
     return r;
   }
 

@@ -766,7 +766,7 @@ export class Pipeline {
     const types = this.#inputTypes;
     if (!types) throw notFitted('pipeline');
     for (const n of this.inputs) {
-      if (!(n in row))
+      if (!Object.hasOwn(row, n))
         throw new BulwarkError('ERR_COLUMN_NOT_FOUND', `input row has no field "${n}"`, {
           details: { field: n },
         });

@@ -173,6 +173,16 @@ describe('CSV reading', () => {
     assert.equal(await codeOf(readCsvDataset(p, { types: { zz: 'number' } })), 'ERR_COLUMN_NOT_FOUND');
   });
 
+  it('column names and values like __proto__ or constructor are plain data', async () => {
+    const p = file('__proto__,constructor\n__proto__,toString\n');
+    const ds = await readCsvDataset(p, { valueMaps: { constructor: { x: 'y' } }, types: {} });
+    assert.deepEqual(ds.columnNames, ['__proto__', 'constructor']);
+    assert.deepEqual(ds.strings('__proto__'), ['__proto__']);
+    assert.deepEqual(ds.strings('constructor'), ['toString']);
+    assert.deepEqual(Object.keys(ds.row(0)), ['__proto__', 'constructor']);
+    assert.equal(Object.getOwnPropertyDescriptor(ds.row(0), '__proto__')?.value, '__proto__');
+  });
+
   it('maps values before typing (value maps), and stops at maxRows', async () => {
     const p = file('y\n>50K.\n<=50K\n>50K\n');
     const ds = await readCsvDataset(p, { valueMaps: { y: { '>50K.': '>50K' } } });

@@ -213,6 +213,12 @@ describe('Pipeline', () => {
       code: 'ERR_DATA_VALUE',
     });
     assert.throws(() => p.transformRow({ age: 1, type: 'CASH' }), { code: 'ERR_COLUMN_NOT_FOUND' });
+    // An inherited property is not a field.
+    const proto = new Pipeline({ inputs: ['constructor'], steps: [] }).fit(
+      Dataset.fromColumns({ constructor: [1, 2] }),
+    );
+    assert.throws(() => proto.transformRow({}), { code: 'ERR_COLUMN_NOT_FOUND' });
+    close(proto.transformRow({ constructor: 5 }), [5]);
   });
 
   it('survives JSON and refuses use before fit, unencoded strings, and missing outputs', () => {
