@@ -544,7 +544,7 @@ export class OneHotEncoder implements PreprocessStep {
   fit(ds: Dataset): this {
     const cats = new Map<string, string[]>();
     for (const name of this.columns) {
-      const given = this.#given?.[name];
+      const given = this.#given && Object.hasOwn(this.#given, name) ? this.#given[name] : undefined;
       if (given) {
         ds.column(name);
         cats.set(name, [...given]);
