@@ -8,6 +8,25 @@ export type { EvasionBase, EvasionResult } from './attacks/evasion/common.js';
 export { type FgsmOptions, fgsm, type PgdOptions, pgd } from './attacks/evasion/pgd.js';
 export { type SquareOptions, square, squareP } from './attacks/evasion/square.js';
 export {
+  type Calibration,
+  conformalThreshold,
+  DETECTOR_FORMAT,
+  DETECTOR_VERSION,
+  type Detector,
+  type DetectorJson,
+} from './defences/detector/detector.js';
+export { MahalanobisDetector, type MahalanobisOptions } from './defences/detector/mahalanobis.js';
+export { PradaDetector, type PradaOptions } from './defences/detector/prada.js';
+export { SqueezeDetector, type SqueezeOptions, type Squeezer } from './defences/detector/squeeze.js';
+export { StatefulDetector, type StatefulOptions } from './defences/detector/stateful.js';
+export {
+  benignStreams,
+  featureScale,
+  type QueryStream,
+  type QueryVerdict,
+  type StreamDetector,
+} from './defences/detector/stream.js';
+export {
   ADVERSARIAL_METHODS,
   type AdversarialEpoch,
   type AdversarialMethod,
@@ -34,6 +53,7 @@ export {
   type Norm,
   type SchemaDomainOptions,
 } from './domain.js';
+export { cholesky, inverseSpd, ledoitWolf, normalCdf, normalQuantile, shapiroWilk } from './linalg.js';
 export { attackLoss, attackSucceeded, LOSS_NAMES, type LossName, type LossValue } from './losses.js';
 export {
   argmaxRows,

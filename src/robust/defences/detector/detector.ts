@@ -1,0 +1,135 @@
+/**
+ * What every detector shares: scores where higher means more suspicious, a threshold calibrated on
+ * held-out clean data to a chosen false-positive rate, and a JSON form with a format and version check
+ * (to travel in the model package).
+ *
+ * Calibration is split-conformal (Vovk et al. 2005; Angelopoulos & Bates 2021): with n clean
+ * calibration scores, the threshold is the ceil((n + 1)(1 - alpha))-th smallest, and an input is flagged
+ * when its score is strictly above it. For a fresh clean input exchangeable with the calibration set,
+ * P(flagged) <= alpha, and >= alpha - 1 / (n + 1) without ties: the target FPR holds on new data, not
+ * just on the data it was fitted on. With too few scores for the target (n < 1 / alpha - 1), the
+ * threshold is +Infinity (nothing can be flagged) and calibration says so.
+ */
+import { BulwarkError, invalidArgument, requireNumberIn } from '../../../core/index.js';
+
+export const DETECTOR_FORMAT = 'bulwark.detector';
+export const DETECTOR_VERSION = 1;
+
+/** A fitted and calibrated threshold. */
+export interface Calibration {
+  threshold: number;
+  /** The target false-positive rate. */
+  fpr: number;
+  /** Number of clean scores it was calibrated on. */
+  n: number;
+  /** Share of the calibration scores above the threshold. */
+  calibrationFpr: number;
+}
+
+/** The conformal threshold of `scores` for a target false-positive rate. */
+export function conformalThreshold(scores: ArrayLike<number>, fpr: number): Calibration {
+  requireNumberIn('fpr', fpr, 0, 1, { minExclusive: true, maxExclusive: true });
+  const n = scores.length;
+  if (n === 0) throw invalidArgument('scores', 'at least one clean score to calibrate on', n);
+  const s = Float64Array.from(scores);
+  for (let i = 0; i < n; i++) {
+    if (Number.isNaN(s[i])) throw new BulwarkError('ERR_DATA_VALUE', `calibration score ${i} is NaN`);
+  }
+  s.sort();
+  const rank = Math.ceil((n + 1) * (1 - fpr));
+  const threshold = rank > n ? Infinity : (s[rank - 1] as number);
+  let above = 0;
+  for (let i = 0; i < n; i++) if ((s[i] as number) > threshold) above++;
+  return { threshold, fpr, n, calibrationFpr: above / n };
+}
+
+/** 1 where score > threshold. */
+export function flag(scores: ArrayLike<number>, threshold: number): Uint8Array {
+  return Uint8Array.from({ length: scores.length }, (_, i) => ((scores[i] as number) > threshold ? 1 : 0));
+}
+
+/** A detector of adversarial inputs, one input at a time. */
+export interface Detector {
+  readonly kind: string;
+  /** The calibration, once {@link calibrate} has run (or was loaded). */
+  readonly calibration: Calibration | null;
+  /** Suspicion score of each row (higher is more suspicious). */
+  score(x: Float32Array, rows: number): Promise<Float64Array>;
+  /** Sets the threshold from clean held-out rows for a target false-positive rate. */
+  calibrate(x: Float32Array, rows: number, fpr: number): Promise<Calibration>;
+  /** 1 for each row scored above the threshold. */
+  detect(x: Float32Array, rows: number): Promise<Uint8Array>;
+  toJSON(): DetectorJson;
+}
+
+/** Common fields of every saved detector. */
+export interface DetectorJson {
+  format: typeof DETECTOR_FORMAT;
+  version: number;
+  kind: string;
+  calibration: Calibration | null;
+  [key: string]: unknown;
+}
+
+/** Checks the envelope of saved detector state; `ERR_DETECTOR_STATE` when it is not `kind`'s. */
+export function checkDetectorJson(json: unknown, kind: string): DetectorJson {
+  const bad = (why: string) => new BulwarkError('ERR_DETECTOR_STATE', `saved ${kind} detector: ${why}`);
+  if (typeof json !== 'object' || json === null) throw bad('not an object');
+  const j = json as Partial<DetectorJson>;
+  if (j.format !== DETECTOR_FORMAT)
+    throw bad(`format is ${JSON.stringify(j.format)}, expected "${DETECTOR_FORMAT}"`);
+  if (j.version !== DETECTOR_VERSION) {
+    throw bad(
+      `version ${String(j.version)} is not supported (this Bulwark reads version ${DETECTOR_VERSION})`,
+    );
+  }
+  if (j.kind !== kind) throw bad(`it is a ${JSON.stringify(j.kind)} detector`);
+  const c = j.calibration;
+  if (c !== null && c !== undefined) {
+    const t = c.threshold as unknown;
+    const ok =
+      typeof c === 'object' &&
+      (typeof t === 'number' || t === null) &&
+      typeof c.fpr === 'number' &&
+      typeof c.n === 'number' &&
+      typeof c.calibrationFpr === 'number';
+    if (!ok) throw bad('calibration malformed');
+  }
+  return { ...(j as DetectorJson), calibration: c ? { ...c, threshold: c.threshold ?? Infinity } : null };
+}
+
+/** JSON cannot hold Infinity: an uncalibratable threshold is saved as null. */
+export function calibrationToJson(c: Calibration | null): Calibration | null {
+  if (c === null) return null;
+  return { ...c, threshold: Number.isFinite(c.threshold) ? c.threshold : (null as unknown as number) };
+}
+
+/** Float32 array <-> base64 (little-endian), for saved matrices. */
+export function f32ToBase64(a: Float32Array | Float64Array): string {
+  const f = a instanceof Float32Array ? a : Float32Array.from(a);
+  return Buffer.from(f.buffer, f.byteOffset, f.byteLength).toString('base64');
+}
+
+export function base64ToF32(s: unknown, length: number, what: string, kind: string): Float32Array {
+  if (typeof s !== 'string')
+    throw new BulwarkError('ERR_DETECTOR_STATE', `saved ${kind} detector: ${what} missing`);
+  const b = Buffer.from(s, 'base64');
+  if (b.length !== length * 4) {
+    throw new BulwarkError(
+      'ERR_DETECTOR_STATE',
+      `saved ${kind} detector: ${what} has ${b.length / 4} values, expected ${length}`,
+    );
+  }
+  const out = new Float32Array(length);
+  for (let i = 0; i < length; i++) out[i] = b.readFloatLE(i * 4);
+  return out;
+}
+
+export function notReady(kind: string, what: 'fit' | 'calibrate'): BulwarkError {
+  return new BulwarkError(
+    'ERR_DETECTOR_STATE',
+    what === 'fit'
+      ? `${kind} detector: call fit() first`
+      : `${kind} detector: call calibrate() first to set its threshold`,
+  );
+}

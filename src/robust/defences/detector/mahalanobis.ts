@@ -1,0 +1,311 @@
+/**
+ * Mahalanobis-distance detector (Lee, Lee, Lee & Shin, "A simple unified framework for detecting
+ * out-of-distribution samples and adversarial attacks", NeurIPS 2018): class-conditional Gaussians with
+ * one shared covariance, fitted on clean training features; an input's score is its smallest squared
+ * Mahalanobis distance to a class mean, min_c (f - mu_c)ᵀ Sigma⁻¹ (f - mu_c). Features are the raw inputs
+ * or a hidden layer's activations of the network (Lee et al. use hidden features; on inputs it is the
+ * "statistical anomaly detection" of the article).
+ *
+ * The covariance is Ledoit-Wolf shrunk (see ../../linalg.ts): with 784 pixels, many of them constant, the
+ * sample covariance is singular and its inverse useless; shrinkage makes it well conditioned.
+ */
+import { BulwarkError, invalidArgument, requireInteger } from '../../../core/index.js';
+import { gemm, type Network } from '../../../ml/index.js';
+import { inverseSpd, ledoitWolf } from '../../linalg.js';
+import {
+  base64ToF32,
+  type Calibration,
+  calibrationToJson,
+  checkDetectorJson,
+  conformalThreshold,
+  DETECTOR_FORMAT,
+  DETECTOR_VERSION,
+  type Detector,
+  type DetectorJson,
+  f32ToBase64,
+  flag,
+  notReady,
+} from './detector.js';
+
+/** Options of {@link MahalanobisDetector}. */
+export interface MahalanobisOptions {
+  /** `input` (default) or the index of a hidden layer of `network` (1 = first hidden layer's output). */
+  layer?: 'input' | number;
+  /** The network whose activations are the features (required with a layer index). */
+  network?: Network;
+}
+
+interface Fitted {
+  d: number;
+  /** Global mean the features are centred on before the products. */
+  centre: Float32Array;
+  /** Class means minus the centre, `classes x d`. */
+  means: Float32Array;
+  classes: number;
+  /** Precision matrix (inverse shrunk covariance), d x d, float32. */
+  precision: Float32Array;
+  shrinkage: number;
+}
+
+/**
+ * @example
+ * ```ts
+ * const det = new MahalanobisDetector({ layer: 1, network: net });
+ * await det.fit(trainX, trainRows, trainY);
+ * await det.calibrate(heldOutX, heldOutRows, 0.01);   // 1 % of clean inputs flagged
+ * const flagged = await det.detect(x, rows);
+ * ```
+ */
+export class MahalanobisDetector implements Detector {
+  readonly kind = 'mahalanobis';
+  readonly layer: 'input' | number;
+  readonly #network: Network | null;
+  #fitted: Fitted | null = null;
+  #calibration: Calibration | null = null;
+
+  constructor(options: MahalanobisOptions = {}) {
+    const layer = options.layer ?? 'input';
+    if (layer !== 'input') {
+      const net = options.network;
+      if (!net) throw invalidArgument('network', 'the network whose hidden layer is the feature space', net);
+      requireInteger('layer', layer, 1, Math.max(1, net.layerCount - 1));
+      if (net.layerCount < 2)
+        throw invalidArgument('layer', "'input' (the network has no hidden layer)", layer);
+    }
+    this.layer = layer;
+    this.#network = options.network ?? null;
+  }
+
+  get calibration(): Calibration | null {
+    return this.#calibration;
+  }
+
+  /** Shrinkage intensity chosen by Ledoit-Wolf at fit time. */
+  get shrinkage(): number {
+    if (!this.#fitted) throw notReady(this.kind, 'fit');
+    return this.#fitted.shrinkage;
+  }
+
+  /** The feature vectors of `x` (inputs, or the chosen layer's activations). */
+  features(x: Float32Array, rows: number): { f: Float32Array; d: number } {
+    if (this.layer === 'input') {
+      const d = x.length / rows;
+      if (!Number.isInteger(d)) throw invalidArgument('x', `a multiple of rows (${rows})`, x.length);
+      return { f: x, d };
+    }
+    const net = this.#network as Network;
+    const acts = net.forward(x, rows).acts;
+    const f = acts[this.layer] as Float32Array;
+    return { f, d: net.sizes[this.layer] as number };
+  }
+
+  /** Fits the class means and the shrunk shared covariance on clean rows (labels optional: one class). */
+  async fit(x: Float32Array, rows: number, labels: ArrayLike<number> | null = null): Promise<this> {
+    requireInteger('rows', rows, 2);
+    const { f, d } = this.features(x, rows);
+    for (let i = 0; i < rows * d; i++) {
+      if (!Number.isFinite(f[i]))
+        throw new BulwarkError('ERR_DATA_VALUE', `fit data: row ${Math.floor(i / d)} has ${f[i]}`);
+    }
+    let classes = 1;
+    const y = new Int32Array(rows);
+    if (labels !== null) {
+      if (labels.length !== rows) throw invalidArgument('labels', `${rows} labels`, labels.length);
+      for (let i = 0; i < rows; i++) {
+        y[i] = requireInteger(`labels[${i}]`, labels[i], 0, 1e6);
+        classes = Math.max(classes, (y[i] as number) + 1);
+      }
+    }
+    const sums = new Float64Array(classes * d);
+    const counts = new Float64Array(classes);
+    const centre = new Float64Array(d);
+    for (let r = 0; r < rows; r++) {
+      const c = y[r] as number;
+      counts[c] = (counts[c] as number) + 1;
+      for (let j = 0; j < d; j++) {
+        const v = f[r * d + j] as number;
+        sums[c * d + j] = (sums[c * d + j] as number) + v;
+        centre[j] = (centre[j] as number) + v / rows;
+      }
+    }
+    // Classes never seen keep a mean at infinity-like distance: drop them by giving them the centre and
+    // marking them absent (their distance is then never the minimum unless all are absent).
+    const present: number[] = [];
+    for (let c = 0; c < classes; c++) if ((counts[c] as number) > 0) present.push(c);
+    const means = new Float32Array(present.length * d);
+    present.forEach((c, i) => {
+      for (let j = 0; j < d; j++)
+        means[i * d + j] = (sums[c * d + j] as number) / (counts[c] as number) - (centre[j] as number);
+    });
+    const classIndex = new Map(present.map((c, i) => [c, i]));
+    const xc = new Float32Array(rows * d);
+    for (let r = 0; r < rows; r++) {
+      const ci = classIndex.get(y[r] as number) as number;
+      for (let j = 0; j < d; j++) {
+        xc[r * d + j] = (f[r * d + j] as number) - (centre[j] as number) - (means[ci * d + j] as number);
+      }
+    }
+    const lw = ledoitWolf(xc, rows, d, true);
+    const precision = Float32Array.from(inverseSpd(lw.covariance, d));
+    this.#fitted = {
+      d,
+      centre: Float32Array.from(centre),
+      means,
+      classes: present.length,
+      precision,
+      shrinkage: lw.shrinkage,
+    };
+    this.#calibration = null;
+    return this;
+  }
+
+  /** Squared Mahalanobis distance to the nearest class mean, and that class's index. */
+  scoreSync(x: Float32Array, rows: number): { scores: Float64Array; nearest: Int32Array } {
+    const fit = this.#fitted;
+    if (!fit) throw notReady(this.kind, 'fit');
+    const { f, d } = this.features(x, rows);
+    if (d !== fit.d) throw invalidArgument('x', `rows of ${fit.d} features`, `${d} features`);
+    const fc = new Float32Array(rows * d);
+    for (let r = 0; r < rows; r++)
+      for (let j = 0; j < d; j++) fc[r * d + j] = (f[r * d + j] as number) - (fit.centre[j] as number);
+    const fp = new Float32Array(rows * d);
+    gemm(false, false, rows, d, d, fc, fit.precision, fp);
+    const k = fit.classes;
+    const pm = new Float32Array(k * d);
+    gemm(false, false, k, d, d, fit.means, fit.precision, pm);
+    const cross = new Float32Array(rows * k);
+    gemm(false, true, rows, k, d, fc, pm, cross);
+    const mpm = new Float64Array(k);
+    for (let c = 0; c < k; c++) {
+      let s = 0;
+      for (let j = 0; j < d; j++) s += (pm[c * d + j] as number) * (fit.means[c * d + j] as number);
+      mpm[c] = s;
+    }
+    const scores = new Float64Array(rows);
+    const nearest = new Int32Array(rows);
+    for (let r = 0; r < rows; r++) {
+      let q = 0;
+      for (let j = 0; j < d; j++) q += (fp[r * d + j] as number) * (fc[r * d + j] as number);
+      let best = Infinity;
+      for (let c = 0; c < k; c++) {
+        const s = q - 2 * (cross[r * k + c] as number) + (mpm[c] as number);
+        if (s < best) {
+          best = s;
+          nearest[r] = c;
+        }
+      }
+      scores[r] = Math.max(0, best);
+    }
+    return { scores, nearest };
+  }
+
+  async score(x: Float32Array, rows: number): Promise<Float64Array> {
+    return this.scoreSync(x, rows).scores;
+  }
+
+  /**
+   * Scores and their gradient with respect to the inputs (only for input features): 2 Sigma⁻¹ (x - mu_c)
+   * for the nearest class c. Adaptive attacks use it to evade the detector while fooling the model.
+   */
+  scoreGradient(x: Float32Array, rows: number): { values: Float64Array; gradient: Float32Array } {
+    if (this.layer !== 'input') {
+      throw new BulwarkError(
+        'ERR_MODEL_CAPABILITY',
+        'mahalanobis scoreGradient: only for input features (the network gives no gradients with respect to its hidden layers)',
+        { details: { missing: 'hidden-layer-gradients' } },
+      );
+    }
+    const fit = this.#fitted;
+    if (!fit) throw notReady(this.kind, 'fit');
+    const { scores, nearest } = this.scoreSync(x, rows);
+    const d = fit.d;
+    const diff = new Float32Array(rows * d);
+    for (let r = 0; r < rows; r++) {
+      const c = nearest[r] as number;
+      for (let j = 0; j < d; j++) {
+        diff[r * d + j] =
+          (x[r * d + j] as number) - (fit.centre[j] as number) - (fit.means[c * d + j] as number);
+      }
+    }
+    const g = new Float32Array(rows * d);
+    gemm(false, false, rows, d, d, diff, fit.precision, g);
+    for (let i = 0; i < g.length; i++) g[i] = 2 * (g[i] as number);
+    return { values: scores, gradient: g };
+  }
+
+  async calibrate(x: Float32Array, rows: number, fpr: number): Promise<Calibration> {
+    this.#calibration = conformalThreshold(await this.score(x, rows), fpr);
+    return this.#calibration;
+  }
+
+  async detect(x: Float32Array, rows: number): Promise<Uint8Array> {
+    if (!this.#calibration) throw notReady(this.kind, 'calibrate');
+    return flag(await this.score(x, rows), this.#calibration.threshold);
+  }
+
+  toJSON(): DetectorJson {
+    const fit = this.#fitted;
+    if (!fit) throw notReady(this.kind, 'fit');
+    return {
+      format: DETECTOR_FORMAT,
+      version: DETECTOR_VERSION,
+      kind: this.kind,
+      calibration: calibrationToJson(this.#calibration),
+      layer: this.layer,
+      features: fit.d,
+      classes: fit.classes,
+      shrinkage: fit.shrinkage,
+      centre: f32ToBase64(fit.centre),
+      means: f32ToBase64(fit.means),
+      precision: f32ToBase64(fit.precision),
+    };
+  }
+
+  /** Rebuilds a saved detector; a layer detector needs the same network. */
+  static load(json: unknown, options: { network?: Network } = {}): MahalanobisDetector {
+    const j = checkDetectorJson(json, 'mahalanobis');
+    const d = j['features'];
+    const k = j['classes'];
+    if (
+      typeof d !== 'number' ||
+      !Number.isInteger(d) ||
+      d < 1 ||
+      typeof k !== 'number' ||
+      !Number.isInteger(k) ||
+      k < 1
+    ) {
+      throw new BulwarkError(
+        'ERR_DETECTOR_STATE',
+        'saved mahalanobis detector: features or classes malformed',
+      );
+    }
+    const layer = j['layer'];
+    if (layer !== 'input' && (typeof layer !== 'number' || !Number.isInteger(layer))) {
+      throw new BulwarkError('ERR_DETECTOR_STATE', 'saved mahalanobis detector: layer malformed');
+    }
+    let det: MahalanobisDetector;
+    try {
+      det = new MahalanobisDetector(options.network ? { layer, network: options.network } : { layer });
+    } catch (e) {
+      throw new BulwarkError('ERR_DETECTOR_STATE', `saved mahalanobis detector: ${(e as Error).message}`, {
+        cause: e,
+      });
+    }
+    if (layer !== 'input' && (options.network?.sizes[layer] as number) !== d) {
+      throw new BulwarkError(
+        'ERR_DETECTOR_STATE',
+        `saved mahalanobis detector: layer ${layer} of the network given does not have ${d} units`,
+      );
+    }
+    det.#fitted = {
+      d,
+      classes: k,
+      centre: base64ToF32(j['centre'], d, 'centre', 'mahalanobis'),
+      means: base64ToF32(j['means'], k * d, 'means', 'mahalanobis'),
+      precision: base64ToF32(j['precision'], d * d, 'precision', 'mahalanobis'),
+      shrinkage: typeof j['shrinkage'] === 'number' ? j['shrinkage'] : Number.NaN,
+    };
+    det.#calibration = j.calibration;
+    return det;
+  }
+}

@@ -1,0 +1,223 @@
+/**
+ * Stateful detection of black-box attacks (Chen, Carlini & Wagner, "Stateful detection of black-box
+ * adversarial attacks", ACM SPAI 2020 / arXiv:1907.05587, 2019). Query-based attacks probe the model with
+ * long runs of inputs that are tiny variations of each other; natural traffic is spread out. For every
+ * query of a client, the detector takes the mean distance to its k nearest neighbours among that client's
+ * recent queries; a run of queries with an unusually small such distance is an attack. Chen et al.
+ * compare in the embedding of a similarity encoder; here queries are standardised per feature and, for
+ * wide inputs, projected to `dims` dimensions with a seeded Gaussian random projection, which preserves
+ * distances up to a small factor (Johnson-Lindenstrauss) and bounds the memory per client to
+ * `history x dims` floats.
+ *
+ * score = -(mean k-NN distance), so that higher is more suspicious as for every detector; the threshold
+ * is calibrated per query on benign streams. After a detection the client's history is cleared, as in
+ * the paper (each detection then counts once).
+ */
+import { BulwarkError, requireInteger, SeededRng } from '../../../core/index.js';
+import {
+  base64ToF32,
+  type Calibration,
+  calibrationToJson,
+  checkDetectorJson,
+  conformalThreshold,
+  DETECTOR_FORMAT,
+  DETECTOR_VERSION,
+  type DetectorJson,
+  f32ToBase64,
+  notReady,
+} from './detector.js';
+import {
+  ClientMap,
+  featureScale,
+  type QueryStream,
+  type QueryVerdict,
+  requireRow,
+  type StreamDetector,
+} from './stream.js';
+
+/** Options of {@link StatefulDetector}. */
+export interface StatefulOptions {
+  /** Number of input features. */
+  inputs: number;
+  /** Neighbours averaged (default 20). */
+  k?: number;
+  /** Recent queries kept per client (default 500). */
+  history?: number;
+  /** Random-projection dimensions (default min(inputs, 64)); inputs <= dims are not projected. */
+  dims?: number;
+  /** Seed of the projection (default 0). */
+  seed?: number;
+  /** Clients kept in memory (default 10,000; the least recently seen are forgotten). */
+  maxClients?: number;
+}
+
+interface ClientState {
+  buf: Float32Array;
+  count: number;
+}
+
+export class StatefulDetector implements StreamDetector {
+  readonly kind = 'stateful';
+  readonly inputs: number;
+  readonly k: number;
+  readonly history: number;
+  readonly dims: number;
+  readonly seed: number;
+  readonly maxClients: number;
+  readonly #projection: Float32Array | null;
+  #scale: Float32Array | null = null;
+  #calibration: Calibration | null = null;
+  #clients: ClientMap<ClientState>;
+
+  constructor(o: StatefulOptions) {
+    this.inputs = requireInteger('inputs', o.inputs, 1);
+    this.k = requireInteger('k', o.k ?? 20, 1);
+    this.history = requireInteger('history', o.history ?? 500, this.k + 1);
+    const dims = requireInteger('dims', o.dims ?? Math.min(this.inputs, 64), 1);
+    this.dims = Math.min(dims, this.inputs);
+    this.seed = requireInteger('seed', o.seed ?? 0, 0);
+    this.maxClients = requireInteger('maxClients', o.maxClients ?? 10_000, 1);
+    this.#clients = new ClientMap(this.maxClients);
+    if (this.dims < this.inputs) {
+      const rng = new SeededRng(this.seed);
+      const p = new Float32Array(this.dims * this.inputs);
+      const f = 1 / Math.sqrt(this.dims);
+      for (let i = 0; i < p.length; i++) p[i] = rng.normal() * f;
+      this.#projection = p;
+    } else this.#projection = null;
+  }
+
+  get calibration(): Calibration | null {
+    return this.#calibration;
+  }
+
+  fit(x: Float32Array, rows: number): this {
+    this.#scale = featureScale(x, rows, this.inputs);
+    this.#calibration = null;
+    return this;
+  }
+
+  #embed(x: Float32Array): Float32Array {
+    const s = this.#scale;
+    if (!s) throw notReady(this.kind, 'fit');
+    requireRow(x, this.inputs);
+    const u = Float32Array.from(x, (v, j) => v / (s[j] as number));
+    const p = this.#projection;
+    if (p === null) return u;
+    const e = new Float32Array(this.dims);
+    for (let i = 0; i < this.dims; i++) {
+      let acc = 0;
+      const o = i * this.inputs;
+      for (let j = 0; j < this.inputs; j++) acc += (p[o + j] as number) * (u[j] as number);
+      e[i] = acc;
+    }
+    return e;
+  }
+
+  /** -(mean distance to the k nearest of the client's previous queries), then records the query. */
+  #push(st: ClientState, e: Float32Array): number {
+    const m = this.dims;
+    const n = Math.min(st.count, this.history);
+    let score = Number.NaN;
+    if (n >= this.k) {
+      const dist = new Float64Array(n);
+      for (let i = 0; i < n; i++) {
+        let acc = 0;
+        const o = i * m;
+        for (let j = 0; j < m; j++) {
+          const t = (st.buf[o + j] as number) - (e[j] as number);
+          acc += t * t;
+        }
+        dist[i] = Math.sqrt(acc);
+      }
+      dist.sort();
+      let s = 0;
+      for (let i = 0; i < this.k; i++) s += dist[i] as number;
+      score = -s / this.k;
+    }
+    st.buf.set(e, (st.count % this.history) * m);
+    st.count++;
+    return score;
+  }
+
+  #fresh = (): ClientState => ({ buf: new Float32Array(this.history * this.dims), count: 0 });
+
+  observe(client: string, x: Float32Array): QueryVerdict {
+    const c = this.#calibration;
+    if (!c) throw notReady(this.kind, 'calibrate');
+    const st = this.#clients.get(client, this.#fresh);
+    const score = this.#push(st, this.#embed(x));
+    const flagged = score > c.threshold;
+    if (flagged) {
+      st.count = 0;
+    }
+    return { score, flagged };
+  }
+
+  scoreStream(stream: QueryStream): Float64Array {
+    const st = this.#fresh();
+    const out = new Float64Array(stream.rows);
+    const d = this.inputs;
+    if (stream.x.length !== stream.rows * d) {
+      throw new BulwarkError(
+        'ERR_SHAPE_MISMATCH',
+        `stream: ${stream.x.length} values for ${stream.rows} queries of ${d} features`,
+      );
+    }
+    for (let i = 0; i < stream.rows; i++)
+      out[i] = this.#push(st, this.#embed(stream.x.subarray(i * d, (i + 1) * d)));
+    return out;
+  }
+
+  /** Per-query calibration: the threshold leaves `fpr` of benign queries (with k earlier ones) flagged. */
+  calibrate(streams: readonly QueryStream[], fpr: number): Calibration {
+    const scores: number[] = [];
+    for (const s of streams) for (const v of this.scoreStream(s)) if (!Number.isNaN(v)) scores.push(v);
+    this.#calibration = conformalThreshold(scores, fpr);
+    return this.#calibration;
+  }
+
+  reset(client?: string): void {
+    this.#clients.delete(client);
+  }
+
+  toJSON(): DetectorJson {
+    const s = this.#scale;
+    if (!s) throw notReady(this.kind, 'fit');
+    return {
+      format: DETECTOR_FORMAT,
+      version: DETECTOR_VERSION,
+      kind: this.kind,
+      calibration: calibrationToJson(this.#calibration),
+      inputs: this.inputs,
+      k: this.k,
+      history: this.history,
+      dims: this.dims,
+      seed: this.seed,
+      maxClients: this.maxClients,
+      scale: f32ToBase64(s),
+    };
+  }
+
+  static load(json: unknown): StatefulDetector {
+    const j = checkDetectorJson(json, 'stateful');
+    let det: StatefulDetector;
+    try {
+      det = new StatefulDetector({
+        inputs: j['inputs'] as number,
+        k: j['k'] as number,
+        history: j['history'] as number,
+        dims: j['dims'] as number,
+        seed: j['seed'] as number,
+        maxClients: j['maxClients'] as number,
+      });
+    } catch (e) {
+      throw new BulwarkError('ERR_DETECTOR_STATE', `saved stateful detector: ${(e as Error).message}`, {
+        cause: e,
+      });
+    }
+    det.#scale = base64ToF32(j['scale'], det.inputs, 'scale', 'stateful');
+    det.#calibration = j.calibration;
+    return det;
+  }
+}

@@ -1,0 +1,328 @@
+import assert from 'node:assert/strict';
+import { before, describe, it } from 'node:test';
+import { isBulwarkError, SeededRng } from '../../src/core/index.js';
+import type { Network } from '../../src/ml/index.js';
+import {
+  benignStreams,
+  conformalThreshold,
+  type Detector,
+  InputDomain,
+  inverseSpd,
+  ledoitWolf,
+  MahalanobisDetector,
+  networkModel,
+  normalQuantile,
+  PradaDetector,
+  pgd,
+  type QueryStream,
+  recordingModel,
+  SqueezeDetector,
+  StatefulDetector,
+  shapiroWilk,
+  square,
+} from '../../src/robust/index.js';
+import { blobs, trainedMlp } from './helpers.js';
+
+/**
+ * Reference values from scikit-learn 1.2.1 / scipy 1.10.1 (Debian, /usr/bin/python3):
+ *   X[r][j] = sin(1.3 r + 0.7 j²) + 0.1 j cos(r), r < 30, j < 5; sklearn.covariance.ledoit_wolf(X)
+ *   scipy.stats.shapiro on the vectors below (scipy computes in float32: W to ~1e-7).
+ */
+const LW_SHRINKAGE = 0.057822479327825554;
+const LW_COV = [
+  0.486079509798, 0.358001229327, -0.409672078765, 0.484409459312, 0.131220431883, 0.358001229327,
+  0.523086576692, -0.202023486295, 0.407130751154, -0.178850070005, -0.409672078765, -0.202023486295,
+  0.477216212802, -0.401413032644, -0.24252244716, 0.484409459312, 0.407130751154, -0.401413032644,
+  0.588250051501, 0.176771167279, 0.131220431883, -0.178850070005, -0.24252244716, 0.176771167279,
+  0.579834228147,
+];
+const SHAPIRO: [number[], number, number][] = [
+  [[1, 2, 4], 0.9642857313156128, 0.6368856430053711],
+  [[0.3, 1.1, 1.5, 2.9, 0.2], 0.9049405455589294, 0.43779122829437256],
+  [Array.from({ length: 10 }, (_, i) => Math.sin(i * i)), 0.920772910118103, 0.36344635486602783],
+  [
+    Array.from({ length: 50 }, (_, i) => Math.sin(i * 1.7) ** 3 + 0.01 * i),
+    0.9757421612739563,
+    0.3893599510192871,
+  ],
+  [
+    Array.from({ length: 200 }, (_, i) => Math.exp(Math.sin(i * 0.37) * 1.5)),
+    0.8357975482940674,
+    9.239720669346543e-14,
+  ],
+];
+
+describe('linear algebra and statistics against scikit-learn / scipy', () => {
+  it('Ledoit-Wolf shrinkage and covariance', () => {
+    const x = new Float32Array(30 * 5);
+    for (let r = 0; r < 30; r++)
+      for (let j = 0; j < 5; j++) x[r * 5 + j] = Math.sin(1.3 * r + 0.7 * j * j) + 0.1 * j * Math.cos(r);
+    const lw = ledoitWolf(x, 30, 5);
+    assert.ok(Math.abs(lw.shrinkage - LW_SHRINKAGE) < 1e-5, `shrinkage ${lw.shrinkage}`);
+    LW_COV.forEach((v, i) => assert.ok(Math.abs((lw.covariance[i] as number) - v) < 1e-5, `cov[${i}]`));
+    const inv = inverseSpd(lw.covariance, 5);
+    for (let i = 0; i < 5; i++) {
+      for (let j = 0; j < 5; j++) {
+        let s = 0;
+        for (let k = 0; k < 5; k++) s += (lw.covariance[i * 5 + k] as number) * (inv[k * 5 + j] as number);
+        assert.ok(Math.abs(s - (i === j ? 1 : 0)) < 1e-9);
+      }
+    }
+  });
+
+  it('Shapiro-Wilk W and p', () => {
+    for (const [v, w, p] of SHAPIRO) {
+      const r = shapiroWilk(v);
+      assert.ok(Math.abs(r.w - w) < 2e-5, `n=${v.length}: W ${r.w} vs ${w}`);
+      assert.ok(Math.abs(r.p - p) <= 0.01 * p + 1e-4, `n=${v.length}: p ${r.p} vs ${p}`);
+    }
+    assert.ok(Math.abs(normalQuantile(0.975) - 1.959963984540054) < 1e-12);
+    assert.ok(Math.abs(normalQuantile(1e-6) + 4.753424308822899) < 1e-9);
+  });
+
+  it('conformal threshold: exact rank, Infinity when too few scores', () => {
+    const s = Array.from({ length: 99 }, (_, i) => i + 1);
+    const c = conformalThreshold(s, 0.1); // rank ceil(100 * 0.9) = 90
+    assert.equal(c.threshold, 90);
+    assert.ok(Math.abs(c.calibrationFpr - 9 / 99) < 1e-12);
+    assert.equal(conformalThreshold([1, 2, 3], 0.01).threshold, Infinity);
+    assert.throws(() => conformalThreshold(s, 0), /^fpr|fpr:/);
+  });
+});
+
+/** |observed - target| within 4 standard errors of the fresh sample plus the calibration sample's. */
+function withinBinomial(observed: number, target: number, nFresh: number, nCal: number): boolean {
+  const sd = Math.sqrt(target * (1 - target));
+  return (
+    Math.abs(observed - target) <= 4 * sd * (1 / Math.sqrt(nFresh) + 1 / Math.sqrt(nCal)) + 1 / (nCal + 1)
+  );
+}
+
+function rateOf(f: Uint8Array): number {
+  let s = 0;
+  for (const v of f) s += v;
+  return s / f.length;
+}
+
+describe('input detectors', () => {
+  const d = 12;
+  const classes = 3;
+  const data = blobs(6000, d, classes, 13);
+  const part = (from: number, to: number) => ({
+    x: data.x.slice(from * d, to * d),
+    y: data.y.slice(from, to),
+    rows: to - from,
+  });
+  const fitSet = part(0, 2000);
+  const calSet = part(2000, 4000);
+  const fresh = part(4000, 6000);
+  let net: Network;
+  before(async () => {
+    net = await trainedMlp(fitSet, d, classes, { hidden: [16], epochs: 10 });
+  });
+
+  const makers: [string, () => Promise<Detector>][] = [
+    ['mahalanobis on inputs', async () => new MahalanobisDetector().fit(fitSet.x, fitSet.rows, fitSet.y)],
+    [
+      'mahalanobis on hidden activations',
+      async () => new MahalanobisDetector({ layer: 1, network: net }).fit(fitSet.x, fitSet.rows, fitSet.y),
+    ],
+    [
+      'feature squeezing (bit depth + noise)',
+      async () => SqueezeDetector.forDomain(networkModel(net), InputDomain.box(d)).fit(fitSet.x, 10),
+    ],
+  ];
+
+  for (const [name, make] of makers) {
+    it(`${name}: calibrated FPR holds on fresh clean data, for 1 % and 5 %`, async () => {
+      const det = await make();
+      for (const fpr of [0.01, 0.05]) {
+        await det.calibrate(calSet.x, calSet.rows, fpr);
+        const observed = rateOf(await det.detect(fresh.x, fresh.rows));
+        assert.ok(
+          withinBinomial(observed, fpr, fresh.rows, calSet.rows),
+          `target ${fpr}, observed ${observed}`,
+        );
+      }
+    });
+
+    it(`${name}: round-trips through JSON with identical scores and threshold`, async () => {
+      const det = await make();
+      await det.calibrate(calSet.x, calSet.rows, 0.02);
+      const json = JSON.parse(JSON.stringify(det.toJSON()));
+      const loaded =
+        json.kind === 'mahalanobis'
+          ? MahalanobisDetector.load(json, { network: net })
+          : SqueezeDetector.load(json, networkModel(net));
+      assert.deepEqual(loaded.calibration, det.calibration);
+      const a = await det.score(fresh.x.subarray(0, 50 * d), 50);
+      const b = await loaded.score(fresh.x.subarray(0, 50 * d), 50);
+      for (let i = 0; i < 50; i++)
+        assert.ok(
+          Math.abs((a[i] as number) - (b[i] as number)) <= 1e-6 * Math.max(1, Math.abs(a[i] as number)),
+        );
+      assert.throws(
+        () => MahalanobisDetector.load({ ...json, version: 99 }),
+        (e: unknown) =>
+          isBulwarkError(e, 'ERR_DETECTOR_STATE') && /version 99 is not supported/.test(e.message),
+      );
+      assert.throws(
+        () => SqueezeDetector.load({ ...json, kind: 'prada' }, networkModel(net)),
+        (e: unknown) => isBulwarkError(e, 'ERR_DETECTOR_STATE'),
+      );
+    });
+  }
+
+  it('mahalanobis flags off-distribution inputs and refuses use before fit/calibrate', async () => {
+    const det = await new MahalanobisDetector().fit(fitSet.x, fitSet.rows, fitSet.y);
+    await det.calibrate(calSet.x, calSet.rows, 0.01);
+    const rng = new SeededRng(2);
+    const noise = Float32Array.from({ length: 500 * d }, () => rng.nextFloat());
+    assert.ok(rateOf(await det.detect(noise, 500)) > 0.9);
+    assert.ok(det.shrinkage >= 0 && det.shrinkage <= 1);
+    await assert.rejects(new MahalanobisDetector().score(noise, 500), (e: unknown) =>
+      isBulwarkError(e, 'ERR_DETECTOR_STATE'),
+    );
+    const fitted = await new MahalanobisDetector().fit(fitSet.x, fitSet.rows);
+    await assert.rejects(
+      fitted.detect(noise, 500),
+      (e: unknown) => isBulwarkError(e, 'ERR_DETECTOR_STATE') && /calibrate/.test(e.message),
+    );
+    // the gradient used by adaptive attacks matches finite differences
+    const x = fresh.x.slice(0, 3 * d);
+    const { gradient } = det.scoreGradient(x, 3);
+    const h = 1e-3;
+    for (const i of [0, 5, 17, 30]) {
+      const xp = x.slice();
+      const xm = x.slice();
+      xp[i] = (xp[i] as number) + h;
+      xm[i] = (xm[i] as number) - h;
+      const r = Math.floor(i / d);
+      const fd =
+        (((await det.score(xp, 3))[r] as number) - ((await det.score(xm, 3))[r] as number)) / (2 * h);
+      assert.ok(
+        Math.abs(fd - (gradient[i] as number)) <= 2e-2 * Math.max(1, Math.abs(fd)),
+        `${i}: ${gradient[i]} vs ${fd}`,
+      );
+    }
+  });
+
+  it('squeeze detection is above its false-positive rate on PGD examples', async () => {
+    const det = SqueezeDetector.forDomain(networkModel(net), InputDomain.box(d));
+    await det.calibrate(calSet.x, calSet.rows, 0.05);
+    const r = pgd(networkModel(net), fresh.x.slice(0, 400 * d), fresh.y.slice(0, 400), 400, {
+      eps: 0.15,
+      domain: InputDomain.box(d),
+      steps: 20,
+      seed: 1,
+    });
+    const flagged = await det.detect(r.x, 400);
+    let caught = 0;
+    let fooled = 0;
+    for (let i = 0; i < 400; i++)
+      if (r.success[i]) {
+        fooled++;
+        caught += flagged[i] as number;
+      }
+    assert.ok(fooled > 20);
+    assert.ok(caught / fooled > 0.2, `caught ${caught} of ${fooled}`);
+  });
+});
+
+describe('stream detectors', () => {
+  const d = 12;
+  const classes = 3;
+  const data = blobs(3000, d, classes, 17);
+  let net: Network;
+  before(async () => {
+    net = await trainedMlp(data, d, classes, { hidden: [16], epochs: 8 });
+  });
+
+  it('stateful: per-query FPR on fresh benign streams, Square attack streams flagged, JSON round trip', async () => {
+    const det = new StatefulDetector({ inputs: d, k: 10, history: 200, dims: 8 }).fit(
+      data.x.subarray(0, 1000 * d),
+      1000,
+    );
+    const calStreams = benignStreams(data.x.subarray(0, 1500 * d), 1500, d, 20, 200, 1);
+    det.calibrate(calStreams, 0.01);
+    const freshStreams = benignStreams(data.x.subarray(1500 * d), 1500, d, 20, 200, 2);
+    let flagged = 0;
+    let judged = 0;
+    for (const s of freshStreams) {
+      for (const v of det.scoreStream(s)) {
+        if (Number.isNaN(v)) continue;
+        judged++;
+        if (v > (det.calibration?.threshold as number)) flagged++;
+      }
+    }
+    assert.ok(withinBinomial(flagged / judged, 0.01, judged, 20 * 190), `benign ${flagged}/${judged}`);
+    // A Square attack on one row, recorded as that client's stream, is flagged early.
+    const queries: Float32Array[] = [];
+    const rec = recordingModel(networkModel(net), (x, rows) => {
+      for (let i = 0; i < rows; i++) queries.push(x.slice(i * d, (i + 1) * d));
+    });
+    await square(rec, data.x.slice(0, d), [data.y[0] as number], 1, { eps: 0.05, queries: 300, seed: 1 });
+    let first = -1;
+    queries.forEach((q, i) => {
+      if (first < 0 && det.observe('attacker', q).flagged) first = i;
+    });
+    assert.ok(first >= 0 && first < 60, `first detection at query ${first} of ${queries.length}`);
+    const loaded = StatefulDetector.load(JSON.parse(JSON.stringify(det.toJSON())));
+    assert.deepEqual(
+      loaded.scoreStream(freshStreams[0] as QueryStream),
+      det.scoreStream(freshStreams[0] as QueryStream),
+    );
+    assert.throws(
+      () => new StatefulDetector({ inputs: d }).observe('c', data.x.subarray(0, d)),
+      (e: unknown) => isBulwarkError(e, 'ERR_DETECTOR_STATE'),
+    );
+    assert.throws(() => new StatefulDetector({ inputs: d, k: 10, history: 5 }), /^history|history:/);
+  });
+
+  it('PRADA: per-client FPR bound on benign clients; synthetic extraction queries flagged; JSON round trip', () => {
+    const predicted = net.predict(data.x, data.rows);
+    const det = new PradaDetector({ inputs: d, classes, minQueries: 50 }).fit(
+      data.x.subarray(0, 1000 * d),
+      1000,
+    );
+    const cal = benignStreams(
+      data.x.subarray(0, 1500 * d),
+      1500,
+      d,
+      100,
+      120,
+      3,
+      predicted.subarray(0, 1500),
+    );
+    det.calibrate(cal, 0.05);
+    const fresh = benignStreams(data.x.subarray(1500 * d), 1500, d, 100, 120, 4, predicted.subarray(1500));
+    let fp = 0;
+    for (const s of fresh) {
+      const m = Math.max(...Array.from(det.scoreStream(s)).filter((v) => !Number.isNaN(v)));
+      if (m > (det.calibration?.threshold as number)) fp++;
+    }
+    assert.ok(withinBinomial(fp / 100, 0.05, 100, 100), `benign clients flagged ${fp}/100`);
+    // Extraction-style queries: a few seeds and many small perturbations around them (the shape of Papernot et
+    // al.'s Jacobian augmentation), labelled by the model. (Uniform random or natural queries are not caught:
+    // PRADA's known limit, which the evaluation reports.)
+    const rng = new SeededRng(5);
+    let caught = 0;
+    for (let a = 0; a < 10; a++) {
+      const rows = 120;
+      const x = new Float32Array(rows * d);
+      for (let i = 0; i < rows; i++) {
+        const seed = rng.int(5);
+        for (let j = 0; j < d; j++)
+          x[i * d + j] = (data.x[(seed + 10 * a) * d + j] as number) + rng.normal(0, 0.002) * (1 + (i % 7));
+      }
+      const s: QueryStream = { x, rows, predicted: net.predict(x, rows) };
+      const m = Math.max(...Array.from(det.scoreStream(s)).filter((v) => !Number.isNaN(v)));
+      if (m > (det.calibration?.threshold as number)) caught++;
+    }
+    assert.ok(caught >= 8, `caught ${caught}/10 synthetic clients`);
+    const loaded = PradaDetector.load(JSON.parse(JSON.stringify(det.toJSON())));
+    assert.deepEqual(loaded.scoreStream(fresh[0] as QueryStream), det.scoreStream(fresh[0] as QueryStream));
+    assert.deepEqual(loaded.calibration, det.calibration);
+    assert.throws(() => det.observe('c', data.x.subarray(0, d)), /predicted/);
+  });
+});
