@@ -59,7 +59,9 @@ describe('linear algebra and statistics against scikit-learn / scipy', () => {
       for (let j = 0; j < 5; j++) x[r * 5 + j] = Math.sin(1.3 * r + 0.7 * j * j) + 0.1 * j * Math.cos(r);
     const lw = ledoitWolf(x, 30, 5);
     assert.ok(Math.abs(lw.shrinkage - LW_SHRINKAGE) < 1e-5, `shrinkage ${lw.shrinkage}`);
-    LW_COV.forEach((v, i) => assert.ok(Math.abs((lw.covariance[i] as number) - v) < 1e-5, `cov[${i}]`));
+    LW_COV.forEach((v, i) => {
+      assert.ok(Math.abs((lw.covariance[i] as number) - v) < 1e-5, `cov[${i}]`);
+    });
     const inv = inverseSpd(lw.covariance, 5);
     for (let i = 0; i < 5; i++) {
       for (let j = 0; j < 5; j++) {
