@@ -4,11 +4,12 @@ import { performance } from 'node:perf_hooks';
 import { BulwarkError, fsError, SeededRng, writeFileAtomic } from '../core/index.js';
 import { type ReportDoc, renderHtml, type Section } from '../report/index.js';
 import type { DemoOptions, DemoStage, DemoState, StageContext } from './stage.js';
+import { auditOpenStage, auditStage, recordStage } from './stages/audit.js';
 import { schemaStage } from './stages/schema.js';
 import { synthStage } from './stages/synth.js';
 
 /** The demo's stages in order. Later capabilities append theirs. */
-export const DEMO_STAGES: readonly DemoStage[] = [synthStage, schemaStage];
+export const DEMO_STAGES: readonly DemoStage[] = [auditOpenStage, synthStage, schemaStage, auditStage];
 
 export interface DemoReport extends ReportDoc {
   options: { quick: boolean; seed: number };
@@ -57,6 +58,7 @@ export async function runDemo(options: DemoOptions, version: string): Promise<De
         blocks: r.blocks,
       };
       if (r.summary) report.summary[stage.id] = r.summary;
+      await recordStage(state, stage, r, section.seconds ?? 0);
     } catch (e) {
       const message = e instanceof Error ? e.message : String(e);
       const code = e instanceof BulwarkError ? `${e.code}: ` : '';

@@ -1,3 +1,4 @@
+import type { AuditEventInput, AuditLog } from '../audit/index.js';
 import type { Rng } from '../core/index.js';
 import type { Dataset, Schema } from '../data/index.js';
 import type { Block } from '../report/index.js';
@@ -24,6 +25,8 @@ export interface DemoState {
   dataset?: Dataset;
   schema?: Schema;
   label?: string;
+  /** The demo's audit log while it is open: the runner records every stage in it (stages/audit.ts). */
+  audit?: AuditLog;
 }
 
 export interface StageContext {
@@ -38,6 +41,8 @@ export interface StageResult {
   /** Figures for report.json's `summary` (flat and stable, for scripts). */
   summary?: Record<string, string | number | boolean>;
   status?: 'ok' | 'skipped';
+  /** Audit events for what the stage made or used (dataset, keys, model digests), logged after it. */
+  events?: AuditEventInput[];
 }
 
 export interface DemoStage {
