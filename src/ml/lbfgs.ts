@@ -37,11 +37,24 @@ export interface LbfgsResult {
 
 /** Minimises the network's regularised mean cross-entropy on all of `data` at once. */
 export function fitLbfgs(net: Network, data: LabelledData, options: LbfgsOptions = {}): LbfgsResult {
+  checkLabelledData('training data', data, net.inputs, net.classes);
+  // Full batch: apply the input preprocessing once rather than at every evaluation.
+  const prep = net.preprocessing;
+  if (prep === null) return lbfgsCore(net, data, options);
+  const x = net.preprocessInputs(data.x);
+  net.setPreprocessing(null);
+  try {
+    return lbfgsCore(net, { x, y: data.y, rows: data.rows }, options);
+  } finally {
+    net.setPreprocessing(prep);
+  }
+}
+
+function lbfgsCore(net: Network, data: LabelledData, options: LbfgsOptions): LbfgsResult {
   const l2 = requireNumberIn('l2', options.l2 ?? 0, 0, Number.MAX_VALUE);
   const maxIt = requireInteger('maxIterations', options.maxIterations ?? 200, 1);
   const gtol = requireNumberIn('gradientTolerance', options.gradientTolerance ?? 1e-6, 0, Number.MAX_VALUE);
   const mem = requireInteger('memory', options.memory ?? 10, 1, 1000);
-  checkLabelledData('training data', data, net.inputs, net.classes);
   const cw = resolveClassWeights(options.classWeights ?? null, data, net.classes);
   const sampleWeights = cw.some((w) => w !== 1) ? Float32Array.from(data.y, (c) => cw[c] as number) : null;
 

@@ -201,6 +201,12 @@ export class Network {
     this.preprocessing = p;
   }
 
+  /** The inputs after the model's preprocessing (a copy; `x` itself when there is none). */
+  preprocessInputs(x: Float32Array): Float32Array {
+    if (x.length % this.inputs !== 0) requireLength('x', x, Math.ceil(x.length / this.inputs) * this.inputs);
+    return this.#preprocess(x);
+  }
+
   /** A deep copy. */
   clone(): Network {
     const n = new Network({ ...this.#spec(), init: 'zeros', preprocessing: this.preprocessing });
@@ -523,17 +529,9 @@ export class Network {
   #preprocess(x: Float32Array): Float32Array {
     const p = this.preprocessing;
     if (p === null) return x;
-    const d = this.inputs;
     const out = new Float32Array(x.length);
-    if (p.kind === 'sub-div') {
-      for (let i = 0; i < x.length; i += d)
-        for (let j = 0; j < d; j++)
-          out[i + j] = ((x[i + j] as number) - (p.sub[j] as number)) / (p.div[j] as number);
-    } else {
-      for (let i = 0; i < x.length; i += d)
-        for (let j = 0; j < d; j++)
-          out[i + j] = (x[i + j] as number) * (p.mul[j] as number) + (p.add[j] as number);
-    }
+    if (p.kind === 'sub-div') affineRows(x, this.inputs, p.sub, p.div, true, out);
+    else affineRows(x, this.inputs, p.mul, p.add, false, out);
     return out;
   }
 
@@ -676,6 +674,28 @@ export class Network {
     }
     for (let i = 0; i < rows; i++) sq[i] = Math.sqrt(sq[i] as number);
     return sq;
+  }
+}
+
+/**
+ * out = (x - a) / b (subDiv) or x * a + b per column of a rows x d matrix. A plain function over typed
+ * arrays (no union-typed property reads in the loop), so V8 keeps it monomorphic and fast.
+ */
+function affineRows(
+  x: Float32Array,
+  d: number,
+  a: Float32Array,
+  b: Float32Array,
+  subDiv: boolean,
+  out: Float32Array,
+): void {
+  const n = x.length;
+  if (subDiv) {
+    for (let i = 0; i < n; i += d)
+      for (let j = 0; j < d; j++) out[i + j] = ((x[i + j] as number) - (a[j] as number)) / (b[j] as number);
+  } else {
+    for (let i = 0; i < n; i += d)
+      for (let j = 0; j < d; j++) out[i + j] = (x[i + j] as number) * (a[j] as number) + (b[j] as number);
   }
 }
 

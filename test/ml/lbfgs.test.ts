@@ -40,6 +40,14 @@ describe('L-BFGS logistic regression matches scikit-learn lbfgs', () => {
     assert.ok(Math.abs(net.bias(0)[0]! - -0.05700493824792512) < 2e-4);
   });
 
+  it('applies the model preprocessing once and restores it (identity scaling: same coefficients)', () => {
+    const prep = { kind: 'sub-div' as const, sub: new Float32Array(d), div: new Float32Array(d).fill(1) };
+    const net = logisticRegression({ inputs: d, classes: 2, preprocessing: prep });
+    fitLbfgs(net, { x: X, y: yb, rows: n }, { l2, gradientTolerance: 1e-7 });
+    assert.equal(net.preprocessing, prep);
+    assert.ok(Math.abs(net.weights(0)[0]! - 1.6189544960523972) < 2e-4);
+  });
+
   it('multinomial (weights unique under L2; intercepts up to a common shift)', () => {
     const net = logisticRegression({ inputs: d, classes: 3 });
     const r = fitLbfgs(net, { x: X, y: ym, rows: n }, { l2, gradientTolerance: 1e-7 });
