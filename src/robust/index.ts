@@ -8,6 +8,21 @@ export type { EvasionBase, EvasionResult } from './attacks/evasion/common.js';
 export { type FgsmOptions, fgsm, type PgdOptions, pgd } from './attacks/evasion/pgd.js';
 export { type SquareOptions, square, squareP } from './attacks/evasion/square.js';
 export {
+  type ExtractionOptions,
+  type ExtractionPoint,
+  type ExtractionResult,
+  extractModel,
+  type SurrogateTrainer,
+} from './attacks/extraction/knockoff.js';
+export {
+  type LiraOptions,
+  liraAttack,
+  lossThresholdAttack,
+  type MembershipResult,
+  membershipSummary,
+  type ShadowTrainer,
+} from './attacks/inference/membership.js';
+export {
   type Calibration,
   conformalThreshold,
   DETECTOR_FORMAT,
@@ -67,3 +82,4 @@ export {
   requireGradients,
   softmax,
 } from './model.js';
+export { networkTrainer } from './trainers.js';

@@ -1,0 +1,116 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { isBulwarkError } from '../../src/core/index.js';
+import { logisticRegression, mlp, train } from '../../src/ml/index.js';
+import {
+  extractModel,
+  liraAttack,
+  lossThresholdAttack,
+  membershipSummary,
+  networkModel,
+  networkTrainer,
+} from '../../src/robust/index.js';
+import { blobs } from './helpers.js';
+
+describe('membership inference', () => {
+  it('summary: AUC, TPR at low FPR and advantage on a hand-checked example', () => {
+    // members 4, 3, 2, 0.5; non-members 1, 0, -1, -2: one member below one non-member.
+    const r = membershipSummary('loss-threshold', [4, 3, 2, 0.5], [1, 0, -1, -2]);
+    assert.equal(r.auc, 15 / 16);
+    assert.equal(r.advantage, 0.75);
+    assert.deepEqual(r.tprAtFpr, [
+      { fpr: 0.001, tpr: 0.75 },
+      { fpr: 0.01, tpr: 0.75 },
+    ]);
+    assert.throws(
+      () => membershipSummary('lira', [], [1]),
+      (e: unknown) => isBulwarkError(e, 'ERR_INVALID_ARGUMENT'),
+    );
+  });
+
+  // Noisy labels, few rows, a wide MLP trained long: it memorises its members.
+  const d = 8;
+  const classes = 2;
+  const data = blobs(400, d, classes, 23, 0.5);
+  for (let i = 0; i < data.rows; i += 4) data.y[i] = 1 - (data.y[i] as number);
+  const members = { x: data.x.slice(0, 200 * d), y: data.y.slice(0, 200), rows: 200 };
+  const nonMembers = { x: data.x.slice(200 * d), y: data.y.slice(200), rows: 200 };
+  const recipe = { epochs: 200, batchSize: 32, learningRate: 1e-2 };
+
+  it('an overfit model leaks: loss-threshold and LiRA AUC well above 0.5; a simple model on the same data barely', async () => {
+    const net = mlp({ inputs: d, hidden: [128], classes, rng: 3 });
+    await train(net, members, { ...recipe, seed: 3 });
+    const model = networkModel(net);
+    const yeom = await lossThresholdAttack(model, members, nonMembers);
+    assert.ok(yeom.auc > 0.7, `loss threshold AUC ${yeom.auc}`);
+    const lira = await liraAttack(model, members, nonMembers, {
+      shadows: 4,
+      trainShadow: networkTrainer(net, recipe),
+      seed: 1,
+    });
+    assert.equal(lira.shadows, 4);
+    assert.ok(lira.auc > 0.7, `LiRA AUC ${lira.auc}`);
+    // Carlini et al.'s point: the likelihood ratio finds members at low FPR where the loss threshold cannot.
+    assert.ok(
+      (lira.tprAtFpr[1]?.tpr as number) > (yeom.tprAtFpr[1]?.tpr as number) + 0.05,
+      JSON.stringify([lira.tprAtFpr, yeom.tprAtFpr]),
+    );
+    assert.ok(lira.roc.fpr.length > 10 && lira.roc.fpr[0] === 0 && lira.roc.tpr.at(-1) === 1);
+    const lr = logisticRegression({ inputs: d, classes });
+    await train(lr, members, { epochs: 30, learningRate: 0.05, seed: 1 });
+    const weak = await lossThresholdAttack(networkModel(lr), members, nonMembers);
+    assert.ok(Math.abs(weak.auc - 0.5) < 0.1, `logistic regression AUC ${weak.auc}`);
+    assert.ok(yeom.auc > weak.auc + 0.15);
+  });
+
+  it('checks its inputs', async () => {
+    const model = networkModel(logisticRegression({ inputs: d, classes }));
+    await assert.rejects(
+      lossThresholdAttack(model, { ...members, rows: 3 }, nonMembers),
+      /^members|members:/,
+    );
+    await assert.rejects(
+      liraAttack(model, members, nonMembers, {
+        shadows: 1,
+        trainShadow: networkTrainer(logisticRegression({ inputs: d, classes })),
+      }),
+      (e: unknown) => isBulwarkError(e, 'ERR_INVALID_ARGUMENT') && /^shadows/.test(e.message),
+    );
+  });
+});
+
+describe('model extraction', () => {
+  it('agreement with the victim grows with the queries and reaches > 90 %', async () => {
+    const d = 10;
+    const classes = 3;
+    const victimData = blobs(1000, d, classes, 41);
+    const victim = mlp({ inputs: d, hidden: [32], classes, rng: 1 });
+    await train(victim, victimData, { epochs: 20, learningRate: 3e-3, seed: 1 });
+    const attacker = blobs(3000, d, classes, 41); // same distribution, the attacker's own pool
+    const pool = { x: attacker.x.slice(0, 2000 * d), rows: 2000 };
+    const held = { x: attacker.x.slice(2000 * d), y: attacker.y.slice(2000), rows: 1000 };
+    const surrogate = mlp({ inputs: d, hidden: [16], classes });
+    const r = await extractModel(networkModel(victim), pool, held, {
+      budgets: [10, 100, 1000],
+      trainSurrogate: networkTrainer(surrogate, { epochs: 30, learningRate: 3e-3 }),
+      seed: 2,
+    });
+    assert.deepEqual(
+      r.points.map((p) => p.queries),
+      [10, 100, 1000],
+    );
+    const ag = r.points.map((p) => p.agreement);
+    assert.ok((ag[2] as number) > 0.9, `agreement ${ag}`);
+    assert.ok((ag[2] as number) > (ag[0] as number), `agreement ${ag}`);
+    assert.ok(r.victimAccuracy !== undefined && r.victimAccuracy > 0.9);
+    assert.equal(r.stream.rows, 1000);
+    assert.equal(r.stream.predicted?.length, 1000);
+    await assert.rejects(
+      extractModel(networkModel(victim), pool, held, {
+        budgets: [100, 50],
+        trainSurrogate: networkTrainer(surrogate),
+      }),
+      (e: unknown) => isBulwarkError(e, 'ERR_INVALID_ARGUMENT') && /^budgets\[1\]/.test(e.message),
+    );
+  });
+});
