@@ -10,6 +10,7 @@ import {
   type PreprocessStep,
   parseSchema,
   StandardScaler,
+  trainTestSplit,
 } from '../../src/data/index.js';
 
 const close = (a: ArrayLike<number>, b: readonly number[], eps = 1e-6): void => {
@@ -239,6 +240,38 @@ describe('Pipeline', () => {
     assert.throws(() => Pipeline.load({ ...p.toJSON(), version: 9 }), { code: 'ERR_PREPROCESS_STATE' });
     assert.throws(() => Pipeline.load({ ...p.toJSON(), steps: [{ kind: 'nope' }] }), {
       code: 'ERR_PREPROCESS_STATE',
+    });
+  });
+});
+
+describe('trainTestSplit', () => {
+  const ds = Dataset.fromColumns({
+    id: Array.from({ length: 1000 }, (_, i) => i),
+    y: Array.from({ length: 1000 }, (_, i) => (i % 20 === 0 ? 1 : 0)),
+  });
+
+  it('is seeded, disjoint, complete, and keeps the class balance when stratified', () => {
+    const a = trainTestSplit(ds, { testFraction: 0.2, seed: 3, stratify: 'y' });
+    const b = trainTestSplit(ds, { testFraction: 0.2, seed: 3, stratify: 'y' });
+    assert.deepEqual(a.test.numbers('id'), b.test.numbers('id'));
+    assert.equal(a.train.rowCount, 800);
+    assert.equal(a.test.rowCount, 200);
+    const ids = new Set([...a.train.numbers('id'), ...a.test.numbers('id')]);
+    assert.equal(ids.size, 1000);
+    const pos = (d: Dataset) => d.numbers('y').reduce((s, v) => s + v, 0);
+    assert.equal(pos(a.test), 10);
+    assert.equal(pos(a.train), 40);
+    const c = trainTestSplit(ds, { testFraction: 0.2, seed: 4 });
+    assert.notDeepEqual(c.test.numbers('id'), a.test.numbers('id'));
+  });
+
+  it('refuses a fraction outside (0, 1) or one that empties a set', () => {
+    assert.throws(() => trainTestSplit(ds, { testFraction: 1 }), { code: 'ERR_INVALID_ARGUMENT' });
+    assert.throws(() => trainTestSplit(ds.slice(0, 2), { testFraction: 0.1 }), {
+      code: 'ERR_INVALID_ARGUMENT',
+    });
+    assert.throws(() => trainTestSplit(ds, { testFraction: 0.5, stratify: 'nope' }), {
+      code: 'ERR_COLUMN_NOT_FOUND',
     });
   });
 });
