@@ -84,6 +84,27 @@ describe('bulwark train / predict', () => {
     assert.equal(lines.length, 601);
   });
 
+  it('fits a logistic regression by L-BFGS (--solver lbfgs)', () => {
+    const out = join(dir, 'lbfgs.onnx');
+    const r = runBulwark([
+      '--json',
+      'train',
+      '--data',
+      data,
+      '--label',
+      'label',
+      '--solver',
+      'lbfgs',
+      '--out',
+      out,
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const j = JSON.parse(r.stdout) as { solver: string; epochs: number; test: { accuracy: number } };
+    assert.equal(j.solver, 'lbfgs');
+    assert.ok(j.epochs > 2 && j.epochs <= 200);
+    assert.ok(j.test.accuracy > 0.9, `accuracy ${j.test.accuracy}`);
+  });
+
   it('trains an MLP with --hidden', () => {
     const out = join(dir, 'mlp.onnx');
     const r = runBulwark([

@@ -18,11 +18,13 @@ import {
   accuracy,
   averagePrecision,
   confusionMatrix,
+  fitLbfgs,
   type LabelledData,
   logisticRegression,
   mlp,
   type Network,
   precisionRecallF1,
+  resolveClassWeights,
   rocAuc,
   type TrainResult,
   toOnnx,
@@ -44,6 +46,8 @@ const MISSING = '<missing>';
 export interface TrainTabularOptions {
   label: string;
   model: 'logreg' | 'mlp';
+  /** `adam` (default), `sgd` (with momentum) or `lbfgs` (full batch; `epochs` is then its iteration limit). */
+  solver?: 'adam' | 'sgd' | 'lbfgs';
   hidden?: readonly number[];
   activation?: ActivationName;
   epochs?: number;
@@ -261,19 +265,44 @@ export async function trainTabular(ds: Dataset, o: TrainTabularOptions): Promise
   const epochs = o.epochs ?? 20;
   const batchSize = o.batchSize ?? 128;
   const batches = Math.ceil(tr.rows / batchSize);
-  const training = await train(net, trainData, {
-    epochs,
-    batchSize,
-    learningRate: o.learningRate ?? (o.model === 'logreg' ? 0.01 : 1e-3),
-    l2: o.l2 ?? 1 / tr.rows,
-    seed,
-    classWeights: o.classWeights ?? null,
-    onProgress: (p) =>
-      o.onProgress?.((p.epoch - 1) * batches + p.batch, epochs * batches, {
-        epoch: p.epoch,
-        loss: p.loss.toFixed(4),
-      }),
-  });
+  const l2 = o.l2 ?? 1 / tr.rows;
+  const solver = o.solver ?? 'adam';
+  let training: TrainResult;
+  if (solver === 'lbfgs') {
+    // Full batch, to convergence (scikit-learn's default solver); one "epoch" per iteration in the history.
+    const maxIterations = o.epochs ?? 200;
+    const history: TrainResult['history'] = [];
+    fitLbfgs(net, trainData, {
+      l2,
+      maxIterations,
+      classWeights: o.classWeights ?? null,
+      onIteration: (it, loss) => {
+        history.push({ epoch: it, loss });
+        o.onProgress?.(it, maxIterations, { iteration: it, loss: loss.toFixed(4) });
+      },
+    });
+    training = {
+      history,
+      bestEpoch: history.length,
+      stoppedEarly: false,
+      classWeights: resolveClassWeights(o.classWeights ?? null, trainData, classes),
+    };
+  } else {
+    training = await train(net, trainData, {
+      epochs,
+      batchSize,
+      optimizer: solver,
+      learningRate: o.learningRate ?? (solver === 'sgd' ? 0.05 : o.model === 'logreg' ? 0.01 : 1e-3),
+      l2,
+      seed,
+      classWeights: o.classWeights ?? null,
+      onProgress: (p) =>
+        o.onProgress?.((p.epoch - 1) * batches + p.batch, epochs * batches, {
+          epoch: p.epoch,
+          loss: p.loss.toFixed(4),
+        }),
+    });
+  }
   let test: TabularMetrics = {
     rows: 0,
     accuracy: Number.NaN,
@@ -344,7 +373,13 @@ export function registerTrainCommand(program: Command): void {
     .option('--schema <file>', 'schema YAML the data must match (types, bounds, categories)')
     .option('--hidden <sizes>', 'hidden layer sizes of the MLP, e.g. 128,64', listOption(intOption(1, 65536)))
     .option('--activation <name>', `MLP activation: ${ACTIVATIONS.join(', ')}`, oneOf(ACTIVATIONS), 'relu')
-    .option('--epochs <n>', 'passes over the training data', intOption(1, 100000), 20)
+    .option(
+      '--solver <name>',
+      'adam, sgd (with momentum) or lbfgs (full batch)',
+      oneOf(['adam', 'sgd', 'lbfgs'] as const),
+      'adam',
+    )
+    .option('--epochs <n>', 'passes over the training data (lbfgs: iteration limit)', intOption(1, 100000))
     .option('--batch-size <n>', 'examples per step', intOption(1, 1 << 20), 128)
     .option('--lr <rate>', 'learning rate (default 0.01 logreg, 0.001 mlp)', floatOption(1e-9, 10))
     .option(
@@ -377,10 +412,11 @@ of the exported model, and the preprocessing and class values are stored in the 
         label: string;
         out: string;
         model: 'logreg' | 'mlp';
+        solver: 'adam' | 'sgd' | 'lbfgs';
         schema?: string;
         hidden?: number[];
         activation: ActivationName;
-        epochs: number;
+        epochs?: number;
         batchSize: number;
         lr?: number;
         l2?: number;
@@ -406,6 +442,7 @@ of the exported model, and the preprocessing and class values are stored in the 
         r = await trainTabular(ds, {
           label: o.label,
           model: o.model,
+          solver: o.solver,
           hidden: o.hidden,
           activation: o.activation,
           epochs: o.epochs,
@@ -433,6 +470,7 @@ of the exported model, and the preprocessing and class values are stored in the 
         {
           out,
           model: o.model,
+          solver: o.solver,
           architecture: [r.network.inputs, ...r.network.hidden, r.network.classes],
           label: o.label,
           classes: r.classValues,
@@ -444,7 +482,7 @@ of the exported model, and the preprocessing and class values are stored in the 
         },
         () =>
           [
-            `Trained ${o.model} [${[r.network.inputs, ...r.network.hidden, r.network.classes].join('-')}] on ${r.trainRows} rows, ${r.training.history.length} epochs (final loss ${last?.loss.toFixed(4)}).`,
+            `Trained ${o.model} [${[r.network.inputs, ...r.network.hidden, r.network.classes].join('-')}] on ${r.trainRows} rows, ${r.training.history.length} ${o.solver === 'lbfgs' ? 'L-BFGS iterations' : 'epochs'} (final loss ${last?.loss.toFixed(4)}).`,
             `Test (${r.test.rows} rows): accuracy ${pct(r.test.accuracy)}, precision ${pct(r.test.precision)}, recall ${pct(r.test.recall)}, F1 ${pct(r.test.f1)}${
               r.test.rocAuc !== undefined
                 ? `, ROC AUC ${r.test.rocAuc.toFixed(4)}, PR AUC ${r.test.averagePrecision?.toFixed(4)}`
