@@ -72,8 +72,14 @@ export function gemm(
   const w = backend === 'auto' ? (parallelGemm() ?? wasmGemm()) : null;
   // Below ~4k multiply-adds the copies into WebAssembly memory cost more than they save.
   if (w !== null && m * n * k >= 4096) {
-    w(transA, transB, m, n, k, a, b, c, accumulate);
-    return;
+    try {
+      w(transA, transB, m, n, k, a, b, c, accumulate);
+      return;
+    } catch (e) {
+      // The operands did not fit in WebAssembly memory (RangeError from memory.grow, before C is
+      // touched): fall through to the JavaScript loop.
+      if (!(e instanceof RangeError)) throw e;
+    }
   }
   gemmJs(transA, transB, m, n, k, a, b, c, accumulate);
 }
