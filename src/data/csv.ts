@@ -431,6 +431,8 @@ async function* rowIterator(
 }
 
 /** Incremental builder of one column while its type may still change. */
+const INTERN_LIMIT = 4096;
+
 class ColumnBuilder {
   readonly name: string;
   type: ColumnType | undefined;
@@ -440,11 +442,29 @@ class ColumnBuilder {
   length = 0;
   /** Set when a value did not fit the inferred type: the file must be read again. */
   misfit = false;
+  /**
+   * Canonical copies of a low-cardinality string column's values: one string per distinct value
+   * instead of one per row keeps the old generation small (fewer objects for the GC to mark). Dropped
+   * once the column shows more than INTERN_LIMIT distinct values.
+   */
+  intern: Map<string, string> | undefined = new Map();
 
   constructor(name: string, type: ColumnType | undefined) {
     this.name = name;
     this.type = type;
     this.forced = type !== undefined;
+  }
+
+  pushString(s: string | null): void {
+    const m = this.intern;
+    if (s !== null && m !== undefined) {
+      const c = m.get(s);
+      if (c !== undefined) s = c;
+      else if (m.size < INTERN_LIMIT) m.set(s, s);
+      else this.intern = undefined;
+    }
+    this.strs.push(s);
+    this.length++;
   }
 
   pushNumber(x: number): void {
@@ -554,8 +574,7 @@ async function readPass(
       const map = maps[j];
       if (map !== undefined) s = map.get(s) ?? s;
       if (b.type === 'string') {
-        b.strs.push(missing.has(s) ? null : s);
-        b.length++;
+        b.pushString(missing.has(s) ? null : s);
         continue;
       }
       if (missing.has(s)) {
