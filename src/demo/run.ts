@@ -5,11 +5,12 @@ import { BulwarkError, fsError, SeededRng, writeFileAtomic } from '../core/index
 import { type ReportDoc, renderHtml, type Section } from '../report/index.js';
 import type { DemoOptions, DemoStage, DemoState, StageContext } from './stage.js';
 import { auditOpenStage, auditStage, recordStage } from './stages/audit.js';
+import { protectStage } from './stages/protect.js';
 import { schemaStage } from './stages/schema.js';
 import { synthStage } from './stages/synth.js';
 
 /** The demo's stages in order. Later capabilities append theirs. */
-export const DEMO_STAGES: readonly DemoStage[] = [auditOpenStage, synthStage, schemaStage, auditStage];
+export const DEMO_STAGES: readonly DemoStage[] = [auditOpenStage, synthStage, schemaStage, protectStage, auditStage];
 
 export interface DemoReport extends ReportDoc {
   options: { quick: boolean; seed: number };
