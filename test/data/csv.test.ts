@@ -10,6 +10,8 @@ import {
   Dataset,
   isSafeNumber,
   openCsv,
+  parseNumber,
+  parseTimestamp,
   readCsvDataset,
   readCsvHeader,
   writeCsv,
@@ -348,5 +350,81 @@ describe('CSV writing', () => {
     const ds = await readCsvDataset(p);
     assert.equal(ds.rowCount, 50_000);
     assert.equal(ds.numbers('sq')[49_999], 49_999 * 49_999);
+  });
+});
+
+function isLeap(y: number): boolean {
+  return (y % 4 === 0 && y % 100 !== 0) || y % 400 === 0;
+}
+
+function daysInMonth(y: number, m: number): number {
+  return m === 2 ? (isLeap(y) ? 29 : 28) : [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][m - 1]!;
+}
+
+describe('number and timestamp parsing', () => {
+  it('parseNumber accepts decimal numbers only', () => {
+    for (const [s, x] of [
+      ['12', 12],
+      ['-3.5', -3.5],
+      ['+4', 4],
+      ['.5', 0.5],
+      ['5.', 5],
+      ['1e-3', 0.001],
+      ['1E3', 1000],
+    ] as const)
+      assert.equal(parseNumber(s), x, s);
+    for (const s of [
+      '',
+      ' 1',
+      '1 ',
+      '0x1f',
+      '0b1',
+      '0o7',
+      'NaN',
+      'Infinity',
+      '-Infinity',
+      '1e999',
+      '1,5',
+      '.',
+      '-',
+      'e5',
+    ])
+      assert.ok(Number.isNaN(parseNumber(s)), s);
+  });
+
+  it('parseTimestamp agrees with Date.parse on generated ISO 8601 strings with a zone, and with UTC without', () => {
+    const rng = new SeededRng(11);
+    const p2 = (v: number) => String(v).padStart(2, '0');
+    for (let i = 0; i < 3000; i++) {
+      const y = String(rng.int(2) === 0 ? 1900 + rng.int(200) : rng.int(10_000)).padStart(4, '0');
+      const mo = p2(1 + rng.int(12));
+      const d = p2(1 + rng.int(31));
+      const time = `${p2(rng.int(24))}:${p2(rng.int(60))}:${p2(rng.int(60))}`;
+      const frac = rng.bernoulli(0.3) ? `.${String(rng.int(1000)).padStart(3, '0')}` : '';
+      const zone = rng.bernoulli(0.5)
+        ? 'Z'
+        : `${rng.bernoulli(0.5) ? '+' : '-'}${p2(rng.int(15))}:${p2(rng.int(60))}`;
+      // Date.parse rolls 31 February over into March; parseTimestamp refuses impossible dates.
+      const possible = Number(d) <= daysInMonth(Number(y), Number(mo));
+      for (const s of [`${y}-${mo}-${d}`, `${y}-${mo}-${d}T${time}${frac}${zone}`]) {
+        if (possible) assert.equal(parseTimestamp(s), Date.parse(s), s);
+        else assert.ok(Number.isNaN(parseTimestamp(s)), s);
+      }
+      if (!possible) continue;
+      assert.equal(parseTimestamp(`${y}-${mo}-${d} ${time}`), Date.parse(`${y}-${mo}-${d}T${time}Z`));
+    }
+    // Impossible dates and times are refused (Date.parse would roll some of them over).
+    for (const s of [
+      '2023-02-29',
+      '2024-13-01',
+      '2024-04-31',
+      '2024-01-01T24:00:00Z',
+      '2024-01-01T10:60:00Z',
+      '2024-1-01',
+      '20240101',
+    ])
+      assert.ok(Number.isNaN(parseTimestamp(s)), s);
+    assert.equal(parseTimestamp('2024-02-29'), Date.UTC(2024, 1, 29));
+    assert.equal(parseTimestamp('0050-06-01'), Date.parse('0050-06-01'));
   });
 });
