@@ -393,7 +393,7 @@ export class AuditLog {
 
   /**
    * Verifies the whole log without trusting the store: recomputes every leaf hash from the entry
-   * bytes, checks each entry's schema, canonical form and position, rebuilds the tree and compares
+   * bytes, checks each entry's envelope (with `schema`, its data too), canonical form and position, rebuilds the tree and compares
    * it with every cached subtree, with the root of every checkpoint (whose signature is checked with
    * `publicKey`, or the key recorded in the log when none is given) and with the current head, and
    * checks a consistency proof between successive checkpoints. Throws the first failure found, with
@@ -405,6 +405,8 @@ export class AuditLog {
       publicKey?: string | NoteVerifier;
       onProgress?: (done: number, total: number) => void;
       pageSize?: number;
+      /** Also check every entry's data against its type's schema (slower; default false). */
+      schema?: boolean;
     } = {},
   ): Promise<VerifyReport> {
     const t0 = performance.now();
@@ -475,8 +477,9 @@ export class AuditLog {
           });
         const leaf = leafHash(row.body);
         if (!leaf.equals(row.leaf)) throw corrupt(row.index, 'its bytes do not match its stored leaf hash');
-        const e = decodeEntry(row.body);
-        if (!e) throw corrupt(row.index, 'it is not a canonical, schema-valid entry');
+        const e = decodeEntry(row.body, { schema: options.schema ?? false });
+        if (!e)
+          throw corrupt(row.index, `it is not a canonical${options.schema ? ', schema-valid' : ''} entry`);
         if (e.index !== row.index)
           throw new BulwarkError(
             'ERR_AUDIT_ENTRY_ORDER',

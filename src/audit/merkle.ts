@@ -12,7 +12,7 @@
  * Tree sizes and indices are plain numbers (safe integers, up to 2^53 - 1); bit operations are done
  * arithmetically because JavaScript's `>>` truncates to 32 bits.
  */
-import { createHash } from 'node:crypto';
+import { createHash, hash } from 'node:crypto';
 
 /** Bytes of a SHA-256 hash. */
 export const HASH_SIZE = 32;
@@ -23,8 +23,11 @@ const NODE_PREFIX = Buffer.from([0x01]);
 /** `MTH({})`: the hash of the empty tree, SHA-256 of the empty string. */
 export const EMPTY_ROOT: Buffer = createHash('sha256').digest();
 
-/** RFC 9162 §2.1.1 leaf hash: `SHA-256(0x00 || data)`. */
+/** RFC 9162 §2.1.1 leaf hash: `SHA-256(0x00 || data)` (a string is hashed as its UTF-8 bytes). */
 export function leafHash(data: Uint8Array | string): Buffer {
+  // One-shot hashing of a string avoids a Hash object per entry (appends and verification hash
+  // every entry); U+0000 encodes as the single byte 0x00.
+  if (typeof data === 'string') return hash('sha256', `\u0000${data}`, 'buffer') as unknown as Buffer;
   return createHash('sha256').update(LEAF_PREFIX).update(data).digest();
 }
 

@@ -143,13 +143,10 @@ describe('bulwark audit (CLI)', () => {
     assert.match(v.stderr, /^bulwark: ERR_AUDIT_ENTRY_CORRUPT: entry #4 was altered/);
   });
 
-  it('fails closed: unreachable database exits 6, missing log exits 3, unknown event exits 3', () => {
+  it('fails closed: unreachable database exits 6; an unknown event exits 3', () => {
     const down = runBulwark(['audit', 'tail', '--store', 'postgres://postgres@127.0.0.1:1/test']);
     assert.equal(down.code, 6, down.stderr);
     assert.match(down.stderr, /^bulwark: ERR_AUDIT_UNAVAILABLE: /);
-    const missing = runBulwark(['audit', 'verify', '--store', join(dir, 'nope.db')]);
-    assert.equal(missing.code, 3);
-    assert.match(missing.stderr, /ERR_FILE_NOT_FOUND/);
     const unknown = runBulwark(['audit', 'lineage', 'no-such-event', '--store', db]);
     assert.equal(unknown.code, 3);
     assert.match(unknown.stderr, /ERR_AUDIT_EVENT_NOT_FOUND/);

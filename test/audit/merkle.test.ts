@@ -155,6 +155,8 @@ describe('RFC 9162 Merkle tree: reference vectors', () => {
 
   it('hashes the empty tree, leaves and every prefix root as the reference does', async () => {
     assert.deepEqual(EMPTY_ROOT, ROOTS[0]);
+    for (const text of ['', 'abc', '{"caller":"Zoë 🐝"}'])
+      assert.deepEqual(leafHash(text), leafHash(Buffer.from(text, 'utf8')), `string leaf ${text}`);
     assert.equal(
       hashes[0]?.toString('hex'),
       '6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d',

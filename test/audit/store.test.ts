@@ -284,7 +284,9 @@ for (const makeFixture of FIXTURES) {
       it('a corrupted entry: ERR_AUDIT_ENTRY_CORRUPT', async () => {
         const fx = fresh();
         await buildLog(fx, signer);
-        await fx.exec(`UPDATE entries SET body = replace(body, '"caller":"', '"caller":"eve-') WHERE idx = 20`);
+        await fx.exec(
+          `UPDATE entries SET body = replace(body, '"caller":"', '"caller":"eve-') WHERE idx = 20`,
+        );
         await withLog(fx, signer, (log) =>
           assert.rejects(log.verify({ publicKey: vkey }), code('ERR_AUDIT_ENTRY_CORRUPT')),
         );
@@ -408,6 +410,15 @@ for (const makeFixture of FIXTURES) {
 }
 
 describe('fail closed when the store is unreachable', () => {
+  it('a log that does not exist is not created by readers', async () => {
+    const fx = FIXTURES[0]();
+    const missing = { ...(fx.spec as { kind: 'sqlite'; path: string }), create: false };
+    await assert.rejects(AuditLog.open({ store: missing }), code('ERR_FILE_NOT_FOUND'));
+    const noSchema: AuditStoreSpec = { kind: 'postgres', url: PG_URL, schema: 'audit_no_such_schema', create: false };
+    await assert.rejects(AuditLog.open({ store: noSchema }), code('ERR_AUDIT_STORE_INVALID'));
+    await fx.cleanup();
+  });
+
   it('PostgreSQL not listening: open fails with ERR_AUDIT_UNAVAILABLE', async () => {
     const spec: AuditStoreSpec = {
       kind: 'postgres',

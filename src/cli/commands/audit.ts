@@ -1,21 +1,14 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { type Command, InvalidArgumentError } from 'commander';
-import {
-  AuditLog,
-  type AuditStoreSpec,
-  describeEvent,
-  generateSignerKey,
-  type InclusionBundle,
-  type NoteSigner,
-  parseSignerKey,
-  parseVerifierKey,
-  verifyInclusionBundle,
-} from '../../audit/index.js';
+import type { AuditLog, AuditStoreSpec, InclusionBundle, NoteSigner } from '../../audit/index.js';
 import { BulwarkError, fsError, writeFileAtomic } from '../../core/index.js';
 import { intOption } from '../options.js';
 import { ioOf } from '../program.js';
 import { startProgress } from '../progress.js';
+
+/** The audit library, loaded on first use so other commands do not pay for pg and better-sqlite3. */
+const lib = () => import('../../audit/index.js');
 
 interface StoreOpts {
   store?: string;
@@ -48,14 +41,14 @@ function readText(path: string, what: string): string {
 }
 
 /** A signing key file (`PRIVATE+KEY+...`, as written by `audit keygen`). */
-function loadSigner(path: string): NoteSigner {
-  return parseSignerKey(readText(path, 'signing key file'));
+async function loadSigner(path: string): Promise<NoteSigner> {
+  return (await lib()).parseSignerKey(readText(path, 'signing key file'));
 }
 
 /** `--key`: a public key `name+id+key`, or a file holding one. */
-function loadVerifierKey(v: string): string {
+async function loadVerifierKey(v: string): Promise<string> {
   const text = existsSync(v) ? readText(v, 'public key file').trim() : v.trim();
-  parseVerifierKey(text);
+  (await lib()).parseVerifierKey(text);
   return text;
 }
 
@@ -69,7 +62,7 @@ async function withLog<T>(
   signer: NoteSigner | undefined,
   fn: (log: AuditLog) => Promise<T>,
 ) {
-  const log = await AuditLog.open({ store: spec, ...(signer ? { signer } : {}) });
+  const log = await (await lib()).AuditLog.open({ store: spec, ...(signer ? { signer } : {}) });
   try {
     return await fn(log);
   } finally {
@@ -105,7 +98,7 @@ export function registerAuditCommands(program: Command): void {
         throw new BulwarkError('ERR_FILE_EXISTS', `key file exists, not overwriting: ${out}`, {
           details: { path: out },
         });
-      const k = generateSignerKey(o.name);
+      const k = (await lib()).generateSignerKey(o.name);
       await writeFileAtomic(out, `${k.skey}\n`, { mode: 0o600 });
       await writeFileAtomic(`${out}.pub`, `${k.vkey}\n`);
       io.result({ name: o.name, publicKey: k.vkey, keyFile: out, publicKeyFile: `${out}.pub` }, () =>
@@ -130,7 +123,7 @@ export function registerAuditCommands(program: Command): void {
           if (e instanceof BulwarkError) throw e;
           throw new BulwarkError('ERR_AUDIT_PROOF_INVALID', `${o.proof}: not JSON`);
         }
-        const v = verifyInclusionBundle(bundle, loadVerifierKey(o.key));
+        const v = (await lib()).verifyInclusionBundle(bundle, await loadVerifierKey(o.key));
         io.result(
           {
             ok: true,
@@ -145,7 +138,7 @@ export function registerAuditCommands(program: Command): void {
         );
         return;
       }
-      const publicKey = o.key ? loadVerifierKey(o.key) : undefined;
+      const publicKey = o.key ? await loadVerifierKey(o.key) : undefined;
       const report = await withLog(storeSpec(storeOf(this), false), undefined, async (log) => {
         const { size } = await log.head();
         const bar = startProgress(io, 'verify', size, 'entries');
@@ -181,7 +174,7 @@ export function registerAuditCommands(program: Command): void {
     .action(async function (this: Command, eventId: string) {
       const o = this.opts<{ size?: number; signingKey?: string; out?: string }>();
       const io = ioOf(this);
-      const signer = o.signingKey ? loadSigner(o.signingKey) : undefined;
+      const signer = o.signingKey ? await loadSigner(o.signingKey) : undefined;
       const bundle: InclusionBundle = await withLog(storeSpec(storeOf(this), false), signer, (log) =>
         log.prove(eventId, o.size),
       );
@@ -203,6 +196,7 @@ export function registerAuditCommands(program: Command): void {
       const o = this.opts<{ count: number }>();
       const io = ioOf(this);
       const entries = await withLog(storeSpec(storeOf(this), false), undefined, (log) => log.tail(o.count));
+      const { describeEvent } = await lib();
       io.result(entries, () =>
         entries.length === 0
           ? '(the log is empty)'
@@ -222,7 +216,7 @@ export function registerAuditCommands(program: Command): void {
     .action(async function (this: Command) {
       const o = this.opts<{ signingKey?: string; out?: string }>();
       const io = ioOf(this);
-      const signer = o.signingKey ? loadSigner(o.signingKey) : undefined;
+      const signer = o.signingKey ? await loadSigner(o.signingKey) : undefined;
       const cp = await withLog(storeSpec(storeOf(this), signer !== undefined), signer, async (log) => {
         if (signer) return log.checkpoint();
         const all = await log.checkpoints();
@@ -247,6 +241,7 @@ export function registerAuditCommands(program: Command): void {
     .action(async function (this: Command, eventId: string) {
       const io = ioOf(this);
       const lin = await withLog(storeSpec(storeOf(this), false), undefined, (log) => log.lineage(eventId));
+      const { describeEvent } = await lib();
       io.result(lin, () =>
         [
           ...lin.nodes.map(
