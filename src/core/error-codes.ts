@@ -89,9 +89,25 @@ export const errorCodes = {
     summary: 'A long operation was cancelled (Ctrl-C or an abort signal); its output was not written.',
   },
   // privacy
+  ERR_PRIVACY_BUDGET_EXCEEDED: {
+    exit: ExitCode.security,
+    summary: 'A DP operation would spend more (epsilon, delta) than the budget left: refused, nothing released.',
+  },
+  ERR_PRIVACY_BUDGET_UNSET: {
+    exit: ExitCode.security,
+    summary: 'No privacy budget is set for the dataset (or analyst) a DP operation spends from: refused.',
+  },
   ERR_PRIVACY_UNACHIEVABLE: {
     exit: ExitCode.usage,
     summary: 'The privacy target cannot be met with the parameters given (noise would be unbounded).',
+  },
+  ERR_LEDGER_UNAVAILABLE: {
+    exit: ExitCode.unavailable,
+    summary: 'The privacy budget ledger cannot be reached or failed mid-spend: refused, nothing released.',
+  },
+  ERR_LEDGER_INVALID: {
+    exit: ExitCode.input,
+    summary: 'The budget ledger store is not a ledger of this format, or its stored totals are inconsistent.',
   },
   // ml
   ERR_SHAPE_MISMATCH: {

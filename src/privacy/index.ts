@@ -44,6 +44,23 @@ export {
   rdpToEpsilon,
 } from './accountants/rdp-analysis.js';
 export {
+  BUDGET_TOLERANCE,
+  type Budget,
+  type BudgetLedger,
+  type BudgetStatus,
+  LEDGER_FORMAT,
+  LEDGER_VERSION,
+  type LedgerSpec,
+  parseLedgerLocation,
+  type SpendReceipt,
+  type SpendRecord,
+  type SpendRequest,
+  type SpendSink,
+} from './ledger/ledger.js';
+export { type AuditAppender, auditSpendSink, openLedger } from './ledger/open.js';
+export { PgLedger, type PgLedgerOptions } from './ledger/postgres.js';
+export { SqliteLedger, type SqliteLedgerOptions } from './ledger/sqlite.js';
+export {
   bernoulliExpNeg,
   bernoulliRational,
   discreteGaussianRational,

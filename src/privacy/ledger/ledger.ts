@@ -1,0 +1,284 @@
+/**
+ * The privacy budget ledger: a total (ε, δ) per dataset, optionally split per analyst, and every spend
+ * against it. Every DP operation spends through {@link BudgetLedger.spend} BEFORE it releases anything:
+ * the spend is one transaction that locks the dataset's budget row, checks that the new totals stay
+ * within the budget (and within the analyst's, when the dataset has per-analyst budgets), records the
+ * spend and commits — or refuses with ERR_PRIVACY_BUDGET_EXCEEDED, spending nothing. A ledger that
+ * cannot be reached refuses too (ERR_LEDGER_UNAVAILABLE): Bulwark fails closed.
+ *
+ * Across ledger entries, spends compose by basic composition (ε and δ add up), which is always sound;
+ * each entry's own (ε, δ) comes from the operation's accountant (RDP or PLD for DP-SGD).
+ *
+ * Totals are doubles; a spend is allowed when the new total is within 1e-9 (relative) of the budget, so
+ * that ten spends of 0.1 fit a budget of 1 despite binary rounding. The overshoot this permits is at
+ * most 1e-9 of the budget.
+ */
+import { BulwarkError, invalidArgument } from '../../core/index.js';
+import { requireDelta } from '../params.js';
+
+/** An (ε, δ) pair. */
+export interface Budget {
+  readonly epsilon: number;
+  readonly delta: number;
+}
+
+/** What a DP operation asks to spend. */
+export interface SpendRequest {
+  /** The dataset the operation reads. */
+  dataset: string;
+  /** Who runs it (checked against the analyst's budget when the dataset has per-analyst budgets). */
+  analyst?: string;
+  epsilon: number;
+  /** Default 0 (pure ε-DP). */
+  delta?: number;
+  /** What is being released, e.g. `query.count`, `train.dp-sgd`. */
+  operation: string;
+  /** Non-secret facts about the operation (accountant, noise multiplier, column...). */
+  details?: Readonly<Record<string, string | number | boolean | null>>;
+}
+
+/** A committed spend. */
+export interface SpendRecord {
+  readonly id: string;
+  readonly dataset: string;
+  /** The analyst, or null for a dataset-level spend. */
+  readonly analyst: string | null;
+  readonly epsilon: number;
+  readonly delta: number;
+  readonly operation: string;
+  readonly details: Readonly<Record<string, string | number | boolean | null>>;
+  /** ISO-8601 time of the commit. */
+  readonly at: string;
+}
+
+/** What {@link BudgetLedger.spend} returns: the record and what is left of the dataset's budget. */
+export interface SpendReceipt extends SpendRecord {
+  readonly remaining: Budget;
+}
+
+/** The state of one budget. */
+export interface BudgetStatus {
+  readonly dataset: string;
+  readonly analyst: string | null;
+  readonly total: Budget;
+  readonly spent: Budget;
+  readonly remaining: Budget;
+  /** Number of spends recorded against it. */
+  readonly spends: number;
+}
+
+/** Called after each committed spend, e.g. to append an audit event. If it throws, the caller must not release. */
+export type SpendSink = (record: SpendRecord) => Promise<void> | void;
+
+/** A budget ledger (SQLite or PostgreSQL). */
+export interface BudgetLedger {
+  readonly kind: 'sqlite' | 'postgres';
+  /** A description of where it lives, without credentials. */
+  readonly location: string;
+  /**
+   * Sets (or changes) the total budget of a dataset, or of one analyst on it. Spends so far still count:
+   * lowering a total below what was spent leaves nothing to spend.
+   */
+  setBudget(dataset: string, total: Budget, options?: { analyst?: string }): Promise<BudgetStatus>;
+  /** Spends atomically, or throws ERR_PRIVACY_BUDGET_EXCEEDED / ERR_PRIVACY_BUDGET_UNSET / ERR_LEDGER_UNAVAILABLE. */
+  spend(request: SpendRequest): Promise<SpendReceipt>;
+  /** The budget of a dataset (or of an analyst on it); ERR_PRIVACY_BUDGET_UNSET when there is none. */
+  status(dataset: string, options?: { analyst?: string }): Promise<BudgetStatus>;
+  /** The spends on a dataset, oldest first. */
+  history(dataset: string, options?: { analyst?: string; limit?: number }): Promise<SpendRecord[]>;
+  close(): Promise<void>;
+}
+
+/** The stored format of a ledger, checked on open (ERR_LEDGER_INVALID on mismatch). */
+export const LEDGER_FORMAT = 'bulwark.privacy-ledger';
+export const LEDGER_VERSION = 1;
+
+/** Relative slack for floating-point sums (see the module documentation). */
+export const BUDGET_TOLERANCE = 1e-9;
+
+/** Checks a dataset or analyst name: 1-256 characters, no control characters, not starting with a space. */
+export function requireName(name: string, v: unknown): string {
+  const ok =
+    typeof v === 'string' &&
+    v.length >= 1 &&
+    v.length <= 256 &&
+    !/^\s/.test(v) &&
+    [...v].every((ch) => (ch.codePointAt(0) as number) >= 0x20 && ch !== '\u007f');
+  if (!ok) throw invalidArgument(name, 'a name of 1-256 characters without control characters', v);
+  return v;
+}
+
+/** Validates a budget's (ε, δ). */
+export function checkBudget(b: Budget): Budget {
+  if (typeof b !== 'object' || b === null) throw invalidArgument('budget', 'an { epsilon, delta } object', b);
+  if (typeof b.epsilon !== 'number' || !Number.isFinite(b.epsilon) || b.epsilon < 0)
+    throw invalidArgument('budget.epsilon', 'a finite epsilon >= 0', b.epsilon);
+  requireDelta('budget.delta', b.delta, { allowZero: true });
+  return { epsilon: b.epsilon, delta: b.delta };
+}
+
+/** Validates a spend request up front; returns it normalised (delta defaulted to 0). */
+export function checkSpendRequest(
+  r: SpendRequest,
+): Required<Omit<SpendRequest, 'analyst'>> & { analyst: string | null } {
+  if (typeof r !== 'object' || r === null) throw invalidArgument('spend', 'a spend request object', r);
+  const dataset = requireName('dataset', r.dataset);
+  const analyst = r.analyst === undefined ? null : requireName('analyst', r.analyst);
+  if (typeof r.epsilon !== 'number' || !Number.isFinite(r.epsilon) || r.epsilon < 0)
+    throw invalidArgument('epsilon', 'a finite epsilon >= 0', r.epsilon);
+  const delta = r.delta ?? 0;
+  requireDelta('delta', delta, { allowZero: true });
+  const operation = requireName('operation', r.operation);
+  const details = r.details ?? {};
+  for (const [k, v] of Object.entries(details)) {
+    const ok =
+      v === null ||
+      typeof v === 'boolean' ||
+      typeof v === 'string' ||
+      (typeof v === 'number' && Number.isFinite(v));
+    if (!ok) throw invalidArgument(`details.${k}`, 'a string, finite number, boolean or null', v);
+  }
+  return { dataset, analyst, epsilon: r.epsilon, delta, operation, details };
+}
+
+/** One stored budget row. */
+export interface BudgetRow {
+  epsilonTotal: number;
+  deltaTotal: number;
+  epsilonSpent: number;
+  deltaSpent: number;
+}
+
+function fits(spent: number, add: number, total: number): boolean {
+  return spent + add <= total * (1 + BUDGET_TOLERANCE) + Number.MIN_VALUE;
+}
+
+function fmt(x: number): string {
+  return Number.parseFloat(x.toPrecision(6)).toString();
+}
+
+/**
+ * The decision at the heart of a spend, on rows read under the lock: throws ERR_PRIVACY_BUDGET_UNSET or
+ * ERR_PRIVACY_BUDGET_EXCEEDED, else returns the new spent totals.
+ */
+export function decideSpend(
+  req: { dataset: string; analyst: string | null; epsilon: number; delta: number },
+  datasetRow: BudgetRow | undefined,
+  analystRow: BudgetRow | undefined,
+  datasetHasAnalystBudgets: boolean,
+): { dataset: Budget; analyst: Budget | null } {
+  if (datasetRow === undefined) {
+    throw new BulwarkError(
+      'ERR_PRIVACY_BUDGET_UNSET',
+      `no privacy budget is set for dataset "${req.dataset}"`,
+      {
+        details: { dataset: req.dataset },
+      },
+    );
+  }
+  if (req.analyst !== null && analystRow === undefined && datasetHasAnalystBudgets) {
+    throw new BulwarkError(
+      'ERR_PRIVACY_BUDGET_UNSET',
+      `dataset "${req.dataset}" has per-analyst budgets and none is set for analyst "${req.analyst}"`,
+      { details: { dataset: req.dataset, analyst: req.analyst } },
+    );
+  }
+  if (req.analyst === null && datasetHasAnalystBudgets) {
+    throw new BulwarkError(
+      'ERR_PRIVACY_BUDGET_UNSET',
+      `dataset "${req.dataset}" has per-analyst budgets: the spend must name an analyst`,
+      { details: { dataset: req.dataset } },
+    );
+  }
+  const check = (row: BudgetRow, who: string) => {
+    if (
+      !fits(row.epsilonSpent, req.epsilon, row.epsilonTotal) ||
+      !fits(row.deltaSpent, req.delta, row.deltaTotal)
+    ) {
+      const leftE = Math.max(0, row.epsilonTotal - row.epsilonSpent);
+      const leftD = Math.max(0, row.deltaTotal - row.deltaSpent);
+      throw new BulwarkError(
+        'ERR_PRIVACY_BUDGET_EXCEEDED',
+        `${who}: spending epsilon ${fmt(req.epsilon)}, delta ${fmt(req.delta)} would exceed the budget (left: epsilon ${fmt(leftE)}, delta ${fmt(leftD)} of ${fmt(row.epsilonTotal)}, ${fmt(row.deltaTotal)})`,
+        {
+          details: {
+            dataset: req.dataset,
+            analyst: req.analyst,
+            epsilon: req.epsilon,
+            delta: req.delta,
+            epsilonLeft: leftE,
+            deltaLeft: leftD,
+          },
+        },
+      );
+    }
+  };
+  check(datasetRow, `dataset "${req.dataset}"`);
+  if (analystRow !== undefined) check(analystRow, `analyst "${req.analyst}" on dataset "${req.dataset}"`);
+  return {
+    dataset: { epsilon: datasetRow.epsilonSpent + req.epsilon, delta: datasetRow.deltaSpent + req.delta },
+    analyst:
+      analystRow === undefined
+        ? null
+        : { epsilon: analystRow.epsilonSpent + req.epsilon, delta: analystRow.deltaSpent + req.delta },
+  };
+}
+
+/** A status from a stored row. */
+export function statusOf(
+  dataset: string,
+  analyst: string | null,
+  row: BudgetRow,
+  spends: number,
+): BudgetStatus {
+  return {
+    dataset,
+    analyst,
+    total: { epsilon: row.epsilonTotal, delta: row.deltaTotal },
+    spent: { epsilon: row.epsilonSpent, delta: row.deltaSpent },
+    remaining: {
+      epsilon: Math.max(0, row.epsilonTotal - row.epsilonSpent),
+      delta: Math.max(0, row.deltaTotal - row.deltaSpent),
+    },
+    spends,
+  };
+}
+
+/** ERR_PRIVACY_BUDGET_UNSET for a status query. */
+export function unsetError(dataset: string, analyst: string | null): BulwarkError {
+  return new BulwarkError(
+    'ERR_PRIVACY_BUDGET_UNSET',
+    analyst === null
+      ? `no privacy budget is set for dataset "${dataset}"`
+      : `no privacy budget is set for analyst "${analyst}" on dataset "${dataset}"`,
+    { details: { dataset, analyst } },
+  );
+}
+
+/** Where a ledger lives. */
+export type LedgerSpec =
+  | { kind: 'sqlite'; path: string; busyTimeoutMs?: number }
+  | { kind: 'postgres'; url: string; schema?: string; connectTimeoutMs?: number; poolSize?: number };
+
+/**
+ * A ledger location from text: `postgres://…` / `postgresql://…` (an optional `?schema=NAME` picks the
+ * schema), `sqlite:PATH`, or a plain file path (SQLite).
+ */
+export function parseLedgerLocation(text: string): LedgerSpec {
+  if (typeof text !== 'string' || text.length === 0)
+    throw invalidArgument('ledger', 'a file path or postgres:// URL', text);
+  if (/^postgres(ql)?:\/\//.test(text)) {
+    let url: URL;
+    try {
+      url = new URL(text);
+    } catch {
+      throw invalidArgument('ledger', 'a valid postgres:// URL', 'an unparseable URL');
+    }
+    const schema = url.searchParams.get('schema') ?? undefined;
+    url.searchParams.delete('schema');
+    return schema === undefined
+      ? { kind: 'postgres', url: url.toString() }
+      : { kind: 'postgres', url: url.toString(), schema };
+  }
+  return { kind: 'sqlite', path: text.startsWith('sqlite:') ? text.slice('sqlite:'.length) : text };
+}

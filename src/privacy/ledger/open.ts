@@ -1,0 +1,81 @@
+/** Opening a ledger from a {@link LedgerSpec} or its text form, and the audit-log spend sink. */
+import type { BudgetLedger, LedgerSpec, SpendRecord, SpendSink } from './ledger.js';
+import { parseLedgerLocation } from './ledger.js';
+import { PgLedger } from './postgres.js';
+import { SqliteLedger } from './sqlite.js';
+
+/**
+ * Opens a budget ledger: SQLite (a file, the default) or PostgreSQL (several processes).
+ *
+ * @example
+ * ```ts
+ * const ledger = await openLedger('postgres://postgres@127.0.0.1:5432/test?schema=ledger');
+ * await ledger.setBudget('adult', { epsilon: 3, delta: 1e-5 });
+ * await ledger.spend({ dataset: 'adult', epsilon: 0.5, operation: 'query.count' }); // before releasing
+ * ```
+ */
+export async function openLedger(
+  spec: LedgerSpec | string,
+  options: { onSpend?: SpendSink } = {},
+): Promise<BudgetLedger> {
+  const s = typeof spec === 'string' ? parseLedgerLocation(spec) : spec;
+  if (s.kind === 'sqlite') {
+    return SqliteLedger.open({
+      path: s.path,
+      ...(s.busyTimeoutMs === undefined ? {} : { busyTimeoutMs: s.busyTimeoutMs }),
+      ...(options.onSpend === undefined ? {} : { onSpend: options.onSpend }),
+    });
+  }
+  return PgLedger.open({
+    url: s.url,
+    ...(s.schema === undefined ? {} : { schema: s.schema }),
+    ...(s.connectTimeoutMs === undefined ? {} : { connectTimeoutMs: s.connectTimeoutMs }),
+    ...(s.poolSize === undefined ? {} : { poolSize: s.poolSize }),
+    ...(options.onSpend === undefined ? {} : { onSpend: options.onSpend }),
+  });
+}
+
+/** The part of the audit log a spend sink needs (src/audit's `AuditLog.append`). */
+export interface AuditAppender {
+  append(event: {
+    type: 'pipeline.stage';
+    data: {
+      pipeline: string;
+      stage: string;
+      status: 'ok' | 'skipped' | 'failed';
+      seconds: number;
+      summary: Record<string, string | number | boolean | null>;
+    };
+  }): Promise<unknown>;
+}
+
+/**
+ * A spend sink that appends each committed spend to the audit log. The audit schema (v1) has no
+ * privacy-spend event type yet, so a spend is recorded as a `pipeline.stage` event of pipeline
+ * `privacy-ledger`, stage `spend`, with the spend's fields in its summary. If the append fails the
+ * spend stays committed (the budget is consumed: fail closed) and the error propagates, so the caller
+ * does not release.
+ */
+export function auditSpendSink(log: AuditAppender): SpendSink {
+  return async (r: SpendRecord) => {
+    await log.append({
+      type: 'pipeline.stage',
+      data: {
+        pipeline: 'privacy-ledger',
+        stage: 'spend',
+        status: 'ok',
+        seconds: 0,
+        summary: {
+          spendId: r.id,
+          dataset: r.dataset,
+          analyst: r.analyst,
+          epsilon: r.epsilon,
+          delta: r.delta,
+          operation: r.operation,
+          at: r.at,
+          ...Object.fromEntries(Object.entries(r.details).map(([k, v]) => [`detail.${k}`, v])),
+        },
+      },
+    });
+  };
+}
