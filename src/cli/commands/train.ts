@@ -379,7 +379,11 @@ export function registerTrainCommand(program: Command): void {
       oneOf(['adam', 'sgd', 'lbfgs'] as const),
       'adam',
     )
-    .option('--epochs <n>', 'passes over the training data (lbfgs: iteration limit)', intOption(1, 100000))
+    .option(
+      '--epochs <n>',
+      'passes over the training data, default 20 (lbfgs: iteration limit, default 200)',
+      intOption(1, 100000),
+    )
     .option('--batch-size <n>', 'examples per step', intOption(1, 1 << 20), 128)
     .option('--lr <rate>', 'learning rate (default 0.01 logreg, 0.001 mlp)', floatOption(1e-9, 10))
     .option(
