@@ -114,6 +114,9 @@ const ORIGIN_RE = /^[^\s+]+$/u;
 export class AuditLog {
   private queue: Pending[] = [];
   private committing: Promise<void> | null = null;
+  private enqueued = 0;
+  private settled = 0;
+  private flushWaiters: { target: number; resolve: () => void }[] = [];
   private closed = false;
 
   private constructor(
@@ -217,13 +220,26 @@ export class AuditLog {
         resolve,
         reject,
       });
+      this.enqueued++;
       if (!this.committing) this.committing = this.commitLoop();
     });
   }
 
-  /** Resolves when every event appended so far is committed (or has failed). */
-  async flush(): Promise<void> {
-    while (this.committing) await this.committing;
+  /**
+   * Resolves when every event appended before the call is committed (or has failed); events appended
+   * afterwards are not waited for, so a busy log cannot starve a checkpoint.
+   */
+  flush(): Promise<void> {
+    const target = this.enqueued;
+    if (this.settled >= target) return Promise.resolve();
+    return new Promise((resolve) => this.flushWaiters.push({ target, resolve }));
+  }
+
+  private settle(count: number): void {
+    this.settled += count;
+    const ready = this.flushWaiters.filter((w) => w.target <= this.settled);
+    this.flushWaiters = this.flushWaiters.filter((w) => w.target > this.settled);
+    for (const w of ready) w.resolve();
   }
 
   private async commitLoop(): Promise<void> {
@@ -233,7 +249,15 @@ export class AuditLog {
       const batch = this.queue.splice(0, this.maxBatch);
       try {
         const receipts = await this.store.appendBatch((state) => {
-          const frontier = Frontier.decode(state.size, state.frontier);
+          let frontier: Frontier;
+          try {
+            frontier = Frontier.decode(state.size, state.frontier);
+          } catch {
+            throw new BulwarkError(
+              'ERR_AUDIT_STORE_INVALID',
+              `${this.store.location}: the stored tree frontier is damaged`,
+            );
+          }
           const entries: StoredEntry[] = [];
           const refs: RefRow[] = [];
           const nodes: NodeRow[] = [];
@@ -262,6 +286,7 @@ export class AuditLog {
       } catch (e) {
         for (const p of batch) p.reject(e);
       }
+      this.settle(batch.length);
       // Let writers enqueue while the next batch forms (SQLite commits synchronously).
       if (this.queue.length > 0) await nextTurn();
     }

@@ -33,6 +33,14 @@ export function leafHash(data: Uint8Array | string): Buffer {
 
 /** RFC 9162 §2.1.1 interior node hash: `SHA-256(0x01 || left || right)`. */
 export function nodeHash(left: Uint8Array, right: Uint8Array): Buffer {
+  if (left.length === HASH_SIZE && right.length === HASH_SIZE) {
+    // One-shot over a 65-byte buffer: cheaper than a Hash object on the append and verify paths.
+    const buf = Buffer.allocUnsafe(1 + 2 * HASH_SIZE);
+    buf[0] = 0x01;
+    buf.set(left, 1);
+    buf.set(right, 1 + HASH_SIZE);
+    return hash('sha256', buf, 'buffer') as unknown as Buffer;
+  }
   return createHash('sha256').update(NODE_PREFIX).update(left).update(right).digest();
 }
 

@@ -108,6 +108,8 @@ export class SqliteAuditStore implements AuditStore {
     try {
       db.pragma('journal_mode = WAL');
       db.pragma('synchronous = FULL');
+      // 32 MiB of page cache keeps the id index and the tail of the tree in memory on large logs.
+      db.pragma('cache_size = -32768');
       db.transaction(() => {
         db.exec(SCHEMA);
         db.prepare('INSERT OR IGNORE INTO state (id, size, root, frontier) VALUES (0, 0, ?, ?)').run(
