@@ -7,7 +7,7 @@ import {
   resolveSynthOptions,
   type SynthSummary,
   writeTransactionsCsv,
-} from '../../data/synth/index.js';
+} from '../../data/index.js';
 import { floatOption, intOption } from '../options.js';
 import { ioOf } from '../program.js';
 import { startProgress } from '../progress.js';
