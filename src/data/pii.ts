@@ -428,6 +428,20 @@ export const PII_DETECTORS: readonly PiiDetector[] = [
     needsName: true,
   },
   {
+    kind: 'device_id',
+    sensitivity: 'personal',
+    // Online identifiers are personal data (GDPR Recital 30): they single out a person's device.
+    strongNames: words(
+      'device_?(?:id|fingerprint|identifier)',
+      'cookie_?id',
+      'advertising_?id',
+      'ad_?id',
+      'idfa',
+      'imei',
+      'mac_?address',
+    ),
+  },
+  {
     kind: 'special_category',
     sensitivity: 'sensitive',
     // GDPR Art. 9 special categories of personal data.

@@ -53,6 +53,7 @@ export const PII_KINDS = [
   'iban',
   'geolocation',
   'account_id',
+  'device_id',
   'special_category',
   'quasi_identifier',
 ] as const;

@@ -391,6 +391,19 @@ describe('PII detection and schema inference on generated data', () => {
     assert.throws(() => detectPii(mixed, { minMatchRate: 0 }), { code: 'ERR_INVALID_ARGUMENT' });
   });
 
+  it('flags online identifiers (device ids) by name as personal, not look-alike names', () => {
+    const ds2 = Dataset.fromColumns({
+      device_id: Array.from({ length: 50 }, (_, i) => `dev-${1000 + i}`),
+      deviceFingerprint: Array.from({ length: 50 }, (_, i) => `fp${i}`),
+      device_type: Array.from({ length: 50 }, (_, i) => (i % 2 ? 'ios' : 'android')),
+    });
+    const found = new Map(detectPii(ds2).map((f) => [f.field, f]));
+    assert.equal(found.get('device_id')?.kind, 'device_id');
+    assert.equal(found.get('device_id')?.sensitivity, 'personal');
+    assert.equal(found.get('deviceFingerprint')?.kind, 'device_id');
+    assert.equal(found.has('device_type'), false);
+  });
+
   it('infers types, rounded public bounds, categories; keeps every field; hides identifiers’ values', async () => {
     const s = inferSchemaFromDataset(ds, { label: 'category' });
     assert.equal(s.fields.length, ds.columns.length);
