@@ -10,7 +10,13 @@ import { schemaStage } from './stages/schema.js';
 import { synthStage } from './stages/synth.js';
 
 /** The demo's stages in order. Later capabilities append theirs. */
-export const DEMO_STAGES: readonly DemoStage[] = [auditOpenStage, synthStage, schemaStage, protectStage, auditStage];
+export const DEMO_STAGES: readonly DemoStage[] = [
+  auditOpenStage,
+  synthStage,
+  schemaStage,
+  protectStage,
+  auditStage,
+];
 
 export interface DemoReport extends ReportDoc {
   options: { quick: boolean; seed: number };

@@ -414,7 +414,12 @@ describe('fail closed when the store is unreachable', () => {
     const fx = FIXTURES[0]();
     const missing = { ...(fx.spec as { kind: 'sqlite'; path: string }), create: false };
     await assert.rejects(AuditLog.open({ store: missing }), code('ERR_FILE_NOT_FOUND'));
-    const noSchema: AuditStoreSpec = { kind: 'postgres', url: PG_URL, schema: 'audit_no_such_schema', create: false };
+    const noSchema: AuditStoreSpec = {
+      kind: 'postgres',
+      url: PG_URL,
+      schema: 'audit_no_such_schema',
+      create: false,
+    };
     await assert.rejects(AuditLog.open({ store: noSchema }), code('ERR_AUDIT_STORE_INVALID'));
     await fx.cleanup();
   });
