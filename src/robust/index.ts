@@ -5,7 +5,7 @@
  */
 export { type ApgdOptions, apgd } from './attacks/evasion/apgd.js';
 export type { EvasionBase, EvasionResult } from './attacks/evasion/common.js';
-export { type FgsmOptions, fgsm, type PgdOptions, pgd } from './attacks/evasion/pgd.js';
+export { type AttackPenalty, type FgsmOptions, fgsm, type PgdOptions, pgd } from './attacks/evasion/pgd.js';
 export { type SquareOptions, square, squareP } from './attacks/evasion/square.js';
 export {
   type ExtractionOptions,
@@ -68,7 +68,15 @@ export {
   type Norm,
   type SchemaDomainOptions,
 } from './domain.js';
-export { cholesky, inverseSpd, ledoitWolf, normalCdf, normalQuantile, shapiroWilk } from './linalg.js';
+export {
+  cholesky,
+  inverseSpd,
+  ledoitWolf,
+  normalCdf,
+  normalQuantile,
+  shapiroWilk,
+  shapiroWilkSorted,
+} from './linalg.js';
 export { attackLoss, attackSucceeded, LOSS_NAMES, type LossName, type LossValue } from './losses.js';
 export {
   argmaxRows,
@@ -82,4 +90,19 @@ export {
   requireGradients,
   softmax,
 } from './model.js';
+export {
+  type CurvePoint,
+  type DetectorAttackResult,
+  type DetectorEvaluation,
+  type ModelEvaluation,
+  REDTEAM_ATTACKS,
+  type RedTeamAttack,
+  type RedTeamData,
+  type RedTeamModel,
+  type RedTeamOptions,
+  type RedTeamResult,
+  redTeam,
+  type StreamEvaluation,
+} from './redteam.js';
+export { redTeamSections } from './redteam-report.js';
 export { networkTrainer } from './trainers.js';

@@ -189,12 +189,19 @@ export function shapiroWilk(values: ArrayLike<number>): { w: number; p: number }
   const n = values.length;
   if (n < 3)
     throw new BulwarkError('ERR_INVALID_ARGUMENT', `shapiroWilk: expected at least 3 values, got ${n}`);
-  const x = Float64Array.from(values).sort();
+  return shapiroWilkSorted(Float64Array.from(values).sort());
+}
+
+/** {@link shapiroWilk} of values already sorted in increasing order (PRADA keeps them sorted). */
+export function shapiroWilkSorted(x: ArrayLike<number>): { w: number; p: number } {
+  const n = x.length;
+  if (n < 3)
+    throw new BulwarkError('ERR_INVALID_ARGUMENT', `shapiroWilk: expected at least 3 values, got ${n}`);
   const range = (x[n - 1] as number) - (x[0] as number);
   if (!(range > 0)) return { w: 1, p: 1 };
   const a = shapiroCoefficients(n);
   let mean = 0;
-  for (const v of x) mean += v;
+  for (let i = 0; i < n; i++) mean += x[i] as number;
   mean /= n;
   let num = 0;
   let ss = 0;

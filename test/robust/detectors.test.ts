@@ -246,7 +246,7 @@ describe('stream detectors', () => {
       1000,
     );
     const calStreams = benignStreams(data.x.subarray(0, 1500 * d), 1500, d, 20, 200, 1);
-    det.calibrate(calStreams, 0.01);
+    det.calibrate(calStreams, 0.01, { level: 'query' });
     const freshStreams = benignStreams(data.x.subarray(1500 * d), 1500, d, 20, 200, 2);
     let flagged = 0;
     let judged = 0;

@@ -42,6 +42,22 @@ export interface PgdOptions extends EvasionBase {
   seed?: number | Rng;
   /** Rows per forward/backward pass (default 512). */
   batchSize?: number;
+  /**
+   * Adaptive-attack hook: a differentiable penalty (e.g. a detector's score) subtracted from the loss with
+   * this weight, so the attack also moves away from what a defence flags.
+   */
+  penalty?: AttackPenalty;
+  /**
+   * Adaptive-attack hook: an extra condition a point must meet to count as a success (e.g. not flagged by
+   * a detector, or misclassified with a margin); the attack keeps searching until it holds.
+   */
+  accept?: (x: Float32Array, rows: number) => Uint8Array;
+}
+
+/** A differentiable penalty on the inputs: per-row values and their gradient. */
+export interface AttackPenalty {
+  weight: number;
+  fn: (x: Float32Array, rows: number) => { values: ArrayLike<number>; gradient: Float32Array };
 }
 
 /** Options of {@link fgsm}. */
@@ -63,6 +79,8 @@ interface Ascent {
   loss: LossName;
   targeted: boolean;
   rng: Rng;
+  penalty?: AttackPenalty | undefined;
+  accept?: ((x: Float32Array, rows: number) => Uint8Array) | undefined;
 }
 
 /**
@@ -118,6 +136,14 @@ function keepBest(
   const k = model.classes;
   const lv = attackLoss(a.loss, logits, labels, rows, k, a.targeted).values;
   const ok = attackSucceeded(logits, labels, rows, k, a.targeted);
+  if (a.penalty) {
+    const pv = a.penalty.fn(cand, rows).values;
+    for (let r = 0; r < rows; r++) lv[r] = (lv[r] as number) - a.penalty.weight * (pv[r] as number);
+  }
+  if (a.accept) {
+    const acc = a.accept(cand, rows);
+    for (let r = 0; r < rows; r++) ok[r] = (ok[r] as number) & (acc[r] as number);
+  }
   for (let r = 0; r < rows; r++) {
     const s = ok[r] as number;
     const bs = best.success[r] as number;
@@ -162,6 +188,11 @@ function ascend(
     const lossGrad = (z: Float32Array) => attackLoss(a.loss, z, by, n, k, a.targeted).grad;
     for (let t = 0; t < a.steps; t++) {
       const { logits, gradient } = model.gradient(x, n, lossGrad);
+      if (a.penalty) {
+        const pg = a.penalty.fn(x, n).gradient;
+        for (let i = 0; i < gradient.length; i++)
+          gradient[i] = (gradient[i] as number) - a.penalty.weight * (pg[i] as number);
+      }
       if (t > 0 || a.randomStart) {
         if (discrete) {
           const c = a.domain.repair(x, bx0, n, a.norm, a.eps);
@@ -259,6 +290,8 @@ export function pgd(
     randomStart: options.randomStart ?? true,
     loss,
     rng,
+    penalty: options.penalty,
+    accept: options.accept,
   });
 }
 

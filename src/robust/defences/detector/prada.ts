@@ -11,7 +11,7 @@
  * its stream exceeds the threshold with probability `fpr`. Distances are in standardised units.
  */
 import { BulwarkError, invalidArgument, requireInteger } from '../../../core/index.js';
-import { shapiroWilk } from '../../linalg.js';
+import { shapiroWilkSorted } from '../../linalg.js';
 import {
   base64ToF32,
   type Calibration,
@@ -50,7 +50,9 @@ interface ClientState {
   growing: Float32Array[][];
   grownBy: number[][];
   thresholds: Float64Array;
+  /** The last `window` distances in arrival order, and the same sorted (for the test). */
   distances: number[];
+  sorted: number[];
 }
 
 export class PradaDetector implements StreamDetector {
@@ -90,6 +92,7 @@ export class PradaDetector implements StreamDetector {
     grownBy: Array.from({ length: this.classes }, () => []),
     thresholds: new Float64Array(this.classes),
     distances: [],
+    sorted: [],
   });
 
   #push(st: ClientState, x: Float32Array, c: number): number {
@@ -114,7 +117,11 @@ export class PradaDetector implements StreamDetector {
       }
       dmin = Math.sqrt(dmin);
       st.distances.push(dmin);
-      if (st.distances.length > this.window) st.distances.shift();
+      st.sorted.splice(lowerBound(st.sorted, dmin), 0, dmin);
+      if (st.distances.length > this.window) {
+        const old = st.distances.shift() as number;
+        st.sorted.splice(lowerBound(st.sorted, old), 1);
+      }
       if (dmin > (st.thresholds[c] as number) && g.length < this.maxGrowing) {
         g.push(u);
         const by = st.grownBy[c] as number[];
@@ -129,7 +136,7 @@ export class PradaDetector implements StreamDetector {
       }
     }
     if (st.distances.length < this.minQueries) return Number.NaN;
-    return 1 - shapiroWilk(st.distances).w;
+    return 1 - shapiroWilkSorted(st.sorted).w;
   }
 
   observe(client: string, x: Float32Array, predicted?: number): QueryVerdict {
@@ -221,4 +228,16 @@ export class PradaDetector implements StreamDetector {
     det.#calibration = j.calibration;
     return det;
   }
+}
+
+/** First index of a sorted array whose value is >= v. */
+function lowerBound(a: readonly number[], v: number): number {
+  let lo = 0;
+  let hi = a.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if ((a[mid] as number) < v) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }

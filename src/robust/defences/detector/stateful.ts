@@ -9,9 +9,12 @@
  * distances up to a small factor (Johnson-Lindenstrauss) and bounds the memory per client to
  * `history x dims` floats.
  *
- * score = -(mean k-NN distance), so that higher is more suspicious as for every detector; the threshold
- * is calibrated per query on benign streams. After a detection the client's history is cleared, as in
- * the paper (each detection then counts once).
+ * score = -(mean k-NN distance) / (the median benign k-NN distance with as much history, learnt at
+ * calibration, since any client's neighbours get closer as its history grows), so that higher is more
+ * suspicious as for every detector; the threshold
+ * is calibrated on benign streams, per client (default: a share fpr of benign clients is ever flagged) or
+ * per query (the paper's choice). After a detection the client's history is cleared, as in the paper
+ * (each detection then counts once).
  */
 import { BulwarkError, requireInteger, SeededRng } from '../../../core/index.js';
 import {
@@ -67,6 +70,8 @@ export class StatefulDetector implements StreamDetector {
   readonly #projection: Float32Array | null;
   #scale: Float32Array | null = null;
   #calibration: Calibration | null = null;
+  /** Median benign k-NN distance by history size (index n - k), learnt at calibration; null before. */
+  #reference: Float32Array | null = null;
   #clients: ClientMap<ClientState>;
 
   constructor(o: StatefulOptions) {
@@ -120,7 +125,8 @@ export class StatefulDetector implements StreamDetector {
     const n = Math.min(st.count, this.history);
     let score = Number.NaN;
     if (n >= this.k) {
-      const dist = new Float64Array(n);
+      // The k smallest distances, kept sorted in a small array (k << n).
+      const top = new Float64Array(this.k).fill(Infinity);
       for (let i = 0; i < n; i++) {
         let acc = 0;
         const o = i * m;
@@ -128,12 +134,20 @@ export class StatefulDetector implements StreamDetector {
           const t = (st.buf[o + j] as number) - (e[j] as number);
           acc += t * t;
         }
-        dist[i] = Math.sqrt(acc);
+        if (acc >= (top[this.k - 1] as number)) continue;
+        let p = this.k - 1;
+        while (p > 0 && (top[p - 1] as number) > acc) {
+          top[p] = top[p - 1] as number;
+          p--;
+        }
+        top[p] = acc;
       }
-      dist.sort();
       let s = 0;
-      for (let i = 0; i < this.k; i++) s += dist[i] as number;
-      score = -s / this.k;
+      for (let i = 0; i < this.k; i++) s += Math.sqrt(top[i] as number);
+      // Relative to benign traffic with as much history: k-NN distances shrink as any history grows.
+      const ref = this.#reference;
+      const r = ref === null ? 1 : (ref[Math.min(n, ref.length - 1 + this.k) - this.k] as number);
+      score = -s / this.k / (r > 0 ? r : 1);
     }
     st.buf.set(e, (st.count % this.history) * m);
     st.count++;
@@ -169,10 +183,46 @@ export class StatefulDetector implements StreamDetector {
     return out;
   }
 
-  /** Per-query calibration: the threshold leaves `fpr` of benign queries (with k earlier ones) flagged. */
-  calibrate(streams: readonly QueryStream[], fpr: number): Calibration {
+  /**
+   * Calibrates on benign streams. `query` (Chen et al.'s choice): `fpr` of benign queries (with k earlier
+   * ones) are flagged, so a long benign session is flagged eventually; `client` (default): a share `fpr`
+   * of benign clients sending streams like these is ever flagged.
+   */
+  calibrate(
+    streams: readonly QueryStream[],
+    fpr: number,
+    options: { level?: 'query' | 'client' } = {},
+  ): Calibration {
+    const level = options.level ?? 'client';
+    // Pass 1: the median benign k-NN distance for each history size n (k <= n <= history).
+    this.#reference = null;
+    const byN: number[][] = Array.from({ length: this.history - this.k + 1 }, () => []);
+    for (const st of streams) {
+      this.scoreStream(st).forEach((v, i) => {
+        if (!Number.isNaN(v)) (byN[Math.min(i, this.history) - this.k] as number[]).push(-v);
+      });
+    }
+    const ref = new Float32Array(byN.length);
+    let last = 1;
+    byN.forEach((vals, i) => {
+      if (vals.length > 0) {
+        vals.sort((a, b) => a - b);
+        last = vals[vals.length >> 1] as number;
+      }
+      ref[i] = last;
+    });
+    this.#reference = ref;
+    // Pass 2: scores relative to the reference, then the conformal threshold.
     const scores: number[] = [];
-    for (const s of streams) for (const v of this.scoreStream(s)) if (!Number.isNaN(v)) scores.push(v);
+    for (const st of streams) {
+      let m = -Infinity;
+      for (const v of this.scoreStream(st)) {
+        if (Number.isNaN(v)) continue;
+        if (level === 'query') scores.push(v);
+        else m = Math.max(m, v);
+      }
+      if (level === 'client' && m > -Infinity) scores.push(m);
+    }
     this.#calibration = conformalThreshold(scores, fpr);
     return this.#calibration;
   }
@@ -196,6 +246,7 @@ export class StatefulDetector implements StreamDetector {
       seed: this.seed,
       maxClients: this.maxClients,
       scale: f32ToBase64(s),
+      reference: this.#reference === null ? null : f32ToBase64(this.#reference),
     };
   }
 
@@ -217,6 +268,10 @@ export class StatefulDetector implements StreamDetector {
       });
     }
     det.#scale = base64ToF32(j['scale'], det.inputs, 'scale', 'stateful');
+    det.#reference =
+      j['reference'] === null || j['reference'] === undefined
+        ? null
+        : base64ToF32(j['reference'], det.history - det.k + 1, 'reference', 'stateful');
     det.#calibration = j.calibration;
     return det;
   }

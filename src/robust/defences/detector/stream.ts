@@ -32,7 +32,11 @@ export interface StreamDetector {
   /** Scores a whole stream as a fresh client would (one score per query). */
   scoreStream(stream: QueryStream): Float64Array;
   /** Sets the threshold from benign streams for a target false-positive rate. */
-  calibrate(streams: readonly QueryStream[], fpr: number): Calibration;
+  calibrate(
+    streams: readonly QueryStream[],
+    fpr: number,
+    options?: { level?: 'query' | 'client' },
+  ): Calibration;
   /** Forgets one client, or all. */
   reset(client?: string): void;
   toJSON(): DetectorJson;
