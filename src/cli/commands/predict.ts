@@ -93,9 +93,7 @@ export async function predictDataset(
         );
       }
       const out = await model.run(x, rows, d);
-      const name = model.outputNames.includes('probabilities')
-        ? 'probabilities'
-        : (model.outputNames[0] as string);
+      const name = 'probabilities' in out ? 'probabilities' : (Object.keys(out)[0] as string);
       const o = out[name] as { data: Float32Array; dims: readonly number[] };
       k = o.data.length / rows;
       probabilities = o.data;

@@ -131,6 +131,14 @@ function attr(node: NodeMsg, name: string): AttributeMsg | undefined {
   return node.attribute.find((a) => a.name === name);
 }
 
+function stringAttr(node: NodeMsg, name: string): string | undefined {
+  const a = attr(node, name);
+  return a === undefined ? undefined : Buffer.from(a.s).toString('utf8');
+}
+
+/** ai.onnx.ml operators the importer understands (scikit-learn linear models as converted). */
+const ML_OPS = new Set(['Scaler', 'LinearClassifier', 'Normalizer', 'ZipMap']);
+
 function intAttr(node: NodeMsg, name: string, dflt: number): number {
   const a = attr(node, name);
   return a === undefined ? dflt : Number(a.i);
@@ -169,7 +177,8 @@ export function fromOnnx(bytes: Uint8Array, options: OnnxImportOptions = {}): On
   const consts = new Map<string, Const>();
   for (const t of g.initializer) consts.set(t.name, tensorValues(t));
   for (const n of g.node) {
-    if (n.domain !== '' && n.domain !== 'ai.onnx') throw unsupported(n);
+    const mlOp = n.domain === 'ai.onnx.ml' && ML_OPS.has(n.opType);
+    if (n.domain !== '' && n.domain !== 'ai.onnx' && !mlOp) throw unsupported(n);
     if (n.opType !== 'Constant') continue;
     const v = attr(n, 'value');
     const out = n.output[0] as string;
@@ -186,7 +195,10 @@ export function fromOnnx(bytes: Uint8Array, options: OnnxImportOptions = {}): On
   if (inputs.length !== 1) throw invalid(`the graph has ${inputs.length} non-constant inputs, expected 1`);
   const inputInfo = inputs[0] as (typeof inputs)[number];
   const inputName = inputInfo.name;
-  const outputName = options.output ?? g.output[0]?.name;
+  // Default: the first float tensor output (converters put an int64/string label output first).
+  const outputName =
+    options.output ??
+    (g.output.find((o) => o.type?.tensorType?.elemType === DataType.FLOAT) ?? g.output[0])?.name;
   if (outputName === undefined || !g.output.some((o) => o.name === outputName)) {
     throw invalid(
       `the graph has no output ${JSON.stringify(outputName)}; outputs: ${g.output.map((o) => o.name).join(', ')}`,
@@ -256,9 +268,102 @@ export function fromOnnx(bytes: Uint8Array, options: OnnxImportOptions = {}): On
     const n = next[0] as NodeMsg;
     if (visited.has(n.name + n.output.join())) throw invalid('the graph has a cycle');
     visited.add(n.name + n.output.join());
-    if (state === 'end') throw unsupported(n, 'operators after the output head are not supported');
     const op = n.opType;
+    if (state === 'end') {
+      // An L1 normalisation of probabilities that already sum to 1 changes nothing (converters add it).
+      if (op === 'Normalizer' && n.domain === 'ai.onnx.ml' && stringAttr(n, 'norm') === 'L1') {
+        current = n.output[0] as string;
+        continue;
+      }
+      if (op === 'ZipMap') {
+        throw unsupported(
+          n,
+          'a map output is not a tensor; import the probabilities output (convert with zipmap disabled)',
+        );
+      }
+      throw unsupported(n, 'operators after the output head are not supported');
+    }
+    if (n.domain === 'ai.onnx.ml' && op !== 'Scaler' && op !== 'LinearClassifier') throw unsupported(n);
+    let follow: string = n.output[0] as string;
     switch (op) {
+      case 'Scaler': {
+        // ai.onnx.ml Scaler: y = (x - offset) * scale (scikit-learn's StandardScaler as converted).
+        if (state !== 'pre') throw unsupported(n, 'Scaler is only supported on the raw input');
+        const offset = attr(n, 'offset')?.floats ?? [];
+        const scale = attr(n, 'scale')?.floats ?? [];
+        if (width === null) width = Math.max(offset.length, scale.length);
+        const w = width;
+        const vec = (v: number[], dflt: number) =>
+          v.length === 0
+            ? new Float64Array(w).fill(dflt)
+            : vectorOf(n, { dims: [v.length], data: Float64Array.from(v) }, w);
+        const o = vec(offset, 0);
+        const sc = vec(scale, 1);
+        preA ??= new Float64Array(w).fill(1);
+        preB ??= new Float64Array(w);
+        for (let j = 0; j < w; j++) {
+          preA[j] = (preA[j] as number) * (sc[j] as number);
+          preB[j] = ((preB[j] as number) - (o[j] as number)) * (sc[j] as number);
+        }
+        preOps.push({ op: 'Scaler', c: { dims: [w], data: sc } });
+        break;
+      }
+      case 'LinearClassifier': {
+        // ai.onnx.ml LinearClassifier (linear models converted from scikit-learn): scores Z = X Cᵀ + b,
+        // then post_transform; outputs [labels, Z]. Bulwark follows Z.
+        if (state !== 'pre')
+          throw unsupported(n, 'LinearClassifier is only supported on the (scaled) raw input');
+        const coef = attr(n, 'coefficients')?.floats ?? [];
+        const icpt = attr(n, 'intercepts')?.floats ?? [];
+        const post = stringAttr(n, 'post_transform') ?? 'NONE';
+        const rowsC = icpt.length > 0 ? icpt.length : 1;
+        if (coef.length === 0 || coef.length % rowsC !== 0)
+          throw invalid(`LinearClassifier ${n.name}: ${coef.length} coefficients for ${rowsC} classes`);
+        const F = coef.length / rowsC;
+        if (width !== null && width !== F) {
+          throw new BulwarkError(
+            'ERR_SHAPE_MISMATCH',
+            `LinearClassifier ${n.name || ''}: ${F} coefficients per class, the input has ${width} features`,
+          );
+        }
+        const icptOf = (c: number) => (icpt[c] as number | undefined) ?? 0;
+        const rowOf = (c: number) => coef.slice(c * F, (c + 1) * F);
+        const negated =
+          rowsC === 2 &&
+          rowOf(0).every(
+            (v, j) => Math.abs(v + (rowOf(1)[j] as number)) <= 1e-7 * Math.max(1, Math.abs(v)),
+          ) &&
+          Math.abs(icptOf(0) + icptOf(1)) <= 1e-7 * Math.max(1, Math.abs(icptOf(0)));
+        let dense: Dense;
+        if (post === 'SOFTMAX' && rowsC >= 2) {
+          const w = new Float64Array(F * rowsC);
+          for (let c = 0; c < rowsC; c++)
+            for (let j = 0; j < F; j++) w[j * rowsC + c] = coef[c * F + j] as number;
+          dense = {
+            fanIn: F,
+            fanOut: rowsC,
+            w,
+            b: Float64Array.from({ length: rowsC }, (_, c) => icptOf(c)),
+          };
+          head = { kind: 'softmax' };
+        } else if (post === 'LOGISTIC' && (rowsC === 1 || negated)) {
+          const c = rowsC === 1 ? 0 : 1;
+          dense = { fanIn: F, fanOut: 1, w: Float64Array.from(rowOf(c)), b: Float64Array.of(icptOf(c)) };
+          head = { kind: 'sigmoid' };
+        } else {
+          throw unsupported(
+            n,
+            `post_transform ${post} with ${rowsC} coefficient rows (supported: SOFTMAX over 2+ classes, LOGISTIC over one class or two opposite ones)`,
+          );
+        }
+        denses.push(dense);
+        width = dense.fanOut;
+        state = 'end';
+        follow = n.output[1] as string;
+        if (follow === undefined || follow === '')
+          throw invalid(`LinearClassifier ${n.name}: no scores output`);
+        break;
+      }
       case 'Identity':
         break;
       case 'Flatten': {
@@ -396,7 +501,7 @@ export function fromOnnx(bytes: Uint8Array, options: OnnxImportOptions = {}): On
       default:
         throw unsupported(n);
     }
-    current = n.output[0] as string;
+    current = follow;
   }
 
   if (denses.length === 0) throw invalid('the graph has no dense layer (Gemm or MatMul)');

@@ -66,7 +66,7 @@ export class OnnxRuntimeModel {
     }
   }
 
-  /** Runs `rows` examples (`rows x features` row-major) and returns every output by name. */
+  /** Runs `rows` examples (`rows x features` row-major) and returns every float32 output by name. */
   async run(
     x: Float32Array,
     rows: number,
@@ -97,10 +97,14 @@ export class OnnxRuntimeModel {
     const result: Record<string, { data: Float32Array; dims: readonly number[] }> = {};
     for (const name of this.outputNames) {
       const t = out[name];
-      if (t === undefined || !(t.data instanceof Float32Array)) {
-        throw new BulwarkError('ERR_ONNX_RUNTIME', `output ${name} is not a float32 tensor`);
-      }
-      result[name] = { data: t.data, dims: t.dims };
+      // Non-float outputs (a converter's int64 or string label output) are left out.
+      if (t !== undefined && t.data instanceof Float32Array) result[name] = { data: t.data, dims: t.dims };
+    }
+    if (Object.keys(result).length === 0) {
+      throw new BulwarkError(
+        'ERR_ONNX_RUNTIME',
+        `the model has no float32 tensor output (outputs: ${this.outputNames.join(', ')})`,
+      );
     }
     return result;
   }
