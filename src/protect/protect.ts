@@ -2,8 +2,9 @@ import { randomBytes, randomFillSync } from 'node:crypto';
 import { unlink } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { BulwarkError, invalidArgument, requireInteger } from '../core/index.js';
-import { type CsvReader, CsvWriter, isPersonal, openCsv, type Schema } from '../data/index.js';
+import { type CsvReader, isPersonal, openCsv, type Schema } from '../data/index.js';
 import { DataKey, DEK_MAX_MESSAGES, GCM_NONCE_BYTES, type Keyring } from '../keys/index.js';
+import { CsvOut } from './csv-out.js';
 import { BlindIndex, ColumnKeys, MODE_DETERMINISTIC, MODE_SUBJECT } from './format.js';
 import {
   dekContext,
@@ -304,7 +305,7 @@ export async function protectRows(
   const subjectKeys = new KeyCache();
   const store = opts.subjects?.store;
   const randomizedDataset = plan.plans.filter((p) => !p.subject && p.mode === 'randomized');
-  const writer = await CsvWriter.create(output, plan.outputColumns);
+  const writer = await CsvOut.create(output, plan.outputColumns);
   const width = plan.outputColumns.length;
   const handles = new Set<string>();
   let rows = 0;

@@ -1,7 +1,8 @@
 import { basename } from 'node:path';
 import { BulwarkError, invalidArgument, isBulwarkError } from '../core/index.js';
-import { type CsvReader, type CsvRow, CsvWriter, openCsv, type Schema } from '../data/index.js';
+import { type CsvReader, type CsvRow, openCsv, type Schema } from '../data/index.js';
 import type { Keyring } from '../keys/index.js';
+import { CsvOut } from './csv-out.js';
 import { ColumnKeys, decodeCell, MODE_DETERMINISTIC, MODE_SUBJECT, parseFieldHeader } from './format.js';
 import { checkManifestMac, dekContext, type Manifest, readManifest, writeManifest } from './manifest.js';
 import { manifestPathOf, type ProtectOptions, type ProtectReport, protectRows } from './protect.js';
@@ -228,7 +229,7 @@ export class ProtectedReader {
  */
 export async function revealCsv(input: string, output: string, opts: RevealOptions): Promise<RevealReport> {
   const pr = await ProtectedReader.open(input, opts);
-  const writer = await CsvWriter.create(output, pr.manifest.sourceColumns, { mode: 0o600 });
+  const writer = await CsvOut.create(output, pr.manifest.sourceColumns, { mode: 0o600 });
   let rows = 0;
   try {
     for await (const r of pr.reader) {
