@@ -242,6 +242,13 @@ const bench: Benchmark = {
           r2.epoch_seconds,
         ),
       );
+      const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1] as number;
+      const collapse = med(r2.epoch_seconds) / med(r1.epoch_seconds);
+      if (collapse > 2) {
+        notes.push(
+          `PyTorch's 2-thread epochs took ${collapse.toFixed(1)}x its 1-thread epochs: its worker threads wait actively for each other, which collapses on an oversubscribed machine even with OMP_WAIT_POLICY=PASSIVE. The 2-thread ratio then measures that collapse, not either library on an idle machine; the 1-thread ratio is the comparison to read.`,
+        );
+      }
       ratios.push({
         label: 'MNIST epoch time, 2 threads, Bulwark / PyTorch',
         of: 'mnist.epoch_s.t2',
