@@ -85,7 +85,7 @@ describe('bulwark audit (CLI)', () => {
     const latest = runBulwark(['audit', 'checkpoint', '--store', db]);
     assert.equal(latest.stdout, cp.stdout);
 
-    const v = runBulwark(['audit', 'verify', '--store', db, '--key', `${key}.pub`, '--json']);
+    const v = runBulwark(['audit', 'verify', '--store', db, '--key', `${key}.pub`, '--schema', '--json']);
     assert.equal(v.code, 0, v.stderr);
     const report = JSON.parse(v.stdout) as {
       ok: boolean;

@@ -111,8 +111,9 @@ export function registerAuditCommands(program: Command): void {
     .description('recompute the whole log and check every checkpoint; or check one inclusion proof (--proof)')
     .option('--key <vkey|file>', 'the log public key to trust (default: the one recorded in the log)')
     .option('--proof <file>', 'check this proof from "audit prove" with --key only, without the log')
+    .option('--schema', "also check every entry's data against its event type's schema (slower)")
     .action(async function (this: Command) {
-      const o = this.opts<{ key?: string; proof?: string }>();
+      const o = this.opts<{ key?: string; proof?: string; schema?: boolean }>();
       const io = ioOf(this);
       if (o.proof) {
         if (!o.key) throw new BulwarkError('ERR_USAGE', '--proof needs --key (the log public key to trust)');
@@ -143,7 +144,11 @@ export function registerAuditCommands(program: Command): void {
         const { size } = await log.head();
         const bar = startProgress(io, 'verify', size, 'entries');
         try {
-          return await log.verify({ ...(publicKey ? { publicKey } : {}), onProgress: (d) => bar.update(d) });
+          return await log.verify({
+            ...(publicKey ? { publicKey } : {}),
+            schema: o.schema === true,
+            onProgress: (d) => bar.update(d),
+          });
         } finally {
           bar.stop();
         }
