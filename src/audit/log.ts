@@ -338,7 +338,9 @@ export class AuditLog {
   async get(eventId: string): Promise<AuditEntry> {
     const row = await this.store.entryById(eventId);
     if (!row) throw notFound(eventId);
-    return decodeOrThrow(row);
+    const e = decodeOrThrow(row);
+    if (e.id !== eventId) throw corrupt(row.index, 'its indexed id column does not match its bytes');
+    return e;
   }
 
   /** The last `count` entries, oldest first. */
@@ -355,6 +357,8 @@ export class AuditLog {
   async prove(eventId: string, treeSize?: number): Promise<InclusionBundle> {
     const row = await this.store.entryById(eventId);
     if (!row) throw notFound(eventId);
+    if (decodeOrThrow(row).id !== eventId)
+      throw corrupt(row.index, 'its indexed id column does not match its bytes');
     const cps = await this.store.checkpoints();
     let cp = treeSize === undefined ? cps[cps.length - 1] : cps.find((c) => c.size === treeSize);
     if (treeSize !== undefined && !cp)
@@ -410,7 +414,14 @@ export class AuditLog {
         seen.add(idx);
         const [row] = await this.store.entries(idx, idx + 1);
         if (!row) throw new BulwarkError('ERR_AUDIT_ENTRY_MISSING', `entry #${idx} is missing`);
-        nodes.push({ entry: decodeOrThrow(row), depth: n.depth + 1, via: ref, child: n.entry.index });
+        const producer = decodeOrThrow(row);
+        // The refs table is an index, not evidence: the entry itself must say it produces the ref.
+        if (!eventRefs(producer).produces.includes(ref))
+          throw new BulwarkError(
+            'ERR_AUDIT_STORE_INVALID',
+            `${this.store.location}: lineage index points at entry #${idx}, which does not produce ${ref}`,
+          );
+        nodes.push({ entry: producer, depth: n.depth + 1, via: ref, child: n.entry.index });
       }
     }
     return { nodes, unresolved };

@@ -336,6 +336,22 @@ for (const makeFixture of FIXTURES) {
         );
       });
 
+      it('the lineage index or the id column altered: caught when read', async () => {
+        const fx = fresh();
+        const receipts = await buildLog(fx, signer);
+        // #6 is model.packaged (produces the package); point its index row at #5 (model.trained).
+        await fx.exec('UPDATE refs SET idx = 5 WHERE idx = 6');
+        await fx.exec(`UPDATE entries SET id = 'forged' WHERE idx = 9`);
+        await withLog(fx, signer, async (log) => {
+          await assert.rejects(
+            log.lineage((receipts[8] as { id: string }).id),
+            code('ERR_AUDIT_STORE_INVALID'),
+          );
+          await assert.rejects(log.get('forged'), code('ERR_AUDIT_ENTRY_CORRUPT'));
+          await assert.rejects(log.verify({ publicKey: vkey }), code('ERR_AUDIT_ENTRY_CORRUPT'));
+        });
+      });
+
       it('a checkpoint signed by another key: ERR_AUDIT_CHECKPOINT_SIGNATURE', async () => {
         const fx = fresh();
         await buildLog(fx, signer);
