@@ -4,6 +4,7 @@ import { BulwarkError } from '../core/index.js';
 import { registerAuditCommands } from './commands/audit.js';
 import { registerDataCommands } from './commands/data.js';
 import { registerDemoCommand } from './commands/demo.js';
+import { registerEvaluateCommand } from './commands/evaluate.js';
 import { registerKeysCommands } from './commands/keys.js';
 import { registerPredictCommand } from './commands/predict.js';
 import { registerTrainCommand } from './commands/train.js';
@@ -47,6 +48,7 @@ Errors print one line "bulwark: ERR_CODE: message"; every code is listed in docs
   registerDataCommands(program);
   registerAuditCommands(program);
   registerDemoCommand(program);
+  registerEvaluateCommand(program);
   registerKeysCommands(program);
   registerTrainCommand(program);
   registerPredictCommand(program);

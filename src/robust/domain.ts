@@ -430,3 +430,112 @@ export function domainFromSchema(
     names: features,
   });
 }
+
+/** Options of {@link tabularDomain}. */
+export interface TabularDomainOptions {
+  /** Feature names (the preprocessing pipeline's output names). */
+  features: readonly string[];
+  /** Rows of the feature matrix the bounds and scales are taken from (training data). */
+  x: Float32Array;
+  rows: number;
+  /** The data schema: declared bounds, integer fields, categories (recommended). */
+  schema?: Schema;
+  /** Input columns the attacker cannot change (their one-hot features too). */
+  immutable?: readonly string[];
+  /** Input columns that were one-hot encoded (features `column=value`). */
+  categorical?: readonly string[];
+}
+
+/**
+ * The input domain of a tabular model from its feature names and training matrix. With a schema, its
+ * declared bounds and types rule ({@link domainFromSchema}); features it does not bound fall back to the
+ * range observed in the data. Without one, every feature stays within the range observed in the data,
+ * features whose observed values are all integers are integer, and the one-hot features of
+ * `categorical` columns form groups. The budget unit is each feature's range when the schema bounds it,
+ * else its standard deviation in the data.
+ */
+export function tabularDomain(o: TabularDomainOptions): InputDomain {
+  const d = o.features.length;
+  const rows = requireInteger('rows', o.rows, 1);
+  if (o.x.length !== rows * d) throw invalidArgument('x', `${rows} rows of ${d} features`, o.x.length);
+  const lo = new Float64Array(d).fill(Infinity);
+  const hi = new Float64Array(d).fill(-Infinity);
+  const mean = new Float64Array(d);
+  const sq = new Float64Array(d);
+  const integral = new Uint8Array(d).fill(1);
+  for (let r = 0; r < rows; r++) {
+    for (let j = 0; j < d; j++) {
+      const v = o.x[r * d + j] as number;
+      if (v < (lo[j] as number)) lo[j] = v;
+      if (v > (hi[j] as number)) hi[j] = v;
+      mean[j] = (mean[j] as number) + v / rows;
+      if (!Number.isInteger(v)) integral[j] = 0;
+    }
+  }
+  for (let r = 0; r < rows; r++)
+    for (let j = 0; j < d; j++)
+      sq[j] = (sq[j] as number) + ((o.x[r * d + j] as number) - (mean[j] as number)) ** 2;
+  const std = Float64Array.from(sq, (s) => Math.sqrt(s / rows) || 1);
+  const inputOf = (name: string): string => {
+    const eq = name.indexOf('=');
+    return eq > 0 && (o.categorical ?? []).includes(name.slice(0, eq)) ? name.slice(0, eq) : name;
+  };
+  if (o.schema) {
+    const base = domainFromSchema(o.schema, o.features, {
+      immutable: (o.immutable ?? []).filter((n) => o.schema?.fields.some((f) => f.name === n)),
+      fallbackScale: std,
+    });
+    // Features the schema leaves unbounded stay within the range observed in the data.
+    const lower = Float64Array.from(base.lower, (v, j) => (Number.isFinite(v) ? v : (lo[j] as number)));
+    const upper = Float64Array.from(base.upper, (v, j) => (Number.isFinite(v) ? v : (hi[j] as number)));
+    const immutable: number[] = [];
+    for (let j = 0; j < d; j++)
+      if (!base.mutable[j] || (o.immutable ?? []).includes(inputOf(o.features[j] as string)))
+        immutable.push(j);
+    return new InputDomain({
+      inputs: d,
+      lower,
+      upper,
+      scale: base.scale,
+      integer: Array.from(base.integer.keys()).filter((j) => base.integer[j] === 1),
+      immutable,
+      categorical: base.groups.map((g) => Array.from(g)),
+      names: o.features,
+    });
+  }
+  const groups = new Map<string, number[]>();
+  const immutable: number[] = [];
+  const integer: number[] = [];
+  o.features.forEach((name, j) => {
+    const input = inputOf(name);
+    if (input !== name) {
+      const g = groups.get(input) ?? [];
+      g.push(j);
+      groups.set(input, g);
+    } else if (integral[j]) integer.push(j);
+    if ((o.immutable ?? []).includes(input)) immutable.push(j);
+  });
+  for (const n of o.immutable ?? []) {
+    if (!o.features.some((f) => inputOf(f) === n))
+      throw invalidArgument(
+        'immutable',
+        `input columns of the model (${[...new Set(o.features.map(inputOf))].join(', ')})`,
+        n,
+      );
+  }
+  const categorical: number[][] = [];
+  for (const g of groups.values()) {
+    if (g.length >= 2) categorical.push(g);
+    else immutable.push(...g);
+  }
+  return new InputDomain({
+    inputs: d,
+    lower: lo,
+    upper: hi,
+    scale: std,
+    integer,
+    immutable: [...new Set(immutable)],
+    categorical,
+    names: o.features,
+  });
+}

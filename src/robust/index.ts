@@ -67,6 +67,8 @@ export {
   NORMS,
   type Norm,
   type SchemaDomainOptions,
+  type TabularDomainOptions,
+  tabularDomain,
 } from './domain.js';
 export {
   cholesky,

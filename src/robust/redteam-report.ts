@@ -35,7 +35,10 @@ export function redTeamSections(r: RedTeamResult, seconds?: number): Section[] {
         facts: [
           ['models', r.models.map((m) => m.name).join(', ')],
           ['attacks', r.attacks.join(', ')],
-          ['rows attacked', r.rowsAttacked],
+          [
+            'rows attacked',
+            r.attackClass === null ? r.rowsAttacked : `${r.rowsAttacked} (class ${r.attackClass} only)`,
+          ],
           ['clean rows (detector fit/calibration, attacker pool)', r.cleanRows],
           ['norm', r.norm === 'inf' ? 'L-infinity' : 'L2'],
           ['budgets (eps)', r.eps.join(', ')],

@@ -92,6 +92,8 @@ export interface RedTeamOptions {
   extractionBudgets?: readonly number[];
   /** Training recipe of shadows and surrogates (default: 20 epochs of Adam). */
   trainRecipe?: TrainOptions;
+  /** Attack only rows of this true class (default: all classes). */
+  attackClass?: number | null;
   /** Members and non-members used by membership inference, each at most (default 2000, seeded sample). */
   miaRows?: number;
   /** Square attacks recorded one row per client for the stream detectors (default 10). */
@@ -159,6 +161,8 @@ export interface RedTeamResult {
   detectorEps: number;
   norm: Norm;
   rowsAttacked: number;
+  /** The class of the attacked rows, or null for all classes. */
+  attackClass: number | null;
   cleanRows: number;
   models: ModelEvaluation[];
   detectors: DetectorEvaluation[];
@@ -236,6 +240,10 @@ function checkOptions(models: readonly RedTeamModel[], data: RedTeamData, o: Red
   if (shadows === 1) throw invalidArgument('shadows', '0 (loss threshold only) or at least 2', shadows);
   const streamRows = requireInteger('streamRows', o.streamRows ?? 10, 1);
   const miaRows = requireInteger('miaRows', o.miaRows ?? 2000, 10);
+  const attackClass =
+    o.attackClass === undefined || o.attackClass === null
+      ? null
+      : requireInteger('attackClass', o.attackClass, 0, (models[0]?.model.classes ?? 2) - 1);
   const seed = requireInteger('seed', o.seed ?? 0, 0);
   const d = models[0]?.model.inputs as number;
   for (const m of models) {
@@ -279,6 +287,7 @@ function checkOptions(models: readonly RedTeamModel[], data: RedTeamData, o: Red
     shadows,
     streamRows,
     miaRows,
+    attackClass,
     seed,
   };
 }
@@ -305,9 +314,24 @@ export async function redTeam(
   data.domain.check(data.test.x, data.test.rows, 'test data');
   const rng = new SeededRng(o.seed);
   const perm = rng.permutation(data.test.rows);
-  const nAttack = Math.min(o.rows, Math.floor(data.test.rows / 2));
-  const attackSet = take(data.test, d, perm.subarray(0, nAttack));
-  const clean = take(data.test, d, perm.subarray(nAttack));
+  // Attacked rows: the first of a seeded order (of one class when asked: e.g. fraud rows, whose
+  // evasion is the attacker's goal), at most half the test rows; the rest are the clean rows.
+  const eligible =
+    o.attackClass === null
+      ? Array.from(perm)
+      : Array.from(perm).filter((r) => data.test.y[r] === o.attackClass);
+  const nAttack = Math.min(o.rows, Math.floor(data.test.rows / 2), eligible.length);
+  if (nAttack < 2) {
+    throw invalidArgument('attackClass', `a class with at least 2 rows in the test data`, o.attackClass);
+  }
+  const attackIdx = eligible.slice(0, nAttack);
+  const chosen = new Set(attackIdx);
+  const attackSet = take(data.test, d, attackIdx);
+  const clean = take(
+    data.test,
+    d,
+    Array.from(perm).filter((r) => !chosen.has(r)),
+  );
   const notes: string[] = [];
   const result: RedTeamResult = {
     attacks: o.attacks,
@@ -315,6 +339,7 @@ export async function redTeam(
     detectorEps: o.detectorEps,
     norm: o.norm,
     rowsAttacked: nAttack,
+    attackClass: o.attackClass,
     cleanRows: clean.rows,
     models: [],
     detectors: [],

@@ -10,6 +10,7 @@ import {
   Pipeline,
   type PreprocessStep,
   readDataset,
+  type Schema,
   validateAgainstSchema,
 } from '../../data/index.js';
 import {
@@ -30,6 +31,7 @@ import {
   toOnnx,
   train,
 } from '../../ml/index.js';
+import { type AdversarialMethod, adversarialTrain, tabularDomain } from '../../robust/index.js';
 import { floatOption, intOption, listOption } from '../options.js';
 import { bulwarkVersion, ioOf } from '../program.js';
 import { type Progress, startProgress } from '../progress.js';
@@ -62,6 +64,8 @@ export interface TrainTabularOptions {
   /** Columns to leave out. */
   drop?: readonly string[];
   onProgress?: (done: number, total: number, info: Record<string, string | number>) => void;
+  /** Adversarial training (src/robust): PGD (Madry) or TRADES within eps, schema-aware when a schema is given. */
+  adversarial?: { method: AdversarialMethod; eps: number; steps?: number; schema?: Schema };
   /** A note for the user (columns left out). */
   note?: (message: string) => void;
 }
@@ -268,7 +272,42 @@ export async function trainTabular(ds: Dataset, o: TrainTabularOptions): Promise
   const l2 = o.l2 ?? 1 / tr.rows;
   const solver = o.solver ?? 'adam';
   let training: TrainResult;
-  if (solver === 'lbfgs') {
+  if (o.adversarial) {
+    // eps is in units of each feature's range (schema bounds) or standard deviation; see docs/robust.md.
+    if (solver === 'lbfgs') throw new BulwarkError('ERR_USAGE', '--adversarial needs --solver adam or sgd');
+    const a = o.adversarial;
+    const domain = tabularDomain({
+      features: tr.features,
+      x: tr.matrix,
+      rows: tr.rows,
+      ...(a.schema ? { schema: a.schema } : {}),
+      categorical: features.filter((f) => ds.column(f).type === 'string'),
+    });
+    const adv = await adversarialTrain(net, trainData, {
+      method: a.method,
+      eps: a.eps,
+      steps: a.steps ?? 10,
+      domain,
+      epochs,
+      batchSize,
+      optimizer: solver,
+      learningRate: o.learningRate ?? (solver === 'sgd' ? 0.05 : o.model === 'logreg' ? 0.01 : 1e-3),
+      l2,
+      seed,
+      classWeights: o.classWeights ?? null,
+      onProgress: (p) =>
+        o.onProgress?.((p.epoch - 1) * batches + p.batch, epochs * batches, {
+          epoch: p.epoch,
+          loss: p.loss.toFixed(4),
+        }),
+    });
+    training = {
+      history: adv.history.map((e) => ({ epoch: e.epoch, loss: e.loss })),
+      bestEpoch: adv.history.length,
+      stoppedEarly: false,
+      classWeights: resolveClassWeights(o.classWeights ?? null, trainData, classes),
+    };
+  } else if (solver === 'lbfgs') {
     // Full batch, to convergence (scikit-learn's default solver); one "epoch" per iteration in the history.
     const maxIterations = o.epochs ?? 200;
     const history: TrainResult['history'] = [];
@@ -328,6 +367,15 @@ export async function trainTabular(ds: Dataset, o: TrainTabularOptions): Promise
       [META_LABEL]: o.label,
       [META_CLASS_VALUES]: JSON.stringify(classValues),
       'bulwark.features': JSON.stringify(tr.features),
+      ...(o.adversarial
+        ? {
+            'bulwark.adversarial': JSON.stringify({
+              method: o.adversarial.method,
+              eps: o.adversarial.eps,
+              steps: o.adversarial.steps ?? 10,
+            }),
+          }
+        : {}),
     },
   });
   return {
@@ -401,6 +449,21 @@ export function registerTrainCommand(program: Command): void {
       intOption(0, Number.MAX_SAFE_INTEGER),
       0,
     )
+    .option(
+      '--adversarial <method>',
+      'adversarial training: pgd (Madry et al.) or trades (Zhang et al.)',
+      oneOf(['pgd', 'trades'] as const),
+    )
+    .option(
+      '--adv-eps <e>',
+      "adversarial budget, in units of each feature's range (--schema bounds) or standard deviation",
+      floatOption(0, 1e6),
+    )
+    .option(
+      '--adv-steps <n>',
+      'PGD steps of the adversarial training attack (default 10)',
+      intOption(1, 10000),
+    )
     .option('--force', 'overwrite --out if it exists')
     .addHelpText(
       'after',
@@ -430,15 +493,24 @@ of the exported model, and the preprocessing and class values are stored in the 
         drop?: string[];
         seed: number;
         force?: boolean;
+        adversarial?: AdversarialMethod;
+        advEps?: number;
+        advSteps?: number;
       }>();
       const io = ioOf(this);
       if (o.hidden && o.model !== 'mlp')
         throw new BulwarkError('ERR_USAGE', '--hidden applies to --model mlp only');
       await requireFile(o.data, 'data file');
+      if ((o.advEps !== undefined || o.advSteps !== undefined) && o.adversarial === undefined)
+        throw new BulwarkError('ERR_USAGE', '--adv-eps and --adv-steps apply with --adversarial only');
+      if (o.adversarial !== undefined && !(o.advEps !== undefined && o.advEps > 0))
+        throw new BulwarkError('ERR_USAGE', '--adversarial needs --adv-eps, a budget > 0');
       let ds = await readDataset(o.data);
+      let schema: Schema | undefined;
       if (o.schema !== undefined) {
         await requireFile(o.schema, 'schema file');
-        ds = validateAgainstSchema(ds, await loadSchema(o.schema), { source: o.data });
+        schema = await loadSchema(o.schema);
+        ds = validateAgainstSchema(ds, schema, { source: o.data });
       }
       let bar: Progress | null = null;
       let r: TrainTabularResult;
@@ -458,6 +530,16 @@ of the exported model, and the preprocessing and class values are stored in the 
           classWeights: o.classWeights === 'balanced' ? 'balanced' : null,
           features: o.features,
           drop: o.drop,
+          ...(o.adversarial
+            ? {
+                adversarial: {
+                  method: o.adversarial,
+                  eps: o.advEps as number,
+                  steps: o.advSteps ?? 10,
+                  ...(schema ? { schema } : {}),
+                },
+              }
+            : {}),
           note: (m) => io.note(m),
           onProgress: (done, total, info) => {
             bar ??= startProgress(io, 'train', total, 'batches');
@@ -483,6 +565,9 @@ of the exported model, and the preprocessing and class values are stored in the 
           epochs: r.training.history.length,
           trainLoss: last?.loss,
           test: r.test,
+          ...(o.adversarial
+            ? { adversarial: { method: o.adversarial, eps: o.advEps, steps: o.advSteps ?? 10 } }
+            : {}),
         },
         () =>
           [

@@ -1,0 +1,224 @@
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { before, describe, it } from 'node:test';
+import { SeededRng } from '../../src/core/index.js';
+import { runBulwark } from '../helpers/cli.js';
+
+/** Label "yes" when 2 x1 - x2 + (channel == web) + count / 5 > 0.8, with noise; count is an integer in [0, 9]. */
+function makeCsv(rows: number, seed: number): string {
+  const rng = new SeededRng(seed);
+  const lines = ['x1,x2,count,channel,label'];
+  for (let i = 0; i < rows; i++) {
+    const x1 = rng.normal();
+    const x2 = rng.normal();
+    const count = rng.int(10);
+    const ch = rng.pick(['web', 'shop', 'phone']);
+    const z = 2 * x1 - x2 + (ch === 'web' ? 1 : 0) + count / 5 + rng.normal(0, 0.3);
+    lines.push(`${x1.toFixed(4)},${x2.toFixed(4)},${count},${ch},${z > 0.8 ? 'yes' : 'no'}`);
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+const dir = mkdtempSync(join(tmpdir(), 'bulwark-evaluate-'));
+const trainCsv = join(dir, 'train.csv');
+const testCsv = join(dir, 'test.csv');
+const model = join(dir, 'model.onnx');
+const robust = join(dir, 'robust.onnx');
+writeFileSync(trainCsv, makeCsv(800, 1));
+writeFileSync(testCsv, makeCsv(400, 2));
+const fast = ['--rows', '100', '--steps', '5', '--restarts', '1', '--queries', '40', '--eps', '0,0.1,0.2'];
+
+describe('bulwark evaluate', () => {
+  before(() => {
+    const t = runBulwark([
+      'train',
+      '--data',
+      trainCsv,
+      '--label',
+      'label',
+      '--model',
+      'mlp',
+      '--hidden',
+      '16',
+      '--epochs',
+      '40',
+      '--lr',
+      '0.01',
+      '--out',
+      model,
+    ]);
+    assert.equal(t.code, 0, t.stderr);
+    const a = runBulwark([
+      'train',
+      '--data',
+      trainCsv,
+      '--label',
+      'label',
+      '--model',
+      'mlp',
+      '--hidden',
+      '16',
+      '--epochs',
+      '40',
+      '--lr',
+      '0.01',
+      '--out',
+      robust,
+      '--adversarial',
+      'pgd',
+      '--adv-eps',
+      '0.2',
+      '--adv-steps',
+      '5',
+    ]);
+    assert.equal(a.code, 0, a.stderr);
+  });
+
+  it('writes the HTML report and the JSON result, comparing a normal and an adversarially trained model', () => {
+    const report = join(dir, 'report.html');
+    const r = runBulwark([
+      '--json',
+      'evaluate',
+      '--model',
+      model,
+      '--model',
+      robust,
+      '--data',
+      testCsv,
+      '--label',
+      'label',
+      '--attacks',
+      'fgsm,pgd,square,mia,extract',
+      '--members',
+      trainCsv,
+      '--shadows',
+      '2',
+      '--budgets',
+      '20,60',
+      '--immutable',
+      'channel',
+      '--report',
+      report,
+      ...fast,
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const j = JSON.parse(r.stdout) as {
+      models: {
+        name: string;
+        cleanAccuracy: number;
+        curves: Record<string, { eps: number; accuracy: number }[]>;
+        membership?: unknown;
+        extraction?: unknown;
+      }[];
+      detectors: { name: string }[];
+      streams: unknown[];
+      report: string;
+    };
+    assert.deepEqual(
+      j.models.map((m) => m.name),
+      ['model', 'robust'],
+    );
+    const [base, rob] = j.models;
+    assert.ok(base && rob);
+    assert.ok(base.cleanAccuracy > 0.8, `clean accuracy ${base.cleanAccuracy}`);
+    const at = (m: typeof base, a: string, e: number) =>
+      m.curves[a]?.find((p) => p.eps === e)?.accuracy as number;
+    assert.ok(at(base, 'pgd', 0.2) < base.cleanAccuracy, 'PGD lowers accuracy');
+    const drop = (m: typeof base) => m.cleanAccuracy - at(m, 'pgd', 0.1);
+    assert.ok(drop(rob) < drop(base), `adversarial training helps: PGD costs ${drop(rob)} vs ${drop(base)}`);
+    assert.ok(base.membership && base.extraction);
+    assert.ok(j.detectors.length >= 2 && j.streams.length === 2);
+    const html = readFileSync(report, 'utf8');
+    for (const s of ['Evasion attacks', 'Detectors', 'Membership inference', 'Model extraction', '<svg'])
+      assert.ok(html.includes(s), s);
+  });
+
+  it('fails closed with named errors', () => {
+    const noMembers = runBulwark([
+      'evaluate',
+      '--model',
+      model,
+      '--data',
+      testCsv,
+      '--label',
+      'label',
+      '--attacks',
+      'mia',
+    ]);
+    assert.equal(noMembers.code, 2);
+    assert.match(noMembers.stderr, /ERR_USAGE: --attacks mia needs --members/);
+    const unknown = runBulwark([
+      'evaluate',
+      '--model',
+      model,
+      '--data',
+      testCsv,
+      '--label',
+      'label',
+      '--attacks',
+      'pgd,hsj',
+    ]);
+    assert.equal(unknown.code, 2);
+    assert.match(unknown.stderr, /expected some of fgsm, pgd, apgd, square, mia, extract, got "hsj"/);
+    const cls = runBulwark([
+      'evaluate',
+      '--model',
+      model,
+      '--data',
+      testCsv,
+      '--label',
+      'label',
+      '--attack-class',
+      'maybe',
+      ...fast,
+    ]);
+    assert.equal(cls.code, 2);
+    assert.match(cls.stderr, /--attack-class: "maybe" is not one of the model's classes \(no, yes\)/);
+    const imm = runBulwark([
+      'evaluate',
+      '--model',
+      model,
+      '--data',
+      testCsv,
+      '--label',
+      'label',
+      '--immutable',
+      'nope',
+      ...fast,
+    ]);
+    assert.equal(imm.code, 2);
+    assert.match(imm.stderr, /immutable: expected input columns of the model/);
+    const missing = runBulwark([
+      'evaluate',
+      '--model',
+      join(dir, 'none.onnx'),
+      '--data',
+      testCsv,
+      '--label',
+      'label',
+    ]);
+    assert.equal(missing.code, 3);
+    assert.match(missing.stderr, /ERR_FILE_NOT_FOUND/);
+    const report = join(dir, 'exists.html');
+    writeFileSync(report, 'x');
+    const exists = runBulwark([
+      'evaluate',
+      '--model',
+      model,
+      '--data',
+      testCsv,
+      '--label',
+      'label',
+      '--report',
+      report,
+      '--no-detectors',
+      ...fast,
+    ]);
+    assert.equal(exists.code, 3);
+    assert.match(exists.stderr, /ERR_FILE_EXISTS/);
+    assert.equal(readFileSync(report, 'utf8'), 'x');
+    assert.ok(!existsSync(join(dir, 'none.html')));
+  });
+});
