@@ -69,6 +69,12 @@ export function gemm(
     if (!accumulate) c.fill(0);
     return;
   }
+  if (n <= 2) {
+    // One or two output columns (binary logistic regression, GEMV): the SIMD kernel would pad them to
+    // 16 and copy whole operands for little work; direct loops are faster here.
+    gemmNarrow(transA, transB, m, n, k, a, b, c, accumulate);
+    return;
+  }
   const w = backend === 'auto' ? (parallelGemm() ?? wasmGemm()) : null;
   // Below ~4k multiply-adds the copies into WebAssembly memory cost more than they save.
   if (w !== null && m * n * k >= 4096) {
@@ -150,6 +156,46 @@ export function gemmJs(
         const bo = p * n;
         for (let j = 0; j < n; j++) c[ci + j] = (c[ci + j] as number) + av * (b[bo + j] as number);
       }
+    }
+  }
+}
+
+/**
+ * GEMM for n <= 2 columns of C: dot products along contiguous rows of A, or (for Aᵀ) axpy over
+ * contiguous rows of the stored A, accumulated in double.
+ */
+function gemmNarrow(
+  transA: boolean,
+  transB: boolean,
+  m: number,
+  n: number,
+  k: number,
+  a: Float32Array,
+  b: Float32Array,
+  c: Float32Array,
+  accumulate: boolean,
+): void {
+  for (let j = 0; j < n; j++) {
+    // column j of op(B) as a contiguous vector of length k
+    const bj = new Float64Array(k);
+    for (let p = 0; p < k; p++) bj[p] = transB ? (b[j * k + p] as number) : (b[p * n + j] as number);
+    if (!transA) {
+      for (let i = 0; i < m; i++) {
+        let s = 0;
+        const o = i * k;
+        for (let p = 0; p < k; p++) s += (a[o + p] as number) * (bj[p] as number);
+        c[i * n + j] = (accumulate ? (c[i * n + j] as number) : 0) + s;
+      }
+    } else {
+      const acc = new Float64Array(m);
+      for (let p = 0; p < k; p++) {
+        const v = bj[p] as number;
+        if (v === 0) continue;
+        const o = p * m;
+        for (let i = 0; i < m; i++) acc[i] = (acc[i] as number) + (a[o + i] as number) * v;
+      }
+      for (let i = 0; i < m; i++)
+        c[i * n + j] = (accumulate ? (c[i * n + j] as number) : 0) + (acc[i] as number);
     }
   }
 }

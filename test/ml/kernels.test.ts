@@ -46,6 +46,8 @@ describe('gemm', () => {
     [64, 10, 100],
     [130, 257, 31],
     [5, 300, 2],
+    [50, 1, 70],
+    [40, 2, 33],
   ];
   for (const backend of ['auto', 'js'] as const) {
     for (const [m, n, k] of shapes) {
