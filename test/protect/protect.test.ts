@@ -357,7 +357,10 @@ describe('protect and reveal CSV', () => {
     const s4 = await SubjectKeyStore.open(join(dir, 'subjects.json'), k);
     assert.equal(s4.handleOf(victim), s3.handleOf(victim));
     // The dataset's own keys were wrapped by the destroyed version: without a rewrap first, it is gone.
-    await rejectsWith(() => revealCsv(out, join(dir, 'sub.g.csv'), { keyring: k, subjects: s4 }), 'ERR_KEY_DESTROYED');
+    await rejectsWith(
+      () => revealCsv(out, join(dir, 'sub.g.csv'), { keyring: k, subjects: s4 }),
+      'ERR_KEY_DESTROYED',
+    );
     await rejectsWith(
       () =>
         protectCsv(src, join(dir, 'x.csv'), {
