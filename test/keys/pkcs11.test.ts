@@ -6,6 +6,7 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { decryptBytes, encryptBytes, findSoftHsmModule, Keyring } from '../../src/keys/index.js';
+import { runBulwark } from '../helpers/cli.js';
 import { rejectsWith, tempDir } from './helpers.js';
 
 /**
@@ -144,6 +145,55 @@ describe('pkcs11 provider (SoftHSM2)', { skip: missing }, () => {
     const edited = await Keyring.open(join(dir, 'edited.json'), { secret: { value: PIN } });
     await rejectsWith(() => edited.unwrapKey(w1, 'c'), 'ERR_KEY_NOT_FOUND');
     await edited.close();
+  });
+
+  it('through the CLI: keys init --provider pkcs11, encrypt and decrypt a file, PIN from a variable', () => {
+    const kr2 = join(dir, 'cli-hsm.json');
+    const env = { BULWARK_TEST_PIN: PIN };
+    const auth = ['--keyring', kr2, '--pin-env', 'BULWARK_TEST_PIN'];
+    let r = runBulwark(
+      [
+        'keys',
+        'init',
+        '--provider',
+        'pkcs11',
+        '--token',
+        TOKEN,
+        '--module',
+        module!,
+        '--key',
+        'model',
+        ...auth,
+      ],
+      { env },
+    );
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /provider pkcs11/);
+    assert.match(r.stdout, /token object bulwark:model:v1/);
+    writeFileSync(join(dir, 'w.bin'), Buffer.alloc(70_000, 3));
+    r = runBulwark(
+      [
+        'keys',
+        'encrypt',
+        join(dir, 'w.bin'),
+        '--out',
+        join(dir, 'w.enc'),
+        '--key',
+        'model',
+        '--frame-size',
+        '65536',
+        ...auth,
+      ],
+      { env },
+    );
+    assert.equal(r.code, 0, r.stderr);
+    r = runBulwark(['keys', 'decrypt', join(dir, 'w.enc'), '--out', join(dir, 'w.dec'), ...auth], { env });
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(readFileSync(join(dir, 'w.dec')), Buffer.alloc(70_000, 3));
+    r = runBulwark(['keys', 'list', ...auth], { env: { BULWARK_TEST_PIN: '0000' } });
+    assert.equal(r.code, 6);
+    assert.match(r.stderr, /^bulwark: ERR_HSM: login to token "bulwark-test" failed: CKR_PIN_INCORRECT/);
+    assert.doesNotMatch(r.stderr, /0000/);
   });
 
   it('a wrong PIN or an unknown token is ERR_HSM; no PIN source is ERR_SECRET_MISSING', async () => {
