@@ -1,6 +1,5 @@
-import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
-import { BulwarkError } from '../core/index.js';
+import { BulwarkError, bulwarkVersion } from '../core/index.js';
 import { registerAuditCommands } from './commands/audit.js';
 import { registerDataCommands } from './commands/data.js';
 import { registerDemoCommand } from './commands/demo.js';
@@ -10,13 +9,7 @@ import { registerPredictCommand } from './commands/predict.js';
 import { registerTrainCommand } from './commands/train.js';
 import { ExitCode, type Io, makeIo, reportError } from './output.js';
 
-/** The version from package.json, read once. */
-export function bulwarkVersion(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
-    version: string;
-  };
-  return pkg.version;
-}
+export { bulwarkVersion };
 
 /** The `Io` of a running command, from the global `--json` flag. */
 export function ioOf(cmd: Command): Io {

@@ -18,3 +18,4 @@ export {
   requireOneOf,
   requirePositive,
 } from './validate.js';
+export { bulwarkVersion } from './version.js';

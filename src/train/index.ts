@@ -1,0 +1,12 @@
+export {
+  classIndexOf,
+  MAX_CATEGORIES,
+  META_CLASS_VALUES,
+  META_LABEL,
+  META_PIPELINE,
+  type TabularMetrics,
+  type TrainTabularOptions,
+  type TrainTabularResult,
+  tabularMetrics,
+  trainTabular,
+} from './tabular.js';

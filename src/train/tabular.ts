@@ -1,0 +1,395 @@
+/**
+ * Training workflows on tabular data, shared by `bulwark train`, the demo, and the privacy and robustness
+ * stages: label encoding, feature choice, a one-hot pipeline, standardisation folded into the model, a
+ * seeded train/test split, training (Adam/SGD, L-BFGS, or adversarial), test metrics, and the ONNX model
+ * with its preprocessing in the metadata.
+ */
+import { BulwarkError, bulwarkVersion, SeededRng } from '../core/index.js';
+import {
+  type CellValue,
+  type Dataset,
+  Imputer,
+  OneHotEncoder,
+  Pipeline,
+  type PreprocessStep,
+  type Schema,
+} from '../data/index.js';
+import {
+  type ActivationName,
+  accuracy,
+  averagePrecision,
+  confusionMatrix,
+  fitLbfgs,
+  type LabelledData,
+  logisticRegression,
+  mlp,
+  type Network,
+  precisionRecallF1,
+  resolveClassWeights,
+  rocAuc,
+  type TrainResult,
+  toOnnx,
+  train,
+} from '../ml/index.js';
+import { type AdversarialMethod, adversarialTrain, tabularDomain } from '../robust/index.js';
+
+/** Metadata keys Bulwark writes into the ONNX files it trains (read back by `bulwark predict`). */
+export const META_PIPELINE = 'bulwark.pipeline';
+export const META_LABEL = 'bulwark.label';
+export const META_CLASS_VALUES = 'bulwark.class_values';
+
+/** String columns with more distinct values than this are taken for identifiers and left out. */
+export const MAX_CATEGORIES = 100;
+const MISSING = '<missing>';
+
+export interface TrainTabularOptions {
+  label: string;
+  model: 'logreg' | 'mlp';
+  /** `adam` (default), `sgd` (with momentum) or `lbfgs` (full batch; `epochs` is then its iteration limit). */
+  solver?: 'adam' | 'sgd' | 'lbfgs';
+  hidden?: readonly number[];
+  activation?: ActivationName;
+  epochs?: number;
+  batchSize?: number;
+  learningRate?: number;
+  l2?: number;
+  seed?: number;
+  testFraction?: number;
+  classWeights?: 'balanced' | null;
+  /** Columns to use as features (default: every column but the label, minus identifier-like strings). */
+  features?: readonly string[];
+  /** Columns to leave out. */
+  drop?: readonly string[];
+  onProgress?: (done: number, total: number, info: Record<string, string | number>) => void;
+  /** Adversarial training (src/robust): PGD (Madry) or TRADES within eps, schema-aware when a schema is given. */
+  adversarial?: { method: AdversarialMethod; eps: number; steps?: number; schema?: Schema };
+  /** A note for the user (columns left out). */
+  note?: (message: string) => void;
+}
+
+export interface TabularMetrics {
+  rows: number;
+  accuracy: number;
+  precision: number;
+  recall: number;
+  f1: number;
+  rocAuc?: number;
+  averagePrecision?: number;
+  confusion: number[][];
+}
+
+export interface TrainTabularResult {
+  network: Network;
+  pipeline: Pipeline;
+  classValues: string[];
+  features: readonly string[];
+  trainRows: number;
+  test: TabularMetrics;
+  training: TrainResult;
+  /** The ONNX model (network + standardisation) with the pipeline and labels in its metadata. */
+  onnx: Uint8Array;
+}
+
+/** The label column as class indices; the class values in index order. */
+function encodeLabels(ds: Dataset, label: string): { y: Int32Array; classValues: string[] } {
+  const col = ds.column(label);
+  const raw: (string | null)[] =
+    col.type === 'string'
+      ? [...col.values]
+      : Array.from(col.values, (v) => (Number.isFinite(v) ? String(v) : null));
+  const missing = raw.indexOf(null);
+  if (missing >= 0) {
+    throw new BulwarkError('ERR_LABEL_INVALID', `label column "${label}": row ${missing + 1} has no value`, {
+      details: { row: missing + 1, field: label },
+    });
+  }
+  const values = [...new Set(raw as string[])];
+  if (col.type === 'string') values.sort();
+  else values.sort((a, b) => Number(a) - Number(b));
+  if (values.length < 2) {
+    throw new BulwarkError(
+      'ERR_LABEL_INVALID',
+      `label column "${label}" has only one class (${values[0] ?? 'none'}); a classifier needs two or more`,
+      { details: { field: label } },
+    );
+  }
+  if (values.length > 1000) {
+    throw new BulwarkError(
+      'ERR_LABEL_INVALID',
+      `label column "${label}" has ${values.length} distinct values: is it a class label?`,
+      { details: { field: label } },
+    );
+  }
+  const index = new Map(values.map((v, i) => [v, i]));
+  return { y: Int32Array.from(raw as string[], (v) => index.get(v) as number), classValues: values };
+}
+
+/** The feature pipeline: string columns imputed with a `<missing>` category and one-hot encoded. */
+function buildPipeline(ds: Dataset, features: readonly string[]): Pipeline {
+  const strings = features.filter((f) => ds.column(f).type === 'string');
+  const steps: PreprocessStep[] = [];
+  if (strings.length > 0) {
+    steps.push(new Imputer({ columns: strings, strategy: 'constant', fillValue: MISSING }));
+    steps.push(
+      new OneHotEncoder({ columns: strings, handleUnknown: 'ignore', maxCategories: MAX_CATEGORIES }),
+    );
+  }
+  return new Pipeline({ inputs: features, steps });
+}
+
+/** Throws ERR_DATA_VALUE for NaN or Infinity in a feature matrix, naming the row and the feature. */
+function requireFiniteMatrix(m: Float32Array, features: readonly string[], what: string): void {
+  const d = features.length;
+  for (let i = 0; i < m.length; i++) {
+    if (!Number.isFinite(m[i])) {
+      const row = Math.floor(i / d) + 1;
+      const field = features[i % d] as string;
+      throw new BulwarkError('ERR_DATA_VALUE', `${what}: row ${row} column "${field}" is ${m[i]}`, {
+        details: { row, field },
+      });
+    }
+  }
+}
+
+/** Picks the feature columns: explicit, or all but the label, the dropped ones and identifier-like strings. */
+function chooseFeatures(ds: Dataset, o: TrainTabularOptions): string[] {
+  for (const n of [...(o.features ?? []), ...(o.drop ?? [])]) ds.column(n);
+  if (o.features && o.features.length > 0) {
+    if (o.features.includes(o.label)) {
+      throw new BulwarkError(
+        'ERR_INVALID_ARGUMENT',
+        `--features: the label column "${o.label}" cannot be a feature`,
+      );
+    }
+    return [...o.features];
+  }
+  const out: string[] = [];
+  for (const c of ds.columns) {
+    if (c.name === o.label || o.drop?.includes(c.name)) continue;
+    if (c.type === 'string') {
+      const distinct = new Set(c.values).size;
+      if (distinct > MAX_CATEGORIES) {
+        o.note?.(
+          `left out column "${c.name}": ${distinct} distinct strings (an identifier?); name it in --features to keep it`,
+        );
+        continue;
+      }
+    }
+    out.push(c.name);
+  }
+  if (out.length === 0) throw new BulwarkError('ERR_DATA_VALUE', 'no feature columns left besides the label');
+  return out;
+}
+
+/** Column means and population standard deviations (0 becomes 1) of a row-major matrix. */
+function standardisation(x: Float32Array, rows: number, d: number): { sub: Float32Array; div: Float32Array } {
+  const mean = new Float64Array(d);
+  const sq = new Float64Array(d);
+  for (let r = 0; r < rows; r++)
+    for (let j = 0; j < d; j++) mean[j] = (mean[j] as number) + (x[r * d + j] as number);
+  for (let j = 0; j < d; j++) mean[j] = (mean[j] as number) / rows;
+  for (let r = 0; r < rows; r++)
+    for (let j = 0; j < d; j++)
+      sq[j] = (sq[j] as number) + ((x[r * d + j] as number) - (mean[j] as number)) ** 2;
+  return { sub: Float32Array.from(mean), div: Float32Array.from(sq, (s) => Math.sqrt(s / rows) || 1) };
+}
+
+/** Accuracy, precision/recall/F1 (binary on the second class, else macro), AUCs (binary) and the confusion matrix. */
+export function tabularMetrics(net: Network, x: Float32Array, y: Int32Array, rows: number): TabularMetrics {
+  const pred = net.predict(x, rows);
+  const k = net.classes;
+  const prf = precisionRecallF1(y, pred, k === 2 ? 'binary' : 'macro', k);
+  const out: TabularMetrics = {
+    rows,
+    accuracy: accuracy(y, pred),
+    ...prf,
+    confusion: confusionMatrix(y, pred, k),
+  };
+  if (k === 2) {
+    const proba = net.predictProba(x, rows);
+    const scores = Array.from({ length: rows }, (_, i) => proba[2 * i + 1] as number);
+    const both = new Set(y).size === 2;
+    if (both) {
+      out.rocAuc = rocAuc(y, scores);
+      out.averagePrecision = averagePrecision(y, scores);
+    }
+  }
+  return out;
+}
+
+/**
+ * Trains a logistic regression or MLP on a tabular dataset: label encoding, one-hot features,
+ * standardisation folded into the model, a seeded train/test split, training with progress, test
+ * metrics, and the ONNX model with the preprocessing pipeline and class values in its metadata.
+ */
+export async function trainTabular(ds: Dataset, o: TrainTabularOptions): Promise<TrainTabularResult> {
+  ds.column(o.label);
+  const seed = o.seed ?? 0;
+  const testFraction = o.testFraction ?? 0.2;
+  const features = chooseFeatures(ds, o);
+  const { y, classValues } = encodeLabels(ds, o.label);
+  const n = ds.rowCount;
+  const nTest = Math.round(n * testFraction);
+  if (n - nTest < 2 || (testFraction > 0 && nTest < 1)) {
+    throw new BulwarkError(
+      'ERR_DATA_VALUE',
+      `${n} rows are too few to split off a test set of ${testFraction}`,
+    );
+  }
+  const perm = new SeededRng(seed).permutation(n);
+  const testIdx = perm.subarray(0, nTest);
+  const trainIdx = perm.subarray(nTest);
+  const trainDs = ds.take(trainIdx);
+  const pipeline = buildPipeline(ds, features).fit(trainDs);
+  const tr = pipeline.transform(trainDs);
+  requireFiniteMatrix(tr.matrix, tr.features, 'training data');
+  const d = tr.features.length;
+  const trainData: LabelledData = {
+    x: tr.matrix,
+    y: Int32Array.from(trainIdx, (i) => y[i] as number),
+    rows: tr.rows,
+  };
+  const classes = classValues.length;
+  const std = standardisation(tr.matrix, tr.rows, d);
+  const preprocessing = { kind: 'sub-div' as const, ...std };
+  const net =
+    o.model === 'logreg'
+      ? logisticRegression({ inputs: d, classes, preprocessing })
+      : mlp({
+          inputs: d,
+          hidden: o.hidden && o.hidden.length > 0 ? o.hidden : [64],
+          activation: o.activation ?? 'relu',
+          classes,
+          rng: seed,
+          preprocessing,
+        });
+  const epochs = o.epochs ?? 20;
+  const batchSize = o.batchSize ?? 128;
+  const batches = Math.ceil(tr.rows / batchSize);
+  const l2 = o.l2 ?? 1 / tr.rows;
+  const solver = o.solver ?? 'adam';
+  let training: TrainResult;
+  if (o.adversarial) {
+    // eps is in units of each feature's range (schema bounds) or standard deviation; see docs/robust.md.
+    if (solver === 'lbfgs') throw new BulwarkError('ERR_USAGE', '--adversarial needs --solver adam or sgd');
+    const a = o.adversarial;
+    const domain = tabularDomain({
+      features: tr.features,
+      x: tr.matrix,
+      rows: tr.rows,
+      ...(a.schema ? { schema: a.schema } : {}),
+      categorical: features.filter((f) => ds.column(f).type === 'string'),
+    });
+    const adv = await adversarialTrain(net, trainData, {
+      method: a.method,
+      eps: a.eps,
+      steps: a.steps ?? 10,
+      domain,
+      epochs,
+      batchSize,
+      optimizer: solver,
+      learningRate: o.learningRate ?? (solver === 'sgd' ? 0.05 : o.model === 'logreg' ? 0.01 : 1e-3),
+      l2,
+      seed,
+      classWeights: o.classWeights ?? null,
+      onProgress: (p) =>
+        o.onProgress?.((p.epoch - 1) * batches + p.batch, epochs * batches, {
+          epoch: p.epoch,
+          loss: p.loss.toFixed(4),
+        }),
+    });
+    training = {
+      history: adv.history.map((e) => ({ epoch: e.epoch, loss: e.loss })),
+      bestEpoch: adv.history.length,
+      stoppedEarly: false,
+      classWeights: resolveClassWeights(o.classWeights ?? null, trainData, classes),
+    };
+  } else if (solver === 'lbfgs') {
+    // Full batch, to convergence (scikit-learn's default solver); one "epoch" per iteration in the history.
+    const maxIterations = o.epochs ?? 200;
+    const history: TrainResult['history'] = [];
+    fitLbfgs(net, trainData, {
+      l2,
+      maxIterations,
+      classWeights: o.classWeights ?? null,
+      onIteration: (it, loss) => {
+        history.push({ epoch: it, loss });
+        o.onProgress?.(it, maxIterations, { iteration: it, loss: loss.toFixed(4) });
+      },
+    });
+    training = {
+      history,
+      bestEpoch: history.length,
+      stoppedEarly: false,
+      classWeights: resolveClassWeights(o.classWeights ?? null, trainData, classes),
+    };
+  } else {
+    training = await train(net, trainData, {
+      epochs,
+      batchSize,
+      optimizer: solver,
+      learningRate: o.learningRate ?? (solver === 'sgd' ? 0.05 : o.model === 'logreg' ? 0.01 : 1e-3),
+      l2,
+      seed,
+      classWeights: o.classWeights ?? null,
+      onProgress: (p) =>
+        o.onProgress?.((p.epoch - 1) * batches + p.batch, epochs * batches, {
+          epoch: p.epoch,
+          loss: p.loss.toFixed(4),
+        }),
+    });
+  }
+  let test: TabularMetrics = {
+    rows: 0,
+    accuracy: Number.NaN,
+    precision: Number.NaN,
+    recall: Number.NaN,
+    f1: Number.NaN,
+    confusion: [],
+  };
+  if (nTest > 0) {
+    const te = pipeline.transform(ds.take(testIdx));
+    requireFiniteMatrix(te.matrix, te.features, 'test data');
+    test = tabularMetrics(
+      net,
+      te.matrix,
+      Int32Array.from(testIdx, (i) => y[i] as number),
+      te.rows,
+    );
+  }
+  const onnx = toOnnx(net, {
+    producerVersion: bulwarkVersion(),
+    metadata: {
+      [META_PIPELINE]: JSON.stringify(pipeline.toJSON()),
+      [META_LABEL]: o.label,
+      [META_CLASS_VALUES]: JSON.stringify(classValues),
+      'bulwark.features': JSON.stringify(tr.features),
+      ...(o.adversarial
+        ? {
+            'bulwark.adversarial': JSON.stringify({
+              method: o.adversarial.method,
+              eps: o.adversarial.eps,
+              steps: o.adversarial.steps ?? 10,
+            }),
+          }
+        : {}),
+    },
+  });
+  return {
+    network: net,
+    pipeline,
+    classValues,
+    features: tr.features,
+    trainRows: tr.rows,
+    test,
+    training,
+    onnx,
+  };
+}
+
+/** Used by predict: a row's label value as a class index, or -1 when it is not one of the classes. */
+export function classIndexOf(classValues: readonly string[], v: CellValue): number {
+  if (v === null) return -1;
+  const s = typeof v === 'number' ? String(v) : v;
+  return classValues.indexOf(s);
+}
