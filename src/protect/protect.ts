@@ -305,6 +305,13 @@ export async function protectRows(
   const subjectKeys = new KeyCache();
   const store = opts.subjects?.store;
   const randomizedDataset = plan.plans.filter((p) => !p.subject && p.mode === 'randomized');
+  if (maxUses < randomizedDataset.length) {
+    throw invalidArgument(
+      'dekMaxUses',
+      `at least the ${randomizedDataset.length} values of one row`,
+      maxUses,
+    );
+  }
   const writer = await CsvOut.create(output, plan.outputColumns);
   const width = plan.outputColumns.length;
   const handles = new Set<string>();

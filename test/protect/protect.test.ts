@@ -141,6 +141,10 @@ describe('protect and reveal CSV', () => {
     );
     await revealCsv(out, join(dir, 'r4.csv'), { keyring: kr });
     assert.deepEqual(lines(join(dir, 'r4.csv')), lines(src));
+    await rejectsWith(
+      () => protectCsv(src, join(dir, 'p5.csv'), { schema, keyring: kr, dekMaxUses: 3 }),
+      'ERR_INVALID_ARGUMENT',
+    );
   });
 
   describe('tampering and bad input: a distinct code each, and no output', () => {
