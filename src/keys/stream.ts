@@ -429,7 +429,13 @@ export async function readStreamHeader(path: string): Promise<StreamHeaderInfo> 
       );
     const n = b.readUInt16BE(12 + SALT_BYTES);
     if ((await r.fill(n)) < n) throw truncated(path);
-    const wk = wrappedKeySchema.safeParse(JSON.parse(r.take(n).toString('utf8')));
+    let raw: unknown;
+    try {
+      raw = JSON.parse(r.take(n).toString('utf8'));
+    } catch {
+      throw headerTampered(path, 'wrapped data key');
+    }
+    const wk = wrappedKeySchema.safeParse(raw);
     if (!wk.success) throw headerTampered(path, 'wrapped data key');
     return {
       version: b[8]!,
