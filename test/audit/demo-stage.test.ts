@@ -32,7 +32,7 @@ describe('demo audit stages', () => {
       { id: 'train' },
       {
         blocks: [],
-        summary: { auc: 0.91 },
+        summary: { auc: 0.91, loss: Number.NaN, note: 'x'.repeat(500) },
         events: [
           {
             type: 'dataset.created',

@@ -57,8 +57,14 @@ export async function recordStage(
     });
   }
   const summary: Record<string, string | number | boolean> = {};
+  // Summaries are free-form: keep them within the event schema (short strings, finite numbers).
   for (const [k, v] of Object.entries(result.summary ?? {}))
-    summary[k] = typeof v === 'string' && v.length > 200 ? `${v.slice(0, 200)}…` : v;
+    summary[k.slice(0, 256)] =
+      typeof v === 'string' && v.length > 200
+        ? `${v.slice(0, 200)}…`
+        : typeof v === 'number' && !Number.isFinite(v)
+          ? String(v)
+          : v;
   await log.append({
     type: 'pipeline.stage',
     data: { pipeline: 'demo', stage: stage.id, status: result.status ?? 'ok', seconds, summary },
