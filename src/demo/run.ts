@@ -5,6 +5,7 @@ import { BulwarkError, fsError, SeededRng, writeFileAtomic } from '../core/index
 import { type ReportDoc, renderHtml, type Section } from '../report/index.js';
 import type { DemoOptions, DemoStage, DemoState, StageContext } from './stage.js';
 import { auditOpenStage, auditStage, recordStage } from './stages/audit.js';
+import { baselineStage } from './stages/baseline.js';
 import { protectStage } from './stages/protect.js';
 import { schemaStage } from './stages/schema.js';
 import { synthStage } from './stages/synth.js';
@@ -15,6 +16,7 @@ export const DEMO_STAGES: readonly DemoStage[] = [
   synthStage,
   schemaStage,
   protectStage,
+  baselineStage,
   auditStage,
 ];
 

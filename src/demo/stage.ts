@@ -2,6 +2,7 @@ import type { AuditEventInput, AuditLog } from '../audit/index.js';
 import type { Rng } from '../core/index.js';
 import type { Dataset, Schema } from '../data/index.js';
 import type { Block } from '../report/index.js';
+import type { TrainTabularResult } from '../train/index.js';
 
 /**
  * The demo is a fixed list of stages, run in order; each reads what earlier stages left in the shared
@@ -25,6 +26,8 @@ export interface DemoState {
   dataset?: Dataset;
   schema?: Schema;
   label?: string;
+  /** The baseline (non-private) model: later stages compare against it. */
+  baseline?: { path: string; result: TrainTabularResult };
   /** The demo's audit log while it is open: the runner records every stage in it (stages/audit.ts). */
   audit?: AuditLog;
 }

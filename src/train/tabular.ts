@@ -85,6 +85,8 @@ export interface TrainTabularResult {
   features: readonly string[];
   trainRows: number;
   test: TabularMetrics;
+  /** The encoded held-out rows (features after the pipeline, labels as class indices), for evaluation and attacks. */
+  testSet: LabelledData;
   training: TrainResult;
   /** The ONNX model (network + standardisation) with the pipeline and labels in its metadata. */
   onnx: Uint8Array;
@@ -347,15 +349,12 @@ export async function trainTabular(ds: Dataset, o: TrainTabularOptions): Promise
     f1: Number.NaN,
     confusion: [],
   };
+  let testSet: LabelledData = { x: new Float32Array(0), y: new Int32Array(0), rows: 0 };
   if (nTest > 0) {
     const te = pipeline.transform(ds.take(testIdx));
     requireFiniteMatrix(te.matrix, te.features, 'test data');
-    test = tabularMetrics(
-      net,
-      te.matrix,
-      Int32Array.from(testIdx, (i) => y[i] as number),
-      te.rows,
-    );
+    testSet = { x: te.matrix, y: Int32Array.from(testIdx, (i) => y[i] as number), rows: te.rows };
+    test = tabularMetrics(net, testSet.x, testSet.y, testSet.rows);
   }
   const onnx = toOnnx(net, {
     producerVersion: bulwarkVersion(),
@@ -382,6 +381,7 @@ export async function trainTabular(ds: Dataset, o: TrainTabularOptions): Promise
     features: tr.features,
     trainRows: tr.rows,
     test,
+    testSet,
     training,
     onnx,
   };

@@ -27,6 +27,9 @@ describe('bulwark demo --quick', () => {
     assert.ok(report.sections.length >= 2);
     for (const s of report.sections) assert.equal(s.status === 'failed', false, `stage ${s.id} failed`);
     assert.equal(report.summary['data']?.['rows'], 20_000);
+    // The baseline fraud model learns the synthetic fraud patterns (well above chance) and is written as ONNX.
+    assert.ok(files.includes('baseline.onnx'));
+    assert.ok(Number(report.summary['baseline']?.['rocAuc']) > 0.8, 'baseline ROC AUC');
     const personal = String(report.summary['schema']?.['personal']).split(',');
     for (const f of ['card_number', 'national_id', 'email', 'phone', 'date_of_birth']) {
       assert.ok(personal.includes(f), `${f} detected as personal`);
