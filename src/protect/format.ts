@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, createHash, createHmac } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHmac, hash } from 'node:crypto';
 import { aessiv } from '@noble/ciphers/aes.js';
 import { BulwarkError } from '../core/index.js';
 import { bytesEqual, encodeParts, GCM_NONCE_BYTES, GCM_TAG_BYTES, hkdf } from '../keys/index.js';
@@ -194,7 +194,7 @@ interface SuffixCache {
 let lastRow: SuffixCache = { rowKey: '\u0000', subject: '\u0000', suffix: Buffer.alloc(0) };
 let lastDet: SuffixCache = { rowKey: '\u0000', subject: '\u0000', suffix: Buffer.alloc(0) };
 
-/** CTX's committed tag: SHA-256(K | N | A | T), first 16 bytes (A = prefix | suffix). */
+/** CTX's committed tag: SHA-256(K | N | A | T), first 16 bytes (A = prefix | suffix). One-shot hash. */
 function ctxTag(
   key: Uint8Array,
   nonce: Uint8Array,
@@ -202,14 +202,10 @@ function ctxTag(
   suffix: Uint8Array,
   tag: Uint8Array,
 ): Buffer {
-  return createHash('sha256')
-    .update(key)
-    .update(nonce)
-    .update(prefix)
-    .update(suffix)
-    .update(tag)
-    .digest()
-    .subarray(0, GCM_TAG_BYTES);
+  return hash('sha256', Buffer.concat([key, nonce, prefix, suffix, tag]), 'buffer').subarray(
+    0,
+    GCM_TAG_BYTES,
+  );
 }
 
 /** Decodes a cell's base64url text; malformed text is tampering. */
