@@ -70,6 +70,7 @@ describe('demo audit stages', () => {
       root: r.summary?.['root'],
       verified: true,
       lineageLength: 3,
+      lineageUnresolved: 0,
       tamperedCopy: 'ERR_AUDIT_ENTRY_CORRUPT',
     });
     const vkey = readFileSync(join(outDir, 'audit', 'log.key.pub'), 'utf8').trim();

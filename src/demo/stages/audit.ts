@@ -18,7 +18,12 @@ import type { DemoStage, DemoState, StageResult } from '../stage.js';
 const ORIGIN = 'bulwark.demo/audit';
 const auditDir = (outDir: string) => join(outDir, 'audit');
 
-async function fileDigest(path: string): Promise<string> {
+/**
+ * `sha256:<hex>` of a file's bytes: the digest the recorder logs for the generated dataset. Stages
+ * that record a `dataset.protected` event should use it for `sourceDigest` (and for their output), so
+ * the lineage links up.
+ */
+export async function fileDigest(path: string): Promise<string> {
   const h = createHash('sha256');
   for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
   return `sha256:${h.digest('hex')}`;
@@ -44,8 +49,11 @@ export async function recordStage(
   const done = logged.get(log) ?? new Set<string>();
   logged.set(log, done);
   for (const e of result.events ?? []) await log.append(e);
-  if (state.dataPath && state.dataset && !done.has(state.dataPath)) {
-    done.add(state.dataPath);
+  // The generated transactions are the root of the lineage: logged once, when the data and its
+  // parsed form are both in the state. Later datasets (the protected copy) are recorded by the stages
+  // that make them, through `StageResult.events`, with what only they know (keys, fields).
+  if (state.dataPath && state.dataset && !done.has('raw-dataset')) {
+    done.add('raw-dataset');
     await log.append({
       type: 'dataset.created',
       data: {
@@ -144,6 +152,7 @@ export const auditStage: DemoStage = {
     let entries: AuditEntry[];
     let target: AuditEntry | undefined;
     let chain: LineageNode[] = [];
+    let unresolved: { ref: string; usedBy: number }[] = [];
     let proofHashes = 0;
     let report: Awaited<ReturnType<AuditLog['verify']>>;
     try {
@@ -157,7 +166,9 @@ export const auditStage: DemoStage = {
         if (target) break;
       }
       if (target) {
-        chain = (await log.lineage(target.id)).nodes;
+        const lineage = await log.lineage(target.id);
+        chain = lineage.nodes;
+        unresolved = lineage.unresolved;
         const bundle = await log.prove(target.id, cp.size);
         // The auditor's check: the public key and the proof file only.
         verifyInclusionBundle(bundle, publicKey);
@@ -242,12 +253,20 @@ export const auditStage: DemoStage = {
           n.via ?? '',
         ]),
       });
+    if (unresolved.length > 0)
+      blocks.push({
+        kind: 'text',
+        text: `Not yet traceable: ${unresolved
+          .map((u) => `#${u.usedBy} uses ${u.ref}`)
+          .join('; ')}, which no earlier event records producing (the stage that made it did not log it).`,
+      });
     return {
       summary: {
         entries: cp.size,
         root: cp.root.toString('base64'),
         verified: true,
         lineageLength: chain.length,
+        lineageUnresolved: unresolved.length,
         tamperedCopy: tamperCode,
       },
       blocks,
