@@ -86,7 +86,26 @@ export {
   sampleDiscreteGaussian,
   sampleDiscreteLaplace,
 } from './mechanisms/mechanisms.js';
-export { defaultNoise, INSECURE_NOISE_WARNING, NoiseSource } from './mechanisms/noise.js';
+export { addGaussianNoise, defaultNoise, INSECURE_NOISE_WARNING, NoiseSource } from './mechanisms/noise.js';
+export {
+  type DpSgdOptions,
+  type DpSgdProgress,
+  type DpSgdResult,
+  dpSgdAccountedEpsilon,
+  poissonSample,
+  trainDpSgd,
+} from './models/dp-sgd.js';
+export { type LbfgsOptions, type LbfgsResult, lbfgs } from './models/lbfgs.js';
+export {
+  type DpLogisticRegressionOptions,
+  type DpLogisticRegressionResult,
+  fitDpLogisticRegression,
+  LOGISTIC_CURVATURE,
+  type Neighbours,
+  type ObjectivePerturbationCalibration,
+  objectivePerturbationCalibration,
+  sampleObjectiveNoise,
+} from './models/logistic.js';
 export {
   requireCount,
   requireDelta,

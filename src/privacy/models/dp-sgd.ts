@@ -1,0 +1,276 @@
+/**
+ * DP-SGD (Abadi, Chu, Goodfellow, McMahan, Mironov, Talwar & Zhang, "Deep learning with differential
+ * privacy", CCS 2016) for the ML core's {@link Network}, as Opacus does it:
+ *
+ * 1. each step takes a Poisson sample of the training rows (each row independently with probability q,
+ *    so the batch size varies), which is what the subsampled-Gaussian accountants assume;
+ * 2. per-example gradients are clipped to L2 norm C and summed (the ML core's `clippedGradientSum`, from
+ *    per-example norms without materialising per-example gradients);
+ * 3. N(0, σ²C²) noise is added to every coordinate of the sum, which is divided by the EXPECTED batch
+ *    size q·n (not the realised one, which would leak it), and the optimiser steps;
+ * 4. the accountant composes `steps` subsampled-Gaussian events: ε(δ) by RDP (Balle et al. 2020
+ *    conversion) or PLD.
+ *
+ * Given a target ε, the noise multiplier σ is calibrated by bisection for the planned number of steps
+ * (epochs / q) before training starts; the budget (the accountant's ε for that σ, and δ) is spent from the
+ * ledger before the first step. The guarantee is for add-or-remove-one-row neighbours. Noise comes from
+ * the CSPRNG, hardened against floating-point attacks as Opacus's `secure_mode` (see noise.ts); the
+ * Poisson sampling uses the same source.
+ */
+import { BulwarkError, invalidArgument, requireInteger, requireNumberIn } from '../../core/index.js';
+import {
+  Adam,
+  checkLabelledData,
+  evaluate,
+  type LabelledData,
+  type Network,
+  type Optimizer,
+  Sgd,
+} from '../../ml/index.js';
+import { createAccountant } from '../accountants/accountants.js';
+import { calibrateNoiseMultiplier } from '../accountants/calibrate.js';
+import type { PrivacyEvent } from '../accountants/events.js';
+import type { BudgetLedger, SpendReceipt } from '../ledger/ledger.js';
+import { addGaussianNoise, type NoiseSource, noiseOf } from '../mechanisms/noise.js';
+import { requireDelta, requireEpsilon, requireNoiseMultiplier, requireSamplingRate } from '../params.js';
+
+/** Options of {@link trainDpSgd}. */
+export interface DpSgdOptions {
+  /** Target ε: σ is calibrated to reach it (give this or `noiseMultiplier`). */
+  epsilon?: number;
+  /** δ of the guarantee (required; typically below 1/n). */
+  delta: number;
+  /** A fixed noise multiplier σ instead of a target ε. */
+  noiseMultiplier?: number;
+  /** Per-example clipping norm C (default 1). */
+  clipNorm?: number;
+  /** Poisson sampling rate q (default expectedBatchSize / n). */
+  samplingRate?: number;
+  /** Expected batch size q·n when `samplingRate` is not given (default 256). */
+  expectedBatchSize?: number;
+  /** Passes over the data (default 1): steps = ⌊epochs / q⌋. */
+  epochs?: number;
+  /** Accountant for calibration and the reported ε (default `rdp`). */
+  accountant?: 'rdp' | 'pld';
+  /** `sgd` (default, momentum 0.9 unless given) or `adam`, or an optimiser instance. */
+  optimizer?: 'sgd' | 'adam' | Optimizer;
+  /** Default 0.1 for SGD, 1e-3 for Adam. */
+  learningRate?: number;
+  momentum?: number;
+  /** Largest number of rows run through the network at once (default 1,024): bounds memory. */
+  maxPhysicalBatch?: number;
+  /** Spend the budget from this ledger before the first step. */
+  budget?: { ledger: BudgetLedger; dataset: string; analyst?: string };
+  /** Noise and sampling source (default: the CSPRNG). */
+  noise?: NoiseSource;
+  /** Held-out data evaluated after each epoch (not private; it is not training data). */
+  validation?: LabelledData;
+  /** Called after each step and epoch. */
+  onProgress?: (p: DpSgdProgress) => void;
+}
+
+export interface DpSgdProgress {
+  phase: 'step' | 'epoch';
+  epoch: number;
+  epochs: number;
+  step: number;
+  steps: number;
+  /** Fraction of examples clipped so far in this epoch. */
+  clippedFraction: number;
+  valAccuracy?: number;
+  /** Seconds of this epoch (epoch phase). */
+  seconds?: number;
+}
+
+/** What {@link trainDpSgd} returns. */
+export interface DpSgdResult {
+  /** ε at δ by the chosen accountant, for the steps run. */
+  epsilon: number;
+  delta: number;
+  accountant: 'rdp' | 'pld';
+  noiseMultiplier: number;
+  clipNorm: number;
+  samplingRate: number;
+  steps: number;
+  epochs: number;
+  /** The event composed `steps` times. */
+  event: PrivacyEvent;
+  /** Per epoch: seconds, fraction clipped, validation accuracy when given. */
+  history: Array<{ epoch: number; seconds: number; clippedFraction: number; valAccuracy?: number }>;
+  receipt?: SpendReceipt;
+}
+
+/** Row indices of a Poisson sample with rate q over n rows, by geometric skips. */
+export function poissonSample(n: number, q: number, source: NoiseSource): number[] {
+  const out: number[] = [];
+  if (q >= 1) {
+    for (let i = 0; i < n; i++) out.push(i);
+    return out;
+  }
+  const r = source.rng;
+  const logQ = Math.log1p(-q);
+  let i = -1;
+  for (;;) {
+    // Gap ~ Geometric(q): ⌊log(U)/log(1 − q)⌋ with U in (0, 1].
+    const u = 1 - r.nextFloat();
+    i += 1 + Math.floor(Math.log(u) / logQ);
+    if (i >= n) return out;
+    out.push(i);
+  }
+}
+
+/** The ε of `steps` DP-SGD steps by an accountant. */
+export function dpSgdAccountedEpsilon(
+  noiseMultiplier: number,
+  samplingRate: number,
+  steps: number,
+  delta: number,
+  accountant: 'rdp' | 'pld',
+): number {
+  return createAccountant(accountant)
+    .compose({ kind: 'gaussian', noiseMultiplier, samplingRate }, steps)
+    .getEpsilon(delta);
+}
+
+/**
+ * Trains `net` in place with DP-SGD (see the module documentation).
+ *
+ * @example
+ * ```ts
+ * const net = mlp({ inputs: 784, hidden: [256], classes: 10 });
+ * const r = await trainDpSgd(net, train, { epsilon: 3, delta: 1e-5, clipNorm: 1, epochs: 3, learningRate: 0.1 });
+ * r.epsilon; // <= 3 (RDP)
+ * ```
+ */
+export async function trainDpSgd(net: Network, data: LabelledData, o: DpSgdOptions): Promise<DpSgdResult> {
+  checkLabelledData('training data', data, net.inputs, net.classes);
+  const n = data.rows;
+  const delta = requireDelta('delta', o.delta);
+  const clipNorm = o.clipNorm ?? 1;
+  if (!(clipNorm > 0) || !Number.isFinite(clipNorm))
+    throw invalidArgument('clipNorm', 'a finite number > 0', clipNorm);
+  const expected = o.expectedBatchSize ?? 256;
+  const q =
+    o.samplingRate !== undefined
+      ? requireSamplingRate('samplingRate', o.samplingRate)
+      : requireSamplingRate('expectedBatchSize / rows', requireInteger('expectedBatchSize', expected, 1) / n);
+  const epochs = requireNumberIn('epochs', o.epochs ?? 1, 0, 1e6, { minExclusive: true });
+  const steps = Math.floor(epochs / q);
+  if (steps < 1) throw invalidArgument('epochs', `at least one step (epochs >= sampling rate ${q})`, epochs);
+  const accountant = o.accountant ?? 'rdp';
+  if (accountant !== 'rdp' && accountant !== 'pld')
+    throw invalidArgument('accountant', 'rdp or pld', accountant);
+  if ((o.epsilon === undefined) === (o.noiseMultiplier === undefined)) {
+    throw invalidArgument('epsilon', 'either a target epsilon or a noise multiplier (not both)', o.epsilon);
+  }
+  const maxPhysical = requireInteger('maxPhysicalBatch', o.maxPhysicalBatch ?? 1024, 1);
+  const source = noiseOf(o.noise);
+
+  let sigma: number;
+  let epsilon: number;
+  if (o.noiseMultiplier !== undefined) {
+    sigma = requireNoiseMultiplier('noiseMultiplier', o.noiseMultiplier);
+    epsilon = dpSgdAccountedEpsilon(sigma, q, steps, delta, accountant);
+  } else {
+    const c = calibrateNoiseMultiplier({
+      targetEpsilon: requireEpsilon('epsilon', o.epsilon),
+      delta,
+      samplingRate: q,
+      steps,
+      accountant,
+    });
+    sigma = c.noiseMultiplier;
+    epsilon = c.epsilon;
+  }
+
+  let opt: Optimizer;
+  if (typeof o.optimizer === 'object') opt = o.optimizer;
+  else if ((o.optimizer ?? 'sgd') === 'adam') opt = new Adam({ learningRate: o.learningRate ?? 1e-3 });
+  else if (o.optimizer === undefined || o.optimizer === 'sgd')
+    opt = new Sgd({ learningRate: o.learningRate ?? 0.1, momentum: o.momentum ?? 0.9 });
+  else throw invalidArgument('optimizer', 'sgd, adam or an optimiser', o.optimizer);
+
+  // Spend before the first data-dependent computation.
+  let receipt: SpendReceipt | undefined;
+  if (o.budget) {
+    receipt = await o.budget.ledger.spend({
+      dataset: o.budget.dataset,
+      ...(o.budget.analyst === undefined ? {} : { analyst: o.budget.analyst }),
+      epsilon,
+      delta,
+      operation: 'train.dp-sgd',
+      details: { accountant, noiseMultiplier: sigma, clipNorm, samplingRate: q, steps },
+    });
+  }
+
+  const d = net.inputs;
+  const stepsPerEpoch = Math.max(1, Math.round(1 / q));
+  const grad = new Float32Array(net.params.length);
+  const bx = new Float32Array(maxPhysical * d);
+  const by = new Int32Array(maxPhysical);
+  const history: DpSgdResult['history'] = [];
+  const scale = 1 / (q * n);
+  let epoch = 1;
+  let epochStart = performance.now();
+  let seen = 0;
+  let clipped = 0;
+  for (let step = 1; step <= steps; step++) {
+    const batch = poissonSample(n, q, source);
+    grad.fill(0);
+    for (let from = 0; from < batch.length; from += maxPhysical) {
+      const to = Math.min(batch.length, from + maxPhysical);
+      const rows = to - from;
+      for (let i = from; i < to; i++) {
+        const r = batch[i] as number;
+        bx.set(data.x.subarray(r * d, (r + 1) * d), (i - from) * d);
+        by[i - from] = data.y[r] as number;
+      }
+      const part = net.clippedGradientSum(bx.subarray(0, rows * d), by.subarray(0, rows), rows, clipNorm);
+      for (let k = 0; k < grad.length; k++) grad[k] = (grad[k] as number) + (part.sum[k] as number);
+      clipped += part.clipped;
+    }
+    seen += batch.length;
+    addGaussianNoise(grad, sigma * clipNorm, source);
+    for (let k = 0; k < grad.length; k++) grad[k] = (grad[k] as number) * scale;
+    opt.step(net.params, grad);
+    const clippedFraction = seen === 0 ? 0 : clipped / seen;
+    o.onProgress?.({ phase: 'step', epoch, epochs: Math.ceil(epochs), step, steps, clippedFraction });
+    if (step % stepsPerEpoch === 0 || step === steps) {
+      const rec: DpSgdResult['history'][number] = {
+        epoch,
+        seconds: (performance.now() - epochStart) / 1000,
+        clippedFraction,
+      };
+      if (o.validation) rec.valAccuracy = evaluate(net, o.validation).accuracy;
+      history.push(rec);
+      o.onProgress?.({ ...rec, phase: 'epoch', epochs: Math.ceil(epochs), step, steps });
+      epoch++;
+      seen = 0;
+      clipped = 0;
+      await new Promise<void>((r) => setImmediate(r));
+      epochStart = performance.now();
+    }
+  }
+  for (const p of net.params) {
+    if (!Number.isFinite(p)) {
+      throw new BulwarkError(
+        'ERR_TRAINING_DIVERGED',
+        'DP-SGD produced non-finite weights (lower the learning rate?)',
+      );
+    }
+  }
+  const out: DpSgdResult = {
+    epsilon,
+    delta,
+    accountant,
+    noiseMultiplier: sigma,
+    clipNorm,
+    samplingRate: q,
+    steps,
+    epochs,
+    event: { kind: 'gaussian', noiseMultiplier: sigma, samplingRate: q },
+    history,
+  };
+  if (receipt) out.receipt = receipt;
+  return out;
+}
