@@ -25,7 +25,7 @@ describe('bulwark audit (CLI)', () => {
     assert.equal(readFileSync(`${key}.pub`, 'utf8').trim(), out.publicKey);
     assert.equal(statSync(key).mode & 0o777, 0o600);
     const again = runBulwark(['audit', 'keygen', '--name', 'bulwark.test/cli', '--out', key]);
-    assert.equal(again.code, 3);
+    assert.equal(again.code, 3, again.stderr);
     assert.match(again.stderr, /^bulwark: ERR_FILE_EXISTS: /);
   });
 
@@ -123,7 +123,7 @@ describe('bulwark audit (CLI)', () => {
     const other = join(dir, 'other.key');
     assert.equal(runBulwark(['audit', 'keygen', '--name', 'bulwark.test/cli', '--out', other]).code, 0);
     const wrongKey = runBulwark(['audit', 'verify', '--store', db, '--key', `${other}.pub`]);
-    assert.equal(wrongKey.code, 5);
+    assert.equal(wrongKey.code, 5, wrongKey.stderr);
     assert.match(wrongKey.stderr, /^bulwark: ERR_AUDIT_CHECKPOINT_SIGNATURE: /);
     const proofCheck = runBulwark([
       'audit',
@@ -139,7 +139,7 @@ describe('bulwark audit (CLI)', () => {
     d.prepare(`UPDATE entries SET body = replace(body, '"alice"', '"mallory"') WHERE idx = 4`).run();
     d.close();
     const v = runBulwark(['audit', 'verify', '--store', db, '--key', `${key}.pub`]);
-    assert.equal(v.code, 5);
+    assert.equal(v.code, 5, v.stderr);
     assert.match(v.stderr, /^bulwark: ERR_AUDIT_ENTRY_CORRUPT: entry #4 was altered/);
   });
 
@@ -148,7 +148,7 @@ describe('bulwark audit (CLI)', () => {
     assert.equal(down.code, 6, down.stderr);
     assert.match(down.stderr, /^bulwark: ERR_AUDIT_UNAVAILABLE: /);
     const unknown = runBulwark(['audit', 'lineage', 'no-such-event', '--store', db]);
-    assert.equal(unknown.code, 3);
+    assert.equal(unknown.code, 3, unknown.stderr);
     assert.match(unknown.stderr, /ERR_AUDIT_EVENT_NOT_FOUND/);
   });
 });
