@@ -7,6 +7,7 @@ import type { DemoOptions, DemoStage, DemoState, StageContext } from './stage.js
 import { auditOpenStage, auditStage, recordStage } from './stages/audit.js';
 import { baselineStage } from './stages/baseline.js';
 import { protectStage } from './stages/protect.js';
+import { robustStage } from './stages/robust.js';
 import { schemaStage } from './stages/schema.js';
 import { synthStage } from './stages/synth.js';
 
@@ -17,6 +18,7 @@ export const DEMO_STAGES: readonly DemoStage[] = [
   schemaStage,
   protectStage,
   baselineStage,
+  robustStage,
   auditStage,
 ];
 

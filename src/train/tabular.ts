@@ -87,6 +87,8 @@ export interface TrainTabularResult {
   test: TabularMetrics;
   /** The encoded held-out rows (features after the pipeline, labels as class indices), for evaluation and attacks. */
   testSet: LabelledData;
+  /** The encoded training rows, for adversarial fine-tuning and membership inference (the members). */
+  trainSet: LabelledData;
   training: TrainResult;
   /** The ONNX model (network + standardisation) with the pipeline and labels in its metadata. */
   onnx: Uint8Array;
@@ -382,6 +384,7 @@ export async function trainTabular(ds: Dataset, o: TrainTabularOptions): Promise
     trainRows: tr.rows,
     test,
     testSet,
+    trainSet: trainData,
     training,
     onnx,
   };
