@@ -6,6 +6,7 @@ import { registerDemoCommand } from './commands/demo.js';
 import { registerEvaluateCommand } from './commands/evaluate.js';
 import { registerKeysCommands } from './commands/keys.js';
 import { registerPredictCommand } from './commands/predict.js';
+import { registerQueryCommand } from './commands/query.js';
 import { registerTrainCommand } from './commands/train.js';
 import { ExitCode, type Io, makeIo, reportError } from './output.js';
 
@@ -45,6 +46,7 @@ Errors print one line "bulwark: ERR_CODE: message"; every code is listed in docs
   registerKeysCommands(program);
   registerTrainCommand(program);
   registerPredictCommand(program);
+  registerQueryCommand(program);
 
   // Every subcommand inherits the usage-error handling.
   for (const c of allCommands(program)) {

@@ -114,4 +114,15 @@ export {
   requireSamplingRate,
   requireSensitivity,
 } from './params.js';
+export {
+  type Bounds,
+  type DpRelease,
+  dpCount,
+  dpHistogram,
+  dpMean,
+  dpQuantiles,
+  dpSum,
+  type HistogramBins,
+  type QueryOptions,
+} from './queries.js';
 export { erf, erfc, erfcx, logErfc, logNormCdf, normCdf, normPdf, normPpf, normSf } from './special.js';

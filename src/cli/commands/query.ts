@@ -1,0 +1,335 @@
+import { basename } from 'node:path';
+import { type Command, InvalidArgumentError } from 'commander';
+import { BulwarkError, requireFile } from '../../core/index.js';
+import { type Dataset, loadTabular, readDataset } from '../../data/index.js';
+import {
+  type BudgetLedger,
+  type DpRelease,
+  dpCount,
+  dpHistogram,
+  dpMean,
+  dpQuantiles,
+  dpSum,
+  NoiseSource,
+  openLedger,
+  type QueryOptions,
+} from '../../privacy/index.js';
+import { floatOption, intOption, listOption } from '../options.js';
+import { ioOf } from '../program.js';
+
+/** The default ledger: `BULWARK_LEDGER`, else `bulwark-ledger.sqlite` in the working folder. */
+function defaultLedger(): string {
+  const env = process.env['BULWARK_LEDGER'];
+  return env !== undefined && env !== '' ? env : 'bulwark-ledger.sqlite';
+}
+
+function oneOf<T extends string>(allowed: readonly T[]): (v: string) => T {
+  return (v) => {
+    if (!(allowed as readonly string[]).includes(v))
+      throw new InvalidArgumentError(`expected one of ${allowed.join(', ')}, got "${v}"`);
+    return v as T;
+  };
+}
+
+interface CommonOpts {
+  data?: string;
+  dataset?: string;
+  column?: string;
+  epsilon: number;
+  delta?: number;
+  mechanism: 'laplace' | 'gaussian';
+  ledger: string;
+  budget?: string;
+  analyst?: string;
+  seededNoise?: number;
+  lower?: number;
+  upper?: number;
+  bins?: number;
+  categories?: string[];
+  quantiles?: number[];
+  candidates?: number;
+}
+
+/** Loads the data (a file, or a registered dataset `NAME[:SPLIT]`) and the budget name it spends from. */
+async function loadData(o: CommonOpts): Promise<{ ds: Dataset; budgetName: string }> {
+  if ((o.data === undefined) === (o.dataset === undefined))
+    throw new BulwarkError('ERR_USAGE', 'give exactly one of --data FILE or --dataset NAME[:SPLIT]');
+  if (o.data !== undefined) {
+    await requireFile(o.data, 'data file');
+    return { ds: await readDataset(o.data), budgetName: o.budget ?? basename(o.data) };
+  }
+  const [name, split] = (o.dataset as string).split(':') as [string, string | undefined];
+  const t = await loadTabular(name, split === undefined ? {} : { splits: [split] });
+  const key = split ?? Object.keys(t.splits)[0];
+  const ds = key === undefined ? undefined : t.splits[key];
+  if (ds === undefined)
+    throw new BulwarkError('ERR_DATASET_MISSING', `dataset "${name}" has no split to query`);
+  return { ds, budgetName: o.budget ?? name };
+}
+
+function requireColumn(o: CommonOpts): string {
+  if (o.column === undefined) throw new BulwarkError('ERR_USAGE', 'this query needs --column NAME');
+  return o.column;
+}
+
+function requireBounds(o: CommonOpts): { lower: number; upper: number } {
+  if (o.lower === undefined || o.upper === undefined)
+    throw new BulwarkError(
+      'ERR_USAGE',
+      'this query needs public bounds: --lower L --upper U (never read from the data)',
+    );
+  return { lower: o.lower, upper: o.upper };
+}
+
+function numericColumn(ds: Dataset, column: string): Float64Array {
+  const c = ds.column(column);
+  if (c.type === 'string')
+    throw new BulwarkError('ERR_DATA_VALUE', `column "${column}" holds strings; this query needs numbers`, {
+      details: { field: column },
+    });
+  return ds.numbers(column);
+}
+
+type Kind = 'count' | 'sum' | 'mean' | 'histogram' | 'quantiles';
+
+async function runQuery(
+  kind: Kind,
+  o: CommonOpts,
+  base: QueryOptions,
+  ds: Dataset,
+): Promise<DpRelease<unknown>> {
+  switch (kind) {
+    case 'count':
+      return o.column === undefined ? dpCount(ds.rowCount, base) : dpCount(valuesOf(ds, o.column), base);
+    case 'sum':
+      return dpSum(numericColumn(ds, requireColumn(o)), { ...base, ...requireBounds(o) });
+    case 'mean':
+      return dpMean(numericColumn(ds, requireColumn(o)), { ...base, ...requireBounds(o) });
+    case 'histogram': {
+      const col = requireColumn(o);
+      if (o.categories !== undefined)
+        return dpHistogram(valuesOf(ds, col), { ...base, categories: o.categories });
+      if (o.bins === undefined)
+        throw new BulwarkError(
+          'ERR_USAGE',
+          'histogram needs --categories A,B,... or --bins K with --lower/--upper',
+        );
+      return dpHistogram(numericColumn(ds, col), { ...base, ...requireBounds(o), bins: o.bins });
+    }
+    case 'quantiles': {
+      if (o.mechanism !== 'laplace' || o.delta !== undefined)
+        throw new BulwarkError(
+          'ERR_USAGE',
+          'quantiles are pure epsilon-DP (permute-and-flip): no --mechanism or --delta',
+        );
+      const { mechanism: _m, delta: _d, ...rest } = base;
+      return dpQuantiles(numericColumn(ds, requireColumn(o)), {
+        ...rest,
+        ...requireBounds(o),
+        quantiles: o.quantiles ?? [0.25, 0.5, 0.75],
+        ...(o.candidates === undefined ? {} : { candidates: o.candidates }),
+      });
+    }
+  }
+}
+
+function valuesOf(ds: Dataset, column: string): Array<string | number | null> {
+  const c = ds.column(column);
+  return c.type === 'string'
+    ? [...ds.strings(column)]
+    : Array.from(ds.numbers(column), (v) => (Number.isNaN(v) ? null : v));
+}
+
+function human(kind: Kind, r: DpRelease<unknown>, column: string | undefined): string {
+  const what = `${kind}${column ? ` of "${column}"` : ''}`;
+  const guarantee = r.delta > 0 ? `(${r.epsilon}, ${r.delta})-DP` : `${r.epsilon}-DP`;
+  let body: string;
+  if (Array.isArray(r.value)) {
+    body = (r.value as Array<{ bin?: string; count?: number; quantile?: number; value?: number }>)
+      .map((x) => (x.bin !== undefined ? `  ${x.bin}: ${x.count}` : `  q${x.quantile}: ${x.value}`))
+      .join('\n');
+    body = `\n${body}`;
+  } else body = ` ${String(r.value)}`;
+  const noise = r.noiseScale !== undefined ? `, noise scale ${Number(r.noiseScale.toPrecision(4))}` : '';
+  const left = r.receipt
+    ? `\nBudget "${r.receipt.dataset}": spent epsilon ${r.receipt.epsilon}${r.receipt.delta > 0 ? `, delta ${r.receipt.delta}` : ''}; left epsilon ${Number(r.receipt.remaining.epsilon.toPrecision(6))}, delta ${Number(r.receipt.remaining.delta.toPrecision(6))}`
+    : '';
+  return `DP ${what} (${guarantee}, ${r.mechanism}${noise}):${body}${left}`;
+}
+
+async function withLedger<T>(location: string, f: (l: BudgetLedger) => Promise<T>): Promise<T> {
+  const ledger = await openLedger(location);
+  try {
+    return await f(ledger);
+  } finally {
+    await ledger.close();
+  }
+}
+
+/** `bulwark query`: DP statistics spending from the budget ledger, and the ledger's budgets. */
+export function registerQueryCommand(program: Command): void {
+  const query = program
+    .command('query')
+    .description(
+      'differentially private statistics (count, sum, mean, histogram, quantiles) with a budget ledger',
+    );
+
+  for (const kind of ['count', 'sum', 'mean', 'histogram', 'quantiles'] as const) {
+    query
+      .command(kind)
+      .description(
+        {
+          count: 'noisy number of rows (or of non-missing values of --column)',
+          sum: 'noisy sum of --column clamped to the public bounds',
+          mean: 'noisy mean of --column clamped to the public bounds (half the epsilon each for sum and count)',
+          histogram:
+            'noisy count per public category (--categories) or per bin (--bins with --lower/--upper)',
+          quantiles: 'quantiles of --column among a public grid of candidates (permute-and-flip)',
+        }[kind],
+      )
+      .option('--data <file>', 'the data (CSV, TSV or Parquet)')
+      .option('--dataset <name>', 'a registered dataset, NAME or NAME:SPLIT (e.g. adult:train)')
+      .option('--column <name>', 'the column to query')
+      .requiredOption('--epsilon <e>', 'epsilon spent by this query', floatOption(1e-9, 1e6))
+      .option('--delta <d>', 'delta (with --mechanism gaussian)', floatOption(0, 0.999999))
+      .option(
+        '--mechanism <m>',
+        'laplace (pure epsilon-DP) or gaussian (discrete Gaussian)',
+        oneOf(['laplace', 'gaussian'] as const),
+        'laplace',
+      )
+      .option('--lower <x>', 'public lower bound of the values', floatOption())
+      .option('--upper <x>', 'public upper bound of the values', floatOption())
+      .option('--bins <k>', 'histogram: equal-width bins between --lower and --upper', intOption(1, 100000))
+      .option('--categories <list>', 'histogram: the public categories, comma-separated', listOption(String))
+      .option(
+        '--quantiles <list>',
+        'quantiles to release (default 0.25,0.5,0.75)',
+        listOption(floatOption(0, 1)),
+      )
+      .option(
+        '--candidates <k>',
+        'quantiles: size of the public grid of candidates (default 1001)',
+        intOption(2, 1000000),
+      )
+      .option(
+        '--ledger <location>',
+        'budget ledger: a SQLite file or postgres:// URL (default $BULWARK_LEDGER or ./bulwark-ledger.sqlite)',
+        defaultLedger(),
+      )
+      .option('--budget <name>', 'the budget to spend from (default: the dataset name or file name)')
+      .option('--analyst <name>', 'who is asking (checked against per-analyst budgets)')
+      .option(
+        '--seeded-noise <seed>',
+        'INSECURE: reproducible noise from a seed, for tests only',
+        intOption(0, Number.MAX_SAFE_INTEGER),
+      )
+      .action(async function (this: Command) {
+        const o = this.opts<CommonOpts>();
+        const io = ioOf(this);
+        if (o.seededNoise !== undefined)
+          io.note(
+            'bulwark: WARNING: --seeded-noise makes the noise reproducible: these results are NOT private. Use for tests only.',
+          );
+        const { ds, budgetName } = await loadData(o);
+        if (o.column !== undefined) ds.column(o.column);
+        const r = await withLedger(o.ledger, (ledger) => {
+          const base: QueryOptions = {
+            epsilon: o.epsilon,
+            mechanism: o.mechanism,
+            ...(o.delta === undefined ? {} : { delta: o.delta }),
+            ...(o.column === undefined ? {} : { column: o.column }),
+            budget: {
+              ledger,
+              dataset: budgetName,
+              ...(o.analyst === undefined ? {} : { analyst: o.analyst }),
+            },
+            ...(o.seededNoise === undefined
+              ? {}
+              : { noise: NoiseSource.insecureSeeded(o.seededNoise, 'bulwark query') }),
+          };
+          return runQuery(kind, o, base, ds);
+        });
+        io.result(
+          {
+            query: kind,
+            column: o.column ?? null,
+            value: r.value,
+            epsilon: r.epsilon,
+            delta: r.delta,
+            mechanism: r.mechanism,
+            noiseScale: r.noiseScale ?? null,
+            budget: r.receipt
+              ? { name: r.receipt.dataset, spendId: r.receipt.id, remaining: r.receipt.remaining }
+              : null,
+            seededNoise: o.seededNoise !== undefined,
+          },
+          () => human(kind, r, o.column),
+        );
+      });
+  }
+
+  const budget = query.command('budget').description('set and inspect privacy budgets in the ledger');
+  const ledgerOpt = (c: Command) =>
+    c
+      .option('--ledger <location>', 'budget ledger: a SQLite file or postgres:// URL', defaultLedger())
+      .option('--analyst <name>', 'a per-analyst budget');
+  ledgerOpt(
+    budget
+      .command('set <name>')
+      .description('set the total (epsilon, delta) of a budget (spends so far still count)')
+      .requiredOption('--epsilon <e>', 'total epsilon', floatOption(0, 1e6))
+      .option('--delta <d>', 'total delta (default 0)', floatOption(0, 0.999999), 0),
+  ).action(async function (this: Command, name: string) {
+    const o = this.opts<{ epsilon: number; delta: number; ledger: string; analyst?: string }>();
+    const st = await withLedger(o.ledger, (l) =>
+      l.setBudget(
+        name,
+        { epsilon: o.epsilon, delta: o.delta },
+        o.analyst === undefined ? {} : { analyst: o.analyst },
+      ),
+    );
+    ioOf(this).result(
+      st,
+      () =>
+        `Budget "${name}"${st.analyst ? ` (analyst ${st.analyst})` : ''}: epsilon ${st.total.epsilon}, delta ${st.total.delta}; spent ${st.spent.epsilon}, ${st.spent.delta}.`,
+    );
+  });
+  ledgerOpt(budget.command('status <name>').description('total, spent and remaining budget')).action(
+    async function (this: Command, name: string) {
+      const o = this.opts<{ ledger: string; analyst?: string }>();
+      const st = await withLedger(o.ledger, (l) =>
+        l.status(name, o.analyst === undefined ? {} : { analyst: o.analyst }),
+      );
+      ioOf(this).result(
+        st,
+        () =>
+          `Budget "${name}"${st.analyst ? ` (analyst ${st.analyst})` : ''}: total epsilon ${st.total.epsilon}, delta ${st.total.delta}; spent ${Number(st.spent.epsilon.toPrecision(6))}, ${Number(st.spent.delta.toPrecision(6))} in ${st.spends} spends; left epsilon ${Number(st.remaining.epsilon.toPrecision(6))}, delta ${Number(st.remaining.delta.toPrecision(6))}.`,
+      );
+    },
+  );
+  ledgerOpt(
+    budget
+      .command('history <name>')
+      .description('the spends recorded against a budget, oldest first')
+      .option('--limit <n>', 'at most this many', intOption(1, 1_000_000)),
+  ).action(async function (this: Command, name: string) {
+    const o = this.opts<{ ledger: string; analyst?: string; limit?: number }>();
+    const h = await withLedger(o.ledger, (l) =>
+      l.history(name, {
+        ...(o.analyst === undefined ? {} : { analyst: o.analyst }),
+        ...(o.limit === undefined ? {} : { limit: o.limit }),
+      }),
+    );
+    ioOf(this).result(h, () =>
+      h.length === 0
+        ? `No spends on "${name}".`
+        : h
+            .map(
+              (r) =>
+                `${r.at}  ${r.operation}  epsilon ${r.epsilon}${r.delta > 0 ? ` delta ${r.delta}` : ''}${r.analyst ? `  by ${r.analyst}` : ''}`,
+            )
+            .join('\n'),
+    );
+  });
+}
