@@ -97,7 +97,9 @@ describe('DP queries', () => {
     const errs: number[] = [];
     for (let i = 0; i < 600; i++) {
       const r = await dpHistogram(['a'], { epsilon: 0.5, categories: ['a', 'b', 'c', 'd'], noise });
-      r.value.forEach((x, j) => errs.push(x.count - (j === 0 ? 1 : 0)));
+      r.value.forEach((x, j) => {
+        errs.push(x.count - (j === 0 ? 1 : 0));
+      });
     }
     assert.ok(chiSquareIntegers(errs, dlap(2)).pValue > ALPHA);
   });
