@@ -1,13 +1,15 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { AuditEventInput } from '../../audit/index.js';
 import { isBulwarkError, writeFileAtomic } from '../../core/index.js';
-import { CsvWriter, Dataset, isPersonal, openCsv } from '../../data/index.js';
+import { CsvWriter, Dataset, isPersonal, openCsv, schemaToYaml } from '../../data/index.js';
 import { Keyring } from '../../keys/index.js';
 import { protectCsv, revealCsv, SubjectKeyStore } from '../../protect/index.js';
 import type { Block } from '../../report/index.js';
 import type { DemoStage } from '../stage.js';
+import { fileDigest } from './audit.js';
 
 const PASSPHRASE_FILE = 'DEMO-ONLY-keyring-passphrase.txt';
 const SAMPLE_COLUMNS = [
@@ -74,7 +76,7 @@ export const protectStage: DemoStage = {
       secret: { file: passFile },
       scrypt: { N: 2 ** 15, r: 8, p: 1 },
     });
-    await keyring.createKey('data');
+    const kek = await keyring.createKey('data');
     const hasSubject = schema.fields.some((f) => f.name === 'cardholder_id');
     const hasRowKey = schema.fields.some((f) => f.name === 'transaction_id' && !isPersonal(f));
     const out = join(ctx.options.outDir, 'transactions.protected.csv');
@@ -206,8 +208,23 @@ export const protectStage: DemoStage = {
           ],
         },
       ];
+      // The lineage link: the protected file comes from the generated one, under these keys.
+      const events: AuditEventInput[] = [
+        {
+          type: 'dataset.protected',
+          data: {
+            datasetDigest: await fileDigest(out),
+            sourceDigest: await fileDigest(src),
+            schemaDigest: `sha256:${createHash('sha256').update(schemaToYaml(schema)).digest('hex')}`,
+            protectedFields: report.columns.map((c) => c.name),
+            keyIds: [`${kek.key}.v${kek.version}`],
+            rows: report.rows,
+          },
+        },
+      ];
       return {
         blocks,
+        events,
         summary: {
           rows: report.rows,
           protectedColumns: report.columns.length,
