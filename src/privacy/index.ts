@@ -126,3 +126,10 @@ export {
   type QueryOptions,
 } from './queries.js';
 export { erf, erfc, erfcx, logErfc, logNormCdf, normCdf, normPdf, normPpf, normSf } from './special.js';
+export {
+  type DpTabularOptions,
+  type DpTabularResult,
+  type DpTrainingGuarantee,
+  ONNX_META,
+  trainTabularDp,
+} from './train-tabular.js';

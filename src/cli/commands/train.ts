@@ -8,6 +8,7 @@ import { MAX_CATEGORIES, type TrainTabularResult, trainTabular } from '../../tra
 import { floatOption, intOption, listOption } from '../options.js';
 import { ioOf } from '../program.js';
 import { type Progress, startProgress } from '../progress.js';
+import { addDpTrainOptions, type DpTrainOpts, runDpTraining, wantsDp } from './train-dp.js';
 
 function fractionOption(v: string): number {
   const x = Number(v);
@@ -30,8 +31,7 @@ const pct = (x: number | undefined) =>
 
 /** `bulwark train`: trains a model on a CSV/Parquet file and writes it as ONNX. */
 export function registerTrainCommand(program: Command): void {
-  program
-    .command('train')
+  addDpTrainOptions(program.command('train'))
     .description('train a logistic regression or MLP classifier on a data file and write it as ONNX')
     .requiredOption('--data <file>', 'training data (CSV, TSV or Parquet)')
     .requiredOption('--label <column>', 'the column to predict')
@@ -131,6 +131,8 @@ of the exported model, and the preprocessing and class values are stored in the 
         schema = await loadSchema(o.schema);
         ds = validateAgainstSchema(ds, schema, { source: o.data });
       }
+      const dp = this.opts<DpTrainOpts>();
+      if (wantsDp(dp)) return runDpTraining(io, { ...o, ...dp }, ds, schema);
       let bar: Progress | null = null;
       let r: TrainTabularResult;
       try {

@@ -1,0 +1,195 @@
+/**
+ * The differential-privacy part of `bulwark train` (`--dp-epsilon`): its options, and the run that
+ * replaces the ordinary training when they are given (src/privacy `trainTabularDp`).
+ */
+import { basename, resolve } from 'node:path';
+import { type Command, InvalidArgumentError } from 'commander';
+import { BulwarkError, writeFileAtomic } from '../../core/index.js';
+import type { Dataset, Schema } from '../../data/index.js';
+import type { ActivationName } from '../../ml/index.js';
+import { NoiseSource, openLedger, trainTabularDp } from '../../privacy/index.js';
+import { floatOption, intOption } from '../options.js';
+import type { Io } from '../output.js';
+import { type Progress, startProgress } from '../progress.js';
+
+/** The DP options `bulwark train` accepts. */
+export interface DpTrainOpts {
+  dpEpsilon?: number;
+  dpDelta?: number;
+  dataNorm?: number;
+  clip?: number;
+  accountant: 'rdp' | 'pld';
+  seededNoise?: number;
+  ledger?: string;
+  budget?: string;
+  analyst?: string;
+}
+
+/** The common options of `bulwark train` the DP run reads. */
+export interface TrainOptsForDp {
+  data: string;
+  label: string;
+  out: string;
+  model: 'logreg' | 'mlp';
+  solver: 'adam' | 'sgd' | 'lbfgs';
+  hidden?: number[];
+  activation: ActivationName;
+  epochs?: number;
+  batchSize: number;
+  lr?: number;
+  testFraction: number;
+  features?: string[];
+  drop?: string[];
+  seed: number;
+  force?: boolean;
+}
+
+function accountantOption(v: string): 'rdp' | 'pld' {
+  if (v !== 'rdp' && v !== 'pld') throw new InvalidArgumentError(`expected rdp or pld, got "${v}"`);
+  return v;
+}
+
+/** Adds the DP options to `bulwark train`. */
+export function addDpTrainOptions(cmd: Command): Command {
+  return cmd
+    .option(
+      '--dp-epsilon <e>',
+      'train with differential privacy at this epsilon (needs --schema with public bounds)',
+      floatOption(1e-6, 1e6),
+    )
+    .option('--dp-delta <d>', 'delta of the DP guarantee (DP-SGD; below 1/rows)', floatOption(0, 0.999999))
+    .option(
+      '--data-norm <n>',
+      'DP logreg: public bound on the encoded rows’ L2 norm (default sqrt(features))',
+      floatOption(1e-9, 1e9),
+    )
+    .option('--clip <c>', 'DP-SGD per-example gradient clipping norm (default 1)', floatOption(1e-9, 1e9))
+    .option('--accountant <name>', 'DP-SGD accountant: rdp or pld', accountantOption, 'rdp')
+    .option(
+      '--seeded-noise <seed>',
+      'INSECURE: reproducible DP noise from a seed, for tests only',
+      intOption(0, Number.MAX_SAFE_INTEGER),
+    )
+    .option(
+      '--ledger <location>',
+      'privacy budget ledger: SQLite file or postgres:// URL (default $BULWARK_LEDGER or ./bulwark-ledger.sqlite)',
+    )
+    .option('--budget <name>', 'the budget to spend from (default: the data file name)')
+    .option('--analyst <name>', 'who trains (checked against per-analyst budgets)');
+}
+
+/** Whether the command line asks for DP training. */
+export function wantsDp(o: DpTrainOpts): boolean {
+  return o.dpEpsilon !== undefined || o.dpDelta !== undefined;
+}
+
+/** Runs DP training: spends from the ledger, trains, writes the ONNX model, reports ε spent. */
+export async function runDpTraining(
+  io: Io,
+  o: TrainOptsForDp & DpTrainOpts,
+  ds: Dataset,
+  schema: Schema | undefined,
+): Promise<void> {
+  if (o.dpEpsilon === undefined) throw new BulwarkError('ERR_USAGE', '--dp-delta needs --dp-epsilon');
+  if (schema === undefined)
+    throw new BulwarkError(
+      'ERR_USAGE',
+      '--dp-epsilon needs --schema FILE: DP training scales features by PUBLIC bounds and categories, never by the data',
+    );
+  if (o.solver === 'lbfgs' && o.model !== 'logreg')
+    throw new BulwarkError('ERR_USAGE', '--solver lbfgs applies to --model logreg');
+  const delta = o.dpDelta ?? Math.min(1e-5, 1 / (10 * ds.rowCount));
+  if (o.dpDelta === undefined)
+    io.note(`bulwark: --dp-delta not given: using ${delta.toPrecision(3)} (below 1/(10 rows))`);
+  if (o.seededNoise !== undefined)
+    io.note(
+      'bulwark: WARNING: --seeded-noise makes the DP noise reproducible: this model is NOT private. Use for tests only.',
+    );
+  const location = o.ledger ?? (process.env['BULWARK_LEDGER'] || 'bulwark-ledger.sqlite');
+  const ledger = await openLedger(location);
+  let bar: Progress | null = null;
+  try {
+    const method =
+      o.model === 'logreg' && o.solver === 'lbfgs'
+        ? 'objective-perturbation'
+        : o.model === 'logreg'
+          ? 'objective-perturbation'
+          : 'dp-sgd';
+    const r = await trainTabularDp(ds, {
+      label: o.label,
+      schema,
+      model: o.model,
+      method,
+      epsilon: o.dpEpsilon,
+      delta,
+      accountant: o.accountant,
+      ...(o.dataNorm === undefined ? {} : { dataNorm: o.dataNorm }),
+      ...(o.clip === undefined ? {} : { clipNorm: o.clip }),
+      ...(o.hidden === undefined ? {} : { hidden: o.hidden }),
+      activation: o.activation,
+      ...(o.epochs === undefined ? {} : { epochs: o.epochs }),
+      batchSize: o.batchSize,
+      ...(o.lr === undefined ? {} : { learningRate: o.lr }),
+      optimizer: o.solver === 'adam' ? 'adam' : 'sgd',
+      seed: o.seed,
+      testFraction: o.testFraction,
+      ...(o.features === undefined ? {} : { features: o.features }),
+      ...(o.drop === undefined ? {} : { drop: o.drop }),
+      budget: {
+        ledger,
+        dataset: o.budget ?? basename(o.data),
+        ...(o.analyst === undefined ? {} : { analyst: o.analyst }),
+      },
+      ...(o.seededNoise === undefined
+        ? {}
+        : { noise: NoiseSource.insecureSeeded(o.seededNoise, 'bulwark train') }),
+      note: (m) => io.note(m),
+      onProgress: (done, total, info) => {
+        bar ??= startProgress(io, 'dp-train', total, 'steps');
+        bar.update(done, info);
+      },
+    });
+    (bar as Progress | null)?.stop();
+    bar = null;
+    const out = resolve(o.out);
+    await writeFileAtomic(out, r.onnx, { noClobber: o.force !== true });
+    const p = r.privacy;
+    const pct = (x: number) => (Number.isNaN(x) ? 'n/a' : `${(100 * x).toFixed(2)} %`);
+    io.result(
+      {
+        out,
+        model: o.model,
+        architecture: [r.network.inputs, ...r.network.hidden, r.network.classes],
+        label: o.label,
+        classes: r.classValues,
+        features: r.features.length,
+        trainRows: r.trainRows,
+        test: r.test,
+        privacy: p,
+        budget: r.receipt
+          ? { name: r.receipt.dataset, spendId: r.receipt.id, remaining: r.receipt.remaining }
+          : null,
+        seededNoise: o.seededNoise !== undefined,
+      },
+      () =>
+        [
+          `Trained ${o.model} [${[r.network.inputs, ...r.network.hidden, r.network.classes].join('-')}] on ${r.trainRows} rows with differential privacy (${p.method}).`,
+          `Privacy: epsilon ${Number(p.epsilon.toPrecision(4))}${p.delta > 0 ? `, delta ${p.delta}` : ' (pure)'} for add-or-remove-one-row neighbours${
+            p.method === 'dp-sgd'
+              ? ` (${p.accountant} accountant, noise multiplier ${Number((p.noiseMultiplier ?? 0).toPrecision(4))}, clip ${p.clipNorm}, ${p.steps} steps at sampling rate ${Number((p.samplingRate ?? 0).toPrecision(4))})`
+              : ` (data norm ${Number((p.dataNorm ?? 0).toPrecision(4))})`
+          }.`,
+          r.receipt
+            ? `Budget "${r.receipt.dataset}": left epsilon ${Number(r.receipt.remaining.epsilon.toPrecision(6))}, delta ${Number(r.receipt.remaining.delta.toPrecision(6))}.`
+            : '',
+          `Test (${r.test.rows} held-out rows, not covered by the guarantee): accuracy ${pct(r.test.accuracy)}, F1 ${pct(r.test.f1)}${r.test.rocAuc !== undefined ? `, ROC AUC ${r.test.rocAuc.toFixed(4)}` : ''}`,
+          `Model: ${out}`,
+        ]
+          .filter((l) => l !== '')
+          .join('\n'),
+    );
+  } finally {
+    (bar as Progress | null)?.stop();
+    await ledger.close();
+  }
+}

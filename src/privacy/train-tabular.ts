@@ -1,0 +1,341 @@
+/**
+ * DP training on a tabular dataset, for `bulwark train --dp-epsilon` and the demo: every step that could
+ * look at the data before the private training is replaced by a PUBLIC one from the schema — numeric
+ * features scaled to [0, 1] by the schema's bounds (clipped), categorical features one-hot encoded with
+ * the schema's categories, missing values filled with constants — so nothing about the training rows
+ * leaks except through the DP mechanism. Then: logistic regression by objective perturbation (ε-DP) or
+ * DP-SGD for an MLP (or a logistic regression) ((ε, δ)-DP), the budget spent from the ledger first, and
+ * the model exported to ONNX with its pipeline and privacy guarantee in the metadata.
+ *
+ * A seeded share of the rows is held out for test metrics; those metrics are computed on private rows
+ * and are NOT covered by the guarantee (report them internally, as Opacus's examples do).
+ */
+import { BulwarkError, bulwarkVersion, invalidArgument, SeededRng } from '../core/index.js';
+import {
+  type Dataset,
+  Imputer,
+  MinMaxScaler,
+  OneHotEncoder,
+  Pipeline,
+  type PreprocessStep,
+  type Schema,
+} from '../data/index.js';
+import {
+  type ActivationName,
+  accuracy,
+  type LabelledData,
+  logisticRegression,
+  mlp,
+  type Network,
+  precisionRecallF1,
+  rocAuc,
+  toOnnx,
+} from '../ml/index.js';
+import type { BudgetLedger, SpendReceipt } from './ledger/ledger.js';
+import type { NoiseSource } from './mechanisms/noise.js';
+import { trainDpSgd } from './models/dp-sgd.js';
+import { fitDpLogisticRegression } from './models/logistic.js';
+import { requireDelta, requireEpsilon } from './params.js';
+
+/** ONNX metadata keys shared with src/train (`bulwark predict` reads them); a test checks they agree. */
+export const ONNX_META = {
+  pipeline: 'bulwark.pipeline',
+  label: 'bulwark.label',
+  classValues: 'bulwark.class_values',
+  features: 'bulwark.features',
+  privacy: 'bulwark.privacy',
+} as const;
+
+/** Options of {@link trainTabularDp}. */
+export interface DpTabularOptions {
+  label: string;
+  /** The schema with PUBLIC bounds for numeric features and categories for string features. */
+  schema: Schema;
+  model: 'logreg' | 'mlp';
+  /** `objective-perturbation` (logreg only, the default there) or `dp-sgd` (the default for mlp). */
+  method?: 'objective-perturbation' | 'dp-sgd';
+  epsilon: number;
+  /** δ for DP-SGD (objective perturbation is ε-DP and spends δ = 0). */
+  delta: number;
+  /** Objective perturbation: public bound on the encoded rows' L2 norm (default sqrt(number of input columns)). */
+  dataNorm?: number;
+  /** DP-SGD per-example clipping norm (default 1). */
+  clipNorm?: number;
+  accountant?: 'rdp' | 'pld';
+  hidden?: readonly number[];
+  activation?: ActivationName;
+  epochs?: number;
+  /** DP-SGD expected batch size (default 256). */
+  batchSize?: number;
+  learningRate?: number;
+  optimizer?: 'sgd' | 'adam';
+  seed?: number;
+  testFraction?: number;
+  /** Feature columns (default: every schema field with bounds or categories, but the label). */
+  features?: readonly string[];
+  drop?: readonly string[];
+  budget?: { ledger: BudgetLedger; dataset: string; analyst?: string };
+  noise?: NoiseSource;
+  note?: (message: string) => void;
+  onProgress?: (done: number, total: number, info: Record<string, string | number>) => void;
+}
+
+/** The privacy part of a DP training result (also written to the ONNX metadata). */
+export interface DpTrainingGuarantee {
+  method: 'objective-perturbation' | 'dp-sgd';
+  epsilon: number;
+  delta: number;
+  neighbours: 'add-remove';
+  accountant?: 'rdp' | 'pld';
+  noiseMultiplier?: number;
+  clipNorm?: number;
+  samplingRate?: number;
+  steps?: number;
+  dataNorm?: number;
+}
+
+export interface DpTabularResult {
+  network: Network;
+  pipeline: Pipeline;
+  classValues: string[];
+  features: readonly string[];
+  trainRows: number;
+  trainSet: LabelledData;
+  testSet: LabelledData;
+  /** Accuracy, precision/recall/F1 (binary: of the second class) and ROC AUC on the held-out rows (not private). */
+  test: { rows: number; accuracy: number; precision: number; recall: number; f1: number; rocAuc?: number };
+  privacy: DpTrainingGuarantee;
+  receipt?: SpendReceipt;
+  onnx: Uint8Array;
+}
+
+const MISSING = '<missing>';
+
+function publicPipeline(schema: Schema, features: readonly string[]): Pipeline {
+  const steps: PreprocessStep[] = [];
+  const field = (n: string) => schema.fields.find((f) => f.name === n);
+  const numeric = features.filter((f) => field(f)?.categories === undefined);
+  const strings = features.filter((f) => field(f)?.categories !== undefined);
+  for (const n of numeric) {
+    const b = field(n)?.bounds;
+    if (!b) {
+      throw new BulwarkError(
+        'ERR_SCHEMA_INVALID',
+        `field "${n}" needs public bounds in the schema for DP training`,
+        {
+          details: { field: n },
+        },
+      );
+    }
+    // Missing values take the public lower bound (a constant, not a statistic of the data).
+    steps.push(new Imputer({ columns: [n], strategy: 'constant', fillValue: b.min }));
+  }
+  if (numeric.length > 0) steps.push(MinMaxScaler.fromSchema(schema, numeric));
+  if (strings.length > 0) {
+    steps.push(new Imputer({ columns: strings, strategy: 'constant', fillValue: MISSING }));
+    steps.push(OneHotEncoder.fromSchema(schema, strings, 'ignore'));
+  }
+  return new Pipeline({ inputs: features, steps });
+}
+
+function chooseFeatures(ds: Dataset, o: DpTabularOptions): string[] {
+  for (const n of [...(o.features ?? []), ...(o.drop ?? [])]) ds.column(n);
+  if (o.features && o.features.length > 0) {
+    if (o.features.includes(o.label))
+      throw invalidArgument('features', 'columns other than the label', o.label);
+    return [...o.features];
+  }
+  const out: string[] = [];
+  for (const f of o.schema.fields) {
+    if (f.name === o.label || o.drop?.includes(f.name) || !ds.has(f.name)) continue;
+    if (f.bounds === undefined && f.categories === undefined) {
+      o.note?.(`left out column "${f.name}": no public bounds or categories in the schema`);
+      continue;
+    }
+    out.push(f.name);
+  }
+  if (out.length === 0)
+    throw new BulwarkError(
+      'ERR_SCHEMA_INVALID',
+      'no schema field has public bounds or categories to train on',
+    );
+  return out;
+}
+
+function labels(ds: Dataset, o: DpTabularOptions): { y: Int32Array; classValues: string[] } {
+  const col = ds.column(o.label);
+  const raw: (string | null)[] =
+    col.type === 'string'
+      ? [...col.values]
+      : Array.from(col.values, (v) => (Number.isFinite(v) ? String(v) : null));
+  const declared = o.schema.fields.find((f) => f.name === o.label)?.categories;
+  let classValues: string[];
+  if (declared) classValues = [...declared];
+  else {
+    o.note?.(
+      `the classes of "${o.label}" come from the data (declare categories in the schema to keep them public)`,
+    );
+    classValues = [...new Set(raw.filter((v): v is string => v !== null))];
+    if (col.type === 'string') classValues.sort();
+    else classValues.sort((a, b) => Number(a) - Number(b));
+  }
+  if (classValues.length < 2)
+    throw new BulwarkError('ERR_LABEL_INVALID', `label "${o.label}" has fewer than two classes`);
+  const index = new Map(classValues.map((v, i) => [v, i]));
+  const y = new Int32Array(raw.length);
+  raw.forEach((v, i) => {
+    const k = v === null ? undefined : index.get(v);
+    if (k === undefined) {
+      throw new BulwarkError(
+        'ERR_LABEL_INVALID',
+        `label "${o.label}": row ${i + 1} has ${v === null ? 'no value' : `"${v}", not a declared class`}`,
+        {
+          details: { row: i + 1, field: o.label },
+        },
+      );
+    }
+    y[i] = k;
+  });
+  return { y, classValues };
+}
+
+/** Trains a DP model on tabular data (see the module documentation). */
+export async function trainTabularDp(ds: Dataset, o: DpTabularOptions): Promise<DpTabularResult> {
+  const epsilon = requireEpsilon('epsilon', o.epsilon);
+  const delta = requireDelta('delta', o.delta);
+  const method = o.method ?? (o.model === 'logreg' ? 'objective-perturbation' : 'dp-sgd');
+  if (method === 'objective-perturbation' && o.model !== 'logreg')
+    throw invalidArgument(
+      'method',
+      'dp-sgd for an MLP (objective perturbation is for logistic regression)',
+      method,
+    );
+  ds.column(o.label);
+  const features = chooseFeatures(ds, o);
+  const { y, classValues } = labels(ds, o);
+  const n = ds.rowCount;
+  const testFraction = o.testFraction ?? 0.2;
+  const nTest = Math.round(n * testFraction);
+  if (n - nTest < 2) throw new BulwarkError('ERR_DATA_VALUE', `${n} rows are too few to train on`);
+  const perm = new SeededRng(o.seed ?? 0).permutation(n);
+  const testIdx = perm.subarray(0, nTest);
+  const trainIdx = perm.subarray(nTest);
+  // The pipeline's fit only checks column types: every parameter comes from the schema.
+  const pipeline = publicPipeline(o.schema, features).fit(ds.take(trainIdx));
+  const tr = pipeline.transform(ds.take(trainIdx));
+  const trainSet: LabelledData = {
+    x: tr.matrix,
+    y: Int32Array.from(trainIdx, (i) => y[i] as number),
+    rows: tr.rows,
+  };
+  const te = pipeline.transform(ds.take(testIdx));
+  const testSet: LabelledData = {
+    x: te.matrix,
+    y: Int32Array.from(testIdx, (i) => y[i] as number),
+    rows: te.rows,
+  };
+  const d = tr.features.length;
+  const classes = classValues.length;
+
+  let network: Network;
+  let privacy: DpTrainingGuarantee;
+  let receipt: SpendReceipt | undefined;
+  if (method === 'objective-perturbation') {
+    // Each numeric column is in [0, 1] and each one-hot group has at most one 1: ||x||² <= input columns.
+    const dataNorm = o.dataNorm ?? Math.sqrt(features.length);
+    const r = await fitDpLogisticRegression(trainSet, {
+      epsilon,
+      dataNorm,
+      classes,
+      ...(o.budget ? { budget: o.budget } : {}),
+      ...(o.noise ? { noise: o.noise } : {}),
+    });
+    network = r.model;
+    receipt = r.receipt;
+    privacy = { method, epsilon, delta: 0, neighbours: 'add-remove', dataNorm };
+  } else {
+    network =
+      o.model === 'logreg'
+        ? logisticRegression({ inputs: d, classes })
+        : mlp({
+            inputs: d,
+            hidden: o.hidden && o.hidden.length > 0 ? o.hidden : [64],
+            activation: o.activation ?? 'relu',
+            classes,
+            rng: o.seed ?? 0,
+          });
+    const epochs = o.epochs ?? 5;
+    const r = await trainDpSgd(network, trainSet, {
+      epsilon,
+      delta,
+      clipNorm: o.clipNorm ?? 1,
+      expectedBatchSize: Math.min(o.batchSize ?? 256, trainSet.rows),
+      epochs,
+      accountant: o.accountant ?? 'rdp',
+      optimizer: o.optimizer ?? 'sgd',
+      ...(o.learningRate === undefined ? {} : { learningRate: o.learningRate }),
+      ...(o.budget ? { budget: o.budget } : {}),
+      ...(o.noise ? { noise: o.noise } : {}),
+      onProgress: (p) => {
+        if (p.phase === 'step')
+          o.onProgress?.(p.step, p.steps, { epoch: p.epoch, clipped: p.clippedFraction.toFixed(2) });
+      },
+    });
+    receipt = r.receipt;
+    privacy = {
+      method,
+      epsilon: r.epsilon,
+      delta,
+      neighbours: 'add-remove',
+      accountant: r.accountant,
+      noiseMultiplier: r.noiseMultiplier,
+      clipNorm: r.clipNorm,
+      samplingRate: r.samplingRate,
+      steps: r.steps,
+    };
+  }
+
+  const test: DpTabularResult['test'] = {
+    rows: testSet.rows,
+    accuracy: Number.NaN,
+    precision: Number.NaN,
+    recall: Number.NaN,
+    f1: Number.NaN,
+  };
+  if (testSet.rows > 0) {
+    const pred = network.predict(testSet.x, testSet.rows);
+    const prf = precisionRecallF1(testSet.y, pred, classes === 2 ? 'binary' : 'macro', classes);
+    Object.assign(test, { accuracy: accuracy(testSet.y, pred), ...prf });
+    if (classes === 2 && new Set(testSet.y).size === 2) {
+      const p = network.predictProba(testSet.x, testSet.rows);
+      test.rocAuc = rocAuc(
+        testSet.y,
+        Array.from({ length: testSet.rows }, (_, i) => p[2 * i + 1] as number),
+      );
+    }
+  }
+  const onnx = toOnnx(network, {
+    producerVersion: bulwarkVersion(),
+    metadata: {
+      [ONNX_META.pipeline]: JSON.stringify(pipeline.toJSON()),
+      [ONNX_META.label]: o.label,
+      [ONNX_META.classValues]: JSON.stringify(classValues),
+      [ONNX_META.features]: JSON.stringify(tr.features),
+      [ONNX_META.privacy]: JSON.stringify(privacy),
+    },
+  });
+  const out: DpTabularResult = {
+    network,
+    pipeline,
+    classValues,
+    features: tr.features,
+    trainRows: trainSet.rows,
+    trainSet,
+    testSet,
+    test,
+    privacy,
+    onnx,
+  };
+  if (receipt) out.receipt = receipt;
+  return out;
+}
