@@ -91,7 +91,8 @@ export const errorCodes = {
   // privacy
   ERR_PRIVACY_BUDGET_EXCEEDED: {
     exit: ExitCode.security,
-    summary: 'A DP operation would spend more (epsilon, delta) than the budget left: refused, nothing released.',
+    summary:
+      'A DP operation would spend more (epsilon, delta) than the budget left: refused, nothing released.',
   },
   ERR_PRIVACY_BUDGET_UNSET: {
     exit: ExitCode.security,
@@ -146,7 +147,8 @@ export const errorCodes = {
   },
   ERR_INPUT_INVALID: {
     exit: ExitCode.input,
-    summary: 'A prediction input fails the model schema (type, bounds, category, NaN/Infinity, unknown field).',
+    summary:
+      'A prediction input fails the model schema (type, bounds, category, NaN/Infinity, unknown field).',
   },
   ERR_INPUT_TOO_LARGE: {
     exit: ExitCode.input,
@@ -202,15 +204,20 @@ export const errorCodes = {
   // audit
   ERR_AUDIT_UNAVAILABLE: {
     exit: ExitCode.unavailable,
-    summary: 'The audit store (SQLite file or PostgreSQL) cannot be reached or written: nothing was recorded.',
+    summary:
+      'The audit store (SQLite file or PostgreSQL) cannot be reached or written: nothing was recorded.',
   },
   ERR_AUDIT_STORE_INVALID: {
     exit: ExitCode.input,
-    summary: 'The audit store is not an audit log of this format, or its tree cache disagrees with its entries.',
+    summary:
+      'The audit store is not an audit log of this format, or its tree cache disagrees with its entries.',
   },
   ERR_AUDIT_CLOSED: { exit: ExitCode.failure, summary: 'An audit log was used after it was closed.' },
   ERR_AUDIT_EVENT_INVALID: { exit: ExitCode.input, summary: 'An audit event does not match its schema.' },
-  ERR_AUDIT_EVENT_NOT_FOUND: { exit: ExitCode.input, summary: 'No event with the given id is in the audit log.' },
+  ERR_AUDIT_EVENT_NOT_FOUND: {
+    exit: ExitCode.input,
+    summary: 'No event with the given id is in the audit log.',
+  },
   ERR_AUDIT_KEY_INVALID: {
     exit: ExitCode.security,
     summary: 'An audit signing or public key is malformed, missing, or not the key of this log.',
@@ -249,7 +256,8 @@ export const errorCodes = {
   },
   ERR_AUDIT_INCONSISTENT: {
     exit: ExitCode.security,
-    summary: 'Two checkpoints of the audit log are not consistent: the later one does not extend the earlier.',
+    summary:
+      'Two checkpoints of the audit log are not consistent: the later one does not extend the earlier.',
   },
   ERR_AUDIT_PROOF_SIZE: {
     exit: ExitCode.security,
