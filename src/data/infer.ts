@@ -3,7 +3,14 @@ import type { CsvDatasetOptions } from './csv.js';
 import { Dataset } from './dataset.js';
 import { readDataset } from './io.js';
 import { detectColumn, type PiiFinding, type PiiOptions } from './pii.js';
-import { type FieldType, type PiiKind, type Schema, type SchemaField, validateSchema } from './schema.js';
+import {
+  type FieldType,
+  PII_KINDS,
+  type PiiKind,
+  type Schema,
+  type SchemaField,
+  validateSchema,
+} from './schema.js';
 
 /**
  * Schema inference: field types from the values, bounds and categories, and sensitivity from the PII
@@ -34,20 +41,9 @@ export interface InferOptions extends PiiOptions {
  * Kinds whose values identify a person by themselves: their values never appear in a schema (no
  * categories, no bounds).
  */
-const IDENTIFIER_KINDS: ReadonlySet<PiiKind> = new Set<PiiKind>([
-  'name',
-  'email',
-  'phone',
-  'card_number',
-  'national_id',
-  'address',
-  'postal_code',
-  'date_of_birth',
-  'ip',
-  'iban',
-  'geolocation',
-  'account_id',
-]);
+const IDENTIFIER_KINDS: ReadonlySet<PiiKind> = new Set<PiiKind>(
+  PII_KINDS.filter((k) => k !== 'special_category' && k !== 'quasi_identifier'),
+);
 
 /**
  * Infers a schema from a dataset or from a CSV/Parquet file.
