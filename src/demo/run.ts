@@ -6,6 +6,7 @@ import { type ReportDoc, renderHtml, type Section } from '../report/index.js';
 import type { DemoOptions, DemoStage, DemoState, StageContext } from './stage.js';
 import { auditOpenStage, auditStage, recordStage } from './stages/audit.js';
 import { baselineStage } from './stages/baseline.js';
+import { privacyStage } from './stages/privacy.js';
 import { protectStage } from './stages/protect.js';
 import { robustStage } from './stages/robust.js';
 import { schemaStage } from './stages/schema.js';
@@ -18,6 +19,7 @@ export const DEMO_STAGES: readonly DemoStage[] = [
   schemaStage,
   protectStage,
   baselineStage,
+  privacyStage,
   robustStage,
   auditStage,
 ];
