@@ -28,7 +28,8 @@
  * problems are one-vs-rest with ε/K per class (as diffprivlib).
  *
  * Limits: the guarantee assumes the exact minimiser; the Newton solver stops when the Newton decrement
- * reaches double-precision rounding (gradient max-norm ~1e-10, far below the noise). The noise is drawn
+ * falls below 1e-12 (then one full Newton step: the remaining error is at double-precision rounding,
+ * far below the noise). The noise is drawn
  * in floating point from the CSPRNG.
  */
 import { BulwarkError, invalidArgument, requireInteger } from '../../core/index.js';
@@ -422,9 +423,15 @@ function minimisePerturbedLogistic(
     choleskySolve(H, d, step); // H⁻¹ g
     let slope = 0;
     for (let j = 0; j < d; j++) slope -= (g[j] as number) * (step[j] as number);
-    // Newton decrement λ² = gᵀH⁻¹g bounds the distance to the optimum (f − f* ≈ λ²/2): stop once it is
-    // at the level of double rounding, where the gradient's own rounding floor is reached.
-    if (-slope <= 1e-24 * Math.max(1, Math.abs(f))) break;
+    // Newton decrement λ² = gᵀH⁻¹g: f − f* ≈ λ²/2. Once it is at the level where a sum of n losses
+    // cannot resolve a decrease any more, the line search is meaningless: take the full Newton step
+    // (quadratic convergence makes it exact to rounding) and stop.
+    if (-slope <= 1e-12 * Math.max(1, Math.abs(f))) {
+      for (let j = 0; j < d; j++) w[j] = (w[j] as number) - (step[j] as number);
+      f = evaluate(w, g);
+      it++;
+      break;
+    }
     let t = 1;
     const wn = new Float64Array(d);
     const gn = new Float64Array(d);
