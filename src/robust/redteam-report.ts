@@ -145,14 +145,22 @@ export function redTeamSections(r: RedTeamResult, seconds?: number): Section[] {
         ],
       });
       const adaptive = d.attacks.find((a) => a.attack.startsWith('adaptive'));
-      const plain = d.attacks.filter((a) => !a.attack.startsWith('adaptive') && a.fooled > 0);
-      if (adaptive && plain.length > 0) {
-        const best = Math.max(...plain.map((a) => a.catchRate));
+      const plainPgd = d.attacks.find((a) => (a.attack === 'PGD' || a.attack === 'APGD') && a.fooled > 0);
+      if (adaptive && plainPgd) {
+        // The adaptive attack is PGD that knows the detector: compare it with plain PGD at the same budget.
+        // A detector "fails" when what it catches of the adaptive inputs is near its false-alarm rate or
+        // less than half of what it catches of plain PGD.
+        const fails =
+          adaptive.fooled > 0 &&
+          (adaptive.catchRate <= 2 * d.targetFpr || adaptive.catchRate < 0.5 * plainPgd.catchRate);
+        const facts = `it catches ${pct(plainPgd.catchRate)} of plain ${plainPgd.attack} inputs and ${pct(adaptive.catchRate)} of the ${adaptive.attack} ones; ${pct(adaptive.evadedRate)} of attacked rows end fooled and undetected (${pct(plainPgd.evadedRate)} under plain ${plainPgd.attack})`;
         const verdict =
-          adaptive.catchRate < Math.max(0.5 * best, 2 * d.targetFpr)
-            ? `fails against the adaptive attack: it catches ${pct(adaptive.catchRate)} of inputs crafted to evade it (vs up to ${pct(best)} of plain attacks); ${pct(adaptive.evadedRate)} of attacked rows are fooled and undetected.`
-            : `holds against the adaptive attack: it still catches ${pct(adaptive.catchRate)} of inputs crafted to evade it.`;
-        blocks.push({ kind: 'text', text: `${d.name} ${verdict}` });
+          adaptive.fooled === 0
+            ? `: the adaptive attack found no input that fools the model and passes the detector at this budget (plain ${plainPgd.attack}: ${pct(plainPgd.catchRate)} caught).`
+            : fails
+              ? ` fails against an attacker who knows it: ${facts}.`
+              : ` holds against the adaptive attack tried here: ${facts}. A stronger adaptive attack may still break it.`;
+        blocks.push({ kind: 'text', text: `${d.name}${verdict}` });
       }
       for (const n of d.notes) blocks.push({ kind: 'text', text: `${d.name}: ${n}.` });
     }
