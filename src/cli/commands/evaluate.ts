@@ -32,14 +32,10 @@ import {
   redTeamSections,
   tabularDomain,
 } from '../../robust/index.js';
+import { META_CLASS_VALUES, META_LABEL, META_PIPELINE } from '../../train/index.js';
 import { floatOption, intOption, listOption } from '../options.js';
 import { bulwarkVersion, ioOf } from '../program.js';
 import { startProgress } from '../progress.js';
-
-/** Metadata keys `bulwark train` writes into its ONNX files (see train.ts). */
-const META_PIPELINE = 'bulwark.pipeline';
-const META_LABEL = 'bulwark.label';
-const META_CLASS_VALUES = 'bulwark.class_values';
 
 interface LoadedModel {
   entry: RedTeamModel;
