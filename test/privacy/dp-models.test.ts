@@ -114,6 +114,30 @@ describe('DP logistic regression (objective perturbation)', () => {
     assert.deepEqual(r.event, { kind: 'pure', epsilon: 1e7 });
   });
 
+  it('one-hot (mostly zero) designs take the sparse path and reach the same minimiser as scikit-learn', async () => {
+    // scikit-learn 1.2.1: LogisticRegression(C=1/3, fit_intercept=False, tol=1e-12) on this design.
+    const ref = [
+      -2.1182894953179345, -0.8467649476373993, -0.10302445178709052, 0.9075998513077947, 2.0832627105233144,
+      2.8099042516352566,
+    ];
+    const n = 500;
+    const x = new Float32Array(n * 6);
+    const y = new Int32Array(n);
+    for (let i = 0; i < n; i++) {
+      x[i * 6 + (i % 5)] = 1;
+      x[i * 6 + 5] = Math.sin(i * 0.37);
+      y[i] = ((i % 5) - 2) * 0.4 + Math.fround(Math.sin(i * 0.37)) + 0.5 * Math.sin(i * 2.3) > 0 ? 1 : 0;
+    }
+    const r = await fitDpLogisticRegression(
+      { x, y, rows: n },
+      { epsilon: 1e7, dataNorm: 10, l2: 3, fitIntercept: false, noise: seeded(67) },
+    );
+    const w = r.model.weights(0);
+    ref.forEach((v, j) => {
+      assert.ok(Math.abs((w[j] as number) - v) < 1e-4, `w[${j}] = ${w[j]} vs ${v}`);
+    });
+  });
+
   it('clips rows to the public data norm: an outlier row changes nothing beyond its clipped self', async () => {
     const a = synthetic(300);
     const b = { x: Float32Array.from(a.x), y: a.y, rows: a.rows };

@@ -113,29 +113,72 @@ export function convolve(a: Float64Array, b: Float64Array): Float64Array {
 }
 
 /**
- * The k-fold self-convolution of `p`, circular over `n` points (a power of two): the inverse transform
- * of FFT(p)^k. Callers choose n so that the mass wrapping around is negligible (dp_accounting bounds it
- * with a Chernoff bound and rolls the result).
+ * The k-fold self-convolution of `p`, circular over `n` points (a power of two >= 4): the inverse
+ * transform of FFT(p)^k. `p` is real, so both transforms run at half size on the even/odd samples packed
+ * as one complex sequence (the standard real-FFT split: with E, O the transforms of the even and odd
+ * samples, X[k] = E[k] + W^k O[k], W = e^{−2πi/n}). Callers choose n so that the mass wrapping around is
+ * negligible (dp_accounting bounds it with a Chernoff bound and rolls the result).
  */
 export function selfConvolveCircular(p: Float64Array, k: number, n: number): Float64Array {
-  const re = new Float64Array(n);
-  const im = new Float64Array(n);
-  re.set(p.subarray(0, Math.min(p.length, n)));
-  fft(re, im);
-  for (let i = 0; i < n; i++) {
-    const r = Math.hypot(re[i] as number, im[i] as number);
-    if (r === 0) {
-      re[i] = 0;
-      im[i] = 0;
-      continue;
-    }
-    // z^k in polar form, as NumPy's complex power does for large integer exponents.
-    const mag = Math.exp(k * Math.log(r));
-    const ang = k * Math.atan2(im[i] as number, re[i] as number);
-    re[i] = mag * Math.cos(ang);
-    im[i] = mag * Math.sin(ang);
+  const h = n >> 1;
+  const zr = new Float64Array(h);
+  const zi = new Float64Array(h);
+  const m = Math.min(p.length, n);
+  for (let j = 0; j < m; j++) {
+    if (j & 1) zi[j >> 1] = p[j] as number;
+    else zr[j >> 1] = p[j] as number;
   }
-  fft(re, im, true);
-  for (let i = 0; i < n; i++) re[i] = (re[i] as number) / n;
-  return re;
+  fft(zr, zi);
+  // X[k] for k = 0..h (the rest is the conjugate mirror), raised to the k-th power in polar form.
+  const xr = new Float64Array(h + 1);
+  const xi = new Float64Array(h + 1);
+  for (let j = 0; j <= h; j++) {
+    const a = j % h;
+    const b = (h - j) % h;
+    const er = ((zr[a] as number) + (zr[b] as number)) / 2;
+    const ei = ((zi[a] as number) - (zi[b] as number)) / 2;
+    // O = (Z[a] − conj Z[b]) / (2i)
+    const dr = (zr[a] as number) - (zr[b] as number);
+    const di = (zi[a] as number) + (zi[b] as number);
+    const or = di / 2;
+    const oi = -dr / 2;
+    const ang = (-2 * Math.PI * j) / n;
+    const wr = Math.cos(ang);
+    const wi = Math.sin(ang);
+    const re = er + (wr * or - wi * oi);
+    const im = ei + (wr * oi + wi * or);
+    const r = Math.hypot(re, im);
+    if (r === 0) continue;
+    const mag = Math.exp(k * Math.log(r));
+    const th = k * Math.atan2(im, re);
+    xr[j] = mag * Math.cos(th);
+    xi[j] = mag * Math.sin(th);
+  }
+  // Back: E[j] = (Y[j] + conj Y[h − j]) / 2, O[j] = (Y[j] − conj Y[h − j]) / (2 W^j), Z = E + i O.
+  for (let j = 0; j < h; j++) {
+    const b = h - j;
+    const yr = xr[j] as number;
+    const yi = xi[j] as number;
+    const cr = xr[b] as number;
+    const ci = -(xi[b] as number);
+    const er = (yr + cr) / 2;
+    const ei = (yi + ci) / 2;
+    const ang = (2 * Math.PI * j) / n; // 1 / W^j
+    const wr = Math.cos(ang);
+    const wi = Math.sin(ang);
+    const dr = (yr - cr) / 2;
+    const di = (yi - ci) / 2;
+    const or = dr * wr - di * wi;
+    const oi = dr * wi + di * wr;
+    // Z = E + i O
+    zr[j] = er - oi;
+    zi[j] = ei + or;
+  }
+  fft(zr, zi, true);
+  const out = new Float64Array(n);
+  for (let j = 0; j < h; j++) {
+    out[2 * j] = (zr[j] as number) / h;
+    out[2 * j + 1] = (zi[j] as number) / h;
+  }
+  return out;
 }

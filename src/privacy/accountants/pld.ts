@@ -37,7 +37,13 @@ export class PldPmf {
         `PLDs with different discretizations cannot be composed (${this.discretization} vs ${other.discretization})`,
       );
     }
-    const probs = convolve(this.probs, other.probs);
+    // A single point mass only shifts the other PMF: no convolution needed.
+    const probs =
+      this.probs.length === 1
+        ? scaled(other.probs, this.probs[0] as number)
+        : other.probs.length === 1
+          ? scaled(this.probs, other.probs[0] as number)
+          : convolve(this.probs, other.probs);
     const inf = this.infinityMass + other.infinityMass - this.infinityMass * other.infinityMass;
     const t = truncateTails(probs, tailMassTruncation);
     return new PldPmf(
@@ -54,7 +60,7 @@ export class PldPmf {
       throw new RangeError(`selfCompose: k must be an integer >= 1, got ${k}`);
     const { lower, upper } = selfConvolveBounds(this.probs, k, tailMassTruncation);
     const outLen = upper - lower + 1;
-    const n = nextPow2(Math.max(outLen, this.probs.length));
+    const n = Math.max(4, nextPow2(Math.max(outLen, this.probs.length)));
     const circ = selfConvolveCircular(this.probs, k, n);
     const out = new Float64Array(outLen);
     for (let j = 0; j < outLen; j++) out[j] = circ[(((j + lower) % n) + n) % n] as number;
@@ -91,6 +97,12 @@ export class PldPmf {
     if (massUpper <= massLower + delta) return 0;
     return Math.log((massUpper - delta) / massLower);
   }
+}
+
+function scaled(p: Float64Array, c: number): Float64Array {
+  const out = new Float64Array(p.length);
+  for (let i = 0; i < p.length; i++) out[i] = (p[i] as number) * c;
+  return out;
 }
 
 /** Drops prefix and suffix mass of at most tail/2 each: the prefix onto the first kept point, the suffix to +∞. */

@@ -336,8 +336,9 @@ export async function fitDpLogisticRegression(
 /**
  * Minimises (1/n) Σ log(1 + e^{−y_i wᵀx_i}) + (reg/2)||w||² + bᵀw/n by damped Newton steps (Cholesky
  * solves; Armijo backtracking), which converge quadratically on this strongly convex objective: 6-10
- * iterations. Gradients are in double precision; the Hessian XᵀDX goes through the ML core's GEMM
- * (float32) when d is large, which changes only the step, not the minimiser. L-BFGS is the fallback if
+ * iterations. Gradients are in double precision; mostly-zero (one-hot) designs are kept as compressed
+ * rows; the dense Hessian XᵀDX goes through the ML core's GEMM (float32) when d is large, which changes
+ * only the step, not the minimiser. L-BFGS is the fallback if
  * a Hessian is not numerically positive definite.
  */
 function minimisePerturbedLogistic(
@@ -351,12 +352,36 @@ function minimisePerturbedLogistic(
   maxIterations: number,
 ): { x: Float64Array; iterations: number; gradientNorm: number } {
   const sig = new Float64Array(n); // σ(−m_i), then the curvature σ(m)σ(−m)
+  // One-hot designs are mostly zeros: keep the non-zeros by row (CSR) when under half are set.
+  let nnz = 0;
+  for (let k = 0; k < X.length; k++) if (X[k] !== 0) nnz++;
+  const sparse = nnz < 0.5 * X.length;
+  const rowPtr = new Int32Array(sparse ? n + 1 : 0);
+  const cols = new Int32Array(sparse ? nnz : 0);
+  const vals = new Float64Array(sparse ? nnz : 0);
+  if (sparse) {
+    let p = 0;
+    for (let i = 0, o = 0; i < n; i++, o += d) {
+      rowPtr[i] = p;
+      for (let j = 0; j < d; j++) {
+        const v = X[o + j] as number;
+        if (v !== 0) {
+          cols[p] = j;
+          vals[p++] = v;
+        }
+      }
+    }
+    rowPtr[n] = p;
+  }
   const evaluate = (w: Float64Array, grad: Float64Array | null): number => {
     let loss = 0;
     if (grad) grad.fill(0);
     for (let i = 0, o = 0; i < n; i++, o += d) {
       let s = 0;
-      for (let j = 0; j < d; j++) s += (X[o + j] as number) * (w[j] as number);
+      if (sparse)
+        for (let p = rowPtr[i] as number; p < (rowPtr[i + 1] as number); p++)
+          s += (vals[p] as number) * (w[cols[p] as number] as number);
+      else for (let j = 0; j < d; j++) s += (X[o + j] as number) * (w[j] as number);
       const y = ys[i] as number;
       const m = y * s;
       // softplus(−m) = log(1 + e^{−m}) and σ(−m) = 1/(1 + e^{m}) from one exp(−|m|).
@@ -372,7 +397,12 @@ function minimisePerturbedLogistic(
       sig[i] = sg;
       if (grad) {
         const coef = -y * sg; // dℓ/dw = −y σ(−m) x
-        for (let j = 0; j < d; j++) grad[j] = (grad[j] as number) + coef * (X[o + j] as number);
+        if (sparse)
+          for (let p = rowPtr[i] as number; p < (rowPtr[i + 1] as number); p++) {
+            const j = cols[p] as number;
+            grad[j] = (grad[j] as number) + coef * (vals[p] as number);
+          }
+        else for (let j = 0; j < d; j++) grad[j] = (grad[j] as number) + coef * (X[o + j] as number);
       }
     }
     let value = loss / n;
@@ -387,7 +417,7 @@ function minimisePerturbedLogistic(
   let g = new Float64Array(d);
   let f = evaluate(w, g);
   const H = new Float64Array(d * d);
-  const useGemm = d > 24;
+  const useGemm = d > 24 && !sparse;
   const A32 = useGemm ? new Float32Array(n * d) : null;
   const H32 = useGemm ? new Float32Array(d * d) : null;
   let it = 0;
@@ -395,7 +425,23 @@ function minimisePerturbedLogistic(
   for (; it < maxIterations && gmax() > tol; it++) {
     // H = (1/n) Xᵀ diag(σ(1 − σ)) X + reg I
     H.fill(0);
-    if (A32 && H32) {
+    if (sparse) {
+      // Lower triangle from each row's non-zero pairs (columns are increasing within a row).
+      for (let i = 0; i < n; i++) {
+        const sg = sig[i] as number;
+        const c = sg * (1 - sg);
+        const end = rowPtr[i + 1] as number;
+        for (let p = rowPtr[i] as number; p < end; p++) {
+          const j = cols[p] as number;
+          const xj = c * (vals[p] as number);
+          for (let q = rowPtr[i] as number; q <= p; q++) {
+            const at = j * d + (cols[q] as number);
+            H[at] = (H[at] as number) + xj * (vals[q] as number);
+          }
+        }
+      }
+      for (let k = 0; k < d * d; k++) H[k] = (H[k] as number) / n;
+    } else if (A32 && H32) {
       for (let i = 0, o = 0; i < n; i++, o += d) {
         const sg = sig[i] as number;
         const r = Math.sqrt(sg * (1 - sg));
