@@ -1,6 +1,6 @@
 """Accountant parity driver for bench/dp.bench.ts and the test grid in test/privacy/accountants.test.ts.
 
-Reads a JSON list of {"sigma", "q", "steps", "delta"} on stdin and prints, for each, the epsilons of
+Reads a JSON list of {"sigma", "q", "steps", "delta"} from its first argument (or stdin) and prints, for each, the epsilons of
 Opacus 1.4.0 (RDP with its default orders and Balle et al. 2020 conversion; PRV), of Google's
 dp_accounting (RDP with its default orders; PLD with value_discretization_interval 1e-4), the classic
 RDP conversion (Mironov 2017, Prop. 3) on Opacus's orders, and the raw RDP values per order.
@@ -30,7 +30,7 @@ from dp_accounting.pld import pld_privacy_accountant as dpa_pld  # noqa: E402
 
 
 def main():
-    grid = json.load(sys.stdin)
+    grid = json.loads(sys.argv[1]) if len(sys.argv) > 1 else json.load(sys.stdin)
     want_prv = os.environ.get("DP_PRV", "1") == "1"
     out = []
     for g in grid:
