@@ -267,6 +267,104 @@ export const errorCodes = {
     exit: ExitCode.security,
     summary: 'An inclusion proof is malformed or does not lead from the entry to the signed root.',
   },
+  // gateway: authentication (src/gateway/auth) and authorisation (src/gateway/policy)
+  ERR_AUTH_MISSING: {
+    exit: ExitCode.security,
+    summary: 'A request carried no credential the gateway requires (client certificate or bearer token).',
+  },
+  ERR_AUTH_TOKEN_MALFORMED: {
+    exit: ExitCode.security,
+    summary: 'The bearer token is not a well-formed compact JWS/JWT or is too large.',
+  },
+  ERR_AUTH_TOKEN_ALG: {
+    exit: ExitCode.security,
+    summary: 'The token algorithm is not in the asymmetric allow-list (alg none, HS* with a public key).',
+  },
+  ERR_AUTH_TOKEN_HEADER: {
+    exit: ExitCode.security,
+    summary: 'The token header carries a key or key reference (jwk, jku, x5u, x5c) that is never trusted.',
+  },
+  ERR_AUTH_TOKEN_CRIT: {
+    exit: ExitCode.security,
+    summary: 'The token header lists critical extensions (crit) the gateway does not understand.',
+  },
+  ERR_AUTH_TOKEN_KID: {
+    exit: ExitCode.security,
+    summary: 'The token key id (kid) is malformed (path, quote or control characters, too long).',
+  },
+  ERR_AUTH_TOKEN_KEY_UNKNOWN: {
+    exit: ExitCode.security,
+    summary: 'No key of the issuer JWKS matches the token kid and algorithm.',
+  },
+  ERR_AUTH_TOKEN_SIGNATURE: {
+    exit: ExitCode.security,
+    summary: 'The token signature does not verify (tampered header or payload, forged or zero signature).',
+  },
+  ERR_AUTH_TOKEN_TYPE: {
+    exit: ExitCode.security,
+    summary: 'The token typ header is not an access-token type (RFC 9068 at+jwt).',
+  },
+  ERR_AUTH_TOKEN_EXPIRED: {
+    exit: ExitCode.security,
+    summary: 'The token is past its exp (beyond the clock skew).',
+  },
+  ERR_AUTH_TOKEN_NOT_YET_VALID: {
+    exit: ExitCode.security,
+    summary: 'The token nbf or iat is in the future (beyond the clock skew).',
+  },
+  ERR_AUTH_TOKEN_CLAIM_MISSING: {
+    exit: ExitCode.security,
+    summary: 'A required token claim (exp, iss, aud, sub, ...) is missing or of the wrong type.',
+  },
+  ERR_AUTH_TOKEN_ISSUER: { exit: ExitCode.security, summary: 'The token iss is not the configured issuer.' },
+  ERR_AUTH_TOKEN_AUDIENCE: {
+    exit: ExitCode.security,
+    summary: 'The token aud does not name this gateway (a configured audience).',
+  },
+  ERR_AUTH_TOKEN_LIFETIME: {
+    exit: ExitCode.security,
+    summary: 'The token lifetime (exp - iat) exceeds the configured maximum.',
+  },
+  ERR_AUTH_TOKEN_BINDING: {
+    exit: ExitCode.security,
+    summary:
+      'The token is bound to another client certificate (RFC 8705 cnf x5t#S256) or the binding is missing.',
+  },
+  ERR_AUTH_CERT_INVALID: {
+    exit: ExitCode.security,
+    summary: 'The client certificate is unverified or not a valid SPIFFE X.509-SVID leaf.',
+  },
+  ERR_AUTH_TRUST_DOMAIN: {
+    exit: ExitCode.security,
+    summary: 'The client SPIFFE id is outside the allowed trust domains.',
+  },
+  ERR_AUTH_FORWARDED_UNTRUSTED: {
+    exit: ExitCode.security,
+    summary:
+      'A forwarded client certificate came from a peer that is not a trusted proxy over mTLS, or is invalid.',
+  },
+  ERR_AUTH_IDENTITY_CONFLICT: {
+    exit: ExitCode.security,
+    summary: 'The certificate identity and the token disagree (for example on the tenant).',
+  },
+  ERR_AUTH_JWKS_INVALID: {
+    exit: ExitCode.config,
+    summary:
+      'The JWKS file or response is malformed or holds keys that are not allowed (symmetric, private).',
+  },
+  ERR_AUTH_JWKS_UNAVAILABLE: {
+    exit: ExitCode.unavailable,
+    summary: 'The issuer JWKS could not be fetched (network error, timeout, bad status).',
+  },
+  ERR_POLICY_DENIED: { exit: ExitCode.security, summary: 'The Cedar policies did not permit the request.' },
+  ERR_POLICY_ENGINE: {
+    exit: ExitCode.unavailable,
+    summary: 'The policy engine failed to evaluate the request; the request is denied.',
+  },
+  ERR_POLICY_INVALID: {
+    exit: ExitCode.config,
+    summary: 'A Cedar policy or schema file does not parse or does not validate against the schema.',
+  },
 } as const satisfies Record<string, CodeInfo>;
 
 export type ErrorCode = keyof typeof errorCodes;

@@ -1,0 +1,229 @@
+import type { X509Certificate } from 'node:crypto';
+import { BulwarkError, validateConfig } from '../../core/index.js';
+import { type AuthConfig, type AuthConfigInput, authConfigSchema, type IdentityRule } from './config.js';
+import { CaBundle, parsePemHeader, parseXfcc } from './forwarded.js';
+import { JwtVerifier, type VerifiedToken } from './jwt.js';
+import { certificateThumbprint, parseSpiffeId, spiffeIdFromCertificate } from './spiffe.js';
+import type { AuthRequest, Principal } from './types.js';
+
+export interface AuthenticatorOptions {
+  /** fetch used for a remote JWKS (tests, proxies); defaults to the global fetch. */
+  fetch?: typeof fetch;
+  /** Clock in epoch MILLISECONDS (tests); defaults to `Date.now`. */
+  now?: () => number;
+}
+
+interface CertIdentity {
+  readonly spiffeId: string;
+  readonly thumbprint: string;
+  readonly notAfter: number;
+  readonly source: 'mtls' | 'forwarded-cert';
+}
+
+/** Bearer token from an Authorization header (RFC 6750 §2.1: `Bearer` scheme, case-insensitive). */
+function bearerToken(header: string): string {
+  const m = /^bearer +([A-Za-z0-9._~+/-]+=*) *$/i.exec(header);
+  if (m === null)
+    throw new BulwarkError('ERR_AUTH_TOKEN_MALFORMED', 'Authorization header is not "Bearer <token>"');
+  return m[1]!;
+}
+
+function ruleMatches(rule: IdentityRule, id: string): boolean {
+  if (rule.spiffeId.endsWith('/*')) return id.startsWith(rule.spiffeId.slice(0, -1));
+  return rule.spiffeId === id;
+}
+
+/**
+ * Zero-trust authentication of one request from its transport facts: the mTLS client certificate (or a
+ * certificate forwarded by a trusted proxy that itself authenticated over mTLS) gives a SPIFFE workload
+ * identity; a JWT access token gives subject, tenant, roles and scopes. Every failure throws a
+ * `BulwarkError` with an `ERR_AUTH_*` code (the gateway maps them: `ERR_AUTH_JWKS_UNAVAILABLE` to 503,
+ * the rest to 401).
+ */
+export class Authenticator {
+  readonly #config: AuthConfig;
+  readonly #options: AuthenticatorOptions;
+  readonly #jwt: JwtVerifier | undefined;
+  readonly #proxies: ReadonlyMap<string, 'xfcc' | 'pem'>;
+  #ca: CaBundle | undefined;
+
+  private constructor(
+    config: AuthConfig,
+    options: AuthenticatorOptions,
+    jwt: JwtVerifier | undefined,
+    ca: CaBundle | undefined,
+  ) {
+    this.#config = config;
+    this.#options = options;
+    this.#jwt = jwt;
+    this.#ca = ca;
+    this.#proxies = new Map(config.trustedProxies.map((p) => [p.spiffeId, p.format]));
+  }
+
+  /**
+   * Validates the `auth` section (errors name the key), loads the JWKS and the CA bundle. A remote JWKS
+   * that is unreachable at start does not prevent starting: requests get `ERR_AUTH_JWKS_UNAVAILABLE`
+   * (503) until the issuer answers, and verification recovers by itself.
+   */
+  static async create(config: AuthConfigInput, options: AuthenticatorOptions = {}): Promise<Authenticator> {
+    const c = validateConfig(config, authConfigSchema, 'auth');
+    let jwt: JwtVerifier | undefined;
+    if (c.jwt !== undefined) {
+      try {
+        jwt = await JwtVerifier.create(c.jwt, options);
+      } catch (e) {
+        if (!(e instanceof BulwarkError && e.code === 'ERR_AUTH_JWKS_UNAVAILABLE')) throw e;
+        jwt = await JwtVerifier.create(c.jwt, { ...options, deferInitialFetch: true });
+      }
+    }
+    const ca = c.mtls?.caFile === undefined ? undefined : await CaBundle.load(c.mtls.caFile);
+    return new Authenticator(c, options, jwt, ca);
+  }
+
+  /** The parsed configuration (defaults filled in). */
+  get config(): AuthConfig {
+    return this.#config;
+  }
+
+  /** Verified tokens currently cached. */
+  get cachedTokens(): number {
+    return this.#jwt?.cacheSize ?? 0;
+  }
+
+  async authenticate(req: AuthRequest): Promise<Principal> {
+    const nowMs = (this.#options.now ?? Date.now)();
+    const cert = this.#certificateIdentity(req, nowMs);
+    const header = req.authorization;
+    let token: VerifiedToken | undefined;
+    if (header !== undefined && header !== '') {
+      if (this.#jwt === undefined)
+        throw new BulwarkError(
+          'ERR_AUTH_TOKEN_MALFORMED',
+          'bearer tokens are not accepted by this gateway (no jwt section)',
+        );
+      token = await this.#jwt.verify(bearerToken(header));
+    }
+    const req_ = this.#config.require;
+    if ((req_ === 'certificate' || req_ === 'certificate-and-token') && cert === undefined)
+      throw new BulwarkError('ERR_AUTH_MISSING', 'a client certificate (mTLS) is required');
+    if ((req_ === 'token' || req_ === 'certificate-and-token') && token === undefined)
+      throw new BulwarkError('ERR_AUTH_MISSING', 'a bearer access token is required');
+    if (cert === undefined && token === undefined)
+      throw new BulwarkError('ERR_AUTH_MISSING', 'no client certificate and no bearer token');
+
+    // RFC 8705 §3: a certificate-bound token is only valid with the certificate it is bound to.
+    const binding = this.#config.jwt?.certificateBinding ?? 'off';
+    const thumb =
+      cert?.thumbprint ??
+      (req.peerAuthorized && req.peerCertificate ? certificateThumbprint(req.peerCertificate) : undefined);
+    if (token !== undefined && binding !== 'off') {
+      if (token.boundThumbprint === undefined) {
+        if (binding === 'required')
+          throw new BulwarkError(
+            'ERR_AUTH_TOKEN_BINDING',
+            'token is not certificate-bound (cnf x5t#S256 required)',
+          );
+      } else if (thumb === undefined) {
+        throw new BulwarkError(
+          'ERR_AUTH_TOKEN_BINDING',
+          'token is certificate-bound but no client certificate was presented',
+        );
+      } else if (thumb !== token.boundThumbprint) {
+        throw new BulwarkError('ERR_AUTH_TOKEN_BINDING', 'token is bound to another client certificate');
+      }
+    }
+    return this.#principal(cert, token);
+  }
+
+  #principal(cert: CertIdentity | undefined, token: VerifiedToken | undefined): Principal {
+    const rule =
+      cert === undefined
+        ? undefined
+        : this.#config.mtls?.identities.find((r) => ruleMatches(r, cert.spiffeId));
+    if (token?.tenant !== undefined && rule?.tenant !== undefined && token.tenant !== rule.tenant)
+      throw new BulwarkError(
+        'ERR_AUTH_IDENTITY_CONFLICT',
+        'the token tenant differs from the certificate identity tenant',
+      );
+    const tenant = token?.tenant ?? rule?.tenant;
+    const roles = [...new Set([...(rule?.roles ?? []), ...(token?.roles ?? [])])].sort();
+    const expiries = [token?.exp, cert === undefined ? undefined : Math.floor(cert.notAfter / 1000)].filter(
+      (x): x is number => x !== undefined,
+    );
+    const sources: ('mtls' | 'forwarded-cert' | 'token')[] = [];
+    if (cert !== undefined) sources.push(cert.source);
+    if (token !== undefined) sources.push('token');
+    const id = cert?.spiffeId ?? `${token!.issuer}|${token!.subject ?? token!.clientId ?? ''}`;
+    return {
+      id,
+      ...(cert === undefined ? {} : { spiffeId: cert.spiffeId, certThumbprint: cert.thumbprint }),
+      ...(token === undefined
+        ? {}
+        : {
+            issuer: token.issuer,
+            ...(token.subject === undefined ? {} : { subject: token.subject }),
+            ...(token.clientId === undefined ? {} : { clientId: token.clientId }),
+          }),
+      ...(tenant === undefined ? {} : { tenant }),
+      roles,
+      scopes: token?.scopes ?? [],
+      ...(expiries.length === 0 ? {} : { expiresAt: Math.min(...expiries) }),
+      sources,
+    };
+  }
+
+  /**
+   * The client's certificate identity. A forwarded certificate is honoured only when the immediate peer
+   * presented a TLS-verified certificate whose SPIFFE id is a configured trusted proxy; a forwarded header
+   * from anyone else is refused outright (not ignored), because its presence means a proxy is
+   * misconfigured or someone is trying to impersonate a client.
+   */
+  #certificateIdentity(req: AuthRequest, nowMs: number): CertIdentity | undefined {
+    const mtls = this.#config.mtls;
+    if (req.peerCertificate !== undefined && !req.peerAuthorized)
+      throw new BulwarkError('ERR_AUTH_CERT_INVALID', 'the client certificate was not verified by TLS');
+    const peer = req.peerAuthorized ? req.peerCertificate : undefined;
+    const forwarded = req.forwardedClientCert;
+    let peerId: string | undefined;
+    if (peer !== undefined && mtls !== undefined) peerId = spiffeIdFromCertificate(peer);
+    const proxyFormat = peerId === undefined ? undefined : this.#proxies.get(peerId);
+
+    if (forwarded !== undefined && forwarded !== '') {
+      if (proxyFormat === undefined || mtls === undefined || this.#ca === undefined)
+        throw new BulwarkError(
+          'ERR_AUTH_FORWARDED_UNTRUSTED',
+          'a forwarded client certificate is accepted only from a trusted proxy authenticated over mTLS',
+        );
+      const leaf = proxyFormat === 'xfcc' ? parseXfcc(forwarded) : parsePemHeader(forwarded);
+      this.#ca.verifyLeaf(leaf, nowMs);
+      return this.#identityOf(leaf, 'forwarded-cert', mtls.trustDomains);
+    }
+    // A trusted proxy without a forwarded certificate speaks for unknown clients: it is not itself the caller.
+    if (peer === undefined || mtls === undefined || proxyFormat !== undefined) return undefined;
+    return this.#identityOf(peer, 'mtls', mtls.trustDomains, peerId);
+  }
+
+  #identityOf(
+    cert: X509Certificate,
+    source: 'mtls' | 'forwarded-cert',
+    trustDomains: readonly string[],
+    knownId?: string,
+  ): CertIdentity {
+    const spiffeId = knownId ?? spiffeIdFromCertificate(cert);
+    const { trustDomain } = parseSpiffeId(spiffeId);
+    if (!trustDomains.includes(trustDomain))
+      throw new BulwarkError('ERR_AUTH_TRUST_DOMAIN', `SPIFFE trust domain ${trustDomain} is not allowed`);
+    return { spiffeId, thumbprint: certificateThumbprint(cert), notAfter: Date.parse(cert.validTo), source };
+  }
+
+  /** Reloads the JWKS (file re-read or remote refetch), the CA bundle, and empties the token cache. */
+  async reload(): Promise<void> {
+    if (this.#jwt !== undefined) await this.#jwt.reload();
+    if (this.#config.mtls?.caFile !== undefined) this.#ca = await CaBundle.load(this.#config.mtls.caFile);
+  }
+
+  /** Releases nothing long-lived today (jose's remote set holds no sockets); kept for the server's shutdown. */
+  async close(): Promise<void> {
+    this.#jwt?.clear();
+  }
+}

@@ -1,0 +1,25 @@
+/**
+ * Gateway authentication: who is calling. The server calls `Authenticator.authenticate` once per request
+ * with the transport facts (`AuthRequest`) and gets a `Principal` or a `BulwarkError` with an `ERR_AUTH_*`
+ * code. HTTP mapping for the gateway: `ERR_AUTH_JWKS_UNAVAILABLE` → 503; every other `ERR_AUTH_*` → 401
+ * (send `WWW-Authenticate: Bearer error="invalid_token"` per RFC 6750 §3 for `ERR_AUTH_TOKEN_*`).
+ * See docs/gateway-auth.md.
+ */
+
+/** The authenticator: create once from the `auth` config section, `authenticate` per request, `reload` on SIGHUP. */
+export { Authenticator, type AuthenticatorOptions } from './authenticate.js';
+/** The `auth` section of bulwark.yaml: `require`, `mtls` (trust domains, identity rules, caFile), `jwt`, `trustedProxies`. */
+export {
+  ASYMMETRIC_ALGORITHMS,
+  type AuthConfig,
+  type AuthConfigInput,
+  authConfigSchema,
+  type IdentityRule,
+  type JwtConfig,
+  type MtlsConfig,
+  type TrustedProxy,
+} from './config.js';
+/** SPIFFE X.509-SVID identity and the RFC 8705 certificate thumbprint. */
+export { certificateThumbprint, parseSpiffeId, spiffeIdFromCertificate } from './spiffe.js';
+/** The caller (`Principal`) and what the transport hands in (`AuthRequest`). */
+export type { AuthRequest, Principal } from './types.js';

@@ -1,0 +1,331 @@
+import { readFile } from 'node:fs/promises';
+import { basename } from 'node:path';
+import * as cedar from '@cedar-policy/cedar-wasm/nodejs';
+import { BulwarkError, fsError, validateConfig } from '../../core/index.js';
+import type { Principal } from '../auth/index.js';
+import { type PolicyConfig, type PolicyConfigInput, policyConfigSchema } from './config.js';
+import { ACTIONS, type Action, type AuthzRequest, type Decision } from './types.js';
+
+/**
+ * Authorisation with Cedar (cedar-policy.com; Cutler et al., "Cedar: A New Language for Expressive,
+ * Fast, Safe, and Analyzable Authorization", OOPSLA 2024). Policies and schema are parsed and validated
+ * once at load and kept pre-parsed inside the WebAssembly module (`preparsePolicySet`/`preparseSchema`);
+ * per request only the two entities and the context are built. Deny by default; any engine failure
+ * denies and is reported as `ERR_POLICY_ENGINE`.
+ */
+
+type ContextKind = 'Long' | 'String' | 'Boolean' | 'decimal' | 'ipaddr' | 'datetime' | 'duration';
+
+interface Loaded {
+  readonly policySetId: string;
+  readonly schemaName: string | undefined;
+  /** Per action: declared context attribute kinds (from the schema). */
+  readonly contextKinds: ReadonlyMap<string, ReadonlyMap<string, ContextKind>> | undefined;
+  readonly policyIds: readonly string[];
+}
+
+let generation = 0;
+
+function invalid(file: string, message: string, cause?: unknown): BulwarkError {
+  return new BulwarkError('ERR_POLICY_INVALID', `${file}: ${message}`, {
+    details: { file },
+    ...(cause === undefined ? {} : { cause }),
+  });
+}
+
+async function readText(file: string, what: string): Promise<string> {
+  try {
+    return await readFile(file, 'utf8');
+  } catch (e) {
+    throw fsError(e, file, `cannot read ${what}`);
+  }
+}
+
+function errorText(errors: readonly cedar.DetailedError[]): string {
+  return errors.map((e) => e.message).join('; ');
+}
+
+/** Context attribute kinds per action from the schema (JSON with resolved types). */
+function contextKinds(
+  schema: cedar.SchemaJson<string>,
+  namespace: string,
+): Map<string, Map<string, ContextKind>> {
+  const out = new Map<string, Map<string, ContextKind>>();
+  const ns = schema[namespace];
+  if (ns === undefined) return out;
+  const resolve = (t: cedar.Type<string> | undefined): cedar.Type<string> | undefined => {
+    if (t === undefined) return undefined;
+    const name = (t as { type: string }).type;
+    if (name === 'Record') return t;
+    const local = name.startsWith(`${namespace}::`) ? name.slice(namespace.length + 2) : name;
+    const common = ns.commonTypes?.[local];
+    return common === undefined ? t : resolve(common);
+  };
+  for (const [action, def] of Object.entries(ns.actions)) {
+    const ctx = resolve(def.appliesTo?.context);
+    const kinds = new Map<string, ContextKind>();
+    if (ctx !== undefined && (ctx as { type: string }).type === 'Record') {
+      for (const [k, v] of Object.entries((ctx as cedar.RecordType<string>).attributes)) {
+        const r = resolve(v) as { type: string; name?: string } | undefined;
+        const kind = r?.type === 'Extension' ? r.name : r?.type;
+        if (
+          kind === 'Long' ||
+          kind === 'String' ||
+          kind === 'Boolean' ||
+          kind === 'decimal' ||
+          kind === 'ipaddr' ||
+          kind === 'datetime' ||
+          kind === 'duration'
+        )
+          kinds.set(k, kind);
+      }
+    }
+    out.set(action, kinds);
+  }
+  return out;
+}
+
+/** Cedar decimal literal (4 fractional digits; RFC-free, Cedar spec §"decimal"). */
+function decimalLiteral(n: number): string {
+  const s = n.toFixed(4);
+  return s === '-0.0000' ? '0.0000' : s;
+}
+
+function contextValue(
+  key: string,
+  v: string | number | boolean,
+  kind: ContextKind | undefined,
+): cedar.CedarValueJson {
+  if (typeof v === 'number' && !Number.isFinite(v)) throw new Error(`context ${key} is not finite`);
+  switch (kind) {
+    case undefined:
+      if (typeof v === 'number' && !Number.isInteger(v))
+        return { __extn: { fn: 'decimal', arg: decimalLiteral(v) } };
+      return v;
+    case 'Long':
+      if (typeof v !== 'number' || !Number.isSafeInteger(v))
+        throw new Error(`context ${key} must be an integer`);
+      return v;
+    case 'decimal':
+      if (typeof v !== 'number') throw new Error(`context ${key} must be a number`);
+      return { __extn: { fn: 'decimal', arg: decimalLiteral(v) } };
+    case 'ipaddr':
+      if (typeof v !== 'string') throw new Error(`context ${key} must be an IP address string`);
+      // Node reports IPv4 peers on dual-stack sockets as ::ffff:a.b.c.d; Cedar ranges are written in IPv4.
+      return { __extn: { fn: 'ip', arg: v.startsWith('::ffff:') && v.includes('.') ? v.slice(7) : v } };
+    case 'datetime':
+      if (typeof v === 'number') return { __extn: { fn: 'datetime', arg: new Date(v * 1000).toISOString() } };
+      return { __extn: { fn: 'datetime', arg: v } };
+    case 'duration':
+      if (typeof v !== 'number' || !Number.isSafeInteger(v))
+        throw new Error(`context ${key} must be integer ms`);
+      return { __extn: { fn: 'duration', arg: `${v}ms` } };
+    default:
+      return v;
+  }
+}
+
+export class Authorizer {
+  readonly #config: PolicyConfig;
+  #loaded: Loaded;
+
+  private constructor(config: PolicyConfig, loaded: Loaded) {
+    this.#config = config;
+    this.#loaded = loaded;
+  }
+
+  /** Loads, parses and validates the policies; refuses (`ERR_POLICY_INVALID`, naming the file) on any error. */
+  static async create(config: PolicyConfigInput): Promise<Authorizer> {
+    const c = validateConfig(config, policyConfigSchema, 'policy');
+    return new Authorizer(c, await load(c));
+  }
+
+  /** Ids of the loaded policies, in file order. */
+  get policyIds(): readonly string[] {
+    return this.#loaded.policyIds;
+  }
+
+  /**
+   * Re-reads and re-validates the policy files and schema. On any error the previous policies stay in
+   * force and the error is thrown; on success the new set replaces the old atomically (the next
+   * `authorize` uses it: nothing derived from the old set is cached).
+   */
+  async reload(): Promise<void> {
+    this.#loaded = await load(this.#config);
+  }
+
+  /** Deny by default; an engine error denies with `ERR_POLICY_ENGINE`. Synchronous: it is in the hot path. */
+  authorize(req: AuthzRequest): Decision {
+    const loaded = this.#loaded;
+    const ns = this.#config.namespace;
+    try {
+      if (!(ACTIONS as readonly string[]).includes(req.action))
+        throw new Error(`unknown action ${String(req.action)}`);
+      const kinds = loaded.contextKinds?.get(req.action);
+      const context: Record<string, cedar.CedarValueJson> = {};
+      for (const key of Object.keys(req.context)) {
+        const kind = kinds?.get(key);
+        // With a schema, undeclared context keys are dropped rather than failing request validation: the
+        // gateway may send more facts than a deployment's schema uses.
+        if (kinds !== undefined && kind === undefined) continue;
+        context[key] = contextValue(key, req.context[key]!, kind);
+      }
+      const principalUid = { type: `${ns}::Client`, id: req.principal.id };
+      const resourceUid = { type: `${ns}::Model`, id: req.resource.model };
+      const answer = cedar.statefulIsAuthorized({
+        principal: principalUid,
+        action: { type: `${ns}::Action`, id: req.action },
+        resource: resourceUid,
+        context,
+        preparsedPolicySetId: loaded.policySetId,
+        ...(loaded.schemaName === undefined
+          ? {}
+          : { preparsedSchemaName: loaded.schemaName, validateRequest: true }),
+        entities: [
+          { uid: principalUid, attrs: principalAttrs(req.principal), parents: [] },
+          { uid: resourceUid, attrs: this.#resourceAttrs(req.resource), parents: [] },
+        ],
+      });
+      if (answer.type === 'failure')
+        return {
+          allow: false,
+          reasons: [],
+          errors: answer.errors.map((e) => e.message),
+          code: 'ERR_POLICY_ENGINE',
+        };
+      const { decision, diagnostics } = answer.response;
+      const errors = diagnostics.errors.map((e) => `${e.policyId}: ${e.error.message}`);
+      if (decision === 'allow') return { allow: true, reasons: diagnostics.reason, errors };
+      return { allow: false, reasons: diagnostics.reason, errors, code: 'ERR_POLICY_DENIED' };
+    } catch (e) {
+      return {
+        allow: false,
+        reasons: [],
+        errors: [e instanceof Error ? e.message : String(e)],
+        code: 'ERR_POLICY_ENGINE',
+      };
+    }
+  }
+
+  #resourceAttrs(r: AuthzRequest['resource']): Record<string, cedar.CedarValueJson> {
+    const tenant = r.tenant ?? this.#config.models[r.model]?.tenant;
+    return {
+      name: r.model,
+      ...(r.version === undefined ? {} : { version: r.version }),
+      ...(tenant === undefined ? {} : { tenant }),
+    };
+  }
+}
+
+function principalAttrs(p: Principal): Record<string, cedar.CedarValueJson> {
+  const a: Record<string, cedar.CedarValueJson> = {
+    roles: [...p.roles],
+    scopes: [...p.scopes],
+    sources: [...(p.sources ?? [])],
+  };
+  if (p.tenant !== undefined) a['tenant'] = p.tenant;
+  if (p.spiffeId !== undefined) a['spiffeId'] = p.spiffeId;
+  if (p.subject !== undefined) a['subject'] = p.subject;
+  if (p.issuer !== undefined) a['issuer'] = p.issuer;
+  if (p.clientId !== undefined) a['clientId'] = p.clientId;
+  return a;
+}
+
+/** Turns a decision that is not an allow into the error the gateway reports (403 or 503). */
+export function decisionError(d: Decision, action: Action): BulwarkError | undefined {
+  if (d.allow) return undefined;
+  if (d.code === 'ERR_POLICY_ENGINE')
+    return new BulwarkError('ERR_POLICY_ENGINE', `policy engine failed; ${action} denied`, {
+      details: { action },
+    });
+  return new BulwarkError(
+    'ERR_POLICY_DENIED',
+    d.reasons.length > 0
+      ? `${action} forbidden by ${d.reasons.join(', ')}`
+      : `${action} not permitted by any policy`,
+    { details: { action } },
+  );
+}
+
+async function load(c: PolicyConfig): Promise<Loaded> {
+  const policies: Record<string, string> = {};
+  const fileOf = new Map<string, string>();
+  for (const file of c.files) {
+    const text = await readText(file, 'policy file');
+    const parts = cedar.policySetTextToParts(text);
+    if (parts.type === 'failure') throw invalid(file, `does not parse: ${errorText(parts.errors)}`);
+    if (parts.policy_templates.length > 0) throw invalid(file, 'policy templates are not supported');
+    for (const [i, p] of parts.policies.entries()) {
+      const json = cedar.policyToJson(p);
+      if (json.type === 'failure')
+        throw invalid(file, `policy ${i} does not parse: ${errorText(json.errors)}`);
+      const id = json.json.annotations?.['id'] ?? `${basename(file)}:${i}`;
+      if (id in policies) throw invalid(file, `policy id ${id} is also used in ${fileOf.get(id)}`);
+      policies[id] = p;
+      fileOf.set(id, file);
+    }
+  }
+  if (Object.keys(policies).length === 0)
+    throw invalid(c.files.join(', '), 'no policies: every request would be denied');
+
+  let schemaText: string | undefined;
+  let kinds: Map<string, Map<string, ContextKind>> | undefined;
+  if (c.schemaFile !== undefined) {
+    const file = c.schemaFile;
+    schemaText = await readText(file, 'Cedar schema');
+    const isJson = file.endsWith('.json');
+    let schemaJson: cedar.SchemaJson<string>;
+    if (isJson) {
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(schemaText);
+      } catch (e) {
+        throw invalid(file, 'is not JSON', e);
+      }
+      const check = cedar.checkParseSchema(parsed as cedar.SchemaJson<string>);
+      if (check.type === 'failure') throw invalid(file, `schema does not parse: ${errorText(check.errors)}`);
+      const text = cedar.schemaToText(parsed as cedar.SchemaJson<string>);
+      if (text.type === 'failure') throw invalid(file, `schema does not parse: ${errorText(text.errors)}`);
+      schemaText = text.text;
+    }
+    const resolved = cedar.schemaToJsonWithResolvedTypes(schemaText);
+    if (resolved.type === 'failure')
+      throw invalid(file, `schema does not parse: ${errorText(resolved.errors)}`);
+    schemaJson = resolved.json;
+    if (schemaJson[c.namespace] === undefined) throw invalid(file, `schema has no namespace ${c.namespace}`);
+    for (const a of ACTIONS) {
+      if (schemaJson[c.namespace]!.actions[a] === undefined)
+        throw invalid(file, `schema does not declare action ${a}`);
+    }
+    kinds = contextKinds(schemaJson, c.namespace);
+    const v = cedar.validate({
+      schema: schemaText,
+      policies: { staticPolicies: policies },
+      validationSettings: { mode: 'strict' },
+    });
+    if (v.type === 'failure') throw invalid(file, `validation failed: ${errorText(v.errors)}`);
+    if (v.validationErrors.length > 0) {
+      const first = v.validationErrors[0]!;
+      const where = fileOf.get(first.policyId) ?? c.files[0]!;
+      throw invalid(
+        where,
+        `policy ${first.policyId} does not validate against ${file}: ${v.validationErrors
+          .map((e) => `${e.policyId}: ${e.error.message}`)
+          .join('; ')}`,
+      );
+    }
+  }
+
+  generation += 1;
+  const policySetId = `bulwark-policies-${generation}`;
+  const pre = cedar.preparsePolicySet(policySetId, { staticPolicies: policies });
+  if (pre.type === 'failure')
+    throw invalid(c.files.join(', '), `policies do not parse: ${errorText(pre.errors)}`);
+  let schemaName: string | undefined;
+  if (schemaText !== undefined) {
+    schemaName = `bulwark-schema-${generation}`;
+    const s = cedar.preparseSchema(schemaName, schemaText);
+    if (s.type === 'failure') throw invalid(c.schemaFile!, `schema does not parse: ${errorText(s.errors)}`);
+  }
+  return { policySetId, schemaName, contextKinds: kinds, policyIds: Object.keys(policies) };
+}
