@@ -201,6 +201,32 @@ export const errorCodes = {
     exit: ExitCode.security,
     summary: 'Frames of an encrypted file are out of order, repeated, or come from another file.',
   },
+  // model packages
+  ERR_PACKAGE_INVALID: {
+    exit: ExitCode.input,
+    summary: 'A model package is malformed: bad header or footer, part lengths, or manifest.',
+  },
+  ERR_PACKAGE_UNSIGNED: { exit: ExitCode.security, summary: 'A model package carries no signature: refused.' },
+  ERR_SIGNATURE_INVALID: {
+    exit: ExitCode.security,
+    summary: 'A model package signature (DSSE in a Sigstore bundle) is malformed or does not verify.',
+  },
+  ERR_SIGNER_UNTRUSTED: {
+    exit: ExitCode.security,
+    summary: 'A model package is signed by a key the trust policy does not trust for that model name.',
+  },
+  ERR_DIGEST_MISMATCH: {
+    exit: ExitCode.security,
+    summary: 'A part of a model package does not match the digest its signed statement lists.',
+  },
+  ERR_SIGNING_KEY_INVALID: {
+    exit: ExitCode.input,
+    summary: 'A signing or public key is malformed or of an unsupported kind (use ECDSA P-256 or Ed25519).',
+  },
+  ERR_MODEL_UNSAFE: {
+    exit: ExitCode.security,
+    summary: 'A model file can run code when loaded (pickle, PyTorch, joblib) or reads data outside its folder.',
+  },
   // audit
   ERR_AUDIT_UNAVAILABLE: {
     exit: ExitCode.unavailable,

@@ -1,0 +1,74 @@
+/**
+ * Protected model packages: one `.bwm` file holding a manifest (name, version, input/output schema,
+ * training lineage), the ONNX model encrypted with the keyring's streaming encryption, and an OpenSSF
+ * Model Signing (v1.0) signature in a Sigstore bundle; verified before every load, decrypted in memory
+ * only. Also the scanner for models people bring (pickle opcodes, ONNX external data). See
+ * docs/model-package.md.
+ */
+export {
+  FOOTER_BYTES,
+  HEADER_BYTES,
+  PACKAGE_EXTENSION,
+  PACKAGE_MAGIC,
+  PACKAGE_VERSION,
+  type PackageLayout,
+} from './format.js';
+export {
+  inspectPackage,
+  type LoadedModel,
+  type LoadOptions,
+  loadProtectedModel,
+  type PackageInspection,
+  readManifest,
+  type VerifiedPackage,
+  verifyPackage,
+} from './load.js';
+export {
+  MANIFEST_FORMAT,
+  MANIFEST_VERSION,
+  type ManifestInputField,
+  type ModelLineage,
+  type ModelManifest,
+  manifestSchema,
+} from './manifest.js';
+export { type ExternalTensor, externalTensors, type OnnxInfo, onnxInfo } from './onnx-info.js';
+export {
+  buildManifest,
+  lineageFromOnnxMetadata,
+  ONNX_META_KEYS,
+  type ProtectOptions,
+  type ProtectResult,
+  protectModel,
+  RESOURCE_BODY,
+  RESOURCE_MANIFEST,
+  RESOURCE_MODEL,
+} from './protect.js';
+export {
+  algorithmOf,
+  buildStatement,
+  generateSigningKey,
+  IN_TOTO_PAYLOAD_TYPE,
+  IN_TOTO_STATEMENT_TYPE,
+  loadSigningKey,
+  MODEL_SIGNING_PREDICATE_TYPE,
+  type ModelStatement,
+  pae,
+  parsePublicKey,
+  publicKeyId,
+  publicKeyPem,
+  rootDigest,
+  SIGNING_ALGORITHMS,
+  SIGSTORE_BUNDLE_MEDIA_TYPE,
+  type SignedResource,
+  type SigningAlgorithm,
+  type SigningKey,
+  signingKeyFromPem,
+  writeSigningKey,
+} from './sign.js';
+export {
+  loadTrustPolicy,
+  modelPatternMatches,
+  type TrustedSigner,
+  type TrustPolicy,
+  trustPolicyFrom,
+} from './trust.js';

@@ -1,0 +1,347 @@
+/**
+ * Reading, verifying and loading protected model packages.
+ *
+ * Order of checks (each failure has its own code, nothing is decrypted before the first four pass):
+ * 1. layout (ERR_FORMAT_UNSUPPORTED, ERR_FORMAT_VERSION, ERR_PACKAGE_INVALID);
+ * 2. a signature is present (ERR_PACKAGE_UNSIGNED);
+ * 3. the signer's key is in the trust policy (ERR_SIGNER_UNTRUSTED) and the DSSE signature verifies
+ *    under it (ERR_SIGNATURE_INVALID);
+ * 4. the statement's digests equal the manifest's and the body's (ERR_DIGEST_MISMATCH), and the
+ *    signer is trusted for the model name the manifest states (ERR_SIGNER_UNTRUSTED);
+ * 5. the data key unwraps with the keyring (ERR_KEY_NOT_FOUND, ERR_KEY_UNWRAP, ...) and every frame
+ *    authenticates (ERR_CIPHERTEXT_TAMPERED, ...), in memory only;
+ * 6. the plaintext's digest equals the signed `model.onnx` digest (ERR_DIGEST_MISMATCH);
+ * 7. ONNX Runtime opens the model from the buffer; the plaintext buffer is then overwritten.
+ *
+ * The file is read once: the SHA-256 of the body is taken while reading (overlapping the reads), and
+ * the whole-file digest continues the same hash over the signature and footer.
+ */
+import { createHash } from 'node:crypto';
+import { open } from 'node:fs/promises';
+import { BulwarkError, fsError, requireFile } from '../core/index.js';
+import { decryptStream, type Keyring } from '../keys/index.js';
+import { OnnxRuntimeModel } from '../ml/index.js';
+import { FOOTER_BYTES, HEADER_BYTES, type PackageLayout, parseLayout } from './format.js';
+import { type ModelManifest, parseManifest } from './manifest.js';
+import { RESOURCE_BODY, RESOURCE_MANIFEST, RESOURCE_MODEL } from './protect.js';
+import {
+  IN_TOTO_PAYLOAD_TYPE,
+  type ModelStatement,
+  pae,
+  parseSignature,
+  parseStatement,
+  verifyBytes,
+} from './sign.js';
+import { modelPatternMatches, type TrustedSigner, type TrustPolicy } from './trust.js';
+
+/** A model loaded from a verified package. */
+export interface LoadedModel {
+  manifest: ModelManifest;
+  model: OnnxRuntimeModel;
+  signer: { keyId: string; algorithm: string };
+  /** sha256 hex of the whole package file. */
+  packageDigest: string;
+}
+
+export interface LoadOptions {
+  keyring: Keyring;
+  trust: TrustPolicy;
+  /** ONNX Runtime intra-op threads (default 1). */
+  threads?: number;
+}
+
+/** A package read into memory, with its digests. */
+interface PackageBytes {
+  path: string;
+  bytes: Buffer;
+  layout: PackageLayout;
+  /** hex digests */
+  bodyDigest: string;
+  fileDigest: string;
+}
+
+const CHUNK = 8 << 20;
+
+/** Reads a whole package, hashing the body and the file while reading. */
+async function readPackage(path: string): Promise<PackageBytes> {
+  await requireFile(path, 'model package');
+  let fh: Awaited<ReturnType<typeof open>>;
+  try {
+    fh = await open(path, 'r');
+  } catch (e) {
+    throw fsError(e, path, 'cannot open');
+  }
+  try {
+    const size = (await fh.stat()).size;
+    const head = Buffer.alloc(Math.min(HEADER_BYTES, size));
+    await fh.read(head, 0, head.length, 0);
+    const foot = Buffer.alloc(size >= FOOTER_BYTES ? FOOTER_BYTES : 0);
+    if (foot.length > 0) await fh.read(foot, 0, FOOTER_BYTES, size - FOOTER_BYTES);
+    const layout = parseLayout(head, foot, size, path);
+    const bytes = Buffer.allocUnsafe(size);
+    const hash = createHash('sha256');
+    let bodyDigest = '';
+    const readAt = async (off: number): Promise<number> => {
+      const len = Math.min(CHUNK, size - off);
+      let got = 0;
+      while (got < len) {
+        const r = await fh.read(bytes, off + got, len - got, off + got);
+        if (r.bytesRead === 0)
+          throw new BulwarkError('ERR_PACKAGE_INVALID', `${path}: the file shrank while being read`);
+        got += r.bytesRead;
+      }
+      return len;
+    };
+    // Overlap: the next read runs on the thread pool while this thread hashes the current chunk.
+    let off = 0;
+    let pending = size > 0 ? readAt(0) : Promise.resolve(0);
+    while (off < size) {
+      const len = await pending;
+      const next = off + len;
+      pending = next < size ? readAt(next) : Promise.resolve(0);
+      const chunk = bytes.subarray(off, next);
+      if (off < layout.bodyBytes && next >= layout.bodyBytes) {
+        const cut = layout.bodyBytes - off;
+        hash.update(chunk.subarray(0, cut));
+        bodyDigest = hash.copy().digest('hex');
+        hash.update(chunk.subarray(cut));
+      } else hash.update(chunk);
+      off = next;
+    }
+    await pending;
+    return { path, bytes, layout, bodyDigest, fileDigest: hash.digest('hex') };
+  } finally {
+    await fh.close();
+  }
+}
+
+function manifestOf(p: PackageBytes): ModelManifest {
+  const { manifestOffset, manifestBytes } = p.layout;
+  let raw: unknown;
+  try {
+    raw = JSON.parse(p.bytes.subarray(manifestOffset, manifestOffset + manifestBytes).toString('utf8'));
+  } catch {
+    throw new BulwarkError('ERR_PACKAGE_INVALID', `${p.path}: the manifest is not JSON`);
+  }
+  return parseManifest(raw, p.path);
+}
+
+function signatureText(p: PackageBytes): string {
+  const { signatureOffset, signatureBytes } = p.layout;
+  if (signatureBytes === 0)
+    throw new BulwarkError('ERR_PACKAGE_UNSIGNED', `${p.path}: the package is not signed: refusing it`);
+  return p.bytes.subarray(signatureOffset, signatureOffset + signatureBytes).toString('utf8');
+}
+
+function mismatch(path: string, what: string): BulwarkError {
+  return new BulwarkError(
+    'ERR_DIGEST_MISMATCH',
+    `${path}: ${what} does not match the signed digest: the package was altered`,
+    {
+      details: { path, resource: what },
+    },
+  );
+}
+
+/** The result of verifying a package's signature and digests. */
+export interface VerifiedPackage {
+  manifest: ModelManifest;
+  statement: ModelStatement;
+  signer: { keyId: string; algorithm: string; name: string };
+  packageDigest: string;
+}
+
+/** Steps 2-4: signature, trust, digests. */
+function verifyRead(p: PackageBytes, trust: TrustPolicy): VerifiedPackage {
+  const sig = parseSignature(signatureText(p), p.path);
+  const candidates: TrustedSigner[] =
+    sig.keyHint !== '' ? trust.signers.filter((s) => s.keyId === sig.keyHint) : [...trust.signers];
+  if (candidates.length === 0) {
+    throw new BulwarkError(
+      'ERR_SIGNER_UNTRUSTED',
+      `${p.path}: signed by key ${sig.keyHint.slice(0, 16)}…, which the trust policy ${trust.source} does not list`,
+      { details: { keyId: sig.keyHint } },
+    );
+  }
+  const data = pae(IN_TOTO_PAYLOAD_TYPE, sig.payload);
+  let signer: TrustedSigner | undefined;
+  for (const c of candidates) {
+    if (sig.signatures.some((s) => verifyBytes(c.publicKey, c.algorithm, data, s.sig))) {
+      signer = c;
+      break;
+    }
+  }
+  if (!signer) {
+    throw new BulwarkError(
+      'ERR_SIGNATURE_INVALID',
+      `${p.path}: the signature does not verify under the trusted key it names: the package was altered or re-signed`,
+    );
+  }
+  const statement = parseStatement(sig.payload, p.path);
+  const res = new Map(statement.predicate.resources.map((r) => [r.name, r.digest]));
+  for (const n of [RESOURCE_MANIFEST, RESOURCE_MODEL, RESOURCE_BODY]) {
+    if (!res.has(n))
+      throw new BulwarkError(
+        'ERR_SIGNATURE_INVALID',
+        `${p.path}: the signed statement lists no "${n}" resource`,
+      );
+  }
+  const { manifestOffset, manifestBytes } = p.layout;
+  const md = createHash('sha256')
+    .update(p.bytes.subarray(manifestOffset, manifestOffset + manifestBytes))
+    .digest('hex');
+  if (md !== res.get(RESOURCE_MANIFEST)) throw mismatch(p.path, 'the manifest');
+  if (p.bodyDigest !== res.get(RESOURCE_BODY)) throw mismatch(p.path, 'the encrypted model');
+  const manifest = manifestOf(p);
+  if (manifest.onnx.sha256 !== res.get(RESOURCE_MODEL)) throw mismatch(p.path, "the manifest's model digest");
+  if (statement.subject[0].name !== manifest.model.name) throw mismatch(p.path, 'the model name');
+  if (!signer.models.some((m) => modelPatternMatches(m, manifest.model.name))) {
+    throw new BulwarkError(
+      'ERR_SIGNER_UNTRUSTED',
+      `${p.path}: signer "${signer.name}" is not trusted for model "${manifest.model.name}" (trusted for: ${signer.models.join(', ')})`,
+      { details: { keyId: signer.keyId, model: manifest.model.name } },
+    );
+  }
+  return {
+    manifest,
+    statement,
+    signer: { keyId: signer.keyId, algorithm: signer.algorithm, name: signer.name },
+    packageDigest: p.fileDigest,
+  };
+}
+
+/** Steps 5-6: decrypts the model in memory and checks its digest. The caller wipes the result. */
+async function decryptModel(p: PackageBytes, v: VerifiedPackage, keyring: Keyring): Promise<Buffer> {
+  const { encryptedOffset, encryptedBytes } = p.layout;
+  const want = v.manifest.onnx.bytes;
+  const plain = Buffer.allocUnsafe(want);
+  let off = 0;
+  try {
+    for await (const part of decryptStream(
+      [p.bytes.subarray(encryptedOffset, encryptedOffset + encryptedBytes)],
+      keyring,
+      p.path,
+    )) {
+      if (off + part.length > want) throw mismatch(p.path, 'the decrypted model length');
+      part.copy(plain, off);
+      part.fill(0);
+      off += part.length;
+    }
+    if (off !== want) throw mismatch(p.path, 'the decrypted model length');
+    const d = createHash('sha256').update(plain).digest('hex');
+    const signed = v.statement.predicate.resources.find((r) => r.name === RESOURCE_MODEL)?.digest;
+    if (d !== signed) throw mismatch(p.path, 'the decrypted model');
+    return plain;
+  } catch (e) {
+    plain.fill(0);
+    throw e;
+  }
+}
+
+/**
+ * Verifies a package: signature, trust and digests; with a keyring also decrypts it in memory and
+ * checks the plaintext's digest (the plaintext is wiped before returning). Throws on any failure.
+ */
+export async function verifyPackage(
+  path: string,
+  options: { trust: TrustPolicy; keyring?: Keyring },
+): Promise<VerifiedPackage & { decrypted: boolean }> {
+  const p = await readPackage(path);
+  const v = verifyRead(p, options.trust);
+  if (options.keyring) {
+    const plain = await decryptModel(p, v, options.keyring);
+    plain.fill(0);
+  }
+  return { ...v, decrypted: options.keyring !== undefined };
+}
+
+/**
+ * Verifies a package and opens its model in ONNX Runtime from memory: the plaintext never touches
+ * disk and is overwritten once the session holds the model.
+ *
+ * @example
+ * ```ts
+ * const trust = await loadTrustPolicy('trust.yaml');
+ * const { model, manifest } = await loadProtectedModel('fraud.bwm', { keyring, trust });
+ * ```
+ */
+export async function loadProtectedModel(path: string, options: LoadOptions): Promise<LoadedModel> {
+  const p = await readPackage(path);
+  const v = verifyRead(p, options.trust);
+  const plain = await decryptModel(p, v, options.keyring);
+  p.bytes.fill(0, p.layout.encryptedOffset, p.layout.bodyBytes);
+  try {
+    const model = await OnnxRuntimeModel.create(
+      plain,
+      options.threads !== undefined ? { threads: options.threads } : {},
+    );
+    return {
+      manifest: v.manifest,
+      model,
+      signer: { keyId: v.signer.keyId, algorithm: v.signer.algorithm },
+      packageDigest: v.packageDigest,
+    };
+  } finally {
+    plain.fill(0);
+  }
+}
+
+/** What can be read from a package without any key: manifest, claimed signer, layout. Nothing verified. */
+export interface PackageInspection {
+  manifest: ModelManifest;
+  layout: PackageLayout;
+  /** Key hint of the signature, or null when unsigned. */
+  signerKeyId: string | null;
+  /** The statement as the package carries it (unverified), or null when unsigned. */
+  statement: ModelStatement | null;
+}
+
+/** Reads a package's parts without a key and without verifying anything (`bulwark model inspect`). */
+export async function inspectPackage(path: string): Promise<PackageInspection> {
+  await requireFile(path, 'model package');
+  let fh: Awaited<ReturnType<typeof open>>;
+  try {
+    fh = await open(path, 'r');
+  } catch (e) {
+    throw fsError(e, path, 'cannot open');
+  }
+  try {
+    const size = (await fh.stat()).size;
+    const head = Buffer.alloc(Math.min(HEADER_BYTES, size));
+    await fh.read(head, 0, head.length, 0);
+    const foot = Buffer.alloc(size >= FOOTER_BYTES ? FOOTER_BYTES : 0);
+    if (foot.length > 0) await fh.read(foot, 0, FOOTER_BYTES, size - FOOTER_BYTES);
+    const layout = parseLayout(head, foot, size, path);
+    const m = Buffer.alloc(layout.manifestBytes);
+    await fh.read(m, 0, m.length, layout.manifestOffset);
+    let raw: unknown;
+    try {
+      raw = JSON.parse(m.toString('utf8'));
+    } catch {
+      throw new BulwarkError('ERR_PACKAGE_INVALID', `${path}: the manifest is not JSON`);
+    }
+    const manifest = parseManifest(raw, path);
+    let signerKeyId: string | null = null;
+    let statement: ModelStatement | null = null;
+    if (layout.signatureBytes > 0) {
+      const s = Buffer.alloc(layout.signatureBytes);
+      await fh.read(s, 0, s.length, layout.signatureOffset);
+      try {
+        const sig = parseSignature(s.toString('utf8'), path);
+        signerKeyId = sig.keyHint;
+        statement = parseStatement(sig.payload, path);
+      } catch (e) {
+        // An unreadable or empty signature is shown as none; verification refuses such a package.
+        if (!(e instanceof BulwarkError)) throw e;
+      }
+    }
+    return { manifest, layout, signerKeyId, statement };
+  } finally {
+    await fh.close();
+  }
+}
+
+/** The manifest of a package, read without a key (not verified: use verifyPackage for that). */
+export async function readManifest(path: string): Promise<ModelManifest> {
+  return (await inspectPackage(path)).manifest;
+}

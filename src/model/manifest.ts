@@ -1,0 +1,153 @@
+/**
+ * The manifest of a protected model package: what the model is (name, version), what it takes and
+ * returns (input fields with their public bounds and the preprocessing that turns them into features,
+ * output names and classes), and where it comes from (dataset digest, differential-privacy
+ * guarantee and budget spent, adversarial-training settings, the audit-log entry of its training run).
+ *
+ * The manifest is stored in the clear (anyone may read it: `bulwark model inspect`), and its SHA-256
+ * digest is one of the resources of the signed statement, so it cannot be changed without breaking the
+ * signature. It holds no secret: the model's weights are only in the encrypted part.
+ */
+import { z } from 'zod';
+import { BulwarkError } from '../core/index.js';
+
+export const MANIFEST_FORMAT = 'bulwark.model-manifest';
+export const MANIFEST_VERSION = 1;
+
+const hex64 = z.string().regex(/^[0-9a-f]{64}$/, 'expected 64 lowercase hex digits');
+const digest = z.string().regex(/^sha256:[0-9a-f]{64}$/, 'expected sha256:<64 hex digits>');
+const finite = z.number().refine(Number.isFinite, 'expected a finite number');
+const nonNegative = finite.refine((x) => x >= 0, 'expected >= 0');
+const name = z.string().min(1).max(256);
+const scalar = z.union([z.string().max(4096), finite, z.boolean(), z.null()]);
+
+/** A model name: letters, digits, `.`, `_`, `-`, `/` (so `team/fraud` works), as trust rules match it. */
+export const MODEL_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$/;
+
+const inputFieldSchema = z.strictObject({
+  name,
+  type: name,
+  nullable: z.boolean().optional(),
+  /** Public bounds (from the schema, never from the data). */
+  bounds: z
+    .strictObject({ min: z.union([finite, z.string()]), max: z.union([finite, z.string()]) })
+    .optional(),
+  categories: z.array(z.string()).optional(),
+});
+
+const privacySchema = z.strictObject({
+  method: name.optional(),
+  epsilon: nonNegative,
+  delta: nonNegative.refine((x) => x < 1, 'expected delta < 1'),
+  accountant: name.optional(),
+  neighbours: name.optional(),
+  noiseMultiplier: nonNegative.optional(),
+  clipNorm: nonNegative.optional(),
+  samplingRate: nonNegative.optional(),
+  steps: z.number().int().min(0).optional(),
+  /** Budget spent from the ledger by the run (may exceed epsilon when spent with slack). */
+  budgetSpent: z.strictObject({ epsilon: nonNegative, delta: nonNegative }).optional(),
+});
+
+const adversarialSchema = z.strictObject({
+  method: name,
+  eps: nonNegative,
+  steps: z.number().int().min(0).optional(),
+  ratio: nonNegative.optional(),
+});
+
+const auditRefSchema = z.strictObject({
+  /** The audit log's origin line (which log). */
+  origin: name.optional(),
+  /** Event id of the `model.trained` entry. */
+  eventId: name,
+  /** Its leaf index in the log. */
+  index: z.number().int().min(0).optional(),
+  /** SHA-256 of the entry's canonical bytes (its leaf content), `sha256:…`. */
+  entryDigest: digest.optional(),
+});
+
+export const manifestSchema = z.strictObject({
+  format: z.literal(MANIFEST_FORMAT),
+  version: z.number().int(),
+  model: z.strictObject({
+    name: z.string().regex(MODEL_NAME_PATTERN, 'expected letters, digits, ".", "_", "-", "/"'),
+    version: z.string().min(1).max(64),
+    description: z.string().max(4096).optional(),
+    createdAt: z.string().min(1).max(64),
+    /** Tool that made the package (`bulwark x.y.z`). */
+    packager: name,
+  }),
+  input: z.strictObject({
+    /** The graph input's name. */
+    name,
+    /** Width of the feature vector the model takes. */
+    features: z.number().int().min(1),
+    featureNames: z.array(z.string()).optional(),
+    /** The label the model predicts (a schema field name). */
+    label: name.optional(),
+    /** Raw fields a request carries, with their public bounds. */
+    fields: z.array(inputFieldSchema).optional(),
+    /** The preprocessing pipeline state (`bulwark.preprocess` format, see src/data/preprocess.ts). */
+    preprocessing: z.unknown().optional(),
+  }),
+  output: z.strictObject({
+    names: z.array(name).min(1),
+    classes: z.array(z.string()).optional(),
+  }),
+  onnx: z.strictObject({
+    /** SHA-256 of the plaintext ONNX bytes (hex); also the `model.onnx` resource of the statement. */
+    sha256: hex64,
+    bytes: z.number().int().min(1),
+    producer: z.string().max(256).optional(),
+    opset: z.number().int().min(1).optional(),
+  }),
+  encryption: z.strictObject({
+    /** `bulwark-stream-v1`: src/keys/stream.ts, AES-256-GCM STREAM with HKDF and a key commitment. */
+    scheme: z.literal('bulwark-stream-v1'),
+    /** Keyring key (KEK) that wraps the data key; the wrapped key itself is in the stream header. */
+    keyId: name,
+    keyVersion: z.number().int().min(1),
+    keyring: z.string().regex(/^[0-9a-f]{32}$/),
+    frameSize: z.number().int().min(1),
+  }),
+  lineage: z.strictObject({
+    datasetDigest: digest.optional(),
+    algorithm: name.optional(),
+    hyperparameters: z.record(z.string().max(256), scalar).optional(),
+    metrics: z.record(z.string().max(256), finite).optional(),
+    privacy: privacySchema.optional(),
+    adversarial: adversarialSchema.optional(),
+    trainingRun: auditRefSchema.optional(),
+  }),
+});
+
+/** The manifest of a protected model package (see docs/model-package.md). */
+export type ModelManifest = z.infer<typeof manifestSchema>;
+/** Training lineage recorded in a manifest. */
+export type ModelLineage = ModelManifest['lineage'];
+/** One raw input field of a manifest, with its public bounds. */
+export type ManifestInputField = z.infer<typeof inputFieldSchema>;
+
+/** Checks a parsed manifest (format, version, every field); `where` names the package in messages. */
+export function parseManifest(raw: unknown, where: string): ModelManifest {
+  if (typeof raw === 'object' && raw !== null && (raw as { format?: unknown }).format === MANIFEST_FORMAT) {
+    const v = (raw as { version?: unknown }).version;
+    if (v !== MANIFEST_VERSION) {
+      throw new BulwarkError(
+        'ERR_FORMAT_VERSION',
+        `${where}: model manifest version ${String(v)} is not supported (this Bulwark reads ${MANIFEST_VERSION})`,
+      );
+    }
+  }
+  const r = manifestSchema.safeParse(raw);
+  if (!r.success) {
+    const issue = r.error.issues[0];
+    const at = issue?.path.join('.') ?? '';
+    throw new BulwarkError(
+      'ERR_PACKAGE_INVALID',
+      `${where}: malformed model manifest${at ? ` at ${at}` : ''}: ${issue?.message ?? 'invalid'}`,
+    );
+  }
+  return r.data;
+}

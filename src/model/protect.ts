@@ -1,0 +1,299 @@
+/**
+ * `protectModel`: ONNX model → protected package, in one streaming pass over the output: header and
+ * manifest, the model encrypted with the framed streaming AEAD of src/keys/stream.ts under a fresh
+ * data key wrapped by the keyring, then the signature over the statement of the body's digests, then
+ * the footer. The output appears only when complete (temporary file, fsync, rename).
+ */
+import { createHash, type Hash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import {
+  AtomicFileStream,
+  BulwarkError,
+  bulwarkVersion,
+  fsError,
+  invalidArgument,
+  requireFile,
+} from '../core/index.js';
+import type { Schema } from '../data/index.js';
+import { DEFAULT_FRAME_SIZE, encryptStream, type Keyring } from '../keys/index.js';
+import { encodeFooter, encodeHeader, HEADER_BYTES, MAX_MANIFEST_BYTES } from './format.js';
+import {
+  MANIFEST_FORMAT,
+  MANIFEST_VERSION,
+  type ManifestInputField,
+  MODEL_NAME_PATTERN,
+  type ModelLineage,
+  type ModelManifest,
+  parseManifest,
+} from './manifest.js';
+import { onnxInfo } from './onnx-info.js';
+import { buildStatement, type SignedResource, type SigningKey, signStatement } from './sign.js';
+
+/** Names of the statement's resources. */
+export const RESOURCE_MANIFEST = 'manifest.json';
+export const RESOURCE_MODEL = 'model.onnx';
+export const RESOURCE_BODY = 'package.body';
+
+/** ONNX metadata keys Bulwark's trainers write (src/train/tabular.ts META_*, src/privacy ONNX_META). */
+export const ONNX_META_KEYS = {
+  pipeline: 'bulwark.pipeline',
+  label: 'bulwark.label',
+  classValues: 'bulwark.class_values',
+  features: 'bulwark.features',
+  privacy: 'bulwark.privacy',
+  adversarial: 'bulwark.adversarial',
+} as const;
+
+export interface ProtectOptions {
+  keyring: Keyring;
+  /** Keyring key (KEK) that wraps the data key (default `data`). */
+  keyId?: string;
+  /** The signing key. Without one the package is unsigned and every loader refuses it. */
+  signingKey?: SigningKey;
+  name: string;
+  version: string;
+  description?: string;
+  /** The data schema: its fields (minus the label) with their public bounds go into the manifest. */
+  schema?: Schema;
+  /** Lineage, merged over what the ONNX metadata says (privacy, adversarial training). */
+  lineage?: ModelLineage;
+  /** Encrypted frame size (default 1 MiB). */
+  frameSize?: number;
+  /** Refuse to overwrite `out`. */
+  noClobber?: boolean;
+}
+
+export interface ProtectResult {
+  path: string;
+  manifest: ModelManifest;
+  /** `sha256:` of the whole package file. */
+  packageDigest: string;
+  /** `sha256:` of the plaintext ONNX. */
+  modelDigest: string;
+  /** Bytes of the package and of the ONNX it holds. */
+  packageBytes: number;
+  modelBytes: number;
+  signer: { keyId: string; algorithm: string } | null;
+}
+
+function jsonMeta(meta: Record<string, string>, key: string): unknown {
+  const v = meta[key];
+  if (v === undefined) return undefined;
+  try {
+    return JSON.parse(v);
+  } catch {
+    throw new BulwarkError('ERR_ONNX_INVALID', `ONNX metadata "${key}" is not valid JSON`);
+  }
+}
+
+const PRIVACY_KEYS = [
+  'method',
+  'epsilon',
+  'delta',
+  'accountant',
+  'neighbours',
+  'noiseMultiplier',
+  'clipNorm',
+  'samplingRate',
+  'steps',
+] as const;
+
+/** Lineage that the ONNX metadata of `bulwark train` states (privacy guarantee, adversarial training). */
+export function lineageFromOnnxMetadata(meta: Record<string, string>): ModelLineage {
+  const out: ModelLineage = {};
+  const p = jsonMeta(meta, ONNX_META_KEYS.privacy);
+  if (p && typeof p === 'object') {
+    const src = p as Record<string, unknown>;
+    const privacy: Record<string, unknown> = {};
+    for (const k of PRIVACY_KEYS) if (src[k] !== undefined) privacy[k] = src[k];
+    out.privacy = privacy as ModelLineage['privacy'];
+  }
+  const a = jsonMeta(meta, ONNX_META_KEYS.adversarial);
+  if (a && typeof a === 'object') {
+    const src = a as Record<string, unknown>;
+    const adv: Record<string, unknown> = { method: src['method'], eps: src['eps'] };
+    if (src['steps'] !== undefined) adv['steps'] = src['steps'];
+    if (src['ratio'] !== undefined) adv['ratio'] = src['ratio'];
+    out.adversarial = adv as ModelLineage['adversarial'];
+  }
+  return out;
+}
+
+function inputFields(
+  schema: Schema | undefined,
+  label: string | undefined,
+): ManifestInputField[] | undefined {
+  if (!schema) return undefined;
+  return schema.fields
+    .filter((f) => f.name !== (label ?? schema.label))
+    .map((f) => {
+      const o: ManifestInputField = { name: f.name, type: f.type, nullable: f.nullable };
+      if (f.bounds) o.bounds = { min: f.bounds.min, max: f.bounds.max };
+      if (f.categories) o.categories = [...f.categories];
+      return o;
+    });
+}
+
+/** The manifest for an ONNX model (checked against the manifest schema). */
+export function buildManifest(
+  onnx: Uint8Array,
+  o: Omit<ProtectOptions, 'signingKey' | 'noClobber'>,
+  where = 'model',
+): { manifest: ModelManifest; modelDigest: string } {
+  if (!MODEL_NAME_PATTERN.test(o.name))
+    throw invalidArgument('name', 'letters, digits, ".", "_", "-", "/" (at most 128)', o.name);
+  if (!/^[^\s]{1,64}$/.test(o.version))
+    throw invalidArgument('version', 'a version without spaces', o.version);
+  const info = onnxInfo(onnx);
+  if (info.inputs.length !== 1) {
+    throw new BulwarkError(
+      'ERR_ONNX_INVALID',
+      `${where}: the model has ${info.inputs.length} graph inputs; a package holds a model with one input`,
+    );
+  }
+  const input = info.inputs[0]!;
+  const meta = info.metadata;
+  const featureNames = jsonMeta(meta, ONNX_META_KEYS.features) as string[] | undefined;
+  const lastDim = input.dims[input.dims.length - 1] ?? -1;
+  const features = lastDim > 0 ? lastDim : (featureNames?.length ?? 0);
+  if (features < 1)
+    throw new BulwarkError('ERR_ONNX_INVALID', `${where}: the input's feature count is not fixed`);
+  const label = meta[ONNX_META_KEYS.label];
+  const classes = jsonMeta(meta, ONNX_META_KEYS.classValues) as string[] | undefined;
+  const preprocessing = jsonMeta(meta, ONNX_META_KEYS.pipeline);
+  const keyId = o.keyId ?? 'data';
+  const modelDigest = createHash('sha256').update(onnx).digest('hex');
+  const fields = inputFields(o.schema, label);
+  const raw: ModelManifest = {
+    format: MANIFEST_FORMAT,
+    version: MANIFEST_VERSION,
+    model: {
+      name: o.name,
+      version: o.version,
+      ...(o.description !== undefined ? { description: o.description } : {}),
+      createdAt: new Date().toISOString(),
+      packager: `bulwark ${bulwarkVersion()}`,
+    },
+    input: {
+      name: input.name,
+      features,
+      ...(Array.isArray(featureNames) ? { featureNames } : {}),
+      ...(label !== undefined ? { label } : {}),
+      ...(fields ? { fields } : {}),
+      ...(preprocessing !== undefined ? { preprocessing } : {}),
+    },
+    output: { names: info.outputs, ...(Array.isArray(classes) ? { classes } : {}) },
+    onnx: {
+      sha256: modelDigest,
+      bytes: onnx.length,
+      ...(info.producer ? { producer: info.producer } : {}),
+      ...(info.opset !== undefined ? { opset: info.opset } : {}),
+    },
+    encryption: {
+      scheme: 'bulwark-stream-v1',
+      keyId,
+      keyVersion: o.keyring.primaryVersion(keyId),
+      keyring: o.keyring.id,
+      frameSize: o.frameSize ?? DEFAULT_FRAME_SIZE,
+    },
+    lineage: { ...lineageFromOnnxMetadata(meta), ...(o.lineage ?? {}) },
+  };
+  return { manifest: parseManifest(raw, where), modelDigest: `sha256:${modelDigest}` };
+}
+
+async function write(f: AtomicFileStream, chunk: Buffer, hash: Hash): Promise<void> {
+  hash.update(chunk);
+  if (!f.stream.write(chunk)) {
+    await new Promise<void>((resolve, reject) => {
+      const onErr = (e: unknown): void => reject(fsError(e, f.path, 'cannot write'));
+      f.stream.once('error', onErr);
+      f.stream.once('drain', () => {
+        f.stream.off('error', onErr);
+        resolve();
+      });
+    });
+  }
+}
+
+/**
+ * Packages ONNX bytes (or an ONNX file) as a protected model at `out`.
+ *
+ * @example
+ * ```ts
+ * const key = await loadSigningKey('signer.key');
+ * await protectModel('model.onnx', 'model.bwm', { keyring, signingKey: key, name: 'fraud', version: '1' });
+ * ```
+ */
+export async function protectModel(
+  model: string | Uint8Array,
+  out: string,
+  options: ProtectOptions,
+): Promise<ProtectResult> {
+  let onnx: Uint8Array;
+  const where = typeof model === 'string' ? model : 'model';
+  if (typeof model === 'string') {
+    await requireFile(model, 'ONNX model');
+    try {
+      onnx = await readFile(model);
+    } catch (e) {
+      throw fsError(e, model, 'cannot read');
+    }
+  } else onnx = model;
+  const { manifest, modelDigest } = buildManifest(onnx, options, where);
+  const manifestBytes = Buffer.from(JSON.stringify(manifest), 'utf8');
+  if (manifestBytes.length > MAX_MANIFEST_BYTES)
+    throw invalidArgument(
+      'manifest',
+      `at most ${MAX_MANIFEST_BYTES} bytes of JSON`,
+      `${manifestBytes.length} bytes`,
+    );
+
+  const f = await AtomicFileStream.create(out, { mode: 0o644, noClobber: options.noClobber ?? false });
+  try {
+    const hash = createHash('sha256');
+    await write(f, encodeHeader(manifestBytes.length), hash);
+    await write(f, manifestBytes, hash);
+    let encrypted = 0;
+    for await (const part of encryptStream([onnx], options.keyring, {
+      keyId: manifest.encryption.keyId,
+      frameSize: manifest.encryption.frameSize,
+    })) {
+      encrypted += part.length;
+      await write(f, part, hash);
+    }
+    const body = hash.copy().digest('hex');
+    let signature = Buffer.alloc(0);
+    if (options.signingKey) {
+      const resources: SignedResource[] = [
+        {
+          name: RESOURCE_MANIFEST,
+          algorithm: 'sha256',
+          digest: createHash('sha256').update(manifestBytes).digest('hex'),
+        },
+        { name: RESOURCE_MODEL, algorithm: 'sha256', digest: manifest.onnx.sha256 },
+        { name: RESOURCE_BODY, algorithm: 'sha256', digest: body },
+      ];
+      signature = Buffer.from(
+        signStatement(buildStatement(manifest.model.name, resources), options.signingKey),
+        'utf8',
+      );
+    }
+    if (signature.length > 0) await write(f, signature, hash);
+    await write(f, encodeFooter(encrypted, signature.length), hash);
+    await f.commit();
+    return {
+      path: out,
+      manifest,
+      packageDigest: `sha256:${hash.digest('hex')}`,
+      modelDigest,
+      packageBytes: HEADER_BYTES + manifestBytes.length + encrypted + signature.length + 16,
+      modelBytes: onnx.length,
+      signer: options.signingKey
+        ? { keyId: options.signingKey.keyId, algorithm: options.signingKey.algorithm }
+        : null,
+    };
+  } catch (e) {
+    await f.abort();
+    throw e;
+  }
+}
