@@ -3,6 +3,7 @@ import { BulwarkError, bulwarkVersion } from '../core/index.js';
 import { registerAuditCommands } from './commands/audit.js';
 import { registerDataCommands } from './commands/data.js';
 import { registerDemoCommand } from './commands/demo.js';
+import { registerDeployCommands } from './commands/deploy.js';
 import { registerEvaluateCommand } from './commands/evaluate.js';
 import { registerKeysCommands } from './commands/keys.js';
 import { registerPredictCommand } from './commands/predict.js';
@@ -42,6 +43,7 @@ Errors print one line "bulwark: ERR_CODE: message"; every code is listed in docs
   registerDataCommands(program);
   registerAuditCommands(program);
   registerDemoCommand(program);
+  registerDeployCommands(program);
   registerEvaluateCommand(program);
   registerKeysCommands(program);
   registerTrainCommand(program);

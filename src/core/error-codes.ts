@@ -391,6 +391,19 @@ export const errorCodes = {
     exit: ExitCode.config,
     summary: 'A Cedar policy or schema file does not parse or does not validate against the schema.',
   },
+  // deploy
+  ERR_DEPLOY_MANIFEST_INVALID: {
+    exit: ExitCode.failure,
+    summary: 'A generated Kubernetes object does not match the published Kubernetes schema (a bug to report).',
+  },
+  ERR_MANIFEST_PARSE: {
+    exit: ExitCode.input,
+    summary: 'A manifest file given to `deploy check` is not YAML or a document is not a Kubernetes object.',
+  },
+  ERR_DEPLOY_FINDINGS: {
+    exit: ExitCode.security,
+    summary: '`deploy check` found problems at or above the `--fail-on` severity.',
+  },
 } as const satisfies Record<string, CodeInfo>;
 
 export type ErrorCode = keyof typeof errorCodes;

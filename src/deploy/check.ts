@@ -1,0 +1,868 @@
+import { isIP } from 'node:net';
+import { DaemonSet, Deployment, ReplicaSet, StatefulSet } from 'kubernetes-models/apps/v1';
+import { CronJob, Job } from 'kubernetes-models/batch/v1';
+import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1';
+import {
+  Namespace,
+  Pod,
+  PodTemplate,
+  ReplicationController,
+  Service,
+  ServiceAccount,
+} from 'kubernetes-models/v1';
+import { parseAllDocuments } from 'yaml';
+import { BulwarkError } from '../core/index.js';
+import { RULE_BY_ID, type RuleLevel, type Severity, severityRank } from './rules.js';
+
+/**
+ * `bulwark deploy check`: Pod Security Standards (Baseline and Restricted, every control, as the
+ * pod-security-admission controller evaluates them) and further hardening rules over any set of
+ * manifests. Pure functions of the parsed documents; the rule table is in rules.ts.
+ */
+
+export interface ObjectRef {
+  kind: string;
+  namespace: string;
+  name: string;
+}
+
+export interface Finding {
+  rule: string;
+  severity: Severity;
+  level: RuleLevel;
+  object: ObjectRef;
+  /** The file (and document index in it) the object came from. */
+  file?: string;
+  document?: number;
+  /** Field path, e.g. `spec.template.spec.containers[0].securityContext.runAsNonRoot`. */
+  path: string;
+  message: string;
+  fix: string;
+}
+
+export interface ManifestDoc {
+  file: string;
+  document: number;
+  object: Record<string, unknown>;
+}
+
+export interface CheckOptions {
+  /** Pod Security level to check: baseline only, or baseline + restricted (default). */
+  level?: 'baseline' | 'restricted';
+}
+
+type Obj = Record<string, unknown>;
+
+function isObj(v: unknown): v is Obj {
+  return v !== null && typeof v === 'object' && !Array.isArray(v);
+}
+function obj(v: unknown): Obj {
+  return isObj(v) ? v : {};
+}
+function arr(v: unknown): unknown[] {
+  return Array.isArray(v) ? v : [];
+}
+function str(v: unknown): string | undefined {
+  return typeof v === 'string' ? v : undefined;
+}
+
+/** Parses multi-document YAML; `kind: List` (kubectl's output) is flattened into its items. */
+export function parseManifests(text: string, file: string): ManifestDoc[] {
+  const docs = parseAllDocuments(text, { prettyErrors: true });
+  const out: ManifestDoc[] = [];
+  const list = Array.isArray(docs) ? docs : [docs];
+  list.forEach((d, i) => {
+    if (d.errors.length > 0) {
+      const first = d.errors[0]!;
+      const where = first.linePos?.[0] ? `:${first.linePos[0].line}:${first.linePos[0].col}` : '';
+      throw new BulwarkError('ERR_MANIFEST_PARSE', `${file}${where}: ${first.message.split('\n')[0]}`, {
+        details: { file, document: i },
+      });
+    }
+    const v: unknown = d.toJS();
+    if (v === null || v === undefined) return;
+    if (!isObj(v) || typeof v['kind'] !== 'string') {
+      throw new BulwarkError(
+        'ERR_MANIFEST_PARSE',
+        `${file}: document ${i + 1} is not a Kubernetes object (no kind)`,
+        {
+          details: { file, document: i },
+        },
+      );
+    }
+    if (v['kind'] === 'List' || /List$/.test(v['kind'])) {
+      for (const item of arr(v['items'])) if (isObj(item)) out.push({ file, document: i, object: item });
+      return;
+    }
+    out.push({ file, document: i, object: v });
+  });
+  return out;
+}
+
+/** Where a kind keeps its pod template. */
+const POD_SPEC_PATHS: Record<string, { spec: string[]; meta: string[] }> = {
+  Pod: { spec: ['spec'], meta: ['metadata'] },
+  PodTemplate: { spec: ['template', 'spec'], meta: ['template', 'metadata'] },
+  Deployment: { spec: ['spec', 'template', 'spec'], meta: ['spec', 'template', 'metadata'] },
+  StatefulSet: { spec: ['spec', 'template', 'spec'], meta: ['spec', 'template', 'metadata'] },
+  DaemonSet: { spec: ['spec', 'template', 'spec'], meta: ['spec', 'template', 'metadata'] },
+  ReplicaSet: { spec: ['spec', 'template', 'spec'], meta: ['spec', 'template', 'metadata'] },
+  ReplicationController: { spec: ['spec', 'template', 'spec'], meta: ['spec', 'template', 'metadata'] },
+  Job: { spec: ['spec', 'template', 'spec'], meta: ['spec', 'template', 'metadata'] },
+  CronJob: {
+    spec: ['spec', 'jobTemplate', 'spec', 'template', 'spec'],
+    meta: ['spec', 'jobTemplate', 'spec', 'template', 'metadata'],
+  },
+};
+const LONG_RUNNING = new Set([
+  'Deployment',
+  'StatefulSet',
+  'DaemonSet',
+  'ReplicaSet',
+  'ReplicationController',
+]);
+
+/** Schema classes (kubernetes-models, from the published OpenAPI) for kinds we check. */
+const SCHEMAS: Record<string, { apiVersion: string; make: (o: Obj) => { validate(): void } }> = {
+  Pod: { apiVersion: 'v1', make: (o) => new Pod(o as never) },
+  PodTemplate: { apiVersion: 'v1', make: (o) => new PodTemplate(o as never) },
+  ReplicationController: { apiVersion: 'v1', make: (o) => new ReplicationController(o as never) },
+  Service: { apiVersion: 'v1', make: (o) => new Service(o as never) },
+  ServiceAccount: { apiVersion: 'v1', make: (o) => new ServiceAccount(o as never) },
+  Namespace: { apiVersion: 'v1', make: (o) => new Namespace(o as never) },
+  Deployment: { apiVersion: 'apps/v1', make: (o) => new Deployment(o as never) },
+  StatefulSet: { apiVersion: 'apps/v1', make: (o) => new StatefulSet(o as never) },
+  DaemonSet: { apiVersion: 'apps/v1', make: (o) => new DaemonSet(o as never) },
+  ReplicaSet: { apiVersion: 'apps/v1', make: (o) => new ReplicaSet(o as never) },
+  Job: { apiVersion: 'batch/v1', make: (o) => new Job(o as never) },
+  CronJob: { apiVersion: 'batch/v1', make: (o) => new CronJob(o as never) },
+  NetworkPolicy: { apiVersion: 'networking.k8s.io/v1', make: (o) => new NetworkPolicy(o as never) },
+};
+
+const BASELINE_CAPS = new Set([
+  'AUDIT_WRITE',
+  'CHOWN',
+  'DAC_OVERRIDE',
+  'FOWNER',
+  'FSETID',
+  'KILL',
+  'MKNOD',
+  'NET_BIND_SERVICE',
+  'SETFCAP',
+  'SETGID',
+  'SETPCAP',
+  'SETUID',
+  'SYS_CHROOT',
+]);
+const SAFE_SYSCTLS = new Set([
+  'kernel.shm_rmid_forced',
+  'net.ipv4.ip_local_port_range',
+  'net.ipv4.ip_unprivileged_port_start',
+  'net.ipv4.tcp_syncookies',
+  'net.ipv4.ping_group_range',
+  'net.ipv4.ip_local_reserved_ports',
+  'net.ipv4.tcp_keepalive_time',
+  'net.ipv4.tcp_fin_timeout',
+  'net.ipv4.tcp_keepalive_intvl',
+  'net.ipv4.tcp_keepalive_probes',
+]);
+const SELINUX_TYPES = new Set([
+  '',
+  'container_t',
+  'container_init_t',
+  'container_kvm_t',
+  'container_engine_t',
+]);
+const RESTRICTED_VOLUMES = new Set([
+  'configMap',
+  'csi',
+  'downwardAPI',
+  'emptyDir',
+  'ephemeral',
+  'persistentVolumeClaim',
+  'projected',
+  'secret',
+]);
+const SENSITIVE_HOST_PATHS = [
+  '/etc',
+  '/proc',
+  '/sys',
+  '/dev',
+  '/root',
+  '/boot',
+  '/var/lib/kubelet',
+  '/var/lib/docker',
+  '/var/lib/containerd',
+  '/var/run',
+  '/run',
+  '/var/log',
+  '/home',
+];
+const SECRET_NAME =
+  /(pass(word|wd)?|secret|token|api[_-]?key|private[_-]?key|credential|auth|access[_-]?key|encryption[_-]?key|signing[_-]?key)/i;
+const SECRET_VALUE =
+  /(-----BEGIN [A-Z ]*PRIVATE KEY-----|\bAKIA[0-9A-Z]{16}\b|\bgh[pousr]_[A-Za-z0-9]{36,}\b|\bxox[abpr]-[A-Za-z0-9-]+|\beyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.)/;
+
+class Collector {
+  readonly findings: Finding[] = [];
+  constructor(private readonly level: 'baseline' | 'restricted') {}
+  add(id: string, doc: ManifestDoc, ref: ObjectRef, path: string, message: string): void {
+    const r = RULE_BY_ID.get(id);
+    if (!r) throw new BulwarkError('ERR_INTERNAL', `unknown rule id ${id}`);
+    if (r.level === 'restricted' && this.level === 'baseline') return;
+    this.findings.push({
+      rule: id,
+      severity: r.severity,
+      level: r.level,
+      object: ref,
+      file: doc.file,
+      document: doc.document,
+      path,
+      message,
+      fix: r.fix,
+    });
+  }
+}
+
+interface ContainerAt {
+  c: Obj;
+  path: string;
+  kind: 'containers' | 'initContainers' | 'ephemeralContainers';
+}
+
+function containersOf(ps: Obj, base: string): ContainerAt[] {
+  const out: ContainerAt[] = [];
+  for (const kind of ['initContainers', 'containers', 'ephemeralContainers'] as const) {
+    arr(ps[kind]).forEach((c, i) => {
+      if (isObj(c)) out.push({ c, path: `${base}.${kind}[${i}]`, kind });
+    });
+  }
+  return out;
+}
+
+function checkPodSpec(
+  col: Collector,
+  doc: ManifestDoc,
+  ref: ObjectRef,
+  kind: string,
+  ps: Obj,
+  meta: Obj,
+  base: string,
+  metaBase: string,
+): void {
+  const psc = obj(ps['securityContext']);
+  const all = containersOf(ps, base);
+  const linux = str(obj(ps['os'])['name']) !== 'windows';
+  const annotations = obj(meta['annotations']);
+
+  // --- Baseline ---
+  if (obj(psc['windowsOptions'])['hostProcess'] === true) {
+    col.add(
+      'PSS-B-HOST-PROCESS',
+      doc,
+      ref,
+      `${base}.securityContext.windowsOptions.hostProcess`,
+      'pod runs as a Windows HostProcess',
+    );
+  }
+  for (const f of ['hostNetwork', 'hostPID', 'hostIPC']) {
+    if (ps[f] === true)
+      col.add('PSS-B-HOST-NAMESPACES', doc, ref, `${base}.${f}`, `${f}: true shares the host's namespace`);
+  }
+  if (str(obj(psc['appArmorProfile'])['type']) !== undefined) {
+    const t = str(obj(psc['appArmorProfile'])['type']);
+    if (t !== 'RuntimeDefault' && t !== 'Localhost') {
+      col.add(
+        'PSS-B-APPARMOR',
+        doc,
+        ref,
+        `${base}.securityContext.appArmorProfile.type`,
+        `AppArmor profile ${t}`,
+      );
+    }
+  }
+  for (const [k, v] of Object.entries(annotations)) {
+    if (k.startsWith('container.apparmor.security.beta.kubernetes.io/')) {
+      const s = String(v);
+      if (s !== 'runtime/default' && !s.startsWith('localhost/')) {
+        col.add('PSS-B-APPARMOR', doc, ref, `${metaBase}.annotations["${k}"]`, `AppArmor annotation ${s}`);
+      }
+    }
+    if (
+      (k === 'seccomp.security.alpha.kubernetes.io/pod' ||
+        k.startsWith('container.seccomp.security.alpha.kubernetes.io/')) &&
+      String(v) === 'unconfined'
+    ) {
+      col.add('PSS-B-SECCOMP', doc, ref, `${metaBase}.annotations["${k}"]`, 'seccomp annotation unconfined');
+    }
+  }
+  checkSelinux(col, doc, ref, obj(psc['seLinuxOptions']), `${base}.securityContext.seLinuxOptions`);
+  if (str(obj(psc['seccompProfile'])['type']) === 'Unconfined') {
+    col.add(
+      'PSS-B-SECCOMP',
+      doc,
+      ref,
+      `${base}.securityContext.seccompProfile.type`,
+      'pod seccomp profile is Unconfined',
+    );
+  }
+  arr(psc['sysctls']).forEach((s, i) => {
+    const name = str(obj(s)['name']) ?? '';
+    if (!SAFE_SYSCTLS.has(name)) {
+      col.add(
+        'PSS-B-SYSCTLS',
+        doc,
+        ref,
+        `${base}.securityContext.sysctls[${i}].name`,
+        `unsafe sysctl ${name}`,
+      );
+    }
+  });
+  arr(ps['volumes']).forEach((v, i) => {
+    const vol = obj(v);
+    const hp = obj(vol['hostPath']);
+    if (vol['hostPath'] !== undefined) {
+      col.add(
+        'PSS-B-HOST-PATH',
+        doc,
+        ref,
+        `${base}.volumes[${i}].hostPath`,
+        `volume ${String(vol['name'])} mounts host path ${String(hp['path'])}`,
+      );
+      const p = (str(hp['path']) ?? '/').replace(/\/+$/, '') || '/';
+      if (
+        p === '/' ||
+        /(docker|containerd|crio|cri-dockerd)\.sock$/.test(p) ||
+        SENSITIVE_HOST_PATHS.some((s) => p === s || p.startsWith(`${s}/`))
+      ) {
+        col.add(
+          'BW-HOSTPATH-SENSITIVE',
+          doc,
+          ref,
+          `${base}.volumes[${i}].hostPath.path`,
+          `host path ${p} exposes the node`,
+        );
+      }
+    }
+    // --- Restricted: volume types ---
+    for (const key of Object.keys(vol)) {
+      if (key === 'name') continue;
+      if (!RESTRICTED_VOLUMES.has(key)) {
+        col.add(
+          'PSS-R-VOLUME-TYPES',
+          doc,
+          ref,
+          `${base}.volumes[${i}].${key}`,
+          `volume ${String(vol['name'])} is of type ${key}`,
+        );
+      }
+    }
+  });
+
+  for (const { c, path } of all) {
+    const sc = obj(c['securityContext']);
+    if (obj(sc['windowsOptions'])['hostProcess'] === true) {
+      col.add(
+        'PSS-B-HOST-PROCESS',
+        doc,
+        ref,
+        `${path}.securityContext.windowsOptions.hostProcess`,
+        'container runs as a Windows HostProcess',
+      );
+    }
+    if (sc['privileged'] === true) {
+      col.add(
+        'PSS-B-PRIVILEGED',
+        doc,
+        ref,
+        `${path}.securityContext.privileged`,
+        `container ${String(c['name'])} is privileged`,
+      );
+    }
+    const caps = obj(sc['capabilities']);
+    arr(caps['add']).forEach((cap, i) => {
+      const name = String(cap);
+      if (!BASELINE_CAPS.has(name)) {
+        col.add(
+          'PSS-B-CAPABILITIES',
+          doc,
+          ref,
+          `${path}.securityContext.capabilities.add[${i}]`,
+          `adds capability ${name}`,
+        );
+      }
+    });
+    arr(c['ports']).forEach((p, i) => {
+      const hostPort = obj(p)['hostPort'];
+      if (typeof hostPort === 'number' && hostPort !== 0) {
+        col.add('PSS-B-HOST-PORTS', doc, ref, `${path}.ports[${i}].hostPort`, `host port ${hostPort}`);
+      }
+    });
+    const aa = str(obj(sc['appArmorProfile'])['type']);
+    if (aa !== undefined && aa !== 'RuntimeDefault' && aa !== 'Localhost') {
+      col.add(
+        'PSS-B-APPARMOR',
+        doc,
+        ref,
+        `${path}.securityContext.appArmorProfile.type`,
+        `AppArmor profile ${aa}`,
+      );
+    }
+    checkSelinux(col, doc, ref, obj(sc['seLinuxOptions']), `${path}.securityContext.seLinuxOptions`);
+    const pm = str(sc['procMount']);
+    if (pm !== undefined && pm !== 'Default') {
+      col.add('PSS-B-PROC-MOUNT', doc, ref, `${path}.securityContext.procMount`, `procMount ${pm}`);
+    }
+    if (str(obj(sc['seccompProfile'])['type']) === 'Unconfined') {
+      col.add(
+        'PSS-B-SECCOMP',
+        doc,
+        ref,
+        `${path}.securityContext.seccompProfile.type`,
+        'container seccomp profile is Unconfined',
+      );
+    }
+  }
+
+  // --- Restricted ---
+  // runAsNonRoot: true at pod level (and never false on a container), or true on every container.
+  const podNonRoot = psc['runAsNonRoot'];
+  if (podNonRoot === false) {
+    col.add(
+      'PSS-R-RUN-AS-NON-ROOT',
+      doc,
+      ref,
+      `${base}.securityContext.runAsNonRoot`,
+      'runAsNonRoot is false',
+    );
+  }
+  for (const { c, path } of all) {
+    const v = obj(c['securityContext'])['runAsNonRoot'];
+    if (v === false) {
+      col.add(
+        'PSS-R-RUN-AS-NON-ROOT',
+        doc,
+        ref,
+        `${path}.securityContext.runAsNonRoot`,
+        `container ${String(c['name'])} sets runAsNonRoot: false`,
+      );
+    } else if (podNonRoot !== true && v !== true) {
+      col.add(
+        'PSS-R-RUN-AS-NON-ROOT',
+        doc,
+        ref,
+        `${path}.securityContext.runAsNonRoot`,
+        `container ${String(c['name'])} may run as root (runAsNonRoot unset here and on the pod)`,
+      );
+    }
+  }
+  if (psc['runAsUser'] === 0)
+    col.add('PSS-R-RUN-AS-USER', doc, ref, `${base}.securityContext.runAsUser`, 'pod runs as UID 0');
+  for (const { c, path } of all) {
+    if (obj(c['securityContext'])['runAsUser'] === 0) {
+      col.add(
+        'PSS-R-RUN-AS-USER',
+        doc,
+        ref,
+        `${path}.securityContext.runAsUser`,
+        `container ${String(c['name'])} runs as UID 0`,
+      );
+    }
+  }
+  if (linux) {
+    const podSeccomp = str(obj(psc['seccompProfile'])['type']);
+    const okType = (t: string | undefined) => t === 'RuntimeDefault' || t === 'Localhost';
+    if (podSeccomp !== undefined && !okType(podSeccomp) && podSeccomp !== 'Unconfined') {
+      col.add(
+        'PSS-R-SECCOMP',
+        doc,
+        ref,
+        `${base}.securityContext.seccompProfile.type`,
+        `pod seccomp profile ${podSeccomp}`,
+      );
+    }
+    for (const { c, path } of all) {
+      const t = str(obj(obj(c['securityContext'])['seccompProfile'])['type']);
+      if (t === 'Unconfined') continue; // reported by PSS-B-SECCOMP
+      if (t !== undefined ? !okType(t) : !okType(podSeccomp)) {
+        col.add(
+          'PSS-R-SECCOMP',
+          doc,
+          ref,
+          `${path}.securityContext.seccompProfile.type`,
+          `container ${String(c['name'])} has no RuntimeDefault/Localhost seccomp profile (here or on the pod)`,
+        );
+      }
+    }
+    for (const { c, path } of all) {
+      const sc = obj(c['securityContext']);
+      if (sc['allowPrivilegeEscalation'] !== false) {
+        col.add(
+          'PSS-R-PRIVILEGE-ESCALATION',
+          doc,
+          ref,
+          `${path}.securityContext.allowPrivilegeEscalation`,
+          `container ${String(c['name'])} does not set allowPrivilegeEscalation: false`,
+        );
+      }
+      const caps = obj(sc['capabilities']);
+      if (!arr(caps['drop']).some((d) => String(d) === 'ALL')) {
+        col.add(
+          'PSS-R-CAPABILITIES',
+          doc,
+          ref,
+          `${path}.securityContext.capabilities.drop`,
+          `container ${String(c['name'])} does not drop ALL capabilities`,
+        );
+      }
+      arr(caps['add']).forEach((cap, i) => {
+        if (String(cap) !== 'NET_BIND_SERVICE') {
+          col.add(
+            'PSS-R-CAPABILITIES',
+            doc,
+            ref,
+            `${path}.securityContext.capabilities.add[${i}]`,
+            `adds capability ${String(cap)}`,
+          );
+        }
+      });
+    }
+  }
+
+  // --- Further hardening ---
+  for (const { c, path, kind: ck } of all) {
+    if (ck === 'ephemeralContainers') continue; // debug containers are added by hand, not shipped
+    const sc = obj(c['securityContext']);
+    const name = String(c['name']);
+    if (sc['readOnlyRootFilesystem'] !== true) {
+      col.add(
+        'BW-READONLY-ROOTFS',
+        doc,
+        ref,
+        `${path}.securityContext.readOnlyRootFilesystem`,
+        `container ${name} can write its root filesystem`,
+      );
+    }
+    const image = str(c['image']) ?? '';
+    const { tag, digest } = splitImage(image);
+    if (digest === undefined && (tag === undefined || tag === 'latest')) {
+      col.add('BW-IMAGE-LATEST', doc, ref, `${path}.image`, `image ${image || '(none)'} follows latest`);
+    }
+    if (digest === undefined)
+      col.add(
+        'BW-IMAGE-DIGEST',
+        doc,
+        ref,
+        `${path}.image`,
+        `image ${image || '(none)'} is not pinned by digest`,
+      );
+    const res = obj(c['resources']);
+    for (const r of ['cpu', 'memory']) {
+      if (obj(res['limits'])[r] === undefined) {
+        col.add(
+          'BW-RESOURCE-LIMITS',
+          doc,
+          ref,
+          `${path}.resources.limits.${r}`,
+          `container ${name} has no ${r} limit`,
+        );
+      }
+      if (obj(res['requests'])[r] === undefined && obj(res['limits'])[r] === undefined) {
+        col.add(
+          'BW-RESOURCE-REQUESTS',
+          doc,
+          ref,
+          `${path}.resources.requests.${r}`,
+          `container ${name} has no ${r} request`,
+        );
+      }
+    }
+    if (ck === 'containers' && LONG_RUNNING.has(kind)) {
+      for (const p of ['livenessProbe', 'readinessProbe']) {
+        if (c[p] === undefined)
+          col.add('BW-PROBES', doc, ref, `${path}.${p}`, `container ${name} has no ${p}`);
+      }
+    }
+    arr(c['ports']).forEach((p, i) => {
+      const port = obj(p)['containerPort'];
+      if (typeof port === 'number' && port < 1024) {
+        col.add(
+          'BW-PRIVILEGED-PORT',
+          doc,
+          ref,
+          `${path}.ports[${i}].containerPort`,
+          `container ${name} listens on privileged port ${port}`,
+        );
+      }
+    });
+    arr(c['env']).forEach((e, i) => {
+      const env = obj(e);
+      const n = str(env['name']) ?? '';
+      const value = env['value'];
+      if (typeof value === 'string' && value !== '' && (SECRET_NAME.test(n) || SECRET_VALUE.test(value))) {
+        col.add(
+          'BW-SECRET-ENV-LITERAL',
+          doc,
+          ref,
+          `${path}.env[${i}].value`,
+          `env ${n} holds a secret-looking literal`,
+        );
+      }
+      if (obj(env['valueFrom'])['secretKeyRef'] !== undefined) {
+        col.add(
+          'BW-SECRET-ENV-REF',
+          doc,
+          ref,
+          `${path}.env[${i}].valueFrom.secretKeyRef`,
+          `env ${n} is read from a Secret`,
+        );
+      }
+    });
+    arr(c['envFrom']).forEach((e, i) => {
+      if (obj(e)['secretRef'] !== undefined) {
+        col.add(
+          'BW-SECRET-ENV-REF',
+          doc,
+          ref,
+          `${path}.envFrom[${i}].secretRef`,
+          'a whole Secret is loaded into the environment',
+        );
+      }
+    });
+    const group = sc['runAsGroup'] ?? psc['runAsGroup'];
+    if (group === undefined || group === 0) {
+      col.add(
+        'BW-RUN-AS-GROUP',
+        doc,
+        ref,
+        `${path}.securityContext.runAsGroup`,
+        `container ${name} runs with GID ${group === 0 ? '0' : 'unset (the image default, usually 0)'}`,
+      );
+    }
+  }
+}
+
+function checkSelinux(col: Collector, doc: ManifestDoc, ref: ObjectRef, se: Obj, path: string): void {
+  const t = se['type'];
+  if (t !== undefined && !SELINUX_TYPES.has(String(t)))
+    col.add('PSS-B-SELINUX', doc, ref, `${path}.type`, `SELinux type ${String(t)}`);
+  for (const f of ['user', 'role']) {
+    if (se[f] !== undefined && se[f] !== '')
+      col.add('PSS-B-SELINUX', doc, ref, `${path}.${f}`, `SELinux ${f} ${String(se[f])}`);
+  }
+}
+
+/** Splits `registry/name:tag@sha256:…` into its tag and digest. */
+export function splitImage(image: string): { tag?: string; digest?: string } {
+  const at = image.indexOf('@');
+  const digest = at >= 0 ? image.slice(at + 1) : undefined;
+  const nameTag = at >= 0 ? image.slice(0, at) : image;
+  const lastSlash = nameTag.lastIndexOf('/');
+  const colon = nameTag.indexOf(':', lastSlash + 1);
+  const tag = colon >= 0 ? nameTag.slice(colon + 1) : undefined;
+  return {
+    ...(tag !== undefined ? { tag } : {}),
+    ...(digest !== undefined && /^sha256:[a-f0-9]{64}$/.test(digest) ? { digest } : {}),
+  };
+}
+
+/** Label selector semantics (matchLabels AND matchExpressions). */
+function selects(selector: Obj, labels: Obj): boolean {
+  for (const [k, v] of Object.entries(obj(selector['matchLabels']))) if (labels[k] !== v) return false;
+  for (const e of arr(selector['matchExpressions'])) {
+    const ex = obj(e);
+    const key = String(ex['key']);
+    const values = arr(ex['values']).map(String);
+    const has = Object.hasOwn(labels, key);
+    const val = has ? String(labels[key]) : undefined;
+    switch (ex['operator']) {
+      case 'In':
+        if (!has || !values.includes(val!)) return false;
+        break;
+      case 'NotIn':
+        if (has && values.includes(val!)) return false;
+        break;
+      case 'Exists':
+        if (!has) return false;
+        break;
+      case 'DoesNotExist':
+        if (has) return false;
+        break;
+      default:
+        return false;
+    }
+  }
+  return true;
+}
+
+function checkNetworkPolicy(col: Collector, doc: ManifestDoc, ref: ObjectRef, np: Obj): void {
+  const spec = obj(np['spec']);
+  const peers = (rules: unknown[], field: 'from' | 'to', dir: string) =>
+    rules.forEach((r, i) => {
+      const rule = obj(r);
+      if (rule[field] === undefined || arr(rule[field]).length === 0) {
+        col.add(
+          'BW-NETPOL-BROAD',
+          doc,
+          ref,
+          `spec.${dir}[${i}].${field}`,
+          `${dir} rule ${i} has no ${field}: it allows every peer`,
+        );
+        return;
+      }
+      arr(rule[field]).forEach((p, j) => {
+        const peer = obj(p);
+        const ip = obj(peer['ipBlock']);
+        const c = str(ip['cidr']);
+        if (c !== undefined) {
+          const [addr, len] = c.split('/');
+          const v = isIP(addr ?? '');
+          const n = Number(len);
+          if ((v === 4 && n < 16) || (v === 6 && n < 48)) {
+            col.add(
+              'BW-NETPOL-BROAD',
+              doc,
+              ref,
+              `spec.${dir}[${i}].${field}[${j}].ipBlock.cidr`,
+              `${dir} allowed to/from ${c}`,
+            );
+          }
+        }
+        const ns = peer['namespaceSelector'];
+        if (isObj(ns)) {
+          if (Object.keys(obj(ns['matchLabels'])).length === 0 && arr(ns['matchExpressions']).length === 0) {
+            col.add(
+              'BW-NETPOL-BROAD',
+              doc,
+              ref,
+              `spec.${dir}[${i}].${field}[${j}].namespaceSelector`,
+              'an empty namespaceSelector selects every namespace',
+            );
+          }
+          for (const k of Object.keys(obj(ns['matchLabels']))) {
+            if (k !== 'kubernetes.io/metadata.name') {
+              col.add(
+                'BW-NETPOL-NS-LABEL',
+                doc,
+                ref,
+                `spec.${dir}[${i}].${field}[${j}].namespaceSelector.matchLabels["${k}"]`,
+                `namespaces selected by the label ${k}, which their owners can set`,
+              );
+            }
+          }
+        }
+      });
+    });
+  peers(arr(spec['ingress']), 'from', 'ingress');
+  peers(arr(spec['egress']), 'to', 'egress');
+}
+
+function refOf(o: Obj): ObjectRef {
+  const m = obj(o['metadata']);
+  return {
+    kind: String(o['kind']),
+    namespace: str(m['namespace']) ?? (o['kind'] === 'Namespace' ? '' : 'default'),
+    name: str(m['name']) ?? '(unnamed)',
+  };
+}
+
+function dig(o: Obj, path: readonly string[]): Obj {
+  let cur: unknown = o;
+  for (const p of path) cur = obj(cur)[p];
+  return obj(cur);
+}
+
+/** Checks a set of manifests; findings are sorted by severity (highest first), then object and path. */
+export function checkManifests(docs: readonly ManifestDoc[], opts: CheckOptions = {}): Finding[] {
+  const col = new Collector(opts.level ?? 'restricted');
+  const policies = docs.filter((d) => d.object['kind'] === 'NetworkPolicy');
+  const accounts = new Map<string, Obj>();
+  for (const d of docs)
+    if (d.object['kind'] === 'ServiceAccount')
+      accounts.set(`${refOf(d.object).namespace}/${refOf(d.object).name}`, d.object);
+
+  for (const doc of docs) {
+    const o = doc.object;
+    const kind = String(o['kind']);
+    const ref = refOf(o);
+    const schema = SCHEMAS[kind];
+    if (schema && o['apiVersion'] === schema.apiVersion) {
+      try {
+        schema.make(o).validate();
+      } catch (e) {
+        const msg = e instanceof Error ? e.message : String(e);
+        const m = /data\/(\S+)/.exec(msg);
+        col.add(
+          'BW-SCHEMA',
+          doc,
+          ref,
+          m ? m[1]!.replace(/\/(\d+)(?=\/|$)/g, '[$1]').replace(/\//g, '.') : '(root)',
+          msg.split('\n')[0]!,
+        );
+      }
+    }
+    if (kind === 'NetworkPolicy') checkNetworkPolicy(col, doc, ref, o);
+    const at = POD_SPEC_PATHS[kind];
+    if (!at) continue;
+    const ps = dig(o, at.spec);
+    const meta = dig(o, at.meta);
+    const base = at.spec.join('.');
+    checkPodSpec(col, doc, ref, kind, ps, meta, base, at.meta.join('.'));
+    if (kind === 'PodTemplate') continue;
+    if (ref.namespace === 'default') {
+      col.add(
+        'BW-DEFAULT-NAMESPACE',
+        doc,
+        ref,
+        'metadata.namespace',
+        `${kind} ${ref.name} is in the default namespace`,
+      );
+    }
+    // Service-account token: the pod's setting wins; unset, its ServiceAccount's (when in the set).
+    if (ps['automountServiceAccountToken'] !== false) {
+      const sa = accounts.get(`${ref.namespace}/${str(ps['serviceAccountName']) ?? 'default'}`);
+      if (ps['automountServiceAccountToken'] === true || sa?.['automountServiceAccountToken'] !== false) {
+        col.add(
+          'BW-SA-TOKEN',
+          doc,
+          ref,
+          `${base}.automountServiceAccountToken`,
+          'the pod gets a Kubernetes API token it likely does not need',
+        );
+      }
+    }
+    const podLabels = obj(meta['labels']);
+    const inNs = policies.filter((p) => refOf(p.object).namespace === ref.namespace);
+    if (inNs.length === 0) {
+      col.add(
+        'BW-NETPOL-MISSING',
+        doc,
+        ref,
+        'metadata.namespace',
+        `no NetworkPolicy in namespace ${ref.namespace} among the files checked`,
+      );
+    } else if (!inNs.some((p) => selects(obj(obj(p.object['spec'])['podSelector']), podLabels))) {
+      col.add(
+        'BW-NETPOL-MISSING',
+        doc,
+        ref,
+        `${at.meta.join('.')}.labels`,
+        `no NetworkPolicy in namespace ${ref.namespace} selects these pods`,
+      );
+    }
+  }
+  return col.findings.sort(
+    (a, b) =>
+      severityRank(b.severity) - severityRank(a.severity) ||
+      a.rule.localeCompare(b.rule) ||
+      `${a.object.namespace}/${a.object.kind}/${a.object.name}`.localeCompare(
+        `${b.object.namespace}/${b.object.kind}/${b.object.name}`,
+      ) ||
+      a.path.localeCompare(b.path),
+  );
+}
+
+/** Whether any finding is at or above `failOn`. */
+export function failsAt(findings: readonly Finding[], failOn: Severity): Finding[] {
+  return findings.filter((f) => severityRank(f.severity) >= severityRank(failOn));
+}

@@ -1,0 +1,338 @@
+import { readFile } from 'node:fs/promises';
+import { isIP } from 'node:net';
+import { parseDocument } from 'yaml';
+import { z } from 'zod';
+import { BulwarkError, fsError, validateConfig } from '../core/index.js';
+
+/**
+ * The `deploy` section of `bulwark.yaml`, and a narrow reader of the few other keys the Kubernetes
+ * manifests need. The gateway owns the rest of the file's schema (`src/gateway/config.ts`) and treats
+ * `deploy` as opaque; this module never imports the gateway, so it reads exactly these keys of the
+ * other sections, each optional and checked here only for the shape it needs:
+ *
+ * | key                    | used for                                                         |
+ * |------------------------|------------------------------------------------------------------|
+ * | `server.port`          | container port, Service target, ingress NetworkPolicy (default 8443) |
+ * | `server.tls.clientAuth`| a note: kubelet probes present no client certificate             |
+ * | `metrics.port`         | metrics port, its NetworkPolicy from the monitoring namespace (default 9464) |
+ * | `limits.backend`       | `redis` → egress to Redis                                        |
+ * | `limits.redis.url`     | Redis host and port (`redis://` or `rediss://`, default port 6379) |
+ * | `audit.store`          | a `postgres://` URL → egress to PostgreSQL (a SQLite path → none) |
+ * | `ledger.store`         | same as `audit.store`                                            |
+ * | `auth.jwks.url`        | an `https://` JWKS URL → egress to its host (port 443 by default) |
+ *
+ * Everything else in the file is ignored here. A destination a NetworkPolicy cannot name by itself
+ * (a DNS name outside the cluster) must be given a peer in `deploy.egress` — never guessed.
+ */
+
+/** `name@sha256:<64 hex>` with an optional `:tag` before the digest (the tag is then informational). */
+const IMAGE_DIGEST =
+  /^[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]+)?(?:\/[a-z0-9]+(?:[._-][a-z0-9]+)*)*(?::[\w][\w.-]{0,127})?@sha256:[a-f0-9]{64}$/;
+
+/** RFC 1123 label (namespaces, object names of Secrets). */
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+/** Kubernetes resource quantities (`500m`, `1`, `512Mi`, `2Gi`). */
+const QUANTITY = /^([+-]?[0-9.]+)([eE][-+]?[0-9]+|[numkMGTPE]|[KMGTPE]i)?$/;
+/** Label keys (optional DNS prefix) and values. */
+const LABEL_KEY =
+  /^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
+const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$/;
+
+const dnsLabel = (what: string) =>
+  z.string().max(63).regex(DNS_LABEL, `${what} must be a DNS label (lower case letters, digits, '-')`);
+const quantity = z.string().regex(QUANTITY, 'must be a Kubernetes quantity such as 500m, 2, 512Mi');
+const labels = z
+  .record(
+    z.string().regex(LABEL_KEY, 'must be a label key'),
+    z.string().regex(LABEL_VALUE, 'must be a label value'),
+  )
+  .refine((r) => Object.keys(r).length > 0, 'must name at least one label');
+
+/** A CIDR (IPv4 or IPv6) for NetworkPolicy ipBlock peers. */
+const cidr = z.string().refine((s) => {
+  const [ip, len, ...rest] = s.split('/');
+  if (ip === undefined || len === undefined || rest.length > 0 || !/^\d{1,3}$/.test(len)) return false;
+  const v = isIP(ip);
+  return v !== 0 && Number(len) <= (v === 4 ? 32 : 128);
+}, 'must be a CIDR such as 10.0.12.0/24');
+
+/** How a NetworkPolicy names an egress destination: pods in a namespace, or an IP block. */
+const peerSchema = z
+  .strictObject({
+    namespace: dnsLabel('namespace').optional(),
+    podLabels: labels.optional(),
+    cidr: cidr.optional(),
+  })
+  .refine((p) => (p.cidr === undefined) !== (p.namespace === undefined && p.podLabels === undefined), {
+    message: 'give either cidr, or namespace (and optionally podLabels) — not both, not neither',
+  });
+export type EgressPeer = z.infer<typeof peerSchema>;
+
+const hostPort = z
+  .string()
+  .regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/, 'must be host:port')
+  .refine((s) => {
+    const port = Number(s.slice(s.lastIndexOf(':') + 1));
+    return port >= 1 && port <= 65535;
+  }, 'port must be in [1, 65535]');
+
+export const deploySchema = z.strictObject({
+  /** Namespace of every object; labelled Pod Security `restricted`. */
+  namespace: dnsLabel('namespace'),
+  /** Base name of the objects (Deployment, Service, ...). */
+  name: dnsLabel('name').default('bulwark-gateway'),
+  /** The gateway image, pinned by digest: a tag alone can be moved to other bytes. */
+  image: z
+    .string()
+    .regex(IMAGE_DIGEST, 'must be pinned by digest: registry/name@sha256:<64 hex> (a tag alone is refused)'),
+  replicas: z.int().min(1).max(1000).default(3),
+  autoscaling: z
+    .strictObject({
+      minReplicas: z.int().min(1).optional(),
+      maxReplicas: z.int().min(1).max(10000).optional(),
+      targetCpuUtilization: z.int().min(1).max(100).default(70),
+    })
+    .default({ targetCpuUtilization: 70 }),
+  resources: z
+    .strictObject({
+      requests: z.strictObject({ cpu: quantity, memory: quantity }).default({ cpu: '500m', memory: '512Mi' }),
+      limits: z.strictObject({ cpu: quantity, memory: quantity }).default({ cpu: '2', memory: '1Gi' }),
+    })
+    .default({ requests: { cpu: '500m', memory: '512Mi' }, limits: { cpu: '2', memory: '1Gi' } }),
+  /** Size limit of the writable /tmp (the root filesystem is read-only). */
+  tmpSizeLimit: quantity.default('64Mi'),
+  topology: z
+    .strictObject({
+      zoneKey: z.string().regex(LABEL_KEY).default('topology.kubernetes.io/zone'),
+      maxSkew: z.int().min(1).default(1),
+      whenUnsatisfiable: z.enum(['DoNotSchedule', 'ScheduleAnyway']).default('DoNotSchedule'),
+      /** Also spread across nodes within a zone (ScheduleAnyway). */
+      spreadNodes: z.boolean().default(true),
+    })
+    .default({
+      zoneKey: 'topology.kubernetes.io/zone',
+      maxSkew: 1,
+      whenUnsatisfiable: 'DoNotSchedule',
+      spreadNodes: true,
+    }),
+  /** Who may reach the gateway port: pods in these namespaces (optionally only pods with these labels). */
+  ingressFrom: z
+    .array(z.strictObject({ namespace: dnsLabel('namespace'), podLabels: labels.optional() }))
+    .min(1, 'name at least one ingress source: a gateway nobody may reach is a mistake'),
+  /** The only namespace allowed to scrape the metrics port. */
+  monitoringNamespace: dnsLabel('monitoringNamespace'),
+  /** The key service (KMS proxy, HSM front end) as host:port; omitted when keys are local. */
+  keyService: hostPort.optional(),
+  /** Peers for egress destinations that are not in-cluster service names (see module comment). */
+  egress: z
+    .strictObject({
+      redis: peerSchema.optional(),
+      postgres: peerSchema.optional(),
+      keyService: peerSchema.optional(),
+      jwks: peerSchema.optional(),
+    })
+    .default({}),
+  /** Names of existing Secrets, mounted as files; their values never pass through Bulwark. */
+  secrets: z.strictObject({
+    tls: z.string().max(253).regex(DNS_SUBDOMAIN, 'must be a Secret name'),
+    modelKey: z.string().max(253).regex(DNS_SUBDOMAIN, 'must be a Secret name'),
+  }),
+  /** Fixed non-root UID (and GID, default the same); 65532 is distroless `nonroot`. */
+  uid: z.int().min(1, 'uid must not be 0 (root)').max(2147483647).default(65532),
+  gid: z.int().min(1, 'gid must not be 0 (root group)').max(2147483647).optional(),
+  /** Kubernetes version of the Pod Security labels (`latest` or `v1.N`). */
+  podSecurityVersion: z
+    .string()
+    .regex(/^(latest|v1\.\d+)$/)
+    .default('latest'),
+});
+export type DeployConfig = z.infer<typeof deploySchema>;
+
+/** A network destination the gateway must reach, read from the rest of `bulwark.yaml`. */
+export interface Destination {
+  /** What it is, also the suffix of its NetworkPolicy. */
+  role: 'redis' | 'postgres' | 'key-service' | 'jwks';
+  host: string;
+  port: number;
+  /** The config key it came from, for messages. */
+  from: string;
+}
+
+/** What the manifests need from the whole file. */
+export interface DeployInputs {
+  deploy: DeployConfig;
+  serverPort: number;
+  metricsPort: number;
+  clientAuth: 'none' | 'request' | 'require';
+  destinations: Destination[];
+}
+
+const portSchema = z.int().min(1).max(65535);
+/** The narrow view of the other sections: only the keys listed in the module comment. */
+const otherSchema = z.looseObject({
+  server: z
+    .looseObject({
+      port: portSchema.optional(),
+      tls: z.looseObject({ clientAuth: z.enum(['none', 'request', 'require']).optional() }).optional(),
+    })
+    .optional(),
+  metrics: z.looseObject({ port: portSchema.optional() }).optional(),
+  limits: z
+    .looseObject({
+      backend: z.enum(['memory', 'redis']).optional(),
+      redis: z.looseObject({ url: z.string().optional() }).optional(),
+    })
+    .optional(),
+  audit: z.looseObject({ store: z.string().optional() }).optional(),
+  ledger: z.looseObject({ store: z.string().optional() }).optional(),
+  auth: z.looseObject({ jwks: z.looseObject({ url: z.string().optional() }).optional() }).optional(),
+});
+
+function parseUrl(text: string, key: string, source: string, protocols: readonly string[]): URL {
+  let u: URL;
+  try {
+    u = new URL(text);
+  } catch {
+    throw new BulwarkError('ERR_CONFIG_INVALID', `${source}: ${key}: not a URL`, {
+      details: { file: source, firstPath: key },
+    });
+  }
+  if (!protocols.includes(u.protocol)) {
+    throw new BulwarkError(
+      'ERR_CONFIG_INVALID',
+      `${source}: ${key}: expected a ${protocols.join(' or ')} URL, got ${u.protocol}`,
+      { details: { file: source, firstPath: key } },
+    );
+  }
+  if (u.password !== '') {
+    // bulwark.yaml becomes a ConfigMap, which is not for secrets: credentials belong in a file.
+    throw new BulwarkError(
+      'ERR_CONFIG_INVALID',
+      `${source}: ${key}: the URL carries a password, which would be copied into a ConfigMap; put it in a mounted secret file instead`,
+      { details: { file: source, firstPath: key } },
+    );
+  }
+  if (u.hostname === '') {
+    throw new BulwarkError('ERR_CONFIG_INVALID', `${source}: ${key}: the URL has no host`, {
+      details: { file: source, firstPath: key },
+    });
+  }
+  return u;
+}
+
+function hostOf(u: URL): string {
+  return u.hostname.replace(/^\[|\]$/g, '');
+}
+
+/**
+ * Reads `deploy` and the keys listed above from an already-parsed `bulwark.yaml`. Credentials in URLs
+ * (user:password@) are refused: bulwark.yaml is copied into a ConfigMap. Only host and port are used.
+ */
+export function readDeployInputs(doc: unknown, source = '<config>'): DeployInputs {
+  if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) {
+    throw new BulwarkError('ERR_CONFIG_INVALID', `${source}: expected a YAML mapping at the top level`, {
+      details: { file: source, firstPath: '(root)' },
+    });
+  }
+  const root = doc as Record<string, unknown>;
+  if (root['deploy'] === undefined) {
+    throw new BulwarkError('ERR_CONFIG_INVALID', `${source}: deploy: the section is missing`, {
+      details: { file: source, firstPath: 'deploy' },
+    });
+  }
+  const deploy = validateConfig(
+    { deploy: root['deploy'] },
+    z.strictObject({ deploy: deploySchema }),
+    source,
+  ).deploy;
+  const other = validateConfig(root, otherSchema, source);
+  const serverPort = other.server?.port ?? 8443;
+  const metricsPort = other.metrics?.port ?? 9464;
+  if (serverPort === metricsPort) {
+    throw new BulwarkError('ERR_CONFIG_INVALID', `${source}: metrics.port: must differ from server.port`, {
+      details: { file: source, firstPath: 'metrics.port' },
+    });
+  }
+  const destinations: Destination[] = [];
+  if (other.limits?.backend === 'redis') {
+    const url = other.limits.redis?.url;
+    if (url === undefined) {
+      throw new BulwarkError(
+        'ERR_CONFIG_INVALID',
+        `${source}: limits.redis.url: required when backend is redis`,
+        {
+          details: { file: source, firstPath: 'limits.redis.url' },
+        },
+      );
+    }
+    const u = parseUrl(url, 'limits.redis.url', source, ['redis:', 'rediss:']);
+    destinations.push({
+      role: 'redis',
+      host: hostOf(u),
+      port: Number(u.port || 6379),
+      from: 'limits.redis.url',
+    });
+  }
+  const pgSeen = new Set<string>();
+  for (const key of ['audit', 'ledger'] as const) {
+    const store = other[key]?.store;
+    if (store === undefined || !/^postgres(ql)?:\/\//i.test(store)) continue;
+    const u = parseUrl(store, `${key}.store`, source, ['postgres:', 'postgresql:']);
+    const d: Destination = {
+      role: 'postgres',
+      host: hostOf(u),
+      port: Number(u.port || 5432),
+      from: `${key}.store`,
+    };
+    const id = `${d.host}:${d.port}`;
+    if (pgSeen.has(id)) continue;
+    pgSeen.add(id);
+    destinations.push(d);
+  }
+  if (deploy.keyService !== undefined) {
+    const i = deploy.keyService.lastIndexOf(':');
+    destinations.push({
+      role: 'key-service',
+      host: deploy.keyService.slice(0, i).replace(/^\[|\]$/g, ''),
+      port: Number(deploy.keyService.slice(i + 1)),
+      from: 'deploy.keyService',
+    });
+  }
+  const jwks = other.auth?.jwks?.url;
+  if (jwks !== undefined) {
+    const u = parseUrl(jwks, 'auth.jwks.url', source, ['https:']);
+    destinations.push({ role: 'jwks', host: hostOf(u), port: Number(u.port || 443), from: 'auth.jwks.url' });
+  }
+  return {
+    deploy,
+    serverPort,
+    metricsPort,
+    clientAuth: other.server?.tls?.clientAuth ?? 'none',
+    destinations,
+  };
+}
+
+/** Parses the YAML text of `bulwark.yaml` and reads the deploy inputs. */
+export function parseDeployConfig(text: string, source = '<config>'): DeployInputs {
+  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    const first = doc.errors[0]!;
+    const where = first.linePos?.[0] ? `:${first.linePos[0].line}:${first.linePos[0].col}` : '';
+    throw new BulwarkError('ERR_CONFIG_PARSE', `${source}${where}: ${first.message.split('\n')[0]}`, {
+      details: { file: source },
+    });
+  }
+  return readDeployInputs(doc.toJS() ?? {}, source);
+}
+
+/** Reads `bulwark.yaml` from disk. */
+export async function loadDeployConfig(path: string): Promise<{ inputs: DeployInputs; text: string }> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (e) {
+    throw fsError(e, path, 'cannot read config');
+  }
+  return { inputs: parseDeployConfig(text, path), text };
+}

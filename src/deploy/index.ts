@@ -1,0 +1,39 @@
+export {
+  type CheckOptions,
+  checkManifests,
+  type Finding,
+  failsAt,
+  type ManifestDoc,
+  type ObjectRef,
+  parseManifests,
+  splitImage,
+} from './check.js';
+export {
+  type DeployConfig,
+  type DeployInputs,
+  type Destination,
+  deploySchema,
+  type EgressPeer,
+  loadDeployConfig,
+  parseDeployConfig,
+  readDeployInputs,
+} from './config.js';
+export { kustomization, toYaml, type WrittenBase, writeKustomizeBase } from './kustomize.js';
+export {
+  buildManifests,
+  CONFIG_MAP,
+  type GeneratedBase,
+  type GeneratedObject,
+  type K8sObject,
+  MOUNTS,
+  peerFor,
+} from './manifests.js';
+export {
+  RULE_BY_ID,
+  RULES,
+  type Rule,
+  type RuleLevel,
+  SEVERITIES,
+  type Severity,
+  severityRank,
+} from './rules.js';
