@@ -6,6 +6,7 @@ import { registerDemoCommand } from './commands/demo.js';
 import { registerDeployCommands } from './commands/deploy.js';
 import { registerEvaluateCommand } from './commands/evaluate.js';
 import { registerKeysCommands } from './commands/keys.js';
+import { registerModelCommands } from './commands/model.js';
 import { registerPredictCommand } from './commands/predict.js';
 import { registerQueryCommand } from './commands/query.js';
 import { registerTrainCommand } from './commands/train.js';
@@ -46,6 +47,7 @@ Errors print one line "bulwark: ERR_CODE: message"; every code is listed in docs
   registerDeployCommands(program);
   registerEvaluateCommand(program);
   registerKeysCommands(program);
+  registerModelCommands(program);
   registerTrainCommand(program);
   registerPredictCommand(program);
   registerQueryCommand(program);

@@ -44,6 +44,16 @@ export {
   RESOURCE_MODEL,
 } from './protect.js';
 export {
+  assertModelSafe,
+  type PickleImport,
+  type ScanFinding,
+  type ScannedFormat,
+  type ScanReport,
+  type ScanSeverity,
+  scanModel,
+  walkPickle,
+} from './scan.js';
+export {
   algorithmOf,
   buildStatement,
   generateSigningKey,

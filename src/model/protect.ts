@@ -26,7 +26,7 @@ import {
   type ModelManifest,
   parseManifest,
 } from './manifest.js';
-import { onnxInfo } from './onnx-info.js';
+import { externalTensors, onnxInfo } from './onnx-info.js';
 import { buildStatement, type SignedResource, type SigningKey, signStatement } from './sign.js';
 
 /** Names of the statement's resources. */
@@ -149,6 +149,14 @@ export function buildManifest(
     throw new BulwarkError(
       'ERR_ONNX_INVALID',
       `${where}: the model has ${info.inputs.length} graph inputs; a package holds a model with one input`,
+    );
+  }
+  if (externalTensors(onnx).length > 0) {
+    // ONNX Runtime opens a package's model from memory: data in side files would be read from disk
+    // unencrypted and unsigned.
+    throw new BulwarkError(
+      'ERR_ONNX_INVALID',
+      `${where}: the model keeps tensors in external data files; save it with the data inside (onnx.save(..., save_as_external_data=False))`,
     );
   }
   const input = info.inputs[0]!;

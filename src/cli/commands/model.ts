@@ -1,0 +1,334 @@
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { basename, extname, resolve } from 'node:path';
+import type { Command } from 'commander';
+import { BulwarkError, fsError, requireFile } from '../../core/index.js';
+import { loadSchema } from '../../data/index.js';
+import {
+  assertModelSafe,
+  generateSigningKey,
+  inspectPackage,
+  loadProtectedModel,
+  loadSigningKey,
+  loadTrustPolicy,
+  type ModelLineage,
+  type ModelManifest,
+  protectModel,
+  publicKeyPem,
+  type ScanReport,
+  type SigningAlgorithm,
+  scanModel,
+  verifyPackage,
+  writeSigningKey,
+} from '../../model/index.js';
+import { intOption } from '../options.js';
+import { ioOf } from '../program.js';
+import { openKeyringFromOptions, type SecretCliOptions, withKeyringOptions } from './keys.js';
+
+async function sha256File(path: string): Promise<string> {
+  await requireFile(path, 'dataset');
+  const h = createHash('sha256');
+  try {
+    for await (const c of createReadStream(path)) h.update(c as Buffer);
+  } catch (e) {
+    throw fsError(e, path, 'cannot read');
+  }
+  return `sha256:${h.digest('hex')}`;
+}
+
+function lineageLines(l: ModelLineage): string[] {
+  const out: string[] = [];
+  if (l.datasetDigest) out.push(`  dataset:      ${l.datasetDigest}`);
+  if (l.algorithm) out.push(`  algorithm:    ${l.algorithm}`);
+  if (l.privacy) {
+    const p = l.privacy;
+    out.push(
+      `  privacy:      (${p.epsilon}, ${p.delta})-DP${p.method ? ` by ${p.method}` : ''}${p.accountant ? `, ${p.accountant} accountant` : ''}${p.budgetSpent ? `; budget spent ε=${p.budgetSpent.epsilon}` : ''}`,
+    );
+  } else out.push('  privacy:      none recorded (not trained with differential privacy)');
+  if (l.adversarial)
+    out.push(
+      `  adversarial:  ${l.adversarial.method} at eps ${l.adversarial.eps}${l.adversarial.steps !== undefined ? `, ${l.adversarial.steps} steps` : ''}`,
+    );
+  else out.push('  adversarial:  none recorded');
+  if (l.trainingRun)
+    out.push(
+      `  training run: audit event ${l.trainingRun.eventId}${l.trainingRun.index !== undefined ? ` (entry ${l.trainingRun.index})` : ''}${l.trainingRun.origin ? ` in ${l.trainingRun.origin}` : ''}`,
+    );
+  if (l.metrics)
+    out.push(
+      `  metrics:      ${Object.entries(l.metrics)
+        .map(([k, v]) => `${k}=${Number(v.toFixed(4))}`)
+        .join(', ')}`,
+    );
+  return out;
+}
+
+function manifestLines(m: ModelManifest): string[] {
+  return [
+    `model ${m.model.name} ${m.model.version} (packaged ${m.model.createdAt} by ${m.model.packager})`,
+    ...(m.model.description ? [`  ${m.model.description}`] : []),
+    `  input:        "${m.input.name}", ${m.input.features} features${m.input.fields ? ` from ${m.input.fields.length} fields` : ''}${m.input.preprocessing !== undefined ? ', preprocessing included' : ''}`,
+    `  output:       ${m.output.names.join(', ')}${m.output.classes ? ` (classes ${m.output.classes.join(', ')})` : ''}`,
+    `  onnx:         ${m.onnx.bytes} bytes, sha256:${m.onnx.sha256}${m.onnx.opset ? `, opset ${m.onnx.opset}` : ''}`,
+    `  encryption:   ${m.encryption.scheme}, key "${m.encryption.keyId}" v${m.encryption.keyVersion} of keyring ${m.encryption.keyring}`,
+    ...lineageLines(m.lineage),
+  ];
+}
+
+function scanLines(r: ScanReport): string[] {
+  const lines = [`${r.path}: ${r.format}, ${r.safe ? 'SAFE to load' : 'REFUSED'}`];
+  for (const f of r.findings) lines.push(`  [${f.severity}] ${f.message}`);
+  if (r.imports.length > 0) {
+    lines.push(`  imports the pickle performs (${r.imports.length}, ${r.calls} calls):`);
+    for (const i of r.imports)
+      lines.push(
+        `    ${i.severity.padEnd(8)} ${i.opcode.padEnd(12)} ${i.module}.${i.name}${i.entry ? `  (${i.entry})` : ''}`,
+      );
+  }
+  return lines;
+}
+
+type KeyringOpts = Partial<SecretCliOptions>;
+
+/** `bulwark model ...`: protected model packages and model scanning. */
+export function registerModelCommands(program: Command): void {
+  const model = program
+    .command('model')
+    .description('protected model packages: sign, encrypt, verify, inspect; scan models people bring')
+    .addHelpText(
+      'after',
+      '\nA package (.bwm) holds a manifest, the ONNX model encrypted under a keyring key, and an OpenSSF\n' +
+        'model-signing v1.0 signature (Sigstore bundle). See docs/model-package.md.',
+    );
+
+  model
+    .command('keygen')
+    .description('create a signing key pair (private key written 0600, never printed)')
+    .requiredOption('--out <file>', 'private key file (PKCS#8 PEM)')
+    .option('--public <file>', 'public key file (default: <out>.pub)')
+    .option('--algorithm <alg>', 'ecdsa-p256 (default) or ed25519', 'ecdsa-p256')
+    .action(async function (this: Command) {
+      const io = ioOf(this);
+      const o = this.opts<{ out: string; public?: string; algorithm: string }>();
+      const algs: Record<string, SigningAlgorithm> = {
+        'ecdsa-p256': 'ecdsa-p256-sha256',
+        ed25519: 'ed25519',
+      };
+      const alg = algs[o.algorithm];
+      if (!alg)
+        throw new BulwarkError(
+          'ERR_INVALID_ARGUMENT',
+          `--algorithm: expected ecdsa-p256 or ed25519, got "${o.algorithm}"`,
+        );
+      const pub = o.public ?? `${o.out}.pub`;
+      const key = generateSigningKey(alg);
+      await writeSigningKey(key, o.out, pub);
+      io.result({ privateKey: o.out, publicKey: pub, keyId: key.keyId, algorithm: key.algorithm }, () =>
+        [
+          `wrote ${o.out} (private, mode 0600) and ${pub}`,
+          `key id ${key.keyId} (${key.algorithm})`,
+          'Add the public key to a trust policy (docs/model-package.md) for the model names it may sign.',
+          publicKeyPem(key.publicKey).trimEnd(),
+        ].join('\n'),
+      );
+    });
+
+  withKeyringOptions(
+    model
+      .command('protect <model>')
+      .description('package an ONNX model: encrypt it under a keyring key and sign it')
+      .requiredOption('--sign-key <file>', 'signing private key (PEM, ECDSA P-256 or Ed25519)')
+      .requiredOption('--out <file>', 'package to write (.bwm)')
+      .option('--name <name>', 'model name (default: the file name)')
+      .option('--model-version <v>', 'model version', '1')
+      .option('--description <text>', 'a description for the manifest')
+      .option('--key <id>', 'keyring key that wraps the data key', 'data')
+      .option('--schema <file>', 'data schema: its fields and public bounds go into the manifest')
+      .option('--dataset <file>', 'training data file: its SHA-256 goes into the lineage')
+      .option('--dataset-digest <sha256:hex>', 'the training data digest, when the file is not at hand')
+      .option('--audit-event <id>', 'the audit-log event id of the training run (model.trained)')
+      .option('--audit-index <n>', 'its entry index in the log', intOption(0))
+      .option('--audit-origin <origin>', "the audit log's origin line")
+      .option(
+        '--frame-size <bytes>',
+        'encryption frame size (power of two, 65536-1048576)',
+        intOption(65536, 1048576),
+      )
+      .option('--force', 'overwrite the output'),
+  ).action(async function (this: Command, file: string) {
+    const io = ioOf(this);
+    const o = this.opts<
+      SecretCliOptions & {
+        signKey: string;
+        out: string;
+        name?: string;
+        modelVersion: string;
+        description?: string;
+        key: string;
+        schema?: string;
+        dataset?: string;
+        datasetDigest?: string;
+        auditEvent?: string;
+        auditIndex?: number;
+        auditOrigin?: string;
+        frameSize?: number;
+        force?: boolean;
+      }
+    >();
+    if (o.datasetDigest !== undefined && !/^sha256:[0-9a-f]{64}$/.test(o.datasetDigest))
+      throw new BulwarkError('ERR_INVALID_ARGUMENT', `--dataset-digest: expected sha256:<64 hex digits>`);
+    await assertModelSafe(file);
+    const signingKey = await loadSigningKey(o.signKey);
+    const schema = o.schema !== undefined ? await loadSchema(o.schema) : undefined;
+    const lineage: ModelLineage = {};
+    const dd = o.datasetDigest ?? (o.dataset !== undefined ? await sha256File(o.dataset) : undefined);
+    if (dd) lineage.datasetDigest = dd;
+    if (o.auditEvent !== undefined)
+      lineage.trainingRun = {
+        eventId: o.auditEvent,
+        ...(o.auditIndex !== undefined ? { index: o.auditIndex } : {}),
+        ...(o.auditOrigin !== undefined ? { origin: o.auditOrigin } : {}),
+      };
+    const kr = await openKeyringFromOptions(o);
+    try {
+      const r = await protectModel(resolve(file), resolve(o.out), {
+        keyring: kr,
+        keyId: o.key,
+        signingKey,
+        name: o.name ?? basename(file, extname(file)),
+        version: o.modelVersion,
+        ...(o.description !== undefined ? { description: o.description } : {}),
+        ...(schema ? { schema } : {}),
+        lineage,
+        ...(o.frameSize !== undefined ? { frameSize: o.frameSize } : {}),
+        noClobber: o.force !== true,
+      });
+      io.result(
+        {
+          package: o.out,
+          packageDigest: r.packageDigest,
+          modelDigest: r.modelDigest,
+          packageBytes: r.packageBytes,
+          modelBytes: r.modelBytes,
+          overhead: (r.packageBytes - r.modelBytes) / r.modelBytes,
+          signer: r.signer,
+          manifest: r.manifest,
+        },
+        () =>
+          [
+            `wrote ${o.out}: ${r.packageBytes} bytes for a ${r.modelBytes}-byte model (+${r.packageBytes - r.modelBytes} bytes)`,
+            `package ${r.packageDigest}`,
+            `signed by ${r.signer?.keyId} (${r.signer?.algorithm})`,
+            ...manifestLines(r.manifest),
+          ].join('\n'),
+      );
+    } finally {
+      await kr.close();
+    }
+  });
+
+  model
+    .command('verify <package>')
+    .description(
+      'verify a package: signature, trusted signer, digests; with --keyring also decrypt in memory',
+    )
+    .requiredOption('--trust <file>', 'trust policy (YAML/JSON): which keys may sign which model names')
+    .option('--keyring <file>', 'keyring: also decrypt the model in memory and check its digest')
+    .option('--passphrase-file <file>', 'read the keyring passphrase from this file')
+    .option('--passphrase-env <var>', 'read the keyring passphrase from this environment variable')
+    .option('--pin-file <file>', 'read the PKCS#11 token PIN from this file')
+    .option('--pin-env <var>', 'read the PKCS#11 token PIN from this environment variable')
+    .option('--load', 'also open the model in ONNX Runtime (needs --keyring)')
+    .action(async function (this: Command, file: string) {
+      const io = ioOf(this);
+      const o = this.opts<KeyringOpts & { trust: string; load?: boolean }>();
+      const trust = await loadTrustPolicy(o.trust);
+      if (o.load && o.keyring === undefined)
+        throw new BulwarkError('ERR_INVALID_ARGUMENT', '--load: needs --keyring to decrypt the model');
+      const kr = o.keyring !== undefined ? await openKeyringFromOptions(o as SecretCliOptions) : undefined;
+      try {
+        let result: {
+          manifest: ModelManifest;
+          signer: { keyId: string; algorithm: string; name?: string };
+          packageDigest: string;
+          decrypted: boolean;
+          loaded: boolean;
+        };
+        if (o.load && kr) {
+          const l = await loadProtectedModel(file, { keyring: kr, trust });
+          await l.model.close();
+          const name = trust.signers.find((s) => s.keyId === l.signer.keyId)?.name;
+          result = {
+            manifest: l.manifest,
+            signer: { ...l.signer, ...(name ? { name } : {}) },
+            packageDigest: l.packageDigest,
+            decrypted: true,
+            loaded: true,
+          };
+        } else {
+          const v = await verifyPackage(file, { trust, ...(kr ? { keyring: kr } : {}) });
+          result = {
+            manifest: v.manifest,
+            signer: v.signer,
+            packageDigest: v.packageDigest,
+            decrypted: v.decrypted,
+            loaded: false,
+          };
+        }
+        io.result({ package: file, verified: true, ...result }, () =>
+          [
+            `${file}: VERIFIED`,
+            `  signer:       ${result.signer.name ?? ''} ${result.signer.keyId} (${result.signer.algorithm})`,
+            `  package:      sha256:${result.packageDigest}`,
+            `  checks:       signature, trust for "${result.manifest.model.name}", manifest and body digests${result.decrypted ? ', decryption in memory and model digest' : ' (not decrypted: no --keyring)'}${result.loaded ? ', ONNX Runtime session' : ''}`,
+            ...manifestLines(result.manifest),
+          ].join('\n'),
+        );
+      } finally {
+        await kr?.close();
+      }
+    });
+
+  model
+    .command('inspect <package>')
+    .description('show a package manifest, claimed signer and lineage (no key needed, nothing verified)')
+    .action(async function (this: Command, file: string) {
+      const io = ioOf(this);
+      const r = await inspectPackage(file);
+      io.result(
+        {
+          package: file,
+          manifest: r.manifest,
+          signerKeyId: r.signerKeyId,
+          statement: r.statement,
+          layout: r.layout,
+          verified: false,
+        },
+        () =>
+          [
+            `${file}: ${r.layout.fileBytes} bytes (manifest ${r.layout.manifestBytes}, encrypted model ${r.layout.encryptedBytes}, signature ${r.layout.signatureBytes})`,
+            r.signerKeyId !== null
+              ? `  signed by key ${r.signerKeyId} (claimed; run "bulwark model verify --trust" to check)`
+              : '  UNSIGNED: every loader refuses this package',
+            ...manifestLines(r.manifest),
+          ].join('\n'),
+      );
+    });
+
+  model
+    .command('scan <file>')
+    .description(
+      'check a model file before loading it: refuse pickle-based formats, list their imports; check ONNX external data',
+    )
+    .action(async function (this: Command, file: string) {
+      const io = ioOf(this);
+      const r = await scanModel(file);
+      io.result(r, () => scanLines(r).join('\n'));
+      if (!r.safe) {
+        const first =
+          r.findings.find((f) => f.severity === 'critical' || f.severity === 'high') ?? r.findings[0];
+        throw new BulwarkError('ERR_MODEL_UNSAFE', `${file}: refused: ${first?.message ?? 'unsafe format'}`);
+      }
+    });
+}
