@@ -195,6 +195,10 @@ export class Authorizer {
         };
       const { decision, diagnostics } = answer.response;
       const errors = diagnostics.errors.map((e) => `${e.policyId}: ${e.error.message}`);
+      // Cedar skips a policy whose condition errors; a skipped forbid could turn into an allow, so any
+      // evaluation error denies (fail closed) and is reported as an engine error.
+      if (errors.length > 0)
+        return { allow: false, reasons: diagnostics.reason, errors, code: 'ERR_POLICY_ENGINE' };
       if (decision === 'allow') return { allow: true, reasons: diagnostics.reason, errors };
       return { allow: false, reasons: diagnostics.reason, errors, code: 'ERR_POLICY_DENIED' };
     } catch (e) {
@@ -248,6 +252,20 @@ export function decisionError(d: Decision, action: Action): BulwarkError | undef
 }
 
 async function load(c: PolicyConfig): Promise<Loaded> {
+  try {
+    return await loadUnchecked(c);
+  } catch (e) {
+    if (e instanceof BulwarkError) throw e;
+    // cedar-wasm throws plain Errors on inputs it cannot deserialise.
+    throw invalid(
+      c.files.join(', '),
+      `cannot be loaded: ${e instanceof Error ? e.message.slice(0, 200) : String(e)}`,
+      e,
+    );
+  }
+}
+
+async function loadUnchecked(c: PolicyConfig): Promise<Loaded> {
   const policies: Record<string, string> = {};
   const fileOf = new Map<string, string>();
   for (const file of c.files) {
