@@ -293,6 +293,83 @@ export const errorCodes = {
     exit: ExitCode.security,
     summary: 'An inclusion proof is malformed or does not lead from the entry to the signed root.',
   },
+  // attest
+  ERR_ATTEST_FORMAT_UNKNOWN: {
+    exit: ExitCode.usage,
+    summary: 'No attestation verifier is registered for the format named (TDX and NVIDIA are reserved).',
+  },
+  ERR_ATTEST_MALFORMED: {
+    exit: ExitCode.input,
+    summary: 'An attestation document or report is not well-formed for its format (CBOR, COSE, fields).',
+  },
+  ERR_ATTEST_SIGNATURE: {
+    exit: ExitCode.security,
+    summary: 'The signature over an attestation document or report does not verify: it was altered.',
+  },
+  ERR_ATTEST_CHAIN: {
+    exit: ExitCode.security,
+    summary: 'A certificate of an attestation chain is not issued or signed by the next one up.',
+  },
+  ERR_ATTEST_UNTRUSTED_ROOT: {
+    exit: ExitCode.security,
+    summary: 'An attestation chain ends at another root (or signer key) than the pinned one.',
+  },
+  ERR_ATTEST_CERT_EXPIRED: {
+    exit: ExitCode.security,
+    summary: 'A certificate of an attestation chain is not valid at the verification time.',
+  },
+  ERR_ATTEST_NONCE: {
+    exit: ExitCode.security,
+    summary: 'An attestation does not carry the nonce the verifier sent (replayed or missing).',
+  },
+  ERR_ATTEST_BINDING: {
+    exit: ExitCode.security,
+    summary: 'An attestation binds another public key or user data than the one expected.',
+  },
+  ERR_ATTEST_DEBUG: {
+    exit: ExitCode.security,
+    summary: 'The enclave runs in (or allows) debug mode and the policy forbids it.',
+  },
+  ERR_ATTEST_MEASUREMENT: {
+    exit: ExitCode.security,
+    summary: 'An attested measurement (PCR, launch digest) is not one the policy allows.',
+  },
+  ERR_ATTEST_TCB: {
+    exit: ExitCode.security,
+    summary: 'The platform TCB version is below the policy minimum or differs from its certificate.',
+  },
+  ERR_ATTEST_HARDWARE_REQUIRED: {
+    exit: ExitCode.security,
+    summary: 'A software (non-hardware) attestation was offered and the policy requires hardware.',
+  },
+  ERR_ATTEST_STALE: {
+    exit: ExitCode.security,
+    summary: 'An attestation is older than the policy allows, dated in the future, or has no freshness.',
+  },
+  ERR_ATTEST_POLICY_INVALID: {
+    exit: ExitCode.config,
+    summary: 'An attestation policy file or object does not match its schema.',
+  },
+  ERR_SESSION_MALFORMED: {
+    exit: ExitCode.input,
+    summary: 'An attested-session message is not a frame of the session wire format.',
+  },
+  ERR_SESSION_UNKNOWN: {
+    exit: ExitCode.security,
+    summary: 'An attested-session message names a session or attestation the server does not hold.',
+  },
+  ERR_SESSION_REPLAY: {
+    exit: ExitCode.security,
+    summary: 'An attested-session message was replayed (sequence number seen before or too old).',
+  },
+  ERR_SESSION_DECRYPT: {
+    exit: ExitCode.security,
+    summary: 'An attested-session message failed authentication: altered, or keyed to another session.',
+  },
+  ERR_ENCLAVE_UNAVAILABLE: {
+    exit: ExitCode.unavailable,
+    summary: 'The enclave runtime (NSM device, software worker, attested server) cannot be reached.',
+  },
   // gateway: authentication (src/gateway/auth) and authorisation (src/gateway/policy)
   ERR_AUTH_MISSING: {
     exit: ExitCode.security,

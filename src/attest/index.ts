@@ -1,0 +1,61 @@
+/**
+ * Confidential inference: attestation verifiers behind one registry (Nitro, SEV-SNP, software; slots
+ * for TDX and NVIDIA GPUs), policies, attested HPKE sessions, and enclave runtimes. See
+ * docs/attestation.md.
+ */
+export { AWS_NITRO_ROOT_FINGERPRINT, type NitroPayload, parseNitroPayload } from './formats/nitro.js';
+export {
+  AMD_ARK_FINGERPRINTS,
+  parseSnpReport,
+  SNP_REPORT_SIZE,
+  type SnpReport,
+  type TcbVersion,
+} from './formats/sev-snp.js';
+export {
+  SOFTWARE_FORMAT_ID,
+  type SoftwareStatement,
+  signSoftwareAttestation,
+  softwareKeyId,
+} from './formats/software.js';
+export { type AttestationPolicy, checkPolicy, parsePolicy, productionPolicy } from './policy.js';
+export {
+  attestationFormats,
+  attestationVerifier,
+  RESERVED_ATTESTATION_FORMATS,
+  registerAttestationFormat,
+  type VerifyAttestationOptions,
+  verifyAttestation,
+} from './registry.js';
+export {
+  encodeInferenceRequest,
+  type InferenceResponse,
+  parseInferenceRequest,
+  parseInferenceResponse,
+} from './runtime/inference.js';
+export {
+  decodeNsmAttestationResponse,
+  encodeNsmAttestationRequest,
+  NitroAttester,
+  type NsmDevice,
+  nsmHelperDevice,
+} from './runtime/nitro.js';
+export { SoftwareEnclave, type SoftwareEnclaveOptions } from './runtime/software.js';
+export {
+  AttestedClient,
+  type AttestedClientOptions,
+  ClientSession,
+  type ClientVerifyOptions,
+  type FetchLike,
+} from './session/client.js';
+export { bindingDigest } from './session/crypto.js';
+export { type AttestedEndpoint, attestedHttpHandler, httpStatusOf } from './session/http.js';
+export { ReplayWindow } from './session/replay.js';
+export {
+  type AttestationBinding,
+  AttestedSessionServer,
+  type AttestedSessionServerOptions,
+  type Attester,
+  type OpenedRequest,
+} from './session/server.js';
+export { parseFrame } from './session/wire.js';
+export type { AttestationClaims, AttestationVerifier, VerifyOptions } from './types.js';

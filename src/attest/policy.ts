@@ -1,0 +1,204 @@
+import { BulwarkError } from '../core/index.js';
+import type { AttestationClaims } from './types.js';
+
+/**
+ * What a relying party accepts (after the appraisal policies of RFC 9334 §8.5, "Appraisal Policy for
+ * Evidence"). The defaults are the production ones: hardware required, debug refused, documents at most
+ * five minutes old. Measurements are allow-lists: for each name given, the claim must equal one of the
+ * listed values; names not given are not constrained.
+ */
+export interface AttestationPolicy {
+  /** Formats accepted (default: any registered). */
+  readonly formats?: readonly string[];
+  /** Refuse software attestations (default true). */
+  readonly requireHardware: boolean;
+  /** Accept debuggable enclaves (default false). */
+  readonly allowDebug: boolean;
+  /** Allowed measurements by name (`PCR0`, `measurement`, `model`, ...), lower-case hex. */
+  readonly measurements: Readonly<Record<string, readonly string[]>>;
+  /** Maximum age of a timed document; null: not checked (archived evidence). Default 300. */
+  readonly maxAgeSeconds: number | null;
+  /** Tolerated clock skew for documents dated ahead of the verifier. Default 60. */
+  readonly maxSkewSeconds: number;
+  /** Minimum TCB component versions (SEV-SNP: `bootloader`, `tee`, `snp`, `microcode`). */
+  readonly minTcb: Readonly<Record<string, number>>;
+}
+
+const KEYS = [
+  'formats',
+  'requireHardware',
+  'allowDebug',
+  'measurements',
+  'maxAgeSeconds',
+  'maxSkewSeconds',
+  'minTcb',
+] as const;
+
+function bad(message: string, key: string): BulwarkError {
+  return new BulwarkError('ERR_ATTEST_POLICY_INVALID', `attestation policy: ${message}`, {
+    details: { key },
+  });
+}
+
+/**
+ * Checks a policy object (from YAML/JSON or code) and fills the defaults. Unknown keys are refused:
+ * a misspelt `alowDebug` must not silently mean "default".
+ */
+export function parsePolicy(input: unknown): AttestationPolicy {
+  if (typeof input !== 'object' || input === null || Array.isArray(input)) {
+    throw bad('expected a mapping of policy keys', '');
+  }
+  const o = input as Record<string, unknown>;
+  for (const k of Object.keys(o)) {
+    if (!(KEYS as readonly string[]).includes(k))
+      throw bad(`unknown key "${k}" (keys: ${KEYS.join(', ')})`, k);
+  }
+  const bool = (k: string, d: boolean): boolean => {
+    const v = o[k];
+    if (v === undefined) return d;
+    if (typeof v !== 'boolean') throw bad(`${k}: expected true or false`, k);
+    return v;
+  };
+  let formats: string[] | undefined;
+  if (o['formats'] !== undefined) {
+    const f = o['formats'];
+    if (!Array.isArray(f) || f.length === 0 || !f.every((x) => typeof x === 'string' && x.length > 0)) {
+      throw bad('formats: expected a non-empty list of format names', 'formats');
+    }
+    formats = f as string[];
+  }
+  const measurements: Record<string, string[]> = {};
+  if (o['measurements'] !== undefined) {
+    const m = o['measurements'];
+    if (typeof m !== 'object' || m === null || Array.isArray(m)) {
+      throw bad('measurements: expected a mapping of name to a list of hex values', 'measurements');
+    }
+    for (const [name, list] of Object.entries(m)) {
+      const values = typeof list === 'string' ? [list] : list;
+      if (!Array.isArray(values) || values.length === 0) {
+        throw bad(`measurements.${name}: expected a non-empty list of hex values`, 'measurements');
+      }
+      measurements[name] = values.map((v) => {
+        if (typeof v !== 'string' || !/^([0-9a-fA-F]{2})+$/.test(v)) {
+          throw bad(`measurements.${name}: expected hex strings, got ${JSON.stringify(v)}`, 'measurements');
+        }
+        return v.toLowerCase();
+      });
+    }
+  }
+  const num = (k: string, d: number, min: number): number => {
+    const v = o[k];
+    if (v === undefined) return d;
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < min)
+      throw bad(`${k}: expected a number >= ${min}`, k);
+    return v;
+  };
+  let maxAgeSeconds: number | null = 300;
+  if (o['maxAgeSeconds'] === null) maxAgeSeconds = null;
+  else maxAgeSeconds = num('maxAgeSeconds', 300, 0);
+  const minTcb: Record<string, number> = {};
+  if (o['minTcb'] !== undefined) {
+    const t = o['minTcb'];
+    if (typeof t !== 'object' || t === null || Array.isArray(t))
+      throw bad('minTcb: expected a mapping', 'minTcb');
+    for (const [k, v] of Object.entries(t)) {
+      if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 255) {
+        throw bad(`minTcb.${k}: expected an integer in [0, 255]`, 'minTcb');
+      }
+      minTcb[k] = v;
+    }
+  }
+  const policy: AttestationPolicy = {
+    requireHardware: bool('requireHardware', true),
+    allowDebug: bool('allowDebug', false),
+    measurements,
+    maxAgeSeconds,
+    maxSkewSeconds: num('maxSkewSeconds', 60, 0),
+    minTcb,
+  };
+  return formats ? { ...policy, formats } : policy;
+}
+
+/** The production policy (hardware, no debug, 5 minutes) with the given allowed measurements. */
+export function productionPolicy(
+  measurements: Readonly<Record<string, readonly string[]>> = {},
+): AttestationPolicy {
+  return parsePolicy({
+    measurements: Object.fromEntries(Object.entries(measurements).map(([k, v]) => [k, [...v]])),
+  });
+}
+
+const hex = (b: Uint8Array | null) => (b ? Buffer.from(b).toString('hex') : '');
+
+/**
+ * Applies `policy` to verified claims at time `at`; throws the code of the first rule broken. The order
+ * is fixed so a document failing several rules always reports the same, most basic one.
+ */
+export function checkPolicy(claims: AttestationClaims, policy: AttestationPolicy, at: Date): void {
+  if (policy.requireHardware && !claims.hardware) {
+    throw new BulwarkError(
+      'ERR_ATTEST_HARDWARE_REQUIRED',
+      `${claims.format} attestation is a software attestation (no hardware root of trust) and the policy requires hardware`,
+      { details: { format: claims.format } },
+    );
+  }
+  if (claims.debug && !policy.allowDebug) {
+    throw new BulwarkError(
+      'ERR_ATTEST_DEBUG',
+      `${claims.format} attestation: the enclave is debuggable and the policy forbids debug mode`,
+      { details: { format: claims.format } },
+    );
+  }
+  for (const [name, allowed] of Object.entries(policy.measurements)) {
+    const got = claims.measurements[name];
+    if (got === undefined) {
+      throw new BulwarkError(
+        'ERR_ATTEST_MEASUREMENT',
+        `${claims.format} attestation carries no measurement "${name}" and the policy constrains it`,
+        { details: { measurement: name } },
+      );
+    }
+    if (!allowed.includes(got.toLowerCase())) {
+      throw new BulwarkError(
+        'ERR_ATTEST_MEASUREMENT',
+        `${claims.format} attestation: measurement ${name} = ${got.slice(0, 16)}… is not an allowed value`,
+        { details: { measurement: name, value: got } },
+      );
+    }
+  }
+  for (const [k, min] of Object.entries(policy.minTcb)) {
+    const got = claims.tcb?.[k];
+    if (got === undefined || got < min) {
+      throw new BulwarkError(
+        'ERR_ATTEST_TCB',
+        `${claims.format} attestation: TCB ${k} is ${got ?? 'absent'}, the policy requires at least ${min}`,
+        { details: { component: k } },
+      );
+    }
+  }
+  if (policy.maxAgeSeconds !== null) {
+    if (claims.time) {
+      const ageMs = at.getTime() - claims.time.getTime();
+      if (ageMs > policy.maxAgeSeconds * 1000) {
+        throw new BulwarkError(
+          'ERR_ATTEST_STALE',
+          `${claims.format} attestation is ${Math.round(ageMs / 1000)} s old, the policy allows ${policy.maxAgeSeconds} s`,
+          { details: { ageSeconds: Math.round(ageMs / 1000) } },
+        );
+      }
+      if (-ageMs > policy.maxSkewSeconds * 1000) {
+        throw new BulwarkError(
+          'ERR_ATTEST_STALE',
+          `${claims.format} attestation is dated ${Math.round(-ageMs / 1000)} s in the future`,
+          { details: { ageSeconds: Math.round(ageMs / 1000) } },
+        );
+      }
+    } else if (!claims.nonceVerified) {
+      throw new BulwarkError(
+        'ERR_ATTEST_STALE',
+        `${claims.format} attestation carries no time and no verified nonce: its freshness cannot be told (bind a nonce, or set maxAgeSeconds: null for archived evidence)`,
+        { details: { nonce: hex(claims.nonce) } },
+      );
+    }
+  }
+}

@@ -1,0 +1,112 @@
+/**
+ * The software enclave worker: a child process (child_process.fork) that generates its Ed25519
+ * attestation key and its HPKE key itself — neither ever leaves this process — loads the model into
+ * ONNX Runtime, and answers attestation and session requests from its parent over IPC. Its
+ * attestations are marked software (`hardware: false`): the operating system and whoever controls the
+ * host can still read this process's memory. What it does give: the gateway process never holds the
+ * keys or sees plaintext, and the protocol runs end to end exactly as with an enclave.
+ */
+import { createHash, generateKeyPairSync } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { BulwarkError } from '../../core/index.js';
+import { OnnxRuntimeModel } from '../../ml/index.js';
+import { signSoftwareAttestation } from '../formats/software.js';
+import { AttestedSessionServer, type Attester } from '../session/server.js';
+import { parseInferenceRequest } from './inference.js';
+import type { WorkerInit, WorkerReply, WorkerRequest } from './protocol.js';
+
+function send(m: WorkerReply): void {
+  process.send?.(m);
+}
+
+function sha384(b: Uint8Array): Uint8Array {
+  return new Uint8Array(createHash('sha384').update(b).digest());
+}
+
+async function main(init: WorkerInit): Promise<void> {
+  const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+  // Self-measurements: digests of what this process loaded (self-reported, unlike a TEE's).
+  const measurements: Record<string, Uint8Array> = {
+    runtime: sha384(readFileSync(fileURLToPath(import.meta.url))),
+  };
+  if (init.model) measurements['model'] = sha384(init.model);
+  const attester: Attester = {
+    format: 'software',
+    attest: async (b) => ({
+      document: signSoftwareAttestation(
+        {
+          moduleId: init.moduleId,
+          timestamp: Date.now(),
+          measurements,
+          nonce: b.nonce,
+          publicKey: b.publicKey,
+          userData: b.userData,
+        },
+        privateKey,
+        publicKey,
+      ),
+    }),
+  };
+  const server = await AttestedSessionServer.create({ attester });
+  const model = init.model ? await OnnxRuntimeModel.create(init.model) : null;
+  const app = async (pt: Uint8Array): Promise<Uint8Array> => {
+    let out: unknown;
+    try {
+      if (!model) throw new BulwarkError('ERR_ONNX_RUNTIME', 'no model loaded in this enclave');
+      const r = parseInferenceRequest(pt);
+      const res = await model.run(r.x, r.rows, r.features);
+      out = {
+        outputs: Object.fromEntries(
+          Object.entries(res).map(([k, v]) => [k, { dims: [...v.dims], data: Array.from(v.data) }]),
+        ),
+      };
+    } catch (e) {
+      const err = e instanceof BulwarkError ? e : new BulwarkError('ERR_INTERNAL', 'inference failed');
+      out = { error: { code: err.code, message: err.message } };
+    }
+    return new TextEncoder().encode(JSON.stringify(out));
+  };
+  process.on('message', (raw: WorkerRequest) => {
+    const reply = (p: Promise<Uint8Array>) =>
+      p.then(
+        (bytes) => send({ kind: 'result', id: raw.id, ok: true, bytes }),
+        (e: unknown) => {
+          const err =
+            e instanceof BulwarkError
+              ? e
+              : new BulwarkError('ERR_INTERNAL', 'software enclave: unexpected failure');
+          send({ kind: 'result', id: raw.id, ok: false, code: err.code, message: err.message });
+        },
+      );
+    if (raw.kind === 'attestation') void reply(server.attestation(raw.nonce));
+    else if (raw.kind === 'handle') void reply(server.handle(raw.frame, app));
+  });
+  process.on('disconnect', () => {
+    void model?.close().finally(() => process.exit(0));
+    if (!model) process.exit(0);
+  });
+  send({
+    kind: 'ready',
+    signerPublicKey: publicKey.export({ type: 'spki', format: 'pem' }).toString(),
+    publicKey: server.publicKey,
+    measurements: Object.fromEntries(
+      Object.entries(measurements).map(([k, v]) => [k, Buffer.from(v).toString('hex')]),
+    ),
+  });
+}
+
+process.once('message', (m: WorkerInit) => {
+  if (m?.kind !== 'init') {
+    send({ kind: 'fatal', code: 'ERR_INTERNAL', message: 'software enclave: expected an init message' });
+    process.exit(1);
+  }
+  main(m).catch((e: unknown) => {
+    const err =
+      e instanceof BulwarkError
+        ? e
+        : new BulwarkError('ERR_INTERNAL', `software enclave: ${(e as Error).message}`);
+    send({ kind: 'fatal', code: err.code, message: err.message });
+    process.exit(1);
+  });
+});

@@ -1,0 +1,188 @@
+/**
+ * The software enclave runtime (parent side): forks `software-worker` as an isolated child process,
+ * hands it the model bytes, and relays attestation and session frames to it over IPC. The keys are
+ * generated in the child and never cross the IPC channel; only the public halves come back.
+ *
+ * SOFTWARE MODE GIVES NO HARDWARE GUARANTEE: the child is an ordinary process of the same host. Its
+ * attestations are signed by a local key and marked `hardware: false`; any policy that requires
+ * hardware refuses them. Use it to run and test the protocol end to end, never as a substitute for a TEE.
+ */
+import { type ChildProcess, fork } from 'node:child_process';
+import { dirname, extname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import {
+  BulwarkError,
+  type ErrorCode,
+  errorCodes,
+  requireInteger,
+  requireNonEmptyString,
+} from '../../core/index.js';
+import type { AttestedEndpoint } from '../session/http.js';
+import type { WorkerInit, WorkerReply, WorkerRequest } from './protocol.js';
+
+export interface SoftwareEnclaveOptions {
+  /** The ONNX model the enclave serves (null: attestation and sessions only, every inference refused). */
+  model: Uint8Array | null;
+  /** The module id in the attestations (default `bulwark-software`). */
+  moduleId?: string;
+  /** How long to wait for the worker to start, and for each answer (default 30,000 ms). */
+  timeoutMs?: number;
+}
+
+function workerEntry(): { path: string; execArgv: string[] } {
+  const here = fileURLToPath(import.meta.url);
+  const ext = extname(here);
+  const path = join(dirname(here), `software-worker${ext}`);
+  // From source (tests, benchmarks) the worker is TypeScript: load it through tsx, as the parent is.
+  return { path, execArgv: ext === '.ts' ? ['--import', import.meta.resolve('tsx')] : [] };
+}
+
+const unavailable = (message: string) =>
+  new BulwarkError('ERR_ENCLAVE_UNAVAILABLE', `software enclave: ${message}`);
+
+export class SoftwareEnclave implements AttestedEndpoint {
+  /** The worker's attestation signer key (SPKI PEM): pin it in the client's `roots.software`. */
+  readonly signerPublicKey: string;
+  /** The HPKE public key the attestations bind. */
+  readonly publicKey: Uint8Array;
+  /** The worker's self-measurements (hex SHA-384 of its code file and of the model). */
+  readonly measurements: Readonly<Record<string, string>>;
+  readonly #child: ChildProcess;
+  readonly #timeout: number;
+  readonly #pending = new Map<
+    number,
+    { resolve: (b: Uint8Array) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }
+  >();
+  #next = 1;
+  #dead: BulwarkError | undefined;
+
+  private constructor(child: ChildProcess, ready: Extract<WorkerReply, { kind: 'ready' }>, timeout: number) {
+    this.#child = child;
+    this.#timeout = timeout;
+    this.signerPublicKey = ready.signerPublicKey;
+    this.publicKey = ready.publicKey;
+    this.measurements = ready.measurements;
+    child.on('message', (m: WorkerReply) => {
+      if (m.kind !== 'result') return;
+      const p = this.#pending.get(m.id);
+      if (!p) return;
+      this.#pending.delete(m.id);
+      clearTimeout(p.timer);
+      if (m.ok) p.resolve(m.bytes);
+      else {
+        const code = (m.code in errorCodes ? m.code : 'ERR_INTERNAL') as ErrorCode;
+        p.reject(new BulwarkError(code, m.message));
+      }
+    });
+    child.on('exit', (code, signal) =>
+      this.#fail(unavailable(`the worker exited (${signal ?? `code ${code}`})`)),
+    );
+  }
+
+  /** Forks the worker, sends it the model and waits until it has made its keys and loaded the model. */
+  static async start(options: SoftwareEnclaveOptions): Promise<SoftwareEnclave> {
+    const moduleId = requireNonEmptyString('moduleId', options.moduleId ?? 'bulwark-software');
+    const timeout = requireInteger('timeoutMs', options.timeoutMs ?? 30_000, 1);
+    if (options.model !== null && !(options.model instanceof Uint8Array)) {
+      throw new BulwarkError('ERR_INVALID_ARGUMENT', 'model: expected the ONNX bytes or null', {
+        details: { parameter: 'model' },
+      });
+    }
+    const { path, execArgv } = workerEntry();
+    let child: ChildProcess;
+    try {
+      child = fork(path, [], {
+        execArgv,
+        serialization: 'advanced',
+        stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+      });
+    } catch (e) {
+      throw unavailable(`cannot start the worker: ${(e as Error).message}`);
+    }
+    const ready = await new Promise<Extract<WorkerReply, { kind: 'ready' }>>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        child.kill();
+        reject(unavailable(`the worker did not start within ${timeout} ms`));
+      }, timeout);
+      child.once('error', (e) => {
+        clearTimeout(timer);
+        reject(unavailable(e.message));
+      });
+      child.once('exit', (code) => {
+        clearTimeout(timer);
+        reject(unavailable(`the worker exited during start-up (code ${code})`));
+      });
+      child.once('message', (m: WorkerReply) => {
+        clearTimeout(timer);
+        if (m.kind === 'ready') resolve(m);
+        else {
+          child.kill();
+          const code =
+            m.kind === 'fatal' && m.code in errorCodes ? (m.code as ErrorCode) : 'ERR_ENCLAVE_UNAVAILABLE';
+          reject(
+            new BulwarkError(
+              code,
+              m.kind === 'fatal' ? m.message : 'software enclave: unexpected first message',
+            ),
+          );
+        }
+      });
+      const init: WorkerInit = { kind: 'init', moduleId, model: options.model, threads: 1 };
+      child.send(init);
+    });
+    child.removeAllListeners('exit');
+    child.removeAllListeners('error');
+    child.on('error', () => undefined);
+    return new SoftwareEnclave(child, ready, timeout);
+  }
+
+  /** The worker's process id (it is a separate process: a test checks the keys are not in this one). */
+  get pid(): number {
+    return this.#child.pid ?? -1;
+  }
+
+  #call(
+    req: { kind: 'attestation'; nonce: Uint8Array } | { kind: 'handle'; frame: Uint8Array },
+  ): Promise<Uint8Array> {
+    if (this.#dead) return Promise.reject(this.#dead);
+    const id = this.#next++;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#pending.delete(id);
+        reject(unavailable(`no answer within ${this.#timeout} ms`));
+      }, this.#timeout);
+      this.#pending.set(id, { resolve, reject, timer });
+      this.#child.send({ ...req, id } as WorkerRequest, (e) => {
+        if (e) this.#fail(unavailable(`IPC failed: ${e.message}`));
+      });
+    });
+  }
+
+  attestation(nonce: Uint8Array): Promise<Uint8Array> {
+    return this.#call({ kind: 'attestation', nonce });
+  }
+
+  handle(frame: Uint8Array): Promise<Uint8Array> {
+    return this.#call({ kind: 'handle', frame });
+  }
+
+  #fail(e: BulwarkError): void {
+    this.#dead ??= e;
+    for (const [, p] of this.#pending) {
+      clearTimeout(p.timer);
+      p.reject(e);
+    }
+    this.#pending.clear();
+  }
+
+  /** Stops the worker (its keys die with it). */
+  async close(): Promise<void> {
+    if (this.#child.exitCode !== null || this.#child.signalCode !== null) return;
+    const exited = new Promise<void>((r) => this.#child.once('exit', () => r()));
+    this.#child.disconnect();
+    const t = setTimeout(() => this.#child.kill('SIGKILL'), 5000);
+    await exited;
+    clearTimeout(t);
+    this.#fail(unavailable('closed'));
+  }
+}

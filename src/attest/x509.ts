@@ -1,0 +1,115 @@
+import { X509Certificate } from 'node:crypto';
+import { BulwarkError } from '../core/index.js';
+
+/** Normalised SHA-256 fingerprint: upper-case hex pairs joined by colons (as X509Certificate gives). */
+export function normaliseFingerprint(fp: string): string {
+  const h = fp.replace(/[^0-9a-fA-F]/g, '').toUpperCase();
+  return h.match(/../g)?.join(':') ?? '';
+}
+
+/** Parses one certificate (DER bytes or a PEM string), `ERR_ATTEST_MALFORMED` naming `what`. */
+export function parseCertificate(input: string | Uint8Array, what: string): X509Certificate {
+  try {
+    return new X509Certificate(typeof input === 'string' ? input : Buffer.from(input));
+  } catch (e) {
+    throw new BulwarkError('ERR_ATTEST_MALFORMED', `${what} is not an X.509 certificate`, { cause: e });
+  }
+}
+
+/** Every certificate of a PEM bundle, or the one DER certificate, in order. */
+export function parseCertificates(input: string | Uint8Array, what: string): X509Certificate[] {
+  const text = typeof input === 'string' ? input : Buffer.from(input).toString('latin1');
+  const pems = text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g);
+  if (pems) return pems.map((p, i) => parseCertificate(p, `${what} #${i + 1}`));
+  if (typeof input === 'string')
+    throw new BulwarkError('ERR_ATTEST_MALFORMED', `${what} holds no PEM certificate`);
+  return [parseCertificate(input, what)];
+}
+
+/** Trust anchors: either pinned fingerprints (the top certificate comes with the evidence) or certificates. */
+export type TrustAnchors =
+  | { readonly kind: 'fingerprints'; readonly fingerprints: readonly string[]; readonly name: string }
+  | { readonly kind: 'certificates'; readonly certificates: readonly X509Certificate[] };
+
+function checkValidity(c: X509Certificate, at: Date, role: string): void {
+  const from = new Date(c.validFrom).getTime();
+  const to = new Date(c.validTo).getTime();
+  if (!(at.getTime() >= from && at.getTime() <= to)) {
+    throw new BulwarkError(
+      'ERR_ATTEST_CERT_EXPIRED',
+      `the ${role} certificate (${subjectCn(c)}) is valid from ${c.validFrom} to ${c.validTo}, not at ${at.toISOString()}`,
+      { details: { role, at: at.toISOString(), validFrom: c.validFrom, validTo: c.validTo } },
+    );
+  }
+}
+
+export function subjectCn(c: X509Certificate): string {
+  return /CN=([^\n,]+)/.exec(c.subject)?.[1] ?? c.subject.replace(/\n/g, ', ');
+}
+
+function issues(parent: X509Certificate, child: X509Certificate): boolean {
+  try {
+    return child.checkIssued(parent) && child.verify(parent.publicKey);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Verifies `path` (leaf first, each certificate issued by the next) up to a trust anchor, at time `at`
+ * (RFC 5280 §6.1 in the subset attestation chains need: names, signatures, CA flag, validity). The top
+ * of the path must be a pinned root (by fingerprint, self-signed) or be issued by one of the given root
+ * certificates, else `ERR_ATTEST_UNTRUSTED_ROOT`. Returns the anchor's SHA-256 fingerprint.
+ */
+export function verifyPath(path: readonly X509Certificate[], anchors: TrustAnchors, at: Date): string {
+  if (path.length === 0) throw new BulwarkError('ERR_ATTEST_MALFORMED', 'the certificate chain is empty');
+  const top = path[path.length - 1] as X509Certificate;
+  let anchor: X509Certificate;
+  if (anchors.kind === 'fingerprints') {
+    const pinned = anchors.fingerprints.map(normaliseFingerprint);
+    if (!pinned.includes(normaliseFingerprint(top.fingerprint256))) {
+      throw new BulwarkError(
+        'ERR_ATTEST_UNTRUSTED_ROOT',
+        `the chain ends at "${subjectCn(top)}" (SHA-256 ${top.fingerprint256}), not the pinned ${anchors.name}`,
+        { details: { fingerprint: top.fingerprint256 } },
+      );
+    }
+    if (!issues(top, top)) {
+      throw new BulwarkError('ERR_ATTEST_CHAIN', `the pinned root "${subjectCn(top)}" is not self-signed`);
+    }
+    anchor = top;
+  } else {
+    const same = anchors.certificates.find((r) => r.fingerprint256 === top.fingerprint256);
+    const issuer = same ?? anchors.certificates.find((r) => issues(r, top));
+    if (!issuer) {
+      throw new BulwarkError(
+        'ERR_ATTEST_UNTRUSTED_ROOT',
+        `the chain ends at "${subjectCn(top)}" (SHA-256 ${top.fingerprint256}), which is not (issued by) a root given`,
+        { details: { fingerprint: top.fingerprint256 } },
+      );
+    }
+    anchor = issuer;
+    checkValidity(issuer, at, 'root');
+  }
+  for (let i = 0; i < path.length - 1; i++) {
+    const child = path[i] as X509Certificate;
+    const parent = path[i + 1] as X509Certificate;
+    if (!parent.ca) {
+      throw new BulwarkError(
+        'ERR_ATTEST_CHAIN',
+        `"${subjectCn(parent)}" issues a certificate but is not a CA`,
+      );
+    }
+    if (!issues(parent, child)) {
+      throw new BulwarkError(
+        'ERR_ATTEST_CHAIN',
+        `"${subjectCn(child)}" is not issued and signed by "${subjectCn(parent)}"`,
+        { details: { depth: i } },
+      );
+    }
+  }
+  path.forEach((c, i) => {
+    checkValidity(c, at, i === 0 ? 'leaf' : i === path.length - 1 ? 'top' : `intermediate ${i}`);
+  });
+  return anchor.fingerprint256;
+}

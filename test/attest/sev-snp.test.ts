@@ -1,0 +1,210 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { describe, it } from 'node:test';
+import {
+  AMD_ARK_FINGERPRINTS,
+  parsePolicy,
+  parseSnpReport,
+  productionPolicy,
+  verifyAttestation,
+} from '../../src/attest/index.js';
+import type { ErrorCode } from '../../src/core/index.js';
+import { makeRoot, noSamples, pem, SNP_ASK_ARK, SNP_REPORT, SNP_VCEK } from './fixtures.js';
+
+async function code(p: Promise<unknown>): Promise<ErrorCode | 'ok'> {
+  try {
+    await p;
+    return 'ok';
+  } catch (e) {
+    return (e as { code: ErrorCode }).code;
+  }
+}
+
+const MEASUREMENT =
+  'b07af9620f3b839b47996422ddec6058338951d984e312115131ea82705eaf5b6bdf8a9ece31a5a608eb0cf2e4872b01';
+const AT = new Date('2026-01-01T00:00:00Z');
+
+describe('sev-snp: the real Milan report and its VCEK -> ASK -> ARK chain', { skip: noSamples }, () => {
+  const report = () => new Uint8Array(readFileSync(SNP_REPORT));
+  const chain = () => [readFileSync(SNP_ASK_ARK, 'utf8'), new Uint8Array(readFileSync(SNP_VCEK))];
+  // The sample is a debug-enabled guest without a nonce: archived evidence (no freshness), debug allowed.
+  const lab = (extra: Record<string, unknown> = {}) =>
+    parsePolicy({ allowDebug: true, maxAgeSeconds: null, ...extra });
+
+  it('verifies: signature, pinned ARK-Milan, claims from the report', async () => {
+    const c = await verifyAttestation('sev-snp', report(), { at: AT, chain: chain() });
+    assert.equal(c.format, 'sev-snp');
+    assert.equal(c.hardware, true);
+    assert.equal(c.trustAnchor, AMD_ARK_FINGERPRINTS['Milan']);
+    assert.equal(c.measurements['measurement'], MEASUREMENT);
+    assert.deepEqual(c.tcb, { bootloader: 2, tee: 0, snp: 5, microcode: 68 });
+    assert.equal(c.details['policy'], '0xb0000');
+    assert.equal(c.debug, true, 'guest policy 0xb0000 has bit 19 (DEBUG) set');
+    assert.equal(c.time, null);
+    assert.equal(
+      Buffer.from(c.userData ?? [])
+        .toString('hex')
+        .slice(0, 10),
+      '0102030405',
+    );
+  });
+
+  it('parses the fields at their ABI offsets', () => {
+    const r = parseSnpReport(report());
+    assert.equal(r.version, 2);
+    assert.equal(r.signatureAlgo, 1);
+    assert.equal(r.vmpl, 0);
+    assert.equal(r.policy, 0xb0000n);
+  });
+
+  it('a production policy refuses it: debug mode', async () => {
+    assert.equal(
+      await code(
+        verifyAttestation('sev-snp', report(), { at: AT, chain: chain(), policy: productionPolicy() }),
+      ),
+      'ERR_ATTEST_DEBUG',
+    );
+  });
+
+  it('policy on measurement and TCB', async () => {
+    const ok = await verifyAttestation('sev-snp', report(), {
+      at: AT,
+      chain: chain(),
+      policy: lab({
+        measurements: { measurement: [MEASUREMENT] },
+        minTcb: { bootloader: 2, snp: 5, microcode: 68 },
+      }),
+    });
+    assert.equal(ok.debug, true);
+    assert.equal(
+      await code(
+        verifyAttestation('sev-snp', report(), {
+          at: AT,
+          chain: chain(),
+          policy: lab({ measurements: { measurement: ['ab'.repeat(48)] } }),
+        }),
+      ),
+      'ERR_ATTEST_MEASUREMENT',
+    );
+    assert.equal(
+      await code(
+        verifyAttestation('sev-snp', report(), {
+          at: AT,
+          chain: chain(),
+          policy: lab({ minTcb: { snp: 6 } }),
+        }),
+      ),
+      'ERR_ATTEST_TCB',
+    );
+    assert.equal(
+      await code(
+        verifyAttestation('sev-snp', report(), {
+          at: AT,
+          chain: chain(),
+          policy: lab({ minTcb: { microcode: 69 } }),
+        }),
+      ),
+      'ERR_ATTEST_TCB',
+    );
+  });
+
+  it('without a nonce or time its freshness cannot be told', async () => {
+    assert.equal(
+      await code(
+        verifyAttestation('sev-snp', report(), {
+          at: AT,
+          chain: chain(),
+          policy: parsePolicy({ allowDebug: true }),
+        }),
+      ),
+      'ERR_ATTEST_STALE',
+    );
+  });
+
+  it('a tampered byte in the signed body (measurement) or in the signature', async () => {
+    const r = report();
+    r[0x90] = (r[0x90] as number) ^ 0x80;
+    assert.equal(
+      await code(verifyAttestation('sev-snp', r, { at: AT, chain: chain() })),
+      'ERR_ATTEST_SIGNATURE',
+    );
+    const s = report();
+    s[0x2a0] = (s[0x2a0] as number) ^ 0x01;
+    assert.equal(
+      await code(verifyAttestation('sev-snp', s, { at: AT, chain: chain() })),
+      'ERR_ATTEST_SIGNATURE',
+    );
+  });
+
+  it('another root than the pinned ARK; an expired VCEK at the given time', async () => {
+    const other = await makeRoot('Not AMD', new Date('2020-01-01'), new Date('2040-01-01'));
+    assert.equal(
+      await code(verifyAttestation('sev-snp', report(), { at: AT, chain: chain(), roots: [pem(other)] })),
+      'ERR_ATTEST_UNTRUSTED_ROOT',
+    );
+    // The ARK given as the root explicitly works too.
+    const ark = readFileSync(SNP_ASK_ARK, 'utf8').split(/(?=-----BEGIN CERTIFICATE-----)/)[1] as string;
+    const c = await verifyAttestation('sev-snp', report(), { at: AT, chain: chain(), roots: [ark] });
+    assert.equal(c.trustAnchor, AMD_ARK_FINGERPRINTS['Milan']);
+    assert.equal(
+      await code(verifyAttestation('sev-snp', report(), { at: new Date('2030-01-01'), chain: chain() })),
+      'ERR_ATTEST_CERT_EXPIRED',
+    );
+  });
+
+  it('a chain without the ASK is broken; without the ARK it ends at an unpinned certificate', async () => {
+    const [ask] = readFileSync(SNP_ASK_ARK, 'utf8').split(/(?=-----BEGIN CERTIFICATE-----)/);
+    const vcek = new Uint8Array(readFileSync(SNP_VCEK));
+    assert.equal(
+      await code(verifyAttestation('sev-snp', report(), { at: AT, chain: [vcek] })),
+      'ERR_ATTEST_UNTRUSTED_ROOT',
+    );
+    assert.equal(
+      await code(verifyAttestation('sev-snp', report(), { at: AT, chain: [ask as string, vcek] })),
+      'ERR_ATTEST_UNTRUSTED_ROOT',
+    );
+    assert.equal(await code(verifyAttestation('sev-snp', report(), { at: AT })), 'ERR_ATTEST_MALFORMED');
+  });
+
+  it('user data binding through REPORT_DATA; no nonce field', async () => {
+    const rd = parseSnpReport(report()).reportData;
+    const c = await verifyAttestation('sev-snp', report(), {
+      at: AT,
+      chain: chain(),
+      userData: rd,
+      policy: parsePolicy({ allowDebug: true }),
+    });
+    assert.equal(c.nonceVerified, true);
+    assert.equal(
+      await code(
+        verifyAttestation('sev-snp', report(), { at: AT, chain: chain(), userData: new Uint8Array(64) }),
+      ),
+      'ERR_ATTEST_BINDING',
+    );
+    assert.equal(
+      await code(
+        verifyAttestation('sev-snp', report(), { at: AT, chain: chain(), nonce: new Uint8Array(32) }),
+      ),
+      'ERR_ATTEST_NONCE',
+    );
+  });
+
+  it('malformed: wrong size, unknown version, other signature algorithm', async () => {
+    assert.equal(
+      await code(verifyAttestation('sev-snp', report().subarray(0, 1000), { at: AT, chain: chain() })),
+      'ERR_ATTEST_MALFORMED',
+    );
+    const v = report();
+    v[0] = 9;
+    assert.equal(
+      await code(verifyAttestation('sev-snp', v, { at: AT, chain: chain() })),
+      'ERR_ATTEST_MALFORMED',
+    );
+    const a = report();
+    a[0x34] = 2;
+    assert.equal(
+      await code(verifyAttestation('sev-snp', a, { at: AT, chain: chain() })),
+      'ERR_ATTEST_MALFORMED',
+    );
+  });
+});
