@@ -154,6 +154,23 @@ export const errorCodes = {
     exit: ExitCode.input,
     summary: 'A prediction request exceeds a size limit (rows, fields, string length, bytes).',
   },
+  // integrity (training-data integrity, security gate)
+  ERR_DATA_PROVENANCE: {
+    exit: ExitCode.security,
+    summary: 'Training data is not a protected dataset whose digest the audit log records.',
+  },
+  ERR_GATE_FAILED: {
+    exit: ExitCode.security,
+    summary: 'A model crossed a threshold of the security gate (`bulwark evaluate --gate`).',
+  },
+  ERR_GATE_METRIC: {
+    exit: ExitCode.usage,
+    summary: 'A security-gate check cannot be measured with what was given (members, ledger, trigger).',
+  },
+  ERR_MODEL_REGRESSION: {
+    exit: ExitCode.security,
+    summary: 'A retrained model regresses against the previous one beyond the configured limits.',
+  },
   // keys and data protection
   ERR_SECRET_MISSING: {
     exit: ExitCode.usage,
@@ -468,6 +485,52 @@ export const errorCodes = {
     exit: ExitCode.config,
     summary: 'A Cedar policy or schema file does not parse or does not validate against the schema.',
   },
+  // gateway: the request pipeline (src/gateway)
+  ERR_GATEWAY_REQUEST_INVALID: {
+    exit: ExitCode.input,
+    summary:
+      'A gateway request is malformed: not JSON, nested too deep, a forbidden key, an unknown field, a wrong type or shape.',
+  },
+  ERR_GATEWAY_BODY_TOO_LARGE: {
+    exit: ExitCode.input,
+    summary: 'A gateway request body is larger than server.bodyLimitBytes.',
+  },
+  ERR_GATEWAY_NOT_FOUND: {
+    exit: ExitCode.input,
+    summary: 'No gateway route, model or model version by that name.',
+  },
+  ERR_GATEWAY_METHOD_NOT_ALLOWED: {
+    exit: ExitCode.input,
+    summary: 'The HTTP method is not the one the gateway route takes.',
+  },
+  ERR_GATEWAY_MEDIA_TYPE: {
+    exit: ExitCode.input,
+    summary: 'A gateway request body is not declared application/json (or has a charset other than UTF-8).',
+  },
+  ERR_GATEWAY_RATE_LIMITED: {
+    exit: ExitCode.security,
+    summary: 'The caller sent more requests than its rate limit allows; retry after the time given.',
+  },
+  ERR_GATEWAY_BUDGET_EXHAUSTED: {
+    exit: ExitCode.security,
+    summary: 'The caller has used its query budget for the model in the current window.',
+  },
+  ERR_GATEWAY_LIMITER_UNAVAILABLE: {
+    exit: ExitCode.unavailable,
+    summary: 'The rate-limit store (Redis) cannot be reached: the request is denied, not let through.',
+  },
+  ERR_GATEWAY_DETECTED: {
+    exit: ExitCode.security,
+    summary: 'A detector flagged the request (out-of-distribution input, probing or extraction traffic).',
+  },
+  ERR_GATEWAY_NOT_READY: {
+    exit: ExitCode.unavailable,
+    summary: 'The gateway is starting or draining, or the model is not loaded: try again later.',
+  },
+  ERR_GATEWAY_TLS: {
+    exit: ExitCode.config,
+    summary: 'The gateway TLS certificate, key or client CA bundle cannot be read or does not load.',
+  },
   // deploy
   ERR_DEPLOY_MANIFEST_INVALID: {
     exit: ExitCode.failure,
@@ -480,6 +543,19 @@ export const errorCodes = {
   ERR_DEPLOY_FINDINGS: {
     exit: ExitCode.security,
     summary: '`deploy check` found problems at or above the `--fail-on` severity.',
+  },
+  // plan
+  ERR_BENCH_RESULTS_INVALID: {
+    exit: ExitCode.input,
+    summary: 'A benchmark result file (bench/results/*.json) is not valid JSON of the expected shape.',
+  },
+  ERR_PLAN_COST_MISSING: {
+    exit: ExitCode.input,
+    summary: 'A measure the plan requires has no measured cost and none was supplied in the plan file.',
+  },
+  ERR_PLAN_INFEASIBLE: {
+    exit: ExitCode.input,
+    summary: 'No set of measures meets the compliance profile and dependencies within the budget.',
   },
 } as const satisfies Record<string, CodeInfo>;
 

@@ -1,5 +1,6 @@
 /**
- * Adversarial robustness: evasion attacks (FGSM, PGD, APGD, Square), privacy attacks (membership
+ * Adversarial robustness: evasion attacks (FGSM, PGD, APGD, Square), poisoning (label flipping, backdoors),
+ * training-data defences (spectral signatures, activation clustering), privacy attacks (membership
  * inference, model extraction), defences (adversarial training, input validation) and detectors, and the
  * red-team evaluation behind `bulwark evaluate`. See docs/robust.md.
  */
@@ -15,6 +16,11 @@ export {
   type SurrogateTrainer,
 } from './attacks/extraction/knockoff.js';
 export {
+  type AttributeInferenceOptions,
+  type AttributeInferenceResult,
+  attributeInference,
+} from './attacks/inference/inversion.js';
+export {
   type LiraOptions,
   liraAttack,
   lossThresholdAttack,
@@ -22,6 +28,31 @@ export {
   membershipSummary,
   type ShadowTrainer,
 } from './attacks/inference/membership.js';
+export {
+  applyPatch,
+  applyTabularTrigger,
+  type BackdoorSuccess,
+  backdoorSuccess,
+  checkTabularTrigger,
+  concatRows,
+  type ImageBackdoor,
+  type ImageBackdoorOptions,
+  type PatchTrigger,
+  POISON_MODES,
+  type PoisonMode,
+  plantImageBackdoor,
+  plantTabularBackdoor,
+  type TabularBackdoor,
+  type TabularBackdoorOptions,
+  type TabularTrigger,
+} from './attacks/poisoning/backdoor.js';
+export {
+  FLIP_MODES,
+  type FlipMode,
+  flipLabels,
+  type LabelFlipOptions,
+  type PoisonedLabels,
+} from './attacks/poisoning/flip.js';
 export {
   type Calibration,
   conformalThreshold,
@@ -41,6 +72,15 @@ export {
   type QueryVerdict,
   type StreamDetector,
 } from './defences/detector/stream.js';
+export {
+  type ActivationClusteringOptions,
+  activationClustering,
+  CLUSTER_ANALYSES,
+  type ClusterAnalysis,
+  detectionQuality,
+} from './defences/poison/clustering.js';
+export { type ClassSummary, hiddenRepresentations, type PoisonScores } from './defences/poison/common.js';
+export { type SpectralOptions, spectralSignatures } from './defences/poison/spectral.js';
 export {
   ADVERSARIAL_METHODS,
   type AdversarialEpoch,

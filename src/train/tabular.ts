@@ -65,6 +65,8 @@ export interface TrainTabularOptions {
   adversarial?: { method: AdversarialMethod; eps: number; steps?: number; schema?: Schema };
   /** A note for the user (columns left out). */
   note?: (message: string) => void;
+  /** Extra ONNX metadata entries (e.g. `bulwark.sanitize`: what training-data sanitising removed). */
+  metadata?: Readonly<Record<string, string>>;
 }
 
 export interface TabularMetrics {
@@ -365,6 +367,7 @@ export async function trainTabular(ds: Dataset, o: TrainTabularOptions): Promise
       [META_LABEL]: o.label,
       [META_CLASS_VALUES]: JSON.stringify(classValues),
       'bulwark.features': JSON.stringify(tr.features),
+      ...(o.metadata ?? {}),
       ...(o.adversarial
         ? {
             'bulwark.adversarial': JSON.stringify({

@@ -1,0 +1,49 @@
+/**
+ * Training-data integrity and the security gate: provenance of training batches (audit log), the
+ * inspect-and-sanitise training workflow, the CI/CD security gate and the continuous-learning
+ * regression check. It sits above robust, privacy, audit and train (it combines them), below the CLI.
+ * The attacks and the defences themselves are in src/robust. See docs/integrity.md.
+ */
+export {
+  checkName,
+  GATE_METRICS,
+  type GateCheck,
+  type GateInputs,
+  type GateMetric,
+  type GateReport,
+  type GateRow,
+  type GateSpec,
+  gateSchema,
+  judgeGate,
+  loadGate,
+  parseGate,
+  requireGatePassed,
+  runGate,
+} from './gate.js';
+export {
+  checkProvenance,
+  fileDigest,
+  type ProvenanceOptions,
+  type ProvenanceRecord,
+  requireProvenance,
+} from './provenance.js';
+export {
+  compareModels,
+  type ModelComparison,
+  type RegressionLimits,
+  type RegressionOptions,
+  requireNoRegression,
+} from './regression.js';
+export {
+  type FlaggedRow,
+  INSPECT_METHODS,
+  type Inspection,
+  type InspectMethod,
+  type InspectOptions,
+  inspectRows,
+  labelIndices,
+  META_SANITIZE,
+  type SanitizedTraining,
+  type SanitizeRecord,
+  trainSanitized,
+} from './sanitize.js';

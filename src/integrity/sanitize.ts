@@ -1,0 +1,181 @@
+/**
+ * Inspecting and sanitising training data before (re)training (Tran et al. 2018, Algorithm 1: train,
+ * compute representations, remove the flagged rows, retrain). The representation is the last hidden
+ * layer of a model trained on the data as it came; the defences flag rows per class
+ * (src/robust/defences/poison).
+ */
+import { createHash } from 'node:crypto';
+import { BulwarkError, requireNumberIn, requireOneOf } from '../core/index.js';
+import type { Dataset } from '../data/index.js';
+import type { Network } from '../ml/index.js';
+import {
+  activationClustering,
+  hiddenRepresentations,
+  type PoisonScores,
+  spectralSignatures,
+} from '../robust/index.js';
+import { type TrainTabularOptions, type TrainTabularResult, trainTabular } from '../train/index.js';
+
+export const INSPECT_METHODS = ['spectral', 'activations', 'both'] as const;
+export type InspectMethod = (typeof INSPECT_METHODS)[number];
+
+/** ONNX metadata key recording what sanitising removed. */
+export const META_SANITIZE = 'bulwark.sanitize';
+
+export interface InspectOptions {
+  /** Default `both`: a row is flagged when either defence flags it. */
+  method?: InspectMethod;
+  /** Expected poison fraction for spectral signatures (default 0.05). */
+  expectedPoisonFraction?: number;
+  seed?: number;
+}
+
+export interface FlaggedRow {
+  /** 0-based row of the inspected data. */
+  row: number;
+  class: number;
+  /** The spectral score normalised by its class's threshold (>= 1 flagged), or the clustering score. */
+  score: number;
+  by: ('spectral' | 'activations')[];
+}
+
+export interface Inspection {
+  method: InspectMethod;
+  rows: number;
+  flagged: FlaggedRow[];
+  spectral?: PoisonScores;
+  activations?: PoisonScores;
+}
+
+/** Runs the defences on a model's hidden representations of `x` (labels `y`). */
+export function inspectRows(
+  net: Network,
+  x: Float32Array,
+  y: Int32Array,
+  o: InspectOptions = {},
+): Inspection {
+  const method = requireOneOf('method', o.method ?? 'both', INSPECT_METHODS);
+  const eps = requireNumberIn('expectedPoisonFraction', o.expectedPoisonFraction ?? 0.05, 0, 0.5);
+  const rows = y.length;
+  const { reps, dim } = hiddenRepresentations(net, x, rows);
+  const seed = o.seed ?? 0;
+  const spectral =
+    method === 'activations'
+      ? undefined
+      : spectralSignatures(reps, dim, y, net.classes, { expectedPoisonFraction: eps, rng: seed });
+  const activations =
+    method === 'spectral' ? undefined : activationClustering(reps, dim, y, net.classes, { rng: seed + 1 });
+  const flagged: FlaggedRow[] = [];
+  const thresholds = new Map((spectral?.classes ?? []).map((c) => [c.class, c.threshold ?? Number.NaN]));
+  for (let r = 0; r < rows; r++) {
+    const by: FlaggedRow['by'] = [];
+    if (spectral?.flagged[r]) by.push('spectral');
+    if (activations?.flagged[r]) by.push('activations');
+    if (by.length === 0) continue;
+    const c = y[r] as number;
+    const t = thresholds.get(c) ?? Number.NaN;
+    const score =
+      by.includes('spectral') && t > 0
+        ? (spectral?.scores[r] as number) / t
+        : (activations?.scores[r] as number);
+    flagged.push({ row: r, class: c, score, by });
+  }
+  flagged.sort((a, b) => b.score - a.score || a.row - b.row);
+  return {
+    method,
+    rows,
+    flagged,
+    ...(spectral ? { spectral } : {}),
+    ...(activations ? { activations } : {}),
+  };
+}
+
+/** The class index of each row's label, in the model's class order; throws ERR_LABEL_INVALID for unknown labels. */
+export function labelIndices(ds: Dataset, label: string, classValues: readonly string[]): Int32Array {
+  const col = ds.column(label);
+  const y = new Int32Array(ds.rowCount);
+  for (let i = 0; i < ds.rowCount; i++) {
+    const v = col.values[i];
+    const s =
+      v === null || v === undefined
+        ? null
+        : typeof v === 'number'
+          ? Number.isFinite(v)
+            ? String(v)
+            : null
+          : v;
+    const idx = s === null ? -1 : classValues.indexOf(s);
+    if (idx < 0)
+      throw new BulwarkError(
+        'ERR_LABEL_INVALID',
+        `row ${i + 1}: label "${String(v)}" is not one of the classes (${classValues.join(', ')})`,
+        {
+          details: { row: i + 1, field: label },
+        },
+      );
+    y[i] = idx;
+  }
+  return y;
+}
+
+export interface SanitizeRecord {
+  method: InspectMethod;
+  expectedPoisonFraction: number;
+  rowsBefore: number;
+  removed: number;
+  /** sha256 of the removed 0-based row numbers, comma-separated ascending (ties the record to the rows). */
+  removedDigest: string;
+  /** The removed 0-based row numbers of the input data, ascending. */
+  removedRows: number[];
+}
+
+export interface SanitizedTraining {
+  result: TrainTabularResult;
+  /** The model trained on the data as it came (whose representations were inspected). */
+  firstPass: TrainTabularResult;
+  inspection: Inspection;
+  record: SanitizeRecord;
+}
+
+/**
+ * `bulwark train --sanitize`: trains on the data as it came, inspects every row with that model's
+ * hidden representations, removes the flagged rows and trains again with the same options; the final
+ * model's ONNX metadata records what was removed ({@link META_SANITIZE}).
+ */
+export async function trainSanitized(
+  ds: Dataset,
+  train: TrainTabularOptions,
+  o: InspectOptions = {},
+  onStage?: (stage: 'first-pass' | 'inspect' | 'retrain') => void,
+): Promise<SanitizedTraining> {
+  const method = requireOneOf('method', o.method ?? 'both', INSPECT_METHODS);
+  const eps = o.expectedPoisonFraction ?? 0.05;
+  onStage?.('first-pass');
+  const firstPass = await trainTabular(ds, train);
+  onStage?.('inspect');
+  const fm = firstPass.pipeline.transform(ds);
+  const y = labelIndices(ds, train.label, firstPass.classValues);
+  const inspection = inspectRows(firstPass.network, fm.matrix, y, {
+    method,
+    expectedPoisonFraction: eps,
+    seed: o.seed ?? train.seed ?? 0,
+  });
+  const removedRows = inspection.flagged.map((f) => f.row).sort((a, b) => a - b);
+  const gone = new Set(removedRows);
+  const keep: number[] = [];
+  for (let i = 0; i < ds.rowCount; i++) if (!gone.has(i)) keep.push(i);
+  const record: SanitizeRecord = {
+    method,
+    expectedPoisonFraction: eps,
+    rowsBefore: ds.rowCount,
+    removed: removedRows.length,
+    removedDigest: `sha256:${createHash('sha256').update(removedRows.join(',')).digest('hex')}`,
+    removedRows,
+  };
+  onStage?.('retrain');
+  const result = await trainTabular(ds.take(keep), {
+    ...train,
+    metadata: { ...(train.metadata ?? {}), [META_SANITIZE]: JSON.stringify(record) },
+  });
+  return { result, firstPass, inspection, record };
+}
