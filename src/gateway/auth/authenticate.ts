@@ -3,7 +3,7 @@ import { BulwarkError, validateConfig } from '../../core/index.js';
 import { type AuthConfig, type AuthConfigInput, authConfigSchema, type IdentityRule } from './config.js';
 import { CaBundle, parsePemHeader, parseXfcc } from './forwarded.js';
 import { JwtVerifier, type VerifiedToken } from './jwt.js';
-import { certificateThumbprint, parseSpiffeId, spiffeIdFromCertificate } from './spiffe.js';
+import { certificateThumbprint, parseSpiffeId, SvidCache } from './spiffe.js';
 import type { AuthRequest, Principal } from './types.js';
 
 export interface AuthenticatorOptions {
@@ -46,6 +46,7 @@ export class Authenticator {
   readonly #jwt: JwtVerifier | undefined;
   readonly #proxies: ReadonlyMap<string, 'xfcc' | 'pem'>;
   #ca: CaBundle | undefined;
+  readonly #svids = new SvidCache();
 
   private constructor(
     config: AuthConfig,
@@ -185,7 +186,7 @@ export class Authenticator {
     const peer = req.peerAuthorized ? req.peerCertificate : undefined;
     const forwarded = req.forwardedClientCert;
     let peerId: string | undefined;
-    if (peer !== undefined && mtls !== undefined) peerId = spiffeIdFromCertificate(peer);
+    if (peer !== undefined && mtls !== undefined) peerId = this.#svids.facts(peer).spiffeId;
     const proxyFormat = peerId === undefined ? undefined : this.#proxies.get(peerId);
 
     if (forwarded !== undefined && forwarded !== '') {
@@ -209,15 +210,17 @@ export class Authenticator {
     trustDomains: readonly string[],
     knownId?: string,
   ): CertIdentity {
-    const spiffeId = knownId ?? spiffeIdFromCertificate(cert);
+    const facts = this.#svids.facts(cert);
+    const spiffeId = knownId ?? facts.spiffeId;
     const { trustDomain } = parseSpiffeId(spiffeId);
     if (!trustDomains.includes(trustDomain))
       throw new BulwarkError('ERR_AUTH_TRUST_DOMAIN', `SPIFFE trust domain ${trustDomain} is not allowed`);
-    return { spiffeId, thumbprint: certificateThumbprint(cert), notAfter: Date.parse(cert.validTo), source };
+    return { spiffeId, thumbprint: facts.thumbprint, notAfter: facts.notAfter, source };
   }
 
   /** Reloads the JWKS (file re-read or remote refetch), the CA bundle, and empties the token cache. */
   async reload(): Promise<void> {
+    this.#svids.clear();
     if (this.#jwt !== undefined) await this.#jwt.reload();
     if (this.#config.mtls?.caFile !== undefined) this.#ca = await CaBundle.load(this.#config.mtls.caFile);
   }

@@ -80,3 +80,47 @@ export function inTrustDomains(id: string, trustDomains: readonly string[]): boo
   const { trustDomain } = parseSpiffeId(id);
   return trustDomains.includes(trustDomain);
 }
+
+/** What the gateway needs from a client certificate; a pure function of its DER bytes. */
+export interface SvidFacts {
+  readonly spiffeId: string;
+  readonly thumbprint: string;
+  /** validTo, epoch ms. */
+  readonly notAfter: number;
+}
+
+/**
+ * Memoises {@link spiffeIdFromCertificate} by certificate thumbprint: ASN.1-parsing the SVID costs tens
+ * of microseconds and a workload presents the same certificate on every request. The result depends only
+ * on the DER bytes (trust-domain and validity checks stay per request), so the cache can never be stale;
+ * it is bounded and emptied on reload anyway.
+ */
+export class SvidCache {
+  readonly #max: number;
+  readonly #map = new Map<string, SvidFacts | BulwarkError>();
+
+  constructor(maxEntries = 10_000) {
+    this.#max = maxEntries;
+  }
+
+  facts(cert: X509Certificate): SvidFacts {
+    const thumbprint = certificateThumbprint(cert);
+    let v = this.#map.get(thumbprint);
+    if (v === undefined) {
+      try {
+        v = { spiffeId: spiffeIdFromCertificate(cert), thumbprint, notAfter: Date.parse(cert.validTo) };
+      } catch (e) {
+        if (!(e instanceof BulwarkError)) throw e;
+        v = e;
+      }
+      if (this.#map.size >= this.#max) this.#map.delete(this.#map.keys().next().value as string);
+      this.#map.set(thumbprint, v);
+    }
+    if (v instanceof BulwarkError) throw new BulwarkError(v.code, v.message);
+    return v;
+  }
+
+  clear(): void {
+    this.#map.clear();
+  }
+}
