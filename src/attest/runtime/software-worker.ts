@@ -10,7 +10,7 @@ import { createHash, generateKeyPairSync } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { BulwarkError } from '../../core/index.js';
-import { OnnxRuntimeModel } from '../../ml/index.js';
+import { fromOnnx, OnnxRuntimeModel } from '../../ml/index.js';
 import { signSoftwareAttestation } from '../formats/software.js';
 import { AttestedSessionServer, type Attester } from '../session/server.js';
 import { parseInferenceRequest } from './inference.js';
@@ -50,11 +50,26 @@ async function main(init: WorkerInit): Promise<void> {
   };
   const server = await AttestedSessionServer.create({ attester });
   const model = init.model ? await OnnxRuntimeModel.create(init.model) : null;
+  // The input width, when Bulwark can import the graph: wrong widths are refused before ONNX Runtime.
+  let width: number | null = null;
+  if (init.model) {
+    try {
+      width = fromOnnx(init.model).network.inputs;
+    } catch {
+      width = null;
+    }
+  }
   const app = async (pt: Uint8Array): Promise<Uint8Array> => {
     let out: unknown;
     try {
       if (!model) throw new BulwarkError('ERR_ONNX_RUNTIME', 'no model loaded in this enclave');
       const r = parseInferenceRequest(pt);
+      if (width !== null && r.features !== width) {
+        throw new BulwarkError(
+          'ERR_SHAPE_MISMATCH',
+          `the model takes ${width} features per row, the request gives ${r.features}`,
+        );
+      }
       const res = await model.run(r.x, r.rows, r.features);
       out = {
         outputs: Object.fromEntries(
