@@ -62,8 +62,11 @@ export {
   loadSigningKey,
   MODEL_SIGNING_PREDICATE_TYPE,
   type ModelStatement,
+  type ParsedSignature,
   pae,
   parsePublicKey,
+  parseSignature,
+  parseStatement,
   publicKeyId,
   publicKeyPem,
   rootDigest,
@@ -73,6 +76,8 @@ export {
   type SigningAlgorithm,
   type SigningKey,
   signingKeyFromPem,
+  signStatement,
+  verifyBytes,
   writeSigningKey,
 } from './sign.js';
 export {

@@ -44,8 +44,17 @@ export const IN_TOTO_PAYLOAD_TYPE = 'application/vnd.in-toto+json';
 export const SIGSTORE_BUNDLE_MEDIA_TYPE: string = BUNDLE_V03_MEDIA_TYPE;
 
 /** Signature algorithms accepted. */
-export type SigningAlgorithm = 'ecdsa-p256-sha256' | 'ed25519';
-export const SIGNING_ALGORITHMS: readonly SigningAlgorithm[] = ['ecdsa-p256-sha256', 'ed25519'];
+export type SigningAlgorithm = 'ecdsa-p256-sha256' | 'ecdsa-p384-sha384' | 'ed25519';
+export const SIGNING_ALGORITHMS: readonly SigningAlgorithm[] = [
+  'ecdsa-p256-sha256',
+  'ecdsa-p384-sha384',
+  'ed25519',
+];
+
+/** The hash ECDSA uses with each curve (as model_signing's get_ec_key_hash). */
+function ecHash(algorithm: SigningAlgorithm): string | null {
+  return algorithm === 'ed25519' ? null : algorithm === 'ecdsa-p384-sha384' ? 'sha384' : 'sha256';
+}
 
 /** One signed resource: a name and the SHA-256 of its bytes. */
 export interface SignedResource {
@@ -84,13 +93,15 @@ export function algorithmOf(key: KeyObject, where: string): SigningAlgorithm {
   if (key.asymmetricKeyType === 'ed25519') return 'ed25519';
   if (key.asymmetricKeyType === 'ec' && key.asymmetricKeyDetails?.namedCurve === 'prime256v1')
     return 'ecdsa-p256-sha256';
+  if (key.asymmetricKeyType === 'ec' && key.asymmetricKeyDetails?.namedCurve === 'secp384r1')
+    return 'ecdsa-p384-sha384';
   const kind =
     key.asymmetricKeyType === 'ec'
       ? `EC ${key.asymmetricKeyDetails?.namedCurve ?? '?'}`
       : (key.asymmetricKeyType ?? key.type);
   throw bad(
     'ERR_SIGNING_KEY_INVALID',
-    `${where}: ${kind} keys are not supported for model signing (use ECDSA P-256 or Ed25519)`,
+    `${where}: ${kind} keys are not supported for model signing (use ECDSA P-256, P-384 or Ed25519)`,
   );
 }
 
@@ -159,7 +170,9 @@ export function generateSigningKey(algorithm: SigningAlgorithm = 'ecdsa-p256-sha
   const { privateKey, publicKey } =
     algorithm === 'ed25519'
       ? generateKeyPairSync('ed25519')
-      : generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+      : generateKeyPairSync('ec', {
+          namedCurve: algorithm === 'ecdsa-p384-sha384' ? 'secp384r1' : 'prime256v1',
+        });
   return { privateKey, publicKey, algorithm, keyId: publicKeyId(publicKey) };
 }
 
@@ -215,9 +228,10 @@ export function rootDigest(resources: readonly SignedResource[]): string {
 }
 
 function signBytes(key: SigningKey, data: Buffer): Buffer {
-  return key.algorithm === 'ed25519'
+  const h = ecHash(key.algorithm);
+  return h === null
     ? cryptoSign(null, data, key.privateKey)
-    : cryptoSign('sha256', data, { key: key.privateKey, dsaEncoding: 'der' });
+    : cryptoSign(h, data, { key: key.privateKey, dsaEncoding: 'der' });
 }
 
 /** Verifies `sig` over `data` with a public key of a known algorithm. */
@@ -227,10 +241,11 @@ export function verifyBytes(
   data: Buffer,
   sig: Uint8Array,
 ): boolean {
+  const h = ecHash(algorithm);
   try {
-    return algorithm === 'ed25519'
+    return h === null
       ? cryptoVerify(null, data, publicKey, sig)
-      : cryptoVerify('sha256', data, { key: publicKey, dsaEncoding: 'der' }, sig);
+      : cryptoVerify(h, data, { key: publicKey, dsaEncoding: 'der' }, sig);
   } catch {
     return false;
   }

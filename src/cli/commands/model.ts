@@ -107,19 +107,20 @@ export function registerModelCommands(program: Command): void {
     .description('create a signing key pair (private key written 0600, never printed)')
     .requiredOption('--out <file>', 'private key file (PKCS#8 PEM)')
     .option('--public <file>', 'public key file (default: <out>.pub)')
-    .option('--algorithm <alg>', 'ecdsa-p256 (default) or ed25519', 'ecdsa-p256')
+    .option('--algorithm <alg>', 'ecdsa-p256 (default), ecdsa-p384 or ed25519', 'ecdsa-p256')
     .action(async function (this: Command) {
       const io = ioOf(this);
       const o = this.opts<{ out: string; public?: string; algorithm: string }>();
       const algs: Record<string, SigningAlgorithm> = {
         'ecdsa-p256': 'ecdsa-p256-sha256',
+        'ecdsa-p384': 'ecdsa-p384-sha384',
         ed25519: 'ed25519',
       };
       const alg = algs[o.algorithm];
       if (!alg)
         throw new BulwarkError(
           'ERR_INVALID_ARGUMENT',
-          `--algorithm: expected ecdsa-p256 or ed25519, got "${o.algorithm}"`,
+          `--algorithm: expected ecdsa-p256, ecdsa-p384 or ed25519, got "${o.algorithm}"`,
         );
       const pub = o.public ?? `${o.out}.pub`;
       const key = generateSigningKey(alg);
