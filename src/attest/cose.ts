@@ -81,3 +81,21 @@ export function encodeCoseSign1(
 ): Uint8Array {
   return encode([plain(protectedBytes), new Map(), plain(payload), plain(signature)]);
 }
+
+/**
+ * The `timestamp` (ms) a COSE-signed attestation claims, read WITHOUT verifying it: only to choose the
+ * verification time for stored evidence (`bulwark attest verify --at document`). Null if none.
+ */
+export function peekCoseTimestamp(bytes: Uint8Array): Date | null {
+  try {
+    let v = decode(bytes, { preferMap: true });
+    if (v instanceof Tag) v = v.contents;
+    if (!Array.isArray(v) || !(v[2] instanceof Uint8Array)) return null;
+    const m = decode(v[2], { preferMap: true });
+    const t = m instanceof Map ? m.get('timestamp') : undefined;
+    const n = typeof t === 'bigint' ? Number(t) : t;
+    return typeof n === 'number' && Number.isSafeInteger(n) && n > 0 ? new Date(n) : null;
+  } catch {
+    return null;
+  }
+}

@@ -3,6 +3,7 @@
  * for TDX and NVIDIA GPUs), policies, attested HPKE sessions, and enclave runtimes. See
  * docs/attestation.md.
  */
+export { peekCoseTimestamp } from './cose.js';
 export { AWS_NITRO_ROOT_FINGERPRINT, type NitroPayload, parseNitroPayload } from './formats/nitro.js';
 export {
   AMD_ARK_FINGERPRINTS,

@@ -1,5 +1,6 @@
 import { Command, CommanderError } from 'commander';
 import { BulwarkError, bulwarkVersion } from '../core/index.js';
+import { registerAttestCommands } from './commands/attest.js';
 import { registerAuditCommands } from './commands/audit.js';
 import { registerDataCommands } from './commands/data.js';
 import { registerDemoCommand } from './commands/demo.js';
@@ -44,6 +45,7 @@ Errors print one line "bulwark: ERR_CODE: message"; every code is listed in docs
   registerDataCommands(program);
   registerAuditCommands(program);
   registerDemoCommand(program);
+  registerAttestCommands(program);
   registerDeployCommands(program);
   registerEvaluateCommand(program);
   registerKeysCommands(program);

@@ -72,7 +72,9 @@ describe('software enclave: a worker process runs the model and holds the keys',
     assert.ok(probs, JSON.stringify(res).slice(0, 200));
     assert.deepEqual(probs.dims, [ROWS, 2]);
     const ours = net.predictProba(Float32Array.from(inputs.flat()), ROWS);
-    probs.data.forEach((p, i) => assert.ok(Math.abs(p - (ours[i] as number)) < 1e-5, `${p} vs ${ours[i]}`));
+    probs.data.forEach((p, i) => {
+      assert.ok(Math.abs(p - (ours[i] as number)) < 1e-5, `${p} vs ${ours[i]}`);
+    });
     // An input the model refuses comes back as an encrypted error, not a plaintext one.
     const bad = parseInferenceResponse(await client.request(encodeInferenceRequest([[1, 2]])));
     assert.equal(bad.error?.code, 'ERR_SHAPE_MISMATCH');

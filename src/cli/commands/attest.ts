@@ -1,0 +1,240 @@
+import { readFile } from 'node:fs/promises';
+import { type Command, InvalidArgumentError } from 'commander';
+import { z } from 'zod';
+import {
+  type AttestationClaims,
+  type AttestationPolicy,
+  attestationFormats,
+  attestationVerifier,
+  parsePolicy,
+  peekCoseTimestamp,
+  RESERVED_ATTESTATION_FORMATS,
+  verifyAttestation,
+} from '../../attest/index.js';
+import { BulwarkError, fsError, parseConfig, requireFile } from '../../core/index.js';
+import { ioOf } from '../program.js';
+
+interface VerifyOpts {
+  format: string;
+  root?: string[];
+  chain?: string[];
+  at?: string;
+  policy?: string;
+  nonce?: string;
+  userData?: string;
+  publicKey?: string;
+}
+
+function hexOption(what: string): (v: string) => string {
+  return (v) => {
+    if (!/^([0-9a-fA-F]{2})+$/.test(v)) throw new InvalidArgumentError(`expected ${what} as hex, got "${v}"`);
+    return v.toLowerCase();
+  };
+}
+
+const collect = (v: string, prev: string[] | undefined) => [...(prev ?? []), v];
+
+async function readBytes(path: string, what: string): Promise<Uint8Array> {
+  await requireFile(path, what);
+  try {
+    return new Uint8Array(await readFile(path));
+  } catch (e) {
+    throw fsError(e, path, `cannot read ${what}`);
+  }
+}
+
+/** A document file is raw bytes, or base64 text (how Nitro documents are often stored and sent). */
+function documentBytes(raw: Uint8Array): Uint8Array {
+  const text = Buffer.from(raw).toString('latin1').trim();
+  if (text.length >= 16 && /^[A-Za-z0-9+/=\s_-]+$/.test(text))
+    return new Uint8Array(Buffer.from(text.replace(/\s+/g, ''), 'base64'));
+  return raw;
+}
+
+/** A certificate/key file: PEM text is passed as text, anything else as DER bytes. */
+async function readPemOrDer(path: string, what: string): Promise<string | Uint8Array> {
+  const b = await readBytes(path, what);
+  const t = Buffer.from(b).toString('latin1');
+  return t.includes('-----BEGIN ') ? t : b;
+}
+
+function parseAt(v: string): Date | 'document' {
+  if (v === 'document') return 'document';
+  const d = /^\d+$/.test(v) ? new Date(Number(v)) : new Date(v);
+  if (Number.isNaN(d.getTime())) {
+    throw new BulwarkError(
+      'ERR_USAGE',
+      `--at: expected an ISO-8601 time, milliseconds since the epoch, or "document", got "${v}"`,
+    );
+  }
+  return d;
+}
+
+async function loadPolicy(path: string): Promise<AttestationPolicy> {
+  await requireFile(path, 'policy file');
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (e) {
+    throw fsError(e, path, 'cannot read policy');
+  }
+  return parsePolicy(parseConfig(text, z.unknown(), path));
+}
+
+const hex = (b: Uint8Array | null) => (b ? Buffer.from(b).toString('hex') : null);
+
+function claimsJson(c: AttestationClaims): Record<string, unknown> {
+  return {
+    format: c.format,
+    hardware: c.hardware,
+    debug: c.debug,
+    time: c.time?.toISOString() ?? null,
+    trustAnchor: c.trustAnchor,
+    measurements: c.measurements,
+    nonce: hex(c.nonce),
+    nonceVerified: c.nonceVerified,
+    publicKey: hex(c.publicKey),
+    userData: hex(c.userData),
+    ...(c.tcb ? { tcb: c.tcb } : {}),
+    details: c.details,
+  };
+}
+
+function human(c: AttestationClaims, policy: string | undefined, at: Date): string {
+  const short = (h: string | null) =>
+    h === null ? 'none' : h.length > 64 ? `${h.slice(0, 64)}… (${h.length / 2} bytes)` : h;
+  const lines = [
+    `verified: ${c.format} attestation (${c.hardware ? 'hardware root of trust' : 'SOFTWARE: no hardware guarantee'})`,
+    `  trust anchor  ${c.trustAnchor}`,
+    `  checked at    ${at.toISOString()}`,
+    `  time          ${c.time?.toISOString() ?? 'none in the document'}`,
+    `  debug         ${c.debug ? 'YES (the host can read enclave memory)' : 'no'}`,
+    ...Object.entries(c.details).map(([k, v]) => `  ${k.padEnd(13)} ${String(v)}`),
+    ...(c.tcb
+      ? [
+          `  tcb           ${Object.entries(c.tcb)
+            .map(([k, v]) => `${k} ${v}`)
+            .join(', ')}`,
+        ]
+      : []),
+    '  measurements',
+    ...Object.entries(c.measurements).map(([k, v]) => `    ${k.padEnd(11)} ${v}`),
+    `  nonce         ${c.nonce ? `${short(hex(c.nonce))}${c.nonceVerified ? ' (matches --nonce)' : ''}` : 'none'}`,
+    `  public key    ${short(hex(c.publicKey))}`,
+    `  user data     ${short(hex(c.userData))}`,
+    `  policy        ${policy ? `${policy}: passed` : 'none given (signature, chain and bindings only)'}`,
+  ];
+  if (!c.hardware)
+    lines.push(
+      'WARNING: a software attestation is signed by an ordinary process key; it proves nothing about the machine.',
+    );
+  return lines.join('\n');
+}
+
+export function registerAttestCommands(program: Command): void {
+  const attest = program
+    .command('attest')
+    .description('Verify enclave attestation documents (AWS Nitro, AMD SEV-SNP, Bulwark software mode)');
+
+  attest
+    .command('verify')
+    .description(
+      'Verify an attestation document: signature, certificate chain to the pinned root, bindings, policy',
+    )
+    .argument('<doc>', 'the attestation document (raw bytes or base64)')
+    .requiredOption('--format <format>', `document format: ${['nitro', 'sev-snp', 'software'].join(' | ')}`)
+    .option(
+      '--root <pem>',
+      'trust this root certificate (or, for software, signer public key) instead of the pinned one; repeatable',
+      collect,
+    )
+    .option(
+      '--chain <file>',
+      'certificates that do not travel in the document (SEV-SNP: ASK/ARK PEM and VCEK DER); repeatable',
+      collect,
+    )
+    .option(
+      '--at <time>',
+      'verification time: ISO-8601, ms since the epoch, or "document" (its own timestamp)',
+    )
+    .option(
+      '--policy <file>',
+      'YAML/JSON attestation policy (requireHardware, allowDebug, measurements, maxAgeSeconds, minTcb)',
+    )
+    .option('--nonce <hex>', 'the nonce the document must carry', hexOption('a nonce'))
+    .option(
+      '--user-data <hex>',
+      'the user data (SEV-SNP REPORT_DATA) the document must bind',
+      hexOption('user data'),
+    )
+    .option('--public-key <file>', 'a file holding the exact public key bytes the document must bind')
+    .addHelpText(
+      'after',
+      `
+Exit codes: 0 verified · 2 unknown format or bad option · 3 malformed document or missing file ·
+4 policy file invalid · 5 refused (signature, chain, root, expiry, nonce, binding, debug, measurement,
+TCB, hardware required, stale). Examples:
+  bulwark attest verify doc.bin --format nitro --at document
+  bulwark attest verify report.bin --format sev-snp --chain ask_ark_milan.pem --chain vcek.der --policy prod.yaml`,
+    )
+    .action(async (doc: string, o: VerifyOpts, cmd: Command) => {
+      const io = ioOf(cmd);
+      attestationVerifier(o.format); // unknown format: fail before reading anything
+      const bytes = documentBytes(await readBytes(doc, 'attestation document'));
+      const roots = o.root ? await Promise.all(o.root.map((r) => readPemOrDer(r, 'root'))) : undefined;
+      const chain = o.chain
+        ? await Promise.all(o.chain.map((c) => readPemOrDer(c, 'chain file')))
+        : undefined;
+      const policy = o.policy ? await loadPolicy(o.policy) : undefined;
+      let at = o.at === undefined ? new Date() : parseAt(o.at);
+      if (at === 'document') {
+        const t = peekCoseTimestamp(bytes);
+        if (!t)
+          throw new BulwarkError(
+            'ERR_USAGE',
+            `--at document: a ${o.format} document carries no timestamp; give a time`,
+          );
+        at = t;
+      }
+      const claims = await verifyAttestation(o.format, bytes, {
+        at,
+        ...(roots ? { roots } : {}),
+        ...(chain ? { chain } : {}),
+        ...(policy ? { policy } : {}),
+        ...(o.nonce ? { nonce: new Uint8Array(Buffer.from(o.nonce, 'hex')) } : {}),
+        ...(o.userData ? { userData: new Uint8Array(Buffer.from(o.userData, 'hex')) } : {}),
+        ...(o.publicKey ? { publicKey: await readBytes(o.publicKey, 'public key file') } : {}),
+      });
+      const atDate = at;
+      io.result(
+        {
+          verified: true,
+          checkedAt: atDate.toISOString(),
+          policy: o.policy ?? null,
+          claims: claimsJson(claims),
+        },
+        () => human(claims, o.policy, atDate),
+      );
+    });
+
+  attest
+    .command('formats')
+    .description('List the attestation formats Bulwark verifies, and the reserved ones')
+    .action((_o: unknown, cmd: Command) => {
+      const io = ioOf(cmd);
+      const formats = attestationFormats().map((f) => {
+        const v = attestationVerifier(f);
+        return { format: f, hardware: v.hardware, description: v.description };
+      });
+      const reserved = Object.entries(RESERVED_ATTESTATION_FORMATS).map(([format, description]) => ({
+        format,
+        description,
+      }));
+      io.result({ formats, reserved }, () =>
+        [
+          ...formats.map((f) => `${f.format.padEnd(11)} ${f.description}`),
+          ...reserved.map((r) => `${r.format.padEnd(11)} ${r.description}`),
+        ].join('\n'),
+      );
+    });
+}

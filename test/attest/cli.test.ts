@@ -1,0 +1,174 @@
+import assert from 'node:assert/strict';
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { signSoftwareAttestation } from '../../src/attest/index.js';
+import { runBulwark } from '../helpers/cli.js';
+import { NITRO_DOC, noSamples, SNP_ASK_ARK, SNP_REPORT, SNP_VCEK } from './fixtures.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'bulwark-attest-cli-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+const errOf = (stderr: string) => /bulwark: (ERR_[A-Z_]+)/.exec(stderr)?.[1];
+
+describe('bulwark attest verify', { skip: noSamples }, () => {
+  it('verifies the real Nitro document at its own time (--json claims)', () => {
+    const r = runBulwark(['--json', 'attest', 'verify', NITRO_DOC, '--format', 'nitro', '--at', 'document']);
+    assert.equal(r.code, 0, r.stderr);
+    const out = JSON.parse(r.stdout) as {
+      verified: boolean;
+      claims: { format: string; hardware: boolean; trustAnchor: string; time: string };
+    };
+    assert.equal(out.verified, true);
+    assert.equal(out.claims.hardware, true);
+    assert.match(out.claims.trustAnchor, /^64:1A:03:21:.*:BB:5B$/);
+    assert.equal(out.claims.time, '2022-07-06T14:18:22.484Z');
+  });
+
+  it('base64 documents are accepted; today the leaf has expired (exit 5)', () => {
+    const b64 = join(dir, 'doc.b64');
+    writeFileSync(b64, readFileSync(NITRO_DOC).toString('base64'));
+    assert.equal(runBulwark(['attest', 'verify', b64, '--format', 'nitro', '--at', 'document']).code, 0);
+    const r = runBulwark(['attest', 'verify', NITRO_DOC, '--format', 'nitro']);
+    assert.equal(r.code, 5);
+    assert.equal(errOf(r.stderr), 'ERR_ATTEST_CERT_EXPIRED');
+    assert.equal(r.stderr.trim().split('\n').length, 1, 'one line, no stack trace');
+  });
+
+  it('a tampered byte, a wrong nonce, a PCR policy', () => {
+    const d = Buffer.from(readFileSync(NITRO_DOC));
+    const off = d.indexOf(Buffer.from('bcdf05fefccaa8e5', 'hex'));
+    d[off + 3] = (d[off + 3] as number) ^ 0x10;
+    const bad = join(dir, 'tampered.bin');
+    writeFileSync(bad, d);
+    assert.equal(
+      errOf(runBulwark(['attest', 'verify', bad, '--format', 'nitro', '--at', 'document']).stderr),
+      'ERR_ATTEST_SIGNATURE',
+    );
+    assert.equal(
+      errOf(
+        runBulwark([
+          'attest',
+          'verify',
+          NITRO_DOC,
+          '--format',
+          'nitro',
+          '--at',
+          'document',
+          '--nonce',
+          'abcd',
+        ]).stderr,
+      ),
+      'ERR_ATTEST_NONCE',
+    );
+    const pol = join(dir, 'pcr.yaml');
+    writeFileSync(pol, `maxAgeSeconds: null\nmeasurements:\n  PCR0: ["${'00'.repeat(48)}"]\n`);
+    const r = runBulwark([
+      'attest',
+      'verify',
+      NITRO_DOC,
+      '--format',
+      'nitro',
+      '--at',
+      'document',
+      '--policy',
+      pol,
+    ]);
+    assert.equal(r.code, 5);
+    assert.equal(errOf(r.stderr), 'ERR_ATTEST_MEASUREMENT');
+  });
+
+  it('SEV-SNP: verifies with its chain; a production policy refuses the debug guest', () => {
+    const args = [
+      'attest',
+      'verify',
+      SNP_REPORT,
+      '--format',
+      'sev-snp',
+      '--chain',
+      SNP_ASK_ARK,
+      '--chain',
+      SNP_VCEK,
+    ];
+    const ok = runBulwark(['--json', ...args]);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.equal((JSON.parse(ok.stdout) as { claims: { debug: boolean } }).claims.debug, true);
+    const prod = join(dir, 'prod.yaml');
+    writeFileSync(prod, 'requireHardware: true\nallowDebug: false\n');
+    const r = runBulwark([...args, '--policy', prod]);
+    assert.equal(r.code, 5);
+    assert.equal(errOf(r.stderr), 'ERR_ATTEST_DEBUG');
+  });
+
+  it('usage, input and config errors have their exit codes', () => {
+    const unknown = runBulwark(['attest', 'verify', NITRO_DOC, '--format', 'sgx']);
+    assert.equal(unknown.code, 2);
+    assert.equal(errOf(unknown.stderr), 'ERR_ATTEST_FORMAT_UNKNOWN');
+    assert.equal(runBulwark(['attest', 'verify', join(dir, 'nope.bin'), '--format', 'nitro']).code, 3);
+    const badPolicy = join(dir, 'bad.yaml');
+    writeFileSync(badPolicy, 'alowDebug: true\n');
+    const r = runBulwark([
+      'attest',
+      'verify',
+      NITRO_DOC,
+      '--format',
+      'nitro',
+      '--at',
+      'document',
+      '--policy',
+      badPolicy,
+    ]);
+    assert.equal(r.code, 4);
+    assert.equal(errOf(r.stderr), 'ERR_ATTEST_POLICY_INVALID');
+    assert.equal(
+      runBulwark(['attest', 'verify', NITRO_DOC, '--format', 'nitro', '--at', 'yesterday']).code,
+      2,
+    );
+  });
+});
+
+describe('bulwark attest verify --format software', () => {
+  it('needs the pinned signer key and says plainly there is no hardware guarantee', () => {
+    const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+    const doc = join(dir, 'soft.bin');
+    writeFileSync(
+      doc,
+      signSoftwareAttestation(
+        {
+          moduleId: 'm',
+          timestamp: Date.now(),
+          measurements: { model: new Uint8Array(48) },
+          nonce: null,
+          publicKey: null,
+          userData: null,
+        },
+        privateKey,
+        publicKey,
+      ),
+    );
+    const key = join(dir, 'signer.pem');
+    writeFileSync(key, publicKey.export({ type: 'spki', format: 'pem' }));
+    const ok = runBulwark(['attest', 'verify', doc, '--format', 'software', '--root', key]);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.match(ok.stdout, /SOFTWARE: no hardware guarantee/);
+    assert.equal(
+      errOf(runBulwark(['attest', 'verify', doc, '--format', 'software']).stderr),
+      'ERR_ATTEST_UNTRUSTED_ROOT',
+    );
+    const prod = join(dir, 'hw.yaml');
+    writeFileSync(prod, '{}\n');
+    assert.equal(
+      errOf(
+        runBulwark(['attest', 'verify', doc, '--format', 'software', '--root', key, '--policy', prod]).stderr,
+      ),
+      'ERR_ATTEST_HARDWARE_REQUIRED',
+    );
+    const f = runBulwark(['--json', 'attest', 'formats']);
+    assert.deepEqual(
+      (JSON.parse(f.stdout) as { formats: { format: string }[] }).formats.map((x) => x.format),
+      ['nitro', 'sev-snp', 'software'],
+    );
+  });
+});
