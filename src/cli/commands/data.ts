@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { registerDataInspectCommand } from './data-inspect.js';
 import { registerDataProtectCommands } from './data-protect.js';
 import { registerDataSchemaCommands } from './data-schema.js';
 import { registerDataSynthCommand } from './data-synth.js';
@@ -9,4 +10,5 @@ export function registerDataCommands(program: Command): void {
   registerDataSchemaCommands(data);
   registerDataSynthCommand(data);
   registerDataProtectCommands(data);
+  registerDataInspectCommand(data);
 }

@@ -36,6 +36,7 @@ import { META_CLASS_VALUES, META_LABEL, META_PIPELINE } from '../../train/index.
 import { floatOption, intOption, listOption } from '../options.js';
 import { bulwarkVersion, ioOf } from '../program.js';
 import { startProgress } from '../progress.js';
+import { runEvaluateGate } from './evaluate-gate.js';
 
 interface LoadedModel {
   entry: RedTeamModel;
@@ -234,6 +235,14 @@ export function registerEvaluateCommand(program: Command): void {
     .option('--no-detectors', 'skip the detectors')
     .option('--seed <n>', 'seed of every random choice', intOption(0, Number.MAX_SAFE_INTEGER), 0)
     .option('--force', 'overwrite --report if it exists')
+    .option(
+      '--gate <file>',
+      'security gate YAML: exit 5 when a metric crosses its threshold (docs/integrity.md)',
+    )
+    .option(
+      '--ledger <location>',
+      "privacy budget ledger for the gate's privacy-spent checks (default $BULWARK_LEDGER)",
+    )
     .addHelpText(
       'after',
       `
@@ -266,6 +275,8 @@ the data), integers integral, one categorical value per field, --immutable colum
         detectors: boolean;
         seed: number;
         force?: boolean;
+        gate?: string;
+        ledger?: string;
       }>();
       const io = ioOf(this);
       const t0 = performance.now();
@@ -302,7 +313,8 @@ the data), integers integral, one categorical value per field, --immutable colum
           return schema ? validateAgainstSchema(ds, schema, { source: file, allowExtraColumns: true }) : ds;
         };
         const inputs = first.entry.model.inputs;
-        const test = labelled(await read(o.data), o.label, first.pipeline, first.classValues, inputs, o.data);
+        const raw = await read(o.data);
+        const test = labelled(raw, o.label, first.pipeline, first.classValues, inputs, o.data);
         const members =
           o.members === undefined
             ? undefined
@@ -351,6 +363,18 @@ the data), integers integral, one categorical value per field, --immutable colum
             );
           }
         }
+        if (o.gate !== undefined)
+          return await runEvaluateGate(
+            io,
+            { ...o, gate: o.gate },
+            first.entry,
+            first.pipeline,
+            first.classValues,
+            raw,
+            test.data,
+            domain,
+            members,
+          );
         const bar = startProgress(io, 'evaluate', 1000);
         let result: RedTeamResult;
         try {
