@@ -4,6 +4,7 @@ import { performance } from 'node:perf_hooks';
 import { BulwarkError, fsError, SeededRng, writeFileAtomic } from '../core/index.js';
 import { type ReportDoc, renderHtml, type Section } from '../report/index.js';
 import type { DemoOptions, DemoStage, DemoState, StageContext } from './stage.js';
+import { attestStage } from './stages/attest.js';
 import { auditOpenStage, auditStage, recordStage } from './stages/audit.js';
 import { baselineStage } from './stages/baseline.js';
 import { privacyStage } from './stages/privacy.js';
@@ -21,6 +22,7 @@ export const DEMO_STAGES: readonly DemoStage[] = [
   baselineStage,
   privacyStage,
   robustStage,
+  attestStage,
   auditStage,
 ];
 
