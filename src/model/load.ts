@@ -17,7 +17,9 @@
  * the whole-file digest continues the same hash over the signature and footer.
  */
 import { createHash } from 'node:crypto';
+import { once } from 'node:events';
 import { open } from 'node:fs/promises';
+import { Worker } from 'node:worker_threads';
 import { BulwarkError, fsError, requireFile } from '../core/index.js';
 import { decryptStream, type Keyring } from '../keys/index.js';
 import { OnnxRuntimeModel } from '../ml/index.js';
@@ -210,11 +212,78 @@ function verifyRead(p: PackageBytes, trust: TrustPolicy): VerifiedPackage {
   };
 }
 
+/**
+ * Hashes decrypted frames on a worker thread while this thread decrypts the next ones, and overwrites
+ * each frame once hashed (frames are handed over, not copied). Used for large models only: starting a
+ * worker costs tens of milliseconds. CommonJS source evaluated in the worker (works the same from
+ * tsx and from dist/).
+ */
+const HASH_WORKER = `
+const { parentPort } = require('node:worker_threads');
+const { createHash } = require('node:crypto');
+const h = createHash('sha256');
+parentPort.on('message', (m) => {
+  if (m === null) { parentPort.postMessage(h.digest('hex')); return; }
+  const u = new Uint8Array(m.buf, m.off, m.len);
+  h.update(u);
+  u.fill(0);
+});
+`;
+const WORKER_MIN_BYTES = 16 << 20;
+
+interface FrameHasher {
+  update(part: Buffer): void;
+  digest(): Promise<string>;
+  close(): Promise<void>;
+}
+
+function inlineHasher(): FrameHasher {
+  const h = createHash('sha256');
+  return {
+    update(part) {
+      h.update(part);
+      part.fill(0);
+    },
+    digest: async () => h.digest('hex'),
+    close: async () => undefined,
+  };
+}
+
+function workerHasher(): FrameHasher {
+  const w = new Worker(HASH_WORKER, { eval: true });
+  const failed = new Promise<never>((_, reject) => {
+    w.once('error', (e) => reject(new BulwarkError('ERR_INTERNAL', `digest worker failed: ${e.message}`)));
+  });
+  failed.catch(() => undefined);
+  return {
+    update(part) {
+      const ab = part.buffer;
+      if (ab instanceof ArrayBuffer && part.byteOffset === 0 && ab.byteLength === part.length) {
+        w.postMessage({ buf: ab, off: 0, len: part.length }, [ab]);
+      } else {
+        // A pooled or shared buffer cannot be handed over: send a copy, wipe this one.
+        const copy = new Uint8Array(part);
+        w.postMessage({ buf: copy.buffer, off: 0, len: copy.length }, [copy.buffer]);
+        part.fill(0);
+      }
+    },
+    async digest() {
+      const got = once(w, 'message').then(([d]) => String(d));
+      w.postMessage(null);
+      return Promise.race([got, failed]);
+    },
+    async close() {
+      await w.terminate();
+    },
+  };
+}
+
 /** Steps 5-6: decrypts the model in memory and checks its digest. The caller wipes the result. */
 async function decryptModel(p: PackageBytes, v: VerifiedPackage, keyring: Keyring): Promise<Buffer> {
   const { encryptedOffset, encryptedBytes } = p.layout;
   const want = v.manifest.onnx.bytes;
   const plain = Buffer.allocUnsafe(want);
+  const hasher = want >= WORKER_MIN_BYTES ? workerHasher() : inlineHasher();
   let off = 0;
   try {
     for await (const part of decryptStream(
@@ -224,17 +293,19 @@ async function decryptModel(p: PackageBytes, v: VerifiedPackage, keyring: Keyrin
     )) {
       if (off + part.length > want) throw mismatch(p.path, 'the decrypted model length');
       part.copy(plain, off);
-      part.fill(0);
       off += part.length;
+      hasher.update(part);
     }
     if (off !== want) throw mismatch(p.path, 'the decrypted model length');
-    const d = createHash('sha256').update(plain).digest('hex');
+    const d = await hasher.digest();
     const signed = v.statement.predicate.resources.find((r) => r.name === RESOURCE_MODEL)?.digest;
     if (d !== signed) throw mismatch(p.path, 'the decrypted model');
     return plain;
   } catch (e) {
     plain.fill(0);
     throw e;
+  } finally {
+    await hasher.close();
   }
 }
 
@@ -269,7 +340,6 @@ export async function loadProtectedModel(path: string, options: LoadOptions): Pr
   const p = await readPackage(path);
   const v = verifyRead(p, options.trust);
   const plain = await decryptModel(p, v, options.keyring);
-  p.bytes.fill(0, p.layout.encryptedOffset, p.layout.bodyBytes);
   try {
     const model = await OnnxRuntimeModel.create(
       plain,

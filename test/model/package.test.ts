@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -124,6 +125,42 @@ describe('model package: round trip', () => {
     const ins = await inspectPackage(pkg);
     assert.equal(ins.signerKeyId, key.keyId);
     assert.equal(ins.layout.fileBytes, b.length);
+  });
+
+  it('loads a model large enough for the digest worker (17 MB), same outputs as the plain ONNX', async (c) => {
+    const py = spawnSync(
+      '/usr/bin/python3',
+      [
+        '-c',
+        `import numpy as np, onnx, sys
+from onnx import helper, TensorProto, numpy_helper
+w = np.random.default_rng(3).standard_normal((256, 16640)).astype(np.float32)
+g = helper.make_graph([helper.make_node('MatMul', ['x', 'W'], ['y'])], 'g',
+    [helper.make_tensor_value_info('x', TensorProto.FLOAT, [1, 256])],
+    [helper.make_tensor_value_info('y', TensorProto.FLOAT, [1, 16640])], [numpy_helper.from_array(w, 'W')])
+m = helper.make_model(g, opset_imports=[helper.make_opsetid('', 17)]); m.ir_version = 8
+open(sys.argv[1], 'wb').write(m.SerializeToString())`,
+        join(t.dir, 'big.onnx'),
+      ],
+      { encoding: 'utf8' },
+    );
+    if (py.status !== 0) return c.skip(`python onnx/numpy not available: ${py.stderr.slice(0, 200)}`);
+    const big = readFileSync(join(t.dir, 'big.onnx'));
+    assert.ok(big.length > 16 << 20);
+    const out = join(t.dir, 'big.bwm');
+    await protectModel(big, out, { keyring: kr, signingKey: key, name: 'fraud-big', version: '1' });
+    const loaded = await loadProtectedModel(out, { keyring: kr, trust });
+    const plain = await OnnxRuntimeModel.create(big);
+    try {
+      const x = Float32Array.from({ length: 256 }, (_, i) => Math.cos(i));
+      assert.deepEqual(
+        (await loaded.model.run(x, 1, 256))['y']!.data,
+        (await plain.run(x, 1, 256))['y']!.data,
+      );
+    } finally {
+      await loaded.model.close();
+      await plain.close();
+    }
   });
 
   it('verifies with Ed25519 keys too', async () => {
