@@ -119,6 +119,20 @@ export const eventDataSchemas = {
     previousDigest: digestSchema.nullable(),
     settings: z.array(nameSchema),
   }),
+  /**
+   * Differential-privacy budget spent from the ledger (a training run, a query), recorded after the
+   * ledger commits the spend and before anything is released.
+   */
+  'privacy.spent': z.strictObject({
+    spendId: idSchema,
+    /** The ledger's name for the dataset whose budget paid. */
+    dataset: nameSchema,
+    analyst: nameSchema.nullable(),
+    epsilon: nonNegative,
+    delta: finite.refine((x) => x >= 0 && x < 1, 'expected 0 <= delta < 1'),
+    operation: nameSchema,
+    details: flatRecord,
+  }),
   /** A pipeline step finished (the demo records each of its stages). */
   'pipeline.stage': z.strictObject({
     pipeline: nameSchema,
@@ -313,6 +327,7 @@ export function eventRefs(e: AuditEventInput): { produces: string[]; uses: strin
       return { produces: [], uses: [] };
     case 'config.changed':
       return { produces: [`config:${e.data.component}`], uses: [] };
+    case 'privacy.spent':
     case 'pipeline.stage':
       return { produces: [], uses: [] };
   }
@@ -345,6 +360,8 @@ export function describeEvent(e: AuditEventInput): string {
       return `${String(d['caller'] ?? 'anonymous')} denied at ${String(d['stage'])}: ${String(d['code'])}`;
     case 'config.changed':
       return `${String(d['component'])} configuration ${short(d['digest'])} by ${String(d['actor'])}`;
+    case 'privacy.spent':
+      return `ε ${String(d['epsilon'])}, δ ${String(d['delta'])} of ${String(d['dataset'])}${d['analyst'] === null ? '' : ` (analyst ${String(d['analyst'])})`} for ${String(d['operation'])}`;
     case 'pipeline.stage':
       return `${String(d['pipeline'])}/${String(d['stage'])} ${String(d['status'])} in ${Number(d['seconds']).toFixed(2)} s`;
   }

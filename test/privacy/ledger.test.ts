@@ -272,12 +272,17 @@ describe('spends are audit events', () => {
       const tail = await log.tail(10);
       assert.equal(tail.length, 1);
       const ev = tail[0]!;
-      assert.equal(ev.type, 'pipeline.stage');
-      const data = ev.data as { pipeline: string; summary: Record<string, unknown> };
-      assert.equal(data.pipeline, 'privacy-ledger');
-      assert.equal(data.summary['spendId'], r.id);
-      assert.equal(data.summary['epsilon'], 0.6);
-      assert.equal(data.summary['detail.column'], 'age');
+      assert.equal(ev.type, 'privacy.spent');
+      const data = ev.data as {
+        spendId: string;
+        dataset: string;
+        epsilon: number;
+        details: Record<string, unknown>;
+      };
+      assert.equal(data.spendId, r.id);
+      assert.equal(data.dataset, 'adult');
+      assert.equal(data.epsilon, 0.6);
+      assert.equal(data.details['column'], 'age');
     } finally {
       await l.close();
       await log.close();

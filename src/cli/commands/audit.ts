@@ -3,6 +3,7 @@ import { resolve } from 'node:path';
 import { type Command, InvalidArgumentError } from 'commander';
 import type { AuditLog, AuditStoreSpec, InclusionBundle, NoteSigner } from '../../audit/index.js';
 import { BulwarkError, fsError, writeFileAtomic } from '../../core/index.js';
+import { auditStoreSpec, DEFAULT_AUDIT_STORE } from '../audit-record.js';
 import { intOption } from '../options.js';
 import { ioOf } from '../program.js';
 import { startProgress } from '../progress.js';
@@ -15,19 +16,10 @@ interface StoreOpts {
   pgSchema?: string;
 }
 
-const DEFAULT_STORE = 'bulwark-audit.db';
-
 /** `--store`: a SQLite file, or a `postgres://` URL. */
 function storeSpec(o: StoreOpts, create: boolean): AuditStoreSpec {
-  const s = o.store ?? process.env['BULWARK_AUDIT_STORE'] ?? DEFAULT_STORE;
-  if (/^postgres(ql)?:\/\//.test(s))
-    return {
-      kind: 'postgres',
-      url: s,
-      schema: o.pgSchema ?? process.env['BULWARK_AUDIT_PG_SCHEMA'] ?? 'bulwark_audit',
-      create,
-    };
-  return { kind: 'sqlite', path: resolve(s), create };
+  const s = o.store ?? process.env['BULWARK_AUDIT_STORE'] ?? DEFAULT_AUDIT_STORE;
+  return auditStoreSpec(s, create, o.pgSchema);
 }
 
 function readText(path: string, what: string): string {
@@ -80,7 +72,7 @@ export function registerAuditCommands(program: Command): void {
     .description('the tamper-evident audit log: verify it, prove an event, follow lineage, sign checkpoints')
     .option(
       '--store <file|url>',
-      `the log: a SQLite file or a postgres:// URL (env BULWARK_AUDIT_STORE; default ${DEFAULT_STORE})`,
+      `the log: a SQLite file or a postgres:// URL (env BULWARK_AUDIT_STORE; default ${DEFAULT_AUDIT_STORE})`,
     )
     .option('--pg-schema <name>', 'the PostgreSQL schema holding the log (default bulwark_audit)');
   const storeOf = (cmd: Command) => cmd.optsWithGlobals<StoreOpts>();

@@ -1,13 +1,15 @@
 import type { Command } from 'commander';
-import { BulwarkError } from '../../core/index.js';
+import { BulwarkError, fileDigest } from '../../core/index.js';
 import { loadSchema } from '../../data/index.js';
 import {
   type ProtectOptions,
   protectCsv,
+  readManifest,
   reencryptCsv,
   revealCsv,
   SubjectKeyStore,
 } from '../../protect/index.js';
+import { addAuditOption, record, withOperationLog } from '../audit-record.js';
 import { listOption } from '../options.js';
 import { ioOf } from '../program.js';
 import { openKeyringFromOptions, type SecretCliOptions, withKeyringOptions } from './keys.js';
@@ -37,72 +39,97 @@ interface RevealCli extends SecretCliOptions {
 /** `bulwark data protect|reveal|reencrypt`: field-level encryption of CSV files, streaming. */
 export function registerDataProtectCommands(data: Command): void {
   withKeyringOptions(
-    data
-      .command('protect <file>')
-      .description("encrypt a CSV file's personal columns (from the schema), keeping every other column")
-      .requiredOption('--schema <file>', 'schema YAML (personal and sensitive fields are protected)')
-      .requiredOption('--out <file>', 'protected CSV (its manifest goes to OUT.bulwark.json)')
-      .option('--key <id>', 'key-encryption key for the data keys', 'data')
-      .option('--columns <list>', 'protect exactly these columns instead', listOption(String))
-      .option(
-        '--deterministic <list>',
-        'columns encrypted deterministically (AES-SIV): joinable by equality',
-        listOption(String),
-      )
-      .option(
-        '--blind-index <list>',
-        'columns that also get an HMAC blind index column NAME_bidx',
-        listOption(String),
-      )
-      .option('--row-key <column>', 'a stable row id bound into each value (else the row number)')
-      .option('--subject-column <column>', 'per-subject keys: the column naming the data subject')
-      .option('--subjects <file>', 'the subject key store (created if missing)')
-      .option('--allow-extra-columns', 'accept columns the schema does not declare (kept as they are)')
-      .option('--manifest <file>', 'where to write the manifest'),
+    addAuditOption(
+      data
+        .command('protect <file>')
+        .description("encrypt a CSV file's personal columns (from the schema), keeping every other column")
+        .requiredOption('--schema <file>', 'schema YAML (personal and sensitive fields are protected)')
+        .requiredOption('--out <file>', 'protected CSV (its manifest goes to OUT.bulwark.json)')
+        .option('--key <id>', 'key-encryption key for the data keys', 'data')
+        .option('--columns <list>', 'protect exactly these columns instead', listOption(String))
+        .option(
+          '--deterministic <list>',
+          'columns encrypted deterministically (AES-SIV): joinable by equality',
+          listOption(String),
+        )
+        .option(
+          '--blind-index <list>',
+          'columns that also get an HMAC blind index column NAME_bidx',
+          listOption(String),
+        )
+        .option('--row-key <column>', 'a stable row id bound into each value (else the row number)')
+        .option('--subject-column <column>', 'per-subject keys: the column naming the data subject')
+        .option('--subjects <file>', 'the subject key store (created if missing)')
+        .option('--allow-extra-columns', 'accept columns the schema does not declare (kept as they are)')
+        .option('--manifest <file>', 'where to write the manifest'),
+    ),
   ).action(async function (this: Command, file: string) {
     const io = ioOf(this);
-    const o = this.opts<ProtectCli>();
+    const o = this.opts<ProtectCli & { audit?: string }>();
     const schema = await loadSchema(o.schema);
-    const kr = await openKeyringFromOptions(o);
-    let store: SubjectKeyStore | undefined;
-    try {
-      const opts: ProtectOptions = {
-        schema,
-        keyring: kr,
-        keyId: o.key,
-        allowExtraColumns: o.allowExtraColumns === true,
-      };
-      if (o.columns) opts.columns = o.columns;
-      if (o.deterministic) opts.deterministic = o.deterministic;
-      if (o.blindIndex) opts.blindIndex = o.blindIndex;
-      if (o.rowKey) opts.rowKey = o.rowKey;
-      if (o.manifest) opts.manifestPath = o.manifest;
-      if (o.subjectColumn || o.subjects) {
-        if (!o.subjectColumn || !o.subjects) {
-          throw new BulwarkError('ERR_USAGE', '--subject-column and --subjects go together', {
-            details: { option: '--subjects' },
-          });
+    // Opened before anything is written: a log that cannot be opened refuses the run.
+    await withOperationLog(o.audit, async (log) => {
+      const kr = await openKeyringFromOptions(o);
+      let store: SubjectKeyStore | undefined;
+      try {
+        const opts: ProtectOptions = {
+          schema,
+          keyring: kr,
+          keyId: o.key,
+          allowExtraColumns: o.allowExtraColumns === true,
+        };
+        if (o.columns) opts.columns = o.columns;
+        if (o.deterministic) opts.deterministic = o.deterministic;
+        if (o.blindIndex) opts.blindIndex = o.blindIndex;
+        if (o.rowKey) opts.rowKey = o.rowKey;
+        if (o.manifest) opts.manifestPath = o.manifest;
+        if (o.subjectColumn || o.subjects) {
+          if (!o.subjectColumn || !o.subjects) {
+            throw new BulwarkError('ERR_USAGE', '--subject-column and --subjects go together', {
+              details: { option: '--subjects' },
+            });
+          }
+          store = await SubjectKeyStore.openOrCreate(o.subjects, kr, { keyId: o.key });
+          opts.subjects = { column: o.subjectColumn, store };
         }
-        store = await SubjectKeyStore.openOrCreate(o.subjects, kr, { keyId: o.key });
-        opts.subjects = { column: o.subjectColumn, store };
+        opts.onProgress = (rows) => io.note(`  ${rows} rows`);
+        const r = await protectCsv(file, o.out, opts);
+        const m = log ? await readManifest(r.manifest) : undefined;
+        const auditIds = await record(
+          log,
+          m
+            ? [
+                {
+                  type: 'dataset.protected',
+                  data: {
+                    datasetDigest: await fileDigest(r.output),
+                    sourceDigest: await fileDigest(file),
+                    schemaDigest: await fileDigest(o.schema),
+                    protectedFields: r.columns.map((c) => c.name),
+                    keyIds: [...new Set(m.deks.map((d) => `${d.wrapped.key}.v${d.wrapped.version}`))],
+                    rows: r.rows,
+                  },
+                },
+              ]
+            : [],
+        );
+        io.result(auditIds.length > 0 ? { ...r, auditEvent: auditIds[0] } : r, () =>
+          [
+            `protected ${r.rows} rows of ${file} -> ${r.output} (manifest ${r.manifest})`,
+            ...r.columns.map(
+              (c) =>
+                `  ${c.name}: ${c.mode}${c.keyed === 'subject' ? ', per-subject key' : ''}${c.blindIndex ? `, blind index ${c.blindIndex}` : ''} (${c.values} values, ${c.missing} missing)`,
+            ),
+            `  kept as they were: ${r.kept.join(', ')}`,
+            `  data keys: ${r.dataKeys}${r.subjects !== undefined ? `; subjects: ${r.subjects}` : ''}`,
+            ...(auditIds.length > 0 ? [`  audit: dataset.protected recorded as event ${auditIds[0]}`] : []),
+          ].join('\n'),
+        );
+      } finally {
+        store?.close();
+        await kr.close();
       }
-      opts.onProgress = (rows) => io.note(`  ${rows} rows`);
-      const r = await protectCsv(file, o.out, opts);
-      io.result(r, () =>
-        [
-          `protected ${r.rows} rows of ${file} -> ${r.output} (manifest ${r.manifest})`,
-          ...r.columns.map(
-            (c) =>
-              `  ${c.name}: ${c.mode}${c.keyed === 'subject' ? ', per-subject key' : ''}${c.blindIndex ? `, blind index ${c.blindIndex}` : ''} (${c.values} values, ${c.missing} missing)`,
-          ),
-          `  kept as they were: ${r.kept.join(', ')}`,
-          `  data keys: ${r.dataKeys}${r.subjects !== undefined ? `; subjects: ${r.subjects}` : ''}`,
-        ].join('\n'),
-      );
-    } finally {
-      store?.close();
-      await kr.close();
-    }
+    });
   });
 
   withKeyringOptions(

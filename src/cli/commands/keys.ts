@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import type { AuditEventInput } from '../../audit/index.js';
 import { BulwarkError } from '../../core/index.js';
 import {
   decryptFile,
@@ -10,6 +11,7 @@ import {
   type SecretSource,
 } from '../../keys/index.js';
 import { rewrapProtected, SubjectKeyStore } from '../../protect/index.js';
+import { addAuditOption, record, withOperationLog } from '../audit-record.js';
 import { intOption, listOption } from '../options.js';
 import { ioOf } from '../program.js';
 
@@ -89,6 +91,32 @@ async function withKeyring<T>(o: SecretCliOptions, f: (kr: Keyring) => Promise<T
   }
 }
 
+/** The audit record of a key version that now exists (created, or made primary by rotation). */
+function keyCreatedEvent(info: KeyVersionInfo): AuditEventInput {
+  return {
+    type: 'key.created',
+    data: {
+      keyId: `${info.key}.v${info.version}`,
+      algorithm: 'aes-256',
+      provider: info.provider,
+      purpose: info.purpose,
+    },
+  };
+}
+
+/** `withKeyring` inside the operation's audit log (opened first: an unreachable log refuses the change). */
+async function withAuditedKeyring(
+  o: SecretCliOptions & { audit?: string },
+  f: (kr: Keyring) => Promise<{ events: AuditEventInput[]; done: (auditIds: string[]) => void }>,
+): Promise<void> {
+  await withOperationLog(o.audit, (log) =>
+    withKeyring(o, async (kr) => {
+      const { events, done } = await f(kr);
+      done(await record(log, events));
+    }),
+  );
+}
+
 /** `bulwark keys ...`: the keyring of key-encryption keys, and file encryption with it. */
 export function registerKeysCommands(program: Command): void {
   const keys = program
@@ -146,41 +174,63 @@ export function registerKeysCommands(program: Command): void {
   });
 
   withKeyringOptions(
-    keys
-      .command('create <id>')
-      .description('add a key (its version 1 is primary)')
-      .option('--purpose <p>', 'what the key is for (one key per purpose; default: the id)')
-      .option('--source-file <file>', 'file provider: the file holding the key')
-      .option('--source-env <var>', 'env provider: the variable holding the key'),
+    addAuditOption(
+      keys
+        .command('create <id>')
+        .description('add a key (its version 1 is primary)')
+        .option('--purpose <p>', 'what the key is for (one key per purpose; default: the id)')
+        .option('--source-file <file>', 'file provider: the file holding the key')
+        .option('--source-env <var>', 'env provider: the variable holding the key'),
+    ),
   ).action(async function (this: Command, id: string) {
     const io = ioOf(this);
-    const o = this.opts<SecretCliOptions & { purpose?: string; sourceFile?: string; sourceEnv?: string }>();
-    await withKeyring(o, async (kr) => {
+    const o = this.opts<
+      SecretCliOptions & { purpose?: string; sourceFile?: string; sourceEnv?: string; audit?: string }
+    >();
+    await withAuditedKeyring(o, async (kr) => {
       const opts: { purpose?: string; source: KeySource } = { source: sourceOf(o) };
       if (o.purpose !== undefined) opts.purpose = o.purpose;
       const info = await kr.createKey(id, opts);
-      io.result(info, () => `created key ${info.key} version ${info.version} (${info.location})`);
+      return {
+        events: [keyCreatedEvent(info)],
+        done: (ids) =>
+          io.result(
+            ids.length > 0 ? { ...info, auditEvent: ids[0] } : info,
+            () =>
+              `created key ${info.key} version ${info.version} (${info.location})${ids.length > 0 ? `; audit event ${ids[0]}` : ''}`,
+          ),
+      };
     });
   });
 
   withKeyringOptions(
-    keys
-      .command('rotate <id>')
-      .description('add a new primary version; older versions only unwrap. Optionally re-wrap protected data')
-      .option('--source-file <file>', 'file provider: the file holding the new version')
-      .option('--source-env <var>', 'env provider: the variable holding the new version')
-      .option(
-        '--rewrap <manifests>',
-        'comma-separated protection manifests (*.bulwark.json) whose data keys to re-wrap now',
-        listOption(String),
-      )
-      .option('--subjects <file>', 'a subject key store whose store key to re-wrap now'),
+    addAuditOption(
+      keys
+        .command('rotate <id>')
+        .description(
+          'add a new primary version; older versions only unwrap. Optionally re-wrap protected data',
+        )
+        .option('--source-file <file>', 'file provider: the file holding the new version')
+        .option('--source-env <var>', 'env provider: the variable holding the new version')
+        .option(
+          '--rewrap <manifests>',
+          'comma-separated protection manifests (*.bulwark.json) whose data keys to re-wrap now',
+          listOption(String),
+        )
+        .option('--subjects <file>', 'a subject key store whose store key to re-wrap now'),
+    ),
   ).action(async function (this: Command, id: string) {
     const io = ioOf(this);
     const o = this.opts<
-      SecretCliOptions & { sourceFile?: string; sourceEnv?: string; rewrap?: string[]; subjects?: string }
+      SecretCliOptions & {
+        sourceFile?: string;
+        sourceEnv?: string;
+        rewrap?: string[];
+        subjects?: string;
+        audit?: string;
+      }
     >();
-    await withKeyring(o, async (kr) => {
+    await withAuditedKeyring(o, async (kr) => {
       const info = await kr.rotate(id, { source: sourceOf(o) });
       const rewrapped: { manifest: string; keys: number }[] = [];
       for (const m of o.rewrap ?? []) rewrapped.push({ manifest: m, keys: await rewrapProtected(m, kr, id) });
@@ -189,13 +239,34 @@ export function registerKeysCommands(program: Command): void {
         await s.rewrap(id);
         s.close();
       }
-      io.result({ key: info, rewrapped, subjects: o.subjects ?? null }, () =>
-        [
-          `key ${id}: version ${info.version} is now primary`,
-          ...rewrapped.map((r) => `re-wrapped ${r.keys} data keys of ${r.manifest} (data untouched)`),
-          ...(o.subjects ? [`re-wrapped the store key of ${o.subjects}`] : []),
-        ].join('\n'),
-      );
+      return {
+        events: [
+          {
+            type: 'key.rotated',
+            data: {
+              keyId: `${id}.v${info.version}`,
+              previousKeyId: `${id}.v${info.version - 1}`,
+              provider: info.provider,
+            },
+          },
+        ],
+        done: (ids) =>
+          io.result(
+            {
+              key: info,
+              rewrapped,
+              subjects: o.subjects ?? null,
+              ...(ids.length > 0 ? { auditEvent: ids[0] } : {}),
+            },
+            () =>
+              [
+                `key ${id}: version ${info.version} is now primary`,
+                ...rewrapped.map((r) => `re-wrapped ${r.keys} data keys of ${r.manifest} (data untouched)`),
+                ...(o.subjects ? [`re-wrapped the store key of ${o.subjects}`] : []),
+                ...(ids.length > 0 ? [`audit event ${ids[0]}`] : []),
+              ].join('\n'),
+          ),
+      };
     });
   });
 
@@ -233,17 +304,25 @@ export function registerKeysCommands(program: Command): void {
   }
 
   withKeyringOptions(
-    keys
-      .command('destroy [id]')
-      .description('destroy a key version, or erase a data subject (crypto-shredding): irreversible')
-      .option('--key-version <n>', 'key version to destroy', intOption(1))
-      .option('--subject <id>', 'erase this data subject instead (needs --subjects)')
-      .option('--subjects <file>', 'the subject key store')
-      .option('--yes', 'confirm: whatever the key protected becomes unreadable for good'),
+    addAuditOption(
+      keys
+        .command('destroy [id]')
+        .description('destroy a key version, or erase a data subject (crypto-shredding): irreversible')
+        .option('--key-version <n>', 'key version to destroy', intOption(1))
+        .option('--subject <id>', 'erase this data subject instead (needs --subjects)')
+        .option('--subjects <file>', 'the subject key store')
+        .option('--yes', 'confirm: whatever the key protected becomes unreadable for good'),
+    ),
   ).action(async function (this: Command, id: string | undefined) {
     const io = ioOf(this);
     const o = this.opts<
-      SecretCliOptions & { keyVersion?: number; subject?: string; subjects?: string; yes?: boolean }
+      SecretCliOptions & {
+        keyVersion?: number;
+        subject?: string;
+        subjects?: string;
+        yes?: boolean;
+        audit?: string;
+      }
     >();
     if (!o.yes) {
       throw new BulwarkError('ERR_USAGE', 'destroying is irreversible: add --yes to confirm', {
@@ -275,12 +354,19 @@ export function registerKeysCommands(program: Command): void {
       });
     }
     const version = o.keyVersion;
-    await withKeyring(o, async (kr) => {
+    await withAuditedKeyring(o, async (kr) => {
       const info = await kr.destroy(id, version);
-      io.result(
-        info,
-        () => `destroyed key ${id} version ${version}: data it protected can no longer be decrypted`,
-      );
+      return {
+        events: [
+          { type: 'key.destroyed', data: { keyId: `${id}.v${version}`, reason: 'destroyed by operator' } },
+        ],
+        done: (ids) =>
+          io.result(
+            ids.length > 0 ? { ...info, auditEvent: ids[0] } : info,
+            () =>
+              `destroyed key ${id} version ${version}: data it protected can no longer be decrypted${ids.length > 0 ? `; audit event ${ids[0]}` : ''}`,
+          ),
+      };
     });
   });
 

@@ -1,8 +1,10 @@
 import { basename } from 'node:path';
 import { type Command, InvalidArgumentError } from 'commander';
+import type { AuditLog } from '../../audit/index.js';
 import { BulwarkError, requireFile } from '../../core/index.js';
 import { type Dataset, loadTabular, readDataset } from '../../data/index.js';
 import {
+  auditSpendSink,
   type BudgetLedger,
   type DpRelease,
   dpCount,
@@ -14,6 +16,7 @@ import {
   openLedger,
   type QueryOptions,
 } from '../../privacy/index.js';
+import { AUDIT_OPTION_FLAGS, AUDIT_OPTION_HELP, withOperationLog } from '../audit-record.js';
 import { floatOption, intOption, listOption } from '../options.js';
 import { ioOf } from '../program.js';
 
@@ -41,6 +44,7 @@ interface CommonOpts {
   ledger: string;
   budget?: string;
   analyst?: string;
+  audit?: string;
   seededNoise?: number;
   lower?: number;
   upper?: number;
@@ -157,8 +161,13 @@ function human(kind: Kind, r: DpRelease<unknown>, column: string | undefined): s
   return `DP ${what} (${guarantee}, ${r.mechanism}${noise}):${body}${left}`;
 }
 
-async function withLedger<T>(location: string, f: (l: BudgetLedger) => Promise<T>): Promise<T> {
-  const ledger = await openLedger(location);
+/** Opens the ledger; with `audit`, each committed spend is appended to that log (privacy.spent). */
+async function withLedger<T>(
+  location: string,
+  f: (l: BudgetLedger) => Promise<T>,
+  audit?: AuditLog,
+): Promise<T> {
+  const ledger = await openLedger(location, audit ? { onSpend: auditSpendSink(audit) } : {});
   try {
     return await f(ledger);
   } finally {
@@ -219,6 +228,7 @@ export function registerQueryCommand(program: Command): void {
       )
       .option('--budget <name>', 'the budget to spend from (default: the dataset name or file name)')
       .option('--analyst <name>', 'who is asking (checked against per-analyst budgets)')
+      .option(AUDIT_OPTION_FLAGS, AUDIT_OPTION_HELP)
       .option(
         '--seeded-noise <seed>',
         'INSECURE: reproducible noise from a seed, for tests only',
@@ -233,23 +243,30 @@ export function registerQueryCommand(program: Command): void {
           );
         const { ds, budgetName } = await loadData(o);
         if (o.column !== undefined) ds.column(o.column);
-        const r = await withLedger(o.ledger, (ledger) => {
-          const base: QueryOptions = {
-            epsilon: o.epsilon,
-            mechanism: o.mechanism,
-            ...(o.delta === undefined ? {} : { delta: o.delta }),
-            ...(o.column === undefined ? {} : { column: o.column }),
-            budget: {
-              ledger,
-              dataset: budgetName,
-              ...(o.analyst === undefined ? {} : { analyst: o.analyst }),
+        // The audit log, when configured, is opened before the spend: an unreachable log refuses it.
+        const r = await withOperationLog(o.audit, (log) =>
+          withLedger(
+            o.ledger,
+            (ledger) => {
+              const base: QueryOptions = {
+                epsilon: o.epsilon,
+                mechanism: o.mechanism,
+                ...(o.delta === undefined ? {} : { delta: o.delta }),
+                ...(o.column === undefined ? {} : { column: o.column }),
+                budget: {
+                  ledger,
+                  dataset: budgetName,
+                  ...(o.analyst === undefined ? {} : { analyst: o.analyst }),
+                },
+                ...(o.seededNoise === undefined
+                  ? {}
+                  : { noise: NoiseSource.insecureSeeded(o.seededNoise, 'bulwark query') }),
+              };
+              return runQuery(kind, o, base, ds);
             },
-            ...(o.seededNoise === undefined
-              ? {}
-              : { noise: NoiseSource.insecureSeeded(o.seededNoise, 'bulwark query') }),
-          };
-          return runQuery(kind, o, base, ds);
-        });
+            log,
+          ),
+        );
         io.result(
           {
             query: kind,

@@ -4,10 +4,12 @@
  */
 import { basename, resolve } from 'node:path';
 import { type Command, InvalidArgumentError } from 'commander';
-import { BulwarkError, writeFileAtomic } from '../../core/index.js';
+import type { AuditLog } from '../../audit/index.js';
+import { BulwarkError, fileDigest, sha256Digest, writeFileAtomic } from '../../core/index.js';
 import type { Dataset, Schema } from '../../data/index.js';
 import type { ActivationName } from '../../ml/index.js';
-import { NoiseSource, openLedger, trainTabularDp } from '../../privacy/index.js';
+import { auditSpendSink, NoiseSource, openLedger, trainTabularDp } from '../../privacy/index.js';
+import { record } from '../audit-record.js';
 import { floatOption, intOption } from '../options.js';
 import type { Io } from '../output.js';
 import { type Progress, startProgress } from '../progress.js';
@@ -89,6 +91,7 @@ export async function runDpTraining(
   o: TrainOptsForDp & DpTrainOpts,
   ds: Dataset,
   schema: Schema | undefined,
+  log?: AuditLog,
 ): Promise<void> {
   if (o.dpEpsilon === undefined) throw new BulwarkError('ERR_USAGE', '--dp-delta needs --dp-epsilon');
   if (schema === undefined)
@@ -106,7 +109,8 @@ export async function runDpTraining(
       'bulwark: WARNING: --seeded-noise makes the DP noise reproducible: this model is NOT private. Use for tests only.',
     );
   const location = o.ledger ?? (process.env['BULWARK_LEDGER'] || 'bulwark-ledger.sqlite');
-  const ledger = await openLedger(location);
+  // With an audit log, the spend is recorded when the ledger commits it, before the model is written.
+  const ledger = await openLedger(location, log ? { onSpend: auditSpendSink(log) } : {});
   let bar: Progress | null = null;
   try {
     const method =
@@ -154,6 +158,30 @@ export async function runDpTraining(
     const out = resolve(o.out);
     await writeFileAtomic(out, r.onnx, { noClobber: o.force !== true });
     const p = r.privacy;
+    const auditIds = await record(log, [
+      {
+        type: 'model.trained',
+        data: {
+          modelDigest: sha256Digest(r.onnx),
+          datasetDigest: await fileDigest(o.data),
+          algorithm: `${o.model}-${p.method}`,
+          hyperparameters: { seed: o.seed, testFraction: o.testFraction, batchSize: o.batchSize },
+          privacy: {
+            epsilon: p.epsilon,
+            delta: p.delta,
+            accountant: p.accountant ?? 'objective-perturbation',
+            ...(p.noiseMultiplier === undefined ? {} : { noiseMultiplier: p.noiseMultiplier }),
+            ...(p.clipNorm === undefined ? {} : { clipNorm: p.clipNorm }),
+            ...(r.receipt ? { budgetSpent: { epsilon: r.receipt.epsilon, delta: r.receipt.delta } } : {}),
+          },
+          metrics: {
+            accuracy: r.test.accuracy,
+            f1: r.test.f1,
+            ...(r.test.rocAuc === undefined ? {} : { rocAuc: r.test.rocAuc }),
+          },
+        },
+      },
+    ]);
     const pct = (x: number) => (Number.isNaN(x) ? 'n/a' : `${(100 * x).toFixed(2)} %`);
     io.result(
       {
@@ -170,6 +198,7 @@ export async function runDpTraining(
           ? { name: r.receipt.dataset, spendId: r.receipt.id, remaining: r.receipt.remaining }
           : null,
         seededNoise: o.seededNoise !== undefined,
+        ...(auditIds.length > 0 ? { auditEvent: auditIds[0] } : {}),
       },
       () =>
         [
@@ -184,6 +213,7 @@ export async function runDpTraining(
             : '',
           `Test (${r.test.rows} held-out rows, not covered by the guarantee): accuracy ${pct(r.test.accuracy)}, F1 ${pct(r.test.f1)}${r.test.rocAuc !== undefined ? `, ROC AUC ${r.test.rocAuc.toFixed(4)}` : ''}`,
           `Model: ${out}`,
+          auditIds.length > 0 ? `Audit: spend and model.trained recorded (event ${auditIds[0]})` : '',
         ]
           .filter((l) => l !== '')
           .join('\n'),

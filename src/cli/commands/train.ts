@@ -1,14 +1,21 @@
 import { resolve } from 'node:path';
 import { type Command, InvalidArgumentError } from 'commander';
-import { BulwarkError, requireFile, writeFileAtomic } from '../../core/index.js';
+import { BulwarkError, fileDigest, requireFile, sha256Digest, writeFileAtomic } from '../../core/index.js';
 import { loadSchema, readDataset, type Schema, validateAgainstSchema } from '../../data/index.js';
 import { ACTIVATIONS, type ActivationName } from '../../ml/index.js';
 import type { AdversarialMethod } from '../../robust/index.js';
 import { MAX_CATEGORIES, type TrainTabularResult, trainTabular } from '../../train/index.js';
+import { addAuditOption, record, withOperationLog } from '../audit-record.js';
 import { floatOption, intOption, listOption } from '../options.js';
 import { ioOf } from '../program.js';
 import { type Progress, startProgress } from '../progress.js';
 import { addDpTrainOptions, type DpTrainOpts, runDpTraining, wantsDp } from './train-dp.js';
+import {
+  addIntegrityTrainOptions,
+  type IntegrityTrainOpts,
+  sanitizeHyperparameters,
+  trainWithIntegrity,
+} from './train-integrity.js';
 
 function fractionOption(v: string): number {
   const x = Number(v);
@@ -31,7 +38,7 @@ const pct = (x: number | undefined) =>
 
 /** `bulwark train`: trains a model on a CSV/Parquet file and writes it as ONNX. */
 export function registerTrainCommand(program: Command): void {
-  addDpTrainOptions(program.command('train'))
+  addIntegrityTrainOptions(addAuditOption(addDpTrainOptions(program.command('train'))))
     .description('train a logistic regression or MLP classifier on a data file and write it as ONNX')
     .requiredOption('--data <file>', 'training data (CSV, TSV or Parquet)')
     .requiredOption('--label <column>', 'the column to predict')
@@ -115,6 +122,7 @@ of the exported model, and the preprocessing and class values are stored in the 
         adversarial?: AdversarialMethod;
         advEps?: number;
         advSteps?: number;
+        audit?: string;
       }>();
       const io = ioOf(this);
       if (o.hidden && o.model !== 'mlp')
@@ -132,75 +140,122 @@ of the exported model, and the preprocessing and class values are stored in the 
         ds = validateAgainstSchema(ds, schema, { source: o.data });
       }
       const dp = this.opts<DpTrainOpts>();
-      if (wantsDp(dp)) return runDpTraining(io, { ...o, ...dp }, ds, schema);
-      let bar: Progress | null = null;
-      let r: TrainTabularResult;
-      try {
-        r = await trainTabular(ds, {
-          label: o.label,
-          model: o.model,
-          solver: o.solver,
-          hidden: o.hidden,
-          activation: o.activation,
-          epochs: o.epochs,
-          batchSize: o.batchSize,
-          learningRate: o.lr,
-          l2: o.l2,
-          seed: o.seed,
-          testFraction: o.testFraction,
-          classWeights: o.classWeights === 'balanced' ? 'balanced' : null,
-          features: o.features,
-          drop: o.drop,
-          ...(o.adversarial
-            ? {
-                adversarial: {
-                  method: o.adversarial,
-                  eps: o.advEps as number,
-                  steps: o.advSteps ?? 10,
-                  ...(schema ? { schema } : {}),
-                },
-              }
-            : {}),
-          note: (m) => io.note(m),
-          onProgress: (done, total, info) => {
-            bar ??= startProgress(io, 'train', total, 'batches');
-            bar.update(done, info);
+      // Opened before training: a log that cannot be opened refuses the run (fail closed).
+      return withOperationLog(o.audit, async (log) => {
+        if (wantsDp(dp)) return runDpTraining(io, { ...o, ...dp }, ds, schema, log);
+        let bar: Progress | null = null;
+        let r: TrainTabularResult;
+        let sanitize: Awaited<ReturnType<typeof trainWithIntegrity>>['sanitize'];
+        try {
+          ({ result: r, sanitize } = await trainWithIntegrity(
+            io,
+            this.opts<IntegrityTrainOpts>(),
+            o.data,
+            ds,
+            log,
+            {
+              label: o.label,
+              model: o.model,
+              solver: o.solver,
+              hidden: o.hidden,
+              activation: o.activation,
+              epochs: o.epochs,
+              batchSize: o.batchSize,
+              learningRate: o.lr,
+              l2: o.l2,
+              seed: o.seed,
+              testFraction: o.testFraction,
+              classWeights: o.classWeights === 'balanced' ? 'balanced' : null,
+              features: o.features,
+              drop: o.drop,
+              ...(o.adversarial
+                ? {
+                    adversarial: {
+                      method: o.adversarial,
+                      eps: o.advEps as number,
+                      steps: o.advSteps ?? 10,
+                      ...(schema ? { schema } : {}),
+                    },
+                  }
+                : {}),
+              note: (m) => io.note(m),
+              onProgress: (done, total, info) => {
+                bar ??= startProgress(io, 'train', total, 'batches');
+                bar.update(done, info);
+              },
+            },
+          ));
+        } finally {
+          (bar as Progress | null)?.stop();
+        }
+        const out = resolve(o.out);
+        await writeFileAtomic(out, r.onnx, { noClobber: o.force !== true });
+        const auditIds = await record(log, [
+          {
+            type: 'model.trained',
+            data: {
+              modelDigest: sha256Digest(r.onnx),
+              datasetDigest: await fileDigest(o.data),
+              algorithm: o.model,
+              hyperparameters: {
+                solver: o.solver,
+                ...(o.hidden ? { hidden: o.hidden.join(',') } : {}),
+                epochs: r.training.history.length,
+                batchSize: o.batchSize,
+                seed: o.seed,
+                testFraction: o.testFraction,
+                ...sanitizeHyperparameters(sanitize),
+              },
+              ...(o.adversarial
+                ? {
+                    adversarial: {
+                      attack: o.adversarial,
+                      epsilon: o.advEps as number,
+                      steps: o.advSteps ?? 10,
+                    },
+                  }
+                : {}),
+              metrics: {
+                accuracy: r.test.accuracy,
+                f1: r.test.f1,
+                ...(r.test.rocAuc === undefined ? {} : { rocAuc: r.test.rocAuc }),
+              },
+            },
           },
-        });
-      } finally {
-        (bar as Progress | null)?.stop();
-      }
-      const out = resolve(o.out);
-      await writeFileAtomic(out, r.onnx, { noClobber: o.force !== true });
-      const last = r.training.history[r.training.history.length - 1];
-      io.result(
-        {
-          out,
-          model: o.model,
-          solver: o.solver,
-          architecture: [r.network.inputs, ...r.network.hidden, r.network.classes],
-          label: o.label,
-          classes: r.classValues,
-          features: r.features.length,
-          trainRows: r.trainRows,
-          epochs: r.training.history.length,
-          trainLoss: last?.loss,
-          test: r.test,
-          ...(o.adversarial
-            ? { adversarial: { method: o.adversarial, eps: o.advEps, steps: o.advSteps ?? 10 } }
-            : {}),
-        },
-        () =>
-          [
-            `Trained ${o.model} [${[r.network.inputs, ...r.network.hidden, r.network.classes].join('-')}] on ${r.trainRows} rows, ${r.training.history.length} ${o.solver === 'lbfgs' ? 'L-BFGS iterations' : 'epochs'} (final loss ${last?.loss.toFixed(4)}).`,
-            `Test (${r.test.rows} rows): accuracy ${pct(r.test.accuracy)}, precision ${pct(r.test.precision)}, recall ${pct(r.test.recall)}, F1 ${pct(r.test.f1)}${
-              r.test.rocAuc !== undefined
-                ? `, ROC AUC ${r.test.rocAuc.toFixed(4)}, PR AUC ${r.test.averagePrecision?.toFixed(4)}`
-                : ''
-            }`,
-            `Classes of "${o.label}": ${r.classValues.join(', ')}${r.classValues.length === 2 ? ` (positive: ${r.classValues[1]})` : ''}`,
-            `Model: ${out}`,
-          ].join('\n'),
-      );
+        ]);
+        const last = r.training.history[r.training.history.length - 1];
+        io.result(
+          {
+            out,
+            model: o.model,
+            solver: o.solver,
+            architecture: [r.network.inputs, ...r.network.hidden, r.network.classes],
+            label: o.label,
+            classes: r.classValues,
+            features: r.features.length,
+            trainRows: r.trainRows,
+            epochs: r.training.history.length,
+            trainLoss: last?.loss,
+            test: r.test,
+            ...(o.adversarial
+              ? { adversarial: { method: o.adversarial, eps: o.advEps, steps: o.advSteps ?? 10 } }
+              : {}),
+            ...(sanitize ? { sanitize } : {}),
+            ...(auditIds.length > 0 ? { auditEvent: auditIds[0] } : {}),
+          },
+          () =>
+            [
+              `Trained ${o.model} [${[r.network.inputs, ...r.network.hidden, r.network.classes].join('-')}] on ${r.trainRows} rows, ${r.training.history.length} ${o.solver === 'lbfgs' ? 'L-BFGS iterations' : 'epochs'} (final loss ${last?.loss.toFixed(4)}).`,
+              `Test (${r.test.rows} rows): accuracy ${pct(r.test.accuracy)}, precision ${pct(r.test.precision)}, recall ${pct(r.test.recall)}, F1 ${pct(r.test.f1)}${
+                r.test.rocAuc !== undefined
+                  ? `, ROC AUC ${r.test.rocAuc.toFixed(4)}, PR AUC ${r.test.averagePrecision?.toFixed(4)}`
+                  : ''
+              }`,
+              `Classes of "${o.label}": ${r.classValues.join(', ')}${r.classValues.length === 2 ? ` (positive: ${r.classValues[1]})` : ''}`,
+              `Model: ${out}`,
+              ...(auditIds.length > 0 ? [`Audit: model.trained recorded as event ${auditIds[0]}`] : []),
+            ].join('\n'),
+        );
+      });
     });
 }

@@ -1,5 +1,3 @@
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { copyFile, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -11,23 +9,12 @@ import {
   type LineageNode,
   verifyInclusionBundle,
 } from '../../audit/index.js';
-import { BulwarkError, isBulwarkError, writeFileAtomic } from '../../core/index.js';
+import { BulwarkError, fileDigest, isBulwarkError, writeFileAtomic } from '../../core/index.js';
 import type { Block } from '../../report/index.js';
 import type { DemoStage, DemoState, StageResult } from '../stage.js';
 
 const ORIGIN = 'bulwark.demo/audit';
 const auditDir = (outDir: string) => join(outDir, 'audit');
-
-/**
- * `sha256:<hex>` of a file's bytes: the digest the recorder logs for the generated dataset. Stages
- * that record a `dataset.protected` event should use it for `sourceDigest` (and for their output), so
- * the lineage links up.
- */
-export async function fileDigest(path: string): Promise<string> {
-  const h = createHash('sha256');
-  for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
-  return `sha256:${h.digest('hex')}`;
-}
 
 /** What the recorder has already logged from the shared state, so each artefact is logged once. */
 const logged = new WeakMap<AuditLog, Set<string>>();

@@ -1,7 +1,6 @@
-import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { writeFileAtomic } from '../../core/index.js';
+import { sha256Digest as sha256, writeFileAtomic } from '../../core/index.js';
 import { rocCurve, thresholdForFpr } from '../../ml/index.js';
 import type { Block } from '../../report/index.js';
 import { trainTabular } from '../../train/index.js';
@@ -12,8 +11,6 @@ const NOT_FEATURES = ['transaction_id', 'timestamp', 'merchant_id', 'merchant_lo
 
 /** The false-positive rate fraud teams work at: 1 % of legitimate transactions flagged. */
 const TARGET_FPR = 0.01;
-
-const sha256 = (b: Uint8Array) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
 /**
  * Stage: the non-private baseline fraud model, trained with `bulwark train`'s code path on what the

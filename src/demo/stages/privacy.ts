@@ -1,7 +1,6 @@
-import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { writeFileAtomic } from '../../core/index.js';
+import { sha256Digest as sha256, writeFileAtomic } from '../../core/index.js';
 import { thresholdForFpr } from '../../ml/index.js';
 import { openLedger, trainTabularDp } from '../../privacy/index.js';
 import type { Block } from '../../report/index.js';
@@ -16,7 +15,6 @@ const NOT_FEATURES = ['transaction_id', 'timestamp', 'merchant_id', 'merchant_lo
 const TARGET_FPR = 0.01;
 const EPOCHS = 5;
 
-const sha256 = (b: Uint8Array) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 const pct = (x: number | undefined) =>
   x === undefined || Number.isNaN(x) ? 'n/a' : `${(100 * x).toFixed(2)} %`;
 

@@ -3,13 +3,12 @@ import { readFileSync, statSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { AuditEventInput } from '../../audit/index.js';
-import { isBulwarkError, writeFileAtomic } from '../../core/index.js';
+import { fileDigest, isBulwarkError, writeFileAtomic } from '../../core/index.js';
 import { CsvWriter, Dataset, isPersonal, openCsv, schemaToYaml } from '../../data/index.js';
 import { Keyring } from '../../keys/index.js';
 import { protectCsv, revealCsv, SubjectKeyStore } from '../../protect/index.js';
 import type { Block } from '../../report/index.js';
 import type { DemoStage } from '../stage.js';
-import { fileDigest } from './audit.js';
 
 const PASSPHRASE_FILE = 'DEMO-ONLY-keyring-passphrase.txt';
 const SAMPLE_COLUMNS = [

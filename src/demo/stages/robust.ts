@@ -1,7 +1,6 @@
-import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { SeededRng, writeFileAtomic } from '../../core/index.js';
+import { SeededRng, sha256Digest as sha256, writeFileAtomic } from '../../core/index.js';
 import { type LabelledData, type Network, onnxMetadata, thresholdForFpr, toOnnx } from '../../ml/index.js';
 import type { Block } from '../../report/index.js';
 import {
@@ -33,7 +32,6 @@ const ATTACKER_CONTROLS = [
 /** Budget: at most this share of each field's range (schema bounds) or standard deviation. */
 const EPS = 0.1;
 
-const sha256 = (b: Uint8Array) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 const pct = (x: number | undefined) =>
   x === undefined || Number.isNaN(x) ? 'n/a' : `${(100 * x).toFixed(1)} %`;
 

@@ -38,43 +38,36 @@ export async function openLedger(
 /** The part of the audit log a spend sink needs (src/audit's `AuditLog.append`). */
 export interface AuditAppender {
   append(event: {
-    type: 'pipeline.stage';
+    type: 'privacy.spent';
     data: {
-      pipeline: string;
-      stage: string;
-      status: 'ok' | 'skipped' | 'failed';
-      seconds: number;
-      summary: Record<string, string | number | boolean | null>;
+      spendId: string;
+      dataset: string;
+      analyst: string | null;
+      epsilon: number;
+      delta: number;
+      operation: string;
+      details: Record<string, string | number | boolean | null>;
     };
   }): Promise<unknown>;
 }
 
 /**
- * A spend sink that appends each committed spend to the audit log. The audit schema (v1) has no
- * privacy-spend event type yet, so a spend is recorded as a `pipeline.stage` event of pipeline
- * `privacy-ledger`, stage `spend`, with the spend's fields in its summary. If the append fails the
- * spend stays committed (the budget is consumed: fail closed) and the error propagates, so the caller
- * does not release.
+ * A spend sink that appends each committed spend to the audit log as a `privacy.spent` event. If the
+ * append fails the spend stays committed (the budget is consumed: fail closed) and the error
+ * propagates, so the caller does not release.
  */
 export function auditSpendSink(log: AuditAppender): SpendSink {
   return async (r: SpendRecord) => {
     await log.append({
-      type: 'pipeline.stage',
+      type: 'privacy.spent',
       data: {
-        pipeline: 'privacy-ledger',
-        stage: 'spend',
-        status: 'ok',
-        seconds: 0,
-        summary: {
-          spendId: r.id,
-          dataset: r.dataset,
-          analyst: r.analyst,
-          epsilon: r.epsilon,
-          delta: r.delta,
-          operation: r.operation,
-          at: r.at,
-          ...Object.fromEntries(Object.entries(r.details).map(([k, v]) => [`detail.${k}`, v])),
-        },
+        spendId: r.id,
+        dataset: r.dataset,
+        analyst: r.analyst,
+        epsilon: r.epsilon,
+        delta: r.delta,
+        operation: r.operation,
+        details: { ...r.details },
       },
     });
   };
