@@ -1,0 +1,236 @@
+/**
+ * `bulwark/client`: a small TypeScript client for the Bulwark gateway (and any KServe v2 / Open Inference
+ * Protocol REST server): mutual TLS, a bearer token (fixed or fetched per call), keep-alive connections,
+ * and the v2 calls. Node built-ins only.
+ *
+ * @example
+ * ```ts
+ * import { GatewayClient } from 'bulwark/client';
+ * const client = new GatewayClient({
+ *   url: 'https://gateway.internal:8443',
+ *   ca: readFileSync('ca.pem'), cert: readFileSync('client.pem'), key: readFileSync('client.key'),
+ *   token: () => tokenSource.get(),
+ * });
+ * const out = await client.inferRows('fraud', [{ amount: 120.5, age: 39, kind: 'B' }]);
+ * console.log(out.outputs[0].data);
+ * client.close();
+ * ```
+ */
+import http from 'node:http';
+import https from 'node:https';
+
+export interface GatewayClientOptions {
+  /** Base URL, `https://host:port` (or `http://` for a plaintext sidecar). */
+  url: string;
+  /** CA bundle the server certificate must chain to (PEM). */
+  ca?: string | Buffer;
+  /** Client certificate and key for mutual TLS (PEM). */
+  cert?: string | Buffer;
+  key?: string | Buffer;
+  /** TLS server name to verify when the URL holds an address (`localhost`, `gateway.internal`). */
+  servername?: string;
+  /** Bearer access token, or a function returning a fresh one per call. */
+  token?: string | (() => string | Promise<string>);
+  /** Per-request timeout in ms (default 30,000). */
+  timeoutMs?: number;
+  /** Connections kept open (default 16). */
+  maxSockets?: number;
+}
+
+/** A v2 tensor. */
+export interface Tensor {
+  name: string;
+  shape: number[];
+  datatype: string;
+  data: (number | string | boolean | null)[];
+  parameters?: Record<string, string | number | boolean>;
+}
+
+export interface InferRequest {
+  id?: string;
+  parameters?: Record<string, string | number | boolean>;
+  inputs: Tensor[];
+  outputs?: { name: string; parameters?: Record<string, string | number | boolean> }[];
+}
+
+export interface InferResponse {
+  model_name: string;
+  model_version?: string;
+  id: string;
+  outputs: Tensor[];
+}
+
+/** An error answer of the gateway: HTTP status and its stable code. */
+export class GatewayError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'GatewayError';
+  }
+}
+
+/** A raw answer. */
+export interface RawResponse {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: string;
+}
+
+const SEGMENT = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
+
+function segment(name: string, what: string): string {
+  if (!SEGMENT.test(name))
+    throw new TypeError(`${what}: expected letters, digits, _ . - (got ${JSON.stringify(name)})`);
+  return name;
+}
+
+export class GatewayClient {
+  readonly #url: URL;
+  readonly #agent: http.Agent;
+  readonly #o: GatewayClientOptions;
+
+  constructor(options: GatewayClientOptions) {
+    this.#o = options;
+    this.#url = new URL(options.url);
+    if (this.#url.protocol !== 'https:' && this.#url.protocol !== 'http:')
+      throw new TypeError(`url: expected https:// or http://, got ${this.#url.protocol}`);
+    const common = { keepAlive: true, maxSockets: options.maxSockets ?? 16 };
+    this.#agent =
+      this.#url.protocol === 'https:'
+        ? new https.Agent({
+            ...common,
+            minVersion: 'TLSv1.3',
+            ...(options.ca !== undefined ? { ca: options.ca } : {}),
+            ...(options.cert !== undefined ? { cert: options.cert } : {}),
+            ...(options.key !== undefined ? { key: options.key } : {}),
+            ...(options.servername !== undefined ? { servername: options.servername } : {}),
+          })
+        : new http.Agent(common);
+  }
+
+  /** Sends one request and returns the raw answer (no status check). */
+  async request(
+    method: 'GET' | 'POST',
+    path: string,
+    body?: string | Buffer,
+    headers: Record<string, string> = {},
+  ): Promise<RawResponse> {
+    const token = typeof this.#o.token === 'function' ? await this.#o.token() : this.#o.token;
+    const h: Record<string, string | number> = { accept: 'application/json', ...headers };
+    if (token !== undefined) h['authorization'] = `Bearer ${token}`;
+    if (body !== undefined) {
+      h['content-type'] ??= 'application/json';
+      h['content-length'] = Buffer.byteLength(body);
+    }
+    const mod = this.#url.protocol === 'https:' ? https : http;
+    return new Promise<RawResponse>((resolve, reject) => {
+      const req = mod.request(
+        {
+          protocol: this.#url.protocol,
+          hostname: this.#url.hostname.replace(/^\[|\]$/g, ''),
+          port: this.#url.port,
+          path,
+          method,
+          agent: this.#agent,
+          headers: h,
+          timeout: this.#o.timeoutMs ?? 30_000,
+          ...(this.#o.servername !== undefined ? { servername: this.#o.servername } : {}),
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () =>
+            resolve({
+              status: res.statusCode ?? 0,
+              headers: res.headers,
+              body: Buffer.concat(chunks).toString('utf8'),
+            }),
+          );
+          res.on('error', reject);
+        },
+      );
+      req.on('timeout', () =>
+        req.destroy(new Error(`request timed out after ${this.#o.timeoutMs ?? 30_000} ms`)),
+      );
+      req.on('error', reject);
+      req.end(body);
+    });
+  }
+
+  async #json<T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
+    const r = await this.request(method, path, body === undefined ? undefined : JSON.stringify(body));
+    let value: unknown;
+    try {
+      value = JSON.parse(r.body);
+    } catch {
+      throw new GatewayError(r.status, 'ERR_CLIENT_RESPONSE', `answer is not JSON (HTTP ${r.status})`);
+    }
+    if (r.status < 200 || r.status >= 300) {
+      const v = value as { error?: unknown; code?: unknown };
+      throw new GatewayError(
+        r.status,
+        typeof v.code === 'string' ? v.code : `HTTP_${r.status}`,
+        typeof v.error === 'string' ? v.error : `HTTP ${r.status}`,
+      );
+    }
+    return value as T;
+  }
+
+  async live(): Promise<boolean> {
+    return (await this.request('GET', '/v2/health/live')).status === 200;
+  }
+
+  async ready(): Promise<boolean> {
+    return (await this.request('GET', '/v2/health/ready')).status === 200;
+  }
+
+  #modelPath(name: string, version?: string): string {
+    return `/v2/models/${segment(name, 'model')}${version === undefined ? '' : `/versions/${segment(version, 'version')}`}`;
+  }
+
+  /** `GET /v2/models/{name}[/versions/{v}]`. */
+  modelMetadata(name: string, version?: string): Promise<Record<string, unknown>> {
+    return this.#json('GET', this.#modelPath(name, version));
+  }
+
+  async modelReady(name: string, version?: string): Promise<boolean> {
+    const r = await this.#json<{ ready: boolean }>('GET', `${this.#modelPath(name, version)}/ready`);
+    return r.ready === true;
+  }
+
+  /** `POST /v2/models/{name}[/versions/{v}]/infer`; throws {@link GatewayError} on a refusal. */
+  infer(name: string, request: InferRequest, options: { version?: string } = {}): Promise<InferResponse> {
+    return this.#json('POST', `${this.#modelPath(name, options.version)}/infer`, request);
+  }
+
+  /**
+   * Infers on rows of named fields: one input tensor per field (numbers as FP64, strings as BYTES), the
+   * columnar form the gateway expects for tabular models.
+   */
+  inferRows(
+    name: string,
+    rows: readonly Record<string, number | string | null>[],
+    options: { version?: string; id?: string } = {},
+  ): Promise<InferResponse> {
+    if (rows.length === 0) throw new TypeError('rows: expected at least one row');
+    const names = Object.keys(rows[0] as object);
+    const inputs: Tensor[] = names.map((n) => {
+      const data = rows.map((r) => (Object.hasOwn(r, n) ? (r[n] as number | string | null) : null));
+      const numeric = data.every((v) => v === null || typeof v === 'number');
+      return { name: n, shape: [rows.length], datatype: numeric ? 'FP64' : 'BYTES', data };
+    });
+    return this.infer(
+      name,
+      { ...(options.id !== undefined ? { id: options.id } : {}), inputs },
+      options.version !== undefined ? { version: options.version } : {},
+    );
+  }
+
+  /** Closes the kept-alive connections. */
+  close(): void {
+    this.#agent.destroy();
+  }
+}

@@ -1,0 +1,204 @@
+/**
+ * `bulwark serve` configuration (`bulwark.yaml`), validated at start with strict zod schemas: an unknown
+ * key, a missing one or a wrong type is `ERR_CONFIG_INVALID` naming the key path (`server.tls.cert`).
+ * Reference: docs/gateway.md.
+ */
+import { z } from 'zod';
+import { loadConfig, validateConfig } from '../core/index.js';
+import { authConfigSchema, policyConfigSchema } from './peers.js';
+
+const path = z.string().min(1, 'expected a file path');
+const port = z.number().int().min(0).max(65535);
+/** Model and version names appear in URLs and metric labels: a closed alphabet. */
+const name = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/, 'expected letters, digits, _ . -');
+
+export const tlsConfigSchema = z
+  .strictObject({
+    cert: path,
+    key: path,
+    /** CA bundle that client certificates must chain to (mutual TLS). */
+    clientCa: path.optional(),
+    clientAuth: z.enum(['none', 'request', 'require']).default('none'),
+    /** Reload certificates when their files change (SIGHUP always reloads). */
+    watch: z.boolean().default(false),
+  })
+  .refine((t) => t.clientAuth === 'none' || t.clientCa !== undefined, {
+    message: 'clientAuth request/require needs clientCa',
+    path: ['clientCa'],
+  });
+
+export const serverConfigSchema = z
+  .strictObject({
+    host: z.string().min(1).default('127.0.0.1'),
+    port: port.default(8443),
+    tls: tlsConfigSchema.optional(),
+    /**
+     * Serve plain HTTP without TLS. Only for a sidecar behind a TLS-terminating mesh on loopback;
+     * logged as a warning at every start.
+     */
+    insecurePlaintext: z.boolean().default(false),
+    bodyLimitBytes: z
+      .number()
+      .int()
+      .min(64)
+      .max(64 << 20)
+      .default(1 << 20),
+    maxDepth: z.number().int().min(2).max(64).default(8),
+    /** Seconds a graceful shutdown waits for requests in flight. */
+    drainSeconds: z.number().min(0).max(600).default(10),
+    /** Idle keep-alive timeout of client connections (ms). */
+    keepAliveMs: z.number().int().min(100).max(600_000).default(65_000),
+  })
+  .refine((s) => s.tls !== undefined || s.insecurePlaintext, {
+    message: 'TLS is required (set server.tls, or server.insecurePlaintext: true for a loopback sidecar)',
+    path: ['tls'],
+  });
+
+export const metricsConfigSchema = z.strictObject({
+  enabled: z.boolean().default(true),
+  host: z.string().min(1).default('127.0.0.1'),
+  port: port.default(9464),
+});
+
+export const limitsConfigSchema = z
+  .strictObject({
+    backend: z.enum(['memory', 'redis']).default('memory'),
+    redis: z
+      .strictObject({
+        url: z.string().regex(/^rediss?:\/\//, 'expected a redis:// or rediss:// URL'),
+        keyPrefix: z.string().min(1).max(64).default('bulwark:'),
+      })
+      .optional(),
+    /** Sustained requests per second per principal and model. */
+    requestsPerSecond: z.number().int().min(1).max(1_000_000).default(100),
+    /** Requests allowed in one burst (default: requestsPerSecond). */
+    burst: z.number().int().min(1).max(10_000_000).optional(),
+    /** Total rows a principal may query per model per window (against extraction; off when absent). */
+    queryBudget: z
+      .strictObject({
+        queries: z.number().int().min(1),
+        windowSeconds: z.number().int().min(1).default(86_400),
+      })
+      .optional(),
+  })
+  .refine((l) => l.backend === 'memory' || l.redis !== undefined, {
+    message: 'backend redis needs redis.url',
+    path: ['redis'],
+  });
+
+export const outputConfigSchema = z.strictObject({
+  /** Labels returned per row, most probable first. */
+  topK: z.number().int().min(1).max(1000).default(1),
+  /** Return the probabilities of the top-k labels (false: labels only). */
+  probabilities: z.boolean().default(true),
+  /** Decimal digits probabilities are rounded to. */
+  roundDigits: z.number().int().min(0).max(8).default(2),
+  /** Noise added to probabilities before rounding (Laplace or Gaussian scale), from a CSPRNG. */
+  noise: z
+    .strictObject({
+      kind: z.enum(['laplace', 'gaussian']).default('laplace'),
+      scale: z.number().min(0).max(1),
+    })
+    .optional(),
+});
+
+export const modelConfigSchema = z
+  .strictObject({
+    name,
+    /** The version served (default: the package's; '1' for a plain ONNX file). */
+    version: name.optional(),
+    /** A protected model package (issue 7); requires keyring and trust. */
+    package: path.optional(),
+    keyring: path.optional(),
+    /** Where the keyring passphrase comes from (default: env BULWARK_PASSPHRASE). */
+    keyringPassphrase: z
+      .union([z.strictObject({ file: path }), z.strictObject({ env: z.string().min(1) })])
+      .optional(),
+    trust: path.optional(),
+    /** A plain ONNX file from `bulwark train`: unsigned and unencrypted, only with insecure: true. */
+    onnx: path.optional(),
+    insecure: z.boolean().default(false),
+    /** The data schema requests are validated against (YAML from `bulwark schema infer`). */
+    schema: path.optional(),
+    threads: z.number().int().min(1).max(64).default(1),
+    maxRows: z.number().int().min(1).max(100_000).default(256),
+    output: outputConfigSchema.default({ topK: 1, probabilities: true, roundDigits: 2 }),
+    detectors: z
+      .strictObject({ mahalanobis: path.optional(), stateful: path.optional(), prada: path.optional() })
+      .default({}),
+  })
+  .refine((m) => (m.package === undefined) !== (m.onnx === undefined), {
+    message: 'give exactly one of package or onnx',
+    path: ['package'],
+  })
+  .refine((m) => m.onnx === undefined || m.insecure, {
+    message: 'a plain ONNX model is unsigned: set insecure: true to serve it anyway',
+    path: ['insecure'],
+  })
+  .refine((m) => m.onnx === undefined || m.schema !== undefined, {
+    message: 'a plain ONNX model needs schema',
+    path: ['schema'],
+  })
+  .refine((m) => m.package === undefined || (m.keyring !== undefined && m.trust !== undefined), {
+    message: 'a model package needs keyring and trust',
+    path: ['keyring'],
+  });
+
+export const detectorsConfigSchema = z.strictObject({
+  /** enforce: a flagged request is denied (403); monitor: recorded and counted only. */
+  mode: z.enum(['enforce', 'monitor']).default('enforce'),
+});
+
+export const auditConfigSchema = z.strictObject({
+  /** A SQLite file path or a postgres:// URL. */
+  store: z.string().min(1),
+  /** File holding the checkpoint signing key (`PRIVATE+KEY+origin+id+key`). */
+  signer: path,
+  /** Seconds between signed checkpoints (0: only at shutdown). */
+  checkpointSeconds: z.number().int().min(0).max(86_400).default(60),
+});
+
+export const telemetryConfigSchema = z.strictObject({
+  logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  traces: z
+    .strictObject({
+      enabled: z.boolean().default(false),
+      serviceName: z.string().min(1).default('bulwark-gateway'),
+    })
+    .default({ enabled: false, serviceName: 'bulwark-gateway' }),
+});
+
+export const gatewayConfigSchema = z.strictObject({
+  server: serverConfigSchema,
+  metrics: metricsConfigSchema.default({ enabled: true, host: '127.0.0.1', port: 9464 }),
+  auth: authConfigSchema,
+  policy: policyConfigSchema,
+  limits: limitsConfigSchema.default({ backend: 'memory', requestsPerSecond: 100 }),
+  models: z.array(modelConfigSchema).min(1),
+  detectors: detectorsConfigSchema.default({ mode: 'enforce' }),
+  audit: auditConfigSchema,
+  telemetry: telemetryConfigSchema.default({
+    logLevel: 'info',
+    traces: { enabled: false, serviceName: 'bulwark-gateway' },
+  }),
+  /** Reserved for attestation (issue 10): only `off` is accepted for now. */
+  enclave: z.strictObject({ mode: z.literal('off') }).optional(),
+  /** Deployment settings, validated by src/deploy/. */
+  deploy: z.unknown().optional(),
+});
+
+export type GatewayConfig = z.infer<typeof gatewayConfigSchema>;
+export type ModelConfig = z.infer<typeof modelConfigSchema>;
+export type OutputConfig = z.infer<typeof outputConfigSchema>;
+export type LimitsConfig = z.infer<typeof limitsConfigSchema>;
+export type TlsConfig = z.infer<typeof tlsConfigSchema>;
+
+/** Reads and validates `bulwark.yaml`; relative paths stay relative to the working directory. */
+export function loadGatewayConfig(file: string): Promise<GatewayConfig> {
+  return loadConfig(file, gatewayConfigSchema);
+}
+
+/** Validates a configuration object (from code or tests). */
+export function gatewayConfig(value: unknown, source = '<gateway config>'): GatewayConfig {
+  return validateConfig(value, gatewayConfigSchema, source);
+}

@@ -1,0 +1,128 @@
+/**
+ * Rate limit and query budget per principal and model (`rate-limiter-flexible`): in memory for one
+ * replica, in Redis (ioredis) when several replicas must share the counts. A rate limit caps request
+ * bursts; the query budget caps the rows a caller may have answered per window, which bounds how much
+ * of the model an extraction attack can learn (Tramèr et al. 2016; PRADA, Juuti et al. 2019).
+ *
+ * Fail closed: when Redis cannot be reached the limiter answers ERR_GATEWAY_LIMITER_UNAVAILABLE (503)
+ * at once (no offline queue, `rejectIfRedisNotReady`) instead of letting the request through; ioredis
+ * keeps reconnecting, so service resumes by itself when Redis returns.
+ */
+import { createHash } from 'node:crypto';
+import { Redis } from 'ioredis';
+import {
+  type RateLimiterAbstract,
+  RateLimiterMemory,
+  RateLimiterRedis,
+  RateLimiterRes,
+} from 'rate-limiter-flexible';
+import { BulwarkError } from '../core/index.js';
+import type { LimitsConfig } from './config.js';
+
+/** What the limit stage learned about the caller. */
+export interface LimitOutcome {
+  /** Rows left in the caller's query budget for this model (null when no budget is set). */
+  budgetRemaining: number | null;
+}
+
+function keyOf(principal: string, model: string): string {
+  // Principal ids stay out of the store: a hash keys the counters.
+  return `${model}:${createHash('sha256').update(principal).digest('base64url').slice(0, 22)}`;
+}
+
+export class Limiter {
+  readonly #rate: RateLimiterAbstract;
+  readonly #budget: RateLimiterAbstract | null;
+  readonly #redis: Redis | null;
+
+  private constructor(rate: RateLimiterAbstract, budget: RateLimiterAbstract | null, redis: Redis | null) {
+    this.#rate = rate;
+    this.#budget = budget;
+    this.#redis = redis;
+  }
+
+  static create(c: LimitsConfig): Limiter {
+    const burst = c.burst ?? c.requestsPerSecond;
+    // A fixed window of burst / rate seconds that holds `burst` requests: the sustained rate is the
+    // configured one and a burst of `burst` is allowed at the start of a window.
+    const rate = { points: burst, duration: Math.max(1, Math.round(burst / c.requestsPerSecond)) };
+    const budget = c.queryBudget
+      ? { points: c.queryBudget.queries, duration: c.queryBudget.windowSeconds }
+      : null;
+    if (c.backend === 'memory') {
+      return new Limiter(
+        new RateLimiterMemory({ ...rate, keyPrefix: 'rate' }),
+        budget ? new RateLimiterMemory({ ...budget, keyPrefix: 'budget' }) : null,
+        null,
+      );
+    }
+    const r = c.redis;
+    if (r === undefined)
+      throw new BulwarkError('ERR_CONFIG_INVALID', 'limits.redis: required with backend redis');
+    const redis = new Redis(r.url, {
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 1,
+      connectTimeout: 2000,
+      lazyConnect: false,
+      // Keep trying forever, at most every 2 s: the gateway must recover without a restart.
+      retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 6), 2000),
+    });
+    // Connection errors surface per request as 503; the client's own error events are expected noise.
+    redis.on('error', () => {});
+    const common = { storeClient: redis, rejectIfRedisNotReady: true };
+    return new Limiter(
+      new RateLimiterRedis({ ...common, ...rate, keyPrefix: `${r.keyPrefix}rate` }),
+      budget ? new RateLimiterRedis({ ...common, ...budget, keyPrefix: `${r.keyPrefix}budget` }) : null,
+      redis,
+    );
+  }
+
+  /** Whether the store is reachable now (always true in memory). */
+  get healthy(): boolean {
+    return this.#redis === null || this.#redis.status === 'ready';
+  }
+
+  /**
+   * Takes one request from the rate limit and `rows` from the budget. Throws ERR_GATEWAY_RATE_LIMITED /
+   * ERR_GATEWAY_BUDGET_EXHAUSTED (429, with `retryAfterSeconds` in details) or
+   * ERR_GATEWAY_LIMITER_UNAVAILABLE (503).
+   */
+  async consume(principal: string, model: string, rows: number): Promise<LimitOutcome> {
+    const key = keyOf(principal, model);
+    await this.#take(this.#rate, key, 1, 'ERR_GATEWAY_RATE_LIMITED');
+    if (this.#budget === null) return { budgetRemaining: null };
+    const res = await this.#take(this.#budget, key, rows, 'ERR_GATEWAY_BUDGET_EXHAUSTED');
+    return { budgetRemaining: res.remainingPoints };
+  }
+
+  async #take(
+    l: RateLimiterAbstract,
+    key: string,
+    points: number,
+    code: 'ERR_GATEWAY_RATE_LIMITED' | 'ERR_GATEWAY_BUDGET_EXHAUSTED',
+  ): Promise<RateLimiterRes> {
+    try {
+      return await l.consume(key, points);
+    } catch (e) {
+      if (e instanceof RateLimiterRes) {
+        const retry = Math.max(1, Math.ceil(e.msBeforeNext / 1000));
+        throw new BulwarkError(
+          code,
+          code === 'ERR_GATEWAY_RATE_LIMITED'
+            ? `rate limit reached; retry in ${retry} s`
+            : `query budget for this model used up; it renews in ${retry} s`,
+          { details: { retryAfterSeconds: retry } },
+        );
+      }
+      throw new BulwarkError('ERR_GATEWAY_LIMITER_UNAVAILABLE', 'the rate-limit store cannot be reached', {
+        cause: e,
+      });
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.#redis) {
+      this.#redis.disconnect();
+    }
+  }
+}

@@ -1,0 +1,253 @@
+/**
+ * Where a served model comes from. The default and only secure source is the protected model package
+ * (signed, encrypted; src/model). A plain ONNX file written by `bulwark train` can be served only with
+ * `insecure: true` in its model section, and the gateway logs a warning for it at every start: nothing
+ * proves who produced the file or that it was not altered.
+ */
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { BulwarkError, fsError } from '../core/index.js';
+import {
+  type ColumnType,
+  FIELD_TYPES,
+  type FieldType,
+  loadSchema,
+  Pipeline,
+  type Schema,
+  validateSchema,
+} from '../data/index.js';
+import { Keyring } from '../keys/index.js';
+import { OnnxRuntimeModel, onnxMetadata } from '../ml/index.js';
+import { loadProtectedModel, loadTrustPolicy, type ModelManifest } from '../model/index.js';
+import type { ModelConfig } from './config.js';
+
+/** Metadata keys `bulwark train` writes (src/train/tabular.ts META_*). */
+const META_PIPELINE = 'bulwark.pipeline';
+const META_CLASS_VALUES = 'bulwark.class_values';
+
+/** A model ready to serve. */
+export interface LoadedModel {
+  name: string;
+  version: string;
+  /** The schema requests are validated against. */
+  schema: Schema;
+  /** Preprocessing from schema fields to the model's input features. */
+  pipeline: Pipeline;
+  /** Column types the pipeline reads. */
+  inputTypes: Readonly<Record<string, ColumnType>>;
+  /** Fields a request must carry, in the pipeline's order. */
+  inputFields: readonly string[];
+  /** Width of the feature vector. */
+  features: number;
+  classValues: readonly string[];
+  /** `sha256:` of the ONNX bytes. */
+  modelDigest: string;
+  /** `sha256:` of the package file (packages only). */
+  packageDigest?: string;
+  /** Who signed the package, or null for an unsigned file. */
+  signer: string | null;
+  /** How the model got here: `package` (signature verified) or `insecure-onnx`. */
+  origin: 'package' | 'insecure-onnx';
+  runtime: OnnxRuntimeModel;
+  /** Name of the probability output. */
+  outputName: string;
+}
+
+/** Loads models named by the configuration. */
+export interface ModelSource {
+  load(config: ModelConfig): Promise<LoadedModel>;
+}
+
+export function sha256Digest(bytes: Uint8Array): string {
+  return `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+}
+
+function meta<T>(m: Record<string, string>, key: string, what: string): T {
+  const v = m[key];
+  if (v === undefined)
+    throw new BulwarkError('ERR_ONNX_INVALID', `${what}: no "${key}" metadata (train it with bulwark train)`);
+  try {
+    return JSON.parse(v) as T;
+  } catch (e) {
+    throw new BulwarkError('ERR_ONNX_INVALID', `${what}: metadata "${key}" is not valid JSON`, { cause: e });
+  }
+}
+
+/** What a source found: the runtime plus the metadata the pipeline needs. */
+interface ModelParts {
+  schema: Schema;
+  pipelineState: unknown;
+  classValues: unknown;
+  runtime: OnnxRuntimeModel;
+  version: string;
+  modelDigest: string;
+  packageDigest?: string;
+  signer: string | null;
+  origin: LoadedModel['origin'];
+}
+
+/** Checks the parts agree (pipeline inputs declared by the schema, classes) and builds the model. */
+function assemble(c: ModelConfig, p: ModelParts): LoadedModel {
+  const what = `models.${c.name}`;
+  let pipeline: Pipeline;
+  try {
+    pipeline = Pipeline.load(p.pipelineState);
+  } catch (e) {
+    throw new BulwarkError('ERR_ONNX_INVALID', `${what}: the model's preprocessing does not load`, {
+      cause: e,
+    });
+  }
+  const state = pipeline.toJSON();
+  const classValues = p.classValues;
+  if (!Array.isArray(classValues) || classValues.length < 2 || classValues.some((v) => typeof v !== 'string'))
+    throw new BulwarkError('ERR_ONNX_INVALID', `${what}: class values must be a list of >= 2 strings`);
+  const fields = new Set(p.schema.fields.map((f) => f.name));
+  for (const i of state.inputs) {
+    if (!fields.has(i.name))
+      throw new BulwarkError(
+        'ERR_SCHEMA_MISMATCH',
+        `${what}: the model reads "${i.name}", which the schema does not declare`,
+        { details: { field: i.name } },
+      );
+  }
+  const outputName = p.runtime.outputNames.includes('probabilities')
+    ? 'probabilities'
+    : (p.runtime.outputNames[0] as string);
+  return {
+    name: c.name,
+    version: p.version,
+    schema: p.schema,
+    pipeline,
+    inputTypes: Object.fromEntries(state.inputs.map((i) => [i.name, i.type])),
+    inputFields: state.inputs.map((i) => i.name),
+    features: state.features.length,
+    classValues: classValues as string[],
+    modelDigest: p.modelDigest,
+    ...(p.packageDigest ? { packageDigest: p.packageDigest } : {}),
+    signer: p.signer,
+    origin: p.origin,
+    runtime: p.runtime,
+    outputName,
+  };
+}
+
+/** Builds a {@link LoadedModel} from ONNX bytes carrying Bulwark's preprocessing metadata. */
+export async function modelFromOnnx(bytes: Uint8Array, schema: Schema, c: ModelConfig): Promise<LoadedModel> {
+  const what = `models.${c.name}`;
+  const m = onnxMetadata(bytes);
+  const pipelineState = meta<unknown>(m, META_PIPELINE, what);
+  const classValues = meta<unknown>(m, META_CLASS_VALUES, what);
+  const runtime = await OnnxRuntimeModel.create(bytes, { threads: c.threads });
+  try {
+    return assemble(c, {
+      schema,
+      pipelineState,
+      classValues,
+      runtime,
+      version: c.version ?? '1',
+      modelDigest: sha256Digest(bytes),
+      signer: null,
+      origin: 'insecure-onnx',
+    });
+  } catch (e) {
+    await runtime.close();
+    throw e;
+  }
+}
+
+/** The request schema a package's manifest declares (raw input fields with their public bounds). */
+export function schemaFromManifest(m: ModelManifest, source: string): Schema {
+  const fields = m.input.fields;
+  if (fields === undefined || fields.length === 0)
+    throw new BulwarkError(
+      'ERR_SCHEMA_INVALID',
+      `${source}: the package manifest lists no input fields; give the model a schema file`,
+    );
+  for (const f of fields)
+    if (!(FIELD_TYPES as readonly string[]).includes(f.type))
+      throw new BulwarkError('ERR_SCHEMA_INVALID', `${source}: input field "${f.name}" has type "${f.type}"`);
+  return validateSchema(
+    {
+      version: 1,
+      ...(m.input.label ? { label: m.input.label } : {}),
+      fields: fields.map((f) => ({
+        name: f.name,
+        type: f.type as FieldType,
+        nullable: f.nullable ?? false,
+        ...(f.bounds ? { bounds: f.bounds } : {}),
+        ...(f.categories ? { categories: f.categories } : {}),
+      })),
+    },
+    source,
+  );
+}
+
+/**
+ * Protected model packages (the default): the package signature is verified against the trust policy
+ * and the model decrypted in memory with the keyring (src/model loadProtectedModel) before it is served.
+ */
+export class PackageModelSource implements ModelSource {
+  async load(c: ModelConfig): Promise<LoadedModel> {
+    if (c.package === undefined || c.keyring === undefined || c.trust === undefined)
+      throw new BulwarkError(
+        'ERR_CONFIG_INVALID',
+        `models.${c.name}: a package needs package, keyring and trust`,
+      );
+    const secret =
+      c.keyringPassphrase ?? (process.env['BULWARK_PASSPHRASE'] ? { env: 'BULWARK_PASSPHRASE' } : {});
+    const keyring = await Keyring.open(c.keyring, { secret: { ...secret, prompt: false } });
+    const trust = await loadTrustPolicy(c.trust);
+    const pkg = await loadProtectedModel(c.package, { keyring, trust, threads: c.threads });
+    try {
+      const m = pkg.manifest;
+      if (c.version !== undefined && c.version !== m.model.version)
+        throw new BulwarkError(
+          'ERR_CONFIG_INVALID',
+          `models.${c.name}.version: "${c.version}", but the package is version "${m.model.version}"`,
+        );
+      const schema = c.schema ? await loadSchema(c.schema) : schemaFromManifest(m, c.package);
+      return assemble(c, {
+        schema,
+        pipelineState: m.input.preprocessing,
+        classValues: m.output.classes,
+        runtime: pkg.model,
+        version: m.model.version,
+        modelDigest: `sha256:${m.onnx.sha256}`,
+        packageDigest: `sha256:${pkg.packageDigest}`,
+        signer: pkg.signer.keyId,
+        origin: 'package',
+      });
+    } catch (e) {
+      await pkg.model.close();
+      throw e;
+    }
+  }
+}
+
+/** Packages by default; plain ONNX only for models configured `insecure: true`. */
+export class DefaultModelSource implements ModelSource {
+  readonly #pkg = new PackageModelSource();
+  readonly #onnx = new InsecureOnnxSource();
+  load(c: ModelConfig): Promise<LoadedModel> {
+    return c.package !== undefined ? this.#pkg.load(c) : this.#onnx.load(c);
+  }
+}
+
+/** Plain ONNX files from `bulwark train` (unsigned): only for models configured `insecure: true`. */
+export class InsecureOnnxSource implements ModelSource {
+  async load(c: ModelConfig): Promise<LoadedModel> {
+    if (c.onnx === undefined || !c.insecure || c.schema === undefined)
+      throw new BulwarkError(
+        'ERR_CONFIG_INVALID',
+        `models.${c.name}: a plain ONNX model needs onnx, schema and insecure: true`,
+      );
+    let bytes: Uint8Array;
+    try {
+      bytes = await readFile(c.onnx);
+    } catch (e) {
+      throw fsError(e, c.onnx, 'cannot read model');
+    }
+    const schema = await loadSchema(c.schema);
+    return modelFromOnnx(bytes, schema, c);
+  }
+}

@@ -1,0 +1,30 @@
+/**
+ * What the pipeline needs from authentication (src/gateway/auth/) and authorisation
+ * (src/gateway/policy/): the shapes their indexes export. The pipeline depends on these interfaces
+ * only, so a stage can be swapped (or disabled for the protections-off benchmark) without the server
+ * knowing which implementation runs.
+ */
+import type { AuthRequest, Principal } from './auth/index.js';
+import type { AuthzRequest, Decision } from './policy/index.js';
+
+export { Authenticator, type AuthRequest, authConfigSchema, type Principal } from './auth/index.js';
+export {
+  type Action,
+  Authorizer,
+  type AuthzRequest,
+  type Decision,
+  decisionError,
+  policyConfigSchema,
+} from './policy/index.js';
+
+export interface AuthenticatorLike {
+  /** Resolves the caller or throws a BulwarkError with an ERR_AUTH_* code. */
+  authenticate(req: AuthRequest): Promise<Principal>;
+  reload(): Promise<void> | void;
+  close(): Promise<void> | void;
+}
+
+export interface AuthorizerLike {
+  authorize(req: AuthzRequest): Decision;
+  reload(): Promise<void> | void;
+}

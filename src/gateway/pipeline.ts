@@ -1,0 +1,370 @@
+/**
+ * The request pipeline: a fixed list of stages, each timed into `gateway_stage_duration_seconds` and
+ * each able to deny with a stable code (docs/gateway.md has the table):
+ *
+ *   parse → authenticate → authorize → limit → validate → detect → infer → extraction → harden → audit
+ *
+ * - parse: body bytes to JSON (size, depth, UTF-8, no `__proto__`/`constructor`/`prototype` keys), the
+ *   model looked up, and the Open Inference Protocol request checked exactly (unknown fields, shapes,
+ *   datatypes: 400; nothing coerced).
+ * - authenticate: mTLS identity and/or JWT access token (src/gateway/auth): 401, or 503 when the JWKS
+ *   cannot be fetched.
+ * - authorize: Cedar (src/gateway/policy), deny by default: 403; an engine failure 503.
+ * - limit: rate limit and query budget per principal and model: 429; store down 503.
+ * - validate: every row against the model's data schema (src/robust InputValidator): 400/413.
+ * - detect: Mahalanobis distance of the features, the stateful query detector per principal: 403.
+ * - infer: preprocessing and ONNX Runtime.
+ * - extraction: PRADA on the principal's query stream (needs the predicted class): 403.
+ * - harden: top-k labels, rounded probabilities, optional noise.
+ * - audit: the prediction appended to the tamper-evident log and committed before the answer leaves
+ *   (fail closed: 503 when the log cannot be written).
+ *
+ * Denials are recorded in the audit log too (stage and code), without waiting for the commit.
+ */
+import { createHash, randomUUID } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+import type { Span, Tracer } from '@opentelemetry/api';
+import type { Logger } from 'pino';
+import type { AuditLog } from '../audit/index.js';
+import { BulwarkError } from '../core/index.js';
+import { errorReply, type Reply } from './errors.js';
+import { parseJsonBody } from './json.js';
+import type { Limiter } from './limits.js';
+import type { GatewayMetrics } from './metrics.js';
+import {
+  type Action,
+  type AuthenticatorLike,
+  type AuthorizerLike,
+  type AuthRequest,
+  type Decision,
+  decisionError,
+  type Principal,
+} from './peers.js';
+import type { Detection, ServedModel } from './served-model.js';
+
+export const STAGES = [
+  'parse',
+  'authenticate',
+  'authorize',
+  'limit',
+  'validate',
+  'detect',
+  'infer',
+  'extraction',
+  'harden',
+  'audit',
+] as const;
+export type Stage = (typeof STAGES)[number];
+
+/** Stages the protections-off benchmark may switch off (never from the configuration file). */
+export type OptionalStage =
+  | 'authenticate'
+  | 'authorize'
+  | 'limit'
+  | 'validate'
+  | 'detect'
+  | 'extraction'
+  | 'audit';
+
+export interface PipelineOptions {
+  models: ReadonlyMap<string, ServedModel>;
+  authenticator: AuthenticatorLike | null;
+  authorizer: AuthorizerLike | null;
+  limiter: Limiter | null;
+  audit: AuditLog | null;
+  metrics: GatewayMetrics;
+  logger: Logger;
+  detectorsMode: 'enforce' | 'monitor';
+  bodyLimitBytes: number;
+  maxDepth: number;
+  tracer?: Tracer | null;
+}
+
+/** One inference request as the transport hands it over. */
+export interface InferCall {
+  model: string;
+  version?: string;
+  body: Buffer;
+  auth: AuthRequest;
+  /** A transport-level refusal (body too large, wrong media type, draining), raised at the parse stage. */
+  preError?: BulwarkError;
+}
+
+/** The principal used when authentication is switched off (benchmark only). */
+const ANONYMOUS: Principal = { id: 'anonymous', roles: [], scopes: [] };
+
+class Denied extends Error {
+  constructor(
+    readonly stage: Stage,
+    readonly error: unknown,
+  ) {
+    super('denied');
+  }
+}
+
+function sha256(body: Buffer): string {
+  return `sha256:${createHash('sha256').update(body).digest('hex')}`;
+}
+
+/** The models' pipeline: one instance per gateway. */
+export class Pipeline {
+  readonly #o: PipelineOptions;
+  readonly #stageHist: Record<Stage, { observe(v: number): void }>;
+
+  constructor(options: PipelineOptions) {
+    this.#o = options;
+    this.#stageHist = Object.fromEntries(
+      STAGES.map((s) => [s, options.metrics.stageSeconds.labels(s)]),
+    ) as unknown as Record<Stage, { observe(v: number): void }>;
+  }
+
+  get options(): PipelineOptions {
+    return this.#o;
+  }
+
+  /** The principal of a non-inference request (metadata, dashboard), authorised for `action`. */
+  async authorizeOther(
+    auth: AuthRequest,
+    action: Action,
+    resource: { model: string; version?: string },
+  ): Promise<Principal> {
+    const o = this.#o;
+    const principal = o.authenticator ? await o.authenticator.authenticate(auth) : ANONYMOUS;
+    if (o.authorizer) this.#authorize(principal, action, resource, auth.remoteAddress, {});
+    return principal;
+  }
+
+  #authorize(
+    principal: Principal,
+    action: Action,
+    resource: { model: string; version?: string },
+    clientAddress: string,
+    extra: Record<string, string | number | boolean>,
+  ): void {
+    const az = this.#o.authorizer as AuthorizerLike;
+    let d: Decision;
+    try {
+      d = az.authorize({
+        principal,
+        action,
+        resource,
+        context: { time: Math.floor(Date.now() / 1000), clientAddress, ...extra },
+      });
+    } catch (e) {
+      throw new BulwarkError('ERR_POLICY_ENGINE', 'the policy engine failed; request denied', { cause: e });
+    }
+    if (!d.allow)
+      throw (
+        decisionError(d, action) ??
+        new BulwarkError('ERR_POLICY_DENIED', `${action} not permitted`, { details: { action } })
+      );
+  }
+
+  /** Runs one inference request through every stage and returns the reply (never throws). */
+  async infer(call: InferCall): Promise<Reply> {
+    const o = this.#o;
+    const start = performance.now();
+    const requestId = randomUUID();
+    const hist = this.#stageHist;
+    let principal: Principal | null = null;
+    let modelLabel = 'unknown';
+    let inputDigest: string | undefined;
+    let t = start;
+    // Time of the feature encoding, counted with the 'infer' stage (it runs before the detectors).
+    let carry = 0;
+    const span: Span | null = o.tracer ? o.tracer.startSpan('gateway.infer') : null;
+    const lap = (stage: Stage) => {
+      const now = performance.now();
+      const ms = now - t + (stage === 'infer' ? carry : 0);
+      hist[stage].observe(ms / 1000);
+      span?.addEvent(stage, { ms });
+      t = now;
+    };
+    let stage: Stage = 'parse';
+    o.metrics.inFlight.inc();
+    try {
+      // parse
+      if (call.preError) throw call.preError;
+      const json = parseJsonBody(call.body, o.bodyLimitBytes, o.maxDepth);
+      const model = o.models.get(call.model);
+      if (model === undefined || (call.version !== undefined && call.version !== model.version))
+        throw new BulwarkError(
+          'ERR_GATEWAY_NOT_FOUND',
+          call.version === undefined ? 'no such model' : 'no such model version',
+        );
+      if (!model.ready) throw new BulwarkError('ERR_GATEWAY_NOT_READY', 'the model is not ready');
+      modelLabel = model.name;
+      const req = model.parseRequest(json);
+      const rows = req.rows.length;
+      lap('parse');
+
+      stage = 'authenticate';
+      principal = o.authenticator ? await o.authenticator.authenticate(call.auth) : ANONYMOUS;
+      lap('authenticate');
+
+      stage = 'authorize';
+      if (o.authorizer)
+        this.#authorize(
+          principal,
+          'predict',
+          { model: model.name, version: model.version },
+          call.auth.remoteAddress,
+          { rows },
+        );
+      lap('authorize');
+
+      stage = 'limit';
+      const lim = o.limiter ? await o.limiter.consume(principal.id, model.name, rows) : null;
+      if (lim?.budgetRemaining != null)
+        o.metrics.budgetRemaining.labels(model.name).observe(lim.budgetRemaining);
+      lap('limit');
+
+      stage = 'validate';
+      model.validate(req.rows);
+      lap('validate');
+
+      // Features are computed once: detectors and the model see the same vector.
+      stage = 'infer';
+      const x = model.features(req.rows);
+      carry = performance.now() - t;
+      t += carry;
+
+      stage = 'detect';
+      const detections: Detection[] = [];
+      const d = model.loaded.features;
+      if (model.mahalanobis) {
+        const { scores } = model.mahalanobis.scoreSync(x, rows);
+        let worst = 0;
+        for (let i = 0; i < rows; i++) worst = Math.max(worst, scores[i] as number);
+        const threshold = model.mahalanobis.calibration?.threshold ?? Infinity;
+        detections.push({ detector: 'mahalanobis', score: worst, flagged: worst > threshold });
+      }
+      if (model.stateful) {
+        let worst = Number.NEGATIVE_INFINITY;
+        let flagged = false;
+        for (let i = 0; i < rows; i++) {
+          const v = model.stateful.observe(principal.id, x.subarray(i * d, (i + 1) * d));
+          if (Number.isFinite(v.score)) worst = Math.max(worst, v.score);
+          flagged ||= v.flagged;
+        }
+        if (Number.isFinite(worst) || flagged)
+          detections.push({ detector: 'stateful', score: Number.isFinite(worst) ? worst : 0, flagged });
+      }
+      this.#judge(model, detections);
+      lap('detect');
+
+      stage = 'infer';
+      const p = await model.predict(x, rows);
+      lap('infer');
+
+      stage = 'extraction';
+      if (model.prada) {
+        const pred = model.argmax(p, rows);
+        let worst = Number.NEGATIVE_INFINITY;
+        let flagged = false;
+        for (let i = 0; i < rows; i++) {
+          const v = model.prada.observe(principal.id, x.subarray(i * d, (i + 1) * d), pred[i] as number);
+          if (Number.isFinite(v.score)) worst = Math.max(worst, v.score);
+          flagged ||= v.flagged;
+        }
+        const det = { detector: 'prada', score: Number.isFinite(worst) ? worst : 0, flagged };
+        if (Number.isFinite(worst) || flagged) {
+          detections.push(det);
+          this.#judge(model, [det]);
+        }
+      }
+      lap('extraction');
+
+      stage = 'harden';
+      const outputs = model.harden(p, rows, req.outputs);
+      lap('harden');
+
+      stage = 'audit';
+      if (o.audit) {
+        inputDigest = sha256(call.body);
+        const labels = outputs.find((x) => x.name === 'label')?.data ?? [];
+        const topK = model.output.topK;
+        const decision = Array.from({ length: rows }, (_, r) => String(labels[r * topK] ?? '')).join(',');
+        try {
+          await o.audit.append({
+            type: 'prediction',
+            data: {
+              requestId,
+              caller: principal.id.slice(0, 256),
+              modelDigest: model.loaded.modelDigest,
+              ...(model.loaded.packageDigest ? { packageDigest: model.loaded.packageDigest } : {}),
+              inputDigest,
+              decision: decision.length > 256 ? `${decision.slice(0, 250)}…` : decision || '-',
+              detections,
+              latencyMs: performance.now() - start,
+            },
+          });
+        } catch (e) {
+          if (e instanceof BulwarkError && e.code === 'ERR_AUDIT_UNAVAILABLE') throw e;
+          throw new BulwarkError(
+            'ERR_AUDIT_UNAVAILABLE',
+            'the audit log cannot be written; request refused',
+            {
+              cause: e,
+            },
+          );
+        }
+      }
+      lap('audit');
+
+      const body = JSON.stringify({
+        model_name: model.name,
+        model_version: model.version,
+        id: req.id ?? requestId,
+        outputs,
+      });
+      o.metrics.requests.labels(model.name, 'OK').inc();
+      o.metrics.requestSeconds.labels(model.name).observe((performance.now() - start) / 1000);
+      span?.setAttribute('bulwark.code', 'OK');
+      return { status: 200, code: 'OK', body, headers: { 'x-request-id': requestId } };
+    } catch (e) {
+      const reply = errorReply(e instanceof Denied ? e.error : e);
+      lap(stage);
+      o.metrics.requests.labels(modelLabel, reply.code).inc();
+      o.metrics.denials.labels(stage, reply.code).inc();
+      span?.setAttribute('bulwark.code', reply.code);
+      span?.setAttribute('bulwark.stage', stage);
+      if (reply.status >= 500)
+        o.logger.error({ requestId, stage, code: reply.code, err: e }, 'request failed');
+      else o.logger.debug({ requestId, stage, code: reply.code }, 'request denied');
+      if (o.audit && stage !== 'audit') {
+        inputDigest ??= call.body.length > 0 ? sha256(call.body) : undefined;
+        o.audit
+          .append({
+            type: 'request.denied',
+            data: {
+              requestId,
+              caller: principal ? principal.id.slice(0, 256) : null,
+              stage,
+              code: reply.code,
+              ...(inputDigest ? { inputDigest } : {}),
+            },
+          })
+          .catch((err: unknown) =>
+            o.logger.warn({ requestId, code: (err as BulwarkError).code }, 'denial not recorded'),
+          );
+      }
+      reply.headers = { ...reply.headers, 'x-request-id': requestId };
+      return reply;
+    } finally {
+      o.metrics.inFlight.dec();
+      span?.end();
+    }
+  }
+
+  #judge(model: ServedModel, detections: Detection[]): void {
+    for (const det of detections) {
+      if (!det.flagged) continue;
+      this.#o.metrics.detections.labels(model.name, det.detector).inc();
+      if (this.#o.detectorsMode === 'enforce')
+        throw new BulwarkError('ERR_GATEWAY_DETECTED', `request flagged by the ${det.detector} detector`, {
+          details: { detector: det.detector },
+        });
+    }
+  }
+}
