@@ -3,6 +3,18 @@ import { basename } from 'node:path';
 import * as cedar from '@cedar-policy/cedar-wasm/nodejs';
 import { BulwarkError, fsError, validateConfig } from '../../core/index.js';
 import type { Principal } from '../auth/index.js';
+import {
+  type CompiledPolicy,
+  compilePolicies,
+  Ent,
+  type Env,
+  evaluate,
+  Fallback,
+  parseDecimal,
+  parseIp,
+  Rec,
+  type Val,
+} from './compiled.js';
 import { type PolicyConfig, type PolicyConfigInput, policyConfigSchema } from './config.js';
 import { ACTIONS, type Action, type AuthzRequest, type Decision } from './types.js';
 
@@ -22,6 +34,9 @@ interface Loaded {
   /** Per action: declared context attribute kinds (from the schema). */
   readonly contextKinds: ReadonlyMap<string, ReadonlyMap<string, ContextKind>> | undefined;
   readonly policyIds: readonly string[];
+  /** The compiled fast path, or why the set is outside its subset. */
+  readonly compiled: readonly CompiledPolicy[] | undefined;
+  readonly unsupported: string | undefined;
 }
 
 let generation = 0;
@@ -154,6 +169,23 @@ export class Authorizer {
     this.#loaded = await load(this.#config);
   }
 
+  /** `compiled` when requests are decided by the compiled fast path (with per-request fallback), else `cedar-wasm`. */
+  get engine(): 'compiled' | 'cedar-wasm' {
+    return this.#loaded.compiled === undefined ? 'cedar-wasm' : 'compiled';
+  }
+
+  /** Why the policy set is outside the compiled subset (when `engine` is `cedar-wasm` under `auto`). */
+  get unsupportedReason(): string | undefined {
+    return this.#loaded.unsupported;
+  }
+
+  /** Requests the compiled path handed to cedar-wasm because it was not sure (for metrics and tests). */
+  get fallbacks(): number {
+    return this.#fallbacks;
+  }
+
+  #fallbacks = 0;
+
   /** Deny by default; an engine error denies with `ERR_POLICY_ENGINE`. Synchronous: it is in the hot path. */
   authorize(req: AuthzRequest): Decision {
     const loaded = this.#loaded;
@@ -170,6 +202,31 @@ export class Authorizer {
         if (kinds !== undefined && kind === undefined) continue;
         context[key] = contextValue(key, req.context[key]!, kind);
       }
+      const pAttrs = principalAttrs(req.principal);
+      const rAttrs = this.#resourceAttrs(req.resource);
+      if (loaded.compiled !== undefined) {
+        try {
+          const principal = new Ent(`${ns}::Client`, req.principal.id);
+          const resource = new Ent(`${ns}::Model`, req.resource.model);
+          const env: Env = {
+            principal,
+            action: new Ent(`${ns}::Action`, req.action),
+            resource,
+            context: toRec(context),
+            attrs: new Map([
+              [principal, toRec(pAttrs).m],
+              [resource, toRec(rAttrs).m],
+            ]),
+          };
+          const r = evaluate(loaded.compiled, env);
+          return r.allow
+            ? { allow: true, reasons: r.reasons, errors: [] }
+            : { allow: false, reasons: r.reasons, errors: [], code: 'ERR_POLICY_DENIED' };
+        } catch (e) {
+          if (!(e instanceof Fallback)) throw e;
+          this.#fallbacks += 1;
+        }
+      }
       const principalUid = { type: `${ns}::Client`, id: req.principal.id };
       const resourceUid = { type: `${ns}::Model`, id: req.resource.model };
       const answer = cedar.statefulIsAuthorized({
@@ -178,12 +235,15 @@ export class Authorizer {
         resource: resourceUid,
         context,
         preparsedPolicySetId: loaded.policySetId,
+        // The request is typed from the schema (context kinds above, entity attributes below), and the
+        // policies were validated against it at load; per-request validation would double the cost (measured
+        // in bench/results/gateway-auth.json). A type slip still cannot allow: any evaluation error denies.
         ...(loaded.schemaName === undefined
           ? {}
-          : { preparsedSchemaName: loaded.schemaName, validateRequest: true }),
+          : { preparsedSchemaName: loaded.schemaName, validateRequest: false }),
         entities: [
-          { uid: principalUid, attrs: principalAttrs(req.principal), parents: [] },
-          { uid: resourceUid, attrs: this.#resourceAttrs(req.resource), parents: [] },
+          { uid: principalUid, attrs: pAttrs, parents: [] },
+          { uid: resourceUid, attrs: rAttrs, parents: [] },
         ],
       });
       if (answer.type === 'failure')
@@ -194,13 +254,13 @@ export class Authorizer {
           code: 'ERR_POLICY_ENGINE',
         };
       const { decision, diagnostics } = answer.response;
+      const reasons = [...diagnostics.reason].sort();
       const errors = diagnostics.errors.map((e) => `${e.policyId}: ${e.error.message}`);
       // Cedar skips a policy whose condition errors; a skipped forbid could turn into an allow, so any
       // evaluation error denies (fail closed) and is reported as an engine error.
-      if (errors.length > 0)
-        return { allow: false, reasons: diagnostics.reason, errors, code: 'ERR_POLICY_ENGINE' };
-      if (decision === 'allow') return { allow: true, reasons: diagnostics.reason, errors };
-      return { allow: false, reasons: diagnostics.reason, errors, code: 'ERR_POLICY_DENIED' };
+      if (errors.length > 0) return { allow: false, reasons, errors, code: 'ERR_POLICY_ENGINE' };
+      if (decision === 'allow') return { allow: true, reasons, errors };
+      return { allow: false, reasons, errors, code: 'ERR_POLICY_DENIED' };
     } catch (e) {
       return {
         allow: false,
@@ -219,6 +279,24 @@ export class Authorizer {
       ...(tenant === undefined ? {} : { tenant }),
     };
   }
+}
+
+/** Cedar JSON (as built for cedar-wasm) to compiled-path values; extension values it cannot judge fall back. */
+function toVal(v: cedar.CedarValueJson): Val {
+  if (typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean') return v;
+  if (Array.isArray(v)) return v.map(toVal);
+  if (v !== null && typeof v === 'object' && '__extn' in v) {
+    const x = v.__extn as { fn: string; arg?: cedar.CedarValueJson };
+    if (x.fn === 'decimal' && typeof x.arg === 'string') return parseDecimal(x.arg);
+    if (x.fn === 'ip' && typeof x.arg === 'string') return parseIp(x.arg);
+  }
+  throw new Fallback();
+}
+
+function toRec(o: Record<string, cedar.CedarValueJson>): Rec {
+  const m = new Map<string, Val>();
+  for (const k of Object.keys(o)) m.set(k, toVal(o[k]!));
+  return new Rec(m);
 }
 
 function principalAttrs(p: Principal): Record<string, cedar.CedarValueJson> {
@@ -267,6 +345,7 @@ async function load(c: PolicyConfig): Promise<Loaded> {
 
 async function loadUnchecked(c: PolicyConfig): Promise<Loaded> {
   const policies: Record<string, string> = {};
+  const jsons = new Map<string, cedar.PolicyJson>();
   const fileOf = new Map<string, string>();
   for (const file of c.files) {
     const text = await readText(file, 'policy file');
@@ -280,6 +359,7 @@ async function loadUnchecked(c: PolicyConfig): Promise<Loaded> {
       const id = json.json.annotations?.['id'] ?? `${basename(file)}:${i}`;
       if (id in policies) throw invalid(file, `policy id ${id} is also used in ${fileOf.get(id)}`);
       policies[id] = p;
+      jsons.set(id, json.json);
       fileOf.set(id, file);
     }
   }
@@ -288,6 +368,7 @@ async function loadUnchecked(c: PolicyConfig): Promise<Loaded> {
 
   let schemaText: string | undefined;
   let kinds: Map<string, Map<string, ContextKind>> | undefined;
+  let actionGroups = false;
   if (c.schemaFile !== undefined) {
     const file = c.schemaFile;
     schemaText = await readText(file, 'Cedar schema');
@@ -316,6 +397,7 @@ async function loadUnchecked(c: PolicyConfig): Promise<Loaded> {
         throw invalid(file, `schema does not declare action ${a}`);
     }
     kinds = contextKinds(schemaJson, c.namespace);
+    actionGroups = Object.values(schemaJson[c.namespace]!.actions).some((a) => (a.memberOf?.length ?? 0) > 0);
     const v = cedar.validate({
       schema: schemaText,
       policies: { staticPolicies: policies },
@@ -345,5 +427,14 @@ async function loadUnchecked(c: PolicyConfig): Promise<Loaded> {
     const s = cedar.preparseSchema(schemaName, schemaText);
     if (s.type === 'failure') throw invalid(c.schemaFile!, `schema does not parse: ${errorText(s.errors)}`);
   }
-  return { policySetId, schemaName, contextKinds: kinds, policyIds: Object.keys(policies) };
+  const compiled =
+    c.engine === 'auto' ? compilePolicies(jsons, actionGroups) : { unsupported: 'engine: cedar-wasm' };
+  return {
+    policySetId,
+    schemaName,
+    contextKinds: kinds,
+    policyIds: Object.keys(policies),
+    compiled: 'policies' in compiled ? compiled.policies : undefined,
+    unsupported: 'unsupported' in compiled ? compiled.unsupported : undefined,
+  };
 }

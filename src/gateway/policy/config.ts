@@ -11,6 +11,11 @@ export const policyConfigSchema = z.strictObject({
     .string()
     .regex(/^[A-Za-z_][A-Za-z0-9_]*(::[A-Za-z_][A-Za-z0-9_]*)*$/, 'a Cedar namespace such as Bulwark')
     .default('Bulwark'),
+  /**
+   * `auto`: decide with the compiled fast path when the policy set is within its subset, falling back to
+   * cedar-wasm per request whenever it is unsure; `cedar-wasm`: every request through cedar-wasm.
+   */
+  engine: z.enum(['auto', 'cedar-wasm']).default('auto'),
   /** Model attributes known to the gateway operator (the resource's tenant), by model name. */
   models: z.record(z.string().min(1), z.strictObject({ tenant: z.string().min(1).optional() })).default({}),
 });
