@@ -60,3 +60,4 @@ export {
 } from './session/server.js';
 export { parseFrame } from './session/wire.js';
 export type { AttestationClaims, AttestationVerifier, VerifyOptions } from './types.js';
+export { clearChainCache } from './x509.js';

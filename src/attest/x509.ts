@@ -1,4 +1,4 @@
-import { X509Certificate } from 'node:crypto';
+import { createHash, X509Certificate } from 'node:crypto';
 import { BulwarkError } from '../core/index.js';
 
 /** Normalised SHA-256 fingerprint: upper-case hex pairs joined by colons (as X509Certificate gives). */
@@ -7,10 +7,21 @@ export function normaliseFingerprint(fp: string): string {
   return h.match(/../g)?.join(':') ?? '';
 }
 
+const parsed = new Map<string, X509Certificate>();
+const MAX_PARSED = 1024;
+
 /** Parses one certificate (DER bytes or a PEM string), `ERR_ATTEST_MALFORMED` naming `what`. */
 export function parseCertificate(input: string | Uint8Array, what: string): X509Certificate {
   try {
-    return new X509Certificate(typeof input === 'string' ? input : Buffer.from(input));
+    if (typeof input === 'string') return new X509Certificate(input);
+    // Parsed certificates are immutable: reuse them by content digest (CA bundles repeat).
+    const key = createHash('sha256').update(input).digest('base64');
+    const hit = parsed.get(key);
+    if (hit) return hit;
+    const c = new X509Certificate(Buffer.from(input));
+    if (parsed.size >= MAX_PARSED) parsed.delete(parsed.keys().next().value as string);
+    parsed.set(key, c);
+    return c;
   } catch (e) {
     throw new BulwarkError('ERR_ATTEST_MALFORMED', `${what} is not an X.509 certificate`, { cause: e });
   }
@@ -47,12 +58,38 @@ export function subjectCn(c: X509Certificate): string {
   return /CN=([^\n,]+)/.exec(c.subject)?.[1] ?? c.subject.replace(/\n/g, ', ');
 }
 
+/**
+ * Verified issuer -> subject links, keyed by both certificates' SHA-256 fingerprints. A signature over
+ * the same bytes under the same key verifies the same way every time, so a link checked once need not
+ * be checked again: documents from one Nitro host share their CA bundle and differ only in the leaf.
+ * Only successes are kept; validity at the verification time is checked every time. Bounded (LRU).
+ */
+const verifiedLinks = new Map<string, true>();
+const MAX_LINKS = 4096;
+
+/** Forgets the verified links (benchmarks measure the cold path with it). */
+export function clearChainCache(): void {
+  verifiedLinks.clear();
+}
+
 function issues(parent: X509Certificate, child: X509Certificate): boolean {
-  try {
-    return child.checkIssued(parent) && child.verify(parent.publicKey);
-  } catch {
-    return false;
+  const key = `${parent.fingerprint256}>${child.fingerprint256}`;
+  if (verifiedLinks.has(key)) {
+    verifiedLinks.delete(key);
+    verifiedLinks.set(key, true);
+    return true;
   }
+  let ok: boolean;
+  try {
+    ok = child.checkIssued(parent) && child.verify(parent.publicKey);
+  } catch {
+    ok = false;
+  }
+  if (ok) {
+    if (verifiedLinks.size >= MAX_LINKS) verifiedLinks.delete(verifiedLinks.keys().next().value as string);
+    verifiedLinks.set(key, true);
+  }
+  return ok;
 }
 
 /**

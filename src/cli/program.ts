@@ -7,6 +7,7 @@ import { registerDemoCommand } from './commands/demo.js';
 import { registerDeployCommands } from './commands/deploy.js';
 import { registerEvaluateCommand } from './commands/evaluate.js';
 import { registerKeysCommands } from './commands/keys.js';
+import { registerPlanCommand } from './commands/plan.js';
 import { registerModelCommands } from './commands/model.js';
 import { registerPredictCommand } from './commands/predict.js';
 import { registerQueryCommand } from './commands/query.js';
@@ -49,6 +50,7 @@ Errors print one line "bulwark: ERR_CODE: message"; every code is listed in docs
   registerDeployCommands(program);
   registerEvaluateCommand(program);
   registerKeysCommands(program);
+  registerPlanCommand(program);
   registerModelCommands(program);
   registerTrainCommand(program);
   registerPredictCommand(program);

@@ -1,0 +1,112 @@
+import { resolve } from 'node:path';
+import { type Command, InvalidArgumentError } from 'commander';
+import { writeFileAtomic } from '../../core/index.js';
+import { PROFILE_IDS, type Profile } from '../../plan/index.js';
+import { renderHtml } from '../../report/index.js';
+import { floatOption } from '../options.js';
+import { bulwarkVersion, ioOf } from '../program.js';
+
+const lib = () => import('../../plan/index.js');
+
+function profileList(v: string): Profile['id'][] {
+  const out = v
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
+  for (const p of out) {
+    if (!(PROFILE_IDS as readonly string[]).includes(p)) {
+      throw new InvalidArgumentError(`expected profiles among ${PROFILE_IDS.join(', ')}, got "${p}"`);
+    }
+  }
+  return out as Profile['id'][];
+}
+
+const n = (x: number) => Number(x.toPrecision(4));
+const pct = (x: number) => `${(100 * x).toFixed(1)} %`;
+
+export function registerPlanCommand(program: Command): void {
+  program
+    .command('plan')
+    .description(
+      'choose the protections that remove the most risk within a budget (exact, on measured costs)',
+    )
+    .option(
+      '--plan <file>',
+      'plan YAML: budget, profiles, workload, supplied costs, threat overrides, require/exclude',
+    )
+    .option(
+      '--budget <cpu-hours>',
+      'CPU-hours per month for protection (overrides the plan file)',
+      floatOption(0),
+    )
+    .option(
+      '--profile <list>',
+      `compliance profiles: ${PROFILE_IDS.join(',')} (overrides the plan file)`,
+      profileList,
+    )
+    .option('--results <dir>', 'benchmark results folder', 'bench/results')
+    .option('--report <file>', 'write an HTML report with the Pareto frontier plot')
+    .option('--force', 'overwrite --report if it exists')
+    .addHelpText(
+      'after',
+      `
+Costs come from bench/results/*.json; a measure without a measured cost is left out (and listed) unless
+the plan file supplies one. Threats and benefits: docs/threat-model.md. Method and plan file: docs/plan.md.
+Exit 3 with ERR_PLAN_INFEASIBLE when the profiles cannot be met within the budget, ERR_PLAN_COST_MISSING
+when a required measure has no cost.`,
+    )
+    .action(async function (this: Command) {
+      const io = ioOf(this);
+      const o = this.opts<{
+        plan?: string;
+        budget?: number;
+        profile?: Profile['id'][];
+        results: string;
+        report?: string;
+        force?: boolean;
+      }>();
+      const p = await lib();
+      const file = o.plan !== undefined ? await p.loadPlanFile(o.plan) : p.defaultPlanFile();
+      const bench = await p.readBenchResults(resolve(o.results));
+      const plan = p.makePlan(file, bench, {
+        ...(o.budget !== undefined ? { budget: o.budget } : {}),
+        ...(o.profile !== undefined ? { profiles: o.profile } : {}),
+      });
+      let reportPath: string | undefined;
+      if (o.report !== undefined) {
+        reportPath = resolve(o.report);
+        await writeFileAtomic(
+          reportPath,
+          renderHtml({
+            title: 'Bulwark security plan',
+            subtitle: `Budget ${n(plan.budget)} ${plan.unit}${plan.profiles.length ? `, profiles ${plan.profiles.join(', ')}` : ''}.`,
+            generatedAt: new Date().toISOString(),
+            bulwarkVersion: bulwarkVersion(),
+            sections: p.planSections(plan),
+          }),
+          { noClobber: o.force !== true },
+        );
+      }
+      io.result({ ...plan, ...(reportPath ? { report: reportPath } : {}) }, () => {
+        const lines = [
+          `chosen (${n(plan.cost)} of ${n(plan.budget)} ${plan.unit}; removes ${pct(plan.riskReductionShare)} of the modelled risk):`,
+          ...plan.chosen.map(
+            (c) => `  + ${c.measure.padEnd(22)} ${String(n(c.cost)).padStart(10)}  ${c.reasons.join('; ')}`,
+          ),
+          'not chosen:',
+          ...plan.notChosen.map(
+            (c) => `  - ${c.measure.padEnd(22)} ${String(n(c.cost)).padStart(10)}  ${c.reasons.join('; ')}`,
+          ),
+          ...plan.unavailable.map((u) => `  ? ${u.measure.padEnd(22)} ${'—'.padStart(10)}  ${u.reason}`),
+          `greedy (the article's rule): ${pct(plan.greedy.riskReduction / plan.totalRisk)} for ${n(plan.greedy.cost)}${plan.greedy.lossVsOptimal > 1e-9 ? ` — worse than the exact choice by ${pct(plan.greedy.lossVsOptimal / plan.totalRisk)}` : ''}`,
+          'Pareto frontier (cost → risk removed):',
+          ...plan.frontier.map(
+            (f) =>
+              `  ${String(n(f.cost)).padStart(10)} → ${pct(f.share).padStart(7)}  ${f.measures.join(', ')}`,
+          ),
+        ];
+        if (reportPath) lines.push(`report: ${reportPath}`);
+        return lines.join('\n');
+      });
+    });
+}

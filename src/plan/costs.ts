@@ -1,0 +1,267 @@
+import { readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { BulwarkError, fsError } from '../core/index.js';
+
+/**
+ * Measured costs for the planner, read from committed benchmark results (`bench/results/*.json`, as
+ * written by bench/harness.ts), converted to one unit: CPU-hours per month for a workload the plan file
+ * describes. A measure whose figures are absent has no cost — it is reported as missing, never
+ * estimated; the plan file may supply one (with its source).
+ *
+ * Conversion: throughput figures (records/s, events/s) were measured on one thread, so 1/rate is
+ * CPU-seconds per unit; training figures are ratios of epoch times of the same network on the same
+ * machine, so (protected / plain − 1) × the workload's plain training CPU-hours is the extra cost.
+ */
+
+export interface BenchFigure {
+  id: string;
+  label: string;
+  system: string;
+  unit: string;
+  median: number;
+}
+
+export interface BenchResult {
+  benchmark: string;
+  file: string;
+  finishedAt?: string;
+  figures: ReadonlyMap<string, BenchFigure>;
+  facts: Readonly<Record<string, unknown>>;
+}
+
+export type BenchSet = ReadonlyMap<string, BenchResult>;
+
+/** Reads every `*.json` in `dir`; a malformed file is ERR_BENCH_RESULTS_INVALID, never skipped. */
+export async function readBenchResults(dir: string): Promise<BenchSet> {
+  let names: string[];
+  try {
+    names = (await readdir(dir)).filter((n) => n.endsWith('.json')).sort();
+  } catch (e) {
+    throw fsError(e, dir, 'cannot read the benchmark results folder');
+  }
+  const out = new Map<string, BenchResult>();
+  for (const n of names) {
+    const file = join(dir, n);
+    let text: string;
+    try {
+      text = await readFile(file, 'utf8');
+    } catch (e) {
+      throw fsError(e, file, 'cannot read benchmark result');
+    }
+    const r = parseBenchResult(text, file);
+    out.set(r.benchmark, r);
+  }
+  return out;
+}
+
+export function parseBenchResult(text: string, file: string): BenchResult {
+  const bad = (why: string) =>
+    new BulwarkError('ERR_BENCH_RESULTS_INVALID', `${file}: ${why}`, { details: { file } });
+  let j: unknown;
+  try {
+    j = JSON.parse(text);
+  } catch {
+    throw bad('not valid JSON');
+  }
+  if (j === null || typeof j !== 'object' || Array.isArray(j)) throw bad('not a JSON object');
+  const o = j as Record<string, unknown>;
+  if (typeof o['benchmark'] !== 'string' || o['benchmark'] === '') throw bad('no "benchmark" name');
+  if (!Array.isArray(o['figures'])) throw bad('no "figures" list');
+  const figures = new Map<string, BenchFigure>();
+  o['figures'].forEach((f: unknown, i: number) => {
+    const x = f as Record<string, unknown> | null;
+    if (
+      x === null ||
+      typeof x !== 'object' ||
+      typeof x['id'] !== 'string' ||
+      typeof x['median'] !== 'number' ||
+      !Number.isFinite(x['median'])
+    ) {
+      throw bad(`figures[${i}] lacks an id or a finite median`);
+    }
+    figures.set(x['id'], {
+      id: x['id'],
+      label: String(x['label'] ?? ''),
+      system: String(x['system'] ?? ''),
+      unit: String(x['unit'] ?? ''),
+      median: x['median'],
+    });
+  });
+  const facts =
+    o['facts'] !== null && typeof o['facts'] === 'object' ? (o['facts'] as Record<string, unknown>) : {};
+  return {
+    benchmark: o['benchmark'],
+    file,
+    ...(typeof o['finishedAt'] === 'string' ? { finishedAt: o['finishedAt'] } : {}),
+    figures,
+    facts,
+  };
+}
+
+export interface Workload {
+  /** Records whose personal fields are encrypted per month. */
+  recordsPerMonth: number;
+  /** Records decrypted per month (training reads, erasure checks). */
+  recordReadsPerMonth: number;
+  /** CPU-hours per month of plain (non-private, non-robust) training. */
+  trainingCpuHoursPerMonth: number;
+  /** Predictions served per month. */
+  requestsPerMonth: number;
+  /** Audit events appended per month. */
+  auditEventsPerMonth: number;
+  auditStore: 'sqlite' | 'postgres';
+}
+
+/** A figure a cost was computed from: `bench/results/<bench>.json#<id>`. */
+export interface FigureRef {
+  bench: string;
+  id: string;
+  label: string;
+  value: number;
+  unit: string;
+}
+
+export type MeasureCost =
+  | {
+      measure: string;
+      status: 'measured';
+      cpuHours: number;
+      formula: string;
+      figures: FigureRef[];
+      effects: string[];
+    }
+  | { measure: string; status: 'supplied'; cpuHours: number; source: string; overrides?: string }
+  | { measure: string; status: 'missing'; reason: string };
+
+function fig(b: BenchSet, bench: string, id: string): FigureRef | string {
+  const r = b.get(bench);
+  if (!r) return `bench/results/${bench}.json is not committed`;
+  const f = r.figures.get(id);
+  if (!f) return `bench/results/${bench}.json has no figure ${id}`;
+  return { bench, id, label: f.label, value: f.median, unit: f.unit };
+}
+
+function fact(b: BenchSet, bench: string, key: string): FigureRef | string {
+  const r = b.get(bench);
+  if (!r) return `bench/results/${bench}.json is not committed`;
+  const v = r.facts[key];
+  if (typeof v !== 'number' || !Number.isFinite(v)) return `bench/results/${bench}.json has no fact ${key}`;
+  return { bench, id: `facts.${key}`, label: key, value: v, unit: '' };
+}
+
+function need(...xs: Array<FigureRef | string>): FigureRef[] | string {
+  const missing = xs.filter((x): x is string => typeof x === 'string');
+  return missing.length > 0 ? [...new Set(missing)].join('; ') : (xs as FigureRef[]);
+}
+
+const pending = (measure: string, bench: string, b: BenchSet): MeasureCost => ({
+  measure,
+  status: 'missing',
+  reason: b.has(bench)
+    ? `bench/results/${bench}.json is committed but no cost model maps its figures yet (src/plan/costs.ts)`
+    : `bench/results/${bench}.json is not committed yet`,
+});
+
+const round = (x: number) => Number(x.toPrecision(4));
+
+/** The measured cost of each measure for `w` (or why it is missing). */
+export function measuredCosts(b: BenchSet, w: Workload): MeasureCost[] {
+  const out: MeasureCost[] = [];
+  {
+    const f = need(fig(b, 'crypto', 'fields.encrypt.bulwark'), fig(b, 'crypto', 'fields.decrypt.bulwark'));
+    if (typeof f === 'string') out.push({ measure: 'field-encryption', status: 'missing', reason: f });
+    else {
+      const [enc, dec] = f as [FigureRef, FigureRef];
+      out.push({
+        measure: 'field-encryption',
+        status: 'measured',
+        cpuHours: (w.recordsPerMonth / enc.value + w.recordReadsPerMonth / dec.value) / 3600,
+        formula: `(recordsPerMonth / ${round(enc.value)} records/s + recordReadsPerMonth / ${round(dec.value)} records/s) / 3600`,
+        figures: f,
+        effects: [],
+      });
+    }
+  }
+  out.push({
+    measure: 'budget-ledger',
+    status: 'missing',
+    reason: 'no committed benchmark measures the budget ledger (one transaction per training run or query)',
+  });
+  {
+    const f = need(fig(b, 'dp', 'mnist.dpsgd.epoch_s'), fig(b, 'ml-core', 'mnist.epoch_s'));
+    if (typeof f === 'string') out.push({ measure: 'dp-training', status: 'missing', reason: f });
+    else {
+      const [dp, plain] = f as [FigureRef, FigureRef];
+      const ratio = dp.value / plain.value;
+      const effects: string[] = [];
+      const accDp = fact(b, 'robust', 'mia.DP-SGD eps 4.testAccuracy');
+      const accNp = fact(b, 'robust', 'mia.non-private.testAccuracy');
+      if (typeof accDp !== 'string' && typeof accNp !== 'string') {
+        effects.push(
+          `test accuracy ${round(accNp.value)} % → ${round(accDp.value)} % at epsilon 4 (robust.json, small-data membership-inference setup)`,
+        );
+      }
+      out.push({
+        measure: 'dp-training',
+        status: 'measured',
+        cpuHours: w.trainingCpuHoursPerMonth * Math.max(0, ratio - 1),
+        formula: `trainingCpuHoursPerMonth × (${round(dp.value)} s / ${round(plain.value)} s − 1) [DP-SGD vs plain epoch, same MLP, 1 thread]`,
+        figures: f,
+        effects,
+      });
+    }
+  }
+  {
+    const f = need(
+      fig(b, 'robust', 'mnist.at0.1.epoch_s'),
+      fact(b, 'robust', 'mnist.bulwark.normalEpochSeconds'),
+    );
+    if (typeof f === 'string') out.push({ measure: 'adversarial-training', status: 'missing', reason: f });
+    else {
+      const [at, plain] = f as [FigureRef, FigureRef];
+      const effects: string[] = [];
+      const c0 = fig(b, 'robust', 'mnist.normal.clean');
+      const c1 = fig(b, 'robust', 'mnist.pgd-0.1.clean');
+      if (typeof c0 !== 'string' && typeof c1 !== 'string') {
+        effects.push(
+          `clean accuracy ${round(c0.value)} % → ${round(c1.value)} % (MNIST, PGD eps 0.1 training)`,
+        );
+      }
+      out.push({
+        measure: 'adversarial-training',
+        status: 'measured',
+        cpuHours: w.trainingCpuHoursPerMonth * Math.max(0, at.value / plain.value - 1),
+        formula: `trainingCpuHoursPerMonth × (${round(at.value)} s / ${round(plain.value)} s − 1) [PGD-training vs plain epoch, same data and MLP]`,
+        figures: f,
+        effects,
+      });
+    }
+  }
+  out.push(pending('model-package', 'model-package', b));
+  out.push(pending('gateway', 'gateway', b));
+  out.push(pending('input-validation', 'gateway', b));
+  out.push(pending('detectors', 'gateway', b));
+  {
+    const id = w.auditStore === 'postgres' ? 'pg.append' : 'sqlite.append';
+    const f = need(fig(b, 'audit', id));
+    if (typeof f === 'string') out.push({ measure: 'audit-log', status: 'missing', reason: f });
+    else {
+      const [rate] = f as [FigureRef];
+      out.push({
+        measure: 'audit-log',
+        status: 'measured',
+        cpuHours: w.auditEventsPerMonth / rate.value / 3600,
+        formula: `auditEventsPerMonth / ${round(rate.value)} events/s / 3600 [durable appends, ${w.auditStore}; wall time, an upper bound on CPU]`,
+        figures: f,
+        effects: [],
+      });
+    }
+  }
+  out.push(pending('tee', 'attest', b));
+  out.push({
+    measure: 'k8s-hardening',
+    status: 'missing',
+    reason: 'configuration only; no committed benchmark measures its runtime cost (supply one, 0 is allowed)',
+  });
+  return out;
+}
