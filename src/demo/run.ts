@@ -7,6 +7,7 @@ import type { DemoOptions, DemoStage, DemoState, StageContext } from './stage.js
 import { attestStage } from './stages/attest.js';
 import { auditOpenStage, auditStage, recordStage } from './stages/audit.js';
 import { baselineStage } from './stages/baseline.js';
+import { packageStage } from './stages/package.js';
 import { privacyStage } from './stages/privacy.js';
 import { protectStage } from './stages/protect.js';
 import { robustStage } from './stages/robust.js';
@@ -22,6 +23,7 @@ export const DEMO_STAGES: readonly DemoStage[] = [
   baselineStage,
   privacyStage,
   robustStage,
+  packageStage,
   attestStage,
   auditStage,
 ];
