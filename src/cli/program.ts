@@ -11,6 +11,7 @@ import { registerPlanCommand } from './commands/plan.js';
 import { registerModelCommands } from './commands/model.js';
 import { registerPredictCommand } from './commands/predict.js';
 import { registerQueryCommand } from './commands/query.js';
+import { registerServeCommand } from './commands/serve.js';
 import { registerTrainCommand } from './commands/train.js';
 import { ExitCode, type Io, makeIo, reportError } from './output.js';
 
@@ -55,6 +56,7 @@ Errors print one line "bulwark: ERR_CODE: message"; every code is listed in docs
   registerTrainCommand(program);
   registerPredictCommand(program);
   registerQueryCommand(program);
+  registerServeCommand(program);
 
   // Every subcommand inherits the usage-error handling.
   for (const c of allCommands(program)) {

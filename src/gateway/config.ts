@@ -3,6 +3,7 @@
  * key, a missing one or a wrong type is `ERR_CONFIG_INVALID` naming the key path (`server.tls.cert`).
  * Reference: docs/gateway.md.
  */
+import { dirname, isAbsolute, resolve } from 'node:path';
 import { z } from 'zod';
 import { loadConfig, validateConfig } from '../core/index.js';
 import { authConfigSchema, policyConfigSchema } from './peers.js';
@@ -193,9 +194,69 @@ export type OutputConfig = z.infer<typeof outputConfigSchema>;
 export type LimitsConfig = z.infer<typeof limitsConfigSchema>;
 export type TlsConfig = z.infer<typeof tlsConfigSchema>;
 
-/** Reads and validates `bulwark.yaml`; relative paths stay relative to the working directory. */
-export function loadGatewayConfig(file: string): Promise<GatewayConfig> {
-  return loadConfig(file, gatewayConfigSchema);
+/** Reads and validates `bulwark.yaml`; relative file paths in it are relative to its folder. */
+export async function loadGatewayConfig(file: string): Promise<GatewayConfig> {
+  const c = await loadConfig(file, gatewayConfigSchema);
+  return resolveConfigPaths(c, dirname(resolve(file)));
+}
+
+/** Resolves every file path of a configuration against `base` (the config file's folder). */
+export function resolveConfigPaths(c: GatewayConfig, base: string): GatewayConfig {
+  const r = (p: string) => (isAbsolute(p) ? p : resolve(base, p));
+  const ro = <T extends string | undefined>(p: T): T => (p === undefined ? p : (r(p) as T));
+  const tls = c.server.tls;
+  const jwks = c.auth.jwt?.jwks;
+  return {
+    ...c,
+    server: {
+      ...c.server,
+      ...(tls
+        ? {
+            tls: {
+              ...tls,
+              cert: r(tls.cert),
+              key: r(tls.key),
+              ...(tls.clientCa ? { clientCa: r(tls.clientCa) } : {}),
+            },
+          }
+        : {}),
+    },
+    auth: {
+      ...c.auth,
+      ...(c.auth.mtls
+        ? { mtls: { ...c.auth.mtls, ...(c.auth.mtls.caFile ? { caFile: r(c.auth.mtls.caFile) } : {}) } }
+        : {}),
+      ...(c.auth.jwt && jwks && 'file' in jwks
+        ? { jwt: { ...c.auth.jwt, jwks: { file: r(jwks.file) } } }
+        : {}),
+    },
+    policy: {
+      ...c.policy,
+      files: c.policy.files.map(r),
+      ...(c.policy.schemaFile ? { schemaFile: r(c.policy.schemaFile) } : {}),
+    },
+    models: c.models.map((m) => ({
+      ...m,
+      package: ro(m.package),
+      keyring: ro(m.keyring),
+      trust: ro(m.trust),
+      onnx: ro(m.onnx),
+      schema: ro(m.schema),
+      ...(m.keyringPassphrase && 'file' in m.keyringPassphrase
+        ? { keyringPassphrase: { file: r(m.keyringPassphrase.file) } }
+        : {}),
+      detectors: {
+        mahalanobis: ro(m.detectors.mahalanobis),
+        stateful: ro(m.detectors.stateful),
+        prada: ro(m.detectors.prada),
+      },
+    })),
+    audit: {
+      ...c.audit,
+      store: /^postgres(ql)?:\/\//.test(c.audit.store) ? c.audit.store : r(c.audit.store),
+      signer: r(c.audit.signer),
+    },
+  };
 }
 
 /** Validates a configuration object (from code or tests). */

@@ -571,14 +571,10 @@ export class Gateway {
   async #infer(req: IncomingMessage, res: ServerResponse, model: string, version?: string): Promise<void> {
     const limit = this.config.server.bodyLimitBytes;
     let pre: BulwarkError | null = null;
+    const declared = req.headers['content-length'];
     if (this.#draining) pre = new BulwarkError('ERR_GATEWAY_NOT_READY', 'the gateway is shutting down');
-    else if (!JSON_TYPE.test(req.headers['content-type'] ?? ''))
-      pre = new BulwarkError('ERR_GATEWAY_MEDIA_TYPE', 'send the body as application/json');
-    else {
-      const declared = req.headers['content-length'];
-      if (declared !== undefined && Number(declared) > limit)
-        pre = new BulwarkError('ERR_GATEWAY_BODY_TOO_LARGE', `request body over the limit of ${limit} bytes`);
-    }
+    else if (declared !== undefined && Number(declared) > limit)
+      pre = new BulwarkError('ERR_GATEWAY_BODY_TOO_LARGE', `request body over the limit of ${limit} bytes`);
     let body: Buffer;
     if (pre === null) {
       const chunks: Buffer[] = [];
@@ -605,6 +601,9 @@ export class Gateway {
       }
       if (over)
         pre = new BulwarkError('ERR_GATEWAY_BODY_TOO_LARGE', `request body over the limit of ${limit} bytes`);
+      // Checked after reading (within the limit) so the connection stays usable.
+      else if (!JSON_TYPE.test(req.headers['content-type'] ?? ''))
+        pre = new BulwarkError('ERR_GATEWAY_MEDIA_TYPE', 'send the body as application/json');
       body = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks);
     } else body = Buffer.alloc(0);
     const reply = await this.pipeline.infer({

@@ -1,0 +1,51 @@
+import type { Command } from 'commander';
+import { requireFile } from '../../core/index.js';
+import { Gateway, loadGatewayConfig } from '../../gateway/index.js';
+import { ioOf } from '../program.js';
+
+/** `bulwark serve`: the zero-trust inference gateway. */
+export function registerServeCommand(program: Command): void {
+  program
+    .command('serve')
+    .description('serve models through the zero-trust inference gateway (TLS 1.3, mTLS, JWT, Cedar, audit)')
+    .requiredOption('--config <file>', 'gateway configuration (bulwark.yaml; see docs/gateway.md)')
+    .option('--check', 'validate the configuration, load the models and exit')
+    .addHelpText(
+      'after',
+      `
+Signals: SIGHUP reloads certificates, JWKS and policies; SIGTERM/SIGINT drain requests in flight,
+flush and checkpoint the audit log, and exit. Logs are JSON lines (pino) on stdout.`,
+    )
+    .action(async function (this: Command) {
+      const o = this.opts<{ config: string; check?: boolean }>();
+      const io = ioOf(this);
+      await requireFile(o.config, 'gateway configuration');
+      const config = await loadGatewayConfig(o.config);
+      const gw = await Gateway.start({ config });
+      if (o.check) {
+        const models = [...gw.models.values()].map((m) => ({
+          name: m.name,
+          version: m.version,
+          origin: m.loaded.origin,
+          modelDigest: m.loaded.modelDigest,
+        }));
+        await gw.close();
+        io.result(
+          { ok: true, models },
+          () =>
+            `configuration OK; models: ${models.map((m) => `${m.name}@${m.version} (${m.origin})`).join(', ')}`,
+        );
+        return;
+      }
+      await new Promise<void>((resolve) => {
+        const stop = () => {
+          process.off('SIGHUP', hup);
+          gw.close().then(resolve, resolve);
+        };
+        const hup = () => void gw.reload();
+        process.on('SIGHUP', hup);
+        process.once('SIGTERM', stop);
+        process.once('SIGINT', stop);
+      });
+    });
+}
