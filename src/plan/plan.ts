@@ -34,6 +34,9 @@ export const planFileSchema = z.strictObject({
       requestsPerMonth: z.number().min(0).default(1e6),
       auditEventsPerMonth: z.number().min(0).optional(),
       auditStore: z.enum(['sqlite', 'postgres']).default('postgres'),
+      modelSizeMB: z.number().min(0).default(10),
+      modelLoadsPerMonth: z.number().min(0).default(100),
+      modelPublishesPerMonth: z.number().min(0).default(4),
     })
     .default({
       recordsPerMonth: 1e6,
@@ -41,6 +44,9 @@ export const planFileSchema = z.strictObject({
       trainingCpuHoursPerMonth: 10,
       requestsPerMonth: 1e6,
       auditStore: 'postgres',
+      modelSizeMB: 10,
+      modelLoadsPerMonth: 100,
+      modelPublishesPerMonth: 4,
     }),
   /** Costs the user supplies where none is measured (or to override one); each names its source. */
   costs: z

@@ -39,6 +39,9 @@ describe('plan: measured costs', async () => {
     requestsPerMonth: 1e6,
     auditEventsPerMonth: 3e6,
     auditStore: 'postgres' as const,
+    modelSizeMB: 50,
+    modelLoadsPerMonth: 200,
+    modelPublishesPerMonth: 3,
   };
   const costs = new Map(measuredCosts(bench, w).map((c) => [c.measure, c]));
 
@@ -75,7 +78,6 @@ describe('plan: measured costs', async () => {
   it('measures with no committed figures are missing, with the reason — never estimated', () => {
     for (const m of ['budget-ledger', 'k8s-hardening']) assert.equal(costs.get(m)!.status, 'missing');
     for (const [m, b] of [
-      ['model-package', 'model-package'],
       ['gateway', 'gateway'],
       ['input-validation', 'gateway'],
       ['detectors', 'gateway'],
@@ -101,12 +103,53 @@ describe('plan: measured costs', async () => {
     });
   });
 
-  it('a malformed result file is refused with ERR_BENCH_RESULTS_INVALID', () => {
+  it('model package: (loads × size × extra load time + publishes × size × protect time) per 100 MB; TEE stays missing', () => {
+    const crafted = parseBenchResult(
+      JSON.stringify({
+        benchmark: 'model-package',
+        figures: [
+          { id: '100mb.load', median: 2 },
+          { id: '100mb.plain_load', median: 0.5 },
+          { id: '100mb.protect', median: 1 },
+        ],
+        facts: { '100mb.overhead_percent': 0.005 },
+      }),
+      'model-package.json',
+    );
+    const attest = parseBenchResult('{"benchmark":"attest","figures":[]}', 'attest.json');
+    const set = new Map([...bench, ['model-package', crafted], ['attest', attest]]);
+    const all = measuredCosts(set, w);
+    const mp = all.find((c) => c.measure === 'model-package') as J;
+    assert.equal(mp.status, 'measured');
+    assert.ok(Math.abs(mp.cpuHours - (200 * 50 * 1.5 + 3 * 50 * 1) / 100 / 3600) < 1e-15);
+    assert.deepEqual(mp.effects, ['package size +0.005 % (100 MB model)']);
+    const tee = all.find((c) => c.measure === 'tee') as J;
+    assert.equal(tee.status, 'missing');
+    assert.match(tee.reason, /not the enclave's execution overhead/);
+    // A result file without the figure is missing with that reason.
+    const partial = parseBenchResult(
+      '{"benchmark":"model-package","figures":[{"id":"100mb.load","median":2}]}',
+      'm.json',
+    );
+    const miss = measuredCosts(new Map([...bench, ['model-package', partial]]), w).find(
+      (c) => c.measure === 'model-package',
+    ) as J;
+    assert.match(miss.reason, /has no figure 100mb\.plain_load/);
+  });
+
+  it('a malformed result file is refused with ERR_BENCH_RESULTS_INVALID; a null median is a figure without a value', () => {
+    const r = parseBenchResult(
+      '{"benchmark":"x","figures":[{"id":"a","median":null},{"id":"b","median":2}]}',
+      'x.json',
+    );
+    assert.deepEqual([...r.figures.keys()], ['b']);
+    assert.deepEqual([...r.empty], ['a']);
     for (const text of [
       '{',
       '[]',
       '{"benchmark":"x"}',
       '{"benchmark":"x","figures":[{"id":"a","median":"1"}]}',
+      '{"benchmark":"x","figures":[{"median":1}]}',
     ]) {
       assert.throws(
         () => parseBenchResult(text, 'x.json'),
