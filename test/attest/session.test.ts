@@ -269,6 +269,38 @@ describe('attested session: the client refuses what its policy does not allow', 
       'ERR_ATTEST_NONCE',
     );
   });
+  it('re-attests once when the server no longer holds the session', async () => {
+    let now = 5_000_000;
+    const { attester, pinned } = softwareAttester();
+    const server = await AttestedSessionServer.create({ attester, now: () => now, sessionTtlSeconds: 60 });
+    let attestations = 0;
+    const fetch: FetchLike = async (url, init) => {
+      try {
+        const body = url.endsWith('/attestation')
+          ? (attestations++, await server.attestation(init.body))
+          : await server.handle(init.body, (pt) => pt);
+        return { status: 200, arrayBuffer: async () => Uint8Array.from(body).buffer };
+      } catch (e) {
+        const err = e as { code: string; message: string };
+        return {
+          status: 403,
+          arrayBuffer: async () =>
+            te.encode(JSON.stringify({ error: { code: err.code, message: err.message } }))
+              .buffer as ArrayBuffer,
+        };
+      }
+    };
+    const client = new AttestedClient({
+      baseUrl: 'https://gw.test',
+      fetch,
+      policy: policy(),
+      roots: { software: [pinned] },
+    });
+    assert.equal(td.decode(await client.request(te.encode('a'))), 'a');
+    now += 61_000;
+    assert.equal(td.decode(await client.request(te.encode('b'))), 'b');
+    assert.equal(attestations, 2);
+  });
 });
 
 describe('AttestedClient over a fetch-like transport', () => {

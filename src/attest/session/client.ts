@@ -272,9 +272,24 @@ export class AttestedClient {
     return this.#session.claims;
   }
 
-  /** Sends one encrypted request and returns the decrypted response (connecting first if needed). */
+  /**
+   * Sends one encrypted request and returns the decrypted response (connecting first if needed). If
+   * the server no longer holds the session (expired, restarted enclave: `ERR_SESSION_UNKNOWN`), the
+   * client attests again — a fresh nonce, the full verification — and retries once; the server never
+   * opened the first attempt.
+   */
   async request(plaintext: Uint8Array): Promise<Uint8Array> {
     if (!this.#session) await this.connect();
+    try {
+      return await this.#send(plaintext);
+    } catch (e) {
+      if (!isBulwarkError(e, 'ERR_SESSION_UNKNOWN')) throw e;
+      await this.connect();
+      return this.#send(plaintext);
+    }
+  }
+
+  async #send(plaintext: Uint8Array): Promise<Uint8Array> {
     const s = this.#session as ClientSession;
     const { frame, seq } = s.sealRequest(plaintext);
     const res = await this.#post('infer', SESSION_MEDIA_TYPE, frame, 'attested request');
