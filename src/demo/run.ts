@@ -8,6 +8,7 @@ import { attestStage } from './stages/attest.js';
 import { auditOpenStage, auditStage, recordStage } from './stages/audit.js';
 import { baselineStage } from './stages/baseline.js';
 import { packageStage } from './stages/package.js';
+import { poisonStage } from './stages/poison.js';
 import { privacyStage } from './stages/privacy.js';
 import { protectStage } from './stages/protect.js';
 import { robustStage } from './stages/robust.js';
@@ -25,6 +26,7 @@ export const DEMO_STAGES: readonly DemoStage[] = [
   robustStage,
   packageStage,
   attestStage,
+  poisonStage,
   auditStage,
 ];
 

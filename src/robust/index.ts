@@ -19,6 +19,7 @@ export {
   type AttributeInferenceOptions,
   type AttributeInferenceResult,
   attributeInference,
+  modelPerformance,
 } from './attacks/inference/inversion.js';
 export {
   type LiraOptions,

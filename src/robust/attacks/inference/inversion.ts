@@ -13,7 +13,7 @@
  * population's correlations reveal — the paper's point about DP's cost in utility).
  */
 import { BulwarkError, invalidArgument, requireInteger } from '../../../core/index.js';
-import type { ProbabilityModel } from '../../model.js';
+import { argmaxRows, type ProbabilityModel } from '../../model.js';
 
 export interface AttributeInferenceOptions {
   /** Encoded feature columns of the sensitive attribute (one column for a number; the one-hot group for a category). */
@@ -24,6 +24,12 @@ export interface AttributeInferenceOptions {
   prior: readonly number[];
   /** Display names of the candidates. */
   names?: readonly string[];
+  /**
+   * Fredrikson et al.'s likelihood: `performance[y][p]` = Pr[true label y | the model predicts p] (the
+   * model's published confusion statistics). Given, a candidate's likelihood is
+   * performance[y][argmax f(x_v)]; absent, it is the model's own probability p_model(y | x_v).
+   */
+  performance?: readonly (readonly number[])[];
 }
 
 export interface AttributeInferenceResult {
@@ -84,8 +90,12 @@ export async function attributeInference(
       });
     const p = await model.predictProba(xv, rows);
     const lp = Math.log(Math.max(prior[v] as number, 1e-300));
+    const pred = o.performance ? argmaxRows(p, rows, model.classes) : null;
     for (let r = 0; r < rows; r++) {
-      const s = Math.log(Math.max(p[r * model.classes + (y[r] as number)] as number, 1e-300)) + lp;
+      const like = pred
+        ? (o.performance?.[y[r] as number]?.[pred[r] as number] ?? 0)
+        : (p[r * model.classes + (y[r] as number)] as number);
+      const s = Math.log(Math.max(like, 1e-300)) + lp;
       if (s > (best[r] as number)) {
         best[r] = s;
         guesses[r] = v;
@@ -115,4 +125,28 @@ export async function attributeInference(
   const accuracy = rows === 0 ? Number.NaN : hit / rows;
   const baselineAccuracy = rows === 0 ? Number.NaN : base / rows;
   return { rows, accuracy, baselineAccuracy, advantage: accuracy - baselineAccuracy, perValue, guesses };
+}
+
+/**
+ * The performance statistics Fredrikson et al.'s attacker is assumed to know: Pr[true label y | the
+ * model predicts p], estimated on labelled rows (`performance[y][p]`; columns with no prediction are
+ * uniform).
+ */
+export async function modelPerformance(
+  model: ProbabilityModel,
+  x: Float32Array,
+  y: Int32Array,
+): Promise<number[][]> {
+  const k = model.classes;
+  const pred = argmaxRows(await model.predictProba(x, y.length), y.length, k);
+  const counts = Array.from({ length: k }, () => new Array<number>(k).fill(0));
+  for (let i = 0; i < y.length; i++) (counts[y[i] as number] as number[])[pred[i] as number]! += 1;
+  const out = Array.from({ length: k }, () => new Array<number>(k).fill(0));
+  for (let p = 0; p < k; p++) {
+    let col = 0;
+    for (let t = 0; t < k; t++) col += (counts[t] as number[])[p] as number;
+    for (let t = 0; t < k; t++)
+      (out[t] as number[])[p] = col === 0 ? 1 / k : ((counts[t] as number[])[p] as number) / col;
+  }
+  return out;
 }
