@@ -13,12 +13,11 @@ const MAX_PARSED = 1024;
 /** Parses one certificate (DER bytes or a PEM string), `ERR_ATTEST_MALFORMED` naming `what`. */
 export function parseCertificate(input: string | Uint8Array, what: string): X509Certificate {
   try {
-    if (typeof input === 'string') return new X509Certificate(input);
     // Parsed certificates are immutable: reuse them by content digest (CA bundles repeat).
     const key = createHash('sha256').update(input).digest('base64');
     const hit = parsed.get(key);
     if (hit) return hit;
-    const c = new X509Certificate(Buffer.from(input));
+    const c = new X509Certificate(typeof input === 'string' ? input : Buffer.from(input));
     if (parsed.size >= MAX_PARSED) parsed.delete(parsed.keys().next().value as string);
     parsed.set(key, c);
     return c;

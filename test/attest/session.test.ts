@@ -276,8 +276,9 @@ describe('attested session: the client refuses what its policy does not allow', 
     let attestations = 0;
     const fetch: FetchLike = async (url, init) => {
       try {
+        if (url.endsWith('/attestation')) attestations++;
         const body = url.endsWith('/attestation')
-          ? (attestations++, await server.attestation(init.body))
+          ? await server.attestation(init.body)
           : await server.handle(init.body, (pt) => pt);
         return { status: 200, arrayBuffer: async () => Uint8Array.from(body).buffer };
       } catch (e) {

@@ -128,8 +128,20 @@ const OID = {
   hwid: '1.3.6.1.4.1.3704.1.4',
 } as const;
 
+/** VCEK facts by certificate fingerprint (a VCEK is reused for every report of its chip and TCB). */
+const factsCache = new Map<string, { tcb: Partial<TcbVersion>; hwid: Uint8Array | null }>();
+
 /** The TCB and chip id a VCEK was issued for (VCEK spec, Table 8). */
 function vcekFacts(vcek: X509Certificate): { tcb: Partial<TcbVersion>; hwid: Uint8Array | null } {
+  const hit = factsCache.get(vcek.fingerprint256);
+  if (hit) return hit;
+  const facts = readVcekFacts(vcek);
+  if (factsCache.size >= 256) factsCache.delete(factsCache.keys().next().value as string);
+  factsCache.set(vcek.fingerprint256, facts);
+  return facts;
+}
+
+function readVcekFacts(vcek: X509Certificate): { tcb: Partial<TcbVersion>; hwid: Uint8Array | null } {
   const cert = new PeculiarCertificate(vcek.raw);
   const ext = (oid: string) => cert.extensions.find((e) => e.type === oid);
   const int = (oid: string): number | undefined => {
