@@ -153,6 +153,11 @@ export const detectorsConfigSchema = z.strictObject({
 export const auditConfigSchema = z.strictObject({
   /** A SQLite file path or a postgres:// URL. */
   store: z.string().min(1),
+  /** PostgreSQL schema holding the log's tables (default bulwark_audit). */
+  schema: z
+    .string()
+    .regex(/^[a-z_][a-z0-9_]{0,62}$/, 'expected a lower-case SQL identifier')
+    .optional(),
   /** File holding the checkpoint signing key (`PRIVATE+KEY+origin+id+key`). */
   signer: path,
   /** Seconds between signed checkpoints (0: only at shutdown). */

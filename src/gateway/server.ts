@@ -73,10 +73,9 @@ async function readTls(c: NonNullable<GatewayConfig['server']['tls']>): Promise<
   return ca === undefined ? { key, cert } : { key, cert, ca };
 }
 
-function auditSpec(store: string): AuditStoreSpec {
-  return /^postgres(ql)?:\/\//.test(store)
-    ? { kind: 'postgres', url: store }
-    : { kind: 'sqlite', path: store };
+function auditSpec(a: GatewayConfig['audit']): AuditStoreSpec {
+  if (!/^postgres(ql)?:\/\//.test(a.store)) return { kind: 'sqlite', path: a.store };
+  return { kind: 'postgres', url: a.store, ...(a.schema !== undefined ? { schema: a.schema } : {}) };
 }
 
 /** A running gateway. */
@@ -210,7 +209,7 @@ export class Gateway {
           throw fsError(e, c.audit.signer, 'cannot read audit signer key');
         }
         const signer = parseSignerKey(skey);
-        const a = await AuditLog.open({ store: auditSpec(c.audit.store), signer });
+        const a = await AuditLog.open({ store: auditSpec(c.audit), signer });
         audit = a;
         cleanup.push(() => a.close());
         for (const m of models.values()) {
@@ -346,6 +345,11 @@ export class Gateway {
     if (!this.#metricsServer) return null;
     const a = this.#metricsServer.address() as AddressInfo;
     return `http://${a.address}:${a.port}/metrics`;
+  }
+
+  /** Requests being answered now. */
+  get inFlight(): number {
+    return this.#inFlight;
   }
 
   get ready(): boolean {
