@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -279,7 +280,7 @@ describe('deploy k8s: generated objects', () => {
 });
 
 describe('bulwark deploy k8s (CLI)', () => {
-  it('writes the base, reports no findings; a tag-only image exits 4 naming deploy.image', () => {
+  it('writes the base, reports no findings, renders with kustomize; a tag-only image exits 4 naming deploy.image', (t) => {
     const dir = mkdtempSync(join(tmpdir(), 'bulwark-k8s-cli-'));
     const cfg = join(dir, 'bulwark.yaml');
     writeFileSync(cfg, CONFIG);
@@ -298,6 +299,30 @@ describe('bulwark deploy k8s (CLI)', () => {
     ]);
     assert.equal(c.code, 0, c.stdout + c.stderr);
     assert.match(c.stdout, /no findings/);
+
+    // kustomize (kubectl's built-in, offline) renders the base: the ConfigMap gets its content hash and
+    // the Deployment's volume follows it; the rendered stream still has no finding.
+    const kubectl = spawnSync('kubectl', ['kustomize', out], { encoding: 'utf8' });
+    if (kubectl.error) {
+      t.diagnostic('kubectl not installed: kustomize rendering not checked');
+    } else {
+      assert.equal(kubectl.status, 0, kubectl.stderr);
+      const rendered = join(dir, 'rendered.yaml');
+      writeFileSync(rendered, kubectl.stdout);
+      const docs = parseManifests(kubectl.stdout, rendered);
+      const cm = docs.find((d) => d.object['kind'] === 'ConfigMap')!.object as J;
+      assert.match(cm.metadata.name, /^bulwark-config-[a-z0-9]{10}$/);
+      assert.equal(cm.metadata.namespace, 'bulwark');
+      assert.equal(cm.data['bulwark.yaml'], CONFIG);
+      const dep = docs.find((d) => d.object['kind'] === 'Deployment')!.object as J;
+      assert.equal(
+        dep.spec.template.spec.volumes.find((v: J) => v.name === 'config').configMap.name,
+        cm.metadata.name,
+      );
+      const rc = runBulwark(['--json', 'deploy', 'check', rendered, '--fail-on', 'info']);
+      assert.equal(rc.code, 0, rc.stdout);
+      assert.equal(JSON.parse(rc.stdout).objects, j.objects.length + 1);
+    }
 
     writeFileSync(cfg, CONFIG.replace(/image: .*/, 'image: company/secure-ai:latest'));
     const bad = runBulwark(['deploy', 'k8s', '--config', cfg, '--out', join(dir, 'other')]);
