@@ -100,6 +100,10 @@ describe('compiled Cedar fast path agrees with cedar-wasm', () => {
               : rng.int(20_000)
             : 1.5;
         if (rng.bernoulli(0.1)) context['undeclared'] = 'x';
+        // wrong types for declared keys: both engines must refuse them the same way
+        if (rng.bernoulli(0.03)) context['riskScore'] = 'high';
+        if (rng.bernoulli(0.03)) context['clientAddress'] = 5;
+        if (rng.bernoulli(0.03)) context['time'] = pick(rng, [2.5, true, 1e300]);
         const model = pick(rng, ['fraud', 'churn', 'unlisted']);
         return {
           principal: principal(rng),

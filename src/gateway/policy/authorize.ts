@@ -116,6 +116,8 @@ function contextValue(
     case undefined:
       if (typeof v === 'number' && !Number.isInteger(v))
         return { __extn: { fn: 'decimal', arg: decimalLiteral(v) } };
+      if (typeof v === 'number' && !Number.isSafeInteger(v))
+        throw new Error(`context ${key} is out of range`);
       return v;
     case 'Long':
       if (typeof v !== 'number' || !Number.isSafeInteger(v))
@@ -135,8 +137,40 @@ function contextValue(
       if (typeof v !== 'number' || !Number.isSafeInteger(v))
         throw new Error(`context ${key} must be integer ms`);
       return { __extn: { fn: 'duration', arg: `${v}ms` } };
-    default:
+    case 'String':
+      if (typeof v !== 'string') throw new Error(`context ${key} must be a string`);
       return v;
+    case 'Boolean':
+      if (typeof v !== 'boolean') throw new Error(`context ${key} must be a boolean`);
+      return v;
+  }
+}
+
+/**
+ * The same conversion as {@link contextValue}, straight to compiled-path values (same checks, same
+ * errors); extension values the compiled path cannot judge throw `Fallback`.
+ */
+function contextVal(key: string, v: string | number | boolean, kind: ContextKind | undefined): Val {
+  switch (kind) {
+    case undefined:
+    case 'decimal':
+    case 'Long':
+    case 'String':
+    case 'Boolean': {
+      const asDecimal =
+        typeof v === 'number' && (kind === 'decimal' || (kind === undefined && !Number.isInteger(v)));
+      if (!asDecimal) {
+        contextValue(key, v, kind); // the same checks (and errors) as the wasm path
+        return v;
+      }
+      if (!Number.isFinite(v)) throw new Error(`context ${key} is not finite`);
+      return parseDecimal(decimalLiteral(v));
+    }
+    case 'ipaddr':
+      if (typeof v !== 'string') throw new Error(`context ${key} must be an IP address string`);
+      return parseIp(v.startsWith('::ffff:') && v.includes('.') ? v.slice(7) : v);
+    default:
+      throw new Fallback();
   }
 }
 
@@ -194,28 +228,24 @@ export class Authorizer {
       if (!(ACTIONS as readonly string[]).includes(req.action))
         throw new Error(`unknown action ${String(req.action)}`);
       const kinds = loaded.contextKinds?.get(req.action);
-      const context: Record<string, cedar.CedarValueJson> = {};
-      for (const key of Object.keys(req.context)) {
-        const kind = kinds?.get(key);
-        // With a schema, undeclared context keys are dropped rather than failing request validation: the
-        // gateway may send more facts than a deployment's schema uses.
-        if (kinds !== undefined && kind === undefined) continue;
-        context[key] = contextValue(key, req.context[key]!, kind);
-      }
-      const pAttrs = principalAttrs(req.principal);
-      const rAttrs = this.#resourceAttrs(req.resource);
       if (loaded.compiled !== undefined) {
         try {
+          const cm = new Map<string, Val>();
+          for (const key of Object.keys(req.context)) {
+            const kind = kinds?.get(key);
+            if (kinds !== undefined && kind === undefined) continue;
+            cm.set(key, contextVal(key, req.context[key]!, kind));
+          }
           const principal = new Ent(`${ns}::Client`, req.principal.id);
           const resource = new Ent(`${ns}::Model`, req.resource.model);
           const env: Env = {
             principal,
             action: new Ent(`${ns}::Action`, req.action),
             resource,
-            context: toRec(context),
+            context: new Rec(cm),
             attrs: new Map([
-              [principal, toRec(pAttrs).m],
-              [resource, toRec(rAttrs).m],
+              [principal, principalVals(req.principal)],
+              [resource, toRec(this.#resourceAttrs(req.resource)).m],
             ]),
           };
           const r = evaluate(loaded.compiled, env);
@@ -227,6 +257,16 @@ export class Authorizer {
           this.#fallbacks += 1;
         }
       }
+      const context: Record<string, cedar.CedarValueJson> = {};
+      for (const key of Object.keys(req.context)) {
+        const kind = kinds?.get(key);
+        // With a schema, undeclared context keys are dropped rather than failing request validation: the
+        // gateway may send more facts than a deployment's schema uses.
+        if (kinds !== undefined && kind === undefined) continue;
+        context[key] = contextValue(key, req.context[key]!, kind);
+      }
+      const pAttrs = principalAttrs(req.principal);
+      const rAttrs = this.#resourceAttrs(req.resource);
       const principalUid = { type: `${ns}::Client`, id: req.principal.id };
       const resourceUid = { type: `${ns}::Model`, id: req.resource.model };
       const answer = cedar.statefulIsAuthorized({
@@ -297,6 +337,21 @@ function toRec(o: Record<string, cedar.CedarValueJson>): Rec {
   const m = new Map<string, Val>();
   for (const k of Object.keys(o)) m.set(k, toVal(o[k]!));
   return new Rec(m);
+}
+
+/** The principal's attributes as compiled-path values (the same attributes as {@link principalAttrs}). */
+function principalVals(p: Principal): Map<string, Val> {
+  const m = new Map<string, Val>([
+    ['roles', p.roles as Val[]],
+    ['scopes', p.scopes as Val[]],
+    ['sources', (p.sources ?? []) as Val[]],
+  ]);
+  if (p.tenant !== undefined) m.set('tenant', p.tenant);
+  if (p.spiffeId !== undefined) m.set('spiffeId', p.spiffeId);
+  if (p.subject !== undefined) m.set('subject', p.subject);
+  if (p.issuer !== undefined) m.set('issuer', p.issuer);
+  if (p.clientId !== undefined) m.set('clientId', p.clientId);
+  return m;
 }
 
 function principalAttrs(p: Principal): Record<string, cedar.CedarValueJson> {
