@@ -22,6 +22,7 @@ export { type AttestationPolicy, checkPolicy, parsePolicy, productionPolicy } fr
 export {
   attestationFormats,
   attestationVerifier,
+  clearAttestationCaches,
   RESERVED_ATTESTATION_FORMATS,
   registerAttestationFormat,
   type VerifyAttestationOptions,
@@ -60,4 +61,3 @@ export {
 } from './session/server.js';
 export { parseFrame } from './session/wire.js';
 export type { AttestationClaims, AttestationVerifier, VerifyOptions } from './types.js';
-export { clearChainCache } from './x509.js';

@@ -1,9 +1,10 @@
 import { BulwarkError, requireNonEmptyString } from '../core/index.js';
 import { nitroVerifier } from './formats/nitro.js';
-import { sevSnpVerifier } from './formats/sev-snp.js';
+import { clearVcekCache, sevSnpVerifier } from './formats/sev-snp.js';
 import { softwareVerifier } from './formats/software.js';
 import { type AttestationPolicy, checkPolicy } from './policy.js';
 import type { AttestationClaims, AttestationVerifier, VerifyOptions } from './types.js';
+import { clearChainCache } from './x509.js';
 
 /**
  * Formats whose name is reserved for a verifier still to be written. Each must implement
@@ -110,6 +111,16 @@ export async function verifyAttestation(
   const claims = await verifier.verify(document, options);
   if (options.policy) checkPolicy(claims, options.policy, options.at ?? new Date());
   return claims;
+}
+
+/**
+ * Forgets every verification cache (verified certificate links, parsed certificates, VCEK facts):
+ * the next verification takes the cold path. Caches hold only successes of checks whose outcome
+ * cannot change for the same bytes; validity times and policies are checked on every call.
+ */
+export function clearAttestationCaches(): void {
+  clearChainCache();
+  clearVcekCache();
 }
 
 registerAttestationFormat(nitroVerifier);

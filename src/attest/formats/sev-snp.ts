@@ -131,6 +131,11 @@ const OID = {
 /** VCEK facts by certificate fingerprint (a VCEK is reused for every report of its chip and TCB). */
 const factsCache = new Map<string, { tcb: Partial<TcbVersion>; hwid: Uint8Array | null }>();
 
+/** Forgets cached VCEK facts (benchmarks). */
+export function clearVcekCache(): void {
+  factsCache.clear();
+}
+
 /** The TCB and chip id a VCEK was issued for (VCEK spec, Table 8). */
 function vcekFacts(vcek: X509Certificate): { tcb: Partial<TcbVersion>; hwid: Uint8Array | null } {
   const hit = factsCache.get(vcek.fingerprint256);
