@@ -12,14 +12,16 @@ import { BulwarkError, fsError, validateConfig } from '../core/index.js';
  *
  * | key                    | used for                                                         |
  * |------------------------|------------------------------------------------------------------|
+ * | `server.host`          | must listen on all interfaces (0.0.0.0 or ::): a pod's loopback is unreachable from the Service and the kubelet probes (the gateway's default is 127.0.0.1) |
  * | `server.port`          | container port, Service target, ingress NetworkPolicy (default 8443) |
+ * | `server.insecurePlaintext` | refused: in a cluster, TLS is required (a NetworkPolicy is not encryption) |
  * | `server.tls.clientAuth`| a note: kubelet probes present no client certificate             |
- * | `metrics.port`         | metrics port, its NetworkPolicy from the monitoring namespace (default 9464) |
+ * | `metrics.enabled`, `metrics.host`, `metrics.port` | metrics port and its NetworkPolicy from the monitoring namespace (default 9464); host must be all interfaces |
  * | `limits.backend`       | `redis` → egress to Redis                                        |
  * | `limits.redis.url`     | Redis host and port (`redis://` or `rediss://`, default port 6379) |
  * | `audit.store`          | a `postgres://` URL → egress to PostgreSQL (a SQLite path → none) |
- * | `ledger.store`         | same as `audit.store`                                            |
- * | `auth.jwks.url`        | an `https://` JWKS URL → egress to its host (port 443 by default) |
+ * | `ledger.store`         | same as `audit.store`, when present                              |
+ * | `auth.jwt.jwks.url`    | an `https://` JWKS URL → egress to its host (port 443 by default) |
  *
  * Everything else in the file is ignored here. A destination a NetworkPolicy cannot name by itself
  * (a DNS name outside the cluster) must be given a peer in `deploy.egress` — never guessed.
@@ -137,7 +139,11 @@ export const deploySchema = z.strictObject({
   secrets: z.strictObject({
     tls: z.string().max(253).regex(DNS_SUBDOMAIN, 'must be a Secret name'),
     modelKey: z.string().max(253).regex(DNS_SUBDOMAIN, 'must be a Secret name'),
+    /** The audit log's checkpoint signing key (audit.signer), when it is not in another mounted Secret. */
+    auditSigner: z.string().max(253).regex(DNS_SUBDOMAIN, 'must be a Secret name').optional(),
   }),
+  /** A PersistentVolumeClaim holding the protected model packages, mounted read-only. */
+  modelsClaim: z.string().max(253).regex(DNS_SUBDOMAIN, 'must be a PersistentVolumeClaim name').optional(),
   /** Fixed non-root UID (and GID, default the same); 65532 is distroless `nonroot`. */
   uid: z.int().min(1, 'uid must not be 0 (root)').max(2147483647).default(65532),
   gid: z.int().min(1, 'gid must not be 0 (root group)').max(2147483647).optional(),
@@ -163,7 +169,8 @@ export interface Destination {
 export interface DeployInputs {
   deploy: DeployConfig;
   serverPort: number;
-  metricsPort: number;
+  /** null when `metrics.enabled: false`: no metrics port, no metrics NetworkPolicy. */
+  metricsPort: number | null;
   clientAuth: 'none' | 'request' | 'require';
   destinations: Destination[];
 }
@@ -173,11 +180,19 @@ const portSchema = z.int().min(1).max(65535);
 const otherSchema = z.looseObject({
   server: z
     .looseObject({
+      host: z.string().optional(),
       port: portSchema.optional(),
+      insecurePlaintext: z.boolean().optional(),
       tls: z.looseObject({ clientAuth: z.enum(['none', 'request', 'require']).optional() }).optional(),
     })
     .optional(),
-  metrics: z.looseObject({ port: portSchema.optional() }).optional(),
+  metrics: z
+    .looseObject({
+      enabled: z.boolean().optional(),
+      host: z.string().optional(),
+      port: portSchema.optional(),
+    })
+    .optional(),
   limits: z
     .looseObject({
       backend: z.enum(['memory', 'redis']).optional(),
@@ -186,7 +201,11 @@ const otherSchema = z.looseObject({
     .optional(),
   audit: z.looseObject({ store: z.string().optional() }).optional(),
   ledger: z.looseObject({ store: z.string().optional() }).optional(),
-  auth: z.looseObject({ jwks: z.looseObject({ url: z.string().optional() }).optional() }).optional(),
+  auth: z
+    .looseObject({
+      jwt: z.looseObject({ jwks: z.looseObject({ url: z.string().optional() }).optional() }).optional(),
+    })
+    .optional(),
 });
 
 function parseUrl(text: string, key: string, source: string, protocols: readonly string[]): URL {
@@ -248,8 +267,33 @@ export function readDeployInputs(doc: unknown, source = '<config>'): DeployInput
   ).deploy;
   const other = validateConfig(root, otherSchema, source);
   const serverPort = other.server?.port ?? 8443;
+  const metricsEnabled = other.metrics?.enabled ?? true;
   const metricsPort = other.metrics?.port ?? 9464;
-  if (serverPort === metricsPort) {
+  const refuse = (key: string, why: string) =>
+    new BulwarkError('ERR_CONFIG_INVALID', `${source}: ${key}: ${why}`, {
+      details: { file: source, firstPath: key },
+    });
+  // The gateway defaults to 127.0.0.1 (safe on a laptop); inside a pod that is unreachable.
+  const allInterfaces = (h: string | undefined) => h === '0.0.0.0' || h === '::' || h === '[::]';
+  if (!allInterfaces(other.server?.host)) {
+    throw refuse(
+      'server.host',
+      `${other.server?.host ?? '127.0.0.1 (the default)'} is not reachable from the Service or the kubelet probes in a pod; set 0.0.0.0 (or ::)`,
+    );
+  }
+  if (other.server?.insecurePlaintext === true) {
+    throw refuse(
+      'server.insecurePlaintext',
+      'refused in Kubernetes: serve TLS (server.tls); a NetworkPolicy is not encryption',
+    );
+  }
+  if (metricsEnabled && !allInterfaces(other.metrics?.host)) {
+    throw refuse(
+      'metrics.host',
+      `${other.metrics?.host ?? '127.0.0.1 (the default)'} cannot be scraped from the monitoring namespace; set 0.0.0.0 (or metrics.enabled: false)`,
+    );
+  }
+  if (metricsEnabled && serverPort === metricsPort) {
     throw new BulwarkError('ERR_CONFIG_INVALID', `${source}: metrics.port: must differ from server.port`, {
       details: { file: source, firstPath: 'metrics.port' },
     });
@@ -299,15 +343,20 @@ export function readDeployInputs(doc: unknown, source = '<config>'): DeployInput
       from: 'deploy.keyService',
     });
   }
-  const jwks = other.auth?.jwks?.url;
+  const jwks = other.auth?.jwt?.jwks?.url;
   if (jwks !== undefined) {
-    const u = parseUrl(jwks, 'auth.jwks.url', source, ['https:']);
-    destinations.push({ role: 'jwks', host: hostOf(u), port: Number(u.port || 443), from: 'auth.jwks.url' });
+    const u = parseUrl(jwks, 'auth.jwt.jwks.url', source, ['https:']);
+    destinations.push({
+      role: 'jwks',
+      host: hostOf(u),
+      port: Number(u.port || 443),
+      from: 'auth.jwt.jwks.url',
+    });
   }
   return {
     deploy,
     serverPort,
-    metricsPort,
+    metricsPort: metricsEnabled ? metricsPort : null,
     clientAuth: other.server?.tls?.clientAuth ?? 'none',
     destinations,
   };

@@ -26,6 +26,8 @@ export const MOUNTS = {
   config: '/etc/bulwark/config',
   tls: '/etc/bulwark/tls',
   modelKey: '/etc/bulwark/model-key',
+  auditSigner: '/etc/bulwark/audit-signer',
+  models: '/etc/bulwark/models',
   tmp: '/tmp',
 } as const;
 
@@ -206,7 +208,9 @@ export function buildManifests(inputs: DeployInputs): GeneratedBase {
                   env: [{ name: 'NODE_ENV', value: 'production' }],
                   ports: [
                     { name: 'https', containerPort: inputs.serverPort, protocol: 'TCP' },
-                    { name: 'metrics', containerPort: inputs.metricsPort, protocol: 'TCP' },
+                    ...(inputs.metricsPort !== null
+                      ? [{ name: 'metrics', containerPort: inputs.metricsPort, protocol: 'TCP' as const }]
+                      : []),
                   ],
                   securityContext: containerSecurity,
                   resources: {
@@ -221,6 +225,10 @@ export function buildManifests(inputs: DeployInputs): GeneratedBase {
                     { name: 'config', mountPath: MOUNTS.config, readOnly: true },
                     { name: 'tls', mountPath: MOUNTS.tls, readOnly: true },
                     { name: 'model-key', mountPath: MOUNTS.modelKey, readOnly: true },
+                    ...(d.secrets.auditSigner
+                      ? [{ name: 'audit-signer', mountPath: MOUNTS.auditSigner, readOnly: true }]
+                      : []),
+                    ...(d.modelsClaim ? [{ name: 'models', mountPath: MOUNTS.models, readOnly: true }] : []),
                   ],
                 },
               ],
@@ -230,6 +238,17 @@ export function buildManifests(inputs: DeployInputs): GeneratedBase {
                 // 0440 with fsGroup: readable by the gateway's group only.
                 { name: 'tls', secret: { secretName: d.secrets.tls, defaultMode: 0o440 } },
                 { name: 'model-key', secret: { secretName: d.secrets.modelKey, defaultMode: 0o440 } },
+                ...(d.secrets.auditSigner
+                  ? [
+                      {
+                        name: 'audit-signer',
+                        secret: { secretName: d.secrets.auditSigner, defaultMode: 0o440 },
+                      },
+                    ]
+                  : []),
+                ...(d.modelsClaim
+                  ? [{ name: 'models', persistentVolumeClaim: { claimName: d.modelsClaim, readOnly: true } }]
+                  : []),
               ],
             },
           },
@@ -248,7 +267,16 @@ export function buildManifests(inputs: DeployInputs): GeneratedBase {
           selector,
           ports: [
             { name: 'https', port: 443, targetPort: 'https', protocol: 'TCP' },
-            { name: 'metrics', port: inputs.metricsPort, targetPort: 'metrics', protocol: 'TCP' },
+            ...(inputs.metricsPort !== null
+              ? [
+                  {
+                    name: 'metrics',
+                    port: inputs.metricsPort,
+                    targetPort: 'metrics',
+                    protocol: 'TCP' as const,
+                  },
+                ]
+              : []),
           ],
         },
       }),
@@ -334,30 +362,33 @@ export function buildManifests(inputs: DeployInputs): GeneratedBase {
       }),
     ),
   );
-  objects.push(
-    checked(
-      'networkpolicy-ingress-metrics.yaml',
-      new NetworkPolicy({
-        metadata: { name: `${d.name}-metrics`, namespace: ns, labels },
-        spec: {
-          podSelector,
-          policyTypes: ['Ingress'],
-          ingress: [
-            {
-              from: [
-                {
-                  namespaceSelector: {
-                    matchLabels: { 'kubernetes.io/metadata.name': d.monitoringNamespace },
+  if (inputs.metricsPort !== null) {
+    const metricsPort = inputs.metricsPort;
+    objects.push(
+      checked(
+        'networkpolicy-ingress-metrics.yaml',
+        new NetworkPolicy({
+          metadata: { name: `${d.name}-metrics`, namespace: ns, labels },
+          spec: {
+            podSelector,
+            policyTypes: ['Ingress'],
+            ingress: [
+              {
+                from: [
+                  {
+                    namespaceSelector: {
+                      matchLabels: { 'kubernetes.io/metadata.name': d.monitoringNamespace },
+                    },
                   },
-                },
-              ],
-              ports: [{ protocol: 'TCP', port: inputs.metricsPort }],
-            },
-          ],
-        },
-      }),
-    ),
-  );
+                ],
+                ports: [{ protocol: 'TCP', port: metricsPort }],
+              },
+            ],
+          },
+        }),
+      ),
+    );
+  }
   objects.push(
     checked(
       'networkpolicy-egress-dns.yaml',

@@ -19,24 +19,35 @@ import {
   parseManifests,
   writeKustomizeBase,
 } from '../../src/deploy/index.js';
+import { gatewayConfig } from '../../src/gateway/index.js';
 import { ROOT, runBulwark } from '../helpers/cli.js';
 
 const DIGEST = `sha256:${'ab'.repeat(32)}`;
 
 export const CONFIG = `
 server:
+  host: 0.0.0.0
   port: 8443
-  tls: { cert: /etc/bulwark/tls/tls.crt, key: /etc/bulwark/tls/tls.key, clientAuth: request }
-metrics: { port: 9464 }
+  tls: { cert: /etc/bulwark/tls/tls.crt, key: /etc/bulwark/tls/tls.key, clientCa: /etc/bulwark/tls/ca.crt, clientAuth: request }
+metrics: { host: 0.0.0.0, port: 9464 }
 auth:
-  jwks: { url: "https://idp.example.com/.well-known/jwks.json" }
-  issuer: https://idp.example.com/
+  require: token
+  jwt:
+    issuer: https://idp.example.com/
+    audience: bulwark
+    jwks: { url: "https://idp.example.com/.well-known/jwks.json" }
+policy: { files: [/etc/bulwark/config/policy.cedar] }
 limits:
   backend: redis
   redis: { url: "redis://redis.data.svc.cluster.local:6380/0" }
-audit: { store: "postgres://bulwark@10.20.0.5:5432/audit" }
-ledger: { store: "postgres://bulwark@10.20.0.5:5432/audit" }
-models: [{ name: fraud, version: "1" }]
+models:
+  - name: fraud
+    package: /etc/bulwark/models/fraud.bwm
+    keyring: /etc/bulwark/model-key/keyring.json
+    trust: /etc/bulwark/config/trust.yaml
+audit:
+  store: "postgres://bulwark@10.20.0.5:5432/audit"
+  signer: /etc/bulwark/audit-signer/log.key
 deploy:
   namespace: bulwark
   image: registry.example.com/bulwark/gateway:0.1.0@${DIGEST}
@@ -48,7 +59,8 @@ deploy:
   keyService: kms-proxy.keys.svc:9443
   egress:
     jwks: { cidr: 203.0.113.0/24 }
-  secrets: { tls: bulwark-tls, modelKey: bulwark-model-key }
+  secrets: { tls: bulwark-tls, modelKey: bulwark-model-key, auditSigner: bulwark-audit-signer }
+  modelsClaim: bulwark-models
   uid: 10001
 `;
 
@@ -71,8 +83,61 @@ describe('deploy config', () => {
         'redis redis.data.svc.cluster.local:6380 (limits.redis.url)',
         'postgres 10.20.0.5:5432 (audit.store)',
         'key-service kms-proxy.keys.svc:9443 (deploy.keyService)',
-        'jwks idp.example.com:443 (auth.jwks.url)',
+        'jwks idp.example.com:443 (auth.jwt.jwks.url)',
       ],
+    );
+  });
+
+  it('the example is a valid gateway config too (the gateway treats deploy as opaque)', () => {
+    const g = gatewayConfig(parse(CONFIG), 'bulwark.yaml');
+    assert.equal(g.server.host, '0.0.0.0');
+    assert.equal(
+      g.auth.jwt?.jwks && 'url' in g.auth.jwt.jwks ? g.auth.jwt.jwks.url : '',
+      'https://idp.example.com/.well-known/jwks.json',
+    );
+  });
+
+  it('refuses what cannot work in a pod: loopback hosts, plaintext; metrics off drops its port and policy', () => {
+    const cases: Array<[string, RegExp]> = [
+      [
+        CONFIG.replace('  host: 0.0.0.0\n', ''),
+        /server\.host: 127\.0\.0\.1 \(the default\) is not reachable/,
+      ],
+      [
+        CONFIG.replace('  host: 0.0.0.0\n', '  host: 127.0.0.1\n'),
+        /server\.host: 127\.0\.0\.1 is not reachable/,
+      ],
+      [
+        CONFIG.replace('metrics: { host: 0.0.0.0, port: 9464 }', 'metrics: { port: 9464 }'),
+        /metrics\.host: .*cannot be scraped/,
+      ],
+      [
+        CONFIG.replace('  port: 8443\n', '  port: 8443\n  insecurePlaintext: true\n'),
+        /server\.insecurePlaintext: refused/,
+      ],
+    ];
+    for (const [text, re] of cases) {
+      assert.throws(
+        () => parseDeployConfig(text, 'b.yaml'),
+        (e: unknown) => isBulwarkError(e, 'ERR_CONFIG_INVALID') && re.test(e.message),
+        String(re),
+      );
+    }
+    const off = parseDeployConfig(
+      CONFIG.replace('metrics: { host: 0.0.0.0, port: 9464 }', 'metrics: { enabled: false }'),
+      'b.yaml',
+    );
+    assert.equal(off.metricsPort, null);
+    const { objects } = buildManifests(off);
+    assert.ok(!objects.some((o) => o.file === 'networkpolicy-ingress-metrics.yaml'));
+    const dep = byKind(objects, 'Deployment')[0] as J;
+    assert.deepEqual(
+      dep.spec.template.spec.containers[0].ports.map((p: J) => p.name),
+      ['https'],
+    );
+    assert.deepEqual(
+      (byKind(objects, 'Service')[0] as J).spec.ports.map((p: J) => p.name),
+      ['https'],
     );
   });
 
@@ -183,8 +248,23 @@ describe('deploy k8s: generated objects', () => {
     // secrets referenced by name, mounted read-only, never embedded
     assert.deepEqual(
       pod.volumes.filter((v: J) => v.secret).map((v: J) => v.secret.secretName),
-      ['bulwark-tls', 'bulwark-model-key'],
+      ['bulwark-tls', 'bulwark-model-key', 'bulwark-audit-signer'],
     );
+    assert.deepEqual(
+      c.volumeMounts.map((m: J) => `${m.mountPath}${m.readOnly ? ' ro' : ''}`),
+      [
+        '/tmp',
+        '/etc/bulwark/config ro',
+        '/etc/bulwark/tls ro',
+        '/etc/bulwark/model-key ro',
+        '/etc/bulwark/audit-signer ro',
+        '/etc/bulwark/models ro',
+      ],
+    );
+    assert.deepEqual(pod.volumes.find((v: J) => v.name === 'models').persistentVolumeClaim, {
+      claimName: 'bulwark-models',
+      readOnly: true,
+    });
     assert.equal(byKind(objects, 'Secret').length, 0);
     assert.ok(!JSON.stringify(d).includes('secretKeyRef'));
     assert.equal(d.spec.replicas, undefined, 'the HPA owns the replica count');
