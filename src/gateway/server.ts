@@ -6,6 +6,7 @@
  * Transport: `node:https` with a hand-written router. Measured against fastify 5 with the same pipeline
  * (bench/gateway.bench.ts); the figures are in bench/results/gateway.json and docs/gateway.md.
  */
+import type { X509Certificate } from 'node:crypto';
 import { type FSWatcher, watch as fsWatch } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
@@ -76,6 +77,20 @@ async function readTls(c: NonNullable<GatewayConfig['server']['tls']>): Promise<
 function auditSpec(a: GatewayConfig['audit']): AuditStoreSpec {
   if (!/^postgres(ql)?:\/\//.test(a.store)) return { kind: 'sqlite', path: a.store };
   return { kind: 'postgres', url: a.store, ...(a.schema !== undefined ? { schema: a.schema } : {}) };
+}
+
+/**
+ * The verified peer certificate of a connection, parsed once per connection (not per request: a
+ * kept-alive mTLS connection carries thousands of requests with the same certificate).
+ */
+const peerCerts = new WeakMap<TLSSocket, X509Certificate | null>();
+function peerCertificate(socket: TLSSocket): X509Certificate | undefined {
+  let c = peerCerts.get(socket);
+  if (c === undefined) {
+    c = socket.getPeerX509Certificate() ?? null;
+    peerCerts.set(socket, c);
+  }
+  return c ?? undefined;
 }
 
 /** A running gateway. */
@@ -466,7 +481,7 @@ export class Gateway {
   #authRequest(req: IncomingMessage): AuthRequest {
     const socket = req.socket as TLSSocket;
     const remoteAddress = socket.remoteAddress ?? '';
-    const peer = this.#tls ? socket.getPeerX509Certificate() : undefined;
+    const peer = this.#tls ? peerCertificate(socket) : undefined;
     const authorization = req.headers.authorization;
     const fwd = req.headers['x-forwarded-client-cert'];
     return {

@@ -1,0 +1,318 @@
+/**
+ * Gateway throughput and latency (issue 9 evidence). One server at a time in this process, load from a
+ * SECOND process (bench/gateway-load.ts, forked) over loopback:
+ *   - protections off: plain HTTP, every optional stage switched off (parse, inference and output
+ *     formatting remain);
+ *   - TLS only: the same with TLS 1.3;
+ *   - full stack: TLS 1.3 with mutual TLS required, JWT access token, Cedar, rate limit and query budget
+ *     (memory), schema validation, Mahalanobis + stateful + PRADA detectors, ONNX Runtime, output
+ *     hardening, SQLite audit append awaited before every answer;
+ *   - the same pipeline behind fastify 5 (plain and full) to choose the transport;
+ *   - a bare loop of ONNX Runtime calls on one row (no server).
+ * Per-stage times come from the gateway's own histograms; then a 60 s open-loop soak at 80 % of the full
+ * stack's measured maximum, with the server's resident memory sampled every second.
+ */
+import { type ChildProcess, fork } from 'node:child_process';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import type { TLSSocket } from 'node:tls';
+import Fastify from 'fastify';
+import type { Gateway } from '../src/gateway/index.js';
+import { type OptionalStage, STAGES } from '../src/gateway/index.js';
+import { type Fixture, fixture, startGateway } from '../test/gateway/gateway-fixtures.js';
+import type { LoadResult, LoadSpec } from './gateway-load.js';
+import { BENCH_DIR, type Benchmark, type Figure, median } from './harness.js';
+
+const ALL_OFF: OptionalStage[] = [
+  'authenticate',
+  'authorize',
+  'limit',
+  'validate',
+  'detect',
+  'extraction',
+  'audit',
+];
+
+class Loader {
+  readonly #child: ChildProcess;
+  constructor() {
+    this.#child = fork(join(BENCH_DIR, 'gateway-load.ts'), [], {
+      execArgv: ['--import', 'tsx'],
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
+  }
+  run(spec: LoadSpec): Promise<LoadResult> {
+    return new Promise((resolve, reject) => {
+      this.#child.once('message', (m: LoadResult | { error: string }) =>
+        'error' in m ? reject(new Error(m.error)) : resolve(m),
+      );
+      this.#child.send(spec);
+    });
+  }
+  close(): void {
+    this.#child.kill();
+  }
+}
+
+/** The same pipeline behind fastify 5 (no fastify schema: our parser reads the raw body, nothing coerced). */
+async function fastifyFront(gw: Gateway, tls: { key: Buffer; cert: Buffer; ca: Buffer } | null) {
+  const app = Fastify({
+    logger: false,
+    bodyLimit: gw.config.server.bodyLimitBytes,
+    keepAliveTimeout: gw.config.server.keepAliveMs,
+    ...(tls
+      ? { https: { ...tls, minVersion: 'TLSv1.3' as const, requestCert: true, rejectUnauthorized: true } }
+      : {}),
+  });
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+  app.post<{ Params: { name: string } }>('/v2/models/:name/infer', async (req, reply) => {
+    const socket = req.raw.socket as TLSSocket;
+    const peer = tls ? socket.getPeerX509Certificate() : undefined;
+    const r = await gw.pipeline.infer({
+      model: req.params.name,
+      body: req.body as Buffer,
+      auth: {
+        peerAuthorized: tls ? socket.authorized === true : false,
+        remoteAddress: socket.remoteAddress ?? '',
+        ...(peer ? { peerCertificate: peer } : {}),
+        ...(req.headers.authorization ? { authorization: req.headers.authorization } : {}),
+      },
+    });
+    reply.code(r.status).header('content-type', 'application/json').send(r.body);
+  });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const addr = app.server.address() as { port: number };
+  return { url: `${tls ? 'https' : 'http'}://127.0.0.1:${addr.port}`, close: () => app.close() };
+}
+
+const bench: Benchmark = {
+  name: 'gateway',
+  description:
+    'gateway requests/s and latency: protections off, TLS only, full stack, fastify, bare ONNX Runtime',
+  async run(ctx) {
+    const f: Fixture = await fixture();
+    const { readFileSync } = await import('node:fs');
+    const read = (p: string) => readFileSync(join(f.dir, p));
+    const repeats = Math.min(ctx.repeats, 3);
+    const durationMs = ctx.quick ? 2000 : 6000;
+    const connections = 64;
+    const figures: Figure[] = [];
+    const facts: Record<string, string | number | boolean> = {};
+    const notes: string[] = [];
+    const loader = new Loader();
+    const fig = (id: string, label: string, unit: string, better: 'higher' | 'lower', samples: number[]) =>
+      figures.push({ id, label, system: 'bulwark', unit, better, samples });
+    try {
+      const base = f.config();
+      const plain = f.config({
+        server: { ...base.server, tls: undefined, insecurePlaintext: true },
+      });
+      const fullCfg = f.config({
+        server: { ...base.server, tls: { ...(base.server.tls as object), clientAuth: 'require' } },
+        auth: { ...base.auth, require: 'certificate-and-token' },
+        detectors: { mode: 'monitor' },
+        limits: { backend: 'memory', requestsPerSecond: 1_000_000, queryBudget: { queries: 1_000_000_000 } },
+      });
+      const clientTls = { ca: f.ca.pem, cert: f.client.pem, key: f.client.keyPem };
+
+      const measure = async (
+        id: string,
+        label: string,
+        start: () => Promise<{ url: string; close: () => Promise<unknown>; gw: Gateway }>,
+        spec: Partial<LoadSpec>,
+      ) => {
+        const rps: number[] = [];
+        const p50: number[] = [];
+        const p99: number[] = [];
+        let errors = 0;
+        let last: Gateway | null = null;
+        for (let r = 0; r < repeats; r++) {
+          const s = await start();
+          const token = await f.token();
+          // Warm-up: connections, JIT, token cache.
+          await loader.run({ url: s.url, connections, durationMs: 500, seed: 100 + r, token, ...spec });
+          const res = await loader.run({ url: s.url, connections, durationMs, seed: r, token, ...spec });
+          rps.push(res.rps);
+          p50.push(res.p50Ms);
+          p99.push(res.p99Ms);
+          errors += res.errors;
+          if (res.errors > 0) ctx.log(`${id}: ${res.errors} errors ${JSON.stringify(res.codes)}`);
+          last = s.gw;
+          if (r < repeats - 1) await s.close();
+          else facts[`${id}.stage_means_us`] = JSON.stringify(await stageMeanUs(s.gw));
+          if (r === repeats - 1) await s.close();
+        }
+        fig(`${id}.rps`, `${label}: requests/s`, 'req/s', 'higher', rps);
+        fig(`${id}.p50`, `${label}: p50 latency`, 'ms', 'lower', p50);
+        fig(`${id}.p99`, `${label}: p99 latency`, 'ms', 'lower', p99);
+        facts[`${id}.errors`] = errors;
+        ctx.log(
+          `${id}: ${median(rps).toFixed(0)} req/s, p50 ${median(p50).toFixed(2)} ms, p99 ${median(p99).toFixed(2)} ms`,
+        );
+        return last;
+      };
+
+      const gwStart =
+        (config: typeof base, disable: OptionalStage[], plaintext = false) =>
+        async () => {
+          const gw = await startGateway(config, { unsafeDisable: disable, unsafePlaintext: plaintext });
+          return { url: gw.url, close: () => gw.close(), gw };
+        };
+      const fastifyStart = (config: typeof base, disable: OptionalStage[], tlsOn: boolean) => async () => {
+        const gw = await startGateway(config, { unsafeDisable: disable });
+        const front = await fastifyFront(
+          gw,
+          tlsOn ? { key: read('server.key'), cert: read('server.pem'), ca: read('ca.pem') } : null,
+        );
+        return {
+          url: front.url,
+          close: async () => {
+            await front.close();
+            await gw.close();
+          },
+          gw,
+        };
+      };
+
+      await measure('off', 'protections off (HTTP)', gwStart(plain, ALL_OFF, true), {});
+      await measure('tls', 'TLS 1.3 only', gwStart(base, ALL_OFF), { ca: f.ca.pem });
+      const full = await measure(
+        'full',
+        'full stack (mTLS+JWT+Cedar+limits+validation+detectors+audit)',
+        gwStart(fullCfg, []),
+        clientTls,
+      );
+      await measure(
+        'fastify_off',
+        'fastify 5, protections off (HTTP)',
+        fastifyStart(plain, ALL_OFF, false),
+        {},
+      );
+      await measure('fastify_full', 'fastify 5, full stack', fastifyStart(fullCfg, [], true), clientTls);
+      void full;
+
+      // Bare ONNX Runtime loop on one row, no server.
+      {
+        const gw = await startGateway(plain, { unsafeDisable: ALL_OFF, unsafePlaintext: true });
+        const m = gw.models.get('fraud');
+        if (!m) throw new Error('no model');
+        const x = m.features([{ amount: 120.5, age: 39, kind: 'B' }]);
+        const d = m.loaded.features;
+        const rps: number[] = [];
+        const p50: number[] = [];
+        const p99: number[] = [];
+        for (let r = 0; r < repeats; r++) {
+          const lat: number[] = [];
+          const t0 = performance.now();
+          while (performance.now() - t0 < durationMs) {
+            const t = performance.now();
+            await m.loaded.runtime.run(x, 1, d);
+            lat.push(performance.now() - t);
+          }
+          const s = (performance.now() - t0) / 1000;
+          lat.sort((a, b) => a - b);
+          rps.push(lat.length / s);
+          p50.push(lat[Math.floor(lat.length / 2)] as number);
+          p99.push(lat[Math.floor(lat.length * 0.99)] as number);
+        }
+        fig('ort.rps', 'bare ONNX Runtime loop (1 row, sequential): calls/s', 'calls/s', 'higher', rps);
+        fig('ort.p50', 'bare ONNX Runtime loop: p50', 'ms', 'lower', p50);
+        fig('ort.p99', 'bare ONNX Runtime loop: p99', 'ms', 'lower', p99);
+        await gw.close();
+      }
+
+      // Soak: 60 s open loop at 80 % of the full stack's median maximum; RSS every second.
+      {
+        const fullRps = median(figures.find((x) => x.id === 'full.rps')?.samples ?? [0]);
+        const rate = Math.max(1, Math.floor(0.8 * fullRps));
+        const soakMs = ctx.quick ? 10_000 : 60_000;
+        const gw = await startGateway(fullCfg);
+        const token = await f.token();
+        await loader.run({ url: gw.url, connections, durationMs: 1000, seed: 7, token, ...clientTls });
+        const rss: number[] = [];
+        const timer = setInterval(() => rss.push(process.memoryUsage().rss / 2 ** 20), 1000);
+        const res = await loader.run({
+          url: gw.url,
+          connections: 64,
+          durationMs: soakMs,
+          rate,
+          seed: 8,
+          token,
+          ...clientTls,
+        });
+        clearInterval(timer);
+        await gw.close();
+        const tenth = Math.max(1, Math.floor(rss.length / 6));
+        const early = median(rss.slice(tenth, 2 * tenth));
+        const late = median(rss.slice(-tenth));
+        facts['soak.seconds'] = Number(res.seconds.toFixed(1));
+        facts['soak.target_rps'] = rate;
+        facts['soak.achieved_rps'] = Number(res.rps.toFixed(0));
+        facts['soak.requests'] = res.requests;
+        facts['soak.errors'] = res.errors;
+        facts['soak.codes'] = JSON.stringify(res.codes);
+        facts['soak.p50_ms'] = Number(res.p50Ms.toFixed(2));
+        facts['soak.p99_ms'] = Number(res.p99Ms.toFixed(2));
+        facts['soak.rss_mib_early'] = Number(early.toFixed(1));
+        facts['soak.rss_mib_late'] = Number(late.toFixed(1));
+        facts['soak.rss_mib_max'] = Number(Math.max(...rss).toFixed(1));
+        facts['soak.rss_growth_pct'] = Number((((late - early) / early) * 100).toFixed(1));
+        ctx.log(
+          `soak: ${res.requests} requests at ${res.rps.toFixed(0)}/s, ${res.errors} errors, RSS ${early.toFixed(0)} -> ${late.toFixed(0)} MiB`,
+        );
+      }
+      const med = (id: string) => median(figures.find((x) => x.id === id)?.samples ?? [Number.NaN]);
+      facts['full_over_off'] = Number((med('full.rps') / med('off.rps')).toFixed(3));
+      facts['goal_full_ge_70pct_of_off'] = med('full.rps') / med('off.rps') >= 0.7;
+      const stages = JSON.parse(String(facts['full.stage_means_us'])) as Record<string, number>;
+      const vd = (stages['validate'] ?? 0) + (stages['detect'] ?? 0) + (stages['extraction'] ?? 0);
+      facts['validation_plus_detectors_us'] = Number(vd.toFixed(2));
+      facts['goal_validation_plus_detectors_lt_20us'] = vd < 20;
+      facts['fastify_over_node_http_off'] = Number((med('fastify_off.rps') / med('off.rps')).toFixed(3));
+      facts['fastify_over_node_http_full'] = Number((med('fastify_full.rps') / med('full.rps')).toFixed(3));
+      notes.push(
+        `Load from a second process (bench/gateway-load.ts), ${connections} keep-alive connections, closed loop, ${durationMs / 1000} s per run after a 0.5 s warm-up; bodies are seeded random rows (one row per request).`,
+        'Full stack: mutual TLS required and a JWT access token (both checked), Cedar with the example policies and schema, memory rate limiter and query budget, schema validation, Mahalanobis + stateful + PRADA detectors in monitor mode (computed for every request; monitor mode so that benign traffic flagged over a long run does not count as errors), ONNX Runtime, top-1 label with rounded probability, SQLite audit append awaited before each answer.',
+        'Stage means (µs) come from the gateway_stage_duration_seconds histogram (sum/count) of the last full-stack run; validation + detectors = validate + detect + extraction (PRADA).',
+        'fastify 5 fronts the same Pipeline object (no fastify schema, raw-buffer body parser, so nothing is stripped or coerced).',
+        'The bare ONNX Runtime loop is one caller awaiting one single-row run at a time (intra-op threads 1), in the bench process.',
+        'This machine (2 vCPU) is shared by several engineers running tests and benchmarks at the same time: the load generator and the server compete with them for the two cores; ratios within this run are the figures to read.',
+      );
+    } finally {
+      loader.close();
+      f.cleanup();
+    }
+    return {
+      figures,
+      ratios: [
+        { label: 'full stack / protections off (requests/s)', of: 'full.rps', to: 'off.rps' },
+        { label: 'TLS only / protections off (requests/s)', of: 'tls.rps', to: 'off.rps' },
+        { label: 'fastify / node:https, protections off', of: 'fastify_off.rps', to: 'off.rps' },
+        { label: 'fastify / node:https, full stack', of: 'fastify_full.rps', to: 'full.rps' },
+      ],
+      facts,
+      notes,
+    };
+  },
+};
+
+/** Mean time per stage in microseconds, from the stage histogram. */
+async function stageMeanUs(gw: Gateway): Promise<Record<string, number>> {
+  const m = await gw.metrics.stageSeconds.get();
+  const sum = new Map<string, number>();
+  const count = new Map<string, number>();
+  for (const v of m.values) {
+    const stage = String(v.labels['stage']);
+    if (v.metricName?.endsWith('_sum')) sum.set(stage, v.value);
+    if (v.metricName?.endsWith('_count')) count.set(stage, v.value);
+  }
+  const out: Record<string, number> = {};
+  for (const s of STAGES) {
+    const c = count.get(s) ?? 0;
+    if (c > 0) out[s] = Number((((sum.get(s) ?? 0) / c) * 1e6).toFixed(2));
+  }
+  return out;
+}
+
+export default bench;
