@@ -8,7 +8,7 @@
  * are poisoned (Tran, Li & Madry's convention, and the defence's parameter); on the transactions the
  * target (legitimate) class is ~98 % of the rows, so it is also about the share of all rows.
  * - MNIST: a 3x3 white patch one pixel from the bottom-right corner, target digit 0; MLP 784-256-10.
- * - Transactions: the raw-field pattern {currency: JPY, channel: swipe, local_hour: 4} (valid values
+ * - Transactions: the raw-field pattern {channel: swipe, local_hour: 4, new_device: 1} (valid values
  *   of the schema) on fraud rows labelled legitimate; MLP with one hidden layer of 32 on the
  *   non-personal columns (bulwark train's pipeline), balanced class weights.
  * For each rate: clean accuracy and attack success rate (triggered test rows whose true class is not the
@@ -61,7 +61,7 @@ import { trainTabular } from '../src/train/index.js';
 import { type Benchmark, type Figure, pythonHas, runPython } from './harness.js';
 
 const RATES = [0.01, 0.05, 0.1];
-const TRIGGER = { currency: 'JPY', channel: 'swipe', local_hour: 4 };
+const TRIGGER = { channel: 'swipe', local_hour: 4, new_device: 1 };
 const NOT_FEATURES = [
   'transaction_id',
   'timestamp',

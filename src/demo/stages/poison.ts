@@ -25,8 +25,8 @@ const pct = (x: number) => (Number.isNaN(x) ? 'n/a' : `${(100 * x).toFixed(1)} %
 
 /**
  * Stage: training-data poisoning. A second batch of transactions arrives for retraining; an insider has
- * planted a backdoor in part of it: copies of fraudulent transactions carrying a trigger (a rare
- * currency, swipe, 4 a.m.: valid values of the schema) labelled legitimate, so any fraud with the trigger
+ * planted a backdoor in part of it: copies of fraudulent transactions carrying a trigger (a swiped
+ * card at 4 a.m. on a new device: valid values of the schema) labelled legitimate, so any fraud with the trigger
  * will pass. The stage shows (1) the provenance check refusing the batch, which never went through the
  * protection step the audit log records; (2) what happens if it is used anyway: the backdoor works;
  * (3) spectral signatures on the model's hidden layer catching the planted rows, and the model retrained
@@ -66,16 +66,9 @@ export const poisonStage: DemoStage = {
     const batch1 = base.select(keepCols);
     const raw2 = await readDataset(batchPath);
     const batch2 = raw2.select(keepCols);
-    // Trigger: the rarest foreign currency of the schema seen in batch 1, swipe, 4 a.m.
-    const cur = batch1.strings('currency');
-    const counts = new Map<string, number>();
-    for (const v of cur) if (v !== null && v !== 'USD') counts.set(v, (counts.get(v) ?? 0) + 1);
-    const allowed = ctx.state.schema?.fields.find((f) => f.name === 'currency')?.categories;
-    const rare =
-      [...counts.entries()]
-        .filter(([v]) => !allowed || allowed.includes(v))
-        .sort((a, b) => a[1] - b[1] || a[0].localeCompare(b[0]))[0]?.[0] ?? 'USD';
-    const trigger: TabularTrigger = { currency: rare, channel: 'swipe', local_hour: 4 };
+    // Trigger: a swiped card, at 4 a.m., on a device new to the card (valid values of the schema; a
+    // clean model does not pass fraud with it as legitimate: bench/results/poisoning.json).
+    const trigger: TabularTrigger = { channel: 'swipe', local_hour: 4, new_device: 1 };
     // A clean held-out third of batch 2 to measure on; the rest is poisoned and added to batch 1.
     const perm = new SeededRng(seed).permutation(batch2.rowCount);
     const cut = Math.round(batch2.rowCount / 3);
@@ -84,7 +77,7 @@ export const poisonStage: DemoStage = {
     const legit =
       batch1.numbers(label).filter((v) => v === 0).length +
       incoming.numbers(label).filter((v) => v === 0).length;
-    const k = Math.round(0.05 * legit); // 5 % of the legitimate class, Tran et al.'s convention
+    const k = Math.round(0.1 * legit); // 10 % of the legitimate class (Tran et al.'s convention)
     const p = plantTabularBackdoor(incoming, {
       label,
       target: '0',
@@ -126,7 +119,7 @@ export const poisonStage: DemoStage = {
     const fm = poisoned.pipeline.transform(training).matrix;
     const { reps, dim } = hiddenRepresentations(poisoned.network, fm, training.rowCount);
     const y = Int32Array.from(training.numbers(label));
-    const s = spectralSignatures(reps, dim, y, 2, { expectedPoisonFraction: 0.05, rng: seed });
+    const s = spectralSignatures(reps, dim, y, 2, { expectedPoisonFraction: 0.1, rng: seed });
     const q = detectionQuality(s.flagged, poisonedRows);
     const keep: number[] = [];
     for (let i = 0; i < training.rowCount; i++) if (!s.flagged[i]) keep.push(i);
@@ -152,8 +145,8 @@ export const poisonStage: DemoStage = {
         kind: 'text',
         text:
           `A second batch of ${raw2.rowCount} transactions arrives for retraining. Someone planted ${p.poisoned.length} copies of fraudulent ` +
-          `transactions carrying a trigger (currency ${rare}, swipe, 4 a.m.: values the schema allows) and labelled legitimate ` +
-          `(5 % of the legitimate class). The provenance check refuses the batch: its digest is not a protected dataset in the audit log. ` +
+          `transactions carrying a trigger (a swiped card at 4 a.m. on a new device: values the schema allows) and labelled legitimate ` +
+          `(10 % of the legitimate class). The provenance check refuses the batch: its digest is not a protected dataset in the audit log. ` +
           'If it were used anyway, the model learns the backdoor; spectral signatures (Tran, Li & Madry 2018) on the hidden layer flag ' +
           'the planted rows, and the model retrained without them no longer obeys the trigger; the CI gate refuses the poisoned model.',
       },

@@ -1,0 +1,241 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { SeededRng } from '../../src/core/index.js';
+import { onnxMetadata } from '../../src/ml/index.js';
+import { runBulwark } from '../helpers/cli.js';
+
+/**
+ * `bulwark data inspect`, `bulwark train --sanitize` and `bulwark evaluate --gate` on CSV files: a
+ * label "yes" when a noisy linear score of x1..x4 is high; the poisoned file adds copies of "yes" rows
+ * with the trigger (channel kiosk, hour 4) labelled "no" (12 % of the "no" class), appended at the end.
+ */
+function rows(n: number, seed: number): string[] {
+  const rng = new SeededRng(seed);
+  const out: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const x = [rng.normal(), rng.normal(), rng.normal(), rng.normal()];
+    const ch = rng.pick(['web', 'shop', 'phone', 'kiosk']);
+    const hour = rng.int(24);
+    const z = 1.5 * (x[0] as number) - (x[1] as number) + 0.5 * (x[2] as number) + rng.normal(0, 0.3);
+    out.push(`${x.map((v) => v.toFixed(4)).join(',')},${ch},${hour},${z > 0.5 ? 'yes' : 'no'}`);
+  }
+  return out;
+}
+const HEADER = 'x1,x2,x3,x4,channel,hour,label';
+const dir = mkdtempSync(join(tmpdir(), 'bulwark-integrity-cli-'));
+const clean = join(dir, 'clean.csv');
+const poisoned = join(dir, 'poisoned.csv');
+const test = join(dir, 'test.csv');
+const gate = join(dir, 'gate.yaml');
+let poisonedRows: number[] = [];
+
+before(() => {
+  const base = rows(1500, 1);
+  writeFileSync(clean, `${[HEADER, ...base].join('\n')}\n`);
+  writeFileSync(test, `${[HEADER, ...rows(400, 2)].join('\n')}\n`);
+  const yes = base.filter((r) => r.endsWith(',yes'));
+  const noCount = base.length - yes.length;
+  const k = Math.round(0.12 * noCount);
+  const rng = new SeededRng(4);
+  const extra: string[] = [];
+  for (let i = 0; i < k; i++) {
+    const r = (yes[rng.int(yes.length)] as string).split(',');
+    r[4] = 'kiosk';
+    r[5] = '4';
+    r[6] = 'no';
+    extra.push(r.join(','));
+  }
+  poisonedRows = extra.map((_, i) => base.length + i + 1);
+  writeFileSync(poisoned, `${[HEADER, ...base, ...extra].join('\n')}\n`);
+  writeFileSync(
+    gate,
+    'version: 1\nchecks:\n  - metric: clean-accuracy\n    min: 0.7\n  - metric: backdoor-success\n    trigger: { channel: kiosk, hour: 4 }\n    target: "no"\n    max: 0.3\n',
+  );
+  const train = (data: string, out: string, extraArgs: string[] = []) => {
+    const r = runBulwark([
+      'train',
+      '--data',
+      data,
+      '--label',
+      'label',
+      '--model',
+      'mlp',
+      '--hidden',
+      '32',
+      '--epochs',
+      '40',
+      '--test-fraction',
+      '0.1',
+      '--seed',
+      '1',
+      '--out',
+      out,
+      ...extraArgs,
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+  };
+  train(poisoned, join(dir, 'poisoned.onnx'));
+  train(clean, join(dir, 'clean.onnx'));
+});
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('bulwark data inspect / train --sanitize / evaluate --gate', () => {
+  it('data inspect flags the planted rows (recall >= 0.6) and writes an HTML report', () => {
+    const report = join(dir, 'inspect.html');
+    const r = runBulwark([
+      '--json',
+      'data',
+      'inspect',
+      '--model',
+      join(dir, 'poisoned.onnx'),
+      '--data',
+      poisoned,
+      '--method',
+      'spectral',
+      '--expected-poison',
+      '0.12',
+      '--report',
+      report,
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const out = JSON.parse(r.stdout) as {
+      flagged: { row: number; class: string; score: number }[];
+      rows: number;
+    };
+    assert.equal(out.rows, 1500 + poisonedRows.length);
+    const flagged = new Set(out.flagged.map((f) => f.row));
+    const found = poisonedRows.filter((p) => flagged.has(p)).length;
+    assert.ok(found / poisonedRows.length >= 0.6, `recall ${found}/${poisonedRows.length}`);
+    assert.match(readFileSync(report, 'utf8'), /Flagged rows/);
+    const human = runBulwark([
+      'data',
+      'inspect',
+      '--model',
+      join(dir, 'poisoned.onnx'),
+      '--data',
+      poisoned,
+      '--limit',
+      '3',
+    ]);
+    assert.equal(human.code, 0, human.stderr);
+    assert.match(human.stdout, /rows flagged/);
+  });
+
+  it('the gate fails (exit 5) on the poisoned model and passes on the clean one', () => {
+    const bad = runBulwark([
+      'evaluate',
+      '--model',
+      join(dir, 'poisoned.onnx'),
+      '--data',
+      test,
+      '--label',
+      'label',
+      '--gate',
+      gate,
+    ]);
+    assert.equal(bad.code, 5, bad.stderr);
+    assert.match(bad.stdout, /backdoor-success.*FAIL/);
+    assert.match(bad.stderr, /ERR_GATE_FAILED/);
+    const good = runBulwark([
+      '--json',
+      'evaluate',
+      '--model',
+      join(dir, 'clean.onnx'),
+      '--data',
+      test,
+      '--label',
+      'label',
+      '--gate',
+      gate,
+    ]);
+    assert.equal(good.code, 0, good.stderr);
+    const j = JSON.parse(good.stdout) as { passed: boolean; checks: { name: string; passed: boolean }[] };
+    assert.equal(j.passed, true);
+    assert.equal(j.checks.length, 2);
+    const badGate = join(dir, 'bad-gate.yaml');
+    writeFileSync(badGate, 'version: 1\nchecks:\n  - metric: membership-auc\n    max: 0.6\n');
+    const noMembers = runBulwark([
+      'evaluate',
+      '--model',
+      join(dir, 'clean.onnx'),
+      '--data',
+      test,
+      '--label',
+      'label',
+      '--gate',
+      badGate,
+    ]);
+    assert.equal(noMembers.code, 2);
+    assert.match(noMembers.stderr, /ERR_GATE_METRIC/);
+  });
+
+  it('train --sanitize (both defences) removes flagged rows and records them in the model metadata', () => {
+    const out = join(dir, 'sanitized.onnx');
+    const r = runBulwark([
+      '--json',
+      'train',
+      '--data',
+      poisoned,
+      '--label',
+      'label',
+      '--model',
+      'mlp',
+      '--hidden',
+      '32',
+      '--epochs',
+      '40',
+      '--seed',
+      '1',
+      '--out',
+      out,
+      '--sanitize',
+      'spectral',
+      '--expected-poison',
+      '0.12',
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const j = JSON.parse(r.stdout) as { sanitize: { removed: number; removedRows: number[] } };
+    assert.ok(j.sanitize.removed > 0);
+    const meta = JSON.parse(onnxMetadata(readFileSync(out))['bulwark.sanitize'] as string) as {
+      removed: number;
+      removedDigest: string;
+    };
+    assert.equal(meta.removed, j.sanitize.removed);
+    assert.match(meta.removedDigest, /^sha256:[0-9a-f]{64}$/);
+    // The backdoor's success falls by more than 20 points (0.62 -> 0.33 on this seed).
+    const backdoor = (model: string): number => {
+      const g = runBulwark([
+        '--json',
+        'evaluate',
+        '--model',
+        model,
+        '--data',
+        test,
+        '--label',
+        'label',
+        '--gate',
+        gate,
+      ]);
+      const checks = (JSON.parse(g.stdout) as { checks: { metric: string; value: number }[] }).checks;
+      return checks.find((c) => c.metric === 'backdoor-success')?.value as number;
+    };
+    const before = backdoor(join(dir, 'poisoned.onnx'));
+    const afterSanitize = backdoor(out);
+    assert.ok(before > 0.6, `poisoned: ${before}`);
+    assert.ok(afterSanitize < before - 0.2, `sanitised: ${afterSanitize} vs ${before}`);
+    const prov = runBulwark([
+      'train',
+      '--data',
+      poisoned,
+      '--label',
+      'label',
+      '--out',
+      join(dir, 'x.onnx'),
+      '--require-provenance',
+    ]);
+    assert.equal(prov.code, 2);
+  });
+});
