@@ -149,6 +149,8 @@ open(sys.argv[1], 'wb').write(m.SerializeToString())`,
     assert.ok(big.length > 16 << 20);
     const out = join(t.dir, 'big.bwm');
     await protectModel(big, out, { keyring: kr, signingKey: key, name: 'fraud-big', version: '1' });
+    const fast = await loadProtectedModel(out, { keyring: kr, trust, checkModelDigest: false });
+    await fast.model.close();
     const loaded = await loadProtectedModel(out, { keyring: kr, trust });
     const plain = await OnnxRuntimeModel.create(big);
     try {
