@@ -166,13 +166,75 @@ function need(...xs: Array<FigureRef | string>): FigureRef[] | string {
   return missing.length > 0 ? [...new Set(missing)].join('; ') : (xs as FigureRef[]);
 }
 
-const pending = (measure: string, bench: string, b: BenchSet): MeasureCost => ({
-  measure,
-  status: 'missing',
-  reason: b.has(bench)
-    ? `bench/results/${bench}.json is committed but no cost model maps its figures yet (src/plan/costs.ts)`
-    : `bench/results/${bench}.json is not committed yet`,
-});
+/** Mean microseconds per request of the gateway's pipeline stages (fact `<config>.stage_means_us`, JSON). */
+function stageMeans(b: BenchSet, config: string): Record<string, number> | string {
+  const r = b.get('gateway');
+  if (!r) return 'bench/results/gateway.json is not committed yet';
+  const v = r.facts[`${config}.stage_means_us`];
+  let o: unknown = v;
+  if (typeof v === 'string') {
+    try {
+      o = JSON.parse(v);
+    } catch {
+      return `bench/results/gateway.json: fact ${config}.stage_means_us is not JSON`;
+    }
+  }
+  if (o === null || typeof o !== 'object')
+    return `bench/results/gateway.json has no fact ${config}.stage_means_us`;
+  return o as Record<string, number>;
+}
+
+/**
+ * The gateway's measures from bench/results/gateway.json (same server and model, protections off, TLS
+ * only, full stack): the gateway itself costs the TLS difference in time per request at saturation
+ * (1/tls.rps − 1/off.rps) plus its authenticate, authorize and limit stages; input validation its
+ * validate stage; the detectors their detect and extraction stages (stage means of the full-stack run).
+ * The audit stage is the audit-log measure, costed from audit.json.
+ */
+function gatewayCosts(b: BenchSet, w: Workload): MeasureCost[] {
+  const f = need(fig(b, 'gateway', 'off.rps'), fig(b, 'gateway', 'tls.rps'));
+  const st = stageMeans(b, 'full');
+  const missing = [typeof f === 'string' ? f : '', typeof st === 'string' ? st : ''].filter((x) => x !== '');
+  if (missing.length > 0) {
+    const reason = [...new Set(missing)].join('; ');
+    return ['gateway', 'input-validation', 'detectors'].map((measure) => ({
+      measure,
+      status: 'missing',
+      reason,
+    }));
+  }
+  const [off, tls] = f as [FigureRef, FigureRef];
+  const s = st as Record<string, number>;
+  const stage = (k: string): number | string =>
+    typeof s[k] === 'number' && Number.isFinite(s[k])
+      ? s[k]
+      : `bench/results/gateway.json has no stage mean ${k}`;
+  const one = (measure: string, stages: string[], extraUs: number, what: string): MeasureCost => {
+    const vals = stages.map(stage);
+    const bad = vals.filter((v): v is string => typeof v === 'string');
+    if (bad.length > 0) return { measure, status: 'missing', reason: bad.join('; ') };
+    const us = extraUs + (vals as number[]).reduce((a, x) => a + x, 0);
+    return {
+      measure,
+      status: 'measured',
+      cpuHours: (w.requestsPerMonth * us) / 1e6 / 3600,
+      formula: `requestsPerMonth × ${round(us)} µs / 3600 s [${what}]`,
+      figures: measure === 'gateway' ? [off, tls] : [],
+      effects: [],
+    };
+  };
+  const tlsUs = Math.max(0, 1e6 / tls.value - 1e6 / off.value);
+  return [
+    one(
+      'gateway',
+      ['authenticate', 'authorize', 'limit'],
+      tlsUs,
+      `TLS ${round(tlsUs)} µs (1/tls.rps − 1/off.rps) + authenticate, authorize, limit stage means`,
+    ),
+    one('input-validation', ['validate'], 0, 'validate stage mean, full stack'),
+    one('detectors', ['detect', 'extraction'], 0, 'detect + extraction stage means, full stack'),
+  ];
+}
 
 const round = (x: number) => Number(x.toPrecision(4));
 
@@ -274,9 +336,7 @@ export function measuredCosts(b: BenchSet, w: Workload): MeasureCost[] {
       });
     }
   }
-  out.push(pending('gateway', 'gateway', b));
-  out.push(pending('input-validation', 'gateway', b));
-  out.push(pending('detectors', 'gateway', b));
+  out.push(...gatewayCosts(b, w));
   {
     const id = w.auditStore === 'postgres' ? 'pg.append' : 'sqlite.append';
     const f = need(fig(b, 'audit', id));

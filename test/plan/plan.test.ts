@@ -81,7 +81,6 @@ describe('plan: measured costs', async () => {
       ['gateway', 'gateway'],
       ['input-validation', 'gateway'],
       ['detectors', 'gateway'],
-      ['tee', 'attest'],
     ] as const) {
       const c = costs.get(m)!;
       if (!bench.has(b)) {
@@ -135,6 +134,46 @@ describe('plan: measured costs', async () => {
       (c) => c.measure === 'model-package',
     ) as J;
     assert.match(miss.reason, /has no figure 100mb\.plain_load/);
+  });
+
+  it('gateway measures: TLS time per request + auth/policy/limit stages; validation; detectors', () => {
+    const crafted = parseBenchResult(
+      JSON.stringify({
+        benchmark: 'gateway',
+        figures: [
+          { id: 'off.rps', median: 1000 },
+          { id: 'tls.rps', median: 800 },
+        ],
+        facts: {
+          'full.stage_means_us': JSON.stringify({
+            authenticate: 60,
+            authorize: 10,
+            limit: 5,
+            validate: 3,
+            detect: 7,
+            extraction: 8,
+            audit: 3000,
+          }),
+        },
+      }),
+      'gateway.json',
+    );
+    const all = new Map(
+      measuredCosts(new Map([...bench, ['gateway', crafted]]), w).map((c) => [c.measure, c as J]),
+    );
+    const perMonth = (us: number) => (1e6 * us) / 1e6 / 3600;
+    assert.ok(Math.abs(all.get('gateway').cpuHours - perMonth(250 + 75)) < 1e-12);
+    assert.ok(Math.abs(all.get('input-validation').cpuHours - perMonth(3)) < 1e-12);
+    assert.ok(Math.abs(all.get('detectors').cpuHours - perMonth(15)) < 1e-12);
+    const noStages = parseBenchResult(
+      '{"benchmark":"gateway","figures":[{"id":"off.rps","median":1},{"id":"tls.rps","median":1}]}',
+      'g.json',
+    );
+    const m = measuredCosts(new Map([...bench, ['gateway', noStages]]), w).find(
+      (c) => c.measure === 'detectors',
+    ) as J;
+    assert.equal(m.status, 'missing');
+    assert.match(m.reason, /no fact full\.stage_means_us/);
   });
 
   it('a malformed result file is refused with ERR_BENCH_RESULTS_INVALID; a null median is a figure without a value', () => {
@@ -233,12 +272,12 @@ describe('plan: choice, compliance, dependencies', async () => {
 
   it('a required measure without a measured or supplied cost → ERR_PLAN_COST_MISSING naming it', () => {
     const file = planFile();
-    delete file.costs.gateway;
+    delete file.costs['k8s-hardening'];
     assert.throws(
       () => makePlan(file, bench),
       (e: unknown) =>
         isBulwarkError(e, 'ERR_PLAN_COST_MISSING') &&
-        /gateway is required .* supply costs\.gateway/.test(e.message),
+        /k8s-hardening is required .* supply costs\.k8s-hardening/.test(e.message),
     );
   });
 
@@ -284,7 +323,7 @@ describe('bulwark plan (CLI)', () => {
     const prof = runBulwark(['plan', '--budget', '5', '--profile', 'sox']);
     assert.equal(prof.code, 2);
     const missing = join(dir, 'missing.yaml');
-    writeFileSync(missing, 'budget: 10\nprofiles: [hipaa]\n');
+    writeFileSync(missing, 'budget: 10\nrequire: [k8s-hardening]\n');
     const m = runBulwark(['plan', '--plan', missing]);
     assert.equal(m.code, 3);
     assert.match(m.stderr, /ERR_PLAN_COST_MISSING: .*is required/);
