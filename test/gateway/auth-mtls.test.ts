@@ -33,11 +33,13 @@ import {
 const TD = 'bulwark.example';
 const CLIENT_ID = `spiffe://${TD}/ns/fraud/sa/scorer`;
 const PROXY_ID = `spiffe://${TD}/ns/edge/sa/envoy`;
+const PEM_PROXY_ID = `spiffe://${TD}/ns/edge/sa/nginx`;
 const dir = mkdtempSync(join(tmpdir(), 'bulwark-auth-mtls-'));
 let ca: Ca;
 let otherCa: Ca;
 let client: Leaf;
 let proxy: Leaf;
+let pemProxy: Leaf;
 let key: IssuerKeys;
 let auth: Authenticator;
 
@@ -58,6 +60,7 @@ before(async () => {
   otherCa = await makeCa('Other CA');
   client = await makeLeaf(ca, { uris: [CLIENT_ID] });
   proxy = await makeLeaf(ca, { uris: [PROXY_ID] });
+  pemProxy = await makeLeaf(ca, { uris: [PEM_PROXY_ID] });
   key = await issuerKey('ES256', 'k1');
   writeFileSync(join(dir, 'ca.pem'), ca.pem);
   writeFileSync(join(dir, 'jwks.json'), JSON.stringify({ keys: [key.publicJwk] }));
@@ -73,7 +76,10 @@ before(async () => {
         ],
       },
       jwt: { issuer: ISSUER, audience: AUDIENCE, jwks: { file: join(dir, 'jwks.json') } },
-      trustedProxies: [{ spiffeId: PROXY_ID, format: 'xfcc' }],
+      trustedProxies: [
+        { spiffeId: PROXY_ID, format: 'xfcc' },
+        { spiffeId: PEM_PROXY_ID, format: 'pem' },
+      ],
     },
     { now: () => Date.now() },
   );
@@ -194,6 +200,40 @@ describe('forwarded client certificates', () => {
         what,
       );
     }
+  });
+
+  it('accepts a URL-encoded PEM from a proxy configured for it, and nothing else from that proxy', async () => {
+    const p = await auth.authenticate(
+      mtls(pemProxy, { forwardedClientCert: encodeURIComponent(client.pem) }),
+    );
+    assert.equal(p.spiffeId, CLIENT_ID);
+    assert.deepEqual(p.sources, ['forwarded-cert']);
+    for (const header of [xfcc(client), encodeURIComponent(client.pem + proxy.pem), 'not a certificate']) {
+      await assert.rejects(
+        auth.authenticate(mtls(pemProxy, { forwardedClientCert: header })),
+        codeOf('ERR_AUTH_FORWARDED_UNTRUSTED'),
+      );
+    }
+  });
+
+  it('reload re-reads the CA bundle: certificates of a withdrawn CA stop being accepted', async () => {
+    const f = join(dir, 'ca-reload.pem');
+    writeFileSync(f, ca.pem);
+    const a = await Authenticator.create({
+      require: 'certificate',
+      mtls: { trustDomains: [TD], caFile: f },
+      trustedProxies: [{ spiffeId: PROXY_ID, format: 'xfcc' }],
+    });
+    assert.equal(
+      (await a.authenticate(mtls(proxy, { forwardedClientCert: xfcc(client) }))).spiffeId,
+      CLIENT_ID,
+    );
+    writeFileSync(f, otherCa.pem);
+    await a.reload();
+    await assert.rejects(
+      a.authenticate(mtls(proxy, { forwardedClientCert: xfcc(client) })),
+      codeOf('ERR_AUTH_FORWARDED_UNTRUSTED'),
+    );
   });
 
   it('does not treat the trusted proxy itself as the caller', async () => {

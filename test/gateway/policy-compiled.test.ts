@@ -184,6 +184,82 @@ describe('compiled Cedar fast path agrees with cedar-wasm', () => {
     assert.ok(fast.fallbacks < n / 2, `compiled path decided most requests (fallbacks ${fast.fallbacks})`);
   });
 
+  it('on single expressions at the edges of Cedar semantics', async () => {
+    const exprs = [
+      'ip("10.0.0.1") == ip("10.0.0.1/32")',
+      'ip("10.1.2.3/8") == ip("10.0.0.0/8")',
+      'ip("10.1.2.3/8").isInRange(ip("10.0.0.0/8"))',
+      'ip("10.0.0.0/8").isInRange(ip("10.1.2.3/8"))',
+      'ip("0.0.0.0/0").isInRange(ip("10.0.0.0/8"))',
+      'ip("10.0.0.0/8").isInRange(ip("0.0.0.0/0"))',
+      'ip("127.0.0.0/8").isLoopback()',
+      'ip("127.0.0.1").isLoopback() && !ip("128.0.0.1").isLoopback()',
+      'ip("239.255.255.255").isMulticast() && !ip("240.0.0.0").isMulticast()',
+      'ip("::1").isLoopback()',
+      'ip("10.0.0.1").isIpv4() && !ip("10.0.0.1").isIpv6()',
+      'ip("010.0.0.1") == ip("10.0.0.1")',
+      'decimal("1.0") == decimal("1.0000")',
+      'decimal("-0.0001").lessThan(decimal("0.0"))',
+      'decimal("922337203685477.5807").greaterThan(decimal("1.0"))',
+      'decimal("1.00001") == decimal("1.0")',
+      'decimal("1") == decimal("1.0")',
+      '[1, 2] == [2, 1, 1]',
+      '{a: 1, b: 2} == {b: 2, a: 1}',
+      '{a: 1} == {a: 1, b: 2}',
+      '[[1], [2]].contains([2])',
+      '[1, "a", true].containsAll(["a", true])',
+      '[].isEmpty() && ![1].isEmpty()',
+      '"abc" like "a*c" && !("abc" like "a*b")',
+      '"a*c" like "a\\*c" && !("abc" like "a\\*c")',
+      '"" like "*"',
+      '"ünï" like "*n*"',
+      '1 == "1"',
+      '1 < "a"',
+      '"a" < "b"',
+      '-9007199254740991 - 1 < 0',
+      '9007199254740991 + 1 > 0',
+      '4611686018427387904 * 2 > 0',
+      'if 1 == 1 then true else 1',
+      'if 1 then true else false',
+      'true || (1 < "a")',
+      'false && (1 < "a")',
+      '(1 < "a") || true',
+      '!1',
+      'principal has roles && principal.roles.contains("x") || principal has nope',
+      'principal.nope == 1 || true',
+      'context has a.b',
+      'resource is Bulwark::Model && !(principal is Bulwark::Model)',
+      'principal in principal && !(principal in resource)',
+      'principal in [resource, principal]',
+      'principal in [1]',
+      'Bulwark::Model::"m" in resource',
+      'Bulwark::Other::"x".name == "x"',
+      'Bulwark::Other::"x" has name',
+      'action has foo',
+      'action == Bulwark::Action::"predict"',
+    ];
+    const principalP: Principal = { id: 'p', tenant: 'acme', roles: ['x'], scopes: [] };
+    for (const [i, expr] of exprs.entries()) {
+      const f = join(dir, `expr-${i}.cedar`);
+      writeFileSync(f, `@id("e") permit (principal, action, resource) when { ${expr} };`);
+      const fast = await Authorizer.create({ files: [f] });
+      const wasm = await Authorizer.create({ files: [f], engine: 'cedar-wasm' });
+      const req: AuthzRequest = {
+        principal: principalP,
+        action: 'predict',
+        resource: { model: 'm' },
+        context: {},
+      };
+      const a = fast.authorize(req);
+      const b = wasm.authorize(req);
+      assert.deepEqual(
+        { allow: a.allow, reasons: a.reasons, code: a.code },
+        { allow: b.allow, reasons: b.reasons, code: b.code },
+        expr,
+      );
+    }
+  });
+
   it('falls back to cedar-wasm for the whole set outside the subset (datetime, tags)', async () => {
     const f = join(dir, 'outside.cedar');
     writeFileSync(

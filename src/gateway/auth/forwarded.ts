@@ -81,9 +81,10 @@ export function parsePemHeader(value: string): X509Certificate {
   } catch (e) {
     throw untrusted('forwarded client certificate is not URL-encoded PEM', e);
   }
+  // The whole value must be one PEM certificate: no chain, and nothing around it to smuggle another format.
   const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
-  if (blocks.length !== 1)
-    throw untrusted(`forwarded header must hold exactly one PEM certificate (found ${blocks.length})`);
+  if (blocks.length !== 1 || pem.trim() !== blocks[0])
+    throw untrusted(`forwarded header must be exactly one PEM certificate (found ${blocks.length})`);
   try {
     return new X509Certificate(blocks[0]!);
   } catch (e) {
