@@ -168,8 +168,8 @@ export function schemaFromManifest(m: ModelManifest, source: string): Schema {
       throw new BulwarkError('ERR_SCHEMA_INVALID', `${source}: input field "${f.name}" has type "${f.type}"`);
   return validateSchema(
     {
+      // The label is what the model predicts: it is not a request field (and not in the manifest's list).
       version: 1,
-      ...(m.input.label ? { label: m.input.label } : {}),
       fields: fields.map((f) => ({
         name: f.name,
         type: f.type as FieldType,

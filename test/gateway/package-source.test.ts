@@ -1,0 +1,110 @@
+/**
+ * The default model source: a protected model package (src/model) made from the model trained in the
+ * fixture, verified against a trust policy and decrypted with the keyring before the gateway serves it.
+ * A package signed by a key the trust policy does not list is refused at start (fail closed).
+ */
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { AuditLog } from '../../src/audit/index.js';
+import { isBulwarkError } from '../../src/core/index.js';
+import { GatewayClient } from '../../src/gateway/client.js';
+import type { Gateway } from '../../src/gateway/server.js';
+import { Keyring } from '../../src/keys/index.js';
+import { generateSigningKey, protectModel, publicKeyPem } from '../../src/model/index.js';
+import { type Fixture, fixture, SCHEMA, startGateway } from './gateway-fixtures.js';
+
+const PASS_ENV = 'BULWARK_TEST_GATEWAY_PASS';
+process.env[PASS_ENV] = 'gateway package test passphrase';
+
+describe('gateway: protected model package (default source)', () => {
+  let f: Fixture;
+  let gw: Gateway | undefined;
+  let pkg: string;
+  let packageDigest: string;
+
+  before(async () => {
+    f = await fixture();
+    const kr = await Keyring.create(join(f.dir, 'pkg-keyring.json'), {
+      secret: { env: PASS_ENV },
+      scrypt: { N: 1024, r: 8, p: 1 },
+    });
+    await kr.createKey('data');
+    const key = generateSigningKey();
+    pkg = join(f.dir, 'fraud.bwm');
+    const r = await protectModel(join(f.dir, 'fraud.onnx'), pkg, {
+      keyring: kr,
+      signingKey: key,
+      name: 'fraud',
+      version: '3',
+      schema: SCHEMA,
+    });
+    packageDigest = r.packageDigest;
+    await kr.close();
+    const trust = (pem: string) =>
+      `version: 1\nsigners:\n  - name: ci\n    models: ["fraud"]\n    publicKey: |\n${pem
+        .trim()
+        .split('\n')
+        .map((l) => `      ${l}`)
+        .join('\n')}\n`;
+    writeFileSync(join(f.dir, 'trust.yaml'), trust(publicKeyPem(key.publicKey)));
+    writeFileSync(join(f.dir, 'trust-other.yaml'), trust(publicKeyPem(generateSigningKey().publicKey)));
+  });
+  after(async () => {
+    await gw?.close();
+  });
+
+  function config(trust: string) {
+    const base = f.config();
+    const m = base.models[0] as (typeof base.models)[number];
+    return f.config({
+      models: [
+        {
+          name: 'fraud',
+          package: pkg,
+          keyring: join(f.dir, 'pkg-keyring.json'),
+          keyringPassphrase: { env: PASS_ENV },
+          trust: join(f.dir, trust),
+          output: m.output,
+          detectors: {},
+        },
+      ],
+    });
+  }
+
+  it('serves the package: version and digests from the manifest, model.loaded recorded in the audit log', async () => {
+    const c = config('trust.yaml');
+    gw = await startGateway(c);
+    const served = gw.models.get('fraud');
+    assert.equal(served?.version, '3');
+    assert.equal(served?.loaded.origin, 'package');
+    assert.equal(served?.loaded.packageDigest, packageDigest);
+    const client = new GatewayClient({
+      url: gw.url,
+      ca: f.ca.pem,
+      servername: 'localhost',
+      token: await f.token(),
+    });
+    const out = await client.inferRows('fraud', [{ amount: 120.5, age: 39, kind: 'B' }], { version: '3' });
+    assert.equal(out.model_version, '3');
+    client.close();
+    await gw.close();
+    gw = undefined;
+    const log = await AuditLog.open({ store: { kind: 'sqlite', path: c.audit.store } });
+    const entries = await log.tail(50);
+    const loaded = entries.find((e) => e.type === 'model.loaded');
+    assert.equal((loaded?.data as { packageDigest: string }).packageDigest, packageDigest);
+    const pred = entries.find((e) => e.type === 'prediction');
+    assert.equal((pred?.data as { packageDigest: string }).packageDigest, packageDigest);
+    await log.close();
+  });
+
+  it('refuses to start when the package signer is not trusted', async () => {
+    await assert.rejects(startGateway(config('trust-other.yaml')), (e: unknown) => {
+      assert.ok(isBulwarkError(e), String(e));
+      assert.match(e.code, /^ERR_MODEL_|^ERR_PACKAGE_|SIGN|TRUST/);
+      return true;
+    });
+  });
+});
