@@ -42,6 +42,7 @@ export {
   nsmHelperDevice,
 } from './runtime/nitro.js';
 export { SoftwareEnclave, type SoftwareEnclaveOptions } from './runtime/software.js';
+export { buildSnpCertTable, parseSnpCertTable, TsmAttester, type TsmAttesterOptions } from './runtime/tsm.js';
 export {
   AttestedClient,
   type AttestedClientOptions,

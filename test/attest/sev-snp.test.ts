@@ -3,7 +3,9 @@ import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import {
   AMD_ARK_FINGERPRINTS,
+  buildSnpCertTable,
   parsePolicy,
+  parseSnpCertTable,
   parseSnpReport,
   productionPolicy,
   verifyAttestation,
@@ -206,5 +208,29 @@ describe('sev-snp: the real Milan report and its VCEK -> ASK -> ARK chain', { sk
       await code(verifyAttestation('sev-snp', a, { at: AT, chain: chain() })),
       'ERR_ATTEST_MALFORMED',
     );
+  });
+});
+
+describe('sev-snp: the extended-report certificate table (configfs-tsm auxblob)', { skip: noSamples }, () => {
+  it('round-trips the real VCEK, ASK and ARK and the report verifies with them as evidence', async () => {
+    const pems = readFileSync(SNP_ASK_ARK, 'utf8').split(/(?=-----BEGIN CERTIFICATE-----)/);
+    const der = (p: string) => new Uint8Array(Buffer.from(p.replace(/-----[A-Z ]+-----|\s/g, ''), 'base64'));
+    const certs = {
+      vcek: new Uint8Array(readFileSync(SNP_VCEK)),
+      ask: der(pems[0] as string),
+      ark: der(pems[1] as string),
+    };
+    const table = buildSnpCertTable(certs);
+    // The VCEK GUID 63da758d-e664-4564-adc5-f4b93be8accd in its mixed-endian wire layout.
+    assert.equal(Buffer.from(table.subarray(0, 16)).toString('hex'), '8d75da6364e66445adc5f4b93be8accd');
+    const back = parseSnpCertTable(table);
+    assert.deepEqual(Object.keys(back).sort(), ['ark', 'ask', 'vcek']);
+    assert.ok(Buffer.from(back['vcek'] as Uint8Array).equals(Buffer.from(certs.vcek)));
+    const c = await verifyAttestation('sev-snp', new Uint8Array(readFileSync(SNP_REPORT)), {
+      at: AT,
+      chain: Object.values(back),
+    });
+    assert.equal(c.trustAnchor, AMD_ARK_FINGERPRINTS['Milan']);
+    assert.throws(() => parseSnpCertTable(table.subarray(0, 30)), { code: 'ERR_ATTEST_MALFORMED' });
   });
 });
