@@ -29,6 +29,7 @@ export {
 } from './provenance.js';
 export {
   compareModels,
+  compareOnnxModels,
   type ModelComparison,
   type RegressionLimits,
   type RegressionOptions,

@@ -2,12 +2,22 @@
  * The regression gate of continuous learning: a model retrained (fine-tuned) on new data is compared
  * with the model it would replace on a FIXED evaluation set, clean and under attack, and refused when it
  * is worse beyond configured limits (a poisoned update that passed the data checks shows up here as a
- * drop in clean or robust accuracy, or as a backdoor the gate's trigger check catches). Works on ONNX
- * models (Bulwark imports them as networks for the white-box attack).
+ * drop in clean or robust accuracy; a backdoor shows up in the gate's trigger check). Works on any
+ * probability model: white-box PGD (Madry et al.) when both give gradients (Bulwark networks, ONNX
+ * imported with `fromOnnx`), the black-box Square attack (Andriushchenko et al. 2020) otherwise (e.g. a
+ * packaged model loaded in ONNX Runtime by `loadProtectedModel`); the same attack for both models.
  */
 import { BulwarkError, requireNumberIn } from '../core/index.js';
 import { fromOnnx, type LabelledData } from '../ml/index.js';
-import { argmaxRows, type InputDomain, networkModel, pgd } from '../robust/index.js';
+import {
+  argmaxRows,
+  hasGradients,
+  type InputDomain,
+  networkModel,
+  type ProbabilityModel,
+  pgd,
+  square,
+} from '../robust/index.js';
 
 export interface RegressionLimits {
   /** Largest allowed drop in clean accuracy (absolute, e.g. 0.01 = one point; default 0.01). */
@@ -18,15 +28,19 @@ export interface RegressionLimits {
 
 export interface RegressionOptions extends RegressionLimits {
   domain: InputDomain;
-  /** PGD budget of the adversarial evaluation (units of the domain; default 0.05). */
+  /** Attack budget of the adversarial evaluation (units of the domain; default 0.05). */
   eps?: number;
+  /** PGD steps (default 20). */
   steps?: number;
+  /** Square queries per row when a model has no gradients (default 300). */
+  queries?: number;
   seed?: number;
 }
 
 export interface ModelComparison {
   rows: number;
   eps: number;
+  attack: 'pgd' | 'square';
   before: { clean: number; robust: number };
   after: { clean: number; robust: number };
   accepted: boolean;
@@ -34,39 +48,53 @@ export interface ModelComparison {
 }
 
 async function measure(
-  bytes: Uint8Array,
+  model: ProbabilityModel,
   data: LabelledData,
   o: RegressionOptions,
+  attack: 'pgd' | 'square',
 ): Promise<{ clean: number; robust: number }> {
-  const net = fromOnnx(bytes).network;
-  const model = networkModel(net);
-  const k = net.classes;
-  const pred = argmaxRows(await model.predictProba(data.x, data.rows), data.rows, k);
-  let ok = 0;
-  for (let i = 0; i < data.rows; i++) if (pred[i] === data.y[i]) ok++;
-  const adv = pgd(model, data.x, data.y, data.rows, {
-    eps: o.eps ?? 0.05,
-    steps: o.steps ?? 20,
-    domain: o.domain,
-    seed: o.seed ?? 0,
-  });
-  const pa = argmaxRows(await model.predictProba(adv.x, data.rows), data.rows, k);
-  let okAdv = 0;
-  for (let i = 0; i < data.rows; i++) if (pa[i] === data.y[i]) okAdv++;
-  return { clean: ok / data.rows, robust: okAdv / data.rows };
+  const k = model.classes;
+  const acc = async (x: Float32Array) => {
+    const p = argmaxRows(await model.predictProba(x, data.rows), data.rows, k);
+    let ok = 0;
+    for (let i = 0; i < data.rows; i++) if (p[i] === data.y[i]) ok++;
+    return ok / data.rows;
+  };
+  const eps = o.eps ?? 0.05;
+  const adv =
+    attack === 'pgd'
+      ? pgd(model, data.x, data.y, data.rows, {
+          eps,
+          steps: o.steps ?? 20,
+          domain: o.domain,
+          seed: o.seed ?? 0,
+        })
+      : await square(model, data.x, data.y, data.rows, {
+          eps,
+          queries: o.queries ?? 300,
+          domain: o.domain,
+          seed: o.seed ?? 0,
+        });
+  return { clean: await acc(data.x), robust: await acc(adv.x) };
 }
 
 /** Compares the new model with the old one on `data`; `accepted` is false beyond the limits. */
 export async function compareModels(
-  oldOnnx: Uint8Array,
-  newOnnx: Uint8Array,
+  oldModel: ProbabilityModel,
+  newModel: ProbabilityModel,
   data: LabelledData,
   o: RegressionOptions,
 ): Promise<ModelComparison> {
   const maxClean = requireNumberIn('maxCleanDrop', o.maxCleanDrop ?? 0.01, 0, 1);
   const maxRobust = requireNumberIn('maxRobustDrop', o.maxRobustDrop ?? 0.02, 0, 1);
-  const before = await measure(oldOnnx, data, o);
-  const after = await measure(newOnnx, data, o);
+  if (oldModel.inputs !== newModel.inputs || oldModel.classes !== newModel.classes)
+    throw new BulwarkError(
+      'ERR_SHAPE_MISMATCH',
+      'the new model does not take the same inputs and classes as the old one',
+    );
+  const attack = hasGradients(oldModel) && hasGradients(newModel) ? 'pgd' : 'square';
+  const before = await measure(oldModel, data, o, attack);
+  const after = await measure(newModel, data, o, attack);
   const reasons: string[] = [];
   if (before.clean - after.clean > maxClean)
     reasons.push(
@@ -74,13 +102,38 @@ export async function compareModels(
     );
   if (before.robust - after.robust > maxRobust)
     reasons.push(
-      `robust accuracy ${before.robust.toFixed(4)} -> ${after.robust.toFixed(4)} (limit ${maxRobust})`,
+      `robust accuracy ${before.robust.toFixed(4)} -> ${after.robust.toFixed(4)} (${attack} eps ${o.eps ?? 0.05}, limit ${maxRobust})`,
     );
-  return { rows: data.rows, eps: o.eps ?? 0.05, before, after, accepted: reasons.length === 0, reasons };
+  return {
+    rows: data.rows,
+    eps: o.eps ?? 0.05,
+    attack,
+    before,
+    after,
+    accepted: reasons.length === 0,
+    reasons,
+  };
+}
+
+/** {@link compareModels} on two ONNX files Bulwark can import (white-box PGD). */
+export function compareOnnxModels(
+  oldOnnx: Uint8Array,
+  newOnnx: Uint8Array,
+  data: LabelledData,
+  o: RegressionOptions,
+): Promise<ModelComparison> {
+  return compareModels(
+    networkModel(fromOnnx(oldOnnx).network),
+    networkModel(fromOnnx(newOnnx).network),
+    data,
+    o,
+  );
 }
 
 /** Throws ERR_MODEL_REGRESSION when the comparison was not accepted. */
 export function requireNoRegression(c: ModelComparison): void {
   if (!c.accepted)
-    throw new BulwarkError('ERR_MODEL_REGRESSION', `the new model regresses: ${c.reasons.join('; ')}`);
+    throw new BulwarkError('ERR_MODEL_REGRESSION', `the new model regresses: ${c.reasons.join('; ')}`, {
+      details: { reasons: c.reasons.join('; ') },
+    });
 }

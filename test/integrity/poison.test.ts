@@ -7,14 +7,16 @@ import { AuditLog, generateSignerKey } from '../../src/audit/index.js';
 import { isBulwarkError, SeededRng } from '../../src/core/index.js';
 import {
   checkProvenance,
+  compareModels,
   fileDigest,
   judgeGate,
   parseGate,
   requireGatePassed,
+  requireNoRegression,
   requireProvenance,
   runGate,
 } from '../../src/integrity/index.js';
-import { logisticRegression, mlp, train } from '../../src/ml/index.js';
+import { logisticRegression, mlp, OnnxRuntimeModel, toOnnx, train } from '../../src/ml/index.js';
 import {
   activationClustering,
   attributeInference,
@@ -24,6 +26,7 @@ import {
   hiddenRepresentations,
   InputDomain,
   networkModel,
+  onnxRuntimeModel,
   spectralSignatures,
 } from '../../src/robust/index.js';
 
@@ -255,5 +258,40 @@ describe('attribute inference', () => {
     });
     assert.ok(Math.abs(r.baselineAccuracy - 0.5) < 0.05, `baseline ${r.baselineAccuracy}`);
     assert.ok(r.advantage > 0.05, `accuracy ${r.accuracy} vs baseline ${r.baselineAccuracy}`);
+  });
+});
+
+describe('continuous learning: the regression gate', () => {
+  it('refuses a model retrained on label-flipped data and accepts a clean retrain (white-box and ONNX Runtime)', async () => {
+    const old = tabular(2000, 1);
+    const evalSet = tabular(400, 2);
+    const domain = InputDomain.box(D);
+    const oldNet = await fit(old);
+    const flipped = flipLabels(old.y, { fraction: 0.3, classes: 2, rng: 2 });
+    const badNet = await fit({ ...old, y: flipped.y });
+    const goodNet = await fit(tabular(2000, 3));
+    const limits = { domain, eps: 0.05, maxCleanDrop: 0.03, maxRobustDrop: 0.05, steps: 10 };
+    const bad = await compareModels(networkModel(oldNet), networkModel(badNet), evalSet, limits);
+    assert.equal(bad.attack, 'pgd');
+    assert.equal(bad.accepted, false, JSON.stringify(bad));
+    assert.throws(
+      () => requireNoRegression(bad),
+      (e) => isBulwarkError(e, 'ERR_MODEL_REGRESSION'),
+    );
+    const good = await compareModels(networkModel(oldNet), networkModel(goodNet), evalSet, limits);
+    assert.equal(good.accepted, true, JSON.stringify(good));
+    // The same comparison through ONNX Runtime (how a packaged model is loaded): black-box Square.
+    const ort = async (net: typeof oldNet) =>
+      onnxRuntimeModel(await OnnxRuntimeModel.create(toOnnx(net)), { inputs: D, classes: 2 });
+    const viaOrt = await compareModels(await ort(oldNet), await ort(badNet), evalSet, {
+      ...limits,
+      queries: 100,
+    });
+    assert.equal(viaOrt.attack, 'square');
+    assert.equal(viaOrt.accepted, false);
+    assert.ok(
+      Math.abs(viaOrt.before.clean - bad.before.clean) < 1e-9,
+      'same clean accuracy through ONNX Runtime',
+    );
   });
 });
