@@ -3,7 +3,9 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { AuditLog, generateSignerKey } from '../../src/audit/index.js';
 import { SeededRng } from '../../src/core/index.js';
+import { fileDigest } from '../../src/integrity/index.js';
 import { onnxMetadata } from '../../src/ml/index.js';
 import { runBulwark } from '../helpers/cli.js';
 
@@ -237,5 +239,46 @@ describe('bulwark data inspect / train --sanitize / evaluate --gate', () => {
       '--require-provenance',
     ]);
     assert.equal(prov.code, 2);
+  });
+});
+
+describe('bulwark train --require-provenance', () => {
+  it('trains on a protected dataset the audit log records and refuses other data (exit 5)', async () => {
+    const db = join(dir, 'audit.db');
+    const { signer } = generateSignerKey('bulwark.test/integrity-cli');
+    const log = await AuditLog.open({ store: { kind: 'sqlite', path: db }, origin: signer.name, signer });
+    try {
+      const digest = await fileDigest(clean);
+      await log.append({
+        type: 'dataset.protected',
+        data: {
+          datasetDigest: digest,
+          schemaDigest: digest,
+          protectedFields: ['x1'],
+          keyIds: ['k1'],
+          rows: 1500,
+        },
+      });
+    } finally {
+      await log.close();
+    }
+    const args = (data: string, out: string) => [
+      'train',
+      '--data',
+      data,
+      '--label',
+      'label',
+      '--out',
+      join(dir, out),
+      '--require-provenance',
+      '--audit',
+      db,
+    ];
+    const ok = runBulwark(args(clean, 'prov-ok.onnx'));
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.match(ok.stderr, /provenance: .* is protected dataset/);
+    const refused = runBulwark(args(poisoned, 'prov-bad.onnx'));
+    assert.equal(refused.code, 5, refused.stderr);
+    assert.match(refused.stderr, /ERR_DATA_PROVENANCE/);
   });
 });
