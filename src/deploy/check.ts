@@ -199,7 +199,9 @@ const SENSITIVE_HOST_PATHS = [
   '/home',
 ];
 const SECRET_NAME =
-  /(pass(word|wd)?|secret|token|api[_-]?key|private[_-]?key|credential|auth|access[_-]?key|encryption[_-]?key|signing[_-]?key)/i;
+  /(pass(word|wd)?|secret|token|api[_-]?key|private[_-]?key|credential|auth[_-]?key|access[_-]?key|encryption[_-]?key|signing[_-]?key)/i;
+/** Values that are settings, not secrets, even under a secret-looking name (TOKEN_TTL=3600). */
+const NOT_SECRET_VALUE = /^(\d+(\.\d+)?[smhd]?|true|false|yes|no|on|off)$/i;
 const SECRET_VALUE =
   /(-----BEGIN [A-Z ]*PRIVATE KEY-----|\bAKIA[0-9A-Z]{16}\b|\bgh[pousr]_[A-Za-z0-9]{36,}\b|\bxox[abpr]-[A-Za-z0-9-]+|\beyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.)/;
 
@@ -599,7 +601,11 @@ function checkPodSpec(
       const env = obj(e);
       const n = str(env['name']) ?? '';
       const value = env['value'];
-      if (typeof value === 'string' && value !== '' && (SECRET_NAME.test(n) || SECRET_VALUE.test(value))) {
+      if (
+        typeof value === 'string' &&
+        value !== '' &&
+        ((SECRET_NAME.test(n) && !NOT_SECRET_VALUE.test(value)) || SECRET_VALUE.test(value))
+      ) {
         col.add(
           'BW-SECRET-ENV-LITERAL',
           doc,

@@ -491,6 +491,28 @@ describe('deploy check: every rule fires on a crafted manifest, and only there',
     assert.deepEqual(run([deployment(p), denyAll(), sa]), []);
   });
 
+  it('secret literals: names and well-known key formats, not settings', () => {
+    const envs = (env: J[]) =>
+      withPod((p) => (p.containers[0].env = env))
+        .filter((f) => f.rule === 'BW-SECRET-ENV-LITERAL')
+        .map((f) => f.path);
+    assert.deepEqual(
+      envs([
+        { name: 'TOKEN_TTL', value: '3600' },
+        { name: 'AUTH_URL', value: 'https://idp' },
+        { name: 'LOG', value: 'info' },
+      ]),
+      [],
+    );
+    assert.deepEqual(
+      envs([
+        { name: 'X', value: '-----BEGIN EC PRIVATE KEY-----\nabc' },
+        { name: 'API_KEY', value: 'k-123' },
+      ]),
+      ['spec.template.spec.containers[0].env[0].value', 'spec.template.spec.containers[0].env[1].value'],
+    );
+  });
+
   it('splits image references', () => {
     assert.deepEqual(splitImage('nginx'), {});
     assert.deepEqual(splitImage('localhost:5000/a/b:1.0'), { tag: '1.0' });
