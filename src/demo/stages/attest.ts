@@ -73,8 +73,12 @@ export const attestStage: DemoStage = {
         roots: { software: [enclave.signerPublicKey] },
       });
       const t1 = performance.now();
+      await client.connect();
+      const firstConnectMs = performance.now() - t1;
+      // Again with a fresh nonce: the first includes the HTTP client's own start-up.
+      const t1b = performance.now();
       const claims = await client.connect();
-      const connectMs = performance.now() - t1;
+      const connectMs = performance.now() - t1b;
       ctx.progress(0.3);
 
       // Encrypted predictions on held-out rows, checked against the same network run here.
@@ -147,7 +151,14 @@ export const attestStage: DemoStage = {
           columns: ['step', 'value'],
           rows: [
             ['worker start (model load, key generation)', `${startMs.toFixed(0)} ms`],
-            ['attestation fetch + verify + session set-up', `${connectMs.toFixed(1)} ms`],
+            [
+              'first attestation fetch + verify + session set-up (includes HTTP client start-up)',
+              `${firstConnectMs.toFixed(1)} ms`,
+            ],
+            [
+              'again with a fresh nonce (fetch over loopback HTTP + verify + set-up)',
+              `${connectMs.toFixed(1)} ms`,
+            ],
             [
               `encrypted requests (${ROWS_PER_REQUEST} rows each), mean round trip`,
               `${requestsMs.toFixed(2)} ms`,
