@@ -121,6 +121,14 @@ describe('SPIFFE X.509-SVID identity', () => {
     }
   });
 
+  it('refuses a certificate that expired during a kept-alive connection', async () => {
+    const later = await Authenticator.create(
+      { require: 'certificate', mtls: { trustDomains: [TD] } },
+      { now: () => Date.parse(client.cert.validTo) + 1000 },
+    );
+    await assert.rejects(later.authenticate(mtls(client)), codeOf('ERR_AUTH_CERT_INVALID'));
+  });
+
   it('refuses a trust domain outside the allow-list', async () => {
     const leaf = await makeLeaf(ca, { uris: ['spiffe://evil.example/ns/fraud/sa/scorer'] });
     await assert.rejects(auth.authenticate(mtls(leaf)), codeOf('ERR_AUTH_TRUST_DOMAIN'));

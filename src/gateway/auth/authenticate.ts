@@ -197,20 +197,24 @@ export class Authenticator {
         );
       const leaf = proxyFormat === 'xfcc' ? parseXfcc(forwarded) : parsePemHeader(forwarded);
       this.#ca.verifyLeaf(leaf, nowMs);
-      return this.#identityOf(leaf, 'forwarded-cert', mtls.trustDomains);
+      return this.#identityOf(leaf, 'forwarded-cert', mtls.trustDomains, nowMs);
     }
     // A trusted proxy without a forwarded certificate speaks for unknown clients: it is not itself the caller.
     if (peer === undefined || mtls === undefined || proxyFormat !== undefined) return undefined;
-    return this.#identityOf(peer, 'mtls', mtls.trustDomains, peerId);
+    return this.#identityOf(peer, 'mtls', mtls.trustDomains, nowMs, peerId);
   }
 
   #identityOf(
     cert: X509Certificate,
     source: 'mtls' | 'forwarded-cert',
     trustDomains: readonly string[],
+    nowMs: number,
     knownId?: string,
   ): CertIdentity {
     const facts = this.#svids.facts(cert);
+    // TLS checked validity at the handshake; a kept-alive connection can outlive the certificate.
+    if (nowMs > facts.notAfter)
+      throw new BulwarkError('ERR_AUTH_CERT_INVALID', 'the client certificate has expired');
     const spiffeId = knownId ?? facts.spiffeId;
     const { trustDomain } = parseSpiffeId(spiffeId);
     if (!trustDomains.includes(trustDomain))

@@ -98,12 +98,24 @@ export interface SvidFacts {
 export class SvidCache {
   readonly #max: number;
   readonly #map = new Map<string, SvidFacts | BulwarkError>();
+  /** The server parses a connection's certificate once, so the same object comes back for every request. */
+  #byObject = new WeakMap<X509Certificate, SvidFacts | BulwarkError>();
 
   constructor(maxEntries = 10_000) {
     this.#max = maxEntries;
   }
 
   facts(cert: X509Certificate): SvidFacts {
+    let v = this.#byObject.get(cert);
+    if (v === undefined) {
+      v = this.#byThumbprint(cert);
+      this.#byObject.set(cert, v);
+    }
+    if (v instanceof BulwarkError) throw new BulwarkError(v.code, v.message);
+    return v;
+  }
+
+  #byThumbprint(cert: X509Certificate): SvidFacts | BulwarkError {
     const thumbprint = certificateThumbprint(cert);
     let v = this.#map.get(thumbprint);
     if (v === undefined) {
@@ -116,11 +128,11 @@ export class SvidCache {
       if (this.#map.size >= this.#max) this.#map.delete(this.#map.keys().next().value as string);
       this.#map.set(thumbprint, v);
     }
-    if (v instanceof BulwarkError) throw new BulwarkError(v.code, v.message);
     return v;
   }
 
   clear(): void {
     this.#map.clear();
+    this.#byObject = new WeakMap();
   }
 }
