@@ -165,6 +165,12 @@ const SAFE_SYSCTLS = new Set([
   'net.ipv4.tcp_fin_timeout',
   'net.ipv4.tcp_keepalive_intvl',
   'net.ipv4.tcp_keepalive_probes',
+  // 1.32
+  'net.ipv4.tcp_rmem',
+  'net.ipv4.tcp_wmem',
+  // 1.37
+  'net.ipv4.tcp_slow_start_after_idle',
+  'net.ipv4.tcp_notsent_lowat',
 ]);
 const SELINUX_TYPES = new Set([
   '',
@@ -255,6 +261,9 @@ function checkPodSpec(
   const psc = obj(ps['securityContext']);
   const all = containersOf(ps, base);
   const linux = str(obj(ps['os'])['name']) !== 'windows';
+  // Pods in a user namespace: root in the pod is not root on the node (PSS 1.35+ relaxes runAsNonRoot,
+  // runAsUser and the baseline /proc mount for them).
+  const userNamespace = ps['hostUsers'] === false;
   const annotations = obj(meta['annotations']);
 
   // --- Baseline ---
@@ -413,7 +422,38 @@ function checkPodSpec(
     checkSelinux(col, doc, ref, obj(sc['seLinuxOptions']), `${path}.securityContext.seLinuxOptions`);
     const pm = str(sc['procMount']);
     if (pm !== undefined && pm !== 'Default') {
+      col.add('PSS-R-PROC-MOUNT', doc, ref, `${path}.securityContext.procMount`, `procMount ${pm}`);
+    }
+    if (pm !== undefined && pm !== 'Default' && !userNamespace) {
       col.add('PSS-B-PROC-MOUNT', doc, ref, `${path}.securityContext.procMount`, `procMount ${pm}`);
+    }
+    for (const probe of ['livenessProbe', 'readinessProbe', 'startupProbe']) {
+      for (const h of ['httpGet', 'tcpSocket']) {
+        const host = obj(obj(c[probe])[h])['host'];
+        if (host !== undefined && host !== '') {
+          col.add(
+            'PSS-B-HOST-PROBES',
+            doc,
+            ref,
+            `${path}.${probe}.${h}.host`,
+            `${probe} targets host ${String(host)}`,
+          );
+        }
+      }
+    }
+    for (const hook of ['postStart', 'preStop']) {
+      for (const h of ['httpGet', 'tcpSocket']) {
+        const host = obj(obj(obj(c['lifecycle'])[hook])[h])['host'];
+        if (host !== undefined && host !== '') {
+          col.add(
+            'PSS-B-HOST-PROBES',
+            doc,
+            ref,
+            `${path}.lifecycle.${hook}.${h}.host`,
+            `${hook} hook targets host ${String(host)}`,
+          );
+        }
+      }
     }
     if (str(obj(sc['seccompProfile'])['type']) === 'Unconfined') {
       col.add(
@@ -427,54 +467,56 @@ function checkPodSpec(
   }
 
   // --- Restricted ---
-  // runAsNonRoot: true at pod level (and never false on a container), or true on every container.
-  const podNonRoot = psc['runAsNonRoot'];
-  if (podNonRoot === false) {
-    col.add(
-      'PSS-R-RUN-AS-NON-ROOT',
-      doc,
-      ref,
-      `${base}.securityContext.runAsNonRoot`,
-      'runAsNonRoot is false',
-    );
-  }
-  for (const { c, path } of all) {
-    const v = obj(c['securityContext'])['runAsNonRoot'];
-    if (v === false) {
+  if (!userNamespace) {
+    // runAsNonRoot: true at pod level (and never false on a container), or true on every container.
+    const podNonRoot = psc['runAsNonRoot'];
+    if (podNonRoot === false) {
       col.add(
         'PSS-R-RUN-AS-NON-ROOT',
         doc,
         ref,
-        `${path}.securityContext.runAsNonRoot`,
-        `container ${String(c['name'])} sets runAsNonRoot: false`,
-      );
-    } else if (podNonRoot !== true && v !== true) {
-      col.add(
-        'PSS-R-RUN-AS-NON-ROOT',
-        doc,
-        ref,
-        `${path}.securityContext.runAsNonRoot`,
-        `container ${String(c['name'])} may run as root (runAsNonRoot unset here and on the pod)`,
+        `${base}.securityContext.runAsNonRoot`,
+        'runAsNonRoot is false',
       );
     }
-  }
-  if (psc['runAsUser'] === 0)
-    col.add('PSS-R-RUN-AS-USER', doc, ref, `${base}.securityContext.runAsUser`, 'pod runs as UID 0');
-  for (const { c, path } of all) {
-    if (obj(c['securityContext'])['runAsUser'] === 0) {
-      col.add(
-        'PSS-R-RUN-AS-USER',
-        doc,
-        ref,
-        `${path}.securityContext.runAsUser`,
-        `container ${String(c['name'])} runs as UID 0`,
-      );
+    for (const { c, path } of all) {
+      const v = obj(c['securityContext'])['runAsNonRoot'];
+      if (v === false) {
+        col.add(
+          'PSS-R-RUN-AS-NON-ROOT',
+          doc,
+          ref,
+          `${path}.securityContext.runAsNonRoot`,
+          `container ${String(c['name'])} sets runAsNonRoot: false`,
+        );
+      } else if (podNonRoot !== true && v !== true) {
+        col.add(
+          'PSS-R-RUN-AS-NON-ROOT',
+          doc,
+          ref,
+          `${path}.securityContext.runAsNonRoot`,
+          `container ${String(c['name'])} may run as root (runAsNonRoot unset here and on the pod)`,
+        );
+      }
+    }
+    if (psc['runAsUser'] === 0)
+      col.add('PSS-R-RUN-AS-USER', doc, ref, `${base}.securityContext.runAsUser`, 'pod runs as UID 0');
+    for (const { c, path } of all) {
+      if (obj(c['securityContext'])['runAsUser'] === 0) {
+        col.add(
+          'PSS-R-RUN-AS-USER',
+          doc,
+          ref,
+          `${path}.securityContext.runAsUser`,
+          `container ${String(c['name'])} runs as UID 0`,
+        );
+      }
     }
   }
   if (linux) {
     const podSeccomp = str(obj(psc['seccompProfile'])['type']);
     const okType = (t: string | undefined) => t === 'RuntimeDefault' || t === 'Localhost';
-    if (podSeccomp !== undefined && !okType(podSeccomp) && podSeccomp !== 'Unconfined') {
+    if (podSeccomp !== undefined && !okType(podSeccomp)) {
       col.add(
         'PSS-R-SECCOMP',
         doc,
@@ -485,7 +527,6 @@ function checkPodSpec(
     }
     for (const { c, path } of all) {
       const t = str(obj(obj(c['securityContext'])['seccompProfile'])['type']);
-      if (t === 'Unconfined') continue; // reported by PSS-B-SECCOMP
       if (t !== undefined ? !okType(t) : !okType(podSeccomp)) {
         col.add(
           'PSS-R-SECCOMP',

@@ -93,6 +93,13 @@ export const RULES: readonly Rule[] = [
     'remove securityContext.procMount or set it to Default',
   ),
   rule(
+    'PSS-B-HOST-PROBES',
+    'baseline',
+    'high',
+    'probe or lifecycle hook aimed at another host',
+    'remove the host field of httpGet/tcpSocket probes and lifecycle hooks (they target the pod itself)',
+  ),
+  rule(
     'PSS-B-SECCOMP',
     'baseline',
     'high',
@@ -113,6 +120,13 @@ export const RULES: readonly Rule[] = [
     'medium',
     'volume type outside the restricted set',
     'use only configMap, csi, downwardAPI, emptyDir, ephemeral, persistentVolumeClaim, projected or secret volumes',
+  ),
+  rule(
+    'PSS-R-PROC-MOUNT',
+    'restricted',
+    'medium',
+    'unmasked /proc mount (even in a user namespace)',
+    'remove securityContext.procMount or set it to Default',
   ),
   rule(
     'PSS-R-PRIVILEGE-ESCALATION',

@@ -188,6 +188,23 @@ describe('deploy check: every rule fires on a crafted manifest, and only there',
       'spec.template.spec.securityContext.seLinuxOptions.type',
     ],
     [
+      'PSS-B-HOST-PROBES',
+      () =>
+        withPod(
+          (p) => (p.containers[0].livenessProbe = { httpGet: { host: '10.0.0.1', path: '/l', port: 8080 } }),
+        ),
+      'spec.template.spec.containers[0].livenessProbe.httpGet.host',
+    ],
+    [
+      'PSS-R-PROC-MOUNT',
+      () =>
+        withPod((p) => {
+          p.hostUsers = false;
+          p.containers[0].securityContext.procMount = 'Unmasked';
+        }),
+      'spec.template.spec.containers[0].securityContext.procMount',
+    ],
+    [
       'PSS-B-PROC-MOUNT',
       () => withPod((p) => (p.containers[0].securityContext.procMount = 'Unmasked')),
       'spec.template.spec.containers[0].securityContext.procMount',
@@ -465,6 +482,23 @@ describe('deploy check: every rule fires on a crafted manifest, and only there',
     p.os = { name: 'windows' };
     assert.deepEqual(rulesOf(run([deployment(p), denyAll()]).filter((f) => f.level === 'restricted')), [
       'PSS-R-RUN-AS-NON-ROOT',
+    ]);
+  });
+
+  it('user-namespaced pods (hostUsers: false): root and an unmasked /proc pass baseline, /proc fails restricted', () => {
+    const p = goodPodSpec();
+    p.hostUsers = false;
+    p.securityContext.runAsUser = 0;
+    delete p.securityContext.runAsNonRoot;
+    p.containers[0].securityContext.procMount = 'Unmasked';
+    const f = run([deployment(p), denyAll()]);
+    assert.deepEqual(rulesOf(f.filter((x) => x.level !== 'hardening')), ['PSS-R-PROC-MOUNT']);
+    delete p.hostUsers;
+    assert.deepEqual(rulesOf(run([deployment(p), denyAll()]).filter((x) => x.level !== 'hardening')), [
+      'PSS-B-PROC-MOUNT',
+      'PSS-R-PROC-MOUNT',
+      'PSS-R-RUN-AS-NON-ROOT',
+      'PSS-R-RUN-AS-USER',
     ]);
   });
 
