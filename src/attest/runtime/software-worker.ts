@@ -49,7 +49,7 @@ async function main(init: WorkerInit): Promise<void> {
     }),
   };
   const server = await AttestedSessionServer.create({ attester });
-  const model = init.model ? await OnnxRuntimeModel.create(init.model) : null;
+  const model = init.model ? await OnnxRuntimeModel.create(init.model, { threads: init.threads }) : null;
   // The input width, when Bulwark can import the graph: wrong widths are refused before ONNX Runtime.
   let width: number | null = null;
   if (init.model) {
