@@ -17,6 +17,7 @@ import {
   runGate,
 } from '../../src/integrity/index.js';
 import { logisticRegression, mlp, OnnxRuntimeModel, toOnnx, train } from '../../src/ml/index.js';
+import { openLedger } from '../../src/privacy/index.js';
 import {
   activationClustering,
   attributeInference,
@@ -293,5 +294,56 @@ describe('continuous learning: the regression gate', () => {
       Math.abs(viaOrt.before.clean - bad.before.clean) < 1e-9,
       'same clean accuracy through ONNX Runtime',
     );
+  });
+});
+
+describe('the gate: membership inference and privacy budget', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'bulwark-gate-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+  it('fails an overfitted model on membership AUC and a budget overspent; passes within limits', async () => {
+    // An MLP trained long on few noisy rows (a quarter of the labels flipped) memorises them: members
+    // have lower loss than non-members.
+    const noisy = (d: ReturnType<typeof tabular>, seed: number) => ({
+      ...d,
+      y: flipLabels(d.y, { fraction: 0.25, classes: 2, rng: seed }).y,
+    });
+    const members = noisy(tabular(150, 21), 1);
+    const test = noisy(tabular(300, 22), 2);
+    const net = mlp({ inputs: D, hidden: [64], classes: 2, rng: 1 });
+    await train(net, members, { epochs: 400, batchSize: 16, learningRate: 3e-3, seed: 1 });
+    const ledger = await openLedger(join(dir, 'ledger.sqlite'));
+    try {
+      await ledger.setBudget('tx', { epsilon: 3, delta: 1e-5 });
+      await ledger.spend({ dataset: 'tx', epsilon: 2.5, operation: 'train.dp-sgd' });
+      const gate = parseGate(
+        'version: 1\nchecks:\n  - metric: membership-auc\n    max: 0.6\n  - metric: privacy-spent\n    budget: tx\n    max: 2\n  - metric: robust-accuracy\n    attack: fgsm\n    eps: 0\n    min: 0.5\n',
+      );
+      const r = await runGate(gate, {
+        model: { name: 'overfit', model: networkModel(net), network: net },
+        test,
+        members,
+        domain: InputDomain.box(D),
+        ledger,
+        rows: 150,
+      });
+      const [mia, spent, robust] = r.checks;
+      assert.ok((mia?.value as number) > 0.6, `membership AUC ${mia?.value}`);
+      assert.equal(mia?.passed, false);
+      assert.equal(spent?.value, 2.5);
+      assert.equal(spent?.passed, false);
+      assert.equal(robust?.passed, true, 'accuracy at eps 0 is the clean accuracy');
+      const lenient = parseGate(
+        'version: 1\nchecks:\n  - metric: privacy-spent\n    budget: tx\n    max: 3\n',
+      );
+      const ok = await runGate(lenient, {
+        model: { name: 'm', model: networkModel(net) },
+        test,
+        domain: InputDomain.box(D),
+        ledger,
+      });
+      assert.equal(ok.passed, true);
+    } finally {
+      await ledger.close();
+    }
   });
 });
