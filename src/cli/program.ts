@@ -7,8 +7,9 @@ import { registerDemoCommand } from './commands/demo.js';
 import { registerDeployCommands } from './commands/deploy.js';
 import { registerEvaluateCommand } from './commands/evaluate.js';
 import { registerKeysCommands } from './commands/keys.js';
-import { registerPlanCommand } from './commands/plan.js';
 import { registerModelCommands } from './commands/model.js';
+import { registerPlanCommand } from './commands/plan.js';
+import { registerPolicyCommands } from './commands/policy.js';
 import { registerPredictCommand } from './commands/predict.js';
 import { registerQueryCommand } from './commands/query.js';
 import { registerServeCommand } from './commands/serve.js';
@@ -52,6 +53,7 @@ Errors print one line "bulwark: ERR_CODE: message"; every code is listed in docs
   registerEvaluateCommand(program);
   registerKeysCommands(program);
   registerPlanCommand(program);
+  registerPolicyCommands(program);
   registerModelCommands(program);
   registerTrainCommand(program);
   registerPredictCommand(program);
