@@ -279,6 +279,44 @@ describe('RFC 8705 certificate-bound tokens', () => {
     assert.equal(viaProxy.subject, 'client-acme');
   });
 
+  it("a token bound to the trusted proxy's own certificate does not pass through the proxy", async () => {
+    const toProxy = await mint(
+      key,
+      goodClaims({
+        iat: s(),
+        exp: s() + 300,
+        jti: 'proxy-bound',
+        cnf: { 'x5t#S256': certificateThumbprint(proxy.cert) },
+      }),
+    );
+    await assert.rejects(
+      auth.authenticate(mtls(proxy, { authorization: `Bearer ${toProxy}` })),
+      codeOf('ERR_AUTH_TOKEN_BINDING'),
+    );
+  });
+
+  it('binding without an mtls section uses the TLS-verified peer certificate', async () => {
+    const tokenOnly = await Authenticator.create({
+      jwt: { issuer: ISSUER, audience: AUDIENCE, jwks: { file: join(dir, 'jwks.json') } },
+    });
+    const bound = await mint(
+      key,
+      goodClaims({
+        iat: s(),
+        exp: s() + 300,
+        jti: 'b3',
+        cnf: { 'x5t#S256': certificateThumbprint(client.cert) },
+      }),
+    );
+    const p = await tokenOnly.authenticate(mtls(client, { authorization: `Bearer ${bound}` }));
+    assert.equal(p.spiffeId, undefined);
+    assert.equal(p.subject, 'client-acme');
+    await assert.rejects(
+      tokenOnly.authenticate(mtls(proxy, { authorization: `Bearer ${bound}` })),
+      codeOf('ERR_AUTH_TOKEN_BINDING'),
+    );
+  });
+
   it('certificateBinding: required refuses unbound tokens; certificate-and-token needs both', async () => {
     const strict = await Authenticator.create({
       require: 'certificate-and-token',

@@ -114,9 +114,13 @@ export class Authenticator {
 
     // RFC 8705 §3: a certificate-bound token is only valid with the certificate it is bound to.
     const binding = this.#config.jwt?.certificateBinding ?? 'off';
+    // Without an mtls section the certificate gives no identity but can still hold a binding; with one, a
+    // trusted proxy's own certificate never stands in for the client's.
     const thumb =
       cert?.thumbprint ??
-      (req.peerAuthorized && req.peerCertificate ? certificateThumbprint(req.peerCertificate) : undefined);
+      (this.#config.mtls === undefined && req.peerAuthorized && req.peerCertificate
+        ? certificateThumbprint(req.peerCertificate)
+        : undefined);
     if (token !== undefined && binding !== 'off') {
       if (token.boundThumbprint === undefined) {
         if (binding === 'required')
