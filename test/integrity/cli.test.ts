@@ -280,5 +280,24 @@ describe('bulwark train --require-provenance', () => {
     const refused = runBulwark(args(poisoned, 'prov-bad.onnx'));
     assert.equal(refused.code, 5, refused.stderr);
     assert.match(refused.stderr, /ERR_DATA_PROVENANCE/);
+    // DP training is checked too (the provenance check runs before every kind of training) ...
+    const dp = runBulwark([...args(poisoned, 'prov-dp.onnx'), '--dp-epsilon', '1']);
+    assert.equal(dp.code, 5, dp.stderr);
+    assert.match(dp.stderr, /ERR_DATA_PROVENANCE/);
+    // ... and sanitising, whose inspection is not private, is refused with DP rather than skipped.
+    const dpSanitize = runBulwark([
+      'train',
+      '--data',
+      clean,
+      '--label',
+      'label',
+      '--out',
+      join(dir, 'dp-s.onnx'),
+      '--dp-epsilon',
+      '1',
+      '--sanitize',
+    ]);
+    assert.equal(dpSanitize.code, 2, dpSanitize.stderr);
+    assert.match(dpSanitize.stderr, /--sanitize does not apply with DP/);
   });
 });

@@ -61,17 +61,16 @@ export function sanitizeHyperparameters(s: SanitizeRecord | undefined): Record<s
 }
 
 /**
- * Runs `bulwark train`'s tabular training with the integrity options: the provenance check first
- * (fail closed, against the `--audit` log), then plain or sanitised training.
+ * The checks `bulwark train` runs before ANY training (plain, adversarial or DP): option consistency and
+ * the provenance of the data file (fail closed, against the `--audit` log).
  */
-export async function trainWithIntegrity(
+export async function checkTrainingIntegrity(
   io: Io,
   o: IntegrityTrainOpts,
   dataFile: string,
-  ds: Dataset,
   log: AuditLog | undefined,
-  train: TrainTabularOptions,
-): Promise<{ result: TrainTabularResult; sanitize?: SanitizeRecord }> {
+  dp: boolean,
+): Promise<void> {
   if (o.requireProvenance && !log)
     throw new BulwarkError(
       'ERR_USAGE',
@@ -79,6 +78,13 @@ export async function trainWithIntegrity(
     );
   if (o.auditKey !== undefined && !o.requireProvenance)
     throw new BulwarkError('ERR_USAGE', '--audit-key applies with --require-provenance');
+  // Sanitising inspects the data with a non-private model and removes rows by what it saw: not a DP
+  // operation, so it is refused with DP training rather than silently skipped.
+  if (dp && o.sanitize !== undefined)
+    throw new BulwarkError(
+      'ERR_USAGE',
+      '--sanitize does not apply with DP training (the inspection is not private)',
+    );
   if (log && o.requireProvenance) {
     const key =
       o.auditKey === undefined
@@ -92,6 +98,18 @@ export async function trainWithIntegrity(
         `provenance: ${dataFile} is protected dataset ${p.digest.slice(0, 19)}… (audit event #${p.index})`,
       );
   }
+}
+
+/**
+ * Runs `bulwark train`'s tabular training with the integrity options (after
+ * {@link checkTrainingIntegrity}): plain or sanitised training.
+ */
+export async function trainWithIntegrity(
+  io: Io,
+  o: IntegrityTrainOpts,
+  ds: Dataset,
+  train: TrainTabularOptions,
+): Promise<{ result: TrainTabularResult; sanitize?: SanitizeRecord }> {
   if (o.sanitize === undefined) return { result: await trainTabular(ds, train) };
   const method: InspectMethod = o.sanitize === true ? 'both' : o.sanitize;
   const s = await trainSanitized(

@@ -12,6 +12,7 @@ import { type Progress, startProgress } from '../progress.js';
 import { addDpTrainOptions, type DpTrainOpts, runDpTraining, wantsDp } from './train-dp.js';
 import {
   addIntegrityTrainOptions,
+  checkTrainingIntegrity,
   type IntegrityTrainOpts,
   sanitizeHyperparameters,
   trainWithIntegrity,
@@ -142,49 +143,43 @@ of the exported model, and the preprocessing and class values are stored in the 
       const dp = this.opts<DpTrainOpts>();
       // Opened before training: a log that cannot be opened refuses the run (fail closed).
       return withOperationLog(o.audit, async (log) => {
+        await checkTrainingIntegrity(io, this.opts<IntegrityTrainOpts>(), o.data, log, wantsDp(dp));
         if (wantsDp(dp)) return runDpTraining(io, { ...o, ...dp }, ds, schema, log);
         let bar: Progress | null = null;
         let r: TrainTabularResult;
         let sanitize: Awaited<ReturnType<typeof trainWithIntegrity>>['sanitize'];
         try {
-          ({ result: r, sanitize } = await trainWithIntegrity(
-            io,
-            this.opts<IntegrityTrainOpts>(),
-            o.data,
-            ds,
-            log,
-            {
-              label: o.label,
-              model: o.model,
-              solver: o.solver,
-              hidden: o.hidden,
-              activation: o.activation,
-              epochs: o.epochs,
-              batchSize: o.batchSize,
-              learningRate: o.lr,
-              l2: o.l2,
-              seed: o.seed,
-              testFraction: o.testFraction,
-              classWeights: o.classWeights === 'balanced' ? 'balanced' : null,
-              features: o.features,
-              drop: o.drop,
-              ...(o.adversarial
-                ? {
-                    adversarial: {
-                      method: o.adversarial,
-                      eps: o.advEps as number,
-                      steps: o.advSteps ?? 10,
-                      ...(schema ? { schema } : {}),
-                    },
-                  }
-                : {}),
-              note: (m) => io.note(m),
-              onProgress: (done, total, info) => {
-                bar ??= startProgress(io, 'train', total, 'batches');
-                bar.update(done, info);
-              },
+          ({ result: r, sanitize } = await trainWithIntegrity(io, this.opts<IntegrityTrainOpts>(), ds, {
+            label: o.label,
+            model: o.model,
+            solver: o.solver,
+            hidden: o.hidden,
+            activation: o.activation,
+            epochs: o.epochs,
+            batchSize: o.batchSize,
+            learningRate: o.lr,
+            l2: o.l2,
+            seed: o.seed,
+            testFraction: o.testFraction,
+            classWeights: o.classWeights === 'balanced' ? 'balanced' : null,
+            features: o.features,
+            drop: o.drop,
+            ...(o.adversarial
+              ? {
+                  adversarial: {
+                    method: o.adversarial,
+                    eps: o.advEps as number,
+                    steps: o.advSteps ?? 10,
+                    ...(schema ? { schema } : {}),
+                  },
+                }
+              : {}),
+            note: (m) => io.note(m),
+            onProgress: (done, total, info) => {
+              bar ??= startProgress(io, 'train', total, 'batches');
+              bar.update(done, info);
             },
-          ));
+          }));
         } finally {
           (bar as Progress | null)?.stop();
         }
