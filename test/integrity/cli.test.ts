@@ -280,6 +280,28 @@ describe('bulwark train --require-provenance', () => {
     const refused = runBulwark(args(poisoned, 'prov-bad.onnx'));
     assert.equal(refused.code, 5, refused.stderr);
     assert.match(refused.stderr, /ERR_DATA_PROVENANCE/);
+    // Sanitised training with --audit records what it removed in the model.trained event.
+    const san = runBulwark([
+      ...args(clean, 'prov-san.onnx'),
+      '--model',
+      'mlp',
+      '--hidden',
+      '32',
+      '--sanitize',
+      'spectral',
+    ]);
+    assert.equal(san.code, 0, san.stderr);
+    const reopened = await AuditLog.open({ store: { kind: 'sqlite', path: db } });
+    try {
+      const [last] = await reopened.tail(1);
+      assert.equal(last?.type, 'model.trained');
+      const h = (last?.data as { hyperparameters: Record<string, unknown> }).hyperparameters;
+      assert.equal(h['sanitize'], 'spectral');
+      assert.ok(Number(h['sanitizeRemoved']) > 0);
+      assert.match(String(h['sanitizeRemovedDigest']), /^sha256:[0-9a-f]{64}$/);
+    } finally {
+      await reopened.close();
+    }
     // DP training is checked too (the provenance check runs before every kind of training) ...
     const dp = runBulwark([...args(poisoned, 'prov-dp.onnx'), '--dp-epsilon', '1']);
     assert.equal(dp.code, 5, dp.stderr);
