@@ -14,6 +14,7 @@ export {
   type OutputConfig,
   resolveConfigPaths,
 } from './config.js';
+export { DASHBOARD_CSP, dashboardData } from './dashboard.js';
 export { errorReply, httpStatus, type Reply } from './errors.js';
 export { jsonDepthExceeds, parseJsonBody } from './json.js';
 export { Limiter, type LimitOutcome } from './limits.js';

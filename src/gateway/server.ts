@@ -18,6 +18,7 @@ import { type Logger, pino } from 'pino';
 import { AuditLog, type AuditStoreSpec, parseSignerKey } from '../audit/index.js';
 import { BulwarkError, bulwarkVersion, fsError } from '../core/index.js';
 import type { GatewayConfig } from './config.js';
+import { DASHBOARD_CSP, DASHBOARD_CSS, DASHBOARD_HTML, DASHBOARD_JS, dashboardData } from './dashboard.js';
 import { errorReply, jsonReply, type Reply } from './errors.js';
 import { Limiter } from './limits.js';
 import { GatewayMetrics } from './metrics.js';
@@ -531,6 +532,11 @@ export class Gateway {
           ? jsonReply(200, { ready: true })
           : errorReply(new BulwarkError('ERR_GATEWAY_NOT_READY', 'not ready')),
       );
+    if (path.startsWith('/dashboard')) return this.#dashboard(req, res, path);
+    if (path === '/favicon.ico') {
+      res.writeHead(204, { 'cache-control': 'max-age=86400' }).end();
+      return;
+    }
     if (path === '/v2')
       return this.#simple(
         req,
@@ -569,6 +575,44 @@ export class Gateway {
         tail === '/ready'
           ? jsonReply(200, { name: model.name, ready: model.ready && !this.#draining })
           : jsonReply(200, model.metadata());
+    } catch (e) {
+      reply = errorReply(e);
+    }
+    this.#simple(req, res, reply);
+  }
+
+  async #dashboard(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
+    if (req.method !== 'GET')
+      return this.#simple(
+        req,
+        res,
+        errorReply(new BulwarkError('ERR_GATEWAY_METHOD_NOT_ALLOWED', 'use GET')),
+      );
+    const assets: Record<string, [string, string]> = {
+      '/dashboard': ['text/html; charset=utf-8', DASHBOARD_HTML],
+      '/dashboard/app.js': ['text/javascript; charset=utf-8', DASHBOARD_JS],
+      '/dashboard/app.css': ['text/css; charset=utf-8', DASHBOARD_CSS],
+    };
+    const asset = assets[path];
+    if (asset) {
+      res
+        .writeHead(200, {
+          'content-type': asset[0],
+          'content-length': Buffer.byteLength(asset[1]),
+          'content-security-policy': DASHBOARD_CSP,
+          'x-content-type-options': 'nosniff',
+          'referrer-policy': 'no-referrer',
+          'cache-control': 'no-store',
+        })
+        .end(asset[1]);
+      return;
+    }
+    if (path !== '/dashboard/data')
+      return this.#simple(req, res, errorReply(new BulwarkError('ERR_GATEWAY_NOT_FOUND', 'no such route')));
+    let reply: Reply;
+    try {
+      await this.pipeline.authorizeOther(this.#authRequest(req), 'read-metrics', { model: 'gateway' });
+      reply = jsonReply(200, await dashboardData(this));
     } catch (e) {
       reply = errorReply(e);
     }
