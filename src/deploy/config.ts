@@ -142,6 +142,23 @@ export const deploySchema = z.strictObject({
     /** The audit log's checkpoint signing key (audit.signer), when it is not in another mounted Secret. */
     auditSigner: z.string().max(253).regex(DNS_SUBDOMAIN, 'must be a Secret name').optional(),
   }),
+  /**
+   * Non-secret files bulwark.yaml refers to (Cedar policies and schema, trust policy, data schemas,
+   * detector state), relative to bulwark.yaml's folder: they join it in the ConfigMap, mounted at
+   * /etc/bulwark/config, where the gateway resolves its relative paths.
+   */
+  configFiles: z
+    .array(
+      z
+        .string()
+        .regex(/^[A-Za-z0-9._-]+$/, 'must be a file name in the folder of bulwark.yaml (no folders, no ..)')
+        .refine(
+          (f) => f !== '.' && f !== '..' && f !== 'bulwark.yaml',
+          'must be another file than bulwark.yaml',
+        ),
+    )
+    .default([])
+    .refine((a) => new Set(a).size === a.length, 'must not repeat a file'),
   /** A PersistentVolumeClaim holding the protected model packages, mounted read-only. */
   modelsClaim: z.string().max(253).regex(DNS_SUBDOMAIN, 'must be a PersistentVolumeClaim name').optional(),
   /** Fixed non-root UID (and GID, default the same); 65532 is distroless `nonroot`. */

@@ -18,7 +18,14 @@ export {
   parseDeployConfig,
   readDeployInputs,
 } from './config.js';
-export { kustomization, toYaml, type WrittenBase, writeKustomizeBase } from './kustomize.js';
+export {
+  type ConfigFile,
+  kustomization,
+  readConfigFiles,
+  toYaml,
+  type WrittenBase,
+  writeKustomizeBase,
+} from './kustomize.js';
 export {
   buildManifests,
   CONFIG_MAP,

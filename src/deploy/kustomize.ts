@@ -1,14 +1,15 @@
-import { readdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { readdir, readFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { stringify } from 'yaml';
 import { BulwarkError, fsError, writeFileAtomic } from '../core/index.js';
 import type { DeployInputs } from './config.js';
 import { buildManifests, CONFIG_MAP, type GeneratedObject } from './manifests.js';
 
 /**
- * Writes a Kustomize base: `kustomization.yaml`, one file per object, and a copy of `bulwark.yaml`
- * that kustomize turns into a ConfigMap (name suffixed with its content hash, so a config change rolls
- * the pods). Every file is written atomically (temp file, fsync, rename).
+ * Writes a Kustomize base: `kustomization.yaml`, one file per object, and a copy of `bulwark.yaml` (and
+ * of the non-secret files it names in `deploy.configFiles`) that kustomize turns into a ConfigMap (name
+ * suffixed with its content hash, so a config change rolls the pods). Every file is written atomically
+ * (temp file, fsync, rename).
  */
 
 export interface WrittenBase {
@@ -18,21 +19,68 @@ export interface WrittenBase {
   notes: string[];
 }
 
+export interface ConfigFile {
+  name: string;
+  bytes: Uint8Array;
+}
+
 export function kustomization(
   objects: readonly GeneratedObject[],
   namespace: string,
+  configFiles: readonly string[] = [],
 ): Record<string, unknown> {
   return {
     apiVersion: 'kustomize.config.k8s.io/v1beta1',
     kind: 'Kustomization',
     resources: objects.map((o) => o.file),
-    configMapGenerator: [{ name: CONFIG_MAP, namespace, files: ['bulwark.yaml'] }],
+    configMapGenerator: [{ name: CONFIG_MAP, namespace, files: ['bulwark.yaml', ...configFiles] }],
   };
 }
 
 /** Serialises an object as one YAML document (plain, no anchors). */
 export function toYaml(o: unknown): string {
   return stringify(o, { aliasDuplicateObjects: false, lineWidth: 0 });
+}
+
+/** Below etcd's 1.5 MiB object limit with room for metadata: a larger ConfigMap is refused by the API server. */
+const CONFIG_MAP_MAX_BYTES = 1_000_000;
+/** PEM private keys and Bulwark's note-signing key format (`PRIVATE+KEY+…`). */
+const PRIVATE_KEY = /-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----|PRIVATE\+KEY\+/;
+
+/** Reads `deploy.configFiles` from the folder of bulwark.yaml; private keys and oversize sets are refused. */
+export async function readConfigFiles(
+  configPath: string,
+  names: readonly string[],
+  configText: string,
+): Promise<ConfigFile[]> {
+  const out: ConfigFile[] = [];
+  let total = Buffer.byteLength(configText);
+  for (const name of names) {
+    const path = join(dirname(configPath), name);
+    let bytes: Uint8Array;
+    try {
+      bytes = await readFile(path);
+    } catch (e) {
+      throw fsError(e, path, 'deploy.configFiles: cannot read');
+    }
+    if (PRIVATE_KEY.test(Buffer.from(bytes).toString('latin1'))) {
+      throw new BulwarkError(
+        'ERR_CONFIG_INVALID',
+        `deploy.configFiles: ${name} holds a private key; it belongs in a Secret (deploy.secrets), not in a ConfigMap`,
+        { details: { firstPath: 'deploy.configFiles' } },
+      );
+    }
+    total += bytes.length;
+    out.push({ name, bytes });
+  }
+  if (total > CONFIG_MAP_MAX_BYTES) {
+    throw new BulwarkError(
+      'ERR_CONFIG_INVALID',
+      `deploy.configFiles: bulwark.yaml and its files total ${total} bytes, above the ${CONFIG_MAP_MAX_BYTES} a ConfigMap can hold; put large files (models, detector state) on the models volume`,
+      { details: { firstPath: 'deploy.configFiles' } },
+    );
+  }
+  return out;
 }
 
 /**
@@ -43,9 +91,22 @@ export async function writeKustomizeBase(
   dir: string,
   inputs: DeployInputs,
   configText: string,
-  opts: { force?: boolean } = {},
+  opts: { force?: boolean; configFiles?: readonly ConfigFile[] } = {},
 ): Promise<WrittenBase> {
   const { objects, notes } = buildManifests(inputs);
+  const extra = opts.configFiles ?? [];
+  const generated = new Set([...objects.map((o) => o.file), 'bulwark.yaml', 'kustomization.yaml']);
+  for (const f of extra) {
+    if (generated.has(f.name)) {
+      throw new BulwarkError(
+        'ERR_CONFIG_INVALID',
+        `deploy.configFiles: ${f.name} clashes with a generated file`,
+        {
+          details: { firstPath: 'deploy.configFiles' },
+        },
+      );
+    }
+  }
   let existing: string[] = [];
   try {
     existing = await readdir(dir);
@@ -64,9 +125,19 @@ export async function writeKustomizeBase(
   }
   await writeFileAtomic(join(dir, 'bulwark.yaml'), configText);
   files.push('bulwark.yaml');
+  for (const f of extra) {
+    await writeFileAtomic(join(dir, f.name), f.bytes);
+    files.push(f.name);
+  }
   await writeFileAtomic(
     join(dir, 'kustomization.yaml'),
-    toYaml(kustomization(objects, inputs.deploy.namespace)),
+    toYaml(
+      kustomization(
+        objects,
+        inputs.deploy.namespace,
+        extra.map((f) => f.name),
+      ),
+    ),
   );
   files.push('kustomization.yaml');
   return {

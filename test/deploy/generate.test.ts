@@ -412,6 +412,68 @@ describe('bulwark deploy k8s (CLI)', () => {
   });
 });
 
+describe('deploy k8s: configFiles', () => {
+  it('copies the named non-secret files into the ConfigMap; refuses private keys, oversize sets and paths', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'bulwark-k8s-files-'));
+    const cfgText = CONFIG.replace(
+      '  modelsClaim: bulwark-models\n',
+      '  modelsClaim: bulwark-models\n  configFiles: [policy.cedar, trust.yaml]\n',
+    );
+    const cfg = join(dir, 'bulwark.yaml');
+    writeFileSync(cfg, cfgText);
+    writeFileSync(join(dir, 'policy.cedar'), 'permit(principal, action, resource);\n');
+    writeFileSync(join(dir, 'trust.yaml'), 'signers: []\n');
+    const out = join(dir, 'base');
+    const r = runBulwark(['--json', 'deploy', 'k8s', '--config', cfg, '--out', out]);
+    assert.equal(r.code, 0, r.stderr);
+    const k = parse(readFileSync(join(out, 'kustomization.yaml'), 'utf8'));
+    assert.deepEqual(k.configMapGenerator[0].files, ['bulwark.yaml', 'policy.cedar', 'trust.yaml']);
+    assert.equal(readFileSync(join(out, 'policy.cedar'), 'utf8'), 'permit(principal, action, resource);\n');
+
+    writeFileSync(join(dir, 'trust.yaml'), '-----BEGIN PRIVATE KEY-----\nMC4CAQ\n');
+    const key = runBulwark(['deploy', 'k8s', '--config', cfg, '--out', join(dir, 'b2')]);
+    assert.equal(key.code, 4);
+    assert.match(key.stderr, /deploy\.configFiles: trust\.yaml holds a private key/);
+    assert.doesNotMatch(key.stderr, /MC4CAQ/);
+
+    writeFileSync(join(dir, 'trust.yaml'), 'x'.repeat(1_100_000));
+    const big = runBulwark(['deploy', 'k8s', '--config', cfg, '--out', join(dir, 'b3')]);
+    assert.equal(big.code, 4);
+    assert.match(big.stderr, /above the 1000000 a ConfigMap can hold/);
+
+    for (const bad of ['../etc/passwd', 'sub/policy.cedar', 'bulwark.yaml']) {
+      assert.throws(
+        () =>
+          parseDeployConfig(
+            cfgText.replace('configFiles: [policy.cedar, trust.yaml]', `configFiles: ["${bad}"]`),
+            'b.yaml',
+          ),
+        (e: unknown) => isBulwarkError(e, 'ERR_CONFIG_INVALID') && /deploy\.configFiles/.test(e.message),
+        bad,
+      );
+    }
+    const clash = parseDeployConfig(
+      cfgText.replace('configFiles: [policy.cedar, trust.yaml]', 'configFiles: [service.yaml]'),
+      'b.yaml',
+    );
+    await assert.rejects(
+      writeKustomizeBase(join(dir, 'b4'), clash, cfgText, {
+        configFiles: [{ name: 'service.yaml', bytes: new Uint8Array(1) }],
+      }),
+      (e: unknown) =>
+        isBulwarkError(e, 'ERR_CONFIG_INVALID') && /clashes with a generated file/.test(e.message),
+    );
+  });
+
+  it("deploy check reads stdin for '-'", () => {
+    const r = runBulwark(['--json', 'deploy', 'check', '-', '--fail-on', 'critical'], {
+      input: readFileSync(join(import.meta.dirname, 'fixtures', 'article-secure-ai-deployment.yaml'), 'utf8'),
+    });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(JSON.parse(r.stdout).findings.length, 10);
+  });
+});
+
 describe('Dockerfile', () => {
   const text = readFileSync(join(ROOT, 'Dockerfile'), 'utf8');
   const lines = text

@@ -43,6 +43,12 @@ function table(findings: readonly Finding[]): string {
   return lines.join('\n');
 }
 
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) chunks.push(c as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
 export function registerDeployCommands(program: Command): void {
   const deploy = program
     .command('deploy')
@@ -71,7 +77,8 @@ Apply with: kubectl apply -k DIR`,
       const d = await lib();
       const { inputs, text } = await d.loadDeployConfig(o.config);
       const out = resolve(o.out);
-      const written = await d.writeKustomizeBase(out, inputs, text, { force: o.force === true });
+      const configFiles = await d.readConfigFiles(o.config, inputs.deploy.configFiles, text);
+      const written = await d.writeKustomizeBase(out, inputs, text, { force: o.force === true, configFiles });
       // The generated base must pass our own checker; anything it finds is a bug in the generator.
       const docs = await Promise.all(
         written.objects.map(async (x) =>
@@ -101,7 +108,7 @@ Apply with: kubectl apply -k DIR`,
   deploy
     .command('check')
     .description('check manifests against Pod Security baseline/restricted and hardening rules')
-    .argument('<files...>', 'YAML files (multi-document; kind: List is expanded)')
+    .argument('<files...>', "YAML files (multi-document; kind: List is expanded); '-' reads stdin")
     .option('--level <level>', 'Pod Security level: baseline or restricted', levelOption, 'restricted')
     .option(
       '--fail-on <severity>',
@@ -121,7 +128,8 @@ Apply with: kubectl apply -k DIR`,
       for (const f of files) {
         let text: string;
         try {
-          text = await readFile(f, 'utf8');
+          // '-' reads stdin: `kubectl kustomize overlays/prod | bulwark deploy check -`
+          text = f === '-' ? await readStdin() : await readFile(f, 'utf8');
         } catch (e) {
           throw fsError(e, f, 'cannot read manifest');
         }
