@@ -295,7 +295,7 @@ describe('bulwark train --require-provenance', () => {
     try {
       const [last] = await reopened.tail(1);
       assert.equal(last?.type, 'model.trained');
-      const h = (last?.data as { hyperparameters: Record<string, unknown> }).hyperparameters;
+      const h = (last as unknown as { data: { hyperparameters: Record<string, unknown> } }).data.hyperparameters;
       assert.equal(h['sanitize'], 'spectral');
       assert.ok(Number(h['sanitizeRemoved']) > 0);
       assert.match(String(h['sanitizeRemovedDigest']), /^sha256:[0-9a-f]{64}$/);
