@@ -78,8 +78,7 @@ describe('security dashboard (headless Chromium)', {
     assert.ok((await page.locator('#denials-chart rect').count()) >= 1, 'denials chart drawn');
     // The traffic line appears after a second poll.
     await page.waitForFunction(
-      () =>
-        (document.querySelector('#traffic polyline')?.getAttribute('points') ?? '').split(' ').length >= 2,
+      "(document.querySelector('#traffic polyline')?.getAttribute('points') ?? '').split(' ').length >= 2",
     );
     assert.match(await page.locator('#totals').innerText(), /OK: \d+/);
     assert.deepEqual(problems, []);
@@ -91,7 +90,7 @@ describe('security dashboard (headless Chromium)', {
     const page = await context.newPage();
     await page.goto(`${gw.url}/dashboard`);
     await page
-      .waitForFunction(() => document.getElementById('status')?.textContent?.startsWith('401'), undefined, {
+      .waitForFunction("document.getElementById('status')?.textContent?.startsWith('401')", undefined, {
         timeout: 5000,
       })
       .catch(async (e) => {
@@ -102,7 +101,7 @@ describe('security dashboard (headless Chromium)', {
     // A fresh page: from /dashboard, only the fragment would change and the script would not rerun.
     const other = await context.newPage();
     await other.goto(`${gw.url}/dashboard#token=${encodeURIComponent(token)}`);
-    await other.waitForFunction(() => document.getElementById('status')?.textContent?.startsWith('403'));
+    await other.waitForFunction("document.getElementById('status')?.textContent?.startsWith('403')");
     assert.match((await other.locator('#status').innerText()) ?? '', /ERR_POLICY_DENIED/);
     assert.equal(await other.locator('#models tbody tr').count(), 0);
     await context.close();
