@@ -61,6 +61,8 @@ export interface ProtectOptions {
   frameSize?: number;
   /** Refuse to overwrite `out`. */
   noClobber?: boolean;
+  /** Progress: encrypted bytes written so far, of about `total` (the model's size). */
+  onProgress?: (done: number, total: number) => void;
 }
 
 export interface ProtectResult {
@@ -137,7 +139,7 @@ function inputFields(
 /** The manifest for an ONNX model (checked against the manifest schema). */
 export function buildManifest(
   onnx: Uint8Array,
-  o: Omit<ProtectOptions, 'signingKey' | 'noClobber'>,
+  o: Omit<ProtectOptions, 'signingKey' | 'noClobber' | 'onProgress'>,
   where = 'model',
 ): { manifest: ModelManifest; modelDigest: string } {
   if (!MODEL_NAME_PATTERN.test(o.name))
@@ -268,6 +270,7 @@ export async function protectModel(
     })) {
       encrypted += part.length;
       await write(f, part, hash);
+      options.onProgress?.(Math.min(encrypted, onnx.length), onnx.length);
     }
     const body = hash.copy().digest('hex');
     let signature = Buffer.alloc(0);

@@ -13,6 +13,8 @@ const kr = join(t.dir, 'kr.json');
 const key = join(t.dir, 'signer.key');
 const pkg = join(t.dir, 'fraud.bwm');
 const trust = join(t.dir, 'trust.yaml');
+const db = join(t.dir, 'audit.db');
+const logKey = join(t.dir, 'log.key');
 
 function bw(args: string[]) {
   return runBulwark(args, { cwd: t.dir, env });
@@ -21,6 +23,10 @@ function bw(args: string[]) {
 before(() => {
   const init = bw(['keys', 'init', '--keyring', kr, '--passphrase-env', PASS_ENV, '--scrypt-log-n', '10']);
   assert.equal(init.code, 0, init.stderr);
+  const lk = bw(['audit', 'keygen', '--name', 'bulwark.test/model', '--out', logKey]);
+  assert.equal(lk.code, 0, lk.stderr);
+  const cp = bw(['audit', 'checkpoint', '--store', db, '--signing-key', logKey]);
+  assert.equal(cp.code, 0, cp.stderr);
   const kg = bw(['--json', 'model', 'keygen', '--out', key]);
   assert.equal(kg.code, 0, kg.stderr);
   assert.ok(!kg.stdout.includes('PRIVATE KEY'), 'the private key is never printed');
@@ -56,9 +62,15 @@ describe('bulwark model (second process)', () => {
       FIXTURE_ONNX,
       '--audit-event',
       'evt-1',
+      '--audit',
+      db,
     ]);
     assert.equal(p.code, 0, p.stderr);
     const made = JSON.parse(p.stdout);
+    // The packaging is in the audit log (opened before the operation: a missing log refuses it).
+    const tail = bw(['--json', 'audit', 'tail', '--store', db]);
+    assert.equal(tail.code, 0, tail.stderr);
+    assert.ok(tail.stdout.includes(made.auditEvent) && tail.stdout.includes('model.packaged'), tail.stdout);
     assert.ok(made.overhead > 0);
     const v = bw([
       '--json',

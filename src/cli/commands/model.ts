@@ -21,8 +21,10 @@ import {
   verifyPackage,
   writeSigningKey,
 } from '../../model/index.js';
+import { addAuditOption, record, withOperationLog } from '../audit-record.js';
 import { intOption } from '../options.js';
 import { ioOf } from '../program.js';
+import { type Progress, startProgress } from '../progress.js';
 import { openKeyringFromOptions, type SecretCliOptions, withKeyringOptions } from './keys.js';
 
 async function sha256File(path: string): Promise<string> {
@@ -135,28 +137,30 @@ export function registerModelCommands(program: Command): void {
       );
     });
 
-  withKeyringOptions(
-    model
-      .command('protect <model>')
-      .description('package an ONNX model: encrypt it under a keyring key and sign it')
-      .requiredOption('--sign-key <file>', 'signing private key (PEM, ECDSA P-256 or Ed25519)')
-      .requiredOption('--out <file>', 'package to write (.bwm)')
-      .option('--name <name>', 'model name (default: the file name)')
-      .option('--model-version <v>', 'model version', '1')
-      .option('--description <text>', 'a description for the manifest')
-      .option('--key <id>', 'keyring key that wraps the data key', 'data')
-      .option('--schema <file>', 'data schema: its fields and public bounds go into the manifest')
-      .option('--dataset <file>', 'training data file: its SHA-256 goes into the lineage')
-      .option('--dataset-digest <sha256:hex>', 'the training data digest, when the file is not at hand')
-      .option('--audit-event <id>', 'the audit-log event id of the training run (model.trained)')
-      .option('--audit-index <n>', 'its entry index in the log', intOption(0))
-      .option('--audit-origin <origin>', "the audit log's origin line")
-      .option(
-        '--frame-size <bytes>',
-        'encryption frame size (power of two, 65536-1048576)',
-        intOption(65536, 1048576),
-      )
-      .option('--force', 'overwrite the output'),
+  addAuditOption(
+    withKeyringOptions(
+      model
+        .command('protect <model>')
+        .description('package an ONNX model: encrypt it under a keyring key and sign it')
+        .requiredOption('--sign-key <file>', 'signing private key (PEM: ECDSA P-256/P-384 or Ed25519)')
+        .requiredOption('--out <file>', 'package to write (.bwm)')
+        .option('--name <name>', 'model name (default: the file name)')
+        .option('--model-version <v>', 'model version', '1')
+        .option('--description <text>', 'a description for the manifest')
+        .option('--key <id>', 'keyring key that wraps the data key', 'data')
+        .option('--schema <file>', 'data schema: its fields and public bounds go into the manifest')
+        .option('--dataset <file>', 'training data file: its SHA-256 goes into the lineage')
+        .option('--dataset-digest <sha256:hex>', 'the training data digest, when the file is not at hand')
+        .option('--audit-event <id>', 'the audit-log event id of the training run (model.trained)')
+        .option('--audit-index <n>', 'its entry index in the log', intOption(0))
+        .option('--audit-origin <origin>', "the audit log's origin line")
+        .option(
+          '--frame-size <bytes>',
+          'encryption frame size (power of two, 65536-1048576)',
+          intOption(65536, 1048576),
+        )
+        .option('--force', 'overwrite the output'),
+    ),
   ).action(async function (this: Command, file: string) {
     const io = ioOf(this);
     const o = this.opts<
@@ -175,6 +179,7 @@ export function registerModelCommands(program: Command): void {
         auditOrigin?: string;
         frameSize?: number;
         force?: boolean;
+        audit?: string;
       }
     >();
     if (o.datasetDigest !== undefined && !/^sha256:[0-9a-f]{64}$/.test(o.datasetDigest))
@@ -191,42 +196,64 @@ export function registerModelCommands(program: Command): void {
         ...(o.auditIndex !== undefined ? { index: o.auditIndex } : {}),
         ...(o.auditOrigin !== undefined ? { origin: o.auditOrigin } : {}),
       };
-    const kr = await openKeyringFromOptions(o);
-    try {
-      const r = await protectModel(resolve(file), resolve(o.out), {
-        keyring: kr,
-        keyId: o.key,
-        signingKey,
-        name: o.name ?? basename(file, extname(file)),
-        version: o.modelVersion,
-        ...(o.description !== undefined ? { description: o.description } : {}),
-        ...(schema ? { schema } : {}),
-        lineage,
-        ...(o.frameSize !== undefined ? { frameSize: o.frameSize } : {}),
-        noClobber: o.force !== true,
-      });
-      io.result(
-        {
-          package: o.out,
-          packageDigest: r.packageDigest,
-          modelDigest: r.modelDigest,
-          packageBytes: r.packageBytes,
-          modelBytes: r.modelBytes,
-          overhead: (r.packageBytes - r.modelBytes) / r.modelBytes,
-          signer: r.signer,
-          manifest: r.manifest,
-        },
-        () =>
-          [
-            `wrote ${o.out}: ${r.packageBytes} bytes for a ${r.modelBytes}-byte model (+${r.packageBytes - r.modelBytes} bytes)`,
-            `package ${r.packageDigest}`,
-            `signed by ${r.signer?.keyId} (${r.signer?.algorithm})`,
-            ...manifestLines(r.manifest),
-          ].join('\n'),
-      );
-    } finally {
-      await kr.close();
-    }
+    await withOperationLog(o.audit, async (log) => {
+      const kr = await openKeyringFromOptions(o);
+      let bar: Progress | undefined;
+      try {
+        const r = await protectModel(resolve(file), resolve(o.out), {
+          keyring: kr,
+          keyId: o.key,
+          signingKey,
+          name: o.name ?? basename(file, extname(file)),
+          version: o.modelVersion,
+          ...(o.description !== undefined ? { description: o.description } : {}),
+          ...(schema ? { schema } : {}),
+          lineage,
+          ...(o.frameSize !== undefined ? { frameSize: o.frameSize } : {}),
+          noClobber: o.force !== true,
+          onProgress: (done, total) => {
+            bar ??= startProgress(io, 'protect', Math.ceil(total / 2 ** 20), 'MiB');
+            bar.update(Math.floor(done / 2 ** 20));
+          },
+        });
+        bar?.stop();
+        const auditIds = await record(log, [
+          {
+            type: 'model.packaged',
+            data: {
+              packageDigest: r.packageDigest,
+              modelDigest: r.modelDigest,
+              keyId: o.key,
+              signerKeyId: signingKey.keyId,
+            },
+          },
+        ]);
+        io.result(
+          {
+            package: o.out,
+            packageDigest: r.packageDigest,
+            modelDigest: r.modelDigest,
+            packageBytes: r.packageBytes,
+            modelBytes: r.modelBytes,
+            overhead: (r.packageBytes - r.modelBytes) / r.modelBytes,
+            signer: r.signer,
+            manifest: r.manifest,
+            ...(auditIds.length > 0 ? { auditEvent: auditIds[0] } : {}),
+          },
+          () =>
+            [
+              `wrote ${o.out}: ${r.packageBytes} bytes for a ${r.modelBytes}-byte model (+${r.packageBytes - r.modelBytes} bytes)`,
+              `package ${r.packageDigest}`,
+              `signed by ${r.signer?.keyId} (${r.signer?.algorithm})`,
+              ...manifestLines(r.manifest),
+              ...(auditIds.length > 0 ? [`Audit: model.packaged recorded as event ${auditIds[0]}`] : []),
+            ].join('\n'),
+        );
+      } finally {
+        bar?.stop();
+        await kr.close();
+      }
+    });
   });
 
   model
