@@ -351,3 +351,48 @@ describe('AttestedClient over a fetch-like transport', () => {
     assert.equal(await code(down.connect()), 'ERR_ENCLAVE_UNAVAILABLE');
   });
 });
+
+describe('attested session with the nitro verifier (documents signed under a test root)', () => {
+  it('runs end to end, and refuses a document whose public_key field is not the offered key', async () => {
+    const { makePki, pem, signNitro } = await import('./fixtures.js');
+    const pki = await makePki(new Date());
+    const chain = { leaf: pki.leaf, bundle: [pki.root, pki.inter] };
+    let lie = false;
+    const attester: Attester = {
+      format: 'nitro',
+      attest: async (b) => ({
+        document: signNitro(
+          { timestamp: Date.now(), ...b, publicKey: lie ? new Uint8Array(32).fill(9) : b.publicKey },
+          chain,
+        ),
+      }),
+    };
+    const server = await AttestedSessionServer.create({ attester });
+    const opts = {
+      policy: parsePolicy({ measurements: { PCR0: ['07'.repeat(48)] } }),
+      roots: { nitro: [pem(pki.root)] },
+    };
+    const nonce = new Uint8Array(randomBytes(32));
+    const s = await ClientSession.establish(await server.attestation(nonce), nonce, opts);
+    assert.equal(s.claims.format, 'nitro');
+    assert.equal(s.claims.hardware, true);
+    const { frame, seq } = s.sealRequest(te.encode('hello enclave'));
+    const opened = await server.openRequest(frame);
+    assert.equal(td.decode(opened.plaintext), 'hello enclave');
+    assert.equal(td.decode(s.openResponse(opened.respond(te.encode('hi')), seq)), 'hi');
+    // A host that binds its own key in public_key (user data still right) is caught by the client.
+    lie = true;
+    const n2 = new Uint8Array(randomBytes(32));
+    assert.equal(
+      await code(ClientSession.establish(await server.attestation(n2), n2, opts)),
+      'ERR_ATTEST_BINDING',
+    );
+    lie = false;
+    const n3 = new Uint8Array(randomBytes(32));
+    const env3 = await server.attestation(n3);
+    assert.equal(
+      await code(ClientSession.establish(env3, n3, { ...opts, roots: {} })),
+      'ERR_ATTEST_UNTRUSTED_ROOT',
+    );
+  });
+});
