@@ -77,8 +77,14 @@ describe('security dashboard (headless Chromium)', {
     assert.match(audit, /tree size\s+\d+/);
     assert.ok((await page.locator('#denials-chart rect').count()) >= 1, 'denials chart drawn');
     // The traffic line appears after a second poll.
-    await page.waitForFunction(
-      "(document.querySelector('#traffic polyline')?.getAttribute('points') ?? '').split(' ').length >= 2",
+    // (Playwright's string predicates are eval: the page's CSP rightly refuses them, so poll from here.)
+    for (let i = 0; i < 100; i++) {
+      const points = (await page.locator('#traffic polyline').getAttribute('points')) ?? '';
+      if (points.split(' ').length >= 2) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.ok(
+      ((await page.locator('#traffic polyline').getAttribute('points')) ?? '').split(' ').length >= 2,
     );
     assert.match(await page.locator('#totals').innerText(), /OK: \d+/);
     assert.deepEqual(problems, []);
@@ -90,7 +96,9 @@ describe('security dashboard (headless Chromium)', {
     const page = await context.newPage();
     await page.goto(`${gw.url}/dashboard`);
     await page
-      .waitForFunction("document.getElementById('status')?.textContent?.startsWith('401')", undefined, {
+      .locator('#status')
+      .filter({ hasText: /^401/ })
+      .waitFor({
         timeout: 5000,
       })
       .catch(async (e) => {
@@ -101,7 +109,7 @@ describe('security dashboard (headless Chromium)', {
     // A fresh page: from /dashboard, only the fragment would change and the script would not rerun.
     const other = await context.newPage();
     await other.goto(`${gw.url}/dashboard#token=${encodeURIComponent(token)}`);
-    await other.waitForFunction("document.getElementById('status')?.textContent?.startsWith('403')");
+    await other.locator('#status').filter({ hasText: /^403/ }).waitFor();
     assert.match((await other.locator('#status').innerText()) ?? '', /ERR_POLICY_DENIED/);
     assert.equal(await other.locator('#models tbody tr').count(), 0);
     await context.close();
