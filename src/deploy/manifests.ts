@@ -153,8 +153,12 @@ export function buildManifests(inputs: DeployInputs): GeneratedBase {
     capabilities: { drop: ['ALL'] },
     seccompProfile: { type: 'RuntimeDefault' },
   };
+  // With clientAuth: require the TLS handshake itself refuses a client without a certificate, and the
+  // kubelet has none: an HTTPS probe could never succeed. The probes then only open a TCP connection
+  // (readiness no longer reflects the model being loaded; the note below says so).
+  const mtlsOnly = inputs.clientAuth === 'require';
   const probe = (path: string, period: number, failures: number): IProbe => ({
-    httpGet: { path, port: 'https', scheme: 'HTTPS' },
+    ...(mtlsOnly ? { tcpSocket: { port: 'https' } } : { httpGet: { path, port: 'https', scheme: 'HTTPS' } }),
     periodSeconds: period,
     timeoutSeconds: 2,
     failureThreshold: failures,
@@ -436,7 +440,7 @@ export function buildManifests(inputs: DeployInputs): GeneratedBase {
   }
   if (inputs.clientAuth === 'require') {
     notes.push(
-      'server.tls.clientAuth is require: kubelet HTTPS probes present no client certificate, so the gateway must answer /v2/health/live and /v2/health/ready without one',
+      'server.tls.clientAuth is require: the kubelet has no client certificate, so the probes are TCP connects to the https port; readiness does not see /v2/health/ready (model loaded, stores reachable) — use clientAuth: request with require in the auth section to keep HTTPS probes',
     );
   }
   if (!inputs.destinations.some((x) => x.role === 'postgres')) {

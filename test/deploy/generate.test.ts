@@ -141,6 +141,16 @@ describe('deploy config', () => {
     );
   });
 
+  it('clientAuth require: TCP probes (the kubelet has no client certificate), with a note', () => {
+    const { objects, notes } = buildManifests(
+      parseDeployConfig(CONFIG.replace('clientAuth: request', 'clientAuth: require'), 'b.yaml'),
+    );
+    const c = (byKind(objects, 'Deployment')[0] as J).spec.template.spec.containers[0];
+    for (const p of ['startupProbe', 'livenessProbe', 'readinessProbe'])
+      assert.deepEqual(c[p].tcpSocket, { port: 'https' }, p);
+    assert.ok(notes.some((n) => /TCP connects/.test(n)));
+  });
+
   it('refuses an image without a digest, naming the key', () => {
     for (const image of [
       'company/secure-ai:latest',
