@@ -247,6 +247,39 @@ describe('loading and reload', () => {
     );
   });
 
+  it("checks the schema's entity shapes against what the gateway supplies", async () => {
+    const shape = (client: string, model = 'name: String, tenant?: String') =>
+      write(
+        'shape.cedarschema',
+        `namespace Bulwark { entity Client = { ${client} }; entity Model = { ${model} };
+         action predict, explain, admin, "read-metrics" appliesTo { principal: Client, resource: Model }; }`,
+      );
+    const pol = write(
+      'shape.cedar',
+      '@id("p") permit (principal, action, resource) when { principal.roles.contains("r") };',
+    );
+    const fn = shape('tenant: String, roles: Set<String>');
+    await refuses({ files: [pol], schemaFile: fn }, fn, /Client\.tenant must be optional/);
+    const ft = shape('roles: String');
+    await refuses({ files: [pol], schemaFile: ft }, ft, /Client\.roles must have type Set<String>/);
+    const fr = shape('roles: Set<String>, department: String');
+    await refuses({ files: [pol], schemaFile: fr }, fr, /department is required/);
+    const fm = shape('roles: Set<String>', 'name: String, version: String');
+    await refuses({ files: [pol], schemaFile: fm }, fm, /Model\.version must be optional/);
+    // a schema declaring only some attributes: the others are not sent, and both engines agree
+    const ok = shape('roles: Set<String>, department?: String', 'name: String');
+    for (const engine of ['auto', 'cedar-wasm'] as const) {
+      const a = await Authorizer.create({ files: [pol], schemaFile: ok, engine });
+      const d = a.authorize({
+        principal: { ...acme, roles: ['r'] },
+        action: 'predict',
+        resource: { model: 'm', version: '2' },
+        context: {},
+      });
+      assert.deepEqual(d, { allow: true, reasons: ['p'], errors: [] }, engine);
+    }
+  });
+
   it('reload swaps policies atomically, and a broken reload keeps the previous set in force', async () => {
     const f = write(
       'live.cedar',

@@ -33,6 +33,9 @@ interface Loaded {
   readonly schemaName: string | undefined;
   /** Per action: declared context attribute kinds (from the schema). */
   readonly contextKinds: ReadonlyMap<string, ReadonlyMap<string, ContextKind>> | undefined;
+  /** Entity attributes the schema declares (the others are not sent: Cedar refuses undeclared ones). */
+  readonly clientAttrs: ReadonlySet<string> | undefined;
+  readonly modelAttrs: ReadonlySet<string> | undefined;
   readonly policyIds: readonly string[];
   /** The compiled fast path, or why the set is outside its subset. */
   readonly compiled: readonly CompiledPolicy[] | undefined;
@@ -98,6 +101,61 @@ function contextKinds(
     out.set(action, kinds);
   }
   return out;
+}
+
+/** What the gateway supplies per entity: attribute -> [type, always present]. */
+const CLIENT_SUPPLY: Readonly<Record<string, readonly ['String' | 'Set<String>', boolean]>> = {
+  tenant: ['String', false],
+  roles: ['Set<String>', true],
+  scopes: ['Set<String>', true],
+  sources: ['Set<String>', true],
+  spiffeId: ['String', false],
+  subject: ['String', false],
+  issuer: ['String', false],
+  clientId: ['String', false],
+};
+const MODEL_SUPPLY: Readonly<Record<string, readonly ['String' | 'Set<String>', boolean]>> = {
+  name: ['String', true],
+  version: ['String', false],
+  tenant: ['String', false],
+};
+
+/**
+ * Checks the schema's Client and Model shapes against what the gateway supplies, so that no request can
+ * fail Cedar's entity conformance check at run time (every request would then be a 503): an attribute
+ * the gateway may omit must be optional, a supplied attribute must have the supplied type, and a required
+ * attribute must be one the gateway always supplies. Returns the declared attribute names.
+ */
+function entityAttrs(
+  schema: cedar.SchemaJson<string>,
+  ns: string,
+  type: 'Client' | 'Model',
+  supply: Readonly<Record<string, readonly ['String' | 'Set<String>', boolean]>>,
+  file: string,
+): Set<string> {
+  const def = schema[ns]?.entityTypes[type];
+  if (def === undefined) throw invalid(file, `schema does not declare entity type ${ns}::${type}`);
+  if ('enum' in def) throw invalid(file, `${ns}::${type} must not be an enumerated entity type`);
+  const shape = def.shape as
+    | { type?: string; attributes?: Record<string, cedar.TypeOfAttribute<string>> }
+    | undefined;
+  const attrs = shape?.attributes ?? {};
+  for (const [name, t] of Object.entries(attrs)) {
+    const required = t.required !== false;
+    const want = supply[name];
+    if (want === undefined) {
+      if (required)
+        throw invalid(file, `${ns}::${type}.${name} is required but the gateway never supplies it`);
+      continue;
+    }
+    const tt = t as { type: string; element?: { type: string } };
+    const kind = tt.type === 'Set' && tt.element?.type === 'String' ? 'Set<String>' : tt.type;
+    if (kind !== want[0])
+      throw invalid(file, `${ns}::${type}.${name} must have type ${want[0]} (found ${kind})`);
+    if (required && !want[1])
+      throw invalid(file, `${ns}::${type}.${name} must be optional (${name}?): not every request has it`);
+  }
+  return new Set(Object.keys(attrs));
 }
 
 /** Cedar decimal literal (4 fractional digits; RFC-free, Cedar spec §"decimal"). */
@@ -244,8 +302,8 @@ export class Authorizer {
             resource,
             context: new Rec(cm),
             attrs: new Map([
-              [principal, principalVals(req.principal)],
-              [resource, toRec(this.#resourceAttrs(req.resource)).m],
+              [principal, principalVals(req.principal, loaded.clientAttrs)],
+              [resource, toRec(this.#resourceAttrs(req.resource, loaded.modelAttrs)).m],
             ]),
           };
           const r = evaluate(loaded.compiled, env);
@@ -265,8 +323,8 @@ export class Authorizer {
         if (kinds !== undefined && kind === undefined) continue;
         context[key] = contextValue(key, req.context[key]!, kind);
       }
-      const pAttrs = principalAttrs(req.principal);
-      const rAttrs = this.#resourceAttrs(req.resource);
+      const pAttrs = principalAttrs(req.principal, loaded.clientAttrs);
+      const rAttrs = this.#resourceAttrs(req.resource, loaded.modelAttrs);
       const principalUid = { type: `${ns}::Client`, id: req.principal.id };
       const resourceUid = { type: `${ns}::Model`, id: req.resource.model };
       const answer = cedar.statefulIsAuthorized({
@@ -311,13 +369,17 @@ export class Authorizer {
     }
   }
 
-  #resourceAttrs(r: AuthzRequest['resource']): Record<string, cedar.CedarValueJson> {
+  #resourceAttrs(
+    r: AuthzRequest['resource'],
+    allowed: ReadonlySet<string> | undefined,
+  ): Record<string, cedar.CedarValueJson> {
     const tenant = r.tenant ?? this.#config.models[r.model]?.tenant;
-    return {
-      name: r.model,
-      ...(r.version === undefined ? {} : { version: r.version }),
-      ...(tenant === undefined ? {} : { tenant }),
-    };
+    const a: Record<string, cedar.CedarValueJson> = {};
+    if (allowed === undefined || allowed.has('name')) a['name'] = r.model;
+    if (r.version !== undefined && (allowed === undefined || allowed.has('version')))
+      a['version'] = r.version;
+    if (tenant !== undefined && (allowed === undefined || allowed.has('tenant'))) a['tenant'] = tenant;
+    return a;
   }
 }
 
@@ -340,31 +402,39 @@ function toRec(o: Record<string, cedar.CedarValueJson>): Rec {
 }
 
 /** The principal's attributes as compiled-path values (the same attributes as {@link principalAttrs}). */
-function principalVals(p: Principal): Map<string, Val> {
-  const m = new Map<string, Val>([
-    ['roles', p.roles as Val[]],
-    ['scopes', p.scopes as Val[]],
-    ['sources', (p.sources ?? []) as Val[]],
-  ]);
-  if (p.tenant !== undefined) m.set('tenant', p.tenant);
-  if (p.spiffeId !== undefined) m.set('spiffeId', p.spiffeId);
-  if (p.subject !== undefined) m.set('subject', p.subject);
-  if (p.issuer !== undefined) m.set('issuer', p.issuer);
-  if (p.clientId !== undefined) m.set('clientId', p.clientId);
+function principalVals(p: Principal, allowed: ReadonlySet<string> | undefined): Map<string, Val> {
+  const m = new Map<string, Val>();
+  const put = (k: string, v: Val | undefined) => {
+    if (v !== undefined && (allowed === undefined || allowed.has(k))) m.set(k, v);
+  };
+  put('roles', p.roles as Val[]);
+  put('scopes', p.scopes as Val[]);
+  put('sources', (p.sources ?? []) as Val[]);
+  put('tenant', p.tenant);
+  put('spiffeId', p.spiffeId);
+  put('subject', p.subject);
+  put('issuer', p.issuer);
+  put('clientId', p.clientId);
   return m;
 }
 
-function principalAttrs(p: Principal): Record<string, cedar.CedarValueJson> {
-  const a: Record<string, cedar.CedarValueJson> = {
-    roles: [...p.roles],
-    scopes: [...p.scopes],
-    sources: [...(p.sources ?? [])],
+/** The principal entity's attributes for cedar-wasm, limited to those the schema declares. */
+function principalAttrs(
+  p: Principal,
+  allowed: ReadonlySet<string> | undefined,
+): Record<string, cedar.CedarValueJson> {
+  const a: Record<string, cedar.CedarValueJson> = {};
+  const put = (k: string, v: cedar.CedarValueJson | undefined) => {
+    if (v !== undefined && (allowed === undefined || allowed.has(k))) a[k] = v;
   };
-  if (p.tenant !== undefined) a['tenant'] = p.tenant;
-  if (p.spiffeId !== undefined) a['spiffeId'] = p.spiffeId;
-  if (p.subject !== undefined) a['subject'] = p.subject;
-  if (p.issuer !== undefined) a['issuer'] = p.issuer;
-  if (p.clientId !== undefined) a['clientId'] = p.clientId;
+  put('roles', [...p.roles]);
+  put('scopes', [...p.scopes]);
+  put('sources', [...(p.sources ?? [])]);
+  put('tenant', p.tenant);
+  put('spiffeId', p.spiffeId);
+  put('subject', p.subject);
+  put('issuer', p.issuer);
+  put('clientId', p.clientId);
   return a;
 }
 
@@ -424,6 +494,8 @@ async function loadUnchecked(c: PolicyConfig): Promise<Loaded> {
   let schemaText: string | undefined;
   let kinds: Map<string, Map<string, ContextKind>> | undefined;
   let actionGroups = false;
+  let clientAttrs: Set<string> | undefined;
+  let modelAttrs: Set<string> | undefined;
   if (c.schemaFile !== undefined) {
     const file = c.schemaFile;
     schemaText = await readText(file, 'Cedar schema');
@@ -452,6 +524,8 @@ async function loadUnchecked(c: PolicyConfig): Promise<Loaded> {
         throw invalid(file, `schema does not declare action ${a}`);
     }
     kinds = contextKinds(schemaJson, c.namespace);
+    clientAttrs = entityAttrs(schemaJson, c.namespace, 'Client', CLIENT_SUPPLY, file);
+    modelAttrs = entityAttrs(schemaJson, c.namespace, 'Model', MODEL_SUPPLY, file);
     actionGroups = Object.values(schemaJson[c.namespace]!.actions).some((a) => (a.memberOf?.length ?? 0) > 0);
     const v = cedar.validate({
       schema: schemaText,
@@ -488,6 +562,8 @@ async function loadUnchecked(c: PolicyConfig): Promise<Loaded> {
     policySetId,
     schemaName,
     contextKinds: kinds,
+    clientAttrs,
+    modelAttrs,
     policyIds: Object.keys(policies),
     compiled: 'policies' in compiled ? compiled.policies : undefined,
     unsupported: 'unsupported' in compiled ? compiled.unsupported : undefined,
