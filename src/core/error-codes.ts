@@ -557,19 +557,6 @@ export const errorCodes = {
     exit: ExitCode.input,
     summary: 'No set of measures meets the compliance profile and dependencies within the budget.',
   },
-  // plan
-  ERR_BENCH_RESULTS_INVALID: {
-    exit: ExitCode.input,
-    summary: 'A benchmark result file (bench/results/*.json) is not valid JSON of the expected shape.',
-  },
-  ERR_PLAN_COST_MISSING: {
-    exit: ExitCode.input,
-    summary: 'A measure the plan requires has no measured cost and none was supplied in the plan file.',
-  },
-  ERR_PLAN_INFEASIBLE: {
-    exit: ExitCode.input,
-    summary: 'No set of measures meets the compliance profile and dependencies within the budget.',
-  },
 } as const satisfies Record<string, CodeInfo>;
 
 export type ErrorCode = keyof typeof errorCodes;
