@@ -265,6 +265,17 @@ describe('verified-token cache', () => {
     await auth.authenticate(req(t));
   });
 
+  it('concurrent requests with one new token share a verification and all get the same answer', async () => {
+    const good = await mint(es, goodClaims({ jti: 'burst' }));
+    const ps = await Promise.all(Array.from({ length: 20 }, () => auth.authenticate(req(good))));
+    assert.ok(ps.every((p) => p.tenant === 'acme'));
+    const bad = await mint(attacker, goodClaims({ jti: 'burst-bad' }));
+    const rs = await Promise.allSettled(Array.from({ length: 20 }, () => auth.authenticate(req(bad))));
+    assert.ok(
+      rs.every((r) => r.status === 'rejected' && isBulwarkError(r.reason, 'ERR_AUTH_TOKEN_SIGNATURE')),
+    );
+  });
+
   it('a failed verification is not cached (the next try verifies again)', async () => {
     const t = await mint(es, goodClaims({ jti: 'future', nbf: T0 + 60 }));
     await rejects(t, 'ERR_AUTH_TOKEN_NOT_YET_VALID');

@@ -137,6 +137,7 @@ export class JwtVerifier {
 
   /** Drops every cached verified token. */
   clear(): void {
+    this.#generation += 1;
     this.#cache.clear();
   }
 
@@ -178,7 +179,7 @@ export class JwtVerifier {
         );
       }
     }
-    this.#cache.clear();
+    this.clear();
   }
 
   /**
@@ -193,7 +194,30 @@ export class JwtVerifier {
     const cacheKey = createHash('sha256').update(token).digest('base64url');
     const hit = this.#cache.get(cacheKey, nowS);
     if (hit !== undefined) return hit;
+    // Single flight: concurrent requests with the same new token share one verification (a client's first
+    // burst would otherwise pay one signature check per request).
+    const pending = this.#inFlight.get(cacheKey);
+    if (pending !== undefined) return pending;
+    const p = this.#verifyUncached(token, cacheKey, nowMs, nowS);
+    this.#inFlight.set(cacheKey, p);
+    try {
+      return await p;
+    } finally {
+      this.#inFlight.delete(cacheKey);
+    }
+  }
 
+  readonly #inFlight = new Map<string, Promise<VerifiedToken>>();
+  /** Bumped by reload/clear: a verification that started before must not fill the emptied cache. */
+  #generation = 0;
+
+  async #verifyUncached(
+    token: string,
+    cacheKey: string,
+    nowMs: number,
+    nowS: number,
+  ): Promise<VerifiedToken> {
+    const generation = this.#generation;
     this.#screen(token);
     let payload: JWTPayload;
     try {
@@ -210,7 +234,7 @@ export class JwtVerifier {
       throw mapJoseError(e);
     }
     const verified = this.#toVerified(payload, nowS);
-    this.#cache.set(cacheKey, verified);
+    if (generation === this.#generation) this.#cache.set(cacheKey, verified);
     return verified;
   }
 
