@@ -188,6 +188,8 @@ export interface DeployInputs {
   serverPort: number;
   /** null when `metrics.enabled: false`: no metrics port, no metrics NetworkPolicy. */
   metricsPort: number | null;
+  /** `limits.backend` (default memory). */
+  limitsBackend: 'memory' | 'redis';
   clientAuth: 'none' | 'request' | 'require';
   destinations: Destination[];
 }
@@ -338,7 +340,19 @@ export function readDeployInputs(doc: unknown, source = '<config>'): DeployInput
   const pgSeen = new Set<string>();
   for (const key of ['audit', 'ledger'] as const) {
     const store = other[key]?.store;
-    if (store === undefined || !/^postgres(ql)?:\/\//i.test(store)) continue;
+    if (store !== undefined && !/^postgres(ql)?:\/\//i.test(store)) {
+      // A SQLite file in a pod lives on the read-only image or an emptyDir: lost at the next reschedule,
+      // and one log per replica. A tamper-evident log that silently disappears is refused.
+      throw refuse(
+        `${key}.store`,
+        'a SQLite file inside a pod is lost when the pod is rescheduled and each replica would keep its own; use a postgres:// URL',
+      );
+    }
+    if (store === undefined) {
+      if (key === 'audit')
+        throw refuse('audit.store', 'the gateway needs an audit store; in Kubernetes a postgres:// URL');
+      continue;
+    }
     const u = parseUrl(store, `${key}.store`, source, ['postgres:', 'postgresql:']);
     const d: Destination = {
       role: 'postgres',
@@ -374,6 +388,7 @@ export function readDeployInputs(doc: unknown, source = '<config>'): DeployInput
     deploy,
     serverPort,
     metricsPort: metricsEnabled ? metricsPort : null,
+    limitsBackend: other.limits?.backend ?? 'memory',
     clientAuth: other.server?.tls?.clientAuth ?? 'none',
     destinations,
   };

@@ -306,6 +306,15 @@ export function buildManifests(inputs: DeployInputs): GeneratedBase {
       { details: { firstPath: 'deploy.autoscaling.maxReplicas' } },
     );
   }
+  if (maxReplicas > 1 && inputs.limitsBackend !== 'redis') {
+    // In-memory limits count per replica: a caller would get up to maxReplicas times its rate limit and
+    // query budget (the extraction defence). Shared state is what Redis is for.
+    throw new BulwarkError(
+      'ERR_CONFIG_INVALID',
+      `limits.backend: memory counts per replica, so with up to ${maxReplicas} replicas a caller gets up to ${maxReplicas}× its rate limit and query budget; use backend: redis (or maxReplicas 1)`,
+      { details: { firstPath: 'limits.backend' } },
+    );
+  }
   if (minReplicas < 2) {
     notes.push('one replica: a node or zone failure stops the gateway; use replicas >= 2 across zones');
   }
@@ -441,11 +450,6 @@ export function buildManifests(inputs: DeployInputs): GeneratedBase {
   if (inputs.clientAuth === 'require') {
     notes.push(
       'server.tls.clientAuth is require: the kubelet has no client certificate, so the probes are TCP connects to the https port; readiness does not see /v2/health/ready (model loaded, stores reachable) — use clientAuth: request with require in the auth section to keep HTTPS probes',
-    );
-  }
-  if (!inputs.destinations.some((x) => x.role === 'postgres')) {
-    notes.push(
-      'no postgres:// audit or ledger store: each replica keeps its own SQLite log, which does not scale past one pod',
     );
   }
   return { objects, notes };

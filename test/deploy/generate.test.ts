@@ -97,8 +97,12 @@ describe('deploy config', () => {
     );
   });
 
-  it('refuses what cannot work in a pod: loopback hosts, plaintext; metrics off drops its port and policy', () => {
+  it('refuses what cannot work in a pod: loopback hosts, plaintext, a SQLite audit log; metrics off drops its port and policy', () => {
     const cases: Array<[string, RegExp]> = [
+      [
+        CONFIG.replace('store: "postgres://bulwark@10.20.0.5:5432/audit"', 'store: audit.db'),
+        /audit\.store: a SQLite file inside a pod is lost/,
+      ],
       [
         CONFIG.replace('  host: 0.0.0.0\n', ''),
         /server\.host: 127\.0\.0\.1 \(the default\) is not reachable/,
@@ -139,6 +143,22 @@ describe('deploy config', () => {
       (byKind(objects, 'Service')[0] as J).spec.ports.map((p: J) => p.name),
       ['https'],
     );
+  });
+
+  it('in-memory limits with more than one replica are refused (each replica would count separately)', () => {
+    const text = CONFIG.replace(/ {2}backend: redis\n {2}redis: .*\n/, '  backend: memory\n');
+    assert.throws(
+      () => buildManifests(parseDeployConfig(text, 'b.yaml')),
+      (e: unknown) =>
+        isBulwarkError(e, 'ERR_CONFIG_INVALID') &&
+        /limits\.backend: memory counts per replica, so with up to 9 replicas/.test(e.message),
+    );
+    const one = parseDeployConfig(
+      text.replace('  replicas: 3\n', '  replicas: 1\n  autoscaling: { maxReplicas: 1 }\n'),
+      'b.yaml',
+    );
+    const { notes } = buildManifests(one);
+    assert.ok(notes.some((n) => /one replica/.test(n)));
   });
 
   it('clientAuth require: TCP probes (the kubelet has no client certificate), with a note', () => {
