@@ -17,9 +17,9 @@ import { BulwarkError, fsError, validateConfig } from '../core/index.js';
  * | `server.insecurePlaintext` | refused: in a cluster, TLS is required (a NetworkPolicy is not encryption) |
  * | `server.tls.clientAuth`| a note: kubelet probes present no client certificate             |
  * | `metrics.enabled`, `metrics.host`, `metrics.port` | metrics port and its NetworkPolicy from the monitoring namespace (default 9464); host must be all interfaces |
- * | `limits.backend`       | `redis` → egress to Redis                                        |
+ * | `limits.backend`       | `redis` → egress to Redis; `memory` refused with more than one replica (see manifests.ts) |
  * | `limits.redis.url`     | Redis host and port (`redis://` or `rediss://`, default port 6379) |
- * | `audit.store`          | a `postgres://` URL → egress to PostgreSQL (a SQLite path → none) |
+ * | `audit.store`          | must be a `postgres://` URL (a SQLite file in a pod is lost at reschedule) → egress to PostgreSQL |
  * | `ledger.store`         | same as `audit.store`, when present                              |
  * | `auth.jwt.jwks.url`    | an `https://` JWKS URL → egress to its host (port 443 by default) |
  *

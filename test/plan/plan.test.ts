@@ -289,6 +289,15 @@ describe('plan: choice, compliance, dependencies', async () => {
     for (const c of p.chosen) assert.equal(p.costs.find((x) => x.measure === c.measure)!.status, 'measured');
   });
 
+  it('threat overrides change the weights the optimiser uses', () => {
+    const file = planFile();
+    const base = makePlan(file, bench);
+    file.threats = { evasion: { likelihood: 5, impact: 5 } };
+    const p = makePlan(file, bench);
+    assert.equal(p.threats.find((t) => t.threat === 'evasion')!.weight, 25);
+    assert.equal(p.totalRisk, base.totalRisk + 25 - 16);
+  });
+
   it('a supplied cost overrides a measured one and says so; exclude conflicts with require', () => {
     const file = planFile();
     file.costs['audit-log'] = { cpuHoursPerMonth: 1, source: 'ops estimate' };
