@@ -315,7 +315,8 @@ export class Authorizer {
           this.#fallbacks += 1;
         }
       }
-      const context: Record<string, cedar.CedarValueJson> = {};
+      // No prototype: a context key named __proto__ must be an ordinary key here too.
+      const context: Record<string, cedar.CedarValueJson> = Object.create(null);
       for (const key of Object.keys(req.context)) {
         const kind = kinds?.get(key);
         // With a schema, undeclared context keys are dropped rather than failing request validation: the
