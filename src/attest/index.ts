@@ -41,14 +41,20 @@ export {
   type NsmDevice,
   nsmHelperDevice,
 } from './runtime/nitro.js';
-export { SoftwareEnclave, type SoftwareEnclaveOptions } from './runtime/software.js';
+export {
+  type RemoteOpenedRequest,
+  SoftwareEnclave,
+  type SoftwareEnclaveOptions,
+} from './runtime/software.js';
 export { buildSnpCertTable, parseSnpCertTable, TsmAttester, type TsmAttesterOptions } from './runtime/tsm.js';
 export {
+  ATTESTATION_MEDIA_TYPE,
   AttestedClient,
   type AttestedClientOptions,
   ClientSession,
   type ClientVerifyOptions,
   type FetchLike,
+  SESSION_MEDIA_TYPE,
 } from './session/client.js';
 export { bindingDigest } from './session/crypto.js';
 export { type AttestedEndpoint, attestedHttpHandler, httpStatusOf } from './session/http.js';

@@ -133,6 +133,22 @@ export const eventDataSchemas = {
     operation: nameSchema,
     details: flatRecord,
   }),
+  /**
+   * An attested session step at the gateway (docs/attestation.md): an attestation `issued` for a
+   * caller, or a session `opened` with it. `transcript` (SHA-256 of the envelope) links the two; never
+   * keys, nonces or plaintext.
+   */
+  'attestation.session': z.strictObject({
+    event: z.enum(['issued', 'opened']),
+    caller: nameSchema,
+    format: nameSchema,
+    hardware: z.boolean(),
+    transcript: digestSchema,
+    sessionId: z
+      .string()
+      .regex(/^[0-9a-f]{32}$/)
+      .optional(),
+  }),
   /** A pipeline step finished (the demo records each of its stages). */
   'pipeline.stage': z.strictObject({
     pipeline: nameSchema,
@@ -329,6 +345,7 @@ export function eventRefs(e: AuditEventInput): { produces: string[]; uses: strin
       return { produces: [`config:${e.data.component}`], uses: [] };
     case 'privacy.spent':
     case 'pipeline.stage':
+    case 'attestation.session':
       return { produces: [], uses: [] };
   }
 }
@@ -362,6 +379,8 @@ export function describeEvent(e: AuditEventInput): string {
       return `${String(d['component'])} configuration ${short(d['digest'])} by ${String(d['actor'])}`;
     case 'privacy.spent':
       return `ε ${String(d['epsilon'])}, δ ${String(d['delta'])} of ${String(d['dataset'])}${d['analyst'] === null ? '' : ` (analyst ${String(d['analyst'])})`} for ${String(d['operation'])}`;
+    case 'attestation.session':
+      return `${String(d['format'])} attestation ${String(d['event'])} for ${String(d['caller'])}${d['sessionId'] ? ` (session ${String(d['sessionId']).slice(0, 8)}…)` : ''}`;
     case 'pipeline.stage':
       return `${String(d['pipeline'])}/${String(d['stage'])} ${String(d['status'])} in ${Number(d['seconds']).toFixed(2)} s`;
   }

@@ -1,7 +1,7 @@
 /**
  * `bulwark/client`: a small TypeScript client for the Bulwark gateway (and any KServe v2 / Open Inference
  * Protocol REST server): mutual TLS, a bearer token (fixed or fetched per call), keep-alive connections,
- * and the v2 calls. Node built-ins only.
+ * and the v2 calls; and an attested mode (AttestedGatewayClient) for end-to-end encrypted sessions.
  *
  * @example
  * ```ts
@@ -16,8 +16,16 @@
  * client.close();
  * ```
  */
+import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
+import {
+  ATTESTATION_MEDIA_TYPE,
+  type AttestationClaims,
+  ClientSession,
+  type ClientVerifyOptions,
+  SESSION_MEDIA_TYPE,
+} from '../attest/index.js';
 
 export interface GatewayClientOptions {
   /** Base URL, `https://host:port` (or `http://` for a plaintext sidecar). */
@@ -77,6 +85,8 @@ export interface RawResponse {
   status: number;
   headers: http.IncomingHttpHeaders;
   body: string;
+  /** The body's bytes (binary answers: attestation envelopes, session frames). */
+  raw: Buffer;
 }
 
 const SEGMENT = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
@@ -142,13 +152,10 @@ export class GatewayClient {
         (res) => {
           const chunks: Buffer[] = [];
           res.on('data', (c: Buffer) => chunks.push(c));
-          res.on('end', () =>
-            resolve({
-              status: res.statusCode ?? 0,
-              headers: res.headers,
-              body: Buffer.concat(chunks).toString('utf8'),
-            }),
-          );
+          res.on('end', () => {
+            const raw = Buffer.concat(chunks);
+            resolve({ status: res.statusCode ?? 0, headers: res.headers, body: raw.toString('utf8'), raw });
+          });
           res.on('error', reject);
         },
       );
@@ -232,5 +239,118 @@ export class GatewayClient {
   /** Closes the kept-alive connections. */
   close(): void {
     this.#agent.destroy();
+  }
+}
+
+export interface AttestedGatewayClientOptions extends GatewayClientOptions, ClientVerifyOptions {}
+
+/** The sealed answer's plaintext: the pipeline's status, code and JSON body. */
+interface SealedReply {
+  status: number;
+  code: string;
+  body: unknown;
+}
+
+/**
+ * The attested mode of the client (docs/attestation.md): `connect()` fetches an attestation for a fresh
+ * 32-byte nonce from `POST /v2/attestation`, verifies it against `policy` (allowed measurements, no
+ * debug, hardware required or not, freshness) and the pinned `roots`, and sets up the HPKE session to
+ * the key it binds; `infer` and `inferRows` then send each request sealed to
+ * `/v2/models/{name}[/versions/{v}]/infer-sealed` and open the sealed answer. Nothing is sent to a
+ * gateway whose attestation fails the policy. Denials by the pipeline arrive sealed and are thrown as
+ * {@link GatewayError}; session-layer refusals arrive in plaintext with their code. A response that is
+ * replayed, altered, or for another request or session is refused (`ERR_SESSION_*`). mTLS and the
+ * bearer token stay on the outer HTTPS request, as on the plain path.
+ */
+export class AttestedGatewayClient extends GatewayClient {
+  readonly #verify: ClientVerifyOptions;
+  #session: ClientSession | undefined;
+
+  constructor(options: AttestedGatewayClientOptions) {
+    super(options);
+    if (!options.policy) throw new TypeError('policy: an attestation policy is required in attested mode');
+    this.#verify = {
+      policy: options.policy,
+      ...(options.roots ? { roots: options.roots } : {}),
+      ...(options.now ? { now: options.now } : {}),
+    };
+  }
+
+  /** The verified claims of the current session (after `connect`). */
+  get claims(): AttestationClaims | undefined {
+    return this.#session?.claims;
+  }
+
+  /** Fetches and verifies an attestation (fresh nonce) and sets up a new session. */
+  async connect(): Promise<AttestationClaims> {
+    const nonce = randomBytes(32);
+    const r = await this.request('POST', '/v2/attestation', nonce, {
+      'content-type': 'application/octet-stream',
+      accept: ATTESTATION_MEDIA_TYPE,
+    });
+    if (r.status !== 200) throw errorOf(r);
+    this.#session = await ClientSession.establish(new Uint8Array(r.raw), new Uint8Array(nonce), this.#verify);
+    return this.#session.claims;
+  }
+
+  /** Sends a sealed frame and returns the opened answer (reconnects once if the session is gone). */
+  async sealed(path: string, plaintext: Uint8Array): Promise<Uint8Array> {
+    if (!this.#session) await this.connect();
+    try {
+      return await this.#send(path, plaintext);
+    } catch (e) {
+      if (!(e instanceof GatewayError) || e.code !== 'ERR_SESSION_UNKNOWN') throw e;
+      await this.connect();
+      return this.#send(path, plaintext);
+    }
+  }
+
+  async #send(path: string, plaintext: Uint8Array): Promise<Uint8Array> {
+    const s = this.#session as ClientSession;
+    const { frame, seq } = s.sealRequest(plaintext);
+    const r = await this.request('POST', path, Buffer.from(frame), {
+      'content-type': SESSION_MEDIA_TYPE,
+      accept: SESSION_MEDIA_TYPE,
+    });
+    if (r.status !== 200) throw errorOf(r);
+    return s.openResponse(new Uint8Array(r.raw), seq);
+  }
+
+  /** `infer`, sealed end to end to the attested enclave. */
+  override async infer(
+    name: string,
+    request: InferRequest,
+    options: { version?: string } = {},
+  ): Promise<InferResponse> {
+    const path = `/v2/models/${segment(name, 'model')}${options.version === undefined ? '' : `/versions/${segment(options.version, 'version')}`}/infer-sealed`;
+    const pt = await this.sealed(path, Buffer.from(JSON.stringify(request)));
+    let reply: SealedReply;
+    try {
+      reply = JSON.parse(Buffer.from(pt).toString('utf8')) as SealedReply;
+    } catch {
+      throw new GatewayError(502, 'ERR_CLIENT_RESPONSE', 'sealed answer is not JSON');
+    }
+    if (reply.status < 200 || reply.status >= 300) {
+      const b = (reply.body ?? {}) as { error?: unknown };
+      throw new GatewayError(
+        reply.status,
+        reply.code,
+        typeof b.error === 'string' ? b.error : `HTTP ${reply.status}`,
+      );
+    }
+    return reply.body as InferResponse;
+  }
+}
+
+function errorOf(r: RawResponse): GatewayError {
+  try {
+    const v = JSON.parse(r.body) as { error?: unknown; code?: unknown };
+    return new GatewayError(
+      r.status,
+      typeof v.code === 'string' ? v.code : `HTTP_${r.status}`,
+      typeof v.error === 'string' ? v.error : `HTTP ${r.status}`,
+    );
+  } catch {
+    return new GatewayError(r.status, `HTTP_${r.status}`, `HTTP ${r.status}`);
   }
 }

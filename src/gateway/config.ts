@@ -174,6 +174,38 @@ export const telemetryConfigSchema = z.strictObject({
     .default({ enabled: false, serviceName: 'bulwark-gateway' }),
 });
 
+/** `enclave`: attested sessions off, in a software worker (no hardware guarantee), or in a Nitro enclave. */
+export const enclaveConfigSchema = z
+  .strictObject({
+    mode: z.enum(['off', 'software', 'nitro']).default('off'),
+    attestation: z
+      .strictObject({
+        /** Attestations per principal per minute (each costs a signature). */
+        perMinute: z.number().int().min(1).max(100_000).default(30),
+        /** How long an issued attestation can open a session. */
+        ttlSeconds: z.number().int().min(1).max(3600).default(300),
+      })
+      .default({ perMinute: 30, ttlSeconds: 300 }),
+    /** Session lifetime from its opening. */
+    sessionSeconds: z.number().int().min(1).max(86_400).default(3600),
+    /** Cap on open sessions (the oldest is evicted). */
+    maxSessions: z.number().int().min(1).max(1_000_000).default(10_000),
+    software: z
+      .strictObject({
+        moduleId: name.default('bulwark-gateway'),
+        /** Worker start-up and per-call timeout. */
+        timeoutMs: z.number().int().min(100).max(600_000).default(30_000),
+      })
+      .optional(),
+    nitro: z.strictObject({ helper: path.default('/usr/local/bin/bulwark-nsm') }).optional(),
+  })
+  .superRefine((e, ctx) => {
+    if (e.software !== undefined && e.mode !== 'software')
+      ctx.addIssue({ code: 'custom', path: ['software'], message: 'only with mode: software' });
+    if (e.nitro !== undefined && e.mode !== 'nitro')
+      ctx.addIssue({ code: 'custom', path: ['nitro'], message: 'only with mode: nitro' });
+  });
+
 export const gatewayConfigSchema = z.strictObject({
   server: serverConfigSchema,
   metrics: metricsConfigSchema.default({ enabled: true, host: '127.0.0.1', port: 9464 }),
@@ -187,8 +219,8 @@ export const gatewayConfigSchema = z.strictObject({
     logLevel: 'info',
     traces: { enabled: false, serviceName: 'bulwark-gateway' },
   }),
-  /** Reserved for attestation (issue 10): only `off` is accepted for now. */
-  enclave: z.strictObject({ mode: z.literal('off') }).optional(),
+  /** Attested end-to-end encrypted sessions (src/gateway/enclave.ts, docs/attestation.md). */
+  enclave: enclaveConfigSchema.optional(),
   /** Deployment settings, validated by src/deploy/. */
   deploy: z.unknown().optional(),
 });
@@ -198,6 +230,7 @@ export type ModelConfig = z.infer<typeof modelConfigSchema>;
 export type OutputConfig = z.infer<typeof outputConfigSchema>;
 export type LimitsConfig = z.infer<typeof limitsConfigSchema>;
 export type TlsConfig = z.infer<typeof tlsConfigSchema>;
+export type EnclaveConfig = z.infer<typeof enclaveConfigSchema>;
 
 /** Reads and validates `bulwark.yaml`; relative file paths in it are relative to its folder. */
 export async function loadGatewayConfig(file: string): Promise<GatewayConfig> {
@@ -261,6 +294,7 @@ export function resolveConfigPaths(c: GatewayConfig, base: string): GatewayConfi
       store: /^postgres(ql)?:\/\//.test(c.audit.store) ? c.audit.store : r(c.audit.store),
       signer: r(c.audit.signer),
     },
+    ...(c.enclave?.nitro ? { enclave: { ...c.enclave, nitro: { helper: r(c.enclave.nitro.helper) } } } : {}),
   };
 }
 

@@ -6,6 +6,7 @@
  * See docs/gateway.md. The client SDK is the package subpath `bulwark/client` (./client.ts).
  */
 export {
+  type EnclaveConfig,
   type GatewayConfig,
   gatewayConfig,
   gatewayConfigSchema,
@@ -15,6 +16,14 @@ export {
   resolveConfigPaths,
 } from './config.js';
 export { DASHBOARD_CSP, dashboardData } from './dashboard.js';
+export {
+  ATTESTATION_PATH,
+  type EnclaveInfo,
+  GatewayEnclave,
+  type GatewayEnclaveOptions,
+  modelMeasurement,
+  SEALED_ROUTE,
+} from './enclave.js';
 export { errorReply, httpStatus, type Reply } from './errors.js';
 export { jsonDepthExceeds, parseJsonBody } from './json.js';
 export { Limiter, type LimitOutcome } from './limits.js';

@@ -19,6 +19,7 @@ import { AuditLog, type AuditStoreSpec, parseSignerKey } from '../audit/index.js
 import { BulwarkError, bulwarkVersion, fsError } from '../core/index.js';
 import type { GatewayConfig } from './config.js';
 import { DASHBOARD_CSP, DASHBOARD_CSS, DASHBOARD_HTML, DASHBOARD_JS, dashboardData } from './dashboard.js';
+import { type EnclaveInfo, GatewayEnclave } from './enclave.js';
 import { errorReply, jsonReply, type Reply } from './errors.js';
 import { Limiter } from './limits.js';
 import { GatewayMetrics } from './metrics.js';
@@ -105,6 +106,8 @@ export class Gateway {
   readonly limiter: Limiter | null;
   readonly #server: http.Server | https.Server;
   #metricsServer: http.Server | null = null;
+  /** Attested sessions (`enclave.mode` software or nitro), or null. */
+  #enclave: GatewayEnclave | null = null;
   readonly #authenticator: AuthenticatorLike | null;
   readonly #authorizer: AuthorizerLike | null;
   #draining = false;
@@ -255,6 +258,18 @@ export class Gateway {
         tracer: c.telemetry.traces.enabled ? trace.getTracer('bulwark-gateway', bulwarkVersion()) : null,
       });
 
+      const enclave = c.enclave
+        ? await GatewayEnclave.start({
+            config: c.enclave,
+            models,
+            pipeline,
+            audit,
+            logger,
+            bodyLimitBytes: c.server.bodyLimitBytes,
+          })
+        : null;
+      if (enclave) cleanup.push(() => enclave.close());
+
       const tlsConf = c.server.tls;
       const useTls = tlsConf !== undefined && !options.unsafePlaintext;
       let server: http.Server | https.Server;
@@ -295,6 +310,7 @@ export class Gateway {
         server,
         tls: useTls,
       });
+      gw.#enclave = enclave;
       server.on('request', (req: IncomingMessage, res: ServerResponse) => gw.#handle(req, res));
       server.on('clientError', (_err, socket) => {
         if (socket.writable)
@@ -355,6 +371,11 @@ export class Gateway {
     const a = this.#server.address() as AddressInfo;
     const host = a.family === 'IPv6' ? `[${a.address}]` : a.address;
     return `${this.#tls ? 'https' : 'http'}://${host}:${a.port}`;
+  }
+
+  /** Public facts of the attested-session enclave (null when `enclave.mode` is off). */
+  get enclave(): EnclaveInfo | null {
+    return this.#enclave?.info ?? null;
   }
 
   get metricsUrl(): string | null {
@@ -468,6 +489,7 @@ export class Gateway {
       await this.checkpoint();
       await this.audit.close().catch(() => {});
     }
+    await this.#enclave?.close().catch(() => {});
     await this.limiter?.close();
     await this.#authenticator?.close();
     for (const m of this.models.values()) await m.close().catch(() => {});
@@ -543,6 +565,8 @@ export class Gateway {
         res,
         jsonReply(200, { name: 'bulwark', version: bulwarkVersion(), extensions: [] }),
       );
+    if (this.#enclave && GatewayEnclave.routes(path))
+      return this.#enclave.handle(req, res, path, this.#authRequest(req), this.#draining);
     const m = ROUTE.exec(path);
     if (m === null)
       return this.#simple(req, res, errorReply(new BulwarkError('ERR_GATEWAY_NOT_FOUND', 'no such route')));

@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { BulwarkError } from '../../core/index.js';
 import { fromOnnx, OnnxRuntimeModel } from '../../ml/index.js';
 import { signSoftwareAttestation } from '../formats/software.js';
-import { AttestedSessionServer, type Attester } from '../session/server.js';
+import { AttestedSessionServer, type Attester, type OpenedRequest } from '../session/server.js';
 import { parseInferenceRequest } from './inference.js';
 import type { WorkerInit, WorkerReply, WorkerRequest } from './protocol.js';
 
@@ -31,6 +31,19 @@ async function main(init: WorkerInit): Promise<void> {
     runtime: sha384(readFileSync(fileURLToPath(import.meta.url))),
   };
   if (init.model) measurements['model'] = sha384(init.model);
+  for (const [k, v] of Object.entries(init.measurements ?? {})) {
+    if (k === 'runtime' || k === 'model' || !/^([0-9a-f]{2})+$/.test(v)) {
+      throw new BulwarkError(
+        'ERR_INVALID_ARGUMENT',
+        `software enclave: measurement "${k}" is reserved or not hex`,
+      );
+    }
+    measurements[k] = Uint8Array.from(Buffer.from(v, 'hex'));
+  }
+  // Opened requests waiting for the parent's answer (gateway mode), forgotten after the TTL.
+  const pendingTtl = init.pendingTtlMs ?? 60_000;
+  const pending = new Map<number, { opened: OpenedRequest; timer: NodeJS.Timeout }>();
+  let nextHandle = 1;
   const attester: Attester = {
     format: 'software',
     attest: async (b) => ({
@@ -48,7 +61,7 @@ async function main(init: WorkerInit): Promise<void> {
       ),
     }),
   };
-  const server = await AttestedSessionServer.create({ attester });
+  const server = await AttestedSessionServer.create({ attester, ...(init.session ?? {}) });
   const model = init.model ? await OnnxRuntimeModel.create(init.model, { threads: init.threads }) : null;
   // The input width, when Bulwark can import the graph: wrong widths are refused before ONNX Runtime.
   let width: number | null = null;
@@ -96,6 +109,40 @@ async function main(init: WorkerInit): Promise<void> {
       );
     if (raw.kind === 'attestation') void reply(server.attestation(raw.nonce));
     else if (raw.kind === 'handle') void reply(server.handle(raw.frame, app));
+    else if (raw.kind === 'open') {
+      server.openRequest(raw.frame).then(
+        (opened) => {
+          const handle = nextHandle++;
+          const timer = setTimeout(() => pending.delete(handle), pendingTtl);
+          timer.unref();
+          pending.set(handle, { opened, timer });
+          send({
+            kind: 'opened',
+            id: raw.id,
+            handle,
+            plaintext: opened.plaintext,
+            sessionId: opened.sessionId,
+            seq: opened.seq,
+          });
+        },
+        (e: unknown) => {
+          const err =
+            e instanceof BulwarkError ? e : new BulwarkError('ERR_INTERNAL', 'software enclave: open failed');
+          send({ kind: 'result', id: raw.id, ok: false, code: err.code, message: err.message });
+        },
+      );
+    } else if (raw.kind === 'seal') {
+      const p = pending.get(raw.handle);
+      pending.delete(raw.handle);
+      if (p) clearTimeout(p.timer);
+      void reply(
+        p
+          ? Promise.resolve().then(() => p.opened.respond(raw.plaintext))
+          : Promise.reject(
+              new BulwarkError('ERR_SESSION_UNKNOWN', 'attested session: no opened request with this handle'),
+            ),
+      );
+    }
   });
   process.on('disconnect', () => {
     void model?.close().finally(() => process.exit(0));

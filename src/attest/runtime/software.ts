@@ -27,6 +27,20 @@ export interface SoftwareEnclaveOptions {
   moduleId?: string;
   /** How long to wait for the worker to start, and for each answer (default 30,000 ms). */
   timeoutMs?: number;
+  /** Further self-reported measurements (name → hex), e.g. the digests of the models a gateway serves. */
+  measurements?: Readonly<Record<string, string>>;
+  /** Attestation lifetime, session lifetime and session cap of the worker's session server. */
+  session?: { attestationTtlSeconds?: number; sessionTtlSeconds?: number; maxSessions?: number };
+  /** How long an `open`ed request may wait for `respond` before the worker forgets it (default 60,000 ms). */
+  pendingTtlMs?: number;
+}
+
+/** A request opened in the worker: its plaintext, and the call that seals the answer in the worker. */
+export interface RemoteOpenedRequest {
+  readonly plaintext: Uint8Array;
+  readonly sessionId: string;
+  readonly seq: bigint;
+  respond(plaintext: Uint8Array): Promise<Uint8Array>;
 }
 
 function workerEntry(): { path: string; execArgv: string[] } {
@@ -36,6 +50,12 @@ function workerEntry(): { path: string; execArgv: string[] } {
   // From source (tests, benchmarks) the worker is TypeScript: load it through tsx, as the parent is.
   return { path, execArgv: ext === '.ts' ? ['--import', import.meta.resolve('tsx')] : [] };
 }
+
+type CallRequest =
+  | { kind: 'attestation'; nonce: Uint8Array }
+  | { kind: 'handle'; frame: Uint8Array }
+  | { kind: 'open'; frame: Uint8Array }
+  | { kind: 'seal'; handle: number; plaintext: Uint8Array };
 
 const unavailable = (message: string) =>
   new BulwarkError('ERR_ENCLAVE_UNAVAILABLE', `software enclave: ${message}`);
@@ -51,7 +71,7 @@ export class SoftwareEnclave implements AttestedEndpoint {
   readonly #timeout: number;
   readonly #pending = new Map<
     number,
-    { resolve: (b: Uint8Array) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }
+    { resolve: (b: WorkerReply) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }
   >();
   #next = 1;
   #dead: BulwarkError | undefined;
@@ -63,12 +83,12 @@ export class SoftwareEnclave implements AttestedEndpoint {
     this.publicKey = ready.publicKey;
     this.measurements = ready.measurements;
     child.on('message', (m: WorkerReply) => {
-      if (m.kind !== 'result') return;
+      if (m.kind !== 'result' && m.kind !== 'opened') return;
       const p = this.#pending.get(m.id);
       if (!p) return;
       this.#pending.delete(m.id);
       clearTimeout(p.timer);
-      if (m.ok) p.resolve(m.bytes);
+      if (m.kind === 'opened' || m.ok) p.resolve(m);
       else {
         const code = (m.code in errorCodes ? m.code : 'ERR_INTERNAL') as ErrorCode;
         p.reject(new BulwarkError(code, m.message));
@@ -83,6 +103,18 @@ export class SoftwareEnclave implements AttestedEndpoint {
   static async start(options: SoftwareEnclaveOptions): Promise<SoftwareEnclave> {
     const moduleId = requireNonEmptyString('moduleId', options.moduleId ?? 'bulwark-software');
     const timeout = requireInteger('timeoutMs', options.timeoutMs ?? 30_000, 1);
+    const pendingTtlMs = requireInteger('pendingTtlMs', options.pendingTtlMs ?? 60_000, 1);
+    const extra = options.measurements ?? {};
+    for (const [k, v] of Object.entries(extra)) {
+      if (k === 'runtime' || k === 'model' || typeof v !== 'string' || !/^([0-9a-f]{2})+$/.test(v))
+        throw new BulwarkError(
+          'ERR_INVALID_ARGUMENT',
+          `measurements.${k}: expected lowercase hex (runtime and model are reserved)`,
+          {
+            details: { parameter: `measurements.${k}` },
+          },
+        );
+    }
     if (options.model !== null && !(options.model instanceof Uint8Array)) {
       throw new BulwarkError('ERR_INVALID_ARGUMENT', 'model: expected the ONNX bytes or null', {
         details: { parameter: 'model' },
@@ -127,7 +159,15 @@ export class SoftwareEnclave implements AttestedEndpoint {
           );
         }
       });
-      const init: WorkerInit = { kind: 'init', moduleId, model: options.model, threads: 1 };
+      const init: WorkerInit = {
+        kind: 'init',
+        moduleId,
+        model: options.model,
+        threads: 1,
+        measurements: { ...extra },
+        pendingTtlMs,
+        ...(options.session ? { session: { ...options.session } } : {}),
+      };
       child.send(init);
     });
     child.removeAllListeners('exit');
@@ -141,9 +181,7 @@ export class SoftwareEnclave implements AttestedEndpoint {
     return this.#child.pid ?? -1;
   }
 
-  #call(
-    req: { kind: 'attestation'; nonce: Uint8Array } | { kind: 'handle'; frame: Uint8Array },
-  ): Promise<Uint8Array> {
+  #call(req: CallRequest): Promise<WorkerReply> {
     if (this.#dead) return Promise.reject(this.#dead);
     const id = this.#next++;
     return new Promise((resolve, reject) => {
@@ -158,12 +196,35 @@ export class SoftwareEnclave implements AttestedEndpoint {
     });
   }
 
+  async #bytes(req: CallRequest): Promise<Uint8Array> {
+    const r = await this.#call(req);
+    if (r.kind !== 'result' || !r.ok) throw unavailable('unexpected answer');
+    return r.bytes;
+  }
+
   attestation(nonce: Uint8Array): Promise<Uint8Array> {
-    return this.#call({ kind: 'attestation', nonce });
+    return this.#bytes({ kind: 'attestation', nonce });
   }
 
   handle(frame: Uint8Array): Promise<Uint8Array> {
-    return this.#call({ kind: 'handle', frame });
+    return this.#bytes({ kind: 'handle', frame });
+  }
+
+  /**
+   * Opens a request frame in the worker and returns its plaintext to this process, for a host that
+   * runs its own pipeline on it (the gateway); `respond` seals the answer in the worker. The session
+   * keys stay in the worker; the plaintext is in this process from `open` to `respond`.
+   */
+  async open(frame: Uint8Array): Promise<RemoteOpenedRequest> {
+    const r = await this.#call({ kind: 'open', frame });
+    if (r.kind !== 'opened') throw unavailable('unexpected answer');
+    const { handle } = r;
+    return {
+      plaintext: r.plaintext,
+      sessionId: r.sessionId,
+      seq: r.seq,
+      respond: (plaintext: Uint8Array) => this.#bytes({ kind: 'seal', handle, plaintext }),
+    };
   }
 
   #fail(e: BulwarkError): void {

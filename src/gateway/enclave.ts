@@ -1,0 +1,355 @@
+/**
+ * Attested end-to-end encrypted sessions through the gateway (`enclave.mode: software | nitro`,
+ * docs/attestation.md "Gateway integration"):
+ *
+ * - `POST /v2/attestation` (body: the client's nonce, 16-64 bytes) → the attestation envelope that binds
+ *   the session key and the nonce. Authenticated like every route, then rate-limited per principal:
+ *   each call costs a signature (an NSM round trip in a Nitro enclave).
+ * - `POST /v2/models/{name}[/versions/{v}]/infer-sealed` (body: an OPEN or DATA session frame) → a
+ *   RESPONSE frame. The plaintext inside is the Open Inference Protocol body of `/infer`, and it runs
+ *   through the same `Pipeline.infer` as a plain request, with the identity of the OUTER request (mTLS
+ *   and the bearer token stay in the unencrypted HTTP layer): parse, authenticate, authorise, limits,
+ *   validation, detectors, inference, extraction check, hardening, audit. The pipeline's answer, denial
+ *   or not, is sealed as `{"status", "code", "body"}`; the outer answer is then always 200, so the host
+ *   does not learn the outcome from the status line. Only session-layer failures (malformed frame,
+ *   unknown session, replay, decryption, enclave down) are plaintext 4xx/503 JSON with their code.
+ *
+ * Where the keys live:
+ * - `software`: a forked worker process (src/attest SoftwareEnclave) generates the HPKE and signer keys
+ *   and opens and seals every frame; the gateway process never holds a session key. The decrypted body
+ *   is handed to this process for the pipeline and its buffer is zeroed once the answer is sealed (the
+ *   JSON values the pipeline parsed from it stay until garbage collection). NO HARDWARE GUARANTEE: the
+ *   host's operator can read both processes' memory.
+ * - `nitro`: the whole gateway runs in the enclave; the session server runs in this process and the
+ *   Nitro Security Module signs the attestations (NitroAttester; not testable here: no enclave).
+ *
+ * Audit: `attestation.session` events, `issued` (caller, format, envelope digest) and `opened` (the
+ * same digest, the session id); both written before the answer leaves (fail closed). The predictions
+ * are the pipeline's usual `prediction` / `request.denied` events.
+ */
+import { createHash } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Logger } from 'pino';
+import { RateLimiterMemory, RateLimiterRes } from 'rate-limiter-flexible';
+import {
+  ATTESTATION_MEDIA_TYPE,
+  AttestedSessionServer,
+  NitroAttester,
+  nsmHelperDevice,
+  parseFrame,
+  type RemoteOpenedRequest,
+  SESSION_MEDIA_TYPE,
+  SoftwareEnclave,
+} from '../attest/index.js';
+import type { AuditLog } from '../audit/index.js';
+import { BulwarkError } from '../core/index.js';
+import type { EnclaveConfig } from './config.js';
+import { errorReply, type Reply } from './errors.js';
+import type { AuthRequest } from './peers.js';
+import type { Pipeline } from './pipeline.js';
+import type { ServedModel } from './served-model.js';
+
+/** The attestation route. */
+export const ATTESTATION_PATH = '/v2/attestation';
+/** The sealed inference route: model name and optional version. */
+export const SEALED_ROUTE =
+  /^\/v2\/models\/([A-Za-z0-9][A-Za-z0-9_.-]{0,127})(?:\/versions\/([A-Za-z0-9][A-Za-z0-9_.-]{0,127}))?\/infer-sealed$/;
+/** Frame overhead over the plaintext: header (at most 4 + 1 + 32 + 32 + 8) and the AES-GCM tag. */
+const FRAME_OVERHEAD = 128;
+const FRAME_TYPE = /^application\/(vnd\.bulwark\.session|octet-stream)\s*$/i;
+
+/** What the gateway needs of the place that holds the session keys. */
+interface SessionHost {
+  readonly format: string;
+  readonly hardware: boolean;
+  attestation(nonce: Uint8Array): Promise<Uint8Array>;
+  open(frame: Uint8Array): Promise<RemoteOpenedRequest>;
+  close(): Promise<void>;
+}
+
+export interface GatewayEnclaveOptions {
+  config: EnclaveConfig;
+  models: ReadonlyMap<string, ServedModel>;
+  pipeline: Pipeline;
+  audit: AuditLog | null;
+  logger: Logger;
+  bodyLimitBytes: number;
+}
+
+/** Public facts of the running enclave, for operators and clients (never keys). */
+export interface EnclaveInfo {
+  mode: 'software' | 'nitro';
+  format: string;
+  hardware: boolean;
+  /** Software mode: the worker's self-measurements (hex) — pin them in the client's policy. */
+  measurements: Readonly<Record<string, string>>;
+  /** Software mode: the worker's attestation signer (SPKI PEM) — the client's `roots.software`. */
+  signerPublicKey: string | null;
+}
+
+/** The measurement name under which software mode reports a served model's digest. */
+export const modelMeasurement = (name: string) => `model.${name}`;
+
+export class GatewayEnclave {
+  readonly info: EnclaveInfo;
+  readonly #host: SessionHost;
+  readonly #o: GatewayEnclaveOptions;
+  readonly #limiter: RateLimiterMemory;
+
+  private constructor(host: SessionHost, info: EnclaveInfo, o: GatewayEnclaveOptions) {
+    this.#host = host;
+    this.info = info;
+    this.#o = o;
+    this.#limiter = new RateLimiterMemory({ points: o.config.attestation.perMinute, duration: 60 });
+  }
+
+  /** Starts the session host of `config.mode` (null for `off`). Fails closed if it cannot start. */
+  static async start(o: GatewayEnclaveOptions): Promise<GatewayEnclave | null> {
+    const c = o.config;
+    if (c.mode === 'off') return null;
+    const session = {
+      attestationTtlSeconds: c.attestation.ttlSeconds,
+      sessionTtlSeconds: c.sessionSeconds,
+      maxSessions: c.maxSessions,
+    };
+    if (c.mode === 'software') {
+      const measurements: Record<string, string> = {};
+      for (const m of o.models.values())
+        measurements[modelMeasurement(m.name)] = m.loaded.modelDigest.replace(/^sha256:/, '');
+      const sw = await SoftwareEnclave.start({
+        model: null,
+        moduleId: c.software?.moduleId ?? 'bulwark-gateway',
+        timeoutMs: c.software?.timeoutMs ?? 30_000,
+        measurements,
+        session,
+      });
+      o.logger.warn(
+        { pid: sw.pid, measurements: sw.measurements },
+        'enclave.mode software: attested sessions in a worker process, NO HARDWARE GUARANTEE',
+      );
+      const host: SessionHost = {
+        format: 'software',
+        hardware: false,
+        attestation: (n) => sw.attestation(n),
+        open: (f) => sw.open(f),
+        close: () => sw.close(),
+      };
+      return new GatewayEnclave(
+        host,
+        {
+          mode: 'software',
+          format: 'software',
+          hardware: false,
+          measurements: sw.measurements,
+          signerPublicKey: sw.signerPublicKey,
+        },
+        o,
+      );
+    }
+    const server = await AttestedSessionServer.create({
+      attester: new NitroAttester(nsmHelperDevice(c.nitro?.helper)),
+      ...session,
+    });
+    const host: SessionHost = {
+      format: 'nitro',
+      hardware: true,
+      attestation: (n) => server.attestation(n),
+      open: async (f) => {
+        const r = await server.openRequest(f);
+        return {
+          plaintext: r.plaintext,
+          sessionId: r.sessionId,
+          seq: r.seq,
+          respond: async (pt: Uint8Array) => r.respond(pt),
+        };
+      },
+      close: async () => {},
+    };
+    o.logger.info('enclave.mode nitro: attestations from the Nitro Security Module');
+    return new GatewayEnclave(
+      host,
+      { mode: 'nitro', format: 'nitro', hardware: true, measurements: {}, signerPublicKey: null },
+      o,
+    );
+  }
+
+  /** True for the paths this module answers. */
+  static routes(path: string): boolean {
+    return path === ATTESTATION_PATH || path.endsWith('/infer-sealed');
+  }
+
+  /** Answers an attestation or sealed-inference request. Never throws. */
+  async handle(
+    req: IncomingMessage,
+    res: ServerResponse,
+    path: string,
+    auth: AuthRequest,
+    draining: boolean,
+  ) {
+    let reply: Reply | { status: 200; type: string; bytes: Uint8Array };
+    try {
+      if (req.method !== 'POST') throw new BulwarkError('ERR_GATEWAY_METHOD_NOT_ALLOWED', 'use POST');
+      if (draining) throw new BulwarkError('ERR_GATEWAY_NOT_READY', 'the gateway is shutting down');
+      if (path === ATTESTATION_PATH) {
+        const body = await readBody(req, 1024);
+        reply = { status: 200, type: ATTESTATION_MEDIA_TYPE, bytes: await this.#attest(body, auth) };
+      } else {
+        const m = SEALED_ROUTE.exec(path);
+        if (m === null) throw new BulwarkError('ERR_GATEWAY_NOT_FOUND', 'no such route');
+        const body = await readBody(req, this.#o.bodyLimitBytes + FRAME_OVERHEAD);
+        if (!FRAME_TYPE.test(req.headers['content-type'] ?? ''))
+          throw new BulwarkError('ERR_GATEWAY_MEDIA_TYPE', `send the frame as ${SESSION_MEDIA_TYPE}`);
+        const [, name, version] = m as unknown as [string, string, string | undefined];
+        reply = {
+          status: 200,
+          type: SESSION_MEDIA_TYPE,
+          bytes: await this.#infer(body, name, version, auth),
+        };
+      }
+    } catch (e) {
+      reply = errorReply(e);
+      if (reply.status >= 500) this.#o.logger.warn({ code: reply.code }, 'attested session request failed');
+    }
+    const complete = req.readableEnded;
+    if ('bytes' in reply) {
+      res
+        .writeHead(200, {
+          'content-type': reply.type,
+          'content-length': reply.bytes.length,
+          'cache-control': 'no-store',
+          'x-content-type-options': 'nosniff',
+        })
+        .end(reply.bytes);
+    } else {
+      res
+        .writeHead(reply.status, {
+          'content-type': 'application/json',
+          'content-length': Buffer.byteLength(reply.body),
+          'cache-control': 'no-store',
+          'x-content-type-options': 'nosniff',
+          ...(complete ? {} : { connection: 'close' }),
+          ...reply.headers,
+        })
+        .end(reply.body);
+    }
+    if (!complete) req.resume();
+  }
+
+  async #principal(auth: AuthRequest): Promise<string> {
+    const a = this.#o.pipeline.options.authenticator;
+    return a ? (await a.authenticate(auth)).id : 'anonymous';
+  }
+
+  async #attest(nonce: Buffer, auth: AuthRequest): Promise<Uint8Array> {
+    const caller = await this.#principal(auth);
+    try {
+      await this.#limiter.consume(caller, 1);
+    } catch (e) {
+      if (!(e instanceof RateLimiterRes)) throw e;
+      throw new BulwarkError('ERR_GATEWAY_RATE_LIMITED', 'too many attestation requests', {
+        details: { retryAfterSeconds: Math.max(1, Math.ceil(e.msBeforeNext / 1000)) },
+      });
+    }
+    const envelope = await this.#host.attestation(new Uint8Array(nonce));
+    await this.#record({ event: 'issued', caller, transcript: sha256(envelope) });
+    return envelope;
+  }
+
+  async #infer(frame: Buffer, model: string, version: string | undefined, auth: AuthRequest) {
+    const f = parseFrame(frame);
+    const opened = await this.#host.open(frame);
+    const pt = opened.plaintext;
+    try {
+      let reply: Reply;
+      if (f.type === 1) {
+        // OPEN: record the session before anything runs in it (fail closed, sealed to the client).
+        let caller = '-';
+        try {
+          caller = await this.#principal(auth);
+        } catch {
+          // The pipeline refuses the request itself (sealed); the opening is still recorded.
+        }
+        try {
+          await this.#record({
+            event: 'opened',
+            caller,
+            transcript: `sha256:${Buffer.from(f.transcript).toString('hex')}`,
+            sessionId: opened.sessionId,
+          });
+          reply = await this.#pipeline(pt, model, version, auth);
+        } catch (e) {
+          reply = errorReply(e);
+        }
+      } else reply = await this.#pipeline(pt, model, version, auth);
+      const sealed = `{"status":${reply.status},"code":${JSON.stringify(reply.code)},"body":${reply.body}}`;
+      return await opened.respond(Buffer.from(sealed));
+    } finally {
+      pt.fill(0);
+    }
+  }
+
+  #pipeline(pt: Uint8Array, model: string, version: string | undefined, auth: AuthRequest): Promise<Reply> {
+    return this.#o.pipeline.infer({
+      model,
+      ...(version !== undefined ? { version } : {}),
+      body: Buffer.from(pt.buffer, pt.byteOffset, pt.byteLength),
+      auth,
+    });
+  }
+
+  async #record(d: { event: 'issued' | 'opened'; caller: string; transcript: string; sessionId?: string }) {
+    const audit = this.#o.audit;
+    if (!audit) return;
+    try {
+      await audit.append({
+        type: 'attestation.session',
+        data: {
+          event: d.event,
+          caller: d.caller.slice(0, 256),
+          format: this.#host.format,
+          hardware: this.#host.hardware,
+          transcript: d.transcript,
+          ...(d.sessionId !== undefined ? { sessionId: d.sessionId } : {}),
+        },
+      });
+    } catch (e) {
+      throw new BulwarkError('ERR_AUDIT_UNAVAILABLE', 'the audit log cannot be written; request refused', {
+        cause: e,
+      });
+    }
+  }
+
+  /** Stops the session host (software mode: the worker and its keys). */
+  close(): Promise<void> {
+    return this.#host.close();
+  }
+}
+
+function sha256(b: Uint8Array): string {
+  return `sha256:${createHash('sha256').update(b).digest('hex')}`;
+}
+
+async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+  const declared = Number(req.headers['content-length'] ?? 0);
+  if (declared > limit)
+    throw new BulwarkError('ERR_GATEWAY_BODY_TOO_LARGE', `request body over the limit of ${limit} bytes`);
+  const chunks: Buffer[] = [];
+  let size = 0;
+  let over = false;
+  await new Promise<void>((resolve, reject) => {
+    req.on('data', (c: Buffer) => {
+      if (over) return;
+      size += c.length;
+      if (size > limit) {
+        over = true;
+        return;
+      }
+      chunks.push(c);
+    });
+    req.once('end', resolve);
+    req.once('error', reject);
+  });
+  if (over)
+    throw new BulwarkError('ERR_GATEWAY_BODY_TOO_LARGE', `request body over the limit of ${limit} bytes`);
+  return chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks);
+}

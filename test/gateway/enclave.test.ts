@@ -1,0 +1,292 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import { ClientSession, parsePolicy } from '../../src/attest/index.js';
+import { AuditLog } from '../../src/audit/index.js';
+import { AttestedGatewayClient, GatewayClient, GatewayError } from '../../src/gateway/client.js';
+import { gatewayConfig, modelMeasurement } from '../../src/gateway/index.js';
+import type { Gateway } from '../../src/gateway/server.js';
+import { type Fixture, fixture, startGateway, v2Body } from './gateway-fixtures.js';
+
+/** A policy that accepts software attestations pinning the served model's digest. */
+function softwarePolicy(gw: Gateway, extra: Record<string, unknown> = {}) {
+  const info = gw.enclave;
+  assert.ok(info);
+  const m = modelMeasurement('fraud');
+  return parsePolicy({
+    requireHardware: false,
+    formats: ['software'],
+    measurements: { [m]: [info.measurements[m]], runtime: [info.measurements['runtime']] },
+    ...extra,
+  });
+}
+
+const FRAME = { 'content-type': 'application/vnd.bulwark.session' };
+
+/** A session set up by hand (to look at the wire): a raw client and the verified ClientSession. */
+async function rawSession(gw: Gateway, f: Fixture, token: string) {
+  const raw = new GatewayClient({ url: gw.url, ca: f.ca.pem, servername: 'localhost', token });
+  const nonce = randomBytes(32);
+  const r = await raw.request('POST', '/v2/attestation', nonce, {
+    'content-type': 'application/octet-stream',
+  });
+  assert.equal(r.status, 200);
+  assert.equal(r.headers['content-type'], 'application/vnd.bulwark.attestation+cbor');
+  const s = await ClientSession.establish(new Uint8Array(r.raw), new Uint8Array(nonce), {
+    policy: softwarePolicy(gw),
+    roots: { software: [gw.enclave?.signerPublicKey as string] },
+  });
+  return { raw, s };
+}
+
+describe('gateway enclave.mode software: attested sessions over TLS 1.3 through the pipeline', () => {
+  let f: Fixture;
+  let gw: Gateway;
+  let plain: GatewayClient;
+  let attested: AttestedGatewayClient;
+  let auditPath: string;
+
+  before(async () => {
+    f = await fixture();
+    const config = f.config({
+      enclave: { mode: 'software', attestation: { perMinute: 5 }, software: { moduleId: 'gw-test' } },
+    });
+    auditPath = config.audit.store;
+    gw = await startGateway(config);
+    const token = await f.token();
+    const base = { url: gw.url, ca: f.ca.pem, servername: 'localhost', token };
+    plain = new GatewayClient(base);
+    attested = new AttestedGatewayClient({
+      ...base,
+      policy: softwarePolicy(gw),
+      roots: { software: [gw.enclave?.signerPublicKey as string] },
+    });
+  });
+
+  after(async () => {
+    plain?.close();
+    attested?.close();
+    await gw?.close();
+  });
+
+  it('verifies the software attestation and answers sealed requests exactly as the plain path', async () => {
+    const claims = await attested.connect();
+    assert.equal(claims.format, 'software');
+    assert.equal(claims.hardware, false);
+    assert.equal(
+      claims.measurements[modelMeasurement('fraud')],
+      gw.models.get('fraud')?.loaded.modelDigest.replace('sha256:', ''),
+    );
+    const rows = f.rows.slice(0, 12);
+    const a = await attested.inferRows('fraud', rows as never);
+    const p = await plain.inferRows('fraud', rows as never);
+    assert.deepEqual(a.outputs, p.outputs);
+    assert.equal(a.model_name, 'fraud');
+    // A second request in the same session (a DATA frame).
+    const b = await attested.infer('fraud', v2Body(f.rows.slice(20, 23)) as never);
+    const q = await plain.infer('fraud', v2Body(f.rows.slice(20, 23)) as never);
+    assert.deepEqual(b.outputs, q.outputs);
+  });
+
+  it('still authorises with Cedar: another tenant is denied, and the denial arrives sealed', async () => {
+    const other = new AttestedGatewayClient({
+      url: gw.url,
+      ca: f.ca.pem,
+      servername: 'localhost',
+      token: await f.token({ tenant: 'globex', jti: 'jti-globex' }),
+      policy: softwarePolicy(gw),
+      roots: { software: [gw.enclave?.signerPublicKey as string] },
+    });
+    try {
+      await assert.rejects(
+        other.inferRows('fraud', f.rows.slice(0, 1) as never),
+        (e: GatewayError) => e instanceof GatewayError && e.status === 403 && e.code === 'ERR_POLICY_DENIED',
+      );
+    } finally {
+      other.close();
+    }
+    // On the wire the denial is a 200 session frame; the 403 is inside it.
+    const { raw, s } = await rawSession(gw, f, await f.token({ tenant: 'globex', jti: 'jti-globex2' }));
+    try {
+      const { frame, seq } = s.sealRequest(Buffer.from(JSON.stringify(v2Body(f.rows.slice(0, 1)))));
+      const r = await raw.request('POST', '/v2/models/fraud/infer-sealed', Buffer.from(frame), FRAME);
+      assert.equal(r.status, 200);
+      assert.equal(r.headers['content-type'], 'application/vnd.bulwark.session');
+      assert.doesNotMatch(r.body, /ERR_POLICY_DENIED/);
+      const inner = JSON.parse(Buffer.from(s.openResponse(new Uint8Array(r.raw), seq)).toString());
+      assert.equal(inner.status, 403);
+      assert.equal(inner.code, 'ERR_POLICY_DENIED');
+      assert.equal(inner.body.code, 'ERR_POLICY_DENIED');
+    } finally {
+      raw.close();
+    }
+    // Pipeline refusals travel sealed too: a string where a number belongs.
+    await assert.rejects(
+      attested.infer('fraud', {
+        inputs: [{ name: 'amount', shape: [1], datatype: 'FP64', data: ['x'] }],
+      } as never),
+      (e: GatewayError) => e.status === 400 && e.code.startsWith('ERR_'),
+    );
+  });
+
+  it('refuses a replayed frame and an unauthenticated attestation request, in plaintext with codes', async () => {
+    const { raw, s } = await rawSession(gw, f, await f.token());
+    try {
+      const { frame, seq } = s.sealRequest(Buffer.from(JSON.stringify(v2Body(f.rows.slice(0, 1)))));
+      const headers = { 'content-type': 'application/vnd.bulwark.session' };
+      const first = await raw.request('POST', '/v2/models/fraud/infer-sealed', Buffer.from(frame), headers);
+      assert.equal(first.status, 200);
+      const answer = JSON.parse(Buffer.from(s.openResponse(new Uint8Array(first.raw), seq)).toString());
+      assert.equal(answer.status, 200);
+      const again = await raw.request('POST', '/v2/models/fraud/infer-sealed', Buffer.from(frame), headers);
+      assert.equal(again.status, 403);
+      assert.equal(JSON.parse(again.body).code, 'ERR_SESSION_REPLAY');
+      // A DATA frame replayed within the session.
+      const d = s.sealRequest(Buffer.from(JSON.stringify(v2Body(f.rows.slice(1, 2)))));
+      assert.equal(
+        (await raw.request('POST', '/v2/models/fraud/infer-sealed', Buffer.from(d.frame), headers)).status,
+        200,
+      );
+      const dup = await raw.request('POST', '/v2/models/fraud/infer-sealed', Buffer.from(d.frame), headers);
+      assert.equal(dup.status, 403);
+      assert.equal(JSON.parse(dup.body).code, 'ERR_SESSION_REPLAY');
+      // A tampered frame does not decrypt.
+      const t = Buffer.from(s.sealRequest(Buffer.from('{}')).frame);
+      t[t.length - 1] = (t[t.length - 1] as number) ^ 1;
+      const bad = await raw.request('POST', '/v2/models/fraud/infer-sealed', t, headers);
+      assert.equal(bad.status, 403);
+      assert.equal(JSON.parse(bad.body).code, 'ERR_SESSION_DECRYPT');
+      const junk = await raw.request('POST', '/v2/models/fraud/infer-sealed', Buffer.from('hello'), headers);
+      assert.equal(junk.status, 400);
+      assert.equal(JSON.parse(junk.body).code, 'ERR_SESSION_MALFORMED');
+    } finally {
+      raw.close();
+    }
+    const anon = new GatewayClient({ url: gw.url, ca: f.ca.pem, servername: 'localhost' });
+    try {
+      const r = await anon.request('POST', '/v2/attestation', randomBytes(32), {
+        'content-type': 'application/octet-stream',
+      });
+      assert.equal(r.status, 401);
+      assert.equal(JSON.parse(r.body).code, 'ERR_AUTH_MISSING');
+    } finally {
+      anon.close();
+    }
+  });
+
+  it('rate-limits attestations per principal (each costs a signature)', async () => {
+    const c = new GatewayClient({
+      url: gw.url,
+      ca: f.ca.pem,
+      servername: 'localhost',
+      token: await f.token({ sub: 'client-ratelimit', client_id: 'client-ratelimit', jti: 'jti-rl' }),
+    });
+    try {
+      const codes: number[] = [];
+      for (let i = 0; i < 7; i++) {
+        const r = await c.request('POST', '/v2/attestation', randomBytes(32), {
+          'content-type': 'application/octet-stream',
+        });
+        codes.push(r.status);
+        if (r.status !== 200) assert.equal(JSON.parse(r.body).code, 'ERR_GATEWAY_RATE_LIMITED');
+      }
+      assert.deepEqual(codes, [200, 200, 200, 200, 200, 429, 429]);
+    } finally {
+      c.close();
+    }
+  });
+
+  it('a client whose policy requires hardware refuses the software attestation and sends nothing', async () => {
+    const prod = new AttestedGatewayClient({
+      url: gw.url,
+      ca: f.ca.pem,
+      servername: 'localhost',
+      token: await f.token({ sub: 'client-prod', client_id: 'client-prod', jti: 'jti-prod' }),
+      policy: parsePolicy({}),
+      roots: { software: [gw.enclave?.signerPublicKey as string] },
+    });
+    try {
+      await assert.rejects(prod.connect(), { code: 'ERR_ATTEST_HARDWARE_REQUIRED' });
+      await assert.rejects(prod.inferRows('fraud', f.rows.slice(0, 1) as never), {
+        code: 'ERR_ATTEST_HARDWARE_REQUIRED',
+      });
+    } finally {
+      prod.close();
+    }
+    // A policy pinning another model digest refuses too.
+    const pinned = new AttestedGatewayClient({
+      url: gw.url,
+      ca: f.ca.pem,
+      servername: 'localhost',
+      token: await f.token({ sub: 'client-pin', client_id: 'client-pin', jti: 'jti-pin' }),
+      policy: parsePolicy({
+        requireHardware: false,
+        measurements: { [modelMeasurement('fraud')]: ['00'.repeat(32)] },
+      }),
+      roots: { software: [gw.enclave?.signerPublicKey as string] },
+    });
+    try {
+      await assert.rejects(pinned.connect(), { code: 'ERR_ATTEST_MEASUREMENT' });
+    } finally {
+      pinned.close();
+    }
+  });
+
+  it('records the sealed predictions and the session openings in the audit log', async () => {
+    await gw.audit?.flush();
+    const log = await AuditLog.open({ store: { kind: 'sqlite', path: auditPath } });
+    try {
+      const tail = await log.tail(500);
+      const sessions = tail.filter((e) => e.type === 'attestation.session');
+      const issued = sessions.filter((e) => (e.data as { event: string }).event === 'issued');
+      const opened = sessions.filter((e) => (e.data as { event: string }).event === 'opened');
+      assert.ok(issued.length >= 3, `issued ${issued.length}`);
+      assert.ok(opened.length >= 2, `opened ${opened.length}`);
+      for (const o of opened) {
+        const d = o.data as { transcript: string; format: string; hardware: boolean; sessionId: string };
+        assert.equal(d.format, 'software');
+        assert.equal(d.hardware, false);
+        assert.match(d.sessionId, /^[0-9a-f]{32}$/);
+        assert.ok(issued.some((i) => (i.data as { transcript: string }).transcript === d.transcript));
+      }
+      const preds = tail.filter((e) => e.type === 'prediction');
+      // Plain and sealed requests of the first test: the same model digest, caller from the outer token.
+      assert.ok(preds.length >= 4);
+      for (const p of preds)
+        assert.equal(
+          (p.data as { modelDigest: string }).modelDigest,
+          gw.models.get('fraud')?.loaded.modelDigest,
+        );
+      const denied = tail.filter((e) => e.type === 'request.denied');
+      assert.ok(denied.some((e) => (e.data as { code: string }).code === 'ERR_POLICY_DENIED'));
+    } finally {
+      await log.close();
+    }
+  });
+});
+
+describe('gateway enclave configuration', () => {
+  it('accepts off, software and nitro, and names the key of every mistake', async () => {
+    const f = await fixture();
+    assert.equal(f.config({ enclave: { mode: 'off' } }).enclave?.mode, 'off');
+    const c = f.config({ enclave: { mode: 'nitro', nitro: { helper: '/usr/local/bin/bulwark-nsm' } } });
+    assert.equal(c.enclave?.attestation.perMinute, 30);
+    assert.equal(c.enclave?.sessionSeconds, 3600);
+    const base = f.config() as unknown as Record<string, unknown>;
+    for (const [enclave, key] of [
+      [{ mode: 'sgx' }, 'enclave.mode'],
+      [{ mode: 'software', attestation: { perMinute: 0 } }, 'enclave.attestation.perMinute'],
+      [{ mode: 'software', sessionSeconds: 1.5 }, 'enclave.sessionSeconds'],
+      [{ mode: 'off', software: {} }, 'enclave.software'],
+      [{ mode: 'software', nitro: {} }, 'enclave.nitro'],
+      [{ mode: 'software', software: { timeout: 5 } }, 'enclave.software'],
+      [{ mode: 'software', ttl: 5 }, 'enclave'],
+    ] as const) {
+      assert.throws(
+        () => gatewayConfig({ ...base, enclave }),
+        (e: Error & { code?: string }) => e.code === 'ERR_CONFIG_INVALID' && e.message.includes(key),
+        JSON.stringify(enclave),
+      );
+    }
+  });
+});
