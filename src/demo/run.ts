@@ -7,6 +7,7 @@ import type { DemoOptions, DemoStage, DemoState, StageContext } from './stage.js
 import { attestStage } from './stages/attest.js';
 import { auditOpenStage, auditStage, recordStage } from './stages/audit.js';
 import { baselineStage } from './stages/baseline.js';
+import { gatewayStage } from './stages/gateway.js';
 import { packageStage } from './stages/package.js';
 import { poisonStage } from './stages/poison.js';
 import { privacyStage } from './stages/privacy.js';
@@ -25,6 +26,7 @@ export const DEMO_STAGES: readonly DemoStage[] = [
   privacyStage,
   robustStage,
   packageStage,
+  gatewayStage,
   attestStage,
   poisonStage,
   auditStage,
