@@ -34,6 +34,7 @@ import { RateLimiterMemory, RateLimiterRes } from 'rate-limiter-flexible';
 import {
   ATTESTATION_MEDIA_TYPE,
   AttestedSessionServer,
+  type Attester,
   NitroAttester,
   nsmHelperDevice,
   parseFrame,
@@ -74,6 +75,8 @@ export interface GatewayEnclaveOptions {
   audit: AuditLog | null;
   logger: Logger;
   bodyLimitBytes: number;
+  /** Nitro mode: replaces the NSM device (tests, benchmark). */
+  attester?: Attester;
 }
 
 /** Public facts of the running enclave, for operators and clients (never keys). */
@@ -147,11 +150,11 @@ export class GatewayEnclave {
       );
     }
     const server = await AttestedSessionServer.create({
-      attester: new NitroAttester(nsmHelperDevice(c.nitro?.helper)),
+      attester: o.attester ?? new NitroAttester(nsmHelperDevice(c.nitro?.helper)),
       ...session,
     });
     const host: SessionHost = {
-      format: 'nitro',
+      format: o.attester?.format ?? 'nitro',
       hardware: true,
       attestation: (n) => server.attestation(n),
       open: async (f) => {
@@ -165,10 +168,14 @@ export class GatewayEnclave {
       },
       close: async () => {},
     };
-    o.logger.info('enclave.mode nitro: attestations from the Nitro Security Module');
+    o.logger.info(
+      o.attester
+        ? `enclave.mode nitro with a substitute attester (${o.attester.format}): tests and benchmarks only`
+        : 'enclave.mode nitro: attestations from the Nitro Security Module',
+    );
     return new GatewayEnclave(
       host,
-      { mode: 'nitro', format: 'nitro', hardware: true, measurements: {}, signerPublicKey: null },
+      { mode: 'nitro', format: host.format, hardware: true, measurements: {}, signerPublicKey: null },
       o,
     );
   }

@@ -15,6 +15,7 @@ import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { trace } from '@opentelemetry/api';
 import { type Logger, pino } from 'pino';
+import type { Attester } from '../attest/index.js';
 import { AuditLog, type AuditStoreSpec, parseSignerKey } from '../audit/index.js';
 import { BulwarkError, bulwarkVersion, fsError } from '../core/index.js';
 import type { GatewayConfig } from './config.js';
@@ -51,6 +52,11 @@ export interface GatewayOptions {
   unsafePlaintext?: boolean;
   /** Register default process metrics (default true). */
   defaultMetrics?: boolean;
+  /**
+   * `enclave.mode: nitro` only: the attester replacing the Nitro Security Module (tests and the
+   * benchmark run the in-enclave session path with documents signed under a test root).
+   */
+  enclaveAttester?: Attester;
 }
 
 const JSON_TYPE = /^application\/json\s*(;\s*charset\s*=\s*"?utf-8"?\s*)?$/i;
@@ -266,6 +272,7 @@ export class Gateway {
             audit,
             logger,
             bodyLimitBytes: c.server.bodyLimitBytes,
+            ...(options.enclaveAttester ? { attester: options.enclaveAttester } : {}),
           })
         : null;
       if (enclave) cleanup.push(() => enclave.close());

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { ClientSession, parsePolicy } from '../../src/attest/index.js';
+import { type Attester, ClientSession, parsePolicy } from '../../src/attest/index.js';
 import { AuditLog } from '../../src/audit/index.js';
 import { AttestedGatewayClient, GatewayClient, GatewayError } from '../../src/gateway/client.js';
 import { gatewayConfig, modelMeasurement } from '../../src/gateway/index.js';
@@ -287,6 +287,62 @@ describe('gateway enclave configuration', () => {
         (e: Error & { code?: string }) => e.code === 'ERR_CONFIG_INVALID' && e.message.includes(key),
         JSON.stringify(enclave),
       );
+    }
+  });
+});
+
+describe('gateway enclave.mode nitro: the in-enclave session path (documents signed under a test root)', () => {
+  it('a production policy (hardware required, PCR0 pinned) accepts it and predictions match the plain path', async () => {
+    const { makePki, pem, signNitro } = await import('../attest/fixtures.js');
+    const pki = await makePki(new Date());
+    const chain = { leaf: pki.leaf, bundle: [pki.root, pki.inter] };
+    const attester: Attester = {
+      format: 'nitro',
+      attest: async (b) => ({ document: signNitro({ timestamp: Date.now(), ...b }, chain) }),
+    };
+    const f = await fixture();
+    // Detectors in monitor mode: the same rows go sealed then plain from one principal (near-duplicates).
+    const config = f.config({ enclave: { mode: 'nitro' }, detectors: { mode: 'monitor' } });
+    const gw = await startGateway(config, { enclaveAttester: attester });
+    const base = { url: gw.url, ca: f.ca.pem, servername: 'localhost', token: await f.token() };
+    const plain = new GatewayClient(base);
+    const c = new AttestedGatewayClient({
+      ...base,
+      policy: parsePolicy({ measurements: { PCR0: ['07'.repeat(48)] } }),
+      roots: { nitro: [pem(pki.root)] },
+    });
+    const wrongPcr = new AttestedGatewayClient({
+      ...base,
+      policy: parsePolicy({ measurements: { PCR0: ['08'.repeat(48)] } }),
+      roots: { nitro: [pem(pki.root)] },
+    });
+    try {
+      assert.equal(gw.enclave?.mode, 'nitro');
+      const claims = await c.connect();
+      assert.equal(claims.format, 'nitro');
+      assert.equal(claims.hardware, true);
+      const rows = f.rows.slice(40, 50);
+      assert.deepEqual(
+        (await c.inferRows('fraud', rows as never)).outputs,
+        (await plain.inferRows('fraud', rows as never)).outputs,
+      );
+      await assert.rejects(wrongPcr.connect(), { code: 'ERR_ATTEST_MEASUREMENT' });
+      await gw.audit?.flush();
+      const log = await AuditLog.open({ store: { kind: 'sqlite', path: config.audit.store } });
+      try {
+        const opened = (await log.tail(100)).filter(
+          (e) => e.type === 'attestation.session' && (e.data as { event: string }).event === 'opened',
+        );
+        assert.equal(opened.length, 1);
+        assert.equal((opened[0] as { data: { hardware: boolean } }).data.hardware, true);
+      } finally {
+        await log.close();
+      }
+    } finally {
+      plain.close();
+      c.close();
+      wrongPcr.close();
+      await gw.close();
     }
   });
 });
