@@ -173,7 +173,21 @@ describe('plan: measured costs', async () => {
       (c) => c.measure === 'detectors',
     ) as J;
     assert.equal(m.status, 'missing');
-    assert.match(m.reason, /no fact full\.stage_means_us/);
+    assert.match(m.reason, /no fact full\.sequential_stage_means_us or full\.stage_means_us/);
+  });
+
+  it('gateway costs from the committed gateway.json, when there, are its sequential stage means', () => {
+    const g = bench.get('gateway');
+    if (!g) return;
+    const st = JSON.parse(String(g.facts['full.sequential_stage_means_us']));
+    const c = new Map(measuredCosts(bench, w).map((x) => [x.measure, x as J]));
+    assert.ok(Math.abs(c.get('input-validation').cpuHours - (1e6 * st.validate) / 1e6 / 3600) < 1e-12);
+    assert.ok(
+      Math.abs(c.get('detectors').cpuHours - (1e6 * (st.detect + st.extraction)) / 1e6 / 3600) < 1e-12,
+    );
+    const tls = 1e6 / g.figures.get('tls.rps')!.median - 1e6 / g.figures.get('off.rps')!.median;
+    const gw = Math.max(0, tls) + st.authenticate + st.authorize + st.limit;
+    assert.ok(Math.abs(c.get('gateway').cpuHours - (1e6 * gw) / 1e6 / 3600) < 1e-12);
   });
 
   it('a malformed result file is refused with ERR_BENCH_RESULTS_INVALID; a null median is a figure without a value', () => {
