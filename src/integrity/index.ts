@@ -5,6 +5,12 @@
  * The attacks and the defences themselves are in src/robust. See docs/integrity.md.
  */
 export {
+  type ContinueOptions,
+  type ContinueResult,
+  continueTraining,
+  META_CONTINUED_FROM,
+} from './continue.js';
+export {
   checkName,
   GATE_METRICS,
   type GateCheck,

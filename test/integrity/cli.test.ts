@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -295,7 +295,8 @@ describe('bulwark train --require-provenance', () => {
     try {
       const [last] = await reopened.tail(1);
       assert.equal(last?.type, 'model.trained');
-      const h = (last as unknown as { data: { hyperparameters: Record<string, unknown> } }).data.hyperparameters;
+      const h = (last as unknown as { data: { hyperparameters: Record<string, unknown> } }).data
+        .hyperparameters;
       assert.equal(h['sanitize'], 'spectral');
       assert.ok(Number(h['sanitizeRemoved']) > 0);
       assert.match(String(h['sanitizeRemovedDigest']), /^sha256:[0-9a-f]{64}$/);
@@ -321,5 +322,73 @@ describe('bulwark train --require-provenance', () => {
     ]);
     assert.equal(dpSanitize.code, 2, dpSanitize.stderr);
     assert.match(dpSanitize.stderr, /--sanitize does not apply with DP/);
+  });
+});
+
+describe('bulwark train --from (continuous learning)', () => {
+  it('fine-tunes on a clean batch and refuses a label-flipped one (exit 5, nothing written)', () => {
+    const batch = join(dir, 'batch.csv');
+    const flipped = join(dir, 'flipped.csv');
+    const fresh = rows(600, 5);
+    writeFileSync(batch, `${[HEADER, ...fresh].join('\n')}\n`);
+    // An attacker flips most labels of the new batch.
+    const rng = new SeededRng(6);
+    const flip = fresh.map((r) =>
+      rng.nextFloat() < 0.7 ? r.replace(/,(yes|no)$/, (_, v: string) => (v === 'yes' ? ',no' : ',yes')) : r,
+    );
+    writeFileSync(flipped, `${[HEADER, ...flip].join('\n')}\n`);
+    const from = (data: string, out: string) =>
+      runBulwark([
+        '--json',
+        'train',
+        '--from',
+        join(dir, 'clean.onnx'),
+        '--data',
+        data,
+        '--eval',
+        test,
+        '--label',
+        'label',
+        '--epochs',
+        '30',
+        '--lr',
+        '0.003',
+        '--out',
+        join(dir, out),
+        '--max-clean-drop',
+        '0.03',
+        '--max-robust-drop',
+        '0.05',
+      ]);
+    const ok = from(batch, 'continued.onnx');
+    assert.equal(ok.code, 0, ok.stderr);
+    const j = JSON.parse(ok.stdout) as {
+      comparison: { accepted: boolean; before: { clean: number } };
+      continuedFrom: string;
+    };
+    assert.equal(j.comparison.accepted, true);
+    assert.match(j.continuedFrom, /^sha256:/);
+    assert.match(
+      onnxMetadata(readFileSync(join(dir, 'continued.onnx')))['bulwark.continued_from'] as string,
+      /^sha256:/,
+    );
+    const bad = from(flipped, 'continued-bad.onnx');
+    assert.equal(bad.code, 5, bad.stderr);
+    assert.match(bad.stderr, /ERR_MODEL_REGRESSION/);
+    assert.equal(existsSync(join(dir, 'continued-bad.onnx')), false);
+    const pkg = runBulwark([
+      'train',
+      '--from',
+      join(dir, 'model.bwm'),
+      '--data',
+      batch,
+      '--eval',
+      test,
+      '--label',
+      'label',
+      '--out',
+      join(dir, 'x2.onnx'),
+    ]);
+    assert.notEqual(pkg.code, 0);
   });
 });

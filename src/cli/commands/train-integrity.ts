@@ -1,18 +1,32 @@
 import { existsSync, readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
 import { type Command, InvalidArgumentError } from 'commander';
 import type { AuditLog } from '../../audit/index.js';
-import { BulwarkError } from '../../core/index.js';
-import type { Dataset } from '../../data/index.js';
 import {
+  BulwarkError,
+  fileDigest,
+  fsError,
+  requireFile,
+  sha256Digest,
+  writeFileAtomic,
+} from '../../core/index.js';
+import { type Dataset, readDataset, type Schema, validateAgainstSchema } from '../../data/index.js';
+import {
+  type ContinueResult,
+  continueTraining,
   INSPECT_METHODS,
   type InspectMethod,
   requireProvenance,
   type SanitizeRecord,
   trainSanitized,
 } from '../../integrity/index.js';
+import { PACKAGE_EXTENSION } from '../../model/index.js';
 import { type TrainTabularOptions, type TrainTabularResult, trainTabular } from '../../train/index.js';
+import { record } from '../audit-record.js';
 import { floatOption } from '../options.js';
 import type { Io } from '../output.js';
+import { type Progress, startProgress } from '../progress.js';
 
 /** Options `bulwark train` takes for training-data integrity (kept here so train.ts changes little). */
 export interface IntegrityTrainOpts {
@@ -20,6 +34,11 @@ export interface IntegrityTrainOpts {
   expectedPoison: number;
   requireProvenance?: boolean;
   auditKey?: string;
+  from?: string;
+  eval?: string;
+  evalEps: number;
+  maxCleanDrop: number;
+  maxRobustDrop: number;
 }
 
 export function addIntegrityTrainOptions(cmd: Command): Command {
@@ -46,6 +65,19 @@ export function addIntegrityTrainOptions(cmd: Command): Command {
     .option(
       '--audit-key <key>',
       'the audit log public key (or a file): provenance also needs a verified inclusion proof',
+    )
+    .option(
+      '--from <model>',
+      'continue training this model (ONNX from bulwark train) on --data, after the poisoning checks',
+    )
+    .option('--eval <file>', '--from: the fixed labelled evaluation set the new model is compared on')
+    .option('--eval-eps <e>', '--from: PGD budget of the adversarial comparison', floatOption(0, 1e6), 0.05)
+    .option('--max-clean-drop <d>', '--from: largest allowed drop in clean accuracy', floatOption(0, 1), 0.01)
+    .option(
+      '--max-robust-drop <d>',
+      '--from: largest allowed drop in robust accuracy',
+      floatOption(0, 1),
+      0.02,
     );
 }
 
@@ -122,4 +154,114 @@ export async function trainWithIntegrity(
     `sanitize: removed ${s.record.removed} of ${s.record.rowsBefore} rows (${method}); recorded in the model metadata (bulwark.sanitize)`,
   );
   return { result: s.result, sanitize: s.record };
+}
+
+/**
+ * `bulwark train --from PREVIOUS.onnx --data NEW --eval EVAL`: fine-tunes the previous model on the new
+ * batch after the poisoning checks, compares it with the previous one on the evaluation set, and writes
+ * it only when it does not regress (ERR_MODEL_REGRESSION otherwise).
+ */
+export async function runContinuedTraining(
+  io: Io,
+  o: IntegrityTrainOpts & {
+    data: string;
+    label: string;
+    out: string;
+    force?: boolean;
+    epochs?: number;
+    batchSize: number;
+    lr?: number;
+    seed: number;
+    adversarial?: string;
+  },
+  ds: Dataset,
+  schema: Schema | undefined,
+  log: AuditLog | undefined,
+): Promise<void> {
+  const from = o.from as string;
+  if (o.eval === undefined)
+    throw new BulwarkError('ERR_USAGE', '--from needs --eval <file>, the fixed evaluation set');
+  if (o.sanitize !== undefined)
+    throw new BulwarkError('ERR_USAGE', '--from always runs the poisoning checks; drop --sanitize');
+  if (o.adversarial !== undefined)
+    throw new BulwarkError('ERR_USAGE', '--from does not combine with --adversarial yet');
+  await requireFile(from, 'model file');
+  await requireFile(o.eval, 'evaluation file');
+  let previous: Uint8Array;
+  try {
+    previous = await readFile(from);
+  } catch (e) {
+    throw fsError(e, from, 'cannot read model');
+  }
+  if (from.toLowerCase().endsWith(PACKAGE_EXTENSION))
+    throw new BulwarkError(
+      'ERR_USAGE',
+      `${from}: fine-tuning a protected package needs its weights, which src/model does not release (it loads packages into ONNX Runtime only); pass the ONNX the package was made from`,
+    );
+  let evaluation = await readDataset(o.eval);
+  if (schema) evaluation = validateAgainstSchema(evaluation, schema, { source: o.eval });
+  let bar: Progress | null = null;
+  let r: ContinueResult;
+  try {
+    r = await continueTraining(previous, ds, {
+      label: o.label,
+      expectedPoisonFraction: o.expectedPoison,
+      ...(o.epochs === undefined ? {} : { epochs: o.epochs }),
+      batchSize: o.batchSize,
+      ...(o.lr === undefined ? {} : { learningRate: o.lr }),
+      seed: o.seed,
+      evaluation,
+      eps: o.evalEps,
+      maxCleanDrop: o.maxCleanDrop,
+      maxRobustDrop: o.maxRobustDrop,
+      ...(schema ? { schema } : {}),
+      onProgress: (done, total) => {
+        bar ??= startProgress(io, 'fine-tune', total, 'batches');
+        bar.update(done);
+      },
+    });
+  } finally {
+    (bar as Progress | null)?.stop();
+  }
+  const out = resolve(o.out);
+  await writeFileAtomic(out, r.onnx, { noClobber: o.force !== true });
+  const c = r.comparison;
+  const ids = await record(log, [
+    {
+      type: 'model.trained',
+      data: {
+        modelDigest: sha256Digest(r.onnx),
+        datasetDigest: await fileDigest(o.data),
+        algorithm: 'fine-tune',
+        hyperparameters: {
+          continuedFrom: r.previousDigest,
+          poisonCheck: r.inspection.method,
+          poisonRemoved: r.removed,
+          seed: o.seed,
+        },
+        metrics: {
+          cleanBefore: c.before.clean,
+          cleanAfter: c.after.clean,
+          robustBefore: c.before.robust,
+          robustAfter: c.after.robust,
+        },
+      },
+    },
+  ]);
+  io.result(
+    {
+      out,
+      continuedFrom: r.previousDigest,
+      removed: r.removed,
+      trainRows: r.trainRows,
+      comparison: c,
+      ...(ids[0] ? { auditEvent: ids[0] } : {}),
+    },
+    () =>
+      [
+        `Poisoning check (${r.inspection.method}, previous model): removed ${r.removed} of ${r.inspection.rows} new rows; fine-tuned on ${r.trainRows}.`,
+        `Evaluation (${c.rows} rows): clean ${(100 * c.before.clean).toFixed(2)} % -> ${(100 * c.after.clean).toFixed(2)} %, robust (${c.attack} eps ${c.eps}) ${(100 * c.before.robust).toFixed(2)} % -> ${(100 * c.after.robust).toFixed(2)} %: accepted.`,
+        `Model: ${out}`,
+      ].join('\n'),
+  );
 }

@@ -4,7 +4,7 @@ import { BulwarkError, fileDigest, requireFile, sha256Digest, writeFileAtomic } 
 import { loadSchema, readDataset, type Schema, validateAgainstSchema } from '../../data/index.js';
 import { ACTIVATIONS, type ActivationName } from '../../ml/index.js';
 import type { AdversarialMethod } from '../../robust/index.js';
-import { MAX_CATEGORIES, type TrainTabularResult, trainTabular } from '../../train/index.js';
+import { MAX_CATEGORIES, type TrainTabularResult } from '../../train/index.js';
 import { addAuditOption, record, withOperationLog } from '../audit-record.js';
 import { floatOption, intOption, listOption } from '../options.js';
 import { ioOf } from '../program.js';
@@ -14,6 +14,7 @@ import {
   addIntegrityTrainOptions,
   checkTrainingIntegrity,
   type IntegrityTrainOpts,
+  runContinuedTraining,
   sanitizeHyperparameters,
   trainWithIntegrity,
 } from './train-integrity.js';
@@ -144,6 +145,11 @@ of the exported model, and the preprocessing and class values are stored in the 
       // Opened before training: a log that cannot be opened refuses the run (fail closed).
       return withOperationLog(o.audit, async (log) => {
         await checkTrainingIntegrity(io, this.opts<IntegrityTrainOpts>(), o.data, log, wantsDp(dp));
+        if (this.opts<IntegrityTrainOpts>().from !== undefined) {
+          if (wantsDp(dp))
+            throw new BulwarkError('ERR_USAGE', '--from does not combine with DP training yet');
+          return runContinuedTraining(io, { ...o, ...this.opts<IntegrityTrainOpts>() }, ds, schema, log);
+        }
         if (wantsDp(dp)) return runDpTraining(io, { ...o, ...dp }, ds, schema, log);
         let bar: Progress | null = null;
         let r: TrainTabularResult;

@@ -1,0 +1,161 @@
+/**
+ * Continuous learning done carefully (issue 12 §3, for ONNX models Bulwark trained): fine-tune the
+ * previous model on a new batch only after the batch passed the poisoning checks (spectral signatures
+ * and activation clustering on the PREVIOUS model's hidden layer, which has not seen the batch; flagged
+ * rows are removed), then compare the fine-tuned model with the previous one on a fixed clean and
+ * adversarial evaluation set, and refuse it (ERR_MODEL_REGRESSION) when it regresses beyond the limits.
+ * The caller writes the model only when this returns.
+ */
+import { createHash } from 'node:crypto';
+import { BulwarkError, bulwarkVersion } from '../core/index.js';
+import { type Dataset, Pipeline, type Schema } from '../data/index.js';
+import { fromOnnx, type LabelledData, onnxMetadata, toOnnx, train } from '../ml/index.js';
+import { networkModel, tabularDomain } from '../robust/index.js';
+import { META_CLASS_VALUES, META_LABEL, META_PIPELINE } from '../train/index.js';
+import { compareModels, type ModelComparison, requireNoRegression } from './regression.js';
+import { type Inspection, type InspectMethod, inspectRows, labelIndices, META_SANITIZE } from './sanitize.js';
+
+/** ONNX metadata key: the digest of the model this one was fine-tuned from. */
+export const META_CONTINUED_FROM = 'bulwark.continued_from';
+
+export interface ContinueOptions {
+  label: string;
+  /** Poisoning check on the new batch (default both defences). */
+  method?: InspectMethod;
+  expectedPoisonFraction?: number;
+  epochs?: number;
+  batchSize?: number;
+  learningRate?: number;
+  seed?: number;
+  /** The fixed evaluation set (raw rows with the label), encoded with the previous model's pipeline. */
+  evaluation: Dataset;
+  /** Attack budget of the adversarial evaluation (default 0.05) and the limits. */
+  eps?: number;
+  maxCleanDrop?: number;
+  maxRobustDrop?: number;
+  schema?: Schema;
+  onProgress?: (done: number, total: number) => void;
+}
+
+export interface ContinueResult {
+  onnx: Uint8Array;
+  previousDigest: string;
+  inspection: Inspection;
+  removed: number;
+  trainRows: number;
+  comparison: ModelComparison;
+}
+
+function metaJson<T>(meta: Record<string, string>, key: string): T {
+  const v = meta[key];
+  if (v === undefined)
+    throw new BulwarkError(
+      'ERR_ONNX_INVALID',
+      `the previous model has no "${key}" metadata (train it with bulwark train)`,
+    );
+  try {
+    return JSON.parse(v) as T;
+  } catch (e) {
+    throw new BulwarkError('ERR_ONNX_INVALID', `the previous model's "${key}" metadata is not valid JSON`, {
+      cause: e,
+    });
+  }
+}
+
+/** Fine-tunes `previous` (ONNX bytes from bulwark train) on `batch`; throws ERR_MODEL_REGRESSION on regression. */
+export async function continueTraining(
+  previous: Uint8Array,
+  batch: Dataset,
+  o: ContinueOptions,
+): Promise<ContinueResult> {
+  const meta = onnxMetadata(previous);
+  const pipeline = Pipeline.load(metaJson<unknown>(meta, META_PIPELINE));
+  const classValues = metaJson<string[]>(meta, META_CLASS_VALUES);
+  if (meta[META_LABEL] !== undefined && meta[META_LABEL] !== o.label)
+    throw new BulwarkError(
+      'ERR_USAGE',
+      `--label "${o.label}": the previous model predicts "${meta[META_LABEL]}"`,
+    );
+  const old = fromOnnx(previous).network;
+  const encode = (ds: Dataset): LabelledData => {
+    const fm = pipeline.transform(ds);
+    if (fm.features.length !== old.inputs)
+      throw new BulwarkError(
+        'ERR_SHAPE_MISMATCH',
+        `the data gives ${fm.features.length} features, the model takes ${old.inputs}`,
+      );
+    return { x: fm.matrix, y: labelIndices(ds, o.label, classValues), rows: ds.rowCount };
+  };
+  const data = encode(batch);
+  // The poisoning check uses the previous model: its representations were learned without this batch.
+  const inspection = inspectRows(old, data.x, data.y, {
+    method: o.method ?? 'both',
+    expectedPoisonFraction: o.expectedPoisonFraction ?? 0.05,
+    seed: o.seed ?? 0,
+  });
+  const gone = new Set(inspection.flagged.map((f) => f.row));
+  const keep: number[] = [];
+  for (let i = 0; i < data.rows; i++) if (!gone.has(i)) keep.push(i);
+  const d = old.inputs;
+  const kept: LabelledData = {
+    x: new Float32Array(keep.length * d),
+    y: Int32Array.from(keep, (i) => data.y[i] as number),
+    rows: keep.length,
+  };
+  keep.forEach((r, i) => {
+    kept.x.set(data.x.subarray(r * d, (r + 1) * d), i * d);
+  });
+  const next = old.clone();
+  const epochs = o.epochs ?? 5;
+  const batchSize = o.batchSize ?? 128;
+  const batches = Math.ceil(kept.rows / batchSize);
+  await train(next, kept, {
+    epochs,
+    batchSize,
+    learningRate: o.learningRate ?? 1e-3,
+    seed: o.seed ?? 0,
+    onProgress: (p) => o.onProgress?.((p.epoch - 1) * batches + p.batch, epochs * batches),
+  });
+  const evaluation = encode(o.evaluation);
+  const stringInputs = pipeline
+    .toJSON()
+    .inputs.filter((i) => i.type === 'string')
+    .map((i) => i.name);
+  // Without a schema the valid ranges come from the data seen: the batch and the evaluation rows.
+  const seen = new Float32Array(data.x.length + evaluation.x.length);
+  seen.set(data.x, 0);
+  seen.set(evaluation.x, data.x.length);
+  const domain = tabularDomain({
+    features: pipeline.features,
+    x: seen,
+    rows: data.rows + evaluation.rows,
+    ...(o.schema ? { schema: o.schema } : {}),
+    categorical: stringInputs,
+  });
+  const comparison = await compareModels(networkModel(old), networkModel(next), evaluation, {
+    domain,
+    eps: o.eps ?? 0.05,
+    ...(o.maxCleanDrop === undefined ? {} : { maxCleanDrop: o.maxCleanDrop }),
+    ...(o.maxRobustDrop === undefined ? {} : { maxRobustDrop: o.maxRobustDrop }),
+    seed: o.seed ?? 0,
+  });
+  requireNoRegression(comparison);
+  const previousDigest = `sha256:${createHash('sha256').update(previous).digest('hex')}`;
+  const removedRows = [...gone].sort((a, b) => a - b);
+  const onnx = toOnnx(next, {
+    producerVersion: bulwarkVersion(),
+    metadata: {
+      ...meta,
+      [META_CONTINUED_FROM]: previousDigest,
+      [META_SANITIZE]: JSON.stringify({
+        method: inspection.method,
+        expectedPoisonFraction: o.expectedPoisonFraction ?? 0.05,
+        rowsBefore: data.rows,
+        removed: removedRows.length,
+        removedDigest: `sha256:${createHash('sha256').update(removedRows.join(',')).digest('hex')}`,
+        removedRows,
+      }),
+    },
+  });
+  return { onnx, previousDigest, inspection, removed: removedRows.length, trainRows: kept.rows, comparison };
+}
