@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { pino } from 'pino';
 import { requireFile } from '../../core/index.js';
 import { Gateway, loadGatewayConfig } from '../../gateway/index.js';
 import { ioOf } from '../program.js';
@@ -21,7 +22,19 @@ flush and checkpoint the audit log, and exit. Logs are JSON lines (pino) on stdo
       const io = ioOf(this);
       await requireFile(o.config, 'gateway configuration');
       const config = await loadGatewayConfig(o.config);
-      const gw = await Gateway.start({ config });
+      // Logs are JSON lines on stdout, or on stderr with --json so that stdout holds only the result.
+      const logger = pino(
+        {
+          level: config.telemetry.logLevel,
+          base: { service: 'bulwark-gateway' },
+          redact: {
+            paths: ['authorization', '*.authorization', 'headers', '*.headers', 'token'],
+            remove: true,
+          },
+        },
+        pino.destination(io.json ? 2 : 1),
+      );
+      const gw = await Gateway.start({ config, logger });
       if (o.check) {
         const models = [...gw.models.values()].map((m) => ({
           name: m.name,
