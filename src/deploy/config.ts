@@ -22,6 +22,7 @@ import { BulwarkError, fsError, validateConfig } from '../core/index.js';
  * | `audit.store`          | must be a `postgres://` URL (a SQLite file in a pod is lost at reschedule) → egress to PostgreSQL |
  * | `ledger.store`         | same as `audit.store`, when present                              |
  * | `auth.jwt.jwks.url`    | an `https://` JWKS URL → egress to its host (port 443 by default) |
+ * | `models[].package`, `models[].keyringPassphrase` | a note when a package's passphrase is read from the environment (the pod gets secrets as files) |
  *
  * Everything else in the file is ignored here. A destination a NetworkPolicy cannot name by itself
  * (a DNS name outside the cluster) must be given a peer in `deploy.egress` — never guessed.
@@ -188,6 +189,8 @@ export interface DeployInputs {
   serverPort: number;
   /** null when `metrics.enabled: false`: no metrics port, no metrics NetworkPolicy. */
   metricsPort: number | null;
+  /** Things the operator must fix or know that the manifests cannot (e.g. a secret read from env). */
+  warnings: string[];
   /** `limits.backend` (default memory). */
   limitsBackend: 'memory' | 'redis';
   clientAuth: 'none' | 'request' | 'require';
@@ -220,6 +223,17 @@ const otherSchema = z.looseObject({
     .optional(),
   audit: z.looseObject({ store: z.string().optional() }).optional(),
   ledger: z.looseObject({ store: z.string().optional() }).optional(),
+  models: z
+    .array(
+      z.looseObject({
+        name: z.string().optional(),
+        package: z.string().optional(),
+        keyringPassphrase: z
+          .looseObject({ file: z.string().optional(), env: z.string().optional() })
+          .optional(),
+      }),
+    )
+    .optional(),
   auth: z
     .looseObject({
       jwt: z.looseObject({ jwks: z.looseObject({ url: z.string().optional() }).optional() }).optional(),
@@ -389,6 +403,13 @@ export function readDeployInputs(doc: unknown, source = '<config>'): DeployInput
     serverPort,
     metricsPort: metricsEnabled ? metricsPort : null,
     limitsBackend: other.limits?.backend ?? 'memory',
+    warnings: (other.models ?? []).flatMap((m, i) =>
+      m.package !== undefined && m.keyringPassphrase?.file === undefined
+        ? [
+            `models[${i}]${m.name ? ` (${m.name})` : ''}: the keyring passphrase comes from ${m.keyringPassphrase?.env ?? 'BULWARK_PASSPHRASE'} in the environment, which the Deployment does not set (secrets are mounted as files); set keyringPassphrase: { file: /etc/bulwark/model-key/<file> }`,
+          ]
+        : [],
+    ),
     clientAuth: other.server?.tls?.clientAuth ?? 'none',
     destinations,
   };

@@ -112,7 +112,7 @@ export function buildManifests(inputs: DeployInputs): GeneratedBase {
     'app.kubernetes.io/managed-by': 'bulwark',
   };
   const meta = (name: string) => ({ name, namespace: ns, labels });
-  const notes: string[] = [];
+  const notes: string[] = [...inputs.warnings];
   const objects: GeneratedObject[] = [];
 
   const psVersion = d.podSecurityVersion;

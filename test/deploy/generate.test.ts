@@ -45,6 +45,7 @@ models:
     package: /etc/bulwark/models/fraud.bwm
     keyring: /etc/bulwark/model-key/keyring.json
     trust: /etc/bulwark/config/trust.yaml
+    keyringPassphrase: { file: /etc/bulwark/model-key/passphrase }
 audit:
   store: "postgres://bulwark@10.20.0.5:5432/audit"
   signer: /etc/bulwark/audit-signer/log.key
@@ -159,6 +160,18 @@ describe('deploy config', () => {
     );
     const { notes } = buildManifests(one);
     assert.ok(notes.some((n) => /one replica/.test(n)));
+  });
+
+  it('a keyring passphrase read from the environment gets a note (the pod has secrets as files only)', () => {
+    assert.deepEqual(buildManifests(parseDeployConfig(CONFIG, 'b.yaml')).notes, []);
+    const env = parseDeployConfig(
+      CONFIG.replace('    keyringPassphrase: { file: /etc/bulwark/model-key/passphrase }\n', ''),
+      'b.yaml',
+    );
+    assert.match(
+      buildManifests(env).notes.join('\n'),
+      /models\[0\] \(fraud\): the keyring passphrase comes from BULWARK_PASSPHRASE/,
+    );
   });
 
   it('clientAuth require: TCP probes (the kubelet has no client certificate), with a note', () => {
