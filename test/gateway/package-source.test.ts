@@ -94,9 +94,11 @@ describe('gateway: protected model package (default source)', () => {
     const log = await AuditLog.open({ store: { kind: 'sqlite', path: c.audit.store } });
     const entries = await log.tail(50);
     const loaded = entries.find((e) => e.type === 'model.loaded');
-    assert.equal((loaded?.data as { packageDigest: string }).packageDigest, packageDigest);
+    assert.ok(loaded, 'model.loaded recorded');
+    assert.equal((loaded.data as { packageDigest: string }).packageDigest, packageDigest);
     const pred = entries.find((e) => e.type === 'prediction');
-    assert.equal((pred?.data as { packageDigest: string }).packageDigest, packageDigest);
+    assert.ok(pred, 'prediction recorded');
+    assert.equal((pred.data as { packageDigest: string }).packageDigest, packageDigest);
     await log.close();
   });
 
