@@ -99,6 +99,11 @@ async function writeModel(path: string, bytes: number): Promise<number> {
   return statSync(path).size;
 }
 
+function cpuSeconds(since: NodeJS.CpuUsage): number {
+  const d = process.cpuUsage(since);
+  return (d.user + d.system) / 1e6;
+}
+
 const SIZES: { label: string; bytes: number; id: string }[] = [
   { label: '1 MB', bytes: 1 << 20, id: '1mb' },
   { label: '100 MB', bytes: 100 << 20, id: '100mb' },
@@ -133,6 +138,11 @@ const bench: Benchmark = {
         const protect: number[] = [];
         const load: number[] = [];
         const loadNoDigest: number[] = [];
+        // CPU seconds of the process (all threads: main, worker, thread pool, ONNX Runtime): the work
+        // done, much less sensitive than wall time to other processes on a shared machine.
+        const plainCpu: number[] = [];
+        const loadCpu: number[] = [];
+        const loadNoDigestCpu: number[] = [];
         const plain: number[] = [];
         const plainRead: number[] = [];
         const verifyDecrypt: number[] = [];
@@ -150,24 +160,30 @@ const bench: Benchmark = {
           protect.push((performance.now() - t0) / 1000);
           pkgBytes = res.packageBytes;
           const runPlain = async (): Promise<void> => {
+            const c0 = process.cpuUsage();
             const t1 = performance.now();
             const bytes = await readFile(onnxPath);
             const t2 = performance.now();
             const m = await OnnxRuntimeModel.create(bytes);
             plain.push((performance.now() - t1) / 1000);
+            plainCpu.push(cpuSeconds(c0));
             plainRead.push((t2 - t1) / 1000);
             await m.close();
           };
           const runPackage = async (): Promise<void> => {
+            const c0 = process.cpuUsage();
             t0 = performance.now();
             const l = await loadProtectedModel(pkgPath, { keyring: kr, trust });
             load.push((performance.now() - t0) / 1000);
+            loadCpu.push(cpuSeconds(c0));
             await l.model.close();
           };
           const runPackageNoDigest = async (): Promise<void> => {
+            const c0 = process.cpuUsage();
             t0 = performance.now();
             const l = await loadProtectedModel(pkgPath, { keyring: kr, trust, checkModelDigest: false });
             loadNoDigest.push((performance.now() - t0) / 1000);
+            loadNoDigestCpu.push(cpuSeconds(c0));
             await l.model.close();
           };
           // Rotate the order each round, so no variant always runs first (warmer cache, other load).
@@ -225,6 +241,15 @@ const bench: Benchmark = {
           'lower',
           loadNoDigest,
         );
+        f('plain_cpu', 'plain load, CPU time of the process', 'CPU s', 'lower', plainCpu);
+        f('load_cpu', 'package load, CPU time of the process', 'CPU s', 'lower', loadCpu);
+        f(
+          'load_nodigest_cpu',
+          'package load without plaintext digest, CPU time',
+          'CPU s',
+          'lower',
+          loadNoDigestCpu,
+        );
         // Each round runs the loads back to back: a ratio within a round sees one machine load.
         f(
           'paired_ratio',
@@ -262,6 +287,16 @@ const bench: Benchmark = {
             label: `${s.label}: package load without the plaintext digest / plain load`,
             of: `${s.id}.load_nodigest`,
             to: `${s.id}.plain_load`,
+          },
+          {
+            label: `${s.label}: package load / plain load, CPU time`,
+            of: `${s.id}.load_cpu`,
+            to: `${s.id}.plain_cpu`,
+          },
+          {
+            label: `${s.label}: package load without the plaintext digest / plain load, CPU time`,
+            of: `${s.id}.load_nodigest_cpu`,
+            to: `${s.id}.plain_cpu`,
           },
         ]),
       };
