@@ -392,3 +392,74 @@ describe('bulwark train --from (continuous learning)', () => {
     assert.notEqual(pkg.code, 0);
   });
 });
+
+describe('bulwark data poison', () => {
+  it('flips exactly the requested share of labels and plants a schema-valid backdoor', () => {
+    const flipped = join(dir, 'poison-flip.csv');
+    const f = runBulwark([
+      '--json',
+      'data',
+      'poison',
+      '--data',
+      clean,
+      '--label',
+      'label',
+      '--attack',
+      'flip',
+      '--rate',
+      '0.1',
+      '--seed',
+      '3',
+      '--out',
+      flipped,
+    ]);
+    assert.equal(f.code, 0, f.stderr);
+    const before = readFileSync(clean, 'utf8').trim().split('\n').slice(1);
+    const after = readFileSync(flipped, 'utf8').trim().split('\n').slice(1);
+    assert.equal(after.length, before.length);
+    const changed = after.filter(
+      (r, i) => r.split(',').at(-1) !== (before[i] as string).split(',').at(-1),
+    ).length;
+    assert.equal(changed, 150);
+    assert.equal((JSON.parse(f.stdout) as { poisoned: number }).poisoned, 150);
+    const bd = join(dir, 'poison-backdoor.csv');
+    const b = runBulwark([
+      '--json',
+      'data',
+      'poison',
+      '--data',
+      clean,
+      '--label',
+      'label',
+      '--trigger',
+      'channel=kiosk,hour=4',
+      '--target',
+      'no',
+      '--rate',
+      '0.05',
+      '--out',
+      bd,
+    ]);
+    assert.equal(b.code, 0, b.stderr);
+    const j = JSON.parse(b.stdout) as { rows: number; poisonedRows: number[] };
+    assert.equal(j.poisonedRows.length, Math.round((0.05 * 1500) / 0.95));
+    assert.equal(j.rows, 1500 + j.poisonedRows.length);
+    const lines = readFileSync(bd, 'utf8').trim().split('\n');
+    for (const r of j.poisonedRows) assert.match(lines[r] as string, /,kiosk,4,no$/);
+    const bad = runBulwark([
+      'data',
+      'poison',
+      '--data',
+      clean,
+      '--label',
+      'label',
+      '--trigger',
+      'hour=four',
+      '--target',
+      'no',
+      '--out',
+      join(dir, 'x.csv'),
+    ]);
+    assert.equal(bad.code, 2);
+  });
+});

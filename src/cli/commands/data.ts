@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { registerDataInspectCommand } from './data-inspect.js';
+import { registerDataPoisonCommand } from './data-poison.js';
 import { registerDataProtectCommands } from './data-protect.js';
 import { registerDataSchemaCommands } from './data-schema.js';
 import { registerDataSynthCommand } from './data-synth.js';
@@ -11,4 +12,5 @@ export function registerDataCommands(program: Command): void {
   registerDataSynthCommand(data);
   registerDataProtectCommands(data);
   registerDataInspectCommand(data);
+  registerDataPoisonCommand(data);
 }
