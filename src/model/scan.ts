@@ -550,7 +550,8 @@ function zipRead(buf: Buffer, e: ZipEntry): Buffer {
   const start = h + 30 + buf.readUInt16LE(h + 26) + buf.readUInt16LE(h + 28);
   const data = buf.subarray(start, start + e.compressedSize);
   if (e.method === 0) return data;
-  if (e.method === 8) return inflateRawSync(data, { maxOutputLength: 1 << 30 });
+  // Pickles in PyTorch archives hold structure, not tensor data: 256 MiB bounds a decompression bomb.
+  if (e.method === 8) return inflateRawSync(data, { maxOutputLength: 256 << 20 });
   throw new Error(`${e.name}: compression method ${e.method} not supported`);
 }
 
