@@ -2,6 +2,7 @@ import { Command, CommanderError } from 'commander';
 import { BulwarkError, bulwarkVersion } from '../core/index.js';
 import { registerAttestCommands } from './commands/attest.js';
 import { registerAuditCommands } from './commands/audit.js';
+import { registerBenchCommands } from './commands/bench.js';
 import { registerDataCommands } from './commands/data.js';
 import { registerDemoCommand } from './commands/demo.js';
 import { registerDeployCommands } from './commands/deploy.js';
@@ -49,6 +50,7 @@ Errors print one line "bulwark: ERR_CODE: message"; every code is listed in docs
   registerAuditCommands(program);
   registerDemoCommand(program);
   registerAttestCommands(program);
+  registerBenchCommands(program);
   registerDeployCommands(program);
   registerEvaluateCommand(program);
   registerKeysCommands(program);
