@@ -242,6 +242,9 @@ export class GatewayClient {
   }
 }
 
+/** Attestation policies for the attested mode (src/attest/policy.ts). */
+export { type AttestationPolicy, parsePolicy, productionPolicy } from '../attest/index.js';
+
 export interface AttestedGatewayClientOptions extends GatewayClientOptions, ClientVerifyOptions {}
 
 /** The sealed answer's plaintext: the pipeline's status, code and JSON body. */

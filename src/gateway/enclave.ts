@@ -88,6 +88,8 @@ export interface EnclaveInfo {
   measurements: Readonly<Record<string, string>>;
   /** Software mode: the worker's attestation signer (SPKI PEM) — the client's `roots.software`. */
   signerPublicKey: string | null;
+  /** Software mode: the worker's process id. */
+  workerPid: number | null;
 }
 
 /** The measurement name under which software mode reports a served model's digest. */
@@ -145,6 +147,7 @@ export class GatewayEnclave {
           hardware: false,
           measurements: sw.measurements,
           signerPublicKey: sw.signerPublicKey,
+          workerPid: sw.pid,
         },
         o,
       );
@@ -175,7 +178,14 @@ export class GatewayEnclave {
     );
     return new GatewayEnclave(
       host,
-      { mode: 'nitro', format: host.format, hardware: true, measurements: {}, signerPublicKey: null },
+      {
+        mode: 'nitro',
+        format: host.format,
+        hardware: true,
+        measurements: {},
+        signerPublicKey: null,
+        workerPid: null,
+      },
       o,
     );
   }
@@ -288,7 +298,8 @@ export class GatewayEnclave {
           reply = errorReply(e);
         }
       } else reply = await this.#pipeline(pt, model, version, auth);
-      const sealed = `{"status":${reply.status},"code":${JSON.stringify(reply.code)},"body":${reply.body}}`;
+      const rid = reply.headers?.['x-request-id'];
+      const sealed = `{"status":${reply.status},"code":${JSON.stringify(reply.code)},${rid ? `"requestId":${JSON.stringify(rid)},` : ''}"body":${reply.body}}`;
       return await opened.respond(Buffer.from(sealed));
     } finally {
       pt.fill(0);

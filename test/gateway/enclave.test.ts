@@ -117,6 +117,7 @@ describe('gateway enclave.mode software: attested sessions over TLS 1.3 through 
       assert.equal(inner.status, 403);
       assert.equal(inner.code, 'ERR_POLICY_DENIED');
       assert.equal(inner.body.code, 'ERR_POLICY_DENIED');
+      assert.match(inner.requestId, /^[0-9a-f-]{36}$/);
     } finally {
       raw.close();
     }
