@@ -25,9 +25,19 @@ export interface LimitOutcome {
   budgetRemaining: number | null;
 }
 
+/** Recently used counter keys (hashing per request is avoidable work on the hot path). */
+const keys = new Map<string, string>();
+
 function keyOf(principal: string, model: string): string {
-  // Principal ids stay out of the store: a hash keys the counters.
-  return `${model}:${createHash('sha256').update(principal).digest('base64url').slice(0, 22)}`;
+  const id = `${model}\u0000${principal}`;
+  let k = keys.get(id);
+  if (k === undefined) {
+    // Principal ids stay out of the store: a hash keys the counters.
+    k = `${model}:${createHash('sha256').update(principal).digest('base64url').slice(0, 22)}`;
+    if (keys.size >= 10_000) keys.delete(keys.keys().next().value as string);
+    keys.set(id, k);
+  }
+  return k;
 }
 
 export class Limiter {
