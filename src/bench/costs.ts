@@ -7,7 +7,7 @@
  * docs/performance.md is generated from them.
  */
 import { cpus, type as osType, release, totalmem } from 'node:os';
-import { bulwarkVersion } from '../core/index.js';
+import { BulwarkError, bulwarkVersion } from '../core/index.js';
 import { type BenchSet, parseBenchResult, readBenchResults } from '../plan/index.js';
 import { CLAIMS, SECTIONS } from './claims.js';
 import { type Figure, type Measured, type MeasureOptions, measureCosts } from './measure.js';
@@ -145,6 +145,43 @@ export async function runCosts(o: RunCostsOptions): Promise<CostsResult> {
     quick: o.quick,
     repeats,
   });
+}
+
+/**
+ * Rebuilds the rows and the doc from a results file written earlier (its figures and facts), against
+ * the committed results as they are now: for when another benchmark's result lands after the run.
+ */
+export function reassemble(committed: BenchSet, text: string, file: string): CostsResult {
+  parseBenchResult(text, file);
+  const j = JSON.parse(text) as Partial<CostsJson>;
+  if (j.benchmark !== COSTS_BENCH || !Array.isArray(j.figures) || typeof j.startedAt !== 'string') {
+    throw new BulwarkError('ERR_BENCH_RESULTS_INVALID', `${file}: not a ${COSTS_BENCH} results file`, {
+      details: { file },
+    });
+  }
+  const facts = { ...(j.facts ?? {}) };
+  delete facts['rows'];
+  return assemble(
+    committed,
+    {
+      figures: j.figures.map(({ id, label, system, unit, better, samples }) => ({
+        id,
+        label,
+        system,
+        unit,
+        better,
+        samples: Array.isArray(samples) ? samples.map((x) => (typeof x === 'number' ? x : Number.NaN)) : [],
+      })),
+      facts,
+      notes: (j.notes ?? []).filter((n) => !n.startsWith('claims without a row')),
+    },
+    {
+      startedAt: j.startedAt,
+      finishedAt: typeof j.finishedAt === 'string' ? j.finishedAt : j.startedAt,
+      quick: j.quick === true,
+      repeats: typeof j.repeats === 'number' ? j.repeats : 1,
+    },
+  );
 }
 
 const esc = (s: string) => s.replace(/\|/g, '\\|').replace(/\n/g, ' ');

@@ -12,6 +12,7 @@ export {
   fmt,
   performanceDoc,
   type RunCostsOptions,
+  reassemble,
   runCosts,
   summarise,
 } from './costs.js';

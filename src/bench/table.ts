@@ -122,13 +122,14 @@ function compare(c: Claim, v: number): { verdict: Verdict; why: string; ratio: n
   const ratio = mid !== 0 ? v / mid : null;
   const range = c.low === c.high ? `${c.low} ${c.unit}` : `${c.low}–${c.high} ${c.unit}`;
   if (r >= c.low && r <= c.high) return { verdict: 'confirms', why: `within the article's ${range}`, ratio };
+  const times = (x: number) => (x >= 10 ? String(Math.round(x)) : x.toPrecision(2));
   const factor =
     r < c.low
-      ? c.low / Math.max(Math.abs(v), 1e-9) >= 2 && v > 0
-        ? ` (${(c.low / v).toPrecision(2)}× below its low end)`
+      ? v > 0 && c.low / v >= 2
+        ? ` (${times(c.low / v)}× below its low end)`
         : ''
       : c.high > 0 && v / c.high >= 2
-        ? ` (${(v / c.high).toPrecision(2)}× its high end)`
+        ? ` (${times(v / c.high)}× its high end)`
         : '';
   return {
     verdict: 'contradicts',
@@ -187,7 +188,7 @@ function row(b: BenchSet, s: RowSpec): CostRow {
       measured,
       ratio: cmp.ratio,
       verdict: 'not comparable',
-      why: `${s.notComparable}.${note}`,
+      why: `${s.notComparable}; taken at face value it would be ${cmp.why}.${note}`,
       sources: sourcesOf(b, refs),
     };
   }

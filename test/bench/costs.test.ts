@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
@@ -134,6 +134,7 @@ describe('bench costs: rows from results', () => {
     const b = new Map(committed);
     b.delete('robust');
     b.delete('gateway');
+    b.delete('costs');
     const rows = costRows(b);
     const robust = rows.filter((r) => r.claim.startsWith('defense.attack-success'));
     assert.ok(robust.length >= 2);
@@ -228,6 +229,33 @@ describe('bench costs: a --quick run of the CLI', () => {
       if (r.verdict === 'confirms' || r.verdict === 'contradicts') assert.equal(typeof r.measured, 'number');
     }
     assert.ok(cited > 30);
+  });
+
+  it('--from rebuilds the rows against other results: a missing file is "not measured"', () => {
+    const only = join(dir, 'results');
+    mkdirSync(only);
+    copyFileSync(join(ROOT, 'bench', 'results', 'attest.json'), join(only, 'attest.json'));
+    const r = runBulwark(['bench', 'costs', '--from', out, '--results', only, '--no-write', '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    const rows = (JSON.parse(r.stdout) as { rows: CostRow[] }).rows;
+    assert.deepEqual(uncoveredClaims(rows), []);
+    const robust = rows.filter((x) => x.sources.length === 0 && x.verdict === 'not measured');
+    assert.ok(robust.some((x) => /robust\.json is not committed/.test(x.why)));
+    for (const x of rows.filter((y) =>
+      /(robust|gateway|dp|model-package)\.json is not committed/.test(y.why),
+    )) {
+      assert.equal(x.verdict, 'not measured');
+      assert.equal(x.measured, null);
+    }
+    // This run's own figures and attest.json still count.
+    const own = rows.find((x) => x.claim === 'defense.input-validation-caught') as CostRow;
+    assert.notEqual(own.verdict, 'not measured');
+    const session = rows.find((x) => x.claim === 'realworld.session-setup') as CostRow;
+    assert.equal(session.sources[0]?.file, 'bench/results/attest.json');
+    assert.equal(typeof session.measured, 'number');
+    const missing = runBulwark(['bench', 'costs', '--from', join(dir, 'nope.json'), '--no-write']);
+    assert.equal(missing.code, 3);
+    assert.match(missing.stderr, /^bulwark: ERR_\w+: .*nope\.json/);
   });
 
   it('writes the doc: a table per section, contradictions said plainly', () => {

@@ -25,6 +25,10 @@ export function registerBenchCommands(program: Command): void {
     .option('--out <file>', 'where to write the results JSON (default RESULTS/costs.json)')
     .option('--doc <file>', 'where to write the Markdown table', 'docs/performance.md')
     .option('--no-write', 'print only; write neither the JSON nor the doc')
+    .option(
+      '--from <file>',
+      'measure nothing: rebuild the rows and the doc from this earlier costs.json against the results as they are now',
+    )
     .addHelpText(
       'after',
       `
@@ -46,21 +50,36 @@ A missing results file makes its rows "not measured"; nothing is estimated. See 
         out?: string;
         doc: string;
         write: boolean;
+        from?: string;
       }>();
       const b = await lib();
       const resultsDir = resolve(o.results);
-      const bar = startProgress(io, 'bench costs', 100, '%');
       let r: Awaited<ReturnType<typeof b.runCosts>>;
-      try {
-        r = await b.runCosts({
-          resultsDir,
-          quick: o.quick === true,
-          seed: o.seed,
-          ...(o.repeats !== undefined ? { repeats: o.repeats } : {}),
-          onProgress: (stage, f) => bar.update(Math.round(100 * f), { stage }),
-        });
-      } finally {
-        bar.stop();
+      if (o.from !== undefined) {
+        const from = resolve(o.from);
+        const { readFile } = await import('node:fs/promises');
+        const { fsError } = await import('../../core/index.js');
+        const { readBenchResults } = await import('../../plan/index.js');
+        let text: string;
+        try {
+          text = await readFile(from, 'utf8');
+        } catch (e) {
+          throw fsError(e, from, 'cannot read the costs results');
+        }
+        r = b.reassemble(await readBenchResults(resultsDir), text, from);
+      } else {
+        const bar = startProgress(io, 'bench costs', 100, '%');
+        try {
+          r = await b.runCosts({
+            resultsDir,
+            quick: o.quick === true,
+            seed: o.seed,
+            ...(o.repeats !== undefined ? { repeats: o.repeats } : {}),
+            onProgress: (stage, f) => bar.update(Math.round(100 * f), { stage }),
+          });
+        } finally {
+          bar.stop();
+        }
       }
       const out = o.out !== undefined ? resolve(o.out) : resolve(resultsDir, `${b.COSTS_BENCH}.json`);
       const doc = resolve(o.doc);
