@@ -6,8 +6,8 @@ import * as x509 from '@peculiar/x509';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { type AuditLog, generateSignerKey, verifyInclusionBundle } from '../../audit/index.js';
 import { SeededRng } from '../../core/index.js';
-import { GatewayClient, GatewayError } from '../../gateway/client.js';
-import { Gateway, gatewayConfig } from '../../gateway/index.js';
+import { AttestedGatewayClient, GatewayClient, GatewayError, parsePolicy } from '../../gateway/client.js';
+import { Gateway, gatewayConfig, modelMeasurement } from '../../gateway/index.js';
 import type { Block } from '../../report/index.js';
 import { benignStreams, MahalanobisDetector, PradaDetector, StatefulDetector } from '../../robust/index.js';
 import type { DemoStage } from '../stage.js';
@@ -178,6 +178,8 @@ export const gatewayStage: DemoStage = {
       ],
       audit: { store: join(dir, 'gateway-audit.db'), signer: join(dir, 'audit.key'), checkpointSeconds: 0 },
       telemetry: { logLevel: 'silent' },
+      // Attested sessions in software mode (keys in a worker process; NO hardware guarantee).
+      enclave: { mode: 'software' },
     });
     const gw = await Gateway.start({ config, defaultMetrics: false });
     const clients: GatewayClient[] = [];
@@ -230,6 +232,39 @@ export const gatewayStage: DemoStage = {
         else legitCodes.set(code, (legitCodes.get(code) ?? 0) + 1);
       }
       ctx.progress(0.5);
+
+      // One sealed request through an attested session (software mode): the client verifies the
+      // attestation against a policy pinning the served model's digest, then sends the row encrypted;
+      // the same pipeline answers it. Software mode is refused by any hardware-requiring policy.
+      let sealed = 'not run';
+      let sealedOk = false;
+      {
+        const info = gw.enclave;
+        const m = modelMeasurement(MODEL);
+        if (info?.signerPublicKey) {
+          const ac = new AttestedGatewayClient({
+            url: gw.url,
+            ca: caPem,
+            servername: 'localhost',
+            token: await token({ sub: 'svc-attested', client_id: 'svc-attested' }),
+            policy: parsePolicy({
+              requireHardware: false,
+              measurements: { [m]: [info.measurements[m] as string] },
+            }),
+            roots: { software: [info.signerPublicKey] },
+          });
+          clients.push(ac);
+          const claims = await ac.connect();
+          const r = rowOf(1);
+          const a = await ac.inferRows(MODEL, [r]);
+          const p = await legit.inferRows(MODEL, [r]);
+          sealedOk = JSON.stringify(a.outputs) === JSON.stringify(p.outputs);
+          sealed =
+            `${claims.format} attestation verified (hardware: ${claims.hardware}, ${m} = ${String(claims.measurements[m]).slice(0, 16)}…); ` +
+            `sealed prediction ${sealedOk ? 'equals' : 'DIFFERS FROM'} the plain one. Software mode: no hardware guarantee, ` +
+            'the host can read the worker and gateway memory; a hardware-requiring policy refuses it';
+        }
+      }
 
       const row = rowOf(0);
       const numeric = fields.find((f) => typeof row[f] === 'number') as string;
@@ -359,6 +394,7 @@ export const gatewayStage: DemoStage = {
               `${entries.length} (${entries.filter((e) => e.type === 'prediction').length} predictions, ${denials.length} refusals)`,
             ],
             ['audit proof', proof],
+            ['attested session', sealed],
           ],
         },
         {
@@ -379,6 +415,7 @@ export const gatewayStage: DemoStage = {
           allAttacksRefused: refusedAll,
           auditEntries: entries.length,
           proofVerified: pred !== undefined,
+          sealedRequestMatches: sealedOk,
         },
       };
     } finally {
