@@ -18,6 +18,16 @@ import { type Inspection, type InspectMethod, inspectRows, labelIndices, META_SA
 /** ONNX metadata key: the digest of the model this one was fine-tuned from. */
 export const META_CONTINUED_FROM = 'bulwark.continued_from';
 
+/**
+ * Metadata of the previous model that must NOT be carried over to the fine-tuned one: the privacy
+ * guarantee (src/privacy, `bulwark.privacy`) and the adversarial-training settings (src/train,
+ * `bulwark.adversarial`) describe how the previous model was trained. Fine-tuning on the new batch is
+ * neither DP nor adversarial, so copying them would make the new model (and the manifest
+ * `protectModel` builds from this metadata) claim a guarantee it does not have. The previous model's
+ * claims stay in its own metadata / package, which the new one names (`bulwark.continued_from`).
+ */
+const NOT_INHERITED = ['bulwark.privacy', 'bulwark.adversarial'] as const;
+
 export interface ContinueOptions {
   label: string;
   /** Poisoning check on the new batch (default both defences). */
@@ -142,10 +152,12 @@ export async function continueTraining(
   requireNoRegression(comparison);
   const previousDigest = `sha256:${createHash('sha256').update(previous).digest('hex')}`;
   const removedRows = [...gone].sort((a, b) => a - b);
+  const inherited = { ...meta };
+  for (const k of NOT_INHERITED) delete inherited[k];
   const onnx = toOnnx(next, {
     producerVersion: bulwarkVersion(),
     metadata: {
-      ...meta,
+      ...inherited,
       [META_CONTINUED_FROM]: previousDigest,
       [META_SANITIZE]: JSON.stringify({
         method: inspection.method,

@@ -14,6 +14,8 @@ export {
   type PackageLayout,
 } from './format.js';
 export {
+  type DecryptedModel,
+  decryptProtectedModel,
   inspectPackage,
   type LoadedModel,
   type LoadOptions,

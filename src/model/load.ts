@@ -347,6 +347,23 @@ async function decryptModel(
 }
 
 /**
+ * Steps 1-6, the one verification path of every keyed read (`loadProtectedModel`,
+ * `decryptProtectedModel`): read, signature, trust, digests, key unwrap, in-memory decryption and the
+ * plaintext digest. Returns the plaintext as a view into the package buffer; the caller wipes it.
+ */
+async function openVerified(
+  path: string,
+  trust: TrustPolicy,
+  keyring: Keyring,
+  checkDigest: boolean,
+): Promise<{ v: VerifiedPackage; plain: Buffer }> {
+  const p = await readPackage(path);
+  const v = verifyRead(p, trust);
+  const plain = await decryptModel(p, v, keyring, checkDigest);
+  return { v, plain };
+}
+
+/**
  * Verifies a package: signature, trust and digests; with a keyring also decrypts it in memory and
  * checks the plaintext's digest (the plaintext is wiped before returning). Throws on any failure.
  */
@@ -354,13 +371,13 @@ export async function verifyPackage(
   path: string,
   options: { trust: TrustPolicy; keyring?: Keyring },
 ): Promise<VerifiedPackage & { decrypted: boolean }> {
-  const p = await readPackage(path);
-  const v = verifyRead(p, options.trust);
   if (options.keyring) {
-    const plain = await decryptModel(p, v, options.keyring);
+    const { v, plain } = await openVerified(path, options.trust, options.keyring, true);
     plain.fill(0);
+    return { ...v, decrypted: true };
   }
-  return { ...v, decrypted: options.keyring !== undefined };
+  const p = await readPackage(path);
+  return { ...verifyRead(p, options.trust), decrypted: false };
 }
 
 /**
@@ -374,9 +391,12 @@ export async function verifyPackage(
  * ```
  */
 export async function loadProtectedModel(path: string, options: LoadOptions): Promise<LoadedModel> {
-  const p = await readPackage(path);
-  const v = verifyRead(p, options.trust);
-  const plain = await decryptModel(p, v, options.keyring, options.checkModelDigest ?? true);
+  const { v, plain } = await openVerified(
+    path,
+    options.trust,
+    options.keyring,
+    options.checkModelDigest ?? true,
+  );
   try {
     const model = await OnnxRuntimeModel.create(
       plain,
@@ -391,6 +411,42 @@ export async function loadProtectedModel(path: string, options: LoadOptions): Pr
   } finally {
     plain.fill(0);
   }
+}
+
+/** A package's verified plaintext model, in memory, for fine-tuning (see {@link decryptProtectedModel}). */
+export interface DecryptedModel {
+  manifest: ModelManifest;
+  /** The verified plaintext ONNX bytes (a view into the package buffer, never written to disk). */
+  onnx: Buffer;
+  signer: { keyId: string; algorithm: string; name: string };
+  /** sha256 hex of the whole package file. */
+  packageDigest: string;
+  /** Overwrites the plaintext with zeros; call it (in a `finally`) as soon as the bytes are used. */
+  wipe(): void;
+}
+
+/**
+ * Verifies a package exactly as {@link loadProtectedModel} does (same code path, same refusal codes,
+ * the plaintext digest always checked) and hands the verified plaintext ONNX bytes to the caller, in
+ * memory, instead of opening ONNX Runtime: continuous learning needs the weights to fine-tune them
+ * (`bulwark train --from MODEL.bwm`). It gives no new capability: whoever holds the keyring and its
+ * secret can already decrypt the package. Callers must keep the bytes in memory (never write them),
+ * and call `wipe()` when done; the result of fine-tuning goes back into a package with `protectModel`.
+ */
+export async function decryptProtectedModel(
+  path: string,
+  options: { keyring: Keyring; trust: TrustPolicy },
+): Promise<DecryptedModel> {
+  const { v, plain } = await openVerified(path, options.trust, options.keyring, true);
+  return {
+    manifest: v.manifest,
+    onnx: plain,
+    signer: v.signer,
+    packageDigest: v.packageDigest,
+    wipe: () => {
+      plain.fill(0);
+    },
+  };
 }
 
 /** What can be read from a package without any key: manifest, claimed signer, layout. Nothing verified. */

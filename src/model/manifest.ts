@@ -67,6 +67,21 @@ const auditRefSchema = z.strictObject({
   entryDigest: digest.optional(),
 });
 
+/**
+ * The package a fine-tuned model was trained from (`bulwark train --from PARENT.bwm`): which verified
+ * package (its whole-file digest) and which model in it. The parent's own lineage (its dataset, privacy
+ * guarantee, training run) is in the parent's manifest; it is not copied, because it describes the
+ * parent, not this model.
+ */
+const parentSchema = z.strictObject({
+  /** `sha256:` of the whole parent package file, as verified before fine-tuning. */
+  packageDigest: digest,
+  /** `sha256:` of the parent's plaintext ONNX. */
+  modelDigest: digest,
+  name: z.string().regex(MODEL_NAME_PATTERN),
+  version: z.string().min(1).max(64),
+});
+
 export const manifestSchema = z.strictObject({
   format: z.literal(MANIFEST_FORMAT),
   version: z.number().int(),
@@ -119,6 +134,8 @@ export const manifestSchema = z.strictObject({
     privacy: privacySchema.optional(),
     adversarial: adversarialSchema.optional(),
     trainingRun: auditRefSchema.optional(),
+    /** Set when this model was fine-tuned from another package (continuous learning). */
+    parent: parentSchema.optional(),
   }),
 });
 

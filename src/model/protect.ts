@@ -55,6 +55,11 @@ export interface ProtectOptions {
   description?: string;
   /** The data schema: its fields (minus the label) with their public bounds go into the manifest. */
   schema?: Schema;
+  /**
+   * Input fields for the manifest when there is no `schema` (e.g. carried over from the package a
+   * fine-tuned model comes from). Ignored when `schema` is given.
+   */
+  inputFields?: ManifestInputField[];
   /** Lineage, merged over what the ONNX metadata says (privacy, adversarial training). */
   lineage?: ModelLineage;
   /** Encrypted frame size (default 1 MiB). */
@@ -173,7 +178,7 @@ export function buildManifest(
   const preprocessing = jsonMeta(meta, ONNX_META_KEYS.pipeline);
   const keyId = o.keyId ?? 'data';
   const modelDigest = createHash('sha256').update(onnx).digest('hex');
-  const fields = inputFields(o.schema, label);
+  const fields = inputFields(o.schema, label) ?? (o.inputFields ? [...o.inputFields] : undefined);
   const raw: ModelManifest = {
     format: MANIFEST_FORMAT,
     version: MANIFEST_VERSION,

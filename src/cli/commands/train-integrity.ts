@@ -13,20 +13,18 @@ import {
 } from '../../core/index.js';
 import { type Dataset, readDataset, type Schema, validateAgainstSchema } from '../../data/index.js';
 import {
-  type ContinueResult,
-  continueTraining,
   INSPECT_METHODS,
   type InspectMethod,
   requireProvenance,
   type SanitizeRecord,
   trainSanitized,
 } from '../../integrity/index.js';
-import { PACKAGE_EXTENSION } from '../../model/index.js';
 import { type TrainTabularOptions, type TrainTabularResult, trainTabular } from '../../train/index.js';
 import { record } from '../audit-record.js';
 import { floatOption } from '../options.js';
 import type { Io } from '../output.js';
-import { type Progress, startProgress } from '../progress.js';
+import { type ContinueCliOpts, continuationLines, fineTune, isModelPackage } from './train-continue.js';
+import { runPackageContinuation } from './train-package.js';
 
 /** Options `bulwark train` takes for training-data integrity (kept here so train.ts changes little). */
 export interface IntegrityTrainOpts {
@@ -39,6 +37,15 @@ export interface IntegrityTrainOpts {
   evalEps: number;
   maxCleanDrop: number;
   maxRobustDrop: number;
+  /** `--from PARENT.bwm`: the keyring, trust policy, signing key and new version of the package. */
+  keyring?: string;
+  passphraseFile?: string;
+  passphraseEnv?: string;
+  pinFile?: string;
+  pinEnv?: string;
+  trust?: string;
+  signKey?: string;
+  modelVersion?: string;
 }
 
 export function addIntegrityTrainOptions(cmd: Command): Command {
@@ -68,7 +75,7 @@ export function addIntegrityTrainOptions(cmd: Command): Command {
     )
     .option(
       '--from <model>',
-      'continue training this model (ONNX from bulwark train) on --data, after the poisoning checks',
+      'continue training this model (ONNX from bulwark train, or a protected .bwm package) on --data, after the poisoning checks',
     )
     .option('--eval <file>', '--from: the fixed labelled evaluation set the new model is compared on')
     .option('--eval-eps <e>', '--from: PGD budget of the adversarial comparison', floatOption(0, 1e6), 0.05)
@@ -78,6 +85,20 @@ export function addIntegrityTrainOptions(cmd: Command): Command {
       '--from: largest allowed drop in robust accuracy',
       floatOption(0, 1),
       0.02,
+    )
+    .option(
+      '--keyring <file>',
+      '--from PARENT.bwm: the keyring that decrypts it and encrypts the new package',
+    )
+    .option('--passphrase-file <file>', 'read the keyring passphrase from this file')
+    .option('--passphrase-env <var>', 'read the keyring passphrase from this environment variable')
+    .option('--pin-file <file>', 'read the PKCS#11 token PIN from this file')
+    .option('--pin-env <var>', 'read the PKCS#11 token PIN from this environment variable')
+    .option('--trust <file>', '--from PARENT.bwm: trust policy the parent package is verified against')
+    .option('--sign-key <file>', '--from PARENT.bwm: signing key of the new package (--out NEW.bwm)')
+    .option(
+      '--model-version <v>',
+      "--from PARENT.bwm: version of the new package (default: the parent's, last number + 1)",
     );
 }
 
@@ -157,23 +178,15 @@ export async function trainWithIntegrity(
 }
 
 /**
- * `bulwark train --from PREVIOUS.onnx --data NEW --eval EVAL`: fine-tunes the previous model on the new
+ * `bulwark train --from PREVIOUS --data NEW --eval EVAL`: fine-tunes the previous model on the new
  * batch after the poisoning checks, compares it with the previous one on the evaluation set, and writes
- * it only when it does not regress (ERR_MODEL_REGRESSION otherwise).
+ * it only when it does not regress (ERR_MODEL_REGRESSION otherwise). PREVIOUS is an ONNX model from
+ * `bulwark train` (the result is ONNX) or a protected package (verified, decrypted in memory; the
+ * result is a new signed package: train-package.ts).
  */
 export async function runContinuedTraining(
   io: Io,
-  o: IntegrityTrainOpts & {
-    data: string;
-    label: string;
-    out: string;
-    force?: boolean;
-    epochs?: number;
-    batchSize: number;
-    lr?: number;
-    seed: number;
-    adversarial?: string;
-  },
+  o: ContinueCliOpts,
   ds: Dataset,
   schema: Schema | undefined,
   log: AuditLog | undefined,
@@ -187,42 +200,30 @@ export async function runContinuedTraining(
     throw new BulwarkError('ERR_USAGE', '--from does not combine with --adversarial yet');
   await requireFile(from, 'model file');
   await requireFile(o.eval, 'evaluation file');
+  const packaged = await isModelPackage(from);
+  let evaluation = await readDataset(o.eval);
+  if (schema) evaluation = validateAgainstSchema(evaluation, schema, { source: o.eval });
+  if (packaged) return runPackageContinuation(io, o, ds, evaluation, schema, log);
+  const packageOnly = (
+    [
+      ['--keyring', o.keyring],
+      ['--trust', o.trust],
+      ['--sign-key', o.signKey],
+      ['--model-version', o.modelVersion],
+    ] as const
+  ).filter(([, v]) => v !== undefined);
+  if (packageOnly.length > 0)
+    throw new BulwarkError(
+      'ERR_USAGE',
+      `${packageOnly.map(([n]) => n).join(', ')}: apply when --from is a protected package (.bwm); ${from} is not one`,
+    );
   let previous: Uint8Array;
   try {
     previous = await readFile(from);
   } catch (e) {
     throw fsError(e, from, 'cannot read model');
   }
-  if (from.toLowerCase().endsWith(PACKAGE_EXTENSION))
-    throw new BulwarkError(
-      'ERR_USAGE',
-      `${from}: fine-tuning a protected package needs its weights, which src/model does not release (it loads packages into ONNX Runtime only); pass the ONNX the package was made from`,
-    );
-  let evaluation = await readDataset(o.eval);
-  if (schema) evaluation = validateAgainstSchema(evaluation, schema, { source: o.eval });
-  let bar: Progress | null = null;
-  let r: ContinueResult;
-  try {
-    r = await continueTraining(previous, ds, {
-      label: o.label,
-      expectedPoisonFraction: o.expectedPoison,
-      ...(o.epochs === undefined ? {} : { epochs: o.epochs }),
-      batchSize: o.batchSize,
-      ...(o.lr === undefined ? {} : { learningRate: o.lr }),
-      seed: o.seed,
-      evaluation,
-      eps: o.evalEps,
-      maxCleanDrop: o.maxCleanDrop,
-      maxRobustDrop: o.maxRobustDrop,
-      ...(schema ? { schema } : {}),
-      onProgress: (done, total) => {
-        bar ??= startProgress(io, 'fine-tune', total, 'batches');
-        bar.update(done);
-      },
-    });
-  } finally {
-    (bar as Progress | null)?.stop();
-  }
+  const r = await fineTune(io, o, previous, ds, evaluation, schema);
   const out = resolve(o.out);
   await writeFileAtomic(out, r.onnx, { noClobber: o.force !== true });
   const c = r.comparison;
@@ -257,11 +258,6 @@ export async function runContinuedTraining(
       comparison: c,
       ...(ids[0] ? { auditEvent: ids[0] } : {}),
     },
-    () =>
-      [
-        `Poisoning check (${r.inspection.method}, previous model): removed ${r.removed} of ${r.inspection.rows} new rows; fine-tuned on ${r.trainRows}.`,
-        `Evaluation (${c.rows} rows): clean ${(100 * c.before.clean).toFixed(2)} % -> ${(100 * c.after.clean).toFixed(2)} %, robust (${c.attack} eps ${c.eps}) ${(100 * c.before.robust).toFixed(2)} % -> ${(100 * c.after.robust).toFixed(2)} %: accepted.`,
-        `Model: ${out}`,
-      ].join('\n'),
+    () => [...continuationLines(r), `Model: ${out}`].join('\n'),
   );
 }

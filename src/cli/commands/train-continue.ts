@@ -1,0 +1,85 @@
+/**
+ * `bulwark train --from`: what the ONNX path (train-integrity.ts) and the protected-package path
+ * (train-package.ts) share: the options, package detection, the fine-tuning run with its progress bar,
+ * and the summary lines.
+ */
+import { open } from 'node:fs/promises';
+import { fsError } from '../../core/index.js';
+import type { Dataset, Schema } from '../../data/index.js';
+import { type ContinueResult, continueTraining } from '../../integrity/index.js';
+import { PACKAGE_MAGIC } from '../../model/index.js';
+import type { Io } from '../output.js';
+import { type Progress, startProgress } from '../progress.js';
+import type { IntegrityTrainOpts } from './train-integrity.js';
+
+/** The options of `bulwark train --from`. */
+export type ContinueCliOpts = IntegrityTrainOpts & {
+  data: string;
+  label: string;
+  out: string;
+  force?: boolean;
+  epochs?: number;
+  batchSize: number;
+  lr?: number;
+  seed: number;
+  adversarial?: string;
+};
+
+/** Whether a file starts with the model-package magic (a `.bwm`, whatever its name). */
+export async function isModelPackage(path: string): Promise<boolean> {
+  let fh: Awaited<ReturnType<typeof open>>;
+  try {
+    fh = await open(path, 'r');
+  } catch (e) {
+    throw fsError(e, path, 'cannot open');
+  }
+  try {
+    const head = Buffer.alloc(PACKAGE_MAGIC.length);
+    const { bytesRead } = await fh.read(head, 0, head.length, 0);
+    return bytesRead === head.length && head.equals(PACKAGE_MAGIC);
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Poisoning checks, fine-tuning and the regression comparison (shared by the ONNX and package paths). */
+export async function fineTune(
+  io: Io,
+  o: ContinueCliOpts,
+  previous: Uint8Array,
+  ds: Dataset,
+  evaluation: Dataset,
+  schema: Schema | undefined,
+): Promise<ContinueResult> {
+  let bar: Progress | null = null;
+  try {
+    return await continueTraining(previous, ds, {
+      label: o.label,
+      expectedPoisonFraction: o.expectedPoison,
+      ...(o.epochs === undefined ? {} : { epochs: o.epochs }),
+      batchSize: o.batchSize,
+      ...(o.lr === undefined ? {} : { learningRate: o.lr }),
+      seed: o.seed,
+      evaluation,
+      eps: o.evalEps,
+      maxCleanDrop: o.maxCleanDrop,
+      maxRobustDrop: o.maxRobustDrop,
+      ...(schema ? { schema } : {}),
+      onProgress: (done, total) => {
+        bar ??= startProgress(io, 'fine-tune', total, 'batches');
+        bar.update(done);
+      },
+    });
+  } finally {
+    (bar as Progress | null)?.stop();
+  }
+}
+
+/** The human summary of a continuation's checks. */
+export function continuationLines(r: ContinueResult): string[] {
+  const c = r.comparison;
+  return [
+    `Poisoning check (${r.inspection.method}, previous model): removed ${r.removed} of ${r.inspection.rows} new rows; fine-tuned on ${r.trainRows}.`,
+    `Evaluation (${c.rows} rows): clean ${(100 * c.before.clean).toFixed(2)} % -> ${(100 * c.after.clean).toFixed(2)} %, robust (${c.attack} eps ${c.eps}) ${(100 * c.before.robust).toFixed(2)} % -> ${(100 * c.after.robust).toFixed(2)} %: accepted.`,
+  ];
+}

@@ -1,0 +1,219 @@
+/**
+ * `bulwark train --from PARENT.bwm --data NEW --eval EVAL --keyring K --trust T --sign-key KEY --out
+ * NEW.bwm`: continuous learning from a protected model package (issue 12 §3).
+ *
+ * Order, each step refusing before the next runs:
+ * 1. options and the output (exists without --force: ERR_FILE_EXISTS), signing key, trust policy;
+ * 2. the parent package is verified exactly as every load verifies it (`decryptProtectedModel`, the
+ *    code path of `loadProtectedModel`: signature, trust, digests, key unwrap, plaintext digest), and
+ *    decrypted in memory only; a tampered or untrusted parent is refused with its own code here, before
+ *    any training;
+ * 3. the signing key must be trusted for the parent's model name under the same policy, so the new
+ *    package will load where the parent did (ERR_SIGNER_UNTRUSTED otherwise);
+ * 4. poisoning checks on the new batch with the parent's hidden layer, fine-tuning, and the regression
+ *    comparison on the fixed evaluation set (ERR_MODEL_REGRESSION: nothing written, nothing recorded);
+ * 5. `model.trained` in the audit log (with --audit), then the new package (`protectModel`, from the
+ *    in-memory ONNX: the plaintext never touches disk) whose lineage names the parent package and this
+ *    run's audit entry, then `model.packaged`.
+ * The parent's plaintext and the new model's plaintext are overwritten once used.
+ */
+import { resolve } from 'node:path';
+import type { AuditLog } from '../../audit/index.js';
+import { BulwarkError, exists, fileDigest, sha256Digest } from '../../core/index.js';
+import type { Dataset, Schema } from '../../data/index.js';
+import type { ContinueResult } from '../../integrity/index.js';
+import {
+  type DecryptedModel,
+  decryptProtectedModel,
+  loadSigningKey,
+  loadTrustPolicy,
+  type ModelLineage,
+  modelPatternMatches,
+  PACKAGE_EXTENSION,
+  protectModel,
+} from '../../model/index.js';
+import type { Io } from '../output.js';
+import { openKeyringFromOptions } from './keys.js';
+import { type ContinueCliOpts, continuationLines, fineTune } from './train-continue.js';
+
+/** The parent's version with its last number incremented (`1.2.0` → `1.2.1`, `3` → `4`). */
+export function nextVersion(v: string): string | undefined {
+  const m = /^(.*?)(\d+)([^\d]*)$/.exec(v);
+  if (!m) return undefined;
+  return `${m[1]}${BigInt(m[2] as string) + 1n}${m[3]}`;
+}
+
+function required(o: ContinueCliOpts): { keyring: string; trust: string; signKey: string } {
+  const missing = (
+    [
+      ['--keyring', o.keyring],
+      ['--trust', o.trust],
+      ['--sign-key', o.signKey],
+    ] as const
+  )
+    .filter(([, v]) => v === undefined)
+    .map(([n]) => n);
+  if (missing.length > 0)
+    throw new BulwarkError(
+      'ERR_USAGE',
+      `--from ${o.from}: a protected package needs ${missing.join(', ')} (verify and decrypt the parent, sign the new package)`,
+    );
+  if (!o.out.toLowerCase().endsWith(PACKAGE_EXTENSION))
+    throw new BulwarkError(
+      'ERR_USAGE',
+      `--out ${o.out}: continuing a protected package writes a new package; name it *${PACKAGE_EXTENSION}`,
+    );
+  return { keyring: o.keyring as string, trust: o.trust as string, signKey: o.signKey as string };
+}
+
+export async function runPackageContinuation(
+  io: Io,
+  o: ContinueCliOpts,
+  ds: Dataset,
+  evaluation: Dataset,
+  schema: Schema | undefined,
+  log: AuditLog | undefined,
+): Promise<void> {
+  const from = o.from as string;
+  const need = required(o);
+  const out = resolve(o.out);
+  if (o.force !== true && (await exists(out)))
+    throw new BulwarkError('ERR_FILE_EXISTS', `refusing to overwrite ${out}`, { details: { path: out } });
+  const trust = await loadTrustPolicy(need.trust);
+  const signingKey = await loadSigningKey(need.signKey);
+  const keyring = await openKeyringFromOptions({ ...o, keyring: need.keyring });
+  try {
+    let parent: DecryptedModel | undefined;
+    let r: ContinueResult;
+    try {
+      parent = await decryptProtectedModel(from, { keyring, trust });
+      const pm = parent.manifest;
+      io.note(
+        `parent: ${from} verified (signer ${parent.signer.name}, model ${pm.model.name} ${pm.model.version}, package sha256:${parent.packageDigest.slice(0, 16)}…); decrypted in memory`,
+      );
+      if (
+        !trust.signers.some(
+          (s) => s.keyId === signingKey.keyId && s.models.some((m) => modelPatternMatches(m, pm.model.name)),
+        )
+      )
+        throw new BulwarkError(
+          'ERR_SIGNER_UNTRUSTED',
+          `--sign-key ${need.signKey}: key ${signingKey.keyId.slice(0, 16)}… is not trusted for model "${pm.model.name}" by ${need.trust}; the new package would not load`,
+          { details: { keyId: signingKey.keyId, model: pm.model.name } },
+        );
+      r = await fineTune(io, o, parent.onnx, ds, evaluation, schema);
+    } finally {
+      parent?.wipe();
+    }
+    const pm = parent.manifest;
+    const version = o.modelVersion ?? nextVersion(pm.model.version);
+    try {
+      if (version === undefined)
+        throw new BulwarkError(
+          'ERR_USAGE',
+          `the parent's version "${pm.model.version}" has no number to increment; give --model-version`,
+        );
+      if (version === pm.model.version)
+        throw new BulwarkError(
+          'ERR_USAGE',
+          `--model-version ${version}: the parent has this version; a fine-tuned model needs a new one`,
+        );
+      const c = r.comparison;
+      const parentRef = {
+        packageDigest: `sha256:${parent.packageDigest}`,
+        modelDigest: `sha256:${pm.onnx.sha256}`,
+        name: pm.model.name,
+        version: pm.model.version,
+      };
+      const datasetDigest = await fileDigest(o.data);
+      const hyperparameters = {
+        continuedFrom: r.previousDigest,
+        parentPackage: parentRef.packageDigest,
+        poisonCheck: r.inspection.method,
+        poisonExpected: o.expectedPoison,
+        poisonRemoved: r.removed,
+        trainRows: r.trainRows,
+        seed: o.seed,
+      };
+      const metrics = {
+        cleanBefore: c.before.clean,
+        cleanAfter: c.after.clean,
+        robustBefore: c.before.robust,
+        robustAfter: c.after.robust,
+        evalEps: c.eps,
+      };
+      // Recorded before packaging: the manifest names this entry (the run's audit reference).
+      const trained = await log?.append({
+        type: 'model.trained',
+        data: {
+          modelDigest: sha256Digest(r.onnx),
+          datasetDigest,
+          algorithm: 'fine-tune',
+          hyperparameters,
+          metrics,
+        },
+      });
+      const lineage: ModelLineage = {
+        datasetDigest,
+        algorithm: 'fine-tune',
+        hyperparameters,
+        metrics,
+        parent: parentRef,
+        ...(trained
+          ? { trainingRun: { eventId: trained.id, index: trained.index, origin: (log as AuditLog).origin } }
+          : {}),
+      };
+      const made = await protectModel(r.onnx, out, {
+        keyring,
+        keyId: pm.encryption.keyId,
+        signingKey,
+        name: pm.model.name,
+        version,
+        ...(pm.model.description !== undefined ? { description: pm.model.description } : {}),
+        ...(schema ? { schema } : pm.input.fields ? { inputFields: pm.input.fields } : {}),
+        lineage,
+        frameSize: pm.encryption.frameSize,
+        noClobber: o.force !== true,
+      });
+      const packaged = await log?.append({
+        type: 'model.packaged',
+        data: {
+          packageDigest: made.packageDigest,
+          modelDigest: made.modelDigest,
+          keyId: pm.encryption.keyId,
+          signerKeyId: signingKey.keyId,
+        },
+      });
+      io.result(
+        {
+          out,
+          package: made.packageDigest,
+          modelDigest: made.modelDigest,
+          name: made.manifest.model.name,
+          version,
+          parent: parentRef,
+          continuedFrom: r.previousDigest,
+          removed: r.removed,
+          trainRows: r.trainRows,
+          comparison: c,
+          signer: made.signer,
+          ...(trained ? { auditEvent: trained.id } : {}),
+          ...(packaged ? { packagedEvent: packaged.id } : {}),
+        },
+        () =>
+          [
+            ...continuationLines(r),
+            `Package: ${out} (${made.manifest.model.name} ${version}, ${made.packageDigest}), signed by ${signingKey.keyId.slice(0, 16)}…`,
+            `Lineage: fine-tuned from ${from} (${parentRef.name} ${parentRef.version}, ${parentRef.packageDigest})`,
+            ...(trained && packaged
+              ? [`Audit: model.trained event ${trained.id}, model.packaged event ${packaged.id}`]
+              : []),
+          ].join('\n'),
+      );
+    } finally {
+      r.onnx.fill(0);
+    }
+  } finally {
+    await keyring.close();
+  }
+}

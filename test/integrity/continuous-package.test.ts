@@ -1,0 +1,355 @@
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { SeededRng } from '../../src/core/index.js';
+import { runBulwark } from '../helpers/cli.js';
+import { PASS_ENV, tempDir } from '../model/helpers.js';
+
+/**
+ * `bulwark train --from PARENT.bwm` through the built CLI, each step a separate process: a protected
+ * package is verified, decrypted in memory, fine-tuned on a new batch after the poisoning checks,
+ * compared with the parent, and written as a new signed package naming its parent. Data: a label "yes"
+ * when a noisy linear score of x1..x4 is high (as test/integrity/cli.test.ts).
+ */
+function rows(n: number, seed: number): string[] {
+  const rng = new SeededRng(seed);
+  const out: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const x = [rng.normal(), rng.normal(), rng.normal(), rng.normal()];
+    const ch = rng.pick(['web', 'shop', 'phone', 'kiosk']);
+    const hour = rng.int(24);
+    const z = 1.5 * (x[0] as number) - (x[1] as number) + 0.5 * (x[2] as number) + rng.normal(0, 0.3);
+    out.push(`${x.map((v) => v.toFixed(4)).join(',')},${ch},${hour},${z > 0.5 ? 'yes' : 'no'}`);
+  }
+  return out;
+}
+const HEADER = 'x1,x2,x3,x4,channel,hour,label';
+
+const t = tempDir('continuous');
+// The child processes' temporary folder: checked for plaintext models at the end.
+const tmp = join(t.dir, 'tmp');
+const outDir = join(t.dir, 'out');
+const env = { [PASS_ENV]: process.env[PASS_ENV] as string, TMPDIR: tmp };
+const kr = join(t.dir, 'kr.json');
+const signer = join(t.dir, 'signer.key');
+const trust = join(t.dir, 'trust.yaml');
+const db = join(t.dir, 'audit.db');
+const parent = join(t.dir, 'parent.bwm');
+const batch = join(t.dir, 'batch.csv');
+const flipped = join(t.dir, 'flipped.csv');
+const backdoor = join(t.dir, 'backdoor.csv');
+const evalSet = join(t.dir, 'eval.csv');
+let plantedRows: number[] = [];
+
+function bw(args: string[]) {
+  return runBulwark(args, { cwd: t.dir, env });
+}
+
+const sha256File = (p: string) => `sha256:${createHash('sha256').update(readFileSync(p)).digest('hex')}`;
+
+function onnxFiles(dir: string): string[] {
+  return readdirSync(dir, { recursive: true, encoding: 'utf8' }).filter((f) =>
+    f.toLowerCase().endsWith('.onnx'),
+  );
+}
+
+/** `train --from` with the package options; `extra` overrides or adds. */
+function continueFrom(from: string, data: string, out: string, extra: string[] = []) {
+  return bw([
+    '--json',
+    'train',
+    '--from',
+    from,
+    '--data',
+    data,
+    '--eval',
+    evalSet,
+    '--label',
+    'label',
+    '--epochs',
+    '30',
+    '--lr',
+    '0.003',
+    '--max-clean-drop',
+    '0.03',
+    '--max-robust-drop',
+    '0.05',
+    '--keyring',
+    kr,
+    '--passphrase-env',
+    PASS_ENV,
+    '--trust',
+    trust,
+    '--sign-key',
+    signer,
+    '--out',
+    out,
+    '--audit',
+    db,
+    ...extra,
+  ]);
+}
+
+function auditTypes(): string[] {
+  const r = bw(['--json', 'audit', 'tail', '--store', db, '--count', '100000']);
+  assert.equal(r.code, 0, r.stderr);
+  return (JSON.parse(r.stdout) as { type: string }[]).map((e) => e.type);
+}
+
+before(() => {
+  mkdirSync(tmp);
+  mkdirSync(outDir);
+  writeFileSync(join(t.dir, 'base.csv'), `${[HEADER, ...rows(1500, 1)].join('\n')}\n`);
+  writeFileSync(evalSet, `${[HEADER, ...rows(400, 2)].join('\n')}\n`);
+  const fresh = rows(600, 5);
+  writeFileSync(batch, `${[HEADER, ...fresh].join('\n')}\n`);
+  // An attacker flips most labels of the new batch.
+  const rng = new SeededRng(6);
+  const flip = fresh.map((r) =>
+    rng.nextFloat() < 0.7 ? r.replace(/,(yes|no)$/, (_, v: string) => (v === 'yes' ? ',no' : ',yes')) : r,
+  );
+  writeFileSync(flipped, `${[HEADER, ...flip].join('\n')}\n`);
+  // A planted backdoor: copies of "yes" rows with the trigger (kiosk at 4 a.m.) labelled "no",
+  // 12 % of the "no" class, appended at the end (1-based data rows after the 600 clean ones).
+  const yes = fresh.filter((r) => r.endsWith(',yes'));
+  const k = Math.round(0.12 * (fresh.length - yes.length));
+  const prng = new SeededRng(7);
+  const planted: string[] = [];
+  for (let i = 0; i < k; i++) {
+    const r = (yes[prng.int(yes.length)] as string).split(',');
+    r[4] = 'kiosk';
+    r[5] = '4';
+    r[6] = 'no';
+    planted.push(r.join(','));
+  }
+  plantedRows = planted.map((_, i) => fresh.length + i + 1);
+  writeFileSync(backdoor, `${[HEADER, ...fresh, ...planted].join('\n')}\n`);
+
+  const steps: string[][] = [
+    ['keys', 'init', '--keyring', kr, '--passphrase-env', PASS_ENV, '--scrypt-log-n', '10'],
+    ['audit', 'keygen', '--name', 'bulwark.test/continuous', '--out', join(t.dir, 'log.key')],
+    ['audit', 'checkpoint', '--store', db, '--signing-key', join(t.dir, 'log.key')],
+    ['model', 'keygen', '--out', signer],
+    [
+      'train',
+      '--data',
+      join(t.dir, 'base.csv'),
+      '--label',
+      'label',
+      '--model',
+      'mlp',
+      '--hidden',
+      '32',
+      '--epochs',
+      '40',
+      '--test-fraction',
+      '0.1',
+      '--seed',
+      '1',
+      '--out',
+      join(t.dir, 'base.onnx'),
+    ],
+    [
+      'model',
+      'protect',
+      join(t.dir, 'base.onnx'),
+      '--keyring',
+      kr,
+      '--passphrase-env',
+      PASS_ENV,
+      '--sign-key',
+      signer,
+      '--out',
+      parent,
+      '--name',
+      'fraud-mlp',
+      '--model-version',
+      '1.0.0',
+    ],
+  ];
+  for (const s of steps) {
+    const r = bw(s);
+    assert.equal(r.code, 0, `${s.slice(0, 2).join(' ')}: ${r.stderr}`);
+  }
+  // From here on the only model is the package: the plaintext parent is gone.
+  rmSync(join(t.dir, 'base.onnx'));
+  writeFileSync(
+    trust,
+    'version: 1\nsigners:\n  - name: ml-platform\n    publicKeyFile: signer.key.pub\n    models: ["fraud-*"]\n',
+  );
+});
+
+after(() => t.cleanup());
+
+describe('bulwark train --from PARENT.bwm (continuous learning from a protected package)', () => {
+  it('a clean batch: a new signed package that verifies and loads, its lineage names the parent and the run', () => {
+    const next = join(outDir, 'next.bwm');
+    const r = continueFrom(parent, batch, next);
+    assert.equal(r.code, 0, r.stderr);
+    const j = JSON.parse(r.stdout) as {
+      version: string;
+      parent: { packageDigest: string; name: string; version: string };
+      comparison: { accepted: boolean };
+      auditEvent: string;
+      packagedEvent: string;
+      package: string;
+    };
+    assert.equal(j.comparison.accepted, true);
+    assert.equal(j.version, '1.0.1');
+    assert.equal(j.parent.packageDigest, sha256File(parent));
+    assert.equal(j.package, sha256File(next));
+    // Another process verifies, decrypts and opens the new package in ONNX Runtime.
+    const v = bw([
+      '--json',
+      'model',
+      'verify',
+      next,
+      '--trust',
+      trust,
+      '--keyring',
+      kr,
+      '--passphrase-env',
+      PASS_ENV,
+      '--load',
+    ]);
+    assert.equal(v.code, 0, v.stderr);
+    assert.equal(JSON.parse(v.stdout).loaded, true);
+    const ins = bw(['--json', 'model', 'inspect', next]);
+    assert.equal(ins.code, 0, ins.stderr);
+    const m = JSON.parse(ins.stdout).manifest as {
+      model: { name: string; version: string };
+      lineage: {
+        parent: { packageDigest: string; modelDigest: string; name: string; version: string };
+        trainingRun: { eventId: string; index: number };
+        algorithm: string;
+        datasetDigest: string;
+        privacy?: unknown;
+      };
+    };
+    assert.deepEqual(m.model.name, 'fraud-mlp');
+    assert.equal(m.lineage.parent.packageDigest, sha256File(parent));
+    assert.deepEqual([m.lineage.parent.name, m.lineage.parent.version], ['fraud-mlp', '1.0.0']);
+    assert.equal(m.lineage.trainingRun.eventId, j.auditEvent);
+    assert.equal(m.lineage.algorithm, 'fine-tune');
+    assert.equal(m.lineage.datasetDigest, sha256File(batch));
+    assert.equal(m.lineage.privacy, undefined, 'fine-tuning is not DP: no privacy claim');
+    const parentManifest = JSON.parse(bw(['--json', 'model', 'inspect', parent]).stdout).manifest;
+    assert.equal(m.lineage.parent.modelDigest, `sha256:${parentManifest.onnx.sha256}`);
+    // The audit log holds model.trained then model.packaged, in that order, as the last two entries.
+    const types = auditTypes();
+    assert.deepEqual(types.slice(-2), ['model.trained', 'model.packaged']);
+    // The new package can itself be continued (lineage chains).
+    const second = join(t.dir, 'batch2.csv');
+    writeFileSync(second, `${[HEADER, ...rows(600, 8)].join('\n')}\n`);
+    // A second fine-tune erodes robust accuracy by several points on this small MLP (the ONNX path
+    // does the same); this step checks the lineage chain, so its robust-drop limit is loose.
+    const again = continueFrom(next, second, join(outDir, 'next2.bwm'), [
+      '--model-version',
+      '2.0.0',
+      '--epochs',
+      '10',
+      '--lr',
+      '0.001',
+      '--max-robust-drop',
+      '0.15',
+    ]);
+    assert.equal(again.code, 0, again.stderr);
+    assert.equal(JSON.parse(again.stdout).parent.packageDigest, sha256File(next));
+  });
+
+  it('a label-flipped batch is refused (ERR_MODEL_REGRESSION): nothing written, nothing recorded', () => {
+    const before = auditTypes().length;
+    const out = join(outDir, 'flipped.bwm');
+    const r = continueFrom(parent, flipped, out);
+    assert.equal(r.code, 5, r.stderr);
+    assert.match(r.stderr, /ERR_MODEL_REGRESSION/);
+    assert.equal(existsSync(out), false);
+    assert.equal(auditTypes().length, before);
+  });
+
+  it("a planted backdoor: the poisoning check on the parent's hidden layer removes the planted rows", () => {
+    const out = join(outDir, 'backdoor.bwm');
+    const r = continueFrom(parent, backdoor, out, ['--expected-poison', '0.12']);
+    // Either outcome is a refusal of the poison: the rows are removed before fine-tuning, and what is
+    // left must not regress on the fixed evaluation set.
+    if (r.code !== 0) {
+      assert.equal(r.code, 5, r.stderr);
+      assert.match(r.stderr, /ERR_MODEL_REGRESSION/);
+      assert.equal(existsSync(out), false);
+      return;
+    }
+    const j = JSON.parse(r.stdout) as { removed: number };
+    assert.ok(j.removed > 0);
+    const m = JSON.parse(bw(['--json', 'model', 'inspect', out]).stdout).manifest as {
+      lineage: { hyperparameters: { poisonRemoved: number } };
+    };
+    assert.equal(m.lineage.hyperparameters.poisonRemoved, j.removed);
+    assert.ok(plantedRows.length > 0);
+  });
+
+  it('a tampered, untrusted or wrongly keyed parent is refused with its code before any training', () => {
+    const before = auditTypes().length;
+    const bytes = readFileSync(parent);
+    const tampered = join(t.dir, 'tampered.bwm');
+    const b = Buffer.from(bytes);
+    const mid = Math.floor(b.length / 2);
+    b[mid] = (b[mid] as number) ^ 0x01;
+    writeFileSync(tampered, b);
+    const out = join(outDir, 'never.bwm');
+    const t1 = continueFrom(tampered, batch, out);
+    assert.equal(t1.code, 5, t1.stderr);
+    assert.match(t1.stderr, /ERR_DIGEST_MISMATCH/);
+    assert.doesNotMatch(t1.stderr, /at .*\.js:\d+/, 'one line, no stack trace');
+    // A trust policy that does not list the signer.
+    const other = join(t.dir, 'other.key');
+    const kg = bw(['model', 'keygen', '--out', other]);
+    assert.equal(kg.code, 0, kg.stderr);
+    const otherTrust = join(t.dir, 'other-trust.yaml');
+    writeFileSync(
+      otherTrust,
+      'version: 1\nsigners:\n  - name: other\n    publicKeyFile: other.key.pub\n    models: ["*"]\n',
+    );
+    const t2 = continueFrom(parent, batch, out, ['--trust', otherTrust]);
+    assert.equal(t2.code, 5, t2.stderr);
+    assert.match(t2.stderr, /ERR_SIGNER_UNTRUSTED/);
+    // Another keyring: the data key does not unwrap.
+    const kr2 = join(t.dir, 'kr2.json');
+    const ki = bw(['keys', 'init', '--keyring', kr2, '--passphrase-env', PASS_ENV, '--scrypt-log-n', '10']);
+    assert.equal(ki.code, 0, ki.stderr);
+    const t3 = continueFrom(parent, batch, out, ['--keyring', kr2]);
+    assert.equal(t3.code, 5, t3.stderr);
+    assert.match(t3.stderr, /ERR_KEY_NOT_FOUND/);
+    // A signing key the policy does not trust for this model: refused before training too.
+    const t4 = continueFrom(parent, batch, out, ['--sign-key', other]);
+    assert.equal(t4.code, 5, t4.stderr);
+    assert.match(t4.stderr, /ERR_SIGNER_UNTRUSTED/);
+    for (const x of [t1, t2, t3, t4]) assert.doesNotMatch(x.stderr, /fine-tun|Poisoning check/i);
+    assert.equal(existsSync(out), false);
+    assert.equal(auditTypes().length, before, 'no model.trained event: no training ran');
+    // Missing package options are a usage error naming them.
+    const u = bw([
+      'train',
+      '--from',
+      parent,
+      '--data',
+      batch,
+      '--eval',
+      evalSet,
+      '--label',
+      'label',
+      '--out',
+      out,
+    ]);
+    assert.equal(u.code, 2, u.stderr);
+    assert.match(u.stderr, /--keyring, --trust, --sign-key/);
+  });
+
+  it('the plaintext ONNX never touches disk: no .onnx file in the output or temporary folders', () => {
+    assert.deepEqual(onnxFiles(outDir), []);
+    assert.deepEqual(onnxFiles(tmp), []);
+    assert.deepEqual(onnxFiles(t.dir), []);
+    assert.ok(readdirSync(outDir).some((f) => f.endsWith('.bwm')));
+  });
+});
