@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { BulwarkError, fsError, SeededRng, writeFileAtomic } from '../core/index.js';
 import { type ReportDoc, renderHtml, type Section } from '../report/index.js';
+import { caseStudySection } from './case-study.js';
 import type { DemoOptions, DemoStage, DemoState, StageContext } from './stage.js';
 import { attestStage } from './stages/attest.js';
 import { auditOpenStage, auditStage, recordStage } from './stages/audit.js';
@@ -35,6 +36,8 @@ export const DEMO_STAGES: readonly DemoStage[] = [
 export interface DemoReport extends ReportDoc {
   options: { quick: boolean; seed: number };
   summary: Record<string, Record<string, string | number | boolean>>;
+  /** Wall-clock and CPU seconds of the whole run (CPU of this process: the machine may be shared). */
+  timing?: { seconds: number; cpuSeconds: number };
 }
 
 /**
@@ -59,6 +62,8 @@ export async function runDemo(options: DemoOptions, version: string): Promise<De
     sections: [],
   };
   const rng = new SeededRng(options.seed);
+  const started = performance.now();
+  const cpu0 = process.cpuUsage();
   for (const stage of DEMO_STAGES) {
     const ctx: StageContext = {
       options,
@@ -96,6 +101,16 @@ export async function runDemo(options: DemoOptions, version: string): Promise<De
     report.sections.push(section);
     options.onProgress?.(stage.id, 1);
   }
+  // The case study gathers every stage's results: built last, shown first.
+  const cpu = process.cpuUsage(cpu0);
+  report.timing = {
+    seconds: (performance.now() - started) / 1000,
+    cpuSeconds: (cpu.user + cpu.system) / 1e6,
+  };
+  const cs = await caseStudySection(options, state, report.sections, report.summary, report.timing);
+  report.sections.unshift(cs.section);
+  report.summary['case-study'] = cs.summary;
+  report.subtitle = `${report.subtitle ?? ''} Run time ${report.timing.seconds.toFixed(1)} s wall, ${report.timing.cpuSeconds.toFixed(1)} s CPU.`;
   await writeReport(options.outDir, report);
   return report;
 }

@@ -1,6 +1,8 @@
 import type { AuditEventInput, AuditLog } from '../audit/index.js';
 import type { Rng } from '../core/index.js';
 import type { Dataset, Schema } from '../data/index.js';
+import type { Network } from '../ml/index.js';
+import type { DpTabularResult } from '../privacy/index.js';
 import type { Block } from '../report/index.js';
 import type { TrainTabularResult } from '../train/index.js';
 
@@ -28,6 +30,12 @@ export interface DemoState {
   label?: string;
   /** The baseline (non-private) model: later stages compare against it. */
   baseline?: { path: string; result: TrainTabularResult };
+  /** The DP model (ε = 0.5, the article's case study): the model the demo packages and serves. */
+  dp?: { path: string; result: DpTabularResult };
+  /** The adversarially trained variant (baseline fine-tuned with PGD): measured beside the DP model. */
+  robust?: { path: string; network: Network };
+  /** The case-study package the package stage signed (the model the gateway is meant to serve). */
+  served?: { name: string; packagePath: string; packageDigest: string; modelDigest: string };
   /** The demo's audit log while it is open: the runner records every stage in it (stages/audit.ts). */
   audit?: AuditLog;
 }

@@ -1,9 +1,14 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { chromium } from 'playwright-core';
 import { runBulwark } from '../helpers/cli.js';
+
+const CHROMIUM = '/usr/bin/chromium';
+/** The quick run of the first test, reused by the browser test (the demo runs once for both). */
+let quickOut: string | undefined;
 
 describe('bulwark demo --quick', () => {
   it('runs every stage and writes report.json and report.html with no personal values in the report', () => {
@@ -11,6 +16,7 @@ describe('bulwark demo --quick', () => {
     const out = join(dir, 'out');
     const r = runBulwark(['--json', 'demo', '--quick', '--out', out, '--seed', '3']);
     assert.equal(r.code, 0, r.stderr);
+    quickOut = out;
     const result = JSON.parse(r.stdout) as {
       report: string;
       summary: Record<string, Record<string, unknown>>;
@@ -45,6 +51,101 @@ describe('bulwark demo --quick', () => {
       const v = firstRow[header.indexOf(col)] as string;
       assert.ok(v.length > 5);
       assert.ok(!html.includes(v) && !json.includes(v), `${col} value leaked into the report`);
+    }
+  });
+
+  it('case study: the served model is the DP one, packaged; every part of the story is in the summary', () => {
+    assert.ok(quickOut, 'the quick run of the first test');
+    const report = JSON.parse(readFileSync(join(quickOut, 'report.json'), 'utf8')) as {
+      sections: Array<{ id: string }>;
+      summary: Record<string, Record<string, unknown>>;
+      timing: { seconds: number; cpuSeconds: number };
+    };
+    assert.equal(report.sections[0]?.id, 'case-study', 'the case study comes first');
+    const cs = report.summary['case-study'] as Record<string, unknown>;
+    assert.equal(cs['servedModel'], 'fraud-dp');
+    assert.equal(report.summary['package']?.['model'], 'fraud-dp');
+    assert.equal(report.summary['package']?.['tamperedRefusal'], 'ERR_DIGEST_MISMATCH');
+    // The package holds the DP model the privacy stage wrote.
+    assert.equal(report.summary['package']?.['modelDigest'], report.summary['privacy']?.['modelDigest']);
+    // The operating point is at (about) the chosen false-positive rate on rows it was not chosen on.
+    assert.ok(Number(cs['servedFpr']) < 0.03 && Number(cs['baselineFpr']) < 0.03);
+    assert.ok(Number(cs['baselineRocAuc']) > Number(cs['servedRocAuc']) - 0.02, 'DP costs detection quality');
+    assert.equal(cs['attacksRefused'], cs['attacks']);
+    // A fresh ledger per run: ε 0.5 of 1 spent, about 0.5 left.
+    assert.ok(Math.abs(Number(cs['epsilonSpent']) + Number(cs['epsilonLeft']) - 1) < 1e-6);
+    // prediction, package, model, keys, protected dataset, raw dataset
+    assert.ok(Number(cs['lineageLength']) >= 6, `lineage of ${String(cs['lineageLength'])} entries`);
+    assert.equal(cs['lineageUnresolved'], 0);
+    assert.ok(report.timing.seconds > 0 && report.timing.cpuSeconds > 0);
+  });
+
+  it('report.html in headless Chromium: every section shown, the curves drawn, no console error, CSP kept', {
+    skip: existsSync(CHROMIUM) ? false : `${CHROMIUM} is not installed`,
+  }, async () => {
+    assert.ok(quickOut, 'the quick run of the first test');
+    const report = JSON.parse(readFileSync(join(quickOut, 'report.json'), 'utf8')) as {
+      sections: Array<{ id: string; title: string }>;
+    };
+    const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
+    try {
+      const page = await browser.newPage();
+      const problems: string[] = [];
+      page.on('console', (m) => {
+        if (m.type() === 'error' || m.type() === 'warning') problems.push(m.text());
+      });
+      page.on('pageerror', (e) => problems.push(e.message));
+      // Injected by the browser driver (not subject to the page's CSP): records any violation.
+      await page.addInitScript(() => {
+        const w = window as unknown as { cspViolations: string[] };
+        w.cspViolations = [];
+        document.addEventListener('securitypolicyviolation', (e) =>
+          w.cspViolations.push(`${e.violatedDirective} ${e.blockedURI}`),
+        );
+      });
+      await page.goto(`file://${join(quickOut, 'report.html')}`);
+      const csp = await page.locator('meta[http-equiv="Content-Security-Policy"]').getAttribute('content');
+      assert.match(csp ?? '', /default-src 'none'/);
+      // Every stage's section, and the case study first.
+      assert.equal(await page.locator('section').count(), report.sections.length);
+      assert.equal(await page.locator('section').first().getAttribute('id'), 'case-study');
+      for (const s of report.sections) {
+        const sec = page.locator(`section#${s.id}`);
+        assert.ok(await sec.isVisible(), s.id);
+        assert.ok(((await sec.locator('h2').textContent()) ?? '').includes(s.title), s.id);
+      }
+      const cs = page.locator('section#case-study');
+      const text = (await cs.textContent()) ?? '';
+      for (const want of [
+        'Detection quality',
+        'false-positive rate',
+        'The attacks and how each was stopped',
+        'ERR_AUTH_MISSING',
+        'privacy budget',
+        'Lineage of one prediction',
+        'dataset.protected',
+        'key.created',
+      ])
+        assert.ok(text.includes(want), want);
+      assert.match(text, /Cost table: .* not measured|What each protection costs/);
+      // The ROC and PR charts: drawn with a size, one path per model plus the chance line.
+      const charts = cs.locator('figure svg');
+      assert.ok((await charts.count()) >= 2);
+      for (const i of [0, 1]) {
+        const svg = charts.nth(i);
+        const box = await svg.boundingBox();
+        assert.ok(box && box.width > 200 && box.height > 150, `chart ${i} has a size`);
+        assert.equal(await svg.locator('path').count(), 4, `chart ${i}: 3 models and chance`);
+        const d = (await svg.locator('path').first().getAttribute('d')) ?? '';
+        assert.ok((d.match(/L/g) ?? []).length > 20, `chart ${i}: the curve has points`);
+      }
+      assert.deepEqual(
+        await page.evaluate(() => (window as unknown as { cspViolations: string[] }).cspViolations),
+        [],
+      );
+      assert.deepEqual(problems, []);
+    } finally {
+      await browser.close();
     }
   });
 

@@ -4,9 +4,11 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { isBulwarkError, sha256Digest, writeFileAtomic } from '../../core/index.js';
 import { Keyring } from '../../keys/index.js';
+import { onnxMetadata } from '../../ml/index.js';
 import {
   generateSigningKey,
   inspectPackage,
+  lineageFromOnnxMetadata,
   loadProtectedModel,
   loadTrustPolicy,
   type ModelLineage,
@@ -19,7 +21,10 @@ import type { Block } from '../../report/index.js';
 import type { DemoStage } from '../stage.js';
 
 const PASSPHRASE_FILE = 'DEMO-ONLY-keyring-passphrase.txt';
-const MODEL_NAME = 'fraud-baseline';
+/** The case-study model (DP at ε = 0.5): packaged, signed, and the subject of the refusals. */
+const MODEL_NAME = 'fraud-dp';
+/** The baseline is packaged too, under the name the gateway stage reads (stages/gateway.ts). */
+const BASELINE_NAME = 'fraud-baseline';
 
 /** The refusal a check produced, as `CODE` (or `accepted` when it did not refuse). */
 async function refusal(p: Promise<unknown>): Promise<string> {
@@ -33,7 +38,8 @@ async function refusal(p: Promise<unknown>): Promise<string> {
 }
 
 /**
- * Stage: package the baseline model as a protected model package (issue #7). A keyring key wraps the
+ * Stage: package the case-study model (the DP model of the privacy stage; the baseline when that stage
+ * did not run) as a protected model package (issue #7). A keyring key wraps the
  * model's data key, a fresh ECDSA P-256 key signs the OpenSSF model-signing statement, a trust policy
  * names that key for `fraud-*` models; then the package is verified and loaded in memory as the
  * gateway does, its predictions compared with the baseline network's, and the refusals shown: an
@@ -45,6 +51,17 @@ export const packageStage: DemoStage = {
   async run(ctx) {
     const baseline = ctx.state.baseline;
     if (!baseline || !ctx.state.schema) throw new Error('the package stage needs the baseline stage');
+    const dp = ctx.state.dp;
+    // What is packaged and checked: the DP model when there is one (the article's case study).
+    const subject = dp
+      ? { path: dp.path, network: dp.result.network, testSet: dp.result.testSet, test: dp.result.test }
+      : {
+          path: baseline.path,
+          network: baseline.result.network,
+          testSet: baseline.result.testSet,
+          test: baseline.result.test,
+        };
+    const subjectName = dp ? MODEL_NAME : BASELINE_NAME;
     const dir = join(ctx.options.outDir, 'package');
     await mkdir(dir, { recursive: true });
     for (const f of ['keyring.json', 'signer.key', 'signer.key.pub', 'trust.yaml', PASSPHRASE_FILE])
@@ -65,55 +82,87 @@ export const packageStage: DemoStage = {
       );
       ctx.progress(0.2);
 
-      // Lineage: the training run's audit entry, found in the demo's log by the model's digest.
-      const onnx = await readFile(baseline.path);
-      const modelDigest = sha256Digest(onnx);
-      const lineage: ModelLineage = {
-        datasetDigest: sha256Digest(await readFile(ctx.state.dataPath ?? baseline.path)),
-        algorithm: 'mlp',
-        metrics: {
-          accuracy: baseline.result.test.accuracy,
-          ...(baseline.result.test.rocAuc !== undefined ? { rocAuc: baseline.result.test.rocAuc } : {}),
-        },
-      };
+      // Lineage: the training run's audit entry, found in the demo's log by the model's digest; the
+      // privacy guarantee from the ONNX metadata the DP trainer wrote.
+      const datasetDigest = sha256Digest(await readFile(ctx.state.dataPath ?? baseline.path));
       const log = ctx.state.audit;
-      if (log) {
-        const trained = (await log.tail(200))
-          .reverse()
-          .find((e) => e.type === 'model.trained' && e.data.modelDigest === modelDigest);
+      const lineageOf = async (
+        bytes: Uint8Array,
+        test: { accuracy: number; rocAuc?: number },
+      ): Promise<ModelLineage> => {
+        const digest = sha256Digest(bytes);
+        const l: ModelLineage = {
+          ...lineageFromOnnxMetadata(onnxMetadata(bytes)),
+          datasetDigest,
+          algorithm: 'mlp',
+          metrics: { accuracy: test.accuracy, ...(test.rocAuc !== undefined ? { rocAuc: test.rocAuc } : {}) },
+        };
+        const trained = log
+          ? (await log.tail(200))
+              .reverse()
+              .find((e) => e.type === 'model.trained' && e.data.modelDigest === digest)
+          : undefined;
         if (trained)
-          lineage.trainingRun = { origin: 'bulwark.demo/audit', eventId: trained.id, index: trained.index };
-      }
+          l.trainingRun = { origin: 'bulwark.demo/audit', eventId: trained.id, index: trained.index };
+        return l;
+      };
+      const onnx = await readFile(subject.path);
+      const modelDigest = sha256Digest(onnx);
+      const lineage = await lineageOf(onnx, subject.test);
 
-      const pkgPath = join(ctx.options.outDir, `${MODEL_NAME}.bwm`);
+      const pkgPath = join(ctx.options.outDir, `${subjectName}.bwm`);
       let t0 = performance.now();
       const made = await protectModel(onnx, pkgPath, {
         keyring,
         keyId: 'model',
         signingKey: signer,
-        name: MODEL_NAME,
+        name: subjectName,
         version: '1.0.0',
-        description: 'Baseline card-fraud MLP of the Bulwark demo',
+        description: dp
+          ? 'Card-fraud MLP of the Bulwark demo, trained with DP-SGD at epsilon 0.5 (the case study)'
+          : 'Baseline card-fraud MLP of the Bulwark demo',
         schema: ctx.state.schema,
         lineage,
       });
       const protectSeconds = (performance.now() - t0) / 1000;
+      // The gateway stage serves the package at fraud-baseline.bwm: keep writing it, signed by the same key.
+      let baselinePkg: { digest: string; modelDigest: string } | undefined;
+      if (dp) {
+        const bOnnx = await readFile(baseline.path);
+        const b = await protectModel(bOnnx, join(ctx.options.outDir, `${BASELINE_NAME}.bwm`), {
+          keyring,
+          keyId: 'model',
+          signingKey: signer,
+          name: BASELINE_NAME,
+          version: '1.0.0',
+          description: 'Baseline card-fraud MLP of the Bulwark demo (no DP, no adversarial training)',
+          schema: ctx.state.schema,
+          lineage: await lineageOf(bOnnx, baseline.result.test),
+        });
+        baselinePkg = { digest: b.packageDigest, modelDigest: sha256Digest(bOnnx) };
+      }
+      ctx.state.served = {
+        name: subjectName,
+        packagePath: pkgPath,
+        packageDigest: made.packageDigest,
+        modelDigest,
+      };
       ctx.progress(0.5);
 
       const trust = await loadTrustPolicy(join(dir, 'trust.yaml'));
       t0 = performance.now();
       const loaded = await loadProtectedModel(pkgPath, { keyring, trust });
       const loadSeconds = (performance.now() - t0) / 1000;
-      // The package's model answers as the network the baseline stage trained.
+      // The package's model answers as the network the training stage produced.
       let maxDiff = 0;
       try {
-        const test = baseline.result.testSet;
+        const test = subject.testSet;
         const rows = Math.min(256, test.rows);
         const features = loaded.manifest.input.features;
         const x = test.x.subarray(0, rows * features);
         const out = await loaded.model.run(x, rows, features);
         const probs = Object.values(out).find((o) => o.dims[o.dims.length - 1] === 2)?.data;
-        const ref = baseline.result.network.predictProba(x, rows);
+        const ref = subject.network.predictProba(x, rows);
         if (probs)
           for (let i = 0; i < rows * 2; i++) maxDiff = Math.max(maxDiff, Math.abs(probs[i]! - ref[i]!));
         else maxDiff = Number.NaN;
@@ -170,12 +219,16 @@ export const packageStage: DemoStage = {
         {
           kind: 'text',
           text:
-            `The baseline model is packaged as ${MODEL_NAME}.bwm: its manifest in the clear, the ONNX encrypted with the framed ` +
+            `${dp ? 'The case-study model (DP-SGD at ε = 0.5)' : 'The baseline model'} is packaged as ${subjectName}.bwm: its manifest in the clear, the ONNX encrypted with the framed ` +
             `AES-256-GCM stream under a data key wrapped by keyring key "model", and an OpenSSF model-signing v1.0 signature ` +
             `(in-toto statement in a DSSE envelope in a Sigstore bundle v0.3, ECDSA P-256). Loading verifies the signature ` +
             `against the trust policy, every digest, then decrypts in memory only and opens ONNX Runtime from the buffer: ` +
             `the plaintext model never touches the disk. A stolen package without the keyring is ciphertext; a swapped or ` +
-            `altered one is refused.`,
+            `altered one is refused.` +
+            (baselinePkg
+              ? ` The non-private baseline is packaged the same way as ${BASELINE_NAME}.bwm (${baselinePkg.digest.slice(0, 19)}…), ` +
+                'the package the gateway stage loads.'
+              : ''),
         },
         {
           kind: 'facts',
@@ -212,7 +265,7 @@ export const packageStage: DemoStage = {
             ['dataset digest', m.lineage.datasetDigest ?? 'n/a'],
             [
               'privacy / adversarial training',
-              `${m.lineage.privacy ? `(${m.lineage.privacy.epsilon}, ${m.lineage.privacy.delta})-DP` : 'none (baseline)'} / ${m.lineage.adversarial ? m.lineage.adversarial.method : 'none (baseline)'}`,
+              `${m.lineage.privacy ? `(${Number(m.lineage.privacy.epsilon.toFixed(4))}, ${m.lineage.privacy.delta})-DP` : 'none (baseline)'} / ${m.lineage.adversarial ? m.lineage.adversarial.method : 'none (baseline)'}`,
             ],
             [
               'verification',
@@ -223,7 +276,7 @@ export const packageStage: DemoStage = {
               `${protectSeconds.toFixed(3)} s / ${loadSeconds.toFixed(3)} s`,
             ],
             [
-              'max |p(package) - p(baseline)| on 256 test rows',
+              `max |p(package) - p(${dp ? 'DP network' : 'baseline'})| on 256 test rows`,
               Number.isFinite(maxDiff) ? maxDiff.toExponential(2) : 'n/a',
             ],
           ],
@@ -238,8 +291,10 @@ export const packageStage: DemoStage = {
       return {
         blocks,
         summary: {
+          model: subjectName,
           packageDigest: made.packageDigest,
           modelDigest,
+          ...(baselinePkg ? { baselinePackageDigest: baselinePkg.digest } : {}),
           packageBytes: made.packageBytes,
           overheadBytes: overhead,
           signerKeyId: signer.keyId,
@@ -249,6 +304,25 @@ export const packageStage: DemoStage = {
           untrustedRefusal: refusals[1]![1]!,
         },
         events: [
+          // The two keys the packages use, so a lineage walk ends at them (audit/events.ts eventRefs).
+          {
+            type: 'key.created',
+            data: {
+              keyId: 'model',
+              algorithm: 'AES-256-GCM',
+              provider: 'keyring',
+              purpose: 'model data keys',
+            },
+          },
+          {
+            type: 'key.created',
+            data: {
+              keyId: signer.keyId,
+              algorithm: 'ECDSA-P256',
+              provider: 'file',
+              purpose: 'model signing',
+            },
+          },
           {
             type: 'model.packaged',
             data: {
@@ -258,6 +332,19 @@ export const packageStage: DemoStage = {
               signerKeyId: signer.keyId,
             },
           },
+          ...(baselinePkg
+            ? [
+                {
+                  type: 'model.packaged' as const,
+                  data: {
+                    packageDigest: baselinePkg.digest,
+                    modelDigest: baselinePkg.modelDigest,
+                    keyId: 'model',
+                    signerKeyId: signer.keyId,
+                  },
+                },
+              ]
+            : []),
           {
             type: 'model.loaded',
             data: { packageDigest: made.packageDigest, modelDigest, server: 'bulwark demo' },

@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { sha256Digest as sha256, writeFileAtomic } from '../../core/index.js';
 import { thresholdForFpr } from '../../ml/index.js';
@@ -35,6 +35,9 @@ export const privacyStage: DemoStage = {
     const rows = ds.rowCount;
     const delta = Math.min(1e-5, 1 / (10 * rows));
     const ledgerPath = join(ctx.options.outDir, 'privacy-ledger.sqlite');
+    // The demo folder is regenerated on every run: a ledger left by an earlier run would have spent
+    // the budget already (a third run would be refused), so start from a fresh one.
+    for (const f of ['', '-wal', '-shm', '-journal']) await rm(`${ledgerPath}${f}`, { force: true });
     const ledger = await openLedger(ledgerPath);
     let r: Awaited<ReturnType<typeof trainTabularDp>>;
     const budgetName = 'transactions';
@@ -64,6 +67,7 @@ export const privacyStage: DemoStage = {
     }
     const modelPath = join(ctx.options.outDir, 'fraud-dp.onnx');
     await writeFileAtomic(modelPath, r.onnx);
+    ctx.state.dp = { path: modelPath, result: r };
     const proba = r.network.predictProba(r.testSet.x, r.testSet.rows);
     const scores = Array.from({ length: r.testSet.rows }, (_, i) => proba[2 * i + 1] as number);
     const recall =

@@ -210,6 +210,15 @@ export const protectStage: DemoStage = {
       // The lineage link: the protected file comes from the generated one, under these keys.
       const events: AuditEventInput[] = [
         {
+          type: 'key.created',
+          data: {
+            keyId: `${kek.key}.v${kek.version}`,
+            algorithm: 'AES-256-GCM',
+            provider: 'keyring',
+            purpose: 'field encryption key wrapping',
+          },
+        },
+        {
           type: 'dataset.protected',
           data: {
             datasetDigest: await fileDigest(out),

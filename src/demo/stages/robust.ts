@@ -120,6 +120,7 @@ export const robustStage: DemoStage = {
       },
     });
     await writeFileAtomic(join(ctx.options.outDir, 'robust.onnx'), onnx);
+    ctx.state.robust = { path: join(ctx.options.outDir, 'robust.onnx'), network: robust };
 
     const r: RedTeamResult = await redTeam(
       [
