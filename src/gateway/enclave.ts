@@ -63,6 +63,8 @@ const FRAME_TYPE = /^application\/(vnd\.bulwark\.session|octet-stream)\s*$/i;
 interface SessionHost {
   readonly format: string;
   readonly hardware: boolean;
+  /** False when the keys are gone (software worker died): the gateway reports not ready. */
+  readonly healthy: boolean;
   attestation(nonce: Uint8Array): Promise<Uint8Array>;
   open(frame: Uint8Array): Promise<RemoteOpenedRequest>;
   close(): Promise<void>;
@@ -135,6 +137,9 @@ export class GatewayEnclave {
       const host: SessionHost = {
         format: 'software',
         hardware: false,
+        get healthy() {
+          return sw.alive;
+        },
         attestation: (n) => sw.attestation(n),
         open: (f) => sw.open(f),
         close: () => sw.close(),
@@ -159,6 +164,7 @@ export class GatewayEnclave {
     const host: SessionHost = {
       format: o.attester?.format ?? 'nitro',
       hardware: true,
+      healthy: true,
       attestation: (n) => server.attestation(n),
       open: async (f) => {
         const r = await server.openRequest(f);
@@ -188,6 +194,11 @@ export class GatewayEnclave {
       },
       o,
     );
+  }
+
+  /** False when the session host lost its keys (software worker died); readiness follows it. */
+  get healthy(): boolean {
+    return this.#host.healthy;
   }
 
   /** True for the paths this module answers. */

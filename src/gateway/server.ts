@@ -399,6 +399,7 @@ export class Gateway {
   get ready(): boolean {
     if (this.#draining) return false;
     if (this.limiter && !this.limiter.healthy) return false;
+    if (this.#enclave && !this.#enclave.healthy) return false;
     for (const m of this.models.values()) if (!m.ready) return false;
     return true;
   }

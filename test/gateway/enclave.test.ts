@@ -157,6 +157,19 @@ describe('gateway enclave.mode software: attested sessions over TLS 1.3 through 
       const bad = await raw.request('POST', '/v2/models/fraud/infer-sealed', t, headers);
       assert.equal(bad.status, 403);
       assert.equal(JSON.parse(bad.body).code, 'ERR_SESSION_DECRYPT');
+      const json = await raw.request('POST', '/v2/models/fraud/infer-sealed', Buffer.from('{}'), {
+        'content-type': 'application/json',
+      });
+      assert.equal(json.status, 415);
+      assert.equal(JSON.parse(json.body).code, 'ERR_GATEWAY_MEDIA_TYPE');
+      const huge = await raw.request(
+        'POST',
+        '/v2/models/fraud/infer-sealed',
+        Buffer.alloc(gw.config.server.bodyLimitBytes + 1024),
+        headers,
+      );
+      assert.equal(huge.status, 413);
+      assert.equal(JSON.parse(huge.body).code, 'ERR_GATEWAY_BODY_TOO_LARGE');
       const junk = await raw.request('POST', '/v2/models/fraud/infer-sealed', Buffer.from('hello'), headers);
       assert.equal(junk.status, 400);
       assert.equal(JSON.parse(junk.body).code, 'ERR_SESSION_MALFORMED');
@@ -343,6 +356,44 @@ describe('gateway enclave.mode nitro: the in-enclave session path (documents sig
       plain.close();
       c.close();
       wrongPcr.close();
+      await gw.close();
+    }
+  });
+});
+
+describe('gateway enclave.mode software: the worker dies', () => {
+  it('fails closed: sealed requests and attestations 503 ERR_ENCLAVE_UNAVAILABLE, not ready, plain path still served', async () => {
+    const f = await fixture();
+    const gw = await startGateway(f.config({ enclave: { mode: 'software' } }));
+    const token = await f.token({ sub: 'client-dies', client_id: 'client-dies', jti: 'jti-dies' });
+    const base = { url: gw.url, ca: f.ca.pem, servername: 'localhost', token };
+    const plain = new GatewayClient(base);
+    const c = new AttestedGatewayClient({
+      ...base,
+      policy: softwarePolicy(gw),
+      roots: { software: [gw.enclave?.signerPublicKey as string] },
+    });
+    try {
+      await c.connect();
+      assert.equal(await plain.ready(), true);
+      const pid = gw.enclave?.workerPid as number;
+      process.kill(pid, 'SIGKILL'); // the worker this test's gateway started
+      while (gw.ready) await new Promise((r) => setTimeout(r, 20));
+      assert.equal(await plain.ready(), false);
+      await assert.rejects(c.inferRows('fraud', f.rows.slice(0, 1) as never), {
+        status: 503,
+        code: 'ERR_ENCLAVE_UNAVAILABLE',
+      });
+      const r = await plain.request('POST', '/v2/attestation', randomBytes(32), {
+        'content-type': 'application/octet-stream',
+      });
+      assert.equal(r.status, 503);
+      assert.equal(JSON.parse(r.body).code, 'ERR_ENCLAVE_UNAVAILABLE');
+      const out = await plain.inferRows('fraud', f.rows.slice(60, 61) as never);
+      assert.equal(out.model_name, 'fraud');
+    } finally {
+      plain.close();
+      c.close();
       await gw.close();
     }
   });

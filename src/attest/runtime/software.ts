@@ -176,6 +176,11 @@ export class SoftwareEnclave implements AttestedEndpoint {
     return new SoftwareEnclave(child, ready, timeout);
   }
 
+  /** False once the worker has died or was closed (its keys are gone: attest again after a restart). */
+  get alive(): boolean {
+    return this.#dead === undefined;
+  }
+
   /** The worker's process id (it is a separate process: a test checks the keys are not in this one). */
   get pid(): number {
     return this.#child.pid ?? -1;
