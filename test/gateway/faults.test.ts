@@ -291,6 +291,36 @@ describe('gateway faults, limits and operations', () => {
     assert.equal(await serial(), next.cert.serialNumber);
     void tlsConf;
     await rot.close();
+    // With server.tls.watch, changing the files is enough (no signal).
+    const watchedCert = join(f.dir, `watch-${randomBytes(3).toString('hex')}.pem`);
+    writeFileSync(watchedCert, f.server.pem);
+    writeFileSync(`${watchedCert}.key`, f.server.keyPem);
+    const watched = await gateway({
+      server: {
+        ...base.server,
+        tls: { ...(base.server.tls as object), cert: watchedCert, key: `${watchedCert}.key`, watch: true },
+      },
+    });
+    const wu = new URL(watched.url);
+    const watchedSerial = () =>
+      new Promise<string>((resolve, reject) => {
+        const s = tls.connect(
+          { host: wu.hostname, port: Number(wu.port), ca: f.ca.pem, servername: 'localhost' },
+          () => {
+            const c = s.getPeerX509Certificate();
+            s.end();
+            if (c) resolve(c.serialNumber);
+            else reject(new Error('no certificate'));
+          },
+        );
+        s.on('error', reject);
+      });
+    assert.equal(await watchedSerial(), f.server.cert.serialNumber);
+    const third = await makeLeaf(f.ca, { dns: ['localhost'], serverAuth: true });
+    writeFileSync(`${watchedCert}.key`, third.keyPem);
+    writeFileSync(watchedCert, third.pem);
+    assert.equal(await eventually(watchedSerial, third.cert.serialNumber, 10_000), third.cert.serialNumber);
+    await watched.close();
     await gw.close();
   });
 
