@@ -136,7 +136,9 @@ describe('bench costs: rows from results', () => {
     b.delete('gateway');
     b.delete('costs');
     const rows = costRows(b);
-    const robust = rows.filter((r) => r.claim.startsWith('defense.attack-success'));
+    const robust = rows.filter(
+      (r) => r.claim.startsWith('defense.attack-success') && r.what.includes('MNIST'),
+    );
     assert.ok(robust.length >= 2);
     for (const r of [...robust, ...rows.filter((x) => x.claim === 'table.input-validation.impact')]) {
       assert.equal(r.verdict, 'not measured');
