@@ -102,6 +102,9 @@ export class GatewayEnclave {
   readonly #host: SessionHost;
   readonly #o: GatewayEnclaveOptions;
   readonly #limiter: RateLimiterMemory;
+  /** Who obtained each pending attestation (by envelope digest) and who opened each session. */
+  readonly #issued = new Map<string, { caller: string; expires: number }>();
+  readonly #sessions = new Map<string, { caller: string; expires: number }>();
 
   private constructor(host: SessionHost, info: EnclaveInfo, o: GatewayEnclaveOptions) {
     this.#host = host;
@@ -279,29 +282,55 @@ export class GatewayEnclave {
       });
     }
     const envelope = await this.#host.attestation(new Uint8Array(nonce));
-    await this.#record({ event: 'issued', caller, transcript: sha256(envelope) });
+    const transcript = sha256(envelope);
+    await this.#record({ event: 'issued', caller, transcript });
+    const c = this.#o.config;
+    remember(
+      this.#issued,
+      transcript.slice(7),
+      caller,
+      Date.now() + c.attestation.ttlSeconds * 1000,
+      c.maxSessions,
+    );
     return envelope;
   }
 
   async #infer(frame: Buffer, model: string, version: string | undefined, auth: AuthRequest) {
     const f = parseFrame(frame);
+    // The outer layer first: who sends this frame (plaintext 401 as on every route), and is it the
+    // principal the attestation was issued to / the session was opened by? A frame captured from one
+    // caller cannot be spent under another's credentials (403 ERR_SESSION_UNKNOWN, before decryption).
+    const caller = await this.#principal(auth);
+    const now = Date.now();
+    const key =
+      f.type === 1 ? Buffer.from(f.transcript).toString('hex') : Buffer.from(f.sessionId).toString('hex');
+    const owner = (f.type === 1 ? this.#issued : this.#sessions).get(key);
+    if (owner && owner.expires >= now && owner.caller !== caller)
+      throw new BulwarkError(
+        'ERR_SESSION_UNKNOWN',
+        f.type === 1
+          ? 'attested session: this attestation was issued to another principal'
+          : 'attested session: this session belongs to another principal',
+      );
     const opened = await this.#host.open(frame);
     const pt = opened.plaintext;
     try {
       let reply: Reply;
       if (f.type === 1) {
+        this.#issued.delete(key);
+        remember(
+          this.#sessions,
+          opened.sessionId,
+          caller,
+          now + this.#o.config.sessionSeconds * 1000,
+          this.#o.config.maxSessions,
+        );
         // OPEN: record the session before anything runs in it (fail closed, sealed to the client).
-        let caller = '-';
-        try {
-          caller = await this.#principal(auth);
-        } catch {
-          // The pipeline refuses the request itself (sealed); the opening is still recorded.
-        }
         try {
           await this.#record({
             event: 'opened',
             caller,
-            transcript: `sha256:${Buffer.from(f.transcript).toString('hex')}`,
+            transcript: `sha256:${key}`,
             sessionId: opened.sessionId,
           });
           reply = await this.#pipeline(pt, model, version, auth);
@@ -352,6 +381,23 @@ export class GatewayEnclave {
   close(): Promise<void> {
     return this.#host.close();
   }
+}
+
+/** Records `key → caller` until `expires`, dropping expired entries and the oldest over `max`. */
+function remember(
+  m: Map<string, { caller: string; expires: number }>,
+  key: string,
+  caller: string,
+  expires: number,
+  max: number,
+): void {
+  const now = Date.now();
+  for (const [k, v] of m) {
+    if (v.expires >= now && m.size < max) break;
+    m.delete(k);
+  }
+  m.delete(key);
+  m.set(key, { caller, expires });
 }
 
 function sha256(b: Uint8Array): string {
