@@ -269,24 +269,17 @@ describe('bulwark train --from PARENT.bwm (continuous learning from a protected 
     assert.equal(auditTypes().length, before);
   });
 
-  it("a planted backdoor: the poisoning check on the parent's hidden layer removes the planted rows", () => {
+  it('a planted backdoor (12 % of the "no" class) is refused: nothing written, nothing recorded', () => {
+    const before = auditTypes().length;
     const out = join(outDir, 'backdoor.bwm');
     const r = continueFrom(parent, backdoor, out, ['--expected-poison', '0.12']);
-    // Either outcome is a refusal of the poison: the rows are removed before fine-tuning, and what is
-    // left must not regress on the fixed evaluation set.
-    if (r.code !== 0) {
-      assert.equal(r.code, 5, r.stderr);
-      assert.match(r.stderr, /ERR_MODEL_REGRESSION/);
-      assert.equal(existsSync(out), false);
-      return;
-    }
-    const j = JSON.parse(r.stdout) as { removed: number };
-    assert.ok(j.removed > 0);
-    const m = JSON.parse(bw(['--json', 'model', 'inspect', out]).stdout).manifest as {
-      lineage: { hyperparameters: { poisonRemoved: number } };
-    };
-    assert.equal(m.lineage.hyperparameters.poisonRemoved, j.removed);
-    assert.ok(plantedRows.length > 0);
+    // The poisoning check on the parent's hidden layer removes part of the planted rows; what it leaves
+    // shifts the model enough that the fixed evaluation set shows it (seeded: always this outcome).
+    assert.equal(r.code, 5, r.stderr);
+    assert.match(r.stderr, /ERR_MODEL_REGRESSION/);
+    assert.equal(existsSync(out), false);
+    assert.equal(auditTypes().length, before);
+    assert.ok(plantedRows.length > 40);
   });
 
   it('a tampered, untrusted or wrongly keyed parent is refused with its code before any training', () => {

@@ -83,3 +83,8 @@ export function continuationLines(r: ContinueResult): string[] {
     `Evaluation (${c.rows} rows): clean ${(100 * c.before.clean).toFixed(2)} % -> ${(100 * c.after.clean).toFixed(2)} %, robust (${c.attack} eps ${c.eps}) ${(100 * c.before.robust).toFixed(2)} % -> ${(100 * c.after.robust).toFixed(2)} %: accepted.`,
   ];
 }
+
+/** The rows the poisoning check removed, as 1-based data rows (as `bulwark data inspect` numbers them). */
+export function removedDataRows(r: ContinueResult): number[] {
+  return [...new Set(r.inspection.flagged.map((f) => f.row + 1))].sort((a, b) => a - b);
+}

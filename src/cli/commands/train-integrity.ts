@@ -23,7 +23,13 @@ import { type TrainTabularOptions, type TrainTabularResult, trainTabular } from 
 import { record } from '../audit-record.js';
 import { floatOption } from '../options.js';
 import type { Io } from '../output.js';
-import { type ContinueCliOpts, continuationLines, fineTune, isModelPackage } from './train-continue.js';
+import {
+  type ContinueCliOpts,
+  continuationLines,
+  fineTune,
+  isModelPackage,
+  removedDataRows,
+} from './train-continue.js';
 import { runPackageContinuation } from './train-package.js';
 
 /** Options `bulwark train` takes for training-data integrity (kept here so train.ts changes little). */
@@ -254,6 +260,7 @@ export async function runContinuedTraining(
       out,
       continuedFrom: r.previousDigest,
       removed: r.removed,
+      removedRows: removedDataRows(r),
       trainRows: r.trainRows,
       comparison: c,
       ...(ids[0] ? { auditEvent: ids[0] } : {}),

@@ -34,7 +34,7 @@ import {
 } from '../../model/index.js';
 import type { Io } from '../output.js';
 import { openKeyringFromOptions } from './keys.js';
-import { type ContinueCliOpts, continuationLines, fineTune } from './train-continue.js';
+import { type ContinueCliOpts, continuationLines, fineTune, removedDataRows } from './train-continue.js';
 
 /** The parent's version with its last number incremented (`1.2.0` → `1.2.1`, `3` → `4`). */
 export function nextVersion(v: string): string | undefined {
@@ -194,6 +194,7 @@ export async function runPackageContinuation(
           parent: parentRef,
           continuedFrom: r.previousDigest,
           removed: r.removed,
+          removedRows: removedDataRows(r),
           trainRows: r.trainRows,
           comparison: c,
           signer: made.signer,
