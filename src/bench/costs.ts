@@ -268,7 +268,7 @@ export function performanceDoc(json: CostsJson, rows: readonly CostRow[]): strin
     '',
     'Outside these four sections the article also gives cost/benefit constants for its greedy optimiser (inputs,',
     'not measurements: `bulwark plan` replaces them with measured costs, docs/plan.md) and the case study’s results',
-    '(the demo reports its own, docs/deploy.md and `bulwark demo`).',
+    '(94.2 % vs 92.1 % accuracy, false positives down 35 %: `bulwark demo` measures its own on generated data).',
     '',
     'Reproduce: `bulwark bench costs` (or `npm run bench -- costs`); `--quick` for a smoke run.',
     '',
