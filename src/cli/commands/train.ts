@@ -147,7 +147,12 @@ of the exported model, and the preprocessing and class values are stored in the 
         await checkTrainingIntegrity(io, this.opts<IntegrityTrainOpts>(), o.data, log, wantsDp(dp));
         if (this.opts<IntegrityTrainOpts>().from !== undefined) {
           if (wantsDp(dp))
-            throw new BulwarkError('ERR_USAGE', '--from does not combine with DP training yet');
+            // The poisoning checks of --from remove rows by a non-private inspection of the batch (as
+            // --sanitize, which DP refuses), and the DP trainers start from fresh weights.
+            throw new BulwarkError(
+              'ERR_USAGE',
+              '--from does not combine with DP training: its poisoning checks are not private (as --sanitize) and DP training starts from fresh weights',
+            );
           return runContinuedTraining(io, { ...o, ...this.opts<IntegrityTrainOpts>() }, ds, schema, log);
         }
         if (wantsDp(dp)) return runDpTraining(io, { ...o, ...dp }, ds, schema, log);
