@@ -463,10 +463,10 @@ export async function caseStudySection(
     blocks.push({
       kind: 'table',
       caption: `What each protection costs: the article's claims beside our measurements (${costs.file.replace(`${PACKAGE_ROOT}/`, '')}, docs/performance.md)`,
-      columns: ['claim', 'article says', 'measured', 'unit', 'ratio', 'verdict'],
+      columns: ['article says', 'what we measured', 'measured', 'unit', 'ratio to the claim', 'verdict'],
       rows: costs.rows.map((r) => [
-        cell(r['claim']),
         cell(r['claimText']),
+        cell(r['what']),
         cell(r['measured']),
         cell(r['unit']),
         cell(r['ratio']),
