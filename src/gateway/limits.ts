@@ -23,6 +23,8 @@ import type { LimitsConfig } from './config.js';
 export interface LimitOutcome {
   /** Rows left in the caller's query budget for this model (null when no budget is set). */
   budgetRemaining: number | null;
+  /** Rows used from it in the current window, this request included (null when no budget is set). */
+  budgetUsed: number | null;
 }
 
 /** Recently used counter keys (hashing per request is avoidable work on the hot path). */
@@ -100,9 +102,9 @@ export class Limiter {
   async consume(principal: string, model: string, rows: number): Promise<LimitOutcome> {
     const key = keyOf(principal, model);
     await this.#take(this.#rate, key, 1, 'ERR_GATEWAY_RATE_LIMITED');
-    if (this.#budget === null) return { budgetRemaining: null };
+    if (this.#budget === null) return { budgetRemaining: null, budgetUsed: null };
     const res = await this.#take(this.#budget, key, rows, 'ERR_GATEWAY_BUDGET_EXHAUSTED');
-    return { budgetRemaining: res.remainingPoints };
+    return { budgetRemaining: res.remainingPoints, budgetUsed: res.consumedPoints };
   }
 
   async #take(

@@ -78,6 +78,11 @@ export interface PipelineOptions {
   bodyLimitBytes: number;
   maxDepth: number;
   tracer?: Tracer | null;
+  /**
+   * Ask Cedar a second time, after the detectors, with `riskScore` and `queryCount` in the context (set
+   * when a policy mentions either: the first authorisation runs before they are known).
+   */
+  policyAfterDetect?: boolean;
 }
 
 /** One inference request as the transport hands it over. */
@@ -251,6 +256,20 @@ export class Pipeline {
           detections.push({ detector: 'stateful', score: Number.isFinite(worst) ? worst : 0, flagged });
       }
       this.#judge(model, detections);
+      if (o.authorizer && o.policyAfterDetect) {
+        const extra: Record<string, string | number | boolean> = {
+          rows,
+          riskScore: riskScore(model, detections),
+        };
+        if (lim?.budgetUsed != null) extra['queryCount'] = lim.budgetUsed;
+        this.#authorize(
+          principal,
+          'predict',
+          { model: model.name, version: model.version },
+          call.auth.remoteAddress,
+          extra,
+        );
+      }
       lap('detect');
 
       stage = 'infer';
@@ -367,4 +386,20 @@ export class Pipeline {
         });
     }
   }
+}
+
+/**
+ * The request's risk in [0, 1] for policies (`context.riskScore`): the Mahalanobis score over twice its
+ * calibrated threshold (0.5 at the threshold, 1 at twice it or beyond), and 1 when a stream detector
+ * (stateful, PRADA) flagged the caller; the highest of these.
+ */
+export function riskScore(model: ServedModel, detections: readonly Detection[]): number {
+  let r = 0;
+  for (const d of detections) {
+    if (d.detector === 'mahalanobis') {
+      const t = model.mahalanobis?.calibration?.threshold ?? Infinity;
+      if (Number.isFinite(t) && t > 0) r = Math.max(r, Math.min(1, Math.max(0, d.score / (2 * t))));
+    } else if (d.flagged) r = 1;
+  }
+  return Math.round(r * 10_000) / 10_000;
 }

@@ -82,6 +82,19 @@ async function readTls(c: NonNullable<GatewayConfig['server']['tls']>): Promise<
   return ca === undefined ? { key, cert } : { key, cert, ca };
 }
 
+/** Whether any policy file mentions `pattern` (the context keys only known after the detectors). */
+async function policiesMention(files: readonly string[], pattern: RegExp): Promise<boolean> {
+  for (const f of files) {
+    try {
+      if (pattern.test(await readFile(f, 'utf8'))) return true;
+    } catch {
+      // The authoriser has read these files already; an unreadable one now is treated as mentioning.
+      return true;
+    }
+  }
+  return false;
+}
+
 function auditSpec(a: GatewayConfig['audit']): AuditStoreSpec {
   if (!/^postgres(ql)?:\/\//.test(a.store)) return { kind: 'sqlite', path: a.store };
   return { kind: 'postgres', url: a.store, ...(a.schema !== undefined ? { schema: a.schema } : {}) };
@@ -262,6 +275,8 @@ export class Gateway {
         bodyLimitBytes: c.server.bodyLimitBytes,
         maxDepth: c.server.maxDepth,
         tracer: c.telemetry.traces.enabled ? trace.getTracer('bulwark-gateway', bulwarkVersion()) : null,
+        policyAfterDetect:
+          authorizer !== null && (await policiesMention(c.policy.files, /\b(riskScore|queryCount)\b/)),
       });
 
       const enclave = c.enclave
@@ -444,7 +459,15 @@ export class Gateway {
     }
     for (const [what, f] of [
       ['authentication', () => this.#authenticator?.reload()],
-      ['policies', () => this.#authorizer?.reload()],
+      [
+        'policies',
+        async () => {
+          await this.#authorizer?.reload();
+          this.pipeline.options.policyAfterDetect =
+            this.#authorizer !== null &&
+            (await policiesMention(this.config.policy.files, /\b(riskScore|queryCount)\b/));
+        },
+      ],
     ] as const) {
       try {
         await f();

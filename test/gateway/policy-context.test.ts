@@ -1,0 +1,90 @@
+/**
+ * The detectors' risk score and the caller's query count reach Cedar: with policies that mention them,
+ * the gateway asks a second time after the detectors, so `forbid ... when { context.riskScore > 0.9 }` and
+ * `... context.queryCount > N` take effect (here with detectors in monitor mode: the policy decides).
+ */
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { GatewayClient, type GatewayError } from '../../src/gateway/client.js';
+import type { Gateway } from '../../src/gateway/server.js';
+import { type Fixture, fixture, startGateway } from './gateway-fixtures.js';
+
+const POLICIES = `@id("tenant-own-models")
+permit (principal is Bulwark::Client, action == Bulwark::Action::"predict", resource is Bulwark::Model)
+when { principal has tenant && resource has tenant && principal.tenant == resource.tenant };
+@id("deny-high-risk")
+forbid (principal, action == Bulwark::Action::"predict", resource)
+when { context has riskScore && context.riskScore.greaterThan(decimal("0.9")) };
+@id("deny-query-flood")
+forbid (principal, action == Bulwark::Action::"predict", resource)
+when { context has queryCount && context.queryCount > 2 };
+`;
+
+async function code(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+    return 'OK';
+  } catch (e) {
+    return `${(e as GatewayError).status} ${(e as GatewayError).code}`;
+  }
+}
+
+describe('risk score and query count in the Cedar context', () => {
+  let f: Fixture;
+  let gw: Gateway;
+
+  before(async () => {
+    f = await fixture();
+    const file = join(f.dir, 'context-policies.cedar');
+    writeFileSync(file, POLICIES);
+    const base = f.config();
+    gw = await startGateway(
+      f.config({
+        policy: { ...base.policy, files: [file] },
+        detectors: { mode: 'monitor' },
+        limits: {
+          backend: 'memory',
+          requestsPerSecond: 1000,
+          queryBudget: { queries: 1000, windowSeconds: 3600 },
+        },
+      }),
+    );
+  });
+  after(async () => {
+    await gw?.close();
+  });
+
+  it('a policy on context.queryCount stops the third query of a caller', async () => {
+    const c = new GatewayClient({
+      url: gw.url,
+      ca: f.ca.pem,
+      servername: 'localhost',
+      token: await f.token({ sub: 'counted' }),
+    });
+    const got = [];
+    for (let i = 0; i < 3; i++) got.push(await code(c.inferRows('fraud', [f.rows[20 + i] as never])));
+    c.close();
+    assert.deepEqual(got, ['OK', 'OK', '403 ERR_POLICY_DENIED']);
+  });
+
+  it('a policy on context.riskScore refuses an out-of-distribution row that monitor mode lets through the detectors', async () => {
+    const c = new GatewayClient({
+      url: gw.url,
+      ca: f.ca.pem,
+      servername: 'localhost',
+      token: await f.token({ sub: 'risky' }),
+    });
+    assert.equal(await code(c.inferRows('fraud', [f.rows[30] as never])), 'OK');
+    assert.equal(
+      await code(c.inferRows('fraud', [{ amount: 4000, age: 40, kind: 'B' }])),
+      '403 ERR_POLICY_DENIED',
+    );
+    c.close();
+    // Counted as a detection (monitor mode) and denied by the policy at the detect stage.
+    const text = await (await fetch(gw.metricsUrl as string)).text();
+    assert.match(text, /gateway_detections_total\{model="fraud",detector="mahalanobis"\} 1/);
+    assert.match(text, /gateway_denials_total\{stage="detect",reason="ERR_POLICY_DENIED"\} [1-9]/);
+  });
+});
