@@ -163,6 +163,29 @@ describe('bench costs: rows from results', () => {
   });
 });
 
+describe('bench costs: the committed table', () => {
+  const committedCosts = join(ROOT, 'bench', 'results', 'costs.json');
+  it('covers every claim and cites figures that exist in the committed results', {
+    skip: !existsSync(committedCosts) && 'bench/results/costs.json not committed yet',
+  }, () => {
+    const parsed = parseBenchResult(readFileSync(committedCosts, 'utf8'), committedCosts);
+    assert.equal(parsed.benchmark, 'costs');
+    const rows = JSON.parse(String(parsed.facts['rows'])) as CostRow[];
+    assert.deepEqual(uncoveredClaims(rows), []);
+    for (const r of rows) {
+      for (const s of r.sources) {
+        const path = join(ROOT, s.file);
+        assert.ok(existsSync(path), `${r.claim}: ${s.file} does not exist`);
+        const ids = idsOf(path);
+        for (const f of s.figures) assert.ok(ids.has(f), `${r.claim}: ${s.file} has no ${f}`);
+      }
+    }
+    // The doc is the committed table's: every row's figure appears in it.
+    const md = readFileSync(join(ROOT, 'docs', 'performance.md'), 'utf8');
+    for (const r of rows) assert.ok(md.includes(r.what), `docs/performance.md lacks the row "${r.what}"`);
+  });
+});
+
 describe('bench costs: a --quick run of the CLI', () => {
   const dir = mkdtempSync(join(tmpdir(), 'bulwark-costs-test-'));
   const out = join(dir, 'costs.json');
