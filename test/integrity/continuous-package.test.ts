@@ -235,6 +235,7 @@ describe('bulwark train --from PARENT.bwm (continuous learning from a protected 
     assert.equal(m.lineage.algorithm, 'fine-tune');
     assert.equal(m.lineage.datasetDigest, sha256File(batch));
     assert.equal(m.lineage.privacy, undefined, 'fine-tuning is not DP: no privacy claim');
+    assert.match(bw(['model', 'inspect', next]).stdout, /parent: +fraud-mlp 1\.0\.0, package sha256:/);
     const parentManifest = JSON.parse(bw(['--json', 'model', 'inspect', parent]).stdout).manifest;
     assert.equal(m.lineage.parent.modelDigest, `sha256:${parentManifest.onnx.sha256}`);
     // The audit log holds model.trained then model.packaged, in that order, as the last two entries.

@@ -53,6 +53,10 @@ function lineageLines(l: ModelLineage): string[] {
       `  adversarial:  ${l.adversarial.method} at eps ${l.adversarial.eps}${l.adversarial.steps !== undefined ? `, ${l.adversarial.steps} steps` : ''}`,
     );
   else out.push('  adversarial:  none recorded');
+  if (l.parent)
+    out.push(
+      `  parent:       ${l.parent.name} ${l.parent.version}, package ${l.parent.packageDigest} (fine-tuned from it)`,
+    );
   if (l.trainingRun)
     out.push(
       `  training run: audit event ${l.trainingRun.eventId}${l.trainingRun.index !== undefined ? ` (entry ${l.trainingRun.index})` : ''}${l.trainingRun.origin ? ` in ${l.trainingRun.origin}` : ''}`,
