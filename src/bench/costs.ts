@@ -6,6 +6,7 @@
  * are kept in the fact `rows` (a JSON string, as the harness's facts are scalars), and
  * docs/performance.md is generated from them.
  */
+import { existsSync } from 'node:fs';
 import { cpus, type as osType, release, totalmem } from 'node:os';
 import { BulwarkError, bulwarkVersion } from '../core/index.js';
 import { type BenchSet, parseBenchResult, readBenchResults } from '../plan/index.js';
@@ -134,10 +135,25 @@ export interface RunCostsOptions extends MeasureOptions {
   resultsDir: string;
 }
 
+/**
+ * The committed results, or none when the folder does not exist (an installed CLI run outside the
+ * repository): every row that needs them is then "not measured", and the run says so.
+ */
+export async function readCommitted(dir: string): Promise<{ set: BenchSet; note?: string }> {
+  if (!existsSync(dir)) {
+    return {
+      set: new Map(),
+      note: `no benchmark results folder at ${dir}: rows from committed results are not measured`,
+    };
+  }
+  return { set: await readBenchResults(dir) };
+}
+
 export async function runCosts(o: RunCostsOptions): Promise<CostsResult> {
   const startedAt = new Date().toISOString();
-  const committed = await readBenchResults(o.resultsDir);
+  const { set: committed, note } = await readCommitted(o.resultsDir);
   const measured = await measureCosts(o);
+  if (note) measured.notes.push(note);
   const repeats = o.repeats ?? (o.quick ? 1 : 3);
   return assemble(committed, measured, {
     startedAt,

@@ -12,6 +12,7 @@ export {
   fmt,
   performanceDoc,
   type RunCostsOptions,
+  readCommitted,
   reassemble,
   runCosts,
   summarise,

@@ -1,4 +1,5 @@
-import { resolve } from 'node:path';
+import { mkdir } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { writeFileAtomic } from '../../core/index.js';
 import { intOption } from '../options.js';
@@ -59,14 +60,15 @@ A missing results file makes its rows "not measured"; nothing is estimated. See 
         const from = resolve(o.from);
         const { readFile } = await import('node:fs/promises');
         const { fsError } = await import('../../core/index.js');
-        const { readBenchResults } = await import('../../plan/index.js');
         let text: string;
         try {
           text = await readFile(from, 'utf8');
         } catch (e) {
           throw fsError(e, from, 'cannot read the costs results');
         }
-        r = b.reassemble(await readBenchResults(resultsDir), text, from);
+        const { set, note } = await b.readCommitted(resultsDir);
+        r = b.reassemble(set, text, from);
+        if (note) r.json.notes.push(note);
       } else {
         const bar = startProgress(io, 'bench costs', 100, '%');
         try {
@@ -84,6 +86,8 @@ A missing results file makes its rows "not measured"; nothing is estimated. See 
       const out = o.out !== undefined ? resolve(o.out) : resolve(resultsDir, `${b.COSTS_BENCH}.json`);
       const doc = resolve(o.doc);
       if (o.write) {
+        await mkdir(dirname(out), { recursive: true });
+        await mkdir(dirname(doc), { recursive: true });
         await writeFileAtomic(out, `${JSON.stringify(r.json, null, 2)}\n`);
         await writeFileAtomic(doc, r.markdown);
       }
