@@ -278,6 +278,24 @@ describe('bench costs: a --quick run of the CLI', () => {
     const session = rows.find((x) => x.claim === 'realworld.session-setup') as CostRow;
     assert.equal(session.sources[0]?.file, 'bench/results/attest.json');
     assert.equal(typeof session.measured, 'number');
+    // No results folder at all (an installed CLI outside the repository): only this run's rows count.
+    const none = runBulwark([
+      'bench',
+      'costs',
+      '--from',
+      out,
+      '--results',
+      join(dir, 'none'),
+      '--no-write',
+      '--json',
+    ]);
+    assert.equal(none.code, 0, none.stderr);
+    const bare = (JSON.parse(none.stdout) as { rows: CostRow[] }).rows;
+    for (const x of bare) {
+      if (x.verdict === 'not measured') assert.match(x.why, /is not committed/);
+      else for (const src of x.sources) assert.equal(src.file, 'bench/results/costs.json');
+    }
+    assert.ok(bare.some((x) => x.verdict === 'not measured'));
     const missing = runBulwark(['bench', 'costs', '--from', join(dir, 'nope.json'), '--no-write']);
     assert.equal(missing.code, 3);
     assert.match(missing.stderr, /^bulwark: ERR_\w+: .*nope\.json/);
