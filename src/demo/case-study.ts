@@ -432,8 +432,8 @@ export async function caseStudySection(
         'demo log',
         `#${n.entry.index}`,
         n.entry.type,
-        describeEvent(n.entry),
-        n.via ?? `package used by the prediction`,
+        shortRef(describeEvent(n.entry)),
+        n.via ? shortRef(n.via) : 'the package the prediction used',
       ]),
     ];
     blocks.push({
@@ -485,6 +485,11 @@ export async function caseStudySection(
     },
     summary: out,
   };
+}
+
+/** `dataset:sha256:<64 hex>` → `dataset:sha256:0123456789ab…`; long key ids likewise. */
+function shortRef(ref: string): string {
+  return ref.replace(/([0-9a-f]{12})[0-9a-f]{20,}/g, '$1…');
 }
 
 function tableOf(
