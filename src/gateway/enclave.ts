@@ -27,7 +27,7 @@
  * same digest, the session id); both written before the answer leaves (fail closed). The predictions
  * are the pipeline's usual `prediction` / `request.denied` events.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { RateLimiterMemory, RateLimiterRes } from 'rate-limiter-flexible';
@@ -102,6 +102,8 @@ export class GatewayEnclave {
   readonly #host: SessionHost;
   readonly #o: GatewayEnclaveOptions;
   readonly #limiter: RateLimiterMemory;
+  /** The authenticated caller of a request in progress (for the audit of its refusal). */
+  readonly #caller = new WeakMap<object, string>();
   /** Who obtained each pending attestation (by envelope digest) and who opened each session. */
   readonly #issued = new Map<string, { caller: string; expires: number }>();
   readonly #sessions = new Map<string, { caller: string; expires: number }>();
@@ -240,6 +242,16 @@ export class GatewayEnclave {
     } catch (e) {
       reply = errorReply(e);
       if (reply.status >= 500) this.#o.logger.warn({ code: reply.code }, 'attested session request failed');
+      // Refusals at the session layer (replays, altered frames, another principal's session, rate
+      // limit) are security events: recorded like the pipeline's denials, without waiting for the commit.
+      const stage = path === ATTESTATION_PATH ? 'attestation' : 'session';
+      const code = reply.code;
+      this.#o.audit
+        ?.append({
+          type: 'request.denied',
+          data: { requestId: randomUUID(), caller: this.#caller.get(auth) ?? null, stage, code },
+        })
+        .catch(() => this.#o.logger.warn({ code }, 'session denial not recorded'));
     }
     const complete = req.readableEnded;
     if ('bytes' in reply) {
@@ -258,6 +270,7 @@ export class GatewayEnclave {
           'content-length': Buffer.byteLength(reply.body),
           'cache-control': 'no-store',
           'x-content-type-options': 'nosniff',
+          ...(reply.status === 401 ? { 'www-authenticate': 'Bearer' } : {}),
           ...(complete ? {} : { connection: 'close' }),
           ...reply.headers,
         })
@@ -268,7 +281,9 @@ export class GatewayEnclave {
 
   async #principal(auth: AuthRequest): Promise<string> {
     const a = this.#o.pipeline.options.authenticator;
-    return a ? (await a.authenticate(auth)).id : 'anonymous';
+    const id = a ? (await a.authenticate(auth)).id.slice(0, 256) : 'anonymous';
+    this.#caller.set(auth, id);
+    return id;
   }
 
   async #attest(nonce: Buffer, auth: AuthRequest): Promise<Uint8Array> {

@@ -55,7 +55,12 @@ describe('gateway enclave.mode software: attested sessions over TLS 1.3 through 
     gw = await startGateway(config);
     const token = await f.token();
     const base = { url: gw.url, ca: f.ca.pem, servername: 'localhost', token };
-    plain = new GatewayClient(base);
+    // The plain client is another principal: the same rows from one principal would look like probing
+    // to the stateful detector (whose risk score reaches Cedar's deny-high-risk policy).
+    plain = new GatewayClient({
+      ...base,
+      token: await f.token({ sub: 'client-plain', client_id: 'client-plain', jti: 'jti-plain' }),
+    });
     attested = new AttestedGatewayClient({
       ...base,
       policy: softwarePolicy(gw),
@@ -306,6 +311,23 @@ describe('gateway enclave.mode software: attested sessions over TLS 1.3 through 
         );
       const denied = tail.filter((e) => e.type === 'request.denied');
       assert.ok(denied.some((e) => (e.data as { code: string }).code === 'ERR_POLICY_DENIED'));
+      // Session-layer refusals are audited too, with the refused caller.
+      const session = denied.filter((e) => (e.data as { stage: string }).stage === 'session');
+      for (const code of ['ERR_SESSION_REPLAY', 'ERR_SESSION_DECRYPT', 'ERR_SESSION_UNKNOWN'])
+        assert.ok(
+          session.some((e) => (e.data as { code: string }).code === code),
+          code,
+        );
+      assert.ok(
+        session.some((e) => /client-thief/.test(String((e.data as { caller: string | null }).caller))),
+      );
+      assert.ok(
+        denied.some(
+          (e) =>
+            (e.data as { stage: string; code: string }).stage === 'attestation' &&
+            (e.data as { code: string }).code === 'ERR_GATEWAY_RATE_LIMITED',
+        ),
+      );
     } finally {
       await log.close();
     }
@@ -352,7 +374,10 @@ describe('gateway enclave.mode nitro: the in-enclave session path (documents sig
     const config = f.config({ enclave: { mode: 'nitro' }, detectors: { mode: 'monitor' } });
     const gw = await startGateway(config, { enclaveAttester: attester });
     const base = { url: gw.url, ca: f.ca.pem, servername: 'localhost', token: await f.token() };
-    const plain = new GatewayClient(base);
+    const plain = new GatewayClient({
+      ...base,
+      token: await f.token({ sub: 'client-plain', client_id: 'client-plain', jti: 'jti-plain' }),
+    });
     const c = new AttestedGatewayClient({
       ...base,
       policy: parsePolicy({ measurements: { PCR0: ['07'.repeat(48)] } }),
