@@ -338,6 +338,17 @@ describe('bulwark train --from PARENT.bwm (continuous learning from a protected 
     ]);
     assert.equal(u.code, 2, u.stderr);
     assert.match(u.stderr, /--keyring, --trust, --sign-key/);
+    // DP with --from stays refused (the poisoning checks are not private).
+    const dp = continueFrom(parent, batch, out, ['--dp-epsilon', '1']);
+    assert.equal(dp.code, 2, dp.stderr);
+    assert.match(dp.stderr, /ERR_USAGE.*--from does not combine with DP training/);
+    // Package options with a plain ONNX parent are a usage error, as is a non-.bwm output.
+    const noPkg = continueFrom(batch, batch, join(outDir, 'x.bwm'));
+    assert.equal(noPkg.code, 2, noPkg.stderr);
+    assert.match(noPkg.stderr, /apply when --from is a protected package/);
+    const onnxOut = continueFrom(parent, batch, join(outDir, 'x.onnx'));
+    assert.equal(onnxOut.code, 2, onnxOut.stderr);
+    assert.match(onnxOut.stderr, /--out .*name it \*\.bwm/);
   });
 
   it('the plaintext ONNX never touches disk: no .onnx file in the output or temporary folders', () => {

@@ -44,7 +44,7 @@ export function registerTrainCommand(program: Command): void {
     .description('train a logistic regression or MLP classifier on a data file and write it as ONNX')
     .requiredOption('--data <file>', 'training data (CSV, TSV or Parquet)')
     .requiredOption('--label <column>', 'the column to predict')
-    .requiredOption('--out <file>', 'where to write the model (ONNX)')
+    .requiredOption('--out <file>', 'where to write the model (ONNX; a .bwm package with --from PARENT.bwm)')
     .option('--model <kind>', 'logreg or mlp', oneOf(['logreg', 'mlp'] as const), 'logreg')
     .option('--schema <file>', 'schema YAML the data must match (types, bounds, categories)')
     .option('--hidden <sizes>', 'hidden layer sizes of the MLP, e.g. 128,64', listOption(intOption(1, 65536)))
