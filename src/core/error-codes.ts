@@ -223,7 +223,10 @@ export const errorCodes = {
     exit: ExitCode.input,
     summary: 'A model package is malformed: bad header or footer, part lengths, or manifest.',
   },
-  ERR_PACKAGE_UNSIGNED: { exit: ExitCode.security, summary: 'A model package carries no signature: refused.' },
+  ERR_PACKAGE_UNSIGNED: {
+    exit: ExitCode.security,
+    summary: 'A model package carries no signature: refused.',
+  },
   ERR_SIGNATURE_INVALID: {
     exit: ExitCode.security,
     summary: 'A model package signature (DSSE in a Sigstore bundle) is malformed or does not verify.',
@@ -242,7 +245,8 @@ export const errorCodes = {
   },
   ERR_MODEL_UNSAFE: {
     exit: ExitCode.security,
-    summary: 'A model file can run code when loaded (pickle, PyTorch, joblib) or reads data outside its folder.',
+    summary:
+      'A model file can run code when loaded (pickle, PyTorch, joblib) or reads data outside its folder.',
   },
   // audit
   ERR_AUDIT_UNAVAILABLE: {
@@ -534,7 +538,8 @@ export const errorCodes = {
   // deploy
   ERR_DEPLOY_MANIFEST_INVALID: {
     exit: ExitCode.failure,
-    summary: 'A generated Kubernetes object does not match the published Kubernetes schema (a bug to report).',
+    summary:
+      'A generated Kubernetes object does not match the published Kubernetes schema (a bug to report).',
   },
   ERR_MANIFEST_PARSE: {
     exit: ExitCode.input,
