@@ -48,9 +48,9 @@ Errors print one line "bulwark: ERR_CODE: message"; every code is listed in docs
 
   registerDataCommands(program);
   registerAuditCommands(program);
-  registerDemoCommand(program);
   registerAttestCommands(program);
   registerBenchCommands(program);
+  registerDemoCommand(program);
   registerDeployCommands(program);
   registerEvaluateCommand(program);
   registerKeysCommands(program);
