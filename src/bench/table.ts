@@ -60,8 +60,8 @@ function fact(b: BenchSet, bench: string, key: string): Ref | string {
   return { bench, id: `facts.${key}`, value: v };
 }
 
-/** A number inside a JSON-object fact (the gateway's stage means are written that way). */
-function factField(b: BenchSet, bench: string, key: string, field: string): Ref | string {
+/** A JSON-object fact (written as an object or as its JSON text), or why it is not there. */
+function factObject(b: BenchSet, bench: string, key: string): object | string {
   const r = b.get(bench);
   if (!r) return `${fileOf(bench)} is not committed`;
   let o: unknown = r.facts[key];
@@ -73,6 +73,13 @@ function factField(b: BenchSet, bench: string, key: string, field: string): Ref 
     }
   }
   if (o === null || typeof o !== 'object') return `${fileOf(bench)} has no fact ${key}`;
+  return o;
+}
+
+/** A number inside a JSON-object fact (the gateway's stage means are written that way). */
+function factField(b: BenchSet, bench: string, key: string, field: string): Ref | string {
+  const o = factObject(b, bench, key);
+  if (typeof o === 'string') return o;
   const v = (o as Record<string, unknown>)[field];
   if (typeof v !== 'number' || !Number.isFinite(v)) return `${fileOf(bench)}: fact ${key} has no ${field}`;
   return { bench, id: `facts.${key}`, value: v };
@@ -80,17 +87,8 @@ function factField(b: BenchSet, bench: string, key: string, field: string): Ref 
 
 /** The sum of a JSON-object fact's numbers. */
 function factSum(b: BenchSet, bench: string, key: string): Ref | string {
-  const r = b.get(bench);
-  if (!r) return `${fileOf(bench)} is not committed`;
-  let o: unknown = r.facts[key];
-  if (typeof o === 'string') {
-    try {
-      o = JSON.parse(o);
-    } catch {
-      return `${fileOf(bench)}: fact ${key} is not JSON`;
-    }
-  }
-  if (o === null || typeof o !== 'object') return `${fileOf(bench)} has no fact ${key}`;
+  const o = factObject(b, bench, key);
+  if (typeof o === 'string') return o;
   const vals = Object.values(o as Record<string, unknown>).filter(
     (v): v is number => typeof v === 'number' && Number.isFinite(v),
   );
@@ -156,53 +154,41 @@ interface RowSpec {
 function row(b: BenchSet, s: RowSpec): CostRow {
   const c = claimById.get(s.claim);
   if (!c) throw new Error(`cost table: unknown claim ${s.claim}`);
-  const base = { claim: c.id, section: c.section, claimText: c.text, what: s.what, unit: c.unit };
   const missing = s.refs.filter((r): r is string => typeof r === 'string');
   const refs = s.refs.filter((r): r is Ref => typeof r !== 'string');
-  if (missing.length > 0) {
-    return {
-      ...base,
-      measured: null,
-      ratio: null,
-      verdict: 'not measured',
-      why: [...new Set(missing)].join('; '),
-      sources: sourcesOf(b, refs),
-    };
-  }
+  const out = (measured: number | null, ratio: number | null, verdict: Verdict, why: string): CostRow => ({
+    claim: c.id,
+    section: c.section,
+    claimText: c.text,
+    what: s.what,
+    unit: c.unit,
+    measured,
+    ratio,
+    verdict,
+    why,
+    sources: sourcesOf(b, refs),
+  });
+  if (missing.length > 0) return out(null, null, 'not measured', [...new Set(missing)].join('; '));
   const measured = s.value ? s.value(refs.map((r) => r.value)) : null;
   const noteText = typeof s.note === 'function' ? s.note(refs.map((r) => r.value)) : s.note;
   const note = noteText ? ` ${noteText}` : '';
   if (measured === null || !Number.isFinite(measured)) {
-    return {
-      ...base,
-      measured: null,
-      ratio: null,
-      verdict: 'not comparable',
-      why: `${s.notComparable ?? 'no figure of the same kind'}.${note}`,
-      sources: sourcesOf(b, refs),
-    };
+    return out(null, null, 'not comparable', `${s.notComparable ?? 'no figure of the same kind'}.${note}`);
   }
   const cmp = compare(c, measured);
   if (s.notComparable) {
-    return {
-      ...base,
+    return out(
       measured,
-      ratio: cmp.ratio,
-      verdict: 'not comparable',
-      why: `${s.notComparable}; taken at face value it would be ${cmp.why}.${note}`,
-      sources: sourcesOf(b, refs),
-    };
+      cmp.ratio,
+      'not comparable',
+      `${s.notComparable}; taken at face value it would be ${cmp.why}.${note}`,
+    );
   }
-  return {
-    ...base,
-    measured,
-    ratio: cmp.ratio,
-    verdict: cmp.verdict,
-    why: `${s.lowerBound ? 'at least; ' : ''}${cmp.why}.${note}`,
-    sources: sourcesOf(b, refs),
-  };
+  return out(measured, cmp.ratio, cmp.verdict, `${s.lowerBound ? 'at least; ' : ''}${cmp.why}.${note}`);
 }
 
+/** The first figure read, as it is. */
+const first = (v: number[]) => v[0] as number;
 const overheadPct = (v: number[]) => 100 * ((v[0] as number) / (v[1] as number) - 1);
 const BENEFIT_WHY =
   'a qualitative rating, not a measurement; Bulwark models benefit per threat (docs/threat-model.md, docs/plan.md), and the effectiveness rows of "Defense Effectiveness Metrics" are measured';
@@ -216,14 +202,14 @@ export function costRows(b: BenchSet): CostRow[] {
       claim,
       what: 'training time, protected CSV decrypted (revealed) first, vs the plain CSV (same MLP, same rows)',
       refs: [figure(b, C, 'train.reveal_overhead_pct')],
-      value: (v) => v[0] as number,
+      value: first,
       note: 'Field decryption runs once per training run, before the epochs; the longer the training, the smaller the share.',
     },
     {
       claim,
       what: 'training time on the protected CSV as is: personal fields stay encrypted (they are not features)',
       refs: [figure(b, C, 'train.direct_overhead_pct')],
-      value: (v) => v[0] as number,
+      value: first,
       note: "Bulwark's default: the model never needs the personal fields in clear.",
     },
   ];
@@ -236,7 +222,7 @@ export function costRows(b: BenchSet): CostRow[] {
         figure(b, C, 'dp.nonprivate.auc'),
         figure(b, C, 'dp.eps1.auc'),
       ],
-      value: (v) => v[0] as number,
+      value: first,
       note: (v) =>
         `With ~2 % fraud, accuracy mostly counts the majority class: ROC AUC, which measures how well the model ranks fraud, falls from ${(v[1] as number).toFixed(3)} to ${(v[2] as number).toFixed(3)}.`,
     },
@@ -284,7 +270,7 @@ export function costRows(b: BenchSet): CostRow[] {
     claim: 'table.data-encryption.cost',
     what: 'CPU time: protect once + decrypt + train vs plain training (same MLP, same rows)',
     refs: [figure(b, C, 'train.cost_increase_pct')],
-    value: (v) => v[0] as number,
+    value: first,
     note: 'Counts one protect per training run (conservative: a dataset is protected once and trained on many times).',
   });
   specs.push(...dpAccuracy('table.differential-privacy.impact'));
@@ -343,7 +329,7 @@ export function costRows(b: BenchSet): CostRow[] {
     claim: 'table.adversarial-training.impact',
     what: 'training time: PGD-7 adversarial training epoch (eps 0.1) vs plain epoch, fraud MLP, same rows (paired)',
     refs: [figure(b, C, 'at.overhead_pct')],
-    value: (v) => v[0] as number,
+    value: first,
   });
   specs.push({
     claim: 'table.adversarial-training.cost',
@@ -395,13 +381,13 @@ export function costRows(b: BenchSet): CostRow[] {
     claim: 'impact.encrypted-memory-storage',
     what: 'storage: protected CSV vs plain CSV (every personal field encrypted, the rest kept)',
     refs: [figure(b, C, 'storage.increase_pct')],
-    value: (v) => v[0] as number,
+    value: first,
   });
   specs.push({
     claim: 'impact.encrypted-memory-storage',
     what: 'memory: heap of every row held as strings, protected vs plain (after a full GC)',
     refs: [figure(b, C, 'memory.increase_pct')],
-    value: (v) => v[0] as number,
+    value: first,
   });
 
   // Real-World Performance Metrics.
@@ -411,7 +397,7 @@ export function costRows(b: BenchSet): CostRow[] {
       claim: 'realworld.encrypted-model-size',
       what: `package size vs the ONNX model (${size.replace('mb', ' MB').replace('gb', ' GB')})`,
       refs: [fact(b, 'model-package', `${size}.overhead_percent`)],
-      value: (v) => v[0] as number,
+      value: first,
       note: 'AES-256-GCM adds a 16-byte tag per frame plus a signed manifest: size grows by bytes, not by a share.',
     });
   }
@@ -419,14 +405,14 @@ export function costRows(b: BenchSet): CostRow[] {
     claim: 'realworld.session-setup',
     what: 'client session set-up after fetching the attestation (verify software attestation + policy + HPKE)',
     refs: [figure(b, 'attest', 'setup.client')],
-    value: (v) => v[0] as number,
+    value: first,
     note: 'Excludes the network round trip that fetches the document (one RTT).',
   });
   specs.push({
     claim: 'realworld.session-setup',
     what: 'client session set-up, real-format Nitro document, nothing cached (5-certificate chain)',
     refs: [figure(b, 'attest', 'setup.client.nitro.cold')],
-    value: (v) => v[0] as number,
+    value: first,
   });
 
   // Defense Effectiveness Metrics.
@@ -438,39 +424,39 @@ export function costRows(b: BenchSet): CostRow[] {
       claim: 'defense.attack-success-without-at',
       what: `${label} (eps 0.1) success rate against the normally trained MNIST MLP`,
       refs: [fact(b, 'robust', `claims.mnist.normal.${atk}.eps0.1.successRate`)],
-      value: (v) => v[0] as number,
+      value: first,
     });
     specs.push({
       claim: 'defense.attack-success-with-at',
       what: `${label} (eps 0.1) success rate against the PGD-trained (eps 0.1) MNIST MLP`,
       refs: [fact(b, 'robust', `claims.mnist.PGD-trained eps 0.1.${atk}.eps0.1.successRate`)],
-      value: (v) => v[0] as number,
+      value: first,
     });
   }
   specs.push({
     claim: 'defense.attack-success-without-at',
     what: 'schema-aware PGD-20 (eps 0.1) success rate on held-out fraud the baseline fraud MLP catches',
     refs: [figure(b, C, 'at.success_before_pct')],
-    value: (v) => v[0] as number,
+    value: first,
   });
   specs.push({
     claim: 'defense.attack-success-with-at',
     what: 'the same attack against the fraud MLP after 3 epochs of PGD adversarial fine-tuning',
     refs: [figure(b, C, 'at.success_after_pct')],
-    value: (v) => v[0] as number,
+    value: first,
   });
   specs.push({
     claim: 'defense.input-validation-caught',
     what: 'basic adversarial examples (FGSM, PGD ignoring the schema) refused by input validation, generated fraud data',
     refs: [figure(b, C, 'validation.basic_caught_pct')],
-    value: (v) => v[0] as number,
+    value: first,
     note: 'An attacker unaware of the schema moves integer and one-hot features off their valid values; the schema check refuses those.',
   });
   specs.push({
     claim: 'defense.input-validation-caught',
     what: 'schema-aware PGD examples (valid inputs only) refused by input validation',
     refs: [figure(b, C, 'validation.aware_caught_pct')],
-    value: (v) => v[0] as number,
+    value: first,
     notComparable: 'not a basic attack: it stays inside the schema, so validation cannot refuse it by design',
   });
   const lb = b.get(C)?.facts['defences.ensemble_improvement_is_lower_bound'] === 1;
@@ -484,7 +470,7 @@ export function costRows(b: BenchSet): CostRow[] {
       figure(b, C, 'defences.squeeze.through_pct'),
       figure(b, C, 'defences.ensemble.through_pct'),
     ],
-    value: (v) => v[0] as number,
+    value: first,
     lowerBound: lb,
     note: (v) =>
       `Over FGSM, PGD and schema-aware PGD on held-out transactions, the share of attacked rows that got through: validation ${(v[1] as number).toFixed(1)} %, Mahalanobis ${(v[2] as number).toFixed(1)} %, feature squeezing ${(v[3] as number).toFixed(1)} %, all three ${(v[4] as number).toFixed(1)} %. Validation stops every schema-unaware example and none of the schema-aware ones; the detectors, calibrated at 1 % false positives, add little.`,
@@ -498,7 +484,7 @@ export function costRows(b: BenchSet): CostRow[] {
       figure(b, C, 'defences.adversarial-training.through_pct'),
       figure(b, C, 'defences.ensemble_at.through_pct'),
     ],
-    value: (v) => v[0] as number,
+    value: first,
     lowerBound: lbAt,
     note: (v) =>
       `Got through: adversarial training alone ${(v[1] as number).toFixed(1)} %, all four ${(v[2] as number).toFixed(1)} % of attacked rows (the attacks are re-run against the adversarially trained model).`,
