@@ -9,29 +9,25 @@
  * Benchmarks are never part of the test suite.
  */
 import { execFile } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { cpus, type as osType, release, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import {
+  type Figure,
+  type FigureSummary,
+  figureTableLines,
+  fmtFigure,
+  machineInfo,
+  median,
+  summarise,
+} from '../src/core/index.js';
+
+// The figure, its summary and the table are shared with `bulwark bench costs` (src/core/figures.ts).
+export { type Figure, type FigureSummary, machineInfo, median, summarise };
 
 export const BENCH_DIR = dirname(fileURLToPath(import.meta.url));
 export const REPO_ROOT = join(BENCH_DIR, '..');
-
-/** One measured quantity for one system (Bulwark or a peer), with every sample. */
-export interface Figure {
-  /** Stable id, unique within the benchmark, e.g. `synth.rows_per_s`. */
-  id: string;
-  /** Human label for the table. */
-  label: string;
-  /** `bulwark` or the peer's name, e.g. `scikit-learn 1.2.1`. */
-  system: string;
-  unit: string;
-  /** Whether a larger value is better (throughput, accuracy) or worse (time). */
-  better: 'higher' | 'lower';
-  samples: number[];
-}
 
 /** A ratio between two figures' medians: `of / to`. */
 export interface RatioSpec {
@@ -70,26 +66,8 @@ export interface Benchmark {
   run(ctx: BenchContext): Promise<BenchOutput>;
 }
 
-export interface FigureSummary extends Figure {
-  min: number;
-  median: number;
-  max: number;
-}
-
 export interface RatioResult extends RatioSpec {
   value: number;
-}
-
-/** Median of a non-empty sample (mean of the middle two when even). */
-export function median(xs: readonly number[]): number {
-  if (xs.length === 0) return Number.NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
-}
-
-export function summarise(f: Figure): FigureSummary {
-  return { ...f, min: Math.min(...f.samples), median: median(f.samples), max: Math.max(...f.samples) };
 }
 
 export function computeRatios(figs: readonly FigureSummary[], specs: readonly RatioSpec[]): RatioResult[] {
@@ -144,51 +122,19 @@ export async function pythonHas(ctx: BenchContext, modules: readonly string[]): 
   }
 }
 
-export function machineInfo(): Record<string, string | number> {
-  const c = cpus();
-  const pkg = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string };
-  return {
-    os: `${osType()} ${release()}`,
-    cpu: c[0]?.model ?? 'unknown',
-    cores: c.length,
-    memoryGiB: Math.round(totalmem() / 2 ** 30),
-    node: process.version,
-    bulwark: pkg.version,
-  };
-}
-
-function fmt(x: number): string {
-  if (!Number.isFinite(x)) return String(x);
-  const a = Math.abs(x);
-  if (a >= 1e6) return x.toExponential(3);
-  if (a >= 100) return x.toFixed(0);
-  if (a >= 1) return x.toFixed(3);
-  if (a === 0) return '0';
-  return x.toPrecision(3);
-}
-
 /** The Markdown table printed by `npm run bench` and pasted into notes and docs. */
 export function markdownTable(
   name: string,
   figs: readonly FigureSummary[],
   ratios: readonly RatioResult[],
 ): string {
-  const lines = [
-    `### ${name}`,
-    '',
-    '| figure | system | median | min | max | unit | n |',
-    '|---|---|---:|---:|---:|---|---:|',
-    ...figs.map(
-      (f) =>
-        `| ${f.label} | ${f.system} | ${fmt(f.median)} | ${fmt(f.min)} | ${fmt(f.max)} | ${f.unit} | ${f.samples.length} |`,
-    ),
-  ];
+  const lines = figureTableLines(name, figs);
   if (ratios.length > 0) {
     lines.push(
       '',
       '| ratio | value |',
       '|---|---:|',
-      ...ratios.map((r) => `| ${r.label} | ${fmt(r.value)} |`),
+      ...ratios.map((r) => `| ${r.label} | ${fmtFigure(r.value)} |`),
     );
   }
   return lines.join('\n');

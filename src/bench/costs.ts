@@ -7,18 +7,18 @@
  * docs/performance.md is generated from them.
  */
 import { existsSync } from 'node:fs';
-import { cpus, type as osType, release, totalmem } from 'node:os';
-import { BulwarkError, bulwarkVersion } from '../core/index.js';
+import {
+  BulwarkError,
+  type FigureSummary,
+  figureTableLines,
+  fmtFigure,
+  machineInfo,
+  summarise,
+} from '../core/index.js';
 import { type BenchSet, parseBenchResult, readBenchResults } from '../plan/index.js';
 import { CLAIMS, SECTIONS } from './claims.js';
-import { type Figure, type Measured, type MeasureOptions, measureCosts } from './measure.js';
+import { type Measured, type MeasureOptions, measureCosts } from './measure.js';
 import { COSTS_BENCH, type CostRow, costRows, uncoveredClaims } from './table.js';
-
-export interface FigureSummary extends Figure {
-  min: number;
-  median: number;
-  max: number;
-}
 
 export interface CostsJson {
   benchmark: string;
@@ -44,56 +44,13 @@ export interface CostsResult {
 export const COSTS_DESCRIPTION =
   "The article's security cost and effectiveness claims against measured figures (committed results and this run)";
 
-function median(xs: readonly number[]): number {
-  const s = xs.filter((x) => !Number.isNaN(x)).sort((a, b) => a - b);
-  if (s.length === 0) return Number.NaN;
-  const m = s.length >> 1;
-  return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
-}
+/** A figure in a table (the harness's format). */
+export const fmt = fmtFigure;
 
-export function summarise(f: Figure): FigureSummary {
-  const ok = f.samples.filter((x) => !Number.isNaN(x));
-  return {
-    ...f,
-    min: ok.length ? Math.min(...ok) : Number.NaN,
-    median: median(f.samples),
-    max: ok.length ? Math.max(...ok) : Number.NaN,
-  };
-}
-
-function machine(): Record<string, string | number> {
-  const c = cpus();
-  return {
-    os: `${osType()} ${release()}`,
-    cpu: c[0]?.model ?? 'unknown',
-    cores: c.length,
-    memoryGiB: Math.round(totalmem() / 2 ** 30),
-    node: process.version,
-    bulwark: bulwarkVersion(),
-  };
-}
-
-export function fmt(x: number): string {
-  if (!Number.isFinite(x)) return String(x);
-  const a = Math.abs(x);
-  if (a >= 1e6) return x.toExponential(3);
-  if (a >= 100) return x.toFixed(0);
-  if (a >= 1) return x.toFixed(3);
-  if (a === 0) return '0';
-  return x.toPrecision(3);
-}
+export { type FigureSummary, summarise };
 
 function figureTable(figs: readonly FigureSummary[]): string {
-  return [
-    `### ${COSTS_BENCH}`,
-    '',
-    '| figure | system | median | min | max | unit | n |',
-    '|---|---|---:|---:|---:|---|---:|',
-    ...figs.map(
-      (f) =>
-        `| ${f.label} | ${f.system} | ${fmt(f.median)} | ${fmt(f.min)} | ${fmt(f.max)} | ${f.unit} | ${f.samples.length} |`,
-    ),
-  ].join('\n');
+  return figureTableLines(COSTS_BENCH, figs).join('\n');
 }
 
 /** The committed results (this table's own file left out: it never cites itself) plus this run's. */
@@ -114,7 +71,7 @@ export function assemble(
     benchmark: COSTS_BENCH,
     description: COSTS_DESCRIPTION,
     ...meta,
-    machine: machine(),
+    machine: machineInfo(),
     figures,
     ratios: [],
     facts: { ...measured.facts },

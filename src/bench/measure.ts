@@ -15,7 +15,7 @@ import { performance } from 'node:perf_hooks';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { ClientSession, parsePolicy, SoftwareEnclave } from '../attest/index.js';
-import { BulwarkError, requireInteger, SeededRng, writeFileAtomic } from '../core/index.js';
+import { BulwarkError, type Figure, requireInteger, SeededRng, writeFileAtomic } from '../core/index.js';
 import {
   inferSchemaFromDataset,
   isPersonal,
@@ -40,15 +40,8 @@ import {
 } from '../robust/index.js';
 import { type TrainTabularResult, trainTabular } from '../train/index.js';
 
-/** One measured quantity with every sample (the shape of bench/harness.ts). */
-export interface Figure {
-  id: string;
-  label: string;
-  system: string;
-  unit: string;
-  better: 'higher' | 'lower';
-  samples: number[];
-}
+/** One measured quantity with every sample (the shape of bench/harness.ts, from src/core). */
+export type { Figure };
 
 export interface MeasureOptions {
   /** Small sizes for a smoke run (tests). */

@@ -3,6 +3,15 @@ export { fileDigest, sha256Digest } from './digest.js';
 export { type ErrorCode, ExitCode, errorCodes } from './error-codes.js';
 export { BulwarkError, type BulwarkErrorOptions, invalidArgument, isBulwarkError } from './errors.js';
 export {
+  type Figure,
+  type FigureSummary,
+  figureTableLines,
+  fmtFigure,
+  machineInfo,
+  median,
+  summarise,
+} from './figures.js';
+export {
   AtomicFileStream,
   type AtomicWriteOptions,
   exists,
