@@ -143,45 +143,25 @@ function cell(v: unknown): string | number {
   return String(v);
 }
 
-/** A prediction from the gateway's log, and its lineage walked in the demo's log from its package. */
-async function predictionLineage(outDir: string): Promise<
-  | {
-      prediction: AuditEntry;
-      packaged: AuditEntry | undefined;
-      nodes: LineageNode[];
-      unresolved: { ref: string; usedBy: number }[];
-    }
+/**
+ * The first prediction the gateway recorded in the demo's audit log, and its lineage walked from it
+ * in that same log (one `AuditLog.lineage`): prediction → package → model → training run → dataset → keys.
+ */
+async function predictionLineage(
+  outDir: string,
+): Promise<
+  | { prediction: AuditEntry; nodes: LineageNode[]; unresolved: { ref: string; usedBy: number }[] }
   | { missing: string }
 > {
-  const gwDb = join(outDir, 'gateway', 'gateway-audit.db');
   const demoDb = join(outDir, 'audit', 'audit.db');
-  if (!existsSync(gwDb)) return { missing: 'the gateway stage wrote no audit log' };
   if (!existsSync(demoDb)) return { missing: 'the demo wrote no audit log' };
-  const gw = await AuditLog.open({ store: { kind: 'sqlite', path: gwDb, create: false } });
-  let prediction: AuditEntry | undefined;
-  try {
-    const entries = await gw.tail(5000);
-    prediction = entries.find((e) => e.type === 'prediction');
-  } finally {
-    await gw.close();
-  }
-  if (!prediction) return { missing: 'the gateway log holds no prediction' };
-  const data = prediction.data as { packageDigest?: string; modelDigest: string };
   const log = await AuditLog.open({ store: { kind: 'sqlite', path: demoDb, create: false } });
   try {
-    const entries = await log.tail(100_000);
-    const packaged = [...entries]
-      .reverse()
-      .find(
-        (e) =>
-          e.type === 'model.packaged' &&
-          (data.packageDigest
-            ? e.data.packageDigest === data.packageDigest
-            : e.data.modelDigest === data.modelDigest),
-      );
-    if (!packaged) return { prediction, packaged: undefined, nodes: [], unresolved: [] };
-    const l = await log.lineage(packaged.id);
-    return { prediction, packaged, nodes: l.nodes, unresolved: l.unresolved };
+    const { size } = await log.head();
+    const prediction = (await log.tail(size)).find((e) => e.type === 'prediction');
+    if (!prediction) return { missing: 'the demo log holds no prediction (did the gateway stage run?)' };
+    const l = await log.lineage(prediction.id);
+    return { prediction, nodes: l.nodes, unresolved: l.unresolved };
   } finally {
     await log.close();
   }
@@ -191,7 +171,7 @@ type SummaryMap = Record<string, Record<string, string | number | boolean>>;
 
 /**
  * The case-study section (issue 11): the article's financial-services story in one place, built after
- * every stage ran, from what they left in the state, the report and the two audit logs.
+ * every stage ran, from what they left in the state, the report and the demo's audit log.
  */
 export async function caseStudySection(
   options: DemoOptions,
@@ -208,11 +188,14 @@ export async function caseStudySection(
   // Which model the gateway really answered with: the prediction's model digest says it.
   let servedName = summary['gateway'] ? (gatewayModel(sections) ?? 'n/a') : 'not run';
   if (!('missing' in lin)) {
-    const d = (lin.prediction.data as { modelDigest: string }).modelDigest;
-    if (d === state.served?.modelDigest) servedName += ': the case-study model';
-    else if (base && d === summary['baseline']?.['modelDigest'])
-      servedName +=
-        ': the non-private baseline (the gateway stage loads fraud-baseline.bwm, not the case-study package yet)';
+    const pd = lin.prediction.data as { modelDigest: string; packageDigest?: string };
+    if (pd.packageDigest !== undefined && pd.packageDigest === state.served?.packageDigest)
+      servedName += `: the case-study package ${state.served.name}.bwm`;
+    else if (pd.modelDigest === state.served?.modelDigest) servedName += ': the case-study model';
+    else if (base && pd.modelDigest === summary['baseline']?.['modelDigest'])
+      servedName += ': the non-private baseline (the case-study package was absent)';
+    out['gatewayPackageDigest'] = pd.packageDigest ?? 'n/a';
+    out['gatewayModelDigest'] = pd.modelDigest;
   }
 
   blocks.push({
@@ -425,24 +408,20 @@ export async function caseStudySection(
     blocks.push({ kind: 'text', text: `Lineage of a prediction: not available (${lin.missing}).` });
     out['lineageLength'] = 0;
   } else {
-    const p = lin.prediction;
-    const rows: Array<Array<string | number>> = [
-      ['gateway log', `#${p.index}`, p.type, describeEvent(p), ''],
-      ...lin.nodes.map((n) => [
-        'demo log',
-        `#${n.entry.index}`,
-        n.entry.type,
-        shortRef(describeEvent(n.entry)),
-        n.via ? shortRef(n.via) : 'the package the prediction used',
-      ]),
-    ];
+    const rows: Array<Array<string | number>> = lin.nodes.map((n) => [
+      n.depth,
+      `#${n.entry.index}`,
+      n.entry.type,
+      shortRef(describeEvent(n.entry)),
+      n.via ? shortRef(n.via) : 'the prediction (start)',
+    ]);
     blocks.push({
       kind: 'table',
       caption:
-        'Lineage of one prediction: the first prediction in the gateway’s signed log (gateway/gateway-audit.db, proved in ' +
-        'gateway/prediction-proof.json), then AuditLog.lineage in the demo’s log (audit/audit.db) from the event that made its package: ' +
-        'package → model → training run → protected dataset → keys.',
-      columns: ['log', 'entry', 'type', 'what', 'reached through'],
+        'Lineage of one prediction: the first prediction the gateway recorded in the demo’s signed log (audit/audit.db, the ' +
+        'gateway writing to it beside the demo; proved in gateway/prediction-proof.json), and one AuditLog.lineage walk from it ' +
+        'in that log: prediction → package → model → training run → protected dataset → keys.',
+      columns: ['depth', 'entry', 'type', 'what', 'reached through'],
       rows,
     });
     if (lin.unresolved.length > 0)
@@ -452,6 +431,8 @@ export async function caseStudySection(
       });
     out['lineageLength'] = rows.length;
     out['lineageUnresolved'] = lin.unresolved.length;
+    // One walk in one log: every node is an entry of audit/audit.db, reached from the prediction.
+    out['lineageTypes'] = [...new Set(lin.nodes.map((n) => n.entry.type))].join(',');
   }
 
   // The cost table.

@@ -77,6 +77,30 @@ describe('bulwark demo --quick', () => {
     // prediction, package, model, keys, protected dataset, raw dataset
     assert.ok(Number(cs['lineageLength']) >= 6, `lineage of ${String(cs['lineageLength'])} entries`);
     assert.equal(cs['lineageUnresolved'], 0);
+    // The gateway served the DP package the package stage signed (the digest its predictions record)...
+    const gw = report.summary['gateway'] as Record<string, unknown>;
+    assert.equal(gw['servedCaseStudyPackage'], true);
+    assert.equal(gw['packageDigest'], report.summary['package']?.['packageDigest']);
+    assert.equal(cs['gatewayPackageDigest'], report.summary['package']?.['packageDigest']);
+    assert.equal(cs['gatewayModelDigest'], report.summary['privacy']?.['modelDigest']);
+    assert.ok(!existsSync(join(quickOut, 'fraud-baseline.bwm')), 'no baseline package is written');
+    // ...and wrote its predictions into the demo's log: one walk from a prediction in that one log.
+    assert.equal(gw['auditLog'], 'audit/audit.db');
+    assert.ok(!existsSync(join(quickOut, 'gateway', 'gateway-audit.db')), 'no second audit log');
+    const types = String(cs['lineageTypes']).split(',');
+    for (const t of [
+      'prediction',
+      'model.packaged',
+      'model.trained',
+      'dataset.protected',
+      'dataset.created',
+      'key.created',
+    ])
+      assert.ok(types.includes(t), `the lineage reaches ${t}: ${types.join(', ')}`);
+    assert.equal(types[0], 'prediction', 'the walk starts at the prediction');
+    assert.equal(gw['legitimateAnswered'], gw['legitimateSent'], 'every legitimate request answered');
+    assert.equal(gw['sealedRequestMatches'], true);
+    assert.equal(gw['proofVerified'], true);
     assert.ok(report.timing.seconds > 0 && report.timing.cpuSeconds > 0);
   });
 

@@ -1,11 +1,11 @@
 import { randomBytes, webcrypto } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as x509 from '@peculiar/x509';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { type AuditLog, generateSignerKey, verifyInclusionBundle } from '../../audit/index.js';
-import { SeededRng } from '../../core/index.js';
+import { SeededRng, sha256Digest } from '../../core/index.js';
 import { AttestedGatewayClient, GatewayClient, GatewayError, parsePolicy } from '../../gateway/client.js';
 import { Gateway, gatewayConfig, modelMeasurement } from '../../gateway/index.js';
 import type { Block } from '../../report/index.js';
@@ -15,6 +15,8 @@ import type { DemoStage } from '../stage.js';
 const ISSUER = 'https://login.bulwark.demo';
 const AUDIENCE = 'https://gateway.bulwark.demo';
 const MODEL = 'fraud';
+/** The baseline's package name (stages/package.ts writes it when there is no DP model). */
+const BASELINE_NAME = 'fraud-baseline';
 
 // The demo's Cedar policies: tenants predict on their own tenant's models (examples/gateway/ has more).
 const POLICIES = `@id("tenant-own-models")
@@ -86,7 +88,8 @@ async function outcome(p: Promise<unknown>): Promise<[number, string]> {
 }
 
 /**
- * Stage: the packaged baseline model served by `bulwark serve`'s gateway over TLS 1.3, with JWT access
+ * Stage: the case-study package (the DP model; the baseline's only when it is absent) served by
+ * `bulwark serve`'s gateway over TLS 1.3, with JWT access
  * tokens from a local issuer, Cedar policies, a rate limit and query budget, schema validation, the
  * three detectors, output hardening and an audit log. Legitimate traffic is answered; each attack is
  * refused at its stage with its code; one prediction is proved to be in the signed audit log.
@@ -97,14 +100,28 @@ export const gatewayStage: DemoStage = {
   async run(ctx) {
     const out = ctx.options.outDir;
     const pkgDir = join(out, 'package');
-    const pkgPath = join(out, 'fraud-baseline.bwm');
-    const baseline = ctx.state.baseline;
     const ds = ctx.state.dataset;
-    if (!baseline || !ds || !existsSync(pkgPath))
+    // The case-study package the package stage signed; the baseline's only when that one is absent.
+    const casePkg = ctx.state.served;
+    const fallbackPath = join(out, `${BASELINE_NAME}.bwm`);
+    const useServed = casePkg !== undefined && existsSync(casePkg.packagePath);
+    const pkgPath = useServed ? casePkg.packagePath : fallbackPath;
+    if (!ds || !ctx.state.baseline || !existsSync(pkgPath))
       return {
         blocks: [{ kind: 'text', text: 'Skipped: the package stage did not run.' }],
         status: 'skipped',
       };
+    const fallbackNote = useServed
+      ? ''
+      : ` The case-study package is absent (${casePkg ? casePkg.packagePath : 'the package stage recorded none'}): ` +
+        `the gateway serves ${BASELINE_NAME}.bwm instead.`;
+    // The detectors see the served model's own features: the DP model scales them from the schema's
+    // public bounds, the baseline from its training data, so each model's sets are in its own space.
+    const isDp =
+      useServed &&
+      ctx.state.dp !== undefined &&
+      casePkg.modelDigest === sha256Digest(await readFile(ctx.state.dp.path));
+    const feat = isDp ? (ctx.state.dp as NonNullable<typeof ctx.state.dp>).result : ctx.state.baseline.result;
     const dir = join(out, 'gateway');
     await rm(dir, { recursive: true, force: true });
     await mkdir(dir, { recursive: true });
@@ -113,24 +130,56 @@ export const gatewayStage: DemoStage = {
     const jwk = { ...(await exportJWK(issuer.publicKey)), kid: 'demo-1', alg: 'ES256', use: 'sig' };
     await writeFile(join(dir, 'jwks.json'), JSON.stringify({ keys: [jwk] }));
     await writeFile(join(dir, 'policies.cedar'), POLICIES);
-    const { skey, vkey } = generateSignerKey('bulwark.demo/gateway');
-    await writeFile(join(dir, 'audit.key'), skey, { mode: 0o600 });
+    // Predictions go to the demo's own audit log (the same SQLite file, a second writer in WAL mode,
+    // docs/audit.md "several writers"), signed with its checkpoint key: one log holds the prediction and
+    // the package, model, training run, dataset and keys it came from. Without it, a log of its own.
+    const demoLog = ctx.state.audit;
+    const demoDb = join(out, 'audit', 'audit.db');
+    const demoKey = join(out, 'audit', 'log.key');
+    const shared = demoLog !== undefined && existsSync(demoDb) && existsSync(demoKey);
+    let auditStore = demoDb;
+    let auditKey = demoKey;
+    let vkey: string;
+    if (shared) {
+      vkey = (await readFile(join(out, 'audit', 'log.key.pub'), 'utf8')).trim();
+    } else {
+      const k = generateSignerKey('bulwark.demo/gateway');
+      auditStore = join(dir, 'gateway-audit.db');
+      auditKey = join(dir, 'audit.key');
+      await writeFile(auditKey, k.skey, { mode: 0o600 });
+      vkey = k.vkey;
+    }
+    // The demo runner's log has flushed what it acknowledged; the gateway's appends follow from here.
+    if (demoLog) await demoLog.flush();
+    const firstIndex = shared && demoLog ? (await demoLog.head()).size : 0;
     ctx.progress(0.1);
 
-    // Detectors fitted on the baseline's training features, calibrated on held-out ones.
-    const tr = baseline.result.trainSet;
-    const te = baseline.result.testSet;
-    const d = baseline.result.features.length;
+    // Detectors fitted and calibrated on the served model's held-out rows only: they are written to
+    // the gateway's disk, and fitting them on the DP model's training rows would publish statistics of
+    // the private data outside the accountant (ε = 0.5 would no longer describe what is deployed).
+    const te = feat.testSet;
+    const d = feat.features.length;
+    const half = Math.floor(te.rows / 2);
+    const tr = {
+      x: te.x.subarray(0, half * d),
+      y: te.y.slice(0, half),
+      rows: half,
+    };
+    const cal = {
+      x: te.x.subarray(half * d),
+      y: te.y.slice(half),
+      rows: te.rows - half,
+    };
     const maha = new MahalanobisDetector();
     await maha.fit(tr.x, tr.rows, tr.y);
-    await maha.calibrate(te.x, te.rows, 0.001);
+    await maha.calibrate(cal.x, cal.rows, 0.001);
     const stateful = new StatefulDetector({ inputs: d, k: 10, history: 200 }).fit(tr.x, tr.rows);
-    stateful.calibrate(benignStreams(te.x, te.rows, d, 100, Math.min(200, te.rows), 3), 0.01);
+    stateful.calibrate(benignStreams(cal.x, cal.rows, d, 100, Math.min(200, cal.rows), 3), 0.01);
     const prada = new PradaDetector({ inputs: d, classes: 2, minQueries: 30, window: 300 }).fit(
       tr.x,
       tr.rows,
     );
-    prada.calibrate(benignStreams(te.x, te.rows, d, 100, Math.min(150, te.rows), 4, te.y), 0.01);
+    prada.calibrate(benignStreams(cal.x, cal.rows, d, 100, Math.min(150, cal.rows), 4, cal.y), 0.01);
     for (const [n, det] of [
       ['mahalanobis', maha],
       ['stateful', stateful],
@@ -176,7 +225,7 @@ export const gatewayStage: DemoStage = {
           },
         },
       ],
-      audit: { store: join(dir, 'gateway-audit.db'), signer: join(dir, 'audit.key'), checkpointSeconds: 0 },
+      audit: { store: auditStore, signer: auditKey, checkpointSeconds: 0 },
       telemetry: { logLevel: 'silent' },
       // Attested sessions in software mode (keys in a worker process; NO hardware guarantee).
       enclave: { mode: 'software' },
@@ -353,14 +402,17 @@ export const gatewayStage: DemoStage = {
       // The audit proof: the first legitimate prediction, in a signed checkpoint, verified with the public key.
       await gw.checkpoint();
       const log = gw.audit as AuditLog;
-      const entries = await log.tail(5000);
+      // What the gateway appended: the entries after the demo log's head at its start.
+      const entries = (await log.tail((await log.head()).size - firstIndex)).filter(
+        (e) => e.index >= firstIndex,
+      );
       const pred = entries.find((e) => e.type === 'prediction');
       const denials = entries.filter((e) => e.type === 'request.denied');
       let proof = 'no prediction recorded';
       if (pred) {
         const bundle = await log.prove(pred.id);
         const v = verifyInclusionBundle(bundle, vkey);
-        proof = `entry ${pred.index} (${pred.id}) is in the checkpoint of size ${v.checkpoint.size}, signed by ${vkey.split('+').slice(0, 2).join('+')}: VERIFIED`;
+        proof = `entry ${pred.index} (${pred.id}) of ${shared ? "the demo's log (audit/audit.db)" : "the gateway's own log"} is in the checkpoint of size ${v.checkpoint.size}, signed by ${vkey.split('+').slice(0, 2).join('+')}: VERIFIED`;
         await writeFile(join(dir, 'prediction-proof.json'), JSON.stringify(bundle, null, 2));
       }
       const stageOf = new Map<string, string>();
@@ -372,11 +424,13 @@ export const gatewayStage: DemoStage = {
         {
           kind: 'text',
           text:
-            `The packaged baseline model is served by the Bulwark gateway (bulwark serve) on 127.0.0.1 over TLS 1.3: its signature ` +
+            `${useServed ? `The case-study package (${casePkg?.name}.bwm${isDp ? ', the DP model at ε = 0.5' : ''})` : 'The packaged baseline model'} is served by the Bulwark gateway (bulwark serve) on 127.0.0.1 over TLS 1.3: its signature ` +
             `verified and its ONNX decrypted in memory at start, every request authenticated (JWT access tokens from a local issuer), ` +
             `authorised by Cedar (tenants predict on their own models), limited per caller, validated against the manifest's schema, ` +
             `screened by the Mahalanobis, stateful and PRADA detectors, answered with a rounded top-1 label, and recorded in the ` +
-            `gateway's audit log before the answer leaves. Refusals are 4xx JSON bodies with a stable code, and are audited too.`,
+            `${shared ? "demo's audit log (audit/audit.db, the gateway as a second writer)" : "gateway's own audit log (gateway/gateway-audit.db: the demo's log was not open)"} before the answer leaves. ` +
+            `The detectors are fitted on the served model's feature space, from held-out rows only. ` +
+            `Refusals are 4xx JSON bodies with a stable code, and are audited too.${fallbackNote}`,
         },
         {
           kind: 'facts',
@@ -414,6 +468,10 @@ export const gatewayStage: DemoStage = {
           attacks: attacks.length,
           allAttacksRefused: refusedAll,
           auditEntries: entries.length,
+          auditLog: shared ? 'audit/audit.db' : 'gateway/gateway-audit.db',
+          packageDigest: served.loaded.packageDigest ?? 'n/a',
+          modelDigest: served.loaded.modelDigest,
+          servedCaseStudyPackage: useServed,
           proofVerified: pred !== undefined,
           sealedRequestMatches: sealedOk,
         },

@@ -23,7 +23,7 @@ import type { DemoStage } from '../stage.js';
 const PASSPHRASE_FILE = 'DEMO-ONLY-keyring-passphrase.txt';
 /** The case-study model (DP at ε = 0.5): packaged, signed, and the subject of the refusals. */
 const MODEL_NAME = 'fraud-dp';
-/** The baseline is packaged too, under the name the gateway stage reads (stages/gateway.ts). */
+/** The baseline's package name, when there is no DP model to package. */
 const BASELINE_NAME = 'fraud-baseline';
 
 /** The refusal a check produced, as `CODE` (or `accepted` when it did not refuse). */
@@ -125,22 +125,9 @@ export const packageStage: DemoStage = {
         lineage,
       });
       const protectSeconds = (performance.now() - t0) / 1000;
-      // The gateway stage serves the package at fraud-baseline.bwm: keep writing it, signed by the same key.
-      let baselinePkg: { digest: string; modelDigest: string } | undefined;
-      if (dp) {
-        const bOnnx = await readFile(baseline.path);
-        const b = await protectModel(bOnnx, join(ctx.options.outDir, `${BASELINE_NAME}.bwm`), {
-          keyring,
-          keyId: 'model',
-          signingKey: signer,
-          name: BASELINE_NAME,
-          version: '1.0.0',
-          description: 'Baseline card-fraud MLP of the Bulwark demo (no DP, no adversarial training)',
-          schema: ctx.state.schema,
-          lineage: await lineageOf(bOnnx, baseline.result.test),
-        });
-        baselinePkg = { digest: b.packageDigest, modelDigest: sha256Digest(bOnnx) };
-      }
+      // The gateway serves this package (state.served): a baseline package left by an earlier run of
+      // this folder is removed, so nothing can pick it up by mistake.
+      if (dp) await rm(join(ctx.options.outDir, `${BASELINE_NAME}.bwm`), { force: true });
       ctx.state.served = {
         name: subjectName,
         packagePath: pkgPath,
@@ -224,11 +211,7 @@ export const packageStage: DemoStage = {
             `(in-toto statement in a DSSE envelope in a Sigstore bundle v0.3, ECDSA P-256). Loading verifies the signature ` +
             `against the trust policy, every digest, then decrypts in memory only and opens ONNX Runtime from the buffer: ` +
             `the plaintext model never touches the disk. A stolen package without the keyring is ciphertext; a swapped or ` +
-            `altered one is refused.` +
-            (baselinePkg
-              ? ` The non-private baseline is packaged the same way as ${BASELINE_NAME}.bwm (${baselinePkg.digest.slice(0, 19)}…), ` +
-                'the package the gateway stage loads.'
-              : ''),
+            `altered one is refused. The gateway stage serves this package.`,
         },
         {
           kind: 'facts',
@@ -294,7 +277,6 @@ export const packageStage: DemoStage = {
           model: subjectName,
           packageDigest: made.packageDigest,
           modelDigest,
-          ...(baselinePkg ? { baselinePackageDigest: baselinePkg.digest } : {}),
           packageBytes: made.packageBytes,
           overheadBytes: overhead,
           signerKeyId: signer.keyId,
@@ -332,19 +314,6 @@ export const packageStage: DemoStage = {
               signerKeyId: signer.keyId,
             },
           },
-          ...(baselinePkg
-            ? [
-                {
-                  type: 'model.packaged' as const,
-                  data: {
-                    packageDigest: baselinePkg.digest,
-                    modelDigest: baselinePkg.modelDigest,
-                    keyId: 'model',
-                    signerKeyId: signer.keyId,
-                  },
-                },
-              ]
-            : []),
           {
             type: 'model.loaded',
             data: { packageDigest: made.packageDigest, modelDigest, server: 'bulwark demo' },
