@@ -64,37 +64,23 @@ export interface ScanReport {
  * Modules and names ModelScan (protectai/modelscan, settings.py) rates as unsafe globals; `*` means
  * every name of the module.
  */
+/** Python 3's `builtins` and Python 2's `__builtin__` have the same dangerous names. */
+const UNSAFE_BUILTINS = [
+  'eval',
+  'compile',
+  'getattr',
+  'apply',
+  'exec',
+  'open',
+  'breakpoint',
+  '__import__',
+  'setattr',
+  'delattr',
+] as const;
+
 const UNSAFE: Record<string, { severity: ScanSeverity; names: '*' | readonly string[] }> = {
-  builtins: {
-    severity: 'critical',
-    names: [
-      'eval',
-      'compile',
-      'getattr',
-      'apply',
-      'exec',
-      'open',
-      'breakpoint',
-      '__import__',
-      'setattr',
-      'delattr',
-    ],
-  },
-  __builtin__: {
-    severity: 'critical',
-    names: [
-      'eval',
-      'compile',
-      'getattr',
-      'apply',
-      'exec',
-      'open',
-      'breakpoint',
-      '__import__',
-      'setattr',
-      'delattr',
-    ],
-  },
+  builtins: { severity: 'critical', names: UNSAFE_BUILTINS },
+  __builtin__: { severity: 'critical', names: UNSAFE_BUILTINS },
   runpy: { severity: 'critical', names: '*' },
   os: { severity: 'critical', names: '*' },
   nt: { severity: 'critical', names: '*' },
@@ -151,6 +137,45 @@ interface WalkResult {
 const latin1 = (b: Uint8Array): string =>
   Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('latin1');
 const utf8s = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('utf8');
+
+/**
+ * Opcodes whose argument is a fixed number of bytes and that push one value the walk does not follow
+ * (pickletools: BININT 4, BININT1 1, BININT2 2, BINFLOAT 8, EXT1 1, EXT2 2, EXT4 4).
+ */
+const FIXED_OPAQUE: ReadonlyMap<number, number> = new Map([
+  [0x4a, 4],
+  [0x4b, 1],
+  [0x4d, 2],
+  [0x47, 8],
+  [0x82, 1],
+  [0x83, 2],
+  [0x84, 4],
+]);
+
+/**
+ * Opcodes whose payload follows a little-endian length of the given width and that push one value
+ * the walk does not follow (BINBYTES 4, SHORT_BINBYTES 1, BINBYTES8 8, BYTEARRAY8 8, LONG1 1, LONG4 4).
+ */
+const SIZED_OPAQUE: ReadonlyMap<number, number> = new Map([
+  [0x42, 4],
+  [0x43, 1],
+  [0x8e, 8],
+  [0x96, 8],
+  [0x8a, 1],
+  [0x8b, 4],
+]);
+
+/**
+ * Opcodes pushing a length-prefixed string the walk follows (module and name of STACK_GLOBAL):
+ * BINSTRING, SHORT_BINSTRING (latin-1), BINUNICODE, SHORT_BINUNICODE, BINUNICODE8 (UTF-8).
+ */
+const SIZED_STRING: ReadonlyMap<number, readonly [number, (b: Uint8Array) => string]> = new Map([
+  [0x54, [4, latin1]],
+  [0x55, [1, latin1]],
+  [0x58, [4, utf8s]],
+  [0x8c, [1, utf8s]],
+  [0x8d, [8, utf8s]],
+] as const);
 
 /** Walks one pickle starting at `start` (never executes anything). */
 export function walkPickle(buf: Uint8Array, start = 0, entry?: string): WalkResult {
@@ -217,6 +242,23 @@ export function walkPickle(buf: Uint8Array, start = 0, entry?: string): WalkResu
     while (p < n) {
       const at = p;
       const op = buf[p++]!;
+      const fixed = FIXED_OPAQUE.get(op);
+      if (fixed !== undefined) {
+        bytes(fixed);
+        push(OTHER);
+        continue;
+      }
+      const sized = SIZED_OPAQUE.get(op);
+      if (sized !== undefined) {
+        bytes(u(sized));
+        push(OTHER);
+        continue;
+      }
+      const str = SIZED_STRING.get(op);
+      if (str !== undefined) {
+        push({ s: str[1](bytes(u(str[0]))) });
+        continue;
+      }
       switch (op) {
         case 0x28: // MARK
           push(MARK);
@@ -235,6 +277,7 @@ export function walkPickle(buf: Uint8Array, start = 0, entry?: string): WalkResu
         case 0x46: // FLOAT
         case 0x49: // INT
         case 0x4c: // LONG
+        case 0x50: // PERSID
           line();
           push(OTHER);
           break;
@@ -244,28 +287,8 @@ export function walkPickle(buf: Uint8Array, start = 0, entry?: string): WalkResu
         case 0x56: // UNICODE (raw-unicode-escape)
           push({ s: line() });
           break;
-        case 0x50: // PERSID
-          line();
-          push(OTHER);
-          break;
         case 0x51: // BINPERSID
           pop();
-          push(OTHER);
-          break;
-        case 0x4a: // BININT
-          u(4);
-          push(OTHER);
-          break;
-        case 0x4b: // BININT1
-          u(1);
-          push(OTHER);
-          break;
-        case 0x4d: // BININT2
-          u(2);
-          push(OTHER);
-          break;
-        case 0x47: // BINFLOAT
-          bytes(8);
           push(OTHER);
           break;
         case 0x4e: // NONE
@@ -278,57 +301,16 @@ export function walkPickle(buf: Uint8Array, start = 0, entry?: string): WalkResu
         case 0x97: // NEXT_BUFFER
           push(OTHER);
           break;
-        case 0x54: // BINSTRING
-          push({ s: latin1(bytes(u(4))) });
-          break;
-        case 0x55: // SHORT_BINSTRING
-          push({ s: latin1(bytes(u(1))) });
-          break;
-        case 0x58: // BINUNICODE
-          push({ s: utf8s(bytes(u(4))) });
-          break;
-        case 0x8c: // SHORT_BINUNICODE
-          push({ s: utf8s(bytes(u(1))) });
-          break;
-        case 0x8d: // BINUNICODE8
-          push({ s: utf8s(bytes(u(8))) });
-          break;
-        case 0x42: // BINBYTES
-          bytes(u(4));
-          push(OTHER);
-          break;
-        case 0x43: // SHORT_BINBYTES
-          bytes(u(1));
-          push(OTHER);
-          break;
-        case 0x8e: // BINBYTES8
-        case 0x96: // BYTEARRAY8
-          bytes(u(8));
-          push(OTHER);
-          break;
-        case 0x8a: // LONG1
-          bytes(u(1));
-          push(OTHER);
-          break;
-        case 0x8b: // LONG4
-          bytes(u(4));
-          push(OTHER);
-          break;
-        case 0x63: {
-          // GLOBAL module\n name\n
-          const module = line();
-          const name = line();
-          addImport(module, name, 'GLOBAL', at);
-          push(OTHER);
-          break;
-        }
+        case 0x63: // GLOBAL module\n name\n
         case 0x69: {
           // INST module\n name\n: imports and calls with the items since MARK
           const module = line();
           const name = line();
-          addImport(module, name, 'INST', at);
-          popMark();
-          calls++;
+          addImport(module, name, op === 0x63 ? 'GLOBAL' : 'INST', at);
+          if (op === 0x69) {
+            popMark();
+            calls++;
+          }
           push(OTHER);
           break;
         }
@@ -342,10 +324,6 @@ export function walkPickle(buf: Uint8Array, start = 0, entry?: string): WalkResu
           break;
         }
         case 0x52: // REDUCE
-          pop(2);
-          calls++;
-          push(OTHER);
-          break;
         case 0x81: // NEWOBJ
           pop(2);
           calls++;
@@ -383,15 +361,9 @@ export function walkPickle(buf: Uint8Array, start = 0, entry?: string): WalkResu
           push(OTHER);
           break;
         case 0x85: // TUPLE1
-          pop(1);
-          push(OTHER);
-          break;
         case 0x86: // TUPLE2
-          pop(2);
-          push(OTHER);
-          break;
         case 0x87: // TUPLE3
-          pop(3);
+          pop(op - 0x84);
           push(OTHER);
           break;
         case 0x67: // GET
@@ -414,18 +386,6 @@ export function walkPickle(buf: Uint8Array, start = 0, entry?: string): WalkResu
           break;
         case 0x94: // MEMOIZE
           memo.set(memo.size, top());
-          break;
-        case 0x82: // EXT1
-          u(1);
-          push(OTHER);
-          break;
-        case 0x83: // EXT2
-          u(2);
-          push(OTHER);
-          break;
-        case 0x84: // EXT4
-          u(4);
-          push(OTHER);
           break;
         case 0x80: // PROTO
           u(1);
