@@ -73,10 +73,15 @@ interface PackageBytes {
 
 const CHUNK = 8 << 20;
 
-/** Reads a whole package, hashing the body and the file while reading. */
-async function readPackage(path: string): Promise<PackageBytes> {
+type PackageHandle = Awaited<ReturnType<typeof open>>;
+
+/** Opens a package, reads its layout (header and footer) and runs `fn` on it; the file is closed after. */
+async function withLayout<T>(
+  path: string,
+  fn: (fh: PackageHandle, size: number, layout: PackageLayout) => Promise<T>,
+): Promise<T> {
   await requireFile(path, 'model package');
-  let fh: Awaited<ReturnType<typeof open>>;
+  let fh: PackageHandle;
   try {
     fh = await open(path, 'r');
   } catch (e) {
@@ -89,6 +94,15 @@ async function readPackage(path: string): Promise<PackageBytes> {
     const foot = Buffer.alloc(size >= FOOTER_BYTES ? FOOTER_BYTES : 0);
     if (foot.length > 0) await fh.read(foot, 0, FOOTER_BYTES, size - FOOTER_BYTES);
     const layout = parseLayout(head, foot, size, path);
+    return await fn(fh, size, layout);
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Reads a whole package, hashing the body and the file while reading. */
+async function readPackage(path: string): Promise<PackageBytes> {
+  return withLayout(path, async (fh, size, layout) => {
     if (size > constants.MAX_LENGTH)
       throw new BulwarkError(
         'ERR_PACKAGE_INVALID',
@@ -126,9 +140,7 @@ async function readPackage(path: string): Promise<PackageBytes> {
     }
     await pending;
     return { path, bytes, layout, bodyDigest, fileDigest: hash.digest('hex') };
-  } finally {
-    await fh.close();
-  }
+  });
 }
 
 function manifestOf(p: PackageBytes): ModelManifest {
@@ -461,20 +473,7 @@ export interface PackageInspection {
 
 /** Reads a package's parts without a key and without verifying anything (`bulwark model inspect`). */
 export async function inspectPackage(path: string): Promise<PackageInspection> {
-  await requireFile(path, 'model package');
-  let fh: Awaited<ReturnType<typeof open>>;
-  try {
-    fh = await open(path, 'r');
-  } catch (e) {
-    throw fsError(e, path, 'cannot open');
-  }
-  try {
-    const size = (await fh.stat()).size;
-    const head = Buffer.alloc(Math.min(HEADER_BYTES, size));
-    await fh.read(head, 0, head.length, 0);
-    const foot = Buffer.alloc(size >= FOOTER_BYTES ? FOOTER_BYTES : 0);
-    if (foot.length > 0) await fh.read(foot, 0, FOOTER_BYTES, size - FOOTER_BYTES);
-    const layout = parseLayout(head, foot, size, path);
+  return withLayout(path, async (fh, _size, layout) => {
     const m = Buffer.alloc(layout.manifestBytes);
     await fh.read(m, 0, m.length, layout.manifestOffset);
     let raw: unknown;
@@ -499,9 +498,7 @@ export async function inspectPackage(path: string): Promise<PackageInspection> {
       }
     }
     return { manifest, layout, signerKeyId, statement };
-  } finally {
-    await fh.close();
-  }
+  });
 }
 
 /** The manifest of a package, read without a key (not verified: use verifyPackage for that). */
