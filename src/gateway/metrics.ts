@@ -25,45 +25,43 @@ export class GatewayMetrics {
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
-    this.requests = new Counter({
-      name: 'gateway_requests_total',
-      help: 'Requests answered, by model and result code (OK or the ERR_ code).',
-      labelNames: ['model', 'code'],
-      registers,
-    });
-    this.stageSeconds = new Histogram({
-      name: 'gateway_stage_duration_seconds',
-      help: 'Time spent in each pipeline stage.',
-      labelNames: ['stage'],
-      buckets: STAGE_BUCKETS,
-      registers,
-    });
-    this.requestSeconds = new Histogram({
-      name: 'gateway_request_duration_seconds',
-      help: 'Time from the end of the request body to the answer.',
-      labelNames: ['model'],
-      buckets: STAGE_BUCKETS,
-      registers,
-    });
-    this.denials = new Counter({
-      name: 'gateway_denials_total',
-      help: 'Requests denied, by the stage that denied them and the error code.',
-      labelNames: ['stage', 'reason'],
-      registers,
-    });
-    this.detections = new Counter({
-      name: 'gateway_detections_total',
-      help: 'Requests flagged by a detector (counted in monitor mode too).',
-      labelNames: ['model', 'detector'],
-      registers,
-    });
-    this.budgetRemaining = new Histogram({
-      name: 'gateway_query_budget_remaining',
-      help: "Callers' query budget left after each request (a distribution: callers are not labels).",
-      labelNames: ['model'],
-      buckets: [0, 1, 10, 100, 1_000, 10_000, 100_000, 1_000_000],
-      registers,
-    });
+    const counter = <L extends string>(name: string, help: string, labelNames: L[]) =>
+      new Counter<L>({ name, help, labelNames, registers });
+    const histogram = <L extends string>(name: string, help: string, labelNames: L[], buckets: number[]) =>
+      new Histogram<L>({ name, help, labelNames, buckets, registers });
+    this.requests = counter(
+      'gateway_requests_total',
+      'Requests answered, by model and result code (OK or the ERR_ code).',
+      ['model', 'code'],
+    );
+    this.stageSeconds = histogram(
+      'gateway_stage_duration_seconds',
+      'Time spent in each pipeline stage.',
+      ['stage'],
+      STAGE_BUCKETS,
+    );
+    this.requestSeconds = histogram(
+      'gateway_request_duration_seconds',
+      'Time from the end of the request body to the answer.',
+      ['model'],
+      STAGE_BUCKETS,
+    );
+    this.denials = counter(
+      'gateway_denials_total',
+      'Requests denied, by the stage that denied them and the error code.',
+      ['stage', 'reason'],
+    );
+    this.detections = counter(
+      'gateway_detections_total',
+      'Requests flagged by a detector (counted in monitor mode too).',
+      ['model', 'detector'],
+    );
+    this.budgetRemaining = histogram(
+      'gateway_query_budget_remaining',
+      "Callers' query budget left after each request (a distribution: callers are not labels).",
+      ['model'],
+      [0, 1, 10, 100, 1_000, 10_000, 100_000, 1_000_000],
+    );
     this.inFlight = new Gauge({
       name: 'gateway_requests_in_flight',
       help: 'Requests being processed.',
