@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { basename, resolve } from 'node:path';
 import { type Command, InvalidArgumentError } from 'commander';
-import { BulwarkError, exists, fsError, requireFile, writeFileAtomic } from '../../core/index.js';
+import { BulwarkError, exists, fsError, requireFile } from '../../core/index.js';
 import { Pipeline, readDataset } from '../../data/index.js';
 import {
   INSPECT_METHODS,
@@ -11,10 +11,10 @@ import {
   labelIndices,
 } from '../../integrity/index.js';
 import { fromOnnx, onnxMetadata } from '../../ml/index.js';
-import { renderHtml } from '../../report/index.js';
 import { META_CLASS_VALUES, META_LABEL, META_PIPELINE } from '../../train/index.js';
 import { floatOption, intOption } from '../options.js';
-import { bulwarkVersion, ioOf } from '../program.js';
+import { ioOf } from '../program.js';
+import { writeHtmlReport } from '../report.js';
 
 function method(v: string): InspectMethod {
   if (!(INSPECT_METHODS as readonly string[]).includes(v))
@@ -154,65 +154,57 @@ well-separated one. Row numbers are 1-based data rows (the header not counted). 
       }));
       let reportPath: string | undefined;
       if (o.report !== undefined) {
-        reportPath = resolve(o.report);
-        await writeFileAtomic(
-          reportPath,
-          renderHtml({
-            title: 'Bulwark training-data inspection',
-            subtitle: `${basename(o.model)} on ${basename(o.data)} (label "${label}").`,
-            generatedAt: new Date().toISOString(),
-            bulwarkVersion: bulwarkVersion(),
-            sections: [
-              {
-                id: 'summary',
-                status: 'ok',
-                title: 'Per class',
-                blocks: [
-                  {
-                    kind: 'text',
-                    text: `${flagged.length} of ${r.rows} rows flagged (${o.method}; spectral signatures remove 1.5 x ${o.expectedPoison} of each class).`,
-                  },
-                  {
-                    kind: 'table',
-                    columns: [
-                      'class',
-                      'rows',
-                      'spectral flagged',
-                      'clustering flagged',
-                      'cluster shares',
-                      'silhouette',
-                    ],
-                    rows: perClass.map((c) => [
-                      c.class,
-                      c.rows,
-                      c.spectral ?? '-',
-                      c.activations ?? '-',
-                      c.clusterShares ? c.clusterShares.map((s) => s.toFixed(2)).join(' / ') : '-',
-                      c.silhouette === null ? '-' : c.silhouette.toFixed(3),
-                    ]),
-                  },
-                ],
-              },
-              {
-                id: 'rows',
-                status: 'ok',
-                title: 'Flagged rows',
-                blocks: [
-                  {
-                    kind: 'table',
-                    columns: ['row', 'class', 'score', 'flagged by'],
-                    rows: flagged
-                      .slice(0, 1000)
-                      .map((f) => [f.row, f.class, f.score.toFixed(3), f.by.join(', ')]),
-                    caption:
-                      flagged.length > 1000 ? `first 1,000 of ${flagged.length}; --json lists all` : '',
-                  },
-                ],
-              },
-            ],
-          }),
-          { noClobber: o.force !== true },
-        );
+        reportPath = await writeHtmlReport(o.report, o.force, {
+          title: 'Bulwark training-data inspection',
+          subtitle: `${basename(o.model)} on ${basename(o.data)} (label "${label}").`,
+          sections: [
+            {
+              id: 'summary',
+              status: 'ok',
+              title: 'Per class',
+              blocks: [
+                {
+                  kind: 'text',
+                  text: `${flagged.length} of ${r.rows} rows flagged (${o.method}; spectral signatures remove 1.5 x ${o.expectedPoison} of each class).`,
+                },
+                {
+                  kind: 'table',
+                  columns: [
+                    'class',
+                    'rows',
+                    'spectral flagged',
+                    'clustering flagged',
+                    'cluster shares',
+                    'silhouette',
+                  ],
+                  rows: perClass.map((c) => [
+                    c.class,
+                    c.rows,
+                    c.spectral ?? '-',
+                    c.activations ?? '-',
+                    c.clusterShares ? c.clusterShares.map((s) => s.toFixed(2)).join(' / ') : '-',
+                    c.silhouette === null ? '-' : c.silhouette.toFixed(3),
+                  ]),
+                },
+              ],
+            },
+            {
+              id: 'rows',
+              status: 'ok',
+              title: 'Flagged rows',
+              blocks: [
+                {
+                  kind: 'table',
+                  columns: ['row', 'class', 'score', 'flagged by'],
+                  rows: flagged
+                    .slice(0, 1000)
+                    .map((f) => [f.row, f.class, f.score.toFixed(3), f.by.join(', ')]),
+                  caption: flagged.length > 1000 ? `first 1,000 of ${flagged.length}; --json lists all` : '',
+                },
+              ],
+            },
+          ],
+        });
       }
       io.result(
         {

@@ -1,14 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { basename, resolve } from 'node:path';
 import { type Command, InvalidArgumentError } from 'commander';
-import {
-  BulwarkError,
-  exists,
-  fsError,
-  isBulwarkError,
-  requireFile,
-  writeFileAtomic,
-} from '../../core/index.js';
+import { BulwarkError, exists, fsError, isBulwarkError, requireFile } from '../../core/index.js';
 import {
   type Dataset,
   loadSchema,
@@ -18,7 +11,6 @@ import {
   validateAgainstSchema,
 } from '../../data/index.js';
 import { fromOnnx, type LabelledData, type Network, OnnxRuntimeModel, onnxMetadata } from '../../ml/index.js';
-import { renderHtml, type Section } from '../../report/index.js';
 import {
   NORMS,
   type Norm,
@@ -34,8 +26,9 @@ import {
 } from '../../robust/index.js';
 import { META_CLASS_VALUES, META_LABEL, META_PIPELINE } from '../../train/index.js';
 import { floatOption, intOption, listOption } from '../options.js';
-import { bulwarkVersion, ioOf } from '../program.js';
+import { ioOf } from '../program.js';
 import { startProgress } from '../progress.js';
+import { writeHtmlReport } from '../report.js';
 import { runEvaluateGate } from './evaluate-gate.js';
 
 interface LoadedModel {
@@ -406,19 +399,11 @@ the data), integers integral, one categorical value per field, --immutable colum
         const seconds = (performance.now() - t0) / 1000;
         let reportPath: string | undefined;
         if (o.report !== undefined) {
-          reportPath = resolve(o.report);
-          const sections: Section[] = redTeamSections(result, seconds);
-          await writeFileAtomic(
-            reportPath,
-            renderHtml({
-              title: 'Bulwark red-team report',
-              subtitle: `${o.model.map((m) => basename(m)).join(' vs ')} on ${basename(o.data)}.`,
-              generatedAt: new Date().toISOString(),
-              bulwarkVersion: bulwarkVersion(),
-              sections,
-            }),
-            { noClobber: o.force !== true },
-          );
+          reportPath = await writeHtmlReport(o.report, o.force, {
+            title: 'Bulwark red-team report',
+            subtitle: `${o.model.map((m) => basename(m)).join(' vs ')} on ${basename(o.data)}.`,
+            sections: redTeamSections(result, seconds),
+          });
         }
         io.result({ ...result, seconds, ...(reportPath ? { report: reportPath } : {}) }, () => {
           const lines: string[] = [];

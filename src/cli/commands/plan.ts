@@ -1,10 +1,9 @@
 import { resolve } from 'node:path';
 import { type Command, InvalidArgumentError } from 'commander';
-import { writeFileAtomic } from '../../core/index.js';
 import { PROFILE_IDS, type Profile } from '../../plan/index.js';
-import { renderHtml } from '../../report/index.js';
 import { floatOption } from '../options.js';
-import { bulwarkVersion, ioOf } from '../program.js';
+import { ioOf } from '../program.js';
+import { writeHtmlReport } from '../report.js';
 
 const lib = () => import('../../plan/index.js');
 
@@ -74,18 +73,11 @@ when a required measure has no cost.`,
       });
       let reportPath: string | undefined;
       if (o.report !== undefined) {
-        reportPath = resolve(o.report);
-        await writeFileAtomic(
-          reportPath,
-          renderHtml({
-            title: 'Bulwark security plan',
-            subtitle: `Budget ${n(plan.budget)} ${plan.unit}${plan.profiles.length ? `, profiles ${plan.profiles.join(', ')}` : ''}.`,
-            generatedAt: new Date().toISOString(),
-            bulwarkVersion: bulwarkVersion(),
-            sections: p.planSections(plan),
-          }),
-          { noClobber: o.force !== true },
-        );
+        reportPath = await writeHtmlReport(o.report, o.force, {
+          title: 'Bulwark security plan',
+          subtitle: `Budget ${n(plan.budget)} ${plan.unit}${plan.profiles.length ? `, profiles ${plan.profiles.join(', ')}` : ''}.`,
+          sections: p.planSections(plan),
+        });
       }
       io.result({ ...plan, ...(reportPath ? { report: reportPath } : {}) }, () => {
         const lines = [
