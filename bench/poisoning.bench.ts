@@ -136,6 +136,33 @@ const bench: Benchmark = {
       better: 'higher' | 'lower',
       v: number,
     ) => figures.push({ id, label, system, unit, better, samples: [v] });
+    /** The poisoned model's figures before any defence (`title`: e.g. "MNIST eps 0.05"). */
+    const poisonedFigs = (tag: string, title: string, ev: { acc: number; asr: number }) => {
+      fig(`${tag}.poisoned.acc`, `${title}: poisoned model accuracy`, 'bulwark', '%', 'higher', pct(ev.acc));
+      fig(
+        `${tag}.poisoned.asr`,
+        `${title}: attack success, no defence`,
+        'bulwark',
+        '%',
+        'lower',
+        pct(ev.asr),
+      );
+    };
+    /** One defence on one poisoned case: detection quality, the model retrained without the flagged rows, time. */
+    const defenceFigs = (
+      tag: string,
+      title: string,
+      which: string,
+      d: Defended,
+      e: { acc: number; asr: number },
+    ) => {
+      const id = `${tag}.${which}`;
+      fig(`${id}.precision`, `${title}: ${which} precision`, 'bulwark', '%', 'higher', pct(d.precision));
+      fig(`${id}.recall`, `${title}: ${which} recall`, 'bulwark', '%', 'higher', pct(d.recall));
+      fig(`${id}.acc`, `${title}: accuracy after ${which}`, 'bulwark', '%', 'higher', pct(e.acc));
+      fig(`${id}.asr`, `${title}: attack success after ${which}`, 'bulwark', '%', 'lower', pct(e.asr));
+      fig(`${id}.seconds`, `${title}: ${which} time`, 'bulwark', 's', 'lower', d.seconds);
+    };
     try {
       // ---- MNIST -------------------------------------------------------------------------------------
       const nTrain = ctx.quick ? 3000 : 12000;
@@ -201,68 +228,14 @@ const bench: Benchmark = {
         const net = await fitMnist(data);
         const ev = await evalMnist(net);
         const tag = `mnist.eps${eps}`;
-        fig(
-          `${tag}.poisoned.acc`,
-          `MNIST eps ${eps}: poisoned model accuracy`,
-          'bulwark',
-          '%',
-          'higher',
-          pct(ev.acc),
-        );
-        fig(
-          `${tag}.poisoned.asr`,
-          `MNIST eps ${eps}: attack success, no defence`,
-          'bulwark',
-          '%',
-          'lower',
-          pct(ev.asr),
-        );
+        poisonedFigs(tag, `MNIST eps ${eps}`, ev);
         const { reps, dim } = hiddenRepresentations(net, p.x, p.rows);
         const c: Case = { name: tag, reps, dim, y: p.y, classes: 10, eps, poisoned: p.poisoned };
         cases.push(c);
         for (const which of ['spectral', 'activations'] as const) {
           const d = defend(c, which);
           const e = await evalMnist(await fitMnist(without(data, d.flagged)));
-          fig(
-            `${tag}.${which}.precision`,
-            `MNIST eps ${eps}: ${which} precision`,
-            'bulwark',
-            '%',
-            'higher',
-            pct(d.precision),
-          );
-          fig(
-            `${tag}.${which}.recall`,
-            `MNIST eps ${eps}: ${which} recall`,
-            'bulwark',
-            '%',
-            'higher',
-            pct(d.recall),
-          );
-          fig(
-            `${tag}.${which}.acc`,
-            `MNIST eps ${eps}: accuracy after ${which}`,
-            'bulwark',
-            '%',
-            'higher',
-            pct(e.acc),
-          );
-          fig(
-            `${tag}.${which}.asr`,
-            `MNIST eps ${eps}: attack success after ${which}`,
-            'bulwark',
-            '%',
-            'lower',
-            pct(e.asr),
-          );
-          fig(
-            `${tag}.${which}.seconds`,
-            `MNIST eps ${eps}: ${which} time`,
-            'bulwark',
-            's',
-            'lower',
-            d.seconds,
-          );
+          defenceFigs(tag, `MNIST eps ${eps}`, which, d, e);
         }
       }
 
@@ -350,22 +323,7 @@ const bench: Benchmark = {
         const r = await fitTx(p.dataset);
         const ev = await evalTx(r);
         const tag = `tx.eps${eps}`;
-        fig(
-          `${tag}.poisoned.acc`,
-          `Transactions eps ${eps}: poisoned model accuracy`,
-          'bulwark',
-          '%',
-          'higher',
-          pct(ev.acc),
-        );
-        fig(
-          `${tag}.poisoned.asr`,
-          `Transactions eps ${eps}: attack success, no defence`,
-          'bulwark',
-          '%',
-          'lower',
-          pct(ev.asr),
-        );
+        poisonedFigs(tag, `Transactions eps ${eps}`, ev);
         fig(
           `${tag}.poisoned.missed`,
           `Transactions eps ${eps}: fraud passed as legitimate WITHOUT the trigger`,
@@ -383,46 +341,7 @@ const bench: Benchmark = {
           const d = defend(c, which);
           const keep = [...Array(p.dataset.rowCount).keys()].filter((i) => !d.flagged[i]);
           const e = await evalTx(await fitTx(p.dataset.take(keep)));
-          fig(
-            `${tag}.${which}.precision`,
-            `Transactions eps ${eps}: ${which} precision`,
-            'bulwark',
-            '%',
-            'higher',
-            pct(d.precision),
-          );
-          fig(
-            `${tag}.${which}.recall`,
-            `Transactions eps ${eps}: ${which} recall`,
-            'bulwark',
-            '%',
-            'higher',
-            pct(d.recall),
-          );
-          fig(
-            `${tag}.${which}.acc`,
-            `Transactions eps ${eps}: accuracy after ${which}`,
-            'bulwark',
-            '%',
-            'higher',
-            pct(e.acc),
-          );
-          fig(
-            `${tag}.${which}.asr`,
-            `Transactions eps ${eps}: attack success after ${which}`,
-            'bulwark',
-            '%',
-            'lower',
-            pct(e.asr),
-          );
-          fig(
-            `${tag}.${which}.seconds`,
-            `Transactions eps ${eps}: ${which} time`,
-            'bulwark',
-            's',
-            'lower',
-            d.seconds,
-          );
+          defenceFigs(tag, `Transactions eps ${eps}`, which, d, e);
         }
       }
 
