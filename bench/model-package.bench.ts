@@ -195,17 +195,17 @@ const bench: Benchmark = {
           if (global.gc) global.gc();
         }
         const overhead = (pkgBytes - onnxBytes) / onnxBytes;
+        // Each round runs the loads back to back: a ratio within a round sees one machine load.
+        const overPlain = (xs: number[]) => xs.map((x, i) => x / plain[i]!);
         facts[`${s.id}.onnx_bytes`] = onnxBytes;
         facts[`${s.id}.package_bytes`] = pkgBytes;
         facts[`${s.id}.overhead_bytes`] = pkgBytes - onnxBytes;
         facts[`${s.id}.overhead_percent`] = Number((overhead * 100).toFixed(5));
         facts[`${s.id}.load_over_plain_medians`] = Number((median(load) / median(plain)).toFixed(3));
         facts[`${s.id}.load_nodigest_over_plain_paired_median`] = Number(
-          median(loadNoDigest.map((x, i) => x / plain[i]!)).toFixed(3),
+          median(overPlain(loadNoDigest)).toFixed(3),
         );
-        facts[`${s.id}.load_over_plain_paired_median`] = Number(
-          median(load.map((x, i) => x / plain[i]!)).toFixed(3),
-        );
+        facts[`${s.id}.load_over_plain_paired_median`] = Number(median(overPlain(load)).toFixed(3));
         const f = (id: string, label: string, unit: string, better: 'higher' | 'lower', samples: number[]) =>
           figures.push({
             id: `${s.id}.${id}`,
@@ -250,20 +250,13 @@ const bench: Benchmark = {
           'lower',
           loadNoDigestCpu,
         );
-        // Each round runs the loads back to back: a ratio within a round sees one machine load.
-        f(
-          'paired_ratio',
-          'package load / plain load, same round',
-          'x',
-          'lower',
-          load.map((x, i) => x / plain[i]!),
-        );
+        f('paired_ratio', 'package load / plain load, same round', 'x', 'lower', overPlain(load));
         f(
           'paired_ratio_nodigest',
           'package load without plaintext digest / plain load, same round',
           'x',
           'lower',
-          loadNoDigest.map((x, i) => x / plain[i]!),
+          overPlain(loadNoDigest),
         );
         rmSync(onnxPath, { force: true });
         rmSync(pkgPath, { force: true });
