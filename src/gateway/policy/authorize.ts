@@ -402,20 +402,32 @@ function toRec(o: Record<string, cedar.CedarValueJson>): Rec {
   return new Rec(m);
 }
 
+/**
+ * The principal's attributes a policy may read, those the schema declares (all when `allowed` is
+ * undefined), in one order for both evaluation paths; an attribute the principal lacks is left out.
+ */
+function eachPrincipalAttr(
+  p: Principal,
+  allowed: ReadonlySet<string> | undefined,
+  put: (k: string, v: string | readonly string[]) => void,
+): void {
+  const all: Array<[string, string | readonly string[] | undefined]> = [
+    ['roles', p.roles],
+    ['scopes', p.scopes],
+    ['sources', p.sources ?? []],
+    ['tenant', p.tenant],
+    ['spiffeId', p.spiffeId],
+    ['subject', p.subject],
+    ['issuer', p.issuer],
+    ['clientId', p.clientId],
+  ];
+  for (const [k, v] of all) if (v !== undefined && (allowed === undefined || allowed.has(k))) put(k, v);
+}
+
 /** The principal's attributes as compiled-path values (the same attributes as {@link principalAttrs}). */
 function principalVals(p: Principal, allowed: ReadonlySet<string> | undefined): Map<string, Val> {
   const m = new Map<string, Val>();
-  const put = (k: string, v: Val | undefined) => {
-    if (v !== undefined && (allowed === undefined || allowed.has(k))) m.set(k, v);
-  };
-  put('roles', p.roles as Val[]);
-  put('scopes', p.scopes as Val[]);
-  put('sources', (p.sources ?? []) as Val[]);
-  put('tenant', p.tenant);
-  put('spiffeId', p.spiffeId);
-  put('subject', p.subject);
-  put('issuer', p.issuer);
-  put('clientId', p.clientId);
+  eachPrincipalAttr(p, allowed, (k, v) => m.set(k, v as Val));
   return m;
 }
 
@@ -425,17 +437,9 @@ function principalAttrs(
   allowed: ReadonlySet<string> | undefined,
 ): Record<string, cedar.CedarValueJson> {
   const a: Record<string, cedar.CedarValueJson> = {};
-  const put = (k: string, v: cedar.CedarValueJson | undefined) => {
-    if (v !== undefined && (allowed === undefined || allowed.has(k))) a[k] = v;
-  };
-  put('roles', [...p.roles]);
-  put('scopes', [...p.scopes]);
-  put('sources', [...(p.sources ?? [])]);
-  put('tenant', p.tenant);
-  put('spiffeId', p.spiffeId);
-  put('subject', p.subject);
-  put('issuer', p.issuer);
-  put('clientId', p.clientId);
+  eachPrincipalAttr(p, allowed, (k, v) => {
+    a[k] = typeof v === 'string' ? v : [...v];
+  });
   return a;
 }
 
