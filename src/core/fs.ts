@@ -44,6 +44,21 @@ export async function requireFile(path: string, what = 'file'): Promise<void> {
   }
 }
 
+/** Opens `path` for reading (an error names the path: `fsError`), runs `fn` on it and closes it after. */
+export async function withFileRead<T>(path: string, fn: (fh: FileHandle) => Promise<T>): Promise<T> {
+  let fh: FileHandle;
+  try {
+    fh = await open(path, 'r');
+  } catch (e) {
+    throw fsError(e, path, 'cannot open');
+  }
+  try {
+    return await fn(fh);
+  } finally {
+    await fh.close();
+  }
+}
+
 export async function exists(path: string): Promise<boolean> {
   try {
     await access(path);

@@ -17,6 +17,7 @@ export {
   exists,
   fsError,
   requireFile,
+  withFileRead,
   writeFileAtomic,
 } from './fs.js';
 export { makeRng, Rng, SecureRng, type Seed, SeededRng } from './rng.js';

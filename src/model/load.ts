@@ -20,9 +20,9 @@
 import { constants } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
-import { open } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
 import { Worker } from 'node:worker_threads';
-import { BulwarkError, fsError, requireFile } from '../core/index.js';
+import { BulwarkError, requireFile, withFileRead } from '../core/index.js';
 import { decryptStream, type Keyring } from '../keys/index.js';
 import { OnnxRuntimeModel } from '../ml/index.js';
 import { FOOTER_BYTES, HEADER_BYTES, type PackageLayout, parseLayout } from './format.js';
@@ -73,31 +73,20 @@ interface PackageBytes {
 
 const CHUNK = 8 << 20;
 
-type PackageHandle = Awaited<ReturnType<typeof open>>;
-
 /** Opens a package, reads its layout (header and footer) and runs `fn` on it; the file is closed after. */
 async function withLayout<T>(
   path: string,
-  fn: (fh: PackageHandle, size: number, layout: PackageLayout) => Promise<T>,
+  fn: (fh: FileHandle, size: number, layout: PackageLayout) => Promise<T>,
 ): Promise<T> {
   await requireFile(path, 'model package');
-  let fh: PackageHandle;
-  try {
-    fh = await open(path, 'r');
-  } catch (e) {
-    throw fsError(e, path, 'cannot open');
-  }
-  try {
+  return withFileRead(path, async (fh) => {
     const size = (await fh.stat()).size;
     const head = Buffer.alloc(Math.min(HEADER_BYTES, size));
     await fh.read(head, 0, head.length, 0);
     const foot = Buffer.alloc(size >= FOOTER_BYTES ? FOOTER_BYTES : 0);
     if (foot.length > 0) await fh.read(foot, 0, FOOTER_BYTES, size - FOOTER_BYTES);
-    const layout = parseLayout(head, foot, size, path);
-    return await fn(fh, size, layout);
-  } finally {
-    await fh.close();
-  }
+    return fn(fh, size, parseLayout(head, foot, size, path));
+  });
 }
 
 /** Reads a whole package, hashing the body and the file while reading. */

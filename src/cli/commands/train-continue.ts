@@ -3,8 +3,7 @@
  * (train-package.ts) share: the options, package detection, the fine-tuning run with its progress bar,
  * and the summary lines.
  */
-import { open } from 'node:fs/promises';
-import { fsError } from '../../core/index.js';
+import { withFileRead } from '../../core/index.js';
 import type { Dataset, Schema } from '../../data/index.js';
 import { type ContinueResult, continueTraining } from '../../integrity/index.js';
 import { PACKAGE_MAGIC } from '../../model/index.js';
@@ -27,19 +26,11 @@ export type ContinueCliOpts = IntegrityTrainOpts & {
 
 /** Whether a file starts with the model-package magic (a `.bwm`, whatever its name). */
 export async function isModelPackage(path: string): Promise<boolean> {
-  let fh: Awaited<ReturnType<typeof open>>;
-  try {
-    fh = await open(path, 'r');
-  } catch (e) {
-    throw fsError(e, path, 'cannot open');
-  }
-  try {
+  return withFileRead(path, async (fh) => {
     const head = Buffer.alloc(PACKAGE_MAGIC.length);
     const { bytesRead } = await fh.read(head, 0, head.length, 0);
     return bytesRead === head.length && head.equals(PACKAGE_MAGIC);
-  } finally {
-    await fh.close();
-  }
+  });
 }
 
 /** Poisoning checks, fine-tuning and the regression comparison (shared by the ONNX and package paths). */
