@@ -9,8 +9,11 @@ import { fsError } from './fs.js';
  * (`gateway.tls.cert`) and what was expected, one problem per line, so a user can fix them all at once.
  */
 
-/** Parses YAML text and validates it; `source` names the file in messages. */
-export function parseConfig<S extends z.ZodType>(text: string, schema: S, source = '<config>'): z.infer<S> {
+/**
+ * Parses YAML text (duplicate keys refused) into plain values, `{}` for an empty document; the first
+ * syntax error is ERR_CONFIG_PARSE naming `source`, line and column.
+ */
+export function parseYaml(text: string, source = '<config>'): unknown {
   const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
   if (doc.errors.length > 0) {
     const first = doc.errors[0]!;
@@ -19,8 +22,12 @@ export function parseConfig<S extends z.ZodType>(text: string, schema: S, source
       details: { file: source },
     });
   }
-  const value: unknown = doc.toJS() ?? {};
-  return validateConfig(value, schema, source);
+  return doc.toJS() ?? {};
+}
+
+/** Parses YAML text and validates it; `source` names the file in messages. */
+export function parseConfig<S extends z.ZodType>(text: string, schema: S, source = '<config>'): z.infer<S> {
+  return validateConfig(parseYaml(text, source), schema, source);
 }
 
 /** Validates an already-parsed value (from YAML, JSON or code) against `schema`. */

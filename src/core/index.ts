@@ -1,4 +1,4 @@
-export { formatPath, loadConfig, parseConfig, validateConfig } from './config.js';
+export { formatPath, loadConfig, parseConfig, parseYaml, validateConfig } from './config.js';
 export { fileDigest, sha256Digest } from './digest.js';
 export { type ErrorCode, ExitCode, errorCodes } from './error-codes.js';
 export { BulwarkError, type BulwarkErrorOptions, invalidArgument, isBulwarkError } from './errors.js';

@@ -1,8 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
-import { parseDocument } from 'yaml';
 import { z } from 'zod';
-import { BulwarkError, fsError, validateConfig } from '../core/index.js';
+import { BulwarkError, fsError, parseYaml, validateConfig } from '../core/index.js';
 
 /**
  * The `deploy` section of `bulwark.yaml`, and a narrow reader of the few other keys the Kubernetes
@@ -417,15 +416,7 @@ export function readDeployInputs(doc: unknown, source = '<config>'): DeployInput
 
 /** Parses the YAML text of `bulwark.yaml` and reads the deploy inputs. */
 export function parseDeployConfig(text: string, source = '<config>'): DeployInputs {
-  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
-  if (doc.errors.length > 0) {
-    const first = doc.errors[0]!;
-    const where = first.linePos?.[0] ? `:${first.linePos[0].line}:${first.linePos[0].col}` : '';
-    throw new BulwarkError('ERR_CONFIG_PARSE', `${source}${where}: ${first.message.split('\n')[0]}`, {
-      details: { file: source },
-    });
-  }
-  return readDeployInputs(doc.toJS() ?? {}, source);
+  return readDeployInputs(parseYaml(text, source), source);
 }
 
 /** Reads `bulwark.yaml` from disk. */
