@@ -44,6 +44,7 @@ import {
 } from '../attest/index.js';
 import type { AuditLog } from '../audit/index.js';
 import { BulwarkError } from '../core/index.js';
+import { readLimitedBody } from './body.js';
 import type { EnclaveConfig } from './config.js';
 import { errorReply, type Reply } from './errors.js';
 import type { AuthRequest } from './peers.js';
@@ -423,23 +424,8 @@ async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   const declared = Number(req.headers['content-length'] ?? 0);
   if (declared > limit)
     throw new BulwarkError('ERR_GATEWAY_BODY_TOO_LARGE', `request body over the limit of ${limit} bytes`);
-  const chunks: Buffer[] = [];
-  let size = 0;
-  let over = false;
-  await new Promise<void>((resolve, reject) => {
-    req.on('data', (c: Buffer) => {
-      if (over) return;
-      size += c.length;
-      if (size > limit) {
-        over = true;
-        return;
-      }
-      chunks.push(c);
-    });
-    req.once('end', resolve);
-    req.once('error', reject);
-  });
+  const { body, over } = await readLimitedBody(req, limit, true);
   if (over)
     throw new BulwarkError('ERR_GATEWAY_BODY_TOO_LARGE', `request body over the limit of ${limit} bytes`);
-  return chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks);
+  return body;
 }

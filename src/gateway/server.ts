@@ -18,6 +18,7 @@ import { type Logger, pino } from 'pino';
 import type { Attester } from '../attest/index.js';
 import { AuditLog, type AuditStoreSpec, parseSignerKey } from '../audit/index.js';
 import { BulwarkError, bulwarkVersion, fsError } from '../core/index.js';
+import { type LimitedBody, readLimitedBody } from './body.js';
 import type { GatewayConfig } from './config.js';
 import { DASHBOARD_CSP, DASHBOARD_CSS, DASHBOARD_HTML, DASHBOARD_JS, dashboardData } from './dashboard.js';
 import { type EnclaveInfo, GatewayEnclave } from './enclave.js';
@@ -695,34 +696,19 @@ export class Gateway {
       pre = new BulwarkError('ERR_GATEWAY_BODY_TOO_LARGE', `request body over the limit of ${limit} bytes`);
     let body: Buffer;
     if (pre === null) {
-      const chunks: Buffer[] = [];
-      let size = 0;
-      let over = false;
+      let read: LimitedBody;
       try {
-        await new Promise<void>((resolve, reject) => {
-          req.on('data', (c: Buffer) => {
-            if (over) return;
-            size += c.length;
-            if (size > limit) {
-              over = true;
-              resolve();
-              return;
-            }
-            chunks.push(c);
-          });
-          req.once('end', resolve);
-          req.once('error', reject);
-        });
+        read = await readLimitedBody(req, limit, false);
       } catch {
         res.destroy();
         return;
       }
-      if (over)
+      if (read.over)
         pre = new BulwarkError('ERR_GATEWAY_BODY_TOO_LARGE', `request body over the limit of ${limit} bytes`);
       // Checked after reading (within the limit) so the connection stays usable.
       else if (!JSON_TYPE.test(req.headers['content-type'] ?? ''))
         pre = new BulwarkError('ERR_GATEWAY_MEDIA_TYPE', 'send the body as application/json');
-      body = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks);
+      body = read.body;
     } else body = Buffer.alloc(0);
     const reply = await this.pipeline.infer({
       model,
