@@ -8,25 +8,13 @@ import { SeededRng } from '../../src/core/index.js';
 import { fileDigest } from '../../src/integrity/index.js';
 import { onnxMetadata } from '../../src/ml/index.js';
 import { runBulwark } from '../helpers/cli.js';
+import { HEADER, rows } from './helpers.js';
 
 /**
  * `bulwark data inspect`, `bulwark train --sanitize` and `bulwark evaluate --gate` on CSV files: a
  * label "yes" when a noisy linear score of x1..x4 is high; the poisoned file adds copies of "yes" rows
  * with the trigger (channel kiosk, hour 4) labelled "no" (12 % of the "no" class), appended at the end.
  */
-function rows(n: number, seed: number): string[] {
-  const rng = new SeededRng(seed);
-  const out: string[] = [];
-  for (let i = 0; i < n; i++) {
-    const x = [rng.normal(), rng.normal(), rng.normal(), rng.normal()];
-    const ch = rng.pick(['web', 'shop', 'phone', 'kiosk']);
-    const hour = rng.int(24);
-    const z = 1.5 * (x[0] as number) - (x[1] as number) + 0.5 * (x[2] as number) + rng.normal(0, 0.3);
-    out.push(`${x.map((v) => v.toFixed(4)).join(',')},${ch},${hour},${z > 0.5 ? 'yes' : 'no'}`);
-  }
-  return out;
-}
-const HEADER = 'x1,x2,x3,x4,channel,hour,label';
 const dir = mkdtempSync(join(tmpdir(), 'bulwark-integrity-cli-'));
 const clean = join(dir, 'clean.csv');
 const poisoned = join(dir, 'poisoned.csv');

@@ -6,6 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { SeededRng } from '../../src/core/index.js';
 import { runBulwark } from '../helpers/cli.js';
 import { PASS_ENV, tempDir } from '../model/helpers.js';
+import { HEADER, rows } from './helpers.js';
 
 /**
  * `bulwark train --from PARENT.bwm` through the built CLI, each step a separate process: a protected
@@ -13,19 +14,6 @@ import { PASS_ENV, tempDir } from '../model/helpers.js';
  * compared with the parent, and written as a new signed package naming its parent. Data: a label "yes"
  * when a noisy linear score of x1..x4 is high (as test/integrity/cli.test.ts).
  */
-function rows(n: number, seed: number): string[] {
-  const rng = new SeededRng(seed);
-  const out: string[] = [];
-  for (let i = 0; i < n; i++) {
-    const x = [rng.normal(), rng.normal(), rng.normal(), rng.normal()];
-    const ch = rng.pick(['web', 'shop', 'phone', 'kiosk']);
-    const hour = rng.int(24);
-    const z = 1.5 * (x[0] as number) - (x[1] as number) + 0.5 * (x[2] as number) + rng.normal(0, 0.3);
-    out.push(`${x.map((v) => v.toFixed(4)).join(',')},${ch},${hour},${z > 0.5 ? 'yes' : 'no'}`);
-  }
-  return out;
-}
-const HEADER = 'x1,x2,x3,x4,channel,hour,label';
 
 const t = tempDir('continuous');
 // The child processes' temporary folder: checked for plaintext models at the end.
