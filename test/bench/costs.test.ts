@@ -44,7 +44,11 @@ const FIXTURE: Array<[string, string]> = [
   ['defense.ensemble-improvement', '3-5x improvement over single methods'],
 ];
 
-const SEED = join(ROOT, '..', 'shared', 'seed', 'securing-cloud-native-ai.txt');
+/** The source article: `BULWARK_SEED` (its folder), else ../shared/seed next to the repository. */
+const SEED = join(
+  process.env['BULWARK_SEED'] ?? join(ROOT, '..', 'shared', 'seed'),
+  'securing-cloud-native-ai.txt',
+);
 
 /** The ids a results file offers: figure ids and `facts.KEY`. */
 function idsOf(path: string): Set<string> {
