@@ -6,21 +6,12 @@
  * type, an entry whose bytes do not match its leaf hash, or (with a public key) an entry not covered by
  * a verified signed checkpoint is a refusal; an unreachable log is ERR_AUDIT_UNAVAILABLE from the log.
  */
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { type AuditLog, decodeEntry, leafHash, verifyInclusionBundle } from '../audit/index.js';
-import { BulwarkError, fsError, requireFile } from '../core/index.js';
+import { BulwarkError, fileDigest as coreFileDigest } from '../core/index.js';
 
 /** `sha256:<hex>` of a file's bytes (the digest `dataset.protected` events record). */
 export async function fileDigest(path: string): Promise<string> {
-  await requireFile(path, 'data file');
-  const h = createHash('sha256');
-  try {
-    for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
-  } catch (e) {
-    throw fsError(e, path, 'cannot read data file');
-  }
-  return `sha256:${h.digest('hex')}`;
+  return coreFileDigest(path, 'data file', 'cannot read data file');
 }
 
 /** What the log says about a dataset that passed the check. */

@@ -1,8 +1,6 @@
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { basename, extname, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { BulwarkError, fsError, requireFile } from '../../core/index.js';
+import { BulwarkError, fileDigest } from '../../core/index.js';
 import { loadSchema } from '../../data/index.js';
 import {
   assertModelSafe,
@@ -28,14 +26,7 @@ import { type Progress, startProgress } from '../progress.js';
 import { openKeyringFromOptions, type SecretCliOptions, withKeyringOptions } from './keys.js';
 
 async function sha256File(path: string): Promise<string> {
-  await requireFile(path, 'dataset');
-  const h = createHash('sha256');
-  try {
-    for await (const c of createReadStream(path)) h.update(c as Buffer);
-  } catch (e) {
-    throw fsError(e, path, 'cannot read');
-  }
-  return `sha256:${h.digest('hex')}`;
+  return fileDigest(path, 'dataset', 'cannot read');
 }
 
 function lineageLines(l: ModelLineage): string[] {
