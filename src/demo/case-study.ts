@@ -202,13 +202,12 @@ export async function caseStudySection(
     kind: 'text',
     text:
       'The article’s financial-services case study, end to end: generated card transactions with the personal fields ' +
-      'encrypted, a fraud model trained with differential privacy at ε = 0.5, packaged and signed, served by the gateway ' +
-      '(TLS, JWT, Cedar, schema validation, detectors, audit), attacked, and the audit log verified. ' +
-      'DP and adversarial training are NOT combined in one model: src/privacy’s DP-SGD has no hook to replace the Poisson ' +
-      'batch by its adversarial examples inside the accounted step, and adversarially fine-tuning the DP model on the ' +
-      'private rows afterwards would use the data outside the accountant (the ε = 0.5 guarantee would no longer hold). ' +
-      'So the case-study model is the DP model, and the adversarially trained model (the baseline fine-tuned with PGD) ' +
-      'is measured beside it as a second variant.',
+      'encrypted, a fraud model trained with differential privacy at ε = 0.5 AND adversarial training, packaged and signed, ' +
+      'served by the gateway (TLS, JWT, Cedar, schema validation, detectors, audit), attacked, and the audit log verified. ' +
+      'The adversarial training runs inside DP-SGD: each sampled row is replaced by its PGD example against the current ' +
+      'weights (in the public feature space, within the attacker’s budget) before per-example clipping and noise, so each ' +
+      'clipped gradient still depends on one row only and the ε = 0.5 guarantee holds. The baseline fine-tuned with PGD ' +
+      '(no privacy) is measured beside it as a second variant.',
   });
   blocks.push({
     kind: 'facts',
@@ -238,7 +237,7 @@ export async function caseStudySection(
     if (dp)
       q.push(
         detectionQuality(
-          `DP ε ${dp.privacy.epsilon.toFixed(2)} (served)`,
+          `DP ε ${dp.privacy.epsilon.toFixed(2)} + PGD (served)`,
           dp.testSet.y,
           scoresOf(dp.network, dp.testSet),
         ),

@@ -76,6 +76,22 @@ export interface DpTabularOptions {
   drop?: readonly string[];
   budget?: { ledger: BudgetLedger; dataset: string; analyst?: string };
   noise?: NoiseSource;
+  /**
+   * DP-SGD only: adversarial training inside DP-SGD. `perturb`, given the network being trained and
+   * the encoded feature names, returns the per-row perturbation of each sampled batch (see
+   * `DpSgdOptions.perturb` for when the guarantee still holds; the encoded features are in [0, 1],
+   * numeric ones scaled by the schema's public bounds, or one-hot). The settings go to the ONNX
+   * metadata (`bulwark.adversarial`), as `bulwark train --adversarial` writes them.
+   */
+  adversarial?: {
+    method: string;
+    eps: number;
+    steps: number;
+    perturb: (
+      net: Network,
+      features: readonly string[],
+    ) => (x: Float32Array, y: Int32Array, rows: number) => void;
+  };
   note?: (message: string) => void;
   onProgress?: (done: number, total: number, info: Record<string, string | number>) => void;
 }
@@ -210,6 +226,8 @@ export async function trainTabularDp(ds: Dataset, o: DpTabularOptions): Promise<
       'dp-sgd for an MLP (objective perturbation is for logistic regression)',
       method,
     );
+  if (method === 'objective-perturbation' && o.adversarial !== undefined)
+    throw invalidArgument('adversarial', 'DP-SGD (objective perturbation has no per-step batches)', method);
   ds.column(o.label);
   const features = chooseFeatures(ds, o);
   const { y, classValues } = labels(ds, o);
@@ -276,6 +294,7 @@ export async function trainTabularDp(ds: Dataset, o: DpTabularOptions): Promise<
       ...(o.learningRate === undefined ? {} : { learningRate: o.learningRate }),
       ...(o.budget ? { budget: o.budget } : {}),
       ...(o.noise ? { noise: o.noise } : {}),
+      ...(o.adversarial ? { perturb: o.adversarial.perturb(network, tr.features) } : {}),
       onProgress: (p) => {
         if (p.phase === 'step')
           o.onProgress?.(p.step, p.steps, { epoch: p.epoch, clipped: p.clippedFraction.toFixed(2) });
@@ -322,6 +341,16 @@ export async function trainTabularDp(ds: Dataset, o: DpTabularOptions): Promise<
       [ONNX_META.classValues]: JSON.stringify(classValues),
       [ONNX_META.features]: JSON.stringify(tr.features),
       [ONNX_META.privacy]: JSON.stringify(privacy),
+      ...(o.adversarial
+        ? {
+            'bulwark.adversarial': JSON.stringify({
+              method: o.adversarial.method,
+              eps: o.adversarial.eps,
+              steps: o.adversarial.steps,
+              insideDpSgd: true,
+            }),
+          }
+        : {}),
     },
   });
   const out: DpTabularResult = {

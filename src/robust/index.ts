@@ -90,6 +90,8 @@ export {
   type AdversarialTrainOptions,
   type AdversarialTrainResult,
   adversarialTrain,
+  type PgdTrainingInputsOptions,
+  pgdTrainingInputs,
   tradesLossAndGradient,
 } from './defences/trainer/adversarial.js';
 export {

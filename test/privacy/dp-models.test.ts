@@ -276,6 +276,42 @@ describe('DP-SGD', () => {
     }
   });
 
+  it('perturb replaces the sampled rows before clipping (adversarial training inside DP-SGD), not the data', async () => {
+    const data = synthetic(64);
+    const original = data.x.slice();
+    const shift = 0.7;
+    // With a full batch and no noise, the step equals the clipped gradient sum of the perturbed rows.
+    const moved = Float32Array.from(data.x, (v) => v + shift);
+    const net = mlp({ inputs: 3, hidden: [5], classes: 2, rng: 3 });
+    const before = Float32Array.from(net.params);
+    const { sum } = net.clone().clippedGradientSum(moved, data.y, data.rows, 0.5);
+    let calls = 0;
+    let rowsSeen = 0;
+    await trainDpSgd(net, data, {
+      noiseMultiplier: 1e-9,
+      delta: 1e-5,
+      clipNorm: 0.5,
+      samplingRate: 1,
+      epochs: 1,
+      optimizer: 'sgd',
+      learningRate: 0.3,
+      momentum: 0,
+      noise: seeded(75),
+      perturb: (x, _y, rows) => {
+        calls++;
+        rowsSeen += rows;
+        for (let i = 0; i < rows * 3; i++) x[i] = (x[i] as number) + shift;
+      },
+    });
+    assert.equal(calls, 1);
+    assert.equal(rowsSeen, 64);
+    assert.deepEqual(data.x, original, 'the training data itself is never modified');
+    for (let k = 0; k < before.length; k++) {
+      const want = (before[k] as number) - (0.3 * (sum[k] as number)) / 64;
+      assert.ok(Math.abs((net.params[k] as number) - want) < 1e-6, `param ${k}`);
+    }
+  });
+
   it('reports the accountant epsilon for the steps run, and calibrates sigma for a target epsilon', async () => {
     const data = synthetic(400);
     const net = mlp({ inputs: 3, hidden: [8], classes: 2, rng: 4 });

@@ -7,6 +7,7 @@ import {
   InputDomain,
   networkModel,
   pgd,
+  pgdTrainingInputs,
   tradesLossAndGradient,
 } from '../../src/robust/index.js';
 import { blobs } from './helpers.js';
@@ -141,5 +142,34 @@ describe('adversarial training', () => {
     await assert.rejects(adversarialTrain(net, outside, { method: 'pgd', eps, domain }), (e: unknown) =>
       isBulwarkError(e, 'ERR_SCHEMA_MISMATCH'),
     );
+  });
+
+  it('pgdTrainingInputs: in place, inside the eps-ball, the valid range and the immutable features; raises the loss', () => {
+    const rng = new SeededRng(41);
+    const rows = 64;
+    const d = 4;
+    const x0 = Float32Array.from({ length: rows * d }, () => rng.uniform(0, 1));
+    const y = Int32Array.from({ length: rows }, (_, r) => ((x0[r * d] as number) > 0.5 ? 1 : 0));
+    const net = mlp({ inputs: d, hidden: [8], classes: 2, rng: 5 });
+    train(net, { x: x0, y, rows }, { epochs: 30, batchSize: 16, learningRate: 0.05, seed: 1 });
+    const domain = new InputDomain({ inputs: d, lower: 0, upper: 1, immutable: [3] });
+    const x = x0.slice();
+    pgdTrainingInputs(net, x, y, rows, { eps: 0.1, steps: 5, domain }, new SeededRng(7));
+    let changed = 0;
+    for (let i = 0; i < x.length; i++) {
+      const v = x[i] as number;
+      assert.ok(v >= 0 && v <= 1, `in range at ${i}`);
+      assert.ok(Math.abs(v - (x0[i] as number)) <= 0.1 + 1e-6, `in the eps-ball at ${i}`);
+      if (i % d === 3) assert.equal(v, x0[i], 'immutable feature untouched');
+      if (v !== x0[i]) changed++;
+    }
+    assert.ok(changed > rows, 'rows were perturbed');
+    const loss = (xs: Float32Array) => {
+      const p = net.predictProba(xs, rows);
+      let s = 0;
+      for (let r = 0; r < rows; r++) s -= Math.log(Math.max(1e-12, p[2 * r + (y[r] as number)] as number));
+      return s / rows;
+    };
+    assert.ok(loss(x) > loss(x0), 'the adversarial rows have a higher loss');
   });
 });

@@ -1,10 +1,12 @@
 import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { sha256Digest as sha256, writeFileAtomic } from '../../core/index.js';
-import { thresholdForFpr } from '../../ml/index.js';
+import { SeededRng, sha256Digest as sha256, writeFileAtomic } from '../../core/index.js';
+import { type Network, thresholdForFpr } from '../../ml/index.js';
 import { openLedger, trainTabularDp } from '../../privacy/index.js';
 import type { Block } from '../../report/index.js';
+import { InputDomain, pgdTrainingInputs } from '../../robust/index.js';
 import type { DemoStage } from '../stage.js';
+import { EPS as ADV_EPS, ATTACKER_CONTROLS } from './robust.js';
 
 /** The article's case study: the fraud model trained at epsilon 0.5. */
 const EPSILON = 0.5;
@@ -15,6 +17,35 @@ const NOT_FEATURES = ['transaction_id', 'timestamp', 'merchant_id', 'merchant_lo
 const TARGET_FPR = 0.01;
 const EPOCHS = 5;
 
+/** PGD steps of the adversarial examples inside DP-SGD (each costs a forward and backward pass). */
+const ADV_STEPS = 3;
+/** Share of each sampled batch replaced by its adversarial examples. */
+const ADV_RATIO = 0.5;
+
+/**
+ * The attacker's freedom in the DP model's PUBLIC feature space: every encoded feature is in [0, 1]
+ * (numeric ones scaled by the schema's bounds, so eps is a share of each field's range, as in the
+ * robust stage), one-hot groups stay one-hot, and fields the stolen card and the world fix are
+ * immutable. Built from names and the schema only, never from the data, so the perturbation of a row
+ * depends on that row and the weights alone (what DP-SGD's guarantee needs).
+ */
+function publicDomain(features: readonly string[]): InputDomain {
+  const fieldOf = (f: string) => (f.includes('=') ? f.slice(0, f.indexOf('=')) : f);
+  const groups = new Map<string, number[]>();
+  features.forEach((f, j) => {
+    if (f.includes('=')) groups.set(fieldOf(f), [...(groups.get(fieldOf(f)) ?? []), j]);
+  });
+  return new InputDomain({
+    inputs: features.length,
+    lower: 0,
+    upper: 1,
+    scale: 1,
+    immutable: features.flatMap((f, j) => (ATTACKER_CONTROLS.includes(fieldOf(f)) ? [] : [j])),
+    categorical: [...groups.values()],
+    names: features,
+  });
+}
+
 const pct = (x: number | undefined) =>
   x === undefined || Number.isNaN(x) ? 'n/a' : `${(100 * x).toFixed(2)} %`;
 
@@ -24,7 +55,7 @@ const pct = (x: number | undefined) =>
  */
 export const privacyStage: DemoStage = {
   id: 'privacy',
-  title: 'Differentially private fraud model (ε = 0.5)',
+  title: 'Differentially private fraud model with adversarial training (ε = 0.5)',
   async run(ctx) {
     const ds = ctx.state.dataset;
     const label = ctx.state.label;
@@ -60,6 +91,26 @@ export const privacyStage: DemoStage = {
         seed: ctx.options.seed,
         drop: NOT_FEATURES.filter((c) => ds.has(c)),
         budget: { ledger, dataset: budgetName },
+        // The article's case study trains with DP AND adversarial training: PGD examples of each sampled
+        // row replace it inside DP-SGD, before clipping and noise (see DpSgdOptions.perturb).
+        adversarial: {
+          method: 'pgd',
+          eps: ADV_EPS,
+          steps: ADV_STEPS,
+          perturb: (net: Network, features: readonly string[]) => {
+            const domain = publicDomain(features);
+            const rng = new SeededRng(ctx.options.seed + 17);
+            const d = features.length;
+            return (x, y, n) => {
+              // Half of the rows, each by a coin independent of the data, keep their clean version (ART's
+              // `ratio` 0.5): the clean signal that DP noise already thins out is not thrown away entirely.
+              const clean = x.slice();
+              pgdTrainingInputs(net, x, y, n, { eps: ADV_EPS, steps: ADV_STEPS, domain }, rng);
+              for (let r = 0; r < n; r++)
+                if (rng.bernoulli(1 - ADV_RATIO)) x.set(clean.subarray(r * d, (r + 1) * d), r * d);
+            };
+          },
+        },
         onProgress: (done, total) => ctx.progress(done / total),
       });
     } finally {
@@ -89,6 +140,8 @@ export const privacyStage: DemoStage = {
           `The same ${[r.network.inputs, 32, 2].join('-')} MLP, trained with DP-SGD (Poisson sampling, per-example clipping at ${p.clipNorm}, ` +
           `Gaussian noise multiplier ${(p.noiseMultiplier ?? 0).toFixed(3)} from the CSPRNG, ${p.steps} steps) so that the released model is ` +
           `(${p.epsilon.toFixed(3)}, ${p.delta.toExponential(1)})-DP for adding or removing any one transaction (RDP accountant, Balle et al. 2020 conversion). ` +
+          `Adversarial training runs inside DP-SGD: ${100 * ADV_RATIO} % of the sampled rows (by a coin independent of the data) are replaced by their PGD examples (${ADV_STEPS} steps, a budget of ${ADV_EPS} of each field's range, ` +
+          'only the fields an attacker controls) against the current weights before clipping and noise, so each clipped gradient still depends on one row and the guarantee holds. ' +
           'Features are scaled by the schema’s bounds and categories, treated as public domain knowledge (for this synthetic data they follow the ' +
           'generator’s design; for real data declare them, never compute them from the rows). The ledger spent the budget before the first step. ' +
           'Test metrics are on held-out rows and are not themselves private. Read ROC AUC and recall at 1 % false positives: with a ' +
@@ -163,6 +216,7 @@ export const privacyStage: DemoStage = {
               ...(p.clipNorm === undefined ? {} : { clipNorm: p.clipNorm }),
               budgetSpent: { epsilon: r.receipt?.epsilon ?? p.epsilon, delta: r.receipt?.delta ?? p.delta },
             },
+            adversarial: { attack: 'pgd', epsilon: ADV_EPS, steps: ADV_STEPS, ratio: ADV_RATIO },
             metrics: {
               accuracy: r.test.accuracy,
               f1: r.test.f1,

@@ -19,7 +19,7 @@ import type { DemoStage } from '../stage.js';
  * (distances from home and the last transaction, whether the device or merchant is new to the card, the
  * cardholder's history) is fixed by the stolen card and the world: the attacks may not change it.
  */
-const ATTACKER_CONTROLS = [
+export const ATTACKER_CONTROLS = [
   'amount',
   'category',
   'channel',
@@ -30,7 +30,7 @@ const ATTACKER_CONTROLS = [
 ];
 
 /** Budget: at most this share of each field's range (schema bounds) or standard deviation. */
-const EPS = 0.1;
+export const EPS = 0.1;
 
 const pct = (x: number | undefined) =>
   x === undefined || Number.isNaN(x) ? 'n/a' : `${(100 * x).toFixed(1)} %`;

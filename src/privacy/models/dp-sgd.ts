@@ -67,6 +67,14 @@ export interface DpSgdOptions {
   validation?: LabelledData;
   /** Called after each step and epoch. */
   onProgress?: (p: DpSgdProgress) => void;
+  /**
+   * Replaces each sampled row by a training input of its own before its gradient is taken (in place,
+   * `rows` rows of `x`): adversarial training inside DP-SGD. The guarantee still holds when the new
+   * row depends only on that row, the current weights (already a private output) and public settings:
+   * its clipped gradient is then still a function of one row with norm at most C, which is all the
+   * subsampled-Gaussian analysis uses. A perturbation that looks at other rows breaks it.
+   */
+  perturb?: (x: Float32Array, y: Int32Array, rows: number) => void;
 }
 
 export interface DpSgdProgress {
@@ -225,6 +233,7 @@ export async function trainDpSgd(net: Network, data: LabelledData, o: DpSgdOptio
         bx.set(data.x.subarray(r * d, (r + 1) * d), (i - from) * d);
         by[i - from] = data.y[r] as number;
       }
+      o.perturb?.(bx.subarray(0, rows * d), by.subarray(0, rows), rows);
       const part = net.clippedGradientSum(bx.subarray(0, rows * d), by.subarray(0, rows), rows, clipNorm);
       for (let k = 0; k < grad.length; k++) grad[k] = (grad[k] as number) + (part.sum[k] as number);
       clipped += part.clipped;

@@ -215,6 +215,40 @@ function pgdIterate(
   return c.domain.repair(x, x0, rows, c.norm, eps);
 }
 
+/** Options of {@link pgdTrainingInputs}. */
+export interface PgdTrainingInputsOptions {
+  /** Budget of the attack, in the domain's scale units (> 0). */
+  eps: number;
+  /** `inf` (default) or `2`. */
+  norm?: Norm;
+  /** PGD steps (default 10). */
+  steps?: number;
+  /** Step size (default 2.5 * eps / steps), at most eps. */
+  stepSize?: number;
+  /** Valid inputs and the attacker's freedom (default: unbounded). */
+  domain?: InputDomain;
+}
+
+/**
+ * Madry et al.'s training inputs for one batch, in place: each row replaced by the final PGD iterate
+ * from a random start against the current weights, inside the eps-ball, the valid range and the
+ * schema's rules. Each row's result depends only on that row, the weights and `rng` (no batch
+ * statistics), which is what DP-SGD's `perturb` hook requires.
+ */
+export function pgdTrainingInputs(
+  net: Network,
+  x: Float32Array,
+  y: Int32Array,
+  rows: number,
+  o: PgdTrainingInputsOptions,
+  rng: Rng,
+): void {
+  const c = check(net, { method: 'pgd', ...o });
+  if (x.length !== rows * net.inputs)
+    throw invalidArgument('x', `${rows} rows of ${net.inputs} features`, x.length);
+  x.set(pgdIterate(net, x, y, rows, c, c.eps, rng));
+}
+
 /** TRADES's inner maximisation of KL(p(x) || p(x')) from x + 0.001 N(0, I). */
 function tradesIterate(
   net: Network,
