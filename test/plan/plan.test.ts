@@ -340,7 +340,7 @@ describe('bulwark plan (CLI)', () => {
     const html = readFileSync(report, 'utf8');
     for (const s of ['id="choice"', 'id="frontier"', 'id="costs"', 'id="threats"', '<svg', 'Pareto frontier'])
       assert.ok(html.includes(s), s);
-    const bad = runBulwark(['plan', '--plan', PLAN, '--budget', '2']);
+    const bad = runBulwark(['plan', '--plan', PLAN, '--budget', '1']);
     assert.equal(bad.code, 3);
     assert.match(bad.stderr, /^bulwark: ERR_PLAN_INFEASIBLE: /);
     const prof = runBulwark(['plan', '--budget', '5', '--profile', 'sox']);
