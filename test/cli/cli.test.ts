@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { allCommands, buildProgram } from '../../src/cli/program.js';
-import { runBulwark } from '../helpers/cli.js';
+import { ROOT, runBulwark } from '../helpers/cli.js';
 
 /** The space-separated path of a command below the root, e.g. `data synth`. */
 function pathOf(c: { name(): string; parent: unknown }): string[] {
@@ -71,5 +72,20 @@ describe('bulwark CLI', () => {
     const last = r.stderr.trim().split('\n').at(-1) as string;
     const parsed = JSON.parse(last) as { error: { code: string; message: string } };
     assert.equal(parsed.error.code, 'ERR_USAGE');
+  });
+
+  it('a reader that closes the pipe early (`| head`) ends the command quietly, without a stack trace', async () => {
+    const child = spawn(process.execPath, [join(ROOT, 'bin', 'bulwark.js'), 'model', 'inspect', '--help'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    // Close our end at once: every later write of the child meets EPIPE.
+    child.stdout.destroy();
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
+    const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)));
+    assert.doesNotMatch(stderr, /EPIPE|Error|at /);
+    assert.equal(code, 0);
   });
 });

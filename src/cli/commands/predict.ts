@@ -230,10 +230,7 @@ model's label column, the accuracy is reported on stderr (and in --json).`,
           () => '',
         );
       } else if (o.out === undefined) {
-        // A reader that stops early (`| head`) closes the pipe: that is not an error of ours.
-        process.stdout.on('error', (e: NodeJS.ErrnoException) => {
-          if (e.code !== 'EPIPE') throw e;
-        });
+        // A reader that stops early (`| head`) is handled once for every command (cli/main.ts).
         process.stdout.write(csv);
       } else io.result(null, () => `Wrote ${p.rows} predictions to ${resolve(o.out as string)}`);
     });
