@@ -253,6 +253,29 @@ class Reader {
     return out;
   }
 
+  /**
+   * Takes exactly `n` buffered bytes as the buffered pieces themselves, without assembling them (call
+   * after `fill`): a frame that straddles source chunks is decrypted piece by piece, with no copy.
+   */
+  takePieces(n: number): Buffer[] {
+    const out: Buffer[] = [];
+    let left = n;
+    while (left > 0) {
+      const c = this.#chunks[0]!;
+      if (c.length <= left) {
+        out.push(c);
+        this.#chunks.shift();
+        left -= c.length;
+      } else {
+        out.push(c.subarray(0, left));
+        this.#chunks[0] = c.subarray(left);
+        left = 0;
+      }
+    }
+    this.#have -= n;
+    return out;
+  }
+
   /** Whether the source is exhausted and nothing is buffered. */
   async atEnd(): Promise<boolean> {
     return (await this.fill(1)) === 0;
@@ -378,7 +401,10 @@ export async function* decryptStream(
         }
         const want = len + GCM_TAG_BYTES;
         if ((await r.fill(want)) < want) throw truncated(where);
-        const sealed = r.take(want);
+        // The ciphertext as the source's own pieces (a frame usually straddles read chunks): fed to
+        // the decipher one by one instead of being copied into one buffer first.
+        const body = r.takePieces(len);
+        const tag = r.take(GCM_TAG_BYTES);
         if (last && !(await r.atEnd())) {
           throw new BulwarkError('ERR_FRAME_ORDER', `${where}: data follows the final frame ${index}`);
         }
@@ -387,19 +413,20 @@ export async function* decryptStream(
           authTagLength: GCM_TAG_BYTES,
         });
         d.setAAD(aad);
-        d.setAuthTag(sealed.subarray(sealed.length - GCM_TAG_BYTES));
-        const plain = d.update(sealed.subarray(0, sealed.length - GCM_TAG_BYTES));
+        d.setAuthTag(tag);
+        const plain = body.length === 1 ? [d.update(body[0] as Buffer)] : body.map((p) => d.update(p));
         try {
           d.final();
         } catch {
-          plain.fill(0);
+          for (const p of plain) p.fill(0);
           throw new BulwarkError(
             'ERR_CIPHERTEXT_TAMPERED',
             `${where}: frame ${index} fails authentication: the file was altered`,
             { details: { frame: index } },
           );
         }
-        yield plain;
+        // Released only after the whole frame authenticated.
+        for (const p of plain) if (p.length > 0) yield p;
         if (last) return;
       }
     } finally {
