@@ -19,9 +19,7 @@
 
 import { constants } from 'node:buffer';
 import { createHash } from 'node:crypto';
-import { once } from 'node:events';
 import type { FileHandle } from 'node:fs/promises';
-import { Worker } from 'node:worker_threads';
 import { BulwarkError, requireFile, withFileRead } from '../core/index.js';
 import { decryptStream, type Keyring } from '../keys/index.js';
 import { OnnxRuntimeModel } from '../ml/index.js';
@@ -56,7 +54,8 @@ export interface LoadOptions {
    * Also check the decrypted model against the signed `model.onnx` digest (default true). The check
    * is redundant with the signed digest of the ciphertext and the key-committing AEAD (the plaintext
    * of a signed ciphertext is fixed); it guards against a defect, at the cost of one SHA-256 pass
-   * over the model (on a worker thread).
+   * over the model, on the main thread while the frames are decrypted (handing 1 MiB frames to a worker
+   * thread cost more than the hash itself).
    */
   checkModelDigest?: boolean;
 }
@@ -227,25 +226,6 @@ function verifyRead(p: PackageBytes, trust: TrustPolicy): VerifiedPackage {
   };
 }
 
-/**
- * Hashes decrypted frames on a worker thread while this thread decrypts the next ones, and overwrites
- * each frame once hashed (frames are handed over, not copied). Used for large models only: starting a
- * worker costs tens of milliseconds. CommonJS source evaluated in the worker (works the same from
- * tsx and from dist/).
- */
-const HASH_WORKER = `
-const { parentPort } = require('node:worker_threads');
-const { createHash } = require('node:crypto');
-const h = createHash('sha256');
-parentPort.on('message', (m) => {
-  if (m === null) { parentPort.postMessage(h.digest('hex')); return; }
-  const u = new Uint8Array(m.buf, m.off, m.len);
-  h.update(u);
-  u.fill(0);
-});
-`;
-const WORKER_MIN_BYTES = 16 << 20;
-
 interface FrameHasher {
   update(part: Buffer): void;
   digest(): Promise<string>;
@@ -274,35 +254,6 @@ function wipeOnly(): FrameHasher {
   };
 }
 
-function workerHasher(): FrameHasher {
-  const w = new Worker(HASH_WORKER, { eval: true });
-  const failed = new Promise<never>((_, reject) => {
-    w.once('error', (e) => reject(new BulwarkError('ERR_INTERNAL', `digest worker failed: ${e.message}`)));
-  });
-  failed.catch(() => undefined);
-  return {
-    update(part) {
-      const ab = part.buffer;
-      if (ab instanceof ArrayBuffer && part.byteOffset === 0 && ab.byteLength === part.length) {
-        w.postMessage({ buf: ab, off: 0, len: part.length }, [ab]);
-      } else {
-        // A pooled or shared buffer cannot be handed over: send a copy, wipe this one.
-        const copy = new Uint8Array(part);
-        w.postMessage({ buf: copy.buffer, off: 0, len: copy.length }, [copy.buffer]);
-        part.fill(0);
-      }
-    },
-    async digest() {
-      const got = once(w, 'message').then(([d]) => String(d));
-      w.postMessage(null);
-      return Promise.race([got, failed]);
-    },
-    async close() {
-      await w.terminate();
-    },
-  };
-}
-
 /** Steps 5-6: decrypts the model in memory and checks its digest. The caller wipes the result. */
 async function decryptModel(
   p: PackageBytes,
@@ -319,7 +270,7 @@ async function decryptModel(
   // buffer: half the memory and one page-faulting allocation and copy less. The signed plaintext digest
   // (checked by default) would catch any overlap error.
   const plain = p.bytes.subarray(encryptedOffset, encryptedOffset + want);
-  const hasher = !checkDigest ? wipeOnly() : want >= WORKER_MIN_BYTES ? workerHasher() : inlineHasher();
+  const hasher = !checkDigest ? wipeOnly() : inlineHasher();
   let off = 0;
   try {
     for await (const part of decryptStream(
