@@ -4,7 +4,7 @@
  * to the key the attestation binds and decrypt the response. The transport is any `fetch`-like
  * function, so the same client runs against the gateway over HTTPS, or in-process in tests.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { BulwarkError, type ErrorCode, errorCodes, isBulwarkError } from '../../core/index.js';
 import { decodeCbor } from '../cose.js';
 import { type AttestationPolicy, checkPolicy } from '../policy.js';
@@ -18,6 +18,7 @@ import {
   type SessionKeys,
   seal,
   sessionInfo,
+  transcriptHash,
 } from './crypto.js';
 import { ReplayWindow } from './replay.js';
 import { ENC_BYTES, FrameType, frameHeader, parseFrame, SUITE, WIRE_VERSION } from './wire.js';
@@ -144,7 +145,7 @@ export class ClientSession {
     const verified: AttestationClaims = { ...claims, nonceVerified: true };
     checkPolicy(verified, options.policy, at);
     const hpke = hpkeSuite();
-    const transcript = new Uint8Array(createHash('sha256').update(envelope).digest());
+    const transcript = transcriptHash(envelope);
     const pk = await hpke.kem.deserializePublicKey(Uint8Array.from(publicKey).buffer);
     const ctx = await hpke.createSenderContext({ recipientPublicKey: pk, info: sessionInfo(transcript) });
     const keys = await deriveSessionKeys(ctx);

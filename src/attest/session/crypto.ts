@@ -21,6 +21,11 @@ export function sessionInfo(transcript: Uint8Array): Uint8Array {
   return Buffer.concat([te.encode(BINDING_LABEL), Uint8Array.of(0), transcript]);
 }
 
+/** The session transcript: SHA-256 of the attestation envelope (client and server compute it alike). */
+export function transcriptHash(envelope: Uint8Array): Uint8Array {
+  return new Uint8Array(createHash('sha256').update(envelope).digest());
+}
+
 /** The 64-byte user data every attestation of a session binds (see wire.ts). */
 export function bindingDigest(publicKey: Uint8Array, nonce: Uint8Array): Uint8Array {
   return createHash('sha512')

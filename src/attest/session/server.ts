@@ -5,7 +5,6 @@
  * mounts `attestation` and `handle`/`openRequest` on HTTP routes (see http.ts for a plain node:http
  * mounting).
  */
-import { createHash } from 'node:crypto';
 import type { CipherSuite } from '@hpke/core';
 import { encode } from 'cbor2';
 import { BulwarkError, requireInteger } from '../../core/index.js';
@@ -18,6 +17,7 @@ import {
   type SessionKeys,
   seal,
   sessionInfo,
+  transcriptHash,
 } from './crypto.js';
 import { ReplayWindow } from './replay.js';
 import { FrameType, frameHeader, MAX_NONCE, MIN_NONCE, parseFrame, SUITE, WIRE_VERSION } from './wire.js';
@@ -140,7 +140,7 @@ export class AttestedSessionServer {
     const now = this.#now();
     this.#sweep(now);
     evictOldest(this.#issued, this.#max);
-    this.#issued.set(hex(createHash('sha256').update(envelope).digest()), {
+    this.#issued.set(hex(transcriptHash(envelope)), {
       expires: now + this.#attTtl,
       used: false,
     });
