@@ -8,7 +8,7 @@ import { SeededRng } from '../../src/core/index.js';
 import { fileDigest } from '../../src/integrity/index.js';
 import { onnxMetadata } from '../../src/ml/index.js';
 import { runBulwark } from '../helpers/cli.js';
-import { HEADER, rows } from './helpers.js';
+import { HEADER, rows, trainMlpArgs } from './helpers.js';
 
 /**
  * `bulwark data inspect`, `bulwark train --sanitize` and `bulwark evaluate --gate` on CSV files: a
@@ -45,26 +45,7 @@ before(() => {
     'version: 1\nchecks:\n  - metric: clean-accuracy\n    min: 0.7\n  - metric: backdoor-success\n    trigger: { channel: kiosk, hour: 4 }\n    target: "no"\n    max: 0.3\n',
   );
   const train = (data: string, out: string, extraArgs: string[] = []) => {
-    const r = runBulwark([
-      'train',
-      '--data',
-      data,
-      '--label',
-      'label',
-      '--model',
-      'mlp',
-      '--hidden',
-      '32',
-      '--epochs',
-      '40',
-      '--test-fraction',
-      '0.1',
-      '--seed',
-      '1',
-      '--out',
-      out,
-      ...extraArgs,
-    ]);
+    const r = runBulwark([...trainMlpArgs(data, out), ...extraArgs]);
     assert.equal(r.code, 0, r.stderr);
   };
   train(poisoned, join(dir, 'poisoned.onnx'));
@@ -382,25 +363,11 @@ describe('bulwark train --from (continuous learning)', () => {
 });
 
 describe('bulwark data poison', () => {
+  const poison = (json: boolean, args: string[]) =>
+    runBulwark([...(json ? ['--json'] : []), 'data', 'poison', '--data', clean, '--label', 'label', ...args]);
   it('flips exactly the requested share of labels and plants a schema-valid backdoor', () => {
     const flipped = join(dir, 'poison-flip.csv');
-    const f = runBulwark([
-      '--json',
-      'data',
-      'poison',
-      '--data',
-      clean,
-      '--label',
-      'label',
-      '--attack',
-      'flip',
-      '--rate',
-      '0.1',
-      '--seed',
-      '3',
-      '--out',
-      flipped,
-    ]);
+    const f = poison(true, ['--attack', 'flip', '--rate', '0.1', '--seed', '3', '--out', flipped]);
     assert.equal(f.code, 0, f.stderr);
     const before = readFileSync(clean, 'utf8').trim().split('\n').slice(1);
     const after = readFileSync(flipped, 'utf8').trim().split('\n').slice(1);
@@ -411,14 +378,7 @@ describe('bulwark data poison', () => {
     assert.equal(changed, 150);
     assert.equal((JSON.parse(f.stdout) as { poisoned: number }).poisoned, 150);
     const bd = join(dir, 'poison-backdoor.csv');
-    const b = runBulwark([
-      '--json',
-      'data',
-      'poison',
-      '--data',
-      clean,
-      '--label',
-      'label',
+    const b = poison(true, [
       '--trigger',
       'channel=kiosk,hour=4',
       '--target',
@@ -434,20 +394,7 @@ describe('bulwark data poison', () => {
     assert.equal(j.rows, 1500 + j.poisonedRows.length);
     const lines = readFileSync(bd, 'utf8').trim().split('\n');
     for (const r of j.poisonedRows) assert.match(lines[r] as string, /,kiosk,4,no$/);
-    const bad = runBulwark([
-      'data',
-      'poison',
-      '--data',
-      clean,
-      '--label',
-      'label',
-      '--trigger',
-      'hour=four',
-      '--target',
-      'no',
-      '--out',
-      join(dir, 'x.csv'),
-    ]);
+    const bad = poison(false, ['--trigger', 'hour=four', '--target', 'no', '--out', join(dir, 'x.csv')]);
     assert.equal(bad.code, 2);
   });
 });

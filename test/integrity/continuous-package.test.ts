@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { SeededRng } from '../../src/core/index.js';
 import { runBulwark } from '../helpers/cli.js';
 import { PASS_ENV, tempDir } from '../model/helpers.js';
-import { HEADER, rows } from './helpers.js';
+import { HEADER, rows, trainMlpArgs } from './helpers.js';
 
 /**
  * `bulwark train --from PARENT.bwm` through the built CLI, each step a separate process: a protected
@@ -120,25 +120,7 @@ before(() => {
     ['audit', 'keygen', '--name', 'bulwark.test/continuous', '--out', join(t.dir, 'log.key')],
     ['audit', 'checkpoint', '--store', db, '--signing-key', join(t.dir, 'log.key')],
     ['model', 'keygen', '--out', signer],
-    [
-      'train',
-      '--data',
-      join(t.dir, 'base.csv'),
-      '--label',
-      'label',
-      '--model',
-      'mlp',
-      '--hidden',
-      '32',
-      '--epochs',
-      '40',
-      '--test-fraction',
-      '0.1',
-      '--seed',
-      '1',
-      '--out',
-      join(t.dir, 'base.onnx'),
-    ],
+    trainMlpArgs(join(t.dir, 'base.csv'), join(t.dir, 'base.onnx')),
     [
       'model',
       'protect',

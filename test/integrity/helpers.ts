@@ -18,3 +18,26 @@ export function rows(n: number, seed: number): string[] {
 }
 
 export const HEADER = 'x1,x2,x3,x4,channel,hour,label';
+
+/** `bulwark train` arguments for the small MLP the integrity tests train (32 hidden, 40 epochs, 10 % held out, seed 1). */
+export function trainMlpArgs(data: string, out: string): string[] {
+  return [
+    'train',
+    '--data',
+    data,
+    '--label',
+    'label',
+    '--model',
+    'mlp',
+    '--hidden',
+    '32',
+    '--epochs',
+    '40',
+    '--test-fraction',
+    '0.1',
+    '--seed',
+    '1',
+    '--out',
+    out,
+  ];
+}
