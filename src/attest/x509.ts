@@ -41,6 +41,24 @@ export type TrustAnchors =
   | { readonly kind: 'fingerprints'; readonly fingerprints: readonly string[]; readonly name: string }
   | { readonly kind: 'certificates'; readonly certificates: readonly X509Certificate[] };
 
+/**
+ * The anchors of a verification: the root certificates given (`roots`, PEM or DER, each file may hold
+ * several), else the pinned fingerprints of the vendor's root(s), named `name` in errors.
+ */
+export function trustAnchors(
+  roots: readonly (string | Uint8Array)[] | undefined,
+  fingerprints: readonly string[],
+  name: string,
+): TrustAnchors {
+  if (roots && roots.length > 0) {
+    return {
+      kind: 'certificates',
+      certificates: roots.flatMap((r, i) => parseCertificates(r, `root ${i + 1}`)),
+    };
+  }
+  return { kind: 'fingerprints', fingerprints, name };
+}
+
 function checkValidity(c: X509Certificate, at: Date, role: string): void {
   const from = new Date(c.validFrom).getTime();
   const to = new Date(c.validTo).getTime();

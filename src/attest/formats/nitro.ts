@@ -14,13 +14,7 @@ import { verify as cryptoVerify, type X509Certificate } from 'node:crypto';
 import { BulwarkError } from '../../core/index.js';
 import { COSE_ALG, decodeCbor, decodeCoseSign1, sigStructure } from '../cose.js';
 import type { AttestationClaims, AttestationVerifier, VerifyOptions } from '../types.js';
-import {
-  normaliseFingerprint,
-  parseCertificate,
-  parseCertificates,
-  type TrustAnchors,
-  verifyPath,
-} from '../x509.js';
+import { normaliseFingerprint, parseCertificate, trustAnchors, verifyPath } from '../x509.js';
 
 /** SHA-256 fingerprint of the AWS Nitro Enclaves root G1 (AWS_NitroEnclaves_Root-G1.zip). */
 export const AWS_NITRO_ROOT_FINGERPRINT =
@@ -111,20 +105,6 @@ export function parseNitroPayload(payload: Uint8Array): NitroPayload {
   };
 }
 
-function anchorsOf(options: VerifyOptions): TrustAnchors {
-  if (options.roots && options.roots.length > 0) {
-    return {
-      kind: 'certificates',
-      certificates: options.roots.flatMap((r, i) => parseCertificates(r, `root ${i + 1}`)),
-    };
-  }
-  return {
-    kind: 'fingerprints',
-    fingerprints: [AWS_NITRO_ROOT_FINGERPRINT],
-    name: 'AWS Nitro Enclaves root',
-  };
-}
-
 const eq = (a: Uint8Array, b: Uint8Array) => a.length === b.length && Buffer.from(a).equals(Buffer.from(b));
 
 /** Checks the caller's nonce / public key / user data expectations (shared by COSE-based formats). */
@@ -165,7 +145,11 @@ async function verifyNitro(document: Uint8Array, options: VerifyOptions): Promis
   const bundle = p.cabundle.map((c, i) => parseCertificate(c, `${WHAT} cabundle[${i}]`));
   // cabundle is ordered root first; the path is leaf first.
   const path: X509Certificate[] = [leaf, ...bundle.reverse()];
-  const anchor = verifyPath(path, anchorsOf(options), at);
+  const anchor = verifyPath(
+    path,
+    trustAnchors(options.roots, [AWS_NITRO_ROOT_FINGERPRINT], 'AWS Nitro Enclaves root'),
+    at,
+  );
   const key = leaf.publicKey;
   if (key.asymmetricKeyType !== 'ec' || key.asymmetricKeyDetails?.namedCurve !== 'secp384r1') {
     throw malformed('the leaf certificate key is not a P-384 key', 'certificate');

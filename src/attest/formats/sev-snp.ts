@@ -15,13 +15,7 @@ import { verify as cryptoVerify, type X509Certificate } from 'node:crypto';
 import { X509Certificate as PeculiarCertificate } from '@peculiar/x509';
 import { BulwarkError } from '../../core/index.js';
 import type { AttestationClaims, AttestationVerifier, VerifyOptions } from '../types.js';
-import {
-  normaliseFingerprint,
-  parseCertificates,
-  subjectCn,
-  type TrustAnchors,
-  verifyPath,
-} from '../x509.js';
+import { normaliseFingerprint, parseCertificates, subjectCn, trustAnchors, verifyPath } from '../x509.js';
 
 /** SHA-256 fingerprints of pinned AMD root keys (ARK), by product. */
 export const AMD_ARK_FINGERPRINTS: Readonly<Record<string, string>> = {
@@ -212,17 +206,7 @@ async function verifySnp(document: Uint8Array, options: VerifyOptions): Promise<
     );
   }
   const certs = options.chain.flatMap((c, i) => parseCertificates(c, `chain file ${i + 1}`));
-  const anchors: TrustAnchors =
-    options.roots && options.roots.length > 0
-      ? {
-          kind: 'certificates',
-          certificates: options.roots.flatMap((r, i) => parseCertificates(r, `root ${i + 1}`)),
-        }
-      : {
-          kind: 'fingerprints',
-          fingerprints: Object.values(AMD_ARK_FINGERPRINTS),
-          name: 'AMD root key (ARK)',
-        };
+  const anchors = trustAnchors(options.roots, Object.values(AMD_ARK_FINGERPRINTS), 'AMD root key (ARK)');
   // Roots given separately may also sit in the chain file; the path stops below a given root.
   const pool =
     anchors.kind === 'certificates'
