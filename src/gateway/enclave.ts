@@ -27,7 +27,7 @@
  * same digest, the session id); both written before the answer leaves (fail closed). The predictions
  * are the pipeline's usual `prediction` / `request.denied` events.
  */
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { RateLimiterMemory, RateLimiterRes } from 'rate-limiter-flexible';
@@ -43,7 +43,7 @@ import {
   SoftwareEnclave,
 } from '../attest/index.js';
 import type { AuditLog } from '../audit/index.js';
-import { BulwarkError } from '../core/index.js';
+import { BulwarkError, sha256Digest } from '../core/index.js';
 import { readLimitedBody } from './body.js';
 import type { EnclaveConfig } from './config.js';
 import { errorReply, type Reply } from './errors.js';
@@ -298,7 +298,7 @@ export class GatewayEnclave {
       });
     }
     const envelope = await this.#host.attestation(new Uint8Array(nonce));
-    const transcript = sha256(envelope);
+    const transcript = sha256Digest(envelope);
     await this.#record({ event: 'issued', caller, transcript });
     const c = this.#o.config;
     remember(
@@ -414,10 +414,6 @@ function remember(
   }
   m.delete(key);
   m.set(key, { caller, expires });
-}
-
-function sha256(b: Uint8Array): string {
-  return `sha256:${createHash('sha256').update(b).digest('hex')}`;
 }
 
 async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {

@@ -4,9 +4,8 @@
  * `insecure: true` in its model section, and the gateway logs a warning for it at every start: nothing
  * proves who produced the file or that it was not altered.
  */
-import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { BulwarkError, fsError } from '../core/index.js';
+import { BulwarkError, fsError, sha256Digest } from '../core/index.js';
 import {
   type ColumnType,
   FIELD_TYPES,
@@ -56,10 +55,6 @@ export interface LoadedModel {
 /** Loads models named by the configuration. */
 export interface ModelSource {
   load(config: ModelConfig): Promise<LoadedModel>;
-}
-
-export function sha256Digest(bytes: Uint8Array): string {
-  return `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
 }
 
 function meta<T>(m: Record<string, string>, key: string, what: string): T {

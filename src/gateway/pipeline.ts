@@ -21,12 +21,12 @@
  *
  * Denials are recorded in the audit log too (stage and code), without waiting for the commit.
  */
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { Span, Tracer } from '@opentelemetry/api';
 import type { Logger } from 'pino';
 import type { AuditLog } from '../audit/index.js';
-import { BulwarkError } from '../core/index.js';
+import { BulwarkError, sha256Digest } from '../core/index.js';
 import { errorReply, type Reply } from './errors.js';
 import { parseJsonBody } from './json.js';
 import type { Limiter } from './limits.js';
@@ -105,10 +105,6 @@ class Denied extends Error {
   ) {
     super('denied');
   }
-}
-
-function sha256(body: Buffer): string {
-  return `sha256:${createHash('sha256').update(body).digest('hex')}`;
 }
 
 /** The models' pipeline: one instance per gateway. */
@@ -300,7 +296,7 @@ export class Pipeline {
 
       stage = 'audit';
       if (o.audit) {
-        inputDigest = sha256(call.body);
+        inputDigest = sha256Digest(call.body);
         const labels = outputs.find((x) => x.name === 'label')?.data ?? [];
         const topK = model.output.topK;
         const decision = Array.from({ length: rows }, (_, r) => String(labels[r * topK] ?? '')).join(',');
@@ -352,7 +348,7 @@ export class Pipeline {
         o.logger.error({ requestId, stage, code: reply.code, err: e }, 'request failed');
       else o.logger.debug({ requestId, stage, code: reply.code }, 'request denied');
       if (o.audit && stage !== 'audit') {
-        inputDigest ??= call.body.length > 0 ? sha256(call.body) : undefined;
+        inputDigest ??= call.body.length > 0 ? sha256Digest(call.body) : undefined;
         o.audit
           .append({
             type: 'request.denied',
