@@ -414,7 +414,7 @@ export async function* decryptStream(
         });
         d.setAAD(aad);
         d.setAuthTag(tag);
-        const plain = body.length === 1 ? [d.update(body[0] as Buffer)] : body.map((p) => d.update(p));
+        const plain = body.map((p) => d.update(p));
         try {
           d.final();
         } catch {

@@ -105,14 +105,15 @@ function keyCreatedEvent(info: KeyVersionInfo): AuditEventInput {
 }
 
 /** `withKeyring` inside the operation's audit log (opened first: an unreachable log refuses the change). */
-async function withAuditedKeyring(
+async function withAuditedKeyring<T>(
   o: SecretCliOptions & { audit?: string },
-  f: (kr: Keyring) => Promise<{ events: AuditEventInput[]; done: (auditIds: string[]) => void }>,
-): Promise<void> {
-  await withOperationLog(o.audit, (log) =>
+  change: (kr: Keyring) => Promise<{ result: T; event: AuditEventInput }>,
+): Promise<{ result: T; auditEvent: string | undefined }> {
+  return withOperationLog(o.audit, (log) =>
     withKeyring(o, async (kr) => {
-      const { events, done } = await f(kr);
-      done(await record(log, events));
+      const { result, event } = await change(kr);
+      const [auditEvent] = await record(log, [event]);
+      return { result, auditEvent };
     }),
   );
 }
@@ -187,20 +188,17 @@ export function registerKeysCommands(program: Command): void {
     const o = this.opts<
       SecretCliOptions & { purpose?: string; sourceFile?: string; sourceEnv?: string; audit?: string }
     >();
-    await withAuditedKeyring(o, async (kr) => {
+    const { result: info, auditEvent } = await withAuditedKeyring(o, async (kr) => {
       const opts: { purpose?: string; source: KeySource } = { source: sourceOf(o) };
       if (o.purpose !== undefined) opts.purpose = o.purpose;
-      const info = await kr.createKey(id, opts);
-      return {
-        events: [keyCreatedEvent(info)],
-        done: (ids) =>
-          io.result(
-            ids.length > 0 ? { ...info, auditEvent: ids[0] } : info,
-            () =>
-              `created key ${info.key} version ${info.version} (${info.location})${ids.length > 0 ? `; audit event ${ids[0]}` : ''}`,
-          ),
-      };
+      const created = await kr.createKey(id, opts);
+      return { result: created, event: keyCreatedEvent(created) };
     });
+    io.result(
+      auditEvent ? { ...info, auditEvent } : info,
+      () =>
+        `created key ${info.key} version ${info.version} (${info.location})${auditEvent ? `; audit event ${auditEvent}` : ''}`,
+    );
   });
 
   withKeyringOptions(
@@ -230,7 +228,7 @@ export function registerKeysCommands(program: Command): void {
         audit?: string;
       }
     >();
-    await withAuditedKeyring(o, async (kr) => {
+    const { result, auditEvent } = await withAuditedKeyring(o, async (kr) => {
       const info = await kr.rotate(id, { source: sourceOf(o) });
       const rewrapped: { manifest: string; keys: number }[] = [];
       for (const m of o.rewrap ?? []) rewrapped.push({ manifest: m, keys: await rewrapProtected(m, kr, id) });
@@ -240,34 +238,28 @@ export function registerKeysCommands(program: Command): void {
         s.close();
       }
       return {
-        events: [
-          {
-            type: 'key.rotated',
-            data: {
-              keyId: `${id}.v${info.version}`,
-              previousKeyId: `${id}.v${info.version - 1}`,
-              provider: info.provider,
-            },
+        result: { info, rewrapped },
+        event: {
+          type: 'key.rotated',
+          data: {
+            keyId: `${id}.v${info.version}`,
+            previousKeyId: `${id}.v${info.version - 1}`,
+            provider: info.provider,
           },
-        ],
-        done: (ids) =>
-          io.result(
-            {
-              key: info,
-              rewrapped,
-              subjects: o.subjects ?? null,
-              ...(ids.length > 0 ? { auditEvent: ids[0] } : {}),
-            },
-            () =>
-              [
-                `key ${id}: version ${info.version} is now primary`,
-                ...rewrapped.map((r) => `re-wrapped ${r.keys} data keys of ${r.manifest} (data untouched)`),
-                ...(o.subjects ? [`re-wrapped the store key of ${o.subjects}`] : []),
-                ...(ids.length > 0 ? [`audit event ${ids[0]}`] : []),
-              ].join('\n'),
-          ),
+        },
       };
     });
+    const { info, rewrapped } = result;
+    io.result(
+      { key: info, rewrapped, subjects: o.subjects ?? null, ...(auditEvent ? { auditEvent } : {}) },
+      () =>
+        [
+          `key ${id}: version ${info.version} is now primary`,
+          ...rewrapped.map((r) => `re-wrapped ${r.keys} data keys of ${r.manifest} (data untouched)`),
+          ...(o.subjects ? [`re-wrapped the store key of ${o.subjects}`] : []),
+          ...(auditEvent ? [`audit event ${auditEvent}`] : []),
+        ].join('\n'),
+    );
   });
 
   withKeyringOptions(keys.command('list').description('list keys and versions (never key material)')).action(
@@ -354,20 +346,15 @@ export function registerKeysCommands(program: Command): void {
       });
     }
     const version = o.keyVersion;
-    await withAuditedKeyring(o, async (kr) => {
-      const info = await kr.destroy(id, version);
-      return {
-        events: [
-          { type: 'key.destroyed', data: { keyId: `${id}.v${version}`, reason: 'destroyed by operator' } },
-        ],
-        done: (ids) =>
-          io.result(
-            ids.length > 0 ? { ...info, auditEvent: ids[0] } : info,
-            () =>
-              `destroyed key ${id} version ${version}: data it protected can no longer be decrypted${ids.length > 0 ? `; audit event ${ids[0]}` : ''}`,
-          ),
-      };
-    });
+    const { result: info, auditEvent } = await withAuditedKeyring(o, async (kr) => ({
+      result: await kr.destroy(id, version),
+      event: { type: 'key.destroyed', data: { keyId: `${id}.v${version}`, reason: 'destroyed by operator' } },
+    }));
+    io.result(
+      auditEvent ? { ...info, auditEvent } : info,
+      () =>
+        `destroyed key ${id} version ${version}: data it protected can no longer be decrypted${auditEvent ? `; audit event ${auditEvent}` : ''}`,
+    );
   });
 
   withKeyringOptions(

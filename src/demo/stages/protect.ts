@@ -1,9 +1,9 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { AuditEventInput } from '../../audit/index.js';
-import { fileDigest, isBulwarkError, writeFileAtomic } from '../../core/index.js';
+import { fileDigest, isBulwarkError, sha256Digest, writeFileAtomic } from '../../core/index.js';
 import { CsvWriter, Dataset, isPersonal, openCsv, schemaToYaml } from '../../data/index.js';
 import { Keyring } from '../../keys/index.js';
 import { protectCsv, revealCsv, SubjectKeyStore } from '../../protect/index.js';
@@ -223,7 +223,7 @@ export const protectStage: DemoStage = {
           data: {
             datasetDigest: await fileDigest(out),
             sourceDigest: await fileDigest(src),
-            schemaDigest: `sha256:${createHash('sha256').update(schemaToYaml(schema)).digest('hex')}`,
+            schemaDigest: sha256Digest(schemaToYaml(schema)),
             protectedFields: report.columns.map((c) => c.name),
             keyIds: [`${kek.key}.v${kek.version}`],
             rows: report.rows,
