@@ -12,6 +12,7 @@
  */
 import { verify as cryptoVerify, type X509Certificate } from 'node:crypto';
 import { BulwarkError } from '../../core/index.js';
+import { bytesEqual } from '../../keys/index.js';
 import { COSE_ALG, decodeCbor, decodeCoseSign1, sigStructure } from '../cose.js';
 import type { AttestationClaims, AttestationVerifier, VerifyOptions } from '../types.js';
 import { normaliseFingerprint, parseCertificate, trustAnchors, verifyPath } from '../x509.js';
@@ -105,8 +106,6 @@ export function parseNitroPayload(payload: Uint8Array): NitroPayload {
   };
 }
 
-const eq = (a: Uint8Array, b: Uint8Array) => a.length === b.length && Buffer.from(a).equals(Buffer.from(b));
-
 /** Checks the caller's nonce / public key / user data expectations (shared by COSE-based formats). */
 export function checkBindings(
   what: string,
@@ -115,20 +114,20 @@ export function checkBindings(
 ): boolean {
   if (options.nonce !== undefined) {
     if (!got.nonce) throw new BulwarkError('ERR_ATTEST_NONCE', `${what} carries no nonce; one was expected`);
-    if (!eq(got.nonce, options.nonce)) {
+    if (!bytesEqual(got.nonce, options.nonce)) {
       throw new BulwarkError(
         'ERR_ATTEST_NONCE',
         `${what} carries another nonce than the one sent (a replayed or foreign document)`,
       );
     }
   }
-  if (options.publicKey !== undefined && !(got.publicKey && eq(got.publicKey, options.publicKey))) {
+  if (options.publicKey !== undefined && !(got.publicKey && bytesEqual(got.publicKey, options.publicKey))) {
     throw new BulwarkError(
       'ERR_ATTEST_BINDING',
       `${what} binds ${got.publicKey ? 'another' : 'no'} public key than the one expected`,
     );
   }
-  if (options.userData !== undefined && !(got.userData && eq(got.userData, options.userData))) {
+  if (options.userData !== undefined && !(got.userData && bytesEqual(got.userData, options.userData))) {
     throw new BulwarkError(
       'ERR_ATTEST_BINDING',
       `${what} binds ${got.userData ? 'other' : 'no'} user data than expected`,

@@ -6,6 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { BulwarkError, type ErrorCode, errorCodes, isBulwarkError } from '../../core/index.js';
+import { bytesEqual } from '../../keys/index.js';
 import { decodeCbor } from '../cose.js';
 import { type AttestationPolicy, checkPolicy } from '../policy.js';
 import { verifyAttestation } from '../registry.js';
@@ -45,8 +46,6 @@ export interface AttestedClientOptions extends ClientVerifyOptions {
 
 export const ATTESTATION_MEDIA_TYPE = 'application/vnd.bulwark.attestation+cbor';
 export const SESSION_MEDIA_TYPE = 'application/vnd.bulwark.session';
-
-const eq = (a: Uint8Array, b: Uint8Array) => Buffer.from(a).equals(Buffer.from(b));
 
 /** A verified session on the client side: seals requests and opens their responses. */
 export class ClientSession {
@@ -129,13 +128,13 @@ export class ClientSession {
       throw e;
     });
     // Formats with explicit fields must carry the same key and nonce as the user data says.
-    if (claims.publicKey && !eq(claims.publicKey, publicKey)) {
+    if (claims.publicKey && !bytesEqual(claims.publicKey, publicKey)) {
       throw new BulwarkError(
         'ERR_ATTEST_BINDING',
         `${format} attestation binds another public key than the envelope offers`,
       );
     }
-    if (claims.nonce && !eq(claims.nonce, nonce)) {
+    if (claims.nonce && !bytesEqual(claims.nonce, nonce)) {
       throw new BulwarkError(
         'ERR_ATTEST_NONCE',
         `${format} attestation carries another nonce than the one sent`,
@@ -174,7 +173,7 @@ export class ClientSession {
     const f = parseFrame(frame);
     if (f.type !== FrameType.response)
       throw new BulwarkError('ERR_SESSION_MALFORMED', 'attested session: expected a RESPONSE frame');
-    if (!eq(f.sessionId, this.#keys.sessionId))
+    if (!bytesEqual(f.sessionId, this.#keys.sessionId))
       throw new BulwarkError('ERR_SESSION_UNKNOWN', 'attested session: response for another session');
     if (f.seq !== seq)
       throw new BulwarkError(
