@@ -8,6 +8,8 @@
 import { BulwarkError } from '../core/index.js';
 
 const FORBIDDEN = ['__proto__', 'constructor', 'prototype'] as const;
+/** One decoder for every request: a non-streaming `decode` keeps no state between calls. */
+const UTF8 = new TextDecoder('utf-8', { fatal: true });
 
 function invalid(message: string, reason: string): BulwarkError {
   return new BulwarkError('ERR_GATEWAY_REQUEST_INVALID', message, { details: { reason } });
@@ -49,10 +51,9 @@ export function parseJsonBody(body: Buffer, maxBytes: number, maxDepth: number):
       `request body of ${body.length} bytes, the limit is ${maxBytes}`,
       { details: { reason: 'size', limit: maxBytes } },
     );
-  const decoder = new TextDecoder('utf-8', { fatal: true });
   let text: string;
   try {
-    text = decoder.decode(body);
+    text = UTF8.decode(body);
   } catch {
     throw invalid('request body: not valid UTF-8', 'encoding');
   }
