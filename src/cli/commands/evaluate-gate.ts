@@ -1,12 +1,6 @@
 import { BulwarkError, requireFile } from '../../core/index.js';
 import type { Dataset, Pipeline } from '../../data/index.js';
-import {
-  type GateReport,
-  labelIndices,
-  loadGate,
-  requireGatePassed,
-  runGate,
-} from '../../integrity/index.js';
+import { type GateReport, loadGate, requireGatePassed, runGate } from '../../integrity/index.js';
 import type { LabelledData } from '../../ml/index.js';
 import { openLedger } from '../../privacy/index.js';
 import {
@@ -43,8 +37,6 @@ export async function runEvaluateGate(
     steps: number;
     restarts: number;
     seed: number;
-    label: string;
-    data: string;
   },
   model: RedTeamModel,
   pipeline: Pipeline | null,
@@ -74,7 +66,7 @@ export async function runEvaluateGate(
           `backdoor-success: target "${target}" is not one of the classes (${classValues.join(', ')})`,
         );
       const trig = pipeline.transform(applyTabularTrigger(raw, trigger)).matrix;
-      return { clean: test.x, triggered: trig, y: labelIndices(raw, o.label, classValues), target: t };
+      return { clean: test.x, triggered: trig, y: test.y, target: t };
     };
     const r = await runGate(spec, {
       model,
