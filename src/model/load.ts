@@ -226,34 +226,6 @@ function verifyRead(p: PackageBytes, trust: TrustPolicy): VerifiedPackage {
   };
 }
 
-interface FrameHasher {
-  update(part: Buffer): void;
-  digest(): Promise<string>;
-  close(): Promise<void>;
-}
-
-function inlineHasher(): FrameHasher {
-  const h = createHash('sha256');
-  return {
-    update(part) {
-      h.update(part);
-      part.fill(0);
-    },
-    digest: async () => h.digest('hex'),
-    close: async () => undefined,
-  };
-}
-
-function wipeOnly(): FrameHasher {
-  return {
-    update: (part) => {
-      part.fill(0);
-    },
-    digest: async () => '',
-    close: async () => undefined,
-  };
-}
-
 /** Steps 5-6: decrypts the model in memory and checks its digest. The caller wipes the result. */
 async function decryptModel(
   p: PackageBytes,
@@ -270,7 +242,8 @@ async function decryptModel(
   // buffer: half the memory and one page-faulting allocation and copy less. The signed plaintext digest
   // (checked by default) would catch any overlap error.
   const plain = p.bytes.subarray(encryptedOffset, encryptedOffset + want);
-  const hasher = !checkDigest ? wipeOnly() : inlineHasher();
+  // The plaintext digest is computed here, as frames arrive (handing frames to a worker cost more).
+  const hash = checkDigest ? createHash('sha256') : null;
   let off = 0;
   try {
     for await (const part of decryptStream(
@@ -281,11 +254,12 @@ async function decryptModel(
       if (off + part.length > want) throw mismatch(p.path, 'the decrypted model length');
       part.copy(plain, off);
       off += part.length;
-      hasher.update(part);
+      hash?.update(part);
+      part.fill(0);
     }
     if (off !== want) throw mismatch(p.path, 'the decrypted model length');
-    if (checkDigest) {
-      const d = await hasher.digest();
+    if (hash) {
+      const d = hash.digest('hex');
       const signed = v.statement.predicate.resources.find((r) => r.name === RESOURCE_MODEL)?.digest;
       if (d !== signed) throw mismatch(p.path, 'the decrypted model');
     }
@@ -293,8 +267,6 @@ async function decryptModel(
   } catch (e) {
     plain.fill(0);
     throw e;
-  } finally {
-    await hasher.close();
   }
 }
 
