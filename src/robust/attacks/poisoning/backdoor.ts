@@ -30,6 +30,7 @@ import {
 } from '../../../core/index.js';
 import { type CellValue, type Column, Dataset, type Schema } from '../../../data/index.js';
 import { argmaxRows, type ProbabilityModel } from '../../model.js';
+import { takeRows } from '../evasion/common.js';
 
 export const POISON_MODES = ['relabel', 'inject'] as const;
 export type PoisonMode = (typeof POISON_MODES)[number];
@@ -333,15 +334,16 @@ export async function backdoorSuccess(
   const keep: number[] = [];
   for (let i = 0; i < rows; i++) if (y[i] !== target) keep.push(i);
   if (keep.length === 0) return { rows: 0, successRate: Number.NaN, cleanTargetRate: Number.NaN };
-  const pick = (m: Float32Array) => {
-    const o = new Float32Array(keep.length * d);
-    keep.forEach((r, i) => {
-      o.set(m.subarray(r * d, (r + 1) * d), i * d);
-    });
-    return o;
-  };
-  const pt = argmaxRows(await model.predictProba(pick(triggered), keep.length), keep.length, model.classes);
-  const pc = argmaxRows(await model.predictProba(pick(clean), keep.length), keep.length, model.classes);
+  const pt = argmaxRows(
+    await model.predictProba(takeRows(triggered, d, keep), keep.length),
+    keep.length,
+    model.classes,
+  );
+  const pc = argmaxRows(
+    await model.predictProba(takeRows(clean, d, keep), keep.length),
+    keep.length,
+    model.classes,
+  );
   let hit = 0;
   let cleanHit = 0;
   for (let i = 0; i < keep.length; i++) {
