@@ -42,6 +42,7 @@ import {
   train,
 } from '../src/ml/index.js';
 import { fitDpLogisticRegression, NoiseSource } from '../src/privacy/index.js';
+import { takeLabels, takeRows } from '../src/robust/attacks/evasion/common.js';
 import {
   activationClustering,
   applyPatch,
@@ -109,11 +110,7 @@ function without(d: LabelledData, flagged: Uint8Array): LabelledData {
   const dim = d.x.length / d.rows;
   const keep: number[] = [];
   for (let i = 0; i < d.rows; i++) if (!flagged[i]) keep.push(i);
-  const x = new Float32Array(keep.length * dim);
-  keep.forEach((r, i) => {
-    x.set(d.x.subarray(r * dim, (r + 1) * dim), i * dim);
-  });
-  return { x, y: Int32Array.from(keep, (r) => d.y[r] as number), rows: keep.length };
+  return { x: takeRows(d.x, dim, keep), y: takeLabels(d.y, keep), rows: keep.length };
 }
 
 const pct = (x: number) => 100 * x;
