@@ -16,7 +16,7 @@ import {
 } from '../core/index.js';
 import type { Schema } from '../data/index.js';
 import { DEFAULT_FRAME_SIZE, encryptStream, type Keyring } from '../keys/index.js';
-import { encodeFooter, encodeHeader, HEADER_BYTES, MAX_MANIFEST_BYTES } from './format.js';
+import { encodeFooter, encodeHeader, FOOTER_BYTES, HEADER_BYTES, MAX_MANIFEST_BYTES } from './format.js';
 import {
   MANIFEST_FORMAT,
   MANIFEST_VERSION,
@@ -302,7 +302,7 @@ export async function protectModel(
       manifest,
       packageDigest: `sha256:${hash.digest('hex')}`,
       modelDigest,
-      packageBytes: HEADER_BYTES + manifestBytes.length + encrypted + signature.length + 16,
+      packageBytes: HEADER_BYTES + manifestBytes.length + encrypted + signature.length + FOOTER_BYTES,
       modelBytes: onnx.length,
       signer: options.signingKey
         ? { keyId: options.signingKey.keyId, algorithm: options.signingKey.algorithm }
