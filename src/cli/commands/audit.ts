@@ -37,8 +37,8 @@ async function loadSigner(path: string): Promise<NoteSigner> {
   return (await lib()).parseSignerKey(readText(path, 'signing key file'));
 }
 
-/** `--key`: a public key `name+id+key`, or a file holding one. */
-async function loadVerifierKey(v: string): Promise<string> {
+/** `--key`: a public key `name+id+key`, or a file holding one (checked, with readable file errors). */
+export async function loadVerifierKey(v: string): Promise<string> {
   const text = existsSync(v) ? readText(v, 'public key file').trim() : v.trim();
   (await lib()).parseVerifierKey(text);
   return text;

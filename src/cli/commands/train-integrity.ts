@@ -1,4 +1,3 @@
-import { existsSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { type Command, InvalidArgumentError } from 'commander';
@@ -23,6 +22,7 @@ import { type TrainTabularOptions, type TrainTabularResult, trainTabular } from 
 import { record } from '../audit-record.js';
 import { floatOption } from '../options.js';
 import type { Io } from '../output.js';
+import { loadVerifierKey } from './audit.js';
 import {
   type ContinueCliOpts,
   continuationLines,
@@ -145,12 +145,7 @@ export async function checkTrainingIntegrity(
       '--sanitize does not apply with DP training (the inspection is not private)',
     );
   if (log && o.requireProvenance) {
-    const key =
-      o.auditKey === undefined
-        ? undefined
-        : existsSync(o.auditKey)
-          ? readFileSync(o.auditKey, 'utf8').trim()
-          : o.auditKey;
+    const key = o.auditKey === undefined ? undefined : await loadVerifierKey(o.auditKey);
     const [p] = await requireProvenance(log, [dataFile], key === undefined ? {} : { publicKey: key });
     if (p)
       io.note(
