@@ -221,7 +221,9 @@ export function performanceDoc(json: CostsJson, rows: readonly CostRow[]): strin
     `\`bulwark bench costs\` generated ${json.facts['data.rows']} card transactions (seed ${json.facts['data.seed']}), inferred the schema, and:`,
     '',
     '- **Encryption and training time**: protected every personal field (randomized AES-256-GCM per cell, keyring',
-    '  wrapped), then, interleaved and paired per repeat, trained the same MLP (32 hidden units, ' +
+    '  wrapped), then, interleaved and paired per repeat, trained the same MLP (' +
+      // Results written before the hidden width was recorded say nothing about it rather than guess.
+      (json.facts['train.hidden'] === undefined ? '' : `${json.facts['train.hidden']} hidden units, `) +
       `${json.facts['train.epochs']} epochs) on the plain CSV, on the protected CSV decrypted first (\`revealCsv\`), and on the`,
     '  protected CSV as is. The columns trained on are the same non-personal ones in all three.',
     '- **Storage and memory**: file sizes; heap of every row held as strings after a full garbage collection.',

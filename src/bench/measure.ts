@@ -113,11 +113,13 @@ export async function measureCosts(o: MeasureOptions): Promise<Measured> {
   const progress = o.onProgress ?? (() => {});
   const rows = quick ? 3000 : 40_000;
   const epochs = quick ? 2 : 4;
+  const hidden = 32;
   const figures: Figure[] = [];
   const facts: Record<string, string | number | boolean> = {
     'data.rows': rows,
     'data.seed': seed,
     'train.epochs': epochs,
+    'train.hidden': hidden,
     repeats,
   };
   const notes: string[] = [];
@@ -202,7 +204,7 @@ export async function measureCosts(o: MeasureOptions): Promise<Measured> {
       const trainOpts = {
         label: LABEL,
         model: 'mlp' as const,
-        hidden: [32],
+        hidden: [hidden],
         epochs,
         batchSize: 256,
         seed,
