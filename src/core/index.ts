@@ -20,7 +20,7 @@ export {
   withFileRead,
   writeFileAtomic,
 } from './fs.js';
-export { makeRng, Rng, SecureRng, type Seed, SeededRng } from './rng.js';
+export { makeRng, Rng, rngOf, SecureRng, type Seed, SeededRng } from './rng.js';
 export {
   requireFinite,
   requireInteger,

@@ -252,6 +252,23 @@ export class SecureRng extends Rng {
   }
 }
 
+/**
+ * The generator an option of type `Rng | Seed` stands for: the caller's {@link Rng} as is, else a
+ * {@link SeededRng} from the seed (default `fallback`, 0). The one place the analysis code (poisoning
+ * attacks and defences, evasion attacks, detectors) turns its `rng`/`seed` option into a generator, so
+ * they agree on the default (reproducible, never the CSPRNG: these are evaluations, not secrets) and on
+ * the seed check (ERR_RNG_SEED for a negative, fractional or non-numeric seed).
+ */
+export function rngOf(source: Rng | Seed | undefined, fallback: Seed = 0): Rng {
+  if (source instanceof Rng) return source;
+  if (source !== undefined && typeof source !== 'number' && typeof source !== 'bigint')
+    throw new BulwarkError(
+      'ERR_RNG_SEED',
+      `seed: expected an Rng or a non-negative integer, got ${typeof source}`,
+    );
+  return new SeededRng(source ?? fallback);
+}
+
 /** A {@link SeededRng} when a seed is given, otherwise a {@link SecureRng}. */
 export function makeRng(seed?: Seed): Rng {
   return seed === undefined ? new SecureRng() : new SeededRng(seed);

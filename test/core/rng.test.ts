@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { BulwarkError, SecureRng, SeededRng } from '../../src/core/index.js';
+import { BulwarkError, rngOf, SecureRng, SeededRng } from '../../src/core/index.js';
 
 // Reference outputs from the authors' C code (xoshiro128starstar.c and splitmix64.c, Blackman & Vigna),
 // compiled with gcc: state = low/high halves of the first two SplitMix64 outputs of the seed.
@@ -125,5 +125,25 @@ describe('SecureRng', () => {
     assert.notDeepEqual(xs, ys);
     const f = a.nextFloat();
     assert.ok(f >= 0 && f < 1);
+  });
+});
+
+describe('rngOf', () => {
+  it('passes an Rng through, seeds a SeededRng from a number, defaults to the fallback seed', () => {
+    const own = new SeededRng(5);
+    assert.equal(rngOf(own), own);
+    const first = (r: { nextUint32(): number }) => r.nextUint32();
+    assert.equal(first(rngOf(42)), first(new SeededRng(42)));
+    assert.equal(first(rngOf(undefined)), first(new SeededRng(0)));
+    assert.equal(first(rngOf(undefined, 9)), first(new SeededRng(9)));
+  });
+
+  it('rejects a bad seed with ERR_RNG_SEED', () => {
+    for (const s of [-1, 1.5, '7' as unknown as number, {} as unknown as number]) {
+      assert.throws(
+        () => rngOf(s),
+        (e: unknown) => e instanceof BulwarkError && e.code === 'ERR_RNG_SEED',
+      );
+    }
   });
 });

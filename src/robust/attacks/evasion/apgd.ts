@@ -10,7 +10,7 @@
  * With the cross-entropy loss this is APGD-CE; with `dlr` (3+ classes) APGD-DLR; both are the strong
  * evaluations that stop a fixed-step PGD from overestimating robustness.
  */
-import { type Rng, requireInteger, SeededRng } from '../../../core/index.js';
+import { type Rng, requireInteger, rngOf } from '../../../core/index.js';
 import { attackLoss, attackSucceeded, type LossName } from '../../losses.js';
 import { type ProbabilityModel, requireGradients } from '../../model.js';
 import {
@@ -58,10 +58,7 @@ export function apgd(
   const restarts = requireInteger('restarts', options.restarts ?? 1, 1);
   const batchSize = requireInteger('batchSize', options.batchSize ?? 512, 1);
   const loss = checkLoss(options.loss ?? 'ce', m.classes, base.targeted);
-  const rng =
-    typeof options.seed === 'object'
-      ? options.seed
-      : new SeededRng(requireInteger('seed', options.seed ?? 0, 0));
+  const rng = rngOf(options.seed);
   const { eps, norm, domain, targeted } = base;
   const d = m.inputs;
   const k = m.classes;

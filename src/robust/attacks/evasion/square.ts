@@ -18,7 +18,7 @@ import {
   type Rng,
   requireInteger,
   requireNumberIn,
-  SeededRng,
+  rngOf,
 } from '../../../core/index.js';
 import { attackSucceeded } from '../../losses.js';
 import type { ProbabilityModel } from '../../model.js';
@@ -94,10 +94,7 @@ export async function square(
   const base = checkBase(model, x, y, rows, { ...options, norm: 'inf' }, () => predicted as Int32Array);
   const budget = requireInteger('queries', options.queries ?? 1000, 1);
   const pInit = requireNumberIn('pInit', options.pInit ?? 0.05, 0, 1, { minExclusive: true });
-  const rng =
-    typeof options.seed === 'object'
-      ? options.seed
-      : new SeededRng(requireInteger('seed', options.seed ?? 0, 0));
+  const rng = rngOf(options.seed);
   const { eps, domain, targeted, labels } = base;
   let h = 1;
   let w = d;

@@ -26,7 +26,7 @@ import {
   requireInteger,
   requireNumberIn,
   requireOneOf,
-  SeededRng,
+  rngOf,
 } from '../../../core/index.js';
 import { type CellValue, type Column, Dataset, type Schema } from '../../../data/index.js';
 import { argmaxRows, type ProbabilityModel } from '../../model.js';
@@ -189,7 +189,7 @@ export function plantTabularBackdoor(ds: Dataset, o: TabularBackdoorOptions): Ta
   if (o.trigger[o.label] !== undefined)
     throw invalidArgument('trigger', 'fields other than the label', o.label);
   const labelCol = ds.column(o.label);
-  const rng = typeof o.rng === 'object' ? o.rng : new SeededRng(o.rng ?? 0);
+  const rng = rngOf(o.rng);
   const sources: number[] = [];
   let sawTarget = false;
   for (let i = 0; i < ds.rowCount; i++) {
@@ -273,7 +273,7 @@ export function plantImageBackdoor(x: Float32Array, y: Int32Array, o: ImageBackd
   const d = o.trigger.width * o.trigger.height;
   const n = y.length;
   if (x.length !== n * d) throw invalidArgument('x', `${n} x ${d} values`, x.length);
-  const rng = typeof o.rng === 'object' ? o.rng : new SeededRng(o.rng ?? 0);
+  const rng = rngOf(o.rng);
   const source = o.source === undefined ? undefined : requireInteger('source', o.source, 0, classes - 1);
   if (source === target) throw invalidArgument('source', 'a class other than the target', source);
   const sources: number[] = [];

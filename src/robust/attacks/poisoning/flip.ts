@@ -14,7 +14,7 @@ import {
   requireInteger,
   requireNumberIn,
   requireOneOf,
-  SeededRng,
+  rngOf,
 } from '../../../core/index.js';
 
 export const FLIP_MODES = ['random', 'targeted'] as const;
@@ -70,7 +70,7 @@ export function flipLabels(y: Int32Array, o: LabelFlipOptions): PoisonedLabels {
         throw new BulwarkError('ERR_INVALID_ARGUMENT', 'source: must differ from target');
     }
   }
-  const rng = typeof o.rng === 'object' ? o.rng : new SeededRng(o.rng ?? 0);
+  const rng = rngOf(o.rng);
   const eligible: number[] = [];
   for (let i = 0; i < y.length; i++) {
     if (mode === 'random') eligible.push(i);

@@ -4,7 +4,7 @@
  * extraction attack sends queries whose spacing does not look like natural data. Both keep bounded state
  * per client (least recently seen clients are forgotten beyond `maxClients`).
  */
-import { BulwarkError, invalidArgument, type Rng, requireInteger, SeededRng } from '../../../core/index.js';
+import { BulwarkError, invalidArgument, type Rng, requireInteger, rngOf } from '../../../core/index.js';
 import type { Calibration, DetectorJson } from './detector.js';
 
 /** One client's queries, in order, with the class the model answered for each (PRADA needs it). */
@@ -69,7 +69,7 @@ export function benignStreams(
 ): QueryStream[] {
   requireInteger('count', count, 1);
   requireInteger('length', length, 1, rows);
-  const rng = typeof seed === 'object' ? seed : new SeededRng(seed);
+  const rng = rngOf(seed);
   const out: QueryStream[] = [];
   for (let s = 0; s < count; s++) {
     const perm = rng.permutation(rows).subarray(0, length);

@@ -12,7 +12,7 @@
  * A row's score is 1 minus the share of the class in its cluster (a row in a 5 % cluster scores 0.95),
  * so the rows of small clusters rank first whichever cluster is flagged.
  */
-import { type Rng, requireInteger, requireNumberIn, requireOneOf, SeededRng } from '../../../core/index.js';
+import { type Rng, requireInteger, requireNumberIn, requireOneOf, rngOf } from '../../../core/index.js';
 import {
   type ClassSummary,
   centredRows,
@@ -55,7 +55,7 @@ export function activationClustering(
   const minRows = requireInteger('minClassRows', o.minClassRows ?? 10, 4);
   const n = y.length;
   requireInteger('rows', reps.length / dim, n, n);
-  const rng = typeof o.rng === 'object' ? o.rng : new SeededRng(o.rng ?? 0);
+  const rng = rngOf(o.rng);
   const scores = new Float64Array(n);
   const flagged = new Uint8Array(n);
   const summaries: ClassSummary[] = [];

@@ -7,13 +7,7 @@
  * 1.5 x eps x n highest-scoring rows, eps being the expected poison fraction (the paper's Algorithm 1;
  * 1.5 is its factor, and ART's `eps_multiplier`).
  */
-import {
-  type Rng,
-  requireInteger,
-  requireNumberIn,
-  requirePositive,
-  SeededRng,
-} from '../../../core/index.js';
+import { type Rng, requireInteger, requireNumberIn, requirePositive, rngOf } from '../../../core/index.js';
 import {
   type ClassSummary,
   centredRows,
@@ -47,7 +41,7 @@ export function spectralSignatures(
   requireInteger('dim', dim, 1);
   const n = y.length;
   requireInteger('rows', reps.length / dim, n, n);
-  const rng = typeof o.rng === 'object' ? o.rng : new SeededRng(o.rng ?? 0);
+  const rng = rngOf(o.rng);
   const scores = new Float64Array(n);
   const flagged = new Uint8Array(n);
   const summaries: ClassSummary[] = [];
