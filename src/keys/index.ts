@@ -17,6 +17,7 @@ export {
 } from './aead.js';
 export { b64, b64u, bytesEqual, encodeParts, fromB64, utf8 } from './bytes.js';
 export { DataKey, DEK_MAX_MESSAGES, newDataKey, openDataKey } from './envelope.js';
+export { PARALLEL_MIN_FRAMES, type ParallelOptions } from './frame-pipeline.js';
 export {
   type CreateKeyringOptions,
   DEFAULT_SCRYPT,
@@ -50,6 +51,7 @@ export { readSecret, type SecretSource } from './secret.js';
 export {
   type ByteSource,
   DEFAULT_FRAME_SIZE,
+  type DecryptStreamOptions,
   decryptBytes,
   decryptFile,
   decryptStream,

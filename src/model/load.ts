@@ -54,10 +54,16 @@ export interface LoadOptions {
    * Also check the decrypted model against the signed `model.onnx` digest (default true). The check
    * is redundant with the signed digest of the ciphertext and the key-committing AEAD (the plaintext
    * of a signed ciphertext is fixed); it guards against a defect, at the cost of one SHA-256 pass
-   * over the model, on the main thread while the frames are decrypted (handing 1 MiB frames to a worker
-   * thread cost more than the hash itself).
+   * over the model, on the calling thread, in frame order, while worker threads decrypt the next
+   * frames (see `decryptThreads`).
    */
   checkModelDigest?: boolean;
+  /**
+   * Threads that authenticate and decrypt the model's frames (default `os.availableParallelism()`;
+   * 1 keeps decryption on the calling thread). Frames are opened in parallel; the plaintext digest
+   * is taken in frame order on the calling thread, and the session is created only after both.
+   */
+  decryptThreads?: number;
 }
 
 /** A package read into memory, with its digests. */
@@ -96,6 +102,9 @@ async function readPackage(path: string): Promise<PackageBytes> {
         'ERR_PACKAGE_INVALID',
         `${path}: ${size} bytes is more than one in-memory buffer holds (${constants.MAX_LENGTH})`,
       );
+    // Not shared memory (which decryption workers could read in place): ONNX Runtime takes the model
+    // only from an ArrayBuffer, so the in-place plaintext must live in one; frames are copied to the
+    // workers instead (one memcpy per frame).
     const bytes = Buffer.allocUnsafe(size);
     const hash = createHash('sha256');
     let bodyDigest = '';
@@ -231,7 +240,8 @@ async function decryptModel(
   p: PackageBytes,
   v: VerifiedPackage,
   keyring: Keyring,
-  checkDigest = true,
+  checkDigest: boolean,
+  threads: number | undefined,
 ): Promise<Buffer> {
   const { encryptedOffset, encryptedBytes } = p.layout;
   const want = v.manifest.onnx.bytes;
@@ -240,9 +250,11 @@ async function decryptModel(
   // the encrypted region, which decryptStream has already consumed (the stream header and i frame
   // overheads precede frame i, so frame i's ciphertext starts after that range). No second model-sized
   // buffer: half the memory and one page-faulting allocation and copy less. The signed plaintext digest
-  // (checked by default) would catch any overlap error.
+  // (checked by default) would catch any overlap error. With worker threads the frames in flight are
+  // always later than the one being copied, and frame i's plaintext range ends before frame i+1's
+  // ciphertext starts, so in-order copying never overwrites ciphertext a worker has still to read.
   const plain = p.bytes.subarray(encryptedOffset, encryptedOffset + want);
-  // The plaintext digest is computed here, as frames arrive (handing frames to a worker cost more).
+  // The plaintext digest is computed here, in frame order, as frames arrive (SHA-256 is sequential).
   const hash = checkDigest ? createHash('sha256') : null;
   let off = 0;
   try {
@@ -250,6 +262,7 @@ async function decryptModel(
       [p.bytes.subarray(encryptedOffset, encryptedOffset + encryptedBytes)],
       keyring,
       p.path,
+      threads !== undefined ? { threads } : {},
     )) {
       if (off + part.length > want) throw mismatch(p.path, 'the decrypted model length');
       part.copy(plain, off);
@@ -280,10 +293,11 @@ async function openVerified(
   trust: TrustPolicy,
   keyring: Keyring,
   checkDigest: boolean,
+  threads?: number,
 ): Promise<{ v: VerifiedPackage; plain: Buffer }> {
   const p = await readPackage(path);
   const v = verifyRead(p, trust);
-  const plain = await decryptModel(p, v, keyring, checkDigest);
+  const plain = await decryptModel(p, v, keyring, checkDigest, threads);
   return { v, plain };
 }
 
@@ -320,6 +334,7 @@ export async function loadProtectedModel(path: string, options: LoadOptions): Pr
     options.trust,
     options.keyring,
     options.checkModelDigest ?? true,
+    options.decryptThreads,
   );
   try {
     const model = await OnnxRuntimeModel.create(
