@@ -31,6 +31,8 @@ export interface LoadResult {
   rps: number;
   p50Ms: number;
   p99Ms: number;
+  /** CPU time (user + system) this load-generator process spent during the run, in seconds. */
+  cpuSeconds: number;
 }
 
 function bodies(seed: number, n: number): Buffer[] {
@@ -117,6 +119,7 @@ export async function runLoad(s: LoadSpec): Promise<LoadResult> {
       });
       req.end(body);
     });
+  const cpu0 = process.cpuUsage();
   const start = performance.now();
   const end = start + s.durationMs;
   if (s.rate === undefined) {
@@ -142,6 +145,7 @@ export async function runLoad(s: LoadSpec): Promise<LoadResult> {
     await Promise.all(inflight);
   }
   const seconds = (performance.now() - start) / 1000;
+  const cpu = process.cpuUsage(cpu0);
   agent.destroy();
   const sorted = Float64Array.from(lat).sort();
   return {
@@ -152,6 +156,7 @@ export async function runLoad(s: LoadSpec): Promise<LoadResult> {
     rps: lat.length / seconds,
     p50Ms: quantile(sorted, 0.5),
     p99Ms: quantile(sorted, 0.99),
+    cpuSeconds: (cpu.user + cpu.system) / 1e6,
   };
 }
 

@@ -287,7 +287,7 @@ export class AuditLog {
         for (const p of batch) p.reject(e);
       }
       this.settle(batch.length);
-      // Let writers enqueue while the next batch forms (SQLite commits synchronously).
+      // Let writers enqueue while the next batch forms.
       if (this.queue.length > 0) await nextTurn();
     }
     this.committing = null;

@@ -1,11 +1,23 @@
 /**
- * The embedded audit store: one SQLite file (better-sqlite3 12.x) in WAL mode with
- * `synchronous=FULL`, so a commit returns only after the WAL is fsynced: an acknowledged append
- * survives a crash of the process or of the machine. Appends take the database write lock with
- * `BEGIN IMMEDIATE`, so several processes appending to one file still produce one sequence; a writer
- * that cannot get the lock within `busyTimeoutMs` fails with ERR_AUDIT_UNAVAILABLE.
+ * The embedded audit store: one SQLite file (better-sqlite3 12.x) in WAL mode. Every write method
+ * resolves only after the WAL is fsynced, so an acknowledged append survives a crash of the process or
+ * of the machine, as with `synchronous=FULL`; but the fsync is not SQLite's own. better-sqlite3 runs on
+ * the caller's thread, and with `synchronous=FULL` the commit's fsync (milliseconds on a virtual disk)
+ * blocked the whole event loop: a gateway stopped reading, decrypting and answering requests for the
+ * length of every audit commit. Here SQLite commits with `synchronous=NORMAL` (frames written to the
+ * WAL, no fsync) and the store then fdatasyncs the WAL file on libuv's thread pool before resolving:
+ * the same durability point, reached without holding the event loop, so requests keep flowing while a
+ * batch becomes durable (group commit in src/audit/log.ts). fsync is per file (inode), so a fresh
+ * descriptor of the WAL flushes what the connection wrote. After a failed fsync the store refuses
+ * every further write (ERR_AUDIT_UNAVAILABLE until reopened): Linux may drop the unwritten pages and
+ * report success on a later fsync, so nothing written after the failure could be trusted as durable.
+ *
+ * Appends take the database write lock with `BEGIN IMMEDIATE`, so several processes appending to one
+ * file still produce one sequence; a writer that cannot get the lock within `busyTimeoutMs` fails with
+ * ERR_AUDIT_UNAVAILABLE.
  */
 import { mkdirSync } from 'node:fs';
+import { open as openFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { BulwarkError } from '../core/index.js';
@@ -84,6 +96,10 @@ export class SqliteAuditStore implements AuditStore {
   private readonly db: Database.Database;
   private readonly stmts: ReturnType<SqliteAuditStore['prepare']>;
   private closed = false;
+  /** Set by a failed fsync: no later write can be trusted as durable. */
+  private syncFailed: unknown = null;
+  /** Whether the folder has been fsynced since the WAL file was first seen (its directory entry). */
+  private dirSynced = false;
 
   private constructor(db: Database.Database, location: string) {
     this.db = db;
@@ -117,6 +133,9 @@ export class SqliteAuditStore implements AuditStore {
           Buffer.alloc(0),
         );
       }).immediate();
+      // From here on commits write the WAL without fsync; every write method fsyncs it itself, off
+      // the event loop, before resolving (see the header comment).
+      db.pragma('synchronous = NORMAL');
       return new SqliteAuditStore(db, options.path);
     } catch (e) {
       db.close();
@@ -179,8 +198,57 @@ export class SqliteAuditStore implements AuditStore {
     }
   }
 
+  /**
+   * A write: `fn` commits synchronously (without fsync), then the WAL is fsynced off the event loop
+   * and only then does the promise resolve. A failed fsync rejects this write and every later one.
+   */
+  private async write<T>(action: string, fn: () => T): Promise<T> {
+    if (this.syncFailed !== null) throw this.unsynced(action);
+    const result = await this.run(action, fn);
+    try {
+      await this.syncWal();
+    } catch (e) {
+      this.syncFailed = e;
+      throw this.unsynced(action);
+    }
+    return result;
+  }
+
+  private unsynced(action: string): BulwarkError {
+    return new BulwarkError(
+      'ERR_AUDIT_UNAVAILABLE',
+      `audit store ${this.location}: cannot ${action}: an earlier fsync failed, so durability is unknown; reopen the log`,
+      { cause: this.syncFailed, details: { store: this.location, reason: 'fsync' } },
+    );
+  }
+
+  /** fdatasync of the WAL (the main file when there is no WAL), and once of the folder holding it. */
+  private async syncWal(): Promise<void> {
+    let h: Awaited<ReturnType<typeof openFile>>;
+    try {
+      h = await openFile(`${this.location}-wal`, 'r');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      h = await openFile(this.location, 'r');
+    }
+    try {
+      await h.datasync();
+    } finally {
+      await h.close();
+    }
+    if (!this.dirSynced) {
+      const d = await openFile(dirname(this.location), 'r');
+      try {
+        await d.sync();
+      } finally {
+        await d.close();
+      }
+      this.dirSynced = true;
+    }
+  }
+
   appendBatch<T>(plan: (state: TreeState) => AppendPlan<T>): Promise<T> {
-    return this.run('append', () =>
+    return this.write('append', () =>
       this.db
         .transaction(() => {
           const s = this.stmts.state.get();
@@ -237,7 +305,7 @@ export class SqliteAuditStore implements AuditStore {
   }
 
   addCheckpoint(cp: StoredCheckpoint): Promise<void> {
-    return this.run('store a checkpoint', () => {
+    return this.write('store a checkpoint', () => {
       this.stmts.addCheckpoint.run(cp.size, cp.root, cp.note, cp.createdAt);
     });
   }
@@ -255,7 +323,7 @@ export class SqliteAuditStore implements AuditStore {
   }
 
   initMeta(key: string, value: string): Promise<string> {
-    return this.run('write metadata', () => {
+    return this.write('write metadata', () => {
       this.stmts.initMeta.run(key, value);
       return (this.stmts.getMeta.get(key) as { value: string }).value;
     });

@@ -77,7 +77,7 @@ export interface AuditStore {
   /**
    * Runs one durable append transaction: takes the log's write lock, reads the state, lets `plan`
    * (synchronous, pure) compute the rows, writes them and commits. Resolves only after the commit is
-   * durable (SQLite WAL with synchronous=FULL; PostgreSQL synchronous_commit).
+   * durable (SQLite: the WAL fsynced off the event loop; PostgreSQL synchronous_commit).
    */
   appendBatch<T>(plan: (state: TreeState) => AppendPlan<T>): Promise<T>;
   state(): Promise<TreeState>;

@@ -4,12 +4,15 @@
  *
  *   parse → authenticate → authorize → limit → validate → detect → infer → extraction → harden → audit
  *
+ * (with policies that read `riskScore` or `queryCount`, authorize moves after detect: see
+ * {@link PipelineOptions.policyAfterDetect}; Cedar runs once per request either way).
+ *
  * - parse: body bytes to JSON (size, depth, UTF-8, no `__proto__`/`constructor`/`prototype` keys), the
  *   model looked up, and the Open Inference Protocol request checked exactly (unknown fields, shapes,
  *   datatypes: 400; nothing coerced).
  * - authenticate: mTLS identity and/or JWT access token (src/gateway/auth): 401, or 503 when the JWKS
  *   cannot be fetched.
- * - authorize: Cedar (src/gateway/policy), deny by default: 403; an engine failure 503.
+ * - authorize: Cedar (src/gateway/policy), deny by default: 403; an engine failure 503. Evaluated once.
  * - limit: rate limit and query budget per principal and model: 429; store down 503.
  * - validate: every row against the model's data schema (src/robust InputValidator): 400/413.
  * - detect: Mahalanobis distance of the features, the stateful query detector per principal: 403.
@@ -79,8 +82,12 @@ export interface PipelineOptions {
   maxDepth: number;
   tracer?: Tracer | null;
   /**
-   * Ask Cedar a second time, after the detectors, with `riskScore` and `queryCount` in the context (set
-   * when a policy mentions either: the first authorisation runs before they are known).
+   * Evaluate Cedar after the detectors instead of before the limiter, with `riskScore` and `queryCount`
+   * in the context (set when a policy mentions either, which are only known then). Cedar is still
+   * evaluated once per request: the order becomes authenticate → limit → validate → detect →
+   * authorize. A caller the policy then refuses has paid one request of its own rate limit and budget
+   * and its query is in its own stream detectors' history, exactly as a permitted caller's: denying
+   * earlier would need the decision twice (the review of issue 9 measured that second evaluation).
    */
   policyAfterDetect?: boolean;
 }
@@ -203,16 +210,15 @@ export class Pipeline {
       principal = o.authenticator ? await o.authenticator.authenticate(call.auth) : ANONYMOUS;
       lap('authenticate');
 
-      stage = 'authorize';
-      if (o.authorizer)
-        this.#authorize(
-          principal,
-          'predict',
-          { model: model.name, version: model.version },
-          call.auth.remoteAddress,
-          { rows },
-        );
-      lap('authorize');
+      // With policies that read riskScore/queryCount, Cedar is evaluated once, after the detectors,
+      // when both are known (see PipelineOptions.policyAfterDetect); otherwise here.
+      const late = o.authorizer !== null && o.policyAfterDetect === true;
+      const resource = { model: model.name, version: model.version };
+      if (o.authorizer && !late) {
+        stage = 'authorize';
+        this.#authorize(principal, 'predict', resource, call.auth.remoteAddress, { rows });
+        lap('authorize');
+      }
 
       stage = 'limit';
       const lim = o.limiter ? await o.limiter.consume(principal.id, model.name, rows) : null;
@@ -252,21 +258,18 @@ export class Pipeline {
           detections.push({ detector: 'stateful', score: Number.isFinite(worst) ? worst : 0, flagged });
       }
       this.#judge(model, detections);
-      if (o.authorizer && o.policyAfterDetect) {
+      lap('detect');
+
+      if (late) {
+        stage = 'authorize';
         const extra: Record<string, string | number | boolean> = {
           rows,
           riskScore: riskScore(model, detections),
         };
         if (lim?.budgetUsed != null) extra['queryCount'] = lim.budgetUsed;
-        this.#authorize(
-          principal,
-          'predict',
-          { model: model.name, version: model.version },
-          call.auth.remoteAddress,
-          extra,
-        );
+        this.#authorize(principal, 'predict', resource, call.auth.remoteAddress, extra);
+        lap('authorize');
       }
-      lap('detect');
 
       stage = 'infer';
       const p = await model.predict(x, rows);

@@ -1,13 +1,14 @@
 /**
  * The detectors' risk score and the caller's query count reach Cedar: with policies that mention them,
- * the gateway asks a second time after the detectors, so `forbid ... when { context.riskScore > 0.9 }` and
- * `... context.queryCount > N` take effect (here with detectors in monitor mode: the policy decides).
+ * the gateway evaluates Cedar once, after the detectors, so `forbid ... when { context.riskScore > 0.9 }`
+ * and `... context.queryCount > N` take effect (here with detectors in monitor mode: the policy decides).
  */
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { GatewayClient, type GatewayError } from '../../src/gateway/client.js';
+import { Authorizer, type AuthorizerLike } from '../../src/gateway/peers.js';
 import type { Gateway } from '../../src/gateway/server.js';
 import { type Fixture, fixture, startGateway } from './gateway-fixtures.js';
 
@@ -34,26 +35,49 @@ async function code(p: Promise<unknown>): Promise<string> {
 describe('risk score and query count in the Cedar context', () => {
   let f: Fixture;
   let gw: Gateway;
+  /** Cedar decisions taken (the real authoriser, counted). */
+  let decisions = 0;
 
   before(async () => {
     f = await fixture();
     const file = join(f.dir, 'context-policies.cedar');
     writeFileSync(file, POLICIES);
     const base = f.config();
-    gw = await startGateway(
-      f.config({
-        policy: { ...base.policy, files: [file] },
-        detectors: { mode: 'monitor' },
-        limits: {
-          backend: 'memory',
-          requestsPerSecond: 1000,
-          queryBudget: { queries: 1000, windowSeconds: 3600 },
-        },
-      }),
-    );
+    const config = f.config({
+      policy: { ...base.policy, files: [file] },
+      detectors: { mode: 'monitor' },
+      limits: {
+        backend: 'memory',
+        requestsPerSecond: 1000,
+        queryBudget: { queries: 1000, windowSeconds: 3600 },
+      },
+    });
+    const real = await Authorizer.create(config.policy);
+    const counted: AuthorizerLike = {
+      authorize: (r) => {
+        decisions++;
+        return real.authorize(r);
+      },
+      reload: () => real.reload(),
+    };
+    gw = await startGateway(config, { authorizer: counted });
   });
   after(async () => {
     await gw?.close();
+  });
+
+  it('Cedar is evaluated once per inference request, after the detectors', async () => {
+    const c = new GatewayClient({
+      url: gw.url,
+      ca: f.ca.pem,
+      servername: 'localhost',
+      token: await f.token({ sub: 'once' }),
+    });
+    const before = decisions;
+    assert.equal(await code(c.inferRows('fraud', [f.rows[40] as never])), 'OK');
+    assert.equal(await code(c.inferRows('fraud', [f.rows[41] as never])), 'OK');
+    c.close();
+    assert.equal(decisions - before, 2);
   });
 
   it('a policy on context.queryCount stops the third query of a caller', async () => {
@@ -82,9 +106,9 @@ describe('risk score and query count in the Cedar context', () => {
       '403 ERR_POLICY_DENIED',
     );
     c.close();
-    // Counted as a detection (monitor mode) and denied by the policy at the detect stage.
+    // Counted as a detection (monitor mode) and denied by the policy, evaluated once after the detectors.
     const text = await (await fetch(gw.metricsUrl as string)).text();
     assert.match(text, /gateway_detections_total\{model="fraud",detector="mahalanobis"\} 1/);
-    assert.match(text, /gateway_denials_total\{stage="detect",reason="ERR_POLICY_DENIED"\} [1-9]/);
+    assert.match(text, /gateway_denials_total\{stage="authorize",reason="ERR_POLICY_DENIED"\} [1-9]/);
   });
 });
