@@ -30,6 +30,7 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
+import { Counter, Gauge, type Registry } from 'prom-client';
 import { RateLimiterMemory, RateLimiterRes } from 'rate-limiter-flexible';
 import {
   ATTESTATION_MEDIA_TYPE,
@@ -98,6 +99,46 @@ export interface EnclaveInfo {
 /** The measurement name under which software mode reports a served model's digest. */
 export const modelMeasurement = (name: string) => `model.${name}`;
 
+/**
+ * Prometheus metrics of the attested sessions, on the gateway's registry. Labels are closed sets (the
+ * route and the error code); session ids and callers never appear. Each update is one counter
+ * increment; the active-session gauge is computed when scraped.
+ */
+export class SessionMetrics {
+  readonly attestations: Counter;
+  readonly opened: Counter;
+  readonly refused: Counter<'route' | 'code'>;
+  readonly active: Gauge;
+
+  constructor(registry: Registry, activeSessions: () => number) {
+    const registers = [registry];
+    this.attestations = new Counter({
+      name: 'gateway_attestations_issued_total',
+      help: 'Attestations issued on /v2/attestation (each a signature; an NSM round trip in a Nitro enclave).',
+      registers,
+    });
+    this.opened = new Counter({
+      name: 'gateway_attested_sessions_opened_total',
+      help: 'Attested sessions opened (an OPEN frame that authenticated).',
+      registers,
+    });
+    this.refused = new Counter({
+      name: 'gateway_attested_refusals_total',
+      help: 'Attestation and session-layer refusals, by route and code (ERR_SESSION_REPLAY: replayed frames).',
+      labelNames: ['route', 'code'],
+      registers,
+    });
+    this.active = new Gauge({
+      name: 'gateway_attested_sessions_active',
+      help: 'Attested sessions opened and not yet expired.',
+      registers,
+      collect() {
+        this.set(activeSessions());
+      },
+    });
+  }
+}
+
 export class GatewayEnclave {
   readonly info: EnclaveInfo;
   readonly #host: SessionHost;
@@ -108,12 +149,23 @@ export class GatewayEnclave {
   /** Who obtained each pending attestation (by envelope digest) and who opened each session. */
   readonly #issued = new Map<string, { caller: string; expires: number }>();
   readonly #sessions = new Map<string, { caller: string; expires: number }>();
+  /** Prometheus counters (sessions opened, active, refusals, attestations issued). */
+  readonly metrics: SessionMetrics;
 
   private constructor(host: SessionHost, info: EnclaveInfo, o: GatewayEnclaveOptions) {
     this.#host = host;
     this.info = info;
     this.#o = o;
     this.#limiter = new RateLimiterMemory({ points: o.config.attestation.perMinute, duration: 60 });
+    this.metrics = new SessionMetrics(o.pipeline.options.metrics.registry, () => this.#activeSessions());
+  }
+
+  /** Sessions opened through this gateway and not expired (the owner table mirrors the session host's). */
+  #activeSessions(): number {
+    const now = Date.now();
+    let n = 0;
+    for (const v of this.#sessions.values()) if (v.expires >= now) n++;
+    return n;
   }
 
   /** Starts the session host of `config.mode` (null for `off`). Fails closed if it cannot start. */
@@ -247,6 +299,7 @@ export class GatewayEnclave {
       // limit) are security events: recorded like the pipeline's denials, without waiting for the commit.
       const stage = path === ATTESTATION_PATH ? 'attestation' : 'session';
       const code = reply.code;
+      this.metrics.refused.labels(stage, code).inc();
       this.#o.audit
         ?.append({
           type: 'request.denied',
@@ -298,6 +351,7 @@ export class GatewayEnclave {
       });
     }
     const envelope = await this.#host.attestation(new Uint8Array(nonce));
+    this.metrics.attestations.inc();
     const transcript = sha256Digest(envelope);
     await this.#record({ event: 'issued', caller, transcript });
     const c = this.#o.config;
@@ -333,6 +387,7 @@ export class GatewayEnclave {
     try {
       let reply: Reply;
       if (f.type === 1) {
+        this.metrics.opened.inc();
         this.#issued.delete(key);
         remember(
           this.#sessions,

@@ -226,6 +226,44 @@ describe('gateway enclave.mode software: attested sessions over TLS 1.3 through 
     }
   });
 
+  it('counts attestations, sessions opened and active, and refused replays (Prometheus)', async () => {
+    const value = async (name: string, labels: Record<string, string> = {}) => {
+      const m = (await gw.metrics.registry.getMetricsAsJSON()).find((x) => x.name === name);
+      assert.ok(m, `${name} is registered`);
+      const v = m.values.find((x) => Object.entries(labels).every(([k, l]) => x.labels[k] === l));
+      return v?.value ?? 0;
+    };
+    const replay = { route: 'session', code: 'ERR_SESSION_REPLAY' };
+    const before = {
+      issued: await value('gateway_attestations_issued_total'),
+      opened: await value('gateway_attested_sessions_opened_total'),
+      active: await value('gateway_attested_sessions_active'),
+      replays: await value('gateway_attested_refusals_total', replay),
+    };
+    const { raw, s } = await rawSession(gw, f, await f.token());
+    try {
+      const { frame } = s.sealRequest(Buffer.from(JSON.stringify(v2Body(f.rows.slice(5, 6)))));
+      assert.equal(
+        (await raw.request('POST', '/v2/models/fraud/infer-sealed', Buffer.from(frame), FRAME)).status,
+        200,
+      );
+      assert.equal(
+        (await raw.request('POST', '/v2/models/fraud/infer-sealed', Buffer.from(frame), FRAME)).status,
+        403,
+      );
+    } finally {
+      raw.close();
+    }
+    assert.equal(await value('gateway_attestations_issued_total'), before.issued + 1);
+    assert.equal(await value('gateway_attested_sessions_opened_total'), before.opened + 1);
+    assert.equal(await value('gateway_attested_sessions_active'), before.active + 1);
+    assert.equal(await value('gateway_attested_refusals_total', replay), before.replays + 1);
+    // Closed label sets only: no session id or caller in the exposition.
+    const text = await gw.metrics.registry.metrics();
+    assert.match(text, /gateway_attested_refusals_total\{route="session",code="ERR_SESSION_REPLAY"\}/);
+    assert.doesNotMatch(text, new RegExp(s.sessionId));
+  });
+
   it('rate-limits attestations per principal (each costs a signature)', async () => {
     const c = new GatewayClient({
       url: gw.url,

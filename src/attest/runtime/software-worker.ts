@@ -8,13 +8,28 @@
  */
 import { createHash, generateKeyPairSync } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { BulwarkError } from '../../core/index.js';
 import { fromOnnx, OnnxRuntimeModel } from '../../ml/index.js';
 import { signSoftwareAttestation } from '../formats/software.js';
 import { AttestedSessionServer, type Attester, type OpenedRequest } from '../session/server.js';
 import { parseInferenceRequest } from './inference.js';
-import type { WorkerInit, WorkerReply, WorkerRequest } from './protocol.js';
+import {
+  encodeRecord,
+  RECORD_FD,
+  RecordKind,
+  RecordReader,
+  type WorkerInit,
+  type WorkerReply,
+  type WorkerRequest,
+} from './protocol.js';
+
+const te = new TextEncoder();
+
+function asBulwark(e: unknown, what: string): BulwarkError {
+  return e instanceof BulwarkError ? e : new BulwarkError('ERR_INTERNAL', `software enclave: ${what}`);
+}
 
 function send(m: WorkerReply): void {
   process.send?.(m);
@@ -96,54 +111,79 @@ async function main(init: WorkerInit): Promise<void> {
     return new TextEncoder().encode(JSON.stringify(out));
   };
   process.on('message', (raw: WorkerRequest) => {
-    const reply = (p: Promise<Uint8Array>) =>
-      p.then(
-        (bytes) => send({ kind: 'result', id: raw.id, ok: true, bytes }),
-        (e: unknown) => {
-          const err =
-            e instanceof BulwarkError
-              ? e
-              : new BulwarkError('ERR_INTERNAL', 'software enclave: unexpected failure');
-          send({ kind: 'result', id: raw.id, ok: false, code: err.code, message: err.message });
-        },
-      );
-    if (raw.kind === 'attestation') void reply(server.attestation(raw.nonce));
-    else if (raw.kind === 'handle') void reply(server.handle(raw.frame, app));
-    else if (raw.kind === 'open') {
-      server.openRequest(raw.frame).then(
+    if (raw?.kind !== 'attestation') return;
+    server.attestation(raw.nonce).then(
+      (bytes) => send({ kind: 'result', id: raw.id, ok: true, bytes }),
+      (e: unknown) => {
+        const err = asBulwark(e, 'attestation failed');
+        send({ kind: 'result', id: raw.id, ok: false, code: err.code, message: err.message });
+      },
+    );
+  });
+  // Session frames: binary records on their own pipe (protocol.ts), one write each way per call.
+  const io = new Socket({ fd: RECORD_FD, readable: true, writable: true });
+  const fail = (id: number, e: unknown, what: string) => {
+    const err = asBulwark(e, what);
+    io.write(
+      encodeRecord(RecordKind.error, id, [
+        te.encode(JSON.stringify({ code: err.code, message: err.message })),
+      ]),
+    );
+  };
+  const onRecord = (kind: number, id: number, body: Buffer) => {
+    if (kind === RecordKind.open) {
+      // The frame is copied out of the read buffer: the session server keeps no view into it.
+      server.openRequest(Buffer.from(body)).then(
         (opened) => {
           const handle = nextHandle++;
           const timer = setTimeout(() => pending.delete(handle), pendingTtl);
           timer.unref();
           pending.set(handle, { opened, timer });
-          send({
-            kind: 'opened',
-            id: raw.id,
-            handle,
-            plaintext: opened.plaintext,
-            sessionId: opened.sessionId,
-            seq: opened.seq,
-          });
+          const head = Buffer.allocUnsafe(12);
+          head.writeUInt32BE(handle, 0);
+          head.writeBigUInt64BE(opened.seq, 4);
+          const sid = Buffer.from(opened.sessionId, 'hex');
+          io.write(encodeRecord(RecordKind.opened, id, [head, sid, opened.plaintext]));
+          // The record holds its own copy; this one is no longer needed.
+          opened.plaintext.fill(0);
         },
-        (e: unknown) => {
-          const err =
-            e instanceof BulwarkError ? e : new BulwarkError('ERR_INTERNAL', 'software enclave: open failed');
-          send({ kind: 'result', id: raw.id, ok: false, code: err.code, message: err.message });
-        },
+        (e: unknown) => fail(id, e, 'open failed'),
       );
-    } else if (raw.kind === 'seal') {
-      const p = pending.get(raw.handle);
-      pending.delete(raw.handle);
-      if (p) clearTimeout(p.timer);
-      void reply(
-        p
-          ? Promise.resolve().then(() => p.opened.respond(raw.plaintext))
-          : Promise.reject(
-              new BulwarkError('ERR_SESSION_UNKNOWN', 'attested session: no opened request with this handle'),
-            ),
+    } else if (kind === RecordKind.seal) {
+      const handle = body.readUInt32BE(0);
+      const p = pending.get(handle);
+      pending.delete(handle);
+      if (!p) {
+        fail(
+          id,
+          new BulwarkError('ERR_SESSION_UNKNOWN', 'attested session: no opened request with this handle'),
+          'seal failed',
+        );
+        return;
+      }
+      clearTimeout(p.timer);
+      try {
+        io.write(encodeRecord(RecordKind.bytes, id, [p.opened.respond(body.subarray(4))]));
+      } catch (e) {
+        fail(id, e, 'seal failed');
+      }
+    } else if (kind === RecordKind.handle) {
+      server.handle(Buffer.from(body), app).then(
+        (bytes) => io.write(encodeRecord(RecordKind.bytes, id, [bytes])),
+        (e: unknown) => fail(id, e, 'request failed'),
       );
+    } else fail(id, new BulwarkError('ERR_INTERNAL', `unknown record kind ${kind}`), 'bad record');
+  };
+  const reader = new RecordReader(onRecord);
+  io.on('data', (chunk: Buffer) => {
+    try {
+      reader.push(chunk);
+    } catch {
+      // A corrupt channel cannot be resynchronised: stop, and the parent reports the enclave down.
+      process.exit(1);
     }
   });
+  io.on('error', () => process.exit(1));
   process.on('disconnect', () => {
     void model?.close().finally(() => process.exit(0));
     if (!model) process.exit(0);

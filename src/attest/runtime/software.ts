@@ -8,6 +8,7 @@
  * hardware refuses them. Use it to run and test the protocol end to end, never as a substitute for a TEE.
  */
 import { type ChildProcess, fork } from 'node:child_process';
+import type { Socket } from 'node:net';
 import { dirname, extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
@@ -18,7 +19,15 @@ import {
   requireNonEmptyString,
 } from '../../core/index.js';
 import type { AttestedEndpoint } from '../session/http.js';
-import type { WorkerInit, WorkerReply, WorkerRequest } from './protocol.js';
+import {
+  encodeRecord,
+  RECORD_FD,
+  RecordKind,
+  RecordReader,
+  type WorkerInit,
+  type WorkerReply,
+  type WorkerRequest,
+} from './protocol.js';
 
 export interface SoftwareEnclaveOptions {
   /** The ONNX model the enclave serves (null: attestation and sessions only, every inference refused). */
@@ -51,14 +60,13 @@ function workerEntry(): { path: string; execArgv: string[] } {
   return { path, execArgv: ext === '.ts' ? ['--import', import.meta.resolve('tsx')] : [] };
 }
 
-type CallRequest =
-  | { kind: 'attestation'; nonce: Uint8Array }
-  | { kind: 'handle'; frame: Uint8Array }
-  | { kind: 'open'; frame: Uint8Array }
-  | { kind: 'seal'; handle: number; plaintext: Uint8Array };
+/** An answer from the worker: an IPC reply (attestations) or a record (session frames). */
+type Answer = WorkerReply | { kind: 'record'; record: number; body: Buffer };
 
 const unavailable = (message: string) =>
   new BulwarkError('ERR_ENCLAVE_UNAVAILABLE', `software enclave: ${message}`);
+
+const knownCode = (code: string): ErrorCode => (code in errorCodes ? (code as ErrorCode) : 'ERR_INTERNAL');
 
 export class SoftwareEnclave implements AttestedEndpoint {
   /** The worker's attestation signer key (SPKI PEM): pin it in the client's `roots.software`. */
@@ -68,35 +76,69 @@ export class SoftwareEnclave implements AttestedEndpoint {
   /** The worker's self-measurements (hex SHA-384 of its code file and of the model). */
   readonly measurements: Readonly<Record<string, string>>;
   readonly #child: ChildProcess;
+  readonly #io: Socket;
   readonly #timeout: number;
   readonly #pending = new Map<
     number,
-    { resolve: (b: WorkerReply) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }
+    { resolve: (b: Answer) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }
   >();
   #next = 1;
   #dead: BulwarkError | undefined;
 
   private constructor(child: ChildProcess, ready: Extract<WorkerReply, { kind: 'ready' }>, timeout: number) {
     this.#child = child;
+    this.#io = child.stdio[RECORD_FD] as Socket;
     this.#timeout = timeout;
     this.signerPublicKey = ready.signerPublicKey;
     this.publicKey = ready.publicKey;
     this.measurements = ready.measurements;
     child.on('message', (m: WorkerReply) => {
-      if (m.kind !== 'result' && m.kind !== 'opened') return;
-      const p = this.#pending.get(m.id);
+      if (m.kind !== 'result') return;
+      const p = this.#take(m.id);
       if (!p) return;
-      this.#pending.delete(m.id);
-      clearTimeout(p.timer);
-      if (m.kind === 'opened' || m.ok) p.resolve(m);
-      else {
-        const code = (m.code in errorCodes ? m.code : 'ERR_INTERNAL') as ErrorCode;
-        p.reject(new BulwarkError(code, m.message));
+      if (m.ok) p.resolve(m);
+      else p.reject(new BulwarkError(knownCode(m.code), m.message));
+    });
+    const reader = new RecordReader((record, id, body) => {
+      const p = this.#take(id);
+      if (!p) return;
+      if (record !== RecordKind.error) {
+        p.resolve({ kind: 'record', record, body });
+        return;
+      }
+      let e: { code?: unknown; message?: unknown } = {};
+      try {
+        e = JSON.parse(body.toString('utf8')) as typeof e;
+      } catch {
+        // a garbled error record: reported as internal below
+      }
+      p.reject(
+        new BulwarkError(
+          knownCode(typeof e.code === 'string' ? e.code : 'ERR_INTERNAL'),
+          typeof e.message === 'string' ? e.message : 'software enclave: failed',
+        ),
+      );
+    });
+    this.#io.on('data', (chunk: Buffer) => {
+      try {
+        reader.push(chunk);
+      } catch (e) {
+        this.#fail(unavailable(`corrupt record channel (${(e as Error).message})`));
+        child.kill();
       }
     });
+    this.#io.on('error', (e) => this.#fail(unavailable(`record channel failed: ${e.message}`)));
     child.on('exit', (code, signal) =>
       this.#fail(unavailable(`the worker exited (${signal ?? `code ${code}`})`)),
     );
+  }
+
+  #take(id: number) {
+    const p = this.#pending.get(id);
+    if (!p) return undefined;
+    this.#pending.delete(id);
+    clearTimeout(p.timer);
+    return p;
   }
 
   /** Forks the worker, sends it the model and waits until it has made its keys and loaded the model. */
@@ -126,7 +168,8 @@ export class SoftwareEnclave implements AttestedEndpoint {
       child = fork(path, [], {
         execArgv,
         serialization: 'advanced',
-        stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+        // fd 3: the IPC channel (start-up, attestations); fd 4 (RECORD_FD): the session records.
+        stdio: ['ignore', 'ignore', 'inherit', 'ipc', 'pipe'],
       });
     } catch (e) {
       throw unavailable(`cannot start the worker: ${(e as Error).message}`);
@@ -186,33 +229,54 @@ export class SoftwareEnclave implements AttestedEndpoint {
     return this.#child.pid ?? -1;
   }
 
-  #call(req: CallRequest): Promise<WorkerReply> {
-    if (this.#dead) return Promise.reject(this.#dead);
-    const id = this.#next++;
+  #await(id: number): Promise<Answer> {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.#pending.delete(id);
         reject(unavailable(`no answer within ${this.#timeout} ms`));
       }, this.#timeout);
       this.#pending.set(id, { resolve, reject, timer });
-      this.#child.send({ ...req, id } as WorkerRequest, (e) => {
-        if (e) this.#fail(unavailable(`IPC failed: ${e.message}`));
-      });
     });
   }
 
-  async #bytes(req: CallRequest): Promise<Uint8Array> {
-    const r = await this.#call(req);
+  /** One record to the worker and its answer record (one pipe write each way). */
+  async #record(kind: RecordKind, parts: readonly Uint8Array[]): Promise<{ record: number; body: Buffer }> {
+    if (this.#dead) throw this.#dead;
+    const id = this.#nextId();
+    const answer = this.#await(id);
+    this.#io.write(encodeRecord(kind, id, parts));
+    const r = await answer;
+    if (r.kind !== 'record') throw unavailable('unexpected answer');
+    return r;
+  }
+
+  async #bytes(kind: RecordKind, parts: readonly Uint8Array[]): Promise<Uint8Array> {
+    const r = await this.#record(kind, parts);
+    if (r.record !== RecordKind.bytes) throw unavailable('unexpected answer');
+    return r.body;
+  }
+
+  #nextId(): number {
+    const id = this.#next;
+    this.#next = id >= 0xffffffff ? 1 : id + 1;
+    return id;
+  }
+
+  async attestation(nonce: Uint8Array): Promise<Uint8Array> {
+    if (this.#dead) throw this.#dead;
+    const id = this.#nextId();
+    const answer = this.#await(id);
+    this.#child.send({ kind: 'attestation', id, nonce } satisfies WorkerRequest, (e) => {
+      if (e) this.#fail(unavailable(`IPC failed: ${e.message}`));
+    });
+    const r = await answer;
     if (r.kind !== 'result' || !r.ok) throw unavailable('unexpected answer');
     return r.bytes;
   }
 
-  attestation(nonce: Uint8Array): Promise<Uint8Array> {
-    return this.#bytes({ kind: 'attestation', nonce });
-  }
-
+  /** Opens `frame`, runs the worker's own model on it and seals the answer, all in the worker. */
   handle(frame: Uint8Array): Promise<Uint8Array> {
-    return this.#bytes({ kind: 'handle', frame });
+    return this.#bytes(RecordKind.handle, [frame]);
   }
 
   /**
@@ -221,14 +285,14 @@ export class SoftwareEnclave implements AttestedEndpoint {
    * keys stay in the worker; the plaintext is in this process from `open` to `respond`.
    */
   async open(frame: Uint8Array): Promise<RemoteOpenedRequest> {
-    const r = await this.#call({ kind: 'open', frame });
-    if (r.kind !== 'opened') throw unavailable('unexpected answer');
-    const { handle } = r;
+    const r = await this.#record(RecordKind.open, [frame]);
+    if (r.record !== RecordKind.opened || r.body.length < 28) throw unavailable('unexpected answer');
+    const handle = Buffer.from(r.body.subarray(0, 4));
     return {
-      plaintext: r.plaintext,
-      sessionId: r.sessionId,
-      seq: r.seq,
-      respond: (plaintext: Uint8Array) => this.#bytes({ kind: 'seal', handle, plaintext }),
+      plaintext: r.body.subarray(28),
+      sessionId: r.body.toString('hex', 12, 28),
+      seq: r.body.readBigUInt64BE(4),
+      respond: (plaintext: Uint8Array) => this.#bytes(RecordKind.seal, [handle, plaintext]),
     };
   }
 

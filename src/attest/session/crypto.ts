@@ -5,7 +5,7 @@
  * under a nonce = base XOR seq (as RFC 9180 §5.2 ComputeNonce), so a request costs one AES-GCM
  * operation each way instead of an X25519 key agreement.
  */
-import { createCipheriv, createDecipheriv, createHash } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHash, createSecretKey, type KeyObject } from 'node:crypto';
 import { Aes256Gcm, CipherSuite, DhkemX25519HkdfSha256, HkdfSha256 } from '@hpke/core';
 import { BulwarkError } from '../../core/index.js';
 import { BINDING_LABEL, SESSION_ID_BYTES, TAG_BYTES } from './wire.js';
@@ -36,10 +36,14 @@ export function bindingDigest(publicKey: Uint8Array, nonce: Uint8Array): Uint8Ar
     .digest();
 }
 
+/**
+ * A session's keys. The AES keys are KeyObjects made once per session (`createSecretKey`), so each
+ * record skips importing raw key bytes; they are never exported again.
+ */
 export interface SessionKeys {
   sessionId: Uint8Array;
-  requestKey: Buffer;
-  responseKey: Buffer;
+  requestKey: KeyObject;
+  responseKey: KeyObject;
   requestNonce: Buffer;
   responseNonce: Buffer;
 }
@@ -63,26 +67,36 @@ export async function deriveSessionKeys(ctx: Exporter): Promise<SessionKeys> {
     o += n;
     return Buffer.from(s);
   };
-  return {
+  const keys: SessionKeys = {
     sessionId: new Uint8Array(take(SESSION_ID_BYTES)),
-    requestKey: take(32),
-    responseKey: take(32),
+    requestKey: secretKey(take(32)),
+    responseKey: secretKey(take(32)),
     requestNonce: take(12),
     responseNonce: take(12),
   };
+  b.fill(0);
+  return keys;
 }
 
+/** Imports a raw key and zeroes the bytes it came from (the KeyObject keeps its own copy). */
+function secretKey(raw: Buffer): KeyObject {
+  const k = createSecretKey(raw);
+  raw.fill(0);
+  return k;
+}
+
+/** RFC 9180 §5.2 ComputeNonce: the base XOR the sequence number, big-endian in the last 8 bytes. */
 function nonceFor(base: Buffer, seq: bigint): Buffer {
-  const n = Buffer.from(base);
-  const s = Buffer.alloc(8);
-  s.writeBigUInt64BE(seq);
-  for (let i = 0; i < 8; i++) n[4 + i] = (n[4 + i] as number) ^ (s[i] as number);
+  const n = Buffer.allocUnsafe(12);
+  base.copy(n, 0, 0, 12);
+  n.writeUInt32BE((n.readUInt32BE(4) ^ Number(seq >> 32n)) >>> 0, 4);
+  n.writeUInt32BE((n.readUInt32BE(8) ^ Number(seq & 0xffffffffn)) >>> 0, 8);
   return n;
 }
 
-/** AES-256-GCM seal: ciphertext || tag appended to `header`. */
+/** AES-256-GCM seal: ciphertext || tag appended to `header`, written into one buffer. */
 export function seal(
-  key: Buffer,
+  key: KeyObject,
   base: Buffer,
   seq: bigint,
   header: Uint8Array,
@@ -90,14 +104,20 @@ export function seal(
 ): Uint8Array {
   const c = createCipheriv('aes-256-gcm', key, nonceFor(base, seq));
   c.setAAD(header);
-  const body = c.update(plaintext);
+  const part = c.update(plaintext);
+  // GCM is a stream mode: `final` computes the tag and returns no bytes (kept general all the same).
   const fin = c.final();
-  return Buffer.concat([header, body, fin, c.getAuthTag()]);
+  const body = fin.length === 0 ? part : Buffer.concat([part, fin]);
+  const out = Buffer.allocUnsafe(header.length + body.length + TAG_BYTES);
+  out.set(header, 0);
+  out.set(body, header.length);
+  out.set(c.getAuthTag(), header.length + body.length);
+  return out;
 }
 
 /** AES-256-GCM open; `ERR_SESSION_DECRYPT` when authentication fails. */
 export function open(
-  key: Buffer,
+  key: KeyObject,
   base: Buffer,
   seq: bigint,
   aad: Uint8Array,
@@ -110,8 +130,10 @@ export function open(
   d.setAuthTag(ciphertext.subarray(ciphertext.length - TAG_BYTES));
   const body = d.update(ciphertext.subarray(0, ciphertext.length - TAG_BYTES));
   try {
-    return Buffer.concat([body, d.final()]);
+    const fin = d.final(); // checks the tag; GCM returns no further bytes
+    return fin.length === 0 ? body : Buffer.concat([body, fin]);
   } catch (e) {
+    body.fill(0); // unauthenticated plaintext is never released
     throw new BulwarkError(
       'ERR_SESSION_DECRYPT',
       "attested session: message failed authentication (altered, or another session's)",

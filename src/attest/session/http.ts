@@ -5,6 +5,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { BulwarkError, type ErrorCode } from '../../core/index.js';
+import { httpStatus } from '../../gateway/errors.js';
 import { ATTESTATION_MEDIA_TYPE, SESSION_MEDIA_TYPE } from './client.js';
 
 /** What an attested server offers, in process (AttestedSessionServer + app) or in a worker. */
@@ -15,20 +16,11 @@ export interface AttestedEndpoint {
 
 const MAX_BODY = 1 << 20;
 
-/** HTTP status for an error code: malformed 400, security refusals 403, unavailable 503. */
-export function httpStatusOf(code: ErrorCode): number {
-  if (
-    code === 'ERR_SESSION_MALFORMED' ||
-    code === 'ERR_INVALID_ARGUMENT' ||
-    code === 'ERR_INPUT_INVALID' ||
-    code === 'ERR_SHAPE_MISMATCH'
-  )
-    return 400;
-  if (code === 'ERR_INPUT_TOO_LARGE') return 413;
-  if (code === 'ERR_ENCLAVE_UNAVAILABLE') return 503;
-  if (code.startsWith('ERR_SESSION_') || code.startsWith('ERR_ATTEST_')) return 403;
-  return 500;
-}
+/**
+ * HTTP status for an error code: the gateway's mapping (src/gateway/errors.ts), one table for every
+ * HTTP surface of Bulwark, so a code answers the same status on `/infer-sealed` and on this endpoint.
+ */
+export const httpStatusOf: (code: ErrorCode) => number = httpStatus;
 
 async function body(req: IncomingMessage): Promise<Uint8Array> {
   const chunks: Buffer[] = [];
