@@ -69,6 +69,28 @@ describe('bulwark keys / data protect CLI', () => {
     assert.throws(() => statSync(`${f}.out`));
   });
 
+  it('encrypt / decrypt on worker threads (--threads, built worker script); a failing frame leaves no output', () => {
+    const f = join(dir, 'big.bin');
+    const pt = Buffer.alloc(20 * 65536 + 5);
+    for (let i = 0; i < pt.length; i++) pt[i] = (i * 31 + (i >> 9)) & 0xff;
+    writeFileSync(f, pt);
+    const frames = ['--frame-size', '65536', '--threads', '2'];
+    let r = runBulwark(['keys', 'encrypt', f, '--out', `${f}.enc`, ...frames, ...auth]);
+    assert.equal(r.code, 0, r.stderr);
+    r = runBulwark(['keys', 'decrypt', `${f}.enc`, '--out', `${f}.dec`, '--threads', '2', ...auth]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(readFileSync(`${f}.dec`).equals(pt));
+    const t = readFileSync(`${f}.enc`);
+    t[t.length - 5 * 65536]! ^= 1;
+    writeFileSync(`${f}.bad`, t);
+    r = runBulwark(['keys', 'decrypt', `${f}.bad`, '--out', `${f}.out`, '--threads', '2', ...auth]);
+    assert.equal(r.code, 5);
+    assert.match(r.stderr, /^bulwark: ERR_CIPHERTEXT_TAMPERED: .*frame 15 /);
+    assert.throws(() => statSync(`${f}.out`));
+    r = runBulwark(['keys', 'decrypt', `${f}.enc`, '--out', `${f}.x`, '--threads', '0', ...auth]);
+    assert.notEqual(r.code, 0);
+  });
+
   it('data protect / reveal / erasure by subject, streaming through the CLI', async () => {
     const src = join(dir, 'tx.csv');
     await writeTransactionsCsv(src, { rows: 300, fraudRate: 0.05, seed: 3 });

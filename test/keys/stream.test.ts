@@ -15,31 +15,16 @@ import {
   type Keyring,
   readStreamHeader,
 } from '../../src/keys/index.js';
-import { localKeyring, rejectsWith, tempDir } from './helpers.js';
+import {
+  seededBytes as data,
+  localKeyring,
+  parseStream as parse,
+  rejectsWith,
+  STREAM_TEST_FRAME,
+  tempDir,
+} from './helpers.js';
 
-const F = 65536;
-
-function data(n: number, seed = 1): Buffer {
-  const rng = new SeededRng(seed);
-  const b = Buffer.allocUnsafe(n);
-  for (let i = 0; i < n; i++) b[i] = rng.int(256);
-  return b;
-}
-
-/** Splits an encrypted buffer into its header and frames, following docs/keys.md. */
-function parse(ct: Buffer, frameSize = F): { header: Buffer; frames: Buffer[] } {
-  const n = ct.readUInt16BE(44);
-  const hlen = 46 + n + 64;
-  const frames: Buffer[] = [];
-  let off = hlen;
-  while (off < ct.length) {
-    const len = 13 + ct.readUInt32BE(off + 9) + 16;
-    assert.ok(ct.readUInt32BE(off + 9) <= frameSize);
-    frames.push(ct.subarray(off, off + len));
-    off += len;
-  }
-  return { header: ct.subarray(0, hlen), frames };
-}
+const F = STREAM_TEST_FRAME;
 
 describe('framed file encryption', () => {
   const dir = tempDir();

@@ -15,6 +15,10 @@ import { addAuditOption, record, withOperationLog } from '../audit-record.js';
 import { intOption, listOption } from '../options.js';
 import { ioOf } from '../program.js';
 
+/** Help of `--threads` on the file commands (frame-pipeline.ts). */
+const THREADS_HELP =
+  'threads for the frame crypto (default: the available cores; 1 = no worker threads; files of 8 frames or fewer stay on one thread)';
+
 /** Options every command that opens a keyring takes: where its secret comes from (never argv). */
 export interface SecretCliOptions {
   keyring: string;
@@ -368,12 +372,19 @@ export function registerKeysCommands(program: Command): void {
         'plaintext bytes per frame: 65536 to 1048576, a power of two',
         intOption(65536, 1048576),
         1048576,
-      ),
+      )
+      .option('--threads <n>', THREADS_HELP, intOption(1, 256)),
   ).action(async function (this: Command, file: string) {
     const io = ioOf(this);
-    const o = this.opts<SecretCliOptions & { out: string; key: string; frameSize: number }>();
+    const o = this.opts<
+      SecretCliOptions & { out: string; key: string; frameSize: number; threads?: number }
+    >();
     await withKeyring(o, async (kr) => {
-      const bytes = await encryptFile(file, o.out, kr, { keyId: o.key, frameSize: o.frameSize });
+      const bytes = await encryptFile(file, o.out, kr, {
+        keyId: o.key,
+        frameSize: o.frameSize,
+        ...(o.threads !== undefined ? { threads: o.threads } : {}),
+      });
       io.result(
         { input: file, output: o.out, bytes },
         () => `encrypted ${file} -> ${o.out} (${bytes} bytes)`,
@@ -385,12 +396,13 @@ export function registerKeysCommands(program: Command): void {
     keys
       .command('decrypt <file>')
       .description('decrypt a file; the output appears only if every frame authenticated')
-      .requiredOption('--out <file>', 'plaintext output (mode 0600, written atomically)'),
+      .requiredOption('--out <file>', 'plaintext output (mode 0600, written atomically)')
+      .option('--threads <n>', THREADS_HELP, intOption(1, 256)),
   ).action(async function (this: Command, file: string) {
     const io = ioOf(this);
-    const o = this.opts<SecretCliOptions & { out: string }>();
+    const o = this.opts<SecretCliOptions & { out: string; threads?: number }>();
     await withKeyring(o, async (kr) => {
-      const bytes = await decryptFile(file, o.out, kr);
+      const bytes = await decryptFile(file, o.out, kr, o.threads !== undefined ? { threads: o.threads } : {});
       io.result(
         { input: file, output: o.out, bytes },
         () => `decrypted ${file} -> ${o.out} (${bytes} bytes)`,

@@ -1,0 +1,168 @@
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { isBulwarkError } from '../../src/core/index.js';
+import type { FrameKeys } from '../../src/keys/frame.js';
+import {
+  decryptBytes,
+  decryptFile,
+  encryptBytes,
+  encryptFile,
+  type Keyring,
+  PARALLEL_MIN_FRAMES,
+} from '../../src/keys/index.js';
+import { sealFrames } from '../../src/keys/stream.js';
+import {
+  STREAM_TEST_FRAME as F,
+  localKeyring,
+  parseStream,
+  rejectsWith,
+  seededBytes,
+  tempDir,
+} from './helpers.js';
+
+/** Enough 64 KiB frames that the pool takes over after the first PARALLEL_MIN_FRAMES. */
+const FRAMES = PARALLEL_MIN_FRAMES + 14;
+const N = FRAMES * F - 1234;
+
+async function collect(it: AsyncIterable<Buffer>): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const p of it) parts.push(Buffer.from(p));
+  return Buffer.concat(parts);
+}
+
+/** The error code and message of a decryption, or 'ok'. */
+async function outcome(ct: Buffer, kr: Keyring, threads: number): Promise<string> {
+  try {
+    await decryptBytes(ct, kr, { threads });
+    return 'ok';
+  } catch (e) {
+    if (!isBulwarkError(e)) throw e;
+    return `${e.code}: ${e.message}`;
+  }
+}
+
+describe('framed encryption on worker threads', () => {
+  const dir = tempDir();
+  let kr: Keyring;
+
+  it('seals byte-identical frames on one thread and on a pool, under the same keys', async () => {
+    // Fixed frame keys through the frame-level function: production draws them from the CSPRNG (a
+    // fresh DEK and salt per file), so whole files differ run to run by design.
+    const keys = (): FrameKeys => ({
+      enc: seededBytes(32, 11),
+      prefix: seededBytes(7, 12),
+      headerHash: seededBytes(32, 13),
+      fileTag: seededBytes(4, 14),
+    });
+    const pt = seededBytes(N, 1);
+    // Source chunks that do not line up with frames.
+    const chunks = (): Buffer[] => {
+      const out: Buffer[] = [];
+      for (let o = 0; o < pt.length; o += 40_000) out.push(pt.subarray(o, o + 40_000));
+      return out;
+    };
+    const one = await collect(sealFrames(keys(), chunks(), F, { threads: 1 }));
+    const two = await collect(sealFrames(keys(), chunks(), F, { threads: 2 }));
+    const three = await collect(sealFrames(keys(), [pt], F, { threads: 3 }));
+    assert.equal(one.length, N + FRAMES * 29);
+    assert.ok(one.equals(two), 'two threads');
+    assert.ok(one.equals(three), 'three threads');
+  });
+
+  it('round-trips across the paths: parallel to sequential and back, any frame size', async () => {
+    kr = await localKeyring(dir, 'k.json');
+    const pt = seededBytes(N, 2);
+    for (const [enc, dec] of [
+      [2, 1],
+      [1, 2],
+      [2, 2],
+    ] as const) {
+      const ct = await encryptBytes(pt, kr, { frameSize: F, threads: enc });
+      assert.equal(parseStream(ct).frames.length, FRAMES);
+      assert.ok((await decryptBytes(ct, kr, { threads: dec })).equals(pt), `${enc} -> ${dec}`);
+    }
+    // 1 MiB frames, a few beyond the threshold; and exactly at the threshold (stays on this thread).
+    const big = seededBytes((PARALLEL_MIN_FRAMES + 3) << 20, 3);
+    const ct = await encryptBytes(big, kr, { threads: 2 });
+    assert.ok((await decryptBytes(ct, kr, { threads: 2 })).equals(big));
+    const edge = seededBytes(PARALLEL_MIN_FRAMES * F, 4);
+    assert.ok(
+      (await decryptBytes(await encryptBytes(edge, kr, { frameSize: F, threads: 2 }), kr)).equals(edge),
+    );
+  });
+
+  it('ciphertext in shared memory is read by the workers in place', async () => {
+    const pt = seededBytes(N, 5);
+    const ct = await encryptBytes(pt, kr, { frameSize: F, threads: 1 });
+    const shared = Buffer.from(new SharedArrayBuffer(ct.length));
+    ct.copy(shared);
+    assert.ok((await decryptBytes(shared, kr, { threads: 2 })).equals(pt));
+  });
+
+  it('tampered, reordered and truncated streams fail in a worker with the sequential error', async () => {
+    const ct = await encryptBytes(seededBytes(N, 6), kr, { frameSize: F, threads: 2 });
+    const { header, frames } = parseStream(ct);
+    const late = PARALLEL_MIN_FRAMES + 4; // a frame the pool opens
+    const flip = (b: Buffer, at: number): Buffer => {
+      const t = Buffer.from(b);
+      t[at]! ^= 0x10;
+      return t;
+    };
+    const frameAt = (i: number): number =>
+      header.length + frames.slice(0, i).reduce((s, f) => s + f.length, 0);
+    const swapped = [...frames];
+    [swapped[late], swapped[late + 1]] = [swapped[late + 1]!, swapped[late]!];
+    // Frame `late` tampered and frame `late + 2` out of place: the earlier failure is reported.
+    const both = flip(
+      Buffer.concat([header, ...frames.slice(0, late + 2), frames[late + 3]!]),
+      frameAt(late) + 500,
+    );
+    const cases: [string, Buffer, string][] = [
+      ['ciphertext byte', flip(ct, frameAt(late) + 13 + 1000), 'ERR_CIPHERTEXT_TAMPERED'],
+      ['tag byte', flip(ct, frameAt(late + 1) - 3), 'ERR_CIPHERTEXT_TAMPERED'],
+      ['last frame', flip(ct, ct.length - 100), 'ERR_CIPHERTEXT_TAMPERED'],
+      ['swapped frames', Buffer.concat([header, ...swapped]), 'ERR_FRAME_ORDER'],
+      ['dropped frame', Buffer.concat([header, ...frames.filter((_, i) => i !== late)]), 'ERR_FRAME_ORDER'],
+      ['last frame cut off', Buffer.concat([header, ...frames.slice(0, -1)]), 'ERR_CIPHERTEXT_TRUNCATED'],
+      ['cut mid-frame', ct.subarray(0, frameAt(late) + 700), 'ERR_CIPHERTEXT_TRUNCATED'],
+      ['tampered, then out of order', both, 'ERR_CIPHERTEXT_TAMPERED'],
+    ];
+    for (const [what, bad, code] of cases) {
+      const par = await outcome(bad, kr, 2);
+      assert.ok(par.startsWith(`${code}:`), `${what}: ${par}`);
+      assert.equal(par, await outcome(bad, kr, 1), `${what}: same error on both paths`);
+    }
+    const e = await rejectsWith(
+      () => decryptBytes(flip(ct, frameAt(late) + 13 + 1000), kr, { threads: 2 }),
+      'ERR_CIPHERTEXT_TAMPERED',
+    );
+    assert.deepEqual((e as { details?: unknown }).details, { frame: late });
+  });
+
+  it('files: a frame failing in a worker aborts the whole file and leaves no output', async () => {
+    const input = join(dir, 'plain.bin');
+    const pt = seededBytes(N, 7);
+    writeFileSync(input, pt);
+    const enc = join(dir, 'plain.bwe');
+    await encryptFile(input, enc, kr, { frameSize: F, threads: 2 });
+    await decryptFile(enc, join(dir, 'out.bin'), kr, { threads: 2 });
+    assert.ok(readFileSync(join(dir, 'out.bin')).equals(pt));
+    const before = readdirSync(dir).sort();
+    const t = readFileSync(enc);
+    t[t.length - 10 * F]! ^= 1;
+    writeFileSync(join(dir, 'bad.bwe'), t);
+    await rejectsWith(
+      () => decryptFile(join(dir, 'bad.bwe'), join(dir, 'bad.out'), kr, { threads: 2 }),
+      'ERR_CIPHERTEXT_TAMPERED',
+    );
+    assert.deepEqual(readdirSync(dir).sort(), [...before, 'bad.bwe'].sort(), 'no output, no temp file');
+  });
+
+  it('refuses a thread count out of range', async () => {
+    await rejectsWith(() => encryptBytes(Buffer.alloc(1), kr, { threads: 0 }), 'ERR_INVALID_ARGUMENT');
+    await rejectsWith(() => decryptBytes(Buffer.alloc(1), kr, { threads: 1.5 }), 'ERR_INVALID_ARGUMENT');
+    await kr.close();
+  });
+});
