@@ -8,14 +8,16 @@
  *
  * Two gateways:
  * - `enclave.mode: software`: the session keys live in a worker process; every sealed request adds two
- *   IPC round trips (open, seal) to the session crypto. CPU time counts this process (client and
- *   gateway) plus the worker (from /proc/<pid>/stat, 10 ms ticks over samples of ~0.2 s).
+ *   round trips to the worker (open, then seal; binary records on a pipe of their own) to the session
+ *   crypto. CPU time counts this process (client and gateway) plus the worker (from /proc/<pid>/stat,
+ *   10 ms ticks over samples of ~0.2 s).
  * - `enclave.mode: nitro` with a substitute attester (Nitro documents signed under a test root): the
  *   in-enclave shape, where the session server runs in the gateway process (as inside a Nitro enclave).
  *
  * Goal: under 100 µs added per request. Client and gateway share this process (loopback, one core).
  */
 import { readFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { type Attester, parsePolicy } from '../src/attest/index.js';
 import { AttestedGatewayClient, GatewayClient } from '../src/gateway/client.js';
@@ -38,6 +40,9 @@ const bench: Benchmark = {
     'Sealed (attested session) against plain inference requests through the full gateway stack, same run',
   async run(ctx) {
     const R = ctx.repeats;
+    const loadAtStart = loadavg()
+      .map((x) => x.toFixed(2))
+      .join(' ');
     const f = await fixture();
     const token = await f.token();
     const pki = await makePki(new Date());
@@ -165,6 +170,10 @@ const bench: Benchmark = {
       return {
         figures,
         facts: {
+          loadAverageAtStart: loadAtStart,
+          loadAverageAtEnd: loadavg()
+            .map((x) => x.toFixed(2))
+            .join(' '),
           requestsPerSamplePerPath: inner,
           samples,
           rowsCycled: bodies.length,
@@ -172,7 +181,7 @@ const bench: Benchmark = {
         notes: [
           'Goal: under 100 µs added per request. added.* is, per sample, sealed minus plain (interleaved, the order alternating between samples, same gateway, same rows); plain and sealed run the same pipeline stages.',
           'Client and gateway in one Node process over loopback TLS 1.3 with a bearer JWT; detectors in monitor mode (computed, not enforced); SQLite audit committed per request.',
-          'software: every sealed request crosses to the worker twice (open, seal; structured-clone IPC). CPU of software.sealed includes the worker (/proc ticks of 10 ms; each sample spans hundreds of ms).',
+          'software: every sealed request crosses to the worker twice (open, then seal; length-prefixed binary records on a pipe of their own, src/attest/runtime/protocol.ts). CPU of software.sealed includes the worker (/proc ticks of 10 ms; each sample spans hundreds of ms).',
           'nitro shape: the session server runs in the gateway process as it would inside a Nitro enclave; attestations come from a substitute attester (test-root Nitro documents), which only affects the session set-up, not the per-request path.',
         ],
         ratios: [
