@@ -17,6 +17,7 @@ import {
   readManifest,
   type SigningKey,
   signingKeyFromPem,
+  signStatement,
   type TrustPolicy,
   trustPolicyFrom,
   verifyPackage,
@@ -46,6 +47,30 @@ function altered(name: string, edit: (b: Buffer) => Buffer | undefined): string 
   const out = join(t.dir, name);
   writeFileSync(out, edit(b) ?? b);
   return out;
+}
+
+/**
+ * Writes a 17 MB ONNX model (one MatMul with a seeded 256x16640 weight) with Python's onnx package;
+ * returns why not when that is unavailable, or null.
+ */
+function bigOnnx(path: string): string | null {
+  const py = spawnSync(
+    '/usr/bin/python3',
+    [
+      '-c',
+      `import numpy as np, onnx, sys
+from onnx import helper, TensorProto, numpy_helper
+w = np.random.default_rng(3).standard_normal((256, 16640)).astype(np.float32)
+g = helper.make_graph([helper.make_node('MatMul', ['x', 'W'], ['y'])], 'g',
+    [helper.make_tensor_value_info('x', TensorProto.FLOAT, [1, 256])],
+    [helper.make_tensor_value_info('y', TensorProto.FLOAT, [1, 16640])], [numpy_helper.from_array(w, 'W')])
+m = helper.make_model(g, opset_imports=[helper.make_opsetid('', 17)]); m.ir_version = 8
+open(sys.argv[1], 'wb').write(m.SerializeToString())`,
+      path,
+    ],
+    { encoding: 'utf8' },
+  );
+  return py.status === 0 ? null : `python onnx/numpy not available: ${py.stderr.slice(0, 200)}`;
 }
 
 function layoutOf(b: Buffer): {
@@ -128,23 +153,8 @@ describe('model package: round trip', () => {
   });
 
   it('loads a model large enough for the digest worker (17 MB), same outputs as the plain ONNX', async (c) => {
-    const py = spawnSync(
-      '/usr/bin/python3',
-      [
-        '-c',
-        `import numpy as np, onnx, sys
-from onnx import helper, TensorProto, numpy_helper
-w = np.random.default_rng(3).standard_normal((256, 16640)).astype(np.float32)
-g = helper.make_graph([helper.make_node('MatMul', ['x', 'W'], ['y'])], 'g',
-    [helper.make_tensor_value_info('x', TensorProto.FLOAT, [1, 256])],
-    [helper.make_tensor_value_info('y', TensorProto.FLOAT, [1, 16640])], [numpy_helper.from_array(w, 'W')])
-m = helper.make_model(g, opset_imports=[helper.make_opsetid('', 17)]); m.ir_version = 8
-open(sys.argv[1], 'wb').write(m.SerializeToString())`,
-        join(t.dir, 'big.onnx'),
-      ],
-      { encoding: 'utf8' },
-    );
-    if (py.status !== 0) return c.skip(`python onnx/numpy not available: ${py.stderr.slice(0, 200)}`);
+    const skip = bigOnnx(join(t.dir, 'big.onnx'));
+    if (skip) return c.skip(skip);
     const big = readFileSync(join(t.dir, 'big.onnx'));
     assert.ok(big.length > 16 << 20);
     const out = join(t.dir, 'big.bwm');
@@ -163,6 +173,66 @@ open(sys.argv[1], 'wb').write(m.SerializeToString())`,
       await loaded.model.close();
       await plain.close();
     }
+  });
+
+  it('decrypts on worker threads: same model as on one thread; a frame failing in a worker is refused', async (c) => {
+    const src = join(t.dir, 'big-par.onnx');
+    const skip = bigOnnx(src);
+    if (skip) return c.skip(skip);
+    const big = readFileSync(src);
+    const out = join(t.dir, 'big-par.bwm');
+    // 64 KiB frames: 260 of them, most opened by the pool.
+    await protectModel(big, out, {
+      keyring: kr,
+      signingKey: key,
+      name: 'fraud-par',
+      version: '1',
+      frameSize: 65536,
+    });
+    const x = Float32Array.from({ length: 256 }, (_, i) => Math.sin(i));
+    const ys: Float32Array[] = [];
+    for (const decryptThreads of [1, 2]) {
+      const m = await loadProtectedModel(out, { keyring: kr, trust, decryptThreads });
+      try {
+        ys.push((await m.model.run(x, 1, 256))['y']!.data as Float32Array);
+      } finally {
+        await m.model.close();
+      }
+    }
+    assert.deepEqual(ys[0], ys[1]);
+    // A trusted signer's package whose ciphertext was altered before signing (digests and signature
+    // all valid): only frame authentication can catch it, and it must, through the workers, before
+    // any session is created, with the frame named.
+    const b = Buffer.from(readFileSync(out));
+    const l = layoutOf(b);
+    const frame = 200;
+    b[l.cOff + 600 + frame * (65536 + 29) + 100]! ^= 0x01;
+    const body = b.subarray(0, l.sOff);
+    const m = JSON.parse(b.subarray(l.mOff, l.mOff + l.mLen).toString('utf8')) as ModelManifest;
+    const statement = buildStatement(m.model.name, [
+      {
+        name: 'manifest.json',
+        algorithm: 'sha256',
+        digest: createHash('sha256')
+          .update(b.subarray(l.mOff, l.mOff + l.mLen))
+          .digest('hex'),
+      },
+      { name: 'model.onnx', algorithm: 'sha256', digest: m.onnx.sha256 },
+      { name: 'package.body', algorithm: 'sha256', digest: createHash('sha256').update(body).digest('hex') },
+    ]);
+    const sig = Buffer.from(signStatement(statement, key), 'utf8');
+    const footer = Buffer.from(b.subarray(b.length - FOOTER_BYTES));
+    footer.writeUInt32BE(sig.length, 8);
+    const bad = join(t.dir, 'big-par-bad.bwm');
+    writeFileSync(bad, Buffer.concat([body, sig, footer]));
+    for (const decryptThreads of [2, 1]) {
+      await assert.rejects(loadProtectedModel(bad, { keyring: kr, trust, decryptThreads }), (e: unknown) => {
+        assert.ok(isBulwarkError(e) && e.code === 'ERR_CIPHERTEXT_TAMPERED', String(e));
+        assert.match(e.message, /frame \d+ fails authentication/);
+        return true;
+      });
+    }
+    await rejectsWith(verifyPackage(bad, { trust, keyring: kr }), 'ERR_CIPHERTEXT_TAMPERED');
   });
 
   it('verifies with Ed25519 keys too', async () => {
