@@ -110,6 +110,20 @@ export const errorCodes = {
     exit: ExitCode.input,
     summary: 'The budget ledger store is not a ledger of this format, or its stored totals are inconsistent.',
   },
+  ERR_LEDGER_MISMATCH: {
+    exit: ExitCode.security,
+    summary:
+      'A DP fine-tune would spend from another ledger or budget than the model it continues (or cannot tell which).',
+  },
+  ERR_WARM_START_MISMATCH: {
+    exit: ExitCode.input,
+    summary: 'The model to fine-tune with DP has another architecture, classes or public preprocessing.',
+  },
+  ERR_DP_UNACCOUNTED: {
+    exit: ExitCode.usage,
+    summary:
+      'Refused under DP: the step would use the private data outside the DP accounting (e.g. --sanitize).',
+  },
   // ml
   ERR_SHAPE_MISMATCH: {
     exit: ExitCode.input,
@@ -145,6 +159,11 @@ export const errorCodes = {
     exit: ExitCode.input,
     summary: 'A detector was used before fit/calibrate, or its saved state is invalid or of another version.',
   },
+  ERR_DETECTOR_STORE_UNAVAILABLE: {
+    exit: ExitCode.unavailable,
+    summary:
+      "The stream detectors' shared state store (Redis) cannot be reached: the request is denied, not judged without history.",
+  },
   ERR_INPUT_INVALID: {
     exit: ExitCode.input,
     summary:
@@ -166,6 +185,10 @@ export const errorCodes = {
   ERR_GATE_METRIC: {
     exit: ExitCode.usage,
     summary: 'A security-gate check cannot be measured with what was given (members, ledger, trigger).',
+  },
+  ERR_POISON_GATE: {
+    exit: ExitCode.security,
+    summary: 'Under DP, the poisoning check flagged more of the new batch than allowed: batch refused whole.',
   },
   ERR_MODEL_REGRESSION: {
     exit: ExitCode.security,

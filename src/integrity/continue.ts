@@ -9,7 +9,7 @@
 import { createHash } from 'node:crypto';
 import { BulwarkError, bulwarkVersion } from '../core/index.js';
 import { type Dataset, Pipeline, type Schema } from '../data/index.js';
-import { fromOnnx, type LabelledData, onnxMetadata, toOnnx, train } from '../ml/index.js';
+import { fromOnnx, type LabelledData, type Network, onnxMetadata, toOnnx, train } from '../ml/index.js';
 import { networkModel, tabularDomain } from '../robust/index.js';
 import { META_CLASS_VALUES, META_LABEL, META_PIPELINE } from '../train/index.js';
 import { compareModels, type ModelComparison, requireNoRegression } from './regression.js';
@@ -56,7 +56,7 @@ export interface ContinueResult {
   comparison: ModelComparison;
 }
 
-function metaJson<T>(meta: Record<string, string>, key: string): T {
+export function metaJson<T>(meta: Record<string, string>, key: string): T {
   const v = meta[key];
   if (v === undefined)
     throw new BulwarkError(
@@ -70,6 +70,51 @@ function metaJson<T>(meta: Record<string, string>, key: string): T {
       cause: e,
     });
   }
+}
+
+/** The limits and settings of the regression comparison (shared with the DP continuation). */
+export type ComparisonSettings = Pick<
+  ContinueOptions,
+  'eps' | 'maxCleanDrop' | 'maxRobustDrop' | 'schema' | 'seed'
+>;
+
+/**
+ * Compares `old` and `next` on the encoded evaluation set, clean and under attack, and throws
+ * ERR_MODEL_REGRESSION beyond the limits. The attack's valid ranges come from the schema and the rows
+ * seen: the evaluation rows, plus `batch` when given (the non-DP path; the DP path leaves the private
+ * batch out, so the comparison depends on it only through the DP model).
+ */
+export async function compareOnEvaluation(
+  old: Network,
+  next: Network,
+  pipeline: Pipeline,
+  evaluation: LabelledData,
+  o: ComparisonSettings,
+  batch?: LabelledData,
+): Promise<ModelComparison> {
+  const stringInputs = pipeline
+    .toJSON()
+    .inputs.filter((i) => i.type === 'string')
+    .map((i) => i.name);
+  const seen = new Float32Array((batch?.x.length ?? 0) + evaluation.x.length);
+  if (batch) seen.set(batch.x, 0);
+  seen.set(evaluation.x, batch?.x.length ?? 0);
+  const domain = tabularDomain({
+    features: pipeline.features,
+    x: seen,
+    rows: (batch?.rows ?? 0) + evaluation.rows,
+    ...(o.schema ? { schema: o.schema } : {}),
+    categorical: stringInputs,
+  });
+  const comparison = await compareModels(networkModel(old), networkModel(next), evaluation, {
+    domain,
+    eps: o.eps ?? 0.05,
+    ...(o.maxCleanDrop === undefined ? {} : { maxCleanDrop: o.maxCleanDrop }),
+    ...(o.maxRobustDrop === undefined ? {} : { maxRobustDrop: o.maxRobustDrop }),
+    seed: o.seed ?? 0,
+  });
+  requireNoRegression(comparison);
+  return comparison;
 }
 
 /** Fine-tunes `previous` (ONNX bytes from bulwark train) on `batch`; throws ERR_MODEL_REGRESSION on regression. */
@@ -127,29 +172,7 @@ export async function continueTraining(
     onProgress: (p) => o.onProgress?.((p.epoch - 1) * batches + p.batch, epochs * batches),
   });
   const evaluation = encode(o.evaluation);
-  const stringInputs = pipeline
-    .toJSON()
-    .inputs.filter((i) => i.type === 'string')
-    .map((i) => i.name);
-  // Without a schema the valid ranges come from the data seen: the batch and the evaluation rows.
-  const seen = new Float32Array(data.x.length + evaluation.x.length);
-  seen.set(data.x, 0);
-  seen.set(evaluation.x, data.x.length);
-  const domain = tabularDomain({
-    features: pipeline.features,
-    x: seen,
-    rows: data.rows + evaluation.rows,
-    ...(o.schema ? { schema: o.schema } : {}),
-    categorical: stringInputs,
-  });
-  const comparison = await compareModels(networkModel(old), networkModel(next), evaluation, {
-    domain,
-    eps: o.eps ?? 0.05,
-    ...(o.maxCleanDrop === undefined ? {} : { maxCleanDrop: o.maxCleanDrop }),
-    ...(o.maxRobustDrop === undefined ? {} : { maxRobustDrop: o.maxRobustDrop }),
-    seed: o.seed ?? 0,
-  });
-  requireNoRegression(comparison);
+  const comparison = await compareOnEvaluation(old, next, pipeline, evaluation, o, data);
   const previousDigest = `sha256:${createHash('sha256').update(previous).digest('hex')}`;
   const removedRows = [...gone].sort((a, b) => a - b);
   const inherited = { ...meta };

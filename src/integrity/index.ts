@@ -4,12 +4,23 @@
  * regression check. It sits above robust, privacy, audit and train (it combines them), below the CLI.
  * The attacks and the defences themselves are in src/robust. See docs/integrity.md.
  */
+
 export {
+  type ComparisonSettings,
   type ContinueOptions,
   type ContinueResult,
+  compareOnEvaluation,
   continueTraining,
   META_CONTINUED_FROM,
 } from './continue.js';
+export {
+  continueTrainingDp,
+  type DpContinueOptions,
+  type DpContinueResult,
+  META_POISON_GATE,
+  type PoisonGateRecord,
+  previousGuarantee,
+} from './continue-dp.js';
 export {
   checkName,
   GATE_METRICS,

@@ -127,9 +127,12 @@ export {
 } from './queries.js';
 export { erf, erfc, erfcx, logErfc, logNormCdf, normCdf, normPdf, normPpf, normSf } from './special.js';
 export {
+  type DpBudgetRef,
+  type DpRunPlan,
   type DpTabularOptions,
   type DpTabularResult,
   type DpTrainingGuarantee,
+  type DpWarmStart,
   ONNX_META,
   trainTabularDp,
 } from './train-tabular.js';

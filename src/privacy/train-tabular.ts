@@ -10,6 +10,7 @@
  * A seeded share of the rows is held out for test metrics; those metrics are computed on private rows
  * and are NOT covered by the guarantee (report them internally, as Opacus's examples do).
  */
+import { isDeepStrictEqual } from 'node:util';
 import { BulwarkError, bulwarkVersion, invalidArgument, SeededRng } from '../core/index.js';
 import {
   type Dataset,
@@ -46,6 +47,39 @@ export const ONNX_META = {
   privacy: 'bulwark.privacy',
 } as const;
 
+/**
+ * Where a DP training spent its budget, written with its guarantee (`bulwark.privacy`): the ledger's id
+ * (not its location), the budget's name and the analyst. A fine-tune of the model spends from the same
+ * budget of the same ledger, so the budget's total bounds every model in the lineage.
+ */
+export interface DpBudgetRef {
+  ledger: string;
+  dataset: string;
+  analyst?: string;
+}
+
+/**
+ * DP fine-tuning (warm start): DP-SGD starts from a previous model's weights instead of fresh ones.
+ * The guarantee for the data trained on holds whatever the starting point, provided the starting
+ * weights do not depend on that data (Tramèr & Boneh, ICLR 2021; De et al. 2022 fine-tune public or
+ * earlier weights with DP-SGD the same way): the analysis of DP-SGD conditions on the initial
+ * parameters. The previous model must have the architecture and the public preprocessing this run
+ * would build (ERR_WARM_START_MISMATCH otherwise): its weights are only meaningful on those features.
+ */
+export interface DpWarmStart {
+  /** The starting network; copied, never changed. */
+  network: Network;
+  /** Its preprocessing state (`Pipeline.toJSON()`, as in its `bulwark.pipeline` metadata). */
+  pipeline: unknown;
+  classValues: readonly string[];
+  /**
+   * The starting model's own guarantee (its `bulwark.privacy`). When given, the result's ε and δ are
+   * its ε and δ plus this run's (basic composition: a person may be in the data of both runs), and the
+   * result records both parts.
+   */
+  privacy?: DpTrainingGuarantee;
+}
+
 /** Options of {@link trainTabularDp}. */
 export interface DpTabularOptions {
   label: string;
@@ -76,6 +110,16 @@ export interface DpTabularOptions {
   drop?: readonly string[];
   budget?: { ledger: BudgetLedger; dataset: string; analyst?: string };
   noise?: NoiseSource;
+  /** More ONNX metadata entries (e.g. lineage); the trainer's own keys win. */
+  metadata?: Readonly<Record<string, string>>;
+  /** DP-SGD only: start from these weights (fine-tuning; see {@link DpWarmStart}). */
+  initial?: DpWarmStart;
+  /**
+   * Called once the run is planned and checked (features, labels, warm start), before the budget is
+   * spent and before any data-dependent computation; throwing refuses the run with nothing spent.
+   * Used to check the budget and run the poisoning gate of a fine-tune before the spend.
+   */
+  beforeSpend?: (plan: DpRunPlan) => Promise<void> | void;
   /**
    * DP-SGD only: adversarial training inside DP-SGD. `perturb`, given the network being trained and
    * the encoded feature names, returns the per-row perturbation of each sampled batch (see
@@ -108,6 +152,25 @@ export interface DpTrainingGuarantee {
   samplingRate?: number;
   steps?: number;
   dataNorm?: number;
+  /** The ledger budget the run spent from (when it spent from one). */
+  budget?: DpBudgetRef;
+  /**
+   * Set when the run fine-tuned a DP model: ε and δ above are the composition (sum) of the starting
+   * model's and this run's; `run` is this run's alone and `parent` the starting model's.
+   */
+  run?: { epsilon: number; delta: number };
+  parent?: { epsilon: number; delta: number };
+}
+
+/** What a DP run will spend and train on, known before it spends (see `beforeSpend`). */
+export interface DpRunPlan {
+  method: 'objective-perturbation' | 'dp-sgd';
+  /** The (ε, δ) the run will ask the ledger for (DP-SGD: the accountant's, for the calibrated σ). */
+  epsilon: number;
+  delta: number;
+  trainRows: number;
+  /** The encoded training rows and their labels (for a gate that inspects them before the spend). */
+  trainSet: LabelledData;
 }
 
 export interface DpTabularResult {
@@ -215,11 +278,62 @@ function labels(ds: Dataset, o: DpTabularOptions): { y: Int32Array; classValues:
   return { y, classValues };
 }
 
+function mismatch(what: string, previous: unknown, now: unknown): BulwarkError {
+  return new BulwarkError(
+    'ERR_WARM_START_MISMATCH',
+    `the model to fine-tune has ${what} ${JSON.stringify(previous)}, this run would train ${JSON.stringify(now)}: DP fine-tuning needs the same architecture and public preprocessing (same --schema, --features, --model, --hidden)`,
+    { details: { what } },
+  );
+}
+
+/**
+ * Checks that a warm start fits this run: same classes, same public preprocessing (the pipeline this
+ * run builds from the schema, compared with the one the previous model recorded), same architecture
+ * (logistic regression or MLP, hidden sizes, activation, inputs, outputs) and no preprocessing baked
+ * into the network (DP models take the public pipeline's features). Throws ERR_WARM_START_MISMATCH.
+ */
+function checkWarmStart(
+  w: DpWarmStart,
+  o: DpTabularOptions,
+  pipeline: Pipeline,
+  classValues: readonly string[],
+): void {
+  if (!isDeepStrictEqual([...w.classValues], [...classValues]))
+    throw mismatch('classes', w.classValues, classValues);
+  const now = pipeline.toJSON();
+  const before = w.pipeline as { inputs?: unknown; features?: unknown } | null;
+  if (!isDeepStrictEqual(before?.inputs, now.inputs)) throw mismatch('inputs', before?.inputs, now.inputs);
+  if (!isDeepStrictEqual(before?.features, now.features))
+    throw mismatch('features', before?.features, now.features);
+  if (!isDeepStrictEqual(before, now))
+    throw mismatch('preprocessing (scaling bounds or categories)', 'its pipeline', 'another');
+  const net = w.network;
+  const kind = net.hidden.length === 0 ? 'logreg' : 'mlp';
+  if (kind !== o.model) throw mismatch('model kind', kind, o.model);
+  if (o.model === 'mlp') {
+    const hidden = o.hidden && o.hidden.length > 0 ? [...o.hidden] : [...net.hidden];
+    if (!isDeepStrictEqual([...net.hidden], hidden)) throw mismatch('hidden layers', net.hidden, hidden);
+    const act = o.activation ?? net.activation;
+    if (act !== net.activation) throw mismatch('activation', net.activation, act);
+  }
+  if (net.inputs !== now.features.length) throw mismatch('inputs width', net.inputs, now.features.length);
+  if (net.classes !== classValues.length) throw mismatch('class count', net.classes, classValues.length);
+  if (net.preprocessing !== null)
+    throw mismatch('preprocessing inside the network', net.preprocessing.kind, 'none (public pipeline)');
+}
+
 /** Trains a DP model on tabular data (see the module documentation). */
 export async function trainTabularDp(ds: Dataset, o: DpTabularOptions): Promise<DpTabularResult> {
   const epsilon = requireEpsilon('epsilon', o.epsilon);
   const delta = requireDelta('delta', o.delta);
-  const method = o.method ?? (o.model === 'logreg' ? 'objective-perturbation' : 'dp-sgd');
+  const method = o.method ?? (o.model === 'logreg' && !o.initial ? 'objective-perturbation' : 'dp-sgd');
+  if (method === 'objective-perturbation' && o.initial !== undefined)
+    // Objective perturbation releases the minimiser of a perturbed objective: no starting point.
+    throw invalidArgument(
+      'method',
+      'dp-sgd for a warm start (objective perturbation has no starting weights)',
+      method,
+    );
   if (method === 'objective-perturbation' && o.model !== 'logreg')
     throw invalidArgument(
       'method',
@@ -254,6 +368,9 @@ export async function trainTabularDp(ds: Dataset, o: DpTabularOptions): Promise<
   };
   const d = tr.features.length;
   const classes = classValues.length;
+  if (o.initial) checkWarmStart(o.initial, o, pipeline, classValues);
+  const beforeSpend = async (eps: number, del: number) =>
+    o.beforeSpend?.({ method, epsilon: eps, delta: del, trainRows: trainSet.rows, trainSet });
 
   let network: Network;
   let privacy: DpTrainingGuarantee;
@@ -261,6 +378,7 @@ export async function trainTabularDp(ds: Dataset, o: DpTabularOptions): Promise<
   if (method === 'objective-perturbation') {
     // Each numeric column is in [0, 1] and each one-hot group has at most one 1: ||x||² <= input columns.
     const dataNorm = o.dataNorm ?? Math.sqrt(features.length);
+    await beforeSpend(epsilon, 0);
     const r = await fitDpLogisticRegression(trainSet, {
       epsilon,
       dataNorm,
@@ -272,8 +390,9 @@ export async function trainTabularDp(ds: Dataset, o: DpTabularOptions): Promise<
     receipt = r.receipt;
     privacy = { method, epsilon, delta: 0, neighbours: 'add-remove', dataNorm };
   } else {
-    network =
-      o.model === 'logreg'
+    network = o.initial
+      ? o.initial.network.clone()
+      : o.model === 'logreg'
         ? logisticRegression({ inputs: d, classes })
         : mlp({
             inputs: d,
@@ -295,6 +414,7 @@ export async function trainTabularDp(ds: Dataset, o: DpTabularOptions): Promise<
       ...(o.budget ? { budget: o.budget } : {}),
       ...(o.noise ? { noise: o.noise } : {}),
       ...(o.adversarial ? { perturb: o.adversarial.perturb(network, tr.features) } : {}),
+      beforeSpend: (p) => beforeSpend(p.epsilon, p.delta),
       onProgress: (p) => {
         if (p.phase === 'step')
           o.onProgress?.(p.step, p.steps, { epoch: p.epoch, clipped: p.clippedFraction.toFixed(2) });
@@ -312,7 +432,21 @@ export async function trainTabularDp(ds: Dataset, o: DpTabularOptions): Promise<
       samplingRate: r.samplingRate,
       steps: r.steps,
     };
+    const parent = o.initial?.privacy;
+    if (parent) {
+      // Basic composition with the starting model's guarantee (always sound; see DpWarmStart.privacy).
+      privacy.parent = { epsilon: parent.epsilon, delta: parent.delta };
+      privacy.run = { epsilon: privacy.epsilon, delta: privacy.delta };
+      privacy.epsilon = parent.epsilon + privacy.epsilon;
+      privacy.delta = parent.delta + privacy.delta;
+    }
   }
+  if (o.budget)
+    privacy.budget = {
+      ledger: o.budget.ledger.id,
+      dataset: o.budget.dataset,
+      ...(o.budget.analyst === undefined ? {} : { analyst: o.budget.analyst }),
+    };
 
   const test: DpTabularResult['test'] = {
     rows: testSet.rows,
@@ -336,6 +470,7 @@ export async function trainTabularDp(ds: Dataset, o: DpTabularOptions): Promise<
   const onnx = toOnnx(network, {
     producerVersion: bulwarkVersion(),
     metadata: {
+      ...(o.metadata ?? {}),
       [ONNX_META.pipeline]: JSON.stringify(pipeline.toJSON()),
       [ONNX_META.label]: o.label,
       [ONNX_META.classValues]: JSON.stringify(classValues),

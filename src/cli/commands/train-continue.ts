@@ -5,7 +5,7 @@
  */
 import { withFileRead } from '../../core/index.js';
 import type { Dataset, Schema } from '../../data/index.js';
-import { type ContinueResult, continueTraining } from '../../integrity/index.js';
+import { type ContinueResult, continueTraining, type ModelComparison } from '../../integrity/index.js';
 import { PACKAGE_MAGIC } from '../../model/index.js';
 import type { Io } from '../output.js';
 import { type Progress, startProgress } from '../progress.js';
@@ -23,6 +23,62 @@ export type ContinueCliOpts = IntegrityTrainOpts & {
   seed: number;
   adversarial?: string;
 };
+
+/**
+ * What a fine-tuning run (plain or DP) hands to the ONNX and package paths: the model, the comparison,
+ * and what each path records and prints about its own checks.
+ */
+export interface Continuation {
+  onnx: Uint8Array;
+  previousDigest: string;
+  comparison: ModelComparison;
+  /** `model.trained` algorithm. */
+  algorithm: string;
+  /** The run's own `model.trained` hyperparameters (and the package lineage's). */
+  hyperparameters: Record<string, string | number>;
+  /** `model.trained` privacy (DP runs). */
+  privacy?: {
+    epsilon: number;
+    delta: number;
+    accountant: string;
+    noiseMultiplier?: number;
+    clipNorm?: number;
+    budgetSpent?: { epsilon: number; delta: number };
+  };
+  /** The run's own fields of the `--json` result. */
+  result: Record<string, unknown>;
+  /** The run's own lines of the human summary. */
+  lines: string[];
+}
+
+/** Fine-tunes the previous model's ONNX bytes on the batch (after its checks). */
+export type Tuner = (
+  previous: Uint8Array,
+  ds: Dataset,
+  evaluation: Dataset,
+  schema: Schema | undefined,
+) => Promise<Continuation>;
+
+/** The non-DP tuner: poisoning checks that remove flagged rows, fine-tuning, the comparison. */
+export function plainTuner(io: Io, o: ContinueCliOpts): Tuner {
+  return async (previous, ds, evaluation, schema) => {
+    const r = await fineTune(io, o, previous, ds, evaluation, schema);
+    return {
+      onnx: r.onnx,
+      previousDigest: r.previousDigest,
+      comparison: r.comparison,
+      algorithm: 'fine-tune',
+      hyperparameters: {
+        poisonCheck: r.inspection.method,
+        poisonExpected: o.expectedPoison,
+        poisonRemoved: r.removed,
+        trainRows: r.trainRows,
+      },
+      result: { removed: r.removed, removedRows: removedDataRows(r), trainRows: r.trainRows },
+      lines: continuationLines(r),
+    };
+  };
+}
 
 /** Whether a file starts with the model-package magic (a `.bwm`, whatever its name). */
 export async function isModelPackage(path: string): Promise<boolean> {

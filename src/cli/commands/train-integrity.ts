@@ -24,11 +24,11 @@ import { floatOption } from '../options.js';
 import type { Io } from '../output.js';
 import { loadVerifierKey } from './audit.js';
 import {
+  type Continuation,
   type ContinueCliOpts,
-  continuationLines,
-  fineTune,
   isModelPackage,
-  removedDataRows,
+  plainTuner,
+  type Tuner,
 } from './train-continue.js';
 import { runPackageContinuation } from './train-package.js';
 
@@ -43,6 +43,8 @@ export interface IntegrityTrainOpts {
   evalEps: number;
   maxCleanDrop: number;
   maxRobustDrop: number;
+  /** `--from` with DP: the poisoning gate's largest flagged share. */
+  maxFlagged?: number;
   /** `--from PARENT.bwm`: the keyring, trust policy, signing key and new version of the package. */
   keyring?: string;
   passphraseFile?: string;
@@ -93,6 +95,11 @@ export function addIntegrityTrainOptions(cmd: Command): Command {
       0.02,
     )
     .option(
+      '--max-flagged <f>',
+      '--from with DP: refuse the new batch whole when the poisoning check flags more than this share of it',
+      floatOption(0, 1),
+    )
+    .option(
       '--keyring <file>',
       '--from PARENT.bwm: the keyring that decrypts it and encrypts the new package',
     )
@@ -141,8 +148,8 @@ export async function checkTrainingIntegrity(
   // operation, so it is refused with DP training rather than silently skipped.
   if (dp && o.sanitize !== undefined)
     throw new BulwarkError(
-      'ERR_USAGE',
-      '--sanitize does not apply with DP training (the inspection is not private)',
+      'ERR_DP_UNACCOUNTED',
+      '--sanitize does not apply with DP training: it removes rows chosen by a non-private inspection of every row, which the DP accounting does not cover (with --from, DP runs the checks as a gate: --max-flagged)',
     );
   if (log && o.requireProvenance) {
     const key = o.auditKey === undefined ? undefined : await loadVerifierKey(o.auditKey);
@@ -191,6 +198,7 @@ export async function runContinuedTraining(
   ds: Dataset,
   schema: Schema | undefined,
   log: AuditLog | undefined,
+  tune: Tuner = plainTuner(io, o),
 ): Promise<void> {
   const from = o.from as string;
   if (o.eval === undefined)
@@ -204,7 +212,7 @@ export async function runContinuedTraining(
   const packaged = await isModelPackage(from);
   let evaluation = await readDataset(o.eval);
   if (schema) evaluation = validateAgainstSchema(evaluation, schema, { source: o.eval });
-  if (packaged) return runPackageContinuation(io, o, ds, evaluation, schema, log);
+  if (packaged) return runPackageContinuation(io, o, ds, evaluation, schema, log, tune);
   const packageOnly = (
     [
       ['--keyring', o.keyring],
@@ -224,7 +232,12 @@ export async function runContinuedTraining(
   } catch (e) {
     throw fsError(e, from, 'cannot read model');
   }
-  const r = await fineTune(io, o, previous, ds, evaluation, schema);
+  let r: Continuation;
+  try {
+    r = await tune(previous, ds, evaluation, schema);
+  } finally {
+    previous.fill(0);
+  }
   const out = resolve(o.out);
   await writeFileAtomic(out, r.onnx, { noClobber: o.force !== true });
   const c = r.comparison;
@@ -234,13 +247,13 @@ export async function runContinuedTraining(
       data: {
         modelDigest: sha256Digest(r.onnx),
         datasetDigest: await fileDigest(o.data),
-        algorithm: 'fine-tune',
+        algorithm: r.algorithm,
         hyperparameters: {
           continuedFrom: r.previousDigest,
-          poisonCheck: r.inspection.method,
-          poisonRemoved: r.removed,
+          ...r.hyperparameters,
           seed: o.seed,
         },
+        ...(r.privacy ? { privacy: r.privacy } : {}),
         metrics: {
           cleanBefore: c.before.clean,
           cleanAfter: c.after.clean,
@@ -254,12 +267,10 @@ export async function runContinuedTraining(
     {
       out,
       continuedFrom: r.previousDigest,
-      removed: r.removed,
-      removedRows: removedDataRows(r),
-      trainRows: r.trainRows,
+      ...r.result,
       comparison: c,
       ...(ids[0] ? { auditEvent: ids[0] } : {}),
     },
-    () => [...continuationLines(r), `Model: ${out}`].join('\n'),
+    () => [...r.lines, `Model: ${out}`].join('\n'),
   );
 }

@@ -21,7 +21,6 @@ import { resolve } from 'node:path';
 import type { AuditLog } from '../../audit/index.js';
 import { BulwarkError, exists, fileDigest, sha256Digest } from '../../core/index.js';
 import type { Dataset, Schema } from '../../data/index.js';
-import type { ContinueResult } from '../../integrity/index.js';
 import {
   type DecryptedModel,
   decryptProtectedModel,
@@ -34,7 +33,7 @@ import {
 } from '../../model/index.js';
 import type { Io } from '../output.js';
 import { openKeyringFromOptions } from './keys.js';
-import { type ContinueCliOpts, continuationLines, fineTune, removedDataRows } from './train-continue.js';
+import type { Continuation, ContinueCliOpts, Tuner } from './train-continue.js';
 
 /** The parent's version with its last number incremented (`1.2.0` → `1.2.1`, `3` → `4`). */
 export function nextVersion(v: string): string | undefined {
@@ -73,6 +72,7 @@ export async function runPackageContinuation(
   evaluation: Dataset,
   schema: Schema | undefined,
   log: AuditLog | undefined,
+  tune: Tuner,
 ): Promise<void> {
   const from = o.from as string;
   const need = required(o);
@@ -84,7 +84,7 @@ export async function runPackageContinuation(
   const keyring = await openKeyringFromOptions({ ...o, keyring: need.keyring });
   try {
     let parent: DecryptedModel | undefined;
-    let r: ContinueResult;
+    let r: Continuation;
     try {
       parent = await decryptProtectedModel(from, { keyring, trust });
       const pm = parent.manifest;
@@ -101,7 +101,7 @@ export async function runPackageContinuation(
           `--sign-key ${need.signKey}: key ${signingKey.keyId.slice(0, 16)}… is not trusted for model "${pm.model.name}" by ${need.trust}; the new package would not load`,
           { details: { keyId: signingKey.keyId, model: pm.model.name } },
         );
-      r = await fineTune(io, o, parent.onnx, ds, evaluation, schema);
+      r = await tune(parent.onnx, ds, evaluation, schema);
     } finally {
       parent?.wipe();
     }
@@ -129,10 +129,7 @@ export async function runPackageContinuation(
       const hyperparameters = {
         continuedFrom: r.previousDigest,
         parentPackage: parentRef.packageDigest,
-        poisonCheck: r.inspection.method,
-        poisonExpected: o.expectedPoison,
-        poisonRemoved: r.removed,
-        trainRows: r.trainRows,
+        ...r.hyperparameters,
         seed: o.seed,
       };
       const metrics = {
@@ -148,14 +145,15 @@ export async function runPackageContinuation(
         data: {
           modelDigest: sha256Digest(r.onnx),
           datasetDigest,
-          algorithm: 'fine-tune',
+          algorithm: r.algorithm,
           hyperparameters,
+          ...(r.privacy ? { privacy: r.privacy } : {}),
           metrics,
         },
       });
       const lineage: ModelLineage = {
         datasetDigest,
-        algorithm: 'fine-tune',
+        algorithm: r.algorithm,
         hyperparameters,
         metrics,
         parent: parentRef,
@@ -193,9 +191,7 @@ export async function runPackageContinuation(
           version,
           parent: parentRef,
           continuedFrom: r.previousDigest,
-          removed: r.removed,
-          removedRows: removedDataRows(r),
-          trainRows: r.trainRows,
+          ...r.result,
           comparison: c,
           signer: made.signer,
           ...(trained ? { auditEvent: trained.id } : {}),
@@ -203,7 +199,7 @@ export async function runPackageContinuation(
         },
         () =>
           [
-            ...continuationLines(r),
+            ...r.lines,
             `Package: ${out} (${made.manifest.model.name} ${version}, ${made.packageDigest}), signed by ${signingKey.keyId.slice(0, 16)}…`,
             `Lineage: fine-tuned from ${from} (${parentRef.name} ${parentRef.version}, ${parentRef.packageDigest})`,
             ...(trained && packaged

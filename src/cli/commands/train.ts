@@ -9,6 +9,7 @@ import { addAuditOption, record, withOperationLog } from '../audit-record.js';
 import { floatOption, intOption, listOption } from '../options.js';
 import { ioOf } from '../program.js';
 import { type Progress, startProgress } from '../progress.js';
+import { checkDpContinuation, type DpContinueCliOpts, dpTuner } from './train-continue-dp.js';
 import { addDpTrainOptions, type DpTrainOpts, runDpTraining, wantsDp } from './train-dp.js';
 import {
   addIntegrityTrainOptions,
@@ -145,15 +146,26 @@ of the exported model, and the preprocessing and class values are stored in the 
       // Opened before training: a log that cannot be opened refuses the run (fail closed).
       return withOperationLog(o.audit, async (log) => {
         await checkTrainingIntegrity(io, this.opts<IntegrityTrainOpts>(), o.data, log, wantsDp(dp));
-        if (this.opts<IntegrityTrainOpts>().from !== undefined) {
-          if (wantsDp(dp))
-            // The poisoning checks of --from remove rows by a non-private inspection of the batch (as
-            // --sanitize, which DP refuses), and the DP trainers start from fresh weights.
-            throw new BulwarkError(
-              'ERR_USAGE',
-              '--from does not combine with DP training: its poisoning checks are not private (as --sanitize) and DP training starts from fresh weights',
-            );
-          return runContinuedTraining(io, { ...o, ...this.opts<IntegrityTrainOpts>() }, ds, schema, log);
+        const integrity = this.opts<IntegrityTrainOpts>();
+        if (integrity.from !== undefined) {
+          if (!wantsDp(dp)) {
+            if (integrity.maxFlagged !== undefined)
+              throw new BulwarkError('ERR_USAGE', '--max-flagged applies to --from with DP (--dp-epsilon)');
+            return runContinuedTraining(io, { ...o, ...integrity }, ds, schema, log);
+          }
+          // DP fine-tuning: the poisoning checks run as a gate, DP-SGD starts from the model's weights
+          // and spends from its ledger budget (train-continue-dp.ts). Architecture options count only
+          // when given, so that they can be checked against the model's.
+          const given = (name: string) => this.getOptionValueSource(name) === 'cli';
+          const dpo: DpContinueCliOpts = {
+            ...o,
+            ...integrity,
+            ...dp,
+            model: given('model') ? o.model : undefined,
+            hidden: o.hidden,
+          };
+          checkDpContinuation(dpo, schema !== undefined);
+          return runContinuedTraining(io, dpo, ds, schema, log, dpTuner(io, dpo, log));
         }
         if (wantsDp(dp)) return runDpTraining(io, { ...o, ...dp }, ds, schema, log);
         let bar: Progress | null = null;

@@ -76,12 +76,25 @@ export interface BudgetLedger {
   /** A description of where it lives, without credentials. */
   readonly location: string;
   /**
+   * A random identifier made when the ledger was created (kept in its `ledger_meta` table), so that a
+   * model can name the ledger it spent from without naming a path or a server, and a later fine-tune
+   * can check it spends from the same one (`bulwark train --from`).
+   */
+  readonly id: string;
+  /**
    * Sets (or changes) the total budget of a dataset, or of one analyst on it. Spends so far still count:
    * lowering a total below what was spent leaves nothing to spend.
    */
   setBudget(dataset: string, total: Budget, options?: { analyst?: string }): Promise<BudgetStatus>;
   /** Spends atomically, or throws ERR_PRIVACY_BUDGET_EXCEEDED / ERR_PRIVACY_BUDGET_UNSET / ERR_LEDGER_UNAVAILABLE. */
   spend(request: SpendRequest): Promise<SpendReceipt>;
+  /**
+   * The checks of {@link spend} on the committed totals, recording nothing: throws what `spend` would
+   * throw now, else returns what would be left of the dataset's budget. For refusing early, before any
+   * work that precedes the spend; it is NOT a reservation (a concurrent spend may still take the budget
+   * first, and then `spend` refuses).
+   */
+  preview(request: SpendRequest): Promise<Budget>;
   /** The budget of a dataset (or of an analyst on it); ERR_PRIVACY_BUDGET_UNSET when there is none. */
   status(dataset: string, options?: { analyst?: string }): Promise<BudgetStatus>;
   /** The spends on a dataset, oldest first. */

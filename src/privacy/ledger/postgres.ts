@@ -100,13 +100,21 @@ const rowOf = (r: RawBudget | undefined): BudgetRow | undefined =>
 export class PgLedger implements BudgetLedger {
   readonly kind = 'postgres';
   readonly location: string;
+  readonly id: string;
   readonly #pool: pg.Pool;
   readonly #s: string;
   readonly #onSpend: SpendSink | undefined;
 
-  private constructor(pool: pg.Pool, location: string, schema: string, onSpend: SpendSink | undefined) {
+  private constructor(
+    pool: pg.Pool,
+    location: string,
+    id: string,
+    schema: string,
+    onSpend: SpendSink | undefined,
+  ) {
     this.#pool = pool;
     this.location = location;
+    this.id = id;
     this.#s = `"${schema}"`;
     this.#onSpend = onSpend;
   }
@@ -126,6 +134,7 @@ export class PgLedger implements BudgetLedger {
     pool.on('error', () => {});
     const s = `"${schema}"`;
     let client: pg.PoolClient | undefined;
+    let id = '';
     try {
       client = await pool.connect();
       await client.query('BEGIN');
@@ -165,6 +174,13 @@ export class PgLedger implements BudgetLedger {
           { details: { ledger: location } },
         );
       }
+      // Ledgers made before the id existed get one on their next open.
+      await client.query(
+        `INSERT INTO ${s}.ledger_meta (key, value) VALUES ('id', $1) ON CONFLICT (key) DO NOTHING`,
+        [randomUUID()],
+      );
+      id = (await client.query<{ value: string }>(`SELECT value FROM ${s}.ledger_meta WHERE key = 'id'`))
+        .rows[0]?.value as string;
       await client.query('COMMIT');
     } catch (e) {
       if (client) await client.query('ROLLBACK').catch(() => {});
@@ -175,7 +191,7 @@ export class PgLedger implements BudgetLedger {
     } finally {
       client?.release();
     }
-    return new PgLedger(pool, location, schema, o.onSpend);
+    return new PgLedger(pool, location, id, schema, o.onSpend);
   }
 
   async #tx<T>(action: string, body: (c: pg.PoolClient) => Promise<T>): Promise<T> {
@@ -220,22 +236,7 @@ export class PgLedger implements BudgetLedger {
     const r = checkSpendRequest(request);
     const id = randomUUID();
     const receipt = await this.#tx('record the spend', async (c): Promise<SpendReceipt> => {
-      const sel = `SELECT epsilon_total, delta_total, epsilon_spent, delta_spent FROM ${this.#s}.ledger_budgets
-        WHERE dataset = $1 AND analyst = $2 FOR UPDATE`;
-      // The dataset row first, always: every spender on a dataset takes the same lock in the same order.
-      const ds = rowOf((await c.query<RawBudget>(sel, [r.dataset, ''])).rows[0]);
-      const an =
-        r.analyst === null
-          ? undefined
-          : rowOf((await c.query<RawBudget>(sel, [r.dataset, r.analyst])).rows[0]);
-      const perAnalyst =
-        (
-          await c.query(
-            `SELECT 1 FROM ${this.#s}.ledger_budgets WHERE dataset = $1 AND analyst <> '' LIMIT 1`,
-            [r.dataset],
-          )
-        ).rowCount !== 0;
-      const next = decideSpend(r, ds, an, perAnalyst);
+      const { ds, next } = await this.#decide(c, r, true);
       const upd = `UPDATE ${this.#s}.ledger_budgets SET epsilon_spent = $1, delta_spent = $2 WHERE dataset = $3 AND analyst = $4`;
       await c.query(upd, [next.dataset.epsilon, next.dataset.delta, r.dataset, '']);
       if (next.analyst !== null && r.analyst !== null)
@@ -264,6 +265,38 @@ export class PgLedger implements BudgetLedger {
     });
     if (this.#onSpend) await this.#onSpend(receipt);
     return receipt;
+  }
+
+  /** Reads the rows a spend needs (locked for a spend) and decides it. */
+  async #decide(
+    c: pg.PoolClient,
+    r: ReturnType<typeof checkSpendRequest>,
+    lock: boolean,
+  ): Promise<{ ds: BudgetRow | undefined; next: ReturnType<typeof decideSpend> }> {
+    const sel = `SELECT epsilon_total, delta_total, epsilon_spent, delta_spent FROM ${this.#s}.ledger_budgets
+      WHERE dataset = $1 AND analyst = $2${lock ? ' FOR UPDATE' : ''}`;
+    // The dataset row first, always: every spender on a dataset takes the same lock in the same order.
+    const ds = rowOf((await c.query<RawBudget>(sel, [r.dataset, ''])).rows[0]);
+    const an =
+      r.analyst === null ? undefined : rowOf((await c.query<RawBudget>(sel, [r.dataset, r.analyst])).rows[0]);
+    const perAnalyst =
+      (
+        await c.query(
+          `SELECT 1 FROM ${this.#s}.ledger_budgets WHERE dataset = $1 AND analyst <> '' LIMIT 1`,
+          [r.dataset],
+        )
+      ).rowCount !== 0;
+    return { ds, next: decideSpend(r, ds, an, perAnalyst) };
+  }
+
+  async preview(request: SpendRequest): Promise<Budget> {
+    const r = checkSpendRequest(request);
+    const { ds, next } = await this.#tx('read the budget', (c) => this.#decide(c, r, false));
+    const row = ds as BudgetRow;
+    return {
+      epsilon: Math.max(0, row.epsilonTotal - next.dataset.epsilon),
+      delta: Math.max(0, row.deltaTotal - next.dataset.delta),
+    };
   }
 
   async status(dataset: string, options: { analyst?: string } = {}): Promise<BudgetStatus> {

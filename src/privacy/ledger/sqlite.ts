@@ -108,12 +108,14 @@ export interface SqliteLedgerOptions {
 export class SqliteLedger implements BudgetLedger {
   readonly kind = 'sqlite';
   readonly location: string;
+  readonly id: string;
   readonly #db: Database.Database;
   readonly #onSpend: SpendSink | undefined;
 
-  private constructor(db: Database.Database, path: string, onSpend: SpendSink | undefined) {
+  private constructor(db: Database.Database, path: string, id: string, onSpend: SpendSink | undefined) {
     this.#db = db;
     this.location = path;
+    this.id = id;
     this.#onSpend = onSpend;
   }
 
@@ -121,6 +123,7 @@ export class SqliteLedger implements BudgetLedger {
   static async open(o: SqliteLedgerOptions): Promise<SqliteLedger> {
     const path = o.path;
     let db: Database.Database;
+    let id = '';
     try {
       mkdirSync(dirname(path), { recursive: true });
       db = new Database(path, { timeout: o.busyTimeoutMs ?? 10_000 });
@@ -148,12 +151,15 @@ export class SqliteLedger implements BudgetLedger {
             { details: { ledger: path } },
           );
         }
+        // Ledgers made before the id existed get one on their next open.
+        db.prepare('INSERT OR IGNORE INTO ledger_meta (key, value) VALUES (?, ?)').run('id', randomUUID());
+        id = (get.get('id') as { value: string }).value;
       }).immediate();
     } catch (e) {
       db.close();
       throw sqliteError(e, path, 'initialise the ledger');
     }
-    return new SqliteLedger(db, path, o.onSpend);
+    return new SqliteLedger(db, path, id, o.onSpend);
   }
 
   #budgetRow(dataset: string, analyst: string): BudgetRow | undefined {
@@ -164,6 +170,34 @@ export class SqliteLedger implements BudgetLedger {
         )
         .get(dataset, analyst) as RawBudget | undefined,
     );
+  }
+
+  /** Reads the rows a spend needs and decides it (inside the caller's transaction for a spend). */
+  #decide(r: ReturnType<typeof checkSpendRequest>): {
+    ds: BudgetRow | undefined;
+    next: ReturnType<typeof decideSpend>;
+  } {
+    const ds = this.#budgetRow(r.dataset, '');
+    const an = r.analyst === null ? undefined : this.#budgetRow(r.dataset, r.analyst);
+    const perAnalyst =
+      (this.#db
+        .prepare("SELECT 1 FROM ledger_budgets WHERE dataset = ? AND analyst <> '' LIMIT 1")
+        .get(r.dataset) as unknown) !== undefined;
+    return { ds, next: decideSpend(r, ds, an, perAnalyst) };
+  }
+
+  async preview(request: SpendRequest): Promise<Budget> {
+    const r = checkSpendRequest(request);
+    try {
+      const { ds, next } = this.#db.transaction(() => this.#decide(r)).deferred();
+      const row = ds as BudgetRow;
+      return {
+        epsilon: Math.max(0, row.epsilonTotal - next.dataset.epsilon),
+        delta: Math.max(0, row.deltaTotal - next.dataset.delta),
+      };
+    } catch (e) {
+      throw sqliteError(e, this.location, 'read the budget');
+    }
   }
 
   async setBudget(dataset: string, total: Budget, options: { analyst?: string } = {}): Promise<BudgetStatus> {
@@ -194,13 +228,7 @@ export class SqliteLedger implements BudgetLedger {
     try {
       receipt = this.#db
         .transaction((): SpendReceipt => {
-          const ds = this.#budgetRow(r.dataset, '');
-          const an = r.analyst === null ? undefined : this.#budgetRow(r.dataset, r.analyst);
-          const perAnalyst =
-            (this.#db
-              .prepare("SELECT 1 FROM ledger_budgets WHERE dataset = ? AND analyst <> '' LIMIT 1")
-              .get(r.dataset) as unknown) !== undefined;
-          const next = decideSpend(r, ds, an, perAnalyst);
+          const { ds, next } = this.#decide(r);
           const upd = this.#db.prepare(
             'UPDATE ledger_budgets SET epsilon_spent = ?, delta_spent = ? WHERE dataset = ? AND analyst = ?',
           );

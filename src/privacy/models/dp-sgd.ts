@@ -75,6 +75,18 @@ export interface DpSgdOptions {
    * subsampled-Gaussian analysis uses. A perturbation that looks at other rows breaks it.
    */
   perturb?: (x: Float32Array, y: Int32Array, rows: number) => void;
+  /**
+   * Called after σ is calibrated and before the budget is spent (and before any data-dependent step),
+   * with the (ε, δ) the run will spend; throwing refuses the run with nothing spent. For a caller that
+   * checks the budget (`ledger.preview`) or runs a gate before the spend.
+   */
+  beforeSpend?: (plan: {
+    epsilon: number;
+    delta: number;
+    noiseMultiplier: number;
+    samplingRate: number;
+    steps: number;
+  }) => Promise<void> | void;
 }
 
 export interface DpSgdProgress {
@@ -198,6 +210,7 @@ export async function trainDpSgd(net: Network, data: LabelledData, o: DpSgdOptio
     opt = new Sgd({ learningRate: o.learningRate ?? 0.1, momentum: o.momentum ?? 0.9 });
   else throw invalidArgument('optimizer', 'sgd, adam or an optimiser', o.optimizer);
 
+  await o.beforeSpend?.({ epsilon, delta, noiseMultiplier: sigma, samplingRate: q, steps });
   // Spend before the first data-dependent computation.
   let receipt: SpendReceipt | undefined;
   if (o.budget) {

@@ -1,0 +1,133 @@
+/**
+ * `bulwark train --from MODEL --dp-epsilon E --schema S --max-flagged F …`: DP fine-tuning (issue 12 §3),
+ * the {@link Tuner} the ONNX and package paths of `--from` run when DP options are given. The library
+ * side (gate, warm start, same-ledger checks, composition) is src/integrity/continue-dp.ts.
+ */
+
+import type { AuditLog } from '../../audit/index.js';
+import { BulwarkError } from '../../core/index.js';
+import { continueTrainingDp } from '../../integrity/index.js';
+import { auditSpendSink, NoiseSource, openLedger } from '../../privacy/index.js';
+import type { Io } from '../output.js';
+import { type Progress, startProgress } from '../progress.js';
+import type { ContinueCliOpts, Tuner } from './train-continue.js';
+import type { DpTrainOpts } from './train-dp.js';
+
+/** The options of a DP continuation; `model`/`hidden` only when given on the command line. */
+export type DpContinueCliOpts = ContinueCliOpts &
+  DpTrainOpts & { schema?: string; model?: 'logreg' | 'mlp'; hidden?: number[]; solver: string };
+
+/** Checks the options a DP continuation needs, before anything is read or opened. */
+export function checkDpContinuation(o: DpContinueCliOpts, hasSchema: boolean): void {
+  if (o.dpEpsilon === undefined) throw new BulwarkError('ERR_USAGE', '--dp-delta needs --dp-epsilon');
+  if (!hasSchema)
+    throw new BulwarkError(
+      'ERR_USAGE',
+      '--from with --dp-epsilon needs --schema FILE, the schema (public bounds and categories) the model was trained with',
+    );
+  if (o.maxFlagged === undefined)
+    throw new BulwarkError(
+      'ERR_USAGE',
+      '--from with --dp-epsilon needs --max-flagged F: under DP the poisoning check is a gate that refuses the batch whole when it flags more than this share (calibrate it on known-clean batches with bulwark data inspect)',
+    );
+  if (o.solver === 'lbfgs')
+    throw new BulwarkError('ERR_USAGE', '--solver lbfgs does not apply: a DP fine-tune runs DP-SGD');
+}
+
+/** The DP tuner: opens the ledger (with the audit sink), runs the DP continuation, closes the ledger. */
+export function dpTuner(io: Io, o: DpContinueCliOpts, log: AuditLog | undefined): Tuner {
+  return async (previous, ds, evaluation, schema) => {
+    if (schema === undefined || o.dpEpsilon === undefined || o.maxFlagged === undefined)
+      throw new BulwarkError('ERR_INTERNAL', 'DP continuation options were not checked');
+    const delta = o.dpDelta ?? Math.min(1e-5, 1 / (10 * ds.rowCount));
+    if (o.dpDelta === undefined)
+      io.note(`bulwark: --dp-delta not given: using ${delta.toPrecision(3)} (below 1/(10 rows))`);
+    if (o.seededNoise !== undefined)
+      io.note(
+        'bulwark: WARNING: --seeded-noise makes the DP noise reproducible: this model is NOT private. Use for tests only.',
+      );
+    const location = o.ledger ?? (process.env['BULWARK_LEDGER'] || 'bulwark-ledger.sqlite');
+    // With an audit log, each spend is recorded (privacy.spent) when the ledger commits it.
+    const ledger = await openLedger(location, log ? { onSpend: auditSpendSink(log) } : {});
+    let bar: Progress | null = null;
+    try {
+      const r = await continueTrainingDp(previous, ds, {
+        label: o.label,
+        schema,
+        epsilon: o.dpEpsilon,
+        delta,
+        ledger,
+        ...(o.budget === undefined ? {} : { budget: o.budget }),
+        ...(o.analyst === undefined ? {} : { analyst: o.analyst }),
+        ...(o.model === undefined ? {} : { model: o.model }),
+        ...(o.hidden === undefined ? {} : { hidden: o.hidden }),
+        accountant: o.accountant,
+        ...(o.clip === undefined ? {} : { clipNorm: o.clip }),
+        ...(o.epochs === undefined ? {} : { epochs: o.epochs }),
+        batchSize: o.batchSize,
+        ...(o.lr === undefined ? {} : { learningRate: o.lr }),
+        optimizer: o.solver === 'adam' ? 'adam' : 'sgd',
+        seed: o.seed,
+        ...(o.seededNoise === undefined
+          ? {}
+          : { noise: NoiseSource.insecureSeeded(o.seededNoise, 'bulwark train --from') }),
+        expectedPoisonFraction: o.expectedPoison,
+        maxFlagged: o.maxFlagged,
+        evaluation,
+        eps: o.evalEps,
+        maxCleanDrop: o.maxCleanDrop,
+        maxRobustDrop: o.maxRobustDrop,
+        note: (m) => io.note(m),
+        onProgress: (done, total) => {
+          bar ??= startProgress(io, 'dp-fine-tune', total, 'steps');
+          bar.update(done);
+        },
+      });
+      const p = r.privacy;
+      const c = r.comparison;
+      const run = p.run ?? { epsilon: p.epsilon, delta: p.delta };
+      return {
+        onnx: r.onnx,
+        previousDigest: r.previousDigest,
+        comparison: c,
+        algorithm: 'fine-tune-dp-sgd',
+        hyperparameters: {
+          poisonGate: r.gate.method,
+          poisonExpected: r.gate.expectedPoisonFraction,
+          poisonMaxFlagged: r.gate.maxFlagged,
+          trainRows: r.trainRows,
+          budget: p.budget?.dataset ?? '',
+          ledgerId: p.budget?.ledger ?? '',
+        },
+        privacy: {
+          epsilon: p.epsilon,
+          delta: p.delta,
+          accountant: p.accountant ?? 'rdp',
+          ...(p.noiseMultiplier === undefined ? {} : { noiseMultiplier: p.noiseMultiplier }),
+          ...(p.clipNorm === undefined ? {} : { clipNorm: p.clipNorm }),
+          ...(r.receipt ? { budgetSpent: { epsilon: r.receipt.epsilon, delta: r.receipt.delta } } : {}),
+        },
+        result: {
+          trainRows: r.trainRows,
+          gate: r.gate,
+          privacy: p,
+          budget: r.receipt
+            ? { name: r.receipt.dataset, spendId: r.receipt.id, remaining: r.receipt.remaining }
+            : null,
+          seededNoise: o.seededNoise !== undefined,
+        },
+        lines: [
+          `Poisoning gate (${r.gate.method}, previous model): passed (at most ${r.gate.maxFlagged} of the ${r.trainRows} new rows flagged; no row removed under DP).`,
+          `DP fine-tune (DP-SGD from the previous weights): this run epsilon ${Number(run.epsilon.toPrecision(4))}, delta ${run.delta}; the model's guarantee with its parent's (basic composition): epsilon ${Number(p.epsilon.toPrecision(4))}, delta ${Number(p.delta.toPrecision(4))}.`,
+          r.receipt
+            ? `Budget "${r.receipt.dataset}" (ledger ${ledger.id}): left epsilon ${Number(r.receipt.remaining.epsilon.toPrecision(6))}, delta ${Number(r.receipt.remaining.delta.toPrecision(6))}.`
+            : '',
+          `Evaluation (${c.rows} rows): clean ${(100 * c.before.clean).toFixed(2)} % -> ${(100 * c.after.clean).toFixed(2)} %, robust (${c.attack} eps ${c.eps}) ${(100 * c.before.robust).toFixed(2)} % -> ${(100 * c.after.robust).toFixed(2)} %: accepted.`,
+        ].filter((l) => l !== ''),
+      };
+    } finally {
+      (bar as Progress | null)?.stop();
+      await ledger.close();
+    }
+  };
+}

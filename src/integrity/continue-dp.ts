@@ -1,0 +1,231 @@
+/**
+ * Continuous learning with differential privacy (issue 12 §3, `bulwark train --from MODEL --dp-epsilon`):
+ * DP-SGD fine-tuning of a DP-trained model on a new batch, spending from the SAME ledger budget the
+ * model's training spent from, so that the budget's total bounds the whole lineage.
+ *
+ * Order, each step refusing before the next runs:
+ * 1. the previous model must be DP-trained (ERR_DP_UNACCOUNTED otherwise: its weights would carry an
+ *    unaccounted amount of its own training data) and record its ledger budget; the ledger given must be
+ *    that ledger (by id) and `budget`, when given, that budget (ERR_LEDGER_MISMATCH);
+ * 2. the run is planned from public facts (schema, sizes, ε, δ): features, classes, the warm-start check
+ *    (ERR_WARM_START_MISMATCH), σ for the target ε;
+ * 3. `ledger.preview` of the planned spend: ERR_PRIVACY_BUDGET_EXCEEDED / _UNSET before the data is looked at;
+ * 4. the poisoning check as a GATE: the defences inspect the batch with the previous model (non-private)
+ *    and the batch is refused whole (ERR_POISON_GATE) when the flagged share exceeds `maxFlagged`. No row
+ *    is removed: a data-dependent removal would make which rows are trained on depend on every row, which
+ *    the DP-SGD analysis does not cover. What is released about the batch outside the DP accounting is
+ *    this one pass/fail bit (the flagged count is not reported);
+ * 5. the spend (atomic, in `trainDpSgd`, which refuses if a concurrent spend took the budget meanwhile),
+ *    then DP-SGD from the previous weights (`trainTabularDp` with `initial`);
+ * 6. the regression comparison on the fixed evaluation set (ERR_MODEL_REGRESSION): it looks at the two
+ *    models and the evaluation rows only (post-processing of the DP model); the budget is spent by then.
+ */
+import { createHash } from 'node:crypto';
+import { BulwarkError, requireNumberIn } from '../core/index.js';
+import type { Dataset, Schema } from '../data/index.js';
+import { fromOnnx, type LabelledData, onnxMetadata } from '../ml/index.js';
+import {
+  type BudgetLedger,
+  type DpTrainingGuarantee,
+  type NoiseSource,
+  ONNX_META,
+  type SpendReceipt,
+  trainTabularDp,
+} from '../privacy/index.js';
+import { META_CLASS_VALUES, META_LABEL, META_PIPELINE } from '../train/index.js';
+import { compareOnEvaluation, META_CONTINUED_FROM, metaJson } from './continue.js';
+import type { ModelComparison } from './regression.js';
+import { type InspectMethod, inspectRows, labelIndices } from './sanitize.js';
+
+/** ONNX metadata key: the poisoning gate a DP fine-tune passed (settings and verdict only, no counts). */
+export const META_POISON_GATE = 'bulwark.poison_gate';
+
+export interface DpContinueOptions {
+  label: string;
+  /** The schema with the public bounds and categories the previous model was trained with. */
+  schema: Schema;
+  /** Target ε and δ of THIS run (the model's recorded guarantee becomes the parent's plus this). */
+  epsilon: number;
+  delta: number;
+  /** The ledger the previous model spent from (checked by id). */
+  ledger: BudgetLedger;
+  /** The budget name; default (and required to be) the one the previous model recorded. */
+  budget?: string;
+  /** Who fine-tunes; default the analyst the previous model recorded, if any. */
+  analyst?: string;
+  /** Architecture overrides: must match the previous model (ERR_WARM_START_MISMATCH otherwise). */
+  model?: 'logreg' | 'mlp';
+  hidden?: readonly number[];
+  features?: readonly string[];
+  clipNorm?: number;
+  accountant?: 'rdp' | 'pld';
+  epochs?: number;
+  batchSize?: number;
+  learningRate?: number;
+  optimizer?: 'sgd' | 'adam';
+  seed?: number;
+  noise?: NoiseSource;
+  /** The gate: defences run on the batch (default `both`) and the largest flagged share allowed. */
+  method?: InspectMethod;
+  expectedPoisonFraction?: number;
+  maxFlagged: number;
+  /** The fixed evaluation set and the regression limits (as the non-DP continuation). */
+  evaluation: Dataset;
+  eps?: number;
+  maxCleanDrop?: number;
+  maxRobustDrop?: number;
+  note?: (message: string) => void;
+  onProgress?: (done: number, total: number) => void;
+}
+
+/** The gate's record: what it ran and that it passed (no count: see the module documentation). */
+export interface PoisonGateRecord {
+  method: InspectMethod;
+  expectedPoisonFraction: number;
+  maxFlagged: number;
+  passed: true;
+}
+
+export interface DpContinueResult {
+  onnx: Uint8Array;
+  previousDigest: string;
+  gate: PoisonGateRecord;
+  trainRows: number;
+  privacy: DpTrainingGuarantee;
+  receipt?: SpendReceipt;
+  comparison: ModelComparison;
+}
+
+/** The previous model's DP guarantee, or ERR_DP_UNACCOUNTED / ERR_LEDGER_MISMATCH (step 1). */
+export function previousGuarantee(
+  meta: Record<string, string>,
+  ledger: BudgetLedger,
+  budget: string | undefined,
+): DpTrainingGuarantee & { budget: NonNullable<DpTrainingGuarantee['budget']> } {
+  if (meta[ONNX_META.privacy] === undefined)
+    throw new BulwarkError(
+      'ERR_DP_UNACCOUNTED',
+      'the model to fine-tune was not trained with differential privacy: its weights carry an unaccounted amount of its own training data, so a DP fine-tune of it would claim a guarantee that does not hold for that data',
+    );
+  const p = metaJson<DpTrainingGuarantee>(meta, ONNX_META.privacy);
+  const b = p.budget;
+  if (!b || typeof b.ledger !== 'string' || typeof b.dataset !== 'string')
+    throw new BulwarkError(
+      'ERR_LEDGER_MISMATCH',
+      'the model to fine-tune records no ledger budget (trained without a ledger, or before ledger ids were recorded): cannot tell which budget its training spent',
+    );
+  if (b.ledger !== ledger.id)
+    throw new BulwarkError(
+      'ERR_LEDGER_MISMATCH',
+      `the ledger ${ledger.location} (id ${ledger.id}) is not the one the model to fine-tune spent from (id ${b.ledger}); give that ledger with --ledger`,
+      { details: { expected: b.ledger, actual: ledger.id } },
+    );
+  if (budget !== undefined && budget !== b.dataset)
+    throw new BulwarkError(
+      'ERR_LEDGER_MISMATCH',
+      `--budget "${budget}": the model to fine-tune spent from budget "${b.dataset}"; a fine-tune spends from the same budget`,
+      { details: { expected: b.dataset, actual: budget } },
+    );
+  return { ...p, budget: b };
+}
+
+/** DP fine-tuning of `previous` (ONNX bytes of a DP model) on `batch` (see the module documentation). */
+export async function continueTrainingDp(
+  previous: Uint8Array,
+  batch: Dataset,
+  o: DpContinueOptions,
+): Promise<DpContinueResult> {
+  const maxFlagged = requireNumberIn('maxFlagged', o.maxFlagged, 0, 1);
+  const method = o.method ?? 'both';
+  const expectedPoisonFraction = o.expectedPoisonFraction ?? 0.05;
+  const meta = onnxMetadata(previous);
+  const parent = previousGuarantee(meta, o.ledger, o.budget);
+  const pipelineState = metaJson<{ inputs: { name: string }[] }>(meta, META_PIPELINE);
+  const classValues = metaJson<string[]>(meta, META_CLASS_VALUES);
+  if (meta[META_LABEL] !== undefined && meta[META_LABEL] !== o.label)
+    throw new BulwarkError(
+      'ERR_USAGE',
+      `--label "${o.label}": the previous model predicts "${meta[META_LABEL]}"`,
+    );
+  const old = fromOnnx(previous).network;
+  const analyst = o.analyst ?? parent.budget.analyst;
+  const previousDigest = `sha256:${createHash('sha256').update(previous).digest('hex')}`;
+  const gate: PoisonGateRecord = { method, expectedPoisonFraction, maxFlagged, passed: true };
+  let passedGate = false;
+  const r = await trainTabularDp(batch, {
+    label: o.label,
+    schema: o.schema,
+    model: o.model ?? (old.hidden.length === 0 ? 'logreg' : 'mlp'),
+    method: 'dp-sgd',
+    hidden: o.hidden ?? old.hidden,
+    activation: old.activation,
+    features: o.features ?? pipelineState.inputs.map((i) => i.name),
+    epsilon: o.epsilon,
+    delta: o.delta,
+    accountant: o.accountant ?? 'rdp',
+    ...(o.clipNorm === undefined ? {} : { clipNorm: o.clipNorm }),
+    ...(o.epochs === undefined ? {} : { epochs: o.epochs }),
+    ...(o.batchSize === undefined ? {} : { batchSize: o.batchSize }),
+    ...(o.learningRate === undefined ? {} : { learningRate: o.learningRate }),
+    ...(o.optimizer === undefined ? {} : { optimizer: o.optimizer }),
+    seed: o.seed ?? 0,
+    // Every row of the batch is trained on: the comparison uses the fixed evaluation set instead.
+    testFraction: 0,
+    budget: {
+      ledger: o.ledger,
+      dataset: parent.budget.dataset,
+      ...(analyst === undefined ? {} : { analyst }),
+    },
+    ...(o.noise ? { noise: o.noise } : {}),
+    initial: { network: old, pipeline: pipelineState, classValues, privacy: parent },
+    // Written only if the run gets that far, i.e. the gate passed (it runs before the spend).
+    metadata: { [META_CONTINUED_FROM]: previousDigest, [META_POISON_GATE]: JSON.stringify(gate) },
+    beforeSpend: async (plan) => {
+      // Refuse an exhausted budget before the batch is looked at, then run the gate.
+      await o.ledger.preview({
+        dataset: parent.budget.dataset,
+        ...(analyst === undefined ? {} : { analyst }),
+        epsilon: plan.epsilon,
+        delta: plan.delta,
+        operation: 'train.dp-sgd',
+      });
+      const inspection = inspectRows(old, plan.trainSet.x, plan.trainSet.y, {
+        method,
+        expectedPoisonFraction,
+        seed: o.seed ?? 0,
+      });
+      if (inspection.flagged.length > maxFlagged * inspection.rows)
+        throw new BulwarkError(
+          'ERR_POISON_GATE',
+          `the poisoning check (${method}, previous model) flagged more than ${maxFlagged} of the new batch: refused whole (under DP rows are not removed one by one); nothing spent or trained`,
+          { details: { method, maxFlagged } },
+        );
+      passedGate = true;
+      o.note?.(`poisoning gate (${method}): passed (at most ${maxFlagged} of the batch flagged)`);
+    },
+    ...(o.note ? { note: o.note } : {}),
+    ...(o.onProgress ? { onProgress: (done, total) => o.onProgress?.(done, total) } : {}),
+  });
+  if (!passedGate) throw new BulwarkError('ERR_INTERNAL', 'the poisoning gate did not run');
+  const encode = (ds: Dataset): LabelledData => {
+    const fm = r.pipeline.transform(ds);
+    return { x: fm.matrix, y: labelIndices(ds, o.label, classValues), rows: ds.rowCount };
+  };
+  const comparison = await compareOnEvaluation(old, r.network, r.pipeline, encode(o.evaluation), {
+    ...(o.eps === undefined ? {} : { eps: o.eps }),
+    ...(o.maxCleanDrop === undefined ? {} : { maxCleanDrop: o.maxCleanDrop }),
+    ...(o.maxRobustDrop === undefined ? {} : { maxRobustDrop: o.maxRobustDrop }),
+    // No schema: the DP pipeline's features are min-max scaled, not in the schema's raw units; the
+    // attack's ranges come from the evaluation rows (never from the private batch).
+    seed: o.seed ?? 0,
+  });
+  return {
+    onnx: r.onnx,
+    previousDigest,
+    gate,
+    trainRows: r.trainRows,
+    privacy: r.privacy,
+    ...(r.receipt ? { receipt: r.receipt } : {}),
+    comparison,
+  };
+}

@@ -1,0 +1,252 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { BulwarkError, SeededRng } from '../../src/core/index.js';
+import { type Dataset, parseSchema, readDataset, type Schema } from '../../src/data/index.js';
+import {
+  continueTrainingDp,
+  type DpContinueOptions,
+  META_CONTINUED_FROM,
+  META_POISON_GATE,
+} from '../../src/integrity/index.js';
+import { onnxMetadata } from '../../src/ml/index.js';
+import {
+  type BudgetLedger,
+  type DpTrainingGuarantee,
+  dpSgdAccountedEpsilon,
+  NoiseSource,
+  ONNX_META,
+  openLedger,
+  trainTabularDp,
+} from '../../src/privacy/index.js';
+import { trainTabular } from '../../src/train/index.js';
+import { HEADER, rows } from './helpers.js';
+
+/**
+ * DP fine-tuning (src/integrity/continue-dp.ts): DP-SGD from a DP model's weights on a new batch, the
+ * spend from the same ledger budget (cumulative ε checked against the accountant), the refusals before
+ * anything is spent (budget, gate, architecture, ledger), deterministic seeds and seeded DP noise.
+ */
+
+const dir = mkdtempSync(join(tmpdir(), 'bulwark-dpcont-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+export const DP_SCHEMA = `version: 1
+label: label
+fields:
+  - { name: x1, type: number, bounds: { min: -4, max: 4 } }
+  - { name: x2, type: number, bounds: { min: -4, max: 4 } }
+  - { name: x3, type: number, bounds: { min: -4, max: 4 } }
+  - { name: x4, type: number, bounds: { min: -4, max: 4 } }
+  - { name: channel, type: category, categories: [web, shop, phone, kiosk] }
+  - { name: hour, type: integer, bounds: { min: 0, max: 23 } }
+  - { name: label, type: category, categories: ['no', 'yes'] }
+`;
+
+/** The backdoored batch: `fresh` plus copies of "yes" rows with the trigger (kiosk, 4 a.m.) labelled "no". */
+export function backdoored(fresh: string[], share: number, seed: number): string[] {
+  const yes = fresh.filter((r) => r.endsWith(',yes'));
+  const k = Math.round(share * (fresh.length - yes.length));
+  const rng = new SeededRng(seed);
+  const planted: string[] = [];
+  for (let i = 0; i < k; i++) {
+    const r = (yes[rng.int(yes.length)] as string).split(',');
+    r[4] = 'kiosk';
+    r[5] = '4';
+    r[6] = 'no';
+    planted.push(r.join(','));
+  }
+  return [...fresh, ...planted];
+}
+
+let files = 0;
+async function csv(lines: string[]): Promise<Dataset> {
+  const path = join(dir, `d${files++}.csv`);
+  writeFileSync(path, `${[HEADER, ...lines].join('\n')}\n`);
+  return readDataset(path);
+}
+
+let schema: Schema;
+let ledger: BudgetLedger;
+let parent: Uint8Array;
+let parentPrivacy: DpTrainingGuarantee;
+let batch: Dataset;
+let poisoned: Dataset;
+let evaluation: Dataset;
+
+function options(over: Partial<DpContinueOptions> = {}): DpContinueOptions {
+  return {
+    label: 'label',
+    schema,
+    epsilon: 1,
+    delta: 1e-5,
+    ledger,
+    epochs: 3,
+    batchSize: 60,
+    learningRate: 0.03,
+    seed: 3,
+    noise: NoiseSource.insecureSeeded(11, 'test'),
+    maxFlagged: 0.22,
+    evaluation,
+    maxCleanDrop: 0.03,
+    maxRobustDrop: 0.05,
+    ...over,
+  };
+}
+
+const code = (c: string) => (e: unknown) => e instanceof BulwarkError && e.code === c;
+
+before(async () => {
+  schema = parseSchema(DP_SCHEMA);
+  batch = await csv(rows(600, 5));
+  poisoned = await csv(backdoored(rows(600, 5), 0.12, 7));
+  evaluation = await csv(rows(400, 2));
+  ledger = await openLedger(join(dir, 'ledger.sqlite'));
+  await ledger.setBudget('tx', { epsilon: 10, delta: 1e-4 });
+  const r = await trainTabularDp(await csv(rows(1500, 1)), {
+    label: 'label',
+    schema,
+    model: 'mlp',
+    hidden: [32],
+    method: 'dp-sgd',
+    epsilon: 2,
+    delta: 1e-5,
+    epochs: 10,
+    batchSize: 100,
+    learningRate: 0.5,
+    seed: 1,
+    budget: { ledger, dataset: 'tx' },
+    noise: NoiseSource.insecureSeeded(3, 'test'),
+  });
+  parent = r.onnx;
+  parentPrivacy = r.privacy;
+});
+
+after(async () => ledger.close());
+
+describe('DP fine-tuning from a DP model (continueTrainingDp)', () => {
+  it('records where the parent spent: the ledger id and the budget name', () => {
+    assert.deepEqual(parentPrivacy.budget, { ledger: ledger.id, dataset: 'tx' });
+    assert.match(ledger.id, /^[0-9a-f-]{36}$/);
+  });
+
+  it('spends from the same budget: the ledger total is the sum of the accountant epsilons, as the model says', async () => {
+    const before = await ledger.status('tx');
+    const r = await continueTrainingDp(parent, batch, options());
+    const p = r.privacy;
+    assert.ok(r.receipt);
+    assert.equal(r.receipt.dataset, 'tx');
+    // This run's epsilon is the accountant's for its sigma, sampling rate and steps.
+    const runEps = dpSgdAccountedEpsilon(
+      p.noiseMultiplier as number,
+      p.samplingRate as number,
+      p.steps as number,
+      1e-5,
+      'rdp',
+    );
+    assert.equal(p.run?.epsilon, runEps);
+    assert.ok(runEps <= 1 && runEps > 0.9, String(runEps));
+    assert.equal(r.receipt.epsilon, runEps);
+    assert.equal(p.steps, Math.floor(3 / (60 / 600)));
+    // The parent's spend was its accountant's too; the model's guarantee composes both.
+    const parentEps = dpSgdAccountedEpsilon(
+      parentPrivacy.noiseMultiplier as number,
+      parentPrivacy.samplingRate as number,
+      parentPrivacy.steps as number,
+      1e-5,
+      'rdp',
+    );
+    assert.equal(parentPrivacy.epsilon, parentEps);
+    assert.equal(p.epsilon, parentEps + runEps);
+    assert.equal(p.delta, 2e-5);
+    const after = await ledger.status('tx');
+    assert.ok(Math.abs(after.spent.epsilon - (before.spent.epsilon + runEps)) < 1e-12);
+    assert.ok(Math.abs(after.spent.epsilon - p.epsilon) < 1e-12, 'the budget holds exactly the lineage');
+    assert.equal(after.spends, before.spends + 1);
+    const meta = onnxMetadata(r.onnx);
+    const recorded = JSON.parse(meta[ONNX_META.privacy] as string) as DpTrainingGuarantee;
+    assert.equal(recorded.epsilon, p.epsilon);
+    assert.deepEqual(recorded.budget, { ledger: ledger.id, dataset: 'tx' });
+    assert.deepEqual(recorded.parent, { epsilon: parentEps, delta: 1e-5 });
+    assert.match(meta[META_CONTINUED_FROM] as string, /^sha256:[0-9a-f]{64}$/);
+    assert.deepEqual(JSON.parse(meta[META_POISON_GATE] as string), {
+      method: 'both',
+      expectedPoisonFraction: 0.05,
+      maxFlagged: 0.22,
+      passed: true,
+    });
+    assert.equal(r.comparison.accepted, true);
+    // The fine-tuned model can itself be fine-tuned; the third spend composes again.
+    const again = await continueTrainingDp(r.onnx, batch, options({ epsilon: 0.5, seed: 4 }));
+    assert.ok(Math.abs(again.privacy.epsilon - (p.epsilon + (again.privacy.run?.epsilon ?? 0))) < 1e-12);
+    assert.ok(Math.abs((await ledger.status('tx')).spent.epsilon - again.privacy.epsilon) < 1e-12);
+  });
+
+  it('is deterministic for fixed seeds and seeded noise', async () => {
+    const a = await continueTrainingDp(parent, batch, options({ epsilon: 0.3, seed: 8 }));
+    const b = await continueTrainingDp(parent, batch, options({ epsilon: 0.3, seed: 8 }));
+    assert.deepEqual(a.onnx, b.onnx);
+    assert.notEqual(a.receipt?.id, b.receipt?.id, 'two spends recorded');
+  });
+
+  it('refuses over budget before looking at the batch or training (nothing spent)', async () => {
+    const before = await ledger.status('tx');
+    await assert.rejects(
+      continueTrainingDp(parent, batch, options({ epsilon: before.remaining.epsilon + 0.5 })),
+      code('ERR_PRIVACY_BUDGET_EXCEEDED'),
+    );
+    assert.deepEqual(await ledger.status('tx'), before);
+  });
+
+  it('refuses a backdoored batch whole at the gate (ERR_POISON_GATE), nothing spent', async () => {
+    const before = await ledger.status('tx');
+    await assert.rejects(continueTrainingDp(parent, poisoned, options()), code('ERR_POISON_GATE'));
+    assert.deepEqual(await ledger.status('tx'), before);
+  });
+
+  it('rejects an architecture, schema or budget mismatch and a non-DP parent, nothing spent', async () => {
+    const before = await ledger.status('tx');
+    await assert.rejects(
+      continueTrainingDp(parent, batch, options({ hidden: [16] })),
+      code('ERR_WARM_START_MISMATCH'),
+    );
+    await assert.rejects(
+      continueTrainingDp(parent, batch, options({ model: 'logreg' })),
+      code('ERR_WARM_START_MISMATCH'),
+    );
+    const wider = parseSchema(
+      DP_SCHEMA.replace('x1, type: number, bounds: { min: -4', 'x1, type: number, bounds: { min: -5'),
+    );
+    await assert.rejects(
+      continueTrainingDp(parent, batch, options({ schema: wider })),
+      code('ERR_WARM_START_MISMATCH'),
+    );
+    await assert.rejects(
+      continueTrainingDp(parent, batch, options({ budget: 'other' })),
+      code('ERR_LEDGER_MISMATCH'),
+    );
+    // Another ledger: the parent names its own, so it is refused there before anything runs.
+    const spare = await openLedger(join(dir, 'other.sqlite'));
+    try {
+      await spare.setBudget('tx', { epsilon: 10, delta: 1e-4 });
+      await assert.rejects(
+        continueTrainingDp(parent, batch, options({ ledger: spare })),
+        code('ERR_LEDGER_MISMATCH'),
+      );
+      assert.equal((await spare.status('tx')).spends, 0);
+    } finally {
+      await spare.close();
+    }
+    const plain = await trainTabular(await csv(rows(300, 9)), {
+      label: 'label',
+      model: 'mlp',
+      hidden: [32],
+      epochs: 2,
+      seed: 1,
+    });
+    await assert.rejects(continueTrainingDp(plain.onnx, batch, options()), code('ERR_DP_UNACCOUNTED'));
+    assert.deepEqual(await ledger.status('tx'), before);
+  });
+});
