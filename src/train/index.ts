@@ -1,3 +1,4 @@
+export { metadataJson } from './metadata.js';
 export {
   classIndexOf,
   MAX_CATEGORIES,

@@ -11,7 +11,7 @@ import {
   labelIndices,
 } from '../../integrity/index.js';
 import { fromOnnx, onnxMetadata } from '../../ml/index.js';
-import { META_CLASS_VALUES, META_LABEL, META_PIPELINE } from '../../train/index.js';
+import { META_CLASS_VALUES, META_LABEL, META_PIPELINE, metadataJson } from '../../train/index.js';
 import { floatOption, intOption } from '../options.js';
 import { ioOf } from '../program.js';
 import { writeHtmlReport } from '../report.js';
@@ -20,22 +20,6 @@ function method(v: string): InspectMethod {
   if (!(INSPECT_METHODS as readonly string[]).includes(v))
     throw new InvalidArgumentError(`expected one of ${INSPECT_METHODS.join(', ')}, got "${v}"`);
   return v as InspectMethod;
-}
-
-function parseMeta<T>(meta: Record<string, string>, key: string, file: string): T {
-  const v = meta[key];
-  if (v === undefined)
-    throw new BulwarkError(
-      'ERR_ONNX_INVALID',
-      `${file}: no "${key}" metadata (train the model with bulwark train)`,
-    );
-  try {
-    return JSON.parse(v) as T;
-  } catch (e) {
-    throw new BulwarkError('ERR_ONNX_INVALID', `${file}: model metadata "${key}" is not valid JSON`, {
-      cause: e,
-    });
-  }
 }
 
 /** Loads a Bulwark-trained ONNX model and the data's encoded rows and labels; runs the defences. */
@@ -53,8 +37,8 @@ export async function inspectFile(
     throw fsError(e, modelFile, 'cannot read model');
   }
   const meta = onnxMetadata(bytes);
-  const pipeline = Pipeline.load(parseMeta<unknown>(meta, META_PIPELINE, modelFile));
-  const classValues = parseMeta<string[]>(meta, META_CLASS_VALUES, modelFile);
+  const pipeline = Pipeline.load(metadataJson<unknown>(meta, META_PIPELINE, modelFile, true));
+  const classValues = metadataJson<string[]>(meta, META_CLASS_VALUES, modelFile, true);
   const label = o.label ?? meta[META_LABEL];
   if (label === undefined)
     throw new BulwarkError('ERR_USAGE', '--label is needed: the model does not name its label');

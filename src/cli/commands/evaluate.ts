@@ -24,7 +24,7 @@ import {
   redTeamSections,
   tabularDomain,
 } from '../../robust/index.js';
-import { META_CLASS_VALUES, META_LABEL, META_PIPELINE } from '../../train/index.js';
+import { META_CLASS_VALUES, META_LABEL, META_PIPELINE, metadataJson } from '../../train/index.js';
 import { floatOption, intOption, listOption } from '../options.js';
 import { ioOf } from '../program.js';
 import { startProgress } from '../progress.js';
@@ -37,18 +37,6 @@ interface LoadedModel {
   classValues: string[] | null;
   label: string | undefined;
   close: () => Promise<void>;
-}
-
-function metaJson<T>(meta: Record<string, string>, key: string, file: string): T | undefined {
-  const v = meta[key];
-  if (v === undefined) return undefined;
-  try {
-    return JSON.parse(v) as T;
-  } catch (e) {
-    throw new BulwarkError('ERR_ONNX_INVALID', `${file}: model metadata "${key}" is not valid JSON`, {
-      cause: e,
-    });
-  }
 }
 
 /**
@@ -64,8 +52,8 @@ async function loadModel(file: string, notes: string[]): Promise<LoadedModel> {
     throw fsError(e, file, 'cannot read model');
   }
   const meta = onnxMetadata(bytes);
-  const pipelineState = metaJson<unknown>(meta, META_PIPELINE, file);
-  const classValues = metaJson<string[]>(meta, META_CLASS_VALUES, file) ?? null;
+  const pipelineState = metadataJson<unknown>(meta, META_PIPELINE, file);
+  const classValues = metadataJson<string[]>(meta, META_CLASS_VALUES, file) ?? null;
   let network: Network | null = null;
   try {
     network = fromOnnx(bytes).network;
@@ -75,7 +63,7 @@ async function loadModel(file: string, notes: string[]): Promise<LoadedModel> {
   }
   const session = await OnnxRuntimeModel.create(bytes);
   const name = basename(file).replace(/\.onnx$/i, '');
-  const inputs = network?.inputs ?? metaJson<string[]>(meta, 'bulwark.features', file)?.length;
+  const inputs = network?.inputs ?? metadataJson<string[]>(meta, 'bulwark.features', file)?.length;
   const classes = network?.classes ?? classValues?.length;
   if (inputs === undefined || classes === undefined) {
     await session.close();

@@ -4,7 +4,13 @@ import { type Command, InvalidArgumentError } from 'commander';
 import { BulwarkError, fsError, requireFile, writeFileAtomic } from '../../core/index.js';
 import { type Dataset, Pipeline, readDataset } from '../../data/index.js';
 import { accuracy, fromOnnx, OnnxRuntimeModel, onnxMetadata, softmaxRows } from '../../ml/index.js';
-import { classIndexOf, META_CLASS_VALUES, META_LABEL, META_PIPELINE } from '../../train/index.js';
+import {
+  classIndexOf,
+  META_CLASS_VALUES,
+  META_LABEL,
+  META_PIPELINE,
+  metadataJson,
+} from '../../train/index.js';
 import { ioOf } from '../program.js';
 
 export interface Predictions {
@@ -16,19 +22,9 @@ export interface Predictions {
   probabilities: Float32Array;
 }
 
-function parseMeta<T>(meta: Record<string, string>, key: string): T | undefined {
-  const v = meta[key];
-  if (v === undefined) return undefined;
-  try {
-    return JSON.parse(v) as T;
-  } catch (e) {
-    throw new BulwarkError('ERR_ONNX_INVALID', `model metadata "${key}" is not valid JSON`, { cause: e });
-  }
-}
-
 /** The model's input matrix for `ds`: through the saved pipeline, or the numeric columns in order. */
 function featuresOf(ds: Dataset, meta: Record<string, string>, inputs: number | null): Float32Array {
-  const state = parseMeta<unknown>(meta, META_PIPELINE);
+  const state = metadataJson<unknown>(meta, META_PIPELINE, 'model');
   let x: Float32Array;
   let names: readonly string[];
   if (state !== undefined) {
@@ -83,7 +79,8 @@ export async function predictDataset(
   } else {
     const model = await OnnxRuntimeModel.create(bytes);
     try {
-      const pipelineWidth = parseMeta<{ features?: string[] }>(meta, META_PIPELINE)?.features?.length;
+      const pipelineWidth = metadataJson<{ features?: string[] }>(meta, META_PIPELINE, 'model')?.features
+        ?.length;
       const x = featuresOf(ds, meta, null);
       const d = x.length / rows;
       if (pipelineWidth !== undefined && pipelineWidth !== d) {
@@ -113,7 +110,8 @@ export async function predictDataset(
     }
   }
   const classValues =
-    parseMeta<string[]>(meta, META_CLASS_VALUES) ?? Array.from({ length: k }, (_, i) => String(i));
+    metadataJson<string[]>(meta, META_CLASS_VALUES, 'model') ??
+    Array.from({ length: k }, (_, i) => String(i));
   if (classValues.length !== k) {
     throw new BulwarkError(
       'ERR_ONNX_INVALID',
