@@ -3,8 +3,10 @@
  * attestation key and its HPKE key itself — neither ever leaves this process — loads the model into
  * ONNX Runtime, and answers attestation and session requests from its parent over IPC. Its
  * attestations are marked software (`hardware: false`): the operating system and whoever controls the
- * host can still read this process's memory. What it does give: the gateway process never holds the
- * keys or sees plaintext, and the protocol runs end to end exactly as with an enclave.
+ * host can still read this process's memory. What it does give: the parent process never holds the
+ * keys, and the protocol runs end to end exactly as with an enclave. With its own model (`handle`) the
+ * parent only ever carries ciphertext; for the gateway (`open`, then `seal`) the parent receives the
+ * plaintext to run its pipeline on (docs/attestation.md lists what the gateway process sees).
  */
 import { createHash, generateKeyPairSync } from 'node:crypto';
 import { readFileSync } from 'node:fs';
