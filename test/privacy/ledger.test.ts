@@ -65,6 +65,35 @@ function behaviour(name: string, open: () => Promise<BudgetLedger>, skip: string
       }
     });
 
+    it('preview decides as spend would, records nothing; the ledger has a random id', async () => {
+      const l = await open();
+      try {
+        assert.match(l.id, /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
+        await assert.rejects(
+          l.preview({ dataset: 'adult', epsilon: 0.1, operation: 'train.dp-sgd' }),
+          code('ERR_PRIVACY_BUDGET_UNSET'),
+        );
+        await l.setBudget('adult', { epsilon: 1, delta: 1e-5 });
+        await l.spend({ dataset: 'adult', epsilon: 0.25, operation: 'query.count' });
+        const left = await l.preview({
+          dataset: 'adult',
+          epsilon: 0.5,
+          delta: 1e-6,
+          operation: 'train.dp-sgd',
+        });
+        assert.ok(Math.abs(left.epsilon - 0.25) < 1e-12 && Math.abs(left.delta - 9e-6) < 1e-18);
+        await assert.rejects(
+          l.preview({ dataset: 'adult', epsilon: 0.8, operation: 'train.dp-sgd' }),
+          code('ERR_PRIVACY_BUDGET_EXCEEDED'),
+        );
+        const st = await l.status('adult');
+        assert.equal(st.spends, 1);
+        assert.equal(st.spent.epsilon, 0.25);
+      } finally {
+        await l.close();
+      }
+    });
+
     it('spends until the budget is used, then refuses with ERR_PRIVACY_BUDGET_EXCEEDED and spends nothing', async () => {
       const l = await open();
       try {
@@ -167,6 +196,36 @@ async function concurrentSpenders(location: string, procs: number, attempts: num
   );
   return outs.map((o) => JSON.parse(o.stdout) as { committed: number; refused: number; ids: string[] });
 }
+
+describe('a ledger keeps its id across opens', () => {
+  it('SQLite: the same file, the same id; another file, another id', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'bulwark-ledger-id-'));
+    try {
+      const ids: string[] = [];
+      for (const f of ['a.sqlite', 'a.sqlite', 'b.sqlite']) {
+        const l = await openLedger(join(dir, f));
+        ids.push(l.id);
+        await l.close();
+      }
+      assert.equal(ids[0], ids[1]);
+      assert.notEqual(ids[0], ids[2]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('PostgreSQL: the same schema, the same id', { skip: pgReason ?? false }, async () => {
+    const loc = pgLocation();
+    const a = await openLedger(loc);
+    const b = await openLedger(loc);
+    try {
+      assert.equal(a.id, b.id);
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+});
 
 describe('concurrent spenders never exceed the budget', () => {
   it('PostgreSQL: 4 processes x 8 attempts of 0.1 against a budget of 1.0 commit exactly 10', {
