@@ -5,7 +5,7 @@ usage: robust-art.py CONFIG.json   (written by the benchmark; ART's folder on PY
 
 For each dataset, from the initial weights Bulwark wrote (so both sides start from the same point): trains
 a normal model (Adam, lr 1e-3, batch 128) and, for each eps, a PGD-trained model
-with ART's AdversarialTrainer (ratio 0.5 of each batch adversarial, ProjectedGradientDescent L-inf with
+(Adam, lr 1e-3, x0.1 from epoch `dropEpoch` on as Croce et al.) with ART's AdversarialTrainer (ratio 0.5 of each batch adversarial, ProjectedGradientDescent L-inf with
 num_random_init=1, 40 iterations, eps_step = 2.5 eps / 40: Madry et al.'s recipe as Croce et al. ran it);
 times each adversarial-training epoch; evaluates clean accuracy and robust accuracy under ART's PGD
 (100 iterations, eps_step eps / 10, num_random_init = restarts, true labels) on its own models AND on
@@ -121,8 +121,14 @@ def main():
             )
             trainer = AdversarialTrainer(clf, attacks=pgd_train, ratio=cfg["ratio"])
             epochs = ds["epochsAT"]
+            drop = ds["dropEpoch"]
             t0 = time.perf_counter()
-            trainer.fit(xtr, ytr, nb_epochs=epochs, batch_size=128)
+            # Croce et al.'s schedule, as Bulwark's side: lr x0.1 from epoch `drop` (1-based) on.
+            if drop > 1:
+                trainer.fit(xtr, ytr, nb_epochs=drop - 1, batch_size=128)
+            for group in clf.optimizer.param_groups:
+                group["lr"] = 1e-4
+            trainer.fit(xtr, ytr, nb_epochs=epochs - drop + 1, batch_size=128)
             res.setdefault("atEpochSeconds", {})[key] = (time.perf_counter() - t0) / epochs
             save_weights(clf.model, ds["artWeights"][key])
             trained[key] = clf

@@ -69,6 +69,8 @@ export {
   PROBABILITIES_NAME,
   toOnnx,
 } from './onnx/export.js';
+export { OnnxGradientEngine, type PgdBox } from './onnx/gradient-engine.js';
+export { gradientGraphUnsupported, inputGradientGraph } from './onnx/gradient-graph.js';
 export { fromOnnx, type OnnxImportOptions, type OnnxImportResult, onnxMetadata } from './onnx/import.js';
 export { OnnxRuntimeModel } from './onnx/runtime.js';
 export { Adam, type AdamOptions, type Optimizer, type OptimizerName, Sgd, type SgdOptions } from './optim.js';

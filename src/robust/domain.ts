@@ -250,6 +250,33 @@ export class InputDomain {
   }
 
   /**
+   * The feasible L-inf box around each row of `x0` as explicit bounds, `rows x inputs` each: the eps-ball
+   * (eps in scale units) intersected with the valid range; immutable features pinned to x0. Clamping to
+   * it is {@link project} under L-inf for a domain without one-hot groups (what the ONNX Runtime PGD
+   * engine applies inside its graph).
+   */
+  linfBox(x0: Float32Array, rows: number, eps: number): { lower: Float32Array; upper: Float32Array } {
+    const d = this.inputs;
+    const lower = new Float32Array(rows * d);
+    const upper = new Float32Array(rows * d);
+    for (let r = 0; r < rows; r++) {
+      const o = r * d;
+      for (let j = 0; j < d; j++) {
+        const a = x0[o + j] as number;
+        if (this.mutable[j] === 0) {
+          lower[o + j] = a;
+          upper[o + j] = a;
+          continue;
+        }
+        const e = this.groupOf[j] === -1 ? eps * (this.scale[j] as number) : Infinity;
+        lower[o + j] = Math.max(a - e, this.lower[j] as number);
+        upper[o + j] = Math.min(a + e, this.upper[j] as number);
+      }
+    }
+    return { lower, upper };
+  }
+
+  /**
    * A random point of the feasible set around each row of `x0`: uniform in the L-inf box, or uniform in
    * the L2 ball (a Gaussian direction and radius eps * U^(1/d)), then projected; one-hot groups are left
    * at x0 (the gradient moves them).

@@ -6,7 +6,14 @@
  */
 export { type ApgdOptions, apgd } from './attacks/evasion/apgd.js';
 export type { EvasionBase, EvasionResult } from './attacks/evasion/common.js';
-export { type AttackPenalty, type FgsmOptions, fgsm, type PgdOptions, pgd } from './attacks/evasion/pgd.js';
+export {
+  type AttackPenalty,
+  type FgsmOptions,
+  fgsm,
+  type PgdOptions,
+  pgd,
+  pgdAsync,
+} from './attacks/evasion/pgd.js';
 export { type SquareOptions, square, squareP } from './attacks/evasion/square.js';
 export {
   type ExtractionOptions,
@@ -83,7 +90,9 @@ export {
 export { type ClassSummary, hiddenRepresentations, type PoisonScores } from './defences/poison/common.js';
 export { type SpectralOptions, spectralSignatures } from './defences/poison/spectral.js';
 export {
+  ADVERSARIAL_ENGINES,
   ADVERSARIAL_METHODS,
+  type AdversarialEngine,
   type AdversarialEpoch,
   type AdversarialMethod,
   type AdversarialProgress,

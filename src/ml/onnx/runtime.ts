@@ -9,7 +9,8 @@ type Session = Awaited<ReturnType<Ort['InferenceSession']['create']>>;
 
 let ortPromise: Promise<Ort> | undefined;
 
-async function ort(): Promise<Ort> {
+/** Loads onnxruntime-node once (ERR_ONNX_RUNTIME when it cannot be loaded). */
+export async function ort(): Promise<Ort> {
   ortPromise ??= import('onnxruntime-node').catch((e: unknown) => {
     ortPromise = undefined;
     throw new BulwarkError(

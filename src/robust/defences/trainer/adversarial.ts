@@ -28,6 +28,7 @@ import {
   evaluate,
   type LabelledData,
   type Network,
+  OnnxGradientEngine,
   type Optimizer,
   resolveClassWeights,
   Sgd,
@@ -40,6 +41,16 @@ import { networkModel } from '../../model.js';
 
 export type AdversarialMethod = 'pgd' | 'trades';
 export const ADVERSARIAL_METHODS: readonly AdversarialMethod[] = ['pgd', 'trades'];
+
+/**
+ * Compute engine of the PGD steps: `js` (the network's own WebAssembly SIMD kernels), `onnxruntime`
+ * (ONNX Runtime's MLAS GEMM through ../../../ml/onnx/gradient-engine.ts, 2-3x faster on large MLPs;
+ * ReLU/softmax networks, PGD under L-inf without one-hot groups), or `auto` (the default: ONNX Runtime
+ * when the run qualifies and onnxruntime-node loads, else `js`). Both compute the same steps within
+ * float32 rounding (test/robust/onnx-engine.test.ts).
+ */
+export type AdversarialEngine = 'auto' | 'js' | 'onnxruntime';
+export const ADVERSARIAL_ENGINES: readonly AdversarialEngine[] = ['auto', 'js', 'onnxruntime'];
 
 /** Options of {@link adversarialTrain}. */
 export interface AdversarialTrainOptions {
@@ -69,6 +80,13 @@ export interface AdversarialTrainOptions {
   /** `adam` (default, lr 1e-3) or `sgd` (lr 0.05, momentum 0.9), or an instance. */
   optimizer?: 'adam' | 'sgd' | Optimizer;
   learningRate?: number;
+  /**
+   * From epoch `epoch` (1-based) on, the learning rate times `factor` (Croce et al., AISTATS 2019: x0.1
+   * for the last 10 % of the epochs). Default: none.
+   */
+  learningRateDrop?: { epoch: number; factor: number };
+  /** Compute engine of the PGD steps (default `auto`). */
+  engine?: AdversarialEngine;
   l2?: number;
   /** `balanced` or per-class weights on the loss (default none). */
   classWeights?: 'balanced' | readonly number[] | null;
@@ -102,6 +120,8 @@ export interface AdversarialEpoch {
 export interface AdversarialTrainResult {
   method: AdversarialMethod;
   history: AdversarialEpoch[];
+  /** The engine the PGD steps ran on. */
+  engine: 'js' | 'onnxruntime';
 }
 
 interface Checked {
@@ -119,6 +139,8 @@ interface Checked {
   batchSize: number;
   l2: number;
   seed: number;
+  engine: AdversarialEngine;
+  drop: { epoch: number; factor: number } | null;
 }
 
 function check(net: Network, o: AdversarialTrainOptions): Checked {
@@ -143,6 +165,16 @@ function check(net: Network, o: AdversarialTrainOptions): Checked {
   const batchSize = requireInteger('batchSize', o.batchSize ?? 128, 1);
   const l2 = requireNumberIn('l2', o.l2 ?? 0, 0, Number.MAX_VALUE);
   const seed = requireInteger('seed', o.seed ?? 0, 0, Number.MAX_SAFE_INTEGER);
+  const engine = requireOneOf('engine', o.engine ?? 'auto', ADVERSARIAL_ENGINES);
+  let drop: Checked['drop'] = null;
+  if (o.learningRateDrop !== undefined) {
+    drop = {
+      epoch: requireInteger('learningRateDrop.epoch', o.learningRateDrop.epoch, 1, epochs),
+      factor: requireNumberIn('learningRateDrop.factor', o.learningRateDrop.factor, 0, 1, {
+        minExclusive: true,
+      }),
+    };
+  }
   return {
     method,
     eps,
@@ -158,7 +190,36 @@ function check(net: Network, o: AdversarialTrainOptions): Checked {
     batchSize,
     l2,
     seed,
+    engine,
+    drop,
   };
+}
+
+/** Why this run cannot use ONNX Runtime for its PGD steps, or null when it can. */
+function engineUnsupported(net: Network, c: Checked): string | null {
+  if (c.method !== 'pgd') return `method ${c.method} (only pgd)`;
+  if (c.norm !== 'inf') return `norm ${c.norm} (only inf)`;
+  if (c.domain.groups.length > 0) return 'a domain with one-hot groups';
+  return OnnxGradientEngine.unsupported(net);
+}
+
+/**
+ * The ONNX Runtime engine when `engine` asks for it (ERR_INVALID_ARGUMENT naming what does not
+ * qualify) or `auto` finds the run qualifies and onnxruntime-node loads; null for the JS path.
+ */
+async function openEngine(net: Network, c: Checked): Promise<OnnxGradientEngine | null> {
+  if (c.engine === 'js') return null;
+  const why = engineUnsupported(net, c);
+  if (why !== null) {
+    if (c.engine === 'onnxruntime') throw invalidArgument('engine', `js or auto for ${why}`, c.engine);
+    return null;
+  }
+  try {
+    return await OnnxGradientEngine.create(net);
+  } catch (e) {
+    if (c.engine === 'onnxruntime') throw e;
+    return null;
+  }
 }
 
 /** Softmax of wide logits (rows x k). */
@@ -213,6 +274,24 @@ function pgdIterate(
     c.domain.project(x, x0, rows, c.norm, eps);
   }
   return c.domain.repair(x, x0, rows, c.norm, eps);
+}
+
+/** {@link pgdIterate} on ONNX Runtime: the same random start, steps, projection and repair. */
+async function pgdIterateEngine(
+  engine: OnnxGradientEngine,
+  x0: Float32Array,
+  y: Int32Array,
+  rows: number,
+  c: Checked,
+  eps: number,
+  rng: Rng,
+): Promise<Float32Array> {
+  const stepSize = (c.stepSize * eps) / c.eps;
+  const x = c.domain.randomStart(x0, rows, c.norm, eps, rng);
+  const { lower, upper } = c.domain.linfBox(x0, rows, eps);
+  const step = Float32Array.from(c.domain.scale, (s, j) => (c.domain.mutable[j] === 1 ? stepSize * s : 0));
+  const xe = await engine.pgd(x, y, rows, { lower, upper, step }, c.steps);
+  return c.domain.repair(xe, x0, rows, c.norm, eps);
 }
 
 /** Options of {@link pgdTrainingInputs}. */
@@ -383,93 +462,116 @@ export async function adversarialTrain(
   const n = data.rows;
   const batches = Math.ceil(n / c.batchSize);
   const history: AdversarialEpoch[] = [];
-  for (let epoch = 1; epoch <= c.epochs; epoch++) {
-    const t0 = performance.now();
-    const adv = epoch > c.warmup;
-    const rampAt = epoch - c.warmup;
-    const eps = !adv ? 0 : c.ramp > 0 && rampAt < c.ramp ? (c.eps * rampAt) / c.ramp : c.eps;
-    const perm = rng.permutation(n);
-    let lossSum = 0;
-    let advRight = 0;
-    let advSeen = 0;
-    for (let b = 0; b < batches; b++) {
-      const from = b * c.batchSize;
-      const rows = Math.min(n, from + c.batchSize) - from;
-      const xb = new Float32Array(rows * d);
-      const yb = new Int32Array(rows);
-      for (let i = 0; i < rows; i++) {
-        const r = perm[from + i] as number;
-        xb.set(data.x.subarray(r * d, (r + 1) * d), i * d);
-        yb[i] = data.y[r] as number;
-      }
-      const sw = weighted ? Float32Array.from(yb, (v) => classWeights[v] as number) : null;
-      let loss: number;
-      let gradient: Float32Array;
-      if (!adv) {
-        ({ loss, gradient } = net.lossAndGradient(xb, yb, rows, { sampleWeights: sw }));
-      } else if (c.method === 'pgd') {
-        const nAdv = Math.max(1, Math.round(c.ratio * rows));
-        const xa = pgdIterate(net, xb.subarray(0, nAdv * d), yb.subarray(0, nAdv), nAdv, c, eps, attackRng);
-        const mixed = xb.slice();
-        mixed.set(xa, 0);
-        advRight += correct(wideLogits(net, net.logits(xa, nAdv), nAdv), yb.subarray(0, nAdv), nAdv, k);
-        advSeen += nAdv;
-        ({ loss, gradient } = net.lossAndGradient(mixed, yb, rows, { sampleWeights: sw }));
-      } else {
-        const zn = wideLogits(net, net.logits(xb, rows), rows);
-        const pNat = softmaxRows(zn, rows, k);
-        const xa = tradesIterate(net, xb, pNat, rows, c, eps, attackRng);
-        const r = tradesLossAndGradient(net, xb, xa, yb, sw, rows, c.beta);
-        ({ loss, gradient } = r);
-        advRight += r.advCorrect;
-        advSeen += rows;
-      }
-      if (c.l2 > 0) {
-        let sq = 0;
-        for (let i = 0; i < gradient.length; i++) {
-          if (mask[i] === 0) continue;
-          const p = net.params[i] as number;
-          gradient[i] = (gradient[i] as number) + c.l2 * p;
-          sq += p * p;
+  const baseRate = opt.learningRate;
+  const engine = await openEngine(net, c);
+  try {
+    for (let epoch = 1; epoch <= c.epochs; epoch++) {
+      const t0 = performance.now();
+      opt.learningRate = c.drop !== null && epoch >= c.drop.epoch ? baseRate * c.drop.factor : baseRate;
+      const adv = epoch > c.warmup;
+      const rampAt = epoch - c.warmup;
+      const eps = !adv ? 0 : c.ramp > 0 && rampAt < c.ramp ? (c.eps * rampAt) / c.ramp : c.eps;
+      const perm = rng.permutation(n);
+      let lossSum = 0;
+      let advRight = 0;
+      let advSeen = 0;
+      for (let b = 0; b < batches; b++) {
+        const from = b * c.batchSize;
+        const rows = Math.min(n, from + c.batchSize) - from;
+        const xb = new Float32Array(rows * d);
+        const yb = new Int32Array(rows);
+        for (let i = 0; i < rows; i++) {
+          const r = perm[from + i] as number;
+          xb.set(data.x.subarray(r * d, (r + 1) * d), i * d);
+          yb[i] = data.y[r] as number;
         }
-        loss += 0.5 * c.l2 * sq;
+        const sw = weighted ? Float32Array.from(yb, (v) => classWeights[v] as number) : null;
+        let loss: number;
+        let gradient: Float32Array;
+        if (!adv) {
+          ({ loss, gradient } =
+            engine === null
+              ? net.lossAndGradient(xb, yb, rows, { sampleWeights: sw })
+              : await engine.lossAndGradient(xb, yb, rows, sw));
+        } else if (c.method === 'pgd') {
+          const nAdv = Math.max(1, Math.round(c.ratio * rows));
+          const x0 = xb.subarray(0, nAdv * d);
+          const y0 = yb.subarray(0, nAdv);
+          const xa =
+            engine === null
+              ? pgdIterate(net, x0, y0, nAdv, c, eps, attackRng)
+              : await pgdIterateEngine(engine, x0, y0, nAdv, c, eps, attackRng);
+          const mixed = xb.slice();
+          mixed.set(xa, 0);
+          if (engine === null) {
+            advRight += correct(wideLogits(net, net.logits(xa, nAdv), nAdv), y0, nAdv, k);
+            ({ loss, gradient } = net.lossAndGradient(mixed, yb, rows, { sampleWeights: sw }));
+          } else {
+            // The step's forward pass gives the adversarial rows' logits (before this update).
+            const r = await engine.lossAndGradient(mixed, yb, rows, sw);
+            advRight += correct(r.logits.subarray(0, nAdv * k), y0, nAdv, k);
+            ({ loss, gradient } = r);
+          }
+          advSeen += nAdv;
+        } else {
+          const zn = wideLogits(net, net.logits(xb, rows), rows);
+          const pNat = softmaxRows(zn, rows, k);
+          const xa = tradesIterate(net, xb, pNat, rows, c, eps, attackRng);
+          const r = tradesLossAndGradient(net, xb, xa, yb, sw, rows, c.beta);
+          ({ loss, gradient } = r);
+          advRight += r.advCorrect;
+          advSeen += rows;
+        }
+        if (c.l2 > 0) {
+          let sq = 0;
+          for (let i = 0; i < gradient.length; i++) {
+            if (mask[i] === 0) continue;
+            const p = net.params[i] as number;
+            gradient[i] = (gradient[i] as number) + c.l2 * p;
+            sq += p * p;
+          }
+          loss += 0.5 * c.l2 * sq;
+        }
+        if (!Number.isFinite(loss)) {
+          throw new BulwarkError(
+            'ERR_TRAINING_DIVERGED',
+            `adversarial training diverged at epoch ${epoch}, batch ${b + 1}: loss is ${loss} (lower the learning rate?)`,
+            { details: { epoch, batch: b + 1 } },
+          );
+        }
+        opt.step(net.params, gradient);
+        lossSum += loss * rows;
+        options.onProgress?.({
+          phase: 'batch',
+          epoch,
+          epochs: c.epochs,
+          batch: b + 1,
+          batches,
+          loss: lossSum / (from + rows),
+        });
       }
-      if (!Number.isFinite(loss)) {
-        throw new BulwarkError(
-          'ERR_TRAINING_DIVERGED',
-          `adversarial training diverged at epoch ${epoch}, batch ${b + 1}: loss is ${loss} (lower the learning rate?)`,
-          { details: { epoch, batch: b + 1 } },
-        );
-      }
-      opt.step(net.params, gradient);
-      lossSum += loss * rows;
+      const rec: AdversarialEpoch = {
+        epoch,
+        loss: lossSum / n,
+        eps,
+        adversarialAccuracy: advSeen === 0 ? Number.NaN : advRight / advSeen,
+        seconds: (performance.now() - t0) / 1000,
+      };
+      if (options.validation) rec.validationAccuracy = evaluate(net, options.validation).accuracy;
+      history.push(rec);
       options.onProgress?.({
-        phase: 'batch',
+        phase: 'epoch',
         epoch,
         epochs: c.epochs,
-        batch: b + 1,
+        batch: batches,
         batches,
-        loss: lossSum / (from + rows),
+        loss: rec.loss,
       });
+      await new Promise<void>((r) => setImmediate(r));
     }
-    const rec: AdversarialEpoch = {
-      epoch,
-      loss: lossSum / n,
-      eps,
-      adversarialAccuracy: advSeen === 0 ? Number.NaN : advRight / advSeen,
-      seconds: (performance.now() - t0) / 1000,
-    };
-    if (options.validation) rec.validationAccuracy = evaluate(net, options.validation).accuracy;
-    history.push(rec);
-    options.onProgress?.({
-      phase: 'epoch',
-      epoch,
-      epochs: c.epochs,
-      batch: batches,
-      batches,
-      loss: rec.loss,
-    });
-    await new Promise<void>((r) => setImmediate(r));
+  } finally {
+    opt.learningRate = baseRate;
+    await engine?.close();
   }
-  return { method: c.method, history };
+  return { method: c.method, history, engine: engine === null ? 'js' : 'onnxruntime' };
 }
