@@ -208,7 +208,7 @@ export class PackageModelSource implements ModelSource {
         runtime: pkg.model,
         version: m.model.version,
         modelDigest: `sha256:${m.onnx.sha256}`,
-        packageDigest: `sha256:${pkg.packageDigest}`,
+        packageDigest: pkg.packageDigest,
         signer: pkg.signer.keyId,
         origin: 'package',
       });

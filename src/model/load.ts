@@ -41,7 +41,7 @@ export interface LoadedModel {
   manifest: ModelManifest;
   model: OnnxRuntimeModel;
   signer: { keyId: string; algorithm: string };
-  /** sha256 hex of the whole package file. */
+  /** `sha256:<hex>` of the whole package file (the form `protectModel` and the audit log use). */
   packageDigest: string;
 }
 
@@ -173,6 +173,7 @@ export interface VerifiedPackage {
   manifest: ModelManifest;
   statement: ModelStatement;
   signer: { keyId: string; algorithm: string; name: string };
+  /** `sha256:<hex>` of the whole package file. */
   packageDigest: string;
 }
 
@@ -231,7 +232,7 @@ function verifyRead(p: PackageBytes, trust: TrustPolicy): VerifiedPackage {
     manifest,
     statement,
     signer: { keyId: signer.keyId, algorithm: signer.algorithm, name: signer.name },
-    packageDigest: p.fileDigest,
+    packageDigest: `sha256:${p.fileDigest}`,
   };
 }
 
@@ -358,7 +359,7 @@ export interface DecryptedModel {
   /** The verified plaintext ONNX bytes (a view into the package buffer, never written to disk). */
   onnx: Buffer;
   signer: { keyId: string; algorithm: string; name: string };
-  /** sha256 hex of the whole package file. */
+  /** `sha256:<hex>` of the whole package file. */
   packageDigest: string;
   /** Overwrites the plaintext with zeros; call it (in a `finally`) as soon as the bytes are used. */
   wipe(): void;

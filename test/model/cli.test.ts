@@ -91,7 +91,7 @@ describe('bulwark model (second process)', () => {
     assert.equal(out.decrypted, true);
     assert.equal(out.loaded, true);
     assert.equal(out.signer.name, 'ml-platform');
-    assert.equal(`sha256:${out.packageDigest}`, made.packageDigest);
+    assert.equal(out.packageDigest, made.packageDigest);
     assert.equal(out.manifest.lineage.trainingRun.eventId, 'evt-1');
     const ins = bw(['model', 'inspect', pkg]);
     assert.equal(ins.code, 0, ins.stderr);

@@ -127,7 +127,10 @@ describe('model package: round trip', () => {
       const b = await plain.run(x, 3, 6);
       assert.deepEqual(Object.keys(a), Object.keys(b));
       for (const k of Object.keys(a)) assert.deepEqual(a[k]!.data, b[k]!.data);
-      assert.equal(loaded.packageDigest, createHash('sha256').update(readFileSync(pkg)).digest('hex'));
+      assert.equal(
+        loaded.packageDigest,
+        `sha256:${createHash('sha256').update(readFileSync(pkg)).digest('hex')}`,
+      );
       assert.deepEqual(loaded.signer, { keyId: key.keyId, algorithm: 'ecdsa-p256-sha256' });
       assert.deepEqual(loaded.manifest, manifest);
     } finally {

@@ -303,7 +303,7 @@ export function registerModelCommands(program: Command): void {
           [
             `${file}: VERIFIED`,
             `  signer:       ${result.signer.name ?? ''} ${result.signer.keyId} (${result.signer.algorithm})`,
-            `  package:      sha256:${result.packageDigest}`,
+            `  package:      ${result.packageDigest}`,
             `  checks:       signature, trust for "${result.manifest.model.name}", manifest and body digests${result.decrypted ? ', decryption in memory and model digest' : ' (not decrypted: no --keyring)'}${result.loaded ? ', ONNX Runtime session' : ''}`,
             ...manifestLines(result.manifest),
           ].join('\n'),

@@ -89,7 +89,7 @@ export async function runPackageContinuation(
       parent = await decryptProtectedModel(from, { keyring, trust });
       const pm = parent.manifest;
       io.note(
-        `parent: ${from} verified (signer ${parent.signer.name}, model ${pm.model.name} ${pm.model.version}, package sha256:${parent.packageDigest.slice(0, 16)}…); decrypted in memory`,
+        `parent: ${from} verified (signer ${parent.signer.name}, model ${pm.model.name} ${pm.model.version}, package ${parent.packageDigest.slice(0, 23)}…); decrypted in memory`,
       );
       if (
         !trust.signers.some(
@@ -120,7 +120,7 @@ export async function runPackageContinuation(
         );
       const c = r.comparison;
       const parentRef = {
-        packageDigest: `sha256:${parent.packageDigest}`,
+        packageDigest: parent.packageDigest,
         modelDigest: `sha256:${pm.onnx.sha256}`,
         name: pm.model.name,
         version: pm.model.version,
