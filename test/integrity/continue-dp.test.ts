@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { BulwarkError, SeededRng } from '../../src/core/index.js';
+import { BulwarkError } from '../../src/core/index.js';
 import { type Dataset, parseSchema, readDataset, type Schema } from '../../src/data/index.js';
 import {
   continueTrainingDp,
@@ -22,7 +22,7 @@ import {
   trainTabularDp,
 } from '../../src/privacy/index.js';
 import { trainTabular } from '../../src/train/index.js';
-import { HEADER, rows } from './helpers.js';
+import { backdoored, DP_SCHEMA, HEADER, rows } from './helpers.js';
 
 /**
  * DP fine-tuning (src/integrity/continue-dp.ts): DP-SGD from a DP model's weights on a new batch, the
@@ -32,34 +32,6 @@ import { HEADER, rows } from './helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'bulwark-dpcont-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
-
-export const DP_SCHEMA = `version: 1
-label: label
-fields:
-  - { name: x1, type: number, bounds: { min: -4, max: 4 } }
-  - { name: x2, type: number, bounds: { min: -4, max: 4 } }
-  - { name: x3, type: number, bounds: { min: -4, max: 4 } }
-  - { name: x4, type: number, bounds: { min: -4, max: 4 } }
-  - { name: channel, type: category, categories: [web, shop, phone, kiosk] }
-  - { name: hour, type: integer, bounds: { min: 0, max: 23 } }
-  - { name: label, type: category, categories: ['no', 'yes'] }
-`;
-
-/** The backdoored batch: `fresh` plus copies of "yes" rows with the trigger (kiosk, 4 a.m.) labelled "no". */
-export function backdoored(fresh: string[], share: number, seed: number): string[] {
-  const yes = fresh.filter((r) => r.endsWith(',yes'));
-  const k = Math.round(share * (fresh.length - yes.length));
-  const rng = new SeededRng(seed);
-  const planted: string[] = [];
-  for (let i = 0; i < k; i++) {
-    const r = (yes[rng.int(yes.length)] as string).split(',');
-    r[4] = 'kiosk';
-    r[5] = '4';
-    r[6] = 'no';
-    planted.push(r.join(','));
-  }
-  return [...fresh, ...planted];
-}
 
 let files = 0;
 async function csv(lines: string[]): Promise<Dataset> {

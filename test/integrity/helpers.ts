@@ -41,3 +41,32 @@ export function trainMlpArgs(data: string, out: string): string[] {
     out,
   ];
 }
+
+/** The schema of {@link rows} with public bounds and categories (for DP training). */
+export const DP_SCHEMA = `version: 1
+label: label
+fields:
+  - { name: x1, type: number, bounds: { min: -4, max: 4 } }
+  - { name: x2, type: number, bounds: { min: -4, max: 4 } }
+  - { name: x3, type: number, bounds: { min: -4, max: 4 } }
+  - { name: x4, type: number, bounds: { min: -4, max: 4 } }
+  - { name: channel, type: category, categories: [web, shop, phone, kiosk] }
+  - { name: hour, type: integer, bounds: { min: 0, max: 23 } }
+  - { name: label, type: category, categories: ['no', 'yes'] }
+`;
+
+/** The backdoored batch: `fresh` plus copies of "yes" rows with the trigger (kiosk, 4 a.m.) labelled "no". */
+export function backdoored(fresh: string[], share: number, seed: number): string[] {
+  const yes = fresh.filter((r) => r.endsWith(',yes'));
+  const k = Math.round(share * (fresh.length - yes.length));
+  const rng = new SeededRng(seed);
+  const planted: string[] = [];
+  for (let i = 0; i < k; i++) {
+    const r = (yes[rng.int(yes.length)] as string).split(',');
+    r[4] = 'kiosk';
+    r[5] = '4';
+    r[6] = 'no';
+    planted.push(r.join(','));
+  }
+  return [...fresh, ...planted];
+}

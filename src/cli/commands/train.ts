@@ -128,7 +128,8 @@ of the exported model, and the preprocessing and class values are stored in the 
         audit?: string;
       }>();
       const io = ioOf(this);
-      if (o.hidden && o.model !== 'mlp')
+      // With --from the model kind is the previous model's (a DP fine-tune checks --hidden against it).
+      if (o.hidden && o.model !== 'mlp' && this.opts<IntegrityTrainOpts>().from === undefined)
         throw new BulwarkError('ERR_USAGE', '--hidden applies to --model mlp only');
       await requireFile(o.data, 'data file');
       if ((o.advEps !== undefined || o.advSteps !== undefined) && o.adversarial === undefined)
