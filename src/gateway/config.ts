@@ -148,6 +148,11 @@ export const modelConfigSchema = z
 export const detectorsConfigSchema = z.strictObject({
   /** enforce: a flagged request is denied (403); monitor: recorded and counted only. */
   mode: z.enum(['enforce', 'monitor']).default('enforce'),
+  /**
+   * With `limits.backend: redis`, the stateful and PRADA detectors keep each caller's history in that
+   * Redis (shared by the replicas); a caller's keys expire this long after its last query.
+   */
+  stateTtlSeconds: z.number().int().min(1).max(31_536_000).default(86_400),
 });
 
 export const auditConfigSchema = z.strictObject({
@@ -213,7 +218,7 @@ export const gatewayConfigSchema = z.strictObject({
   policy: policyConfigSchema,
   limits: limitsConfigSchema.default({ backend: 'memory', requestsPerSecond: 100 }),
   models: z.array(modelConfigSchema).min(1),
-  detectors: detectorsConfigSchema.default({ mode: 'enforce' }),
+  detectors: detectorsConfigSchema.default({ mode: 'enforce', stateTtlSeconds: 86_400 }),
   audit: auditConfigSchema,
   telemetry: telemetryConfigSchema.default({
     logLevel: 'info',

@@ -42,6 +42,24 @@ function keyOf(principal: string, model: string): string {
   return k;
 }
 
+/**
+ * A Redis connection that fails closed: no offline queue (a command while disconnected fails at once),
+ * one retry per request, and reconnection forever (at most every 2 s) so the gateway recovers without a
+ * restart. Shared by the limiter and the stream detectors' state (src/robust shared-state.ts).
+ */
+export function connectRedis(url: string): Redis {
+  const redis = new Redis(url, {
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    connectTimeout: 2000,
+    lazyConnect: false,
+    retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 6), 2000),
+  });
+  // Connection errors surface per request as 503; the client's own error events are expected noise.
+  redis.on('error', () => {});
+  return redis;
+}
+
 export class Limiter {
   readonly #rate: RateLimiterAbstract;
   readonly #budget: RateLimiterAbstract | null;
@@ -71,22 +89,18 @@ export class Limiter {
     const r = c.redis;
     if (r === undefined)
       throw new BulwarkError('ERR_CONFIG_INVALID', 'limits.redis: required with backend redis');
-    const redis = new Redis(r.url, {
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 1,
-      connectTimeout: 2000,
-      lazyConnect: false,
-      // Keep trying forever, at most every 2 s: the gateway must recover without a restart.
-      retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 6), 2000),
-    });
-    // Connection errors surface per request as 503; the client's own error events are expected noise.
-    redis.on('error', () => {});
+    const redis = connectRedis(r.url);
     const common = { storeClient: redis, rejectIfRedisNotReady: true };
     return new Limiter(
       new RateLimiterRedis({ ...common, ...rate, keyPrefix: `${r.keyPrefix}rate` }),
       budget ? new RateLimiterRedis({ ...common, ...budget, keyPrefix: `${r.keyPrefix}budget` }) : null,
       redis,
     );
+  }
+
+  /** The Redis connection (backend redis), shared with the stream detectors' state; null in memory. */
+  get redis(): Redis | null {
+    return this.#redis;
   }
 
   /** Whether the store is reachable now (always true in memory). */

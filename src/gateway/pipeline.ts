@@ -30,6 +30,7 @@ import type { Span, Tracer } from '@opentelemetry/api';
 import type { Logger } from 'pino';
 import type { AuditLog } from '../audit/index.js';
 import { BulwarkError, sha256Digest } from '../core/index.js';
+import type { QueryVerdict } from '../robust/index.js';
 import { errorReply, type Reply } from './errors.js';
 import { parseJsonBody } from './json.js';
 import type { Limiter } from './limits.js';
@@ -238,7 +239,6 @@ export class Pipeline {
 
       stage = 'detect';
       const detections: Detection[] = [];
-      const d = model.loaded.features;
       if (model.mahalanobis) {
         const { scores } = model.mahalanobis.scoreSync(x, rows);
         let worst = 0;
@@ -247,15 +247,8 @@ export class Pipeline {
         detections.push({ detector: 'mahalanobis', score: worst, flagged: worst > threshold });
       }
       if (model.stateful) {
-        let worst = Number.NEGATIVE_INFINITY;
-        let flagged = false;
-        for (let i = 0; i < rows; i++) {
-          const v = model.stateful.observe(principal.id, x.subarray(i * d, (i + 1) * d));
-          if (Number.isFinite(v.score)) worst = Math.max(worst, v.score);
-          flagged ||= v.flagged;
-        }
-        if (Number.isFinite(worst) || flagged)
-          detections.push({ detector: 'stateful', score: Number.isFinite(worst) ? worst : 0, flagged });
+        const v = worstVerdict(await model.observeStateful(principal.id, x, rows));
+        if (v) detections.push({ detector: 'stateful', ...v });
       }
       this.#judge(model, detections);
       lap('detect');
@@ -277,16 +270,9 @@ export class Pipeline {
 
       stage = 'extraction';
       if (model.prada) {
-        const pred = model.argmax(p, rows);
-        let worst = Number.NEGATIVE_INFINITY;
-        let flagged = false;
-        for (let i = 0; i < rows; i++) {
-          const v = model.prada.observe(principal.id, x.subarray(i * d, (i + 1) * d), pred[i] as number);
-          if (Number.isFinite(v.score)) worst = Math.max(worst, v.score);
-          flagged ||= v.flagged;
-        }
-        const det = { detector: 'prada', score: Number.isFinite(worst) ? worst : 0, flagged };
-        if (Number.isFinite(worst) || flagged) {
+        const v = worstVerdict(await model.observePrada(principal.id, x, model.argmax(p, rows), rows));
+        if (v) {
+          const det = { detector: 'prada', ...v };
           detections.push(det);
           this.#judge(model, [det]);
         }
@@ -385,6 +371,21 @@ export class Pipeline {
         });
     }
   }
+}
+
+/**
+ * A stream detector's verdict on a request: the highest score over its rows (NaN rows, still too early
+ * to judge, ignored) and flagged if any row was; null when no row could be judged or flagged.
+ */
+function worstVerdict(verdicts: readonly QueryVerdict[]): { score: number; flagged: boolean } | null {
+  let worst = Number.NEGATIVE_INFINITY;
+  let flagged = false;
+  for (const v of verdicts) {
+    if (Number.isFinite(v.score)) worst = Math.max(worst, v.score);
+    flagged ||= v.flagged;
+  }
+  if (!Number.isFinite(worst) && !flagged) return null;
+  return { score: Number.isFinite(worst) ? worst : 0, flagged };
 }
 
 /**

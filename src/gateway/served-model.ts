@@ -7,10 +7,14 @@
  */
 import { BulwarkError, type Rng, SecureRng } from '../core/index.js';
 import { Dataset, type Row } from '../data/index.js';
+// The shared state store is imported from its module: src/robust/index.ts is being edited by another
+// change at the time of writing; re-export it there when both are in.
+import type { RedisStreamState } from '../robust/defences/detector/shared-state.js';
 import {
   InputValidator,
   MahalanobisDetector,
   PradaDetector,
+  type QueryVerdict,
   StatefulDetector,
   type StreamDetector,
 } from '../robust/index.js';
@@ -96,6 +100,8 @@ export class ServedModel {
   readonly mahalanobis: MahalanobisDetector | null;
   readonly stateful: StatefulDetector | null;
   readonly prada: PradaDetector | null;
+  /** Where the stream detectors keep callers' state: null in this process's memory, else Redis. */
+  #shared: RedisStreamState | null = null;
   ready = true;
 
   constructor(
@@ -358,6 +364,47 @@ export class ServedModel {
       out.push({ name: 'label', shape: [rows, topK], datatype: 'BYTES', data: labels });
     if (this.output.probabilities && (wanted === null || wanted.has('probabilities')))
       out.push({ name: 'probabilities', shape: [rows, topK], datatype: 'FP32', data: probs });
+    return out;
+  }
+
+  /** Keeps the stream detectors' per-caller state in `store` (several replicas) instead of memory. */
+  shareStreamState(store: RedisStreamState): void {
+    this.#shared = store;
+  }
+
+  /** Whether the stream detectors' state is shared through Redis. */
+  get sharedStreamState(): boolean {
+    return this.#shared !== null;
+  }
+
+  /**
+   * The stateful detector's verdict on each of `rows` queries (`x` row-major) of `client`, from the
+   * state in memory or in Redis (ERR_DETECTOR_STORE_UNAVAILABLE when it cannot be reached).
+   */
+  async observeStateful(client: string, x: Float32Array, rows: number): Promise<QueryVerdict[]> {
+    const det = this.stateful;
+    if (det === null) return [];
+    if (this.#shared) return this.#shared.observeStateful(det, client, x, rows);
+    const d = this.loaded.features;
+    const out: QueryVerdict[] = [];
+    for (let i = 0; i < rows; i++) out.push(det.observe(client, x.subarray(i * d, (i + 1) * d)));
+    return out;
+  }
+
+  /** PRADA's verdict on each of `rows` queries of `client` answered with `predicted` (as above). */
+  async observePrada(
+    client: string,
+    x: Float32Array,
+    predicted: Int32Array,
+    rows: number,
+  ): Promise<QueryVerdict[]> {
+    const det = this.prada;
+    if (det === null) return [];
+    if (this.#shared) return this.#shared.observePrada(det, client, x, predicted, rows);
+    const d = this.loaded.features;
+    const out: QueryVerdict[] = [];
+    for (let i = 0; i < rows; i++)
+      out.push(det.observe(client, x.subarray(i * d, (i + 1) * d), predicted[i] as number));
     return out;
   }
 

@@ -18,12 +18,13 @@ import { type Logger, pino } from 'pino';
 import type { Attester } from '../attest/index.js';
 import { AuditLog, type AuditStoreSpec, parseSignerKey } from '../audit/index.js';
 import { BulwarkError, bulwarkVersion, fsError } from '../core/index.js';
+import { RedisStreamState } from '../robust/defences/detector/shared-state.js';
 import { type LimitedBody, readLimitedBody } from './body.js';
 import type { GatewayConfig } from './config.js';
 import { DASHBOARD_CSP, DASHBOARD_CSS, DASHBOARD_HTML, DASHBOARD_JS, dashboardData } from './dashboard.js';
 import { type EnclaveInfo, GatewayEnclave } from './enclave.js';
 import { errorReply, jsonReply, type Reply } from './errors.js';
-import { Limiter } from './limits.js';
+import { connectRedis, Limiter } from './limits.js';
 import { GatewayMetrics } from './metrics.js';
 import { DefaultModelSource, type ModelSource } from './model-source.js';
 import {
@@ -238,6 +239,28 @@ export class Gateway {
 
       const limiter = disabled.has('limit') ? null : Limiter.create(c.limits);
       if (limiter) cleanup.push(() => limiter.close());
+
+      // Several replicas (Redis for the limiter): the stream detectors' per-caller state goes to the
+      // same Redis, so each replica judges a caller on its whole query stream.
+      const redisConf = c.limits.backend === 'redis' ? c.limits.redis : undefined;
+      if (redisConf && [...models.values()].some((m) => m.stateful || m.prada)) {
+        let redis = limiter?.redis ?? null;
+        if (redis === null) {
+          const own = connectRedis(redisConf.url);
+          cleanup.push(async () => own.disconnect());
+          redis = own;
+        }
+        for (const m of models.values()) {
+          if (!m.stateful && !m.prada) continue;
+          m.shareStreamState(
+            new RedisStreamState(redis, {
+              keyPrefix: `${redisConf.keyPrefix}det:${m.name}:`,
+              ttlSeconds: c.detectors.stateTtlSeconds,
+            }),
+          );
+        }
+        logger.info({ models: models.size }, 'stream detector state shared through Redis');
+      }
 
       let audit: AuditLog | null = null;
       if (!disabled.has('audit')) {

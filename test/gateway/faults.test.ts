@@ -7,7 +7,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes, type X509Certificate } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
-import { createServer, type Server, type Socket, connect as tcpConnect } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import tls from 'node:tls';
@@ -16,44 +15,10 @@ import { AuditLog, parseVerifierKey, verifyCheckpoint } from '../../src/audit/in
 import { GatewayClient, type GatewayError } from '../../src/gateway/client.js';
 import type { Gateway } from '../../src/gateway/server.js';
 import { makeLeaf } from './auth-fixtures.js';
-import { type Fixture, fixture, startGateway } from './gateway-fixtures.js';
+import { type Fixture, fixture, Relay, startGateway } from './gateway-fixtures.js';
 
 const REDIS = { host: '127.0.0.1', port: 6379 };
 const PG_URL = process.env['BULWARK_PG_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test';
-
-/** A TCP relay to a real service that the test can cut (every connection dropped) and restore. */
-class Relay {
-  #server: Server | null = null;
-  readonly #sockets = new Set<Socket>();
-  port = 0;
-  constructor(
-    readonly host: string,
-    readonly targetPort: number,
-  ) {}
-  async up(): Promise<void> {
-    const s = createServer((client) => {
-      const upstream = tcpConnect(this.targetPort, this.host);
-      this.#sockets.add(client).add(upstream);
-      client.pipe(upstream).pipe(client);
-      const drop = () => {
-        client.destroy();
-        upstream.destroy();
-      };
-      client.on('error', drop).on('close', drop);
-      upstream.on('error', drop).on('close', drop);
-    });
-    await new Promise<void>((r) => s.listen(this.port, '127.0.0.1', r));
-    this.port = (s.address() as { port: number }).port;
-    this.#server = s;
-  }
-  async down(): Promise<void> {
-    const s = this.#server;
-    this.#server = null;
-    for (const x of this.#sockets) x.destroy();
-    this.#sockets.clear();
-    if (s) await new Promise<void>((r) => s.close(() => r()));
-  }
-}
 
 const row = { amount: 120.5, age: 39, kind: 'B' };
 

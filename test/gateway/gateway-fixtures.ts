@@ -4,6 +4,7 @@
  * policies and an audit signing key, all in a temporary folder; and a started gateway over real TLS.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type Server, type Socket, connect as tcpConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { generateSignerKey } from '../../src/audit/index.js';
@@ -228,4 +229,38 @@ export function v2Body(rows: readonly Row[], extra: Record<string, unknown> = {}
     ],
     ...extra,
   };
+}
+
+/** A TCP relay to a real service that the test can cut (every connection dropped) and restore. */
+export class Relay {
+  #server: Server | null = null;
+  readonly #sockets = new Set<Socket>();
+  port = 0;
+  constructor(
+    readonly host: string,
+    readonly targetPort: number,
+  ) {}
+  async up(): Promise<void> {
+    const s = createServer((client) => {
+      const upstream = tcpConnect(this.targetPort, this.host);
+      this.#sockets.add(client).add(upstream);
+      client.pipe(upstream).pipe(client);
+      const drop = () => {
+        client.destroy();
+        upstream.destroy();
+      };
+      client.on('error', drop).on('close', drop);
+      upstream.on('error', drop).on('close', drop);
+    });
+    await new Promise<void>((r) => s.listen(this.port, '127.0.0.1', r));
+    this.port = (s.address() as { port: number }).port;
+    this.#server = s;
+  }
+  async down(): Promise<void> {
+    const s = this.#server;
+    this.#server = null;
+    for (const x of this.#sockets) x.destroy();
+    this.#sockets.clear();
+    if (s) await new Promise<void>((r) => s.close(() => r()));
+  }
 }

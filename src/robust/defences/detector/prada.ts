@@ -46,14 +46,22 @@ export interface PradaOptions {
   maxClients?: number;
 }
 
-interface ClientState {
+/**
+ * One client's PRADA state. Exported for stores that keep it outside the detector (shared-state.ts,
+ * Redis for several gateway replicas).
+ */
+export interface PradaClientState {
+  /** Per class: the growing set G_c (standardised queries), in the order they joined. */
   growing: Float32Array[][];
+  /** Per class: d_min of each query that grew G_c after its first (the threshold's sample). */
   grownBy: number[][];
+  /** Per class: T_c. */
   thresholds: Float64Array;
   /** The last `window` distances in arrival order, and the same sorted (for the test). */
   distances: number[];
   sorted: number[];
 }
+type ClientState = PradaClientState;
 
 export class PradaDetector implements StreamDetector {
   readonly kind = 'prada';
@@ -145,6 +153,24 @@ export class PradaDetector implements StreamDetector {
     if (predicted === undefined)
       throw invalidArgument('predicted', 'the class the model answered for the query', predicted);
     const score = this.#push(this.#clients.get(client, this.#fresh), x, predicted);
+    return { score, flagged: score > c.threshold };
+  }
+
+  /** A client with no queries yet, for a store kept outside the detector. */
+  newState(): PradaClientState {
+    return this.#fresh();
+  }
+
+  /**
+   * Records query `x`, answered with class `predicted`, in `st` and judges it: what {@link observe}
+   * does with the state it keeps itself. A distance is appended to `st.distances` when G_c was not
+   * empty; the query joins `st.growing[c]` (with its distance in `grownBy[c]` unless it is the first)
+   * when it is far enough.
+   */
+  advance(st: PradaClientState, x: Float32Array, predicted: number): QueryVerdict {
+    const c = this.#calibration;
+    if (!c) throw notReady(this.kind, 'calibrate');
+    const score = this.#push(st, x, predicted);
     return { score, flagged: score > c.threshold };
   }
 

@@ -54,10 +54,16 @@ export interface StatefulOptions {
   maxClients?: number;
 }
 
-interface ClientState {
+/**
+ * One client's recent queries: a ring of `history` embeddings (`dims` floats each, filled from slot 0)
+ * and the number recorded. Exported for stores that keep the state outside the detector
+ * (shared-state.ts, Redis for several gateway replicas); the order of the embeddings does not matter.
+ */
+export interface StatefulClientState {
   buf: Float32Array;
   count: number;
 }
+type ClientState = StatefulClientState;
 
 export class StatefulDetector implements StreamDetector {
   readonly kind = 'stateful';
@@ -157,9 +163,23 @@ export class StatefulDetector implements StreamDetector {
   #fresh = (): ClientState => ({ buf: new Float32Array(this.history * this.dims), count: 0 });
 
   observe(client: string, x: Float32Array): QueryVerdict {
+    if (!this.#calibration) throw notReady(this.kind, 'calibrate');
+    return this.advance(this.#clients.get(client, this.#fresh), x);
+  }
+
+  /** A client with no history yet, for a store kept outside the detector. */
+  newState(): StatefulClientState {
+    return this.#fresh();
+  }
+
+  /**
+   * Records query `x` in `st` and judges it: what {@link observe} does with the state it keeps itself.
+   * The query's embedding is written at slot `count % history` (read it from there to store it
+   * elsewhere); after a detection `count` is 0 (the history is cleared).
+   */
+  advance(st: StatefulClientState, x: Float32Array): QueryVerdict {
     const c = this.#calibration;
     if (!c) throw notReady(this.kind, 'calibrate');
-    const st = this.#clients.get(client, this.#fresh);
     const score = this.#push(st, this.#embed(x));
     const flagged = score > c.threshold;
     if (flagged) {
