@@ -164,11 +164,6 @@ export const errorCodes = {
     summary:
       "The stream detectors' shared state store (Redis) cannot be reached: the request is denied, not judged without history.",
   },
-  ERR_DETECTOR_STORE_UNAVAILABLE: {
-    exit: ExitCode.unavailable,
-    summary:
-      "The stream detectors' shared state store (Redis) cannot be reached: the request is denied, not judged without history.",
-  },
   ERR_INPUT_INVALID: {
     exit: ExitCode.input,
     summary:
