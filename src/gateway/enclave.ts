@@ -48,7 +48,7 @@ import { BulwarkError, sha256Digest } from '../core/index.js';
 import { readLimitedBody } from './body.js';
 import type { EnclaveConfig } from './config.js';
 import { errorReply, type Reply } from './errors.js';
-import type { AuthRequest } from './peers.js';
+import type { AuthRequest, Principal } from './peers.js';
 import type { Pipeline } from './pipeline.js';
 import type { ServedModel } from './served-model.js';
 
@@ -333,15 +333,17 @@ export class GatewayEnclave {
     if (!complete) req.resume();
   }
 
-  async #principal(auth: AuthRequest): Promise<string> {
+  /** Authenticates the outer request; the principal is handed to the pipeline (not verified twice). */
+  async #principal(auth: AuthRequest): Promise<{ caller: string; principal: Principal | undefined }> {
     const a = this.#o.pipeline.options.authenticator;
-    const id = a ? (await a.authenticate(auth)).id.slice(0, 256) : 'anonymous';
-    this.#caller.set(auth, id);
-    return id;
+    const principal = a ? await a.authenticate(auth) : undefined;
+    const caller = principal ? principal.id.slice(0, 256) : 'anonymous';
+    this.#caller.set(auth, caller);
+    return { caller, principal };
   }
 
   async #attest(nonce: Buffer, auth: AuthRequest): Promise<Uint8Array> {
-    const caller = await this.#principal(auth);
+    const { caller } = await this.#principal(auth);
     try {
       await this.#limiter.consume(caller, 1);
     } catch (e) {
@@ -370,7 +372,7 @@ export class GatewayEnclave {
     // The outer layer first: who sends this frame (plaintext 401 as on every route), and is it the
     // principal the attestation was issued to / the session was opened by? A frame captured from one
     // caller cannot be spent under another's credentials (403 ERR_SESSION_UNKNOWN, before decryption).
-    const caller = await this.#principal(auth);
+    const { caller, principal } = await this.#principal(auth);
     const now = Date.now();
     const key =
       f.type === 1 ? Buffer.from(f.transcript).toString('hex') : Buffer.from(f.sessionId).toString('hex');
@@ -404,11 +406,11 @@ export class GatewayEnclave {
             transcript: `sha256:${key}`,
             sessionId: opened.sessionId,
           });
-          reply = await this.#pipeline(pt, model, version, auth);
+          reply = await this.#pipeline(pt, model, version, auth, principal);
         } catch (e) {
           reply = errorReply(e);
         }
-      } else reply = await this.#pipeline(pt, model, version, auth);
+      } else reply = await this.#pipeline(pt, model, version, auth, principal);
       const rid = reply.headers?.['x-request-id'];
       const sealed = `{"status":${reply.status},"code":${JSON.stringify(reply.code)},${rid ? `"requestId":${JSON.stringify(rid)},` : ''}"body":${reply.body}}`;
       return await opened.respond(Buffer.from(sealed));
@@ -417,12 +419,19 @@ export class GatewayEnclave {
     }
   }
 
-  #pipeline(pt: Uint8Array, model: string, version: string | undefined, auth: AuthRequest): Promise<Reply> {
+  #pipeline(
+    pt: Uint8Array,
+    model: string,
+    version: string | undefined,
+    auth: AuthRequest,
+    principal: Principal | undefined,
+  ): Promise<Reply> {
     return this.#o.pipeline.infer({
       model,
       ...(version !== undefined ? { version } : {}),
       body: Buffer.from(pt.buffer, pt.byteOffset, pt.byteLength),
       auth,
+      ...(principal ? { principal } : {}),
     });
   }
 

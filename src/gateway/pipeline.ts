@@ -101,6 +101,8 @@ export interface InferCall {
   auth: AuthRequest;
   /** A transport-level refusal (body too large, wrong media type, draining), raised at the parse stage. */
   preError?: BulwarkError;
+  /** The principal, when the transport authenticated this very request already (the sealed route). */
+  principal?: Principal;
 }
 
 /** The principal used when authentication is switched off (benchmark only). */
@@ -208,7 +210,8 @@ export class Pipeline {
       lap('parse');
 
       stage = 'authenticate';
-      principal = o.authenticator ? await o.authenticator.authenticate(call.auth) : ANONYMOUS;
+      principal =
+        call.principal ?? (o.authenticator ? await o.authenticator.authenticate(call.auth) : ANONYMOUS);
       lap('authenticate');
 
       // With policies that read riskScore/queryCount, Cedar is evaluated once, after the detectors,
