@@ -1,17 +1,18 @@
 import { requireInteger } from '../core/index.js';
 import type { FrameKeys } from './frame.js';
-import { defaultFrameThreads, FramePool, type FramePoolSession } from './frame-pool.js';
+import { defaultFrameThreads, type FramePool, type FramePoolSession, sharedFramePool } from './frame-pool.js';
 
 /**
- * Runs a stream's frame jobs in order, on this thread or on a {@link FramePool}, so that the
- * streaming code (stream.ts) has one loop for both: the first {@link PARALLEL_MIN_FRAMES} frames run
- * here (a small file never pays for starting threads); after that, when more than one thread is
- * allowed, a pool starts and frames are handed to it, at most {@link DEPTH_PER_WORKER} per worker in
- * flight (memory stays at a few frames per worker). Results come out in submission order.
+ * Runs a stream's frame jobs in order, on this thread or on the process's {@link FramePool}, so that
+ * the streaming code (stream.ts) has one loop for both: the first {@link PARALLEL_MIN_FRAMES} frames
+ * run here (a small file never waits for threads); after that, when more than one thread is allowed,
+ * frames go to the pool (started on first use), at most {@link DEPTH_PER_WORKER} per worker in flight
+ * (memory stays at a few frames per worker). Results come out in submission order.
  *
  * Fail closed: the first failing frame aborts the operation, with the error the sequential path would
  * have raised (a failure at frame i reported only after every earlier frame was settled), the
- * plaintext of frames still in flight is overwritten, and the workers are terminated.
+ * plaintext of frames still in flight is overwritten, and the workers wipe this operation's keys. A
+ * failure of the workers themselves (not a frame failing authentication) terminates the pool.
  */
 
 /** Frames processed on the calling thread before a pool is started. */
@@ -60,7 +61,7 @@ export class FramePipeline<R> {
   async submit(here: () => R, pooled: (s: FramePoolSession) => Promise<R>): Promise<R[]> {
     this.#count++;
     if (!this.#session && this.#threads > 1 && this.#count > PARALLEL_MIN_FRAMES) {
-      this.#pool = FramePool.create(this.#threads);
+      this.#pool = sharedFramePool(this.#threads);
       this.#session = this.#pool.session(this.#keys);
     }
     if (!this.#session) return [here()];
@@ -97,13 +98,16 @@ export class FramePipeline<R> {
       }
     }
     const pool = this.#pool;
-    this.#pool = null;
-    this.#session = null;
-    await pool?.destroy();
+    if (pool && !pool.usable) {
+      this.#pool = null;
+      this.#session = null;
+      await pool.destroy();
+    }
+    await this.close();
     return first;
   }
 
-  /** Wipes the keys held by the workers and stops them. Idempotent. */
+  /** Waits for frames still in flight (discarding them) and wipes the keys held by the workers. Idempotent. */
   async close(): Promise<void> {
     for (const p of this.#queue.splice(0)) {
       try {
@@ -112,15 +116,10 @@ export class FramePipeline<R> {
         // Closing after an abandoned stream: results are discarded either way.
       }
     }
-    const pool = this.#pool;
     const session = this.#session;
     this.#pool = null;
     this.#session = null;
-    try {
-      await session?.end();
-    } finally {
-      await pool?.destroy();
-    }
+    await session?.end();
   }
 
   /** The worker threads in use (0 while the stream is still on this thread). */

@@ -18,8 +18,12 @@ import type { FrameKeys, SealedFrame } from './frame.js';
  * as the model loader reads packages) are passed by reference; other inputs are copied once into a
  * recycled ArrayBuffer that is transferred to the worker and back; outputs (node:crypto's fresh
  * buffers) are transferred. Key material is sent once per operation (`session`), kept by the workers
- * only until the session ends, and never logged. A worker that dies fails every pending frame; the
- * owner then `destroy`s the pool (terminating the workers).
+ * only until the session ends, and never logged. A worker that dies fails every pending frame and the
+ * pool (terminating the other workers); {@link sharedFramePool} then starts a new one.
+ *
+ * Starting a worker costs tens of milliseconds (about a second when the worker is compiled from
+ * TypeScript by tsx on a loaded machine), so one pool per thread count is kept for the process and
+ * reused by every operation; idle workers do not keep the process alive.
  */
 
 /** Messages to a worker. */
@@ -167,7 +171,7 @@ export class FramePool {
     if (this.#destroyed) return;
     this.#destroyed = true;
     this.#fail(new BulwarkError('ERR_INTERNAL', 'frame pool destroyed'));
-    for (const b of this.#spare) new Uint8Array(b).fill(0);
+    this.#wipeSpare();
     this.#spare.length = 0;
     await Promise.all(this.#slots.map((s) => s.worker.terminate()));
   }
@@ -177,32 +181,36 @@ export class FramePool {
     if (this.#failure) return Promise.reject(this.#failure);
     const slot = this.#slots.reduce((a, b) => (b.inFlight < a.inFlight ? b : a));
     const id = this.#nextId++;
+    const msg = build(id);
     return new Promise<WorkerReply>((resolve, reject) => {
       this.#pending.set(id, { resolve, reject, worker: slot });
       this.#track(slot, 1);
-      slot.worker.postMessage(build(id), transfer);
+      slot.worker.postMessage(msg, transfer);
     });
   }
 
   /** @internal Sends `end` to every worker and waits until each has wiped the session's keys. */
   async endSession(s: number): Promise<void> {
+    this.#wipeSpare();
     if (this.#failure) return;
     await Promise.all(
-      this.#slots.map((slot) =>
-        new Promise<void>((resolve) => {
-          const onMsg = (m: WorkerReply): void => {
-            if (m.t === 'ended' && m.s === s) {
+      this.#slots.map(
+        (slot) =>
+          new Promise<void>((resolve) => {
+            const done = (): void => {
               slot.worker.off('message', onMsg);
+              slot.worker.off('exit', done);
+              if (slot.inFlight === 0) slot.worker.unref();
               resolve();
-            }
-          };
-          slot.worker.on('message', onMsg);
-          slot.worker.once('exit', () => resolve());
-          slot.worker.ref();
-          slot.worker.postMessage({ t: 'end', s } satisfies WorkerRequest);
-        }).finally(() => {
-          if (slot.inFlight === 0) slot.worker.unref();
-        }),
+            };
+            const onMsg = (m: WorkerReply): void => {
+              if (m.t === 'ended' && m.s === s) done();
+            };
+            slot.worker.on('message', onMsg);
+            slot.worker.on('exit', done);
+            slot.worker.ref();
+            slot.worker.postMessage({ t: 'end', s } satisfies WorkerRequest);
+          }),
       ),
     );
   }
@@ -214,9 +222,20 @@ export class FramePool {
     return new ArrayBuffer(n);
   }
 
+  /** Whether the pool can take work (not destroyed, no worker lost). */
+  get usable(): boolean {
+    return !this.#destroyed && this.#failure === null;
+  }
+
   #recycle(src: ArrayBuffer | SharedArrayBuffer): void {
-    if (src instanceof ArrayBuffer && !this.#destroyed && this.#spare.length < this.threads * 4)
-      this.#spare.push(src);
+    if (!(src instanceof ArrayBuffer)) return;
+    if (this.#destroyed || this.#spare.length >= this.threads * 4) return;
+    this.#spare.push(src);
+  }
+
+  /** Overwrites the recycled input buffers (they held plaintext of sealed frames). */
+  #wipeSpare(): void {
+    for (const b of this.#spare) new Uint8Array(b).fill(0);
   }
 
   #track(slot: Slot, delta: number): void {
@@ -243,6 +262,20 @@ export class FramePool {
       p.reject(this.#failure);
     }
   }
+}
+
+const shared = new Map<number, FramePool>();
+
+/**
+ * The process's pool of `threads` workers, started on first use and reused; a pool that lost a worker
+ * is replaced.
+ */
+export function sharedFramePool(threads: number = defaultFrameThreads()): FramePool {
+  const p = shared.get(threads);
+  if (p?.usable) return p;
+  const fresh = FramePool.create(threads);
+  shared.set(threads, fresh);
+  return fresh;
 }
 
 /** One operation's frames on a {@link FramePool}: seal or open frames under one file's keys. */
