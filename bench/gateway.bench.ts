@@ -258,6 +258,92 @@ const bench: Benchmark = {
         await s.close();
       }
 
+      // The pipeline alone, in process (no HTTP, no TLS): 64 concurrent callers of Pipeline.infer with the
+      // same bodies and credentials as the load generator's. Its CPU per request, beside the served
+      // run's, splits the server's cost into transport (TLS + HTTP) and the protections themselves.
+      {
+        const { X509Certificate } = await import('node:crypto');
+        const { SeededRng } = await import('../src/core/index.js');
+        const rng = new SeededRng(9);
+        const bodies = Array.from({ length: 4096 }, () =>
+          Buffer.from(
+            JSON.stringify({
+              inputs: [
+                {
+                  name: 'amount',
+                  shape: [1],
+                  datatype: 'FP64',
+                  data: [Math.round(rng.uniform(0, 1000) * 100) / 100],
+                },
+                { name: 'age', shape: [1], datatype: 'INT64', data: [rng.intBetween(18, 90)] },
+                {
+                  name: 'kind',
+                  shape: [1],
+                  datatype: 'BYTES',
+                  data: [['A', 'B', 'C'][rng.int(3)] as string],
+                },
+              ],
+            }),
+          ),
+        );
+        const auth = {
+          peerAuthorized: true,
+          remoteAddress: '127.0.0.1',
+          peerCertificate: new X509Certificate(f.client.pem),
+          authorization: `Bearer ${await f.token()}`,
+        };
+        const n = ctx.quick ? 5000 : 20_000;
+        for (const [id, config, disable] of [
+          ['off', plain, ALL_OFF],
+          ['full', fullCfg, []],
+        ] as const) {
+          const gw = await startGateway(config, { unsafeDisable: disable, unsafePlaintext: id === 'off' });
+          const cpu: number[] = [];
+          const rps: number[] = [];
+          let bad = 0;
+          for (let r = 0; r < repeats + 1; r++) {
+            let i = 0;
+            const c0 = process.cpuUsage();
+            const t0 = performance.now();
+            await Promise.all(
+              Array.from({ length: connections }, async () => {
+                while (i < n) {
+                  const res = await gw.pipeline.infer({
+                    model: 'fraud',
+                    body: bodies[i++ % bodies.length] as Buffer,
+                    auth,
+                  });
+                  if (res.status !== 200) bad++;
+                }
+              }),
+            );
+            const secs = (performance.now() - t0) / 1000;
+            const c = process.cpuUsage(c0);
+            // The first pass warms the JIT and the callers' detector state; it is not counted.
+            if (r > 0) {
+              cpu.push((c.user + c.system) / n);
+              rps.push(n / secs);
+            }
+          }
+          facts[`pipeline_inproc.${id}.errors`] = bad;
+          fig(
+            `pipeline.${id}.cpu_us`,
+            `pipeline in process (no HTTP/TLS), ${id}: CPU µs/request`,
+            'µs',
+            'lower',
+            cpu,
+          );
+          fig(
+            `pipeline.${id}.rps`,
+            `pipeline in process (no HTTP/TLS), ${id}: requests/s`,
+            'req/s',
+            'higher',
+            rps,
+          );
+          await gw.close();
+        }
+      }
+
       // Bare ONNX Runtime loop on one row, no server.
       {
         const gw = await startGateway(plain, { unsafeDisable: ALL_OFF, unsafePlaintext: true });
@@ -410,6 +496,7 @@ const bench: Benchmark = {
       notes.push(
         `Load from a second process (bench/gateway-load.ts), ${connections} keep-alive connections, closed loop, ${durationMs / 1000} s per run after a 0.5 s warm-up; bodies are seeded random rows (one row per request).`,
         'Full stack: mutual TLS required and a JWT access token (both checked), Cedar (the example schema; the tenant permit and a budget-style forbid on queryCount, so Cedar is evaluated once per request, after the detectors, with queryCount and riskScore in the context), memory rate limiter and query budget, schema validation, Mahalanobis + stateful + PRADA detectors in monitor mode (computed for every request; monitor mode so that benign traffic flagged over a long run does not count as errors), ONNX Runtime, top-1 label with rounded probability, SQLite audit append awaited before each answer (group commit; the WAL fsynced off the event loop before the answer is sent).',
+        'Pipeline in process: Pipeline.infer called by 64 concurrent callers in this process (no HTTP, no TLS), same bodies and credentials (a parsed client certificate, the same token); CPU µs per request over the run, after a warm-up pass. Served CPU per request minus this is the transport (TLS + HTTP) share.',
         'CPU: <config>.server_cores and .loader_cores are the cores the server (this process) and the load generator (the second process) kept busy during the timed runs (medians; the machine has 2), and .server_cpu_us_per_request / .loader_cpu_us_per_request the CPU time each spent per answered request. A TLS client costs CPU too: when server + loader near 2 cores the machine, not the server alone, is the limit.',
         "Stage means (µs) come from the gateway_stage_duration_seconds histogram (sum/count) of a separate run with one connection and one request at a time (so they are each stage's own time, not queueing); validation + detectors = validate + detect + extraction (PRADA). The infer stage includes the preprocessing (schema rows to features) and the ONNX Runtime call.",
         'Configurations are interleaved: every repeat runs each configuration once, in the same order.',
