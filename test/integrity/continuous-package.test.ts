@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { SeededRng } from '../../src/core/index.js';
 import { runBulwark } from '../helpers/cli.js';
 import { PASS_ENV, tempDir } from '../model/helpers.js';
-import { HEADER, rows, trainMlpArgs } from './helpers.js';
+import { DP_SCHEMA, HEADER, rows, trainMlpArgs } from './helpers.js';
 
 /**
  * `bulwark train --from PARENT.bwm` through the built CLI, each step a separate process: a protected
@@ -308,10 +308,23 @@ describe('bulwark train --from PARENT.bwm (continuous learning from a protected 
     ]);
     assert.equal(u.code, 2, u.stderr);
     assert.match(u.stderr, /--keyring, --trust, --sign-key/);
-    // DP with --from stays refused (the poisoning checks are not private).
+    // A DP fine-tune needs the schema and the gate's limit, and a DP-trained parent: this one is not.
     const dp = continueFrom(parent, batch, out, ['--dp-epsilon', '1']);
     assert.equal(dp.code, 2, dp.stderr);
-    assert.match(dp.stderr, /ERR_USAGE.*--from does not combine with DP training/);
+    assert.match(dp.stderr, /ERR_USAGE.*needs --schema/);
+    writeFileSync(join(t.dir, 'dp-schema.yaml'), DP_SCHEMA);
+    const nonDp = continueFrom(parent, batch, out, [
+      '--dp-epsilon',
+      '1',
+      '--schema',
+      join(t.dir, 'dp-schema.yaml'),
+      '--max-flagged',
+      '0.3',
+      '--ledger',
+      join(t.dir, 'ledger.sqlite'),
+    ]);
+    assert.equal(nonDp.code, 2, nonDp.stderr);
+    assert.match(nonDp.stderr, /ERR_DP_UNACCOUNTED.*not trained with differential privacy/);
     // Package options with a plain ONNX parent are a usage error, as is a non-.bwm output.
     const noPkg = continueFrom(batch, batch, join(outDir, 'x.bwm'));
     assert.equal(noPkg.code, 2, noPkg.stderr);
