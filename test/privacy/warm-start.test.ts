@@ -1,0 +1,158 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { BulwarkError, SeededRng } from '../../src/core/index.js';
+import { type Dataset, parseSchema, readDataset, type Schema } from '../../src/data/index.js';
+import { type LabelledData, mlp } from '../../src/ml/index.js';
+import {
+  type BudgetLedger,
+  type DpTabularOptions,
+  NoiseSource,
+  openLedger,
+  trainDpSgd,
+  trainTabularDp,
+} from '../../src/privacy/index.js';
+
+/**
+ * The DP trainers' warm start and pre-spend hook (src/privacy): DP-SGD starts from the given weights,
+ * a mismatched starting model is refused, and a hook that refuses before the spend leaves the ledger
+ * and the weights untouched.
+ */
+
+const dir = mkdtempSync(join(tmpdir(), 'bulwark-warm-'));
+let ledger: BudgetLedger;
+let ds: Dataset;
+let schema: Schema;
+
+before(async () => {
+  const rng = new SeededRng(1);
+  const lines = ['a,b,city,label'];
+  for (let i = 0; i < 400; i++) {
+    const a = rng.uniform(0, 10);
+    const b = rng.uniform(0, 10);
+    const city = rng.pick(['x', 'y']);
+    lines.push(
+      `${a.toFixed(3)},${b.toFixed(3)},${city},${a + b + (city === 'x' ? 2 : 0) > 11 ? 'hi' : 'lo'}`,
+    );
+  }
+  writeFileSync(join(dir, 'd.csv'), `${lines.join('\n')}\n`);
+  ds = await readDataset(join(dir, 'd.csv'));
+  schema = parseSchema(`version: 1
+label: label
+fields:
+  - { name: a, type: number, bounds: { min: 0, max: 10 } }
+  - { name: b, type: number, bounds: { min: 0, max: 10 } }
+  - { name: city, type: category, categories: [x, y] }
+  - { name: label, type: category, categories: [lo, hi] }
+`);
+  ledger = await openLedger(join(dir, 'l.sqlite'));
+  await ledger.setBudget('d', { epsilon: 20, delta: 1e-3 });
+});
+
+after(async () => {
+  await ledger.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const base = (over: Partial<DpTabularOptions> = {}): DpTabularOptions => ({
+  label: 'label',
+  schema,
+  model: 'mlp',
+  hidden: [8],
+  method: 'dp-sgd',
+  epsilon: 1,
+  delta: 1e-5,
+  epochs: 2,
+  batchSize: 40,
+  learningRate: 0.3,
+  seed: 2,
+  testFraction: 0,
+  budget: { ledger, dataset: 'd' },
+  noise: NoiseSource.insecureSeeded(5, 'test'),
+  ...over,
+});
+
+const code = (c: string) => (e: unknown) => e instanceof BulwarkError && e.code === c;
+
+describe('DP warm start (trainTabularDp initial)', () => {
+  it('starts DP-SGD from the given weights and composes the guarantee with the starting model’s', async () => {
+    const first = await trainTabularDp(ds, base());
+    const initial = {
+      network: first.network,
+      pipeline: first.pipeline.toJSON(),
+      classValues: first.classValues,
+      privacy: first.privacy,
+    };
+    const before = Float32Array.from(first.network.params);
+    // A learning rate of ~0: the result is the starting weights (a fresh start would differ).
+    const still = await trainTabularDp(ds, base({ initial, learningRate: 1e-12, seed: 9 }));
+    assert.deepEqual(first.network.params, before, 'the starting network is not changed');
+    let maxDiff = 0;
+    for (let i = 0; i < before.length; i++)
+      maxDiff = Math.max(maxDiff, Math.abs((still.network.params[i] as number) - (before[i] as number)));
+    assert.ok(maxDiff < 1e-6, String(maxDiff));
+    assert.deepEqual(still.privacy.parent, { epsilon: first.privacy.epsilon, delta: 1e-5 });
+    assert.equal(still.privacy.epsilon, first.privacy.epsilon + (still.privacy.run?.epsilon ?? Number.NaN));
+    assert.equal(still.privacy.delta, 2e-5);
+    assert.deepEqual(still.privacy.budget, { ledger: ledger.id, dataset: 'd' });
+  });
+
+  it('refuses a starting model of another shape, classes or preprocessing, and objective perturbation', async () => {
+    const first = await trainTabularDp(ds, base());
+    const initial = {
+      network: first.network,
+      pipeline: first.pipeline.toJSON(),
+      classValues: first.classValues,
+    };
+    const spent = (await ledger.status('d')).spent.epsilon;
+    await assert.rejects(trainTabularDp(ds, base({ initial, hidden: [4] })), code('ERR_WARM_START_MISMATCH'));
+    await assert.rejects(
+      trainTabularDp(ds, base({ initial: { ...initial, classValues: ['hi', 'lo'] } })),
+      code('ERR_WARM_START_MISMATCH'),
+    );
+    await assert.rejects(
+      trainTabularDp(ds, base({ initial, features: ['a', 'b'] })),
+      code('ERR_WARM_START_MISMATCH'),
+    );
+    await assert.rejects(
+      trainTabularDp(ds, base({ initial, model: 'logreg', method: 'objective-perturbation' })),
+      code('ERR_INVALID_ARGUMENT'),
+    );
+    assert.equal((await ledger.status('d')).spent.epsilon, spent, 'nothing spent');
+  });
+});
+
+describe('trainDpSgd beforeSpend', () => {
+  it('sees the epsilon about to be spent; throwing refuses with nothing spent and the weights untouched', async () => {
+    const rng = new SeededRng(3);
+    const rows = 200;
+    const data: LabelledData = {
+      x: Float32Array.from({ length: rows * 2 }, () => rng.uniform(0, 1)),
+      y: Int32Array.from({ length: rows }, () => rng.int(2)),
+      rows,
+    };
+    const net = mlp({ inputs: 2, hidden: [4], classes: 2, rng: 1 });
+    const w = Float32Array.from(net.params);
+    const spent = (await ledger.status('d')).spends;
+    let seen: number | undefined;
+    await assert.rejects(
+      trainDpSgd(net, data, {
+        epsilon: 1,
+        delta: 1e-5,
+        expectedBatchSize: 20,
+        budget: { ledger, dataset: 'd' },
+        noise: NoiseSource.insecureSeeded(1, 'test'),
+        beforeSpend: (p) => {
+          seen = p.epsilon;
+          throw new BulwarkError('ERR_POISON_GATE', 'refused by the test');
+        },
+      }),
+      code('ERR_POISON_GATE'),
+    );
+    assert.ok(seen !== undefined && seen <= 1 && seen > 0.9, String(seen));
+    assert.deepEqual(net.params, w);
+    assert.equal((await ledger.status('d')).spends, spent);
+  });
+});
