@@ -49,10 +49,14 @@ describe('gateway traces (OpenTelemetry)', () => {
     assert.equal(spans.length, 2);
     const [ok, denied] = spans as [(typeof spans)[number], (typeof spans)[number]];
     assert.equal(ok.attributes['bulwark.code'], 'OK');
-    // Every stage once, in the documented order.
+    // Every stage once, in the documented order: the example policies read riskScore and queryCount,
+    // so Cedar's one evaluation comes after the detectors.
+    assert.equal(gw.pipeline.options.policyAfterDetect, true);
+    const late = STAGES.filter((s) => s !== 'authorize');
+    late.splice(late.indexOf('detect') + 1, 0, 'authorize');
     assert.deepEqual(
       ok.events.map((e) => e.name),
-      [...STAGES],
+      late,
     );
     assert.equal(denied.attributes['bulwark.code'], 'ERR_AUTH_MISSING');
     assert.equal(denied.attributes['bulwark.stage'], 'authenticate');
