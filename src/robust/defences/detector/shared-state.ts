@@ -163,7 +163,11 @@ export class RedisStreamState {
         // The detector cleared the history (Chen et al.: each detection counts once).
         cleared = true;
         added = [];
-      } else added.push(Buffer.from(st.buf.slice(slot, slot + m).buffer));
+      } else {
+        const b = Buffer.alloc(4 * m);
+        for (let j = 0; j < m; j++) b.writeFloatLE(st.buf[slot + j] as number, 4 * j);
+        added.push(b);
+      }
     }
     await this.#write((t) => {
       if (cleared) t.del(key);
