@@ -18,7 +18,7 @@ import { defaultFrameThreads, type FramePool, type FramePoolSession, sharedFrame
 /** Frames processed on the calling thread before a pool is started. */
 export const PARALLEL_MIN_FRAMES = 8;
 /** Frames in flight per worker: one being processed, one queued behind it. */
-export const DEPTH_PER_WORKER = 2;
+export const DEPTH_PER_WORKER = 4;
 
 export interface ParallelOptions {
   /**
