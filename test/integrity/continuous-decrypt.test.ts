@@ -80,7 +80,7 @@ describe('decryptProtectedModel', () => {
     const d = await decryptProtectedModel(pkg, { keyring: kr, trust });
     assert.ok(d.onnx.equals(onnx));
     assert.equal(d.manifest.onnx.sha256, createHash('sha256').update(onnx).digest('hex'));
-    assert.equal(d.packageDigest, createHash('sha256').update(readFileSync(pkg)).digest('hex'));
+    assert.equal(d.packageDigest, `sha256:${createHash('sha256').update(readFileSync(pkg)).digest('hex')}`);
     assert.equal(d.signer.keyId, key.keyId);
     assert.equal(d.manifest.lineage.parent?.version, '0');
     d.wipe();
