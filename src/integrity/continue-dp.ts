@@ -23,7 +23,7 @@
 import { createHash } from 'node:crypto';
 import { BulwarkError, requireNumberIn } from '../core/index.js';
 import type { Dataset, Schema } from '../data/index.js';
-import { fromOnnx, type LabelledData, onnxMetadata } from '../ml/index.js';
+import { type ActivationName, fromOnnx, type LabelledData, onnxMetadata } from '../ml/index.js';
 import {
   type BudgetLedger,
   type DpTrainingGuarantee,
@@ -56,6 +56,7 @@ export interface DpContinueOptions {
   /** Architecture overrides: must match the previous model (ERR_WARM_START_MISMATCH otherwise). */
   model?: 'logreg' | 'mlp';
   hidden?: readonly number[];
+  activation?: ActivationName;
   features?: readonly string[];
   clipNorm?: number;
   accountant?: 'rdp' | 'pld';
@@ -158,7 +159,7 @@ export async function continueTrainingDp(
     model: o.model ?? (old.hidden.length === 0 ? 'logreg' : 'mlp'),
     method: 'dp-sgd',
     hidden: o.hidden ?? old.hidden,
-    activation: old.activation,
+    activation: o.activation ?? old.activation,
     features: o.features ?? pipelineState.inputs.map((i) => i.name),
     epsilon: o.epsilon,
     delta: o.delta,

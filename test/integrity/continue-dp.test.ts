@@ -188,6 +188,10 @@ describe('DP fine-tuning from a DP model (continueTrainingDp)', () => {
       continueTrainingDp(parent, batch, options({ model: 'logreg' })),
       code('ERR_WARM_START_MISMATCH'),
     );
+    await assert.rejects(
+      continueTrainingDp(parent, batch, options({ activation: 'tanh' })),
+      code('ERR_WARM_START_MISMATCH'),
+    );
     const wider = parseSchema(
       DP_SCHEMA.replace('x1, type: number, bounds: { min: -4', 'x1, type: number, bounds: { min: -5'),
     );

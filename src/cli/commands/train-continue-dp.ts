@@ -7,6 +7,7 @@
 import type { AuditLog } from '../../audit/index.js';
 import { BulwarkError } from '../../core/index.js';
 import { continueTrainingDp } from '../../integrity/index.js';
+import type { ActivationName } from '../../ml/index.js';
 import { auditSpendSink, NoiseSource, openLedger } from '../../privacy/index.js';
 import type { Io } from '../output.js';
 import { type Progress, startProgress } from '../progress.js';
@@ -15,7 +16,13 @@ import type { DpTrainOpts } from './train-dp.js';
 
 /** The options of a DP continuation; `model`/`hidden` only when given on the command line. */
 export type DpContinueCliOpts = ContinueCliOpts &
-  DpTrainOpts & { schema?: string; model?: 'logreg' | 'mlp'; hidden?: number[]; solver: string };
+  DpTrainOpts & {
+    schema?: string;
+    model?: 'logreg' | 'mlp';
+    hidden?: number[];
+    activation?: ActivationName;
+    solver: string;
+  };
 
 /** Checks the options a DP continuation needs, before anything is read or opened. */
 export function checkDpContinuation(o: DpContinueCliOpts, hasSchema: boolean): void {
@@ -61,6 +68,7 @@ export function dpTuner(io: Io, o: DpContinueCliOpts, log: AuditLog | undefined)
         ...(o.analyst === undefined ? {} : { analyst: o.analyst }),
         ...(o.model === undefined ? {} : { model: o.model }),
         ...(o.hidden === undefined ? {} : { hidden: o.hidden }),
+        ...(o.activation === undefined ? {} : { activation: o.activation }),
         accountant: o.accountant,
         ...(o.clip === undefined ? {} : { clipNorm: o.clip }),
         ...(o.epochs === undefined ? {} : { epochs: o.epochs }),

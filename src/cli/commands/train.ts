@@ -163,6 +163,7 @@ of the exported model, and the preprocessing and class values are stored in the 
             ...integrity,
             ...dp,
             model: given('model') ? o.model : undefined,
+            activation: given('activation') ? o.activation : undefined,
             hidden: o.hidden,
           };
           checkDpContinuation(dpo, schema !== undefined);
