@@ -273,6 +273,8 @@ const shared = new Map<number, FramePool>();
 export function sharedFramePool(threads: number = defaultFrameThreads()): FramePool {
   const p = shared.get(threads);
   if (p?.usable) return p;
+  // A pool that lost a worker: its other workers are terminated too.
+  void p?.destroy();
   const fresh = FramePool.create(threads);
   shared.set(threads, fresh);
   return fresh;
