@@ -118,6 +118,9 @@ const bench: Benchmark = {
     const facts: Record<string, string | number | boolean> = {};
     const notes: string[] = [];
     const loader = new Loader();
+    // The machine is shared: the 1-minute load average at the start and the end goes into the results.
+    const { loadavg } = await import('node:os');
+    const load0 = loadavg()[0] as number;
     const fig = (id: string, label: string, unit: string, better: 'higher' | 'lower', samples: number[]) =>
       figures.push({ id, label, system: 'bulwark', unit, better, samples });
     try {
@@ -480,6 +483,8 @@ const bench: Benchmark = {
           `soak: ${res.requests} requests at ${res.rps.toFixed(0)}/s, ${res.errors} errors, RSS ${early.toFixed(0)} -> ${late.toFixed(0)} MiB`,
         );
       }
+      facts['load_average_1m_start'] = Number(load0.toFixed(2));
+      facts['load_average_1m_end'] = Number((loadavg()[0] as number).toFixed(2));
       const med = (id: string) => median(figures.find((x) => x.id === id)?.samples ?? [Number.NaN]);
       facts['full_over_off'] = Number((med('full.rps') / med('off.rps')).toFixed(3));
       facts['goal_full_ge_70pct_of_off'] = med('full.rps') / med('off.rps') >= 0.7;
