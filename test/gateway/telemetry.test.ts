@@ -52,7 +52,7 @@ describe('gateway traces (OpenTelemetry)', () => {
     // Every stage once, in the documented order: the example policies read riskScore and queryCount,
     // so Cedar's one evaluation comes after the detectors.
     assert.equal(gw.pipeline.options.policyAfterDetect, true);
-    const late = STAGES.filter((s) => s !== 'authorize');
+    const late: string[] = STAGES.filter((s) => s !== 'authorize');
     late.splice(late.indexOf('detect') + 1, 0, 'authorize');
     assert.deepEqual(
       ok.events.map((e) => e.name),
