@@ -290,7 +290,7 @@ describe('bulwark train --require-provenance', () => {
       '--sanitize',
     ]);
     assert.equal(dpSanitize.code, 2, dpSanitize.stderr);
-    assert.match(dpSanitize.stderr, /--sanitize does not apply with DP/);
+    assert.match(dpSanitize.stderr, /ERR_DP_UNACCOUNTED.*--sanitize does not apply with DP/);
   });
 });
 
