@@ -27,6 +27,14 @@ export interface ParallelOptions {
    * `os.availableParallelism()`.
    */
   threads?: number;
+  /**
+   * Each buffer the stream yields stays valid only until the next one is requested: it is then
+   * reused for a later frame (plaintext overwritten first). Saves a frame-sized allocation per frame
+   * on the worker threads (page faults and unmapping, most of a frame's cost there); for consumers
+   * that write or copy each buffer before asking for the next (`encryptFile`, `decryptFile` and the
+   * model loader use it). Default false.
+   */
+  reuseOutput?: boolean;
 }
 
 /** The thread count an operation uses, validated. */
@@ -120,6 +128,11 @@ export class FramePipeline<R> {
     this.#pool = null;
     this.#session = null;
     await session?.end();
+  }
+
+  /** Hands a lent output buffer back to the pool (a no-op for results computed on this thread). */
+  recycle(b: Buffer): void {
+    this.#session?.recycle(b);
   }
 
   /** The worker threads in use (0 while the stream is still on this thread). */

@@ -39,6 +39,8 @@ export type WorkerRequest =
       src: ArrayBuffer | SharedArrayBuffer;
       off: number;
       len: number;
+      /** A buffer to write the output into (transferred back with the reply). */
+      out?: ArrayBuffer;
     }
   | {
       t: 'open';
@@ -51,6 +53,7 @@ export type WorkerRequest =
       src: ArrayBuffer | SharedArrayBuffer;
       off: number;
       len: number;
+      out?: ArrayBuffer;
     };
 
 /** Messages from a worker. */
@@ -65,7 +68,13 @@ export type WorkerReply =
       src: ArrayBuffer | SharedArrayBuffer;
     }
   | { t: 'opened'; id: number; plain: ArrayBuffer; src: ArrayBuffer | SharedArrayBuffer }
-  | { t: 'failed'; id: number; reason: 'auth' | 'internal'; src: ArrayBuffer | SharedArrayBuffer };
+  | {
+      t: 'failed';
+      id: number;
+      reason: 'auth' | 'internal';
+      src: ArrayBuffer | SharedArrayBuffer;
+      out?: ArrayBuffer;
+    };
 
 /** The default number of worker threads: the cores this process may use. */
 export function defaultFrameThreads(): number {
@@ -227,9 +236,14 @@ export class FramePool {
     return !this.#destroyed && this.#failure === null;
   }
 
-  #recycle(src: ArrayBuffer | SharedArrayBuffer): void {
+  /**
+   * Takes back a buffer for reuse as a frame's input or output (the caller no longer uses it; a
+   * buffer that held plaintext must be overwritten first).
+   */
+  recycle(src: ArrayBuffer | SharedArrayBuffer): void {
     if (!(src instanceof ArrayBuffer)) return;
-    if (this.#destroyed || this.#spare.length >= this.threads * 4) return;
+    // Enough for every frame in flight, its input and output, plus the one a consumer holds.
+    if (this.#destroyed || this.#spare.length >= this.threads * 12) return;
     this.#spare.push(src);
   }
 
@@ -250,7 +264,11 @@ export class FramePool {
     if (!p) return;
     this.#pending.delete(m.id);
     this.#track(p.worker, -1);
-    this.#recycle(m.src);
+    this.recycle(m.src);
+    if (m.t === 'failed' && m.out) {
+      new Uint8Array(m.out).fill(0);
+      this.recycle(m.out);
+    }
     p.resolve(m);
   }
 
@@ -290,17 +308,23 @@ export class FramePoolSession {
     this.#s = s;
   }
 
-  /** Seals frame `index` over `plain` (copied into a buffer the worker owns; the caller keeps `plain`). */
-  async seal(index: number, last: boolean, plain: Uint8Array): Promise<SealedFrame> {
+  /**
+   * Seals frame `index` over `plain` (copied into a buffer the worker owns; the caller keeps `plain`).
+   * With `lend`, the ciphertext comes in one of the pool's recycled buffers: the caller hands it back
+   * with {@link recycle} once done with it (no fresh frame-sized allocation per frame).
+   */
+  async seal(index: number, last: boolean, plain: Uint8Array, lend = false): Promise<SealedFrame> {
     const src = this.#pool.spare(plain.length);
     new Uint8Array(src, 0, plain.length).set(plain);
+    const out = lend ? this.#pool.spare(plain.length) : undefined;
     const s = this.#s;
+    const len = plain.length;
     const r = await this.#pool.request(
-      (id) => ({ t: 'seal', id, s, index, last, src, off: 0, len: plain.length }),
-      [src],
+      (id) => ({ t: 'seal', id, s, index, last, src, off: 0, len, ...(out ? { out } : {}) }),
+      out ? [src, out] : [src],
     );
     if (r.t !== 'sealed') throw new BulwarkError('ERR_INTERNAL', `frame ${index} could not be sealed`);
-    return { header: toBuffer(r.header), body: Buffer.from(r.body), tag: toBuffer(r.tag) };
+    return { header: toBuffer(r.header), body: Buffer.from(r.body, 0, len), tag: toBuffer(r.tag) };
   }
 
   /**
@@ -314,6 +338,7 @@ export class FramePoolSession {
     fh: Uint8Array,
     body: readonly Uint8Array[],
     tag: Uint8Array,
+    lend = false,
   ): Promise<Buffer> {
     const first = body[0];
     let src: ArrayBuffer | SharedArrayBuffer;
@@ -336,6 +361,8 @@ export class FramePoolSession {
       off = 0;
       transfer.push(ab);
     }
+    const out = lend ? this.#pool.spare(len) : undefined;
+    if (out) transfer.push(out);
     const s = this.#s;
     const r = await this.#pool.request(
       (id) => ({
@@ -349,12 +376,18 @@ export class FramePoolSession {
         src,
         off,
         len,
+        ...(out ? { out } : {}),
       }),
       transfer,
     );
-    if (r.t === 'opened') return Buffer.from(r.plain);
+    if (r.t === 'opened') return Buffer.from(r.plain, 0, len);
     if (r.t === 'failed' && r.reason === 'auth') throw new FrameAuthFailure(index);
     throw new BulwarkError('ERR_INTERNAL', `frame ${index} could not be opened`);
+  }
+
+  /** Takes back a lent output buffer (see `seal`, `open`); plaintext must be overwritten first. */
+  recycle(b: Buffer): void {
+    this.#pool.recycle(b.buffer);
   }
 
   /** Wipes this operation's keys in every worker. */

@@ -51,21 +51,21 @@ port.on('message', (m: WorkerRequest) => {
       }
       try {
         const input = new Uint8Array(m.src, m.off, m.len);
+        // The output goes into the caller's recycled buffer when it lends one (see FramePoolSession).
+        const into = m.out ? new Uint8Array(m.out) : undefined;
         if (m.t === 'seal') {
-          const f = sealFrame(k, m.index, m.last, input);
-          const body = own(f.body);
-          reply({ t: 'sealed', id: m.id, header: f.header, tag: f.tag, body: body.buf, src: m.src }, [
-            body.buf,
-            ...back,
-          ]);
+          const f = sealFrame(k, m.index, m.last, input, into);
+          const body = m.out ? m.out : own(f.body).buf;
+          reply({ t: 'sealed', id: m.id, header: f.header, tag: f.tag, body, src: m.src }, [body, ...back]);
         } else {
-          const plain = openFrame(k, m.index, m.last, m.fh, [input], m.tag);
+          const plain = openFrame(k, m.index, m.last, m.fh, [input], m.tag, into);
           if (!plain) {
-            reply({ t: 'failed', id: m.id, reason: 'auth', src: m.src }, back);
+            const lent = m.out ? [m.out] : [];
+            reply({ t: 'failed', id: m.id, reason: 'auth', src: m.src, out: m.out }, [...lent, ...back]);
             return;
           }
-          const out = own(plain.length === 1 ? plain[0]! : Buffer.concat(plain));
-          reply({ t: 'opened', id: m.id, plain: out.buf, src: m.src }, [out.buf, ...back]);
+          const out = m.out ? m.out : own(plain.length === 1 ? plain[0]! : Buffer.concat(plain)).buf;
+          reply({ t: 'opened', id: m.id, plain: out, src: m.src }, [out, ...back]);
         }
       } catch {
         reply({ t: 'failed', id: m.id, reason: 'internal', src: m.src }, back);

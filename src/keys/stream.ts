@@ -173,6 +173,13 @@ export async function* sealFrames(
   opts: ParallelOptions = {},
 ): AsyncGenerator<Buffer> {
   const pipe = new FramePipeline<Buffer[]>(keys, frameThreads(opts));
+  const reuse = opts.reuseOutput === true;
+  // With reuseOutput, a frame's ciphertext buffer goes back to the pool once the consumer asks for
+  // the next part (the tag follows the body, so resuming after the tag means the body is done with).
+  async function* release(parts: Buffer[]): AsyncGenerator<Buffer> {
+    yield* parts;
+    if (reuse) pipe.recycle(parts[1]!);
+  }
   let index = 0;
   try {
     for await (const { plain, last } of plainFrames(source, frameSize)) {
@@ -181,11 +188,11 @@ export async function* sealFrames(
       const i = index++;
       const done = await pipe.submit(
         () => frameParts(sealFrame(keys, i, last, plain)),
-        async (s) => frameParts(await s.seal(i, last, plain)),
+        async (s) => frameParts(await s.seal(i, last, plain, reuse)),
       );
-      for (const parts of done) yield* parts;
+      for (const parts of done) yield* release(parts);
     }
-    for (const parts of await pipe.finish()) yield* parts;
+    for (const parts of await pipe.finish()) yield* release(parts);
   } catch (e) {
     throw await pipe.abort(e);
   } finally {
@@ -374,6 +381,18 @@ async function* openFrames(
   opts: ParallelOptions,
 ): AsyncGenerator<Buffer> {
   const pipe = new FramePipeline<Buffer[]>(keys, frameThreads(opts), wipeParts);
+  const reuse = opts.reuseOutput === true;
+  // With reuseOutput, a frame's plaintext buffer is overwritten and goes back to the pool once the
+  // consumer asks for the next one.
+  async function* release(parts: Buffer[]): AsyncGenerator<Buffer> {
+    for (const p of parts) {
+      if (p.length > 0) yield p;
+      if (reuse) {
+        p.fill(0);
+        pipe.recycle(p);
+      }
+    }
+  }
   try {
     for (let index = 0; ; index++) {
       const h = await r.fill(FRAME_HEADER_BYTES);
@@ -421,7 +440,7 @@ async function* openFrames(
           return plain;
         },
         (s) =>
-          s.open(i, last, fh, body, tag).then(
+          s.open(i, last, fh, body, tag, reuse).then(
             (p) => [p],
             (e: unknown) => {
               throw e instanceof FrameAuthFailure ? frameTampered(where, i) : e;
@@ -429,10 +448,10 @@ async function* openFrames(
           ),
       );
       // Released only after the whole frame authenticated.
-      for (const parts of done) for (const p of parts) if (p.length > 0) yield p;
+      for (const parts of done) yield* release(parts);
       if (last) break;
     }
-    for (const parts of await pipe.finish()) for (const p of parts) if (p.length > 0) yield p;
+    for (const parts of await pipe.finish()) yield* release(parts);
   } catch (e) {
     throw await pipe.abort(e);
   } finally {
@@ -553,6 +572,11 @@ export async function readStreamHeader(path: string): Promise<StreamHeaderInfo> 
   }
 }
 
+/**
+ * Writes `parts` to `out` atomically. The parts come from a stream with `reuseOutput`: each buffer is
+ * reused once the next is requested, so each write completes before the next part is taken (the
+ * frames in flight on the workers keep going meanwhile).
+ */
 async function pipeToFile(
   parts: AsyncIterable<Buffer>,
   out: string,
@@ -563,16 +587,9 @@ async function pipeToFile(
   try {
     for await (const p of parts) {
       bytes += p.length;
-      if (!f.stream.write(p)) {
-        await new Promise<void>((resolve, reject) => {
-          const onErr = (e: unknown): void => reject(fsError(e, out, 'cannot write'));
-          f.stream.once('error', onErr);
-          f.stream.once('drain', () => {
-            f.stream.off('error', onErr);
-            resolve();
-          });
-        });
-      }
+      await new Promise<void>((resolve, reject) =>
+        f.stream.write(p, (e) => (e ? reject(fsError(e, out, 'cannot write')) : resolve())),
+      );
     }
     await f.commit();
     return bytes;
@@ -608,7 +625,11 @@ export async function encryptFile(
   const frameSize = opts.frameSize ?? DEFAULT_FRAME_SIZE;
   frameLog2(frameSize);
   frameThreads(opts);
-  return pipeToFile(encryptStream(readChunks(input, frameSize), keyring, opts), output, opts);
+  return pipeToFile(
+    encryptStream(readChunks(input, frameSize), keyring, { ...opts, reuseOutput: true }),
+    output,
+    opts,
+  );
 }
 
 /**
@@ -623,7 +644,11 @@ export async function decryptFile(
 ): Promise<number> {
   await requireFile(input, 'encrypted file');
   frameThreads(opts);
-  return pipeToFile(decryptStream(readChunks(input, DEFAULT_FRAME_SIZE + 64), keyring, input, opts), output, {
+  const parts = decryptStream(readChunks(input, DEFAULT_FRAME_SIZE + 64), keyring, input, {
+    ...opts,
+    reuseOutput: true,
+  });
+  return pipeToFile(parts, output, {
     mode: 0o600,
     ...opts,
   });

@@ -263,13 +263,13 @@ async function decryptModel(
       [p.bytes.subarray(encryptedOffset, encryptedOffset + encryptedBytes)],
       keyring,
       p.path,
-      threads !== undefined ? { threads } : {},
+      // reuseOutput: each frame's plaintext buffer is overwritten and reused once copied and hashed.
+      { ...(threads !== undefined ? { threads } : {}), reuseOutput: true },
     )) {
       if (off + part.length > want) throw mismatch(p.path, 'the decrypted model length');
       part.copy(plain, off);
       off += part.length;
       hash?.update(part);
-      part.fill(0);
     }
     if (off !== want) throw mismatch(p.path, 'the decrypted model length');
     if (hash) {
