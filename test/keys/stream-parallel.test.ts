@@ -7,6 +7,7 @@ import type { FrameKeys } from '../../src/keys/frame.js';
 import {
   decryptBytes,
   decryptFile,
+  decryptStream,
   encryptBytes,
   encryptFile,
   type Keyring,
@@ -66,9 +67,12 @@ describe('framed encryption on worker threads', () => {
     const one = await collect(sealFrames(keys(), chunks(), F, { threads: 1 }));
     const two = await collect(sealFrames(keys(), chunks(), F, { threads: 2 }));
     const three = await collect(sealFrames(keys(), [pt], F, { threads: 3 }));
+    // Outputs written into recycled buffers (collect copies each part before asking for the next).
+    const lent = await collect(sealFrames(keys(), chunks(), F, { threads: 2, reuseOutput: true }));
     assert.equal(one.length, N + FRAMES * 29);
     assert.ok(one.equals(two), 'two threads');
     assert.ok(one.equals(three), 'three threads');
+    assert.ok(one.equals(lent), 'two threads, reused output buffers');
   });
 
   it('round-trips across the paths: parallel to sequential and back, any frame size', async () => {
@@ -91,6 +95,21 @@ describe('framed encryption on worker threads', () => {
     assert.ok(
       (await decryptBytes(await encryptBytes(edge, kr, { frameSize: F, threads: 2 }), kr)).equals(edge),
     );
+  });
+
+  it('reused output buffers: each is valid until the next is requested, then overwritten', async () => {
+    const pt = seededBytes(N, 8);
+    const ct = await encryptBytes(pt, kr, { frameSize: F, threads: 1 });
+    const copies: Buffer[] = [];
+    const seen: Buffer[] = [];
+    for await (const p of decryptStream([ct], kr, '<t>', { threads: 2, reuseOutput: true })) {
+      copies.push(Buffer.from(p));
+      seen.push(p);
+    }
+    assert.ok(Buffer.concat(copies).equals(pt));
+    // The pool's buffers were handed back: plaintext no longer sits in them (all zeros or reused).
+    const late = seen[seen.length - 3]!;
+    assert.ok(!late.equals(copies[copies.length - 3]!), 'a released buffer was overwritten');
   });
 
   it('ciphertext in shared memory is read by the workers in place', async () => {
