@@ -9,7 +9,15 @@
 import { createHash } from 'node:crypto';
 import { BulwarkError, bulwarkVersion } from '../core/index.js';
 import { type Dataset, Pipeline, type Schema } from '../data/index.js';
-import { fromOnnx, type LabelledData, type Network, onnxMetadata, toOnnx, train } from '../ml/index.js';
+import {
+  fromOnnx,
+  type LabelledData,
+  metadataJson,
+  type Network,
+  onnxMetadata,
+  toOnnx,
+  train,
+} from '../ml/index.js';
 import { networkModel, tabularDomain } from '../robust/index.js';
 import { META_CLASS_VALUES, META_LABEL, META_PIPELINE } from '../train/index.js';
 import { compareModels, type ModelComparison, requireNoRegression } from './regression.js';
@@ -56,20 +64,9 @@ export interface ContinueResult {
   comparison: ModelComparison;
 }
 
+/** A required JSON metadata entry of the previous model (ERR_ONNX_INVALID when missing or corrupt). */
 export function metaJson<T>(meta: Record<string, string>, key: string): T {
-  const v = meta[key];
-  if (v === undefined)
-    throw new BulwarkError(
-      'ERR_ONNX_INVALID',
-      `the previous model has no "${key}" metadata (train it with bulwark train)`,
-    );
-  try {
-    return JSON.parse(v) as T;
-  } catch (e) {
-    throw new BulwarkError('ERR_ONNX_INVALID', `the previous model's "${key}" metadata is not valid JSON`, {
-      cause: e,
-    });
-  }
+  return metadataJson<T>(meta, key, 'the previous model', true);
 }
 
 /** The limits and settings of the regression comparison (shared with the DP continuation). */

@@ -70,8 +70,13 @@ export {
   toOnnx,
 } from './onnx/export.js';
 export { OnnxGradientEngine, type PgdBox } from './onnx/gradient-engine.js';
-export { gradientGraphUnsupported, inputGradientGraph } from './onnx/gradient-graph.js';
+export {
+  gradientGraphUnsupported,
+  inputGradientGraph,
+  trainingGradientGraph,
+} from './onnx/gradient-graph.js';
 export { fromOnnx, type OnnxImportOptions, type OnnxImportResult, onnxMetadata } from './onnx/import.js';
+export { metadataJson } from './onnx/metadata.js';
 export { OnnxRuntimeModel } from './onnx/runtime.js';
 export { Adam, type AdamOptions, type Optimizer, type OptimizerName, Sgd, type SgdOptions } from './optim.js';
 export {

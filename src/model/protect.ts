@@ -16,6 +16,7 @@ import {
 } from '../core/index.js';
 import type { Schema } from '../data/index.js';
 import { DEFAULT_FRAME_SIZE, encryptStream, type Keyring } from '../keys/index.js';
+import { metadataJson } from '../ml/index.js';
 import { encodeFooter, encodeHeader, FOOTER_BYTES, HEADER_BYTES, MAX_MANIFEST_BYTES } from './format.js';
 import {
   MANIFEST_FORMAT,
@@ -83,16 +84,6 @@ export interface ProtectResult {
   signer: { keyId: string; algorithm: string } | null;
 }
 
-function jsonMeta(meta: Record<string, string>, key: string): unknown {
-  const v = meta[key];
-  if (v === undefined) return undefined;
-  try {
-    return JSON.parse(v);
-  } catch {
-    throw new BulwarkError('ERR_ONNX_INVALID', `ONNX metadata "${key}" is not valid JSON`);
-  }
-}
-
 const PRIVACY_KEYS = [
   'method',
   'epsilon',
@@ -108,14 +99,14 @@ const PRIVACY_KEYS = [
 /** Lineage that the ONNX metadata of `bulwark train` states (privacy guarantee, adversarial training). */
 export function lineageFromOnnxMetadata(meta: Record<string, string>): ModelLineage {
   const out: ModelLineage = {};
-  const p = jsonMeta(meta, ONNX_META_KEYS.privacy);
+  const p = metadataJson<unknown>(meta, ONNX_META_KEYS.privacy, 'model');
   if (p && typeof p === 'object') {
     const src = p as Record<string, unknown>;
     const privacy: Record<string, unknown> = {};
     for (const k of PRIVACY_KEYS) if (src[k] !== undefined) privacy[k] = src[k];
     out.privacy = privacy as ModelLineage['privacy'];
   }
-  const a = jsonMeta(meta, ONNX_META_KEYS.adversarial);
+  const a = metadataJson<unknown>(meta, ONNX_META_KEYS.adversarial, 'model');
   if (a && typeof a === 'object') {
     const src = a as Record<string, unknown>;
     const adv: Record<string, unknown> = { method: src['method'], eps: src['eps'] };
@@ -168,14 +159,14 @@ export function buildManifest(
   }
   const input = info.inputs[0]!;
   const meta = info.metadata;
-  const featureNames = jsonMeta(meta, ONNX_META_KEYS.features) as string[] | undefined;
+  const featureNames = metadataJson<string[]>(meta, ONNX_META_KEYS.features, where);
   const lastDim = input.dims[input.dims.length - 1] ?? -1;
   const features = lastDim > 0 ? lastDim : (featureNames?.length ?? 0);
   if (features < 1)
     throw new BulwarkError('ERR_ONNX_INVALID', `${where}: the input's feature count is not fixed`);
   const label = meta[ONNX_META_KEYS.label];
-  const classes = jsonMeta(meta, ONNX_META_KEYS.classValues) as string[] | undefined;
-  const preprocessing = jsonMeta(meta, ONNX_META_KEYS.pipeline);
+  const classes = metadataJson<string[]>(meta, ONNX_META_KEYS.classValues, where);
+  const preprocessing = metadataJson<unknown>(meta, ONNX_META_KEYS.pipeline, where);
   const keyId = o.keyId ?? 'data';
   const modelDigest = createHash('sha256').update(onnx).digest('hex');
   const fields = inputFields(o.schema, label) ?? (o.inputFields ? [...o.inputFields] : undefined);

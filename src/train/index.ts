@@ -1,4 +1,3 @@
-export { metadataJson } from './metadata.js';
 export {
   classIndexOf,
   MAX_CATEGORIES,

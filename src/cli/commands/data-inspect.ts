@@ -10,8 +10,8 @@ import {
   inspectRows,
   labelIndices,
 } from '../../integrity/index.js';
-import { fromOnnx, onnxMetadata } from '../../ml/index.js';
-import { META_CLASS_VALUES, META_LABEL, META_PIPELINE, metadataJson } from '../../train/index.js';
+import { fromOnnx, metadataJson, onnxMetadata } from '../../ml/index.js';
+import { META_CLASS_VALUES, META_LABEL, META_PIPELINE } from '../../train/index.js';
 import { floatOption, intOption } from '../options.js';
 import { ioOf } from '../program.js';
 import { writeHtmlReport } from '../report.js';

@@ -10,7 +10,14 @@ import {
   type Schema,
   validateAgainstSchema,
 } from '../../data/index.js';
-import { fromOnnx, type LabelledData, type Network, OnnxRuntimeModel, onnxMetadata } from '../../ml/index.js';
+import {
+  fromOnnx,
+  type LabelledData,
+  metadataJson,
+  type Network,
+  OnnxRuntimeModel,
+  onnxMetadata,
+} from '../../ml/index.js';
 import {
   NORMS,
   type Norm,
@@ -24,7 +31,7 @@ import {
   redTeamSections,
   tabularDomain,
 } from '../../robust/index.js';
-import { META_CLASS_VALUES, META_LABEL, META_PIPELINE, metadataJson } from '../../train/index.js';
+import { META_CLASS_VALUES, META_LABEL, META_PIPELINE } from '../../train/index.js';
 import { floatOption, intOption, listOption } from '../options.js';
 import { ioOf } from '../program.js';
 import { startProgress } from '../progress.js';

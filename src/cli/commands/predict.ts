@@ -3,14 +3,15 @@ import { resolve } from 'node:path';
 import { type Command, InvalidArgumentError } from 'commander';
 import { BulwarkError, fsError, requireFile, writeFileAtomic } from '../../core/index.js';
 import { type Dataset, Pipeline, readDataset } from '../../data/index.js';
-import { accuracy, fromOnnx, OnnxRuntimeModel, onnxMetadata, softmaxRows } from '../../ml/index.js';
 import {
-  classIndexOf,
-  META_CLASS_VALUES,
-  META_LABEL,
-  META_PIPELINE,
+  accuracy,
+  fromOnnx,
   metadataJson,
-} from '../../train/index.js';
+  OnnxRuntimeModel,
+  onnxMetadata,
+  softmaxRows,
+} from '../../ml/index.js';
+import { classIndexOf, META_CLASS_VALUES, META_LABEL, META_PIPELINE } from '../../train/index.js';
 import { ioOf } from '../program.js';
 
 export interface Predictions {

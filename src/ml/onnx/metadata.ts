@@ -4,7 +4,7 @@
  * data inspect, continued training, the gateway), so a missing or corrupt entry fails the same way
  * everywhere: ERR_ONNX_INVALID naming the model and the entry.
  */
-import { BulwarkError } from '../core/index.js';
+import { BulwarkError } from '../../core/index.js';
 
 /**
  * The parsed JSON value of metadata entry `key`. `what` names the model in messages (a file name, or
