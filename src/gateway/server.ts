@@ -129,6 +129,8 @@ export class Gateway {
   #metricsServer: http.Server | null = null;
   /** Attested sessions (`enclave.mode` software or nitro), or null. */
   #enclave: GatewayEnclave | null = null;
+  /** The detectors' own Redis connection when the limiter (which otherwise lends its own) is off. */
+  #detectorRedis: { disconnect(): void } | null = null;
   readonly #authenticator: AuthenticatorLike | null;
   readonly #authorizer: AuthorizerLike | null;
   #draining = false;
@@ -243,11 +245,13 @@ export class Gateway {
       // Several replicas (Redis for the limiter): the stream detectors' per-caller state goes to the
       // same Redis, so each replica judges a caller on its whole query stream.
       const redisConf = c.limits.backend === 'redis' ? c.limits.redis : undefined;
+      let detectorRedis: { disconnect(): void } | null = null;
       if (redisConf && [...models.values()].some((m) => m.stateful || m.prada)) {
         let redis = limiter?.redis ?? null;
         if (redis === null) {
           const own = connectRedis(redisConf.url);
           cleanup.push(async () => own.disconnect());
+          detectorRedis = own;
           redis = own;
         }
         for (const m of models.values()) {
@@ -357,6 +361,7 @@ export class Gateway {
         tls: useTls,
       });
       gw.#enclave = enclave;
+      gw.#detectorRedis = detectorRedis;
       server.on('request', (req: IncomingMessage, res: ServerResponse) => gw.#handle(req, res));
       server.on('clientError', (_err, socket) => {
         if (socket.writable)
@@ -546,6 +551,7 @@ export class Gateway {
     }
     await this.#enclave?.close().catch(() => {});
     await this.limiter?.close();
+    this.#detectorRedis?.disconnect();
     await this.#authenticator?.close();
     for (const m of this.models.values()) await m.close().catch(() => {});
     if (this.#metricsServer) {
