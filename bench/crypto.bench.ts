@@ -11,7 +11,7 @@
  * - Bulk framed file encryption and decryption in GB/s at 1 MiB frames (the default frame size)
  *   against `openssl speed -evp aes-256-gcm -bytes 1048576 -elapsed` (and `-decrypt`) at the same
  *   frame size, runs interleaved so both see the same machine load: Bulwark with its default worker
- *   threads (os.availableParallelism(); the pool's start-up is inside the timing) and on one thread
+ *   threads (os.availableParallelism(); the process's pool starts inside the first repeat's timing and is reused) and on one thread
  *   (`threads: 1`), so both figures are on record. Goal: at least 80 % of OpenSSL; size overhead under
  *   0.01 %.
  */
@@ -473,7 +473,7 @@ async function bulkBench(
     facts['bulk.overhead_bytes'] = outBytes - data.length;
     facts['bulk.file_overhead_bytes'] = fileOverhead;
     notes.push(
-      `Bulk: ${mib} MiB in memory, streamed through encryptStream/decryptStream in 1 MiB frames (header, per-frame HKDF-derived nonces, AAD, tags and the key unwrap included) with ${threads} worker threads (os.availableParallelism(), the default; the first 8 frames run on the calling thread, then a pool of ${threads} workers starts, inside the timing) and with threads: 1. OpenSSL's figure is one EVP AES-256-GCM call per 1 MiB buffer on one thread (openssl speed without -multi), with nothing else. Runs alternate so both see the same load.`,
+      `Bulk: ${mib} MiB in memory, streamed through encryptStream/decryptStream in 1 MiB frames (header, per-frame HKDF-derived nonces, AAD, tags and the key unwrap included) with ${threads} worker threads (os.availableParallelism(), the default; the first 8 frames run on the calling thread, then the process's pool of ${threads} workers takes over: started inside the first repeat's timing, reused after) and with threads: 1. OpenSSL's figure is one EVP AES-256-GCM call per 1 MiB buffer on one thread (openssl speed without -multi), with nothing else. Runs alternate so both see the same load.`,
       `Size overhead: ${outBytes - data.length} bytes on ${mib} MiB (header + 29 bytes per frame).`,
       `The node:crypto row is the primitive Bulwark calls, on one thread, with nothing around it: Bulwark on one thread / node:crypto (${(median(enc1) / median(prim)).toFixed(2)}) is the cost of the framing. node:crypto uses AES-NI (masking it in a child process cuts the primitive ${(median(prim) / median(primNoAesni)).toFixed(1)}x) but one thread of it reaches only ${(100 * (median(prim) / median(sslEnc))).toFixed(0)} % of openssl speed: a perf profile of node:crypto's GCM on this machine put about 40 % of its time in OpenSSL's _aesni_ctr32_ghash_6x (the kernel openssl speed runs) and most of the rest in Node's per-call output allocation (CipherBase::Update allocates and zero-fills a fresh buffer per call; Node has no call that encrypts into a caller's buffer). Hence the worker threads: with ${threads} threads the ceiling is about ${threads}x the one-thread figure, less what other processes on this shared machine take (load average in the facts).`,
     );
