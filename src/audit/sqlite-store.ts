@@ -9,8 +9,9 @@
  * the same durability point, reached without holding the event loop, so requests keep flowing while a
  * batch becomes durable (group commit in src/audit/log.ts). fsync is per file (inode), so a fresh
  * descriptor of the WAL flushes what the connection wrote. After a failed fsync the store refuses
- * every further write (ERR_AUDIT_UNAVAILABLE until reopened): Linux may drop the unwritten pages and
- * report success on a later fsync, so nothing written after the failure could be trusted as durable.
+ * every further write (ERR_AUDIT_UNAVAILABLE until reopened), and fails the writes whose fsync was in
+ * flight at the time even if theirs succeeded: Linux may drop the unwritten pages and report the error
+ * to one fsync only, so nothing committed before it was seen can be trusted as durable.
  *
  * Appends take the database write lock with `BEGIN IMMEDIATE`, so several processes appending to one
  * file still produce one sequence; a writer that cannot get the lock within `busyTimeoutMs` fails with
@@ -208,9 +209,13 @@ export class SqliteAuditStore implements AuditStore {
     try {
       await this.syncWal();
     } catch (e) {
-      this.syncFailed = e;
+      this.syncFailed ??= e;
       throw this.unsynced(action);
     }
+    // A concurrent write's fsync may have failed while this one's was in flight: on Linux the error
+    // is reported once, to that fsync, and this one then succeeds although pages this write committed
+    // may have been dropped with it. So success counts only if no fsync failed meanwhile.
+    if (this.syncFailed !== null) throw this.unsynced(action);
     return result;
   }
 
@@ -225,10 +230,12 @@ export class SqliteAuditStore implements AuditStore {
   /** fdatasync of the WAL (the main file when there is no WAL), and once of the folder holding it. */
   private async syncWal(): Promise<void> {
     let h: Awaited<ReturnType<typeof openFile>>;
+    let wal = true;
     try {
       h = await openFile(`${this.location}-wal`, 'r');
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      wal = false;
       h = await openFile(this.location, 'r');
     }
     try {
@@ -243,7 +250,8 @@ export class SqliteAuditStore implements AuditStore {
       } finally {
         await d.close();
       }
-      this.dirSynced = true;
+      // Only once the WAL exists: its directory entry is what this fsync makes durable.
+      this.dirSynced = wal;
     }
   }
 
