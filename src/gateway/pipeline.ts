@@ -86,7 +86,8 @@ export interface PipelineOptions {
    * Evaluate Cedar after the detectors instead of before the limiter, with `riskScore` and `queryCount`
    * in the context (set when a policy mentions either, which are only known then). Cedar is still
    * evaluated once per request: the order becomes authenticate → limit → validate → detect →
-   * authorize. A caller the policy then refuses has paid one request of its own rate limit and budget
+   * authorize, and the detectors' refusal (enforce mode) waits for the policy's permit, so a caller
+   * the policy refuses cannot learn which of its inputs the detectors flag. A caller the policy then refuses has paid one request of its own rate limit and budget
    * and its query is in its own stream detectors' history, exactly as a permitted caller's: denying
    * earlier would need the decision twice (the review of issue 9 measured that second evaluation).
    */
@@ -253,7 +254,7 @@ export class Pipeline {
         const v = worstVerdict(await model.observeStateful(principal.id, x, rows));
         if (v) detections.push({ detector: 'stateful', ...v });
       }
-      this.#judge(model, detections);
+      this.#count(model, detections);
       lap('detect');
 
       if (late) {
@@ -266,6 +267,11 @@ export class Pipeline {
         this.#authorize(principal, 'predict', resource, call.auth.remoteAddress, extra);
         lap('authorize');
       }
+      // The detectors' refusal only after the policy permitted: a caller the policy refuses gets
+      // ERR_POLICY_DENIED whatever its input, so it cannot use the gateway as an oracle of the
+      // detectors (which inputs they flag) without being authorised to query the model.
+      stage = 'detect';
+      this.#enforce(detections);
 
       stage = 'infer';
       const p = await model.predict(x, rows);
@@ -365,14 +371,24 @@ export class Pipeline {
   }
 
   #judge(model: ServedModel, detections: Detection[]): void {
-    for (const det of detections) {
-      if (!det.flagged) continue;
-      this.#o.metrics.detections.labels(model.name, det.detector).inc();
-      if (this.#o.detectorsMode === 'enforce')
-        throw new BulwarkError('ERR_GATEWAY_DETECTED', `request flagged by the ${det.detector} detector`, {
-          details: { detector: det.detector },
-        });
-    }
+    this.#count(model, detections);
+    this.#enforce(detections);
+  }
+
+  /** Counts the flagged detections (monitor and enforce modes alike). */
+  #count(model: ServedModel, detections: Detection[]): void {
+    for (const det of detections)
+      if (det.flagged) this.#o.metrics.detections.labels(model.name, det.detector).inc();
+  }
+
+  /** In enforce mode, refuses a request any detector flagged. */
+  #enforce(detections: Detection[]): void {
+    if (this.#o.detectorsMode !== 'enforce') return;
+    const det = detections.find((d) => d.flagged);
+    if (det)
+      throw new BulwarkError('ERR_GATEWAY_DETECTED', `request flagged by the ${det.detector} detector`, {
+        details: { detector: det.detector },
+      });
   }
 }
 

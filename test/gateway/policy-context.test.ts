@@ -112,3 +112,48 @@ describe('risk score and query count in the Cedar context', () => {
     assert.match(text, /gateway_denials_total\{stage="authorize",reason="ERR_POLICY_DENIED"\} [1-9]/);
   });
 });
+
+describe('with detectors enforcing and Cedar after them', () => {
+  let f: Fixture;
+  let gw: Gateway;
+
+  before(async () => {
+    f = await fixture();
+    const file = join(f.dir, 'context-policies-enforce.cedar');
+    writeFileSync(file, POLICIES);
+    const base = f.config();
+    gw = await startGateway(
+      f.config({
+        policy: { ...base.policy, files: [file] },
+        detectors: { mode: 'enforce' },
+        limits: {
+          backend: 'memory',
+          requestsPerSecond: 1000,
+          queryBudget: { queries: 1000, windowSeconds: 3600 },
+        },
+      }),
+    );
+  });
+  after(async () => {
+    await gw?.close();
+  });
+
+  it('a caller the policy refuses learns nothing of the detectors: the policy denial comes first', async () => {
+    const c = new GatewayClient({
+      url: gw.url,
+      ca: f.ca.pem,
+      servername: 'localhost',
+      token: await f.token({ sub: 'prober' }),
+    });
+    const got = [];
+    for (let i = 0; i < 2; i++) got.push(await code(c.inferRows('fraud', [f.rows[50 + i] as never])));
+    // The third query is refused by the query-count policy; its out-of-distribution row, which the
+    // Mahalanobis detector flags, must not change the answer (it did when the detectors refused first).
+    got.push(await code(c.inferRows('fraud', [{ amount: 4000, age: 40, kind: 'B' }])));
+    c.close();
+    assert.deepEqual(got, ['OK', 'OK', '403 ERR_POLICY_DENIED']);
+    // Still counted as a detection.
+    const text = await (await fetch(gw.metricsUrl as string)).text();
+    assert.match(text, /gateway_detections_total\{model="fraud",detector="mahalanobis"\} 1/);
+  });
+});
