@@ -126,6 +126,7 @@ export class FramePool {
   #nextSession = 0;
   #failure: Error | null = null;
   #destroyed = false;
+  #terminated: Promise<void> | null = null;
 
   private constructor(threads: number) {
     this.threads = threads;
@@ -176,13 +177,19 @@ export class FramePool {
   }
 
   /** Terminates every worker; pending frames fail. Idempotent. */
-  async destroy(): Promise<void> {
-    if (this.#destroyed) return;
+  destroy(): Promise<void> {
+    if (this.#terminated) return this.#terminated;
     this.#destroyed = true;
+    this.#terminated = Promise.all(this.#slots.map((s) => s.worker.terminate())).then(() => undefined);
     this.#fail(new BulwarkError('ERR_INTERNAL', 'frame pool destroyed'));
     this.#wipeSpare();
     this.#spare.length = 0;
-    await Promise.all(this.#slots.map((s) => s.worker.terminate()));
+    return this.#terminated;
+  }
+
+  /** @internal Settles once every worker has been terminated (null while the pool is running). */
+  get terminated(): Promise<void> | null {
+    return this.#terminated;
   }
 
   /** @internal Posts a request to the least busy worker and waits for its reply. */
@@ -194,7 +201,14 @@ export class FramePool {
     return new Promise<WorkerReply>((resolve, reject) => {
       this.#pending.set(id, { resolve, reject, worker: slot });
       this.#track(slot, 1);
-      slot.worker.postMessage(msg, transfer);
+      try {
+        slot.worker.postMessage(msg, transfer);
+      } catch (e) {
+        // Not sent (a buffer that cannot be cloned or transferred): no reply will come.
+        this.#pending.delete(id);
+        this.#track(slot, -1);
+        reject(e);
+      }
     });
   }
 
@@ -279,6 +293,10 @@ export class FramePool {
       this.#track(p.worker, -1);
       p.reject(this.#failure);
     }
+    // A pool that lost a worker takes no more work, and its other workers still hold the keys of the
+    // sessions in progress (endSession cannot reach a failed pool): terminate them all now rather than
+    // whenever sharedFramePool is next asked for one.
+    if (!this.#destroyed) void this.destroy();
   }
 }
 

@@ -68,7 +68,10 @@ port.on('message', (m: WorkerRequest) => {
           reply({ t: 'opened', id: m.id, plain: out, src: m.src }, [out, ...back]);
         }
       } catch {
-        reply({ t: 'failed', id: m.id, reason: 'internal', src: m.src }, back);
+        // The lent output may hold part of an unauthenticated frame's plaintext: wiped, and handed back.
+        if (m.out) new Uint8Array(m.out).fill(0);
+        const lent = m.out ? [m.out] : [];
+        reply({ t: 'failed', id: m.id, reason: 'internal', src: m.src, out: m.out }, [...lent, ...back]);
       }
       return;
     }

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { isBulwarkError } from '../../src/core/index.js';
 import type { FrameKeys } from '../../src/keys/frame.js';
+import { FramePool, type WorkerRequest } from '../../src/keys/frame-pool.js';
 import {
   decryptBytes,
   decryptFile,
@@ -177,6 +178,28 @@ describe('framed encryption on worker threads', () => {
       'ERR_CIPHERTEXT_TAMPERED',
     );
     assert.deepEqual(readdirSync(dir).sort(), [...before, 'bad.bwe'].sort(), 'no output, no temp file');
+  });
+
+  it('a worker that fails terminates the whole pool: no worker keeps the keys of a session', async () => {
+    const pool = FramePool.create(2);
+    const session = pool.session({
+      enc: seededBytes(32, 21),
+      prefix: seededBytes(7, 22),
+      headerHash: seededBytes(32, 23),
+      fileTag: seededBytes(4, 24),
+    });
+    // A message the worker cannot handle throws outside its per-frame guard: the worker fails.
+    await assert.rejects(
+      pool.request(() => null as unknown as WorkerRequest, []),
+      (e: unknown) => isBulwarkError(e) && e.code === 'ERR_INTERNAL',
+    );
+    assert.equal(pool.usable, false);
+    // The other worker, which holds the session's keys, is terminated too (endSession cannot reach a
+    // failed pool, so nothing else would wipe them).
+    assert.ok(pool.terminated, 'the failed pool terminates its workers');
+    await pool.terminated;
+    await session.end();
+    await assert.rejects(session.seal(0, true, Buffer.alloc(16)), /frame/);
   });
 
   it('refuses a thread count out of range', async () => {
