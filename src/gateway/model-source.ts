@@ -16,7 +16,7 @@ import {
   validateSchema,
 } from '../data/index.js';
 import { Keyring } from '../keys/index.js';
-import { OnnxRuntimeModel, onnxMetadata } from '../ml/index.js';
+import { metadataJson, OnnxRuntimeModel, onnxMetadata } from '../ml/index.js';
 import { loadProtectedModel, loadTrustPolicy, type ModelManifest } from '../model/index.js';
 import type { ModelConfig } from './config.js';
 
@@ -55,17 +55,6 @@ export interface LoadedModel {
 /** Loads models named by the configuration. */
 export interface ModelSource {
   load(config: ModelConfig): Promise<LoadedModel>;
-}
-
-function meta<T>(m: Record<string, string>, key: string, what: string): T {
-  const v = m[key];
-  if (v === undefined)
-    throw new BulwarkError('ERR_ONNX_INVALID', `${what}: no "${key}" metadata (train it with bulwark train)`);
-  try {
-    return JSON.parse(v) as T;
-  } catch (e) {
-    throw new BulwarkError('ERR_ONNX_INVALID', `${what}: metadata "${key}" is not valid JSON`, { cause: e });
-  }
 }
 
 /** What a source found: the runtime plus the metadata the pipeline needs. */
@@ -130,8 +119,8 @@ function assemble(c: ModelConfig, p: ModelParts): LoadedModel {
 export async function modelFromOnnx(bytes: Uint8Array, schema: Schema, c: ModelConfig): Promise<LoadedModel> {
   const what = `models.${c.name}`;
   const m = onnxMetadata(bytes);
-  const pipelineState = meta<unknown>(m, META_PIPELINE, what);
-  const classValues = meta<unknown>(m, META_CLASS_VALUES, what);
+  const pipelineState = metadataJson<unknown>(m, META_PIPELINE, what, true);
+  const classValues = metadataJson<unknown>(m, META_CLASS_VALUES, what, true);
   const runtime = await OnnxRuntimeModel.create(bytes, { threads: c.threads });
   try {
     return assemble(c, {

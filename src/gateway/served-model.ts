@@ -7,14 +7,12 @@
  */
 import { BulwarkError, type Rng, SecureRng } from '../core/index.js';
 import { Dataset, type Row } from '../data/index.js';
-// The shared state store is imported from its module: src/robust/index.ts is being edited by another
-// change at the time of writing; re-export it there when both are in.
-import type { RedisStreamState } from '../robust/defences/detector/shared-state.js';
 import {
   InputValidator,
   MahalanobisDetector,
   PradaDetector,
   type QueryVerdict,
+  type RedisStreamState,
   StatefulDetector,
   type StreamDetector,
 } from '../robust/index.js';

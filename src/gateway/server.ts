@@ -18,7 +18,7 @@ import { type Logger, pino } from 'pino';
 import type { Attester } from '../attest/index.js';
 import { AuditLog, type AuditStoreSpec, parseSignerKey } from '../audit/index.js';
 import { BulwarkError, bulwarkVersion, fsError } from '../core/index.js';
-import { RedisStreamState } from '../robust/defences/detector/shared-state.js';
+import { RedisStreamState } from '../robust/index.js';
 import { type LimitedBody, readLimitedBody } from './body.js';
 import type { GatewayConfig } from './config.js';
 import { DASHBOARD_CSP, DASHBOARD_CSS, DASHBOARD_HTML, DASHBOARD_JS, dashboardData } from './dashboard.js';

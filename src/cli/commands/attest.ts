@@ -134,7 +134,7 @@ function human(c: AttestationClaims, policy: string | undefined, at: Date): stri
 export function registerAttestCommands(program: Command): void {
   const attest = program
     .command('attest')
-    .description('Verify enclave attestation documents (AWS Nitro, AMD SEV-SNP, Bulwark software mode)');
+    .description('verify enclave attestation documents (AWS Nitro, AMD SEV-SNP, Bulwark software mode)');
 
   attest
     .command('verify')
