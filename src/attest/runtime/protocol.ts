@@ -95,3 +95,26 @@ export class RecordReader {
     if (b.length > 0) this.#rest = Buffer.from(b);
   }
 }
+
+/**
+ * Reads the records arriving on `io` (either end of the record pipe): `onRecord` for each one;
+ * `onCorrupt` once, when a record's length is out of range or `onRecord` throws on a malformed body.
+ * A corrupt channel cannot be resynchronised, so nothing after it is read.
+ */
+export function readRecords(
+  io: NodeJS.ReadableStream,
+  onRecord: (kind: number, id: number, body: Buffer) => void,
+  onCorrupt: (e: Error) => void,
+): void {
+  const reader = new RecordReader(onRecord);
+  let broken = false;
+  io.on('data', (chunk: Buffer) => {
+    if (broken) return;
+    try {
+      reader.push(chunk);
+    } catch (e) {
+      broken = true;
+      onCorrupt(e instanceof Error ? e : new Error(String(e)));
+    }
+  });
+}

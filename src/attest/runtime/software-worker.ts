@@ -21,7 +21,7 @@ import {
   encodeRecord,
   RECORD_FD,
   RecordKind,
-  RecordReader,
+  readRecords,
   type WorkerInit,
   type WorkerReply,
   type WorkerRequest,
@@ -176,15 +176,8 @@ async function main(init: WorkerInit): Promise<void> {
       );
     } else fail(id, new BulwarkError('ERR_INTERNAL', `unknown record kind ${kind}`), 'bad record');
   };
-  const reader = new RecordReader(onRecord);
-  io.on('data', (chunk: Buffer) => {
-    try {
-      reader.push(chunk);
-    } catch {
-      // A corrupt channel cannot be resynchronised: stop, and the parent reports the enclave down.
-      process.exit(1);
-    }
-  });
+  // A corrupt channel cannot be resynchronised: stop, and the parent reports the enclave down.
+  readRecords(io, onRecord, () => process.exit(1));
   io.on('error', () => process.exit(1));
   process.on('disconnect', () => {
     void model?.close().finally(() => process.exit(0));

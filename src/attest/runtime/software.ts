@@ -23,7 +23,7 @@ import {
   encodeRecord,
   RECORD_FD,
   RecordKind,
-  RecordReader,
+  readRecords,
   type WorkerInit,
   type WorkerReply,
   type WorkerRequest,
@@ -99,7 +99,7 @@ export class SoftwareEnclave implements AttestedEndpoint {
       if (m.ok) p.resolve(m);
       else p.reject(new BulwarkError(knownCode(m.code), m.message));
     });
-    const reader = new RecordReader((record, id, body) => {
+    const onRecord = (record: number, id: number, body: Buffer): void => {
       const p = this.#take(id);
       if (!p) return;
       if (record !== RecordKind.error) {
@@ -118,14 +118,10 @@ export class SoftwareEnclave implements AttestedEndpoint {
           typeof e.message === 'string' ? e.message : 'software enclave: failed',
         ),
       );
-    });
-    this.#io.on('data', (chunk: Buffer) => {
-      try {
-        reader.push(chunk);
-      } catch (e) {
-        this.#fail(unavailable(`corrupt record channel (${(e as Error).message})`));
-        child.kill();
-      }
+    };
+    readRecords(this.#io, onRecord, (e) => {
+      this.#fail(unavailable(`corrupt record channel (${e.message})`));
+      child.kill();
     });
     this.#io.on('error', (e) => this.#fail(unavailable(`record channel failed: ${e.message}`)));
     child.on('exit', (code, signal) =>

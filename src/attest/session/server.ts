@@ -213,8 +213,14 @@ export class AttestedSessionServer {
     }
     s = found;
     const plaintext = open(s.keys.requestKey, s.keys.requestNonce, f.seq, f.aad, f.ciphertext);
-    // The window is updated only after authentication: forged frames cannot advance it.
-    s.window.accept(f.seq, 'request');
+    // The window is updated only after authentication: forged frames cannot advance it. A replay's
+    // plaintext (decrypted to authenticate it) is overwritten, not left for the collector.
+    try {
+      s.window.accept(f.seq, 'request');
+    } catch (e) {
+      plaintext.fill(0);
+      throw e;
+    }
     return this.#opened(id, s, f.seq, plaintext);
   }
 
