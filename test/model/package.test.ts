@@ -33,12 +33,16 @@ let pkg: string;
 let manifest: ModelManifest;
 const onnx = readFileSync(FIXTURE_ONNX);
 
-async function rejectsWith(p: Promise<unknown>, code: string): Promise<void> {
+/** Asserts that `p` rejects with a BulwarkError of `code`; returns the error. */
+async function rejectsWith(p: Promise<unknown>, code: string): Promise<Error> {
+  let caught: Error | undefined;
   await assert.rejects(p, (e: unknown) => {
     assert.ok(isBulwarkError(e), `expected a BulwarkError, got ${String(e)}`);
     assert.equal(e.code, code, e.message);
+    caught = e;
     return true;
   });
+  return caught as Error;
 }
 
 /** Writes a copy of the package with `edit` applied to its bytes. */
@@ -229,11 +233,11 @@ describe('model package: round trip', () => {
     const bad = join(t.dir, 'big-par-bad.bwm');
     writeFileSync(bad, Buffer.concat([body, sig, footer]));
     for (const decryptThreads of [2, 1]) {
-      await assert.rejects(loadProtectedModel(bad, { keyring: kr, trust, decryptThreads }), (e: unknown) => {
-        assert.ok(isBulwarkError(e) && e.code === 'ERR_CIPHERTEXT_TAMPERED', String(e));
-        assert.match(e.message, /frame \d+ fails authentication/);
-        return true;
-      });
+      const e = await rejectsWith(
+        loadProtectedModel(bad, { keyring: kr, trust, decryptThreads }),
+        'ERR_CIPHERTEXT_TAMPERED',
+      );
+      assert.match(e.message, /frame \d+ fails authentication/);
     }
     await rejectsWith(verifyPackage(bad, { trust, keyring: kr }), 'ERR_CIPHERTEXT_TAMPERED');
   });
