@@ -238,9 +238,14 @@ export class FramePool {
     );
   }
 
-  /** @internal A recycled input buffer of at least `n` bytes (or a new one). */
+  /**
+   * @internal A recycled buffer of exactly `n` bytes (or a new one). Exactly: a recycled buffer may
+   * still hold the plaintext of another operation's frame (a sealed frame's input is not overwritten
+   * until its session ends), and a lent output is handed to the consumer as a view whose `.buffer` is
+   * the whole ArrayBuffer, so a larger one would carry that plaintext past the view's end.
+   */
   spare(n: number): ArrayBuffer {
-    const i = this.#spare.findIndex((b) => b.byteLength >= n);
+    const i = this.#spare.findIndex((b) => b.byteLength === n);
     if (i >= 0) return this.#spare.splice(i, 1)[0]!;
     return new ArrayBuffer(n);
   }
@@ -256,8 +261,10 @@ export class FramePool {
    */
   recycle(src: ArrayBuffer | SharedArrayBuffer): void {
     if (!(src instanceof ArrayBuffer)) return;
-    // Enough for every frame in flight, its input and output, plus the one a consumer holds.
-    if (this.#destroyed || this.#spare.length >= this.threads * 12) return;
+    if (this.#destroyed) return;
+    // Enough for every frame in flight, its input and output, plus the one a consumer holds; when
+    // full, the oldest goes (odd sizes, such as last frames, age out instead of crowding the list).
+    if (this.#spare.length >= this.threads * 12) new Uint8Array(this.#spare.shift()!).fill(0);
     this.#spare.push(src);
   }
 

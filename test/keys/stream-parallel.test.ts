@@ -3,7 +3,7 @@ import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { isBulwarkError } from '../../src/core/index.js';
-import type { FrameKeys } from '../../src/keys/frame.js';
+import { type FrameKeys, sealFrame } from '../../src/keys/frame.js';
 import { FramePool, type WorkerRequest } from '../../src/keys/frame-pool.js';
 import {
   decryptBytes,
@@ -200,6 +200,36 @@ describe('framed encryption on worker threads', () => {
     await pool.terminated;
     await session.end();
     await assert.rejects(session.seal(0, true, Buffer.alloc(16)), /frame/);
+  });
+
+  it("a lent output buffer never carries another operation's plaintext beyond its view", async () => {
+    const pool = FramePool.create(1);
+    const keys = (seed: number): FrameKeys => ({
+      enc: seededBytes(32, seed),
+      prefix: seededBytes(7, seed + 1),
+      headerHash: seededBytes(32, seed + 2),
+      fileTag: seededBytes(4, seed + 3),
+    });
+    try {
+      // Operation A seals two 128 KiB frames of a secret: its input buffers go back to the pool.
+      const a = pool.session(keys(31));
+      const secret = Buffer.alloc(2 * F, 0xaa);
+      await Promise.all([a.seal(0, false, secret), a.seal(1, true, secret)]);
+      // Operation B, meanwhile, opens a 64 KiB frame into a lent buffer.
+      const b = pool.session(keys(41));
+      const pt = seededBytes(F, 42);
+      const f = sealFrame(keys(41), 0, true, pt);
+      const plain = await b.open(0, true, f.header, [f.body], f.tag, true);
+      assert.ok(plain.equals(pt));
+      assert.equal(
+        Buffer.from(plain.buffer).indexOf(Buffer.alloc(64, 0xaa)),
+        -1,
+        "B's output buffer holds A's plaintext",
+      );
+      await Promise.all([a.end(), b.end()]);
+    } finally {
+      await pool.destroy();
+    }
   });
 
   it('refuses a thread count out of range', async () => {
