@@ -393,6 +393,12 @@ async function* openFrames(
       }
     }
   }
+  // Frames authenticated but not yet handed to the consumer: overwritten if it stops early.
+  let ready: Buffer[][] = [];
+  async function* releaseAll(done: Buffer[][]): AsyncGenerator<Buffer> {
+    ready = done;
+    while (ready.length > 0) yield* release(ready.shift()!);
+  }
   try {
     for (let index = 0; ; index++) {
       const h = await r.fill(FRAME_HEADER_BYTES);
@@ -448,13 +454,14 @@ async function* openFrames(
           ),
       );
       // Released only after the whole frame authenticated.
-      for (const parts of done) yield* release(parts);
+      yield* releaseAll(done);
       if (last) break;
     }
-    for (const parts of await pipe.finish()) yield* release(parts);
+    yield* releaseAll(await pipe.finish());
   } catch (e) {
     throw await pipe.abort(e);
   } finally {
+    for (const parts of ready) wipeParts(parts);
     await pipe.close();
   }
 }
