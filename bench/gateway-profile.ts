@@ -5,16 +5,13 @@
  *   node --import tsx bench/gateway-profile.ts full 8000 /tmp/full.cpuprofile
  * (the V8 profiler runs only during the measured load, not the start-up) and summarise it with
  *   node --import tsx bench/gateway-profile.ts --summary /tmp/full.cpuprofile
+ * The configurations and the load generator are the gateway bench's own (bench/gateway.bench.ts).
  */
-import { fork } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
-import { join } from 'node:path';
 import type { OptionalStage } from '../src/gateway/index.js';
 import { fixture, startGateway } from '../test/gateway/gateway-fixtures.js';
-import { BENCH_POLICIES } from './gateway.bench.js';
-import type { LoadResult, LoadSpec } from './gateway-load.js';
-import { BENCH_DIR } from './harness.js';
+import { ALL_OFF, benchConfigs, Loader } from './gateway.bench.js';
 
 interface ProfileNode {
   id: number;
@@ -67,60 +64,17 @@ async function main(): Promise<void> {
   const without = minus as OptionalStage[];
   const ms = Number(process.argv[3] ?? 8000);
   const f = await fixture();
-  const base = f.config();
-  const off: OptionalStage[] = [
-    'authenticate',
-    'authorize',
-    'limit',
-    'validate',
-    'detect',
-    'extraction',
-    'audit',
-  ];
-  const policies = join(f.dir, 'bench-policies.cedar');
-  writeFileSync(policies, BENCH_POLICIES);
+  const { base, plain, full, clientTls } = benchConfigs(f);
   const gw =
     which === 'off'
-      ? await startGateway(
-          f.config({ server: { ...base.server, tls: undefined, insecurePlaintext: true } }),
-          {
-            unsafeDisable: off,
-            unsafePlaintext: true,
-          },
-        )
+      ? await startGateway(plain, { unsafeDisable: ALL_OFF, unsafePlaintext: true })
       : which === 'tls'
-        ? await startGateway(base, { unsafeDisable: off })
-        : await startGateway(
-            f.config({
-              server: { ...base.server, tls: { ...(base.server.tls as object), clientAuth: 'require' } },
-              auth: { ...base.auth, require: 'certificate-and-token' },
-              detectors: { mode: 'monitor' },
-              policy: { ...base.policy, files: [policies] },
-              limits: {
-                backend: 'memory',
-                requestsPerSecond: 1_000_000,
-                queryBudget: { queries: 1_000_000_000 },
-              },
-            }),
-            { unsafeDisable: without },
-          );
-  const child = fork(join(BENCH_DIR, 'gateway-load.ts'), [], {
-    execArgv: ['--import', 'tsx'],
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-  });
-  const run = (spec: LoadSpec) =>
-    new Promise<LoadResult>((resolve) => {
-      child.once('message', (m: LoadResult) => resolve(m));
-      child.send(spec);
-    });
+        ? await startGateway(base, { unsafeDisable: ALL_OFF })
+        : await startGateway(full, { unsafeDisable: without });
+  const loader = new Loader();
   const token = await f.token();
-  const tls =
-    which === 'off'
-      ? {}
-      : which === 'tls'
-        ? { ca: f.ca.pem }
-        : { ca: f.ca.pem, cert: f.client.pem, key: f.client.keyPem };
-  await run({ url: gw.url, connections: 64, durationMs: 500, seed: 1, token, ...tls });
+  const tls = which === 'off' ? {} : which === 'tls' ? { ca: f.ca.pem } : clientTls;
+  await loader.run({ url: gw.url, connections: 64, durationMs: 500, seed: 1, token, ...tls });
   const out = process.argv[4];
   const session = new Session();
   if (out) {
@@ -130,7 +84,7 @@ async function main(): Promise<void> {
     await session.post('Profiler.start');
   }
   const cpu0 = process.cpuUsage();
-  const r = await run({ url: gw.url, connections: 64, durationMs: ms, seed: 2, token, ...tls });
+  const r = await loader.run({ url: gw.url, connections: 64, durationMs: ms, seed: 2, token, ...tls });
   const cpu = process.cpuUsage(cpu0);
   if (out) {
     const { profile } = await session.post('Profiler.stop');
@@ -143,7 +97,7 @@ async function main(): Promise<void> {
   process.stdout.write(
     `${process.argv[2]}: ${r.rps.toFixed(0)} req/s p50 ${r.p50Ms.toFixed(2)} ms, errors ${r.errors} ${JSON.stringify(r.codes)}\n`,
   );
-  child.kill();
+  loader.close();
   await gw.close();
   f.cleanup();
 }

@@ -17,13 +17,17 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { TLSSocket } from 'node:tls';
 import Fastify from 'fastify';
+import { X509Certificate } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { SeededRng } from '../src/core/index.js';
 import type { Gateway } from '../src/gateway/index.js';
 import { type OptionalStage, STAGES } from '../src/gateway/index.js';
 import { type Fixture, fixture, startGateway } from '../test/gateway/gateway-fixtures.js';
 import type { LoadResult, LoadSpec } from './gateway-load.js';
 import { BENCH_DIR, type Benchmark, type Figure, median } from './harness.js';
 
-const ALL_OFF: OptionalStage[] = [
+/** Every optional stage: the "protections off" and "TLS only" configurations switch them all off. */
+export const ALL_OFF: OptionalStage[] = [
   'authenticate',
   'authorize',
   'limit',
@@ -49,7 +53,66 @@ forbid (principal, action == Bulwark::Action::"predict", resource)
 when { context has queryCount && context.queryCount > 2000000000 };
 `;
 
-class Loader {
+/**
+ * The configurations the bench measures, on fixture `f` (also used by bench/gateway-profile.ts and
+ * bench/gateway-pipeline-profile.ts, so a profile is of exactly the measured set-up): `plain` (HTTP,
+ * for "protections off"), `base` (TLS 1.3 only), `full` (mTLS + JWT + Cedar with BENCH_POLICIES,
+ * memory limits, detectors in monitor mode), and the client's TLS material for `full`.
+ */
+export function benchConfigs(f: Fixture) {
+  const base = f.config();
+  const plain = f.config({ server: { ...base.server, tls: undefined, insecurePlaintext: true } });
+  const policies = join(f.dir, 'bench-policies.cedar');
+  writeFileSync(policies, BENCH_POLICIES);
+  const full = f.config({
+    server: { ...base.server, tls: { ...(base.server.tls as object), clientAuth: 'require' } },
+    auth: { ...base.auth, require: 'certificate-and-token' },
+    policy: { ...base.policy, files: [policies] },
+    detectors: { mode: 'monitor' },
+    limits: { backend: 'memory', requestsPerSecond: 1_000_000, queryBudget: { queries: 1_000_000_000 } },
+  });
+  const clientTls = { ca: f.ca.pem, cert: f.client.pem, key: f.client.keyPem };
+  return { base, plain, full, clientTls };
+}
+
+/** `count` seeded Open Inference Protocol bodies of one row of the fixture's fraud model. */
+export function benchBodies(seed: number, count = 4096): Buffer[] {
+  const rng = new SeededRng(seed);
+  return Array.from({ length: count }, () =>
+    Buffer.from(
+      JSON.stringify({
+        inputs: [
+          {
+            name: 'amount',
+            shape: [1],
+            datatype: 'FP64',
+            data: [Math.round(rng.uniform(0, 1000) * 100) / 100],
+          },
+          { name: 'age', shape: [1], datatype: 'INT64', data: [rng.intBetween(18, 90)] },
+          {
+            name: 'kind',
+            shape: [1],
+            datatype: 'BYTES',
+            data: [['A', 'B', 'C'][rng.int(3)] as string],
+          },
+        ],
+      }),
+    ),
+  );
+}
+
+/** The transport's view of the fixture's client (certificate and token) for in-process pipeline calls. */
+export async function inProcessAuth(f: Fixture) {
+  return {
+    peerAuthorized: true,
+    remoteAddress: '127.0.0.1',
+    peerCertificate: new X509Certificate(f.client.pem),
+    authorization: `Bearer ${await f.token()}`,
+  };
+}
+
+/** The load generator (bench/gateway-load.ts) in a second process, driven one run at a time. */
+export class Loader {
   readonly #child: ChildProcess;
   constructor() {
     this.#child = fork(join(BENCH_DIR, 'gateway-load.ts'), [], {
@@ -124,21 +187,7 @@ const bench: Benchmark = {
     const fig = (id: string, label: string, unit: string, better: 'higher' | 'lower', samples: number[]) =>
       figures.push({ id, label, system: 'bulwark', unit, better, samples });
     try {
-      const base = f.config();
-      const plain = f.config({
-        server: { ...base.server, tls: undefined, insecurePlaintext: true },
-      });
-      const { writeFileSync } = await import('node:fs');
-      const benchPolicies = join(f.dir, 'bench-policies.cedar');
-      writeFileSync(benchPolicies, BENCH_POLICIES);
-      const fullCfg = f.config({
-        server: { ...base.server, tls: { ...(base.server.tls as object), clientAuth: 'require' } },
-        auth: { ...base.auth, require: 'certificate-and-token' },
-        policy: { ...base.policy, files: [benchPolicies] },
-        detectors: { mode: 'monitor' },
-        limits: { backend: 'memory', requestsPerSecond: 1_000_000, queryBudget: { queries: 1_000_000_000 } },
-      });
-      const clientTls = { ca: f.ca.pem, cert: f.client.pem, key: f.client.keyPem };
+      const { base, plain, full: fullCfg, clientTls } = benchConfigs(f);
 
       type Start = () => Promise<{ url: string; close: () => Promise<unknown>; gw: Gateway }>;
       const gwStart =
@@ -265,36 +314,8 @@ const bench: Benchmark = {
       // same bodies and credentials as the load generator's. Its CPU per request, beside the served
       // run's, splits the server's cost into transport (TLS + HTTP) and the protections themselves.
       {
-        const { X509Certificate } = await import('node:crypto');
-        const { SeededRng } = await import('../src/core/index.js');
-        const rng = new SeededRng(9);
-        const bodies = Array.from({ length: 4096 }, () =>
-          Buffer.from(
-            JSON.stringify({
-              inputs: [
-                {
-                  name: 'amount',
-                  shape: [1],
-                  datatype: 'FP64',
-                  data: [Math.round(rng.uniform(0, 1000) * 100) / 100],
-                },
-                { name: 'age', shape: [1], datatype: 'INT64', data: [rng.intBetween(18, 90)] },
-                {
-                  name: 'kind',
-                  shape: [1],
-                  datatype: 'BYTES',
-                  data: [['A', 'B', 'C'][rng.int(3)] as string],
-                },
-              ],
-            }),
-          ),
-        );
-        const auth = {
-          peerAuthorized: true,
-          remoteAddress: '127.0.0.1',
-          peerCertificate: new X509Certificate(f.client.pem),
-          authorization: `Bearer ${await f.token()}`,
-        };
+        const bodies = benchBodies(9);
+        const auth = await inProcessAuth(f);
         const n = ctx.quick ? 5000 : 20_000;
         for (const [id, config, disable] of [
           ['off', plain, ALL_OFF],
@@ -383,7 +404,6 @@ const bench: Benchmark = {
         const gw = await startGateway(fullCfg);
         const m = gw.models.get('fraud');
         if (!m?.mahalanobis || !m.stateful || !m.prada) throw new Error('detectors not loaded');
-        const { SeededRng } = await import('../src/core/index.js');
         const rng = new SeededRng(5);
         const pool = Array.from({ length: 4096 }, () => [
           {
@@ -530,7 +550,7 @@ const bench: Benchmark = {
 };
 
 /** Mean time per stage in microseconds, from the stage histogram. */
-async function stageMeanUs(gw: Gateway): Promise<Record<string, number>> {
+export async function stageMeanUs(gw: Gateway): Promise<Record<string, number>> {
   const m = await gw.metrics.stageSeconds.get();
   const sum = new Map<string, number>();
   const count = new Map<string, number>();
