@@ -8,7 +8,10 @@
  * WAL, no fsync) and the store then fdatasyncs the WAL file on libuv's thread pool before resolving:
  * the same durability point, reached without holding the event loop, so requests keep flowing while a
  * batch becomes durable (group commit in src/audit/log.ts). fsync is per file (inode), so a fresh
- * descriptor of the WAL flushes what the connection wrote. After a failed fsync the store refuses
+ * descriptor of the WAL flushes what the connection wrote. Known limit: Linux reports a writeback
+ * error once per open file description (errseq), and a descriptor opened after another one (SQLite's
+ * own, in a checkpoint, whose error the auto-checkpoint ignores) has seen the error does not get it;
+ * a descriptor held open from the store's start would. After a failed fsync the store refuses
  * every further write (ERR_AUDIT_UNAVAILABLE until reopened), and fails the writes whose fsync was in
  * flight at the time even if theirs succeeded: Linux may drop the unwritten pages and report the error
  * to one fsync only, so nothing committed before it was seen can be trusted as durable.
