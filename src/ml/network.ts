@@ -24,7 +24,7 @@ import {
   type Rng,
   requireInteger,
   requireOneOf,
-  SeededRng,
+  rngOf,
 } from '../core/index.js';
 import {
   ACTIVATIONS,
@@ -150,8 +150,7 @@ export class Network {
     if (spec.preprocessing) this.setPreprocessing(spec.preprocessing);
     const init = requireOneOf('init', spec.init ?? 'auto', ['auto', 'zeros'] as const);
     if (init === 'auto' && this.hidden.length > 0) {
-      const rng = typeof spec.rng === 'object' ? spec.rng : new SeededRng(spec.rng ?? 0);
-      this.#initWeights(rng);
+      this.#initWeights(rngOf(spec.rng));
     }
   }
 

@@ -217,6 +217,41 @@ describe('ONNX Runtime gradient engine', () => {
   });
 });
 
+describe('adversarialTrain engine auto: the fallbacks not covered above', () => {
+  it('falls back to JS for a sigmoid head and for one-hot groups; onnxruntime refuses both', async () => {
+    const dd = 6;
+    const data = blobs(120, dd, 2, 3);
+    // Features 4 and 5: a one-hot pair (exactly one is 1 in every row).
+    for (let r = 0; r < data.rows; r++) {
+      data.x[r * dd + 4] = r % 2;
+      data.x[r * dd + 5] = 1 - (r % 2);
+    }
+    const box = { inputs: dd, lower: 0, upper: 1 };
+    const opts = { method: 'pgd' as const, eps: 0.1, steps: 3, epochs: 1, batchSize: 40, seed: 1 };
+    const cases = [
+      // Two classes: a sigmoid head by default (the gradient graph is for softmax heads).
+      [mlp({ inputs: dd, hidden: [8], classes: 2, rng: 1 }), new InputDomain(box)],
+      [
+        mlp({ inputs: dd, hidden: [8], classes: 2, head: 'softmax', rng: 1 }),
+        new InputDomain({ ...box, categorical: [[4, 5]] }),
+      ],
+    ] as const;
+    for (const [net, domain] of cases) {
+      const h = await adversarialTrain(net, data, { ...opts, domain });
+      assert.equal(h.engine, 'js');
+      await assert.rejects(
+        adversarialTrain(net, data, { ...opts, domain, engine: 'onnxruntime' }),
+        (e: unknown) =>
+          isBulwarkError(e, 'ERR_INVALID_ARGUMENT') && /^engine: expected js or auto for /.test(e.message),
+      );
+    }
+    // The same softmax network on a box without groups does run on ONNX Runtime.
+    const [, [net]] = cases;
+    const h = await adversarialTrain(net, data, { ...opts, domain: new InputDomain(box) });
+    assert.equal(h.engine, 'onnxruntime');
+  });
+});
+
 describe('pgdAsync on the ONNX Runtime engine', () => {
   it('finds the same adversarial examples as pgd, inside the ball and range, and refuses a foreign engine', async () => {
     const dd = 12;

@@ -34,6 +34,7 @@ export class OnnxGradientEngine {
   readonly #session: Session;
   readonly #training: Session;
   readonly #net: Network;
+  #zeros = new Float32Array(0);
 
   private constructor(o: Ort, session: Session, training: Session, net: Network) {
     this.#ort = o;
@@ -63,11 +64,14 @@ export class OnnxGradientEngine {
       interOpNumThreads: 1,
       graphOptimizationLevel: 'all' as const,
     };
+    let session: Session | undefined;
     try {
-      const session = await o.InferenceSession.create(inputGradientGraph(net), sessionOptions);
+      session = await o.InferenceSession.create(inputGradientGraph(net), sessionOptions);
       const training = await o.InferenceSession.create(trainingGradientGraph(net), sessionOptions);
       return new OnnxGradientEngine(o, session, training, net);
     } catch (e) {
+      // The first session's native memory is not left behind when the second cannot be opened.
+      await session?.release().catch(() => undefined);
       throw new BulwarkError(
         'ERR_ONNX_RUNTIME',
         `ONNX Runtime could not open the gradient graph: ${(e as Error).message}`,
@@ -105,11 +109,20 @@ export class OnnxGradientEngine {
     const feeds = this.#base(x, y, rows);
     const d = this.#net.inputs;
     const T = this.#ort.Tensor;
-    const zeros = box === null ? new Float32Array(rows * d) : null;
-    feeds['lower'] = new T('float32', box?.lower ?? (zeros as Float32Array), [rows, d]);
-    feeds['upper'] = new T('float32', box?.upper ?? (zeros as Float32Array), [rows, d]);
-    feeds['step'] = new T('float32', box?.step ?? new Float32Array(d), [d]);
+    feeds['lower'] = new T('float32', box?.lower ?? this.#zero(rows * d), [rows, d]);
+    feeds['upper'] = new T('float32', box?.upper ?? this.#zero(rows * d), [rows, d]);
+    feeds['step'] = new T('float32', box?.step ?? this.#zero(d), [d]);
     return feeds;
+  }
+
+  /**
+   * `n` zeros for the box inputs of a gradient-only pass (the graph needs them fed; `next` is not
+   * fetched): one buffer reused by every call, as ONNX Runtime only reads its inputs, instead of a
+   * fresh `rows x inputs` allocation per PGD step of {@link inputGradient}'s callers.
+   */
+  #zero(n: number): Float32Array {
+    if (this.#zeros.length < n) this.#zeros = new Float32Array(n);
+    return this.#zeros.subarray(0, n);
   }
 
   async #run(feeds: Feeds, fetch: string[], session = this.#session): Promise<Record<string, Float32Array>> {
@@ -196,7 +209,10 @@ export class OnnxGradientEngine {
 
   /** Frees the native sessions. */
   async close(): Promise<void> {
-    await this.#session.release();
-    await this.#training.release();
+    try {
+      await this.#session.release();
+    } finally {
+      await this.#training.release();
+    }
   }
 }

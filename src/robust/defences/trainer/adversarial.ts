@@ -253,6 +253,31 @@ function narrow(net: Network, dz: Float32Array, rows: number): Float32Array {
   return Float32Array.from({ length: rows }, (_, r) => dz[2 * r + 1] as number);
 }
 
+/**
+ * The inner maximisation's ascent (PGD and TRADES): `c.steps` gradient steps on the loss whose logit
+ * gradient is `lossGrad`, from the start `x` (changed in place), each projected back to the feasible set
+ * around `x0` (step size scaled to `eps`, which the ramp may make smaller than `c.eps`); the final
+ * iterate repaired to the schema's rules.
+ */
+function ascendFrom(
+  net: Network,
+  x: Float32Array,
+  x0: Float32Array,
+  rows: number,
+  c: Checked,
+  eps: number,
+  lossGrad: (z: Float32Array) => Float32Array,
+): Float32Array {
+  const model = networkModel(net);
+  const stepSize = (c.stepSize * eps) / c.eps;
+  for (let t = 0; t < c.steps; t++) {
+    const { gradient } = model.gradient(x, rows, lossGrad);
+    gradientStep(x, gradient, rows, c.domain, c.norm, stepSize, Math.min(1, 2.5 / c.steps));
+    c.domain.project(x, x0, rows, c.norm, eps);
+  }
+  return c.domain.repair(x, x0, rows, c.norm, eps);
+}
+
 /** PGD's final iterate (Madry et al. train on it), from a random start; repaired to the schema's rules. */
 function pgdIterate(
   net: Network,
@@ -263,17 +288,8 @@ function pgdIterate(
   eps: number,
   rng: Rng,
 ): Float32Array {
-  const model = networkModel(net);
-  const k = net.classes;
-  const stepSize = (c.stepSize * eps) / c.eps;
   const x = c.domain.randomStart(x0, rows, c.norm, eps, rng);
-  const lossGrad = (z: Float32Array) => attackLoss('ce', z, y, rows, k).grad;
-  for (let t = 0; t < c.steps; t++) {
-    const { gradient } = model.gradient(x, rows, lossGrad);
-    gradientStep(x, gradient, rows, c.domain, c.norm, stepSize, Math.min(1, 2.5 / c.steps));
-    c.domain.project(x, x0, rows, c.norm, eps);
-  }
-  return c.domain.repair(x, x0, rows, c.norm, eps);
+  return ascendFrom(net, x, x0, rows, c, eps, (z) => attackLoss('ce', z, y, rows, net.classes).grad);
 }
 
 /** {@link pgdIterate} on ONNX Runtime: the same random start, steps, projection and repair. */
@@ -338,27 +354,19 @@ function tradesIterate(
   eps: number,
   rng: Rng,
 ): Float32Array {
-  const model = networkModel(net);
   const k = net.classes;
-  const stepSize = (c.stepSize * eps) / c.eps;
   const x = x0.slice();
   const scale = c.domain.scale;
   for (let i = 0; i < x.length; i++)
     x[i] = (x[i] as number) + 0.001 * rng.normal() * (scale[i % net.inputs] as number);
   c.domain.project(x, x0, rows, c.norm, eps);
   // d KL(p || p') / d z' = p' - p.
-  const lossGrad = (z: Float32Array) => {
+  return ascendFrom(net, x, x0, rows, c, eps, (z) => {
     const q = softmaxRows(z, rows, k);
     const g = new Float32Array(rows * k);
     for (let i = 0; i < g.length; i++) g[i] = (q[i] as number) - (pNat[i] as number);
     return g;
-  };
-  for (let t = 0; t < c.steps; t++) {
-    const { gradient } = model.gradient(x, rows, lossGrad);
-    gradientStep(x, gradient, rows, c.domain, c.norm, stepSize, Math.min(1, 2.5 / c.steps));
-    c.domain.project(x, x0, rows, c.norm, eps);
-  }
-  return c.domain.repair(x, x0, rows, c.norm, eps);
+  });
 }
 
 /** Correct predictions among `rows` of wide logits. */
@@ -501,14 +509,14 @@ export async function adversarialTrain(
             engine === null
               ? pgdIterate(net, x0, y0, nAdv, c, eps, attackRng)
               : await pgdIterateEngine(engine, x0, y0, nAdv, c, eps, attackRng);
-          const mixed = xb.slice();
-          mixed.set(xa, 0);
+          // The batch's first nAdv rows become their adversarial points (x0 is not read again).
+          xb.set(xa, 0);
           if (engine === null) {
             advRight += correct(wideLogits(net, net.logits(xa, nAdv), nAdv), y0, nAdv, k);
-            ({ loss, gradient } = net.lossAndGradient(mixed, yb, rows, { sampleWeights: sw }));
+            ({ loss, gradient } = net.lossAndGradient(xb, yb, rows, { sampleWeights: sw }));
           } else {
             // The step's forward pass gives the adversarial rows' logits (before this update).
-            const r = await engine.lossAndGradient(mixed, yb, rows, sw);
+            const r = await engine.lossAndGradient(xb, yb, rows, sw);
             advRight += correct(r.logits.subarray(0, nAdv * k), y0, nAdv, k);
             ({ loss, gradient } = r);
           }
