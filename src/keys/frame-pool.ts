@@ -220,10 +220,13 @@ export class FramePool {
       this.#slots.map(
         (slot) =>
           new Promise<void>((resolve) => {
+            // Counted like a frame in flight: the worker stays referenced until every session's
+            // `ended` is back (two operations ending at once: the first must not unref the worker
+            // while the second still waits, or the process can exit with the wipe unconfirmed).
             const done = (): void => {
               slot.worker.off('message', onMsg);
               slot.worker.off('exit', done);
-              if (slot.inFlight === 0) slot.worker.unref();
+              this.#track(slot, -1);
               resolve();
             };
             const onMsg = (m: WorkerReply): void => {
@@ -231,7 +234,7 @@ export class FramePool {
             };
             slot.worker.on('message', onMsg);
             slot.worker.on('exit', done);
-            slot.worker.ref();
+            this.#track(slot, 1);
             slot.worker.postMessage({ t: 'end', s } satisfies WorkerRequest);
           }),
       ),
