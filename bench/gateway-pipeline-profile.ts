@@ -51,7 +51,9 @@ if (out) {
 }
 const stages = await stageMeanUs(gw);
 process.stdout.write(
-  `${process.argv[2] ?? 'full'}: ${(n / wall).toFixed(0)} req/s wall, CPU ${((c.user + c.system) / n).toFixed(1)} µs/request (user ${(c.user / n).toFixed(1)}, sys ${(c.system / n).toFixed(1)}) ${JSON.stringify(codes)}\n  stage means µs (incl. warm-up): ${Object.entries(stages)
+  `${process.argv[2] ?? 'full'}: ${(n / wall).toFixed(0)} req/s wall, CPU ${((c.user + c.system) / n).toFixed(1)} µs/request (user ${(c.user / n).toFixed(1)}, sys ${(c.system / n).toFixed(1)}) ${JSON.stringify(codes)}\n  stage means µs (incl. warm-up): ${Object.entries(
+    stages,
+  )
     .map(([k, v]) => `${k} ${v.toFixed(1)}`)
     .join(', ')}\n`,
 );

@@ -13,12 +13,12 @@
  * stack's measured maximum, with the server's resident memory sampled every second.
  */
 import { type ChildProcess, fork } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { TLSSocket } from 'node:tls';
 import Fastify from 'fastify';
-import { X509Certificate } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
 import { SeededRng } from '../src/core/index.js';
 import type { Gateway } from '../src/gateway/index.js';
 import { type OptionalStage, STAGES } from '../src/gateway/index.js';

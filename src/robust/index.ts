@@ -71,11 +71,11 @@ export {
 } from './defences/detector/detector.js';
 export { MahalanobisDetector, type MahalanobisOptions } from './defences/detector/mahalanobis.js';
 export { PradaDetector, type PradaOptions } from './defences/detector/prada.js';
-export { SqueezeDetector, type SqueezeOptions, type Squeezer } from './defences/detector/squeeze.js';
 export {
   RedisStreamState,
   type RedisStreamStateOptions,
 } from './defences/detector/shared-state.js';
+export { SqueezeDetector, type SqueezeOptions, type Squeezer } from './defences/detector/squeeze.js';
 export { StatefulDetector, type StatefulOptions } from './defences/detector/stateful.js';
 export {
   benignStreams,
