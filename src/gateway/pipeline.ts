@@ -264,12 +264,22 @@ export class Pipeline {
           riskScore: riskScore(model, detections),
         };
         if (lim?.budgetUsed != null) extra['queryCount'] = lim.budgetUsed;
-        this.#authorize(principal, 'predict', resource, call.auth.remoteAddress, extra);
+        try {
+          this.#authorize(principal, 'predict', resource, call.auth.remoteAddress, extra);
+        } catch (e) {
+          // A denial the detectors caused (a risk policy), for a caller the policy permits when no
+          // detector flags, is the detectors' refusal in enforce mode (ERR_GATEWAY_DETECTED, as
+          // without Cedar). A caller refused either way gets the policy's denial: it must not learn
+          // which of its inputs the detectors flag. The second decision is taken only on this path.
+          if (this.#flaggedOnly(e, detections, principal, resource, call.auth.remoteAddress, extra, model)) {
+            stage = 'detect';
+            this.#enforce(detections);
+          }
+          throw e;
+        }
         lap('authorize');
       }
-      // The detectors' refusal only after the policy permitted: a caller the policy refuses gets
-      // ERR_POLICY_DENIED whatever its input, so it cannot use the gateway as an oracle of the
-      // detectors (which inputs they flag) without being authorised to query the model.
+      // The detectors' refusal only after the policy permitted (see above).
       stage = 'detect';
       this.#enforce(detections);
 
@@ -373,6 +383,33 @@ export class Pipeline {
   #judge(model: ServedModel, detections: Detection[]): void {
     this.#count(model, detections);
     this.#enforce(detections);
+  }
+
+  /**
+   * Whether policy denial `e` is owed to the detectors only: enforce mode, a detector flagged, and the
+   * policy permits the same request with the flagged detections left out of `riskScore`.
+   */
+  #flaggedOnly(
+    e: unknown,
+    detections: Detection[],
+    principal: Principal,
+    resource: { model: string; version?: string },
+    clientAddress: string,
+    extra: Record<string, string | number | boolean>,
+    model: ServedModel,
+  ): boolean {
+    if (!(e instanceof BulwarkError) || e.code !== 'ERR_POLICY_DENIED') return false;
+    if (this.#o.detectorsMode !== 'enforce' || !detections.some((d) => d.flagged)) return false;
+    const quiet = riskScore(
+      model,
+      detections.filter((d) => !d.flagged),
+    );
+    try {
+      this.#authorize(principal, 'predict', resource, clientAddress, { ...extra, riskScore: quiet });
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   /** Counts the flagged detections (monitor and enforce modes alike). */
