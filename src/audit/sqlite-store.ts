@@ -8,10 +8,10 @@
  * WAL, no fsync) and the store then fdatasyncs the WAL file on libuv's thread pool before resolving:
  * the same durability point, reached without holding the event loop, so requests keep flowing while a
  * batch becomes durable (group commit in src/audit/log.ts). fsync is per file (inode), so a fresh
- * descriptor of the WAL flushes what the connection wrote. Known limit: Linux reports a writeback
- * error once per open file description (errseq), and a descriptor opened after another one (SQLite's
- * own, in a checkpoint, whose error the auto-checkpoint ignores) has seen the error does not get it;
- * a descriptor held open from the store's start would. After a failed fsync the store refuses
+ * descriptor of the WAL flushes what the connection wrote. The store keeps one descriptor of the WAL
+ * open from its first write on, rather than opening one per fsync: Linux reports a writeback error
+ * once per open file description (errseq), so a descriptor opened after SQLite's own had seen the
+ * error (in a checkpoint, whose failure the auto-checkpoint ignores) would never get it. After a failed fsync the store refuses
  * every further write (ERR_AUDIT_UNAVAILABLE until reopened), and fails the writes whose fsync was in
  * flight at the time even if theirs succeeded: Linux may drop the unwritten pages and report the error
  * to one fsync only, so nothing committed before it was seen can be trusted as durable.
@@ -21,7 +21,7 @@
  * ERR_AUDIT_UNAVAILABLE.
  */
 import { mkdirSync } from 'node:fs';
-import { open as openFile } from 'node:fs/promises';
+import { type FileHandle, open as openFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { BulwarkError } from '../core/index.js';
@@ -102,6 +102,8 @@ export class SqliteAuditStore implements AuditStore {
   private closed = false;
   /** Set by a failed fsync: no later write can be trusted as durable. */
   private syncFailed: unknown = null;
+  /** The WAL, open from the first write on (null: not opened yet, or it did not exist then). */
+  private wal: Promise<FileHandle | null> | null = null;
   /** Whether the folder has been fsynced since the WAL file was first seen (its directory entry). */
   private dirSynced = false;
 
@@ -232,20 +234,28 @@ export class SqliteAuditStore implements AuditStore {
 
   /** fdatasync of the WAL (the main file when there is no WAL), and once of the folder holding it. */
   private async syncWal(): Promise<void> {
-    let h: Awaited<ReturnType<typeof openFile>>;
-    let wal = true;
+    this.wal ??= openFile(`${this.location}-wal`, 'r').catch((e: NodeJS.ErrnoException) => {
+      if (e.code !== 'ENOENT') throw e;
+      return null;
+    });
+    let h: FileHandle | null;
     try {
-      h = await openFile(`${this.location}-wal`, 'r');
+      h = await this.wal;
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-      wal = false;
-      h = await openFile(this.location, 'r');
+      this.wal = null;
+      throw e;
     }
-    try {
-      await h.datasync();
-    } finally {
-      await h.close();
-    }
+    const wal = h !== null;
+    if (h === null) {
+      // No WAL yet: the main file, and the WAL is looked for again next time.
+      this.wal = null;
+      const m = await openFile(this.location, 'r');
+      try {
+        await m.datasync();
+      } finally {
+        await m.close();
+      }
+    } else await h.datasync();
     if (!this.dirSynced) {
       const d = await openFile(dirname(this.location), 'r');
       try {
@@ -345,6 +355,8 @@ export class SqliteAuditStore implements AuditStore {
       this.closed = true;
       this.db.close();
     }
-    return Promise.resolve();
+    const wal = this.wal;
+    this.wal = null;
+    return wal ? wal.then((h) => h?.close(), () => undefined) : Promise.resolve();
   }
 }
