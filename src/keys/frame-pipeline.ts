@@ -1,6 +1,6 @@
 import { requireInteger } from '../core/index.js';
 import type { FrameKeys } from './frame.js';
-import { defaultFrameThreads, type FramePool, type FramePoolSession, sharedFramePool } from './frame-pool.js';
+import { type FramePool, type FramePoolSession, sharedFramePool } from './frame-pool.js';
 
 /**
  * Runs a stream's frame jobs in order, on this thread or on the process's {@link FramePool}, so that
@@ -23,8 +23,8 @@ export const DEPTH_PER_WORKER = 4;
 export interface ParallelOptions {
   /**
    * Threads for the frame crypto: 1 keeps everything on the calling thread; more starts that many
-   * worker threads once the stream has more than {@link PARALLEL_MIN_FRAMES} frames. Default:
-   * `os.availableParallelism()` with `reuseOutput`, else 1 (see {@link frameThreads}).
+   * worker threads once the stream has more than {@link PARALLEL_MIN_FRAMES} frames. Default 1
+   * (see {@link frameThreads}).
    */
   threads?: number;
   /**
@@ -38,14 +38,16 @@ export interface ParallelOptions {
 }
 
 /**
- * The thread count an operation uses, validated. Unset, it is `os.availableParallelism()` for streams
- * whose outputs are recycled (`reuseOutput`) and 1 otherwise: without recycling, every frame sealed or
- * opened on a worker pays a fresh frame-sized output, and the pool measured slower than one thread
- * (bench/results/crypto.json of 2026-11-26 06:47Z: 0.61 against 0.89 GB/s encrypting, 0.60 against
- * 1.00 decrypting, 2 threads). An explicit `threads` is always honoured.
+ * The thread count an operation uses, validated. Unset, it is 1: on the 2-vCPU machine the benchmarks
+ * run on, the pool measured slower than one thread even with recycled outputs and the machine
+ * otherwise idle (bench/results/crypto.json of 2026-11-26 06:56Z: 0.70 against 0.84 GB/s encrypting,
+ * 0.59 against 0.87 decrypting; model-package.json of 06:58Z: a 1 GB package loaded in 10.5 s with
+ * 2 threads against 9.2 s with one). Node's GCM call costs mostly its per-call output allocation,
+ * which the workers pay too, plus the hand-offs. Where real cores are free, set `threads` and measure:
+ * an explicit value is always honoured.
  */
 export function frameThreads(opts: ParallelOptions): number {
-  const t = opts.threads ?? (opts.reuseOutput === true ? defaultFrameThreads() : 1);
+  const t = opts.threads ?? 1;
   requireInteger('threads', t, 1, 256);
   return t;
 }

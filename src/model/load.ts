@@ -59,8 +59,9 @@ export interface LoadOptions {
    */
   checkModelDigest?: boolean;
   /**
-   * Threads that authenticate and decrypt the model's frames (default `os.availableParallelism()`;
-   * 1 keeps decryption on the calling thread). Frames are opened in parallel; the plaintext digest
+   * Threads that authenticate and decrypt the model's frames (default 1: on the calling thread; the
+   * pool measured slower on a 2-vCPU machine, see src/keys/frame-pipeline.ts). With more, frames are
+   * opened in parallel; the plaintext digest
    * is taken in frame order on the calling thread, and the session is created only after both.
    */
   decryptThreads?: number;
