@@ -32,6 +32,22 @@ async function code(p: Promise<unknown>): Promise<string> {
   }
 }
 
+/** The fixture's configuration with POLICIES, memory limits and the detectors in `mode`. */
+function contextConfig(f: Fixture, mode: 'monitor' | 'enforce') {
+  const file = join(f.dir, `context-policies-${mode}.cedar`);
+  writeFileSync(file, POLICIES);
+  const base = f.config();
+  return f.config({
+    policy: { ...base.policy, files: [file] },
+    detectors: { mode },
+    limits: {
+      backend: 'memory',
+      requestsPerSecond: 1000,
+      queryBudget: { queries: 1000, windowSeconds: 3600 },
+    },
+  });
+}
+
 describe('risk score and query count in the Cedar context', () => {
   let f: Fixture;
   let gw: Gateway;
@@ -40,18 +56,7 @@ describe('risk score and query count in the Cedar context', () => {
 
   before(async () => {
     f = await fixture();
-    const file = join(f.dir, 'context-policies.cedar');
-    writeFileSync(file, POLICIES);
-    const base = f.config();
-    const config = f.config({
-      policy: { ...base.policy, files: [file] },
-      detectors: { mode: 'monitor' },
-      limits: {
-        backend: 'memory',
-        requestsPerSecond: 1000,
-        queryBudget: { queries: 1000, windowSeconds: 3600 },
-      },
-    });
+    const config = contextConfig(f, 'monitor');
     const real = await Authorizer.create(config.policy);
     const counted: AuthorizerLike = {
       authorize: (r) => {
@@ -119,20 +124,7 @@ describe('with detectors enforcing and Cedar after them', () => {
 
   before(async () => {
     f = await fixture();
-    const file = join(f.dir, 'context-policies-enforce.cedar');
-    writeFileSync(file, POLICIES);
-    const base = f.config();
-    gw = await startGateway(
-      f.config({
-        policy: { ...base.policy, files: [file] },
-        detectors: { mode: 'enforce' },
-        limits: {
-          backend: 'memory',
-          requestsPerSecond: 1000,
-          queryBudget: { queries: 1000, windowSeconds: 3600 },
-        },
-      }),
-    );
+    gw = await startGateway(contextConfig(f, 'enforce'));
   });
   after(async () => {
     await gw?.close();
@@ -155,5 +147,19 @@ describe('with detectors enforcing and Cedar after them', () => {
     // Still counted as a detection.
     const text = await (await fetch(gw.metricsUrl as string)).text();
     assert.match(text, /gateway_detections_total\{model="fraud",detector="mahalanobis"\} 1/);
+  });
+
+  it("a permitted caller refused only for the risk gets the detectors' refusal", async () => {
+    const c = new GatewayClient({
+      url: gw.url,
+      ca: f.ca.pem,
+      servername: 'localhost',
+      token: await f.token({ sub: 'permitted' }),
+    });
+    // deny-high-risk refuses this row (riskScore 1); without the flag the policy permits the caller:
+    // the refusal is the detectors' own, as without a risk policy.
+    const got = await code(c.inferRows('fraud', [{ amount: 4000, age: 40, kind: 'B' }]));
+    c.close();
+    assert.equal(got, '403 ERR_GATEWAY_DETECTED');
   });
 });
