@@ -20,10 +20,9 @@
  * 6. the regression comparison on the fixed evaluation set (ERR_MODEL_REGRESSION): it looks at the two
  *    models and the evaluation rows only (post-processing of the DP model); the budget is spent by then.
  */
-import { createHash } from 'node:crypto';
 import { BulwarkError, requireNumberIn } from '../core/index.js';
 import type { Dataset, Schema } from '../data/index.js';
-import { type ActivationName, fromOnnx, type LabelledData, onnxMetadata } from '../ml/index.js';
+import { type ActivationName, type LabelledData, onnxMetadata } from '../ml/index.js';
 import {
   type BudgetLedger,
   type DpTrainingGuarantee,
@@ -32,8 +31,7 @@ import {
   type SpendReceipt,
   trainTabularDp,
 } from '../privacy/index.js';
-import { META_CLASS_VALUES, META_LABEL, META_PIPELINE } from '../train/index.js';
-import { compareOnEvaluation, META_CONTINUED_FROM, metaJson } from './continue.js';
+import { compareOnEvaluation, META_CONTINUED_FROM, metaJson, previousModel } from './continue.js';
 import type { ModelComparison } from './regression.js';
 import { type InspectMethod, inspectRows, labelIndices } from './sanitize.js';
 
@@ -141,16 +139,10 @@ export async function continueTrainingDp(
   const expectedPoisonFraction = o.expectedPoisonFraction ?? 0.05;
   const meta = onnxMetadata(previous);
   const parent = previousGuarantee(meta, o.ledger, o.budget);
-  const pipelineState = metaJson<{ inputs: { name: string }[] }>(meta, META_PIPELINE);
-  const classValues = metaJson<string[]>(meta, META_CLASS_VALUES);
-  if (meta[META_LABEL] !== undefined && meta[META_LABEL] !== o.label)
-    throw new BulwarkError(
-      'ERR_USAGE',
-      `--label "${o.label}": the previous model predicts "${meta[META_LABEL]}"`,
-    );
-  const old = fromOnnx(previous).network;
+  const prev = previousModel(previous, o.label, meta);
+  const { classValues, network: old, digest: previousDigest } = prev;
+  const pipelineState = prev.pipeline as { inputs: { name: string }[] };
   const analyst = o.analyst ?? parent.budget.analyst;
-  const previousDigest = `sha256:${createHash('sha256').update(previous).digest('hex')}`;
   const gate: PoisonGateRecord = { method, expectedPoisonFraction, maxFlagged, passed: true };
   let passedGate = false;
   const r = await trainTabularDp(batch, {

@@ -6,8 +6,7 @@
  * adversarial evaluation set, and refuse it (ERR_MODEL_REGRESSION) when it regresses beyond the limits.
  * The caller writes the model only when this returns.
  */
-import { createHash } from 'node:crypto';
-import { BulwarkError, bulwarkVersion } from '../core/index.js';
+import { BulwarkError, bulwarkVersion, sha256Digest } from '../core/index.js';
 import { type Dataset, Pipeline, type Schema } from '../data/index.js';
 import {
   fromOnnx,
@@ -69,6 +68,35 @@ export function metaJson<T>(meta: Record<string, string>, key: string): T {
   return metadataJson<T>(meta, key, 'the previous model', true);
 }
 
+/** What a continuation (plain or DP) reads from the previous model's ONNX bytes. */
+export interface PreviousModel {
+  network: Network;
+  /** Its preprocessing state (`bulwark.pipeline`, as `Pipeline.toJSON()` wrote it). */
+  pipeline: unknown;
+  classValues: string[];
+  /** `sha256:<hex>` of the ONNX bytes (the new model's `bulwark.continued_from`). */
+  digest: string;
+}
+
+/**
+ * Reads the previous model (its metadata already parsed as `meta`) and checks that it predicts `label`
+ * (ERR_USAGE otherwise); ERR_ONNX_INVALID when its pipeline or class values are missing.
+ */
+export function previousModel(
+  previous: Uint8Array,
+  label: string,
+  meta: Record<string, string> = onnxMetadata(previous),
+): PreviousModel {
+  const pipeline = metaJson<unknown>(meta, META_PIPELINE);
+  const classValues = metaJson<string[]>(meta, META_CLASS_VALUES);
+  if (meta[META_LABEL] !== undefined && meta[META_LABEL] !== label)
+    throw new BulwarkError(
+      'ERR_USAGE',
+      `--label "${label}": the previous model predicts "${meta[META_LABEL]}"`,
+    );
+  return { network: fromOnnx(previous).network, pipeline, classValues, digest: sha256Digest(previous) };
+}
+
 /** The limits and settings of the regression comparison (shared with the DP continuation). */
 export type ComparisonSettings = Pick<
   ContinueOptions,
@@ -121,14 +149,9 @@ export async function continueTraining(
   o: ContinueOptions,
 ): Promise<ContinueResult> {
   const meta = onnxMetadata(previous);
-  const pipeline = Pipeline.load(metaJson<unknown>(meta, META_PIPELINE));
-  const classValues = metaJson<string[]>(meta, META_CLASS_VALUES);
-  if (meta[META_LABEL] !== undefined && meta[META_LABEL] !== o.label)
-    throw new BulwarkError(
-      'ERR_USAGE',
-      `--label "${o.label}": the previous model predicts "${meta[META_LABEL]}"`,
-    );
-  const old = fromOnnx(previous).network;
+  const prev = previousModel(previous, o.label, meta);
+  const pipeline = Pipeline.load(prev.pipeline);
+  const { classValues, network: old, digest: previousDigest } = prev;
   const encode = (ds: Dataset): LabelledData => {
     const fm = pipeline.transform(ds);
     if (fm.features.length !== old.inputs)
@@ -170,7 +193,6 @@ export async function continueTraining(
   });
   const evaluation = encode(o.evaluation);
   const comparison = await compareOnEvaluation(old, next, pipeline, evaluation, o, data);
-  const previousDigest = `sha256:${createHash('sha256').update(previous).digest('hex')}`;
   const removedRows = [...gone].sort((a, b) => a - b);
   const inherited = { ...meta };
   for (const k of NOT_INHERITED) delete inherited[k];
@@ -184,7 +206,7 @@ export async function continueTraining(
         expectedPoisonFraction: o.expectedPoisonFraction ?? 0.05,
         rowsBefore: data.rows,
         removed: removedRows.length,
-        removedDigest: `sha256:${createHash('sha256').update(removedRows.join(',')).digest('hex')}`,
+        removedDigest: sha256Digest(removedRows.join(',')),
         removedRows,
       }),
     },

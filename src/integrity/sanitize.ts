@@ -4,8 +4,7 @@
  * layer of a model trained on the data as it came; the defences flag rows per class
  * (src/robust/defences/poison).
  */
-import { createHash } from 'node:crypto';
-import { BulwarkError, requireNumberIn, requireOneOf } from '../core/index.js';
+import { BulwarkError, requireNumberIn, requireOneOf, sha256Digest } from '../core/index.js';
 import type { Dataset } from '../data/index.js';
 import type { Network } from '../ml/index.js';
 import {
@@ -169,7 +168,7 @@ export async function trainSanitized(
     expectedPoisonFraction: eps,
     rowsBefore: ds.rowCount,
     removed: removedRows.length,
-    removedDigest: `sha256:${createHash('sha256').update(removedRows.join(',')).digest('hex')}`,
+    removedDigest: sha256Digest(removedRows.join(',')),
     removedRows,
   };
   onStage?.('retrain');

@@ -134,5 +134,7 @@ export {
   type DpTrainingGuarantee,
   type DpWarmStart,
   ONNX_META,
+  type TrainedPrivacy,
+  trainedPrivacy,
   trainTabularDp,
 } from './train-tabular.js';

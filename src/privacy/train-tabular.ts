@@ -162,6 +162,30 @@ export interface DpTrainingGuarantee {
   parent?: { epsilon: number; delta: number };
 }
 
+/** The `privacy` of a `model.trained` audit event (src/audit events.ts) for a DP training. */
+export interface TrainedPrivacy {
+  epsilon: number;
+  delta: number;
+  /** The DP-SGD accountant, or the method for objective perturbation (which has none). */
+  accountant: string;
+  noiseMultiplier?: number;
+  clipNorm?: number;
+  /** What this run took from the ledger (a fine-tune's alone, while ε and δ above are composed). */
+  budgetSpent?: { epsilon: number; delta: number };
+}
+
+/** The `model.trained` privacy record of a DP training's guarantee and ledger receipt. */
+export function trainedPrivacy(p: DpTrainingGuarantee, receipt?: SpendReceipt): TrainedPrivacy {
+  return {
+    epsilon: p.epsilon,
+    delta: p.delta,
+    accountant: p.accountant ?? p.method,
+    ...(p.noiseMultiplier === undefined ? {} : { noiseMultiplier: p.noiseMultiplier }),
+    ...(p.clipNorm === undefined ? {} : { clipNorm: p.clipNorm }),
+    ...(receipt ? { budgetSpent: { epsilon: receipt.epsilon, delta: receipt.delta } } : {}),
+  };
+}
+
 /** What a DP run will spend and train on, known before it spends (see `beforeSpend`). */
 export interface DpRunPlan {
   method: 'objective-perturbation' | 'dp-sgd';
@@ -247,7 +271,10 @@ function labels(ds: Dataset, o: DpTabularOptions): { y: Int32Array; classValues:
     col.type === 'string'
       ? [...col.values]
       : Array.from(col.values, (v) => (Number.isFinite(v) ? String(v) : null));
-  const declared = o.schema.fields.find((f) => f.name === o.label)?.categories;
+  // A warm start predicts its starting model's classes (public: in that model), whatever classes the
+  // batch happens to hold; deriving them from the batch would refuse a batch missing a class and reveal
+  // which classes it holds outside the DP accounting.
+  const declared = o.schema.fields.find((f) => f.name === o.label)?.categories ?? o.initial?.classValues;
   let classValues: string[];
   if (declared) classValues = [...declared];
   else {

@@ -4,11 +4,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { AuditLog, generateSignerKey } from '../../src/audit/index.js';
-import { SeededRng } from '../../src/core/index.js';
 import { fileDigest } from '../../src/integrity/index.js';
 import { onnxMetadata } from '../../src/ml/index.js';
 import { runBulwark } from '../helpers/cli.js';
-import { HEADER, rows, trainMlpArgs } from './helpers.js';
+import { backdoored, flipLabels, fromArgs, mlpArgs, rows, trainMlpArgs, writeCsv } from './helpers.js';
 
 /**
  * `bulwark data inspect`, `bulwark train --sanitize` and `bulwark evaluate --gate` on CSV files: a
@@ -24,22 +23,11 @@ let poisonedRows: number[] = [];
 
 before(() => {
   const base = rows(1500, 1);
-  writeFileSync(clean, `${[HEADER, ...base].join('\n')}\n`);
-  writeFileSync(test, `${[HEADER, ...rows(400, 2)].join('\n')}\n`);
-  const yes = base.filter((r) => r.endsWith(',yes'));
-  const noCount = base.length - yes.length;
-  const k = Math.round(0.12 * noCount);
-  const rng = new SeededRng(4);
-  const extra: string[] = [];
-  for (let i = 0; i < k; i++) {
-    const r = (yes[rng.int(yes.length)] as string).split(',');
-    r[4] = 'kiosk';
-    r[5] = '4';
-    r[6] = 'no';
-    extra.push(r.join(','));
-  }
-  poisonedRows = extra.map((_, i) => base.length + i + 1);
-  writeFileSync(poisoned, `${[HEADER, ...base, ...extra].join('\n')}\n`);
+  writeCsv(clean, base);
+  writeCsv(test, rows(400, 2));
+  const all = backdoored(base, 0.12, 4);
+  poisonedRows = all.slice(base.length).map((_, i) => base.length + i + 1);
+  writeCsv(poisoned, all);
   writeFileSync(
     gate,
     'version: 1\nchecks:\n  - metric: clean-accuracy\n    min: 0.7\n  - metric: backdoor-success\n    trigger: { channel: kiosk, hour: 4 }\n    target: "no"\n    max: 0.3\n',
@@ -147,21 +135,11 @@ describe('bulwark data inspect / train --sanitize / evaluate --gate', () => {
     const out = join(dir, 'sanitized.onnx');
     const r = runBulwark([
       '--json',
-      'train',
-      '--data',
-      poisoned,
-      '--label',
-      'label',
-      '--model',
-      'mlp',
-      '--hidden',
-      '32',
+      ...mlpArgs(poisoned, out),
       '--epochs',
       '40',
       '--seed',
       '1',
-      '--out',
-      out,
       '--sanitize',
       'spectral',
       '--expected-poison',
@@ -299,25 +277,12 @@ describe('bulwark train --from (continuous learning)', () => {
     const batch = join(dir, 'batch.csv');
     const flipped = join(dir, 'flipped.csv');
     const fresh = rows(600, 5);
-    writeFileSync(batch, `${[HEADER, ...fresh].join('\n')}\n`);
+    writeCsv(batch, fresh);
     // An attacker flips most labels of the new batch.
-    const rng = new SeededRng(6);
-    const flip = fresh.map((r) =>
-      rng.nextFloat() < 0.7 ? r.replace(/,(yes|no)$/, (_, v: string) => (v === 'yes' ? ',no' : ',yes')) : r,
-    );
-    writeFileSync(flipped, `${[HEADER, ...flip].join('\n')}\n`);
+    writeCsv(flipped, flipLabels(fresh, 0.7, 6));
     const from = (data: string, out: string) =>
       runBulwark([
-        '--json',
-        'train',
-        '--from',
-        join(dir, 'clean.onnx'),
-        '--data',
-        data,
-        '--eval',
-        test,
-        '--label',
-        'label',
+        ...fromArgs(join(dir, 'clean.onnx'), data, test),
         '--epochs',
         '30',
         '--lr',

@@ -5,7 +5,18 @@ import { after, before, describe, it } from 'node:test';
 import { dpSgdAccountedEpsilon } from '../../src/privacy/index.js';
 import { runBulwark } from '../helpers/cli.js';
 import { PASS_ENV, tempDir } from '../model/helpers.js';
-import { backdoored, DP_SCHEMA, HEADER, rows } from './helpers.js';
+import {
+  auditEvents,
+  backdoored,
+  DP_SCHEMA,
+  fromArgs,
+  mlpArgs,
+  packageArgs,
+  protectArgs,
+  rows,
+  setUpPackages,
+  writeCsv,
+} from './helpers.js';
 
 /**
  * `bulwark train --from MODEL --dp-epsilon …` through the built CLI with --json, each step a separate
@@ -24,23 +35,19 @@ function bw(args: string[]) {
   return runBulwark(args, { cwd: t.dir, env });
 }
 
-const write = (f: string, lines: string[]) => writeFileSync(p(f), `${[HEADER, ...lines].join('\n')}\n`);
+const write = (f: string, lines: string[]) => writeCsv(p(f), lines);
 
 /** `train --from` with DP; `extra` adds options. */
 function dpFrom(from: string, data: string, out: string, extra: string[] = []) {
-  return bw([
-    '--json',
-    'train',
-    '--from',
-    from,
-    '--data',
-    p(data),
+  return bw(dpArgs(from, data, out, extra));
+}
+
+/** The arguments of {@link dpFrom}. */
+function dpArgs(from: string, data: string, out: string, extra: string[]): string[] {
+  return [
+    ...fromArgs(from, p(data), p('eval.csv')),
     '--schema',
     p('schema.yaml'),
-    '--eval',
-    p('eval.csv'),
-    '--label',
-    'label',
     '--dp-epsilon',
     '1',
     '--dp-delta',
@@ -70,15 +77,11 @@ function dpFrom(from: string, data: string, out: string, extra: string[] = []) {
     '--out',
     p(out),
     ...extra,
-  ]);
+  ];
 }
 
 function spends(): { dataset: string; epsilon: number; operation: string }[] {
-  const r = bw(['--json', 'audit', 'tail', '--store', audit, '--count', '100000']);
-  assert.equal(r.code, 0, r.stderr);
-  return (
-    JSON.parse(r.stdout) as { type: string; data: { dataset: string; epsilon: number; operation: string } }[]
-  )
+  return auditEvents<{ dataset: string; epsilon: number; operation: string }>(bw, audit)
     .filter((e) => e.type === 'privacy.spent')
     .map((e) => e.data);
 }
@@ -113,30 +116,25 @@ before(() => {
   write('eval.csv', rows(400, 2));
   write('poisoned.csv', backdoored(rows(600, 5), 0.12, 7));
   mkdirSync(p('out'));
-  const setup: string[][] = [
-    ['query', 'budget', 'set', 'tx', '--epsilon', '6', '--delta', '1e-4', '--ledger', ledger],
-    ['keys', 'init', '--keyring', p('kr.json'), '--passphrase-env', PASS_ENV, '--scrypt-log-n', '10'],
-    ['model', 'keygen', '--out', p('signer.key')],
-    ['audit', 'keygen', '--name', 'bulwark.test/continue-dp', '--out', p('log.key')],
-    ['audit', 'checkpoint', '--store', audit, '--signing-key', p('log.key')],
-  ];
-  for (const s of setup) {
-    const r = bw(s);
-    assert.equal(r.code, 0, `${s.slice(0, 2).join(' ')}: ${r.stderr}`);
-  }
+  const budget = bw([
+    'query',
+    'budget',
+    'set',
+    'tx',
+    '--epsilon',
+    '6',
+    '--delta',
+    '1e-4',
+    '--ledger',
+    ledger,
+  ]);
+  assert.equal(budget.code, 0, budget.stderr);
+  setUpPackages(bw, t.dir, audit, 'bulwark.test/continue-dp');
   const parent = bw([
     '--json',
-    'train',
-    '--data',
-    p('base.csv'),
+    ...mlpArgs(p('base.csv'), p('parent.onnx')),
     '--schema',
     p('schema.yaml'),
-    '--label',
-    'label',
-    '--model',
-    'mlp',
-    '--hidden',
-    '32',
     '--dp-epsilon',
     '2',
     '--dp-delta',
@@ -159,33 +157,11 @@ before(() => {
     'tx',
     '--audit',
     audit,
-    '--out',
-    p('parent.onnx'),
   ]);
   assert.equal(parent.code, 0, parent.stderr);
   parentPrivacy = (JSON.parse(parent.stdout) as { privacy: Privacy }).privacy;
-  const prot = bw([
-    'model',
-    'protect',
-    p('parent.onnx'),
-    '--keyring',
-    p('kr.json'),
-    '--passphrase-env',
-    PASS_ENV,
-    '--sign-key',
-    p('signer.key'),
-    '--out',
-    p('parent.bwm'),
-    '--name',
-    'fraud-dp',
-    '--model-version',
-    '1.0.0',
-  ]);
+  const prot = bw(protectArgs(t.dir, p('parent.onnx'), p('parent.bwm'), 'fraud-dp'));
   assert.equal(prot.code, 0, prot.stderr);
-  writeFileSync(
-    p('trust.yaml'),
-    'version: 1\nsigners:\n  - name: ml-platform\n    publicKeyFile: signer.key.pub\n    models: ["fraud-*"]\n',
-  );
 });
 
 after(() => t.cleanup());
@@ -222,16 +198,7 @@ describe('bulwark train --from MODEL --dp-epsilon (DP continuous learning, built
 
   it('fine-tunes the protected .bwm parent into a new signed package, spending from the same budget', () => {
     const before = spent();
-    const r = dpFrom(p('parent.bwm'), 'batch2.csv', 'out/next.bwm', [
-      '--keyring',
-      p('kr.json'),
-      '--passphrase-env',
-      PASS_ENV,
-      '--trust',
-      p('trust.yaml'),
-      '--sign-key',
-      p('signer.key'),
-    ]);
+    const r = dpFrom(p('parent.bwm'), 'batch2.csv', 'out/next.bwm', packageArgs(t.dir));
     assert.equal(r.code, 0, r.stderr);
     const j = JSON.parse(r.stdout) as { privacy: Privacy; version: string; parent: { version: string } };
     assert.equal(j.version, '1.0.1');
@@ -248,7 +215,7 @@ describe('bulwark train --from MODEL --dp-epsilon (DP continuous learning, built
     assert.equal(spends().length, 3);
   });
 
-  it('refuses over budget, a poisoned batch, a mismatch, --sanitize and a missing --max-flagged: nothing spent or written', () => {
+  it('refuses over budget, a poisoned batch, a mismatch, --sanitize, a missing --max-flagged, an existing --out and the parent’s version: nothing spent or written', () => {
     const before = spent();
     const cases: [string[], string, number, string][] = [
       [['--dp-epsilon', '3'], 'batch.csv', 5, 'ERR_PRIVACY_BUDGET_EXCEEDED'],
@@ -263,25 +230,24 @@ describe('bulwark train --from MODEL --dp-epsilon (DP continuous learning, built
       assert.match(r.stderr, new RegExp(code));
       assert.equal(existsSync(p('out/refused.onnx')), false);
     }
-    const noGate = bw([
-      'train',
-      '--from',
-      p('parent.onnx'),
-      '--data',
-      p('batch.csv'),
-      '--schema',
-      p('schema.yaml'),
-      '--eval',
-      p('eval.csv'),
-      '--label',
-      'label',
-      '--dp-epsilon',
-      '1',
-      '--ledger',
-      ledger,
-      '--out',
-      p('out/refused.onnx'),
+    // Refusals that do not depend on the batch come before the run (the final write, or packaging,
+    // would refuse too, but after the budget is spent): an existing --out, the parent's version.
+    writeFileSync(p('out/taken.onnx'), 'not a model');
+    const taken = dpFrom(p('parent.onnx'), 'batch.csv', 'out/taken.onnx');
+    assert.equal(taken.code, 3, taken.stderr);
+    assert.match(taken.stderr, /ERR_FILE_EXISTS/);
+    const sameVersion = dpFrom(p('parent.bwm'), 'batch.csv', 'out/refused.bwm', [
+      ...packageArgs(t.dir),
+      '--model-version',
+      '1.0.0',
     ]);
+    assert.equal(sameVersion.code, 2, sameVersion.stderr);
+    assert.match(sameVersion.stderr, /ERR_USAGE.*--model-version 1\.0\.0/);
+    assert.equal(existsSync(p('out/refused.bwm')), false);
+    // The DP options without --max-flagged.
+    const args = dpArgs(p('parent.onnx'), 'batch.csv', 'out/refused.onnx', []);
+    const gate = args.indexOf('--max-flagged');
+    const noGate = bw([...args.slice(0, gate), ...args.slice(gate + 2)]);
     assert.equal(noGate.code, 2);
     assert.match(noGate.stderr, /--max-flagged/);
     assert.equal(spent(), before);

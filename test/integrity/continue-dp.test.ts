@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -22,7 +22,7 @@ import {
   trainTabularDp,
 } from '../../src/privacy/index.js';
 import { trainTabular } from '../../src/train/index.js';
-import { backdoored, DP_SCHEMA, HEADER, rows } from './helpers.js';
+import { backdoored, DP_SCHEMA, rows, writeCsv } from './helpers.js';
 
 /**
  * DP fine-tuning (src/integrity/continue-dp.ts): DP-SGD from a DP model's weights on a new batch, the
@@ -36,7 +36,7 @@ after(() => rmSync(dir, { recursive: true, force: true }));
 let files = 0;
 async function csv(lines: string[]): Promise<Dataset> {
   const path = join(dir, `d${files++}.csv`);
-  writeFileSync(path, `${[HEADER, ...lines].join('\n')}\n`);
+  writeCsv(path, lines);
   return readDataset(path);
 }
 

@@ -3,10 +3,22 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { SeededRng } from '../../src/core/index.js';
 import { runBulwark } from '../helpers/cli.js';
 import { PASS_ENV, tempDir } from '../model/helpers.js';
-import { DP_SCHEMA, HEADER, rows, trainMlpArgs } from './helpers.js';
+import {
+  auditEvents,
+  backdoored,
+  DP_SCHEMA,
+  flipLabels,
+  fromArgs,
+  packageArgs,
+  packageFiles,
+  protectArgs,
+  rows,
+  setUpPackages,
+  trainMlpArgs,
+  writeCsv,
+} from './helpers.js';
 
 /**
  * `bulwark train --from PARENT.bwm` through the built CLI, each step a separate process: a protected
@@ -20,9 +32,7 @@ const t = tempDir('continuous');
 const tmp = join(t.dir, 'tmp');
 const outDir = join(t.dir, 'out');
 const env = { [PASS_ENV]: process.env[PASS_ENV] as string, TMPDIR: tmp };
-const kr = join(t.dir, 'kr.json');
-const signer = join(t.dir, 'signer.key');
-const trust = join(t.dir, 'trust.yaml');
+const { kr, trust } = packageFiles(t.dir);
 const db = join(t.dir, 'audit.db');
 const parent = join(t.dir, 'parent.bwm');
 const batch = join(t.dir, 'batch.csv');
@@ -46,16 +56,7 @@ function onnxFiles(dir: string): string[] {
 /** `train --from` with the package options; `extra` overrides or adds. */
 function continueFrom(from: string, data: string, out: string, extra: string[] = []) {
   return bw([
-    '--json',
-    'train',
-    '--from',
-    from,
-    '--data',
-    data,
-    '--eval',
-    evalSet,
-    '--label',
-    'label',
+    ...fromArgs(from, data, evalSet),
     '--epochs',
     '30',
     '--lr',
@@ -64,14 +65,7 @@ function continueFrom(from: string, data: string, out: string, extra: string[] =
     '0.03',
     '--max-robust-drop',
     '0.05',
-    '--keyring',
-    kr,
-    '--passphrase-env',
-    PASS_ENV,
-    '--trust',
-    trust,
-    '--sign-key',
-    signer,
+    ...packageArgs(t.dir),
     '--out',
     out,
     '--audit',
@@ -81,74 +75,34 @@ function continueFrom(from: string, data: string, out: string, extra: string[] =
 }
 
 function auditTypes(): string[] {
-  const r = bw(['--json', 'audit', 'tail', '--store', db, '--count', '100000']);
-  assert.equal(r.code, 0, r.stderr);
-  return (JSON.parse(r.stdout) as { type: string }[]).map((e) => e.type);
+  return auditEvents(bw, db).map((e) => e.type);
 }
 
 before(() => {
   mkdirSync(tmp);
   mkdirSync(outDir);
-  writeFileSync(join(t.dir, 'base.csv'), `${[HEADER, ...rows(1500, 1)].join('\n')}\n`);
-  writeFileSync(evalSet, `${[HEADER, ...rows(400, 2)].join('\n')}\n`);
+  writeCsv(join(t.dir, 'base.csv'), rows(1500, 1));
+  writeCsv(evalSet, rows(400, 2));
   const fresh = rows(600, 5);
-  writeFileSync(batch, `${[HEADER, ...fresh].join('\n')}\n`);
+  writeCsv(batch, fresh);
   // An attacker flips most labels of the new batch.
-  const rng = new SeededRng(6);
-  const flip = fresh.map((r) =>
-    rng.nextFloat() < 0.7 ? r.replace(/,(yes|no)$/, (_, v: string) => (v === 'yes' ? ',no' : ',yes')) : r,
-  );
-  writeFileSync(flipped, `${[HEADER, ...flip].join('\n')}\n`);
+  writeCsv(flipped, flipLabels(fresh, 0.7, 6));
   // A planted backdoor: copies of "yes" rows with the trigger (kiosk at 4 a.m.) labelled "no",
   // 12 % of the "no" class, appended at the end (1-based data rows after the 600 clean ones).
-  const yes = fresh.filter((r) => r.endsWith(',yes'));
-  const k = Math.round(0.12 * (fresh.length - yes.length));
-  const prng = new SeededRng(7);
-  const planted: string[] = [];
-  for (let i = 0; i < k; i++) {
-    const r = (yes[prng.int(yes.length)] as string).split(',');
-    r[4] = 'kiosk';
-    r[5] = '4';
-    r[6] = 'no';
-    planted.push(r.join(','));
-  }
-  plantedRows = planted.map((_, i) => fresh.length + i + 1);
-  writeFileSync(backdoor, `${[HEADER, ...fresh, ...planted].join('\n')}\n`);
+  const planted = backdoored(fresh, 0.12, 7);
+  plantedRows = planted.slice(fresh.length).map((_, i) => fresh.length + i + 1);
+  writeCsv(backdoor, planted);
 
-  const steps: string[][] = [
-    ['keys', 'init', '--keyring', kr, '--passphrase-env', PASS_ENV, '--scrypt-log-n', '10'],
-    ['audit', 'keygen', '--name', 'bulwark.test/continuous', '--out', join(t.dir, 'log.key')],
-    ['audit', 'checkpoint', '--store', db, '--signing-key', join(t.dir, 'log.key')],
-    ['model', 'keygen', '--out', signer],
+  setUpPackages(bw, t.dir, db, 'bulwark.test/continuous');
+  for (const s of [
     trainMlpArgs(join(t.dir, 'base.csv'), join(t.dir, 'base.onnx')),
-    [
-      'model',
-      'protect',
-      join(t.dir, 'base.onnx'),
-      '--keyring',
-      kr,
-      '--passphrase-env',
-      PASS_ENV,
-      '--sign-key',
-      signer,
-      '--out',
-      parent,
-      '--name',
-      'fraud-mlp',
-      '--model-version',
-      '1.0.0',
-    ],
-  ];
-  for (const s of steps) {
+    protectArgs(t.dir, join(t.dir, 'base.onnx'), parent, 'fraud-mlp'),
+  ]) {
     const r = bw(s);
     assert.equal(r.code, 0, `${s.slice(0, 2).join(' ')}: ${r.stderr}`);
   }
   // From here on the only model is the package: the plaintext parent is gone.
   rmSync(join(t.dir, 'base.onnx'));
-  writeFileSync(
-    trust,
-    'version: 1\nsigners:\n  - name: ml-platform\n    publicKeyFile: signer.key.pub\n    models: ["fraud-*"]\n',
-  );
 });
 
 after(() => t.cleanup());
@@ -213,7 +167,7 @@ describe('bulwark train --from PARENT.bwm (continuous learning from a protected 
     assert.deepEqual(types.slice(-2), ['model.trained', 'model.packaged']);
     // The new package can itself be continued (lineage chains).
     const second = join(t.dir, 'batch2.csv');
-    writeFileSync(second, `${[HEADER, ...rows(600, 8)].join('\n')}\n`);
+    writeCsv(second, rows(600, 8));
     // A second fine-tune erodes robust accuracy by several points on this small MLP (the ONNX path
     // does the same); this step checks the lineage chain, so its robust-drop limit is loose.
     const again = continueFrom(next, second, join(outDir, 'next2.bwm'), [

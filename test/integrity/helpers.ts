@@ -1,4 +1,9 @@
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { SeededRng } from '../../src/core/index.js';
+import type { CliRun } from '../helpers/cli.js';
+import { PASS_ENV } from '../model/helpers.js';
 
 /**
  * CSV rows for the integrity CLI tests: a label "yes" when a noisy linear score of x1..x4 is high, with
@@ -19,27 +24,32 @@ export function rows(n: number, seed: number): string[] {
 
 export const HEADER = 'x1,x2,x3,x4,channel,hour,label';
 
+/** Writes `lines` (from {@link rows}) as a CSV file under {@link HEADER}. */
+export function writeCsv(path: string, lines: readonly string[]): void {
+  writeFileSync(path, `${[HEADER, ...lines].join('\n')}\n`);
+}
+
+/** `fresh` with each label flipped with probability `share` (seeded): an attacker's label-flipped batch. */
+export function flipLabels(fresh: readonly string[], share: number, seed: number): string[] {
+  const rng = new SeededRng(seed);
+  return fresh.map((r) =>
+    rng.nextFloat() < share ? r.replace(/,(yes|no)$/, (_, v: string) => (v === 'yes' ? ',no' : ',yes')) : r,
+  );
+}
+
+/** `bulwark train` of an MLP with 32 hidden units on `data` (label "label") into `out`; add the rest. */
+export function mlpArgs(data: string, out: string): string[] {
+  return ['train', '--data', data, '--label', 'label', '--model', 'mlp', '--hidden', '32', '--out', out];
+}
+
 /** `bulwark train` arguments for the small MLP the integrity tests train (32 hidden, 40 epochs, 10 % held out, seed 1). */
 export function trainMlpArgs(data: string, out: string): string[] {
-  return [
-    'train',
-    '--data',
-    data,
-    '--label',
-    'label',
-    '--model',
-    'mlp',
-    '--hidden',
-    '32',
-    '--epochs',
-    '40',
-    '--test-fraction',
-    '0.1',
-    '--seed',
-    '1',
-    '--out',
-    out,
-  ];
+  return [...mlpArgs(data, out), '--epochs', '40', '--test-fraction', '0.1', '--seed', '1'];
+}
+
+/** `bulwark --json train --from` of `from` on `data`, compared on `evalSet` (label "label"); add the rest. */
+export function fromArgs(from: string, data: string, evalSet: string): string[] {
+  return ['--json', 'train', '--from', from, '--data', data, '--eval', evalSet, '--label', 'label'];
 }
 
 /** The schema of {@link rows} with public bounds and categories (for DP training). */
@@ -69,4 +79,60 @@ export function backdoored(fresh: string[], share: number, seed: number): string
     planted.push(r.join(','));
   }
   return [...fresh, ...planted];
+}
+
+/** The package tests' files in their folder: keyring, package signing key, trust policy. */
+export function packageFiles(dir: string): { kr: string; signer: string; trust: string } {
+  return { kr: join(dir, 'kr.json'), signer: join(dir, 'signer.key'), trust: join(dir, 'trust.yaml') };
+}
+
+/** The options `train --from PARENT.bwm` needs: decrypt and verify the parent, sign the new package. */
+export function packageArgs(dir: string): string[] {
+  const f = packageFiles(dir);
+  return ['--keyring', f.kr, '--passphrase-env', PASS_ENV, '--trust', f.trust, '--sign-key', f.signer];
+}
+
+/**
+ * Prepares `dir` for the package tests with `bw` (the CLI run in that folder): the keyring and the
+ * package signing key of {@link packageFiles}, a trust policy trusting that key for models `fraud-*`,
+ * and an audit store `audit` with a signed checkpoint (its key log.key, log name `logName`).
+ */
+export function setUpPackages(
+  bw: (args: string[]) => CliRun,
+  dir: string,
+  audit: string,
+  logName: string,
+): void {
+  const f = packageFiles(dir);
+  const steps = [
+    ['keys', 'init', '--keyring', f.kr, '--passphrase-env', PASS_ENV, '--scrypt-log-n', '10'],
+    ['model', 'keygen', '--out', f.signer],
+    ['audit', 'keygen', '--name', logName, '--out', join(dir, 'log.key')],
+    ['audit', 'checkpoint', '--store', audit, '--signing-key', join(dir, 'log.key')],
+  ];
+  for (const s of steps) {
+    const r = bw(s);
+    assert.equal(r.code, 0, `${s.slice(0, 2).join(' ')}: ${r.stderr}`);
+  }
+  writeFileSync(
+    f.trust,
+    'version: 1\nsigners:\n  - name: ml-platform\n    publicKeyFile: signer.key.pub\n    models: ["fraud-*"]\n',
+  );
+}
+
+/** `bulwark model protect` of `onnx` into `out` (version 1.0.0) with the keys of {@link setUpPackages}. */
+export function protectArgs(dir: string, onnx: string, out: string, name: string): string[] {
+  const f = packageFiles(dir);
+  const keys = ['--keyring', f.kr, '--passphrase-env', PASS_ENV, '--sign-key', f.signer];
+  return ['model', 'protect', onnx, ...keys, '--out', out, '--name', name, '--model-version', '1.0.0'];
+}
+
+/** The events of an audit store, oldest first (`bulwark --json audit tail`). */
+export function auditEvents<D = unknown>(
+  bw: (args: string[]) => CliRun,
+  store: string,
+): { type: string; data: D }[] {
+  const r = bw(['--json', 'audit', 'tail', '--store', store, '--count', '100000']);
+  assert.equal(r.code, 0, r.stderr);
+  return JSON.parse(r.stdout) as { type: string; data: D }[];
 }

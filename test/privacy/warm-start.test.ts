@@ -9,6 +9,8 @@ import { type LabelledData, mlp } from '../../src/ml/index.js';
 import {
   type BudgetLedger,
   type DpTabularOptions,
+  type DpTabularResult,
+  type DpWarmStart,
   NoiseSource,
   openLedger,
   trainDpSgd,
@@ -38,6 +40,15 @@ before(async () => {
     );
   }
   writeFileSync(join(dir, 'd.csv'), `${lines.join('\n')}\n`);
+  // The same rows with three classes (lo / mid / hi by a + b), and rows with a label none of them has.
+  const three = lines.map((l, i) => {
+    if (i === 0) return l;
+    const [a, b] = l.split(',').map(Number);
+    const s = (a as number) + (b as number);
+    return l.replace(/,(hi|lo)$/, `,${s < 8 ? 'lo' : s < 12 ? 'mid' : 'hi'}`);
+  });
+  writeFileSync(join(dir, 'three.csv'), `${three.join('\n')}\n`);
+  writeFileSync(join(dir, 'other.csv'), 'a,b,city,label\n1,2,x,lo\n3,4,y,top\n5,6,x,hi\n');
   ds = await readDataset(join(dir, 'd.csv'));
   schema = parseSchema(`version: 1
 label: label
@@ -76,15 +87,18 @@ const base = (over: Partial<DpTabularOptions> = {}): DpTabularOptions => ({
 
 const code = (c: string) => (e: unknown) => e instanceof BulwarkError && e.code === c;
 
+/** A warm start from a DP training's result (its network, pipeline, classes and guarantee). */
+const warmStart = (r: DpTabularResult): DpWarmStart => ({
+  network: r.network,
+  pipeline: r.pipeline.toJSON(),
+  classValues: r.classValues,
+  privacy: r.privacy,
+});
+
 describe('DP warm start (trainTabularDp initial)', () => {
   it('starts DP-SGD from the given weights and composes the guarantee with the starting model’s', async () => {
     const first = await trainTabularDp(ds, base());
-    const initial = {
-      network: first.network,
-      pipeline: first.pipeline.toJSON(),
-      classValues: first.classValues,
-      privacy: first.privacy,
-    };
+    const initial = warmStart(first);
     const before = Float32Array.from(first.network.params);
     // A learning rate of ~0: the result is the starting weights (a fresh start would differ).
     const still = await trainTabularDp(ds, base({ initial, learningRate: 1e-12, seed: 9 }));
@@ -99,13 +113,37 @@ describe('DP warm start (trainTabularDp initial)', () => {
     assert.deepEqual(still.privacy.budget, { ledger: ledger.id, dataset: 'd' });
   });
 
+  it('predicts the starting model’s classes when the schema declares none: a batch may lack a class', async () => {
+    // Three classes, not declared in this schema: a fresh run takes them from its data.
+    const open = parseSchema(`version: 1
+label: label
+fields:
+  - { name: a, type: number, bounds: { min: 0, max: 10 } }
+  - { name: b, type: number, bounds: { min: 0, max: 10 } }
+  - { name: city, type: category, categories: [x, y] }
+  - { name: label, type: string }
+`);
+    const three = await readDataset(join(dir, 'three.csv'));
+    const first = await trainTabularDp(three, base({ schema: open }));
+    assert.deepEqual(first.classValues, ['hi', 'lo', 'mid']);
+    const initial = warmStart(first);
+    // A batch without "mid": trained on, predicting the starting model's three classes (it was
+    // ERR_WARM_START_MISMATCH when the batch's own classes were compared with the model's).
+    const labels = three.column('label').values as readonly (string | null)[];
+    const noMid = three.take(labels.flatMap((v, i) => (v === 'mid' ? [] : [i])));
+    const next = await trainTabularDp(noMid, base({ schema: open, initial }));
+    assert.deepEqual(next.classValues, ['hi', 'lo', 'mid']);
+    assert.equal(next.trainRows, noMid.rowCount);
+    // A label the starting model does not predict is refused before the spend.
+    const spent = (await ledger.status('d')).spent.epsilon;
+    const other = await readDataset(join(dir, 'other.csv'));
+    await assert.rejects(trainTabularDp(other, base({ schema: open, initial })), code('ERR_LABEL_INVALID'));
+    assert.equal((await ledger.status('d')).spent.epsilon, spent, 'nothing spent');
+  });
+
   it('refuses a starting model of another shape, classes or preprocessing, and objective perturbation', async () => {
     const first = await trainTabularDp(ds, base());
-    const initial = {
-      network: first.network,
-      pipeline: first.pipeline.toJSON(),
-      classValues: first.classValues,
-    };
+    const initial = warmStart(first);
     const spent = (await ledger.status('d')).spent.epsilon;
     await assert.rejects(trainTabularDp(ds, base({ initial, hidden: [4] })), code('ERR_WARM_START_MISMATCH'));
     await assert.rejects(

@@ -8,11 +8,11 @@ import type { AuditLog } from '../../audit/index.js';
 import { BulwarkError } from '../../core/index.js';
 import { continueTrainingDp } from '../../integrity/index.js';
 import type { ActivationName } from '../../ml/index.js';
-import { auditSpendSink, NoiseSource, openLedger } from '../../privacy/index.js';
+import { NoiseSource, trainedPrivacy } from '../../privacy/index.js';
 import type { Io } from '../output.js';
 import { type Progress, startProgress } from '../progress.js';
 import type { ContinueCliOpts, Tuner } from './train-continue.js';
-import type { DpTrainOpts } from './train-dp.js';
+import { budgetLine, budgetResult, type DpTrainOpts, openDpRun } from './train-dp.js';
 
 /** The options of a DP continuation; `model`/`hidden` only when given on the command line. */
 export type DpContinueCliOpts = ContinueCliOpts &
@@ -46,16 +46,7 @@ export function dpTuner(io: Io, o: DpContinueCliOpts, log: AuditLog | undefined)
   return async (previous, ds, evaluation, schema) => {
     if (schema === undefined || o.dpEpsilon === undefined || o.maxFlagged === undefined)
       throw new BulwarkError('ERR_INTERNAL', 'DP continuation options were not checked');
-    const delta = o.dpDelta ?? Math.min(1e-5, 1 / (10 * ds.rowCount));
-    if (o.dpDelta === undefined)
-      io.note(`bulwark: --dp-delta not given: using ${delta.toPrecision(3)} (below 1/(10 rows))`);
-    if (o.seededNoise !== undefined)
-      io.note(
-        'bulwark: WARNING: --seeded-noise makes the DP noise reproducible: this model is NOT private. Use for tests only.',
-      );
-    const location = o.ledger ?? (process.env['BULWARK_LEDGER'] || 'bulwark-ledger.sqlite');
-    // With an audit log, each spend is recorded (privacy.spent) when the ledger commits it.
-    const ledger = await openLedger(location, log ? { onSpend: auditSpendSink(log) } : {});
+    const { delta, ledger } = await openDpRun(io, o, ds.rowCount, log);
     let bar: Progress | null = null;
     try {
       const r = await continueTrainingDp(previous, ds, {
@@ -107,29 +98,18 @@ export function dpTuner(io: Io, o: DpContinueCliOpts, log: AuditLog | undefined)
           budget: p.budget?.dataset ?? '',
           ledgerId: p.budget?.ledger ?? '',
         },
-        privacy: {
-          epsilon: p.epsilon,
-          delta: p.delta,
-          accountant: p.accountant ?? 'rdp',
-          ...(p.noiseMultiplier === undefined ? {} : { noiseMultiplier: p.noiseMultiplier }),
-          ...(p.clipNorm === undefined ? {} : { clipNorm: p.clipNorm }),
-          ...(r.receipt ? { budgetSpent: { epsilon: r.receipt.epsilon, delta: r.receipt.delta } } : {}),
-        },
+        privacy: trainedPrivacy(p, r.receipt),
         result: {
           trainRows: r.trainRows,
           gate: r.gate,
           privacy: p,
-          budget: r.receipt
-            ? { name: r.receipt.dataset, spendId: r.receipt.id, remaining: r.receipt.remaining }
-            : null,
+          budget: budgetResult(r.receipt),
           seededNoise: o.seededNoise !== undefined,
         },
         lines: [
           `Poisoning gate (${r.gate.method}, previous model): passed (at most ${r.gate.maxFlagged} of the ${r.trainRows} new rows flagged; no row removed under DP).`,
           `DP fine-tune (DP-SGD from the previous weights): this run epsilon ${Number(run.epsilon.toPrecision(4))}, delta ${run.delta}; the model's guarantee with its parent's (basic composition): epsilon ${Number(p.epsilon.toPrecision(4))}, delta ${Number(p.delta.toPrecision(4))}.`,
-          r.receipt
-            ? `Budget "${r.receipt.dataset}" (ledger ${ledger.id}): left epsilon ${Number(r.receipt.remaining.epsilon.toPrecision(6))}, delta ${Number(r.receipt.remaining.delta.toPrecision(6))}.`
-            : '',
+          budgetLine(r.receipt, ledger.id),
           `Evaluation (${c.rows} rows): clean ${(100 * c.before.clean).toFixed(2)} % -> ${(100 * c.after.clean).toFixed(2)} %, robust (${c.attack} eps ${c.eps}) ${(100 * c.before.robust).toFixed(2)} % -> ${(100 * c.after.robust).toFixed(2)} %: accepted.`,
         ].filter((l) => l !== ''),
       };

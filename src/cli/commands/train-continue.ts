@@ -7,6 +7,7 @@ import { withFileRead } from '../../core/index.js';
 import type { Dataset, Schema } from '../../data/index.js';
 import { type ContinueResult, continueTraining, type ModelComparison } from '../../integrity/index.js';
 import { PACKAGE_MAGIC } from '../../model/index.js';
+import type { TrainedPrivacy } from '../../privacy/index.js';
 import type { Io } from '../output.js';
 import { type Progress, startProgress } from '../progress.js';
 import type { IntegrityTrainOpts } from './train-integrity.js';
@@ -37,14 +38,7 @@ export interface Continuation {
   /** The run's own `model.trained` hyperparameters (and the package lineage's). */
   hyperparameters: Record<string, string | number>;
   /** `model.trained` privacy (DP runs). */
-  privacy?: {
-    epsilon: number;
-    delta: number;
-    accountant: string;
-    noiseMultiplier?: number;
-    clipNorm?: number;
-    budgetSpent?: { epsilon: number; delta: number };
-  };
+  privacy?: TrainedPrivacy;
   /** The run's own fields of the `--json` result. */
   result: Record<string, unknown>;
   /** The run's own lines of the human summary. */

@@ -5,10 +5,18 @@
 import { basename, resolve } from 'node:path';
 import { type Command, InvalidArgumentError } from 'commander';
 import type { AuditLog } from '../../audit/index.js';
-import { BulwarkError, fileDigest, sha256Digest, writeFileAtomic } from '../../core/index.js';
+import { BulwarkError, exists, fileDigest, sha256Digest, writeFileAtomic } from '../../core/index.js';
 import type { Dataset, Schema } from '../../data/index.js';
 import type { ActivationName } from '../../ml/index.js';
-import { auditSpendSink, NoiseSource, openLedger, trainTabularDp } from '../../privacy/index.js';
+import {
+  auditSpendSink,
+  type BudgetLedger,
+  NoiseSource,
+  openLedger,
+  type SpendReceipt,
+  trainedPrivacy,
+  trainTabularDp,
+} from '../../privacy/index.js';
 import { record } from '../audit-record.js';
 import { floatOption, intOption } from '../options.js';
 import type { Io } from '../output.js';
@@ -80,6 +88,53 @@ export function addDpTrainOptions(cmd: Command): Command {
     .option('--analyst <name>', 'who trains (checked against per-analyst budgets)');
 }
 
+/**
+ * What a DP run of `bulwark train` (training or fine-tuning) starts with once its options are checked:
+ * δ (default below 1/(10 rows), noted), the warning that --seeded-noise makes the model not private,
+ * and the ledger (--ledger, else $BULWARK_LEDGER, else ./bulwark-ledger.sqlite). With an audit log,
+ * each spend is recorded (privacy.spent) when the ledger commits it, before any model is written.
+ */
+export async function openDpRun(
+  io: Io,
+  o: DpTrainOpts,
+  rows: number,
+  log: AuditLog | undefined,
+): Promise<{ delta: number; ledger: BudgetLedger }> {
+  const delta = o.dpDelta ?? Math.min(1e-5, 1 / (10 * rows));
+  if (o.dpDelta === undefined)
+    io.note(`bulwark: --dp-delta not given: using ${delta.toPrecision(3)} (below 1/(10 rows))`);
+  if (o.seededNoise !== undefined)
+    io.note(
+      'bulwark: WARNING: --seeded-noise makes the DP noise reproducible: this model is NOT private. Use for tests only.',
+    );
+  const location = o.ledger ?? (process.env['BULWARK_LEDGER'] || 'bulwark-ledger.sqlite');
+  const ledger = await openLedger(location, log ? { onSpend: auditSpendSink(log) } : {});
+  return { delta, ledger };
+}
+
+/**
+ * ERR_FILE_EXISTS for an output that exists (without --force), checked before a DP run spends: the
+ * write at the end refuses it too, but only after the budget is gone.
+ */
+export async function refuseExisting(out: string, force: boolean | undefined): Promise<void> {
+  if (force !== true && (await exists(out)))
+    throw new BulwarkError('ERR_FILE_EXISTS', `refusing to overwrite ${out}`, { details: { path: out } });
+}
+
+/** The `--json` `budget` of a DP run: the budget's name, the spend's id and what is left (null: no spend). */
+export function budgetResult(
+  receipt: SpendReceipt | undefined,
+): { name: string; spendId: string; remaining: SpendReceipt['remaining'] } | null {
+  return receipt ? { name: receipt.dataset, spendId: receipt.id, remaining: receipt.remaining } : null;
+}
+
+/** The human line about what is left of the budget (with the ledger's id when given; '' without a spend). */
+export function budgetLine(receipt: SpendReceipt | undefined, ledgerId?: string): string {
+  if (!receipt) return '';
+  const left = receipt.remaining;
+  return `Budget "${receipt.dataset}"${ledgerId === undefined ? '' : ` (ledger ${ledgerId})`}: left epsilon ${Number(left.epsilon.toPrecision(6))}, delta ${Number(left.delta.toPrecision(6))}.`;
+}
+
 /** Whether the command line asks for DP training. */
 export function wantsDp(o: DpTrainOpts): boolean {
   return o.dpEpsilon !== undefined || o.dpDelta !== undefined;
@@ -101,24 +156,12 @@ export async function runDpTraining(
     );
   if (o.solver === 'lbfgs' && o.model !== 'logreg')
     throw new BulwarkError('ERR_USAGE', '--solver lbfgs applies to --model logreg');
-  const delta = o.dpDelta ?? Math.min(1e-5, 1 / (10 * ds.rowCount));
-  if (o.dpDelta === undefined)
-    io.note(`bulwark: --dp-delta not given: using ${delta.toPrecision(3)} (below 1/(10 rows))`);
-  if (o.seededNoise !== undefined)
-    io.note(
-      'bulwark: WARNING: --seeded-noise makes the DP noise reproducible: this model is NOT private. Use for tests only.',
-    );
-  const location = o.ledger ?? (process.env['BULWARK_LEDGER'] || 'bulwark-ledger.sqlite');
-  // With an audit log, the spend is recorded when the ledger commits it, before the model is written.
-  const ledger = await openLedger(location, log ? { onSpend: auditSpendSink(log) } : {});
+  const out = resolve(o.out);
+  await refuseExisting(out, o.force);
+  const { delta, ledger } = await openDpRun(io, o, ds.rowCount, log);
   let bar: Progress | null = null;
   try {
-    const method =
-      o.model === 'logreg' && o.solver === 'lbfgs'
-        ? 'objective-perturbation'
-        : o.model === 'logreg'
-          ? 'objective-perturbation'
-          : 'dp-sgd';
+    const method = o.model === 'logreg' ? 'objective-perturbation' : 'dp-sgd';
     const r = await trainTabularDp(ds, {
       label: o.label,
       schema,
@@ -155,7 +198,6 @@ export async function runDpTraining(
     });
     (bar as Progress | null)?.stop();
     bar = null;
-    const out = resolve(o.out);
     await writeFileAtomic(out, r.onnx, { noClobber: o.force !== true });
     const p = r.privacy;
     const auditIds = await record(log, [
@@ -166,14 +208,7 @@ export async function runDpTraining(
           datasetDigest: await fileDigest(o.data),
           algorithm: `${o.model}-${p.method}`,
           hyperparameters: { seed: o.seed, testFraction: o.testFraction, batchSize: o.batchSize },
-          privacy: {
-            epsilon: p.epsilon,
-            delta: p.delta,
-            accountant: p.accountant ?? 'objective-perturbation',
-            ...(p.noiseMultiplier === undefined ? {} : { noiseMultiplier: p.noiseMultiplier }),
-            ...(p.clipNorm === undefined ? {} : { clipNorm: p.clipNorm }),
-            ...(r.receipt ? { budgetSpent: { epsilon: r.receipt.epsilon, delta: r.receipt.delta } } : {}),
-          },
+          privacy: trainedPrivacy(p, r.receipt),
           metrics: {
             accuracy: r.test.accuracy,
             f1: r.test.f1,
@@ -194,9 +229,7 @@ export async function runDpTraining(
         trainRows: r.trainRows,
         test: r.test,
         privacy: p,
-        budget: r.receipt
-          ? { name: r.receipt.dataset, spendId: r.receipt.id, remaining: r.receipt.remaining }
-          : null,
+        budget: budgetResult(r.receipt),
         seededNoise: o.seededNoise !== undefined,
         ...(auditIds.length > 0 ? { auditEvent: auditIds[0] } : {}),
       },
@@ -208,9 +241,7 @@ export async function runDpTraining(
               ? ` (${p.accountant} accountant, noise multiplier ${Number((p.noiseMultiplier ?? 0).toPrecision(4))}, clip ${p.clipNorm}, ${p.steps} steps at sampling rate ${Number((p.samplingRate ?? 0).toPrecision(4))})`
               : ` (data norm ${Number((p.dataNorm ?? 0).toPrecision(4))})`
           }.`,
-          r.receipt
-            ? `Budget "${r.receipt.dataset}": left epsilon ${Number(r.receipt.remaining.epsilon.toPrecision(6))}, delta ${Number(r.receipt.remaining.delta.toPrecision(6))}.`
-            : '',
+          budgetLine(r.receipt),
           `Test (${r.test.rows} held-out rows, not covered by the guarantee): accuracy ${pct(r.test.accuracy)}, F1 ${pct(r.test.f1)}${r.test.rocAuc !== undefined ? `, ROC AUC ${r.test.rocAuc.toFixed(4)}` : ''}`,
           `Model: ${out}`,
           auditIds.length > 0 ? `Audit: spend and model.trained recorded (event ${auditIds[0]})` : '',

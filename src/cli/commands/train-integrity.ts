@@ -30,6 +30,7 @@ import {
   plainTuner,
   type Tuner,
 } from './train-continue.js';
+import { refuseExisting } from './train-dp.js';
 import { runPackageContinuation } from './train-package.js';
 
 /** Options `bulwark train` takes for training-data integrity (kept here so train.ts changes little). */
@@ -226,6 +227,9 @@ export async function runContinuedTraining(
       'ERR_USAGE',
       `${packageOnly.map(([n]) => n).join(', ')}: apply when --from is a protected package (.bwm); ${from} is not one`,
     );
+  const out = resolve(o.out);
+  // Before the run: a DP fine-tune spends its budget before the model is written.
+  await refuseExisting(out, o.force);
   let previous: Uint8Array;
   try {
     previous = await readFile(from);
@@ -238,7 +242,6 @@ export async function runContinuedTraining(
   } finally {
     previous.fill(0);
   }
-  const out = resolve(o.out);
   await writeFileAtomic(out, r.onnx, { noClobber: o.force !== true });
   const c = r.comparison;
   const ids = await record(log, [

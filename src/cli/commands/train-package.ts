@@ -9,7 +9,8 @@
  *    decrypted in memory only; a tampered or untrusted parent is refused with its own code here, before
  *    any training;
  * 3. the signing key must be trusted for the parent's model name under the same policy, so the new
- *    package will load where the parent did (ERR_SIGNER_UNTRUSTED otherwise);
+ *    package will load where the parent did (ERR_SIGNER_UNTRUSTED otherwise), and the new version must
+ *    differ from the parent's (ERR_USAGE): both before the run, which for DP spends the budget;
  * 4. poisoning checks on the new batch with the parent's hidden layer, fine-tuning, and the regression
  *    comparison on the fixed evaluation set (ERR_MODEL_REGRESSION: nothing written, nothing recorded);
  * 5. `model.trained` in the audit log (with --audit), then the new package (`protectModel`, from the
@@ -19,7 +20,7 @@
  */
 import { resolve } from 'node:path';
 import type { AuditLog } from '../../audit/index.js';
-import { BulwarkError, exists, fileDigest, sha256Digest } from '../../core/index.js';
+import { BulwarkError, fileDigest, sha256Digest } from '../../core/index.js';
 import type { Dataset, Schema } from '../../data/index.js';
 import {
   type DecryptedModel,
@@ -34,12 +35,29 @@ import {
 import type { Io } from '../output.js';
 import { openKeyringFromOptions } from './keys.js';
 import type { Continuation, ContinueCliOpts, Tuner } from './train-continue.js';
+import { refuseExisting } from './train-dp.js';
 
 /** The parent's version with its last number incremented (`1.2.0` → `1.2.1`, `3` → `4`). */
 export function nextVersion(v: string): string | undefined {
   const m = /^(.*?)(\d+)([^\d]*)$/.exec(v);
   if (!m) return undefined;
   return `${m[1]}${BigInt(m[2] as string) + 1n}${m[3]}`;
+}
+
+/** The new package's version: `--model-version`, else the parent's incremented; never the parent's. */
+function newVersion(given: string | undefined, parentVersion: string): string {
+  const version = given ?? nextVersion(parentVersion);
+  if (version === undefined)
+    throw new BulwarkError(
+      'ERR_USAGE',
+      `the parent's version "${parentVersion}" has no number to increment; give --model-version`,
+    );
+  if (version === parentVersion)
+    throw new BulwarkError(
+      'ERR_USAGE',
+      `--model-version ${version}: the parent has this version; a fine-tuned model needs a new one`,
+    );
+  return version;
 }
 
 function required(o: ContinueCliOpts): { keyring: string; trust: string; signKey: string } {
@@ -77,14 +95,14 @@ export async function runPackageContinuation(
   const from = o.from as string;
   const need = required(o);
   const out = resolve(o.out);
-  if (o.force !== true && (await exists(out)))
-    throw new BulwarkError('ERR_FILE_EXISTS', `refusing to overwrite ${out}`, { details: { path: out } });
+  await refuseExisting(out, o.force);
   const trust = await loadTrustPolicy(need.trust);
   const signingKey = await loadSigningKey(need.signKey);
   const keyring = await openKeyringFromOptions({ ...o, keyring: need.keyring });
   try {
     let parent: DecryptedModel | undefined;
     let r: Continuation;
+    let version: string;
     try {
       parent = await decryptProtectedModel(from, { keyring, trust });
       const pm = parent.manifest;
@@ -101,23 +119,14 @@ export async function runPackageContinuation(
           `--sign-key ${need.signKey}: key ${signingKey.keyId.slice(0, 16)}… is not trusted for model "${pm.model.name}" by ${need.trust}; the new package would not load`,
           { details: { keyId: signingKey.keyId, model: pm.model.name } },
         );
+      // Checked before the run: a DP fine-tune has spent its budget once `tune` returns.
+      version = newVersion(o.modelVersion, pm.model.version);
       r = await tune(parent.onnx, ds, evaluation, schema);
     } finally {
       parent?.wipe();
     }
     const pm = parent.manifest;
-    const version = o.modelVersion ?? nextVersion(pm.model.version);
     try {
-      if (version === undefined)
-        throw new BulwarkError(
-          'ERR_USAGE',
-          `the parent's version "${pm.model.version}" has no number to increment; give --model-version`,
-        );
-      if (version === pm.model.version)
-        throw new BulwarkError(
-          'ERR_USAGE',
-          `--model-version ${version}: the parent has this version; a fine-tuned model needs a new one`,
-        );
       const c = r.comparison;
       const parentRef = {
         packageDigest: parent.packageDigest,

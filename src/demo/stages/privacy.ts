@@ -2,7 +2,7 @@ import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SeededRng, sha256Digest as sha256, writeFileAtomic } from '../../core/index.js';
 import { type Network, thresholdForFpr } from '../../ml/index.js';
-import { openLedger, trainTabularDp } from '../../privacy/index.js';
+import { openLedger, trainedPrivacy, trainTabularDp } from '../../privacy/index.js';
 import type { Block } from '../../report/index.js';
 import { InputDomain, pgdTrainingInputs } from '../../robust/index.js';
 import type { DemoStage } from '../stage.js';
@@ -208,14 +208,7 @@ export const privacyStage: DemoStage = {
               optimizer: 'sgd',
               seed: ctx.options.seed,
             },
-            privacy: {
-              epsilon: p.epsilon,
-              delta: p.delta,
-              accountant: p.accountant ?? 'rdp',
-              ...(p.noiseMultiplier === undefined ? {} : { noiseMultiplier: p.noiseMultiplier }),
-              ...(p.clipNorm === undefined ? {} : { clipNorm: p.clipNorm }),
-              budgetSpent: { epsilon: r.receipt?.epsilon ?? p.epsilon, delta: r.receipt?.delta ?? p.delta },
-            },
+            privacy: trainedPrivacy(p, r.receipt),
             adversarial: { attack: 'pgd', epsilon: ADV_EPS, steps: ADV_STEPS, ratio: ADV_RATIO },
             metrics: {
               accuracy: r.test.accuracy,
