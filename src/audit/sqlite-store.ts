@@ -357,6 +357,11 @@ export class SqliteAuditStore implements AuditStore {
     }
     const wal = this.wal;
     this.wal = null;
-    return wal ? wal.then((h) => h?.close(), () => undefined) : Promise.resolve();
+    return wal
+      ? wal.then(
+          (h) => h?.close(),
+          () => undefined,
+        )
+      : Promise.resolve();
   }
 }
