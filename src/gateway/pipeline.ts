@@ -87,9 +87,11 @@ export interface PipelineOptions {
    * in the context (set when a policy mentions either, which are only known then). Cedar is still
    * evaluated once per request: the order becomes authenticate → limit → validate → detect →
    * authorize, and the detectors' refusal (enforce mode) waits for the policy's permit, so a caller
-   * the policy refuses cannot learn which of its inputs the detectors flag. A caller the policy then refuses has paid one request of its own rate limit and budget
-   * and its query is in its own stream detectors' history, exactly as a permitted caller's: denying
-   * earlier would need the decision twice (the review of issue 9 measured that second evaluation).
+   * the policy refuses cannot learn which of its inputs the detectors flag. Only when Cedar denies a
+   * request that a detector flagged is it asked once more without the flagged detections, to tell a
+   * risk denial (the detectors' ERR_GATEWAY_DETECTED) from a caller refused anyway. A caller the
+   * policy refuses has paid one request of its own rate limit and budget and its query is in its own
+   * stream detectors' history, exactly as a permitted caller's.
    */
   policyAfterDetect?: boolean;
 }
