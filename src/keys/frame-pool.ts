@@ -1,4 +1,3 @@
-import { availableParallelism } from 'node:os';
 import { extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
@@ -76,11 +75,6 @@ export type WorkerReply =
       out?: ArrayBuffer;
     };
 
-/** The default number of worker threads: the cores this process may use. */
-export function defaultFrameThreads(): number {
-  return availableParallelism();
-}
-
 /** A frame that failed authentication in a worker (the stream layer names the file and frame). */
 export class FrameAuthFailure extends Error {
   constructor(readonly index: number) {
@@ -148,8 +142,8 @@ export class FramePool {
     }
   }
 
-  /** Starts `threads` workers (default: {@link defaultFrameThreads}). */
-  static create(threads: number = defaultFrameThreads()): FramePool {
+  /** Starts `threads` workers (callers choose the count: src/keys/frame-pipeline.ts frameThreads). */
+  static create(threads: number): FramePool {
     requireInteger('threads', threads, 1, 256);
     return new FramePool(threads);
   }
@@ -316,7 +310,7 @@ const shared = new Map<number, FramePool>();
  * The process's pool of `threads` workers, started on first use and reused; a pool that lost a worker
  * is replaced.
  */
-export function sharedFramePool(threads: number = defaultFrameThreads()): FramePool {
+export function sharedFramePool(threads: number): FramePool {
   const p = shared.get(threads);
   if (p?.usable) return p;
   // A pool that lost a worker: its other workers are terminated too.
