@@ -1,92 +1,99 @@
 import { requireInteger } from '../core/index.js';
-import type { FrameKeys } from './frame.js';
-import { type FramePool, type FramePoolSession, sharedFramePool } from './frame-pool.js';
+import { gcmBackend } from './gcm.js';
 
 /**
- * Runs a stream's frame jobs in order, on this thread or on the process's {@link FramePool}, so that
- * the streaming code (stream.ts) has one loop for both: the first {@link PARALLEL_MIN_FRAMES} frames
- * run here (a small file never waits for threads); after that, when more than one thread is allowed,
- * frames go to the pool (started on first use), at most {@link DEPTH_PER_WORKER} per worker in flight
- * (memory stays at a few frames per worker). Results come out in submission order.
+ * Runs a stream's frame jobs in order, on this thread or on the libuv thread pool, so that the
+ * streaming code (stream.ts) has one loop for both. Frames are independent (STREAM, Hoang et al.,
+ * CRYPTO 2015), so frame i can be sealed or opened while frame i+1 is read; the stream layer alone
+ * enforces order, completeness and the release of plaintext.
  *
- * Fail closed: the first failing frame aborts the operation, with the error the sequential path would
- * have raised (a failure at frame i reported only after every earlier frame was settled), the
- * plaintext of frames still in flight is overwritten, and the workers wipe this operation's keys. A
- * failure of the workers themselves (not a frame failing authentication) terminates the pool.
+ * - One thread (the default): every frame is sealed or opened here, with the native AES-GCM backend
+ *   (gcm.ts) writing into an output buffer that comes back for the next frame when the consumer allows
+ *   it (`reuseOutput`): no frame-sized allocation per frame.
+ * - `threads` > 1 with the native backend: after the first {@link PARALLEL_MIN_FRAMES} frames (a small
+ *   file never waits), up to `threads` frames are in flight on the libuv thread pool; each job copies
+ *   its input into its own output first, so the reader may reuse its buffers at once. There is no
+ *   worker start-up and no hand-off of buffers between threads. With node:crypto (no native addon)
+ *   frames stay on this thread whatever `threads` says: its per-call allocation is what bounds it,
+ *   and worker threads measured slower than one thread (bench/results/crypto.json of 2026-11-26
+ *   06:56Z, an earlier worker-thread design).
+ *
+ * Results come out in submission order. Fail closed: the first failing frame aborts the operation with
+ * the error the sequential path would have raised (a failure at frame i reported only after every
+ * earlier frame settled), and the results of frames still in flight are overwritten.
  */
 
-/** Frames processed on the calling thread before a pool is started. */
+/** Frames processed on the calling thread before frames go to the thread pool. */
 export const PARALLEL_MIN_FRAMES = 8;
-/** Frames in flight per worker: one being processed, one queued behind it. */
-export const DEPTH_PER_WORKER = 4;
 
 export interface ParallelOptions {
   /**
-   * Threads for the frame crypto: 1 keeps everything on the calling thread; more starts that many
-   * worker threads once the stream has more than {@link PARALLEL_MIN_FRAMES} frames. Default 1
-   * (see {@link frameThreads}).
+   * Frames in flight on the libuv thread pool (native backend only): 1 keeps everything on the calling
+   * thread. Default 1; raise it where cores are free, and measure (the libuv pool has 4 threads unless
+   * UV_THREADPOOL_SIZE says otherwise, shared with file I/O).
    */
   threads?: number;
   /**
    * Each buffer the stream yields stays valid only until the next one is requested: it is then
-   * reused for a later frame (plaintext overwritten first). Saves a frame-sized allocation per frame
-   * on the worker threads (page faults and unmapping, most of a frame's cost there); for consumers
-   * that write or copy each buffer before asking for the next (`encryptFile`, `decryptFile` and the
-   * model loader use it). Default false.
+   * reused for a later frame (plaintext overwritten first). Saves a frame-sized allocation per frame;
+   * for consumers that write or copy each buffer before asking for the next (`encryptFile`,
+   * `decryptFile` and the model loader use it). Default false.
    */
   reuseOutput?: boolean;
 }
 
-/**
- * The thread count an operation uses, validated. Unset, it is 1: on the 2-vCPU machine the benchmarks
- * run on, the pool measured slower than one thread even with recycled outputs and the machine
- * otherwise idle (bench/results/crypto.json of 2026-11-26 06:56Z: 0.70 against 0.84 GB/s encrypting,
- * 0.59 against 0.87 decrypting; model-package.json of 06:58Z: a 1 GB package loaded in 10.5 s with
- * 2 threads against 9.2 s with one). Node's GCM call costs mostly its per-call output allocation,
- * which the workers pay too, plus the hand-offs. Where real cores are free, set `threads` and measure:
- * an explicit value is always honoured.
- */
+/** The thread count an operation uses, validated (unset: 1). */
 export function frameThreads(opts: ParallelOptions): number {
   const t = opts.threads ?? 1;
   requireInteger('threads', t, 1, 256);
   return t;
 }
 
+/** Output buffers kept for reuse per stream: the frames in flight plus the one the consumer holds. */
+const SPARE_LIMIT = 16;
+
 export class FramePipeline<R> {
-  readonly #keys: FrameKeys;
   readonly #threads: number;
+  readonly #frameSize: number;
+  readonly #reuse: boolean;
   readonly #wipe: (r: R) => void;
   readonly #queue: Promise<R>[] = [];
-  #pool: FramePool | null = null;
-  #session: FramePoolSession | null = null;
+  readonly #spare: Buffer[] = [];
   #count = 0;
   #jobFailed = false;
 
-  /** `wipe` overwrites a result that will not be released (the plaintext of an aborted stream). */
-  constructor(keys: FrameKeys, threads: number, wipe: (r: R) => void = () => undefined) {
-    this.#keys = keys;
-    this.#threads = threads;
+  /**
+   * `frameSize` sizes the recycled outputs; `wipe` overwrites a result that will not be released (the
+   * plaintext of an aborted stream).
+   */
+  constructor(opts: ParallelOptions, frameSize: number, wipe: (r: R) => void = () => undefined) {
+    const threads = frameThreads(opts);
+    this.#threads = gcmBackend().backend === 'native' ? threads : 1;
+    this.#frameSize = frameSize;
+    this.#reuse = opts.reuseOutput === true;
     this.#wipe = wipe;
   }
 
   /**
-   * Submits the next frame: `here` computes it on this thread, `pooled` on the pool (whichever this
-   * frame uses). Both must copy what they need from their inputs before returning (or before their
-   * first await), as the caller may reuse them. Returns the results now ready, in order.
+   * Submits the next frame: `here` computes it on this thread, `pooled` on the thread pool (whichever
+   * this frame uses), each writing into the output buffer it is given (a recycled one, or undefined
+   * for a fresh one). `pooled` must copy its inputs before returning. Returns the results now ready,
+   * in order.
    */
-  async submit(here: () => R, pooled: (s: FramePoolSession) => Promise<R>): Promise<R[]> {
+  async submit(here: (into?: Buffer) => R, pooled: (into?: Buffer) => Promise<R>): Promise<R[]> {
     this.#count++;
-    if (!this.#session && this.#threads > 1 && this.#count > PARALLEL_MIN_FRAMES) {
-      this.#pool = sharedFramePool(this.#threads);
-      this.#session = this.#pool.session(this.#keys);
+    if (this.#threads === 1 || this.#count <= PARALLEL_MIN_FRAMES) {
+      // Frames in flight finish first, so results stay in order.
+      const ready = await this.finish();
+      ready.push(here(this.#take()));
+      return ready;
     }
-    if (!this.#session) return [here()];
-    const p = pooled(this.#session);
+    const p = pooled(this.#take());
     // Marked handled now; awaited (and its failure raised) in order, by #head.
     p.catch(() => undefined);
     this.#queue.push(p);
     const ready: R[] = [];
-    while (this.#queue.length >= this.#threads * DEPTH_PER_WORKER) ready.push(await this.#head());
+    while (this.#queue.length >= this.#threads) ready.push(await this.#head());
     return ready;
   }
 
@@ -98,10 +105,10 @@ export class FramePipeline<R> {
   }
 
   /**
-   * Aborts after `e`: settles the frames in flight, overwrites their results, terminates the pool,
-   * and returns the error to raise: the earliest frame's. When `e` came from a frame in flight, the
-   * frames still queued come after it; otherwise `e` was raised at the frame being read, after all
-   * the queued ones, and a failure among those wins.
+   * Aborts after `e`: settles the frames in flight, overwrites their results, and returns the error to
+   * raise: the earliest frame's. When `e` came from a frame in flight, the frames still queued come
+   * after it; otherwise `e` was raised at the frame being read, after all the queued ones, and a
+   * failure among those wins.
    */
   async abort(e: unknown): Promise<unknown> {
     let first = e;
@@ -113,17 +120,11 @@ export class FramePipeline<R> {
         if (queuedAreEarlier && first === e) first = je;
       }
     }
-    const pool = this.#pool;
-    if (pool && !pool.usable) {
-      this.#pool = null;
-      this.#session = null;
-      await pool.destroy();
-    }
     await this.close();
     return first;
   }
 
-  /** Waits for frames still in flight (discarding them) and wipes the keys held by the workers. Idempotent. */
+  /** Waits for frames still in flight (discarding them) and drops the spare buffers. Idempotent. */
   async close(): Promise<void> {
     for (const p of this.#queue.splice(0)) {
       try {
@@ -132,20 +133,26 @@ export class FramePipeline<R> {
         // Closing after an abandoned stream: results are discarded either way.
       }
     }
-    const session = this.#session;
-    this.#pool = null;
-    this.#session = null;
-    await session?.end();
+    for (const b of this.#spare.splice(0)) b.fill(0);
   }
 
-  /** Hands a lent output buffer back to the pool (a no-op for results computed on this thread). */
+  /**
+   * Hands an output buffer back for a later frame once the consumer is done with it (reuseOutput
+   * only; a buffer of another size, such as the short last frame's view, is dropped).
+   */
   recycle(b: Buffer): void {
-    this.#session?.recycle(b);
+    if (!this.#reuse || this.#spare.length >= SPARE_LIMIT) return;
+    if (b.byteOffset !== 0 || b.buffer.byteLength !== this.#frameSize) return;
+    this.#spare.push(Buffer.from(b.buffer, 0, this.#frameSize));
   }
 
-  /** The worker threads in use (0 while the stream is still on this thread). */
+  /** The frames that may be in flight at once (1: everything on this thread). */
   get threadsInUse(): number {
-    return this.#pool?.threads ?? 0;
+    return this.#threads;
+  }
+
+  #take(): Buffer | undefined {
+    return this.#reuse ? (this.#spare.pop() ?? Buffer.allocUnsafeSlow(this.#frameSize)) : undefined;
   }
 
   async #head(): Promise<R> {

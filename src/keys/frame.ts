@@ -1,15 +1,16 @@
-import { createCipheriv, createDecipheriv } from 'node:crypto';
 import { GCM_TAG_BYTES } from './aead.js';
+import { type GcmKey, gcmKey } from './gcm.js';
 
 /**
  * The crypto of one frame of the framed streaming format (see stream.ts for the construction and the
- * layout): the one implementation used by the sequential path (stream.ts) and by the worker threads
- * of the frame pool (frame-pool.ts, frame-worker.ts). Frames are independent by design (STREAM,
+ * layout): the one implementation used on the calling thread and on the libuv thread pool
+ * (frame-pipeline.ts). Frames are independent by design (STREAM,
  * Hoang et al., CRYPTO 2015): frame i needs only the file's keys, its index and its last flag, so
  * frames can be sealed and opened in any order and on any thread; the stream layer alone enforces
  * order, completeness and the release of plaintext.
  *
- * This module imports node:crypto only, so a worker thread loads it quickly.
+ * The AES-256-GCM calls go through gcm.ts: the native addon (OpenSSL's EVP, writing into buffers we
+ * own) when it is built, node:crypto otherwise; the bytes are the same either way.
  */
 
 /** Bytes of the 7-byte nonce prefix derived per file. */
@@ -20,29 +21,6 @@ export const FRAME_HEADER_BYTES = 13;
 export const FRAME_OVERHEAD = FRAME_HEADER_BYTES + GCM_TAG_BYTES;
 /** Bytes of the SHA-256 of the file header that starts every frame's associated data. */
 const HEADER_HASH_BYTES = 32;
-/**
- * Bytes per cipher call when writing into a caller's buffer: node:crypto allocates a fresh output per
- * call, and a 1 MiB allocation per frame costs page faults and unmapping on every call (most of the
- * time of a frame on a worker thread, measured); 64 KiB outputs are reused from the allocator's cache.
- */
-const PIECE_BYTES = 1 << 16;
-
-/** Runs `input` through `c` in pieces of at most PIECE_BYTES, writing the output into `into` from `at`. */
-function updateInto(
-  c: { update(data: Uint8Array): Buffer },
-  input: Uint8Array,
-  into: Uint8Array,
-  at: number,
-): number {
-  let off = at;
-  for (let i = 0; i < input.length; i += PIECE_BYTES) {
-    const out = c.update(input.subarray(i, Math.min(input.length, i + PIECE_BYTES)));
-    into.set(out, off);
-    off += out.length;
-  }
-  return off;
-}
-
 /**
  * What sealing or opening a frame needs, derived once per file: the AES-256-GCM key, the nonce
  * prefix, the SHA-256 of the file header and the 4-byte file tag. Secret (the key): never log it;
@@ -62,8 +40,22 @@ export interface SealedFrame {
   tag: Buffer;
 }
 
+/** Each file's key, prepared once for the AES-GCM backend (dropped and wiped with the frame keys). */
+const prepared = new WeakMap<FrameKeys, GcmKey>();
+
+function gcmOf(k: FrameKeys): GcmKey {
+  let g = prepared.get(k);
+  if (!g) {
+    g = gcmKey(k.enc);
+    prepared.set(k, g);
+  }
+  return g;
+}
+
 export function wipeFrameKeys(k: FrameKeys): void {
   k.enc.fill(0);
+  prepared.get(k)?.wipe();
+  prepared.delete(k);
 }
 
 /** The 12-byte GCM nonce of frame `index`: `prefix(7) | index u32 | last u8`. */
@@ -105,17 +97,48 @@ export function sealFrame(
   into?: Uint8Array,
 ): SealedFrame {
   const header = frameHeader(k, index, last, plain.length);
-  const c = createCipheriv('aes-256-gcm', k.enc, nonceFor(k.prefix, index, last), {
-    authTagLength: GCM_TAG_BYTES,
-  });
-  c.setAAD(frameAad(k, header));
-  let body: Buffer;
-  if (into) {
-    updateInto(c, plain, into, 0);
-    body = Buffer.from(into.buffer, into.byteOffset, plain.length);
-  } else body = c.update(plain);
-  c.final();
-  return { header, body, tag: c.getAuthTag() };
+  const body = into
+    ? Buffer.from(into.buffer, into.byteOffset, plain.length)
+    : Buffer.allocUnsafe(plain.length);
+  const tag = Buffer.allocUnsafe(GCM_TAG_BYTES);
+  gcmOf(k).seal(nonceFor(k.prefix, index, last), frameAad(k, header), plain, body, tag);
+  return { header, body, tag };
+}
+
+/**
+ * {@link sealFrame} off the JavaScript thread (the libuv pool) with the native backend, inline with
+ * node:crypto. `plain` is copied into the output first and sealed in place, so the caller may reuse
+ * `plain` as soon as this returns; `into` must stay untouched until the promise settles.
+ */
+export function sealFrameAsync(
+  k: FrameKeys,
+  index: number,
+  last: boolean,
+  plain: Uint8Array,
+  into?: Uint8Array,
+): Promise<SealedFrame> {
+  const header = frameHeader(k, index, last, plain.length);
+  const body = into
+    ? Buffer.from(into.buffer, into.byteOffset, plain.length)
+    : Buffer.allocUnsafe(plain.length);
+  body.set(plain);
+  const tag = Buffer.allocUnsafe(GCM_TAG_BYTES);
+  return gcmOf(k)
+    .sealAsync(nonceFor(k.prefix, index, last), frameAad(k, header), body, body, tag)
+    .then(() => ({ header, body, tag }));
+}
+
+/** The ciphertext pieces of a frame gathered into `into` (or a fresh buffer): the buffer to open in place. */
+function gather(body: readonly Uint8Array[], into?: Uint8Array): Buffer {
+  let len = 0;
+  for (const p of body) len += p.length;
+  const out = into ? Buffer.from(into.buffer, into.byteOffset, len) : Buffer.allocUnsafe(len);
+  let off = 0;
+  for (const p of body) {
+    out.set(p, off);
+    off += p.length;
+  }
+  return out;
 }
 
 /**
@@ -134,22 +157,33 @@ export function openFrame(
   tag: Uint8Array,
   into?: Uint8Array,
 ): Buffer[] | null {
-  const d = createDecipheriv('aes-256-gcm', k.enc, nonceFor(k.prefix, index, last), {
-    authTagLength: GCM_TAG_BYTES,
-  });
-  d.setAAD(frameAad(k, fh));
-  d.setAuthTag(tag);
-  let plain: Buffer[];
-  if (into) {
-    let off = 0;
-    for (const p of body) off = updateInto(d, p, into, off);
-    plain = [Buffer.from(into.buffer, into.byteOffset, off)];
-  } else plain = body.map((p) => d.update(p));
-  try {
-    d.final();
-  } catch {
-    for (const p of plain) p.fill(0);
-    return null;
-  }
-  return plain;
+  const nonce = nonceFor(k.prefix, index, last);
+  const aad = frameAad(k, fh);
+  const g = gcmOf(k);
+  let len = 0;
+  for (const p of body) len += p.length;
+  // Opened from where the pieces lie into the output, without gathering them first.
+  const out = into ? Buffer.from(into.buffer, into.byteOffset, len) : Buffer.allocUnsafe(len);
+  return g.openPieces(nonce, aad, body, out, tag) ? [out] : null;
+}
+
+/**
+ * {@link openFrame} off the JavaScript thread (see {@link sealFrameAsync}): the pieces are copied into
+ * the output first, so the caller may reuse them once this returns. Resolves to null when the tag does
+ * not verify (the output is then overwritten).
+ */
+export function openFrameAsync(
+  k: FrameKeys,
+  index: number,
+  last: boolean,
+  fh: Uint8Array,
+  body: readonly Uint8Array[],
+  tag: Uint8Array,
+  into?: Uint8Array,
+): Promise<Buffer | null> {
+  const out = gather(body, into);
+  const t = Buffer.from(tag);
+  return gcmOf(k)
+    .openAsync(nonceFor(k.prefix, index, last), frameAad(k, fh), out, out, t)
+    .then((ok) => (ok ? out : null));
 }

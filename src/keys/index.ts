@@ -18,6 +18,7 @@ export {
 export { b64, b64u, bytesEqual, encodeParts, fromB64, utf8 } from './bytes.js';
 export { DataKey, DEK_MAX_MESSAGES, newDataKey, openDataKey } from './envelope.js';
 export { PARALLEL_MIN_FRAMES, type ParallelOptions } from './frame-pipeline.js';
+export { type GcmBackendInfo, type GcmKey, gcmBackend, gcmKey } from './gcm.js';
 export {
   type CreateKeyringOptions,
   DEFAULT_SCRYPT,

@@ -16,12 +16,13 @@ import {
   FRAME_HEADER_BYTES,
   type FrameKeys,
   openFrame,
+  openFrameAsync,
   PREFIX_BYTES,
   type SealedFrame,
   sealFrame,
+  sealFrameAsync,
 } from './frame.js';
 import { FramePipeline, frameThreads, type ParallelOptions } from './frame-pipeline.js';
-import { FrameAuthFailure } from './frame-pool.js';
 import { type Keyring, type WrappedKey, wrappedKeySchema } from './keyring.js';
 
 /**
@@ -50,9 +51,9 @@ import { type Keyring, type WrappedKey, wrappedKeySchema } from './keyring.js';
  * Every frame but the last holds exactly `frameSize` bytes. Overhead: the header (about 430 bytes) plus
  * 29 bytes per frame: 0.0028 % at 1 MiB frames.
  *
- * Frames are independent (each has its own nonce and associated data), so beyond the first few frames
- * they are sealed and opened on worker threads (frame-pipeline.ts, frame-pool.ts), with the same
- * per-frame code (frame.ts) and byte-identical output; this module keeps the order, the checks of
+ * Frames are independent (each has its own nonce and associated data), so with `threads` beyond the
+ * first few frames they are sealed and opened on the libuv thread pool (frame-pipeline.ts), with the
+ * same per-frame code (frame.ts) and byte-identical output; this module keeps the order, the checks of
  * every frame header, and the release of plaintext only after authentication.
  */
 
@@ -172,13 +173,12 @@ export async function* sealFrames(
   frameSize: number,
   opts: ParallelOptions = {},
 ): AsyncGenerator<Buffer> {
-  const pipe = new FramePipeline<Buffer[]>(keys, frameThreads(opts));
-  const reuse = opts.reuseOutput === true;
-  // With reuseOutput, a frame's ciphertext buffer goes back to the pool once the consumer asks for
-  // the next part (the tag follows the body, so resuming after the tag means the body is done with).
+  const pipe = new FramePipeline<Buffer[]>(opts, frameSize);
+  // With reuseOutput, a frame's ciphertext buffer comes back for a later frame once the consumer asks
+  // for the next part (the tag follows the body, so resuming after the tag means the body is done with).
   async function* release(parts: Buffer[]): AsyncGenerator<Buffer> {
     yield* parts;
-    if (reuse) pipe.recycle(parts[1]!);
+    pipe.recycle(parts[1]!);
   }
   let index = 0;
   try {
@@ -187,8 +187,8 @@ export async function* sealFrames(
         throw new BulwarkError('ERR_INVALID_ARGUMENT', 'file too large: more than 2^32 frames');
       const i = index++;
       const done = await pipe.submit(
-        () => frameParts(sealFrame(keys, i, last, plain)),
-        async (s) => frameParts(await s.seal(i, last, plain, reuse)),
+        (into) => frameParts(sealFrame(keys, i, last, plain, into)),
+        async (into) => frameParts(await sealFrameAsync(keys, i, last, plain, into)),
       );
       for (const parts of done) yield* release(parts);
     }
@@ -380,10 +380,10 @@ async function* openFrames(
   where: string,
   opts: ParallelOptions,
 ): AsyncGenerator<Buffer> {
-  const pipe = new FramePipeline<Buffer[]>(keys, frameThreads(opts), wipeParts);
+  const pipe = new FramePipeline<Buffer[]>(opts, frameSize, wipeParts);
   const reuse = opts.reuseOutput === true;
-  // With reuseOutput, a frame's plaintext buffer is overwritten and goes back to the pool once the
-  // consumer asks for the next one.
+  // With reuseOutput, a frame's plaintext buffer is overwritten and comes back for a later frame once
+  // the consumer asks for the next one.
   async function* release(parts: Buffer[]): AsyncGenerator<Buffer> {
     for (const p of parts) {
       if (p.length > 0) yield p;
@@ -440,18 +440,16 @@ async function* openFrames(
       }
       const i = index;
       const done = await pipe.submit(
-        () => {
-          const plain = openFrame(keys, i, last, fh, body, tag);
+        (into) => {
+          const plain = openFrame(keys, i, last, fh, body, tag, into);
           if (!plain) throw frameTampered(where, i);
           return plain;
         },
-        (s) =>
-          s.open(i, last, fh, body, tag, reuse).then(
-            (p) => [p],
-            (e: unknown) => {
-              throw e instanceof FrameAuthFailure ? frameTampered(where, i) : e;
-            },
-          ),
+        (into) =>
+          openFrameAsync(keys, i, last, fh, body, tag, into).then((p) => {
+            if (!p) throw frameTampered(where, i);
+            return [p];
+          }),
       );
       // Released only after the whole frame authenticated.
       yield* releaseAll(done);

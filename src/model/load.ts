@@ -54,7 +54,7 @@ export interface LoadOptions {
    * Also check the decrypted model against the signed `model.onnx` digest (default true). The check
    * is redundant with the signed digest of the ciphertext and the key-committing AEAD (the plaintext
    * of a signed ciphertext is fixed); it guards against a defect, at the cost of one SHA-256 pass
-   * over the model, on the calling thread, in frame order, while worker threads decrypt the next
+   * over the model, on the calling thread, in frame order, while the thread pool decrypts the next
    * frames (see `decryptThreads`).
    */
   checkModelDigest?: boolean;
@@ -252,7 +252,7 @@ async function decryptModel(
   // the encrypted region, which decryptStream has already consumed (the stream header and i frame
   // overheads precede frame i, so frame i's ciphertext starts after that range). No second model-sized
   // buffer: half the memory and one page-faulting allocation and copy less. The signed plaintext digest
-  // (checked by default) would catch any overlap error. With worker threads the frames in flight are
+  // (checked by default) would catch any overlap error. With frames on the thread pool the frames in flight are
   // always later than the one being copied, and frame i's plaintext range ends before frame i+1's
   // ciphertext starts, so in-order copying never overwrites ciphertext a worker has still to read.
   const plain = p.bytes.subarray(encryptedOffset, encryptedOffset + want);

@@ -3,8 +3,14 @@ import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { isBulwarkError } from '../../src/core/index.js';
-import { type FrameKeys, sealFrame } from '../../src/keys/frame.js';
-import { FramePool, type WorkerRequest } from '../../src/keys/frame-pool.js';
+import {
+  type FrameKeys,
+  openFrameAsync,
+  sealFrame,
+  sealFrameAsync,
+  wipeFrameKeys,
+} from '../../src/keys/frame.js';
+import { gcmKey } from '../../src/keys/gcm.js';
 import {
   decryptBytes,
   decryptFile,
@@ -24,7 +30,7 @@ import {
   tempDir,
 } from './helpers.js';
 
-/** Enough 64 KiB frames that the pool takes over after the first PARALLEL_MIN_FRAMES. */
+/** Enough 64 KiB frames that the thread pool takes over after the first PARALLEL_MIN_FRAMES. */
 const FRAMES = PARALLEL_MIN_FRAMES + 14;
 const N = FRAMES * F - 1234;
 
@@ -45,7 +51,7 @@ async function outcome(ct: Buffer, kr: Keyring, threads: number): Promise<string
   }
 }
 
-describe('framed encryption on worker threads', () => {
+describe('framed encryption with frames on the thread pool', () => {
   const dir = tempDir();
   let kr: Keyring;
 
@@ -108,12 +114,12 @@ describe('framed encryption on worker threads', () => {
       seen.push(p);
     }
     assert.ok(Buffer.concat(copies).equals(pt));
-    // The pool's buffers were handed back: plaintext no longer sits in them (all zeros or reused).
+    // The buffers were handed back: plaintext no longer sits in them (all zeros or reused).
     const late = seen[seen.length - 3]!;
     assert.ok(!late.equals(copies[copies.length - 3]!), 'a released buffer was overwritten');
   });
 
-  it('ciphertext in shared memory is read by the workers in place', async () => {
+  it('ciphertext in shared memory is read in place', async () => {
     const pt = seededBytes(N, 5);
     const ct = await encryptBytes(pt, kr, { frameSize: F, threads: 1 });
     const shared = Buffer.from(new SharedArrayBuffer(ct.length));
@@ -121,10 +127,10 @@ describe('framed encryption on worker threads', () => {
     assert.ok((await decryptBytes(shared, kr, { threads: 2 })).equals(pt));
   });
 
-  it('tampered, reordered and truncated streams fail in a worker with the sequential error', async () => {
+  it('tampered, reordered and truncated streams fail on the thread pool with the sequential error', async () => {
     const ct = await encryptBytes(seededBytes(N, 6), kr, { frameSize: F, threads: 2 });
     const { header, frames } = parseStream(ct);
-    const late = PARALLEL_MIN_FRAMES + 4; // a frame the pool opens
+    const late = PARALLEL_MIN_FRAMES + 4; // a frame the thread pool opens
     const flip = (b: Buffer, at: number): Buffer => {
       const t = Buffer.from(b);
       t[at]! ^= 0x10;
@@ -161,7 +167,7 @@ describe('framed encryption on worker threads', () => {
     assert.deepEqual((e as { details?: unknown }).details, { frame: late });
   });
 
-  it('files: a frame failing in a worker aborts the whole file and leaves no output', async () => {
+  it('files: a frame failing on the thread pool aborts the whole file and leaves no output', async () => {
     const input = join(dir, 'plain.bin');
     const pt = seededBytes(N, 7);
     writeFileSync(input, pt);
@@ -180,56 +186,54 @@ describe('framed encryption on worker threads', () => {
     assert.deepEqual(readdirSync(dir).sort(), [...before, 'bad.bwe'].sort(), 'no output, no temp file');
   });
 
-  it('a worker that fails terminates the whole pool: no worker keeps the keys of a session', async () => {
-    const pool = FramePool.create(2);
-    const session = pool.session({
-      enc: seededBytes(32, 21),
-      prefix: seededBytes(7, 22),
-      headerHash: seededBytes(32, 23),
-      fileTag: seededBytes(4, 24),
-    });
-    // A message the worker cannot handle throws outside its per-frame guard: the worker fails.
-    await assert.rejects(
-      pool.request(() => null as unknown as WorkerRequest, []),
-      (e: unknown) => isBulwarkError(e) && e.code === 'ERR_INTERNAL',
+  it('a frame on the thread pool copies its input first: the caller may reuse it at once', async () => {
+    const keys: FrameKeys = {
+      enc: seededBytes(32, 51),
+      prefix: seededBytes(7, 52),
+      headerHash: seededBytes(32, 53),
+      fileTag: seededBytes(4, 54),
+    };
+    const pt = seededBytes(F, 55);
+    const want = sealFrame(keys, 3, false, pt);
+    const input = Buffer.from(pt);
+    const pending = sealFrameAsync(keys, 3, false, input);
+    input.fill(0x5a);
+    const got = await pending;
+    assert.ok(got.body.equals(want.body) && got.tag.equals(want.tag) && got.header.equals(want.header));
+    // Opening: the ciphertext pieces are copied too, and a wrong tag resolves to null with the
+    // output overwritten.
+    const pieces = [Buffer.from(got.body.subarray(0, 1000)), Buffer.from(got.body.subarray(1000))];
+    const opening = openFrameAsync(keys, 3, false, got.header, pieces, got.tag);
+    for (const p of pieces) p.fill(0);
+    assert.ok((await opening)?.equals(pt));
+    const into = Buffer.alloc(F);
+    const bad = Buffer.from(got.tag);
+    bad[0]! ^= 1;
+    assert.equal(await openFrameAsync(keys, 3, false, got.header, [got.body], bad, into), null);
+    assert.ok(
+      into.every((b) => b === 0),
+      'no unauthenticated plaintext left',
     );
-    assert.equal(pool.usable, false);
-    // The other worker, which holds the session's keys, is terminated too (endSession cannot reach a
-    // failed pool, so nothing else would wipe them).
-    assert.ok(pool.terminated, 'the failed pool terminates its workers');
-    await pool.terminated;
-    await session.end();
-    await assert.rejects(session.seal(0, true, Buffer.alloc(16)), /frame/);
   });
 
-  it("a lent output buffer never carries another operation's plaintext beyond its view", async () => {
-    const pool = FramePool.create(1);
-    const keys = (seed: number): FrameKeys => ({
-      enc: seededBytes(32, seed),
-      prefix: seededBytes(7, seed + 1),
-      headerHash: seededBytes(32, seed + 2),
-      fileTag: seededBytes(4, seed + 3),
-    });
-    try {
-      // Operation A seals two 128 KiB frames of a secret: its input buffers go back to the pool.
-      const a = pool.session(keys(31));
-      const secret = Buffer.alloc(2 * F, 0xaa);
-      await Promise.all([a.seal(0, false, secret), a.seal(1, true, secret)]);
-      // Operation B, meanwhile, opens a 64 KiB frame into a lent buffer.
-      const b = pool.session(keys(41));
-      const pt = seededBytes(F, 42);
-      const f = sealFrame(keys(41), 0, true, pt);
-      const plain = await b.open(0, true, f.header, [f.body], f.tag, true);
-      assert.ok(plain.equals(pt));
-      assert.equal(
-        Buffer.from(plain.buffer).indexOf(Buffer.alloc(64, 0xaa)),
-        -1,
-        "B's output buffer holds A's plaintext",
-      );
-      await Promise.all([a.end(), b.end()]);
-    } finally {
-      await pool.destroy();
-    }
+  it('a frame key is wiped with the frame keys: later use fails instead of using a zero key', () => {
+    const k: FrameKeys = {
+      enc: seededBytes(32, 61),
+      prefix: seededBytes(7, 62),
+      headerHash: seededBytes(32, 63),
+      fileTag: seededBytes(4, 64),
+    };
+    sealFrame(k, 0, true, Buffer.alloc(16));
+    wipeFrameKeys(k);
+    assert.ok(k.enc.every((b) => b === 0));
+    // A fresh handle would be prepared from the (now zero) key: the stream layer never reuses wiped
+    // keys, and the prepared handle itself refuses.
+    const g = gcmKey(seededBytes(32, 65));
+    g.wipe();
+    assert.throws(
+      () => g.seal(Buffer.alloc(12), Buffer.alloc(0), Buffer.alloc(1), Buffer.alloc(1), Buffer.alloc(16)),
+      /wiped/,
+    );
   });
 
   it('refuses a thread count out of range', async () => {

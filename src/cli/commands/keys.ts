@@ -17,7 +17,7 @@ import { ioOf } from '../program.js';
 
 /** Help of `--threads` on the file commands (frame-pipeline.ts). */
 const THREADS_HELP =
-  'threads for the frame crypto (default 1: no worker threads; measure before raising it; files of 8 frames or fewer stay on one thread)';
+  'frames in flight on the libuv thread pool with the native AES-GCM backend (default 1: all on the calling thread; measure before raising it; files of 8 frames or fewer stay on one thread)';
 
 /** Options every command that opens a keyring takes: where its secret comes from (never argv). */
 export interface SecretCliOptions {
