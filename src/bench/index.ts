@@ -17,7 +17,7 @@ export {
   runCosts,
   summarise,
 } from './costs.js';
-export { type Figure, type Measured, type MeasureOptions, measureCosts } from './measure.js';
+export { collect, type Figure, type Measured, type MeasureOptions, measureCosts } from './measure.js';
 export {
   COSTS_BENCH,
   type CostRow,

@@ -72,8 +72,11 @@ async function timed<T>(fn: () => Promise<T>): Promise<{ value: T; wall: number;
   return { value, wall: (performance.now() - t0) / 1000, cpu: cpuSeconds(process.cpuUsage(c0)) };
 }
 
-/** A full garbage collection (V8's `gc`, exposed for this call only), so heap deltas are the data's. */
-function collect(): void {
+/**
+ * A full garbage collection (V8's `gc`, exposed for this call only): heap deltas are then the data's,
+ * and a timed section does not pay for the garbage of the one before it.
+ */
+export function collect(): void {
   setFlagsFromString('--expose-gc');
   const gc = runInNewContext('gc') as () => void;
   gc();

@@ -138,12 +138,15 @@ export class FramePipeline<R> {
 
   /**
    * Hands an output buffer back for a later frame once the consumer is done with it (reuseOutput
-   * only; a buffer of another size, such as the short last frame's view, is dropped).
+   * only). Returns false when it is not kept (a buffer of another size, or enough spares): the caller
+   * then disposes of it. Kept buffers are overwritten by a later frame or, at the end, by close().
    */
-  recycle(b: Buffer): void {
-    if (!this.#reuse || this.#spare.length >= SPARE_LIMIT) return;
-    if (b.byteOffset !== 0 || b.buffer.byteLength !== this.#frameSize) return;
+  recycle(b: Buffer): boolean {
+    if (!this.#reuse || this.#spare.length >= SPARE_LIMIT) return false;
+    if (b.byteOffset !== 0 || b.buffer.byteLength !== this.#frameSize) return false;
+    // The whole buffer: the last frame's shorter view may have been written into it, too.
     this.#spare.push(Buffer.from(b.buffer, 0, this.#frameSize));
+    return true;
   }
 
   /** The frames that may be in flight at once (1: everything on this thread). */

@@ -382,15 +382,13 @@ async function* openFrames(
 ): AsyncGenerator<Buffer> {
   const pipe = new FramePipeline<Buffer[]>(opts, frameSize, wipeParts);
   const reuse = opts.reuseOutput === true;
-  // With reuseOutput, a frame's plaintext buffer is overwritten and comes back for a later frame once
-  // the consumer asks for the next one.
+  // With reuseOutput, a frame's plaintext buffer comes back for a later frame (whose plaintext then
+  // overwrites it) once the consumer asks for the next one; a buffer not kept for reuse is overwritten
+  // now, and the pipeline overwrites the ones it keeps when the stream ends.
   async function* release(parts: Buffer[]): AsyncGenerator<Buffer> {
     for (const p of parts) {
       if (p.length > 0) yield p;
-      if (reuse) {
-        p.fill(0);
-        pipe.recycle(p);
-      }
+      if (reuse && !pipe.recycle(p)) p.fill(0);
     }
   }
   // Frames authenticated but not yet handed to the consumer: overwritten if it stops early.

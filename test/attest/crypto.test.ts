@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
-import { createCipheriv, createSecretKey } from 'node:crypto';
+import { createCipheriv } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { open, seal } from '../../src/attest/session/crypto.js';
+import { gcmKey } from '../../src/keys/index.js';
 
 /** RFC 9180 §5.2 ComputeNonce written out plainly: base XOR I2OSP(seq, 12). */
 function referenceNonce(base: Buffer, seq: bigint): Buffer {
@@ -12,7 +13,7 @@ function referenceNonce(base: Buffer, seq: bigint): Buffer {
 
 describe('attested session records (AES-256-GCM, RFC 9180 nonces)', () => {
   const raw = Buffer.from('000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f', 'hex');
-  const key = createSecretKey(raw);
+  const key = gcmKey(raw);
   const base = Buffer.from('a0a1a2a3a4a5a6a7a8a9aaab', 'hex');
   const header = Buffer.from('header bytes');
   const pt = Buffer.from('a record of plaintext');
@@ -34,7 +35,7 @@ describe('attested session records (AES-256-GCM, RFC 9180 nonces)', () => {
   it('refuses another sequence number, another key, altered associated data', () => {
     const sealed = Buffer.from(seal(key, base, 7n, header, pt)).subarray(header.length);
     assert.throws(() => open(key, base, 8n, header, sealed), { code: 'ERR_SESSION_DECRYPT' });
-    const other = createSecretKey(Buffer.alloc(32, 1));
+    const other = gcmKey(Buffer.alloc(32, 1));
     assert.throws(() => open(other, base, 7n, header, sealed), { code: 'ERR_SESSION_DECRYPT' });
     assert.throws(() => open(key, base, 7n, Buffer.from('header byteS'), sealed), {
       code: 'ERR_SESSION_DECRYPT',

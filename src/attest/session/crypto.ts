@@ -5,9 +5,10 @@
  * under a nonce = base XOR seq (as RFC 9180 §5.2 ComputeNonce), so a request costs one AES-GCM
  * operation each way instead of an X25519 key agreement.
  */
-import { createCipheriv, createDecipheriv, createHash, createSecretKey, type KeyObject } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { Aes256Gcm, CipherSuite, DhkemX25519HkdfSha256, HkdfSha256 } from '@hpke/core';
 import { BulwarkError } from '../../core/index.js';
+import { type GcmKey, gcmKey } from '../../keys/index.js';
 import { BINDING_LABEL, SESSION_ID_BYTES, TAG_BYTES } from './wire.js';
 
 export function hpkeSuite(): CipherSuite {
@@ -37,13 +38,16 @@ export function bindingDigest(publicKey: Uint8Array, nonce: Uint8Array): Uint8Ar
 }
 
 /**
- * A session's keys. The AES keys are KeyObjects made once per session (`createSecretKey`), so each
- * record skips importing raw key bytes; they are never exported again.
+ * A session's keys. The AES keys are prepared once per session (src/keys/gcm.ts: the native backend
+ * keeps the key schedule in native memory and writes each record into its final buffer; node:crypto
+ * otherwise), so a record costs neither a key import nor a cipher object; they are never exported.
+ * A dropped session's keys are overwritten when the collector frees them (the native key's finalizer),
+ * not at eviction: a request in flight may still hold the session to seal its response.
  */
 export interface SessionKeys {
   sessionId: Uint8Array;
-  requestKey: KeyObject;
-  responseKey: KeyObject;
+  requestKey: GcmKey;
+  responseKey: GcmKey;
   requestNonce: Buffer;
   responseNonce: Buffer;
 }
@@ -78,9 +82,9 @@ export async function deriveSessionKeys(ctx: Exporter): Promise<SessionKeys> {
   return keys;
 }
 
-/** Imports a raw key and zeroes the bytes it came from (the KeyObject keeps its own copy). */
-function secretKey(raw: Buffer): KeyObject {
-  const k = createSecretKey(raw);
+/** Prepares a raw key and zeroes the bytes it came from (the prepared key keeps its own copy). */
+function secretKey(raw: Buffer): GcmKey {
+  const k = gcmKey(raw);
   raw.fill(0);
   return k;
 }
@@ -96,28 +100,22 @@ function nonceFor(base: Buffer, seq: bigint): Buffer {
 
 /** AES-256-GCM seal: ciphertext || tag appended to `header`, written into one buffer. */
 export function seal(
-  key: KeyObject,
+  key: GcmKey,
   base: Buffer,
   seq: bigint,
   header: Uint8Array,
   plaintext: Uint8Array,
 ): Uint8Array {
-  const c = createCipheriv('aes-256-gcm', key, nonceFor(base, seq));
-  c.setAAD(header);
-  const part = c.update(plaintext);
-  // GCM is a stream mode: `final` computes the tag and returns no bytes (kept general all the same).
-  const fin = c.final();
-  const body = fin.length === 0 ? part : Buffer.concat([part, fin]);
-  const out = Buffer.allocUnsafe(header.length + body.length + TAG_BYTES);
+  const out = Buffer.allocUnsafe(header.length + plaintext.length + TAG_BYTES);
   out.set(header, 0);
-  out.set(body, header.length);
-  out.set(c.getAuthTag(), header.length + body.length);
+  const end = header.length + plaintext.length;
+  key.seal(nonceFor(base, seq), header, plaintext, out.subarray(header.length, end), out.subarray(end));
   return out;
 }
 
 /** AES-256-GCM open; `ERR_SESSION_DECRYPT` when authentication fails. */
 export function open(
-  key: KeyObject,
+  key: GcmKey,
   base: Buffer,
   seq: bigint,
   aad: Uint8Array,
@@ -125,19 +123,14 @@ export function open(
 ): Uint8Array {
   if (ciphertext.length < TAG_BYTES)
     throw new BulwarkError('ERR_SESSION_MALFORMED', 'attested session: ciphertext shorter than its tag');
-  const d = createDecipheriv('aes-256-gcm', key, nonceFor(base, seq));
-  d.setAAD(aad);
-  d.setAuthTag(ciphertext.subarray(ciphertext.length - TAG_BYTES));
-  const body = d.update(ciphertext.subarray(0, ciphertext.length - TAG_BYTES));
-  try {
-    const fin = d.final(); // checks the tag; GCM returns no further bytes
-    return fin.length === 0 ? body : Buffer.concat([body, fin]);
-  } catch (e) {
-    body.fill(0); // unauthenticated plaintext is never released
+  const n = ciphertext.length - TAG_BYTES;
+  const body = Buffer.allocUnsafe(n);
+  // A failed open overwrites `body`: unauthenticated plaintext is never released.
+  if (!key.open(nonceFor(base, seq), aad, ciphertext.subarray(0, n), body, ciphertext.subarray(n))) {
     throw new BulwarkError(
       'ERR_SESSION_DECRYPT',
       "attested session: message failed authentication (altered, or another session's)",
-      { cause: e },
     );
   }
+  return body;
 }
