@@ -182,7 +182,7 @@ describe('model package: round trip', () => {
     }
   });
 
-  it('decrypts on worker threads: same model as on one thread; a frame failing in a worker is refused', async (c) => {
+  it('decrypts with frames on the thread pool: same model as on one thread; a frame failing there is refused', async (c) => {
     const src = join(t.dir, 'big-par.onnx');
     const skip = bigOnnx(src);
     if (skip) return c.skip(skip);
@@ -208,7 +208,7 @@ describe('model package: round trip', () => {
     }
     assert.deepEqual(ys[0], ys[1]);
     // A trusted signer's package whose ciphertext was altered before signing (digests and signature
-    // all valid): only frame authentication can catch it, and it must, through the workers, before
+    // all valid): only frame authentication can catch it, and it must, on the thread pool, before
     // any session is created, with the frame named.
     const b = Buffer.from(readFileSync(out));
     const l = layoutOf(b);
