@@ -31,7 +31,6 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { Counter, Gauge, type Registry } from 'prom-client';
-import { RateLimiterMemory, RateLimiterRes } from 'rate-limiter-flexible';
 import {
   ATTESTATION_MEDIA_TYPE,
   AttestedSessionServer,
@@ -48,6 +47,7 @@ import { BulwarkError, sha256Digest } from '../core/index.js';
 import { readLimitedBody } from './body.js';
 import type { EnclaveConfig } from './config.js';
 import { errorReply, type Reply } from './errors.js';
+import { principalLimit } from './limits.js';
 import type { AuthRequest, Principal } from './peers.js';
 import type { Pipeline } from './pipeline.js';
 import type { ServedModel } from './served-model.js';
@@ -143,7 +143,7 @@ export class GatewayEnclave {
   readonly info: EnclaveInfo;
   readonly #host: SessionHost;
   readonly #o: GatewayEnclaveOptions;
-  readonly #limiter: RateLimiterMemory;
+  readonly #limiter: { consume(principal: string): Promise<void> };
   /** The authenticated caller of a request in progress (for the audit of its refusal). */
   readonly #caller = new WeakMap<object, string>();
   /** Who obtained each pending attestation (by envelope digest) and who opened each session. */
@@ -156,7 +156,11 @@ export class GatewayEnclave {
     this.#host = host;
     this.info = info;
     this.#o = o;
-    this.#limiter = new RateLimiterMemory({ points: o.config.attestation.perMinute, duration: 60 });
+    // On the gateway's limiter backend: with `limits.backend: redis` every replica shares one count.
+    const perMinute = o.config.attestation.perMinute;
+    this.#limiter =
+      o.pipeline.options.limiter?.perPrincipal('attestation', perMinute) ??
+      principalLimit('attestation', perMinute);
     this.metrics = new SessionMetrics(o.pipeline.options.metrics.registry, () => this.#activeSessions());
   }
 
@@ -344,14 +348,7 @@ export class GatewayEnclave {
 
   async #attest(nonce: Buffer, auth: AuthRequest): Promise<Uint8Array> {
     const { caller } = await this.#principal(auth);
-    try {
-      await this.#limiter.consume(caller, 1);
-    } catch (e) {
-      if (!(e instanceof RateLimiterRes)) throw e;
-      throw new BulwarkError('ERR_GATEWAY_RATE_LIMITED', 'too many attestation requests', {
-        details: { retryAfterSeconds: Math.max(1, Math.ceil(e.msBeforeNext / 1000)) },
-      });
-    }
+    await this.#limiter.consume(caller);
     const envelope = await this.#host.attestation(new Uint8Array(nonce));
     this.metrics.attestations.inc();
     const transcript = sha256Digest(envelope);

@@ -60,15 +60,77 @@ export function connectRedis(url: string): Redis {
   return redis;
 }
 
+async function take(
+  l: RateLimiterAbstract,
+  key: string,
+  points: number,
+  code: 'ERR_GATEWAY_RATE_LIMITED' | 'ERR_GATEWAY_BUDGET_EXHAUSTED',
+  what?: string,
+): Promise<RateLimiterRes> {
+  try {
+    return await l.consume(key, points);
+  } catch (e) {
+    if (e instanceof RateLimiterRes) {
+      const retry = Math.max(1, Math.ceil(e.msBeforeNext / 1000));
+      throw new BulwarkError(
+        code,
+        what !== undefined
+          ? `${what}; retry in ${retry} s`
+          : code === 'ERR_GATEWAY_RATE_LIMITED'
+            ? `rate limit reached; retry in ${retry} s`
+            : `query budget for this model used up; it renews in ${retry} s`,
+        { details: { retryAfterSeconds: retry } },
+      );
+    }
+    throw new BulwarkError('ERR_GATEWAY_LIMITER_UNAVAILABLE', 'the rate-limit store cannot be reached', {
+      cause: e,
+    });
+  }
+}
+
+/**
+ * A limit of `perMinute` per principal on a kind of request (`name`: the enclave's attestations), in
+ * memory or, given the gateway's Redis connection, shared by every replica (a client cannot multiply
+ * its allowance by the number of replicas). `consume` throws ERR_GATEWAY_RATE_LIMITED (429, with
+ * `retryAfterSeconds`) or ERR_GATEWAY_LIMITER_UNAVAILABLE (503: fail closed).
+ */
+export function principalLimit(
+  name: string,
+  perMinute: number,
+  store?: { redis: Redis; keyPrefix: string },
+): { consume(principal: string): Promise<void> } {
+  const opts = { points: perMinute, duration: 60 };
+  const l: RateLimiterAbstract = store
+    ? new RateLimiterRedis({
+        storeClient: store.redis,
+        rejectIfRedisNotReady: true,
+        ...opts,
+        keyPrefix: `${store.keyPrefix}${name}`,
+      })
+    : new RateLimiterMemory({ ...opts, keyPrefix: name });
+  return {
+    consume: async (principal) => {
+      await take(l, keyOf(principal, ''), 1, 'ERR_GATEWAY_RATE_LIMITED', `too many ${name} requests`);
+    },
+  };
+}
+
 export class Limiter {
   readonly #rate: RateLimiterAbstract;
   readonly #budget: RateLimiterAbstract | null;
   readonly #redis: Redis | null;
+  readonly #keyPrefix: string;
 
-  private constructor(rate: RateLimiterAbstract, budget: RateLimiterAbstract | null, redis: Redis | null) {
+  private constructor(
+    rate: RateLimiterAbstract,
+    budget: RateLimiterAbstract | null,
+    redis: Redis | null,
+    keyPrefix = '',
+  ) {
     this.#rate = rate;
     this.#budget = budget;
     this.#redis = redis;
+    this.#keyPrefix = keyPrefix;
   }
 
   static create(c: LimitsConfig): Limiter {
@@ -95,6 +157,16 @@ export class Limiter {
       new RateLimiterRedis({ ...common, ...rate, keyPrefix: `${r.keyPrefix}rate` }),
       budget ? new RateLimiterRedis({ ...common, ...budget, keyPrefix: `${r.keyPrefix}budget` }) : null,
       redis,
+      r.keyPrefix,
+    );
+  }
+
+  /** {@link principalLimit} on this limiter's backend (its Redis connection and key prefix, if any). */
+  perPrincipal(name: string, perMinute: number): { consume(principal: string): Promise<void> } {
+    return principalLimit(
+      name,
+      perMinute,
+      this.#redis ? { redis: this.#redis, keyPrefix: this.#keyPrefix } : undefined,
     );
   }
 
@@ -115,35 +187,10 @@ export class Limiter {
    */
   async consume(principal: string, model: string, rows: number): Promise<LimitOutcome> {
     const key = keyOf(principal, model);
-    await this.#take(this.#rate, key, 1, 'ERR_GATEWAY_RATE_LIMITED');
+    await take(this.#rate, key, 1, 'ERR_GATEWAY_RATE_LIMITED');
     if (this.#budget === null) return { budgetRemaining: null, budgetUsed: null };
-    const res = await this.#take(this.#budget, key, rows, 'ERR_GATEWAY_BUDGET_EXHAUSTED');
+    const res = await take(this.#budget, key, rows, 'ERR_GATEWAY_BUDGET_EXHAUSTED');
     return { budgetRemaining: res.remainingPoints, budgetUsed: res.consumedPoints };
-  }
-
-  async #take(
-    l: RateLimiterAbstract,
-    key: string,
-    points: number,
-    code: 'ERR_GATEWAY_RATE_LIMITED' | 'ERR_GATEWAY_BUDGET_EXHAUSTED',
-  ): Promise<RateLimiterRes> {
-    try {
-      return await l.consume(key, points);
-    } catch (e) {
-      if (e instanceof RateLimiterRes) {
-        const retry = Math.max(1, Math.ceil(e.msBeforeNext / 1000));
-        throw new BulwarkError(
-          code,
-          code === 'ERR_GATEWAY_RATE_LIMITED'
-            ? `rate limit reached; retry in ${retry} s`
-            : `query budget for this model used up; it renews in ${retry} s`,
-          { details: { retryAfterSeconds: retry } },
-        );
-      }
-      throw new BulwarkError('ERR_GATEWAY_LIMITER_UNAVAILABLE', 'the rate-limit store cannot be reached', {
-        cause: e,
-      });
-    }
   }
 
   async close(): Promise<void> {

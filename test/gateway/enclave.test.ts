@@ -463,6 +463,85 @@ describe('gateway enclave.mode nitro: the in-enclave session path (documents sig
   });
 });
 
+describe('attestation rate limit on the limiter backend', () => {
+  it('two replicas sharing Redis draw from one count per principal; an unreachable store refuses (503)', async () => {
+    const { makePki, signNitro } = await import('../attest/fixtures.js');
+    const { Redis } = await import('ioredis');
+    const pki = await makePki(new Date());
+    const chain = { leaf: pki.leaf, bundle: [pki.root, pki.inter] };
+    const attester: Attester = {
+      format: 'nitro',
+      attest: async (b) => ({ document: signNitro({ timestamp: Date.now(), ...b }, chain) }),
+    };
+    const f = await fixture();
+    const prefix = `bulwark-test:${process.pid}:${randomBytes(4).toString('hex')}:`;
+    const config = f.config({
+      enclave: { mode: 'nitro', attestation: { perMinute: 3 } },
+      limits: {
+        backend: 'redis',
+        redis: { url: 'redis://127.0.0.1:6379', keyPrefix: prefix },
+        requestsPerSecond: 1000,
+      },
+    });
+    const a = await startGateway(config, { enclaveAttester: attester });
+    const b = await startGateway(config, { enclaveAttester: attester });
+    const token = await f.token({
+      sub: 'client-shared-rl',
+      client_id: 'client-shared-rl',
+      jti: 'jti-shared-rl',
+    });
+    const ca = new GatewayClient({ url: a.url, ca: f.ca.pem, servername: 'localhost', token });
+    const cb = new GatewayClient({ url: b.url, ca: f.ca.pem, servername: 'localhost', token });
+    const redis = new Redis('redis://127.0.0.1:6379');
+    try {
+      const attest = async (c: GatewayClient) => {
+        const r = await c.request('POST', '/v2/attestation', randomBytes(32), {
+          'content-type': 'application/octet-stream',
+        });
+        return r.status === 200 ? 200 : `${r.status} ${JSON.parse(r.body).code}`;
+      };
+      // 3 per minute in all: two on one replica, one on the other, then both refuse.
+      const codes = [
+        await attest(ca),
+        await attest(cb),
+        await attest(ca),
+        await attest(cb),
+        await attest(ca),
+      ];
+      assert.deepEqual(codes, [
+        200,
+        200,
+        200,
+        '429 ERR_GATEWAY_RATE_LIMITED',
+        '429 ERR_GATEWAY_RATE_LIMITED',
+      ]);
+      // The count lives in Redis under the configured prefix, keyed by a hash of the principal.
+      const keys = await redis.keys(`${prefix}attestation*`);
+      assert.equal(keys.length, 1);
+      assert.doesNotMatch(keys[0] as string, /client-shared-rl/);
+    } finally {
+      ca.close();
+      cb.close();
+      await a.close();
+      await b.close();
+      const keys = await redis.keys(`${prefix}*`);
+      if (keys.length > 0) await redis.del(...keys);
+      redis.disconnect();
+    }
+    // Fail closed: a limiter whose store is down refuses instead of letting attestations through.
+    const { principalLimit, connectRedis } = await import('../../src/gateway/limits.js');
+    const down = connectRedis('redis://127.0.0.1:1');
+    try {
+      await assert.rejects(
+        principalLimit('attestation', 3, { redis: down, keyPrefix: prefix }).consume('someone'),
+        { code: 'ERR_GATEWAY_LIMITER_UNAVAILABLE' },
+      );
+    } finally {
+      down.disconnect();
+    }
+  });
+});
+
 describe('gateway enclave.mode software: the worker dies', () => {
   it('fails closed: sealed requests and attestations 503 ERR_ENCLAVE_UNAVAILABLE, not ready, plain path still served', async () => {
     const f = await fixture();
