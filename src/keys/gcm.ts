@@ -24,25 +24,21 @@ export const GCM_KEY_BYTES = 32;
 export const GCM_IV_BYTES = 12;
 export const GCM_TAG_LENGTH = 16;
 
+/** One AES-GCM operation's buffers: IV, associated data, input, output (same length), tag. */
+export type GcmArgs = [
+  iv: Uint8Array,
+  aad: Uint8Array,
+  input: Uint8Array,
+  output: Uint8Array,
+  tag: Uint8Array,
+];
+type Done = (err: Error | null, ok: boolean) => void;
+
 /** The native addon's interface (native/aead.c). */
 interface NativeAead {
   key(k: Uint8Array): object;
-  seal(
-    h: object,
-    iv: Uint8Array,
-    aad: Uint8Array,
-    input: Uint8Array,
-    output: Uint8Array,
-    tag: Uint8Array,
-  ): void;
-  open(
-    h: object,
-    iv: Uint8Array,
-    aad: Uint8Array,
-    input: Uint8Array,
-    output: Uint8Array,
-    tag: Uint8Array,
-  ): boolean;
+  seal(h: object, ...a: GcmArgs): void;
+  open(h: object, ...a: GcmArgs): boolean;
   openv(
     h: object,
     iv: Uint8Array,
@@ -51,24 +47,8 @@ interface NativeAead {
     output: Uint8Array,
     tag: Uint8Array,
   ): boolean;
-  sealAsync(
-    h: object,
-    iv: Uint8Array,
-    aad: Uint8Array,
-    input: Uint8Array,
-    output: Uint8Array,
-    tag: Uint8Array,
-    cb: (err: Error | null, ok: boolean) => void,
-  ): void;
-  openAsync(
-    h: object,
-    iv: Uint8Array,
-    aad: Uint8Array,
-    input: Uint8Array,
-    output: Uint8Array,
-    tag: Uint8Array,
-    cb: (err: Error | null, ok: boolean) => void,
-  ): void;
+  sealAsync(h: object, ...a: [...GcmArgs, cb: Done]): void;
+  openAsync(h: object, ...a: [...GcmArgs, cb: Done]): void;
   wipe(h: object): void;
   opensslVersion(): string;
 }
@@ -183,8 +163,8 @@ export function updateInto(
  */
 export interface GcmKey {
   readonly backend: 'native' | 'node:crypto';
-  seal(iv: Uint8Array, aad: Uint8Array, input: Uint8Array, output: Uint8Array, tag: Uint8Array): void;
-  open(iv: Uint8Array, aad: Uint8Array, input: Uint8Array, output: Uint8Array, tag: Uint8Array): boolean;
+  seal(...a: GcmArgs): void;
+  open(...a: GcmArgs): boolean;
   /** {@link open} with the input in several pieces (their lengths add up to the output's). */
   openPieces(
     iv: Uint8Array,
@@ -193,20 +173,8 @@ export interface GcmKey {
     output: Uint8Array,
     tag: Uint8Array,
   ): boolean;
-  sealAsync(
-    iv: Uint8Array,
-    aad: Uint8Array,
-    input: Uint8Array,
-    output: Uint8Array,
-    tag: Uint8Array,
-  ): Promise<void>;
-  openAsync(
-    iv: Uint8Array,
-    aad: Uint8Array,
-    input: Uint8Array,
-    output: Uint8Array,
-    tag: Uint8Array,
-  ): Promise<boolean>;
+  sealAsync(...a: GcmArgs): Promise<void>;
+  openAsync(...a: GcmArgs): Promise<boolean>;
   /** Overwrites the key now (jobs already queued keep their own copy); any later call throws. */
   wipe(): void;
 }
@@ -260,11 +228,11 @@ class NodeGcmKey implements GcmKey {
     this.#key.fill(0);
     this.#wiped = true;
   }
-  async sealAsync(iv: Uint8Array, aad: Uint8Array, input: Uint8Array, output: Uint8Array, tag: Uint8Array) {
-    this.seal(iv, aad, input, output, tag);
+  async sealAsync(...a: GcmArgs): Promise<void> {
+    this.seal(...a);
   }
-  async openAsync(iv: Uint8Array, aad: Uint8Array, input: Uint8Array, output: Uint8Array, tag: Uint8Array) {
-    return this.open(iv, aad, input, output, tag);
+  async openAsync(...a: GcmArgs): Promise<boolean> {
+    return this.open(...a);
   }
 }
 
@@ -276,11 +244,11 @@ class NativeGcmKey implements GcmKey {
     this.#m = m;
     this.#h = m.key(key);
   }
-  seal(iv: Uint8Array, aad: Uint8Array, input: Uint8Array, output: Uint8Array, tag: Uint8Array): void {
-    this.#m.seal(this.#h, iv, aad, input, output, tag);
+  seal(...a: GcmArgs): void {
+    this.#m.seal(this.#h, ...a);
   }
-  open(iv: Uint8Array, aad: Uint8Array, input: Uint8Array, output: Uint8Array, tag: Uint8Array): boolean {
-    return this.#m.open(this.#h, iv, aad, input, output, tag);
+  open(...a: GcmArgs): boolean {
+    return this.#m.open(this.#h, ...a);
   }
   openPieces(
     iv: Uint8Array,
@@ -294,26 +262,14 @@ class NativeGcmKey implements GcmKey {
   wipe(): void {
     this.#m.wipe(this.#h);
   }
-  sealAsync(
-    iv: Uint8Array,
-    aad: Uint8Array,
-    input: Uint8Array,
-    output: Uint8Array,
-    tag: Uint8Array,
-  ): Promise<void> {
+  sealAsync(...a: GcmArgs): Promise<void> {
     return new Promise((resolve, reject) => {
-      this.#m.sealAsync(this.#h, iv, aad, input, output, tag, (err) => (err ? reject(err) : resolve()));
+      this.#m.sealAsync(this.#h, ...a, (err) => (err ? reject(err) : resolve()));
     });
   }
-  openAsync(
-    iv: Uint8Array,
-    aad: Uint8Array,
-    input: Uint8Array,
-    output: Uint8Array,
-    tag: Uint8Array,
-  ): Promise<boolean> {
+  openAsync(...a: GcmArgs): Promise<boolean> {
     return new Promise((resolve, reject) => {
-      this.#m.openAsync(this.#h, iv, aad, input, output, tag, (err, ok) => (err ? reject(err) : resolve(ok)));
+      this.#m.openAsync(this.#h, ...a, (err, ok) => (err ? reject(err) : resolve(ok)));
     });
   }
 }

@@ -6,6 +6,7 @@ import { AuditLog } from '../../src/audit/index.js';
 import { AttestedGatewayClient, GatewayClient, GatewayError } from '../../src/gateway/client.js';
 import { gatewayConfig, modelMeasurement } from '../../src/gateway/index.js';
 import type { Gateway } from '../../src/gateway/server.js';
+import { makePki, pem, signNitro } from '../attest/fixtures.js';
 import { type Fixture, fixture, startGateway, v2Body } from './gateway-fixtures.js';
 
 /** A policy that accepts software attestations pinning the served model's digest. */
@@ -404,15 +405,20 @@ describe('gateway enclave configuration', () => {
   });
 });
 
+/** Nitro documents signed under a test root (a substitute for the NSM), and that root's PKI. */
+async function testNitroAttester() {
+  const pki = await makePki(new Date());
+  const chain = { leaf: pki.leaf, bundle: [pki.root, pki.inter] };
+  const attester: Attester = {
+    format: 'nitro',
+    attest: async (b) => ({ document: signNitro({ timestamp: Date.now(), ...b }, chain) }),
+  };
+  return { pki, attester };
+}
+
 describe('gateway enclave.mode nitro: the in-enclave session path (documents signed under a test root)', () => {
   it('a production policy (hardware required, PCR0 pinned) accepts it and predictions match the plain path', async () => {
-    const { makePki, pem, signNitro } = await import('../attest/fixtures.js');
-    const pki = await makePki(new Date());
-    const chain = { leaf: pki.leaf, bundle: [pki.root, pki.inter] };
-    const attester: Attester = {
-      format: 'nitro',
-      attest: async (b) => ({ document: signNitro({ timestamp: Date.now(), ...b }, chain) }),
-    };
+    const { pki, attester } = await testNitroAttester();
     const f = await fixture();
     // Detectors in monitor mode: the same rows go sealed then plain from one principal (near-duplicates).
     const config = f.config({ enclave: { mode: 'nitro' }, detectors: { mode: 'monitor' } });
@@ -465,14 +471,8 @@ describe('gateway enclave.mode nitro: the in-enclave session path (documents sig
 
 describe('attestation rate limit on the limiter backend', () => {
   it('two replicas sharing Redis draw from one count per principal; an unreachable store refuses (503)', async () => {
-    const { makePki, signNitro } = await import('../attest/fixtures.js');
     const { Redis } = await import('ioredis');
-    const pki = await makePki(new Date());
-    const chain = { leaf: pki.leaf, bundle: [pki.root, pki.inter] };
-    const attester: Attester = {
-      format: 'nitro',
-      attest: async (b) => ({ document: signNitro({ timestamp: Date.now(), ...b }, chain) }),
-    };
+    const { attester } = await testNitroAttester();
     const f = await fixture();
     const prefix = `bulwark-test:${process.pid}:${randomBytes(4).toString('hex')}:`;
     const config = f.config({
