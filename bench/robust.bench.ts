@@ -35,6 +35,7 @@ import {
 } from '../src/ml/index.js';
 import { trainDpSgd } from '../src/privacy/index.js';
 import {
+  type AdversarialTrainOptions,
   adversarialTrain,
   apgd,
   attackLoss,
@@ -47,12 +48,23 @@ import {
   type RedTeamResult,
   redTeam,
 } from '../src/robust/index.js';
-import { type Benchmark, type Figure, pythonHas, runPython, timeRepeats } from './harness.js';
+import {
+  type BenchContext,
+  type Benchmark,
+  type Figure,
+  pythonHas,
+  runPython,
+  timeRepeats,
+} from './harness.js';
 
-const HIDDEN = 1024;
+// The settings below are exported for bench/robust-seeds.bench.ts, which repeats the Fashion-MNIST
+// eps 0.1 case over seeds with exactly this recipe.
+export const HIDDEN = 1024;
 const REFERENCE = { clean: 88.3, robust: 70.5 };
+/** PGD training: the share of each batch replaced by adversarial rows (Croce et al.), on both sides. */
+export const AT_RATIO = 0.5;
 
-interface Plan {
+export interface Plan {
   trainRows: number;
   testRows: number;
   evalRows: number;
@@ -64,22 +76,48 @@ interface Plan {
   batch: number;
 }
 
-interface DsPlan {
+export interface DsPlan {
   name: 'mnist' | 'fashion-mnist';
   atEps: number[];
   /** Full runs: a larger PGD-training budget than the plan's (the reference case). */
   full?: { trainRows: number; epochsAT: number };
 }
 
-const DATASETS: DsPlan[] = [
+export const DATASETS: DsPlan[] = [
   { name: 'mnist', atEps: [0.1, 0.3] },
   // The published reference (Croce et al.) is on Fashion-MNIST: its run gets the largest budget the
   // bench's time allows (their own: 60,000 images x 100 epochs, about 250x this, see the notes).
   { name: 'fashion-mnist', atEps: [0.1], full: { trainRows: 12000, epochsAT: 5 } },
 ];
 
+/** The full run's plan (before a dataset's larger budget, see dsPlan). */
+export const FULL_PLAN: Plan = {
+  trainRows: 6000,
+  testRows: 3000,
+  evalRows: 500,
+  epochsNormal: 5,
+  epochsAT: 4,
+  trainSteps: 40,
+  evalSteps: 100,
+  restarts: 2,
+  batch: 250,
+};
+
+/** `--quick`: a smoke run's sizes. */
+export const QUICK_PLAN: Plan = {
+  trainRows: 1000,
+  testRows: 400,
+  evalRows: 100,
+  epochsNormal: 2,
+  epochsAT: 1,
+  trainSteps: 10,
+  evalSteps: 20,
+  restarts: 1,
+  batch: 250,
+};
+
 /** The plan of one dataset: the shared plan, with the dataset's larger budget on full runs. */
-function dsPlan(ds: DsPlan, plan: Plan, quick: boolean): Plan {
+export function dsPlan(ds: DsPlan, plan: Plan, quick: boolean): Plan {
   return quick || !ds.full ? plan : { ...plan, ...ds.full };
 }
 
@@ -87,7 +125,7 @@ function dsPlan(ds: DsPlan, plan: Plan, quick: boolean): Plan {
  * Croce et al.'s schedule (their train.py): the learning rate x0.1 from 90 % of the epochs on; with a
  * handful of epochs, the last one.
  */
-function dropEpoch(epochs: number): number {
+export function dropEpoch(epochs: number): number {
   return Math.max(1, Math.ceil(0.9 * epochs));
 }
 
@@ -98,7 +136,7 @@ function evalEps(ds: DsPlan): Record<string, number[]> {
   return out;
 }
 
-async function subset(
+export async function subset(
   name: DsPlan['name'],
   plan: Plan,
 ): Promise<{ train: LabelledData; test: LabelledData }> {
@@ -114,7 +152,7 @@ async function subset(
   return { train: take(tr, plan.trainRows), test: take(te, plan.testRows) };
 }
 
-function writeF32(path: string, a: Float32Array | Int32Array): void {
+export function writeF32(path: string, a: Float32Array | Int32Array): void {
   writeFileSync(path, Buffer.from(a.buffer, a.byteOffset, a.byteLength));
 }
 
@@ -127,34 +165,72 @@ function loadWeights(path: string): Network {
   return net;
 }
 
+/** Bulwark's PGD-training recipe at `eps` under plan `dp` (the dataset's plan), as both benches run it. */
+export function pgdTrainingOptions(eps: number, dp: Plan, seed: number): AdversarialTrainOptions {
+  return {
+    method: 'pgd',
+    eps,
+    steps: dp.trainSteps,
+    stepSize: (2.5 * eps) / dp.trainSteps,
+    ratio: AT_RATIO,
+    domain: InputDomain.box(784),
+    epochs: dp.epochsAT,
+    batchSize: 128,
+    learningRate: 1e-3,
+    learningRateDrop: { epoch: dropEpoch(dp.epochsAT), factor: 0.1 },
+    seed,
+  };
+}
+
+/** Where ART is (BULWARK_PEERS/art-1.16.0) and why the peer cannot run (null when it can). */
+export async function artPeer(ctx: BenchContext): Promise<{ artDir: string; reason: string | null }> {
+  const artDir = join(ctx.peersDir, 'art-1.16.0');
+  const pyMissing = await pythonHas(ctx, ['torch', 'numpy', 'tqdm', 'sklearn']);
+  const artMissing = existsSync(join(artDir, 'art', '__init__.py'))
+    ? null
+    : `ART not found in ${artDir}/art (git archive 1.16.0 art of Trusted-AI/adversarial-robustness-toolbox into it)`;
+  return { artDir, reason: pyMissing ?? artMissing };
+}
+
+/**
+ * The peer's configuration (bench/scripts/robust-art.py): the plan's training and attack settings, one
+ * thread, numpy and torch seeded with `seed`; `extra` adds the script's options (e.g. accuracyOnly).
+ */
+export function artConfig(
+  plan: Plan,
+  seed: number,
+  datasets: unknown[],
+  extra: Record<string, unknown> = {},
+): Record<string, unknown> {
+  return {
+    threads: 1,
+    seed,
+    hidden: HIDDEN,
+    trainSteps: plan.trainSteps,
+    evalSteps: plan.evalSteps,
+    restarts: plan.restarts,
+    batch: plan.batch,
+    ratio: AT_RATIO,
+    datasets,
+    ...extra,
+  };
+}
+
+/** Runs robust-art.py on a configuration file, with ART on the path and one OpenMP thread. */
+export function runArt(ctx: BenchContext, artDir: string, cfgPath: string): Promise<unknown> {
+  return runPython(ctx, 'robust-art.py', [cfgPath], {
+    PYTHONPATH: artDir,
+    OMP_NUM_THREADS: '1',
+    OMP_WAIT_POLICY: 'PASSIVE',
+  });
+}
+
 const bench: Benchmark = {
   name: 'robust',
   description:
     'PGD adversarial training and PGD/APGD evaluation vs ART 1.16.0 + PyTorch (MNIST, Fashion-MNIST, MLP 784-1024-10); detectors, membership inference',
   async run(ctx) {
-    const plan: Plan = ctx.quick
-      ? {
-          trainRows: 1000,
-          testRows: 400,
-          evalRows: 100,
-          epochsNormal: 2,
-          epochsAT: 1,
-          trainSteps: 10,
-          evalSteps: 20,
-          restarts: 1,
-          batch: 250,
-        }
-      : {
-          trainRows: 6000,
-          testRows: 3000,
-          evalRows: 500,
-          epochsNormal: 5,
-          epochsAT: 4,
-          trainSteps: 40,
-          evalSteps: 100,
-          restarts: 2,
-          batch: 250,
-        };
+    const plan: Plan = ctx.quick ? QUICK_PLAN : FULL_PLAN;
     // One thread on both sides: PyTorch's worker threads collapse on this shared machine (see ml-core).
     setThreads(1);
     const figures: Figure[] = [];
@@ -173,12 +249,7 @@ const bench: Benchmark = {
     ];
     const dir = mkdtempSync(join(tmpdir(), 'bulwark-robust-bench-'));
     const box = InputDomain.box(784);
-    const artDir = join(ctx.peersDir, 'art-1.16.0');
-    const pyMissing = await pythonHas(ctx, ['torch', 'numpy', 'tqdm', 'sklearn']);
-    const artMissing = existsSync(join(artDir, 'art', '__init__.py'))
-      ? null
-      : `ART not found in ${artDir}/art (git archive 1.16.0 art of Trusted-AI/adversarial-robustness-toolbox into it)`;
-    const peerReason = pyMissing ?? artMissing;
+    const { artDir, reason: peerReason } = await artPeer(ctx);
     try {
       figures.push(...(await engineFigures(ctx.quick ? 3 : 15)));
       const data: Record<string, { train: LabelledData; test: LabelledData }> = {};
@@ -205,19 +276,7 @@ const bench: Benchmark = {
           ctx.log(`${ds.name}: PGD training at eps ${eps}`);
           const net = mlp({ inputs: 784, hidden: [HIDDEN], classes: 10, rng: 1 });
           t0 = performance.now();
-          const h = await adversarialTrain(net, sub.train, {
-            method: 'pgd',
-            eps,
-            steps: plan.trainSteps,
-            stepSize: (2.5 * eps) / plan.trainSteps,
-            ratio: 0.5,
-            domain: box,
-            epochs: dp.epochsAT,
-            batchSize: 128,
-            learningRate: 1e-3,
-            learningRateDrop: { epoch: dropEpoch(dp.epochsAT), factor: 0.1 },
-            seed: 1,
-          });
+          const h = await adversarialTrain(net, sub.train, pgdTrainingOptions(eps, dp, 1));
           facts[`${ds.name}.at${eps}.engine`] = h.engine;
           figures.push({
             id: `${ds.name}.at${eps}.epoch_s`,
@@ -282,25 +341,8 @@ const bench: Benchmark = {
       if (peerReason === null) {
         ctx.log('ART 1.16.0: training and evaluating (this takes a while)');
         const cfgPath = join(dir, 'config.json');
-        writeFileSync(
-          cfgPath,
-          JSON.stringify({
-            threads: 1,
-            seed: 1,
-            hidden: HIDDEN,
-            trainSteps: plan.trainSteps,
-            evalSteps: plan.evalSteps,
-            restarts: plan.restarts,
-            batch: plan.batch,
-            ratio: 0.5,
-            datasets: cfgDatasets,
-          }),
-        );
-        art = (await runPython(ctx, 'robust-art.py', [cfgPath], {
-          PYTHONPATH: artDir,
-          OMP_NUM_THREADS: '1',
-          OMP_WAIT_POLICY: 'PASSIVE',
-        })) as ArtOut;
+        writeFileSync(cfgPath, JSON.stringify(artConfig(plan, 1, cfgDatasets)));
+        art = (await runArt(ctx, artDir, cfgPath)) as ArtOut;
         facts['art.version'] = art.art;
         facts['torch.version'] = art.torch;
       } else notes.push(`ART peer skipped: ${peerReason}`);

@@ -12,6 +12,9 @@ times each adversarial-training epoch; evaluates clean accuracy and robust accur
 Bulwark's (weights read from the files Bulwark wrote); times PGD-100 on 1,000 inputs; writes its own
 models' weights in Bulwark's layout (W1 784xH row-major, b1, W2 Hx10, b2) for Bulwark to attack.
 Prints one JSON document.
+
+With "accuracyOnly": true in the config (bench/robust-seeds.bench.ts), only the PGD-trained models: no
+normal model, no timing (the seeds bench makes no timing claims), so the JSON has just "models".
 """
 import json
 import sys
@@ -102,14 +105,17 @@ def main():
         xte = load(ds["testX"], "<f4", ds["testRows"], 784)
         yte = load(ds["testY"], "<i4", ds["testRows"]).astype(np.int64)
         res = {"models": {}}
-        # Normal training.
-        normal = classifier(make_model(hidden))
-        set_weights(normal.model, ds["initWeights"], hidden)
-        t0 = time.perf_counter()
-        normal.fit(xtr, ytr, batch_size=128, nb_epochs=ds["epochsNormal"], verbose=False)
-        res["normalEpochSeconds"] = (time.perf_counter() - t0) / ds["epochsNormal"]
-        save_weights(normal.model, ds["artWeights"]["normal"])
-        trained = {"normal": normal}
+        accuracy_only = cfg.get("accuracyOnly", False)
+        trained = {}
+        if not accuracy_only:
+            # Normal training.
+            normal = classifier(make_model(hidden))
+            set_weights(normal.model, ds["initWeights"], hidden)
+            t0 = time.perf_counter()
+            normal.fit(xtr, ytr, batch_size=128, nb_epochs=ds["epochsNormal"], verbose=False)
+            res["normalEpochSeconds"] = (time.perf_counter() - t0) / ds["epochsNormal"]
+            save_weights(normal.model, ds["artWeights"]["normal"])
+            trained["normal"] = normal
         # PGD adversarial training, one model per eps.
         for eps in ds["atEps"]:
             key = f"pgd-{eps}"
@@ -129,7 +135,8 @@ def main():
             for group in clf.optimizer.param_groups:
                 group["lr"] = 1e-4
             trainer.fit(xtr, ytr, nb_epochs=epochs - drop + 1, batch_size=128)
-            res.setdefault("atEpochSeconds", {})[key] = (time.perf_counter() - t0) / epochs
+            if not accuracy_only:
+                res.setdefault("atEpochSeconds", {})[key] = (time.perf_counter() - t0) / epochs
             save_weights(clf.model, ds["artWeights"][key])
             trained[key] = clf
         # Evaluation: ART's PGD on ART's models and on Bulwark's.
@@ -147,6 +154,9 @@ def main():
             for eps in ds["evalEps"][key]:
                 m["pgd"][str(eps)] = robust_accuracy(clf, x, y, eps, cfg, cfg["restarts"])
             res["models"][f"bulwark/{key}"] = m
+        if accuracy_only:
+            out["datasets"][name] = res
+            continue
         # Time per 1,000 PGD attacks (100 iterations, one start) on the normal model.
         rows = min(1000, ds["testRows"])
         attack = ProjectedGradientDescent(
