@@ -1,15 +1,9 @@
 import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
-import {
-  type AsyncBuffer,
-  type DecodedArray,
-  type FileMetaData,
-  parquetMetadataAsync,
-  parquetRead,
-  parquetSchema,
-  type SchemaElement,
-} from 'hyparquet';
-import { type ColumnSource, parquetWriteBuffer } from 'hyparquet-writer';
+// Types only: the Parquet libraries are loaded by readParquet and writeParquet when they run, not by
+// every start of the CLI that imports this module (about a hundred files between them).
+import type { AsyncBuffer, DecodedArray, FileMetaData, SchemaElement } from 'hyparquet';
+import type { ColumnSource } from 'hyparquet-writer';
 import {
   type AtomicWriteOptions,
   BulwarkError,
@@ -47,6 +41,7 @@ function readError(file: string, what: string, cause?: unknown): BulwarkError {
 export async function readParquet(path: string, opts: ParquetReadOptions = {}): Promise<Dataset> {
   const file = basename(path);
   await requireFile(path, 'Parquet file');
+  const { parquetMetadataAsync, parquetRead, parquetSchema } = await import('hyparquet');
   let bytes: Buffer;
   try {
     bytes = await readFile(path);
@@ -183,6 +178,7 @@ function kindOf(e: SchemaElement, file: string): Column['type'] {
  * ```
  */
 export async function writeParquet(path: string, ds: Dataset, opts: AtomicWriteOptions = {}): Promise<void> {
+  const { parquetWriteBuffer } = await import('hyparquet-writer');
   const columnData: ColumnSource[] = ds.columns.map((c) => {
     if (c.type === 'string') return { name: c.name, data: [...c.values], type: 'STRING', nullable: true };
     if (c.type === 'timestamp') {

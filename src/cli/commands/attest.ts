@@ -1,16 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { type Command, InvalidArgumentError } from 'commander';
 import { z } from 'zod';
-import {
-  type AttestationClaims,
-  type AttestationPolicy,
-  attestationFormats,
-  attestationVerifier,
-  parsePolicy,
-  peekCoseTimestamp,
-  RESERVED_ATTESTATION_FORMATS,
-  verifyAttestation,
-} from '../../attest/index.js';
+import type { AttestationClaims, AttestationPolicy } from '../../attest/index.js';
 import { BulwarkError, fsError, parseConfig, requireFile } from '../../core/index.js';
 import { ioOf } from '../program.js';
 
@@ -78,8 +69,15 @@ async function loadPolicy(path: string): Promise<AttestationPolicy> {
   } catch (e) {
     throw fsError(e, path, 'cannot read policy');
   }
+  const { parsePolicy } = await loadAttest();
   return parsePolicy(parseConfig(text, z.unknown(), path));
 }
+
+/**
+ * The verifiers, loaded by the attest commands when they run: at start-up every other command (and
+ * --help) would pay for their dependencies (COSE, CBOR, X.509, HPKE) on each start.
+ */
+const loadAttest = () => import('../../attest/index.js');
 
 const hex = (b: Uint8Array | null) => (b ? Buffer.from(b).toString('hex') : null);
 
@@ -179,6 +177,7 @@ TCB, hardware required, stale). Examples:
     )
     .action(async (doc: string, o: VerifyOpts, cmd: Command) => {
       const io = ioOf(cmd);
+      const { attestationVerifier, peekCoseTimestamp, verifyAttestation } = await loadAttest();
       attestationVerifier(o.format); // unknown format: fail before reading anything
       const bytes = documentBytes(await readBytes(doc, 'attestation document'));
       const roots = o.root ? await Promise.all(o.root.map((r) => readPemOrDer(r, 'root'))) : undefined;
@@ -220,8 +219,9 @@ TCB, hardware required, stale). Examples:
   attest
     .command('formats')
     .description('List the attestation formats Bulwark verifies, and the reserved ones')
-    .action((_o: unknown, cmd: Command) => {
+    .action(async (_o: unknown, cmd: Command) => {
       const io = ioOf(cmd);
+      const { attestationFormats, attestationVerifier, RESERVED_ATTESTATION_FORMATS } = await loadAttest();
       const formats = attestationFormats().map((f) => {
         const v = attestationVerifier(f);
         return { format: f, hardware: v.hardware, description: v.description };

@@ -2,7 +2,9 @@ import { readFile } from 'node:fs/promises';
 import { type Command, InvalidArgumentError } from 'commander';
 import { BulwarkError, fsError } from '../../core/index.js';
 import type { Principal } from '../../gateway/auth/index.js';
-import { ACTIONS, type Action, Authorizer, decisionError } from '../../gateway/policy/index.js';
+// The action names only (no engine): the Cedar engine is loaded by the commands that run it, not at
+// start-up of every command.
+import { ACTIONS, type Action } from '../../gateway/policy/types.js';
 import { ioOf } from '../program.js';
 
 /**
@@ -83,6 +85,7 @@ export function registerPolicyCommands(program: Command): void {
     .action(async function (this: Command, files: string[]) {
       const io = ioOf(this);
       const o = this.opts<{ schema?: string; namespace: string }>();
+      const { Authorizer } = await import('../../gateway/policy/index.js');
       const a = await Authorizer.create({
         files,
         namespace: o.namespace,
@@ -152,6 +155,7 @@ Example: bulwark policy eval examples/gateway/policies.cedar --schema examples/g
         spiffeId?: string;
         context?: Record<string, string | number | boolean>;
       }>();
+      const { Authorizer, decisionError } = await import('../../gateway/policy/index.js');
       const a = await Authorizer.create({
         files,
         namespace: o.namespace,

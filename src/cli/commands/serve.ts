@@ -1,7 +1,5 @@
 import type { Command } from 'commander';
-import { pino } from 'pino';
 import { requireFile } from '../../core/index.js';
-import { Gateway, loadGatewayConfig } from '../../gateway/index.js';
 import { ioOf } from '../program.js';
 
 /** `bulwark serve`: the zero-trust inference gateway. */
@@ -21,6 +19,12 @@ flush and checkpoint the audit log, and exit. Logs are JSON lines (pino) on stdo
       const o = this.opts<{ config: string; check?: boolean }>();
       const io = ioOf(this);
       await requireFile(o.config, 'gateway configuration');
+      // Loaded here, not at start-up: every other command (and --help) would pay for the gateway's
+      // dependencies (database and Redis clients, X.509, metrics, logging) on each start.
+      const [{ Gateway, loadGatewayConfig }, { pino }] = await Promise.all([
+        import('../../gateway/index.js'),
+        import('pino'),
+      ]);
       const config = await loadGatewayConfig(o.config);
       // Logs are JSON lines on stdout, or on stderr with --json so that stdout holds only the result.
       const logger = pino(

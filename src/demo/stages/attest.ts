@@ -6,17 +6,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import {
-  AttestedClient,
-  attestedHttpHandler,
-  encodeInferenceRequest,
-  type FetchLike,
-  parseInferenceResponse,
-  parsePolicy,
-  peekCoseTimestamp,
-  SoftwareEnclave,
-  verifyAttestation,
-} from '../../attest/index.js';
+import type { FetchLike } from '../../attest/index.js';
 import { isBulwarkError } from '../../core/index.js';
 import type { Block } from '../../report/index.js';
 import type { DemoStage } from '../stage.js';
@@ -46,6 +36,18 @@ export const attestStage: DemoStage = {
   id: 'attest',
   title: 'Confidential inference: attested, encrypted session (software mode)',
   async run(ctx) {
+    // Loaded when the stage runs: the demo's stage list is read by every start of the CLI (for
+    // `bulwark demo --help`), which would otherwise load the attestation stack each time.
+    const {
+      AttestedClient,
+      attestedHttpHandler,
+      encodeInferenceRequest,
+      parseInferenceResponse,
+      parsePolicy,
+      peekCoseTimestamp,
+      SoftwareEnclave,
+      verifyAttestation,
+    } = await import('../../attest/index.js');
     const baseline = ctx.state.baseline;
     if (!baseline) throw new Error('the attest stage needs the baseline model');
     const model = new Uint8Array(await readFile(baseline.path));

@@ -2,12 +2,9 @@ import { randomBytes, webcrypto } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import * as x509 from '@peculiar/x509';
-import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { type AuditLog, generateSignerKey, verifyInclusionBundle } from '../../audit/index.js';
 import { SeededRng, sha256Digest } from '../../core/index.js';
-import { AttestedGatewayClient, GatewayClient, GatewayError, parsePolicy } from '../../gateway/client.js';
-import { Gateway, gatewayConfig, modelMeasurement } from '../../gateway/index.js';
+import type { GatewayClient } from '../../gateway/client.js';
 import type { Block } from '../../report/index.js';
 import { benignStreams, MahalanobisDetector, PradaDetector, StatefulDetector } from '../../robust/index.js';
 import type { DemoStage } from '../stage.js';
@@ -27,9 +24,10 @@ when { principal has tenant && resource has tenant && principal.tenant == resour
 permit (principal, action == Bulwark::Action::"read-metrics", resource) when { principal.roles.contains("monitoring") };
 `;
 
-x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
-
 async function tlsFiles(dir: string): Promise<{ caPem: string }> {
+  // Loaded when the stage runs, as the gateway below: see gatewayStage.run.
+  const x509 = await import('@peculiar/x509');
+  x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
   const alg = { name: 'ECDSA', namedCurve: 'P-256' } as const;
   const sig = { name: 'ECDSA', hash: 'SHA-256' } as const;
   const caKeys = (await webcrypto.subtle.generateKey(alg, true, [
@@ -78,6 +76,7 @@ async function tlsFiles(dir: string): Promise<{ caPem: string }> {
 }
 
 async function outcome(p: Promise<unknown>): Promise<[number, string]> {
+  const { GatewayError } = await import('../../gateway/client.js');
   try {
     await p;
     return [200, 'answered'];
@@ -98,6 +97,16 @@ export const gatewayStage: DemoStage = {
   id: 'gateway',
   title: 'Zero-trust inference gateway: legitimate traffic and attacks',
   async run(ctx) {
+    // Loaded when the stage runs: the demo's stage list is read by every start of the CLI (for
+    // `bulwark demo --help`), which would otherwise load the gateway and its dependencies each time.
+    const [{ AttestedGatewayClient, GatewayClient, GatewayError, parsePolicy }, gateway, jose] =
+      await Promise.all([
+        import('../../gateway/client.js'),
+        import('../../gateway/index.js'),
+        import('jose'),
+      ]);
+    const { Gateway, gatewayConfig, modelMeasurement } = gateway;
+    const { exportJWK, generateKeyPair, SignJWT } = jose;
     const out = ctx.options.outDir;
     const pkgDir = join(out, 'package');
     const ds = ctx.state.dataset;
