@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { AuditLog, parseSignerKey } from '../../src/audit/index.js';
-import { runBulwark } from '../helpers/cli.js';
+import { type CliRun, inParallel, runBulwark, runBulwarkAsync } from '../helpers/cli.js';
 
 const digest = (s: string) => `sha256:${createHash('sha256').update(s).digest('hex')}`;
 
@@ -82,10 +82,21 @@ describe('bulwark audit (CLI)', () => {
       cp.stdout,
       /^bulwark\.test\/cli\n5\n[A-Za-z0-9+/]{43}=\n\n\u2014 bulwark\.test\/cli \S+\n$/u,
     );
-    const latest = runBulwark(['audit', 'checkpoint', '--store', db]);
+    // The rest reads the log (prove writes only its proof file, checked by the next run): two
+    // processes at a time.
+    const proofFile = join(dir, 'proof.json');
+    const [latest, v, [p, check], tail, lin] = (await inParallel<unknown>([
+      () => runBulwarkAsync(['audit', 'checkpoint', '--store', db]),
+      () => runBulwarkAsync(['audit', 'verify', '--store', db, '--key', `${key}.pub`, '--schema', '--json']),
+      async () => [
+        await runBulwarkAsync(['audit', 'prove', predictionId, '--store', db, '--out', proofFile]),
+        await runBulwarkAsync(['audit', 'verify', '--proof', proofFile, '--key', `${key}.pub`]),
+      ],
+      () => runBulwarkAsync(['audit', 'tail', '--store', db, '-n', '2', '--json']),
+      () => runBulwarkAsync(['audit', 'lineage', predictionId, '--store', db]),
+    ])) as [CliRun, CliRun, [CliRun, CliRun], CliRun, CliRun];
     assert.equal(latest.stdout, cp.stdout);
 
-    const v = runBulwark(['audit', 'verify', '--store', db, '--key', `${key}.pub`, '--schema', '--json']);
     assert.equal(v.code, 0, v.stderr);
     const report = JSON.parse(v.stdout) as {
       ok: boolean;
@@ -98,19 +109,14 @@ describe('bulwark audit (CLI)', () => {
       [true, 5, 1, 'argument'],
     );
 
-    const proofFile = join(dir, 'proof.json');
-    const p = runBulwark(['audit', 'prove', predictionId, '--store', db, '--out', proofFile]);
     assert.equal(p.code, 0, p.stderr);
-    const check = runBulwark(['audit', 'verify', '--proof', proofFile, '--key', `${key}.pub`]);
     assert.equal(check.code, 0, check.stderr);
     assert.match(check.stdout, /^OK: event \S+ \(#4, prediction\) is in bulwark\.test\/cli at tree size 5/);
 
-    const tail = runBulwark(['audit', 'tail', '--store', db, '-n', '2', '--json']);
     assert.deepEqual(
       (JSON.parse(tail.stdout) as { type: string }[]).map((e) => e.type),
       ['model.trained', 'prediction'],
     );
-    const lin = runBulwark(['audit', 'lineage', predictionId, '--store', db]);
     assert.equal(lin.code, 0, lin.stderr);
     const lines = lin.stdout.trim().split('\n');
     assert.deepEqual(
@@ -119,20 +125,16 @@ describe('bulwark audit (CLI)', () => {
     );
   });
 
-  it('exits 5 with a distinct code on tampering and on a wrong key', () => {
+  it('exits 5 with a distinct code on tampering and on a wrong key', async () => {
     const other = join(dir, 'other.key');
     assert.equal(runBulwark(['audit', 'keygen', '--name', 'bulwark.test/cli', '--out', other]).code, 0);
-    const wrongKey = runBulwark(['audit', 'verify', '--store', db, '--key', `${other}.pub`]);
+    // Two checks that only read: two processes at a time.
+    const [wrongKey, proofCheck] = (await inParallel([
+      () => runBulwarkAsync(['audit', 'verify', '--store', db, '--key', `${other}.pub`]),
+      () => runBulwarkAsync(['audit', 'verify', '--proof', join(dir, 'proof.json'), '--key', `${other}.pub`]),
+    ])) as [CliRun, CliRun];
     assert.equal(wrongKey.code, 5, wrongKey.stderr);
     assert.match(wrongKey.stderr, /^bulwark: ERR_AUDIT_CHECKPOINT_SIGNATURE: /);
-    const proofCheck = runBulwark([
-      'audit',
-      'verify',
-      '--proof',
-      join(dir, 'proof.json'),
-      '--key',
-      `${other}.pub`,
-    ]);
     assert.equal(proofCheck.code, 5);
 
     const d = new Database(db);
@@ -143,11 +145,13 @@ describe('bulwark audit (CLI)', () => {
     assert.match(v.stderr, /^bulwark: ERR_AUDIT_ENTRY_CORRUPT: entry #4 was altered/);
   });
 
-  it('fails closed: unreachable database exits 6; an unknown event exits 3', () => {
-    const down = runBulwark(['audit', 'tail', '--store', 'postgres://postgres@127.0.0.1:1/test']);
+  it('fails closed: unreachable database exits 6; an unknown event exits 3', async () => {
+    const [down, unknown] = (await inParallel([
+      () => runBulwarkAsync(['audit', 'tail', '--store', 'postgres://postgres@127.0.0.1:1/test']),
+      () => runBulwarkAsync(['audit', 'lineage', 'no-such-event', '--store', db]),
+    ])) as [CliRun, CliRun];
     assert.equal(down.code, 6, down.stderr);
     assert.match(down.stderr, /^bulwark: ERR_AUDIT_UNAVAILABLE: /);
-    const unknown = runBulwark(['audit', 'lineage', 'no-such-event', '--store', db]);
     assert.equal(unknown.code, 3, unknown.stderr);
     assert.match(unknown.stderr, /ERR_AUDIT_EVENT_NOT_FOUND/);
   });

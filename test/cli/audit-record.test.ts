@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { writeTransactionsCsv } from '../../src/data/index.js';
-import { runBulwark } from '../helpers/cli.js';
+import { type CliRun, inParallel, runBulwark, runBulwarkAsync } from '../helpers/cli.js';
 
 interface TailEntry {
   id: string;
@@ -30,18 +30,32 @@ describe('lifecycle commands record to the audit log (--audit)', () => {
     assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
     return r;
   };
+  /** {@link ok} for runs that do not depend on each other: two processes at a time. */
+  const allOk = async (runs: string[][]) => {
+    const rs = await inParallel(runs.map((args) => () => runBulwarkAsync(args)));
+    for (const [i, args] of runs.entries()) {
+      const r = rs[i] as CliRun;
+      assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
+    }
+    return rs as CliRun[];
+  };
 
   it('records keys, protection, training and privacy spends, with lineage', async () => {
     const key = join(dir, 'log.key');
-    ok(['audit', 'keygen', '--name', 'bulwark.test/ops', '--out', key]);
-    ok(['audit', 'checkpoint', '--store', db, '--signing-key', key]);
-
-    ok(['keys', 'init', ...auth, '--scrypt-log-n', '10']);
-    ok(['keys', 'create', 'reports', ...auth, '--audit', db]);
-
     const src = join(dir, 'tx.csv');
     await writeTransactionsCsv(src, { rows: 400, fraudRate: 0.1, seed: 5 });
-    ok(['data', 'schema', src, '--out', join(dir, 'schema.yaml')]);
+    const ledger = join(dir, 'ledger.sqlite');
+    // The log key, the keyring, the schema and the budget do not depend on each other (nor record to
+    // the log). The commands that record run one after another below: the log's order is theirs.
+    await allOk([
+      ['audit', 'keygen', '--name', 'bulwark.test/ops', '--out', key],
+      ['keys', 'init', ...auth, '--scrypt-log-n', '10'],
+      ['data', 'schema', src, '--out', join(dir, 'schema.yaml')],
+      ['query', 'budget', 'set', 'tx', '--epsilon', '1', '--ledger', ledger],
+    ]);
+    ok(['audit', 'checkpoint', '--store', db, '--signing-key', key]);
+    ok(['keys', 'create', 'reports', ...auth, '--audit', db]);
+
     const prot = join(dir, 'tx.protected.csv');
     const protect = ok([
       '--json',
@@ -75,8 +89,6 @@ describe('lifecycle commands record to the audit log (--audit)', () => {
     ]);
     const trainedId = (JSON.parse(train.stdout) as { auditEvent: string }).auditEvent;
 
-    const ledger = join(dir, 'ledger.sqlite');
-    ok(['query', 'budget', 'set', 'tx', '--epsilon', '1', '--ledger', ledger]);
     ok([
       'query',
       'count',
@@ -93,7 +105,12 @@ describe('lifecycle commands record to the audit log (--audit)', () => {
     ]);
     ok(['keys', 'rotate', 'data', ...auth, '--audit', db]);
 
-    const tail = JSON.parse(ok(['--json', 'audit', 'tail', '--store', db, '-n', '20']).stdout) as TailEntry[];
+    // Two reads of the log: two processes at once.
+    const [tailRun, linRun] = (await allOk([
+      ['--json', 'audit', 'tail', '--store', db, '-n', '20'],
+      ['--json', 'audit', 'lineage', trainedId, '--store', db],
+    ])) as [CliRun, CliRun];
+    const tail = JSON.parse(tailRun.stdout) as TailEntry[];
     const types = tail.map((e) => e.type);
     for (const t of ['key.created', 'dataset.protected', 'model.trained', 'privacy.spent', 'key.rotated'])
       assert.ok(types.includes(t), `${t} in ${types.join(', ')}`);
@@ -107,7 +124,7 @@ describe('lifecycle commands record to the audit log (--audit)', () => {
     assert.deepEqual([rotated.data['keyId'], rotated.data['previousKeyId']], ['data.v2', 'data.v1']);
 
     // The trained model's lineage reaches the protected dataset, its source and the data key.
-    const lin = JSON.parse(ok(['--json', 'audit', 'lineage', trainedId, '--store', db]).stdout) as {
+    const lin = JSON.parse(linRun.stdout) as {
       nodes: { entry: TailEntry }[];
     };
     const linTypes = lin.nodes.map((n) => n.entry.type);

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { parseSchema, readDataset, writeDataset } from '../../src/data/index.js';
-import { runBulwark } from '../helpers/cli.js';
+import { type CliRun, inParallel, runBulwark, runBulwarkAsync } from '../helpers/cli.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'bulwark-datacli-'));
 const good = join(dir, 'people.csv');
@@ -49,15 +49,19 @@ describe('bulwark data schema / validate / datasets', () => {
     assert.equal(j.schema.fields.find((f) => f.name === 'card')?.sensitivity, 'sensitive');
   });
 
-  it('validate: exit 0 on matching data, 3 naming row and field on a mismatch', () => {
+  it('validate: exit 0 on matching data, 3 naming row and field on a mismatch', async () => {
     const schemaPath = join(dir, 'people.schema.yaml');
     if (!existsSync(schemaPath)) runBulwark(['data', 'schema', good, '--out', schemaPath]);
-    const ok = runBulwark(['data', 'validate', good, '--schema', schemaPath]);
-    assert.equal(ok.code, 0, ok.stderr);
-    assert.match(ok.stdout, /5 rows match/);
     const bad = join(dir, 'bad.csv');
     writeFileSync(bad, `${readFileSync(good, 'utf8')}6,Zed Doe,zed@example.com,4111111111111111,-5,c\n`);
-    const r = runBulwark(['data', 'validate', bad, '--schema', schemaPath]);
+    // Three validations that only read: two processes at a time.
+    const [ok, r, j] = (await inParallel([
+      () => runBulwarkAsync(['data', 'validate', good, '--schema', schemaPath]),
+      () => runBulwarkAsync(['data', 'validate', bad, '--schema', schemaPath]),
+      () => runBulwarkAsync(['--json', 'data', 'validate', bad, '--schema', schemaPath]),
+    ])) as [CliRun, CliRun, CliRun];
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.match(ok.stdout, /5 rows match/);
     assert.equal(r.code, 3);
     // Every problem is listed, then the error line names the first.
     assert.match(r.stderr, /^ {2}row 6, field "amount": value outside the bounds \[1, 100\] \(-5\)$/m);
@@ -67,32 +71,34 @@ describe('bulwark data schema / validate / datasets', () => {
       /\nbulwark: ERR_SCHEMA_MISMATCH: .*bad\.csv: row 6, field "id": value outside the bounds \[1, 5\] \(6\) \(and 2 more\)\n$/,
     );
     assert.doesNotMatch(r.stderr, /4111/);
-    const j = runBulwark(['--json', 'data', 'validate', bad, '--schema', schemaPath]);
     assert.equal(j.code, 3);
     assert.equal((JSON.parse(j.stderr) as { error: { code: string } }).error.code, 'ERR_SCHEMA_MISMATCH');
   });
 
-  it('exit 3 for a missing file, a malformed CSV, an unknown format; 2 for a bad option', () => {
-    const missing = runBulwark(['data', 'schema', join(dir, 'nope.csv')]);
-    assert.equal(missing.code, 3);
-    assert.match(missing.stderr, /^bulwark: ERR_FILE_NOT_FOUND: .*nope\.csv/);
+  it('exit 3 for a missing file, a malformed CSV, an unknown format; 2 for a bad option', async () => {
     const malformed = join(dir, 'malformed.csv');
     writeFileSync(malformed, 'a,b\n1,2\n3,"4\n');
-    const m = runBulwark(['data', 'schema', malformed, '--out', join(dir, 'm.yaml')]);
+    const badSchema = join(dir, 'bad.yaml');
+    writeFileSync(badSchema, 'version: 1\nfields: [{name: a, type: float}]\n');
+    // Every run is refused without writing: two processes at a time.
+    const [missing, m, fmt, opt, noSchema, bs] = (await inParallel([
+      () => runBulwarkAsync(['data', 'schema', join(dir, 'nope.csv')]),
+      () => runBulwarkAsync(['data', 'schema', malformed, '--out', join(dir, 'm.yaml')]),
+      () => runBulwarkAsync(['data', 'schema', join(dir, 'x.xlsx')]),
+      () => runBulwarkAsync(['data', 'schema', good, '--sample', 'many']),
+      () => runBulwarkAsync(['data', 'validate', good]),
+      () => runBulwarkAsync(['data', 'validate', good, '--schema', badSchema]),
+    ])) as [CliRun, CliRun, CliRun, CliRun, CliRun, CliRun];
+    assert.equal(missing.code, 3);
+    assert.match(missing.stderr, /^bulwark: ERR_FILE_NOT_FOUND: .*nope\.csv/);
     assert.equal(m.code, 3);
     assert.match(m.stderr, /^bulwark: ERR_CSV_PARSE: malformed\.csv:3: /);
     assert.equal(existsSync(join(dir, 'm.yaml')), false);
-    const fmt = runBulwark(['data', 'schema', join(dir, 'x.xlsx')]);
     assert.equal(fmt.code, 3);
     assert.match(fmt.stderr, /ERR_FORMAT_UNSUPPORTED/);
-    const opt = runBulwark(['data', 'schema', good, '--sample', 'many']);
     assert.equal(opt.code, 2);
     assert.match(opt.stderr, /ERR_USAGE/);
-    const noSchema = runBulwark(['data', 'validate', good]);
     assert.equal(noSchema.code, 2);
-    const badSchema = join(dir, 'bad.yaml');
-    writeFileSync(badSchema, 'version: 1\nfields: [{name: a, type: float}]\n');
-    const bs = runBulwark(['data', 'validate', good, '--schema', badSchema]);
     assert.equal(bs.code, 3);
     assert.match(bs.stderr, /ERR_SCHEMA_INVALID: .*fields\[0\]\.type/);
   });
@@ -132,8 +138,11 @@ describe('bulwark data schema / validate / datasets', () => {
     );
   });
 
-  it('datasets: lists the registry with presence; --json', () => {
-    const r = runBulwark(['--json', 'data', 'datasets', '--dir', dir]);
+  it('datasets: lists the registry with presence; --json', async () => {
+    const [r, human] = (await inParallel([
+      () => runBulwarkAsync(['--json', 'data', 'datasets', '--dir', dir]),
+      () => runBulwarkAsync(['data', 'datasets', '--dir', dir]),
+    ])) as [CliRun, CliRun];
     assert.equal(r.code, 0, r.stderr);
     const list = JSON.parse(r.stdout) as { name: string; present: boolean }[];
     assert.deepEqual(
@@ -141,7 +150,6 @@ describe('bulwark data schema / validate / datasets', () => {
       ['adult', 'fashion-mnist', 'german-credit', 'mnist'],
     );
     assert.equal(list.find((d) => d.name === 'adult')?.present, false);
-    const human = runBulwark(['data', 'datasets', '--dir', dir]);
     assert.match(human.stdout, /^NAME\s+KIND\s+PRESENT/m);
     assert.match(human.stdout, /missing files:/);
   });

@@ -9,29 +9,50 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { TRANSACTION_COLUMNS } from '../../src/data/synth/index.js';
-import { ROOT, runBulwark } from '../helpers/cli.js';
+import { type CliRun, inParallel, ROOT, runBulwarkAsync } from '../helpers/cli.js';
 
 function tempDir(): string {
   return mkdtempSync(join(tmpdir(), 'bulwark-synth-cli-'));
 }
 
 describe('bulwark data synth', () => {
-  it('writes the CSV and a JSON summary; the same seed gives the same bytes', () => {
+  it('writes the CSV and a JSON summary; the same seed gives the same bytes', async () => {
     const dir = tempDir();
     const a = join(dir, 'a.csv');
-    const r = runBulwark([
-      '--json',
-      'data',
-      'synth',
-      '--rows',
-      '3000',
-      '--fraud-rate',
-      '0.05',
-      '--seed',
-      '12',
-      '--out',
-      a,
-    ]);
+    const b = join(dir, 'b.csv');
+    const c = join(dir, 'c.csv');
+    // Three independent runs (separate files), two processes at a time.
+    const [r, r2, r3] = (await inParallel([
+      () =>
+        runBulwarkAsync([
+          '--json',
+          'data',
+          'synth',
+          '--rows',
+          '3000',
+          '--fraud-rate',
+          '0.05',
+          '--seed',
+          '12',
+          '--out',
+          a,
+        ]),
+      () =>
+        runBulwarkAsync([
+          'data',
+          'synth',
+          '--rows',
+          '3000',
+          '--fraud-rate',
+          '0.05',
+          '--seed',
+          '12',
+          '--out',
+          b,
+        ]),
+      // Without --seed a random seed is used and reported.
+      () => runBulwarkAsync(['--json', 'data', 'synth', '--rows', '100', '--out', c, '--include-scenario']),
+    ])) as [CliRun, CliRun, CliRun];
     assert.equal(r.code, 0, r.stderr);
     const s = JSON.parse(r.stdout) as Record<string, unknown>;
     assert.equal(s['rows'], 3000);
@@ -46,34 +67,19 @@ describe('bulwark data synth', () => {
     assert.equal(lines.length, 3002); // header, rows, and the empty string after the last CRLF
     assert.equal(lines.slice(1, -1).filter((l) => l.endsWith(',1')).length, fraud);
 
-    const b = join(dir, 'b.csv');
-    const r2 = runBulwark([
-      'data',
-      'synth',
-      '--rows',
-      '3000',
-      '--fraud-rate',
-      '0.05',
-      '--seed',
-      '12',
-      '--out',
-      b,
-    ]);
     assert.equal(r2.code, 0, r2.stderr);
     assert.match(r2.stdout, /wrote 3000 transactions to .*b\.csv/);
     assert.match(r2.stdout, /seed: 12 /);
     assert.ok(readFileSync(a).equals(readFileSync(b)));
 
     // Without --seed a random seed is used and reported.
-    const c = join(dir, 'c.csv');
-    const r3 = runBulwark(['--json', 'data', 'synth', '--rows', '100', '--out', c, '--include-scenario']);
     assert.equal(r3.code, 0, r3.stderr);
     const s3 = JSON.parse(r3.stdout) as Record<string, unknown>;
     assert.match(String(s3['seed']), /^\d+$/);
     assert.equal(s3['columns'], TRANSACTION_COLUMNS.length + 1);
   });
 
-  it('a bad option value exits 2 with ERR_USAGE naming the option, and writes nothing', () => {
+  it('a bad option value exits 2 with ERR_USAGE naming the option, and writes nothing', async () => {
     const dir = tempDir();
     const out = join(dir, 'tx.csv');
     const cases: [string[], RegExp][] = [
@@ -90,21 +96,30 @@ describe('bulwark data synth', () => {
       [['--start', 'yesterday'], /--start/],
       [['--label-noise', '0.9'], /--label-noise/],
     ];
-    for (const [args, name] of cases) {
-      const r = runBulwark(['data', 'synth', '--rows', '100', '--out', out, ...args]);
+    // Every run is refused before writing: they run two processes at a time.
+    const runs = await inParallel([
+      ...cases.map(
+        ([args]) =>
+          () =>
+            runBulwarkAsync(['data', 'synth', '--rows', '100', '--out', out, ...args]),
+      ),
+      () => runBulwarkAsync(['data', 'synth', '--rows', '100']),
+      () => runBulwarkAsync(['data', 'synth', '--rows', '100', '--out', dir]),
+      () => runBulwarkAsync(['--json', 'data', 'synth', '--rows', 'abc', '--out', out]),
+    ]);
+    for (const [i, [args, name]] of cases.entries()) {
+      const r = runs[i] as CliRun;
       assert.equal(r.code, 2, `${args.join(' ')}: exit ${r.code} ${r.stderr}`);
       assert.match(r.stderr, /^bulwark: ERR_USAGE: /, args.join(' '));
       assert.match(r.stderr, name, args.join(' '));
       assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
       assert.equal(existsSync(out), false, args.join(' '));
     }
-    const missing = runBulwark(['data', 'synth', '--rows', '100']);
+    const [missing, folder, json] = runs.slice(cases.length) as [CliRun, CliRun, CliRun];
     assert.equal(missing.code, 2);
     assert.match(missing.stderr, /ERR_USAGE: .*--out/);
-    const folder = runBulwark(['data', 'synth', '--rows', '100', '--out', dir]);
     assert.equal(folder.code, 2);
     assert.match(folder.stderr, /ERR_USAGE: --out: .* is a folder/);
-    const json = runBulwark(['--json', 'data', 'synth', '--rows', 'abc', '--out', out]);
     assert.equal(json.code, 2);
     const err = JSON.parse(json.stderr.trim().split('\n').at(-1) as string) as { error: { code: string } };
     assert.equal(err.error.code, 'ERR_USAGE');

@@ -36,12 +36,17 @@ async function status(
   }
 }
 
-/** Polls until `fn` gives `want` (recovery happens in the background: no fixed sleeps). */
-async function eventually<T>(fn: () => Promise<T>, want: T, timeoutMs = 20_000): Promise<T> {
+/** Polls every `intervalMs` until `fn` gives `want` (recovery happens in the background: no fixed sleeps). */
+async function eventually<T>(
+  fn: () => Promise<T>,
+  want: T,
+  timeoutMs = 20_000,
+  intervalMs = 100,
+): Promise<T> {
   const end = Date.now() + timeoutMs;
   let last: T = await fn();
   while (JSON.stringify(last) !== JSON.stringify(want) && Date.now() < end) {
-    await new Promise((r) => setTimeout(r, 100));
+    await new Promise((r) => setTimeout(r, intervalMs));
     last = await fn();
   }
   return last;
@@ -297,7 +302,15 @@ describe('gateway faults, limits and operations', () => {
     const rows = f.rows as Record<string, number | string>[];
     await Promise.all(Array.from({ length: 16 }, (_, i) => status(c, [rows[i] as never])));
     const pending = Array.from({ length: 16 }, (_, i) => status(c, [rows[50 + i] as never]));
-    await eventually(async () => gw.inFlight >= 8, true, 10_000);
+    let settled = 0;
+    for (const p of pending)
+      p.then(
+        () => settled++,
+        () => settled++,
+      );
+    // Close once half are in flight, polled often so that the moment is seen while they are served;
+    // once every request has been answered none can be in flight any more: waiting on is pointless.
+    await eventually(async () => gw.inFlight >= 8 || settled === pending.length, true, 10_000, 5);
     const closing = gw.close();
     const results = await Promise.all(
       pending.map((p) => p.catch((e: Error) => [0, e.message] as [number, string])),

@@ -3,15 +3,16 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { dpSgdAccountedEpsilon } from '../../src/privacy/index.js';
-import { runBulwark } from '../helpers/cli.js';
+import { type CliRun, inParallel, runBulwark, runBulwarkAsync } from '../helpers/cli.js';
 import { PASS_ENV, tempDir } from '../model/helpers.js';
 import {
-  auditEvents,
+  auditTailArgs,
   backdoored,
   DP_SCHEMA,
   fromArgs,
   mlpArgs,
   packageArgs,
+  parseAuditEvents,
   protectArgs,
   rows,
   setUpPackages,
@@ -33,6 +34,11 @@ const audit = p('audit.db');
 
 function bw(args: string[]) {
   return runBulwark(args, { cwd: t.dir, env });
+}
+
+/** {@link bw} without blocking: for runs that do not depend on each other (see inParallel). */
+function bwAsync(args: string[]) {
+  return runBulwarkAsync(args, { cwd: t.dir, env });
 }
 
 const write = (f: string, lines: string[]) => writeCsv(p(f), lines);
@@ -80,16 +86,29 @@ function dpArgs(from: string, data: string, out: string, extra: string[]): strin
   ];
 }
 
-function spends(): { dataset: string; epsilon: number; operation: string }[] {
-  return auditEvents<{ dataset: string; epsilon: number; operation: string }>(bw, audit)
-    .filter((e) => e.type === 'privacy.spent')
-    .map((e) => e.data);
-}
+type Spend = { dataset: string; epsilon: number; operation: string };
+
+const spendsOf = (events: { type: string; data: Spend }[]) =>
+  events.filter((e) => e.type === 'privacy.spent').map((e) => e.data);
+
+const spentArgs = ['--json', 'query', 'budget', 'status', 'tx', '--ledger', ledger];
 
 function spent(): number {
-  const r = bw(['--json', 'query', 'budget', 'status', 'tx', '--ledger', ledger]);
+  return spentOf(bw(spentArgs));
+}
+
+function spentOf(r: CliRun): number {
   assert.equal(r.code, 0, r.stderr);
   return (JSON.parse(r.stdout) as { spent: { epsilon: number } }).spent.epsilon;
+}
+
+/** The budget spent and the audited spends, read by two processes at once (both only read). */
+async function spentAndSpends(): Promise<[number, Spend[]]> {
+  const [s, tail] = (await inParallel([() => bwAsync(spentArgs), () => bwAsync(auditTailArgs(audit))])) as [
+    CliRun,
+    CliRun,
+  ];
+  return [spentOf(s), spendsOf(parseAuditEvents<Spend>(tail))];
 }
 
 interface Privacy {
@@ -108,7 +127,7 @@ const accounted = (q: Privacy) =>
 
 let parentPrivacy: Privacy;
 
-before(() => {
+before(async () => {
   writeFileSync(p('schema.yaml'), DP_SCHEMA);
   write('base.csv', rows(1500, 1));
   write('batch.csv', rows(600, 5));
@@ -116,20 +135,13 @@ before(() => {
   write('eval.csv', rows(400, 2));
   write('poisoned.csv', backdoored(rows(600, 5), 0.12, 7));
   mkdirSync(p('out'));
-  const budget = bw([
-    'query',
-    'budget',
-    'set',
-    'tx',
-    '--epsilon',
-    '6',
-    '--delta',
-    '1e-4',
-    '--ledger',
-    ledger,
+  // The budget (ledger) and the keys and audit store do not depend on each other: the budget is set
+  // while the keys are made (one at a time: 2 processes).
+  const [budget] = await Promise.all([
+    bwAsync(['query', 'budget', 'set', 'tx', '--epsilon', '6', '--delta', '1e-4', '--ledger', ledger]),
+    setUpPackages(bwAsync, t.dir, audit, 'bulwark.test/continue-dp', 1),
   ]);
   assert.equal(budget.code, 0, budget.stderr);
-  setUpPackages(bw, t.dir, audit, 'bulwark.test/continue-dp');
   const parent = bw([
     '--json',
     ...mlpArgs(p('base.csv'), p('parent.onnx')),
@@ -167,7 +179,7 @@ before(() => {
 after(() => t.cleanup());
 
 describe('bulwark train --from MODEL --dp-epsilon (DP continuous learning, built CLI, --json)', () => {
-  it('fine-tunes the ONNX parent from the same budget: ledger total = the accountants’ sum; privacy.spent audited', () => {
+  it('fine-tunes the ONNX parent from the same budget: ledger total = the accountants’ sum; privacy.spent audited', async () => {
     assert.equal(parentPrivacy.budget?.dataset, 'tx');
     const r = dpFrom(p('parent.onnx'), 'batch.csv', 'out/next.onnx');
     assert.equal(r.code, 0, r.stderr);
@@ -185,10 +197,11 @@ describe('bulwark train --from MODEL --dp-epsilon (DP continuous learning, built
     const run = accounted(j.privacy);
     assert.equal(j.privacy.run?.epsilon, run);
     assert.equal(j.privacy.epsilon, accounted(parentPrivacy) + run);
-    assert.ok(Math.abs(spent() - j.privacy.epsilon) < 1e-12, 'the budget holds parent + fine-tune');
+    const [nowSpent, nowSpends] = await spentAndSpends();
+    assert.ok(Math.abs(nowSpent - j.privacy.epsilon) < 1e-12, 'the budget holds parent + fine-tune');
     assert.ok(Math.abs(j.budget.remaining.epsilon - (6 - j.privacy.epsilon)) < 1e-9);
     assert.deepEqual(
-      spends().map((s) => [s.dataset, s.operation]),
+      nowSpends.map((s) => [s.dataset, s.operation]),
       [
         ['tx', 'train.dp-sgd'],
         ['tx', 'train.dp-sgd'],
@@ -196,26 +209,31 @@ describe('bulwark train --from MODEL --dp-epsilon (DP continuous learning, built
     );
   });
 
-  it('fine-tunes the protected .bwm parent into a new signed package, spending from the same budget', () => {
+  it('fine-tunes the protected .bwm parent into a new signed package, spending from the same budget', async () => {
     const before = spent();
     const r = dpFrom(p('parent.bwm'), 'batch2.csv', 'out/next.bwm', packageArgs(t.dir));
     assert.equal(r.code, 0, r.stderr);
     const j = JSON.parse(r.stdout) as { privacy: Privacy; version: string; parent: { version: string } };
     assert.equal(j.version, '1.0.1');
     assert.equal(j.parent.version, '1.0.0');
-    assert.ok(Math.abs(spent() - (before + accounted(j.privacy))) < 1e-12);
+    // Three runs that only read (budget, package, log): two processes at a time.
+    const [nowSpent, info, tail] = (await inParallel([
+      () => bwAsync(spentArgs),
+      () => bwAsync(['--json', 'model', 'inspect', p('out/next.bwm')]),
+      () => bwAsync(auditTailArgs(audit)),
+    ])) as [CliRun, CliRun, CliRun];
+    assert.ok(Math.abs(spentOf(nowSpent) - (before + accounted(j.privacy))) < 1e-12);
     assert.equal(j.privacy.epsilon, accounted(parentPrivacy) + accounted(j.privacy));
-    const info = bw(['--json', 'model', 'inspect', p('out/next.bwm')]);
     assert.equal(info.code, 0, info.stderr);
     const m = JSON.parse(info.stdout) as {
       manifest: { lineage: { privacy: { epsilon: number }; algorithm: string } };
     };
     assert.equal(m.manifest.lineage.algorithm, 'fine-tune-dp-sgd');
     assert.equal(m.manifest.lineage.privacy.epsilon, j.privacy.epsilon);
-    assert.equal(spends().length, 3);
+    assert.equal(spendsOf(parseAuditEvents<Spend>(tail)).length, 3);
   });
 
-  it('refuses over budget, a poisoned batch, a mismatch, --sanitize, a missing --max-flagged, an existing --out and the parent’s version: nothing spent or written', () => {
+  it('refuses over budget, a poisoned batch, a mismatch, --sanitize, a missing --max-flagged, an existing --out and the parent’s version: nothing spent or written', async () => {
     const before = spent();
     const cases: [string[], string, number, string][] = [
       [['--dp-epsilon', '3'], 'batch.csv', 5, 'ERR_PRIVACY_BUDGET_EXCEEDED'],
@@ -250,7 +268,8 @@ describe('bulwark train --from MODEL --dp-epsilon (DP continuous learning, built
     const noGate = bw([...args.slice(0, gate), ...args.slice(gate + 2)]);
     assert.equal(noGate.code, 2);
     assert.match(noGate.stderr, /--max-flagged/);
-    assert.equal(spent(), before);
-    assert.equal(spends().length, 3);
+    const [afterSpent, afterSpends] = await spentAndSpends();
+    assert.equal(afterSpent, before);
+    assert.equal(afterSpends.length, 3);
   });
 });

@@ -3,16 +3,18 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { runBulwark } from '../helpers/cli.js';
+import { type CliRun, inParallel, runBulwark, runBulwarkAsync } from '../helpers/cli.js';
 import { PASS_ENV, tempDir } from '../model/helpers.js';
 import {
   auditEvents,
+  auditTailArgs,
   backdoored,
   DP_SCHEMA,
   flipLabels,
   fromArgs,
   packageArgs,
   packageFiles,
+  parseAuditEvents,
   protectArgs,
   rows,
   setUpPackages,
@@ -45,6 +47,11 @@ function bw(args: string[]) {
   return runBulwark(args, { cwd: t.dir, env });
 }
 
+/** {@link bw} without blocking: for runs that do not depend on each other (see inParallel). */
+function bwAsync(args: string[]) {
+  return runBulwarkAsync(args, { cwd: t.dir, env });
+}
+
 const sha256File = (p: string) => `sha256:${createHash('sha256').update(readFileSync(p)).digest('hex')}`;
 
 function onnxFiles(dir: string): string[] {
@@ -55,7 +62,12 @@ function onnxFiles(dir: string): string[] {
 
 /** `train --from` with the package options; `extra` overrides or adds. */
 function continueFrom(from: string, data: string, out: string, extra: string[] = []) {
-  return bw([
+  return bw(continueArgs(from, data, out, extra));
+}
+
+/** The arguments of {@link continueFrom}. */
+function continueArgs(from: string, data: string, out: string, extra: string[] = []): string[] {
+  return [
     ...fromArgs(from, data, evalSet),
     '--epochs',
     '30',
@@ -71,14 +83,14 @@ function continueFrom(from: string, data: string, out: string, extra: string[] =
     '--audit',
     db,
     ...extra,
-  ]);
+  ];
 }
 
 function auditTypes(): string[] {
   return auditEvents(bw, db).map((e) => e.type);
 }
 
-before(() => {
+before(async () => {
   mkdirSync(tmp);
   mkdirSync(outDir);
   writeCsv(join(t.dir, 'base.csv'), rows(1500, 1));
@@ -93,14 +105,15 @@ before(() => {
   plantedRows = planted.slice(fresh.length).map((_, i) => fresh.length + i + 1);
   writeCsv(backdoor, planted);
 
-  setUpPackages(bw, t.dir, db, 'bulwark.test/continuous');
-  for (const s of [
-    trainMlpArgs(join(t.dir, 'base.csv'), join(t.dir, 'base.onnx')),
-    protectArgs(t.dir, join(t.dir, 'base.onnx'), parent, 'fraud-mlp'),
-  ]) {
-    const r = bw(s);
-    assert.equal(r.code, 0, `${s.slice(0, 2).join(' ')}: ${r.stderr}`);
-  }
+  // Training the parent needs no keys: it runs while the keys are made (one at a time: 2 processes).
+  const train = trainMlpArgs(join(t.dir, 'base.csv'), join(t.dir, 'base.onnx'));
+  const [trained] = await Promise.all([
+    bwAsync(train),
+    setUpPackages(bwAsync, t.dir, db, 'bulwark.test/continuous', 1),
+  ]);
+  assert.equal(trained.code, 0, `train: ${trained.stderr}`);
+  const prot = bw(protectArgs(t.dir, join(t.dir, 'base.onnx'), parent, 'fraud-mlp'));
+  assert.equal(prot.code, 0, `model protect: ${prot.stderr}`);
   // From here on the only model is the package: the plaintext parent is gone.
   rmSync(join(t.dir, 'base.onnx'));
 });
@@ -108,7 +121,7 @@ before(() => {
 after(() => t.cleanup());
 
 describe('bulwark train --from PARENT.bwm (continuous learning from a protected package)', () => {
-  it('a clean batch: a new signed package that verifies and loads, its lineage names the parent and the run', () => {
+  it('a clean batch: a new signed package that verifies and loads, its lineage names the parent and the run', async () => {
     const next = join(outDir, 'next.bwm');
     const r = continueFrom(parent, batch, next);
     assert.equal(r.code, 0, r.stderr);
@@ -124,23 +137,30 @@ describe('bulwark train --from PARENT.bwm (continuous learning from a protected 
     assert.equal(j.version, '1.0.1');
     assert.equal(j.parent.packageDigest, sha256File(parent));
     assert.equal(j.package, sha256File(next));
-    // Another process verifies, decrypts and opens the new package in ONNX Runtime.
-    const v = bw([
-      '--json',
-      'model',
-      'verify',
-      next,
-      '--trust',
-      trust,
-      '--keyring',
-      kr,
-      '--passphrase-env',
-      PASS_ENV,
-      '--load',
-    ]);
+    // The checks below only read the packages and the log: they run two processes at a time.
+    const [v, ins, insText, insParent, tail] = (await inParallel([
+      // Another process verifies, decrypts and opens the new package in ONNX Runtime.
+      () =>
+        bwAsync([
+          '--json',
+          'model',
+          'verify',
+          next,
+          '--trust',
+          trust,
+          '--keyring',
+          kr,
+          '--passphrase-env',
+          PASS_ENV,
+          '--load',
+        ]),
+      () => bwAsync(['--json', 'model', 'inspect', next]),
+      () => bwAsync(['model', 'inspect', next]),
+      () => bwAsync(['--json', 'model', 'inspect', parent]),
+      () => bwAsync(auditTailArgs(db)),
+    ])) as [CliRun, CliRun, CliRun, CliRun, CliRun];
     assert.equal(v.code, 0, v.stderr);
     assert.equal(JSON.parse(v.stdout).loaded, true);
-    const ins = bw(['--json', 'model', 'inspect', next]);
     assert.equal(ins.code, 0, ins.stderr);
     const m = JSON.parse(ins.stdout).manifest as {
       model: { name: string; version: string };
@@ -159,11 +179,11 @@ describe('bulwark train --from PARENT.bwm (continuous learning from a protected 
     assert.equal(m.lineage.algorithm, 'fine-tune');
     assert.equal(m.lineage.datasetDigest, sha256File(batch));
     assert.equal(m.lineage.privacy, undefined, 'fine-tuning is not DP: no privacy claim');
-    assert.match(bw(['model', 'inspect', next]).stdout, /parent: +fraud-mlp 1\.0\.0, package sha256:/);
-    const parentManifest = JSON.parse(bw(['--json', 'model', 'inspect', parent]).stdout).manifest;
+    assert.match(insText.stdout, /parent: +fraud-mlp 1\.0\.0, package sha256:/);
+    const parentManifest = JSON.parse(insParent.stdout).manifest;
     assert.equal(m.lineage.parent.modelDigest, `sha256:${parentManifest.onnx.sha256}`);
     // The audit log holds model.trained then model.packaged, in that order, as the last two entries.
-    const types = auditTypes();
+    const types = parseAuditEvents(tail).map((e) => e.type);
     assert.deepEqual(types.slice(-2), ['model.trained', 'model.packaged']);
     // The new package can itself be continued (lineage chains).
     const second = join(t.dir, 'batch2.csv');
@@ -207,7 +227,7 @@ describe('bulwark train --from PARENT.bwm (continuous learning from a protected 
     assert.ok(plantedRows.length > 40);
   });
 
-  it('a tampered, untrusted or wrongly keyed parent is refused with its code before any training', () => {
+  it('a tampered, untrusted or wrongly keyed parent is refused with its code before any training', async () => {
     const before = auditTypes().length;
     const bytes = readFileSync(parent);
     const tampered = join(t.dir, 'tampered.bwm');
@@ -216,74 +236,84 @@ describe('bulwark train --from PARENT.bwm (continuous learning from a protected 
     b[mid] = (b[mid] as number) ^ 0x01;
     writeFileSync(tampered, b);
     const out = join(outDir, 'never.bwm');
-    const t1 = continueFrom(tampered, batch, out);
-    assert.equal(t1.code, 5, t1.stderr);
-    assert.match(t1.stderr, /ERR_DIGEST_MISMATCH/);
-    assert.doesNotMatch(t1.stderr, /at .*\.js:\d+/, 'one line, no stack trace');
-    // A trust policy that does not list the signer.
+    // A trust policy that does not list the signer (its key is made below).
     const other = join(t.dir, 'other.key');
-    const kg = bw(['model', 'keygen', '--out', other]);
-    assert.equal(kg.code, 0, kg.stderr);
     const otherTrust = join(t.dir, 'other-trust.yaml');
     writeFileSync(
       otherTrust,
       'version: 1\nsigners:\n  - name: other\n    publicKeyFile: other.key.pub\n    models: ["*"]\n',
     );
-    const t2 = continueFrom(parent, batch, out, ['--trust', otherTrust]);
-    assert.equal(t2.code, 5, t2.stderr);
-    assert.match(t2.stderr, /ERR_SIGNER_UNTRUSTED/);
     // Another keyring: the data key does not unwrap.
     const kr2 = join(t.dir, 'kr2.json');
-    const ki = bw(['keys', 'init', '--keyring', kr2, '--passphrase-env', PASS_ENV, '--scrypt-log-n', '10']);
+    writeFileSync(join(t.dir, 'dp-schema.yaml'), DP_SCHEMA);
+    // Every run is refused without writing (or makes its own key file), so none depends on another's
+    // outcome: they run two processes at a time, the ones needing the new keys after those are made.
+    const [t1, kg, ki, u, dp, noPkg, onnxOut] = (await inParallel([
+      () => bwAsync(continueArgs(tampered, batch, out)),
+      () => bwAsync(['model', 'keygen', '--out', other]),
+      () => bwAsync(['keys', 'init', '--keyring', kr2, '--passphrase-env', PASS_ENV, '--scrypt-log-n', '10']),
+      // Missing package options are a usage error naming them.
+      () =>
+        bwAsync([
+          'train',
+          '--from',
+          parent,
+          '--data',
+          batch,
+          '--eval',
+          evalSet,
+          '--label',
+          'label',
+          '--out',
+          out,
+        ]),
+      // A DP fine-tune needs the schema and the gate's limit, and a DP-trained parent: this one is not.
+      () => bwAsync(continueArgs(parent, batch, out, ['--dp-epsilon', '1'])),
+      // Package options with a plain ONNX parent are a usage error, as is a non-.bwm output.
+      () => bwAsync(continueArgs(batch, batch, join(outDir, 'x.bwm'))),
+      () => bwAsync(continueArgs(parent, batch, join(outDir, 'x.onnx'))),
+    ])) as [CliRun, CliRun, CliRun, CliRun, CliRun, CliRun, CliRun];
+    assert.equal(kg.code, 0, kg.stderr);
     assert.equal(ki.code, 0, ki.stderr);
-    const t3 = continueFrom(parent, batch, out, ['--keyring', kr2]);
+    const [t2, t3, t4, nonDp] = (await inParallel([
+      () => bwAsync(continueArgs(parent, batch, out, ['--trust', otherTrust])),
+      () => bwAsync(continueArgs(parent, batch, out, ['--keyring', kr2])),
+      // A signing key the policy does not trust for this model: refused before training too.
+      () => bwAsync(continueArgs(parent, batch, out, ['--sign-key', other])),
+      () =>
+        bwAsync(
+          continueArgs(parent, batch, out, [
+            '--dp-epsilon',
+            '1',
+            '--schema',
+            join(t.dir, 'dp-schema.yaml'),
+            '--max-flagged',
+            '0.3',
+            '--ledger',
+            join(t.dir, 'ledger.sqlite'),
+          ]),
+        ),
+    ])) as [CliRun, CliRun, CliRun, CliRun];
+    assert.equal(t1.code, 5, t1.stderr);
+    assert.match(t1.stderr, /ERR_DIGEST_MISMATCH/);
+    assert.doesNotMatch(t1.stderr, /at .*\.js:\d+/, 'one line, no stack trace');
+    assert.equal(t2.code, 5, t2.stderr);
+    assert.match(t2.stderr, /ERR_SIGNER_UNTRUSTED/);
     assert.equal(t3.code, 5, t3.stderr);
     assert.match(t3.stderr, /ERR_KEY_NOT_FOUND/);
-    // A signing key the policy does not trust for this model: refused before training too.
-    const t4 = continueFrom(parent, batch, out, ['--sign-key', other]);
     assert.equal(t4.code, 5, t4.stderr);
     assert.match(t4.stderr, /ERR_SIGNER_UNTRUSTED/);
     for (const x of [t1, t2, t3, t4]) assert.doesNotMatch(x.stderr, /fine-tun|Poisoning check/i);
     assert.equal(existsSync(out), false);
     assert.equal(auditTypes().length, before, 'no model.trained event: no training ran');
-    // Missing package options are a usage error naming them.
-    const u = bw([
-      'train',
-      '--from',
-      parent,
-      '--data',
-      batch,
-      '--eval',
-      evalSet,
-      '--label',
-      'label',
-      '--out',
-      out,
-    ]);
     assert.equal(u.code, 2, u.stderr);
     assert.match(u.stderr, /--keyring, --trust, --sign-key/);
-    // A DP fine-tune needs the schema and the gate's limit, and a DP-trained parent: this one is not.
-    const dp = continueFrom(parent, batch, out, ['--dp-epsilon', '1']);
     assert.equal(dp.code, 2, dp.stderr);
     assert.match(dp.stderr, /ERR_USAGE.*needs --schema/);
-    writeFileSync(join(t.dir, 'dp-schema.yaml'), DP_SCHEMA);
-    const nonDp = continueFrom(parent, batch, out, [
-      '--dp-epsilon',
-      '1',
-      '--schema',
-      join(t.dir, 'dp-schema.yaml'),
-      '--max-flagged',
-      '0.3',
-      '--ledger',
-      join(t.dir, 'ledger.sqlite'),
-    ]);
     assert.equal(nonDp.code, 2, nonDp.stderr);
     assert.match(nonDp.stderr, /ERR_DP_UNACCOUNTED.*not trained with differential privacy/);
-    // Package options with a plain ONNX parent are a usage error, as is a non-.bwm output.
-    const noPkg = continueFrom(batch, batch, join(outDir, 'x.bwm'));
     assert.equal(noPkg.code, 2, noPkg.stderr);
     assert.match(noPkg.stderr, /apply when --from is a protected package/);
-    const onnxOut = continueFrom(parent, batch, join(outDir, 'x.onnx'));
     assert.equal(onnxOut.code, 2, onnxOut.stderr);
     assert.match(onnxOut.stderr, /--out .*name it \*\.bwm/);
   });

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { SeededRng } from '../../src/core/index.js';
-import type { CliRun } from '../helpers/cli.js';
+import { type CliRun, inParallel } from '../helpers/cli.js';
 import { PASS_ENV } from '../model/helpers.js';
 
 /**
@@ -95,25 +95,32 @@ export function packageArgs(dir: string): string[] {
 /**
  * Prepares `dir` for the package tests with `bw` (the CLI run in that folder): the keyring and the
  * package signing key of {@link packageFiles}, a trust policy trusting that key for models `fraud-*`,
- * and an audit store `audit` with a signed checkpoint (its key log.key, log name `logName`).
+ * and an audit store `audit` with a signed checkpoint (its key log.key, log name `logName`). The three
+ * key files do not depend on each other: they are made `limit` processes at a time (1 when the caller
+ * runs something else alongside).
  */
-export function setUpPackages(
-  bw: (args: string[]) => CliRun,
+export async function setUpPackages(
+  bw: (args: string[]) => Promise<CliRun>,
   dir: string,
   audit: string,
   logName: string,
-): void {
+  limit = 2,
+): Promise<void> {
   const f = packageFiles(dir);
-  const steps = [
+  const check = (s: string[], r: CliRun) =>
+    assert.equal(r.code, 0, `${s.slice(0, 2).join(' ')}: ${r.stderr}`);
+  const keys = [
     ['keys', 'init', '--keyring', f.kr, '--passphrase-env', PASS_ENV, '--scrypt-log-n', '10'],
     ['model', 'keygen', '--out', f.signer],
     ['audit', 'keygen', '--name', logName, '--out', join(dir, 'log.key')],
-    ['audit', 'checkpoint', '--store', audit, '--signing-key', join(dir, 'log.key')],
   ];
-  for (const s of steps) {
-    const r = bw(s);
-    assert.equal(r.code, 0, `${s.slice(0, 2).join(' ')}: ${r.stderr}`);
-  }
+  const runs = await inParallel(
+    keys.map((s) => () => bw(s)),
+    limit,
+  );
+  for (const [i, s] of keys.entries()) check(s, runs[i] as CliRun);
+  const checkpoint = ['audit', 'checkpoint', '--store', audit, '--signing-key', join(dir, 'log.key')];
+  check(checkpoint, await bw(checkpoint));
   writeFileSync(
     f.trust,
     'version: 1\nsigners:\n  - name: ml-platform\n    publicKeyFile: signer.key.pub\n    models: ["fraud-*"]\n',
@@ -132,7 +139,16 @@ export function auditEvents<D = unknown>(
   bw: (args: string[]) => CliRun,
   store: string,
 ): { type: string; data: D }[] {
-  const r = bw(['--json', 'audit', 'tail', '--store', store, '--count', '100000']);
+  return parseAuditEvents<D>(bw(auditTailArgs(store)));
+}
+
+/** The arguments of {@link auditEvents}: run them with the async runner, parse with {@link parseAuditEvents}. */
+export function auditTailArgs(store: string): string[] {
+  return ['--json', 'audit', 'tail', '--store', store, '--count', '100000'];
+}
+
+/** The events in the output of `bulwark --json audit tail` (exit 0 checked). */
+export function parseAuditEvents<D = unknown>(r: CliRun): { type: string; data: D }[] {
   assert.equal(r.code, 0, r.stderr);
   return JSON.parse(r.stdout) as { type: string; data: D }[];
 }

@@ -3,7 +3,7 @@ import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { writeTransactionsCsv } from '../../src/data/index.js';
-import { runBulwark } from '../helpers/cli.js';
+import { type CliRun, inParallel, runBulwark, runBulwarkAsync } from '../helpers/cli.js';
 import { tempDir } from './helpers.js';
 
 /** The `bulwark keys` and `bulwark data protect|reveal` commands, run as a user would. */
@@ -14,16 +14,21 @@ describe('bulwark keys / data protect CLI', () => {
   const kr = join(dir, 'keys.json');
   const auth = ['--keyring', kr, '--passphrase-file', pass];
 
-  it('init, list, rotate, disable/enable, destroy; secrets never from argv', () => {
+  it('init, list, rotate, disable/enable, destroy; secrets never from argv', async () => {
     let r = runBulwark(['keys', 'init', ...auth, '--scrypt-log-n', '10']);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /created keyring .* provider local/);
     assert.equal(statSync(kr).mode & 0o777, 0o600);
     assert.doesNotMatch(readFileSync(kr, 'utf8'), /demo passphrase/);
-    r = runBulwark(['keys', 'list', '--keyring', kr]);
+    // Two refused reads of the keyring: two processes at once.
+    const [noSecret, wrong] = (await inParallel([
+      () => runBulwarkAsync(['keys', 'list', '--keyring', kr]),
+      () => runBulwarkAsync(['keys', 'list', '--keyring', kr], { env: { BULWARK_PASSPHRASE: 'wrong' } }),
+    ])) as [CliRun, CliRun];
+    r = noSecret;
     assert.equal(r.code, 2);
     assert.match(r.stderr, /^bulwark: ERR_SECRET_MISSING: /);
-    r = runBulwark(['keys', 'list', '--keyring', kr], { env: { BULWARK_PASSPHRASE: 'wrong' } });
+    r = wrong;
     assert.equal(r.code, 5);
     assert.match(r.stderr, /ERR_PASSPHRASE_WRONG/);
     assert.doesNotMatch(r.stderr, /a long demo/);
@@ -52,24 +57,29 @@ describe('bulwark keys / data protect CLI', () => {
     assert.match(r.stderr, /ERR_FILE_EXISTS/);
   });
 
-  it('encrypt / decrypt a file; a tampered file gives ERR_CIPHERTEXT_TAMPERED and no output', () => {
+  it('encrypt / decrypt a file; a tampered file gives ERR_CIPHERTEXT_TAMPERED and no output', async () => {
     const f = join(dir, 'model.bin');
     writeFileSync(f, Buffer.alloc(200_000, 7));
     let r = runBulwark(['keys', 'encrypt', f, '--out', `${f}.enc`, '--frame-size', '65536', ...auth]);
     assert.equal(r.code, 0, r.stderr);
-    r = runBulwark(['keys', 'decrypt', `${f}.enc`, '--out', `${f}.dec`, ...auth]);
-    assert.equal(r.code, 0, r.stderr);
-    assert.deepEqual(readFileSync(`${f}.dec`), readFileSync(f));
     const t = readFileSync(`${f}.enc`);
     t[t.length - 100]! ^= 1;
     writeFileSync(`${f}.bad`, t);
-    r = runBulwark(['keys', 'decrypt', `${f}.bad`, '--out', `${f}.out`, ...auth]);
+    // The intact and the tampered file are decrypted by two processes at once (separate outputs).
+    const [dec, bad] = (await inParallel([
+      () => runBulwarkAsync(['keys', 'decrypt', `${f}.enc`, '--out', `${f}.dec`, ...auth]),
+      () => runBulwarkAsync(['keys', 'decrypt', `${f}.bad`, '--out', `${f}.out`, ...auth]),
+    ])) as [CliRun, CliRun];
+    r = dec;
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(readFileSync(`${f}.dec`), readFileSync(f));
+    r = bad;
     assert.equal(r.code, 5);
     assert.match(r.stderr, /^bulwark: ERR_CIPHERTEXT_TAMPERED: /);
     assert.throws(() => statSync(`${f}.out`));
   });
 
-  it('encrypt / decrypt on worker threads (--threads, built worker script); a failing frame leaves no output', () => {
+  it('encrypt / decrypt on worker threads (--threads, built worker script); a failing frame leaves no output', async () => {
     const f = join(dir, 'big.bin');
     const pt = Buffer.alloc(20 * 65536 + 5);
     for (let i = 0; i < pt.length; i++) pt[i] = (i * 31 + (i >> 9)) & 0xff;
@@ -77,17 +87,23 @@ describe('bulwark keys / data protect CLI', () => {
     const frames = ['--frame-size', '65536', '--threads', '2'];
     let r = runBulwark(['keys', 'encrypt', f, '--out', `${f}.enc`, ...frames, ...auth]);
     assert.equal(r.code, 0, r.stderr);
-    r = runBulwark(['keys', 'decrypt', `${f}.enc`, '--out', `${f}.dec`, '--threads', '2', ...auth]);
-    assert.equal(r.code, 0, r.stderr);
-    assert.ok(readFileSync(`${f}.dec`).equals(pt));
     const t = readFileSync(`${f}.enc`);
     t[t.length - 5 * 65536]! ^= 1;
     writeFileSync(`${f}.bad`, t);
-    r = runBulwark(['keys', 'decrypt', `${f}.bad`, '--out', `${f}.out`, '--threads', '2', ...auth]);
+    // Three decryptions into separate outputs: two processes at a time.
+    const [dec, bad, zero] = (await inParallel([
+      () => runBulwarkAsync(['keys', 'decrypt', `${f}.enc`, '--out', `${f}.dec`, '--threads', '2', ...auth]),
+      () => runBulwarkAsync(['keys', 'decrypt', `${f}.bad`, '--out', `${f}.out`, '--threads', '2', ...auth]),
+      () => runBulwarkAsync(['keys', 'decrypt', `${f}.enc`, '--out', `${f}.x`, '--threads', '0', ...auth]),
+    ])) as [CliRun, CliRun, CliRun];
+    r = dec;
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(readFileSync(`${f}.dec`).equals(pt));
+    r = bad;
     assert.equal(r.code, 5);
     assert.match(r.stderr, /^bulwark: ERR_CIPHERTEXT_TAMPERED: .*frame 15 /);
     assert.throws(() => statSync(`${f}.out`));
-    r = runBulwark(['keys', 'decrypt', `${f}.enc`, '--out', `${f}.x`, '--threads', '0', ...auth]);
+    r = zero;
     assert.notEqual(r.code, 0);
   });
 
@@ -138,32 +154,39 @@ describe('bulwark keys / data protect CLI', () => {
       ...auth,
     ]);
     assert.equal(r.code, 0, r.stderr);
-    r = runBulwark([
-      'data',
-      'reveal',
-      out,
-      '--out',
-      join(dir, 'back2.csv'),
-      '--subjects',
-      join(dir, 'subjects.json'),
-      ...auth,
-      '--json',
-    ]);
+    // Two reveals after the erasure, into separate files: two processes at once.
+    const [back2, back3] = (await inParallel([
+      () =>
+        runBulwarkAsync([
+          'data',
+          'reveal',
+          out,
+          '--out',
+          join(dir, 'back2.csv'),
+          '--subjects',
+          join(dir, 'subjects.json'),
+          ...auth,
+          '--json',
+        ]),
+      () =>
+        runBulwarkAsync([
+          'data',
+          'reveal',
+          out,
+          '--out',
+          join(dir, 'back3.csv'),
+          '--subjects',
+          join(dir, 'subjects.json'),
+          '--erased',
+          'fail',
+          ...auth,
+        ]),
+    ])) as [CliRun, CliRun];
+    r = back2;
     assert.equal(r.code, 0, r.stderr);
     assert.ok((JSON.parse(r.stdout) as { erasedRows: number }).erasedRows >= 1);
     assert.doesNotMatch(norm(join(dir, 'back2.csv')), new RegExp(`,${victim},`));
-    r = runBulwark([
-      'data',
-      'reveal',
-      out,
-      '--out',
-      join(dir, 'back3.csv'),
-      '--subjects',
-      join(dir, 'subjects.json'),
-      '--erased',
-      'fail',
-      ...auth,
-    ]);
+    r = back3;
     assert.equal(r.code, 5);
     assert.match(r.stderr, /ERR_KEY_DESTROYED/);
     r = runBulwark([

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { SeededRng } from '../../src/core/index.js';
 import { AttrType, DataType, encodeModel } from '../../src/ml/onnx/proto.js';
-import { runBulwark } from '../helpers/cli.js';
+import { type CliRun, inParallel, runBulwark, runBulwarkAsync } from '../helpers/cli.js';
 
 /** A learnable table: label "yes" when 2*x1 - x2 + (channel == web) > 0.5, plus a little noise. */
 function makeCsv(rows: number, seed: number, opts: { oneClass?: boolean; hole?: number } = {}): string {
@@ -27,7 +27,7 @@ const data = join(dir, 'train.csv');
 writeFileSync(data, makeCsv(600, 1));
 
 describe('bulwark train / predict', () => {
-  it('trains a logistic regression, prints test metrics as JSON and writes an ONNX model', () => {
+  it('trains a logistic regression, prints test metrics as JSON and writes an ONNX model', async () => {
     const out = join(dir, 'lr.onnx');
     const r = runBulwark([
       '--json',
@@ -59,7 +59,13 @@ describe('bulwark train / predict', () => {
     assert.ok(readFileSync(out).length > 100);
 
     // predict: ONNX Runtime and Bulwark's forward pass give the same classes; accuracy is reported.
-    const p1 = runBulwark(['--json', 'predict', '--model', out, '--data', data]);
+    // The three predictions only read the model: two processes at a time.
+    const csvOut = join(dir, 'pred.csv');
+    const [p1, p2, p3] = (await inParallel([
+      () => runBulwarkAsync(['--json', 'predict', '--model', out, '--data', data]),
+      () => runBulwarkAsync(['--json', 'predict', '--model', out, '--data', data, '--engine', 'bulwark']),
+      () => runBulwarkAsync(['predict', '--model', out, '--data', data, '--out', csvOut]),
+    ])) as [CliRun, CliRun, CliRun];
     assert.equal(p1.code, 0, p1.stderr);
     const a = JSON.parse(p1.stdout) as {
       rows: number;
@@ -69,15 +75,12 @@ describe('bulwark train / predict', () => {
     assert.equal(a.rows, 600);
     assert.equal(a.predictions.length, 600);
     assert.ok(a.accuracy > 0.9);
-    const p2 = runBulwark(['--json', 'predict', '--model', out, '--data', data, '--engine', 'bulwark']);
     const b = JSON.parse(p2.stdout) as typeof a;
     for (let i = 0; i < 600; i++) {
       assert.equal(a.predictions[i]!.prediction, b.predictions[i]!.prediction);
       assert.ok(Math.abs(a.predictions[i]!.probabilities[1]! - b.predictions[i]!.probabilities[1]!) < 1e-5);
     }
     // CSV output
-    const csvOut = join(dir, 'pred.csv');
-    const p3 = runBulwark(['predict', '--model', out, '--data', data, '--out', csvOut]);
     assert.equal(p3.code, 0, p3.stderr);
     const lines = readFileSync(csvOut, 'utf8').trim().split('\n');
     assert.equal(lines[0], 'prediction,p_no,p_yes');
@@ -129,7 +132,7 @@ describe('bulwark train / predict', () => {
     assert.ok(j.test.accuracy > 0.85, `accuracy ${j.test.accuracy}`);
   });
 
-  it('bad input: a clear error, a stable code, no output file', () => {
+  it('bad input: a clear error, a stable code, no output file', async () => {
     const out = join(dir, 'never.onnx');
     const cases: Array<[string[], RegExp, number]> = [
       [['--label', 'nope'], /ERR_COLUMN_NOT_FOUND: no column "nope"/, 3],
@@ -137,32 +140,44 @@ describe('bulwark train / predict', () => {
       [['--label', 'label', '--hidden', '8'], /ERR_USAGE: --hidden applies to --model mlp/, 2],
       [['--label', 'label', '--epochs', '0'], /ERR_USAGE/, 2],
     ];
-    for (const [args, re, code] of cases) {
-      const r = runBulwark(['train', '--data', data, '--out', out, ...args]);
-      assert.equal(r.code, code, r.stderr);
-      assert.match(r.stderr, re);
-    }
     const one = join(dir, 'one.csv');
     writeFileSync(one, makeCsv(50, 2, { oneClass: true }));
-    let r = runBulwark(['train', '--data', one, '--label', 'label', '--out', out]);
-    assert.equal(r.code, 3);
-    assert.match(r.stderr, /ERR_LABEL_INVALID: label column "label" has only one class \(no\)/);
     const hole = join(dir, 'hole.csv');
     writeFileSync(hole, makeCsv(50, 3, { hole: 7 }));
-    r = runBulwark(['train', '--data', hole, '--label', 'label', '--test-fraction', '0', '--out', out]);
-    assert.equal(r.code, 3);
-    assert.match(r.stderr, /ERR_DATA_VALUE: .*column "x1"/);
-    assert.equal(existsSync(out), false);
     // an existing output is not overwritten without --force
     const keep = join(dir, 'keep.onnx');
     writeFileSync(keep, 'x');
-    r = runBulwark(['train', '--data', data, '--label', 'label', '--epochs', '1', '--out', keep]);
+    // Every run is refused without writing: two processes at a time.
+    const runs = await inParallel([
+      ...cases.map(
+        ([args]) =>
+          () =>
+            runBulwarkAsync(['train', '--data', data, '--out', out, ...args]),
+      ),
+      () => runBulwarkAsync(['train', '--data', one, '--label', 'label', '--out', out]),
+      () =>
+        runBulwarkAsync(['train', '--data', hole, '--label', 'label', '--test-fraction', '0', '--out', out]),
+      () => runBulwarkAsync(['train', '--data', data, '--label', 'label', '--epochs', '1', '--out', keep]),
+    ]);
+    for (const [i, [, re, code]] of cases.entries()) {
+      const r = runs[i] as CliRun;
+      assert.equal(r.code, code, r.stderr);
+      assert.match(r.stderr, re);
+    }
+    let r = runs[cases.length] as CliRun;
+    assert.equal(r.code, 3);
+    assert.match(r.stderr, /ERR_LABEL_INVALID: label column "label" has only one class \(no\)/);
+    r = runs[cases.length + 1] as CliRun;
+    assert.equal(r.code, 3);
+    assert.match(r.stderr, /ERR_DATA_VALUE: .*column "x1"/);
+    assert.equal(existsSync(out), false);
+    r = runs[cases.length + 2] as CliRun;
     assert.equal(r.code, 3);
     assert.match(r.stderr, /ERR_FILE_EXISTS/);
     assert.equal(readFileSync(keep, 'utf8'), 'x');
   });
 
-  it('predict refuses an ONNX model with an unsupported operator, naming it', () => {
+  it('predict refuses an ONNX model with an unsupported operator, naming it', async () => {
     const model = join(dir, 'conv.onnx');
     writeFileSync(
       model,
@@ -199,16 +214,19 @@ describe('bulwark train / predict', () => {
     );
     const csv = join(dir, 'two.csv');
     writeFileSync(csv, 'a,b\n1,2\n3,4\n');
-    const r = runBulwark(['predict', '--model', model, '--data', csv, '--engine', 'bulwark']);
+    const bad = join(dir, 'bad.onnx');
+    writeFileSync(bad, 'not a model at all');
+    // Three runs that only read their inputs: two processes at a time.
+    const [r, r2, r3] = (await inParallel([
+      () => runBulwarkAsync(['predict', '--model', model, '--data', csv, '--engine', 'bulwark']),
+      () => runBulwarkAsync(['--json', 'predict', '--model', model, '--data', csv]),
+      () => runBulwarkAsync(['predict', '--model', bad, '--data', csv]),
+    ])) as [CliRun, CliRun, CliRun];
     assert.equal(r.code, 3);
     assert.match(r.stderr, /ERR_ONNX_UNSUPPORTED_OP: unsupported ONNX operator LeakyRelu \(node "act"\)/);
     // ONNX Runtime runs it (LeakyRelu is standard): predictions from the raw numeric columns.
-    const r2 = runBulwark(['--json', 'predict', '--model', model, '--data', csv]);
     assert.equal(r2.code, 0, r2.stderr);
     assert.equal((JSON.parse(r2.stdout) as { rows: number }).rows, 2);
-    const bad = join(dir, 'bad.onnx');
-    writeFileSync(bad, 'not a model at all');
-    const r3 = runBulwark(['predict', '--model', bad, '--data', csv]);
     assert.equal(r3.code, 3);
     assert.match(r3.stderr, /ERR_ONNX_INVALID/);
   });
