@@ -76,11 +76,12 @@ async function tlsFiles(dir: string): Promise<{ caPem: string }> {
 }
 
 async function outcome(p: Promise<unknown>): Promise<[number, string]> {
-  const { GatewayError } = await import('../../gateway/client.js');
   try {
+    // Awaited first: `p` is already running, and its rejection must have a handler at once.
     await p;
     return [200, 'answered'];
   } catch (e) {
+    const { GatewayError } = await import('../../gateway/client.js');
     if (e instanceof GatewayError) return [e.status, e.code];
     throw e;
   }
