@@ -3,7 +3,7 @@
  *
  * - Durable appends per second through `AuditLog.append` (validation, canonical encoding, RFC 9162
  *   leaf hash, tree frontier and cached subtrees, group commit: one fsync / commit per batch, each
- *   append acknowledged only after its batch is durable), on SQLite (WAL, synchronous=FULL) and on
+ *   append acknowledged only after its batch is durable), on SQLite (WAL, fdatasync per commit) and on
  *   PostgreSQL (synchronous_commit on), against the same store's raw insert rate measured in the
  *   same run: the same rows (same bytes, same primary key and unique id index), inserted in
  *   transactions of the same size with the same durability, with no validation or tree. The ratio is
@@ -329,7 +329,7 @@ const bench: Benchmark = {
       facts,
       notes: [
         `${WINDOW} appends in flight (a gateway with that many concurrent requests); group commit forms the batches (facts: mean events per commit), and the raw baselines insert the same prebuilt rows in transactions of that same size.`,
-        'Durable: SQLite in WAL mode with synchronous=FULL (the WAL is fsynced at every commit); PostgreSQL with synchronous_commit on. An append resolves only after its batch committed.',
+        'Durable: SQLite in WAL mode, each commit followed by an fdatasync of the WAL on the thread pool (synchronous=NORMAL plus our own fdatasync: the durability of synchronous=FULL without blocking the event loop, src/audit/sqlite-store.ts); PostgreSQL with synchronous_commit on. An append resolves only after its batch is durable.',
         'The raw baseline has the same table shape (integer key, unique event id, leaf hash, body) but no validation, canonical encoding, hashing, tree or subtree cache.',
         'This machine is shared by several engineers running tests and benchmarks at the same time: absolute figures vary run to run; the ratios are measured under the same load.',
       ],
