@@ -25,6 +25,14 @@ export const GCM_IV_BYTES = 12;
 export const GCM_TAG_LENGTH = 16;
 
 /** One AES-GCM operation's buffers: IV, associated data, input, output (same length), tag. */
+/** {@link GcmArgs} with the input as pieces whose lengths add up to the output's. */
+export type GcmPiecesArgs = [
+  iv: Uint8Array,
+  aad: Uint8Array,
+  pieces: readonly Uint8Array[],
+  output: Uint8Array,
+  tag: Uint8Array,
+];
 export type GcmArgs = [
   iv: Uint8Array,
   aad: Uint8Array,
@@ -39,14 +47,7 @@ interface NativeAead {
   key(k: Uint8Array): object;
   seal(h: object, ...a: GcmArgs): void;
   open(h: object, ...a: GcmArgs): boolean;
-  openv(
-    h: object,
-    iv: Uint8Array,
-    aad: Uint8Array,
-    pieces: readonly Uint8Array[],
-    output: Uint8Array,
-    tag: Uint8Array,
-  ): boolean;
+  openv(h: object, ...a: GcmPiecesArgs): boolean;
   sealAsync(h: object, ...a: [...GcmArgs, cb: Done]): void;
   openAsync(h: object, ...a: [...GcmArgs, cb: Done]): void;
   wipe(h: object): void;
@@ -166,13 +167,7 @@ export interface GcmKey {
   seal(...a: GcmArgs): void;
   open(...a: GcmArgs): boolean;
   /** {@link open} with the input in several pieces (their lengths add up to the output's). */
-  openPieces(
-    iv: Uint8Array,
-    aad: Uint8Array,
-    pieces: readonly Uint8Array[],
-    output: Uint8Array,
-    tag: Uint8Array,
-  ): boolean;
+  openPieces(...a: GcmPiecesArgs): boolean;
   sealAsync(...a: GcmArgs): Promise<void>;
   openAsync(...a: GcmArgs): Promise<boolean>;
   /** Overwrites the key now (jobs already queued keep their own copy); any later call throws. */
@@ -204,13 +199,7 @@ class NodeGcmKey implements GcmKey {
   open(iv: Uint8Array, aad: Uint8Array, input: Uint8Array, output: Uint8Array, tag: Uint8Array): boolean {
     return this.openPieces(iv, aad, [input], output, tag);
   }
-  openPieces(
-    iv: Uint8Array,
-    aad: Uint8Array,
-    pieces: readonly Uint8Array[],
-    output: Uint8Array,
-    tag: Uint8Array,
-  ): boolean {
+  openPieces(...[iv, aad, pieces, output, tag]: GcmPiecesArgs): boolean {
     const d = createDecipheriv('aes-256-gcm', this.#live(), iv, { authTagLength: GCM_TAG_LENGTH });
     d.setAAD(aad);
     d.setAuthTag(tag);
@@ -250,14 +239,8 @@ class NativeGcmKey implements GcmKey {
   open(...a: GcmArgs): boolean {
     return this.#m.open(this.#h, ...a);
   }
-  openPieces(
-    iv: Uint8Array,
-    aad: Uint8Array,
-    pieces: readonly Uint8Array[],
-    output: Uint8Array,
-    tag: Uint8Array,
-  ): boolean {
-    return this.#m.openv(this.#h, iv, aad, pieces, output, tag);
+  openPieces(...a: GcmPiecesArgs): boolean {
+    return this.#m.openv(this.#h, ...a);
   }
   wipe(): void {
     this.#m.wipe(this.#h);
