@@ -101,25 +101,32 @@ static napi_value make_key(napi_env env, napi_callback_info info) {
   return ext;
 }
 
-/* One seal or open with a context already keyed (iv set here). Returns 1 on success; for open, 0 also
+/* One seal or open with a context already keyed (iv set here), over the input given as `nin` pieces
+ * that fill `out` (`total` bytes) in order: one piece for seal and open, several for openv (a frame
+ * that straddles read chunks, opened without gathering it first). Returns 1 on success; for open, 0 also
  * when the tag does not verify (the output is then wiped). */
 static int run_gcm(EVP_CIPHER_CTX *c, int encrypt, const bytes *iv, const bytes *aad, const bytes *in,
-                   unsigned char *out, unsigned char *tag) {
+                   size_t nin, unsigned char *out, size_t total, unsigned char *tag) {
   int len = 0;
-  if (encrypt) {
-    if (EVP_EncryptInit_ex(c, NULL, NULL, NULL, iv->p) != 1) return 0;
-    if (aad->n > 0 && EVP_EncryptUpdate(c, NULL, &len, aad->p, (int)aad->n) != 1) return 0;
-    if (in->n > 0 && EVP_EncryptUpdate(c, out, &len, in->p, (int)in->n) != 1) return 0;
-    if (EVP_EncryptFinal_ex(c, out + in->n, &len) != 1) return 0;
-    return EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, TAG_BYTES, tag) == 1;
+  int ok = encrypt ? EVP_EncryptInit_ex(c, NULL, NULL, NULL, iv->p) == 1
+                   : EVP_DecryptInit_ex(c, NULL, NULL, NULL, iv->p) == 1 &&
+                         EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, TAG_BYTES, tag) == 1;
+  if (ok && aad->n > 0)
+    ok = (encrypt ? EVP_EncryptUpdate(c, NULL, &len, aad->p, (int)aad->n)
+                  : EVP_DecryptUpdate(c, NULL, &len, aad->p, (int)aad->n)) == 1;
+  size_t off = 0;
+  for (size_t i = 0; ok && i < nin; i++) {
+    if (in[i].n == 0) continue;
+    ok = (encrypt ? EVP_EncryptUpdate(c, out + off, &len, in[i].p, (int)in[i].n)
+                  : EVP_DecryptUpdate(c, out + off, &len, in[i].p, (int)in[i].n)) == 1;
+    off += in[i].n;
   }
-  int ok = EVP_DecryptInit_ex(c, NULL, NULL, NULL, iv->p) == 1 &&
-           EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, TAG_BYTES, tag) == 1 &&
-           (aad->n == 0 || EVP_DecryptUpdate(c, NULL, &len, aad->p, (int)aad->n) == 1) &&
-           (in->n == 0 || EVP_DecryptUpdate(c, out, &len, in->p, (int)in->n) == 1) &&
-           EVP_DecryptFinal_ex(c, out + in->n, &len) == 1;
+  if (encrypt)
+    return ok && EVP_EncryptFinal_ex(c, out + off, &len) == 1 &&
+           EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, TAG_BYTES, tag) == 1;
+  ok = ok && EVP_DecryptFinal_ex(c, out + off, &len) == 1;
   /* No unauthenticated plaintext leaves: a failed open wipes what was written. */
-  if (!ok && in->n > 0) OPENSSL_cleanse(out, in->n);
+  if (!ok && total > 0) OPENSSL_cleanse(out, total);
   return ok;
 }
 
@@ -128,10 +135,12 @@ typedef struct {
   unsigned char job_key[KEY_BYTES]; /* async jobs: a copy, so wipe() may run while a job is queued */
   bytes iv, aad, in;
   unsigned char *out, *tag;
+  size_t out_n;
 } gcm_args;
 
-/* Reads (handle, iv, aad, input, output, tag) and checks every length; 0 with an exception pending. */
-static int read_args(napi_env env, napi_value *argv, size_t argc, gcm_args *a) {
+/* Reads what every operation takes, (handle, iv, aad, <input>, output, tag), except the input, and checks
+ * each; the output's length is left to the caller. 0 with an exception pending. */
+static int read_common(napi_env env, napi_value *argv, size_t argc, gcm_args *a) {
   if (argc < 6) return (throw_code(env, "ERR_NATIVE_AEAD", "expected 6 arguments"), 0);
   if (napi_get_value_external(env, argv[0], (void **)&a->key) != napi_ok || !a->key)
     return (throw_code(env, "ERR_NATIVE_AEAD", "the first argument must be a key handle"), 0);
@@ -141,17 +150,29 @@ static int read_args(napi_env env, napi_value *argv, size_t argc, gcm_args *a) {
     return (throw_code(env, "ERR_NATIVE_AEAD", "iv must be 12 bytes"), 0);
   if (!get_bytes(env, argv[2], &a->aad) || a->aad.n > INT_MAX)
     return (throw_code(env, "ERR_NATIVE_AEAD", "aad must be a Uint8Array under 2 GiB"), 0);
-  if (!get_bytes(env, argv[3], &a->in) || a->in.n > INT_MAX)
-    return (throw_code(env, "ERR_NATIVE_AEAD", "input must be a Uint8Array under 2 GiB"), 0);
-  if (!get_bytes(env, argv[4], &out) || out.n != a->in.n)
-    return (throw_code(env, "ERR_NATIVE_AEAD", "output must be a Uint8Array as long as input"), 0);
+  if (!get_bytes(env, argv[4], &out) || out.n > INT_MAX)
+    return (throw_code(env, "ERR_NATIVE_AEAD", "output must be a Uint8Array under 2 GiB"), 0);
   if (!get_bytes(env, argv[5], &tag) || tag.n != TAG_BYTES)
     return (throw_code(env, "ERR_NATIVE_AEAD", "tag must be 16 bytes"), 0);
-  uintptr_t i0 = (uintptr_t)a->in.p, o0 = (uintptr_t)out.p;
-  if (out.p != a->in.p && a->in.n > 0 && i0 < o0 + out.n && o0 < i0 + a->in.n)
-    return (throw_code(env, "ERR_NATIVE_AEAD", "output overlaps input without being the same bytes"), 0);
   a->out = (unsigned char *)out.p;
+  a->out_n = out.n;
   a->tag = (unsigned char *)tag.p;
+  return 1;
+}
+
+/* Whether `p` overlaps the output without being exactly it (in place is allowed, shifted is not). */
+static int overlaps(const bytes *p, const gcm_args *a) {
+  uintptr_t p0 = (uintptr_t)p->p, o0 = (uintptr_t)a->out;
+  return p->p != a->out && p->n > 0 && p0 < o0 + a->out_n && o0 < p0 + p->n;
+}
+
+/* read_common plus the single input (argv[3]), as long as the output. */
+static int read_args(napi_env env, napi_value *argv, size_t argc, gcm_args *a) {
+  if (!read_common(env, argv, argc, a)) return 0;
+  if (!get_bytes(env, argv[3], &a->in) || a->in.n != a->out_n)
+    return (throw_code(env, "ERR_NATIVE_AEAD", "output must be a Uint8Array as long as input"), 0);
+  if (overlaps(&a->in, a))
+    return (throw_code(env, "ERR_NATIVE_AEAD", "output overlaps input without being the same bytes"), 0);
   return 1;
 }
 
@@ -161,7 +182,8 @@ static napi_value sync_op(napi_env env, napi_callback_info info, int encrypt) {
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   gcm_args a;
   if (!read_args(env, argv, argc, &a)) return NULL;
-  int ok = run_gcm(encrypt ? a.key->enc : a.key->dec, encrypt, &a.iv, &a.aad, &a.in, a.out, a.tag);
+  int ok = run_gcm(encrypt ? a.key->enc : a.key->dec, encrypt, &a.iv, &a.aad, &a.in, 1, a.out, a.out_n,
+                   a.tag);
   if (encrypt && !ok) return throw_code(env, "ERR_NATIVE_AEAD", "OpenSSL failed to encrypt");
   napi_value r;
   if (encrypt) napi_get_undefined(env, &r);
@@ -175,56 +197,31 @@ static napi_value openv(napi_env env, napi_callback_info info) {
   size_t argc = 6;
   napi_value argv[6];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (argc < 6) return throw_code(env, "ERR_NATIVE_AEAD", "expected 6 arguments");
-  gcm_key *k = NULL;
-  if (napi_get_value_external(env, argv[0], (void **)&k) != napi_ok || !k)
-    return throw_code(env, "ERR_NATIVE_AEAD", "the first argument must be a key handle");
-  if (k->wiped) return throw_code(env, "ERR_NATIVE_AEAD", "the key was wiped");
-  bytes iv, aad, out, tag;
-  if (!get_bytes(env, argv[1], &iv) || iv.n != IV_BYTES)
-    return throw_code(env, "ERR_NATIVE_AEAD", "iv must be 12 bytes");
-  if (!get_bytes(env, argv[2], &aad) || aad.n > INT_MAX)
-    return throw_code(env, "ERR_NATIVE_AEAD", "aad must be a Uint8Array under 2 GiB");
-  if (!get_bytes(env, argv[4], &out) || out.n > INT_MAX)
-    return throw_code(env, "ERR_NATIVE_AEAD", "output must be a Uint8Array under 2 GiB");
-  if (!get_bytes(env, argv[5], &tag) || tag.n != TAG_BYTES)
-    return throw_code(env, "ERR_NATIVE_AEAD", "tag must be 16 bytes");
+  gcm_args a;
+  if (!read_common(env, argv, argc, &a)) return NULL;
   bool is_array = false;
   uint32_t count = 0;
   if (napi_is_array(env, argv[3], &is_array) != napi_ok || !is_array ||
       napi_get_array_length(env, argv[3], &count) != napi_ok)
     return throw_code(env, "ERR_NATIVE_AEAD", "pieces must be an array of Uint8Arrays");
+  bytes *pieces = (bytes *)calloc(count > 0 ? count : 1, sizeof(bytes));
+  if (!pieces) return throw_code(env, "ERR_NATIVE_AEAD", "out of memory");
   /* Every piece is checked (and the lengths must add up to the output's) before anything is written. */
+  const char *bad = NULL;
   size_t total = 0;
-  for (uint32_t i = 0; i < count; i++) {
+  for (uint32_t i = 0; !bad && i < count; i++) {
     napi_value v;
-    bytes p;
-    if (napi_get_element(env, argv[3], i, &v) != napi_ok || !get_bytes(env, v, &p))
-      return throw_code(env, "ERR_NATIVE_AEAD", "pieces must be an array of Uint8Arrays");
-    uintptr_t p0 = (uintptr_t)p.p, o0 = (uintptr_t)out.p;
-    if (p.n > 0 && p0 < o0 + out.n && o0 < p0 + p.n)
-      return throw_code(env, "ERR_NATIVE_AEAD", "a piece overlaps the output");
-    total += p.n;
-    if (total > out.n) break;
+    if (napi_get_element(env, argv[3], i, &v) != napi_ok || !get_bytes(env, v, &pieces[i]))
+      bad = "pieces must be an array of Uint8Arrays";
+    else if (pieces[i].n > 0 && (overlaps(&pieces[i], &a) || pieces[i].p == a.out))
+      bad = "a piece overlaps the output";
+    else if ((total += pieces[i].n) > a.out_n)
+      bad = "the pieces must add up to the output's length";
   }
-  if (total != out.n) return throw_code(env, "ERR_NATIVE_AEAD", "the pieces must add up to the output's length");
-  EVP_CIPHER_CTX *c = k->dec;
-  int len = 0;
-  int ok = EVP_DecryptInit_ex(c, NULL, NULL, NULL, iv.p) == 1 &&
-           EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, TAG_BYTES, (void *)tag.p) == 1 &&
-           (aad.n == 0 || EVP_DecryptUpdate(c, NULL, &len, aad.p, (int)aad.n) == 1);
-  size_t off = 0;
-  for (uint32_t i = 0; ok && i < count; i++) {
-    napi_value v;
-    bytes p;
-    napi_get_element(env, argv[3], i, &v);
-    get_bytes(env, v, &p);
-    if (p.n == 0) continue;
-    ok = EVP_DecryptUpdate(c, (unsigned char *)out.p + off, &len, p.p, (int)p.n) == 1;
-    off += p.n;
-  }
-  ok = ok && EVP_DecryptFinal_ex(c, (unsigned char *)out.p + off, &len) == 1;
-  if (!ok && out.n > 0) OPENSSL_cleanse((void *)out.p, out.n);
+  if (!bad && total != a.out_n) bad = "the pieces must add up to the output's length";
+  int ok = bad ? 0 : run_gcm(a.key->dec, 0, &a.iv, &a.aad, pieces, count, a.out, a.out_n, a.tag);
+  free(pieces);
+  if (bad) return throw_code(env, "ERR_NATIVE_AEAD", bad);
   napi_value r;
   napi_get_boolean(env, ok, &r);
   return r;
@@ -256,8 +253,9 @@ static void job_execute(napi_env env, void *data) {
   int init = j->encrypt ? EVP_EncryptInit_ex(c, EVP_aes_256_gcm(), NULL, j->a.job_key, NULL)
                         : EVP_DecryptInit_ex(c, EVP_aes_256_gcm(), NULL, j->a.job_key, NULL);
   OPENSSL_cleanse(j->a.job_key, KEY_BYTES);
-  if (init == 1) j->ok = run_gcm(c, j->encrypt, &j->a.iv, &j->a.aad, &j->a.in, j->a.out, j->a.tag);
-  else if (!j->encrypt && j->a.in.n > 0) OPENSSL_cleanse(j->a.out, j->a.in.n);
+  if (init == 1)
+    j->ok = run_gcm(c, j->encrypt, &j->a.iv, &j->a.aad, &j->a.in, 1, j->a.out, j->a.out_n, j->a.tag);
+  else if (!j->encrypt && j->a.out_n > 0) OPENSSL_cleanse(j->a.out, j->a.out_n);
   EVP_CIPHER_CTX_free(c);
 }
 

@@ -149,11 +149,6 @@ export class FramePipeline<R> {
     return true;
   }
 
-  /** The frames that may be in flight at once (1: everything on this thread). */
-  get threadsInUse(): number {
-    return this.#threads;
-  }
-
   #take(): Buffer | undefined {
     return this.#reuse ? (this.#spare.pop() ?? Buffer.allocUnsafeSlow(this.#frameSize)) : undefined;
   }

@@ -1,3 +1,4 @@
+import { BulwarkError } from '../core/index.js';
 import { GCM_TAG_BYTES } from './aead.js';
 import { type GcmKey, gcmKey } from './gcm.js';
 
@@ -40,11 +41,15 @@ export interface SealedFrame {
   tag: Buffer;
 }
 
-/** Each file's key, prepared once for the AES-GCM backend (dropped and wiped with the frame keys). */
-const prepared = new WeakMap<FrameKeys, GcmKey>();
+/**
+ * Each file's key, prepared once for the AES-GCM backend; wiped with the frame keys. A wiped entry stays
+ * (as null), so frame keys used after wipeFrameKeys fail instead of preparing their zeroed bytes as a key.
+ */
+const prepared = new WeakMap<FrameKeys, GcmKey | null>();
 
 function gcmOf(k: FrameKeys): GcmKey {
   let g = prepared.get(k);
+  if (g === null) throw new BulwarkError('ERR_INTERNAL', 'frame keys used after they were wiped');
   if (!g) {
     g = gcmKey(k.enc);
     prepared.set(k, g);
@@ -55,7 +60,12 @@ function gcmOf(k: FrameKeys): GcmKey {
 export function wipeFrameKeys(k: FrameKeys): void {
   k.enc.fill(0);
   prepared.get(k)?.wipe();
-  prepared.delete(k);
+  prepared.set(k, null);
+}
+
+/** `len` bytes at the start of `into` (a recycled buffer), or a fresh buffer: where a frame's output goes. */
+function outputOf(len: number, into?: Uint8Array): Buffer {
+  return into ? Buffer.from(into.buffer, into.byteOffset, len) : Buffer.allocUnsafe(len);
 }
 
 /** The 12-byte GCM nonce of frame `index`: `prefix(7) | index u32 | last u8`. */
@@ -97,9 +107,7 @@ export function sealFrame(
   into?: Uint8Array,
 ): SealedFrame {
   const header = frameHeader(k, index, last, plain.length);
-  const body = into
-    ? Buffer.from(into.buffer, into.byteOffset, plain.length)
-    : Buffer.allocUnsafe(plain.length);
+  const body = outputOf(plain.length, into);
   const tag = Buffer.allocUnsafe(GCM_TAG_BYTES);
   gcmOf(k).seal(nonceFor(k.prefix, index, last), frameAad(k, header), plain, body, tag);
   return { header, body, tag };
@@ -110,7 +118,7 @@ export function sealFrame(
  * node:crypto. `plain` is copied into the output first and sealed in place, so the caller may reuse
  * `plain` as soon as this returns; `into` must stay untouched until the promise settles.
  */
-export function sealFrameAsync(
+export async function sealFrameAsync(
   k: FrameKeys,
   index: number,
   last: boolean,
@@ -118,9 +126,7 @@ export function sealFrameAsync(
   into?: Uint8Array,
 ): Promise<SealedFrame> {
   const header = frameHeader(k, index, last, plain.length);
-  const body = into
-    ? Buffer.from(into.buffer, into.byteOffset, plain.length)
-    : Buffer.allocUnsafe(plain.length);
+  const body = outputOf(plain.length, into);
   body.set(plain);
   const tag = Buffer.allocUnsafe(GCM_TAG_BYTES);
   return gcmOf(k)
@@ -128,11 +134,16 @@ export function sealFrameAsync(
     .then(() => ({ header, body, tag }));
 }
 
-/** The ciphertext pieces of a frame gathered into `into` (or a fresh buffer): the buffer to open in place. */
-function gather(body: readonly Uint8Array[], into?: Uint8Array): Buffer {
+/** The total length of a frame's ciphertext pieces. */
+function lengthOf(body: readonly Uint8Array[]): number {
   let len = 0;
   for (const p of body) len += p.length;
-  const out = into ? Buffer.from(into.buffer, into.byteOffset, len) : Buffer.allocUnsafe(len);
+  return len;
+}
+
+/** The ciphertext pieces of a frame gathered into `into` (or a fresh buffer): the buffer to open in place. */
+function gather(body: readonly Uint8Array[], into?: Uint8Array): Buffer {
+  const out = outputOf(lengthOf(body), into);
   let off = 0;
   for (const p of body) {
     out.set(p, off);
@@ -144,9 +155,8 @@ function gather(body: readonly Uint8Array[], into?: Uint8Array): Buffer {
 /**
  * Opens one frame given its clear header `fh` (already checked by the caller for file tag, index and
  * length), its ciphertext as one or more pieces (a frame that straddles read chunks is fed piece by
- * piece, without assembling it) and its tag. Returns the plaintext pieces (one, in `into`, when given),
- * or null when the tag does not verify (then nothing is returned: the partial plaintext is
- * overwritten).
+ * piece, without assembling it) and its tag. Returns the plaintext (in `into` when given), or null
+ * when the tag does not verify (then nothing is returned: the partial plaintext is overwritten).
  */
 export function openFrame(
   k: FrameKeys,
@@ -156,15 +166,10 @@ export function openFrame(
   body: readonly Uint8Array[],
   tag: Uint8Array,
   into?: Uint8Array,
-): Buffer[] | null {
-  const nonce = nonceFor(k.prefix, index, last);
-  const aad = frameAad(k, fh);
-  const g = gcmOf(k);
-  let len = 0;
-  for (const p of body) len += p.length;
+): Buffer | null {
   // Opened from where the pieces lie into the output, without gathering them first.
-  const out = into ? Buffer.from(into.buffer, into.byteOffset, len) : Buffer.allocUnsafe(len);
-  return g.openPieces(nonce, aad, body, out, tag) ? [out] : null;
+  const out = outputOf(lengthOf(body), into);
+  return gcmOf(k).openPieces(nonceFor(k.prefix, index, last), frameAad(k, fh), body, out, tag) ? out : null;
 }
 
 /**
@@ -172,7 +177,7 @@ export function openFrame(
  * the output first, so the caller may reuse them once this returns. Resolves to null when the tag does
  * not verify (the output is then overwritten).
  */
-export function openFrameAsync(
+export async function openFrameAsync(
   k: FrameKeys,
   index: number,
   last: boolean,

@@ -2,12 +2,14 @@ import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
+import { BulwarkError, invalidArgument } from '../core/index.js';
+import { GCM_NONCE_BYTES, GCM_TAG_BYTES, gcmSeal, KEY_BYTES } from './aead.js';
 
 /**
  * AES-256-GCM with a key prepared once, writing into buffers the caller owns, on one of two backends
  * that produce the same bytes:
  *
- * - `native`: build/native/aead.node (native/aead.c, built by scripts/build-native.sh), which calls
+ * - `native`: build/native/aead.node (native/aead.c, built by scripts/build-native.mjs), which calls
  *   the EVP interface of the OpenSSL that node itself links — the implementation node:crypto uses —
  *   without node:crypto's per-call output allocation and cipher object. A 1 MiB frame costs page
  *   faults for its fresh output in node:crypto; that put node:crypto at about a third of
@@ -20,11 +22,6 @@ import { fileURLToPath } from 'node:url';
  * a tampered tag refused); a mismatch disables it for the process, never a silent wrong answer.
  */
 
-export const GCM_KEY_BYTES = 32;
-export const GCM_IV_BYTES = 12;
-export const GCM_TAG_LENGTH = 16;
-
-/** One AES-GCM operation's buffers: IV, associated data, input, output (same length), tag. */
 /** {@link GcmArgs} with the input as pieces whose lengths add up to the output's. */
 export type GcmPiecesArgs = [
   iv: Uint8Array,
@@ -33,6 +30,7 @@ export type GcmPiecesArgs = [
   output: Uint8Array,
   tag: Uint8Array,
 ];
+/** One AES-GCM operation's buffers: IV, associated data, input, output (same length), tag. */
 export type GcmArgs = [
   iv: Uint8Array,
   aad: Uint8Array,
@@ -67,34 +65,19 @@ const ADDON = fileURLToPath(new URL('../../build/native/aead.node', import.meta.
 let loaded: NativeAead | null | undefined;
 let info: GcmBackendInfo = { backend: 'node:crypto', reason: 'not loaded yet' };
 
-/** Seals with node:crypto into `tag` and returns the ciphertext (the self-test's reference). */
-function nodeSeal(
-  key: Uint8Array,
-  iv: Uint8Array,
-  aad: Uint8Array,
-  plain: Uint8Array,
-  tag: Uint8Array,
-): Buffer {
-  const c = createCipheriv('aes-256-gcm', key, iv, { authTagLength: GCM_TAG_LENGTH });
-  c.setAAD(aad);
-  const out = Buffer.concat([c.update(plain), c.final()]);
-  tag.set(c.getAuthTag());
-  return out;
-}
-
 /** Throws unless the addon agrees with node:crypto and refuses a wrong tag, in place and not. */
 function selfTest(m: NativeAead): void {
-  const key = randomBytes(GCM_KEY_BYTES);
-  const iv = randomBytes(GCM_IV_BYTES);
+  const key = randomBytes(KEY_BYTES);
+  const iv = randomBytes(GCM_NONCE_BYTES);
   const aad = randomBytes(45);
   const plain = randomBytes(1000);
-  const refTag = Buffer.alloc(GCM_TAG_LENGTH);
-  const ref = nodeSeal(key, iv, aad, plain, refTag);
+  // The reference: node:crypto's `ciphertext | tag`.
+  const ref = gcmSeal(key, iv, plain, aad);
   const h = m.key(key);
   const out = Buffer.alloc(plain.length);
-  const tag = Buffer.alloc(GCM_TAG_LENGTH);
+  const tag = Buffer.alloc(GCM_TAG_BYTES);
   m.seal(h, iv, aad, plain, out, tag);
-  if (!out.equals(ref) || !tag.equals(refTag)) throw new Error('ciphertext differs from node:crypto');
+  if (!Buffer.concat([out, tag]).equals(ref)) throw new Error('ciphertext differs from node:crypto');
   if (!m.open(h, iv, aad, out, out, tag) || !out.equals(plain)) throw new Error('does not open its own seal');
   m.seal(h, iv, aad, out, out, tag);
   tag[0]! ^= 1;
@@ -138,7 +121,7 @@ export function gcmBackend(): GcmBackendInfo {
 const PIECE_BYTES = 1 << 16;
 
 /** Runs `input` through `c` in pieces, writing the output into `into` from `at`; returns the end offset. */
-export function updateInto(
+function updateInto(
   c: { update(data: Uint8Array): Buffer },
   input: Uint8Array,
   into: Uint8Array,
@@ -174,10 +157,6 @@ export interface GcmKey {
   wipe(): void;
 }
 
-function checkSizes(key: Uint8Array): void {
-  if (key.length !== GCM_KEY_BYTES) throw new RangeError(`AES-256-GCM key must be ${GCM_KEY_BYTES} bytes`);
-}
-
 class NodeGcmKey implements GcmKey {
   readonly backend = 'node:crypto' as const;
   readonly #key: Buffer;
@@ -186,11 +165,11 @@ class NodeGcmKey implements GcmKey {
     this.#key = Buffer.from(key);
   }
   #live(): Buffer {
-    if (this.#wiped) throw new Error('the key was wiped');
+    if (this.#wiped) throw new BulwarkError('ERR_INTERNAL', 'AES-GCM: the key was wiped');
     return this.#key;
   }
   seal(iv: Uint8Array, aad: Uint8Array, input: Uint8Array, output: Uint8Array, tag: Uint8Array): void {
-    const c = createCipheriv('aes-256-gcm', this.#live(), iv, { authTagLength: GCM_TAG_LENGTH });
+    const c = createCipheriv('aes-256-gcm', this.#live(), iv, { authTagLength: GCM_TAG_BYTES });
     c.setAAD(aad);
     updateInto(c, input, output, 0);
     c.final();
@@ -200,7 +179,7 @@ class NodeGcmKey implements GcmKey {
     return this.openPieces(iv, aad, [input], output, tag);
   }
   openPieces(...[iv, aad, pieces, output, tag]: GcmPiecesArgs): boolean {
-    const d = createDecipheriv('aes-256-gcm', this.#live(), iv, { authTagLength: GCM_TAG_LENGTH });
+    const d = createDecipheriv('aes-256-gcm', this.#live(), iv, { authTagLength: GCM_TAG_BYTES });
     d.setAAD(aad);
     d.setAuthTag(tag);
     let off = 0;
@@ -262,8 +241,9 @@ class NativeGcmKey implements GcmKey {
  * node:crypto when `backend` says so (the tests compare the two).
  */
 export function gcmKey(key: Uint8Array, backend?: 'native' | 'node:crypto'): GcmKey {
-  checkSizes(key);
+  if (key.length !== KEY_BYTES) throw invalidArgument('key', `${KEY_BYTES} bytes (AES-256-GCM)`, key.length);
   const m = backend === 'node:crypto' ? null : native();
-  if (backend === 'native' && !m) throw new Error(`native AES-GCM unavailable: ${info.reason}`);
+  if (backend === 'native' && !m)
+    throw new BulwarkError('ERR_INTERNAL', `native AES-GCM unavailable: ${info.reason}`);
   return m ? new NativeGcmKey(m, key) : new NodeGcmKey(key);
 }

@@ -437,17 +437,14 @@ async function* openFrames(
         throw new BulwarkError('ERR_FRAME_ORDER', `${where}: data follows the final frame ${index}`);
       }
       const i = index;
+      // A frame's plaintext as the part to release, or the tamper error when its tag did not verify.
+      const authenticated = (plain: Buffer | null): Buffer[] => {
+        if (!plain) throw frameTampered(where, i);
+        return [plain];
+      };
       const done = await pipe.submit(
-        (into) => {
-          const plain = openFrame(keys, i, last, fh, body, tag, into);
-          if (!plain) throw frameTampered(where, i);
-          return plain;
-        },
-        (into) =>
-          openFrameAsync(keys, i, last, fh, body, tag, into).then((p) => {
-            if (!p) throw frameTampered(where, i);
-            return [p];
-          }),
+        (into) => authenticated(openFrame(keys, i, last, fh, body, tag, into)),
+        (into) => openFrameAsync(keys, i, last, fh, body, tag, into).then(authenticated),
       );
       // Released only after the whole frame authenticated.
       yield* releaseAll(done);

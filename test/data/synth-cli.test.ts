@@ -22,34 +22,22 @@ describe('bulwark data synth', () => {
     const b = join(dir, 'b.csv');
     const c = join(dir, 'c.csv');
     // Three independent runs (separate files), two processes at a time.
+    // The same seeded synthesis twice (with and without --json): the files must be identical.
+    const seeded = (out: string) => [
+      'data',
+      'synth',
+      '--rows',
+      '3000',
+      '--fraud-rate',
+      '0.05',
+      '--seed',
+      '12',
+      '--out',
+      out,
+    ];
     const [r, r2, r3] = (await inParallel([
-      () =>
-        runBulwarkAsync([
-          '--json',
-          'data',
-          'synth',
-          '--rows',
-          '3000',
-          '--fraud-rate',
-          '0.05',
-          '--seed',
-          '12',
-          '--out',
-          a,
-        ]),
-      () =>
-        runBulwarkAsync([
-          'data',
-          'synth',
-          '--rows',
-          '3000',
-          '--fraud-rate',
-          '0.05',
-          '--seed',
-          '12',
-          '--out',
-          b,
-        ]),
+      () => runBulwarkAsync(['--json', ...seeded(a)]),
+      () => runBulwarkAsync(seeded(b)),
       // Without --seed a random seed is used and reported.
       () => runBulwarkAsync(['--json', 'data', 'synth', '--rows', '100', '--out', c, '--include-scenario']),
     ])) as [CliRun, CliRun, CliRun];

@@ -155,32 +155,20 @@ describe('bulwark keys / data protect CLI', () => {
     ]);
     assert.equal(r.code, 0, r.stderr);
     // Two reveals after the erasure, into separate files: two processes at once.
+    const reveal = (to: string, ...extra: string[]) => [
+      'data',
+      'reveal',
+      out,
+      '--out',
+      join(dir, to),
+      '--subjects',
+      join(dir, 'subjects.json'),
+      ...extra,
+      ...auth,
+    ];
     const [back2, back3] = (await inParallel([
-      () =>
-        runBulwarkAsync([
-          'data',
-          'reveal',
-          out,
-          '--out',
-          join(dir, 'back2.csv'),
-          '--subjects',
-          join(dir, 'subjects.json'),
-          ...auth,
-          '--json',
-        ]),
-      () =>
-        runBulwarkAsync([
-          'data',
-          'reveal',
-          out,
-          '--out',
-          join(dir, 'back3.csv'),
-          '--subjects',
-          join(dir, 'subjects.json'),
-          '--erased',
-          'fail',
-          ...auth,
-        ]),
+      () => runBulwarkAsync([...reveal('back2.csv'), '--json']),
+      () => runBulwarkAsync(reveal('back3.csv', '--erased', 'fail')),
     ])) as [CliRun, CliRun];
     r = back2;
     assert.equal(r.code, 0, r.stderr);

@@ -216,7 +216,7 @@ describe('framed encryption with frames on the thread pool', () => {
     );
   });
 
-  it('a frame key is wiped with the frame keys: later use fails instead of using a zero key', () => {
+  it('a frame key is wiped with the frame keys: later use fails instead of using a zero key', async () => {
     const k: FrameKeys = {
       enc: seededBytes(32, 61),
       prefix: seededBytes(7, 62),
@@ -226,8 +226,10 @@ describe('framed encryption with frames on the thread pool', () => {
     sealFrame(k, 0, true, Buffer.alloc(16));
     wipeFrameKeys(k);
     assert.ok(k.enc.every((b) => b === 0));
-    // A fresh handle would be prepared from the (now zero) key: the stream layer never reuses wiped
-    // keys, and the prepared handle itself refuses.
+    // Wiped frame keys refuse (not a fresh key prepared from their zeroed bytes), on both paths; a
+    // prepared key refuses once wiped.
+    assert.throws(() => sealFrame(k, 1, true, Buffer.alloc(16)), /used after they were wiped/);
+    await assert.rejects(sealFrameAsync(k, 1, true, Buffer.alloc(16)), /used after they were wiped/);
     const g = gcmKey(seededBytes(32, 65));
     g.wipe();
     assert.throws(

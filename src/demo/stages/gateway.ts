@@ -75,18 +75,6 @@ async function tlsFiles(dir: string): Promise<{ caPem: string }> {
   return { caPem };
 }
 
-async function outcome(p: Promise<unknown>): Promise<[number, string]> {
-  try {
-    // Awaited first: `p` is already running, and its rejection must have a handler at once.
-    await p;
-    return [200, 'answered'];
-  } catch (e) {
-    const { GatewayError } = await import('../../gateway/client.js');
-    if (e instanceof GatewayError) return [e.status, e.code];
-    throw e;
-  }
-}
-
 /**
  * Stage: the case-study package (the DP model; the baseline's only when it is absent) served by
  * `bulwark serve`'s gateway over TLS 1.3, with JWT access
@@ -108,6 +96,16 @@ export const gatewayStage: DemoStage = {
       ]);
     const { Gateway, gatewayConfig, modelMeasurement } = gateway;
     const { exportJWK, generateKeyPair, SignJWT } = jose;
+    /** A request's HTTP status and code: 200 `answered`, or the gateway's refusal. */
+    const outcome = async (p: Promise<unknown>): Promise<[number, string]> => {
+      try {
+        await p;
+        return [200, 'answered'];
+      } catch (e) {
+        if (e instanceof GatewayError) return [e.status, e.code];
+        throw e;
+      }
+    };
     const out = ctx.options.outDir;
     const pkgDir = join(out, 'package');
     const ds = ctx.state.dataset;
