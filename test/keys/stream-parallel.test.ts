@@ -34,6 +34,19 @@ import {
 const FRAMES = PARALLEL_MIN_FRAMES + 14;
 const N = FRAMES * F - 1234;
 
+/**
+ * Frame keys from seeds `seed`..`seed + 3` (production draws them from the CSPRNG, a fresh DEK and salt
+ * per file): for the tests that need the same bytes on two paths.
+ */
+function fixedFrameKeys(seed: number): FrameKeys {
+  return {
+    enc: seededBytes(32, seed),
+    prefix: seededBytes(7, seed + 1),
+    headerHash: seededBytes(32, seed + 2),
+    fileTag: seededBytes(4, seed + 3),
+  };
+}
+
 async function collect(it: AsyncIterable<Buffer>): Promise<Buffer> {
   const parts: Buffer[] = [];
   for await (const p of it) parts.push(Buffer.from(p));
@@ -58,12 +71,7 @@ describe('framed encryption with frames on the thread pool', () => {
   it('seals byte-identical frames on one thread and on a pool, under the same keys', async () => {
     // Fixed frame keys through the frame-level function: production draws them from the CSPRNG (a
     // fresh DEK and salt per file), so whole files differ run to run by design.
-    const keys = (): FrameKeys => ({
-      enc: seededBytes(32, 11),
-      prefix: seededBytes(7, 12),
-      headerHash: seededBytes(32, 13),
-      fileTag: seededBytes(4, 14),
-    });
+    const keys = (): FrameKeys => fixedFrameKeys(11);
     const pt = seededBytes(N, 1);
     // Source chunks that do not line up with frames.
     const chunks = (): Buffer[] => {
@@ -187,12 +195,7 @@ describe('framed encryption with frames on the thread pool', () => {
   });
 
   it('a frame on the thread pool copies its input first: the caller may reuse it at once', async () => {
-    const keys: FrameKeys = {
-      enc: seededBytes(32, 51),
-      prefix: seededBytes(7, 52),
-      headerHash: seededBytes(32, 53),
-      fileTag: seededBytes(4, 54),
-    };
+    const keys = fixedFrameKeys(51);
     const pt = seededBytes(F, 55);
     const want = sealFrame(keys, 3, false, pt);
     const input = Buffer.from(pt);
@@ -217,12 +220,7 @@ describe('framed encryption with frames on the thread pool', () => {
   });
 
   it('a frame key is wiped with the frame keys: later use fails instead of using a zero key', async () => {
-    const k: FrameKeys = {
-      enc: seededBytes(32, 61),
-      prefix: seededBytes(7, 62),
-      headerHash: seededBytes(32, 63),
-      fileTag: seededBytes(4, 64),
-    };
+    const k = fixedFrameKeys(61);
     sealFrame(k, 0, true, Buffer.alloc(16));
     wipeFrameKeys(k);
     assert.ok(k.enc.every((b) => b === 0));
