@@ -11,7 +11,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
 import type { OptionalStage } from '../src/gateway/index.js';
 import { fixture, startGateway } from '../test/gateway/gateway-fixtures.js';
-import { ALL_OFF, benchConfigs, Loader } from './gateway.bench.js';
+import { ALL_OFF, benchConfigs, Loader, mainThreadCpuSeconds } from './gateway.bench.js';
 
 interface ProfileNode {
   id: number;
@@ -60,7 +60,9 @@ function summary(file: string): void {
 async function main(): Promise<void> {
   if (process.argv[2] === '--summary') return summary(process.argv[3] as string);
   // e.g. "full" or "full-audit-detect": the full stack with those optional stages switched off.
-  const [which = 'full', ...minus] = (process.argv[2] ?? 'full').split('-');
+  // A suffix "@inline" writes the audit log on the event loop instead of its writer thread.
+  const [spec = 'full', writer = 'thread'] = (process.argv[2] ?? 'full').split('@');
+  const [which = 'full', ...minus] = spec.split('-');
   const without = minus as OptionalStage[];
   const ms = Number(process.argv[3] ?? 8000);
   const f = await fixture();
@@ -70,7 +72,10 @@ async function main(): Promise<void> {
       ? await startGateway(plain, { unsafeDisable: ALL_OFF, unsafePlaintext: true })
       : which === 'tls'
         ? await startGateway(base, { unsafeDisable: ALL_OFF })
-        : await startGateway(full, { unsafeDisable: without });
+        : await startGateway(
+            { ...full, audit: { ...full.audit, writer: writer === 'inline' ? 'inline' : 'thread' } },
+            { unsafeDisable: without },
+          );
   const loader = new Loader();
   const token = await f.token();
   const tls = which === 'off' ? {} : which === 'tls' ? { ca: f.ca.pem } : clientTls;
@@ -83,16 +88,18 @@ async function main(): Promise<void> {
     await session.post('Profiler.setSamplingInterval', { interval: 200 });
     await session.post('Profiler.start');
   }
+  const main0 = mainThreadCpuSeconds();
   const cpu0 = process.cpuUsage();
   const r = await loader.run({ url: gw.url, connections: 64, durationMs: ms, seed: 2, token, ...tls });
   const cpu = process.cpuUsage(cpu0);
+  const mainCpu = mainThreadCpuSeconds() - main0;
   if (out) {
     const { profile } = await session.post('Profiler.stop');
     writeFileSync(out, JSON.stringify(profile));
     session.disconnect();
   }
   process.stdout.write(
-    `server CPU ${(((cpu.user + cpu.system) / 1e6 / r.seconds) * 100).toFixed(0)}% of one core (user ${(cpu.user / 1e6).toFixed(2)} s, sys ${(cpu.system / 1e6).toFixed(2)} s over ${r.seconds.toFixed(1)} s); ${((cpu.user + cpu.system) / r.requests).toFixed(0)} µs CPU/request; load generator CPU ${((r.cpuSeconds / r.seconds) * 100).toFixed(0)}% of one core, ${((r.cpuSeconds * 1e6) / r.requests).toFixed(0)} µs/request\n`,
+    `server main thread ${((mainCpu * 1e6) / r.requests).toFixed(0)} µs CPU/request; server CPU ${(((cpu.user + cpu.system) / 1e6 / r.seconds) * 100).toFixed(0)}% of one core (user ${(cpu.user / 1e6).toFixed(2)} s, sys ${(cpu.system / 1e6).toFixed(2)} s over ${r.seconds.toFixed(1)} s); ${((cpu.user + cpu.system) / r.requests).toFixed(0)} µs CPU/request; load generator CPU ${((r.cpuSeconds / r.seconds) * 100).toFixed(0)}% of one core, ${((r.cpuSeconds * 1e6) / r.requests).toFixed(0)} µs/request\n`,
   );
   process.stdout.write(
     `${process.argv[2]}: ${r.rps.toFixed(0)} req/s p50 ${r.p50Ms.toFixed(2)} ms, errors ${r.errors} ${JSON.stringify(r.codes)}\n`,

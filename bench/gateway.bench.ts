@@ -14,7 +14,7 @@
  */
 import { type ChildProcess, fork } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { TLSSocket } from 'node:tls';
@@ -27,6 +27,16 @@ import type { LoadResult, LoadSpec } from './gateway-load.js';
 import { BENCH_DIR, type Benchmark, type Figure, median } from './harness.js';
 
 /** Every optional stage: the "protections off" and "TLS only" configurations switch them all off. */
+/**
+ * CPU seconds of this process's main thread alone (Linux /proc, 10 ms clock ticks): the event loop
+ * that every request passes through, without the server's other threads.
+ */
+export function mainThreadCpuSeconds(): number {
+  const stat = readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) / 100;
+}
+
 export const ALL_OFF: OptionalStage[] = [
   'authenticate',
   'authorize',
@@ -223,6 +233,13 @@ const bench: Benchmark = {
           spec: clientTls,
         },
         {
+          // The same, with the audit log written on the event loop (before the writer thread).
+          id: 'full_inline_audit',
+          label: 'full stack, audit written on the event loop (audit.writer: inline)',
+          start: gwStart({ ...fullCfg, audit: { ...fullCfg.audit, writer: 'inline' } }, []),
+          spec: clientTls,
+        },
+        {
           id: 'fastify_off',
           label: 'fastify 5, protections off (HTTP)',
           start: fastifyStart(plain, ALL_OFF, false),
@@ -245,6 +262,7 @@ const bench: Benchmark = {
           p99: number[];
           errors: number;
           serverCpu: number[];
+          mainCpu: number[];
           loaderCpu: number[];
         }
       >();
@@ -256,13 +274,24 @@ const bench: Benchmark = {
           // The server runs in this process: its CPU time over the run, next to the load generator's,
           // shows whether the two cores (not the server alone) are the limit.
           const cpu0 = process.cpuUsage();
+          const main0 = mainThreadCpuSeconds();
           const res = await loader.run({ url: s.url, connections, durationMs, seed: r, token, ...c.spec });
           const cpu = process.cpuUsage(cpu0);
-          const a = acc.get(c.id) ?? { rps: [], p50: [], p99: [], errors: 0, serverCpu: [], loaderCpu: [] };
+          const mainCpu = mainThreadCpuSeconds() - main0;
+          const a = acc.get(c.id) ?? {
+            rps: [],
+            p50: [],
+            p99: [],
+            errors: 0,
+            serverCpu: [],
+            mainCpu: [],
+            loaderCpu: [],
+          };
           a.rps.push(res.rps);
           a.p50.push(res.p50Ms);
           a.p99.push(res.p99Ms);
           a.serverCpu.push((cpu.user + cpu.system) / 1e6 / res.seconds);
+          a.mainCpu.push(mainCpu / res.seconds);
           a.loaderCpu.push(res.cpuSeconds / res.seconds);
           a.errors += res.errors;
           acc.set(c.id, a);
@@ -287,6 +316,11 @@ const bench: Benchmark = {
         facts[`${c.id}.server_cores`] = Number(sc.toFixed(2));
         facts[`${c.id}.loader_cores`] = Number(lc.toFixed(2));
         facts[`${c.id}.server_cpu_us_per_request`] = Number(((sc / rps) * 1e6).toFixed(1));
+        // The event loop alone (the server's other threads: the audit writer, libuv's pool).
+        facts[`${c.id}.main_thread_cores`] = Number(median(a.mainCpu).toFixed(2));
+        facts[`${c.id}.main_thread_cpu_us_per_request`] = Number(
+          ((median(a.mainCpu) / rps) * 1e6).toFixed(1),
+        );
         facts[`${c.id}.loader_cpu_us_per_request`] = Number(((lc / rps) * 1e6).toFixed(1));
       }
       // Per-stage cost: one connection, one request at a time, so a stage's time is its own work and not

@@ -73,8 +73,13 @@ export {
   type TreeState,
 } from './store.js';
 export {
+  ThreadedAuditLog,
+  type ThreadedAuditLogOptions,
+} from './threaded.js';
+export {
   type InclusionBundle,
   type VerifiedInclusion,
   verifyCheckpointConsistency,
   verifyInclusionBundle,
 } from './verify.js';
+export type { AuditWriter } from './writer.js';

@@ -34,6 +34,7 @@ import {
 } from './store.js';
 import { StoreTree } from './tree.js';
 import type { InclusionBundle } from './verify.js';
+import type { AppendReceipt, AuditWriter } from './writer.js';
 
 /** Where a log is kept. */
 export type AuditStoreSpec =
@@ -59,13 +60,7 @@ export interface AuditLogOptions {
   maxBatch?: number;
 }
 
-/** What a writer gets back once its event is durable. */
-export interface AppendReceipt {
-  id: string;
-  index: number;
-  /** Hex RFC 9162 leaf hash of the entry. */
-  leafHash: string;
-}
+export type { AppendReceipt } from './writer.js';
 
 /** The result of a full verification. */
 export interface VerifyReport {
@@ -111,7 +106,7 @@ interface Pending {
 const ORIGIN_RE = /^[^\s+]+$/u;
 
 /** A tamper-evident audit log. */
-export class AuditLog {
+export class AuditLog implements AuditWriter {
   private queue: Pending[] = [];
   private committing: Promise<void> | null = null;
   private enqueued = 0;

@@ -167,6 +167,11 @@ export const auditConfigSchema = z.strictObject({
   signer: path,
   /** Seconds between signed checkpoints (0: only at shutdown). */
   checkpointSeconds: z.number().int().min(0).max(86_400).default(60),
+  /**
+   * Where the log is written: on a worker thread of its own (`thread`, the default: validation,
+   * hashing and the store's writes off the event loop) or on the event loop (`inline`).
+   */
+  writer: z.enum(['thread', 'inline']).default('thread'),
 });
 
 export const telemetryConfigSchema = z.strictObject({

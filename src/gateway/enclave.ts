@@ -42,7 +42,7 @@ import {
   SESSION_MEDIA_TYPE,
   SoftwareEnclave,
 } from '../attest/index.js';
-import type { AuditLog } from '../audit/index.js';
+import type { AuditWriter } from '../audit/index.js';
 import { BulwarkError, sha256Digest } from '../core/index.js';
 import { readLimitedBody } from './body.js';
 import type { EnclaveConfig } from './config.js';
@@ -76,7 +76,7 @@ export interface GatewayEnclaveOptions {
   config: EnclaveConfig;
   models: ReadonlyMap<string, ServedModel>;
   pipeline: Pipeline;
-  audit: AuditLog | null;
+  audit: AuditWriter | null;
   logger: Logger;
   bodyLimitBytes: number;
   /** Nitro mode: replaces the NSM device (tests, benchmark). */

@@ -28,7 +28,7 @@ import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { Span, Tracer } from '@opentelemetry/api';
 import type { Logger } from 'pino';
-import type { AuditLog } from '../audit/index.js';
+import type { AuditWriter } from '../audit/index.js';
 import { BulwarkError, sha256Digest } from '../core/index.js';
 import type { QueryVerdict } from '../robust/index.js';
 import { errorReply, type Reply } from './errors.js';
@@ -75,7 +75,7 @@ export interface PipelineOptions {
   authenticator: AuthenticatorLike | null;
   authorizer: AuthorizerLike | null;
   limiter: Limiter | null;
-  audit: AuditLog | null;
+  audit: AuditWriter | null;
   metrics: GatewayMetrics;
   logger: Logger;
   detectorsMode: 'enforce' | 'monitor';

@@ -16,7 +16,13 @@ import type { TLSSocket } from 'node:tls';
 import { trace } from '@opentelemetry/api';
 import { type Logger, pino } from 'pino';
 import type { Attester } from '../attest/index.js';
-import { AuditLog, type AuditStoreSpec, parseSignerKey } from '../audit/index.js';
+import {
+  AuditLog,
+  type AuditStoreSpec,
+  type AuditWriter,
+  parseSignerKey,
+  ThreadedAuditLog,
+} from '../audit/index.js';
 import { BulwarkError, bulwarkVersion, fsError } from '../core/index.js';
 import { RedisStreamState } from '../robust/index.js';
 import { type LimitedBody, readLimitedBody } from './body.js';
@@ -123,7 +129,7 @@ export class Gateway {
   readonly metrics: GatewayMetrics;
   readonly pipeline: Pipeline;
   readonly models: ReadonlyMap<string, ServedModel>;
-  readonly audit: AuditLog | null;
+  readonly audit: AuditWriter | null;
   readonly limiter: Limiter | null;
   readonly #server: http.Server | https.Server;
   #metricsServer: http.Server | null = null;
@@ -148,7 +154,7 @@ export class Gateway {
     metrics: GatewayMetrics;
     pipeline: Pipeline;
     models: Map<string, ServedModel>;
-    audit: AuditLog | null;
+    audit: AuditWriter | null;
     limiter: Limiter | null;
     authenticator: AuthenticatorLike | null;
     authorizer: AuthorizerLike | null;
@@ -266,7 +272,7 @@ export class Gateway {
         logger.info({ models: models.size }, 'stream detector state shared through Redis');
       }
 
-      let audit: AuditLog | null = null;
+      let audit: AuditWriter | null = null;
       if (!disabled.has('audit')) {
         let skey: string;
         try {
@@ -274,8 +280,12 @@ export class Gateway {
         } catch (e) {
           throw fsError(e, c.audit.signer, 'cannot read audit signer key');
         }
+        // Parsed here too, so that a bad key fails the start with its code whichever the writer.
         const signer = parseSignerKey(skey);
-        const a = await AuditLog.open({ store: auditSpec(c.audit), signer });
+        const a: AuditWriter =
+          c.audit.writer === 'thread'
+            ? await ThreadedAuditLog.open({ store: auditSpec(c.audit), signerKey: skey, origin: signer.name })
+            : await AuditLog.open({ store: auditSpec(c.audit), signer });
         audit = a;
         cleanup.push(() => a.close());
         for (const m of models.values()) {

@@ -2,7 +2,7 @@ import { randomBytes, webcrypto } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { type AuditLog, generateSignerKey, verifyInclusionBundle } from '../../audit/index.js';
+import { type AuditEntry, AuditLog, generateSignerKey, verifyInclusionBundle } from '../../audit/index.js';
 import { SeededRng, sha256Digest } from '../../core/index.js';
 import type { GatewayClient } from '../../gateway/client.js';
 import type { Block } from '../../report/index.js';
@@ -409,20 +409,25 @@ export const gatewayStage: DemoStage = {
 
       // The audit proof: the first legitimate prediction, in a signed checkpoint, verified with the public key.
       await gw.checkpoint();
-      const log = gw.audit as AuditLog;
-      // What the gateway appended: the entries after the demo log's head at its start.
-      const entries = (await log.tail((await log.head()).size - firstIndex)).filter(
-        (e) => e.index >= firstIndex,
-      );
-      const pred = entries.find((e) => e.type === 'prediction');
-      const denials = entries.filter((e) => e.type === 'request.denied');
+      // The gateway writes its log on a thread of its own; the proof is read from the same store.
+      const log = await AuditLog.open({ store: { kind: 'sqlite', path: auditStore } });
+      let entries: AuditEntry[];
       let proof = 'no prediction recorded';
-      if (pred) {
-        const bundle = await log.prove(pred.id);
-        const v = verifyInclusionBundle(bundle, vkey);
-        proof = `entry ${pred.index} (${pred.id}) of ${shared ? "the demo's log (audit/audit.db)" : "the gateway's own log"} is in the checkpoint of size ${v.checkpoint.size}, signed by ${vkey.split('+').slice(0, 2).join('+')}: VERIFIED`;
-        await writeFile(join(dir, 'prediction-proof.json'), JSON.stringify(bundle, null, 2));
+      let pred: AuditEntry | undefined;
+      try {
+        // What the gateway appended: the entries after the demo log's head at its start.
+        entries = (await log.tail((await log.head()).size - firstIndex)).filter((e) => e.index >= firstIndex);
+        pred = entries.find((e) => e.type === 'prediction');
+        if (pred) {
+          const bundle = await log.prove(pred.id);
+          const v = verifyInclusionBundle(bundle, vkey);
+          proof = `entry ${pred.index} (${pred.id}) of ${shared ? "the demo's log (audit/audit.db)" : "the gateway's own log"} is in the checkpoint of size ${v.checkpoint.size}, signed by ${vkey.split('+').slice(0, 2).join('+')}: VERIFIED`;
+          await writeFile(join(dir, 'prediction-proof.json'), JSON.stringify(bundle, null, 2));
+        }
+      } finally {
+        await log.close();
       }
+      const denials = entries.filter((e) => e.type === 'request.denied');
       const stageOf = new Map<string, string>();
       for (const e of denials) {
         const data = e.data as { code: string; stage: string };

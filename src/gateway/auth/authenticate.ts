@@ -3,7 +3,7 @@ import { BulwarkError, validateConfig } from '../../core/index.js';
 import { type AuthConfig, type AuthConfigInput, authConfigSchema, type IdentityRule } from './config.js';
 import { CaBundle, parsePemHeader, parseXfcc } from './forwarded.js';
 import { JwtVerifier, type VerifiedToken } from './jwt.js';
-import { certificateThumbprint, parseSpiffeId, SvidCache } from './spiffe.js';
+import { certificateThumbprint, SvidCache } from './spiffe.js';
 import type { AuthRequest, Principal } from './types.js';
 
 export interface AuthenticatorOptions {
@@ -205,7 +205,7 @@ export class Authenticator {
     }
     // A trusted proxy without a forwarded certificate speaks for unknown clients: it is not itself the caller.
     if (peer === undefined || mtls === undefined || proxyFormat !== undefined) return undefined;
-    return this.#identityOf(peer, 'mtls', mtls.trustDomains, nowMs, peerId);
+    return this.#identityOf(peer, 'mtls', mtls.trustDomains, nowMs);
   }
 
   #identityOf(
@@ -213,17 +213,17 @@ export class Authenticator {
     source: 'mtls' | 'forwarded-cert',
     trustDomains: readonly string[],
     nowMs: number,
-    knownId?: string,
   ): CertIdentity {
     const facts = this.#svids.facts(cert);
     // TLS checked validity at the handshake; a kept-alive connection can outlive the certificate.
     if (nowMs > facts.notAfter)
       throw new BulwarkError('ERR_AUTH_CERT_INVALID', 'the client certificate has expired');
-    const spiffeId = knownId ?? facts.spiffeId;
-    const { trustDomain } = parseSpiffeId(spiffeId);
-    if (!trustDomains.includes(trustDomain))
-      throw new BulwarkError('ERR_AUTH_TRUST_DOMAIN', `SPIFFE trust domain ${trustDomain} is not allowed`);
-    return { spiffeId, thumbprint: facts.thumbprint, notAfter: facts.notAfter, source };
+    if (!trustDomains.includes(facts.trustDomain))
+      throw new BulwarkError(
+        'ERR_AUTH_TRUST_DOMAIN',
+        `SPIFFE trust domain ${facts.trustDomain} is not allowed`,
+      );
+    return { spiffeId: facts.spiffeId, thumbprint: facts.thumbprint, notAfter: facts.notAfter, source };
   }
 
   /** Reloads the JWKS (file re-read or remote refetch), the CA bundle, and empties the token cache. */

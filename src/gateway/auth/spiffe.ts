@@ -84,6 +84,8 @@ export function inTrustDomains(id: string, trustDomains: readonly string[]): boo
 /** What the gateway needs from a client certificate; a pure function of its DER bytes. */
 export interface SvidFacts {
   readonly spiffeId: string;
+  /** The SPIFFE id's trust domain, parsed once with the certificate. */
+  readonly trustDomain: string;
   readonly thumbprint: string;
   /** validTo, epoch ms. */
   readonly notAfter: number;
@@ -120,7 +122,9 @@ export class SvidCache {
     let v = this.#map.get(thumbprint);
     if (v === undefined) {
       try {
-        v = { spiffeId: spiffeIdFromCertificate(cert), thumbprint, notAfter: Date.parse(cert.validTo) };
+        const spiffeId = spiffeIdFromCertificate(cert);
+        const { trustDomain } = parseSpiffeId(spiffeId);
+        v = { spiffeId, trustDomain, thumbprint, notAfter: Date.parse(cert.validTo) };
       } catch (e) {
         if (!(e instanceof BulwarkError)) throw e;
         v = e;

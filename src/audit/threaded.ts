@@ -1,0 +1,334 @@
+/**
+ * An audit log written on a worker thread of its own.
+ *
+ * Why: in the gateway every answered request appends a prediction event, and the append's work
+ * (schema validation, canonical JSON, the leaf and tree hashes, the SQLite or PostgreSQL write and the
+ * fsync's bookkeeping) ran on the event loop that also decrypts, parses and answers requests: about a
+ * third of the in-process pipeline's CPU. Here the event loop only queues the event and posts the
+ * queue once per loop turn; the thread validates, hashes and commits (group commit, as
+ * {@link AuditLog}), and posts the receipts back once the batch is durable. The durability point is
+ * unchanged: `append` resolves only after the commit, so the gateway still releases no prediction
+ * before its record is on disk.
+ *
+ * Fail closed: if the thread stops (a crash, an out-of-memory kill), every append and call in flight
+ * rejects with ERR_AUDIT_UNAVAILABLE and so do new ones, until a new thread has reopened the log (at
+ * most one attempt a second, started by the next call). An event the thread committed but could not
+ * acknowledge is a record without an answer, never an answer without a record.
+ */
+import { extname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import { BulwarkError, type ErrorCode, errorCodes, requireInteger } from '../core/index.js';
+import type { Checkpoint } from './checkpoint.js';
+import type { AuditEventInput } from './events.js';
+import type { AuditStoreSpec } from './log.js';
+import type { AppendReceipt, AuditWriter } from './writer.js';
+
+export interface ThreadedAuditLogOptions {
+  /** Where the log is kept (a store object cannot cross threads: a spec only). */
+  store: AuditStoreSpec;
+  /** The checkpoint signing key text (`PRIVATE+KEY+name+id+key`), parsed on the thread. */
+  signerKey?: string;
+  /** The log's origin (default: the signer's name, or the stored one). */
+  origin?: string;
+  /** The most events written in one transaction (default 4,096). */
+  maxBatch?: number;
+  /** How long the thread may take to open the log, in ms (default 30,000). */
+  startTimeoutMs?: number;
+}
+
+/** @internal The thread's start-up data. */
+export interface WriterInit {
+  store: AuditStoreSpec;
+  signerKey?: string;
+  origin?: string;
+  maxBatch?: number;
+}
+
+/** @internal A failure as it crosses the thread boundary. */
+export interface WireError {
+  code: string;
+  message: string;
+  details?: Record<string, string | number | boolean | null>;
+}
+
+/** @internal Calls other than append. */
+export type WriterOp = 'flush' | 'checkpoint' | 'checkpoints' | 'publicKey' | 'close';
+
+/** @internal Main thread → writer. */
+export type ToWriter =
+  | { k: 'append'; events: { s: number; e: AuditEventInput }[] }
+  | { k: 'call'; s: number; op: WriterOp };
+
+/** @internal Writer → main thread. */
+export type FromWriter =
+  | { k: 'ready'; origin: string }
+  | { k: 'fatal'; error: WireError }
+  | { k: 'appended'; r: ({ s: number; ok: AppendReceipt } | { s: number; err: WireError })[] }
+  | { k: 'result'; s: number; ok?: unknown; err?: WireError };
+
+interface Waiter {
+  resolve: (v: never) => void;
+  reject: (e: unknown) => void;
+}
+
+const unavailable = (why: string) =>
+  new BulwarkError('ERR_AUDIT_UNAVAILABLE', `the audit writer thread ${why}; request refused`);
+
+/** A BulwarkError again from its wire form (an unknown code becomes ERR_AUDIT_UNAVAILABLE). */
+export function fromWire(e: WireError): BulwarkError {
+  const code: ErrorCode = Object.hasOwn(errorCodes, e.code) ? (e.code as ErrorCode) : 'ERR_AUDIT_UNAVAILABLE';
+  return new BulwarkError(code, e.message, e.details ? { details: e.details } : {});
+}
+
+/**
+ * The writer thread's entry. Built, it is threaded-worker.js; from source (tests, benchmarks) it is
+ * TypeScript, and a worker thread does not inherit the parent's `--import tsx` hooks: a small
+ * bootstrap registers tsx in the thread first, then imports the entry.
+ */
+function workerSource(): { source: string | URL; eval: boolean } {
+  const ext = extname(fileURLToPath(import.meta.url));
+  const url = new URL(`./threaded-worker${ext}`, import.meta.url);
+  if (ext !== '.ts') return { source: url, eval: false };
+  const api = import.meta.resolve('tsx/esm/api');
+  return {
+    source: `import(${JSON.stringify(api)}).then((t) => { t.register(); return import(${JSON.stringify(url.href)}); });`,
+    eval: true,
+  };
+}
+
+/** Checkpoints come back with `root` as a Uint8Array (structured clone): make it a Buffer again. */
+function checkpointOf(c: Checkpoint): Checkpoint {
+  return { ...c, root: Buffer.from(c.root.buffer, c.root.byteOffset, c.root.byteLength) };
+}
+
+/**
+ * @internal Fault injection for tests: ends the writer thread as a crash would (no close, nothing
+ * flushed), and resolves with its exit code.
+ */
+export const CRASH_WRITER: unique symbol = Symbol('bulwark.audit.crashWriter');
+
+/** An {@link AuditWriter} whose log lives on a worker thread. */
+export class ThreadedAuditLog implements AuditWriter {
+  readonly origin: string;
+  readonly #init: WriterInit;
+  readonly #timeout: number;
+  #worker: Worker | null;
+  #seq = 0;
+  #outbox: { s: number; e: AuditEventInput }[] = [];
+  #scheduled = false;
+  readonly #waiting = new Map<number, Waiter>();
+  #closed = false;
+  #restart: Promise<void> | null = null;
+  #lastStart = 0;
+
+  private constructor(origin: string, init: WriterInit, timeout: number, worker: Worker) {
+    this.origin = origin;
+    this.#init = init;
+    this.#timeout = timeout;
+    this.#worker = worker;
+    this.#attach(worker);
+  }
+
+  /** Starts the thread and opens the log there; fails as {@link AuditLog.open} does. */
+  static async open(options: ThreadedAuditLogOptions): Promise<ThreadedAuditLog> {
+    const timeout = requireInteger('startTimeoutMs', options.startTimeoutMs ?? 30_000, 1);
+    if (options.maxBatch !== undefined) requireInteger('maxBatch', options.maxBatch, 1, 1_000_000);
+    const init: WriterInit = {
+      store: options.store,
+      ...(options.signerKey !== undefined ? { signerKey: options.signerKey } : {}),
+      ...(options.origin !== undefined ? { origin: options.origin } : {}),
+      ...(options.maxBatch !== undefined ? { maxBatch: options.maxBatch } : {}),
+    };
+    const { worker, origin } = await start(init, timeout);
+    const log = new ThreadedAuditLog(origin, init, timeout, worker);
+    log.#lastStart = Date.now();
+    return log;
+  }
+
+  append(event: AuditEventInput): Promise<AppendReceipt> {
+    if (this.#closed) return Promise.reject(new BulwarkError('ERR_AUDIT_CLOSED', 'the audit log is closed'));
+    if (this.#worker === null) {
+      this.#revive();
+      return Promise.reject(unavailable('is not running'));
+    }
+    const s = ++this.#seq;
+    const p = new Promise<AppendReceipt>((resolve, reject) =>
+      this.#waiting.set(s, { resolve: resolve as (v: never) => void, reject }),
+    );
+    this.#outbox.push({ s, e: event });
+    if (!this.#scheduled) {
+      this.#scheduled = true;
+      // One message per loop turn: the appends of every request answered in this turn travel together.
+      setImmediate(() => this.#post());
+    }
+    return p;
+  }
+
+  flush(): Promise<void> {
+    return this.#call('flush');
+  }
+
+  async checkpoint(): Promise<Checkpoint> {
+    return checkpointOf(await this.#call<Checkpoint>('checkpoint'));
+  }
+
+  async checkpoints(): Promise<Checkpoint[]> {
+    return (await this.#call<Checkpoint[]>('checkpoints')).map(checkpointOf);
+  }
+
+  publicKey(): Promise<string | undefined> {
+    return this.#call('publicKey');
+  }
+
+  /** Commits what is queued, closes the log on the thread and ends the thread. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    const worker = this.#worker;
+    let failure: unknown = null;
+    if (worker) {
+      try {
+        await this.#call('close');
+      } catch (e) {
+        failure = e;
+      }
+    }
+    this.#closed = true;
+    this.#worker = null;
+    if (worker) await worker.terminate();
+    if (failure) throw failure;
+  }
+
+  /** @internal See {@link CRASH_WRITER}. */
+  async [CRASH_WRITER](): Promise<number> {
+    const worker = this.#worker;
+    if (worker === null) return -1;
+    return worker.terminate();
+  }
+
+  #call<T>(op: WriterOp): Promise<T> {
+    if (this.#closed) return Promise.reject(new BulwarkError('ERR_AUDIT_CLOSED', 'the audit log is closed'));
+    const worker = this.#worker;
+    if (worker === null) {
+      this.#revive();
+      return Promise.reject(unavailable('is not running'));
+    }
+    // Appends queued before the call go first, so that flush and checkpoint cover them.
+    this.#post();
+    const s = ++this.#seq;
+    const p = new Promise<T>((resolve, reject) =>
+      this.#waiting.set(s, { resolve: resolve as (v: never) => void, reject }),
+    );
+    worker.postMessage({ k: 'call', s, op } satisfies ToWriter);
+    return p;
+  }
+
+  #post(): void {
+    this.#scheduled = false;
+    if (this.#outbox.length === 0) return;
+    const events = this.#outbox;
+    this.#outbox = [];
+    const worker = this.#worker;
+    if (worker === null) {
+      for (const { s } of events) this.#settle(s, undefined, unavailable('is not running'));
+      return;
+    }
+    try {
+      worker.postMessage({ k: 'append', events } satisfies ToWriter);
+    } catch (e) {
+      // An event that cannot be cloned (a function, a symbol): the caller's error, not the log's.
+      for (const { s } of events)
+        this.#settle(
+          s,
+          undefined,
+          new BulwarkError(
+            'ERR_AUDIT_EVENT_INVALID',
+            `event cannot be sent to the writer: ${(e as Error).message}`,
+          ),
+        );
+    }
+  }
+
+  #settle(s: number, value: unknown, error?: unknown): void {
+    const w = this.#waiting.get(s);
+    if (!w) return;
+    this.#waiting.delete(s);
+    if (error !== undefined) w.reject(error);
+    else w.resolve(value as never);
+  }
+
+  #attach(worker: Worker): void {
+    worker.on('message', (m: FromWriter) => {
+      if (m.k === 'appended') {
+        for (const r of m.r)
+          if ('ok' in r) this.#settle(r.s, r.ok);
+          else this.#settle(r.s, undefined, fromWire(r.err));
+      } else if (m.k === 'result') this.#settle(m.s, m.ok, m.err ? fromWire(m.err) : undefined);
+    });
+    const down = (why: string) => {
+      if (this.#worker !== worker) return;
+      this.#worker = null;
+      const error = unavailable(why);
+      const waiting = [...this.#waiting.values()];
+      this.#waiting.clear();
+      for (const w of waiting) w.reject(error);
+    };
+    worker.on('error', () => down('failed'));
+    worker.on('exit', (code) => {
+      if (!this.#closed) down(`stopped (exit code ${code})`);
+    });
+  }
+
+  /** Starts a new thread after one stopped: at most one attempt a second, never concurrently. */
+  #revive(): void {
+    if (this.#closed || this.#restart || Date.now() - this.#lastStart < 1000) return;
+    this.#lastStart = Date.now();
+    this.#restart = start(this.#init, this.#timeout)
+      .then(({ worker, origin }) => {
+        if (this.#closed || origin !== this.origin) {
+          void worker.terminate();
+          return;
+        }
+        this.#worker = worker;
+        this.#attach(worker);
+      })
+      .catch(() => {})
+      .finally(() => {
+        this.#restart = null;
+      });
+  }
+}
+
+/** Starts a writer thread and waits for it to open the log. */
+function start(init: WriterInit, timeout: number): Promise<{ worker: Worker; origin: string }> {
+  const entry = workerSource();
+  let worker: Worker;
+  try {
+    worker = new Worker(entry.source, { eval: entry.eval, workerData: init, stdout: false, stderr: false });
+  } catch (e) {
+    return Promise.reject(unavailable(`could not start (${(e as Error).message})`));
+  }
+  return new Promise((resolve, reject) => {
+    // Only this function's own listeners come off: Worker keeps internal ones (removeAllListeners
+    // would detach its message port).
+    const onError = (e: Error) => fail(unavailable(`failed at start-up (${e.message})`));
+    const onExit = (code: number) => fail(unavailable(`exited at start-up (code ${code})`));
+    const onMessage = (m: FromWriter) => {
+      if (m.k === 'ready') {
+        detach();
+        resolve({ worker, origin: m.origin });
+      } else fail(m.k === 'fatal' ? fromWire(m.error) : unavailable('sent an unexpected first message'));
+    };
+    const detach = () => {
+      clearTimeout(timer);
+      worker.off('error', onError).off('exit', onExit).off('message', onMessage);
+    };
+    const fail = (e: BulwarkError) => {
+      detach();
+      void worker.terminate();
+      reject(e);
+    };
+    const timer = setTimeout(() => fail(unavailable(`did not open the log within ${timeout} ms`)), timeout);
+    worker.on('error', onError).on('exit', onExit).on('message', onMessage);
+  });
+}
