@@ -10,13 +10,20 @@ import { Session } from 'node:inspector/promises';
 import { performance } from 'node:perf_hooks';
 import type { OptionalStage } from '../src/gateway/index.js';
 import { fixture, startGateway } from '../test/gateway/gateway-fixtures.js';
-import { benchBodies, benchConfigs, inProcessAuth, stageMeanUs } from './gateway.bench.js';
+import { benchBodies, benchConfigs, inProcessAuth, mainThreadCpuSeconds, stageMeanUs } from './gateway.bench.js';
 
-const [, ...minus] = (process.argv[2] ?? 'full').split('-');
+// "full-audit-detect": the full stack without those stages; a suffix "@inline" writes the audit log
+// on the event loop instead of its writer thread.
+const [spec = 'full', writer = 'thread'] = (process.argv[2] ?? 'full').split('@');
+const [, ...minus] = spec.split('-');
 const n = Number(process.argv[3] ?? 20000);
 const out = process.argv[4];
 const f = await fixture();
-const gw = await startGateway(benchConfigs(f).full, { unsafeDisable: minus as OptionalStage[] });
+const full = benchConfigs(f).full;
+const gw = await startGateway(
+  { ...full, audit: { ...full.audit, writer: writer === 'inline' ? 'inline' : 'thread' } },
+  { unsafeDisable: minus as OptionalStage[] },
+);
 const bodies = benchBodies(1);
 const auth = await inProcessAuth(f);
 const codes: Record<string, number> = {};
@@ -41,17 +48,19 @@ if (out) {
   await session.post('Profiler.start');
 }
 const c0 = process.cpuUsage();
+const m0 = mainThreadCpuSeconds();
 const t0 = performance.now();
 await drive(n);
 const wall = (performance.now() - t0) / 1000;
 const c = process.cpuUsage(c0);
+const mainUs = ((mainThreadCpuSeconds() - m0) * 1e6) / n;
 if (out) {
   const { profile } = await session.post('Profiler.stop');
   writeFileSync(out, JSON.stringify(profile));
 }
 const stages = await stageMeanUs(gw);
 process.stdout.write(
-  `${process.argv[2] ?? 'full'}: ${(n / wall).toFixed(0)} req/s wall, CPU ${((c.user + c.system) / n).toFixed(1)} µs/request (user ${(c.user / n).toFixed(1)}, sys ${(c.system / n).toFixed(1)}) ${JSON.stringify(codes)}\n  stage means µs (incl. warm-up): ${Object.entries(
+  `${process.argv[2] ?? 'full'}: ${(n / wall).toFixed(0)} req/s wall, main thread ${mainUs.toFixed(1)} µs/request, process CPU ${((c.user + c.system) / n).toFixed(1)} µs/request (user ${(c.user / n).toFixed(1)}, sys ${(c.system / n).toFixed(1)}) ${JSON.stringify(codes)}\n  stage means µs (incl. warm-up): ${Object.entries(
     stages,
   )
     .map(([k, v]) => `${k} ${v.toFixed(1)}`)

@@ -18,6 +18,8 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { TLSSocket } from 'node:tls';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import Fastify from 'fastify';
 import { SeededRng } from '../src/core/index.js';
 import type { Gateway } from '../src/gateway/index.js';
@@ -27,6 +29,12 @@ import type { LoadResult, LoadSpec } from './gateway-load.js';
 import { BENCH_DIR, type Benchmark, type Figure, median } from './harness.js';
 
 /** Every optional stage: the "protections off" and "TLS only" configurations switch them all off. */
+/** A full garbage collection (V8's gc(), exposed at run time for the soak's live-heap readings). */
+function fullGc(): void {
+  setFlagsFromString('--expose-gc');
+  (runInNewContext('gc') as () => void)();
+}
+
 /**
  * CPU seconds of this process's main thread alone (Linux /proc, 10 ms clock ticks): the event loop
  * that every request passes through, without the server's other threads.
@@ -497,16 +505,31 @@ const bench: Benchmark = {
         await gw.close();
       }
 
-      // Soak: 60 s open loop at 80 % of the full stack's median maximum; RSS every second.
+      // Soak: an open loop at 80 % of the full stack's median maximum (60 s, or
+      // BULWARK_GATEWAY_SOAK_SECONDS); RSS and the V8 heap every second, and the live heap (after a
+      // full GC) at the start and the end: a heap that does not grow means no leak, whatever the RSS.
       {
         const fullRps = median(figures.find((x) => x.id === 'full.rps')?.samples ?? [0]);
         const rate = Math.max(1, Math.floor(0.8 * fullRps));
-        const soakMs = ctx.quick ? 10_000 : 60_000;
+        const soakS = Number(process.env['BULWARK_GATEWAY_SOAK_SECONDS'] ?? 60);
+        if (!Number.isInteger(soakS) || soakS < 10)
+          throw new Error('BULWARK_GATEWAY_SOAK_SECONDS: expected an integer >= 10');
+        const soakMs = ctx.quick ? 10_000 : soakS * 1000;
         const gw = await startGateway(fullCfg);
         const token = await f.token();
         await loader.run({ url: gw.url, connections, durationMs: 1000, seed: 7, token, ...clientTls });
+        const liveHeapMib = () => {
+          fullGc();
+          return process.memoryUsage().heapUsed / 2 ** 20;
+        };
+        const live0 = liveHeapMib();
         const rss: number[] = [];
-        const timer = setInterval(() => rss.push(process.memoryUsage().rss / 2 ** 20), 1000);
+        const heap: number[] = [];
+        const timer = setInterval(() => {
+          const m = process.memoryUsage();
+          rss.push(m.rss / 2 ** 20);
+          heap.push(m.heapUsed / 2 ** 20);
+        }, 1000);
         const res = await loader.run({
           url: gw.url,
           connections: 64,
@@ -517,8 +540,19 @@ const bench: Benchmark = {
           ...clientTls,
         });
         clearInterval(timer);
+        const live1 = liveHeapMib();
         await gw.close();
         const sixth = Math.max(1, Math.floor(rss.length / 6));
+        const bySixth = (xs: number[]) =>
+          JSON.stringify(
+            Array.from({ length: 6 }, (_, i) =>
+              Number(median(xs.slice(i * sixth, (i + 1) * sixth)).toFixed(1)),
+            ),
+          );
+        facts['soak.rss_mib_by_sixth'] = bySixth(rss);
+        facts['soak.heap_mib_by_sixth'] = bySixth(heap);
+        facts['soak.live_heap_mib_start'] = Number(live0.toFixed(1));
+        facts['soak.live_heap_mib_end'] = Number(live1.toFixed(1));
         const early = median(rss.slice(sixth, 2 * sixth));
         const late = median(rss.slice(-sixth));
         facts['soak.seconds'] = Number(res.seconds.toFixed(1));

@@ -117,6 +117,8 @@ export class ThreadedAuditLog implements AuditWriter {
   #seq = 0;
   #outbox: { s: number; e: AuditEventInput }[] = [];
   #scheduled = false;
+  /** Appends posted to the thread and not yet answered. */
+  #inFlight = 0;
   readonly #waiting = new Map<number, Waiter>();
   #closed = false;
   #restart: Promise<void> | null = null;
@@ -157,9 +159,11 @@ export class ThreadedAuditLog implements AuditWriter {
       this.#waiting.set(s, { resolve: resolve as (v: never) => void, reject }),
     );
     this.#outbox.push({ s, e: event });
-    if (!this.#scheduled) {
+    // Group commit on this side too: while a message's appends are being committed the next ones wait
+    // here and then travel together (a message costs microseconds of this thread, whatever its size);
+    // with none in flight they go at the end of this loop turn, with the turn's other appends.
+    if (this.#inFlight === 0 && !this.#scheduled) {
       this.#scheduled = true;
-      // One message per loop turn: the appends of every request answered in this turn travel together.
       setImmediate(() => this.#post());
     }
     return p;
@@ -235,17 +239,24 @@ export class ThreadedAuditLog implements AuditWriter {
     }
     try {
       worker.postMessage({ k: 'append', events } satisfies ToWriter);
-    } catch (e) {
-      // An event that cannot be cloned (a function, a symbol): the caller's error, not the log's.
-      for (const { s } of events)
-        this.#settle(
-          s,
-          undefined,
-          new BulwarkError(
-            'ERR_AUDIT_EVENT_INVALID',
-            `event cannot be sent to the writer: ${(e as Error).message}`,
-          ),
-        );
+      this.#inFlight += events.length;
+    } catch {
+      // An event that cannot be cloned (a function, a symbol) is its caller's error: the others go alone.
+      for (const one of events) {
+        try {
+          worker.postMessage({ k: 'append', events: [one] } satisfies ToWriter);
+          this.#inFlight++;
+        } catch (e) {
+          this.#settle(
+            one.s,
+            undefined,
+            new BulwarkError(
+              'ERR_AUDIT_EVENT_INVALID',
+              `event cannot be sent to the writer: ${(e as Error).message}`,
+            ),
+          );
+        }
+      }
     }
   }
 
@@ -260,14 +271,18 @@ export class ThreadedAuditLog implements AuditWriter {
   #attach(worker: Worker): void {
     worker.on('message', (m: FromWriter) => {
       if (m.k === 'appended') {
+        this.#inFlight -= m.r.length;
         for (const r of m.r)
           if ('ok' in r) this.#settle(r.s, r.ok);
           else this.#settle(r.s, undefined, fromWire(r.err));
+        if (this.#inFlight === 0) this.#post();
       } else if (m.k === 'result') this.#settle(m.s, m.ok, m.err ? fromWire(m.err) : undefined);
     });
     const down = (why: string) => {
       if (this.#worker !== worker) return;
       this.#worker = null;
+      this.#inFlight = 0;
+      this.#outbox = [];
       const error = unavailable(why);
       const waiting = [...this.#waiting.values()];
       this.#waiting.clear();

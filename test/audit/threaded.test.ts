@@ -118,11 +118,18 @@ for (const make of [sqliteFixture, pgFixture]) {
           'ERR_AUDIT_EVENT_INVALID',
           'resolved',
         ]);
-        // An event that cannot even be sent to the thread.
+        // An event that cannot even be sent to the thread, in the same turn as two valid ones.
         const fn = prediction(3);
         (fn.data as Record<string, unknown>)['latencyMs'] = () => 1;
-        assert.equal(await codeOf(log.append(fn)), 'ERR_AUDIT_EVENT_INVALID');
-        assert.equal((await log.checkpoint()).size, 2);
+        assert.deepEqual(
+          await Promise.all([
+            codeOf(log.append(prediction(4))),
+            codeOf(log.append(fn)),
+            codeOf(log.append(prediction(5))),
+          ]),
+          ['resolved', 'ERR_AUDIT_EVENT_INVALID', 'resolved'],
+        );
+        assert.equal((await log.checkpoint()).size, 4);
       } finally {
         await log.close();
       }
