@@ -12,16 +12,16 @@ import type { OptionalStage } from '../src/gateway/index.js';
 import { fixture, startGateway } from '../test/gateway/gateway-fixtures.js';
 import { benchBodies, benchConfigs, inProcessAuth, mainThreadCpuSeconds, stageMeanUs } from './gateway.bench.js';
 
-// "full-audit-detect": the full stack without those stages; a suffix "@inline" writes the audit log
-// on the event loop instead of its writer thread.
-const [spec = 'full', writer = 'thread'] = (process.argv[2] ?? 'full').split('@');
+// "full-audit-detect": the full stack without those stages; a suffix "@thread" writes the audit log on
+// a worker thread of its own.
+const [spec = 'full', writer = 'inline'] = (process.argv[2] ?? 'full').split('@');
 const [, ...minus] = spec.split('-');
 const n = Number(process.argv[3] ?? 20000);
 const out = process.argv[4];
 const f = await fixture();
 const full = benchConfigs(f).full;
 const gw = await startGateway(
-  { ...full, audit: { ...full.audit, writer: writer === 'inline' ? 'inline' : 'thread' } },
+  { ...full, audit: { ...full.audit, writer: writer === 'thread' ? 'thread' : 'inline' } },
   { unsafeDisable: minus as OptionalStage[] },
 );
 const bodies = benchBodies(1);

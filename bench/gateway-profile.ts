@@ -60,8 +60,8 @@ function summary(file: string): void {
 async function main(): Promise<void> {
   if (process.argv[2] === '--summary') return summary(process.argv[3] as string);
   // e.g. "full" or "full-audit-detect": the full stack with those optional stages switched off.
-  // A suffix "@inline" writes the audit log on the event loop instead of its writer thread.
-  const [spec = 'full', writer = 'thread'] = (process.argv[2] ?? 'full').split('@');
+  // A suffix "@thread" writes the audit log on a worker thread of its own.
+  const [spec = 'full', writer = 'inline'] = (process.argv[2] ?? 'full').split('@');
   const [which = 'full', ...minus] = spec.split('-');
   const without = minus as OptionalStage[];
   const ms = Number(process.argv[3] ?? 8000);
@@ -73,7 +73,7 @@ async function main(): Promise<void> {
       : which === 'tls'
         ? await startGateway(base, { unsafeDisable: ALL_OFF })
         : await startGateway(
-            { ...full, audit: { ...full.audit, writer: writer === 'inline' ? 'inline' : 'thread' } },
+            { ...full, audit: { ...full.audit, writer: writer === 'thread' ? 'thread' : 'inline' } },
             { unsafeDisable: without },
           );
   const loader = new Loader();

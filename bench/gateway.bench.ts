@@ -241,10 +241,10 @@ const bench: Benchmark = {
           spec: clientTls,
         },
         {
-          // The same, with the audit log written on the event loop (before the writer thread).
-          id: 'full_inline_audit',
-          label: 'full stack, audit written on the event loop (audit.writer: inline)',
-          start: gwStart({ ...fullCfg, audit: { ...fullCfg.audit, writer: 'inline' } }, []),
+          // The same, with the audit log written on a worker thread of its own.
+          id: 'full_thread_audit',
+          label: 'full stack, audit written on its own thread (audit.writer: thread)',
+          start: gwStart({ ...fullCfg, audit: { ...fullCfg.audit, writer: 'thread' } }, []),
           spec: clientTls,
         },
         {

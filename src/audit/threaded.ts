@@ -278,20 +278,23 @@ export class ThreadedAuditLog implements AuditWriter {
         if (this.#inFlight === 0) this.#post();
       } else if (m.k === 'result') this.#settle(m.s, m.ok, m.err ? fromWire(m.err) : undefined);
     });
+    // The thread stopped: what still waits on it is refused (never left pending). After close() that
+    // is an append that raced the close (ERR_AUDIT_CLOSED); otherwise a crash (ERR_AUDIT_UNAVAILABLE).
     const down = (why: string) => {
-      if (this.#worker !== worker) return;
-      this.#worker = null;
-      this.#inFlight = 0;
-      this.#outbox = [];
-      const error = unavailable(why);
+      if (this.#worker === worker) {
+        this.#worker = null;
+        this.#inFlight = 0;
+        this.#outbox = [];
+      } else if (!this.#closed) return; // a thread already replaced or already reported
+      const error = this.#closed
+        ? new BulwarkError('ERR_AUDIT_CLOSED', 'the audit log is closed')
+        : unavailable(why);
       const waiting = [...this.#waiting.values()];
       this.#waiting.clear();
       for (const w of waiting) w.reject(error);
     };
     worker.on('error', () => down('failed'));
-    worker.on('exit', (code) => {
-      if (!this.#closed) down(`stopped (exit code ${code})`);
-    });
+    worker.on('exit', (code) => down(`stopped (exit code ${code})`));
   }
 
   /** Starts a new thread after one stopped: at most one attempt a second, never concurrently. */

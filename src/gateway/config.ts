@@ -168,10 +168,11 @@ export const auditConfigSchema = z.strictObject({
   /** Seconds between signed checkpoints (0: only at shutdown). */
   checkpointSeconds: z.number().int().min(0).max(86_400).default(60),
   /**
-   * Where the log is written: on a worker thread of its own (`thread`, the default: validation,
-   * hashing and the store's writes off the event loop) or on the event loop (`inline`).
+   * Where the log is written: on the event loop (`inline`, the default) or on a worker thread of its
+   * own (`thread`: validation, hashing and the store's writes off the event loop, at the price of
+   * more CPU in all; docs/gateway.md has the measurements).
    */
-  writer: z.enum(['thread', 'inline']).default('thread'),
+  writer: z.enum(['inline', 'thread']).default('inline'),
 });
 
 export const telemetryConfigSchema = z.strictObject({

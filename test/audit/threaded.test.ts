@@ -174,6 +174,25 @@ for (const make of [sqliteFixture, pgFixture]) {
       }
     });
 
+    it('close() commits what was appended before it and leaves nothing pending', async () => {
+      const f = make();
+      fixtures.push(f);
+      const { skey, vkey } = generateSignerKey(ORIGIN);
+      const log = await ThreadedAuditLog.open({ store: f.spec, signerKey: skey });
+      const before = Array.from({ length: 20 }, (_, i) => codeOf(log.append(prediction(i))));
+      const closing = log.close();
+      const after = codeOf(log.append(prediction(99)));
+      await closing;
+      assert.deepEqual(await Promise.all(before), Array(20).fill('resolved'));
+      assert.equal(await after, 'ERR_AUDIT_CLOSED');
+      const inline = await AuditLog.open({ store: f.spec });
+      try {
+        assert.equal((await inline.verify({ publicKey: vkey })).size, 20);
+      } finally {
+        await inline.close();
+      }
+    });
+
     it('fails the start with the log’s own codes', async () => {
       const f = make();
       fixtures.push(f);
