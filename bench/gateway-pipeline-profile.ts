@@ -10,7 +10,13 @@ import { Session } from 'node:inspector/promises';
 import { performance } from 'node:perf_hooks';
 import type { OptionalStage } from '../src/gateway/index.js';
 import { fixture, startGateway } from '../test/gateway/gateway-fixtures.js';
-import { benchBodies, benchConfigs, inProcessAuth, mainThreadCpuSeconds, stageMeanUs } from './gateway.bench.js';
+import {
+  benchBodies,
+  benchConfigs,
+  inProcessAuth,
+  mainThreadCpuSeconds,
+  stageMeanUs,
+} from './gateway.bench.js';
 
 // "full-audit-detect": the full stack without those stages; a suffix "@thread" writes the audit log on
 // a worker thread of its own.
