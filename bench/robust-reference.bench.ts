@@ -22,13 +22,95 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { loadImages } from '../src/data/index.js';
-import { accuracy, mlp, setThreads } from '../src/ml/index.js';
+import { accuracy, mlp, type Network, setThreads } from '../src/ml/index.js';
 import { OnnxGradientEngine } from '../src/ml/onnx/gradient-engine.js';
 import { adversarialTrain, apgd, InputDomain, networkModel, pgdAsync } from '../src/robust/index.js';
 import type { Benchmark, Figure } from './harness.js';
 import { HIDDEN, REFERENCE } from './robust.bench.js';
 
 const EPS = 0.1;
+
+/** Croce et al.'s train.py recipe for plain PGD training (see above), for `epochs` epochs. */
+export function croceRecipe(epochs: number, seed: number) {
+  return {
+    method: 'pgd' as const,
+    eps: EPS,
+    steps: 40,
+    // Croce et al. (cleverhans MadryEtAl with eps_iter = 2 eps / nb_iter); robust.bench.ts uses
+    // Madry et al.'s 2.5 eps / 40.
+    stepSize: (2 * EPS) / 40,
+    ratio: 0.5,
+    domain: InputDomain.box(784),
+    epochs,
+    batchSize: 128,
+    learningRate: 1e-3,
+    learningRateDrop: { epoch: Math.ceil(0.9 * epochs), factor: 0.1 },
+    seed,
+  };
+}
+
+/**
+ * Robust accuracy (%) of a trained FC1 on `n` test images under three evaluations: Bulwark's
+ * PGD-`evalSteps` (step eps / 10, `restarts` random starts), APGD-CE (`evalSteps` steps), both together
+ * (robust only if neither fools it), and Croce et al.'s own (PGD-40, step 2 eps / 40, one start).
+ */
+export async function evaluateFc1(
+  net: Network,
+  x: Float32Array,
+  y: Int32Array,
+  n: number,
+  plan: { evalSteps: number; restarts: number },
+  log: (message: string) => void,
+): Promise<{ robustPgd: number; robustApgd: number; robustTheirs: number; robust: number }> {
+  const box = InputDomain.box(784);
+  const model = networkModel(net);
+  const engine = await OnnxGradientEngine.create(net);
+  try {
+    log(`PGD-${plan.evalSteps} x${plan.restarts} on ${n} images`);
+    const pgd = await pgdAsync(model, x, y, n, {
+      eps: EPS,
+      steps: plan.evalSteps,
+      stepSize: EPS / 10,
+      restarts: plan.restarts,
+      domain: box,
+      seed: 2,
+      batchSize: 250,
+      engine,
+    });
+    // Their own final evaluation (train.py): the training attack, PGD-40 with step 2 eps / 40 and one
+    // random start, on the same images: the figure comparable with their 70.5 %.
+    log('PGD-40 (their evaluation)');
+    const theirs = await pgdAsync(model, x, y, n, {
+      eps: EPS,
+      steps: 40,
+      stepSize: (2 * EPS) / 40,
+      restarts: 1,
+      domain: box,
+      seed: 4,
+      batchSize: 250,
+      engine,
+    });
+    log(`APGD-CE on ${n} images`);
+    const ap = apgd(model, x, y, n, {
+      eps: EPS,
+      steps: plan.evalSteps,
+      restarts: 1,
+      domain: box,
+      seed: 3,
+      batchSize: 250,
+    });
+    let bothHold = 0;
+    for (let i = 0; i < n; i++) if (!pgd.success[i] && !ap.success[i]) bothHold++;
+    return {
+      robustPgd: 100 * (1 - pgd.successRate),
+      robustApgd: 100 * (1 - ap.successRate),
+      robustTheirs: 100 * (1 - theirs.successRate),
+      robust: (100 * bothHold) / n,
+    };
+  } finally {
+    await engine.close();
+  }
+}
 
 const bench: Benchmark = {
   name: 'robust-reference',
@@ -52,24 +134,11 @@ const bench: Benchmark = {
     const n = plan.evalRows;
     const x = te.toMatrix().slice(0, n * 784);
     const y = Int32Array.from(te.labels.subarray(0, n));
-    const box = InputDomain.box(784);
     const net = mlp({ inputs: 784, hidden: [HIDDEN], classes: 10, rng: 1 });
     ctx.log(`PGD training: ${plan.trainRows} images x ${plan.epochs} epochs, ${threads} threads`);
     const t0 = performance.now();
     const h = await adversarialTrain(net, train, {
-      method: 'pgd',
-      eps: EPS,
-      steps: 40,
-      // Croce et al. (cleverhans MadryEtAl with eps_iter = 2 eps / nb_iter); robust.bench.ts uses
-      // Madry et al.'s 2.5 eps / 40.
-      stepSize: (2 * EPS) / 40,
-      ratio: 0.5,
-      domain: box,
-      epochs: plan.epochs,
-      batchSize: 128,
-      learningRate: 1e-3,
-      learningRateDrop: { epoch: Math.ceil(0.9 * plan.epochs), factor: 0.1 },
-      seed: 1,
+      ...croceRecipe(plan.epochs, 1),
       onProgress: (p) => {
         if (p.phase === 'epoch') ctx.log(`epoch ${p.epoch}/${p.epochs}`);
       },
@@ -79,48 +148,13 @@ const bench: Benchmark = {
     ctx.log(
       `trained in ${trainSeconds.toFixed(0)} s; clean ${clean.toFixed(2)} %; PGD-${plan.evalSteps} on ${n} images`,
     );
-    const model = networkModel(net);
-    const engine = await OnnxGradientEngine.create(net);
-    const pgd = await pgdAsync(model, x, y, n, {
-      eps: EPS,
-      steps: plan.evalSteps,
-      stepSize: EPS / 10,
-      restarts: plan.restarts,
-      domain: box,
-      seed: 2,
-      batchSize: 250,
-      engine,
-    });
-    // Their own final evaluation (train.py): the training attack, PGD-40 with step 2 eps / 40 and one
-    // random start, on the same images: the figure comparable with their 70.5 %.
-    const theirs = await pgdAsync(model, x, y, n, {
-      eps: EPS,
-      steps: 40,
-      stepSize: (2 * EPS) / 40,
-      restarts: 1,
-      domain: box,
-      seed: 4,
-      batchSize: 250,
-      engine,
-    });
-    await engine.close();
     // The trained weights, kept so the model can be re-scored without 100 epochs of training again.
     const weightsPath = join(tmpdir(), `bulwark-robust-reference-${plan.trainRows}x${plan.epochs}.f32`);
     writeFileSync(weightsPath, Buffer.from(net.params.buffer, net.params.byteOffset, net.params.byteLength));
-    ctx.log(`weights written to ${weightsPath}; APGD-CE on ${n} images`);
-    const ap = apgd(model, x, y, n, {
-      eps: EPS,
-      steps: plan.evalSteps,
-      restarts: 1,
-      domain: box,
-      seed: 3,
-      batchSize: 250,
-    });
-    let bothHold = 0;
-    for (let i = 0; i < n; i++) if (!pgd.success[i] && !ap.success[i]) bothHold++;
-    const robustPgd = 100 * (1 - pgd.successRate);
-    const robustApgd = 100 * (1 - ap.successRate);
-    const robust = (100 * bothHold) / n;
+    ctx.log(`weights written to ${weightsPath}`);
+    const { robustPgd, robustApgd, robustTheirs, robust } = await evaluateFc1(net, x, y, n, plan, (m) =>
+      ctx.log(m),
+    );
     const pct = (id: string, label: string, v: number, system = 'bulwark'): Figure => ({
       id,
       label,
@@ -141,7 +175,7 @@ const bench: Benchmark = {
       pct(
         'robust.pgd40_theirs',
         `robust accuracy, PGD-40 (step 2 eps / 40, one random start: Croce et al.'s own evaluation), eps ${EPS}`,
-        100 * (1 - theirs.successRate),
+        robustTheirs,
       ),
       pct('robust', `robust accuracy, neither PGD nor APGD-CE succeeds, eps ${EPS}`, robust),
       pct('clean.reference', 'clean accuracy', REFERENCE.clean, ref),
