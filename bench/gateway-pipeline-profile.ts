@@ -16,6 +16,7 @@ import {
   inProcessAuth,
   mainThreadCpuSeconds,
   stageMeanUs,
+  withAuditWriter,
 } from './gateway.bench.js';
 
 // "full-audit-detect": the full stack without those stages; a suffix "@thread" writes the audit log on
@@ -26,10 +27,7 @@ const n = Number(process.argv[3] ?? 20000);
 const out = process.argv[4];
 const f = await fixture();
 const full = benchConfigs(f).full;
-const gw = await startGateway(
-  { ...full, audit: { ...full.audit, writer: writer === 'thread' ? 'thread' : 'inline' } },
-  { unsafeDisable: minus as OptionalStage[] },
-);
+const gw = await startGateway(withAuditWriter(full, writer), { unsafeDisable: minus as OptionalStage[] });
 const bodies = benchBodies(1);
 const auth = await inProcessAuth(f);
 const codes: Record<string, number> = {};

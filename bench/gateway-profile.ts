@@ -11,7 +11,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
 import type { OptionalStage } from '../src/gateway/index.js';
 import { fixture, startGateway } from '../test/gateway/gateway-fixtures.js';
-import { ALL_OFF, benchConfigs, Loader, mainThreadCpuSeconds } from './gateway.bench.js';
+import { ALL_OFF, benchConfigs, Loader, mainThreadCpuSeconds, withAuditWriter } from './gateway.bench.js';
 
 interface ProfileNode {
   id: number;
@@ -72,10 +72,7 @@ async function main(): Promise<void> {
       ? await startGateway(plain, { unsafeDisable: ALL_OFF, unsafePlaintext: true })
       : which === 'tls'
         ? await startGateway(base, { unsafeDisable: ALL_OFF })
-        : await startGateway(
-            { ...full, audit: { ...full.audit, writer: writer === 'thread' ? 'thread' : 'inline' } },
-            { unsafeDisable: without },
-          );
+        : await startGateway(withAuditWriter(full, writer), { unsafeDisable: without });
   const loader = new Loader();
   const token = await f.token();
   const tls = which === 'off' ? {} : which === 'tls' ? { ca: f.ca.pem } : clientTls;

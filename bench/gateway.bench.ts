@@ -28,11 +28,22 @@ import { type Fixture, fixture, startGateway } from '../test/gateway/gateway-fix
 import type { LoadResult, LoadSpec } from './gateway-load.js';
 import { BENCH_DIR, type Benchmark, type Figure, median } from './harness.js';
 
-/** Every optional stage: the "protections off" and "TLS only" configurations switch them all off. */
-/** A full garbage collection (V8's gc(), exposed at run time for the soak's live-heap readings). */
+let gc: (() => void) | undefined;
+/** A full garbage collection (V8's gc(), exposed once at run time for the soak's live-heap readings). */
 function fullGc(): void {
-  setFlagsFromString('--expose-gc');
-  (runInNewContext('gc') as () => void)();
+  if (!gc) {
+    setFlagsFromString('--expose-gc');
+    gc = runInNewContext('gc') as () => void;
+  }
+  gc();
+}
+
+/** Configuration `c` with its audit log written by `writer` (`thread`, or else the default `inline`). */
+export function withAuditWriter<C extends { audit: { writer: 'inline' | 'thread' } }>(
+  c: C,
+  writer: string,
+): C {
+  return { ...c, audit: { ...c.audit, writer: writer === 'thread' ? 'thread' : 'inline' } };
 }
 
 /**
@@ -45,6 +56,7 @@ export function mainThreadCpuSeconds(): number {
   return (Number(f[11]) + Number(f[12])) / 100;
 }
 
+/** Every optional stage: the "protections off" and "TLS only" configurations switch them all off. */
 export const ALL_OFF: OptionalStage[] = [
   'authenticate',
   'authorize',
@@ -244,7 +256,7 @@ const bench: Benchmark = {
           // The same, with the audit log written on a worker thread of its own.
           id: 'full_thread_audit',
           label: 'full stack, audit written on its own thread (audit.writer: thread)',
-          start: gwStart({ ...fullCfg, audit: { ...fullCfg.audit, writer: 'thread' } }, []),
+          start: gwStart(withAuditWriter(fullCfg, 'thread'), []),
           spec: clientTls,
         },
         {

@@ -17,12 +17,11 @@
  * Runtime intra-op threads (default 2).
  */
 import { performance } from 'node:perf_hooks';
-import { loadImages } from '../src/data/index.js';
-import { accuracy, mlp, setThreads } from '../src/ml/index.js';
+import { accuracy, mlp } from '../src/ml/index.js';
 import { adversarialTrain } from '../src/robust/index.js';
 import type { Benchmark, Figure } from './harness.js';
 import { HIDDEN } from './robust.bench.js';
-import { croceRecipe, evaluateFc1 } from './robust-reference.bench.js';
+import { croceRecipe, evaluateFc1, fashionMnist, referenceThreads } from './robust-reference.bench.js';
 
 const bench: Benchmark = {
   name: 'robust-eval-gap',
@@ -41,20 +40,8 @@ const bench: Benchmark = {
         };
     if (!Number.isInteger(plan.seeds) || plan.seeds < 1)
       throw new Error('BULWARK_EVAL_GAP_SEEDS: expected an integer >= 1');
-    const threads = Number(process.env['BULWARK_REFERENCE_THREADS'] ?? 2);
-    setThreads(threads);
-    const d = await loadImages('fashion-mnist', { splits: ['train', 'test'] });
-    const tr = d.splits['train'];
-    const te = d.splits['test'];
-    if (!tr || !te) throw new Error('fashion-mnist: missing splits');
-    const train = {
-      x: tr.toMatrix().slice(0, plan.trainRows * 784),
-      y: Int32Array.from(tr.labels.subarray(0, plan.trainRows)),
-      rows: plan.trainRows,
-    };
-    const n = plan.evalRows;
-    const x = te.toMatrix().slice(0, n * 784);
-    const y = Int32Array.from(te.labels.subarray(0, n));
+    const threads = referenceThreads();
+    const { train, x, y, n } = await fashionMnist(plan.trainRows, plan.evalRows);
     const per = {
       clean: [] as number[],
       theirs: [] as number[],

@@ -30,6 +30,29 @@ import { HIDDEN, REFERENCE } from './robust.bench.js';
 
 const EPS = 0.1;
 
+/** ONNX Runtime intra-op threads for these benches (BULWARK_REFERENCE_THREADS, default 2), set. */
+export function referenceThreads(): number {
+  const threads = Number(process.env['BULWARK_REFERENCE_THREADS'] ?? 2);
+  setThreads(threads);
+  return threads;
+}
+
+/** The first `trainRows` Fashion-MNIST training images and the first `evalRows` test images, in [0, 1]. */
+export async function fashionMnist(trainRows: number, evalRows: number) {
+  const d = await loadImages('fashion-mnist', { splits: ['train', 'test'] });
+  const tr = d.splits['train'];
+  const te = d.splits['test'];
+  if (!tr || !te) throw new Error('fashion-mnist: missing splits');
+  const train = {
+    x: tr.toMatrix().slice(0, trainRows * 784),
+    y: Int32Array.from(tr.labels.subarray(0, trainRows)),
+    rows: trainRows,
+  };
+  const x = te.toMatrix().slice(0, evalRows * 784);
+  const y = Int32Array.from(te.labels.subarray(0, evalRows));
+  return { train, x, y, n: evalRows };
+}
+
 /** Croce et al.'s train.py recipe for plain PGD training (see above), for `epochs` epochs. */
 export function croceRecipe(epochs: number, seed: number) {
   return {
@@ -120,20 +143,8 @@ const bench: Benchmark = {
     const plan = ctx.quick
       ? { trainRows: 2000, epochs: 2, evalRows: 200, evalSteps: 20, restarts: 1 }
       : { trainRows: 60000, epochs: 100, evalRows: 10000, evalSteps: 100, restarts: 2 };
-    const threads = Number(process.env.BULWARK_REFERENCE_THREADS ?? 2);
-    setThreads(threads);
-    const d = await loadImages('fashion-mnist', { splits: ['train', 'test'] });
-    const tr = d.splits['train'];
-    const te = d.splits['test'];
-    if (!tr || !te) throw new Error('fashion-mnist: missing splits');
-    const train = {
-      x: tr.toMatrix().slice(0, plan.trainRows * 784),
-      y: Int32Array.from(tr.labels.subarray(0, plan.trainRows)),
-      rows: plan.trainRows,
-    };
-    const n = plan.evalRows;
-    const x = te.toMatrix().slice(0, n * 784);
-    const y = Int32Array.from(te.labels.subarray(0, n));
+    const threads = referenceThreads();
+    const { train, x, y, n } = await fashionMnist(plan.trainRows, plan.evalRows);
     const net = mlp({ inputs: 784, hidden: [HIDDEN], classes: 10, rng: 1 });
     ctx.log(`PGD training: ${plan.trainRows} images x ${plan.epochs} epochs, ${threads} threads`);
     const t0 = performance.now();

@@ -3,9 +3,9 @@
  *
  * Why: in the gateway every answered request appends a prediction event, and the append's work
  * (schema validation, canonical JSON, the leaf and tree hashes, the SQLite or PostgreSQL write and the
- * fsync's bookkeeping) ran on the event loop that also decrypts, parses and answers requests: about a
- * third of the in-process pipeline's CPU. Here the event loop only queues the event and posts the
- * queue once per loop turn; the thread validates, hashes and commits (group commit, as
+ * fsync's bookkeeping) runs on the event loop that also decrypts, parses and answers requests. Here
+ * the event loop only queues the event and posts the queue (one message in flight: what is appended
+ * meanwhile travels in the next); the thread validates, hashes and commits (group commit, as
  * {@link AuditLog}), and posts the receipts back once the batch is durable. The durability point is
  * unchanged: `append` resolves only after the commit, so the gateway still releases no prediction
  * before its record is on disk.
@@ -37,13 +37,8 @@ export interface ThreadedAuditLogOptions {
   startTimeoutMs?: number;
 }
 
-/** @internal The thread's start-up data. */
-export interface WriterInit {
-  store: AuditStoreSpec;
-  signerKey?: string;
-  origin?: string;
-  maxBatch?: number;
-}
+/** @internal The thread's start-up data: the options it opens the log with. */
+export type WriterInit = Omit<ThreadedAuditLogOptions, 'startTimeoutMs'>;
 
 /** @internal A failure as it crosses the thread boundary. */
 export interface WireError {
@@ -129,23 +124,19 @@ export class ThreadedAuditLog implements AuditWriter {
     this.#init = init;
     this.#timeout = timeout;
     this.#worker = worker;
+    this.#lastStart = Date.now();
     this.#attach(worker);
   }
 
-  /** Starts the thread and opens the log there; fails as {@link AuditLog.open} does. */
+  /**
+   * Starts the thread and opens the log there; fails as {@link AuditLog.open} does (which checks the
+   * other options, on the thread).
+   */
   static async open(options: ThreadedAuditLogOptions): Promise<ThreadedAuditLog> {
-    const timeout = requireInteger('startTimeoutMs', options.startTimeoutMs ?? 30_000, 1);
-    if (options.maxBatch !== undefined) requireInteger('maxBatch', options.maxBatch, 1, 1_000_000);
-    const init: WriterInit = {
-      store: options.store,
-      ...(options.signerKey !== undefined ? { signerKey: options.signerKey } : {}),
-      ...(options.origin !== undefined ? { origin: options.origin } : {}),
-      ...(options.maxBatch !== undefined ? { maxBatch: options.maxBatch } : {}),
-    };
+    const { startTimeoutMs, ...init } = options;
+    const timeout = requireInteger('startTimeoutMs', startTimeoutMs ?? 30_000, 1);
     const { worker, origin } = await start(init, timeout);
-    const log = new ThreadedAuditLog(origin, init, timeout, worker);
-    log.#lastStart = Date.now();
-    return log;
+    return new ThreadedAuditLog(origin, init, timeout, worker);
   }
 
   append(event: AuditEventInput): Promise<AppendReceipt> {

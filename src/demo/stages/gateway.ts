@@ -409,7 +409,8 @@ export const gatewayStage: DemoStage = {
 
       // The audit proof: the first legitimate prediction, in a signed checkpoint, verified with the public key.
       await gw.checkpoint();
-      // The gateway writes its log on a thread of its own; the proof is read from the same store.
+      // The gateway holds its log as a writer (inline or on its own thread); the proof is read through a
+      // reader of the same store.
       const log = await AuditLog.open({ store: { kind: 'sqlite', path: auditStore } });
       let entries: AuditEntry[];
       let proof = 'no prediction recorded';
