@@ -68,6 +68,24 @@ export const ALL_OFF: OptionalStage[] = [
 ];
 
 /**
+ * The protections the in-process pipeline leaves out one at a time to price each (stages of
+ * src/gateway/pipeline.ts; `detect` is the Mahalanobis and stateful detectors, `extraction` PRADA).
+ * Schema validation and output hardening are not optional: they run in every configuration.
+ */
+export const LEAVE_ONE_OUT: { id: string; label: string; disable: OptionalStage[] }[] = [
+  { id: 'audit', label: 'the audit entry (signed hash chain, group commit)', disable: ['audit'] },
+  { id: 'detect', label: 'the Mahalanobis and stateful detectors', disable: ['detect'] },
+  { id: 'extraction', label: 'the PRADA extraction detector', disable: ['extraction'] },
+  { id: 'limit', label: 'the rate limit and query budget', disable: ['limit'] },
+  { id: 'authorize', label: 'Cedar authorisation', disable: ['authorize'] },
+  {
+    id: 'identity',
+    label: 'identity and authorisation (certificate + JWT, Cedar)',
+    disable: ['authenticate', 'authorize'],
+  },
+];
+
+/**
  * The full stack's policies: the example's tenant permit, and a budget-style forbid on the query count:
  * it never fires in a run, but it makes the policy read `context.queryCount`, so Cedar is evaluated
  * after the detectors (with the query count and risk score known). The example's deny-high-risk and
@@ -367,58 +385,91 @@ const bench: Benchmark = {
       // The pipeline alone, in process (no HTTP, no TLS): 64 concurrent callers of Pipeline.infer with the
       // same bodies and credentials as the load generator's. Its CPU per request, beside the served
       // run's, splits the server's cost into transport (TLS + HTTP) and the protections themselves.
+      // The full stack is also run with one protection left out at a time (leave-one-out), the passes of
+      // all variants interleaved repeat by repeat so that a change in the machine's speed shifts them
+      // alike: full minus "full without X", paired within a repeat, is what protection X costs in CPU.
+      // Authorisation needs an authenticated principal, so identity is left out together with Cedar.
       {
         const bodies = benchBodies(9);
         const auth = await inProcessAuth(f);
         const n = ctx.quick ? 5000 : 20_000;
-        for (const [id, config, disable] of [
-          ['off', plain, ALL_OFF],
-          ['full', fullCfg, []],
-        ] as const) {
-          const gw = await startGateway(config, { unsafeDisable: disable, unsafePlaintext: id === 'off' });
-          const cpu: number[] = [];
-          const rps: number[] = [];
-          let bad = 0;
+        const variants: { id: string; config: typeof base; disable: OptionalStage[]; label: string }[] = [
+          { id: 'off', config: plain, disable: ALL_OFF, label: 'protections off' },
+          { id: 'full', config: fullCfg, disable: [], label: 'full stack' },
+          ...LEAVE_ONE_OUT.map((l) => ({
+            id: `full_minus_${l.id}`,
+            config: fullCfg,
+            disable: l.disable,
+            label: `full stack without ${l.label}`,
+          })),
+        ];
+        const runs = [];
+        for (const v of variants) {
+          const gw = await startGateway(v.config, {
+            unsafeDisable: v.disable,
+            unsafePlaintext: v.id === 'off',
+          });
+          runs.push({ ...v, gw, cpu: [] as number[], rps: [] as number[], bad: 0 });
+        }
+        try {
           for (let r = 0; r < repeats + 1; r++) {
-            let i = 0;
-            const c0 = process.cpuUsage();
-            const t0 = performance.now();
-            await Promise.all(
-              Array.from({ length: connections }, async () => {
-                while (i < n) {
-                  const res = await gw.pipeline.infer({
-                    model: 'fraud',
-                    body: bodies[i++ % bodies.length] as Buffer,
-                    auth,
-                  });
-                  if (res.status !== 200) bad++;
-                }
-              }),
-            );
-            const secs = (performance.now() - t0) / 1000;
-            const c = process.cpuUsage(c0);
-            // The first pass warms the JIT and the callers' detector state; it is not counted.
-            if (r > 0) {
-              cpu.push((c.user + c.system) / n);
-              rps.push(n / secs);
+            for (const v of runs) {
+              let i = 0;
+              const c0 = process.cpuUsage();
+              const t0 = performance.now();
+              await Promise.all(
+                Array.from({ length: connections }, async () => {
+                  while (i < n) {
+                    const res = await v.gw.pipeline.infer({
+                      model: 'fraud',
+                      body: bodies[i++ % bodies.length] as Buffer,
+                      auth,
+                    });
+                    if (res.status !== 200) v.bad++;
+                  }
+                }),
+              );
+              const secs = (performance.now() - t0) / 1000;
+              const c = process.cpuUsage(c0);
+              // The first pass warms the JIT and the callers' detector state; it is not counted.
+              if (r > 0) {
+                v.cpu.push((c.user + c.system) / n);
+                v.rps.push(n / secs);
+              }
             }
           }
-          facts[`pipeline_inproc.${id}.errors`] = bad;
+        } finally {
+          for (const v of runs) await v.gw.close();
+        }
+        for (const v of runs) {
+          facts[`pipeline_inproc.${v.id}.errors`] = v.bad;
           fig(
-            `pipeline.${id}.cpu_us`,
-            `pipeline in process (no HTTP/TLS), ${id}: CPU µs/request`,
+            `pipeline.${v.id}.cpu_us`,
+            `pipeline in process (no HTTP/TLS), ${v.label}: CPU µs/request`,
             'µs',
             'lower',
-            cpu,
+            v.cpu,
           );
           fig(
-            `pipeline.${id}.rps`,
-            `pipeline in process (no HTTP/TLS), ${id}: requests/s`,
+            `pipeline.${v.id}.rps`,
+            `pipeline in process (no HTTP/TLS), ${v.label}: requests/s`,
             'req/s',
             'higher',
-            rps,
+            v.rps,
           );
-          await gw.close();
+        }
+        const full = runs.find((v) => v.id === 'full');
+        if (!full) throw new Error('no full-stack run');
+        for (const l of LEAVE_ONE_OUT) {
+          const v = runs.find((x) => x.id === `full_minus_${l.id}`);
+          if (!v) throw new Error(`no run without ${l.id}`);
+          fig(
+            `pipeline.cost.${l.id}_us`,
+            `in process: CPU µs/request of ${l.label} (full stack minus full stack without it, paired by repeat)`,
+            'µs',
+            'lower',
+            full.cpu.map((c, k) => c - (v.cpu[k] as number)),
+          );
         }
       }
 
