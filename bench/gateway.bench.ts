@@ -159,6 +159,89 @@ export async function inProcessAuth(f: Fixture) {
   };
 }
 
+/** One configuration of the in-process pipeline runs. */
+export interface PipelineVariant {
+  id: string;
+  label: string;
+  config: ReturnType<typeof benchConfigs>['full'];
+  disable: OptionalStage[];
+}
+
+/**
+ * Protections off, the full stack, and the full stack without each of {@link LEAVE_ONE_OUT} (in that
+ * order), on the bench's `plain` and `full` configurations.
+ */
+export function pipelineVariants(
+  plain: PipelineVariant['config'],
+  full: PipelineVariant['config'],
+): PipelineVariant[] {
+  return [
+    { id: 'off', label: 'protections off', config: plain, disable: ALL_OFF },
+    { id: 'full', label: 'full stack', config: full, disable: [] },
+    ...LEAVE_ONE_OUT.map((l) => ({
+      id: `full_minus_${l.id}`,
+      label: `full stack without ${l.label}`,
+      config: full,
+      disable: l.disable,
+    })),
+  ];
+}
+
+/**
+ * The pipeline alone, in process (no HTTP, no TLS): `connections` concurrent callers of Pipeline.infer
+ * with the load generator's bodies and credentials, `requests` per pass, for each variant. Every
+ * repeat runs each variant once (the order shuffled per repeat when `shuffle` is given, so that no
+ * variant always follows the same one), so a change in the machine's speed shifts them alike; a full
+ * garbage collection before each pass keeps one variant's garbage out of the next one's CPU. The first
+ * repeat warms the JIT and the callers' detector state and is not counted. Returns CPU µs and
+ * requests/s per counted repeat, index k of every variant from the same repeat.
+ */
+export async function measurePipelineVariants(
+  f: Fixture,
+  variants: PipelineVariant[],
+  o: { requests: number; repeats: number; connections: number; shuffle?: SeededRng; gcBetween?: boolean },
+): Promise<(PipelineVariant & { cpu: number[]; rps: number[]; bad: number })[]> {
+  const bodies = benchBodies(9);
+  const auth = await inProcessAuth(f);
+  const runs = [];
+  for (const v of variants) {
+    const gw = await startGateway(v.config, { unsafeDisable: v.disable, unsafePlaintext: v.id === 'off' });
+    runs.push({ ...v, gw, cpu: [] as number[], rps: [] as number[], bad: 0 });
+  }
+  try {
+    for (let r = 0; r < o.repeats + 1; r++) {
+      const order = o.shuffle ? o.shuffle.shuffle([...runs]) : runs;
+      for (const v of order) {
+        if (o.gcBetween) fullGc();
+        let i = 0;
+        const c0 = process.cpuUsage();
+        const t0 = performance.now();
+        await Promise.all(
+          Array.from({ length: o.connections }, async () => {
+            while (i < o.requests) {
+              const res = await v.gw.pipeline.infer({
+                model: 'fraud',
+                body: bodies[i++ % bodies.length] as Buffer,
+                auth,
+              });
+              if (res.status !== 200) v.bad++;
+            }
+          }),
+        );
+        const secs = (performance.now() - t0) / 1000;
+        const c = process.cpuUsage(c0);
+        if (r > 0) {
+          v.cpu.push((c.user + c.system) / o.requests);
+          v.rps.push(o.requests / secs);
+        }
+      }
+    }
+  } finally {
+    for (const v of runs) await v.gw.close();
+  }
+  return runs.map(({ gw: _gw, ...v }) => v);
+}
+
 /** The load generator (bench/gateway-load.ts) in a second process, driven one run at a time. */
 export class Loader {
   readonly #child: ChildProcess;
@@ -382,93 +465,30 @@ const bench: Benchmark = {
         await s.close();
       }
 
-      // The pipeline alone, in process (no HTTP, no TLS): 64 concurrent callers of Pipeline.infer with the
-      // same bodies and credentials as the load generator's. Its CPU per request, beside the served
-      // run's, splits the server's cost into transport (TLS + HTTP) and the protections themselves.
-      // The full stack is also run with one protection left out at a time (leave-one-out), the passes of
-      // all variants interleaved repeat by repeat so that a change in the machine's speed shifts them
-      // alike: full minus "full without X", paired within a repeat, is what protection X costs in CPU.
-      // Authorisation needs an authenticated principal, so identity is left out together with Cedar.
+      // The pipeline alone, in process (no HTTP, no TLS): its CPU per request, beside the served run's,
+      // splits the server's cost into transport (TLS + HTTP) and the protections themselves. What each
+      // protection costs is bench/gateway-costs.bench.ts.
       {
-        const bodies = benchBodies(9);
-        const auth = await inProcessAuth(f);
-        const n = ctx.quick ? 5000 : 20_000;
-        const variants: { id: string; config: typeof base; disable: OptionalStage[]; label: string }[] = [
-          { id: 'off', config: plain, disable: ALL_OFF, label: 'protections off' },
-          { id: 'full', config: fullCfg, disable: [], label: 'full stack' },
-          ...LEAVE_ONE_OUT.map((l) => ({
-            id: `full_minus_${l.id}`,
-            config: fullCfg,
-            disable: l.disable,
-            label: `full stack without ${l.label}`,
-          })),
-        ];
-        const runs = [];
-        for (const v of variants) {
-          const gw = await startGateway(v.config, {
-            unsafeDisable: v.disable,
-            unsafePlaintext: v.id === 'off',
-          });
-          runs.push({ ...v, gw, cpu: [] as number[], rps: [] as number[], bad: 0 });
-        }
-        try {
-          for (let r = 0; r < repeats + 1; r++) {
-            for (const v of runs) {
-              let i = 0;
-              const c0 = process.cpuUsage();
-              const t0 = performance.now();
-              await Promise.all(
-                Array.from({ length: connections }, async () => {
-                  while (i < n) {
-                    const res = await v.gw.pipeline.infer({
-                      model: 'fraud',
-                      body: bodies[i++ % bodies.length] as Buffer,
-                      auth,
-                    });
-                    if (res.status !== 200) v.bad++;
-                  }
-                }),
-              );
-              const secs = (performance.now() - t0) / 1000;
-              const c = process.cpuUsage(c0);
-              // The first pass warms the JIT and the callers' detector state; it is not counted.
-              if (r > 0) {
-                v.cpu.push((c.user + c.system) / n);
-                v.rps.push(n / secs);
-              }
-            }
-          }
-        } finally {
-          for (const v of runs) await v.gw.close();
-        }
+        const runs = await measurePipelineVariants(f, pipelineVariants(plain, fullCfg).slice(0, 2), {
+          requests: ctx.quick ? 5000 : 20_000,
+          repeats,
+          connections,
+        });
         for (const v of runs) {
           facts[`pipeline_inproc.${v.id}.errors`] = v.bad;
           fig(
             `pipeline.${v.id}.cpu_us`,
-            `pipeline in process (no HTTP/TLS), ${v.label}: CPU µs/request`,
+            `pipeline in process (no HTTP/TLS), ${v.id}: CPU µs/request`,
             'µs',
             'lower',
             v.cpu,
           );
           fig(
             `pipeline.${v.id}.rps`,
-            `pipeline in process (no HTTP/TLS), ${v.label}: requests/s`,
+            `pipeline in process (no HTTP/TLS), ${v.id}: requests/s`,
             'req/s',
             'higher',
             v.rps,
-          );
-        }
-        const full = runs.find((v) => v.id === 'full');
-        if (!full) throw new Error('no full-stack run');
-        for (const l of LEAVE_ONE_OUT) {
-          const v = runs.find((x) => x.id === `full_minus_${l.id}`);
-          if (!v) throw new Error(`no run without ${l.id}`);
-          fig(
-            `pipeline.cost.${l.id}_us`,
-            `in process: CPU µs/request of ${l.label} (full stack minus full stack without it, paired by repeat)`,
-            'µs',
-            'lower',
-            full.cpu.map((c, k) => c - (v.cpu[k] as number)),
           );
         }
       }
