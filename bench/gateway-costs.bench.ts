@@ -9,9 +9,28 @@
  * the same configuration differ by tens of microseconds.
  */
 import { SeededRng } from '../src/core/index.js';
+import type { OptionalStage } from '../src/gateway/index.js';
 import { type Fixture, fixture } from '../test/gateway/gateway-fixtures.js';
-import { benchConfigs, LEAVE_ONE_OUT, measurePipelineVariants, pipelineVariants } from './gateway.bench.js';
+import { baseVariants, benchConfigs, measurePipelineVariants } from './gateway.bench.js';
 import type { Benchmark, Figure } from './harness.js';
+
+/**
+ * The protections left out one at a time to price each (stages of
+ * src/gateway/pipeline.ts; `detect` is the Mahalanobis and stateful detectors, `extraction` PRADA).
+ * Schema validation and output hardening are not optional: they run in every configuration.
+ */
+const LEAVE_ONE_OUT: { id: string; label: string; disable: OptionalStage[] }[] = [
+  { id: 'audit', label: 'the audit entry (signed hash chain, group commit)', disable: ['audit'] },
+  { id: 'detect', label: 'the Mahalanobis and stateful detectors', disable: ['detect'] },
+  { id: 'extraction', label: 'the PRADA extraction detector', disable: ['extraction'] },
+  { id: 'limit', label: 'the rate limit and query budget', disable: ['limit'] },
+  { id: 'authorize', label: 'Cedar authorisation', disable: ['authorize'] },
+  {
+    id: 'identity',
+    label: 'identity and authorisation (certificate + JWT, Cedar)',
+    disable: ['authenticate', 'authorize'],
+  },
+];
 
 const bench: Benchmark = {
   name: 'gateway-costs',
@@ -22,7 +41,16 @@ const bench: Benchmark = {
     const { plain, full } = benchConfigs(f);
     const repeats = ctx.quick ? 2 : Math.max(ctx.repeats, 15);
     const requests = ctx.quick ? 3000 : 20_000;
-    const runs = await measurePipelineVariants(f, pipelineVariants(plain, full), {
+    const variants = [
+      ...baseVariants(plain, full),
+      ...LEAVE_ONE_OUT.map((l) => ({
+        id: `full_minus_${l.id}`,
+        label: `full stack without ${l.label}`,
+        config: full,
+        disable: l.disable,
+      })),
+    ];
+    const runs = await measurePipelineVariants(f, variants, {
       requests,
       repeats,
       connections: 64,
@@ -30,43 +58,29 @@ const bench: Benchmark = {
       gcBetween: true,
     });
     const figures: Figure[] = [];
+    const us = (id: string, label: string, samples: number[]) =>
+      figures.push({ id, label, system: 'bulwark', unit: 'µs', better: 'lower', samples });
     const facts: Record<string, string | number | boolean> = {};
+    const cpuOf = new Map<string, number[]>();
     for (const v of runs) {
       facts[`${v.id}.errors`] = v.bad;
-      figures.push({
-        id: `${v.id}.cpu_us`,
-        label: `${v.label}: CPU µs/request`,
-        system: 'bulwark',
-        unit: 'µs',
-        better: 'lower',
-        samples: v.cpu,
-      });
+      us(`${v.id}.cpu_us`, `${v.label}: CPU µs/request`, v.cpu);
+      cpuOf.set(v.id, v.cpu);
     }
-    const byId = new Map(runs.map((v) => [v.id, v]));
-    const fullRun = byId.get('full');
-    const off = byId.get('off');
-    if (!fullRun || !off) throw new Error('gateway-costs: missing the full or the off run');
-    const paired = (a: number[], b: number[]) => a.map((x, k) => x - (b[k] as number));
-    figures.push({
-      id: 'cost.all_us',
-      label: 'every protection (full stack minus protections off)',
-      system: 'bulwark',
-      unit: 'µs',
-      better: 'lower',
-      samples: paired(fullRun.cpu, off.cpu),
-    });
-    for (const l of LEAVE_ONE_OUT) {
-      const v = byId.get(`full_minus_${l.id}`);
-      if (!v) throw new Error(`gateway-costs: no run without ${l.id}`);
-      figures.push({
-        id: `cost.${l.id}_us`,
-        label: `${l.label} (full stack minus full stack without it)`,
-        system: 'bulwark',
-        unit: 'µs',
-        better: 'lower',
-        samples: paired(fullRun.cpu, v.cpu),
-      });
-    }
+    // A cost per repeat: `full` minus `without`, both from the same repeat.
+    const cost = (without: string) => {
+      const a = cpuOf.get('full');
+      const b = cpuOf.get(without);
+      if (!a || !b) throw new Error(`gateway-costs: missing the full or the ${without} run`);
+      return a.map((x, k) => x - (b[k] as number));
+    };
+    us('cost.all_us', 'every protection (full stack minus protections off)', cost('off'));
+    for (const l of LEAVE_ONE_OUT)
+      us(
+        `cost.${l.id}_us`,
+        `${l.label} (full stack minus full stack without it)`,
+        cost(`full_minus_${l.id}`),
+      );
     return {
       figures,
       facts,

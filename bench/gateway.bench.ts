@@ -15,6 +15,7 @@
 import { type ChildProcess, fork } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { TLSSocket } from 'node:tls';
@@ -65,24 +66,6 @@ export const ALL_OFF: OptionalStage[] = [
   'detect',
   'extraction',
   'audit',
-];
-
-/**
- * The protections the in-process pipeline leaves out one at a time to price each (stages of
- * src/gateway/pipeline.ts; `detect` is the Mahalanobis and stateful detectors, `extraction` PRADA).
- * Schema validation and output hardening are not optional: they run in every configuration.
- */
-export const LEAVE_ONE_OUT: { id: string; label: string; disable: OptionalStage[] }[] = [
-  { id: 'audit', label: 'the audit entry (signed hash chain, group commit)', disable: ['audit'] },
-  { id: 'detect', label: 'the Mahalanobis and stateful detectors', disable: ['detect'] },
-  { id: 'extraction', label: 'the PRADA extraction detector', disable: ['extraction'] },
-  { id: 'limit', label: 'the rate limit and query budget', disable: ['limit'] },
-  { id: 'authorize', label: 'Cedar authorisation', disable: ['authorize'] },
-  {
-    id: 'identity',
-    label: 'identity and authorisation (certificate + JWT, Cedar)',
-    disable: ['authenticate', 'authorize'],
-  },
 ];
 
 /**
@@ -167,23 +150,14 @@ export interface PipelineVariant {
   disable: OptionalStage[];
 }
 
-/**
- * Protections off, the full stack, and the full stack without each of {@link LEAVE_ONE_OUT} (in that
- * order), on the bench's `plain` and `full` configurations.
- */
-export function pipelineVariants(
+/** Protections off and the full stack, on the bench's `plain` and `full` configurations. */
+export function baseVariants(
   plain: PipelineVariant['config'],
   full: PipelineVariant['config'],
 ): PipelineVariant[] {
   return [
     { id: 'off', label: 'protections off', config: plain, disable: ALL_OFF },
     { id: 'full', label: 'full stack', config: full, disable: [] },
-    ...LEAVE_ONE_OUT.map((l) => ({
-      id: `full_minus_${l.id}`,
-      label: `full stack without ${l.label}`,
-      config: full,
-      disable: l.disable,
-    })),
   ];
 }
 
@@ -205,7 +179,10 @@ export async function measurePipelineVariants(
   const auth = await inProcessAuth(f);
   const runs = [];
   for (const v of variants) {
-    const gw = await startGateway(v.config, { unsafeDisable: v.disable, unsafePlaintext: v.id === 'off' });
+    const gw = await startGateway(v.config, {
+      unsafeDisable: v.disable,
+      unsafePlaintext: v.config.server.tls === undefined,
+    });
     runs.push({ ...v, gw, cpu: [] as number[], rps: [] as number[], bad: 0 });
   }
   try {
@@ -302,7 +279,6 @@ const bench: Benchmark = {
     'gateway requests/s and latency: protections off, TLS only, full stack, fastify, bare ONNX Runtime',
   async run(ctx) {
     const f: Fixture = await fixture();
-    const { readFileSync } = await import('node:fs');
     const read = (p: string) => readFileSync(join(f.dir, p));
     // Every repeat the harness records is run (results say `repeats`; an earlier version capped it at 3).
     const repeats = ctx.repeats;
@@ -313,7 +289,6 @@ const bench: Benchmark = {
     const notes: string[] = [];
     const loader = new Loader();
     // The machine is shared: the 1-minute load average at the start and the end goes into the results.
-    const { loadavg } = await import('node:os');
     const load0 = loadavg()[0] as number;
     const fig = (id: string, label: string, unit: string, better: 'higher' | 'lower', samples: number[]) =>
       figures.push({ id, label, system: 'bulwark', unit, better, samples });
@@ -469,7 +444,7 @@ const bench: Benchmark = {
       // splits the server's cost into transport (TLS + HTTP) and the protections themselves. What each
       // protection costs is bench/gateway-costs.bench.ts.
       {
-        const runs = await measurePipelineVariants(f, pipelineVariants(plain, fullCfg).slice(0, 2), {
+        const runs = await measurePipelineVariants(f, baseVariants(plain, fullCfg), {
           requests: ctx.quick ? 5000 : 20_000,
           repeats,
           connections,

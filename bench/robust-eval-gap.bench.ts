@@ -7,7 +7,7 @@
  * Why: robust-reference.bench.ts compares Bulwark's model at the reference's full budget (100 epochs of
  * 60,000 images, about an hour on a quiet machine) with the reference's 70.5 %, an upper bound from
  * their evaluation (their eval.py: PGD-40 plus a time-limited MIP search, robust unless either finds an
- * adversarial example), and scores it with both attacks since the 14:31 UTC run. This bench measures
+ * adversarial example), and scores it with both attacks. This bench measures
  * the gap between the two evaluations at a budget that fits in minutes: Croce et al.'s recipe
  * (robust-reference's `croceRecipe`) on the first 12,000 training images for 5 epochs, the budget of
  * robust.bench.ts, for several seeds (BULWARK_EVAL_GAP_SEEDS, default 2), each scored on the first
