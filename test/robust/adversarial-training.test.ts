@@ -120,6 +120,38 @@ describe('adversarial training', () => {
     );
   });
 
+  it("dropLast skips each epoch's last partial batch (Croce et al.'s batching)", async () => {
+    const steps = async (dropLast: boolean) => {
+      const seen: number[] = [];
+      const net = fresh();
+      const h = await adversarialTrain(net, trainSet, {
+        method: 'pgd',
+        eps,
+        steps: 2,
+        domain,
+        epochs: 2,
+        batchSize: 300,
+        dropLast,
+        seed: 3,
+        onProgress: (p) => {
+          if (p.phase === 'batch') seen.push(p.batch);
+        },
+      });
+      return { seen, net, h };
+    };
+    const dropped = await steps(true);
+    const kept = await steps(false);
+    // 1,000 rows in batches of 300: 3 full batches and one of 100, per epoch.
+    assert.deepEqual(dropped.seen, [1, 2, 3, 1, 2, 3]);
+    assert.deepEqual(kept.seen, [1, 2, 3, 4, 1, 2, 3, 4]);
+    assert.notDeepEqual(dropped.net.params, kept.net.params);
+    assert.ok(dropped.h.history.every((e) => Number.isFinite(e.loss) && e.loss > 0));
+    await assert.rejects(
+      adversarialTrain(fresh(), trainSet, { method: 'pgd', eps, domain, batchSize: 1001, dropLast: true }),
+      (e: unknown) => isBulwarkError(e, 'ERR_INVALID_ARGUMENT') && /^dropLast: expected false/.test(e.message),
+    );
+  });
+
   it('checks its parameters, naming them', async () => {
     const net = fresh();
     const bad: [object, RegExp][] = [

@@ -77,6 +77,11 @@ export interface AdversarialTrainOptions {
   /** Epochs over which eps grows linearly from eps/epochs to eps (default 0: full eps at once). */
   epsRampEpochs?: number;
   batchSize?: number;
+  /**
+   * Skip each epoch's last partial batch (PyTorch's `drop_last`; Croce et al.'s train.py does, 60,000 =
+   * 468 x 128 + 96). Default false: every row is trained on every epoch.
+   */
+  dropLast?: boolean;
   /** `adam` (default, lr 1e-3) or `sgd` (lr 0.05, momentum 0.9), or an instance. */
   optimizer?: 'adam' | 'sgd' | Optimizer;
   learningRate?: number;
@@ -137,6 +142,7 @@ interface Checked {
   warmup: number;
   ramp: number;
   batchSize: number;
+  dropLast: boolean;
   l2: number;
   seed: number;
   engine: AdversarialEngine;
@@ -163,6 +169,8 @@ function check(net: Network, o: AdversarialTrainOptions): Checked {
   const warmup = requireInteger('warmupEpochs', o.warmupEpochs ?? 0, 0, epochs - 1);
   const ramp = requireInteger('epsRampEpochs', o.epsRampEpochs ?? 0, 0, epochs - warmup);
   const batchSize = requireInteger('batchSize', o.batchSize ?? 128, 1);
+  const dropLast = o.dropLast ?? false;
+  if (typeof dropLast !== 'boolean') throw invalidArgument('dropLast', 'a boolean', dropLast);
   const l2 = requireNumberIn('l2', o.l2 ?? 0, 0, Number.MAX_VALUE);
   const seed = requireInteger('seed', o.seed ?? 0, 0, Number.MAX_SAFE_INTEGER);
   const engine = requireOneOf('engine', o.engine ?? 'auto', ADVERSARIAL_ENGINES);
@@ -188,6 +196,7 @@ function check(net: Network, o: AdversarialTrainOptions): Checked {
     warmup,
     ramp,
     batchSize,
+    dropLast,
     l2,
     seed,
     engine,
@@ -468,7 +477,10 @@ export async function adversarialTrain(
   const attackRng = rng.split();
   const mask = net.weightMask();
   const n = data.rows;
-  const batches = Math.ceil(n / c.batchSize);
+  if (c.dropLast && n < c.batchSize)
+    throw invalidArgument('dropLast', `false with fewer training rows (${n}) than batchSize`, true);
+  const batches = c.dropLast ? Math.floor(n / c.batchSize) : Math.ceil(n / c.batchSize);
+  const seen = c.dropLast ? batches * c.batchSize : n;
   const history: AdversarialEpoch[] = [];
   const baseRate = opt.learningRate;
   const engine = await openEngine(net, c);
@@ -560,7 +572,7 @@ export async function adversarialTrain(
       }
       const rec: AdversarialEpoch = {
         epoch,
-        loss: lossSum / n,
+        loss: lossSum / seen,
         eps,
         adversarialAccuracy: advSeen === 0 ? Number.NaN : advRight / advSeen,
         seconds: (performance.now() - t0) / 1000,
