@@ -22,59 +22,24 @@
  * `--quick`: 2,000 images, 1 epoch, 200 test images, PGD-20, one seed.
  */
 import { performance } from 'node:perf_hooks';
-import { type Rng, SeededRng } from '../src/core/index.js';
-import { accuracy, mlp, type Network } from '../src/ml/index.js';
-import { adversarialTrain, type AdversarialTrainOptions } from '../src/robust/index.js';
+import { accuracy, mlp } from '../src/ml/index.js';
+import { adversarialTrain } from '../src/robust/index.js';
 import type { Benchmark, Figure } from './harness.js';
 import { HIDDEN } from './robust.bench.js';
-import { croceRecipe, evaluateFc1, fashionMnist, referenceThreads } from './robust-reference.bench.js';
+import {
+  evaluateFc1,
+  fashionMnist,
+  parseVariant,
+  RECIPE_VARIANTS,
+  type RecipeVariant,
+  recipeVariant,
+  referenceThreads,
+} from './robust-reference.bench.js';
 
-const VARIANTS = ['base', 'init', 'droplast', 'parity', 'ratio1', 'madrystep'] as const;
-type Variant = (typeof VARIANTS)[number];
-
-/** TensorFlow 1's `tf.truncated_normal(mean 0, stddev)`: normal draws, redrawn beyond 2 stddev. */
-function fillTruncatedNormal(out: Float32Array, sd: number, rng: Rng): void {
-  for (let i = 0; i < out.length; i++) {
-    let v: number;
-    do v = rng.normal(0, 1);
-    while (Math.abs(v) > 2);
-    out[i] = v * sd;
-  }
-}
-
-/** Croce et al.'s models.py initial weights for an MLP: truncated normal sd sqrt(2 / fan_in), zero biases. */
-function croceInit(net: Network, seed: number): void {
-  const rng = new SeededRng(seed);
-  for (let l = 0; l < net.layerCount; l++) {
-    const w = net.weights(l);
-    fillTruncatedNormal(w, Math.sqrt(2 / (w.length / net.bias(l).length)), rng);
-    net.bias(l).fill(0);
-  }
-}
-
-function recipe(variant: Variant, epochs: number, seed: number): AdversarialTrainOptions {
-  const base = croceRecipe(epochs, seed);
-  switch (variant) {
-    case 'droplast':
-    case 'parity':
-      return { ...base, dropLast: true };
-    case 'ratio1':
-      return { ...base, ratio: 1 };
-    case 'madrystep':
-      return { ...base, stepSize: (2.5 * base.eps) / 40 };
-    default:
-      return base;
-  }
-}
-
-function parseVariants(): Variant[] {
+function parseVariants(): RecipeVariant[] {
   const raw = process.env['BULWARK_RECIPE_VARIANTS'];
-  if (raw === undefined || raw === '') return [...VARIANTS];
-  const list = raw.split(',').map((s) => s.trim());
-  for (const v of list)
-    if (!(VARIANTS as readonly string[]).includes(v))
-      throw new Error(`BULWARK_RECIPE_VARIANTS: unknown variant ${v}; known: ${VARIANTS.join(', ')}`);
-  return list as Variant[];
+  if (raw === undefined || raw === '') return [...RECIPE_VARIANTS];
+  return raw.split(',').map((s) => parseVariant('BULWARK_RECIPE_VARIANTS', s.trim()));
 }
 
 const bench: Benchmark = {
@@ -106,14 +71,15 @@ const bench: Benchmark = {
       threads,
       variants: variants.join(','),
     };
-    const per = new Map<Variant, { clean: number[]; robust: number[]; theirs: number[] }>();
+    const per = new Map<RecipeVariant, { clean: number[]; robust: number[]; theirs: number[] }>();
     for (const variant of variants) {
       const r = { clean: [] as number[], robust: [] as number[], theirs: [] as number[] };
       for (let seed = 1; seed <= plan.seeds; seed++) {
         const net = mlp({ inputs: 784, hidden: [HIDDEN], classes: 10, rng: seed });
-        if (variant === 'init' || variant === 'parity') croceInit(net, seed);
+        const v = recipeVariant(variant, plan.epochs, seed);
+        v.init(net);
         const t0 = performance.now();
-        await adversarialTrain(net, train, recipe(variant, plan.epochs, seed));
+        await adversarialTrain(net, train, v.options);
         const clean = 100 * accuracy(y, net.predict(x, n));
         const e = await evaluateFc1(net, x, y, n, plan, () => undefined);
         ctx.log(

@@ -21,10 +21,18 @@ import { writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { type Rng, SeededRng } from '../src/core/index.js';
 import { loadImages } from '../src/data/index.js';
 import { accuracy, mlp, type Network, setThreads } from '../src/ml/index.js';
 import { OnnxGradientEngine } from '../src/ml/onnx/gradient-engine.js';
-import { adversarialTrain, apgd, InputDomain, networkModel, pgdAsync } from '../src/robust/index.js';
+import {
+  type AdversarialTrainOptions,
+  adversarialTrain,
+  apgd,
+  InputDomain,
+  networkModel,
+  pgdAsync,
+} from '../src/robust/index.js';
 import type { Benchmark, Figure } from './harness.js';
 import { HIDDEN, REFERENCE } from './robust.bench.js';
 
@@ -53,6 +61,26 @@ export async function fashionMnist(trainRows: number, evalRows: number) {
   return { train, x, y, n: evalRows };
 }
 
+/** TensorFlow 1's `tf.truncated_normal(mean 0, stddev)`: normal draws, redrawn beyond 2 stddev. */
+function fillTruncatedNormal(out: Float32Array, sd: number, rng: Rng): void {
+  for (let i = 0; i < out.length; i++) {
+    let v: number;
+    do v = rng.normal(0, 1);
+    while (Math.abs(v) > 2);
+    out[i] = v * sd;
+  }
+}
+
+/** Croce et al.'s models.py initial weights for an MLP: truncated normal sd sqrt(2 / fan_in), zero biases. */
+export function croceInit(net: Network, seed: number): void {
+  const rng = new SeededRng(seed);
+  for (let l = 0; l < net.layerCount; l++) {
+    const w = net.weights(l);
+    fillTruncatedNormal(w, Math.sqrt(2 / (w.length / net.bias(l).length)), rng);
+    net.bias(l).fill(0);
+  }
+}
+
 /** Croce et al.'s train.py recipe for plain PGD training (see above), for `epochs` epochs. */
 export function croceRecipe(epochs: number, seed: number) {
   return {
@@ -70,6 +98,57 @@ export function croceRecipe(epochs: number, seed: number) {
     learningRateDrop: { epoch: Math.ceil(0.9 * epochs), factor: 0.1 },
     seed,
   };
+}
+
+/**
+ * Variants of {@link croceRecipe} (robust-recipe.bench.ts measures each at a small budget):
+ * `base` (Bulwark's initial weights, every row every epoch), `init` (their truncated-normal weights),
+ * `droplast` (their batching), `parity` (both), `ratio1` (all-adversarial batches), `madrystep`
+ * (step 2.5 eps / 40).
+ */
+export const RECIPE_VARIANTS = ['base', 'init', 'droplast', 'parity', 'ratio1', 'madrystep'] as const;
+export type RecipeVariant = (typeof RECIPE_VARIANTS)[number];
+
+/** What each variant changes, for the results' notes. */
+const VARIANT_NOTES: Record<RecipeVariant, string> = {
+  base: "Bulwark's initial weights (He uniform hidden, Glorot uniform output) and every row every epoch (theirs drop the last partial batch: 60,000 = 468 x 128 + 96)",
+  init: "their initial weights (TensorFlow truncated normal, sd sqrt(2 / fan-in), both layers); Bulwark's batching",
+  droplast: "their batching (each epoch's last partial batch dropped); Bulwark's initial weights",
+  parity: 'their initial weights and their batching',
+  ratio1: 'all-adversarial batches (Madry et al.), not their half',
+  madrystep: "Madry et al.'s step 2.5 eps / 40, not their 2 eps / 40",
+};
+
+/** `value` as a recipe variant, or an error naming `name` (an environment variable). */
+export function parseVariant(name: string, value: string): RecipeVariant {
+  if (!(RECIPE_VARIANTS as readonly string[]).includes(value))
+    throw new Error(`${name}: unknown recipe variant ${value}; known: ${RECIPE_VARIANTS.join(', ')}`);
+  return value as RecipeVariant;
+}
+
+/** The training options of `variant` and how it sets a fresh network's initial weights. */
+export function recipeVariant(
+  variant: RecipeVariant,
+  epochs: number,
+  seed: number,
+): { options: AdversarialTrainOptions; init: (net: Network) => void } {
+  const base = croceRecipe(epochs, seed);
+  const theirInit = (net: Network) => croceInit(net, seed);
+  const keep = () => undefined;
+  switch (variant) {
+    case 'init':
+      return { options: base, init: theirInit };
+    case 'droplast':
+      return { options: { ...base, dropLast: true }, init: keep };
+    case 'parity':
+      return { options: { ...base, dropLast: true }, init: theirInit };
+    case 'ratio1':
+      return { options: { ...base, ratio: 1 }, init: keep };
+    case 'madrystep':
+      return { options: { ...base, stepSize: (2.5 * base.eps) / 40 }, init: keep };
+    default:
+      return { options: base, init: keep };
+  }
 }
 
 /** Robust accuracy (%) under each evaluation of {@link evaluateFc1}. */
@@ -160,11 +239,17 @@ const bench: Benchmark = {
       : { trainRows: 60000, epochs: 100, evalRows: 10000, evalSteps: 100, restarts: 2 };
     const threads = referenceThreads();
     const { train, x, y, n } = await fashionMnist(plan.trainRows, plan.evalRows);
+    const variant = parseVariant(
+      'BULWARK_REFERENCE_RECIPE',
+      process.env['BULWARK_REFERENCE_RECIPE'] ?? 'base',
+    );
+    const recipe = recipeVariant(variant, plan.epochs, 1);
     const net = mlp({ inputs: 784, hidden: [HIDDEN], classes: 10, rng: 1 });
+    recipe.init(net);
     ctx.log(`PGD training: ${plan.trainRows} images x ${plan.epochs} epochs, ${threads} threads`);
     const t0 = performance.now();
     const h = await adversarialTrain(net, train, {
-      ...croceRecipe(plan.epochs, 1),
+      ...recipe.options,
       onProgress: (p) => {
         if (p.phase === 'epoch') ctx.log(`epoch ${p.epoch}/${p.epochs}`);
       },
@@ -175,7 +260,10 @@ const bench: Benchmark = {
       `trained in ${trainSeconds.toFixed(0)} s; clean ${clean.toFixed(2)} %; PGD-${plan.evalSteps} on ${n} images`,
     );
     // The trained weights, kept so the model can be re-scored without 100 epochs of training again.
-    const weightsPath = join(tmpdir(), `bulwark-robust-reference-${plan.trainRows}x${plan.epochs}.f32`);
+    const weightsPath = join(
+      tmpdir(),
+      `bulwark-robust-reference-${variant}-${plan.trainRows}x${plan.epochs}.f32`,
+    );
     writeFileSync(weightsPath, Buffer.from(net.params.buffer, net.params.byteOffset, net.params.byteLength));
     ctx.log(`weights written to ${weightsPath}`);
     const evaluated = await evaluateFc1(net, x, y, n, plan, (m) => ctx.log(m));
@@ -239,6 +327,7 @@ const bench: Benchmark = {
       facts: {
         trainRows: plan.trainRows,
         epochs: plan.epochs,
+        recipe: variant,
         evalRows: n,
         engine: h.engine,
         threads,
@@ -252,7 +341,7 @@ const bench: Benchmark = {
         verdict,
       },
       notes: [
-        `Recipe: Croce et al.'s train.py for plain adversarial training (ae_frac 0.5): MLP 784-${HIDDEN}-10 (ReLU), ${plan.trainRows} training images, ${plan.epochs} epochs of batch 128, Adam 1e-3 x0.1 from epoch ${Math.ceil(0.9 * plan.epochs)}, the first half of each batch replaced by PGD-40 points (step 2 eps / 40, uniform random start, sign steps, [0, 1]); seed 1. (Bulwark keeps a last partial batch of each epoch; theirs drops it: 60,000 = 468 x 128 + 96.)`,
+        `Recipe: Croce et al.'s train.py for plain adversarial training (ae_frac 0.5): MLP 784-${HIDDEN}-10 (ReLU), ${plan.trainRows} training images, ${plan.epochs} epochs of batch 128, Adam 1e-3 x0.1 from epoch ${Math.ceil(0.9 * plan.epochs)}, the first half of each batch replaced by PGD-40 points (step 2 eps / 40, uniform random start, sign steps, [0, 1]); seed 1. Variant \`${variant}\` (BULWARK_REFERENCE_RECIPE; robust-recipe.bench.ts): ${VARIANT_NOTES[variant]}.`,
         `Evaluation on the first ${n} test images: Bulwark's PGD-${plan.evalSteps} (step eps / 10, ${plan.restarts} random starts, true labels) and APGD-CE (${plan.evalSteps} steps); a point is robust when neither attack fools it: ${robust.toFixed(2)} % (PGD alone ${robustPgd.toFixed(2)} %, APGD-CE alone ${robustApgd.toFixed(2)} %).`,
         `Reference: ${REFERENCE.clean} % clean, ${REFERENCE.robust} % robust (the robust figure is an upper bound: what their attacks left). Verdict "at least the reference": ${verdict}.`,
       ],
