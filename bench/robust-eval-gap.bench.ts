@@ -22,25 +22,20 @@ import { accuracy, mlp } from '../src/ml/index.js';
 import { adversarialTrain } from '../src/robust/index.js';
 import type { Benchmark, Figure } from './harness.js';
 import { HIDDEN } from './robust.bench.js';
-import { croceRecipe, evaluateFc1, fashionMnist, referenceThreads } from './robust-reference.bench.js';
+import {
+  croceRecipe,
+  evaluateFc1,
+  fashionMnist,
+  referenceThreads,
+  smallBudgetPlan,
+} from './robust-reference.bench.js';
 
 const bench: Benchmark = {
   name: 'robust-eval-gap',
   description:
     "PGD-trained FC1 on Fashion-MNIST (eps 0.1, Croce et al.'s recipe, 12,000 images x 5 epochs): robust accuracy under their PGD-40 evaluation against Bulwark's PGD-100 x2 + APGD-CE, same models and images",
   async run(ctx) {
-    const plan = ctx.quick
-      ? { trainRows: 2000, epochs: 1, evalRows: 200, evalSteps: 20, restarts: 1, seeds: 1 }
-      : {
-          trainRows: 12000,
-          epochs: 5,
-          evalRows: 1000,
-          evalSteps: 100,
-          restarts: 2,
-          seeds: Number(process.env['BULWARK_EVAL_GAP_SEEDS'] ?? 2),
-        };
-    if (!Number.isInteger(plan.seeds) || plan.seeds < 1)
-      throw new Error('BULWARK_EVAL_GAP_SEEDS: expected an integer >= 1');
+    const plan = smallBudgetPlan(ctx.quick, 'BULWARK_EVAL_GAP_SEEDS', 2);
     const threads = referenceThreads();
     const { train, x, y, n } = await fashionMnist(plan.trainRows, plan.evalRows);
     const per = {

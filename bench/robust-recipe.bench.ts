@@ -34,6 +34,7 @@ import {
   type RecipeVariant,
   recipeVariant,
   referenceThreads,
+  smallBudgetPlan,
 } from './robust-reference.bench.js';
 
 function parseVariants(): RecipeVariant[] {
@@ -47,18 +48,7 @@ const bench: Benchmark = {
   description:
     "PGD-trained FC1 on Fashion-MNIST (eps 0.1, 12,000 images x 5 epochs): which difference from Croce et al.'s train.py (initial weights, last partial batch, adversarial share, step size) moves robust accuracy, paired by seed",
   async run(ctx) {
-    const plan = ctx.quick
-      ? { trainRows: 2000, epochs: 1, evalRows: 200, evalSteps: 20, restarts: 1, seeds: 1 }
-      : {
-          trainRows: 12000,
-          epochs: 5,
-          evalRows: 1000,
-          evalSteps: 100,
-          restarts: 2,
-          seeds: Number(process.env['BULWARK_RECIPE_SEEDS'] ?? 5),
-        };
-    if (!Number.isInteger(plan.seeds) || plan.seeds < 1)
-      throw new Error('BULWARK_RECIPE_SEEDS: expected an integer >= 1');
+    const plan = smallBudgetPlan(ctx.quick, 'BULWARK_RECIPE_SEEDS', 5);
     const variants = parseVariants();
     const threads = referenceThreads();
     const { train, x, y, n } = await fashionMnist(plan.trainRows, plan.evalRows);

@@ -61,6 +61,27 @@ export async function fashionMnist(trainRows: number, evalRows: number) {
   return { train, x, y, n: evalRows };
 }
 
+/**
+ * The small-budget plan of robust-eval-gap and robust-recipe: the first 12,000 training images, 5
+ * epochs, 1,000 test images scored with PGD-100 x2 + APGD-CE, `seedsVar` seeds (default
+ * `defaultSeeds`); `--quick`: 2,000 images, 1 epoch, 200 test images, PGD-20, one seed.
+ */
+export function smallBudgetPlan(quick: boolean, seedsVar: string, defaultSeeds: number) {
+  const plan = quick
+    ? { trainRows: 2000, epochs: 1, evalRows: 200, evalSteps: 20, restarts: 1, seeds: 1 }
+    : {
+        trainRows: 12000,
+        epochs: 5,
+        evalRows: 1000,
+        evalSteps: 100,
+        restarts: 2,
+        seeds: Number(process.env[seedsVar] ?? defaultSeeds),
+      };
+  if (!Number.isInteger(plan.seeds) || plan.seeds < 1)
+    throw new Error(`${seedsVar}: expected an integer >= 1`);
+  return plan;
+}
+
 /** TensorFlow 1's `tf.truncated_normal(mean 0, stddev)`: normal draws, redrawn beyond 2 stddev. */
 function fillTruncatedNormal(out: Float32Array, sd: number, rng: Rng): void {
   for (let i = 0; i < out.length; i++) {
