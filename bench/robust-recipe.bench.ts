@@ -7,9 +7,9 @@
  * Variants (BULWARK_RECIPE_VARIANTS, comma-separated; default all):
  * - `base`: robust-reference's `croceRecipe` with Bulwark's initial weights (He uniform on the hidden
  *   layer, Glorot uniform on the output layer, zero biases) and every row trained on every epoch.
- * - `init`: their initial weights: TensorFlow's `truncated_normal(stddev = sqrt(2 / fan_in))` on both
- *   layers (resampled beyond 2 sd, so the actual sd is about 0.88x the nominal), zero biases (their
- *   models.py, MLP).
+ * - `init`: their initial weights (`mlp`'s `init: 'truncated-normal'`): TensorFlow's
+ *   `truncated_normal(stddev = sqrt(2 / fan_in))` on both layers (redrawn beyond 2 sd, so the actual
+ *   sd is about 0.88x the nominal), zero biases (their models.py, MLP).
  * - `droplast`: their batching: each epoch's last partial batch dropped (their data.py,
  *   get_batch_iterator with n_batches = n // batch_size).
  * - `parity`: `init` and `droplast` together.
@@ -65,9 +65,8 @@ const bench: Benchmark = {
     for (const variant of variants) {
       const r = { clean: [] as number[], robust: [] as number[], theirs: [] as number[] };
       for (let seed = 1; seed <= plan.seeds; seed++) {
-        const net = mlp({ inputs: 784, hidden: [HIDDEN], classes: 10, rng: seed });
         const v = recipeVariant(variant, plan.epochs, seed);
-        v.init(net);
+        const net = mlp({ inputs: 784, hidden: [HIDDEN], classes: 10, rng: seed, init: v.init });
         const t0 = performance.now();
         await adversarialTrain(net, train, v.options);
         const clean = 100 * accuracy(y, net.predict(x, n));

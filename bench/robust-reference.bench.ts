@@ -21,9 +21,8 @@ import { writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { type Rng, SeededRng } from '../src/core/index.js';
 import { loadImages } from '../src/data/index.js';
-import { accuracy, mlp, type Network, setThreads } from '../src/ml/index.js';
+import { accuracy, mlp, type Network, type NetworkInit, setThreads } from '../src/ml/index.js';
 import { OnnxGradientEngine } from '../src/ml/onnx/gradient-engine.js';
 import {
   type AdversarialTrainOptions,
@@ -82,26 +81,6 @@ export function smallBudgetPlan(quick: boolean, seedsVar: string, defaultSeeds: 
   return plan;
 }
 
-/** TensorFlow 1's `tf.truncated_normal(mean 0, stddev)`: normal draws, redrawn beyond 2 stddev. */
-function fillTruncatedNormal(out: Float32Array, sd: number, rng: Rng): void {
-  for (let i = 0; i < out.length; i++) {
-    let v: number;
-    do v = rng.normal(0, 1);
-    while (Math.abs(v) > 2);
-    out[i] = v * sd;
-  }
-}
-
-/** Croce et al.'s models.py initial weights for an MLP: truncated normal sd sqrt(2 / fan_in), zero biases. */
-export function croceInit(net: Network, seed: number): void {
-  const rng = new SeededRng(seed);
-  for (let l = 0; l < net.layerCount; l++) {
-    const w = net.weights(l);
-    fillTruncatedNormal(w, Math.sqrt(2 / (w.length / net.bias(l).length)), rng);
-    net.bias(l).fill(0);
-  }
-}
-
 /** Croce et al.'s train.py recipe for plain PGD training (see above), for `epochs` epochs. */
 export function croceRecipe(epochs: number, seed: number) {
   return {
@@ -147,28 +126,29 @@ export function parseVariant(name: string, value: string): RecipeVariant {
   return value as RecipeVariant;
 }
 
-/** The training options of `variant` and how it sets a fresh network's initial weights. */
+/**
+ * The training options of `variant` and its initial weights (`mlp`'s `init`: Croce et al.'s are
+ * `truncated-normal`, TensorFlow 1's truncated normal with sd sqrt(2 / fan-in) on both layers).
+ */
 export function recipeVariant(
   variant: RecipeVariant,
   epochs: number,
   seed: number,
-): { options: AdversarialTrainOptions; init: (net: Network) => void } {
+): { options: AdversarialTrainOptions; init: NetworkInit } {
   const base = croceRecipe(epochs, seed);
-  const theirInit = (net: Network) => croceInit(net, seed);
-  const keep = () => undefined;
   switch (variant) {
     case 'init':
-      return { options: base, init: theirInit };
+      return { options: base, init: 'truncated-normal' };
     case 'droplast':
-      return { options: { ...base, dropLast: true }, init: keep };
+      return { options: { ...base, dropLast: true }, init: 'auto' };
     case 'parity':
-      return { options: { ...base, dropLast: true }, init: theirInit };
+      return { options: { ...base, dropLast: true }, init: 'truncated-normal' };
     case 'ratio1':
-      return { options: { ...base, ratio: 1 }, init: keep };
+      return { options: { ...base, ratio: 1 }, init: 'auto' };
     case 'madrystep':
-      return { options: { ...base, stepSize: (2.5 * base.eps) / 40 }, init: keep };
+      return { options: { ...base, stepSize: (2.5 * base.eps) / 40 }, init: 'auto' };
     default:
-      return { options: base, init: keep };
+      return { options: base, init: 'auto' };
   }
 }
 
@@ -265,8 +245,7 @@ const bench: Benchmark = {
       process.env['BULWARK_REFERENCE_RECIPE'] ?? 'base',
     );
     const recipe = recipeVariant(variant, plan.epochs, 1);
-    const net = mlp({ inputs: 784, hidden: [HIDDEN], classes: 10, rng: 1 });
-    recipe.init(net);
+    const net = mlp({ inputs: 784, hidden: [HIDDEN], classes: 10, rng: 1, init: recipe.init });
     ctx.log(`PGD training: ${plan.trainRows} images x ${plan.epochs} epochs, ${threads} threads`);
     const t0 = performance.now();
     const h = await adversarialTrain(net, train, {

@@ -62,12 +62,20 @@ export interface NetworkSpec {
   classes: number;
   /** Output head; default `sigmoid` for 2 classes, `softmax` otherwise. */
   head?: Head;
-  /** Weight initialisation: `auto` (He for relu, Glorot otherwise; zeros without hidden layers) or `zeros`. */
-  init?: 'auto' | 'zeros';
+  /**
+   * Weight initialisation: `auto` (He uniform for relu layers, Glorot uniform otherwise; zeros without
+   * hidden layers), `truncated-normal` (every layer drawn as TensorFlow 1's
+   * `truncated_normal(stddev = sqrt(2 / fan_in))`, redrawn beyond 2 stddev, as Croce et al.'s models.py
+   * and Madry et al.'s code; zero biases) or `zeros`.
+   */
+  init?: NetworkInit;
   /** Seed or generator for the initial weights (default seed 0). */
   rng?: Rng | number;
   preprocessing?: Preprocessing | null;
 }
+
+export type NetworkInit = 'auto' | 'truncated-normal' | 'zeros';
+export const NETWORK_INITS: readonly NetworkInit[] = ['auto', 'truncated-normal', 'zeros'];
 
 /** Options shared by the loss and gradient methods. */
 export interface LossOptions {
@@ -148,10 +156,9 @@ export class Network {
     this.params = new Float32Array(n);
     this.preprocessing = null;
     if (spec.preprocessing) this.setPreprocessing(spec.preprocessing);
-    const init = requireOneOf('init', spec.init ?? 'auto', ['auto', 'zeros'] as const);
-    if (init === 'auto' && this.hidden.length > 0) {
-      this.#initWeights(rngOf(spec.rng));
-    }
+    const init = requireOneOf('init', spec.init ?? 'auto', NETWORK_INITS);
+    if (init === 'truncated-normal') this.#initTruncatedNormal(rngOf(spec.rng));
+    else if (init === 'auto' && this.hidden.length > 0) this.#initWeights(rngOf(spec.rng));
   }
 
   /** Number of dense layers (hidden layers + output layer). */
@@ -521,6 +528,25 @@ export class Network {
       const relu = this.activation === 'relu' && l + 1 < this.layerCount;
       const limit = relu ? Math.sqrt(6 / fanIn) : Math.sqrt(6 / (fanIn + fanOut));
       rng.fillUniform(this.weights(l), -limit, limit);
+      this.bias(l).fill(0);
+    }
+  }
+
+  /**
+   * TensorFlow 1's `tf.truncated_normal(mean 0, stddev sqrt(2 / fan_in))` on every layer (normal draws
+   * redrawn beyond 2 stddev, so the actual sd is about 0.88x the nominal), zero biases. On a PGD-trained
+   * FC1 it gave 1.2 points more robust accuracy than `auto` over 5 seeds (bench/robust-recipe.bench.ts).
+   */
+  #initTruncatedNormal(rng: Rng): void {
+    for (let l = 0; l < this.layerCount; l++) {
+      const w = this.weights(l);
+      const sd = Math.sqrt(2 / (this.sizes[l] as number));
+      for (let i = 0; i < w.length; i++) {
+        let v: number;
+        do v = rng.normal(0, 1);
+        while (Math.abs(v) > 2);
+        w[i] = v * sd;
+      }
       this.bias(l).fill(0);
     }
   }

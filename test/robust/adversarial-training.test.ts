@@ -148,7 +148,8 @@ describe('adversarial training', () => {
     assert.ok(dropped.h.history.every((e) => Number.isFinite(e.loss) && e.loss > 0));
     await assert.rejects(
       adversarialTrain(fresh(), trainSet, { method: 'pgd', eps, domain, batchSize: 1001, dropLast: true }),
-      (e: unknown) => isBulwarkError(e, 'ERR_INVALID_ARGUMENT') && /^dropLast: expected false/.test(e.message),
+      (e: unknown) =>
+        isBulwarkError(e, 'ERR_INVALID_ARGUMENT') && /^dropLast: expected false/.test(e.message),
     );
   });
 
