@@ -65,8 +65,8 @@ export interface NetworkSpec {
   /**
    * Weight initialisation: `auto` (He uniform for relu layers, Glorot uniform otherwise; zeros without
    * hidden layers), `truncated-normal` (every layer drawn as TensorFlow 1's
-   * `truncated_normal(stddev = sqrt(2 / fan_in))`, redrawn beyond 2 stddev, as Croce et al.'s models.py
-   * and Madry et al.'s code; zero biases) or `zeros`.
+   * `truncated_normal(stddev = sqrt(2 / fan_in))`, redrawn beyond 2 stddev, as Croce et al.'s models.py;
+   * zero biases) or `zeros`.
    */
   init?: NetworkInit;
   /** Seed or generator for the initial weights (default seed 0). */
