@@ -137,6 +137,28 @@ describe('ONNX Runtime gradient engine', () => {
     }
   });
 
+  it('spinning threads change the scheduling, not the results; a non-boolean is refused', async () => {
+    const net = mlp({ inputs: d, hidden: [32], classes: k, rng: 4 });
+    const domain = InputDomain.box(d);
+    const start = domain.randomStart(x, rows, 'inf', 0.1, new SeededRng(2));
+    const { lower, upper } = domain.linfBox(x, rows, 0.1);
+    const step = new Float32Array(d).fill(0.02);
+    const run = async (spinning: boolean) => {
+      const e = await OnnxGradientEngine.create(net, { threads: 2, spinning });
+      try {
+        return await e.pgd(start, y, rows, { lower, upper, step }, 10);
+      } finally {
+        await e.close();
+      }
+    };
+    assert.deepEqual(await run(true), await run(false));
+    await assert.rejects(
+      OnnxGradientEngine.create(net, { spinning: 'yes' as never }),
+      (e: unknown) =>
+        isBulwarkError(e, 'ERR_INVALID_ARGUMENT') && /^spinning: expected a boolean/.test(e.message),
+    );
+  });
+
   it('linfBox is the L-inf projection as bounds', () => {
     const domain = new InputDomain({
       inputs: 4,

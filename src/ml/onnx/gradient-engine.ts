@@ -51,9 +51,19 @@ export class OnnxGradientEngine {
   /**
    * Opens the engine for `net`'s architecture and preprocessing (as they are now), with `threads`
    * intra-op threads (default: the kernels' {@link threads} setting, so `setThreads(1)` holds for both).
+   *
+   * `spinning` (default false) lets ONNX Runtime's pool threads busy-wait for the next call, its own
+   * default. Off here: PGD makes one short call per step, and between calls the spinning threads hold
+   * the cores that Node's thread running the next call needs; on 2 cores, 2 spinning threads took
+   * longer per PGD-training batch than 1 thread (bench/results/ort-threads.json).
    */
-  static async create(net: Network, options: { threads?: number } = {}): Promise<OnnxGradientEngine> {
+  static async create(
+    net: Network,
+    options: { threads?: number; spinning?: boolean } = {},
+  ): Promise<OnnxGradientEngine> {
     const n = requireInteger('threads', options.threads ?? threads(), 1, 256);
+    const spinning = options.spinning ?? false;
+    if (typeof spinning !== 'boolean') throw invalidArgument('spinning', 'a boolean', spinning);
     const why = gradientGraphUnsupported(net);
     if (why !== null)
       throw new BulwarkError('ERR_MODEL_CAPABILITY', `ONNX Runtime gradients need a ReLU MLP: ${why}`);
@@ -63,6 +73,8 @@ export class OnnxGradientEngine {
       intraOpNumThreads: n,
       interOpNumThreads: 1,
       graphOptimizationLevel: 'all' as const,
+      // Session config entry "session.intra_op.allow_spinning" (onnxruntime_session_options_config_keys.h).
+      extra: { session: { intra_op: { allow_spinning: spinning ? '1' : '0' } } },
     };
     let session: Session | undefined;
     try {
