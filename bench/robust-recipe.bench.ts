@@ -18,7 +18,8 @@
  * - `madrystep`: Madry et al.'s step 2.5 eps / 40 instead of their 2 eps / 40.
  *
  * Every model is scored by robust-reference's `evaluateFc1` on the first 1,000 test images: Bulwark's
- * PGD-100 x2 + APGD-CE and their PGD-40. BULWARK_RECIPE_SEEDS: seeds per variant (default 5).
+ * PGD-100 x2 + APGD-CE and their PGD-40. BULWARK_RECIPE_SEEDS: seeds per variant (default 5);
+ * BULWARK_RECIPE_BUDGET: a larger training budget (below).
  * `--quick`: 2,000 images, 1 epoch, 200 test images, PGD-20, one seed.
  */
 import { performance } from 'node:perf_hooks';
@@ -43,12 +44,27 @@ function parseVariants(): RecipeVariant[] {
   return raw.split(',').map((s) => parseVariant('BULWARK_RECIPE_VARIANTS', s.trim()));
 }
 
+/**
+ * BULWARK_RECIPE_BUDGET=ROWSxEPOCHS (e.g. 60000x10): a larger budget than the default 12,000 x 5, to
+ * see whether a difference holds as training gets longer (the reference's budget is 60000x100).
+ */
+function budgetOverride(): { trainRows: number; epochs: number } | Record<string, never> {
+  const raw = process.env['BULWARK_RECIPE_BUDGET'];
+  if (raw === undefined || raw === '') return {};
+  const m = /^(\d+)x(\d+)$/.exec(raw);
+  const trainRows = Number(m?.[1]);
+  const epochs = Number(m?.[2]);
+  if (!m || trainRows < 128 || trainRows > 60000 || epochs < 1)
+    throw new Error('BULWARK_RECIPE_BUDGET: expected ROWSxEPOCHS, 128 <= ROWS <= 60000, EPOCHS >= 1');
+  return { trainRows, epochs };
+}
+
 const bench: Benchmark = {
   name: 'robust-recipe',
   description:
     "PGD-trained FC1 on Fashion-MNIST (eps 0.1, 12,000 images x 5 epochs): which difference from Croce et al.'s train.py (initial weights, last partial batch, adversarial share, step size) moves robust accuracy, paired by seed",
   async run(ctx) {
-    const plan = smallBudgetPlan(ctx.quick, 'BULWARK_RECIPE_SEEDS', 5);
+    const plan = { ...smallBudgetPlan(ctx.quick, 'BULWARK_RECIPE_SEEDS', 5), ...budgetOverride() };
     const variants = parseVariants();
     const threads = referenceThreads();
     const { train, x, y, n } = await fashionMnist(plan.trainRows, plan.evalRows);
