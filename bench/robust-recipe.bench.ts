@@ -62,7 +62,7 @@ function budgetOverride(): { trainRows: number; epochs: number } | Record<string
 const bench: Benchmark = {
   name: 'robust-recipe',
   description:
-    "PGD-trained FC1 on Fashion-MNIST (eps 0.1, 12,000 images x 5 epochs): which difference from Croce et al.'s train.py (initial weights, last partial batch, adversarial share, step size) moves robust accuracy, paired by seed",
+    "PGD-trained FC1 on Fashion-MNIST (eps 0.1; 12,000 images x 5 epochs unless BULWARK_RECIPE_BUDGET says otherwise): which difference from Croce et al.'s train.py (initial weights, last partial batch, adversarial share, step size) moves robust accuracy, paired by seed",
   async run(ctx) {
     const plan = { ...smallBudgetPlan(ctx.quick, 'BULWARK_RECIPE_SEEDS', 5), ...budgetOverride() };
     const variants = parseVariants();
