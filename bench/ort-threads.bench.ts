@@ -6,8 +6,8 @@
  * default). Each repeat runs the three in a seeded shuffled order, so a change of machine load
  * touches all three alike; CPU time is the process's user + system time (all threads).
  *
- * Why: robust-reference's full-budget run (60,000 images x 100 epochs) took 58 to 125 minutes on this
- * shared machine, and PGD makes one short call per step: between calls, spinning pool threads hold
+ * Why: robust-reference's full-budget run (60,000 images x 100 epochs) took 58 and 94 minutes in two runs
+ * on this shared machine, and PGD makes one short call per step: between calls, spinning pool threads hold
  * cores that Node's thread running the next call needs.
  */
 import { performance } from 'node:perf_hooks';

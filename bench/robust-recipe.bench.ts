@@ -59,6 +59,25 @@ function budgetOverride(): { trainRows: number; epochs: number } | Record<string
   return { trainRows, epochs };
 }
 
+/** A figure of `variant` (id `variant.id`); labels read "variant: label" ("variant minus base ..." for deltas). */
+function fig(
+  variant: RecipeVariant,
+  id: string,
+  label: string,
+  samples: number[],
+  unit = '%',
+  sep = ': ',
+): Figure {
+  return {
+    id: `${variant}.${id}`,
+    label: `${variant}${sep}${label}`,
+    system: 'bulwark',
+    unit,
+    better: 'higher',
+    samples,
+  };
+}
+
 const bench: Benchmark = {
   name: 'robust-recipe',
   description:
@@ -95,18 +114,10 @@ const bench: Benchmark = {
         r.theirs.push(e.robustTheirs);
       }
       per.set(variant, r);
-      const pct = (id: string, label: string, samples: number[]): Figure => ({
-        id: `${variant}.${id}`,
-        label: `${variant}: ${label}`,
-        system: 'bulwark',
-        unit: '%',
-        better: 'higher',
-        samples,
-      });
       figures.push(
-        pct('clean', `clean accuracy, first ${n} test images`, r.clean),
-        pct('robust', 'robust accuracy, neither PGD-100 x2 nor APGD-CE succeeds, eps 0.1', r.robust),
-        pct('robust.pgd40_theirs', "robust accuracy, Croce et al.'s PGD-40, eps 0.1", r.theirs),
+        fig(variant, 'clean', `clean accuracy, first ${n} test images`, r.clean),
+        fig(variant, 'robust', 'robust accuracy, neither PGD-100 x2 nor APGD-CE succeeds, eps 0.1', r.robust),
+        fig(variant, 'robust.pgd40_theirs', "robust accuracy, Croce et al.'s PGD-40, eps 0.1", r.theirs),
       );
     }
     // Paired by seed against the baseline: the difference each change makes on the same seed.
@@ -114,24 +125,24 @@ const bench: Benchmark = {
     if (base !== undefined) {
       for (const [variant, r] of per) {
         if (variant === 'base') continue;
-        const diff = (a: number[], b: number[]) => a.map((v, i) => v - (b[i] as number));
+        const diff = (a: number[], b: number[]) => a.map((v, k) => v - (b[k] as number));
         figures.push(
-          {
-            id: `${variant}.delta.robust`,
-            label: `${variant} minus base, robust accuracy (PGD + APGD-CE), points, per seed`,
-            system: 'bulwark',
-            unit: 'points',
-            better: 'higher',
-            samples: diff(r.robust, base.robust),
-          },
-          {
-            id: `${variant}.delta.clean`,
-            label: `${variant} minus base, clean accuracy, points, per seed`,
-            system: 'bulwark',
-            unit: 'points',
-            better: 'higher',
-            samples: diff(r.clean, base.clean),
-          },
+          fig(
+            variant,
+            'delta.robust',
+            'minus base, robust accuracy (PGD + APGD-CE), points, per seed',
+            diff(r.robust, base.robust),
+            'points',
+            ' ',
+          ),
+          fig(
+            variant,
+            'delta.clean',
+            'minus base, clean accuracy, points, per seed',
+            diff(r.clean, base.clean),
+            'points',
+            ' ',
+          ),
         );
       }
     }
