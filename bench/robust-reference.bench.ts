@@ -15,7 +15,9 @@
  * planning only (other work may share the machine).
  *
  * `--quick`: 2,000 images, 2 epochs, 200 test images. BULWARK_REFERENCE_THREADS: ONNX Runtime intra-op
- * threads for training (default 2).
+ * threads for training (default 2). BULWARK_REFERENCE_RECIPE: the recipe variant (below; default
+ * `base`). BULWARK_REFERENCE_SEED: the seed of the initial weights, the data order and the training
+ * attack's starts (default 1; the evaluation's attack seeds stay fixed, so seeds differ only in the model).
  */
 import { writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -124,6 +126,14 @@ export function parseVariant(name: string, value: string): RecipeVariant {
   if (!(RECIPE_VARIANTS as readonly string[]).includes(value))
     throw new Error(`${name}: unknown recipe variant ${value}; known: ${RECIPE_VARIANTS.join(', ')}`);
   return value as RecipeVariant;
+}
+
+/** `value` as a seed (a positive safe integer), or an error naming `name` (an environment variable). */
+export function parseSeed(name: string, value: string): number {
+  const seed = Number(value);
+  if (!/^[0-9]+$/.test(value) || !Number.isSafeInteger(seed) || seed < 1)
+    throw new Error(`${name}: expected a positive integer, got ${JSON.stringify(value)}`);
+  return seed;
 }
 
 /**
@@ -244,8 +254,9 @@ const bench: Benchmark = {
       'BULWARK_REFERENCE_RECIPE',
       process.env['BULWARK_REFERENCE_RECIPE'] ?? 'base',
     );
-    const recipe = recipeVariant(variant, plan.epochs, 1);
-    const net = mlp({ inputs: 784, hidden: [HIDDEN], classes: 10, rng: 1, init: recipe.init });
+    const seed = parseSeed('BULWARK_REFERENCE_SEED', process.env['BULWARK_REFERENCE_SEED'] ?? '1');
+    const recipe = recipeVariant(variant, plan.epochs, seed);
+    const net = mlp({ inputs: 784, hidden: [HIDDEN], classes: 10, rng: seed, init: recipe.init });
     ctx.log(`PGD training: ${plan.trainRows} images x ${plan.epochs} epochs, ${threads} threads`);
     const t0 = performance.now();
     const h = await adversarialTrain(net, train, {
@@ -262,7 +273,7 @@ const bench: Benchmark = {
     // The trained weights, kept so the model can be re-scored without 100 epochs of training again.
     const weightsPath = join(
       tmpdir(),
-      `bulwark-robust-reference-${variant}-${plan.trainRows}x${plan.epochs}.f32`,
+      `bulwark-robust-reference-${variant}-seed${seed}-${plan.trainRows}x${plan.epochs}.f32`,
     );
     writeFileSync(weightsPath, Buffer.from(net.params.buffer, net.params.byteOffset, net.params.byteLength));
     ctx.log(`weights written to ${weightsPath}`);
@@ -328,6 +339,7 @@ const bench: Benchmark = {
         trainRows: plan.trainRows,
         epochs: plan.epochs,
         recipe: variant,
+        seed,
         evalRows: n,
         engine: h.engine,
         threads,
@@ -341,7 +353,7 @@ const bench: Benchmark = {
         verdict,
       },
       notes: [
-        `Recipe: Croce et al.'s train.py for plain adversarial training (ae_frac 0.5): MLP 784-${HIDDEN}-10 (ReLU), ${plan.trainRows} training images, ${plan.epochs} epochs of batch 128, Adam 1e-3 x0.1 from epoch ${Math.ceil(0.9 * plan.epochs)}, the first half of each batch replaced by PGD-40 points (step 2 eps / 40, uniform random start, sign steps, [0, 1]); seed 1. Variant \`${variant}\` (BULWARK_REFERENCE_RECIPE; robust-recipe.bench.ts): ${VARIANT_NOTES[variant]}.`,
+        `Recipe: Croce et al.'s train.py for plain adversarial training (ae_frac 0.5): MLP 784-${HIDDEN}-10 (ReLU), ${plan.trainRows} training images, ${plan.epochs} epochs of batch 128, Adam 1e-3 x0.1 from epoch ${Math.ceil(0.9 * plan.epochs)}, the first half of each batch replaced by PGD-40 points (step 2 eps / 40, uniform random start, sign steps, [0, 1]); seed ${seed} (BULWARK_REFERENCE_SEED). Variant \`${variant}\` (BULWARK_REFERENCE_RECIPE; robust-recipe.bench.ts): ${VARIANT_NOTES[variant]}.`,
         `Evaluation on the first ${n} test images: Bulwark's PGD-${plan.evalSteps} (step eps / 10, ${plan.restarts} random starts, true labels) and APGD-CE (${plan.evalSteps} steps); a point is robust when neither attack fools it: ${robust.toFixed(2)} % (PGD alone ${robustPgd.toFixed(2)} %, APGD-CE alone ${robustApgd.toFixed(2)} %).`,
         `Reference: ${REFERENCE.clean} % clean, ${REFERENCE.robust} % robust (the robust figure is an upper bound: what their attacks left). Verdict "at least the reference": ${verdict}.`,
       ],

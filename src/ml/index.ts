@@ -34,7 +34,16 @@ export {
   threads,
   transpose,
 } from './kernels.js';
-export { fitLbfgs, type LbfgsOptions, type LbfgsResult } from './lbfgs.js';
+export {
+  fitLbfgs,
+  type LbfgsOptions,
+  type LbfgsResult,
+  type LbfgsStop,
+  type MinimizeOptions,
+  type MinimizeResult,
+  minimizeLbfgs,
+  type Objective,
+} from './lbfgs.js';
 export {
   type Average,
   accuracy,
@@ -87,6 +96,7 @@ export {
   evaluate,
   type LabelledData,
   resolveClassWeights,
+  resolveOptimizer,
   splitValidation,
   type TrainOptions,
   type TrainProgress,

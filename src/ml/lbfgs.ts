@@ -32,7 +32,159 @@ export interface LbfgsResult {
   loss: number;
   gradMax: number;
   /** Why it stopped. */
-  reason: 'gradient' | 'no-progress' | 'max-iterations';
+  reason: LbfgsStop;
+}
+
+/** Why {@link minimizeLbfgs} stopped. */
+export type LbfgsStop = 'gradient' | 'no-progress' | 'max-iterations';
+
+/** A smooth objective: writes the gradient at `x` into `grad` and returns the value. */
+export type Objective = (x: Float64Array, grad: Float64Array) => number;
+
+/** Settings of {@link minimizeLbfgs}. */
+export interface MinimizeOptions {
+  /** Stop when max |gradient| <= this. */
+  gradientTolerance: number;
+  maxIterations: number;
+  /** Curvature pairs kept. */
+  memory: number;
+  /**
+   * Stop ("no progress") after a step whose decrease is at most this times max(1, |f|), once
+   * max |gradient| <= `progressGradient` (Infinity: at any gradient). A float32 objective cannot
+   * resolve decreases below ~1e-7 relative; a float64 one can go to ~1e-16.
+   */
+  progressTolerance: number;
+  progressGradient: number;
+  /** Halvings of the step before the line search gives up. */
+  lineSearchSteps: number;
+  /** Curvature pairs with sᵀy at or below this are skipped (the implicit Hessian stays positive definite). */
+  minCurvature: number;
+  onIteration?: (iteration: number, value: number, gradMax: number) => void;
+}
+
+/** What {@link minimizeLbfgs} returns. */
+export interface MinimizeResult {
+  x: Float64Array;
+  value: number;
+  iterations: number;
+  /** max |gradient| at `x`. */
+  gradMax: number;
+  reason: LbfgsStop;
+}
+
+function dotp(a: Float64Array, b: Float64Array): number {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += (a[i] as number) * (b[i] as number);
+  return s;
+}
+
+function maxAbs(v: Float64Array): number {
+  let m = 0;
+  for (const e of v) m = Math.max(m, Math.abs(e));
+  return m;
+}
+
+/**
+ * Minimises `f` from `x0` by L-BFGS (two-loop recursion, Nocedal & Wright Alg. 7.4) with a backtracking
+ * Armijo line search (c1 = 1e-4) from the unit step; the first step is scaled by 1 / ‖g‖ as scipy's.
+ * Used by {@link fitLbfgs} and by objective perturbation's fallback when Newton's Hessian is not
+ * positive definite (src/privacy/models/logistic.ts).
+ */
+export function minimizeLbfgs(f: Objective, x0: Float64Array, o: MinimizeOptions): MinimizeResult {
+  const n = x0.length;
+  let x: Float64Array = Float64Array.from(x0);
+  let g = new Float64Array(n);
+  let fx = f(x, g);
+  const S: Float64Array[] = [];
+  const Y: Float64Array[] = [];
+  const rho: number[] = [];
+  const d = new Float64Array(n);
+  const alpha = new Float64Array(o.memory);
+  let it = 0;
+  let reason: LbfgsStop = 'max-iterations';
+  for (; it < o.maxIterations; it++) {
+    if (maxAbs(g) <= o.gradientTolerance) {
+      reason = 'gradient';
+      break;
+    }
+    // Two-loop recursion: d = -H g.
+    d.set(g);
+    for (let j = S.length - 1; j >= 0; j--) {
+      const a = (rho[j] as number) * dotp(S[j] as Float64Array, d);
+      alpha[j] = a;
+      const y = Y[j] as Float64Array;
+      for (let i = 0; i < n; i++) d[i] = (d[i] as number) - a * (y[i] as number);
+    }
+    const yk = Y[Y.length - 1];
+    const gamma =
+      yk === undefined
+        ? 1 / Math.max(1e-12, Math.sqrt(dotp(g, g)))
+        : dotp(S[S.length - 1] as Float64Array, yk) / dotp(yk, yk);
+    for (let i = 0; i < n; i++) d[i] = (d[i] as number) * gamma;
+    for (let j = 0; j < S.length; j++) {
+      const b = (rho[j] as number) * dotp(Y[j] as Float64Array, d);
+      const s = S[j] as Float64Array;
+      const a = alpha[j] as number;
+      for (let i = 0; i < n; i++) d[i] = (d[i] as number) + (a - b) * (s[i] as number);
+    }
+    for (let i = 0; i < n; i++) d[i] = -(d[i] as number);
+    let slope = dotp(g, d);
+    if (!(slope < 0)) {
+      // Not a descent direction (numerical trouble): restart from steepest descent.
+      S.length = 0;
+      Y.length = 0;
+      rho.length = 0;
+      for (let i = 0; i < n; i++) d[i] = -(g[i] as number);
+      slope = dotp(g, d);
+    }
+    let step = 1;
+    let xn: Float64Array | null = null;
+    const gn = new Float64Array(n);
+    let fn = Number.NaN;
+    for (let ls = 0; ls < o.lineSearchSteps; ls++) {
+      const xt = new Float64Array(n);
+      for (let i = 0; i < n; i++) xt[i] = (x[i] as number) + step * (d[i] as number);
+      fn = f(xt, gn);
+      if (fn <= fx + 1e-4 * step * slope) {
+        xn = xt;
+        break;
+      }
+      step *= 0.5;
+    }
+    if (xn === null) {
+      reason = 'no-progress';
+      break;
+    }
+    const s = new Float64Array(n);
+    const y = new Float64Array(n);
+    for (let i = 0; i < n; i++) {
+      s[i] = (xn[i] as number) - (x[i] as number);
+      y[i] = (gn[i] as number) - (g[i] as number);
+    }
+    const sy = dotp(s, y);
+    if (sy > o.minCurvature) {
+      S.push(s);
+      Y.push(y);
+      rho.push(1 / sy);
+      if (S.length > o.memory) {
+        S.shift();
+        Y.shift();
+        rho.shift();
+      }
+    }
+    const decrease = fx - fn;
+    x = xn;
+    g = gn;
+    fx = fn;
+    const gmax = maxAbs(g);
+    o.onIteration?.(it + 1, fx, gmax);
+    if (decrease <= o.progressTolerance * Math.max(1, Math.abs(fx)) && gmax <= o.progressGradient) {
+      reason = 'no-progress';
+      it++;
+      break;
+    }
+  }
+  return { x, value: fx, iterations: it, gradMax: maxAbs(g), reason };
 }
 
 /** Minimises the network's regularised mean cross-entropy on all of `data` at once. */
@@ -52,15 +204,20 @@ export function fitLbfgs(net: Network, data: LabelledData, options: LbfgsOptions
 
 function lbfgsCore(net: Network, data: LabelledData, options: LbfgsOptions): LbfgsResult {
   const l2 = requireNumberIn('l2', options.l2 ?? 0, 0, Number.MAX_VALUE);
-  const maxIt = requireInteger('maxIterations', options.maxIterations ?? 200, 1);
-  const gtol = requireNumberIn('gradientTolerance', options.gradientTolerance ?? 1e-6, 0, Number.MAX_VALUE);
-  const mem = requireInteger('memory', options.memory ?? 10, 1, 1000);
+  const maxIterations = requireInteger('maxIterations', options.maxIterations ?? 200, 1);
+  const gradientTolerance = requireNumberIn(
+    'gradientTolerance',
+    options.gradientTolerance ?? 1e-6,
+    0,
+    Number.MAX_VALUE,
+  );
+  const memory = requireInteger('memory', options.memory ?? 10, 1, 1000);
   const cw = resolveClassWeights(options.classWeights ?? null, data, net.classes);
   const sampleWeights = cw.some((w) => w !== 1) ? Float32Array.from(data.y, (c) => cw[c] as number) : null;
 
   const n = net.params.length;
   const gradBuf = new Float32Array(n);
-  const evaluate = (x: Float64Array): { f: number; g: Float64Array } => {
+  const objective: Objective = (x, grad) => {
     for (let i = 0; i < n; i++) net.params[i] = x[i] as number;
     const { loss, gradient } = net.lossAndGradient(data.x, data.y, data.rows, {
       l2,
@@ -70,110 +227,20 @@ function lbfgsCore(net: Network, data: LabelledData, options: LbfgsOptions): Lbf
     if (!Number.isFinite(loss)) {
       throw new BulwarkError('ERR_TRAINING_DIVERGED', `L-BFGS: the loss became ${loss}`);
     }
-    return { f: loss, g: Float64Array.from(gradient) };
+    grad.set(gradient);
+    return loss;
   };
-  const maxAbs = (v: Float64Array) => {
-    let m = 0;
-    for (const e of v) m = Math.max(m, Math.abs(e));
-    return m;
-  };
-  const dotp = (a: Float64Array, b: Float64Array) => {
-    let s = 0;
-    for (let i = 0; i < n; i++) s += (a[i] as number) * (b[i] as number);
-    return s;
-  };
-
-  let x: Float64Array = Float64Array.from(net.params);
-  let { f, g } = evaluate(x);
-  const S: Float64Array[] = [];
-  const Y: Float64Array[] = [];
-  const rho: number[] = [];
-  let it = 0;
-  let reason: LbfgsResult['reason'] = 'max-iterations';
-  for (; it < maxIt; it++) {
-    const gmax = maxAbs(g);
-    if (gmax <= gtol) {
-      reason = 'gradient';
-      break;
-    }
-    // Two-loop recursion: d = -H g.
-    const q = Float64Array.from(g);
-    const alpha = new Array<number>(S.length);
-    for (let j = S.length - 1; j >= 0; j--) {
-      const a = (rho[j] as number) * dotp(S[j] as Float64Array, q);
-      alpha[j] = a;
-      const y = Y[j] as Float64Array;
-      for (let i = 0; i < n; i++) q[i] = (q[i] as number) - a * (y[i] as number);
-    }
-    if (S.length > 0) {
-      const yk = Y[Y.length - 1] as Float64Array;
-      const gamma = dotp(S[S.length - 1] as Float64Array, yk) / dotp(yk, yk);
-      for (let i = 0; i < n; i++) q[i] = (q[i] as number) * gamma;
-    } else {
-      const s0 = 1 / Math.max(1e-12, Math.sqrt(dotp(g, g)));
-      for (let i = 0; i < n; i++) q[i] = (q[i] as number) * s0;
-    }
-    for (let j = 0; j < S.length; j++) {
-      const b = (rho[j] as number) * dotp(Y[j] as Float64Array, q);
-      const s = S[j] as Float64Array;
-      const a = alpha[j] as number;
-      for (let i = 0; i < n; i++) q[i] = (q[i] as number) + (a - b) * (s[i] as number);
-    }
-    const d = q.map((v) => -v);
-    let slope = dotp(g, d);
-    if (!(slope < 0)) {
-      // Not a descent direction (numerical trouble): restart from steepest descent.
-      S.length = 0;
-      Y.length = 0;
-      rho.length = 0;
-      for (let i = 0; i < n; i++) d[i] = -(g[i] as number);
-      slope = dotp(g, d);
-    }
-    // Backtracking Armijo line search (c1 = 1e-4), step 1 first.
-    let step = 1;
-    let accepted: { f: number; g: Float64Array; x: Float64Array } | null = null;
-    for (let ls = 0; ls < 30; ls++) {
-      const xn = new Float64Array(n);
-      for (let i = 0; i < n; i++) xn[i] = (x[i] as number) + step * (d[i] as number);
-      const e = evaluate(xn);
-      if (e.f <= f + 1e-4 * step * slope) {
-        accepted = { ...e, x: xn };
-        break;
-      }
-      step *= 0.5;
-    }
-    if (accepted === null || f - accepted.f <= 1e-12 * Math.max(1, Math.abs(f))) {
-      if (accepted !== null) {
-        x = accepted.x;
-        f = accepted.f;
-        g = accepted.g;
-      }
-      reason = 'no-progress';
-      it++;
-      break;
-    }
-    const s = new Float64Array(n);
-    const y = new Float64Array(n);
-    for (let i = 0; i < n; i++) {
-      s[i] = (accepted.x[i] as number) - (x[i] as number);
-      y[i] = (accepted.g[i] as number) - (g[i] as number);
-    }
-    const sy = dotp(s, y);
-    if (sy > 1e-12) {
-      S.push(s);
-      Y.push(y);
-      rho.push(1 / sy);
-      if (S.length > mem) {
-        S.shift();
-        Y.shift();
-        rho.shift();
-      }
-    }
-    x = accepted.x;
-    f = accepted.f;
-    g = accepted.g;
-    options.onIteration?.(it + 1, f, maxAbs(g));
-  }
-  for (let i = 0; i < n; i++) net.params[i] = x[i] as number;
-  return { iterations: it, loss: f, gradMax: maxAbs(g), reason };
+  // The loss and gradient come from float32 passes: progress below 1e-12 relative is rounding.
+  const r = minimizeLbfgs(objective, Float64Array.from(net.params), {
+    gradientTolerance,
+    maxIterations,
+    memory,
+    progressTolerance: 1e-12,
+    progressGradient: Number.POSITIVE_INFINITY,
+    lineSearchSteps: 30,
+    minCurvature: 1e-12,
+    ...(options.onIteration ? { onIteration: options.onIteration } : {}),
+  });
+  for (let i = 0; i < n; i++) net.params[i] = r.x[i] as number;
+  return { iterations: r.iterations, loss: r.value, gradMax: r.gradMax, reason: r.reason };
 }

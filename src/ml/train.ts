@@ -173,6 +173,22 @@ export function evaluate(net: Network, d: LabelledData): { loss: number; accurac
   return { loss: loss / d.rows, accuracy: correct / d.rows };
 }
 
+/**
+ * The optimiser a training run asks for: an instance as given, or `adam` (default, learning rate 1e-3)
+ * or `sgd` (learning rate 0.05, momentum 0.9) built with the run's learning rate and momentum.
+ */
+export function resolveOptimizer(options: {
+  optimizer?: OptimizerName | Optimizer;
+  learningRate?: number;
+  momentum?: number;
+}): Optimizer {
+  if (typeof options.optimizer === 'object') return options.optimizer;
+  const name = requireOneOf('optimizer', options.optimizer ?? 'adam', ['adam', 'sgd'] as const);
+  return name === 'adam'
+    ? new Adam({ learningRate: options.learningRate ?? 1e-3 })
+    : new Sgd({ learningRate: options.learningRate ?? 0.05, momentum: options.momentum ?? 0.9 });
+}
+
 /** Trains `net` in place on `data`; resolves when done. */
 export async function train(
   net: Network,
@@ -203,15 +219,7 @@ export async function train(
   const classWeights = resolveClassWeights(options.classWeights ?? null, trainSet, net.classes);
   const weighted = classWeights.some((w) => w !== 1);
 
-  let opt: Optimizer;
-  if (typeof options.optimizer === 'object') opt = options.optimizer;
-  else {
-    const name = requireOneOf('optimizer', options.optimizer ?? 'adam', ['adam', 'sgd'] as const);
-    opt =
-      name === 'adam'
-        ? new Adam({ learningRate: options.learningRate ?? 1e-3 })
-        : new Sgd({ learningRate: options.learningRate ?? 0.05, momentum: options.momentum ?? 0.9 });
-  }
+  const opt = resolveOptimizer(options);
 
   const schedule = requireOneOf('schedule', options.schedule ?? 'constant', ['constant', 'cosine'] as const);
   const baseLr = opt.learningRate;

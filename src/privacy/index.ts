@@ -95,7 +95,6 @@ export {
   poissonSample,
   trainDpSgd,
 } from './models/dp-sgd.js';
-export { type LbfgsOptions, type LbfgsResult, lbfgs } from './models/lbfgs.js';
 export {
   type DpLogisticRegressionOptions,
   type DpLogisticRegressionResult,

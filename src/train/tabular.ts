@@ -274,6 +274,13 @@ export async function trainTabular(ds: Dataset, o: TrainTabularOptions): Promise
   const batches = Math.ceil(tr.rows / batchSize);
   const l2 = o.l2 ?? 1 / tr.rows;
   const solver = o.solver ?? 'adam';
+  // Mini-batch solvers (plain and adversarial training alike): learning rate and progress by batch.
+  const learningRate = o.learningRate ?? (solver === 'sgd' ? 0.05 : o.model === 'logreg' ? 0.01 : 1e-3);
+  const onProgress = (p: { epoch: number; batch: number; loss: number }) =>
+    o.onProgress?.((p.epoch - 1) * batches + p.batch, epochs * batches, {
+      epoch: p.epoch,
+      loss: p.loss.toFixed(4),
+    });
   let training: TrainResult;
   if (o.adversarial) {
     // eps is in units of each feature's range (schema bounds) or standard deviation; see docs/robust.md.
@@ -294,15 +301,11 @@ export async function trainTabular(ds: Dataset, o: TrainTabularOptions): Promise
       epochs,
       batchSize,
       optimizer: solver,
-      learningRate: o.learningRate ?? (solver === 'sgd' ? 0.05 : o.model === 'logreg' ? 0.01 : 1e-3),
+      learningRate,
       l2,
       seed,
       classWeights: o.classWeights ?? null,
-      onProgress: (p) =>
-        o.onProgress?.((p.epoch - 1) * batches + p.batch, epochs * batches, {
-          epoch: p.epoch,
-          loss: p.loss.toFixed(4),
-        }),
+      onProgress,
     });
     training = {
       history: adv.history.map((e) => ({ epoch: e.epoch, loss: e.loss })),
@@ -334,15 +337,11 @@ export async function trainTabular(ds: Dataset, o: TrainTabularOptions): Promise
       epochs,
       batchSize,
       optimizer: solver,
-      learningRate: o.learningRate ?? (solver === 'sgd' ? 0.05 : o.model === 'logreg' ? 0.01 : 1e-3),
+      learningRate,
       l2,
       seed,
       classWeights: o.classWeights ?? null,
-      onProgress: (p) =>
-        o.onProgress?.((p.epoch - 1) * batches + p.batch, epochs * batches, {
-          epoch: p.epoch,
-          loss: p.loss.toFixed(4),
-        }),
+      onProgress,
     });
   }
   let test: TabularMetrics = {

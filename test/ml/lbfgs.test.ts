@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { fitLbfgs } from '../../src/ml/lbfgs.js';
+import { fitLbfgs, minimizeLbfgs, type Objective } from '../../src/ml/lbfgs.js';
 import { logisticRegression } from '../../src/ml/network.js';
 
 /*
@@ -69,5 +69,72 @@ describe('L-BFGS logistic regression matches scikit-learn lbfgs', () => {
     const mb = (b[0]! + b[1]! + b[2]!) / 3;
     const mr = (intercept[0]! + intercept[1]! + intercept[2]!) / 3;
     for (let c = 0; c < 3; c++) assert.ok(Math.abs(b[c]! - mb - (intercept[c]! - mr)) < 5e-4);
+  });
+});
+
+describe('minimizeLbfgs (float64 objectives)', () => {
+  const exact = {
+    gradientTolerance: 1e-9,
+    maxIterations: 1000,
+    memory: 10,
+    progressTolerance: 1e-16,
+    progressGradient: Math.sqrt(1e-9),
+    lineSearchSteps: 60,
+    minCurvature: 1e-300,
+  };
+
+  it('finds the minimum of Rosenbrock’s function from the classic start (-1.2, 1)', () => {
+    const rosenbrock: Objective = (x, g) => {
+      const [a, b] = [x[0]!, x[1]!];
+      g[0] = -400 * a * (b - a * a) - 2 * (1 - a);
+      g[1] = 200 * (b - a * a);
+      return 100 * (b - a * a) ** 2 + (1 - a) ** 2;
+    };
+    const r = minimizeLbfgs(rosenbrock, Float64Array.from([-1.2, 1]), exact);
+    assert.equal(r.reason, 'gradient');
+    assert.ok(Math.abs(r.x[0]! - 1) < 1e-8 && Math.abs(r.x[1]! - 1) < 1e-8, `${r.x}`);
+    assert.ok(r.gradMax <= 1e-9);
+  });
+
+  it('solves an ill-conditioned quadratic exactly: x* = A⁻¹ b', () => {
+    // A = diag(1, 10, 100, 1000) + 0.5 (all-ones): condition number about 1,000; checked by A x* = b.
+    const n = 4;
+    const A = new Float64Array(n * n);
+    for (let i = 0; i < n; i++) {
+      for (let j = 0; j < n; j++) A[i * n + j] = 0.5;
+      A[i * n + i] = 10 ** i + 0.5;
+    }
+    const b = Float64Array.from([1, -2, 3, -4]);
+    const quad: Objective = (x, g) => {
+      let f = 0;
+      for (let i = 0; i < n; i++) {
+        let ax = 0;
+        for (let j = 0; j < n; j++) ax += A[i * n + j]! * x[j]!;
+        g[i] = ax - b[i]!;
+        f += 0.5 * x[i]! * ax - b[i]! * x[i]!;
+      }
+      return f;
+    };
+    const r = minimizeLbfgs(quad, new Float64Array(n), exact);
+    assert.notEqual(r.reason, 'max-iterations');
+    for (let i = 0; i < n; i++) {
+      let ax = 0;
+      for (let j = 0; j < n; j++) ax += A[i * n + j]! * r.x[j]!;
+      assert.ok(Math.abs(ax - b[i]!) < 1e-8, `row ${i}: ${ax} vs ${b[i]}`);
+    }
+  });
+
+  it('stops at the iteration limit and says so', () => {
+    const r = minimizeLbfgs(
+      (x, g) => {
+        g[0] = -400 * x[0]! * (x[1]! - x[0]! ** 2) - 2 * (1 - x[0]!);
+        g[1] = 200 * (x[1]! - x[0]! ** 2);
+        return 100 * (x[1]! - x[0]! ** 2) ** 2 + (1 - x[0]!) ** 2;
+      },
+      Float64Array.from([-1.2, 1]),
+      { ...exact, maxIterations: 3 },
+    );
+    assert.equal(r.reason, 'max-iterations');
+    assert.equal(r.iterations, 3);
   });
 });

@@ -38,13 +38,14 @@ import {
   gemm,
   type LabelledData,
   logisticRegression,
+  minimizeLbfgs,
   type Network,
 } from '../../ml/index.js';
 import type { PrivacyEvent } from '../accountants/events.js';
 import type { BudgetLedger, SpendReceipt } from '../ledger/ledger.js';
 import { type NoiseSource, noiseOf } from '../mechanisms/noise.js';
 import { requireEpsilon } from '../params.js';
-import { cholesky, choleskySolve, lbfgs } from './lbfgs.js';
+import { cholesky, choleskySolve } from './cholesky.js';
 
 /** Second-derivative bound of the logistic loss: ℓ''(z) = σ(z)σ(−z) <= 1/4. */
 export const LOGISTIC_CURVATURE = 0.25;
@@ -462,8 +463,18 @@ function minimisePerturbedLogistic(
     }
     for (let j = 0; j < d; j++) H[j * d + j] = (H[j * d + j] as number) + reg;
     if (!cholesky(H, d)) {
-      const r = lbfgs(evaluateBoth(evaluate), w, { gradientTolerance: tol, maxIterations });
-      return { x: r.x, iterations: it + r.iterations, gradientNorm: r.gradientNorm };
+      // A float64 objective that objective perturbation needs minimised exactly: progress is judged
+      // to 1e-16 relative, and only once the gradient is near its tolerance.
+      const r = minimizeLbfgs(evaluateBoth(evaluate), w, {
+        gradientTolerance: tol,
+        maxIterations,
+        memory: 10,
+        progressTolerance: 1e-16,
+        progressGradient: Math.sqrt(tol),
+        lineSearchSteps: 60,
+        minCurvature: 1e-300,
+      });
+      return { x: r.x, iterations: it + r.iterations, gradientNorm: r.gradMax };
     }
     const step = Float64Array.from(g);
     choleskySolve(H, d, step); // H⁻¹ g

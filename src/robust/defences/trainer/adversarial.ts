@@ -23,7 +23,6 @@ import {
   SeededRng,
 } from '../../../core/index.js';
 import {
-  Adam,
   checkLabelledData,
   evaluate,
   type LabelledData,
@@ -31,7 +30,7 @@ import {
   OnnxGradientEngine,
   type Optimizer,
   resolveClassWeights,
-  Sgd,
+  resolveOptimizer,
 } from '../../../ml/index.js';
 import { checkStepSize } from '../../attacks/evasion/common.js';
 import { gradientStep } from '../../attacks/evasion/pgd.js';
@@ -462,15 +461,7 @@ export async function adversarialTrain(
   if (options.validation) checkLabelledData('validation data', options.validation, net.inputs, net.classes);
   const classWeights = resolveClassWeights(options.classWeights ?? null, data, net.classes);
   const weighted = classWeights.some((v) => v !== 1);
-  let opt: Optimizer;
-  if (typeof options.optimizer === 'object') opt = options.optimizer;
-  else {
-    const name = requireOneOf('optimizer', options.optimizer ?? 'adam', ['adam', 'sgd'] as const);
-    opt =
-      name === 'adam'
-        ? new Adam({ learningRate: options.learningRate ?? 1e-3 })
-        : new Sgd({ learningRate: options.learningRate ?? 0.05, momentum: 0.9 });
-  }
+  const opt = resolveOptimizer(options);
   const d = net.inputs;
   const k = net.classes;
   const rng = new SeededRng(c.seed);
