@@ -6,7 +6,7 @@
  * database can hold several logs and tests can use a throw-away schema.
  */
 import pg from 'pg';
-import { BulwarkError } from '../core/index.js';
+import { BulwarkError, isConnectionFailure, redactUrl } from '../core/index.js';
 import { EMPTY_ROOT } from './merkle.js';
 import type { AppendPlan, AuditStore, NodeRow, StoredCheckpoint, StoredEntry, TreeState } from './store.js';
 
@@ -21,42 +21,6 @@ export interface PgStoreOptions {
   poolSize?: number;
   /** How long to wait for a connection, in ms (default 5,000). */
   connectTimeoutMs?: number;
-}
-
-/** Connection-level failures: the database is unreachable, shutting down, or refuses us. */
-const UNAVAILABLE_ERRNO = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'ENOTFOUND',
-  'ETIMEDOUT',
-  'EPIPE',
-  'EHOSTUNREACH',
-  'EAI_AGAIN',
-]);
-
-function isUnavailable(e: unknown): boolean {
-  const code = (e as { code?: unknown }).code;
-  if (typeof code === 'string') {
-    if (UNAVAILABLE_ERRNO.has(code)) return true;
-    // SQLSTATE classes 08 (connection), 28 (authorization), 3D (no such database), 53 (resources),
-    // 57P0x (shutdown, cannot connect now).
-    if (/^(08|28|3D|53)/.test(code) || /^57P0[1-4]$/.test(code)) return true;
-  }
-  const msg = e instanceof Error ? e.message : '';
-  return /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|not queryable/i.test(
-    msg,
-  );
-}
-
-/** Strips credentials from a connection string for messages. */
-function redact(url: string): string {
-  try {
-    const u = new URL(url);
-    u.password = '';
-    return u.toString();
-  } catch {
-    return 'postgres (unparseable URL)';
-  }
 }
 
 const num = (v: unknown): number => Number(v);
@@ -100,7 +64,7 @@ export class PgAuditStore implements AuditStore {
           details: { parameter: 'schema' },
         },
       );
-    const location = `${redact(options.url)} schema ${schema}`;
+    const location = `${redactUrl(options.url)} schema ${schema}`;
     const pool = new pg.Pool({
       connectionString: options.url,
       max: options.poolSize ?? 4,
@@ -165,7 +129,7 @@ export class PgAuditStore implements AuditStore {
       );
       await client.query('COMMIT');
     } catch (e) {
-      broken ||= isUnavailable(e);
+      broken ||= isConnectionFailure(e);
       if (!broken) await client.query('ROLLBACK').catch(() => {});
       throw e;
     } finally {
@@ -176,7 +140,7 @@ export class PgAuditStore implements AuditStore {
 
   private mapError(e: unknown, action: string): BulwarkError {
     if (e instanceof BulwarkError) return e;
-    if (isUnavailable(e))
+    if (isConnectionFailure(e))
       return new BulwarkError(
         'ERR_AUDIT_UNAVAILABLE',
         `audit store ${this.location}: cannot ${action}: ${(e as Error).message}`,
@@ -261,7 +225,7 @@ export class PgAuditStore implements AuditStore {
       await client.query('COMMIT');
       return p.result;
     } catch (e) {
-      broken ||= isUnavailable(e);
+      broken ||= isConnectionFailure(e);
       if (!broken) await client.query('ROLLBACK').catch(() => {});
       throw this.mapError(e, 'append');
     } finally {

@@ -20,6 +20,7 @@ export {
   withFileRead,
   writeFileAtomic,
 } from './fs.js';
+export { CONNECTION_ERRNO, isConnectionFailure, redactUrl } from './postgres.js';
 export { makeRng, Rng, rngOf, SecureRng, type Seed, SeededRng } from './rng.js';
 export {
   requireFinite,

@@ -7,7 +7,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
-import { BulwarkError, invalidArgument } from '../../core/index.js';
+import { BulwarkError, CONNECTION_ERRNO, invalidArgument, redactUrl } from '../../core/index.js';
 import {
   type Budget,
   type BudgetLedger,
@@ -41,26 +41,6 @@ export interface PgLedgerOptions {
   onSpend?: SpendSink;
 }
 
-const UNAVAILABLE_ERRNO = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'ENOTFOUND',
-  'ETIMEDOUT',
-  'EPIPE',
-  'EHOSTUNREACH',
-  'EAI_AGAIN',
-]);
-
-function redact(url: string): string {
-  try {
-    const u = new URL(url);
-    u.password = '';
-    return u.toString();
-  } catch {
-    return 'postgres (unparseable URL)';
-  }
-}
-
 /**
  * Any failure talking to the database is ERR_LEDGER_UNAVAILABLE (the caller refuses to release); the
  * budget decisions (BulwarkErrors thrown inside the transaction) pass through.
@@ -69,7 +49,7 @@ function pgError(e: unknown, location: string, action: string): BulwarkError {
   if (e instanceof BulwarkError) return e;
   const code = (e as { code?: unknown }).code;
   const c = typeof code === 'string' ? code : '';
-  const reason = UNAVAILABLE_ERRNO.has(c) ? c : c ? `SQLSTATE ${c}` : '';
+  const reason = CONNECTION_ERRNO.has(c) ? c : c ? `SQLSTATE ${c}` : '';
   return new BulwarkError(
     'ERR_LEDGER_UNAVAILABLE',
     `budget ledger ${location}: cannot ${action}${reason ? ` (${reason})` : ''}: ${e instanceof Error ? e.message : String(e)}`,
@@ -124,7 +104,7 @@ export class PgLedger implements BudgetLedger {
     const schema = o.schema ?? 'bulwark_ledger';
     if (!/^[a-z_][a-z0-9_]{0,62}$/.test(schema))
       throw invalidArgument('schema', 'a lower-case SQL identifier', schema);
-    const location = `${redact(o.url)} (schema ${schema})`;
+    const location = `${redactUrl(o.url)} (schema ${schema})`;
     const pool = new pg.Pool({
       connectionString: o.url,
       max: o.poolSize ?? 2,
