@@ -181,6 +181,22 @@ export const telemetryConfigSchema = z.strictObject({
     .strictObject({
       enabled: z.boolean().default(false),
       serviceName: z.string().min(1).default('bulwark-gateway'),
+      /** Export over OTLP/HTTP from the gateway's own provider (src/gateway/telemetry.ts). */
+      otlp: z
+        .strictObject({
+          /** The collector's traces URL, e.g. http://collector:4318/v1/traces. */
+          endpoint: z.url({ protocol: /^https?$/, error: 'expected an http:// or https:// URL' }),
+          /** `Name: value` lines sent with every export (a collector's API key): read, never logged. */
+          headersFile: z.string().min(1).optional(),
+          /** CA bundle (PEM) for an https collector with a private CA. */
+          caFile: z.string().min(1).optional(),
+          timeoutMs: z.number().int().min(100).max(60_000).default(10_000),
+        })
+        .optional(),
+    })
+    .refine((t) => t.otlp === undefined || t.enabled, {
+      message: 'set telemetry.traces.enabled: true to export traces',
+      path: ['otlp'],
     })
     .default({ enabled: false, serviceName: 'bulwark-gateway' }),
 });
@@ -255,6 +271,7 @@ export function resolveConfigPaths(c: GatewayConfig, base: string): GatewayConfi
   const ro = <T extends string | undefined>(p: T): T => (p === undefined ? p : (r(p) as T));
   const tls = c.server.tls;
   const jwks = c.auth.jwt?.jwks;
+  const otlp = c.telemetry.traces.otlp;
   return {
     ...c,
     server: {
@@ -306,6 +323,17 @@ export function resolveConfigPaths(c: GatewayConfig, base: string): GatewayConfi
       signer: r(c.audit.signer),
     },
     ...(c.enclave?.nitro ? { enclave: { ...c.enclave, nitro: { helper: r(c.enclave.nitro.helper) } } } : {}),
+    ...(otlp
+      ? {
+          telemetry: {
+            ...c.telemetry,
+            traces: {
+              ...c.telemetry.traces,
+              otlp: { ...otlp, headersFile: ro(otlp.headersFile), caFile: ro(otlp.caFile) },
+            },
+          },
+        }
+      : {}),
   };
 }
 

@@ -25,6 +25,7 @@ export class GatewayMetrics {
   readonly inFlight: Gauge;
   readonly modelInfo: Gauge<'model' | 'version' | 'origin'>;
   readonly auditCheckpointSize: Gauge;
+  readonly traceSpansDropped: Counter;
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -79,6 +80,11 @@ export class GatewayMetrics {
     this.auditCheckpointSize = new Gauge({
       name: 'gateway_audit_checkpoint_size',
       help: 'Tree size of the latest signed audit checkpoint.',
+      registers,
+    });
+    this.traceSpansDropped = new Counter({
+      name: 'gateway_trace_spans_dropped_total',
+      help: 'Trace spans an OTLP export failed to deliver (traces are lost, requests are not).',
       registers,
     });
     if (options.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });

@@ -13,7 +13,6 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
-import { trace } from '@opentelemetry/api';
 import { type Logger, pino } from 'pino';
 import type { Attester } from '../attest/index.js';
 import {
@@ -42,6 +41,7 @@ import {
 } from './peers.js';
 import { type OptionalStage, Pipeline } from './pipeline.js';
 import { ServedModel } from './served-model.js';
+import { type GatewayTracing, startTracing } from './telemetry.js';
 
 export interface GatewayOptions {
   config: GatewayConfig;
@@ -135,6 +135,8 @@ export class Gateway {
   #metricsServer: http.Server | null = null;
   /** Attested sessions (`enclave.mode` software or nitro), or null. */
   #enclave: GatewayEnclave | null = null;
+  /** The gateway's tracing (its own OTLP exporter, or the global API), or null when traces are off. */
+  #tracing: GatewayTracing | null = null;
   /** The detectors' own Redis connection when the limiter (which otherwise lends its own) is off. */
   #detectorRedis: { disconnect(): void } | null = null;
   readonly #authenticator: AuthenticatorLike | null;
@@ -301,6 +303,14 @@ export class Gateway {
         }
       }
 
+      const tracing = c.telemetry.traces.enabled
+        ? await startTracing(c.telemetry.traces, (spans, error) => {
+            metrics.traceSpansDropped.inc(spans);
+            logger.warn({ spans, reason: error?.message }, 'trace export failed; spans dropped');
+          })
+        : null;
+      if (tracing) cleanup.push(() => tracing.shutdown());
+
       const pipeline = new Pipeline({
         models,
         authenticator,
@@ -312,7 +322,7 @@ export class Gateway {
         detectorsMode: c.detectors.mode,
         bodyLimitBytes: c.server.bodyLimitBytes,
         maxDepth: c.server.maxDepth,
-        tracer: c.telemetry.traces.enabled ? trace.getTracer('bulwark-gateway', bulwarkVersion()) : null,
+        tracer: tracing?.tracer ?? null,
         policyAfterDetect:
           authorizer !== null && (await policiesMention(c.policy.files, /\b(riskScore|queryCount)\b/)),
       });
@@ -372,6 +382,7 @@ export class Gateway {
       });
       gw.#enclave = enclave;
       gw.#detectorRedis = detectorRedis;
+      gw.#tracing = tracing;
       server.on('request', (req: IncomingMessage, res: ServerResponse) => gw.#handle(req, res));
       server.on('clientError', (_err, socket) => {
         if (socket.writable)
@@ -564,6 +575,8 @@ export class Gateway {
     this.#detectorRedis?.disconnect();
     await this.#authenticator?.close();
     for (const m of this.models.values()) await m.close().catch(() => {});
+    // The spans of the drained requests are exported before the process may exit.
+    await this.#tracing?.shutdown().catch(() => {});
     if (this.#metricsServer) {
       const ms = this.#metricsServer;
       await new Promise<void>((r) => ms.close(() => r()));
