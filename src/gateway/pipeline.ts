@@ -26,7 +26,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import type { Span, Tracer } from '@opentelemetry/api';
+import type { Context, Span, Tracer } from '@opentelemetry/api';
 import type { Logger } from 'pino';
 import type { AuditWriter } from '../audit/index.js';
 import { BulwarkError, sha256Digest } from '../core/index.js';
@@ -106,6 +106,8 @@ export interface InferCall {
   preError?: BulwarkError;
   /** The principal, when the transport authenticated this very request already (the sealed route). */
   principal?: Principal;
+  /** The caller's trace (W3C `traceparent`), which the request's span joins. */
+  traceParent?: Context;
 }
 
 /** The principal used when authentication is switched off (benchmark only). */
@@ -186,7 +188,9 @@ export class Pipeline {
     let t = start;
     // Time of the feature encoding, counted with the 'infer' stage (it runs before the detectors).
     let carry = 0;
-    const span: Span | null = o.tracer ? o.tracer.startSpan('gateway.infer') : null;
+    const span: Span | null = o.tracer
+      ? o.tracer.startSpan('gateway.infer', undefined, call.traceParent)
+      : null;
     const lap = (stage: Stage) => {
       const now = performance.now();
       const ms = now - t + (stage === 'infer' ? carry : 0);

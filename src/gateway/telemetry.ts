@@ -13,11 +13,13 @@
  * logged or echoed in errors.
  */
 import { readFile } from 'node:fs/promises';
-import { type Tracer, trace } from '@opentelemetry/api';
-import { type ExportResult, ExportResultCode } from '@opentelemetry/core';
+import type { IncomingHttpHeaders } from 'node:http';
+import { type Context, defaultTextMapGetter, ROOT_CONTEXT, type Tracer, trace } from '@opentelemetry/api';
+import { type ExportResult, ExportResultCode, W3CTraceContextPropagator } from '@opentelemetry/core';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import {
+  AlwaysOnSampler,
   BatchSpanProcessor,
   NodeTracerProvider,
   type ReadableSpan,
@@ -31,8 +33,22 @@ type TracesConfig = GatewayConfig['telemetry']['traces'];
 /** The gateway's tracer, and how to flush and stop what exports it. */
 export interface GatewayTracing {
   tracer: Tracer;
+  /**
+   * The caller's trace from its W3C `traceparent` / `tracestate` headers (undefined without them), so
+   * the gateway's span joins it. The parent's sampled flag decides nothing with the gateway's own
+   * provider (it samples every request): a caller cannot keep its requests out of the traces.
+   */
+  parentOf(headers: IncomingHttpHeaders): Context | undefined;
   /** Exports the spans still buffered, then stops (a no-op without `otlp`). */
   shutdown(): Promise<void>;
+}
+
+const w3c = new W3CTraceContextPropagator();
+
+function parentOf(headers: IncomingHttpHeaders): Context | undefined {
+  if (headers.traceparent === undefined) return undefined;
+  const ctx = w3c.extract(ROOT_CONTEXT, headers, defaultTextMapGetter);
+  return trace.getSpanContext(ctx) === undefined ? undefined : ctx;
 }
 
 /** An HTTP header name (RFC 9110 token). */
@@ -96,7 +112,11 @@ export async function startTracing(
 ): Promise<GatewayTracing> {
   const otlp = traces.otlp;
   if (otlp === undefined)
-    return { tracer: trace.getTracer('bulwark-gateway', bulwarkVersion()), shutdown: async () => {} };
+    return {
+      tracer: trace.getTracer('bulwark-gateway', bulwarkVersion()),
+      parentOf,
+      shutdown: async () => {},
+    };
   const read = async (key: string, path: string) => {
     try {
       return await readFile(path, 'utf8');
@@ -120,6 +140,7 @@ export async function startTracing(
     ...(ca === undefined ? {} : { httpAgentOptions: { ca, keepAlive: true } }),
   });
   const provider = new NodeTracerProvider({
+    sampler: new AlwaysOnSampler(),
     resource: resourceFromAttributes({
       'service.name': traces.serviceName,
       'service.version': bulwarkVersion(),
@@ -132,6 +153,7 @@ export async function startTracing(
   });
   return {
     tracer: provider.getTracer('bulwark-gateway', bulwarkVersion()),
+    parentOf,
     shutdown: () => provider.shutdown(),
   };
 }

@@ -16,7 +16,7 @@ import { GatewayClient, type GatewayError } from '../../src/gateway/client.js';
 import { gatewayConfig, STAGES } from '../../src/gateway/index.js';
 import type { Gateway } from '../../src/gateway/server.js';
 import { parseHeaderLines } from '../../src/gateway/telemetry.js';
-import { type Fixture, fixture, startGateway } from './gateway-fixtures.js';
+import { type Fixture, fixture, startGateway, v2Body } from './gateway-fixtures.js';
 
 describe('gateway traces (OpenTelemetry)', () => {
   let f: Fixture;
@@ -97,6 +97,8 @@ async function collector(): Promise<{
 
 interface OtlpSpan {
   name: string;
+  traceId: string;
+  parentSpanId?: string;
   attributes: { key: string; value: { stringValue?: string } }[];
   events?: { name: string }[];
 }
@@ -130,7 +132,19 @@ describe('gateway traces exported over OTLP/HTTP by the gateway itself (bulwark 
       token: await f.token(),
     });
     await c.inferRows('fraud', [f.rows[3] as never]);
-    await c.inferRows('fraud', [f.rows[4] as never]);
+    // A caller in a trace of its own, with the sampled flag off: the span joins that trace and is
+    // recorded anyway (a caller cannot keep its requests out of the traces).
+    const traceId = '4bf92f3577b34da6a3ce929d0e0e4736';
+    const callerSpan = '00f067aa0ba902b7';
+    const joined = await c.request(
+      'POST',
+      '/v2/models/fraud/infer',
+      JSON.stringify(v2Body([f.rows[4] as never])),
+      {
+        traceparent: `00-${traceId}-${callerSpan}-00`,
+      },
+    );
+    assert.equal(joined.status, 200);
     c.close();
     // The gateway's provider is its own: the global API still has no recording provider.
     const probe = trace.getTracer('probe').startSpan('probe');
@@ -158,6 +172,13 @@ describe('gateway traces exported over OTLP/HTTP by the gateway itself (bulwark 
       }
       const infer = spans.filter((s) => s.name === 'gateway.infer');
       assert.equal(infer.length, 2);
+      const child = infer.filter((s) => s.traceId === traceId);
+      assert.equal(child.length, 1, 'the span with a traceparent joins the caller trace');
+      assert.equal(child[0]?.parentSpanId, callerSpan);
+      assert.ok(
+        infer.some((s) => s.traceId !== traceId && !s.parentSpanId),
+        'the other is a root span',
+      );
       for (const s of infer) {
         assert.equal(s.attributes.find((a) => a.key === 'bulwark.code')?.value.stringValue, 'OK');
         assert.ok((s.events ?? []).some((e) => e.name === 'audit'));
