@@ -262,8 +262,8 @@ const bench: Benchmark = {
     // BULWARK_REFERENCE_WEIGHTS: re-score a model this bench trained (the .f32 file it wrote) without
     // training it again; the recipe and seed variables should then name the run that wrote it.
     const rescore = process.env['BULWARK_REFERENCE_WEIGHTS'];
-    let h: Awaited<ReturnType<typeof adversarialTrain>> | null = null;
-    let trainSeconds = Number.NaN;
+    // The training run and its seconds; null when re-scoring saved weights.
+    let trained: { h: Awaited<ReturnType<typeof adversarialTrain>>; seconds: number } | null = null;
     let weightsPath: string;
     if (rescore !== undefined) {
       const raw = readFileSync(rescore);
@@ -277,13 +277,13 @@ const bench: Benchmark = {
     } else {
       ctx.log(`PGD training: ${plan.trainRows} images x ${plan.epochs} epochs, ${threads} threads`);
       const t0 = performance.now();
-      h = await adversarialTrain(net, train, {
+      const h = await adversarialTrain(net, train, {
         ...recipe.options,
         onProgress: (p) => {
           if (p.phase === 'epoch') ctx.log(`epoch ${p.epoch}/${p.epochs}`);
         },
       });
-      trainSeconds = (performance.now() - t0) / 1000;
+      trained = { h, seconds: (performance.now() - t0) / 1000 };
       // The trained weights, kept so the model can be re-scored (above) without training it again.
       weightsPath = join(
         tmpdir(),
@@ -293,7 +293,7 @@ const bench: Benchmark = {
         weightsPath,
         Buffer.from(net.params.buffer, net.params.byteOffset, net.params.byteLength),
       );
-      ctx.log(`trained in ${trainSeconds.toFixed(0)} s; weights written to ${weightsPath}`);
+      ctx.log(`trained in ${trained.seconds.toFixed(0)} s; weights written to ${weightsPath}`);
     }
     const clean = 100 * accuracy(y, net.predict(x, n));
     ctx.log(`clean ${clean.toFixed(2)} %; PGD-${plan.evalSteps} on ${n} images`);
@@ -356,7 +356,7 @@ const bench: Benchmark = {
       }),
       pct('clean.reference', 'clean accuracy', REFERENCE.clean, ref),
       pct('robust.reference', `robust accuracy, eps ${EPS}`, REFERENCE.robust, ref),
-      ...(h === null
+      ...(trained === null
         ? []
         : ([
             {
@@ -365,7 +365,7 @@ const bench: Benchmark = {
               system: 'bulwark',
               unit: 's',
               better: 'lower',
-              samples: [trainSeconds],
+              samples: [trained.seconds],
             },
           ] satisfies Figure[])),
     ];
@@ -385,15 +385,15 @@ const bench: Benchmark = {
         evalRows: n,
         threads,
         weightsPath,
-        rescored: h === null,
-        ...(h === null
+        rescored: trained === null,
+        ...(trained === null
           ? {}
           : {
-              engine: h.engine,
-              lastEpochLoss: h.history.at(-1)?.loss ?? Number.NaN,
+              engine: trained.h.engine,
+              lastEpochLoss: trained.h.history.at(-1)?.loss ?? Number.NaN,
               // Per epoch: the training loss and the accuracy on that epoch's PGD-40 training points.
               // (epoch:loss/accuracy, space-separated; facts hold scalars only).
-              epochHistory: h.history
+              epochHistory: trained.h.history
                 .map((e) => `${e.epoch}:${e.loss.toFixed(4)}/${e.adversarialAccuracy.toFixed(4)}`)
                 .join(' '),
             }),

@@ -25,7 +25,7 @@ import {
   type ReadableSpan,
   type SpanExporter,
 } from '@opentelemetry/sdk-trace-node';
-import { BulwarkError, bulwarkVersion } from '../core/index.js';
+import { BulwarkError, bulwarkVersion, fsError } from '../core/index.js';
 import type { GatewayConfig } from './config.js';
 
 type TracesConfig = GatewayConfig['telemetry']['traces'];
@@ -121,11 +121,8 @@ export async function startTracing(
     try {
       return await readFile(path, 'utf8');
     } catch (e) {
-      throw new BulwarkError(
-        'ERR_CONFIG_INVALID',
-        `telemetry.traces.otlp.${key}: cannot read ${path} (${(e as NodeJS.ErrnoException).code ?? 'error'})`,
-        { cause: e },
-      );
+      const err = fsError(e, path, `telemetry.traces.otlp.${key}: cannot read`);
+      throw new BulwarkError('ERR_CONFIG_INVALID', err.message, { cause: e, details: { path } });
     }
   };
   const headers =

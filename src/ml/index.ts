@@ -8,6 +8,7 @@ export {
   DEFAULT_TEMPERED,
   type TemperedSigmoid,
 } from './activations.js';
+export { choleskyLower, choleskySolve } from './cholesky.js';
 export {
   add,
   addRowVector,

@@ -10,6 +10,7 @@
  * longer make progress at that precision.
  */
 import { BulwarkError, requireInteger, requireNumberIn } from '../core/index.js';
+import { dot } from './kernels.js';
 import type { Network } from './network.js';
 import { checkLabelledData, type LabelledData, resolveClassWeights } from './train.js';
 
@@ -72,12 +73,6 @@ export interface MinimizeResult {
   reason: LbfgsStop;
 }
 
-function dotp(a: Float64Array, b: Float64Array): number {
-  let s = 0;
-  for (let i = 0; i < a.length; i++) s += (a[i] as number) * (b[i] as number);
-  return s;
-}
-
 function maxAbs(v: Float64Array): number {
   let m = 0;
   for (const e of v) m = Math.max(m, Math.abs(e));
@@ -110,7 +105,7 @@ export function minimizeLbfgs(f: Objective, x0: Float64Array, o: MinimizeOptions
     // Two-loop recursion: d = -H g.
     d.set(g);
     for (let j = S.length - 1; j >= 0; j--) {
-      const a = (rho[j] as number) * dotp(S[j] as Float64Array, d);
+      const a = (rho[j] as number) * dot(S[j] as Float64Array, d);
       alpha[j] = a;
       const y = Y[j] as Float64Array;
       for (let i = 0; i < n; i++) d[i] = (d[i] as number) - a * (y[i] as number);
@@ -118,24 +113,24 @@ export function minimizeLbfgs(f: Objective, x0: Float64Array, o: MinimizeOptions
     const yk = Y[Y.length - 1];
     const gamma =
       yk === undefined
-        ? 1 / Math.max(1e-12, Math.sqrt(dotp(g, g)))
-        : dotp(S[S.length - 1] as Float64Array, yk) / dotp(yk, yk);
+        ? 1 / Math.max(1e-12, Math.sqrt(dot(g, g)))
+        : dot(S[S.length - 1] as Float64Array, yk) / dot(yk, yk);
     for (let i = 0; i < n; i++) d[i] = (d[i] as number) * gamma;
     for (let j = 0; j < S.length; j++) {
-      const b = (rho[j] as number) * dotp(Y[j] as Float64Array, d);
+      const b = (rho[j] as number) * dot(Y[j] as Float64Array, d);
       const s = S[j] as Float64Array;
       const a = alpha[j] as number;
       for (let i = 0; i < n; i++) d[i] = (d[i] as number) + (a - b) * (s[i] as number);
     }
     for (let i = 0; i < n; i++) d[i] = -(d[i] as number);
-    let slope = dotp(g, d);
+    let slope = dot(g, d);
     if (!(slope < 0)) {
       // Not a descent direction (numerical trouble): restart from steepest descent.
       S.length = 0;
       Y.length = 0;
       rho.length = 0;
       for (let i = 0; i < n; i++) d[i] = -(g[i] as number);
-      slope = dotp(g, d);
+      slope = dot(g, d);
     }
     let step = 1;
     let xn: Float64Array | null = null;
@@ -161,7 +156,7 @@ export function minimizeLbfgs(f: Objective, x0: Float64Array, o: MinimizeOptions
       s[i] = (xn[i] as number) - (x[i] as number);
       y[i] = (gn[i] as number) - (g[i] as number);
     }
-    const sy = dotp(s, y);
+    const sy = dot(s, y);
     if (sy > o.minCurvature) {
       S.push(s);
       Y.push(y);

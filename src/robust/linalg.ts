@@ -4,7 +4,7 @@
  * Shapiro-Wilk normality statistic (for PRADA).
  */
 import { BulwarkError } from '../core/index.js';
-import { gemm } from '../ml/index.js';
+import { choleskyLower, gemm } from '../ml/index.js';
 
 /**
  * Ledoit-Wolf shrunk covariance (Ledoit & Wolf, "A well-conditioned estimator for large-dimensional
@@ -63,25 +63,12 @@ export function ledoitWolf(
 
 /** Lower Cholesky factor L (row-major, d x d) of a symmetric positive-definite matrix: A = L Lᵀ. */
 export function cholesky(a: Float64Array, d: number): Float64Array {
-  const l = new Float64Array(d * d);
-  for (let i = 0; i < d; i++) {
-    for (let j = 0; j <= i; j++) {
-      let s = a[i * d + j] as number;
-      const li = i * d;
-      const lj = j * d;
-      for (let k = 0; k < j; k++) s -= (l[li + k] as number) * (l[lj + k] as number);
-      if (i === j) {
-        if (!(s > 0)) {
-          throw new BulwarkError(
-            'ERR_DETECTOR_STATE',
-            `covariance is not positive definite (pivot ${i} is ${s}); the fit data may be constant or too few rows`,
-          );
-        }
-        l[li + i] = Math.sqrt(s);
-      } else l[li + j] = s / (l[lj + j] as number);
-    }
-  }
-  return l;
+  const f = choleskyLower(a, d);
+  if ('l' in f) return f.l;
+  throw new BulwarkError(
+    'ERR_DETECTOR_STATE',
+    `covariance is not positive definite (pivot ${f.pivot} is ${f.value}); the fit data may be constant or too few rows`,
+  );
 }
 
 /** Inverse of a symmetric positive-definite matrix through its Cholesky factor. */

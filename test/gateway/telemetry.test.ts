@@ -18,6 +18,11 @@ import type { Gateway } from '../../src/gateway/server.js';
 import { parseHeaderLines } from '../../src/gateway/telemetry.js';
 import { type Fixture, fixture, startGateway, v2Body } from './gateway-fixtures.js';
 
+/** A client of `gw` with the fixture's CA and a valid access token. */
+async function tokenClient(f: Fixture, gw: Gateway): Promise<GatewayClient> {
+  return new GatewayClient({ url: gw.url, ca: f.ca.pem, servername: 'localhost', token: await f.token() });
+}
+
 describe('gateway traces (OpenTelemetry)', () => {
   let f: Fixture;
   let gw: Gateway;
@@ -38,12 +43,7 @@ describe('gateway traces (OpenTelemetry)', () => {
   });
 
   it('records one span per request with every stage as an event, and the code of a refusal', async () => {
-    const c = new GatewayClient({
-      url: gw.url,
-      ca: f.ca.pem,
-      servername: 'localhost',
-      token: await f.token(),
-    });
+    const c = await tokenClient(f, gw);
     await c.inferRows('fraud', [f.rows[7] as never]);
     const anon = new GatewayClient({ url: gw.url, ca: f.ca.pem, servername: 'localhost' });
     await anon
@@ -125,12 +125,7 @@ describe('gateway traces exported over OTLP/HTTP by the gateway itself (bulwark 
         },
       }),
     );
-    const c = new GatewayClient({
-      url: gw.url,
-      ca: f.ca.pem,
-      servername: 'localhost',
-      token: await f.token(),
-    });
+    const c = await tokenClient(f, gw);
     await c.inferRows('fraud', [f.rows[3] as never]);
     // A caller in a trace of its own, with the sampled flag off: the span joins that trace and is
     // recorded anyway (a caller cannot keep its requests out of the traces).
@@ -202,12 +197,7 @@ describe('gateway traces exported over OTLP/HTTP by the gateway itself (bulwark 
         },
       }),
     );
-    const c = new GatewayClient({
-      url: gw.url,
-      ca: f.ca.pem,
-      servername: 'localhost',
-      token: await f.token(),
-    });
+    const c = await tokenClient(f, gw);
     const r = await c.inferRows('fraud', [f.rows[5] as never]);
     assert.equal(r.outputs.length > 0, true);
     c.close();

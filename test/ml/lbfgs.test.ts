@@ -83,13 +83,14 @@ describe('minimizeLbfgs (float64 objectives)', () => {
     minCurvature: 1e-300,
   };
 
+  const rosenbrock: Objective = (x, g) => {
+    const [a, b] = [x[0]!, x[1]!];
+    g[0] = -400 * a * (b - a * a) - 2 * (1 - a);
+    g[1] = 200 * (b - a * a);
+    return 100 * (b - a * a) ** 2 + (1 - a) ** 2;
+  };
+
   it('finds the minimum of Rosenbrock’s function from the classic start (-1.2, 1)', () => {
-    const rosenbrock: Objective = (x, g) => {
-      const [a, b] = [x[0]!, x[1]!];
-      g[0] = -400 * a * (b - a * a) - 2 * (1 - a);
-      g[1] = 200 * (b - a * a);
-      return 100 * (b - a * a) ** 2 + (1 - a) ** 2;
-    };
     const r = minimizeLbfgs(rosenbrock, Float64Array.from([-1.2, 1]), exact);
     assert.equal(r.reason, 'gradient');
     assert.ok(Math.abs(r.x[0]! - 1) < 1e-8 && Math.abs(r.x[1]! - 1) < 1e-8, `${r.x}`);
@@ -105,35 +106,29 @@ describe('minimizeLbfgs (float64 objectives)', () => {
       A[i * n + i] = 10 ** i + 0.5;
     }
     const b = Float64Array.from([1, -2, 3, -4]);
+    /** Row i of A x. */
+    const ax = (i: number, x: Float64Array) => {
+      let s = 0;
+      for (let j = 0; j < n; j++) s += A[i * n + j]! * x[j]!;
+      return s;
+    };
     const quad: Objective = (x, g) => {
       let f = 0;
       for (let i = 0; i < n; i++) {
-        let ax = 0;
-        for (let j = 0; j < n; j++) ax += A[i * n + j]! * x[j]!;
-        g[i] = ax - b[i]!;
-        f += 0.5 * x[i]! * ax - b[i]! * x[i]!;
+        const r = ax(i, x);
+        g[i] = r - b[i]!;
+        f += 0.5 * x[i]! * r - b[i]! * x[i]!;
       }
       return f;
     };
     const r = minimizeLbfgs(quad, new Float64Array(n), exact);
     assert.notEqual(r.reason, 'max-iterations');
-    for (let i = 0; i < n; i++) {
-      let ax = 0;
-      for (let j = 0; j < n; j++) ax += A[i * n + j]! * r.x[j]!;
-      assert.ok(Math.abs(ax - b[i]!) < 1e-8, `row ${i}: ${ax} vs ${b[i]}`);
-    }
+    for (let i = 0; i < n; i++)
+      assert.ok(Math.abs(ax(i, r.x) - b[i]!) < 1e-8, `row ${i}: ${ax(i, r.x)} vs ${b[i]}`);
   });
 
   it('stops at the iteration limit and says so', () => {
-    const r = minimizeLbfgs(
-      (x, g) => {
-        g[0] = -400 * x[0]! * (x[1]! - x[0]! ** 2) - 2 * (1 - x[0]!);
-        g[1] = 200 * (x[1]! - x[0]! ** 2);
-        return 100 * (x[1]! - x[0]! ** 2) ** 2 + (1 - x[0]!) ** 2;
-      },
-      Float64Array.from([-1.2, 1]),
-      { ...exact, maxIterations: 3 },
-    );
+    const r = minimizeLbfgs(rosenbrock, Float64Array.from([-1.2, 1]), { ...exact, maxIterations: 3 });
     assert.equal(r.reason, 'max-iterations');
     assert.equal(r.iterations, 3);
   });

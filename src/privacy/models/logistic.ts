@@ -35,6 +35,8 @@
 import { BulwarkError, invalidArgument, requireInteger } from '../../core/index.js';
 import {
   checkLabelledData,
+  choleskyLower,
+  choleskySolve,
   gemm,
   type LabelledData,
   logisticRegression,
@@ -45,7 +47,6 @@ import type { PrivacyEvent } from '../accountants/events.js';
 import type { BudgetLedger, SpendReceipt } from '../ledger/ledger.js';
 import { type NoiseSource, noiseOf } from '../mechanisms/noise.js';
 import { requireEpsilon } from '../params.js';
-import { cholesky, choleskySolve } from './cholesky.js';
 
 /** Second-derivative bound of the logistic loss: ℓ''(z) = σ(z)σ(−z) <= 1/4. */
 export const LOGISTIC_CURVATURE = 0.25;
@@ -462,7 +463,8 @@ function minimisePerturbedLogistic(
       for (let k = 0; k < d * d; k++) H[k] = (H[k] as number) / n;
     }
     for (let j = 0; j < d; j++) H[j * d + j] = (H[j * d + j] as number) + reg;
-    if (!cholesky(H, d)) {
+    const factor = choleskyLower(H, d);
+    if (!('l' in factor)) {
       // A float64 objective that objective perturbation needs minimised exactly: progress is judged
       // to 1e-16 relative, and only once the gradient is near its tolerance.
       const r = minimizeLbfgs(evaluateBoth(evaluate), w, {
@@ -477,7 +479,7 @@ function minimisePerturbedLogistic(
       return { x: r.x, iterations: it + r.iterations, gradientNorm: r.gradMax };
     }
     const step = Float64Array.from(g);
-    choleskySolve(H, d, step); // H⁻¹ g
+    choleskySolve(factor.l, d, step); // H⁻¹ g
     let slope = 0;
     for (let j = 0; j < d; j++) slope -= (g[j] as number) * (step[j] as number);
     // Newton decrement λ² = gᵀH⁻¹g: f − f* ≈ λ²/2. Once it is at the level where a sum of n losses
