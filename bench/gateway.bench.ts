@@ -205,6 +205,8 @@ export async function measurePipelineVariants(
             }
           }),
         );
+        // A pass pays for its own trace exports (none unless the variant exports traces).
+        await v.gw.flushTraces();
         const secs = (performance.now() - t0) / 1000;
         const c = process.cpuUsage(c0);
         if (r > 0) {

@@ -181,6 +181,11 @@ export const telemetryConfigSchema = z.strictObject({
     .strictObject({
       enabled: z.boolean().default(false),
       serviceName: z.string().min(1).default('bulwark-gateway'),
+      /**
+       * The share of requests traced, drawn by the gateway per request from the CSPRNG (never from the
+       * caller's trace id or sampled flag, so a caller cannot keep its requests out of the traces).
+       */
+      sampleRatio: z.number().gt(0).max(1).default(1),
       /** Export over OTLP/HTTP from the gateway's own provider (src/gateway/telemetry.ts). */
       otlp: z
         .strictObject({
@@ -191,6 +196,13 @@ export const telemetryConfigSchema = z.strictObject({
           /** CA bundle (PEM) for an https collector with a private CA. */
           caFile: z.string().min(1).optional(),
           timeoutMs: z.number().int().min(100).max(60_000).default(10_000),
+          /**
+           * Spans held for export; past it, spans are dropped (and counted) rather than memory grown
+           * while a collector is slow. Exported in batches of min(512, maxQueueSize).
+           */
+          maxQueueSize: z.number().int().min(1).max(1_000_000).default(2048),
+          /** OTLP/HTTP encoding: JSON, or protobuf (the OTLP specification's default). */
+          protocol: z.enum(['http/json', 'http/protobuf']).default('http/json'),
         })
         .optional(),
     })
@@ -198,7 +210,7 @@ export const telemetryConfigSchema = z.strictObject({
       message: 'set telemetry.traces.enabled: true to export traces',
       path: ['otlp'],
     })
-    .default({ enabled: false, serviceName: 'bulwark-gateway' }),
+    .default({ enabled: false, serviceName: 'bulwark-gateway', sampleRatio: 1 }),
 });
 
 /** `enclave`: attested sessions off, in a software worker (no hardware guarantee), or in a Nitro enclave. */
@@ -244,7 +256,7 @@ export const gatewayConfigSchema = z.strictObject({
   audit: auditConfigSchema,
   telemetry: telemetryConfigSchema.default({
     logLevel: 'info',
-    traces: { enabled: false, serviceName: 'bulwark-gateway' },
+    traces: { enabled: false, serviceName: 'bulwark-gateway', sampleRatio: 1 },
   }),
   /** Attested end-to-end encrypted sessions (src/gateway/enclave.ts, docs/attestation.md). */
   enclave: enclaveConfigSchema.optional(),

@@ -26,7 +26,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import type { Context, Span, Tracer } from '@opentelemetry/api';
+import type { Context, Span } from '@opentelemetry/api';
 import type { Logger } from 'pino';
 import type { AuditWriter } from '../audit/index.js';
 import { BulwarkError, sha256Digest } from '../core/index.js';
@@ -45,6 +45,7 @@ import {
   type Principal,
 } from './peers.js';
 import type { Detection, ServedModel } from './served-model.js';
+import type { GatewayTracing } from './telemetry.js';
 
 export const STAGES = [
   'parse',
@@ -81,7 +82,8 @@ export interface PipelineOptions {
   detectorsMode: 'enforce' | 'monitor';
   bodyLimitBytes: number;
   maxDepth: number;
-  tracer?: Tracer | null;
+  /** Starts each request's span (sampled), or null when traces are off. */
+  tracing?: Pick<GatewayTracing, 'startSpan'> | null;
   /**
    * Evaluate Cedar after the detectors instead of before the limiter, with `riskScore` and `queryCount`
    * in the context (set when a policy mentions either, which are only known then). Cedar is still
@@ -188,9 +190,7 @@ export class Pipeline {
     let t = start;
     // Time of the feature encoding, counted with the 'infer' stage (it runs before the detectors).
     let carry = 0;
-    const span: Span | null = o.tracer
-      ? o.tracer.startSpan('gateway.infer', undefined, call.traceParent)
-      : null;
+    const span: Span | null = o.tracing ? o.tracing.startSpan(call.traceParent) : null;
     const lap = (stage: Stage) => {
       const now = performance.now();
       const ms = now - t + (stage === 'infer' ? carry : 0);

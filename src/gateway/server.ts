@@ -322,7 +322,7 @@ export class Gateway {
         detectorsMode: c.detectors.mode,
         bodyLimitBytes: c.server.bodyLimitBytes,
         maxDepth: c.server.maxDepth,
-        tracer: tracing?.tracer ?? null,
+        tracing,
         policyAfterDetect:
           authorizer !== null && (await policiesMention(c.policy.files, /\b(riskScore|queryCount)\b/)),
       });
@@ -481,6 +481,11 @@ export class Gateway {
       this.logger.warn({ code: (e as BulwarkError).code }, 'audit checkpoint failed');
       return null;
     }
+  }
+
+  /** Exports the spans buffered so far (a no-op unless the gateway exports its own traces). */
+  async flushTraces(): Promise<void> {
+    await this.#tracing?.flush();
   }
 
   get lastCheckpoint(): { size: number; time: string } | null {

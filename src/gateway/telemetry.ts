@@ -3,7 +3,7 @@
  *
  * With `telemetry.traces.otlp`, the gateway runs a tracer provider of its own (the Node SDK 2.12 line,
  * the last for Node 20) that batches spans and exports them over OTLP/HTTP (JSON, `/v1/traces`) to a
- * collector, so that `bulwark serve` traces without an embedding process. The provider is not
+ * collector (JSON or protobuf), so that `bulwark serve` traces without an embedding process. The provider is not
  * registered globally: an embedding process's own provider is left alone. Without `otlp`, spans go
  * through the global `@opentelemetry/api` to whatever provider the embedding process registered.
  *
@@ -14,18 +14,30 @@
  */
 import { readFile } from 'node:fs/promises';
 import type { IncomingHttpHeaders } from 'node:http';
-import { type Context, defaultTextMapGetter, ROOT_CONTEXT, type Tracer, trace } from '@opentelemetry/api';
+import {
+  type Context,
+  createNoopMeter,
+  defaultTextMapGetter,
+  type Meter,
+  type MeterProvider,
+  ROOT_CONTEXT,
+  type Span,
+  type Tracer,
+  trace,
+} from '@opentelemetry/api';
 import { type ExportResult, ExportResultCode, W3CTraceContextPropagator } from '@opentelemetry/core';
-import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
+import { OTLPTraceExporter as JsonExporter } from '@opentelemetry/exporter-trace-otlp-http';
+import { OTLPTraceExporter as ProtobufExporter } from '@opentelemetry/exporter-trace-otlp-proto';
 import { resourceFromAttributes } from '@opentelemetry/resources';
+// The SDK's own batch processor (the Node SDK's re-export does not take a self-observability meter).
+import { BatchSpanProcessor } from '@opentelemetry/sdk-trace';
 import {
   AlwaysOnSampler,
-  BatchSpanProcessor,
   NodeTracerProvider,
   type ReadableSpan,
   type SpanExporter,
 } from '@opentelemetry/sdk-trace-node';
-import { BulwarkError, bulwarkVersion, fsError } from '../core/index.js';
+import { BulwarkError, bulwarkVersion, fsError, type Rng, SecureRng } from '../core/index.js';
 import type { GatewayConfig } from './config.js';
 
 type TracesConfig = GatewayConfig['telemetry']['traces'];
@@ -36,9 +48,16 @@ export interface GatewayTracing {
   /**
    * The caller's trace from its W3C `traceparent` / `tracestate` headers (undefined without them), so
    * the gateway's span joins it. The parent's sampled flag decides nothing with the gateway's own
-   * provider (it samples every request): a caller cannot keep its requests out of the traces.
+   * provider (the gateway draws, {@link requestSampler}): a caller cannot keep its requests out.
    */
   parentOf(headers: IncomingHttpHeaders): Context | undefined;
+  /**
+   * The span of one inference request (a child of `parent` when given), or null when the draw at
+   * `sampleRatio` leaves this request out: an unsampled request costs no span at all.
+   */
+  startSpan(parent: Context | undefined): Span | null;
+  /** Exports the spans buffered so far (a no-op without `otlp`). */
+  flush(): Promise<void>;
   /** Exports the spans still buffered, then stops (a no-op without `otlp`). */
   shutdown(): Promise<void>;
 }
@@ -104,19 +123,58 @@ class ReportingExporter implements SpanExporter {
 }
 
 /**
- * The gateway's tracing for `traces` (enabled), started; `dropped` hears of spans an export lost.
+ * The batch processor's self-observability meter reduced to what the gateway needs: the spans it drops
+ * because its queue is full (the SDK's `otel.sdk.processor.span.processed` with `error.type:
+ * queue_full`), which it otherwise only tells a diagnostic logger the gateway does not register. Failed
+ * exports are counted by {@link ReportingExporter}, so they are not counted here a second time.
+ */
+function queueDrops(dropped: (spans: number, error: Error | undefined) => void): MeterProvider {
+  const full = new Error('the export queue is full (telemetry.traces.otlp.maxQueueSize)');
+  const meter: Meter = Object.assign(Object.create(createNoopMeter()) as Meter, {
+    createCounter: () => ({
+      add(value: number, attributes?: Record<string, unknown>) {
+        if (attributes?.['error.type'] === 'queue_full') dropped(value, full);
+      },
+    }),
+  });
+  return { getMeter: () => meter };
+}
+
+/**
+ * Head sampling at `ratio`, decided by the gateway from `rng` (the CSPRNG in production): a trace-id
+ * ratio sampler would let a caller who picks its own trace ids in `traceparent` choose to go unseen.
+ */
+export function requestSampler(ratio: number, rng: Rng): () => boolean {
+  return ratio >= 1 ? () => true : () => rng.bernoulli(ratio);
+}
+
+/** The gateway's tracing from `tracer`; `provider` is the gateway's own (with `otlp`), to flush and stop. */
+function tracing(
+  tracer: Tracer,
+  sampled: () => boolean,
+  provider?: { forceFlush(): Promise<void>; shutdown(): Promise<void> },
+): GatewayTracing {
+  return {
+    tracer,
+    parentOf,
+    startSpan: (parent) => (sampled() ? tracer.startSpan('gateway.infer', undefined, parent) : null),
+    flush: async () => provider?.forceFlush(),
+    shutdown: async () => provider?.shutdown(),
+  };
+}
+
+/**
+ * The gateway's tracing for `traces` (enabled), started; `dropped` hears of spans an export lost;
+ * `rng` draws the sampling decisions (tests pass a seeded one).
  */
 export async function startTracing(
   traces: TracesConfig,
   dropped: (spans: number, error: Error | undefined) => void = () => {},
+  rng: Rng = new SecureRng(),
 ): Promise<GatewayTracing> {
+  const sampled = requestSampler(traces.sampleRatio, rng);
   const otlp = traces.otlp;
-  if (otlp === undefined)
-    return {
-      tracer: trace.getTracer('bulwark-gateway', bulwarkVersion()),
-      parentOf,
-      shutdown: async () => {},
-    };
+  if (otlp === undefined) return tracing(trace.getTracer('bulwark-gateway', bulwarkVersion()), sampled);
   const read = async (key: string, path: string) => {
     try {
       return await readFile(path, 'utf8');
@@ -130,12 +188,14 @@ export async function startTracing(
       ? {}
       : parseHeaderLines(await read('headersFile', otlp.headersFile), otlp.headersFile);
   const ca = otlp.caFile === undefined ? undefined : await read('caFile', otlp.caFile);
-  const exporter = new OTLPTraceExporter({
+  const options = {
     url: otlp.endpoint,
     headers,
     timeoutMillis: otlp.timeoutMs,
     ...(ca === undefined ? {} : { httpAgentOptions: { ca, keepAlive: true } }),
-  });
+  };
+  const exporter =
+    otlp.protocol === 'http/protobuf' ? new ProtobufExporter(options) : new JsonExporter(options);
   const provider = new NodeTracerProvider({
     sampler: new AlwaysOnSampler(),
     resource: resourceFromAttributes({
@@ -143,14 +203,14 @@ export async function startTracing(
       'service.version': bulwarkVersion(),
     }),
     spanProcessors: [
-      new BatchSpanProcessor(new ReportingExporter(exporter, dropped), {
+      new BatchSpanProcessor({
+        exporter: new ReportingExporter(exporter, dropped),
         exportTimeoutMillis: otlp.timeoutMs,
+        maxQueueSize: otlp.maxQueueSize,
+        maxExportBatchSize: Math.min(512, otlp.maxQueueSize),
+        selfObsMeterProvider: queueDrops(dropped),
       }),
     ],
   });
-  return {
-    tracer: provider.getTracer('bulwark-gateway', bulwarkVersion()),
-    parentOf,
-    shutdown: () => provider.shutdown(),
-  };
+  return tracing(provider.getTracer('bulwark-gateway', bulwarkVersion()), sampled, provider);
 }

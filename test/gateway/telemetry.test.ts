@@ -11,11 +11,12 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { trace } from '@opentelemetry/api';
 import { InMemorySpanExporter, NodeTracerProvider, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-node';
-import { isBulwarkError } from '../../src/core/index.js';
+import protobuf from 'protobufjs';
+import { isBulwarkError, SeededRng } from '../../src/core/index.js';
 import { GatewayClient, type GatewayError } from '../../src/gateway/client.js';
 import { gatewayConfig, STAGES } from '../../src/gateway/index.js';
 import type { Gateway } from '../../src/gateway/server.js';
-import { parseHeaderLines } from '../../src/gateway/telemetry.js';
+import { parseHeaderLines, requestSampler } from '../../src/gateway/telemetry.js';
 import { type Fixture, fixture, startGateway, v2Body } from './gateway-fixtures.js';
 
 /** A client of `gw` with the fixture's CA and a valid access token. */
@@ -71,19 +72,27 @@ describe('gateway traces (OpenTelemetry)', () => {
   });
 });
 
-/** A collector stand-in: an HTTP server that keeps what the real OTLP/HTTP exporter posts. */
-async function collector(): Promise<{
+interface Post {
+  path: string;
+  headers: http.IncomingHttpHeaders;
+  raw: Buffer;
+  body: string;
+}
+
+/** A collector stand-in: an HTTP server that keeps what the real OTLP/HTTP exporter posts, answering after `holdMs`. */
+async function collector(holdMs = 0): Promise<{
   url: string;
-  posts: { path: string; headers: http.IncomingHttpHeaders; body: string }[];
+  posts: Post[];
   close(): Promise<void>;
 }> {
-  const posts: { path: string; headers: http.IncomingHttpHeaders; body: string }[] = [];
+  const posts: Post[] = [];
   const server = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
-      posts.push({ path: req.url ?? '', headers: req.headers, body: Buffer.concat(chunks).toString('utf8') });
-      res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+      const raw = Buffer.concat(chunks);
+      posts.push({ path: req.url ?? '', headers: req.headers, raw, body: raw.toString('utf8') });
+      setTimeout(() => res.writeHead(200, { 'content-type': 'application/json' }).end('{}'), holdMs);
     });
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
@@ -102,6 +111,40 @@ interface OtlpSpan {
   attributes: { key: string; value: { stringValue?: string } }[];
   events?: { name: string }[];
 }
+
+interface ProtoKeyValue {
+  key: string;
+  value: { stringValue?: string };
+}
+interface ProtoSpan {
+  traceId: string;
+  parentSpanId: string;
+  name: string;
+  attributes: ProtoKeyValue[];
+  events: { name: string }[];
+}
+
+/**
+ * The part of the OTLP trace schema the test reads, field numbers as in opentelemetry-proto
+ * (collector/trace/v1/trace_service.proto, trace/v1/trace.proto, common/v1/common.proto); the rest of
+ * each message is skipped as unknown fields.
+ */
+const OTLP_REQUEST = protobuf
+  .parse(`
+  syntax = "proto3";
+  message AnyValue { oneof value { string string_value = 1; bool bool_value = 2; int64 int_value = 3; double double_value = 4; } }
+  message KeyValue { string key = 1; AnyValue value = 2; }
+  message Resource { repeated KeyValue attributes = 1; }
+  message Event { fixed64 time_unix_nano = 1; string name = 2; repeated KeyValue attributes = 3; }
+  message Span {
+    bytes trace_id = 1; bytes span_id = 2; string trace_state = 3; bytes parent_span_id = 4; string name = 5;
+    repeated KeyValue attributes = 9; repeated Event events = 11;
+  }
+  message ScopeSpans { repeated Span spans = 2; }
+  message ResourceSpans { Resource resource = 1; repeated ScopeSpans scope_spans = 2; }
+  message ExportTraceServiceRequest { repeated ResourceSpans resource_spans = 1; }
+`)
+  .root.lookupType('ExportTraceServiceRequest');
 
 describe('gateway traces exported over OTLP/HTTP by the gateway itself (bulwark serve)', () => {
   let f: Fixture;
@@ -185,6 +228,121 @@ describe('gateway traces exported over OTLP/HTTP by the gateway itself (bulwark 
     }
   });
 
+  it('exports protobuf (OTLP/HTTP, http/protobuf) that decodes with the OTLP schema', async () => {
+    const col = await collector();
+    const gw = await startGateway(
+      f.config({
+        telemetry: {
+          logLevel: 'silent',
+          traces: {
+            enabled: true,
+            serviceName: 'gw-proto',
+            otlp: { endpoint: col.url, protocol: 'http/protobuf' },
+          },
+        },
+      }),
+    );
+    const c = await tokenClient(f, gw);
+    await c.inferRows('fraud', [f.rows[3] as never]);
+    const traceId = '0af7651916cd43dd8448eb211c80319c';
+    const callerSpan = 'b7ad6b7169203331';
+    const joined = await c.request(
+      'POST',
+      '/v2/models/fraud/infer',
+      JSON.stringify(v2Body([f.rows[4] as never])),
+      {
+        traceparent: `00-${traceId}-${callerSpan}-01`,
+      },
+    );
+    assert.equal(joined.status, 200);
+    c.close();
+    // flushTraces exports what is buffered without stopping (the batch would otherwise wait 5 s).
+    await gw.flushTraces();
+    assert.ok(col.posts.length >= 1, 'flushTraces exported the spans');
+    await gw.close();
+    try {
+      const spans: ProtoSpan[] = [];
+      for (const p of col.posts) {
+        assert.equal(p.headers['content-type'], 'application/x-protobuf');
+        const req = OTLP_REQUEST.toObject(OTLP_REQUEST.decode(p.raw), { bytes: String, defaults: true }) as {
+          resourceSpans: {
+            resource: { attributes: ProtoKeyValue[] };
+            scopeSpans: { spans: ProtoSpan[] }[];
+          }[];
+        };
+        for (const rs of req.resourceSpans) {
+          assert.equal(
+            rs.resource.attributes.find((a) => a.key === 'service.name')?.value.stringValue,
+            'gw-proto',
+          );
+          for (const ss of rs.scopeSpans) spans.push(...ss.spans);
+        }
+      }
+      const infer = spans.filter((s) => s.name === 'gateway.infer');
+      assert.equal(infer.length, 2);
+      const hex = (b64: string) => Buffer.from(b64, 'base64').toString('hex');
+      const child = infer.find((s) => hex(s.traceId) === traceId);
+      assert.equal(
+        child && hex(child.parentSpanId),
+        callerSpan,
+        'the span with a traceparent joins the caller trace',
+      );
+      for (const s of infer) {
+        assert.equal(s.attributes.find((a) => a.key === 'bulwark.code')?.value.stringValue, 'OK');
+        assert.deepEqual(
+          s.events.map((e) => e.name).filter((n) => n === 'infer' || n === 'audit'),
+          ['infer', 'audit'],
+        );
+      }
+    } finally {
+      await col.close();
+    }
+  });
+
+  it("samples requests at sampleRatio by its own draw, whatever the caller's sampled flag says", async () => {
+    // The draw: deterministic for a seed, close to the ratio, and ratio 1 draws nothing.
+    const rng = new SeededRng(7);
+    const quarter = requestSampler(0.25, rng);
+    let n = 0;
+    for (let i = 0; i < 10_000; i++) if (quarter()) n++;
+    assert.ok(n > 2_300 && n < 2_700, `${n} of 10,000 at 0.25`);
+    const all = requestSampler(1, {
+      bernoulli: () => assert.fail('ratio 1 draws nothing'),
+    } as unknown as SeededRng);
+    assert.equal(all(), true);
+
+    // Through the gateway (the CSPRNG draws): 40 requests that ask to be traced (sampled=1) at 0.5 are
+    // neither all traced nor all left out (each outcome has probability 2^-40).
+    const col = await collector();
+    // Detectors in monitor mode: 40 queries from one client in a row are what the stateful detector is for.
+    const gw = await startGateway(
+      f.config({
+        detectors: { mode: 'monitor', stateTtlSeconds: 86_400 },
+        telemetry: {
+          logLevel: 'silent',
+          traces: { enabled: true, serviceName: 'gw-half', sampleRatio: 0.5, otlp: { endpoint: col.url } },
+        },
+      }),
+    );
+    const c = await tokenClient(f, gw);
+    for (let i = 0; i < 40; i++) {
+      const body = JSON.stringify(v2Body([f.rows[10 + i] as never]));
+      const r = await c.request('POST', '/v2/models/fraud/infer', body, {
+        traceparent: `00-${(i + 1).toString(16).padStart(32, '0')}-00f067aa0ba902b7-01`,
+      });
+      assert.equal(r.status, 200);
+    }
+    c.close();
+    await gw.close();
+    await col.close();
+    let spans = 0;
+    for (const p of col.posts)
+      for (const rs of (JSON.parse(p.body) as { resourceSpans: { scopeSpans: { spans: OtlpSpan[] }[] }[] })
+        .resourceSpans)
+        for (const ss of rs.scopeSpans) spans += ss.spans.filter((s) => s.name === 'gateway.infer').length;
+    assert.ok(spans > 0 && spans < 40, `${spans} of 40 traced at 0.5`);
+  });
+
   it('a collector that is down loses spans (counted), not requests', async () => {
     const col = await collector();
     const url = col.url;
@@ -207,6 +365,34 @@ describe('gateway traces exported over OTLP/HTTP by the gateway itself (bulwark 
     assert.ok((dropped?.values[0]?.value ?? 0) >= 1, JSON.stringify(dropped?.values));
   });
 
+  it('a full export queue drops spans (counted) while a slow collector holds an export', async () => {
+    const col = await collector(5000);
+    const gw = await startGateway(
+      f.config({
+        detectors: { mode: 'monitor', stateTtlSeconds: 86_400 },
+        telemetry: {
+          logLevel: 'silent',
+          traces: {
+            enabled: true,
+            serviceName: 'gw-slow',
+            otlp: { endpoint: col.url, timeoutMs: 10_000, maxQueueSize: 2 },
+          },
+        },
+      }),
+    );
+    const c = await tokenClient(f, gw);
+    // The first two spans fill a batch whose export the collector holds for 5 s; two more wait in the
+    // queue; the rest of the 10 requests (answered well within the 5 s) find it full.
+    for (let i = 0; i < 10; i++) await c.inferRows('fraud', [f.rows[60 + i] as never]);
+    c.close();
+    const dropped = await gw.metrics.registry.getSingleMetric('gateway_trace_spans_dropped_total')?.get();
+    await gw.close();
+    await col.close();
+    assert.ok((dropped?.values[0]?.value ?? 0) >= 1, JSON.stringify(dropped?.values));
+    const exported = col.posts.reduce((n, p) => n + (p.body.match(/"gateway\.infer"/g)?.length ?? 0), 0);
+    assert.equal(exported + (dropped?.values[0]?.value ?? 0), 10, 'every span is exported or counted');
+  });
+
   it('refuses a bad otlp section, naming the key; a headers file error names the line, not the value', async () => {
     const base = f.config();
     const bad = (traces: unknown) => () =>
@@ -225,6 +411,16 @@ describe('gateway traces exported over OTLP/HTTP by the gateway itself (bulwark 
       bad({ enabled: true, otlp: { endpoint: 'http://c:4318/v1/traces', timeoutMs: 5 } }),
       (e: unknown) => isBulwarkError(e, 'ERR_CONFIG_INVALID') && /otlp\.timeoutMs/.test(e.message),
     );
+    assert.throws(
+      bad({ enabled: true, otlp: { endpoint: 'http://c:4318/v1/traces', protocol: 'grpc' } }),
+      (e: unknown) => isBulwarkError(e, 'ERR_CONFIG_INVALID') && /otlp\.protocol/.test(e.message),
+    );
+    for (const sampleRatio of [0, 1.5, Number.NaN])
+      assert.throws(
+        bad({ enabled: true, sampleRatio }),
+        (e: unknown) => isBulwarkError(e, 'ERR_CONFIG_INVALID') && /traces\.sampleRatio/.test(e.message),
+        String(sampleRatio),
+      );
     assert.throws(
       () => parseHeaderLines('X-Api-Key: fine\nthis-line-has-no-colon s3cret\n', 'h.txt'),
       (e: unknown) =>
