@@ -195,6 +195,9 @@ export const telemetryConfigSchema = z.strictObject({
           headersFile: z.string().min(1).optional(),
           /** CA bundle (PEM) for an https collector with a private CA. */
           caFile: z.string().min(1).optional(),
+          /** Client certificate and key (PEM) for a collector that requires mutual TLS: both or neither. */
+          certFile: z.string().min(1).optional(),
+          keyFile: z.string().min(1).optional(),
           timeoutMs: z.number().int().min(100).max(60_000).default(10_000),
           /**
            * Spans held for export; past it, spans are dropped (and counted) rather than memory grown
@@ -203,6 +206,14 @@ export const telemetryConfigSchema = z.strictObject({
           maxQueueSize: z.number().int().min(1).max(1_000_000).default(2048),
           /** OTLP/HTTP encoding: JSON, or protobuf (the OTLP specification's default). */
           protocol: z.enum(['http/json', 'http/protobuf']).default('http/json'),
+        })
+        .refine((o) => (o.certFile === undefined) === (o.keyFile === undefined), {
+          message: 'set both certFile and keyFile for mutual TLS to the collector, or neither',
+          path: ['certFile'],
+        })
+        .refine((o) => o.certFile === undefined || o.endpoint.startsWith('https:'), {
+          message: 'a client certificate needs an https:// endpoint',
+          path: ['certFile'],
         })
         .optional(),
     })
@@ -341,7 +352,13 @@ export function resolveConfigPaths(c: GatewayConfig, base: string): GatewayConfi
             ...c.telemetry,
             traces: {
               ...c.telemetry.traces,
-              otlp: { ...otlp, headersFile: ro(otlp.headersFile), caFile: ro(otlp.caFile) },
+              otlp: {
+                ...otlp,
+                headersFile: ro(otlp.headersFile),
+                caFile: ro(otlp.caFile),
+                certFile: ro(otlp.certFile),
+                keyFile: ro(otlp.keyFile),
+              },
             },
           },
         }

@@ -14,6 +14,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import type { IncomingHttpHeaders } from 'node:http';
+import { createSecureContext } from 'node:tls';
 import {
   type Context,
   createNoopMeter,
@@ -187,12 +188,30 @@ export async function startTracing(
     otlp.headersFile === undefined
       ? {}
       : parseHeaderLines(await read('headersFile', otlp.headersFile), otlp.headersFile);
-  const ca = otlp.caFile === undefined ? undefined : await read('caFile', otlp.caFile);
+  const tls = {
+    ...(otlp.caFile === undefined ? {} : { ca: await read('caFile', otlp.caFile) }),
+    ...(otlp.certFile === undefined || otlp.keyFile === undefined
+      ? {}
+      : { cert: await read('certFile', otlp.certFile), key: await read('keyFile', otlp.keyFile) }),
+  };
+  if (tls.cert !== undefined) {
+    // A key that does not parse or does not match the certificate fails the start here, not every
+    // export later; the message names the files, never their contents.
+    try {
+      createSecureContext(tls);
+    } catch (e) {
+      throw new BulwarkError(
+        'ERR_CONFIG_INVALID',
+        `telemetry.traces.otlp.keyFile: ${otlp.keyFile} is not the PEM private key of ${otlp.certFile}`,
+        { cause: e },
+      );
+    }
+  }
   const options = {
     url: otlp.endpoint,
     headers,
     timeoutMillis: otlp.timeoutMs,
-    ...(ca === undefined ? {} : { httpAgentOptions: { ca, keepAlive: true } }),
+    ...(Object.keys(tls).length === 0 ? {} : { httpAgentOptions: { ...tls, keepAlive: true } }),
   };
   const exporter =
     otlp.protocol === 'http/protobuf' ? new ProtobufExporter(options) : new JsonExporter(options);

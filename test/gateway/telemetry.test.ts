@@ -6,9 +6,11 @@
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import type { TLSSocket } from 'node:tls';
 import { trace } from '@opentelemetry/api';
 import { InMemorySpanExporter, NodeTracerProvider, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-node';
 import protobuf from 'protobufjs';
@@ -391,6 +393,96 @@ describe('gateway traces exported over OTLP/HTTP by the gateway itself (bulwark 
     assert.ok((dropped?.values[0]?.value ?? 0) >= 1, JSON.stringify(dropped?.values));
     const exported = col.posts.reduce((n, p) => n + (p.body.match(/"gateway\.infer"/g)?.length ?? 0), 0);
     assert.equal(exported + (dropped?.values[0]?.value ?? 0), 10, 'every span is exported or counted');
+  });
+
+  it('exports to a collector that requires mutual TLS with certFile and keyFile; without them, spans are lost and counted', async () => {
+    const seen: string[] = [];
+    const server = https.createServer(
+      { cert: f.server.pem, key: f.server.keyPem, ca: f.ca.pem, requestCert: true, rejectUnauthorized: true },
+      (req, res) => {
+        seen.push((req.socket as TLSSocket).getPeerX509Certificate()?.subjectAltName ?? '');
+        req.resume();
+        req.on('end', () => res.writeHead(200, { 'content-type': 'application/json' }).end('{}'));
+      },
+    );
+    await new Promise<void>((r) => server.listen(0, 'localhost', () => r()));
+    const url = `https://localhost:${(server.address() as AddressInfo).port}/v1/traces`;
+    writeFileSync(join(f.dir, 'otlp-client.pem'), f.client.pem);
+    writeFileSync(join(f.dir, 'otlp-client.key'), f.client.keyPem);
+    const run = async (otlp: Record<string, unknown>) => {
+      const gw = await startGateway(
+        f.config({
+          telemetry: { logLevel: 'silent', traces: { enabled: true, serviceName: 'gw-mtls', otlp } },
+        }),
+      );
+      const c = await tokenClient(f, gw);
+      await c.inferRows('fraud', [f.rows[2] as never]);
+      c.close();
+      await gw.close();
+      const dropped = await gw.metrics.registry.getSingleMetric('gateway_trace_spans_dropped_total')?.get();
+      return dropped?.values[0]?.value ?? 0;
+    };
+    try {
+      const caFile = join(f.dir, 'ca.pem');
+      assert.equal(
+        await run({
+          endpoint: url,
+          caFile,
+          certFile: join(f.dir, 'otlp-client.pem'),
+          keyFile: join(f.dir, 'otlp-client.key'),
+          timeoutMs: 5000,
+        }),
+        0,
+      );
+      assert.equal(seen.length, 1);
+      assert.match(seen[0] as string, /URI:spiffe:\/\//, 'the collector saw the client certificate');
+      // The collector refuses a handshake without a client certificate: the span is lost and counted.
+      assert.ok((await run({ endpoint: url, caFile, timeoutMs: 2000 })) >= 1);
+      assert.equal(seen.length, 1);
+    } finally {
+      await new Promise<void>((r) => server.close(() => r()));
+    }
+    const base = f.config();
+    const otlpError = (otlp: Record<string, unknown>) => () =>
+      gatewayConfig(
+        { ...base, telemetry: { logLevel: 'silent', traces: { enabled: true, otlp } } },
+        'bulwark.yaml',
+      );
+    assert.throws(
+      otlpError({ endpoint: url, certFile: join(f.dir, 'otlp-client.pem') }),
+      (e: unknown) => isBulwarkError(e, 'ERR_CONFIG_INVALID') && /otlp\.certFile: .*keyFile/.test(e.message),
+    );
+    assert.throws(
+      otlpError({
+        endpoint: 'http://localhost:4318/v1/traces',
+        certFile: join(f.dir, 'otlp-client.pem'),
+        keyFile: join(f.dir, 'otlp-client.key'),
+      }),
+      (e: unknown) => isBulwarkError(e, 'ERR_CONFIG_INVALID') && /otlp\.certFile: .*https/.test(e.message),
+    );
+    // A key that is not the certificate's: refused at start, naming the files and not their contents.
+    writeFileSync(join(f.dir, 'otlp-other.key'), f.server.keyPem);
+    await assert.rejects(
+      startGateway(
+        f.config({
+          telemetry: {
+            logLevel: 'silent',
+            traces: {
+              enabled: true,
+              otlp: {
+                endpoint: url,
+                certFile: join(f.dir, 'otlp-client.pem'),
+                keyFile: join(f.dir, 'otlp-other.key'),
+              },
+            },
+          },
+        }),
+      ),
+      (e: unknown) =>
+        isBulwarkError(e, 'ERR_CONFIG_INVALID') &&
+        /otlp\.keyFile: .*otlp-other\.key is not the PEM private key of .*otlp-client\.pem/.test(e.message) &&
+        !/PRIVATE KEY-----|MII/.test(e.message),
+    );
   });
 
   it('refuses a bad otlp section, naming the key; a headers file error names the line, not the value', async () => {

@@ -1,0 +1,154 @@
+/**
+ * `npm run bench -- gateway-traces`: what OpenTelemetry traces add to the gateway's CPU per request.
+ * The pipeline runs in process, as in gateway-costs (no HTTP, no TLS), with the full stack and with the
+ * full stack plus traces exported by the gateway's own provider (telemetry.traces.otlp): every request
+ * over OTLP/HTTP JSON, every request over OTLP/HTTP protobuf, and one request in ten (sampleRatio 0.1)
+ * over protobuf. A trace configuration's cost is its CPU per request minus the full stack's, paired
+ * within a repeat; each repeat runs every variant once, in a seeded shuffled order, with a full GC
+ * before each pass. The exports go to a collector stand-in in a child process, so receiving them is not
+ * counted as the gateway's CPU; each pass flushes its own spans before it is timed out.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { SeededRng } from '../src/core/index.js';
+import { type Fixture, fixture } from '../test/gateway/gateway-fixtures.js';
+import { benchConfigs, measurePipelineVariants, type PipelineVariant } from './gateway.bench.js';
+import type { Benchmark, Figure } from './harness.js';
+
+/** Traces added to the full stack (telemetry.traces), priced as full-with-them minus full. */
+const TRACES: { id: string; label: string; protocol: 'http/json' | 'http/protobuf'; sampleRatio: number }[] =
+  [
+    { id: 'json', label: 'traces, every request, OTLP/HTTP JSON', protocol: 'http/json', sampleRatio: 1 },
+    {
+      id: 'protobuf',
+      label: 'traces, every request, OTLP/HTTP protobuf',
+      protocol: 'http/protobuf',
+      sampleRatio: 1,
+    },
+    {
+      id: 'tenth',
+      label: 'traces, sample ratio 0.1, OTLP/HTTP protobuf',
+      protocol: 'http/protobuf',
+      sampleRatio: 0.1,
+    },
+  ];
+
+/**
+ * An OTLP collector stand-in in a child process: reads each export whole and answers 200 with an
+ * empty body, so the exporter pays for the whole exchange, connection and reply included.
+ */
+async function childCollector(): Promise<{ url: string; stop(): void }> {
+  const child: ChildProcess = spawn(
+    process.execPath,
+    [
+      '-e',
+      `const s = require('node:http').createServer((q, r) => { q.resume(); q.on('end', () => r.writeHead(200, { 'content-type': q.headers['content-type'] }).end()); });
+       s.listen(0, '127.0.0.1', () => console.log(s.address().port));`,
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  const port = await new Promise<number>((resolve, reject) => {
+    child.once('error', reject);
+    child.stdout?.once('data', (d: Buffer) => resolve(Number(String(d).trim())));
+  });
+  return { url: `http://127.0.0.1:${port}/v1/traces`, stop: () => child.kill() };
+}
+
+const bench: Benchmark = {
+  name: 'gateway-traces',
+  description:
+    "what the gateway's OpenTelemetry traces cost: CPU µs per request, full stack with traces minus full stack (in process)",
+  async run(ctx) {
+    const f: Fixture = await fixture();
+    const { full } = benchConfigs(f);
+    const repeats = ctx.quick ? 2 : Math.max(ctx.repeats, 15);
+    const requests = ctx.quick ? 3000 : 20_000;
+    const collector = await childCollector();
+    const variants: PipelineVariant[] = [
+      { id: 'full', label: 'full stack, traces off', config: full, disable: [] },
+      // A second gateway with the same configuration: its "cost" is the difference between two
+      // identical instances (their own audit files, detector state, code paths warmed apart), the
+      // floor under which a trace configuration's cost is not told from zero.
+      {
+        id: 'full_control',
+        label: 'full stack, traces off, a second instance (control)',
+        config: full,
+        disable: [],
+      },
+      ...TRACES.map((t) => ({
+        id: `full_${t.id}`,
+        label: `full stack with ${t.label}`,
+        config: {
+          ...full,
+          telemetry: {
+            ...full.telemetry,
+            traces: {
+              enabled: true,
+              serviceName: 'bench',
+              sampleRatio: t.sampleRatio,
+              otlp: { endpoint: collector.url, timeoutMs: 10_000, maxQueueSize: 2048, protocol: t.protocol },
+            },
+          },
+        },
+        disable: [],
+      })),
+    ];
+    const runs = await measurePipelineVariants(f, variants, {
+      requests,
+      repeats,
+      connections: 64,
+      shuffle: new SeededRng(13),
+      gcBetween: true,
+    }).finally(() => collector.stop());
+    const figures: Figure[] = [];
+    const facts: Record<string, string | number | boolean> = {};
+    const cpuOf = new Map(runs.map((v) => [v.id, v.cpu]));
+    for (const v of runs) {
+      facts[`${v.id}.errors`] = v.bad;
+      figures.push({
+        id: `${v.id}.cpu_us`,
+        label: `${v.label}: CPU µs/request`,
+        system: 'bulwark',
+        unit: 'µs',
+        better: 'lower',
+        samples: v.cpu,
+      });
+    }
+    const base = cpuOf.get('full') as number[];
+    for (const t of [
+      { id: 'control', label: 'a second identical instance, traces off (control)' },
+      ...TRACES,
+    ]) {
+      const withIt = cpuOf.get(`full_${t.id}`) as number[];
+      if (withIt === undefined) throw new Error(`gateway-traces: no run full_${t.id}`);
+      const diff = withIt.map((x, k) => x - (base[k] as number));
+      figures.push(
+        {
+          id: `cost.${t.id}_us`,
+          label: `${t.label} (full stack with them minus full stack)`,
+          system: 'bulwark',
+          unit: 'µs',
+          better: 'lower',
+          samples: diff,
+        },
+        {
+          id: `cost.${t.id}_pct`,
+          label: `${t.label}, as a share of the full stack's CPU`,
+          system: 'bulwark',
+          unit: '%',
+          better: 'lower',
+          samples: diff.map((d, k) => (100 * d) / (base[k] as number)),
+        },
+      );
+    }
+    return {
+      figures,
+      facts,
+      notes: [
+        `In process: Pipeline.infer by 64 concurrent callers, ${requests} single-row requests per pass, the load generator's bodies and credentials; ${repeats} counted repeats after a warm-up one, each running every variant once in a seeded shuffled order, with a full GC before each pass; CPU is the process's user + system time per request.`,
+        'One span per sampled request with an event per stage, batched (512 spans per export, sent when 512 are queued; what is left at the end of a pass is flushed within the pass, so each pass pays for its own exports) and exported over OTLP/HTTP to a collector stand-in in a child process, whose CPU is not counted. A cost is paired within a repeat, then the median over repeats; the control (a second gateway with the full stack and traces off) shows how far two identical instances differ.',
+      ],
+    };
+  },
+};
+
+export default bench;
