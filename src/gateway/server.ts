@@ -493,7 +493,8 @@ export class Gateway {
   }
 
   /**
-   * Re-reads certificates, key and client CA (`server.setSecureContext`), the JWKS and the policies.
+   * Re-reads certificates, key and client CA (`server.setSecureContext`), the JWKS, the policies and
+   * the trace collector's credentials (headers file, CA, client certificate and key).
    * A file that does not load leaves the previous one in service (logged with ERR_GATEWAY_TLS).
    */
   async reload(): Promise<void> {
@@ -514,6 +515,7 @@ export class Gateway {
     }
     for (const [what, f] of [
       ['authentication', () => this.#authenticator?.reload()],
+      ['trace export', () => this.#tracing?.reload()],
       [
         'policies',
         async () => {

@@ -59,6 +59,11 @@ export interface GatewayTracing {
   startSpan(parent: Context | undefined): Span | null;
   /** Exports the spans buffered so far (a no-op without `otlp`). */
   flush(): Promise<void>;
+  /**
+   * Re-reads the collector's headers file, CA, client certificate and key (a no-op without `otlp`);
+   * on an error (ERR_CONFIG_INVALID) the previous exporter stays in service.
+   */
+  reload(): Promise<void>;
   /** Exports the spans still buffered, then stops (a no-op without `otlp`). */
   shutdown(): Promise<void>;
 }
@@ -102,24 +107,34 @@ export function parseHeaderLines(text: string, file: string): Record<string, str
  * the SDK itself only tells its diagnostic logger, which the gateway does not register globally.
  */
 class ReportingExporter implements SpanExporter {
+  #inner: SpanExporter;
   constructor(
-    private readonly inner: SpanExporter,
+    inner: SpanExporter,
     private readonly dropped: (spans: number, error: Error | undefined) => void,
-  ) {}
+  ) {
+    this.#inner = inner;
+  }
+
+  /** Exports from now on through `next`; returns the exporter it replaces. */
+  swap(next: SpanExporter): SpanExporter {
+    const old = this.#inner;
+    this.#inner = next;
+    return old;
+  }
 
   export(spans: ReadableSpan[], done: (result: ExportResult) => void): void {
-    this.inner.export(spans, (result) => {
+    this.#inner.export(spans, (result) => {
       if (result.code !== ExportResultCode.SUCCESS) this.dropped(spans.length, result.error);
       done(result);
     });
   }
 
   shutdown(): Promise<void> {
-    return this.inner.shutdown();
+    return this.#inner.shutdown();
   }
 
   forceFlush(): Promise<void> {
-    return this.inner.forceFlush?.() ?? Promise.resolve();
+    return this.#inner.forceFlush?.() ?? Promise.resolve();
   }
 }
 
@@ -149,33 +164,30 @@ export function requestSampler(ratio: number, rng: Rng): () => boolean {
   return ratio >= 1 ? () => true : () => rng.bernoulli(ratio);
 }
 
-/** The gateway's tracing from `tracer`; `provider` is the gateway's own (with `otlp`), to flush and stop. */
+/** The gateway's tracing from `tracer`; `own` is the gateway's own provider (with `otlp`): flush, reload, stop. */
 function tracing(
   tracer: Tracer,
   sampled: () => boolean,
-  provider?: { forceFlush(): Promise<void>; shutdown(): Promise<void> },
+  own?: { forceFlush(): Promise<void>; shutdown(): Promise<void>; reload(): Promise<void> },
 ): GatewayTracing {
   return {
     tracer,
     parentOf,
     startSpan: (parent) => (sampled() ? tracer.startSpan('gateway.infer', undefined, parent) : null),
-    flush: async () => provider?.forceFlush(),
-    shutdown: async () => provider?.shutdown(),
+    flush: async () => own?.forceFlush(),
+    reload: async () => own?.reload(),
+    shutdown: async () => own?.shutdown(),
   };
 }
 
+type OtlpConfig = NonNullable<TracesConfig['otlp']>;
+
 /**
- * The gateway's tracing for `traces` (enabled), started; `dropped` hears of spans an export lost;
- * `rng` draws the sampling decisions (tests pass a seeded one).
+ * The OTLP exporter for `otlp`, its files read now: the headers (a collector's API key), the CA, and
+ * the client certificate and key for mutual TLS. A key that does not parse or is not the certificate's
+ * is refused here (ERR_CONFIG_INVALID naming the files, never their contents), not at every export.
  */
-export async function startTracing(
-  traces: TracesConfig,
-  dropped: (spans: number, error: Error | undefined) => void = () => {},
-  rng: Rng = new SecureRng(),
-): Promise<GatewayTracing> {
-  const sampled = requestSampler(traces.sampleRatio, rng);
-  const otlp = traces.otlp;
-  if (otlp === undefined) return tracing(trace.getTracer('bulwark-gateway', bulwarkVersion()), sampled);
+async function otlpExporter(otlp: OtlpConfig): Promise<SpanExporter> {
   const read = async (key: string, path: string) => {
     try {
       return await readFile(path, 'utf8');
@@ -195,8 +207,6 @@ export async function startTracing(
       : { cert: await read('certFile', otlp.certFile), key: await read('keyFile', otlp.keyFile) }),
   };
   if (tls.cert !== undefined) {
-    // A key that does not parse or does not match the certificate fails the start here, not every
-    // export later; the message names the files, never their contents.
     try {
       createSecureContext(tls);
     } catch (e) {
@@ -213,8 +223,22 @@ export async function startTracing(
     timeoutMillis: otlp.timeoutMs,
     ...(Object.keys(tls).length === 0 ? {} : { httpAgentOptions: { ...tls, keepAlive: true } }),
   };
-  const exporter =
-    otlp.protocol === 'http/protobuf' ? new ProtobufExporter(options) : new JsonExporter(options);
+  return otlp.protocol === 'http/protobuf' ? new ProtobufExporter(options) : new JsonExporter(options);
+}
+
+/**
+ * The gateway's tracing for `traces` (enabled), started; `dropped` hears of spans an export lost;
+ * `rng` draws the sampling decisions (tests pass a seeded one).
+ */
+export async function startTracing(
+  traces: TracesConfig,
+  dropped: (spans: number, error: Error | undefined) => void = () => {},
+  rng: Rng = new SecureRng(),
+): Promise<GatewayTracing> {
+  const sampled = requestSampler(traces.sampleRatio, rng);
+  const otlp = traces.otlp;
+  if (otlp === undefined) return tracing(trace.getTracer('bulwark-gateway', bulwarkVersion()), sampled);
+  const exporter = new ReportingExporter(await otlpExporter(otlp), dropped);
   const provider = new NodeTracerProvider({
     sampler: new AlwaysOnSampler(),
     resource: resourceFromAttributes({
@@ -223,7 +247,7 @@ export async function startTracing(
     }),
     spanProcessors: [
       new BatchSpanProcessor({
-        exporter: new ReportingExporter(exporter, dropped),
+        exporter,
         exportTimeoutMillis: otlp.timeoutMs,
         maxQueueSize: otlp.maxQueueSize,
         maxExportBatchSize: Math.min(512, otlp.maxQueueSize),
@@ -231,5 +255,14 @@ export async function startTracing(
       }),
     ],
   });
-  return tracing(provider.getTracer('bulwark-gateway', bulwarkVersion()), sampled, provider);
+  return tracing(provider.getTracer('bulwark-gateway', bulwarkVersion()), sampled, {
+    forceFlush: () => provider.forceFlush(),
+    shutdown: () => provider.shutdown(),
+    // Rotated collector credentials (a short-lived client certificate, a new API key): the next
+    // export uses a new exporter; the old one finishes what it is sending, then stops.
+    reload: async () => {
+      const old = exporter.swap(await otlpExporter(otlp));
+      await old.shutdown().catch(() => {});
+    },
+  });
 }

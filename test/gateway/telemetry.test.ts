@@ -19,6 +19,7 @@ import { GatewayClient, type GatewayError } from '../../src/gateway/client.js';
 import { gatewayConfig, STAGES } from '../../src/gateway/index.js';
 import type { Gateway } from '../../src/gateway/server.js';
 import { parseHeaderLines, requestSampler } from '../../src/gateway/telemetry.js';
+import { makeLeaf } from './auth-fixtures.js';
 import { type Fixture, fixture, startGateway, v2Body } from './gateway-fixtures.js';
 
 /** A client of `gw` with the fixture's CA and a valid access token. */
@@ -395,7 +396,7 @@ describe('gateway traces exported over OTLP/HTTP by the gateway itself (bulwark 
     assert.equal(exported + (dropped?.values[0]?.value ?? 0), 10, 'every span is exported or counted');
   });
 
-  it('exports to a collector that requires mutual TLS with certFile and keyFile; without them, spans are lost and counted', async () => {
+  it('exports to a collector that requires mutual TLS with certFile and keyFile, rotated on reload; without them, spans are lost and counted', async () => {
     const seen: string[] = [];
     const server = https.createServer(
       { cert: f.server.pem, key: f.server.keyPem, ca: f.ca.pem, requestCert: true, rejectUnauthorized: true },
@@ -439,6 +440,44 @@ describe('gateway traces exported over OTLP/HTTP by the gateway itself (bulwark 
       // The collector refuses a handshake without a client certificate: the span is lost and counted.
       assert.ok((await run({ endpoint: url, caFile, timeoutMs: 2000 })) >= 1);
       assert.equal(seen.length, 1);
+
+      // Rotation: a new client certificate on disk and a reload (SIGHUP) make the next export present
+      // it; a rotation whose key is not the certificate's leaves the previous exporter in service.
+      const certFile = join(f.dir, 'otlp-rot.pem');
+      const keyFile = join(f.dir, 'otlp-rot.key');
+      writeFileSync(certFile, f.client.pem);
+      writeFileSync(keyFile, f.client.keyPem);
+      const gw = await startGateway(
+        f.config({
+          telemetry: {
+            logLevel: 'silent',
+            traces: { enabled: true, otlp: { endpoint: url, caFile, certFile, keyFile, timeoutMs: 5000 } },
+          },
+        }),
+      );
+      const c = await tokenClient(f, gw);
+      const oneSpan = async (row: number) => {
+        await c.inferRows('fraud', [f.rows[row] as never]);
+        await gw.flushTraces();
+      };
+      await oneSpan(20);
+      const rotated = await makeLeaf(f.ca, { uris: ['spiffe://bulwark.test/otel-rotated'] });
+      writeFileSync(certFile, rotated.pem);
+      writeFileSync(keyFile, rotated.keyPem);
+      await gw.reload();
+      await oneSpan(21);
+      writeFileSync(keyFile, f.server.keyPem);
+      await gw.reload();
+      await oneSpan(22);
+      c.close();
+      await gw.close();
+      const dropped = await gw.metrics.registry.getSingleMetric('gateway_trace_spans_dropped_total')?.get();
+      assert.equal(dropped?.values[0]?.value ?? 0, 0);
+      assert.deepEqual(
+        seen.slice(1).map((san) => /otel-rotated/.test(san)),
+        [false, true, true],
+        seen.join(' | '),
+      );
     } finally {
       await new Promise<void>((r) => server.close(() => r()));
     }
