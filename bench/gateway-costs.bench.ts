@@ -11,7 +11,7 @@
 import { SeededRng } from '../src/core/index.js';
 import type { OptionalStage } from '../src/gateway/index.js';
 import { type Fixture, fixture } from '../test/gateway/gateway-fixtures.js';
-import { baseVariants, benchConfigs, measurePipelineVariants } from './gateway.bench.js';
+import { baseVariants, benchConfigs, inProcessPlan, measurePipelineVariants } from './gateway.bench.js';
 import type { Benchmark, Figure } from './harness.js';
 
 /**
@@ -39,8 +39,7 @@ const bench: Benchmark = {
   async run(ctx) {
     const f: Fixture = await fixture();
     const { plain, full } = benchConfigs(f);
-    const repeats = ctx.quick ? 2 : Math.max(ctx.repeats, 15);
-    const requests = ctx.quick ? 3000 : 20_000;
+    const { repeats, requests } = inProcessPlan(ctx);
     const variants = [
       ...baseVariants(plain, full),
       ...LEAVE_ONE_OUT.map((l) => ({

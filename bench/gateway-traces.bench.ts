@@ -11,7 +11,12 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { SeededRng } from '../src/core/index.js';
 import { type Fixture, fixture } from '../test/gateway/gateway-fixtures.js';
-import { benchConfigs, measurePipelineVariants, type PipelineVariant } from './gateway.bench.js';
+import {
+  benchConfigs,
+  inProcessPlan,
+  measurePipelineVariants,
+  type PipelineVariant,
+} from './gateway.bench.js';
 import type { Benchmark, Figure } from './harness.js';
 
 /** Traces added to the full stack (telemetry.traces), priced as full-with-them minus full. */
@@ -60,8 +65,7 @@ const bench: Benchmark = {
   async run(ctx) {
     const f: Fixture = await fixture();
     const { full } = benchConfigs(f);
-    const repeats = ctx.quick ? 2 : Math.max(ctx.repeats, 15);
-    const requests = ctx.quick ? 3000 : 20_000;
+    const { repeats, requests } = inProcessPlan(ctx);
     const collector = await childCollector();
     const variants: PipelineVariant[] = [
       { id: 'full', label: 'full stack, traces off', config: full, disable: [] },

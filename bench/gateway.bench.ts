@@ -162,6 +162,19 @@ export function baseVariants(
 }
 
 /**
+ * The in-process benches' plan (gateway-costs, gateway-traces): at least 15 repeats, because on a
+ * shared 2-core machine single passes of the same configuration differ by tens of microseconds.
+ */
+export function inProcessPlan(ctx: { quick: boolean; repeats: number }): {
+  repeats: number;
+  requests: number;
+} {
+  return ctx.quick
+    ? { repeats: 2, requests: 3000 }
+    : { repeats: Math.max(ctx.repeats, 15), requests: 20_000 };
+}
+
+/**
  * The pipeline alone, in process (no HTTP, no TLS): `connections` concurrent callers of Pipeline.infer
  * with the load generator's bodies and credentials, `requests` per pass, for each variant. Every
  * repeat runs each variant once (the order shuffled per repeat when `shuffle` is given, so that no

@@ -107,6 +107,34 @@ async function collector(holdMs = 0): Promise<{
   };
 }
 
+/**
+ * Starts a gateway that exports to `otlp` and sends two requests: one on its own, one from a caller
+ * in trace `traceId` (span `callerSpan`, W3C flags `flags`). The client is closed, the gateway is not.
+ */
+async function twoRequests(
+  f: Fixture,
+  serviceName: string,
+  otlp: Record<string, unknown>,
+  caller: { traceId: string; callerSpan: string; flags: '00' | '01' },
+): Promise<Gateway> {
+  const gw = await startGateway(
+    f.config({ telemetry: { logLevel: 'silent', traces: { enabled: true, serviceName, otlp } } }),
+  );
+  const c = await tokenClient(f, gw);
+  await c.inferRows('fraud', [f.rows[3] as never]);
+  const joined = await c.request(
+    'POST',
+    '/v2/models/fraud/infer',
+    JSON.stringify(v2Body([f.rows[4] as never])),
+    {
+      traceparent: `00-${caller.traceId}-${caller.callerSpan}-${caller.flags}`,
+    },
+  );
+  assert.equal(joined.status, 200);
+  c.close();
+  return gw;
+}
+
 interface OtlpSpan {
   name: string;
   traceId: string;
@@ -159,34 +187,16 @@ describe('gateway traces exported over OTLP/HTTP by the gateway itself (bulwark 
     const col = await collector();
     const headersFile = join(f.dir, 'otlp-headers');
     writeFileSync(headersFile, '# collector credentials\nX-Api-Key: k-123-secret\n');
-    const gw = await startGateway(
-      f.config({
-        telemetry: {
-          logLevel: 'silent',
-          traces: {
-            enabled: true,
-            serviceName: 'gw-otlp',
-            otlp: { endpoint: col.url, headersFile, timeoutMs: 5000 },
-          },
-        },
-      }),
-    );
-    const c = await tokenClient(f, gw);
-    await c.inferRows('fraud', [f.rows[3] as never]);
-    // A caller in a trace of its own, with the sampled flag off: the span joins that trace and is
-    // recorded anyway (a caller cannot keep its requests out of the traces).
+    // The second request comes from a caller in a trace of its own, with the sampled flag off: the span
+    // joins that trace and is recorded anyway (a caller cannot keep its requests out of the traces).
     const traceId = '4bf92f3577b34da6a3ce929d0e0e4736';
     const callerSpan = '00f067aa0ba902b7';
-    const joined = await c.request(
-      'POST',
-      '/v2/models/fraud/infer',
-      JSON.stringify(v2Body([f.rows[4] as never])),
-      {
-        traceparent: `00-${traceId}-${callerSpan}-00`,
-      },
+    const gw = await twoRequests(
+      f,
+      'gw-otlp',
+      { endpoint: col.url, headersFile, timeoutMs: 5000 },
+      { traceId, callerSpan, flags: '00' },
     );
-    assert.equal(joined.status, 200);
-    c.close();
     // The gateway's provider is its own: the global API still has no recording provider.
     const probe = trace.getTracer('probe').startSpan('probe');
     assert.equal(probe.isRecording(), false);
@@ -233,32 +243,14 @@ describe('gateway traces exported over OTLP/HTTP by the gateway itself (bulwark 
 
   it('exports protobuf (OTLP/HTTP, http/protobuf) that decodes with the OTLP schema', async () => {
     const col = await collector();
-    const gw = await startGateway(
-      f.config({
-        telemetry: {
-          logLevel: 'silent',
-          traces: {
-            enabled: true,
-            serviceName: 'gw-proto',
-            otlp: { endpoint: col.url, protocol: 'http/protobuf' },
-          },
-        },
-      }),
-    );
-    const c = await tokenClient(f, gw);
-    await c.inferRows('fraud', [f.rows[3] as never]);
     const traceId = '0af7651916cd43dd8448eb211c80319c';
     const callerSpan = 'b7ad6b7169203331';
-    const joined = await c.request(
-      'POST',
-      '/v2/models/fraud/infer',
-      JSON.stringify(v2Body([f.rows[4] as never])),
-      {
-        traceparent: `00-${traceId}-${callerSpan}-01`,
-      },
+    const gw = await twoRequests(
+      f,
+      'gw-proto',
+      { endpoint: col.url, protocol: 'http/protobuf' },
+      { traceId, callerSpan, flags: '01' },
     );
-    assert.equal(joined.status, 200);
-    c.close();
     // flushTraces exports what is buffered without stopping (the batch would otherwise wait 5 s).
     await gw.flushTraces();
     assert.ok(col.posts.length >= 1, 'flushTraces exported the spans');
