@@ -303,10 +303,19 @@ export class Gateway {
         }
       }
 
+      // Every lost span is counted; the warning is logged at most every 10 s with the spans lost since
+      // the last one, so a collector that is down does not flood the log at the request rate.
+      let unlogged = 0;
+      let lastWarning = Number.NEGATIVE_INFINITY;
       const tracing = c.telemetry.traces.enabled
         ? await startTracing(c.telemetry.traces, (spans, error) => {
             metrics.traceSpansDropped.inc(spans);
-            logger.warn({ spans, reason: error?.message }, 'trace export failed; spans dropped');
+            unlogged += spans;
+            const now = performance.now();
+            if (now - lastWarning < 10_000) return;
+            logger.warn({ spans: unlogged, reason: error?.message }, 'trace spans dropped');
+            unlogged = 0;
+            lastWarning = now;
           })
         : null;
       if (tracing) cleanup.push(() => tracing.shutdown());

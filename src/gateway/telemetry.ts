@@ -2,13 +2,15 @@
  * OpenTelemetry traces of the gateway (docs/gateway.md, "Operations").
  *
  * With `telemetry.traces.otlp`, the gateway runs a tracer provider of its own (the Node SDK 2.12 line,
- * the last for Node 20) that batches spans and exports them over OTLP/HTTP (JSON, `/v1/traces`) to a
- * collector (JSON or protobuf), so that `bulwark serve` traces without an embedding process. The provider is not
- * registered globally: an embedding process's own provider is left alone. Without `otlp`, spans go
- * through the global `@opentelemetry/api` to whatever provider the embedding process registered.
+ * the last for Node 20) that batches spans and exports them over OTLP/HTTP (JSON or protobuf,
+ * `/v1/traces`) to a collector, so that `bulwark serve` traces without an embedding process; which
+ * requests are traced is the gateway's own draw (`sampleRatio`). The provider is not registered
+ * globally: an embedding process's own provider is left alone. Without `otlp`, spans go through the
+ * global `@opentelemetry/api` to whatever provider the embedding process registered.
  *
  * Traces are telemetry, not a control: a collector that is down loses spans, never a request; each
- * failed export is counted (`gateway_trace_spans_dropped_total`) and logged as a warning. The audit log
+ * failed export, and each span that finds the export queue full, is counted
+ * (`gateway_trace_spans_dropped_total`) and logged as a warning. The audit log
  * is the record that fails closed. Header values (a collector's API key) come from a file and are never
  * logged or echoed in errors.
  */

@@ -13,6 +13,7 @@ import { after, before, describe, it } from 'node:test';
 import type { TLSSocket } from 'node:tls';
 import { trace } from '@opentelemetry/api';
 import { InMemorySpanExporter, NodeTracerProvider, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-node';
+import { pino } from 'pino';
 import protobuf from 'protobufjs';
 import { isBulwarkError, SeededRng } from '../../src/core/index.js';
 import { GatewayClient, type GatewayError } from '../../src/gateway/client.js';
@@ -362,6 +363,7 @@ describe('gateway traces exported over OTLP/HTTP by the gateway itself (bulwark 
 
   it('a full export queue drops spans (counted) while a slow collector holds an export', async () => {
     const col = await collector(5000);
+    const logs: string[] = [];
     const gw = await startGateway(
       f.config({
         detectors: { mode: 'monitor', stateTtlSeconds: 86_400 },
@@ -374,6 +376,7 @@ describe('gateway traces exported over OTLP/HTTP by the gateway itself (bulwark 
           },
         },
       }),
+      { logger: pino({ level: 'warn' }, { write: (line: string) => void logs.push(line) }) },
     );
     const c = await tokenClient(f, gw);
     // The first two spans fill a batch whose export the collector holds for 5 s; two more wait in the
@@ -386,6 +389,10 @@ describe('gateway traces exported over OTLP/HTTP by the gateway itself (bulwark 
     assert.ok((dropped?.values[0]?.value ?? 0) >= 1, JSON.stringify(dropped?.values));
     const exported = col.posts.reduce((n, p) => n + (p.body.match(/"gateway\.infer"/g)?.length ?? 0), 0);
     assert.equal(exported + (dropped?.values[0]?.value ?? 0), 10, 'every span is exported or counted');
+    // One warning for the burst (at most one per 10 s), not one per span.
+    const warnings = logs.filter((l) => l.includes('trace spans dropped'));
+    assert.equal(warnings.length, 1, logs.join(''));
+    assert.match(warnings[0] as string, /queue is full/);
   });
 
   it('exports to a collector that requires mutual TLS with certFile and keyFile, rotated on reload; without them, spans are lost and counted', async () => {
