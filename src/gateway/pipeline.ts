@@ -191,6 +191,8 @@ export class Pipeline {
     // Time of the feature encoding, counted with the 'infer' stage (it runs before the detectors).
     let carry = 0;
     const span: Span | null = o.tracing ? o.tracing.startSpan(call.traceParent) : null;
+    // The id the reply (x-request-id), the logs and the audit entry carry: a trace leads to its record.
+    span?.setAttribute('bulwark.request_id', requestId);
     const lap = (stage: Stage) => {
       const now = performance.now();
       const ms = now - t + (stage === 'infer' ? carry : 0);

@@ -49,7 +49,12 @@ describe('gateway traces (OpenTelemetry)', () => {
 
   it('records one span per request with every stage as an event, and the code of a refusal', async () => {
     const c = await tokenClient(f, gw);
-    await c.inferRows('fraud', [f.rows[7] as never]);
+    const answered = await c.request(
+      'POST',
+      '/v2/models/fraud/infer',
+      JSON.stringify(v2Body([f.rows[7] as never])),
+    );
+    assert.equal(answered.status, 200);
     const anon = new GatewayClient({ url: gw.url, ca: f.ca.pem, servername: 'localhost' });
     await anon
       .inferRows('fraud', [f.rows[8] as never])
@@ -60,6 +65,10 @@ describe('gateway traces (OpenTelemetry)', () => {
     assert.equal(spans.length, 2);
     const [ok, denied] = spans as [(typeof spans)[number], (typeof spans)[number]];
     assert.equal(ok.attributes['bulwark.code'], 'OK');
+    // The span carries the request id of the reply, which the logs and the audit entry carry too
+    // (test/gateway/pipeline.test.ts finds the audit entry by it).
+    assert.match(String(ok.attributes['bulwark.request_id']), /^[0-9a-f-]{36}$/);
+    assert.equal(ok.attributes['bulwark.request_id'], answered.headers['x-request-id']);
     // Every stage once, in the documented order: the example policies read riskScore and queryCount,
     // so Cedar's one evaluation comes after the detectors.
     assert.equal(gw.pipeline.options.policyAfterDetect, true);
