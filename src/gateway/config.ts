@@ -206,6 +206,8 @@ export const telemetryConfigSchema = z.strictObject({
           maxQueueSize: z.number().int().min(1).max(1_000_000).default(2048),
           /** OTLP/HTTP encoding: JSON, or protobuf (the OTLP specification's default). */
           protocol: z.enum(['http/json', 'http/protobuf']).default('http/json'),
+          /** gzip each export (Content-Encoding: gzip): fewer bytes to a remote collector, more CPU here. */
+          compression: z.enum(['none', 'gzip']).default('none'),
         })
         .refine((o) => (o.certFile === undefined) === (o.keyFile === undefined), {
           message: 'set both certFile and keyFile for mutual TLS to the collector, or neither',

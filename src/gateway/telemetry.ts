@@ -31,6 +31,7 @@ import {
 import { type ExportResult, ExportResultCode, W3CTraceContextPropagator } from '@opentelemetry/core';
 import { OTLPTraceExporter as JsonExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { OTLPTraceExporter as ProtobufExporter } from '@opentelemetry/exporter-trace-otlp-proto';
+import { CompressionAlgorithm } from '@opentelemetry/otlp-exporter-base';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 // The SDK's own batch processor (the Node SDK's re-export does not take a self-observability meter).
 import { BatchSpanProcessor } from '@opentelemetry/sdk-trace';
@@ -223,6 +224,7 @@ async function otlpExporter(otlp: OtlpConfig): Promise<SpanExporter> {
     url: otlp.endpoint,
     headers,
     timeoutMillis: otlp.timeoutMs,
+    compression: otlp.compression === 'gzip' ? CompressionAlgorithm.GZIP : CompressionAlgorithm.NONE,
     ...(Object.keys(tls).length === 0 ? {} : { httpAgentOptions: { ...tls, keepAlive: true } }),
   };
   return otlp.protocol === 'http/protobuf' ? new ProtobufExporter(options) : new JsonExporter(options);

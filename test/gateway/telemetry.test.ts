@@ -11,6 +11,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { TLSSocket } from 'node:tls';
+import { gunzipSync } from 'node:zlib';
 import { trace } from '@opentelemetry/api';
 import { InMemorySpanExporter, NodeTracerProvider, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-node';
 import { pino } from 'pino';
@@ -103,7 +104,8 @@ async function collector(holdMs = 0): Promise<{
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
-      const raw = Buffer.concat(chunks);
+      const sent = Buffer.concat(chunks);
+      const raw = req.headers['content-encoding'] === 'gzip' ? gunzipSync(sent) : sent;
       posts.push({ path: req.url ?? '', headers: req.headers, raw, body: raw.toString('utf8') });
       setTimeout(() => res.writeHead(200, { 'content-type': 'application/json' }).end('{}'), holdMs);
     });
@@ -251,14 +253,14 @@ describe('gateway traces exported over OTLP/HTTP by the gateway itself (bulwark 
     }
   });
 
-  it('exports protobuf (OTLP/HTTP, http/protobuf) that decodes with the OTLP schema', async () => {
+  it('exports protobuf (OTLP/HTTP, http/protobuf), gzipped, that decodes with the OTLP schema', async () => {
     const col = await collector();
     const traceId = '0af7651916cd43dd8448eb211c80319c';
     const callerSpan = 'b7ad6b7169203331';
     const gw = await twoRequests(
       f,
       'gw-proto',
-      { endpoint: col.url, protocol: 'http/protobuf' },
+      { endpoint: col.url, protocol: 'http/protobuf', compression: 'gzip' },
       { traceId, callerSpan, flags: '01' },
     );
     // flushTraces exports what is buffered without stopping (the batch would otherwise wait 5 s).
@@ -269,6 +271,7 @@ describe('gateway traces exported over OTLP/HTTP by the gateway itself (bulwark 
       const spans: ProtoSpan[] = [];
       for (const p of col.posts) {
         assert.equal(p.headers['content-type'], 'application/x-protobuf');
+        assert.equal(p.headers['content-encoding'], 'gzip');
         const req = OTLP_REQUEST.toObject(OTLP_REQUEST.decode(p.raw), { bytes: String, defaults: true }) as {
           resourceSpans: {
             resource: { attributes: ProtoKeyValue[] };
