@@ -9,15 +9,10 @@
  * counted as the gateway's CPU; each pass flushes its own spans before it is timed out.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { SeededRng } from '../src/core/index.js';
+import { gatewayConfig } from '../src/gateway/index.js';
 import { type Fixture, fixture } from '../test/gateway/gateway-fixtures.js';
-import {
-  benchConfigs,
-  inProcessPlan,
-  measurePipelineVariants,
-  type PipelineVariant,
-} from './gateway.bench.js';
-import type { Benchmark, Figure } from './harness.js';
+import { benchConfigs, type PipelineVariant, priceInProcess } from './gateway.bench.js';
+import type { Benchmark } from './harness.js';
 
 /** Traces added to the full stack (telemetry.traces), priced as full-with-them minus full. */
 const TRACES: { id: string; label: string; protocol: 'http/json' | 'http/protobuf'; sampleRatio: number }[] =
@@ -65,7 +60,6 @@ const bench: Benchmark = {
   async run(ctx) {
     const f: Fixture = await fixture();
     const { full } = benchConfigs(f);
-    const { repeats, requests } = inProcessPlan(ctx);
     const collector = await childCollector();
     const variants: PipelineVariant[] = [
       { id: 'full', label: 'full stack, traces off', config: full, disable: [] },
@@ -81,7 +75,8 @@ const bench: Benchmark = {
       ...TRACES.map((t) => ({
         id: `full_${t.id}`,
         label: `full stack with ${t.label}`,
-        config: {
+        // Parsed again so that the otlp section's defaults (timeout, queue, no compression) are filled.
+        config: gatewayConfig({
           ...full,
           telemetry: {
             ...full.telemetry,
@@ -89,48 +84,22 @@ const bench: Benchmark = {
               enabled: true,
               serviceName: 'bench',
               sampleRatio: t.sampleRatio,
-              otlp: {
-                endpoint: collector.url,
-                timeoutMs: 10_000,
-                maxQueueSize: 2048,
-                protocol: t.protocol,
-                compression: 'none' as const,
-              },
+              otlp: { endpoint: collector.url, protocol: t.protocol },
             },
           },
-        },
+        }),
         disable: [],
       })),
     ];
-    const runs = await measurePipelineVariants(f, variants, {
-      requests,
-      repeats,
-      connections: 64,
-      shuffle: new SeededRng(13),
-      gcBetween: true,
-    }).finally(() => collector.stop());
-    const figures: Figure[] = [];
-    const facts: Record<string, string | number | boolean> = {};
-    const cpuOf = new Map(runs.map((v) => [v.id, v.cpu]));
-    for (const v of runs) {
-      facts[`${v.id}.errors`] = v.bad;
-      figures.push({
-        id: `${v.id}.cpu_us`,
-        label: `${v.label}: CPU µs/request`,
-        system: 'bulwark',
-        unit: 'µs',
-        better: 'lower',
-        samples: v.cpu,
-      });
-    }
-    const base = cpuOf.get('full') as number[];
+    const { figures, facts, cpu, paired, note } = await priceInProcess(f, variants, ctx, 13).finally(() =>
+      collector.stop(),
+    );
+    const base = cpu('full');
     for (const t of [
       { id: 'control', label: 'a second identical instance, traces off (control)' },
       ...TRACES,
     ]) {
-      const withIt = cpuOf.get(`full_${t.id}`) as number[];
-      if (withIt === undefined) throw new Error(`gateway-traces: no run full_${t.id}`);
-      const diff = withIt.map((x, k) => x - (base[k] as number));
+      const diff = paired(`full_${t.id}`, 'full');
       figures.push(
         {
           id: `cost.${t.id}_us`,
@@ -154,7 +123,7 @@ const bench: Benchmark = {
       figures,
       facts,
       notes: [
-        `In process: Pipeline.infer by 64 concurrent callers, ${requests} single-row requests per pass, the load generator's bodies and credentials; ${repeats} counted repeats after a warm-up one, each running every variant once in a seeded shuffled order, with a full GC before each pass; CPU is the process's user + system time per request.`,
+        note,
         'One span per sampled request with an event per stage, batched (512 spans per export, sent when 512 are queued; what is left at the end of a pass is flushed within the pass, so each pass pays for its own exports) and exported over OTLP/HTTP to a collector stand-in in a child process, whose CPU is not counted. A cost is paired within a repeat, then the median over repeats; the control (a second gateway with the full stack and traces off) shows how far two identical instances differ.',
       ],
     };

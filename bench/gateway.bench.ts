@@ -162,16 +162,64 @@ export function baseVariants(
 }
 
 /**
- * The in-process benches' plan (gateway-costs, gateway-traces): at least 15 repeats, because on a
- * shared 2-core machine single passes of the same configuration differ by tens of microseconds.
+ * The in-process benches (gateway-costs, gateway-traces): `variants` through
+ * {@link measurePipelineVariants} with 64 callers, at least 15 repeats (on a shared 2-core machine
+ * single passes of the same configuration differ by tens of microseconds), a seeded shuffle and a full
+ * GC before each pass. Reports each variant's CPU µs per request (figure `<id>.cpu_us`) and bad replies
+ * (fact `<id>.errors`); `cpu(id)` is a variant's samples and `paired(a, b)` a's minus b's, repeat by
+ * repeat; `note` says how it was measured.
  */
-export function inProcessPlan(ctx: { quick: boolean; repeats: number }): {
-  repeats: number;
-  requests: number;
-} {
-  return ctx.quick
+export async function priceInProcess(
+  f: Fixture,
+  variants: PipelineVariant[],
+  ctx: { quick: boolean; repeats: number },
+  shuffleSeed: number,
+): Promise<{
+  figures: Figure[];
+  facts: Record<string, string | number | boolean>;
+  cpu(id: string): number[];
+  paired(a: string, b: string): number[];
+  note: string;
+}> {
+  const { repeats, requests } = ctx.quick
     ? { repeats: 2, requests: 3000 }
     : { repeats: Math.max(ctx.repeats, 15), requests: 20_000 };
+  const runs = await measurePipelineVariants(f, variants, {
+    requests,
+    repeats,
+    connections: 64,
+    shuffle: new SeededRng(shuffleSeed),
+    gcBetween: true,
+  });
+  const figures: Figure[] = [];
+  const facts: Record<string, string | number | boolean> = {};
+  for (const v of runs) {
+    facts[`${v.id}.errors`] = v.bad;
+    figures.push({
+      id: `${v.id}.cpu_us`,
+      label: `${v.label}: CPU µs/request`,
+      system: 'bulwark',
+      unit: 'µs',
+      better: 'lower',
+      samples: v.cpu,
+    });
+  }
+  const cpuOf = new Map(runs.map((v) => [v.id, v.cpu]));
+  const cpu = (id: string): number[] => {
+    const c = cpuOf.get(id);
+    if (c === undefined) throw new Error(`no in-process run ${id}`);
+    return c;
+  };
+  return {
+    figures,
+    facts,
+    cpu,
+    paired: (a, b) => {
+      const y = cpu(b);
+      return cpu(a).map((x, k) => x - (y[k] as number));
+    },
+    note: `In process: Pipeline.infer by 64 concurrent callers, ${requests} single-row requests per pass, the load generator's bodies and credentials (a parsed client certificate and the same JWT); ${repeats} counted repeats after a warm-up one, each running every variant once in a seeded shuffled order, with a full GC before each pass; CPU is the process's user + system time per request.`,
+  };
 }
 
 /**

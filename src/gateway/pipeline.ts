@@ -25,8 +25,9 @@
  * Denials are recorded in the audit log too (stage and code), without waiting for the commit.
  */
 import { randomUUID } from 'node:crypto';
+import type { IncomingHttpHeaders } from 'node:http';
 import { performance } from 'node:perf_hooks';
-import type { Context, Span } from '@opentelemetry/api';
+import type { Span } from '@opentelemetry/api';
 import type { Logger } from 'pino';
 import type { AuditWriter } from '../audit/index.js';
 import { BulwarkError, sha256Digest } from '../core/index.js';
@@ -108,8 +109,8 @@ export interface InferCall {
   preError?: BulwarkError;
   /** The principal, when the transport authenticated this very request already (the sealed route). */
   principal?: Principal;
-  /** The caller's trace (W3C `traceparent`), which the request's span joins. */
-  traceParent?: Context;
+  /** The request's HTTP headers, read for the caller's W3C trace context when the request is traced. */
+  traceHeaders?: IncomingHttpHeaders;
 }
 
 /** The principal used when authentication is switched off (benchmark only). */
@@ -190,7 +191,7 @@ export class Pipeline {
     let t = start;
     // Time of the feature encoding, counted with the 'infer' stage (it runs before the detectors).
     let carry = 0;
-    const span: Span | null = o.tracing ? o.tracing.startSpan(call.traceParent) : null;
+    const span: Span | null = o.tracing ? o.tracing.startSpan(call.traceHeaders) : null;
     // The id the reply (x-request-id), the logs and the audit entry carry: a trace leads to its record.
     span?.setAttribute('bulwark.request_id', requestId);
     const lap = (stage: Stage) => {

@@ -778,14 +778,13 @@ export class Gateway {
         pre = new BulwarkError('ERR_GATEWAY_MEDIA_TYPE', 'send the body as application/json');
       body = read.body;
     } else body = Buffer.alloc(0);
-    const parent = this.#tracing?.parentOf(req.headers);
     const reply = await this.pipeline.infer({
       model,
       ...(version !== undefined ? { version } : {}),
       body,
       auth: this.#authRequest(req),
       ...(pre ? { preError: pre } : {}),
-      ...(parent ? { traceParent: parent } : {}),
+      ...(this.#tracing ? { traceHeaders: req.headers } : {}),
     });
     if (pre !== null && !req.readableEnded) {
       this.#send(res, reply, true);

@@ -46,20 +46,16 @@ import type { GatewayConfig } from './config.js';
 
 type TracesConfig = GatewayConfig['telemetry']['traces'];
 
-/** The gateway's tracer, and how to flush and stop what exports it. */
+/** How the gateway starts its spans, and how to flush and stop what exports them. */
 export interface GatewayTracing {
-  tracer: Tracer;
   /**
-   * The caller's trace from its W3C `traceparent` / `tracestate` headers (undefined without them), so
-   * the gateway's span joins it. The parent's sampled flag decides nothing with the gateway's own
-   * provider (the gateway draws, {@link requestSampler}): a caller cannot keep its requests out.
+   * The span of one inference request, or null when the draw at `sampleRatio` leaves this request out:
+   * an unsampled request costs no span and its headers are not read. A sampled request's W3C
+   * `traceparent` / `tracestate` (in `headers`) make the span a child in the caller's trace; the
+   * caller's sampled flag decides nothing (the gateway draws, {@link requestSampler}), so a caller
+   * cannot keep its requests out of the traces.
    */
-  parentOf(headers: IncomingHttpHeaders): Context | undefined;
-  /**
-   * The span of one inference request (a child of `parent` when given), or null when the draw at
-   * `sampleRatio` leaves this request out: an unsampled request costs no span at all.
-   */
-  startSpan(parent: Context | undefined): Span | null;
+  startSpan(headers: IncomingHttpHeaders | undefined): Span | null;
   /** Exports the spans buffered so far (a no-op without `otlp`). */
   flush(): Promise<void>;
   /**
@@ -73,8 +69,9 @@ export interface GatewayTracing {
 
 const w3c = new W3CTraceContextPropagator();
 
-function parentOf(headers: IncomingHttpHeaders): Context | undefined {
-  if (headers.traceparent === undefined) return undefined;
+/** The caller's trace from its W3C headers, or undefined without a valid `traceparent`. */
+function parentOf(headers: IncomingHttpHeaders | undefined): Context | undefined {
+  if (headers?.traceparent === undefined) return undefined;
   const ctx = w3c.extract(ROOT_CONTEXT, headers, defaultTextMapGetter);
   return trace.getSpanContext(ctx) === undefined ? undefined : ctx;
 }
@@ -174,9 +171,8 @@ function tracing(
   own?: { forceFlush(): Promise<void>; shutdown(): Promise<void>; reload(): Promise<void> },
 ): GatewayTracing {
   return {
-    tracer,
-    parentOf,
-    startSpan: (parent) => (sampled() ? tracer.startSpan('gateway.infer', undefined, parent) : null),
+    startSpan: (headers) =>
+      sampled() ? tracer.startSpan('gateway.infer', undefined, parentOf(headers)) : null,
     flush: async () => own?.forceFlush(),
     reload: async () => own?.reload(),
     shutdown: async () => own?.shutdown(),

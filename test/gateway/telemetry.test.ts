@@ -29,6 +29,12 @@ async function tokenClient(f: Fixture, gw: Gateway): Promise<GatewayClient> {
   return new GatewayClient({ url: gw.url, ca: f.ca.pem, servername: 'localhost', token: await f.token() });
 }
 
+/** Spans `gw` counted as lost in `gateway_trace_spans_dropped_total`. */
+async function droppedSpans(gw: Gateway): Promise<number> {
+  const m = await gw.metrics.registry.getSingleMetric('gateway_trace_spans_dropped_total')?.get();
+  return m?.values[0]?.value ?? 0;
+}
+
 describe('gateway traces (OpenTelemetry)', () => {
   let f: Fixture;
   let gw: Gateway;
@@ -155,6 +161,31 @@ interface OtlpSpan {
   events?: { name: string }[];
 }
 
+/**
+ * The `gateway.infer` spans in OTLP/JSON exports; with `service`, each export's resource must carry
+ * that service name.
+ */
+function jsonSpans(posts: Post[], service?: string): OtlpSpan[] {
+  const spans: OtlpSpan[] = [];
+  for (const p of posts) {
+    const body = JSON.parse(p.body) as {
+      resourceSpans: {
+        resource: { attributes: { key: string; value: { stringValue?: string } }[] };
+        scopeSpans: { spans: OtlpSpan[] }[];
+      }[];
+    };
+    for (const rs of body.resourceSpans) {
+      if (service !== undefined)
+        assert.equal(
+          rs.resource.attributes.find((a) => a.key === 'service.name')?.value.stringValue,
+          service,
+        );
+      for (const ss of rs.scopeSpans) spans.push(...ss.spans.filter((s) => s.name === 'gateway.infer'));
+    }
+  }
+  return spans;
+}
+
 interface ProtoKeyValue {
   key: string;
   value: { stringValue?: string };
@@ -216,24 +247,12 @@ describe('gateway traces exported over OTLP/HTTP by the gateway itself (bulwark 
     await gw.close();
     try {
       assert.ok(col.posts.length >= 1, 'spans were exported by close()');
-      const spans: OtlpSpan[] = [];
       for (const p of col.posts) {
         assert.equal(p.path, '/v1/traces');
         assert.match(String(p.headers['content-type']), /application\/json/);
         assert.equal(p.headers['x-api-key'], 'k-123-secret');
-        const body = JSON.parse(p.body) as {
-          resourceSpans: {
-            resource: { attributes: { key: string; value: { stringValue?: string } }[] };
-            scopeSpans: { spans: OtlpSpan[] }[];
-          }[];
-        };
-        for (const rs of body.resourceSpans) {
-          const service = rs.resource.attributes.find((a) => a.key === 'service.name');
-          assert.equal(service?.value.stringValue, 'gw-otlp');
-          for (const ss of rs.scopeSpans) spans.push(...ss.spans);
-        }
       }
-      const infer = spans.filter((s) => s.name === 'gateway.infer');
+      const infer = jsonSpans(col.posts, 'gw-otlp');
       assert.equal(infer.length, 2);
       const child = infer.filter((s) => s.traceId === traceId);
       assert.equal(child.length, 1, 'the span with a traceparent joins the caller trace');
@@ -343,11 +362,7 @@ describe('gateway traces exported over OTLP/HTTP by the gateway itself (bulwark 
     c.close();
     await gw.close();
     await col.close();
-    let spans = 0;
-    for (const p of col.posts)
-      for (const rs of (JSON.parse(p.body) as { resourceSpans: { scopeSpans: { spans: OtlpSpan[] }[] }[] })
-        .resourceSpans)
-        for (const ss of rs.scopeSpans) spans += ss.spans.filter((s) => s.name === 'gateway.infer').length;
+    const spans = jsonSpans(col.posts).length;
     assert.ok(spans > 0 && spans < 40, `${spans} of 40 traced at 0.5`);
   });
 
@@ -369,8 +384,7 @@ describe('gateway traces exported over OTLP/HTTP by the gateway itself (bulwark 
     c.close();
     await gw.close();
     // The span the flush on close could not deliver is counted, not silently lost.
-    const dropped = await gw.metrics.registry.getSingleMetric('gateway_trace_spans_dropped_total')?.get();
-    assert.ok((dropped?.values[0]?.value ?? 0) >= 1, JSON.stringify(dropped?.values));
+    assert.ok((await droppedSpans(gw)) >= 1);
   });
 
   it('a full export queue drops spans (counted) while a slow collector holds an export', async () => {
@@ -395,12 +409,11 @@ describe('gateway traces exported over OTLP/HTTP by the gateway itself (bulwark 
     // queue; the rest of the 10 requests (answered well within the 5 s) find it full.
     for (let i = 0; i < 10; i++) await c.inferRows('fraud', [f.rows[60 + i] as never]);
     c.close();
-    const dropped = await gw.metrics.registry.getSingleMetric('gateway_trace_spans_dropped_total')?.get();
+    const dropped = await droppedSpans(gw);
     await gw.close();
     await col.close();
-    assert.ok((dropped?.values[0]?.value ?? 0) >= 1, JSON.stringify(dropped?.values));
-    const exported = col.posts.reduce((n, p) => n + (p.body.match(/"gateway\.infer"/g)?.length ?? 0), 0);
-    assert.equal(exported + (dropped?.values[0]?.value ?? 0), 10, 'every span is exported or counted');
+    assert.ok(dropped >= 1);
+    assert.equal(jsonSpans(col.posts).length + dropped, 10, 'every span is exported or counted');
     // One warning for the burst (at most one per 10 s), not one per span.
     const warnings = logs.filter((l) => l.includes('trace spans dropped'));
     assert.equal(warnings.length, 1, logs.join(''));
@@ -431,8 +444,7 @@ describe('gateway traces exported over OTLP/HTTP by the gateway itself (bulwark 
       await c.inferRows('fraud', [f.rows[2] as never]);
       c.close();
       await gw.close();
-      const dropped = await gw.metrics.registry.getSingleMetric('gateway_trace_spans_dropped_total')?.get();
-      return dropped?.values[0]?.value ?? 0;
+      return droppedSpans(gw);
     };
     try {
       const caFile = join(f.dir, 'ca.pem');
@@ -482,8 +494,7 @@ describe('gateway traces exported over OTLP/HTTP by the gateway itself (bulwark 
       await oneSpan(22);
       c.close();
       await gw.close();
-      const dropped = await gw.metrics.registry.getSingleMetric('gateway_trace_spans_dropped_total')?.get();
-      assert.equal(dropped?.values[0]?.value ?? 0, 0);
+      assert.equal(await droppedSpans(gw), 0);
       assert.deepEqual(
         seen.slice(1).map((san) => /otel-rotated/.test(san)),
         [false, true, true],
