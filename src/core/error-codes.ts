@@ -204,6 +204,10 @@ export const errorCodes = {
     exit: ExitCode.input,
     summary: 'A keyring file is malformed or its sealed contents failed authentication.',
   },
+  ERR_KEYRING_PROVIDER_MISMATCH: {
+    exit: ExitCode.security,
+    summary: 'A keyring file names another key provider than the one expected (default local).',
+  },
   ERR_KEY_NOT_FOUND: {
     exit: ExitCode.security,
     summary: 'The key (keyring, id or version) that protected this data is not in the keyring given.',

@@ -115,6 +115,8 @@ export const modelConfigSchema = z
     keyringPassphrase: z
       .union([z.strictObject({ file: path }), z.strictObject({ env: z.string().min(1) })])
       .optional(),
+    /** The provider the keyring was created with; a keyring file naming another is refused. */
+    keyringProvider: z.string().min(1).default('local'),
     trust: path.optional(),
     /** A plain ONNX file from `bulwark train`: unsigned and unencrypted, only with insecure: true. */
     onnx: path.optional(),

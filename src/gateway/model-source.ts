@@ -179,7 +179,10 @@ export class PackageModelSource implements ModelSource {
       );
     const secret =
       c.keyringPassphrase ?? (process.env['BULWARK_PASSPHRASE'] ? { env: 'BULWARK_PASSPHRASE' } : {});
-    const keyring = await Keyring.open(c.keyring, { secret: { ...secret, prompt: false } });
+    const keyring = await Keyring.open(c.keyring, {
+      secret: { ...secret, prompt: false },
+      provider: c.keyringProvider,
+    });
     const trust = await loadTrustPolicy(c.trust);
     const pkg = await loadProtectedModel(c.package, { keyring, trust, threads: c.threads });
     try {

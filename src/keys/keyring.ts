@@ -124,6 +124,13 @@ export interface CreateKeyringOptions {
 export interface OpenKeyringOptions {
   /** The passphrase (local) or PIN (pkcs11) source. */
   secret?: SecretSource;
+  /**
+   * The provider the keyring must use (default `local`). The file's header names its provider before
+   * anything in it is authenticated, so without this pin whoever can write the file could turn a sealed
+   * `local` keyring into a `file` one whose key they hold (no passphrase asked, every new data key
+   * wrapped under their key) or point a `pkcs11` one at a library of their choosing.
+   */
+  provider?: string;
 }
 
 const keyId = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/);
@@ -348,6 +355,14 @@ export class Keyring {
         'ERR_FORMAT_VERSION',
         `${path}: keyring format version ${head.data.version} is not supported (this Bulwark reads ${KEYRING_VERSION})`,
         { details: { path } },
+      );
+    }
+    const expected = opts.provider ?? 'local';
+    if (head.data.provider.name !== expected) {
+      throw new BulwarkError(
+        'ERR_KEYRING_PROVIDER_MISMATCH',
+        `${path} names the key provider "${head.data.provider.name}", but "${expected}" was expected: refused (an edited provider could hand new data keys to whoever edited the file); name the provider the keyring was created with (--keyring-provider, or keyringProvider in the gateway config)`,
+        { details: { path, provider: head.data.provider.name, expected } },
       );
     }
     const factory: KeyProviderFactory = getKeyProvider(head.data.provider.name);

@@ -85,6 +85,46 @@ describe('local keyring', () => {
     await (await Keyring.open(path, { secret: { value: 'pw' } })).close();
   });
 
+  it('refuses a keyring whose header names another provider than the caller pins (default local)', async () => {
+    const kr = await localKeyring(dir, 'downgrade.json', 'pw');
+    await kr.close();
+    const path = join(dir, 'downgrade.json');
+    const doc = JSON.parse(readFileSync(path, 'utf8')) as { id: string };
+    // Whoever can write the file swaps the sealed local keyring for an unsealed "file" one whose key
+    // they hold: opened as it says, no passphrase would be asked and new data keys wrapped under theirs.
+    const attackerKey = join(dir, 'attacker.key');
+    writeFileSync(attackerKey, randomBytes(32).toString('hex'));
+    const now = new Date().toISOString();
+    const forged = {
+      format: 'bulwark-keyring',
+      version: 1,
+      id: doc.id,
+      provider: { name: 'file' },
+      keys: [
+        {
+          id: 'data',
+          purpose: 'data',
+          createdAt: now,
+          primary: 1,
+          versions: [{ version: 1, status: 'enabled', createdAt: now, ref: { file: attackerKey } }],
+        },
+      ],
+    };
+    writeFileSync(path, JSON.stringify(forged));
+    // The forgery is well-formed: opened with the provider it names, it loads.
+    await (await Keyring.open(path, { provider: 'file' })).close();
+    const e = await rejectsWith(
+      () => Keyring.open(path, { secret: { value: 'pw' } }),
+      'ERR_KEYRING_PROVIDER_MISMATCH',
+    );
+    assert.match(e.message, /names the key provider "file", but "local" was expected/);
+    writeFileSync(
+      path,
+      JSON.stringify({ ...forged, provider: { name: 'pkcs11', module: '/tmp/evil.so', token: 't' } }),
+    );
+    await rejectsWith(() => Keyring.open(path, { secret: { value: 'pw' } }), 'ERR_KEYRING_PROVIDER_MISMATCH');
+  });
+
   it('refuses to overwrite a keyring and rejects a bad scrypt setting', async () => {
     await localKeyring(dir, 'd.json');
     await rejectsWith(() => localKeyring(dir, 'd.json'), 'ERR_FILE_EXISTS');
@@ -192,7 +232,8 @@ describe('file and env providers', () => {
     const doc = readFileSync(kr.path, 'utf8');
     assert.doesNotMatch(doc, new RegExp(readFileSync(keyFile, 'utf8').trim()));
     await kr.close();
-    const again = await Keyring.open(kr.path);
+    await rejectsWith(() => Keyring.open(kr.path), 'ERR_KEYRING_PROVIDER_MISMATCH');
+    const again = await Keyring.open(kr.path, { provider: 'file' });
     assert.deepEqual(await again.unwrapKey(w, 'c'), dek);
     writeFileSync(keyFile, randomBytes(32));
     await rejectsWith(() => again.unwrapKey(w, 'c'), 'ERR_KEY_UNWRAP');

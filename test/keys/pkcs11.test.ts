@@ -130,7 +130,7 @@ describe('pkcs11 provider (SoftHSM2)', { skip: missing }, () => {
     const w2 = await kr.wrapKey('data', dek, 'c');
     assert.equal(w2.version, 2);
     await kr.close();
-    kr = await Keyring.open(join(dir, 'hsm.json'), { secret: { value: PIN } });
+    kr = await Keyring.open(join(dir, 'hsm.json'), { secret: { value: PIN }, provider: 'pkcs11' });
     assert.deepEqual(await decryptBytes(ct, kr), Buffer.from('model weights'));
     assert.deepEqual(await kr.unwrapKey(w1, 'c'), dek);
     await kr.destroy('data', 1);
@@ -142,7 +142,10 @@ describe('pkcs11 provider (SoftHSM2)', { skip: missing }, () => {
     doc.keys[0]!.versions[0]!.status = 'enabled';
     writeFileSync(join(dir, 'edited.json'), JSON.stringify(doc));
     await kr.close();
-    const edited = await Keyring.open(join(dir, 'edited.json'), { secret: { value: PIN } });
+    const edited = await Keyring.open(join(dir, 'edited.json'), {
+      secret: { value: PIN },
+      provider: 'pkcs11',
+    });
     await rejectsWith(() => edited.unwrapKey(w1, 'c'), 'ERR_KEY_NOT_FOUND');
     await edited.close();
   });
@@ -151,6 +154,7 @@ describe('pkcs11 provider (SoftHSM2)', { skip: missing }, () => {
     const kr2 = join(dir, 'cli-hsm.json');
     const env = { BULWARK_TEST_PIN: PIN };
     const auth = ['--keyring', kr2, '--pin-env', 'BULWARK_TEST_PIN'];
+    const use = [...auth, '--keyring-provider', 'pkcs11'];
     let r = runBulwark(
       [
         'keys',
@@ -182,24 +186,27 @@ describe('pkcs11 provider (SoftHSM2)', { skip: missing }, () => {
         'model',
         '--frame-size',
         '65536',
-        ...auth,
+        ...use,
       ],
       { env },
     );
     assert.equal(r.code, 0, r.stderr);
-    r = runBulwark(['keys', 'decrypt', join(dir, 'w.enc'), '--out', join(dir, 'w.dec'), ...auth], { env });
+    r = runBulwark(['keys', 'decrypt', join(dir, 'w.enc'), '--out', join(dir, 'w.dec'), ...use], { env });
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual(readFileSync(join(dir, 'w.dec')), Buffer.alloc(70_000, 3));
-    r = runBulwark(['keys', 'list', ...auth], { env: { BULWARK_TEST_PIN: '0000' } });
+    r = runBulwark(['keys', 'list', ...use], { env: { BULWARK_TEST_PIN: '0000' } });
     assert.equal(r.code, 6);
     assert.match(r.stderr, /^bulwark: ERR_HSM: login to token "bulwark-test" failed: CKR_PIN_INCORRECT/);
     assert.doesNotMatch(r.stderr, /0000/);
   });
 
   it('a wrong PIN or an unknown token is ERR_HSM; no PIN source is ERR_SECRET_MISSING', async () => {
-    await rejectsWith(() => Keyring.open(join(dir, 'hsm.json'), { secret: { value: '0000' } }), 'ERR_HSM');
     await rejectsWith(
-      () => Keyring.open(join(dir, 'hsm.json'), { secret: { prompt: false } }),
+      () => Keyring.open(join(dir, 'hsm.json'), { secret: { value: '0000' }, provider: 'pkcs11' }),
+      'ERR_HSM',
+    );
+    await rejectsWith(
+      () => Keyring.open(join(dir, 'hsm.json'), { secret: { prompt: false }, provider: 'pkcs11' }),
       'ERR_SECRET_MISSING',
     );
     await rejectsWith(

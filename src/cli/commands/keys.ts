@@ -22,16 +22,28 @@ const THREADS_HELP =
 /** Options every command that opens a keyring takes: where its secret comes from (never argv). */
 export interface SecretCliOptions {
   keyring: string;
+  /** The provider the keyring must use (`keys init` names it with `--provider` instead). */
+  keyringProvider?: string;
   passphraseFile?: string;
   passphraseEnv?: string;
   pinFile?: string;
   pinEnv?: string;
 }
 
-/** Adds `--keyring` and the secret-source options to a command. */
-export function withKeyringOptions(c: Command): Command {
+/** Help of `--keyring-provider`. */
+export const KEYRING_PROVIDER_HELP =
+  'the key provider the keyring was created with (local, pkcs11, file, env); a keyring file naming another is refused (ERR_KEYRING_PROVIDER_MISMATCH)';
+
+/**
+ * Adds `--keyring` and the secret-source options to a command, and `--keyring-provider` unless the
+ * command creates the keyring (`keys init` names the provider itself). With `optional` (its help text),
+ * `--keyring` may be left out.
+ */
+export function withKeyringOptions(c: Command, opts: { creates?: boolean; optional?: string } = {}): Command {
+  if (opts.optional !== undefined) c.option('--keyring <file>', opts.optional);
+  else c.requiredOption('--keyring <file>', 'keyring file');
+  if (!opts.creates) c.option('--keyring-provider <name>', KEYRING_PROVIDER_HELP, 'local');
   return c
-    .requiredOption('--keyring <file>', 'keyring file')
     .option('--passphrase-file <file>', 'read the keyring passphrase from this file (e.g. a mounted secret)')
     .option('--passphrase-env <var>', 'read the keyring passphrase from this environment variable')
     .option('--pin-file <file>', 'read the PKCS#11 token PIN from this file')
@@ -53,7 +65,10 @@ export function secretFromOptions(o: SecretCliOptions): SecretSource {
 
 /** Opens the keyring named by the options. */
 export async function openKeyringFromOptions(o: SecretCliOptions): Promise<Keyring> {
-  return Keyring.open(o.keyring, { secret: secretFromOptions(o) });
+  return Keyring.open(o.keyring, {
+    secret: secretFromOptions(o),
+    ...(o.keyringProvider !== undefined ? { provider: o.keyringProvider } : {}),
+  });
 }
 
 function sourceOf(o: { sourceFile?: string; sourceEnv?: string }): KeySource {
@@ -148,6 +163,7 @@ export function registerKeysCommands(program: Command): void {
       )
       .option('--source-env <var>', 'env provider: the variable holding the first key')
       .option('--scrypt-log-n <n>', 'local: scrypt cost as log2(N) (default 17)', intOption(10, 22), 17),
+    { creates: true },
   ).action(async function (this: Command) {
     const io = ioOf(this);
     const o = this.opts<

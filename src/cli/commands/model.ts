@@ -251,17 +251,15 @@ export function registerModelCommands(program: Command): void {
     });
   });
 
-  model
-    .command('verify <package>')
-    .description(
-      'verify a package: signature, trusted signer, digests; with --keyring also decrypt in memory',
-    )
-    .requiredOption('--trust <file>', 'trust policy (YAML/JSON): which keys may sign which model names')
-    .option('--keyring <file>', 'keyring: also decrypt the model in memory and check its digest')
-    .option('--passphrase-file <file>', 'read the keyring passphrase from this file')
-    .option('--passphrase-env <var>', 'read the keyring passphrase from this environment variable')
-    .option('--pin-file <file>', 'read the PKCS#11 token PIN from this file')
-    .option('--pin-env <var>', 'read the PKCS#11 token PIN from this environment variable')
+  withKeyringOptions(
+    model
+      .command('verify <package>')
+      .description(
+        'verify a package: signature, trusted signer, digests; with --keyring also decrypt in memory',
+      )
+      .requiredOption('--trust <file>', 'trust policy (YAML/JSON): which keys may sign which model names'),
+    { optional: 'keyring: also decrypt the model in memory and check its digest' },
+  )
     .option('--load', 'also open the model in ONNX Runtime (needs --keyring)')
     .action(async function (this: Command, file: string) {
       const io = ioOf(this);

@@ -23,6 +23,7 @@ import { record } from '../audit-record.js';
 import { floatOption } from '../options.js';
 import type { Io } from '../output.js';
 import { loadVerifierKey } from './audit.js';
+import { withKeyringOptions } from './keys.js';
 import {
   type Continuation,
   type ContinueCliOpts,
@@ -48,6 +49,7 @@ export interface IntegrityTrainOpts {
   maxFlagged?: number;
   /** `--from PARENT.bwm`: the keyring, trust policy, signing key and new version of the package. */
   keyring?: string;
+  keyringProvider?: string;
   passphraseFile?: string;
   passphraseEnv?: string;
   pinFile?: string;
@@ -58,7 +60,7 @@ export interface IntegrityTrainOpts {
 }
 
 export function addIntegrityTrainOptions(cmd: Command): Command {
-  return cmd
+  cmd
     .option(
       '--sanitize [method]',
       `train, flag suspicious rows (${INSPECT_METHODS.join(', ')}; default both), remove them and train again`,
@@ -99,15 +101,10 @@ export function addIntegrityTrainOptions(cmd: Command): Command {
       '--max-flagged <f>',
       '--from with DP: refuse the new batch whole when the poisoning check flags more than this share of it',
       floatOption(0, 1),
-    )
-    .option(
-      '--keyring <file>',
-      '--from PARENT.bwm: the keyring that decrypts it and encrypts the new package',
-    )
-    .option('--passphrase-file <file>', 'read the keyring passphrase from this file')
-    .option('--passphrase-env <var>', 'read the keyring passphrase from this environment variable')
-    .option('--pin-file <file>', 'read the PKCS#11 token PIN from this file')
-    .option('--pin-env <var>', 'read the PKCS#11 token PIN from this environment variable')
+    );
+  return withKeyringOptions(cmd, {
+    optional: '--from PARENT.bwm: the keyring that decrypts it and encrypts the new package',
+  })
     .option('--trust <file>', '--from PARENT.bwm: trust policy the parent package is verified against')
     .option('--sign-key <file>', '--from PARENT.bwm: signing key of the new package (--out NEW.bwm)')
     .option(
