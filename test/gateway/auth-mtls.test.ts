@@ -244,6 +244,36 @@ describe('forwarded client certificates', () => {
     );
   });
 
+  it('reload withdraws a CA even when the JWKS cannot be re-read at that moment', async () => {
+    const f = join(dir, 'ca-reload-2.pem');
+    const jwks = join(dir, 'jwks-reload-2.json');
+    writeFileSync(f, `${otherCa.pem}${ca.pem}`);
+    writeFileSync(jwks, JSON.stringify({ keys: [key.publicJwk] }));
+    const a = await Authenticator.create({
+      require: 'either',
+      mtls: { trustDomains: [TD], caFile: f },
+      jwt: { issuer: ISSUER, audience: AUDIENCE, jwks: { file: jwks } },
+      trustedProxies: [{ spiffeId: PROXY_ID, format: 'xfcc' }],
+    });
+    const token = await mint(key, goodClaims({ jti: 'reload-2' }));
+    await a.authenticate({
+      peerAuthorized: false,
+      remoteAddress: '10.1.2.3',
+      authorization: `Bearer ${token}`,
+    });
+    assert.equal(a.cachedTokens, 1);
+    // The operator withdraws the CA that issued the client's certificate, while the JWKS is unreadable.
+    writeFileSync(f, otherCa.pem);
+    writeFileSync(jwks, 'not json');
+    await assert.rejects(a.reload(), codeOf('ERR_AUTH_JWKS_INVALID'));
+    await assert.rejects(
+      a.authenticate(mtls(proxy, { forwardedClientCert: xfcc(client) })),
+      codeOf('ERR_AUTH_FORWARDED_UNTRUSTED'),
+    );
+    // The token cache was emptied too; the previous key set stays in service.
+    assert.equal(a.cachedTokens, 0);
+  });
+
   it('does not treat the trusted proxy itself as the caller', async () => {
     await assert.rejects(auth.authenticate(mtls(proxy)), codeOf('ERR_AUTH_MISSING'));
   });

@@ -317,6 +317,43 @@ describe('remote JWKS: rotation, outage and recovery', () => {
     );
   });
 
+  it('a key the issuer withdraws stops its cached tokens at the next refetch, not at their exp', async () => {
+    const ka = await issuerKey('ES256', 'wa');
+    const kb = await issuerKey('ES256', 'wb');
+    const kc = await issuerKey('ES256', 'wc');
+    up = true;
+    jwksBody = JSON.stringify({ keys: [ka.publicJwk, kb.publicJwk] });
+    const ISS = 'https://issuer.bulwark.test';
+    const now = Math.floor(Date.now() / 1000);
+    const claims = (jti: string) => goodClaims({ iss: ISS, aud: RESOURCE, iat: now, exp: now + 300, jti });
+    const auth = await Authenticator.create({
+      jwt: { issuer: ISS, audience: RESOURCE, jwks: { url, cooldownMs: 0, cacheMaxAgeMs: 1000 } },
+    });
+    const call = (t: string) =>
+      auth.authenticate({ peerAuthorized: false, remoteAddress: '::1', authorization: `Bearer ${t}` });
+    const ta = await mint(ka, claims('wa'));
+    const tb = await mint(kb, claims('wb'));
+    await call(ta);
+    await call(tb);
+    const f0 = fetches;
+    await call(ta);
+    await call(tb);
+    assert.equal(fetches, f0, 'cached tokens cost no fetch while the key set is fresh');
+    // The issuer withdraws key a and publishes c; a token under c makes jose refetch on its own.
+    jwksBody = JSON.stringify({ keys: [kb.publicJwk, kc.publicJwk] });
+    await call(await mint(kc, claims('wc')));
+    assert.equal(fetches, f0 + 1);
+    await assert.rejects(call(ta), (e: unknown) => isBulwarkError(e, 'ERR_AUTH_TOKEN_KEY_UNKNOWN'));
+    assert.equal((await call(tb)).tenant, 'acme');
+    // Once the set is older than cacheMaxAgeMs, a cached token waits for a refetch: with the issuer
+    // down it is refused as a new token would be, and served again when the issuer answers.
+    await new Promise((r) => setTimeout(r, 1100));
+    up = false;
+    await assert.rejects(call(tb), (e: unknown) => isBulwarkError(e, 'ERR_AUTH_JWKS_UNAVAILABLE'));
+    up = true;
+    assert.equal((await call(tb)).tenant, 'acme');
+  });
+
   it('starts while the issuer is down and serves once it answers', async () => {
     up = false;
     const k = await issuerKey('ES256', 'late');

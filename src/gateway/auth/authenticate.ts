@@ -226,11 +226,31 @@ export class Authenticator {
     return { spiffeId: facts.spiffeId, thumbprint: facts.thumbprint, notAfter: facts.notAfter, source };
   }
 
-  /** Reloads the JWKS (file re-read or remote refetch), the CA bundle, and empties the token cache. */
+  /**
+   * Reloads the CA bundle and the JWKS (file re-read or remote refetch), and empties the token cache.
+   * Each part is attempted whatever happens to the other, CA bundle first: an operator reloads to
+   * withdraw a CA or a key, and an issuer that is down at that moment must not keep a withdrawn CA
+   * trusted. The first failure is thrown once both have been tried; a part that failed keeps its
+   * previous state (the token cache is emptied in any case).
+   */
   async reload(): Promise<void> {
     this.#svids.clear();
-    if (this.#jwt !== undefined) await this.#jwt.reload();
-    if (this.#config.mtls?.caFile !== undefined) this.#ca = await CaBundle.load(this.#config.mtls.caFile);
+    const errors: unknown[] = [];
+    if (this.#config.mtls?.caFile !== undefined) {
+      try {
+        this.#ca = await CaBundle.load(this.#config.mtls.caFile);
+      } catch (e) {
+        errors.push(e);
+      }
+    }
+    if (this.#jwt !== undefined) {
+      try {
+        await this.#jwt.reload();
+      } catch (e) {
+        errors.push(e);
+      }
+    }
+    if (errors.length > 0) throw errors[0];
   }
 
   /** Releases nothing long-lived today (jose's remote set holds no sockets); kept for the server's shutdown. */

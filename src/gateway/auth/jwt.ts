@@ -5,6 +5,7 @@ import {
   createRemoteJWKSet,
   customFetch,
   decodeProtectedHeader,
+  type FlattenedJWSInput,
   type JSONWebKeySet,
   type JWTPayload,
   type JWTVerifyGetKey,
@@ -34,6 +35,20 @@ export interface VerifiedToken {
   /** Epoch seconds. */
   readonly exp: number;
 }
+
+/**
+ * A cache entry: the verified facts, and the key (as jose's key set resolved it) and header that chose
+ * it, so that a hit can be checked against the current remote key set.
+ */
+interface CachedToken {
+  readonly verified: VerifiedToken;
+  readonly exp: number;
+  readonly header: { alg: string; kid?: string };
+  readonly key: unknown;
+}
+
+/** The token argument of a key lookup made outside a verification (jose reads only its header). */
+const NO_TOKEN: FlattenedJWSInput = { payload: '', signature: '' };
 
 /** Header parameters that carry or point at keys: never honoured (RFC 8725 §3.10, §2.6). */
 const KEY_BEARING_HEADERS = ['jwk', 'jku', 'x5u', 'x5c'] as const;
@@ -90,7 +105,7 @@ export interface JwtVerifierOptions {
 export class JwtVerifier {
   readonly #config: JwtConfig;
   readonly #options: JwtVerifierOptions;
-  readonly #cache: TokenCache<VerifiedToken>;
+  readonly #cache: TokenCache<CachedToken>;
   readonly #types: ReadonlySet<string>;
   readonly #algorithms: ReadonlySet<string>;
   readonly #required: readonly string[];
@@ -135,10 +150,11 @@ export class JwtVerifier {
     return this.#remote;
   }
 
-  /** Drops every cached verified token. */
+  /** Drops every cached verified token, and lets no verification started before join later requests. */
   clear(): void {
     this.#generation += 1;
     this.#cache.clear();
+    this.#inFlight.clear();
   }
 
   /** Number of verified tokens held by the cache (for metrics and tests). */
@@ -151,6 +167,9 @@ export class JwtVerifier {
    * empties the verified-token cache so tokens signed by a withdrawn key stop working at once.
    */
   async reload(): Promise<void> {
+    // The cache goes first, whatever happens to the refetch: an operator reloads to withdraw a key, and
+    // an issuer that is down at that moment must not keep tokens signed by that key in service.
+    this.clear();
     const jwks = this.#config.jwks;
     if ('file' in jwks) {
       let text: string;
@@ -179,6 +198,7 @@ export class JwtVerifier {
         );
       }
     }
+    // Verifications that ran during the refetch used the previous set: none of them is kept.
     this.clear();
   }
 
@@ -193,7 +213,8 @@ export class JwtVerifier {
     const nowS = Math.floor(nowMs / 1000);
     const cacheKey = createHash('sha256').update(token).digest('base64url');
     const hit = this.#cache.get(cacheKey, nowS);
-    if (hit !== undefined) return hit;
+    if (hit !== undefined && (this.#remote === undefined || (await this.#stillServed(hit))))
+      return hit.verified;
     // Single flight: concurrent requests with the same new token share one verification (a client's first
     // burst would otherwise pay one signature check per request).
     const pending = this.#inFlight.get(cacheKey);
@@ -203,7 +224,26 @@ export class JwtVerifier {
     try {
       return await p;
     } finally {
-      this.#inFlight.delete(cacheKey);
+      if (this.#inFlight.get(cacheKey) === p) this.#inFlight.delete(cacheKey);
+    }
+  }
+
+  /**
+   * A remote key set changes without a reload: jose refetches it once it is older than `cacheMaxAgeMs`
+   * or when a token names an unknown `kid`. A cached token stays served only while the current set
+   * still resolves its header to the very key that verified it (jose hands out one key object per
+   * fetched set, so any refetch sends each cached token through one full verification against the new
+   * set: a withdrawn key stops working within one refetch, not at the token's `exp`). The lookup also
+   * makes jose refetch a set older than `cacheMaxAgeMs` first; an issuer that cannot be reached then
+   * refuses the token (ERR_AUTH_JWKS_UNAVAILABLE), as it would a new one.
+   */
+  async #stillServed(hit: CachedToken): Promise<boolean> {
+    try {
+      return (await this.#getKey(hit.header, NO_TOKEN)) === hit.key;
+    } catch (e) {
+      if (e instanceof joseErrors.JWKSNoMatchingKey || e instanceof joseErrors.JWKSMultipleMatchingKeys)
+        return false;
+      throw mapJoseError(e);
     }
   }
 
@@ -220,6 +260,8 @@ export class JwtVerifier {
     const generation = this.#generation;
     this.#screen(token);
     let payload: JWTPayload;
+    let header: ProtectedHeaderParameters;
+    let key: unknown;
     try {
       const r = await jwtVerify(token, this.#getKey, {
         algorithms: [...this.#algorithms],
@@ -230,11 +272,19 @@ export class JwtVerifier {
         currentDate: new Date(nowMs),
       });
       payload = r.payload;
+      header = r.protectedHeader;
+      key = r.key;
     } catch (e) {
       throw mapJoseError(e);
     }
     const verified = this.#toVerified(payload, nowS);
-    if (generation === this.#generation) this.#cache.set(cacheKey, verified);
+    if (generation === this.#generation)
+      this.#cache.set(cacheKey, {
+        verified,
+        exp: verified.exp,
+        header: { alg: header.alg as string, ...(header.kid === undefined ? {} : { kid: header.kid }) },
+        key,
+      });
     return verified;
   }
 
