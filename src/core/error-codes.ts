@@ -194,6 +194,10 @@ export const errorCodes = {
     exit: ExitCode.security,
     summary: 'A retrained model regresses against the previous one beyond the configured limits.',
   },
+  ERR_FILE_LOCKED: {
+    exit: ExitCode.unavailable,
+    summary: 'Another process holds the lock on a file this command must change (or the lock was lost).',
+  },
   // keys and data protection
   ERR_SECRET_MISSING: {
     exit: ExitCode.usage,
@@ -203,6 +207,10 @@ export const errorCodes = {
   ERR_KEYRING_INVALID: {
     exit: ExitCode.input,
     summary: 'A keyring file is malformed or its sealed contents failed authentication.',
+  },
+  ERR_KEYRING_CHANGED: {
+    exit: ExitCode.failure,
+    summary: 'The keyring file was changed by another process since it was opened; nothing was written.',
   },
   ERR_KEYRING_PROVIDER_MISMATCH: {
     exit: ExitCode.security,

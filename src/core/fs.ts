@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { createWriteStream, type WriteStream } from 'node:fs';
-import { access, mkdir, open, rename, stat, unlink } from 'node:fs/promises';
+import { access, link, mkdir, open, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { BulwarkError } from './errors.js';
 
@@ -113,6 +113,26 @@ export async function writeFileAtomic(
 
 type FileHandle = Awaited<ReturnType<typeof open>>;
 
+/**
+ * Puts the finished temporary file at `path`. rename() replaces whatever is there, so with `noClobber`
+ * the file is linked instead: link() fails with EEXIST atomically when `path` appeared since the
+ * caller checked (an existence check before a rename leaves that gap open).
+ */
+async function publish(tmp: string, path: string, noClobber: boolean | undefined): Promise<void> {
+  if (!noClobber) {
+    await rename(tmp, path);
+    return;
+  }
+  try {
+    await link(tmp, path);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST')
+      throw new BulwarkError('ERR_FILE_EXISTS', `refusing to overwrite ${path}`, { details: { path } });
+    throw e;
+  }
+  await unlink(tmp);
+}
+
 async function withAtomicFile(
   path: string,
   opts: AtomicWriteOptions,
@@ -134,7 +154,7 @@ async function withAtomicFile(
     await body(fd);
     await fd.sync();
     await fd.close();
-    await rename(tmp, path);
+    await publish(tmp, path, opts.noClobber);
     await fsyncDir(dir);
   } catch (e) {
     await fd.close().catch(() => undefined);
@@ -152,12 +172,14 @@ export class AtomicFileStream {
   readonly path: string;
   readonly tempPath: string;
   readonly stream: WriteStream;
+  readonly #noClobber: boolean;
   #done = false;
 
-  private constructor(path: string, tempPath: string, stream: WriteStream) {
+  private constructor(path: string, tempPath: string, stream: WriteStream, noClobber: boolean) {
     this.path = path;
     this.tempPath = tempPath;
     this.stream = stream;
+    this.#noClobber = noClobber;
   }
 
   static async create(path: string, opts: AtomicWriteOptions = {}): Promise<AtomicFileStream> {
@@ -171,7 +193,7 @@ export class AtomicFileStream {
       stream.once('open', () => resolve());
       stream.once('error', (e) => reject(fsError(e, path, 'cannot write')));
     });
-    return new AtomicFileStream(path, tmp, stream);
+    return new AtomicFileStream(path, tmp, stream, opts.noClobber === true);
   }
 
   /** Ends the stream, fsyncs, and renames the temporary file over the target. */
@@ -189,11 +211,11 @@ export class AtomicFileStream {
       } finally {
         await h.close();
       }
-      await rename(this.tempPath, this.path);
+      await publish(this.tempPath, this.path, this.#noClobber);
       await fsyncDir(dirname(this.path));
     } catch (e) {
       await unlink(this.tempPath).catch(() => undefined);
-      throw fsError(e, this.path, 'cannot write');
+      throw e instanceof BulwarkError ? e : fsError(e, this.path, 'cannot write');
     }
   }
 
@@ -208,4 +230,68 @@ export class AtomicFileStream {
     });
     await unlink(this.tempPath).catch(() => undefined);
   }
+}
+
+/** An exclusive lock on a file, held across processes until {@link FileLock.release}. */
+export interface FileLock {
+  /** Whether the lock is still ours: false once released or once another process broke it. */
+  readonly held: boolean;
+  /** Throws `ERR_FILE_LOCKED` when the lock is no longer held (check before every write it guards). */
+  assertHeld(): void;
+  release(): Promise<void>;
+}
+
+/**
+ * Takes an exclusive lock on `path` (the file need not exist yet) for a read-modify-write that other
+ * processes must not interleave with, or refuses at once with `ERR_FILE_LOCKED` when another process
+ * holds it. proper-lockfile makes `<path>.lock` with mkdir (atomic, also on network file systems) and
+ * refreshes its time while held, so the lock of a process that died is taken over once it is
+ * `staleMs` old. A lock found broken while held (its refresh failed, or another process took it over)
+ * is reported through {@link FileLock.held}, never by an exception thrown from a timer.
+ */
+export async function lockFile(path: string, what: string, staleMs = 30_000): Promise<FileLock> {
+  let held = false;
+  let release: () => Promise<void>;
+  // Loaded on first use: it brings graceful-fs and signal-exit, which hook into fs and signals, and
+  // only commands that change a locked file need them.
+  const { default: properLockfile } = await import('proper-lockfile');
+  try {
+    release = await properLockfile.lock(path, {
+      realpath: false,
+      stale: staleMs,
+      update: Math.floor(staleMs / 3),
+      retries: 0,
+      onCompromised: () => {
+        held = false;
+      },
+    });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ELOCKED')
+      throw new BulwarkError(
+        'ERR_FILE_LOCKED',
+        `${what} ${path} is in use by another process (lock ${path}.lock); try again when it has finished`,
+        { details: { path } },
+      );
+    throw fsError(e, path, `cannot lock the ${what}`);
+  }
+  held = true;
+  const lost = () =>
+    new BulwarkError(
+      'ERR_FILE_LOCKED',
+      `${what} ${path}: the lock was lost (${path}.lock was removed or taken over); nothing was written`,
+      { details: { path } },
+    );
+  return {
+    get held() {
+      return held;
+    },
+    assertHeld() {
+      if (!held) throw lost();
+    },
+    async release() {
+      if (!held) return;
+      held = false;
+      await release().catch(() => undefined);
+    },
+  };
 }

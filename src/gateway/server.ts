@@ -539,7 +539,10 @@ export class Gateway {
         await f();
         this.logger.info(`${what} reloaded`);
       } catch (e) {
-        this.logger.error({ code: (e as BulwarkError).code }, `${what} reload failed; what failed keeps its previous state`);
+        this.logger.error(
+          { code: (e as BulwarkError).code },
+          `${what} reload failed; what failed keeps its previous state`,
+        );
       }
     }
   }

@@ -1,4 +1,4 @@
-import { createHmac, randomBytes, scrypt as scryptCb } from 'node:crypto';
+import { createHash, createHmac, randomBytes, scrypt as scryptCb } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
 import {
@@ -6,6 +6,7 @@ import {
   exists,
   fsError,
   invalidArgument,
+  lockFile,
   requireInteger,
   writeFileAtomic,
 } from '../core/index.js';
@@ -247,6 +248,10 @@ function sealAad(
   );
 }
 
+function digestOf(text: string): Buffer {
+  return createHash('sha256').update(text, 'utf8').digest();
+}
+
 function now(): string {
   return new Date().toISOString();
 }
@@ -281,6 +286,8 @@ export class Keyring {
   readonly #provider: KeyProvider;
   readonly #seal: SealState | undefined;
   #keys: KeyRecord[];
+  /** SHA-256 of the file as this object last read or wrote it (a change by another process shows). */
+  #onDisk: Buffer | undefined;
 
   private constructor(
     path: string,
@@ -289,7 +296,9 @@ export class Keyring {
     provider: KeyProvider,
     seal: SealState | undefined,
     keys: KeyRecord[],
+    onDisk?: Buffer,
   ) {
+    this.#onDisk = onDisk;
     this.path = path;
     this.id = id;
     this.providerName = config.name;
@@ -409,7 +418,15 @@ export class Keyring {
       const keys = parseKeys(r.plaintext, path);
       r.plaintext.fill(0);
       const provider = await factory.open(config, opts.secret ?? {});
-      return new Keyring(path, d.id, config, provider, { kdf, check, sealKey: derived.sealKey }, keys);
+      return new Keyring(
+        path,
+        d.id,
+        config,
+        provider,
+        { kdf, check, sealKey: derived.sealKey },
+        keys,
+        digestOf(text),
+      );
     }
     const doc = plainSchema.safeParse(raw);
     if (!doc.success)
@@ -417,7 +434,7 @@ export class Keyring {
     const keys = doc.data.keys as KeyRecord[];
     checkKeys(keys, path);
     const provider = await factory.open(config, opts.secret ?? {});
-    return new Keyring(path, doc.data.id, config, provider, undefined, keys);
+    return new Keyring(path, doc.data.id, config, provider, undefined, keys, digestOf(text));
   }
 
   async #save(noClobber = false): Promise<void> {
@@ -442,7 +459,36 @@ export class Keyring {
     } else {
       doc = { ...base, keys: this.#keys };
     }
-    await writeFileAtomic(this.path, `${JSON.stringify(doc, null, 2)}\n`, { mode: 0o600, noClobber });
+    const text = `${JSON.stringify(doc, null, 2)}\n`;
+    if (noClobber) {
+      await writeFileAtomic(this.path, text, { mode: 0o600, noClobber });
+      this.#onDisk = digestOf(text);
+      return;
+    }
+    // Read-modify-write of the whole file: another process that changed the keyring since this one read
+    // it (a version destroyed, a key rotated) would otherwise be undone by this write, which holds the
+    // state read before that change. Under the file's lock, the write happens only over the bytes
+    // this object read or wrote last.
+    const lock = await lockFile(this.path, 'keyring');
+    try {
+      let current: string;
+      try {
+        current = await readFile(this.path, 'utf8');
+      } catch (e) {
+        throw fsError(e, this.path, 'cannot read the keyring');
+      }
+      if (this.#onDisk === undefined || !digestOf(current).equals(this.#onDisk))
+        throw new BulwarkError(
+          'ERR_KEYRING_CHANGED',
+          `${this.path} was changed by another process since it was opened; nothing was written: open it again and repeat the change`,
+          { details: { path: this.path } },
+        );
+      lock.assertHeld();
+      await writeFileAtomic(this.path, text, { mode: 0o600 });
+      this.#onDisk = digestOf(text);
+    } finally {
+      await lock.release();
+    }
   }
 
   /** Every key version, oldest first (no key material). */

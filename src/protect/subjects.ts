@@ -1,7 +1,15 @@
 import { createHmac, randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
-import { BulwarkError, exists, fsError, requireNonEmptyString, writeFileAtomic } from '../core/index.js';
+import {
+  BulwarkError,
+  exists,
+  type FileLock,
+  fsError,
+  lockFile,
+  requireNonEmptyString,
+  writeFileAtomic,
+} from '../core/index.js';
 import {
   b64,
   DEK_MAX_MESSAGES,
@@ -28,6 +36,11 @@ import {
  * The store must not be backed up together with the data it unlocks (or its backups must be pruned
  * on erasure): a restored old store brings erased keys back. Erased handles are kept in a list so
  * that reading an erased subject's data says "erased", not "tampered".
+ *
+ * A store opened for writing holds an exclusive lock on its file from open to close (read-modify-write
+ * of the whole file): without it, a long `data protect` run that opened the store before an erasure
+ * and saved after it would write the erased subject's keys back (the erasure silently undone), and two
+ * runs adding the same subject's next key generation would each keep a different key under one number.
  */
 
 export const SUBJECT_STORE_FORMAT = 'bulwark-subject-keys';
@@ -70,6 +83,8 @@ export class SubjectKeyStore {
   readonly #erased: Set<string>;
   readonly #cache = new Map<string, Buffer>();
   readonly maxUses: number;
+  /** The lock of a store opened for writing; undefined when opened read-only. */
+  readonly #lock: FileLock | undefined;
   #dirty = false;
 
   private constructor(
@@ -81,8 +96,10 @@ export class SubjectKeyStore {
     subjects: Map<string, Entry>,
     erased: Set<string>,
     maxUses: number,
+    lock: FileLock | undefined,
   ) {
     this.path = path;
+    this.#lock = lock;
     this.id = id;
     this.#keyring = keyring;
     this.#wrapped = wrapped;
@@ -98,36 +115,68 @@ export class SubjectKeyStore {
     return `bulwark/v1/subject-store:${id}`;
   }
 
-  /** Opens the store at `path`, creating it (store key wrapped under KEK `keyId`) when absent. */
+  /**
+   * Opens the store at `path` for writing, creating it (store key wrapped under KEK `keyId`) when
+   * absent. Holds the store's lock until {@link SubjectKeyStore.close}; `ERR_FILE_LOCKED` when another
+   * process holds it.
+   */
   static async openOrCreate(
     path: string,
     keyring: Keyring,
     opts: { keyId?: string; maxUses?: number } = {},
   ): Promise<SubjectKeyStore> {
-    if (await exists(path)) return SubjectKeyStore.open(path, keyring, opts);
-    const id = randomBytes(16).toString('hex');
-    const storeKey = randomBytes(32);
-    const wrapped = await keyring.wrapKey(opts.keyId ?? 'data', storeKey, SubjectKeyStore.#context(id));
-    const s = new SubjectKeyStore(
-      path,
-      id,
-      keyring,
-      wrapped,
-      storeKey,
-      new Map(),
-      new Set(),
-      opts.maxUses ?? DEK_MAX_MESSAGES,
-    );
-    s.#dirty = true;
-    await s.save();
-    return s;
+    const lock = await lockFile(path, 'subject key store');
+    try {
+      if (await exists(path)) return await SubjectKeyStore.#load(path, keyring, opts, lock);
+      const id = randomBytes(16).toString('hex');
+      const storeKey = randomBytes(32);
+      const wrapped = await keyring.wrapKey(opts.keyId ?? 'data', storeKey, SubjectKeyStore.#context(id));
+      const s = new SubjectKeyStore(
+        path,
+        id,
+        keyring,
+        wrapped,
+        storeKey,
+        new Map(),
+        new Set(),
+        opts.maxUses ?? DEK_MAX_MESSAGES,
+        lock,
+      );
+      s.#dirty = true;
+      await s.save();
+      return s;
+    } catch (e) {
+      await lock.release();
+      throw e;
+    }
   }
 
-  /** Opens an existing store. */
+  /**
+   * Opens an existing store: for writing (the default), holding its lock until
+   * {@link SubjectKeyStore.close} (`ERR_FILE_LOCKED` when another process holds it), or with
+   * `readOnly` for reading only (revealing data), without a lock: writes replace the file atomically,
+   * so a reader sees the store before or after a change, never half of one.
+   */
   static async open(
     path: string,
     keyring: Keyring,
-    opts: { maxUses?: number } = {},
+    opts: { maxUses?: number; readOnly?: boolean } = {},
+  ): Promise<SubjectKeyStore> {
+    if (opts.readOnly) return SubjectKeyStore.#load(path, keyring, opts, undefined);
+    const lock = await lockFile(path, 'subject key store');
+    try {
+      return await SubjectKeyStore.#load(path, keyring, opts, lock);
+    } catch (e) {
+      await lock.release();
+      throw e;
+    }
+  }
+
+  static async #load(
+    path: string,
+    keyring: Keyring,
+    opts: { maxUses?: number },
+    lock: FileLock | undefined,
   ): Promise<SubjectKeyStore> {
     let raw: unknown;
     try {
@@ -160,6 +209,7 @@ export class SubjectKeyStore {
       new Map(Object.entries(d.subjects)),
       new Set(d.erased),
       opts.maxUses ?? DEK_MAX_MESSAGES,
+      lock,
     );
   }
 
@@ -289,9 +339,15 @@ export class SubjectKeyStore {
     await this.save();
   }
 
-  /** Writes the store atomically (mode 0600) when it changed. */
+  /** Writes the store atomically (mode 0600) when it changed; only while its lock is held. */
   async save(): Promise<void> {
     if (!this.#dirty) return;
+    if (this.#lock === undefined)
+      throw new BulwarkError(
+        'ERR_INVALID_ARGUMENT',
+        `${this.path}: the subject key store was opened read-only; it cannot be changed`,
+      );
+    this.#lock.assertHeld();
     const doc = {
       format: SUBJECT_STORE_FORMAT,
       version: SUBJECT_STORE_VERSION,
@@ -304,11 +360,12 @@ export class SubjectKeyStore {
     this.#dirty = false;
   }
 
-  /** Wipes keys held in memory. */
-  close(): void {
+  /** Wipes keys held in memory and releases the lock (changes not saved are dropped). */
+  async close(): Promise<void> {
     for (const k of this.#cache.values()) k.fill(0);
     this.#cache.clear();
     this.#sealKey.fill(0);
     this.#handleKey.fill(0);
+    await this.#lock?.release();
   }
 }

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { AtomicFileStream, requireFile, writeFileAtomic } from '../../src/core/index.js';
+import { AtomicFileStream, lockFile, requireFile, writeFileAtomic } from '../../src/core/index.js';
 
 const fresh = () => mkdtempSync(join(tmpdir(), 'bulwark-fs-'));
 /** A regular file, so that a path under it cannot be created (ENOTDIR). */
@@ -62,5 +62,38 @@ describe('atomic writes', () => {
       code: 'ERR_IO',
       message: /plain-file/,
     });
+  });
+});
+
+describe('file locks', () => {
+  it('one holder at a time; released, the next may take it; a broken lock is reported, not thrown', async () => {
+    const p = join(fresh(), 'store.json');
+    const a = await lockFile(p, 'store');
+    assert.equal(a.held, true);
+    await assert.rejects(lockFile(p, 'store'), {
+      code: 'ERR_FILE_LOCKED',
+      message: /in use by another process/,
+    });
+    await a.release();
+    assert.equal(a.held, false);
+    assert.throws(() => a.assertHeld(), { code: 'ERR_FILE_LOCKED', message: /lock was lost/ });
+    // A lock whose folder is removed while held is lost at its next refresh (every staleMs / 3).
+    const b = await lockFile(p, 'store', 2000);
+    rmSync(`${p}.lock`, { recursive: true });
+    for (let i = 0; i < 50 && b.held; i++) await new Promise((r) => setTimeout(r, 100));
+    assert.equal(b.held, false);
+    assert.throws(() => b.assertHeld(), { code: 'ERR_FILE_LOCKED' });
+    await b.release();
+  });
+
+  it('noClobber: a target created after the check is not replaced at commit', async () => {
+    const dir = fresh();
+    const p = join(dir, 'key.pem');
+    const s = await AtomicFileStream.create(p, { noClobber: true });
+    s.stream.write('ours');
+    writeFileSync(p, 'theirs');
+    await assert.rejects(s.commit(), { code: 'ERR_FILE_EXISTS' });
+    assert.equal(readFileSync(p, 'utf8'), 'theirs');
+    assert.deepEqual(readdirSync(dir), ['key.pem']);
   });
 });

@@ -138,6 +138,29 @@ describe('local keyring', () => {
 describe('keys: rotation, disable, destroy, wrapping', () => {
   const dir = tempDir();
 
+  it('a change made by another process since open is never written over', async () => {
+    const kr = await localKeyring(dir, 'race.json', 'pw');
+    await kr.rotate('data');
+    const path = join(dir, 'race.json');
+    // Two processes hold the keyring open; one destroys version 1, the other then rotates.
+    const a = await Keyring.open(path, { secret: { value: 'pw' } });
+    const b = await Keyring.open(path, { secret: { value: 'pw' } });
+    await a.destroy('data', 1);
+    await rejectsWith(() => b.rotate('data'), 'ERR_KEYRING_CHANGED');
+    const now = await Keyring.open(path, { secret: { value: 'pw' } });
+    assert.deepEqual(
+      now.list().map((v) => [v.version, v.status]),
+      [
+        [1, 'destroyed'],
+        [2, 'enabled'],
+      ],
+    );
+    // The process that wrote last can go on changing the file; the lock is released after each write.
+    await a.rotate('data');
+    assert.equal(a.primaryVersion('data'), 3);
+    for (const k of [kr, a, b, now]) await k.close();
+  });
+
   it('rotation wraps with the new primary and still unwraps old versions; rewrap moves a DEK', async () => {
     const kr = await localKeyring(dir, 'r.json');
     const w1 = await kr.wrapKey('data', dek, 'ds:1');

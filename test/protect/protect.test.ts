@@ -323,10 +323,19 @@ describe('protect and reveal CSV', () => {
     const victim = original[0]![ci]!;
     const victimRows = original.map((row, i) => (row[ci] === victim ? i : -1)).filter((i) => i >= 0);
     assert.ok(victimRows.length >= 1);
+    // While the protect run's store is open, no other process may change the store: an erasure made
+    // then would be written over when the run saves (the erased subject's keys brought back).
+    await rejectsWith(() => SubjectKeyStore.open(join(dir, 'subjects.json'), k), 'ERR_FILE_LOCKED');
+    // Reading needs no lock.
+    const reader = await SubjectKeyStore.open(join(dir, 'subjects.json'), k, { readOnly: true });
+    await rejectsWith(() => reader.erase(victim), 'ERR_INVALID_ARGUMENT');
+    await reader.close();
+    await store.close();
     // Another process opens the store, erases the subject; backups of `out` are now useless for them.
     const s2 = await SubjectKeyStore.open(join(dir, 'subjects.json'), k);
     assert.equal(await s2.erase(victim), true);
     assert.equal(await s2.erase('nobody'), false);
+    await s2.close();
     const s3 = await SubjectKeyStore.open(join(dir, 'subjects.json'), k);
     const rr = await revealCsv(out, join(dir, 'sub.r.csv'), { keyring: k, subjects: s3 });
     assert.equal(rr.erasedRows, victimRows.length);
@@ -358,8 +367,10 @@ describe('protect and reveal CSV', () => {
     await k.rotate('data');
     await s3.rewrap();
     await k.destroy('data', 1);
+    const victimHandle = s3.handleOf(victim);
+    await s3.close();
     const s4 = await SubjectKeyStore.open(join(dir, 'subjects.json'), k);
-    assert.equal(s4.handleOf(victim), s3.handleOf(victim));
+    assert.equal(s4.handleOf(victim), victimHandle);
     // The dataset's own keys were wrapped by the destroyed version: without a rewrap first, it is gone.
     await rejectsWith(
       () => revealCsv(out, join(dir, 'sub.g.csv'), { keyring: k, subjects: s4 }),
@@ -375,5 +386,6 @@ describe('protect and reveal CSV', () => {
         }),
       'ERR_INVALID_ARGUMENT',
     );
+    await s4.close();
   });
 });

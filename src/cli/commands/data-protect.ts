@@ -126,7 +126,7 @@ export function registerDataProtectCommands(data: Command): void {
           ].join('\n'),
         );
       } finally {
-        store?.close();
+        await store?.close();
         await kr.close();
       }
     });
@@ -152,7 +152,7 @@ export function registerDataProtectCommands(data: Command): void {
     const kr = await openKeyringFromOptions(o);
     let store: SubjectKeyStore | undefined;
     try {
-      if (o.subjects) store = await SubjectKeyStore.open(o.subjects, kr);
+      if (o.subjects) store = await SubjectKeyStore.open(o.subjects, kr, { readOnly: true });
       const r = await revealCsv(file, o.out, {
         keyring: kr,
         erased: o.erased,
@@ -169,7 +169,7 @@ export function registerDataProtectCommands(data: Command): void {
         ].join('\n'),
       );
     } finally {
-      store?.close();
+      await store?.close();
       await kr.close();
     }
   });
@@ -203,7 +203,7 @@ export function registerDataProtectCommands(data: Command): void {
           `re-encrypted ${r.rows} rows -> ${r.output} (new dataset id ${r.dataset}, manifest ${r.manifest})`,
       );
     } finally {
-      store?.close();
+      await store?.close();
       await kr.close();
     }
   });

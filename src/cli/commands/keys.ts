@@ -254,8 +254,11 @@ export function registerKeysCommands(program: Command): void {
       for (const m of o.rewrap ?? []) rewrapped.push({ manifest: m, keys: await rewrapProtected(m, kr, id) });
       if (o.subjects) {
         const s = await SubjectKeyStore.open(o.subjects, kr);
-        await s.rewrap(id);
-        s.close();
+        try {
+          await s.rewrap(id);
+        } finally {
+          await s.close();
+        }
       }
       return {
         result: { info, rewrapped },
@@ -350,8 +353,12 @@ export function registerKeysCommands(program: Command): void {
       const subject = o.subject;
       await withKeyring(o, async (kr) => {
         const s = await SubjectKeyStore.open(subjects, kr);
-        const had = await s.erase(subject);
-        s.close();
+        let had: boolean;
+        try {
+          had = await s.erase(subject);
+        } finally {
+          await s.close();
+        }
         io.result({ erased: had, store: subjects }, () =>
           had
             ? `erased the data subject's keys from ${subjects}: their values are unreadable everywhere`

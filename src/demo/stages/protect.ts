@@ -150,7 +150,7 @@ export const protectStage: DemoStage = {
         } catch (e) {
           tamperCode = isBulwarkError(e) ? e.code : String(e);
         }
-        sampleStore.close();
+        await sampleStore.close();
         await rm(sample, { force: true });
       }
       ctx.progress(0.9);
