@@ -57,6 +57,8 @@ export class ProtectedReader {
   readonly #store: SubjectKeyStore | undefined;
   readonly #erased: 'blank' | 'fail';
   readonly #width: number;
+  /** Per protected column (all of them, revealed or not): its index and the cells seen, empty or not. */
+  readonly #tally: { name: string; index: number; values: number; missing: number }[];
   erasedRows = 0;
 
   private constructor(
@@ -80,6 +82,48 @@ export class ProtectedReader {
     this.#store = opts.subjects;
     this.#erased = opts.erased ?? 'blank';
     this.#width = manifest.sourceColumns.length;
+    this.#tally = manifest.columns.map((c) => ({
+      name: c.name,
+      index: manifest.outputColumns.indexOf(c.name),
+      values: 0,
+      missing: 0,
+    }));
+  }
+
+  /**
+   * The source rows, decrypted, in order. Refuses a file with more or fewer rows than the manifest's,
+   * and, once every row is read, one whose protected columns hold another number of values or empty
+   * cells than the manifest recorded: a deleted ciphertext reads as an empty cell, which decryption
+   * alone cannot tell from a value that was missing in the source (the counts are under the
+   * manifest's MAC).
+   */
+  async *rows(): AsyncGenerator<CsvRow> {
+    const m = this.manifest;
+    let n = 0;
+    for await (const r of this.reader) {
+      if (n >= m.rows) {
+        throw new BulwarkError(
+          'ERR_CIPHERTEXT_TAMPERED',
+          `${this.file}:${r.line}: more rows than the ${m.rows} protected`,
+        );
+      }
+      n++;
+      yield { line: r.line, index: r.index, values: this.row(r.values, r.index, r.line) };
+    }
+    if (n < m.rows) {
+      throw new BulwarkError(
+        'ERR_CIPHERTEXT_TRUNCATED',
+        `${this.file}: ${n} rows, but ${m.rows} were protected: the file was truncated`,
+      );
+    }
+    for (const t of this.#tally) {
+      const c = m.columns.find((x) => x.name === t.name)!;
+      if (t.values !== c.values || t.missing !== c.missing)
+        throw new BulwarkError(
+          'ERR_CIPHERTEXT_TAMPERED',
+          `${this.file}: column "${t.name}" holds ${t.values} protected values and ${t.missing} empty cells, but ${c.values} and ${c.missing} were written: protected values were deleted or added`,
+        );
+    }
   }
 
   /** Opens `input` with its manifest; every check runs before any row is read. */
@@ -168,6 +212,11 @@ export class ProtectedReader {
 
   /** The source row for stored row `values` (row `index`, file line `line`). */
   row(values: readonly (string | null)[], index: number, line: number): (string | null)[] {
+    for (const t of this.#tally) {
+      const v = values[t.index];
+      if (v === null || v === undefined) t.missing++;
+      else t.values++;
+    }
     const out = values.slice(0, this.#width) as (string | null)[];
     const rowKey = this.#rowKeyAt >= 0 ? (values[this.#rowKeyAt] ?? '') : String(index);
     const handle = this.#handleAt >= 0 ? (values[this.#handleAt] ?? '') : '';
@@ -232,22 +281,10 @@ export async function revealCsv(input: string, output: string, opts: RevealOptio
   const writer = await CsvOut.create(output, pr.manifest.sourceColumns, { mode: 0o600 });
   let rows = 0;
   try {
-    for await (const r of pr.reader) {
-      if (rows >= pr.manifest.rows) {
-        throw new BulwarkError(
-          'ERR_CIPHERTEXT_TAMPERED',
-          `${pr.file}:${r.line}: more rows than the ${pr.manifest.rows} protected`,
-        );
-      }
-      await writer.write(pr.row(r.values, r.index, r.line));
+    for await (const r of pr.rows()) {
+      await writer.write(r.values);
       rows++;
       if (rows % 10_000 === 0) opts.onProgress?.(rows);
-    }
-    if (rows < pr.manifest.rows) {
-      throw new BulwarkError(
-        'ERR_CIPHERTEXT_TRUNCATED',
-        `${pr.file}: ${rows} rows, but ${pr.manifest.rows} were protected: the file was truncated`,
-      );
     }
     await writer.commit();
     return { output, rows, revealed: pr.revealed, erasedRows: pr.erasedRows };
@@ -318,27 +355,9 @@ export async function reencryptCsv(
         sensitivity: personal.has(name) ? ('personal' as const) : ('internal' as const),
       })),
     };
-    let rows = 0;
     const source: CsvReader = {
       columns: m.sourceColumns,
-      async *[Symbol.asyncIterator](): AsyncGenerator<CsvRow> {
-        for await (const r of pr.reader) {
-          if (rows >= m.rows) {
-            throw new BulwarkError(
-              'ERR_CIPHERTEXT_TAMPERED',
-              `${pr.file}:${r.line}: more rows than the ${m.rows} protected`,
-            );
-          }
-          rows++;
-          yield { line: r.line, index: r.index, values: pr.row(r.values, r.index, r.line) };
-        }
-        if (rows < m.rows) {
-          throw new BulwarkError(
-            'ERR_CIPHERTEXT_TRUNCATED',
-            `${pr.file}: ${rows} rows, but ${m.rows} were protected: the file was truncated`,
-          );
-        }
-      },
+      [Symbol.asyncIterator]: () => pr.rows(),
     };
     const protectOpts: ProtectOptions = {
       schema,

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
 import { inferSchema, openCsv, type Schema, writeTransactionsCsv } from '../../src/data/index.js';
@@ -199,6 +199,26 @@ describe('protect and reveal CSV', () => {
       });
       // Without a row key the row number is bound: reordering rows is detected.
       await failsWith('ERR_CIPHERTEXT_TAMPERED', (l) => [l[0]!, l[2]!, l[1]!, ...l.slice(3)]);
+    });
+
+    it('a deleted protected value is ERR_CIPHERTEXT_TAMPERED, in a revealed column or not', async () => {
+      const blank = (col: string) => (l: string[]) => {
+        const { j, cells } = cell(l, 3, col);
+        assert.ok(cells[j]!.length > 0);
+        cells[j] = '';
+        l[3] = cells.join(',');
+        return l;
+      };
+      await failsWith('ERR_CIPHERTEXT_TAMPERED', blank('email'));
+      const f = join(dir, 'blank-phone.csv');
+      writeFileSync(f, `${blank('phone')(lines(out)).join('\n')}\n`);
+      writeFileSync(manifestPathOf(f), readFileSync(manifestPathOf(out)));
+      const e = await rejectsWith(
+        () => revealCsv(f, `${f}.out`, { keyring: kr, columns: ['email'] }),
+        'ERR_CIPHERTEXT_TAMPERED',
+      );
+      assert.match(e.message, /column "phone" holds \d+ protected values and 1 empty cells/);
+      assert.equal(existsSync(`${f}.out`), false);
     });
 
     it('a truncated file is ERR_CIPHERTEXT_TRUNCATED; an unknown value version ERR_FORMAT_VERSION', async () => {
