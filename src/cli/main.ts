@@ -1,4 +1,5 @@
 import { runCli } from './program.js';
+import { exitCleanlyOnSignals } from './signals.js';
 
 // Entry point of the `bulwark` executable: the exit code is set, never a stack trace for user errors.
 // A reader that stops early (`bulwark ... | head`) closes the pipe: that is not an error of ours, so
@@ -9,4 +10,7 @@ for (const stream of [process.stdout, process.stderr]) {
     throw e;
   });
 }
-process.exitCode = await runCli(process.argv.slice(2));
+
+const argv = process.argv.slice(2);
+exitCleanlyOnSignals(argv.includes('--json'));
+process.exitCode = await runCli(argv);

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { createWriteStream, type WriteStream } from 'node:fs';
+import { createWriteStream, unlinkSync, type WriteStream } from 'node:fs';
 import { access, link, mkdir, open, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { BulwarkError } from './errors.js';
@@ -12,6 +12,28 @@ import { BulwarkError } from './errors.js';
 
 function tempPathFor(path: string): string {
   return join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
+}
+
+/** Temporary files being written now: what a process stopped by a signal must not leave behind. */
+const pendingTemps = new Set<string>();
+
+/**
+ * Deletes every temporary file still being written (synchronously: for a signal handler that exits
+ * next). A decrypting command stopped by Ctrl-C would otherwise leave part of the plaintext on disk.
+ * Returns how many were deleted.
+ */
+export function removePendingTemps(): number {
+  let n = 0;
+  for (const t of pendingTemps) {
+    try {
+      unlinkSync(t);
+      n++;
+    } catch {
+      // already gone
+    }
+  }
+  pendingTemps.clear();
+  return n;
 }
 
 /** Maps a Node.js file-system error to a Bulwark error naming the path. */
@@ -145,9 +167,11 @@ async function withAtomicFile(
   await ensureDir(dir);
   const tmp = tempPathFor(path);
   let fd: FileHandle;
+  pendingTemps.add(tmp);
   try {
     fd = await open(tmp, 'wx', opts.mode ?? 0o644);
   } catch (e) {
+    pendingTemps.delete(tmp);
     throw fsError(e, path, 'cannot write');
   }
   try {
@@ -160,6 +184,8 @@ async function withAtomicFile(
     await fd.close().catch(() => undefined);
     await unlink(tmp).catch(() => undefined);
     throw e instanceof BulwarkError ? e : fsError(e, path, 'cannot write');
+  } finally {
+    pendingTemps.delete(tmp);
   }
 }
 
@@ -188,11 +214,17 @@ export class AtomicFileStream {
     }
     await ensureDir(dirname(path));
     const tmp = tempPathFor(path);
+    pendingTemps.add(tmp);
     const stream = createWriteStream(tmp, { flags: 'wx', mode: opts.mode ?? 0o644 });
-    await new Promise<void>((resolve, reject) => {
-      stream.once('open', () => resolve());
-      stream.once('error', (e) => reject(fsError(e, path, 'cannot write')));
-    });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        stream.once('open', () => resolve());
+        stream.once('error', (e) => reject(fsError(e, path, 'cannot write')));
+      });
+    } catch (e) {
+      pendingTemps.delete(tmp);
+      throw e;
+    }
     return new AtomicFileStream(path, tmp, stream, opts.noClobber === true);
   }
 
@@ -216,6 +248,8 @@ export class AtomicFileStream {
     } catch (e) {
       await unlink(this.tempPath).catch(() => undefined);
       throw e instanceof BulwarkError ? e : fsError(e, this.path, 'cannot write');
+    } finally {
+      pendingTemps.delete(this.tempPath);
     }
   }
 
@@ -229,6 +263,7 @@ export class AtomicFileStream {
       if (this.stream.closed) resolve();
     });
     await unlink(this.tempPath).catch(() => undefined);
+    pendingTemps.delete(this.tempPath);
   }
 }
 
