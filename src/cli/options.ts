@@ -1,4 +1,7 @@
+import { realpath } from 'node:fs/promises';
+import { resolve } from 'node:path';
 import { InvalidArgumentError } from 'commander';
+import { BulwarkError, exists } from '../core/index.js';
 
 /**
  * Option value parsers for commander: each rejects a bad value with a message naming what was
@@ -34,4 +37,41 @@ function rangeText(min: number, max: number): string {
   if (max === Infinity) return ` >= ${min}`;
   if (min === -Infinity) return ` <= ${max}`;
   return ` in [${min}, ${max}]`;
+}
+
+/** The file a path names, links resolved, or the resolved path when nothing is there yet. */
+async function identityOf(path: string): Promise<string> {
+  try {
+    return await realpath(path);
+  } catch {
+    return resolve(path);
+  }
+}
+
+/**
+ * Checks an output path before any work is done (a DP run would otherwise spend its budget first):
+ * `ERR_USAGE` when it is one of the command's inputs — the same file, links resolved, whatever
+ * `--force` says: a command never writes its result over what it reads (the audit database, a
+ * signing key, the data) — and `ERR_FILE_EXISTS` when it exists and `force` is not set.
+ */
+export async function checkOutputPath(
+  out: string,
+  opts: { force?: boolean | undefined; option?: string; inputs?: readonly (string | undefined)[] } = {},
+): Promise<void> {
+  const option = opts.option ?? '--out';
+  const target = await identityOf(out);
+  for (const input of opts.inputs ?? []) {
+    if (input !== undefined && (await identityOf(input)) === target)
+      throw new BulwarkError(
+        'ERR_USAGE',
+        `${option} ${out} is also an input of this command; choose another path`,
+        {
+          details: { option },
+        },
+      );
+  }
+  if (opts.force !== true && (await exists(out)))
+    throw new BulwarkError('ERR_FILE_EXISTS', `refusing to overwrite ${out} (add --force to replace it)`, {
+      details: { path: out },
+    });
 }

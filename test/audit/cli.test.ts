@@ -94,7 +94,20 @@ describe('bulwark audit (CLI)', () => {
       ],
       () => runBulwarkAsync(['audit', 'tail', '--store', db, '-n', '2', '--json']),
       () => runBulwarkAsync(['audit', 'lineage', predictionId, '--store', db]),
-    ])) as [CliRun, CliRun, [CliRun, CliRun], CliRun, CliRun];
+      // An --out that is the log itself or the signing key is refused before anything is written.
+      async () => {
+        for (const args of [
+          ['checkpoint', '--store', db, '--out', db],
+          ['checkpoint', '--store', db, '--signing-key', key, '--out', key, '--force'],
+          ['prove', predictionId, '--store', db, '--out', db, '--force'],
+        ]) {
+          const r = await runBulwarkAsync(['audit', ...args]);
+          assert.equal(r.code, 2, r.stderr);
+          assert.match(r.stderr, /^bulwark: ERR_USAGE: --out \S+ is also an input of this command/);
+        }
+        return undefined;
+      },
+    ])) as [CliRun, CliRun, [CliRun, CliRun], CliRun, CliRun, undefined];
     assert.equal(latest.stdout, cp.stdout);
 
     assert.equal(v.code, 0, v.stderr);
@@ -110,6 +123,9 @@ describe('bulwark audit (CLI)', () => {
     );
 
     assert.equal(p.code, 0, p.stderr);
+    const again = runBulwark(['audit', 'prove', predictionId, '--store', db, '--out', proofFile]);
+    assert.equal(again.code, 3, again.stderr);
+    assert.match(again.stderr, /ERR_FILE_EXISTS: refusing to overwrite .* \(add --force to replace it\)/);
     assert.equal(check.code, 0, check.stderr);
     assert.match(check.stdout, /^OK: event \S+ \(#4, prediction\) is in bulwark\.test\/cli at tree size 5/);
 

@@ -32,6 +32,14 @@ describe('bulwark data schema / validate / datasets', () => {
     assert.match(r.stdout, /5 rows, 6 fields, 3 personal \(1 sensitive\); schema written to/);
     const schema = parseSchema(readFileSync(out, 'utf8'));
     assert.equal(schema.fields.length, 6);
+    // An existing schema is kept unless --force; the data file itself is never the output.
+    assert.equal(runBulwark(['data', 'schema', good, '--out', out]).code, 3);
+    assert.equal(runBulwark(['data', 'schema', good, '--out', out, '--force']).code, 0);
+    const before = readFileSync(good, 'utf8');
+    const self = runBulwark(['data', 'schema', good, '--out', good, '--force']);
+    assert.equal(self.code, 2);
+    assert.match(self.stderr, /ERR_USAGE: --out \S+ is also an input of this command/);
+    assert.equal(readFileSync(good, 'utf8'), before);
     assert.deepEqual(
       readdirSync(dir).filter((f) => f.endsWith('.tmp')),
       [],

@@ -4,7 +4,7 @@ import { type Command, InvalidArgumentError } from 'commander';
 import type { AuditLog, AuditStoreSpec, InclusionBundle, NoteSigner } from '../../audit/index.js';
 import { BulwarkError, fsError, writeFileAtomic } from '../../core/index.js';
 import { auditStoreSpec, DEFAULT_AUDIT_STORE } from '../audit-record.js';
-import { intOption } from '../options.js';
+import { checkOutputPath, intOption } from '../options.js';
 import { ioOf } from '../program.js';
 import { startProgress } from '../progress.js';
 
@@ -18,8 +18,12 @@ interface StoreOpts {
 
 /** `--store`: a SQLite file, or a `postgres://` URL. */
 function storeSpec(o: StoreOpts, create: boolean): AuditStoreSpec {
-  const s = o.store ?? process.env['BULWARK_AUDIT_STORE'] ?? DEFAULT_AUDIT_STORE;
-  return auditStoreSpec(s, create, o.pgSchema);
+  return auditStoreSpec(storeSpecPath(o), create, o.pgSchema);
+}
+
+/** The `--store` as given (a SQLite file or a URL), for the output-path check. */
+function storeSpecPath(o: StoreOpts): string {
+  return o.store ?? process.env['BULWARK_AUDIT_STORE'] ?? DEFAULT_AUDIT_STORE;
 }
 
 function readText(path: string, what: string): string {
@@ -168,9 +172,15 @@ export function registerAuditCommands(program: Command): void {
     )
     .option('--signing-key <file>', 'write a checkpoint first when none covers the event')
     .option('--out <file>', 'write the proof to a file instead of stdout')
+    .option('--force', 'overwrite --out if it exists')
     .action(async function (this: Command, eventId: string) {
-      const o = this.opts<{ size?: number; signingKey?: string; out?: string }>();
+      const o = this.opts<{ size?: number; signingKey?: string; out?: string; force?: boolean }>();
       const io = ioOf(this);
+      if (o.out)
+        await checkOutputPath(o.out, {
+          force: o.force,
+          inputs: [storeSpecPath(storeOf(this)), o.signingKey],
+        });
       const signer = o.signingKey ? await loadSigner(o.signingKey) : undefined;
       const bundle: InclusionBundle = await withLog(storeSpec(storeOf(this), false), signer, (log) =>
         log.prove(eventId, o.size),
@@ -210,9 +220,15 @@ export function registerAuditCommands(program: Command): void {
     )
     .option('--signing-key <file>', 'the log signing key (from "audit keygen"); creates the log if it is new')
     .option('--out <file>', 'also write the checkpoint note to this file')
+    .option('--force', 'overwrite --out if it exists')
     .action(async function (this: Command) {
-      const o = this.opts<{ signingKey?: string; out?: string }>();
+      const o = this.opts<{ signingKey?: string; out?: string; force?: boolean }>();
       const io = ioOf(this);
+      if (o.out)
+        await checkOutputPath(o.out, {
+          force: o.force,
+          inputs: [storeSpecPath(storeOf(this)), o.signingKey],
+        });
       const signer = o.signingKey ? await loadSigner(o.signingKey) : undefined;
       const cp = await withLog(storeSpec(storeOf(this), signer !== undefined), signer, async (log) => {
         if (signer) return log.checkpoint();

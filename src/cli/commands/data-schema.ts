@@ -14,7 +14,7 @@ import {
   saveSchema,
   validateAgainstSchema,
 } from '../../data/index.js';
-import { intOption } from '../options.js';
+import { checkOutputPath, intOption } from '../options.js';
 import { ioOf } from '../program.js';
 
 /** CSV layout options shared by `data schema` and `data validate`. */
@@ -130,6 +130,7 @@ export function registerDataSchemaCommands(data: Command): void {
       .argument('<file>', 'data file (.csv, .tsv or .parquet)'),
   )
     .option('--out <schema.yaml>', 'write the schema as YAML (atomically)')
+    .option('--force', 'overwrite --out if it exists')
     .option('--sample <n>', 'values sampled per column for the PII value tests', intOption(1), 1000)
     .option('--seed <n>', 'seed of that sample (results are reproducible)', intOption(0, 2 ** 32 - 1), 0)
     .option(
@@ -153,6 +154,7 @@ preprocessing scales to. Exit 3 for a missing or malformed file, 2 for a bad opt
       file: string,
       o: CsvCliOptions & {
         out?: string;
+        force?: boolean;
         sample: number;
         seed: number;
         maxCategories: number;
@@ -163,6 +165,7 @@ preprocessing scales to. Exit 3 for a missing or malformed file, 2 for a bad opt
     ) {
       const io = ioOf(this);
       formatOf(file);
+      if (o.out !== undefined) await checkOutputPath(o.out, { force: o.force, inputs: [file] });
       const ds = await readDataset(file, csvOf(o));
       const schema = inferSchemaFromDataset(ds, {
         sample: o.sample,

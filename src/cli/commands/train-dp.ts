@@ -18,7 +18,7 @@ import {
   trainTabularDp,
 } from '../../privacy/index.js';
 import { record } from '../audit-record.js';
-import { floatOption, intOption } from '../options.js';
+import { checkOutputPath, floatOption, intOption } from '../options.js';
 import type { Io } from '../output.js';
 import { type Progress, startProgress } from '../progress.js';
 
@@ -112,15 +112,6 @@ export async function openDpRun(
   return { delta, ledger };
 }
 
-/**
- * ERR_FILE_EXISTS for an output that exists (without --force), checked before a DP run spends: the
- * write at the end refuses it too, but only after the budget is gone.
- */
-export async function refuseExisting(out: string, force: boolean | undefined): Promise<void> {
-  if (force !== true && (await exists(out)))
-    throw new BulwarkError('ERR_FILE_EXISTS', `refusing to overwrite ${out}`, { details: { path: out } });
-}
-
 /** The `--json` `budget` of a DP run: the budget's name, the spend's id and what is left (null: no spend). */
 export function budgetResult(
   receipt: SpendReceipt | undefined,
@@ -157,7 +148,7 @@ export async function runDpTraining(
   if (o.solver === 'lbfgs' && o.model !== 'logreg')
     throw new BulwarkError('ERR_USAGE', '--solver lbfgs applies to --model logreg');
   const out = resolve(o.out);
-  await refuseExisting(out, o.force);
+  await checkOutputPath(out, { force: o.force });
   const { delta, ledger } = await openDpRun(io, o, ds.rowCount, log);
   let bar: Progress | null = null;
   try {

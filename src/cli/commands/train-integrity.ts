@@ -20,7 +20,7 @@ import {
 } from '../../integrity/index.js';
 import { type TrainTabularOptions, type TrainTabularResult, trainTabular } from '../../train/index.js';
 import { record } from '../audit-record.js';
-import { floatOption } from '../options.js';
+import { checkOutputPath, floatOption } from '../options.js';
 import type { Io } from '../output.js';
 import { loadVerifierKey } from './audit.js';
 import { withKeyringOptions } from './keys.js';
@@ -31,7 +31,6 @@ import {
   plainTuner,
   type Tuner,
 } from './train-continue.js';
-import { refuseExisting } from './train-dp.js';
 import { runPackageContinuation } from './train-package.js';
 
 /** Options `bulwark train` takes for training-data integrity (kept here so train.ts changes little). */
@@ -226,7 +225,7 @@ export async function runContinuedTraining(
     );
   const out = resolve(o.out);
   // Before the run: a DP fine-tune spends its budget before the model is written.
-  await refuseExisting(out, o.force);
+  await checkOutputPath(out, { force: o.force });
   let previous: Uint8Array;
   try {
     previous = await readFile(from);

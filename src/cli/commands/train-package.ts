@@ -32,10 +32,10 @@ import {
   PACKAGE_EXTENSION,
   protectModel,
 } from '../../model/index.js';
+import { checkOutputPath } from '../options.js';
 import type { Io } from '../output.js';
 import { openKeyringFromOptions } from './keys.js';
 import type { Continuation, ContinueCliOpts, Tuner } from './train-continue.js';
-import { refuseExisting } from './train-dp.js';
 
 /** The parent's version with its last number incremented (`1.2.0` → `1.2.1`, `3` → `4`). */
 export function nextVersion(v: string): string | undefined {
@@ -95,7 +95,7 @@ export async function runPackageContinuation(
   const from = o.from as string;
   const need = required(o);
   const out = resolve(o.out);
-  await refuseExisting(out, o.force);
+  await checkOutputPath(out, { force: o.force });
   const trust = await loadTrustPolicy(need.trust);
   const signingKey = await loadSigningKey(need.signKey);
   const keyring = await openKeyringFromOptions({ ...o, keyring: need.keyring });
