@@ -32,6 +32,10 @@ describe('bulwark keys / data protect CLI', () => {
     assert.equal(r.code, 5);
     assert.match(r.stderr, /ERR_PASSPHRASE_WRONG/);
     assert.doesNotMatch(r.stderr, /a long demo/);
+    // A re-wrap that cannot be done (no such manifest) stops the rotation before the keyring changes.
+    r = runBulwark(['keys', 'rotate', 'data', ...auth, '--rewrap', join(dir, 'none.bulwark.json')]);
+    assert.equal(r.code, 3);
+    assert.match(r.stderr, /ERR_FILE_NOT_FOUND/);
     r = runBulwark(['keys', 'rotate', 'data', ...auth, '--json']);
     assert.equal(r.code, 0, r.stderr);
     assert.equal((JSON.parse(r.stdout) as { key: { version: number } }).key.version, 2);

@@ -10,7 +10,7 @@ import {
   keyProviderNames,
   type SecretSource,
 } from '../../keys/index.js';
-import { rewrapProtected, SubjectKeyStore } from '../../protect/index.js';
+import { readManifest, rewrapProtected, SubjectKeyStore } from '../../protect/index.js';
 import { addAuditOption, record, withOperationLog } from '../audit-record.js';
 import { intOption, listOption } from '../options.js';
 import { ioOf } from '../program.js';
@@ -248,31 +248,44 @@ export function registerKeysCommands(program: Command): void {
         audit?: string;
       }
     >();
-    const { result, auditEvent } = await withAuditedKeyring(o, async (kr) => {
-      const info = await kr.rotate(id, { source: sourceOf(o) });
-      const rewrapped: { manifest: string; keys: number }[] = [];
-      for (const m of o.rewrap ?? []) rewrapped.push({ manifest: m, keys: await rewrapProtected(m, kr, id) });
-      if (o.subjects) {
-        const s = await SubjectKeyStore.open(o.subjects, kr);
+    const { info, rewrapped, auditEvent } = await withOperationLog(o.audit, (log) =>
+      withKeyring(o, async (kr) => {
+        // Everything the re-wraps need is read first (each manifest parsed, the store opened and
+        // locked): a missing or wrong file must stop the command before the keyring changes.
+        for (const m of o.rewrap ?? []) await readManifest(m);
+        const store = o.subjects ? await SubjectKeyStore.open(o.subjects, kr) : undefined;
         try {
-          await s.rewrap(id);
+          const info = await kr.rotate(id, { source: sourceOf(o) });
+          // The rotation is in the keyring now: it is recorded whatever the re-wraps below do.
+          const [auditEvent] = await record(log, [
+            {
+              type: 'key.rotated',
+              data: {
+                keyId: `${id}.v${info.version}`,
+                previousKeyId: `${id}.v${info.version - 1}`,
+                provider: info.provider,
+              },
+            },
+          ]);
+          const rewrapped: { manifest: string; keys: number }[] = [];
+          try {
+            for (const m of o.rewrap ?? [])
+              rewrapped.push({ manifest: m, keys: await rewrapProtected(m, kr, id) });
+            await store?.rewrap(id);
+          } catch (e) {
+            if (!(e instanceof BulwarkError)) throw e;
+            throw new BulwarkError(
+              e.code,
+              `key ${id} was rotated to version ${info.version}${auditEvent ? ` (audit event ${auditEvent})` : ''}, but a re-wrap failed: ${e.message}; the data keys not yet re-wrapped stay under version ${info.version - 1}, which still unwraps them: do not destroy it before they are re-wrapped`,
+              { cause: e, details: e.details },
+            );
+          }
+          return { info, rewrapped, auditEvent };
         } finally {
-          await s.close();
+          await store?.close();
         }
-      }
-      return {
-        result: { info, rewrapped },
-        event: {
-          type: 'key.rotated',
-          data: {
-            keyId: `${id}.v${info.version}`,
-            previousKeyId: `${id}.v${info.version - 1}`,
-            provider: info.provider,
-          },
-        },
-      };
-    });
-    const { info, rewrapped } = result;
+      }),
+    );
     io.result(
       { key: info, rewrapped, subjects: o.subjects ?? null, ...(auditEvent ? { auditEvent } : {}) },
       () =>
