@@ -59,6 +59,14 @@ function checkBounds(b: Bounds): Bounds {
     throw invalidArgument('lower', 'a finite number', b.lower);
   if (typeof b.upper !== 'number' || !Number.isFinite(b.upper) || !(b.upper > b.lower))
     throw invalidArgument('upper', `a finite number > lower (${b.lower})`, b.upper);
+  // Each bound finite is not enough: a range wider than the largest double (say ±1e308) makes the bin
+  // width, the candidate grid and the noise scale infinite, and a budget would be spent on garbage.
+  if (!Number.isFinite(b.upper - b.lower))
+    throw invalidArgument(
+      'upper',
+      `a bound whose distance to lower (${b.lower}) is a finite number`,
+      b.upper,
+    );
   return b;
 }
 
@@ -96,16 +104,27 @@ async function spend(
   });
 }
 
-/** Integer noise for an integer statistic with integer L1/L2 sensitivity `sens` at (ε, δ). */
-function integerNoise(p: Plan, sens: number, noise: NoiseSource): { noise: bigint; scale: number } {
-  const rng = noise.rng;
+/**
+ * The noise of an integer statistic with integer L1/L2 sensitivity `sens` at (ε, δ), calibrated but
+ * not drawn: calibration can fail (a δ too small for the Gaussian), and it must fail before the budget
+ * is spent.
+ */
+interface IntegerNoise {
+  scale: number;
+  draw(noise: NoiseSource): bigint;
+}
+
+function integerNoise(p: Plan, sens: number): IntegerNoise {
   if (p.gaussian) {
     const sigma = discreteGaussianSigma(p.epsilon, p.delta, sens);
     const r = exactRational(sigma * sigma);
-    return { noise: discreteGaussianRational(rng, r.n, r.d), scale: sigma };
+    return { scale: sigma, draw: (noise) => discreteGaussianRational(noise.rng, r.n, r.d) };
   }
   const e = exactRational(p.epsilon);
-  return { noise: discreteLaplaceRational(rng, BigInt(sens) * e.d, e.n), scale: sens / p.epsilon };
+  return {
+    scale: sens / p.epsilon,
+    draw: (noise) => discreteLaplaceRational(noise.rng, BigInt(sens) * e.d, e.n),
+  };
 }
 
 function eventOf(p: Plan): PrivacyEvent {
@@ -142,10 +161,12 @@ export async function dpCount(
   o: QueryOptions,
 ): Promise<DpRelease<number>> {
   const p = plan(o);
+  if (typeof rows === 'number' && (!Number.isSafeInteger(rows) || rows < 0))
+    throw invalidArgument('rows', 'a count >= 0', rows);
+  const z = integerNoise(p, 1);
   const receipt = await spend(o, p, 'query.count', {});
   let n: number;
   if (typeof rows === 'number') {
-    if (!Number.isSafeInteger(rows) || rows < 0) throw invalidArgument('rows', 'a count >= 0', rows);
     n = rows;
   } else {
     n = 0;
@@ -154,8 +175,7 @@ export async function dpCount(
       if (v !== null && v !== undefined && !(typeof v === 'number' && Number.isNaN(v))) n++;
     }
   }
-  const z = integerNoise(p, 1, noiseOf(o.noise));
-  return release(Number(BigInt(n) + z.noise), p, mechName(p), z.scale, receipt);
+  return release(Number(BigInt(n) + z.draw(noiseOf(o.noise))), p, mechName(p), z.scale, receipt);
 }
 
 /** Values clamped to the bounds and rounded to the grid, in grid units; missing values are skipped. */
@@ -192,10 +212,10 @@ export async function dpSum(
   const p = plan(o);
   const b = checkBounds(o);
   const { g, sens } = gridOf(b, o.granularity);
+  const z = integerNoise(p, sens);
   const receipt = await spend(o, p, 'query.sum', { lower: b.lower, upper: b.upper });
   const { units } = gridSum(values, b, g);
-  const z = integerNoise(p, sens, noiseOf(o.noise));
-  return release(Number(units + z.noise) * g, p, mechName(p), z.scale * g, receipt);
+  return release(Number(units + z.draw(noiseOf(o.noise))) * g, p, mechName(p), z.scale * g, receipt);
 }
 
 /** A DP mean of a column clamped to public bounds: a DP sum over a DP count (ε/2 each), clamped to the bounds. */
@@ -206,12 +226,14 @@ export async function dpMean(
   const p = plan(o);
   const b = checkBounds(o);
   const { g, sens } = gridOf(b, o.granularity);
-  const receipt = await spend(o, p, 'query.mean', { lower: b.lower, upper: b.upper });
   const half: Plan = { epsilon: p.epsilon / 2, delta: p.delta / 2, gaussian: p.gaussian };
+  const sumNoise = integerNoise(half, sens);
+  const countNoise = integerNoise(half, 1);
+  const receipt = await spend(o, p, 'query.mean', { lower: b.lower, upper: b.upper });
   const noise = noiseOf(o.noise);
   const { units, count } = gridSum(values, b, g);
-  const s = Number(units + integerNoise(half, sens, noise).noise) * g;
-  const c = Number(BigInt(count) + integerNoise(half, 1, noise).noise);
+  const s = Number(units + sumNoise.draw(noise)) * g;
+  const c = Number(BigInt(count) + countNoise.draw(noise));
   // Post-processing: a mean outside the bounds (or an empty noisy count) is clamped.
   const mean = c <= 0 ? (b.lower + b.upper) / 2 : Math.min(b.upper, Math.max(b.lower, s / c));
   return { ...release(mean, p, 'composite', undefined, receipt), sum: s, count: c };
@@ -257,6 +279,7 @@ export async function dpHistogram(
       return Math.min(k - 1, Math.max(0, Math.floor((x - b.lower) / w)));
     };
   }
+  const z = integerNoise(p, 1);
   const receipt = await spend(o, p, 'query.histogram', { bins: labels.length });
   const counts = new Array<number>(labels.length).fill(0);
   for (let i = 0; i < values.length; i++) {
@@ -266,13 +289,8 @@ export async function dpHistogram(
     if (j >= 0) counts[j] = (counts[j] as number) + 1;
   }
   const noise = noiseOf(o.noise);
-  let scale = 0;
-  const out = counts.map((c, j) => {
-    const z = integerNoise(p, 1, noise);
-    scale = z.scale;
-    return { bin: labels[j] as string, count: Number(BigInt(c) + z.noise) };
-  });
-  return release(out, p, mechName(p), scale, receipt);
+  const out = counts.map((c, j) => ({ bin: labels[j] as string, count: Number(BigInt(c) + z.draw(noise)) }));
+  return release(out, p, mechName(p), z.scale, receipt);
 }
 
 function fmt(x: number): string {

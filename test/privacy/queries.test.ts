@@ -163,6 +163,29 @@ describe('DP queries', () => {
     }
   });
 
+  it('spends nothing on a query that cannot be answered: an infinite range, an unachievable delta', async () => {
+    const ledger = await openLedger(join(tmp, `q-${randomBytes(4).toString('hex')}.sqlite`));
+    try {
+      await ledger.setBudget('adult', { epsilon: 1, delta: 1e-6 });
+      const budget = { ledger, dataset: 'adult' };
+      const huge = { lower: -1e308, upper: 1e308 };
+      await assert.rejects(dpSum([1], { epsilon: 0.1, ...huge, budget }), param('upper:'));
+      await assert.rejects(dpHistogram([1], { epsilon: 0.1, ...huge, bins: 3, budget }), param('upper:'));
+      await assert.rejects(
+        dpQuantiles([1], { epsilon: 0.1, ...huge, quantiles: [0.5], budget }),
+        param('upper:'),
+      );
+      // A Gaussian sum whose sigma cannot be calibrated at this delta is refused before the spend.
+      await assert.rejects(
+        dpSum([1], { epsilon: 0.01, lower: 0, upper: 1e300, mechanism: 'gaussian', delta: 1e-9, budget }),
+        (e: unknown) => isBulwarkError(e),
+      );
+      assert.equal((await ledger.history('adult')).length, 0);
+    } finally {
+      await ledger.close();
+    }
+  });
+
   it('validates parameters naming them', async () => {
     await assert.rejects(dpCount(1, { epsilon: 0 }), param('epsilon:'));
     await assert.rejects(dpCount(1, { epsilon: 1, mechanism: 'gaussian' }), param('delta:'));
