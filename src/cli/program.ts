@@ -24,19 +24,31 @@ export function ioOf(cmd: Command): Io {
   return makeIo(cmd.optsWithGlobals<{ json?: boolean }>().json === true);
 }
 
-export function buildProgram(): Command {
+export function buildProgram(opts: { json?: boolean } = {}): Command {
+  // With --json, stderr holds only the JSON error runCli writes: commander's text line and its hint
+  // would make it unparseable.
+  const output = { outputError: opts.json ? () => {} : usageError };
+  const hint = opts.json ? false : '(run with --help for usage)';
   const program = new Command('bulwark')
     .description(
       'Secure the whole life of a machine-learning model: data, training, model file, serving, audit.',
     )
-    .version(bulwarkVersion(), '-V, --version', 'print the version and exit')
+    // Not commander's .version(): that one is honoured after any subcommand too, so that
+    // `keys disable k --version 1` (for --key-version) printed the version and did nothing, exit 0.
+    // runCli answers a leading --version; anywhere else it is refused (preAction below).
+    .option('-V, --version', 'print the version and exit')
     .option('--json', 'machine-readable JSON output on stdout (errors as JSON on stderr)')
-    .showHelpAfterError('(run with --help for usage)')
+    .showHelpAfterError(hint)
     .showSuggestionAfterError(true)
     .exitOverride()
-    .configureOutput({
-      // Commander's own usage errors come through here: prefix them with the stable code.
-      outputError: (str, write) => write(`bulwark: ERR_USAGE: ${str.replace(/^error: /, '')}`),
+    .configureOutput(output)
+    .hook('preAction', () => {
+      if (program.opts<{ version?: boolean }>().version)
+        throw new BulwarkError(
+          'ERR_USAGE',
+          '--version is an option of bulwark itself (bulwark --version), not of a command',
+          { details: { option: '--version' } },
+        );
     })
     .addHelpText(
       'after',
@@ -65,12 +77,23 @@ Errors print one line "bulwark: ERR_CODE: message"; every code is listed in docs
   // Every subcommand inherits the usage-error handling.
   for (const c of allCommands(program)) {
     c.exitOverride();
-    c.showHelpAfterError('(run with --help for usage)');
-    c.configureOutput({
-      outputError: (str, write) => write(`bulwark: ERR_USAGE: ${str.replace(/^error: /, '')}`),
-    });
+    c.showHelpAfterError(hint);
+    c.configureOutput(output);
   }
   return program;
+}
+
+/**
+ * Commander's own usage errors, prefixed with the stable code. An unknown option written with its value
+ * (`--passphrase=hunter2`, `--pin=1234`) is echoed without the value: whoever typed a secret on the
+ * command line should not find it in the terminal's scroll-back or a CI log too.
+ */
+function usageError(str: string, write: (s: string) => void): void {
+  write(`bulwark: ERR_USAGE: ${redactOptionValues(str.replace(/^error: /, ''))}`);
+}
+
+export function redactOptionValues(message: string): string {
+  return message.replace(/(--?[A-Za-z0-9][A-Za-z0-9-]*)=[^\s']*/g, '$1=…');
 }
 
 export function allCommands(c: Command): Command[] {
@@ -79,8 +102,13 @@ export function allCommands(c: Command): Command[] {
 
 /** Runs the CLI on `argv` (without node and script) and returns the exit code. */
 export async function runCli(argv: readonly string[]): Promise<number> {
-  const program = buildProgram();
   const json = argv.includes('--json');
+  const rest = argv.filter((a) => a !== '--json');
+  if (rest.length === 1 && (rest[0] === '-V' || rest[0] === '--version')) {
+    process.stdout.write(`${bulwarkVersion()}\n`);
+    return ExitCode.ok;
+  }
+  const program = buildProgram({ json });
   try {
     await program.parseAsync([...argv], { from: 'user' });
     return ExitCode.ok;
@@ -96,7 +124,9 @@ export async function runCli(argv: readonly string[]): Promise<number> {
       }
       // Commander has already printed its message through outputError.
       if (json)
-        process.stderr.write(`${JSON.stringify({ error: { code: 'ERR_USAGE', message: e.message } })}\n`);
+        process.stderr.write(
+          `${JSON.stringify({ error: { code: 'ERR_USAGE', message: redactOptionValues(e.message.replace(/^error: /, '')) } })}\n`,
+        );
       return ExitCode.usage;
     }
     if (e instanceof BulwarkError || e instanceof Error) return reportError(e, json);

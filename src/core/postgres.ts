@@ -34,6 +34,8 @@ export function redactUrl(url: string): string {
   try {
     const u = new URL(url);
     u.password = '';
+    // libpq also takes the password as a query parameter (and the client key's passphrase).
+    for (const k of [...u.searchParams.keys()]) if (/pass/i.test(k)) u.searchParams.set(k, 'redacted');
     return u.toString();
   } catch {
     return 'postgres (unparseable URL)';

@@ -68,12 +68,41 @@ describe('bulwark CLI', () => {
     assert.deepEqual(readdirSync(dir), []);
   });
 
-  it('--json reports usage errors as JSON on stderr', () => {
-    const r = runBulwark(['--json', 'demo', '--seed', '-1']);
+  it('--json reports usage errors as JSON on stderr, and nothing else there', () => {
+    for (const args of [
+      ['--json', 'demo', '--seed', '-1'],
+      ['data', 'synth', '--bogus', '--json'],
+    ]) {
+      const r = runBulwark(args);
+      assert.equal(r.code, 2);
+      const parsed = JSON.parse(r.stderr) as { error: { code: string; message: string } };
+      assert.equal(parsed.error.code, 'ERR_USAGE');
+      assert.doesNotMatch(parsed.error.message, /^error: /);
+    }
+  });
+
+  it('--version belongs to bulwark itself: after a command it is refused, nothing runs', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'bulwark-cli-'));
+    const r = runBulwark(['data', 'synth', '--out', join(dir, 'x.csv'), '--version']);
     assert.equal(r.code, 2);
-    const last = r.stderr.trim().split('\n').at(-1) as string;
-    const parsed = JSON.parse(last) as { error: { code: string; message: string } };
-    assert.equal(parsed.error.code, 'ERR_USAGE');
+    assert.match(r.stderr, /ERR_USAGE: --version is an option of bulwark itself/);
+    assert.deepEqual(readdirSync(dir), []);
+  });
+
+  it('an unknown option typed with a value (a secret, say) is echoed without the value', () => {
+    for (const json of [false, true]) {
+      const r = runBulwark([
+        ...(json ? ['--json'] : []),
+        'keys',
+        'list',
+        '--keyring',
+        'k.json',
+        '--passphrase=hunter2',
+      ]);
+      assert.equal(r.code, 2);
+      assert.match(r.stderr, /unknown option '--passphrase=…'/);
+      assert.doesNotMatch(r.stderr, /hunter2/);
+    }
   });
 
   it('a reader that closes the pipe early (`| head`) ends the command quietly, without a stack trace', async () => {

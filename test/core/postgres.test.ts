@@ -8,6 +8,10 @@ describe('PostgreSQL failure classification and URL redaction (audit log and bud
     assert.doesNotMatch(r, /s3cr3t-pw/);
     assert.match(r, /alice@db\.internal:5432\/bulwark/);
     assert.equal(redactUrl('not a url with s3cr3t'), 'postgres (unparseable URL)');
+    // libpq's password and sslpassword query parameters too.
+    const q = redactUrl('postgres://bob@db:5432/x?password=S3cretPW&sslpassword=K3y&application_name=a');
+    assert.doesNotMatch(q, /S3cretPW|K3y/);
+    assert.match(q, /application_name=a/);
   });
 
   it('connection-level failures are recognised; query errors are not', () => {
