@@ -80,7 +80,7 @@ describe('bulwark attest verify', { skip: noSamples }, () => {
     assert.equal(errOf(r.stderr), 'ERR_ATTEST_MEASUREMENT');
   });
 
-  it('SEV-SNP: verifies with its chain; a production policy refuses the debug guest', () => {
+  it('SEV-SNP: the production defaults refuse the debug guest; --no-policy checks signature and chain only', () => {
     const args = [
       'attest',
       'verify',
@@ -92,9 +92,14 @@ describe('bulwark attest verify', { skip: noSamples }, () => {
       '--chain',
       SNP_VCEK,
     ];
-    const ok = runBulwark(['--json', ...args]);
+    const def = runBulwark(args);
+    assert.equal(def.code, 5);
+    assert.equal(errOf(def.stderr), 'ERR_ATTEST_DEBUG');
+    const ok = runBulwark(['--json', ...args, '--no-policy']);
     assert.equal(ok.code, 0, ok.stderr);
-    assert.equal((JSON.parse(ok.stdout) as { claims: { debug: boolean } }).claims.debug, true);
+    const out = JSON.parse(ok.stdout) as { policy: string; claims: { debug: boolean } };
+    assert.equal(out.claims.debug, true);
+    assert.match(out.policy, /^none \(--no-policy/);
     const prod = join(dir, 'prod.yaml');
     writeFileSync(prod, 'requireHardware: true\nallowDebug: false\n');
     const r = runBulwark([...args, '--policy', prod]);
@@ -150,7 +155,12 @@ describe('bulwark attest verify --format software', () => {
     );
     const key = join(dir, 'signer.pem');
     writeFileSync(key, publicKey.export({ type: 'spki', format: 'pem' }));
-    const ok = runBulwark(['attest', 'verify', doc, '--format', 'software', '--root', key]);
+    // The production defaults require hardware: software mode passes only without a policy.
+    assert.equal(
+      errOf(runBulwark(['attest', 'verify', doc, '--format', 'software', '--root', key]).stderr),
+      'ERR_ATTEST_HARDWARE_REQUIRED',
+    );
+    const ok = runBulwark(['attest', 'verify', doc, '--format', 'software', '--root', key, '--no-policy']);
     assert.equal(ok.code, 0, ok.stderr);
     assert.match(ok.stdout, /SOFTWARE: no hardware guarantee/);
     assert.equal(

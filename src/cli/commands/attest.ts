@@ -10,7 +10,8 @@ interface VerifyOpts {
   root?: string[];
   chain?: string[];
   at?: string;
-  policy?: string;
+  /** A policy file; false with --no-policy; undefined: the production defaults. */
+  policy?: string | false;
   nonce?: string;
   userData?: string;
   publicKey?: string;
@@ -98,7 +99,13 @@ function claimsJson(c: AttestationClaims): Record<string, unknown> {
   };
 }
 
-function human(c: AttestationClaims, policy: string | undefined, at: Date): string {
+/** How the policy applied is named in the output. */
+function policyName(policy: string | false | undefined): string {
+  if (policy === false) return 'none (--no-policy: signature, chain and bindings only)';
+  return policy ?? 'the production defaults (hardware, no debug, at most 300 s old)';
+}
+
+function human(c: AttestationClaims, policy: string | false | undefined, at: Date): string {
   const short = (h: string | null) =>
     h === null ? 'none' : h.length > 64 ? `${h.slice(0, 64)}… (${h.length / 2} bytes)` : h;
   const lines = [
@@ -120,7 +127,7 @@ function human(c: AttestationClaims, policy: string | undefined, at: Date): stri
     `  nonce         ${c.nonce ? `${short(hex(c.nonce))}${c.nonceVerified ? ' (matches --nonce)' : ''}` : 'none'}`,
     `  public key    ${short(hex(c.publicKey))}`,
     `  user data     ${short(hex(c.userData))}`,
-    `  policy        ${policy ? `${policy}: passed` : 'none given (signature, chain and bindings only)'}`,
+    `  policy        ${policy === false ? policyName(policy) : `${policyName(policy)}: passed`}`,
   ];
   if (!c.hardware)
     lines.push(
@@ -157,8 +164,9 @@ export function registerAttestCommands(program: Command): void {
     )
     .option(
       '--policy <file>',
-      'YAML/JSON attestation policy (requireHardware, allowDebug, measurements, maxAgeSeconds, minTcb)',
+      'YAML/JSON attestation policy (requireHardware, allowDebug, measurements, maxAgeSeconds, minTcb); default: the production defaults (hardware required, no debug, at most 300 s old)',
     )
+    .option('--no-policy', 'apply no policy: check the signature, the chain and the bindings only')
     .option('--nonce <hex>', 'the nonce the document must carry', hexOption('a nonce'))
     .option(
       '--user-data <hex>',
@@ -184,7 +192,14 @@ TCB, hardware required, stale). Examples:
       const chain = o.chain
         ? await Promise.all(o.chain.map((c) => readPemOrDer(c, 'chain file')))
         : undefined;
-      const policy = o.policy ? await loadPolicy(o.policy) : undefined;
+      // Without --policy the production defaults apply (fail closed: a debug or software enclave, or a
+      // stale document, is refused); only --no-policy checks the signature, chain and bindings alone.
+      const policy =
+        o.policy === false
+          ? undefined
+          : o.policy !== undefined
+            ? await loadPolicy(o.policy)
+            : (await loadAttest()).parsePolicy({});
       let at = o.at === undefined ? new Date() : parseAt(o.at);
       if (at === 'document') {
         const t = peekCoseTimestamp(bytes);
@@ -209,7 +224,7 @@ TCB, hardware required, stale). Examples:
         {
           verified: true,
           checkedAt: atDate.toISOString(),
-          policy: o.policy ?? null,
+          policy: policyName(o.policy),
           claims: claimsJson(claims),
         },
         () => human(claims, o.policy, atDate),
