@@ -1,8 +1,7 @@
-import { readFile } from 'node:fs/promises';
 import { parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { BulwarkError } from './errors.js';
-import { fsError } from './fs.js';
+import { readInputFile } from './fs.js';
 
 /**
  * YAML configuration validated against a zod schema. Errors name the file, the key path
@@ -46,13 +45,7 @@ export function validateConfig<S extends z.ZodType>(
 
 /** Reads and validates a YAML configuration file. */
 export async function loadConfig<S extends z.ZodType>(path: string, schema: S): Promise<z.infer<S>> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (e) {
-    throw fsError(e, path, 'cannot read config');
-  }
-  return parseConfig(text, schema, path);
+  return parseConfig(await readInputFile(path, 'config', 'utf8'), schema, path);
 }
 
 export function formatPath(path: readonly PropertyKey[]): string {

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { createWriteStream, unlinkSync, type WriteStream } from 'node:fs';
-import { access, link, mkdir, open, rename, stat, unlink } from 'node:fs/promises';
+import { access, link, mkdir, open, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { BulwarkError } from './errors.js';
 
@@ -63,6 +63,22 @@ export async function requireFile(path: string, what = 'file'): Promise<void> {
   } catch (e) {
     if (e instanceof BulwarkError) throw e;
     throw fsError(e, path, `${what} not readable`);
+  }
+}
+
+/**
+ * Reads an input file whole: a regular file only (a FIFO, a device such as /dev/zero or a folder would
+ * block forever or never end, so they are refused with `ERR_FILE_NOT_FOUND` first), errors naming
+ * `what` and the path.
+ */
+export async function readInputFile(path: string, what: string): Promise<Buffer>;
+export async function readInputFile(path: string, what: string, encoding: 'utf8'): Promise<string>;
+export async function readInputFile(path: string, what: string, encoding?: 'utf8'): Promise<Buffer | string> {
+  await requireFile(path, what);
+  try {
+    return encoding ? await readFile(path, encoding) : await readFile(path);
+  } catch (e) {
+    throw fsError(e, path, `cannot read the ${what}`);
   }
 }
 

@@ -18,6 +18,7 @@ export {
   type FileLock,
   fsError,
   lockFile,
+  readInputFile,
   removePendingTemps,
   requireFile,
   withFileRead,

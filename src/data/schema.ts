@@ -1,12 +1,11 @@
-import { readFile } from 'node:fs/promises';
 import { stringify as yamlStringify } from 'yaml';
 import { z } from 'zod';
 import {
   type AtomicWriteOptions,
   BulwarkError,
-  fsError,
   isBulwarkError,
   parseConfig,
+  readInputFile,
   validateConfig,
   writeFileAtomic,
 } from '../core/index.js';
@@ -227,13 +226,7 @@ function boundToNumber(v: number | string, type: FieldType): number {
 
 /** Reads and validates a schema YAML file. */
 export async function loadSchema(path: string): Promise<Schema> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (e) {
-    throw fsError(e, path, 'cannot read schema');
-  }
-  return parseSchema(text, path);
+  return parseSchema(await readInputFile(path, 'schema', 'utf8'), path);
 }
 
 /** The schema as YAML (timestamp bounds as ISO 8601 dates); `parseSchema` reads it back unchanged. */

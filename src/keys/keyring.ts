@@ -7,6 +7,7 @@ import {
   fsError,
   invalidArgument,
   lockFile,
+  readInputFile,
   requireInteger,
   writeFileAtomic,
 } from '../core/index.js';
@@ -338,12 +339,7 @@ export class Keyring {
 
   /** Opens a keyring file; a local one needs its passphrase, a pkcs11 one its PIN. */
   static async open(path: string, opts: OpenKeyringOptions = {}): Promise<Keyring> {
-    let text: string;
-    try {
-      text = await readFile(path, 'utf8');
-    } catch (e) {
-      throw fsError(e, path, 'cannot read the keyring');
-    }
+    const text = await readInputFile(path, 'keyring', 'utf8');
     let raw: unknown;
     try {
       raw = JSON.parse(text);

@@ -1,9 +1,18 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { AtomicFileStream, lockFile, requireFile, writeFileAtomic } from '../../src/core/index.js';
+import {
+  AtomicFileStream,
+  lockFile,
+  readInputFile,
+  requireFile,
+  writeFileAtomic,
+} from '../../src/core/index.js';
+import { loadSchema } from '../../src/data/index.js';
+import { Keyring } from '../../src/keys/index.js';
 
 const fresh = () => mkdtempSync(join(tmpdir(), 'bulwark-fs-'));
 /** A regular file, so that a path under it cannot be created (ENOTDIR). */
@@ -95,5 +104,24 @@ describe('file locks', () => {
     await assert.rejects(s.commit(), { code: 'ERR_FILE_EXISTS' });
     assert.equal(readFileSync(p, 'utf8'), 'theirs');
     assert.deepEqual(readdirSync(dir), ['key.pem']);
+  });
+});
+
+describe('input files', () => {
+  it('a FIFO, a device or a folder is refused at once instead of blocking (keyring, schema too)', async () => {
+    const dir = fresh();
+    const fifo = join(dir, 'pipe');
+    execFileSync('mkfifo', [fifo]);
+    for (const p of [fifo, '/dev/zero', dir])
+      await assert.rejects(readInputFile(p, 'schema', 'utf8'), {
+        code: 'ERR_FILE_NOT_FOUND',
+        message: /not a regular file/,
+      });
+    await assert.rejects(Keyring.open(fifo), { code: 'ERR_FILE_NOT_FOUND' });
+    await assert.rejects(loadSchema(fifo), { code: 'ERR_FILE_NOT_FOUND' });
+    const f = join(dir, 'ok.txt');
+    writeFileSync(f, 'hello');
+    assert.equal(await readInputFile(f, 'text', 'utf8'), 'hello');
+    assert.deepEqual(await readInputFile(f, 'bytes'), Buffer.from('hello'));
   });
 });

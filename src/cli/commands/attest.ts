@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { type Command, InvalidArgumentError } from 'commander';
 import { z } from 'zod';
 import type { AttestationClaims, AttestationPolicy } from '../../attest/index.js';
-import { BulwarkError, fsError, parseConfig, requireFile } from '../../core/index.js';
+import { BulwarkError, fsError, parseConfig, readInputFile, requireFile } from '../../core/index.js';
 import { ioOf } from '../program.js';
 
 interface VerifyOpts {
@@ -63,13 +63,7 @@ function parseAt(v: string): Date | 'document' {
 }
 
 async function loadPolicy(path: string): Promise<AttestationPolicy> {
-  await requireFile(path, 'policy file');
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (e) {
-    throw fsError(e, path, 'cannot read policy');
-  }
+  const text = await readInputFile(path, 'policy file', 'utf8');
   const { parsePolicy } = await loadAttest();
   return parsePolicy(parseConfig(text, z.unknown(), path));
 }

@@ -58,14 +58,8 @@ A missing results file makes its rows "not measured"; nothing is estimated. See 
       let r: Awaited<ReturnType<typeof b.runCosts>>;
       if (o.from !== undefined) {
         const from = resolve(o.from);
-        const { readFile } = await import('node:fs/promises');
-        const { fsError } = await import('../../core/index.js');
-        let text: string;
-        try {
-          text = await readFile(from, 'utf8');
-        } catch (e) {
-          throw fsError(e, from, 'cannot read the costs results');
-        }
+        const { readInputFile } = await import('../../core/index.js');
+        const text = await readInputFile(from, 'costs results', 'utf8');
         const { set, note } = await b.readCommitted(resultsDir);
         r = b.reassemble(set, text, from);
         if (note) r.json.notes.push(note);

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { type Command, InvalidArgumentError } from 'commander';
-import { BulwarkError, fsError } from '../../core/index.js';
+import { BulwarkError, readInputFile } from '../../core/index.js';
 import type { Finding, Severity } from '../../deploy/index.js';
 import { ioOf } from '../program.js';
 
@@ -126,13 +126,8 @@ Apply with: kubectl apply -k DIR`,
       const d = await lib();
       const docs = [];
       for (const f of files) {
-        let text: string;
-        try {
-          // '-' reads stdin: `kubectl kustomize overlays/prod | bulwark deploy check -`
-          text = f === '-' ? await readStdin() : await readFile(f, 'utf8');
-        } catch (e) {
-          throw fsError(e, f, 'cannot read manifest');
-        }
+        // '-' reads stdin: `kubectl kustomize overlays/prod | bulwark deploy check -`
+        const text = f === '-' ? await readStdin() : await readInputFile(f, 'manifest', 'utf8');
         docs.push(...d.parseManifests(text, f));
       }
       const findings = d.checkManifests(docs, { level: o.level });

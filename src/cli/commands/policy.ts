@@ -1,6 +1,5 @@
-import { readFile } from 'node:fs/promises';
 import { type Command, InvalidArgumentError } from 'commander';
-import { BulwarkError, fsError } from '../../core/index.js';
+import { BulwarkError, readInputFile } from '../../core/index.js';
 import type { Principal } from '../../gateway/auth/index.js';
 // The action names only (no engine): the Cedar engine is loaded by the commands that run it, not at
 // start-up of every command.
@@ -32,12 +31,7 @@ function contextOption(v: string, prev: Record<string, string | number | boolean
 const list = (v: string) => v.split(',').filter((s) => s !== '');
 
 async function principalFromFile(path: string): Promise<Principal> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (e) {
-    throw fsError(e, path, 'cannot read principal');
-  }
+  const text = await readInputFile(path, 'principal', 'utf8');
   let p: unknown;
   try {
     p = JSON.parse(text);
