@@ -5,7 +5,7 @@
 import { basename, resolve } from 'node:path';
 import { type Command, InvalidArgumentError } from 'commander';
 import type { AuditLog } from '../../audit/index.js';
-import { BulwarkError, exists, fileDigest, sha256Digest, writeFileAtomic } from '../../core/index.js';
+import { BulwarkError, fileDigest, sha256Digest, writeFileAtomic } from '../../core/index.js';
 import type { Dataset, Schema } from '../../data/index.js';
 import type { ActivationName } from '../../ml/index.js';
 import {
