@@ -121,6 +121,13 @@ export function parsePublicKey(
   pem: string,
   where: string,
 ): { key: KeyObject; algorithm: SigningAlgorithm; keyId: string } {
+  // createPublicKey also accepts a private key and derives its public half: a trust policy pointing at
+  // the signing key itself would work, with the private key copied wherever packages are verified.
+  if (/-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/.test(pem))
+    throw bad(
+      'ERR_SIGNING_KEY_INVALID',
+      `${where}: this is a private key; a trust policy holds public keys only (bulwark model keygen writes KEY.pub beside it)`,
+    );
   let key: KeyObject;
   try {
     key = createPublicKey({ key: pem, format: 'pem' });

@@ -14,10 +14,9 @@
  * ```
  */
 import type { KeyObject } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { z } from 'zod';
-import { BulwarkError, fsError, loadConfig, validateConfig } from '../core/index.js';
+import { BulwarkError, loadConfig, readInputFile, validateConfig } from '../core/index.js';
 import { parsePublicKey, type SigningAlgorithm } from './sign.js';
 
 /** One trusted signer. */
@@ -68,11 +67,7 @@ async function build(doc: PolicyDoc, source: string, baseDir: string): Promise<T
     let pem = s.publicKey;
     if (pem === undefined) {
       const p = isAbsolute(s.publicKeyFile!) ? s.publicKeyFile! : resolve(baseDir, s.publicKeyFile!);
-      try {
-        pem = await readFile(p, 'utf8');
-      } catch (e) {
-        throw fsError(e, p, 'cannot read the public key');
-      }
+      pem = await readInputFile(p, 'public key', 'utf8');
     }
     const k = parsePublicKey(pem, where);
     if (s.keyId !== undefined && s.keyId !== k.keyId) {

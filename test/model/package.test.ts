@@ -259,6 +259,15 @@ describe('model package: round trip', () => {
       (e: unknown) => isBulwarkError(e, 'ERR_SIGNING_KEY_INVALID'),
     );
   });
+
+  it('a trust policy given the private signing key instead of its public key is refused', async () => {
+    const pem = key.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+    await assert.rejects(
+      trustPolicyFrom({ version: 1, signers: [{ name: 'ci', publicKey: pem, models: ['*'] }] }),
+      (e: unknown) =>
+        isBulwarkError(e, 'ERR_SIGNING_KEY_INVALID') && /private key/.test((e as Error).message),
+    );
+  });
 });
 
 describe('model package: refusals, each with its code', () => {
