@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { writeTransactionsCsv } from '../../src/data/index.js';
@@ -59,6 +59,23 @@ describe('bulwark keys / data protect CLI', () => {
     r = runBulwark(['keys', 'init', ...auth]);
     assert.equal(r.code, 3);
     assert.match(r.stderr, /ERR_FILE_EXISTS/);
+    // A keyring whose first key cannot be made is not left behind to block the corrected command.
+    const fileKr = join(dir, 'file-kr.json');
+    r = runBulwark(['keys', 'init', '--provider', 'file', '--keyring', fileKr]);
+    assert.equal(r.code, 2, r.stderr);
+    assert.equal(existsSync(fileKr), false);
+    writeFileSync(join(dir, 'kek.hex'), `${'ab'.repeat(32)}\n`);
+    r = runBulwark([
+      'keys',
+      'init',
+      '--provider',
+      'file',
+      '--keyring',
+      fileKr,
+      '--source-file',
+      join(dir, 'kek.hex'),
+    ]);
+    assert.equal(r.code, 0, r.stderr);
   });
 
   it('encrypt / decrypt a file; a tampered file gives ERR_CIPHERTEXT_TAMPERED and no output', async () => {

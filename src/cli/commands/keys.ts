@@ -1,3 +1,4 @@
+import { unlink } from 'node:fs/promises';
 import type { Command } from 'commander';
 import type { AuditEventInput } from '../../audit/index.js';
 import { BulwarkError } from '../../core/index.js';
@@ -184,7 +185,17 @@ export function registerKeysCommands(program: Command): void {
       scrypt: { N: 2 ** o.scryptLogN, r: 8, p: 1 },
     });
     try {
-      if (o.key !== false) await kr.createKey(o.key, { source: sourceOf(o) });
+      if (o.key !== false) {
+        try {
+          await kr.createKey(o.key, { source: sourceOf(o) });
+        } catch (e) {
+          // The keyring file was written just above: without its first key it is not what was asked
+          // for, and it would make the corrected command fail with ERR_FILE_EXISTS.
+          await kr.close();
+          await unlink(o.keyring).catch(() => undefined);
+          throw e;
+        }
+      }
       const list = kr.list();
       io.result({ keyring: o.keyring, id: kr.id, provider: kr.providerName, keys: list }, () =>
         [`created keyring ${o.keyring} (id ${kr.id}, provider ${kr.providerName})`, table(list)].join('\n'),
