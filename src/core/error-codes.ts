@@ -216,6 +216,10 @@ export const errorCodes = {
     exit: ExitCode.security,
     summary: 'A keyring file names another key provider than the one expected (default local).',
   },
+  ERR_KEY_WRAP_LIMIT: {
+    exit: ExitCode.security,
+    summary: "A key-encryption key version has made as many wraps as its provider's random IVs allow.",
+  },
   ERR_KEY_NOT_FOUND: {
     exit: ExitCode.security,
     summary: 'The key (keyring, id or version) that protected this data is not in the keyring given.',
@@ -544,7 +548,26 @@ export const errorCodes = {
   },
   ERR_GATEWAY_MEDIA_TYPE: {
     exit: ExitCode.input,
-    summary: 'A gateway request body is not declared application/json (or has a charset other than UTF-8).',
+    summary:
+      'A gateway request body is not declared application/json (or has a charset other than UTF-8), or has a content coding.',
+  },
+  ERR_GATEWAY_REQUEST_TIMEOUT: {
+    exit: ExitCode.input,
+    summary:
+      'A client did not send a request in time (server.headersTimeoutMs, server.requestTimeoutMs): 408, connection closed.',
+  },
+  ERR_GATEWAY_URL_TOO_LONG: {
+    exit: ExitCode.input,
+    summary: 'A gateway request URL is longer than the gateway accepts (414).',
+  },
+  ERR_GATEWAY_HEADERS_TOO_LARGE: {
+    exit: ExitCode.input,
+    summary:
+      'A gateway request line and headers are larger than the gateway accepts (431): connection closed.',
+  },
+  ERR_GATEWAY_EXPECTATION_FAILED: {
+    exit: ExitCode.input,
+    summary: 'A gateway request carries an Expect header other than 100-continue (417).',
   },
   ERR_GATEWAY_RATE_LIMITED: {
     exit: ExitCode.security,

@@ -22,6 +22,8 @@ export const tlsConfigSchema = z
     clientAuth: z.enum(['none', 'request', 'require']).default('none'),
     /** Reload certificates when their files change (SIGHUP always reloads). */
     watch: z.boolean().default(false),
+    /** A connection that has not completed its TLS handshake in this time is closed (ms). */
+    handshakeTimeoutMs: z.number().int().min(100).max(120_000).default(10_000),
   })
   .refine((t) => t.clientAuth === 'none' || t.clientCa !== undefined, {
     message: 'clientAuth request/require needs clientCa',
@@ -49,10 +51,18 @@ export const serverConfigSchema = z
     drainSeconds: z.number().min(0).max(600).default(10),
     /** Idle keep-alive timeout of client connections (ms). */
     keepAliveMs: z.number().int().min(100).max(600_000).default(65_000),
+    /** Time a client has to send a request's headers (ms); past it: 408 and the connection is closed. */
+    headersTimeoutMs: z.number().int().min(100).max(600_000).default(10_000),
+    /** Time a client has to send a whole request, body included (ms); past it: 408, closed. */
+    requestTimeoutMs: z.number().int().min(100).max(3_600_000).default(30_000),
   })
   .refine((s) => s.tls !== undefined || s.insecurePlaintext, {
     message: 'TLS is required (set server.tls, or server.insecurePlaintext: true for a loopback sidecar)',
     path: ['tls'],
+  })
+  .refine((s) => s.headersTimeoutMs <= s.requestTimeoutMs, {
+    message: 'must not be longer than server.requestTimeoutMs',
+    path: ['headersTimeoutMs'],
   });
 
 export const metricsConfigSchema = z.strictObject({

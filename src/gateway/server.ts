@@ -12,6 +12,7 @@ import { readFile } from 'node:fs/promises';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import { type Logger, pino } from 'pino';
 import type { Attester } from '../attest/index.js';
@@ -22,7 +23,7 @@ import {
   parseSignerKey,
   ThreadedAuditLog,
 } from '../audit/index.js';
-import { BulwarkError, bulwarkVersion, fsError } from '../core/index.js';
+import { BulwarkError, bulwarkVersion, type ErrorCode, fsError } from '../core/index.js';
 import { RedisStreamState } from '../robust/index.js';
 import { type LimitedBody, readLimitedBody } from './body.js';
 import type { GatewayConfig } from './config.js';
@@ -70,6 +71,41 @@ export interface GatewayOptions {
 const JSON_TYPE = /^application\/json\s*(;\s*charset\s*=\s*"?utf-8"?\s*)?$/i;
 const ROUTE =
   /^\/v2\/models\/([A-Za-z0-9][A-Za-z0-9_.-]{0,127})(?:\/versions\/([A-Za-z0-9][A-Za-z0-9_.-]{0,127}))?(\/infer|\/ready)?$/;
+/** The routes without a body, answered to GET and HEAD (Node sends HEAD the headers only). */
+const READ_ROUTES = new Set(['/v2/health/live', '/v2/health/ready', '/v2', '/favicon.ico']);
+const READ = ['GET', 'HEAD'] as const;
+const WRITE = ['POST'] as const;
+/** Request line and headers together (Node's parser refuses more: 431). */
+const MAX_HEADER_BYTES = 16_384;
+/** The longest route with its names is under 300 bytes: a longer URL is refused before routing (414). */
+const MAX_URL_BYTES = 8_192;
+/** How long a refused connection may take to accept its last reply before it is destroyed anyway. */
+const REFUSAL_LINGER_MS = 2_000;
+
+/** A refusal made by the HTTP layer itself (its status is in src/gateway/errors.ts's table). */
+function httpRefusal(code: ErrorCode, message: string): Reply {
+  return errorReply(new BulwarkError(code, message));
+}
+
+/**
+ * The answer to an error of Node's HTTP parser or of its request timeouts (the `clientError` event), or
+ * null for the errors with no HTTP to answer: TLS errors (handshake timeout, a bad ClientHello) and
+ * socket errors (a reset).
+ */
+function clientErrorReply(code: string | undefined): Reply | null {
+  if (code === 'ERR_HTTP_REQUEST_TIMEOUT')
+    return httpRefusal('ERR_GATEWAY_REQUEST_TIMEOUT', 'the request was not received in time');
+  if (code === 'HPE_HEADER_OVERFLOW')
+    return httpRefusal(
+      'ERR_GATEWAY_HEADERS_TOO_LARGE',
+      `request line and headers over ${MAX_HEADER_BYTES} bytes`,
+    );
+  if (code === 'HPE_CHUNK_EXTENSIONS_OVERFLOW')
+    return errorReply(new BulwarkError('ERR_GATEWAY_BODY_TOO_LARGE', 'chunk extensions too large'));
+  if (code?.startsWith('HPE_'))
+    return errorReply(new BulwarkError('ERR_GATEWAY_REQUEST_INVALID', 'malformed HTTP request'));
+  return null;
+}
 
 async function readTls(c: NonNullable<GatewayConfig['server']['tls']>): Promise<{
   key: Buffer;
@@ -88,6 +124,20 @@ async function readTls(c: NonNullable<GatewayConfig['server']['tls']>): Promise<
   const cert = await read(c.cert, 'certificate');
   const ca = c.clientCa === undefined ? undefined : await read(c.clientCa, 'client CA bundle');
   return ca === undefined ? { key, cert } : { key, cert, ca };
+}
+
+/**
+ * The codings of a body the gateway does not undo: a content coding (gzip...) would reach the JSON parser
+ * still coded, and a transfer coding other than chunked would stay in the body Node's parser hands over.
+ */
+function codingError(req: IncomingMessage): BulwarkError | null {
+  const ce = req.headers['content-encoding']?.trim().toLowerCase();
+  if (ce !== undefined && ce !== '' && ce !== 'identity')
+    return new BulwarkError('ERR_GATEWAY_MEDIA_TYPE', 'send the body without a content coding');
+  const te = req.headers['transfer-encoding'];
+  if (te !== undefined && te.trim().toLowerCase() !== 'chunked')
+    return new BulwarkError('ERR_GATEWAY_REQUEST_INVALID', 'the only transfer coding accepted is chunked');
+  return null;
 }
 
 /** Whether any policy file mentions `pattern` (the context keys only known after the detectors). */
@@ -143,6 +193,14 @@ export class Gateway {
   readonly #authorizer: AuthorizerLike | null;
   #draining = false;
   #inFlight = 0;
+  /** Open TCP connections (from 'connection'), HTTP or not yet. */
+  readonly #sockets = new Set<Duplex>();
+  /** TLS connections whose handshake completed. */
+  readonly #secured = new WeakSet<Duplex>();
+  /** Connections refused by #clientError (a parser in error reports it again at every read). */
+  readonly #clientErrored = new WeakSet<Duplex>();
+  /** Responses whose client waits for `100 Continue` before it sends the body. */
+  readonly #awaitingContinue = new WeakSet<ServerResponse>();
   #idle: (() => void) | null = null;
   #watchers: FSWatcher[] = [];
   #checkpointTimer: NodeJS.Timeout | null = null;
@@ -354,9 +412,14 @@ export class Gateway {
       let server: http.Server | https.Server;
       const serverOpts = {
         keepAliveTimeout: c.server.keepAliveMs,
-        requestTimeout: 30_000,
-        headersTimeout: 10_000,
-        maxHeaderSize: 16_384,
+        requestTimeout: c.server.requestTimeoutMs,
+        headersTimeout: c.server.headersTimeoutMs,
+        // Node looks for timed-out requests on this interval (30 s by default: a slow client would keep
+        // its connection up to that long past its timeout).
+        connectionsCheckingInterval: Math.min(1_000, Math.ceil(c.server.headersTimeoutMs / 2)),
+        maxHeaderSize: MAX_HEADER_BYTES,
+        // The router refuses a missing Host with a JSON body; Node's own refusal has no body.
+        requireHostHeader: false,
       };
       if (useTls) {
         const files = await readTls(tlsConf);
@@ -368,6 +431,7 @@ export class Gateway {
             maxVersion: 'TLSv1.3',
             requestCert: tlsConf.clientAuth !== 'none',
             rejectUnauthorized: tlsConf.clientAuth === 'require',
+            handshakeTimeout: tlsConf.handshakeTimeoutMs,
           });
         } catch (e) {
           throw new BulwarkError('ERR_GATEWAY_TLS', `server.tls: ${(e as Error).message}`, { cause: e });
@@ -393,17 +457,35 @@ export class Gateway {
       gw.#detectorRedis = detectorRedis;
       gw.#tracing = tracing;
       server.on('request', (req: IncomingMessage, res: ServerResponse) => gw.#handle(req, res));
-      server.on('clientError', (_err, socket) => {
-        if (socket.writable)
-          socket.end(
-            'HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: 75\r\n\r\n' +
-              JSON.stringify({ error: 'malformed HTTP request', code: 'ERR_GATEWAY_REQUEST_INVALID' }).padEnd(
-                75,
-              ),
-          );
-        else socket.destroy();
+      // With this listener Node no longer sends `100 Continue` by itself: the router sends it once the
+      // request passed the checks that need no body (#continue), so a refused body is never sent.
+      server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+        gw.#awaitingContinue.add(res);
+        gw.#handle(req, res);
       });
+      server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) =>
+        gw.#simple(
+          req,
+          res,
+          httpRefusal('ERR_GATEWAY_EXPECTATION_FAILED', 'the only expectation supported is 100-continue'),
+        ),
+      );
+      // Node hands a CONNECT request's socket over as is (and without a listener closes it unanswered).
+      server.on('connect', (_req: IncomingMessage, socket: Duplex) =>
+        gw.#refuse(
+          socket,
+          errorReply(new BulwarkError('ERR_GATEWAY_METHOD_NOT_ALLOWED', 'CONNECT is not supported')),
+        ),
+      );
+      server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => gw.#clientError(err, socket));
       server.on('tlsClientError', () => {});
+      // Every TCP connection, from its accept: close() must also end those that never became HTTP (a
+      // TLS handshake not finished), which closeAllConnections() does not know.
+      server.on('connection', (socket: Duplex) => {
+        gw.#sockets.add(socket);
+        socket.once('close', () => gw.#sockets.delete(socket));
+      });
+      server.on('secureConnection', (socket: TLSSocket) => gw.#secured.add(socket));
       await new Promise<void>((resolve, reject) => {
         server.once('error', (e) =>
           reject(
@@ -583,6 +665,7 @@ export class Gateway {
       ]);
     }
     this.#server.closeAllConnections();
+    for (const s of this.#sockets) s.destroy();
     await closed;
     if (this.audit) {
       await this.audit.flush().catch(() => {});
@@ -619,7 +702,7 @@ export class Gateway {
     };
   }
 
-  #send(res: ServerResponse, r: Reply, close = false): void {
+  #headers(r: Reply, close: boolean): Record<string, string | number> {
     const headers: Record<string, string | number> = {
       'content-type': 'application/json',
       'content-length': Buffer.byteLength(r.body),
@@ -629,7 +712,70 @@ export class Gateway {
     };
     if (r.status === 401) headers['www-authenticate'] = 'Bearer';
     if (close || this.#draining) headers['connection'] = 'close';
-    res.writeHead(r.status, headers).end(r.body);
+    return headers;
+  }
+
+  #send(res: ServerResponse, r: Reply, close = false): void {
+    res.writeHead(r.status, this.#headers(r, close)).end(r.body);
+  }
+
+  /**
+   * Writes `r` straight to a connection the HTTP layer has given up on, then destroys it: once the reply
+   * is written, or after REFUSAL_LINGER_MS for a client that does not read. Never left half-closed: a
+   * client that keeps sending would otherwise keep it open.
+   */
+  #refuse(socket: Duplex, r: Reply): void {
+    if (!socket.writable) {
+      socket.destroy();
+      return;
+    }
+    const head = Object.entries(this.#headers(r, true))
+      .map(([k, v]) => `${k}: ${v}\r\n`)
+      .join('');
+    // A reset while the reply is written is of no interest; Node left no 'error' listener on a
+    // CONNECT socket, and an error without one would be thrown.
+    socket.on('error', () => {});
+    const timer = setTimeout(() => socket.destroy(), REFUSAL_LINGER_MS).unref();
+    socket.once('finish', () => {
+      clearTimeout(timer);
+      socket.destroy();
+    });
+    socket.end(`HTTP/1.1 ${r.status} ${http.STATUS_CODES[r.status]}\r\n${head}\r\n${r.body}`);
+  }
+
+  /**
+   * Node's HTTP server reports here the parser's errors, its header and request timeouts, socket errors
+   * and (https) TLS errors, and with a listener leaves the connection open: every path below ends in
+   * destroy().
+   */
+  #clientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+    if (this.#clientErrored.has(socket)) return;
+    this.#clientErrored.add(socket);
+    const reply = clientErrorReply(err.code);
+    // No HTTP to answer with (a TLS or socket error, a handshake not finished): a reply queued on a TLS
+    // socket whose handshake never completes is never sent, and the socket then never closes.
+    if (reply === null || (this.#tls && !this.#secured.has(socket))) {
+      socket.destroy();
+      return;
+    }
+    this.#afterPending(socket, reply);
+  }
+
+  /**
+   * Refuses the connection once the responses already owed on it are out: a pipelined request that
+   * was read whole is answered first (its prediction ran, was audited and counted against the budget),
+   * and so is one whose answer has started. Then `reply` answers the request that failed (as Node's own
+   * handler does, it replaces the answer of a request still being read: its handler can no longer
+   * write to the connection).
+   */
+  #afterPending(socket: Duplex, reply: Reply): void {
+    // The response writing to the connection now (Node's queue of pipelined responses is internal).
+    const res = (socket as { _httpMessage?: ServerResponse | null })._httpMessage;
+    if (res && !socket.destroyed && (res.req.complete || res.headersSent)) {
+      res.once('close', () => this.#afterPending(socket, reply));
+      return;
+    }
+    this.#refuse(socket, reply);
   }
 
   #handle(req: IncomingMessage, res: ServerResponse): void {
@@ -646,8 +792,26 @@ export class Gateway {
 
   async #route(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = req.url ?? '/';
+    if (url.length > MAX_URL_BYTES)
+      return this.#simple(
+        req,
+        res,
+        httpRefusal('ERR_GATEWAY_URL_TOO_LONG', `URL over ${MAX_URL_BYTES} bytes`),
+      );
+    // HTTP/1.1 requires Host (RFC 9112 section 3.2). Node's own check is off: its refusal has no body.
+    if (req.headers.host === undefined && req.httpVersion !== '1.0')
+      return this.#simple(
+        req,
+        res,
+        errorReply(new BulwarkError('ERR_GATEWAY_REQUEST_INVALID', 'no Host header')),
+      );
     const q = url.indexOf('?');
     const path = q === -1 ? url : url.slice(0, q);
+    const m = ROUTE.exec(path);
+    const enclave = this.#enclave !== null && GatewayEnclave.routes(path);
+    if (m === null && !enclave && !READ_ROUTES.has(path) && !path.startsWith('/dashboard'))
+      return this.#simple(req, res, errorReply(new BulwarkError('ERR_GATEWAY_NOT_FOUND', 'no such route')));
+    if (!this.#allow(req, res, enclave || m?.[3] === '/infer' ? WRITE : READ)) return;
     if (path === '/v2/health/live') return this.#simple(req, res, jsonReply(200, { live: true }));
     if (path === '/v2/health/ready')
       return this.#simple(
@@ -668,27 +832,15 @@ export class Gateway {
         res,
         jsonReply(200, { name: 'bulwark', version: bulwarkVersion(), extensions: [] }),
       );
-    if (this.#enclave && GatewayEnclave.routes(path))
+    if (this.#enclave && enclave) {
+      const coding = codingError(req);
+      if (coding !== null) return this.#simple(req, res, errorReply(coding));
+      this.#continue(res);
       return this.#enclave.handle(req, res, path, this.#authRequest(req), this.#draining);
-    const m = ROUTE.exec(path);
-    if (m === null)
-      return this.#simple(req, res, errorReply(new BulwarkError('ERR_GATEWAY_NOT_FOUND', 'no such route')));
-    const [, name, version, tail] = m as unknown as [string, string, string | undefined, string | undefined];
-    if (tail === '/infer') {
-      if (req.method !== 'POST')
-        return this.#simple(
-          req,
-          res,
-          errorReply(new BulwarkError('ERR_GATEWAY_METHOD_NOT_ALLOWED', 'use POST')),
-        );
-      return this.#infer(req, res, name, version);
     }
-    if (req.method !== 'GET')
-      return this.#simple(
-        req,
-        res,
-        errorReply(new BulwarkError('ERR_GATEWAY_METHOD_NOT_ALLOWED', 'use GET')),
-      );
+    // Every other known path was answered above: this is a model route (m matched).
+    const [, name, version, tail] = m as unknown as [string, string, string | undefined, string | undefined];
+    if (tail === '/infer') return this.#infer(req, res, name, version);
     let reply: Reply;
     try {
       await this.pipeline.authorizeOther(this.#authRequest(req), 'predict', {
@@ -709,12 +861,6 @@ export class Gateway {
   }
 
   async #dashboard(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
-    if (req.method !== 'GET')
-      return this.#simple(
-        req,
-        res,
-        errorReply(new BulwarkError('ERR_GATEWAY_METHOD_NOT_ALLOWED', 'use GET')),
-      );
     const assets: Record<string, [string, string]> = {
       '/dashboard': ['text/html; charset=utf-8', DASHBOARD_HTML],
       '/dashboard/app.js': ['text/javascript; charset=utf-8', DASHBOARD_JS],
@@ -746,6 +892,21 @@ export class Gateway {
     this.#simple(req, res, reply);
   }
 
+  /** The one method check of every route: another method gets 405 with the route's methods in Allow. */
+  #allow(req: IncomingMessage, res: ServerResponse, methods: readonly string[]): boolean {
+    if (methods.includes(req.method ?? '')) return true;
+    this.#simple(req, res, {
+      ...errorReply(new BulwarkError('ERR_GATEWAY_METHOD_NOT_ALLOWED', `use ${methods.join(' or ')}`)),
+      headers: { allow: methods.join(', ') },
+    });
+    return false;
+  }
+
+  /** Sends `100 Continue` to a client waiting for it before its body (see 'checkContinue'). */
+  #continue(res: ServerResponse): void {
+    if (this.#awaitingContinue.delete(res)) res.writeContinue();
+  }
+
   /** Answers a request without a body of interest (the body, if any, is discarded). */
   #simple(req: IncomingMessage, res: ServerResponse, reply: Reply): void {
     const len = Number(req.headers['content-length'] ?? 0);
@@ -760,13 +921,23 @@ export class Gateway {
 
   async #infer(req: IncomingMessage, res: ServerResponse, model: string, version?: string): Promise<void> {
     const limit = this.config.server.bodyLimitBytes;
+    const tooLarge = () =>
+      new BulwarkError('ERR_GATEWAY_BODY_TOO_LARGE', `request body over the limit of ${limit} bytes`);
+    const content =
+      codingError(req) ??
+      (JSON_TYPE.test(req.headers['content-type'] ?? '')
+        ? null
+        : new BulwarkError('ERR_GATEWAY_MEDIA_TYPE', 'send the body as application/json'));
     let pre: BulwarkError | null = null;
     const declared = req.headers['content-length'];
     if (this.#draining) pre = new BulwarkError('ERR_GATEWAY_NOT_READY', 'the gateway is shutting down');
-    else if (declared !== undefined && Number(declared) > limit)
-      pre = new BulwarkError('ERR_GATEWAY_BODY_TOO_LARGE', `request body over the limit of ${limit} bytes`);
-    let body: Buffer;
+    else if (declared !== undefined && Number(declared) > limit) pre = tooLarge();
+    // A body refused for its headers is still read (within the limit) so the connection stays usable,
+    // unless the client waits for 100 Continue: it has sent nothing yet, and is refused before it does.
+    else if (this.#awaitingContinue.has(res)) pre = content;
+    let body: Buffer = Buffer.alloc(0);
     if (pre === null) {
+      this.#continue(res);
       let read: LimitedBody;
       try {
         read = await readLimitedBody(req, limit, false);
@@ -774,13 +945,9 @@ export class Gateway {
         res.destroy();
         return;
       }
-      if (read.over)
-        pre = new BulwarkError('ERR_GATEWAY_BODY_TOO_LARGE', `request body over the limit of ${limit} bytes`);
-      // Checked after reading (within the limit) so the connection stays usable.
-      else if (!JSON_TYPE.test(req.headers['content-type'] ?? ''))
-        pre = new BulwarkError('ERR_GATEWAY_MEDIA_TYPE', 'send the body as application/json');
+      pre = read.over ? tooLarge() : content;
       body = read.body;
-    } else body = Buffer.alloc(0);
+    }
     const reply = await this.pipeline.infer({
       model,
       ...(version !== undefined ? { version } : {}),
