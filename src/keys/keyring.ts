@@ -1,10 +1,8 @@
 import { createHash, createHmac, randomBytes, scrypt as scryptCb } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
 import {
   BulwarkError,
   exists,
-  fsError,
   invalidArgument,
   lockFile,
   readInputFile,
@@ -52,6 +50,8 @@ export interface KeyVersionRecord {
   status: KeyStatus;
   createdAt: string;
   destroyedAt?: string;
+  /** Wraps made under this version, counted for providers with a wrap limit (pkcs11). */
+  wraps?: number;
   ref: ProviderRef;
 }
 
@@ -151,6 +151,8 @@ const keyRecordSchema = z
             status: z.enum(['enabled', 'disabled', 'destroyed']),
             createdAt: z.string(),
             destroyedAt: z.string().optional(),
+            /** Wraps made, for providers with a wrap limit (pkcs11). */
+            wraps: z.number().int().min(0).optional(),
             ref: refSchema,
           })
           .strict(),
@@ -249,8 +251,36 @@ function sealAad(
   );
 }
 
-function digestOf(text: string): Buffer {
-  return createHash('sha256').update(text, 'utf8').digest();
+/**
+ * SHA-256 of a keyring file's content, wrap counts left out: any process that wraps adds to them
+ * (pkcs11), so they are merged on a write, not a reason to refuse it.
+ */
+function contentDigest(text: string): Buffer {
+  let canonical = text;
+  try {
+    const doc = JSON.parse(text) as { keys?: { versions?: { wraps?: number }[] }[] };
+    for (const k of doc.keys ?? []) for (const v of k.versions ?? []) delete v.wraps;
+    canonical = JSON.stringify(doc);
+  } catch {
+    // not JSON: compared as it is
+  }
+  return createHash('sha256').update(canonical, 'utf8').digest();
+}
+
+/** The wrap counts a plain keyring file holds: [key id, version, wraps]. */
+function wrapCounts(text: string): [string, number, number][] {
+  try {
+    const doc = JSON.parse(text) as {
+      keys?: { id: string; versions?: { version: number; wraps?: number }[] }[];
+    };
+    return (doc.keys ?? []).flatMap((k) =>
+      (k.versions ?? []).flatMap((v) =>
+        v.wraps === undefined ? [] : [[k.id, v.version, v.wraps] as [string, number, number]],
+      ),
+    );
+  } catch {
+    return [];
+  }
 }
 
 function now(): string {
@@ -421,7 +451,7 @@ export class Keyring {
         provider,
         { kdf, check, sealKey: derived.sealKey },
         keys,
-        digestOf(text),
+        contentDigest(text),
       );
     }
     const doc = plainSchema.safeParse(raw);
@@ -430,10 +460,11 @@ export class Keyring {
     const keys = doc.data.keys as KeyRecord[];
     checkKeys(keys, path);
     const provider = await factory.open(config, opts.secret ?? {});
-    return new Keyring(path, doc.data.id, config, provider, undefined, keys, digestOf(text));
+    return new Keyring(path, doc.data.id, config, provider, undefined, keys, contentDigest(text));
   }
 
-  async #save(noClobber = false): Promise<void> {
+  /** The file's text for the current state. */
+  #text(): string {
     let doc: Record<string, unknown>;
     const base = { format: KEYRING_FORMAT, version: KEYRING_VERSION, id: this.id, provider: this.#config };
     if (this.#seal) {
@@ -455,33 +486,37 @@ export class Keyring {
     } else {
       doc = { ...base, keys: this.#keys };
     }
-    const text = `${JSON.stringify(doc, null, 2)}\n`;
+    return `${JSON.stringify(doc, null, 2)}\n`;
+  }
+
+  async #save(noClobber = false): Promise<void> {
     if (noClobber) {
+      const text = this.#text();
       await writeFileAtomic(this.path, text, { mode: 0o600, noClobber });
-      this.#onDisk = digestOf(text);
+      this.#onDisk = contentDigest(text);
       return;
     }
     // Read-modify-write of the whole file: another process that changed the keyring since this one read
     // it (a version destroyed, a key rotated) would otherwise be undone by this write, which holds the
-    // state read before that change. Under the file's lock, the write happens only over the bytes
-    // this object read or wrote last.
+    // state read before that change. Under the file's lock, the write happens only over the content
+    // this object read or wrote last (wrap counts aside: every process adds to them; they are merged).
     const lock = await lockFile(this.path, 'keyring');
     try {
-      let current: string;
-      try {
-        current = await readFile(this.path, 'utf8');
-      } catch (e) {
-        throw fsError(e, this.path, 'cannot read the keyring');
-      }
-      if (this.#onDisk === undefined || !digestOf(current).equals(this.#onDisk))
+      const current = await readInputFile(this.path, 'keyring', 'utf8');
+      if (this.#onDisk === undefined || !contentDigest(current).equals(this.#onDisk))
         throw new BulwarkError(
           'ERR_KEYRING_CHANGED',
           `${this.path} was changed by another process since it was opened; nothing was written: open it again and repeat the change`,
           { details: { path: this.path } },
         );
+      for (const [id, version, wraps] of wrapCounts(current)) {
+        const v = this.#keys.find((k) => k.id === id)?.versions.find((x) => x.version === version);
+        if (v && wraps > (v.wraps ?? 0)) v.wraps = wraps;
+      }
+      const text = this.#text();
       lock.assertHeld();
       await writeFileAtomic(this.path, text, { mode: 0o600 });
-      this.#onDisk = digestOf(text);
+      this.#onDisk = contentDigest(text);
     } finally {
       await lock.release();
     }
@@ -639,6 +674,8 @@ export class Keyring {
     const k = this.#key(id);
     const v = this.#version(k, k.primary);
     this.#usable(k, v);
+    if (this.#provider.wrapLimit !== undefined)
+      await this.#countWrap(k.id, v.version, this.#provider.wrapLimit);
     const out = await this.#provider.wrap(v.ref, dek, wrapAad(this.id, k.id, v.version, context));
     return {
       keyring: this.id,
@@ -648,6 +685,48 @@ export class Keyring {
       wrapped: b64(out.blob),
       commit: b64(commitOf(dek, context)),
     };
+  }
+
+  /**
+   * Counts one wrap of KEK `id` v`version` in the keyring file, under its lock and before the wrap is
+   * made, and refuses once the provider's limit is reached (`ERR_KEY_WRAP_LIMIT`: rotate the key).
+   * The count is read from and written to the file as it is on disk, so wraps made by every process
+   * add up; a crash between counting and wrapping only over-counts. Only the count changes: a process
+   * whose copy of the file was current stays current, any other finds its next change refused as before.
+   */
+  async #countWrap(id: string, version: number, limit: number): Promise<void> {
+    if (this.#seal)
+      throw new BulwarkError(
+        'ERR_INTERNAL',
+        'wrap counting is for providers whose keyring file is plain JSON',
+      );
+    const lock = await lockFile(this.path, 'keyring');
+    try {
+      const text = await readInputFile(this.path, 'keyring', 'utf8');
+      const doc = JSON.parse(text) as {
+        keys: { id: string; versions: { version: number; wraps?: number }[] }[];
+      };
+      const onDisk = doc.keys.find((k) => k.id === id)?.versions.find((v) => v.version === version);
+      if (!onDisk)
+        throw new BulwarkError(
+          'ERR_KEYRING_CHANGED',
+          `${this.path}: key "${id}" v${version} is no longer in the file`,
+        );
+      const n = (onDisk.wraps ?? 0) + 1;
+      if (n > limit)
+        throw new BulwarkError(
+          'ERR_KEY_WRAP_LIMIT',
+          `key "${id}" v${version} has wrapped ${limit} data keys, the most its provider's random IVs allow: rotate it (bulwark keys rotate ${id})`,
+          { details: { key: id, version } },
+        );
+      onDisk.wraps = n;
+      lock.assertHeld();
+      await writeFileAtomic(this.path, `${JSON.stringify(doc, null, 2)}\n`, { mode: 0o600 });
+      const v = this.#keys.find((k) => k.id === id)?.versions.find((x) => x.version === version);
+      if (v) v.wraps = n;
+    } finally {
+      await lock.release();
+    }
   }
 
   /** Unwraps a data key; every failure has its own code (see docs/errors.md). */

@@ -34,6 +34,13 @@ export interface KeyProvider {
   readonly name: string;
   /** Makes the material of a new KEK version (or records where it lives) and returns its reference. */
   createKey(keyId: string, version: number, source: KeySource): Promise<ProviderRef>;
+  /**
+   * How many wraps one KEK version may make, when the provider's wrapping has such a limit (AES-GCM with
+   * random 96-bit IVs inside a token: at most 2^32 messages per key, NIST SP 800-38D §8.3). The keyring
+   * then counts every wrap in its file before it is made and refuses past the limit. Undefined: no
+   * limit to count (a committing AEAD under a fresh derived key per message).
+   */
+  readonly wrapLimit?: number;
   /** Wraps `dek` (32 bytes) under the KEK `ref`, binding `aad`. */
   wrap(ref: ProviderRef, dek: Uint8Array, aad: Uint8Array): Promise<WrapOutput>;
   /** Unwraps; throws `ERR_KEY_UNWRAP` on any failure to authenticate. */

@@ -123,6 +123,35 @@ describe('pkcs11 provider (SoftHSM2)', { skip: missing }, () => {
     assert.deepEqual(await kr.unwrapKey(w, 'ds:1'), dek);
   });
 
+  it('counts every wrap in the keyring file, across processes, and refuses past 2^32 (random GCM IVs)', async () => {
+    const wraps = () =>
+      (JSON.parse(readFileSync(kr.path, 'utf8')) as { keys: { versions: { wraps?: number }[] }[] }).keys[0]!
+        .versions[0]!.wraps;
+    const before = wraps() ?? 0;
+    // A second process with the same keyring: the counts add up in the file.
+    const other = await Keyring.open(kr.path, { secret: { value: PIN }, provider: 'pkcs11' });
+    await kr.wrapKey('data', dek, 'count:1');
+    await other.wrapKey('data', dek, 'count:2');
+    await kr.wrapKey('data', dek, 'count:3');
+    assert.equal(wraps(), before + 3);
+    // The token is logged in for the whole process: a second keyring's PIN is still checked, and
+    // closing one keyring does not log the other out (it wraps again below).
+    await rejectsWith(
+      () => Keyring.open(kr.path, { secret: { value: '0000' }, provider: 'pkcs11' }),
+      'ERR_HSM',
+    );
+    await other.close();
+    await kr.wrapKey('data', dek, 'count:5');
+    assert.equal(wraps(), before + 4);
+    const doc = JSON.parse(readFileSync(kr.path, 'utf8')) as { keys: { versions: { wraps?: number }[] }[] };
+    doc.keys[0]!.versions[0]!.wraps = 2 ** 32;
+    const full = join(dir, 'full.json');
+    writeFileSync(full, JSON.stringify(doc));
+    const k = await Keyring.open(full, { secret: { value: PIN }, provider: 'pkcs11' });
+    await rejectsWith(() => k.wrapKey('data', dek, 'count:4'), 'ERR_KEY_WRAP_LIMIT');
+    await k.close();
+  });
+
   it('rotates, reopens with the PIN, encrypts files, and destroys a version in the token', async () => {
     const ct = await encryptBytes(Buffer.from('model weights'), kr, { frameSize: 65536 });
     const w1 = await kr.wrapKey('data', dek, 'c');

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import type * as Pkcs11Types from 'pkcs11js';
 import { BulwarkError, invalidArgument } from '../../core/index.js';
@@ -77,6 +77,17 @@ async function loadModule(path: string): Promise<{ mod: Pkcs11Module; lib: Pkcs1
   return { mod, lib };
 }
 
+/**
+ * The logins this process holds, per module and token. A PKCS#11 login belongs to the application, not
+ * to a session (C_Login on a second session answers CKR_USER_ALREADY_LOGGED_IN without looking at the
+ * PIN; C_Logout logs every session out): so a second keyring on a logged-in token has its PIN compared
+ * here with the one that logged in (HMAC under a per-process random key, compared in constant time),
+ * and only the last keyring to close logs out.
+ */
+const logins = new Map<string, { pin: Buffer; users: number }>();
+const pinKey = randomBytes(32);
+const pinDigest = (pin: Buffer) => createHmac('sha256', pinKey).update(pin).digest();
+
 function releaseModule(path: string): void {
   const have = loaded.get(path);
   if (!have) return;
@@ -103,6 +114,8 @@ class Pkcs11Provider implements KeyProvider {
   readonly #module: string;
   readonly #token: string;
   #closed = false;
+  /** CKM_AES_GCM with a random 96-bit IV per wrap: the keyring counts wraps (SP 800-38D §8.3). */
+  readonly wrapLimit = 2 ** 32;
 
   constructor(mod: Pkcs11Module, lib: Pkcs11Types.PKCS11, session: Handle, module: string, token: string) {
     this.#mod = mod;
@@ -226,10 +239,14 @@ class Pkcs11Provider implements KeyProvider {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    try {
-      this.#lib.C_Logout(this.#session);
-    } catch {
-      // not logged in
+    const login = logins.get(loginKey(this.#module, this.#token));
+    if (login && --login.users === 0) {
+      logins.delete(loginKey(this.#module, this.#token));
+      try {
+        this.#lib.C_Logout(this.#session);
+      } catch {
+        // not logged in
+      }
     }
     try {
       this.#lib.C_CloseSession(this.#session);
@@ -238,6 +255,10 @@ class Pkcs11Provider implements KeyProvider {
     }
     releaseModule(this.#module);
   }
+}
+
+function loginKey(module: string, token: string): string {
+  return `${module}\0${token}`;
 }
 
 async function openPkcs11(config: ProviderConfig, secret: SecretSource): Promise<KeyProvider> {
@@ -263,11 +284,24 @@ async function openPkcs11(config: ProviderConfig, secret: SecretSource): Promise
     }
     session = lib.C_OpenSession(slot, mod.CKF_SERIAL_SESSION | mod.CKF_RW_SESSION);
     const pin = await readSecret(`PIN of token "${token}"`, secret);
+    const key = loginKey(module, token);
     try {
-      lib.C_Login(session, mod.CKU_USER, pin.toString('utf8'));
-    } catch (e) {
-      if (!(e instanceof Error && /CKR_USER_ALREADY_LOGGED_IN/.test(e.message))) {
-        throw hsmError(`login to token "${token}" failed`, e, { module, token });
+      const held = logins.get(key);
+      if (held) {
+        if (!timingSafeEqual(held.pin, pinDigest(pin)))
+          throw hsmError(`login to token "${token}" failed`, new Error('CKR_PIN_INCORRECT'), {
+            module,
+            token,
+          });
+        held.users++;
+      } else {
+        try {
+          lib.C_Login(session, mod.CKU_USER, pin.toString('utf8'));
+        } catch (e) {
+          // Logged in by something else in this process than a keyring (no PIN to compare): refused.
+          throw hsmError(`login to token "${token}" failed`, e, { module, token });
+        }
+        logins.set(key, { pin: pinDigest(pin), users: 1 });
       }
     } finally {
       pin.fill(0);
