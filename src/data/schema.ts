@@ -307,10 +307,13 @@ export function coerceToSchema(
   ds: Dataset,
   schema: Schema,
   opts: SchemaCheckOptions = {},
-): { dataset: Dataset; issues: SchemaIssue[] } {
+): { dataset: Dataset; issues: SchemaIssue[]; partial: Map<string, Float64Array> } {
   const max = opts.maxIssues ?? 100;
   const issues: SchemaIssue[] = [];
   const cols: Column[] = [];
+  // A numeric column with values that do not parse stays a string column in `dataset`; what did parse
+  // is kept here (NaN elsewhere), so the other rows are still checked against the field's bounds.
+  const partial = new Map<string, Float64Array>();
   const declared = new Set(schema.fields.map((f) => f.name));
   for (const f of schema.fields) {
     if (!ds.has(f.name)) {
@@ -354,7 +357,7 @@ export function coerceToSchema(
       }
       const x = want === 'timestamp' ? parseTimestamp(s) : parseNumber(s);
       if (Number.isNaN(x)) {
-        if (ok && issues.length < max) {
+        if (issues.length < max) {
           issues.push({
             field: f.name,
             row: i + 1,
@@ -366,6 +369,7 @@ export function coerceToSchema(
       out[i] = x;
     }
     cols.push(ok ? { name: f.name, type: want, values: out } : c);
+    if (!ok) partial.set(f.name, out);
   }
   if (!opts.allowExtraColumns) {
     for (const c of ds.columns) {
@@ -373,7 +377,7 @@ export function coerceToSchema(
         issues.push({ field: c.name, problem: 'column is not declared in the schema' });
     }
   }
-  return { dataset: new Dataset(cols, ds.rowCount), issues: issues.slice(0, max) };
+  return { dataset: new Dataset(cols, ds.rowCount), issues: issues.slice(0, max), partial };
 }
 
 /**
@@ -387,10 +391,18 @@ export function checkAgainstSchema(
   opts: SchemaCheckOptions = {},
 ): SchemaIssue[] {
   const max = opts.maxIssues ?? 100;
-  const { dataset, issues } = coerceToSchema(ds, schema, opts);
+  const { dataset, issues, partial } = coerceToSchema(ds, schema, opts);
   const bad = new Set(issues.map((i) => i.field));
   for (const f of schema.fields) {
     if (issues.length >= max) break;
+    const parsed = partial.get(f.name);
+    if (parsed) {
+      // Rows that parsed, in a column where some did not: their bounds still matter. The unparseable
+      // ones were reported; missing ones are checked here (NaN in both: look at the source value).
+      const source = ds.column(f.name).values as readonly (string | null)[];
+      numericIssues(f, parsed, issues, max, (i) => source[i] !== null);
+      continue;
+    }
     if (bad.has(f.name) || !dataset.has(f.name)) continue;
     const c = dataset.column(f.name);
     if (c.type === 'string') {
@@ -410,28 +422,42 @@ export function checkAgainstSchema(
       }
       continue;
     }
-    for (let i = 0; i < dataset.rowCount && issues.length < max; i++) {
-      const x = c.values[i]!;
-      if (Number.isNaN(x)) {
-        if (!f.nullable)
-          issues.push({ field: f.name, row: i + 1, problem: 'missing value in a non-nullable field' });
-        continue;
-      }
-      if (f.type === 'integer' && !Number.isInteger(x)) {
-        issues.push({ field: f.name, row: i + 1, problem: `not an integer${shown(f, x)}` });
-        continue;
-      }
-      if (f.bounds && (x < f.bounds.min || x > f.bounds.max)) {
-        const b =
-          f.type === 'timestamp'
-            ? `[${formatTimestamp(f.bounds.min)}, ${formatTimestamp(f.bounds.max)}]`
-            : `[${f.bounds.min}, ${f.bounds.max}]`;
-        const v = f.type === 'timestamp' ? formatTimestamp(x) : x;
-        issues.push({ field: f.name, row: i + 1, problem: `value outside the bounds ${b}${shown(f, v)}` });
-      }
-    }
+    numericIssues(f, c.values as Float64Array, issues, max);
   }
   return issues;
+}
+
+/**
+ * The issues of a numeric or timestamp column's values (NaN: missing), in row order, up to `max`.
+ * `unparsed(i)`: row i's NaN is a value that did not parse (already reported), not a missing one.
+ */
+function numericIssues(
+  f: SchemaField,
+  values: Float64Array,
+  issues: SchemaIssue[],
+  max: number,
+  unparsed: (i: number) => boolean = () => false,
+): void {
+  for (let i = 0; i < values.length && issues.length < max; i++) {
+    const x = values[i] as number;
+    if (Number.isNaN(x)) {
+      if (!f.nullable && !unparsed(i))
+        issues.push({ field: f.name, row: i + 1, problem: 'missing value in a non-nullable field' });
+      continue;
+    }
+    if (f.type === 'integer' && !Number.isInteger(x)) {
+      issues.push({ field: f.name, row: i + 1, problem: `not an integer${shown(f, x)}` });
+      continue;
+    }
+    if (f.bounds && (x < f.bounds.min || x > f.bounds.max)) {
+      const b =
+        f.type === 'timestamp'
+          ? `[${formatTimestamp(f.bounds.min)}, ${formatTimestamp(f.bounds.max)}]`
+          : `[${f.bounds.min}, ${f.bounds.max}]`;
+      const v = f.type === 'timestamp' ? formatTimestamp(x) : x;
+      issues.push({ field: f.name, row: i + 1, problem: `value outside the bounds ${b}${shown(f, v)}` });
+    }
+  }
 }
 
 /**

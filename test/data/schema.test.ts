@@ -208,6 +208,18 @@ fields:
       0,
     );
   });
+
+  it('reports every problem of a column with values that do not parse: each of them, and the rest', () => {
+    const ds = good().withColumn({ name: 'amount', type: 'string', values: ['999', 'abc', 'x'] });
+    assert.deepEqual(
+      checkAgainstSchema(ds, schema).map((i) => [i.field, i.row, i.problem]),
+      [
+        ['amount', 2, 'not a number ("abc")'],
+        ['amount', 3, 'not a number ("x")'],
+        ['amount', 1, 'value outside the bounds [0, 100] (999)'],
+      ],
+    );
+  });
 });
 
 describe('PII value tests', () => {
