@@ -178,7 +178,9 @@ export class InputDomain {
       for (let j = 0; j < d; j++) {
         const v = x[o + j] as number;
         if (!Number.isFinite(v)) throw fail(r, j, `${v} is not a finite number`);
-        if (v < (this.lower[j] as number) || v > (this.upper[j] as number)) {
+        // Inputs are float32: a bound like 0.005 has no float32 of its own, and the value read from
+        // the same "0.005" rounds to just below it. Compared at float32 precision, it is in range.
+        if (v < Math.fround(this.lower[j] as number) || v > Math.fround(this.upper[j] as number)) {
           throw fail(r, j, `${v} is outside the valid range [${this.lower[j]}, ${this.upper[j]}]`);
         }
         if (this.integer[j] && !Number.isInteger(v)) throw fail(r, j, `${v} is not an integer`);

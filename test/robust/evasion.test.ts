@@ -235,6 +235,17 @@ describe('PGD and APGD stay in the eps-ball and the valid range', () => {
   });
 });
 
+describe('input domain check', () => {
+  it('compares float32 inputs with bounds at float32 precision (0.005 read as float32 is in [0.005, 60])', () => {
+    const domain = new InputDomain({ inputs: 1, lower: [0.005], upper: [60] });
+    const x = Float32Array.of(0.005, 60);
+    assert.ok((x[0] as number) < 0.005, 'float32(0.005) is below the float64 bound');
+    domain.check(x, 2);
+    assert.throws(() => domain.check(Float32Array.of(0.0049), 1), /outside the valid range/);
+    assert.throws(() => domain.check(Float32Array.of(60.01), 1), /outside the valid range/);
+  });
+});
+
 describe('schema-aware constraints', () => {
   // Features: 0 amount (continuous, [0, 1000]), 1 count (integer, [0, 20]), 2 age (immutable),
   // 3-5 one-hot category (mutable), 6-7 one-hot (immutable).
