@@ -53,7 +53,9 @@ export function invalidArgument(name: string, expected: string, got: unknown): B
 
 function describe(v: unknown): string {
   if (typeof v === 'string') return JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v);
-  if (typeof v === 'number' || typeof v === 'boolean' || v === null || v === undefined) return String(v);
+  // A message says what was wrong in words, never "undefined": the parameter was not given.
+  if (v === undefined) return 'nothing (it was not given)';
+  if (typeof v === 'number' || typeof v === 'boolean' || v === null) return String(v);
   if (Array.isArray(v)) return `an array of length ${v.length}`;
   return `a ${typeof v}`;
 }

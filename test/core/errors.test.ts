@@ -73,5 +73,9 @@ describe('BulwarkError', () => {
     assert.equal(e.code, 'ERR_INVALID_ARGUMENT');
     assert.match(e.message, /^epochs: expected an integer >= 1, got "x{40}…"$/);
     assert.equal(e.exitCode, ExitCode.usage);
+    assert.equal(
+      invalidArgument('delta', 'a delta in (0, 1)', undefined).message,
+      'delta: expected a delta in (0, 1), got nothing (it was not given)',
+    );
   });
 });
