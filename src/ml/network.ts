@@ -110,6 +110,9 @@ export interface NetworkJson {
   preprocessing: { kind: 'sub-div' | 'mul-add'; a: number[]; b: number[] } | null;
 }
 
+/** The most parameters a network may have: 2^28 float32 values (1 GiB). */
+const MAX_PARAMS = 2 ** 28;
+
 export class Network {
   readonly inputs: number;
   readonly hidden: readonly number[];
@@ -153,6 +156,14 @@ export class Network {
       this.#offsets.push({ w: n, b: n + fanIn * fanOut });
       n += fanIn * fanOut + fanOut;
     }
+    // A Float32Array holds at most 2^32 - 1 elements here (and 16 GiB is no model for this trainer):
+    // refuse the layer sizes by name rather than fail inside the allocation.
+    if (n > MAX_PARAMS)
+      throw invalidArgument(
+        'hidden',
+        `layer sizes giving at most ${MAX_PARAMS} parameters (these give ${n})`,
+        this.hidden.join(','),
+      );
     this.params = new Float32Array(n);
     this.preprocessing = null;
     if (spec.preprocessing) this.setPreprocessing(spec.preprocessing);

@@ -280,6 +280,11 @@ describe('Network', () => {
       (e) => isBulwarkError(e, 'ERR_INVALID_ARGUMENT') && /classes/.test(e.message),
     );
     assert.throws(() => new Network({ inputs: 2, classes: 3, head: 'sigmoid' }), /head/);
+    // Layer sizes too large to allocate are refused by name, not by a RangeError in the allocation.
+    assert.throws(
+      () => new Network({ inputs: 10, classes: 2, hidden: [65536, 65536] }),
+      (e) => isBulwarkError(e, 'ERR_INVALID_ARGUMENT') && /^hidden: .*parameters/.test(e.message),
+    );
     assert.throws(
       () => net.forward(new Float32Array(5), 2),
       (e) => isBulwarkError(e, 'ERR_SHAPE_MISMATCH'),
