@@ -32,7 +32,7 @@ describe('bulwark policy', () => {
     assert.doesNotMatch(r.stderr, /\n\s+at /);
   });
 
-  it('eval: allowed exit 0; a forbid exit 5 naming it; an engine error exit 6', () => {
+  it('eval: allowed exit 0; a forbid exit 5 naming it; a context value of the wrong type exit 2', () => {
     const ok = runBulwark([
       'policy',
       'eval',
@@ -92,8 +92,9 @@ describe('bulwark policy', () => {
       '--context',
       'queryCount=1.5',
     ]);
-    assert.equal(bad.code, 6);
-    assert.match(bad.stderr, /ERR_POLICY_ENGINE/);
+    // A context value of the wrong type is the user's input: a usage error naming --context.
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /^bulwark: ERR_USAGE: --context: context queryCount must be an integer$/m);
   });
 
   it('eval with a principal file and a bad action', () => {

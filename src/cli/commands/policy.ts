@@ -177,7 +177,13 @@ Example: bulwark policy eval examples/gateway/policies.cedar --schema examples/g
       });
       const err = decisionError(d, o.action);
       if (err !== undefined) {
-        if (d.errors.length > 0) io.note(`errors: ${d.errors.join('; ')}`);
+        // A context value of the wrong type for the schema is what the user typed, not the engine
+        // failing: a usage error naming --context (the gateway, which builds the context itself, denies).
+        if (d.errors.length > 0 && d.errors.every((e) => e.startsWith('context ')))
+          throw new BulwarkError('ERR_USAGE', `--context: ${d.errors.join('; ')}`, {
+            details: { option: '--context' },
+          });
+        if (d.errors.length > 0) io.note(`bulwark: policy engine errors: ${d.errors.join('; ')}`);
         throw err;
       }
       io.result(d, () => `allow: ${o.action} on ${o.model}, permitted by ${d.reasons.join(', ')}`);
