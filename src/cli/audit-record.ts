@@ -8,6 +8,7 @@
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import type { AuditEventInput, AuditLog, AuditStoreSpec } from '../audit/index.js';
+import { BulwarkError } from '../core/index.js';
 
 /** The audit library, loaded on first use so other commands do not pay for pg and better-sqlite3. */
 const lib = () => import('../audit/index.js');
@@ -20,13 +21,19 @@ export const DEFAULT_AUDIT_STORE = 'bulwark-audit.db';
  * `create` is for commands that may start a new log (checkpoint with a signing key).
  */
 export function auditStoreSpec(location: string, create: boolean, pgSchema?: string): AuditStoreSpec {
-  if (/^postgres(ql)?:\/\//.test(location))
+  if (/^postgres(ql)?:\/\//.test(location)) {
+    if (!URL.canParse(location))
+      // The URL itself is never quoted: it may hold a password.
+      throw new BulwarkError('ERR_USAGE', 'the audit store is a postgres:// URL that does not parse', {
+        details: { option: '--store' },
+      });
     return {
       kind: 'postgres',
       url: location,
       schema: pgSchema ?? process.env['BULWARK_AUDIT_PG_SCHEMA'] ?? 'bulwark_audit',
       create,
     };
+  }
   return { kind: 'sqlite', path: resolve(location), create };
 }
 

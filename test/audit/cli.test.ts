@@ -170,5 +170,10 @@ describe('bulwark audit (CLI)', () => {
     assert.match(down.stderr, /^bulwark: ERR_AUDIT_UNAVAILABLE: /);
     assert.equal(unknown.code, 3, unknown.stderr);
     assert.match(unknown.stderr, /ERR_AUDIT_EVENT_NOT_FOUND/);
+    // A URL that does not parse is a usage error, and its text (a password, say) is not repeated.
+    const bad = runBulwark(['audit', 'tail', '--store', 'postgres://bob:S3cret@[::1:1/x']);
+    assert.equal(bad.code, 2, bad.stderr);
+    assert.match(bad.stderr, /ERR_USAGE: the audit store is a postgres:\/\/ URL that does not parse/);
+    assert.doesNotMatch(bad.stderr, /S3cret/);
   });
 });
