@@ -244,6 +244,12 @@ describe('input domain check', () => {
     assert.throws(() => domain.check(Float32Array.of(0.0049), 1), /outside the valid range/);
     assert.throws(() => domain.check(Float32Array.of(60.01), 1), /outside the valid range/);
   });
+
+  it('repair keeps an all-zero one-hot group (unknown category) as it is', () => {
+    const domain = new InputDomain({ inputs: 4, lower: 0, upper: 1, categorical: [[1, 2, 3]] });
+    const x0 = Float32Array.of(0.5, 0, 0, 0, 0.5, 0, 0.2, 0.7);
+    assert.deepEqual([...domain.repair(x0, x0, 2, 'inf', 0)], [0.5, 0, 0, 0, 0.5, 0, 0, 1]);
+  });
 });
 
 describe('schema-aware constraints', () => {
