@@ -135,6 +135,59 @@ describe('bulwark evaluate', () => {
       assert.ok(html.includes(s), s);
   });
 
+  it('a DP model with --schema: the schema bounds are mapped into the features the model takes', () => {
+    const schema = join(dir, 'train.schema.yaml');
+    const ledger = join(dir, 'ledger.sqlite');
+    const dp = join(dir, 'dp.onnx');
+    assert.equal(runBulwark(['data', 'schema', trainCsv, '--out', schema]).code, 0);
+    assert.equal(
+      runBulwark(['query', 'budget', 'set', 'train.csv', '--epsilon', '5', '--ledger', ledger]).code,
+      0,
+    );
+    const t = runBulwark([
+      'train',
+      '--data',
+      trainCsv,
+      '--label',
+      'label',
+      '--schema',
+      schema,
+      '--dp-epsilon',
+      '1',
+      '--ledger',
+      ledger,
+      '--out',
+      dp,
+    ]);
+    assert.equal(t.code, 0, t.stderr);
+    // The DP model scales its inputs by the public bounds: raw bounds refused every (scaled) row.
+    const r = runBulwark([
+      '--json',
+      'evaluate',
+      '--model',
+      dp,
+      '--data',
+      testCsv,
+      '--label',
+      'label',
+      '--schema',
+      schema,
+      '--attacks',
+      'fgsm',
+      '--no-detectors',
+      '--report',
+      join(dir, 'dp.html'),
+      ...fast,
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const out = JSON.parse(r.stdout) as {
+      models: { cleanAccuracy: number; curves: { fgsm: { eps: number; accuracy: number }[] } }[];
+    };
+    const m = out.models[0]!;
+    const atZero = m.curves.fgsm.find((a) => a.eps === 0);
+    assert.equal(atZero?.accuracy, m.cleanAccuracy, 'an attack of size 0 changes nothing');
+  });
+
   it('fails closed with named errors', () => {
     const noMembers = runBulwark([
       'evaluate',

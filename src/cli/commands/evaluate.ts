@@ -93,6 +93,47 @@ async function loadModel(file: string, notes: string[]): Promise<LoadedModel> {
 }
 
 /** Features and class indices of a data file for the model. */
+/**
+ * The schema as seen by the model's input: a numeric field's bounds mapped through the model's own
+ * preprocessing (a DP model scales its features by the public bounds before the network sees them), and
+ * such a field no longer an integer. The attacks work on the network's input, so their valid range must
+ * be in its units: raw bounds compared with scaled features refused every row.
+ */
+function schemaInModelSpace(schema: Schema, pipeline: Pipeline | null): Schema {
+  if (!pipeline) return schema;
+  const { inputs, features } = pipeline.toJSON();
+  const row = (pick: 'min' | 'max') =>
+    Object.fromEntries(
+      inputs.map((i) => {
+        const f = schema.fields.find((x) => x.name === i.name);
+        return [i.name, i.type === 'number' && f?.bounds ? f.bounds[pick] : null];
+      }),
+    );
+  let lo: Float32Array;
+  let hi: Float32Array;
+  try {
+    lo = pipeline.transformRow(row('min'));
+    hi = pipeline.transformRow(row('max'));
+  } catch {
+    return schema; // a preprocessing that cannot take the bounds alone: attack in the schema's units
+  }
+  return {
+    ...schema,
+    fields: schema.fields.map((f) => {
+      const j = features.indexOf(f.name);
+      if (j < 0 || !f.bounds) return f;
+      const a = lo[j] as number;
+      const b = hi[j] as number;
+      if (a === Math.fround(f.bounds.min) && b === Math.fround(f.bounds.max)) return f;
+      return {
+        ...f,
+        type: f.type === 'integer' ? 'number' : f.type,
+        bounds: { min: Math.min(a, b), max: Math.max(a, b) },
+      };
+    }),
+  };
+}
+
 function labelled(
   ds: Dataset,
   label: string,
@@ -336,7 +377,7 @@ the data), integers integral, one categorical value per field, --immutable colum
           features: test.features,
           x: all.x,
           rows: all.rows,
-          ...(schema ? { schema } : {}),
+          ...(schema ? { schema: schemaInModelSpace(schema, first.pipeline) } : {}),
           immutable: o.immutable ?? [],
           categorical: stringInputs,
         });
