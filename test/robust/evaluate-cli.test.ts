@@ -28,34 +28,16 @@ const model = join(dir, 'model.onnx');
 const robust = join(dir, 'robust.onnx');
 writeFileSync(trainCsv, makeCsv(800, 1));
 writeFileSync(testCsv, makeCsv(400, 2));
+/** `bulwark train` on the training file, predicting `label`. */
+const train = (args: readonly string[]) =>
+  runBulwark(['train', '--data', trainCsv, '--label', 'label', ...args]);
 const fast = ['--rows', '100', '--steps', '5', '--restarts', '1', '--queries', '40', '--eps', '0,0.1,0.2'];
 
 describe('bulwark evaluate', () => {
   before(() => {
-    const t = runBulwark([
-      'train',
-      '--data',
-      trainCsv,
-      '--label',
-      'label',
-      '--model',
-      'mlp',
-      '--hidden',
-      '16',
-      '--epochs',
-      '40',
-      '--lr',
-      '0.01',
-      '--out',
-      model,
-    ]);
+    const t = train(['--model', 'mlp', '--hidden', '16', '--epochs', '40', '--lr', '0.01', '--out', model]);
     assert.equal(t.code, 0, t.stderr);
-    const a = runBulwark([
-      'train',
-      '--data',
-      trainCsv,
-      '--label',
-      'label',
+    const a = train([
       '--model',
       'mlp',
       '--hidden',
@@ -144,21 +126,7 @@ describe('bulwark evaluate', () => {
       runBulwark(['query', 'budget', 'set', 'train.csv', '--epsilon', '5', '--ledger', ledger]).code,
       0,
     );
-    const t = runBulwark([
-      'train',
-      '--data',
-      trainCsv,
-      '--label',
-      'label',
-      '--schema',
-      schema,
-      '--dp-epsilon',
-      '1',
-      '--ledger',
-      ledger,
-      '--out',
-      dp,
-    ]);
+    const t = train(['--schema', schema, '--dp-epsilon', '1', '--ledger', ledger, '--out', dp]);
     assert.equal(t.code, 0, t.stderr);
     // The DP model scales its inputs by the public bounds: raw bounds refused every (scaled) row.
     const r = runBulwark([
