@@ -161,7 +161,7 @@ export class ProtectedReader {
         const c = manifest.columns.find((x) => x.name === name);
         if (!c) {
           if (!header.includes(name))
-            throw new BulwarkError('ERR_SCHEMA_MISMATCH', `${file}: no column "${name}"`, {
+            throw new BulwarkError('ERR_COLUMN_NOT_FOUND', `${file}: no column "${name}"`, {
               details: { file, field: name },
             });
           throw invalidArgument('columns', 'protected columns', name);

@@ -99,6 +99,10 @@ describe('protect and reveal CSV', () => {
       () => revealCsv(out, join(dir, 'x.csv'), { keyring: kr, columns: ['amount'] }),
       'ERR_INVALID_ARGUMENT',
     );
+    await rejectsWith(
+      () => revealCsv(out, join(dir, 'x.csv'), { keyring: kr, columns: ['no_such_column'] }),
+      'ERR_COLUMN_NOT_FOUND',
+    );
   });
 
   it('deterministic columns keep equality; blind indexes too; rows can be reordered with a row key', async () => {
