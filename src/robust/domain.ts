@@ -343,11 +343,11 @@ export class InputDomain {
         if (this.mutable[g[0] as number] === 0) continue;
         let best = g[0] as number;
         for (const j of g) if ((out[o + j] as number) > (out[o + best] as number)) best = j;
-        // A group with no positive entry stays all zeros: an unknown or missing category is a valid
-        // input (check() accepts it), and argmax would otherwise turn it into the group's first
-        // category even when the attack did not move it (FGSM at eps 0 changed such rows).
-        const none = !((out[o + best] as number) > 0);
-        for (const j of g) out[o + j] = !none && j === best ? 1 : 0;
+        // A group with no positive entry has no category to pick: it keeps the one it started from
+        // (all zeros for an unknown category, a valid input). Argmax would pick the group's first
+        // category, so FGSM at eps 0 changed rows whose category was unknown.
+        if (!((out[o + best] as number) > 0)) for (const j of g) out[o + j] = x0[o + j] as number;
+        else for (const j of g) out[o + j] = j === best ? 1 : 0;
       }
     }
     return out;
