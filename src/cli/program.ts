@@ -27,7 +27,7 @@ export function ioOf(cmd: Command): Io {
 export function buildProgram(opts: { json?: boolean } = {}): Command {
   // With --json, stderr holds only the JSON error runCli writes: commander's text line and its hint
   // would make it unparseable.
-  const output = { outputError: opts.json ? () => {} : usageError };
+  const output = opts.json ? { outputError: () => {}, writeErr: () => {} } : { outputError: usageError };
   const hint = opts.json ? false : '(run with --help for usage)';
   const program = new Command('bulwark')
     .description(
@@ -114,6 +114,14 @@ export async function runCli(argv: readonly string[]): Promise<number> {
     return ExitCode.ok;
   } catch (e) {
     if (e instanceof CommanderError) {
+      // A command group run without its subcommand (`bulwark data`): commander shows the help on
+      // stderr as an error. It is a usage error, not a success.
+      if (e.code === 'commander.help' && e.exitCode !== 0) {
+        const message = 'a subcommand is needed (listed above, or with --help)';
+        if (json) process.stderr.write(`${JSON.stringify({ error: { code: 'ERR_USAGE', message } })}\n`);
+        else process.stderr.write(`bulwark: ERR_USAGE: ${message}\n`);
+        return ExitCode.usage;
+      }
       if (
         e.code === 'commander.helpDisplayed' ||
         e.code === 'commander.version' ||

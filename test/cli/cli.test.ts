@@ -54,6 +54,18 @@ describe('bulwark CLI', () => {
     assert.doesNotMatch(r.stderr, /\n\s+at /);
   });
 
+  it('a command group without its subcommand shows its help and is a usage error', () => {
+    for (const args of [[], ['data'], ['keys']]) {
+      const r = runBulwark(args);
+      assert.equal(r.code, 2, args.join(' '));
+      assert.match(r.stderr, /Usage: bulwark/);
+      assert.match(r.stderr, /bulwark: ERR_USAGE: a subcommand is needed/);
+    }
+    const j = runBulwark(['--json', 'data']);
+    assert.equal(j.code, 2);
+    assert.equal((JSON.parse(j.stderr) as { error: { code: string } }).error.code, 'ERR_USAGE');
+  });
+
   it('an unknown command is a usage error', () => {
     const r = runBulwark(['frobnicate']);
     assert.equal(r.code, 2);
