@@ -305,50 +305,59 @@ export function readDeployInputs(doc: unknown, source = '<config>'): DeployInput
     new BulwarkError('ERR_CONFIG_INVALID', `${source}: ${key}: ${why}`, {
       details: { file: source, firstPath: key },
     });
+  // Every problem is reported at once (one run, one list), not the first one per run.
+  const problems: BulwarkError[] = [];
+  const url = (text: string, key: string, protocols: readonly string[]): URL | undefined => {
+    try {
+      return parseUrl(text, key, source, protocols);
+    } catch (e) {
+      if (!(e instanceof BulwarkError)) throw e;
+      problems.push(e);
+      return undefined;
+    }
+  };
   // The gateway defaults to 127.0.0.1 (safe on a laptop); inside a pod that is unreachable.
   const allInterfaces = (h: string | undefined) => h === '0.0.0.0' || h === '::' || h === '[::]';
   if (!allInterfaces(other.server?.host)) {
-    throw refuse(
-      'server.host',
-      `${other.server?.host ?? '127.0.0.1 (the default)'} is not reachable from the Service or the kubelet probes in a pod; set 0.0.0.0 (or ::)`,
+    problems.push(
+      refuse(
+        'server.host',
+        `${other.server?.host ?? '127.0.0.1 (the default)'} is not reachable from the Service or the kubelet probes in a pod; set 0.0.0.0 (or ::)`,
+      ),
     );
   }
   if (other.server?.insecurePlaintext === true) {
-    throw refuse(
-      'server.insecurePlaintext',
-      'refused in Kubernetes: serve TLS (server.tls); a NetworkPolicy is not encryption',
+    problems.push(
+      refuse(
+        'server.insecurePlaintext',
+        'refused in Kubernetes: serve TLS (server.tls); a NetworkPolicy is not encryption',
+      ),
     );
   }
   if (metricsEnabled && !allInterfaces(other.metrics?.host)) {
-    throw refuse(
-      'metrics.host',
-      `${other.metrics?.host ?? '127.0.0.1 (the default)'} cannot be scraped from the monitoring namespace; set 0.0.0.0 (or metrics.enabled: false)`,
+    problems.push(
+      refuse(
+        'metrics.host',
+        `${other.metrics?.host ?? '127.0.0.1 (the default)'} cannot be scraped from the monitoring namespace; set 0.0.0.0 (or metrics.enabled: false)`,
+      ),
     );
   }
-  if (metricsEnabled && serverPort === metricsPort) {
-    throw new BulwarkError('ERR_CONFIG_INVALID', `${source}: metrics.port: must differ from server.port`, {
-      details: { file: source, firstPath: 'metrics.port' },
-    });
-  }
+  if (metricsEnabled && serverPort === metricsPort)
+    problems.push(refuse('metrics.port', 'must differ from server.port'));
   const destinations: Destination[] = [];
   if (other.limits?.backend === 'redis') {
-    const url = other.limits.redis?.url;
-    if (url === undefined) {
-      throw new BulwarkError(
-        'ERR_CONFIG_INVALID',
-        `${source}: limits.redis.url: required when backend is redis`,
-        {
-          details: { file: source, firstPath: 'limits.redis.url' },
-        },
-      );
-    }
-    const u = parseUrl(url, 'limits.redis.url', source, ['redis:', 'rediss:']);
-    destinations.push({
-      role: 'redis',
-      host: hostOf(u),
-      port: Number(u.port || 6379),
-      from: 'limits.redis.url',
-    });
+    const text = other.limits.redis?.url;
+    const u =
+      text === undefined
+        ? void problems.push(refuse('limits.redis.url', 'required when backend is redis'))
+        : url(text, 'limits.redis.url', ['redis:', 'rediss:']);
+    if (u)
+      destinations.push({
+        role: 'redis',
+        host: hostOf(u),
+        port: Number(u.port || 6379),
+        from: 'limits.redis.url',
+      });
   }
   const pgSeen = new Set<string>();
   for (const key of ['audit', 'ledger'] as const) {
@@ -356,17 +365,23 @@ export function readDeployInputs(doc: unknown, source = '<config>'): DeployInput
     if (store !== undefined && !/^postgres(ql)?:\/\//i.test(store)) {
       // A SQLite file in a pod lives on the read-only image or an emptyDir: lost at the next reschedule,
       // and one log per replica. A tamper-evident log that silently disappears is refused.
-      throw refuse(
-        `${key}.store`,
-        'a SQLite file inside a pod is lost when the pod is rescheduled and each replica would keep its own; use a postgres:// URL',
+      problems.push(
+        refuse(
+          `${key}.store`,
+          'a SQLite file inside a pod is lost when the pod is rescheduled and each replica would keep its own; use a postgres:// URL',
+        ),
       );
+      continue;
     }
     if (store === undefined) {
       if (key === 'audit')
-        throw refuse('audit.store', 'the gateway needs an audit store; in Kubernetes a postgres:// URL');
+        problems.push(
+          refuse('audit.store', 'the gateway needs an audit store; in Kubernetes a postgres:// URL'),
+        );
       continue;
     }
-    const u = parseUrl(store, `${key}.store`, source, ['postgres:', 'postgresql:']);
+    const u = url(store, `${key}.store`, ['postgres:', 'postgresql:']);
+    if (!u) continue;
     const d: Destination = {
       role: 'postgres',
       host: hostOf(u),
@@ -389,14 +404,24 @@ export function readDeployInputs(doc: unknown, source = '<config>'): DeployInput
   }
   const jwks = other.auth?.jwt?.jwks?.url;
   if (jwks !== undefined) {
-    const u = parseUrl(jwks, 'auth.jwt.jwks.url', source, ['https:']);
-    destinations.push({
-      role: 'jwks',
-      host: hostOf(u),
-      port: Number(u.port || 443),
-      from: 'auth.jwt.jwks.url',
-    });
+    const u = url(jwks, 'auth.jwt.jwks.url', ['https:']);
+    if (u)
+      destinations.push({
+        role: 'jwks',
+        host: hostOf(u),
+        port: Number(u.port || 443),
+        from: 'auth.jwt.jwks.url',
+      });
   }
+  const [first, ...more] = problems;
+  if (first)
+    throw more.length === 0
+      ? first
+      : new BulwarkError(
+          'ERR_CONFIG_INVALID',
+          `${source}: ${problems.length} problems: ${problems.map((p) => p.message.slice(source.length + 2)).join('; ')}`,
+          { details: { file: source, firstPath: String(first.details['firstPath'] ?? '') } },
+        );
   return {
     deploy,
     serverPort,

@@ -128,6 +128,17 @@ describe('deploy config', () => {
         String(re),
       );
     }
+    // Several problems at once are reported together, not one per run.
+    const all = CONFIG.replace('  host: 0.0.0.0\n', '').replace(
+      'store: "postgres://bulwark@10.20.0.5:5432/audit"',
+      'store: audit.db',
+    );
+    assert.throws(
+      () => parseDeployConfig(all, 'b.yaml'),
+      (e: unknown) =>
+        isBulwarkError(e, 'ERR_CONFIG_INVALID') &&
+        /^b\.yaml: 2 problems: server\.host: .*; audit\.store: a SQLite file/.test(e.message),
+    );
     const off = parseDeployConfig(
       CONFIG.replace('metrics: { host: 0.0.0.0, port: 9464 }', 'metrics: { enabled: false }'),
       'b.yaml',
