@@ -307,9 +307,17 @@ export function readDeployInputs(doc: unknown, source = '<config>'): DeployInput
     });
   // Every problem is reported at once (one run, one list), not the first one per run.
   const problems: BulwarkError[] = [];
-  const url = (text: string, key: string, protocols: readonly string[]): URL | undefined => {
+  /** The egress destination a URL setting names, or undefined (its problem recorded). */
+  const destination = (
+    role: Destination['role'],
+    text: string,
+    key: string,
+    protocols: readonly string[],
+    defaultPort: number,
+  ): Destination | undefined => {
     try {
-      return parseUrl(text, key, source, protocols);
+      const u = parseUrl(text, key, source, protocols);
+      return { role, host: hostOf(u), port: Number(u.port || defaultPort), from: key };
     } catch (e) {
       if (!(e instanceof BulwarkError)) throw e;
       problems.push(e);
@@ -347,17 +355,11 @@ export function readDeployInputs(doc: unknown, source = '<config>'): DeployInput
   const destinations: Destination[] = [];
   if (other.limits?.backend === 'redis') {
     const text = other.limits.redis?.url;
-    const u =
-      text === undefined
-        ? void problems.push(refuse('limits.redis.url', 'required when backend is redis'))
-        : url(text, 'limits.redis.url', ['redis:', 'rediss:']);
-    if (u)
-      destinations.push({
-        role: 'redis',
-        host: hostOf(u),
-        port: Number(u.port || 6379),
-        from: 'limits.redis.url',
-      });
+    if (text === undefined) problems.push(refuse('limits.redis.url', 'required when backend is redis'));
+    else {
+      const d = destination('redis', text, 'limits.redis.url', ['redis:', 'rediss:'], 6379);
+      if (d) destinations.push(d);
+    }
   }
   const pgSeen = new Set<string>();
   for (const key of ['audit', 'ledger'] as const) {
@@ -380,14 +382,8 @@ export function readDeployInputs(doc: unknown, source = '<config>'): DeployInput
         );
       continue;
     }
-    const u = url(store, `${key}.store`, ['postgres:', 'postgresql:']);
-    if (!u) continue;
-    const d: Destination = {
-      role: 'postgres',
-      host: hostOf(u),
-      port: Number(u.port || 5432),
-      from: `${key}.store`,
-    };
+    const d = destination('postgres', store, `${key}.store`, ['postgres:', 'postgresql:'], 5432);
+    if (!d) continue;
     const id = `${d.host}:${d.port}`;
     if (pgSeen.has(id)) continue;
     pgSeen.add(id);
@@ -404,14 +400,8 @@ export function readDeployInputs(doc: unknown, source = '<config>'): DeployInput
   }
   const jwks = other.auth?.jwt?.jwks?.url;
   if (jwks !== undefined) {
-    const u = url(jwks, 'auth.jwt.jwks.url', ['https:']);
-    if (u)
-      destinations.push({
-        role: 'jwks',
-        host: hostOf(u),
-        port: Number(u.port || 443),
-        from: 'auth.jwt.jwks.url',
-      });
+    const d = destination('jwks', jwks, 'auth.jwt.jwks.url', ['https:'], 443);
+    if (d) destinations.push(d);
   }
   const [first, ...more] = problems;
   if (first)

@@ -23,7 +23,7 @@ import {
   parseSignerKey,
   ThreadedAuditLog,
 } from '../audit/index.js';
-import { BulwarkError, bulwarkVersion, type ErrorCode, fsError } from '../core/index.js';
+import { BulwarkError, bulwarkVersion, fsError } from '../core/index.js';
 import { RedisStreamState } from '../robust/index.js';
 import { type LimitedBody, readLimitedBody } from './body.js';
 import type { GatewayConfig } from './config.js';
@@ -82,11 +82,6 @@ const MAX_URL_BYTES = 8_192;
 /** How long a refused connection may take to accept its last reply before it is destroyed anyway. */
 const REFUSAL_LINGER_MS = 2_000;
 
-/** A refusal made by the HTTP layer itself (its status is in src/gateway/errors.ts's table). */
-function httpRefusal(code: ErrorCode, message: string): Reply {
-  return errorReply(new BulwarkError(code, message));
-}
-
 /**
  * The answer to an error of Node's HTTP parser or of its request timeouts (the `clientError` event), or
  * null for the errors with no HTTP to answer: TLS errors (handshake timeout, a bad ClientHello) and
@@ -94,11 +89,15 @@ function httpRefusal(code: ErrorCode, message: string): Reply {
  */
 function clientErrorReply(code: string | undefined): Reply | null {
   if (code === 'ERR_HTTP_REQUEST_TIMEOUT')
-    return httpRefusal('ERR_GATEWAY_REQUEST_TIMEOUT', 'the request was not received in time');
+    return errorReply(
+      new BulwarkError('ERR_GATEWAY_REQUEST_TIMEOUT', 'the request was not received in time'),
+    );
   if (code === 'HPE_HEADER_OVERFLOW')
-    return httpRefusal(
-      'ERR_GATEWAY_HEADERS_TOO_LARGE',
-      `request line and headers over ${MAX_HEADER_BYTES} bytes`,
+    return errorReply(
+      new BulwarkError(
+        'ERR_GATEWAY_HEADERS_TOO_LARGE',
+        `request line and headers over ${MAX_HEADER_BYTES} bytes`,
+      ),
     );
   if (code === 'HPE_CHUNK_EXTENSIONS_OVERFLOW')
     return errorReply(new BulwarkError('ERR_GATEWAY_BODY_TOO_LARGE', 'chunk extensions too large'));
@@ -467,7 +466,12 @@ export class Gateway {
         gw.#simple(
           req,
           res,
-          httpRefusal('ERR_GATEWAY_EXPECTATION_FAILED', 'the only expectation supported is 100-continue'),
+          errorReply(
+            new BulwarkError(
+              'ERR_GATEWAY_EXPECTATION_FAILED',
+              'the only expectation supported is 100-continue',
+            ),
+          ),
         ),
       );
       // Node hands a CONNECT request's socket over as is (and without a listener closes it unanswered).
@@ -796,7 +800,7 @@ export class Gateway {
       return this.#simple(
         req,
         res,
-        httpRefusal('ERR_GATEWAY_URL_TOO_LONG', `URL over ${MAX_URL_BYTES} bytes`),
+        errorReply(new BulwarkError('ERR_GATEWAY_URL_TOO_LONG', `URL over ${MAX_URL_BYTES} bytes`)),
       );
     // HTTP/1.1 requires Host (RFC 9112 section 3.2). Node's own check is off: its refusal has no body.
     if (req.headers.host === undefined && req.httpVersion !== '1.0')
