@@ -208,12 +208,22 @@ export class Pipeline {
       if (call.preError) throw call.preError;
       const json = parseJsonBody(call.body, o.bodyLimitBytes, o.maxDepth);
       const model = o.models.get(call.model);
-      if (model === undefined || (call.version !== undefined && call.version !== model.version))
-        throw new BulwarkError(
-          'ERR_GATEWAY_NOT_FOUND',
-          call.version === undefined ? 'no such model' : 'no such model version',
-        );
-      if (!model.ready) throw new BulwarkError('ERR_GATEWAY_NOT_READY', 'the model is not ready');
+      const unknown = model === undefined || (call.version !== undefined && call.version !== model.version);
+      if (unknown || !model.ready) {
+        // Zero trust: which model names and versions are served is itself information, so a caller
+        // learns it only once authenticated (a 401 for everyone else, as for a served model).
+        if (o.authenticator && call.principal === undefined) {
+          stage = 'authenticate';
+          await o.authenticator.authenticate(call.auth);
+          stage = 'parse';
+        }
+        if (unknown)
+          throw new BulwarkError(
+            'ERR_GATEWAY_NOT_FOUND',
+            call.version === undefined ? 'no such model' : 'no such model version',
+          );
+        throw new BulwarkError('ERR_GATEWAY_NOT_READY', 'the model is not ready');
+      }
       modelLabel = model.name;
       const req = model.parseRequest(json);
       const rows = req.rows.length;

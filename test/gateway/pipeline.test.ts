@@ -129,6 +129,31 @@ for (const writer of ['inline', 'thread'] as const)
       other.close();
     });
 
+    it('tells only an authenticated caller which model names and versions exist (401 before 404)', async () => {
+      const row = f.rows[0] as never;
+      // Without credentials, an unknown name, an unknown version and the served model look alike.
+      for (const [name, version] of [
+        ['fraud', undefined],
+        ['no-such-model', undefined],
+        ['fraud', '999'],
+      ] as const)
+        await assert.rejects(anon.inferRows(name, [row], version ? { version } : {}), (e: GatewayError) => {
+          assert.equal(e.status, 401, `${name}@${version}`);
+          assert.equal(e.code, 'ERR_AUTH_MISSING');
+          return true;
+        });
+      for (const [name, version, message] of [
+        ['no-such-model', undefined, /no such model$/],
+        ['fraud', '999', /no such model version/],
+      ] as const)
+        await assert.rejects(bearer.inferRows(name, [row], version ? { version } : {}), (e: GatewayError) => {
+          assert.equal(e.status, 404, `${name}@${version}`);
+          assert.equal(e.code, 'ERR_GATEWAY_NOT_FOUND');
+          assert.match(e.message, message);
+          return true;
+        });
+    });
+
     it('refuses malformed and out-of-schema requests with 4xx and a code, coercing nothing', async () => {
       const row = f.rows[0] as Row;
       const cases: [unknown, number, string][] = [
