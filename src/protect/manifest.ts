@@ -124,7 +124,9 @@ export async function readManifest(path: string): Promise<Manifest> {
   try {
     raw = JSON.parse(text);
   } catch {
-    throw new BulwarkError('ERR_HEADER_TAMPERED', `${path}: the protection manifest is not JSON`);
+    // Not JSON at all: most often the wrong file (the data file rather than its .bulwark.json). A
+    // manifest altered to this point is refused just the same.
+    throw new BulwarkError('ERR_FORMAT_UNSUPPORTED', `${path} is not a Bulwark protection manifest (not JSON)`);
   }
   const o = raw as { format?: unknown; version?: unknown } | null;
   if (o?.format !== MANIFEST_FORMAT) {

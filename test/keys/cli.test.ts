@@ -36,6 +36,11 @@ describe('bulwark keys / data protect CLI', () => {
     r = runBulwark(['keys', 'rotate', 'data', ...auth, '--rewrap', join(dir, 'none.bulwark.json')]);
     assert.equal(r.code, 3);
     assert.match(r.stderr, /ERR_FILE_NOT_FOUND/);
+    // The data file given where its manifest belongs: named as the wrong kind of file.
+    writeFileSync(join(dir, 'data.csv'), 'a,b\n1,2\n');
+    r = runBulwark(['keys', 'rotate', 'data', ...auth, '--rewrap', join(dir, 'data.csv')]);
+    assert.equal(r.code, 3);
+    assert.match(r.stderr, /ERR_FORMAT_UNSUPPORTED: .*data\.csv is not a Bulwark protection manifest \(not JSON\)/);
     r = runBulwark(['keys', 'rotate', 'data', ...auth, '--json']);
     assert.equal(r.code, 0, r.stderr);
     assert.equal((JSON.parse(r.stdout) as { key: { version: number } }).key.version, 2);
