@@ -126,7 +126,10 @@ export async function readManifest(path: string): Promise<Manifest> {
   } catch {
     // Not JSON at all: most often the wrong file (the data file rather than its .bulwark.json). A
     // manifest altered to this point is refused just the same.
-    throw new BulwarkError('ERR_FORMAT_UNSUPPORTED', `${path} is not a Bulwark protection manifest (not JSON)`);
+    throw new BulwarkError(
+      'ERR_FORMAT_UNSUPPORTED',
+      `${path} is not a Bulwark protection manifest (not JSON)`,
+    );
   }
   const o = raw as { format?: unknown; version?: unknown } | null;
   if (o?.format !== MANIFEST_FORMAT) {

@@ -40,7 +40,10 @@ describe('bulwark keys / data protect CLI', () => {
     writeFileSync(join(dir, 'data.csv'), 'a,b\n1,2\n');
     r = runBulwark(['keys', 'rotate', 'data', ...auth, '--rewrap', join(dir, 'data.csv')]);
     assert.equal(r.code, 3);
-    assert.match(r.stderr, /ERR_FORMAT_UNSUPPORTED: .*data\.csv is not a Bulwark protection manifest \(not JSON\)/);
+    assert.match(
+      r.stderr,
+      /ERR_FORMAT_UNSUPPORTED: .*data\.csv is not a Bulwark protection manifest \(not JSON\)/,
+    );
     r = runBulwark(['keys', 'rotate', 'data', ...auth, '--json']);
     assert.equal(r.code, 0, r.stderr);
     assert.equal((JSON.parse(r.stdout) as { key: { version: number } }).key.version, 2);
