@@ -16,6 +16,8 @@
  * - `ratio1`: Madry et al.'s all-adversarial batches (ratio 1) instead of their half (ae_frac 0.5): a
  *   different recipe at the same budget, to see how much robustness the clean half costs.
  * - `madrystep`: Madry et al.'s step 2.5 eps / 40 instead of their 2 eps / 40.
+ * - `initratio1`: `init` and `ratio1` together.
+ * - `initratio1wide`: `initratio1` trained at eps 0.12 (1.2x the evaluated 0.1), step 2 x 0.12 / 40.
  *
  * Every model is scored by robust-reference's `evaluateFc1` on the first 1,000 test images: Bulwark's
  * PGD-100 x2 + APGD-CE and their PGD-40. BULWARK_RECIPE_SEEDS: seeds per variant (default 5);

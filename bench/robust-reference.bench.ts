@@ -108,9 +108,19 @@ export function croceRecipe(epochs: number, seed: number) {
  * Variants of {@link croceRecipe} (robust-recipe.bench.ts measures each at a small budget):
  * `base` (Bulwark's initial weights, every row every epoch), `init` (their truncated-normal weights),
  * `droplast` (their batching), `parity` (both), `ratio1` (all-adversarial batches), `madrystep`
- * (step 2.5 eps / 40).
+ * (step 2.5 eps / 40), `initratio1` (their weights, all-adversarial batches), `initratio1wide` (the same,
+ * trained at 1.2 eps).
  */
-export const RECIPE_VARIANTS = ['base', 'init', 'droplast', 'parity', 'ratio1', 'madrystep'] as const;
+export const RECIPE_VARIANTS = [
+  'base',
+  'init',
+  'droplast',
+  'parity',
+  'ratio1',
+  'madrystep',
+  'initratio1',
+  'initratio1wide',
+] as const;
 export type RecipeVariant = (typeof RECIPE_VARIANTS)[number];
 
 /** What each variant changes, for the results' notes. */
@@ -121,6 +131,9 @@ const VARIANT_NOTES: Record<RecipeVariant, string> = {
   parity: 'their initial weights and their batching',
   ratio1: 'all-adversarial batches (Madry et al.), not their half',
   madrystep: "Madry et al.'s step 2.5 eps / 40, not their 2 eps / 40",
+  initratio1: 'their initial weights and all-adversarial batches (Madry et al.)',
+  initratio1wide:
+    'their initial weights, all-adversarial batches, and a training eps 1.2x the evaluated one (0.12 for 0.1; step 2 x 0.12 / 40)',
 };
 
 /** `value` as a recipe variant, or an error naming `name` (an environment variable). */
@@ -159,6 +172,14 @@ export function recipeVariant(
       return { options: { ...base, ratio: 1 }, init: 'auto' };
     case 'madrystep':
       return { options: { ...base, stepSize: (2.5 * base.eps) / 40 }, init: 'auto' };
+    case 'initratio1':
+      return { options: { ...base, ratio: 1 }, init: 'truncated-normal' };
+    case 'initratio1wide': {
+      // Training at a slightly larger eps than the one evaluated is a common way to buy robustness at
+      // the evaluated eps (the model's margin grows past the ball the attack searches).
+      const eps = 1.2 * base.eps;
+      return { options: { ...base, ratio: 1, eps, stepSize: (2 * eps) / 40 }, init: 'truncated-normal' };
+    }
     default:
       return { options: base, init: 'auto' };
   }
