@@ -122,6 +122,19 @@ describe('attested session: protocol', () => {
     );
   });
 
+  it('copies of one OPEN arriving together open one session, never two (no response nonce reuse)', async () => {
+    const { server, session } = await setup();
+    const { frame } = session.sealRequest(te.encode('transfer 100'));
+    // A replaying network sends the captured OPEN several times at once: all copies are decapsulating
+    // (an await) before any of them has opened the session.
+    const results = await Promise.allSettled([1, 2, 3].map(() => server.openRequest(frame)));
+    assert.deepEqual(
+      results.map((r) => (r.status === 'fulfilled' ? 'opened' : (r.reason as { code: string }).code)),
+      ['opened', 'ERR_SESSION_REPLAY', 'ERR_SESSION_REPLAY'],
+    );
+    assert.equal(server.sessionCount, 1);
+  });
+
   it('out-of-order requests inside the window are accepted once; older ones are refused', async () => {
     const { server, session } = await setup();
     await server.openRequest(session.sealRequest(te.encode('open')).frame);

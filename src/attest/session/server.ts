@@ -189,10 +189,19 @@ export class AttestedSessionServer {
       }
       // Authenticate before consuming the attestation, so a forged OPEN cannot burn a client's.
       const plaintext = open(keys.requestKey, keys.requestNonce, 0n, f.aad, f.ciphertext);
+      id = hex(keys.sessionId);
+      // Checked again after the await above: copies of one OPEN arriving together all passed the first
+      // check while decapsulating. Only the first may open the session; a second would answer under the
+      // same response key and nonce (AES-GCM nonce reuse: the XOR of the answers, and forgeries).
+      // Nothing is awaited from here to the set, so this check-and-set is atomic.
+      if (issued.used || this.#sessions.has(id))
+        throw new BulwarkError(
+          'ERR_SESSION_REPLAY',
+          'attested session: this attestation already opened a session (replayed OPEN)',
+        );
       issued.used = true;
       s = { keys, window: new ReplayWindow(), expires: now + this.#sessionTtl };
       s.window.accept(0n, 'request');
-      id = hex(keys.sessionId);
       evictOldest(this.#sessions, this.#max);
       this.#sessions.set(id, s);
       return this.#opened(id, s, 0n, plaintext);
