@@ -168,13 +168,26 @@ describe('sev-snp: the real Milan report and its VCEK -> ASK -> ARK chain', { sk
     assert.equal(await code(verifyAttestation('sev-snp', report(), { at: AT })), 'ERR_ATTEST_MALFORMED');
   });
 
-  it('user data binding through REPORT_DATA; no nonce field', async () => {
+  it('user data and a nonce bind through REPORT_DATA; only the nonce proves freshness', async () => {
     const rd = parseSnpReport(report()).reportData;
+    const debugOk = parsePolicy({ allowDebug: true });
+    // Matching user data binds, but it may be a static value any old report carries: not fresh. Years
+    // after the report, with the production age rule, it is still refused as stale.
+    const later = new Date('2028-06-01T00:00:00Z');
+    const bound = await verifyAttestation('sev-snp', report(), { at: AT, chain: chain(), userData: rd });
+    assert.equal(bound.nonceVerified, false);
+    assert.equal(
+      await code(
+        verifyAttestation('sev-snp', report(), { at: later, chain: chain(), userData: rd, policy: debugOk }),
+      ),
+      'ERR_ATTEST_STALE',
+    );
+    // The verifier's nonce is REPORT_DATA's first bytes: that is freshness.
     const c = await verifyAttestation('sev-snp', report(), {
-      at: AT,
+      at: later,
       chain: chain(),
-      userData: rd,
-      policy: parsePolicy({ allowDebug: true }),
+      nonce: rd.subarray(0, 32),
+      policy: debugOk,
     });
     assert.equal(c.nonceVerified, true);
     assert.equal(
@@ -183,12 +196,13 @@ describe('sev-snp: the real Milan report and its VCEK -> ASK -> ARK chain', { sk
       ),
       'ERR_ATTEST_BINDING',
     );
-    assert.equal(
-      await code(
-        verifyAttestation('sev-snp', report(), { at: AT, chain: chain(), nonce: new Uint8Array(32) }),
-      ),
-      'ERR_ATTEST_NONCE',
-    );
+    const other = rd.slice(0, 32);
+    other[0] = (other[0] as number) ^ 1;
+    for (const nonce of [other, new Uint8Array(0), new Uint8Array(65)])
+      assert.equal(
+        await code(verifyAttestation('sev-snp', report(), { at: AT, chain: chain(), nonce })),
+        'ERR_ATTEST_NONCE',
+      );
   });
 
   it('malformed: wrong size, unknown version, other signature algorithm', async () => {

@@ -248,11 +248,20 @@ async function verifySnp(document: Uint8Array, options: VerifyOptions): Promise<
       `${WHAT}: CHIP_ID differs from the VCEK's hardware id (a VCEK of another chip)`,
     );
   }
+  // SEV-SNP has no nonce field: a verifier's nonce travels in REPORT_DATA, here its first bytes. Only
+  // this proves freshness; matching user data does not (it may be a static value, such as a key's
+  // digest, that any old report of this guest carries).
   if (options.nonce !== undefined) {
-    throw new BulwarkError(
-      'ERR_ATTEST_NONCE',
-      `${WHAT}: SEV-SNP reports have no nonce field; bind the nonce through REPORT_DATA (user data)`,
-    );
+    if (options.nonce.length === 0 || options.nonce.length > 64)
+      throw new BulwarkError(
+        'ERR_ATTEST_NONCE',
+        `${WHAT}: a nonce bound through REPORT_DATA is 1 to 64 bytes, got ${options.nonce.length}`,
+      );
+    if (!Buffer.from(report.reportData.subarray(0, options.nonce.length)).equals(Buffer.from(options.nonce)))
+      throw new BulwarkError(
+        'ERR_ATTEST_NONCE',
+        `${WHAT}: REPORT_DATA does not begin with the nonce sent (a replayed or foreign report)`,
+      );
   }
   if (options.publicKey !== undefined) {
     throw new BulwarkError(
@@ -285,7 +294,7 @@ async function verifySnp(document: Uint8Array, options: VerifyOptions): Promise<
     userData: report.reportData,
     debug,
     time: null,
-    nonceVerified: options.userData !== undefined,
+    nonceVerified: options.nonce !== undefined,
     trustAnchor: normaliseFingerprint(anchor),
     tcb: { ...report.reportedTcb },
     details: {

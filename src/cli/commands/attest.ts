@@ -161,7 +161,11 @@ export function registerAttestCommands(program: Command): void {
       'YAML/JSON attestation policy (requireHardware, allowDebug, measurements, maxAgeSeconds, minTcb); default: the production defaults (hardware required, no debug, at most 300 s old)',
     )
     .option('--no-policy', 'apply no policy: check the signature, the chain and the bindings only')
-    .option('--nonce <hex>', 'the nonce the document must carry', hexOption('a nonce'))
+    .option(
+      '--nonce <hex>',
+      'the nonce the document must carry (SEV-SNP: the first bytes of REPORT_DATA); only a nonce makes a document without a time fresh',
+      hexOption('a nonce'),
+    )
     .option(
       '--user-data <hex>',
       'the user data (SEV-SNP REPORT_DATA) the document must bind',
