@@ -423,7 +423,7 @@ const bench: Benchmark = {
         const res = response(1);
         const nonce = new Uint8Array(randomBytes(32));
         const s = await ClientSession.establish(await sw.attestation(nonce), nonce, {
-          policy: parsePolicy({ requireHardware: false, measurements: {} }),
+          policy: parsePolicy({ requireHardware: false, allowAnyMeasurement: true }),
           roots: { software: [sw.signerPublicKey] },
         });
         const one = async () => {

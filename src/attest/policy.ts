@@ -4,8 +4,8 @@ import type { AttestationClaims } from './types.js';
 /**
  * What a relying party accepts (after the appraisal policies of RFC 9334 §8.5, "Appraisal Policy for
  * Evidence"). The defaults are the production ones: hardware required, debug refused, documents at most
- * five minutes old. Measurements are allow-lists: for each name given, the claim must equal one of the
- * listed values; names not given are not constrained.
+ * five minutes old, at least one measurement pinned. Measurements are allow-lists: for each name given,
+ * the claim must equal one of the listed values; names not given are not constrained.
  */
 export interface AttestationPolicy {
   /** Formats accepted (default: any registered). */
@@ -16,6 +16,11 @@ export interface AttestationPolicy {
   readonly allowDebug: boolean;
   /** Allowed measurements by name (`PCR0`, `measurement`, `model`, ...), lower-case hex. */
   readonly measurements: Readonly<Record<string, readonly string[]>>;
+  /**
+   * Accept an enclave whatever code it runs (default false): a policy that pins no measurement is
+   * refused otherwise, since any genuine enclave — anyone's, in any account — would pass it.
+   */
+  readonly allowAnyMeasurement: boolean;
   /** Maximum age of a timed document; null: not checked (archived evidence). Default 300. */
   readonly maxAgeSeconds: number | null;
   /** Tolerated clock skew for documents dated ahead of the verifier. Default 60. */
@@ -29,6 +34,7 @@ const KEYS = [
   'requireHardware',
   'allowDebug',
   'measurements',
+  'allowAnyMeasurement',
   'maxAgeSeconds',
   'maxSkewSeconds',
   'minTcb',
@@ -112,6 +118,7 @@ export function parsePolicy(input: unknown): AttestationPolicy {
     requireHardware: bool('requireHardware', true),
     allowDebug: bool('allowDebug', false),
     measurements,
+    allowAnyMeasurement: bool('allowAnyMeasurement', false),
     maxAgeSeconds,
     maxSkewSeconds: num('maxSkewSeconds', 60, 0),
     minTcb,
@@ -130,6 +137,13 @@ export function productionPolicy(
 
 const hex = (b: Uint8Array | null) => (b ? Buffer.from(b).toString('hex') : '');
 
+/** The measurement names a document of this format carries, for a message. */
+function measurementHint(claims: AttestationClaims): string {
+  const names = Object.keys(claims.measurements);
+  if (claims.format === 'nitro') return 'Nitro: PCR0, with PCR1 and PCR2 or PCR8';
+  return names.length > 0 ? `this document carries ${names.slice(0, 4).join(', ')}` : 'none carried';
+}
+
 /**
  * Applies `policy` to verified claims at time `at`; throws the code of the first rule broken. The order
  * is fixed so a document failing several rules always reports the same, most basic one.
@@ -147,6 +161,16 @@ export function checkPolicy(claims: AttestationClaims, policy: AttestationPolicy
       'ERR_ATTEST_DEBUG',
       `${claims.format} attestation: the enclave is debuggable and the policy forbids debug mode`,
       { details: { format: claims.format } },
+    );
+  }
+  // An attestation proves which code runs; a policy that pins none accepts an attacker's genuine
+  // enclave, bound to the attacker's key, as readily as ours (RFC 9334 §8.5: appraisal against
+  // reference values). Pinning nothing must be said explicitly.
+  if (Object.keys(policy.measurements).length === 0 && !policy.allowAnyMeasurement) {
+    throw new BulwarkError(
+      'ERR_ATTEST_MEASUREMENT',
+      `${claims.format} attestation: the policy pins no measurement, so any genuine enclave (anyone's) would pass; pin the approved values (${measurementHint(claims)}) or set allowAnyMeasurement: true`,
+      { details: { measurement: '' } },
     );
   }
   for (const [name, allowed] of Object.entries(policy.measurements)) {

@@ -14,23 +14,111 @@ after(() => rmSync(dir, { recursive: true, force: true }));
 const errOf = (stderr: string) => /bulwark: (ERR_[A-Z_]+)/.exec(stderr)?.[1];
 
 describe('bulwark attest verify', { skip: noSamples }, () => {
-  it('verifies the real Nitro document at its own time (--json claims)', () => {
-    const r = runBulwark(['--json', 'attest', 'verify', NITRO_DOC, '--format', 'nitro', '--at', 'document']);
+  // The real document's PCR0, read without a policy: the pin the policy checks below.
+  const pcr0 = (): string => {
+    const r = runBulwark([
+      '--json',
+      'attest',
+      'verify',
+      NITRO_DOC,
+      '--format',
+      'nitro',
+      '--at',
+      'document',
+      '--no-policy',
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const out = JSON.parse(r.stdout) as {
+      freshness: string;
+      claims: { measurements: Record<string, string> };
+    };
+    assert.match(out.freshness, /^not evaluated \(--no-policy\)/);
+    return out.claims.measurements['PCR0'] as string;
+  };
+
+  it('verifies the real Nitro document at its own time with its PCR0 pinned (--json claims)', () => {
+    const r = runBulwark([
+      '--json',
+      'attest',
+      'verify',
+      NITRO_DOC,
+      '--format',
+      'nitro',
+      '--at',
+      'document',
+      '--measurement',
+      `PCR0=${pcr0()}`,
+    ]);
     assert.equal(r.code, 0, r.stderr);
     const out = JSON.parse(r.stdout) as {
       verified: boolean;
+      freshness: string;
       claims: { format: string; hardware: boolean; trustAnchor: string; time: string };
     };
     assert.equal(out.verified, true);
     assert.equal(out.claims.hardware, true);
     assert.match(out.claims.trustAnchor, /^64:1A:03:21:.*:BB:5B$/);
     assert.equal(out.claims.time, '2022-07-06T14:18:22.484Z');
+    // Checked at its own time, the document is 0 s old: that proves nothing, and the output says so.
+    assert.match(out.freshness, /^not evaluated \(--at document/);
+  });
+
+  it("refuses a policy that pins no measurement: any genuine enclave, anyone's, would pass", () => {
+    const r = runBulwark(['attest', 'verify', NITRO_DOC, '--format', 'nitro', '--at', 'document']);
+    assert.equal(r.code, 5);
+    assert.equal(errOf(r.stderr), 'ERR_ATTEST_MEASUREMENT');
+    assert.match(r.stderr, /pins no measurement.*PCR0/);
+    const any = join(dir, 'any.yaml');
+    writeFileSync(any, 'allowAnyMeasurement: true\n');
+    const ok = runBulwark([
+      'attest',
+      'verify',
+      NITRO_DOC,
+      '--format',
+      'nitro',
+      '--at',
+      'document',
+      '--policy',
+      any,
+    ]);
+    assert.equal(ok.code, 0, ok.stderr);
+    const wrong = runBulwark([
+      'attest',
+      'verify',
+      NITRO_DOC,
+      '--format',
+      'nitro',
+      '--at',
+      'document',
+      '--measurement',
+      `PCR0=${'00'.repeat(48)}`,
+    ]);
+    assert.equal(errOf(wrong.stderr), 'ERR_ATTEST_MEASUREMENT');
+    const usage = runBulwark([
+      'attest',
+      'verify',
+      NITRO_DOC,
+      '--format',
+      'nitro',
+      '--no-policy',
+      '--measurement',
+      'PCR0=00',
+    ]);
+    assert.equal(usage.code, 2);
+    assert.equal(errOf(usage.stderr), 'ERR_USAGE');
+    assert.equal(
+      runBulwark(['attest', 'verify', NITRO_DOC, '--format', 'nitro', '--measurement', 'PCR0']).code,
+      2,
+    );
   });
 
   it('base64 documents are accepted; today the leaf has expired (exit 5)', () => {
     const b64 = join(dir, 'doc.b64');
     writeFileSync(b64, readFileSync(NITRO_DOC).toString('base64'));
-    assert.equal(runBulwark(['attest', 'verify', b64, '--format', 'nitro', '--at', 'document']).code, 0);
+    assert.equal(
+      runBulwark(['attest', 'verify', b64, '--format', 'nitro', '--at', 'document', '--no-policy']).code,
+      0,
+    );
     const r = runBulwark(['attest', 'verify', NITRO_DOC, '--format', 'nitro']);
     assert.equal(r.code, 5);
     assert.equal(errOf(r.stderr), 'ERR_ATTEST_CERT_EXPIRED');

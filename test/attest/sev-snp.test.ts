@@ -31,7 +31,7 @@ describe('sev-snp: the real Milan report and its VCEK -> ASK -> ARK chain', { sk
   const chain = () => [readFileSync(SNP_ASK_ARK, 'utf8'), new Uint8Array(readFileSync(SNP_VCEK))];
   // The sample is a debug-enabled guest without a nonce: archived evidence (no freshness), debug allowed.
   const lab = (extra: Record<string, unknown> = {}) =>
-    parsePolicy({ allowDebug: true, maxAgeSeconds: null, ...extra });
+    parsePolicy({ allowDebug: true, maxAgeSeconds: null, allowAnyMeasurement: true, ...extra });
 
   it('verifies: signature, pinned ARK-Milan, claims from the report', async () => {
     const c = await verifyAttestation('sev-snp', report(), { at: AT, chain: chain() });
@@ -116,7 +116,7 @@ describe('sev-snp: the real Milan report and its VCEK -> ASK -> ARK chain', { sk
         verifyAttestation('sev-snp', report(), {
           at: AT,
           chain: chain(),
-          policy: parsePolicy({ allowDebug: true }),
+          policy: parsePolicy({ allowDebug: true, allowAnyMeasurement: true }),
         }),
       ),
       'ERR_ATTEST_STALE',
@@ -170,7 +170,7 @@ describe('sev-snp: the real Milan report and its VCEK -> ASK -> ARK chain', { sk
 
   it('user data and a nonce bind through REPORT_DATA; only the nonce proves freshness', async () => {
     const rd = parseSnpReport(report()).reportData;
-    const debugOk = parsePolicy({ allowDebug: true });
+    const debugOk = parsePolicy({ allowDebug: true, allowAnyMeasurement: true });
     // Matching user data binds, but it may be a static value any old report carries: not fresh. Years
     // after the report, with the production age rule, it is still refused as stale.
     const later = new Date('2028-06-01T00:00:00Z');

@@ -49,6 +49,27 @@ describe('software attestations', () => {
     assert.equal(c.time?.getTime(), T.getTime());
   });
 
+  it('are refused by a policy that pins no measurement, unless it says allowAnyMeasurement', async () => {
+    const verify = (extra: Record<string, unknown>) =>
+      code(
+        verifyAttestation('software', doc(), {
+          at: T,
+          roots: [pinned],
+          policy: parsePolicy({ requireHardware: false, ...extra }),
+        }),
+      );
+    assert.equal(await verify({}), 'ERR_ATTEST_MEASUREMENT');
+    assert.equal(await verify({ measurements: {} }), 'ERR_ATTEST_MEASUREMENT');
+    assert.equal(await verify({ allowAnyMeasurement: true }), 'ok');
+    const claims = await verifyAttestation('software', doc(), { at: T, roots: [pinned] });
+    const [name, value] = Object.entries(claims.measurements)[0] as [string, string];
+    assert.equal(await verify({ measurements: { [name]: [value] } }), 'ok');
+    assert.equal(
+      await verify({ measurements: { [name]: ['00'.repeat(value.length / 2)] } }),
+      'ERR_ATTEST_MEASUREMENT',
+    );
+  });
+
   it('are refused by any policy that requires hardware (the default)', async () => {
     assert.equal(
       await code(
@@ -61,7 +82,7 @@ describe('software attestations', () => {
         verifyAttestation('software', doc(), {
           at: T,
           roots: [pinned],
-          policy: parsePolicy({ requireHardware: false }),
+          policy: parsePolicy({ requireHardware: false, allowAnyMeasurement: true }),
         }),
       ),
       'ok',
@@ -101,7 +122,7 @@ describe('software attestations', () => {
         verifyAttestation('software', doc(), {
           at: later,
           roots: [pinned],
-          policy: parsePolicy({ requireHardware: false }),
+          policy: parsePolicy({ requireHardware: false, allowAnyMeasurement: true }),
         }),
       ),
       'ERR_ATTEST_STALE',
@@ -112,7 +133,7 @@ describe('software attestations', () => {
         verifyAttestation('software', doc(), {
           at: earlier,
           roots: [pinned],
-          policy: parsePolicy({ requireHardware: false }),
+          policy: parsePolicy({ requireHardware: false, allowAnyMeasurement: true }),
         }),
       ),
       'ERR_ATTEST_STALE',
@@ -127,6 +148,7 @@ describe('policies', () => {
     assert.equal(p.allowDebug, false);
     assert.equal(p.maxAgeSeconds, 300);
     assert.deepEqual(p.measurements, {});
+    assert.equal(p.allowAnyMeasurement, false);
   });
 
   it('refuse unknown keys and bad values with ERR_ATTEST_POLICY_INVALID', () => {

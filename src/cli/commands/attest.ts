@@ -15,6 +15,7 @@ interface VerifyOpts {
   nonce?: string;
   userData?: string;
   publicKey?: string;
+  measurement?: string[];
 }
 
 function hexOption(what: string): (v: string) => string {
@@ -25,6 +26,33 @@ function hexOption(what: string): (v: string) => string {
 }
 
 const collect = (v: string, prev: string[] | undefined) => [...(prev ?? []), v];
+
+/** `--measurement NAME=HEX`, checked as it is parsed. */
+function measurementOption(v: string, prev: string[] | undefined): string[] {
+  if (!/^[A-Za-z][A-Za-z0-9_-]*=([0-9a-fA-F]{2})+$/.test(v))
+    throw new InvalidArgumentError(`expected NAME=HEX (e.g. PCR0=0a1b...), got "${v}"`);
+  return collect(v, prev);
+}
+
+/**
+ * The policy with `--measurement` pins added (each name allows the values given for it, together with
+ * those of the policy file) and, with `--at document`, freshness left out: a document checked at its own
+ * time is an archival check, and an age of zero would prove nothing.
+ */
+function effectivePolicy(
+  policy: AttestationPolicy,
+  pins: readonly string[],
+  archival: boolean,
+): AttestationPolicy {
+  const measurements: Record<string, string[]> = Object.fromEntries(
+    Object.entries(policy.measurements).map(([k, v]) => [k, [...v]]),
+  );
+  for (const pin of pins) {
+    const [name, value] = pin.split('=') as [string, string];
+    measurements[name] = [...(measurements[name] ?? []), value.toLowerCase()];
+  }
+  return { ...policy, measurements, ...(archival ? { maxAgeSeconds: null } : {}) };
+}
 
 async function readBytes(path: string, what: string): Promise<Uint8Array> {
   await requireFile(path, what);
@@ -96,10 +124,15 @@ function claimsJson(c: AttestationClaims): Record<string, unknown> {
 /** How the policy applied is named in the output. */
 function policyName(policy: string | false | undefined): string {
   if (policy === false) return 'none (--no-policy: signature, chain and bindings only)';
-  return policy ?? 'the production defaults (hardware, no debug, at most 300 s old)';
+  return policy ?? 'the production defaults (hardware, no debug, at most 300 s old, --measurement pins)';
 }
 
-function human(c: AttestationClaims, policy: string | false | undefined, at: Date): string {
+function human(
+  c: AttestationClaims,
+  policy: string | false | undefined,
+  at: Date,
+  freshness: string,
+): string {
   const short = (h: string | null) =>
     h === null ? 'none' : h.length > 64 ? `${h.slice(0, 64)}… (${h.length / 2} bytes)` : h;
   const lines = [
@@ -122,6 +155,7 @@ function human(c: AttestationClaims, policy: string | false | undefined, at: Dat
     `  public key    ${short(hex(c.publicKey))}`,
     `  user data     ${short(hex(c.userData))}`,
     `  policy        ${policy === false ? policyName(policy) : `${policyName(policy)}: passed`}`,
+    `  freshness     ${freshness}`,
   ];
   if (!c.hardware)
     lines.push(
@@ -172,13 +206,18 @@ export function registerAttestCommands(program: Command): void {
       hexOption('user data'),
     )
     .option('--public-key <file>', 'a file holding the exact public key bytes the document must bind')
+    .option(
+      '--measurement <name=hex>',
+      'an approved measurement value (e.g. PCR0=...), added to the policy; repeatable. A policy must pin at least one (or say allowAnyMeasurement: true)',
+      measurementOption,
+    )
     .addHelpText(
       'after',
       `
 Exit codes: 0 verified · 2 unknown format or bad option · 3 malformed document or missing file ·
 4 policy file invalid · 5 refused (signature, chain, root, expiry, nonce, binding, debug, measurement,
 TCB, hardware required, stale). Examples:
-  bulwark attest verify doc.bin --format nitro --at document
+  bulwark attest verify doc.bin --format nitro --measurement PCR0=<hex> --at document
   bulwark attest verify report.bin --format sev-snp --chain ask_ark_milan.pem --chain vcek.der --policy prod.yaml`,
     )
     .action(async (doc: string, o: VerifyOpts, cmd: Command) => {
@@ -192,13 +231,21 @@ TCB, hardware required, stale). Examples:
         : undefined;
       // Without --policy the production defaults apply (fail closed: a debug or software enclave, or a
       // stale document, is refused); only --no-policy checks the signature, chain and bindings alone.
-      const policy =
+      if (o.policy === false && o.measurement !== undefined)
+        throw new BulwarkError(
+          'ERR_USAGE',
+          '--measurement adds to a policy; it cannot be used with --no-policy',
+        );
+      const parsedAt = o.at === undefined ? new Date() : parseAt(o.at);
+      const archival = parsedAt === 'document';
+      const base =
         o.policy === false
           ? undefined
           : o.policy !== undefined
             ? await loadPolicy(o.policy)
             : (await loadAttest()).parsePolicy({});
-      let at = o.at === undefined ? new Date() : parseAt(o.at);
+      const policy = base && effectivePolicy(base, o.measurement ?? [], archival);
+      let at = parsedAt;
       if (at === 'document') {
         const t = peekCoseTimestamp(bytes);
         if (!t)
@@ -218,14 +265,25 @@ TCB, hardware required, stale). Examples:
         ...(o.publicKey ? { publicKey: await readBytes(o.publicKey, 'public key file') } : {}),
       });
       const atDate = at;
+      const freshness =
+        policy === undefined
+          ? 'not evaluated (--no-policy)'
+          : archival
+            ? "not evaluated (--at document: an archival check at the document's own time)"
+            : claims.time
+              ? `checked: at most ${policy.maxAgeSeconds ?? '(any)'} s old`
+              : claims.nonceVerified
+                ? 'checked: the nonce sent is bound'
+                : 'not evaluated (the policy allows archived evidence)';
       io.result(
         {
           verified: true,
           checkedAt: atDate.toISOString(),
           policy: policyName(o.policy),
+          freshness,
           claims: claimsJson(claims),
         },
-        () => human(claims, o.policy, atDate),
+        () => human(claims, o.policy, atDate, freshness),
       );
     });
 
