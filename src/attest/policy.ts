@@ -27,6 +27,13 @@ export interface AttestationPolicy {
   readonly maxSkewSeconds: number;
   /** Minimum TCB component versions (SEV-SNP: `bootloader`, `tee`, `snp`, `microcode`). */
   readonly minTcb: Readonly<Record<string, number>>;
+  /**
+   * The least privileged level whose reports are accepted (SEV-SNP VMPL 0-3; default 0): with a
+   * paravisor or SVSM, code at a higher VMPL can ask for a report binding its own key.
+   */
+  readonly maxVmpl: number;
+  /** Accept a guest a migration agent may access (SEV-SNP guest policy MIGRATE_MA; default false). */
+  readonly allowMigrationAgent: boolean;
 }
 
 const KEYS = [
@@ -38,6 +45,8 @@ const KEYS = [
   'maxAgeSeconds',
   'maxSkewSeconds',
   'minTcb',
+  'maxVmpl',
+  'allowMigrationAgent',
 ] as const;
 
 function bad(message: string, key: string): BulwarkError {
@@ -122,8 +131,17 @@ export function parsePolicy(input: unknown): AttestationPolicy {
     maxAgeSeconds,
     maxSkewSeconds: num('maxSkewSeconds', 60, 0),
     minTcb,
+    maxVmpl: vmpl(o['maxVmpl']),
+    allowMigrationAgent: bool('allowMigrationAgent', false),
   };
   return formats ? { ...policy, formats } : policy;
+}
+
+function vmpl(v: unknown): number {
+  if (v === undefined) return 0;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 3)
+    throw bad('maxVmpl: expected an integer in [0, 3]', 'maxVmpl');
+  return v;
 }
 
 /** The production policy (hardware, no debug, 5 minutes) with the given allowed measurements. */
@@ -189,6 +207,20 @@ export function checkPolicy(claims: AttestationClaims, policy: AttestationPolicy
         { details: { measurement: name, value: got } },
       );
     }
+  }
+  if (claims.vmpl !== undefined && claims.vmpl > policy.maxVmpl) {
+    throw new BulwarkError(
+      'ERR_ATTEST_GUEST_POLICY',
+      `${claims.format} attestation: requested at VMPL ${claims.vmpl}, the policy accepts at most ${policy.maxVmpl} (less privileged code than the policy trusts bound its data)`,
+      { details: { vmpl: claims.vmpl } },
+    );
+  }
+  if (claims.migrationAgent === true && !policy.allowMigrationAgent) {
+    throw new BulwarkError(
+      'ERR_ATTEST_GUEST_POLICY',
+      `${claims.format} attestation: the guest policy lets a migration agent access the guest (MIGRATE_MA) and the policy does not allow it`,
+      { details: { migrationAgent: true } },
+    );
   }
   for (const [k, min] of Object.entries(policy.minTcb)) {
     const got = claims.tcb?.[k];

@@ -35,6 +35,13 @@ export interface AttestationClaims {
   readonly trustAnchor: string;
   /** Platform TCB version (SEV-SNP), for `policy.minTcb`. */
   readonly tcb?: Readonly<Record<string, number>>;
+  /**
+   * The privilege level that requested the report (SEV-SNP VMPL, 0 most privileged), for
+   * `policy.maxVmpl`; absent for formats without one.
+   */
+  readonly vmpl?: number;
+  /** Whether a migration agent may access the guest (SEV-SNP guest policy MIGRATE_MA), for `policy.allowMigrationAgent`. */
+  readonly migrationAgent?: boolean;
   /** Further format-specific facts (module id, guest SVN, chip id), for display and audit. */
   readonly details: Readonly<Record<string, string | number | boolean>>;
 }

@@ -398,6 +398,11 @@ export const errorCodes = {
     exit: ExitCode.security,
     summary: 'The platform TCB version is below the policy minimum or differs from its certificate.',
   },
+  ERR_ATTEST_GUEST_POLICY: {
+    exit: ExitCode.security,
+    summary:
+      'An SEV-SNP report was requested at a less privileged VMPL than the policy accepts, or its guest policy lets a migration agent in.',
+  },
   ERR_ATTEST_HARDWARE_REQUIRED: {
     exit: ExitCode.security,
     summary: 'A software (non-hardware) attestation was offered and the policy requires hardware.',

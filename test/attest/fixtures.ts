@@ -139,3 +139,83 @@ export function signNitro(
   const sig = cryptoSign('sha384', sigStructure, { key, dsaEncoding: 'ieee-p1363' });
   return encode([prot, new Map(), p, u8(sig)]);
 }
+
+/** AMD's VCEK extensions (VCEK spec 57230, Table 8): TCB SPLs as DER INTEGERs, the chip id as an OCTET STRING. */
+const VCEK_OID = {
+  bootloader: '1.3.6.1.4.1.3704.1.3.1',
+  tee: '1.3.6.1.4.1.3704.1.3.2',
+  snp: '1.3.6.1.4.1.3704.1.3.3',
+  microcode: '1.3.6.1.4.1.3704.1.3.8',
+  hwid: '1.3.6.1.4.1.3704.1.4',
+} as const;
+
+export interface SnpFields {
+  version?: number;
+  policy?: bigint;
+  vmpl?: number;
+  tcb?: { bootloader: number; tee: number; snp: number; microcode: number };
+  chipId?: Uint8Array;
+  /** Bytes written over the report after the fields (reserved-field cases), before signing. */
+  poke?: [offset: number, value: number][];
+}
+
+/**
+ * A test "AMD" PKI: a root (ARK stand-in), an ASK and a VCEK (P-384) carrying the TCB and chip-id
+ * extensions, all but those listed in `omit`. ECDSA throughout (AMD's ARK and ASK are RSA-PSS: the
+ * verifier takes either), valid from `t - 1 day` for ten years.
+ */
+export async function makeSnpPki(
+  t: Date,
+  tcb: { bootloader: number; tee: number; snp: number; microcode: number },
+  chipId: Uint8Array,
+  omit: readonly (keyof typeof VCEK_OID)[] = [],
+): Promise<{ ark: TestCa; ask: TestCa; vcek: TestCa }> {
+  const from = new Date(t.getTime() - 86_400_000);
+  const far = new Date(t.getTime() + 10 * 365 * 86_400_000);
+  const ark = await makeRoot('Test ARK', from, far);
+  const ask = await issue(ark, 'Test ASK', { ca: true, notBefore: from, notAfter: far });
+  const k = await keys();
+  const int = (v: number) => new Uint8Array(v < 128 ? [0x02, 1, v] : [0x02, 2, 0, v]).buffer;
+  const extensions: x509.Extension[] = [new x509.BasicConstraintsExtension(false, undefined, true)];
+  for (const name of ['bootloader', 'tee', 'snp', 'microcode'] as const)
+    if (!omit.includes(name)) extensions.push(new x509.Extension(VCEK_OID[name], false, int(tcb[name])));
+  if (!omit.includes('hwid'))
+    extensions.push(new x509.Extension(VCEK_OID.hwid, false, new Uint8Array([0x04, 64, ...chipId]).buffer));
+  const cert = await x509.X509CertificateGenerator.create({
+    serialNumber: (serial++).toString(16).padStart(2, '0'),
+    subject: 'CN=Test VCEK',
+    issuer: ask.cert.subject,
+    notBefore: from,
+    notAfter: far,
+    signingKey: ask.keys.privateKey,
+    publicKey: k.publicKey,
+    signingAlgorithm: ALG,
+    extensions,
+  });
+  return { ark, ask, vcek: { cert, keys: k } };
+}
+
+/** An SEV-SNP report (ABI 56860, Table 22 layout) signed by `vcek` (ECDSA P-384, little-endian r and s). */
+export function signSnp(f: SnpFields, vcek: TestCa): Uint8Array {
+  const r = new Uint8Array(0x4a0);
+  const dv = new DataView(r.buffer);
+  dv.setUint32(0x00, f.version ?? 2, true);
+  dv.setBigUint64(0x08, f.policy ?? 0x30000n, true); // SMT allowed, bit 17 (must be 1)
+  dv.setUint32(0x30, f.vmpl ?? 0, true);
+  dv.setUint32(0x34, 1, true); // ECDSA P-384 with SHA-384
+  r.fill(0x5a, 0x90, 0x90 + 48); // the launch measurement
+  const t = f.tcb ?? { bootloader: 3, tee: 0, snp: 8, microcode: 115 };
+  r[0x180] = t.bootloader;
+  r[0x181] = t.tee;
+  r[0x186] = t.snp;
+  r[0x187] = t.microcode;
+  r.set(f.chipId ?? new Uint8Array(64).fill(0xc1), 0x1a0);
+  for (const [o, v] of f.poke ?? []) r[o] = v;
+  const sig = cryptoSign('sha384', r.subarray(0, 0x2a0), {
+    key: KeyObject.from(vcek.keys.privateKey),
+    dsaEncoding: 'ieee-p1363',
+  });
+  r.set(Uint8Array.from(sig.subarray(0, 48)).reverse(), 0x2a0);
+  r.set(Uint8Array.from(sig.subarray(48)).reverse(), 0x2a0 + 72);
+  return r;
+}

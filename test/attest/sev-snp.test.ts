@@ -11,7 +11,16 @@ import {
   verifyAttestation,
 } from '../../src/attest/index.js';
 import type { ErrorCode } from '../../src/core/index.js';
-import { makeRoot, noSamples, pem, SNP_ASK_ARK, SNP_REPORT, SNP_VCEK } from './fixtures.js';
+import {
+  makeRoot,
+  makeSnpPki,
+  noSamples,
+  pem,
+  SNP_ASK_ARK,
+  SNP_REPORT,
+  SNP_VCEK,
+  signSnp,
+} from './fixtures.js';
 
 async function code(p: Promise<unknown>): Promise<ErrorCode | 'ok'> {
   try {
@@ -246,5 +255,87 @@ describe('sev-snp: the extended-report certificate table (configfs-tsm auxblob)'
     });
     assert.equal(c.trustAnchor, AMD_ARK_FINGERPRINTS['Milan']);
     assert.throws(() => parseSnpCertTable(table.subarray(0, 30)), { code: 'ERR_ATTEST_MALFORMED' });
+  });
+});
+
+describe('sev-snp: fields the report must have (reports signed by a test VCEK)', () => {
+  const T = new Date('2026-06-01T00:00:00Z');
+  const TCB = { bootloader: 3, tee: 0, snp: 8, microcode: 115 };
+  const CHIP = new Uint8Array(64).fill(0xc1);
+  const MEAS = '5a'.repeat(48);
+  const pinned = (extra: Record<string, unknown> = {}) =>
+    parsePolicy({ maxAgeSeconds: null, measurements: { measurement: [MEAS] }, ...extra });
+
+  it('a report from the test PKI verifies with its claims; VMPL and MIGRATE_MA go to the policy', async () => {
+    const pki = await makeSnpPki(T, TCB, CHIP);
+    const opts = { at: T, roots: [pem(pki.ark)], chain: [pem(pki.ask), pem(pki.vcek)] };
+    const c = await verifyAttestation('sev-snp', signSnp({}, pki.vcek), { ...opts, policy: pinned() });
+    assert.equal(c.vmpl, 0);
+    assert.equal(c.migrationAgent, false);
+    assert.deepEqual(c.tcb, TCB);
+    // A report requested at VMPL 2 (say, the guest kernel under an SVSM) binds that code's data.
+    const vmpl2 = signSnp({ vmpl: 2 }, pki.vcek);
+    assert.equal(
+      await code(verifyAttestation('sev-snp', vmpl2, { ...opts, policy: pinned() })),
+      'ERR_ATTEST_GUEST_POLICY',
+    );
+    assert.equal(
+      await code(verifyAttestation('sev-snp', vmpl2, { ...opts, policy: pinned({ maxVmpl: 2 }) })),
+      'ok',
+    );
+    const ma = signSnp({ policy: 0x30000n | (1n << 18n) }, pki.vcek);
+    assert.equal(
+      await code(verifyAttestation('sev-snp', ma, { ...opts, policy: pinned() })),
+      'ERR_ATTEST_GUEST_POLICY',
+    );
+    assert.equal(
+      await code(
+        verifyAttestation('sev-snp', ma, { ...opts, policy: pinned({ allowMigrationAgent: true }) }),
+      ),
+      'ok',
+    );
+    for (const bad of [{ maxVmpl: 4 }, { maxVmpl: -1 }, { maxVmpl: 1.5 }, { allowMigrationAgent: 'yes' }])
+      assert.throws(() => pinned(bad), { code: 'ERR_ATTEST_POLICY_INVALID' }, JSON.stringify(bad));
+  });
+
+  it('reserved bytes set, or guest policy bit 17 clear, are malformed (even when signed)', async () => {
+    const pki = await makeSnpPki(T, TCB, CHIP);
+    const opts = { at: T, roots: [pem(pki.ark)], chain: [pem(pki.ask), pem(pki.vcek)] };
+    for (const poke of [0x4c, 0x18b, 0x19f, 0x1f8, 0x29f])
+      assert.equal(
+        await code(verifyAttestation('sev-snp', signSnp({ poke: [[poke, 1]] }, pki.vcek), opts)),
+        'ERR_ATTEST_MALFORMED',
+        `0x${poke.toString(16)}`,
+      );
+    // Version 5 puts its mitigation vectors at 0x1F8-0x207; the rest stays reserved.
+    assert.equal(
+      await code(verifyAttestation('sev-snp', signSnp({ version: 5, poke: [[0x1f8, 1]] }, pki.vcek), opts)),
+      'ok',
+    );
+    assert.equal(
+      await code(verifyAttestation('sev-snp', signSnp({ version: 5, poke: [[0x208, 1]] }, pki.vcek), opts)),
+      'ERR_ATTEST_MALFORMED',
+    );
+    assert.equal(
+      await code(verifyAttestation('sev-snp', signSnp({ policy: 0x10000n }, pki.vcek), opts)),
+      'ERR_ATTEST_MALFORMED',
+    );
+  });
+
+  it('a VCEK without its TCB or hardware-id extensions cannot vouch for a report', async () => {
+    for (const omit of ['snp', 'microcode', 'hwid'] as const) {
+      const pki = await makeSnpPki(T, TCB, CHIP, [omit]);
+      const opts = { at: T, roots: [pem(pki.ark)], chain: [pem(pki.ask), pem(pki.vcek)] };
+      assert.equal(
+        await code(verifyAttestation('sev-snp', signSnp({}, pki.vcek), opts)),
+        'ERR_ATTEST_MALFORMED',
+        omit,
+      );
+    }
+    // With MASK_CHIP_ID (key info bit 1) the chip id is zero and the hardware id is not needed.
+    const pki = await makeSnpPki(T, TCB, CHIP, ['hwid']);
+    const opts = { at: T, roots: [pem(pki.ark)], chain: [pem(pki.ask), pem(pki.vcek)] };
+    const masked = signSnp({ chipId: new Uint8Array(64), poke: [[0x48, 0b10]] }, pki.vcek);
+    assert.equal(await code(verifyAttestation('sev-snp', masked, opts)), 'ok');
   });
 });

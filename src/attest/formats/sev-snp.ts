@@ -169,6 +169,28 @@ function readVcekFacts(vcek: X509Certificate): { tcb: Partial<TcbVersion>; hwid:
   return { tcb: t, hwid };
 }
 
+/**
+ * Fields the ABI reserves (spec 56860, Table 22/23): signed, so only the firmware could have set them,
+ * but a report with them set is not one this verifier understands. Guest policy bit 17 must be 1.
+ * 0x1F8-0x207 is reserved up to report version 4; version 5 puts the mitigation vectors there.
+ */
+function checkReserved(report: SnpReport): void {
+  const b = report.body;
+  const ranges: [number, number][] = [
+    [0x4c, 0x50],
+    [0x18b, 0x1a0],
+    [report.version >= 5 ? 0x208 : 0x1f8, 0x2a0],
+  ];
+  for (const [from, to] of ranges)
+    if (!b.subarray(from, to).every((x) => x === 0))
+      throw new BulwarkError(
+        'ERR_ATTEST_MALFORMED',
+        `${WHAT}: reserved bytes 0x${from.toString(16)}-0x${(to - 1).toString(16)} are not zero`,
+      );
+  if (((report.policy >> 17n) & 1n) !== 1n)
+    throw new BulwarkError('ERR_ATTEST_MALFORMED', `${WHAT}: guest policy bit 17 (reserved, must be 1) is 0`);
+}
+
 /** Orders the certificates given into a path from the one leaf (non-CA) up through its issuers. */
 function buildPath(certs: readonly X509Certificate[]): X509Certificate[] {
   const leaves = certs.filter((c) => !c.ca);
@@ -229,10 +251,18 @@ async function verifySnp(document: Uint8Array, options: VerifyOptions): Promise<
       `${WHAT}: the report signature does not verify under the VCEK`,
     );
   }
+  checkReserved(report);
   const facts = vcekFacts(vcek);
   for (const k of ['bootloader', 'tee', 'snp', 'microcode'] as const) {
     const want = facts.tcb[k];
-    if (want !== undefined && want !== report.reportedTcb[k]) {
+    // A VCEK is issued for one TCB (VCEK spec 57230, Table 8): without the extension the report's TCB
+    // cannot be tied to the key that signed it.
+    if (want === undefined)
+      throw new BulwarkError(
+        'ERR_ATTEST_MALFORMED',
+        `${WHAT}: the VCEK "${subjectCn(vcek)}" lacks its ${k} TCB extension (${OID[k]})`,
+      );
+    if (want !== report.reportedTcb[k]) {
       throw new BulwarkError(
         'ERR_ATTEST_TCB',
         `${WHAT}: reported TCB ${k} ${report.reportedTcb[k]} differs from the VCEK's ${want} (a VCEK for another TCB)`,
@@ -242,6 +272,11 @@ async function verifySnp(document: Uint8Array, options: VerifyOptions): Promise<
       );
     }
   }
+  if (!report.maskChipId && facts.hwid === null)
+    throw new BulwarkError(
+      'ERR_ATTEST_MALFORMED',
+      `${WHAT}: the VCEK "${subjectCn(vcek)}" lacks its hardware id extension (${OID.hwid})`,
+    );
   if (!report.maskChipId && facts.hwid && !Buffer.from(facts.hwid).equals(Buffer.from(report.chipId))) {
     throw new BulwarkError(
       'ERR_ATTEST_TCB',
@@ -297,6 +332,8 @@ async function verifySnp(document: Uint8Array, options: VerifyOptions): Promise<
     nonceVerified: options.nonce !== undefined,
     trustAnchor: normaliseFingerprint(anchor),
     tcb: { ...report.reportedTcb },
+    vmpl: report.vmpl,
+    migrationAgent: ((report.policy >> 18n) & 1n) === 1n,
     details: {
       version: report.version,
       guestSvn: report.guestSvn,
