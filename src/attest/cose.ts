@@ -12,10 +12,21 @@ export interface CoseSign1 {
 /** COSE algorithm identifiers used here (IANA COSE Algorithms registry). */
 export const COSE_ALG = { ES384: -35, EdDSA: -8 } as const;
 
-/** Strict CBOR decoding for attestation documents: maps as Map, duplicate keys refused. */
+/**
+ * Strict CBOR decoding for attestation documents (RFC 8949 §4.2.1, §5.6): maps as Map; duplicate keys,
+ * indefinite lengths and non-preferred (longer than needed) encodings refused, so one document has one
+ * encoding and a key written twice in different lengths cannot slip past the duplicate check; tags are
+ * kept as tags rather than converted.
+ */
 export function decodeCbor(bytes: Uint8Array, what: string): unknown {
   try {
-    return decode(bytes, { preferMap: true, rejectDuplicateKeys: true });
+    return decode(bytes, {
+      preferMap: true,
+      rejectDuplicateKeys: true,
+      requirePreferred: true,
+      rejectStreaming: true,
+      ignoreGlobalTags: true,
+    });
   } catch (e) {
     throw new BulwarkError(
       'ERR_ATTEST_MALFORMED',
@@ -38,7 +49,7 @@ export function decodeCoseSign1(bytes: Uint8Array, alg: number, what: string): C
   if (!Array.isArray(v) || v.length !== 4) {
     throw new BulwarkError('ERR_ATTEST_MALFORMED', `${what}: not a COSE_Sign1 array of 4 elements`);
   }
-  const [p, , payload, signature] = v as unknown[];
+  const [p, unprotected, payload, signature] = v as unknown[];
   if (!(p instanceof Uint8Array) || !(payload instanceof Uint8Array) || !(signature instanceof Uint8Array)) {
     throw new BulwarkError(
       'ERR_ATTEST_MALFORMED',
@@ -48,6 +59,19 @@ export function decodeCoseSign1(bytes: Uint8Array, alg: number, what: string): C
   const header = p.length === 0 ? new Map() : decodeCbor(p, `${what} protected header`);
   if (!(header instanceof Map))
     throw new BulwarkError('ERR_ATTEST_MALFORMED', `${what}: protected header is not a map`);
+  // RFC 9052 §3: the unprotected bucket is a header map, and no label may sit in both buckets (an
+  // unsigned `alg` beside the signed one would be a second, contradicting answer).
+  if (!(unprotected instanceof Map))
+    throw new BulwarkError('ERR_ATTEST_MALFORMED', `${what}: the unprotected header is not a map`);
+  for (const k of unprotected.keys())
+    if (header.has(k))
+      throw new BulwarkError(
+        'ERR_ATTEST_MALFORMED',
+        `${what}: header label ${String(k)} is both protected and unprotected`,
+      );
+  // RFC 9052 §3.1: `crit` (label 2) lists labels the recipient must understand; none is understood here.
+  if (header.has(2) || unprotected.has(2))
+    throw new BulwarkError('ERR_ATTEST_MALFORMED', `${what}: critical header parameters (crit) are not supported`);
   if (header.get(1) !== alg) {
     throw new BulwarkError(
       'ERR_ATTEST_MALFORMED',

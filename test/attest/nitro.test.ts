@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { before, describe, it } from 'node:test';
-import { decode } from 'cbor2';
+import { decode, encode } from 'cbor2';
 import {
   AWS_NITRO_ROOT_FINGERPRINT,
   attestationFormats,
@@ -142,6 +142,40 @@ describe('nitro: documents signed under a test root', () => {
   const roots = () => [pem(pki.root)];
   before(async () => {
     pki = await makePki(T);
+  });
+
+  it('COSE and CBOR are read strictly: the unprotected header, crit, duplicate and non-preferred encodings', async () => {
+    const d = signNitro({ timestamp: T.getTime() }, chain());
+    const ok = await code(verifyAttestation('nitro', d, { at: T, roots: roots() }));
+    assert.equal(ok, 'ok');
+    const [prot, , payload, sig] = decode(d, { preferMap: true }) as [
+      Uint8Array,
+      unknown,
+      Uint8Array,
+      Uint8Array,
+    ];
+    // The same signed parts, with another unprotected bucket: not a map, a label also protected, crit.
+    for (const unprotected of [7, new Map([[1, -7]]), new Map([[2, [99]]])])
+      assert.equal(
+        await code(
+          verifyAttestation('nitro', encode([prot, unprotected, payload, sig]), { at: T, roots: roots() }),
+        ),
+        'ERR_ATTEST_MALFORMED',
+        String(unprotected),
+      );
+    // The whole document as an indefinite-length array (0x9f ... 0xff) instead of 0x84.
+    const indefinite = Buffer.concat([Buffer.from([0x9f]), Buffer.from(d).subarray(1), Buffer.from([0xff])]);
+    assert.equal(d[0], 0x84);
+    assert.equal(
+      await code(verifyAttestation('nitro', indefinite, { at: T, roots: roots() })),
+      'ERR_ATTEST_MALFORMED',
+    );
+    // The array header in a longer form than needed (0x98 0x04 for 4 elements).
+    const long = Buffer.concat([Buffer.from([0x98, 0x04]), Buffer.from(d).subarray(1)]);
+    assert.equal(
+      await code(verifyAttestation('nitro', long, { at: T, roots: roots() })),
+      'ERR_ATTEST_MALFORMED',
+    );
   });
 
   it('verifies, with the nonce, public key and user data bound', async () => {
