@@ -1,4 +1,10 @@
 import { createHash, X509Certificate } from 'node:crypto';
+import {
+  BasicConstraintsExtension,
+  KeyUsageFlags,
+  KeyUsagesExtension,
+  X509Certificate as PeculiarCertificate,
+} from '@peculiar/x509';
 import { BulwarkError } from '../core/index.js';
 
 /** Normalised SHA-256 fingerprint: upper-case hex pairs joined by colons (as X509Certificate gives). */
@@ -88,6 +94,98 @@ const MAX_LINKS = 4096;
 export function clearChainCache(): void {
   verifiedLinks.clear();
   parsed.clear();
+  profiles.clear();
+}
+
+/** What RFC 5280 path validation reads beyond Node's X509Certificate: kept per certificate fingerprint. */
+interface Profile {
+  /** basicConstraints pathLenConstraint, or null when absent. */
+  pathLen: number | null;
+  /** keyUsage flags, or null when the extension is absent. */
+  keyUsage: number | null;
+  /** Critical extensions this verifier does not process (RFC 5280 §4.2: must be refused). */
+  unknownCritical: string[];
+  /** The signature's hash (SHA-1 and weaker are refused). */
+  hash: string;
+}
+
+/**
+ * Extensions whose criticality this verifier honours: basicConstraints and keyUsage are enforced here;
+ * extKeyUsage, subjectAltName and the key identifiers constrain nothing attestation chains rely on.
+ * nameConstraints, policy extensions and anything else critical are refused, not ignored.
+ */
+const UNDERSTOOD = new Set([
+  '2.5.29.19', // basicConstraints
+  '2.5.29.15', // keyUsage
+  '2.5.29.37', // extKeyUsage
+  '2.5.29.17', // subjectAltName
+  '2.5.29.14', // subjectKeyIdentifier
+  '2.5.29.35', // authorityKeyIdentifier
+]);
+const WEAK_HASHES = new Set(['SHA-1', 'MD5', 'MD2']);
+const profiles = new Map<string, Profile>();
+
+function profile(c: X509Certificate): Profile {
+  const hit = profiles.get(c.fingerprint256);
+  if (hit) return hit;
+  let p: Profile;
+  try {
+    const pc = new PeculiarCertificate(c.raw);
+    const bc = pc.getExtension(BasicConstraintsExtension);
+    const ku = pc.getExtension(KeyUsagesExtension);
+    const alg = pc.signatureAlgorithm as { name: string; hash?: { name: string } };
+    p = {
+      pathLen: bc?.pathLength ?? null,
+      keyUsage: ku ? ku.usages : null,
+      unknownCritical: pc.extensions.filter((e) => e.critical && !UNDERSTOOD.has(e.type)).map((e) => e.type),
+      hash: alg.hash?.name ?? alg.name,
+    };
+  } catch (e) {
+    throw new BulwarkError('ERR_ATTEST_MALFORMED', `certificate "${subjectCn(c)}" cannot be read`, {
+      cause: e,
+    });
+  }
+  if (profiles.size >= MAX_PARSED) profiles.delete(profiles.keys().next().value as string);
+  profiles.set(c.fingerprint256, p);
+  return p;
+}
+
+/**
+ * RFC 5280 checks on each certificate of a path (leaf first) and on the anchor: no unrecognised
+ * critical extension (§4.2), no SHA-1 or weaker signature, the leaf an end entity allowed to sign
+ * (§4.2.1.3 digitalSignature when keyUsage is present), each CA's pathLenConstraint respected
+ * (§6.1.4 (l)-(m): at most that many intermediate CAs below it).
+ */
+function checkProfiles(path: readonly X509Certificate[], anchor: X509Certificate): void {
+  const all = path[path.length - 1] === anchor ? path : [...path, anchor];
+  all.forEach((c, i) => {
+    const p = profile(c);
+    if (p.unknownCritical.length > 0)
+      throw new BulwarkError(
+        'ERR_ATTEST_CHAIN',
+        `"${subjectCn(c)}" has critical extensions this verifier does not process (${p.unknownCritical.join(', ')})`,
+      );
+    // The anchor's own self-signature is not relied on (it is trusted by pin or by being given).
+    if (c !== anchor && WEAK_HASHES.has(p.hash.toUpperCase()))
+      throw new BulwarkError('ERR_ATTEST_CHAIN', `"${subjectCn(c)}" is signed with ${p.hash}, which is refused`);
+    if (i === 0) {
+      if (c.ca)
+        throw new BulwarkError('ERR_ATTEST_CHAIN', `the leaf "${subjectCn(c)}" is a CA certificate, not an end entity`);
+      if (p.keyUsage !== null && (p.keyUsage & KeyUsageFlags.digitalSignature) === 0)
+        throw new BulwarkError(
+          'ERR_ATTEST_CHAIN',
+          `the leaf "${subjectCn(c)}" is not allowed to sign (keyUsage lacks digitalSignature)`,
+        );
+      return;
+    }
+    // Intermediate CAs between this CA and the leaf (the leaf itself does not count).
+    const below = i - 1;
+    if (p.pathLen !== null && below > p.pathLen)
+      throw new BulwarkError(
+        'ERR_ATTEST_CHAIN',
+        `"${subjectCn(c)}" allows ${p.pathLen} intermediate CA(s) below it (pathLenConstraint), the path has ${below}`,
+      );
+  });
 }
 
 function issues(parent: X509Certificate, child: X509Certificate): boolean {
@@ -112,7 +210,8 @@ function issues(parent: X509Certificate, child: X509Certificate): boolean {
 
 /**
  * Verifies `path` (leaf first, each certificate issued by the next) up to a trust anchor, at time `at`
- * (RFC 5280 §6.1 in the subset attestation chains need: names, signatures, CA flag, validity). The top
+ * (RFC 5280 §6.1 in the subset attestation chains need: names, signatures, CA flag, validity, path
+ * length, key usage, critical extensions, no SHA-1; revocation is not checked). The top
  * of the path must be a pinned root (by fingerprint, self-signed) or be issued by one of the given root
  * certificates, else `ERR_ATTEST_UNTRUSTED_ROOT`. Returns the anchor's SHA-256 fingerprint.
  */
@@ -162,6 +261,7 @@ export function verifyPath(path: readonly X509Certificate[], anchors: TrustAncho
       );
     }
   }
+  checkProfiles(path, anchor);
   path.forEach((c, i) => {
     checkValidity(c, at, i === 0 ? 'leaf' : i === path.length - 1 ? 'top' : `intermediate ${i}`);
   });
