@@ -187,6 +187,32 @@ describe('accountant known values (sigma 1.1, q 256/60000, 3,515 steps, delta 1e
     assert.equal(a.history[0]?.count, 50);
     assert.equal(a.getEpsilon(1e-5), new RdpAccountant().compose(MNIST, 50).getEpsilon(1e-5));
   });
+
+  it('a caller that reuses and then changes one event object does not rewrite the steps composed', () => {
+    for (const make of [() => new RdpAccountant(), () => createAccountant('pld')]) {
+      const reused = make();
+      const fresh = make();
+      const ev = { kind: 'gaussian' as const, noiseMultiplier: 0.8, samplingRate: 0.01 };
+      for (let i = 0; i < 100; i++) {
+        reused.compose(ev);
+        fresh.compose({ ...ev });
+      }
+      ev.noiseMultiplier = 50; // a noise schedule, written into the same object
+      for (let i = 0; i < 10; i++) {
+        reused.compose(ev);
+        fresh.compose({ ...ev });
+      }
+      assert.equal(reused.getEpsilon(1e-5), fresh.getEpsilon(1e-5));
+      assert.deepEqual(reused.history, fresh.history);
+      assert.equal(
+        reused.history[0]?.event.kind === 'gaussian' && reused.history[0].event.noiseMultiplier,
+        0.8,
+      );
+      // The history handed out is a copy: changing it changes nothing.
+      (reused.history as unknown as { count: number }[])[0]!.count = 1;
+      assert.equal(reused.history[0]?.count, 100);
+    }
+  });
 });
 
 describe('accountant parity grid against Opacus 1.4.0 and dp_accounting', () => {

@@ -54,7 +54,7 @@ abstract class BaseAccountant implements Accountant {
   abstract getEpsilon(delta: number): number;
 
   get history(): readonly ComposedEvent[] {
-    return this.#history;
+    return this.#history.map((h) => ({ ...h }));
   }
 
   compose(event: PrivacyEvent, count = 1): this {
@@ -68,9 +68,11 @@ abstract class BaseAccountant implements Accountant {
       );
     }
     const last = this.#history[this.#history.length - 1];
+    // The history keeps its own frozen copies: a caller that reuses and then changes one event object
+    // (a noise schedule) must not rewrite the steps already composed.
     if (last !== undefined && sameEvent(last.event, event)) {
-      this.#history[this.#history.length - 1] = { event, count: last.count + count };
-    } else this.#history.push({ event: { ...event }, count });
+      this.#history[this.#history.length - 1] = { event: last.event, count: last.count + count };
+    } else this.#history.push({ event: Object.freeze({ ...event }), count });
     this.changed();
     return this;
   }
