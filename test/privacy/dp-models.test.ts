@@ -112,6 +112,15 @@ describe('DP logistic regression (objective perturbation)', () => {
     });
     assert.ok((r.problems[0]?.gradientNorm ?? 1) < 1e-8);
     assert.deepEqual(r.event, { kind: 'pure', epsilon: 1e7 });
+    // Nothing about the noise drawn is returned: its norm beside the weights identifies a member.
+    assert.deepEqual(Object.keys(r.problems[0] ?? {}).sort(), [
+      'epsilonJacobian',
+      'epsilonPrime',
+      'gradientNorm',
+      'iterations',
+      'l2',
+      'noiseScale',
+    ]);
   });
 
   it('one-hot (mostly zero) designs take the sparse path and reach the same minimiser as scikit-learn', async () => {

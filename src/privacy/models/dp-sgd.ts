@@ -115,7 +115,11 @@ export interface DpSgdResult {
   epochs: number;
   /** The event composed `steps` times. */
   event: PrivacyEvent;
-  /** Per epoch: seconds, fraction clipped, validation accuracy when given. */
+  /**
+   * Per epoch: seconds, fraction clipped, validation accuracy when given. The clipped fraction is a
+   * statistic of the private rows sampled, not covered by ε: for the operator tuning `clipNorm`, never
+   * to be published (it is not written into the model).
+   */
   history: Array<{ epoch: number; seconds: number; clippedFraction: number; valAccuracy?: number }>;
   receipt?: SpendReceipt;
 }

@@ -159,10 +159,13 @@ export interface DpLogisticRegressionResult {
   epsilon: number;
   /** The event to account for (ε-DP). */
   event: PrivacyEvent;
-  /** Per binary problem: calibration and optimiser outcome. */
-  problems: Array<
-    ObjectivePerturbationCalibration & { iterations: number; gradientNorm: number; noiseNorm: number }
-  >;
+  /**
+   * Per binary problem: calibration (public) and the optimiser's outcome. `iterations` and
+   * `gradientNorm` are computed from the private data and are not covered by ε: diagnostics for the
+   * operator, never to be published. The noise drawn is not reported at all: its norm, beside the
+   * released weights, identifies a member (the weights fix Σ∇ℓ + b, so the norm tells D from D').
+   */
+  problems: Array<ObjectivePerturbationCalibration & { iterations: number; gradientNorm: number }>;
   /** The ledger receipt when a budget was given. */
   receipt?: SpendReceipt;
 }
@@ -287,8 +290,6 @@ export async function fitDpLogisticRegression(
       ...(o.jacobianShare === undefined ? {} : { jacobianShare: o.jacobianShare }),
     });
     const b = sampleObjectiveNoise(d, cal.noiseScale, noise);
-    let bNorm = 0;
-    for (const v of b) bNorm += v * v;
     // The objective divided by n (same minimiser, better scaled): (1/n)Σℓ + (A/2n)||w||² + bᵀw/n.
     const res = minimisePerturbedLogistic(X, ys, n, d, cal.l2 / n, b, tol, maxIterations);
     if (!res.x.every(Number.isFinite)) {
@@ -302,7 +303,6 @@ export async function fitDpLogisticRegression(
       ...cal,
       iterations: res.iterations,
       gradientNorm: res.gradientNorm,
-      noiseNorm: Math.sqrt(bNorm),
     });
   }
 
