@@ -258,6 +258,7 @@ const bench: Benchmark = {
         // One untimed fit first, so that JIT compilation is not in the first timed sample.
         await fitDpLogisticRegression(train, {
           epsilon: 1,
+          classes: 2,
           dataNorm: set.dataNorm,
           noise: NoiseSource.insecureSeeded(1, 'bench'),
         });
@@ -271,6 +272,7 @@ const bench: Benchmark = {
               const t0 = performance.now();
               const r = await fitDpLogisticRegression(train, {
                 epsilon: eps,
+                classes: 2,
                 dataNorm: set.dataNorm,
                 neighbours,
                 noise,

@@ -543,6 +543,7 @@ const bench: Benchmark = {
           for (let s = 0; s < (ctx.quick ? 2 : 5); s++) {
             const r = await fitDpLogisticRegression(data, {
               epsilon: eps,
+              classes: 2,
               dataNorm: Math.sqrt(Object.keys(NUM).length + catCols.length),
               noise: NoiseSource.insecureSeeded(100 + s, 'bench'),
             });

@@ -275,16 +275,15 @@ function labels(ds: Dataset, o: DpTabularOptions): { y: Int32Array; classValues:
   // batch happens to hold; deriving them from the batch would refuse a batch missing a class and reveal
   // which classes it holds outside the DP accounting.
   const declared = o.schema.fields.find((f) => f.name === o.label)?.categories ?? o.initial?.classValues;
-  let classValues: string[];
-  if (declared) classValues = [...declared];
-  else {
-    o.note?.(
-      `the classes of "${o.label}" come from the data (declare categories in the schema to keep them public)`,
+  // Classes taken from the private rows would put any rare label a single person holds into the
+  // model's shape and metadata, outside the DP accounting: they must be declared (fail closed).
+  if (!declared)
+    throw new BulwarkError(
+      'ERR_DP_UNACCOUNTED',
+      `the classes of "${o.label}" must be public under DP: declare them as the label field's categories in the schema (taken from the data, a single person's rare label would change the model outside the DP accounting)`,
+      { details: { field: o.label } },
     );
-    classValues = [...new Set(raw.filter((v): v is string => v !== null))];
-    if (col.type === 'string') classValues.sort();
-    else classValues.sort((a, b) => Number(a) - Number(b));
-  }
+  const classValues = [...declared];
   if (classValues.length < 2)
     throw new BulwarkError('ERR_LABEL_INVALID', `label "${o.label}" has fewer than two classes`);
   const index = new Map(classValues.map((v, i) => [v, i]));

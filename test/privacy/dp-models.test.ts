@@ -101,6 +101,7 @@ describe('DP logistic regression (objective perturbation)', () => {
     const ref = [4.055993172592227, 1.9339915877162321, -0.7447307445868964];
     const r = await fitDpLogisticRegression(synthetic(400), {
       epsilon: 1e7,
+      classes: 2,
       dataNorm: 10,
       l2: 2,
       fitIntercept: false,
@@ -139,7 +140,7 @@ describe('DP logistic regression (objective perturbation)', () => {
     }
     const r = await fitDpLogisticRegression(
       { x, y, rows: n },
-      { epsilon: 1e7, dataNorm: 10, l2: 3, fitIntercept: false, noise: seeded(67) },
+      { epsilon: 1e7, classes: 2, dataNorm: 10, l2: 3, fitIntercept: false, noise: seeded(67) },
     );
     const w = r.model.weights(0);
     ref.forEach((v, j) => {
@@ -154,26 +155,39 @@ describe('DP logistic regression (objective perturbation)', () => {
     const c = { x: Float32Array.from(a.x), y: a.y, rows: a.rows };
     const s = 1 / Math.hypot(1000, -2000, 500);
     c.x.set([1000 * s, -2000 * s, 500 * s], 0); // already at norm 1
-    const fb = await fitDpLogisticRegression(b, { epsilon: 1, dataNorm: 1, noise: seeded(63) });
-    const fc = await fitDpLogisticRegression(c, { epsilon: 1, dataNorm: 1, noise: seeded(63) });
+    const fb = await fitDpLogisticRegression(b, { epsilon: 1, classes: 2, dataNorm: 1, noise: seeded(63) });
+    const fc = await fitDpLogisticRegression(c, { epsilon: 1, classes: 2, dataNorm: 1, noise: seeded(63) });
     assert.deepEqual(Array.from(fb.model.params), Array.from(fc.model.params));
   });
 
   it('requires a public data norm and validates options naming them', async () => {
     const d = synthetic(50);
     await assert.rejects(
-      fitDpLogisticRegression(d, { epsilon: 1 } as never),
+      fitDpLogisticRegression(d, { epsilon: 1, classes: 2 } as never),
       (e: unknown) =>
         isBulwarkError(e, 'ERR_INVALID_ARGUMENT') &&
         /^dataNorm:.*never computed from the data/.test(e.message),
     );
-    await assert.rejects(fitDpLogisticRegression(d, { epsilon: 0, dataNorm: 1 }), param('epsilon:'));
+    // The classes are public, declared: from the labels they would leak outside the DP accounting.
     await assert.rejects(
-      fitDpLogisticRegression(d, { epsilon: 1, dataNorm: 1, neighbours: 'swap' as never }),
+      fitDpLogisticRegression(d, { epsilon: 1, dataNorm: 1 } as never),
+      (e: unknown) => isBulwarkError(e, 'ERR_DP_UNACCOUNTED') && /^classes:/.test(e.message),
+    );
+    await assert.rejects(
+      fitDpLogisticRegression(d, { epsilon: 0, classes: 2, dataNorm: 1 }),
+      param('epsilon:'),
+    );
+    await assert.rejects(
+      fitDpLogisticRegression(d, { epsilon: 1, classes: 2, dataNorm: 1, neighbours: 'swap' as never }),
       param('neighbours:'),
     );
     await assert.rejects(
-      fitDpLogisticRegression(d, { epsilon: 1, dataNorm: 1, bounds: { lower: [0, 0, 1], upper: [1, 1, 1] } }),
+      fitDpLogisticRegression(d, {
+        epsilon: 1,
+        classes: 2,
+        dataNorm: 1,
+        bounds: { lower: [0, 0, 1], upper: [1, 1, 1] },
+      }),
       param('bounds[2]:'),
     );
   });
@@ -181,7 +195,10 @@ describe('DP logistic regression (objective perturbation)', () => {
   it('one-vs-rest for several classes splits epsilon evenly', async () => {
     const d = synthetic(300);
     const y = Int32Array.from(d.y, (v, i) => (v === 1 ? 1 : i % 2 === 0 ? 0 : 2));
-    const r = await fitDpLogisticRegression({ ...d, y }, { epsilon: 3, dataNorm: 2, noise: seeded(64) });
+    const r = await fitDpLogisticRegression(
+      { ...d, y },
+      { epsilon: 3, dataNorm: 2, classes: 3, noise: seeded(64) },
+    );
     assert.equal(r.problems.length, 3);
     assert.equal(r.model.classes, 3);
     for (const p of r.problems) assert.ok(Math.abs(p.epsilonPrime + p.epsilonJacobian - 1) < 1e-12);
@@ -193,6 +210,7 @@ describe('DP logistic regression (objective perturbation)', () => {
       await ledger.setBudget('synthetic', { epsilon: 1.5, delta: 0 });
       const r = await fitDpLogisticRegression(synthetic(100), {
         epsilon: 1,
+        classes: 2,
         dataNorm: 2,
         budget: { ledger, dataset: 'synthetic' },
         noise: seeded(65),
@@ -202,6 +220,7 @@ describe('DP logistic regression (objective perturbation)', () => {
       await assert.rejects(
         fitDpLogisticRegression(synthetic(100), {
           epsilon: 1,
+          classes: 2,
           dataNorm: 2,
           budget: { ledger, dataset: 'synthetic' },
         }),
@@ -229,6 +248,7 @@ describe('DP logistic regression (objective perturbation)', () => {
     const bounds = { lower: [0, 0, 0, 0, 0], upper: [100, 16, 100_000, 5_000, 100] };
     const r = await fitDpLogisticRegression(train, {
       epsilon: 1,
+      classes: 2,
       dataNorm: Math.sqrt(5),
       bounds,
       noise: seeded(66),

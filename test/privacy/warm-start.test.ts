@@ -114,7 +114,7 @@ describe('DP warm start (trainTabularDp initial)', () => {
   });
 
   it('predicts the starting model’s classes when the schema declares none: a batch may lack a class', async () => {
-    // Three classes, not declared in this schema: a fresh run takes them from its data.
+    // Three classes, declared for the first run only; the fine-tune's schema declares none.
     const open = parseSchema(`version: 1
 label: label
 fields:
@@ -124,7 +124,19 @@ fields:
   - { name: label, type: string }
 `);
     const three = await readDataset(join(dir, 'three.csv'));
-    const first = await trainTabularDp(three, base({ schema: open }));
+    // A fresh run cannot take its classes from the private rows: refused before the spend.
+    const before = (await ledger.status('d')).spent.epsilon;
+    await assert.rejects(trainTabularDp(three, base({ schema: open })), code('ERR_DP_UNACCOUNTED'));
+    assert.equal((await ledger.status('d')).spent.epsilon, before, 'nothing spent');
+    const declared = parseSchema(`version: 1
+label: label
+fields:
+  - { name: a, type: number, bounds: { min: 0, max: 10 } }
+  - { name: b, type: number, bounds: { min: 0, max: 10 } }
+  - { name: city, type: category, categories: [x, y] }
+  - { name: label, type: category, categories: [hi, lo, mid] }
+`);
+    const first = await trainTabularDp(three, base({ schema: declared }));
     assert.deepEqual(first.classValues, ['hi', 'lo', 'mid']);
     const initial = warmStart(first);
     // A batch without "mid": trained on, predicting the starting model's three classes (it was

@@ -131,8 +131,11 @@ export interface DpLogisticRegressionOptions {
   epsilon: number;
   /** PUBLIC bound on each row's L2 norm (after scaling by `bounds`); rows are clipped to it. */
   dataNorm: number;
-  /** Number of classes (default: max label + 1, at least 2). */
-  classes?: number;
+  /**
+   * Number of classes: PUBLIC, declared by the caller. Taken from the labels, one person with a rare
+   * label would change the model's shape outside the DP accounting.
+   */
+  classes: number;
   /** A, the user's L2 penalty in sum form Σℓ_i + (A/2)||w||² (default 0: the calibration adds what the proof needs). */
   l2?: number;
   /** Neighbouring relation the guarantee is stated for (default `add-remove`, as DP-SGD and the ledger). */
@@ -235,9 +238,12 @@ export async function fitDpLogisticRegression(
   const inputs = data.rows > 0 ? data.x.length / data.rows : 0;
   if (!Number.isInteger(inputs) || inputs < 1)
     throw invalidArgument('data.x', 'rows x features values', data.x.length);
-  let maxLabel = 1;
-  for (const v of data.y) if (v > maxLabel) maxLabel = v;
-  const classes = o.classes === undefined ? maxLabel + 1 : requireInteger('classes', o.classes, 2);
+  if (o.classes === undefined)
+    throw new BulwarkError(
+      'ERR_DP_UNACCOUNTED',
+      'classes: the number of classes must be declared (public); derived from the labels it would reveal them outside the DP accounting',
+    );
+  const classes = requireInteger('classes', o.classes, 2);
   checkLabelledData('training data', data, inputs, classes);
   const fitIntercept = o.fitIntercept ?? true;
   if (o.bounds) {
