@@ -20,6 +20,7 @@ import {
   Pipeline,
   type PreprocessStep,
   type Schema,
+  type SchemaField,
 } from '../data/index.js';
 import {
   type ActivationName,
@@ -265,6 +266,17 @@ function chooseFeatures(ds: Dataset, o: DpTabularOptions): string[] {
   return out;
 }
 
+/**
+ * The classes an integer label's declared bounds allow ({0, 1} for bounds 0..1): public, like
+ * categories. Undefined for other fields, or a range too wide to be a set of classes.
+ */
+function integerClasses(field: SchemaField | undefined): string[] | undefined {
+  if (field?.type !== 'integer' || field.bounds === undefined) return undefined;
+  const { min, max } = field.bounds;
+  if (!Number.isInteger(min) || !Number.isInteger(max) || max - min > 1000) return undefined;
+  return Array.from({ length: max - min + 1 }, (_, i) => String(min + i));
+}
+
 function labels(ds: Dataset, o: DpTabularOptions): { y: Int32Array; classValues: string[] } {
   const col = ds.column(o.label);
   const raw: (string | null)[] =
@@ -274,7 +286,8 @@ function labels(ds: Dataset, o: DpTabularOptions): { y: Int32Array; classValues:
   // A warm start predicts its starting model's classes (public: in that model), whatever classes the
   // batch happens to hold; deriving them from the batch would refuse a batch missing a class and reveal
   // which classes it holds outside the DP accounting.
-  const declared = o.schema.fields.find((f) => f.name === o.label)?.categories ?? o.initial?.classValues;
+  const field = o.schema.fields.find((f) => f.name === o.label);
+  const declared = field?.categories ?? integerClasses(field) ?? o.initial?.classValues;
   // Classes taken from the private rows would put any rare label a single person holds into the
   // model's shape and metadata, outside the DP accounting: they must be declared (fail closed).
   if (!declared)

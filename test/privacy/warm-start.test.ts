@@ -49,6 +49,10 @@ before(async () => {
   });
   writeFileSync(join(dir, 'three.csv'), `${three.join('\n')}\n`);
   writeFileSync(join(dir, 'other.csv'), 'a,b,city,label\n1,2,x,lo\n3,4,y,top\n5,6,x,hi\n');
+  writeFileSync(
+    join(dir, 'd01.csv'),
+    `${lines.map((l, i) => (i === 0 ? l : l.replace(/,hi$/, ',1').replace(/,lo$/, ',0'))).join('\n')}\n`,
+  );
   ds = await readDataset(join(dir, 'd.csv'));
   schema = parseSchema(`version: 1
 label: label
@@ -151,6 +155,21 @@ fields:
     const other = await readDataset(join(dir, 'other.csv'));
     await assert.rejects(trainTabularDp(other, base({ schema: open, initial })), code('ERR_LABEL_INVALID'));
     assert.equal((await ledger.status('d')).spent.epsilon, spent, 'nothing spent');
+  });
+
+  it('an integer label takes its classes from its declared bounds (public), not from the rows', async () => {
+    const ints = parseSchema(`version: 1
+label: label
+fields:
+  - { name: a, type: number, bounds: { min: 0, max: 10 } }
+  - { name: b, type: number, bounds: { min: 0, max: 10 } }
+  - { name: city, type: category, categories: [x, y] }
+  - { name: label, type: integer, bounds: { min: 0, max: 2 } }
+`);
+    // Labels 0 and 1 only: the model still has the three classes the bounds declare.
+    const d01 = await readDataset(join(dir, 'd01.csv'));
+    const r = await trainTabularDp(d01, base({ schema: ints }));
+    assert.deepEqual(r.classValues, ['0', '1', '2']);
   });
 
   it('refuses a starting model of another shape, classes or preprocessing, and objective perturbation', async () => {
