@@ -100,6 +100,7 @@ export function previousGuarantee(
   meta: Record<string, string>,
   ledger: BudgetLedger,
   budget: string | undefined,
+  seededRun = false,
 ): DpTrainingGuarantee & { budget: NonNullable<DpTrainingGuarantee['budget']> } {
   if (meta[ONNX_META.privacy] === undefined)
     throw new BulwarkError(
@@ -107,6 +108,13 @@ export function previousGuarantee(
       'the model to fine-tune was not trained with differential privacy: its weights carry an unaccounted amount of its own training data, so a DP fine-tune of it would claim a guarantee that does not hold for that data',
     );
   const p = metaJson<DpTrainingGuarantee>(meta, ONNX_META.privacy);
+  // A seeded run may continue a seeded model (a reproducible experiment): its result is marked
+  // insecure-seeded in turn, so the chain can never pass for DP.
+  if (p.noise !== undefined && !seededRun)
+    throw new BulwarkError(
+      'ERR_DP_UNACCOUNTED',
+      `the model to fine-tune was trained with ${p.noise} noise: its recorded guarantee does not hold (whoever learns the seed can remove the noise), so it cannot be the start of a DP model`,
+    );
   const b = p.budget;
   if (!b || typeof b.ledger !== 'string' || typeof b.dataset !== 'string')
     throw new BulwarkError(
@@ -138,7 +146,7 @@ export async function continueTrainingDp(
   const method = o.method ?? 'both';
   const expectedPoisonFraction = o.expectedPoisonFraction ?? 0.05;
   const meta = onnxMetadata(previous);
-  const parent = previousGuarantee(meta, o.ledger, o.budget);
+  const parent = previousGuarantee(meta, o.ledger, o.budget, o.noise !== undefined && !o.noise.secure);
   const prev = previousModel(previous, o.label, meta);
   const { classValues, network: old, digest: previousDigest } = prev;
   const pipelineState = prev.pipeline as { inputs: { name: string }[] };

@@ -156,6 +156,11 @@ export interface DpTrainingGuarantee {
   /** The ledger budget the run spent from (when it spent from one). */
   budget?: DpBudgetRef;
   /**
+   * `insecure-seeded` when the noise came from a seeded generator (tests, reproducible experiments):
+   * anyone who learns the seed can remove it, so ε and δ above do not hold. Absent: the CSPRNG.
+   */
+  noise?: 'insecure-seeded';
+  /**
    * Set when the run fine-tuned a DP model: ε and δ above are the composition (sum) of the starting
    * model's and this run's; `run` is this run's alone and `parent` the starting model's.
    */
@@ -480,6 +485,9 @@ export async function trainTabularDp(ds: Dataset, o: DpTabularOptions): Promise<
       privacy.delta = parent.delta + privacy.delta;
     }
   }
+  // Seeded noise here or in the model this run continues: the recorded ε and δ do not hold.
+  if ((o.noise !== undefined && !o.noise.secure) || o.initial?.privacy?.noise !== undefined)
+    privacy.noise = 'insecure-seeded';
   if (o.budget)
     privacy.budget = {
       ledger: o.budget.ledger.id,

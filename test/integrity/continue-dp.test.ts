@@ -99,6 +99,18 @@ before(async () => {
 after(async () => ledger.close());
 
 describe('DP fine-tuning from a DP model (continueTrainingDp)', () => {
+  it('a model trained with seeded noise is marked, and only a seeded run may continue it', async () => {
+    assert.equal(parentPrivacy.noise, 'insecure-seeded');
+    const before = (await ledger.status('tx')).spent.epsilon;
+    const { noise: _seeded, ...secure } = options();
+    await assert.rejects(continueTrainingDp(parent, batch, secure), (e: unknown) => {
+      assert.ok(e instanceof BulwarkError && e.code === 'ERR_DP_UNACCOUNTED');
+      assert.match(e.message, /insecure-seeded noise/);
+      return true;
+    });
+    assert.equal((await ledger.status('tx')).spent.epsilon, before, 'nothing spent');
+  });
+
   it('records where the parent spent: the ledger id and the budget name', () => {
     assert.deepEqual(parentPrivacy.budget, { ledger: ledger.id, dataset: 'tx' });
     assert.match(ledger.id, /^[0-9a-f-]{36}$/);
@@ -108,6 +120,7 @@ describe('DP fine-tuning from a DP model (continueTrainingDp)', () => {
     const before = await ledger.status('tx');
     const r = await continueTrainingDp(parent, batch, options());
     const p = r.privacy;
+    assert.equal(p.noise, 'insecure-seeded', 'a seeded run continuing a seeded model is marked in turn');
     assert.ok(r.receipt);
     assert.equal(r.receipt.dataset, 'tx');
     // This run's epsilon is the accountant's for its sigma, sampling rate and steps.
