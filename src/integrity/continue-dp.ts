@@ -60,6 +60,8 @@ export interface DpContinueOptions {
   accountant?: 'rdp' | 'pld';
   epochs?: number;
   batchSize?: number;
+  /** The batch's row count declared public (see DpTabularOptions.publicRows). */
+  publicRows?: number;
   learningRate?: number;
   optimizer?: 'sgd' | 'adam';
   seed?: number;
@@ -167,6 +169,7 @@ export async function continueTrainingDp(
     ...(o.clipNorm === undefined ? {} : { clipNorm: o.clipNorm }),
     ...(o.epochs === undefined ? {} : { epochs: o.epochs }),
     ...(o.batchSize === undefined ? {} : { batchSize: o.batchSize }),
+    ...(o.publicRows === undefined ? {} : { publicRows: o.publicRows }),
     ...(o.learningRate === undefined ? {} : { learningRate: o.learningRate }),
     ...(o.optimizer === undefined ? {} : { optimizer: o.optimizer }),
     seed: o.seed ?? 0,

@@ -11,7 +11,7 @@
  * and are NOT covered by the guarantee (report them internally, as Opacus's examples do).
  */
 import { isDeepStrictEqual } from 'node:util';
-import { BulwarkError, bulwarkVersion, invalidArgument, SeededRng } from '../core/index.js';
+import { BulwarkError, bulwarkVersion, invalidArgument, requireInteger, SeededRng } from '../core/index.js';
 import {
   type Dataset,
   Imputer,
@@ -102,6 +102,14 @@ export interface DpTabularOptions {
   epochs?: number;
   /** DP-SGD expected batch size (default 256). */
   batchSize?: number;
+  /**
+   * The number of rows of the dataset, declared PUBLIC (a known size or an upper bound). DP-SGD's
+   * sampling rate and steps are then derived from it (less the test share) rather than from the
+   * private count: with add-or-remove neighbours the count itself is private, and a sampling rate of
+   * batch / n written into the model tells n exactly. Without it the actual count is used and treated
+   * as public (as Opacus and TF Privacy do): the model then reveals how many rows it was trained on.
+   */
+  publicRows?: number;
   learningRate?: number;
   optimizer?: 'sgd' | 'adam';
   seed?: number;
@@ -153,6 +161,11 @@ export interface DpTrainingGuarantee {
   samplingRate?: number;
   steps?: number;
   dataNorm?: number;
+  /**
+   * Where DP-SGD's sampling rate came from: `declared`, a public row count (the rate reveals nothing
+   * about the data), or `treated-as-public`, the actual count (the rate reveals it).
+   */
+  rows?: 'declared' | 'treated-as-public';
   /** The ledger budget the run spent from (when it spent from one). */
   budget?: DpBudgetRef;
   /**
@@ -446,11 +459,19 @@ export async function trainTabularDp(ds: Dataset, o: DpTabularOptions): Promise<
             rng: o.seed ?? 0,
           });
     const epochs = o.epochs ?? 5;
+    // The rows the sampling rate is computed over: public when declared (less the same test share).
+    const sampledOver =
+      o.publicRows === undefined
+        ? trainSet.rows
+        : Math.max(
+            1,
+            requireInteger('publicRows', o.publicRows, 2) - Math.round(o.publicRows * testFraction),
+          );
     const r = await trainDpSgd(network, trainSet, {
       epsilon,
       delta,
       clipNorm: o.clipNorm ?? 1,
-      expectedBatchSize: Math.min(o.batchSize ?? 256, trainSet.rows),
+      samplingRate: Math.min(o.batchSize ?? 256, sampledOver) / sampledOver,
       epochs,
       accountant: o.accountant ?? 'rdp',
       optimizer: o.optimizer ?? 'sgd',
@@ -475,6 +496,7 @@ export async function trainTabularDp(ds: Dataset, o: DpTabularOptions): Promise<
       clipNorm: r.clipNorm,
       samplingRate: r.samplingRate,
       steps: r.steps,
+      rows: o.publicRows === undefined ? 'treated-as-public' : 'declared',
     };
     const parent = o.initial?.privacy;
     if (parent) {

@@ -98,12 +98,18 @@ describe('bulwark train --dp-epsilon', () => {
       '50',
       '--lr',
       '0.5',
+      '--dp-rows',
+      '2000',
     ]);
     assert.equal(r.code, 0, r.stderr);
     out = JSON.parse(r.stdout);
     assert.equal(out.privacy.method, 'dp-sgd');
     assert.ok(out.privacy.epsilon <= 1.2 && out.privacy.epsilon > 1.1);
-    assert.equal(out.privacy.steps, Math.floor(3 / (50 / 1200)));
+    // The sampling rate comes from the declared public count (2,000 less the 20 % test share), not
+    // from the 1,200 rows actually trained on.
+    assert.equal(out.privacy.rows, 'declared');
+    assert.equal(out.privacy.samplingRate, 50 / 1600);
+    assert.equal(out.privacy.steps, Math.floor(3 / (50 / 1600)));
     assert.ok(existsSync(join(tmp, 'mlp.onnx')));
     const p = runBulwark(['predict', '--model', join(tmp, 'lr.onnx'), '--data', data]);
     assert.equal(p.code, 0, p.stderr);

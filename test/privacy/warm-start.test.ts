@@ -157,6 +157,22 @@ fields:
     assert.equal((await ledger.status('d')).spent.epsilon, spent, 'nothing spent');
   });
 
+  it('with a public row count, the recorded guarantee does not depend on the private count', async () => {
+    const fewer = ds.take(Array.from({ length: ds.rowCount - 1 }, (_, i) => i));
+    const declared = async (d: Dataset) => (await trainTabularDp(d, base({ publicRows: 400 }))).privacy;
+    const [a, b] = [await declared(ds), await declared(fewer)];
+    const { budget: _a, ...pa } = a;
+    const { budget: _b, ...pb } = b;
+    assert.deepEqual(pa, pb, 'n and n - 1 rows: the same sampling rate, steps, epsilon and delta');
+    assert.equal(a.rows, 'declared');
+    // Without it the actual count is used, and the model says so.
+    const t0 = (await trainTabularDp(ds, base())).privacy;
+    const t1 = (await trainTabularDp(fewer, base())).privacy;
+    assert.equal(t0.rows, 'treated-as-public');
+    assert.notEqual(t0.samplingRate, t1.samplingRate);
+    await assert.rejects(trainTabularDp(ds, base({ publicRows: 1.5 })), code('ERR_INVALID_ARGUMENT'));
+  });
+
   it('an integer label takes its classes from its declared bounds (public), not from the rows', async () => {
     const ints = parseSchema(`version: 1
 label: label

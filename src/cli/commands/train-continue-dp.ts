@@ -64,6 +64,7 @@ export function dpTuner(io: Io, o: DpContinueCliOpts, log: AuditLog | undefined)
         ...(o.clip === undefined ? {} : { clipNorm: o.clip }),
         ...(o.epochs === undefined ? {} : { epochs: o.epochs }),
         batchSize: o.batchSize,
+        ...(o.dpRows === undefined ? {} : { publicRows: o.dpRows }),
         ...(o.lr === undefined ? {} : { learningRate: o.lr }),
         optimizer: o.solver === 'adam' ? 'adam' : 'sgd',
         seed: o.seed,

@@ -30,6 +30,7 @@ export interface DpTrainOpts {
   clip?: number;
   accountant: 'rdp' | 'pld';
   seededNoise?: number;
+  dpRows?: number;
   ledger?: string;
   budget?: string;
   analyst?: string;
@@ -76,6 +77,11 @@ export function addDpTrainOptions(cmd: Command): Command {
     .option('--clip <c>', 'DP-SGD per-example gradient clipping norm (default 1)', floatOption(1e-9, 1e9))
     .option('--accountant <name>', 'DP-SGD accountant: rdp or pld', accountantOption, 'rdp')
     .option(
+      '--dp-rows <n>',
+      'DP-SGD: the number of rows, declared PUBLIC (a known size or an upper bound); the sampling rate, steps and default delta come from it, so the model does not reveal the private count',
+      intOption(2, Number.MAX_SAFE_INTEGER),
+    )
+    .option(
       '--seeded-noise <seed>',
       'INSECURE: reproducible DP noise from a seed, for tests only',
       intOption(0, Number.MAX_SAFE_INTEGER),
@@ -100,9 +106,15 @@ export async function openDpRun(
   rows: number,
   log: AuditLog | undefined,
 ): Promise<{ delta: number; ledger: BudgetLedger }> {
-  const delta = o.dpDelta ?? Math.min(1e-5, 1 / (10 * rows));
+  // From the public count when declared: a default computed from the private count would reveal it.
+  const n = o.dpRows ?? rows;
+  const delta = o.dpDelta ?? Math.min(1e-5, 1 / (10 * n));
   if (o.dpDelta === undefined)
     io.note(`bulwark: --dp-delta not given: using ${delta.toPrecision(3)} (below 1/(10 rows))`);
+  if (o.dpRows === undefined)
+    io.note(
+      "bulwark: --dp-rows not given: DP-SGD treats the row count as public (the model's sampling rate reveals it); declare a public count with --dp-rows N to keep it private",
+    );
   if (o.seededNoise !== undefined)
     io.note(
       'bulwark: WARNING: --seeded-noise makes the DP noise reproducible: this model is NOT private. Use for tests only.',
@@ -171,6 +183,7 @@ export async function runDpTraining(
       optimizer: o.solver === 'adam' ? 'adam' : 'sgd',
       seed: o.seed,
       testFraction: o.testFraction,
+      ...(o.dpRows === undefined ? {} : { publicRows: o.dpRows }),
       ...(o.features === undefined ? {} : { features: o.features }),
       ...(o.drop === undefined ? {} : { drop: o.drop }),
       budget: {
