@@ -106,6 +106,7 @@ export {
   sampleObjectiveNoise,
 } from './models/logistic.js';
 export {
+  deltaWarning,
   requireCount,
   requireDelta,
   requireEpsilon,

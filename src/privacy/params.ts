@@ -18,6 +18,20 @@ export function requireDelta(name: string, v: unknown, opts: { allowZero?: boole
   return v as number;
 }
 
+/**
+ * A warning for a δ too large to mean much, or null: δ >= 1/rows admits a mechanism that publishes a
+ * whole row with probability δ (Dwork & Roth 2014, §2.3), so δ should sit well below 1/rows; without a
+ * row count, anything above 1e-3 is flagged. Advice for the operator, not a refusal: the budget's δ is
+ * the limit.
+ */
+export function deltaWarning(delta: number, rows?: number): string | null {
+  if (rows !== undefined && rows > 0 && delta >= 1 / rows)
+    return `delta ${delta} is at least 1/rows (1/${rows}): a mechanism may then publish a whole row with probability delta; choose delta well below 1/rows`;
+  if (delta > 1e-3)
+    return `delta ${delta} is large: a mechanism may publish a whole row with probability delta; choose delta well below 1/rows (typically 1e-5 to 1e-7)`;
+  return null;
+}
+
 /** A sensitivity: a finite number > 0. */
 export function requireSensitivity(name: string, v: unknown): number {
   if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0)

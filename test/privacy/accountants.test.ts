@@ -7,6 +7,7 @@ import {
   calibrateNoiseMultiplier,
   createAccountant,
   DP_ACCOUNTING_ORDERS,
+  deltaWarning,
   dpSgdEpsilon,
   OPACUS_ORDERS,
   PldAccountant,
@@ -335,6 +336,13 @@ describe('noise calibration', () => {
 });
 
 describe('registry and validation', () => {
+  it('warns of a delta of at least 1/rows, or above 1e-3 without a row count', () => {
+    assert.equal(deltaWarning(1e-5, 1000), null);
+    assert.match(deltaWarning(1e-3, 1000) ?? '', /at least 1\/rows \(1\/1000\)/);
+    assert.equal(deltaWarning(1e-4), null);
+    assert.match(deltaWarning(0.01) ?? '', /is large/);
+  });
+
   it('lists and creates the built-in accountants', () => {
     assert.deepEqual(accountantNames(), ['advanced', 'basic', 'pld', 'rdp']);
     assert.throws(

@@ -213,6 +213,22 @@ describe('bulwark query (CLI)', () => {
     assert.match(r.stderr, /^bulwark: ERR_PRIVACY_BUDGET_UNSET: /);
     r = runBulwark(['query', 'budget', 'set', 'people.csv', '--epsilon', '1', '--ledger', ledger]);
     assert.equal(r.code, 0, r.stderr);
+    assert.doesNotMatch(r.stderr, /WARNING/);
+    // A delta so large it admits publishing whole rows is set (the budget is the owner's call), with a warning.
+    r = runBulwark([
+      'query',
+      'budget',
+      'set',
+      'loose',
+      '--epsilon',
+      '1',
+      '--delta',
+      '0.01',
+      '--ledger',
+      ledger,
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /WARNING: budget delta 0\.01 is large/);
     r = runBulwark([
       '--json',
       'query',

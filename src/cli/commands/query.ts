@@ -7,6 +7,7 @@ import {
   auditSpendSink,
   type BudgetLedger,
   type DpRelease,
+  deltaWarning,
   dpCount,
   dpHistogram,
   dpMean,
@@ -299,6 +300,8 @@ export function registerQueryCommand(program: Command): void {
       .option('--delta <d>', 'total delta (default 0)', floatOption(0, 0.999999), 0),
   ).action(async function (this: Command, name: string) {
     const o = this.opts<{ epsilon: number; delta: number; ledger: string; analyst?: string }>();
+    const warning = deltaWarning(o.delta);
+    if (warning !== null) ioOf(this).note(`bulwark: WARNING: budget ${warning}`);
     const st = await withLedger(o.ledger, (l) =>
       l.setBudget(
         name,

@@ -11,6 +11,7 @@ import type { ActivationName } from '../../ml/index.js';
 import {
   auditSpendSink,
   type BudgetLedger,
+  deltaWarning,
   NoiseSource,
   openLedger,
   type SpendReceipt,
@@ -111,6 +112,8 @@ export async function openDpRun(
   const delta = o.dpDelta ?? Math.min(1e-5, 1 / (10 * n));
   if (o.dpDelta === undefined)
     io.note(`bulwark: --dp-delta not given: using ${delta.toPrecision(3)} (below 1/(10 rows))`);
+  const warning = deltaWarning(delta, rows);
+  if (warning !== null) io.note(`bulwark: WARNING: ${warning}`);
   if (o.dpRows === undefined)
     io.note(
       "bulwark: --dp-rows not given: DP-SGD treats the row count as public (the model's sampling rate reveals it); declare a public count with --dp-rows N to keep it private",
