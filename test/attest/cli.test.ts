@@ -12,21 +12,13 @@ const dir = mkdtempSync(join(tmpdir(), 'bulwark-attest-cli-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 
 const errOf = (stderr: string) => /bulwark: (ERR_[A-Z_]+)/.exec(stderr)?.[1];
+/** `attest verify` of the real Nitro document at its own time; the options given follow. */
+const atDocument = ['attest', 'verify', NITRO_DOC, '--format', 'nitro', '--at', 'document'];
 
 describe('bulwark attest verify', { skip: noSamples }, () => {
   // The real document's PCR0, read without a policy: the pin the policy checks below.
   const pcr0 = (): string => {
-    const r = runBulwark([
-      '--json',
-      'attest',
-      'verify',
-      NITRO_DOC,
-      '--format',
-      'nitro',
-      '--at',
-      'document',
-      '--no-policy',
-    ]);
+    const r = runBulwark(['--json', ...atDocument, '--no-policy']);
     assert.equal(r.code, 0, r.stderr);
     const out = JSON.parse(r.stdout) as {
       freshness: string;
@@ -37,18 +29,7 @@ describe('bulwark attest verify', { skip: noSamples }, () => {
   };
 
   it('verifies the real Nitro document at its own time with its PCR0 pinned (--json claims)', () => {
-    const r = runBulwark([
-      '--json',
-      'attest',
-      'verify',
-      NITRO_DOC,
-      '--format',
-      'nitro',
-      '--at',
-      'document',
-      '--measurement',
-      `PCR0=${pcr0()}`,
-    ]);
+    const r = runBulwark(['--json', ...atDocument, '--measurement', `PCR0=${pcr0()}`]);
     assert.equal(r.code, 0, r.stderr);
     const out = JSON.parse(r.stdout) as {
       verified: boolean;
@@ -64,35 +45,15 @@ describe('bulwark attest verify', { skip: noSamples }, () => {
   });
 
   it("refuses a policy that pins no measurement: any genuine enclave, anyone's, would pass", () => {
-    const r = runBulwark(['attest', 'verify', NITRO_DOC, '--format', 'nitro', '--at', 'document']);
+    const r = runBulwark(atDocument);
     assert.equal(r.code, 5);
     assert.equal(errOf(r.stderr), 'ERR_ATTEST_MEASUREMENT');
     assert.match(r.stderr, /pins no measurement.*PCR0/);
     const any = join(dir, 'any.yaml');
     writeFileSync(any, 'allowAnyMeasurement: true\n');
-    const ok = runBulwark([
-      'attest',
-      'verify',
-      NITRO_DOC,
-      '--format',
-      'nitro',
-      '--at',
-      'document',
-      '--policy',
-      any,
-    ]);
+    const ok = runBulwark([...atDocument, '--policy', any]);
     assert.equal(ok.code, 0, ok.stderr);
-    const wrong = runBulwark([
-      'attest',
-      'verify',
-      NITRO_DOC,
-      '--format',
-      'nitro',
-      '--at',
-      'document',
-      '--measurement',
-      `PCR0=${'00'.repeat(48)}`,
-    ]);
+    const wrong = runBulwark([...atDocument, '--measurement', `PCR0=${'00'.repeat(48)}`]);
     assert.equal(errOf(wrong.stderr), 'ERR_ATTEST_MEASUREMENT');
     const usage = runBulwark([
       'attest',
@@ -135,35 +96,10 @@ describe('bulwark attest verify', { skip: noSamples }, () => {
       errOf(runBulwark(['attest', 'verify', bad, '--format', 'nitro', '--at', 'document']).stderr),
       'ERR_ATTEST_SIGNATURE',
     );
-    assert.equal(
-      errOf(
-        runBulwark([
-          'attest',
-          'verify',
-          NITRO_DOC,
-          '--format',
-          'nitro',
-          '--at',
-          'document',
-          '--nonce',
-          'abcd',
-        ]).stderr,
-      ),
-      'ERR_ATTEST_NONCE',
-    );
+    assert.equal(errOf(runBulwark([...atDocument, '--nonce', 'abcd']).stderr), 'ERR_ATTEST_NONCE');
     const pol = join(dir, 'pcr.yaml');
     writeFileSync(pol, `maxAgeSeconds: null\nmeasurements:\n  PCR0: ["${'00'.repeat(48)}"]\n`);
-    const r = runBulwark([
-      'attest',
-      'verify',
-      NITRO_DOC,
-      '--format',
-      'nitro',
-      '--at',
-      'document',
-      '--policy',
-      pol,
-    ]);
+    const r = runBulwark([...atDocument, '--policy', pol]);
     assert.equal(r.code, 5);
     assert.equal(errOf(r.stderr), 'ERR_ATTEST_MEASUREMENT');
   });
@@ -202,17 +138,7 @@ describe('bulwark attest verify', { skip: noSamples }, () => {
     assert.equal(runBulwark(['attest', 'verify', join(dir, 'nope.bin'), '--format', 'nitro']).code, 3);
     const badPolicy = join(dir, 'bad.yaml');
     writeFileSync(badPolicy, 'alowDebug: true\n');
-    const r = runBulwark([
-      'attest',
-      'verify',
-      NITRO_DOC,
-      '--format',
-      'nitro',
-      '--at',
-      'document',
-      '--policy',
-      badPolicy,
-    ]);
+    const r = runBulwark([...atDocument, '--policy', badPolicy]);
     assert.equal(r.code, 4);
     assert.equal(errOf(r.stderr), 'ERR_ATTEST_POLICY_INVALID');
     assert.equal(

@@ -8,6 +8,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import * as x509 from '@peculiar/x509';
 import { encode } from 'cbor2';
+import { VCEK_OID } from '../../src/attest/formats/sev-snp.js';
 
 x509.cryptoProvider.set(webcrypto as never);
 
@@ -139,15 +140,6 @@ export function signNitro(
   const sig = cryptoSign('sha384', sigStructure, { key, dsaEncoding: 'ieee-p1363' });
   return encode([prot, new Map(), p, u8(sig)]);
 }
-
-/** AMD's VCEK extensions (VCEK spec 57230, Table 8): TCB SPLs as DER INTEGERs, the chip id as an OCTET STRING. */
-const VCEK_OID = {
-  bootloader: '1.3.6.1.4.1.3704.1.3.1',
-  tee: '1.3.6.1.4.1.3704.1.3.2',
-  snp: '1.3.6.1.4.1.3704.1.3.3',
-  microcode: '1.3.6.1.4.1.3704.1.3.8',
-  hwid: '1.3.6.1.4.1.3704.1.4',
-} as const;
 
 export interface SnpFields {
   version?: number;

@@ -23,6 +23,18 @@ import {
  * and the weights untouched.
  */
 
+/** The test schema with the label field declared as `label` says (its part after the name). */
+function schemaWithLabel(label: string): Schema {
+  return parseSchema(`version: 1
+label: label
+fields:
+  - { name: a, type: number, bounds: { min: 0, max: 10 } }
+  - { name: b, type: number, bounds: { min: 0, max: 10 } }
+  - { name: city, type: category, categories: [x, y] }
+  - { name: label, ${label} }
+`);
+}
+
 const dir = mkdtempSync(join(tmpdir(), 'bulwark-warm-'));
 let ledger: BudgetLedger;
 let ds: Dataset;
@@ -54,14 +66,7 @@ before(async () => {
     `${lines.map((l, i) => (i === 0 ? l : l.replace(/,hi$/, ',1').replace(/,lo$/, ',0'))).join('\n')}\n`,
   );
   ds = await readDataset(join(dir, 'd.csv'));
-  schema = parseSchema(`version: 1
-label: label
-fields:
-  - { name: a, type: number, bounds: { min: 0, max: 10 } }
-  - { name: b, type: number, bounds: { min: 0, max: 10 } }
-  - { name: city, type: category, categories: [x, y] }
-  - { name: label, type: category, categories: [lo, hi] }
-`);
+  schema = schemaWithLabel('type: category, categories: [lo, hi]');
   ledger = await openLedger(join(dir, 'l.sqlite'));
   await ledger.setBudget('d', { epsilon: 20, delta: 1e-3 });
 });
@@ -119,27 +124,13 @@ describe('DP warm start (trainTabularDp initial)', () => {
 
   it('predicts the starting model’s classes when the schema declares none: a batch may lack a class', async () => {
     // Three classes, declared for the first run only; the fine-tune's schema declares none.
-    const open = parseSchema(`version: 1
-label: label
-fields:
-  - { name: a, type: number, bounds: { min: 0, max: 10 } }
-  - { name: b, type: number, bounds: { min: 0, max: 10 } }
-  - { name: city, type: category, categories: [x, y] }
-  - { name: label, type: string }
-`);
+    const open = schemaWithLabel('type: string');
     const three = await readDataset(join(dir, 'three.csv'));
     // A fresh run cannot take its classes from the private rows: refused before the spend.
     const before = (await ledger.status('d')).spent.epsilon;
     await assert.rejects(trainTabularDp(three, base({ schema: open })), code('ERR_DP_UNACCOUNTED'));
     assert.equal((await ledger.status('d')).spent.epsilon, before, 'nothing spent');
-    const declared = parseSchema(`version: 1
-label: label
-fields:
-  - { name: a, type: number, bounds: { min: 0, max: 10 } }
-  - { name: b, type: number, bounds: { min: 0, max: 10 } }
-  - { name: city, type: category, categories: [x, y] }
-  - { name: label, type: category, categories: [hi, lo, mid] }
-`);
+    const declared = schemaWithLabel('type: category, categories: [hi, lo, mid]');
     const first = await trainTabularDp(three, base({ schema: declared }));
     assert.deepEqual(first.classValues, ['hi', 'lo', 'mid']);
     const initial = warmStart(first);
@@ -174,14 +165,7 @@ fields:
   });
 
   it('an integer label takes its classes from its declared bounds (public), not from the rows', async () => {
-    const ints = parseSchema(`version: 1
-label: label
-fields:
-  - { name: a, type: number, bounds: { min: 0, max: 10 } }
-  - { name: b, type: number, bounds: { min: 0, max: 10 } }
-  - { name: city, type: category, categories: [x, y] }
-  - { name: label, type: integer, bounds: { min: 0, max: 2 } }
-`);
+    const ints = schemaWithLabel('type: integer, bounds: { min: 0, max: 2 }');
     // Labels 0 and 1 only: the model still has the three classes the bounds declare.
     const d01 = await readDataset(join(dir, 'd01.csv'));
     const r = await trainTabularDp(d01, base({ schema: ints }));

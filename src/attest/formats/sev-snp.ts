@@ -114,7 +114,8 @@ export function parseSnpReport(report: Uint8Array): SnpReport {
   };
 }
 
-const OID = {
+/** AMD's VCEK extensions (VCEK spec 57230, Table 8): the TCB SPLs it was issued for and the chip id. */
+export const VCEK_OID = {
   bootloader: '1.3.6.1.4.1.3704.1.3.1',
   tee: '1.3.6.1.4.1.3704.1.3.2',
   snp: '1.3.6.1.4.1.3704.1.3.3',
@@ -157,10 +158,10 @@ function readVcekFacts(vcek: X509Certificate): { tcb: Partial<TcbVersion>; hwid:
   };
   const t: Partial<TcbVersion> = {};
   for (const k of ['bootloader', 'tee', 'snp', 'microcode'] as const) {
-    const v = int(OID[k]);
+    const v = int(VCEK_OID[k]);
     if (v !== undefined) t[k] = v;
   }
-  const h = ext(OID.hwid);
+  const h = ext(VCEK_OID.hwid);
   let hwid: Uint8Array | null = null;
   if (h) {
     const v = new Uint8Array(h.value);
@@ -260,7 +261,7 @@ async function verifySnp(document: Uint8Array, options: VerifyOptions): Promise<
     if (want === undefined)
       throw new BulwarkError(
         'ERR_ATTEST_MALFORMED',
-        `${WHAT}: the VCEK "${subjectCn(vcek)}" lacks its ${k} TCB extension (${OID[k]})`,
+        `${WHAT}: the VCEK "${subjectCn(vcek)}" lacks its ${k} TCB extension (${VCEK_OID[k]})`,
       );
     if (want !== report.reportedTcb[k]) {
       throw new BulwarkError(
@@ -275,7 +276,7 @@ async function verifySnp(document: Uint8Array, options: VerifyOptions): Promise<
   if (!report.maskChipId && facts.hwid === null)
     throw new BulwarkError(
       'ERR_ATTEST_MALFORMED',
-      `${WHAT}: the VCEK "${subjectCn(vcek)}" lacks its hardware id extension (${OID.hwid})`,
+      `${WHAT}: the VCEK "${subjectCn(vcek)}" lacks its hardware id extension (${VCEK_OID.hwid})`,
     );
   if (!report.maskChipId && facts.hwid && !Buffer.from(facts.hwid).equals(Buffer.from(report.chipId))) {
     throw new BulwarkError(
