@@ -270,11 +270,11 @@ TCB, hardware required, stale). Examples:
           ? 'not evaluated (--no-policy)'
           : archival
             ? "not evaluated (--at document: an archival check at the document's own time)"
-            : claims.time
-              ? `checked: at most ${policy.maxAgeSeconds ?? '(any)'} s old`
-              : claims.nonceVerified
-                ? 'checked: the nonce sent is bound'
-                : 'not evaluated (the policy allows archived evidence)';
+            : policy.maxAgeSeconds === null
+              ? 'not evaluated (the policy allows archived evidence: maxAgeSeconds null)'
+              : claims.time
+                ? `checked: at most ${policy.maxAgeSeconds} s old`
+                : 'checked: the nonce sent is bound';
       io.result(
         {
           verified: true,
