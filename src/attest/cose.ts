@@ -71,7 +71,10 @@ export function decodeCoseSign1(bytes: Uint8Array, alg: number, what: string): C
       );
   // RFC 9052 §3.1: `crit` (label 2) lists labels the recipient must understand; none is understood here.
   if (header.has(2) || unprotected.has(2))
-    throw new BulwarkError('ERR_ATTEST_MALFORMED', `${what}: critical header parameters (crit) are not supported`);
+    throw new BulwarkError(
+      'ERR_ATTEST_MALFORMED',
+      `${what}: critical header parameters (crit) are not supported`,
+    );
   if (header.get(1) !== alg) {
     throw new BulwarkError(
       'ERR_ATTEST_MALFORMED',

@@ -167,10 +167,16 @@ function checkProfiles(path: readonly X509Certificate[], anchor: X509Certificate
       );
     // The anchor's own self-signature is not relied on (it is trusted by pin or by being given).
     if (c !== anchor && WEAK_HASHES.has(p.hash.toUpperCase()))
-      throw new BulwarkError('ERR_ATTEST_CHAIN', `"${subjectCn(c)}" is signed with ${p.hash}, which is refused`);
+      throw new BulwarkError(
+        'ERR_ATTEST_CHAIN',
+        `"${subjectCn(c)}" is signed with ${p.hash}, which is refused`,
+      );
     if (i === 0) {
       if (c.ca)
-        throw new BulwarkError('ERR_ATTEST_CHAIN', `the leaf "${subjectCn(c)}" is a CA certificate, not an end entity`);
+        throw new BulwarkError(
+          'ERR_ATTEST_CHAIN',
+          `the leaf "${subjectCn(c)}" is a CA certificate, not an end entity`,
+        );
       if (p.keyUsage !== null && (p.keyUsage & KeyUsageFlags.digitalSignature) === 0)
         throw new BulwarkError(
           'ERR_ATTEST_CHAIN',
