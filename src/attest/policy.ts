@@ -157,8 +157,8 @@ const hex = (b: Uint8Array | null) => (b ? Buffer.from(b).toString('hex') : '');
 
 /** The measurement names a document of this format carries, for a message. */
 function measurementHint(claims: AttestationClaims): string {
-  const names = Object.keys(claims.measurements);
   if (claims.format === 'nitro') return 'Nitro: PCR0, with PCR1 and PCR2 or PCR8';
+  const names = Object.keys(claims.measurements);
   return names.length > 0 ? `this document carries ${names.slice(0, 4).join(', ')}` : 'none carried';
 }
 

@@ -1,6 +1,6 @@
 import { BulwarkError, requireNonEmptyString } from '../core/index.js';
 import { nitroVerifier } from './formats/nitro.js';
-import { clearVcekCache, sevSnpVerifier } from './formats/sev-snp.js';
+import { sevSnpVerifier } from './formats/sev-snp.js';
 import { softwareVerifier } from './formats/software.js';
 import { type AttestationPolicy, checkPolicy } from './policy.js';
 import type { AttestationClaims, AttestationVerifier, VerifyOptions } from './types.js';
@@ -114,13 +114,13 @@ export async function verifyAttestation(
 }
 
 /**
- * Forgets every verification cache (verified certificate links, parsed certificates, VCEK facts):
+ * Forgets every verification cache (verified certificate links, parsed certificates and their
+ * extensions, which hold the VCEK facts):
  * the next verification takes the cold path. Caches hold only successes of checks whose outcome
  * cannot change for the same bytes; validity times and policies are checked on every call.
  */
 export function clearAttestationCaches(): void {
   clearChainCache();
-  clearVcekCache();
 }
 
 registerAttestationFormat(nitroVerifier);

@@ -98,7 +98,7 @@ export function clearChainCache(): void {
 }
 
 /** What RFC 5280 path validation reads beyond Node's X509Certificate: kept per certificate fingerprint. */
-interface Profile {
+export interface Profile {
   /** basicConstraints pathLenConstraint, or null when absent. */
   pathLen: number | null;
   /** keyUsage flags, or null when the extension is absent. */
@@ -107,6 +107,8 @@ interface Profile {
   unknownCritical: string[];
   /** The signature's hash (SHA-1 and weaker are refused). */
   hash: string;
+  /** Every extension's value (DER, without the OCTET STRING wrapper) by OID. */
+  extensions: ReadonlyMap<string, Uint8Array>;
 }
 
 /**
@@ -125,7 +127,11 @@ const UNDERSTOOD = new Set([
 const WEAK_HASHES = new Set(['SHA-1', 'MD5', 'MD2']);
 const profiles = new Map<string, Profile>();
 
-function profile(c: X509Certificate): Profile {
+/**
+ * What path validation reads from `c` beyond Node's X509Certificate (parsed once per certificate and
+ * kept): a format verifier reads its vendor extensions (SEV-SNP's VCEK TCB) from here too.
+ */
+export function certificateProfile(c: X509Certificate): Profile {
   const hit = profiles.get(c.fingerprint256);
   if (hit) return hit;
   let p: Profile;
@@ -139,6 +145,7 @@ function profile(c: X509Certificate): Profile {
       keyUsage: ku ? ku.usages : null,
       unknownCritical: pc.extensions.filter((e) => e.critical && !UNDERSTOOD.has(e.type)).map((e) => e.type),
       hash: alg.hash?.name ?? alg.name,
+      extensions: new Map(pc.extensions.map((e) => [e.type, new Uint8Array(e.value)])),
     };
   } catch (e) {
     throw new BulwarkError('ERR_ATTEST_MALFORMED', `certificate "${subjectCn(c)}" cannot be read`, {
@@ -159,7 +166,7 @@ function profile(c: X509Certificate): Profile {
 function checkProfiles(path: readonly X509Certificate[], anchor: X509Certificate): void {
   const all = path[path.length - 1] === anchor ? path : [...path, anchor];
   all.forEach((c, i) => {
-    const p = profile(c);
+    const p = certificateProfile(c);
     if (p.unknownCritical.length > 0)
       throw new BulwarkError(
         'ERR_ATTEST_CHAIN',

@@ -404,7 +404,10 @@ export async function trainTabularDp(ds: Dataset, o: DpTabularOptions): Promise<
   const { y, classValues } = labels(ds, o);
   const n = ds.rowCount;
   const testFraction = o.testFraction ?? 0.2;
-  const nTest = Math.round(n * testFraction);
+  const publicRows = o.publicRows === undefined ? undefined : requireInteger('publicRows', o.publicRows, 2);
+  // Rows trained on out of `rows`: the held-out test share is taken off (of a public count too).
+  const trainShare = (rows: number) => rows - Math.round(rows * testFraction);
+  const nTest = n - trainShare(n);
   if (n - nTest < 2) throw new BulwarkError('ERR_DATA_VALUE', `${n} rows are too few to train on`);
   const perm = new SeededRng(o.seed ?? 0).permutation(n);
   const testIdx = perm.subarray(0, nTest);
@@ -459,14 +462,8 @@ export async function trainTabularDp(ds: Dataset, o: DpTabularOptions): Promise<
             rng: o.seed ?? 0,
           });
     const epochs = o.epochs ?? 5;
-    // The rows the sampling rate is computed over: public when declared (less the same test share).
-    const sampledOver =
-      o.publicRows === undefined
-        ? trainSet.rows
-        : Math.max(
-            1,
-            requireInteger('publicRows', o.publicRows, 2) - Math.round(o.publicRows * testFraction),
-          );
+    // The rows the sampling rate is computed over: public when declared.
+    const sampledOver = publicRows === undefined ? trainSet.rows : Math.max(1, trainShare(publicRows));
     const r = await trainDpSgd(network, trainSet, {
       epsilon,
       delta,
@@ -496,7 +493,7 @@ export async function trainTabularDp(ds: Dataset, o: DpTabularOptions): Promise<
       clipNorm: r.clipNorm,
       samplingRate: r.samplingRate,
       steps: r.steps,
-      rows: o.publicRows === undefined ? 'treated-as-public' : 'declared',
+      rows: publicRows === undefined ? 'treated-as-public' : 'declared',
     };
     const parent = o.initial?.privacy;
     if (parent) {

@@ -12,10 +12,16 @@
  * Debug is guest policy bit 19 (`DEBUG`): a guest launched with it may be debugged by the hypervisor.
  */
 import { verify as cryptoVerify, type X509Certificate } from 'node:crypto';
-import { X509Certificate as PeculiarCertificate } from '@peculiar/x509';
 import { BulwarkError } from '../../core/index.js';
 import type { AttestationClaims, AttestationVerifier, VerifyOptions } from '../types.js';
-import { normaliseFingerprint, parseCertificates, subjectCn, trustAnchors, verifyPath } from '../x509.js';
+import {
+  certificateProfile,
+  normaliseFingerprint,
+  parseCertificates,
+  subjectCn,
+  trustAnchors,
+  verifyPath,
+} from '../x509.js';
 
 /** SHA-256 fingerprints of pinned AMD root keys (ARK), by product. */
 export const AMD_ARK_FINGERPRINTS: Readonly<Record<string, string>> = {
@@ -123,31 +129,15 @@ export const VCEK_OID = {
   hwid: '1.3.6.1.4.1.3704.1.4',
 } as const;
 
-/** VCEK facts by certificate fingerprint (a VCEK is reused for every report of its chip and TCB). */
-const factsCache = new Map<string, { tcb: Partial<TcbVersion>; hwid: Uint8Array | null }>();
-
-/** Forgets cached VCEK facts (benchmarks). */
-export function clearVcekCache(): void {
-  factsCache.clear();
-}
-
-/** The TCB and chip id a VCEK was issued for (VCEK spec, Table 8). */
+/**
+ * The TCB and chip id a VCEK was issued for (VCEK spec, Table 8), from the extensions its path
+ * validation already read (x509.ts keeps them per certificate).
+ */
 function vcekFacts(vcek: X509Certificate): { tcb: Partial<TcbVersion>; hwid: Uint8Array | null } {
-  const hit = factsCache.get(vcek.fingerprint256);
-  if (hit) return hit;
-  const facts = readVcekFacts(vcek);
-  if (factsCache.size >= 256) factsCache.delete(factsCache.keys().next().value as string);
-  factsCache.set(vcek.fingerprint256, facts);
-  return facts;
-}
-
-function readVcekFacts(vcek: X509Certificate): { tcb: Partial<TcbVersion>; hwid: Uint8Array | null } {
-  const cert = new PeculiarCertificate(vcek.raw);
-  const ext = (oid: string) => cert.extensions.find((e) => e.type === oid);
+  const extensions = certificateProfile(vcek).extensions;
   const int = (oid: string): number | undefined => {
-    const e = ext(oid);
-    if (!e) return undefined;
-    const v = new Uint8Array(e.value);
+    const v = extensions.get(oid);
+    if (!v) return undefined;
     // DER INTEGER: 02 len value (the SPLs are 0..255).
     if (v[0] !== 0x02 || v[1] === undefined || v.length !== 2 + v[1]) {
       throw new BulwarkError('ERR_ATTEST_MALFORMED', `VCEK extension ${oid} is not a DER INTEGER`);
@@ -161,12 +151,8 @@ function readVcekFacts(vcek: X509Certificate): { tcb: Partial<TcbVersion>; hwid:
     const v = int(VCEK_OID[k]);
     if (v !== undefined) t[k] = v;
   }
-  const h = ext(VCEK_OID.hwid);
-  let hwid: Uint8Array | null = null;
-  if (h) {
-    const v = new Uint8Array(h.value);
-    hwid = v.length === 66 && v[0] === 0x04 && v[1] === 64 ? v.subarray(2) : v;
-  }
+  const v = extensions.get(VCEK_OID.hwid);
+  const hwid = v === undefined ? null : v.length === 66 && v[0] === 0x04 && v[1] === 64 ? v.subarray(2) : v;
   return { tcb: t, hwid };
 }
 
@@ -273,16 +259,17 @@ async function verifySnp(document: Uint8Array, options: VerifyOptions): Promise<
       );
     }
   }
-  if (!report.maskChipId && facts.hwid === null)
-    throw new BulwarkError(
-      'ERR_ATTEST_MALFORMED',
-      `${WHAT}: the VCEK "${subjectCn(vcek)}" lacks its hardware id extension (${VCEK_OID.hwid})`,
-    );
-  if (!report.maskChipId && facts.hwid && !Buffer.from(facts.hwid).equals(Buffer.from(report.chipId))) {
-    throw new BulwarkError(
-      'ERR_ATTEST_TCB',
-      `${WHAT}: CHIP_ID differs from the VCEK's hardware id (a VCEK of another chip)`,
-    );
+  if (!report.maskChipId) {
+    if (facts.hwid === null)
+      throw new BulwarkError(
+        'ERR_ATTEST_MALFORMED',
+        `${WHAT}: the VCEK "${subjectCn(vcek)}" lacks its hardware id extension (${VCEK_OID.hwid})`,
+      );
+    if (!Buffer.from(facts.hwid).equals(Buffer.from(report.chipId)))
+      throw new BulwarkError(
+        'ERR_ATTEST_TCB',
+        `${WHAT}: CHIP_ID differs from the VCEK's hardware id (a VCEK of another chip)`,
+      );
   }
   // SEV-SNP has no nonce field: a verifier's nonce travels in REPORT_DATA, here its first bytes. Only
   // this proves freshness; matching user data does not (it may be a static value, such as a key's

@@ -121,6 +121,22 @@ function claimsJson(c: AttestationClaims): Record<string, unknown> {
   };
 }
 
+/**
+ * What the output says of freshness. A document that passed a policy with an age limit was either
+ * young enough (it carries a time) or bound the nonce sent (checkPolicy refuses anything else).
+ */
+function freshnessOf(
+  policy: AttestationPolicy | undefined,
+  archival: boolean,
+  claims: AttestationClaims,
+): string {
+  if (policy === undefined) return 'not evaluated (--no-policy)';
+  if (archival) return "not evaluated (--at document: an archival check at the document's own time)";
+  if (policy.maxAgeSeconds === null)
+    return 'not evaluated (the policy allows archived evidence: maxAgeSeconds null)';
+  return claims.time ? `checked: at most ${policy.maxAgeSeconds} s old` : 'checked: the nonce sent is bound';
+}
+
 /** How the policy applied is named in the output. */
 function policyName(policy: string | false | undefined): string {
   if (policy === false) return 'none (--no-policy: signature, chain and bindings only)';
@@ -265,16 +281,7 @@ TCB, hardware required, stale). Examples:
         ...(o.publicKey ? { publicKey: await readBytes(o.publicKey, 'public key file') } : {}),
       });
       const atDate = at;
-      const freshness =
-        policy === undefined
-          ? 'not evaluated (--no-policy)'
-          : archival
-            ? "not evaluated (--at document: an archival check at the document's own time)"
-            : policy.maxAgeSeconds === null
-              ? 'not evaluated (the policy allows archived evidence: maxAgeSeconds null)'
-              : claims.time
-                ? `checked: at most ${policy.maxAgeSeconds} s old`
-                : 'checked: the nonce sent is bound';
+      const freshness = freshnessOf(policy, archival, claims);
       io.result(
         {
           verified: true,

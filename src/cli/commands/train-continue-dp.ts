@@ -46,7 +46,7 @@ export function dpTuner(io: Io, o: DpContinueCliOpts, log: AuditLog | undefined)
   return async (previous, ds, evaluation, schema) => {
     if (schema === undefined || o.dpEpsilon === undefined || o.maxFlagged === undefined)
       throw new BulwarkError('ERR_INTERNAL', 'DP continuation options were not checked');
-    const { delta, ledger } = await openDpRun(io, o, ds.rowCount, log);
+    const { delta, ledger } = await openDpRun(io, o, ds.rowCount, log, 'dp-sgd');
     let bar: Progress | null = null;
     try {
       const r = await continueTrainingDp(previous, ds, {

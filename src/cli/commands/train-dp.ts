@@ -106,6 +106,7 @@ export async function openDpRun(
   o: DpTrainOpts,
   rows: number,
   log: AuditLog | undefined,
+  method: 'dp-sgd' | 'objective-perturbation',
 ): Promise<{ delta: number; ledger: BudgetLedger }> {
   // From the public count when declared: a default computed from the private count would reveal it.
   const n = o.dpRows ?? rows;
@@ -114,7 +115,8 @@ export async function openDpRun(
     io.note(`bulwark: --dp-delta not given: using ${delta.toPrecision(3)} (below 1/(10 rows))`);
   const warning = deltaWarning(delta, rows);
   if (warning !== null) io.note(`bulwark: WARNING: ${warning}`);
-  if (o.dpRows === undefined)
+  // Only DP-SGD's sampling rate depends on the count (objective perturbation's noise does not).
+  if (o.dpRows === undefined && method === 'dp-sgd')
     io.note(
       "bulwark: --dp-rows not given: DP-SGD treats the row count as public (the model's sampling rate reveals it); declare a public count with --dp-rows N to keep it private",
     );
@@ -164,10 +166,10 @@ export async function runDpTraining(
     throw new BulwarkError('ERR_USAGE', '--solver lbfgs applies to --model logreg');
   const out = resolve(o.out);
   await checkOutputPath(out, { force: o.force });
-  const { delta, ledger } = await openDpRun(io, o, ds.rowCount, log);
+  const method = o.model === 'logreg' ? 'objective-perturbation' : 'dp-sgd';
+  const { delta, ledger } = await openDpRun(io, o, ds.rowCount, log, method);
   let bar: Progress | null = null;
   try {
-    const method = o.model === 'logreg' ? 'objective-perturbation' : 'dp-sgd';
     const r = await trainTabularDp(ds, {
       label: o.label,
       schema,
