@@ -18,6 +18,8 @@
  * - `madrystep`: Madry et al.'s step 2.5 eps / 40 instead of their 2 eps / 40.
  * - `initratio1`: `init` and `ratio1` together.
  * - `initratio1wide`: `initratio1` trained at eps 0.12 (1.2x the evaluated 0.1), step 2 x 0.12 / 40.
+ * - `initratio1ema`: `initratio1` returning the weights' exponential moving average (Gowal et al. 2020)
+ *   over about the last two epochs.
  *
  * Every model is scored by robust-reference's `evaluateFc1` on the first 1,000 test images: Bulwark's
  * PGD-100 x2 + APGD-CE and their PGD-40. BULWARK_RECIPE_SEEDS: seeds per variant (default 5);
@@ -102,7 +104,7 @@ const bench: Benchmark = {
     for (const variant of variants) {
       const r = { clean: [] as number[], robust: [] as number[], theirs: [] as number[] };
       for (let seed = 1; seed <= plan.seeds; seed++) {
-        const v = recipeVariant(variant, plan.epochs, seed);
+        const v = recipeVariant(variant, plan.epochs, seed, plan.trainRows);
         const net = mlp({ inputs: 784, hidden: [HIDDEN], classes: 10, rng: seed, init: v.init });
         const t0 = performance.now();
         await adversarialTrain(net, train, v.options);

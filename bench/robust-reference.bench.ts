@@ -109,7 +109,8 @@ export function croceRecipe(epochs: number, seed: number) {
  * `base` (Bulwark's initial weights, every row every epoch), `init` (their truncated-normal weights),
  * `droplast` (their batching), `parity` (both), `ratio1` (all-adversarial batches), `madrystep`
  * (step 2.5 eps / 40), `initratio1` (their weights, all-adversarial batches), `initratio1wide` (the same,
- * trained at 1.2 eps).
+ * trained at 1.2 eps), `initratio1ema` (`initratio1` returning the weights' moving average over about the
+ * last two epochs of `trainRows` rows).
  */
 export const RECIPE_VARIANTS = [
   'base',
@@ -120,6 +121,7 @@ export const RECIPE_VARIANTS = [
   'madrystep',
   'initratio1',
   'initratio1wide',
+  'initratio1ema',
 ] as const;
 export type RecipeVariant = (typeof RECIPE_VARIANTS)[number];
 
@@ -134,6 +136,8 @@ const VARIANT_NOTES: Record<RecipeVariant, string> = {
   initratio1: 'their initial weights and all-adversarial batches (Madry et al.)',
   initratio1wide:
     'their initial weights, all-adversarial batches, and a training eps 1.2x the evaluated one (0.12 for 0.1; step 2 x 0.12 / 40)',
+  initratio1ema:
+    "their initial weights, all-adversarial batches, and the weights' moving average returned (decay 1 - 1 / (2 x batches an epoch): about the last two epochs)",
 };
 
 /** `value` as a recipe variant, or an error naming `name` (an environment variable). */
@@ -159,6 +163,7 @@ export function recipeVariant(
   variant: RecipeVariant,
   epochs: number,
   seed: number,
+  trainRows = 60000,
 ): { options: AdversarialTrainOptions; init: NetworkInit } {
   const base = croceRecipe(epochs, seed);
   switch (variant) {
@@ -179,6 +184,12 @@ export function recipeVariant(
       // the evaluated eps (the model's margin grows past the ball the attack searches).
       const eps = 1.2 * base.eps;
       return { options: { ...base, ratio: 1, eps, stepSize: (2 * eps) / 40 }, init: 'truncated-normal' };
+    }
+    case 'initratio1ema': {
+      // Weight averaging (Gowal et al. 2020) over a horizon of about two epochs whatever the budget:
+      // 1 / (1 - decay) steps = 2 x the batches of an epoch.
+      const decay = 1 - 1 / (2 * Math.ceil(trainRows / base.batchSize));
+      return { options: { ...base, ratio: 1, weightAverage: { decay } }, init: 'truncated-normal' };
     }
     default:
       return { options: base, init: 'auto' };
@@ -278,7 +289,7 @@ const bench: Benchmark = {
       process.env['BULWARK_REFERENCE_RECIPE'] ?? 'base',
     );
     const seed = parseSeed('BULWARK_REFERENCE_SEED', process.env['BULWARK_REFERENCE_SEED'] ?? '1');
-    const recipe = recipeVariant(variant, plan.epochs, seed);
+    const recipe = recipeVariant(variant, plan.epochs, seed, plan.trainRows);
     const net = mlp({ inputs: 784, hidden: [HIDDEN], classes: 10, rng: seed, init: recipe.init });
     // BULWARK_REFERENCE_WEIGHTS: re-score a model this bench trained (the .f32 file it wrote) without
     // training it again; the recipe and seed variables should then name the run that wrote it.

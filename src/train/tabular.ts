@@ -62,7 +62,14 @@ export interface TrainTabularOptions {
   drop?: readonly string[];
   onProgress?: (done: number, total: number, info: Record<string, string | number>) => void;
   /** Adversarial training (src/robust): PGD (Madry) or TRADES within eps, schema-aware when a schema is given. */
-  adversarial?: { method: AdversarialMethod; eps: number; steps?: number; schema?: Schema };
+  adversarial?: {
+    method: AdversarialMethod;
+    eps: number;
+    steps?: number;
+    schema?: Schema;
+    /** Return the weights' moving average with this decay (see AdversarialTrainOptions.weightAverage). */
+    weightAverage?: number;
+  };
   /** A note for the user (columns left out). */
   note?: (message: string) => void;
   /** Extra ONNX metadata entries (e.g. `bulwark.sanitize`: what training-data sanitising removed). */
@@ -305,6 +312,7 @@ export async function trainTabular(ds: Dataset, o: TrainTabularOptions): Promise
       l2,
       seed,
       classWeights: o.classWeights ?? null,
+      ...(a.weightAverage === undefined ? {} : { weightAverage: { decay: a.weightAverage } }),
       onProgress,
     });
     training = {
@@ -373,6 +381,9 @@ export async function trainTabular(ds: Dataset, o: TrainTabularOptions): Promise
               method: o.adversarial.method,
               eps: o.adversarial.eps,
               steps: o.adversarial.steps ?? 10,
+              ...(o.adversarial.weightAverage === undefined
+                ? {}
+                : { weightAverage: o.adversarial.weightAverage }),
             }),
           }
         : {}),

@@ -153,6 +153,52 @@ describe('adversarial training', () => {
     );
   });
 
+  it('weightAverage returns the moving average of the weights each step left (TensorFlow-style warm-up)', async () => {
+    const decay = 0.9;
+    const net = fresh();
+    const initial = net.params.slice();
+    // The weights after each optimiser step, as the progress callback sees them.
+    const steps: Float32Array[] = [];
+    const validation = { x: testX, y: testY, rows: nTest };
+    const h = await adversarialTrain(net, trainSet, {
+      method: 'pgd',
+      eps,
+      steps: 2,
+      domain,
+      epochs: 2,
+      batchSize: 250,
+      seed: 4,
+      validation,
+      weightAverage: { decay },
+      onProgress: (p) => {
+        if (p.phase === 'batch') steps.push(net.params.slice());
+      },
+    });
+    assert.equal(steps.length, 8);
+    assert.deepEqual(h.weightAverage, { decay, steps: 8 });
+    // The same average in float64, from the initial weights.
+    const want = Float64Array.from(initial);
+    steps.forEach((w, t) => {
+      const dt = Math.min(decay, (1 + t) / (10 + t));
+      for (let i = 0; i < want.length; i++) want[i] = dt * (want[i] as number) + (1 - dt) * (w[i] as number);
+    });
+    for (let i = 0; i < want.length; i++)
+      assert.ok(Math.abs((net.params[i] as number) - (want[i] as number)) < 1e-5, `param ${i}`);
+    // Not the last step's weights, and the last epoch's validation accuracy is the average's.
+    assert.notDeepEqual(net.params, steps[7]);
+    assert.equal(h.history[1]?.validationAccuracy, accuracy(testY, net.predict(testX, nTest)));
+    const plain = await adversarialTrain(fresh(), trainSet, { method: 'pgd', eps, domain, epochs: 1 });
+    assert.equal(plain.weightAverage, null);
+    for (const bad of [0, 1, -0.5, Number.NaN]) {
+      await assert.rejects(
+        adversarialTrain(fresh(), trainSet, { method: 'pgd', eps, domain, weightAverage: { decay: bad } }),
+        (e: unknown) =>
+          isBulwarkError(e, 'ERR_INVALID_ARGUMENT') &&
+          /^weightAverage\.decay: expected a number in \(0, 1\)/.test(e.message),
+      );
+    }
+  });
+
   it('checks its parameters, naming them', async () => {
     const net = fresh();
     const bad: [object, RegExp][] = [

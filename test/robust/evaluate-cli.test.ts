@@ -54,8 +54,31 @@ describe('bulwark evaluate', () => {
       '0.2',
       '--adv-steps',
       '5',
+      '--adv-ema',
+      '0.95',
     ]);
     assert.equal(a.code, 0, a.stderr);
+  });
+
+  it('train --adv-ema records the weight average in the model; a decay outside (0, 1) or without --adversarial is a usage error', () => {
+    // ONNX metadata values are stored as plain strings in the protobuf.
+    assert.ok(
+      readFileSync(robust).includes('{"method":"pgd","eps":0.2,"steps":5,"weightAverage":0.95}'),
+      'bulwark.adversarial metadata',
+    );
+    const out = join(dir, 'never.onnx');
+    for (const [args, re] of [
+      [
+        ['--adversarial', 'pgd', '--adv-eps', '0.2', '--adv-ema', '1'],
+        /ERR_USAGE: --adv-ema: expected a decay in \(0, 1\), got 1/,
+      ],
+      [['--adv-ema', '0.9'], /ERR_USAGE: --adv-eps, --adv-steps and --adv-ema apply with --adversarial only/],
+    ] as const) {
+      const r = train(['--model', 'mlp', '--out', out, ...args]);
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(r.stderr, re);
+      assert.equal(existsSync(out), false);
+    }
   });
 
   it('writes the HTML report and the JSON result, comparing a normal and an adversarially trained model', () => {

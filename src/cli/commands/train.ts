@@ -93,6 +93,11 @@ export function registerTrainCommand(program: Command): void {
       'PGD steps of the adversarial training attack (default 10)',
       intOption(1, 10000),
     )
+    .option(
+      '--adv-ema <decay>',
+      "adversarial training returns the weights' exponential moving average with this decay, in (0, 1), e.g. 0.999 (Gowal et al. 2020)",
+      floatOption(0, 1),
+    )
     .option('--force', 'overwrite --out if it exists')
     .addHelpText(
       'after',
@@ -125,6 +130,7 @@ of the exported model, and the preprocessing and class values are stored in the 
         adversarial?: AdversarialMethod;
         advEps?: number;
         advSteps?: number;
+        advEma?: number;
         audit?: string;
       }>();
       const io = ioOf(this);
@@ -132,8 +138,16 @@ of the exported model, and the preprocessing and class values are stored in the 
       if (o.hidden && o.model !== 'mlp' && this.opts<IntegrityTrainOpts>().from === undefined)
         throw new BulwarkError('ERR_USAGE', '--hidden applies to --model mlp only');
       await requireFile(o.data, 'data file');
-      if ((o.advEps !== undefined || o.advSteps !== undefined) && o.adversarial === undefined)
-        throw new BulwarkError('ERR_USAGE', '--adv-eps and --adv-steps apply with --adversarial only');
+      if (
+        (o.advEps !== undefined || o.advSteps !== undefined || o.advEma !== undefined) &&
+        o.adversarial === undefined
+      )
+        throw new BulwarkError(
+          'ERR_USAGE',
+          '--adv-eps, --adv-steps and --adv-ema apply with --adversarial only',
+        );
+      if (o.advEma !== undefined && !(o.advEma > 0 && o.advEma < 1))
+        throw new BulwarkError('ERR_USAGE', `--adv-ema: expected a decay in (0, 1), got ${o.advEma}`);
       if (o.adversarial !== undefined && !(o.advEps !== undefined && o.advEps > 0))
         throw new BulwarkError('ERR_USAGE', '--adversarial needs --adv-eps, a budget > 0');
       let ds = await readDataset(o.data);
@@ -195,6 +209,7 @@ of the exported model, and the preprocessing and class values are stored in the 
                     method: o.adversarial,
                     eps: o.advEps as number,
                     steps: o.advSteps ?? 10,
+                    ...(o.advEma === undefined ? {} : { weightAverage: o.advEma }),
                     ...(schema ? { schema } : {}),
                   },
                 }

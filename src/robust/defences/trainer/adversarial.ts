@@ -89,6 +89,15 @@ export interface AdversarialTrainOptions {
    * for the last 10 % of the epochs). Default: none.
    */
   learningRateDrop?: { epoch: number; factor: number };
+  /**
+   * Train on the weights but return their exponential moving average (Polyak averaging; Gowal, Qin,
+   * Uesato, Mann & Kohli, "Uncovering the limits of adversarial training against norm-bounded
+   * adversarial examples", 2020, §4.3, and Rebuffi et al. 2021 use it for robust models): after each
+   * step avg <- d avg + (1 - d) theta with d = min(decay, (1 + t) / (10 + t)) at step t (TensorFlow's
+   * ExponentialMovingAverage with num_updates, so the first steps' weights fade quickly). Each epoch's
+   * validation accuracy is the average's. Default: none (the last step's weights).
+   */
+  weightAverage?: { decay: number };
   /** Compute engine of the PGD steps (default `auto`). */
   engine?: AdversarialEngine;
   l2?: number;
@@ -126,6 +135,19 @@ export interface AdversarialTrainResult {
   history: AdversarialEpoch[];
   /** The engine the PGD steps ran on. */
   engine: 'js' | 'onnxruntime';
+  /** The moving average the network now holds (weightAverage), over `steps` optimiser steps; or null. */
+  weightAverage: { decay: number; steps: number } | null;
+}
+
+/** `fn`'s result with `weights` in `net.params` for its duration (restored after, even on a throw). */
+function withWeights<T>(net: Network, weights: Float32Array, fn: () => T): T {
+  const saved = net.params.slice();
+  net.params.set(weights);
+  try {
+    return fn();
+  } finally {
+    net.params.set(saved);
+  }
 }
 
 interface Checked {
@@ -146,6 +168,7 @@ interface Checked {
   seed: number;
   engine: AdversarialEngine;
   drop: { epoch: number; factor: number } | null;
+  averageDecay: number | null;
 }
 
 function check(net: Network, o: AdversarialTrainOptions): Checked {
@@ -182,7 +205,15 @@ function check(net: Network, o: AdversarialTrainOptions): Checked {
       }),
     };
   }
+  const averageDecay =
+    o.weightAverage === undefined
+      ? null
+      : requireNumberIn('weightAverage.decay', o.weightAverage.decay, 0, 1, {
+          minExclusive: true,
+          maxExclusive: true,
+        });
   return {
+    averageDecay,
     method,
     eps,
     norm,
@@ -377,6 +408,15 @@ function tradesIterate(
   });
 }
 
+/**
+ * One step of the weights' exponential moving average, in place: avg <- d avg + (1 - d) params with
+ * d = min(decay, (1 + t) / (10 + t)) at step `t` (0-based), TensorFlow's ExponentialMovingAverage.
+ */
+export function updateWeightAverage(avg: Float32Array, params: Float32Array, decay: number, t: number): void {
+  const d = Math.min(decay, (1 + t) / (10 + t));
+  for (let i = 0; i < avg.length; i++) avg[i] = d * (avg[i] as number) + (1 - d) * (params[i] as number);
+}
+
 /** Correct predictions among `rows` of wide logits. */
 function correct(z: Float32Array, y: Int32Array, rows: number, k: number): number {
   let n = 0;
@@ -474,6 +514,9 @@ export async function adversarialTrain(
   const seen = c.dropLast ? batches * c.batchSize : n;
   const history: AdversarialEpoch[] = [];
   const baseRate = opt.learningRate;
+  // The weights' moving average (weightAverage), and the steps taken so far.
+  const average = c.averageDecay === null ? null : net.params.slice();
+  let step = 0;
   const engine = await openEngine(net, c);
   try {
     for (let epoch = 1; epoch <= c.epochs; epoch++) {
@@ -551,6 +594,8 @@ export async function adversarialTrain(
           );
         }
         opt.step(net.params, gradient);
+        if (average !== null) updateWeightAverage(average, net.params, c.averageDecay as number, step);
+        step++;
         lossSum += loss * rows;
         options.onProgress?.({
           phase: 'batch',
@@ -568,7 +613,13 @@ export async function adversarialTrain(
         adversarialAccuracy: advSeen === 0 ? Number.NaN : advRight / advSeen,
         seconds: (performance.now() - t0) / 1000,
       };
-      if (options.validation) rec.validationAccuracy = evaluate(net, options.validation).accuracy;
+      if (options.validation) {
+        const v = options.validation;
+        rec.validationAccuracy =
+          average === null
+            ? evaluate(net, v).accuracy
+            : withWeights(net, average, () => evaluate(net, v).accuracy);
+      }
       history.push(rec);
       options.onProgress?.({
         phase: 'epoch',
@@ -580,9 +631,17 @@ export async function adversarialTrain(
       });
       await new Promise<void>((r) => setImmediate(r));
     }
+    // The averaged weights are the model trained (only once every epoch has run: a failed run keeps
+    // the weights it stopped at).
+    if (average !== null) net.params.set(average);
   } finally {
     opt.learningRate = baseRate;
     await engine?.close();
   }
-  return { method: c.method, history, engine: engine === null ? 'js' : 'onnxruntime' };
+  return {
+    method: c.method,
+    history,
+    engine: engine === null ? 'js' : 'onnxruntime',
+    weightAverage: c.averageDecay === null ? null : { decay: c.averageDecay, steps: step },
+  };
 }
