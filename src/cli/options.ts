@@ -1,7 +1,7 @@
 import { realpath } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { InvalidArgumentError } from 'commander';
-import { BulwarkError, exists } from '../core/index.js';
+import { BulwarkError, exists, requireOutputFolder } from '../core/index.js';
 
 /**
  * Option value parsers for commander: each rejects a bad value with a message naming what was
@@ -52,7 +52,9 @@ async function identityOf(path: string): Promise<string> {
  * Checks an output path before any work is done (a DP run would otherwise spend its budget first):
  * `ERR_USAGE` when it is one of the command's inputs — the same file, links resolved, whatever
  * `--force` says: a command never writes its result over what it reads (the audit database, a
- * signing key, the data) — and `ERR_FILE_EXISTS` when it exists and `force` is not set.
+ * signing key, the data) — `ERR_FILE_EXISTS` when it exists and `force` is not set, and
+ * `ERR_FILE_NOT_FOUND` when the folder it goes in does not exist (it is not created: a mistyped path
+ * fails before the work rather than after it, or growing folders somewhere unexpected).
  */
 export async function checkOutputPath(
   out: string,
@@ -74,4 +76,5 @@ export async function checkOutputPath(
     throw new BulwarkError('ERR_FILE_EXISTS', `refusing to overwrite ${out} (add --force to replace it)`, {
       details: { path: out },
     });
+  await requireOutputFolder(out);
 }

@@ -106,20 +106,59 @@ export async function exists(path: string): Promise<boolean> {
   }
 }
 
-/** Creates `dir` and its parents; a file standing where a folder must be is ERR_IO, not ERR_FILE_EXISTS. */
-async function ensureDir(dir: string): Promise<void> {
+/**
+ * Makes sure `dir`, the folder `path` is written into, exists. A missing folder is ERR_FILE_NOT_FOUND
+ * unless `create`, which makes it and its parents and fsyncs each new folder's entry into its parent
+ * (a rename fsynced into a folder whose own entry was never synced can still vanish in a crash). A file
+ * standing where a folder must be is ERR_IO, not ERR_FILE_EXISTS.
+ */
+async function prepareFolder(dir: string, path: string, create: boolean): Promise<void> {
+  const inTheWay = (e: unknown) =>
+    new BulwarkError('ERR_IO', `cannot write ${path}: ${dir} is not a folder (a file is in the way)`, {
+      cause: e,
+      details: { path: dir },
+    });
+  let isFolder: boolean;
   try {
-    await mkdir(dir, { recursive: true });
+    isFolder = (await stat(dir)).isDirectory();
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'EEXIST' || code === 'ENOTDIR') {
-      throw new BulwarkError('ERR_IO', `cannot create folder ${dir}: a file is in the way`, {
-        cause: e,
-        details: { path: dir },
-      });
+    if (code === 'ENOTDIR') throw inTheWay(e);
+    if (code !== 'ENOENT') throw fsError(e, dir, 'cannot write into folder');
+    if (!create) {
+      throw new BulwarkError(
+        'ERR_FILE_NOT_FOUND',
+        `cannot write ${path}: no such folder: ${dir} (create it first)`,
+        { cause: e, details: { path: dir } },
+      );
     }
-    throw fsError(e, dir, 'cannot create folder');
+    let first: string | undefined;
+    try {
+      first = await mkdir(dir, { recursive: true });
+    } catch (m) {
+      const mc = (m as NodeJS.ErrnoException).code;
+      if (mc === 'EEXIST' || mc === 'ENOTDIR') throw inTheWay(m);
+      throw fsError(m, dir, 'cannot create folder');
+    }
+    // The new folders, deepest first, up to the first one mkdir made; each is synced into its parent.
+    if (first !== undefined) {
+      for (let d = dir; ; d = dirname(d)) {
+        await fsyncDir(dirname(d));
+        if (d === first || dirname(d) === d) break;
+      }
+    }
+    return;
   }
+  if (!isFolder) throw inTheWay(null);
+}
+
+/**
+ * Checks, before any work is done, that the folder `path` will be written into exists (the check
+ * {@link writeFileAtomic} makes again when it writes): ERR_FILE_NOT_FOUND when missing, ERR_IO when a
+ * file stands in its place.
+ */
+export async function requireOutputFolder(path: string): Promise<void> {
+  await prepareFolder(dirname(path), path, false);
 }
 
 async function fsyncDir(dir: string): Promise<void> {
@@ -136,6 +175,13 @@ export interface AtomicWriteOptions {
   mode?: number;
   /** Refuse with `ERR_FILE_EXISTS` when the target exists (default: overwrite). */
   noClobber?: boolean;
+  /**
+   * Create the folder the file goes in, and its parents, when missing (default false: a missing folder
+   * is `ERR_FILE_NOT_FOUND`, so that a mistyped output path fails instead of growing a folder tree
+   * somewhere unexpected). For a program's own output layout (the demo's folders, a deployment's
+   * manifests folder), not for a file path a user typed.
+   */
+  createFolders?: boolean;
 }
 
 /** Writes `data` to `path` atomically (temp file, fsync, rename, fsync folder). */
@@ -180,7 +226,7 @@ async function withAtomicFile(
     throw new BulwarkError('ERR_FILE_EXISTS', `refusing to overwrite ${path}`, { details: { path } });
   }
   const dir = dirname(path);
-  await ensureDir(dir);
+  await prepareFolder(dir, path, opts.createFolders === true);
   const tmp = tempPathFor(path);
   let fd: FileHandle;
   pendingTemps.add(tmp);
@@ -228,7 +274,7 @@ export class AtomicFileStream {
     if (opts.noClobber && (await exists(path))) {
       throw new BulwarkError('ERR_FILE_EXISTS', `refusing to overwrite ${path}`, { details: { path } });
     }
-    await ensureDir(dirname(path));
+    await prepareFolder(dirname(path), path, opts.createFolders === true);
     const tmp = tempPathFor(path);
     pendingTemps.add(tmp);
     const stream = createWriteStream(tmp, { flags: 'wx', mode: opts.mode ?? 0o644 });

@@ -21,6 +21,7 @@ export {
   readInputFile,
   removePendingTemps,
   requireFile,
+  requireOutputFolder,
   withFileRead,
   writeFileAtomic,
 } from './fs.js';

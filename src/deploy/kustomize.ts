@@ -5,6 +5,9 @@ import { BulwarkError, fsError, writeFileAtomic } from '../core/index.js';
 import type { DeployInputs } from './config.js';
 import { buildManifests, CONFIG_MAP, type GeneratedObject } from './manifests.js';
 
+/** The manifests folder is this command's own output: it is created when missing, with its parents. */
+const OWN_FOLDER = { createFolders: true } as const;
+
 /**
  * Writes a Kustomize base: `kustomization.yaml`, one file per object, and a copy of `bulwark.yaml` (and
  * of the non-secret files it names in `deploy.configFiles`) that kustomize turns into a ConfigMap (name
@@ -120,13 +123,13 @@ export async function writeKustomizeBase(
   }
   const files: string[] = [];
   for (const o of objects) {
-    await writeFileAtomic(join(dir, o.file), toYaml(o.object));
+    await writeFileAtomic(join(dir, o.file), toYaml(o.object), OWN_FOLDER);
     files.push(o.file);
   }
-  await writeFileAtomic(join(dir, 'bulwark.yaml'), configText);
+  await writeFileAtomic(join(dir, 'bulwark.yaml'), configText, OWN_FOLDER);
   files.push('bulwark.yaml');
   for (const f of extra) {
-    await writeFileAtomic(join(dir, f.name), f.bytes);
+    await writeFileAtomic(join(dir, f.name), f.bytes, OWN_FOLDER);
     files.push(f.name);
   }
   await writeFileAtomic(
@@ -138,6 +141,7 @@ export async function writeKustomizeBase(
         extra.map((f) => f.name),
       ),
     ),
+    OWN_FOLDER,
   );
   files.push('kustomization.yaml');
   return {

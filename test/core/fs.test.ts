@@ -23,13 +23,36 @@ const fileAsDir = () => {
 };
 
 describe('atomic writes', () => {
-  it('writeFileAtomic writes, creates folders, sets the mode and leaves no temp file', async () => {
+  it('writeFileAtomic writes, sets the mode and leaves no temp file', async () => {
     const dir = fresh();
-    const p = join(dir, 'sub', 'out.txt');
+    const p = join(dir, 'out.txt');
     await writeFileAtomic(p, 'hello', { mode: 0o600 });
     assert.equal(readFileSync(p, 'utf8'), 'hello');
     assert.equal(statSync(p).mode & 0o777, 0o600);
-    assert.deepEqual(readdirSync(join(dir, 'sub')), ['out.txt']);
+    assert.deepEqual(readdirSync(dir), ['out.txt']);
+  });
+
+  it('a missing folder is ERR_FILE_NOT_FOUND and nothing is created, unless createFolders says so', async () => {
+    const dir = fresh();
+    const p = join(dir, 'typo', 'deeper', 'out.txt');
+    for (const write of [
+      () => writeFileAtomic(p, 'hello'),
+      () => AtomicFileStream.create(p).then((s) => s.commit()),
+    ]) {
+      await assert.rejects(write(), {
+        code: 'ERR_FILE_NOT_FOUND',
+        message: `cannot write ${p}: no such folder: ${join(dir, 'typo', 'deeper')} (create it first)`,
+      });
+      assert.deepEqual(readdirSync(dir), []);
+    }
+    await writeFileAtomic(p, 'hello', { createFolders: true });
+    assert.equal(readFileSync(p, 'utf8'), 'hello');
+    const q = join(dir, 'other', 'out.txt');
+    const s = await AtomicFileStream.create(q, { createFolders: true });
+    s.stream.write('streamed');
+    await s.commit();
+    assert.equal(readFileSync(q, 'utf8'), 'streamed');
+    assert.deepEqual(readdirSync(dir).sort(), ['other', 'typo']);
   });
 
   it('noClobber refuses to overwrite', async () => {
@@ -67,10 +90,16 @@ describe('atomic writes', () => {
       code: 'ERR_FILE_NOT_FOUND',
       message: /not a regular/,
     });
-    await assert.rejects(writeFileAtomic(join(fileAsDir(), 'x'), 'y'), {
-      code: 'ERR_IO',
-      message: /plain-file/,
-    });
+    for (const createFolders of [false, true]) {
+      await assert.rejects(writeFileAtomic(join(fileAsDir(), 'x'), 'y', { createFolders }), {
+        code: 'ERR_IO',
+        message: /plain-file is not a folder \(a file is in the way\)/,
+      });
+      await assert.rejects(writeFileAtomic(join(fileAsDir(), 'sub', 'x'), 'y', { createFolders }), {
+        code: 'ERR_IO',
+        message: /plain-file\/sub is not a folder \(a file is in the way\)/,
+      });
+    }
   });
 });
 

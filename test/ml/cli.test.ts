@@ -158,6 +158,10 @@ describe('bulwark train / predict', () => {
       () =>
         runBulwarkAsync(['train', '--data', hole, '--label', 'label', '--test-fraction', '0', '--out', out]),
       () => runBulwarkAsync(['train', '--data', data, '--label', 'label', '--epochs', '1', '--out', keep]),
+      // A missing output folder is not created, and the data is never the output, --force or not.
+      () =>
+        runBulwarkAsync(['train', '--data', data, '--label', 'label', '--out', join(dir, 'typo', 'm.onnx')]),
+      () => runBulwarkAsync(['train', '--data', data, '--label', 'label', '--force', '--out', data]),
     ]);
     for (const [i, [, re, code]] of cases.entries()) {
       const r = runs[i] as CliRun;
@@ -175,6 +179,16 @@ describe('bulwark train / predict', () => {
     assert.equal(r.code, 3);
     assert.match(r.stderr, /ERR_FILE_EXISTS/);
     assert.equal(readFileSync(keep, 'utf8'), 'x');
+    r = runs[cases.length + 3] as CliRun;
+    assert.equal(r.code, 3, r.stderr);
+    assert.match(
+      r.stderr,
+      /ERR_FILE_NOT_FOUND: cannot write .*typo\/m\.onnx: no such folder: .*typo \(create it first\)/,
+    );
+    assert.equal(existsSync(join(dir, 'typo')), false);
+    r = runs[cases.length + 4] as CliRun;
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /ERR_USAGE: --out .* is also an input of this command/);
   });
 
   it('predict refuses an ONNX model with an unsupported operator, naming it', async () => {

@@ -6,7 +6,7 @@ import { ACTIVATIONS, type ActivationName } from '../../ml/index.js';
 import type { AdversarialMethod } from '../../robust/index.js';
 import { MAX_CATEGORIES, type TrainTabularResult } from '../../train/index.js';
 import { addAuditOption, record, withOperationLog } from '../audit-record.js';
-import { floatOption, intOption, listOption } from '../options.js';
+import { checkOutputPath, floatOption, intOption, listOption } from '../options.js';
 import { ioOf } from '../program.js';
 import { type Progress, startProgress } from '../progress.js';
 import { checkDpContinuation, type DpContinueCliOpts, dpTuner } from './train-continue-dp.js';
@@ -138,6 +138,8 @@ of the exported model, and the preprocessing and class values are stored in the 
       if (o.hidden && o.model !== 'mlp' && this.opts<IntegrityTrainOpts>().from === undefined)
         throw new BulwarkError('ERR_USAGE', '--hidden applies to --model mlp only');
       await requireFile(o.data, 'data file');
+      // Before any work: an output that exists (without --force), sits in a missing folder or is the data.
+      await checkOutputPath(resolve(o.out), { force: o.force, inputs: [o.data] });
       if (
         (o.advEps !== undefined || o.advSteps !== undefined || o.advEma !== undefined) &&
         o.adversarial === undefined

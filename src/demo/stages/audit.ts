@@ -76,7 +76,7 @@ export const auditOpenStage: DemoStage = {
     for (const f of ['audit.db', 'audit.db-wal', 'audit.db-shm', 'log.key', 'log.key.pub', 'tampered.db'])
       await rm(join(dir, f), { force: true });
     const key = generateSignerKey(ORIGIN);
-    await writeFileAtomic(join(dir, 'log.key'), `${key.skey}\n`, { mode: 0o600 });
+    await writeFileAtomic(join(dir, 'log.key'), `${key.skey}\n`, { mode: 0o600, createFolders: true });
     await writeFileAtomic(join(dir, 'log.key.pub'), `${key.vkey}\n`);
     const log = await AuditLog.open({
       store: { kind: 'sqlite', path: join(dir, 'audit.db') },
