@@ -55,6 +55,8 @@ describe('adversarial training', () => {
     1 -
     pgd(networkModel(net), testX, testY, nTest, { eps, domain, steps: 20, restarts: 2, seed: 1 }).successRate;
   const fresh = () => mlp({ inputs: d, hidden: [32], classes, rng: 5 });
+  /** A short PGD run: two epochs of 2-step PGD. */
+  const twoEpochs = { method: 'pgd' as const, eps, steps: 2, domain, epochs: 2 };
 
   it('PGD training and TRADES raise robust accuracy well above normal training', async () => {
     const normal = fresh();
@@ -125,11 +127,7 @@ describe('adversarial training', () => {
       const seen: number[] = [];
       const net = fresh();
       const h = await adversarialTrain(net, trainSet, {
-        method: 'pgd',
-        eps,
-        steps: 2,
-        domain,
-        epochs: 2,
+        ...twoEpochs,
         batchSize: 300,
         dropLast,
         seed: 3,
@@ -161,11 +159,7 @@ describe('adversarial training', () => {
     const steps: Float32Array[] = [];
     const validation = { x: testX, y: testY, rows: nTest };
     const h = await adversarialTrain(net, trainSet, {
-      method: 'pgd',
-      eps,
-      steps: 2,
-      domain,
-      epochs: 2,
+      ...twoEpochs,
       batchSize: 250,
       seed: 4,
       validation,
