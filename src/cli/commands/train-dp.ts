@@ -19,7 +19,7 @@ import {
   trainTabularDp,
 } from '../../privacy/index.js';
 import { record } from '../audit-record.js';
-import { checkOutputPath, floatOption, intOption } from '../options.js';
+import { floatOption, intOption } from '../options.js';
 import type { Io } from '../output.js';
 import { type Progress, startProgress } from '../progress.js';
 
@@ -164,8 +164,9 @@ export async function runDpTraining(
     );
   if (o.solver === 'lbfgs' && o.model !== 'logreg')
     throw new BulwarkError('ERR_USAGE', '--solver lbfgs applies to --model logreg');
+  // `bulwark train` checked --out before any work (checkOutputPath), so the budget is never spent for
+  // a model that cannot be written.
   const out = resolve(o.out);
-  await checkOutputPath(out, { force: o.force });
   const method = o.model === 'logreg' ? 'objective-perturbation' : 'dp-sgd';
   const { delta, ledger } = await openDpRun(io, o, ds.rowCount, log, method);
   let bar: Progress | null = null;

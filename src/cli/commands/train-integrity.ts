@@ -20,7 +20,7 @@ import {
 } from '../../integrity/index.js';
 import { type TrainTabularOptions, type TrainTabularResult, trainTabular } from '../../train/index.js';
 import { record } from '../audit-record.js';
-import { checkOutputPath, floatOption } from '../options.js';
+import { floatOption } from '../options.js';
 import type { Io } from '../output.js';
 import { loadVerifierKey } from './audit.js';
 import { withKeyringOptions } from './keys.js';
@@ -223,9 +223,9 @@ export async function runContinuedTraining(
       'ERR_USAGE',
       `${packageOnly.map(([n]) => n).join(', ')}: apply when --from is a protected package (.bwm); ${from} is not one`,
     );
+  // `bulwark train` checked --out before any work (checkOutputPath): a DP fine-tune spends its budget
+  // before the model is written.
   const out = resolve(o.out);
-  // Before the run: a DP fine-tune spends its budget before the model is written.
-  await checkOutputPath(out, { force: o.force });
   let previous: Uint8Array;
   try {
     previous = await readFile(from);

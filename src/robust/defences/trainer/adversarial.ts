@@ -412,7 +412,7 @@ function tradesIterate(
  * One step of the weights' exponential moving average, in place: avg <- d avg + (1 - d) params with
  * d = min(decay, (1 + t) / (10 + t)) at step `t` (0-based), TensorFlow's ExponentialMovingAverage.
  */
-export function updateWeightAverage(avg: Float32Array, params: Float32Array, decay: number, t: number): void {
+function updateWeightAverage(avg: Float32Array, params: Float32Array, decay: number, t: number): void {
   const d = Math.min(decay, (1 + t) / (10 + t));
   for (let i = 0; i < avg.length; i++) avg[i] = d * (avg[i] as number) + (1 - d) * (params[i] as number);
 }
