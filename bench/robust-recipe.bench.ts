@@ -20,6 +20,8 @@
  * - `initratio1wide`: `initratio1` trained at eps 0.12 (1.2x the evaluated 0.1), step 2 x 0.12 / 40.
  * - `initratio1ema`: `initratio1` returning the weights' exponential moving average (Gowal et al. 2020)
  *   over about the last two epochs.
+ * - `inittrades6`, `inittrades2`: `init` trained with TRADES (Zhang et al. 2019), beta 6 or 2, in place
+ *   of Madry's PGD training, with the same attack (40 steps of 2 eps / 40).
  *
  * Every model is scored by robust-reference's `evaluateFc1` on the first 1,000 test images: Bulwark's
  * PGD-100 x2 + APGD-CE and their PGD-40. BULWARK_RECIPE_SEEDS: seeds per variant (default 5);

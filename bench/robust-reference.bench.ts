@@ -110,7 +110,8 @@ export function croceRecipe(epochs: number, seed: number) {
  * `droplast` (their batching), `parity` (both), `ratio1` (all-adversarial batches), `madrystep`
  * (step 2.5 eps / 40), `initratio1` (their weights, all-adversarial batches), `initratio1wide` (the same,
  * trained at 1.2 eps), `initratio1ema` (`initratio1` returning the weights' moving average over about the
- * last two epochs of `trainRows` rows).
+ * last two epochs of `trainRows` rows), `inittrades6` and `inittrades2` (their weights, TRADES with beta 6
+ * or 2 in place of PGD training: the same attack steps, step size and budget).
  */
 export const RECIPE_VARIANTS = [
   'base',
@@ -122,6 +123,8 @@ export const RECIPE_VARIANTS = [
   'initratio1',
   'initratio1wide',
   'initratio1ema',
+  'inittrades6',
+  'inittrades2',
 ] as const;
 export type RecipeVariant = (typeof RECIPE_VARIANTS)[number];
 
@@ -138,6 +141,9 @@ const VARIANT_NOTES: Record<RecipeVariant, string> = {
     'their initial weights, all-adversarial batches, and a training eps 1.2x the evaluated one (0.12 for 0.1; step 2 x 0.12 / 40)',
   initratio1ema:
     "their initial weights, all-adversarial batches, and the weights' moving average returned (decay 1 - 1 / (2 x batches an epoch): about the last two epochs)",
+  inittrades6:
+    "their initial weights and TRADES (Zhang et al. 2019, beta 6) in place of Madry's PGD training: every row's KL to its PGD-40 point (step 2 eps / 40, start x + 0.001 N(0, I)) added to the clean loss",
+  inittrades2: 'as inittrades6 with beta 2 (more weight on clean accuracy)',
 };
 
 /** `value` as a recipe variant, or an error naming `name` (an environment variable). */
@@ -190,6 +196,15 @@ export function recipeVariant(
       // 1 / (1 - decay) steps = 2 x the batches of an epoch.
       const decay = 1 - 1 / (2 * Math.ceil(trainRows / base.batchSize));
       return { options: { ...base, ratio: 1, weightAverage: { decay } }, init: 'truncated-normal' };
+    }
+    case 'inittrades6':
+    case 'inittrades2': {
+      // TRADES has no clean/adversarial share: every row is in both terms.
+      const { ratio: _ratio, ...rest } = base;
+      return {
+        options: { ...rest, method: 'trades', beta: variant === 'inittrades6' ? 6 : 2 },
+        init: 'truncated-normal',
+      };
     }
     default:
       return { options: base, init: 'auto' };

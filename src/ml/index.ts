@@ -81,7 +81,7 @@ export {
   PROBABILITIES_NAME,
   toOnnx,
 } from './onnx/export.js';
-export { OnnxGradientEngine, type PgdBox } from './onnx/gradient-engine.js';
+export { type EngineTargets, OnnxGradientEngine, type PgdBox } from './onnx/gradient-engine.js';
 export {
   gradientGraphUnsupported,
   inputGradientGraph,

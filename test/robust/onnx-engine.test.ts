@@ -137,6 +137,107 @@ describe('ONNX Runtime gradient engine', () => {
     }
   });
 
+  it("soft targets: the input gradient is the soft-label cross-entropy's (TRADES's p' - p); bad ones are refused", async () => {
+    const net = mlp({ inputs: d, hidden: [32], classes: k, rng: 6 });
+    // Targets: the probabilities of another input, as TRADES's clean p.
+    const other = Float32Array.from(x, (v, i) => Math.min(1, v + 0.05 * Math.sin(i)));
+    const zo = net.logits(other, rows);
+    const soft = new Float32Array(rows * k);
+    for (let r = 0; r < rows; r++) {
+      let s = 0;
+      for (let j = 0; j < k; j++) s += Math.exp(zo[r * k + j] as number);
+      for (let j = 0; j < k; j++) soft[r * k + j] = Math.exp(zo[r * k + j] as number) / s;
+    }
+    const ref = networkModel(net).gradient(x, rows, (z) => {
+      const g = new Float32Array(z.length);
+      for (let r = 0; r < rows; r++) {
+        let s = 0;
+        for (let j = 0; j < k; j++) s += Math.exp(z[r * k + j] as number);
+        for (let j = 0; j < k; j++)
+          g[r * k + j] = Math.exp(z[r * k + j] as number) / s - (soft[r * k + j] as number);
+      }
+      return g;
+    }).gradient;
+    const engine = await OnnxGradientEngine.create(net, { threads: 1 });
+    try {
+      const got = (await engine.inputGradient(x, { soft }, rows)).gradient;
+      let scale = 0;
+      for (const v of ref) scale = Math.max(scale, Math.abs(v));
+      assert.ok(scale > 1e-4, 'gradients are not trivially zero');
+      for (let i = 0; i < ref.length; i++) {
+        const a = ref[i] as number;
+        const b = got[i] as number;
+        assert.ok(Math.abs(a - b) <= 1e-4 * scale, `gradient ${i}: ${a} vs ${b}`);
+      }
+      // One-hot soft targets are the labels.
+      const onehot = new Float32Array(rows * k);
+      for (let r = 0; r < rows; r++) onehot[r * k + (y[r] as number)] = 1;
+      const w = new Float32Array(rows).fill(1 / rows);
+      const a = await engine.weightedGradient(x, { soft: onehot }, rows, w);
+      const b = await engine.lossAndGradient(x, y, rows);
+      assert.deepEqual(a.gradient, b.gradient);
+      assert.equal(a.loss, b.loss);
+      for (const [bad, re] of [
+        [{ soft: soft.subarray(1) }, /^y\.soft: expected a Float32Array of 37 x 5 targets/],
+        [{ soft: Float64Array.from(soft) as never }, /^y\.soft: /],
+        [
+          { soft: Float32Array.from(soft, (v, i) => (i === 7 ? Number.NaN : v)) },
+          /^y\.soft\[7\]: expected a finite number/,
+        ],
+      ] as const) {
+        await assert.rejects(
+          engine.inputGradient(x, bad, rows),
+          (e: unknown) => isBulwarkError(e, 'ERR_INVALID_ARGUMENT') && re.test(e.message),
+        );
+      }
+      await assert.rejects(
+        engine.weightedGradient(x, y, rows, w.subarray(1)),
+        (e: unknown) =>
+          isBulwarkError(e, 'ERR_INVALID_ARGUMENT') && /^weights: expected 37 weights/.test(e.message),
+      );
+    } finally {
+      await engine.close();
+    }
+  });
+
+  it("TRADES on ONNX Runtime takes the JS engine's step: one batch of SGD gives the same weights and loss", async () => {
+    const dd = 12;
+    const all = blobs(96, dd, 4, 17, 0.1);
+    const run = async (engine: 'js' | 'onnxruntime') => {
+      const net = mlp({ inputs: dd, hidden: [24], classes: 4, rng: 8 });
+      const before = net.params.slice();
+      const r = await adversarialTrain(net, all, {
+        method: 'trades',
+        eps: 0.1,
+        steps: 3,
+        domain: InputDomain.box(dd),
+        epochs: 1,
+        batchSize: all.rows,
+        optimizer: 'sgd',
+        learningRate: 0.5,
+        seed: 3,
+        engine,
+      });
+      return { r, delta: Float32Array.from(net.params, (v, i) => v - (before[i] as number)) };
+    };
+    const js = await run('js');
+    const ort = await run('onnxruntime');
+    assert.equal(js.r.engine, 'js');
+    assert.equal(ort.r.engine, 'onnxruntime');
+    const lj = js.r.history[0]?.loss as number;
+    const lo = ort.r.history[0]?.loss as number;
+    assert.ok(Math.abs(lj - lo) < 1e-4 * lj, `loss ${lj} vs ${lo}`);
+    assert.equal(js.r.history[0]?.adversarialAccuracy, ort.r.history[0]?.adversarialAccuracy);
+    let scale = 0;
+    for (const v of js.delta) scale = Math.max(scale, Math.abs(v));
+    assert.ok(scale > 1e-3, 'the step moved the weights');
+    for (let i = 0; i < js.delta.length; i++) {
+      const a = js.delta[i] as number;
+      const b = ort.delta[i] as number;
+      assert.ok(Math.abs(a - b) <= 2e-3 * scale, `weight ${i}: step ${a} vs ${b}`);
+    }
+  });
+
   it('spinning threads change the scheduling, not the results; a non-boolean is refused', async () => {
     const net = mlp({ inputs: d, hidden: [32], classes: k, rng: 4 });
     const domain = InputDomain.box(d);
@@ -213,13 +314,24 @@ describe('ONNX Runtime gradient engine', () => {
     const a2 = mlp({ inputs: dd, hidden: [32], classes, rng: 5 });
     await adversarialTrain(a2, trainSet, { ...opts, engine: 'onnxruntime' });
     assert.deepEqual(a2.params, a.params);
-    // auto falls back to JS where the graph does not apply (tanh, TRADES); onnxruntime refuses.
+    // TRADES too: as robust on either engine.
+    const trades = { ...opts, method: 'trades' as const, beta: 3 };
+    const ta = mlp({ inputs: dd, hidden: [32], classes, rng: 5 });
+    const tb = mlp({ inputs: dd, hidden: [32], classes, rng: 5 });
+    assert.equal(
+      (await adversarialTrain(ta, trainSet, { ...trades, engine: 'onnxruntime' })).engine,
+      'onnxruntime',
+    );
+    assert.equal((await adversarialTrain(tb, trainSet, { ...trades, engine: 'js' })).engine, 'js');
+    const [rta, rtb] = [robust(ta), robust(tb)];
+    assert.ok(Math.abs(rta - rtb) < 0.08, `TRADES: onnxruntime ${rta} vs js ${rtb}`);
+    assert.ok(rta > 0.5, `TRADES on onnxruntime is robust: ${rta}`);
+    // auto falls back to JS where the graph does not apply (tanh, L2); onnxruntime refuses.
     const tanh = mlp({ inputs: dd, hidden: [8], classes, activation: 'tanh', rng: 1 });
     const h = await adversarialTrain(tanh, trainSet, { ...opts, epochs: 1 });
     assert.equal(h.engine, 'js');
     for (const [net, o] of [
       [tanh, { ...opts, epochs: 1 }],
-      [a, { ...opts, method: 'trades' as const, epochs: 1 }],
       [a, { ...opts, norm: '2' as const, epochs: 1 }],
     ] as const) {
       await assert.rejects(

@@ -28,6 +28,15 @@ export interface PgdBox {
   step: Float32Array;
 }
 
+/**
+ * What the cross-entropy of the engine's graphs compares the logits with, row by row: class labels
+ * (`rows` integers), or a `rows x outputs` matrix `t` (`{ soft }`), for which the gradient with respect
+ * to the logits is softmax(z) - t. Rows of probabilities give the soft-label cross-entropy, whose input
+ * gradient is TRADES's d KL(p || p') / d z' = p' - p; any other rows give that same linear gradient
+ * (the graphs' `loss` output is then sum_j t_j (logsumexp(z) - z_j), a number with no use of its own).
+ */
+export type EngineTargets = ArrayLike<number> | { readonly soft: Float32Array };
+
 /** Input gradients and PGD steps of a ReLU/softmax {@link Network} computed by ONNX Runtime. */
 export class OnnxGradientEngine {
   readonly #ort: Ort;
@@ -94,22 +103,17 @@ export class OnnxGradientEngine {
     }
   }
 
-  #base(x: Float32Array, y: ArrayLike<number>, rows: number): Feeds {
+  #base(x: Float32Array, y: EngineTargets, rows: number): Feeds {
     const net = this.#net;
     const d = net.inputs;
     const k = net.outputs;
     requireInteger('rows', rows, 1);
     if (x.length !== rows * d) throw invalidArgument('x', `${rows} rows of ${d} features`, x.length);
-    if (y.length !== rows) throw invalidArgument('y', `${rows} labels`, y.length);
     const T = this.#ort.Tensor;
-    const onehot = new Float32Array(rows * k);
-    for (let r = 0; r < rows; r++) {
-      const c = y[r] as number;
-      if (!Number.isInteger(c) || c < 0 || c >= k)
-        throw invalidArgument(`y[${r}]`, `a class in 0..${k - 1}`, c);
-      onehot[r * k + c] = 1;
-    }
-    const feeds: Feeds = { x: new T('float32', x, [rows, d]), onehot: new T('float32', onehot, [rows, k]) };
+    const feeds: Feeds = {
+      x: new T('float32', x, [rows, d]),
+      onehot: new T('float32', targetRows(y, rows, k), [rows, k]),
+    };
     for (let l = 0; l < net.layerCount; l++) {
       feeds[`W${l}`] = new T('float32', net.weights(l), [net.sizes[l] as number, net.sizes[l + 1] as number]);
       feeds[`b${l}`] = new T('float32', net.bias(l), [net.sizes[l + 1] as number]);
@@ -117,7 +121,7 @@ export class OnnxGradientEngine {
     return feeds;
   }
 
-  #feeds(x: Float32Array, y: ArrayLike<number>, rows: number, box: PgdBox | null): Feeds {
+  #feeds(x: Float32Array, y: EngineTargets, rows: number, box: PgdBox | null): Feeds {
     const feeds = this.#base(x, y, rows);
     const d = this.#net.inputs;
     const T = this.#ort.Tensor;
@@ -161,7 +165,7 @@ export class OnnxGradientEngine {
    */
   async inputGradient(
     x: Float32Array,
-    y: ArrayLike<number>,
+    y: EngineTargets,
     rows: number,
   ): Promise<{ logits: Float32Array; gradient: Float32Array }> {
     const r = await this.#run(this.#feeds(x, y, rows, null), ['logits', 'gradient']);
@@ -169,13 +173,14 @@ export class OnnxGradientEngine {
   }
 
   /**
-   * `steps` L-inf PGD steps from `x` on the cross-entropy of the true labels `y`:
+   * `steps` L-inf PGD steps from `x` on the cross-entropy of the targets `y` (the true labels for
+   * Madry et al.'s PGD; the clean input's probabilities for TRADES's inner maximisation of the KL):
    * x <- min(max(x + step * sign(grad), lower), upper), against the current parameters. Returns the
    * final iterate (`x` is not modified).
    */
   async pgd(
     x: Float32Array,
-    y: ArrayLike<number>,
+    y: EngineTargets,
     rows: number,
     box: PgdBox,
     steps: number,
@@ -201,16 +206,32 @@ export class OnnxGradientEngine {
    */
   async lossAndGradient(
     x: Float32Array,
-    y: ArrayLike<number>,
+    y: EngineTargets,
     rows: number,
     sampleWeights: ArrayLike<number> | null = null,
   ): Promise<{ loss: number; gradient: Float32Array; logits: Float32Array }> {
-    const feeds = this.#base(x, y, rows);
     if (sampleWeights !== null && sampleWeights.length !== rows)
       throw invalidArgument('sampleWeights', `${rows} weights`, sampleWeights.length);
     const w = new Float32Array(rows);
     for (let r = 0; r < rows; r++) w[r] = (sampleWeights === null ? 1 : (sampleWeights[r] as number)) / rows;
-    feeds['weight'] = new this.#ort.Tensor('float32', w, [rows, 1]);
+    return this.weightedGradient(x, y, rows, w);
+  }
+
+  /**
+   * sum_r weights[r] x CE(z_r, y_r) and its gradient with respect to the parameters (each row's logit
+   * gradient weights[r] x (softmax(z_r) - t_r)), with the weights taken as they are (no mean); and
+   * the batch's logits. With `{ soft }` targets that are not probabilities, only the gradient and the
+   * logits mean anything (see {@link EngineTargets}).
+   */
+  async weightedGradient(
+    x: Float32Array,
+    y: EngineTargets,
+    rows: number,
+    weights: Float32Array,
+  ): Promise<{ loss: number; gradient: Float32Array; logits: Float32Array }> {
+    const feeds = this.#base(x, y, rows);
+    if (weights.length !== rows) throw invalidArgument('weights', `${rows} weights`, weights.length);
+    feeds['weight'] = new this.#ort.Tensor('float32', weights, [rows, 1]);
     const out = await this.#run(feeds, ['loss', 'gradient', 'logits'], this.#training);
     return {
       loss: (out['loss'] as Float32Array)[0] as number,
@@ -227,4 +248,24 @@ export class OnnxGradientEngine {
       await this.#training.release();
     }
   }
+}
+
+/** The graphs' `onehot` input for `y`: one-hot rows for labels, the matrix itself for soft targets. */
+function targetRows(y: EngineTargets, rows: number, k: number): Float32Array {
+  if ('soft' in y) {
+    if (!(y.soft instanceof Float32Array) || y.soft.length !== rows * k)
+      throw invalidArgument('y.soft', `a Float32Array of ${rows} x ${k} targets`, y.soft?.length);
+    for (let i = 0; i < y.soft.length; i++)
+      if (!Number.isFinite(y.soft[i])) throw invalidArgument(`y.soft[${i}]`, 'a finite number', y.soft[i]);
+    return y.soft;
+  }
+  if (y.length !== rows) throw invalidArgument('y', `${rows} labels`, y.length);
+  const onehot = new Float32Array(rows * k);
+  for (let r = 0; r < rows; r++) {
+    const c = y[r] as number;
+    if (!Number.isInteger(c) || c < 0 || c >= k)
+      throw invalidArgument(`y[${r}]`, `a class in 0..${k - 1}`, c);
+    onehot[r * k + c] = 1;
+  }
+  return onehot;
 }

@@ -29,6 +29,7 @@ import {
   type Network,
   OnnxGradientEngine,
   type Optimizer,
+  type PgdBox,
   resolveClassWeights,
   resolveOptimizer,
 } from '../../../ml/index.js';
@@ -44,8 +45,8 @@ export const ADVERSARIAL_METHODS: readonly AdversarialMethod[] = ['pgd', 'trades
 /**
  * Compute engine of the PGD steps: `js` (the network's own WebAssembly SIMD kernels), `onnxruntime`
  * (ONNX Runtime's MLAS GEMM through ../../../ml/onnx/gradient-engine.ts, 2-3x faster on large MLPs;
- * ReLU/softmax networks, PGD under L-inf without one-hot groups), or `auto` (the default: ONNX Runtime
- * when the run qualifies and onnxruntime-node loads, else `js`). Both compute the same steps within
+ * ReLU/softmax networks, PGD or TRADES under L-inf without one-hot groups), or `auto` (the default:
+ * ONNX Runtime when the run qualifies and onnxruntime-node loads, else `js`). Both compute the same steps within
  * float32 rounding (test/robust/onnx-engine.test.ts).
  */
 export type AdversarialEngine = 'auto' | 'js' | 'onnxruntime';
@@ -236,7 +237,6 @@ function check(net: Network, o: AdversarialTrainOptions): Checked {
 
 /** Why this run cannot use ONNX Runtime for its PGD steps, or null when it can. */
 function engineUnsupported(net: Network, c: Checked): string | null {
-  if (c.method !== 'pgd') return `method ${c.method} (only pgd)`;
   if (c.norm !== 'inf') return `norm ${c.norm} (only inf)`;
   if (c.domain.groups.length > 0) return 'a domain with one-hot groups';
   return OnnxGradientEngine.unsupported(net);
@@ -331,6 +331,18 @@ function pgdIterate(
   return ascendFrom(net, x, x0, rows, c, eps, (z) => attackLoss('ce', z, y, rows, net.classes).grad);
 }
 
+/**
+ * The engine's PGD box for rows `x0` at budget `eps`: the eps-ball within the valid range, and the
+ * per-feature step ({@link ascendFrom}'s step scaled to `eps`, 0 for the features the attacker cannot
+ * change).
+ */
+function engineBox(x0: Float32Array, rows: number, c: Checked, eps: number): PgdBox {
+  const stepSize = (c.stepSize * eps) / c.eps;
+  const { lower, upper } = c.domain.linfBox(x0, rows, eps);
+  const step = Float32Array.from(c.domain.scale, (s, j) => (c.domain.mutable[j] === 1 ? stepSize * s : 0));
+  return { lower, upper, step };
+}
+
 /** {@link pgdIterate} on ONNX Runtime: the same random start, steps, projection and repair. */
 async function pgdIterateEngine(
   engine: OnnxGradientEngine,
@@ -341,11 +353,8 @@ async function pgdIterateEngine(
   eps: number,
   rng: Rng,
 ): Promise<Float32Array> {
-  const stepSize = (c.stepSize * eps) / c.eps;
   const x = c.domain.randomStart(x0, rows, c.norm, eps, rng);
-  const { lower, upper } = c.domain.linfBox(x0, rows, eps);
-  const step = Float32Array.from(c.domain.scale, (s, j) => (c.domain.mutable[j] === 1 ? stepSize * s : 0));
-  const xe = await engine.pgd(x, y, rows, { lower, upper, step }, c.steps);
+  const xe = await engine.pgd(x, y, rows, engineBox(x0, rows, c, eps), c.steps);
   return c.domain.repair(xe, x0, rows, c.norm, eps);
 }
 
@@ -383,7 +392,18 @@ export function pgdTrainingInputs(
   x.set(pgdIterate(net, x, y, rows, c, c.eps, rng));
 }
 
-/** TRADES's inner maximisation of KL(p(x) || p(x')) from x + 0.001 N(0, I). */
+/** TRADES's start x + 0.001 N(0, I) (in scale units), projected to the feasible set around `x0`. */
+function tradesStart(x0: Float32Array, rows: number, c: Checked, eps: number, rng: Rng): Float32Array {
+  const d = c.domain.inputs;
+  const x = x0.slice();
+  const scale = c.domain.scale;
+  for (let i = 0; i < x.length; i++)
+    x[i] = (x[i] as number) + 0.001 * rng.normal() * (scale[i % d] as number);
+  c.domain.project(x, x0, rows, c.norm, eps);
+  return x;
+}
+
+/** TRADES's inner maximisation of KL(p(x) || p(x')) from {@link tradesStart}. */
 function tradesIterate(
   net: Network,
   x0: Float32Array,
@@ -394,11 +414,7 @@ function tradesIterate(
   rng: Rng,
 ): Float32Array {
   const k = net.classes;
-  const x = x0.slice();
-  const scale = c.domain.scale;
-  for (let i = 0; i < x.length; i++)
-    x[i] = (x[i] as number) + 0.001 * rng.normal() * (scale[i % net.inputs] as number);
-  c.domain.project(x, x0, rows, c.norm, eps);
+  const x = tradesStart(x0, rows, c, eps, rng);
   // d KL(p || p') / d z' = p' - p.
   return ascendFrom(net, x, x0, rows, c, eps, (z) => {
     const q = softmaxRows(z, rows, k);
@@ -406,6 +422,38 @@ function tradesIterate(
     for (let i = 0; i < g.length; i++) g[i] = (q[i] as number) - (pNat[i] as number);
     return g;
   });
+}
+
+/**
+ * One TRADES batch on ONNX Runtime: the inner maximisation is PGD on the cross-entropy against the
+ * clean probabilities p (its input gradient is p' - p, the KL's), and the outer gradient is one
+ * weighted cross-entropy pass over the stacked batch [x; x'] with {@link tradesTargets}'s targets.
+ * The same start, steps, projection and repair as {@link tradesIterate} and the same objective as
+ * {@link tradesLossAndGradient}, within float32 rounding.
+ */
+async function tradesStepEngine(
+  engine: OnnxGradientEngine,
+  k: number,
+  x0: Float32Array,
+  y: Int32Array,
+  w: Float32Array | null,
+  rows: number,
+  c: Checked,
+  eps: number,
+  rng: Rng,
+): Promise<{ loss: number; gradient: Float32Array; advCorrect: number }> {
+  const zn = (await engine.inputGradient(x0, y, rows)).logits;
+  const pNat = Float32Array.from(softmaxRows(zn, rows, k));
+  const start = tradesStart(x0, rows, c, eps, rng);
+  const xe = await engine.pgd(start, { soft: pNat }, rows, engineBox(x0, rows, c, eps), c.steps);
+  const xa = c.domain.repair(xe, x0, rows, c.norm, eps);
+  const za = (await engine.inputGradient(xa, y, rows)).logits;
+  const t = tradesTargets(zn, za, y, w, rows, k, c.beta);
+  const both = new Float32Array(2 * x0.length);
+  both.set(x0, 0);
+  both.set(xa, x0.length);
+  const { gradient } = await engine.weightedGradient(both, { soft: t.targets }, 2 * rows, t.weights);
+  return { loss: t.loss, gradient, advCorrect: t.advCorrect };
 }
 
 /**
@@ -429,9 +477,55 @@ function correct(z: Float32Array, y: Int32Array, rows: number, k: number): numbe
 }
 
 /**
+ * TRADES's objective CE(f(x), y) + beta KL(p || p') on one batch (mean over the batch, weighted by `w`)
+ * from the clean logits `zn` and the adversarial logits `za` (wide, k columns), written as the targets
+ * and weights of one cross-entropy over the stacked rows [x; x'] whose gradient is the objective's,
+ * through both branches:
+ * - clean row r: weight c_r = w_r / rows, target y_r - beta p (g - sum_j p_j g_j) with
+ *   g = log p - log p', so that c_r (softmax(z) - target) = c_r (p - y + beta d KL / d z);
+ * - adversarial row r: weight beta c_r, target p (d KL / d z' = p' - p).
+ * Also the objective's value and the adversarial rows' correct predictions.
+ */
+function tradesTargets(
+  zn: Float32Array,
+  za: Float32Array,
+  y: Int32Array,
+  w: Float32Array | null,
+  rows: number,
+  k: number,
+  beta: number,
+): { loss: number; targets: Float32Array; weights: Float32Array; advCorrect: number } {
+  const p = softmaxRows(zn, rows, k);
+  const q = softmaxRows(za, rows, k);
+  const targets = new Float32Array(2 * rows * k);
+  const weights = new Float32Array(2 * rows);
+  const g = new Float64Array(k);
+  let loss = 0;
+  for (let r = 0; r < rows; r++) {
+    const o = r * k;
+    const c = (w === null ? 1 : (w[r] as number)) / rows;
+    const t = y[r] as number;
+    let kl = 0;
+    for (let j = 0; j < k; j++) {
+      const pj = Math.max(p[o + j] as number, 1e-30);
+      g[j] = Math.log(pj) - Math.log(Math.max(q[o + j] as number, 1e-30));
+      kl += pj * (g[j] as number);
+    }
+    loss += c * (-Math.log(Math.max(p[o + t] as number, 1e-30)) + beta * kl);
+    for (let j = 0; j < k; j++) {
+      const pj = p[o + j] as number;
+      targets[o + j] = (j === t ? 1 : 0) - beta * pj * ((g[j] as number) - kl);
+      targets[(rows + r) * k + j] = pj;
+    }
+    weights[r] = c;
+    weights[rows + r] = beta * c;
+  }
+  return { loss, targets, weights, advCorrect: correct(za, y, rows, k) };
+}
+
+/**
  * TRADES objective on one batch and its parameter gradient (mean over the batch, weighted by `w`):
- * CE(f(x), y) + beta KL(p || p'), through both branches. d KL / d z' = p' - p and, with
- * g = log p - log p', d KL / d z = p * (g - sum_j p_j g_j).
+ * CE(f(x), y) + beta KL(p || p'), through both branches ({@link tradesTargets}).
  */
 export function tradesLossAndGradient(
   net: Network,
@@ -447,37 +541,22 @@ export function tradesLossAndGradient(
   const ca = net.forward(xAdv, rows);
   const zn = wideLogits(net, cn.acts[cn.acts.length - 1] as Float32Array, rows);
   const za = wideLogits(net, ca.acts[ca.acts.length - 1] as Float32Array, rows);
-  const p = softmaxRows(zn, rows, k);
-  const q = softmaxRows(za, rows, k);
-  const dn = new Float32Array(rows * k);
-  const da = new Float32Array(rows * k);
-  let loss = 0;
-  for (let r = 0; r < rows; r++) {
-    const o = r * k;
-    const c = (w === null ? 1 : (w[r] as number)) / rows;
-    const t = y[r] as number;
-    loss += c * -Math.log(Math.max(p[o + t] as number, 1e-30));
-    let kl = 0;
-    let pg = 0;
-    const g = new Float64Array(k);
-    for (let j = 0; j < k; j++) {
-      const pj = Math.max(p[o + j] as number, 1e-30);
-      const qj = Math.max(q[o + j] as number, 1e-30);
-      g[j] = Math.log(pj) - Math.log(qj);
-      kl += pj * (g[j] as number);
-      pg += pj * (g[j] as number);
+  const t = tradesTargets(zn, za, y, w, rows, k, beta);
+  // Each half's logit gradient weight x (softmax(z) - target).
+  const dz = (z: Float32Array, half: number): Float32Array => {
+    const s = softmaxRows(z, rows, k);
+    const out = new Float32Array(rows * k);
+    for (let r = 0; r < rows; r++) {
+      const c = t.weights[half * rows + r] as number;
+      for (let j = 0; j < k; j++)
+        out[r * k + j] = c * ((s[r * k + j] as number) - (t.targets[(half * rows + r) * k + j] as number));
     }
-    loss += c * beta * kl;
-    for (let j = 0; j < k; j++) {
-      const pj = p[o + j] as number;
-      dn[o + j] = c * (pj - (j === t ? 1 : 0) + beta * pj * ((g[j] as number) - pg));
-      da[o + j] = c * beta * ((q[o + j] as number) - pj);
-    }
-  }
-  const gn = net.backward(cn, narrow(net, dn, rows), { params: true }).params as Float32Array;
-  const ga = net.backward(ca, narrow(net, da, rows), { params: true }).params as Float32Array;
+    return narrow(net, out, rows);
+  };
+  const gn = net.backward(cn, dz(zn, 0), { params: true }).params as Float32Array;
+  const ga = net.backward(ca, dz(za, 1), { params: true }).params as Float32Array;
   for (let i = 0; i < gn.length; i++) gn[i] = (gn[i] as number) + (ga[i] as number);
-  return { loss, gradient: gn, advCorrect: correct(za, y, rows, k) };
+  return { loss: t.loss, gradient: gn, advCorrect: t.advCorrect };
 }
 
 /**
@@ -568,10 +647,15 @@ export async function adversarialTrain(
           }
           advSeen += nAdv;
         } else {
-          const zn = wideLogits(net, net.logits(xb, rows), rows);
-          const pNat = softmaxRows(zn, rows, k);
-          const xa = tradesIterate(net, xb, pNat, rows, c, eps, attackRng);
-          const r = tradesLossAndGradient(net, xb, xa, yb, sw, rows, c.beta);
+          let r: { loss: number; gradient: Float32Array; advCorrect: number };
+          if (engine === null) {
+            const zn = wideLogits(net, net.logits(xb, rows), rows);
+            const pNat = softmaxRows(zn, rows, k);
+            const xa = tradesIterate(net, xb, pNat, rows, c, eps, attackRng);
+            r = tradesLossAndGradient(net, xb, xa, yb, sw, rows, c.beta);
+          } else {
+            r = await tradesStepEngine(engine, k, xb, yb, sw, rows, c, eps, attackRng);
+          }
           ({ loss, gradient } = r);
           advRight += r.advCorrect;
           advSeen += rows;
