@@ -502,6 +502,15 @@ export const errorCodes = {
     exit: ExitCode.security,
     summary: 'The client certificate is unverified or not a valid SPIFFE X.509-SVID leaf.',
   },
+  ERR_AUTH_CERT_REVOKED: {
+    exit: ExitCode.security,
+    summary: 'The client certificate (direct or forwarded) is revoked by its CA CRL (RFC 5280 §6.3).',
+  },
+  ERR_AUTH_CRL_EXPIRED: {
+    exit: ExitCode.unavailable,
+    summary:
+      'The CRL of the client certificate CA is past its nextUpdate (or before its thisUpdate): refused until a current CRL is loaded.',
+  },
   ERR_AUTH_TRUST_DOMAIN: {
     exit: ExitCode.security,
     summary: 'The client SPIFFE id is outside the allowed trust domains.',
@@ -596,7 +605,8 @@ export const errorCodes = {
   },
   ERR_GATEWAY_TLS: {
     exit: ExitCode.config,
-    summary: 'The gateway TLS certificate, key or client CA bundle cannot be read or does not load.',
+    summary:
+      'The gateway TLS certificate, key, client CA bundle or client CRL file cannot be read or does not load.',
   },
   // deploy
   ERR_DEPLOY_MANIFEST_INVALID: {

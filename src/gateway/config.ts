@@ -19,6 +19,12 @@ export const tlsConfigSchema = z
     key: path,
     /** CA bundle that client certificates must chain to (mutual TLS). */
     clientCa: path.optional(),
+    /**
+     * PEM file of CRLs (`X509 CRL` blocks), one for each CA of clientCa, handed to Node's TLS (`crl`):
+     * a revoked client certificate fails the handshake (RFC 5280 §6.3; offline, no OCSP). Reloaded with
+     * the certificates.
+     */
+    clientCrl: path.optional(),
     clientAuth: z.enum(['none', 'request', 'require']).default('none'),
     /** Reload certificates when their files change (SIGHUP always reloads). */
     watch: z.boolean().default(false),
@@ -28,6 +34,10 @@ export const tlsConfigSchema = z
   .refine((t) => t.clientAuth === 'none' || t.clientCa !== undefined, {
     message: 'clientAuth request/require needs clientCa',
     path: ['clientCa'],
+  })
+  .refine((t) => t.clientCrl === undefined || t.clientCa !== undefined, {
+    message: 'clientCrl needs clientCa (the CAs that issued the CRLs)',
+    path: ['clientCrl'],
   });
 
 export const serverConfigSchema = z
@@ -320,6 +330,7 @@ export function resolveConfigPaths(c: GatewayConfig, base: string): GatewayConfi
               cert: r(tls.cert),
               key: r(tls.key),
               ...(tls.clientCa ? { clientCa: r(tls.clientCa) } : {}),
+              ...(tls.clientCrl ? { clientCrl: r(tls.clientCrl) } : {}),
             },
           }
         : {}),
@@ -327,7 +338,13 @@ export function resolveConfigPaths(c: GatewayConfig, base: string): GatewayConfi
     auth: {
       ...c.auth,
       ...(c.auth.mtls
-        ? { mtls: { ...c.auth.mtls, ...(c.auth.mtls.caFile ? { caFile: r(c.auth.mtls.caFile) } : {}) } }
+        ? {
+            mtls: {
+              ...c.auth.mtls,
+              ...(c.auth.mtls.caFile ? { caFile: r(c.auth.mtls.caFile) } : {}),
+              ...(c.auth.mtls.crlFile ? { crlFile: r(c.auth.mtls.crlFile) } : {}),
+            },
+          }
         : {}),
       ...(c.auth.jwt && jwks && 'file' in jwks
         ? { jwt: { ...c.auth.jwt, jwks: { file: r(jwks.file) } } }

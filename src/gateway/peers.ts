@@ -7,7 +7,13 @@
 import type { AuthRequest, Principal } from './auth/index.js';
 import type { AuthzRequest, Decision } from './policy/index.js';
 
-export { Authenticator, type AuthRequest, authConfigSchema, type Principal } from './auth/index.js';
+export {
+  Authenticator,
+  type AuthRequest,
+  authConfigSchema,
+  type Principal,
+  RevocationLists,
+} from './auth/index.js';
 export {
   type Action,
   Authorizer,

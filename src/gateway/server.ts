@@ -6,7 +6,7 @@
  * Transport: `node:https` with a hand-written router. Measured against fastify 5 with the same pipeline
  * (bench/gateway.bench.ts); the figures are in bench/results/gateway.json and docs/gateway.md.
  */
-import type { X509Certificate } from 'node:crypto';
+import { X509Certificate } from 'node:crypto';
 import { type FSWatcher, watch as fsWatch } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
@@ -39,6 +39,7 @@ import {
   Authorizer,
   type AuthorizerLike,
   type AuthRequest,
+  RevocationLists,
 } from './peers.js';
 import { type OptionalStage, Pipeline } from './pipeline.js';
 import { ServedModel } from './served-model.js';
@@ -106,11 +107,14 @@ function clientErrorReply(code: string | undefined): Reply | null {
   return null;
 }
 
-async function readTls(c: NonNullable<GatewayConfig['server']['tls']>): Promise<{
-  key: Buffer;
-  cert: Buffer;
-  ca?: Buffer;
-}> {
+interface TlsFiles {
+  /** What `https.createServer` and `setSecureContext` get. */
+  options: { key: Buffer; cert: Buffer; ca?: Buffer; crl?: string[] };
+  /** The `clientCrl` CRLs, validated against `clientCa` (null without `clientCrl`). */
+  crls: RevocationLists | null;
+}
+
+async function readTls(c: NonNullable<GatewayConfig['server']['tls']>): Promise<TlsFiles> {
   const read = async (p: string, what: string) => {
     try {
       return await readFile(p);
@@ -121,8 +125,33 @@ async function readTls(c: NonNullable<GatewayConfig['server']['tls']>): Promise<
   };
   const key = await read(c.key, 'key');
   const cert = await read(c.cert, 'certificate');
-  const ca = c.clientCa === undefined ? undefined : await read(c.clientCa, 'client CA bundle');
-  return ca === undefined ? { key, cert } : { key, cert, ca };
+  const caFile = c.clientCa;
+  const ca = caFile === undefined ? undefined : await read(caFile, 'client CA bundle');
+  if (caFile === undefined || ca === undefined) return { options: { key, cert }, crls: null };
+  if (c.clientCrl === undefined) return { options: { key, cert, ca }, crls: null };
+  // The CRLs are checked here, at load, against the CAs of clientCa: Node's TLS would only find a bad
+  // signature, a foreign issuer or a CA without a CRL at each handshake, and refuse every client of it.
+  const caError = (message: string, cause?: unknown) =>
+    new BulwarkError('ERR_GATEWAY_TLS', `server.tls.clientCa: ${caFile}: ${message}`, {
+      ...(cause === undefined ? {} : { cause }),
+      details: { path: caFile },
+    });
+  const pems =
+    ca.toString('utf8').match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  const cas: X509Certificate[] = [];
+  for (const block of pems) {
+    try {
+      cas.push(new X509Certificate(block));
+    } catch (e) {
+      throw caError('a certificate cannot be parsed', e);
+    }
+  }
+  if (cas.length === 0) throw caError('no PEM certificate');
+  const crls = await RevocationLists.load(c.clientCrl, cas, {
+    key: 'server.tls.clientCrl',
+    code: 'ERR_GATEWAY_TLS',
+  });
+  return { options: { key, cert, ca, crl: [...crls.pem] }, crls };
 }
 
 /**
@@ -171,6 +200,13 @@ function peerCertificate(socket: TLSSocket): X509Certificate | undefined {
   return c ?? undefined;
 }
 
+/** OpenSSL's reason for a peer certificate TLS did not verify (Node sets a code string, typed as an Error). */
+function authorizationError(socket: TLSSocket): string | undefined {
+  const e: unknown = socket.authorizationError;
+  if (typeof e === 'string') return e;
+  return e instanceof Error ? ((e as NodeJS.ErrnoException).code ?? e.message) : undefined;
+}
+
 /** A running gateway. */
 export class Gateway {
   readonly config: GatewayConfig;
@@ -205,6 +241,12 @@ export class Gateway {
   #checkpointTimer: NodeJS.Timeout | null = null;
   #reloadTimer: NodeJS.Timeout | null = null;
   readonly #tls: boolean;
+  /**
+   * `server.tls.clientCrl` as last loaded with the secure context. TLS checks a certificate at the
+   * handshake only; each request re-checks its connection's chain against these, so a reload's CRL
+   * also reaches connections opened before it, and a CRL that goes out of date refuses them too.
+   */
+  #clientCrls: RevocationLists | null = null;
   #lastCheckpoint: { size: number; time: string } | null = null;
 
   private constructor(init: {
@@ -420,12 +462,14 @@ export class Gateway {
         // The router refuses a missing Host with a JSON body; Node's own refusal has no body.
         requireHostHeader: false,
       };
+      let clientCrls: RevocationLists | null = null;
       if (useTls) {
         const files = await readTls(tlsConf);
+        clientCrls = files.crls;
         try {
           server = https.createServer({
             ...serverOpts,
-            ...files,
+            ...files.options,
             minVersion: 'TLSv1.3',
             maxVersion: 'TLSv1.3',
             requestCert: tlsConf.clientAuth !== 'none',
@@ -455,6 +499,7 @@ export class Gateway {
       gw.#enclave = enclave;
       gw.#detectorRedis = detectorRedis;
       gw.#tracing = tracing;
+      gw.#setClientCrls(clientCrls);
       server.on('request', (req: IncomingMessage, res: ServerResponse) => gw.#handle(req, res));
       // With this listener Node no longer sends `100 Continue` by itself: the router sends it once the
       // request passed the checks that need no body (#continue), so a refused body is never sent.
@@ -520,7 +565,14 @@ export class Gateway {
         gw.#metricsServer = ms;
       }
       if (useTls && tlsConf.watch)
-        gw.#watch([tlsConf.cert, tlsConf.key, ...(tlsConf.clientCa ? [tlsConf.clientCa] : [])]);
+        gw.#watch([
+          tlsConf.cert,
+          tlsConf.key,
+          ...(tlsConf.clientCa ? [tlsConf.clientCa] : []),
+          // CRLs are replaced on a schedule (each before its nextUpdate): both files reload like the rest.
+          ...(tlsConf.clientCrl ? [tlsConf.clientCrl] : []),
+          ...(c.auth.mtls?.crlFile ? [c.auth.mtls.crlFile] : []),
+        ]);
       if (audit && c.audit.checkpointSeconds > 0) {
         gw.#checkpointTimer = setInterval(() => void gw.checkpoint(), c.audit.checkpointSeconds * 1000);
         gw.#checkpointTimer.unref();
@@ -587,9 +639,21 @@ export class Gateway {
     return this.#lastCheckpoint;
   }
 
+  /** Installs the client CRLs (with the secure context holding them), warning about out-of-date ones. */
+  #setClientCrls(crls: RevocationLists | null): void {
+    this.#clientCrls = crls;
+    const outdated = crls?.outdated(Date.now()) ?? [];
+    if (outdated.length > 0)
+      this.logger.warn(
+        { cas: outdated, code: 'ERR_AUTH_CRL_EXPIRED' },
+        'server.tls.clientCrl: CRLs outside their validity window: clients of these CAs are refused until current CRLs are loaded',
+      );
+  }
+
   /**
-   * Re-reads certificates, key and client CA (`server.setSecureContext`), the JWKS, the policies and
-   * the trace collector's credentials (headers file, CA, client certificate and key).
+   * Re-reads certificates, key, client CA and client CRLs (`server.setSecureContext`), the CA bundle
+   * and CRLs of forwarded certificates, the JWKS, the policies and the trace collector's credentials
+   * (headers file, CA, client certificate and key).
    * A file that does not load leaves the previous one in service (logged with ERR_GATEWAY_TLS).
    */
   async reload(): Promise<void> {
@@ -598,10 +662,11 @@ export class Gateway {
       try {
         const files = await readTls(tlsConf);
         (this.#server as https.Server).setSecureContext({
-          ...files,
+          ...files.options,
           minVersion: 'TLSv1.3',
           maxVersion: 'TLSv1.3',
         });
+        this.#setClientCrls(files.crls);
         this.logger.info('TLS certificates reloaded');
       } catch (e) {
         const code = e instanceof BulwarkError ? e.code : 'ERR_GATEWAY_TLS';
@@ -697,8 +762,18 @@ export class Gateway {
     const peer = this.#tls ? peerCertificate(socket) : undefined;
     const authorization = req.headers.authorization;
     const fwd = req.headers['x-forwarded-client-cert'];
+    let authorized = this.#tls ? socket.authorized === true : false;
+    let reason = peer && !authorized ? authorizationError(socket) : undefined;
+    if (authorized && peer && this.#clientCrls) {
+      const status = this.#clientCrls.chainStatus(peer, Date.now());
+      if (status !== 'good') {
+        authorized = false;
+        reason = status;
+      }
+    }
     return {
-      peerAuthorized: this.#tls ? socket.authorized === true : false,
+      peerAuthorized: authorized,
+      ...(reason !== undefined ? { peerAuthorizationError: reason } : {}),
       remoteAddress,
       ...(peer ? { peerCertificate: peer } : {}),
       ...(authorization !== undefined ? { authorization } : {}),

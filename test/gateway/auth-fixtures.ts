@@ -106,7 +106,10 @@ export interface Ca {
 let serial = 1;
 const nextSerial = (): string => (serial++).toString(16).padStart(4, '0');
 
-export async function makeCa(name = 'Bulwark Test CA'): Promise<Ca> {
+export async function makeCa(
+  name = 'Bulwark Test CA',
+  usages = x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign,
+): Promise<Ca> {
   const keys = (await webcrypto.subtle.generateKey(EC, true, ['sign', 'verify'])) as CryptoKeyPair;
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
     serialNumber: nextSerial(),
@@ -117,7 +120,29 @@ export async function makeCa(name = 'Bulwark Test CA'): Promise<Ca> {
     keys,
     extensions: [
       new x509.BasicConstraintsExtension(true, 1, true),
+      new x509.KeyUsagesExtension(usages, true),
+    ],
+  });
+  return { cert, keys, pem: cert.toString('pem') };
+}
+
+/** An intermediate CA issued by `parent` (path length 0: it issues leaves only). */
+export async function makeIntermediate(parent: Ca, name = 'Bulwark Test Intermediate CA'): Promise<Ca> {
+  const keys = (await webcrypto.subtle.generateKey(EC, true, ['sign', 'verify'])) as CryptoKeyPair;
+  const cert = await x509.X509CertificateGenerator.create({
+    serialNumber: nextSerial(),
+    subject: `CN=${name}`,
+    issuer: parent.cert.subject,
+    notBefore: new Date(Date.now() - 3_600_000),
+    notAfter: new Date(Date.now() + 86_400_000),
+    signingAlgorithm: SIG,
+    publicKey: keys.publicKey,
+    signingKey: parent.keys.privateKey,
+    extensions: [
+      new x509.BasicConstraintsExtension(true, 0, true),
       new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+      await x509.AuthorityKeyIdentifierExtension.create(parent.cert),
+      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
     ],
   });
   return { cert, keys, pem: cert.toString('pem') };
@@ -179,4 +204,46 @@ export function xfcc(leaf: Leaf, opts: { hash?: string; by?: string } = {}): str
 
 function createHashHex(b: Buffer): string {
   return createHash('sha256').update(b).digest('hex');
+}
+
+// ---- CRLs (RFC 5280 §5) issued by a test CA ----
+
+export interface CrlOptions {
+  /** Default: an hour ago. */
+  thisUpdate?: Date;
+  /** Default: a day from now; null: no nextUpdate. */
+  nextUpdate?: Date | null;
+  /** Sign with this key instead of the CA's (a forged CRL). */
+  signingKey?: webcrypto.CryptoKey;
+  extensions?: x509.Extension[];
+}
+
+/**
+ * A CRL of `ca` revoking `revoked` (leaves or intermediate CAs), as PEM with the `X509 CRL` label OpenSSL and Node read (RFC 7468 §5;
+ * @peculiar/x509 writes `CRL`). Every entry carries a reason code: without one @peculiar/x509 1.14
+ * writes an empty entry-extensions SEQUENCE, which is not DER (SIZE (1..MAX)) and OpenSSL refuses.
+ */
+export async function makeCrl(
+  ca: Ca,
+  revoked: readonly { cert: { serialNumber: string } }[] = [],
+  o: CrlOptions = {},
+): Promise<string> {
+  const crl = await x509.X509CrlGenerator.create({
+    issuer: ca.cert.subject,
+    thisUpdate: o.thisUpdate ?? new Date(Date.now() - 3_600_000),
+    ...(o.nextUpdate === null ? {} : { nextUpdate: o.nextUpdate ?? new Date(Date.now() + 86_400_000) }),
+    signingAlgorithm: SIG,
+    signingKey: o.signingKey ?? ca.keys.privateKey,
+    entries: revoked.map((l) => ({
+      serialNumber: l.cert.serialNumber,
+      revocationDate: new Date(Date.now() - 60_000),
+      reason: x509.X509CrlReason.keyCompromise,
+    })),
+    ...(o.extensions ? { extensions: o.extensions } : {}),
+  });
+  const lines =
+    Buffer.from(crl.rawData)
+      .toString('base64')
+      .match(/.{1,64}/g) ?? [];
+  return `-----BEGIN X509 CRL-----\n${lines.join('\n')}\n-----END X509 CRL-----\n`;
 }

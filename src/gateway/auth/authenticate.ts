@@ -1,6 +1,7 @@
 import type { X509Certificate } from 'node:crypto';
 import { BulwarkError, validateConfig } from '../../core/index.js';
 import { type AuthConfig, type AuthConfigInput, authConfigSchema, type IdentityRule } from './config.js';
+import { revocationError } from './crl.js';
 import { CaBundle, parsePemHeader, parseXfcc } from './forwarded.js';
 import { JwtVerifier, type VerifiedToken } from './jwt.js';
 import { certificateThumbprint, SvidCache } from './spiffe.js';
@@ -77,7 +78,7 @@ export class Authenticator {
         jwt = await JwtVerifier.create(c.jwt, { ...options, deferInitialFetch: true });
       }
     }
-    const ca = c.mtls?.caFile === undefined ? undefined : await CaBundle.load(c.mtls.caFile);
+    const ca = c.mtls?.caFile === undefined ? undefined : await CaBundle.load(c.mtls.caFile, c.mtls.crlFile);
     return new Authenticator(c, options, jwt, ca);
   }
 
@@ -185,8 +186,10 @@ export class Authenticator {
    */
   #certificateIdentity(req: AuthRequest, nowMs: number): CertIdentity | undefined {
     const mtls = this.#config.mtls;
+    // TLS's own reason when it has one: a revoked certificate, or a CRL out of date, gets the code the
+    // forwarded-certificate path gives for the same case (ERR_AUTH_CERT_INVALID otherwise).
     if (req.peerCertificate !== undefined && !req.peerAuthorized)
-      throw new BulwarkError('ERR_AUTH_CERT_INVALID', 'the client certificate was not verified by TLS');
+      throw revocationError(req.peerAuthorizationError ?? '');
     const peer = req.peerAuthorized ? req.peerCertificate : undefined;
     const forwarded = req.forwardedClientCert;
     let peerId: string | undefined;
@@ -227,7 +230,8 @@ export class Authenticator {
   }
 
   /**
-   * Reloads the CA bundle and the JWKS (file re-read or remote refetch), and empties the token cache.
+   * Reloads the CA bundle with its CRLs and the JWKS (file re-read or remote refetch), and empties the
+   * token cache.
    * Each part is attempted whatever happens to the other, CA bundle first: an operator reloads to
    * withdraw a CA or a key, and an issuer that is down at that moment must not keep a withdrawn CA
    * trusted. The first failure is thrown once both have been tried; a part that failed keeps its
@@ -238,7 +242,7 @@ export class Authenticator {
     const errors: unknown[] = [];
     if (this.#config.mtls?.caFile !== undefined) {
       try {
-        this.#ca = await CaBundle.load(this.#config.mtls.caFile);
+        this.#ca = await CaBundle.load(this.#config.mtls.caFile, this.#config.mtls.crlFile);
       } catch (e) {
         errors.push(e);
       }

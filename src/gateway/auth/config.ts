@@ -106,6 +106,11 @@ export const mtlsConfigSchema = z.strictObject({
    * we check again: defence in depth). Required when `trustedProxies` is set.
    */
   caFile: z.string().min(1).optional(),
+  /**
+   * PEM file of CRLs (`X509 CRL` blocks, one per CA of `caFile`) forwarded certificates are checked
+   * against (RFC 5280 §6.3, offline: no OCSP, no fetching); needs `caFile`. Re-read on `reload()`.
+   */
+  crlFile: z.string().min(1).optional(),
 });
 export type MtlsConfig = z.infer<typeof mtlsConfigSchema>;
 
@@ -143,6 +148,12 @@ export const authConfigSchema = z
         code: 'custom',
         path: ['mtls', 'caFile'],
         message: 'required when trustedProxies is set',
+      });
+    if (c.mtls?.crlFile !== undefined && c.mtls.caFile === undefined)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['mtls', 'crlFile'],
+        message: 'needs mtls.caFile (the CAs that issued the CRLs)',
       });
     if (c.jwt?.certificateBinding === 'required' && c.mtls === undefined)
       ctx.addIssue({

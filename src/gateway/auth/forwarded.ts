@@ -1,6 +1,7 @@
 import { createHash, X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { BulwarkError, fsError } from '../../core/index.js';
+import { RevocationLists, revocationError } from './crl.js';
 
 /**
  * Forwarded client certificates from a trusted proxy that terminated the client's mTLS:
@@ -92,15 +93,24 @@ export function parsePemHeader(value: string): X509Certificate {
   }
 }
 
-/** A CA bundle used to re-verify forwarded certificates (defence in depth: the proxy verified them first). */
+/**
+ * A CA bundle used to re-verify forwarded certificates (defence in depth: the proxy verified them first),
+ * with the CRLs of its CAs when `auth.mtls.crlFile` is set.
+ */
 export class CaBundle {
   readonly #cas: readonly X509Certificate[];
+  readonly #crls: RevocationLists | undefined;
 
-  private constructor(cas: readonly X509Certificate[]) {
+  private constructor(cas: readonly X509Certificate[], crls: RevocationLists | undefined) {
     this.#cas = cas;
+    this.#crls = crls;
   }
 
-  static async load(file: string): Promise<CaBundle> {
+  /**
+   * Loads the bundle and, with `crlFile`, its CRLs (validated against it: see {@link RevocationLists.load}).
+   * Both are loaded together, so a reload never pairs a new bundle with old CRLs or the reverse.
+   */
+  static async load(file: string, crlFile?: string): Promise<CaBundle> {
     let text: string;
     try {
       text = await readFile(file, 'utf8');
@@ -133,10 +143,18 @@ export class CaBundle {
       throw new BulwarkError('ERR_CONFIG_INVALID', `${file}: no certificates in the CA bundle`, {
         details: { file },
       });
-    return new CaBundle(cas);
+    const crls =
+      crlFile === undefined
+        ? undefined
+        : await RevocationLists.load(crlFile, cas, { key: 'auth.mtls.crlFile', code: 'ERR_CONFIG_INVALID' });
+    return new CaBundle(cas, crls);
   }
 
-  /** Refuses a leaf not signed directly by a CA of the bundle, or outside its validity period. */
+  /**
+   * Refuses a leaf not signed directly by a CA of the bundle, or outside its validity period, and with
+   * CRLs a leaf its CA's CRL revokes or whose CA's CRL is outside its validity window (RFC 5280 §6.3.3:
+   * `ERR_AUTH_CERT_REVOKED`, `ERR_AUTH_CRL_EXPIRED`), as the TLS layer does for direct connections.
+   */
   verifyLeaf(leaf: X509Certificate, nowMs: number): void {
     if (nowMs < Date.parse(leaf.validFrom) || nowMs > Date.parse(leaf.validTo))
       throw untrusted('forwarded client certificate is outside its validity period');
@@ -144,6 +162,8 @@ export class CaBundle {
       if (leaf.checkIssued(ca) && leaf.verify(ca.publicKey)) {
         if (nowMs < Date.parse(ca.validFrom) || nowMs > Date.parse(ca.validTo))
           throw untrusted('the CA of the forwarded client certificate is outside its validity period');
+        const status = this.#crls?.status(leaf, ca, nowMs) ?? 'good';
+        if (status !== 'good') throw revocationError(status);
         return;
       }
     }

@@ -8,7 +8,7 @@
 
 /** The authenticator: create once from the `auth` config section, `authenticate` per request, `reload` on SIGHUP. */
 export { Authenticator, type AuthenticatorOptions } from './authenticate.js';
-/** The `auth` section of bulwark.yaml: `require`, `mtls` (trust domains, identity rules, caFile), `jwt`, `trustedProxies`. */
+/** The `auth` section of bulwark.yaml: `require`, `mtls` (trust domains, identity rules, caFile, crlFile), `jwt`, `trustedProxies`. */
 export {
   ASYMMETRIC_ALGORITHMS,
   type AuthConfig,
@@ -19,6 +19,13 @@ export {
   type MtlsConfig,
   type TrustedProxy,
 } from './config.js';
+/** Offline CRLs of a CA bundle (RFC 5280 §6.3), shared by the TLS layer and the forwarded-certificate check. */
+export {
+  RevocationLists,
+  type RevocationListsOptions,
+  type RevocationStatus,
+  revocationError,
+} from './crl.js';
 /** SPIFFE X.509-SVID identity and the RFC 8705 certificate thumbprint. */
 export { certificateThumbprint, parseSpiffeId, spiffeIdFromCertificate } from './spiffe.js';
 /** The caller (`Principal`) and what the transport hands in (`AuthRequest`). */

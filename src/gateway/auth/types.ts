@@ -35,6 +35,11 @@ export interface AuthRequest {
   readonly peerCertificate?: X509Certificate;
   /** `tlsSocket.authorized`: true only when the TLS layer verified `peerCertificate`. */
   readonly peerAuthorized: boolean;
+  /**
+   * Why TLS did not verify `peerCertificate` (`tlsSocket.authorizationError`, OpenSSL's verify code such
+   * as `CERT_REVOKED` or `CRL_HAS_EXPIRED`); only read when `peerAuthorized` is false.
+   */
+  readonly peerAuthorizationError?: string;
   /** Address of the immediate TCP peer (for logs and policy context; never an identity). */
   readonly remoteAddress: string;
   /** Raw `Authorization` header value, e.g. `Bearer eyJ...`. */

@@ -1,0 +1,291 @@
+import type { X509Certificate } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import * as x509 from '@peculiar/x509';
+import { BulwarkError, fsError, requireNonEmptyString, requireOneOf } from '../../core/index.js';
+
+/**
+ * Offline certificate revocation lists (RFC 5280 §5) for client certificates: one PEM file holding one
+ * CRL per CA of a bundle, checked at load and then consulted per certificate (RFC 5280 §6.3). The same
+ * lists go to Node's TLS (`crl`, for direct connections) and to the JavaScript checks (forwarded
+ * certificates, and kept-alive connections after a reload), so both paths refuse the same certificates.
+ *
+ * Node sets X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL once a CRL is given: OpenSSL then wants a
+ * CRL for the issuer of every certificate in the chain and refuses one whose CA has none
+ * (UNABLE_TO_GET_CRL), refuses a CRL past its nextUpdate or before its thisUpdate (CRL_HAS_EXPIRED,
+ * CRL_NOT_YET_VALID) and one whose signature fails (CRL_SIGNATURE_FAILURE). Where OpenSSL would pick
+ * one of several CRLs of a CA, or use a CRL without nextUpdate, we refuse the file at load instead, so
+ * the TLS layer and this code never disagree. Not done: OCSP, delta and partitioned or indirect CRLs,
+ * fetching from distribution points (offline only).
+ */
+
+/** Outcome of a revocation check; the strings are OpenSSL's verify codes as Node reports them. */
+export type RevocationStatus =
+  | 'good'
+  | 'CERT_REVOKED'
+  | 'CRL_HAS_EXPIRED'
+  | 'CRL_NOT_YET_VALID'
+  | 'UNABLE_TO_GET_CRL';
+
+/** How load errors are reported: the config key they name and their code. */
+export interface RevocationListsOptions {
+  /** The configuration key of the CRL file, named in every load error (`server.tls.clientCrl`). */
+  readonly key: string;
+  /** `ERR_GATEWAY_TLS` for the TLS layer's file, `ERR_CONFIG_INVALID` for the authenticator's. */
+  readonly code: 'ERR_GATEWAY_TLS' | 'ERR_CONFIG_INVALID';
+}
+
+interface Crl {
+  /** The issuing CA's subject, for messages. */
+  readonly issuer: string;
+  readonly thisUpdate: number;
+  readonly nextUpdate: number;
+  /** Revoked serial numbers, normalised (see {@link serialKey}). */
+  readonly revoked: ReadonlySet<string>;
+}
+
+const CRL_BLOCK = /-----BEGIN X509 CRL-----([\s\S]*?)-----END X509 CRL-----/g;
+const ANY_BLOCK = /-----BEGIN ([^-]+)-----/g;
+
+/** A serial number as a canonical hex string: Node and @peculiar/x509 differ on case and leading zeros. */
+function serialKey(hex: string): string {
+  return BigInt(`0x${hex}`).toString(16);
+}
+
+/** RFC 7468 §2: base64 in lines of 64 characters, and no blank line (OpenSSL refuses the PEM then). */
+function toPem(der: ArrayBuffer): string {
+  const lines =
+    Buffer.from(der)
+      .toString('base64')
+      .match(/.{1,64}/g) ?? [];
+  return `-----BEGIN X509 CRL-----\n${lines.join('\n')}\n-----END X509 CRL-----\n`;
+}
+
+/** The CRLs of a CA bundle, validated against it; immutable (a reload builds a new one). */
+export class RevocationLists {
+  /** CA certificate fingerprint (SHA-256) to its CRL. */
+  readonly #byCa: ReadonlyMap<string, Crl>;
+  /** The validated CRLs re-encoded as PEM, for `tls.createSecureContext({ crl })`. */
+  readonly pem: readonly string[];
+  /** Per peer certificate object (the server parses it once per connection): the CRLs of its chain and whether one revokes it. */
+  readonly #chains = new WeakMap<
+    X509Certificate,
+    readonly { crl: Crl; revoked: boolean }[] | 'UNABLE_TO_GET_CRL'
+  >();
+
+  /** The CA certificates of the bundle, to find a peer chain's issuers in. */
+  readonly #cas: readonly X509Certificate[];
+
+  private constructor(
+    byCa: ReadonlyMap<string, Crl>,
+    pem: readonly string[],
+    cas: readonly X509Certificate[],
+  ) {
+    this.#byCa = byCa;
+    this.pem = pem;
+    this.#cas = cas;
+  }
+
+  /**
+   * Reads `file` (PEM, one or more `X509 CRL` blocks, RFC 7468 §5) and validates it against `cas`, the
+   * CA bundle the certificates it covers chain to. Refused, with `options.code` and a message naming
+   * `options.key`: an unreadable or empty file, another PEM block, a CRL that does not parse, has no
+   * nextUpdate (RFC 5280 §5.1.2.5), or carries a critical extension (RFC 5280 §5.2, §5.3: delta,
+   * partitioned and indirect CRLs are not supported); a CRL whose issuer is not a CA of the bundle,
+   * whose signature does not verify with that CA's key, or whose CA may not sign CRLs (RFC 5280 §6.3.3
+   * (f), (g)); two CRLs of one CA; and a CA of the bundle with no CRL (Node's TLS would refuse all its
+   * certificates). A CRL past its nextUpdate loads: the certificates of its CA are refused until a
+   * current one is loaded.
+   */
+  static async load(
+    file: string,
+    cas: readonly X509Certificate[],
+    options: RevocationListsOptions,
+  ): Promise<RevocationLists> {
+    requireNonEmptyString('file', file);
+    requireNonEmptyString('options.key', options?.key);
+    requireOneOf('options.code', options.code, ['ERR_GATEWAY_TLS', 'ERR_CONFIG_INVALID'] as const);
+    if (!Array.isArray(cas) || cas.length === 0)
+      throw new BulwarkError('ERR_INVALID_ARGUMENT', 'cas: expected at least one CA certificate');
+    const fail = (message: string, cause?: unknown): BulwarkError =>
+      new BulwarkError(options.code, `${options.key}: ${file}: ${message}`, {
+        ...(cause === undefined ? {} : { cause }),
+        details: { path: file },
+      });
+    let text: string;
+    try {
+      text = await readFile(file, 'utf8');
+    } catch (e) {
+      const err = fsError(e, file, `cannot read ${options.key}`);
+      throw new BulwarkError(options.code, err.message, { cause: e, details: { path: file } });
+    }
+    for (const m of text.matchAll(ANY_BLOCK))
+      if (m[1] !== 'X509 CRL') throw fail(`holds a PEM "${m[1]}" block; only X509 CRL blocks are accepted`);
+    const bodies = [...text.matchAll(CRL_BLOCK)].map((m) => m[1]!);
+    // Every block is read or the file is refused: a block skipped here would leave its CA unchecked.
+    if (bodies.length !== (text.match(/-----BEGIN X509 CRL-----/g) ?? []).length)
+      throw fail('an X509 CRL block has no END line');
+    if (bodies.length === 0) throw fail('no X509 CRL block');
+    const blocks = bodies.map((b, i) => {
+      if (!/^[A-Za-z0-9+/=\s]+$/.test(b)) throw fail(`CRL ${i + 1} is not plain base64 (no PEM headers)`);
+      return Buffer.from(b.replace(/\s+/g, ''), 'base64');
+    });
+
+    const candidates = cas
+      .filter((c) => c.ca)
+      .map((c) => ({ node: c, cert: new x509.X509Certificate(c.raw) }));
+    const byCa = new Map<string, Crl>();
+    const pem: string[] = [];
+    for (const [i, der] of blocks.entries()) {
+      const which = `CRL ${i + 1}`;
+      let crl: x509.X509Crl;
+      try {
+        crl = new x509.X509Crl(der);
+      } catch (e) {
+        throw fail(`${which} cannot be parsed`, e);
+      }
+      const next = crl.nextUpdate;
+      // RFC 5280 §5.1.2.5: issuers MUST include nextUpdate. Without it a CRL could never be found stale.
+      if (next === undefined) throw fail(`${which} (${crl.issuer}) has no nextUpdate`);
+      // RFC 5280 §5.2 and §5.3: a CRL with a critical extension we do not process MUST NOT be used.
+      // Delta CRL indicators, issuing distribution points and certificate issuers are all critical.
+      const critical = [
+        ...crl.extensions.filter((x) => x.critical).map((x) => x.type),
+        ...crl.entries.flatMap((entry) => entry.extensions.filter((x) => x.critical).map((x) => x.type)),
+      ];
+      if (critical.length > 0)
+        throw fail(
+          `${which} (${crl.issuer}) has critical extensions (${[...new Set(critical)].join(', ')}); delta, partitioned and indirect CRLs are not supported`,
+        );
+      const named = candidates.filter((c) => c.cert.subject === crl.issuer);
+      if (named.length === 0)
+        throw fail(`${which} is issued by ${crl.issuer}, which is not a CA of the bundle`);
+      let issuer: (typeof candidates)[number] | undefined;
+      for (const c of named) {
+        // The CA's PublicKey, not the certificate: given a certificate, @peculiar/x509 1.14 verifies with
+        // the hash of the certificate's own signature algorithm instead of the CRL's.
+        let ok: boolean;
+        try {
+          ok = await crl.verify({ publicKey: c.cert.publicKey });
+        } catch (e) {
+          throw fail(`${which} (${crl.issuer}): the signature cannot be verified`, e);
+        }
+        if (ok) {
+          issuer = c;
+          break;
+        }
+      }
+      // RFC 5280 §6.3.3 (f)-(g): the CRL's signature must verify with the key of its issuing CA.
+      if (issuer === undefined)
+        throw fail(`${which}: the signature does not verify with the key of the CA ${crl.issuer}`);
+      const ku = issuer.cert.getExtension(x509.KeyUsagesExtension);
+      if (ku !== null && (ku.usages & x509.KeyUsageFlags.cRLSign) === 0)
+        throw fail(`${which}: the CA ${crl.issuer} has a key usage without cRLSign (RFC 5280 §4.2.1.3)`);
+      const id = issuer.node.fingerprint256;
+      if (byCa.has(id)) throw fail(`holds two CRLs of the CA ${crl.issuer}; keep only the current one`);
+      byCa.set(id, {
+        issuer: crl.issuer,
+        thisUpdate: crl.thisUpdate.getTime(),
+        nextUpdate: next.getTime(),
+        revoked: new Set(crl.entries.map((entry) => serialKey(entry.serialNumber))),
+      });
+      pem.push(toPem(crl.rawData));
+    }
+    const without = candidates.filter((c) => !byCa.has(c.node.fingerprint256)).map((c) => c.cert.subject);
+    if (without.length > 0)
+      throw fail(
+        `no CRL for the CA ${without.join('; ')}: with CRLs configured, every CA of the bundle needs one (the TLS layer refuses certificates of a CA without one)`,
+      );
+    return new RevocationLists(
+      byCa,
+      pem,
+      candidates.map((c) => c.node),
+    );
+  }
+
+  /** Issuers of the CRLs outside their validity window at `nowMs` (to warn about at load). */
+  outdated(nowMs: number): string[] {
+    return [...this.#byCa.values()]
+      .filter((c) => nowMs < c.thisUpdate || nowMs > c.nextUpdate)
+      .map((c) => c.issuer);
+  }
+
+  /**
+   * The revocation status of `cert`, issued by `issuer` (a CA of the bundle), at `nowMs`, in OpenSSL's
+   * order (RFC 5280 §6.3.3 (b) before (i)): a CRL outside its validity window first, then revocation.
+   */
+  status(cert: X509Certificate, issuer: X509Certificate, nowMs: number): RevocationStatus {
+    const crl = this.#byCa.get(issuer.fingerprint256);
+    if (crl === undefined) return 'UNABLE_TO_GET_CRL';
+    return (
+      timeStatus(crl, nowMs) ?? (crl.revoked.has(serialKey(cert.serialNumber)) ? 'CERT_REVOKED' : 'good')
+    );
+  }
+
+  /**
+   * The status of a TLS peer's certificate chain at `nowMs`: each certificate, up to a self-issued CA,
+   * against the CRL of its issuer in the bundle, as X509_V_FLAG_CRL_CHECK_ALL does at the handshake.
+   * Lets a reload's CRLs, and a CRL going out of date, reach connections opened before. The issuers are
+   * found in the bundle (issuer name and signature), not through Node's `issuerCertificate`, which is
+   * not set for a leaf issued by an intermediate CA. The chain and its revocation are memoised per
+   * certificate object (one signature check per link and connection); the CRL windows are checked at
+   * every call.
+   */
+  chainStatus(peer: X509Certificate, nowMs: number): RevocationStatus {
+    let links = this.#chains.get(peer);
+    if (links === undefined) {
+      const found: { crl: Crl; revoked: boolean }[] = [];
+      let cert = peer;
+      // Bounded: a bundle cannot make a longer chain than it has CAs.
+      for (let depth = 0; depth <= this.#cas.length; depth++) {
+        if (depth > 0 && cert.checkIssued(cert)) break;
+        const issuer = this.#cas.find((ca) => cert.checkIssued(ca) && cert.verify(ca.publicKey));
+        const crl = issuer === undefined ? undefined : this.#byCa.get(issuer.fingerprint256);
+        // No issuer in the bundle (a reload withdrew the CA) or no CRL for it: TLS would refuse now.
+        if (issuer === undefined || crl === undefined) {
+          found.length = 0;
+          break;
+        }
+        found.push({ crl, revoked: crl.revoked.has(serialKey(cert.serialNumber)) });
+        cert = issuer;
+      }
+      links = found.length === 0 ? 'UNABLE_TO_GET_CRL' : found;
+      this.#chains.set(peer, links);
+    }
+    if (links === 'UNABLE_TO_GET_CRL') return links;
+    // Leaf first, each link's CRL window before its revocation, as OpenSSL walks the chain.
+    for (const { crl, revoked } of links) {
+      const t = timeStatus(crl, nowMs);
+      if (t !== undefined) return t;
+      if (revoked) return 'CERT_REVOKED';
+    }
+    return 'good';
+  }
+}
+
+function timeStatus(crl: Crl, nowMs: number): RevocationStatus | undefined {
+  if (nowMs < crl.thisUpdate) return 'CRL_NOT_YET_VALID';
+  if (nowMs > crl.nextUpdate) return 'CRL_HAS_EXPIRED';
+  return undefined;
+}
+
+/** The error a request gets for a status other than `good` (TLS `authorizationError` strings included). */
+export function revocationError(status: string): BulwarkError {
+  switch (status) {
+    case 'CERT_REVOKED':
+      return new BulwarkError('ERR_AUTH_CERT_REVOKED', 'the client certificate is revoked (CRL)');
+    case 'CRL_HAS_EXPIRED':
+      return new BulwarkError(
+        'ERR_AUTH_CRL_EXPIRED',
+        'the CRL of the client certificate CA is past its nextUpdate: revocation status unknown',
+      );
+    case 'CRL_NOT_YET_VALID':
+      return new BulwarkError(
+        'ERR_AUTH_CRL_EXPIRED',
+        'the CRL of the client certificate CA is not yet valid (thisUpdate in the future)',
+      );
+    case 'UNABLE_TO_GET_CRL':
+      return new BulwarkError('ERR_AUTH_CERT_INVALID', 'no CRL for the CA of the client certificate');
+    default:
+      return new BulwarkError('ERR_AUTH_CERT_INVALID', 'the client certificate was not verified by TLS');
+  }
+}
