@@ -670,7 +670,12 @@ export class Gateway {
         this.logger.info('TLS certificates reloaded');
       } catch (e) {
         const code = e instanceof BulwarkError ? e.code : 'ERR_GATEWAY_TLS';
-        this.logger.error({ code }, 'TLS reload failed; previous certificates stay in service');
+        // The reason names the file and key at fault (Bulwark's messages and OpenSSL's carry no key
+        // material), so an operator can tell which of the watched files did not load.
+        this.logger.error(
+          { code, reason: (e as Error).message },
+          'TLS reload failed; previous certificates stay in service',
+        );
       }
     }
     for (const [what, f] of [
@@ -691,7 +696,7 @@ export class Gateway {
         this.logger.info(`${what} reloaded`);
       } catch (e) {
         this.logger.error(
-          { code: (e as BulwarkError).code },
+          { code: (e as BulwarkError).code, reason: (e as Error).message },
           `${what} reload failed; what failed keeps its previous state`,
         );
       }

@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { TLSSocket } from 'node:tls';
 import * as x509 from '@peculiar/x509';
+import { pino } from 'pino';
 import { isBulwarkError } from '../../src/core/index.js';
 import { Authenticator, RevocationLists } from '../../src/gateway/auth/index.js';
 import { type GatewayConfig, gatewayConfig } from '../../src/gateway/config.js';
@@ -143,7 +144,11 @@ describe('certificate revocation lists', () => {
 
     it('reload picks up a newly revoked certificate without a restart: new connections fail the handshake, kept-alive ones get 401', async () => {
       const crl = file(await makeCrl(f.ca, []));
-      const gw = await gateway(config({ clientAuth: 'require', clientCrl: crl }));
+      const logs: string[] = [];
+      const gw = await startGateway(config({ clientAuth: 'require', clientCrl: crl }), {
+        logger: pino({ level: 'warn' }, { write: (line: string) => void logs.push(line) }),
+      });
+      opened.push(gw);
       const agent = keepAlive();
       assert.deepEqual(await get(gw, revoked, { agent }), { status: 200, code: 'OK', reused: false });
       writeFileSync(crl, await makeCrl(f.ca, [revoked]));
@@ -162,6 +167,10 @@ describe('certificate revocation lists', () => {
       await gw.reload();
       await assert.rejects(get(gw, revoked));
       assert.equal((await get(gw, good)).status, 200);
+      // The log says which file failed and why, not only the code.
+      const failed = logs.map((l) => JSON.parse(l)).find((l) => /^TLS reload failed/.test(l.msg));
+      assert.equal(failed?.code, 'ERR_GATEWAY_TLS');
+      assert.match(String(failed?.reason), /^server\.tls\.clientCrl: /);
     });
 
     it('checks a chain through an intermediate CA of the bundle: the leaf against the intermediate CRL, the intermediate against the root CRL', async () => {
