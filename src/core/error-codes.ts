@@ -579,6 +579,11 @@ export const errorCodes = {
     summary:
       'A gateway request line and headers are larger than the gateway accepts (431): connection closed.',
   },
+  ERR_GATEWAY_PIPELINE_OVERFLOW: {
+    exit: ExitCode.input,
+    summary:
+      'A client pipelined more requests than the gateway reads ahead while their answers went unread (429): the owed answers, then this one, then the connection is closed.',
+  },
   ERR_GATEWAY_EXPECTATION_FAILED: {
     exit: ExitCode.input,
     summary: 'A gateway request carries an Expect header other than 100-continue (417).',

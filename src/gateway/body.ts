@@ -1,8 +1,27 @@
 /**
  * Reading a request body under a size limit, shared by the gateway's HTTP server and its enclave
- * endpoints: bytes past the limit are dropped, never buffered, so an oversized body cannot grow memory.
+ * endpoints: bytes past the limit are dropped, never buffered, so an oversized body cannot grow memory;
+ * a body its connection's parser cut short is refused, never served.
  */
 import type { IncomingMessage } from 'node:http';
+import { BulwarkError } from '../core/index.js';
+
+/**
+ * Requests whose body was still arriving when their connection's parser failed (server.ts
+ * #clientError). After Node's HPE_PAUSED the parser has dropped bytes of the stream, so the rest of
+ * such a body, if it "arrives", is other requests' bytes: {@link readLimitedBody} refuses it.
+ */
+const broken = new WeakSet<IncomingMessage>();
+
+/** Marks `req`'s body as cut by a parser error on its connection, if it was not read whole. */
+export function markBodyBroken(req: IncomingMessage): void {
+  if (!req.complete) broken.add(req);
+}
+
+/** Whether {@link markBodyBroken} marked `req`. */
+export function isBodyBroken(req: IncomingMessage): boolean {
+  return broken.has(req);
+}
 
 export interface LimitedBody {
   /** What was read (only the bytes up to the limit when `over`). */
@@ -16,7 +35,8 @@ const INITIAL_CAPACITY = 16 << 10;
 
 /**
  * Reads `req` up to `limit` bytes. `untilEnd`: wait for the end of the body even past the limit (the
- * rest is read and dropped); otherwise return as soon as the limit is passed. Rejects on a stream error.
+ * rest is read and dropped); otherwise return as soon as the limit is passed. Rejects on a stream error,
+ * and with ERR_GATEWAY_REQUEST_INVALID for a body {@link markBodyBroken} marked.
  *
  * Every chunk is copied into one buffer, sized from `Content-Length` (at most `limit`) or grown by
  * doubling up to `limit`: a body sent as many tiny chunks (1-byte chunked encoding) would otherwise keep
@@ -59,5 +79,10 @@ export async function readLimitedBody(
     req.once('end', resolve);
     req.once('error', reject);
   });
+  if (broken.has(req))
+    throw new BulwarkError(
+      'ERR_GATEWAY_REQUEST_INVALID',
+      'the connection failed while this request body was read',
+    );
   return { body: buf === null ? Buffer.alloc(0) : (buf as Buffer).subarray(0, size), over };
 }

@@ -25,7 +25,7 @@ import {
 } from '../audit/index.js';
 import { BulwarkError, bulwarkVersion, fsError } from '../core/index.js';
 import { RedisStreamState } from '../robust/index.js';
-import { type LimitedBody, readLimitedBody } from './body.js';
+import { isBodyBroken, type LimitedBody, markBodyBroken, readLimitedBody } from './body.js';
 import type { GatewayConfig } from './config.js';
 import { DASHBOARD_CSP, DASHBOARD_CSS, DASHBOARD_HTML, DASHBOARD_JS, dashboardData } from './dashboard.js';
 import { type EnclaveInfo, GatewayEnclave } from './enclave.js';
@@ -98,6 +98,16 @@ function clientErrorReply(code: string | undefined): Reply | null {
       new BulwarkError(
         'ERR_GATEWAY_HEADERS_TOO_LARGE',
         `request line and headers over ${MAX_HEADER_BYTES} bytes`,
+      ),
+    );
+  // Node paused its parser because the client does not read the answers to its pipelined requests
+  // (the socket's queued output passed its high-water mark); over TLS, records already decrypted still
+  // reach the paused parser, which refuses them and drops them. Not a malformed request: a flood.
+  if (code === 'HPE_PAUSED')
+    return errorReply(
+      new BulwarkError(
+        'ERR_GATEWAY_PIPELINE_OVERFLOW',
+        'too many pipelined requests whose answers were not read',
       ),
     );
   if (code === 'HPE_CHUNK_EXTENSIONS_OVERFLOW')
@@ -234,6 +244,10 @@ export class Gateway {
   readonly #secured = new WeakSet<Duplex>();
   /** Connections refused by #clientError (a parser in error reports it again at every read). */
   readonly #clientErrored = new WeakSet<Duplex>();
+  /** Each connection's latest request (the only one whose body can still be arriving). */
+  readonly #lastRequest = new WeakMap<Duplex, IncomingMessage>();
+  /** Responses to requests parsed after their connection's parser error: never written (#handle). */
+  readonly #abandoned = new WeakSet<ServerResponse>();
   /** Responses whose client waits for `100 Continue` before it sends the body. */
   readonly #awaitingContinue = new WeakSet<ServerResponse>();
   #idle: (() => void) | null = null;
@@ -835,6 +849,9 @@ export class Gateway {
   #clientError(err: NodeJS.ErrnoException, socket: Duplex): void {
     if (this.#clientErrored.has(socket)) return;
     this.#clientErrored.add(socket);
+    // HTTP/1.1 reads one request at a time, so only the last one parsed can have a body still arriving.
+    const last = this.#lastRequest.get(socket);
+    if (last !== undefined) markBodyBroken(last);
     const reply = clientErrorReply(err.code);
     // No HTTP to answer with (a TLS or socket error, a handshake not finished): a reply queued on a TLS
     // socket whose handshake never completes is never sent, and the socket then never closes.
@@ -855,7 +872,13 @@ export class Gateway {
   #afterPending(socket: Duplex, reply: Reply): void {
     // The response writing to the connection now (Node's queue of pipelined responses is internal).
     const res = (socket as { _httpMessage?: ServerResponse | null })._httpMessage;
-    if (res && !socket.destroyed && (res.req.complete || res.headersSent)) {
+    if (
+      res &&
+      !socket.destroyed &&
+      !this.#abandoned.has(res) &&
+      !isBodyBroken(res.req) &&
+      (res.req.complete || res.headersSent)
+    ) {
       res.once('close', () => this.#afterPending(socket, reply));
       return;
     }
@@ -863,6 +886,16 @@ export class Gateway {
   }
 
   #handle(req: IncomingMessage, res: ServerResponse): void {
+    // A request parsed after the connection's parser reported an error is not served: after an
+    // HPE_PAUSED Node has dropped bytes of the stream, so what it parses next is misframed (a body cut
+    // short, another request's bytes in a header). The connection's refusal (#afterPending) is
+    // already on its way; this response is never written and does not hold it up.
+    if (this.#clientErrored.has(req.socket)) {
+      this.#abandoned.add(res);
+      req.resume();
+      return;
+    }
+    this.#lastRequest.set(req.socket, req);
     this.#inFlight++;
     res.once('close', () => {
       if (--this.#inFlight === 0 && this.#idle) this.#idle();
@@ -1026,7 +1059,10 @@ export class Gateway {
       try {
         read = await readLimitedBody(req, limit, false);
       } catch {
-        res.destroy();
+        // A body cut by its connection's parser error: the connection's refusal answers it
+        // (#afterPending does not wait for this response, which is never written).
+        if (isBodyBroken(req)) this.#abandoned.add(res);
+        else res.destroy();
         return;
       }
       pre = read.over ? tooLarge() : content;
