@@ -22,6 +22,7 @@
  *   over about the last two epochs.
  * - `inittrades6`, `inittrades2`: `init` trained with TRADES (Zhang et al. 2019), beta 6 or 2, in place
  *   of Madry's PGD training, with the same attack (40 steps of 2 eps / 40).
+ * - `initratio1b64`: `initratio1` in batches of 64 (twice the updates, the same PGD points and epochs).
  *
  * Every model is scored by robust-reference's `evaluateFc1` on the first 1,000 test images: Bulwark's
  * PGD-100 x2 + APGD-CE and their PGD-40. BULWARK_RECIPE_SEEDS: seeds per variant (default 5);
