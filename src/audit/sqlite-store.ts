@@ -20,19 +20,28 @@
  * file still produce one sequence; a writer that cannot get the lock within `busyTimeoutMs` fails with
  * ERR_AUDIT_UNAVAILABLE.
  */
-import { mkdirSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { type FileHandle, open as openFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
-import { BulwarkError } from '../core/index.js';
+import { BulwarkError, requireOutputFolderSync } from '../core/index.js';
 import { EMPTY_ROOT } from './merkle.js';
 import type { AppendPlan, AuditStore, NodeRow, StoredCheckpoint, StoredEntry, TreeState } from './store.js';
 
 export interface SqliteStoreOptions {
   /** The database file. */
   path: string;
-  /** Create the file and tables when missing (default true); when false a missing file is ERR_FILE_NOT_FOUND. */
+  /**
+   * Create the file and tables when missing (default true); when false a missing file is
+   * ERR_FILE_NOT_FOUND. The folder is never created: a missing one is ERR_FILE_NOT_FOUND (a mistyped
+   * path must not start a fresh, empty log somewhere new), a file in its place ERR_IO.
+   */
   create?: boolean;
+  /**
+   * The option, flag or configuration key the path came from (`--store`, `audit.store`), named in the
+   * errors about a missing file or folder.
+   */
+  option?: string;
   /** How long to wait for another process's write lock, in ms (default 10,000). */
   busyTimeoutMs?: number;
 }
@@ -113,17 +122,29 @@ export class SqliteAuditStore implements AuditStore {
     this.stmts = this.prepare();
   }
 
-  /** Opens (and by default creates) the store. Throws ERR_AUDIT_UNAVAILABLE or ERR_FILE_NOT_FOUND. */
+  /**
+   * Opens (and by default creates) the store, in a folder that must exist. Throws
+   * ERR_AUDIT_UNAVAILABLE, ERR_FILE_NOT_FOUND (no such log, or no such folder), or ERR_IO (a file
+   * where the folder should be).
+   */
   static open(options: SqliteStoreOptions): SqliteAuditStore {
     const create = options.create ?? true;
+    const from = options.option === undefined ? '' : ` (${options.option})`;
     let db: Database.Database;
     try {
-      if (create) mkdirSync(dirname(options.path), { recursive: true });
+      if (create) requireOutputFolderSync(options.path, { what: 'audit log', option: options.option });
       db = new Database(options.path, { fileMustExist: !create, timeout: options.busyTimeoutMs ?? 10_000 });
     } catch (e) {
-      if (!create && (e as { code?: unknown }).code === 'SQLITE_CANTOPEN')
-        throw new BulwarkError('ERR_FILE_NOT_FOUND', `audit log not found: ${options.path}`, {
-          details: { path: options.path },
+      // better-sqlite3 refuses a missing folder itself, with a TypeError that has no code.
+      if (
+        !create &&
+        ((e as { code?: unknown }).code === 'SQLITE_CANTOPEN' || !existsSync(dirname(options.path)))
+      )
+        throw new BulwarkError('ERR_FILE_NOT_FOUND', `audit log not found: ${options.path}${from}`, {
+          details: {
+            path: options.path,
+            ...(options.option === undefined ? {} : { option: options.option }),
+          },
         });
       throw sqliteError(e, options.path, 'open the database');
     }

@@ -9,6 +9,7 @@ import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import type { AuditEventInput, AuditLog, AuditStoreSpec } from '../audit/index.js';
 import { BulwarkError } from '../core/index.js';
+import { locationOrigin } from './options.js';
 
 /** The audit library, loaded on first use so other commands do not pay for pg and better-sqlite3. */
 const lib = () => import('../audit/index.js');
@@ -18,9 +19,16 @@ export const DEFAULT_AUDIT_STORE = 'bulwark-audit.db';
 
 /**
  * A store location: a SQLite file, or a `postgres://` URL with the schema holding the log.
- * `create` is for commands that may start a new log (checkpoint with a signing key).
+ * `create` is for commands that may start a new log (checkpoint with a signing key); a new SQLite log
+ * is created only in a folder that exists. `option` names where the location came from (`--store`,
+ * `$BULWARK_AUDIT_STORE`) in the errors about a missing file or folder.
  */
-export function auditStoreSpec(location: string, create: boolean, pgSchema?: string): AuditStoreSpec {
+export function auditStoreSpec(
+  location: string,
+  create: boolean,
+  pgSchema?: string,
+  option?: string,
+): AuditStoreSpec {
   if (/^postgres(ql)?:\/\//.test(location)) {
     if (!URL.canParse(location))
       // The URL itself is never quoted: it may hold a password.
@@ -34,7 +42,7 @@ export function auditStoreSpec(location: string, create: boolean, pgSchema?: str
       create,
     };
   }
-  return { kind: 'sqlite', path: resolve(location), create };
+  return { kind: 'sqlite', path: resolve(location), create, ...(option === undefined ? {} : { option }) };
 }
 
 export const AUDIT_OPTION_FLAGS = '--audit <store>';
@@ -62,7 +70,13 @@ export async function withOperationLog<T>(
 ): Promise<T> {
   const location = auditLocation(option);
   if (location === undefined) return fn(undefined);
-  const log = await (await lib()).AuditLog.open({ store: auditStoreSpec(location, false) });
+  const store = auditStoreSpec(
+    location,
+    false,
+    undefined,
+    locationOrigin('--audit', option !== undefined, 'BULWARK_AUDIT_STORE'),
+  );
+  const log = await (await lib()).AuditLog.open({ store });
   try {
     return await fn(log);
   } finally {

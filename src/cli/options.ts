@@ -78,3 +78,14 @@ export async function checkOutputPath(
     });
   await requireOutputFolder(out);
 }
+
+/**
+ * Where a location's value came from, for the errors about it (a store or ledger in a missing folder):
+ * `flag` when it was given on the command line, `$ENV` when it came from `envVar`, else undefined (the
+ * built-in default, a file in the working folder).
+ */
+export function locationOrigin(flag: string, fromCommandLine: boolean, envVar: string): string | undefined {
+  if (fromCommandLine) return flag;
+  const v = process.env[envVar];
+  return v !== undefined && v !== '' ? `$${envVar}` : undefined;
+}

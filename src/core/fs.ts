@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { createWriteStream, unlinkSync, type WriteStream } from 'node:fs';
+import { createWriteStream, type Stats, statSync, unlinkSync, type WriteStream } from 'node:fs';
 import { access, link, mkdir, open, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { BulwarkError } from './errors.js';
@@ -106,59 +106,115 @@ export async function exists(path: string): Promise<boolean> {
   }
 }
 
+/** What is being written, for the folder errors: the path, with what it is and where it came from. */
+export interface OutputFolderTarget {
+  /** What the file is ("audit log", "budget ledger"), put before the path. */
+  what?: string | undefined;
+  /** The option, flag or configuration key the path came from (`--store`, `audit.store`), put after it. */
+  option?: string | undefined;
+}
+
+function folderError(
+  code: 'ERR_FILE_NOT_FOUND' | 'ERR_IO',
+  dir: string,
+  path: string,
+  t: OutputFolderTarget,
+  cause: unknown,
+): BulwarkError {
+  const label = `${t.what === undefined ? '' : `${t.what} `}${path}${t.option === undefined ? '' : ` (${t.option})`}`;
+  const problem =
+    code === 'ERR_IO'
+      ? `${dir} is not a folder (a file is in the way)`
+      : `no such folder: ${dir} (create it first)`;
+  return new BulwarkError(code, `cannot write ${label}: ${problem}`, {
+    cause,
+    details: { path: dir, ...(t.option === undefined ? {} : { option: t.option }) },
+  });
+}
+
+type StatOutcome = { stats: Stats; error?: undefined } | { stats?: undefined; error: unknown };
+
+/**
+ * Decides from the `stat` of `dir`, the folder `path` is written into, whether it is there: true when
+ * it is a folder, false when it is missing and `create` allows making it. A missing folder is
+ * ERR_FILE_NOT_FOUND otherwise; a file standing where a folder must be is ERR_IO, not ERR_FILE_EXISTS.
+ * Shared by the asynchronous and synchronous checks so that both refuse with the same codes and words.
+ */
+function folderReady(
+  dir: string,
+  path: string,
+  target: OutputFolderTarget,
+  outcome: StatOutcome,
+  create: boolean,
+): boolean {
+  if (outcome.stats !== undefined) {
+    if (outcome.stats.isDirectory()) return true;
+    throw folderError('ERR_IO', dir, path, target, null);
+  }
+  const e = outcome.error;
+  const code = (e as NodeJS.ErrnoException | undefined)?.code;
+  if (code === 'ENOTDIR') throw folderError('ERR_IO', dir, path, target, e);
+  if (code !== 'ENOENT') throw fsError(e, dir, 'cannot write into folder');
+  if (!create) throw folderError('ERR_FILE_NOT_FOUND', dir, path, target, e);
+  return false;
+}
+
 /**
  * Makes sure `dir`, the folder `path` is written into, exists. A missing folder is ERR_FILE_NOT_FOUND
  * unless `create`, which makes it and its parents and fsyncs each new folder's entry into its parent
  * (a rename fsynced into a folder whose own entry was never synced can still vanish in a crash). A file
  * standing where a folder must be is ERR_IO, not ERR_FILE_EXISTS.
  */
-async function prepareFolder(dir: string, path: string, create: boolean): Promise<void> {
-  const inTheWay = (e: unknown) =>
-    new BulwarkError('ERR_IO', `cannot write ${path}: ${dir} is not a folder (a file is in the way)`, {
-      cause: e,
-      details: { path: dir },
-    });
-  let isFolder: boolean;
+async function prepareFolder(
+  dir: string,
+  path: string,
+  create: boolean,
+  target: OutputFolderTarget = {},
+): Promise<void> {
+  const outcome: StatOutcome = await stat(dir).then(
+    (stats) => ({ stats }),
+    (error: unknown) => ({ error }),
+  );
+  if (folderReady(dir, path, target, outcome, create)) return;
+  let first: string | undefined;
   try {
-    isFolder = (await stat(dir)).isDirectory();
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ENOTDIR') throw inTheWay(e);
-    if (code !== 'ENOENT') throw fsError(e, dir, 'cannot write into folder');
-    if (!create) {
-      throw new BulwarkError(
-        'ERR_FILE_NOT_FOUND',
-        `cannot write ${path}: no such folder: ${dir} (create it first)`,
-        { cause: e, details: { path: dir } },
-      );
-    }
-    let first: string | undefined;
-    try {
-      first = await mkdir(dir, { recursive: true });
-    } catch (m) {
-      const mc = (m as NodeJS.ErrnoException).code;
-      if (mc === 'EEXIST' || mc === 'ENOTDIR') throw inTheWay(m);
-      throw fsError(m, dir, 'cannot create folder');
-    }
-    // The new folders, deepest first, up to the first one mkdir made; each is synced into its parent.
-    if (first !== undefined) {
-      for (let d = dir; ; d = dirname(d)) {
-        await fsyncDir(dirname(d));
-        if (d === first || dirname(d) === d) break;
-      }
-    }
-    return;
+    first = await mkdir(dir, { recursive: true });
+  } catch (m) {
+    const mc = (m as NodeJS.ErrnoException).code;
+    if (mc === 'EEXIST' || mc === 'ENOTDIR') throw folderError('ERR_IO', dir, path, target, m);
+    throw fsError(m, dir, 'cannot create folder');
   }
-  if (!isFolder) throw inTheWay(null);
+  // The new folders, deepest first, up to the first one mkdir made; each is synced into its parent.
+  if (first !== undefined) {
+    for (let d = dir; ; d = dirname(d)) {
+      await fsyncDir(dirname(d));
+      if (d === first || dirname(d) === d) break;
+    }
+  }
 }
 
 /**
  * Checks, before any work is done, that the folder `path` will be written into exists (the check
  * {@link writeFileAtomic} makes again when it writes): ERR_FILE_NOT_FOUND when missing, ERR_IO when a
- * file stands in its place.
+ * file stands in its place. `target` adds what the file is and the option it came from to the message.
  */
-export async function requireOutputFolder(path: string): Promise<void> {
-  await prepareFolder(dirname(path), path, false);
+export async function requireOutputFolder(path: string, target: OutputFolderTarget = {}): Promise<void> {
+  await prepareFolder(dirname(path), path, false, target);
+}
+
+/**
+ * {@link requireOutputFolder} for synchronous code (a SQLite database is opened synchronously): the
+ * same check, codes and messages.
+ */
+export function requireOutputFolderSync(path: string, target: OutputFolderTarget = {}): void {
+  const dir = dirname(path);
+  let outcome: StatOutcome;
+  try {
+    outcome = { stats: statSync(dir) };
+  } catch (error) {
+    outcome = { error };
+  }
+  folderReady(dir, path, target, outcome, false);
 }
 
 async function fsyncDir(dir: string): Promise<void> {

@@ -18,10 +18,12 @@ export {
   type FileLock,
   fsError,
   lockFile,
+  type OutputFolderTarget,
   readInputFile,
   removePendingTemps,
   requireFile,
   requireOutputFolder,
+  requireOutputFolderSync,
   withFileRead,
   writeFileAtomic,
 } from './fs.js';

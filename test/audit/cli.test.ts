@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -27,6 +27,19 @@ describe('bulwark audit (CLI)', () => {
     const again = runBulwark(['audit', 'keygen', '--name', 'bulwark.test/cli', '--out', key]);
     assert.equal(again.code, 3, again.stderr);
     assert.match(again.stderr, /^bulwark: ERR_FILE_EXISTS: /);
+  });
+
+  it('checkpoint --signing-key does not start a log in a missing folder: exit 3, the flag and folder named', () => {
+    const missing = join(dir, 'bulwrak');
+    const store = join(missing, 'audit.db');
+    const r = runBulwark(['audit', '--store', store, 'checkpoint', '--signing-key', key]);
+    assert.equal(r.code, 3, r.stderr);
+    assert.equal(
+      r.stderr,
+      `bulwark: ERR_FILE_NOT_FOUND: cannot write audit log ${store} (--store): no such folder: ${missing} (create it first)\n`,
+    );
+    assert.doesNotMatch(r.stderr, /\n\s+at /);
+    assert.equal(existsSync(missing), false);
   });
 
   it('checkpoint, verify, prove, verify --proof, tail and lineage on a log', async () => {

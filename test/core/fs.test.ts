@@ -9,6 +9,8 @@ import {
   lockFile,
   readInputFile,
   requireFile,
+  requireOutputFolder,
+  requireOutputFolderSync,
   writeFileAtomic,
 } from '../../src/core/index.js';
 import { loadSchema } from '../../src/data/index.js';
@@ -53,6 +55,34 @@ describe('atomic writes', () => {
     await s.commit();
     assert.equal(readFileSync(q, 'utf8'), 'streamed');
     assert.deepEqual(readdirSync(dir).sort(), ['other', 'typo']);
+  });
+
+  it('requireOutputFolder and requireOutputFolderSync: the same check, naming what and where from', async () => {
+    const dir = fresh();
+    const p = join(dir, 'typo', 'audit.db');
+    const target = { what: 'audit log', option: '--store' };
+    const missing = {
+      code: 'ERR_FILE_NOT_FOUND',
+      message: `cannot write audit log ${p} (--store): no such folder: ${join(dir, 'typo')} (create it first)`,
+      details: { path: join(dir, 'typo'), option: '--store' },
+    };
+    await assert.rejects(requireOutputFolder(p, target), missing);
+    assert.throws(() => requireOutputFolderSync(p, target), missing);
+    assert.throws(() => requireOutputFolderSync(p), {
+      code: 'ERR_FILE_NOT_FOUND',
+      message: `cannot write ${p}: no such folder: ${join(dir, 'typo')} (create it first)`,
+    });
+    assert.deepEqual(readdirSync(dir), []);
+    await requireOutputFolder(join(dir, 'here.db'), target);
+    requireOutputFolderSync(join(dir, 'here.db'), target);
+    for (const q of [join(fileAsDir(), 'x'), join(fileAsDir(), 'sub', 'x')]) {
+      const inTheWay = {
+        code: 'ERR_IO',
+        message: /^cannot write audit log .* \(--store\): .* is not a folder \(a file is in the way\)$/,
+      };
+      await assert.rejects(requireOutputFolder(q, target), inTheWay);
+      assert.throws(() => requireOutputFolderSync(q, target), inTheWay);
+    }
   });
 
   it('noClobber refuses to overwrite', async () => {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFile, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -286,10 +286,47 @@ describe('an unreachable ledger refuses (fail closed)', () => {
     );
   });
 
-  it('a SQLite path that cannot be created: ERR_LEDGER_UNAVAILABLE', async () => {
+  it('a new SQLite ledger in a missing folder: ERR_FILE_NOT_FOUND naming the folder, nothing created', async () => {
+    const missing = join(tmp, 'bulwrak', 'deeper');
+    const path = join(missing, 'ledger.sqlite');
+    for (const open of [() => openLedger(path), () => openLedger(`sqlite:${path}`)]) {
+      await assert.rejects(open(), {
+        code: 'ERR_FILE_NOT_FOUND',
+        message: `cannot write budget ledger ${path}: no such folder: ${missing} (create it first)`,
+      });
+    }
+    // With the option the location came from named.
+    await assert.rejects(openLedger(path, { option: '--ledger' }), {
+      code: 'ERR_FILE_NOT_FOUND',
+      message: `cannot write budget ledger ${path} (--ledger): no such folder: ${missing} (create it first)`,
+    });
+    assert.equal(existsSync(join(tmp, 'bulwrak')), false);
+  });
+
+  it('an existing SQLite ledger opens again with its budget and spends', async () => {
+    const path = join(tmp, `reopen-${randomBytes(4).toString('hex')}.sqlite`);
+    const first = await openLedger(path);
+    await first.setBudget('ds', { epsilon: 1, delta: 0 });
+    await first.spend({ dataset: 'ds', epsilon: 0.25, operation: 'test.reopen' });
+    await first.close();
+    const again = await openLedger(path, { option: '--ledger' });
+    try {
+      assert.equal(again.id, first.id);
+      assert.equal((await again.status('ds')).spent.epsilon, 0.25);
+    } finally {
+      await again.close();
+    }
+  });
+
+  it("a file where the SQLite ledger's folder should be: ERR_IO (a file is in the way)", async () => {
     const file = join(tmp, 'a-file');
-    (await import('node:fs')).writeFileSync(file, '');
-    await assert.rejects(openLedger(join(file, 'sub', 'ledger.sqlite')), code('ERR_LEDGER_UNAVAILABLE'));
+    writeFileSync(file, '');
+    for (const path of [join(file, 'ledger.sqlite'), join(file, 'sub', 'ledger.sqlite')]) {
+      await assert.rejects(openLedger(path), {
+        code: 'ERR_IO',
+        message: /^cannot write budget ledger .*: .*a-file(\/sub)? is not a folder \(a file is in the way\)$/,
+      });
+    }
   });
 
   it('a file that is not a ledger: ERR_LEDGER_INVALID', async () => {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -205,6 +205,22 @@ describe('bulwark query (CLI)', () => {
     csv,
     `age,city\n${Array.from({ length: 200 }, (_, i) => `${20 + (i % 50)},${i % 3 === 0 ? 'Lyon' : 'Paris'}`).join('\n')}\n`,
   );
+
+  it('a ledger in a missing folder is refused, not created: exit 3 naming --ledger or $BULWARK_LEDGER', () => {
+    const missing = join(tmp, 'bulwrak');
+    const ledger = join(missing, 'ledger.sqlite');
+    const expected = (from: string) =>
+      `bulwark: ERR_FILE_NOT_FOUND: cannot write budget ledger ${ledger} (${from}): no such folder: ${missing} (create it first)\n`;
+    let r = runBulwark(['query', 'budget', 'set', 'people.csv', '--epsilon', '1', '--ledger', ledger]);
+    assert.equal(r.code, 3, r.stderr);
+    assert.equal(r.stderr, expected('--ledger'));
+    r = runBulwark(['query', 'count', '--data', csv, '--epsilon', '0.5'], {
+      env: { BULWARK_LEDGER: ledger },
+    });
+    assert.equal(r.code, 3, r.stderr);
+    assert.equal(r.stderr, expected('$BULWARK_LEDGER'));
+    assert.equal(existsSync(missing), false);
+  });
 
   it('refuses without a budget (exit 5), answers within it, then refuses past it', () => {
     const ledger = join(tmp, 'cli.sqlite');

@@ -4,7 +4,7 @@ import { type Command, InvalidArgumentError } from 'commander';
 import type { AuditLog, AuditStoreSpec, InclusionBundle, NoteSigner } from '../../audit/index.js';
 import { BulwarkError, fsError, writeFileAtomic } from '../../core/index.js';
 import { auditStoreSpec, DEFAULT_AUDIT_STORE } from '../audit-record.js';
-import { checkOutputPath, intOption } from '../options.js';
+import { checkOutputPath, intOption, locationOrigin } from '../options.js';
 import { ioOf } from '../program.js';
 import { startProgress } from '../progress.js';
 
@@ -18,7 +18,12 @@ interface StoreOpts {
 
 /** `--store`: a SQLite file, or a `postgres://` URL. */
 function storeSpec(o: StoreOpts, create: boolean): AuditStoreSpec {
-  return auditStoreSpec(storeSpecPath(o), create, o.pgSchema);
+  return auditStoreSpec(
+    storeSpecPath(o),
+    create,
+    o.pgSchema,
+    locationOrigin('--store', o.store !== undefined, 'BULWARK_AUDIT_STORE'),
+  );
 }
 
 /** The `--store` as given (a SQLite file or a URL), for the output-path check. */

@@ -9,6 +9,7 @@ import {
   type InputDomain,
   type RedTeamModel,
 } from '../../robust/index.js';
+import { locationOrigin } from '../options.js';
 import type { Io } from '../output.js';
 
 const fmt = (v: number | null) => (v === null ? 'n/a' : Number(v.toPrecision(4)).toString());
@@ -50,7 +51,12 @@ export async function runEvaluateGate(
   const spec = await loadGate(o.gate);
   const wantsLedger = spec.checks.some((c) => c.metric === 'privacy-spent');
   const location = o.ledger ?? process.env['BULWARK_LEDGER'];
-  const ledger = wantsLedger && location ? await openLedger(location) : undefined;
+  const ledger =
+    wantsLedger && location
+      ? await openLedger(location, {
+          option: locationOrigin('--ledger', o.ledger !== undefined, 'BULWARK_LEDGER'),
+        })
+      : undefined;
   try {
     const triggered = async (trigger: Record<string, number | string>, target: string) => {
       if (!pipeline || !classValues)

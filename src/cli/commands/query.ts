@@ -18,7 +18,7 @@ import {
   type QueryOptions,
 } from '../../privacy/index.js';
 import { AUDIT_OPTION_FLAGS, AUDIT_OPTION_HELP, withOperationLog } from '../audit-record.js';
-import { floatOption, intOption, listOption } from '../options.js';
+import { floatOption, intOption, listOption, locationOrigin } from '../options.js';
 import { ioOf } from '../program.js';
 
 /** The default ledger: `BULWARK_LEDGER`, else `bulwark-ledger.sqlite` in the working folder. */
@@ -162,13 +162,25 @@ function human(kind: Kind, r: DpRelease<unknown>, column: string | undefined): s
   return `DP ${what} (${guarantee}, ${r.mechanism}${noise}):${body}${left}`;
 }
 
-/** Opens the ledger; with `audit`, each committed spend is appended to that log (privacy.spent). */
+/** Where the command's `--ledger` came from (the flag, `$BULWARK_LEDGER`, or the default), for errors. */
+function ledgerOrigin(cmd: Command): string | undefined {
+  return locationOrigin('--ledger', cmd.getOptionValueSource('ledger') === 'cli', 'BULWARK_LEDGER');
+}
+
+/**
+ * Opens the command's `--ledger`; with `audit`, each committed spend is appended to that log
+ * (privacy.spent).
+ */
 async function withLedger<T>(
+  cmd: Command,
   location: string,
   f: (l: BudgetLedger) => Promise<T>,
   audit?: AuditLog,
 ): Promise<T> {
-  const ledger = await openLedger(location, audit ? { onSpend: auditSpendSink(audit) } : {});
+  const ledger = await openLedger(location, {
+    option: ledgerOrigin(cmd),
+    ...(audit ? { onSpend: auditSpendSink(audit) } : {}),
+  });
   try {
     return await f(ledger);
   } finally {
@@ -247,6 +259,7 @@ export function registerQueryCommand(program: Command): void {
         // The audit log, when configured, is opened before the spend: an unreachable log refuses it.
         const r = await withOperationLog(o.audit, (log) =>
           withLedger(
+            this,
             o.ledger,
             (ledger) => {
               const base: QueryOptions = {
@@ -302,7 +315,7 @@ export function registerQueryCommand(program: Command): void {
     const o = this.opts<{ epsilon: number; delta: number; ledger: string; analyst?: string }>();
     const warning = deltaWarning(o.delta);
     if (warning !== null) ioOf(this).note(`bulwark: WARNING: budget ${warning}`);
-    const st = await withLedger(o.ledger, (l) =>
+    const st = await withLedger(this, o.ledger, (l) =>
       l.setBudget(
         name,
         { epsilon: o.epsilon, delta: o.delta },
@@ -318,7 +331,7 @@ export function registerQueryCommand(program: Command): void {
   ledgerOpt(budget.command('status <name>').description('total, spent and remaining budget')).action(
     async function (this: Command, name: string) {
       const o = this.opts<{ ledger: string; analyst?: string }>();
-      const st = await withLedger(o.ledger, (l) =>
+      const st = await withLedger(this, o.ledger, (l) =>
         l.status(name, o.analyst === undefined ? {} : { analyst: o.analyst }),
       );
       ioOf(this).result(
@@ -335,7 +348,7 @@ export function registerQueryCommand(program: Command): void {
       .option('--limit <n>', 'at most this many', intOption(1, 1_000_000)),
   ).action(async function (this: Command, name: string) {
     const o = this.opts<{ ledger: string; analyst?: string; limit?: number }>();
-    const h = await withLedger(o.ledger, (l) =>
+    const h = await withLedger(this, o.ledger, (l) =>
       l.history(name, {
         ...(o.analyst === undefined ? {} : { analyst: o.analyst }),
         ...(o.limit === undefined ? {} : { limit: o.limit }),

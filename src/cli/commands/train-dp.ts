@@ -19,7 +19,7 @@ import {
   trainTabularDp,
 } from '../../privacy/index.js';
 import { record } from '../audit-record.js';
-import { floatOption, intOption } from '../options.js';
+import { floatOption, intOption, locationOrigin } from '../options.js';
 import type { Io } from '../output.js';
 import { type Progress, startProgress } from '../progress.js';
 
@@ -125,7 +125,10 @@ export async function openDpRun(
       'bulwark: WARNING: --seeded-noise makes the DP noise reproducible: this model is NOT private. Use for tests only.',
     );
   const location = o.ledger ?? (process.env['BULWARK_LEDGER'] || 'bulwark-ledger.sqlite');
-  const ledger = await openLedger(location, log ? { onSpend: auditSpendSink(log) } : {});
+  const ledger = await openLedger(location, {
+    option: locationOrigin('--ledger', o.ledger !== undefined, 'BULWARK_LEDGER'),
+    ...(log ? { onSpend: auditSpendSink(log) } : {}),
+  });
   return { delta, ledger };
 }
 

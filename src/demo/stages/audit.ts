@@ -76,6 +76,8 @@ export const auditOpenStage: DemoStage = {
     for (const f of ['audit.db', 'audit.db-wal', 'audit.db-shm', 'log.key', 'log.key.pub', 'tampered.db'])
       await rm(join(dir, f), { force: true });
     const key = generateSignerKey(ORIGIN);
+    // createFolders: audit/ is the demo's own layout; the log below is opened in it, and the SQLite
+    // store (like every writer) does not create a missing folder.
     await writeFileAtomic(join(dir, 'log.key'), `${key.skey}\n`, { mode: 0o600, createFolders: true });
     await writeFileAtomic(join(dir, 'log.key.pub'), `${key.vkey}\n`);
     const log = await AuditLog.open({

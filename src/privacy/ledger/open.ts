@@ -5,7 +5,9 @@ import { PgLedger } from './postgres.js';
 import { SqliteLedger } from './sqlite.js';
 
 /**
- * Opens a budget ledger: SQLite (a file, the default) or PostgreSQL (several processes).
+ * Opens a budget ledger: SQLite (a file, the default) or PostgreSQL (several processes). A new SQLite
+ * ledger is created only in a folder that exists (ERR_FILE_NOT_FOUND otherwise); `option` names where
+ * the location came from (`--ledger`) in that error.
  *
  * @example
  * ```ts
@@ -16,12 +18,13 @@ import { SqliteLedger } from './sqlite.js';
  */
 export async function openLedger(
   spec: LedgerSpec | string,
-  options: { onSpend?: SpendSink } = {},
+  options: { onSpend?: SpendSink; option?: string | undefined } = {},
 ): Promise<BudgetLedger> {
   const s = typeof spec === 'string' ? parseLedgerLocation(spec) : spec;
   if (s.kind === 'sqlite') {
     return SqliteLedger.open({
       path: s.path,
+      ...(options.option === undefined ? {} : { option: options.option }),
       ...(s.busyTimeoutMs === undefined ? {} : { busyTimeoutMs: s.busyTimeoutMs }),
       ...(options.onSpend === undefined ? {} : { onSpend: options.onSpend }),
     });

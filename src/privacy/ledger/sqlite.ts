@@ -5,10 +5,8 @@
  * WAL journal with `synchronous=FULL`: a committed spend survives a crash.
  */
 import { randomUUID } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
-import { BulwarkError } from '../../core/index.js';
+import { BulwarkError, requireOutputFolder } from '../../core/index.js';
 import {
   type Budget,
   type BudgetLedger,
@@ -98,6 +96,11 @@ function sqliteError(e: unknown, path: string, action: string): BulwarkError {
 /** Options of {@link SqliteLedger.open}. */
 export interface SqliteLedgerOptions {
   path: string;
+  /**
+   * The option, flag or configuration key the path came from (`--ledger`), named in the error about a
+   * missing folder.
+   */
+  option?: string;
   /** How long to wait for another process's write lock, in ms (default 10,000). */
   busyTimeoutMs?: number;
   /** Called after each committed spend (an audit sink). */
@@ -119,13 +122,17 @@ export class SqliteLedger implements BudgetLedger {
     this.#onSpend = onSpend;
   }
 
-  /** Opens (creating when missing) the ledger file; ERR_LEDGER_UNAVAILABLE / ERR_LEDGER_INVALID on failure. */
+  /**
+   * Opens (creating when missing) the ledger file; ERR_LEDGER_UNAVAILABLE / ERR_LEDGER_INVALID on
+   * failure. Its folder is never created: a missing one is ERR_FILE_NOT_FOUND (a mistyped path must not
+   * start a fresh ledger, that is a fresh budget, somewhere new), a file in its place ERR_IO.
+   */
   static async open(o: SqliteLedgerOptions): Promise<SqliteLedger> {
     const path = o.path;
+    await requireOutputFolder(path, { what: 'budget ledger', option: o.option });
     let db: Database.Database;
     let id = '';
     try {
-      mkdirSync(dirname(path), { recursive: true });
       db = new Database(path, { timeout: o.busyTimeoutMs ?? 10_000 });
     } catch (e) {
       throw sqliteError(e, path, 'open the file');
