@@ -192,7 +192,7 @@ async function policiesMention(files: readonly string[], pattern: RegExp): Promi
 }
 
 function auditSpec(a: GatewayConfig['audit']): AuditStoreSpec {
-  if (!/^postgres(ql)?:\/\//.test(a.store)) return { kind: 'sqlite', path: a.store };
+  if (!/^postgres(ql)?:\/\//.test(a.store)) return { kind: 'sqlite', path: a.store, option: 'audit.store' };
   return { kind: 'postgres', url: a.store, ...(a.schema !== undefined ? { schema: a.schema } : {}) };
 }
 

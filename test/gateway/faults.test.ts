@@ -6,12 +6,13 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes, type X509Certificate } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import tls from 'node:tls';
 import pg from 'pg';
 import { AuditLog, parseVerifierKey, verifyCheckpoint } from '../../src/audit/index.js';
+import { isBulwarkError } from '../../src/core/index.js';
 import { GatewayClient, type GatewayError } from '../../src/gateway/client.js';
 import type { Gateway } from '../../src/gateway/server.js';
 import { makeLeaf } from './auth-fixtures.js';
@@ -146,6 +147,19 @@ describe('gateway faults, limits and operations', () => {
     for (let i = 0; i < 3; i++) got.push(await status(cs));
     assert.deepEqual(got[2], [429, 'ERR_GATEWAY_RATE_LIMITED']);
     await slow.close();
+  });
+
+  it('a SQLite audit.store in a missing folder: the gateway does not start, names audit.store, creates nothing', async () => {
+    const base = f.config();
+    const missing = join(f.dir, `no-such-${randomBytes(3).toString('hex')}`);
+    await assert.rejects(
+      startGateway({ ...base, audit: { ...base.audit, store: join(missing, 'audit.db') } }),
+      (e: unknown) =>
+        isBulwarkError(e, 'ERR_FILE_NOT_FOUND') &&
+        e.message.includes('(audit.store)') &&
+        e.message.includes(`no such folder: ${missing}`),
+    );
+    assert.equal(existsSync(missing), false);
   });
 
   it('PostgreSQL audit store down: predictions refused with 503 ERR_AUDIT_UNAVAILABLE (fail closed); recovers', async () => {
