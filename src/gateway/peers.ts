@@ -12,6 +12,7 @@ export {
   type AuthRequest,
   authConfigSchema,
   type Principal,
+  pemCertificates,
   RevocationLists,
 } from './auth/index.js';
 export {

@@ -6,7 +6,7 @@
  * Transport: `node:https` with a hand-written router. Measured against fastify 5 with the same pipeline
  * (bench/gateway.bench.ts); the figures are in bench/results/gateway.json and docs/gateway.md.
  */
-import { X509Certificate } from 'node:crypto';
+import type { X509Certificate } from 'node:crypto';
 import { type FSWatcher, watch as fsWatch } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
@@ -39,6 +39,7 @@ import {
   Authorizer,
   type AuthorizerLike,
   type AuthRequest,
+  pemCertificates,
   RevocationLists,
 } from './peers.js';
 import { type OptionalStage, Pipeline } from './pipeline.js';
@@ -146,16 +147,7 @@ async function readTls(c: NonNullable<GatewayConfig['server']['tls']>): Promise<
       ...(cause === undefined ? {} : { cause }),
       details: { path: caFile },
     });
-  const pems =
-    ca.toString('utf8').match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
-  const cas: X509Certificate[] = [];
-  for (const block of pems) {
-    try {
-      cas.push(new X509Certificate(block));
-    } catch (e) {
-      throw caError('a certificate cannot be parsed', e);
-    }
-  }
+  const cas = pemCertificates(ca.toString('utf8'), (e) => caError('a certificate cannot be parsed', e));
   if (cas.length === 0) throw caError('no PEM certificate');
   const crls = await RevocationLists.load(c.clientCrl, cas, {
     key: 'server.tls.clientCrl',

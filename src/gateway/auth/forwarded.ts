@@ -94,6 +94,21 @@ export function parsePemHeader(value: string): X509Certificate {
 }
 
 /**
+ * Every `CERTIFICATE` block of a PEM bundle, parsed; `unparsable` makes the error for one that does not
+ * parse (each caller names its own file and key).
+ */
+export function pemCertificates(text: string, unparsable: (cause: unknown) => Error): X509Certificate[] {
+  const blocks = text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  return blocks.map((b) => {
+    try {
+      return new X509Certificate(b);
+    } catch (e) {
+      throw unparsable(e);
+    }
+  });
+}
+
+/**
  * A CA bundle used to re-verify forwarded certificates (defence in depth: the proxy verified them first),
  * with the CRLs of its CAs when `auth.mtls.crlFile` is set.
  */
@@ -117,22 +132,16 @@ export class CaBundle {
     } catch (e) {
       throw fsError(e, file, 'cannot read CA bundle');
     }
-    const blocks = text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+    const parsed = pemCertificates(
+      text,
+      (e) =>
+        new BulwarkError('ERR_CONFIG_INVALID', `${file}: a certificate in the CA bundle cannot be parsed`, {
+          cause: e,
+          details: { file },
+        }),
+    );
     const cas: X509Certificate[] = [];
-    for (const b of blocks) {
-      let c: X509Certificate;
-      try {
-        c = new X509Certificate(b);
-      } catch (e) {
-        throw new BulwarkError(
-          'ERR_CONFIG_INVALID',
-          `${file}: a certificate in the CA bundle cannot be parsed`,
-          {
-            cause: e,
-            details: { file },
-          },
-        );
-      }
+    for (const c of parsed) {
       if (!c.ca)
         throw new BulwarkError('ERR_CONFIG_INVALID', `${file}: holds a certificate that is not a CA`, {
           details: { file },

@@ -26,6 +26,8 @@ export {
   type RevocationStatus,
   revocationError,
 } from './crl.js';
+/** The certificates of a PEM bundle (the TLS layer's client CA bundle and the forwarded one). */
+export { pemCertificates } from './forwarded.js';
 /** SPIFFE X.509-SVID identity and the RFC 8705 certificate thumbprint. */
 export { certificateThumbprint, parseSpiffeId, spiffeIdFromCertificate } from './spiffe.js';
 /** The caller (`Principal`) and what the transport hands in (`AuthRequest`). */
