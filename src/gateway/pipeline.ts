@@ -318,13 +318,12 @@ export class Pipeline {
       lap('extraction');
 
       stage = 'harden';
-      const outputs = model.harden(p, rows, req.outputs);
+      const { outputs, labels } = model.harden(p, rows, req.outputs);
       lap('harden');
 
       stage = 'audit';
       if (o.audit) {
         inputDigest = sha256Digest(call.body);
-        const labels = outputs.find((x) => x.name === 'label')?.data ?? [];
         const topK = model.output.topK;
         const decision = Array.from({ length: rows }, (_, r) => String(labels[r * topK] ?? '')).join(',');
         try {

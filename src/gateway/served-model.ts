@@ -33,7 +33,26 @@ const NUMERIC_TYPES = new Set([
   'FP32',
   'FP64',
 ]);
-const INTEGER_TYPES = new Set(['UINT8', 'UINT16', 'UINT32', 'UINT64', 'INT8', 'INT16', 'INT32', 'INT64']);
+/**
+ * The values each integer datatype can carry. INT64 and UINT64 stop at 2^53 - 1: a JSON number beyond
+ * it has already been rounded by `JSON.parse` (9007199254740993 reads as ...992), and the gateway must
+ * not answer for a value other than the one sent.
+ */
+const INTEGER_RANGE: ReadonlyMap<string, readonly [number, number]> = new Map([
+  ['UINT8', [0, 255]],
+  ['UINT16', [0, 65_535]],
+  ['UINT32', [0, 4_294_967_295]],
+  ['UINT64', [0, Number.MAX_SAFE_INTEGER]],
+  ['INT8', [-128, 127]],
+  ['INT16', [-32_768, 32_767]],
+  ['INT32', [-2_147_483_648, 2_147_483_647]],
+  ['INT64', [Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER]],
+]);
+/** The largest finite magnitude of the narrower float datatypes (FP64 is JSON's own number). */
+const FLOAT_MAX: ReadonlyMap<string, number> = new Map([
+  ['FP16', 65_504],
+  ['FP32', 3.4028234663852886e38],
+]);
 const REQUEST_KEYS = new Set(['id', 'parameters', 'inputs', 'outputs']);
 const INPUT_KEYS = new Set(['name', 'shape', 'datatype', 'data', 'parameters']);
 const OUTPUT_KEYS = new Set(['name', 'parameters']);
@@ -195,6 +214,7 @@ export class ServedModel {
           );
         if (n === 'probabilities' && !this.output.probabilities)
           throw bad('outputs[].name: this model does not release probabilities', 'unknown_output', 'outputs');
+        if (names.has(n)) throw bad(`outputs: "${n}" requested twice`, 'duplicate', 'outputs');
         names.add(n);
       }
       out.outputs = names;
@@ -258,10 +278,28 @@ export class ServedModel {
       const data = t['data'];
       if (!Array.isArray(data) || data.length !== n)
         throw bad(`inputs.${name}.data: expected a flat list of ${n} values`, 'shape', name);
-      if (INTEGER_TYPES.has(dt)) {
+      // The declared datatype is checked against the values (null stays for a missing value, judged by
+      // the schema): nothing is coerced, so a value the datatype cannot hold is a malformed request.
+      const range = INTEGER_RANGE.get(dt);
+      const fmax = FLOAT_MAX.get(dt);
+      if (range !== undefined) {
+        const [lo, hi] = range;
         for (const v of data)
-          if (v !== null && !(typeof v === 'number' && Number.isInteger(v)))
-            throw bad(`inputs.${name}.data: ${dt} values must be integers`, 'datatype', name);
+          if (v !== null && !(typeof v === 'number' && Number.isInteger(v) && v >= lo && v <= hi))
+            throw bad(
+              `inputs.${name}.data: ${dt} values must be integers in [${lo}, ${hi}]`,
+              'datatype',
+              name,
+            );
+      } else if (fmax !== undefined) {
+        for (const v of data)
+          if (typeof v === 'number' && Math.abs(v) > fmax)
+            throw bad(`inputs.${name}.data: a value beyond the range of ${dt}`, 'datatype', name);
+      } else if (dt === 'BYTES') {
+        // A number is not BYTES: the schema check would turn 1 into the category "1".
+        for (const v of data)
+          if (v !== null && typeof v !== 'string')
+            throw bad(`inputs.${name}.data: BYTES values must be strings`, 'datatype', name);
       }
       columns.push([name, data]);
     }
@@ -327,7 +365,11 @@ export class ServedModel {
    * their probabilities rounded to `roundDigits`. Rounding and top-k bound what each answer reveals about
    * the decision surface; noise blurs equation-solving attacks further.
    */
-  harden(p: Float32Array, rows: number, wanted: ReadonlySet<string> | null): OutputTensor[] {
+  harden(
+    p: Float32Array,
+    rows: number,
+    wanted: ReadonlySet<string> | null,
+  ): { outputs: OutputTensor[]; labels: readonly string[] } {
     const { topK, roundDigits, noise } = this.output;
     const k = this.loaded.classValues.length;
     const labels: string[] = [];
@@ -362,7 +404,10 @@ export class ServedModel {
       out.push({ name: 'label', shape: [rows, topK], datatype: 'BYTES', data: labels });
     if (this.output.probabilities && (wanted === null || wanted.has('probabilities')))
       out.push({ name: 'probabilities', shape: [rows, topK], datatype: 'FP32', data: probs });
-    return out;
+    // The labels are returned whatever the caller asked for: the audit record's decision must not
+    // depend on the `outputs` the caller chose (a caller asking for probabilities only is still audited
+    // with the decision they reveal).
+    return { outputs: out, labels };
   }
 
   /** Keeps the stream detectors' per-caller state in `store` (several replicas) instead of memory. */

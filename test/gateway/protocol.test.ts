@@ -1,0 +1,156 @@
+/**
+ * The Open Inference Protocol request checked exactly (parse stage): a value the declared datatype
+ * cannot hold is a malformed request (400 ERR_GATEWAY_REQUEST_INVALID), never coerced or rounded into a
+ * value the schema accepts; and the audit record of a prediction carries its decision whatever outputs
+ * the caller asked for.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { AuditLog } from '../../src/audit/index.js';
+import { isBulwarkError } from '../../src/core/index.js';
+import type { Schema } from '../../src/data/index.js';
+import { GatewayClient } from '../../src/gateway/client.js';
+import { modelConfigSchema } from '../../src/gateway/config.js';
+import type { LoadedModel } from '../../src/gateway/model-source.js';
+import { ServedModel } from '../../src/gateway/served-model.js';
+import type { Gateway } from '../../src/gateway/server.js';
+import { type Fixture, fixture, startGateway, v2Body } from './gateway-fixtures.js';
+
+/** A schema with an unbounded integer field and numeric-looking categories. */
+const SCHEMA: Schema = {
+  version: 1,
+  name: 'protocol-test',
+  label: 'y',
+  fields: [
+    { name: 'n', type: 'integer', nullable: false, sensitivity: 'internal' },
+    { name: 'x', type: 'number', nullable: false, sensitivity: 'internal' },
+    { name: 'c', type: 'category', nullable: false, categories: ['1', '2'], sensitivity: 'internal' },
+    { name: 'y', type: 'category', nullable: false, categories: ['no', 'yes'], sensitivity: 'internal' },
+  ],
+};
+
+/** parseRequest and validate read only the schema, fields and output settings of the loaded model. */
+function served(): ServedModel {
+  const loaded = {
+    name: 'm',
+    version: '1',
+    schema: SCHEMA,
+    inputFields: ['n', 'x', 'c'],
+    classValues: ['no', 'yes'],
+    features: 3,
+  } as unknown as LoadedModel;
+  return new ServedModel(
+    loaded,
+    modelConfigSchema.parse({ name: 'm', onnx: 'm.onnx', insecure: true, schema: 'm.yaml' }),
+  );
+}
+
+function body(n: unknown, dt: string, c: unknown = '1', x: unknown = 1.5, xdt = 'FP64') {
+  return {
+    inputs: [
+      { name: 'n', shape: [1], datatype: dt, data: [n] },
+      { name: 'x', shape: [1], datatype: xdt, data: [x] },
+      { name: 'c', shape: [1], datatype: 'BYTES', data: [c] },
+    ],
+  };
+}
+
+function refused(m: ServedModel, b: unknown, field: string): void {
+  assert.throws(
+    () => m.validate(m.parseRequest(b).rows),
+    (e: unknown) =>
+      isBulwarkError(e, 'ERR_GATEWAY_REQUEST_INVALID') &&
+      e.details['reason'] === 'datatype' &&
+      e.message.startsWith(`inputs.${field}.data:`),
+    JSON.stringify(b),
+  );
+}
+
+describe('Open Inference Protocol datatypes', () => {
+  it('refuses integers beyond 2^53 (already rounded by JSON.parse) and outside the datatype range', () => {
+    const m = served();
+    // 9007199254740993 reads as 9007199254740992: the model must not answer for another value.
+    refused(
+      m,
+      JSON.parse(
+        '{"inputs":[{"name":"n","shape":[1],"datatype":"INT64","data":[9007199254740993]},{"name":"x","shape":[1],"datatype":"FP64","data":[1]},{"name":"c","shape":[1],"datatype":"BYTES","data":["1"]}]}',
+      ),
+      'n',
+    );
+    refused(m, body(2 ** 53, 'UINT64'), 'n');
+    refused(m, body(-5, 'UINT8'), 'n');
+    refused(m, body(300, 'UINT8'), 'n');
+    refused(m, body(128, 'INT8'), 'n');
+    refused(m, body(2 ** 31, 'INT32'), 'n');
+    refused(m, body(1, 'INT64', '1', 1e6, 'FP16'), 'x');
+    refused(m, body(1, 'INT64', '1', -1e39, 'FP32'), 'x');
+    // In range, each is taken as sent.
+    for (const [v, dt] of [
+      [Number.MAX_SAFE_INTEGER, 'INT64'],
+      [Number.MIN_SAFE_INTEGER, 'INT64'],
+      [255, 'UINT8'],
+      [-128, 'INT8'],
+    ] as const)
+      assert.deepEqual(m.validate(m.parseRequest(body(v, dt)).rows)[0]?.['n'], v);
+    assert.equal(m.validate(m.parseRequest(body(1, 'INT64', '2', 65_504, 'FP16')).rows)[0]?.['x'], 65_504);
+  });
+
+  it('refuses a number in a BYTES tensor instead of turning it into a category', () => {
+    const m = served();
+    refused(m, body(1, 'INT64', 1), 'c');
+    refused(m, body(1, 'INT64', true), 'c');
+    assert.equal(m.validate(m.parseRequest(body(1, 'INT64', '1')).rows)[0]?.['c'], '1');
+  });
+
+  it('refuses an output requested twice', () => {
+    const m = served();
+    assert.throws(
+      () => m.parseRequest({ ...body(1, 'INT64'), outputs: [{ name: 'label' }, { name: 'label' }] }),
+      (e: unknown) => isBulwarkError(e, 'ERR_GATEWAY_REQUEST_INVALID') && e.details['reason'] === 'duplicate',
+    );
+  });
+});
+
+describe('audit record of a prediction whatever outputs were asked for', () => {
+  let f: Fixture;
+  let gw: Gateway;
+  let c: GatewayClient;
+  before(async () => {
+    f = await fixture();
+    gw = await startGateway(f.config());
+    c = new GatewayClient({ url: gw.url, ca: f.ca.pem, servername: 'localhost', token: await f.token() });
+  });
+  after(async () => {
+    c?.close();
+    await gw?.close();
+  });
+
+  it('records the decision of a caller that asked for probabilities only', async () => {
+    const rows = f.rows.slice(10, 13);
+    const r = await c.request(
+      'POST',
+      '/v2/models/fraud/infer',
+      JSON.stringify(v2Body(rows, { outputs: [{ name: 'probabilities' }] })),
+    );
+    assert.equal(r.status, 200, r.body);
+    const out = JSON.parse(r.body) as { outputs: { name: string }[] };
+    assert.deepEqual(
+      out.outputs.map((o) => o.name),
+      ['probabilities'],
+    );
+    const full = await c.request('POST', '/v2/models/fraud/infer', JSON.stringify(v2Body(rows)));
+    assert.equal(full.status, 200, full.body);
+    const labels = (JSON.parse(full.body) as { outputs: { name: string; data: string[] }[] }).outputs.find(
+      (o) => o.name === 'label',
+    )?.data;
+    await gw.audit?.flush();
+    const log = await AuditLog.open({ store: { kind: 'sqlite', path: gw.config.audit.store } });
+    const entry = (await log.tail(100)).find(
+      (e) =>
+        e.type === 'prediction' && (e.data as { requestId: string }).requestId === r.headers['x-request-id'],
+    );
+    await log.close();
+    assert.ok(entry, 'prediction recorded');
+    assert.equal((entry.data as { decision: string }).decision, labels?.join(','));
+  });
+});
