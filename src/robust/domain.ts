@@ -61,6 +61,19 @@ function perFeature(
   return out;
 }
 
+const F32 = new Float32Array(1);
+const U32 = new Uint32Array(F32.buffer);
+
+/** The float32 next to float32 `x` in the direction of `target` (x itself when they are equal). */
+function f32Toward(x: number, target: number): number {
+  if (x === target) return x;
+  F32[0] = x;
+  if (x === 0) U32[0] = target > 0 ? 1 : 0x80000001;
+  else if (target > x === x > 0) U32[0] = (U32[0] as number) + 1;
+  else U32[0] = (U32[0] as number) - 1;
+  return F32[0] as number;
+}
+
 function indexList(name: string, v: readonly number[] | undefined, d: number): number[] {
   if (v === undefined) return [];
   if (!Array.isArray(v)) throw invalidArgument(name, 'a list of feature indices', v);
@@ -240,15 +253,63 @@ export class InputDomain {
         }
         let v = x[o + j] as number;
         if (norm === 'inf' && this.groupOf[j] === -1) {
-          const e = eps * (scale[j] as number);
-          if (v > a + e) v = a + e;
-          else if (v < a - e) v = a - e;
+          x[o + j] = this.clampLinf(j, a, v, eps);
+          continue;
         }
         if (v > (upper[j] as number)) v = upper[j] as number;
         else if (v < (lower[j] as number)) v = lower[j] as number;
         x[o + j] = v;
       }
+      if (norm === '2') this.#shrinkIntoBall(x, x0, o, eps);
     }
+  }
+
+  /**
+   * `v` clamped to feature j's L-inf box around the clean value `a` (float32) and to the valid range, as
+   * a float32 that is inside the ball: a + eps * scale rounded to the nearest float32 can land just
+   * outside it, so a point the attack returns would be reported, and seen by anyone checking, as
+   * farther than eps from the clean input. It is then moved one float32 step towards `a`.
+   */
+  clampLinf(j: number, a: number, v: number, eps: number): number {
+    const s = this.scale[j] as number;
+    const e = eps * s;
+    let w = v;
+    if (w > a + e) w = a + e;
+    else if (w < a - e) w = a - e;
+    if (w > (this.upper[j] as number)) w = this.upper[j] as number;
+    else if (w < (this.lower[j] as number)) w = this.lower[j] as number;
+    let r = Math.fround(w);
+    // The same arithmetic as distance(): what it reports is what is guaranteed.
+    while (Math.abs((r - a) / s) > eps) r = f32Toward(r, a);
+    return r;
+  }
+
+  /**
+   * After the L2 projection was stored in float32: rounding each coordinate may leave the row's norm a
+   * hair above eps. Scales the row's step down until the float32 point is inside the ball (as measured
+   * by distance()); towards x0 inside the range, so the range still holds.
+   */
+  #shrinkIntoBall(x: Float32Array, x0: Float32Array, o: number, eps: number): void {
+    const d = this.inputs;
+    const { scale } = this;
+    for (let round = 0; round < 64; round++) {
+      let sq = 0;
+      for (let j = 0; j < d; j++) {
+        if (!this.#inBall(j)) continue;
+        const u = Math.abs(((x[o + j] as number) - (x0[o + j] as number)) / (scale[j] as number));
+        sq += u * u;
+      }
+      const n = Math.sqrt(sq);
+      if (!(n > eps)) return;
+      const f = (eps / n) * (1 - 2 ** -20 * (round + 1));
+      for (let j = 0; j < d; j++) {
+        if (!this.#inBall(j)) continue;
+        const a = x0[o + j] as number;
+        x[o + j] = a + ((x[o + j] as number) - a) * f;
+      }
+    }
+    // Never reached in practice; x0 itself is always feasible.
+    for (let j = 0; j < d; j++) if (this.#inBall(j)) x[o + j] = x0[o + j] as number;
   }
 
   /**
@@ -270,9 +331,14 @@ export class InputDomain {
           upper[o + j] = a;
           continue;
         }
-        const e = this.groupOf[j] === -1 ? eps * (this.scale[j] as number) : Infinity;
-        lower[o + j] = Math.max(a - e, this.lower[j] as number);
-        upper[o + j] = Math.min(a + e, this.upper[j] as number);
+        if (this.groupOf[j] !== -1) {
+          lower[o + j] = this.lower[j] as number;
+          upper[o + j] = this.upper[j] as number;
+          continue;
+        }
+        // Rounded inwards (see clampLinf): float32 bounds that are inside the ball.
+        lower[o + j] = this.clampLinf(j, a, -Infinity, eps);
+        upper[o + j] = this.clampLinf(j, a, Infinity, eps);
       }
     }
     return { lower, upper };

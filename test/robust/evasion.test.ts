@@ -235,6 +235,66 @@ describe('PGD and APGD stay in the eps-ball and the valid range', () => {
   });
 });
 
+describe('returned points are inside the eps-ball exactly, not up to float32 rounding', () => {
+  const d = 10;
+  const rows = 120;
+  const data = blobs(rows, d, 2, 3);
+  let net: Network;
+  before(async () => {
+    net = await trainedMlp(data, d, 2);
+  });
+  // x0 + eps rounded to the nearest float32 lands above x0 + eps for most of these rows: every one of
+  // them used to be reported (and was) farther than eps from its clean row.
+  for (const norm of ['inf', '2'] as const) {
+    it(`L-${norm}: pgd, fgsm, apgd${norm === 'inf' ? ', square' : ''} at eps 0.03, 0.07, 0.1 and 1/3`, async () => {
+      const m = networkModel(net);
+      for (const eps of [0.03, 0.07, 0.1, 1 / 3]) {
+        const o = { eps, norm, domain: InputDomain.box(d), seed: 1 };
+        const runs: [string, { x: Float32Array; distance: Float64Array }][] = [
+          ['pgd', pgd(m, data.x, data.y, rows, { ...o, steps: 10, restarts: 2 })],
+          ['fgsm', fgsm(m, data.x, data.y, rows, o)],
+          ['apgd', apgd(m, data.x, data.y, rows, { ...o, steps: 10 })],
+        ];
+        if (norm === 'inf')
+          runs.push([
+            'square',
+            await square(m, data.x, data.y, rows, { eps, domain: o.domain, queries: 30, seed: 1 }),
+          ]);
+        for (const [name, r] of runs) {
+          for (let i = 0; i < rows; i++) {
+            let acc = 0;
+            for (let j = 0; j < d; j++) {
+              const u = Math.abs((r.x[i * d + j] as number) - (data.x[i * d + j] as number));
+              assert.ok(u <= 1 && (r.x[i * d + j] as number) >= 0, `${name} row ${i}: outside [0, 1]`);
+              acc = norm === 'inf' ? Math.max(acc, u) : acc + u * u;
+            }
+            const dist = norm === 'inf' ? acc : Math.sqrt(acc);
+            assert.ok(dist <= eps, `${name} eps ${eps} row ${i}: distance ${dist} > eps`);
+            assert.ok(
+              (r.distance[i] as number) <= eps,
+              `${name} eps ${eps} row ${i}: reported ${r.distance[i]}`,
+            );
+          }
+        }
+      }
+    });
+  }
+
+  it('a tabular scale: |x - x0| / scale <= eps on every mutable feature', () => {
+    const scale = Array.from({ length: d }, (_, j) => 0.37 + 0.11 * j);
+    const domain = new InputDomain({ inputs: d, lower: -5, upper: 5, scale });
+    const r = pgd(networkModel(net), data.x, data.y, rows, { eps: 0.07, domain, steps: 5, seed: 2 });
+    for (let i = 0; i < rows; i++) assert.ok((r.distance[i] as number) <= 0.07, `row ${i}: ${r.distance[i]}`);
+    const box = domain.linfBox(data.x, rows, 0.07);
+    for (let i = 0; i < rows * d; i++) {
+      const s = scale[i % d] as number;
+      const a = data.x[i] as number;
+      assert.ok(Math.abs(((box.upper[i] as number) - a) / s) <= 0.07, `linfBox upper ${i}`);
+      assert.ok(Math.abs(((box.lower[i] as number) - a) / s) <= 0.07, `linfBox lower ${i}`);
+    }
+  });
+});
+
 describe('input domain check', () => {
   it('compares float32 inputs with bounds at float32 precision (0.005 read as float32 is in [0.005, 60])', () => {
     const domain = new InputDomain({ inputs: 1, lower: [0.005], upper: [60] });

@@ -116,14 +116,8 @@ export async function square(
     );
   }
   const scale = domain.scale;
-  const clampTo = (x0: Float32Array, r: number, j: number, v: number): number => {
-    const a = x0[r * d + j] as number;
-    const e = eps * (scale[j] as number);
-    return Math.min(
-      domain.upper[j] as number,
-      Math.max(domain.lower[j] as number, Math.min(a + e, Math.max(a - e, v))),
-    );
-  };
+  const clampTo = (x0: Float32Array, r: number, j: number, v: number): number =>
+    domain.clampLinf(j, x0[r * d + j] as number, v, eps);
   // Initial query (clean): rows already fooled are done.
   let used = 1;
   const p0 = await model.predictProba(x, rows);
