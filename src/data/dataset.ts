@@ -326,7 +326,8 @@ export class Dataset {
 
   /** The number of missing values (NaN or null) of each column. */
   missingCounts(): Record<string, number> {
-    const out: Record<string, number> = {};
+    // Entries, not `out[c.name] = m`: a column called "__proto__" would lose its count.
+    const out: Array<[string, number]> = [];
     for (const c of this.columns) {
       let m = 0;
       if (c.type === 'string') {
@@ -334,9 +335,9 @@ export class Dataset {
       } else {
         for (const v of c.values) if (Number.isNaN(v)) m++;
       }
-      out[c.name] = m;
+      out.push([c.name, m]);
     }
-    return out;
+    return Object.fromEntries(out);
   }
 
   /** The number of rows with at least one missing value. */

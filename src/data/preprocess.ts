@@ -403,7 +403,9 @@ export class MinMaxScaler implements PreprocessStep {
 
   /** A scaler for `columns` with the bounds the schema declares (each must have bounds). */
   static fromSchema(schema: Schema, columns: readonly string[]): MinMaxScaler {
-    const bounds: Record<string, { min: number; max: number }> = {};
+    // Entries, then Object.fromEntries: an assignment `bounds[name] = ...` with a field called
+    // "__proto__" would set the object's prototype and drop the column without a word.
+    const bounds: Array<[string, { min: number; max: number }]> = [];
     for (const name of requireColumns('columns', columns)) {
       const f = schema.fields.find((x) => x.name === name);
       if (!f) throw invalidArgument('columns', `fields of the schema`, name);
@@ -416,9 +418,9 @@ export class MinMaxScaler implements PreprocessStep {
           },
         );
       }
-      bounds[name] = f.bounds;
+      bounds.push([name, f.bounds]);
     }
-    const s = new MinMaxScaler({ bounds });
+    const s = new MinMaxScaler({ bounds: Object.fromEntries(bounds) });
     return s;
   }
 
@@ -527,7 +529,8 @@ export class OneHotEncoder implements PreprocessStep {
     columns: readonly string[],
     handleUnknown: UnknownCategory = 'error',
   ): OneHotEncoder {
-    const categories: Record<string, string[]> = {};
+    // Entries, not assignments: see MinMaxScaler.fromSchema (a field called "__proto__").
+    const categories: Array<[string, string[]]> = [];
     for (const name of requireColumns('columns', columns)) {
       const f = schema.fields.find((x) => x.name === name);
       if (!f) throw invalidArgument('columns', 'fields of the schema', name);
@@ -536,9 +539,9 @@ export class OneHotEncoder implements PreprocessStep {
           details: { field: name },
         });
       }
-      categories[name] = f.categories;
+      categories.push([name, f.categories]);
     }
-    return new OneHotEncoder({ columns, handleUnknown, categories });
+    return new OneHotEncoder({ columns, handleUnknown, categories: Object.fromEntries(categories) });
   }
 
   fit(ds: Dataset): this {

@@ -249,7 +249,8 @@ export async function loadDataset(name: string, opts: LoadOptions = {}): Promise
   const dir = opts.dir ?? defaultDatasetsDir();
   const splits = opts.splits ? [...opts.splits] : Object.keys(spec.splits);
   for (const s of splits) {
-    if (!(s in spec.splits)) {
+    // Own keys only: `in` would take "constructor" or "toString" for a split.
+    if (!Object.hasOwn(spec.splits, s)) {
       throw invalidArgument('splits', `splits of ${name} (${Object.keys(spec.splits).join(', ')})`, s);
     }
   }
@@ -269,18 +270,19 @@ export async function loadDataset(name: string, opts: LoadOptions = {}): Promise
   }
   if (opts.verify) await verifyFiles(folder, dir, files);
   if (spec.kind === 'idx') {
-    const out: Record<string, ImageSplit> = {};
-    for (const s of splits) out[s] = await loadImageSplit(folder, spec.splits[s]!, name);
-    return { kind: 'idx', name, spec, splits: out };
+    // Entries, then Object.fromEntries: an assignment would drop a split called "__proto__".
+    const out: Array<[string, ImageSplit]> = [];
+    for (const s of splits) out.push([s, await loadImageSplit(folder, spec.splits[s]!, name)]);
+    return { kind: 'idx', name, spec, splits: Object.fromEntries(out) };
   }
-  const out: Record<string, Dataset> = {};
+  const out: Array<[string, Dataset]> = [];
   for (const s of splits) {
     const split = spec.splits[s]!;
     let ds = await readCsvDataset(join(folder, split.file), mergeCsv(spec.csv, split.csv));
     if (spec.label?.positive) ds = binaryLabel(ds, spec.label.column, spec.label.positive);
-    out[s] = ds;
+    out.push([s, ds]);
   }
-  return { kind: 'tabular', name, spec, splits: out, label: spec.label?.column };
+  return { kind: 'tabular', name, spec, splits: Object.fromEntries(out), label: spec.label?.column };
 }
 
 /** Loads a tabular dataset (`ERR_INVALID_ARGUMENT` if it is an image dataset). */

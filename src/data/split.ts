@@ -55,8 +55,9 @@ export function trainTestSplit(ds: Dataset, opts: SplitOptions): { train: Datase
   for (const key of [...groups.keys()].sort()) {
     const g = rng.shuffle(groups.get(key)!);
     const k = Math.round(g.length * f);
-    test.push(...g.slice(0, k));
-    train.push(...g.slice(k));
+    // A loop, not push(...slice): spreading a group of a few hundred thousand rows into the
+    // arguments of one call overflows the stack.
+    for (let i = 0; i < g.length; i++) (i < k ? test : train).push(g[i]!);
   }
   if (train.length === 0 || test.length === 0) {
     throw new BulwarkError(

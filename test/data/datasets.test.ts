@@ -155,6 +155,24 @@ describe('dataset registry: the mechanism', () => {
       code: 'ERR_INVALID_ARGUMENT',
     });
     await assert.rejects(loadImages('toy', { dir: tmp }), { code: 'ERR_INVALID_ARGUMENT' });
+    // An inherited key is not a split (it crashed in join() with a TypeError).
+    await assert.rejects(loadDataset('toy', { dir: tmp, splits: ['constructor'] }), {
+      code: 'ERR_INVALID_ARGUMENT',
+    });
+  });
+
+  it('a split called __proto__ is returned like any other', async () => {
+    registerDataset({
+      kind: 'tabular',
+      name: 'toy-proto',
+      description: 'toy',
+      licence: 'none',
+      splits: JSON.parse('{"__proto__": {"file": "toy/b.txt"}}'),
+      csv: { delimiter: ';' },
+    });
+    const d = await loadTabular('toy-proto', { dir: tmp });
+    assert.deepEqual(Object.keys(d.splits), ['__proto__']);
+    assert.equal(Object.getOwnPropertyDescriptor(d.splits, '__proto__')?.value.rowCount, 1);
   });
 
   it('checks SHA256SUMS when asked', async () => {

@@ -146,6 +146,44 @@ describe('OneHotEncoder', () => {
   });
 });
 
+describe('column names that are Object.prototype keys', () => {
+  // Computed keys: a literal `__proto__:` would set the prototype instead of naming a column.
+  const schema = parseSchema(`
+version: 1
+fields:
+  - { name: __proto__, type: number, bounds: { min: 0, max: 10 } }
+  - { name: b, type: number, bounds: { min: 0, max: 100 } }
+  - { name: constructor, type: category, categories: [x, y, z] }
+`);
+  const ds = Dataset.fromColumns({ ['__proto__']: [5, 10], b: [50, null], ['constructor']: ['x', null] });
+
+  it('MinMaxScaler.fromSchema scales a field called __proto__ (it was silently left unscaled)', () => {
+    const m = MinMaxScaler.fromSchema(schema, ['__proto__', 'b']).fit(ds);
+    assert.deepEqual([...m.bounds.keys()], ['__proto__', 'b']);
+    close(m.transform(ds).numbers('__proto__'), [0.5, 1]);
+    assert.throws(() => MinMaxScaler.fromSchema(schema, ['__proto__']).fit(Dataset.fromColumns({ b: [1] })), {
+      code: 'ERR_COLUMN_NOT_FOUND',
+    });
+  });
+
+  it('OneHotEncoder.fromSchema keeps the schema categories of a field called __proto__', () => {
+    const s2 = parseSchema('version: 1\nfields: [{name: __proto__, type: category, categories: [x, y, z]}]');
+    const d2 = Dataset.fromColumns({ ['__proto__']: ['x', 'y'] });
+    const e = OneHotEncoder.fromSchema(s2, ['__proto__']).fit(d2);
+    // The schema's three categories, not the two the data happens to hold.
+    assert.deepEqual(e.transform(d2).columnNames, ['__proto__=x', '__proto__=y', '__proto__=z']);
+  });
+
+  it('missingCounts counts a column called __proto__', () => {
+    const m = ds.missingCounts();
+    assert.deepEqual(Object.entries(m), [
+      ['__proto__', 0],
+      ['b', 1],
+      ['constructor', 1],
+    ]);
+  });
+});
+
 describe('saved state', () => {
   it('every step survives toJSON/load with identical output', () => {
     const ds = train();
@@ -263,6 +301,19 @@ describe('trainTestSplit', () => {
     assert.equal(pos(a.train), 40);
     const c = trainTestSplit(ds, { testFraction: 0.2, seed: 4 });
     assert.notDeepEqual(c.test.numbers('id'), a.test.numbers('id'));
+  });
+
+  it('splits half a million rows (a group too large to spread into one push call)', () => {
+    const n = 500_000;
+    const big = new Dataset([
+      { name: 'id', type: 'number', values: Float64Array.from({ length: n }, (_, i) => i) },
+    ]);
+    const { train, test } = trainTestSplit(big, { testFraction: 0.25, seed: 1 });
+    assert.equal(test.rowCount, 125_000);
+    assert.equal(train.rowCount, 375_000);
+    const seen = new Uint8Array(n);
+    for (const d of [train, test]) for (const v of d.numbers('id')) seen[v]!++;
+    assert.ok(seen.every((c) => c === 1));
   });
 
   it('refuses a fraction outside (0, 1) or one that empties a set', () => {
