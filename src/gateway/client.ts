@@ -28,8 +28,14 @@ import {
 } from '../attest/index.js';
 
 export interface GatewayClientOptions {
-  /** Base URL, `https://host:port` (or `http://` for a plaintext sidecar). */
+  /** Base URL, `https://host:port` (`http://` only with {@link insecurePlaintext}). */
   url: string;
+  /**
+   * Allow an `http://` URL (a loopback sidecar behind a mesh that does the TLS): the bearer token and
+   * every input then travel unencrypted. Without it an `http://` URL is refused, so a mistyped scheme
+   * cannot silently send the token in the clear.
+   */
+  insecurePlaintext?: boolean;
   /** CA bundle the server certificate must chain to (PEM). */
   ca?: string | Buffer;
   /** Client certificate and key for mutual TLS (PEM). */
@@ -107,12 +113,19 @@ export class GatewayClient {
     this.#url = new URL(options.url);
     if (this.#url.protocol !== 'https:' && this.#url.protocol !== 'http:')
       throw new TypeError(`url: expected https:// or http://, got ${this.#url.protocol}`);
+    if (this.#url.protocol === 'http:' && options.insecurePlaintext !== true)
+      throw new TypeError(
+        'url: http:// sends the token and the inputs unencrypted; use https://, or set insecurePlaintext: true for a loopback sidecar',
+      );
     const common = { keepAlive: true, maxSockets: options.maxSockets ?? 16 };
     this.#agent =
       this.#url.protocol === 'https:'
         ? new https.Agent({
             ...common,
             minVersion: 'TLSv1.3',
+            // Explicit: Node's default follows NODE_TLS_REJECT_UNAUTHORIZED=0, a process-wide switch
+            // that would turn off the server's certificate check for this client without a word to it.
+            rejectUnauthorized: true,
             ...(options.ca !== undefined ? { ca: options.ca } : {}),
             ...(options.cert !== undefined ? { cert: options.cert } : {}),
             ...(options.key !== undefined ? { key: options.key } : {}),
@@ -223,7 +236,9 @@ export class GatewayClient {
     options: { version?: string; id?: string } = {},
   ): Promise<InferResponse> {
     if (rows.length === 0) throw new TypeError('rows: expected at least one row');
-    const names = Object.keys(rows[0] as object);
+    // Every field of every row: a field absent from the first row is sent (null where a row lacks it),
+    // not dropped, so the gateway's schema check sees what the caller gave.
+    const names = [...new Set(rows.flatMap((r) => Object.keys(r)))];
     const inputs: Tensor[] = names.map((n) => {
       const data = rows.map((r) => (Object.hasOwn(r, n) ? (r[n] as number | string | null) : null));
       const numeric = data.every((v) => v === null || typeof v === 'number');
