@@ -20,6 +20,20 @@ export interface Series {
 
 const PALETTE = ['#2563eb', '#dc2626', '#16a34a', '#d97706', '#7c3aed', '#0891b2', '#db2777', '#4b5563'];
 
+/**
+ * Estimated advance of one character of chart text (11 px; about 0.56 em, a little over DejaVu Sans's
+ * average in Chromium, the widest of the usual sans-serif defaults): SVG text cannot be measured
+ * without a renderer.
+ */
+const CHAR_W = 6.2;
+
+/** `text` escaped, cut with an ellipsis to about `maxPx` pixels; a cut text keeps its whole as a tooltip. */
+function fitText(text: string, maxPx: number): string {
+  const max = Math.max(4, Math.floor(maxPx / CHAR_W));
+  if (text.length <= max) return escapeXml(text);
+  return `<title>${escapeXml(text)}</title>${escapeXml(`${text.slice(0, max - 1)}…`)}`;
+}
+
 export function paletteColor(i: number): string {
   return PALETTE[i % PALETTE.length] as string;
 }
@@ -62,7 +76,12 @@ export function barChart(
 ): string {
   const width = opts.width ?? 560;
   const rowH = 24;
-  const labelW = Math.min(220, 12 + 7 * Math.max(4, ...bars.map((b) => b.label.length)));
+  // Labels get up to half the width; a longer one is cut with an ellipsis and keeps its full text
+  // as a tooltip (before, a long label ran off the chart's left edge).
+  const labelW = Math.min(
+    Math.round(0.5 * width),
+    12 + Math.ceil(CHAR_W * Math.max(4, ...bars.map((b) => b.label.length))),
+  );
   const top = opts.title ? 28 : 8;
   const height = top + rowH * bars.length + 8;
   const max = Math.max(0, ...bars.map((b) => b.value)) || 1;
@@ -73,7 +92,7 @@ export function barChart(
       const w = Math.max(0, (b.value / max) * plotW);
       const color = b.color ?? paletteColor(i);
       return (
-        `<text x="${labelW - 8}" y="${y + 16}" text-anchor="end">${escapeXml(b.label)}</text>` +
+        `<text x="${labelW - 8}" y="${y + 16}" text-anchor="end">${fitText(b.label, labelW - 12)}</text>` +
         `<rect x="${labelW}" y="${y + 4}" width="${w.toFixed(1)}" height="${rowH - 8}" fill="${color}" rx="2"/>` +
         `<text x="${(labelW + w + 6).toFixed(1)}" y="${y + 16}">${escapeXml(fmtTick(b.value))}${opts.unit ? ` ${escapeXml(opts.unit)}` : ''}</text>`
       );
@@ -97,14 +116,22 @@ export function lineChart(
   } = {},
 ): string {
   const width = opts.width ?? 560;
-  const height = opts.height ?? 340;
+  const plotHeight = opts.height ?? 340;
   const m = { l: 56, r: 16, t: opts.title ? 32 : 12, b: 44 };
+  // The legend sits under the x axis, entries flowing in rows: inside the plot it hid the curves'
+  // top-right corner (where a ROC curve lives) and long names ran past the right edge.
+  const legendLayout = flowLegend(
+    series.map((s) => s.name),
+    m.l,
+    width - m.r,
+  );
+  const height = plotHeight + (legendLayout.rows > 0 ? legendLayout.rows * 16 + 10 : 0);
   const xs = series.flatMap((s) => s.points.map((p) => p[0]));
   const ys = series.flatMap((s) => s.points.map((p) => p[1]));
   const [x0, x1] = opts.xDomain ?? [Math.min(...xs), Math.max(...xs)];
   const [y0, y1] = opts.yDomain ?? [Math.min(0, ...ys), Math.max(...ys)];
   const pw = width - m.l - m.r;
-  const ph = height - m.t - m.b;
+  const ph = plotHeight - m.t - m.b;
   const sx = (x: number) => m.l + ((x - x0) / (x1 - x0 || 1)) * pw;
   const sy = (y: number) => m.t + ph - ((y - y0) / (y1 - y0 || 1)) * ph;
   const xt = niceTicks(x0, x1).filter((t) => t >= x0 && t <= x1);
@@ -133,14 +160,15 @@ export function lineChart(
     .join('');
   const legend = series
     .map((s, i) => {
-      const y = m.t + 8 + i * 16;
+      const at = legendLayout.at[i]!;
+      const y = plotHeight + 12 + at.row * 16;
       const color = s.color ?? paletteColor(i);
-      return `<rect x="${m.l + pw - 150}" y="${y - 8}" width="10" height="10" fill="${color}"/><text x="${m.l + pw - 136}" y="${y + 1}">${escapeXml(s.name)}</text>`;
+      return `<rect x="${at.x}" y="${y - 9}" width="10" height="10" fill="${color}"${s.dashed ? ' fill-opacity="0.5"' : ''}/><text x="${at.x + 14}" y="${y}">${fitText(s.name, width - m.r - at.x - 14)}</text>`;
     })
     .join('');
   const labels =
     (opts.xLabel
-      ? `<text x="${m.l + pw / 2}" y="${height - 6}" text-anchor="middle">${escapeXml(opts.xLabel)}</text>`
+      ? `<text x="${m.l + pw / 2}" y="${plotHeight - 6}" text-anchor="middle">${escapeXml(opts.xLabel)}</text>`
       : '') +
     (opts.yLabel
       ? `<text transform="translate(14 ${m.t + ph / 2}) rotate(-90)" text-anchor="middle">${escapeXml(opts.yLabel)}</text>`
@@ -152,6 +180,30 @@ export function lineChart(
     `${grid}<rect x="${m.l}" y="${m.t}" width="${pw}" height="${ph}" fill="none" class="axis"/>${lines}${legend}${labels}`,
     opts.title ?? 'line chart',
   );
+}
+
+/**
+ * Where each legend entry goes when entries flow left to right from `left` and wrap before `right`:
+ * a colour box, a gap and the estimated width of the name, then 16 px to the next entry.
+ */
+export function flowLegend(
+  names: readonly string[],
+  left: number,
+  right: number,
+): { rows: number; at: Array<{ row: number; x: number }> } {
+  const at: Array<{ row: number; x: number }> = [];
+  let row = 0;
+  let x = left;
+  for (const name of names) {
+    const w = 14 + Math.ceil(CHAR_W * name.length);
+    if (x > left && x + w > right) {
+      row++;
+      x = left;
+    }
+    at.push({ row, x });
+    x += w + 16;
+  }
+  return { rows: names.length === 0 ? 0 : row + 1, at };
 }
 
 /** Bin edges and counts for a histogram of `values` over [lo, hi] (values outside are clamped). */

@@ -10,6 +10,7 @@ import {
   type ReportDoc,
   renderHtml,
 } from '../../src/report/index.js';
+import { flowLegend } from '../../src/report/svg.js';
 
 describe('report building blocks', () => {
   it('escapeXml escapes the five XML specials', () => {
@@ -63,6 +64,44 @@ describe('report building blocks', () => {
       { title: 'ROC' },
     );
     assert.match(lines, /<path d="M/);
+  });
+
+  it('legends flow under the plot and wrap inside the chart; long labels are cut with a tooltip', () => {
+    // Five entries, two long: they cannot share one row of a 560-px chart.
+    const names = [
+      'FGSM',
+      'PGD',
+      'SQUARE',
+      'adaptive PGD (evades the detector)',
+      'DP ε 0.49 + PGD (served), AUC 0.780',
+    ];
+    const { rows, at } = flowLegend(names, 56, 544);
+    assert.equal(rows, 2);
+    assert.deepEqual(
+      at.map((a) => a.row),
+      [0, 0, 0, 0, 1],
+    );
+    assert.ok(at.every((a) => a.x >= 56 && a.x < 544));
+    assert.deepEqual(flowLegend([], 0, 100), { rows: 0, at: [] });
+    // The legend lies below the plot box: the SVG grows by the legend's rows.
+    const series = names.map((name, i) => ({
+      name,
+      points: [
+        [0, 0],
+        [1, i / 5],
+      ] as [number, number][],
+    }));
+    const chart = lineChart(series, { height: 340 });
+    assert.match(chart, /viewBox="0 0 560 382"/);
+    const legendY = [...chart.matchAll(/<rect x="[\d.]+" y="([\d.]+)" width="10"/g)].map((m) => Number(m[1]));
+    assert.equal(legendY.length, 5);
+    assert.ok(legendY.every((y) => y > 340 - 44));
+    // A bar label longer than half the chart is cut, and its whole text (escaped) is the tooltip.
+    const long = `<b>${'a very long label '.repeat(4)}`;
+    const bars = barChart([{ label: long, value: 1 }]);
+    assert.ok(bars.includes(`<title>${escapeXml(long)}</title>`));
+    assert.match(bars, /…<\/text>/);
+    assert.ok(!barChart([{ label: 'short', value: 1 }]).includes('<title>'));
   });
 
   it('renderHtml makes one self-contained page: no scripts, a CSP, every section', () => {
