@@ -328,3 +328,132 @@ describe('stream detectors', () => {
     assert.throws(() => det.observe('c', data.x.subarray(0, d)), /predicted/);
   });
 });
+
+describe('detectors fail closed on tampered state and bad inputs', () => {
+  const d = 6;
+  const data = blobs(600, d, 2, 23);
+  const fitSet = { x: data.x.subarray(0, 300 * d), y: data.y.subarray(0, 300), rows: 300 };
+  const calSet = { x: data.x.subarray(300 * d), rows: 300 };
+  const stateErr = (re?: RegExp) => (e: unknown) =>
+    isBulwarkError(e, 'ERR_DETECTOR_STATE') && (re === undefined || re.test(e.message));
+
+  it('a saved calibration must be whole: no null (infinite) threshold, none out of the scores range, no bad fpr or n', async () => {
+    const det = await new MahalanobisDetector().fit(fitSet.x, fitSet.rows, fitSet.y);
+    await det.calibrate(calSet.x, calSet.rows, 0.05);
+    const good = JSON.parse(JSON.stringify(det.toJSON()));
+    assert.deepEqual(MahalanobisDetector.load(good).calibration, det.calibration);
+    const edited = (c: Record<string, unknown>) => ({ ...good, calibration: { ...good.calibration, ...c } });
+    // null is what an uncalibratable (infinite) threshold saves as: loaded, it used to flag nothing.
+    assert.throws(() => MahalanobisDetector.load(edited({ threshold: null })), stateErr(/finite threshold/));
+    const noThreshold = { ...good, calibration: { fpr: 0.05, n: 300, calibrationFpr: 0.04 } };
+    assert.throws(() => MahalanobisDetector.load(noThreshold), stateErr(/finite threshold/));
+    assert.throws(() => MahalanobisDetector.load(edited({ threshold: -1 })), stateErr(/threshold -1/));
+    assert.throws(() => MahalanobisDetector.load(edited({ threshold: '5' })), stateErr(/threshold/));
+    assert.throws(() => MahalanobisDetector.load(edited({ fpr: 0 })), stateErr(/fpr/));
+    assert.throws(() => MahalanobisDetector.load(edited({ n: 0 })), stateErr(/\bn\b/));
+    assert.throws(() => MahalanobisDetector.load(edited({ calibrationFpr: 2 })), stateErr(/calibrationFpr/));
+    assert.throws(() => MahalanobisDetector.load({ ...good, calibration: [] }), stateErr(/malformed/));
+    // An uncalibratable detector (3 rows for a 1 % target) saves, but is not loaded.
+    await det.calibrate(calSet.x.subarray(0, 3 * d), 3, 0.01);
+    assert.equal(det.calibration?.threshold, Infinity);
+    assert.throws(() => MahalanobisDetector.load(JSON.parse(JSON.stringify(det.toJSON()))), stateErr());
+  });
+
+  it('a NaN (or a non-positive scale) hidden in saved matrices is refused', async () => {
+    const det = await new MahalanobisDetector().fit(fitSet.x, fitSet.rows, fitSet.y);
+    await det.calibrate(calSet.x, calSet.rows, 0.05);
+    const good = JSON.parse(JSON.stringify(det.toJSON()));
+    const precision = Buffer.from(good.precision, 'base64');
+    precision.writeFloatLE(Number.NaN, 4 * 7);
+    // With one NaN in the precision matrix every score was NaN, and a NaN score was never flagged.
+    assert.throws(
+      () => MahalanobisDetector.load({ ...good, precision: precision.toString('base64') }),
+      stateErr(/precision\[7\] is NaN/),
+    );
+    const st = new StatefulDetector({ inputs: d, k: 3, history: 20 }).fit(fitSet.x, fitSet.rows);
+    st.calibrate(benignStreams(calSet.x, calSet.rows, d, 20, 20, 1), 0.1);
+    const sj = JSON.parse(JSON.stringify(st.toJSON()));
+    const scale = Buffer.from(sj.scale, 'base64');
+    scale.writeFloatLE(0, 0);
+    assert.throws(
+      () => StatefulDetector.load({ ...sj, scale: scale.toString('base64') }),
+      stateErr(/scale\[0\]/),
+    );
+    assert.throws(
+      () => StatefulDetector.load({ ...sj, calibration: { ...sj.calibration, threshold: 0.5 } }),
+      stateErr(/threshold 0.5/),
+    );
+    assert.ok(StatefulDetector.load(sj).calibration);
+  });
+
+  it('a NaN input is never scored as clean', async () => {
+    const det = await new MahalanobisDetector().fit(fitSet.x, fitSet.rows, fitSet.y);
+    await det.calibrate(calSet.x, calSet.rows, 0.05);
+    const x = calSet.x.slice(0, 2 * d);
+    x[d + 3] = Number.NaN;
+    await assert.rejects(
+      det.detect(x, 2),
+      (e: unknown) => isBulwarkError(e, 'ERR_DATA_VALUE') && /row 1/.test(e.message),
+    );
+    // A model whose probabilities are NaN for a NaN input (as any network's are): the squeeze score is
+    // NaN, and a NaN score used to count as below the threshold.
+    const model = {
+      name: 'sigmoid of the sum',
+      inputs: d,
+      classes: 2,
+      predictProba: async (xs: Float32Array, rows: number) => {
+        const p = new Float32Array(2 * rows);
+        for (let r = 0; r < rows; r++) {
+          let z = 0;
+          for (let j = 0; j < d; j++) z += 4 * ((xs[r * d + j] as number) - 0.5);
+          p[2 * r + 1] = 1 / (1 + Math.exp(-z));
+          p[2 * r] = 1 - (p[2 * r + 1] as number);
+        }
+        return p;
+      },
+    };
+    const sq = await SqueezeDetector.forDomain(model, InputDomain.box(d)).fit(fitSet.x, 10);
+    await sq.calibrate(calSet.x, calSet.rows, 0.05);
+    assert.deepEqual(Array.from(await sq.detect(x, 2)).slice(1), [1]);
+    const st = new StatefulDetector({ inputs: d, k: 3, history: 20 }).fit(fitSet.x, fitSet.rows);
+    st.calibrate(benignStreams(calSet.x, calSet.rows, d, 20, 20, 1), 0.1);
+    const q = calSet.x.slice(0, d);
+    q[2] = Number.NaN;
+    assert.throws(
+      () => st.observe('c', q),
+      (e: unknown) => isBulwarkError(e, 'ERR_DATA_VALUE'),
+    );
+    const pr = new PradaDetector({ inputs: d, classes: 2, minQueries: 5 }).fit(fitSet.x, fitSet.rows);
+    assert.throws(
+      () => pr.scoreStream({ x: q, rows: 1, predicted: [0] }),
+      (e: unknown) => isBulwarkError(e, 'ERR_DATA_VALUE'),
+    );
+  });
+
+  it('stateful: a new client costs memory for the queries it sent, not a whole history', () => {
+    const st = new StatefulDetector({ inputs: d, k: 3, history: 500, dims: 6 }).fit(fitSet.x, fitSet.rows);
+    st.calibrate(benignStreams(calSet.x, calSet.rows, d, 20, 100, 1), 0.1);
+    const before = process.memoryUsage().arrayBuffers;
+    // 20,000 identities of one query each: 20,000 x 500 x 6 floats (240 MB) when every ring was whole.
+    for (let c = 0; c < 20_000; c++)
+      st.observe(`id-${c}`, calSet.x.subarray((c % 300) * d, ((c % 300) + 1) * d));
+    const grown = process.memoryUsage().arrayBuffers - before;
+    assert.ok(grown < 40e6, `array buffers grew by ${grown} bytes`);
+    // and a client with a long history still judges on all of it (the ring grows to `history`)
+    const s = benignStreams(calSet.x, calSet.rows, d, 1, 300, 9)[0] as QueryStream;
+    const fresh = new StatefulDetector({ inputs: d, k: 3, history: 500, dims: 6 }).fit(fitSet.x, fitSet.rows);
+    fresh.calibrate(benignStreams(calSet.x, calSet.rows, d, 20, 100, 1), 0.1);
+    const verdicts = Array.from({ length: 300 }, (_, i) =>
+      fresh.observe('long', s.x.subarray(i * d, (i + 1) * d)),
+    );
+    const viaStream = Array.from(fresh.scoreStream(s));
+    // Until the first detection (which clears the history) observe() and scoreStream() agree.
+    const first = verdicts.findIndex((v) => v.flagged);
+    const upTo = first < 0 ? 300 : first + 1;
+    assert.ok(upTo > 100, `first benign detection at ${first}`);
+    assert.deepEqual(
+      verdicts.slice(0, upTo).map((v) => v.score),
+      viaStream.slice(0, upTo),
+    );
+  });
+});

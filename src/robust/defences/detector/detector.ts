@@ -43,9 +43,12 @@ export function conformalThreshold(scores: ArrayLike<number>, fpr: number): Cali
   return { threshold, fpr, n, calibrationFpr: above / n };
 }
 
-/** 1 where score > threshold. */
+/**
+ * 1 where score > threshold, and where the score is NaN: a score that cannot be computed is no evidence
+ * the input is clean (fail closed; `NaN > t` is false, so a NaN score used to pass as clean).
+ */
 export function flag(scores: ArrayLike<number>, threshold: number): Uint8Array {
-  return Uint8Array.from({ length: scores.length }, (_, i) => ((scores[i] as number) > threshold ? 1 : 0));
+  return Uint8Array.from({ length: scores.length }, (_, i) => ((scores[i] as number) <= threshold ? 0 : 1));
 }
 
 /** A detector of adversarial inputs, one input at a time. */
@@ -71,8 +74,18 @@ export interface DetectorJson {
   [key: string]: unknown;
 }
 
-/** Checks the envelope of saved detector state; `ERR_DETECTOR_STATE` when it is not `kind`'s. */
-export function checkDetectorJson(json: unknown, kind: string): DetectorJson {
+/**
+ * Checks the envelope of saved detector state; `ERR_DETECTOR_STATE` when it is not `kind`'s. A saved
+ * calibration must be whole: a finite threshold within `thresholdRange` (the values the detector's
+ * scores can take), fpr in (0, 1), n a positive integer, calibrationFpr in [0, 1]. A null (infinite)
+ * threshold is refused: it was calibrated on too few clean rows for its target and flags nothing, so a
+ * gateway loading it would run a detector that always answers "clean".
+ */
+export function checkDetectorJson(
+  json: unknown,
+  kind: string,
+  thresholdRange: readonly [number, number] = [-Number.MAX_VALUE, Number.MAX_VALUE],
+): DetectorJson {
   const bad = (why: string) => new BulwarkError('ERR_DETECTOR_STATE', `saved ${kind} detector: ${why}`);
   if (typeof json !== 'object' || json === null) throw bad('not an object');
   const j = json as Partial<DetectorJson>;
@@ -84,18 +97,24 @@ export function checkDetectorJson(json: unknown, kind: string): DetectorJson {
     );
   }
   if (j.kind !== kind) throw bad(`it is a ${JSON.stringify(j.kind)} detector`);
-  const c = j.calibration;
-  if (c !== null && c !== undefined) {
-    const t = c.threshold as unknown;
-    const ok =
-      typeof c === 'object' &&
-      (typeof t === 'number' || t === null) &&
-      typeof c.fpr === 'number' &&
-      typeof c.n === 'number' &&
-      typeof c.calibrationFpr === 'number';
-    if (!ok) throw bad('calibration malformed');
-  }
-  return { ...(j as DetectorJson), calibration: c ? { ...c, threshold: c.threshold ?? Infinity } : null };
+  const c = j.calibration as unknown;
+  if (c === null || c === undefined) return { ...(j as DetectorJson), calibration: null };
+  if (typeof c !== 'object' || Array.isArray(c)) throw bad('calibration malformed');
+  const { threshold: t, fpr, n, calibrationFpr } = c as Record<string, unknown>;
+  if (t === null || t === undefined)
+    throw bad(
+      'calibration has no finite threshold (calibrated on too few clean rows for its target rate, it flags nothing); calibrate it again on more rows',
+    );
+  const [lo, hi] = thresholdRange;
+  if (typeof t !== 'number' || !Number.isFinite(t) || t < lo || t > hi)
+    throw bad(`calibration threshold ${JSON.stringify(t)} is not a number in [${lo}, ${hi}]`);
+  if (typeof fpr !== 'number' || !(fpr > 0 && fpr < 1))
+    throw bad(`calibration fpr ${JSON.stringify(fpr)} is not in (0, 1)`);
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < 1)
+    throw bad(`calibration n ${JSON.stringify(n)} is not a positive integer`);
+  if (typeof calibrationFpr !== 'number' || !(calibrationFpr >= 0 && calibrationFpr <= 1))
+    throw bad(`calibration calibrationFpr ${JSON.stringify(calibrationFpr)} is not in [0, 1]`);
+  return { ...(j as DetectorJson), calibration: { threshold: t, fpr, n, calibrationFpr } };
 }
 
 /** JSON cannot hold Infinity: an uncalibratable threshold is saved as null. */
@@ -110,7 +129,17 @@ export function f32ToBase64(a: Float32Array | Float64Array): string {
   return Buffer.from(f.buffer, f.byteOffset, f.byteLength).toString('base64');
 }
 
-export function base64ToF32(s: unknown, length: number, what: string, kind: string): Float32Array {
+/**
+ * A saved float32 vector; every value must be finite (and > 0 with `positive`): a NaN smuggled into a
+ * precision matrix or a scale makes every score NaN, and a detector whose scores are NaN flags nothing.
+ */
+export function base64ToF32(
+  s: unknown,
+  length: number,
+  what: string,
+  kind: string,
+  positive = false,
+): Float32Array {
   if (typeof s !== 'string')
     throw new BulwarkError('ERR_DETECTOR_STATE', `saved ${kind} detector: ${what} missing`);
   const b = Buffer.from(s, 'base64');
@@ -121,7 +150,15 @@ export function base64ToF32(s: unknown, length: number, what: string, kind: stri
     );
   }
   const out = new Float32Array(length);
-  for (let i = 0; i < length; i++) out[i] = b.readFloatLE(i * 4);
+  for (let i = 0; i < length; i++) {
+    const v = b.readFloatLE(i * 4);
+    if (!Number.isFinite(v) || (positive && !(v > 0)))
+      throw new BulwarkError(
+        'ERR_DETECTOR_STATE',
+        `saved ${kind} detector: ${what}[${i}] is ${v}, expected a ${positive ? 'positive ' : ''}finite number`,
+      );
+    out[i] = v;
+  }
   return out;
 }
 

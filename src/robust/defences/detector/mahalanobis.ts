@@ -165,6 +165,13 @@ export class MahalanobisDetector implements Detector {
     if (!fit) throw notReady(this.kind, 'fit');
     const { f, d } = this.features(x, rows);
     if (d !== fit.d) throw invalidArgument('x', `rows of ${fit.d} features`, `${d} features`);
+    // A NaN feature makes the score NaN, and `NaN > threshold` is false: it would pass as clean.
+    for (let i = 0; i < rows * d; i++) {
+      if (!Number.isFinite(f[i]))
+        throw new BulwarkError('ERR_DATA_VALUE', `x: row ${Math.floor(i / d)} has ${f[i]}`, {
+          details: { row: Math.floor(i / d) },
+        });
+    }
     const fc = new Float32Array(rows * d);
     for (let r = 0; r < rows; r++)
       for (let j = 0; j < d; j++) fc[r * d + j] = (f[r * d + j] as number) - (fit.centre[j] as number);
@@ -263,7 +270,8 @@ export class MahalanobisDetector implements Detector {
 
   /** Rebuilds a saved detector; a layer detector needs the same network. */
   static load(json: unknown, options: { network?: Network } = {}): MahalanobisDetector {
-    const j = checkDetectorJson(json, 'mahalanobis');
+    // Scores are squared distances, >= 0.
+    const j = checkDetectorJson(json, 'mahalanobis', [0, Number.MAX_VALUE]);
     const d = j['features'];
     const k = j['classes'];
     if (

@@ -234,7 +234,7 @@ export class PradaDetector implements StreamDetector {
   }
 
   static load(json: unknown): PradaDetector {
-    const j = checkDetectorJson(json, 'prada');
+    const j = checkDetectorJson(json, 'prada', [0, 1]); // 1 - W, W in [0, 1]
     let det: PradaDetector;
     try {
       det = new PradaDetector({
@@ -250,7 +250,7 @@ export class PradaDetector implements StreamDetector {
         cause: e,
       });
     }
-    det.#scale = base64ToF32(j['scale'], det.inputs, 'scale', 'prada');
+    det.#scale = base64ToF32(j['scale'], det.inputs, 'scale', 'prada', true);
     det.#calibration = j.calibration;
     return det;
   }

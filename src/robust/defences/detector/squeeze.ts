@@ -239,7 +239,7 @@ export class SqueezeDetector implements Detector {
 
   /** Rebuilds a saved detector around the model it was calibrated for. */
   static load(json: unknown, model: ProbabilityModel): SqueezeDetector {
-    const j = checkDetectorJson(json, 'squeeze');
+    const j = checkDetectorJson(json, 'squeeze', [0, 2]); // an L1 change of probabilities
     if (j['inputs'] !== model.inputs) {
       throw new BulwarkError(
         'ERR_DETECTOR_STATE',

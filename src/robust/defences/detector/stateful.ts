@@ -155,21 +155,33 @@ export class StatefulDetector implements StreamDetector {
       const r = ref === null ? 1 : (ref[Math.min(n, ref.length - 1 + this.k) - this.k] as number);
       score = -s / this.k / (r > 0 ? r : 1);
     }
-    st.buf.set(e, (st.count % this.history) * m);
+    const slot = (st.count % this.history) * m;
+    if (slot + m > st.buf.length) {
+      // The in-memory ring grows as the client's history does (see #fresh).
+      const grown = new Float32Array(Math.min(this.history * m, Math.max(2 * st.buf.length, slot + m)));
+      grown.set(st.buf);
+      st.buf = grown;
+    }
+    st.buf.set(e, slot);
     st.count++;
     return score;
   }
 
-  #fresh = (): ClientState => ({ buf: new Float32Array(this.history * this.dims), count: 0 });
+  /**
+   * A new client's ring starts at 8 slots and doubles up to `history`: allocated whole, every identity an
+   * attacker rotates through cost `history x dims` floats (128 KiB by default) from its first query,
+   * 1.3 GB for the default 10,000 clients.
+   */
+  #fresh = (): ClientState => ({ buf: new Float32Array(Math.min(8, this.history) * this.dims), count: 0 });
 
   observe(client: string, x: Float32Array): QueryVerdict {
     if (!this.#calibration) throw notReady(this.kind, 'calibrate');
     return this.advance(this.#clients.get(client, this.#fresh), x);
   }
 
-  /** A client with no history yet, for a store kept outside the detector. */
+  /** A client with no history yet, for a store kept outside the detector: its ring is allocated whole. */
   newState(): StatefulClientState {
-    return this.#fresh();
+    return { buf: new Float32Array(this.history * this.dims), count: 0 };
   }
 
   /**
@@ -271,7 +283,8 @@ export class StatefulDetector implements StreamDetector {
   }
 
   static load(json: unknown): StatefulDetector {
-    const j = checkDetectorJson(json, 'stateful');
+    // Scores are minus a (relative) mean distance: <= 0.
+    const j = checkDetectorJson(json, 'stateful', [-Number.MAX_VALUE, 0]);
     let det: StatefulDetector;
     try {
       det = new StatefulDetector({
@@ -287,7 +300,7 @@ export class StatefulDetector implements StreamDetector {
         cause: e,
       });
     }
-    det.#scale = base64ToF32(j['scale'], det.inputs, 'scale', 'stateful');
+    det.#scale = base64ToF32(j['scale'], det.inputs, 'scale', 'stateful', true);
     det.#reference =
       j['reference'] === null || j['reference'] === undefined
         ? null

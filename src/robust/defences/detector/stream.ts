@@ -117,4 +117,10 @@ export class ClientMap<T> {
 export function requireRow(x: Float32Array, d: number): void {
   if (x.length !== d)
     throw new BulwarkError('ERR_SHAPE_MISMATCH', `query: ${x.length} values, expected ${d} features`);
+  // A NaN query would enter the client's history: every later distance to it is NaN, and NaN scores
+  // are never above a threshold, so one such query could blind the detector for that client.
+  for (let j = 0; j < d; j++) {
+    if (!Number.isFinite(x[j]))
+      throw new BulwarkError('ERR_DATA_VALUE', `query: feature ${j} is ${x[j]}`, { details: { feature: j } });
+  }
 }
