@@ -457,3 +457,20 @@ describe('detectors fail closed on tampered state and bad inputs', () => {
     );
   });
 });
+
+describe('detectors: degenerate fit data', () => {
+  it('stream detectors refuse NaN fit data (it became a silent scale of 1)', async () => {
+    const d = 4;
+    const data = blobs(40, d, 2, 3);
+    const bad = data.x.slice();
+    bad[5] = Number.NaN;
+    assert.throws(
+      () => new StatefulDetector({ inputs: d, k: 2, history: 10 }).fit(bad, 40),
+      (e: unknown) => isBulwarkError(e, 'ERR_DATA_VALUE') && /row 1/.test(e.message),
+    );
+    assert.throws(
+      () => new PradaDetector({ inputs: d, classes: 2 }).fit(bad, 40),
+      (e: unknown) => isBulwarkError(e, 'ERR_DATA_VALUE'),
+    );
+  });
+});

@@ -46,6 +46,13 @@ export interface StreamDetector {
 export function featureScale(x: Float32Array, rows: number, d: number): Float32Array {
   requireInteger('rows', rows, 2);
   if (x.length !== rows * d) throw invalidArgument('x', `${rows} rows of ${d} features`, x.length);
+  // A NaN made its column's deviation NaN, which `|| 1` then turned into a silent scale of 1.
+  for (let i = 0; i < rows * d; i++) {
+    if (!Number.isFinite(x[i]))
+      throw new BulwarkError('ERR_DATA_VALUE', `fit data: row ${Math.floor(i / d)} has ${x[i]}`, {
+        details: { row: Math.floor(i / d) },
+      });
+  }
   const mean = new Float64Array(d);
   const sq = new Float64Array(d);
   for (let r = 0; r < rows; r++)
