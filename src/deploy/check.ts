@@ -777,7 +777,8 @@ function checkNetworkPolicy(col: Collector, doc: ManifestDoc, ref: ObjectRef, np
         }
         const ns = peer['namespaceSelector'];
         if (isObj(ns)) {
-          if (Object.keys(obj(ns['matchLabels'])).length === 0 && arr(ns['matchExpressions']).length === 0) {
+          const exprs = arr(ns['matchExpressions']).map(obj);
+          if (Object.keys(obj(ns['matchLabels'])).length === 0 && exprs.length === 0) {
             col.add(
               'BW-NETPOL-BROAD',
               doc,
@@ -785,7 +786,37 @@ function checkNetworkPolicy(col: Collector, doc: ManifestDoc, ref: ObjectRef, np
               `spec.${dir}[${i}].${field}[${j}].namespaceSelector`,
               'an empty namespaceSelector selects every namespace',
             );
+          } else if (
+            Object.keys(obj(ns['matchLabels'])).length === 0 &&
+            exprs.every(
+              (e) =>
+                e['operator'] === 'NotIn' ||
+                (e['operator'] === 'Exists' && e['key'] === 'kubernetes.io/metadata.name'),
+            )
+          ) {
+            // Only exclusions (NotIn) or the label every namespace carries: as open as an empty selector,
+            // minus a few names.
+            col.add(
+              'BW-NETPOL-BROAD',
+              doc,
+              ref,
+              `spec.${dir}[${i}].${field}[${j}].namespaceSelector.matchExpressions`,
+              'this namespaceSelector selects every namespace but the ones it excludes',
+            );
           }
+          // Expressions select by labels as matchLabels does: a namespace owner who sets, changes or
+          // removes a mutable label gets in whatever the operator (In, NotIn, Exists, DoesNotExist).
+          exprs.forEach((e, k) => {
+            const key = str(e['key']);
+            if (key !== undefined && key !== 'kubernetes.io/metadata.name')
+              col.add(
+                'BW-NETPOL-NS-LABEL',
+                doc,
+                ref,
+                `spec.${dir}[${i}].${field}[${j}].namespaceSelector.matchExpressions[${k}].key`,
+                `namespaces selected by the label ${key}, which their owners can set`,
+              );
+          });
           for (const k of Object.keys(obj(ns['matchLabels']))) {
             if (k !== 'kubernetes.io/metadata.name') {
               col.add(

@@ -366,6 +366,36 @@ describe('deploy check: every rule fires on a crafted manifest, and only there',
     });
   }
 
+  it('reads namespaceSelector.matchExpressions: a mutable label under any operator, and exclusions only', () => {
+    const peer = (matchExpressions: J[]): J[] => [
+      deployment(goodPodSpec()),
+      {
+        ...denyAll(),
+        spec: { podSelector: {}, ingress: [{ from: [{ namespaceSelector: { matchExpressions } }] }] },
+      },
+    ];
+    const at = (f: Finding[], id: string) => f.filter((x) => x.rule === id).map((x) => x.path);
+    const base = 'spec.ingress[0].from[0].namespaceSelector.matchExpressions';
+    for (const operator of ['In', 'NotIn', 'Exists', 'DoesNotExist']) {
+      const f = run(peer([{ key: 'team', operator, ...(operator.endsWith('In') ? { values: ['a'] } : {}) }]));
+      assert.deepEqual(at(f, 'BW-NETPOL-NS-LABEL'), [`${base}[0].key`], operator);
+    }
+    // Every namespace carries kubernetes.io/metadata.name: Exists, or only NotIn, selects them all.
+    const name = 'kubernetes.io/metadata.name';
+    for (const e of [
+      [{ key: name, operator: 'Exists' }],
+      [{ key: name, operator: 'NotIn', values: ['kube-system'] }],
+    ]) {
+      const f = run(peer(e));
+      assert.deepEqual(at(f, 'BW-NETPOL-BROAD'), [base], JSON.stringify(e));
+      assert.deepEqual(at(f, 'BW-NETPOL-NS-LABEL'), []);
+    }
+    // Naming the namespaces is what the rules ask for: no finding.
+    const named = run(peer([{ key: name, operator: 'In', values: ['payments'] }]));
+    assert.deepEqual(at(named, 'BW-NETPOL-BROAD'), []);
+    assert.deepEqual(at(named, 'BW-NETPOL-NS-LABEL'), []);
+  });
+
   it('the cases cover every rule in the table, and docs/deploy.md documents each id with its severity', () => {
     assert.deepEqual(cases.map((c) => c[0]).sort(), RULES.map((r) => r.id).sort());
     const doc = readFileSync(join(ROOT, 'docs', 'deploy.md'), 'utf8');
