@@ -101,14 +101,21 @@ export function redTeamSections(r: RedTeamResult, seconds?: number): Section[] {
         text:
           `Each detector's threshold is calibrated on clean rows for a ${pct(r.detectors[0]?.targetFpr)} false-positive rate; ` +
           'the catch rate is the share of adversarial inputs that fooled the model and are flagged. Adaptive attacks know the detector: ' +
-          'they are the honest measure of what it stops.',
+          'they are the honest measure of what it stops. ' +
+          (r.attackClass === null
+            ? 'The flagged-before-attack column is the rate on the attacked rows before the attack: fresh clean rows, so it checks the calibrated rate.'
+            : `The threshold is calibrated on clean rows of every class, but only class ${r.attackClass} rows are attacked, and the flagged-before-attack ` +
+              `column is the rate on those rows before the attack. It is not a check of the calibration: a class that is rare and unusual ` +
+              `(fraud) is flagged more often than the calibrated rate, before anyone attacks it.`),
       },
       {
         kind: 'table',
         caption: `Detection at the calibrated threshold (eps ${r.detectorEps})`,
         columns: [
           'detector',
-          'clean FPR (target)',
+          r.attackClass === null
+            ? 'flagged before attack (target FPR)'
+            : `flagged before attack, class ${r.attackClass} (target FPR)`,
           'attack',
           'adversarial inputs',
           'caught',

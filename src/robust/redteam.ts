@@ -139,7 +139,11 @@ export interface DetectorAttackResult {
 export interface DetectorEvaluation {
   name: string;
   targetFpr: number;
-  /** FPR measured on clean attacked rows (not used for calibration). */
+  /**
+   * Share of the attacked rows flagged before the attack (they are not used for calibration). With
+   * `attackClass` null these are fresh clean rows, so this is the observed false-positive rate; with
+   * an attack class they are that class only, which calibration (on every class) does not target.
+   */
   observedFpr: number;
   threshold: number;
   attacks: DetectorAttackResult[];

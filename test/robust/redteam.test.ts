@@ -98,6 +98,20 @@ describe('red-team evaluation', () => {
       assert.ok(html.includes(`id="${id}"`), id);
     }
     assert.ok((html.match(/<svg/g) ?? []).length >= 8);
+    // Every class attacked: the attacked rows before the attack are fresh clean rows, a check of the FPR.
+    assert.ok(html.includes('flagged before attack (target FPR)'));
+    assert.ok(html.includes('so it checks the calibrated rate'));
+    // One class attacked: the same figure is that class's flag rate, and the report says it is not a
+    // calibration check (the demo's fraud rows read 14 % against a 1 % target).
+    const oneClass = renderHtml({
+      title: 'red team',
+      generatedAt: 'now',
+      bulwarkVersion: 'test',
+      sections: redTeamSections({ ...r, attackClass: 1 }),
+    });
+    assert.ok(oneClass.includes('flagged before attack, class 1 (target FPR)'));
+    assert.ok(oneClass.includes('It is not a check of the calibration'));
+    assert.ok(!oneClass.includes('so it checks the calibrated rate'));
   });
 
   it('refuses bad options up front, naming them; white-box attacks on a black-box model name the capability', async () => {

@@ -468,7 +468,7 @@ the data), integers integral, one categorical value per field, --immutable colum
           }
           for (const d of result.detectors) {
             lines.push(
-              `detector ${d.name} (FPR ${pct(d.observedFpr)}, target ${pct(d.targetFpr)}): ${d.attacks.map((a) => `${a.attack} ${pct(a.catchRate)}`).join(' · ')}`,
+              `detector ${d.name} (${result.attackClass === null ? 'FPR' : `class ${result.attackClass} rows flagged before attack`} ${pct(d.observedFpr)}, target FPR ${pct(d.targetFpr)}): ${d.attacks.map((a) => `${a.attack} ${pct(a.catchRate)}`).join(' · ')}`,
             );
           }
           for (const s of result.streams) {
