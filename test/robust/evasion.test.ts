@@ -459,6 +459,49 @@ describe('parameters are checked up front, naming them', () => {
     assert.equal(r.rows, 1);
   });
 
+  it('an adaptive penalty with a NaN or negative weight, or no function, is refused', () => {
+    const fn = (_x: Float32Array, rows: number) => ({
+      values: new Float64Array(rows),
+      gradient: new Float32Array(rows * 3),
+    });
+    for (const weight of [Number.NaN, -1, Infinity])
+      assert.throws(
+        () => pgd(m, x, [1], 1, { eps: 0.1, penalty: { weight, fn } }),
+        (e: unknown) => isBulwarkError(e, 'ERR_INVALID_ARGUMENT') && /^penalty\.weight:/.test(e.message),
+      );
+    assert.throws(
+      () => pgd(m, x, [1], 1, { eps: 0.1, penalty: { weight: 1 } as never }),
+      (e: unknown) => isBulwarkError(e, 'ERR_INVALID_ARGUMENT') && /^penalty:/.test(e.message),
+    );
+  });
+
+  it('square: bad data or options are refused before any query (also when it attacks its own predictions)', async () => {
+    let queries = 0;
+    const counting: ProbabilityModel = {
+      name: 'counting',
+      inputs: 3,
+      classes: 2,
+      predictProba: async (xx, rows) => {
+        queries++;
+        return m.predictProba(xx, rows);
+      },
+    };
+    const bad: [string, () => Promise<unknown>][] = [
+      ['wrong width', () => square(counting, new Float32Array(5), null, 2, { eps: 0.1 })],
+      ['eps NaN', () => square(counting, x, null, 1, { eps: Number.NaN })],
+      ['queries 0', () => square(counting, x, null, 1, { eps: 0.1, queries: 0 })],
+      ['pInit 2', () => square(counting, x, null, 1, { eps: 0.1, pInit: 2 })],
+      ['NaN input', () => square(counting, new Float32Array([Number.NaN, 0, 0]), null, 1, { eps: 0.1 })],
+    ];
+    for (const [name, f] of bad) {
+      await assert.rejects(f, (e: unknown) => isBulwarkError(e), name);
+      assert.equal(queries, 0, `${name}: the model was queried`);
+    }
+    const r = await square(counting, x, null, 1, { eps: 0.1, queries: 5, seed: 1 });
+    assert.equal(r.rows, 1);
+    assert.ok(queries >= 2);
+  });
+
   it('eps 0 returns the clean input', () => {
     const r = pgd(m, x, [1], 1, { eps: 0 });
     assert.deepEqual(r.x, x);

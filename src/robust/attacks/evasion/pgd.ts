@@ -10,7 +10,14 @@
  * fooled. The loss may be cross-entropy, the Carlini-Wagner margin or DLR (see ../../losses.ts): the
  * margin and DLR losses are the adaptive choices when cross-entropy gradients vanish.
  */
-import { BulwarkError, invalidArgument, type Rng, requireInteger, rngOf } from '../../../core/index.js';
+import {
+  BulwarkError,
+  invalidArgument,
+  type Rng,
+  requireInteger,
+  requireNumberIn,
+  rngOf,
+} from '../../../core/index.js';
 import type { OnnxGradientEngine } from '../../../ml/index.js';
 import type { InputDomain, Norm } from '../../domain.js';
 import { attackLoss, attackSucceeded, type LossName } from '../../losses.js';
@@ -367,6 +374,15 @@ function preparePgd(
   const batchSize = requireInteger('batchSize', options.batchSize ?? 512, 1);
   const loss = checkLoss(options.loss ?? 'ce', m.classes, base.targeted);
   const rng = rngOf(options.seed);
+  // A NaN weight made every penalised loss NaN: no candidate ever beat the best, silently.
+  if (options.penalty !== undefined) {
+    const pen = options.penalty as Partial<AttackPenalty> | null;
+    if (pen === null || typeof pen !== 'object' || typeof pen.fn !== 'function')
+      throw invalidArgument('penalty', '{ weight, fn } with fn a function', pen);
+    requireNumberIn('penalty.weight', pen.weight, 0, Number.MAX_VALUE);
+  }
+  if (options.accept !== undefined && typeof options.accept !== 'function')
+    throw invalidArgument('accept', 'a function', options.accept);
   return {
     model: m,
     labels: base.labels,

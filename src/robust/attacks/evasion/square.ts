@@ -82,20 +82,17 @@ export async function square(
 ): Promise<EvasionResult> {
   const k = model.classes;
   const d = model.inputs;
-  let predicted: Int32Array | null = null;
-  if (y === null && !options.targets) {
-    const p = await model.predictProba(x, rows);
-    predicted = Int32Array.from({ length: rows }, (_, r) => {
-      let b = 0;
-      for (let j = 1; j < k; j++) if ((p[r * k + j] as number) > (p[r * k + b] as number)) b = j;
-      return b;
-    });
-  }
-  const base = checkBase(model, x, y, rows, { ...options, norm: 'inf' }, () => predicted as Int32Array);
+  // Every parameter is checked before the first query: the model's own predictions (y null) are asked
+  // for only once the data and the options are known to be valid.
+  let predict = false;
+  const base = checkBase(model, x, y, rows, { ...options, norm: 'inf' }, () => {
+    predict = true;
+    return new Int32Array(rows);
+  });
   const budget = requireInteger('queries', options.queries ?? 1000, 1);
   const pInit = requireNumberIn('pInit', options.pInit ?? 0.05, 0, 1, { minExclusive: true });
   const rng = rngOf(options.seed);
-  const { eps, domain, targeted, labels } = base;
+  const { eps, domain, targeted } = base;
   let h = 1;
   let w = d;
   let c = 1;
@@ -116,6 +113,15 @@ export async function square(
     );
   }
   const scale = domain.scale;
+  let labels = base.labels;
+  if (predict) {
+    const p = await model.predictProba(x, rows);
+    labels = Int32Array.from({ length: rows }, (_, r) => {
+      let b = 0;
+      for (let j = 1; j < k; j++) if ((p[r * k + j] as number) > (p[r * k + b] as number)) b = j;
+      return b;
+    });
+  }
   const clampTo = (x0: Float32Array, r: number, j: number, v: number): number =>
     domain.clampLinf(j, x0[r * d + j] as number, v, eps);
   // Initial query (clean): rows already fooled are done.
