@@ -686,7 +686,7 @@ export async function redTeam(
         });
       }
       se.notes.push(
-        `threshold calibrated on benign clients sending ${streamLength} natural queries each: a share fpr of them is ever flagged; an attack stream counts as detected at its first flag`,
+        `threshold calibrated on benign clients sending ${streamLength} natural queries each, so that ${(100 * o.fpr).toFixed(1)} % of them are ever flagged; an attack stream counts as detected at its first flag`,
       );
       result.streams.push(se);
     }
