@@ -69,6 +69,25 @@ describe('membership inference', () => {
       lossThresholdAttack(model, { ...members, rows: 3 }, nonMembers),
       /^members|members:/,
     );
+    // Label 2 of a 2-class model read the next row's class-0 probability: a wrong loss, no error.
+    const y2 = members.y.slice();
+    y2[0] = 2;
+    await assert.rejects(
+      lossThresholdAttack(model, { ...members, y: y2 }, nonMembers),
+      (e: unknown) => isBulwarkError(e, 'ERR_INVALID_ARGUMENT') && /^members\.y\[0\]:/.test(e.message),
+    );
+    const yNeg = nonMembers.y.slice();
+    yNeg[3] = -1;
+    await assert.rejects(
+      lossThresholdAttack(model, members, { ...nonMembers, y: yNeg }),
+      (e: unknown) => isBulwarkError(e, 'ERR_INVALID_ARGUMENT') && /^nonMembers\.y\[3\]:/.test(e.message),
+    );
+    const xNaN = members.x.slice();
+    xNaN[d * 5 + 1] = Number.NaN;
+    await assert.rejects(
+      lossThresholdAttack(model, { ...members, x: xNaN }, nonMembers),
+      (e: unknown) => isBulwarkError(e, 'ERR_DATA_VALUE') && /^members: row 5/.test(e.message),
+    );
     await assert.rejects(
       liraAttack(model, members, nonMembers, {
         shadows: 1,
@@ -112,5 +131,36 @@ describe('model extraction', () => {
       }),
       (e: unknown) => isBulwarkError(e, 'ERR_INVALID_ARGUMENT') && /^budgets\[1\]/.test(e.message),
     );
+  });
+
+  it('checks the held-out set and the trainer before querying (an empty held-out set gave agreement NaN)', async () => {
+    const d = 3;
+    let queries = 0;
+    const victim = {
+      name: 'counting',
+      inputs: d,
+      classes: 2,
+      predictProba: async (_x: Float32Array, rows: number) => {
+        queries++;
+        return new Float32Array(2 * rows).fill(0.5);
+      },
+    };
+    const pool = { x: new Float32Array(10 * d), rows: 10 };
+    const trainSurrogate = async () => victim;
+    const cases: [RegExp, Parameters<typeof extractModel>[2], Parameters<typeof extractModel>[3]][] = [
+      [/^heldOut\.rows:/, { x: new Float32Array(0), rows: 0 }, { budgets: [5], trainSurrogate }],
+      [/^heldOut\.y:/, { x: new Float32Array(2 * d), rows: 2, y: [0] }, { budgets: [5], trainSurrogate }],
+      [
+        /^trainSurrogate:/,
+        { x: new Float32Array(2 * d), rows: 2 },
+        { budgets: [5], trainSurrogate: 'x' as never },
+      ],
+    ];
+    for (const [re, held, o] of cases)
+      await assert.rejects(
+        extractModel(victim, pool, held, o),
+        (e: unknown) => isBulwarkError(e, 'ERR_INVALID_ARGUMENT') && re.test(e.message),
+      );
+    assert.equal(queries, 0);
   });
 });

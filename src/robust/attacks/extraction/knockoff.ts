@@ -62,6 +62,15 @@ export async function extractModel(
   });
   if (pool.x.length !== pool.rows * d)
     throw invalidArgument('pool', `${pool.rows} rows of ${d} features`, pool.x.length);
+  requireInteger('heldOut.rows', heldOut.rows, 1);
+  if (heldOut.y !== undefined && heldOut.y.length !== heldOut.rows)
+    throw invalidArgument('heldOut.y', `${heldOut.rows} labels`, heldOut.y.length);
+  if (typeof options.trainSurrogate !== 'function')
+    throw invalidArgument(
+      'trainSurrogate',
+      'a function training one surrogate model',
+      options.trainSurrogate,
+    );
   if (heldOut.x.length !== heldOut.rows * d)
     throw invalidArgument('heldOut', `${heldOut.rows} rows of ${d} features`, heldOut.x.length);
   const max = prev;
