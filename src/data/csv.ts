@@ -1,6 +1,5 @@
 import { createReadStream } from 'node:fs';
 import { basename } from 'node:path';
-import { StringDecoder } from 'node:string_decoder';
 import { type CsvError, parse } from 'csv-parse';
 import { stringify } from 'csv-stringify';
 import {
@@ -203,19 +202,20 @@ function startScan(path: string, opts: CsvReadOptions, sink: ScanSink): Scan {
     if (!sink.row(rec, line)) finish();
   };
   const onEnd = (): void => {
-    if (!stopped && headerPending) {
-      headerPending = false;
-      sink.header(opts.columns ? [...opts.columns] : []);
-    }
-    finish();
+    if (stopped) return;
+    // A file with no header has no columns: reading it as a table of none would only fail later,
+    // far from the cause (an empty schema, a missing label), or pass silently.
+    if (headerPending) finish(csvError(file, 1, 'the file is empty: no header line'));
+    else if (expected < 0) finish(csvError(file, 1, 'the file is empty: no rows and no column names'));
+    else finish();
   };
   source.on('error', (e) => finish(fsError(e, path, 'cannot read CSV')));
+  const bytes = new ByteCheck(file);
 
   // Whitespace-separated files need the tokenizer; other one-character dialects use it unless told.
   const tokenizable = quote === '"' && delimiter.length === 1 && delimiter !== '"';
   if (delimiter === 'whitespace' || (tokenizable && opts.engine !== 'csv-parse')) {
     // Fast path: our tokenizer on decoded text (see csv-tokenizer.ts).
-    const decoder = new StringDecoder('utf8');
     const tok = new CsvTokenizer(delimiter, opts.comment, onRecord, opts.trim === true);
     const guard = (f: () => void): void => {
       if (stopped) return;
@@ -225,10 +225,10 @@ function startScan(path: string, opts: CsvReadOptions, sink: ScanSink): Scan {
         finish(e instanceof TokenizeError ? mapCsvError(e, file) : e);
       }
     };
-    source.on('data', (chunk) => guard(() => tok.push(decoder.write(chunk as Buffer))));
+    source.on('data', (chunk) => guard(() => tok.push(bytes.decode(chunk as Buffer))));
     source.on('end', () =>
       guard(() => {
-        tok.push(decoder.end());
+        tok.push(bytes.end());
         tok.end();
         onEnd();
       }),
@@ -256,11 +256,24 @@ function startScan(path: string, opts: CsvReadOptions, sink: ScanSink): Scan {
     });
     parser.on('error', (e) => finish(mapCsvError(e as CsvError, file)));
     parser.on('end', onEnd);
+    // The bytes are checked here (csv-parse would decode invalid UTF-8 to U+FFFD without a word).
     source.on('data', (chunk) => {
-      if (!stopped) parser.write(chunk);
+      if (stopped) return;
+      try {
+        bytes.decode(chunk as Buffer);
+        parser.write(chunk);
+      } catch (e) {
+        finish(e);
+      }
     });
     source.on('end', () => {
-      if (!stopped) parser.end();
+      if (stopped) return;
+      try {
+        bytes.end();
+        parser.end();
+      } catch (e) {
+        finish(e);
+      }
     });
   }
   return {
@@ -269,6 +282,117 @@ function startScan(path: string, opts: CsvReadOptions, sink: ScanSink): Scan {
     resume: () => source.resume(),
     stop: () => finish(),
   };
+}
+
+/**
+ * The byte-level checks of a CSV file, chunk by chunk: it must be UTF-8 text. A UTF-16 file (byte-order
+ * mark FF FE or FE FF), an invalid UTF-8 sequence or a NUL byte (binary data, or UTF-16 without a mark)
+ * is `ERR_CSV_PARSE` naming the line and byte offset; a lenient decoder would turn them into U+FFFD
+ * or garbage columns without a word, and the data would no longer be what the file holds.
+ */
+class ByteCheck {
+  readonly #file: string;
+  readonly #decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+  /** Offset of the current chunk's first byte in the file. */
+  #offset = 0;
+  /** Line (1-based) of the current chunk's first byte. */
+  #line = 1;
+
+  constructor(file: string) {
+    this.#file = file;
+  }
+
+  /** The chunk's text (a character cut by the chunk's end comes with the next one). */
+  decode(chunk: Buffer): string {
+    if (
+      this.#offset === 0 &&
+      chunk.length >= 2 &&
+      ((chunk[0] === 0xff && chunk[1] === 0xfe) || (chunk[0] === 0xfe && chunk[1] === 0xff))
+    ) {
+      throw this.#error(
+        chunk,
+        0,
+        'the file is UTF-16 (it starts with a UTF-16 byte-order mark); save it as UTF-8',
+      );
+    }
+    let text: string | undefined;
+    let bad = -1;
+    try {
+      text = this.#decoder.decode(chunk, { stream: true });
+    } catch {
+      bad = invalidUtf8At(chunk);
+    }
+    const nul = chunk.indexOf(0);
+    if (nul >= 0 && (bad < 0 || nul < bad))
+      throw this.#error(chunk, nul, 'a NUL byte (is the file binary, or UTF-16 text?)');
+    if (text === undefined)
+      throw this.#error(chunk, Math.max(0, bad), 'invalid UTF-8 (save the file as UTF-8)');
+    this.#offset += chunk.length;
+    this.#line += countByte(chunk, 10, chunk.length);
+    return text;
+  }
+
+  /** The text held back at the end of the file. */
+  end(): string {
+    try {
+      return this.#decoder.decode();
+    } catch {
+      throw this.#error(Buffer.alloc(0), 0, 'the file ends inside a UTF-8 character (invalid UTF-8)');
+    }
+  }
+
+  #error(chunk: Buffer, at: number, what: string): BulwarkError {
+    const line = this.#line + countByte(chunk, 10, at);
+    const offset = this.#offset + at;
+    return new BulwarkError('ERR_CSV_PARSE', `${this.#file}:${line}: byte ${offset}: ${what}`, {
+      details: { file: this.#file, line, offset },
+    });
+  }
+}
+
+/** Occurrences of `byte` in `b[0, end)`. */
+function countByte(b: Buffer, byte: number, end: number): number {
+  let k = 0;
+  for (let i = b.indexOf(byte); i >= 0 && i < end; i = b.indexOf(byte, i + 1)) k++;
+  return k;
+}
+
+/**
+ * Index of the first byte of `b` that starts an ill-formed UTF-8 sequence (Unicode 15, table 3-7), or
+ * -1. Continuation bytes at the very start may finish a character begun in the previous chunk and are
+ * skipped; a sequence cut by the end is not an error here (the next chunk completes it).
+ */
+function invalidUtf8At(b: Uint8Array): number {
+  const n = b.length;
+  let i = 0;
+  while (i < 3 && i < n && (b[i]! & 0xc0) === 0x80) i++;
+  while (i < n) {
+    const c = b[i]!;
+    if (c < 0x80) {
+      i++;
+      continue;
+    }
+    let need: number;
+    let lo = 0x80;
+    let hi = 0xbf;
+    if (c >= 0xc2 && c <= 0xdf) need = 1;
+    else if (c >= 0xe0 && c <= 0xef) {
+      need = 2;
+      if (c === 0xe0) lo = 0xa0;
+      else if (c === 0xed) hi = 0x9f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+      need = 3;
+      if (c === 0xf0) lo = 0x90;
+      else if (c === 0xf4) hi = 0x8f;
+    } else return i;
+    for (let k = 1; k <= need; k++) {
+      if (i + k >= n) return -1;
+      const d = b[i + k]!;
+      if (d < (k === 1 ? lo : 0x80) || d > (k === 1 ? hi : 0xbf)) return i;
+    }
+    i += need + 1;
+  }
+  return -1;
 }
 
 function csvError(file: string, line: number, what: string): BulwarkError {

@@ -106,6 +106,70 @@ describe('CSV reading', () => {
     }
   });
 
+  it('refuses what is not UTF-8 text (invalid UTF-8, UTF-16, NUL bytes) naming line and byte, both engines', async () => {
+    const bytes = (...parts: (string | number[])[]): string => {
+      const p = join(dir, `f${n++}.csv`);
+      writeFileSync(
+        p,
+        Buffer.concat(parts.map((x) => (typeof x === 'string' ? Buffer.from(x) : Buffer.from(x)))),
+      );
+      return p;
+    };
+    // Each was read before: invalid bytes as U+FFFD, UTF-16 as "expected 2 fields", NUL as data.
+    const cases: [string, number, number, RegExp][] = [
+      [bytes('a,b\n1,2\n3,secret', [0xff], '\n'), 3, 16, /invalid UTF-8/],
+      [bytes('a,b\n1,', [0xc3, 0x28], '\n'), 2, 6, /invalid UTF-8/],
+      [bytes('a,b\n1,', [0xed, 0xa0, 0x80], '\n'), 2, 6, /invalid UTF-8/], // an encoded surrogate
+      [bytes('a,b\n"x\ny",', [0xe2, 0x82], '\n'), 3, 10, /invalid UTF-8/],
+      [bytes('a,b\n1,', [0xe2, 0x82]), 2, 8, /ends inside a UTF-8 character/],
+      [bytes([0xff, 0xfe], 'a,b\n'), 1, 0, /UTF-16/],
+      [bytes(Buffer.from('a,b\n1,2\n', 'utf16le').toJSON().data), 1, 1, /NUL byte/],
+      [bytes('a,b\n1,x', [0], 'y\n'), 2, 7, /NUL byte/],
+    ];
+    for (const engine of ['auto', 'csv-parse'] as const) {
+      for (const [p, line, offset, re] of cases) {
+        await assert.rejects(
+          readCsvDataset(p, { engine }),
+          (e: Error & { code: string; details: { line: number; offset: number } }) => {
+            assert.equal(e.code, 'ERR_CSV_PARSE');
+            assert.match(e.message, re);
+            assert.doesNotMatch(e.message, /secret/);
+            assert.deepEqual([e.details.line, e.details.offset], [line, offset], `${engine}: ${e.message}`);
+            return true;
+          },
+        );
+      }
+    }
+    // A character cut by the 1 MiB chunk boundary is fine, and an error deep in a big file has its line.
+    const line = `${'é'.repeat(40)},x\n`;
+    const many = 'a,b\n' + line.repeat(30_000);
+    const ok = await readCsvDataset(bytes(many), { types: { a: 'string', b: 'string' } });
+    assert.equal(ok.rowCount, 30_000);
+    assert.equal(ok.strings('a')[29_999], 'é'.repeat(40));
+    const bad = bytes(many, '1,', [0xc0, 0xaf], '\n');
+    await assert.rejects(readCsvDataset(bad), {
+      code: 'ERR_CSV_PARSE',
+      message: /:30002: byte \d+: invalid UTF-8/,
+    });
+  });
+
+  it('an empty file is ERR_CSV_PARSE, not a table with no columns', async () => {
+    for (const text of ['', '\n\n', '\r\n']) {
+      await assert.rejects(readCsvDataset(file(text)), {
+        code: 'ERR_CSV_PARSE',
+        message: /empty: no header line/,
+      });
+      await assert.rejects(openCsv(file(text)), { code: 'ERR_CSV_PARSE' });
+    }
+    await assert.rejects(readCsvDataset(file(''), { header: false }), {
+      code: 'ERR_CSV_PARSE',
+      message: /no rows and no column names/,
+    });
+    // With the names given, an empty file is an empty table.
+    const ds = await readCsvDataset(file(''), { header: false, columns: ['a', 'b'] });
+    assert.deepEqual([ds.rowCount, ds.columnNames], [0, ['a', 'b']]);
+  });
+
   it('reads without a header, with names given or generated', async () => {
     const p = file('1;2\n3;4\n');
     const a = await readCsvDataset(p, { header: false, delimiter: ';', columns: ['x', 'y'] });
