@@ -189,7 +189,16 @@ export class Limiter {
     const key = keyOf(principal, model);
     await take(this.#rate, key, 1, 'ERR_GATEWAY_RATE_LIMITED');
     if (this.#budget === null) return { budgetRemaining: null, budgetUsed: null };
-    const res = await take(this.#budget, key, rows, 'ERR_GATEWAY_BUDGET_EXHAUSTED');
+    let res: RateLimiterRes;
+    try {
+      res = await take(this.#budget, key, rows, 'ERR_GATEWAY_BUDGET_EXHAUSTED');
+    } catch (e) {
+      // rate-limiter-flexible adds the points before it refuses; a refused request is answered with
+      // nothing, so its rows go back (else asking for more than is left would also forfeit what is left).
+      if (e instanceof BulwarkError && e.code === 'ERR_GATEWAY_BUDGET_EXHAUSTED')
+        await this.#budget.reward(key, rows).catch(() => {});
+      throw e;
+    }
     return { budgetRemaining: res.remainingPoints, budgetUsed: res.consumedPoints };
   }
 

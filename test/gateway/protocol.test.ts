@@ -5,6 +5,7 @@
  * the caller asked for.
  */
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { AuditLog } from '../../src/audit/index.js';
 import { isBulwarkError } from '../../src/core/index.js';
@@ -153,4 +154,48 @@ describe('audit record of a prediction whatever outputs were asked for', () => {
     assert.ok(entry, 'prediction recorded');
     assert.equal((entry.data as { decision: string }).decision, labels?.join(','));
   });
+});
+
+describe('query budget as documented', () => {
+  for (const backend of ['memory', 'redis'] as const)
+    it(`takes the rows of a request refused after the limit stage, not of one refused before it or by the budget (${backend})`, async () => {
+      const f = await fixture();
+      const redis = {
+        url: 'redis://127.0.0.1:6379',
+        keyPrefix: `bulwark-test:${process.pid}:${randomBytes(4).toString('hex')}:`,
+      };
+      const gw = await startGateway(
+        f.config({
+          limits: {
+            backend,
+            ...(backend === 'redis' ? { redis } : {}),
+            requestsPerSecond: 100_000,
+            queryBudget: { queries: 3 },
+          },
+        }),
+      );
+      const c = new GatewayClient({
+        url: gw.url,
+        ca: f.ca.pem,
+        servername: 'localhost',
+        token: await f.token(),
+      });
+      const code = async (body: unknown) =>
+        JSON.parse((await c.request('POST', '/v2/models/fraud/infer', JSON.stringify(body))).body).code ??
+        'OK';
+      try {
+        const rows = f.rows.slice(20, 22);
+        // Refused at parse, before the limit stage: costs nothing.
+        assert.equal(await code({ ...v2Body(rows), x: 1 }), 'ERR_GATEWAY_REQUEST_INVALID');
+        // Refused by the schema check, after it: its 2 rows are taken.
+        assert.equal(await code(v2Body(rows.map((r) => ({ ...r, amount: 6000 })))), 'ERR_INPUT_INVALID');
+        // 2 more rows do not fit in the 1 left; the refusal takes nothing, so 1 row still fits.
+        assert.equal(await code(v2Body(rows)), 'ERR_GATEWAY_BUDGET_EXHAUSTED');
+        assert.equal(await code(v2Body(rows.slice(0, 1))), 'OK');
+        assert.equal(await code(v2Body(rows.slice(1, 2))), 'ERR_GATEWAY_BUDGET_EXHAUSTED');
+      } finally {
+        c.close();
+        await gw.close();
+      }
+    });
 });
