@@ -217,6 +217,27 @@ describe('adversarial training', () => {
     );
   });
 
+  it('a run whose last step overflows the weights is ERR_TRAINING_DIVERGED, not a network of Infinity', async () => {
+    // One epoch of one batch: the loss checked before the step is finite, the step itself overflows.
+    const small = blobs(64, 4, 2, 1);
+    for (const method of ['pgd', 'trades'] as const) {
+      const net = mlp({ inputs: 4, hidden: [8], classes: 2, rng: 1 });
+      await assert.rejects(
+        adversarialTrain(net, small, {
+          method,
+          eps: 0.1,
+          epochs: 1,
+          batchSize: 64,
+          learningRate: 1e300,
+          domain: InputDomain.box(4),
+          engine: 'js',
+        }),
+        (e: unknown) => isBulwarkError(e, 'ERR_TRAINING_DIVERGED') && /non-finite weights/.test(e.message),
+        method,
+      );
+    }
+  });
+
   it('pgdTrainingInputs: in place, inside the eps-ball, the valid range and the immutable features; raises the loss', () => {
     const rng = new SeededRng(41);
     const rows = 64;

@@ -718,6 +718,15 @@ export async function adversarialTrain(
     // The averaged weights are the model trained (only once every epoch has run: a failed run keeps
     // the weights it stopped at).
     if (average !== null) net.params.set(average);
+    // The loss is checked before each step, so the last step's update is not: a step that overflows
+    // the float32 weights (a learning rate far too high) returned a network of Infinity and NaN.
+    for (const p of net.params) {
+      if (!Number.isFinite(p))
+        throw new BulwarkError(
+          'ERR_TRAINING_DIVERGED',
+          'adversarial training produced non-finite weights (lower the learning rate?)',
+        );
+    }
   } finally {
     opt.learningRate = baseRate;
     await engine?.close();
