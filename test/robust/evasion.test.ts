@@ -200,6 +200,36 @@ describe('PGD and APGD stay in the eps-ball and the valid range', () => {
     }
   });
 
+  it('APGD restarts keep, for a row never fooled, the highest-loss point of all runs (not the last run)', () => {
+    const model = networkModel(net);
+    const rows = 150;
+    const x = data.x.slice(0, rows * d);
+    const y = data.y.slice(0, rows);
+    const o = { eps: 0.02, domain: InputDomain.box(d), steps: 10, seed: 5 };
+    const one = apgd(model, x, y, rows, { ...o, restarts: 1 });
+    const four = apgd(model, x, y, rows, { ...o, restarts: 4 });
+    const ce = (pts: Float32Array) => {
+      const z = model.logits(pts, rows);
+      return Array.from({ length: rows }, (_, r) => {
+        let mx = -Infinity;
+        for (let c = 0; c < classes; c++) mx = Math.max(mx, z[r * classes + c] as number);
+        let s = 0;
+        for (let c = 0; c < classes; c++) s += Math.exp((z[r * classes + c] as number) - mx);
+        return mx + Math.log(s) - (z[r * classes + (y[r] as number)] as number);
+      });
+    };
+    const l1 = ce(one.x);
+    const l4 = ce(four.x);
+    let compared = 0;
+    for (let r = 0; r < rows; r++) {
+      if (four.success[r]) continue;
+      compared++;
+      // The first run is the same in both (same seed): more runs can only raise the loss kept.
+      assert.ok((l4[r] as number) >= (l1[r] as number) - 1e-5, `row ${r}: ${l4[r]} < ${l1[r]}`);
+    }
+    assert.ok(compared > 20, `only ${compared} rows never fooled`);
+  });
+
   it('is reproducible with a seed, and the seed matters', () => {
     const model = networkModel(net);
     const rows = 50;

@@ -64,6 +64,9 @@ export function apgd(
   const k = m.classes;
   const out = x.slice();
   const success = attackSucceeded(m.logits(x, rows), base.labels, rows, k, targeted);
+  // Highest loss over the runs of each row not fooled yet (its point is in `out`): a later restart
+  // replaces it only with a higher one.
+  const outLoss = new Float64Array(rows).fill(-Infinity);
   const stepsInit = Math.max(Math.floor(0.22 * steps), 1);
   const sizeDecr = Math.max(Math.floor(0.03 * steps), 1);
   const stepsMin = Math.max(Math.floor(0.06 * steps), 1);
@@ -181,9 +184,13 @@ export function apgd(
         // Rows never fooled keep the highest-loss point (repaired), which later runs may beat.
         const fallback = discrete ? domain.repair(bestX, x0, n, norm, eps) : bestX;
         idx.forEach((r, i) => {
-          const src = found[i] ? advX : fallback;
-          if (found[i]) success[r] = 1;
-          out.set(src.subarray(i * d, (i + 1) * d), r * d);
+          if (found[i]) {
+            success[r] = 1;
+            out.set(advX.subarray(i * d, (i + 1) * d), r * d);
+          } else if ((bestLoss[i] as number) > (outLoss[r] as number)) {
+            outLoss[r] = bestLoss[i] as number;
+            out.set(fallback.subarray(i * d, (i + 1) * d), r * d);
+          }
         });
       }
     }
