@@ -81,6 +81,9 @@ const WRITE = ['POST'] as const;
 const MAX_HEADER_BYTES = 16_384;
 /** The longest route with its names is under 300 bytes: a longer URL is refused before routing (414). */
 const MAX_URL_BYTES = 8_192;
+/** Readiness: how long the audit store may take to answer its probe, and how long an answer is reused. */
+const AUDIT_PROBE_TIMEOUT_MS = 2_000;
+const AUDIT_PROBE_CACHE_MS = 1_000;
 /** How long a refused connection may take to accept its last reply before it is destroyed anyway. */
 const REFUSAL_LINGER_MS = 2_000;
 
@@ -254,6 +257,9 @@ export class Gateway {
    */
   #clientCrls: RevocationLists | null = null;
   #lastCheckpoint: { size: number; time: string } | null = null;
+  /** The audit store's last reachability probe (readiness), and the probe under way if any. */
+  #auditProbe: { at: number; ok: boolean } = { at: Number.NEGATIVE_INFINITY, ok: true };
+  #auditProbing: Promise<boolean> | null = null;
 
   private constructor(init: {
     config: GatewayConfig;
@@ -622,6 +628,41 @@ export class Gateway {
     return true;
   }
 
+  /**
+   * Whether the audit store answers (readiness): a one-row read of the log's metadata, within
+   * AUDIT_PROBE_TIMEOUT_MS. Every prediction waits for its record, so a replica whose store is down
+   * can answer nothing but 503 and must leave the load balancer's rotation; the probe (not the failed
+   * appends) decides, so the replica comes back by itself once the store does, with no traffic needed.
+   * At most one probe runs at a time and its result serves AUDIT_PROBE_CACHE_MS: the readiness route
+   * needs no credential, and must not let a flood of probes become a flood of store queries.
+   */
+  async auditReachable(): Promise<boolean> {
+    const audit = this.audit;
+    if (!audit) return true;
+    if (performance.now() - this.#auditProbe.at < AUDIT_PROBE_CACHE_MS) return this.#auditProbe.ok;
+    this.#auditProbing ??= (async () => {
+      let timer: NodeJS.Timeout | undefined;
+      let ok: boolean;
+      try {
+        await Promise.race([
+          audit.publicKey(),
+          new Promise((_, reject) => {
+            timer = setTimeout(() => reject(new Error('timeout')), AUDIT_PROBE_TIMEOUT_MS);
+          }),
+        ]);
+        ok = true;
+      } catch {
+        ok = false;
+      } finally {
+        clearTimeout(timer);
+      }
+      this.#auditProbe = { at: performance.now(), ok };
+      this.#auditProbing = null;
+      return ok;
+    })();
+    return this.#auditProbing;
+  }
+
   /** Signs a checkpoint of the audit log now (also on a timer and at shutdown). */
   async checkpoint(): Promise<{ size: number } | null> {
     if (!this.audit) return null;
@@ -926,7 +967,7 @@ export class Gateway {
       return this.#simple(
         req,
         res,
-        this.ready
+        this.ready && (await this.auditReachable())
           ? jsonReply(200, { ready: true })
           : errorReply(new BulwarkError('ERR_GATEWAY_NOT_READY', 'not ready')),
       );

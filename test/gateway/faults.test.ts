@@ -162,7 +162,7 @@ describe('gateway faults, limits and operations', () => {
     assert.equal(existsSync(missing), false);
   });
 
-  it('PostgreSQL audit store down: predictions refused with 503 ERR_AUDIT_UNAVAILABLE (fail closed); recovers', async () => {
+  it('PostgreSQL audit store down: predictions refused with 503 ERR_AUDIT_UNAVAILABLE (fail closed), readiness false; both recover', async () => {
     const target = new URL(PG_URL);
     const relay = new Relay(target.hostname, Number(target.port || 5432));
     await relay.up();
@@ -177,9 +177,13 @@ describe('gateway faults, limits and operations', () => {
     try {
       const c = await client(gw);
       assert.deepEqual(await status(c), [200, 'OK']);
+      assert.equal(await c.ready(), true);
       await relay.down();
       assert.deepEqual(await status(c), [503, 'ERR_AUDIT_UNAVAILABLE']);
+      // A replica that can only refuse leaves the rotation, and comes back with no traffic needed.
+      assert.equal(await eventually(() => c.ready(), false), false);
       await relay.up();
+      assert.equal(await eventually(() => c.ready(), true), true);
       assert.deepEqual(await eventually(() => status(c), [200, 'OK']), [200, 'OK']);
       await gw.close();
       // Every acknowledged prediction is in the log, and the log verifies.
