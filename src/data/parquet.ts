@@ -16,7 +16,9 @@ import { type Column, Dataset } from './dataset.js';
 /**
  * Parquet reading (hyparquet) and writing (hyparquet-writer) to and from {@link Dataset}. Only flat
  * schemas are read: numbers (INT32, INT64, FLOAT, DOUBLE, BOOLEAN as 0/1), UTF-8 strings, and
- * timestamps and dates (as epoch ms). Bulwark writes numbers as DOUBLE, strings as UTF-8, timestamps as
+ * timestamps and dates (as epoch ms). An INT64 column with a value beyond ±2^53 (an identifier a double
+ * would round) is read as decimal strings; bytes that are not UTF-8 in a string column, and a footer
+ * whose row counts disagree with each other or with the data, are `ERR_PARQUET_READ`. Bulwark writes numbers as DOUBLE, strings as UTF-8, timestamps as
  * TIMESTAMP_MILLIS, all nullable, atomically (temporary file, fsync, rename).
  */
 
@@ -62,6 +64,9 @@ export async function readParquet(path: string, opts: ParquetReadOptions = {}): 
     if (child.children.length > 0) {
       throw readError(file, `column "${child.element.name}" is nested; only flat tables are read`);
     }
+    // Two columns of one name would be read into one array, their values mixed.
+    if (fields.has(child.element.name) || child.element.name === '')
+      throw readError(file, `column name "${child.element.name}" is empty or not unique`);
     fields.set(child.element.name, child.element);
   }
   const names = opts.columns ? [...opts.columns] : [...fields.keys()];
@@ -74,60 +79,150 @@ export async function readParquet(path: string, opts: ParquetReadOptions = {}): 
       );
     }
   }
-  const rows = Number(metadata.num_rows);
+  const rows = checkRowCounts(metadata, file);
   const kinds = new Map(names.map((n) => [n, kindOf(fields.get(n)!, file)]));
-  const nums = new Map<string, Float64Array>();
-  const strs = new Map<string, (string | null)[]>();
-  for (const n of names) {
-    if (kinds.get(n) === 'string') strs.set(n, new Array<string | null>(rows).fill(null));
-    else nums.set(n, new Float64Array(rows).fill(Number.NaN));
+  // Each column's values are kept chunk by chunk as hyparquet decodes them and put together at the
+  // end, once they are known to cover exactly the rows the footer declares: arrays are never sized
+  // from the file's word alone (a forged row count would allocate gigabytes from a small file).
+  const chunks = new Map<string, Array<{ start: number; values: Float64Array | (string | null)[] }>>();
+  /** INT64 columns holding a value a double cannot hold exactly: read again as decimal strings. */
+  const unsafe = new Set<string>();
+  const read = async (columns: string[]): Promise<void> => {
+    for (const n of columns) chunks.set(n, []);
+    let failure: BulwarkError | undefined;
+    try {
+      await parquetRead({
+        file: buffer,
+        metadata,
+        columns,
+        parsers: PARSERS,
+        onChunk: ({ columnName, columnData, rowStart, rowEnd }) => {
+          if (failure) return;
+          try {
+            if (rowStart < 0 || rowEnd > rows || columnData.length !== rowEnd - rowStart)
+              throw readError(
+                file,
+                `column "${columnName}": values for rows ${rowStart}-${rowEnd} of ${rows}`,
+              );
+            chunks
+              .get(columnName)
+              ?.push({ start: rowStart, values: convert(columnName, columnData, rowStart) });
+          } catch (e) {
+            failure ??= e instanceof BulwarkError ? e : readError(file, String(e), e);
+          }
+        },
+      });
+    } catch (e) {
+      throw readError(file, `cannot decode (${e instanceof Error ? e.message : String(e)})`, e);
+    }
+    if (failure) throw failure;
+  };
+  await read(names);
+  if (unsafe.size > 0) {
+    for (const n of unsafe) kinds.set(n, 'string');
+    await read([...unsafe]);
   }
-  let failure: BulwarkError | undefined;
-  try {
-    await parquetRead({
-      file: buffer,
-      metadata,
-      columns: names,
-      onChunk: ({ columnName, columnData, rowStart, rowEnd }) => {
-        try {
-          fillChunk(columnName, columnData, rowStart, Math.min(rowEnd, rows));
-        } catch (e) {
-          failure ??= e instanceof BulwarkError ? e : readError(file, String(e), e);
-        }
-      },
-    });
-  } catch (e) {
-    throw readError(file, `cannot decode (${e instanceof Error ? e.message : String(e)})`, e);
-  }
-  if (failure) throw failure;
 
-  function fillChunk(name: string, data: DecodedArray, start: number, end: number): void {
+  /** One decoded chunk in the column's representation (`start` numbers rows in messages). */
+  function convert(name: string, data: DecodedArray, start: number): Float64Array | (string | null)[] {
     const kind = kinds.get(name);
-    if (kind === undefined) return;
     if (kind === 'string') {
-      const out = strs.get(name)!;
-      for (let i = start; i < end; i++) {
-        const v: unknown = data[i - start];
-        if (v === null || v === undefined) out[i] = null;
-        else if (typeof v === 'string') out[i] = v;
-        else if (v instanceof Uint8Array) out[i] = new TextDecoder().decode(v);
-        else out[i] = String(v);
+      const out = new Array<string | null>(data.length);
+      for (let k = 0; k < data.length; k++) {
+        const v: unknown = data[k];
+        if (v === null || v === undefined) out[k] = null;
+        else if (typeof v === 'string') out[k] = v;
+        else if (typeof v === 'bigint' || typeof v === 'number' || typeof v === 'boolean') out[k] = String(v);
+        else if (v === INVALID_UTF8)
+          throw readError(file, `row ${start + k + 1} column "${name}": invalid UTF-8`);
+        else
+          throw readError(
+            file,
+            `row ${start + k + 1} column "${name}": unsupported value of type ${typeof v}`,
+          );
       }
-      return;
+      return out;
     }
-    const out = nums.get(name)!;
-    for (let i = start; i < end; i++) {
-      const v: unknown = data[i - start];
-      out[i] = toNumber(v, name, i, file);
+    const out = new Float64Array(data.length);
+    for (let k = 0; k < data.length; k++) {
+      const v: unknown = data[k];
+      if (typeof v === 'bigint' && (v > MAX_EXACT || v < -MAX_EXACT)) unsafe.add(name);
+      out[k] = toNumber(v, name, start + k, file);
     }
+    return out;
   }
 
-  const columns: Column[] = names.map((n) => {
-    const k = kinds.get(n)!;
-    if (k === 'string') return { name: n, type: 'string', values: strs.get(n)! };
-    return { name: n, type: k, values: nums.get(n)! };
-  });
-  return new Dataset(columns, rows);
+  /** The column's chunks in row order, checked to cover rows 0..rows exactly once. */
+  function assemble(name: string): Column {
+    const parts = chunks.get(name)!.sort((x, y) => x.start - y.start);
+    let next = 0;
+    for (const p of parts) {
+      if (p.start !== next) break;
+      next += p.values.length;
+    }
+    if (next !== rows || parts.reduce((t, p) => t + p.values.length, 0) !== rows)
+      throw readError(
+        file,
+        `column "${name}" does not hold one value for each of the ${rows} rows the file declares`,
+      );
+    const kind = kinds.get(name)!;
+    if (kind === 'string') {
+      const values: (string | null)[] = [];
+      for (const p of parts) for (const v of p.values as (string | null)[]) values.push(v);
+      return { name, type: 'string', values };
+    }
+    const values = new Float64Array(rows);
+    for (const p of parts) values.set(p.values as Float64Array, p.start);
+    return { name, type: kind, values };
+  }
+
+  return new Dataset(names.map(assemble), rows);
+}
+
+const MAX_EXACT = BigInt(Number.MAX_SAFE_INTEGER);
+
+/** What the string parser returns for bytes that are not UTF-8 (fillChunk names row and column). */
+const INVALID_UTF8: unique symbol = Symbol('invalid UTF-8');
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+function utf8Text(bytes: Uint8Array | undefined): string | typeof INVALID_UTF8 | undefined {
+  if (!bytes) return undefined;
+  try {
+    return utf8.decode(bytes);
+  } catch {
+    return INVALID_UTF8;
+  }
+}
+
+/**
+ * hyparquet's parsers, replaced where the defaults lose data: their string decoder turns invalid UTF-8
+ * into U+FFFD, JSON columns became "[object Object]", and timestamps went through `Date`, whose range
+ * ends at ±8.64e15 ms (a value beyond read as missing). Timestamps are epoch ms here, as in a Dataset.
+ */
+const PARSERS = {
+  stringFromBytes: utf8Text,
+  jsonFromBytes: utf8Text,
+  timestampFromMilliseconds: (ms: bigint) => Number(ms),
+  timestampFromMicroseconds: (us: bigint) => Number(us / 1000n),
+  timestampFromNanoseconds: (ns: bigint) => Number(ns / 1_000_000n),
+  dateFromDays: (days: number) => days * 86_400_000,
+};
+
+/**
+ * The row count the footer declares, checked against its row groups' counts: the file's own word on
+ * its size is what the column arrays are allocated from, so a lie would crash the allocation
+ * (negative or huge), pad the table with missing rows, or cut rows off without a word.
+ */
+function checkRowCounts(metadata: FileMetaData, file: string): number {
+  const rows = metadata.num_rows;
+  let sum = 0n;
+  for (const g of metadata.row_groups) {
+    if (g.num_rows < 0n) throw readError(file, `a row group declares ${g.num_rows} rows`);
+    sum += g.num_rows;
+  }
+  if (rows < 0n || rows > MAX_EXACT) throw readError(file, `the file declares ${rows} rows`);
+  if (sum !== rows)
+    throw readError(file, `the file declares ${rows} rows but its row groups hold ${sum} in all`);
+  return Number(rows);
 }
 
 function toNumber(v: unknown, name: string, row: number, file: string): number {
@@ -136,7 +231,7 @@ function toNumber(v: unknown, name: string, row: number, file: string): number {
   if (typeof v === 'bigint') return Number(v);
   if (typeof v === 'boolean') return v ? 1 : 0;
   if (v instanceof Date) return v.getTime();
-  throw readError(file, `row ${row} column "${name}": unsupported value of type ${typeof v}`);
+  throw readError(file, `row ${row + 1} column "${name}": unsupported value of type ${typeof v}`);
 }
 
 function kindOf(e: SchemaElement, file: string): Column['type'] {

@@ -76,6 +76,86 @@ describe('Parquet', () => {
     assert.deepEqual([...ds.numbers('f')], [1.5, 2.5, 3.5]);
   });
 
+  it('INT64 values beyond 2^53 are read exactly, as decimal strings (a double rounded them)', async () => {
+    const buf = parquetWriteBuffer({
+      columnData: [
+        { name: 'id', data: [4111111111111111n, 9007199254740993n, null], type: 'INT64' },
+        { name: 'small', data: [1n, -2n, 3n], type: 'INT64' },
+      ],
+    });
+    const p = join(dir, 'int64.parquet');
+    writeFileSync(p, new Uint8Array(buf));
+    const ds = await readParquet(p);
+    assert.deepEqual(ds.strings('id'), ['4111111111111111', '9007199254740993', null]);
+    assert.deepEqual([...ds.numbers('small')], [1, -2, 3]);
+  });
+
+  it('string bytes that are not UTF-8 are ERR_PARQUET_READ naming row and column (were U+FFFD)', async () => {
+    const buf = parquetWriteBuffer({
+      columnData: [
+        { name: 'name', data: [Uint8Array.of(0x61), Uint8Array.of(0x62, 0xff)], type: 'BYTE_ARRAY' },
+      ],
+    });
+    const p = join(dir, 'bad-utf8.parquet');
+    writeFileSync(p, new Uint8Array(buf));
+    await assert.rejects(readParquet(p), {
+      code: 'ERR_PARQUET_READ',
+      message: 'bad-utf8.parquet: row 2 column "name": invalid UTF-8',
+    });
+  });
+
+  it('a footer that lies about the row count is ERR_PARQUET_READ, never padded, cut or a crash', async () => {
+    const good = Buffer.from(
+      parquetWriteBuffer({ columnData: [{ name: 'x', data: [1.5, 2.5, 3.5], type: 'DOUBLE' }] }),
+    );
+    // The footer (thrift compact): num_rows of the file and of its one row group are each the i64
+    // field header 0x16 then the zigzag varint of 3 (0x06). Rewrite them, fixing the footer length.
+    const len = good.readUInt32LE(good.length - 8);
+    const start = good.length - 8 - len;
+    const meta = good.subarray(start, good.length - 8);
+    const at: number[] = [];
+    for (let i = 0; i + 1 < meta.length; i++) if (meta[i] === 0x16 && meta[i + 1] === 0x06) at.push(i);
+    const zigzag = (v: bigint): number[] => {
+      let z = v >= 0n ? v << 1n : (-v << 1n) - 1n;
+      const out: number[] = [];
+      do {
+        const b = Number(z & 0x7fn);
+        z >>= 7n;
+        out.push(z ? b | 0x80 : b);
+      } while (z);
+      return out;
+    };
+    const forge = (fileRows: bigint, groupRows: bigint): string => {
+      const [f, g] = [at[0]!, at.at(-1)!];
+      const m = Buffer.concat([
+        meta.subarray(0, f + 1),
+        Buffer.from(zigzag(fileRows)),
+        meta.subarray(f + 2, g + 1),
+        Buffer.from(zigzag(groupRows)),
+        meta.subarray(g + 2),
+      ]);
+      const l = Buffer.alloc(4);
+      l.writeUInt32LE(m.length);
+      const p = join(dir, `forged-${fileRows}-${groupRows}.parquet`);
+      writeFileSync(p, Buffer.concat([good.subarray(0, start), m, l, Buffer.from('PAR1')]));
+      return p;
+    };
+    assert.deepEqual([...(await readParquet(forge(3n, 3n))).numbers('x')], [1.5, 2.5, 3.5]);
+    // Before: 1 row read of 3 (cut), 5 rows with 2 made-up missing ones, a RangeError from the
+    // allocation, and a row group of -1 rows read as all missing.
+    const cases: [bigint, bigint, RegExp][] = [
+      [1n, 3n, /declares 1 rows but its row groups hold 3/],
+      [5n, 3n, /declares 5 rows but its row groups hold 3/],
+      [-1n, 3n, /declares -1 rows/],
+      [10n ** 12n, 3n, /declares 1000000000000 rows/],
+      [3n, -1n, /a row group declares -1 rows/],
+      [5n, 5n, /column "x" does not hold one value for each of the 5 rows/],
+      [10n ** 12n, 10n ** 12n, /column "x" does not hold one value/],
+    ];
+    for (const [f, g, re] of cases)
+      await assert.rejects(readParquet(forge(f, g)), { code: 'ERR_PARQUET_READ', message: re }, `${f}/${g}`);
+  });
+
   it('a file that is not Parquet is ERR_PARQUET_READ; formats go by extension', async () => {
     const p = join(dir, 'fake.parquet');
     writeFileSync(p, 'a,b\n1,2\n');
