@@ -111,6 +111,26 @@ describe('parse stage', () => {
     assert.deepEqual(p('{"a":["__proto__","constructor"]}'), { a: ['__proto__', 'constructor'] });
   });
 
+  it('refuses a key given twice in one object, however spelled; the same key in sibling objects is fine', () => {
+    for (const s of [
+      '{"id":"a","id":"b","inputs":[]}',
+      '{"inputs":[{"name":"x","name":"y"}]}',
+      '{"a":1,"\\u0061":2}',
+      '{"a":{"b":[1,{"c":1,"c":2}]}}',
+    ])
+      assert.equal(
+        reason(() => p(s)),
+        'ERR_GATEWAY_REQUEST_INVALID/duplicate_key',
+        s,
+      );
+    assert.deepEqual(p('{"a":{"a":1},"b":[{"a":1},{"a":2}],"c":"a,\\"a\\":"}'), {
+      a: { a: 1 },
+      b: [{ a: 1 }, { a: 2 }],
+      c: 'a,"a":',
+    });
+    assert.deepEqual(p('{"k":["k","k"]}'), { k: ['k', 'k'] });
+  });
+
   it('refuses invalid UTF-8, broken JSON and oversize bodies with distinct reasons', () => {
     assert.equal(
       reason(() => parseJsonBody(Buffer.from([0x22, 0xc3, 0x28, 0x22]), 100, 8)),
