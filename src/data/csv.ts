@@ -871,8 +871,13 @@ export class CsvWriter {
     if (row.length !== this.columns.length) {
       throw invalidArgument(`row ${this.#rows}`, `${this.columns.length} values`, `${row.length} values`);
     }
+    // -0 as "-0": String(-0) is "0", and a "-0" read back would not be written as it was read.
     const cells = row.map((v) =>
-      v === null || v === undefined || (typeof v === 'number' && Number.isNaN(v)) ? this.#missing : String(v),
+      v === null || v === undefined || (typeof v === 'number' && Number.isNaN(v))
+        ? this.#missing
+        : Object.is(v, -0)
+          ? '-0'
+          : String(v),
     );
     this.#rows++;
     if (!this.#stringifier.write(cells)) {

@@ -380,9 +380,9 @@ function wrongType(name: string, got: ColumnType, want: ColumnType): BulwarkErro
 
 /**
  * Parses a decimal number as written in data files (`12`, `-3.5`, `1e-3`, `.5`, `5.`); anything else
- * (including `NaN`, `Infinity`, hex, white space, empty, overflow to infinity) gives NaN. Stricter than
- * `Number()`, which accepts `0x1f`, `''` and `' 1 '`. Checked with character codes, then `Number()`:
- * this runs once per value on million-row files.
+ * (including `NaN`, `Infinity`, hex, white space, empty, overflow to infinity, underflow of a non-zero
+ * value to 0) gives NaN. Stricter than `Number()`, which accepts `0x1f`, `''` and `' 1 '`. Checked
+ * with character codes, then `Number()`: this runs once per value on million-row files.
  */
 export function parseNumber(s: string): number {
   const n = s.length;
@@ -397,6 +397,15 @@ export function parseNumber(s: string): number {
     if (c1 === 120 || c1 === 111 || c1 === 98) return Number.NaN;
   }
   const x = Number(s);
+  // Out of a double's range either way is not a number: too large gives Infinity, and too small
+  // (`1e-400`) gives 0, a different value; a true zero has no non-zero digit before its exponent.
+  if (x === 0) {
+    for (let i = 0; i < n; i++) {
+      const c = s.charCodeAt(i);
+      if (c === 101 || c === 69) break; // e, E
+      if (c >= 49 && c <= 57) return Number.NaN; // 1-9
+    }
+  }
   return Number.isFinite(x) ? x : Number.NaN;
 }
 

@@ -375,6 +375,16 @@ describe('CSV tokenizer agrees with csv-parse', () => {
 });
 
 describe('CSV writing', () => {
+  it('numbers read back as written: -0 stays "-0", an underflowing value stays text', async () => {
+    const p = file('a,b\n-0,1e-400\n0,2\n');
+    const ds = await readCsvDataset(p);
+    assert.equal(ds.column('a').type, 'number');
+    assert.deepEqual(ds.strings('b'), ['1e-400', '2']);
+    const out = join(dir, `w${n++}.csv`);
+    await writeCsv(out, ds);
+    assert.equal(readFileSync(out, 'utf8'), 'a,b\n-0,1e-400\n0,2\n');
+  });
+
   it('round-trips a dataset with quotes, delimiters, newlines, missing values and timestamps', async () => {
     const ds = Dataset.fromColumns({
       id: [1, 2.5, null],
@@ -435,8 +445,12 @@ describe('number and timestamp parsing', () => {
       ['5.', 5],
       ['1e-3', 0.001],
       ['1E3', 1000],
+      ['0e-400', 0],
+      ['0.000e5', 0],
+      ['5e-324', 5e-324],
     ] as const)
       assert.equal(parseNumber(s), x, s);
+    assert.ok(Object.is(parseNumber('-0'), -0));
     for (const s of [
       '',
       ' 1',
@@ -448,6 +462,9 @@ describe('number and timestamp parsing', () => {
       'Infinity',
       '-Infinity',
       '1e999',
+      // Underflow: not representable, and 0 would be a different value (it was read as 0).
+      '1e-400',
+      '-2.5e-330',
       '1,5',
       '.',
       '-',
