@@ -211,12 +211,23 @@ export class Pipeline {
       const unknown = model === undefined || (call.version !== undefined && call.version !== model.version);
       if (unknown || !model.ready) {
         // Zero trust: which model names and versions are served is itself information, so a caller
-        // learns it only once authenticated (a 401 for everyone else, as for a served model).
+        // learns it only once authenticated (a 401 for everyone else, as for a served model) and
+        // permitted to predict on that name (a 403 otherwise, as the metadata route answers): else
+        // another tenant's caller could tell its model names (403) from free ones (404).
+        let who = call.principal ?? ANONYMOUS;
         if (o.authenticator && call.principal === undefined) {
           stage = 'authenticate';
-          await o.authenticator.authenticate(call.auth);
-          stage = 'parse';
+          who = await o.authenticator.authenticate(call.auth);
         }
+        if (o.authorizer) {
+          stage = 'authorize';
+          const resource = {
+            model: call.model,
+            ...(call.version !== undefined ? { version: call.version } : {}),
+          };
+          this.#authorize(who, 'predict', resource, call.auth.remoteAddress, {});
+        }
+        stage = 'parse';
         if (unknown)
           throw new BulwarkError(
             'ERR_GATEWAY_NOT_FOUND',

@@ -129,7 +129,7 @@ for (const writer of ['inline', 'thread'] as const)
       other.close();
     });
 
-    it('tells only an authenticated caller which model names and versions exist (401 before 404)', async () => {
+    it('tells only an authenticated caller permitted on a name which versions exist (401, then 403, before 404)', async () => {
       const row = f.rows[0] as never;
       // Without credentials, an unknown name, an unknown version and the served model look alike.
       for (const [name, version] of [
@@ -142,16 +142,39 @@ for (const writer of ['inline', 'thread'] as const)
           assert.equal(e.code, 'ERR_AUTH_MISSING');
           return true;
         });
-      for (const [name, version, message] of [
-        ['no-such-model', undefined, /no such model$/],
-        ['fraud', '999', /no such model version/],
-      ] as const)
-        await assert.rejects(bearer.inferRows(name, [row], version ? { version } : {}), (e: GatewayError) => {
-          assert.equal(e.status, 404, `${name}@${version}`);
-          assert.equal(e.code, 'ERR_GATEWAY_NOT_FOUND');
-          assert.match(e.message, message);
-          return true;
-        });
+      // A caller permitted on the model learns that a version does not exist.
+      await assert.rejects(bearer.inferRows('fraud', [row], { version: '999' }), (e: GatewayError) => {
+        assert.equal(e.status, 404);
+        assert.equal(e.code, 'ERR_GATEWAY_NOT_FOUND');
+        assert.match(e.message, /no such model version/);
+        return true;
+      });
+      // A name no policy permits is refused as the metadata route refuses it (403), so a caller of
+      // another tenant cannot tell served names (403) from free ones (a 404 before).
+      const other = new GatewayClient({
+        url: gw.url,
+        ca: f.ca.pem,
+        servername: 'localhost',
+        token: await f.token({ tenant: 'globex' }),
+      });
+      const cases: [GatewayClient, string, string | undefined][] = [
+        [bearer, 'no-such-model', undefined],
+        [other, 'no-such-model', undefined],
+        [other, 'fraud', undefined],
+        [other, 'fraud', '999'],
+      ];
+      for (const [c, name, version] of cases) {
+        const got = await Promise.allSettled([
+          c.inferRows(name, [row], version ? { version } : {}),
+          c.modelMetadata(name, version),
+        ]);
+        for (const r of got) {
+          assert.equal(r.status, 'rejected');
+          const e = (r as PromiseRejectedResult).reason as GatewayError;
+          assert.equal(`${e.status} ${e.code}`, '403 ERR_POLICY_DENIED', `${name}@${version}`);
+        }
+      }
+      other.close();
     });
 
     it('refuses malformed and out-of-schema requests with 4xx and a code, coercing nothing', async () => {
@@ -187,7 +210,7 @@ for (const writer of ['inline', 'thread'] as const)
         assert.equal(JSON.parse(r.body).code, code);
       }
       const nf = await bearer.request('POST', '/v2/models/nope/infer', JSON.stringify(v2Body([row])));
-      assert.equal(nf.status, 404);
+      assert.equal(nf.status, 403, 'a name no policy permits');
       const nv = await bearer.request(
         'POST',
         '/v2/models/fraud/versions/9/infer',
