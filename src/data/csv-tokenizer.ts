@@ -31,7 +31,7 @@ const LF = 10;
 const CR = 13;
 
 /** Records longer than this (a runaway quoted field) are an error rather than unbounded buffering. */
-const MAX_RECORD_CHARS = 64 * 1024 * 1024;
+export const MAX_RECORD_CHARS = 64 * 1024 * 1024;
 
 export class CsvTokenizer {
   readonly #delim: number;
@@ -42,6 +42,15 @@ export class CsvTokenizer {
   readonly #trim: boolean;
   readonly #onRecord: (fields: string[], line: number) => void;
   #rest = '';
+  /**
+   * Text after `#rest` that cannot complete its record (see `push`), kept aside instead of parsed
+   * again: re-parsing a long pending record on every chunk made a 64 MiB unclosed quote cost minutes
+   * of CPU and about a gigabyte, quadratic in its length.
+   */
+  #held: string[] = [];
+  #heldChars = 0;
+  /** Whether `#rest` ends inside a quoted field (only a quote can complete its record). */
+  #inQuote = false;
   /** Line number (1-based) of the first character of `#rest`. */
   #line = 1;
   #first = true;
@@ -65,7 +74,19 @@ export class CsvTokenizer {
 
   /** Parses every complete record of the text seen so far plus `text`. */
   push(text: string): void {
-    let s = this.#rest + text;
+    // A record ends only at a line end outside quotes: text with no line end (no quote, inside a
+    // quoted field) cannot complete the pending record, so it waits with it.
+    if (
+      this.#rest.length > 0 &&
+      (this.#inQuote ? text.indexOf('"') < 0 : text.indexOf('\n') < 0 && text.indexOf('\r') < 0)
+    ) {
+      this.#held.push(text);
+      this.#heldChars += text.length;
+      if (this.#rest.length + this.#heldChars > MAX_RECORD_CHARS)
+        throw new TokenizeError('CSV_MAX_RECORD_SIZE', this.#line);
+      return;
+    }
+    let s = this.#rest + this.#takeHeld() + text;
     if (this.#first && s.length > 0) {
       this.#first = false;
       if (s.charCodeAt(0) === 0xfeff) s = s.slice(1);
@@ -77,9 +98,17 @@ export class CsvTokenizer {
 
   /** Parses what is left at the end of the input. */
   end(): void {
-    const s = this.#rest;
+    const s = this.#rest + this.#takeHeld();
     this.#rest = '';
     this.#parse(s, true);
+  }
+
+  #takeHeld(): string {
+    if (this.#held.length === 0) return '';
+    const t = this.#held.join('');
+    this.#held = [];
+    this.#heldChars = 0;
+    return t;
   }
 
   /**
@@ -94,6 +123,7 @@ export class CsvTokenizer {
     const comment = this.#comment;
     let line = this.#line;
     let pos = 0;
+    this.#inQuote = false;
     const isSep = (c: number): boolean => (ws ? c === 32 || c === 9 : c === delim);
     outer: while (pos < n) {
       const recStart = pos;
@@ -153,7 +183,10 @@ export class CsvTokenizer {
           for (;;) {
             const q = s.indexOf('"', j);
             if (q < 0) {
-              if (!final) return incomplete();
+              if (!final) {
+                this.#inQuote = true;
+                return incomplete();
+              }
               // Reported at the line where the quote opened, as csv-parse does.
               throw new TokenizeError('CSV_QUOTE_NOT_CLOSED', openLine);
             }

@@ -11,7 +11,7 @@ import {
   requireFile,
   requireInteger,
 } from '../core/index.js';
-import { CsvTokenizer, TokenizeError } from './csv-tokenizer.js';
+import { CsvTokenizer, MAX_RECORD_CHARS, TokenizeError } from './csv-tokenizer.js';
 import {
   type Column,
   type ColumnType,
@@ -241,6 +241,8 @@ function startScan(path: string, opts: CsvReadOptions, sink: ScanSink): Scan {
       quote: quote === false ? '' : quote,
       relax_column_count: true,
       skip_empty_lines: true,
+      // The tokenizer's bound: without it an unclosed quote buffers the rest of the file.
+      max_record_size: MAX_RECORD_CHARS,
       trim: opts.trim === true,
       ...(opts.comment === undefined ? {} : { comment: opts.comment, comment_no_infix: true }),
     });
