@@ -105,6 +105,13 @@ export const limitsConfigSchema = z
   .refine((l) => l.backend === 'memory' || l.redis !== undefined, {
     message: 'backend redis needs redis.url',
     path: ['redis'],
+  })
+  // The limiter's window is burst / rate seconds, and its windows are whole seconds: any other burst
+  // would enforce another rate than the one configured (burst 10 at 100/s allowed 10/s; 5 at 2/s, 1.7/s).
+  .refine((l) => l.burst === undefined || l.burst % l.requestsPerSecond === 0, {
+    message:
+      'must be a multiple of requestsPerSecond (the window holding a burst is burst / rate whole seconds)',
+    path: ['burst'],
   });
 
 export const outputConfigSchema = z.strictObject({

@@ -44,6 +44,12 @@ describe('gateway configuration', () => {
     assert.match(configError(example.replace('  tls:\n', '  tlz:\n')), /server/);
     assert.match(configError(example.replace('mode: off', 'mode: sgx-classic')), /enclave\.mode/);
     assert.match(configError(example.replace('backend: redis', 'backend: memcached')), /limits\.backend/);
+    // A burst the whole-second window cannot hold at the configured rate (it enforced another rate).
+    for (const burst of ['300', '100'])
+      assert.match(
+        configError(example.replace('burst: 400', `burst: ${burst}`)),
+        /limits\.burst: must be a multiple of requestsPerSecond/,
+      );
   });
 
   it('serves a plain ONNX file only with insecure: true and a schema; packages need keyring and trust', () => {
