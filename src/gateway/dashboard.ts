@@ -53,10 +53,17 @@ td.digest{font-family:monospace;font-size:12px;word-break:break-all}
 
 export const DASHBOARD_JS = `'use strict';
 (() => {
-  const m = /(?:^|&)token=([^&]+)/.exec(location.hash.slice(1));
-  const token = m ? decodeURIComponent(m[1]) : null;
-  if (m) history.replaceState(null, '', location.pathname);
   const $ = (id) => document.getElementById(id);
+  const m = /(?:^|&)token=([^&]+)/.exec(location.hash.slice(1));
+  let token = null;
+  let badToken = false;
+  // A malformed escape (a token cut while pasting) threw here and left the page at "loading…".
+  try { token = m ? decodeURIComponent(m[1]) : null; } catch (e) { badToken = true; }
+  if (m) history.replaceState(null, '', location.pathname);
+  function fail(text) {
+    $('status').textContent = text;
+    $('status').className = 'bad';
+  }
   const NS = 'http://www.w3.org/2000/svg';
   const history_ = [];
   function rows(id, data, cells) {
@@ -103,11 +110,14 @@ export const DASHBOARD_JS = `'use strict';
   }
   async function refresh() {
     let r;
+    let body;
     try {
       r = await fetch('/dashboard/data', { headers: token ? { authorization: 'Bearer ' + token } : {}, cache: 'no-store' });
-    } catch (e) { $('status').textContent = 'gateway unreachable'; return; }
-    const body = await r.json();
-    if (!r.ok) { $('status').textContent = r.status + ' ' + body.code; $('status').className = 'bad'; return; }
+    } catch (e) { fail('gateway unreachable'); return; }
+    // A reply that is not the gateway's JSON (a proxy's error page) is shown as such: it used to
+    // throw here and leave the status at "live" in green while nothing was refreshed.
+    try { body = await r.json(); } catch (e) { fail(r.status + ' (not a gateway reply)'); return; }
+    if (!r.ok) { fail(r.status + ' ' + body.code); return; }
     $('status').textContent = 'live · ' + new Date(body.time).toLocaleTimeString(); $('status').className = 'ok';
     const total = Object.values(body.traffic).reduce((a, b) => a + b, 0);
     history_.push({ t: Date.now(), total });
@@ -129,6 +139,7 @@ export const DASHBOARD_JS = `'use strict';
     ], (d) => [[d[0]], [d[1], d[1] === 'verified' ? 'ok' : d[1] === 'FAILED' ? 'bad' : '']]);
     rows('stages', body.stages, (d) => [[d.stage], [d.meanUs.toFixed(1)], [d.count]]);
   }
+  if (badToken) { fail('the token in the address is malformed'); return; }
   refresh();
   setInterval(refresh, 2000);
 })();
@@ -193,13 +204,15 @@ export async function dashboardData(gw: Gateway): Promise<Record<string, unknown
   };
 }
 
-let cache: { at: number; value: Record<string, unknown> } | null = null;
+/** Per audit log (not per module: two gateways in one process must not see each other's status). */
+const cache = new WeakMap<object, { at: number; value: Record<string, unknown> }>();
 
 /** The latest stored checkpoint, verified against the log's public key (cached for 5 s). */
 async function auditStatus(gw: Gateway): Promise<Record<string, unknown>> {
   const log = gw.audit;
   if (!log) return { origin: null, checkpoint: null, verified: null };
-  if (cache && Date.now() - cache.at < 5000 && cache.value['origin'] === log.origin) return cache.value;
+  const hit = cache.get(log);
+  if (hit && Date.now() - hit.at < 5000) return hit.value;
   let value: Record<string, unknown>;
   try {
     const cps = await log.checkpoints();
@@ -222,6 +235,6 @@ async function auditStatus(gw: Gateway): Promise<Record<string, unknown>> {
   } catch {
     value = { origin: log.origin, checkpoint: null, verified: null, error: 'audit store unreachable' };
   }
-  cache = { at: Date.now(), value };
+  cache.set(log, { at: Date.now(), value });
   return value;
 }

@@ -1026,6 +1026,8 @@ export class Gateway {
           'x-content-type-options': 'nosniff',
           'referrer-policy': 'no-referrer',
           'cache-control': 'no-store',
+          // The CSP's frame-ancestors 'none', for browsers that predate it.
+          'x-frame-options': 'DENY',
         })
         .end(asset[1]);
       return;

@@ -91,6 +91,59 @@ describe('security dashboard (headless Chromium)', {
     await context.close();
   });
 
+  it('serves its assets with no-store, nosniff, no referrer and no framing', async () => {
+    const context = await browser.newContext({ ignoreHTTPSErrors: true });
+    for (const path of ['/dashboard', '/dashboard/app.js', '/dashboard/app.css']) {
+      const res = await context.request.get(`${gw.url}${path}`);
+      const h = res.headers();
+      assert.equal(res.status(), 200, path);
+      assert.match(h['content-security-policy'] ?? '', /frame-ancestors 'none'/, path);
+      assert.doesNotMatch(h['content-security-policy'] ?? '', /unsafe-inline|unsafe-eval/, path);
+      assert.equal(h['x-frame-options'], 'DENY', path);
+      assert.equal(h['x-content-type-options'], 'nosniff', path);
+      assert.equal(h['cache-control'], 'no-store', path);
+      assert.equal(h['referrer-policy'], 'no-referrer', path);
+    }
+    await context.close();
+  });
+
+  it('says so when the token is malformed, the gateway unreachable, or the reply not the gateway’s', async () => {
+    const context = await browser.newContext({ ignoreHTTPSErrors: true });
+    const problems: string[] = [];
+    const watch = (p: import('playwright-core').Page) => p.on('pageerror', (e) => problems.push(e.message));
+    const status = async (p: import('playwright-core').Page, re: RegExp): Promise<void> => {
+      await p
+        .locator('#status.bad')
+        .filter({ hasText: re })
+        .waitFor({ timeout: 5000 })
+        .catch(async () => {
+          throw new Error(`status: ${await p.locator('#status').innerText()} (expected ${re})`);
+        });
+    };
+    // A token cut mid-escape threw in the script: the page stayed at "loading…" for good.
+    const cut = await context.newPage();
+    watch(cut);
+    await cut.goto(`${gw.url}/dashboard#token=abc%E0%A4%A`);
+    await status(cut, /the token in the address is malformed/);
+    assert.equal(new URL(cut.url()).hash, '');
+    // Live first; then a proxy's HTML error page, then no connection: each replaces "live" in red
+    // (the error page threw in the script and left "live" in green).
+    const page = await context.newPage();
+    watch(page);
+    const token = await f.token({ roles: ['monitoring'], sub: 'dashboard-viewer' });
+    await page.goto(`${gw.url}/dashboard#token=${encodeURIComponent(token)}`);
+    await page.locator('#status.ok').filter({ hasText: /^live/ }).waitFor();
+    await page.route('**/dashboard/data', (r) =>
+      r.fulfill({ status: 502, contentType: 'text/html', body: '<html>Bad Gateway</html>' }),
+    );
+    await status(page, /^502 \(not a gateway reply\)$/);
+    await page.unroute('**/dashboard/data');
+    await page.route('**/dashboard/data', (r) => r.abort('connectionrefused'));
+    await status(page, /^gateway unreachable$/);
+    assert.deepEqual(problems, []);
+    await context.close();
+  });
+
   it('shows no data without a token, or to a caller not permitted to read metrics', async () => {
     const context = await browser.newContext({ ignoreHTTPSErrors: true });
     const page = await context.newPage();
