@@ -579,6 +579,12 @@ export function tabularDomain(o: TabularDomainOptions): InputDomain {
     const eq = name.indexOf('=');
     return eq > 0 && (o.categorical ?? []).includes(name.slice(0, eq)) ? name.slice(0, eq) : name;
   };
+  // A misspelt immutable column would leave the field it meant to pin free for the attacker (with a
+  // schema too: domainFromSchema only sees the names the schema declares).
+  const inputs = new Set(o.features.map(inputOf));
+  for (const n of o.immutable ?? [])
+    if (!inputs.has(n))
+      throw invalidArgument('immutable', `input columns of the model (${[...inputs].join(', ')})`, n);
   if (o.schema) {
     const base = domainFromSchema(o.schema, o.features, {
       immutable: (o.immutable ?? []).filter((n) => o.schema?.fields.some((f) => f.name === n)),
@@ -614,14 +620,6 @@ export function tabularDomain(o: TabularDomainOptions): InputDomain {
     } else if (integral[j]) integer.push(j);
     if ((o.immutable ?? []).includes(input)) immutable.push(j);
   });
-  for (const n of o.immutable ?? []) {
-    if (!o.features.some((f) => inputOf(f) === n))
-      throw invalidArgument(
-        'immutable',
-        `input columns of the model (${[...new Set(o.features.map(inputOf))].join(', ')})`,
-        n,
-      );
-  }
   const categorical: number[][] = [];
   for (const g of groups.values()) {
     if (g.length >= 2) categorical.push(g);

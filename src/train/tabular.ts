@@ -67,6 +67,12 @@ export interface TrainTabularOptions {
     eps: number;
     steps?: number;
     schema?: Schema;
+    /**
+     * Input columns the attacker cannot change (their one-hot features too). Every other categorical
+     * field may switch category at any budget (docs/robust.md), so a field left mutable here is one
+     * the training attacker rewrites freely.
+     */
+    immutable?: readonly string[];
     /** Return the weights' moving average with this decay (see AdversarialTrainOptions.weightAverage). */
     weightAverage?: number;
   };
@@ -298,6 +304,7 @@ export async function trainTabular(ds: Dataset, o: TrainTabularOptions): Promise
       x: tr.matrix,
       rows: tr.rows,
       ...(a.schema ? { schema: a.schema } : {}),
+      immutable: a.immutable ?? [],
       categorical: features.filter((f) => ds.column(f).type === 'string'),
     });
     const adv = await adversarialTrain(net, trainData, {
@@ -366,6 +373,7 @@ export async function trainTabular(ds: Dataset, o: TrainTabularOptions): Promise
     requireFiniteMatrix(te.matrix, te.features, 'test data');
     testSet = { x: te.matrix, y: Int32Array.from(testIdx, (i) => y[i] as number), rows: te.rows };
     test = tabularMetrics(net, testSet.x, testSet.y, testSet.rows);
+    if (o.adversarial) warnBelowMajority(test.accuracy, testSet.y, o.note);
   }
   const onnx = toOnnx(net, {
     producerVersion: bulwarkVersion(),
@@ -381,6 +389,7 @@ export async function trainTabular(ds: Dataset, o: TrainTabularOptions): Promise
               method: o.adversarial.method,
               eps: o.adversarial.eps,
               steps: o.adversarial.steps ?? 10,
+              ...(o.adversarial.immutable?.length ? { immutable: o.adversarial.immutable } : {}),
               ...(o.adversarial.weightAverage === undefined
                 ? {}
                 : { weightAverage: o.adversarial.weightAverage }),
@@ -408,4 +417,24 @@ export function classIndexOf(classValues: readonly string[], v: CellValue): numb
   if (v === null) return -1;
   const s = typeof v === 'number' ? String(v) : v;
   return classValues.indexOf(s);
+}
+
+/**
+ * Adversarial training against too strong an attacker (a budget too large, or categorical fields the
+ * attacker may switch freely) can leave a model that does worse than always answering the most common
+ * class, with nothing else pointing at it: say so. The rate is measured on the held-out rows.
+ */
+export function warnBelowMajority(
+  accuracy: number,
+  labels: Int32Array,
+  note: ((message: string) => void) | undefined,
+): void {
+  if (labels.length === 0 || !Number.isFinite(accuracy)) return;
+  const counts = new Map<number, number>();
+  for (const v of labels) counts.set(v, (counts.get(v) ?? 0) + 1);
+  const majority = Math.max(...counts.values()) / labels.length;
+  if (accuracy < majority)
+    note?.(
+      `the adversarially trained model's test accuracy (${(100 * accuracy).toFixed(2)} %) is below always predicting the most common class (${(100 * majority).toFixed(2)} %): the attacker trained against is too strong for this model. Lower --adv-eps, or mark the fields an attacker cannot change with --immutable (a mutable categorical field may switch category at any budget).`,
+    );
 }

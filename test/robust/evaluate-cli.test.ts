@@ -72,13 +72,92 @@ describe('bulwark evaluate', () => {
         ['--adversarial', 'pgd', '--adv-eps', '0.2', '--adv-ema', '1'],
         /ERR_USAGE: --adv-ema: expected a decay in \(0, 1\), got 1/,
       ],
-      [['--adv-ema', '0.9'], /ERR_USAGE: --adv-eps, --adv-steps and --adv-ema apply with --adversarial only/],
+      [
+        ['--adv-ema', '0.9'],
+        /ERR_USAGE: --adv-eps, --adv-steps, --adv-ema and --immutable apply with --adversarial only/,
+      ],
+      [['--immutable', 'channel'], /ERR_USAGE: .* and --immutable apply with --adversarial only/],
     ] as const) {
       const r = train(['--model', 'mlp', '--out', out, ...args]);
       assert.equal(r.code, 2, r.stderr);
       assert.match(r.stderr, re);
       assert.equal(existsSync(out), false);
     }
+  });
+
+  it('train --immutable pins fields against the training attacker: a label carried by a category is learnt only when the category is immutable', () => {
+    // The label is the category `kind` (70 % "a"); a mutable category may switch at any budget, so
+    // the training attacker flips it and the model cannot use it; pinned, the model learns it.
+    const rng = new SeededRng(11);
+    const lines = ['x1,kind,label'];
+    for (let i = 0; i < 600; i++) {
+      const kind = rng.bernoulli(0.7) ? 'a' : 'b';
+      lines.push(`${rng.normal().toFixed(4)},${kind},${kind === 'b' ? 'yes' : 'no'}`);
+    }
+    const data = join(dir, 'kind.csv');
+    writeFileSync(data, `${lines.join('\n')}\n`);
+    const run = (name: string, extra: readonly string[]) => {
+      const out = join(dir, name);
+      const r = runBulwark([
+        '--json',
+        'train',
+        '--data',
+        data,
+        '--label',
+        'label',
+        '--model',
+        'mlp',
+        '--hidden',
+        '8',
+        '--epochs',
+        '15',
+        '--lr',
+        '0.01',
+        '--seed',
+        '3',
+        '--adversarial',
+        'pgd',
+        '--adv-eps',
+        '0.1',
+        '--adv-steps',
+        '3',
+        '--out',
+        out,
+        ...extra,
+      ]);
+      assert.equal(r.code, 0, r.stderr);
+      return { accuracy: (JSON.parse(r.stdout) as { test: { accuracy: number } }).test.accuracy, out };
+    };
+    const pinned = run('kind-pinned.onnx', ['--immutable', 'kind']);
+    const free = run('kind-free.onnx', []);
+    assert.ok(pinned.accuracy > 0.95, `pinned: ${pinned.accuracy}`);
+    assert.ok(free.accuracy < 0.85, `free: ${free.accuracy}`);
+    assert.ok(readFileSync(pinned.out).includes('"immutable":["kind"]'), 'bulwark.adversarial metadata');
+    // A misspelt column would leave the field free: refused, naming it and the columns there are.
+    const typo = join(dir, 'kind-typo.onnx');
+    const r = runBulwark([
+      'train',
+      '--data',
+      data,
+      '--label',
+      'label',
+      '--model',
+      'mlp',
+      '--adversarial',
+      'pgd',
+      '--adv-eps',
+      '0.1',
+      '--immutable',
+      'knid',
+      '--out',
+      typo,
+    ]);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(
+      r.stderr,
+      /ERR_INVALID_ARGUMENT: immutable: expected input columns of the model \(x1, kind\), got "knid"/,
+    );
+    assert.equal(existsSync(typo), false);
   });
 
   it('writes the HTML report and the JSON result, comparing a normal and an adversarially trained model', () => {

@@ -94,6 +94,11 @@ export function registerTrainCommand(program: Command): void {
       intOption(1, 10000),
     )
     .option(
+      '--immutable <columns>',
+      'adversarial training: input columns the attacker cannot change (as bulwark evaluate --immutable)',
+      listOption(String),
+    )
+    .option(
       '--adv-ema <decay>',
       "adversarial training returns the weights' exponential moving average with this decay, in (0, 1), e.g. 0.999 (Gowal et al. 2020)",
       floatOption(0, 1),
@@ -131,6 +136,7 @@ of the exported model, and the preprocessing and class values are stored in the 
         advEps?: number;
         advSteps?: number;
         advEma?: number;
+        immutable?: string[];
         audit?: string;
       }>();
       const io = ioOf(this);
@@ -141,12 +147,15 @@ of the exported model, and the preprocessing and class values are stored in the 
       // Before any work: an output that exists (without --force), sits in a missing folder or is the data.
       await checkOutputPath(resolve(o.out), { force: o.force, inputs: [o.data] });
       if (
-        (o.advEps !== undefined || o.advSteps !== undefined || o.advEma !== undefined) &&
+        (o.advEps !== undefined ||
+          o.advSteps !== undefined ||
+          o.advEma !== undefined ||
+          o.immutable !== undefined) &&
         o.adversarial === undefined
       )
         throw new BulwarkError(
           'ERR_USAGE',
-          '--adv-eps, --adv-steps and --adv-ema apply with --adversarial only',
+          '--adv-eps, --adv-steps, --adv-ema and --immutable apply with --adversarial only',
         );
       if (o.advEma !== undefined && !(o.advEma > 0 && o.advEma < 1))
         throw new BulwarkError('ERR_USAGE', `--adv-ema: expected a decay in (0, 1), got ${o.advEma}`);
@@ -212,6 +221,7 @@ of the exported model, and the preprocessing and class values are stored in the 
                     eps: o.advEps as number,
                     steps: o.advSteps ?? 10,
                     ...(o.advEma === undefined ? {} : { weightAverage: o.advEma }),
+                    ...(o.immutable === undefined ? {} : { immutable: o.immutable }),
                     ...(schema ? { schema } : {}),
                   },
                 }
