@@ -14,6 +14,7 @@ import { BulwarkError, fsError, parseYaml, validateConfig } from '../core/index.
  * | `server.host`          | must listen on all interfaces (0.0.0.0 or ::): a pod's loopback is unreachable from the Service and the kubelet probes (the gateway's default is 127.0.0.1) |
  * | `server.port`          | container port, Service target, ingress NetworkPolicy (default 8443) |
  * | `server.insecurePlaintext` | refused: in a cluster, TLS is required (a NetworkPolicy is not encryption) |
+ * | `server.drainSeconds`  | the pod's terminationGracePeriodSeconds: at least drainSeconds + 20 (default 10 → 30) |
  * | `server.tls.clientAuth`| a note: kubelet probes present no client certificate             |
  * | `metrics.enabled`, `metrics.host`, `metrics.port` | metrics port and its NetworkPolicy from the monitoring namespace (default 9464); host must be all interfaces |
  * | `limits.backend`       | `redis` → egress to Redis; `memory` refused with more than one replica (see manifests.ts) |
@@ -186,6 +187,8 @@ export interface Destination {
 export interface DeployInputs {
   deploy: DeployConfig;
   serverPort: number;
+  /** `server.drainSeconds` (default 10): how long the gateway's shutdown waits for requests in flight. */
+  drainSeconds: number;
   /** null when `metrics.enabled: false`: no metrics port, no metrics NetworkPolicy. */
   metricsPort: number | null;
   /** Things the operator must fix or know that the manifests cannot (e.g. a secret read from env). */
@@ -204,6 +207,7 @@ const otherSchema = z.looseObject({
       host: z.string().optional(),
       port: portSchema.optional(),
       insecurePlaintext: z.boolean().optional(),
+      drainSeconds: z.number().min(0).max(600).optional(),
       tls: z.looseObject({ clientAuth: z.enum(['none', 'request', 'require']).optional() }).optional(),
     })
     .optional(),
@@ -415,6 +419,7 @@ export function readDeployInputs(doc: unknown, source = '<config>'): DeployInput
   return {
     deploy,
     serverPort,
+    drainSeconds: other.server?.drainSeconds ?? 10,
     metricsPort: metricsEnabled ? metricsPort : null,
     limitsBackend: other.limits?.backend ?? 'memory',
     warnings: (other.models ?? []).flatMap((m, i) =>

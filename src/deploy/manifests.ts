@@ -194,7 +194,10 @@ export function buildManifests(inputs: DeployInputs): GeneratedBase {
               serviceAccountName: d.name,
               automountServiceAccountToken: false,
               enableServiceLinks: false,
-              terminationGracePeriodSeconds: 30,
+              // SIGTERM starts the gateway's drain (server.drainSeconds), then the audit log is flushed,
+              // checkpointed and closed: the kubelet's SIGKILL must not come before. 20 s for the flush,
+              // the checkpoint and the trace export after the drain.
+              terminationGracePeriodSeconds: Math.max(30, Math.ceil(inputs.drainSeconds) + 20),
               securityContext: {
                 runAsNonRoot: true,
                 runAsUser: d.uid,

@@ -157,6 +157,15 @@ describe('deploy config', () => {
     );
   });
 
+  it("gives the pod time for the gateway's drain and the audit log's final flush before SIGKILL", () => {
+    const grace = (text: string) =>
+      (byKind(buildManifests(parseDeployConfig(text, 'b.yaml')).objects, 'Deployment')[0] as J).spec.template
+        .spec.terminationGracePeriodSeconds;
+    assert.equal(grace(CONFIG), 30);
+    assert.equal(grace(CONFIG.replace('  port: 8443\n', '  port: 8443\n  drainSeconds: 60\n')), 80);
+    assert.equal(grace(CONFIG.replace('  port: 8443\n', '  port: 8443\n  drainSeconds: 12.5\n')), 33);
+  });
+
   it('in-memory limits with more than one replica are refused (each replica would count separately)', () => {
     const text = CONFIG.replace(/ {2}backend: redis\n {2}redis: .*\n/, '  backend: memory\n');
     assert.throws(
