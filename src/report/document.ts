@@ -111,7 +111,7 @@ export function renderHtml(doc: ReportDoc): string {
   const sections = doc.sections
     .map(
       (s) =>
-        `<section id="${escapeXml(s.id)}"><h2>${escapeXml(s.title)}<span class="status ${s.status}">${s.status}${
+        `<section id="${escapeXml(s.id)}"><h2>${escapeXml(s.title)}<span class="status ${escapeXml(s.status)}">${escapeXml(s.status)}${
           s.seconds === undefined ? '' : ` · ${s.seconds.toFixed(1)} s`
         }</span></h2>${s.blocks.map(renderBlock).join('\n')}</section>`,
     )

@@ -93,7 +93,7 @@ export function barChart(
       const color = b.color ?? paletteColor(i);
       return (
         `<text x="${labelW - 8}" y="${y + 16}" text-anchor="end">${fitText(b.label, labelW - 12)}</text>` +
-        `<rect x="${labelW}" y="${y + 4}" width="${w.toFixed(1)}" height="${rowH - 8}" fill="${color}" rx="2"/>` +
+        `<rect x="${labelW}" y="${y + 4}" width="${w.toFixed(1)}" height="${rowH - 8}" fill="${escapeXml(color)}" rx="2"/>` +
         `<text x="${(labelW + w + 6).toFixed(1)}" y="${y + 16}">${escapeXml(fmtTick(b.value))}${opts.unit ? ` ${escapeXml(opts.unit)}` : ''}</text>`
       );
     })
@@ -155,7 +155,7 @@ export function lineChart(
         .map((p, j) => `${j ? 'L' : 'M'}${sx(p[0]).toFixed(1)},${sy(p[1]).toFixed(1)}`)
         .join('');
       const color = s.color ?? paletteColor(i);
-      return `<path d="${d}" fill="none" stroke="${color}" stroke-width="2"${s.dashed ? ' stroke-dasharray="5,4"' : ''}/>`;
+      return `<path d="${d}" fill="none" stroke="${escapeXml(color)}" stroke-width="2"${s.dashed ? ' stroke-dasharray="5,4"' : ''}/>`;
     })
     .join('');
   const legend = series
@@ -163,7 +163,7 @@ export function lineChart(
       const at = legendLayout.at[i]!;
       const y = plotHeight + 12 + at.row * 16;
       const color = s.color ?? paletteColor(i);
-      return `<rect x="${at.x}" y="${y - 9}" width="10" height="10" fill="${color}"${s.dashed ? ' fill-opacity="0.5"' : ''}/><text x="${at.x + 14}" y="${y}">${fitText(s.name, width - m.r - at.x - 14)}</text>`;
+      return `<rect x="${at.x}" y="${y - 9}" width="10" height="10" fill="${escapeXml(color)}"${s.dashed ? ' fill-opacity="0.5"' : ''}/><text x="${at.x + 14}" y="${y}">${fitText(s.name, width - m.r - at.x - 14)}</text>`;
     })
     .join('');
   const labels =

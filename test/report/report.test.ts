@@ -133,4 +133,51 @@ describe('report building blocks', () => {
     assert.match(html, /class="status failed"/);
     assert.match(html, /<td class="num">1<\/td>/);
   });
+
+  it('no string in a report can add markup: every text, attribute and chart field is escaped', () => {
+    // Column names, category values, model and attack names reach reports from data and models.
+    const x = `"'><img src=x onerror=alert(1)></svg></script><!--<a href="javascript:alert(1)">`;
+    const series = [{ name: x, points: [[0, 0] as const, [1, 1] as const], color: x }];
+    const doc: ReportDoc = {
+      title: x,
+      subtitle: x,
+      generatedAt: x,
+      bulwarkVersion: x,
+      sections: [
+        {
+          id: x,
+          title: x,
+          // A status from a report.json someone edited: the type does not hold at run time.
+          status: x as 'ok',
+          blocks: [
+            { kind: 'text', text: x },
+            { kind: 'facts', facts: [[x, x]] },
+            { kind: 'table', columns: [x], rows: [[x]], caption: x },
+            { kind: 'bars', title: x, unit: x, bars: [{ label: x, value: 1, color: x }] },
+            { kind: 'lines', title: x, xLabel: x, yLabel: x, series },
+            {
+              kind: 'histogram',
+              title: x,
+              xLabel: x,
+              lo: 0,
+              hi: 1,
+              groups: [{ name: x, counts: [1, 2], color: x }],
+            },
+          ],
+        },
+      ],
+    };
+    const html = renderHtml(doc);
+    const tags = new Set([...html.matchAll(/<\/?([a-zA-Z][\w-]*)/g)].map((m) => m[1]!.toLowerCase()));
+    const allowed =
+      'html head meta title style body h1 h2 p nav a section span dl dt dd table caption thead tbody tr th td figure svg text rect path line';
+    assert.deepEqual(
+      [...tags].filter((t) => !allowed.split(' ').includes(t)),
+      [],
+    );
+    assert.ok(!html.includes('<!--'));
+    // Every attribute value is quoted and holds no raw quote: the attributes parse as written.
+    for (const tag of html.matchAll(/<[a-zA-Z][^>]*>/g))
+      assert.match(tag[0], /^<[a-zA-Z][\w-]*(?:\s+[\w:-]+(?:="[^"<>]*")?)*\s*\/?>$/, tag[0]);
+  });
 });
