@@ -240,6 +240,14 @@ function checkOptions(models: readonly RedTeamModel[], data: RedTeamData, o: Red
   const squareQueries = requireInteger('squareQueries', o.squareQueries ?? 500, 2);
   const rows = requireInteger('rows', o.rows ?? 500, 10);
   const fpr = requireNumberIn('fpr', o.fpr ?? 0.01, 0, 0.5, { minExclusive: true });
+  // The stream detectors calibrate on ceil(1 / fpr) + 1 benign clients, each a stream of up to 1,000
+  // queries held in memory: at 1e-6 that was a million streams, gigabytes within a minute, never done.
+  if (o.detectors !== false && (attacks.includes('square') || attacks.includes('extract')) && fpr < 1e-3)
+    throw invalidArgument(
+      'fpr',
+      'at least 0.001 when the stream detectors run (square or extract attacks): they calibrate on 1 / fpr + 1 benign clients',
+      fpr,
+    );
   const shadows = requireInteger('shadows', o.shadows ?? 8, 0, 256);
   if (shadows === 1) throw invalidArgument('shadows', '0 (loss threshold only) or at least 2', shadows);
   const streamRows = requireInteger('streamRows', o.streamRows ?? 10, 1);
@@ -458,6 +466,13 @@ export async function redTeam(
     for (const [di, { name, det, adaptive }] of dets.entries()) {
       progress(`detector ${name}`, di / dets.length);
       const cal = await det.calibrate(calSet.x, calSet.rows, o.fpr);
+      // Said, not left to be read as "the detector catches nothing": with too few clean rows for the
+      // target there is no finite threshold.
+      const noThreshold = Number.isFinite(cal.threshold)
+        ? []
+        : [
+            `no finite threshold: ${cal.n} clean calibration rows are too few for a target false-positive rate of ${o.fpr} (at least ${Math.ceil(1 / o.fpr - 1)} needed), so it flags nothing`,
+          ];
       const cleanScores = await det.score(attackSet.x, nAttack);
       let fp = 0;
       for (const s of cleanScores) if (s > cal.threshold) fp++;
@@ -467,7 +482,7 @@ export async function redTeam(
         observedFpr: fp / nAttack,
         threshold: cal.threshold,
         attacks: [],
-        notes: [],
+        notes: noThreshold,
       };
       const judge = async (label: string, r: EvasionResult) => {
         const scores = await det.score(r.x, nAttack);

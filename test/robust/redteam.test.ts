@@ -123,6 +123,9 @@ describe('red-team evaluation', () => {
       [{ fpr: 0 }, /^fpr/],
       [{ shadows: 1 }, /^shadows/],
       [{ norm: '2', attacks: ['square'] }, /^norm: expected 'inf' with the square attack/],
+      // A million benign streams for the stream detectors' calibration: refused before any work.
+      [{ fpr: 1e-6, attacks: ['square'] }, /^fpr: expected at least 0.001 when the stream detectors run/],
+      [{ fpr: 1e-4, attacks: ['extract'] }, /^fpr: expected at least 0.001/],
     ];
     for (const [o, re] of bad) {
       await assert.rejects(
@@ -148,6 +151,16 @@ describe('red-team evaluation', () => {
       (e: unknown) =>
         isBulwarkError(e, 'ERR_MODEL_CAPABILITY') && /pgd on "api" needs input gradients/.test(e.message),
     );
+    // Without the detectors a small fpr is harmless; with input detectors only, too few calibration rows
+    // for the target are said in the detector's notes rather than shown as a detector that catches nothing.
+    const small = await redTeam(models, data, { ...options, attacks: ['fgsm'], eps: [0, 0.1], fpr: 1e-4 });
+    for (const det of small.detectors) {
+      assert.equal(det.threshold, Infinity);
+      assert.ok(
+        det.notes.some((n) => /^no finite threshold: \d+ clean calibration rows are too few/.test(n)),
+        `${det.name}: ${det.notes.join(' | ')}`,
+      );
+    }
     // ... and runs the black-box attack alone
     const r = await redTeam([{ name: 'api', model: blackBox }], data, {
       ...options,
