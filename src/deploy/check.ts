@@ -742,6 +742,12 @@ function selects(selector: Obj, labels: Obj): boolean {
   return true;
 }
 
+/** The directions a NetworkPolicy restricts: its policyTypes, or by default Ingress (and Egress with egress rules). */
+function policyTypes(spec: Obj): string[] {
+  if (Array.isArray(spec['policyTypes'])) return arr(spec['policyTypes']).map(String);
+  return spec['egress'] !== undefined ? ['Ingress', 'Egress'] : ['Ingress'];
+}
+
 function checkNetworkPolicy(col: Collector, doc: ManifestDoc, ref: ObjectRef, np: Obj): void {
   const spec = obj(np['spec']);
   const peers = (rules: unknown[], field: 'from' | 'to', dir: string) =>
@@ -919,14 +925,30 @@ export function checkManifests(docs: readonly ManifestDoc[], opts: CheckOptions 
         'metadata.namespace',
         `no NetworkPolicy in namespace ${ref.namespace} among the files checked`,
       );
-    } else if (!inNs.some((p) => selects(obj(obj(p.object['spec'])['podSelector']), podLabels))) {
-      col.add(
-        'BW-NETPOL-MISSING',
-        doc,
-        ref,
-        `${at.meta.join('.')}.labels`,
-        `no NetworkPolicy in namespace ${ref.namespace} selects these pods`,
-      );
+    } else {
+      const selecting = inNs.filter((p) => selects(obj(obj(p.object['spec'])['podSelector']), podLabels));
+      if (selecting.length === 0) {
+        col.add(
+          'BW-NETPOL-MISSING',
+          doc,
+          ref,
+          `${at.meta.join('.')}.labels`,
+          `no NetworkPolicy in namespace ${ref.namespace} selects these pods`,
+        );
+      } else {
+        // A policy restricts only the directions of its policyTypes: an Ingress-only policy leaves the
+        // pods' egress (exfiltration, callbacks) open, as if no policy selected them.
+        for (const dir of ['Ingress', 'Egress'] as const) {
+          if (!selecting.some((p) => policyTypes(obj(p.object['spec'])).includes(dir)))
+            col.add(
+              'BW-NETPOL-MISSING',
+              doc,
+              ref,
+              `${at.meta.join('.')}.labels`,
+              `no NetworkPolicy in namespace ${ref.namespace} restricts the ${dir.toLowerCase()} of these pods`,
+            );
+        }
+      }
     }
   }
   return col.findings.sort(

@@ -396,6 +396,31 @@ describe('deploy check: every rule fires on a crafted manifest, and only there',
     assert.deepEqual(at(named, 'BW-NETPOL-NS-LABEL'), []);
   });
 
+  it('BW-NETPOL-MISSING also when the policies selecting the pods leave a direction open', () => {
+    const at = (f: Finding[]) => f.filter((x) => x.rule === 'BW-NETPOL-MISSING').map((x) => x.message);
+    const only = (spec: J): J => ({ ...denyAll(), spec: { podSelector: {}, ...spec } });
+    // An Ingress-only policy (explicit, or by default without egress rules): egress is open.
+    for (const spec of [{ policyTypes: ['Ingress'] }, { ingress: [] }])
+      assert.deepEqual(at(run([deployment(goodPodSpec()), only(spec)])), [
+        'no NetworkPolicy in namespace apps restricts the egress of these pods',
+      ]);
+    assert.deepEqual(at(run([deployment(goodPodSpec()), only({ policyTypes: ['Egress'] })])), [
+      'no NetworkPolicy in namespace apps restricts the ingress of these pods',
+    ]);
+    // Egress rules make a policy without policyTypes restrict egress too; two policies may share the work.
+    assert.deepEqual(at(run([deployment(goodPodSpec()), only({ egress: [] })])), []);
+    assert.deepEqual(
+      at(
+        run([
+          deployment(goodPodSpec()),
+          only({ policyTypes: ['Ingress'] }),
+          { ...only({ policyTypes: ['Egress'] }), metadata: { name: 'deny-egress', namespace: 'apps' } },
+        ]),
+      ),
+      [],
+    );
+  });
+
   it('the cases cover every rule in the table, and docs/deploy.md documents each id with its severity', () => {
     assert.deepEqual(cases.map((c) => c[0]).sort(), RULES.map((r) => r.id).sort());
     const doc = readFileSync(join(ROOT, 'docs', 'deploy.md'), 'utf8');
