@@ -12,15 +12,32 @@ export interface Io {
   readonly interactive: boolean;
 }
 
+/**
+ * Control characters other than tab and line feed (C0, DEL, C1) and the invisible bidirectional
+ * marks and overrides, which human output shows as `\uXXXX`.
+ */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: matching them is the point.
+const UNPRINTABLE = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+
+/**
+ * Text as a terminal will show it, not obey it. Column names, category values, file names and model
+ * metadata reach the human output from files that anyone may have written: an escape sequence in a CSV
+ * header could retitle the terminal, clear it, or move the cursor back over the SENSITIVITY column of
+ * `bulwark data schema` and print "public" where the table says "sensitive".
+ */
+export function printable(s: string): string {
+  return s.replace(UNPRINTABLE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
 export function makeIo(json: boolean): Io {
   return {
     json,
     interactive: !json && process.stderr.isTTY === true && process.env['CI'] !== 'true',
     result(data, human) {
-      process.stdout.write(json ? `${JSON.stringify(data, null, 2)}\n` : `${human()}\n`);
+      process.stdout.write(json ? `${JSON.stringify(data, null, 2)}\n` : `${printable(human())}\n`);
     },
     note(message) {
-      if (!json) process.stderr.write(`${message}\n`);
+      if (!json) process.stderr.write(`${printable(message)}\n`);
     },
   };
 }
@@ -41,7 +58,7 @@ export function reportError(e: unknown, json: boolean): ExitCode {
   if (json) {
     process.stderr.write(`${JSON.stringify({ error: err.toJSON() })}\n`);
   } else {
-    process.stderr.write(`bulwark: ${err.code}: ${err.message}\n`);
+    process.stderr.write(`bulwark: ${err.code}: ${printable(err.message)}\n`);
   }
   if (process.env['BULWARK_DEBUG'] === '1' && e instanceof Error && e.stack)
     process.stderr.write(`${e.stack}\n`);

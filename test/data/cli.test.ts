@@ -111,6 +111,30 @@ describe('bulwark data schema / validate / datasets', () => {
     assert.match(bs.stderr, /ERR_SCHEMA_INVALID: .*fields\[0\]\.type/);
   });
 
+  it('terminal escapes in column names and values are shown, not obeyed, on stdout and stderr', () => {
+    // A header that retitles the terminal and moves the cursor back over the SENSITIVITY column
+    // of the card field's row to print "public" there; a bidi override in a category value.
+    const esc = '\u001b';
+    const p = join(dir, 'escapes.csv');
+    writeFileSync(
+      p,
+      `card,"${esc}]0;pwned\u0007${esc}[1A${esc}[30Gpublic   ",kind\n` +
+        Array.from({ length: 6 }, (_, i) => `4111111111111111,${i},\u202eab${i % 2}\n`).join(''),
+    );
+    const r = runBulwark(['data', 'schema', p]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.doesNotMatch(r.stdout, /[\u001b\u0007\u202e]/);
+    assert.ok(r.stdout.includes('\\u001b]0;pwned\\u0007\\u001b[1A'), r.stdout);
+    assert.ok(r.stdout.includes('\\u202eab0'), r.stdout);
+    // The same in an error message (a duplicate column name is quoted in it).
+    const dup = join(dir, 'escapes-dup.csv');
+    writeFileSync(dup, `${esc}[2J,${esc}[2J\n1,2\n`);
+    const e = runBulwark(['data', 'schema', dup]);
+    assert.equal(e.code, 3);
+    assert.doesNotMatch(e.stderr, /\u001b/);
+    assert.match(e.stderr, /duplicate column name "\\u001b\[2J"/);
+  });
+
   it('schema and validate read Parquet by extension', async () => {
     const pq = join(dir, 'people.parquet');
     await writeDataset(pq, await readDataset(good));
