@@ -839,6 +839,9 @@ export class CsvWriter {
       header: opts.header !== false,
       columns: [...columns],
       eof: true,
+      // A value starting with U+FEFF at the very start of the file would read back without it (a
+      // reader takes it for the byte-order mark): quoted, it is not at the start.
+      quoted_match: /^\ufeff/,
     });
     this.#stringifier.on('error', (e) => {
       this.#failure ??= e;

@@ -413,6 +413,16 @@ describe('CSV tokenizer agrees with csv-parse', () => {
 });
 
 describe('CSV writing', () => {
+  it('a first value that starts with U+FEFF keeps it (it was read back as a byte-order mark)', async () => {
+    const ds = Dataset.fromColumns({ '\ufeffname': ['\ufeffx', 'y'] });
+    for (const header of [true, false]) {
+      const out = join(dir, `w${n++}.csv`);
+      await writeCsv(out, ds, { header });
+      const back = await readCsvDataset(out, header ? {} : { header: false, columns: ['\ufeffname'] });
+      assert.deepEqual(back.columnNames, ['\ufeffname']);
+      assert.deepEqual(back.strings('\ufeffname'), ['\ufeffx', 'y']);
+    }
+  });
   it('numbers read back as written: -0 stays "-0", an underflowing value stays text', async () => {
     const p = file('a,b\n-0,1e-400\n0,2\n');
     const ds = await readCsvDataset(p);
