@@ -37,4 +37,4 @@ export {
   requireOneOf,
   requirePositive,
 } from './validate.js';
-export { bulwarkVersion } from './version.js';
+export { bulwarkVersion, packageRoot } from './version.js';

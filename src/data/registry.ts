@@ -3,8 +3,7 @@ import { createReadStream } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join, relative, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { BulwarkError, exists, fsError, invalidArgument } from '../core/index.js';
+import { BulwarkError, exists, fsError, invalidArgument, packageRoot } from '../core/index.js';
 import { type CsvDatasetOptions, readCsvDataset } from './csv.js';
 import type { Dataset } from './dataset.js';
 import { readIdx } from './idx.js';
@@ -164,16 +163,11 @@ export function getDatasetSpec(name: string): DatasetSpec {
   return s;
 }
 
-/** The repository root (two folders above this module, in src/ and in dist/ alike). */
-function repoRoot(): string {
-  return resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
-}
-
 /** The datasets folder: `BULWARK_DATASETS`, else `../shared/datasets` relative to the repository root. */
 export function defaultDatasetsDir(): string {
   const env = process.env['BULWARK_DATASETS'];
   if (env !== undefined && env !== '') return resolve(env);
-  return resolve(repoRoot(), '..', 'shared', 'datasets');
+  return resolve(packageRoot(), '..', 'shared', 'datasets');
 }
 
 function folderOf(spec: DatasetSpec, dir: string): string {

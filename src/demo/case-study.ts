@@ -1,8 +1,8 @@
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { type AuditEntry, AuditLog, describeEvent, type LineageNode } from '../audit/index.js';
+import { packageRoot } from '../core/index.js';
 import { averagePrecision, type LabelledData, type Network, rocAuc, rocCurve } from '../ml/index.js';
 import type { Block, Section } from '../report/index.js';
 import type { DemoOptions, DemoState } from './stage.js';
@@ -13,7 +13,7 @@ export const TARGET_FPR = 0.01;
 const CURVE_POINTS = 200;
 
 /** The package root (dist/demo/ or src/demo/ are two levels down), where bench/results/ lives. */
-const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const PACKAGE_ROOT = packageRoot();
 
 const pct = (x: number | undefined) =>
   x === undefined || !Number.isFinite(x) ? 'n/a' : `${(100 * x).toFixed(2)} %`;

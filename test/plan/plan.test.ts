@@ -353,6 +353,29 @@ describe('bulwark plan (CLI)', () => {
     assert.equal(m.code, 3);
     assert.match(m.stderr, /ERR_PLAN_COST_MISSING: .*is required/);
   });
+
+  it('reads the results shipped with Bulwark whatever the working directory; --results reads another folder', () => {
+    // Run from a project folder with no bench/results: the same plan as from the repository root (it
+    // used to be ERR_FILE_NOT_FOUND for <cwd>/bench/results).
+    const elsewhere = mkdtempSync(join(tmpdir(), 'bulwark-plan-cwd-'));
+    const fromRoot = runBulwark(['--json', 'plan', '--plan', PLAN]);
+    const fromElsewhere = runBulwark(['--json', 'plan', '--plan', PLAN], { cwd: elsewhere });
+    assert.equal(fromElsewhere.code, 0, fromElsewhere.stderr);
+    assert.deepEqual(JSON.parse(fromElsewhere.stdout).chosen, JSON.parse(fromRoot.stdout).chosen);
+    // An empty folder of results: every measured cost is missing, so a required measure cannot be costed.
+    const empty = mkdtempSync(join(tmpdir(), 'bulwark-plan-empty-'));
+    const none = runBulwark(
+      ['plan', '--plan', PLAN, '--results', empty, '--budget', '5', '--profile', 'pci-dss'],
+      {
+        cwd: elsewhere,
+      },
+    );
+    assert.notEqual(none.code, 0);
+    assert.match(none.stderr, /ERR_PLAN_/);
+    // The npm package ships the results the plan reads.
+    const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { files: string[] };
+    assert.ok(pkg.files.includes('bench/results/*.json'));
+  });
 });
 
 describe('docs', () => {

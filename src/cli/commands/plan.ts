@@ -1,5 +1,6 @@
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { type Command, InvalidArgumentError } from 'commander';
+import { packageRoot } from '../../core/index.js';
 import { PROFILE_IDS, type Profile } from '../../plan/index.js';
 import { floatOption } from '../options.js';
 import { ioOf } from '../program.js';
@@ -43,7 +44,10 @@ export function registerPlanCommand(program: Command): void {
       `compliance profiles: ${PROFILE_IDS.join(',')} (overrides the plan file)`,
       profileList,
     )
-    .option('--results <dir>', 'benchmark results folder', 'bench/results')
+    .option(
+      '--results <dir>',
+      "benchmark results folder (default: the results shipped with Bulwark, its bench/results; give your own machine's `npm run bench` results here)",
+    )
     .option('--report <file>', 'write an HTML report with the Pareto frontier plot')
     .option('--force', 'overwrite --report if it exists')
     .addHelpText(
@@ -60,13 +64,16 @@ when a required measure has no cost.`,
         plan?: string;
         budget?: number;
         profile?: Profile['id'][];
-        results: string;
+        results?: string;
         report?: string;
         force?: boolean;
       }>();
       const p = await lib();
       const file = o.plan !== undefined ? await p.loadPlanFile(o.plan) : p.defaultPlanFile();
-      const bench = await p.readBenchResults(resolve(o.results));
+      // Not the working directory's bench/results: run from a project folder, that is not Bulwark's.
+      const bench = await p.readBenchResults(
+        o.results !== undefined ? resolve(o.results) : join(packageRoot(), 'bench', 'results'),
+      );
       const plan = p.makePlan(file, bench, {
         ...(o.budget !== undefined ? { budget: o.budget } : {}),
         ...(o.profile !== undefined ? { profiles: o.profile } : {}),
