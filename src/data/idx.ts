@@ -30,6 +30,9 @@ export interface IdxTensor {
   readonly data: Uint8Array | Int8Array | Int16Array | Int32Array | Float32Array | Float64Array;
 }
 
+/** The largest decompressed IDX file read (1 GiB; Fashion-MNIST's training images are 47 MB). */
+export const MAX_IDX_BYTES = 1 << 30;
+
 function bad(source: string, what: string): BulwarkError {
   return new BulwarkError('ERR_FORMAT_UNSUPPORTED', `${source}: not a valid IDX file: ${what}`, {
     details: { file: source },
@@ -44,12 +47,15 @@ function bad(source: string, what: string): BulwarkError {
  * const t = parseIdx(readFileSync('train-labels-idx1-ubyte')); // t.shape = [60000]
  * ```
  */
-export function parseIdx(bytes: Uint8Array, source = '<idx>'): IdxTensor {
+export function parseIdx(bytes: Uint8Array, source = '<idx>', maxBytes = MAX_IDX_BYTES): IdxTensor {
   let b = bytes;
   if (b.length >= 2 && b[0] === 0x1f && b[1] === 0x8b) {
     try {
-      b = gunzipSync(b);
+      // Bounded: a few kilobytes of gzip can claim gigabytes (a decompression bomb).
+      b = gunzipSync(b, { maxOutputLength: maxBytes });
     } catch (e) {
+      if ((e as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE')
+        throw bad(source, `the gzip data decompresses to more than ${maxBytes} bytes`);
       throw bad(source, `gzip data is corrupt (${e instanceof Error ? e.message : String(e)})`);
     }
   }

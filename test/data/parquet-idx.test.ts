@@ -210,4 +210,15 @@ describe('IDX', () => {
     });
     await assert.rejects(readIdx(join(dir, 'none.idx')), { code: 'ERR_FILE_NOT_FOUND' });
   });
+
+  it('gzip that decompresses past the bound is refused, not inflated (a decompression bomb)', () => {
+    const big = encodeIdx({ type: 'uint8', shape: [100_000], data: new Uint8Array(100_000) });
+    const gz = gzipSync(big);
+    assert.ok(gz.length < 1000);
+    assert.throws(() => parseIdx(gz, 'bomb.idx.gz', 10_000), {
+      code: 'ERR_FORMAT_UNSUPPORTED',
+      message: 'bomb.idx.gz: not a valid IDX file: the gzip data decompresses to more than 10000 bytes',
+    });
+    assert.equal(parseIdx(gz, 'ok.idx.gz', 100_004 + 4).shape[0], 100_000);
+  });
 });
