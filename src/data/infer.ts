@@ -133,7 +133,9 @@ export function niceFloor(x: number): number {
   if (x === 0 || !Number.isFinite(x)) return x;
   if (x < 0) return -niceCeil(-x);
   const p = 10 ** Math.floor(Math.log10(x));
-  return Number((Math.floor(x / p + 1e-9) * p).toPrecision(12));
+  const r = Number((Math.floor(x / p + 1e-9) * p).toPrecision(12));
+  // Near the ends of the double range the rounding can overflow (or p underflow to 0): keep x.
+  return Number.isFinite(r) && r <= x ? r : x;
 }
 
 /** The smallest number of one significant digit at or above x (e.g. 87 -> 90, 2174 -> 3000). */
@@ -141,15 +143,36 @@ export function niceCeil(x: number): number {
   if (x === 0 || !Number.isFinite(x)) return x;
   if (x < 0) return -niceFloor(-x);
   const p = 10 ** Math.floor(Math.log10(x));
-  return Number((Math.ceil(x / p - 1e-9) * p).toPrecision(12));
+  const r = Number((Math.ceil(x / p - 1e-9) * p).toPrecision(12));
+  // 1.7976931348623157e308 rounds up to Infinity, which no schema accepts: keep x.
+  return Number.isFinite(r) && r >= x ? r : x;
 }
 
+/** The last instant a schema (ISO 8601 text, four-digit years) can state. */
+const LAST_TIME = Date.parse('9999-12-31T23:59:59.999Z');
+
+// Whole years, unless the bound would leave what a Date or a schema's four-digit year can hold: then
+// t itself. A "9999-12-31" (a common "no end" date) rounded up to 10000-01-01 made a schema that its
+// own loader refuses.
 function yearFloor(t: number): number {
-  return Date.UTC(new Date(t).getUTCFullYear(), 0, 1);
+  const y = yearStart(new Date(t).getUTCFullYear());
+  return Number.isNaN(y) ? t : y;
 }
 
 function yearCeil(t: number): number {
   const y = new Date(t).getUTCFullYear();
-  const start = Date.UTC(y, 0, 1);
-  return start === t ? t : Date.UTC(y + 1, 0, 1);
+  const start = yearStart(y);
+  const next = start === t ? t : yearStart(y + 1);
+  return Number.isNaN(next) || next > LAST_TIME ? t : next;
+}
+
+/**
+ * Epoch ms of 1 January of year `y` (NaN outside a Date's range). Not `Date.UTC(y, 0, 1)`, which
+ * reads years 0-99 as 1900-1999: the bounds of a column holding "0001-01-01" (a common "no date"
+ * value) became 1901, and the data failed its own inferred schema.
+ */
+function yearStart(y: number): number {
+  const d = new Date(0);
+  d.setUTCFullYear(y, 0, 1);
+  return d.getTime();
 }

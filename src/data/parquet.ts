@@ -147,7 +147,14 @@ export async function readParquet(path: string, opts: ParquetReadOptions = {}): 
     for (let k = 0; k < data.length; k++) {
       const v: unknown = data[k];
       if (typeof v === 'bigint' && (v > MAX_EXACT || v < -MAX_EXACT)) unsafe.add(name);
-      out[k] = toNumber(v, name, start + k, file);
+      const x = toNumber(v, name, start + k, file);
+      // A timestamp is written back as ISO 8601 text, which has four-digit years.
+      if (kind === 'timestamp' && (x < MIN_TIME || x > MAX_TIME))
+        throw readError(
+          file,
+          `row ${start + k + 1} column "${name}": a timestamp outside the years 0000-9999`,
+        );
+      out[k] = x;
     }
     return out;
   }
@@ -180,6 +187,8 @@ export async function readParquet(path: string, opts: ParquetReadOptions = {}): 
 }
 
 const MAX_EXACT = BigInt(Number.MAX_SAFE_INTEGER);
+const MIN_TIME = Date.parse('0000-01-01T00:00:00.000Z');
+const MAX_TIME = Date.parse('9999-12-31T23:59:59.999Z');
 
 /** What the string parser returns for bytes that are not UTF-8 (fillChunk names row and column). */
 const INVALID_UTF8: unique symbol = Symbol('invalid UTF-8');

@@ -90,6 +90,33 @@ describe('Parquet', () => {
     assert.deepEqual([...ds.numbers('small')], [1, -2, 3]);
   });
 
+  it('a timestamp outside the years 0000-9999 is ERR_PARQUET_READ naming row and column', async () => {
+    // Beyond a Date's range it was read as missing; within it but past 9999 it could not be written
+    // back as ISO 8601 text (writeCsv threw a RangeError past the Date range).
+    for (const [ms, bad] of [
+      [Date.parse('9999-12-31T23:59:59.999Z'), false],
+      [Date.parse('0000-01-01'), false],
+      [Date.parse('9999-12-31T23:59:59.999Z') + 1, true],
+      [9e15, true],
+    ] as const) {
+      const buf = parquetWriteBuffer({
+        columnData: [{ name: 't', data: [0n, BigInt(ms)] }],
+        schema: [
+          { name: 'root', num_children: 1 },
+          { name: 't', type: 'INT64', repetition_type: 'REQUIRED', converted_type: 'TIMESTAMP_MILLIS' },
+        ],
+      } as never);
+      const p = join(dir, `ts-${ms}.parquet`);
+      writeFileSync(p, new Uint8Array(buf));
+      if (bad)
+        await assert.rejects(readParquet(p), {
+          code: 'ERR_PARQUET_READ',
+          message: /row 2 column "t": a timestamp outside the years 0000-9999/,
+        });
+      else assert.deepEqual([...(await readParquet(p)).timestamps('t')], [0, ms]);
+    }
+  });
+
   it('string bytes that are not UTF-8 are ERR_PARQUET_READ naming row and column (were U+FFFD)', async () => {
     const buf = parquetWriteBuffer({
       columnData: [

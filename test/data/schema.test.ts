@@ -456,4 +456,33 @@ describe('PII detection and schema inference on generated data', () => {
       [10, 90, -2000, 3000, 0.3, 0.3],
     );
   });
+
+  it('data passes the schema inferred from it, through YAML, at the ends of the date and number ranges', async () => {
+    // "0001-01-01" and "9999-12-31" are common "no date" values. Their rounded bounds were 1901
+    // (Date.UTC reads years 0-99 as 1900-1999: the data failed its own schema) and 10000-01-01 (a
+    // schema its own loader refused); the largest doubles rounded to Infinity (an invalid schema).
+    const p = join(dir, 'extremes.csv');
+    const { writeFileSync } = await import('node:fs');
+    writeFileSync(
+      p,
+      'valid_from,valid_to,big\n0001-01-01,9999-12-31,1.7976931348623157e308\n0050-06-01,2024-05-01,-1.7976931348623157e308\n',
+    );
+    const { readCsvDataset } = await import('../../src/data/index.js');
+    const ds = await readCsvDataset(p);
+    assert.deepEqual(
+      ds.columns.map((c) => c.type),
+      ['timestamp', 'timestamp', 'number'],
+    );
+    const schema = inferSchemaFromDataset(ds);
+    assert.deepEqual(schema.fields[0]!.bounds, {
+      min: Date.parse('0001-01-01'),
+      max: Date.parse('0051-01-01'),
+    });
+    assert.equal(schema.fields[1]!.bounds!.max, Date.parse('9999-12-31'));
+    assert.deepEqual(schema.fields[2]!.bounds, { min: -Number.MAX_VALUE, max: Number.MAX_VALUE });
+    const out = join(dir, 'extremes.schema.yaml');
+    await saveSchema(out, schema);
+    const loaded = await loadSchema(out);
+    assert.deepEqual(checkAgainstSchema(ds, loaded), []);
+  });
 });
