@@ -21,7 +21,7 @@
  *    models and the evaluation rows only (post-processing of the DP model); the budget is spent by then.
  */
 import { BulwarkError, requireNumberIn } from '../core/index.js';
-import type { Dataset, Schema } from '../data/index.js';
+import { type Dataset, Pipeline, type Schema } from '../data/index.js';
 import { type ActivationName, type LabelledData, onnxMetadata } from '../ml/index.js';
 import {
   type BudgetLedger,
@@ -31,7 +31,13 @@ import {
   type SpendReceipt,
   trainTabularDp,
 } from '../privacy/index.js';
-import { compareOnEvaluation, META_CONTINUED_FROM, metaJson, previousModel } from './continue.js';
+import {
+  checkEvaluation,
+  compareOnEvaluation,
+  META_CONTINUED_FROM,
+  metaJson,
+  previousModel,
+} from './continue.js';
 import type { ModelComparison } from './regression.js';
 import { type InspectMethod, inspectRows, labelIndices } from './sanitize.js';
 
@@ -152,6 +158,10 @@ export async function continueTrainingDp(
   const prev = previousModel(previous, o.label, meta);
   const { classValues, network: old, digest: previousDigest } = prev;
   const pipelineState = prev.pipeline as { inputs: { name: string }[] };
+  // The evaluation set is read before anything is spent: an empty one, an unknown label or a column the
+  // previous model's pipeline cannot encode used to fail only after the DP spend, so the budget was
+  // gone and no model came out. (The warm start requires the new pipeline to be the previous one.)
+  checkEvaluation(o.evaluation, o.label, classValues, Pipeline.load(prev.pipeline), old.inputs);
   const analyst = o.analyst ?? parent.budget.analyst;
   const gate: PoisonGateRecord = { method, expectedPoisonFraction, maxFlagged, passed: true };
   let passedGate = false;

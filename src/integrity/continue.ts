@@ -97,6 +97,31 @@ export function previousModel(
   return { network: fromOnnx(previous).network, pipeline, classValues, digest: sha256Digest(previous) };
 }
 
+/**
+ * The fixed evaluation set encoded with the previous model's pipeline, refused when it cannot serve as
+ * one: no rows (ERR_DATA_VALUE), a label that is not one of the model's classes (ERR_LABEL_INVALID), or
+ * columns the pipeline cannot encode. Run before any training or privacy spend.
+ */
+export function checkEvaluation(
+  evaluation: Dataset,
+  label: string,
+  classValues: readonly string[],
+  pipeline: Pipeline,
+  inputs: number,
+): LabelledData {
+  if (evaluation.rowCount === 0)
+    throw new BulwarkError('ERR_DATA_VALUE', 'the evaluation set (--eval) has no rows', {
+      details: { field: 'evaluation' },
+    });
+  const fm = pipeline.transform(evaluation);
+  if (fm.features.length !== inputs)
+    throw new BulwarkError(
+      'ERR_SHAPE_MISMATCH',
+      `the evaluation set gives ${fm.features.length} features, the model takes ${inputs}`,
+    );
+  return { x: fm.matrix, y: labelIndices(evaluation, label, classValues), rows: evaluation.rowCount };
+}
+
 /** The limits and settings of the regression comparison (shared with the DP continuation). */
 export type ComparisonSettings = Pick<
   ContinueOptions,
@@ -161,7 +186,13 @@ export async function continueTraining(
       );
     return { x: fm.matrix, y: labelIndices(ds, o.label, classValues), rows: ds.rowCount };
   };
+  if (batch.rowCount === 0)
+    throw new BulwarkError('ERR_DATA_VALUE', 'the new batch (--data) has no rows', {
+      details: { field: 'data' },
+    });
   const data = encode(batch);
+  // Checked before the fine-tuning runs, not after it (see checkEvaluation).
+  const evaluation = checkEvaluation(o.evaluation, o.label, classValues, pipeline, old.inputs);
   // The poisoning check uses the previous model: its representations were learned without this batch.
   const inspection = inspectRows(old, data.x, data.y, {
     method: o.method ?? 'both',
@@ -191,7 +222,6 @@ export async function continueTraining(
     seed: o.seed ?? 0,
     onProgress: (p) => o.onProgress?.((p.epoch - 1) * batches + p.batch, epochs * batches),
   });
-  const evaluation = encode(o.evaluation);
   const comparison = await compareOnEvaluation(old, next, pipeline, evaluation, o, data);
   const removedRows = [...gone].sort((a, b) => a - b);
   const inherited = { ...meta };

@@ -191,6 +191,21 @@ describe('DP fine-tuning from a DP model (continueTrainingDp)', () => {
     assert.deepEqual(await ledger.status('tx'), before);
   });
 
+  it('refuses an evaluation set it cannot use before the spend (it failed after it: budget gone, no model)', async () => {
+    const before = await ledger.status('tx');
+    const unknownLabel = rows(50, 4).map((r, i) => (i === 7 ? r.replace(/,(yes|no)$/, ',maybe') : r));
+    await assert.rejects(
+      continueTrainingDp(parent, batch, options({ evaluation: await csv(unknownLabel) })),
+      (e: unknown) => code('ERR_LABEL_INVALID')(e) && /row 8: label "maybe"/.test((e as Error).message),
+    );
+    await assert.rejects(
+      continueTrainingDp(parent, batch, options({ evaluation: await csv([]) })),
+      (e: unknown) =>
+        code('ERR_DATA_VALUE')(e) && /evaluation set \(--eval\) has no rows/.test((e as Error).message),
+    );
+    assert.deepEqual(await ledger.status('tx'), before);
+  });
+
   it('rejects an architecture, schema or budget mismatch and a non-DP parent, nothing spent', async () => {
     const before = await ledger.status('tx');
     await assert.rejects(
