@@ -1,5 +1,10 @@
 import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { pathToFileURL } from 'node:url';
+import { chromium } from 'playwright-core';
 import {
   barChart,
   binGroups,
@@ -179,5 +184,52 @@ describe('report building blocks', () => {
     // Every attribute value is quoted and holds no raw quote: the attributes parse as written.
     for (const tag of html.matchAll(/<[a-zA-Z][^>]*>/g))
       assert.match(tag[0], /^<[a-zA-Z][\w-]*(?:\s+[\w:-]+(?:="[^"<>]*")?)*\s*\/?>$/, tag[0]);
+  });
+});
+
+const CHROMIUM = '/usr/bin/chromium';
+
+describe('report.html in headless Chromium', {
+  skip: existsSync(CHROMIUM) ? false : `${CHROMIUM} is not installed`,
+}, () => {
+  it('its style sheet applies under a CSP without unsafe-inline; hostile strings stay text', async () => {
+    const x = `<img src=x onerror="document.title='pwned'"><style>body{display:none}</style>`;
+    const html = renderHtml({
+      title: x,
+      generatedAt: '2026-01-01T00:00:00Z',
+      bulwarkVersion: '0.0.0',
+      sections: [
+        { id: 'a', title: x, status: 'failed', blocks: [{ kind: 'table', columns: [x], rows: [[x]] }] },
+        {
+          id: 'b',
+          title: 'chart',
+          status: 'ok',
+          blocks: [{ kind: 'bars', title: x, bars: [{ label: x, value: 1 }] }],
+        },
+      ],
+    });
+    assert.match(html, /style-src 'sha256-[A-Za-z0-9+/]+=*'/);
+    assert.doesNotMatch(html, /unsafe-inline/);
+    const file = join(mkdtempSync(join(tmpdir(), 'bulwark-report-')), 'report.html');
+    writeFileSync(file, html);
+    const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
+    try {
+      const page = await browser.newPage();
+      const problems: string[] = [];
+      page.on('console', (m) => {
+        if (m.type() === 'error' || m.type() === 'warning') problems.push(m.text());
+      });
+      await page.goto(pathToFileURL(file).href);
+      // The sheet applied (the hash matches): a failed section's badge is red, the body is visible.
+      const badge = page.locator('section#a h2 .status');
+      assert.equal(await badge.evaluate((e) => getComputedStyle(e).backgroundColor), 'rgb(254, 226, 226)');
+      assert.equal(await page.locator('body').evaluate((e) => getComputedStyle(e).display), 'block');
+      assert.equal(await page.locator('img').count(), 0);
+      assert.equal(await page.locator('body style').count(), 0);
+      assert.equal(await page.title(), x);
+      assert.deepEqual(problems, []);
+    } finally {
+      await browser.close();
+    }
   });
 });
