@@ -6,6 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { BulwarkError } from '../../src/core/index.js';
 import { type Dataset, parseSchema, readDataset, type Schema } from '../../src/data/index.js';
 import {
+  continueTraining,
   continueTrainingDp,
   type DpContinueOptions,
   META_CONTINUED_FROM,
@@ -252,5 +253,35 @@ describe('DP fine-tuning from a DP model (continueTrainingDp)', () => {
     });
     await assert.rejects(continueTrainingDp(plain.onnx, batch, options()), code('ERR_DP_UNACCOUNTED'));
     assert.deepEqual(await ledger.status('tx'), before);
+  });
+});
+
+describe('plain fine-tuning (continueTraining) checks its inputs before it trains', () => {
+  it('an empty batch, an empty evaluation set and an unknown evaluation label are refused, naming what', async () => {
+    const plain = await trainTabular(await csv(rows(300, 9)), {
+      label: 'label',
+      model: 'mlp',
+      hidden: [8],
+      epochs: 2,
+      seed: 1,
+    });
+    let progressed = 0;
+    const o = { label: 'label', evaluation, epochs: 1, onProgress: () => progressed++ };
+    await assert.rejects(
+      continueTraining(plain.onnx, await csv([]), o),
+      (e: unknown) =>
+        code('ERR_DATA_VALUE')(e) && /new batch \(--data\) has no rows/.test((e as Error).message),
+    );
+    await assert.rejects(
+      continueTraining(plain.onnx, batch, { ...o, evaluation: await csv([]) }),
+      (e: unknown) =>
+        code('ERR_DATA_VALUE')(e) && /evaluation set \(--eval\) has no rows/.test((e as Error).message),
+    );
+    const unknownLabel = rows(20, 4).map((r, i) => (i === 2 ? r.replace(/,(yes|no)$/, ',maybe') : r));
+    await assert.rejects(
+      continueTraining(plain.onnx, batch, { ...o, evaluation: await csv(unknownLabel) }),
+      code('ERR_LABEL_INVALID'),
+    );
+    assert.equal(progressed, 0, 'it fine-tuned before refusing');
   });
 });
