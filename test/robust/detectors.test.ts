@@ -430,6 +430,23 @@ describe('detectors fail closed on tampered state and bad inputs', () => {
     );
   });
 
+  it('stateful calibrate: an unknown level or streams too short to judge are named, not "no clean score"', () => {
+    const st = new StatefulDetector({ inputs: d, k: 5, history: 20 }).fit(fitSet.x, fitSet.rows);
+    const streams = benignStreams(calSet.x, calSet.rows, d, 20, 20, 1);
+    assert.throws(
+      () => st.calibrate(streams, 0.1, { level: 'session' as never }),
+      (e: unknown) =>
+        isBulwarkError(e, 'ERR_INVALID_ARGUMENT') && /^level: expected one of query, client/.test(e.message),
+    );
+    assert.throws(
+      () => st.calibrate(benignStreams(calSet.x, calSet.rows, d, 20, 5, 1), 0.1),
+      (e: unknown) =>
+        isBulwarkError(e, 'ERR_INVALID_ARGUMENT') &&
+        /^streams: expected benign streams of more than k \(5\)/.test(e.message),
+    );
+    assert.ok(st.calibrate(streams, 0.1).threshold <= 0);
+  });
+
   it('stateful: a new client costs memory for the queries it sent, not a whole history', () => {
     const st = new StatefulDetector({ inputs: d, k: 3, history: 500, dims: 6 }).fit(fitSet.x, fitSet.rows);
     st.calibrate(benignStreams(calSet.x, calSet.rows, d, 20, 100, 1), 0.1);

@@ -16,7 +16,13 @@
  * per query (the paper's choice). After a detection the client's history is cleared, as in the paper
  * (each detection then counts once).
  */
-import { BulwarkError, requireInteger, SeededRng } from '../../../core/index.js';
+import {
+  BulwarkError,
+  invalidArgument,
+  requireInteger,
+  requireOneOf,
+  SeededRng,
+} from '../../../core/index.js';
 import {
   base64ToF32,
   type Calibration,
@@ -225,7 +231,13 @@ export class StatefulDetector implements StreamDetector {
     fpr: number,
     options: { level?: 'query' | 'client' } = {},
   ): Calibration {
-    const level = options.level ?? 'client';
+    const level = requireOneOf('level', options.level ?? 'client', ['query', 'client'] as const);
+    if (!Array.isArray(streams) || !streams.some((s) => s.rows > this.k))
+      throw invalidArgument(
+        'streams',
+        `benign streams of more than k (${this.k}) queries (a query is judged against k earlier ones)`,
+        Array.isArray(streams) ? streams.map((s) => s.rows).join(', ') : streams,
+      );
     // Pass 1: the median benign k-NN distance for each history size n (k <= n <= history).
     this.#reference = null;
     const byN: number[][] = Array.from({ length: this.history - this.k + 1 }, () => []);
