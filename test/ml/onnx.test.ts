@@ -159,8 +159,8 @@ describe('ONNX import', () => {
   });
 
   /** A graph equivalent to scikit-learn's binary LogisticRegression as converters write it (MatMul, Add, Sigmoid). */
-  function handBuiltLr(extra?: { op: string; attrs?: object[] }): Uint8Array {
-    const w = Float32Array.from([0.5, -1.25, 2]);
+  function handBuiltLr(extra?: { op: string; attrs?: object[] }, weights = [0.5, -1.25, 2]): Uint8Array {
+    const w = Float32Array.from(weights);
     const tensor = (name: string, dims: number[], data: number[]) => ({
       name,
       dims,
@@ -229,6 +229,22 @@ describe('ONNX import', () => {
     assert.throws(
       () => fromOnnx(handBuiltLr({ op: 'Softmax', attrs: [{ name: 'axis', type: AttrType.INT, i: 0 }] })),
       (e) => isBulwarkError(e, 'ERR_ONNX_UNSUPPORTED_OP') && /axis 0/.test(e.message),
+    );
+  });
+
+  it('a NaN or infinite weight is refused on import, and never written', () => {
+    // Every output NaN: argmax answered class 0 for every row and no gradient moved, so the red team
+    // reported such a model as accurate and fully robust.
+    for (const v of [Number.NaN, Infinity])
+      assert.throws(
+        () => fromOnnx(handBuiltLr(undefined, [0.5, v, 2])),
+        (e) => isBulwarkError(e, 'ERR_ONNX_INVALID') && /dense layer 1 weights: value 1 is/.test(e.message),
+      );
+    const { net } = build(cases[2]!, 1);
+    net.params[5] = Number.NaN;
+    assert.throws(
+      () => toOnnx(net),
+      (e) => isBulwarkError(e, 'ERR_TRAINING_DIVERGED') && /parameter 5 is NaN/.test(e.message),
     );
   });
 

@@ -8,6 +8,7 @@
  * two-column Gemm whose first column is identically 0, followed by Softmax: softmax([0, z]) =
  * [1 - sigmoid(z), sigmoid(z)], the same probabilities with only standard operators.
  */
+import { BulwarkError } from '../../core/index.js';
 import type { Network } from '../network.js';
 import { AttrType, DataType, encodeModel } from './proto.js';
 
@@ -52,6 +53,13 @@ function valueInfo(name: string, width: number): object {
 
 /** Serialises `net` as ONNX ModelProto bytes. */
 export function toOnnx(net: Network, options: OnnxExportOptions = {}): Uint8Array {
+  // Never write a model that computes NaN (fromOnnx refuses to read one back).
+  const bad = net.params.findIndex((v) => !Number.isFinite(v));
+  if (bad >= 0)
+    throw new BulwarkError(
+      'ERR_TRAINING_DIVERGED',
+      `the network's parameter ${bad} is ${net.params[bad]}: a model with non-finite weights is not written`,
+    );
   const b: Built = { nodes: [], initializers: [] };
   let counter = 0;
   const node = (opType: string, inputs: string[], attrs: object[] = []): string => {

@@ -570,6 +570,22 @@ export function fromOnnx(bytes: Uint8Array, options: OnnxImportOptions = {}): On
     net.weights(l).set(d.w);
     net.bias(l).set(d.b);
   });
+  // A NaN or infinite weight makes every output NaN: argmax then answers class 0 for every row and no
+  // gradient moves, so `bulwark evaluate` reported such a model as accurate AND fully robust.
+  for (let l = 0; l < denses.length; l++) {
+    for (const [what, a] of [
+      ['weights', net.weights(l)],
+      ['bias', net.bias(l)],
+    ] as const) {
+      const i = a.findIndex((v) => !Number.isFinite(v));
+      if (i >= 0) throw invalid(`dense layer ${l + 1} ${what}: value ${i} is ${a[i]} (not a finite number)`);
+    }
+  }
+  if (preprocessing !== null) {
+    const vals = Object.values(preprocessing).filter((v): v is Float32Array => v instanceof Float32Array);
+    if (vals.some((a) => a.some((v) => !Number.isFinite(v))))
+      throw invalid('the input preprocessing has a value that is not a finite number');
+  }
   return {
     network: net,
     outputKind: outKind,
