@@ -83,6 +83,32 @@ describe('bulwark data inspect / train --sanitize / evaluate --gate', () => {
     assert.match(human.stdout, /rows flagged/);
   });
 
+  it('--report never replaces an input, whatever --force says (inspect, evaluate)', () => {
+    const model = join(dir, 'poisoned.onnx');
+    const before = [readFileSync(model), readFileSync(poisoned)];
+    const base = ['data', 'inspect', '--model', model, '--data', poisoned, '--force'];
+    for (const target of [poisoned, model]) {
+      const r = runBulwark([...base, '--report', target]);
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(r.stderr, /ERR_USAGE: --report \S+ is also an input of this command/);
+    }
+    const e = runBulwark([
+      'evaluate',
+      '--model',
+      model,
+      '--data',
+      test,
+      '--label',
+      'label',
+      '--report',
+      model,
+      '--force',
+    ]);
+    assert.equal(e.code, 2, e.stderr);
+    assert.match(e.stderr, /ERR_USAGE: --report \S+ is also an input/);
+    assert.deepEqual([readFileSync(model), readFileSync(poisoned)], before);
+  });
+
   it('the gate fails (exit 5) on the poisoned model and passes on the clean one', () => {
     const bad = runBulwark([
       'evaluate',

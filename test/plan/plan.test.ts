@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -342,6 +342,13 @@ describe('bulwark plan (CLI)', () => {
     const html = readFileSync(report, 'utf8');
     for (const s of ['id="choice"', 'id="frontier"', 'id="costs"', 'id="threats"', '<svg', 'Pareto frontier'])
       assert.ok(html.includes(s), s);
+    // The report never replaces the plan file it was made from, whatever --force says.
+    const own = join(dir, 'own-plan.yaml');
+    copyFileSync(PLAN, own);
+    const self = runBulwark(['plan', '--plan', own, '--report', own, '--force']);
+    assert.equal(self.code, 2, self.stderr);
+    assert.match(self.stderr, /ERR_USAGE: --report \S+ is also an input/);
+    assert.equal(readFileSync(own, 'utf8'), readFileSync(PLAN, 'utf8'));
     const bad = runBulwark(['plan', '--plan', PLAN, '--budget', '0.01']);
     assert.equal(bad.code, 3);
     assert.match(bad.stderr, /^bulwark: ERR_PLAN_INFEASIBLE: /);

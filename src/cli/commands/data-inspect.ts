@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
-import { basename, resolve } from 'node:path';
+import { basename } from 'node:path';
 import { type Command, InvalidArgumentError } from 'commander';
-import { BulwarkError, exists, fsError, requireFile } from '../../core/index.js';
+import { BulwarkError, fsError, requireFile } from '../../core/index.js';
 import { Pipeline, readDataset } from '../../data/index.js';
 import {
   INSPECT_METHODS,
@@ -12,7 +12,7 @@ import {
 } from '../../integrity/index.js';
 import { fromOnnx, metadataJson, onnxMetadata } from '../../ml/index.js';
 import { META_CLASS_VALUES, META_LABEL, META_PIPELINE } from '../../train/index.js';
-import { floatOption, intOption } from '../options.js';
+import { checkOutputPath, floatOption, intOption } from '../options.js';
 import { ioOf } from '../program.js';
 import { writeHtmlReport } from '../report.js';
 
@@ -104,14 +104,9 @@ well-separated one. Row numbers are 1-based data rows (the header not counted). 
         force?: boolean;
       }>();
       const io = ioOf(this);
-      if (o.report !== undefined && o.force !== true && (await exists(resolve(o.report))))
-        throw new BulwarkError(
-          'ERR_FILE_EXISTS',
-          `report: file exists: ${resolve(o.report)} (use --force to overwrite)`,
-          {
-            details: { path: resolve(o.report) },
-          },
-        );
+      // Before the work; and never over the model or the data, whatever --force says.
+      if (o.report !== undefined)
+        await checkOutputPath(o.report, { force: o.force, option: '--report', inputs: [o.model, o.data] });
       const {
         inspection: r,
         classValues,

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
-import { basename, resolve } from 'node:path';
+import { basename } from 'node:path';
 import { type Command, InvalidArgumentError } from 'commander';
-import { BulwarkError, exists, fsError, isBulwarkError, requireFile } from '../../core/index.js';
+import { BulwarkError, fsError, isBulwarkError, requireFile } from '../../core/index.js';
 import {
   type Dataset,
   loadSchema,
@@ -32,7 +32,7 @@ import {
   tabularDomain,
 } from '../../robust/index.js';
 import { META_CLASS_VALUES, META_LABEL, META_PIPELINE } from '../../train/index.js';
-import { floatOption, intOption, listOption } from '../options.js';
+import { checkOutputPath, floatOption, intOption, listOption } from '../options.js';
 import { ioOf } from '../program.js';
 import { startProgress } from '../progress.js';
 import { writeHtmlReport } from '../report.js';
@@ -315,16 +315,14 @@ the data), integers integral, one categorical value per field, --immutable colum
           '--attacks mia needs --members (the training rows of the first model)',
         );
       }
-      // Refuse an existing report before the work, not after it (it is checked again when written).
-      if (o.report !== undefined && o.force !== true && (await exists(resolve(o.report)))) {
-        throw new BulwarkError(
-          'ERR_FILE_EXISTS',
-          `report: file exists: ${resolve(o.report)} (use --force to overwrite)`,
-          {
-            details: { path: resolve(o.report) },
-          },
-        );
-      }
+      // Refuse an existing report before the work, not after it (it is checked again when written),
+      // and one of the inputs whatever --force says: the HTML would replace the model or the data.
+      if (o.report !== undefined)
+        await checkOutputPath(o.report, {
+          force: o.force,
+          option: '--report',
+          inputs: [...o.model, o.data, o.members, o.schema, o.gate, o.ledger],
+        });
       await requireFile(o.data, 'data file');
       if (o.members !== undefined) await requireFile(o.members, 'members file');
       let schema: Schema | undefined;

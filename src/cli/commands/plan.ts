@@ -2,7 +2,7 @@ import { join, resolve } from 'node:path';
 import { type Command, InvalidArgumentError } from 'commander';
 import { packageRoot } from '../../core/index.js';
 import { PROFILE_IDS, type Profile } from '../../plan/index.js';
-import { floatOption } from '../options.js';
+import { checkOutputPath, floatOption } from '../options.js';
 import { ioOf } from '../program.js';
 import { writeHtmlReport } from '../report.js';
 
@@ -68,6 +68,8 @@ when a required measure has no cost.`,
         report?: string;
         force?: boolean;
       }>();
+      if (o.report !== undefined)
+        await checkOutputPath(o.report, { force: o.force, option: '--report', inputs: [o.plan] });
       const p = await lib();
       const file = o.plan !== undefined ? await p.loadPlanFile(o.plan) : p.defaultPlanFile();
       // Not the working directory's bench/results: run from a project folder, that is not Bulwark's.
