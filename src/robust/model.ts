@@ -173,6 +173,15 @@ export function onnxRuntimeModel(
           `model output "${output}" has ${out.data.length} values for ${rows} rows, expected ${classes} per row`,
         );
       }
+      // A NaN output is not a probability: argmax reads it as class 0 and no attack can move it, so a
+      // model with a NaN weight was evaluated as accurate and perfectly robust.
+      const bad = out.data.findIndex((v) => !Number.isFinite(v));
+      if (bad >= 0)
+        throw new BulwarkError(
+          'ERR_ONNX_INVALID',
+          `model output "${output}" is ${out.data[bad]} for row ${Math.floor(bad / classes) + 1}: the model does not compute probabilities (non-finite weights?)`,
+          { details: { row: Math.floor(bad / classes) + 1 } },
+        );
       return kind === 'logits' ? softmax(out.data, rows, classes) : out.data;
     },
   };

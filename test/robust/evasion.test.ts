@@ -596,4 +596,21 @@ describe('Square attack (black-box)', () => {
     assert.ok(same >= rows - 2, `${same} of ${rows} rows agree`);
     assert.ok(viaOrt.successRate > 0);
   });
+
+  it('a model whose outputs are NaN is refused, not evaluated as accurate and robust', async () => {
+    // One weight of the export set to NaN in the bytes (toOnnx itself refuses to write one).
+    const bytes = Buffer.from(toOnnx(net));
+    const pattern = Buffer.alloc(4);
+    pattern.writeFloatLE(net.params[0] as number);
+    const at = bytes.indexOf(pattern);
+    assert.ok(at > 0);
+    bytes.writeUInt32LE(0x7fc00000, at);
+    const session = await OnnxRuntimeModel.create(new Uint8Array(bytes));
+    const onnx = onnxRuntimeModel(session, { inputs: d, classes }, { name: 'nan.onnx' });
+    await assert.rejects(
+      square(onnx, data.x.slice(0, 10 * d), data.y.slice(0, 10), 10, { eps: 0.1, queries: 10 }),
+      (e: unknown) => isBulwarkError(e, 'ERR_ONNX_INVALID') && /is NaN for row 1/.test(e.message),
+    );
+    await session.close();
+  });
 });
