@@ -3,10 +3,12 @@ import { describe, it } from 'node:test';
 import { isBulwarkError } from '../../src/core/index.js';
 import { logisticRegression, mlp, train } from '../../src/ml/index.js';
 import {
+  attributeInference,
   extractModel,
   liraAttack,
   lossThresholdAttack,
   membershipSummary,
+  modelPerformance,
   networkModel,
   networkTrainer,
 } from '../../src/robust/index.js';
@@ -162,5 +164,48 @@ describe('model extraction', () => {
         (e: unknown) => isBulwarkError(e, 'ERR_INVALID_ARGUMENT') && re.test(e.message),
       );
     assert.equal(queries, 0);
+  });
+});
+
+describe('attribute inference', () => {
+  it('checks labels, truth and candidates before querying the model', async () => {
+    let queries = 0;
+    const model = {
+      name: 'counting',
+      inputs: 3,
+      classes: 2,
+      predictProba: async (_x: Float32Array, rows: number) => {
+        queries++;
+        return new Float32Array(2 * rows).fill(0.5);
+      },
+    };
+    const x = new Float32Array(4 * 3);
+    const y = Int32Array.from([0, 1, 1, 0]);
+    const truth = Int32Array.from([0, 1, 0, 1]);
+    const o = { columns: [2], candidates: [[0], [1]], prior: [1, 1] };
+    const bad: [RegExp, () => Promise<unknown>][] = [
+      // label 2 of a 2-class model read the next row's probability
+      [/^y\[1\]:/, () => attributeInference(model, x, Int32Array.from([0, 2, 1, 0]), truth, o)],
+      [/^truth\[3\]:/, () => attributeInference(model, x, y, Int32Array.from([0, 1, 0, 2]), o)],
+      [
+        /^candidates\[1\]\[0\]:/,
+        () => attributeInference(model, x, y, truth, { ...o, candidates: [[0], [Number.NaN]] }),
+      ],
+      [
+        /^rows/,
+        () => attributeInference(model, new Float32Array(0), new Int32Array(0), new Int32Array(0), o),
+      ],
+      // a TypeError from inside the counting loop before
+      [/^y\[0\]:/, () => modelPerformance(model, x, Int32Array.from([-1, 0, 1, 0]))],
+    ];
+    for (const [re, f] of bad)
+      await assert.rejects(
+        f,
+        (e: unknown) => isBulwarkError(e, 'ERR_INVALID_ARGUMENT') && re.test(e.message),
+        String(re),
+      );
+    assert.equal(queries, 0);
+    const perf = await modelPerformance(model, x, y);
+    assert.equal(perf.length, 2);
   });
 });

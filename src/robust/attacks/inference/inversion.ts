@@ -59,11 +59,19 @@ export async function attributeInference(
   o: AttributeInferenceOptions,
 ): Promise<AttributeInferenceResult> {
   const d = model.inputs;
-  const rows = y.length;
+  const rows = requireInteger('rows (y.length)', y.length, 1);
   if (x.length !== rows * d) throw invalidArgument('x', `${rows} x ${d} values`, x.length);
   if (truth.length !== rows) throw invalidArgument('truth', `${rows} values`, truth.length);
   const k = o.candidates.length;
   if (k < 2) throw invalidArgument('candidates', 'two or more', k);
+  // Checked before any query: a label outside [0, classes) read another row's probability.
+  checkLabels('y', y, model.classes);
+  for (let r = 0; r < rows; r++) requireInteger(`truth[${r}]`, truth[r], 0, k - 1);
+  o.candidates.forEach((c, i) => {
+    c.forEach((v, j) => {
+      if (!Number.isFinite(v)) throw invalidArgument(`candidates[${i}][${j}]`, 'a finite number', v);
+    });
+  });
   if (o.prior.length !== k) throw invalidArgument('prior', `${k} values`, o.prior.length);
   o.columns.forEach((c, i) => {
     requireInteger(`columns[${i}]`, c, 0, d - 1);
@@ -113,7 +121,6 @@ export async function attributeInference(
   }));
   for (let r = 0; r < rows; r++) {
     const t = truth[r] as number;
-    if (!(t >= 0 && t < k)) throw invalidArgument(`truth[${r}]`, `a candidate index in [0, ${k})`, t);
     const pv = perValue[t] as { rows: number; recovered: number };
     pv.rows++;
     if (guesses[r] === t) {
@@ -127,6 +134,10 @@ export async function attributeInference(
   return { rows, accuracy, baselineAccuracy, advantage: accuracy - baselineAccuracy, perValue, guesses };
 }
 
+function checkLabels(name: string, y: ArrayLike<number>, classes: number): void {
+  for (let r = 0; r < y.length; r++) requireInteger(`${name}[${r}]`, y[r], 0, classes - 1);
+}
+
 /**
  * The performance statistics Fredrikson et al.'s attacker is assumed to know: Pr[true label y | the
  * model predicts p], estimated on labelled rows (`performance[y][p]`; columns with no prediction are
@@ -138,6 +149,11 @@ export async function modelPerformance(
   y: Int32Array,
 ): Promise<number[][]> {
   const k = model.classes;
+  requireInteger('rows (y.length)', y.length, 1);
+  if (x.length !== y.length * model.inputs)
+    throw invalidArgument('x', `${y.length} x ${model.inputs} values`, x.length);
+  // A label outside [0, classes) was a TypeError from inside the counting loop.
+  checkLabels('y', y, k);
   const pred = argmaxRows(await model.predictProba(x, y.length), y.length, k);
   const counts = Array.from({ length: k }, () => new Array<number>(k).fill(0));
   for (let i = 0; i < y.length; i++) (counts[y[i] as number] as number[])[pred[i] as number]! += 1;
