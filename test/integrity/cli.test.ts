@@ -388,4 +388,12 @@ describe('bulwark data poison', () => {
     const bad = poison(false, ['--trigger', 'hour=four', '--target', 'no', '--out', join(dir, 'x.csv')]);
     assert.equal(bad.code, 2);
   });
+
+  it('never poisons the clean file in place, whatever --force says', () => {
+    const before = readFileSync(clean);
+    const r = poison(false, ['--attack', 'flip', '--rate', '0.1', '--out', clean, '--force']);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /ERR_USAGE: --out \S+ is also an input of this command/);
+    assert.deepEqual(readFileSync(clean), before);
+  });
 });

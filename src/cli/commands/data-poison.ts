@@ -18,7 +18,7 @@ import {
   plantTabularBackdoor,
   type TabularTrigger,
 } from '../../robust/index.js';
-import { floatOption, intOption } from '../options.js';
+import { checkOutputPath, floatOption, intOption } from '../options.js';
 import { ioOf } from '../program.js';
 
 function oneOf<T extends string>(allowed: readonly T[]): (v: string) => T {
@@ -139,6 +139,9 @@ The output lists the poisoned 1-based row numbers with --json. See docs/integrit
       }>();
       const io = ioOf(this);
       await requireFile(o.data, 'data file');
+      // Never over the clean data (or the schema), whatever --force says: the point is a poisoned
+      // copy, and an --out equal to --data poisoned the only clean file in place.
+      await checkOutputPath(o.out, { force: o.force, inputs: [o.data, o.schema] });
       let ds = await readDataset(o.data);
       let schema: Schema | undefined;
       if (o.schema !== undefined) {
