@@ -668,6 +668,16 @@ export async function readCsvDataset(path: string, opts: CsvDatasetOptions = {})
     if (t !== 'number' && t !== 'string' && t !== 'timestamp')
       throw invalidArgument(`types.${k}`, 'number, string or timestamp', t);
   }
+  // Checked here: a number among the rewrites crashed the typing of every value with a TypeError.
+  if (opts.valueMaps !== undefined) {
+    if (typeof opts.valueMaps !== 'object' || opts.valueMaps === null)
+      throw invalidArgument('valueMaps', 'an object of per-column rewrites', opts.valueMaps);
+    for (const [col, m] of Object.entries(opts.valueMaps)) {
+      if (typeof m !== 'object' || m === null) throw invalidArgument(`valueMaps.${col}`, 'an object', m);
+      for (const [from, to] of Object.entries(m))
+        if (typeof to !== 'string') throw invalidArgument(`valueMaps.${col}.${from}`, 'a string', to);
+    }
+  }
   // At most one extra pass per column: each pass turns at least one misfit column into strings.
   for (let pass = 0; pass < 1000; pass++) {
     const r = await readPass(path, opts, forced, inferRows);

@@ -264,6 +264,17 @@ describe('CSV reading', () => {
     assert.equal(await codeOf(readCsvDataset(join(dir, 'nope.csv'))), 'ERR_FILE_NOT_FOUND');
     assert.equal(await codeOf(readCsvDataset(file('a\n1\n'), { delimiter: '' })), 'ERR_INVALID_ARGUMENT');
     assert.equal(await codeOf(readCsvDataset(file('a,a\n1,2\n'))), 'ERR_CSV_PARSE');
+    // A rewrite to a number (a registry entry written in JSON) was a TypeError while typing values.
+    await assert.rejects(
+      readCsvDataset(file('y\nx\n'), { valueMaps: { y: { x: 1 as unknown as string } } }),
+      {
+        code: 'ERR_INVALID_ARGUMENT',
+        message: /valueMaps\.y\.x/,
+      },
+    );
+    await assert.rejects(readCsvDataset(file('y\nx\n'), { valueMaps: { y: null as never } }), {
+      code: 'ERR_INVALID_ARGUMENT',
+    });
   });
 
   it('streams a large file with bounded memory through the async iterator', async () => {
