@@ -144,6 +144,19 @@ export class ServedModel {
       detectors.mahalanobis === undefined ? null : MahalanobisDetector.load(detectors.mahalanobis);
     this.stateful = detectors.stateful === undefined ? null : StatefulDetector.load(detectors.stateful);
     this.prada = detectors.prada === undefined ? null : PradaDetector.load(detectors.prada);
+    if (this.mahalanobis) {
+      // Its width is only checked when it scores: probe it here with one zero row, so a detector of
+      // another model stops the start naming the key instead of failing every request.
+      try {
+        this.mahalanobis.scoreSync(new Float32Array(loaded.features), 1);
+      } catch (e) {
+        throw new BulwarkError(
+          'ERR_DETECTOR_STATE',
+          `models.${loaded.name}.detectors.mahalanobis: cannot score the model's ${loaded.features} features (${(e as Error).message.slice(0, 160)})`,
+          { cause: e },
+        );
+      }
+    }
     for (const [kind, d] of [
       ['stateful', this.stateful],
       ['prada', this.prada],

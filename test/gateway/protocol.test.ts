@@ -6,15 +6,18 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { AuditLog } from '../../src/audit/index.js';
-import { isBulwarkError } from '../../src/core/index.js';
+import { isBulwarkError, SeededRng } from '../../src/core/index.js';
 import type { Schema } from '../../src/data/index.js';
 import { GatewayClient } from '../../src/gateway/client.js';
 import { modelConfigSchema } from '../../src/gateway/config.js';
 import type { LoadedModel } from '../../src/gateway/model-source.js';
 import { ServedModel } from '../../src/gateway/served-model.js';
 import type { Gateway } from '../../src/gateway/server.js';
+import { MahalanobisDetector } from '../../src/robust/index.js';
 import { type Fixture, fixture, startGateway, v2Body } from './gateway-fixtures.js';
 
 /** A schema with an unbounded integer field and numeric-looking categories. */
@@ -198,4 +201,26 @@ describe('query budget as documented', () => {
         await gw.close();
       }
     });
+});
+
+describe('detector files checked at start', () => {
+  it('refuses a Mahalanobis detector of another width, naming the key (it answered every request 400)', async () => {
+    const f = await fixture();
+    const x = new Float32Array(40);
+    const rng = new SeededRng(5);
+    for (let i = 0; i < x.length; i++) x[i] = rng.normal(0, 1);
+    const det = new MahalanobisDetector();
+    await det.fit(x, 20);
+    await det.calibrate(x, 20, 0.1);
+    const file = join(f.dir, 'mahalanobis-2.json');
+    writeFileSync(file, JSON.stringify(det.toJSON()));
+    const base = f.config();
+    const m = base.models[0] as (typeof base.models)[number];
+    await assert.rejects(
+      startGateway({ ...base, models: [{ ...m, detectors: { ...m.detectors, mahalanobis: file } }] }),
+      (e: unknown) =>
+        isBulwarkError(e, 'ERR_DETECTOR_STATE') &&
+        e.message.startsWith('models.fraud.detectors.mahalanobis: cannot score'),
+    );
+  });
 });
