@@ -208,6 +208,12 @@ const SECRET_NAME =
   /(pass(word|wd)?|secret|token|api[_-]?key|private[_-]?key|credential|auth[_-]?key|access[_-]?key|encryption[_-]?key|signing[_-]?key)/i;
 /** Values that are settings, not secrets, even under a secret-looking name (TOKEN_TTL=3600). */
 const NOT_SECRET_VALUE = /^(\d+(\.\d+)?[smhd]?|true|false|yes|no|on|off)$/i;
+/**
+ * The `*_FILE` convention (POSTGRES_PASSWORD_FILE=/run/secrets/pg): the value names the mounted file
+ * that holds the secret, which is what this checker asks for, not the secret itself.
+ */
+const SECRET_FILE_NAME = /_(FILE|PATH|DIR|FILENAME)$/i;
+const ABSOLUTE_PATH = /^\/[^\s]*$/;
 const SECRET_VALUE =
   /(-----BEGIN [A-Z ]*PRIVATE KEY-----|\bAKIA[0-9A-Z]{16}\b|\bgh[pousr]_[A-Za-z0-9]{36,}\b|\bxox[abpr]-[A-Za-z0-9-]+|\beyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.)/;
 
@@ -645,7 +651,10 @@ function checkPodSpec(
       if (
         typeof value === 'string' &&
         value !== '' &&
-        ((SECRET_NAME.test(n) && !NOT_SECRET_VALUE.test(value)) || SECRET_VALUE.test(value))
+        ((SECRET_NAME.test(n) &&
+          !NOT_SECRET_VALUE.test(value) &&
+          !(SECRET_FILE_NAME.test(n) && ABSOLUTE_PATH.test(value))) ||
+          SECRET_VALUE.test(value))
       ) {
         col.add(
           'BW-SECRET-ENV-LITERAL',

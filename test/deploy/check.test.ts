@@ -590,8 +590,18 @@ describe('deploy check: every rule fires on a crafted manifest, and only there',
         { name: 'TOKEN_TTL', value: '3600' },
         { name: 'AUTH_URL', value: 'https://idp' },
         { name: 'LOG', value: 'info' },
+        // The value names the mounted secret file, as this checker recommends: not a literal.
+        { name: 'POSTGRES_PASSWORD_FILE', value: '/run/secrets/pg' },
+        { name: 'API_KEY_PATH', value: '/etc/bulwark/model-key/api' },
       ]),
       [],
+    );
+    assert.deepEqual(
+      envs([
+        { name: 'DB_PASSWORD_FILE', value: 'hunter2' },
+        { name: 'TOKEN_FILE', value: '/x\n-----BEGIN PRIVATE KEY-----' },
+      ]),
+      ['spec.template.spec.containers[0].env[0].value', 'spec.template.spec.containers[0].env[1].value'],
     );
     assert.deepEqual(
       envs([
