@@ -106,6 +106,29 @@ function checkReadOptions(opts: CsvReadOptions): void {
   if (opts.delimiter === 'whitespace' && opts.quote !== undefined && opts.quote !== '"') {
     throw invalidArgument('quote', '" (the only quote of whitespace-delimited files)', opts.quote);
   }
+  // Characters with one meaning each: a delimiter that is a line end or the quote, or a comment
+  // marker that is the delimiter (every row starting with an empty field skipped), read "successfully"
+  // into something other than the file.
+  const delim = opts.delimiter ?? ',';
+  const quote = opts.quote === undefined ? '"' : opts.quote;
+  if (delim !== 'whitespace') {
+    if (/[\r\n]/.test(delim)) throw invalidArgument('delimiter', 'no line-end character', delim);
+    if (quote !== false && delim.includes(quote))
+      throw invalidArgument('delimiter', `no quote character (${quote})`, delim);
+  }
+  if (quote !== false && /[\r\n]/.test(quote)) throw invalidArgument('quote', 'not a line end', quote);
+  if (opts.comment !== undefined) {
+    if (/[\r\n]/.test(opts.comment)) throw invalidArgument('comment', 'no line-end character', opts.comment);
+    if (delim !== 'whitespace' && opts.comment.startsWith(delim))
+      throw invalidArgument(
+        'comment',
+        `a marker that does not start with the delimiter (${delim})`,
+        opts.comment,
+      );
+  }
+  for (const k of ['header', 'trim'] as const)
+    if (opts[k] !== undefined && typeof opts[k] !== 'boolean')
+      throw invalidArgument(k, 'true or false', opts[k]);
   if (opts.maxRows !== undefined) requireInteger('maxRows', opts.maxRows, 0);
   if (opts.engine !== undefined && opts.engine !== 'auto' && opts.engine !== 'csv-parse') {
     throw invalidArgument('engine', 'auto or csv-parse', opts.engine);

@@ -275,6 +275,25 @@ describe('CSV reading', () => {
     await assert.rejects(readCsvDataset(file('y\nx\n'), { valueMaps: { y: null as never } }), {
       code: 'ERR_INVALID_ARGUMENT',
     });
+    // Options that read "successfully" into something other than the file: a line end or the quote
+    // as the delimiter, the delimiter as the comment marker (rows starting with an empty field vanish).
+    const p = file('a,b\n,2\n3,4\n');
+    for (const [o, param] of [
+      [{ delimiter: '\n' }, 'delimiter'],
+      [{ delimiter: '\r' }, 'delimiter'],
+      [{ delimiter: '"' }, 'delimiter'],
+      [{ delimiter: ';', quote: ';' }, 'delimiter'],
+      [{ quote: '\n' }, 'quote'],
+      [{ comment: ',' }, 'comment'],
+      [{ comment: '#\n' }, 'comment'],
+      [{ header: 'yes' as never }, 'header'],
+    ] as const)
+      await assert.rejects(
+        readCsvDataset(p, o),
+        { code: 'ERR_INVALID_ARGUMENT', message: new RegExp(`^${param}`) },
+        JSON.stringify(o),
+      );
+    assert.equal((await readCsvDataset(p, { comment: '#' })).rowCount, 2);
   });
 
   it('streams a large file with bounded memory through the async iterator', async () => {
