@@ -257,7 +257,10 @@ export async function runGate(spec: GateSpec, inp: GateInputs): Promise<GateRepo
         if (!p) errors[i] = `no ${c.attack} result at eps ${c.eps}`;
       }
       if (c.metric === 'membership-auc') {
-        values[i] = m.membership?.lossThreshold.auc ?? null;
+        // An AUC of 0.2 separates members from non-members as well as 0.8 does (the attacker flips the
+        // score): the gate judges the distance from chance either way, max(AUC, 1 - AUC).
+        const auc = m.membership?.lossThreshold.auc;
+        values[i] = auc === undefined ? null : Math.max(auc, 1 - auc);
         if (values[i] === null) errors[i] = 'membership inference did not run';
       }
     });

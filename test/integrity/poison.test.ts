@@ -332,6 +332,20 @@ describe('the gate: membership inference and privacy budget', () => {
       assert.equal(spent?.value, 2.5);
       assert.equal(spent?.passed, false);
       assert.equal(robust?.passed, true, 'accuracy at eps 0 is the clean accuracy');
+      // The two sets swapped: the loss threshold's AUC falls below 0.5 by as much as it was above it,
+      // which separates the rows just as well; it used to pass "max 0.6".
+      const swapped = await runGate(
+        parseGate('version: 1\nchecks:\n  - metric: membership-auc\n    max: 0.6\n'),
+        {
+          model: { name: 'overfit', model: networkModel(net), network: net },
+          test: members,
+          members: test,
+          domain: InputDomain.box(D),
+          rows: 150,
+        },
+      );
+      assert.ok((swapped.checks[0]?.value as number) > 0.6, `swapped: ${swapped.checks[0]?.value}`);
+      assert.equal(swapped.passed, false);
       const lenient = parseGate(
         'version: 1\nchecks:\n  - metric: privacy-spent\n    budget: tx\n    max: 3\n',
       );
