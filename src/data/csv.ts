@@ -894,6 +894,11 @@ export class CsvWriter {
     checkNames(columns, 'columns');
     if (opts.delimiter !== undefined && (typeof opts.delimiter !== 'string' || opts.delimiter.length === 0))
       throw invalidArgument('delimiter', 'a non-empty string', opts.delimiter);
+    // Such a file could not be read back: its records and quoting would be ambiguous.
+    if (opts.delimiter !== undefined && /["\r\n]/.test(opts.delimiter))
+      throw invalidArgument('delimiter', 'no quote or line-end character', opts.delimiter);
+    if (opts.missing !== undefined && (typeof opts.missing !== 'string' || /["\r\n]/.test(opts.missing)))
+      throw invalidArgument('missing', 'a string with no quote or line end', opts.missing);
     const out = await AtomicFileStream.create(path, opts);
     return new CsvWriter(path, columns, out, opts);
   }

@@ -490,6 +490,11 @@ describe('CSV writing', () => {
     assert.deepEqual(readdirSync(sub), []);
     writeFileSync(p, 'old');
     await assert.rejects(CsvWriter.create(p, ['a'], { noClobber: true }), { code: 'ERR_FILE_EXISTS' });
+    // A file that could not be read back is not started.
+    for (const o of [{ delimiter: '\n' }, { delimiter: '"' }, { missing: '\r' }])
+      await assert.rejects(CsvWriter.create(join(dir, `never${n++}.csv`), ['a'], o), {
+        code: 'ERR_INVALID_ARGUMENT',
+      });
     assert.equal(readFileSync(p, 'utf8'), 'old');
   });
 
