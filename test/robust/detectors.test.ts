@@ -384,6 +384,12 @@ describe('detectors fail closed on tampered state and bad inputs', () => {
       stateErr(/threshold 0.5/),
     );
     assert.ok(StatefulDetector.load(sj).calibration);
+    // A history of a billion queries: each shared-state request allocated history x dims floats.
+    assert.throws(() => StatefulDetector.load({ ...sj, history: 1e9 }), stateErr(/history/));
+    assert.throws(
+      () => new PradaDetector({ inputs: d, classes: 2, maxGrowing: 1e9 }),
+      (e: unknown) => isBulwarkError(e, 'ERR_INVALID_ARGUMENT') && /^maxGrowing:/.test(e.message),
+    );
   });
 
   it('a NaN input is never scored as clean', async () => {

@@ -80,8 +80,9 @@ export class PradaDetector implements StreamDetector {
     this.classes = requireInteger('classes', o.classes, 2);
     this.minQueries = requireInteger('minQueries', o.minQueries ?? 100, 3);
     this.window = requireInteger('window', o.window ?? 2000, this.minQueries, 5000);
-    this.maxGrowing = requireInteger('maxGrowing', o.maxGrowing ?? 2000, 1);
-    this.maxClients = requireInteger('maxClients', o.maxClients ?? 10_000, 1);
+    // Each query is compared with its class's whole growing set: bounded, like window.
+    this.maxGrowing = requireInteger('maxGrowing', o.maxGrowing ?? 2000, 1, 100_000);
+    this.maxClients = requireInteger('maxClients', o.maxClients ?? 10_000, 1, 10_000_000);
     this.#clients = new ClientMap(this.maxClients);
   }
 

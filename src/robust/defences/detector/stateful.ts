@@ -89,11 +89,13 @@ export class StatefulDetector implements StreamDetector {
   constructor(o: StatefulOptions) {
     this.inputs = requireInteger('inputs', o.inputs, 1);
     this.k = requireInteger('k', o.k ?? 20, 1);
-    this.history = requireInteger('history', o.history ?? 500, this.k + 1);
-    const dims = requireInteger('dims', o.dims ?? Math.min(this.inputs, 64), 1);
+    // Upper bounds: every query costs history x dims operations, and a saved detector is read from a
+    // file (a hand-edited history of 1e9 made each request allocate gigabytes in the shared-state path).
+    this.history = requireInteger('history', o.history ?? 500, this.k + 1, 100_000);
+    const dims = requireInteger('dims', o.dims ?? Math.min(this.inputs, 64), 1, 4096);
     this.dims = Math.min(dims, this.inputs);
     this.seed = requireInteger('seed', o.seed ?? 0, 0);
-    this.maxClients = requireInteger('maxClients', o.maxClients ?? 10_000, 1);
+    this.maxClients = requireInteger('maxClients', o.maxClients ?? 10_000, 1, 10_000_000);
     this.#clients = new ClientMap(this.maxClients);
     if (this.dims < this.inputs) {
       const rng = new SeededRng(this.seed);
