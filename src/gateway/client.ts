@@ -45,7 +45,7 @@ export interface GatewayClientOptions {
   servername?: string;
   /** Bearer access token, or a function returning a fresh one per call. */
   token?: string | (() => string | Promise<string>);
-  /** Per-request timeout in ms (default 30,000). */
+  /** Per-request timeout in ms, for the whole exchange (default 30,000). */
   timeoutMs?: number;
   /** Connections kept open (default 16). */
   maxSockets?: number;
@@ -117,6 +117,11 @@ export class GatewayClient {
       throw new TypeError(
         'url: http:// sends the token and the inputs unencrypted; use https://, or set insecurePlaintext: true for a loopback sidecar',
       );
+    for (const k of ['timeoutMs', 'maxSockets'] as const) {
+      const v = options[k];
+      if (v !== undefined && !(Number.isInteger(v) && v >= 1))
+        throw new TypeError(`${k}: expected a positive integer, got ${String(v)}`);
+    }
     const common = { keepAlive: true, maxSockets: options.maxSockets ?? 16 };
     this.#agent =
       this.#url.protocol === 'https:'
@@ -149,7 +154,15 @@ export class GatewayClient {
       h['content-length'] = Buffer.byteLength(body);
     }
     const mod = this.#url.protocol === 'https:' ? https : http;
+    const ms = this.#o.timeoutMs ?? 30_000;
     return new Promise<RawResponse>((resolve, reject) => {
+      // The whole exchange, not only each idle gap: a server trickling its answer a byte at a time
+      // never trips the socket's idle timeout.
+      const deadline = setTimeout(() => req.destroy(new Error(`request timed out after ${ms} ms`)), ms);
+      const fail = (e: unknown) => {
+        clearTimeout(deadline);
+        reject(e);
+      };
       const req = mod.request(
         {
           protocol: this.#url.protocol,
@@ -159,23 +172,22 @@ export class GatewayClient {
           method,
           agent: this.#agent,
           headers: h,
-          timeout: this.#o.timeoutMs ?? 30_000,
+          timeout: ms,
           ...(this.#o.servername !== undefined ? { servername: this.#o.servername } : {}),
         },
         (res) => {
           const chunks: Buffer[] = [];
           res.on('data', (c: Buffer) => chunks.push(c));
           res.on('end', () => {
+            clearTimeout(deadline);
             const raw = Buffer.concat(chunks);
             resolve({ status: res.statusCode ?? 0, headers: res.headers, body: raw.toString('utf8'), raw });
           });
-          res.on('error', reject);
+          res.on('error', fail);
         },
       );
-      req.on('timeout', () =>
-        req.destroy(new Error(`request timed out after ${this.#o.timeoutMs ?? 30_000} ms`)),
-      );
-      req.on('error', reject);
+      req.on('timeout', () => req.destroy(new Error(`request timed out after ${ms} ms`)));
+      req.on('error', fail);
       req.end(body);
     });
   }

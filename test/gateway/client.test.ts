@@ -64,6 +64,38 @@ describe('bulwark/client', () => {
     c.close();
   });
 
+  it('timeoutMs bounds the whole exchange, not only each idle gap; bad values are refused up front', async () => {
+    // A server that trickles its answer, one byte per 50 ms for 4 s: never idle for timeoutMs.
+    const timers = new Set<NodeJS.Timeout>();
+    const slow = http.createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      let n = 0;
+      const t = setInterval(() => {
+        if (++n >= 80 || res.destroyed) {
+          clearInterval(t);
+          res.end(' ');
+        } else res.write(' ');
+      }, 50);
+      timers.add(t);
+    });
+    await new Promise<void>((r) => slow.listen(0, '127.0.0.1', r));
+    const port = (slow.address() as AddressInfo).port;
+    const c = new GatewayClient({ url: `http://127.0.0.1:${port}`, insecurePlaintext: true, timeoutMs: 500 });
+    try {
+      await assert.rejects(c.live(), /request timed out after 500 ms/);
+    } finally {
+      c.close();
+      for (const t of timers) clearInterval(t);
+      slow.closeAllConnections();
+      await new Promise<void>((r) => slow.close(() => r()));
+    }
+    for (const timeoutMs of [0, -1, 1.5, Number.NaN])
+      assert.throws(
+        () => new GatewayClient({ url: 'https://x.example', timeoutMs }),
+        (e: unknown) => e instanceof TypeError && e.message.startsWith('timeoutMs: '),
+      );
+  });
+
   it('inferRows sends a field missing from the first row instead of dropping it', async () => {
     let received = '';
     const echo = http.createServer((req, res) => {
