@@ -522,6 +522,8 @@ describe('parameters are checked up front, naming them', () => {
       ['queries 0', () => square(counting, x, null, 1, { eps: 0.1, queries: 0 })],
       ['pInit 2', () => square(counting, x, null, 1, { eps: 0.1, pInit: 2 })],
       ['NaN input', () => square(counting, new Float32Array([Number.NaN, 0, 0]), null, 1, { eps: 0.1 })],
+      // an L2 budget was silently run as L-inf
+      ['norm 2', () => square(counting, x, null, 1, { eps: 0.1, norm: '2' } as never)],
     ];
     for (const [name, f] of bad) {
       await assert.rejects(f, (e: unknown) => isBulwarkError(e), name);

@@ -84,6 +84,10 @@ export async function square(
   const d = model.inputs;
   // Every parameter is checked before the first query: the model's own predictions (y null) are asked
   // for only once the data and the options are known to be valid.
+  // The type has no norm, but a caller passing one must not get an L-inf attack reported as theirs.
+  const askedNorm = (options as { norm?: unknown }).norm;
+  if (askedNorm !== undefined && askedNorm !== 'inf')
+    throw invalidArgument('norm', "'inf' (the Square attack is L-inf only)", askedNorm);
   let predict = false;
   const base = checkBase(model, x, y, rows, { ...options, norm: 'inf' }, () => {
     predict = true;
