@@ -5,7 +5,7 @@
  * and the two operating-point tools fraud teams use: the false-positive rate at a threshold and the
  * threshold that meets a target false-positive rate.
  */
-import { BulwarkError, requireInteger, requireNumberIn } from '../core/index.js';
+import { BulwarkError, requireInteger, requireNumberIn, requireOneOf } from '../core/index.js';
 import { requireLength } from './kernels.js';
 
 type Labels = ArrayLike<number>;
@@ -92,6 +92,8 @@ export function precisionRecallF1(
   average: Average = 'binary',
   classes = 2,
 ): PrecisionRecallF1 {
+  // An unknown average was computed as 'weighted' without a word.
+  requireOneOf('average', average, ['binary', 'macro', 'micro', 'weighted'] as const);
   const m = confusionMatrix(yTrue, yPred, classes);
   const div = (a: number, b: number) => (b === 0 ? 0 : a / b);
   const per = m.map((row, c) => {

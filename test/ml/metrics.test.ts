@@ -67,6 +67,11 @@ describe('metrics agree with scikit-learn', () => {
       close(got.recall, ref[avg][1]);
       close(got.f1, ref[avg][2]);
     }
+    // 'samples' is scikit-learn's for multi-label data; it was computed as 'weighted' without a word.
+    assert.throws(
+      () => precisionRecallF1(yt3, yp3, 'samples' as never, 3),
+      (e: unknown) => isBulwarkError(e, 'ERR_INVALID_ARGUMENT') && /^average: expected one of/.test(e.message),
+    );
   });
 
   it('threshold for a target FPR, and FPR at that threshold', () => {
