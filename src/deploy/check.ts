@@ -696,6 +696,26 @@ function checkPodSpec(
       );
     }
   }
+  // The kubelet adds fsGroup and supplementalGroups to every container's groups: GID 0 there puts the
+  // process in the root group as surely as runAsGroup: 0 (once per pod: it is a pod setting).
+  if (psc['fsGroup'] === 0)
+    col.add(
+      'BW-RUN-AS-GROUP',
+      doc,
+      ref,
+      `${base}.securityContext.fsGroup`,
+      'fsGroup 0 adds the root group to every container',
+    );
+  arr(psc['supplementalGroups']).forEach((g, i) => {
+    if (g === 0)
+      col.add(
+        'BW-RUN-AS-GROUP',
+        doc,
+        ref,
+        `${base}.securityContext.supplementalGroups[${i}]`,
+        'supplemental group 0 adds the root group to every container',
+      );
+  });
 }
 
 function checkSelinux(col: Collector, doc: ManifestDoc, ref: ObjectRef, se: Obj, path: string): void {

@@ -396,6 +396,31 @@ describe('deploy check: every rule fires on a crafted manifest, and only there',
     assert.deepEqual(at(named, 'BW-NETPOL-NS-LABEL'), []);
   });
 
+  it('BW-RUN-AS-GROUP also for GID 0 in fsGroup or supplementalGroups (the kubelet adds them to every container)', () => {
+    const paths = (f: Finding[]) => f.filter((x) => x.rule === 'BW-RUN-AS-GROUP').map((x) => x.path);
+    assert.deepEqual(
+      paths(
+        withPod((p) => {
+          p.securityContext.fsGroup = 0;
+          p.securityContext.supplementalGroups = [1000, 0];
+        }),
+      ),
+      [
+        'spec.template.spec.securityContext.fsGroup',
+        'spec.template.spec.securityContext.supplementalGroups[1]',
+      ],
+    );
+    assert.deepEqual(
+      paths(
+        withPod((p) => {
+          p.securityContext.fsGroup = 1000;
+          p.securityContext.supplementalGroups = [1000];
+        }),
+      ),
+      [],
+    );
+  });
+
   it('BW-NETPOL-MISSING also when the policies selecting the pods leave a direction open', () => {
     const at = (f: Finding[]) => f.filter((x) => x.rule === 'BW-NETPOL-MISSING').map((x) => x.message);
     const only = (spec: J): J => ({ ...denyAll(), spec: { podSelector: {}, ...spec } });
