@@ -70,7 +70,8 @@ describe('metrics agree with scikit-learn', () => {
     // 'samples' is scikit-learn's for multi-label data; it was computed as 'weighted' without a word.
     assert.throws(
       () => precisionRecallF1(yt3, yp3, 'samples' as never, 3),
-      (e: unknown) => isBulwarkError(e, 'ERR_INVALID_ARGUMENT') && /^average: expected one of/.test(e.message),
+      (e: unknown) =>
+        isBulwarkError(e, 'ERR_INVALID_ARGUMENT') && /^average: expected one of/.test(e.message),
     );
   });
 
