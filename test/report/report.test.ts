@@ -222,8 +222,19 @@ describe('report.html in headless Chromium', {
       await page.goto(pathToFileURL(file).href);
       // The sheet applied (the hash matches): a failed section's badge is red, the body is visible.
       const badge = page.locator('section#a h2 .status');
-      assert.equal(await badge.evaluate((e) => getComputedStyle(e).backgroundColor), 'rgb(254, 226, 226)');
-      assert.equal(await page.locator('body').evaluate((e) => getComputedStyle(e).display), 'block');
+      // The callbacks run in the page (serialised: they cannot call a helper of this file); the test's
+      // TypeScript has no DOM library, so the page's getComputedStyle is reached through globalThis.
+      type Page = { getComputedStyle(e: unknown): { backgroundColor: string; display: string } };
+      assert.equal(
+        await badge.evaluate((e) => (globalThis as unknown as Page).getComputedStyle(e).backgroundColor),
+        'rgb(254, 226, 226)',
+      );
+      assert.equal(
+        await page
+          .locator('body')
+          .evaluate((e) => (globalThis as unknown as Page).getComputedStyle(e).display),
+        'block',
+      );
       assert.equal(await page.locator('img').count(), 0);
       assert.equal(await page.locator('body style').count(), 0);
       assert.equal(await page.title(), x);
