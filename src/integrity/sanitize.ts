@@ -56,6 +56,8 @@ export function inspectRows(
   const method = requireOneOf('method', o.method ?? 'both', INSPECT_METHODS);
   const eps = requireNumberIn('expectedPoisonFraction', o.expectedPoisonFraction ?? 0.05, 0, 0.5);
   const rows = y.length;
+  // Said plainly (it surfaced as "rows: expected an integer >= 1, got 0").
+  if (rows === 0) throw new BulwarkError('ERR_DATA_VALUE', 'the data to inspect has no rows');
   const { reps, dim } = hiddenRepresentations(net, x, rows);
   const seed = o.seed ?? 0;
   const spectral =

@@ -9,6 +9,7 @@ import {
   checkProvenance,
   compareModels,
   fileDigest,
+  inspectRows,
   judgeGate,
   parseGate,
   requireGatePassed,
@@ -359,5 +360,15 @@ describe('the gate: membership inference and privacy budget', () => {
     } finally {
       await ledger.close();
     }
+  });
+});
+
+describe('inspecting data for poison', () => {
+  it('no rows is said plainly, not as "rows: expected an integer >= 1, got 0"', () => {
+    const net = mlp({ inputs: 3, hidden: [4], classes: 2, rng: 1 });
+    assert.throws(
+      () => inspectRows(net, new Float32Array(0), new Int32Array(0)),
+      (e: unknown) => isBulwarkError(e, 'ERR_DATA_VALUE') && /has no rows/.test(e.message),
+    );
   });
 });
