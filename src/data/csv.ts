@@ -15,6 +15,7 @@ import { CsvTokenizer, MAX_RECORD_CHARS, TokenizeError } from './csv-tokenizer.j
 import {
   type Column,
   type ColumnType,
+  columnList,
   Dataset,
   formatTimestamp,
   parseNumber,
@@ -793,7 +794,7 @@ async function readPass(
         if (!cols.includes(k) && opts.types?.[k] !== undefined) {
           throw new BulwarkError(
             'ERR_COLUMN_NOT_FOUND',
-            `${file}: no column "${k}" (given a type); columns are: ${cols.join(', ')}`,
+            `${file}: no column "${k}" (given a type); columns are: ${columnList(cols)}`,
             {
               details: { file, field: k },
             },

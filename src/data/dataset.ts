@@ -363,13 +363,19 @@ function mapValues(c: Column, f: <T extends Float64Array | readonly (string | nu
 
 /** The `ERR_COLUMN_NOT_FOUND` error, naming the column and listing the ones that exist. */
 export function columnNotFound(name: string, existing: readonly string[]): BulwarkError {
-  const list =
-    existing.length > 30
-      ? `${existing.slice(0, 30).join(', ')}, ... (${existing.length})`
-      : existing.join(', ');
-  return new BulwarkError('ERR_COLUMN_NOT_FOUND', `no column "${name}"; columns are: ${list || '(none)'}`, {
-    details: { field: name },
-  });
+  return new BulwarkError(
+    'ERR_COLUMN_NOT_FOUND',
+    `no column "${name}"; columns are: ${columnList(existing)}`,
+    {
+      details: { field: name },
+    },
+  );
+}
+
+/** Column names for a message: the first 30 and how many there are (a wide file has a million). */
+export function columnList(names: readonly string[]): string {
+  if (names.length === 0) return '(none)';
+  return names.length > 30 ? `${names.slice(0, 30).join(', ')}, ... (${names.length})` : names.join(', ');
 }
 
 function wrongType(name: string, got: ColumnType, want: ColumnType): BulwarkError {

@@ -11,7 +11,7 @@ import {
   requireFile,
   writeFileAtomic,
 } from '../core/index.js';
-import { type Column, Dataset } from './dataset.js';
+import { type Column, columnList, Dataset } from './dataset.js';
 
 /**
  * Parquet reading (hyparquet) and writing (hyparquet-writer) to and from {@link Dataset}. Only flat
@@ -74,7 +74,7 @@ export async function readParquet(path: string, opts: ParquetReadOptions = {}): 
     if (!fields.has(n)) {
       throw new BulwarkError(
         'ERR_COLUMN_NOT_FOUND',
-        `${file}: no column "${n}"; columns are: ${[...fields.keys()].join(', ')}`,
+        `${file}: no column "${n}"; columns are: ${columnList([...fields.keys()])}`,
         { details: { file, field: n } },
       );
     }

@@ -490,6 +490,15 @@ describe('CSV writing', () => {
     assert.deepEqual(readdirSync(sub), []);
     writeFileSync(p, 'old');
     await assert.rejects(CsvWriter.create(p, ['a'], { noClobber: true }), { code: 'ERR_FILE_EXISTS' });
+    // A missing column's message lists 30 of a wide file's names, not all of them.
+    const wide = file(`${Array.from({ length: 5000 }, (_, i) => `c${i}`).join(',')}\n`);
+    await assert.rejects(readCsvDataset(wide, { types: { nope: 'number' } }), (e: Error) => {
+      assert.match(
+        e.message,
+        /no column "nope" \(given a type\); columns are: c0, c1, .*c29, \.\.\. \(5000\)$/,
+      );
+      return true;
+    });
     // A file that could not be read back is not started.
     for (const o of [{ delimiter: '\n' }, { delimiter: '"' }, { missing: '\r' }])
       await assert.rejects(CsvWriter.create(join(dir, `never${n++}.csv`), ['a'], o), {
