@@ -944,6 +944,21 @@ export function checkManifests(docs: readonly ManifestDoc[], opts: CheckOptions 
         );
       }
     }
+    // automountServiceAccountToken: false does not stop a projected token volume: without an audience
+    // it is a token for the Kubernetes API itself (one with an audience is for another service: Vault...).
+    arr(ps['volumes']).forEach((v, i) => {
+      arr(obj(obj(v)['projected'])['sources']).forEach((src, j) => {
+        const t = obj(src)['serviceAccountToken'];
+        if (t !== undefined && !str(obj(t)['audience']))
+          col.add(
+            'BW-SA-TOKEN',
+            doc,
+            ref,
+            `${base}.volumes[${i}].projected.sources[${j}].serviceAccountToken`,
+            'a projected Kubernetes API token (no audience) is mounted',
+          );
+      });
+    });
     const podLabels = obj(meta['labels']);
     const inNs = policies.filter((p) => refOf(p.object).namespace === ref.namespace);
     if (inNs.length === 0) {

@@ -421,6 +421,22 @@ describe('deploy check: every rule fires on a crafted manifest, and only there',
     );
   });
 
+  it('BW-SA-TOKEN also for a projected API token volume, whatever automountServiceAccountToken says', () => {
+    const paths = (f: Finding[]) => f.filter((x) => x.rule === 'BW-SA-TOKEN').map((x) => x.path);
+    const projected = (token: J) =>
+      withPod((p) =>
+        p.volumes.push({
+          name: 'kube-api',
+          projected: { sources: [{ configMap: { name: 'ca' } }, { serviceAccountToken: token }] },
+        }),
+      );
+    assert.deepEqual(paths(projected({ path: 'token', expirationSeconds: 3600 })), [
+      'spec.template.spec.volumes[1].projected.sources[1].serviceAccountToken',
+    ]);
+    // A token for another audience (Vault, a cloud IAM) is not a Kubernetes API token.
+    assert.deepEqual(paths(projected({ path: 'token', audience: 'vault' })), []);
+  });
+
   it('BW-NETPOL-MISSING also when the policies selecting the pods leave a direction open', () => {
     const at = (f: Finding[]) => f.filter((x) => x.rule === 'BW-NETPOL-MISSING').map((x) => x.message);
     const only = (spec: J): J => ({ ...denyAll(), spec: { podSelector: {}, ...spec } });
