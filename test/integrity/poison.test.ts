@@ -296,6 +296,30 @@ describe('continuous learning: the regression gate', () => {
       'same clean accuracy through ONNX Runtime',
     );
   });
+
+  it('a drop of exactly the limit is allowed (0.8 - 0.79 is 0.010000000000000009 in floating point)', async () => {
+    // 100 rows whose first feature is the row number; a model is right on the rows below its cut.
+    const rows = 100;
+    const x = Float32Array.from({ length: rows * D }, (_, i) => (i % D === 0 ? Math.floor(i / D) : 0));
+    const y = new Int32Array(rows).fill(1);
+    const cut = (n: number, name: string) => ({
+      name,
+      inputs: D,
+      classes: 2,
+      predictProba: async (xs: Float32Array, r: number) =>
+        Float32Array.from({ length: 2 * r }, (_, i) => {
+          const right = (xs[Math.floor(i / 2) * D] as number) < n;
+          return i % 2 === 1 ? (right ? 0.9 : 0.1) : right ? 0.1 : 0.9;
+        }),
+    });
+    const domain = new InputDomain({ inputs: D, lower: 0, upper: 1000 });
+    const o = { domain, eps: 0, maxCleanDrop: 0.01, maxRobustDrop: 0.01 };
+    const atLimit = await compareModels(cut(80, 'old'), cut(79, 'new'), { x, y, rows }, o);
+    assert.equal(atLimit.accepted, true, JSON.stringify(atLimit.reasons));
+    const beyond = await compareModels(cut(80, 'old'), cut(78, 'new'), { x, y, rows }, o);
+    assert.equal(beyond.accepted, false);
+    assert.equal(beyond.reasons.length, 2);
+  });
 });
 
 describe('the gate: membership inference and privacy budget', () => {
