@@ -144,6 +144,14 @@ export function previousGuarantee(
   return { ...p, budget: b };
 }
 
+/**
+ * Whether `flagged` of `rows` is more than the share `max`. Not `flagged > max * rows`: 0.29 * 100 is
+ * 28.999999999999996, so 29 flagged rows of 100 counted as more than 0.29 of them.
+ */
+export function flaggedBeyond(flagged: number, rows: number, max: number): boolean {
+  return flagged > max * rows + 1e-9 * Math.max(1, rows);
+}
+
 /** DP fine-tuning of `previous` (ONNX bytes of a DP model) on `batch` (see the module documentation). */
 export async function continueTrainingDp(
   previous: Uint8Array,
@@ -208,7 +216,7 @@ export async function continueTrainingDp(
         expectedPoisonFraction,
         seed: o.seed ?? 0,
       });
-      if (inspection.flagged.length > maxFlagged * inspection.rows)
+      if (flaggedBeyond(inspection.flagged.length, inspection.rows, maxFlagged))
         throw new BulwarkError(
           'ERR_POISON_GATE',
           `the poisoning check (${method}, previous model) flagged more than ${maxFlagged} of the new batch: refused whole (under DP rows are not removed one by one); nothing spent or trained`,

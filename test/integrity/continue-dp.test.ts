@@ -285,3 +285,16 @@ describe('plain fine-tuning (continueTraining) checks its inputs before it train
     assert.equal(progressed, 0, 'it fine-tuned before refusing');
   });
 });
+
+describe('the DP poisoning gate limit', () => {
+  it('a flagged share equal to --max-flagged passes; one row more does not', async () => {
+    const { flaggedBeyond } = await import('../../src/integrity/continue-dp.js');
+    // 0.29 * 100 = 28.999999999999996: 29 of 100 used to count as more than 0.29.
+    assert.equal(flaggedBeyond(29, 100, 0.29), false);
+    assert.equal(flaggedBeyond(30, 100, 0.29), true);
+    assert.equal(flaggedBeyond(15, 22, 15 / 22), false);
+    assert.equal(flaggedBeyond(16, 22, 15 / 22), true);
+    assert.equal(flaggedBeyond(0, 1000, 0), false);
+    assert.equal(flaggedBeyond(1, 1000, 0), true);
+  });
+});
