@@ -100,7 +100,8 @@ export function redTeamSections(r: RedTeamResult, seconds?: number): Section[] {
         kind: 'text',
         text:
           `Each detector's threshold is calibrated on clean rows for a ${pct(r.detectors[0]?.targetFpr)} false-positive rate; ` +
-          'the catch rate is the share of adversarial inputs that fooled the model and are flagged. Adaptive attacks know the detector: ' +
+          'the catch rate is the share of adversarial inputs (rows the model classified right that the attack turns wrong) that are flagged; ' +
+          'fooled and undetected is the share of attacked rows turned wrong without a flag. Adaptive attacks know the detector: ' +
           'they are the honest measure of what it stops. ' +
           (r.attackClass === null
             ? 'The flagged-before-attack column is the rate on the attacked rows before the attack: fresh clean rows, so it checks the calibrated rate.'
@@ -160,7 +161,7 @@ export function redTeamSections(r: RedTeamResult, seconds?: number): Section[] {
         const fails =
           adaptive.fooled > 0 &&
           (adaptive.catchRate <= 2 * d.targetFpr || adaptive.catchRate < 0.5 * plainPgd.catchRate);
-        const facts = `it catches ${pct(plainPgd.catchRate)} of plain ${plainPgd.attack} inputs and ${pct(adaptive.catchRate)} of the ${adaptive.attack} ones; ${pct(adaptive.evadedRate)} of attacked rows end fooled and undetected (${pct(plainPgd.evadedRate)} under plain ${plainPgd.attack})`;
+        const facts = `it catches ${pct(plainPgd.catchRate)} of plain ${plainPgd.attack} inputs and ${pct(adaptive.catchRate)} of the ${adaptive.attack} ones; ${pct(adaptive.evadedRate)} of attacked rows are turned wrong without a flag (${pct(plainPgd.evadedRate)} under plain ${plainPgd.attack})`;
         const verdict =
           adaptive.fooled === 0
             ? `: the adaptive attack found no input that fools the model and passes the detector at this budget (plain ${plainPgd.attack}: ${pct(plainPgd.catchRate)} caught).`

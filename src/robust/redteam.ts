@@ -126,11 +126,17 @@ export interface ModelEvaluation {
 
 export interface DetectorAttackResult {
   attack: string;
-  /** Adversarial inputs that fooled the model (the ones that matter). */
+  /**
+   * Adversarial inputs that fooled the model: rows it classified right before the attack and gets
+   * wrong after (rows it already got wrong are not adversarial inputs, and are left out).
+   */
   fooled: number;
   /** Share of them the detector flags at its calibrated threshold. */
   catchRate: number;
-  /** Share of attacked rows both misclassified and not flagged: the attack's success against model + detector. */
+  /**
+   * Share of attacked rows the model got right that the attack turns wrong without a flag: the
+   * attack's success against model + detector.
+   */
   evadedRate: number;
   auc: number;
   roc: { fpr: number[]; tpr: number[] };
@@ -364,9 +370,13 @@ export async function redTeam(
   let step = 0;
   const totalSteps = models.length * evasion.length * o.eps.length;
 
+  // Rows the first model classifies right before any attack: the only ones an attack can fool (a row
+  // it already gets wrong is returned unperturbed and would count as a "success" the detector missed).
+  let firstCorrect = new Uint8Array(nAttack);
   for (const [mi, m] of models.entries()) {
     const predicted = argmaxRows(await m.model.predictProba(attackSet.x, nAttack), nAttack, k);
     const correct = Uint8Array.from(predicted, (p, i) => (p === attackSet.y[i] ? 1 : 0));
+    if (mi === 0) firstCorrect = correct;
     const nCorrect = correct.reduce((s, v) => s + v, 0);
     const ev: ModelEvaluation = {
       name: m.name,
@@ -490,7 +500,7 @@ export async function redTeam(
         let caught = 0;
         let evaded = 0;
         for (let i = 0; i < nAttack; i++) {
-          if (!r.success[i]) continue;
+          if (!r.success[i] || !firstCorrect[i]) continue;
           pos.push(scores[i] as number);
           if ((scores[i] as number) > cal.threshold) caught++;
           else evaded++;

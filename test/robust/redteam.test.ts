@@ -76,6 +76,17 @@ describe('red-team evaluation', () => {
         assert.ok(Number.isNaN(a.catchRate) || (a.catchRate >= 0 && a.catchRate <= 1));
     }
     assert.ok(r.detectors[0]?.attacks.some((a) => a.attack.startsWith('adaptive')));
+    // The detectors judge adversarial inputs only: rows the model got right that the attack turns
+    // wrong, as many as the evasion curve's success rate at the detectors' eps says (rows it already
+    // got wrong are not counted, though the attack returns them as "successes").
+    const nCorrect = Math.round(m.cleanAccuracy * r.rowsAttacked);
+    assert.ok(nCorrect < r.rowsAttacked, 'the test needs rows the model gets wrong');
+    for (const a of ['fgsm', 'pgd', 'apgd', 'square'] as const) {
+      const at = m.curves[a]?.find((p) => p.eps === r.detectorEps);
+      const judged = r.detectors[0]?.attacks.find((x) => x.attack === a.toUpperCase());
+      assert.ok(at && judged, a);
+      assert.equal(judged.fooled, Math.round(at.successRate * nCorrect), a);
+    }
     assert.ok(r.detectors[1]?.notes.some((n) => /no adaptive attack/.test(n)));
     assert.deepEqual(
       r.streams.map((s) => s.name),
