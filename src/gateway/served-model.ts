@@ -99,6 +99,29 @@ function checkParameters(v: unknown, where: string): void {
   }
 }
 
+/**
+ * Runs `f`, naming the configuration key in the message of any error it throws (code and details
+ * kept), so an operator with several models knows which file is at fault.
+ */
+export function atKey<T>(key: string, f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    throw keyed(key, e);
+  }
+}
+
+/** `e` with `key: ` before its message (unchanged when it names the key already). */
+export function keyed(key: string, e: unknown): BulwarkError {
+  if (e instanceof BulwarkError) {
+    if (e.message.startsWith(`${key}`)) return e;
+    return new BulwarkError(e.code, `${key}: ${e.message}`, { details: e.details, cause: e });
+  }
+  return new BulwarkError('ERR_CONFIG_INVALID', `${key}: ${(e as Error)?.message ?? String(e)}`, {
+    cause: e,
+  });
+}
+
 /** Detector verdicts for one request. */
 export interface Detection {
   detector: string;
@@ -140,10 +163,15 @@ export class ServedModel {
       limits: { maxRows: config.maxRows },
     });
     this.#fieldTypes = new Map(this.validator.fields.map((f) => [f.name, f.type]));
-    this.mahalanobis =
-      detectors.mahalanobis === undefined ? null : MahalanobisDetector.load(detectors.mahalanobis);
-    this.stateful = detectors.stateful === undefined ? null : StatefulDetector.load(detectors.stateful);
-    this.prada = detectors.prada === undefined ? null : PradaDetector.load(detectors.prada);
+    this.mahalanobis = atKey(`models.${loaded.name}.detectors.mahalanobis`, () =>
+      detectors.mahalanobis === undefined ? null : MahalanobisDetector.load(detectors.mahalanobis),
+    );
+    this.stateful = atKey(`models.${loaded.name}.detectors.stateful`, () =>
+      detectors.stateful === undefined ? null : StatefulDetector.load(detectors.stateful),
+    );
+    this.prada = atKey(`models.${loaded.name}.detectors.prada`, () =>
+      detectors.prada === undefined ? null : PradaDetector.load(detectors.prada),
+    );
     if (this.mahalanobis) {
       // Its width is only checked when it scores: probe it here with one zero row, so a detector of
       // another model stops the start naming the key instead of failing every request.

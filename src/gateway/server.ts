@@ -32,7 +32,7 @@ import { type EnclaveInfo, GatewayEnclave } from './enclave.js';
 import { errorReply, jsonReply, type Reply } from './errors.js';
 import { connectRedis, Limiter } from './limits.js';
 import { GatewayMetrics } from './metrics.js';
-import { DefaultModelSource, type ModelSource } from './model-source.js';
+import { DefaultModelSource, type LoadedModel, type ModelSource } from './model-source.js';
 import {
   Authenticator,
   type AuthenticatorLike,
@@ -43,7 +43,7 @@ import {
   RevocationLists,
 } from './peers.js';
 import { type OptionalStage, Pipeline } from './pipeline.js';
-import { ServedModel } from './served-model.js';
+import { atKey, keyed, ServedModel } from './served-model.js';
 import { type GatewayTracing, startTracing } from './telemetry.js';
 
 export interface GatewayOptions {
@@ -316,21 +316,27 @@ export class Gateway {
             { model: m.name },
             'INSECURE: serving a plain ONNX file: unsigned and unencrypted; use a protected model package',
           );
-        const loaded = await source.load(m);
+        let loaded: LoadedModel;
+        try {
+          loaded = await source.load(m);
+        } catch (e) {
+          throw keyed(`models.${m.name}`, e);
+        }
         const det: { mahalanobis?: unknown; stateful?: unknown; prada?: unknown } = {};
         for (const kind of ['mahalanobis', 'stateful', 'prada'] as const) {
           const p = m.detectors[kind];
           if (p === undefined || disabled.has(kind === 'prada' ? 'extraction' : 'detect')) continue;
+          const key = `models.${m.name}.detectors.${kind}`;
           let text: string;
           try {
             text = await readFile(p, 'utf8');
           } catch (e) {
-            throw fsError(e, p, `cannot read ${kind} detector`);
+            throw keyed(key, fsError(e, p, `cannot read ${kind} detector`));
           }
           try {
             det[kind] = JSON.parse(text);
           } catch (e) {
-            throw new BulwarkError('ERR_DETECTOR_STATE', `${p}: not JSON`, { cause: e });
+            throw new BulwarkError('ERR_DETECTOR_STATE', `${key}: ${p}: not JSON`, { cause: e });
           }
         }
         const served = new ServedModel(loaded, m, det);
@@ -391,10 +397,10 @@ export class Gateway {
         try {
           skey = await readFile(c.audit.signer, 'utf8');
         } catch (e) {
-          throw fsError(e, c.audit.signer, 'cannot read audit signer key');
+          throw keyed('audit.signer', fsError(e, c.audit.signer, 'cannot read audit signer key'));
         }
         // Parsed here too, so that a bad key fails the start with its code whichever the writer.
-        const signer = parseSignerKey(skey);
+        const signer = atKey('audit.signer', () => parseSignerKey(skey));
         const a: AuditWriter =
           c.audit.writer === 'thread'
             ? await ThreadedAuditLog.open({ store: auditSpec(c.audit), signerKey: skey, origin: signer.name })

@@ -204,6 +204,42 @@ describe('query budget as documented', () => {
 });
 
 describe('detector files checked at start', () => {
+  it('names the configuration key of a file that does not load', async () => {
+    const f = await fixture();
+    const base = f.config();
+    const m = base.models[0] as (typeof base.models)[number];
+    writeFileSync(join(f.dir, 'not-json.json'), '{oops');
+    const cases: [string, unknown][] = [
+      [
+        'models.fraud.detectors.stateful: saved stateful detector',
+        {
+          ...base,
+          models: [{ ...m, detectors: { ...m.detectors, stateful: join(f.dir, 'mahalanobis.json') } }],
+        },
+      ],
+      [
+        'models.fraud.detectors.prada: ',
+        { ...base, models: [{ ...m, detectors: { ...m.detectors, prada: join(f.dir, 'not-json.json') } }] },
+      ],
+      [
+        'models.fraud.detectors.stateful: cannot read',
+        { ...base, models: [{ ...m, detectors: { ...m.detectors, stateful: join(f.dir, 'none.json') } }] },
+      ],
+      ['models.fraud: cannot read model', { ...base, models: [{ ...m, onnx: join(f.dir, 'none.onnx') }] }],
+      [
+        'audit.signer: signer key',
+        { ...base, audit: { ...base.audit, signer: join(f.dir, 'not-json.json') } },
+      ],
+      ['audit.signer: cannot read', { ...base, audit: { ...base.audit, signer: join(f.dir, 'none.key') } }],
+    ];
+    for (const [prefix, config] of cases)
+      await assert.rejects(
+        startGateway(config as never),
+        (e: unknown) => isBulwarkError(e) && e.message.startsWith(prefix),
+        prefix,
+      );
+  });
+
   it('refuses a Mahalanobis detector of another width, naming the key (it answered every request 400)', async () => {
     const f = await fixture();
     const x = new Float32Array(40);
