@@ -219,6 +219,7 @@ export class Pipeline {
           stage = 'authenticate';
           who = await o.authenticator.authenticate(call.auth);
         }
+        principal = who; // known from here: the denial's audit record names it
         if (o.authorizer) {
           stage = 'authorize';
           const resource = {

@@ -153,7 +153,20 @@ describe('audit record of a prediction whatever outputs were asked for', () => {
       (e) =>
         e.type === 'prediction' && (e.data as { requestId: string }).requestId === r.headers['x-request-id'],
     );
+    // A refusal after authentication names the caller, also for a model name that is not served.
+    const nf = await c.request('POST', '/v2/models/not-served/infer', JSON.stringify(v2Body(rows)));
+    assert.equal(nf.status, 403, nf.body);
+    await gw.audit?.flush();
+    const denied = (await log.tail(100)).find(
+      (e) =>
+        e.type === 'request.denied' &&
+        (e.data as { requestId: string }).requestId === nf.headers['x-request-id'],
+    );
     await log.close();
+    assert.match(
+      String((denied?.data as { caller?: unknown } | undefined)?.caller),
+      /^https:\/\/issuer\.bulwark\.test\|/,
+    );
     assert.ok(entry, 'prediction recorded');
     assert.equal((entry.data as { decision: string }).decision, labels?.join(','));
   });
