@@ -82,7 +82,7 @@ describe('red-team evaluation', () => {
     const nCorrect = Math.round(m.cleanAccuracy * r.rowsAttacked);
     assert.ok(nCorrect < r.rowsAttacked, 'the test needs rows the model gets wrong');
     for (const a of ['fgsm', 'pgd', 'apgd', 'square'] as const) {
-      const at = m.curves[a]?.find((p) => p.eps === r.detectorEps);
+      const at: CurvePoint | undefined = m.curves[a]?.find((p) => p.eps === r.detectorEps);
       const judged = r.detectors[0]?.attacks.find((x) => x.attack === a.toUpperCase());
       assert.ok(at && judged, a);
       assert.equal(judged.fooled, Math.round(at.successRate * nCorrect), a);
