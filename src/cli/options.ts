@@ -1,4 +1,4 @@
-import { realpath } from 'node:fs/promises';
+import { realpath, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { InvalidArgumentError } from 'commander';
 import { BulwarkError, exists, requireOutputFolder } from '../core/index.js';
@@ -72,6 +72,11 @@ export async function checkOutputPath(
         },
       );
   }
+  // A folder is never replaced, --force or not: refused here, before the work, not as EISDIR after it.
+  if ((await stat(out).catch(() => null))?.isDirectory())
+    throw new BulwarkError('ERR_USAGE', `${option} ${out} is a folder; give a file path`, {
+      details: { option },
+    });
   if (opts.force !== true && (await exists(out)))
     throw new BulwarkError('ERR_FILE_EXISTS', `refusing to overwrite ${out} (add --force to replace it)`, {
       details: { path: out },

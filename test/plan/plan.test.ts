@@ -349,6 +349,10 @@ describe('bulwark plan (CLI)', () => {
     assert.equal(self.code, 2, self.stderr);
     assert.match(self.stderr, /ERR_USAGE: --report \S+ is also an input/);
     assert.equal(readFileSync(own, 'utf8'), readFileSync(PLAN, 'utf8'));
+    // A folder is refused before the work (it failed after it, ERR_IO EISDIR, exit 1).
+    const folder = runBulwark(['plan', '--plan', PLAN, '--report', dir, '--force']);
+    assert.equal(folder.code, 2, folder.stderr);
+    assert.match(folder.stderr, /ERR_USAGE: --report \S+ is a folder; give a file path/);
     const bad = runBulwark(['plan', '--plan', PLAN, '--budget', '0.01']);
     assert.equal(bad.code, 3);
     assert.match(bad.stderr, /^bulwark: ERR_PLAN_INFEASIBLE: /);
