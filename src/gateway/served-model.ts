@@ -185,6 +185,13 @@ export class ServedModel {
         );
       }
     }
+    // PRADA keeps per-class state: a model predicting a class it does not know would fail each such
+    // request after inference (ERR_INVALID_ARGUMENT, answered as the caller's 400).
+    if (this.prada && this.prada.classes !== loaded.classValues.length)
+      throw new BulwarkError(
+        'ERR_DETECTOR_STATE',
+        `models.${loaded.name}.detectors.prada: fitted for ${this.prada.classes} classes, the model has ${loaded.classValues.length}`,
+      );
     for (const [kind, d] of [
       ['stateful', this.stateful],
       ['prada', this.prada],

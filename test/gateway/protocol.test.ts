@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { AuditLog } from '../../src/audit/index.js';
@@ -222,6 +222,8 @@ describe('detector files checked at start', () => {
     const base = f.config();
     const m = base.models[0] as (typeof base.models)[number];
     writeFileSync(join(f.dir, 'not-json.json'), '{oops');
+    const prada = JSON.parse(readFileSync(join(f.dir, 'prada.json'), 'utf8'));
+    writeFileSync(join(f.dir, 'prada-3.json'), JSON.stringify({ ...prada, classes: 3 }));
     const cases: [string, unknown][] = [
       [
         'models.fraud.detectors.stateful: saved stateful detector',
@@ -237,6 +239,10 @@ describe('detector files checked at start', () => {
       [
         'models.fraud.detectors.stateful: cannot read',
         { ...base, models: [{ ...m, detectors: { ...m.detectors, stateful: join(f.dir, 'none.json') } }] },
+      ],
+      [
+        'models.fraud.detectors.prada: fitted for 3 classes, the model has 2',
+        { ...base, models: [{ ...m, detectors: { ...m.detectors, prada: join(f.dir, 'prada-3.json') } }] },
       ],
       ['models.fraud: cannot read model', { ...base, models: [{ ...m, onnx: join(f.dir, 'none.onnx') }] }],
       [
