@@ -10,7 +10,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { AuditLog } from '../../src/audit/index.js';
-import { isBulwarkError, SeededRng } from '../../src/core/index.js';
+import { type ErrorCode, isBulwarkError, SeededRng } from '../../src/core/index.js';
 import type { Schema } from '../../src/data/index.js';
 import { GatewayClient } from '../../src/gateway/client.js';
 import { modelConfigSchema } from '../../src/gateway/config.js';
@@ -216,6 +216,23 @@ describe('query budget as documented', () => {
     });
 });
 
+/** Asserts the gateway refuses to start with `config`; one that starts anyway is closed, not leaked. */
+async function refusedToStart(config: unknown, prefix: string, code?: ErrorCode): Promise<void> {
+  let started: Gateway | undefined;
+  try {
+    await assert.rejects(
+      startGateway(config as never).then((g) => {
+        started = g;
+        return g;
+      }),
+      (e: unknown) => isBulwarkError(e, code) && e.message.startsWith(prefix),
+      prefix,
+    );
+  } finally {
+    await started?.close();
+  }
+}
+
 describe('detector files checked at start', () => {
   it('names the configuration key of a file that does not load', async () => {
     const f = await fixture();
@@ -251,12 +268,7 @@ describe('detector files checked at start', () => {
       ],
       ['audit.signer: cannot read', { ...base, audit: { ...base.audit, signer: join(f.dir, 'none.key') } }],
     ];
-    for (const [prefix, config] of cases)
-      await assert.rejects(
-        startGateway(config as never),
-        (e: unknown) => isBulwarkError(e) && e.message.startsWith(prefix),
-        prefix,
-      );
+    for (const [prefix, config] of cases) await refusedToStart(config, prefix);
   });
 
   it('refuses a Mahalanobis detector of another width, naming the key (it answered every request 400)', async () => {
@@ -271,11 +283,10 @@ describe('detector files checked at start', () => {
     writeFileSync(file, JSON.stringify(det.toJSON()));
     const base = f.config();
     const m = base.models[0] as (typeof base.models)[number];
-    await assert.rejects(
-      startGateway({ ...base, models: [{ ...m, detectors: { ...m.detectors, mahalanobis: file } }] }),
-      (e: unknown) =>
-        isBulwarkError(e, 'ERR_DETECTOR_STATE') &&
-        e.message.startsWith('models.fraud.detectors.mahalanobis: cannot score'),
+    await refusedToStart(
+      { ...base, models: [{ ...m, detectors: { ...m.detectors, mahalanobis: file } }] },
+      'models.fraud.detectors.mahalanobis: cannot score',
+      'ERR_DETECTOR_STATE',
     );
   });
 });
