@@ -56,6 +56,10 @@ export const errorCodes = {
     summary: 'A CSV file is malformed (bad quoting, wrong field count).',
   },
   ERR_PARQUET_READ: { exit: ExitCode.input, summary: 'A Parquet file could not be read.' },
+  ERR_FILE_CHANGED: {
+    exit: ExitCode.input,
+    summary: 'A file changed while Bulwark read it: two reads of it differ, so what was read is refused.',
+  },
   ERR_FORMAT_UNSUPPORTED: {
     exit: ExitCode.input,
     summary: 'A file format or extension Bulwark does not read or write.',

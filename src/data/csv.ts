@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { basename } from 'node:path';
 import { type CsvError, parse } from 'csv-parse';
@@ -57,10 +58,21 @@ export interface CsvReadOptions {
    * otherwise; `csv-parse` forces csv-parse (for comparison).
    */
   engine?: 'auto' | 'csv-parse';
+  /**
+   * Gets every byte read from the file, in order, as it is read; readCsvDataset may read the file more
+   * than once (see `onDigest`), and each read calls it again.
+   */
+  onBytes?: (chunk: Uint8Array) => void;
 }
 
 /** Options of {@link readCsvDataset}. */
 export interface CsvDatasetOptions extends CsvReadOptions {
+  /**
+   * Gets `sha256:<hex>` of the bytes the dataset was built from. The file is read again when a late
+   * value does not fit its column's inferred type; every read must see the same bytes, or the read is
+   * ERR_FILE_CHANGED (a file swapped between reads would otherwise give a digest of other data).
+   */
+  onDigest?: (digest: string) => void;
   /** Column types to use instead of inferring them; a value that does not parse is `ERR_DATA_VALUE`. */
   types?: Readonly<Record<string, ColumnType>>;
   /** Rows examined before a column's type is fixed (default 10,000); later misfits trigger a re-read. */
@@ -234,6 +246,9 @@ function startScan(path: string, opts: CsvReadOptions, sink: ScanSink): Scan {
     else finish();
   };
   source.on('error', (e) => finish(fsError(e, path, 'cannot read CSV')));
+  // First listener: sees each chunk before the parser does.
+  const onBytes = opts.onBytes;
+  if (onBytes) source.on('data', (chunk) => onBytes(chunk as Buffer));
   const bytes = new ByteCheck(file);
 
   // Whitespace-separated files need the tokenizer; other one-character dialects use it unless told.
@@ -705,8 +720,30 @@ export async function readCsvDataset(path: string, opts: CsvDatasetOptions = {})
     }
   }
   // At most one extra pass per column: each pass turns at least one misfit column into strings.
+  let firstDigest: string | undefined;
   for (let pass = 0; pass < 1000; pass++) {
-    const r = await readPass(path, opts, forced, inferRows);
+    const hash = opts.onDigest ? createHash('sha256') : undefined;
+    const passOpts: CsvDatasetOptions = hash
+      ? {
+          ...opts,
+          onBytes: (c) => {
+            hash.update(c);
+            opts.onBytes?.(c);
+          },
+        }
+      : opts;
+    const r = await readPass(path, passOpts, forced, inferRows);
+    if (hash) {
+      const digest = `sha256:${hash.digest('hex')}`;
+      firstDigest ??= digest;
+      if (digest !== firstDigest)
+        throw new BulwarkError(
+          'ERR_FILE_CHANGED',
+          `${basename(path)} changed while it was read (it is read again when a late value does not fit its column's inferred type, and the two reads differ)`,
+          { details: { file: basename(path) } },
+        );
+      if (r.dataset) opts.onDigest?.(digest);
+    }
     if (r.dataset) return r.dataset;
     forced = { ...forced, ...Object.fromEntries(r.misfits.map((m) => [m, 'string' as const])) };
   }

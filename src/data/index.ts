@@ -32,7 +32,7 @@ export {
 } from './dataset.js';
 export { encodeIdx, type IdxTensor, type IdxType, parseIdx, readIdx } from './idx.js';
 export { type InferOptions, inferSchema, inferSchemaFromDataset, niceCeil, niceFloor } from './infer.js';
-export { type DataFormat, formatOf, readDataset, writeDataset } from './io.js';
+export { type DataFormat, formatOf, readDataset, readDatasetWithDigest, writeDataset } from './io.js';
 export { type ParquetReadOptions, readParquet, writeParquet } from './parquet.js';
 export {
   detectColumn,

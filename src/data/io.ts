@@ -1,5 +1,5 @@
 import { extname } from 'node:path';
-import { type AtomicWriteOptions, BulwarkError } from '../core/index.js';
+import { type AtomicWriteOptions, BulwarkError, invalidArgument } from '../core/index.js';
 import { type CsvDatasetOptions, type CsvWriteOptions, readCsvDataset, writeCsv } from './csv.js';
 import type { Dataset } from './dataset.js';
 import { readParquet, writeParquet } from './parquet.js';
@@ -37,6 +37,30 @@ export async function readDataset(path: string, csv: CsvDatasetOptions = {}): Pr
   const opts =
     extname(path).toLowerCase() === '.tsv' && csv.delimiter === undefined ? { ...csv, delimiter: '\t' } : csv;
   return readCsvDataset(path, opts);
+}
+
+/**
+ * {@link readDataset} with the SHA-256 of exactly the bytes parsed (`sha256:<hex>`, as
+ * `dataset.protected` audit events record it). Hashing the path again after reading it could hash
+ * another file, swapped in between: the digest a provenance check or an audit event relies on must be
+ * of the data the model was trained on.
+ */
+export async function readDatasetWithDigest(
+  path: string,
+  csv: CsvDatasetOptions = {},
+): Promise<{ dataset: Dataset; digest: string }> {
+  if (csv.maxRows !== undefined)
+    throw invalidArgument('maxRows', 'no row limit (the digest is of the whole file)', csv.maxRows);
+  let digest: string | undefined;
+  const onDigest = (d: string): void => {
+    digest = d;
+  };
+  const dataset =
+    formatOf(path) === 'parquet'
+      ? await readParquet(path, { onDigest })
+      : await readDataset(path, { ...csv, onDigest });
+  if (digest === undefined) throw new BulwarkError('ERR_INTERNAL', `no digest was taken of ${path}`);
+  return { dataset, digest };
 }
 
 /** Writes a dataset as CSV or Parquet (by extension), atomically. */

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 // Types only: the Parquet libraries are loaded by readParquet and writeParquet when they run, not by
@@ -26,6 +27,8 @@ import { type Column, columnList, Dataset } from './dataset.js';
 export interface ParquetReadOptions {
   /** Read only these columns (default all). */
   columns?: readonly string[];
+  /** Gets `sha256:<hex>` of the bytes the dataset was built from (the file is read once). */
+  onDigest?: (digest: string) => void;
 }
 
 function readError(file: string, what: string, cause?: unknown): BulwarkError {
@@ -50,6 +53,7 @@ export async function readParquet(path: string, opts: ParquetReadOptions = {}): 
   } catch (e) {
     throw fsError(e, path, 'cannot read Parquet');
   }
+  if (opts.onDigest) opts.onDigest(`sha256:${createHash('sha256').update(bytes).digest('hex')}`);
   const ab = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
   const buffer: AsyncBuffer = { byteLength: ab.byteLength, slice: (start, end) => ab.slice(start, end) };
   let metadata: FileMetaData;

@@ -89,13 +89,22 @@ export async function checkProvenance(
   };
 }
 
-/** Checks every batch (files); the first unknown one refuses them all. */
+/**
+ * Checks every batch; the first unknown one refuses them all. A batch is a file (hashed here) or, when
+ * the caller has already read it, its name and the digest of the bytes it read: pass that, since
+ * hashing the path again may hash another file, swapped in after the read.
+ */
 export async function requireProvenance(
   log: AuditLog,
-  files: readonly string[],
+  batches: ReadonlyArray<string | { source: string; digest: string }>,
   o: ProvenanceOptions = {},
 ): Promise<ProvenanceRecord[]> {
   const out: ProvenanceRecord[] = [];
-  for (const f of files) out.push(await checkProvenance(log, f, await fileDigest(f), o));
+  for (const b of batches)
+    out.push(
+      typeof b === 'string'
+        ? await checkProvenance(log, b, await fileDigest(b), o)
+        : await checkProvenance(log, b.source, b.digest, o),
+    );
   return out;
 }

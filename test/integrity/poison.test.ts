@@ -223,6 +223,14 @@ describe('provenance', () => {
       const c = join(dir, 'c.csv');
       writeFileSync(c, 'x,y\n3,1\n');
       await assert.rejects(requireProvenance(log, [c]), (e) => isBulwarkError(e, 'ERR_DATA_PROVENANCE'));
+      // A batch given with the digest of the bytes its reader read is judged by that digest, not by
+      // the path read again: c's path with a's digest passes, a's path with c's digest does not.
+      const [byDigest] = await requireProvenance(log, [{ source: c, digest }]);
+      assert.equal(byDigest?.digest, digest);
+      await assert.rejects(
+        requireProvenance(log, [{ source: a, digest: await fileDigest(c) }]),
+        (e) => isBulwarkError(e, 'ERR_DATA_PROVENANCE') && e.message.includes(a),
+      );
     } finally {
       await log.close();
     }

@@ -15,6 +15,11 @@ import type { IntegrityTrainOpts } from './train-integrity.js';
 /** The options of `bulwark train --from`. */
 export type ContinueCliOpts = IntegrityTrainOpts & {
   data: string;
+  /**
+   * sha256 of the data file's bytes as read for training (readDatasetWithDigest): what the audit
+   * event records, never a second read of the path, which may see another file.
+   */
+  dataDigest: string;
   label: string;
   out: string;
   force?: boolean;

@@ -5,7 +5,7 @@
 import { basename, resolve } from 'node:path';
 import { type Command, InvalidArgumentError } from 'commander';
 import type { AuditLog } from '../../audit/index.js';
-import { BulwarkError, fileDigest, sha256Digest, writeFileAtomic } from '../../core/index.js';
+import { BulwarkError, sha256Digest, writeFileAtomic } from '../../core/index.js';
 import type { Dataset, Schema } from '../../data/index.js';
 import type { ActivationName } from '../../ml/index.js';
 import {
@@ -40,6 +40,11 @@ export interface DpTrainOpts {
 /** The common options of `bulwark train` the DP run reads. */
 export interface TrainOptsForDp {
   data: string;
+  /**
+   * sha256 of the data file's bytes as read for training (readDatasetWithDigest): what the audit
+   * event records, never a second read of the path, which may see another file.
+   */
+  dataDigest: string;
   label: string;
   out: string;
   model: 'logreg' | 'mlp';
@@ -218,7 +223,7 @@ export async function runDpTraining(
         type: 'model.trained',
         data: {
           modelDigest: sha256Digest(r.onnx),
-          datasetDigest: await fileDigest(o.data),
+          datasetDigest: o.dataDigest,
           algorithm: `${o.model}-${p.method}`,
           hyperparameters: { seed: o.seed, testFraction: o.testFraction, batchSize: o.batchSize },
           privacy: trainedPrivacy(p, r.receipt),

@@ -2,14 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { type Command, InvalidArgumentError } from 'commander';
 import type { AuditLog } from '../../audit/index.js';
-import {
-  BulwarkError,
-  fileDigest,
-  fsError,
-  requireFile,
-  sha256Digest,
-  writeFileAtomic,
-} from '../../core/index.js';
+import { BulwarkError, fsError, requireFile, sha256Digest, writeFileAtomic } from '../../core/index.js';
 import { type Dataset, readDataset, type Schema, validateAgainstSchema } from '../../data/index.js';
 import {
   INSPECT_METHODS,
@@ -130,7 +123,7 @@ export function sanitizeHyperparameters(s: SanitizeRecord | undefined): Record<s
 export async function checkTrainingIntegrity(
   io: Io,
   o: IntegrityTrainOpts,
-  dataFile: string,
+  data: { file: string; digest: string },
   log: AuditLog | undefined,
   dp: boolean,
 ): Promise<void> {
@@ -150,10 +143,15 @@ export async function checkTrainingIntegrity(
     );
   if (log && o.requireProvenance) {
     const key = o.auditKey === undefined ? undefined : await loadVerifierKey(o.auditKey);
-    const [p] = await requireProvenance(log, [dataFile], key === undefined ? {} : { publicKey: key });
+    // The digest of the bytes training reads, not of the path read again (it may have changed since).
+    const [p] = await requireProvenance(
+      log,
+      [{ source: data.file, digest: data.digest }],
+      key === undefined ? {} : { publicKey: key },
+    );
     if (p)
       io.note(
-        `provenance: ${dataFile} is protected dataset ${p.digest.slice(0, 19)}… (audit event #${p.index})`,
+        `provenance: ${data.file} is protected dataset ${p.digest.slice(0, 19)}… (audit event #${p.index})`,
       );
   }
 }
@@ -245,7 +243,7 @@ export async function runContinuedTraining(
       type: 'model.trained',
       data: {
         modelDigest: sha256Digest(r.onnx),
-        datasetDigest: await fileDigest(o.data),
+        datasetDigest: o.dataDigest,
         algorithm: r.algorithm,
         hyperparameters: {
           continuedFrom: r.previousDigest,

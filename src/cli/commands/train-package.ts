@@ -20,7 +20,7 @@
  */
 import { resolve } from 'node:path';
 import type { AuditLog } from '../../audit/index.js';
-import { BulwarkError, fileDigest, sha256Digest } from '../../core/index.js';
+import { BulwarkError, sha256Digest } from '../../core/index.js';
 import type { Dataset, Schema } from '../../data/index.js';
 import {
   type DecryptedModel,
@@ -134,7 +134,7 @@ export async function runPackageContinuation(
         name: pm.model.name,
         version: pm.model.version,
       };
-      const datasetDigest = await fileDigest(o.data);
+      const datasetDigest = o.dataDigest;
       const hyperparameters = {
         continuedFrom: r.previousDigest,
         parentPackage: parentRef.packageDigest,

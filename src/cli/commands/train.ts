@@ -1,7 +1,7 @@
 import { resolve } from 'node:path';
 import { type Command, InvalidArgumentError } from 'commander';
-import { BulwarkError, fileDigest, requireFile, sha256Digest, writeFileAtomic } from '../../core/index.js';
-import { loadSchema, readDataset, type Schema, validateAgainstSchema } from '../../data/index.js';
+import { BulwarkError, requireFile, sha256Digest, writeFileAtomic } from '../../core/index.js';
+import { loadSchema, readDatasetWithDigest, type Schema, validateAgainstSchema } from '../../data/index.js';
 import { ACTIVATIONS, type ActivationName } from '../../ml/index.js';
 import type { AdversarialMethod } from '../../robust/index.js';
 import { MAX_CATEGORIES, type TrainTabularResult } from '../../train/index.js';
@@ -161,7 +161,10 @@ of the exported model, and the preprocessing and class values are stored in the 
         throw new BulwarkError('ERR_USAGE', `--adv-ema: expected a decay in (0, 1), got ${o.advEma}`);
       if (o.adversarial !== undefined && !(o.advEps !== undefined && o.advEps > 0))
         throw new BulwarkError('ERR_USAGE', '--adversarial needs --adv-eps, a budget > 0');
-      let ds = await readDataset(o.data);
+      // One read: the dataset and the digest of exactly its bytes (provenance and the audit event).
+      const read = await readDatasetWithDigest(o.data);
+      const dataDigest = read.digest;
+      let ds = read.dataset;
       let schema: Schema | undefined;
       if (o.schema !== undefined) {
         await requireFile(o.schema, 'schema file');
@@ -171,13 +174,19 @@ of the exported model, and the preprocessing and class values are stored in the 
       const dp = this.opts<DpTrainOpts>();
       // Opened before training: a log that cannot be opened refuses the run (fail closed).
       return withOperationLog(o.audit, async (log) => {
-        await checkTrainingIntegrity(io, this.opts<IntegrityTrainOpts>(), o.data, log, wantsDp(dp));
+        await checkTrainingIntegrity(
+          io,
+          this.opts<IntegrityTrainOpts>(),
+          { file: o.data, digest: dataDigest },
+          log,
+          wantsDp(dp),
+        );
         const integrity = this.opts<IntegrityTrainOpts>();
         if (integrity.from !== undefined) {
           if (!wantsDp(dp)) {
             if (integrity.maxFlagged !== undefined)
               throw new BulwarkError('ERR_USAGE', '--max-flagged applies to --from with DP (--dp-epsilon)');
-            return runContinuedTraining(io, { ...o, ...integrity }, ds, schema, log);
+            return runContinuedTraining(io, { ...o, ...integrity, dataDigest }, ds, schema, log);
           }
           // DP fine-tuning: the poisoning checks run as a gate, DP-SGD starts from the model's weights
           // and spends from its ledger budget (train-continue-dp.ts). Architecture options count only
@@ -187,6 +196,7 @@ of the exported model, and the preprocessing and class values are stored in the 
             ...o,
             ...integrity,
             ...dp,
+            dataDigest,
             model: given('model') ? o.model : undefined,
             activation: given('activation') ? o.activation : undefined,
             hidden: o.hidden,
@@ -194,7 +204,7 @@ of the exported model, and the preprocessing and class values are stored in the 
           checkDpContinuation(dpo, schema !== undefined);
           return runContinuedTraining(io, dpo, ds, schema, log, dpTuner(io, dpo, log));
         }
-        if (wantsDp(dp)) return runDpTraining(io, { ...o, ...dp }, ds, schema, log);
+        if (wantsDp(dp)) return runDpTraining(io, { ...o, ...dp, dataDigest }, ds, schema, log);
         let bar: Progress | null = null;
         let r: TrainTabularResult;
         let sanitize: Awaited<ReturnType<typeof trainWithIntegrity>>['sanitize'];
@@ -242,7 +252,7 @@ of the exported model, and the preprocessing and class values are stored in the 
             type: 'model.trained',
             data: {
               modelDigest: sha256Digest(r.onnx),
-              datasetDigest: await fileDigest(o.data),
+              datasetDigest: dataDigest,
               algorithm: o.model,
               hyperparameters: {
                 solver: o.solver,
