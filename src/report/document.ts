@@ -69,12 +69,15 @@ function renderBlock(b: Block): string {
         '<table>' +
         (b.caption ? `<caption>${escapeXml(b.caption)}</caption>` : '') +
         `<thead><tr>${b.columns.map((c) => `<th>${escapeXml(c)}</th>`).join('')}</tr></thead><tbody>` +
-        b.rows
-          .map(
-            (r) =>
-              `<tr>${r.map((c) => `<td${typeof c === 'number' ? ' class="num"' : ''}>${escapeXml(String(c))}</td>`).join('')}</tr>`,
-          )
-          .join('') +
+        (b.rows.length === 0
+          ? // An empty table said nothing; "none" says the list is empty, not missing.
+            `<tr><td colspan="${b.columns.length}">none</td></tr>`
+          : b.rows
+              .map(
+                (r) =>
+                  `<tr>${r.map((c) => `<td${typeof c === 'number' ? ' class="num"' : ''}>${escapeXml(String(c))}</td>`).join('')}</tr>`,
+              )
+              .join('')) +
         '</tbody></table>'
       );
     case 'bars':

@@ -69,6 +69,16 @@ export function niceTicks(lo: number, hi: number, count = 5): number[] {
   return out;
 }
 
+/** `[lo, hi]` widened to the nice ticks around it (a share that tops out at 0.73 reads on [0, 0.8]). */
+export function niceDomain(lo: number, hi: number): [number, number] {
+  if (!(Number.isFinite(lo) && Number.isFinite(hi)) || !(hi > lo)) return [lo, hi];
+  const t = niceTicks(lo, hi);
+  if (t.length < 2) return [lo, hi];
+  const step = (t[1] as number) - (t[0] as number);
+  const round = (v: number) => Number(v.toPrecision(12));
+  return [round(Math.floor(lo / step + 1e-9) * step), round(Math.ceil(hi / step - 1e-9) * step)];
+}
+
 /** A horizontal bar chart: one row per bar, labels on the left, values at the bar ends. */
 export function barChart(
   bars: readonly Bar[],
@@ -129,7 +139,9 @@ export function lineChart(
   const xs = series.flatMap((s) => s.points.map((p) => p[0]));
   const ys = series.flatMap((s) => s.points.map((p) => p[1]));
   const [x0, x1] = opts.xDomain ?? [Math.min(...xs), Math.max(...xs)];
-  const [y0, y1] = opts.yDomain ?? [Math.min(0, ...ys), Math.max(...ys)];
+  // Without a given domain the y axis runs up to the tick at or above the largest value, so the top
+  // is labelled and a flat curve at the maximum does not run along the frame.
+  const [y0, y1] = opts.yDomain ?? niceDomain(Math.min(0, ...ys), Math.max(...ys));
   const pw = width - m.l - m.r;
   const ph = plotHeight - m.t - m.b;
   const sx = (x: number) => m.l + ((x - x0) / (x1 - x0 || 1)) * pw;

@@ -15,7 +15,7 @@ import {
   type ReportDoc,
   renderHtml,
 } from '../../src/report/index.js';
-import { flowLegend } from '../../src/report/svg.js';
+import { flowLegend, niceDomain } from '../../src/report/svg.js';
 
 describe('report building blocks', () => {
   it('escapeXml escapes the five XML specials', () => {
@@ -69,6 +69,34 @@ describe('report building blocks', () => {
       { title: 'ROC' },
     );
     assert.match(lines, /<path d="M/);
+  });
+
+  it('a line chart without a y domain runs up to the tick above its largest value; an empty table says none', () => {
+    assert.deepEqual(niceDomain(0, 0.73), [0, 0.8]);
+    assert.deepEqual(niceDomain(0, 88.3), [0, 100]);
+    assert.deepEqual(niceDomain(0, 1), [0, 1]);
+    assert.deepEqual(niceDomain(50, 100), [50, 100]);
+    assert.deepEqual(niceDomain(3, 3), [3, 3]);
+    // Accuracy topping out at 0.73: the axis is labelled up to 0.80.
+    const chart = lineChart([
+      {
+        name: 'acc',
+        points: [
+          [0, 0.73],
+          [0.2, 0.6],
+        ],
+      },
+    ]);
+    assert.ok(chart.includes('>0.80</text>'), chart);
+    const html = renderHtml({
+      title: 't',
+      generatedAt: 'now',
+      bulwarkVersion: 'test',
+      sections: [
+        { id: 's', title: 'S', status: 'ok', blocks: [{ kind: 'table', columns: ['a', 'b'], rows: [] }] },
+      ],
+    });
+    assert.ok(html.includes('<tbody><tr><td colspan="2">none</td></tr></tbody>'));
   });
 
   it('legends flow under the plot and wrap inside the chart; long labels are cut with a tooltip', () => {
