@@ -374,6 +374,16 @@ export class GatewayEnclave {
     const key =
       f.type === 1 ? Buffer.from(f.transcript).toString('hex') : Buffer.from(f.sessionId).toString('hex');
     const owner = (f.type === 1 ? this.#issued : this.#sessions).get(key);
+    // A DATA frame of a session with no owner on record (expired, or evicted from the table) is refused
+    // here too, not let through to the host unchecked: the host keeps a session no longer than this
+    // table does, so no live session is lost, and a captured frame is never spent without the
+    // ownership check. (An OPEN whose attestation is no longer on record goes on to the host, which
+    // refuses it as used (ERR_SESSION_REPLAY) or unknown: this table forgets an attestation once used.)
+    if (f.type !== 1 && (!owner || owner.expires < now))
+      throw new BulwarkError(
+        'ERR_SESSION_UNKNOWN',
+        'attested session: unknown or expired session (attest again)',
+      );
     if (owner && owner.expires >= now && owner.caller !== caller)
       throw new BulwarkError(
         'ERR_SESSION_UNKNOWN',
