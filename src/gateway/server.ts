@@ -563,10 +563,21 @@ export class Gateway {
       });
       cleanup.push(() => new Promise((r) => server.close(() => r(undefined))));
       if (c.metrics.enabled) {
-        const ms = http.createServer(async (req, res) => {
+        // The gateway's timeouts here too (Node's defaults let a slow client hold a connection for
+        // minutes), and a collector that throws answers 500 instead of an unhandled rejection, which
+        // would end the process.
+        const ms = http.createServer(serverOpts, (req, res) => {
           if (req.url === '/metrics' && req.method === 'GET') {
-            const text = await metrics.registry.metrics();
-            res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(text);
+            metrics.registry.metrics().then(
+              (text) => res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(text),
+              (e: unknown) => {
+                logger.error(
+                  { err: e instanceof Error ? e.message : String(e) },
+                  'metrics collection failed',
+                );
+                res.writeHead(500, { 'content-type': 'text/plain' }).end('metrics collection failed\n');
+              },
+            );
           } else res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
         });
         await new Promise<void>((resolve, reject) => {

@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { Gauge } from 'prom-client';
 import { AuditLog, parseVerifierKey, ThreadedAuditLog, verifyCheckpoint } from '../../src/audit/index.js';
 import { predictDataset } from '../../src/cli/commands/predict.js';
 import { Dataset, type Row } from '../../src/data/index.js';
@@ -289,5 +290,25 @@ for (const writer of ['inline', 'thread'] as const)
       assert.match(text, /gateway_denials_total\{stage="authenticate",reason="ERR_AUTH_MISSING"\}/);
       assert.match(text, /gateway_detections_total\{model="fraud",detector="stateful"\}/);
       assert.doesNotMatch(text, /spiffe:|issuer\.bulwark|127\.0\.0\.1|prober|Bearer/);
+    });
+
+    it('answers 500 when a metrics collector fails, and stays up (it was an unhandled rejection)', async () => {
+      const url = gw.metricsUrl as string;
+      new Gauge({
+        name: 'test_failing_collector',
+        help: 'a collector that throws',
+        registers: [gw.metrics.registry],
+        collect() {
+          throw new Error('collector down');
+        },
+      });
+      try {
+        const r = await fetch(url);
+        assert.equal(r.status, 500);
+        assert.equal(await r.text(), 'metrics collection failed\n');
+      } finally {
+        gw.metrics.registry.removeSingleMetric('test_failing_collector');
+      }
+      assert.equal((await fetch(url)).status, 200);
     });
   });
