@@ -162,5 +162,5 @@ export {
   redTeam,
   type StreamEvaluation,
 } from './redteam.js';
-export { redTeamSections } from './redteam-report.js';
+export { redTeamSections, tprAtLowFpr } from './redteam-report.js';
 export { networkTrainer } from './trainers.js';

@@ -5,6 +5,7 @@
  * with it.
  */
 import type { Block, Section } from '../report/index.js';
+import type { MembershipResult } from './attacks/inference/membership.js';
 import type { RedTeamResult } from './redteam.js';
 
 const pct = (v: number | undefined | null) =>
@@ -16,6 +17,17 @@ const ATTACK_LABEL: Record<string, string> = {
   apgd: 'APGD-CE',
   square: 'Square (black-box)',
 };
+
+/**
+ * "TPR x at 0.1 % FPR" for a console line, saying when the non-members are too few to resolve that
+ * rate: below 1,000 of them, the only threshold at or under 0.1 % FPR flags none, so the figure is the
+ * TPR at 0 % FPR (the HTML report's caption says the same).
+ */
+export function tprAtLowFpr(m: MembershipResult): string {
+  const t = m.tprAtFpr.find((x) => x.fpr === 0.001);
+  const line = `TPR ${pct(t?.tpr)} at 0.1 % FPR`;
+  return m.nonMembers < 1000 ? `${line} (with ${m.nonMembers} non-members: in effect at 0 % FPR)` : line;
+}
 
 /** Sections of the red-team report, in reading order. */
 export function redTeamSections(r: RedTeamResult, seconds?: number): Section[] {

@@ -11,6 +11,7 @@ import {
   type RedTeamOptions,
   redTeam,
   redTeamSections,
+  tprAtLowFpr,
 } from '../../src/robust/index.js';
 import { blobs, trainedMlp } from './helpers.js';
 
@@ -123,6 +124,23 @@ describe('red-team evaluation', () => {
     assert.ok(oneClass.includes('flagged before attack, class 1 (target FPR)'));
     assert.ok(oneClass.includes('It is not a check of the calibration'));
     assert.ok(!oneClass.includes('so it checks the calibrated rate'));
+  });
+
+  it('says when too few non-members leave the TPR at 0.1 % FPR in effect at 0 % FPR', () => {
+    const m = (nonMembers: number) => ({
+      attack: 'loss-threshold' as const,
+      auc: 0.6,
+      tprAtFpr: [
+        { fpr: 0.001, tpr: 0.008 },
+        { fpr: 0.01, tpr: 0.03 },
+      ],
+      advantage: 0.1,
+      members: 800,
+      nonMembers,
+      roc: { fpr: [0, 1], tpr: [0, 1] },
+    });
+    assert.equal(tprAtLowFpr(m(200)), 'TPR 0.8 % at 0.1 % FPR (with 200 non-members: in effect at 0 % FPR)');
+    assert.equal(tprAtLowFpr(m(2000)), 'TPR 0.8 % at 0.1 % FPR');
   });
 
   it('refuses bad options up front, naming them; white-box attacks on a black-box model name the capability', async () => {

@@ -30,6 +30,7 @@ import {
   redTeam,
   redTeamSections,
   tabularDomain,
+  tprAtLowFpr,
 } from '../../robust/index.js';
 import { META_CLASS_VALUES, META_LABEL, META_PIPELINE } from '../../train/index.js';
 import { checkOutputPath, floatOption, intOption, listOption } from '../options.js';
@@ -448,13 +449,11 @@ the data), integers integral, one categorical value per field, --immutable colum
             }
             if (m.membership) {
               const l = m.membership.lossThreshold;
-              lines.push(
-                `  membership (loss threshold): AUC ${l.auc.toFixed(3)}, TPR ${pct(l.tprAtFpr[0]?.tpr)} at 0.1 % FPR`,
-              );
+              lines.push(`  membership (loss threshold): AUC ${l.auc.toFixed(3)}, ${tprAtLowFpr(l)}`);
               if (m.membership.lira) {
                 const r = m.membership.lira;
                 lines.push(
-                  `  membership (LiRA, ${r.shadows} shadows): AUC ${r.auc.toFixed(3)}, TPR ${pct(r.tprAtFpr[0]?.tpr)} at 0.1 % FPR`,
+                  `  membership (LiRA, ${r.shadows} shadows): AUC ${r.auc.toFixed(3)}, ${tprAtLowFpr(r)}`,
                 );
               }
             }
