@@ -31,6 +31,7 @@ export { CONNECTION_ERRNO, isConnectionFailure, redactUrl } from './postgres.js'
 export { makeRng, Rng, rngOf, SecureRng, type Seed, SeededRng } from './rng.js';
 export {
   requireFinite,
+  requireFiniteRows,
   requireInteger,
   requireNonEmptyString,
   requireNumberIn,

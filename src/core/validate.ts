@@ -1,4 +1,4 @@
-import { invalidArgument } from './errors.js';
+import { BulwarkError, invalidArgument } from './errors.js';
 
 /**
  * Up-front parameter checks (after ART's `_check_params`): each throws `ERR_INVALID_ARGUMENT` with a
@@ -61,4 +61,20 @@ function rangeText(min: number, max: number): string {
   if (max === Infinity) return ` >= ${min}`;
   if (min === -Infinity) return ` <= ${max}`;
   return ` in [${min}, ${max}]`;
+}
+
+/**
+ * Throws `ERR_DATA_VALUE` ("`what`: row R has V", details.row, rows 0-based) for the first NaN or
+ * infinite value of a row-major matrix of `d` columns: data, not a parameter, so not
+ * ERR_INVALID_ARGUMENT. A NaN compares false with every threshold, so it must be refused before a
+ * score or a scale is computed from it.
+ */
+export function requireFiniteRows(x: ArrayLike<number>, d: number, what: string): void {
+  for (let i = 0; i < x.length; i++) {
+    const v = x[i] as number;
+    if (!Number.isFinite(v)) {
+      const row = Math.floor(i / d);
+      throw new BulwarkError('ERR_DATA_VALUE', `${what}: row ${row} has ${v}`, { details: { row } });
+    }
+  }
 }

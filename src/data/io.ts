@@ -33,7 +33,7 @@ export function formatOf(path: string): DataFormat {
  */
 export async function readDataset(path: string, csv: CsvDatasetOptions = {}): Promise<Dataset> {
   const format = formatOf(path);
-  if (format === 'parquet') return readParquet(path);
+  if (format === 'parquet') return readParquet(path, csv.onDigest ? { onDigest: csv.onDigest } : {});
   const opts =
     extname(path).toLowerCase() === '.tsv' && csv.delimiter === undefined ? { ...csv, delimiter: '\t' } : csv;
   return readCsvDataset(path, opts);
@@ -55,10 +55,7 @@ export async function readDatasetWithDigest(
   const onDigest = (d: string): void => {
     digest = d;
   };
-  const dataset =
-    formatOf(path) === 'parquet'
-      ? await readParquet(path, { onDigest })
-      : await readDataset(path, { ...csv, onDigest });
+  const dataset = await readDataset(path, { ...csv, onDigest });
   if (digest === undefined) throw new BulwarkError('ERR_INTERNAL', `no digest was taken of ${path}`);
   return { dataset, digest };
 }

@@ -25,7 +25,7 @@ export {
   SEALED_ROUTE,
 } from './enclave.js';
 export { errorReply, httpStatus, type Reply } from './errors.js';
-export { jsonDepthExceeds, parseJsonBody } from './json.js';
+export { jsonStructureProblem, parseJsonBody } from './json.js';
 export { Limiter, type LimitOutcome } from './limits.js';
 export { GatewayMetrics } from './metrics.js';
 export {

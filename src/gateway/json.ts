@@ -17,26 +17,6 @@ function invalid(message: string, reason: string): BulwarkError {
 }
 
 /**
- * The deepest nesting of arrays and objects in `text`, stopping as soon as `limit` is exceeded. Brackets
- * inside strings are skipped (escapes honoured). Malformed text is left for `JSON.parse` to reject.
- */
-export function jsonDepthExceeds(text: string, limit: number): boolean {
-  let depth = 0;
-  let inString = false;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (inString) {
-      if (c === 92 /* \ */) i++;
-      else if (c === 34 /* " */) inString = false;
-    } else if (c === 34) inString = true;
-    else if (c === 91 /* [ */ || c === 123 /* { */) {
-      if (++depth > limit) return true;
-    } else if (c === 93 /* ] */ || c === 125 /* } */) depth--;
-  }
-  return false;
-}
-
-/**
  * The first structural problem of `text` that `JSON.parse` would not report: nesting deeper than
  * `limit`, or a key given twice in one object (`JSON.parse` keeps the last silently, while a proxy or
  * log reader in front may keep the first: the two would act on different requests). Keys are compared

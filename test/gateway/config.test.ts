@@ -6,7 +6,7 @@ import { BulwarkError, parseConfig } from '../../src/core/index.js';
 import {
   gatewayConfigSchema,
   httpStatus,
-  jsonDepthExceeds,
+  jsonStructureProblem,
   parseJsonBody,
   resolveConfigPaths,
 } from '../../src/gateway/index.js';
@@ -93,9 +93,9 @@ describe('parse stage', () => {
   };
 
   it('limits depth on the raw text, skipping brackets inside strings', () => {
-    assert.equal(jsonDepthExceeds('[[[]]]', 3), false);
-    assert.equal(jsonDepthExceeds('[[[[]]]]', 3), true);
-    assert.equal(jsonDepthExceeds('{"a":"[[[[[[\\"[[[["}', 1), false);
+    assert.equal(jsonStructureProblem('[[[]]]', 3)?.reason === 'depth', false);
+    assert.equal(jsonStructureProblem('[[[[]]]]', 3)?.reason === 'depth', true);
+    assert.equal(jsonStructureProblem('{"a":"[[[[[[\\"[[[["}', 1)?.reason === 'depth', false);
     assert.equal(
       reason(() => p(`{"a":${'['.repeat(100_000)}`)),
       'ERR_GATEWAY_REQUEST_INVALID/depth',

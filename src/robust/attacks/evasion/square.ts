@@ -21,7 +21,7 @@ import {
   rngOf,
 } from '../../../core/index.js';
 import { attackSucceeded } from '../../losses.js';
-import type { ProbabilityModel } from '../../model.js';
+import { argmaxRows, type ProbabilityModel } from '../../model.js';
 import { checkBase, type EvasionBase, type EvasionResult, rate, takeLabels, takeRows } from './common.js';
 
 /** Options of {@link square}. */
@@ -120,11 +120,7 @@ export async function square(
   let labels = base.labels;
   if (predict) {
     const p = await model.predictProba(x, rows);
-    labels = Int32Array.from({ length: rows }, (_, r) => {
-      let b = 0;
-      for (let j = 1; j < k; j++) if ((p[r * k + j] as number) > (p[r * k + b] as number)) b = j;
-      return b;
-    });
+    labels = argmaxRows(p, rows, k);
   }
   const clampTo = (x0: Float32Array, r: number, j: number, v: number): number =>
     domain.clampLinf(j, x0[r * d + j] as number, v, eps);

@@ -15,7 +15,7 @@
  * rates (0.1 % and 1 %): an attack that reliably identifies a few members is a real leak even at AUC 0.5x.
  * With n non-members, an FPR below 1/n cannot be resolved; the result says how many there were.
  */
-import { BulwarkError, invalidArgument, requireInteger, SeededRng } from '../../../core/index.js';
+import { invalidArgument, requireFiniteRows, requireInteger, SeededRng } from '../../../core/index.js';
 import { type LabelledData, rocAuc, rocCurve, thresholdForFpr } from '../../../ml/index.js';
 import type { ProbabilityModel } from '../../model.js';
 
@@ -94,12 +94,7 @@ function checkData(name: string, d: LabelledData, model: ProbabilityModel): void
   // A label outside [0, classes) read another row's probability (label k of row r is row r + 1's
   // class 0): a silently wrong loss, or a NaN reported as "scores[i] is NaN".
   for (let i = 0; i < d.rows; i++) requireInteger(`${name}.y[${i}]`, d.y[i], 0, model.classes - 1);
-  for (let i = 0; i < d.x.length; i++) {
-    if (!Number.isFinite(d.x[i]))
-      throw new BulwarkError('ERR_DATA_VALUE', `${name}: row ${Math.floor(i / model.inputs)} has ${d.x[i]}`, {
-        details: { row: Math.floor(i / model.inputs) },
-      });
-  }
+  requireFiniteRows(d.x, model.inputs, name);
 }
 
 /**

@@ -9,7 +9,7 @@
  * The covariance is Ledoit-Wolf shrunk (see ../../linalg.ts): with 784 pixels, many of them constant, the
  * sample covariance is singular and its inverse useless; shrinkage makes it well conditioned.
  */
-import { BulwarkError, invalidArgument, requireInteger } from '../../../core/index.js';
+import { BulwarkError, invalidArgument, requireFiniteRows, requireInteger } from '../../../core/index.js';
 import { gemm, type Network } from '../../../ml/index.js';
 import { inverseSpd, ledoitWolf } from '../../linalg.js';
 import {
@@ -166,12 +166,7 @@ export class MahalanobisDetector implements Detector {
     const { f, d } = this.features(x, rows);
     if (d !== fit.d) throw invalidArgument('x', `rows of ${fit.d} features`, `${d} features`);
     // A NaN feature makes the score NaN, and `NaN > threshold` is false: it would pass as clean.
-    for (let i = 0; i < rows * d; i++) {
-      if (!Number.isFinite(f[i]))
-        throw new BulwarkError('ERR_DATA_VALUE', `x: row ${Math.floor(i / d)} has ${f[i]}`, {
-          details: { row: Math.floor(i / d) },
-        });
-    }
+    requireFiniteRows(f.subarray(0, rows * d), d, 'x');
     const fc = new Float32Array(rows * d);
     for (let r = 0; r < rows; r++)
       for (let j = 0; j < d; j++) fc[r * d + j] = (f[r * d + j] as number) - (fit.centre[j] as number);

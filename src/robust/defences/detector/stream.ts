@@ -4,7 +4,14 @@
  * extraction attack sends queries whose spacing does not look like natural data. Both keep bounded state
  * per client (least recently seen clients are forgotten beyond `maxClients`).
  */
-import { BulwarkError, invalidArgument, type Rng, requireInteger, rngOf } from '../../../core/index.js';
+import {
+  BulwarkError,
+  invalidArgument,
+  type Rng,
+  requireFiniteRows,
+  requireInteger,
+  rngOf,
+} from '../../../core/index.js';
 import type { Calibration, DetectorJson } from './detector.js';
 
 /** One client's queries, in order, with the class the model answered for each (PRADA needs it). */
@@ -47,12 +54,7 @@ export function featureScale(x: Float32Array, rows: number, d: number): Float32A
   requireInteger('rows', rows, 2);
   if (x.length !== rows * d) throw invalidArgument('x', `${rows} rows of ${d} features`, x.length);
   // A NaN made its column's deviation NaN, which `|| 1` then turned into a silent scale of 1.
-  for (let i = 0; i < rows * d; i++) {
-    if (!Number.isFinite(x[i]))
-      throw new BulwarkError('ERR_DATA_VALUE', `fit data: row ${Math.floor(i / d)} has ${x[i]}`, {
-        details: { row: Math.floor(i / d) },
-      });
-  }
+  requireFiniteRows(x, d, 'fit data');
   const mean = new Float64Array(d);
   const sq = new Float64Array(d);
   for (let r = 0; r < rows; r++)
