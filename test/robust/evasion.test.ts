@@ -295,7 +295,8 @@ describe('returned points are inside the eps-ball exactly, not up to float32 rou
             let acc = 0;
             for (let j = 0; j < d; j++) {
               const u = Math.abs((r.x[i * d + j] as number) - (data.x[i * d + j] as number));
-              assert.ok(u <= 1 && (r.x[i * d + j] as number) >= 0, `${name} row ${i}: outside [0, 1]`);
+              const v = r.x[i * d + j] as number;
+              assert.ok(v >= 0 && v <= 1, `${name} row ${i}: outside [0, 1]`);
               acc = norm === 'inf' ? Math.max(acc, u) : acc + u * u;
             }
             const dist = norm === 'inf' ? acc : Math.sqrt(acc);

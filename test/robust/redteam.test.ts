@@ -183,6 +183,7 @@ describe('red-team evaluation', () => {
     // Without the detectors a small fpr is harmless; with input detectors only, too few calibration rows
     // for the target are said in the detector's notes rather than shown as a detector that catches nothing.
     const small = await redTeam(models, data, { ...options, attacks: ['fgsm'], eps: [0, 0.1], fpr: 1e-4 });
+    assert.ok(small.detectors.length > 0, 'the detectors ran');
     for (const det of small.detectors) {
       assert.equal(det.threshold, Infinity);
       assert.ok(
