@@ -50,6 +50,11 @@ export interface LoadedModel {
   runtime: OnnxRuntimeModel;
   /** Name of the probability output. */
   outputName: string;
+  /**
+   * The detector bundle the package carries (signed and encrypted with the model; JSON, loaded by the
+   * server), or undefined.
+   */
+  detectors?: unknown;
 }
 
 /** Loads models named by the configuration. */
@@ -68,6 +73,7 @@ interface ModelParts {
   packageDigest?: string;
   signer: string | null;
   origin: LoadedModel['origin'];
+  detectors?: unknown;
 }
 
 /** Checks the parts agree (pipeline inputs declared by the schema, classes) and builds the model. */
@@ -112,6 +118,7 @@ function assemble(c: ModelConfig, p: ModelParts): LoadedModel {
     origin: p.origin,
     runtime: p.runtime,
     outputName,
+    ...(p.detectors !== undefined && p.detectors !== null ? { detectors: p.detectors } : {}),
   };
 }
 
@@ -203,6 +210,7 @@ export class PackageModelSource implements ModelSource {
         packageDigest: pkg.packageDigest,
         signer: pkg.signer.keyId,
         origin: 'package',
+        detectors: pkg.detectors,
       });
     } catch (e) {
       await pkg.model.close();

@@ -8,11 +8,13 @@
 import { BulwarkError, type Rng, SecureRng } from '../core/index.js';
 import { Dataset, type Row } from '../data/index.js';
 import {
+  type BundleKind,
   InputValidator,
   MahalanobisDetector,
   PradaDetector,
   type QueryVerdict,
   type RedisStreamState,
+  readDetectorBundle,
   StatefulDetector,
   type StreamDetector,
 } from '../robust/index.js';
@@ -119,6 +121,27 @@ export function keyed(key: string, e: unknown): BulwarkError {
   }
   return new BulwarkError('ERR_CONFIG_INVALID', `${key}: ${(e as Error)?.message ?? String(e)}`, {
     cause: e,
+  });
+}
+
+/**
+ * The detectors a model package carries (its verified bundle, src/robust `readDetectorBundle`), each
+ * kind's saved state still to load; refused, naming the model, when the bundle is malformed or made for
+ * another model's width or classes.
+ */
+export function packageDetectors(
+  model: string,
+  bundle: unknown,
+  loaded?: { features: number; classValues: readonly string[] },
+): Partial<Record<BundleKind, unknown>> {
+  return atKey(`models.${model}.package`, () => {
+    const b = readDetectorBundle(bundle);
+    if (loaded && (b.features !== loaded.features || b.classes !== loaded.classValues.length))
+      throw new BulwarkError(
+        'ERR_DETECTOR_STATE',
+        `its detector bundle was made for ${b.features} features and ${b.classes} classes, the model has ${loaded.features} and ${loaded.classValues.length}`,
+      );
+    return b.detectors;
   });
 }
 

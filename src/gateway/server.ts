@@ -43,7 +43,7 @@ import {
   RevocationLists,
 } from './peers.js';
 import { type OptionalStage, Pipeline } from './pipeline.js';
-import { atKey, keyed, ServedModel } from './served-model.js';
+import { atKey, keyed, packageDetectors, ServedModel } from './served-model.js';
 import { type GatewayTracing, startTracing } from './telemetry.js';
 
 export interface GatewayOptions {
@@ -323,10 +323,27 @@ export class Gateway {
           throw keyed(`models.${m.name}`, e);
         }
         const det: { mahalanobis?: unknown; stateful?: unknown; prada?: unknown } = {};
+        // Detectors the package carries (signed and encrypted with the model) come first; a file in
+        // the configuration may add a kind the package lacks, never replace one it has (that would
+        // swap signed state for unsigned state).
+        const bundled =
+          loaded.detectors === undefined ? null : packageDetectors(m.name, loaded.detectors, loaded);
+        const detectorSource: Record<string, 'package' | 'file'> = {};
         for (const kind of ['mahalanobis', 'stateful', 'prada'] as const) {
-          const p = m.detectors[kind];
-          if (p === undefined || disabled.has(kind === 'prada' ? 'extraction' : 'detect')) continue;
+          if (disabled.has(kind === 'prada' ? 'extraction' : 'detect')) continue;
           const key = `models.${m.name}.detectors.${kind}`;
+          const p = m.detectors[kind];
+          if (bundled?.[kind] !== undefined) {
+            if (p !== undefined)
+              throw new BulwarkError(
+                'ERR_CONFIG_INVALID',
+                `${key}: the model package carries a signed ${kind} detector; remove the file from the configuration (a file may only add a detector the package lacks)`,
+              );
+            det[kind] = bundled[kind];
+            detectorSource[kind] = 'package';
+            continue;
+          }
+          if (p === undefined) continue;
           let text: string;
           try {
             text = await readFile(p, 'utf8');
@@ -338,6 +355,7 @@ export class Gateway {
           } catch (e) {
             throw new BulwarkError('ERR_DETECTOR_STATE', `${key}: ${p}: not JSON`, { cause: e });
           }
+          detectorSource[kind] = 'file';
         }
         const served = new ServedModel(loaded, m, det);
         cleanup.push(() => served.close());
@@ -351,7 +369,13 @@ export class Gateway {
         models.set(m.name, served);
         metrics.modelInfo.labels(m.name, loaded.version, loaded.origin).set(1);
         logger.info(
-          { model: m.name, version: loaded.version, origin: loaded.origin, modelDigest: loaded.modelDigest },
+          {
+            model: m.name,
+            version: loaded.version,
+            origin: loaded.origin,
+            modelDigest: loaded.modelDigest,
+            detectors: detectorSource,
+          },
           'model loaded',
         );
       }

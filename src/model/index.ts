@@ -28,6 +28,8 @@ export {
 export {
   MANIFEST_FORMAT,
   MANIFEST_VERSION,
+  MANIFEST_VERSIONS,
+  type ManifestDetectors,
   type ManifestInputField,
   type ModelLineage,
   type ModelManifest,
@@ -42,6 +44,7 @@ export {
   type ProtectResult,
   protectModel,
   RESOURCE_BODY,
+  RESOURCE_DETECTORS,
   RESOURCE_MANIFEST,
   RESOURCE_MODEL,
 } from './protect.js';

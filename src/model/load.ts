@@ -10,7 +10,8 @@
  *    signer is trusted for the model name the manifest states (ERR_SIGNER_UNTRUSTED);
  * 5. the data key unwraps with the keyring (ERR_KEY_NOT_FOUND, ERR_KEY_UNWRAP, ...) and every frame
  *    authenticates (ERR_CIPHERTEXT_TAMPERED, ...), in memory only;
- * 6. the plaintext's digest equals the signed `model.onnx` digest (ERR_DIGEST_MISMATCH);
+ * 6. the plaintext's digest equals the signed `model.onnx` digest (ERR_DIGEST_MISMATCH), and the
+ *    detector bundle after it (manifest version 2) the signed `detectors.json` digest;
  * 7. ONNX Runtime opens the model from the buffer; the plaintext buffer is then overwritten.
  *
  * The file is read once: the SHA-256 of the body is taken while reading (overlapping the reads), and
@@ -25,7 +26,7 @@ import { decryptStream, type Keyring } from '../keys/index.js';
 import { OnnxRuntimeModel } from '../ml/index.js';
 import { FOOTER_BYTES, HEADER_BYTES, type PackageLayout, parseLayout } from './format.js';
 import { type ModelManifest, parseManifest } from './manifest.js';
-import { RESOURCE_BODY, RESOURCE_MANIFEST, RESOURCE_MODEL } from './protect.js';
+import { RESOURCE_BODY, RESOURCE_DETECTORS, RESOURCE_MANIFEST, RESOURCE_MODEL } from './protect.js';
 import {
   IN_TOTO_PAYLOAD_TYPE,
   type ModelStatement,
@@ -43,6 +44,11 @@ export interface LoadedModel {
   signer: { keyId: string; algorithm: string };
   /** `sha256:<hex>` of the whole package file (the form `protectModel` and the audit log use). */
   packageDigest: string;
+  /**
+   * The package's detector bundle (parsed JSON, verified against its signed digest; load it with
+   * src/robust `loadDetectorBundle`), or null when the package carries none.
+   */
+  detectors: unknown;
 }
 
 export interface LoadOptions {
@@ -222,6 +228,9 @@ function verifyRead(p: PackageBytes, trust: TrustPolicy): VerifiedPackage {
   const manifest = manifestOf(p);
   if (manifest.onnx.sha256 !== res.get(RESOURCE_MODEL)) throw mismatch(p.path, "the manifest's model digest");
   if (statement.subject[0].name !== manifest.model.name) throw mismatch(p.path, 'the model name');
+  // Both ways: a bundle the statement does not sign, or a signed bundle the manifest no longer lists.
+  if ((manifest.detectors?.sha256 ?? null) !== (res.get(RESOURCE_DETECTORS) ?? null))
+    throw mismatch(p.path, "the manifest's detector digest");
   if (!signer.models.some((m) => modelPatternMatches(m, manifest.model.name))) {
     throw new BulwarkError(
       'ERR_SIGNER_UNTRUSTED',
@@ -237,16 +246,24 @@ function verifyRead(p: PackageBytes, trust: TrustPolicy): VerifiedPackage {
   };
 }
 
-/** Steps 5-6: decrypts the model in memory and checks its digest. The caller wipes the result. */
+/** The verified plaintext: the model (a view into the package buffer) and the detector bundle. */
+interface Plaintext {
+  model: Buffer;
+  /** The detector bundle's parsed JSON, or null (its bytes are wiped once parsed). */
+  detectors: unknown;
+}
+
+/** Steps 5-6: decrypts the model (and its detectors) in memory and checks digests. The caller wipes `model`. */
 async function decryptModel(
   p: PackageBytes,
   v: VerifiedPackage,
   keyring: Keyring,
   checkDigest: boolean,
   threads: number | undefined,
-): Promise<Buffer> {
+): Promise<Plaintext> {
   const { encryptedOffset, encryptedBytes } = p.layout;
-  const want = v.manifest.onnx.bytes;
+  const modelBytes = v.manifest.onnx.bytes;
+  const want = modelBytes + (v.manifest.detectors?.bytes ?? 0);
   if (want > encryptedBytes) throw mismatch(p.path, 'the model length');
   // Decrypt in place, into the ciphertext's own bytes: frame i's plaintext goes to [i*F, (i+1)*F) of
   // the encrypted region, which decryptStream has already consumed (the stream header and i frame
@@ -256,8 +273,10 @@ async function decryptModel(
   // always later than the one being copied, and frame i's plaintext range ends before frame i+1's
   // ciphertext starts, so in-order copying never overwrites ciphertext a worker has still to read.
   const plain = p.bytes.subarray(encryptedOffset, encryptedOffset + want);
-  // The plaintext digest is computed here, in frame order, as frames arrive (SHA-256 is sequential).
-  const hash = checkDigest ? createHash('sha256') : null;
+  // The plaintext digests are computed here, in frame order, as frames arrive (SHA-256 is sequential):
+  // the model's (by default) over its bytes, the detector bundle's (always: it is small) over the rest.
+  const modelHash = checkDigest ? createHash('sha256') : null;
+  const detectorHash = createHash('sha256');
   let off = 0;
   try {
     for await (const part of decryptStream(
@@ -269,16 +288,30 @@ async function decryptModel(
     )) {
       if (off + part.length > want) throw mismatch(p.path, 'the decrypted model length');
       part.copy(plain, off);
+      const cut = Math.max(0, Math.min(part.length, modelBytes - off));
+      modelHash?.update(part.subarray(0, cut));
+      if (cut < part.length) detectorHash.update(part.subarray(cut));
       off += part.length;
-      hash?.update(part);
     }
     if (off !== want) throw mismatch(p.path, 'the decrypted model length');
-    if (hash) {
-      const d = hash.digest('hex');
-      const signed = v.statement.predicate.resources.find((r) => r.name === RESOURCE_MODEL)?.digest;
-      if (d !== signed) throw mismatch(p.path, 'the decrypted model');
+    const signed = (name: string) => v.statement.predicate.resources.find((r) => r.name === name)?.digest;
+    if (modelHash && modelHash.digest('hex') !== signed(RESOURCE_MODEL))
+      throw mismatch(p.path, 'the decrypted model');
+    let detectors: unknown = null;
+    if (v.manifest.detectors) {
+      if (detectorHash.digest('hex') !== signed(RESOURCE_DETECTORS))
+        throw mismatch(p.path, 'the decrypted detector bundle');
+      const bundle = plain.subarray(modelBytes);
+      try {
+        detectors = JSON.parse(bundle.toString('utf8'));
+      } catch {
+        // Signed and authenticated, yet not JSON: the signer packaged a broken bundle.
+        throw new BulwarkError('ERR_DETECTOR_STATE', `${p.path}: the detector bundle is not JSON`);
+      } finally {
+        bundle.fill(0);
+      }
     }
-    return plain;
+    return { model: plain.subarray(0, modelBytes), detectors };
   } catch (e) {
     plain.fill(0);
     throw e;
@@ -296,11 +329,11 @@ async function openVerified(
   keyring: Keyring,
   checkDigest: boolean,
   threads?: number,
-): Promise<{ v: VerifiedPackage; plain: Buffer }> {
+): Promise<{ v: VerifiedPackage; plain: Buffer; detectors: unknown }> {
   const p = await readPackage(path);
   const v = verifyRead(p, trust);
-  const plain = await decryptModel(p, v, keyring, checkDigest, threads);
-  return { v, plain };
+  const { model, detectors } = await decryptModel(p, v, keyring, checkDigest, threads);
+  return { v, plain: model, detectors };
 }
 
 /**
@@ -331,7 +364,7 @@ export async function verifyPackage(
  * ```
  */
 export async function loadProtectedModel(path: string, options: LoadOptions): Promise<LoadedModel> {
-  const { v, plain } = await openVerified(
+  const { v, plain, detectors } = await openVerified(
     path,
     options.trust,
     options.keyring,
@@ -348,6 +381,7 @@ export async function loadProtectedModel(path: string, options: LoadOptions): Pr
       model,
       signer: { keyId: v.signer.keyId, algorithm: v.signer.algorithm },
       packageDigest: v.packageDigest,
+      detectors,
     };
   } finally {
     plain.fill(0);

@@ -12,7 +12,13 @@ import { z } from 'zod';
 import { BulwarkError } from '../core/index.js';
 
 export const MANIFEST_FORMAT = 'bulwark.model-manifest';
-export const MANIFEST_VERSION = 1;
+/**
+ * Version 2 adds `detectors` (a detector bundle in the encrypted part). A package without detectors is
+ * still written as version 1, so Bulwark releases that read only version 1 keep reading it.
+ */
+export const MANIFEST_VERSION = 2;
+/** The versions this Bulwark reads. */
+export const MANIFEST_VERSIONS: readonly number[] = [1, 2];
 
 const hex64 = z.string().regex(/^[0-9a-f]{64}$/, 'expected 64 lowercase hex digits');
 const digest = z.string().regex(/^sha256:[0-9a-f]{64}$/, 'expected sha256:<64 hex digits>');
@@ -82,62 +88,90 @@ const parentSchema = z.strictObject({
   version: z.string().min(1).max(64),
 });
 
-export const manifestSchema = z.strictObject({
-  format: z.literal(MANIFEST_FORMAT),
-  version: z.number().int(),
-  model: z.strictObject({
-    name: z.string().regex(MODEL_NAME_PATTERN, 'expected letters, digits, ".", "_", "-", "/"'),
-    version: z.string().min(1).max(64),
-    description: z.string().max(4096).optional(),
-    createdAt: z.string().min(1).max(64),
-    /** Tool that made the package (`bulwark x.y.z`). */
-    packager: name,
-  }),
-  input: z.strictObject({
-    /** The graph input's name. */
-    name,
-    /** Width of the feature vector the model takes. */
-    features: z.number().int().min(1),
-    featureNames: z.array(z.string()).optional(),
-    /** The label the model predicts (a schema field name). */
-    label: name.optional(),
-    /** Raw fields a request carries, with their public bounds. */
-    fields: z.array(inputFieldSchema).optional(),
-    /** The preprocessing pipeline state (`bulwark.preprocess` format, see src/data/preprocess.ts). */
-    preprocessing: z.unknown().optional(),
-  }),
-  output: z.strictObject({
-    names: z.array(name).min(1),
-    classes: z.array(z.string()).optional(),
-  }),
-  onnx: z.strictObject({
-    /** SHA-256 of the plaintext ONNX bytes (hex); also the `model.onnx` resource of the statement. */
-    sha256: hex64,
-    bytes: z.number().int().min(1),
-    producer: z.string().max(256).optional(),
-    opset: z.number().int().min(1).optional(),
-  }),
-  encryption: z.strictObject({
-    /** `bulwark-stream-v1`: src/keys/stream.ts, AES-256-GCM STREAM with HKDF and a key commitment. */
-    scheme: z.literal('bulwark-stream-v1'),
-    /** Keyring key (KEK) that wraps the data key; the wrapped key itself is in the stream header. */
-    keyId: name,
-    keyVersion: z.number().int().min(1),
-    keyring: z.string().regex(/^[0-9a-f]{32}$/),
-    frameSize: z.number().int().min(1),
-  }),
-  lineage: z.strictObject({
-    datasetDigest: digest.optional(),
-    algorithm: name.optional(),
-    hyperparameters: z.record(z.string().max(256), scalar).optional(),
-    metrics: z.record(z.string().max(256), finite).optional(),
-    privacy: privacySchema.optional(),
-    adversarial: adversarialSchema.optional(),
-    trainingRun: auditRefSchema.optional(),
-    /** Set when this model was fine-tuned from another package (continuous learning). */
-    parent: parentSchema.optional(),
-  }),
+/**
+ * The detector bundle (src/robust `detectorBundleToJson`) stored after the model in the encrypted part:
+ * what it holds and its digest, in the clear; its state (training-data statistics) only encrypted.
+ */
+const detectorsSchema = z.strictObject({
+  /** SHA-256 of the bundle's JSON bytes (hex); also the `detectors.json` resource of the statement. */
+  sha256: hex64,
+  bytes: z.number().int().min(1),
+  /** Detector kinds in the bundle. */
+  kinds: z.array(name).min(1),
+  /** What the detectors were fitted and calibrated on (the bundle's `fittedOn`). */
+  fittedOn: z
+    .strictObject({
+      datasetDigest: digest.optional(),
+      fitRows: z.number().int().min(0),
+      calibrationRows: z.number().int().min(0),
+      seed: z.number().int().min(0).optional(),
+    })
+    .optional(),
 });
+
+export const manifestSchema = z
+  .strictObject({
+    format: z.literal(MANIFEST_FORMAT),
+    version: z.number().int(),
+    model: z.strictObject({
+      name: z.string().regex(MODEL_NAME_PATTERN, 'expected letters, digits, ".", "_", "-", "/"'),
+      version: z.string().min(1).max(64),
+      description: z.string().max(4096).optional(),
+      createdAt: z.string().min(1).max(64),
+      /** Tool that made the package (`bulwark x.y.z`). */
+      packager: name,
+    }),
+    input: z.strictObject({
+      /** The graph input's name. */
+      name,
+      /** Width of the feature vector the model takes. */
+      features: z.number().int().min(1),
+      featureNames: z.array(z.string()).optional(),
+      /** The label the model predicts (a schema field name). */
+      label: name.optional(),
+      /** Raw fields a request carries, with their public bounds. */
+      fields: z.array(inputFieldSchema).optional(),
+      /** The preprocessing pipeline state (`bulwark.preprocess` format, see src/data/preprocess.ts). */
+      preprocessing: z.unknown().optional(),
+    }),
+    output: z.strictObject({
+      names: z.array(name).min(1),
+      classes: z.array(z.string()).optional(),
+    }),
+    onnx: z.strictObject({
+      /** SHA-256 of the plaintext ONNX bytes (hex); also the `model.onnx` resource of the statement. */
+      sha256: hex64,
+      bytes: z.number().int().min(1),
+      producer: z.string().max(256).optional(),
+      opset: z.number().int().min(1).optional(),
+    }),
+    encryption: z.strictObject({
+      /** `bulwark-stream-v1`: src/keys/stream.ts, AES-256-GCM STREAM with HKDF and a key commitment. */
+      scheme: z.literal('bulwark-stream-v1'),
+      /** Keyring key (KEK) that wraps the data key; the wrapped key itself is in the stream header. */
+      keyId: name,
+      keyVersion: z.number().int().min(1),
+      keyring: z.string().regex(/^[0-9a-f]{32}$/),
+      frameSize: z.number().int().min(1),
+    }),
+    lineage: z.strictObject({
+      datasetDigest: digest.optional(),
+      algorithm: name.optional(),
+      hyperparameters: z.record(z.string().max(256), scalar).optional(),
+      metrics: z.record(z.string().max(256), finite).optional(),
+      privacy: privacySchema.optional(),
+      adversarial: adversarialSchema.optional(),
+      trainingRun: auditRefSchema.optional(),
+      /** Set when this model was fine-tuned from another package (continuous learning). */
+      parent: parentSchema.optional(),
+    }),
+    /** Manifest version 2: detectors travel in the package (after the model, in the encrypted part). */
+    detectors: detectorsSchema.optional(),
+  })
+  .refine((m) => m.detectors === undefined || m.version >= 2, {
+    message: 'detectors need manifest version 2',
+    path: ['detectors'],
+  });
 
 /** The manifest of a protected model package (see docs/model-package.md). */
 export type ModelManifest = z.infer<typeof manifestSchema>;
@@ -145,15 +179,17 @@ export type ModelManifest = z.infer<typeof manifestSchema>;
 export type ModelLineage = ModelManifest['lineage'];
 /** One raw input field of a manifest, with its public bounds. */
 export type ManifestInputField = z.infer<typeof inputFieldSchema>;
+/** The manifest's record of the package's detector bundle. */
+export type ManifestDetectors = z.infer<typeof detectorsSchema>;
 
 /** Checks a parsed manifest (format, version, every field); `where` names the package in messages. */
 export function parseManifest(raw: unknown, where: string): ModelManifest {
   if (typeof raw === 'object' && raw !== null && (raw as { format?: unknown }).format === MANIFEST_FORMAT) {
     const v = (raw as { version?: unknown }).version;
-    if (v !== MANIFEST_VERSION) {
+    if (typeof v !== 'number' || !MANIFEST_VERSIONS.includes(v)) {
       throw new BulwarkError(
         'ERR_FORMAT_VERSION',
-        `${where}: model manifest version ${String(v)} is not supported (this Bulwark reads ${MANIFEST_VERSION})`,
+        `${where}: model manifest version ${String(v)} is not supported (this Bulwark reads ${MANIFEST_VERSIONS.join(' and ')})`,
       );
     }
   }

@@ -21,6 +21,7 @@ import { encodeFooter, encodeHeader, FOOTER_BYTES, HEADER_BYTES, MAX_MANIFEST_BY
 import {
   MANIFEST_FORMAT,
   MANIFEST_VERSION,
+  type ManifestDetectors,
   type ManifestInputField,
   MODEL_NAME_PATTERN,
   type ModelLineage,
@@ -34,6 +35,8 @@ import { buildStatement, type SignedResource, type SigningKey, signStatement } f
 export const RESOURCE_MANIFEST = 'manifest.json';
 export const RESOURCE_MODEL = 'model.onnx';
 export const RESOURCE_BODY = 'package.body';
+/** The detector bundle (manifest version 2), when the package carries one. */
+export const RESOURCE_DETECTORS = 'detectors.json';
 
 /** ONNX metadata keys Bulwark's trainers write (src/train/tabular.ts META_*, src/privacy ONNX_META). */
 export const ONNX_META_KEYS = {
@@ -63,6 +66,13 @@ export interface ProtectOptions {
   inputFields?: ManifestInputField[];
   /** Lineage, merged over what the ONNX metadata says (privacy, adversarial training). */
   lineage?: ModelLineage;
+  /**
+   * A detector bundle (src/robust `detectorBundleToJson`, format `bulwark.detectors`) to carry after
+   * the model in the encrypted part; the gateway runs it. Its state is statistics of the rows it was
+   * fitted on: with a differentially private model it must name its data (`fittedOn.datasetDigest`),
+   * and that must not be the training data (ERR_DP_UNACCOUNTED).
+   */
+  detectors?: unknown;
   /** Encrypted frame size (default 1 MiB). */
   frameSize?: number;
   /** Refuse to overwrite `out`. */
@@ -80,6 +90,8 @@ export interface ProtectResult {
   modelDigest: string;
   /** Bytes of the package and of the ONNX it holds. */
   packageBytes: number;
+  /** Bytes of the detector bundle it holds (0: none). */
+  detectorBytes: number;
   modelBytes: number;
   signer: { keyId: string; algorithm: string } | null;
 }
@@ -132,12 +144,59 @@ function inputFields(
     });
 }
 
+const BUNDLE_FORMAT = 'bulwark.detectors';
+
+/**
+ * The serialised detector bundle and its manifest record. Only the envelope is checked here (src/model
+ * does not depend on src/robust, which loads the detectors: `bulwark model protect` loads the bundle
+ * against the model before packaging it, and the gateway loads it again at every start).
+ */
+export function detectorsRecord(
+  bundle: unknown,
+  lineage: ModelLineage,
+  where: string,
+): { bytes: Buffer; record: ManifestDetectors } {
+  const bad = (why: string) => new BulwarkError('ERR_DETECTOR_STATE', `${where}: the detector bundle ${why}`);
+  if (typeof bundle !== 'object' || bundle === null || Array.isArray(bundle)) throw bad('is not an object');
+  const b = bundle as Record<string, unknown>;
+  if (b['format'] !== BUNDLE_FORMAT) throw bad(`is not a "${BUNDLE_FORMAT}" document`);
+  const det = b['detectors'];
+  if (typeof det !== 'object' || det === null || Array.isArray(det) || Object.keys(det).length === 0)
+    throw bad('holds no detector');
+  const fittedOn = b['fittedOn'] as ManifestDetectors['fittedOn'] | undefined;
+  if (lineage.privacy) {
+    // The DP guarantee bounds what the model reveals about its training rows; detector state (class
+    // means, a precision matrix) computed on those rows would reveal them with no bound at all.
+    const d = fittedOn?.datasetDigest;
+    if (d === undefined)
+      throw new BulwarkError(
+        'ERR_DP_UNACCOUNTED',
+        `${where}: the model is differentially private and the detector bundle does not say which data it was fitted on: refit it naming its data (bulwark model fit-detectors records the file's digest)`,
+      );
+    if (lineage.datasetDigest !== undefined && d === lineage.datasetDigest)
+      throw new BulwarkError(
+        'ERR_DP_UNACCOUNTED',
+        `${where}: the detectors were fitted on the model's private training data (${d.slice(0, 19)}…): their state would release it outside the DP guarantee; fit them on held-out data`,
+      );
+  }
+  const bytes = Buffer.from(JSON.stringify(bundle), 'utf8');
+  return {
+    bytes,
+    record: {
+      sha256: createHash('sha256').update(bytes).digest('hex'),
+      bytes: bytes.length,
+      kinds: Object.keys(det),
+      ...(fittedOn !== undefined ? { fittedOn } : {}),
+    },
+  };
+}
+
 /** The manifest for an ONNX model (checked against the manifest schema). */
 export function buildManifest(
   onnx: Uint8Array,
   o: Omit<ProtectOptions, 'signingKey' | 'noClobber' | 'onProgress'>,
   where = 'model',
-): { manifest: ModelManifest; modelDigest: string } {
+): { manifest: ModelManifest; modelDigest: string; detectorBytes: Buffer | null } {
   if (!MODEL_NAME_PATTERN.test(o.name))
     throw invalidArgument('name', 'letters, digits, ".", "_", "-", "/" (at most 128)', o.name);
   if (!/^[^\s]{1,64}$/.test(o.version))
@@ -170,9 +229,12 @@ export function buildManifest(
   const keyId = o.keyId ?? 'data';
   const modelDigest = createHash('sha256').update(onnx).digest('hex');
   const fields = inputFields(o.schema, label) ?? (o.inputFields ? [...o.inputFields] : undefined);
+  const lineage: ModelLineage = { ...lineageFromOnnxMetadata(meta), ...(o.lineage ?? {}) };
+  const detectors = o.detectors === undefined ? null : detectorsRecord(o.detectors, lineage, where);
   const raw: ModelManifest = {
     format: MANIFEST_FORMAT,
-    version: MANIFEST_VERSION,
+    // Version 1 when there is nothing of version 2 in it, so older readers keep reading it.
+    version: detectors ? MANIFEST_VERSION : 1,
     model: {
       name: o.name,
       version: o.version,
@@ -202,9 +264,14 @@ export function buildManifest(
       keyring: o.keyring.id,
       frameSize: o.frameSize ?? DEFAULT_FRAME_SIZE,
     },
-    lineage: { ...lineageFromOnnxMetadata(meta), ...(o.lineage ?? {}) },
+    lineage,
+    ...(detectors ? { detectors: detectors.record } : {}),
   };
-  return { manifest: parseManifest(raw, where), modelDigest: `sha256:${modelDigest}` };
+  return {
+    manifest: parseManifest(raw, where),
+    modelDigest: `sha256:${modelDigest}`,
+    detectorBytes: detectors?.bytes ?? null,
+  };
 }
 
 async function write(f: AtomicFileStream, chunk: Buffer, hash: Hash): Promise<void> {
@@ -245,7 +312,7 @@ export async function protectModel(
       throw fsError(e, model, 'cannot read');
     }
   } else onnx = model;
-  const { manifest, modelDigest } = buildManifest(onnx, options, where);
+  const { manifest, modelDigest, detectorBytes } = buildManifest(onnx, options, where);
   const manifestBytes = Buffer.from(JSON.stringify(manifest), 'utf8');
   if (manifestBytes.length > MAX_MANIFEST_BYTES)
     throw invalidArgument(
@@ -260,13 +327,17 @@ export async function protectModel(
     await write(f, encodeHeader(manifestBytes.length), hash);
     await write(f, manifestBytes, hash);
     let encrypted = 0;
-    for await (const part of encryptStream([onnx], options.keyring, {
+    // The detector bundle follows the model in the same stream: one data key, one key-committed AEAD,
+    // and the manifest's lengths say where the model ends.
+    const plaintext = detectorBytes ? [onnx, detectorBytes] : [onnx];
+    const total = onnx.length + (detectorBytes?.length ?? 0);
+    for await (const part of encryptStream(plaintext, options.keyring, {
       keyId: manifest.encryption.keyId,
       frameSize: manifest.encryption.frameSize,
     })) {
       encrypted += part.length;
       await write(f, part, hash);
-      options.onProgress?.(Math.min(encrypted, onnx.length), onnx.length);
+      options.onProgress?.(Math.min(encrypted, total), total);
     }
     const body = hash.copy().digest('hex');
     let signature = Buffer.alloc(0);
@@ -280,6 +351,8 @@ export async function protectModel(
         { name: RESOURCE_MODEL, algorithm: 'sha256', digest: manifest.onnx.sha256 },
         { name: RESOURCE_BODY, algorithm: 'sha256', digest: body },
       ];
+      if (manifest.detectors)
+        resources.push({ name: RESOURCE_DETECTORS, algorithm: 'sha256', digest: manifest.detectors.sha256 });
       signature = Buffer.from(
         signStatement(buildStatement(manifest.model.name, resources), options.signingKey),
         'utf8',
@@ -295,6 +368,7 @@ export async function protectModel(
       modelDigest,
       packageBytes: HEADER_BYTES + manifestBytes.length + encrypted + signature.length + FOOTER_BYTES,
       modelBytes: onnx.length,
+      detectorBytes: detectorBytes?.length ?? 0,
       signer: options.signingKey
         ? { keyId: options.signingKey.keyId, algorithm: options.signingKey.algorithm }
         : null,

@@ -62,6 +62,20 @@ export {
   type PoisonedLabels,
 } from './attacks/poisoning/flip.js';
 export {
+  BUNDLE_KINDS,
+  type BundleKind,
+  DETECTOR_BUNDLE_FORMAT,
+  DETECTOR_BUNDLE_VERSION,
+  type DetectorBundle,
+  type DetectorBundleJson,
+  type DetectorProvenance,
+  detectorBundleToJson,
+  type FitBundleOptions,
+  fitDetectorBundle,
+  loadDetectorBundle,
+  readDetectorBundle,
+} from './defences/detector/bundle.js';
+export {
   type Calibration,
   conformalThreshold,
   DETECTOR_FORMAT,

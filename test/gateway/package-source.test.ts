@@ -4,7 +4,7 @@
  * A package signed by a key the trust policy does not list is refused at start (fail closed).
  */
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { AuditLog } from '../../src/audit/index.js';
@@ -13,6 +13,12 @@ import { GatewayClient } from '../../src/gateway/client.js';
 import type { Gateway } from '../../src/gateway/server.js';
 import { Keyring } from '../../src/keys/index.js';
 import { generateSigningKey, protectModel, publicKeyPem } from '../../src/model/index.js';
+import {
+  detectorBundleToJson,
+  MahalanobisDetector,
+  PradaDetector,
+  StatefulDetector,
+} from '../../src/robust/index.js';
 import { type Fixture, fixture, SCHEMA, startGateway } from './gateway-fixtures.js';
 
 const PASS_ENV = 'BULWARK_TEST_GATEWAY_PASS';
@@ -22,6 +28,7 @@ describe('gateway: protected model package (default source)', () => {
   let f: Fixture;
   let gw: Gateway | undefined;
   let pkg: string;
+  let pkgWithDetectors: string;
   let packageDigest: string;
 
   before(async () => {
@@ -41,6 +48,25 @@ describe('gateway: protected model package (default source)', () => {
       schema: SCHEMA,
     });
     packageDigest = r.packageDigest;
+    // The same model with the fixture's three detectors inside the package (manifest version 2).
+    const saved = (n: string) => JSON.parse(readFileSync(join(f.dir, `${n}.json`), 'utf8')) as unknown;
+    const bundle = detectorBundleToJson(
+      {
+        mahalanobis: MahalanobisDetector.load(saved('mahalanobis')),
+        stateful: StatefulDetector.load(saved('stateful')),
+        prada: PradaDetector.load(saved('prada')),
+      },
+      { features: 5, classes: 2 },
+    );
+    pkgWithDetectors = join(f.dir, 'fraud-det.bwm');
+    await protectModel(join(f.dir, 'fraud.onnx'), pkgWithDetectors, {
+      keyring: kr,
+      signingKey: key,
+      name: 'fraud',
+      version: '4',
+      schema: SCHEMA,
+      detectors: bundle,
+    });
     await kr.close();
     const trust = (pem: string) =>
       `version: 1\nsigners:\n  - name: ci\n    models: ["fraud"]\n    publicKey: |\n${pem
@@ -55,19 +81,19 @@ describe('gateway: protected model package (default source)', () => {
     await gw?.close();
   });
 
-  function config(trust: string) {
+  function config(trust: string, extra: { package?: string; detectors?: Record<string, string> } = {}) {
     const base = f.config();
     const m = base.models[0] as (typeof base.models)[number];
     return f.config({
       models: [
         {
           name: 'fraud',
-          package: pkg,
+          package: extra.package ?? pkg,
           keyring: join(f.dir, 'pkg-keyring.json'),
           keyringPassphrase: { env: PASS_ENV },
           trust: join(f.dir, trust),
           output: m.output,
-          detectors: {},
+          detectors: extra.detectors ?? {},
         },
       ],
     });
@@ -108,5 +134,54 @@ describe('gateway: protected model package (default source)', () => {
       assert.match(e.code, /^ERR_MODEL_|^ERR_PACKAGE_|SIGN|TRUST/);
       return true;
     });
+  });
+
+  it('runs the detectors the package carries: an out-of-distribution row is refused, no detector file configured', async () => {
+    const g = await startGateway(config('trust.yaml', { package: pkgWithDetectors }));
+    try {
+      const served = g.models.get('fraud');
+      assert.ok(served?.mahalanobis && served.stateful && served.prada, 'all three detectors loaded');
+      const client = new GatewayClient({
+        url: g.url,
+        ca: f.ca.pem,
+        servername: 'localhost',
+        token: await f.token(),
+      });
+      const ok = await client.inferRows('fraud', [f.rows[0] as never]);
+      assert.equal(ok.model_version, '4');
+      await assert.rejects(
+        client.inferRows('fraud', [{ amount: 4000, age: 40, kind: 'B' }]),
+        (e: unknown) => {
+          assert.equal((e as { code?: string }).code, 'ERR_GATEWAY_DETECTED', String(e));
+          assert.match(String((e as Error).message), /flagged by the mahalanobis detector/);
+          return true;
+        },
+      );
+      client.close();
+      const text = await (await fetch(g.metricsUrl as string)).text();
+      assert.match(text, /gateway_detections_total\{model="fraud",detector="mahalanobis"\} 1/);
+    } finally {
+      await g.close();
+    }
+  });
+
+  it('refuses a detector file that would replace one the package carries (signed state for unsigned)', async () => {
+    await assert.rejects(
+      startGateway(
+        config('trust.yaml', {
+          package: pkgWithDetectors,
+          detectors: { mahalanobis: join(f.dir, 'mahalanobis.json') },
+        }),
+      ),
+      (e: unknown) => {
+        assert.ok(isBulwarkError(e), String(e));
+        assert.equal(e.code, 'ERR_CONFIG_INVALID');
+        assert.match(
+          e.message,
+          /models\.fraud\.detectors\.mahalanobis: the model package carries a signed mahalanobis detector/,
+        );
+        return true;
+      },
+    );
   });
 });

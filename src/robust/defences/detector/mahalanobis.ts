@@ -86,6 +86,18 @@ export class MahalanobisDetector implements Detector {
     return this.#fitted.shrinkage;
   }
 
+  /** Width of the feature vectors it was fitted on (the input width with `layer: 'input'`). */
+  get width(): number {
+    if (!this.#fitted) throw notReady(this.kind, 'fit');
+    return this.#fitted.d;
+  }
+
+  /** Number of classes it was fitted on. */
+  get classes(): number {
+    if (!this.#fitted) throw notReady(this.kind, 'fit');
+    return this.#fitted.classes;
+  }
+
   /** The feature vectors of `x` (inputs, or the chosen layer's activations). */
   features(x: Float32Array, rows: number): { f: Float32Array; d: number } {
     if (this.layer === 'input') {

@@ -1,0 +1,349 @@
+/**
+ * A detector bundle: the fitted and calibrated detectors a served model runs in the gateway's request
+ * path (Mahalanobis on its input features, the stateful query detector, PRADA), saved together as one
+ * JSON document so that it can travel inside the model package, encrypted and signed with the model
+ * (src/model, manifest version 2), instead of beside it as files anyone with disk access could swap.
+ *
+ * Only the detectors the gateway can run are bundled: a Mahalanobis detector on a hidden layer needs
+ * the network's activations, which the gateway (ONNX Runtime, probabilities out) does not have, and the
+ * squeeze detector needs extra model calls per request.
+ *
+ * A bundle also says what data its detectors were fitted and calibrated on (`fittedOn`): the
+ * Mahalanobis state is class means and a precision matrix of those rows, a statistic of the data that
+ * no differential-privacy guarantee covers. An auditor reading a package can see which data it is.
+ */
+import {
+  BulwarkError,
+  invalidArgument,
+  requireFiniteRows,
+  requireInteger,
+  requireNumberIn,
+  rngOf,
+} from '../../../core/index.js';
+import type { DetectorJson } from './detector.js';
+import { MahalanobisDetector } from './mahalanobis.js';
+import { PradaDetector, type PradaOptions } from './prada.js';
+import { StatefulDetector, type StatefulOptions } from './stateful.js';
+import { benignStreams } from './stream.js';
+
+export const DETECTOR_BUNDLE_FORMAT = 'bulwark.detectors';
+export const DETECTOR_BUNDLE_VERSION = 1;
+/** The detector kinds a bundle holds, in the gateway's order. */
+export const BUNDLE_KINDS = ['mahalanobis', 'stateful', 'prada'] as const;
+export type BundleKind = (typeof BUNDLE_KINDS)[number];
+
+/** What the detectors of a bundle were fitted and calibrated on. */
+export interface DetectorProvenance {
+  /** `sha256:` of the data file the rows came from. */
+  datasetDigest?: string;
+  /** Rows the detectors were fitted on. */
+  fitRows: number;
+  /** Rows (disjoint from the fitted ones) their thresholds were calibrated on. */
+  calibrationRows: number;
+  /** Seed of the split and of the benign streams. */
+  seed?: number;
+}
+
+/** The saved form of a bundle. */
+export interface DetectorBundleJson {
+  format: typeof DETECTOR_BUNDLE_FORMAT;
+  version: number;
+  /** Width of the model's feature vector the detectors score. */
+  features: number;
+  /** Number of the model's classes. */
+  classes: number;
+  fittedOn?: DetectorProvenance;
+  detectors: Partial<Record<BundleKind, DetectorJson>>;
+}
+
+/** The detectors of a bundle, loaded. */
+export interface DetectorBundle {
+  features: number;
+  classes: number;
+  fittedOn: DetectorProvenance | null;
+  mahalanobis: MahalanobisDetector | null;
+  stateful: StatefulDetector | null;
+  prada: PradaDetector | null;
+}
+
+function bad(why: string): BulwarkError {
+  return new BulwarkError('ERR_DETECTOR_STATE', `detector bundle: ${why}`);
+}
+
+function requireCalibrated(kind: string, threshold: number | undefined): void {
+  if (threshold === undefined) throw bad(`the ${kind} detector is not calibrated: call calibrate() first`);
+  if (!Number.isFinite(threshold))
+    throw bad(
+      `the ${kind} detector has no finite threshold (calibrated on too few clean rows for its target rate, it flags nothing); calibrate it on more rows`,
+    );
+}
+
+/**
+ * Saves fitted, calibrated detectors as a bundle for a model with `features` inputs and `classes`
+ * classes. Refuses (ERR_DETECTOR_STATE) an empty bundle, an uncalibrated detector or one that flags
+ * nothing, a detector of another width or class count, and a Mahalanobis detector on a hidden layer.
+ */
+export function detectorBundleToJson(
+  parts: { mahalanobis?: MahalanobisDetector; stateful?: StatefulDetector; prada?: PradaDetector },
+  model: { features: number; classes: number; fittedOn?: DetectorProvenance },
+): DetectorBundleJson {
+  const { features, classes } = model;
+  if (!Number.isInteger(features) || features < 1)
+    throw bad(`features ${features} is not a positive integer`);
+  if (!Number.isInteger(classes) || classes < 2) throw bad(`classes ${classes} is not an integer >= 2`);
+  const detectors: Partial<Record<BundleKind, DetectorJson>> = {};
+  const m = parts.mahalanobis;
+  if (m) {
+    if (m.layer !== 'input')
+      throw bad(
+        'a Mahalanobis detector on a hidden layer cannot be bundled: the gateway scores the input features',
+      );
+    requireCalibrated('mahalanobis', m.calibration?.threshold);
+    if (m.width !== features)
+      throw bad(`the mahalanobis detector scores ${m.width} features, the model has ${features}`);
+    detectors.mahalanobis = m.toJSON();
+  }
+  for (const [kind, d] of [
+    ['stateful', parts.stateful],
+    ['prada', parts.prada],
+  ] as const) {
+    if (!d) continue;
+    requireCalibrated(kind, d.calibration?.threshold);
+    if (d.inputs !== features)
+      throw bad(`the ${kind} detector takes ${d.inputs} features, the model has ${features}`);
+    detectors[kind] = d.toJSON();
+  }
+  if (parts.prada && parts.prada.classes !== classes)
+    throw bad(`the prada detector was fitted for ${parts.prada.classes} classes, the model has ${classes}`);
+  if (Object.keys(detectors).length === 0) throw bad('no detector to save');
+  return {
+    format: DETECTOR_BUNDLE_FORMAT,
+    version: DETECTOR_BUNDLE_VERSION,
+    features,
+    classes,
+    ...(model.fittedOn ? { fittedOn: { ...model.fittedOn } } : {}),
+    detectors,
+  };
+}
+
+function provenanceOf(raw: unknown): DetectorProvenance | null {
+  if (raw === undefined) return null;
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw bad('fittedOn malformed');
+  const p = raw as Record<string, unknown>;
+  const count = (k: string): number => {
+    const v = p[k];
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) throw bad(`fittedOn.${k} malformed`);
+    return v;
+  };
+  const out: DetectorProvenance = {
+    fitRows: count('fitRows'),
+    calibrationRows: count('calibrationRows'),
+  };
+  const digest = p['datasetDigest'];
+  if (digest !== undefined) {
+    if (typeof digest !== 'string' || !/^sha256:[0-9a-f]{64}$/.test(digest))
+      throw bad('fittedOn.datasetDigest malformed');
+    out.datasetDigest = digest;
+  }
+  if (p['seed'] !== undefined) out.seed = count('seed');
+  return out;
+}
+
+/**
+ * Checks a saved bundle's envelope (format, version, widths, provenance, known kinds) and returns its
+ * parts, each detector's saved state still unparsed: the caller loads them (the gateway does, naming
+ * its configuration key in errors). ERR_DETECTOR_STATE on anything malformed.
+ */
+export function readDetectorBundle(json: unknown): {
+  features: number;
+  classes: number;
+  fittedOn: DetectorProvenance | null;
+  detectors: Partial<Record<BundleKind, unknown>>;
+} {
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw bad('not an object');
+  const j = json as Record<string, unknown>;
+  if (j['format'] !== DETECTOR_BUNDLE_FORMAT)
+    throw bad(`format is ${JSON.stringify(j['format'])}, expected "${DETECTOR_BUNDLE_FORMAT}"`);
+  if (j['version'] !== DETECTOR_BUNDLE_VERSION)
+    throw bad(
+      `version ${String(j['version'])} is not supported (this Bulwark reads ${DETECTOR_BUNDLE_VERSION})`,
+    );
+  const features = j['features'];
+  const classes = j['classes'];
+  if (typeof features !== 'number' || !Number.isInteger(features) || features < 1)
+    throw bad('features malformed');
+  if (typeof classes !== 'number' || !Number.isInteger(classes) || classes < 2)
+    throw bad('classes malformed');
+  const d = j['detectors'];
+  if (typeof d !== 'object' || d === null || Array.isArray(d)) throw bad('detectors malformed');
+  const detectors: Partial<Record<BundleKind, unknown>> = {};
+  for (const [kind, state] of Object.entries(d)) {
+    if (!(BUNDLE_KINDS as readonly string[]).includes(kind))
+      throw bad(`unknown detector kind ${JSON.stringify(kind)} (known: ${BUNDLE_KINDS.join(', ')})`);
+    detectors[kind as BundleKind] = state;
+  }
+  if (Object.keys(detectors).length === 0) throw bad('no detector in it');
+  return { features, classes, fittedOn: provenanceOf(j['fittedOn']), detectors };
+}
+
+/**
+ * Loads a saved bundle: its envelope, then each detector (its own checks: calibrated, finite state),
+ * then that every detector fits the bundle's width and class count, and, when `model` is given, the
+ * model's. ERR_DETECTOR_STATE on any mismatch.
+ */
+export function loadDetectorBundle(
+  json: unknown,
+  model?: { features: number; classes: number },
+): DetectorBundle {
+  const r = readDetectorBundle(json);
+  if (model && (model.features !== r.features || model.classes !== r.classes))
+    throw bad(
+      `made for ${r.features} features and ${r.classes} classes, the model has ${model.features} and ${model.classes}`,
+    );
+  const { mahalanobis: mj, stateful: sj, prada: pj } = r.detectors;
+  const out: DetectorBundle = {
+    features: r.features,
+    classes: r.classes,
+    fittedOn: r.fittedOn,
+    mahalanobis: mj === undefined ? null : MahalanobisDetector.load(mj),
+    stateful: sj === undefined ? null : StatefulDetector.load(sj),
+    prada: pj === undefined ? null : PradaDetector.load(pj),
+  };
+  // The same checks as when saving: a hand-edited bundle is held to them too.
+  detectorBundleToJson(
+    {
+      ...(out.mahalanobis ? { mahalanobis: out.mahalanobis } : {}),
+      ...(out.stateful ? { stateful: out.stateful } : {}),
+      ...(out.prada ? { prada: out.prada } : {}),
+    },
+    { features: r.features, classes: r.classes },
+  );
+  return out;
+}
+
+/** Options of {@link fitDetectorBundle}. */
+export interface FitBundleOptions {
+  /** Number of the model's classes (labels are 0..classes-1). */
+  classes: number;
+  /** Detectors to fit (default all three). */
+  kinds?: readonly BundleKind[];
+  /** Target false-positive rate of every detector, or per kind (default 0.01). */
+  fpr?: number | Partial<Record<BundleKind, number>>;
+  /** Share of the rows held out to calibrate the thresholds (default 0.5); the rest are fitted on. */
+  calibrationShare?: number;
+  /** Seed of the split and of the benign streams (default 0). */
+  seed?: number;
+  /** `sha256:` of the file the rows come from, recorded in `fittedOn`. */
+  datasetDigest?: string;
+  /** Benign query streams the stream detectors are calibrated on (default 100). */
+  streams?: number;
+  /** Queries per benign stream (default min(500, calibration rows)). */
+  streamLength?: number;
+  /**
+   * The model's predicted class of each row (for PRADA's per-class sets, as the gateway feeds it);
+   * default the labels `y`.
+   */
+  predicted?: ArrayLike<number>;
+  stateful?: Omit<StatefulOptions, 'inputs'>;
+  prada?: Omit<PradaOptions, 'inputs' | 'classes'>;
+}
+
+/**
+ * Fits and calibrates the gateway's detectors on clean rows of a model's feature space and returns the
+ * bundle: a seeded split into rows the detectors are fitted on (Mahalanobis: class means and covariance;
+ * the stream detectors: feature scales) and disjoint rows their thresholds are calibrated on
+ * (split-conformal, so the target rate holds on fresh clean data; the stream detectors on benign query
+ * streams drawn from the calibration rows). `x` is row-major, `rows` x `features`; `y` class indices.
+ */
+export async function fitDetectorBundle(
+  x: Float32Array,
+  y: ArrayLike<number>,
+  rows: number,
+  o: FitBundleOptions,
+): Promise<DetectorBundleJson> {
+  requireInteger('rows', rows, 2);
+  const features = x.length / rows;
+  if (!Number.isInteger(features) || features < 1)
+    throw invalidArgument('x', `a multiple of rows (${rows})`, x.length);
+  requireInteger('classes', o.classes, 2);
+  if (y.length !== rows) throw invalidArgument('y', `${rows} labels`, y.length);
+  for (let i = 0; i < rows; i++) {
+    const c = y[i] as number;
+    if (!Number.isInteger(c) || c < 0 || c >= o.classes)
+      throw invalidArgument('y', `class indices in [0, ${o.classes - 1}]`, `${c} at row ${i}`);
+  }
+  requireFiniteRows(x, features, 'x');
+  const kinds = o.kinds ?? BUNDLE_KINDS;
+  if (kinds.length === 0 || kinds.some((k) => !(BUNDLE_KINDS as readonly string[]).includes(k)))
+    throw invalidArgument('kinds', `some of ${BUNDLE_KINDS.join(', ')}`, kinds.join(','));
+  const fprOf = (k: BundleKind): number => {
+    const f = typeof o.fpr === 'number' ? o.fpr : (o.fpr?.[k] ?? 0.01);
+    return requireNumberIn(`fpr.${k}`, f, 0, 1, { minExclusive: true, maxExclusive: true });
+  };
+  const share = requireNumberIn('calibrationShare', o.calibrationShare ?? 0.5, 0, 1, {
+    minExclusive: true,
+    maxExclusive: true,
+  });
+  const seed = o.seed ?? 0;
+  requireInteger('seed', seed, 0);
+  const calRows = Math.round(rows * share);
+  const fitRows = rows - calRows;
+  if (calRows < 1 || fitRows < 1)
+    throw invalidArgument('calibrationShare', `a share leaving rows on both sides of ${rows}`, share);
+  const streams = o.streams ?? 100;
+  requireInteger('streams', streams, 1);
+  const streamLength = o.streamLength ?? Math.min(500, calRows);
+  requireInteger('streamLength', streamLength, 2, calRows);
+
+  // The split: a seeded permutation, fitted rows first.
+  const rng = rngOf(seed);
+  const perm = rng.permutation(rows);
+  const take = (from: number, n: number) => {
+    const px = new Float32Array(n * features);
+    const py = new Int32Array(n);
+    const pp = new Int32Array(n);
+    for (let i = 0; i < n; i++) {
+      const r = perm[from + i] as number;
+      px.set(x.subarray(r * features, (r + 1) * features), i * features);
+      py[i] = y[r] as number;
+      pp[i] = (o.predicted ?? y)[r] as number;
+    }
+    return { x: px, y: py, predicted: pp, rows: n };
+  };
+  const fit = take(0, fitRows);
+  const cal = take(fitRows, calRows);
+
+  const parts: { mahalanobis?: MahalanobisDetector; stateful?: StatefulDetector; prada?: PradaDetector } = {};
+  if (kinds.includes('mahalanobis')) {
+    const m = new MahalanobisDetector();
+    await m.fit(fit.x, fit.rows, fit.y);
+    await m.calibrate(cal.x, cal.rows, fprOf('mahalanobis'));
+    parts.mahalanobis = m;
+  }
+  if (kinds.includes('stateful')) {
+    const st = new StatefulDetector({ ...(o.stateful ?? {}), inputs: features }).fit(fit.x, fit.rows);
+    st.calibrate(benignStreams(cal.x, cal.rows, features, streams, streamLength, rng), fprOf('stateful'));
+    parts.stateful = st;
+  }
+  if (kinds.includes('prada')) {
+    const pr = new PradaDetector({ ...(o.prada ?? {}), inputs: features, classes: o.classes }).fit(
+      fit.x,
+      fit.rows,
+    );
+    pr.calibrate(
+      benignStreams(cal.x, cal.rows, features, streams, streamLength, rng, cal.predicted),
+      fprOf('prada'),
+    );
+    parts.prada = pr;
+  }
+  return detectorBundleToJson(parts, {
+    features,
+    classes: o.classes,
+    fittedOn: {
+      ...(o.datasetDigest !== undefined ? { datasetDigest: o.datasetDigest } : {}),
+      fitRows,
+      calibrationRows: calRows,
+      seed,
+    },
+  });
+}

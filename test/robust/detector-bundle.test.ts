@@ -1,0 +1,169 @@
+/**
+ * Detector bundles (src/robust/defences/detector/bundle.ts): fitting on a seeded split, saving with the
+ * checks that keep a detector that flags nothing or fits another model out of a package, and loading
+ * with the same checks.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { isBulwarkError } from '../../src/core/index.js';
+import { mlp } from '../../src/ml/index.js';
+import {
+  type DetectorBundleJson,
+  detectorBundleToJson,
+  fitDetectorBundle,
+  loadDetectorBundle,
+  MahalanobisDetector,
+  StatefulDetector,
+} from '../../src/robust/index.js';
+import { blobs } from './helpers.js';
+
+const D = 5;
+const data = blobs(600, D, 3, 2);
+const small = { stateful: { k: 5, history: 80 }, prada: { minQueries: 20, window: 100 }, streamLength: 100 };
+
+function throwsCode(f: () => unknown, code: string, message: RegExp): void {
+  assert.throws(f, (e: unknown) => {
+    assert.ok(isBulwarkError(e), String(e));
+    assert.equal(e.code, code, e.message);
+    assert.match(e.message, message);
+    return true;
+  });
+}
+
+async function rejectsCode(p: Promise<unknown>, code: string, message: RegExp): Promise<void> {
+  await assert.rejects(p, (e: unknown) => {
+    assert.ok(isBulwarkError(e), String(e));
+    assert.equal(e.code, code, e.message);
+    assert.match(e.message, message);
+    return true;
+  });
+}
+
+describe('detector bundle', () => {
+  let fitted: DetectorBundleJson;
+
+  it('fits on a seeded split: the same seed gives the same bundle, another seed another split', async () => {
+    fitted = await fitDetectorBundle(data.x, data.y, data.rows, { classes: 3, seed: 7, ...small });
+    const again = await fitDetectorBundle(data.x, data.y, data.rows, { classes: 3, seed: 7, ...small });
+    assert.deepEqual(again, fitted);
+    assert.deepEqual(fitted.fittedOn, { fitRows: 300, calibrationRows: 300, seed: 7 });
+    assert.deepEqual(Object.keys(fitted.detectors), ['mahalanobis', 'stateful', 'prada']);
+    const other = await fitDetectorBundle(data.x, data.y, data.rows, { classes: 3, seed: 8, ...small });
+    assert.notDeepEqual(other.detectors.mahalanobis, fitted.detectors.mahalanobis);
+    for (const j of Object.values(fitted.detectors)) {
+      assert.ok(Number.isFinite(j?.calibration?.threshold), 'every detector calibrated');
+      assert.equal(j?.calibration?.fpr, 0.01);
+    }
+  });
+
+  it('fits only the kinds asked for, each at its own rate', async () => {
+    const b = await fitDetectorBundle(data.x, data.y, data.rows, {
+      classes: 3,
+      kinds: ['mahalanobis'],
+      fpr: { mahalanobis: 0.05 },
+    });
+    assert.deepEqual(Object.keys(b.detectors), ['mahalanobis']);
+    assert.equal(b.detectors.mahalanobis?.calibration?.fpr, 0.05);
+  });
+
+  it('loads what it saved, against the model it was made for, and refuses another', () => {
+    const l = loadDetectorBundle(JSON.parse(JSON.stringify(fitted)), { features: D, classes: 3 });
+    assert.ok(l.mahalanobis && l.stateful && l.prada);
+    assert.equal(l.mahalanobis.width, D);
+    throwsCode(
+      () => loadDetectorBundle(fitted, { features: D + 1, classes: 3 }),
+      'ERR_DETECTOR_STATE',
+      /made for 5 features and 3 classes, the model has 6 and 3/,
+    );
+  });
+
+  it('refuses malformed bundles with ERR_DETECTOR_STATE', () => {
+    const cases: [unknown, RegExp][] = [
+      [null, /not an object/],
+      [{ ...fitted, format: 'bulwark.detector' }, /format is "bulwark.detector"/],
+      [{ ...fitted, version: 2 }, /version 2 is not supported/],
+      [{ ...fitted, features: 0 }, /features malformed/],
+      [{ ...fitted, classes: 1 }, /classes malformed/],
+      [{ ...fitted, detectors: {} }, /no detector/],
+      [{ ...fitted, detectors: { ...fitted.detectors, squeeze: {} } }, /unknown detector kind "squeeze"/],
+      [{ ...fitted, fittedOn: { fitRows: -1, calibrationRows: 3 } }, /fittedOn.fitRows malformed/],
+      [{ ...fitted, fittedOn: { fitRows: 1, calibrationRows: 3, datasetDigest: 'md5:1' } }, /datasetDigest/],
+      // A detector of another width than the bundle says.
+      [
+        { ...fitted, features: D + 1 },
+        /takes 5 features, the model has 6|scores 5 features, the model has 6/,
+      ],
+      // PRADA fitted for 3 classes in a bundle that claims 2.
+      [{ ...fitted, classes: 2 }, /prada detector was fitted for 3 classes, the model has 2/],
+      // An uncalibrated detector (its saved calibration null): it would answer "clean" to everything.
+      [
+        { ...fitted, detectors: { stateful: { ...fitted.detectors.stateful, calibration: null } } },
+        /stateful detector is not calibrated/,
+      ],
+    ];
+    for (const [json, message] of cases)
+      throwsCode(() => loadDetectorBundle(json), 'ERR_DETECTOR_STATE', message);
+  });
+
+  it('refuses to save what the gateway cannot run or what flags nothing', async () => {
+    const net = mlp({ inputs: D, hidden: [4], classes: 3, rng: 1 });
+    const hidden = new MahalanobisDetector({ layer: 1, network: net });
+    await hidden.fit(data.x, data.rows, data.y);
+    await hidden.calibrate(data.x, data.rows, 0.05);
+    throwsCode(
+      () => detectorBundleToJson({ mahalanobis: hidden }, { features: D, classes: 3 }),
+      'ERR_DETECTOR_STATE',
+      /hidden layer cannot be bundled/,
+    );
+    const uncalibrated = new StatefulDetector({ inputs: D }).fit(data.x, data.rows);
+    throwsCode(
+      () => detectorBundleToJson({ stateful: uncalibrated }, { features: D, classes: 3 }),
+      'ERR_DETECTOR_STATE',
+      /not calibrated/,
+    );
+    throwsCode(
+      () => detectorBundleToJson({}, { features: D, classes: 3 }),
+      'ERR_DETECTOR_STATE',
+      /no detector/,
+    );
+    // 20 calibration rows cannot calibrate a 1 % rate (the threshold would be infinite).
+    const few = { x: data.x.subarray(0, 40 * D), y: data.y.subarray(0, 40), rows: 40 };
+    await rejectsCode(
+      fitDetectorBundle(few.x, few.y, few.rows, { classes: 3, kinds: ['mahalanobis'] }),
+      'ERR_DETECTOR_STATE',
+      /no finite threshold.*calibrate it on more rows/,
+    );
+  });
+
+  it('validates its parameters up front, naming them', async () => {
+    const cases: [Record<string, unknown>, RegExp][] = [
+      [{ calibrationShare: 1 }, /calibrationShare/],
+      [{ calibrationShare: 0 }, /calibrationShare/],
+      [{ fpr: 0 }, /fpr\.mahalanobis/],
+      [{ kinds: ['squeeze'] }, /kinds/],
+      [{ kinds: [] }, /kinds/],
+      [{ streamLength: 301 }, /streamLength/],
+      [{ streams: 0 }, /streams/],
+      [{ seed: -1 }, /seed/],
+    ];
+    for (const [o, message] of cases)
+      await rejectsCode(
+        fitDetectorBundle(data.x, data.y, data.rows, { classes: 3, ...o }),
+        'ERR_INVALID_ARGUMENT',
+        message,
+      );
+    await rejectsCode(
+      fitDetectorBundle(
+        data.x,
+        Int32Array.from(data.y, (c) => (c === 2 ? 3 : c)),
+        data.rows,
+        { classes: 3 },
+      ),
+      'ERR_INVALID_ARGUMENT',
+      /y: .*class indices in \[0, 2\]/,
+    );
+    const nan = Float32Array.from(data.x);
+    nan[7] = Number.NaN;
+    await rejectsCode(fitDetectorBundle(nan, data.y, data.rows, { classes: 3 }), 'ERR_DATA_VALUE', /NaN/);
+  });
+});
