@@ -298,7 +298,8 @@ export class GatewayEnclave {
       }
     } catch (e) {
       reply = errorReply(e);
-      if (reply.status >= 500) this.#o.logger.warn({ code: reply.code }, 'attested session request failed');
+      if (reply.status >= 500)
+        this.#o.logger.warn({ code: reply.code, err: e }, 'attested session request failed');
       // Refusals at the session layer (replays, altered frames, another principal's session, rate
       // limit) are security events: recorded like the pipeline's denials, without waiting for the commit.
       const stage = path === ATTESTATION_PATH ? 'attestation' : 'session';
@@ -416,6 +417,8 @@ export class GatewayEnclave {
           reply = await this.#pipeline(pt, model, version, auth, principal);
         } catch (e) {
           reply = errorReply(e);
+          if (reply.status >= 500)
+            this.#o.logger.warn({ code: reply.code, err: e }, 'attested session could not be opened');
         }
       } else reply = await this.#pipeline(pt, model, version, auth, principal);
       const rid = reply.headers?.['x-request-id'];

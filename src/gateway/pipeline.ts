@@ -23,6 +23,12 @@
  *   (fail closed: 503 when the log cannot be written).
  *
  * Denials are recorded in the audit log too (stage and code), without waiting for the commit.
+ *
+ * Whose fault: once the request is validated (its rows against the schema, and their features finite),
+ * what fails is the gateway's (its model, preprocessing, detectors, a bug): 500 ERR_INTERNAL (or
+ * ERR_ONNX_RUNTIME), whatever code was thrown, unless it is one of the refusals of the later stages
+ * (a detector, a policy reading the risk) or a dependency down (503). See `afterValidation` in
+ * errors.ts. Server faults are logged with the error and counted like every answer.
  */
 import { randomUUID } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
@@ -32,7 +38,7 @@ import type { Logger } from 'pino';
 import type { AuditWriter } from '../audit/index.js';
 import { BulwarkError, sha256Digest } from '../core/index.js';
 import type { QueryVerdict } from '../robust/index.js';
-import { errorReply, type Reply } from './errors.js';
+import { afterValidation, errorReply, type Reply } from './errors.js';
 import { parseJsonBody } from './json.js';
 import type { Limiter } from './limits.js';
 import type { GatewayMetrics } from './metrics.js';
@@ -202,6 +208,8 @@ export class Pipeline {
       t = now;
     };
     let stage: Stage = 'parse';
+    // Set once the request passed every check of the request itself: from there, a failure is ours.
+    let validated = false;
     o.metrics.inFlight.inc();
     try {
       // parse
@@ -269,6 +277,7 @@ export class Pipeline {
       // Features are computed once: detectors and the model see the same vector.
       stage = 'infer';
       const x = model.features(req.rows);
+      validated = true;
       carry = performance.now() - t;
       t += carry;
 
@@ -376,14 +385,15 @@ export class Pipeline {
       span?.setAttribute('bulwark.code', 'OK');
       return { status: 200, code: 'OK', body, headers: { 'x-request-id': requestId } };
     } catch (e) {
-      const reply = errorReply(e instanceof Denied ? e.error : e);
+      const err = e instanceof Denied ? e.error : e;
+      const reply = errorReply(validated ? afterValidation(err) : err);
       lap(stage);
       o.metrics.requests.labels(modelLabel, reply.code).inc();
       o.metrics.denials.labels(stage, reply.code).inc();
       span?.setAttribute('bulwark.code', reply.code);
       span?.setAttribute('bulwark.stage', stage);
-      if (reply.status >= 500)
-        o.logger.error({ requestId, stage, code: reply.code, err: e }, 'request failed');
+      // The error itself (message, cause, stack) goes to the log only, never into the reply.
+      if (reply.status >= 500) o.logger.error({ requestId, stage, code: reply.code, err }, 'request failed');
       else o.logger.debug({ requestId, stage, code: reply.code }, 'request denied');
       if (o.audit && stage !== 'audit') {
         inputDigest ??= call.body.length > 0 ? sha256Digest(call.body) : undefined;

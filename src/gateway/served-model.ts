@@ -209,7 +209,7 @@ export class ServedModel {
       }
     }
     // PRADA keeps per-class state: a model predicting a class it does not know would fail each such
-    // request after inference (ERR_INVALID_ARGUMENT, answered as the caller's 400).
+    // request after inference (ERR_INVALID_ARGUMENT, a 500 for every such request).
     if (this.prada && this.prada.classes !== loaded.classValues.length)
       throw new BulwarkError(
         'ERR_DETECTOR_STATE',
@@ -387,10 +387,22 @@ export class ServedModel {
     return this.validator.assert(rows);
   }
 
-  /** Schema rows to the model's feature matrix (the preprocessing saved with the model). */
+  /**
+   * Schema rows (already validated) to the model's feature matrix (the preprocessing saved with the
+   * model). The preprocessing failing on rows the schema accepts is the gateway's fault, not the
+   * caller's (a schema that allows a category the model's encoder never saw, a broken saved state):
+   * ERR_INTERNAL, whatever code it threw. A row whose features are not finite (a value the model cannot
+   * represent) is the caller's: ERR_INPUT_INVALID.
+   */
   features(rows: Row[]): Float32Array {
-    const fm = this.loaded.pipeline.transform(Dataset.fromRows(rows, this.loaded.inputTypes));
-    const x = fm.matrix;
+    let x: Float32Array;
+    try {
+      x = this.loaded.pipeline.transform(Dataset.fromRows(rows, this.loaded.inputTypes)).matrix;
+    } catch (e) {
+      throw new BulwarkError('ERR_INTERNAL', `model ${this.name}: the preprocessing failed on valid rows`, {
+        cause: e,
+      });
+    }
     for (let i = 0; i < x.length; i++)
       if (!Number.isFinite(x[i]))
         throw new BulwarkError('ERR_INPUT_INVALID', 'an input maps to a non-finite feature', {

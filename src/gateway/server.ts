@@ -1047,6 +1047,7 @@ export class Gateway {
           : jsonReply(200, model.metadata());
     } catch (e) {
       reply = errorReply(e);
+      if (reply.status >= 500) this.logger.error({ path, code: reply.code, err: e }, 'request failed');
     }
     this.#simple(req, res, reply);
   }
@@ -1081,6 +1082,7 @@ export class Gateway {
       reply = jsonReply(200, await dashboardData(this));
     } catch (e) {
       reply = errorReply(e);
+      if (reply.status >= 500) this.logger.error({ path, code: reply.code, err: e }, 'request failed');
     }
     this.#simple(req, res, reply);
   }
