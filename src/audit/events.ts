@@ -87,6 +87,8 @@ export const eventDataSchemas = {
     keyId: idSchema,
     /** The signing key. */
     signerKeyId: idSchema,
+    /** The data file the package's detectors were fitted and calibrated on (when it carries some). */
+    detectorsDatasetDigest: digestSchema.optional(),
   }),
   'model.loaded': z.strictObject({
     packageDigest: digestSchema,
@@ -330,7 +332,12 @@ export function eventRefs(e: AuditEventInput): { produces: string[]; uses: strin
     case 'model.packaged':
       return {
         produces: [`package:${e.data.packageDigest}`],
-        uses: [`model:${e.data.modelDigest}`, `key:${e.data.keyId}`, `key:${e.data.signerKeyId}`],
+        uses: [
+          `model:${e.data.modelDigest}`,
+          `key:${e.data.keyId}`,
+          `key:${e.data.signerKeyId}`,
+          ...(e.data.detectorsDatasetDigest ? [`dataset:${e.data.detectorsDatasetDigest}`] : []),
+        ],
       };
     case 'model.loaded':
       return { produces: [], uses: [`package:${e.data.packageDigest}`] };

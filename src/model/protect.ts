@@ -154,6 +154,7 @@ const BUNDLE_FORMAT = 'bulwark.detectors';
 export function detectorsRecord(
   bundle: unknown,
   lineage: ModelLineage,
+  model: { features: number; classes: number | undefined },
   where: string,
 ): { bytes: Buffer; record: ManifestDetectors } {
   const bad = (why: string) => new BulwarkError('ERR_DETECTOR_STATE', `${where}: the detector bundle ${why}`);
@@ -163,6 +164,10 @@ export function detectorsRecord(
   const det = b['detectors'];
   if (typeof det !== 'object' || det === null || Array.isArray(det) || Object.keys(det).length === 0)
     throw bad('holds no detector');
+  if (b['features'] !== model.features)
+    throw bad(`was made for ${String(b['features'])} features, the model takes ${model.features}`);
+  if (model.classes !== undefined && b['classes'] !== model.classes)
+    throw bad(`was made for ${String(b['classes'])} classes, the model has ${model.classes}`);
   const fittedOn = b['fittedOn'] as ManifestDetectors['fittedOn'] | undefined;
   if (lineage.privacy) {
     // The DP guarantee bounds what the model reveals about its training rows; detector state (class
@@ -230,7 +235,15 @@ export function buildManifest(
   const modelDigest = createHash('sha256').update(onnx).digest('hex');
   const fields = inputFields(o.schema, label) ?? (o.inputFields ? [...o.inputFields] : undefined);
   const lineage: ModelLineage = { ...lineageFromOnnxMetadata(meta), ...(o.lineage ?? {}) };
-  const detectors = o.detectors === undefined ? null : detectorsRecord(o.detectors, lineage, where);
+  const detectors =
+    o.detectors === undefined
+      ? null
+      : detectorsRecord(
+          o.detectors,
+          lineage,
+          { features, classes: Array.isArray(classes) ? classes.length : undefined },
+          where,
+        );
   const raw: ModelManifest = {
     format: MANIFEST_FORMAT,
     // Version 1 when there is nothing of version 2 in it, so older readers keep reading it.

@@ -242,7 +242,12 @@ describe('model package with detectors', () => {
   });
 
   it('refuses what is not a detector bundle', async () => {
-    for (const bad of [42, { format: 'bulwark.detector' }, { format: 'bulwark.detectors', detectors: {} }]) {
+    for (const bad of [
+      42,
+      { format: 'bulwark.detector' },
+      { format: 'bulwark.detectors', detectors: {} },
+      { ...bundle, features: 7 }, // made for another model's width
+    ]) {
       await rejectsWith(
         protectModel(FIXTURE_ONNX, join(t.dir, 'bad.bwm'), {
           keyring: kr,

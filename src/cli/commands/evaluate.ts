@@ -51,7 +51,7 @@ interface LoadedModel {
  * Opens a model for evaluation: white-box through Bulwark's import of the graph (when it is a dense
  * chain Bulwark can import), and black-box through ONNX Runtime either way.
  */
-async function loadModel(file: string, notes: string[]): Promise<LoadedModel> {
+export async function loadModel(file: string, notes: string[]): Promise<LoadedModel> {
   await requireFile(file, 'model file');
   let bytes: Uint8Array;
   try {
@@ -135,7 +135,7 @@ function schemaInModelSpace(schema: Schema, pipeline: Pipeline | null): Schema {
   };
 }
 
-function labelled(
+export function labelled(
   ds: Dataset,
   label: string,
   pipeline: Pipeline | null,

@@ -1,6 +1,7 @@
+import { readFile } from 'node:fs/promises';
 import { basename, extname, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { BulwarkError, fileDigest } from '../../core/index.js';
+import { BulwarkError, fileDigest, fsError, requireFile } from '../../core/index.js';
 import { loadSchema } from '../../data/index.js';
 import {
   assertModelSafe,
@@ -19,11 +20,42 @@ import {
   verifyPackage,
   writeSigningKey,
 } from '../../model/index.js';
+import { loadDetectorBundle } from '../../robust/index.js';
 import { addAuditOption, record, withOperationLog } from '../audit-record.js';
 import { intOption } from '../options.js';
 import { ioOf } from '../program.js';
 import { type Progress, startProgress } from '../progress.js';
 import { openKeyringFromOptions, type SecretCliOptions, withKeyringOptions } from './keys.js';
+import { registerFitDetectorsCommand } from './model-detectors.js';
+
+/**
+ * A detector bundle file (`bulwark model fit-detectors`), loaded with every check the gateway makes
+ * (each detector calibrated, its state finite, widths agreeing), so a bad one is refused before it is
+ * sealed into a package rather than at the gateway's start.
+ */
+async function readDetectorBundleFile(path: string): Promise<unknown> {
+  await requireFile(path, 'detector bundle');
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (e) {
+    throw fsError(e, path, 'cannot read');
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    throw new BulwarkError('ERR_DETECTOR_STATE', `--detectors: ${path} is not JSON`);
+  }
+  try {
+    loadDetectorBundle(json);
+  } catch (e) {
+    if (e instanceof BulwarkError)
+      throw new BulwarkError(e.code, `--detectors: ${path}: ${e.message}`, { cause: e });
+    throw e;
+  }
+  return json;
+}
 
 async function sha256File(path: string): Promise<string> {
   return fileDigest(path, 'dataset', 'cannot read');
@@ -70,6 +102,9 @@ function manifestLines(m: ModelManifest): string[] {
     `  onnx:         ${m.onnx.bytes} bytes, sha256:${m.onnx.sha256}${m.onnx.opset ? `, opset ${m.onnx.opset}` : ''}`,
     `  encryption:   ${m.encryption.scheme}, key "${m.encryption.keyId}" v${m.encryption.keyVersion} of keyring ${m.encryption.keyring}`,
     ...lineageLines(m.lineage),
+    m.detectors
+      ? `  detectors:    ${m.detectors.kinds.join(', ')} (${m.detectors.bytes} bytes, encrypted and signed with the model${m.detectors.fittedOn ? `; fitted on ${m.detectors.fittedOn.fitRows} rows and calibrated on ${m.detectors.fittedOn.calibrationRows}${m.detectors.fittedOn.datasetDigest ? ` of ${m.detectors.fittedOn.datasetDigest}` : ''}` : ''})`
+      : '  detectors:    none in the package',
   ];
 }
 
@@ -150,6 +185,10 @@ export function registerModelCommands(program: Command): void {
         .option('--audit-index <n>', 'its entry index in the log', intOption(0))
         .option('--audit-origin <origin>', "the audit log's origin line")
         .option(
+          '--detectors <file>',
+          'detector bundle (bulwark model fit-detectors) to seal into the package with the model',
+        )
+        .option(
           '--frame-size <bytes>',
           'encryption frame size (power of two, 65536-1048576)',
           intOption(65536, 1048576),
@@ -175,6 +214,7 @@ export function registerModelCommands(program: Command): void {
         frameSize?: number;
         force?: boolean;
         audit?: string;
+        detectors?: string;
       }
     >();
     if (o.datasetDigest !== undefined && !/^sha256:[0-9a-f]{64}$/.test(o.datasetDigest))
@@ -182,6 +222,7 @@ export function registerModelCommands(program: Command): void {
     await assertModelSafe(file);
     const signingKey = await loadSigningKey(o.signKey);
     const schema = o.schema !== undefined ? await loadSchema(o.schema) : undefined;
+    const detectors = o.detectors !== undefined ? await readDetectorBundleFile(o.detectors) : undefined;
     const lineage: ModelLineage = {};
     const dd = o.datasetDigest ?? (o.dataset !== undefined ? await sha256File(o.dataset) : undefined);
     if (dd) lineage.datasetDigest = dd;
@@ -204,6 +245,7 @@ export function registerModelCommands(program: Command): void {
           ...(o.description !== undefined ? { description: o.description } : {}),
           ...(schema ? { schema } : {}),
           lineage,
+          ...(detectors !== undefined ? { detectors } : {}),
           ...(o.frameSize !== undefined ? { frameSize: o.frameSize } : {}),
           noClobber: o.force !== true,
           onProgress: (done, total) => {
@@ -220,6 +262,9 @@ export function registerModelCommands(program: Command): void {
               modelDigest: r.modelDigest,
               keyId: o.key,
               signerKeyId: signingKey.keyId,
+              ...(r.manifest.detectors?.fittedOn?.datasetDigest
+                ? { detectorsDatasetDigest: r.manifest.detectors.fittedOn.datasetDigest }
+                : {}),
             },
           },
         ]);
@@ -302,7 +347,7 @@ export function registerModelCommands(program: Command): void {
             `${file}: VERIFIED`,
             `  signer:       ${result.signer.name ?? ''} ${result.signer.keyId} (${result.signer.algorithm})`,
             `  package:      ${result.packageDigest}`,
-            `  checks:       signature, trust for "${result.manifest.model.name}", manifest and body digests${result.decrypted ? ', decryption in memory and model digest' : ' (not decrypted: no --keyring)'}${result.loaded ? ', ONNX Runtime session' : ''}`,
+            `  checks:       signature, trust for "${result.manifest.model.name}", manifest and body digests${result.decrypted ? `, decryption in memory and model digest${result.manifest.detectors ? ', detector bundle digest' : ''}` : ' (not decrypted: no --keyring)'}${result.loaded ? ', ONNX Runtime session' : ''}`,
             ...manifestLines(result.manifest),
           ].join('\n'),
         );
@@ -336,6 +381,8 @@ export function registerModelCommands(program: Command): void {
           ].join('\n'),
       );
     });
+
+  registerFitDetectorsCommand(model);
 
   model
     .command('scan <file>')

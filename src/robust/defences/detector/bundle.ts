@@ -246,6 +246,8 @@ export interface FitBundleOptions {
   predicted?: ArrayLike<number>;
   stateful?: Omit<StatefulOptions, 'inputs'>;
   prada?: Omit<PradaOptions, 'inputs' | 'classes'>;
+  /** Called after each detector is fitted and calibrated. */
+  onProgress?: (done: number, total: number) => void;
 }
 
 /**
@@ -319,11 +321,13 @@ export async function fitDetectorBundle(
     await m.fit(fit.x, fit.rows, fit.y);
     await m.calibrate(cal.x, cal.rows, fprOf('mahalanobis'));
     parts.mahalanobis = m;
+    o.onProgress?.(Object.keys(parts).length, kinds.length);
   }
   if (kinds.includes('stateful')) {
     const st = new StatefulDetector({ ...(o.stateful ?? {}), inputs: features }).fit(fit.x, fit.rows);
     st.calibrate(benignStreams(cal.x, cal.rows, features, streams, streamLength, rng), fprOf('stateful'));
     parts.stateful = st;
+    o.onProgress?.(Object.keys(parts).length, kinds.length);
   }
   if (kinds.includes('prada')) {
     const pr = new PradaDetector({ ...(o.prada ?? {}), inputs: features, classes: o.classes }).fit(
@@ -335,6 +339,7 @@ export async function fitDetectorBundle(
       fprOf('prada'),
     );
     parts.prada = pr;
+    o.onProgress?.(Object.keys(parts).length, kinds.length);
   }
   return detectorBundleToJson(parts, {
     features,

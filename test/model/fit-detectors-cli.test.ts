@@ -1,0 +1,190 @@
+/**
+ * `bulwark model fit-detectors` then `bulwark model protect --detectors`, as a user runs them: the
+ * detectors of a trained model fitted on held-out rows, sealed into its package, shown by inspect and
+ * recorded (with the data they saw) in the audit log; bad bundles refused before packaging.
+ */
+import assert from 'node:assert/strict';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { SeededRng } from '../../src/core/index.js';
+import { runBulwark } from '../helpers/cli.js';
+import { PASS_ENV, tempDir } from './helpers.js';
+
+const t = tempDir('fit-det-cli');
+const env = { [PASS_ENV]: process.env[PASS_ENV]! };
+const bw = (args: string[]) => runBulwark(args, { cwd: t.dir, env });
+const path = (n: string) => join(t.dir, n);
+
+/** Seeded rows: fraud likelier for large amounts of kind C. */
+function csv(n: number, seed: number): string {
+  const rng = new SeededRng(seed);
+  const lines = ['amount,age,kind,fraud'];
+  for (let i = 0; i < n; i++) {
+    const amount = Math.round(rng.uniform(0, 1000) * 100) / 100;
+    const age = rng.intBetween(18, 90);
+    const kind = ['A', 'B', 'C'][rng.int(3)] as string;
+    const z = (amount - 600) / 120 + (kind === 'C' ? 1.5 : 0) + rng.normal(0, 0.5);
+    lines.push(`${amount},${age},${kind},${z > 0.5 ? 'yes' : 'no'}`);
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+before(() => {
+  writeFileSync(path('train.csv'), csv(800, 1));
+  writeFileSync(path('held.csv'), csv(600, 2));
+  const tr = bw([
+    'train',
+    '--data',
+    'train.csv',
+    '--label',
+    'fraud',
+    '--model',
+    'mlp',
+    '--epochs',
+    '5',
+    '--out',
+    'm.onnx',
+  ]);
+  assert.equal(tr.code, 0, tr.stderr);
+  const init = bw([
+    'keys',
+    'init',
+    '--keyring',
+    'kr.json',
+    '--passphrase-env',
+    PASS_ENV,
+    '--scrypt-log-n',
+    '10',
+  ]);
+  assert.equal(init.code, 0, init.stderr);
+  const kg = bw(['--json', 'model', 'keygen', '--out', 'signer.key']);
+  assert.equal(kg.code, 0, kg.stderr);
+  const lk = bw(['audit', 'keygen', '--name', 'bulwark.test/fit', '--out', 'log.key']);
+  assert.equal(lk.code, 0, lk.stderr);
+  const cp = bw(['audit', 'checkpoint', '--store', 'audit.db', '--signing-key', 'log.key']);
+  assert.equal(cp.code, 0, cp.stderr);
+});
+
+after(() => t.cleanup());
+
+const protect = (out: string, bundle: string) =>
+  bw([
+    '--json',
+    'model',
+    'protect',
+    'm.onnx',
+    '--keyring',
+    'kr.json',
+    '--passphrase-env',
+    PASS_ENV,
+    '--sign-key',
+    'signer.key',
+    '--out',
+    out,
+    '--name',
+    'fraud',
+    '--dataset',
+    'train.csv',
+    '--detectors',
+    bundle,
+    '--audit',
+    'audit.db',
+  ]);
+
+describe('bulwark model fit-detectors', () => {
+  let heldDigest: string;
+
+  it('fits the three detectors on a seeded split of held-out rows and writes a 0600 bundle', () => {
+    const r = bw(['--json', 'model', 'fit-detectors', 'm.onnx', '--data', 'held.csv', '--out', 'det.json']);
+    assert.equal(r.code, 0, r.stderr);
+    const out = JSON.parse(r.stdout);
+    assert.deepEqual(Object.keys(out.detectors), ['mahalanobis', 'stateful', 'prada']);
+    assert.equal(out.fittedOn.fitRows + out.fittedOn.calibrationRows, 600);
+    assert.match(out.fittedOn.datasetDigest, /^sha256:[0-9a-f]{64}$/);
+    heldDigest = out.fittedOn.datasetDigest;
+    for (const c of Object.values(out.detectors) as { fpr: number; threshold: number }[]) {
+      assert.equal(c.fpr, 0.01);
+      assert.ok(Number.isFinite(c.threshold));
+    }
+    assert.equal(statSync(path('det.json')).mode & 0o777, 0o600);
+    // Seeded: the same command gives the same bundle.
+    const again = bw(['model', 'fit-detectors', 'm.onnx', '--data', 'held.csv', '--out', 'det2.json']);
+    assert.equal(again.code, 0, again.stderr);
+    assert.equal(readFileSync(path('det2.json'), 'utf8'), readFileSync(path('det.json'), 'utf8'));
+  });
+
+  it('protect --detectors seals the bundle into the package; inspect shows it, the audit log names its data', () => {
+    const p = protect('m.bwm', 'det.json');
+    assert.equal(p.code, 0, p.stderr);
+    const made = JSON.parse(p.stdout);
+    assert.deepEqual(made.manifest.detectors.kinds, ['mahalanobis', 'stateful', 'prada']);
+    assert.equal(made.manifest.version, 2);
+    const i = bw(['model', 'inspect', 'm.bwm']);
+    assert.equal(i.code, 0, i.stderr);
+    assert.match(i.stdout, /detectors: {4}mahalanobis, stateful, prada \(\d+ bytes, encrypted and signed/);
+    const tail = bw(['--json', 'audit', 'tail', '--store', 'audit.db']);
+    assert.equal(tail.code, 0, tail.stderr);
+    const packaged = (JSON.parse(tail.stdout) as { type: string; data: Record<string, string> }[]).find(
+      (e) => e.type === 'model.packaged',
+    );
+    assert.equal(packaged?.data['detectorsDatasetDigest'], heldDigest);
+  });
+
+  it('refuses a bundle that would flag nothing, before packaging, naming --detectors', () => {
+    const b = JSON.parse(readFileSync(path('det.json'), 'utf8'));
+    b.detectors.mahalanobis.calibration.threshold = null;
+    writeFileSync(path('bad.json'), JSON.stringify(b));
+    const p = protect('bad.bwm', 'bad.json');
+    assert.equal(p.code, 3, p.stderr);
+    const err = JSON.parse(p.stderr).error;
+    assert.equal(err.code, 'ERR_DETECTOR_STATE');
+    assert.match(err.message, /^--detectors: bad\.json: .*no finite threshold/);
+    assert.throws(() => statSync(path('bad.bwm')), /ENOENT/);
+    writeFileSync(path('notjson.json'), '{');
+    const q = protect('bad.bwm', 'notjson.json');
+    assert.match(JSON.parse(q.stderr).error.message, /^--detectors: notjson\.json is not JSON/);
+  });
+
+  it('refuses bad arguments with a message naming them', () => {
+    const same = bw([
+      'model',
+      'fit-detectors',
+      'm.onnx',
+      '--data',
+      'held.csv',
+      '--out',
+      'held.csv',
+      '--force',
+    ]);
+    assert.notEqual(same.code, 0);
+    assert.match(same.stderr, /--out held\.csv is also an input/);
+    const kinds = bw([
+      'model',
+      'fit-detectors',
+      'm.onnx',
+      '--data',
+      'held.csv',
+      '--out',
+      'x.json',
+      '--kinds',
+      'squeeze',
+    ]);
+    assert.notEqual(kinds.code, 0);
+    assert.match(kinds.stderr, /--kinds.*expected some of mahalanobis, stateful, prada/);
+    const few = bw([
+      'model',
+      'fit-detectors',
+      'm.onnx',
+      '--data',
+      'held.csv',
+      '--out',
+      'x.json',
+      '--fpr',
+      '0.0001',
+    ]);
+    assert.equal(few.code, 3, few.stderr);
+    assert.match(few.stderr, /ERR_DETECTOR_STATE: .*calibrate it on more rows/);
+    assert.throws(() => statSync(path('x.json')), /ENOENT/);
+  });
+});
