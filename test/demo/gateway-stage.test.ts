@@ -16,8 +16,8 @@ import { synthStage } from '../../src/demo/stages/synth.js';
 /**
  * The gateway stage without the privacy stage (test/demo/demo.test.ts runs the whole demo, with the DP
  * model): the package stage then signs the baseline as the case-study package, and the gateway must
- * serve exactly that package (state.served), fit its detectors in the baseline's feature space, and
- * write its predictions to the demo's own audit log, where one lineage walk reaches the training run.
+ * serve exactly that package (state.served), run the detectors sealed in it (fitted by the package
+ * stage on held-out traffic in the baseline's feature space, no detector file on disk), and write its predictions to the demo's own audit log, where one lineage walk reaches the training run.
  */
 describe('demo stage: the gateway serves the package stage’s package and logs to the demo log', () => {
   const outDir = mkdtempSync(join(tmpdir(), 'bulwark-gateway-demo-'));
@@ -44,6 +44,7 @@ describe('demo stage: the gateway serves the package stage’s package and logs 
       const pkg = results.get('package')?.summary ?? {};
       assert.equal(pkg['model'], 'fraud-baseline', 'no DP model: the baseline is the packaged model');
       assert.equal(state.served?.packagePath, join(outDir, 'fraud-baseline.bwm'));
+      assert.equal(pkg['detectors'], 'mahalanobis,stateful,prada', 'the package carries the detectors');
 
       const g = (await run(gatewayStage)).summary ?? {};
       assert.equal(g['servedCaseStudyPackage'], true);
@@ -54,6 +55,8 @@ describe('demo stage: the gateway serves the package stage’s package and logs 
       assert.equal(g['proofVerified'], true);
       assert.equal(g['auditLog'], 'audit/audit.db');
       assert.ok(!existsSync(join(outDir, 'gateway', 'gateway-audit.db')), 'no second log');
+      for (const n of ['mahalanobis', 'stateful', 'prada'])
+        assert.ok(!existsSync(join(outDir, 'gateway', `${n}.json`)), `no ${n} detector file on disk`);
 
       // The demo runner's log (still open) sees what the gateway appended as a second writer.
       const log = state.audit;
@@ -78,6 +81,8 @@ describe('demo stage: the gateway serves the package stage’s package and logs 
         pkg['modelDigest'],
       );
       assert.deepEqual(walk.unresolved, []);
+      // Two datasets: the training data, and the held-out traffic the package's detectors were fitted on.
+      assert.equal(types.filter((t) => t === 'dataset.created').length, 2, types.join(', '));
       // Entries appended after the gateway closed its connection still extend the same tree.
       await log.append({
         type: 'pipeline.stage',

@@ -6,7 +6,6 @@ import { type AuditEntry, AuditLog, generateSignerKey, verifyInclusionBundle } f
 import { SeededRng, sha256Digest } from '../../core/index.js';
 import type { GatewayClient } from '../../gateway/client.js';
 import type { Block } from '../../report/index.js';
-import { benignStreams, MahalanobisDetector, PradaDetector, StatefulDetector } from '../../robust/index.js';
 import type { DemoStage } from '../stage.js';
 
 const ISSUER = 'https://login.bulwark.demo';
@@ -123,13 +122,10 @@ export const gatewayStage: DemoStage = {
       ? ''
       : ` The case-study package is absent (${casePkg ? casePkg.packagePath : 'the package stage recorded none'}): ` +
         `the gateway serves ${BASELINE_NAME}.bwm instead.`;
-    // The detectors see the served model's own features: the DP model scales them from the schema's
-    // public bounds, the baseline from its training data, so each model's sets are in its own space.
     const isDp =
       useServed &&
       ctx.state.dp !== undefined &&
       casePkg.modelDigest === sha256Digest(await readFile(ctx.state.dp.path));
-    const feat = isDp ? (ctx.state.dp as NonNullable<typeof ctx.state.dp>).result : ctx.state.baseline.result;
     const dir = join(out, 'gateway');
     await rm(dir, { recursive: true, force: true });
     await mkdir(dir, { recursive: true });
@@ -162,38 +158,6 @@ export const gatewayStage: DemoStage = {
     const firstIndex = shared && demoLog ? (await demoLog.head()).size : 0;
     ctx.progress(0.1);
 
-    // Detectors fitted and calibrated on the served model's held-out rows only: they are written to
-    // the gateway's disk, and fitting them on the DP model's training rows would publish statistics of
-    // the private data outside the accountant (ε = 0.5 would no longer describe what is deployed).
-    const te = feat.testSet;
-    const d = feat.features.length;
-    const half = Math.floor(te.rows / 2);
-    const tr = {
-      x: te.x.subarray(0, half * d),
-      y: te.y.slice(0, half),
-      rows: half,
-    };
-    const cal = {
-      x: te.x.subarray(half * d),
-      y: te.y.slice(half),
-      rows: te.rows - half,
-    };
-    const maha = new MahalanobisDetector();
-    await maha.fit(tr.x, tr.rows, tr.y);
-    await maha.calibrate(cal.x, cal.rows, 0.001);
-    const stateful = new StatefulDetector({ inputs: d, k: 10, history: 200 }).fit(tr.x, tr.rows);
-    stateful.calibrate(benignStreams(cal.x, cal.rows, d, 100, Math.min(200, cal.rows), 3), 0.01);
-    const prada = new PradaDetector({ inputs: d, classes: 2, minQueries: 30, window: 300 }).fit(
-      tr.x,
-      tr.rows,
-    );
-    prada.calibrate(benignStreams(cal.x, cal.rows, d, 100, Math.min(150, cal.rows), 4, cal.y), 0.01);
-    for (const [n, det] of [
-      ['mahalanobis', maha],
-      ['stateful', stateful],
-      ['prada', prada],
-    ] as const)
-      await writeFile(join(dir, `${n}.json`), JSON.stringify(det.toJSON()));
     ctx.progress(0.3);
 
     const config = gatewayConfig({
@@ -226,11 +190,8 @@ export const gatewayStage: DemoStage = {
           keyringPassphrase: { file: join(pkgDir, 'DEMO-ONLY-keyring-passphrase.txt') },
           trust: join(pkgDir, 'trust.yaml'),
           output: { topK: 1, roundDigits: 2 },
-          detectors: {
-            mahalanobis: join(dir, 'mahalanobis.json'),
-            stateful: join(dir, 'stateful.json'),
-            prada: join(dir, 'prada.json'),
-          },
+          // No detector files: the package carries its detectors, signed and encrypted with the model.
+          detectors: {},
         },
       ],
       audit: { store: auditStore, signer: auditKey, checkpointSeconds: 0 },
@@ -443,7 +404,7 @@ export const gatewayStage: DemoStage = {
             `authorised by Cedar (tenants predict on their own models), limited per caller, validated against the manifest's schema, ` +
             `screened by the Mahalanobis, stateful and PRADA detectors, answered with a rounded top-1 label, and recorded in the ` +
             `${shared ? "demo's audit log (audit/audit.db, the gateway as a second writer)" : "gateway's own audit log (gateway/gateway-audit.db: the demo's log was not open)"} before the answer leaves. ` +
-            `The detectors are fitted on the served model's feature space, from held-out rows only. ` +
+            `The detectors travel inside the package, encrypted and signed with the model (the package stage fitted them on held-out traffic, not the training file); no detector file sits on the gateway's disk. ` +
             `Refusals are 4xx JSON bodies with a stable code, and are audited too.${fallbackNote}`,
         },
         {

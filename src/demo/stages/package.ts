@@ -3,6 +3,13 @@ import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { isBulwarkError, sha256Digest, writeFileAtomic } from '../../core/index.js';
+import {
+  type Pipeline,
+  readDataset,
+  readDatasetWithDigest,
+  writeDataset,
+  writeTransactionsCsv,
+} from '../../data/index.js';
 import { Keyring } from '../../keys/index.js';
 import { onnxMetadata } from '../../ml/index.js';
 import {
@@ -18,6 +25,8 @@ import {
   writeSigningKey,
 } from '../../model/index.js';
 import type { Block } from '../../report/index.js';
+import { argmaxRows, type DetectorBundleJson, fitDetectorBundle } from '../../robust/index.js';
+import { classIndexOf } from '../../train/index.js';
 import type { DemoStage } from '../stage.js';
 
 const PASSPHRASE_FILE = 'DEMO-ONLY-keyring-passphrase.txt';
@@ -25,6 +34,58 @@ const PASSPHRASE_FILE = 'DEMO-ONLY-keyring-passphrase.txt';
 const MODEL_NAME = 'fraud-dp';
 /** The baseline's package name, when there is no DP model to package. */
 const BASELINE_NAME = 'fraud-baseline';
+
+/**
+ * The gateway's detectors for the packaged model, fitted on held-out traffic: a fresh synthetic file
+ * (another seed of the same generator, as a bank would take recent traffic outside the training
+ * window), cut to the model's input columns and the label so no personal field is written again.
+ * Not the training file: the bundle's state is statistics of its rows, and for the DP model those
+ * must not be the private training rows (protectModel refuses them, ERR_DP_UNACCOUNTED).
+ */
+async function detectorBundle(
+  dir: string,
+  seed: number,
+  rows: number,
+  label: string,
+  model: {
+    pipeline: Pipeline;
+    classValues: readonly string[];
+    predictProba: (x: Float32Array, rows: number) => Float32Array;
+  },
+): Promise<{ bundle: DetectorBundleJson; rows: number; columns: number }> {
+  const full = join(dir, 'detector-traffic-full.csv');
+  const path = join(dir, 'detector-traffic.csv');
+  try {
+    await writeTransactionsCsv(full, { rows, fraudRate: 0.02, seed: seed + 1 });
+    const raw = await readDataset(full);
+    const inputs = model.pipeline.toJSON().inputs.map((i) => i.name);
+    await writeDataset(path, raw.select([...inputs, label]));
+  } finally {
+    await rm(full, { force: true });
+  }
+  const { dataset, digest } = await readDatasetWithDigest(path);
+  const x = model.pipeline.transform(dataset).matrix;
+  const col = dataset.column(label);
+  const y = Int32Array.from({ length: dataset.rowCount }, (_, i) =>
+    classIndexOf(model.classValues, col.values[i] ?? null),
+  );
+  const classes = model.classValues.length;
+  const predicted = argmaxRows(model.predictProba(x, dataset.rowCount), dataset.rowCount, classes);
+  const bundle = await fitDetectorBundle(x, y, dataset.rowCount, {
+    classes,
+    seed,
+    datasetDigest: digest,
+    // Mahalanobis at 0.1 % of clean rows (a batch of rows compounds the rate); the stream detectors
+    // at 1 % of benign clients.
+    fpr: { mahalanobis: 0.001, stateful: 0.01, prada: 0.01 },
+    streams: 100,
+    streamLength: 200,
+    predicted,
+    stateful: { k: 10, history: 200 },
+    prada: { minQueries: 30, window: 300 },
+  });
+  return { bundle, rows: dataset.rowCount, columns: dataset.columnNames.length };
+}
 
 /** The refusal a check produced, as `CODE` (or `accepted` when it did not refuse). */
 async function refusal(p: Promise<unknown>): Promise<string> {
@@ -54,12 +115,21 @@ export const packageStage: DemoStage = {
     const dp = ctx.state.dp;
     // What is packaged and checked: the DP model when there is one (the article's case study).
     const subject = dp
-      ? { path: dp.path, network: dp.result.network, testSet: dp.result.testSet, test: dp.result.test }
+      ? {
+          path: dp.path,
+          network: dp.result.network,
+          testSet: dp.result.testSet,
+          test: dp.result.test,
+          pipeline: dp.result.pipeline,
+          classValues: dp.result.classValues,
+        }
       : {
           path: baseline.path,
           network: baseline.result.network,
           testSet: baseline.result.testSet,
           test: baseline.result.test,
+          pipeline: baseline.result.pipeline,
+          classValues: baseline.result.classValues,
         };
     const subjectName = dp ? MODEL_NAME : BASELINE_NAME;
     const dir = join(ctx.options.outDir, 'package');
@@ -110,6 +180,19 @@ export const packageStage: DemoStage = {
       const modelDigest = sha256Digest(onnx);
       const lineage = await lineageOf(onnx, subject.test);
 
+      const detectors = await detectorBundle(
+        dir,
+        ctx.options.seed,
+        ctx.options.quick ? 4000 : 10_000,
+        ctx.state.label ?? 'is_fraud',
+        {
+          pipeline: subject.pipeline,
+          classValues: subject.classValues,
+          predictProba: (x, rows) => subject.network.predictProba(x, rows),
+        },
+      );
+      ctx.progress(0.3);
+
       const pkgPath = join(ctx.options.outDir, `${subjectName}.bwm`);
       let t0 = performance.now();
       const made = await protectModel(onnx, pkgPath, {
@@ -123,6 +206,7 @@ export const packageStage: DemoStage = {
           : 'Baseline card-fraud MLP of the Bulwark demo',
         schema: ctx.state.schema,
         lineage,
+        detectors: detectors.bundle,
       });
       const protectSeconds = (performance.now() - t0) / 1000;
       // The gateway serves this package (state.served): a baseline package left by an earlier run of
@@ -247,6 +331,12 @@ export const packageStage: DemoStage = {
             ],
             ['dataset digest', m.lineage.datasetDigest ?? 'n/a'],
             [
+              'detectors (in the package)',
+              m.detectors
+                ? `${m.detectors.kinds.join(', ')}: encrypted and signed with the model, fitted on ${m.detectors.fittedOn?.fitRows} and calibrated on ${m.detectors.fittedOn?.calibrationRows} rows of held-out traffic (package/detector-traffic.csv, ${m.detectors.fittedOn?.datasetDigest?.slice(0, 19)}…), not the training file`
+                : 'none',
+            ],
+            [
               'privacy / adversarial training',
               `${m.lineage.privacy ? `(${Number(m.lineage.privacy.epsilon.toFixed(4))}, ${m.lineage.privacy.delta})-DP` : 'none (baseline)'} / ${m.lineage.adversarial ? m.lineage.adversarial.method : 'none (baseline)'}`,
             ],
@@ -284,6 +374,7 @@ export const packageStage: DemoStage = {
           maxProbabilityDiff: maxDiff,
           tamperedRefusal: refusals[0]![1]!,
           untrustedRefusal: refusals[1]![1]!,
+          detectors: (m.detectors?.kinds ?? []).join(','),
         },
         events: [
           // The two keys the packages use, so a lineage walk ends at them (audit/events.ts eventRefs).
@@ -305,6 +396,20 @@ export const packageStage: DemoStage = {
               purpose: 'model signing',
             },
           },
+          // The held-out traffic the package's detectors were fitted on: a dataset of its own in the lineage.
+          ...(m.detectors?.fittedOn?.datasetDigest
+            ? [
+                {
+                  type: 'dataset.created' as const,
+                  data: {
+                    datasetDigest: m.detectors.fittedOn.datasetDigest,
+                    source: 'bulwark synthetic card transactions (held-out traffic for the detectors)',
+                    rows: detectors.rows,
+                    columns: detectors.columns,
+                  },
+                },
+              ]
+            : []),
           {
             type: 'model.packaged',
             data: {
@@ -312,6 +417,9 @@ export const packageStage: DemoStage = {
               modelDigest,
               keyId: 'model',
               signerKeyId: signer.keyId,
+              ...(m.detectors?.fittedOn?.datasetDigest
+                ? { detectorsDatasetDigest: m.detectors.fittedOn.datasetDigest }
+                : {}),
             },
           },
           {
