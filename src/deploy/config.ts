@@ -14,7 +14,7 @@ import { BulwarkError, fsError, parseYaml, validateConfig } from '../core/index.
  * | `server.host`          | must listen on all interfaces (0.0.0.0 or ::): a pod's loopback is unreachable from the Service and the kubelet probes (the gateway's default is 127.0.0.1) |
  * | `server.port`          | container port, Service target, ingress NetworkPolicy (default 8443) |
  * | `server.insecurePlaintext` | refused: in a cluster, TLS is required (a NetworkPolicy is not encryption) |
- * | `server.drainSeconds`  | the pod's terminationGracePeriodSeconds: at least drainSeconds + 20 (default 10 → 30) |
+ * | `server.drainSeconds`  | the pod's terminationGracePeriodSeconds: at least deploy.preStop.seconds + drainSeconds + 20 (default 5 + 10 + 20 = 35) |
  * | `server.tls.clientAuth`| a note: kubelet probes present no client certificate             |
  * | `metrics.enabled`, `metrics.host`, `metrics.port` | metrics port and its NetworkPolicy from the monitoring namespace (default 9464); host must be all interfaces |
  * | `limits.backend`       | `redis` → egress to Redis; `memory` refused with more than one replica (see manifests.ts) |
@@ -79,6 +79,9 @@ const hostPort = z
     const port = Number(s.slice(s.lastIndexOf(':') + 1));
     return port >= 1 && port <= 65535;
   }, 'port must be in [1, 65535]');
+
+/** Default seconds of the preStop hook (see `deploy.preStop`). */
+export const PRE_STOP_SECONDS = 5;
 
 export const deploySchema = z.strictObject({
   /** Namespace of every object; labelled Pod Security `restricted`. */
@@ -165,6 +168,20 @@ export const deploySchema = z.strictObject({
   /** Fixed non-root UID (and GID, default the same); 65532 is distroless `nonroot`. */
   uid: z.int().min(1, 'uid must not be 0 (root)').max(2147483647).default(65532),
   gid: z.int().min(1, 'gid must not be 0 (root group)').max(2147483647).optional(),
+  /**
+   * The container's preStop hook: when a pod is deleted, its removal from the Service endpoints (and
+   * from ingress controllers and load balancers) races the SIGTERM that starts the gateway's drain,
+   * which stops accepting connections; for these `seconds` the pod keeps serving while the rest of the
+   * cluster stops sending it new ones. `sleep`: the kubelet's native sleep action (Kubernetes 1.30+);
+   * `exec`: runs the image's node (`/nodejs/bin/node`, the distroless image has no `sleep` and no
+   * shell) for clusters 1.27-1.29. 0 seconds: no hook.
+   */
+  preStop: z
+    .strictObject({
+      seconds: z.int().min(0).max(300).default(PRE_STOP_SECONDS),
+      handler: z.enum(['sleep', 'exec']).default('sleep'),
+    })
+    .default({ seconds: PRE_STOP_SECONDS, handler: 'sleep' }),
   /** Kubernetes version of the Pod Security labels (`latest` or `v1.N`). */
   podSecurityVersion: z
     .string()

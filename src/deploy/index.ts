@@ -15,6 +15,7 @@ export {
   deploySchema,
   type EgressPeer,
   loadDeployConfig,
+  PRE_STOP_SECONDS,
   parseDeployConfig,
   readDeployInputs,
 } from './config.js';
@@ -31,6 +32,7 @@ export {
   CONFIG_MAP,
   type GeneratedBase,
   type GeneratedObject,
+  IMAGE_NODE,
   type K8sObject,
   MOUNTS,
   peerFor,

@@ -5,6 +5,7 @@ import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1';
 import type { INetworkPolicyPeer } from 'kubernetes-models/networking.k8s.io/v1/NetworkPolicyPeer';
 import { PodDisruptionBudget } from 'kubernetes-models/policy/v1';
 import { Namespace, Service, ServiceAccount } from 'kubernetes-models/v1';
+import type { ILifecycle } from 'kubernetes-models/v1/Lifecycle';
 import type { IProbe } from 'kubernetes-models/v1/Probe';
 import type { ISecurityContext } from 'kubernetes-models/v1/SecurityContext';
 import type { ITopologySpreadConstraint } from 'kubernetes-models/v1/TopologySpreadConstraint';
@@ -30,6 +31,12 @@ export const MOUNTS = {
   models: '/etc/bulwark/models',
   tmp: '/tmp',
 } as const;
+
+/**
+ * The gateway image's node binary (Dockerfile: distroless nodejs20, `ENTRYPOINT ["/nodejs/bin/node"]`):
+ * the exec preStop hook runs it, the image having no `sleep` and no shell.
+ */
+export const IMAGE_NODE = '/nodejs/bin/node';
 
 /** Name of the ConfigMap kustomize generates from bulwark.yaml (it appends a content hash). */
 export const CONFIG_MAP = 'bulwark-config';
@@ -177,6 +184,25 @@ export function buildManifests(inputs: DeployInputs): GeneratedBase {
     labelSelector: { matchLabels: selector },
     matchLabelKeys: ['pod-template-hash'],
   };
+  // Deleting a pod starts two things at once: the kubelet runs the preStop hook then sends SIGTERM,
+  // and the endpoints controller removes the pod from the Service, which kube-proxy, ingress
+  // controllers and load balancers learn of later. SIGTERM without a delay starts the gateway's drain
+  // (it stops accepting connections) while they still send it new ones, which fail. The hook keeps
+  // the pod serving meanwhile; the grace period below counts it.
+  const preStopSeconds = d.preStop.seconds;
+  const lifecycle: ILifecycle | undefined =
+    preStopSeconds === 0
+      ? undefined
+      : {
+          preStop:
+            d.preStop.handler === 'sleep'
+              ? { sleep: { seconds: preStopSeconds } }
+              : {
+                  exec: {
+                    command: [IMAGE_NODE, '-e', `setTimeout(() => {}, ${preStopSeconds * 1000})`],
+                  },
+                },
+        };
   objects.push(
     checked(
       'deployment.yaml',
@@ -194,10 +220,14 @@ export function buildManifests(inputs: DeployInputs): GeneratedBase {
               serviceAccountName: d.name,
               automountServiceAccountToken: false,
               enableServiceLinks: false,
-              // SIGTERM starts the gateway's drain (server.drainSeconds), then the audit log is flushed,
-              // checkpointed and closed: the kubelet's SIGKILL must not come before. 20 s for the flush,
-              // the checkpoint and the trace export after the drain.
-              terminationGracePeriodSeconds: Math.max(30, Math.ceil(inputs.drainSeconds) + 20),
+              // The grace period starts with the preStop hook; then SIGTERM starts the gateway's drain
+              // (server.drainSeconds), then the audit log is flushed, checkpointed and closed: the
+              // kubelet's SIGKILL must not come before. 20 s for the flush, the checkpoint and the trace
+              // export after the drain.
+              terminationGracePeriodSeconds: Math.max(
+                30,
+                preStopSeconds + Math.ceil(inputs.drainSeconds) + 20,
+              ),
               securityContext: {
                 runAsNonRoot: true,
                 runAsUser: d.uid,
@@ -220,6 +250,7 @@ export function buildManifests(inputs: DeployInputs): GeneratedBase {
                       : []),
                   ],
                   securityContext: containerSecurity,
+                  ...(lifecycle ? { lifecycle } : {}),
                   resources: {
                     requests: { cpu: d.resources.requests.cpu, memory: d.resources.requests.memory },
                     limits: { cpu: d.resources.limits.cpu, memory: d.resources.limits.memory },

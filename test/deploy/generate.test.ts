@@ -14,7 +14,9 @@ import { isBulwarkError } from '../../src/core/index.js';
 import {
   buildManifests,
   checkManifests,
+  IMAGE_NODE,
   type K8sObject,
+  PRE_STOP_SECONDS,
   parseDeployConfig,
   parseManifests,
   writeKustomizeBase,
@@ -157,13 +159,63 @@ describe('deploy config', () => {
     );
   });
 
-  it("gives the pod time for the gateway's drain and the audit log's final flush before SIGKILL", () => {
+  it("gives the pod time for the preStop delay, the gateway's drain and the audit log's final flush before SIGKILL", () => {
     const grace = (text: string) =>
       (byKind(buildManifests(parseDeployConfig(text, 'b.yaml')).objects, 'Deployment')[0] as J).spec.template
         .spec.terminationGracePeriodSeconds;
-    assert.equal(grace(CONFIG), 30);
-    assert.equal(grace(CONFIG.replace('  port: 8443\n', '  port: 8443\n  drainSeconds: 60\n')), 80);
-    assert.equal(grace(CONFIG.replace('  port: 8443\n', '  port: 8443\n  drainSeconds: 12.5\n')), 33);
+    // preStop 5 s + drain 10 s (the gateway's default) + 20 s for the flush and checkpoint.
+    assert.equal(grace(CONFIG), 35);
+    assert.equal(grace(CONFIG.replace('  port: 8443\n', '  port: 8443\n  drainSeconds: 60\n')), 85);
+    assert.equal(grace(CONFIG.replace('  port: 8443\n', '  port: 8443\n  drainSeconds: 12.5\n')), 38);
+    const noHook = CONFIG.replace('  uid: 10001\n', '  uid: 10001\n  preStop: { seconds: 0 }\n');
+    assert.equal(grace(noHook), 30);
+    assert.equal(
+      grace(noHook.replace('  port: 8443\n', '  port: 8443\n  drainSeconds: 60\n')),
+      80,
+      'without the hook: drain + 20',
+    );
+  });
+
+  it('keeps serving for a few seconds after deletion (preStop), before SIGTERM starts the drain', () => {
+    const container = (text: string) =>
+      (byKind(buildManifests(parseDeployConfig(text, 'b.yaml')).objects, 'Deployment')[0] as J).spec.template
+        .spec.containers[0];
+    // The endpoint removal races the SIGTERM: without the delay, new connections reach a draining gateway.
+    assert.deepEqual(container(CONFIG).lifecycle, { preStop: { sleep: { seconds: PRE_STOP_SECONDS } } });
+    assert.ok(PRE_STOP_SECONDS >= 1, 'a sleep of 0 s is refused before Kubernetes 1.33');
+    const with12 = CONFIG.replace('  uid: 10001\n', '  uid: 10001\n  preStop: { seconds: 12 }\n');
+    assert.deepEqual(container(with12).lifecycle, { preStop: { sleep: { seconds: 12 } } });
+    // Clusters before 1.30 have no sleep action: exec, with the image's own node (distroless: no sleep,
+    // no shell).
+    const exec = container(
+      CONFIG.replace('  uid: 10001\n', '  uid: 10001\n  preStop: { seconds: 7, handler: exec }\n'),
+    );
+    assert.deepEqual(exec.lifecycle, {
+      preStop: { exec: { command: [IMAGE_NODE, '-e', 'setTimeout(() => {}, 7000)'] } },
+    });
+    const node = spawnSync(process.execPath, [
+      '-e',
+      exec.lifecycle.preStop.exec.command[2].replace('7000', '1'),
+    ]);
+    assert.equal(node.status, 0, 'the exec command is valid JavaScript');
+    assert.equal(
+      container(CONFIG.replace('  uid: 10001\n', '  uid: 10001\n  preStop: { seconds: 0 }\n')).lifecycle,
+      undefined,
+    );
+    for (const bad of [
+      '{ seconds: -1 }',
+      '{ seconds: 2.5 }',
+      '{ seconds: 301 }',
+      '{ handler: shell }',
+      '{ second: 5 }',
+    ]) {
+      assert.throws(
+        () =>
+          parseDeployConfig(CONFIG.replace('  uid: 10001\n', `  uid: 10001\n  preStop: ${bad}\n`), 'b.yaml'),
+        (e: unknown) => isBulwarkError(e, 'ERR_CONFIG_INVALID') && /deploy\.preStop/.test(e.message),
+        bad,
+      );
+    }
   });
 
   it('in-memory limits with more than one replica are refused (each replica would count separately)', () => {
@@ -388,13 +440,18 @@ describe('deploy k8s: generated objects', () => {
     for (const n of nps) assert.equal(n.metadata.namespace, 'bulwark');
   });
 
-  it('the generated base passes the checker at restricted with no finding at all', () => {
-    const docs = objects.map((o, i) => ({
-      file: o.file,
-      document: i,
-      object: o.object as Record<string, unknown>,
-    }));
-    assert.deepEqual(checkManifests(docs), []);
+  it('the generated base passes the checker at restricted with no finding at all (either preStop handler)', () => {
+    const docs = (list: typeof objects) =>
+      list.map((o, i) => ({ file: o.file, document: i, object: o.object as Record<string, unknown> }));
+    assert.deepEqual(checkManifests(docs(objects)), []);
+    const exec = buildManifests(
+      parseDeployConfig(
+        CONFIG.replace('  uid: 10001\n', '  uid: 10001\n  preStop: { seconds: 5, handler: exec }\n'),
+        'bulwark.yaml',
+      ),
+    ).objects;
+    assert.ok((byKind(exec, 'Deployment')[0] as J).spec.template.spec.containers[0].lifecycle.preStop.exec);
+    assert.deepEqual(checkManifests(docs(exec)), []);
   });
 
   it('writes kustomization + one file per object atomically, refuses a non-empty folder without --force', async () => {
@@ -552,6 +609,12 @@ describe('Dockerfile', () => {
   );
   const resolveImage = (l: string) =>
     l.split(/\s+/)[1]!.replace(/\$\{(\w+)\}/g, (_, n: string) => args[n] ?? '');
+
+  it('runs the node binary the exec preStop hook names (IMAGE_NODE)', () => {
+    const entry = finalStage.filter((l) => /^ENTRYPOINT\s/i.test(l)).at(-1);
+    assert.ok(entry, 'ENTRYPOINT in the final stage');
+    assert.equal((JSON.parse(entry.replace(/^ENTRYPOINT\s+/i, '')) as string[])[0], IMAGE_NODE);
+  });
 
   it('is multi-stage: builds on node:20, ships distroless nodejs20 nonroot', () => {
     assert.ok(froms.length >= 2, 'at least two FROM lines');
