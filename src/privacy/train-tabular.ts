@@ -224,6 +224,8 @@ export interface DpTabularResult {
   trainRows: number;
   trainSet: LabelledData;
   testSet: LabelledData;
+  /** Which rows of the input dataset are held out (never trained on): `testSet` row i is row `testRows[i]`. */
+  testRows: Int32Array;
   /** Accuracy, precision/recall/F1 (binary: of the second class) and ROC AUC on the held-out rows (not private). */
   test: { rows: number; accuracy: number; precision: number; recall: number; f1: number; rocAuc?: number };
   privacy: DpTrainingGuarantee;
@@ -562,6 +564,7 @@ export async function trainTabularDp(ds: Dataset, o: DpTabularOptions): Promise<
     trainRows: trainSet.rows,
     trainSet,
     testSet,
+    testRows: Int32Array.from(testIdx),
     test,
     privacy,
     onnx,

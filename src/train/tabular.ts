@@ -102,6 +102,8 @@ export interface TrainTabularResult {
   test: TabularMetrics;
   /** The encoded held-out rows (features after the pipeline, labels as class indices), for evaluation and attacks. */
   testSet: LabelledData;
+  /** Which rows of the input dataset are held out: `testSet` row i is dataset row `testRows[i]`. */
+  testRows: Int32Array;
   /** The encoded training rows, for adversarial fine-tuning and membership inference (the members). */
   trainSet: LabelledData;
   training: TrainResult;
@@ -414,6 +416,7 @@ export async function trainTabular(ds: Dataset, o: TrainTabularOptions): Promise
 
 /** Used by predict: a row's label value as a class index, or -1 when it is not one of the classes. */
 export function classIndexOf(classValues: readonly string[], v: CellValue): number {
+    testRows: Int32Array.from(testIdx),
   if (v === null) return -1;
   const s = typeof v === 'number' ? String(v) : v;
   return classValues.indexOf(s);

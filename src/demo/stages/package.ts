@@ -3,13 +3,7 @@ import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { isBulwarkError, sha256Digest, writeFileAtomic } from '../../core/index.js';
-import {
-  type Pipeline,
-  readDataset,
-  readDatasetWithDigest,
-  writeDataset,
-  writeTransactionsCsv,
-} from '../../data/index.js';
+import { type Dataset, type Pipeline, readDatasetWithDigest, writeDataset } from '../../data/index.js';
 import { Keyring } from '../../keys/index.js';
 import { onnxMetadata } from '../../ml/index.js';
 import {
@@ -36,16 +30,17 @@ const MODEL_NAME = 'fraud-dp';
 const BASELINE_NAME = 'fraud-baseline';
 
 /**
- * The gateway's detectors for the packaged model, fitted on held-out traffic: a fresh synthetic file
- * (another seed of the same generator, as a bank would take recent traffic outside the training
- * window), cut to the model's input columns and the label so no personal field is written again.
- * Not the training file: the bundle's state is statistics of its rows, and for the DP model those
- * must not be the private training rows (protectModel refuses them, ERR_DP_UNACCOUNTED).
+ * The gateway's detectors for the packaged model, fitted on the rows its training held out (never
+ * trained on), written to their own file cut to the model's input columns and the label (no personal
+ * field): the bundle's state is statistics of its rows, and for the DP model those must not be the
+ * private training rows (protectModel refuses a bundle fitted on the training file, ERR_DP_UNACCOUNTED).
+ * A fresh synthetic file is no substitute: another seed is another population of cardholders (other
+ * cities), and the detectors then flag the real traffic.
  */
 async function detectorBundle(
   dir: string,
+  heldOut: Dataset,
   seed: number,
-  rows: number,
   label: string,
   model: {
     pipeline: Pipeline;
@@ -53,16 +48,9 @@ async function detectorBundle(
     predictProba: (x: Float32Array, rows: number) => Float32Array;
   },
 ): Promise<{ bundle: DetectorBundleJson; rows: number; columns: number }> {
-  const full = join(dir, 'detector-traffic-full.csv');
-  const path = join(dir, 'detector-traffic.csv');
-  try {
-    await writeTransactionsCsv(full, { rows, fraudRate: 0.02, seed: seed + 1 });
-    const raw = await readDataset(full);
-    const inputs = model.pipeline.toJSON().inputs.map((i) => i.name);
-    await writeDataset(path, raw.select([...inputs, label]));
-  } finally {
-    await rm(full, { force: true });
-  }
+  const path = join(dir, 'detector-rows.csv');
+  const inputs = model.pipeline.toJSON().inputs.map((i) => i.name);
+  await writeDataset(path, heldOut.select([...inputs, label]));
   const { dataset, digest } = await readDatasetWithDigest(path);
   const x = model.pipeline.transform(dataset).matrix;
   const col = dataset.column(label);
@@ -111,7 +99,8 @@ export const packageStage: DemoStage = {
   title: 'Protected model package: encrypted, signed, verified before loading',
   async run(ctx) {
     const baseline = ctx.state.baseline;
-    if (!baseline || !ctx.state.schema) throw new Error('the package stage needs the baseline stage');
+    const ds = ctx.state.dataset;
+    if (!baseline || !ctx.state.schema || !ds) throw new Error('the package stage needs the baseline stage');
     const dp = ctx.state.dp;
     // What is packaged and checked: the DP model when there is one (the article's case study).
     const subject = dp
@@ -122,6 +111,7 @@ export const packageStage: DemoStage = {
           test: dp.result.test,
           pipeline: dp.result.pipeline,
           classValues: dp.result.classValues,
+          testRows: dp.result.testRows,
         }
       : {
           path: baseline.path,
@@ -130,6 +120,7 @@ export const packageStage: DemoStage = {
           test: baseline.result.test,
           pipeline: baseline.result.pipeline,
           classValues: baseline.result.classValues,
+          testRows: baseline.result.testRows,
         };
     const subjectName = dp ? MODEL_NAME : BASELINE_NAME;
     const dir = join(ctx.options.outDir, 'package');
@@ -182,8 +173,8 @@ export const packageStage: DemoStage = {
 
       const detectors = await detectorBundle(
         dir,
+        ds.take(subject.testRows),
         ctx.options.seed,
-        ctx.options.quick ? 4000 : 10_000,
         ctx.state.label ?? 'is_fraud',
         {
           pipeline: subject.pipeline,
@@ -333,7 +324,7 @@ export const packageStage: DemoStage = {
             [
               'detectors (in the package)',
               m.detectors
-                ? `${m.detectors.kinds.join(', ')}: encrypted and signed with the model, fitted on ${m.detectors.fittedOn?.fitRows} and calibrated on ${m.detectors.fittedOn?.calibrationRows} rows of held-out traffic (package/detector-traffic.csv, ${m.detectors.fittedOn?.datasetDigest?.slice(0, 19)}…), not the training file`
+                ? `${m.detectors.kinds.join(', ')}: encrypted and signed with the model, fitted on ${m.detectors.fittedOn?.fitRows} and calibrated on ${m.detectors.fittedOn?.calibrationRows} rows its training held out (package/detector-rows.csv, ${m.detectors.fittedOn?.datasetDigest?.slice(0, 19)}…), not the rows it trained on`
                 : 'none',
             ],
             [
@@ -403,7 +394,7 @@ export const packageStage: DemoStage = {
                   type: 'dataset.created' as const,
                   data: {
                     datasetDigest: m.detectors.fittedOn.datasetDigest,
-                    source: 'bulwark synthetic card transactions (held-out traffic for the detectors)',
+                    source: "the model's held-out rows, for its detectors",
                     rows: detectors.rows,
                     columns: detectors.columns,
                   },
