@@ -64,7 +64,12 @@ describe('gateway configuration', () => {
   });
 
   it('resolves file paths against the config folder, leaving URLs alone', () => {
-    const c = resolveConfigPaths(parseConfig(example, gatewayConfigSchema), '/etc/bulwark');
+    const withFile = example.replace(
+      '    # detectors:\n    #   prada: detectors/fraud-prada.json',
+      '    detectors:\n      prada: detectors/fraud-prada.json',
+    );
+    assert.notEqual(withFile, example);
+    const c = resolveConfigPaths(parseConfig(withFile, gatewayConfigSchema), '/etc/bulwark');
     assert.equal(c.server.tls?.cert, '/etc/bulwark/tls/server.pem');
     assert.equal(c.models[0]?.package, '/etc/bulwark/models/fraud.bwm');
     assert.equal(c.models[0]?.detectors.prada, '/etc/bulwark/detectors/fraud-prada.json');
