@@ -206,8 +206,26 @@ const SENSITIVE_HOST_PATHS = [
 ];
 const SECRET_NAME =
   /(pass(word|wd)?|secret|token|api[_-]?key|private[_-]?key|credential|auth[_-]?key|access[_-]?key|encryption[_-]?key|signing[_-]?key)/i;
-/** Values that are settings, not secrets, even under a secret-looking name (TOKEN_TTL=3600). */
-const NOT_SECRET_VALUE = /^(\d+(\.\d+)?[smhd]?|true|false|yes|no|on|off)$/i;
+/** Values that are settings, not secrets, even under a secret-looking name: flags, ratios, durations. */
+const SETTING_VALUE = /^(0|1|[+-]?\d*\.\d+|\d+(\.\d+)?(ms|[smhd])|true|false|yes|no|on|off)$/i;
+/** A value of digits only: a PIN, a numeric API key — or a setting such as TOKEN_TTL=3600. */
+const INTEGER_VALUE = /^[+-]?\d+$/;
+/**
+ * Secret words, matched as whole words of the name (see {@link nameWords}): strict enough for a value
+ * of digits only, where the substring match of SECRET_NAME would flag BYPASS_CACHE=1 or PASSIVE_MODE=1.
+ */
+const SECRET_WORDS =
+  /(^|_)(PASS|PASSWORDS?|PASSWD|PWD|PASSCODE|PASSPHRASE|SECRETS?|TOKENS?|PINS?|PIN_?CODE|CREDENTIALS?|APIKEY|(API|PRIVATE|AUTH|ACCESS|ENCRYPTION|SIGNING|SECRET|MASTER|CLIENT)_?KEYS?)(_|$)/;
+/** Words that make a secret-named variable a setting about the secret (TOKEN_TTL, PASSWORD_MIN_LENGTH). */
+const SETTING_WORDS =
+  /(^|_)(TTL|TIMEOUT|EXPIRY|EXPIRES?|EXPIRATION|LIFETIME|AGE|INTERVAL|DURATION|PERIOD|DELAY|SECONDS?|SECS?|MS|MILLIS|MINUTES?|MINS?|HOURS?|DAYS?|LEN|LENGTH|SIZE|BITS|BYTES|COUNT|LIMIT|MAX|MIN|RETRIES|RETRY|ATTEMPTS|ROUNDS|ITERATIONS|COST|PORT|VERSION|LEVEL|THRESHOLD|WINDOW|WORKERS|THREADS|ID|INDEX|ENABLED?|DISABLED?|REQUIRED?|USE|ALLOW|SKIP)(_|$)/;
+/** The name in upper case with its words separated by `_` (`apiKey` and `api-key` both give `API_KEY`). */
+function nameWords(name: string): string {
+  return name
+    .replace(/([a-z0-9])([A-Z])/g, '$1_$2')
+    .replace(/[^A-Za-z0-9]+/g, '_')
+    .toUpperCase();
+}
 /**
  * The `*_FILE` convention (POSTGRES_PASSWORD_FILE=/run/secrets/pg): the value names the mounted file
  * that holds the secret, which is what this checker asks for, not the secret itself.
@@ -216,6 +234,18 @@ const SECRET_FILE_NAME = /_(FILE|PATH|DIR|FILENAME)$/i;
 const ABSOLUTE_PATH = /^\/[^\s]*$/;
 const SECRET_VALUE =
   /(-----BEGIN [A-Z ]*PRIVATE KEY-----|\bAKIA[0-9A-Z]{16}\b|\bgh[pousr]_[A-Za-z0-9]{36,}\b|\bxox[abpr]-[A-Za-z0-9-]+|\beyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.)/;
+
+/** Whether env `name=value` writes a secret into the manifest (BW-SECRET-ENV-LITERAL). */
+function secretLiteral(name: string, value: string): boolean {
+  if (SECRET_VALUE.test(value)) return true;
+  if (SECRET_FILE_NAME.test(name) && ABSOLUTE_PATH.test(value)) return false;
+  if (SETTING_VALUE.test(value)) return false;
+  const words = nameWords(name);
+  // Digits only: a PIN (HSM_PIN=123456) or a numeric API key is as secret as any other, unless the
+  // name says the number is a setting about the secret (TOKEN_TTL=3600, PASSWORD_MIN_LENGTH=12).
+  if (INTEGER_VALUE.test(value)) return SECRET_WORDS.test(words) && !SETTING_WORDS.test(words);
+  return SECRET_NAME.test(name) || /(^|_)(PINS?|PIN_?CODE)(_|$)/.test(words);
+}
 
 class Collector {
   readonly findings: Finding[] = [];
@@ -647,15 +677,12 @@ function checkPodSpec(
     arr(c['env']).forEach((e, i) => {
       const env = obj(e);
       const n = str(env['name']) ?? '';
-      const value = env['value'];
-      if (
-        typeof value === 'string' &&
-        value !== '' &&
-        ((SECRET_NAME.test(n) &&
-          !NOT_SECRET_VALUE.test(value) &&
-          !(SECRET_FILE_NAME.test(n) && ABSOLUTE_PATH.test(value))) ||
-          SECRET_VALUE.test(value))
-      ) {
+      // An unquoted PIN or numeric key (`value: 123456`) is a YAML number, not a string: read it as
+      // written (kubectl would refuse the type, but the secret is in the manifest all the same).
+      const raw = env['value'];
+      const value =
+        typeof raw === 'string' ? raw : typeof raw === 'number' || typeof raw === 'bigint' ? String(raw) : '';
+      if (value !== '' && secretLiteral(n, value)) {
         col.add(
           'BW-SECRET-ENV-LITERAL',
           doc,

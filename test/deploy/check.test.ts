@@ -653,6 +653,75 @@ describe('deploy check: every rule fires on a crafted manifest, and only there',
     );
   });
 
+  it('secret literals made of digits only: a PIN or a numeric key, quoted or a YAML number', () => {
+    const flagged = (env: J[]) =>
+      withPod((p) => (p.containers[0].env = env))
+        .filter((f) => f.rule === 'BW-SECRET-ENV-LITERAL')
+        .map((f) => Number(/env\[(\d+)\]/.exec(f.path)?.[1]));
+    // Digits only passed as "a number, not a secret" (and a YAML number was not even a string).
+    const secrets: J[] = [
+      { name: 'DB_PASSWORD', value: '123456' },
+      { name: 'HSM_PIN', value: '1234' },
+      { name: 'PKCS11_PIN', value: 246810 },
+      { name: 'API_KEY', value: '84375293847592837451' },
+      { name: 'apiKey', value: 843752938475 },
+      { name: 'ACCESS_TOKEN', value: '000012345678' },
+      { name: 'CARD_PIN_CODE', value: '0042' },
+      { name: 'HSM_PIN', value: 'abcd-1234' },
+    ];
+    assert.deepEqual(
+      flagged(secrets),
+      secrets.map((_, i) => i),
+    );
+    // Settings about a secret, flags, ratios, durations, and names that only contain a secret word.
+    const settings: J[] = [
+      { name: 'TOKEN_TTL', value: '3600' },
+      { name: 'TOKEN_TTL', value: 3600 },
+      { name: 'PASSWORD_MIN_LENGTH', value: '12' },
+      { name: 'SESSION_SECRET_ROTATION_DAYS', value: 30 },
+      { name: 'API_KEY_MAX_AGE', value: '86400' },
+      { name: 'USE_TOKEN', value: '1' },
+      { name: 'TOKEN_REFRESH_RATIO', value: '0.5' },
+      { name: 'TOKEN_TIMEOUT', value: '30s' },
+      { name: 'BYPASS_CACHE', value: '1' },
+      { name: 'PASSIVE_PORTS', value: '30000' },
+      { name: 'TOKENIZER_THREADS', value: '4' },
+      { name: 'SHIPPING_ZONE', value: '12' },
+      { name: 'PORT', value: 8080 },
+    ];
+    assert.deepEqual(flagged(settings), []);
+  });
+
+  it('deploy check flags an unquoted numeric secret in YAML, without printing it', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'bulwark-check-pin-'));
+    const p = goodPodSpec();
+    p.containers[0].env = [{ name: 'HSM_PIN', value: 'PLACEHOLDER' }];
+    const file = join(dir, 'pin.yaml');
+    // YAML reads the unquoted 20-digit value as a number.
+    writeFileSync(
+      file,
+      [deployment(p), denyAll()]
+        .map((o) => stringify(o))
+        .join('---\n')
+        .replace('value: PLACEHOLDER', 'value: 73928461057392846105'),
+    );
+    const env = (parseManifests(readFileSync(file, 'utf8'), file)[0]!.object as J).spec.template.spec
+      .containers[0].env;
+    assert.equal(typeof env[0].value, 'number');
+    const r = runBulwark(['--json', 'deploy', 'check', file]);
+    assert.equal(r.code, 5, r.stderr);
+    const j = JSON.parse(r.stdout) as { findings: Finding[] };
+    assert.deepEqual(
+      j.findings.map((f) => `${f.rule} ${f.path}`),
+      [
+        // kubectl would refuse the number where a string belongs; the secret is in the file all the same.
+        'BW-SCHEMA spec.template.spec.containers[0].env[0].value',
+        'BW-SECRET-ENV-LITERAL spec.template.spec.containers[0].env[0].value',
+      ],
+    );
+    assert.doesNotMatch(r.stdout + r.stderr, /7392846105/);
+  });
+
   it('splits image references', () => {
     assert.deepEqual(splitImage('nginx'), {});
     assert.deepEqual(splitImage('localhost:5000/a/b:1.0'), { tag: '1.0' });
