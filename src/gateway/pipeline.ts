@@ -286,7 +286,12 @@ export class Pipeline {
       if (model.mahalanobis) {
         const { scores } = model.mahalanobis.scoreSync(x, rows);
         let worst = 0;
-        for (let i = 0; i < rows; i++) worst = Math.max(worst, scores[i] as number);
+        // A NaN score (not reachable with finite features and loaded state) counts as the worst:
+        // fail closed, as the detectors' own flag() does.
+        for (let i = 0; i < rows; i++) {
+          const s = scores[i] as number;
+          worst = Number.isNaN(s) ? Infinity : Math.max(worst, s);
+        }
         const threshold = model.mahalanobis.calibration?.threshold ?? Infinity;
         detections.push({ detector: 'mahalanobis', score: worst, flagged: worst > threshold });
       }
