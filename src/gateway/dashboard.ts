@@ -33,7 +33,7 @@ export const DASHBOARD_HTML = `<!doctype html>
 <table id="denials"><thead><tr><th>stage</th><th>reason</th><th>count</th></tr></thead><tbody></tbody></table></section>
 <section><h2>Detections</h2><table id="detections"><thead><tr><th>model</th><th>detector</th><th>count</th></tr></thead><tbody></tbody></table></section>
 <section><h2>Query budget remaining</h2><table id="budget"><thead><tr><th>model</th><th>at most</th><th>answers</th></tr></thead><tbody></tbody></table></section>
-<section><h2>Models</h2><table id="models"><thead><tr><th>model</th><th>version</th><th>origin</th><th>signer</th><th>model digest</th><th>package digest</th></tr></thead><tbody></tbody></table></section>
+<section><h2>Models</h2><table id="models"><thead><tr><th>model</th><th>version</th><th>origin</th><th>signer</th><th>model digest</th><th>package digest</th><th>detectors</th></tr></thead><tbody></tbody></table></section>
 <section><h2>Audit log</h2><table id="audit"><tbody></tbody></table></section>
 <section><h2>Stage time (mean, µs)</h2><table id="stages"><thead><tr><th>stage</th><th>mean µs</th><th>count</th></tr></thead><tbody></tbody></table></section>
 </main>
@@ -129,7 +129,7 @@ export const DASHBOARD_JS = `'use strict';
     rows('denials', body.denials, (d) => [[d.stage], [d.reason], [d.count]]);
     rows('detections', body.detections, (d) => [[d.model], [d.detector], [d.count]]);
     rows('budget', body.budget, (d) => [[d.model], [d.le], [d.count]]);
-    rows('models', body.models, (d) => [[d.name], [d.version], [d.origin, d.origin === 'package' ? 'ok' : 'warn'], [d.signer || 'unsigned', d.signer ? 'ok' : 'bad'], [d.modelDigest, 'digest'], [d.packageDigest || '-', 'digest']]);
+    rows('models', body.models, (d) => [[d.name], [d.version], [d.origin, d.origin === 'package' ? 'ok' : 'warn'], [d.signer || 'unsigned', d.signer ? 'ok' : 'bad'], [d.modelDigest, 'digest'], [d.packageDigest || '-', 'digest'], [d.detectors || 'none', d.detectors === '' ? 'warn' : d.detectors.includes('(file)') ? 'warn' : 'ok']]);
     const a = body.audit;
     rows('audit', [
       ['origin', a.origin || '-'],
@@ -191,6 +191,10 @@ export async function dashboardData(gw: Gateway): Promise<Record<string, unknown
     signer: s.loaded.signer,
     modelDigest: s.loaded.modelDigest,
     packageDigest: s.loaded.packageDigest ?? null,
+    // "mahalanobis (package), stateful (file)": a file is unsigned state beside the package.
+    detectors: Object.entries(s.detectorSources)
+      .map(([k, src]) => `${k} (${src})`)
+      .join(', '),
   }));
   return {
     time: new Date().toISOString(),

@@ -167,10 +167,15 @@ export class ServedModel {
   #shared: RedisStreamState | null = null;
   ready = true;
 
+  /**
+   * @param sources where each detector's state came from: `package` (sealed in the signed package) or
+   *   `file` (a configured file), for the dashboard and `serve --check`.
+   */
   constructor(
     readonly loaded: LoadedModel,
     config: ModelConfig,
     detectors: { mahalanobis?: unknown; stateful?: unknown; prada?: unknown } = {},
+    readonly detectorSources: Readonly<Partial<Record<BundleKind, 'package' | 'file'>>> = {},
   ) {
     this.name = loaded.name;
     this.version = loaded.version;

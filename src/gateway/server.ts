@@ -24,7 +24,7 @@ import {
   ThreadedAuditLog,
 } from '../audit/index.js';
 import { BulwarkError, bulwarkVersion, fsError } from '../core/index.js';
-import { RedisStreamState } from '../robust/index.js';
+import { BUNDLE_KINDS, RedisStreamState } from '../robust/index.js';
 import { isBodyBroken, type LimitedBody, markBodyBroken, readLimitedBody } from './body.js';
 import type { GatewayConfig } from './config.js';
 import { DASHBOARD_CSP, DASHBOARD_CSS, DASHBOARD_HTML, DASHBOARD_JS, dashboardData } from './dashboard.js';
@@ -328,8 +328,8 @@ export class Gateway {
         // swap signed state for unsigned state).
         const bundled =
           loaded.detectors === undefined ? null : packageDetectors(m.name, loaded.detectors, loaded);
-        const detectorSource: Record<string, 'package' | 'file'> = {};
-        for (const kind of ['mahalanobis', 'stateful', 'prada'] as const) {
+        const detectorSource: Partial<Record<(typeof BUNDLE_KINDS)[number], 'package' | 'file'>> = {};
+        for (const kind of BUNDLE_KINDS) {
           if (disabled.has(kind === 'prada' ? 'extraction' : 'detect')) continue;
           const key = `models.${m.name}.detectors.${kind}`;
           const p = m.detectors[kind];
@@ -357,7 +357,7 @@ export class Gateway {
           }
           detectorSource[kind] = 'file';
         }
-        const served = new ServedModel(loaded, m, det);
+        const served = new ServedModel(loaded, m, det, detectorSource);
         cleanup.push(() => served.close());
         for (const d of [served.mahalanobis, served.stateful, served.prada]) {
           if (d && d.calibration === null)

@@ -68,6 +68,8 @@ describe('security dashboard (headless Chromium)', {
     assert.match(models, /fraud/);
     assert.match(models, /insecure-onnx/);
     assert.match(models, /unsigned/);
+    // Where each detector's state came from: files here (a package's own would read "(package)").
+    assert.match(models, /mahalanobis \(file\), stateful \(file\), prada \(file\)/);
     assert.ok(models.includes(gw.models.get('fraud')?.loaded.modelDigest as string));
     const denials = await page.locator('#denials tbody').innerText();
     assert.match(denials, /authenticate\s+ERR_AUTH_MISSING\s+1/);

@@ -39,12 +39,18 @@ describe('bulwark serve', () => {
     assert.equal(r.code, 0, r.stderr);
     const out = JSON.parse(r.stdout) as {
       ok: boolean;
-      models: { name: string; origin: string }[];
+      models: { name: string; origin: string; detectors: Record<string, string> }[];
     };
     assert.equal(out.ok, true);
     assert.deepEqual(
       out.models.map((m) => [m.name, m.origin]),
       [['fraud', 'insecure-onnx']],
+    );
+    assert.deepEqual(out.models[0]?.detectors, { mahalanobis: 'file', stateful: 'file', prada: 'file' });
+    const human = runBulwark(['serve', '--config', good, '--check']);
+    assert.match(
+      human.stdout,
+      /fraud@1 \(insecure-onnx; detectors: mahalanobis from file, stateful from file, prada from file\)/,
     );
   });
 

@@ -45,12 +45,18 @@ flush and checkpoint the audit log, and exit. Logs are JSON lines (pino) on stdo
           version: m.version,
           origin: m.loaded.origin,
           modelDigest: m.loaded.modelDigest,
+          detectors: m.detectorSources,
         }));
         await gw.close();
         io.result(
           { ok: true, models },
           () =>
-            `configuration OK; models: ${models.map((m) => `${m.name}@${m.version} (${m.origin})`).join(', ')}`,
+            `configuration OK; models: ${models
+              .map((m) => {
+                const det = Object.entries(m.detectors).map(([k, src]) => `${k} from ${src}`);
+                return `${m.name}@${m.version} (${m.origin}; detectors: ${det.length > 0 ? det.join(', ') : 'none'})`;
+              })
+              .join(', ')}`,
         );
         return;
       }
