@@ -82,6 +82,23 @@ export async function readInputFile(path: string, what: string, encoding?: 'utf8
   }
 }
 
+/**
+ * Reads a JSON file ({@link readInputFile}: a regular file, errors naming `what`); text that is not
+ * JSON is the caller's error, `notJson()`, so each format keeps its own code and message.
+ */
+export async function readJsonFile(
+  path: string,
+  what: string,
+  notJson: () => BulwarkError,
+): Promise<unknown> {
+  const text = await readInputFile(path, what, 'utf8');
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw notJson();
+  }
+}
+
 /** Opens `path` for reading (an error names the path: `fsError`), runs `fn` on it and closes it after. */
 export async function withFileRead<T>(path: string, fn: (fh: FileHandle) => Promise<T>): Promise<T> {
   let fh: FileHandle;

@@ -20,6 +20,7 @@ export {
   lockFile,
   type OutputFolderTarget,
   readInputFile,
+  readJsonFile,
   removePendingTemps,
   requireFile,
   requireOutputFolder,

@@ -23,7 +23,7 @@ import {
   parseSignerKey,
   ThreadedAuditLog,
 } from '../audit/index.js';
-import { BulwarkError, bulwarkVersion, fsError } from '../core/index.js';
+import { BulwarkError, bulwarkVersion, fsError, readJsonFile } from '../core/index.js';
 import { BUNDLE_KINDS, RedisStreamState } from '../robust/index.js';
 import { isBodyBroken, type LimitedBody, markBodyBroken, readLimitedBody } from './body.js';
 import type { GatewayConfig } from './config.js';
@@ -344,16 +344,14 @@ export class Gateway {
             continue;
           }
           if (p === undefined) continue;
-          let text: string;
           try {
-            text = await readFile(p, 'utf8');
+            det[kind] = await readJsonFile(
+              p,
+              `${kind} detector`,
+              () => new BulwarkError('ERR_DETECTOR_STATE', `${key}: ${p}: not JSON`),
+            );
           } catch (e) {
-            throw keyed(key, fsError(e, p, `cannot read ${kind} detector`));
-          }
-          try {
-            det[kind] = JSON.parse(text);
-          } catch (e) {
-            throw new BulwarkError('ERR_DETECTOR_STATE', `${key}: ${p}: not JSON`, { cause: e });
+            throw keyed(key, e);
           }
           detectorSource[kind] = 'file';
         }

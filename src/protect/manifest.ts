@@ -1,7 +1,6 @@
 import { createHmac } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
-import { BulwarkError, fsError, writeFileAtomic } from '../core/index.js';
+import { BulwarkError, readJsonFile, writeFileAtomic } from '../core/index.js';
 import { bytesEqual, encodeParts, fromB64, hkdf, type WrappedKey, wrappedKeySchema } from '../keys/index.js';
 
 /**
@@ -114,23 +113,14 @@ export function checkManifestMac(m: Manifest, dek0: Uint8Array, where: string): 
 
 /** Reads and parses a manifest (no MAC check: that needs the data key). */
 export async function readManifest(path: string): Promise<Manifest> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (e) {
-    throw fsError(e, path, 'cannot read the protection manifest');
-  }
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch {
-    // Not JSON at all: most often the wrong file (the data file rather than its .bulwark.json). A
-    // manifest altered to this point is refused just the same.
-    throw new BulwarkError(
-      'ERR_FORMAT_UNSUPPORTED',
-      `${path} is not a Bulwark protection manifest (not JSON)`,
-    );
-  }
+  // Not JSON at all: most often the wrong file (the data file rather than its .bulwark.json). A
+  // manifest altered to this point is refused just the same.
+  const raw = await readJsonFile(
+    path,
+    'protection manifest',
+    () =>
+      new BulwarkError('ERR_FORMAT_UNSUPPORTED', `${path} is not a Bulwark protection manifest (not JSON)`),
+  );
   const o = raw as { format?: unknown; version?: unknown } | null;
   if (o?.format !== MANIFEST_FORMAT) {
     throw new BulwarkError('ERR_FORMAT_UNSUPPORTED', `${path} is not a Bulwark protection manifest`);

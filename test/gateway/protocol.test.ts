@@ -254,7 +254,7 @@ describe('detector files checked at start', () => {
         { ...base, models: [{ ...m, detectors: { ...m.detectors, prada: join(f.dir, 'not-json.json') } }] },
       ],
       [
-        'models.fraud.detectors.stateful: cannot read',
+        'models.fraud.detectors.stateful: stateful detector not readable: no such file',
         { ...base, models: [{ ...m, detectors: { ...m.detectors, stateful: join(f.dir, 'none.json') } }] },
       ],
       [

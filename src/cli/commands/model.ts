@@ -1,7 +1,6 @@
-import { readFile } from 'node:fs/promises';
 import { basename, extname, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { BulwarkError, fileDigest, fsError, requireFile } from '../../core/index.js';
+import { BulwarkError, fileDigest, readJsonFile } from '../../core/index.js';
 import { loadSchema } from '../../data/index.js';
 import {
   assertModelSafe,
@@ -34,19 +33,11 @@ import { registerFitDetectorsCommand } from './model-detectors.js';
  * sealed into a package rather than at the gateway's start.
  */
 async function readDetectorBundleFile(path: string): Promise<unknown> {
-  await requireFile(path, 'detector bundle');
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (e) {
-    throw fsError(e, path, 'cannot read');
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    throw new BulwarkError('ERR_DETECTOR_STATE', `--detectors: ${path} is not JSON`);
-  }
+  const json = await readJsonFile(
+    path,
+    'detector bundle',
+    () => new BulwarkError('ERR_DETECTOR_STATE', `--detectors: ${path} is not JSON`),
+  );
   try {
     loadDetectorBundle(json);
   } catch (e) {
