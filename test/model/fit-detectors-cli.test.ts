@@ -147,42 +147,15 @@ describe('bulwark model fit-detectors', () => {
   });
 
   it('refuses bad arguments with a message naming them', () => {
-    const same = bw([
-      'model',
-      'fit-detectors',
-      'm.onnx',
-      '--data',
-      'held.csv',
-      '--out',
-      'held.csv',
-      '--force',
-    ]);
+    const fit = (out: string, ...extra: string[]) =>
+      bw(['model', 'fit-detectors', 'm.onnx', '--data', 'held.csv', '--out', out, ...extra]);
+    const same = fit('held.csv', '--force');
     assert.notEqual(same.code, 0);
     assert.match(same.stderr, /--out held\.csv is also an input/);
-    const kinds = bw([
-      'model',
-      'fit-detectors',
-      'm.onnx',
-      '--data',
-      'held.csv',
-      '--out',
-      'x.json',
-      '--kinds',
-      'squeeze',
-    ]);
+    const kinds = fit('x.json', '--kinds', 'squeeze');
     assert.notEqual(kinds.code, 0);
     assert.match(kinds.stderr, /--kinds.*expected some of mahalanobis, stateful, prada/);
-    const few = bw([
-      'model',
-      'fit-detectors',
-      'm.onnx',
-      '--data',
-      'held.csv',
-      '--out',
-      'x.json',
-      '--fpr',
-      '0.0001',
-    ]);
+    const few = fit('x.json', '--fpr', '0.0001');
     assert.equal(few.code, 3, few.stderr);
     assert.match(few.stderr, /ERR_DETECTOR_STATE: .*calibrate it on more rows/);
     assert.throws(() => statSync(path('x.json')), /ENOENT/);
