@@ -37,12 +37,14 @@ export {
 } from './kernels.js';
 export {
   fitLbfgs,
+  fitLbfgsAsync,
   type LbfgsOptions,
   type LbfgsResult,
   type LbfgsStop,
   type MinimizeOptions,
   type MinimizeResult,
   minimizeLbfgs,
+  minimizeLbfgsAsync,
   type Objective,
 } from './lbfgs.js';
 export {
@@ -104,3 +106,4 @@ export {
   type TrainResult,
   train,
 } from './train.js';
+export { EventLoopTurns, TURN_INTERVAL_MS } from './turns.js';

@@ -13,6 +13,7 @@ import { BulwarkError, requireInteger, requireNumberIn } from '../core/index.js'
 import { dot } from './kernels.js';
 import type { Network } from './network.js';
 import { checkLabelledData, type LabelledData, resolveClassWeights } from './train.js';
+import { EventLoopTurns } from './turns.js';
 
 export interface LbfgsOptions {
   /** L2 penalty (l2/2)·‖W‖² on weights added to the mean loss; scikit-learn's C is 1 / (l2 · n). */
@@ -86,6 +87,38 @@ function maxAbs(v: Float64Array): number {
  * positive definite (src/privacy/models/logistic.ts).
  */
 export function minimizeLbfgs(f: Objective, x0: Float64Array, o: MinimizeOptions): MinimizeResult {
+  const run = lbfgsIterations(f, x0, o);
+  for (;;) {
+    const r = run.next();
+    if (r.done) return r.value;
+  }
+}
+
+/**
+ * {@link minimizeLbfgs} that gives the event loop a turn between iterations (at most every 50 ms): a
+ * full-batch fit on a large file is tens of seconds of synchronous work, during which Ctrl-C/SIGTERM
+ * would not be handled. Same iterates, same result.
+ */
+export async function minimizeLbfgsAsync(
+  f: Objective,
+  x0: Float64Array,
+  o: MinimizeOptions,
+): Promise<MinimizeResult> {
+  const turns = new EventLoopTurns();
+  const run = lbfgsIterations(f, x0, o);
+  for (;;) {
+    const r = run.next();
+    if (r.done) return r.value;
+    if (turns.due()) await turns.turn();
+  }
+}
+
+/** The L-BFGS iterations; the generator yields after each one (and returns the result). */
+function* lbfgsIterations(
+  f: Objective,
+  x0: Float64Array,
+  o: MinimizeOptions,
+): Generator<void, MinimizeResult, void> {
   const n = x0.length;
   let x: Float64Array = Float64Array.from(x0);
   let g = new Float64Array(n);
@@ -178,26 +211,64 @@ export function minimizeLbfgs(f: Objective, x0: Float64Array, o: MinimizeOptions
       it++;
       break;
     }
+    yield;
   }
   return { x, value: fx, iterations: it, gradMax: maxAbs(g), reason };
 }
 
 /** Minimises the network's regularised mean cross-entropy on all of `data` at once. */
 export function fitLbfgs(net: Network, data: LabelledData, options: LbfgsOptions = {}): LbfgsResult {
-  checkLabelledData('training data', data, net.inputs, net.classes);
-  // Full batch: apply the input preprocessing once rather than at every evaluation.
-  const prep = net.preprocessing;
-  if (prep === null) return lbfgsCore(net, data, options);
-  const x = net.preprocessInputs(data.x);
-  net.setPreprocessing(null);
+  const full = preprocessedOnce(net, data);
   try {
-    return lbfgsCore(net, { x, y: data.y, rows: data.rows }, options);
+    const p = lbfgsProblem(net, full.data, options);
+    return p.finish(minimizeLbfgs(p.objective, p.x0, p.options));
   } finally {
-    net.setPreprocessing(prep);
+    full.restore();
   }
 }
 
-function lbfgsCore(net: Network, data: LabelledData, options: LbfgsOptions): LbfgsResult {
+/**
+ * {@link fitLbfgs} that gives the event loop a turn between iterations (see {@link minimizeLbfgsAsync}):
+ * what `bulwark train --solver lbfgs` runs, so that Ctrl-C/SIGTERM stop it. Same fit.
+ */
+export async function fitLbfgsAsync(
+  net: Network,
+  data: LabelledData,
+  options: LbfgsOptions = {},
+): Promise<LbfgsResult> {
+  const full = preprocessedOnce(net, data);
+  try {
+    const p = lbfgsProblem(net, full.data, options);
+    return p.finish(await minimizeLbfgsAsync(p.objective, p.x0, p.options));
+  } finally {
+    full.restore();
+  }
+}
+
+/**
+ * Full batch: the network's input preprocessing is applied to `data` once rather than at every
+ * evaluation, and switched off on the network until `restore()`.
+ */
+function preprocessedOnce(net: Network, data: LabelledData): { data: LabelledData; restore: () => void } {
+  checkLabelledData('training data', data, net.inputs, net.classes);
+  const prep = net.preprocessing;
+  if (prep === null) return { data, restore: () => {} };
+  const x = net.preprocessInputs(data.x);
+  net.setPreprocessing(null);
+  return { data: { x, y: data.y, rows: data.rows }, restore: () => net.setPreprocessing(prep) };
+}
+
+/** The objective, start and settings of a network's L-BFGS fit, and how its result is applied. */
+function lbfgsProblem(
+  net: Network,
+  data: LabelledData,
+  options: LbfgsOptions,
+): {
+  objective: Objective;
+  x0: Float64Array;
+  options: MinimizeOptions;
+  finish: (r: MinimizeResult) => LbfgsResult;
+} {
   const l2 = requireNumberIn('l2', options.l2 ?? 0, 0, Number.MAX_VALUE);
   const maxIterations = requireInteger('maxIterations', options.maxIterations ?? 200, 1);
   const gradientTolerance = requireNumberIn(
@@ -225,17 +296,23 @@ function lbfgsCore(net: Network, data: LabelledData, options: LbfgsOptions): Lbf
     grad.set(gradient);
     return loss;
   };
-  // The loss and gradient come from float32 passes: progress below 1e-12 relative is rounding.
-  const r = minimizeLbfgs(objective, Float64Array.from(net.params), {
-    gradientTolerance,
-    maxIterations,
-    memory,
-    progressTolerance: 1e-12,
-    progressGradient: Number.POSITIVE_INFINITY,
-    lineSearchSteps: 30,
-    minCurvature: 1e-12,
-    ...(options.onIteration ? { onIteration: options.onIteration } : {}),
-  });
-  for (let i = 0; i < n; i++) net.params[i] = r.x[i] as number;
-  return { iterations: r.iterations, loss: r.value, gradMax: r.gradMax, reason: r.reason };
+  return {
+    objective,
+    x0: Float64Array.from(net.params),
+    // The loss and gradient come from float32 passes: progress below 1e-12 relative is rounding.
+    options: {
+      gradientTolerance,
+      maxIterations,
+      memory,
+      progressTolerance: 1e-12,
+      progressGradient: Number.POSITIVE_INFINITY,
+      lineSearchSteps: 30,
+      minCurvature: 1e-12,
+      ...(options.onIteration ? { onIteration: options.onIteration } : {}),
+    },
+    finish: (r) => {
+      for (let i = 0; i < n; i++) net.params[i] = r.x[i] as number;
+      return { iterations: r.iterations, loss: r.value, gradMax: r.gradMax, reason: r.reason };
+    },
+  };
 }

@@ -12,6 +12,7 @@ import {
 } from '../core/index.js';
 import type { Network } from './network.js';
 import { Adam, type Optimizer, type OptimizerName, Sgd } from './optim.js';
+import { EventLoopTurns } from './turns.js';
 
 /** A labelled data set: `rows x cols` row-major features and integer class labels. */
 export interface LabelledData {
@@ -59,7 +60,10 @@ export interface TrainOptions {
   patience?: number;
   /** `balanced` (n / (k * n_c), as scikit-learn) or one weight per class; default none. */
   classWeights?: 'balanced' | readonly number[] | null;
-  /** Called after each batch and epoch; training yields to the event loop between epochs. */
+  /**
+   * Called after each batch and epoch. Training gives the event loop a turn after every epoch and,
+   * within an epoch, at least every 50 ms (so a signal handler or a timer runs during a long epoch).
+   */
   onProgress?: (p: TrainProgress) => void;
 }
 
@@ -235,6 +239,7 @@ export async function train(
   const history: EpochRecord[] = [];
   let best = { loss: Infinity, epoch: 0, params: null as Float32Array | null };
   let stoppedEarly = false;
+  const turns = new EventLoopTurns();
 
   for (let epoch = 1; epoch <= epochs; epoch++) {
     const perm = rng.permutation(n);
@@ -271,6 +276,8 @@ export async function train(
       lossSum += loss * rows;
       seen += rows;
       options.onProgress?.({ phase: 'batch', epoch, epochs, batch: b + 1, batches, loss: lossSum / seen });
+      // One epoch of an MLP on a large file is seconds of synchronous work: Ctrl-C/SIGTERM must not wait.
+      if (turns.due()) await turns.turn();
     }
     const rec: EpochRecord = { epoch, loss: lossSum / seen };
     if (valSet !== null) {
@@ -282,7 +289,7 @@ export async function train(
     }
     history.push(rec);
     options.onProgress?.({ ...rec, phase: 'epoch', epochs, batch: batches, batches });
-    await new Promise<void>((r) => setImmediate(r));
+    await turns.turn();
     if (stoppedEarly) break;
   }
   opt.learningRate = baseLr;

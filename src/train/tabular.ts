@@ -19,7 +19,8 @@ import {
   accuracy,
   averagePrecision,
   confusionMatrix,
-  fitLbfgs,
+  EventLoopTurns,
+  fitLbfgsAsync,
   type LabelledData,
   logisticRegression,
   mlp,
@@ -260,9 +261,14 @@ export async function trainTabular(ds: Dataset, o: TrainTabularOptions): Promise
   const perm = new SeededRng(seed).permutation(n);
   const testIdx = perm.subarray(0, nTest);
   const trainIdx = perm.subarray(nTest);
+  // Each phase below is a synchronous pass over the data (a second or more on a large file): a turn of
+  // the event loop between them lets Ctrl-C/SIGTERM stop the run there (src/cli/signals.ts).
+  const turns = new EventLoopTurns();
   const trainDs = ds.take(trainIdx);
   const pipeline = buildPipeline(ds, features).fit(trainDs);
+  await turns.turn();
   const tr = pipeline.transform(trainDs);
+  await turns.turn();
   requireFiniteMatrix(tr.matrix, tr.features, 'training data');
   const d = tr.features.length;
   const trainData: LabelledData = {
@@ -334,7 +340,7 @@ export async function trainTabular(ds: Dataset, o: TrainTabularOptions): Promise
     // Full batch, to convergence (scikit-learn's default solver); one "epoch" per iteration in the history.
     const maxIterations = o.epochs ?? 200;
     const history: TrainResult['history'] = [];
-    fitLbfgs(net, trainData, {
+    await fitLbfgsAsync(net, trainData, {
       l2,
       maxIterations,
       classWeights: o.classWeights ?? null,
@@ -371,10 +377,13 @@ export async function trainTabular(ds: Dataset, o: TrainTabularOptions): Promise
   };
   let testSet: LabelledData = { x: new Float32Array(0), y: new Int32Array(0), rows: 0 };
   if (nTest > 0) {
+    await turns.turn();
     const te = pipeline.transform(ds.take(testIdx));
     requireFiniteMatrix(te.matrix, te.features, 'test data');
+    await turns.turn();
     testSet = { x: te.matrix, y: Int32Array.from(testIdx, (i) => y[i] as number), rows: te.rows };
     test = tabularMetrics(net, testSet.x, testSet.y, testSet.rows);
+    await turns.turn();
     if (o.adversarial) warnBelowMajority(test.accuracy, testSet.y, o.note);
   }
   const onnx = toOnnx(net, {
@@ -408,6 +417,7 @@ export async function trainTabular(ds: Dataset, o: TrainTabularOptions): Promise
     trainRows: tr.rows,
     test,
     testSet,
+    testRows: Int32Array.from(testIdx),
     trainSet: trainData,
     training,
     onnx,
@@ -416,7 +426,6 @@ export async function trainTabular(ds: Dataset, o: TrainTabularOptions): Promise
 
 /** Used by predict: a row's label value as a class index, or -1 when it is not one of the classes. */
 export function classIndexOf(classValues: readonly string[], v: CellValue): number {
-    testRows: Int32Array.from(testIdx),
   if (v === null) return -1;
   const s = typeof v === 'number' ? String(v) : v;
   return classValues.indexOf(s);

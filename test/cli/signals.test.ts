@@ -5,6 +5,7 @@ import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { SeededRng } from '../../src/core/index.js';
 import { ROOT } from '../helpers/cli.js';
 
 // A child that behaves like a command in the middle of a streamed write (a decryption, say): it
@@ -62,5 +63,64 @@ describe('a command stopped by a signal', () => {
     const e = JSON.parse(r.stderr.trim().split('\n').at(-1) as string) as { error: { code: string } };
     assert.equal(e.error.code, 'ERR_ABORTED');
     assert.deepEqual(r.left, ['child.mts']);
+  });
+});
+
+describe('a long synchronous computation stopped by a signal', () => {
+  // `bulwark train --solver lbfgs` ran its whole fit without a turn of the event loop, so SIGTERM was
+  // handled only when the fit ended (tens of seconds on a large file). This run is made to last hours
+  // (an MLP, 100,000 L-BFGS iterations allowed): only a signal handled during the fit ends it before the
+  // test's timeout, which guards against a hang and is not a measurement.
+  it('train --solver lbfgs: SIGTERM during the fit exits 1 with ERR_ABORTED and writes no model', {
+    timeout: 180_000,
+  }, async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'bulwark-signal-train-'));
+    const rng = new SeededRng(41);
+    const lines = ['id,x1,x2,x3,channel,label'];
+    for (let i = 0; i < 10_000; i++) {
+      const x = [rng.normal(), rng.normal(), rng.normal()];
+      const z = (x[0] as number) - (x[1] as number) * (x[2] as number) + rng.normal(0, 0.5);
+      const ch = rng.pick(['web', 'shop', 'kiosk']);
+      lines.push(`r${i},${x.map((v) => v.toFixed(4)).join(',')},${ch},${z > 0 ? 'yes' : 'no'}`);
+    }
+    writeFileSync(join(dir, 'rows.csv'), `${lines.join('\n')}\n`);
+    const child = spawn(
+      process.execPath,
+      [
+        join(ROOT, 'bin', 'bulwark.js'),
+        'train',
+        '--data',
+        'rows.csv',
+        '--label',
+        'label',
+        '--model',
+        'mlp',
+        '--hidden',
+        '64,64',
+        '--solver',
+        'lbfgs',
+        '--epochs',
+        '100000',
+        '--out',
+        'model.onnx',
+      ],
+      { cwd: dir, env: { ...process.env, CI: 'true' }, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    t.after(() => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
+    const exited = once(child, 'exit');
+    // Printed when the features are chosen, right before the synchronous work (preprocessing, then
+    // the fit): the data has been read, the run has started.
+    while (!stderr.includes('left out column "id"')) await once(child.stderr, 'data');
+    child.kill('SIGTERM');
+    const [code] = (await exited) as [number | null];
+    assert.equal(code, 1, stderr);
+    assert.match(stderr, /^bulwark: ERR_ABORTED: interrupted by SIGTERM; .*nothing was written/m);
+    assert.deepEqual(readdirSync(dir), ['rows.csv'], 'no model, no temporary file');
   });
 });

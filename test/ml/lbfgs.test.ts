@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { fitLbfgs, minimizeLbfgs, type Objective } from '../../src/ml/lbfgs.js';
+import { fitLbfgs, fitLbfgsAsync, minimizeLbfgs, type Objective } from '../../src/ml/lbfgs.js';
 import { logisticRegression } from '../../src/ml/network.js';
+import { eventLoopProbe } from '../helpers/turns.js';
 
 /*
  * Reference coefficients from scikit-learn 1.2.1 (Debian python3-sklearn), computed once by
@@ -131,5 +132,30 @@ describe('minimizeLbfgs (float64 objectives)', () => {
     const r = minimizeLbfgs(rosenbrock, Float64Array.from([-1.2, 1]), { ...exact, maxIterations: 3 });
     assert.equal(r.reason, 'max-iterations');
     assert.equal(r.iterations, 3);
+  });
+});
+
+describe('L-BFGS and signals', () => {
+  it('fitLbfgsAsync gives the event loop a turn between iterations, with the same result', async () => {
+    // `bulwark train --solver lbfgs` ran the whole fit without a turn: SIGTERM waited for the end.
+    const probe = eventLoopProbe();
+    let ranBeforeIteration2: boolean | undefined;
+    const o = { l2, gradientTolerance: 1e-7 };
+    const net = logisticRegression({ inputs: d, classes: 3 });
+    const r = await fitLbfgsAsync(
+      net,
+      { x: X, y: ym, rows: n },
+      {
+        ...o,
+        onIteration: (it) => {
+          if (it === 1) probe.block();
+          if (it === 2) ranBeforeIteration2 = probe.ran;
+        },
+      },
+    );
+    assert.equal(ranBeforeIteration2, true, 'the event loop ran between two iterations');
+    const sync = logisticRegression({ inputs: d, classes: 3 });
+    assert.deepEqual(r, fitLbfgs(sync, { x: X, y: ym, rows: n }, o));
+    assert.deepEqual(net.params, sync.params);
   });
 });

@@ -10,6 +10,7 @@ import {
   type TrainProgress,
   train,
 } from '../../src/ml/train.js';
+import { eventLoopProbe } from '../helpers/turns.js';
 
 /** XOR-like data in 2-D (not linearly separable): class = sign(x0 * x1) > 0. */
 function xor(rows: number, seed: number): LabelledData {
@@ -135,6 +136,30 @@ describe('train', () => {
     await assert.rejects(train(net, big, { optimizer: 'sgd', learningRate: 1e10 }), (e) =>
       isBulwarkError(e, 'ERR_TRAINING_DIVERGED'),
     );
+  });
+});
+
+describe('signals during training', () => {
+  it('gives the event loop a turn within a long epoch (Ctrl-C/SIGTERM are handled there), same result', async () => {
+    // It yielded only between epochs: one MLP epoch on a large file is seconds of synchronous work.
+    const data = blobs(2000, 11);
+    const probe = eventLoopProbe();
+    let ranBeforeBatch2: boolean | undefined;
+    const net = mlp({ inputs: 4, hidden: [8], classes: 3, rng: 5 });
+    const reference = net.clone();
+    await train(net, data, {
+      epochs: 2,
+      batchSize: 50,
+      seed: 3,
+      onProgress: (p) => {
+        if (p.phase !== 'batch' || p.epoch !== 1) return;
+        if (p.batch === 1) probe.block();
+        if (p.batch === 2) ranBeforeBatch2 = probe.ran;
+      },
+    });
+    assert.equal(ranBeforeBatch2, true, 'the event loop ran between two batches of one epoch');
+    await train(reference, data, { epochs: 2, batchSize: 50, seed: 3 });
+    assert.deepEqual(net.params, reference.params);
   });
 });
 

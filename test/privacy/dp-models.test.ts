@@ -20,6 +20,7 @@ import {
   sampleObjectiveNoise,
   trainDpSgd,
 } from '../../src/privacy/index.js';
+import { eventLoopProbe } from '../helpers/turns.js';
 import { chiSquareCounts, gammaQ, ksTest } from './stats.js';
 
 process.on('warning', (w) => {
@@ -359,6 +360,32 @@ describe('DP-SGD', () => {
     assert.equal(acc, r.epsilon);
     assert.equal(r.history.length, 3);
     assert.ok(evaluate(net, data).accuracy > 0.7, 'learns the synthetic problem under DP');
+  });
+
+  it('gives the event loop a turn within an epoch (Ctrl-C/SIGTERM are handled there), same model', async () => {
+    // It yielded only between epochs: an epoch of per-example gradients on a large file is seconds.
+    const data = synthetic(400);
+    const run = async (onProgress?: (p: { phase: string; step: number }) => void) => {
+      const net = mlp({ inputs: 3, hidden: [8], classes: 2, rng: 4 });
+      await trainDpSgd(net, data, {
+        noiseMultiplier: 1,
+        delta: 1e-5,
+        expectedBatchSize: 40,
+        epochs: 1,
+        noise: seeded(76),
+        ...(onProgress ? { onProgress } : {}),
+      });
+      return net.params;
+    };
+    const probe = eventLoopProbe();
+    let ranBeforeStep2: boolean | undefined;
+    const params = await run((p) => {
+      if (p.phase !== 'step') return;
+      if (p.step === 1) probe.block();
+      if (p.step === 2) ranBeforeStep2 = probe.ran;
+    });
+    assert.equal(ranBeforeStep2, true, 'the event loop ran between two steps of one epoch (10 steps)');
+    assert.deepEqual(params, await run());
   });
 
   it('spends before training: refused budgets leave the model untouched', async () => {

@@ -21,6 +21,7 @@ import { BulwarkError, invalidArgument, requireInteger, requireNumberIn } from '
 import {
   Adam,
   checkLabelledData,
+  EventLoopTurns,
   evaluate,
   type LabelledData,
   type Network,
@@ -239,6 +240,7 @@ export async function trainDpSgd(net: Network, data: LabelledData, o: DpSgdOptio
   let epochStart = performance.now();
   let seen = 0;
   let clipped = 0;
+  const turns = new EventLoopTurns();
   for (let step = 1; step <= steps; step++) {
     const batch = poissonSample(n, q, source);
     grad.fill(0);
@@ -261,6 +263,9 @@ export async function trainDpSgd(net: Network, data: LabelledData, o: DpSgdOptio
     opt.step(net.params, grad);
     const clippedFraction = seen === 0 ? 0 : clipped / seen;
     o.onProgress?.({ phase: 'step', epoch, epochs: Math.ceil(epochs), step, steps, clippedFraction });
+    // An epoch of per-example gradients on a large file is seconds of synchronous work: a turn of the
+    // event loop at least every 50 ms lets Ctrl-C/SIGTERM stop it (the noise and steps are unchanged).
+    if (step % stepsPerEpoch !== 0 && step !== steps && turns.due()) await turns.turn();
     if (step % stepsPerEpoch === 0 || step === steps) {
       const rec: DpSgdResult['history'][number] = {
         epoch,
@@ -273,7 +278,7 @@ export async function trainDpSgd(net: Network, data: LabelledData, o: DpSgdOptio
       epoch++;
       seen = 0;
       clipped = 0;
-      await new Promise<void>((r) => setImmediate(r));
+      await turns.turn();
       epochStart = performance.now();
     }
   }
