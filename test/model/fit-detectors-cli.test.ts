@@ -68,7 +68,7 @@ before(() => {
 
 after(() => t.cleanup());
 
-const protect = (out: string, bundle: string) =>
+const protect = (out: string, bundle: string, extra: string[] = []) =>
   bw([
     '--json',
     'model',
@@ -90,6 +90,7 @@ const protect = (out: string, bundle: string) =>
     bundle,
     '--audit',
     'audit.db',
+    ...extra,
   ]);
 
 describe('bulwark model fit-detectors', () => {
@@ -129,6 +130,69 @@ describe('bulwark model fit-detectors', () => {
       (e) => e.type === 'model.packaged',
     );
     assert.equal(packaged?.data['detectorsDatasetDigest'], heldDigest);
+  });
+
+  it('fits from a package (its public manifest) and seals the bundle into a fine-tuned package; warns when a fine-tune drops its parent detectors', () => {
+    const kg = JSON.parse(bw(['--json', 'model', 'keygen', '--out', 'signer2.key']).stdout);
+    writeFileSync(
+      path('trust.yaml'),
+      `version: 1\nsigners:\n  - name: t\n    publicKeyFile: signer2.key.pub\n    keyId: ${kg.keyId}\n    models: ["fraud"]\n`,
+    );
+    const p = protect('m2.bwm', 'det.json', ['--sign-key', 'signer2.key']);
+    assert.equal(p.code, 0, p.stderr);
+    const r = bw([
+      '--json',
+      'model',
+      'fit-detectors',
+      'm2.bwm',
+      '--data',
+      'held.csv',
+      '--out',
+      'det-pkg.json',
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(JSON.parse(r.stdout).notes.join('\n'), /use the labels as the predicted classes/);
+    // Same preprocessing, labels for PRADA's classes: the Mahalanobis state equals the ONNX run's.
+    const fromPkg = JSON.parse(readFileSync(path('det-pkg.json'), 'utf8'));
+    const fromOnnx = JSON.parse(readFileSync(path('det.json'), 'utf8'));
+    assert.deepEqual(fromPkg.detectors.mahalanobis, fromOnnx.detectors.mahalanobis);
+    writeFileSync(path('batch2.csv'), csv(400, 3));
+    writeFileSync(path('eval.csv'), csv(400, 4));
+    const tune = (out: string, extra: string[]) =>
+      bw([
+        '--json',
+        'train',
+        '--from',
+        'm2.bwm',
+        '--data',
+        'batch2.csv',
+        '--eval',
+        'eval.csv',
+        '--label',
+        'fraud',
+        '--keyring',
+        'kr.json',
+        '--passphrase-env',
+        PASS_ENV,
+        '--trust',
+        'trust.yaml',
+        '--sign-key',
+        'signer2.key',
+        '--out',
+        out,
+        ...extra,
+      ]);
+    const without = tune('m3.bwm', []);
+    assert.equal(without.code, 0, without.stderr);
+    assert.match(
+      JSON.parse(without.stdout).notes.join('\n'),
+      /the parent carried detectors \(mahalanobis, stateful, prada\); .*m3\.bwm has none/,
+    );
+    const withDet = tune('m4.bwm', ['--detectors', 'det-pkg.json']);
+    assert.equal(withDet.code, 0, withDet.stderr);
+    const i = JSON.parse(bw(['--json', 'model', 'inspect', 'm4.bwm']).stdout);
+    assert.deepEqual(i.manifest.detectors.kinds, ['mahalanobis', 'stateful', 'prada']);
+    assert.equal(i.manifest.lineage.parent.name, 'fraud');
   });
 
   it('refuses a bundle that would flag nothing, before packaging, naming --detectors', () => {

@@ -4,13 +4,21 @@
  * `bulwark model protect --detectors` then seals into the package with the model.
  */
 import { type Command, InvalidArgumentError } from 'commander';
-import { BulwarkError, writeFileAtomic } from '../../core/index.js';
-import { readDatasetWithDigest } from '../../data/index.js';
-import { argmaxRows, BUNDLE_KINDS, type BundleKind, fitDetectorBundle } from '../../robust/index.js';
+import { BulwarkError, readJsonFile, requireFile, writeFileAtomic } from '../../core/index.js';
+import { Pipeline, readDatasetWithDigest } from '../../data/index.js';
+import { readManifest } from '../../model/index.js';
+import {
+  argmaxRows,
+  BUNDLE_KINDS,
+  type BundleKind,
+  fitDetectorBundle,
+  loadDetectorBundle,
+} from '../../robust/index.js';
 import { checkOutputPath, floatOption, intOption } from '../options.js';
 import { ioOf } from '../program.js';
 import { withProgress } from '../progress.js';
 import { labelled, loadModel } from './evaluate.js';
+import { isModelPackage } from './train-continue.js';
 
 function kindList(v: string): BundleKind[] {
   const items = v.split(',').map((s) => s.trim());
@@ -20,12 +28,87 @@ function kindList(v: string): BundleKind[] {
   return [...new Set(items)] as BundleKind[];
 }
 
+/**
+ * A detector bundle file (`bulwark model fit-detectors`), loaded with every check the gateway makes
+ * (each detector calibrated, its state finite, widths agreeing), so a bad one is refused before it is
+ * sealed into a package rather than at the gateway's start.
+ */
+export async function readDetectorBundleFile(path: string): Promise<unknown> {
+  const json = await readJsonFile(
+    path,
+    'detector bundle',
+    () => new BulwarkError('ERR_DETECTOR_STATE', `--detectors: ${path} is not JSON`),
+  );
+  try {
+    loadDetectorBundle(json);
+  } catch (e) {
+    if (e instanceof BulwarkError)
+      throw new BulwarkError(e.code, `--detectors: ${path}: ${e.message}`, { cause: e });
+    throw e;
+  }
+  return json;
+}
+
+/** What fitting needs of a model: its preprocessing, classes, label, width, and its predictions. */
+interface FitSource {
+  pipeline: Pipeline | null;
+  classValues: string[] | null;
+  label: string | undefined;
+  inputs: number;
+  classes: number;
+  /** The model's predicted classes, or null when it cannot run here (a package: no key is given). */
+  predict: ((x: Float32Array, rows: number) => Promise<Int32Array>) | null;
+  close(): Promise<void>;
+}
+
+/**
+ * An ONNX model (run with ONNX Runtime for its predictions), or a protected package, read from its
+ * manifest without a key: the preprocessing and classes are public there, and the detectors take the
+ * inputs, not the weights; PRADA's calibration streams then use the labels for the predicted classes.
+ * A manifest is not verified here: the bundle is checked against the real model when it is packaged.
+ */
+async function fitSource(file: string, notes: string[]): Promise<FitSource> {
+  await requireFile(file, 'model file');
+  if (await isModelPackage(file)) {
+    const man = await readManifest(file);
+    const classValues = man.output.classes ?? null;
+    if (classValues === null || man.input.preprocessing === undefined)
+      throw new BulwarkError(
+        'ERR_ONNX_INVALID',
+        `${file}: the package's manifest has no preprocessing or classes (not a model from bulwark train)`,
+      );
+    notes.push(
+      `${file}: a package's model does not run without its keyring: PRADA's calibration streams use the labels as the predicted classes`,
+    );
+    return {
+      pipeline: Pipeline.load(man.input.preprocessing),
+      classValues,
+      label: man.input.label,
+      inputs: man.input.features,
+      classes: classValues.length,
+      predict: null,
+      close: async () => {},
+    };
+  }
+  const m = await loadModel(file, notes);
+  const model = m.entry.blackBox ?? m.entry.model;
+  return {
+    pipeline: m.pipeline,
+    classValues: m.classValues,
+    label: m.label,
+    inputs: model.inputs,
+    classes: model.classes,
+    predict: async (x, rows) => argmaxRows(await model.predictProba(x, rows), rows, model.classes),
+    close: m.close,
+  };
+}
+
 /** Registers `fit-detectors` under `bulwark model`. */
 export function registerFitDetectorsCommand(model: Command): void {
   model
     .command('fit-detectors <model>')
     .description(
-      "fit and calibrate the gateway's detectors for a model (ONNX from bulwark train) on clean held-out rows",
+      "fit and calibrate the gateway's detectors for a model (ONNX from bulwark train, or a package) on clean held-out rows",
     )
     .requiredOption('--data <file>', 'clean labelled rows the model did not train on (CSV, TSV or Parquet)')
     .requiredOption('--out <file>', 'detector bundle to write (JSON, mode 0600)')
@@ -81,7 +164,7 @@ file's SHA-256. Then: bulwark model protect MODEL --detectors BUNDLE ... (docs/r
       }>();
       await checkOutputPath(o.out, { force: o.force, inputs: [file, o.data] });
       const notes: string[] = [];
-      const m = await loadModel(file, notes);
+      const m = await fitSource(file, notes);
       try {
         const label = o.label ?? m.label;
         if (label === undefined)
@@ -91,11 +174,10 @@ file's SHA-256. Then: bulwark model protect MODEL --detectors BUNDLE ... (docs/r
             { details: { option: '--label' } },
           );
         const { dataset, digest } = await readDatasetWithDigest(o.data);
-        const model = m.entry.blackBox ?? m.entry.model;
-        const { inputs, classes } = model;
+        const { inputs, classes } = m;
         const { data } = labelled(dataset, label, m.pipeline, m.classValues, inputs, o.data);
         // PRADA's per-class sets take the class the model predicts, as in the gateway.
-        const predicted = argmaxRows(await model.predictProba(data.x, data.rows), data.rows, classes);
+        const predicted = m.predict ? await m.predict(data.x, data.rows) : data.y;
         const bundle = await withProgress(io, 'fit detectors', o.kinds.length, (bar) =>
           fitDetectorBundle(data.x, data.y, data.rows, {
             classes,
@@ -124,6 +206,7 @@ file's SHA-256. Then: bulwark model protect MODEL --detectors BUNDLE ... (docs/r
             classes: bundle.classes,
             fittedOn: bundle.fittedOn,
             detectors,
+            notes,
           },
           () =>
             [
@@ -133,7 +216,7 @@ file's SHA-256. Then: bulwark model protect MODEL --detectors BUNDLE ... (docs/r
                 ([k, c]) =>
                   `  ${`${k}:`.padEnd(14)}threshold ${c?.threshold.toPrecision(4)}, target FPR ${c?.fpr} (${(100 * (c?.calibrationFpr ?? 0)).toFixed(2)} % of the ${c?.n} calibration ${k === 'mahalanobis' ? 'rows' : 'streams'} above it)`,
               ),
-              `Seal it into the package: bulwark model protect ${file} --detectors ${o.out} ...`,
+              `Seal it into a package: bulwark model protect MODEL.onnx --detectors ${o.out} ... (or bulwark train --from PACKAGE.bwm ... --detectors ${o.out})`,
             ].join('\n'),
         );
       } finally {

@@ -1,6 +1,6 @@
 import { basename, extname, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { BulwarkError, fileDigest, readJsonFile } from '../../core/index.js';
+import { BulwarkError, fileDigest } from '../../core/index.js';
 import { loadSchema } from '../../data/index.js';
 import {
   assertModelSafe,
@@ -19,34 +19,12 @@ import {
   verifyPackage,
   writeSigningKey,
 } from '../../model/index.js';
-import { loadDetectorBundle } from '../../robust/index.js';
 import { addAuditOption, record, withOperationLog } from '../audit-record.js';
 import { intOption } from '../options.js';
 import { ioOf } from '../program.js';
 import { type Progress, startProgress } from '../progress.js';
 import { openKeyringFromOptions, type SecretCliOptions, withKeyringOptions } from './keys.js';
-import { registerFitDetectorsCommand } from './model-detectors.js';
-
-/**
- * A detector bundle file (`bulwark model fit-detectors`), loaded with every check the gateway makes
- * (each detector calibrated, its state finite, widths agreeing), so a bad one is refused before it is
- * sealed into a package rather than at the gateway's start.
- */
-async function readDetectorBundleFile(path: string): Promise<unknown> {
-  const json = await readJsonFile(
-    path,
-    'detector bundle',
-    () => new BulwarkError('ERR_DETECTOR_STATE', `--detectors: ${path} is not JSON`),
-  );
-  try {
-    loadDetectorBundle(json);
-  } catch (e) {
-    if (e instanceof BulwarkError)
-      throw new BulwarkError(e.code, `--detectors: ${path}: ${e.message}`, { cause: e });
-    throw e;
-  }
-  return json;
-}
+import { readDetectorBundleFile, registerFitDetectorsCommand } from './model-detectors.js';
 
 async function sha256File(path: string): Promise<string> {
   return fileDigest(path, 'dataset', 'cannot read');

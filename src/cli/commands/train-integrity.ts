@@ -49,6 +49,8 @@ export interface IntegrityTrainOpts {
   trust?: string;
   signKey?: string;
   modelVersion?: string;
+  /** `--from PARENT.bwm`: a detector bundle to seal into the new package. */
+  detectors?: string;
 }
 
 export function addIntegrityTrainOptions(cmd: Command): Command {
@@ -102,6 +104,10 @@ export function addIntegrityTrainOptions(cmd: Command): Command {
     .option(
       '--model-version <v>',
       "--from PARENT.bwm: version of the new package (default: the parent's, last number + 1)",
+    )
+    .option(
+      '--detectors <file>',
+      "--from PARENT.bwm: detector bundle (bulwark model fit-detectors on the new model) to seal into the new package; the parent's are not carried over",
     );
 }
 
@@ -214,6 +220,7 @@ export async function runContinuedTraining(
       ['--trust', o.trust],
       ['--sign-key', o.signKey],
       ['--model-version', o.modelVersion],
+      ['--detectors', o.detectors],
     ] as const
   ).filter(([, v]) => v !== undefined);
   if (packageOnly.length > 0)

@@ -35,6 +35,7 @@ import {
 import { checkOutputPath } from '../options.js';
 import type { Io } from '../output.js';
 import { openKeyringFromOptions } from './keys.js';
+import { readDetectorBundleFile } from './model-detectors.js';
 import type { Continuation, ContinueCliOpts, Tuner } from './train-continue.js';
 
 /** The parent's version with its last number incremented (`1.2.0` → `1.2.1`, `3` → `4`). */
@@ -98,6 +99,8 @@ export async function runPackageContinuation(
   await checkOutputPath(out, { force: o.force });
   const trust = await loadTrustPolicy(need.trust);
   const signingKey = await loadSigningKey(need.signKey);
+  // Checked before the run (a DP fine-tune spends its budget): a bad bundle is refused now.
+  const detectors = o.detectors !== undefined ? await readDetectorBundleFile(o.detectors) : undefined;
   const keyring = await openKeyringFromOptions({ ...o, keyring: need.keyring });
   try {
     let parent: DecryptedModel | undefined;
@@ -179,9 +182,19 @@ export async function runPackageContinuation(
         ...(pm.model.description !== undefined ? { description: pm.model.description } : {}),
         ...(schema ? { schema } : pm.input.fields ? { inputFields: pm.input.fields } : {}),
         lineage,
+        ...(detectors !== undefined ? { detectors } : {}),
         frameSize: pm.encryption.frameSize,
         noClobber: o.force !== true,
       });
+      // The parent's detectors describe the parent (its traffic, PRADA its predictions): they are not
+      // copied. Say so when the new package goes out without any.
+      const notes =
+        pm.detectors && !made.manifest.detectors
+          ? [
+              `the parent carried detectors (${pm.detectors.kinds.join(', ')}); ${out} has none: fit them (bulwark model fit-detectors) and pass --detectors, or the gateway runs it unguarded`,
+            ]
+          : [];
+      for (const n of notes) io.note(n);
       const packaged = await log?.append({
         type: 'model.packaged',
         data: {
@@ -189,6 +202,9 @@ export async function runPackageContinuation(
           modelDigest: made.modelDigest,
           keyId: pm.encryption.keyId,
           signerKeyId: signingKey.keyId,
+          ...(made.manifest.detectors?.fittedOn?.datasetDigest
+            ? { detectorsDatasetDigest: made.manifest.detectors.fittedOn.datasetDigest }
+            : {}),
         },
       });
       io.result(
@@ -205,6 +221,7 @@ export async function runPackageContinuation(
           signer: made.signer,
           ...(trained ? { auditEvent: trained.id } : {}),
           ...(packaged ? { packagedEvent: packaged.id } : {}),
+          ...(notes.length > 0 ? { notes } : {}),
         },
         () =>
           [
