@@ -107,7 +107,7 @@ export function addIntegrityTrainOptions(cmd: Command): Command {
     )
     .option(
       '--detectors <file>',
-      "--from PARENT.bwm: detector bundle (bulwark model fit-detectors on the new model) to seal into the new package; the parent's are not carried over",
+      "--from PARENT.bwm: detector bundle (bulwark model fit-detectors PARENT.bwm ...; see docs/model-package.md) to seal into the new package; the parent's are not carried over",
     );
 }
 
