@@ -34,6 +34,7 @@ import {
 import {
   checkEvaluation,
   compareOnEvaluation,
+  limitsOf,
   META_CONTINUED_FROM,
   metaJson,
   previousModel,
@@ -169,7 +170,7 @@ export async function continueTrainingDp(
   // The evaluation set is read before anything is spent: an empty one, an unknown label or a column the
   // previous model's pipeline cannot encode used to fail only after the DP spend, so the budget was
   // gone and no model came out. (The warm start requires the new pipeline to be the previous one.)
-  checkEvaluation(o.evaluation, o.label, classValues, Pipeline.load(prev.pipeline), old.inputs);
+  checkEvaluation(o.evaluation, o.label, classValues, Pipeline.load(prev.pipeline), old.inputs, limitsOf(o));
   const analyst = o.analyst ?? parent.budget.analyst;
   const gate: PoisonGateRecord = { method, expectedPoisonFraction, maxFlagged, passed: true };
   let passedGate = false;

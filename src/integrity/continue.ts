@@ -19,7 +19,13 @@ import {
 } from '../ml/index.js';
 import { networkModel, tabularDomain } from '../robust/index.js';
 import { META_CLASS_VALUES, META_LABEL, META_PIPELINE } from '../train/index.js';
-import { compareModels, type ModelComparison, requireNoRegression } from './regression.js';
+import {
+  compareModels,
+  type ModelComparison,
+  type RegressionLimits,
+  requireEvaluationRows,
+  requireNoRegression,
+} from './regression.js';
 import { type Inspection, type InspectMethod, inspectRows, labelIndices, META_SANITIZE } from './sanitize.js';
 
 /** ONNX metadata key: the digest of the model this one was fine-tuned from. */
@@ -99,8 +105,9 @@ export function previousModel(
 
 /**
  * The fixed evaluation set encoded with the previous model's pipeline, refused when it cannot serve as
- * one: no rows (ERR_DATA_VALUE), a label that is not one of the model's classes (ERR_LABEL_INVALID), or
- * columns the pipeline cannot encode. Run before any training or privacy spend.
+ * one: no rows (ERR_DATA_VALUE), a label that is not one of the model's classes (ERR_LABEL_INVALID),
+ * columns the pipeline cannot encode, or too few rows for the comparison under `limits` to mean
+ * anything (ERR_DATA_VALUE, {@link minEvaluationRows}). Run before any training or privacy spend.
  */
 export function checkEvaluation(
   evaluation: Dataset,
@@ -108,6 +115,7 @@ export function checkEvaluation(
   classValues: readonly string[],
   pipeline: Pipeline,
   inputs: number,
+  limits: RegressionLimits = {},
 ): LabelledData {
   if (evaluation.rowCount === 0)
     throw new BulwarkError('ERR_DATA_VALUE', 'the evaluation set (--eval) has no rows', {
@@ -119,7 +127,19 @@ export function checkEvaluation(
       'ERR_SHAPE_MISMATCH',
       `the evaluation set gives ${fm.features.length} features, the model takes ${inputs}`,
     );
-  return { x: fm.matrix, y: labelIndices(evaluation, label, classValues), rows: evaluation.rowCount };
+  const y = labelIndices(evaluation, label, classValues);
+  // One row (or a handful) decides the comparison by chance: refused here, before the fine-tuning and
+  // any privacy spend, not by compareModels afterwards.
+  requireEvaluationRows(evaluation.rowCount, limits);
+  return { x: fm.matrix, y, rows: evaluation.rowCount };
+}
+
+/** The regression limits given in `o` (the defaults of compareModels for those not given). */
+export function limitsOf(o: RegressionLimits): RegressionLimits {
+  return {
+    ...(o.maxCleanDrop === undefined ? {} : { maxCleanDrop: o.maxCleanDrop }),
+    ...(o.maxRobustDrop === undefined ? {} : { maxRobustDrop: o.maxRobustDrop }),
+  };
 }
 
 /** The limits and settings of the regression comparison (shared with the DP continuation). */
@@ -159,8 +179,7 @@ export async function compareOnEvaluation(
   const comparison = await compareModels(networkModel(old), networkModel(next), evaluation, {
     domain,
     eps: o.eps ?? 0.05,
-    ...(o.maxCleanDrop === undefined ? {} : { maxCleanDrop: o.maxCleanDrop }),
-    ...(o.maxRobustDrop === undefined ? {} : { maxRobustDrop: o.maxRobustDrop }),
+    ...limitsOf(o),
     seed: o.seed ?? 0,
   });
   requireNoRegression(comparison);
@@ -192,7 +211,7 @@ export async function continueTraining(
     });
   const data = encode(batch);
   // Checked before the fine-tuning runs, not after it (see checkEvaluation).
-  const evaluation = checkEvaluation(o.evaluation, o.label, classValues, pipeline, old.inputs);
+  const evaluation = checkEvaluation(o.evaluation, o.label, classValues, pipeline, old.inputs, limitsOf(o));
   // The poisoning check uses the previous model: its representations were learned without this batch.
   const inspection = inspectRows(old, data.x, data.y, {
     method: o.method ?? 'both',

@@ -47,9 +47,12 @@ export {
 export {
   compareModels,
   compareOnnxModels,
+  MIN_EVALUATION_ROWS,
   type ModelComparison,
+  minEvaluationRows,
   type RegressionLimits,
   type RegressionOptions,
+  requireEvaluationRows,
   requireNoRegression,
 } from './regression.js';
 export {

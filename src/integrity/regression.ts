@@ -47,6 +47,49 @@ export interface ModelComparison {
   reasons: string[];
 }
 
+/**
+ * The fewest rows any evaluation set must have (see {@link minEvaluationRows}): below 100 rows one row
+ * is more than a point of accuracy, coarser than the default clean-accuracy limit, and a 95 % interval
+ * of one accuracy spans up to ±10 points (1.96 · √(0.25 / 100) = 0.098).
+ */
+export const MIN_EVALUATION_ROWS = 100;
+
+/**
+ * The fewest evaluation rows the comparison accepts under `limits`: at least ⌈1 / t⌉ for the smallest
+ * positive limit t (each accuracy is a count over the rows, so one row moves it by 1 / rows; with fewer
+ * rows than 1 / t a single row lost is already beyond the limit, and the verdict turns on one row
+ * instead of the limit configured), and never fewer than {@link MIN_EVALUATION_ROWS}. A limit of 0
+ * ("no drop at all") is met or not at any size and adds no bound of its own.
+ */
+export function minEvaluationRows(limits: RegressionLimits = {}): number {
+  const maxClean = requireNumberIn('maxCleanDrop', limits.maxCleanDrop ?? 0.01, 0, 1);
+  const maxRobust = requireNumberIn('maxRobustDrop', limits.maxRobustDrop ?? 0.02, 0, 1);
+  const positive = [maxClean, maxRobust].filter((t) => t > 0);
+  // 1e-9: 1 / 0.03 must give 34, and 1 / 0.01 (100.00000000000001 or so) 100.
+  const granularity = positive.length === 0 ? 0 : Math.ceil(1 / Math.min(...positive) - 1e-9);
+  return Math.max(MIN_EVALUATION_ROWS, granularity);
+}
+
+/**
+ * Throws ERR_DATA_VALUE when an evaluation set of `rows` rows is too small for a meaningful comparison
+ * under `limits` ({@link minEvaluationRows}); the message names the option that gives the set.
+ */
+export function requireEvaluationRows(
+  rows: number,
+  limits: RegressionLimits = {},
+  what = 'the evaluation set (--eval)',
+): void {
+  const min = minEvaluationRows(limits);
+  if (rows >= min) return;
+  const clean = limits.maxCleanDrop ?? 0.01;
+  const robust = limits.maxRobustDrop ?? 0.02;
+  throw new BulwarkError(
+    'ERR_DATA_VALUE',
+    `${what} has ${rows} row${rows === 1 ? '' : 's'}; the regression comparison needs at least ${min}: one row moves an accuracy by 1/rows, which must be within the smallest limit (max clean drop ${clean}, max robust drop ${robust}), and an accuracy over fewer than ${MIN_EVALUATION_ROWS} rows says little (docs/integrity.md)`,
+    { details: { field: 'evaluation', rows, minimum: min } },
+  );
+}
+
 async function measure(
   model: ProbabilityModel,
   data: LabelledData,
@@ -87,6 +130,11 @@ export async function compareModels(
 ): Promise<ModelComparison> {
   const maxClean = requireNumberIn('maxCleanDrop', o.maxCleanDrop ?? 0.01, 0, 1);
   const maxRobust = requireNumberIn('maxRobustDrop', o.maxRobustDrop ?? 0.02, 0, 1);
+  requireEvaluationRows(
+    data.rows,
+    { maxCleanDrop: maxClean, maxRobustDrop: maxRobust },
+    'the evaluation data',
+  );
   if (oldModel.inputs !== newModel.inputs || oldModel.classes !== newModel.classes)
     throw new BulwarkError(
       'ERR_SHAPE_MISMATCH',

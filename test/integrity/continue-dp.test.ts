@@ -6,11 +6,14 @@ import { after, before, describe, it } from 'node:test';
 import { BulwarkError } from '../../src/core/index.js';
 import { type Dataset, parseSchema, readDataset, type Schema } from '../../src/data/index.js';
 import {
+  compareModels,
   continueTraining,
   continueTrainingDp,
   type DpContinueOptions,
   META_CONTINUED_FROM,
   META_POISON_GATE,
+  MIN_EVALUATION_ROWS,
+  minEvaluationRows,
 } from '../../src/integrity/index.js';
 import { onnxMetadata } from '../../src/ml/index.js';
 import {
@@ -22,6 +25,7 @@ import {
   openLedger,
   trainTabularDp,
 } from '../../src/privacy/index.js';
+import { InputDomain } from '../../src/robust/index.js';
 import { trainTabular } from '../../src/train/index.js';
 import { backdoored, DP_SCHEMA, rows, writeCsv } from './helpers.js';
 
@@ -204,6 +208,15 @@ describe('DP fine-tuning from a DP model (continueTrainingDp)', () => {
       (e: unknown) =>
         code('ERR_DATA_VALUE')(e) && /evaluation set \(--eval\) has no rows/.test((e as Error).message),
     );
+    // One row: the comparison after the spend would have passed or failed by chance.
+    await assert.rejects(
+      continueTrainingDp(parent, batch, options({ evaluation: await csv(rows(1, 4)) })),
+      (e: unknown) =>
+        code('ERR_DATA_VALUE')(e) &&
+        /evaluation set \(--eval\) has 1 row; the regression comparison needs at least 100/.test(
+          (e as Error).message,
+        ),
+    );
     assert.deepEqual(await ledger.status('tx'), before);
   });
 
@@ -257,7 +270,7 @@ describe('DP fine-tuning from a DP model (continueTrainingDp)', () => {
 });
 
 describe('plain fine-tuning (continueTraining) checks its inputs before it trains', () => {
-  it('an empty batch, an empty evaluation set and an unknown evaluation label are refused, naming what', async () => {
+  it('an empty batch, an empty or too small evaluation set and an unknown evaluation label are refused, naming what', async () => {
     const plain = await trainTabular(await csv(rows(300, 9)), {
       label: 'label',
       model: 'mlp',
@@ -282,7 +295,64 @@ describe('plain fine-tuning (continueTraining) checks its inputs before it train
       continueTraining(plain.onnx, batch, { ...o, evaluation: await csv(unknownLabel) }),
       code('ERR_LABEL_INVALID'),
     );
+    // Too few rows for the comparison to mean anything: one row, and one short of what the limits need.
+    for (const [n, limits, min] of [
+      [1, {}, 100],
+      [99, {}, 100],
+      [199, { maxCleanDrop: 0.005 }, 200],
+    ] as const) {
+      await assert.rejects(
+        continueTraining(plain.onnx, batch, { ...o, ...limits, evaluation: await csv(rows(n, 4)) }),
+        (e: unknown) =>
+          code('ERR_DATA_VALUE')(e) &&
+          new RegExp(
+            `evaluation set \\(--eval\\) has ${n} rows?; the regression comparison needs at least ${min}`,
+          ).test((e as Error).message),
+        `${n} rows`,
+      );
+    }
     assert.equal(progressed, 0, 'it fine-tuned before refusing');
+  });
+});
+
+describe('the size of the evaluation set', () => {
+  it('needs at least 1/t rows for the smallest limit t, and never fewer than 100', () => {
+    assert.equal(MIN_EVALUATION_ROWS, 100);
+    // The defaults (0.01 clean, 0.02 robust): one row is 1 point, the clean limit.
+    assert.equal(minEvaluationRows(), 100);
+    assert.equal(minEvaluationRows({ maxCleanDrop: 0.03, maxRobustDrop: 0.05 }), 100);
+    assert.equal(minEvaluationRows({ maxCleanDrop: 0.005 }), 200);
+    assert.equal(minEvaluationRows({ maxCleanDrop: 0.01, maxRobustDrop: 0.003 }), 334);
+    assert.equal(minEvaluationRows({ maxCleanDrop: 0.001, maxRobustDrop: 0.002 }), 1000);
+    // A limit of 0 ("no drop at all") holds or not at any size: the other limit and the floor decide.
+    assert.equal(minEvaluationRows({ maxCleanDrop: 0, maxRobustDrop: 0.004 }), 250);
+    assert.equal(minEvaluationRows({ maxCleanDrop: 0, maxRobustDrop: 0 }), 100);
+  });
+
+  it('compareModels refuses too small a set itself (any caller of the library)', async () => {
+    const model = {
+      name: 'm',
+      inputs: 1,
+      classes: 2,
+      predictProba: async (_x: Float32Array, r: number) =>
+        Float32Array.from({ length: 2 * r }, (_, i) => (i % 2 === 0 ? 0.9 : 0.1)),
+    };
+    const data = (rows: number) => ({
+      x: new Float32Array(rows),
+      y: new Int32Array(rows),
+      rows,
+    });
+    const o = { domain: new InputDomain({ inputs: 1, lower: 0, upper: 1 }), eps: 0, queries: 1 };
+    await assert.rejects(
+      compareModels(model, model, data(1), o),
+      (e: unknown) =>
+        code('ERR_DATA_VALUE')(e) && /evaluation data has 1 row; .* at least 100/.test((e as Error).message),
+    );
+    await assert.rejects(
+      compareModels(model, model, data(199), { ...o, maxCleanDrop: 0.005 }),
+      (e: unknown) => code('ERR_DATA_VALUE')(e) && /199 rows; .* at least 200/.test((e as Error).message),
+    );
+    assert.equal((await compareModels(model, model, data(100), o)).accepted, true);
   });
 });
 

@@ -318,6 +318,40 @@ describe('bulwark train --from PARENT.bwm (continuous learning from a protected 
     assert.match(onnxOut.stderr, /--out .*name it \*\.bwm/);
   });
 
+  it('an evaluation set of one row (or too few for the limits) is refused before any training, naming --eval', async () => {
+    // With one row the comparison with the parent passed or failed by chance, and the package was written.
+    const one = join(t.dir, 'eval-1.csv');
+    const few = join(t.dir, 'eval-99.csv');
+    writeCsv(one, rows(1, 2));
+    writeCsv(few, rows(99, 2));
+    const before = auditTypes().length;
+    const out = join(outDir, 'small-eval.bwm');
+    const withEval = (file: string) =>
+      continueArgs(parent, batch, out).map((a) => (a === evalSet ? file : a));
+    const runs = (await inParallel([() => bwAsync(withEval(one)), () => bwAsync(withEval(few))])) as [
+      CliRun,
+      CliRun,
+    ];
+    for (const [r, n] of [
+      [runs[0], '1 row'],
+      [runs[1], '99 rows'],
+    ] as const) {
+      assert.equal(r.code, 3, r.stderr);
+      const e = JSON.parse(r.stderr.trim().split('\n').at(-1) as string) as {
+        error: { code: string; message: string; details: { minimum: number } };
+      };
+      assert.equal(e.error.code, 'ERR_DATA_VALUE');
+      assert.match(
+        e.error.message,
+        new RegExp(`^the evaluation set \\(--eval\\) has ${n}; the regression comparison needs at least 100`),
+      );
+      assert.equal(e.error.details.minimum, 100);
+      assert.doesNotMatch(r.stderr, /fine-tun|Poisoning check/i);
+    }
+    assert.equal(existsSync(out), false);
+    assert.equal(auditTypes().length, before, 'nothing recorded');
+  });
+
   it('the plaintext ONNX never touches disk: no .onnx file in the output or temporary folders', () => {
     assert.deepEqual(onnxFiles(outDir), []);
     assert.deepEqual(onnxFiles(tmp), []);
