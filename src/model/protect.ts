@@ -70,7 +70,8 @@ export interface ProtectOptions {
    * A detector bundle (src/robust `detectorBundleToJson`, format `bulwark.detectors`) to carry after
    * the model in the encrypted part; the gateway runs it. Its state is statistics of the rows it was
    * fitted on: with a differentially private model it must name its data (`fittedOn.datasetDigest`),
-   * and that must not be the training data (ERR_DP_UNACCOUNTED).
+   * the lineage must name the training data (`datasetDigest`), and the two must differ
+   * (ERR_DP_UNACCOUNTED).
    */
   detectors?: unknown;
   /** Encrypted frame size (default 1 MiB). */
@@ -178,7 +179,14 @@ export function detectorsRecord(
         'ERR_DP_UNACCOUNTED',
         `${where}: the model is differentially private and the detector bundle does not say which data it was fitted on: refit it naming its data (bulwark model fit-detectors records the file's digest)`,
       );
-    if (lineage.datasetDigest !== undefined && d === lineage.datasetDigest)
+    // Without the training data's digest nothing tells the detectors' data apart from it: the rule
+    // would pass any bundle, the training file's included (`model protect` without --dataset).
+    if (lineage.datasetDigest === undefined)
+      throw new BulwarkError(
+        'ERR_DP_UNACCOUNTED',
+        `${where}: the model is differentially private and its lineage does not name its training data, so the detectors' data (${d.slice(0, 19)}…) cannot be shown to be other rows: name it (bulwark model protect --dataset FILE or --dataset-digest)`,
+      );
+    if (d === lineage.datasetDigest)
       throw new BulwarkError(
         'ERR_DP_UNACCOUNTED',
         `${where}: the detectors were fitted on the model's private training data (${d.slice(0, 19)}…): their state would release it outside the DP guarantee; fit them on held-out data`,

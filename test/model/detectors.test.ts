@@ -261,21 +261,25 @@ describe('model package with detectors', () => {
     }
   });
 
-  it('a differentially private model refuses detectors fitted on its training data, or on data it cannot name', async () => {
+  it('a differentially private model refuses detectors fitted on its training data, on data they cannot name, or when its own training data is not named', async () => {
     const privacy = { method: 'dp-sgd', epsilon: 1, delta: 1e-5 };
-    const dp = (detectors: unknown, datasetDigest: string) =>
+    const dp = (detectors: unknown, datasetDigest: string | undefined) =>
       protectModel(FIXTURE_ONNX, join(t.dir, 'dp.bwm'), {
         keyring: kr,
         signingKey: key,
         name: 'fraud-dp',
         version: '1',
-        lineage: { privacy, datasetDigest },
+        lineage: { privacy, ...(datasetDigest !== undefined ? { datasetDigest } : {}) },
         detectors,
         noClobber: false,
       });
     await rejectsWith(dp(bundle, DATA_DIGEST), 'ERR_DP_UNACCOUNTED', /private training data/);
     const { fittedOn: _f, ...anonymous } = bundle;
     await rejectsWith(dp(anonymous, DATA_DIGEST), 'ERR_DP_UNACCOUNTED', /does not say which data/);
+    // A lineage that does not name the training data (protect without --dataset): the bundle's data
+    // cannot be told apart from it, so even a bundle fitted on the training file would pass. Refused.
+    await rejectsWith(dp(bundle, undefined), 'ERR_DP_UNACCOUNTED', /does not name its training data/);
+    assert.throws(() => readFileSync(join(t.dir, 'dp.bwm')), /ENOENT/);
     // Fitted on other (held-out) data: allowed, and the manifest says which.
     const r = await dp(bundle, `sha256:${'01'.repeat(32)}`);
     assert.equal(r.manifest.detectors?.fittedOn?.datasetDigest, DATA_DIGEST);
