@@ -38,6 +38,7 @@ export {
 export { type ExternalTensor, externalTensors, type OnnxInfo, onnxInfo } from './onnx-info.js';
 export {
   buildManifest,
+  checkDetectorBundle,
   lineageFromOnnxMetadata,
   ONNX_META_KEYS,
   type ProtectOptions,

@@ -74,6 +74,12 @@ export interface ProtectOptions {
    * (ERR_DP_UNACCOUNTED).
    */
   detectors?: unknown;
+  /**
+   * With a DP model and `detectors`: digests of other datasets its guarantee covers besides the
+   * lineage's `datasetDigest` (a DP fine-tune: its parent's training data; undefined for one not named),
+   * on which the bundle must not have been fitted either.
+   */
+  privateDatasets?: readonly (string | undefined)[];
   /** Encrypted frame size (default 1 MiB). */
   frameSize?: number;
   /** Refuse to overwrite `out`. */
@@ -148,16 +154,21 @@ function inputFields(
 const BUNDLE_FORMAT = 'bulwark.detectors';
 
 /**
- * The serialised detector bundle and its manifest record. Only the envelope is checked here (src/model
- * does not depend on src/robust, which loads the detectors: `bulwark model protect` loads the bundle
- * against the model before packaging it, and the gateway loads it again at every start).
+ * Checks a detector bundle for packaging with a model (src/model does not depend on src/robust, which
+ * loads the detectors: `bulwark model protect` loads the bundle against the model before packaging it,
+ * and the gateway loads it again at every start): its envelope, the model's width and class count, and
+ * for a differentially private model the DP rule. `privateData` lists the digests of every dataset the
+ * model's DP guarantee covers (the lineage's `datasetDigest`; for a DP fine-tune also its parent's
+ * training data), undefined for one that is not named; null for a model without a DP guarantee.
+ * ERR_DETECTOR_STATE or ERR_DP_UNACCOUNTED. Run it before work that cannot be undone (a DP fine-tune
+ * spends its budget), and `protectModel` runs it again.
  */
-export function detectorsRecord(
+export function checkDetectorBundle(
   bundle: unknown,
-  lineage: ModelLineage,
+  privateData: readonly (string | undefined)[] | null,
   model: { features: number; classes: number | undefined },
   where: string,
-): { bytes: Buffer; record: ManifestDetectors } {
+): { kinds: string[]; fittedOn: ManifestDetectors['fittedOn'] | undefined } {
   const bad = (why: string) => new BulwarkError('ERR_DETECTOR_STATE', `${where}: the detector bundle ${why}`);
   if (typeof bundle !== 'object' || bundle === null || Array.isArray(bundle)) throw bad('is not an object');
   const b = bundle as Record<string, unknown>;
@@ -170,7 +181,7 @@ export function detectorsRecord(
   if (model.classes !== undefined && b['classes'] !== model.classes)
     throw bad(`was made for ${String(b['classes'])} classes, the model has ${model.classes}`);
   const fittedOn = b['fittedOn'] as ManifestDetectors['fittedOn'] | undefined;
-  if (lineage.privacy) {
+  if (privateData !== null) {
     // The DP guarantee bounds what the model reveals about its training rows; detector state (class
     // means, a precision matrix) computed on those rows would reveal them with no bound at all.
     const d = fittedOn?.datasetDigest;
@@ -181,24 +192,35 @@ export function detectorsRecord(
       );
     // Without the training data's digest nothing tells the detectors' data apart from it: the rule
     // would pass any bundle, the training file's included (`model protect` without --dataset).
-    if (lineage.datasetDigest === undefined)
+    if (privateData.length === 0 || privateData.includes(undefined))
       throw new BulwarkError(
         'ERR_DP_UNACCOUNTED',
         `${where}: the model is differentially private and its lineage does not name its training data, so the detectors' data (${d.slice(0, 19)}…) cannot be shown to be other rows: name it (bulwark model protect --dataset FILE or --dataset-digest)`,
       );
-    if (d === lineage.datasetDigest)
+    if (privateData.includes(d))
       throw new BulwarkError(
         'ERR_DP_UNACCOUNTED',
         `${where}: the detectors were fitted on the model's private training data (${d.slice(0, 19)}…): their state would release it outside the DP guarantee; fit them on held-out data`,
       );
   }
+  return { kinds: Object.keys(det), fittedOn };
+}
+
+/** The serialised detector bundle and its manifest record, checked by {@link checkDetectorBundle}. */
+function detectorsRecord(
+  bundle: unknown,
+  privateData: readonly (string | undefined)[] | null,
+  model: { features: number; classes: number | undefined },
+  where: string,
+): { bytes: Buffer; record: ManifestDetectors } {
+  const { kinds, fittedOn } = checkDetectorBundle(bundle, privateData, model, where);
   const bytes = Buffer.from(JSON.stringify(bundle), 'utf8');
   return {
     bytes,
     record: {
       sha256: createHash('sha256').update(bytes).digest('hex'),
       bytes: bytes.length,
-      kinds: Object.keys(det),
+      kinds,
       ...(fittedOn !== undefined ? { fittedOn } : {}),
     },
   };
@@ -248,7 +270,7 @@ export function buildManifest(
       ? null
       : detectorsRecord(
           o.detectors,
-          lineage,
+          lineage.privacy ? [lineage.datasetDigest, ...(o.privateDatasets ?? [])] : null,
           { features, classes: Array.isArray(classes) ? classes.length : undefined },
           where,
         );

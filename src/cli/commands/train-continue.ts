@@ -28,6 +28,8 @@ export type ContinueCliOpts = IntegrityTrainOpts & {
   lr?: number;
   seed: number;
   adversarial?: string;
+  /** Set for a DP fine-tune (`--dp-epsilon`): the new model carries a DP guarantee. */
+  dpEpsilon?: number;
 };
 
 /**

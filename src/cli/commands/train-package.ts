@@ -10,7 +10,9 @@
  *    any training;
  * 3. the signing key must be trusted for the parent's model name under the same policy, so the new
  *    package will load where the parent did (ERR_SIGNER_UNTRUSTED otherwise), and the new version must
- *    differ from the parent's (ERR_USAGE): both before the run, which for DP spends the budget;
+ *    differ from the parent's (ERR_USAGE), and a --detectors bundle must fit the parent's width and
+ *    classes and, for a DP fine-tune, not be fitted on the batch or the parent's training data
+ *    (ERR_DETECTOR_STATE, ERR_DP_UNACCOUNTED): all before the run, which for DP spends the budget;
  * 4. poisoning checks on the new batch with the parent's hidden layer, fine-tuning, and the regression
  *    comparison on the fixed evaluation set (ERR_MODEL_REGRESSION: nothing written, nothing recorded);
  * 5. `model.trained` in the audit log (with --audit), then the new package (`protectModel`, from the
@@ -23,11 +25,13 @@ import type { AuditLog } from '../../audit/index.js';
 import { BulwarkError, sha256Digest } from '../../core/index.js';
 import type { Dataset, Schema } from '../../data/index.js';
 import {
+  checkDetectorBundle,
   type DecryptedModel,
   decryptProtectedModel,
   loadSigningKey,
   loadTrustPolicy,
   type ModelLineage,
+  type ModelManifest,
   modelPatternMatches,
   PACKAGE_EXTENSION,
   protectModel,
@@ -84,6 +88,15 @@ function required(o: ContinueCliOpts): { keyring: string; trust: string; signKey
   return { keyring: o.keyring as string, trust: o.trust as string, signKey: o.signKey as string };
 }
 
+/**
+ * The datasets a DP fine-tune's guarantee covers (its batch and the parent's training data: the new
+ * guarantee composes with the parent's), or null for a plain fine-tune (no guarantee: the parent's is
+ * not inherited). Detectors sealed into the new package must not be fitted on any of them.
+ */
+function privateData(o: ContinueCliOpts, parent: ModelManifest): (string | undefined)[] | null {
+  return o.dpEpsilon !== undefined ? [o.dataDigest, parent.lineage.datasetDigest] : null;
+}
+
 export async function runPackageContinuation(
   io: Io,
   o: ContinueCliOpts,
@@ -124,6 +137,13 @@ export async function runPackageContinuation(
         );
       // Checked before the run: a DP fine-tune has spent its budget once `tune` returns.
       version = newVersion(o.modelVersion, pm.model.version);
+      if (detectors !== undefined)
+        checkDetectorBundle(
+          detectors,
+          privateData(o, pm),
+          { features: pm.input.features, classes: pm.output.classes?.length },
+          `--detectors ${o.detectors}`,
+        );
       r = await tune(parent.onnx, ds, evaluation, schema);
     } finally {
       parent?.wipe();
@@ -183,6 +203,8 @@ export async function runPackageContinuation(
         ...(schema ? { schema } : pm.input.fields ? { inputFields: pm.input.fields } : {}),
         lineage,
         ...(detectors !== undefined ? { detectors } : {}),
+        // The parent's training data too: the new model's guarantee composes with the parent's.
+        ...(o.dpEpsilon !== undefined ? { privateDatasets: [pm.lineage.datasetDigest] } : {}),
         frameSize: pm.encryption.frameSize,
         noClobber: o.force !== true,
       });
