@@ -224,4 +224,33 @@ describe('bulwark model fit-detectors', () => {
     assert.match(few.stderr, /ERR_DETECTOR_STATE: .*calibrate it on more rows/);
     assert.throws(() => statSync(path('x.json')), /ENOENT/);
   });
+
+  it('too few rows or too short streams: one line naming --data or --stream-length, exit 2, nothing written', () => {
+    const lines = readFileSync(path('held.csv'), 'utf8').trimEnd().split('\n');
+    writeFileSync(path('three.csv'), `${lines.slice(0, 4).join('\n')}\n`);
+    writeFileSync(path('forty.csv'), `${lines.slice(0, 41).join('\n')}\n`);
+    const fit = (data: string, ...extra: string[]) =>
+      bw(['model', 'fit-detectors', 'm.onnx', '--data', data, '--out', 'few.json', ...extra]);
+    const cases: [ReturnType<typeof fit>, RegExp][] = [
+      [fit('three.csv'), /^bulwark: ERR_INVALID_ARGUMENT: --data three\.csv: expected at least 4 rows/],
+      [
+        fit('forty.csv'),
+        /^bulwark: ERR_INVALID_ARGUMENT: --data forty\.csv: the stateful detector needs benign streams of more than k \(20\) queries .*give more rows or a larger calibration share$/,
+      ],
+      [
+        fit('held.csv', '--stream-length', '2'),
+        /^bulwark: ERR_INVALID_ARGUMENT: --stream-length: the stateful detector needs .*, got streams of 2$/,
+      ],
+      [
+        fit('held.csv', '--calibration-share', '0.01', '--kinds', 'mahalanobis', '--stream-length', '7'),
+        /^bulwark: ERR_INVALID_ARGUMENT: --stream-length: expected an integer in \[2, 6\], got 7$/,
+      ],
+    ];
+    for (const [r, message] of cases) {
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(r.stderr.trim(), message);
+      assert.equal(r.stderr.trim().split('\n').length, 1, 'one line, no stack trace');
+      assert.throws(() => statSync(path('few.json')), /ENOENT/);
+    }
+  });
 });

@@ -166,4 +166,48 @@ describe('detector bundle', () => {
     nan[7] = Number.NaN;
     await rejectsCode(fitDetectorBundle(nan, data.y, data.rows, { classes: 3 }), 'ERR_DATA_VALUE', /NaN/);
   });
+
+  it('too few rows, or streams too short for a stream detector, are refused naming what to change', async () => {
+    const rows = (n: number) => [data.x.subarray(0, n * D), data.y.subarray(0, n), n] as const;
+    const param = (p: string) => (e: unknown) => {
+      assert.ok(isBulwarkError(e), String(e));
+      assert.equal(e.code, 'ERR_INVALID_ARGUMENT');
+      assert.equal(e.details['parameter'], p, e.message);
+      return e.message;
+    };
+    // 1 to 3 rows: one side of the split would have fewer than 2 (a covariance, a scale, a stream need 2).
+    for (const n of [1, 2, 3])
+      await assert.rejects(fitDetectorBundle(...rows(n), { classes: 3 }), (e: unknown) => {
+        assert.match(param('rows')(e), /^rows: expected at least 4 rows \(2 to fit .*, 2 to calibrate/);
+        return true;
+      });
+    await assert.rejects(
+      fitDetectorBundle(...rows(100), { classes: 3, calibrationShare: 0.01 }),
+      (e: unknown) => {
+        assert.match(
+          param('calibrationShare')(e),
+          /at least 2 of the 100 rows on each side \(now 99 fitted, 1 calibration\)/,
+        );
+        return true;
+      },
+    );
+    // 40 rows: the default streams (20 calibration rows) are too short for the stateful detector's k = 20.
+    await assert.rejects(fitDetectorBundle(...rows(40), { classes: 3 }), (e: unknown) => {
+      assert.match(
+        param('rows')(e),
+        /^rows: the stateful detector needs benign streams of more than k \(20\) queries .*\(20 of 40\): give more rows or a larger calibration share$/,
+      );
+      return true;
+    });
+    await assert.rejects(
+      fitDetectorBundle(...rows(600), { classes: 3, kinds: ['prada'], streamLength: 50 }),
+      (e: unknown) => {
+        assert.match(
+          param('streamLength')(e),
+          /^streamLength: the prada detector needs benign streams longer than minQueries \(100\) distances, got streams of 50$/,
+        );
+        return true;
+      },
+    );
+  });
 });

@@ -103,6 +103,34 @@ async function fitSource(file: string, notes: string[]): Promise<FitSource> {
   };
 }
 
+/** fitDetectorBundle's parameters as the command's options name them. */
+const OPTION_OF: Record<string, string> = {
+  calibrationShare: '--calibration-share',
+  streamLength: '--stream-length',
+  streams: '--streams',
+  seed: '--seed',
+};
+
+/**
+ * fitDetectorBundle, its refusals of an argument worded with the option (or the data file) that set it:
+ * `rows: ...` is about the rows of --data, `streamLength: ...` about --stream-length.
+ */
+async function fitBundle(
+  dataFile: string,
+  ...args: Parameters<typeof fitDetectorBundle>
+): ReturnType<typeof fitDetectorBundle> {
+  try {
+    return await fitDetectorBundle(...args);
+  } catch (e) {
+    if (!(e instanceof BulwarkError) || e.code !== 'ERR_INVALID_ARGUMENT') throw e;
+    const p = e.details['parameter'];
+    const option = p === 'rows' ? `--data ${dataFile}` : typeof p === 'string' ? OPTION_OF[p] : undefined;
+    if (option === undefined || typeof p !== 'string' || !e.message.startsWith(`${p}:`)) throw e;
+    const details = { ...e.details, option: option.split(' ')[0] as string };
+    throw new BulwarkError(e.code, `${option}:${e.message.slice(p.length + 1)}`, { details, cause: e });
+  }
+}
+
 /** Registers `fit-detectors` under `bulwark model`. */
 export function registerFitDetectorsCommand(model: Command): void {
   model
@@ -179,7 +207,7 @@ file's SHA-256. Then: bulwark model protect MODEL --detectors BUNDLE ... (docs/r
         // PRADA's per-class sets take the class the model predicts, as in the gateway.
         const predicted = m.predict ? await m.predict(data.x, data.rows) : data.y;
         const bundle = await withProgress(io, 'fit detectors', o.kinds.length, (bar) =>
-          fitDetectorBundle(data.x, data.y, data.rows, {
+          fitBundle(o.data, data.x, data.y, data.rows, {
             classes,
             kinds: o.kinds,
             fpr: o.fpr,

@@ -263,7 +263,14 @@ export async function fitDetectorBundle(
   rows: number,
   o: FitBundleOptions,
 ): Promise<DetectorBundleJson> {
-  requireInteger('rows', rows, 2);
+  // Two rows at least on each side of the split: a covariance and feature scales need two, a stream two
+  // queries.
+  if (typeof rows !== 'number' || !Number.isInteger(rows) || rows < 4)
+    throw invalidArgument(
+      'rows',
+      'at least 4 rows (2 to fit the detectors on, 2 to calibrate them on)',
+      rows,
+    );
   const features = x.length / rows;
   if (!Number.isInteger(features) || features < 1)
     throw invalidArgument('x', `a multiple of rows (${rows})`, x.length);
@@ -290,12 +297,39 @@ export async function fitDetectorBundle(
   requireInteger('seed', seed, 0);
   const calRows = Math.round(rows * share);
   const fitRows = rows - calRows;
-  if (calRows < 1 || fitRows < 1)
-    throw invalidArgument('calibrationShare', `a share leaving rows on both sides of ${rows}`, share);
+  if (calRows < 2 || fitRows < 2)
+    throw invalidArgument(
+      'calibrationShare',
+      `a share leaving at least 2 of the ${rows} rows on each side (now ${fitRows} fitted, ${calRows} calibration)`,
+      share,
+    );
   const streams = o.streams ?? 100;
   requireInteger('streams', streams, 1);
   const streamLength = o.streamLength ?? Math.min(500, calRows);
-  requireInteger('streamLength', streamLength, 2, calRows);
+  if (o.streamLength !== undefined) requireInteger('streamLength', streamLength, 2, calRows);
+  // A stream detector that cannot score the benign streams (too short for its history) says why in
+  // the caller's terms: the stream length, and the calibration rows the default length comes from.
+  const streamCalibration = <T>(kind: string, calibrate: () => T): T => {
+    try {
+      return calibrate();
+    } catch (e) {
+      if (
+        e instanceof BulwarkError &&
+        e.code === 'ERR_INVALID_ARGUMENT' &&
+        e.details['parameter'] === 'streams'
+      ) {
+        const why = e.message.replace(/^streams: expected /, '').replace(/, got .*$/s, '');
+        throw new BulwarkError(
+          'ERR_INVALID_ARGUMENT',
+          o.streamLength !== undefined
+            ? `streamLength: the ${kind} detector needs ${why}, got streams of ${streamLength}`
+            : `rows: the ${kind} detector needs ${why}; the streams are as long as the calibration rows allow (${calRows} of ${rows}): give more rows or a larger calibration share`,
+          { details: { parameter: o.streamLength !== undefined ? 'streamLength' : 'rows' }, cause: e },
+        );
+      }
+      throw e;
+    }
+  };
 
   // The split: a seeded permutation, fitted rows first.
   const rng = rngOf(seed);
@@ -325,7 +359,8 @@ export async function fitDetectorBundle(
   }
   if (kinds.includes('stateful')) {
     const st = new StatefulDetector({ ...(o.stateful ?? {}), inputs: features }).fit(fit.x, fit.rows);
-    st.calibrate(benignStreams(cal.x, cal.rows, features, streams, streamLength, rng), fprOf('stateful'));
+    const benign = benignStreams(cal.x, cal.rows, features, streams, streamLength, rng);
+    streamCalibration('stateful', () => st.calibrate(benign, fprOf('stateful')));
     parts.stateful = st;
     o.onProgress?.(Object.keys(parts).length, kinds.length);
   }
@@ -334,10 +369,8 @@ export async function fitDetectorBundle(
       fit.x,
       fit.rows,
     );
-    pr.calibrate(
-      benignStreams(cal.x, cal.rows, features, streams, streamLength, rng, cal.predicted),
-      fprOf('prada'),
-    );
+    const benign = benignStreams(cal.x, cal.rows, features, streams, streamLength, rng, cal.predicted);
+    streamCalibration('prada', () => pr.calibrate(benign, fprOf('prada')));
     parts.prada = pr;
     o.onProgress?.(Object.keys(parts).length, kinds.length);
   }
