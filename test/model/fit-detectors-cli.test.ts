@@ -245,6 +245,12 @@ describe('bulwark model fit-detectors', () => {
         fit('held.csv', '--calibration-share', '0.01', '--kinds', 'mahalanobis', '--stream-length', '7'),
         /^bulwark: ERR_INVALID_ARGUMENT: --stream-length: expected an integer in \[2, 6\], got 7$/,
       ],
+      // The benign streams are held in memory: 100000 streams of 300 queries of 5 features ran out of
+      // heap or for many minutes (with no turn for SIGTERM); refused at once.
+      [
+        fit('held.csv', '--streams', '100000'),
+        /^bulwark: ERR_INVALID_ARGUMENT: --streams: expected at most 44739 streams of 300 queries of 5 features/,
+      ],
     ];
     for (const [r, message] of cases) {
       assert.equal(r.code, 2, r.stderr);

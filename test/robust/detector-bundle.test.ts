@@ -145,6 +145,8 @@ describe('detector bundle', () => {
       [{ streamLength: 301 }, /streamLength/],
       [{ streams: 0 }, /streams/],
       [{ seed: -1 }, /seed/],
+      // 600 x 0.5 = 300 calibration rows: streams of 300 queries of 5 features, 2^26 values at most.
+      [{ streams: 44740 }, /^streams: expected at most 44739 streams of 300 queries of 5 features/],
     ];
     for (const [o, message] of cases)
       await rejectsCode(

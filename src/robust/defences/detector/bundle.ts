@@ -221,6 +221,9 @@ export function loadDetectorBundle(
   return out;
 }
 
+/** The most feature values the benign calibration streams of {@link fitDetectorBundle} hold (256 MiB). */
+export const MAX_STREAM_VALUES = 2 ** 26;
+
 /** Options of {@link fitDetectorBundle}. */
 export interface FitBundleOptions {
   /** Number of the model's classes (labels are 0..classes-1). */
@@ -235,7 +238,10 @@ export interface FitBundleOptions {
   seed?: number;
   /** `sha256:` of the file the rows come from, recorded in `fittedOn`. */
   datasetDigest?: string;
-  /** Benign query streams the stream detectors are calibrated on (default 100). */
+  /**
+   * Benign query streams the stream detectors are calibrated on (default 100); streams x streamLength x
+   * features at most {@link MAX_STREAM_VALUES}.
+   */
   streams?: number;
   /** Queries per benign stream (default min(500, calibration rows)). */
   streamLength?: number;
@@ -307,6 +313,14 @@ export async function fitDetectorBundle(
   requireInteger('streams', streams, 1);
   const streamLength = o.streamLength ?? Math.min(500, calRows);
   if (o.streamLength !== undefined) requireInteger('streamLength', streamLength, 2, calRows);
+  // The benign streams are held in memory (a copy of their rows each, per stream detector): past this,
+  // a large --streams ran out of heap (a V8 fatal error, no message) or ran for many minutes.
+  if (kinds.some((k) => k !== 'mahalanobis') && streams * streamLength * features > MAX_STREAM_VALUES)
+    throw invalidArgument(
+      'streams',
+      `at most ${Math.max(1, Math.floor(MAX_STREAM_VALUES / (streamLength * features)))} streams of ${streamLength} queries of ${features} features (${MAX_STREAM_VALUES} values in memory)`,
+      streams,
+    );
   // A stream detector that cannot score the benign streams (too short for its history) says why in
   // the caller's terms: the stream length, and the calibration rows the default length comes from.
   const streamCalibration = <T>(kind: string, calibrate: () => T): T => {
