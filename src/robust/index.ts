@@ -73,6 +73,7 @@ export {
   type FitBundleOptions,
   fitDetectorBundle,
   loadDetectorBundle,
+  MAX_STREAM_VALUES,
   readDetectorBundle,
 } from './defences/detector/bundle.js';
 export {
