@@ -56,6 +56,37 @@ describe('detector bundle', () => {
     }
   });
 
+  it('says when a class is absent from the fitted rows, or when there are fewer rows than features', async () => {
+    const notes: string[] = [];
+    const two = Int32Array.from(data.y, (c) => (c === 2 ? 1 : c)); // class 2 of 3 never appears
+    await fitDetectorBundle(data.x, two, data.rows, {
+      classes: 3,
+      kinds: ['mahalanobis'],
+      onNote: (n) => notes.push(n),
+    });
+    assert.equal(notes.length, 1, notes.join('\n'));
+    assert.match(notes[0] as string, /no fitted row of class 2 \(of 300 fitted rows\)/);
+    const few: string[] = [];
+    await fitDetectorBundle(data.x.subarray(0, 8 * D), data.y.subarray(0, 8), 8, {
+      classes: 3,
+      kinds: ['mahalanobis'],
+      fpr: 0.3,
+      onNote: (n) => few.push(n),
+    });
+    assert.ok(
+      few.some((n) => /fitted on 4 rows for 5 features/.test(n)),
+      few.join('\n'),
+    );
+    // Nothing to say on the full data.
+    const none: string[] = [];
+    await fitDetectorBundle(data.x, data.y, data.rows, {
+      classes: 3,
+      kinds: ['mahalanobis'],
+      onNote: (n) => none.push(n),
+    });
+    assert.deepEqual(none, []);
+  });
+
   it('fits only the kinds asked for, each at its own rate', async () => {
     const b = await fitDetectorBundle(data.x, data.y, data.rows, {
       classes: 3,

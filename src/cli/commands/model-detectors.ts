@@ -218,6 +218,7 @@ file's SHA-256. Then: bulwark model protect MODEL --detectors BUNDLE ... (docs/r
             ...(o.streamLength !== undefined ? { streamLength: o.streamLength } : {}),
             predicted,
             onProgress: (done) => bar.update(done),
+            onNote: (n) => notes.push(n),
           }),
         );
         // 0600: the bundle holds statistics of the rows (class means, a precision matrix).

@@ -254,6 +254,11 @@ export interface FitBundleOptions {
   prada?: Omit<PradaOptions, 'inputs' | 'classes'>;
   /** Called after each detector is fitted and calibrated. */
   onProgress?: (done: number, total: number) => void;
+  /**
+   * Told what makes the detectors weaker than their calibration suggests (a class absent from the
+   * fitted rows, fewer fitted rows than features), so the caller can say it.
+   */
+  onNote?: (message: string) => void;
 }
 
 /**
@@ -362,6 +367,22 @@ export async function fitDetectorBundle(
   };
   const fit = take(0, fitRows);
   const cal = take(fitRows, calRows);
+  if (kinds.includes('mahalanobis')) {
+    // The Mahalanobis detector models the classes it is fitted on: inputs of a class it never saw lie
+    // far from every mean, so that class's clean traffic is flagged far above the calibrated rate
+    // (calibration rows of that class are few too, or none).
+    const seen = new Int32Array(o.classes);
+    for (const c of fit.y) seen[c] = (seen[c] as number) + 1;
+    const absent = [...seen.keys()].filter((c) => seen[c] === 0);
+    if (absent.length > 0)
+      o.onNote?.(
+        `no fitted row of class${absent.length > 1 ? 'es' : ''} ${absent.join(', ')} (of ${fitRows} fitted rows): the Mahalanobis detector will flag that class's clean inputs far above its calibrated rate; give more rows of it`,
+      );
+    if (fitRows < features)
+      o.onNote?.(
+        `the Mahalanobis detector is fitted on ${fitRows} rows for ${features} features: its covariance is mostly shrinkage; give more rows`,
+      );
+  }
 
   const parts: { mahalanobis?: MahalanobisDetector; stateful?: StatefulDetector; prada?: PradaDetector } = {};
   if (kinds.includes('mahalanobis')) {
