@@ -40,7 +40,7 @@ import {
   previousModel,
 } from './continue.js';
 import type { ModelComparison } from './regression.js';
-import { type InspectMethod, inspectRows, labelIndices } from './sanitize.js';
+import { type InspectMethod, inspectRowsAsync, labelIndices } from './sanitize.js';
 
 /** ONNX metadata key: the poisoning gate a DP fine-tune passed (settings and verdict only, no counts). */
 export const META_POISON_GATE = 'bulwark.poison_gate';
@@ -212,7 +212,7 @@ export async function continueTrainingDp(
         delta: plan.delta,
         operation: 'train.dp-sgd',
       });
-      const inspection = inspectRows(old, plan.trainSet.x, plan.trainSet.y, {
+      const inspection = await inspectRowsAsync(old, plan.trainSet.x, plan.trainSet.y, {
         method,
         expectedPoisonFraction,
         seed: o.seed ?? 0,

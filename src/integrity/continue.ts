@@ -26,7 +26,13 @@ import {
   requireEvaluationRows,
   requireNoRegression,
 } from './regression.js';
-import { type Inspection, type InspectMethod, inspectRows, labelIndices, META_SANITIZE } from './sanitize.js';
+import {
+  type Inspection,
+  type InspectMethod,
+  inspectRowsAsync,
+  labelIndices,
+  META_SANITIZE,
+} from './sanitize.js';
 
 /** ONNX metadata key: the digest of the model this one was fine-tuned from. */
 export const META_CONTINUED_FROM = 'bulwark.continued_from';
@@ -213,7 +219,7 @@ export async function continueTraining(
   // Checked before the fine-tuning runs, not after it (see checkEvaluation).
   const evaluation = checkEvaluation(o.evaluation, o.label, classValues, pipeline, old.inputs, limitsOf(o));
   // The poisoning check uses the previous model: its representations were learned without this batch.
-  const inspection = inspectRows(old, data.x, data.y, {
+  const inspection = await inspectRowsAsync(old, data.x, data.y, {
     method: o.method ?? 'both',
     expectedPoisonFraction: o.expectedPoisonFraction ?? 0.05,
     seed: o.seed ?? 0,

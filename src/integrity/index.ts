@@ -62,6 +62,7 @@ export {
   type InspectMethod,
   type InspectOptions,
   inspectRows,
+  inspectRowsAsync,
   labelIndices,
   META_SANITIZE,
   type SanitizedTraining,

@@ -6,12 +6,12 @@
  */
 import { BulwarkError, requireNumberIn, requireOneOf, sha256Digest } from '../core/index.js';
 import type { Dataset } from '../data/index.js';
-import type { Network } from '../ml/index.js';
+import { type Network, runSteps, runStepsAsync, type Steps } from '../ml/index.js';
 import {
-  activationClustering,
-  hiddenRepresentations,
+  activationClusteringSteps,
+  hiddenRepresentationSteps,
   type PoisonScores,
-  spectralSignatures,
+  spectralSignatureSteps,
 } from '../robust/index.js';
 import { type TrainTabularOptions, type TrainTabularResult, trainTabular } from '../train/index.js';
 
@@ -53,19 +53,38 @@ export function inspectRows(
   y: Int32Array,
   o: InspectOptions = {},
 ): Inspection {
+  return runSteps(inspectSteps(net, x, y, o));
+}
+
+/**
+ * {@link inspectRows}, giving the event loop a turn (at most every 50 ms) between chunks, classes and
+ * phases of the defences, so that a signal is handled during a long inspection; the same result.
+ */
+export async function inspectRowsAsync(
+  net: Network,
+  x: Float32Array,
+  y: Int32Array,
+  o: InspectOptions = {},
+): Promise<Inspection> {
+  return await runStepsAsync(inspectSteps(net, x, y, o));
+}
+
+function* inspectSteps(net: Network, x: Float32Array, y: Int32Array, o: InspectOptions): Steps<Inspection> {
   const method = requireOneOf('method', o.method ?? 'both', INSPECT_METHODS);
   const eps = requireNumberIn('expectedPoisonFraction', o.expectedPoisonFraction ?? 0.05, 0, 0.5);
   const rows = y.length;
   // Said plainly (it surfaced as "rows: expected an integer >= 1, got 0").
   if (rows === 0) throw new BulwarkError('ERR_DATA_VALUE', 'the data to inspect has no rows');
-  const { reps, dim } = hiddenRepresentations(net, x, rows);
+  const { reps, dim } = yield* hiddenRepresentationSteps(net, x, rows);
   const seed = o.seed ?? 0;
   const spectral =
     method === 'activations'
       ? undefined
-      : spectralSignatures(reps, dim, y, net.classes, { expectedPoisonFraction: eps, rng: seed });
+      : yield* spectralSignatureSteps(reps, dim, y, net.classes, { expectedPoisonFraction: eps, rng: seed });
   const activations =
-    method === 'spectral' ? undefined : activationClustering(reps, dim, y, net.classes, { rng: seed + 1 });
+    method === 'spectral'
+      ? undefined
+      : yield* activationClusteringSteps(reps, dim, y, net.classes, { rng: seed + 1 });
   const flagged: FlaggedRow[] = [];
   const thresholds = new Map((spectral?.classes ?? []).map((c) => [c.class, c.threshold ?? Number.NaN]));
   for (let r = 0; r < rows; r++) {
@@ -156,7 +175,7 @@ export async function trainSanitized(
   onStage?.('inspect');
   const fm = firstPass.pipeline.transform(ds);
   const y = labelIndices(ds, train.label, firstPass.classValues);
-  const inspection = inspectRows(firstPass.network, fm.matrix, y, {
+  const inspection = await inspectRowsAsync(firstPass.network, fm.matrix, y, {
     method,
     expectedPoisonFraction: eps,
     seed: o.seed ?? train.seed ?? 0,

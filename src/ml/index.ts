@@ -106,4 +106,4 @@ export {
   type TrainResult,
   train,
 } from './train.js';
-export { EventLoopTurns, TURN_INTERVAL_MS } from './turns.js';
+export { EventLoopTurns, runSteps, runStepsAsync, type Steps, TURN_INTERVAL_MS } from './turns.js';

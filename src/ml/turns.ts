@@ -35,3 +35,28 @@ export class EventLoopTurns {
     this.#last = performance.now();
   }
 }
+
+/**
+ * A computation written once as a generator of steps (it yields between batches, streams, classes or
+ * phases; what it yields is ignored) runs synchronously with {@link runSteps} or, giving the event
+ * loop a turn between steps when one is due, with {@link runStepsAsync}: the same work in the same
+ * order either way, so both return the same result.
+ */
+export type Steps<T> = Generator<unknown, T, undefined>;
+
+/** Runs `steps` to the end without a turn of the event loop. */
+export function runSteps<T>(steps: Steps<T>): T {
+  for (;;) {
+    const r = steps.next();
+    if (r.done) return r.value;
+  }
+}
+
+/** Runs `steps` to the end, giving the event loop a turn between two steps at most every interval. */
+export async function runStepsAsync<T>(steps: Steps<T>, turns = new EventLoopTurns()): Promise<T> {
+  for (;;) {
+    const r = steps.next();
+    if (r.done) return r.value;
+    if (turns.due()) await turns.turn();
+  }
+}

@@ -4,12 +4,13 @@
  * inference, model extraction), defences (adversarial training, input validation) and detectors, and the
  * red-team evaluation behind `bulwark evaluate`. See docs/robust.md.
  */
-export { type ApgdOptions, apgd } from './attacks/evasion/apgd.js';
+export { type ApgdOptions, apgd, apgdAsync } from './attacks/evasion/apgd.js';
 export type { EvasionBase, EvasionResult } from './attacks/evasion/common.js';
 export {
   type AttackPenalty,
   type FgsmOptions,
   fgsm,
+  fgsmAsync,
   type PgdOptions,
   pgd,
   pgdAsync,
@@ -102,12 +103,22 @@ export {
 export {
   type ActivationClusteringOptions,
   activationClustering,
+  activationClusteringSteps,
   CLUSTER_ANALYSES,
   type ClusterAnalysis,
   detectionQuality,
 } from './defences/poison/clustering.js';
-export { type ClassSummary, hiddenRepresentations, type PoisonScores } from './defences/poison/common.js';
-export { type SpectralOptions, spectralSignatures } from './defences/poison/spectral.js';
+export {
+  type ClassSummary,
+  hiddenRepresentationSteps,
+  hiddenRepresentations,
+  type PoisonScores,
+} from './defences/poison/common.js';
+export {
+  type SpectralOptions,
+  spectralSignatureSteps,
+  spectralSignatures,
+} from './defences/poison/spectral.js';
 export {
   ADVERSARIAL_ENGINES,
   ADVERSARIAL_METHODS,

@@ -17,10 +17,17 @@ import {
   requireOneOf,
   SeededRng,
 } from '../core/index.js';
-import { type LabelledData, type Network, rocAuc, rocCurve, type TrainOptions } from '../ml/index.js';
-import { apgd } from './attacks/evasion/apgd.js';
+import {
+  EventLoopTurns,
+  type LabelledData,
+  type Network,
+  rocAuc,
+  rocCurve,
+  type TrainOptions,
+} from '../ml/index.js';
+import { apgdAsync } from './attacks/evasion/apgd.js';
 import type { EvasionResult } from './attacks/evasion/common.js';
-import { fgsm, pgd } from './attacks/evasion/pgd.js';
+import { fgsmAsync, pgdAsync } from './attacks/evasion/pgd.js';
 import { square } from './attacks/evasion/square.js';
 import { extractModel } from './attacks/extraction/knockoff.js';
 import { liraAttack, lossThresholdAttack, type MembershipResult } from './attacks/inference/membership.js';
@@ -368,6 +375,12 @@ export async function redTeam(
   const adversarial = new Map<string, EvasionResult>(); // first model, at detectorEps
   const evasion = o.attacks.filter((a): a is EvasionName => (EVASION as readonly string[]).includes(a));
   let step = 0;
+  // The attacks and the stream calibrations give the event loop a turn now and then (so a signal is
+  // handled during the evaluation); the detectors' phases and the stream scoring here do too.
+  const turns = new EventLoopTurns();
+  const breathe = async () => {
+    if (turns.due()) await turns.turn();
+  };
   const totalSteps = models.length * evasion.length * o.eps.length;
 
   // Rows the first model classifies right before any attack: the only ones an attack can fool (a row
@@ -390,16 +403,16 @@ export async function redTeam(
         progress(`${m.name}: ${a} eps ${eps}`, step++ / Math.max(1, totalSteps));
         const common = { eps, norm: o.norm, domain: data.domain };
         let r: EvasionResult;
-        if (a === 'fgsm') r = fgsm(m.model, attackSet.x, attackSet.y, nAttack, common);
+        if (a === 'fgsm') r = await fgsmAsync(m.model, attackSet.x, attackSet.y, nAttack, common);
         else if (a === 'pgd')
-          r = pgd(m.model, attackSet.x, attackSet.y, nAttack, {
+          r = await pgdAsync(m.model, attackSet.x, attackSet.y, nAttack, {
             ...common,
             steps: o.steps,
             restarts: o.restarts,
             seed: o.seed + 1,
           });
         else if (a === 'apgd')
-          r = apgd(m.model, attackSet.x, attackSet.y, nAttack, {
+          r = await apgdAsync(m.model, attackSet.x, attackSet.y, nAttack, {
             ...common,
             steps: o.steps,
             restarts: o.restarts,
@@ -453,6 +466,7 @@ export async function redTeam(
         );
     const dets: { name: string; det: Detector; adaptive: 'penalty' | 'confidence' | null }[] = [];
     const maha = await new MahalanobisDetector().fit(fitSet.x, fitSet.rows, fitSet.y);
+    await breathe();
     dets.push({ name: 'Mahalanobis (inputs)', det: maha, adaptive: 'penalty' });
     if (first.network && first.network.layerCount >= 2) {
       dets.push({
@@ -464,6 +478,7 @@ export async function redTeam(
         ),
         adaptive: null,
       });
+      await breathe();
     }
     const sq = image
       ? SqueezeDetector.forImages(first.model, image.height, image.width)
@@ -476,6 +491,7 @@ export async function redTeam(
     for (const [di, { name, det, adaptive }] of dets.entries()) {
       progress(`detector ${name}`, di / dets.length);
       const cal = await det.calibrate(calSet.x, calSet.rows, o.fpr);
+      await breathe();
       // Said, not left to be read as "the detector catches nothing": with too few clean rows for the
       // target there is no finite threshold.
       const noThreshold = Number.isFinite(cal.threshold)
@@ -484,6 +500,7 @@ export async function redTeam(
             `no finite threshold: ${cal.n} clean calibration rows are too few for a target false-positive rate of ${o.fpr} (at least ${Math.ceil(1 / o.fpr - 1)} needed), so it flags nothing`,
           ];
       const cleanScores = await det.score(attackSet.x, nAttack);
+      await breathe();
       let fp = 0;
       for (const s of cleanScores) if (s > cal.threshold) fp++;
       const de: DetectorEvaluation = {
@@ -495,6 +512,7 @@ export async function redTeam(
         notes: noThreshold,
       };
       const judge = async (label: string, r: EvasionResult) => {
+        await breathe();
         const scores = await det.score(r.x, nAttack);
         const pos: number[] = [];
         let caught = 0;
@@ -527,7 +545,7 @@ export async function redTeam(
         };
         if (adaptive === 'penalty' && det instanceof MahalanobisDetector) {
           const t = Math.max(cal.threshold, 1e-9);
-          const r = pgd(first.model, attackSet.x, attackSet.y, nAttack, {
+          const r = await pgdAsync(first.model, attackSet.x, attackSet.y, nAttack, {
             ...base,
             loss: 'margin',
             penalty: {
@@ -549,7 +567,7 @@ export async function redTeam(
         } else if (adaptive === 'confidence') {
           const kappa = 4;
           const mm = requireGradients(first.model, 'adaptive PGD');
-          const r = pgd(mm, attackSet.x, attackSet.y, nAttack, {
+          const r = await pgdAsync(mm, attackSet.x, attackSet.y, nAttack, {
             ...base,
             loss: 'margin',
             accept: (x, rows) => {
@@ -620,7 +638,7 @@ export async function redTeam(
     );
     const streamLength = Math.max(20, Math.min(longest, clean.rows, 1000));
     const stateful = new StatefulDetector({ inputs: d, k: 20, history: 500 }).fit(fitSet.x, fitSet.rows);
-    stateful.calibrate(
+    await stateful.calibrateAsync(
       benignStreams(clean.x, clean.rows, d, Math.ceil(1 / o.fpr) + 1, streamLength, o.seed + 11),
       o.fpr,
     );
@@ -630,7 +648,7 @@ export async function redTeam(
       classes: k,
       minQueries: Math.min(100, Math.floor(streamLength / 2)),
     }).fit(fitSet.x, fitSet.rows);
-    prada.calibrate(
+    await prada.calibrateAsync(
       benignStreams(clean.x, clean.rows, d, nStreams, streamLength, o.seed + 12, cleanPred),
       o.fpr,
     );
@@ -695,6 +713,7 @@ export async function redTeam(
         const firsts: number[] = [];
         let detected = 0;
         for (const s of streams) {
+          await breathe();
           const scores = det.scoreStream(s);
           const t = det.calibration?.threshold as number;
           const at = Array.from(scores).findIndex((v) => v > t);

@@ -7,7 +7,7 @@ import {
   INSPECT_METHODS,
   type Inspection,
   type InspectMethod,
-  inspectRows,
+  inspectRowsAsync,
   labelIndices,
 } from '../../integrity/index.js';
 import { fromOnnx, metadataJson, onnxMetadata } from '../../ml/index.js';
@@ -51,7 +51,7 @@ export async function inspectFile(
       `${dataFile}: the model takes ${net.inputs} features, the data gives ${fm.features.length}`,
     );
   const y = labelIndices(ds, label, classValues);
-  const inspection = inspectRows(net, fm.matrix, y, {
+  const inspection = await inspectRowsAsync(net, fm.matrix, y, {
     method: o.method,
     expectedPoisonFraction: o.expectedPoison,
     seed: o.seed,

@@ -11,6 +11,7 @@
  * evaluations that stop a fixed-step PGD from overestimating robustness.
  */
 import { type Rng, requireInteger, rngOf } from '../../../core/index.js';
+import { runSteps, runStepsAsync, type Steps } from '../../../ml/index.js';
 import { attackLoss, attackSucceeded, type LossName } from '../../losses.js';
 import { type ProbabilityModel, requireGradients } from '../../model.js';
 import {
@@ -52,6 +53,28 @@ export function apgd(
   rows: number,
   options: ApgdOptions,
 ): EvasionResult {
+  return runSteps(apgdSteps(model, x, y, rows, options));
+}
+
+/** {@link apgd}, giving the event loop a turn between steps (at most every 50 ms); the same result. */
+export async function apgdAsync(
+  model: ProbabilityModel,
+  x: Float32Array,
+  y: ArrayLike<number> | null,
+  rows: number,
+  options: ApgdOptions,
+): Promise<EvasionResult> {
+  return await runStepsAsync(apgdSteps(model, x, y, rows, options));
+}
+
+/** The attack, a step (yield) after each gradient pass. */
+function* apgdSteps(
+  model: ProbabilityModel,
+  x: Float32Array,
+  y: ArrayLike<number> | null,
+  rows: number,
+  options: ApgdOptions,
+): Steps<EvasionResult> {
   const m = requireGradients(model, 'apgd');
   const base = checkBase(m, x, y, rows, options, () => predictedClasses(m, x, rows));
   const steps = requireInteger('steps', options.steps ?? 100, 1);
@@ -114,6 +137,7 @@ export function apgd(
           record(c, m.logits(c, n));
         };
         candidate(cur);
+        yield;
         for (let t = 0; t < steps; t++) {
           // Step: z = P(x + eta * dir(grad)); x' = P(x + a (z - x) + (1 - a)(x - x_prev)), a = 1 at first.
           const a = t > 0 ? ALPHA : 1;
@@ -140,6 +164,7 @@ export function apgd(
           prev = cur;
           cur = next;
           ({ logits, gradient } = m.gradient(cur, n, (zz) => lossOf(zz).grad));
+          yield;
           lv = lossOf(logits).values;
           candidate(cur);
           lossSteps.push(Float64Array.from(lv));

@@ -18,7 +18,7 @@ import {
   requireNumberIn,
   rngOf,
 } from '../../../core/index.js';
-import type { OnnxGradientEngine } from '../../../ml/index.js';
+import { type OnnxGradientEngine, runSteps, runStepsAsync, type Steps } from '../../../ml/index.js';
 import type { InputDomain, Norm } from '../../domain.js';
 import { attackLoss, attackSucceeded, type LossName } from '../../losses.js';
 import {
@@ -252,19 +252,24 @@ function* ascend(
   return { x: best.x, success: best.success, queries };
 }
 
-/** Runs {@link ascend} answering its gradient requests with `model.gradient`. */
-function ascendSync(
+/**
+ * Runs {@link ascend} answering its gradient requests with `model.gradient`, a step (yield) after each
+ * pass.
+ */
+function* ascendSteps(
   model: GradientModel,
   x0: Float32Array,
   labels: Int32Array,
   rows: number,
   a: Ascent,
-): Ascended {
+): Steps<Ascended> {
   const gen = ascend(model, x0, labels, rows, a);
   let r = gen.next();
   while (!r.done) {
     const q = r.value;
-    r = gen.next(model.gradient(q.x, q.rows, q.lossGrad));
+    const answer = model.gradient(q.x, q.rows, q.lossGrad);
+    yield;
+    r = gen.next(answer);
   }
   return r.value;
 }
@@ -287,19 +292,20 @@ async function ascendEngine(
   return r.value;
 }
 
-function runBatched(
+/** The ascent over all rows, batch by batch: run by {@link pgd} and, without an engine, {@link pgdAsync}. */
+function* batchedSteps(
   model: GradientModel,
   x: Float32Array,
   labels: Int32Array,
   rows: number,
   batchSize: number,
   a: Ascent,
-): EvasionResult {
+): Steps<EvasionResult> {
   const d = model.inputs;
   const parts: Ascended[] = [];
   for (let s = 0; s < rows; s += batchSize) {
     const e = Math.min(rows, s + batchSize);
-    parts.push(ascendSync(model, x.subarray(s * d, e * d), labels.subarray(s, e), e - s, a));
+    parts.push(yield* ascendSteps(model, x.subarray(s * d, e * d), labels.subarray(s, e), e - s, a));
   }
   return gather(parts, x, rows, d, batchSize, a);
 }
@@ -352,7 +358,7 @@ export function pgd(
   options: PgdOptions,
 ): EvasionResult {
   const p = preparePgd(model, x, y, rows, options);
-  return runBatched(p.model, x, p.labels, rows, p.batchSize, p.ascent);
+  return runSteps(batchedSteps(p.model, x, p.labels, rows, p.batchSize, p.ascent));
 }
 
 /** The checked options of {@link pgd} and {@link pgdAsync}. */
@@ -407,7 +413,8 @@ function preparePgd(
  * projections and best-point bookkeeping, 2-3x faster on large MLPs (docs/ml.md). The engine computes
  * the cross-entropy gradient, so the loss must be `ce` and the attack untargeted; a check of its logits
  * against the model's refuses an engine opened for another network (ERR_INVALID_ARGUMENT). Without an
- * engine this is {@link pgd}.
+ * engine this is {@link pgd}, giving the event loop a turn between gradient passes (at most every
+ * 50 ms, so a signal is handled during a long attack); the same result.
  *
  * @example
  * ```ts
@@ -425,7 +432,8 @@ export async function pgdAsync(
 ): Promise<EvasionResult> {
   const p = preparePgd(model, x, y, rows, options);
   const engine = options.engine;
-  if (engine === undefined) return runBatched(p.model, x, p.labels, rows, p.batchSize, p.ascent);
+  if (engine === undefined)
+    return await runStepsAsync(batchedSteps(p.model, x, p.labels, rows, p.batchSize, p.ascent));
   if (p.ascent.loss !== 'ce' || p.ascent.targeted)
     throw invalidArgument(
       'engine',
@@ -483,6 +491,27 @@ export function fgsm(
   rows: number,
   options: FgsmOptions,
 ): EvasionResult {
+  return runSteps(fgsmSteps(model, x, y, rows, options));
+}
+
+/** {@link fgsm}, giving the event loop a turn between batches (at most every 50 ms); the same result. */
+export async function fgsmAsync(
+  model: ProbabilityModel,
+  x: Float32Array,
+  y: ArrayLike<number> | null,
+  rows: number,
+  options: FgsmOptions,
+): Promise<EvasionResult> {
+  return await runStepsAsync(fgsmSteps(model, x, y, rows, options));
+}
+
+function* fgsmSteps(
+  model: ProbabilityModel,
+  x: Float32Array,
+  y: ArrayLike<number> | null,
+  rows: number,
+  options: FgsmOptions,
+): Steps<EvasionResult> {
   const m = requireGradients(model, 'fgsm');
   const base = checkBase(m, x, y, rows, options, () => predictedClasses(m, x, rows));
   const batchSize = requireInteger('batchSize', options.batchSize ?? 512, 1);
@@ -502,6 +531,7 @@ export function fgsm(
       base.domain.project(adv, x0, n, base.norm, base.eps);
     }
     out.set(base.domain.repair(adv, x0, n, base.norm, base.eps), s * d);
+    yield;
   }
   const success = attackSucceeded(m.logits(out, rows), base.labels, rows, k, base.targeted);
   return {

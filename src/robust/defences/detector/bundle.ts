@@ -328,9 +328,9 @@ export async function fitDetectorBundle(
     );
   // A stream detector that cannot score the benign streams (too short for its history) says why in
   // the caller's terms: the stream length, and the calibration rows the default length comes from.
-  const streamCalibration = <T>(kind: string, calibrate: () => T): T => {
+  const streamCalibration = async <T>(kind: string, calibrate: () => Promise<T>): Promise<T> => {
     try {
-      return calibrate();
+      return await calibrate();
     } catch (e) {
       if (
         e instanceof BulwarkError &&
@@ -395,7 +395,7 @@ export async function fitDetectorBundle(
   if (kinds.includes('stateful')) {
     const st = new StatefulDetector({ ...(o.stateful ?? {}), inputs: features }).fit(fit.x, fit.rows);
     const benign = benignStreams(cal.x, cal.rows, features, streams, streamLength, rng);
-    streamCalibration('stateful', () => st.calibrate(benign, fprOf('stateful')));
+    await streamCalibration('stateful', () => st.calibrateAsync(benign, fprOf('stateful')));
     parts.stateful = st;
     o.onProgress?.(Object.keys(parts).length, kinds.length);
   }
@@ -405,7 +405,7 @@ export async function fitDetectorBundle(
       fit.rows,
     );
     const benign = benignStreams(cal.x, cal.rows, features, streams, streamLength, rng, cal.predicted);
-    streamCalibration('prada', () => pr.calibrate(benign, fprOf('prada')));
+    await streamCalibration('prada', () => pr.calibrateAsync(benign, fprOf('prada')));
     parts.prada = pr;
     o.onProgress?.(Object.keys(parts).length, kinds.length);
   }

@@ -11,6 +11,7 @@
  * its stream exceeds the threshold with probability `fpr`. Distances are in standardised units.
  */
 import { BulwarkError, invalidArgument, requireInteger } from '../../../core/index.js';
+import { runSteps, runStepsAsync, type Steps } from '../../../ml/index.js';
 import { shapiroWilkSorted } from '../../linalg.js';
 import {
   base64ToF32,
@@ -195,6 +196,18 @@ export class PradaDetector implements StreamDetector {
 
   /** Per-client calibration on benign streams: each stream's largest score. */
   calibrate(streams: readonly QueryStream[], fpr: number): Calibration {
+    return runSteps(this.#calibrateSteps(streams, fpr));
+  }
+
+  /**
+   * {@link calibrate}, giving the event loop a turn between streams (at most every 50 ms); the same
+   * calibration.
+   */
+  async calibrateAsync(streams: readonly QueryStream[], fpr: number): Promise<Calibration> {
+    return await runStepsAsync(this.#calibrateSteps(streams, fpr));
+  }
+
+  *#calibrateSteps(streams: readonly QueryStream[], fpr: number): Steps<Calibration> {
     const maxima: number[] = [];
     for (const s of streams) {
       let m = -Infinity;
@@ -207,6 +220,7 @@ export class PradaDetector implements StreamDetector {
         );
       }
       maxima.push(m);
+      yield;
     }
     this.#calibration = conformalThreshold(maxima, fpr);
     return this.#calibration;

@@ -23,6 +23,7 @@ import {
   requireOneOf,
   SeededRng,
 } from '../../../core/index.js';
+import { runSteps, runStepsAsync, type Steps } from '../../../ml/index.js';
 import {
   base64ToF32,
   type Calibration,
@@ -233,6 +234,26 @@ export class StatefulDetector implements StreamDetector {
     fpr: number,
     options: { level?: 'query' | 'client' } = {},
   ): Calibration {
+    return runSteps(this.#calibrateSteps(streams, fpr, options));
+  }
+
+  /**
+   * {@link calibrate}, giving the event loop a turn between streams (at most every 50 ms); the same
+   * calibration.
+   */
+  async calibrateAsync(
+    streams: readonly QueryStream[],
+    fpr: number,
+    options: { level?: 'query' | 'client' } = {},
+  ): Promise<Calibration> {
+    return await runStepsAsync(this.#calibrateSteps(streams, fpr, options));
+  }
+
+  *#calibrateSteps(
+    streams: readonly QueryStream[],
+    fpr: number,
+    options: { level?: 'query' | 'client' },
+  ): Steps<Calibration> {
     const level = requireOneOf('level', options.level ?? 'client', ['query', 'client'] as const);
     if (!Array.isArray(streams) || !streams.some((s) => s.rows > this.k))
       throw invalidArgument(
@@ -247,6 +268,7 @@ export class StatefulDetector implements StreamDetector {
       this.scoreStream(st).forEach((v, i) => {
         if (!Number.isNaN(v)) (byN[Math.min(i, this.history) - this.k] as number[]).push(-v);
       });
+      yield;
     }
     const ref = new Float32Array(byN.length);
     let last = 1;
@@ -268,6 +290,7 @@ export class StatefulDetector implements StreamDetector {
         else m = Math.max(m, v);
       }
       if (level === 'client' && m > -Infinity) scores.push(m);
+      yield;
     }
     this.#calibration = conformalThreshold(scores, fpr);
     return this.#calibration;

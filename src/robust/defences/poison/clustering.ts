@@ -13,11 +13,12 @@
  * so the rows of small clusters rank first whichever cluster is flagged.
  */
 import { type Rng, requireInteger, requireNumberIn, requireOneOf, rngOf } from '../../../core/index.js';
+import { runSteps, type Steps } from '../../../ml/index.js';
 import {
   type ClassSummary,
   centredRows,
   covariance,
-  kMeans,
+  kMeansSteps,
   leadingEigenvectors,
   type PoisonScores,
   rowsByClass,
@@ -48,6 +49,20 @@ export function activationClustering(
   classes: number,
   o: ActivationClusteringOptions = {},
 ): PoisonScores {
+  return runSteps(activationClusteringSteps(reps, dim, y, classes, o));
+}
+
+/**
+ * {@link activationClustering} as steps: per class, its phases and each k-means iteration (see
+ * runSteps / runStepsAsync).
+ */
+export function* activationClusteringSteps(
+  reps: Float32Array,
+  dim: number,
+  y: Int32Array,
+  classes: number,
+  o: ActivationClusteringOptions = {},
+): Steps<PoisonScores> {
   const dims = requireInteger('dims', o.dims ?? 10, 1, 1000);
   const analysis = requireOneOf('analysis', o.analysis ?? 'silhouette', CLUSTER_ANALYSES);
   const sizeThreshold = requireNumberIn('sizeThreshold', o.sizeThreshold ?? 0.35, 0, 0.5);
@@ -59,29 +74,37 @@ export function activationClustering(
   const scores = new Float64Array(n);
   const flagged = new Uint8Array(n);
   const summaries: ClassSummary[] = [];
-  rowsByClass(y, classes).forEach((idx, c) => {
+  for (const [c, idx] of rowsByClass(y, classes).entries()) {
     const nc = idx.length;
     if (nc < minRows) {
       summaries.push({ class: c, rows: nc, flagged: 0 });
-      return;
+      continue;
     }
     const m = centredRows(reps, dim, idx);
+    yield;
     const k = Math.min(dims, dim);
-    const { vectors } = leadingEigenvectors(covariance(m, nc, dim), dim, k, rng, 100);
+    const cov = covariance(m, nc, dim);
+    yield;
+    const { vectors } = leadingEigenvectors(cov, dim, k, rng, 100);
+    yield;
     const z = new Float64Array(nc * k);
-    for (let i = 0; i < nc; i++)
+    for (let i = 0; i < nc; i++) {
       for (let t = 0; t < k; t++) {
         let p = 0;
         const v = vectors[t] as Float64Array;
         for (let j = 0; j < dim; j++) p += (m[i * dim + j] as number) * (v[j] as number);
         z[i * k + t] = p;
       }
-    const assign = kMeans(z, nc, k, 2, rng);
+      if (i % 8192 === 8191) yield;
+    }
+    yield;
+    const assign = yield* kMeansSteps(z, nc, k, 2, rng);
     let c1 = 0;
     for (let i = 0; i < nc; i++) c1 += assign[i] as number;
     const shares: [number, number] = [(nc - c1) / nc, c1 / nc];
     const small = shares[0] <= shares[1] ? 0 : 1;
     const sil = silhouette(z, nc, k, assign, 2, rng);
+    yield;
     const suspicious = shares[small] < sizeThreshold && (analysis === 'relative-size' || sil > silThreshold);
     let count = 0;
     idx.forEach((r, i) => {
@@ -100,7 +123,7 @@ export function activationClustering(
       silhouette: sil,
       flaggedCluster: suspicious ? small : null,
     });
-  });
+  }
   return { method: 'activation-clustering', scores, flagged, classes: summaries };
 }
 

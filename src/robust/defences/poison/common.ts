@@ -4,7 +4,7 @@
  * leading eigenvectors by orthogonal iteration, seeded k-means++).
  */
 import { invalidArgument, type Rng, requireInteger } from '../../../core/index.js';
-import { gemm, type Network } from '../../../ml/index.js';
+import { gemm, type Network, runSteps, type Steps } from '../../../ml/index.js';
 
 /** Per-row suspicion scores and flags of a training-data defence, with what it saw in each class. */
 export interface PoisonScores {
@@ -39,6 +39,16 @@ export function hiddenRepresentations(
   rows: number,
   chunk = 4096,
 ): { reps: Float32Array; dim: number } {
+  return runSteps(hiddenRepresentationSteps(net, x, rows, chunk));
+}
+
+/** {@link hiddenRepresentations} as steps, one per chunk (see runSteps / runStepsAsync). */
+export function* hiddenRepresentationSteps(
+  net: Network,
+  x: Float32Array,
+  rows: number,
+  chunk = 4096,
+): Steps<{ reps: Float32Array; dim: number }> {
   requireInteger('rows', rows, 1);
   if (x.length !== rows * net.inputs) throw invalidArgument('x', `${rows} x ${net.inputs} values`, x.length);
   const layer = net.layerCount - 1;
@@ -48,6 +58,7 @@ export function hiddenRepresentations(
     const e = Math.min(rows, s + chunk);
     const acts = net.forward(x.subarray(s * net.inputs, e * net.inputs), e - s).acts[layer] as Float32Array;
     reps.set(acts, s * dim);
+    yield;
   }
   return { reps, dim };
 }
@@ -169,6 +180,19 @@ export function kMeans(
   inits = 4,
   iterations = 100,
 ): Int32Array {
+  return runSteps(kMeansSteps(m, n, d, k, rng, inits, iterations));
+}
+
+/** {@link kMeans} as steps, one per Lloyd iteration. */
+export function* kMeansSteps(
+  m: Float64Array,
+  n: number,
+  d: number,
+  k: number,
+  rng: Rng,
+  inits = 4,
+  iterations = 100,
+): Steps<Int32Array> {
   let best: Int32Array = new Int32Array(n);
   let bestInertia = Number.POSITIVE_INFINITY;
   const dist2 = (i: number, c: Float64Array, ci: number) => {
@@ -215,6 +239,7 @@ export function kMeans(
         assign[i] = bc;
         inertia += bd;
       }
+      yield;
       if (moved === 0) break;
       const counts = new Float64Array(k);
       centres.fill(0);

@@ -8,6 +8,7 @@
  * 1.5 is its factor, and ART's `eps_multiplier`).
  */
 import { type Rng, requireInteger, requireNumberIn, requirePositive, rngOf } from '../../../core/index.js';
+import { runSteps, type Steps } from '../../../ml/index.js';
 import {
   type ClassSummary,
   centredRows,
@@ -35,6 +36,17 @@ export function spectralSignatures(
   classes: number,
   o: SpectralOptions,
 ): PoisonScores {
+  return runSteps(spectralSignatureSteps(reps, dim, y, classes, o));
+}
+
+/** {@link spectralSignatures} as steps, a few per class (see runSteps / runStepsAsync). */
+export function* spectralSignatureSteps(
+  reps: Float32Array,
+  dim: number,
+  y: Int32Array,
+  classes: number,
+  o: SpectralOptions,
+): Steps<PoisonScores> {
   const eps = requireNumberIn('expectedPoisonFraction', o.expectedPoisonFraction, 0, 0.5);
   const factor = requirePositive('removalFactor', o.removalFactor ?? 1.5);
   const minRows = requireInteger('minClassRows', o.minClassRows ?? 10, 2);
@@ -45,13 +57,17 @@ export function spectralSignatures(
   const scores = new Float64Array(n);
   const flagged = new Uint8Array(n);
   const summaries: ClassSummary[] = [];
-  rowsByClass(y, classes).forEach((idx, c) => {
+  for (const [c, idx] of rowsByClass(y, classes).entries()) {
     if (idx.length < minRows) {
       summaries.push({ class: c, rows: idx.length, flagged: 0 });
-      return;
+      continue;
     }
     const m = centredRows(reps, dim, idx);
-    const { vectors } = leadingEigenvectors(covariance(m, idx.length, dim), dim, 1, rng);
+    yield;
+    const cov = covariance(m, idx.length, dim);
+    yield;
+    const { vectors } = leadingEigenvectors(cov, dim, 1, rng);
+    yield;
     const v = vectors[0] as Float64Array;
     const s = idx.map((_, i) => {
       let p = 0;
@@ -61,6 +77,7 @@ export function spectralSignatures(
     idx.forEach((r, i) => {
       scores[r] = s[i] as number;
     });
+    yield;
     const remove = Math.min(idx.length, Math.round(factor * eps * idx.length));
     // Highest scores first; ties by row index, so the choice is deterministic.
     const order = idx.map((_, i) => i).sort((a, b) => (s[b] as number) - (s[a] as number) || a - b);
@@ -71,6 +88,7 @@ export function spectralSignatures(
       flagged: remove,
       ...(remove > 0 ? { threshold: s[order[remove - 1] as number] as number } : {}),
     });
-  });
+    yield;
+  }
   return { method: 'spectral-signatures', scores, flagged, classes: summaries };
 }

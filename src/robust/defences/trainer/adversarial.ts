@@ -24,6 +24,7 @@ import {
 } from '../../../core/index.js';
 import {
   checkLabelledData,
+  EventLoopTurns,
   evaluate,
   type LabelledData,
   type Network,
@@ -597,6 +598,9 @@ export async function adversarialTrain(
   const average = c.averageDecay === null ? null : net.params.slice();
   let step = 0;
   const engine = await openEngine(net, c);
+  // A batch's awaits (on ONNX Runtime) may resolve without a turn of the event loop, and the JS path has
+  // none: a turn between batches when one is due, so a signal is handled within an epoch.
+  const turns = new EventLoopTurns();
   try {
     for (let epoch = 1; epoch <= c.epochs; epoch++) {
       const t0 = performance.now();
@@ -689,6 +693,7 @@ export async function adversarialTrain(
           batches,
           loss: lossSum / (from + rows),
         });
+        if (b + 1 < batches && turns.due()) await turns.turn();
       }
       const rec: AdversarialEpoch = {
         epoch,
@@ -713,7 +718,7 @@ export async function adversarialTrain(
         batches,
         loss: rec.loss,
       });
-      await new Promise<void>((r) => setImmediate(r));
+      await turns.turn();
     }
     // The averaged weights are the model trained (only once every epoch has run: a failed run keeps
     // the weights it stopped at).
