@@ -46,6 +46,35 @@ async function interrupt(signal: 'SIGINT' | 'SIGTERM', json: boolean) {
   return { code, stderr, left: readdirSync(dir).sort() };
 }
 
+/**
+ * Runs the built CLI with `args` in `dir`, sends SIGTERM once `marker` is on its stderr, and returns
+ * the exit code and stderr. The child is killed if the test ends first.
+ */
+async function terminateAt(
+  t: { after(fn: () => void): void },
+  dir: string,
+  args: readonly string[],
+  marker: string,
+): Promise<{ code: number | null; stderr: string }> {
+  const child = spawn(process.execPath, [join(ROOT, 'bin', 'bulwark.js'), ...args], {
+    cwd: dir,
+    env: { ...process.env, CI: 'true' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  t.after(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => {
+    stderr += d.toString();
+  });
+  const exited = once(child, 'exit');
+  while (!stderr.includes(marker)) await once(child.stderr, 'data');
+  child.kill('SIGTERM');
+  const [code] = (await exited) as [number | null];
+  return { code, stderr };
+}
+
 describe('a command stopped by a signal', () => {
   it('SIGINT: deletes the unfinished output, reports ERR_ABORTED, exit 1', async () => {
     const r = await interrupt('SIGINT', false);
@@ -85,10 +114,12 @@ describe('a long synchronous computation stopped by a signal', () => {
       lines.push(`r${i},${x.map((v) => v.toFixed(4)).join(',')},${ch},${z > 0 ? 'yes' : 'no'}`);
     }
     writeFileSync(join(dir, 'rows.csv'), `${lines.join('\n')}\n`);
-    const child = spawn(
-      process.execPath,
+    // Printed when the features are chosen, right before the synchronous work (preprocessing, then
+    // the fit): the data has been read, the run has started.
+    const { code, stderr } = await terminateAt(
+      t,
+      dir,
       [
-        join(ROOT, 'bin', 'bulwark.js'),
         'train',
         '--data',
         'rows.csv',
@@ -105,21 +136,8 @@ describe('a long synchronous computation stopped by a signal', () => {
         '--out',
         'model.onnx',
       ],
-      { cwd: dir, env: { ...process.env, CI: 'true' }, stdio: ['ignore', 'pipe', 'pipe'] },
+      'left out column "id"',
     );
-    t.after(() => {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-    });
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-    });
-    const exited = once(child, 'exit');
-    // Printed when the features are chosen, right before the synchronous work (preprocessing, then
-    // the fit): the data has been read, the run has started.
-    while (!stderr.includes('left out column "id"')) await once(child.stderr, 'data');
-    child.kill('SIGTERM');
-    const [code] = (await exited) as [number | null];
     assert.equal(code, 1, stderr);
     assert.match(stderr, /^bulwark: ERR_ABORTED: interrupted by SIGTERM; .*nothing was written/m);
     assert.deepEqual(readdirSync(dir), ['rows.csv'], 'no model, no temporary file');
@@ -143,10 +161,11 @@ describe('an inspection of the training data stopped by a signal', () => {
       lines.push(`${x.map((v) => v.toFixed(3)).join(',')},${z > 0 ? 'yes' : 'no'}`);
     }
     writeFileSync(join(dir, 'rows.csv'), `${lines.join('\n')}\n`);
-    const child = spawn(
-      process.execPath,
+    // Printed when the first model is trained, right before the inspection.
+    const { code, stderr } = await terminateAt(
+      t,
+      dir,
       [
-        join(ROOT, 'bin', 'bulwark.js'),
         'train',
         '--data',
         'rows.csv',
@@ -162,20 +181,8 @@ describe('an inspection of the training data stopped by a signal', () => {
         '--out',
         'model.onnx',
       ],
-      { cwd: dir, env: { ...process.env, CI: 'true' }, stdio: ['ignore', 'pipe', 'pipe'] },
+      'sanitize: inspect',
     );
-    t.after(() => {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-    });
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-    });
-    const exited = once(child, 'exit');
-    // Printed when the first model is trained, right before the inspection.
-    while (!stderr.includes('sanitize: inspect')) await once(child.stderr, 'data');
-    child.kill('SIGTERM');
-    const [code] = (await exited) as [number | null];
     assert.equal(code, 1, stderr);
     assert.match(stderr, /^bulwark: ERR_ABORTED: interrupted by SIGTERM; .*nothing was written/m);
     assert.doesNotMatch(stderr, /sanitize: retrain/, 'stopped during the inspection, not after it');
