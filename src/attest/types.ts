@@ -57,6 +57,13 @@ export interface VerifyOptions {
   roots?: readonly (string | Uint8Array)[];
   /** Intermediate/leaf certificates that do not travel in the document (SEV-SNP: ASK and VCEK). */
   chain?: readonly (string | Uint8Array)[];
+  /**
+   * Certificate revocation lists (PEM `X509 CRL` blocks or one DER CRL each; AMD's KDS serves the ARK's
+   * CRL of ASKs as DER): each must be issued and signed by a CA of the chain; a certificate its issuer's
+   * CRL lists is refused (`ERR_ATTEST_REVOKED`), a CRL not current at `at` too (`ERR_ATTEST_STALE`).
+   * Offline: nothing is fetched; without CRLs revocation is not checked.
+   */
+  crls?: readonly (string | Uint8Array)[];
   /** The nonce the verifier sent: the document must carry exactly this. */
   nonce?: Uint8Array;
   /** The public key the document must bind. */

@@ -411,6 +411,10 @@ export const errorCodes = {
     exit: ExitCode.security,
     summary: 'A software (non-hardware) attestation was offered and the policy requires hardware.',
   },
+  ERR_ATTEST_REVOKED: {
+    exit: ExitCode.security,
+    summary: "A certificate of an attestation chain is on its issuer's certificate revocation list.",
+  },
   ERR_ATTEST_STALE: {
     exit: ExitCode.security,
     summary: 'An attestation is older than the policy allows, dated in the future, or has no freshness.',

@@ -15,7 +15,13 @@ import { BulwarkError } from '../../core/index.js';
 import { bytesEqual } from '../../keys/index.js';
 import { COSE_ALG, decodeCbor, decodeCoseSign1, sigStructure } from '../cose.js';
 import type { AttestationClaims, AttestationVerifier, VerifyOptions } from '../types.js';
-import { normaliseFingerprint, parseCertificate, trustAnchors, verifyPath } from '../x509.js';
+import {
+  checkChainRevocation,
+  normaliseFingerprint,
+  parseCertificate,
+  trustAnchors,
+  verifiedAnchor,
+} from '../x509.js';
 
 /** SHA-256 fingerprint of the AWS Nitro Enclaves root G1 (AWS_NitroEnclaves_Root-G1.zip). */
 export const AWS_NITRO_ROOT_FINGERPRINT =
@@ -144,11 +150,13 @@ async function verifyNitro(document: Uint8Array, options: VerifyOptions): Promis
   const bundle = p.cabundle.map((c, i) => parseCertificate(c, `${WHAT} cabundle[${i}]`));
   // cabundle is ordered root first; the path is leaf first.
   const path: X509Certificate[] = [leaf, ...bundle.reverse()];
-  const anchor = verifyPath(
+  const root = verifiedAnchor(
     path,
     trustAnchors(options.roots, [AWS_NITRO_ROOT_FINGERPRINT], 'AWS Nitro Enclaves root'),
     at,
   );
+  if (options.crls && options.crls.length > 0) await checkChainRevocation(path, root, options.crls, at);
+  const anchor = root.fingerprint256;
   const key = leaf.publicKey;
   if (key.asymmetricKeyType !== 'ec' || key.asymmetricKeyDetails?.namedCurve !== 'secp384r1') {
     throw malformed('the leaf certificate key is not a P-384 key', 'certificate');

@@ -16,11 +16,12 @@ import { BulwarkError } from '../../core/index.js';
 import type { AttestationClaims, AttestationVerifier, VerifyOptions } from '../types.js';
 import {
   certificateProfile,
+  checkChainRevocation,
   normaliseFingerprint,
   parseCertificates,
   subjectCn,
   trustAnchors,
-  verifyPath,
+  verifiedAnchor,
 } from '../x509.js';
 
 /** SHA-256 fingerprints of pinned AMD root keys (ARK), by product. */
@@ -222,7 +223,9 @@ async function verifySnp(document: Uint8Array, options: VerifyOptions): Promise<
       ? certs.filter((c) => !anchors.certificates.some((r) => r.fingerprint256 === c.fingerprint256))
       : certs;
   const path = buildPath(pool);
-  const anchor = verifyPath(path, anchors, at);
+  const root = verifiedAnchor(path, anchors, at);
+  if (options.crls && options.crls.length > 0) await checkChainRevocation(path, root, options.crls, at);
+  const anchor = root.fingerprint256;
   const vcek = path[0] as X509Certificate;
   const key = vcek.publicKey;
   if (key.asymmetricKeyType !== 'ec' || key.asymmetricKeyDetails?.namedCurve !== 'secp384r1') {

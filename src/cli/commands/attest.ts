@@ -9,6 +9,7 @@ interface VerifyOpts {
   format: string;
   root?: string[];
   chain?: string[];
+  crl?: string[];
   at?: string;
   /** A policy file; false with --no-policy; undefined: the production defaults. */
   policy?: string | false;
@@ -203,6 +204,11 @@ export function registerAttestCommands(program: Command): void {
       collect,
     )
     .option(
+      '--crl <file>',
+      "certificate revocation list of a CA of the chain (PEM or DER; AMD KDS's crl for SEV-SNP); repeatable. A listed certificate is refused, so is a CRL not current at the verification time; without --crl revocation is not checked",
+      collect,
+    )
+    .option(
       '--at <time>',
       'verification time: ISO-8601, ms since the epoch, or "document" (its own timestamp)',
     )
@@ -231,7 +237,7 @@ export function registerAttestCommands(program: Command): void {
       'after',
       `
 Exit codes: 0 verified · 2 unknown format or bad option · 3 malformed document or missing file ·
-4 policy file invalid · 5 refused (signature, chain, root, expiry, nonce, binding, debug, measurement,
+4 policy file invalid · 5 refused (signature, chain, root, expiry, revoked, nonce, binding, debug, measurement,
 TCB, hardware required, stale). Examples:
   bulwark attest verify doc.bin --format nitro --measurement PCR0=<hex> --at document
   bulwark attest verify report.bin --format sev-snp --chain ask_ark_milan.pem --chain vcek.der --policy prod.yaml`,
@@ -245,6 +251,7 @@ TCB, hardware required, stale). Examples:
       const chain = o.chain
         ? await Promise.all(o.chain.map((c) => readPemOrDer(c, 'chain file')))
         : undefined;
+      const crls = o.crl ? await Promise.all(o.crl.map((c) => readPemOrDer(c, 'CRL file'))) : undefined;
       // Without --policy the production defaults apply (fail closed: a debug or software enclave, or a
       // stale document, is refused); only --no-policy checks the signature, chain and bindings alone.
       if (o.policy === false && o.measurement !== undefined)
@@ -275,6 +282,7 @@ TCB, hardware required, stale). Examples:
         at,
         ...(roots ? { roots } : {}),
         ...(chain ? { chain } : {}),
+        ...(crls ? { crls } : {}),
         ...(policy ? { policy } : {}),
         ...(o.nonce ? { nonce: new Uint8Array(Buffer.from(o.nonce, 'hex')) } : {}),
         ...(o.userData ? { userData: new Uint8Array(Buffer.from(o.userData, 'hex')) } : {}),

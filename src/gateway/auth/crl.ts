@@ -1,6 +1,7 @@
 import type { X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import * as x509 from '@peculiar/x509';
+import { type CheckedCrl, checkCrl, serialKey } from '../../attest/x509.js';
 import { BulwarkError, fsError, requireNonEmptyString, requireOneOf } from '../../core/index.js';
 
 /**
@@ -34,22 +35,10 @@ export interface RevocationListsOptions {
   readonly code: 'ERR_GATEWAY_TLS' | 'ERR_CONFIG_INVALID';
 }
 
-interface Crl {
-  /** The issuing CA's subject, for messages. */
-  readonly issuer: string;
-  readonly thisUpdate: number;
-  readonly nextUpdate: number;
-  /** Revoked serial numbers, normalised (see {@link serialKey}). */
-  readonly revoked: ReadonlySet<string>;
-}
+type Crl = CheckedCrl;
 
 const CRL_BLOCK = /-----BEGIN X509 CRL-----([\s\S]*?)-----END X509 CRL-----/g;
 const ANY_BLOCK = /-----BEGIN ([^-]+)-----/g;
-
-/** A serial number as a canonical hex string: Node and @peculiar/x509 differ on case and leading zeros. */
-function serialKey(hex: string): string {
-  return BigInt(`0x${hex}`).toString(16);
-}
 
 /** RFC 7468 §2: base64 in lines of 64 characters, and no blank line (OpenSSL refuses the PEM then). */
 function toPem(der: ArrayBuffer): string {
@@ -130,76 +119,26 @@ export class RevocationLists {
       return Buffer.from(b.replace(/\s+/g, ''), 'base64');
     });
 
-    const candidates = cas
-      .filter((c) => c.ca)
-      .map((c) => ({ node: c, cert: new x509.X509Certificate(c.raw) }));
+    const candidates = cas.filter((c) => c.ca);
     const byCa = new Map<string, Crl>();
     const pem: string[] = [];
     for (const [i, der] of blocks.entries()) {
-      const which = `CRL ${i + 1}`;
-      let crl: x509.X509Crl;
-      try {
-        crl = new x509.X509Crl(der);
-      } catch (e) {
-        throw fail(`${which} cannot be parsed`, e);
-      }
-      const next = crl.nextUpdate;
-      // RFC 5280 §5.1.2.5: issuers MUST include nextUpdate. Without it a CRL could never be found stale.
-      if (next === undefined) throw fail(`${which} (${crl.issuer}) has no nextUpdate`);
-      // RFC 5280 §5.2 and §5.3: a CRL with a critical extension we do not process MUST NOT be used.
-      // Delta CRL indicators, issuing distribution points and certificate issuers are all critical.
-      const critical = [
-        ...crl.extensions.filter((x) => x.critical).map((x) => x.type),
-        ...crl.entries.flatMap((entry) => entry.extensions.filter((x) => x.critical).map((x) => x.type)),
-      ];
-      if (critical.length > 0)
-        throw fail(
-          `${which} (${crl.issuer}) has critical extensions (${[...new Set(critical)].join(', ')}); delta, partitioned and indirect CRLs are not supported`,
-        );
-      const named = candidates.filter((c) => c.cert.subject === crl.issuer);
-      if (named.length === 0)
-        throw fail(`${which} is issued by ${crl.issuer}, which is not a CA of the bundle`);
-      let issuer: (typeof candidates)[number] | undefined;
-      for (const c of named) {
-        // The CA's PublicKey, not the certificate: given a certificate, @peculiar/x509 1.14 verifies with
-        // the hash of the certificate's own signature algorithm instead of the CRL's.
-        let ok: boolean;
-        try {
-          ok = await crl.verify({ publicKey: c.cert.publicKey });
-        } catch (e) {
-          throw fail(`${which} (${crl.issuer}): the signature cannot be verified`, e);
-        }
-        if (ok) {
-          issuer = c;
-          break;
-        }
-      }
-      // RFC 5280 §6.3.3 (f)-(g): the CRL's signature must verify with the key of its issuing CA.
-      if (issuer === undefined)
-        throw fail(`${which}: the signature does not verify with the key of the CA ${crl.issuer}`);
-      const ku = issuer.cert.getExtension(x509.KeyUsagesExtension);
-      if (ku !== null && (ku.usages & x509.KeyUsageFlags.cRLSign) === 0)
-        throw fail(`${which}: the CA ${crl.issuer} has a key usage without cRLSign (RFC 5280 §4.2.1.3)`);
-      const id = issuer.node.fingerprint256;
+      const crl = await checkCrl(der, candidates, `CRL ${i + 1}`, (message, cause) =>
+        fail(message.replace('which is not a CA here', 'which is not a CA of the bundle'), cause),
+      );
+      const id = crl.ca.fingerprint256;
       if (byCa.has(id)) throw fail(`holds two CRLs of the CA ${crl.issuer}; keep only the current one`);
-      byCa.set(id, {
-        issuer: crl.issuer,
-        thisUpdate: crl.thisUpdate.getTime(),
-        nextUpdate: next.getTime(),
-        revoked: new Set(crl.entries.map((entry) => serialKey(entry.serialNumber))),
-      });
-      pem.push(toPem(crl.rawData));
+      byCa.set(id, crl);
+      pem.push(toPem(crl.der));
     }
-    const without = candidates.filter((c) => !byCa.has(c.node.fingerprint256)).map((c) => c.cert.subject);
+    const without = candidates
+      .filter((c) => !byCa.has(c.fingerprint256))
+      .map((c) => new x509.X509Certificate(c.raw).subject);
     if (without.length > 0)
       throw fail(
         `no CRL for the CA ${without.join('; ')}: with CRLs configured, every CA of the bundle needs one (the TLS layer refuses certificates of a CA without one)`,
       );
-    return new RevocationLists(
-      byCa,
-      pem,
-      candidates.map((c) => c.node),
-    );
+    return new RevocationLists(byCa, pem, candidates);
   }
 
   /** Issuers of the CRLs outside their validity window at `nowMs` (to warn about at load). */

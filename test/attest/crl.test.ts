@@ -1,0 +1,125 @@
+/**
+ * Revocation of attestation chains (RFC 5280 §6.3, offline): `VerifyOptions.crls` / `bulwark attest
+ * verify --crl`. Chains and CRLs are made with @peculiar/x509 (test/gateway/auth-fixtures.ts), the same
+ * kind of objects AMD's KDS serves (a CRL of the ARK listing ASKs); the real Nitro document checks that
+ * the option reaches the verifier.
+ */
+import assert from 'node:assert/strict';
+import { X509Certificate } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { checkChainRevocation, verifiedAnchor } from '../../src/attest/x509.js';
+import { isBulwarkError } from '../../src/core/index.js';
+import { type Ca, makeCa, makeCrl, makeIntermediate, makeLeaf } from '../gateway/auth-fixtures.js';
+import { runBulwark } from '../helpers/cli.js';
+import { tempDir } from '../model/helpers.js';
+import { NITRO_DOC, noSamples, SNP_ASK_ARK, SNP_REPORT, SNP_VCEK } from './fixtures.js';
+
+const node = (ca: Ca) => new X509Certificate(ca.pem);
+const der = (pem: string) =>
+  new Uint8Array(Buffer.from(pem.replace(/-----[^-]+-----/g, '').replace(/\s+/g, ''), 'base64'));
+
+async function rejectsWith(p: Promise<unknown>, code: string, message: RegExp): Promise<void> {
+  await assert.rejects(p, (e: unknown) => {
+    assert.ok(isBulwarkError(e), String(e));
+    assert.equal(e.code, code, e.message);
+    assert.match(e.message, message);
+    return true;
+  });
+}
+
+describe('attestation chains against CRLs', async () => {
+  const root = await makeCa('Test ARK');
+  const ask = await makeIntermediate(root, 'Test ASK');
+  const vcek = await makeLeaf(ask);
+  const path = [vcek.cert, node(ask)];
+  const at = new Date();
+  const anchor = verifiedAnchor(path, { kind: 'certificates', certificates: [node(root)] }, at);
+
+  it('passes when no CRL lists a certificate of the chain (PEM or DER)', async () => {
+    await checkChainRevocation(path, anchor, [await makeCrl(root), der(await makeCrl(ask))], at);
+  });
+
+  it('refuses a certificate its issuer revoked, at any depth', async () => {
+    await rejectsWith(
+      checkChainRevocation(path, anchor, [await makeCrl(root, [{ cert: ask.cert }])], at),
+      'ERR_ATTEST_REVOKED',
+      /"Test ASK" \(serial [0-9a-f]+\) is revoked/i,
+    );
+    await rejectsWith(
+      checkChainRevocation(path, anchor, [der(await makeCrl(ask, [vcek]))], at),
+      'ERR_ATTEST_REVOKED',
+      /"workload" .* is revoked/,
+    );
+  });
+
+  it('refuses a CRL that is not current at the verification time', async () => {
+    const old = await makeCrl(root, [], {
+      thisUpdate: new Date(at.getTime() - 3 * 86_400_000),
+      nextUpdate: new Date(at.getTime() - 86_400_000),
+    });
+    await rejectsWith(checkChainRevocation(path, anchor, [old], at), 'ERR_ATTEST_STALE', /not current/);
+  });
+
+  it('refuses a CRL of no CA of the chain, a forged one, and a file with no CRL', async () => {
+    const other = await makeCa('Other CA');
+    await rejectsWith(
+      checkChainRevocation(path, anchor, [await makeCrl(other)], at),
+      'ERR_ATTEST_CHAIN',
+      /issued by CN=Other CA, which is not a CA here/,
+    );
+    const forged = await makeCrl(root, [], { signingKey: other.keys.privateKey });
+    await rejectsWith(
+      checkChainRevocation(path, anchor, [forged], at),
+      'ERR_ATTEST_CHAIN',
+      /signature does not verify with the key of the CA CN=Test ARK/,
+    );
+    await rejectsWith(
+      checkChainRevocation(path, anchor, [root.pem], at),
+      'ERR_ATTEST_CHAIN',
+      /CRL file 1 holds no X509 CRL/,
+    );
+    await rejectsWith(
+      checkChainRevocation(path, anchor, [await makeCrl(root), await makeCrl(root)], at),
+      'ERR_ATTEST_CHAIN',
+      /two CRLs of the CA CN=Test ARK/,
+    );
+  });
+
+  it('bulwark attest verify --crl: a CRL of no CA of the chain refuses the real Nitro and SEV-SNP documents', {
+    skip: noSamples,
+  }, async () => {
+    const t = tempDir('attest-crl');
+    try {
+      const crl = join(t.dir, 'other.crl');
+      writeFileSync(crl, await makeCrl(await makeCa('Not the vendor')));
+      const docs = [
+        ['attest', 'verify', NITRO_DOC, '--format', 'nitro', '--at', 'document', '--no-policy'],
+        [
+          'attest',
+          'verify',
+          SNP_REPORT,
+          '--format',
+          'sev-snp',
+          '--chain',
+          SNP_ASK_ARK,
+          '--chain',
+          SNP_VCEK,
+          '--no-policy',
+        ],
+      ];
+      for (const base of docs) {
+        assert.equal(runBulwark(base).code, 0, `${base[3]} verifies without --crl`);
+        const r = runBulwark([...base, '--crl', crl]);
+        assert.equal(r.code, 5, r.stderr);
+        assert.match(
+          r.stderr,
+          /ERR_ATTEST_CHAIN: certificate revocation list: CRL 1 is issued by CN=Not the vendor/,
+        );
+      }
+    } finally {
+      t.cleanup();
+    }
+  });
+});
