@@ -5,11 +5,12 @@
  * the option reaches the verifier.
  */
 import assert from 'node:assert/strict';
-import { X509Certificate } from 'node:crypto';
+import { webcrypto, X509Certificate } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { checkChainRevocation, verifiedAnchor } from '../../src/attest/x509.js';
+import * as x509 from '@peculiar/x509';
+import { checkChainRevocation, checkCrl, verifiedAnchor } from '../../src/attest/x509.js';
 import { isBulwarkError } from '../../src/core/index.js';
 import { type Ca, makeCa, makeCrl, makeIntermediate, makeLeaf } from '../gateway/auth-fixtures.js';
 import { runBulwark } from '../helpers/cli.js';
@@ -52,6 +53,50 @@ describe('attestation chains against CRLs', async () => {
       'ERR_ATTEST_REVOKED',
       /"workload" .* is revoked/,
     );
+  });
+
+  it("verifies an RSA-PSS CRL, as AMD's ARK signs its CRL of ASKs (SHA-384, salt 48)", async () => {
+    const alg = {
+      name: 'RSA-PSS',
+      hash: 'SHA-384',
+      publicExponent: new Uint8Array([1, 0, 1]),
+      modulusLength: 2048,
+      saltLength: 48,
+    };
+    const keys = (await webcrypto.subtle.generateKey(alg, true, [
+      'sign',
+      'verify',
+    ])) as webcrypto.CryptoKeyPair;
+    const ark = await x509.X509CertificateGenerator.createSelfSigned({
+      serialNumber: '01',
+      name: 'CN=ARK-PSS',
+      notBefore: new Date(at.getTime() - 3_600_000),
+      notAfter: new Date(at.getTime() + 86_400_000),
+      signingAlgorithm: alg,
+      keys,
+      extensions: [
+        new x509.BasicConstraintsExtension(true, 1, true),
+        new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+      ],
+    });
+    const crl = await x509.X509CrlGenerator.create({
+      issuer: ark.subject,
+      thisUpdate: new Date(at.getTime() - 3_600_000),
+      nextUpdate: new Date(at.getTime() + 86_400_000),
+      signingAlgorithm: alg,
+      signingKey: keys.privateKey,
+      entries: [{ serialNumber: '05', revocationDate: at, reason: x509.X509CrlReason.keyCompromise }],
+    });
+    const c = await checkCrl(
+      new Uint8Array(crl.rawData),
+      [new X509Certificate(ark.toString('pem'))],
+      'CRL 1',
+      (m) => {
+        throw new Error(m);
+      },
+    );
+    assert.equal(c.issuer, 'CN=ARK-PSS');
+    assert.deepEqual([...c.revoked], ['5']);
   });
 
   it('refuses a CRL that is not current at the verification time', async () => {
