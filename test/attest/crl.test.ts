@@ -10,12 +10,23 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import * as x509 from '@peculiar/x509';
+import { verifyAttestation } from '../../src/attest/index.js';
 import { checkChainRevocation, checkCrl, verifiedAnchor } from '../../src/attest/x509.js';
 import { isBulwarkError } from '../../src/core/index.js';
 import { type Ca, makeCa, makeCrl, makeIntermediate, makeLeaf } from '../gateway/auth-fixtures.js';
 import { runBulwark } from '../helpers/cli.js';
 import { tempDir } from '../model/helpers.js';
-import { NITRO_DOC, noSamples, SNP_ASK_ARK, SNP_REPORT, SNP_VCEK } from './fixtures.js';
+import {
+  makePki,
+  NITRO_DOC,
+  noSamples,
+  SNP_ASK_ARK,
+  SNP_REPORT,
+  SNP_VCEK,
+  signNitro,
+  type TestCa,
+  pem as testPem,
+} from './fixtures.js';
 
 const node = (ca: Ca) => new X509Certificate(ca.pem);
 const der = (pem: string) =>
@@ -129,6 +140,45 @@ describe('attestation chains against CRLs', async () => {
       checkChainRevocation(path, anchor, [await makeCrl(root), await makeCrl(root)], at),
       'ERR_ATTEST_CHAIN',
       /two CRLs of the CA CN=Test ARK/,
+    );
+  });
+
+  it('verifyAttestation(nitro, { crls }): a document whose leaf its intermediate revoked is refused, verified otherwise', async () => {
+    const T = new Date('2026-01-15T12:00:00Z');
+    const pki = await makePki(T);
+    const doc = signNitro({ timestamp: T.getTime() }, { leaf: pki.leaf, bundle: [pki.root, pki.inter] });
+    const crlOf = async (ca: TestCa, revoked: TestCa[]) =>
+      new Uint8Array(
+        (
+          await x509.X509CrlGenerator.create({
+            issuer: ca.cert.subject,
+            thisUpdate: new Date(T.getTime() - 3_600_000),
+            nextUpdate: new Date(T.getTime() + 86_400_000),
+            signingAlgorithm: { name: 'ECDSA', hash: 'SHA-384' },
+            signingKey: ca.keys.privateKey,
+            entries: revoked.map((c) => ({
+              serialNumber: c.cert.serialNumber,
+              revocationDate: T,
+              reason: x509.X509CrlReason.keyCompromise,
+            })),
+          })
+        ).rawData,
+      );
+    const base = { at: T, roots: [testPem(pki.root)] };
+    const ok = await verifyAttestation('nitro', doc, {
+      ...base,
+      crls: [await crlOf(pki.inter, []), await crlOf(pki.root, [])],
+    });
+    assert.equal(ok.format, 'nitro');
+    await rejectsWith(
+      verifyAttestation('nitro', doc, { ...base, crls: [await crlOf(pki.inter, [pki.leaf])] }),
+      'ERR_ATTEST_REVOKED',
+      /"Test Nitro Leaf" .* is revoked/,
+    );
+    await rejectsWith(
+      verifyAttestation('nitro', doc, { ...base, crls: [await crlOf(pki.root, [pki.inter])] }),
+      'ERR_ATTEST_REVOKED',
+      /"Test Nitro Intermediate" .* is revoked/,
     );
   });
 
