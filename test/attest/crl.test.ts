@@ -10,7 +10,9 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import * as x509 from '@peculiar/x509';
-import { verifyAttestation } from '../../src/attest/index.js';
+import { encode } from 'cbor2';
+import { bindingDigest, ClientSession, parsePolicy, verifyAttestation } from '../../src/attest/index.js';
+import { SUITE, WIRE_VERSION } from '../../src/attest/session/wire.js';
 import { checkChainRevocation, checkCrl, verifiedAnchor } from '../../src/attest/x509.js';
 import { isBulwarkError } from '../../src/core/index.js';
 import { type Ca, makeCa, makeCrl, makeIntermediate, makeLeaf } from '../gateway/auth-fixtures.js';
@@ -179,6 +181,56 @@ describe('attestation chains against CRLs', async () => {
       verifyAttestation('nitro', doc, { ...base, crls: [await crlOf(pki.root, [pki.inter])] }),
       'ERR_ATTEST_REVOKED',
       /"Test Nitro Intermediate" .* is revoked/,
+    );
+  });
+
+  it('an attested session (ClientSession.establish) with crls refuses a revoked enclave chain', async () => {
+    const T = new Date('2026-01-15T12:00:00Z');
+    const pki = await makePki(T);
+    const nonce = new Uint8Array(32).fill(7);
+    const publicKey = new Uint8Array(32).fill(9);
+    const document = signNitro(
+      { timestamp: T.getTime(), userData: bindingDigest(publicKey, nonce) },
+      { leaf: pki.leaf, bundle: [pki.root, pki.inter] },
+    );
+    const envelope = encode(
+      new Map<string, unknown>([
+        ['v', WIRE_VERSION],
+        ['format', 'nitro'],
+        ['document', document],
+        ['publicKey', publicKey],
+        ['suite', [...SUITE]],
+        ['evidence', []],
+      ]),
+    );
+    const revoking = new Uint8Array(
+      (
+        await x509.X509CrlGenerator.create({
+          issuer: pki.inter.cert.subject,
+          thisUpdate: new Date(T.getTime() - 3_600_000),
+          nextUpdate: new Date(T.getTime() + 86_400_000),
+          signingAlgorithm: { name: 'ECDSA', hash: 'SHA-384' },
+          signingKey: pki.inter.keys.privateKey,
+          entries: [
+            {
+              serialNumber: pki.leaf.cert.serialNumber,
+              revocationDate: T,
+              reason: x509.X509CrlReason.keyCompromise,
+            },
+          ],
+        })
+      ).rawData,
+    );
+    const options = {
+      policy: parsePolicy({ formats: ['nitro'], allowAnyMeasurement: true }),
+      roots: { nitro: [testPem(pki.root)] },
+      now: () => T,
+    };
+    await ClientSession.establish(envelope, nonce, options); // the same chain without a CRL: accepted
+    await rejectsWith(
+      ClientSession.establish(envelope, nonce, { ...options, crls: { nitro: [revoking] } }),
+      'ERR_ATTEST_REVOKED',
+      /"Test Nitro Leaf" .* is revoked/,
     );
   });
 

@@ -34,6 +34,11 @@ export interface ClientVerifyOptions {
   policy: AttestationPolicy;
   /** Trust anchors by format, replacing the pinned defaults (software: the signer's public key). */
   roots?: Readonly<Record<string, readonly (string | Uint8Array)[]>>;
+  /**
+   * Certificate revocation lists by format (`VerifyOptions.crls`: offline, each of a CA of the chain);
+   * a revoked certificate refuses the session (`ERR_ATTEST_REVOKED`).
+   */
+  crls?: Readonly<Record<string, readonly (string | Uint8Array)[]>>;
   /** Clock (tests, and verifying at a given time). */
   now?: () => Date;
 }
@@ -111,10 +116,12 @@ export class ClientSession {
     }
     const at = options.now?.() ?? new Date();
     const roots = options.roots?.[format];
+    const crls = options.crls?.[format];
     const claims = await verifyAttestation(format, document, {
       at,
       userData: bindingDigest(publicKey, nonce),
       ...(roots ? { roots } : {}),
+      ...(crls ? { crls } : {}),
       ...(evidence.length > 0 ? { chain: evidence as Uint8Array[] } : {}),
     }).catch((e: unknown) => {
       // The user data binds key and nonce together: a mismatch is a wrong nonce or a wrong key.
