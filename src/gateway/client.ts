@@ -284,7 +284,7 @@ interface SealedReply {
 /**
  * The attested mode of the client (docs/attestation.md): `connect()` fetches an attestation for a fresh
  * 32-byte nonce from `POST /v2/attestation`, verifies it against `policy` (allowed measurements, no
- * debug, hardware required or not, freshness) and the pinned `roots`, and sets up the HPKE session to
+ * debug, hardware required or not, freshness), the pinned `roots` and any `crls`, and sets up the HPKE session to
  * the key it binds; `infer` and `inferRows` then send each request sealed to
  * `/v2/models/{name}[/versions/{v}]/infer-sealed` and open the sealed answer. Nothing is sent to a
  * gateway whose attestation fails the policy. Denials by the pipeline arrive sealed and are thrown as
@@ -302,6 +302,7 @@ export class AttestedGatewayClient extends GatewayClient {
     this.#verify = {
       policy: options.policy,
       ...(options.roots ? { roots: options.roots } : {}),
+      ...(options.crls ? { crls: options.crls } : {}),
       ...(options.now ? { now: options.now } : {}),
     };
   }
