@@ -49,6 +49,13 @@ describe('software attestations', () => {
     assert.equal(c.time?.getTime(), T.getTime());
   });
 
+  it('refuse revocation lists rather than ignore them (a key, no certificate chain)', async () => {
+    assert.equal(
+      await code(verifyAttestation('software', doc(), { at: T, roots: [pinned], crls: ['x'] })),
+      'ERR_INVALID_ARGUMENT',
+    );
+  });
+
   it('are refused by a policy that pins no measurement, unless it says allowAnyMeasurement', async () => {
     const verify = (extra: Record<string, unknown>) =>
       code(

@@ -111,6 +111,13 @@ const optBytes = (m: Map<unknown, unknown>, k: string): Uint8Array | null => {
 };
 
 async function verifySoftware(document: Uint8Array, options: VerifyOptions): Promise<AttestationClaims> {
+  // Signed by a bare key, no certificate: revocation lists would check nothing, so they are refused
+  // rather than ignored (a caller giving them expects revocation to be checked).
+  if (options.crls && options.crls.length > 0)
+    throw new BulwarkError(
+      'ERR_INVALID_ARGUMENT',
+      `crls: a ${WHAT} is signed by a key, not a certificate chain; revocation lists do not apply (remove the key from the trusted roots to revoke it)`,
+    );
   const cose = decodeCoseSign1(document, COSE_ALG.EdDSA, WHAT);
   const key = signerKey(options);
   const kid = softwareKeyId(key);
