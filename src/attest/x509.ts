@@ -322,6 +322,8 @@ export async function checkCrl(
   cas: readonly X509Certificate[],
   which: string,
   fail: (message: string, cause?: unknown) => BulwarkError,
+  /** How messages name `cas` ("here"; the gateway: "of the bundle"). */
+  scope = 'here',
 ): Promise<CheckedCrl> {
   let crl: PeculiarCrl;
   try {
@@ -343,7 +345,7 @@ export async function checkCrl(
     .filter((c) => c.ca)
     .map((node) => ({ node, cert: new PeculiarCertificate(node.raw) }))
     .filter((c) => c.cert.subject === crl.issuer);
-  if (named.length === 0) throw fail(`${which} is issued by ${crl.issuer}, which is not a CA here`);
+  if (named.length === 0) throw fail(`${which} is issued by ${crl.issuer}, which is not a CA ${scope}`);
   for (const c of named) {
     // The CA's PublicKey, not the certificate: given a certificate, @peculiar/x509 1.14 verifies with
     // the hash of the certificate's own signature algorithm instead of the CRL's.

@@ -123,9 +123,7 @@ export class RevocationLists {
     const byCa = new Map<string, Crl>();
     const pem: string[] = [];
     for (const [i, der] of blocks.entries()) {
-      const crl = await checkCrl(der, candidates, `CRL ${i + 1}`, (message, cause) =>
-        fail(message.replace('which is not a CA here', 'which is not a CA of the bundle'), cause),
-      );
+      const crl = await checkCrl(der, candidates, `CRL ${i + 1}`, fail, 'of the bundle');
       const id = crl.ca.fingerprint256;
       if (byCa.has(id)) throw fail(`holds two CRLs of the CA ${crl.issuer}; keep only the current one`);
       byCa.set(id, crl);

@@ -126,7 +126,7 @@ export function takeRows(a: Float32Array, d: number, idx: ArrayLike<number>): Fl
   return out;
 }
 
-export function takeLabels(a: Int32Array, idx: ArrayLike<number>): Int32Array {
+export function takeLabels(a: ArrayLike<number>, idx: ArrayLike<number>): Int32Array {
   return Int32Array.from({ length: idx.length }, (_, i) => a[idx[i] as number] as number);
 }
 

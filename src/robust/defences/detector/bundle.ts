@@ -20,6 +20,7 @@ import {
   requireNumberIn,
   rngOf,
 } from '../../../core/index.js';
+import { takeLabels, takeRows } from '../../attacks/evasion/common.js';
 import type { DetectorJson } from './detector.js';
 import { MahalanobisDetector } from './mahalanobis.js';
 import { PradaDetector, type PradaOptions } from './prada.js';
@@ -78,20 +79,16 @@ function requireCalibrated(kind: string, threshold: number | undefined): void {
     );
 }
 
+type BundleParts = { mahalanobis?: MahalanobisDetector; stateful?: StatefulDetector; prada?: PradaDetector };
+
 /**
- * Saves fitted, calibrated detectors as a bundle for a model with `features` inputs and `classes`
- * classes. Refuses (ERR_DETECTOR_STATE) an empty bundle, an uncalibrated detector or one that flags
- * nothing, a detector of another width or class count, and a Mahalanobis detector on a hidden layer.
+ * The checks every bundle passes, saved or loaded: at least one detector, each calibrated with a finite
+ * threshold, of the model's width (PRADA: and class count), and a Mahalanobis detector on the inputs.
  */
-export function detectorBundleToJson(
-  parts: { mahalanobis?: MahalanobisDetector; stateful?: StatefulDetector; prada?: PradaDetector },
-  model: { features: number; classes: number; fittedOn?: DetectorProvenance },
-): DetectorBundleJson {
-  const { features, classes } = model;
+function checkParts(parts: BundleParts, features: number, classes: number): void {
   if (!Number.isInteger(features) || features < 1)
     throw bad(`features ${features} is not a positive integer`);
   if (!Number.isInteger(classes) || classes < 2) throw bad(`classes ${classes} is not an integer >= 2`);
-  const detectors: Partial<Record<BundleKind, DetectorJson>> = {};
   const m = parts.mahalanobis;
   if (m) {
     if (m.layer !== 'input')
@@ -101,7 +98,6 @@ export function detectorBundleToJson(
     requireCalibrated('mahalanobis', m.calibration?.threshold);
     if (m.width !== features)
       throw bad(`the mahalanobis detector scores ${m.width} features, the model has ${features}`);
-    detectors.mahalanobis = m.toJSON();
   }
   for (const [kind, d] of [
     ['stateful', parts.stateful],
@@ -111,11 +107,28 @@ export function detectorBundleToJson(
     requireCalibrated(kind, d.calibration?.threshold);
     if (d.inputs !== features)
       throw bad(`the ${kind} detector takes ${d.inputs} features, the model has ${features}`);
-    detectors[kind] = d.toJSON();
   }
   if (parts.prada && parts.prada.classes !== classes)
     throw bad(`the prada detector was fitted for ${parts.prada.classes} classes, the model has ${classes}`);
-  if (Object.keys(detectors).length === 0) throw bad('no detector to save');
+  if (!parts.mahalanobis && !parts.stateful && !parts.prada) throw bad('no detector to save');
+}
+
+/**
+ * Saves fitted, calibrated detectors as a bundle for a model with `features` inputs and `classes`
+ * classes. Refuses (ERR_DETECTOR_STATE) an empty bundle, an uncalibrated detector or one that flags
+ * nothing, a detector of another width or class count, and a Mahalanobis detector on a hidden layer.
+ */
+export function detectorBundleToJson(
+  parts: BundleParts,
+  model: { features: number; classes: number; fittedOn?: DetectorProvenance },
+): DetectorBundleJson {
+  const { features, classes } = model;
+  checkParts(parts, features, classes);
+  const detectors: Partial<Record<BundleKind, DetectorJson>> = {};
+  for (const kind of BUNDLE_KINDS) {
+    const d = parts[kind];
+    if (d) detectors[kind] = d.toJSON();
+  }
   return {
     format: DETECTOR_BUNDLE_FORMAT,
     version: DETECTOR_BUNDLE_VERSION,
@@ -209,14 +222,15 @@ export function loadDetectorBundle(
     stateful: sj === undefined ? null : StatefulDetector.load(sj),
     prada: pj === undefined ? null : PradaDetector.load(pj),
   };
-  // The same checks as when saving: a hand-edited bundle is held to them too.
-  detectorBundleToJson(
+  // The same checks as when saving (a hand-edited bundle is held to them too), without saving again.
+  checkParts(
     {
       ...(out.mahalanobis ? { mahalanobis: out.mahalanobis } : {}),
       ...(out.stateful ? { stateful: out.stateful } : {}),
       ...(out.prada ? { prada: out.prada } : {}),
     },
-    { features: r.features, classes: r.classes },
+    r.features,
+    r.classes,
   );
   return out;
 }
@@ -354,19 +368,17 @@ export async function fitDetectorBundle(
   const rng = rngOf(seed);
   const perm = rng.permutation(rows);
   const take = (from: number, n: number) => {
-    const px = new Float32Array(n * features);
-    const py = new Int32Array(n);
-    const pp = new Int32Array(n);
-    for (let i = 0; i < n; i++) {
-      const r = perm[from + i] as number;
-      px.set(x.subarray(r * features, (r + 1) * features), i * features);
-      py[i] = y[r] as number;
-      pp[i] = (o.predicted ?? y)[r] as number;
-    }
-    return { x: px, y: py, predicted: pp, rows: n };
+    const idx = perm.subarray(from, from + n);
+    return {
+      x: takeRows(x, features, idx),
+      y: takeLabels(y, idx),
+      predicted: takeLabels(o.predicted ?? y, idx),
+      rows: n,
+    };
   };
   const fit = take(0, fitRows);
   const cal = take(fitRows, calRows);
+  const parts: BundleParts = {};
   if (kinds.includes('mahalanobis')) {
     // The Mahalanobis detector models the classes it is fitted on: inputs of a class it never saw lie
     // far from every mean, so that class's clean traffic is flagged far above the calibrated rate
@@ -382,10 +394,6 @@ export async function fitDetectorBundle(
       o.onNote?.(
         `the Mahalanobis detector is fitted on ${fitRows} rows for ${features} features: its covariance is mostly shrinkage; give more rows`,
       );
-  }
-
-  const parts: { mahalanobis?: MahalanobisDetector; stateful?: StatefulDetector; prada?: PradaDetector } = {};
-  if (kinds.includes('mahalanobis')) {
     const m = new MahalanobisDetector();
     await m.fit(fit.x, fit.rows, fit.y);
     await m.calibrate(cal.x, cal.rows, fprOf('mahalanobis'));

@@ -92,12 +92,6 @@ export class MahalanobisDetector implements Detector {
     return this.#fitted.d;
   }
 
-  /** Number of classes it was fitted on. */
-  get classes(): number {
-    if (!this.#fitted) throw notReady(this.kind, 'fit');
-    return this.#fitted.classes;
-  }
-
   /** The feature vectors of `x` (inputs, or the chosen layer's activations). */
   features(x: Float32Array, rows: number): { f: Float32Array; d: number } {
     if (this.layer === 'input') {
