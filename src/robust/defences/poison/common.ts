@@ -171,16 +171,8 @@ export function leadingEigenvectors(
  * k-means (Lloyd) with k-means++ seeding (Arthur & Vassilvitskii, SODA 2007), best of `inits` runs by
  * inertia. Returns each row's cluster.
  */
-export function kMeans(
-  m: Float64Array,
-  n: number,
-  d: number,
-  k: number,
-  rng: Rng,
-  inits = 4,
-  iterations = 100,
-): Int32Array {
-  return runSteps(kMeansSteps(m, n, d, k, rng, inits, iterations));
+export function kMeans(...args: Parameters<typeof kMeansSteps>): Int32Array {
+  return runSteps(kMeansSteps(...args));
 }
 
 /** {@link kMeans} as steps, one per Lloyd iteration. */
