@@ -9,7 +9,9 @@
  * Gradients are first-class (later modules depend on them):
  * - {@link Network.lossAndGradient}: mean weighted loss + L2, and its gradient (training);
  * - {@link Network.inputGradient}: per-example loss gradient w.r.t. the raw input (evasion attacks,
- *   adversarial training);
+ *   adversarial training); {@link Network.backward} does it for any loss of the logits, and
+ *   {@link Network.backwardFrom} for any function of a hidden layer's activations (adaptive attacks on
+ *   feature-space detectors);
  * - {@link Network.perExampleGradientNorms} and {@link Network.clippedGradientSum}: per-example
  *   gradient norms without materialising per-example gradients (Goodfellow, "Efficient per-example
  *   gradient computations", arXiv:1510.01799, 2015): for a dense layer the per-example weight gradient
@@ -358,12 +360,46 @@ export class Network {
    * preprocessing, `rows x inputs`, each row its own example's) and/or the parameters (summed over the
    * rows, same layout as {@link params}, no L2). The cross-entropy methods above are this with their
    * own output delta; losses built elsewhere (margin losses of evasion attacks, TRADES's KL term) use
-   * it directly.
+   * it directly. It is {@link backwardFrom} the last layer.
    */
   backward(
     cache: ForwardCache,
     dLogits: Float32Array,
     want: { input?: boolean; params?: boolean } = { input: true },
+  ): { input: Float32Array | null; params: Float32Array | null } {
+    return this.#backwardFrom(cache, this.layerCount, dLogits, 'dLogits', want);
+  }
+
+  /**
+   * Backpropagates a gradient with respect to the output of layer `layer` of the `cache` of
+   * {@link forward}, i.e. with respect to `cache.acts[layer]` (`rows x sizes[layer]`): 1 is the first
+   * hidden layer's output AFTER its activation, `layerCount - 1` the last hidden layer's, `layerCount`
+   * the logits (then it is {@link backward}). The indexing is the one of `forward`'s `acts`, which
+   * feature-space detectors use (a Mahalanobis detector on `layer: k` reads `acts[k]`). Returns the
+   * gradient with respect to the raw inputs (before preprocessing, each row its own example's) and/or
+   * the parameters (summed over the rows; the layers after `layer` do not affect its output, so their
+   * part is zero).
+   *
+   * An adaptive attack on a detector of hidden features needs exactly this: the input gradient of a
+   * function of the features (Carlini & Wagner, "Adversarial examples are not easily detected", AISec
+   * 2017).
+   */
+  backwardFrom(
+    cache: ForwardCache,
+    layer: number,
+    dActs: Float32Array,
+    want: { input?: boolean; params?: boolean } = { input: true },
+  ): { input: Float32Array | null; params: Float32Array | null } {
+    requireInteger('layer', layer, 1, this.layerCount);
+    return this.#backwardFrom(cache, layer, dActs, 'dActs', want);
+  }
+
+  #backwardFrom(
+    cache: ForwardCache,
+    layer: number,
+    grad: Float32Array,
+    gradName: string,
+    want: { input?: boolean; params?: boolean },
   ): { input: Float32Array | null; params: Float32Array | null } {
     requireInteger('cache.rows', cache.rows, 1);
     if (cache.acts.length !== this.layerCount + 1) {
@@ -373,8 +409,8 @@ export class Network {
         cache.acts.length,
       );
     }
-    requireLength('dLogits', dLogits, cache.rows * this.outputs);
-    const deltas = this.#backDeltas(cache, dLogits);
+    requireLength(gradName, grad, cache.rows * (this.sizes[layer] as number));
+    const deltas = this.#backDeltas(cache, grad, layer);
     return {
       input: want.input ? this.#inputFromDeltas(cache.rows, deltas) : null,
       params: want.params ? this.#paramGrads(cache, deltas) : null,
@@ -625,19 +661,30 @@ export class Network {
     return { delta, losses };
   }
 
-  /** Backpropagates the output delta: returns dLoss/dz for every layer's pre-activation output. */
-  #backDeltas(cache: ForwardCache, deltaOut: Float32Array): Float32Array[] {
+  /**
+   * Backpropagates `grad`, the gradient of the loss with respect to `acts[from]` (the logits by
+   * default, whose delta it is since the output layer has no activation here), and returns dLoss/dz
+   * for every layer's pre-activation output z_l (`deltas[l]`, the layer producing `acts[l + 1]`).
+   * Layers after `from` do not affect `acts[from]`: their deltas are zero. `grad` is not modified
+   * when `from` is a hidden layer (its activation's derivative is applied to a copy).
+   */
+  #backDeltas(cache: ForwardCache, grad: Float32Array, from = this.layerCount): Float32Array[] {
     const rows = cache.rows;
     const L = this.layerCount;
     const deltas: Float32Array[] = new Array(L);
-    deltas[L - 1] = deltaOut;
-    for (let l = L - 1; l >= 1; l--) {
-      const fanIn = this.sizes[l] as number;
-      const fanOut = this.sizes[l + 1] as number;
-      const d = new Float32Array(rows * fanIn);
-      gemm(false, true, rows, fanIn, fanOut, deltas[l] as Float32Array, this.weights(l), d);
-      activationBackward(this.activation, cache.acts[l] as Float32Array, d, this.tempered);
-      deltas[l - 1] = d;
+    for (let l = from; l < L; l++) deltas[l] = new Float32Array(rows * (this.sizes[l + 1] as number));
+    let g = grad; // dLoss / d acts[l]
+    for (let l = from; l >= 1; l--) {
+      if (l < L) {
+        if (g === grad) g = grad.slice();
+        activationBackward(this.activation, cache.acts[l] as Float32Array, g, this.tempered);
+      }
+      deltas[l - 1] = g;
+      if (l === 1) break;
+      const fanIn = this.sizes[l - 1] as number;
+      const next = new Float32Array(rows * fanIn);
+      gemm(false, true, rows, fanIn, this.sizes[l] as number, g, this.weights(l - 1), next);
+      g = next;
     }
     return deltas;
   }

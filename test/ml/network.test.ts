@@ -291,3 +291,184 @@ describe('Network', () => {
     );
   });
 });
+
+/**
+ * The network's function in float64, written here from its definition (dense layers, the activation
+ * formulas of activations.ts, the preprocessing) and the network's own parameters (float32 values,
+ * exact in float64): central differences of it are free of the float32 rounding of `forward`, so the
+ * step can be small (1e-5: truncation error O(h²) and rounding O(1e-16 / h), both below 1e-9).
+ */
+function reference64(net: Network, x: ArrayLike<number>, rows: number): Float64Array[] {
+  const t = net.tempered;
+  const act = (v: number): number => {
+    switch (net.activation) {
+      case 'relu':
+        return Math.max(v, 0);
+      case 'tanh':
+        return Math.tanh(v);
+      case 'sigmoid':
+        return 1 / (1 + Math.exp(-v));
+      case 'tempered-sigmoid':
+        return t.scale / (1 + Math.exp(-t.inverseTemperature * v)) - t.offset;
+      case 'identity':
+        return v;
+    }
+  };
+  const d = net.inputs;
+  const a0 = Float64Array.from(x);
+  const p = net.preprocessing;
+  if (p !== null) {
+    for (let i = 0; i < a0.length; i++) {
+      const j = i % d;
+      a0[i] = p.kind === 'sub-div' ? (a0[i]! - p.sub[j]!) / p.div[j]! : a0[i]! * p.mul[j]! + p.add[j]!;
+    }
+  }
+  const acts = [a0];
+  for (let l = 0; l < net.layerCount; l++) {
+    const fanIn = net.sizes[l]!;
+    const fanOut = net.sizes[l + 1]!;
+    const w = net.weights(l);
+    const b = net.bias(l);
+    const prev = acts[l]!;
+    const out = new Float64Array(rows * fanOut);
+    for (let r = 0; r < rows; r++) {
+      for (let o = 0; o < fanOut; o++) {
+        let s = b[o]!;
+        for (let i = 0; i < fanIn; i++) s += prev[r * fanIn + i]! * w[i * fanOut + o]!;
+        out[r * fanOut + o] = l + 1 < net.layerCount ? act(s) : s;
+      }
+    }
+    acts.push(out);
+  }
+  return acts;
+}
+
+describe('Network.backwardFrom: input gradient of a function of a hidden layer', () => {
+  // F(x) = sum over rows and units of c ⊙ h + (h ⊙ h) / 2, h = acts[layer]: its upstream gradient
+  // dF/dh = c + h involves the activations themselves, as a Mahalanobis score's does.
+  const H = 1e-5;
+  // The analytic gradient is float32 (forward and backward); against float64 differences it is
+  // within float32 rounding of the chain of products, far below 1e-4 relative. A missing activation
+  // derivative, a wrong layer or a dropped preprocessing slope is an O(1) error.
+  const TOL = 1e-4;
+  const preps: (Preprocessing | null)[] = [
+    null,
+    {
+      kind: 'sub-div',
+      sub: Float32Array.of(0.1, -0.2, 0.3, 0, 0.5),
+      div: Float32Array.of(0.7, 1.5, 2, 0.9, 1.1),
+    },
+    {
+      kind: 'mul-add',
+      mul: Float32Array.of(1.3, -0.6, 0.8, 2, 0.5),
+      add: Float32Array.of(0, 0.2, -0.1, 0.4, 0),
+    },
+  ];
+  const activations: ActivationName[] = ['relu', 'tanh', 'sigmoid', 'tempered-sigmoid', 'identity'];
+  activations.forEach((activation, ai) => {
+    for (const classes of [2, 3]) {
+      it(`${activation}, ${classes === 2 ? 'sigmoid head' : 'softmax'}: every layer 1..L matches float64 central differences`, () => {
+        const rng = new SeededRng(900 + 10 * ai + classes);
+        const d = 5;
+        const rows = 4;
+        const net = new Network({
+          inputs: d,
+          hidden: [6, 4],
+          activation,
+          classes,
+          rng: 900 + ai,
+          preprocessing: preps[(ai + classes) % preps.length] ?? null,
+          tempered: { scale: 1.5, inverseTemperature: 1.2, offset: 0.4 },
+        });
+        rng.fillUniform(net.params, -0.8, 0.8); // biases too, so no unit is dead at every row
+        const x = rng.fillUniform(new Float32Array(rows * d), -1.5, 1.5);
+        const cache = net.forward(x, rows);
+        const ref = reference64(net, x, rows);
+        for (let l = 0; l <= net.layerCount; l++) {
+          const a = cache.acts[l]!;
+          for (let i = 0; i < a.length; i++)
+            assert.ok(
+              Math.abs(a[i]! - ref[l]![i]!) <= 1e-5 * Math.max(1, Math.abs(ref[l]![i]!)),
+              `acts[${l}][${i}]`,
+            );
+        }
+        for (let layer = 1; layer <= net.layerCount; layer++) {
+          const width = net.sizes[layer]!;
+          const c = Float64Array.from({ length: rows * width }, () => rng.uniform(-1, 1));
+          const F = (xs: ArrayLike<number>): Float64Array => {
+            const h = reference64(net, xs, rows)[layer]!;
+            const per = new Float64Array(rows);
+            for (let i = 0; i < h.length; i++) {
+              const r = Math.floor(i / width);
+              per[r] = per[r]! + c[i]! * h[i]! + (h[i]! * h[i]!) / 2;
+            }
+            return per;
+          };
+          const h = cache.acts[layer]!;
+          const upstream = Float32Array.from(h, (v, i) => c[i]! + v);
+          const up0 = upstream.slice();
+          const g = net.backwardFrom(cache, layer, upstream, { input: true, params: true });
+          assert.deepEqual(upstream, up0, 'the upstream gradient is not modified');
+          const gi = g.input!;
+          assert.equal(gi.length, rows * d);
+          const x64 = Float64Array.from(x);
+          for (let i = 0; i < rows * d; i++) {
+            const r = Math.floor(i / d);
+            const xp = x64.slice();
+            const xm = x64.slice();
+            xp[i] = xp[i]! + H;
+            xm[i] = xm[i]! - H;
+            // Row r's F depends on row r's input only.
+            const fd = (F(xp)[r]! - F(xm)[r]!) / (2 * H);
+            assert.ok(
+              Math.abs(gi[i]! - fd) <= TOL * Math.max(1, Math.abs(fd)),
+              `layer ${layer}, input ${i}: analytic ${gi[i]}, central difference ${fd}`,
+            );
+          }
+          // Parameter gradient of the sum over rows: the same differences on the weights; layers after
+          // `layer` have none.
+          const total = (): number => F(x64).reduce((s, v) => s + v, 0);
+          const gp = g.params!;
+          const p0 = net.params.slice();
+          for (const idx of Array.from({ length: 12 }, () => rng.int(net.params.length))) {
+            // float32 parameters: step by float32-representable amounts around p0 (exact in float64).
+            const step = 2 ** -12;
+            net.params[idx] = p0[idx]! + step;
+            const fp = total();
+            net.params[idx] = p0[idx]! - step;
+            const fm = total();
+            net.params.set(p0);
+            const fd = (fp - fm) / (2 * step);
+            assert.ok(
+              Math.abs(gp[idx]! - fd) <= 1e-3 * Math.max(1, Math.abs(fd)),
+              `layer ${layer}, param ${idx}: analytic ${gp[idx]}, central difference ${fd}`,
+            );
+          }
+          for (let l = layer; l < net.layerCount; l++) {
+            const w = net.weights(l);
+            const off = w.byteOffset / 4;
+            for (let i = off; i < off + w.length + net.sizes[l + 1]!; i++) assert.equal(gp[i], 0);
+          }
+        }
+        // From the last layer it is `backward` exactly.
+        const dz = rng.fillUniform(new Float32Array(rows * net.outputs), -1, 1);
+        assert.deepEqual(net.backwardFrom(cache, net.layerCount, dz).input, net.backward(cache, dz).input);
+      });
+    }
+  });
+
+  it('refuses a layer out of range and an upstream gradient of the wrong width, naming them', () => {
+    const net = new Network({ inputs: 3, hidden: [4], classes: 3, rng: 1 });
+    const cache = net.forward(new Float32Array(6), 2);
+    for (const layer of [0, 3, 1.5]) {
+      assert.throws(
+        () => net.backwardFrom(cache, layer, new Float32Array(8)),
+        (e) => isBulwarkError(e, 'ERR_INVALID_ARGUMENT') && /^layer: /.test(e.message),
+      );
+    }
+    assert.throws(
+      () => net.backwardFrom(cache, 1, new Float32Array(6)),
+      (e) => isBulwarkError(e, 'ERR_SHAPE_MISMATCH') && /dActs/.test(e.message),
+    );
+  });
+});
