@@ -321,7 +321,7 @@ export async function checkCrl(
   der: Uint8Array,
   cas: readonly X509Certificate[],
   which: string,
-  fail: (message: string, cause?: unknown) => BulwarkError,
+  fail: CrlFail,
   /** How messages name `cas` ("here"; the gateway: "of the bundle"). */
   scope = 'here',
 ): Promise<CheckedCrl> {
@@ -331,6 +331,9 @@ export async function checkCrl(
   } catch (e) {
     throw fail(`${which} cannot be parsed`, e);
   }
+  const length = derElementLength(der);
+  if (length !== der.length)
+    throw fail(`${which} cannot be parsed: ${der.length - (length ?? 0)} byte(s) follow the DER CRL`);
   const next = crl.nextUpdate;
   if (next === undefined) throw fail(`${which} (${crl.issuer}) has no nextUpdate`);
   const critical = [
@@ -371,16 +374,84 @@ export async function checkCrl(
   throw fail(`${which}: the signature does not verify with the key of the CA ${crl.issuer}`);
 }
 
-/** The CRLs of a PEM text (`X509 CRL` blocks) or of DER bytes (one CRL), as DER. */
-export function crlBlocks(input: string | Uint8Array): Uint8Array[] {
+/** How a CRL reader reports a refusal: the caller's code, and the file or parameter in the message. */
+export type CrlFail = (message: string, cause?: unknown) => BulwarkError;
+
+const PEM_BOUNDARY = /^-----(BEGIN|END) ([^-]*)-----[ \t]*$/;
+
+/**
+ * The CRLs of one CRL input, as DER: the one reader of `VerifyOptions.crls` / `attest verify --crl`
+ * and of the gateway's `server.tls.clientCrl` / `auth.mtls.crlFile`. Bytes that start with a DER
+ * SEQUENCE (0x30) are one DER CRL (AMD's KDS serves the ARK's CRL so); anything else is PEM text,
+ * read in RFC 7468's strict form (§3, `stricttextualmsg`): nothing but whitespace outside the
+ * blocks, every block labelled `X509 CRL` (§6) with its END line, and each body plain, canonical
+ * base64 (no headers, length a multiple of 4, padding only at the end). Everything else is
+ * `fail(message)`, never skipped: a block skipped here (a typo in a BEGIN line, a certificate pasted
+ * in its place) would leave its CA's revocation unchecked while looking configured. Whether each DER
+ * parses is {@link checkCrl}'s.
+ */
+export function readCrls(input: string | Uint8Array, fail: CrlFail): Uint8Array[] {
+  if (typeof input !== 'string' && input.length > 0 && input[0] === 0x30) return [input];
   const text = typeof input === 'string' ? input : Buffer.from(input).toString('latin1');
-  if (!text.includes('-----BEGIN')) {
-    if (typeof input === 'string') return [];
-    return [input];
+  const lines = text.split('\n');
+  const out: Uint8Array[] = [];
+  let body: string[] | undefined;
+  let bodyStart = 0;
+  for (const [i, raw] of lines.entries()) {
+    const line = raw.endsWith('\r') ? raw.slice(0, -1) : raw;
+    const at = `line ${i + 1}`;
+    const boundary = PEM_BOUNDARY.exec(line);
+    if (body === undefined) {
+      if (line.trim() === '') continue;
+      if (boundary === null)
+        throw fail(
+          `text outside the X509 CRL blocks (${at}): only X509 CRL blocks and whitespace are accepted (remove explanatory text, as \`openssl crl -text\` writes)`,
+        );
+      if (boundary[1] === 'END') throw fail(`an END line without its BEGIN line (${at})`);
+      if (boundary[2] !== 'X509 CRL')
+        throw fail(`holds a PEM "${boundary[2]}" block (${at}); only X509 CRL blocks are accepted`);
+      body = [];
+      bodyStart = i + 1;
+      continue;
+    }
+    const which = `CRL ${out.length + 1}`;
+    if (boundary === null) {
+      if (!/^[A-Za-z0-9+/=\s]*$/.test(line))
+        throw fail(`${which} is not plain base64 (no PEM headers; ${at})`);
+      body.push(line);
+      continue;
+    }
+    if (boundary[1] === 'BEGIN' || boundary[2] !== 'X509 CRL')
+      throw fail(`an X509 CRL block has no END line (the block of line ${bodyStart})`);
+    const b64 = body.join('').replace(/\s+/g, '');
+    if (b64.length === 0) throw fail(`${which} is empty (line ${bodyStart})`);
+    // Buffer's decoder skips what it cannot read; only a canonical text decodes to what it says.
+    const der = Buffer.from(b64, 'base64');
+    if (!/^[A-Za-z0-9+/]*={0,2}$/.test(b64) || b64.length % 4 !== 0 || der.toString('base64') !== b64)
+      throw fail(
+        `${which} is not valid base64 (line ${bodyStart}): its length is not a multiple of 4, or it has padding or bits past its end`,
+      );
+    out.push(new Uint8Array(der));
+    body = undefined;
   }
-  return [...text.matchAll(/-----BEGIN X509 CRL-----([\s\S]*?)-----END X509 CRL-----/g)].map((m) =>
-    Buffer.from((m[1] as string).replace(/\s+/g, ''), 'base64'),
-  );
+  if (body !== undefined) throw fail(`an X509 CRL block has no END line (the block of line ${bodyStart})`);
+  if (out.length === 0) throw fail('no X509 CRL block');
+  return out;
+}
+
+/**
+ * The length of the DER element at the start of `der` (X.690 §8.1.3, definite form), or undefined when
+ * its header cannot be read. @peculiar/x509 parses a CRL with bytes after it; we refuse them.
+ */
+function derElementLength(der: Uint8Array): number | undefined {
+  if (der.length < 2) return undefined;
+  const first = der[1] as number;
+  if (first < 0x80) return 2 + first;
+  const n = first & 0x7f;
+  if (n === 0 || n > 4 || der.length < 2 + n) return undefined;
+  let len = 0;
+  for (let i = 0; i < n; i++) len = len * 256 + (der[2 + i] as number);
+  return 2 + n + len;
 }
 
 /**
@@ -403,15 +474,13 @@ export async function checkChainRevocation(
       ...(cause === undefined ? {} : { cause }),
     });
   const byCa = new Map<string, CheckedCrl>();
-  let n = 0;
   for (const [i, input] of crls.entries()) {
-    const blocks = crlBlocks(input);
-    if (blocks.length === 0) throw fail(`CRL file ${i + 1} holds no X509 CRL`);
-    for (const der of blocks) {
-      n++;
-      const c = await checkCrl(der, cas, `CRL ${n}`, fail);
+    // Every refusal names the input (`crls[i]`, the i+1-th --crl) and the CRL within it, as the gateway names its file.
+    const failInput: CrlFail = (message, cause) => fail(`crls[${i}]: ${message}`, cause);
+    for (const [k, der] of readCrls(input, failInput).entries()) {
+      const c = await checkCrl(der, cas, `CRL ${k + 1}`, failInput);
       if (byCa.has(c.ca.fingerprint256))
-        throw fail(`two CRLs of the CA ${c.issuer}; give only the current one`);
+        throw failInput(`two CRLs of the CA ${c.issuer}; give only the current one`);
       byCa.set(c.ca.fingerprint256, c);
     }
   }

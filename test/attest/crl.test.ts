@@ -6,15 +6,17 @@
  */
 import assert from 'node:assert/strict';
 import { webcrypto, X509Certificate } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import * as x509 from '@peculiar/x509';
 import { encode } from 'cbor2';
 import { bindingDigest, ClientSession, parsePolicy, verifyAttestation } from '../../src/attest/index.js';
 import { SUITE, WIRE_VERSION } from '../../src/attest/session/wire.js';
-import { checkChainRevocation, checkCrl, verifiedAnchor } from '../../src/attest/x509.js';
-import { isBulwarkError } from '../../src/core/index.js';
+import { checkChainRevocation, checkCrl, readCrls, verifiedAnchor } from '../../src/attest/x509.js';
+import { BulwarkError, isBulwarkError } from '../../src/core/index.js';
+import { RevocationLists } from '../../src/gateway/auth/crl.js';
 import { type Ca, makeCa, makeCrl, makeIntermediate, makeLeaf } from '../gateway/auth-fixtures.js';
 import { runBulwark } from '../helpers/cli.js';
 import { tempDir } from '../model/helpers.js';
@@ -136,13 +138,138 @@ describe('attestation chains against CRLs', async () => {
     await rejectsWith(
       checkChainRevocation(path, anchor, [root.pem], at),
       'ERR_ATTEST_CHAIN',
-      /CRL file 1 holds no X509 CRL/,
+      /crls\[0\]: holds a PEM "CERTIFICATE" block \(line 1\); only X509 CRL blocks are accepted/,
     );
     await rejectsWith(
       checkChainRevocation(path, anchor, [await makeCrl(root), await makeCrl(root)], at),
       'ERR_ATTEST_CHAIN',
       /two CRLs of the CA CN=Test ARK/,
     );
+  });
+
+  describe('one strict reader for both paths (VerifyOptions.crls and the gateway RevocationLists.load)', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'bulwark-crl-reader-'));
+    after(() => rmSync(dir, { recursive: true, force: true }));
+    let n = 0;
+    /** Both paths on the same input: the attestation chain check and the gateway loader (bundle root + ask). */
+    const both = async (input: string | Uint8Array) => {
+      const file = join(dir, `crl-${n++}`);
+      writeFileSync(file, input);
+      const attest = checkChainRevocation(path, anchor, [input], at).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      const gateway = RevocationLists.load(file, [node(root), node(ask)], {
+        key: 'server.tls.clientCrl',
+        code: 'ERR_GATEWAY_TLS',
+      }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      return { attest: await attest, gateway: await gateway, file };
+    };
+
+    it('both accept PEM blocks (LF or CRLF) and a DER CRL', async () => {
+      const two = (await makeCrl(root)) + (await makeCrl(ask));
+      for (const input of [two, two.replaceAll('\n', '\r\n'), Buffer.from(two)]) {
+        const r = await both(input);
+        assert.equal(r.attest, undefined, String(r.attest));
+        assert.equal(r.gateway, undefined, String(r.gateway));
+      }
+      // One DER CRL: the attestation path (AMD KDS serves DER) and a one-CA gateway bundle.
+      const d = der(await makeCrl(root));
+      await checkChainRevocation(path, anchor, [d], at);
+      const file = join(dir, 'one.der');
+      writeFileSync(file, d);
+      const lists = await RevocationLists.load(file, [node(root)], { key: 'k', code: 'ERR_CONFIG_INVALID' });
+      assert.equal(lists.pem.length, 1);
+    });
+
+    it('both refuse, with their code and naming the file or parameter, what the attestation path used to skip', async () => {
+      const a = await makeCrl(root);
+      const b = await makeCrl(ask);
+      const body = a.split('\n')[1] as string;
+      const cases: [string, string | Uint8Array, RegExp][] = [
+        ['an empty file', '', /no X509 CRL block/],
+        ['whitespace only', '\n \n', /no X509 CRL block/],
+        [
+          'text before the blocks',
+          `Certificate Revocation List (CRL):\n${a}${b}`,
+          /text outside the X509 CRL blocks \(line 1\)/,
+        ],
+        ['text between the blocks', `${a}junk\n${b}`, /text outside the X509 CRL blocks \(line \d+\)/],
+        ['text after the blocks', `${a}${b}trailing`, /text outside the X509 CRL blocks/],
+        [
+          'a BEGIN line with a typo',
+          `${a}${b.replace('-----BEGIN', '----BEGIN')}`,
+          /text outside the X509 CRL blocks/,
+        ],
+        ['a CERTIFICATE block where a CRL is expected', root.pem, /PEM "CERTIFICATE" block/],
+        ['a CERTIFICATE block beside the CRLs', `${a}${b}${root.pem}`, /PEM "CERTIFICATE" block/],
+        ['an END line of another label', a.replace('END X509 CRL', 'END CERTIFICATE'), /has no END line/],
+        ['an END line alone', `${a}${b}-----END X509 CRL-----\n`, /END line without its BEGIN/],
+        ['no END line', `${a}${b}-----BEGIN X509 CRL-----\nAAAA\n`, /has no END line/],
+        ['a character outside base64', a.replace(body, `${body.slice(0, -1)}*`), /CRL 1 is not plain base64/],
+        [
+          'base64 of a length not a multiple of 4',
+          a.replace(body, body.slice(0, -1)),
+          /CRL 1 is not valid base64/,
+        ],
+        [
+          'padding inside the base64',
+          a.replace(body, `${body.slice(0, 60)}==${body.slice(62)}`),
+          /CRL 1 is not valid base64/,
+        ],
+        ['an empty block', '-----BEGIN X509 CRL-----\n-----END X509 CRL-----\n', /CRL 1 is empty/],
+        [
+          'base64 of bytes that are no CRL',
+          '-----BEGIN X509 CRL-----\nMAMCAQE=\n-----END X509 CRL-----\n',
+          /CRL 1 cannot be parsed/,
+        ],
+        [
+          'a CRL followed by bytes',
+          `-----BEGIN X509 CRL-----\n${Buffer.concat([der(a), Buffer.from([0, 0])]).toString('base64')}\n-----END X509 CRL-----\n`,
+          /CRL 1 cannot be parsed: 2 byte\(s\) follow the DER CRL/,
+        ],
+        ['DER that does not parse', new Uint8Array([0x30, 0x03, 0x02, 0x01, 0x01]), /CRL 1 cannot be parsed/],
+        [
+          'binary that is neither DER nor PEM',
+          new Uint8Array([0xff, 0xfe, 0x00, 0x01]),
+          /text outside the X509 CRL blocks/,
+        ],
+      ];
+      for (const [what, input, message] of cases) {
+        const r = await both(input);
+        assert.ok(r.attest instanceof BulwarkError, `${what}: attestation path accepted it`);
+        assert.equal(r.attest.code, 'ERR_ATTEST_CHAIN', `${what}: ${r.attest.message}`);
+        assert.match(
+          r.attest.message,
+          new RegExp(`^certificate revocation list: crls\\[0\\]: .*${message.source}`),
+          what,
+        );
+        assert.ok(r.gateway instanceof BulwarkError, `${what}: gateway accepted it`);
+        assert.equal(r.gateway.code, 'ERR_GATEWAY_TLS', `${what}: ${r.gateway.message}`);
+        assert.ok(
+          r.gateway.message.startsWith(`server.tls.clientCrl: ${r.file}: `),
+          `${what}: ${r.gateway.message}`,
+        );
+        assert.match(r.gateway.message, message, what);
+        assert.deepEqual(r.gateway.details, { path: r.file }, what);
+      }
+    });
+
+    it("readCrls hands the caller's refusal back unchanged (its code, its prefix)", () => {
+      const fail = (m: string) => new BulwarkError('ERR_CONFIG_INVALID', `x.crl: ${m}`);
+      assert.throws(
+        () => readCrls('nothing', fail),
+        (e: unknown) => {
+          assert.ok(e instanceof BulwarkError);
+          assert.equal(e.code, 'ERR_CONFIG_INVALID');
+          assert.match(e.message, /^x\.crl: text outside/);
+          return true;
+        },
+      );
+    });
   });
 
   it('verifyAttestation(nitro, { crls }): a document whose leaf its intermediate revoked is refused, verified otherwise', async () => {
@@ -262,7 +389,7 @@ describe('attestation chains against CRLs', async () => {
         assert.equal(r.code, 5, r.stderr);
         assert.match(
           r.stderr,
-          /ERR_ATTEST_CHAIN: certificate revocation list: CRL 1 is issued by CN=Not the vendor/,
+          /ERR_ATTEST_CHAIN: certificate revocation list: crls\[0\]: CRL 1 is issued by CN=Not the vendor/,
         );
       }
     } finally {

@@ -1,12 +1,12 @@
 import type { X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import * as x509 from '@peculiar/x509';
-import { type CheckedCrl, checkCrl, serialKey } from '../../attest/x509.js';
+import { type CheckedCrl, checkCrl, readCrls, serialKey } from '../../attest/x509.js';
 import { BulwarkError, fsError, requireNonEmptyString, requireOneOf } from '../../core/index.js';
 
 /**
  * Offline certificate revocation lists (RFC 5280 §5) for client certificates: one PEM file holding one
- * CRL per CA of a bundle, checked at load and then consulted per certificate (RFC 5280 §6.3). The same
+ * CRL per CA of a bundle (or one DER CRL), checked at load and then consulted per certificate (RFC 5280 §6.3). The same
  * lists go to Node's TLS (`crl`, for direct connections) and to the JavaScript checks (forwarded
  * certificates, and kept-alive connections after a reload), so both paths refuse the same certificates.
  *
@@ -36,9 +36,6 @@ export interface RevocationListsOptions {
 }
 
 type Crl = CheckedCrl;
-
-const CRL_BLOCK = /-----BEGIN X509 CRL-----([\s\S]*?)-----END X509 CRL-----/g;
-const ANY_BLOCK = /-----BEGIN ([^-]+)-----/g;
 
 /** RFC 7468 §2: base64 in lines of 64 characters, and no blank line (OpenSSL refuses the PEM then). */
 function toPem(der: ArrayBuffer): string {
@@ -75,9 +72,10 @@ export class RevocationLists {
   }
 
   /**
-   * Reads `file` (PEM, one or more `X509 CRL` blocks, RFC 7468 §5) and validates it against `cas`, the
-   * CA bundle the certificates it covers chain to. Refused, with `options.code` and a message naming
-   * `options.key`: an unreadable or empty file, another PEM block, a CRL that does not parse, has no
+   * Reads `file` (PEM, one or more `X509 CRL` blocks, or one DER CRL: {@link readCrls}, which the
+   * attestation path's `crls` share) and validates it against `cas`, the CA bundle the certificates it
+   * covers chain to. Refused, with `options.code` and a message naming `options.key`: an unreadable or
+   * empty file, text outside the blocks, another PEM block, bad base64, a CRL that does not parse, has no
    * nextUpdate (RFC 5280 §5.1.2.5), or carries a critical extension (RFC 5280 §5.2, §5.3: delta,
    * partitioned and indirect CRLs are not supported); a CRL whose issuer is not a CA of the bundle,
    * whose signature does not verify with that CA's key, or whose CA may not sign CRLs (RFC 5280 §6.3.3
@@ -100,24 +98,15 @@ export class RevocationLists {
         ...(cause === undefined ? {} : { cause }),
         details: { path: file },
       });
-    let text: string;
+    let bytes: Uint8Array;
     try {
-      text = await readFile(file, 'utf8');
+      bytes = await readFile(file);
     } catch (e) {
       const err = fsError(e, file, `cannot read ${options.key}`);
       throw new BulwarkError(options.code, err.message, { cause: e, details: { path: file } });
     }
-    for (const m of text.matchAll(ANY_BLOCK))
-      if (m[1] !== 'X509 CRL') throw fail(`holds a PEM "${m[1]}" block; only X509 CRL blocks are accepted`);
-    const bodies = [...text.matchAll(CRL_BLOCK)].map((m) => m[1]!);
-    // Every block is read or the file is refused: a block skipped here would leave its CA unchecked.
-    if (bodies.length !== (text.match(/-----BEGIN X509 CRL-----/g) ?? []).length)
-      throw fail('an X509 CRL block has no END line');
-    if (bodies.length === 0) throw fail('no X509 CRL block');
-    const blocks = bodies.map((b, i) => {
-      if (!/^[A-Za-z0-9+/=\s]+$/.test(b)) throw fail(`CRL ${i + 1} is not plain base64 (no PEM headers)`);
-      return Buffer.from(b.replace(/\s+/g, ''), 'base64');
-    });
+    // The one strict reader the attestation path uses too: PEM blocks or one DER CRL, nothing skipped.
+    const blocks = readCrls(bytes, fail);
 
     const candidates = cas.filter((c) => c.ca);
     const byCa = new Map<string, Crl>();
