@@ -19,6 +19,7 @@ import { blobs } from './helpers.js';
 
 const D = 5;
 const data = blobs(600, D, 3, 2);
+const rows = (n: number) => [data.x.subarray(0, n * D), data.y.subarray(0, n), n] as const;
 const small = { stateful: { k: 5, history: 80 }, prada: { minQueries: 20, window: 100 }, streamLength: 100 };
 
 function throwsCode(f: () => unknown, code: string, message: RegExp): void {
@@ -201,7 +202,6 @@ describe('detector bundle', () => {
   });
 
   it('too few rows, or streams too short for a stream detector, are refused naming what to change', async () => {
-    const rows = (n: number) => [data.x.subarray(0, n * D), data.y.subarray(0, n), n] as const;
     const param = (p: string) => (e: unknown) => {
       assert.ok(isBulwarkError(e), String(e));
       assert.equal(e.code, 'ERR_INVALID_ARGUMENT');
@@ -237,8 +237,61 @@ describe('detector bundle', () => {
       (e: unknown) => {
         assert.match(
           param('streamLength')(e),
-          /^streamLength: the prada detector needs benign streams longer than minQueries \(100\) distances, got streams of 50$/,
+          /^streamLength: the prada detector needs benign streams longer than minQueries \(100\) distances \(one per query after the first of its predicted class\), got streams of 50$/,
         );
+        return true;
+      },
+    );
+  });
+
+  it('refuses streams too short for a stream detector before fitting anything, from the detector parameters (not its error text)', async () => {
+    const progress: number[] = [];
+    await assert.rejects(
+      fitDetectorBundle(...rows(40), { classes: 3, onProgress: (done) => progress.push(done) }),
+      (e: unknown) => {
+        assert.ok(isBulwarkError(e), String(e));
+        assert.deepEqual(e.details, { parameter: 'rows', detector: 'stateful', streamLength: 20 });
+        assert.equal(e.cause, undefined, 'refused up front, not after the detector threw');
+        return true;
+      },
+    );
+    assert.deepEqual(progress, [], 'the Mahalanobis detector was not fitted first');
+    await assert.rejects(
+      fitDetectorBundle(...rows(600), { classes: 3, stateful: { k: 7 }, streamLength: 7 }),
+      (e: unknown) => {
+        assert.ok(isBulwarkError(e), String(e));
+        assert.equal(e.code, 'ERR_INVALID_ARGUMENT');
+        assert.match(
+          e.message,
+          /^streamLength: the stateful detector needs benign streams of more than k \(7\) queries \(a query is judged against k earlier ones\), got streams of 7$/,
+        );
+        assert.deepEqual(e.details, { parameter: 'streamLength', detector: 'stateful', streamLength: 7 });
+        return true;
+      },
+    );
+  });
+
+  it("rewords PRADA's own refusal of the benign streams by its code and parameter, keeping it as the cause", async () => {
+    // 4 queries clear minQueries = 3 up front, but a stream of 2 or 3 classes holds only 1 or 2
+    // distances (the first query of each class has none): only the detector's calibration can tell.
+    await assert.rejects(
+      fitDetectorBundle(...rows(600), {
+        classes: 3,
+        kinds: ['prada'],
+        prada: { minQueries: 3, window: 10 },
+        streamLength: 4,
+      }),
+      (e: unknown) => {
+        assert.ok(isBulwarkError(e), String(e));
+        assert.equal(e.code, 'ERR_INVALID_ARGUMENT');
+        assert.match(
+          e.message,
+          /^streamLength: the prada detector needs benign streams longer than minQueries \(3\) distances \(one per query after the first of its predicted class\), got streams of 4$/,
+        );
+        assert.deepEqual(e.details, { parameter: 'streamLength', detector: 'prada', streamLength: 4 });
+        assert.ok(isBulwarkError(e.cause), String(e.cause));
+        assert.equal(e.cause.code, 'ERR_INVALID_ARGUMENT');
+        assert.equal(e.cause.details['parameter'], 'streams');
         return true;
       },
     );

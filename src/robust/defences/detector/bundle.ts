@@ -342,7 +342,39 @@ export async function fitDetectorBundle(
     );
   // A stream detector that cannot score the benign streams (too short for its history) says why in
   // the caller's terms: the stream length, and the calibration rows the default length comes from.
-  const streamCalibration = async <T>(kind: string, calibrate: () => Promise<T>): Promise<T> => {
+  // Checked here, before any fitting, from the detectors' own parameters (their constructors validate
+  // the options); the detectors' refusals during calibration are the backstop.
+  const tooShort = (kind: 'stateful' | 'prada', needs: string, cause?: unknown): BulwarkError => {
+    const parameter = o.streamLength !== undefined ? 'streamLength' : 'rows';
+    return new BulwarkError(
+      'ERR_INVALID_ARGUMENT',
+      o.streamLength !== undefined
+        ? `streamLength: the ${kind} detector needs ${needs}, got streams of ${streamLength}`
+        : `rows: the ${kind} detector needs ${needs}; the streams are as long as the calibration rows allow (${calRows} of ${rows}): give more rows or a larger calibration share`,
+      { details: { parameter, detector: kind, streamLength }, ...(cause === undefined ? {} : { cause }) },
+    );
+  };
+  const stateful = kinds.includes('stateful')
+    ? new StatefulDetector({ ...(o.stateful ?? {}), inputs: features })
+    : undefined;
+  // A query is judged against k earlier ones (StatefulDetector's calibration refuses shorter streams).
+  const statefulNeeds = `benign streams of more than k (${stateful?.k}) queries (a query is judged against k earlier ones)`;
+  if (stateful !== undefined && streamLength <= stateful.k) throw tooShort('stateful', statefulNeeds);
+  const prada = kinds.includes('prada')
+    ? new PradaDetector({ ...(o.prada ?? {}), inputs: features, classes: o.classes })
+    : undefined;
+  // PRADA scores a stream once it holds minQueries distances, one per query after the first of its
+  // predicted class (Juuti et al., EuroS&P 2019): a stream needs more than minQueries queries, and more
+  // still with more classes, which only the streams drawn below tell.
+  const pradaNeeds = `benign streams longer than minQueries (${prada?.minQueries}) distances (one per query after the first of its predicted class)`;
+  if (prada !== undefined && streamLength <= prada.minQueries) throw tooShort('prada', pradaNeeds);
+  // The backstop, told apart by its code and parameter (never its wording): the detector refused the
+  // benign streams themselves, the only `streams` argument this function passes it.
+  const streamCalibration = async <T>(
+    kind: 'stateful' | 'prada',
+    needs: string,
+    calibrate: () => Promise<T>,
+  ): Promise<T> => {
     try {
       return await calibrate();
     } catch (e) {
@@ -350,16 +382,8 @@ export async function fitDetectorBundle(
         e instanceof BulwarkError &&
         e.code === 'ERR_INVALID_ARGUMENT' &&
         e.details['parameter'] === 'streams'
-      ) {
-        const why = e.message.replace(/^streams: expected /, '').replace(/, got .*$/s, '');
-        throw new BulwarkError(
-          'ERR_INVALID_ARGUMENT',
-          o.streamLength !== undefined
-            ? `streamLength: the ${kind} detector needs ${why}, got streams of ${streamLength}`
-            : `rows: the ${kind} detector needs ${why}; the streams are as long as the calibration rows allow (${calRows} of ${rows}): give more rows or a larger calibration share`,
-          { details: { parameter: o.streamLength !== undefined ? 'streamLength' : 'rows' }, cause: e },
-        );
-      }
+      )
+        throw tooShort(kind, needs, e);
       throw e;
     }
   };
@@ -400,20 +424,17 @@ export async function fitDetectorBundle(
     parts.mahalanobis = m;
     o.onProgress?.(Object.keys(parts).length, kinds.length);
   }
-  if (kinds.includes('stateful')) {
-    const st = new StatefulDetector({ ...(o.stateful ?? {}), inputs: features }).fit(fit.x, fit.rows);
+  if (stateful !== undefined) {
+    const st = stateful.fit(fit.x, fit.rows);
     const benign = benignStreams(cal.x, cal.rows, features, streams, streamLength, rng);
-    await streamCalibration('stateful', () => st.calibrateAsync(benign, fprOf('stateful')));
+    await streamCalibration('stateful', statefulNeeds, () => st.calibrateAsync(benign, fprOf('stateful')));
     parts.stateful = st;
     o.onProgress?.(Object.keys(parts).length, kinds.length);
   }
-  if (kinds.includes('prada')) {
-    const pr = new PradaDetector({ ...(o.prada ?? {}), inputs: features, classes: o.classes }).fit(
-      fit.x,
-      fit.rows,
-    );
+  if (prada !== undefined) {
+    const pr = prada.fit(fit.x, fit.rows);
     const benign = benignStreams(cal.x, cal.rows, features, streams, streamLength, rng, cal.predicted);
-    await streamCalibration('prada', () => pr.calibrateAsync(benign, fprOf('prada')));
+    await streamCalibration('prada', pradaNeeds, () => pr.calibrateAsync(benign, fprOf('prada')));
     parts.prada = pr;
     o.onProgress?.(Object.keys(parts).length, kinds.length);
   }
