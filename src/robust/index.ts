@@ -85,7 +85,11 @@ export {
   type Detector,
   type DetectorJson,
 } from './defences/detector/detector.js';
-export { MahalanobisDetector, type MahalanobisOptions } from './defences/detector/mahalanobis.js';
+export {
+  type FeatureNetwork,
+  MahalanobisDetector,
+  type MahalanobisOptions,
+} from './defences/detector/mahalanobis.js';
 export { PradaDetector, type PradaOptions } from './defences/detector/prada.js';
 export {
   RedisStreamState,

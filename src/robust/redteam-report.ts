@@ -6,7 +6,7 @@
  */
 import type { Block, Section } from '../report/index.js';
 import type { MembershipResult } from './attacks/inference/membership.js';
-import type { RedTeamResult } from './redteam.js';
+import type { DetectorEvaluation, RedTeamResult } from './redteam.js';
 
 const pct = (v: number | undefined | null) =>
   v === undefined || v === null || Number.isNaN(v) ? 'n/a' : `${(100 * v).toFixed(1)} %`;
@@ -120,6 +120,10 @@ export function redTeamSections(r: RedTeamResult, seconds?: number): Section[] {
             : `The threshold is calibrated on clean rows of every class, but only class ${r.attackClass} rows are attacked, and the flagged-before-attack ` +
               `column is the rate on those rows before the attack. It is not a check of the calibration: a class that is rare and unusual ` +
               `(fraud) is flagged more often than the calibrated rate, before anyone attacks it.`),
+      },
+      {
+        kind: 'text',
+        text: adaptiveSummary(r.detectors),
       },
       {
         kind: 'table',
@@ -322,4 +326,20 @@ export function redTeamSections(r: RedTeamResult, seconds?: number): Section[] {
     });
   }
   return sections;
+}
+
+/** Which detectors an adaptive attack was run against, and which not (their catch rate is then an upper bound). */
+function adaptiveSummary(detectors: readonly DetectorEvaluation[]): string {
+  const yes = detectors.filter((d) => d.adaptive !== null);
+  const no = detectors.filter((d) => d.adaptive === null);
+  const parts = [
+    yes.length > 0
+      ? `Evaluated against an adaptive attack: ${yes.map((d) => `${d.name} (${d.adaptive})`).join('; ')}.`
+      : 'No detector was evaluated against an adaptive attack.',
+  ];
+  if (no.length > 0)
+    parts.push(
+      `Not evaluated adaptively, so their catch rates are upper bounds of what they stop: ${no.map((d) => d.name).join('; ')}.`,
+    );
+  return parts.join(' ');
 }

@@ -160,6 +160,12 @@ export interface DetectorEvaluation {
   observedFpr: number;
   threshold: number;
   attacks: DetectorAttackResult[];
+  /**
+   * The label (in `attacks`) of the adaptive attack run against this detector, one that knows it
+   * (Carlini & Wagner, AISec 2017), or null when none was: its catch rate is then only against
+   * attacks that ignore it, an upper bound of what it stops (`notes` says why).
+   */
+  adaptive: string | null;
   notes: string[];
 }
 
@@ -469,6 +475,9 @@ export async function redTeam(
     await breathe();
     dets.push({ name: 'Mahalanobis (inputs)', det: maha, adaptive: 'penalty' });
     if (first.network && first.network.layerCount >= 2) {
+      // The same adaptive attack as on inputs: the score's input gradient is backpropagated from the
+      // hidden layer (Network.backwardFrom). Without it the hidden-layer detector's catch rate would
+      // be measured only against attacks that ignore it (Tramèr et al., NeurIPS 2020).
       dets.push({
         name: 'Mahalanobis (hidden layer 1)',
         det: await new MahalanobisDetector({ layer: 1, network: first.network }).fit(
@@ -476,7 +485,7 @@ export async function redTeam(
           fitSet.rows,
           fitSet.y,
         ),
-        adaptive: null,
+        adaptive: 'penalty',
       });
       await breathe();
     }
@@ -509,6 +518,7 @@ export async function redTeam(
         observedFpr: fp / nAttack,
         threshold: cal.threshold,
         attacks: [],
+        adaptive: null,
         notes: noThreshold,
       };
       const judge = async (label: string, r: EvasionResult) => {
@@ -534,7 +544,13 @@ export async function redTeam(
         });
       };
       for (const [a, r] of adversarial) await judge(a.toUpperCase(), r);
-      if (hasGradients(first.model) && (o.attacks.includes('pgd') || o.attacks.includes('apgd'))) {
+      if (!hasGradients(first.model) || !(o.attacks.includes('pgd') || o.attacks.includes('apgd'))) {
+        de.notes.push(
+          hasGradients(first.model)
+            ? 'no adaptive attack evaluated: it runs with pgd or apgd among the attacks'
+            : 'no adaptive attack evaluated: the model gives no input gradients',
+        );
+      } else {
         const base = {
           eps: o.detectorEps,
           norm: o.norm,
@@ -543,7 +559,9 @@ export async function redTeam(
           restarts: o.restarts,
           seed: o.seed + 5,
         };
-        if (adaptive === 'penalty' && det instanceof MahalanobisDetector) {
+        if (adaptive === 'penalty' && det instanceof MahalanobisDetector && det.hasScoreGradient) {
+          // PGD on the margin loss minus a hinge on score / threshold (active above 0.9 of the
+          // threshold), accepting a point only if it fools the model and is not flagged.
           const t = Math.max(cal.threshold, 1e-9);
           const r = await pgdAsync(first.model, attackSet.x, attackSet.y, nAttack, {
             ...base,
@@ -563,7 +581,8 @@ export async function redTeam(
             accept: (x, rows) =>
               Uint8Array.from(det.scoreSync(x, rows).scores, (s) => (s > cal.threshold ? 0 : 1)),
           });
-          await judge('adaptive PGD (evades the detector)', r);
+          de.adaptive = 'adaptive PGD (evades the detector)';
+          await judge(de.adaptive, r);
         } else if (adaptive === 'confidence') {
           const kappa = 4;
           const mm = requireGradients(first.model, 'adaptive PGD');
@@ -580,7 +599,8 @@ export async function redTeam(
               });
             },
           });
-          await judge(`adaptive PGD (high confidence, margin ${kappa})`, r);
+          de.adaptive = `adaptive PGD (high confidence, margin ${kappa})`;
+          await judge(de.adaptive, r);
         } else {
           de.notes.push(
             'no adaptive attack evaluated: the network gives no gradients with respect to its hidden layers',

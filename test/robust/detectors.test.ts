@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
 import { isBulwarkError, SeededRng } from '../../src/core/index.js';
-import type { Network } from '../../src/ml/index.js';
+import { mlp, type Network, train } from '../../src/ml/index.js';
 import {
   benignStreams,
   conformalThreshold,
   type Detector,
+  type FeatureNetwork,
   InputDomain,
   inverseSpd,
   ledoitWolf,
@@ -21,6 +22,7 @@ import {
   shapiroWilk,
   square,
 } from '../../src/robust/index.js';
+import { reference64 } from '../ml/reference.js';
 import { blobs, trainedMlp } from './helpers.js';
 
 /**
@@ -495,5 +497,123 @@ describe('detectors: degenerate fit data', () => {
       () => new PradaDetector({ inputs: d, classes: 2 }).fit(bad, 40),
       (e: unknown) => isBulwarkError(e, 'ERR_DATA_VALUE'),
     );
+  });
+});
+
+describe('mahalanobis scoreGradient on hidden layers', () => {
+  const d = 8;
+  const classes = 3;
+  const data = blobs(1600, d, classes, 29);
+  const fitSet = { x: data.x.slice(0, 1200 * d), y: data.y.slice(0, 1200), rows: 1200 };
+  const probe = data.x.slice(1200 * d, 1206 * d); // 6 fresh rows
+  const nets: { name: string; net: Network }[] = [];
+  before(async () => {
+    for (const activation of ['relu', 'tanh'] as const) {
+      const net = mlp({ inputs: d, hidden: [16, 8], classes, activation, rng: 4 });
+      await train(net, fitSet, { epochs: 5, batchSize: 64, learningRate: 3e-3, seed: 4 });
+      nets.push({ name: activation, net });
+    }
+  });
+
+  /** The score in float64 from the detector's saved state and the float64 forward of test/ml. */
+  function score64(net: Network, det: MahalanobisDetector, x: ArrayLike<number>, rows: number): Float64Array {
+    const j = det.toJSON() as unknown as Record<string, string | number>;
+    const f32 = (s: string) => new Float32Array(Uint8Array.from(Buffer.from(s, 'base64')).buffer);
+    const centre = f32(j['centre'] as string);
+    const means = f32(j['means'] as string);
+    const precision = f32(j['precision'] as string);
+    const k = j['classes'] as number;
+    const w = j['features'] as number;
+    const h = reference64(net, x, rows)[det.layer as number] as Float64Array;
+    const out = new Float64Array(rows);
+    const diff = new Float64Array(w);
+    for (let r = 0; r < rows; r++) {
+      let best = Infinity;
+      for (let c = 0; c < k; c++) {
+        for (let i = 0; i < w; i++) diff[i] = h[r * w + i]! - centre[i]! - means[c * w + i]!;
+        let s = 0;
+        for (let a = 0; a < w; a++)
+          for (let b = 0; b < w; b++) s += diff[a]! * precision[a * w + b]! * diff[b]!;
+        best = Math.min(best, s);
+      }
+      out[r] = best;
+    }
+    return out;
+  }
+
+  it('matches float64 central differences on every hidden layer, relu and tanh', async () => {
+    // Step 1e-5 on a float64 function: difference error far below the tolerance. The analytic
+    // gradient is float32 (features, the products with the precision matrix, the backward pass), so
+    // it is compared within 1e-3 of the row's largest gradient entry (at least 1).
+    const H = 1e-5;
+    const rows = 6;
+    for (const { name, net } of nets) {
+      for (const layer of [1, 2]) {
+        const det = await new MahalanobisDetector({ layer, network: net }).fit(
+          fitSet.x,
+          fitSet.rows,
+          fitSet.y,
+        );
+        assert.ok(det.hasScoreGradient);
+        const { values, gradient } = det.scoreGradient(probe, rows);
+        assert.equal(gradient.length, rows * d);
+        const ref = score64(net, det, probe, rows);
+        for (let r = 0; r < rows; r++) {
+          assert.ok(
+            Math.abs(values[r]! - ref[r]!) <= 1e-3 * Math.max(1, ref[r]!),
+            `${name} layer ${layer} row ${r}: score ${values[r]} vs float64 ${ref[r]}`,
+          );
+        }
+        const x64 = Float64Array.from(probe);
+        for (let r = 0; r < rows; r++) {
+          let scale = 1;
+          for (let j = 0; j < d; j++) scale = Math.max(scale, Math.abs(gradient[r * d + j]!));
+          for (let j = 0; j < d; j++) {
+            const i = r * d + j;
+            const xp = x64.slice();
+            const xm = x64.slice();
+            xp[i] = xp[i]! + H;
+            xm[i] = xm[i]! - H;
+            const fd = (score64(net, det, xp, rows)[r]! - score64(net, det, xm, rows)[r]!) / (2 * H);
+            assert.ok(
+              Math.abs(gradient[i]! - fd) <= 1e-3 * scale,
+              `${name} layer ${layer}, row ${r}, input ${j}: analytic ${gradient[i]}, central difference ${fd}`,
+            );
+          }
+        }
+      }
+    }
+  });
+
+  it('refuses, naming the missing capability, when the network gives activations only', async () => {
+    const { net } = nets[0]!;
+    // A feature source with a forward pass and no backward one: what a model run elsewhere (another
+    // runtime returning activations) offers.
+    const activationsOnly: FeatureNetwork = {
+      sizes: net.sizes,
+      layerCount: net.layerCount,
+      forward: (x, rows) => net.forward(x, rows),
+    };
+    const det = await new MahalanobisDetector({ layer: 1, network: activationsOnly }).fit(
+      fitSet.x,
+      fitSet.rows,
+      fitSet.y,
+    );
+    assert.equal(det.hasScoreGradient, false);
+    const full = await new MahalanobisDetector({ layer: 1, network: net }).fit(
+      fitSet.x,
+      fitSet.rows,
+      fitSet.y,
+    );
+    assert.deepEqual(await det.score(probe, 6), await full.score(probe, 6));
+    assert.throws(
+      () => det.scoreGradient(probe, 6),
+      (e: unknown) =>
+        isBulwarkError(e, 'ERR_MODEL_CAPABILITY') &&
+        (e.details as { missing?: string }).missing === 'hidden-layer-gradients' &&
+        /no gradients with respect to its hidden layers/.test(e.message),
+    );
+    // Input features never need the network.
+    assert.ok(new MahalanobisDetector().hasScoreGradient);
   });
 });

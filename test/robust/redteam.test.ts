@@ -5,9 +5,12 @@ import type { Network } from '../../src/ml/index.js';
 import { renderHtml } from '../../src/report/index.js';
 import {
   type CurvePoint,
+  type EvasionResult,
   InputDomain,
+  MahalanobisDetector,
   networkModel,
   type ProbabilityModel,
+  pgd,
   type RedTeamOptions,
   redTeam,
   redTeamSections,
@@ -88,7 +91,20 @@ describe('red-team evaluation', () => {
       assert.ok(at && judged, a);
       assert.equal(judged.fooled, Math.round(at.successRate * nCorrect), a);
     }
-    assert.ok(r.detectors[1]?.notes.some((n) => /no adaptive attack/.test(n)));
+    // Every detector meets an attack that knows it, the hidden-layer Mahalanobis one included (its
+    // score's input gradient is backpropagated from the hidden layer), and the result says which.
+    assert.deepEqual(
+      r.detectors.map((x) => x.adaptive),
+      [
+        'adaptive PGD (evades the detector)',
+        'adaptive PGD (evades the detector)',
+        'adaptive PGD (high confidence, margin 4)',
+      ],
+    );
+    for (const det of r.detectors) {
+      assert.ok(det.attacks.some((a) => a.attack === det.adaptive));
+      assert.ok(!det.notes.some((n) => /no adaptive attack/.test(n)), det.name);
+    }
     assert.deepEqual(
       r.streams.map((s) => s.name),
       ['Stateful query detector (Chen et al.)', 'PRADA (Juuti et al.)'],
@@ -110,6 +126,12 @@ describe('red-team evaluation', () => {
       assert.ok(html.includes(`id="${id}"`), id);
     }
     assert.ok((html.match(/<svg/g) ?? []).length >= 8);
+    assert.ok(
+      html.includes(
+        'Evaluated against an adaptive attack: Mahalanobis (inputs) (adaptive PGD (evades the detector)); Mahalanobis (hidden layer 1) (adaptive PGD (evades the detector));',
+      ),
+    );
+    assert.ok(!html.includes('Not evaluated adaptively'));
     // Every class attacked: the attacked rows before the attack are fresh clean rows, a check of the FPR.
     assert.ok(html.includes('flagged before attack (target FPR)'));
     assert.ok(html.includes('so it checks the calibrated rate'));
@@ -124,6 +146,113 @@ describe('red-team evaluation', () => {
     assert.ok(oneClass.includes('flagged before attack, class 1 (target FPR)'));
     assert.ok(oneClass.includes('It is not a check of the calibration'));
     assert.ok(!oneClass.includes('so it checks the calibrated rate'));
+  });
+
+  it('the hidden-layer Mahalanobis detector meets the adaptive attack, which lowers its catch rate and evades it more often', async () => {
+    // eps 0.2 on these blobs: plain PGD's adversarial inputs are partly flagged by the hidden-layer
+    // detector, so there is a catch rate for the adaptive attack to lower.
+    const r = await redTeam(
+      [{ name: 'mlp', model: networkModel(net), network: net }],
+      { test, members, domain },
+      {
+        attacks: ['pgd'],
+        eps: [0, 0.2],
+        rows: 100,
+        steps: 10,
+        restarts: 1,
+        fpr: 0.05,
+        seed: 3,
+      },
+    );
+    const hidden = r.detectors.find((x) => x.name === 'Mahalanobis (hidden layer 1)');
+    assert.ok(hidden);
+    assert.equal(hidden.adaptive, 'adaptive PGD (evades the detector)');
+    const plain = hidden.attacks.find((a) => a.attack === 'PGD');
+    const adaptive = hidden.attacks.find((a) => a.attack === hidden.adaptive);
+    assert.ok(plain && adaptive);
+    assert.ok(
+      plain.fooled >= 20 && plain.catchRate > 0.05,
+      `plain PGD: ${plain.fooled} fooled, ${plain.catchRate} caught`,
+    );
+    assert.ok(adaptive.fooled >= 20, `adaptive: ${adaptive.fooled} fooled`);
+    assert.ok(adaptive.catchRate < plain.catchRate, `caught ${adaptive.catchRate} vs ${plain.catchRate}`);
+    // Not only the acceptance rule at work (an accepted point is unflagged by definition): more of the
+    // attacked rows are turned wrong without a flag than plain PGD manages.
+    assert.ok(adaptive.evadedRate > plain.evadedRate, `evaded ${adaptive.evadedRate} vs ${plain.evadedRate}`);
+  });
+
+  it('PGD with the hidden-layer score as penalty lowers that score, within the eps-ball and the valid range', async () => {
+    const det = await new MahalanobisDetector({ layer: 1, network: net }).fit(
+      members.x,
+      members.rows,
+      members.y,
+    );
+    const n = 100;
+    const x0 = test.x.slice(0, n * d);
+    const y0 = test.y.slice(0, n);
+    const eps = 0.2;
+    const model = networkModel(net);
+    const common = { eps, domain, steps: 20, restarts: 1, seed: 5, loss: 'margin' as const };
+    const plain = pgd(model, x0, y0, n, common);
+    const before = det.scoreSync(plain.x, n).scores;
+    const scale = before.reduce((s, v) => s + v, 0) / n; // the penalty in units of the typical score
+    const adaptive = pgd(model, x0, y0, n, {
+      ...common,
+      penalty: {
+        weight: 1,
+        fn: (x, rows) => {
+          const g = det.scoreGradient(x, rows);
+          return { values: g.values.map((v) => v / scale), gradient: g.gradient.map((v) => v / scale) };
+        },
+      },
+    });
+    const after = det.scoreSync(adaptive.x, n).scores;
+    const mean = (a: Float64Array) => a.reduce((s, v) => s + v, 0) / a.length;
+    assert.ok(
+      mean(after) < 0.8 * mean(before),
+      `mean score ${mean(after)} vs ${mean(before)} under plain PGD`,
+    );
+    // Rows the model already got wrong come back unperturbed from both, and rows fooled at the same
+    // first iterate come back identical: compare the rows where the two attacks returned different points.
+    let differ = 0;
+    let lower = 0;
+    for (let i = 0; i < n; i++) {
+      if (adaptive.x.subarray(i * d, (i + 1) * d).every((v, j) => v === plain.x[i * d + j])) continue;
+      differ++;
+      if ((after[i] as number) < (before[i] as number)) lower++;
+    }
+    assert.ok(differ >= 30 && lower >= 0.9 * differ, `${lower} of ${differ} changed rows scored lower`);
+    // At a threshold calibrated on clean rows (5 % FPR), fewer of the fooling points are flagged.
+    await det.calibrate(test.x.slice(200 * d), test.rows - 200, 0.05);
+    const t = det.calibration?.threshold as number;
+    const flaggedShare = (r: EvasionResult, scores: Float64Array) => {
+      let fooled = 0;
+      let flagged = 0;
+      for (let i = 0; i < n; i++) {
+        if (!r.success[i]) continue;
+        fooled++;
+        if ((scores[i] as number) > t) flagged++;
+      }
+      return flagged / fooled;
+    };
+    assert.ok(
+      flaggedShare(adaptive, after) < 0.5 * flaggedShare(plain, before),
+      `flagged ${flaggedShare(adaptive, after)} vs ${flaggedShare(plain, before)}`,
+    );
+    // Every returned point is in the ball around its clean row and in [0, 1].
+    for (let i = 0; i < n * d; i++) {
+      const v = adaptive.x[i] as number;
+      assert.ok(v >= 0 && v <= 1, `x[${i}] = ${v}`);
+      assert.ok(
+        Math.abs(v - (x0[i] as number)) <= eps,
+        `|x - x0| at ${i}: ${Math.abs(v - (x0[i] as number))}`,
+      );
+    }
+    // It still fools the model on a good share of the rows: the penalty did not simply stop the attack.
+    assert.ok(
+      adaptive.successRate >= 0.5 * plain.successRate,
+      `${adaptive.successRate} vs ${plain.successRate}`,
+    );
   });
 
   it('says when too few non-members leave the TPR at 0.1 % FPR in effect at 0 % FPR', () => {
@@ -189,6 +318,11 @@ describe('red-team evaluation', () => {
       assert.ok(
         det.notes.some((n) => /^no finite threshold: \d+ clean calibration rows are too few/.test(n)),
         `${det.name}: ${det.notes.join(' | ')}`,
+      );
+      // FGSM alone: no adaptive attack ran, and the result says so.
+      assert.equal(det.adaptive, null);
+      assert.ok(
+        det.notes.includes('no adaptive attack evaluated: it runs with pgd or apgd among the attacks'),
       );
     }
     // ... and runs the black-box attack alone
