@@ -330,8 +330,9 @@ export function redTeamSections(r: RedTeamResult, seconds?: number): Section[] {
 
 /** Which detectors an adaptive attack was run against, and which not (their catch rate is then an upper bound). */
 function adaptiveSummary(detectors: readonly DetectorEvaluation[]): string {
-  const yes = detectors.filter((d) => d.adaptive !== null);
-  const no = detectors.filter((d) => d.adaptive === null);
+  // A result without the field (saved before it existed) counts as not evaluated adaptively.
+  const yes = detectors.filter((d) => typeof d.adaptive === 'string');
+  const no = detectors.filter((d) => typeof d.adaptive !== 'string');
   const parts = [
     yes.length > 0
       ? `Evaluated against an adaptive attack: ${yes.map((d) => `${d.name} (${d.adaptive})`).join('; ')}.`
