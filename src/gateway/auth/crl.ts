@@ -6,8 +6,8 @@ import { BulwarkError, fsError, requireNonEmptyString, requireOneOf } from '../.
 
 /**
  * Offline certificate revocation lists (RFC 5280 §5) for client certificates: one PEM file holding one
- * CRL per CA of a bundle (or one DER CRL), checked at load and then consulted per certificate (RFC 5280 §6.3). The same
- * lists go to Node's TLS (`crl`, for direct connections) and to the JavaScript checks (forwarded
+ * CRL per CA of a bundle (or one DER CRL), checked at load and then consulted per certificate (RFC 5280
+ * §6.3). The same lists go to Node's TLS (`crl`, for direct connections) and to the JavaScript checks (forwarded
  * certificates, and kept-alive connections after a reload), so both paths refuse the same certificates.
  *
  * Node sets X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL once a CRL is given: OpenSSL then wants a
