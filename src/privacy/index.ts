@@ -44,6 +44,14 @@ export {
   rdpToEpsilon,
 } from './accountants/rdp-analysis.js';
 export {
+  COMPOSITIONS,
+  type ComposedTotal,
+  type Composition,
+  composeSpends,
+  MAX_SPEND_EVENTS,
+  type SpendForComposition,
+} from './ledger/compose.js';
+export {
   BUDGET_TOLERANCE,
   type Budget,
   type BudgetLedger,
@@ -52,6 +60,7 @@ export {
   LEDGER_VERSION,
   type LedgerSpec,
   parseLedgerLocation,
+  type SetBudgetOptions,
   type SpendReceipt,
   type SpendRecord,
   type SpendRequest,

@@ -14,7 +14,7 @@
  * Each query spends its (ε, δ) from the ledger first when given one; only then is the data read.
  */
 import { BulwarkError, invalidArgument } from '../core/index.js';
-import type { PrivacyEvent } from './accountants/events.js';
+import type { ComposedEvent, PrivacyEvent } from './accountants/events.js';
 import type { BudgetLedger, SpendReceipt } from './ledger/ledger.js';
 import { discreteGaussianRational, discreteLaplaceRational, exactRational } from './mechanisms/exact.js';
 import { discreteGaussianSigma, permuteAndFlip } from './mechanisms/mechanisms.js';
@@ -87,11 +87,17 @@ function plan(o: QueryOptions): Plan {
   return { epsilon, delta: 0, gaussian: false };
 }
 
+/**
+ * Spends the query's (ε, δ) with its accounting events: `events` are the mechanisms it runs (default
+ * one run of {@link eventOf}: a mean is two runs at half each, q quantiles q runs at ε/q), which a
+ * budget with `composition: 'pld'` composes with every other spend.
+ */
 async function spend(
   o: QueryOptions,
   p: Plan,
   operation: string,
   details: Record<string, string | number | boolean | null>,
+  events: ComposedEvent[] = [{ event: eventOf(p), count: 1 }],
 ): Promise<SpendReceipt | undefined> {
   if (!o.budget) return undefined;
   return o.budget.ledger.spend({
@@ -101,6 +107,7 @@ async function spend(
     delta: p.delta,
     operation,
     details: { ...(o.column === undefined ? {} : { column: o.column }), ...details },
+    events,
   });
 }
 
@@ -229,7 +236,10 @@ export async function dpMean(
   const half: Plan = { epsilon: p.epsilon / 2, delta: p.delta / 2, gaussian: p.gaussian };
   const sumNoise = integerNoise(half, sens);
   const countNoise = integerNoise(half, 1);
-  const receipt = await spend(o, p, 'query.mean', { lower: b.lower, upper: b.upper });
+  // Two mechanisms at half the (ε, δ) each: the sum and the count.
+  const receipt = await spend(o, p, 'query.mean', { lower: b.lower, upper: b.upper }, [
+    { event: eventOf(half), count: 2 },
+  ]);
   const noise = noiseOf(o.noise);
   const { units, count } = gridSum(values, b, g);
   const s = Number(units + sumNoise.draw(noise)) * g;
@@ -319,10 +329,14 @@ export async function dpQuantiles(
   if (!Number.isInteger(k) || k < 2 || k > 1_000_000)
     throw invalidArgument('candidates', 'an integer in [2, 1000000]', k);
   const p: Plan = { epsilon, delta: 0, gaussian: false };
-  const receipt = await spend({ ...o }, p, 'query.quantiles', {
-    quantiles: o.quantiles.length,
-    candidates: k,
-  });
+  // One permute-and-flip at ε/q per quantile.
+  const receipt = await spend(
+    { ...o },
+    p,
+    'query.quantiles',
+    { quantiles: o.quantiles.length, candidates: k },
+    [{ event: { kind: 'pure', epsilon: epsilon / o.quantiles.length }, count: o.quantiles.length }],
+  );
   const xs: number[] = [];
   for (let i = 0; i < values.length; i++) {
     const v = values[i];

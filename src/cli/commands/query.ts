@@ -6,6 +6,8 @@ import { type Dataset, loadTabular, readDataset } from '../../data/index.js';
 import {
   auditSpendSink,
   type BudgetLedger,
+  type BudgetStatus,
+  type Composition,
   type DpRelease,
   deltaWarning,
   dpCount,
@@ -157,9 +159,19 @@ function human(kind: Kind, r: DpRelease<unknown>, column: string | undefined): s
   } else body = ` ${String(r.value)}`;
   const noise = r.noiseScale !== undefined ? `, noise scale ${Number(r.noiseScale.toPrecision(4))}` : '';
   const left = r.receipt
-    ? `\nBudget "${r.receipt.dataset}": spent epsilon ${r.receipt.epsilon}${r.receipt.delta > 0 ? `, delta ${r.receipt.delta}` : ''}; left epsilon ${Number(r.receipt.remaining.epsilon.toPrecision(6))}, delta ${Number(r.receipt.remaining.delta.toPrecision(6))}`
+    ? `\nBudget "${r.receipt.dataset}": spent epsilon ${r.receipt.epsilon}${r.receipt.delta > 0 ? `, delta ${r.receipt.delta}` : ''}; left epsilon ${Number(r.receipt.remaining.epsilon.toPrecision(6))}, delta ${Number(r.receipt.remaining.delta.toPrecision(6))}${r.receipt.composition === 'pld' ? ` (pld composition: ${Number(r.receipt.spent.epsilon.toPrecision(6))} spent in all)` : ''}`
     : '';
   return `DP ${what} (${guarantee}, ${r.mechanism}${noise}):${body}${left}`;
+}
+
+/** The human line of `budget status`: totals, what is spent and left, and how it was composed. */
+function statusLine(name: string, st: BudgetStatus): string {
+  const n = (x: number) => Number(x.toPrecision(6));
+  const how =
+    st.composition === 'basic'
+      ? 'basic composition'
+      : `pld composition: ${st.accounting.figure === 'pld' ? 'the PLD figure' : 'the basic sum'} (basic sum ${n(st.accounting.basic.epsilon)}, PLD ${st.accounting.pldEpsilon === null ? 'n/a' : n(st.accounting.pldEpsilon)})`;
+  return `Budget "${name}"${st.analyst ? ` (analyst ${st.analyst})` : ''}: total epsilon ${st.total.epsilon}, delta ${st.total.delta}; spent ${n(st.spent.epsilon)}, ${n(st.spent.delta)} in ${st.spends} spends (${how}); left epsilon ${n(st.remaining.epsilon)}, delta ${n(st.remaining.delta)}.`;
 }
 
 /** Where the command's `--ledger` came from (the flag, `$BULWARK_LEDGER`, or the default), for errors. */
@@ -291,7 +303,13 @@ export function registerQueryCommand(program: Command): void {
             mechanism: r.mechanism,
             noiseScale: r.noiseScale ?? null,
             budget: r.receipt
-              ? { name: r.receipt.dataset, spendId: r.receipt.id, remaining: r.receipt.remaining }
+              ? {
+                  name: r.receipt.dataset,
+                  spendId: r.receipt.id,
+                  composition: r.receipt.composition,
+                  spent: r.receipt.spent,
+                  remaining: r.receipt.remaining,
+                }
               : null,
             seededNoise: o.seededNoise !== undefined,
           },
@@ -310,22 +328,36 @@ export function registerQueryCommand(program: Command): void {
       .command('set <name>')
       .description('set the total (epsilon, delta) of a budget (spends so far still count)')
       .requiredOption('--epsilon <e>', 'total epsilon', floatOption(0, 1e6))
-      .option('--delta <d>', 'total delta (default 0)', floatOption(0, 0.999999), 0),
+      .option('--delta <d>', 'total delta (default 0)', floatOption(0, 0.999999), 0)
+      .option(
+        '--composition <c>',
+        'how spends compose: basic (epsilon and delta add up; the default for a new budget) or pld (epsilon of all spends composed by privacy loss distributions at the budget delta); an existing budget keeps its own unless given',
+        oneOf(['basic', 'pld'] as const),
+      ),
   ).action(async function (this: Command, name: string) {
-    const o = this.opts<{ epsilon: number; delta: number; ledger: string; analyst?: string }>();
+    const o = this.opts<{
+      epsilon: number;
+      delta: number;
+      ledger: string;
+      analyst?: string;
+      composition?: Composition;
+    }>();
     const warning = deltaWarning(o.delta);
     if (warning !== null) ioOf(this).note(`bulwark: WARNING: budget ${warning}`);
     const st = await withLedger(this, o.ledger, (l) =>
       l.setBudget(
         name,
         { epsilon: o.epsilon, delta: o.delta },
-        o.analyst === undefined ? {} : { analyst: o.analyst },
+        {
+          ...(o.analyst === undefined ? {} : { analyst: o.analyst }),
+          ...(o.composition === undefined ? {} : { composition: o.composition }),
+        },
       ),
     );
     ioOf(this).result(
       st,
       () =>
-        `Budget "${name}"${st.analyst ? ` (analyst ${st.analyst})` : ''}: epsilon ${st.total.epsilon}, delta ${st.total.delta}; spent ${st.spent.epsilon}, ${st.spent.delta}.`,
+        `Budget "${name}"${st.analyst ? ` (analyst ${st.analyst})` : ''}: epsilon ${st.total.epsilon}, delta ${st.total.delta}, ${st.composition} composition; spent ${Number(st.spent.epsilon.toPrecision(6))}, ${Number(st.spent.delta.toPrecision(6))}.`,
     );
   });
   ledgerOpt(budget.command('status <name>').description('total, spent and remaining budget')).action(
@@ -334,11 +366,7 @@ export function registerQueryCommand(program: Command): void {
       const st = await withLedger(this, o.ledger, (l) =>
         l.status(name, o.analyst === undefined ? {} : { analyst: o.analyst }),
       );
-      ioOf(this).result(
-        st,
-        () =>
-          `Budget "${name}"${st.analyst ? ` (analyst ${st.analyst})` : ''}: total epsilon ${st.total.epsilon}, delta ${st.total.delta}; spent ${Number(st.spent.epsilon.toPrecision(6))}, ${Number(st.spent.delta.toPrecision(6))} in ${st.spends} spends; left epsilon ${Number(st.remaining.epsilon.toPrecision(6))}, delta ${Number(st.remaining.delta.toPrecision(6))}.`,
-      );
+      ioOf(this).result(st, () => statusLine(name, st));
     },
   );
   ledgerOpt(

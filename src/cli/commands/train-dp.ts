@@ -137,18 +137,37 @@ export async function openDpRun(
   return { delta, ledger };
 }
 
-/** The `--json` `budget` of a DP run: the budget's name, the spend's id and what is left (null: no spend). */
-export function budgetResult(
-  receipt: SpendReceipt | undefined,
-): { name: string; spendId: string; remaining: SpendReceipt['remaining'] } | null {
-  return receipt ? { name: receipt.dataset, spendId: receipt.id, remaining: receipt.remaining } : null;
+/**
+ * The `--json` `budget` of a DP run: the budget's name, the spend's id, its composition, what is spent
+ * (the composed total for a `pld` budget) and what is left (null: no spend).
+ */
+export function budgetResult(receipt: SpendReceipt | undefined): {
+  name: string;
+  spendId: string;
+  composition: SpendReceipt['composition'];
+  spent: SpendReceipt['spent'];
+  remaining: SpendReceipt['remaining'];
+} | null {
+  return receipt
+    ? {
+        name: receipt.dataset,
+        spendId: receipt.id,
+        composition: receipt.composition,
+        spent: receipt.spent,
+        remaining: receipt.remaining,
+      }
+    : null;
 }
 
 /** The human line about what is left of the budget (with the ledger's id when given; '' without a spend). */
 export function budgetLine(receipt: SpendReceipt | undefined, ledgerId?: string): string {
   if (!receipt) return '';
   const left = receipt.remaining;
-  return `Budget "${receipt.dataset}"${ledgerId === undefined ? '' : ` (ledger ${ledgerId})`}: left epsilon ${Number(left.epsilon.toPrecision(6))}, delta ${Number(left.delta.toPrecision(6))}.`;
+  const how =
+    receipt.composition === 'pld'
+      ? ` (pld composition: ${Number(receipt.spent.epsilon.toPrecision(6))} spent in all)`
+      : '';
+  return `Budget "${receipt.dataset}"${ledgerId === undefined ? '' : ` (ledger ${ledgerId})`}: left epsilon ${Number(left.epsilon.toPrecision(6))}, delta ${Number(left.delta.toPrecision(6))}${how}.`;
 }
 
 /** Whether the command line asks for DP training. */

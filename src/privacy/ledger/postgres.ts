@@ -4,26 +4,34 @@
  * (`SELECT … FOR UPDATE`): concurrent spenders on a dataset queue on that row lock, each re-reads the
  * committed totals once it holds the lock, so the sum of committed spends never exceeds the budget.
  * The tables live in their own schema (default `bulwark_ledger`), so tests can use a throw-away one.
+ * A `pld` budget's spends are read and composed inside that transaction, while the row lock is held
+ * (READ COMMITTED: each statement after the lock sees every spend committed before it).
  */
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { BulwarkError, CONNECTION_ERRNO, invalidArgument, redactUrl } from '../../core/index.js';
+import { parseStoredEvents, requireComposition, type SpendForComposition } from './compose.js';
 import {
   type Budget,
   type BudgetLedger,
   type BudgetRow,
   type BudgetStatus,
+  type CheckedSpendRequest,
   checkBudget,
   checkSpendRequest,
+  composedOf,
   decideSpend,
   LEDGER_FORMAT,
   LEDGER_VERSION,
   requireName,
+  type SetBudgetOptions,
+  type SpendDecision,
   type SpendReceipt,
   type SpendRecord,
   type SpendRequest,
   type SpendSink,
   statusOf,
+  storedComposition,
   unsetError,
 } from './ledger.js';
 
@@ -64,9 +72,10 @@ interface RawBudget {
   delta_total: number;
   epsilon_spent: number;
   delta_spent: number;
+  composition: string;
 }
 
-const rowOf = (r: RawBudget | undefined): BudgetRow | undefined =>
+const rowOf = (r: RawBudget | undefined, ledger: string, dataset: string): BudgetRow | undefined =>
   r === undefined
     ? undefined
     : {
@@ -74,7 +83,20 @@ const rowOf = (r: RawBudget | undefined): BudgetRow | undefined =>
         deltaTotal: num(r.delta_total),
         epsilonSpent: num(r.epsilon_spent),
         deltaSpent: num(r.delta_spent),
+        composition: storedComposition(r.composition, ledger, dataset),
       };
+
+/**
+ * Columns added after the first format (version 1 is kept: older code ignores them and stays sound by
+ * basic composition). A ledger that lacks them gets them on open, under the schema's advisory lock:
+ * existing budgets are then `basic`, existing spends have no events (NULL).
+ */
+const ADDED_COLUMNS: ReadonlyArray<{ table: string; column: string; ddl: string }> = [
+  { table: 'ledger_budgets', column: 'composition', ddl: "composition TEXT NOT NULL DEFAULT 'basic'" },
+  { table: 'ledger_spends', column: 'events', ddl: 'events TEXT' },
+];
+
+const BUDGET_COLUMNS = 'epsilon_total, delta_total, epsilon_spent, delta_spent, composition';
 
 /** A {@link BudgetLedger} in a PostgreSQL schema. */
 export class PgLedger implements BudgetLedger {
@@ -138,6 +160,14 @@ export class PgLedger implements BudgetLedger {
       await client.query(
         `CREATE INDEX IF NOT EXISTS ledger_spends_dataset ON ${s}.ledger_spends (dataset, analyst, seq)`,
       );
+      // Looked up first: ALTER TABLE takes an exclusive lock even when it has nothing to add.
+      for (const a of ADDED_COLUMNS) {
+        const has = await client.query(
+          'SELECT 1 FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2 AND column_name = $3',
+          [schema, a.table, a.column],
+        );
+        if (has.rowCount === 0) await client.query(`ALTER TABLE ${s}.${a.table} ADD COLUMN ${a.ddl}`);
+      }
       const meta = await client.query<{ key: string; value: string }>(
         `SELECT key, value FROM ${s}.ledger_meta`,
       );
@@ -198,36 +228,48 @@ export class PgLedger implements BudgetLedger {
     }
   }
 
-  async setBudget(dataset: string, total: Budget, options: { analyst?: string } = {}): Promise<BudgetStatus> {
+  async setBudget(dataset: string, total: Budget, options: SetBudgetOptions = {}): Promise<BudgetStatus> {
     requireName('dataset', dataset);
     const analyst = options.analyst === undefined ? '' : requireName('analyst', options.analyst);
     const b = checkBudget(total);
+    const composition = options.composition === undefined ? null : requireComposition(options.composition);
+    // Without a composition a new budget is basic and an existing one keeps its own.
     await this.#tx('set the budget', (c) =>
       c.query(
-        `INSERT INTO ${this.#s}.ledger_budgets (dataset, analyst, epsilon_total, delta_total) VALUES ($1, $2, $3, $4)
-         ON CONFLICT (dataset, analyst) DO UPDATE SET epsilon_total = EXCLUDED.epsilon_total, delta_total = EXCLUDED.delta_total`,
-        [dataset, analyst, b.epsilon, b.delta],
+        `INSERT INTO ${this.#s}.ledger_budgets (dataset, analyst, epsilon_total, delta_total, composition) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (dataset, analyst) DO UPDATE SET epsilon_total = EXCLUDED.epsilon_total, delta_total = EXCLUDED.delta_total,
+         composition = COALESCE($6::text, ${this.#s}.ledger_budgets.composition)`,
+        [dataset, analyst, b.epsilon, b.delta, composition ?? 'basic', composition],
       ),
     );
-    return this.status(dataset, options);
+    return this.status(dataset, options.analyst === undefined ? {} : { analyst: options.analyst });
   }
 
   async spend(request: SpendRequest): Promise<SpendReceipt> {
     const r = checkSpendRequest(request);
     const id = randomUUID();
     const receipt = await this.#tx('record the spend', async (c): Promise<SpendReceipt> => {
-      const { ds, next } = await this.#decide(c, r, true);
+      const next = await this.#decide(c, r, true);
       const upd = `UPDATE ${this.#s}.ledger_budgets SET epsilon_spent = $1, delta_spent = $2 WHERE dataset = $3 AND analyst = $4`;
       await c.query(upd, [next.dataset.epsilon, next.dataset.delta, r.dataset, '']);
       if (next.analyst !== null && r.analyst !== null)
         await c.query(upd, [next.analyst.epsilon, next.analyst.delta, r.dataset, r.analyst]);
       const at = new Date().toISOString();
       await c.query(
-        `INSERT INTO ${this.#s}.ledger_spends (id, dataset, analyst, epsilon, delta, operation, details, at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-        [id, r.dataset, r.analyst ?? '', r.epsilon, r.delta, r.operation, JSON.stringify(r.details), at],
+        `INSERT INTO ${this.#s}.ledger_spends (id, dataset, analyst, epsilon, delta, operation, details, events, at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+        [
+          id,
+          r.dataset,
+          r.analyst ?? '',
+          r.epsilon,
+          r.delta,
+          r.operation,
+          JSON.stringify(r.details),
+          r.events === null ? null : JSON.stringify(r.events),
+          at,
+        ],
       );
-      const row = ds as BudgetRow;
       return {
         id,
         dataset: r.dataset,
@@ -236,29 +278,46 @@ export class PgLedger implements BudgetLedger {
         delta: r.delta,
         operation: r.operation,
         details: { ...r.details },
+        events: r.events,
         at,
-        remaining: {
-          epsilon: Math.max(0, row.epsilonTotal - next.dataset.epsilon),
-          delta: Math.max(0, row.deltaTotal - next.dataset.delta),
-        },
+        remaining: next.after.remaining,
+        spent: next.after.spent,
+        composition: next.after.composition,
       };
     });
     if (this.#onSpend) await this.#onSpend(receipt);
     return receipt;
   }
 
+  /** The committed spends a `pld` budget composes: all of the dataset's, or one analyst's. */
+  async #spendsOf(c: pg.PoolClient, dataset: string, analyst: string | null): Promise<SpendForComposition[]> {
+    const q =
+      analyst === null
+        ? await c.query<{ id: string; epsilon: number; delta: number; events: string | null }>(
+            `SELECT id, epsilon, delta, events FROM ${this.#s}.ledger_spends WHERE dataset = $1`,
+            [dataset],
+          )
+        : await c.query<{ id: string; epsilon: number; delta: number; events: string | null }>(
+            `SELECT id, epsilon, delta, events FROM ${this.#s}.ledger_spends WHERE dataset = $1 AND analyst = $2`,
+            [dataset, analyst],
+          );
+    return q.rows.map((s) => ({
+      epsilon: num(s.epsilon),
+      delta: num(s.delta),
+      events: parseStoredEvents(s.events, String(s.id), this.location),
+    }));
+  }
+
   /** Reads the rows a spend needs (locked for a spend) and decides it. */
-  async #decide(
-    c: pg.PoolClient,
-    r: ReturnType<typeof checkSpendRequest>,
-    lock: boolean,
-  ): Promise<{ ds: BudgetRow | undefined; next: ReturnType<typeof decideSpend> }> {
-    const sel = `SELECT epsilon_total, delta_total, epsilon_spent, delta_spent FROM ${this.#s}.ledger_budgets
+  async #decide(c: pg.PoolClient, r: CheckedSpendRequest, lock: boolean): Promise<SpendDecision> {
+    const sel = `SELECT ${BUDGET_COLUMNS} FROM ${this.#s}.ledger_budgets
       WHERE dataset = $1 AND analyst = $2${lock ? ' FOR UPDATE' : ''}`;
     // The dataset row first, always: every spender on a dataset takes the same lock in the same order.
-    const ds = rowOf((await c.query<RawBudget>(sel, [r.dataset, ''])).rows[0]);
+    const ds = rowOf((await c.query<RawBudget>(sel, [r.dataset, ''])).rows[0], this.location, r.dataset);
     const an =
-      r.analyst === null ? undefined : rowOf((await c.query<RawBudget>(sel, [r.dataset, r.analyst])).rows[0]);
+      r.analyst === null
+        ? undefined
+        : rowOf((await c.query<RawBudget>(sel, [r.dataset, r.analyst])).rows[0], this.location, r.dataset);
     const perAnalyst =
       (
         await c.query(
@@ -266,25 +325,27 @@ export class PgLedger implements BudgetLedger {
           [r.dataset],
         )
       ).rowCount !== 0;
-    return { ds, next: decideSpend(r, ds, an, perAnalyst) };
+    // The spends are read here, after the lock, and handed to the (synchronous) decision.
+    const spends = new Map<string | null, SpendForComposition[]>();
+    if (ds?.composition === 'pld') spends.set(null, await this.#spendsOf(c, r.dataset, null));
+    if (an?.composition === 'pld' && r.analyst !== null)
+      spends.set(r.analyst, await this.#spendsOf(c, r.dataset, r.analyst));
+    return decideSpend(r, ds, an, perAnalyst, (analyst) => spends.get(analyst) ?? []);
   }
 
   async preview(request: SpendRequest): Promise<Budget> {
     const r = checkSpendRequest(request);
-    const { ds, next } = await this.#tx('read the budget', (c) => this.#decide(c, r, false));
-    const row = ds as BudgetRow;
-    return {
-      epsilon: Math.max(0, row.epsilonTotal - next.dataset.epsilon),
-      delta: Math.max(0, row.deltaTotal - next.dataset.delta),
-    };
+    return (await this.#tx('read the budget', (c) => this.#decide(c, r, false))).after.remaining;
   }
 
   async status(dataset: string, options: { analyst?: string } = {}): Promise<BudgetStatus> {
     requireName('dataset', dataset);
     const analyst = options.analyst === undefined ? null : requireName('analyst', options.analyst);
-    const { row, count } = await this.#tx('read the budget', async (c) => {
+    const status = await this.#tx('read the budget', async (c) => {
+      // REPEATABLE READ: the row and the spends it composes are of the same snapshot.
+      await c.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY');
       const b = await c.query<RawBudget>(
-        `SELECT epsilon_total, delta_total, epsilon_spent, delta_spent FROM ${this.#s}.ledger_budgets WHERE dataset = $1 AND analyst = $2`,
+        `SELECT ${BUDGET_COLUMNS} FROM ${this.#s}.ledger_budgets WHERE dataset = $1 AND analyst = $2`,
         [dataset, analyst ?? ''],
       );
       const n =
@@ -297,10 +358,13 @@ export class PgLedger implements BudgetLedger {
               `SELECT COUNT(*) AS n FROM ${this.#s}.ledger_spends WHERE dataset = $1 AND analyst = $2`,
               [dataset, analyst],
             );
-      return { row: rowOf(b.rows[0]), count: num(n.rows[0]?.n ?? 0) };
+      const row = rowOf(b.rows[0], this.location, dataset);
+      if (row === undefined) return undefined;
+      const spends = row.composition === 'pld' ? await this.#spendsOf(c, dataset, analyst) : [];
+      return statusOf(dataset, analyst, row, num(n.rows[0]?.n ?? 0), composedOf(row, spends));
     });
-    if (row === undefined) throw unsetError(dataset, analyst);
-    return statusOf(dataset, analyst, row, count);
+    if (status === undefined) throw unsetError(dataset, analyst);
+    return status;
   }
 
   async history(dataset: string, options: { analyst?: string; limit?: number } = {}): Promise<SpendRecord[]> {
@@ -327,6 +391,11 @@ export class PgLedger implements BudgetLedger {
       delta: num(r['delta']),
       operation: String(r['operation']),
       details: JSON.parse(String(r['details'])) as SpendRecord['details'],
+      events: parseStoredEvents(
+        r['events'] === null || r['events'] === undefined ? null : String(r['events']),
+        String(r['id']),
+        this.location,
+      ),
       at: String(r['at']),
     }));
   }

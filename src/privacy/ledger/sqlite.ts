@@ -2,27 +2,34 @@
  * The budget ledger in one SQLite file (better-sqlite3 12.x), the default for a single machine. A spend
  * runs in a `BEGIN IMMEDIATE` transaction, which takes the database's write lock before it reads the
  * budget: spends from several processes on one file are serialised, so the total is never exceeded.
- * WAL journal with `synchronous=FULL`: a committed spend survives a crash.
+ * WAL journal with `synchronous=FULL`: a committed spend survives a crash. The composition of a `pld`
+ * budget (its spends' events, read and composed) happens inside that transaction, under the same lock.
  */
 import { randomUUID } from 'node:crypto';
 import Database from 'better-sqlite3';
 import { BulwarkError, requireOutputFolder } from '../../core/index.js';
+import { parseStoredEvents, requireComposition, type SpendForComposition } from './compose.js';
 import {
   type Budget,
   type BudgetLedger,
   type BudgetRow,
   type BudgetStatus,
+  type CheckedSpendRequest,
   checkBudget,
   checkSpendRequest,
+  composedOf,
   decideSpend,
   LEDGER_FORMAT,
   LEDGER_VERSION,
   requireName,
+  type SetBudgetOptions,
+  type SpendDecision,
   type SpendReceipt,
   type SpendRecord,
   type SpendRequest,
   type SpendSink,
   statusOf,
+  storedComposition,
   unsetError,
 } from './ledger.js';
 
@@ -37,11 +44,22 @@ CREATE TABLE IF NOT EXISTS ledger_spends (seq INTEGER PRIMARY KEY AUTOINCREMENT,
 CREATE INDEX IF NOT EXISTS ledger_spends_dataset ON ledger_spends (dataset, analyst, seq);
 `;
 
+/**
+ * Columns added after the first format (version 1 is kept: the additions are optional to older code,
+ * which ignores them and stays sound by basic composition). A ledger that lacks them gets them on open:
+ * `composition` of every existing budget is then `basic`, and its spends have no events (NULL).
+ */
+const ADDED_COLUMNS: ReadonlyArray<{ table: string; column: string; ddl: string }> = [
+  { table: 'ledger_budgets', column: 'composition', ddl: "composition TEXT NOT NULL DEFAULT 'basic'" },
+  { table: 'ledger_spends', column: 'events', ddl: 'events TEXT' },
+];
+
 interface RawBudget {
   epsilon_total: number;
   delta_total: number;
   epsilon_spent: number;
   delta_spent: number;
+  composition: string;
 }
 
 interface RawSpend {
@@ -52,10 +70,11 @@ interface RawSpend {
   delta: number;
   operation: string;
   details: string;
+  events: string | null;
   at: string;
 }
 
-const rowOf = (r: RawBudget | undefined): BudgetRow | undefined =>
+const rowOf = (r: RawBudget | undefined, ledger: string, dataset: string): BudgetRow | undefined =>
   r === undefined
     ? undefined
     : {
@@ -63,9 +82,10 @@ const rowOf = (r: RawBudget | undefined): BudgetRow | undefined =>
         deltaTotal: r.delta_total,
         epsilonSpent: r.epsilon_spent,
         deltaSpent: r.delta_spent,
+        composition: storedComposition(r.composition, ledger, dataset),
       };
 
-const recordOf = (r: RawSpend): SpendRecord => ({
+const recordOf = (r: RawSpend, ledger: string): SpendRecord => ({
   id: r.id,
   dataset: r.dataset,
   analyst: r.analyst === '' ? null : r.analyst,
@@ -73,6 +93,7 @@ const recordOf = (r: RawSpend): SpendRecord => ({
   delta: r.delta,
   operation: r.operation,
   details: JSON.parse(r.details) as SpendRecord['details'],
+  events: parseStoredEvents(r.events, r.id, ledger),
   at: r.at,
 });
 
@@ -142,6 +163,10 @@ export class SqliteLedger implements BudgetLedger {
       db.pragma('synchronous = FULL');
       db.transaction(() => {
         db.exec(SCHEMA);
+        for (const a of ADDED_COLUMNS) {
+          const cols = db.prepare(`PRAGMA table_info(${a.table})`).all() as Array<{ name: string }>;
+          if (!cols.some((c) => c.name === a.column)) db.exec(`ALTER TABLE ${a.table} ADD COLUMN ${a.ddl}`);
+        }
         const get = db.prepare('SELECT value FROM ledger_meta WHERE key = ?');
         const fmt = get.get('format') as { value: string } | undefined;
         const ver = get.get('version') as { value: string } | undefined;
@@ -173,59 +198,74 @@ export class SqliteLedger implements BudgetLedger {
     return rowOf(
       this.#db
         .prepare(
-          'SELECT epsilon_total, delta_total, epsilon_spent, delta_spent FROM ledger_budgets WHERE dataset = ? AND analyst = ?',
+          'SELECT epsilon_total, delta_total, epsilon_spent, delta_spent, composition FROM ledger_budgets WHERE dataset = ? AND analyst = ?',
         )
         .get(dataset, analyst) as RawBudget | undefined,
+      this.location,
+      dataset,
     );
   }
 
+  /** The committed spends a `pld` budget composes: all of the dataset's, or one analyst's. */
+  #spendsOf(dataset: string, analyst: string | null): SpendForComposition[] {
+    const rows = (
+      analyst === null
+        ? this.#db
+            .prepare('SELECT id, epsilon, delta, events FROM ledger_spends WHERE dataset = ?')
+            .all(dataset)
+        : this.#db
+            .prepare('SELECT id, epsilon, delta, events FROM ledger_spends WHERE dataset = ? AND analyst = ?')
+            .all(dataset, analyst)
+    ) as Array<{ id: string; epsilon: number; delta: number; events: string | null }>;
+    return rows.map((s) => ({
+      epsilon: s.epsilon,
+      delta: s.delta,
+      events: parseStoredEvents(s.events, s.id, this.location),
+    }));
+  }
+
   /** Reads the rows a spend needs and decides it (inside the caller's transaction for a spend). */
-  #decide(r: ReturnType<typeof checkSpendRequest>): {
-    ds: BudgetRow | undefined;
-    next: ReturnType<typeof decideSpend>;
-  } {
+  #decide(r: CheckedSpendRequest): SpendDecision {
     const ds = this.#budgetRow(r.dataset, '');
     const an = r.analyst === null ? undefined : this.#budgetRow(r.dataset, r.analyst);
     const perAnalyst =
       (this.#db
         .prepare("SELECT 1 FROM ledger_budgets WHERE dataset = ? AND analyst <> '' LIMIT 1")
         .get(r.dataset) as unknown) !== undefined;
-    return { ds, next: decideSpend(r, ds, an, perAnalyst) };
+    return decideSpend(r, ds, an, perAnalyst, (analyst) => this.#spendsOf(r.dataset, analyst));
   }
 
   async preview(request: SpendRequest): Promise<Budget> {
     const r = checkSpendRequest(request);
     try {
-      const { ds, next } = this.#db.transaction(() => this.#decide(r)).deferred();
-      const row = ds as BudgetRow;
-      return {
-        epsilon: Math.max(0, row.epsilonTotal - next.dataset.epsilon),
-        delta: Math.max(0, row.deltaTotal - next.dataset.delta),
-      };
+      return this.#db.transaction(() => this.#decide(r)).deferred().after.remaining;
     } catch (e) {
       throw sqliteError(e, this.location, 'read the budget');
     }
   }
 
-  async setBudget(dataset: string, total: Budget, options: { analyst?: string } = {}): Promise<BudgetStatus> {
+  async setBudget(dataset: string, total: Budget, options: SetBudgetOptions = {}): Promise<BudgetStatus> {
     requireName('dataset', dataset);
     const analyst = options.analyst === undefined ? '' : requireName('analyst', options.analyst);
     const b = checkBudget(total);
+    const composition = options.composition === undefined ? null : requireComposition(options.composition);
     try {
       this.#db
         .transaction(() => {
+          // Without a composition a new budget is basic and an existing one keeps its own.
           this.#db
             .prepare(
-              `INSERT INTO ledger_budgets (dataset, analyst, epsilon_total, delta_total) VALUES (?, ?, ?, ?)
-               ON CONFLICT (dataset, analyst) DO UPDATE SET epsilon_total = excluded.epsilon_total, delta_total = excluded.delta_total`,
+              `INSERT INTO ledger_budgets (dataset, analyst, epsilon_total, delta_total, composition) VALUES (?, ?, ?, ?, ?)
+               ON CONFLICT (dataset, analyst) DO UPDATE SET epsilon_total = excluded.epsilon_total, delta_total = excluded.delta_total,
+               composition = COALESCE(?, composition)`,
             )
-            .run(dataset, analyst, b.epsilon, b.delta);
+            .run(dataset, analyst, b.epsilon, b.delta, composition ?? 'basic', composition);
         })
         .immediate();
     } catch (e) {
       throw sqliteError(e, this.location, 'set the budget');
     }
-    return this.status(dataset, options);
+    return this.status(dataset, options.analyst === undefined ? {} : { analyst: options.analyst });
   }
 
   async spend(request: SpendRequest): Promise<SpendReceipt> {
@@ -235,7 +275,7 @@ export class SqliteLedger implements BudgetLedger {
     try {
       receipt = this.#db
         .transaction((): SpendReceipt => {
-          const { ds, next } = this.#decide(r);
+          const next = this.#decide(r);
           const upd = this.#db.prepare(
             'UPDATE ledger_budgets SET epsilon_spent = ?, delta_spent = ? WHERE dataset = ? AND analyst = ?',
           );
@@ -245,7 +285,7 @@ export class SqliteLedger implements BudgetLedger {
           const at = new Date().toISOString();
           this.#db
             .prepare(
-              'INSERT INTO ledger_spends (id, dataset, analyst, epsilon, delta, operation, details, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+              'INSERT INTO ledger_spends (id, dataset, analyst, epsilon, delta, operation, details, events, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
             )
             .run(
               id,
@@ -255,9 +295,9 @@ export class SqliteLedger implements BudgetLedger {
               r.delta,
               r.operation,
               JSON.stringify(r.details),
+              r.events === null ? null : JSON.stringify(r.events),
               at,
             );
-          const row = ds as BudgetRow;
           return {
             id,
             dataset: r.dataset,
@@ -266,11 +306,11 @@ export class SqliteLedger implements BudgetLedger {
             delta: r.delta,
             operation: r.operation,
             details: { ...r.details },
+            events: r.events,
             at,
-            remaining: {
-              epsilon: Math.max(0, row.epsilonTotal - next.dataset.epsilon),
-              delta: Math.max(0, row.deltaTotal - next.dataset.delta),
-            },
+            remaining: next.after.remaining,
+            spent: next.after.spent,
+            composition: next.after.composition,
           };
         })
         .immediate();
@@ -284,22 +324,28 @@ export class SqliteLedger implements BudgetLedger {
   async status(dataset: string, options: { analyst?: string } = {}): Promise<BudgetStatus> {
     requireName('dataset', dataset);
     const analyst = options.analyst === undefined ? null : requireName('analyst', options.analyst);
-    let row: BudgetRow | undefined;
-    let count: number;
+    let status: BudgetStatus | undefined;
     try {
-      row = this.#budgetRow(dataset, analyst ?? '');
-      const q =
-        analyst === null
-          ? this.#db.prepare('SELECT COUNT(*) AS n FROM ledger_spends WHERE dataset = ?').get(dataset)
-          : this.#db
-              .prepare('SELECT COUNT(*) AS n FROM ledger_spends WHERE dataset = ? AND analyst = ?')
-              .get(dataset, analyst);
-      count = (q as { n: number }).n;
+      // One read transaction: the row and the spends it composes are of the same moment.
+      status = this.#db
+        .transaction(() => {
+          const row = this.#budgetRow(dataset, analyst ?? '');
+          if (row === undefined) return undefined;
+          const q =
+            analyst === null
+              ? this.#db.prepare('SELECT COUNT(*) AS n FROM ledger_spends WHERE dataset = ?').get(dataset)
+              : this.#db
+                  .prepare('SELECT COUNT(*) AS n FROM ledger_spends WHERE dataset = ? AND analyst = ?')
+                  .get(dataset, analyst);
+          const spends = row.composition === 'pld' ? this.#spendsOf(dataset, analyst) : [];
+          return statusOf(dataset, analyst, row, (q as { n: number }).n, composedOf(row, spends));
+        })
+        .deferred();
     } catch (e) {
       throw sqliteError(e, this.location, 'read the budget');
     }
-    if (row === undefined) throw unsetError(dataset, analyst);
-    return statusOf(dataset, analyst, row, count);
+    if (status === undefined) throw unsetError(dataset, analyst);
+    return status;
   }
 
   async history(dataset: string, options: { analyst?: string; limit?: number } = {}): Promise<SpendRecord[]> {
@@ -314,7 +360,7 @@ export class SqliteLedger implements BudgetLedger {
           : this.#db
               .prepare('SELECT * FROM ledger_spends WHERE dataset = ? AND analyst = ? ORDER BY seq LIMIT ?')
               .all(dataset, requireName('analyst', options.analyst), limit);
-      return (rows as RawSpend[]).map(recordOf);
+      return (rows as RawSpend[]).map((r) => recordOf(r, this.location));
     } catch (e) {
       throw sqliteError(e, this.location, 'read the history');
     }

@@ -226,6 +226,8 @@ export async function trainDpSgd(net: Network, data: LabelledData, o: DpSgdOptio
       delta,
       operation: 'train.dp-sgd',
       details: { accountant, noiseMultiplier: sigma, clipNorm, samplingRate: q, steps },
+      // What the accountant composed for ε: `steps` Poisson-subsampled Gaussian steps.
+      events: [{ event: { kind: 'gaussian', noiseMultiplier: sigma, samplingRate: q }, count: steps }],
     });
   }
 

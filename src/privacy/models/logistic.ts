@@ -274,6 +274,13 @@ export async function fitDpLogisticRegression(
       delta: 0,
       operation: 'train.dp-logistic-regression',
       details: { mechanism: 'objective-perturbation', dataNorm: o.dataNorm, classes, neighbours },
+      // One ε-DP fit per one-vs-rest problem (one for two classes), at ε / problems each (below).
+      events: [
+        {
+          event: { kind: 'pure', epsilon: epsilon / (classes === 2 ? 1 : classes) },
+          count: classes === 2 ? 1 : classes,
+        },
+      ],
     });
   }
 
