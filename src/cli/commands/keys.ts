@@ -13,7 +13,7 @@ import {
 } from '../../keys/index.js';
 import { readManifest, rewrapProtected, SubjectKeyStore } from '../../protect/index.js';
 import { addAuditOption, record, withOperationLog } from '../audit-record.js';
-import { intOption, listOption } from '../options.js';
+import { checkOutputPath, intOption, listOption } from '../options.js';
 import { ioOf } from '../program.js';
 
 /** Help of `--threads` on the file commands (frame-pipeline.ts). */
@@ -62,6 +62,15 @@ export function secretFromOptions(o: SecretCliOptions): SecretSource {
   if (env !== undefined) return { env };
   if (process.env['BULWARK_PASSPHRASE'] !== undefined) return { env: 'BULWARK_PASSPHRASE' };
   return {};
+}
+
+/**
+ * The files a keyring-opening command reads besides its data: the keyring and the secret's file. A
+ * command's output is checked against them (checkOutputPath), so that `--out` never replaces the
+ * keyring — whose keys are then gone with it — or the passphrase file.
+ */
+export function keyringInputs(o: Partial<SecretCliOptions>): (string | undefined)[] {
+  return [o.keyring, o.passphraseFile, o.pinFile];
 }
 
 /** Opens the keyring named by the options. */
@@ -163,7 +172,7 @@ export function registerKeysCommands(program: Command): void {
         'file provider: the file holding the first key (32 bytes, hex or base64)',
       )
       .option('--source-env <var>', 'env provider: the variable holding the first key')
-      .option('--scrypt-log-n <n>', 'local: scrypt cost as log2(N) (default 17)', intOption(10, 22), 17),
+      .option('--scrypt-log-n <n>', 'local: scrypt cost as log2(N)', intOption(10, 22), 17),
     { creates: true },
   ).action(async function (this: Command) {
     const io = ioOf(this);
@@ -413,6 +422,7 @@ export function registerKeysCommands(program: Command): void {
       .command('encrypt <file>')
       .description('encrypt a file (framed AES-256-GCM, any size, streaming)')
       .requiredOption('--out <file>', 'encrypted output (written atomically)')
+      .option('--force', 'overwrite --out if it exists')
       .option('--key <id>', 'key-encryption key', 'data')
       .option(
         '--frame-size <bytes>',
@@ -424,8 +434,9 @@ export function registerKeysCommands(program: Command): void {
   ).action(async function (this: Command, file: string) {
     const io = ioOf(this);
     const o = this.opts<
-      SecretCliOptions & { out: string; key: string; frameSize: number; threads?: number }
+      SecretCliOptions & { out: string; key: string; frameSize: number; threads?: number; force?: boolean }
     >();
+    await checkOutputPath(o.out, { force: o.force, inputs: [file, ...keyringInputs(o)] });
     await withKeyring(o, async (kr) => {
       const bytes = await encryptFile(file, o.out, kr, {
         keyId: o.key,
@@ -444,10 +455,12 @@ export function registerKeysCommands(program: Command): void {
       .command('decrypt <file>')
       .description('decrypt a file; the output appears only if every frame authenticated')
       .requiredOption('--out <file>', 'plaintext output (mode 0600, written atomically)')
+      .option('--force', 'overwrite --out if it exists')
       .option('--threads <n>', THREADS_HELP, intOption(1, 256)),
   ).action(async function (this: Command, file: string) {
     const io = ioOf(this);
-    const o = this.opts<SecretCliOptions & { out: string; threads?: number }>();
+    const o = this.opts<SecretCliOptions & { out: string; threads?: number; force?: boolean }>();
+    await checkOutputPath(o.out, { force: o.force, inputs: [file, ...keyringInputs(o)] });
     await withKeyring(o, async (kr) => {
       const bytes = await decryptFile(file, o.out, kr, o.threads !== undefined ? { threads: o.threads } : {});
       io.result(

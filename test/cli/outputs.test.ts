@@ -1,0 +1,67 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { type CliRun, runBulwark } from '../helpers/cli.js';
+
+/**
+ * The rule every writing command follows (README, "The `bulwark` command"): an output is checked before
+ * the work, an existing file is replaced only with --force, and a command never writes its result over
+ * one of its own inputs, --force or not. These are the commands a user's walk through the README found
+ * without that check: with them, `keys encrypt --out KEYRING` destroyed the keyring (and every key in
+ * it), `data reveal --out MANIFEST` the only copy of the wrapped data keys.
+ */
+describe('bulwark: outputs never replace inputs, and existing files only with --force', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'bulwark-outputs-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+  const p = (name: string) => join(dir, name);
+  const pass = p('pass.txt');
+  const kr = p('keys.json');
+  const auth = ['--keyring', kr, '--passphrase-file', pass];
+
+  /** The bytes of every file of the folder, to show that a refused run changed nothing. */
+  function snapshot(): Map<string, string> {
+    return new Map(readdirSync(dir).map((f) => [f, readFileSync(p(f)).toString('base64')]));
+  }
+
+  function assertRefused(r: CliRun, code: string, exit: number, before: Map<string, string>): void {
+    assert.equal(r.code, exit, `${r.stderr}${r.stdout}`);
+    assert.match(r.stderr, new RegExp(`^bulwark: ${code}: `));
+    assert.doesNotMatch(r.stderr, /\n\s+at /);
+    assert.deepEqual(snapshot(), before, 'nothing written, nothing replaced');
+  }
+
+  before(() => {
+    writeFileSync(pass, 'a long test passphrase\n', { mode: 0o600 });
+    const r = runBulwark(['keys', 'init', ...auth, '--scrypt-log-n', '10']);
+    assert.equal(r.code, 0, r.stderr);
+    writeFileSync(p('plain.txt'), 'hello\n');
+  });
+
+  it('keys encrypt / decrypt: not over the keyring, the passphrase file or the input; existing only with --force', () => {
+    let r = runBulwark(['keys', 'encrypt', p('plain.txt'), '--out', p('plain.enc'), ...auth]);
+    assert.equal(r.code, 0, r.stderr);
+    const s = snapshot();
+    for (const out of [kr, pass, p('plain.txt')]) {
+      r = runBulwark(['keys', 'encrypt', p('plain.txt'), '--out', out, '--force', ...auth]);
+      assertRefused(r, 'ERR_USAGE', 2, s);
+      assert.match(r.stderr, /--out .* is also an input of this command/);
+    }
+    r = runBulwark(['keys', 'encrypt', p('plain.txt'), '--out', p('plain.enc'), ...auth]);
+    assertRefused(r, 'ERR_FILE_EXISTS', 3, s);
+    r = runBulwark(['keys', 'encrypt', p('plain.txt'), '--out', p('plain.enc'), '--force', ...auth]);
+    assert.equal(r.code, 0, r.stderr);
+
+    const s2 = snapshot();
+    for (const out of [kr, pass, p('plain.enc')]) {
+      r = runBulwark(['keys', 'decrypt', p('plain.enc'), '--out', out, '--force', ...auth]);
+      assertRefused(r, 'ERR_USAGE', 2, s2);
+    }
+    r = runBulwark(['keys', 'decrypt', p('plain.enc'), '--out', p('plain.txt'), ...auth]);
+    assertRefused(r, 'ERR_FILE_EXISTS', 3, s2);
+    r = runBulwark(['keys', 'decrypt', p('plain.enc'), '--out', p('plain2.txt'), ...auth]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(readFileSync(p('plain2.txt'), 'utf8'), 'hello\n');
+  });
+});
