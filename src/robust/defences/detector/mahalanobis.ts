@@ -17,6 +17,7 @@
  */
 import { BulwarkError, invalidArgument, requireFiniteRows, requireInteger } from '../../../core/index.js';
 import { type ForwardCache, gemm } from '../../../ml/index.js';
+import { type EventLoopTurns, runStepsAsync, type Steps } from '../../../ml/turns.js';
 import { inverseSpd, ledoitWolf } from '../../linalg.js';
 import {
   base64ToF32,
@@ -299,9 +300,53 @@ export class MahalanobisDetector implements Detector {
     return { values: scores, gradient: back.input as Float32Array };
   }
 
+  /**
+   * Calibrates the threshold on clean held-out rows (split-conformal), scored by {@link scoreAsync}: a
+   * large calibration set no longer holds the event loop in one step (5,000 rows of 784 features took
+   * 0.8 s at once, during which SIGTERM waited), and the threshold is the one scoring all rows at once
+   * gives, bit for bit.
+   */
   async calibrate(x: Float32Array, rows: number, fpr: number): Promise<Calibration> {
-    this.#calibration = conformalThreshold(await this.score(x, rows), fpr);
+    this.#calibration = conformalThreshold(await this.scoreAsync(x, rows), fpr);
     return this.#calibration;
+  }
+
+  /**
+   * {@link scoreSync}'s scores, computed in chunks of rows with a turn of the event loop between two
+   * chunks when one is due (src/ml/turns.ts; `turns` for tests). Bit-identical to scoring all rows at
+   * once: every product here is a GEMM whose output rows are computed independently of the others, the
+   * chunks start on multiples of 16 rows (so each row keeps its place in the kernels' row blocks: 2 in
+   * the WebAssembly kernel, 4 in the JavaScript one) and each holds enough rows for the same kernel to
+   * be chosen as for the whole (at least 4,096 multiply-adds per product); the last chunk takes the
+   * remainder.
+   */
+  async scoreAsync(x: Float32Array, rows: number, turns?: EventLoopTurns): Promise<Float64Array> {
+    return await runStepsAsync(this.#scoreSteps(x, rows), turns);
+  }
+
+  *#scoreSteps(x: Float32Array, rows: number): Steps<Float64Array> {
+    const fit = this.#fitted;
+    if (!fit) throw notReady(this.kind, 'fit');
+    requireInteger('rows', rows, 1);
+    const width = x.length / rows;
+    if (!Number.isInteger(width)) throw invalidArgument('x', `a multiple of rows (${rows})`, x.length);
+    // The smallest product of two dimensions a GEMM of the scoring runs over (output width x inner):
+    // the feature products, and the network's layers for hidden-layer features.
+    const dims = [fit.d * fit.d, fit.classes * fit.d];
+    const sizes = this.layer === 'input' ? [] : (this.#network?.sizes ?? []);
+    for (let l = 0; l + 1 < sizes.length; l++) dims.push((sizes[l] as number) * (sizes[l + 1] as number));
+    const least = Math.max(1, Math.min(...dims));
+    // ~40 ms a chunk at 784 features; more rows where the dimensions are small.
+    const chunk = 16 * Math.ceil(Math.max(256, Math.ceil(4096 / least)) / 16);
+    if (rows < 2 * chunk) return this.scoreSync(x, rows).scores;
+    const out = new Float64Array(rows);
+    for (let r0 = 0; r0 < rows; ) {
+      const r1 = rows - r0 < 2 * chunk ? rows : r0 + chunk;
+      out.set(this.scoreSync(x.subarray(r0 * width, r1 * width), r1 - r0).scores, r0);
+      r0 = r1;
+      yield;
+    }
+    return out;
   }
 
   async detect(x: Float32Array, rows: number): Promise<Uint8Array> {
