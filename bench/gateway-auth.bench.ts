@@ -5,6 +5,9 @@
  * - Bearer token: `Authenticator.authenticate` with the verified-token cache hit, and with the cache off
  *   (full RFC 8725 screening + jose verification + claim mapping), against bare `jose.jwtVerify` with the
  *   same key set and options (ES256, local JWKS).
+ * - DPoP (RFC 9449): authenticate with a DPoP-bound token (cache hit) and a fresh ES256 proof per request
+ *   (the proof's screening, signature, claims, `ath`, thumbprint and replay record), against bare
+ *   `jose.jwtVerify` of the same proofs with the key embedded in their header.
  * - mTLS: authenticate from a SPIFFE X.509-SVID (memoised by thumbprint), and the uncached SVID parse.
  * - Cedar: `Authorizer.authorize` (pre-parsed policies and schema, the example policy set, a full
  *   context) against cedar-wasm's stateless `isAuthorized` (policies and schema parsed per call) and the
@@ -18,8 +21,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import * as cedar from '@cedar-policy/cedar-wasm/nodejs';
-import { createLocalJWKSet, jwtVerify } from 'jose';
-import { Authenticator, type AuthRequest, spiffeIdFromCertificate } from '../src/gateway/auth/index.js';
+import { createLocalJWKSet, EmbeddedJWK, jwtVerify } from 'jose';
+import {
+  Authenticator,
+  type AuthRequest,
+  createDpopKey,
+  dpopProof,
+  spiffeIdFromCertificate,
+} from '../src/gateway/auth/index.js';
 import { Authorizer, type AuthzRequest } from '../src/gateway/policy/index.js';
 import { goodClaims, issuerKey, makeCa, makeLeaf, mint } from '../test/gateway/auth-fixtures.js';
 import { type BenchContext, type Benchmark, type Figure, REPO_ROOT } from './harness.js';
@@ -114,6 +123,52 @@ const bench: Benchmark = {
       system: 'jose 6',
       n: n / 10,
       fn: () => jwtVerify(token, jwks, joseOpts),
+    });
+
+    // ---- DPoP (RFC 9449): the bound token from the cache, and one proof verified per request ----
+    ctx.log('DPoP');
+    const origin = 'https://gateway.bulwark.test:8443';
+    const path = '/v2/models/fraud/infer';
+    const dpopKey = await createDpopKey('ES256');
+    const boundToken = await mint(
+      key,
+      goodClaims({ iss: ISS, aud: AUD, iat: now, exp: now + 3600, cnf: { jkt: dpopKey.jkt } }),
+    );
+    // A fixed clock: each proof is single-use, so they are all signed before timing, at this instant.
+    const fixedMs = Date.now();
+    const dpopAuth = await Authenticator.create(
+      { jwt: { ...jwt, dpop: { origins: [origin], algorithms: ['ES256'] } } },
+      { now: () => fixedMs },
+    );
+    const nDpop = n / 10;
+    const proofs: string[] = [];
+    // The warm-up, every timed call, and the one call per repeat that tells whether fn is async.
+    for (let i = 0; i < Math.min(nDpop, 2000) + ctx.repeats * (nDpop + 1); i++)
+      proofs.push(await dpopProof(dpopKey, 'POST', `${origin}${path}`, boundToken));
+    let next = 0;
+    let nextBare = 0;
+    const dpopReq = (): AuthRequest => ({
+      peerAuthorized: false,
+      remoteAddress: '127.0.0.1',
+      authorization: `DPoP ${boundToken}`,
+      dpop: proofs[next++] as string,
+      method: 'POST',
+      url: path,
+    });
+    const bareOpts = { algorithms: ['ES256'], typ: 'dpop+jwt', currentDate: new Date(fixedMs) };
+    specs.push({
+      id: 'auth.dpop',
+      label: 'authenticate, DPoP-bound token (cache hit) + proof check (ES256)',
+      system: 'bulwark',
+      n: nDpop,
+      fn: () => dpopAuth.authenticate(dpopReq()),
+    });
+    specs.push({
+      id: 'jose.verify_dpop',
+      label: 'jose jwtVerify of the proof alone (EmbeddedJWK, ES256)',
+      system: 'jose 6',
+      n: nDpop,
+      fn: () => jwtVerify(proofs[nextBare++ % proofs.length] as string, EmbeddedJWK, bareOpts),
     });
 
     // ---- mTLS ----
@@ -281,6 +336,8 @@ const bench: Benchmark = {
       ratios: [
         { label: 'cached token vs bare jose verify', of: 'auth.token_cached', to: 'jose.verify' },
         { label: 'full token path vs bare jose verify', of: 'auth.token_full', to: 'jose.verify' },
+        { label: 'DPoP request vs bare jose verify of its proof', of: 'auth.dpop', to: 'jose.verify_dpop' },
+        { label: 'DPoP request vs cached bearer token', of: 'auth.dpop', to: 'auth.token_cached' },
         { label: 'memoised mTLS identity vs uncached SVID parse', of: 'auth.mtls', to: 'auth.svid_parse' },
         {
           label: 'authorize (compiled) vs authorize through cedar-wasm',

@@ -504,7 +504,20 @@ export const errorCodes = {
   ERR_AUTH_TOKEN_BINDING: {
     exit: ExitCode.security,
     summary:
-      'The token is bound to another client certificate (RFC 8705 cnf x5t#S256) or the binding is missing.',
+      'The token is bound to another client certificate (RFC 8705 cnf x5t#S256) or DPoP key (RFC 9449 cnf jkt), or the binding is missing or stripped.',
+  },
+  ERR_AUTH_DPOP_INVALID: {
+    exit: ExitCode.security,
+    summary:
+      'The DPoP proof (RFC 9449) is missing, malformed, badly signed, for another method or URL, too old, or for another access token or key.',
+  },
+  ERR_AUTH_DPOP_REPLAY: {
+    exit: ExitCode.security,
+    summary: 'The DPoP proof was already used (its jti was seen within the proof lifetime).',
+  },
+  ERR_AUTH_DPOP_UNAVAILABLE: {
+    exit: ExitCode.unavailable,
+    summary: 'The DPoP replay store (Redis, or the full memory store) cannot record the proof; refused.',
   },
   ERR_AUTH_CERT_INVALID: {
     exit: ExitCode.security,

@@ -1,6 +1,6 @@
 /**
  * `bulwark/client`: a small TypeScript client for the Bulwark gateway (and any KServe v2 / Open Inference
- * Protocol REST server): mutual TLS, a bearer token (fixed or fetched per call), keep-alive connections,
+ * Protocol REST server): mutual TLS, a bearer or DPoP-bound token (fixed or fetched per call), keep-alive connections,
  * and the v2 calls; and an attested mode (AttestedGatewayClient) for end-to-end encrypted sessions.
  *
  * @example
@@ -26,6 +26,10 @@ import {
   type ClientVerifyOptions,
   SESSION_MEDIA_TYPE,
 } from '../attest/index.js';
+import { type DpopKey, dpopProof } from './auth/dpop-proof.js';
+
+/** DPoP (RFC 9449) for the client: a key pair, and a proof for a token request to the issuer. */
+export { createDpopKey, type DpopAlgorithm, type DpopKey, dpopProof } from './auth/dpop-proof.js';
 
 export interface GatewayClientOptions {
   /** Base URL, `https://host:port` (`http://` only with {@link insecurePlaintext}). */
@@ -45,6 +49,11 @@ export interface GatewayClientOptions {
   servername?: string;
   /** Bearer access token, or a function returning a fresh one per call. */
   token?: string | (() => string | Promise<string>);
+  /**
+   * The DPoP key the token is bound to (RFC 9449; {@link createDpopKey}): the token is then sent as
+   * `Authorization: DPoP <token>` with a fresh proof for each request's method and URL.
+   */
+  dpop?: DpopKey;
   /** Per-request timeout in ms, for the whole exchange (default 30,000). */
   timeoutMs?: number;
   /** Connections kept open (default 16). */
@@ -148,7 +157,10 @@ export class GatewayClient {
   ): Promise<RawResponse> {
     const token = typeof this.#o.token === 'function' ? await this.#o.token() : this.#o.token;
     const h: Record<string, string | number> = { accept: 'application/json', ...headers };
-    if (token !== undefined) h['authorization'] = `Bearer ${token}`;
+    if (token !== undefined && this.#o.dpop !== undefined) {
+      h['authorization'] = `DPoP ${token}`;
+      h['dpop'] = await dpopProof(this.#o.dpop, method, new URL(path, this.#url), token);
+    } else if (token !== undefined) h['authorization'] = `Bearer ${token}`;
     if (body !== undefined) {
       h['content-type'] ??= 'application/json';
       h['content-length'] = Buffer.byteLength(body);

@@ -13,6 +13,7 @@ export {
   authConfigSchema,
   type Principal,
   pemCertificates,
+  RedisReplayStore,
   RevocationLists,
 } from './auth/index.js';
 export {
@@ -29,6 +30,8 @@ export interface AuthenticatorLike {
   authenticate(req: AuthRequest): Promise<Principal>;
   reload(): Promise<void> | void;
   close(): Promise<void> | void;
+  /** The `WWW-Authenticate` challenge of a 401 with this code (default `Bearer`). */
+  challenge?(code: string): string;
 }
 
 export interface AuthorizerLike {

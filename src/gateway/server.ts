@@ -14,6 +14,7 @@ import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
+import type { Redis } from 'ioredis';
 import { type Logger, pino } from 'pino';
 import type { Attester } from '../attest/index.js';
 import {
@@ -40,6 +41,7 @@ import {
   type AuthorizerLike,
   type AuthRequest,
   pemCertificates,
+  RedisReplayStore,
   RevocationLists,
 } from './peers.js';
 import { type OptionalStage, Pipeline } from './pipeline.js';
@@ -378,29 +380,40 @@ export class Gateway {
         );
       }
 
+      const limiter = disabled.has('limit') ? null : Limiter.create(c.limits);
+      if (limiter) cleanup.push(() => limiter.close());
+
+      // Several replicas (Redis for the limiter): the stream detectors' per-caller state and the DPoP
+      // proof ids go to the same Redis, so each replica judges a caller on its whole query stream and a
+      // proof used at one replica is refused at every other.
+      const redisConf = c.limits.backend === 'redis' ? c.limits.redis : undefined;
+      let detectorRedis: { disconnect(): void } | null = null;
+      const sharedRedis = (): Redis => {
+        let redis = limiter?.redis ?? (detectorRedis as Redis | null);
+        if (redis === null) {
+          const own = connectRedis(redisConf!.url);
+          cleanup.push(async () => own.disconnect());
+          detectorRedis = own;
+          redis = own;
+        }
+        return redis;
+      };
       const authenticator = disabled.has('authenticate')
         ? null
-        : (options.authenticator ?? (await Authenticator.create(c.auth)));
+        : (options.authenticator ??
+          (await Authenticator.create(
+            c.auth,
+            redisConf && c.auth.jwt?.dpop
+              ? { dpopReplay: new RedisReplayStore(sharedRedis(), `${redisConf.keyPrefix}dpop:`) }
+              : {},
+          )));
       if (authenticator) cleanup.push(async () => authenticator.close());
       const authorizer = disabled.has('authorize')
         ? null
         : (options.authorizer ?? (await Authorizer.create(c.policy)));
 
-      const limiter = disabled.has('limit') ? null : Limiter.create(c.limits);
-      if (limiter) cleanup.push(() => limiter.close());
-
-      // Several replicas (Redis for the limiter): the stream detectors' per-caller state goes to the
-      // same Redis, so each replica judges a caller on its whole query stream.
-      const redisConf = c.limits.backend === 'redis' ? c.limits.redis : undefined;
-      let detectorRedis: { disconnect(): void } | null = null;
       if (redisConf && [...models.values()].some((m) => m.stateful || m.prada)) {
-        let redis = limiter?.redis ?? null;
-        if (redis === null) {
-          const own = connectRedis(redisConf.url);
-          cleanup.push(async () => own.disconnect());
-          detectorRedis = own;
-          redis = own;
-        }
+        const redis = sharedRedis();
         for (const m of models.values()) {
           if (!m.stateful && !m.prada) continue;
           m.shareStreamState(
@@ -853,6 +866,7 @@ export class Gateway {
     const peer = this.#tls ? peerCertificate(socket) : undefined;
     const authorization = req.headers.authorization;
     const fwd = req.headers['x-forwarded-client-cert'];
+    const dpop = req.headers.dpop;
     let authorized = this.#tls ? socket.authorized === true : false;
     let reason = peer && !authorized ? authorizationError(socket) : undefined;
     if (authorized && peer && this.#clientCrls) {
@@ -868,6 +882,9 @@ export class Gateway {
       remoteAddress,
       ...(peer ? { peerCertificate: peer } : {}),
       ...(authorization !== undefined ? { authorization } : {}),
+      ...(typeof dpop === 'string' ? { dpop } : {}),
+      ...(req.method !== undefined ? { method: req.method } : {}),
+      ...(req.url !== undefined ? { url: req.url } : {}),
       ...(typeof fwd === 'string' ? { forwardedClientCert: fwd } : {}),
     };
   }
@@ -880,7 +897,7 @@ export class Gateway {
       'x-content-type-options': 'nosniff',
       ...r.headers,
     };
-    if (r.status === 401) headers['www-authenticate'] = 'Bearer';
+    if (r.status === 401) headers['www-authenticate'] = this.#authenticator?.challenge?.(r.code) ?? 'Bearer';
     if (close || this.#draining) headers['connection'] = 'close';
     return headers;
   }

@@ -8,7 +8,12 @@ import type { TLSSocket } from 'node:tls';
 import { exportJWK, generateKeyPair } from 'jose';
 import Provider from 'oidc-provider';
 import { isBulwarkError } from '../../src/core/index.js';
-import { Authenticator, certificateThumbprint } from '../../src/gateway/auth/index.js';
+import {
+  Authenticator,
+  certificateThumbprint,
+  createDpopKey,
+  dpopProof,
+} from '../../src/gateway/auth/index.js';
 import { type Ca, goodClaims, issuerKey, type Leaf, makeCa, makeLeaf, mint } from './auth-fixtures.js';
 
 /**
@@ -61,7 +66,14 @@ function caFetch(caPem: string): typeof fetch {
 }
 
 /** The client-credentials grant over mTLS: POST /token with client_secret_basic and a resource indicator. */
-function fetchToken(leaf: Leaf, scope: string): Promise<{ status: number; body: Record<string, unknown> }> {
+function fetchToken(
+  leaf: Leaf,
+  scope: string,
+  as: { client: string; secret: string; headers?: Record<string, string> } = {
+    client: 'acme-scorer',
+    secret: 'acme-scorer-secret-0123456789abcdef',
+  },
+): Promise<{ status: number; body: Record<string, unknown> }> {
   const body = new URLSearchParams({
     grant_type: 'client_credentials',
     scope,
@@ -77,7 +89,8 @@ function fetchToken(leaf: Leaf, scope: string): Promise<{ status: number; body: 
         cert: leaf.pem,
         headers: {
           'content-type': 'application/x-www-form-urlencoded',
-          authorization: `Basic ${Buffer.from('acme-scorer:acme-scorer-secret-0123456789abcdef').toString('base64')}`,
+          authorization: `Basic ${Buffer.from(`${as.client}:${as.secret}`).toString('base64')}`,
+          ...as.headers,
         },
       },
       (res) => {
@@ -127,11 +140,23 @@ before(async () => {
         tls_client_certificate_bound_access_tokens: true,
         id_token_signed_response_alg: 'ES256',
       },
+      {
+        // RFC 9449 §5.2: every access token of this client is DPoP-bound.
+        client_id: 'acme-dpop',
+        client_secret: 'acme-dpop-secret-0123456789abcdef0123',
+        grant_types: ['client_credentials'],
+        redirect_uris: [],
+        response_types: [],
+        token_endpoint_auth_method: 'client_secret_basic',
+        dpop_bound_access_tokens: true,
+        id_token_signed_response_alg: 'ES256',
+      },
     ],
     jwks: { keys: [signing] },
     features: {
       devInteractions: { enabled: false },
       clientCredentials: { enabled: true },
+      dPoP: { enabled: true },
       mTLS: {
         enabled: true,
         certificateBoundAccessTokens: true,
@@ -238,6 +263,66 @@ describe('a real OpenID provider (oidc-provider 9, client credentials, JWT acces
         authorization: `Bearer ${token}`,
       }),
       (e: unknown) => isBulwarkError(e, 'ERR_AUTH_TOKEN_AUDIENCE'),
+    );
+  });
+});
+
+describe('DPoP (RFC 9449) with a real OpenID provider', () => {
+  it('issues a DPoP-bound at+jwt (cnf.jkt) that the gateway accepts only with a proof of the same key', async () => {
+    const gateway = 'https://gateway.bulwark.test:8443';
+    const auth = await Authenticator.create(
+      {
+        require: 'token',
+        jwt: {
+          issuer,
+          audience: RESOURCE,
+          jwks: { url: `${issuer}/jwks` },
+          algorithms: ['ES256'],
+          dpop: { origins: [gateway], mode: 'required' },
+        },
+      },
+      { fetch: caFetch(ca.pem) },
+    );
+    const key = await createDpopKey('EdDSA');
+    const dpop = 'acme-dpop';
+    const secret = 'acme-dpop-secret-0123456789abcdef0123';
+    // Without a proof the provider refuses a client registered for DPoP-bound tokens.
+    const refused = await fetchToken(client, 'predict', { client: dpop, secret });
+    assert.equal(refused.status, 400, JSON.stringify(refused.body));
+    const { status, body } = await fetchToken(client, 'predict', {
+      client: dpop,
+      secret,
+      headers: { dpop: await dpopProof(key, 'POST', `${issuer}/token`) },
+    });
+    assert.equal(status, 200, JSON.stringify(body));
+    assert.equal(body['token_type'], 'DPoP');
+    const token = body['access_token'] as string;
+    const claims = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString('utf8'));
+    assert.deepEqual(claims.cnf, { jkt: key.jkt });
+
+    const request = async (authorization: string, proof?: string) =>
+      auth.authenticate({
+        peerAuthorized: false,
+        remoteAddress: '127.0.0.1',
+        authorization,
+        ...(proof === undefined ? {} : { dpop: proof }),
+        method: 'POST',
+        url: '/v2/models/fraud/infer',
+      });
+    const p = await request(
+      `DPoP ${token}`,
+      await dpopProof(key, 'POST', `${gateway}/v2/models/fraud/infer`, token),
+    );
+    assert.deepEqual(p.sources, ['token', 'dpop']);
+    assert.equal(p.clientId, dpop);
+    await assert.rejects(
+      request(`Bearer ${token}`),
+      (e: unknown) => isBulwarkError(e) && e.code === 'ERR_AUTH_TOKEN_BINDING',
+    );
+    const thief = await createDpopKey('ES256');
+    await assert.rejects(
+      request(`DPoP ${token}`, await dpopProof(thief, 'POST', `${gateway}/v2/models/fraud/infer`, token)),
+      (e: unknown) => isBulwarkError(e) && e.code === 'ERR_AUTH_DPOP_INVALID' && /bound to/.test(e.message),
     );
   });
 });

@@ -20,6 +20,7 @@ declare module 'oidc-provider' {
     features?: {
       devInteractions?: { enabled: boolean };
       clientCredentials?: { enabled: boolean };
+      dPoP?: { enabled: boolean };
       mTLS?: {
         enabled: boolean;
         certificateBoundAccessTokens?: boolean;

@@ -2,6 +2,7 @@ import type { X509Certificate } from 'node:crypto';
 import { BulwarkError, validateConfig } from '../../core/index.js';
 import { type AuthConfig, type AuthConfigInput, authConfigSchema, type IdentityRule } from './config.js';
 import { revocationError } from './crl.js';
+import { DpopVerifier, MemoryReplayStore, type ReplayStore } from './dpop.js';
 import { CaBundle, parsePemHeader, parseXfcc } from './forwarded.js';
 import { JwtVerifier, type VerifiedToken } from './jwt.js';
 import { certificateThumbprint, SvidCache } from './spiffe.js';
@@ -12,6 +13,11 @@ export interface AuthenticatorOptions {
   fetch?: typeof fetch;
   /** Clock in epoch MILLISECONDS (tests); defaults to `Date.now`. */
   now?: () => number;
+  /**
+   * Where DPoP proof ids are remembered (`jwt.dpop`): the gateway passes a Redis store when replicas share
+   * Redis; by default one in memory, bounded by `dpop.maxReplayEntries`.
+   */
+  dpopReplay?: ReplayStore;
 }
 
 interface CertIdentity {
@@ -21,12 +27,18 @@ interface CertIdentity {
   readonly source: 'mtls' | 'forwarded-cert';
 }
 
-/** Bearer token from an Authorization header (RFC 6750 §2.1: `Bearer` scheme, case-insensitive). */
-function bearerToken(header: string): string {
-  const m = /^bearer +([A-Za-z0-9._~+/-]+=*) *$/i.exec(header);
+/**
+ * The access token of an Authorization header and its scheme: `Bearer` (RFC 6750 §2.1) or `DPoP`
+ * (RFC 9449 §7.1); schemes are case-insensitive (RFC 9110 §11.1).
+ */
+function accessToken(header: string): { scheme: 'bearer' | 'dpop'; token: string } {
+  const m = /^(bearer|dpop) +([A-Za-z0-9._~+/-]+=*) *$/i.exec(header);
   if (m === null)
-    throw new BulwarkError('ERR_AUTH_TOKEN_MALFORMED', 'Authorization header is not "Bearer <token>"');
-  return m[1]!;
+    throw new BulwarkError(
+      'ERR_AUTH_TOKEN_MALFORMED',
+      'Authorization header is not "Bearer <token>" or "DPoP <token>"',
+    );
+  return { scheme: m[1]!.toLowerCase() as 'bearer' | 'dpop', token: m[2]! };
 }
 
 function ruleMatches(rule: IdentityRule, id: string): boolean {
@@ -45,6 +57,7 @@ export class Authenticator {
   readonly #config: AuthConfig;
   readonly #options: AuthenticatorOptions;
   readonly #jwt: JwtVerifier | undefined;
+  readonly #dpop: DpopVerifier | undefined;
   readonly #proxies: ReadonlyMap<string, 'xfcc' | 'pem'>;
   #ca: CaBundle | undefined;
   readonly #svids = new SvidCache();
@@ -60,6 +73,16 @@ export class Authenticator {
     this.#jwt = jwt;
     this.#ca = ca;
     this.#proxies = new Map(config.trustedProxies.map((p) => [p.spiffeId, p.format]));
+    const dpop = config.jwt?.dpop;
+    this.#dpop =
+      dpop === undefined
+        ? undefined
+        : new DpopVerifier(
+            dpop,
+            config.jwt!.clockSkewSeconds,
+            options.dpopReplay ?? new MemoryReplayStore(dpop.maxReplayEntries, options.now),
+            options.now,
+          );
   }
 
   /**
@@ -97,13 +120,23 @@ export class Authenticator {
     const cert = this.#certificateIdentity(req, nowMs);
     const header = req.authorization;
     let token: VerifiedToken | undefined;
+    let dpopBound = false;
     if (header !== undefined && header !== '') {
       if (this.#jwt === undefined)
         throw new BulwarkError(
           'ERR_AUTH_TOKEN_MALFORMED',
           'bearer tokens are not accepted by this gateway (no jwt section)',
         );
-      token = await this.#jwt.verify(bearerToken(header));
+      const { scheme, token: raw } = accessToken(header);
+      if (scheme === 'dpop' && this.#dpop === undefined)
+        throw new BulwarkError(
+          'ERR_AUTH_TOKEN_MALFORMED',
+          'DPoP tokens are not accepted by this gateway (no jwt.dpop section)',
+        );
+      token = await this.#jwt.verify(raw);
+      dpopBound = await this.#checkDpop(req, scheme, raw, token);
+    } else if (req.dpop !== undefined) {
+      throw new BulwarkError('ERR_AUTH_DPOP_INVALID', 'a DPoP proof without an access token');
     }
     const req_ = this.#config.require;
     if ((req_ === 'certificate' || req_ === 'certificate-and-token') && cert === undefined)
@@ -138,10 +171,75 @@ export class Authenticator {
         throw new BulwarkError('ERR_AUTH_TOKEN_BINDING', 'token is bound to another client certificate');
       }
     }
-    return this.#principal(cert, token);
+    return this.#principal(cert, token, dpopBound);
   }
 
-  #principal(cert: CertIdentity | undefined, token: VerifiedToken | undefined): Principal {
+  /**
+   * RFC 9449 §7.1-7.2 for a verified token: a DPoP-bound token (`cnf.jkt`) only with the DPoP scheme and
+   * a proof signed by that key; the DPoP scheme only with a DPoP-bound token (a bearer token sent as DPoP
+   * is refused, not silently accepted); with `dpop.mode: required`, no bearer tokens. Without a `dpop`
+   * section a DPoP-bound token is refused: its issuer meant it to be useless without the key. True when
+   * the proof verified.
+   */
+  async #checkDpop(
+    req: AuthRequest,
+    scheme: 'bearer' | 'dpop',
+    raw: string,
+    token: VerifiedToken,
+  ): Promise<boolean> {
+    const dpop = this.#dpop;
+    if (scheme === 'bearer') {
+      if (token.boundJkt !== undefined)
+        throw new BulwarkError(
+          'ERR_AUTH_TOKEN_BINDING',
+          dpop === undefined
+            ? 'the token is DPoP-bound (cnf jkt) and this gateway does not accept DPoP (no jwt.dpop section)'
+            : 'a DPoP-bound token must be sent with the DPoP scheme and a proof, not as a bearer token',
+        );
+      if (dpop?.mode === 'required')
+        throw new BulwarkError(
+          'ERR_AUTH_TOKEN_BINDING',
+          'this gateway requires DPoP-bound tokens (jwt.dpop.mode)',
+        );
+      if (req.dpop !== undefined)
+        throw new BulwarkError('ERR_AUTH_DPOP_INVALID', 'a DPoP proof with a bearer token');
+      return false;
+    }
+    if (token.boundJkt === undefined)
+      throw new BulwarkError(
+        'ERR_AUTH_TOKEN_BINDING',
+        'the DPoP scheme with a token that is not DPoP-bound (no cnf jkt)',
+      );
+    if (req.dpop === undefined || req.dpop === '')
+      throw new BulwarkError('ERR_AUTH_DPOP_INVALID', 'the DPoP header is missing');
+    if (req.method === undefined || req.url === undefined)
+      throw new BulwarkError('ERR_AUTH_DPOP_INVALID', "the request's method and URL are unknown");
+    const jkt = await dpop!.verify(req.dpop, { method: req.method, url: req.url }, raw);
+    if (jkt !== token.boundJkt)
+      throw new BulwarkError(
+        'ERR_AUTH_DPOP_INVALID',
+        'the DPoP proof key is not the key the token is bound to',
+      );
+    return true;
+  }
+
+  /** The `WWW-Authenticate` challenge of a 401 (RFC 6750 §3, RFC 9449 §7.1). */
+  challenge(code: string): string {
+    const dpop = this.#dpop;
+    if (dpop === undefined) return 'Bearer';
+    const algs = `algs="${dpop.algorithms.join(' ')}"`;
+    const error =
+      code === 'ERR_AUTH_DPOP_INVALID' || code === 'ERR_AUTH_DPOP_REPLAY'
+        ? 'error="invalid_dpop_proof", '
+        : '';
+    return dpop.mode === 'required' ? `DPoP ${error}${algs}` : `Bearer, DPoP ${error}${algs}`;
+  }
+
+  #principal(
+    cert: CertIdentity | undefined,
+    token: VerifiedToken | undefined,
+    dpopBound: boolean,
+  ): Principal {
     const rule =
       cert === undefined
         ? undefined
@@ -156,9 +254,10 @@ export class Authenticator {
     const expiries = [token?.exp, cert === undefined ? undefined : Math.floor(cert.notAfter / 1000)].filter(
       (x): x is number => x !== undefined,
     );
-    const sources: ('mtls' | 'forwarded-cert' | 'token')[] = [];
+    const sources: ('mtls' | 'forwarded-cert' | 'token' | 'dpop')[] = [];
     if (cert !== undefined) sources.push(cert.source);
     if (token !== undefined) sources.push('token');
+    if (dpopBound) sources.push('dpop');
     const id = cert?.spiffeId ?? `${token!.issuer}|${token!.subject ?? token!.clientId ?? ''}`;
     return {
       id,
@@ -260,5 +359,6 @@ export class Authenticator {
   /** Releases nothing long-lived today (jose's remote set holds no sockets); kept for the server's shutdown. */
   async close(): Promise<void> {
     this.#jwt?.clear();
+    await this.#dpop?.store.close?.();
   }
 }

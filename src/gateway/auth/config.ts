@@ -49,6 +49,45 @@ const jwksSchema = z.union([
   }),
 ]);
 
+/**
+ * RFC 9449 DPoP: access tokens bound to a key the client holds (`cnf.jkt`), each request carrying a fresh
+ * proof signed with it. For clients without mTLS certificates: a stolen token is useless without the key.
+ */
+export const dpopConfigSchema = z.strictObject({
+  /**
+   * `if-present`: DPoP-bound tokens must come with the DPoP scheme and a valid proof, plain bearer tokens
+   * are still accepted; `required`: every token must be DPoP-bound.
+   */
+  mode: z.enum(['if-present', 'required']).default('if-present'),
+  /**
+   * The gateway's public origins (`https://gateway.example:8443`): a proof's `htu` must be one of them
+   * followed by the request's path (RFC 9449 §4.3 step 9). Configured, never taken from the Host header,
+   * so a proof made for another server is not accepted here.
+   */
+  origins: z
+    .array(
+      z.url().refine((u) => {
+        const x = new URL(u);
+        return (
+          (x.protocol === 'https:' || x.protocol === 'http:') &&
+          x.pathname === '/' &&
+          x.search === '' &&
+          x.hash === ''
+        );
+      }, 'an origin: http(s)://host[:port] with no path, query or fragment'),
+    )
+    .min(1),
+  /** Proof algorithms (asymmetric only; RFC 9449 §4.2). */
+  algorithms: z.array(z.enum(ASYMMETRIC_ALGORITHMS)).min(1).default(['ES256', 'EdDSA', 'Ed25519', 'PS256']),
+  /** A proof is accepted for this long after its `iat` (RFC 9449 §11.1); its `jti` is remembered as long. */
+  maxAgeSeconds: z.number().int().min(1).max(600).default(60),
+  /** Refuse proofs larger than this many bytes before parsing them. */
+  maxProofBytes: z.number().int().min(256).max(16_384).default(4096),
+  /** Memory replay store only: the most unexpired proofs kept; when full, new proofs are refused (503). */
+  maxReplayEntries: z.number().int().min(1000).max(10_000_000).default(1_000_000),
+});
+export type DpopConfig = z.infer<typeof dpopConfigSchema>;
+
 export const jwtConfigSchema = z.strictObject({
   /** Expected `iss` (RFC 9068 §4 step 3: exact match). */
   issuer: z.string().min(1),
@@ -83,6 +122,8 @@ export const jwtConfigSchema = z.strictObject({
     .default({ tenant: 'tenant', roles: 'roles', scopes: 'scope' }),
   /** Verified-token cache size (entries); 0 disables the cache. */
   cacheSize: z.number().int().min(0).max(1_000_000).default(10_000),
+  /** DPoP-bound tokens (RFC 9449); absent: the DPoP scheme is refused, and so are DPoP-bound tokens. */
+  dpop: dpopConfigSchema.optional(),
   /** Refuse tokens larger than this many bytes before parsing them. */
   maxTokenBytes: z.number().int().min(256).max(65_536).default(8192),
 });

@@ -2,7 +2,7 @@
  * Gateway authentication: who is calling. The server calls `Authenticator.authenticate` once per request
  * with the transport facts (`AuthRequest`) and gets a `Principal` or a `BulwarkError` with an `ERR_AUTH_*`
  * code. HTTP mapping for the gateway: `ERR_AUTH_JWKS_UNAVAILABLE` → 503; every other `ERR_AUTH_*` → 401
- * (send `WWW-Authenticate: Bearer error="invalid_token"` per RFC 6750 §3 for `ERR_AUTH_TOKEN_*`).
+ * (`Authenticator.challenge` gives the `WWW-Authenticate` value: Bearer, and DPoP with `jwt.dpop`).
  * See docs/gateway-auth.md.
  */
 
@@ -14,6 +14,7 @@ export {
   type AuthConfig,
   type AuthConfigInput,
   authConfigSchema,
+  type DpopConfig,
   type IdentityRule,
   type JwtConfig,
   type MtlsConfig,
@@ -26,6 +27,11 @@ export {
   type RevocationStatus,
   revocationError,
 } from './crl.js';
+/** RFC 9449 DPoP proofs: the verifier and the replay stores (memory for one replica, Redis for several). */
+export { DpopVerifier, MemoryReplayStore, RedisReplayStore, type ReplayStore } from './dpop.js';
+export { accessTokenHash, jwkThumbprint } from './dpop-hash.js';
+/** The client side of DPoP: a key pair and a proof per request (used by `bulwark/client`). */
+export { createDpopKey, type DpopAlgorithm, type DpopKey, dpopProof } from './dpop-proof.js';
 /** The certificates of a PEM bundle (the TLS layer's client CA bundle and the forwarded one). */
 export { pemCertificates } from './forwarded.js';
 /** SPIFFE X.509-SVID identity and the RFC 8705 certificate thumbprint. */

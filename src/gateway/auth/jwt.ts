@@ -32,6 +32,8 @@ export interface VerifiedToken {
   readonly scopes: readonly string[];
   /** RFC 8705 §3.1 `cnf.x5t#S256` when the token is certificate-bound. */
   readonly boundThumbprint?: string;
+  /** RFC 9449 §6.1 `cnf.jkt` when the token is DPoP-bound: the SHA-256 JWK thumbprint of the client's key. */
+  readonly boundJkt?: string;
   /** Epoch seconds. */
   readonly exp: number;
 }
@@ -381,6 +383,7 @@ export class JwtVerifier {
     if (p.sub !== undefined && typeof p.sub !== 'string')
       throw fail('ERR_AUTH_TOKEN_CLAIM_MISSING', 'token claim sub must be a string');
     let bound: string | undefined;
+    let jkt: string | undefined;
     const cnf = p['cnf'];
     if (cnf !== undefined) {
       if (typeof cnf !== 'object' || cnf === null)
@@ -391,6 +394,12 @@ export class JwtVerifier {
           throw fail('ERR_AUTH_TOKEN_BINDING', 'token cnf x5t#S256 is not a base64url SHA-256 thumbprint');
         bound = t;
       }
+      const j = (cnf as Record<string, unknown>)['jkt'];
+      if (j !== undefined) {
+        if (typeof j !== 'string' || !/^[A-Za-z0-9_-]{43}$/.test(j))
+          throw fail('ERR_AUTH_TOKEN_BINDING', 'token cnf jkt is not a base64url SHA-256 JWK thumbprint');
+        jkt = j;
+      }
     }
     return {
       issuer: p.iss as string,
@@ -400,6 +409,7 @@ export class JwtVerifier {
       roles,
       scopes,
       ...(bound === undefined ? {} : { boundThumbprint: bound }),
+      ...(jkt === undefined ? {} : { boundJkt: jkt }),
       exp,
     };
   }

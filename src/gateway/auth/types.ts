@@ -25,8 +25,8 @@ export interface Principal {
   readonly certThumbprint?: string;
   /** Epoch seconds after which this principal must be re-authenticated (token `exp`, cert `notAfter`). */
   readonly expiresAt?: number;
-  /** Where the identity came from, for the audit record. */
-  readonly sources?: readonly ('mtls' | 'forwarded-cert' | 'token')[];
+  /** Where the identity came from, for the audit record and policies (`dpop`: a DPoP-bound token whose proof verified). */
+  readonly sources?: readonly ('mtls' | 'forwarded-cert' | 'token' | 'dpop')[];
 }
 
 /** What the transport knows about one request, as the gateway hands it to the authenticator. */
@@ -42,8 +42,13 @@ export interface AuthRequest {
   readonly peerAuthorizationError?: string;
   /** Address of the immediate TCP peer (for logs and policy context; never an identity). */
   readonly remoteAddress: string;
-  /** Raw `Authorization` header value, e.g. `Bearer eyJ...`. */
+  /** Raw `Authorization` header value, e.g. `Bearer eyJ...` or `DPoP eyJ...` (RFC 9449 §7.1). */
   readonly authorization?: string;
+  /** Raw `DPoP` header value (RFC 9449 §4.1): the proof of possession of the token's key. */
+  readonly dpop?: string;
+  /** The request's method and target (`req.url`), which a DPoP proof's `htm` and `htu` must name. */
+  readonly method?: string;
+  readonly url?: string;
   /**
    * Raw forwarded client-certificate header value (Envoy `x-forwarded-client-cert`, or a URL-encoded PEM
    * as nginx's `$ssl_client_escaped_cert`). Honoured ONLY when the immediate peer is a trusted proxy
