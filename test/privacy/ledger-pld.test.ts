@@ -15,13 +15,20 @@ import { promisify } from 'node:util';
 import Database from 'better-sqlite3';
 import pg from 'pg';
 import { isBulwarkError } from '../../src/core/index.js';
+import { mlp } from '../../src/ml/index.js';
 import {
   type BudgetLedger,
   type ComposedEvent,
   composeSpends,
   createAccountant,
+  dpCount,
+  dpMean,
+  dpQuantiles,
+  fitDpLogisticRegression,
+  NoiseSource,
   openLedger,
   type PrivacyEvent,
+  trainDpSgd,
 } from '../../src/privacy/index.js';
 import { runBulwark } from '../helpers/cli.js';
 
@@ -367,6 +374,67 @@ function behaviour(name: string, store: Store, skip: string | null): void {
 
 behaviour('SQLite', sqliteStore, null);
 behaviour('PostgreSQL', pgStore, pgReason);
+
+describe('DP operations record the events their analysis composed', () => {
+  it('DP-SGD, objective perturbation and the queries', async () => {
+    const ledger = await openLedger(join(tmp, `ops-${randomBytes(4).toString('hex')}.sqlite`));
+    const noise = (seed: number) => NoiseSource.insecureSeeded(seed, 'test');
+    try {
+      await ledger.setBudget('ops', { epsilon: 100, delta: 1e-3 }, { composition: 'pld' });
+      const budget = { ledger, dataset: 'ops' };
+      const n = 200;
+      const x = Float32Array.from({ length: n * 3 }, (_, i) => Math.sin(i * 0.37));
+      const y = Int32Array.from({ length: n }, (_, i) => i % 3);
+      const net = mlp({ inputs: 3, hidden: [4], classes: 3, rng: 1 });
+      const sgd = await trainDpSgd(
+        net,
+        { x, y, rows: n },
+        {
+          noiseMultiplier: 1.3,
+          delta: 1e-5,
+          expectedBatchSize: 20,
+          epochs: 1,
+          budget,
+          noise: noise(1),
+        },
+      );
+      assert.deepEqual(sgd.receipt?.events, [{ event: sgd.event, count: sgd.steps }]);
+      const lr = await fitDpLogisticRegression(
+        { x, y, rows: n },
+        { epsilon: 3, dataNorm: 2, classes: 3, budget, noise: noise(2) },
+      );
+      assert.deepEqual(lr.receipt?.events, [{ event: { kind: 'pure', epsilon: 1 }, count: 3 }]);
+      const values = Array.from({ length: n }, (_, i) => i % 10);
+      const count = await dpCount(values, {
+        epsilon: 0.5,
+        mechanism: 'gaussian',
+        delta: 1e-6,
+        budget,
+        noise: noise(3),
+      });
+      assert.deepEqual(count.receipt?.events, [
+        { event: { kind: 'approx', epsilon: 0.5, delta: 1e-6 }, count: 1 },
+      ]);
+      const mean = await dpMean(values, { epsilon: 1, lower: 0, upper: 10, budget, noise: noise(4) });
+      assert.deepEqual(mean.receipt?.events, [{ event: { kind: 'pure', epsilon: 0.5 }, count: 2 }]);
+      const qs = await dpQuantiles(values, {
+        epsilon: 1,
+        lower: 0,
+        upper: 10,
+        quantiles: [0.25, 0.75],
+        budget,
+        noise: noise(5),
+      });
+      assert.deepEqual(qs.receipt?.events, [{ event: { kind: 'pure', epsilon: 0.5 }, count: 2 }]);
+      // All of them compose, below their basic sum.
+      const st = await ledger.status('ops');
+      assert.equal(st.spends, 5);
+      assert.ok(st.spent.epsilon < st.accounting.basic.epsilon, JSON.stringify(st.accounting));
+    } finally {
+      await ledger.close();
+    }
+  });
+});
 
 describe('composeSpends', () => {
   it('is never above the basic sum, and is the basic sum for basic budgets and at delta 0', () => {
