@@ -23,6 +23,8 @@ export function isConnectionFailure(e: unknown): boolean {
     // 57P0x (shutdown, cannot connect now).
     if (/^(08|28|3D|53)/.test(code) || /^57P0[1-4]$/.test(code)) return true;
   }
+  // node-postgres raises these without a code (its own Error objects), so only their text tells them
+  // apart; a message that matches nothing here is not a connection failure (the caller reports it as is).
   const msg = e instanceof Error ? e.message : '';
   return /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|not queryable/i.test(
     msg,

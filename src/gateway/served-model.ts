@@ -113,7 +113,10 @@ export function atKey<T>(key: string, f: () => T): T {
   }
 }
 
-/** `e` with `key: ` before its message (unchanged when it names the key already). */
+/**
+ * `e` with `key: ` before its message (unchanged when it names the key already). The message test only
+ * avoids saying the key twice; code and details, what callers branch on, are kept as they are.
+ */
 export function keyed(key: string, e: unknown): BulwarkError {
   if (e instanceof BulwarkError) {
     if (e.message.startsWith(`${key}`)) return e;

@@ -57,6 +57,11 @@ describe('pkcs11 provider (SoftHSM2)', { skip: missing }, () => {
   let kr: Keyring;
 
   it('generates a non-extractable, sensitive AES key inside the token', async () => {
+    // Another library of this process initialised the module first: the keyring's C_Initialize then
+    // answers CKR_CRYPTOKI_ALREADY_INITIALIZED, which it must take (by its result code) as success.
+    const first = new (createRequire(import.meta.url)('pkcs11js') as typeof import('pkcs11js')).PKCS11();
+    first.load(module!);
+    first.C_Initialize();
     kr = await Keyring.create(join(dir, 'hsm.json'), {
       provider: 'pkcs11',
       settings: { token: TOKEN, module },

@@ -70,7 +70,8 @@ async function loadModule(path: string): Promise<{ mod: Pkcs11Module; lib: Pkcs1
     lib.load(path);
     lib.C_Initialize();
   } catch (e) {
-    if (!(e instanceof Error && /CKR_CRYPTOKI_ALREADY_INITIALIZED/.test(e.message)))
+    // By the PKCS#11 result value (pkcs11js's Pkcs11Error.code), not the message's text.
+    if ((e as { code?: unknown }).code !== mod.CKR_CRYPTOKI_ALREADY_INITIALIZED)
       throw hsmError(`cannot load PKCS#11 module ${path}`, e, { module: path });
   }
   loaded.set(path, { lib, users: 1 });
