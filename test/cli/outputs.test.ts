@@ -3,6 +3,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { writeTransactionsCsv } from '../../src/data/index.js';
 import { type CliRun, runBulwark } from '../helpers/cli.js';
 
 /**
@@ -32,7 +33,8 @@ describe('bulwark: outputs never replace inputs, and existing files only with --
     assert.deepEqual(snapshot(), before, 'nothing written, nothing replaced');
   }
 
-  before(() => {
+  before(async () => {
+    await writeTransactionsCsv(p('tx.csv'), { rows: 200, fraudRate: 0.1, seed: 1 });
     writeFileSync(pass, 'a long test passphrase\n', { mode: 0o600 });
     const r = runBulwark(['keys', 'init', ...auth, '--scrypt-log-n', '10']);
     assert.equal(r.code, 0, r.stderr);
@@ -63,5 +65,49 @@ describe('bulwark: outputs never replace inputs, and existing files only with --
     r = runBulwark(['keys', 'decrypt', p('plain.enc'), '--out', p('plain2.txt'), ...auth]);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(readFileSync(p('plain2.txt'), 'utf8'), 'hello\n');
+  });
+
+  it('data protect / reveal / reencrypt: not over the data, its manifest, the schema or the keyring; existing only with --force', () => {
+    let r = runBulwark(['data', 'schema', p('tx.csv'), '--out', p('schema.yaml')]);
+    assert.equal(r.code, 0, r.stderr);
+    const protect = ['data', 'protect', p('tx.csv'), '--schema', p('schema.yaml'), ...auth];
+    r = runBulwark([...protect, '--out', p('tx.p.csv')]);
+    assert.equal(r.code, 0, r.stderr);
+    const s = snapshot();
+    for (const out of [p('tx.csv'), p('schema.yaml'), kr, pass]) {
+      r = runBulwark([...protect, '--out', out, '--force']);
+      assertRefused(r, 'ERR_USAGE', 2, s);
+    }
+    // The manifest written beside --out may not replace an input either.
+    r = runBulwark([...protect, '--out', p('tx.p2.csv'), '--manifest', kr, '--force']);
+    assertRefused(r, 'ERR_USAGE', 2, s);
+    assert.match(r.stderr, /--manifest /);
+    r = runBulwark([...protect, '--out', p('tx.p.csv')]);
+    assertRefused(r, 'ERR_FILE_EXISTS', 3, s);
+    r = runBulwark([...protect, '--out', p('tx.p.csv'), '--force']);
+    assert.equal(r.code, 0, r.stderr);
+
+    const s2 = snapshot();
+    const reveal = ['data', 'reveal', p('tx.p.csv'), ...auth];
+    // Before, --out MANIFEST replaced the wrapped data keys with plaintext: the data was lost.
+    for (const out of [p('tx.p.csv'), p('tx.p.csv.bulwark.json'), kr, pass]) {
+      r = runBulwark([...reveal, '--out', out, '--force']);
+      assertRefused(r, 'ERR_USAGE', 2, s2);
+    }
+    r = runBulwark([...reveal, '--out', p('tx.csv')]);
+    assertRefused(r, 'ERR_FILE_EXISTS', 3, s2);
+    r = runBulwark([...reveal, '--out', p('tx.r.csv')]);
+    assert.equal(r.code, 0, r.stderr);
+
+    const s3 = snapshot();
+    const reencrypt = ['data', 'reencrypt', p('tx.p.csv'), ...auth];
+    for (const out of [p('tx.p.csv'), p('tx.p.csv.bulwark.json'), kr]) {
+      r = runBulwark([...reencrypt, '--out', out, '--force']);
+      assertRefused(r, 'ERR_USAGE', 2, s3);
+    }
+    r = runBulwark([...reencrypt, '--out', p('tx.r.csv')]);
+    assertRefused(r, 'ERR_FILE_EXISTS', 3, s3);
+    r = runBulwark([...reencrypt, '--out', p('tx.p3.csv')]);
+    assert.equal(r.code, 0, r.stderr);
   });
 });

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { BulwarkError, fileDigest } from '../../core/index.js';
 import { loadSchema } from '../../data/index.js';
 import {
+  manifestPathOf,
   type ProtectOptions,
   protectCsv,
   readManifest,
@@ -10,9 +11,32 @@ import {
   SubjectKeyStore,
 } from '../../protect/index.js';
 import { addAuditOption, record, withOperationLog } from '../audit-record.js';
-import { listOption } from '../options.js';
+import { checkOutputPath, listOption } from '../options.js';
 import { ioOf } from '../program.js';
-import { openKeyringFromOptions, type SecretCliOptions, withKeyringOptions } from './keys.js';
+import { keyringInputs, openKeyringFromOptions, type SecretCliOptions, withKeyringOptions } from './keys.js';
+
+const FORCE_HELP = 'overwrite --out (and its manifest) if it exists';
+
+/**
+ * Checks a protected CSV output and the manifest written beside it before any work: neither may be an
+ * input of the command (the data, its manifest, the schema, the keyring, the passphrase file, the subject
+ * key store), whatever --force says, and neither replaces an existing file without --force. Replacing
+ * the input manifest would lose the only copy of the wrapped data keys: the protected data with it.
+ */
+async function checkProtectedOutput(
+  out: string,
+  manifest: string | undefined,
+  force: boolean | undefined,
+  inputs: readonly (string | undefined)[],
+): Promise<void> {
+  await checkOutputPath(out, { force, inputs });
+  if (manifest !== undefined)
+    await checkOutputPath(manifest, {
+      force,
+      option: '--manifest',
+      inputs: [...inputs, out],
+    });
+}
 
 interface ProtectCli extends SecretCliOptions {
   schema: string;
@@ -26,6 +50,7 @@ interface ProtectCli extends SecretCliOptions {
   subjects?: string;
   allowExtraColumns?: boolean;
   manifest?: string;
+  force?: boolean;
 }
 
 interface RevealCli extends SecretCliOptions {
@@ -34,6 +59,7 @@ interface RevealCli extends SecretCliOptions {
   manifest?: string;
   subjects?: string;
   erased: 'blank' | 'fail';
+  force?: boolean;
 }
 
 /** `bulwark data protect|reveal|reencrypt`: field-level encryption of CSV files, streaming. */
@@ -61,11 +87,19 @@ export function registerDataProtectCommands(data: Command): void {
         .option('--subject-column <column>', 'per-subject keys: the column naming the data subject')
         .option('--subjects <file>', 'the subject key store (created if missing)')
         .option('--allow-extra-columns', 'accept columns the schema does not declare (kept as they are)')
-        .option('--manifest <file>', 'where to write the manifest'),
+        .option('--manifest <file>', 'where to write the manifest (default OUT.bulwark.json)')
+        .option('--force', FORCE_HELP),
     ),
   ).action(async function (this: Command, file: string) {
     const io = ioOf(this);
     const o = this.opts<ProtectCli & { audit?: string }>();
+    await checkProtectedOutput(o.out, o.manifest ?? manifestPathOf(o.out), o.force, [
+      file,
+      o.schema,
+      o.subjects,
+      o.audit,
+      ...keyringInputs(o),
+    ]);
     const schema = await loadSchema(o.schema);
     // Opened before anything is written: a log that cannot be opened refuses the run.
     await withOperationLog(o.audit, async (log) => {
@@ -140,7 +174,8 @@ export function registerDataProtectCommands(data: Command): void {
       .option('--columns <list>', 'decrypt only these columns', listOption(String))
       .option('--manifest <file>', 'the manifest (default FILE.bulwark.json)')
       .option('--subjects <file>', 'the subject key store (for per-subject keys)')
-      .option('--erased <what>', 'values of erased subjects: blank (write empty) or fail', 'blank'),
+      .option('--erased <what>', 'values of erased subjects: blank (write empty) or fail', 'blank')
+      .option('--force', 'overwrite --out if it exists'),
   ).action(async function (this: Command, file: string) {
     const io = ioOf(this);
     const o = this.opts<RevealCli>();
@@ -149,6 +184,12 @@ export function registerDataProtectCommands(data: Command): void {
         details: { option: '--erased' },
       });
     }
+    await checkProtectedOutput(o.out, undefined, o.force, [
+      file,
+      o.manifest ?? manifestPathOf(file),
+      o.subjects,
+      ...keyringInputs(o),
+    ]);
     const kr = await openKeyringFromOptions(o);
     let store: SubjectKeyStore | undefined;
     try {
@@ -181,12 +222,19 @@ export function registerDataProtectCommands(data: Command): void {
       .requiredOption('--out <file>', 'the re-encrypted CSV')
       .option('--key <id>', 'key-encryption key for the new data keys')
       .option('--manifest <file>', 'the manifest (default FILE.bulwark.json)')
-      .option('--subjects <file>', 'the subject key store (for per-subject keys)'),
+      .option('--subjects <file>', 'the subject key store (for per-subject keys)')
+      .option('--force', FORCE_HELP),
   ).action(async function (this: Command, file: string) {
     const io = ioOf(this);
     const o = this.opts<
-      SecretCliOptions & { out: string; key?: string; manifest?: string; subjects?: string }
+      SecretCliOptions & { out: string; key?: string; manifest?: string; subjects?: string; force?: boolean }
     >();
+    await checkProtectedOutput(o.out, manifestPathOf(o.out), o.force, [
+      file,
+      o.manifest ?? manifestPathOf(file),
+      o.subjects,
+      ...keyringInputs(o),
+    ]);
     const kr = await openKeyringFromOptions(o);
     let store: SubjectKeyStore | undefined;
     try {
