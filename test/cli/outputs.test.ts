@@ -110,4 +110,17 @@ describe('bulwark: outputs never replace inputs, and existing files only with --
     r = runBulwark([...reencrypt, '--out', p('tx.p3.csv')]);
     assert.equal(r.code, 0, r.stderr);
   });
+
+  it('predict: --out checked before the work, never over the model or the data', () => {
+    let r = runBulwark(['train', '--data', p('tx.csv'), '--label', 'is_fraud', '--out', p('m.onnx')]);
+    assert.equal(r.code, 0, r.stderr);
+    const s = snapshot();
+    // Before, --force wrote the predictions over the data file (or the model) it had just read.
+    for (const out of [p('tx.csv'), p('m.onnx')]) {
+      r = runBulwark(['predict', '--model', p('m.onnx'), '--data', p('tx.csv'), '--out', out, '--force']);
+      assertRefused(r, 'ERR_USAGE', 2, s);
+    }
+    r = runBulwark(['predict', '--model', p('m.onnx'), '--data', p('tx.csv'), '--out', p('plain.txt')]);
+    assertRefused(r, 'ERR_FILE_EXISTS', 3, s);
+  });
 });

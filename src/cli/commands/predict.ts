@@ -12,6 +12,7 @@ import {
   softmaxRows,
 } from '../../ml/index.js';
 import { classIndexOf, META_CLASS_VALUES, META_LABEL, META_PIPELINE } from '../../train/index.js';
+import { checkOutputPath } from '../options.js';
 import { ioOf } from '../program.js';
 
 export interface Predictions {
@@ -180,6 +181,9 @@ model's label column, the accuracy is reported on stderr (and in --json).`,
       const io = ioOf(this);
       await requireFile(o.model, 'model file');
       await requireFile(o.data, 'data file');
+      // Before the work, and never over the model or the data, --force or not.
+      if (o.out !== undefined)
+        await checkOutputPath(o.out, { force: o.force, inputs: [o.model, o.data] });
       let bytes: Uint8Array;
       try {
         bytes = await readFile(o.model);
