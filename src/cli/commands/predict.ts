@@ -182,8 +182,7 @@ model's label column, the accuracy is reported on stderr (and in --json).`,
       await requireFile(o.model, 'model file');
       await requireFile(o.data, 'data file');
       // Before the work, and never over the model or the data, --force or not.
-      if (o.out !== undefined)
-        await checkOutputPath(o.out, { force: o.force, inputs: [o.model, o.data] });
+      if (o.out !== undefined) await checkOutputPath(o.out, { force: o.force, inputs: [o.model, o.data] });
       let bytes: Uint8Array;
       try {
         bytes = await readFile(o.model);
