@@ -211,6 +211,8 @@ export async function continueTrainingDp(
         epsilon: plan.epsilon,
         delta: plan.delta,
         operation: 'train.dp-sgd',
+        // What the spend will record: a `pld` budget previews the composed figure the spend will charge.
+        events: plan.events,
       });
       const inspection = await inspectRowsAsync(old, plan.trainSet.x, plan.trainSet.y, {
         method,

@@ -33,10 +33,11 @@ import {
   rocAuc,
   toOnnx,
 } from '../ml/index.js';
+import type { ComposedEvent } from './accountants/events.js';
 import type { BudgetLedger, SpendReceipt } from './ledger/ledger.js';
 import type { NoiseSource } from './mechanisms/noise.js';
-import { trainDpSgd } from './models/dp-sgd.js';
-import { fitDpLogisticRegression } from './models/logistic.js';
+import { dpSgdEvents, trainDpSgd } from './models/dp-sgd.js';
+import { fitDpLogisticRegression, objectivePerturbationEvents } from './models/logistic.js';
 import { requireDelta, requireEpsilon } from './params.js';
 
 /** ONNX metadata keys shared with src/train (`bulwark predict` reads them); a test checks they agree. */
@@ -214,6 +215,8 @@ export interface DpRunPlan {
   trainRows: number;
   /** The encoded training rows and their labels (for a gate that inspects them before the spend). */
   trainSet: LabelledData;
+  /** The accounting events the spend will record (what a `pld` budget composes; pass them to `preview`). */
+  events: readonly ComposedEvent[];
 }
 
 export interface DpTabularResult {
@@ -431,8 +434,8 @@ export async function trainTabularDp(ds: Dataset, o: DpTabularOptions): Promise<
   const d = tr.features.length;
   const classes = classValues.length;
   if (o.initial) checkWarmStart(o.initial, o, pipeline, classValues);
-  const beforeSpend = async (eps: number, del: number) =>
-    o.beforeSpend?.({ method, epsilon: eps, delta: del, trainRows: trainSet.rows, trainSet });
+  const beforeSpend = async (eps: number, del: number, events: readonly ComposedEvent[]) =>
+    o.beforeSpend?.({ method, epsilon: eps, delta: del, trainRows: trainSet.rows, trainSet, events });
 
   let network: Network;
   let privacy: DpTrainingGuarantee;
@@ -440,7 +443,7 @@ export async function trainTabularDp(ds: Dataset, o: DpTabularOptions): Promise<
   if (method === 'objective-perturbation') {
     // Each numeric column is in [0, 1] and each one-hot group has at most one 1: ||x||² <= input columns.
     const dataNorm = o.dataNorm ?? Math.sqrt(features.length);
-    await beforeSpend(epsilon, 0);
+    await beforeSpend(epsilon, 0, objectivePerturbationEvents(epsilon, classes));
     const r = await fitDpLogisticRegression(trainSet, {
       epsilon,
       dataNorm,
@@ -478,7 +481,8 @@ export async function trainTabularDp(ds: Dataset, o: DpTabularOptions): Promise<
       ...(o.budget ? { budget: o.budget } : {}),
       ...(o.noise ? { noise: o.noise } : {}),
       ...(o.adversarial ? { perturb: o.adversarial.perturb(network, tr.features) } : {}),
-      beforeSpend: (p) => beforeSpend(p.epsilon, p.delta),
+      beforeSpend: (p) =>
+        beforeSpend(p.epsilon, p.delta, dpSgdEvents(p.noiseMultiplier, p.samplingRate, p.steps)),
       onProgress: (p) => {
         if (p.phase === 'step')
           o.onProgress?.(p.step, p.steps, { epoch: p.epoch, clipped: p.clippedFraction.toFixed(2) });

@@ -225,3 +225,26 @@ describe('trainDpSgd beforeSpend', () => {
     assert.equal((await ledger.status('d')).spends, spent);
   });
 });
+
+describe('trainTabularDp beforeSpend plan', () => {
+  it('carries the accounting events the spend then records (what a pld budget previews)', async () => {
+    for (const over of [
+      { method: 'dp-sgd' as const },
+      { method: 'objective-perturbation' as const, model: 'logreg' as const },
+    ]) {
+      let planned: unknown;
+      const r = await trainTabularDp(
+        ds,
+        base({
+          ...over,
+          beforeSpend: (p) => {
+            planned = p.events;
+          },
+        }),
+      );
+      assert.ok(r.receipt, over.method);
+      assert.ok(Array.isArray(planned) && planned.length > 0, over.method);
+      assert.deepEqual(planned, r.receipt.events, over.method);
+    }
+  });
+});

@@ -30,7 +30,7 @@ import {
 } from '../../ml/index.js';
 import { createAccountant } from '../accountants/accountants.js';
 import { calibrateNoiseMultiplier } from '../accountants/calibrate.js';
-import type { PrivacyEvent } from '../accountants/events.js';
+import type { ComposedEvent, PrivacyEvent } from '../accountants/events.js';
 import type { BudgetLedger, SpendReceipt } from '../ledger/ledger.js';
 import { addGaussianNoise, type NoiseSource, noiseOf } from '../mechanisms/noise.js';
 import { requireDelta, requireEpsilon, requireNoiseMultiplier, requireSamplingRate } from '../params.js';
@@ -157,6 +157,11 @@ export function dpSgdAccountedEpsilon(
     .getEpsilon(delta);
 }
 
+/** What the accountant composes for a DP-SGD run, as the ledger's events: `steps` Poisson-subsampled Gaussian steps. */
+export function dpSgdEvents(noiseMultiplier: number, samplingRate: number, steps: number): ComposedEvent[] {
+  return [{ event: { kind: 'gaussian', noiseMultiplier, samplingRate }, count: steps }];
+}
+
 /**
  * Trains `net` in place with DP-SGD (see the module documentation).
  *
@@ -226,8 +231,7 @@ export async function trainDpSgd(net: Network, data: LabelledData, o: DpSgdOptio
       delta,
       operation: 'train.dp-sgd',
       details: { accountant, noiseMultiplier: sigma, clipNorm, samplingRate: q, steps },
-      // What the accountant composed for ε: `steps` Poisson-subsampled Gaussian steps.
-      events: [{ event: { kind: 'gaussian', noiseMultiplier: sigma, samplingRate: q }, count: steps }],
+      events: dpSgdEvents(sigma, q, steps),
     });
   }
 

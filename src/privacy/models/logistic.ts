@@ -43,7 +43,7 @@ import {
   minimizeLbfgs,
   type Network,
 } from '../../ml/index.js';
-import type { PrivacyEvent } from '../accountants/events.js';
+import type { ComposedEvent, PrivacyEvent } from '../accountants/events.js';
 import type { BudgetLedger, SpendReceipt } from '../ledger/ledger.js';
 import { type NoiseSource, noiseOf } from '../mechanisms/noise.js';
 import { requireEpsilon } from '../params.js';
@@ -207,6 +207,15 @@ function design(
 }
 
 /**
+ * What an objective-perturbation fit spends, as the ledger's events: one ε-DP fit per one-vs-rest
+ * problem (one for two classes), at ε / problems each. The spend and a caller's preview both use it.
+ */
+export function objectivePerturbationEvents(epsilon: number, classes: number): ComposedEvent[] {
+  const problems = classes === 2 ? 1 : classes;
+  return [{ event: { kind: 'pure', epsilon: epsilon / problems }, count: problems }];
+}
+
+/**
  * Fits an ε-DP logistic regression by objective perturbation (see the module documentation).
  *
  * @example
@@ -274,13 +283,7 @@ export async function fitDpLogisticRegression(
       delta: 0,
       operation: 'train.dp-logistic-regression',
       details: { mechanism: 'objective-perturbation', dataNorm: o.dataNorm, classes, neighbours },
-      // One ε-DP fit per one-vs-rest problem (one for two classes), at ε / problems each (below).
-      events: [
-        {
-          event: { kind: 'pure', epsilon: epsilon / (classes === 2 ? 1 : classes) },
-          count: classes === 2 ? 1 : classes,
-        },
-      ],
+      events: objectivePerturbationEvents(epsilon, classes),
     });
   }
 
