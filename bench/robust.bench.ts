@@ -225,6 +225,136 @@ export function runArt(ctx: BenchContext, artDir: string, cfgPath: string): Prom
   });
 }
 
+/** Bulwark's models on one dataset, trained as the robust bench trains them. */
+export interface OurModels {
+  /** The dataset's subset (its plan's training and test rows). */
+  data: { train: LabelledData; test: LabelledData };
+  /** `normal`, and `pgd-<eps>` for each eps trained. */
+  models: Record<string, Network>;
+  normalEpochSeconds: number;
+  /** Per PGD-trained model: the engine its training ran on and each epoch's seconds. */
+  pgd: { eps: number; engine: string; seconds: number[] }[];
+}
+
+/**
+ * The robust bench's training of Bulwark's models on `ds` (shared with bench/robust-detectors.bench.ts,
+ * whose figures must come from the same models): the normal model (He-uniform init with rng 1, Adam
+ * 1e-3, batch 128, seed 1) and, for each eps of `atEps` (default: the dataset's), a PGD-trained one from
+ * the same init. Each model starts from a fresh init, so training a subset of the eps gives the same
+ * models as training all of them. The caller sets the thread count (setThreads).
+ */
+export async function trainOurModels(
+  ctx: BenchContext,
+  ds: DsPlan,
+  plan: Plan,
+  atEps: readonly number[] = ds.atEps,
+): Promise<OurModels> {
+  ctx.log(`${ds.name}: data`);
+  const dp = dsPlan(ds, plan, ctx.quick);
+  const sub = await subset(ds.name, dp);
+  const models: Record<string, Network> = {};
+  ctx.log(`${ds.name}: normal training`);
+  const normal = mlp({ inputs: 784, hidden: [HIDDEN], classes: 10, rng: 1 });
+  const t0 = performance.now();
+  await train(normal, sub.train, {
+    epochs: plan.epochsNormal,
+    batchSize: 128,
+    learningRate: 1e-3,
+    seed: 1,
+  });
+  const normalEpochSeconds = (performance.now() - t0) / 1000 / plan.epochsNormal;
+  models['normal'] = normal;
+  const pgd: OurModels['pgd'] = [];
+  for (const eps of atEps) {
+    ctx.log(`${ds.name}: PGD training at eps ${eps}`);
+    const net = mlp({ inputs: 784, hidden: [HIDDEN], classes: 10, rng: 1 });
+    const h = await adversarialTrain(net, sub.train, pgdTrainingOptions(eps, dp, 1));
+    pgd.push({ eps, engine: h.engine, seconds: h.history.map((e) => e.seconds) });
+    models[`pgd-${eps}`] = net;
+  }
+  return { data: sub, models, normalEpochSeconds, pgd };
+}
+
+/** The note the claims' facts carry (robust and robust-detectors). */
+export const CLAIMS_NOTE =
+  "Claims (MNIST, eps 0.1, first model 'normal'): detectors fitted on the training subset and calibrated at 1 % FPR on clean test images not attacked; catch rate = share of successful adversarial inputs flagged; adaptive attacks know the detector. The article's '95 % -> 15-25 %' and '80-90 % caught' are compared with these, whatever they are.";
+
+/**
+ * The article's claims on MNIST (facts `claims.mnist.*`): the same red-team evaluation `bulwark
+ * evaluate` runs, on the normal and the eps-0.1 PGD-trained model of trainOurModels: FGSM, PGD and
+ * Square at eps 0.1 before / after PGD training; detectors (fitted on the training subset, calibrated
+ * at 1 % FPR) against those attacks and their adaptive attacks; stream detectors; membership inference.
+ * Shared by the robust bench and bench/robust-detectors.bench.ts, so both give the same figures.
+ */
+export async function mnistClaims(
+  ctx: BenchContext,
+  plan: Plan,
+  mn: { train: LabelledData; test: LabelledData },
+  mm: Record<string, Network>,
+): Promise<{ facts: Record<string, string | number | boolean>; result: RedTeamResult }> {
+  ctx.log('MNIST red team: attacks before/after PGD training, detectors at 1 % FPR, membership inference');
+  const normal = mm['normal'];
+  const robust = mm['pgd-0.1'];
+  if (!normal || !robust) throw new Error("mnistClaims: expected the models 'normal' and 'pgd-0.1'");
+  const facts: Record<string, string | number | boolean> = {};
+  const rt: RedTeamResult = await redTeam(
+    [
+      { name: 'normal', model: networkModel(normal, 'normal'), network: normal },
+      {
+        name: 'PGD-trained eps 0.1',
+        model: networkModel(robust, 'PGD-trained eps 0.1'),
+        network: robust,
+      },
+    ],
+    {
+      test: mn.test,
+      members: mn.train,
+      domain: InputDomain.box(784),
+      image: { height: 28, width: 28 },
+    },
+    {
+      attacks: ['fgsm', 'pgd', 'square', 'mia'],
+      eps: [0, 0.1],
+      rows: ctx.quick ? 100 : 500,
+      steps: ctx.quick ? 10 : 40,
+      restarts: 1,
+      squareQueries: ctx.quick ? 100 : 1000,
+      fpr: 0.01,
+      shadows: ctx.quick ? 0 : 4,
+      miaRows: ctx.quick ? 200 : 1000,
+      trainRecipe: { epochs: plan.epochsNormal, learningRate: 1e-3, batchSize: 128 },
+      streamRows: ctx.quick ? 3 : 10,
+      seed: 5,
+    },
+  );
+  for (const m of rt.models) {
+    for (const [a, c] of Object.entries(m.curves)) {
+      const p = c.find((q) => q.eps === 0.1);
+      if (p) facts[`claims.mnist.${m.name}.${a}.eps0.1.successRate`] = 100 * p.successRate;
+    }
+    if (m.membership) {
+      facts[`claims.mnist.${m.name}.mia.lossThreshold.auc`] = m.membership.lossThreshold.auc;
+      facts[`claims.mnist.${m.name}.mia.lossThreshold.tprAt0.1%`] =
+        100 * (m.membership.lossThreshold.tprAtFpr[0]?.tpr ?? Number.NaN);
+      if (m.membership.lira) {
+        facts[`claims.mnist.${m.name}.mia.lira.auc`] = m.membership.lira.auc;
+        facts[`claims.mnist.${m.name}.mia.lira.tprAt0.1%`] =
+          100 * (m.membership.lira.tprAtFpr[0]?.tpr ?? Number.NaN);
+      }
+    }
+  }
+  for (const d of rt.detectors) {
+    facts[`claims.mnist.detector.${d.name}.observedFpr`] = 100 * d.observedFpr;
+    for (const a of d.attacks)
+      facts[`claims.mnist.detector.${d.name}.${a.attack}.caught%`] = 100 * a.catchRate;
+  }
+  for (const s of rt.streams) {
+    for (const a of s.attacks)
+      facts[`claims.mnist.stream.${s.name}.${a.attack}`] = `${a.detected}/${a.streams}`;
+  }
+  return { facts, result: rt };
+}
+
 const bench: Benchmark = {
   name: 'robust',
   description:
@@ -256,37 +386,22 @@ const bench: Benchmark = {
       const ours: Record<string, Record<string, Network>> = {};
       const cfgDatasets: unknown[] = [];
       for (const ds of DATASETS) {
-        ctx.log(`${ds.name}: data`);
         const dp = dsPlan(ds, plan, ctx.quick);
-        const sub = await subset(ds.name, dp);
+        const trained = await trainOurModels(ctx, ds, plan);
+        const sub = trained.data;
         data[ds.name] = sub;
-        const models: Record<string, Network> = {};
-        ctx.log(`${ds.name}: normal training`);
-        const normal = mlp({ inputs: 784, hidden: [HIDDEN], classes: 10, rng: 1 });
-        let t0 = performance.now();
-        await train(normal, sub.train, {
-          epochs: plan.epochsNormal,
-          batchSize: 128,
-          learningRate: 1e-3,
-          seed: 1,
-        });
-        facts[`${ds.name}.bulwark.normalEpochSeconds`] = (performance.now() - t0) / 1000 / plan.epochsNormal;
-        models['normal'] = normal;
-        for (const eps of ds.atEps) {
-          ctx.log(`${ds.name}: PGD training at eps ${eps}`);
-          const net = mlp({ inputs: 784, hidden: [HIDDEN], classes: 10, rng: 1 });
-          t0 = performance.now();
-          const h = await adversarialTrain(net, sub.train, pgdTrainingOptions(eps, dp, 1));
-          facts[`${ds.name}.at${eps}.engine`] = h.engine;
+        const models = trained.models;
+        facts[`${ds.name}.bulwark.normalEpochSeconds`] = trained.normalEpochSeconds;
+        for (const { eps, engine, seconds } of trained.pgd) {
+          facts[`${ds.name}.at${eps}.engine`] = engine;
           figures.push({
             id: `${ds.name}.at${eps}.epoch_s`,
             label: `${ds.name} PGD-training epoch (eps ${eps}, ${dp.trainRows} images)`,
             system: 'bulwark',
             unit: 's',
             better: 'lower',
-            samples: h.history.map((e) => e.seconds),
+            samples: seconds,
           });
-          models[`pgd-${eps}`] = net;
         }
         ours[ds.name] = models;
         const initPath = join(dir, `${ds.name}-init.f32`);
@@ -525,66 +640,18 @@ const bench: Benchmark = {
         }
       }
 
-      // The article's claims on MNIST: the same red-team evaluation `bulwark evaluate` runs.
-      ctx.log(
-        'MNIST red team: attacks before/after PGD training, detectors at 1 % FPR, membership inference',
+      // The article's claims on MNIST (shared with bench/robust-detectors.bench.ts).
+      Object.assign(
+        facts,
+        (
+          await mnistClaims(
+            ctx,
+            plan,
+            data['mnist'] as { train: LabelledData; test: LabelledData },
+            ours['mnist'] as Record<string, Network>,
+          )
+        ).facts,
       );
-      const mn = data['mnist'] as { train: LabelledData; test: LabelledData };
-      const mm = ours['mnist'] as Record<string, Network>;
-      const rt: RedTeamResult = await redTeam(
-        [
-          {
-            name: 'normal',
-            model: networkModel(mm['normal'] as Network, 'normal'),
-            network: mm['normal'] as Network,
-          },
-          {
-            name: 'PGD-trained eps 0.1',
-            model: networkModel(mm['pgd-0.1'] as Network, 'PGD-trained eps 0.1'),
-            network: mm['pgd-0.1'] as Network,
-          },
-        ],
-        { test: mn.test, members: mn.train, domain: box, image: { height: 28, width: 28 } },
-        {
-          attacks: ['fgsm', 'pgd', 'square', 'mia'],
-          eps: [0, 0.1],
-          rows: ctx.quick ? 100 : 500,
-          steps: ctx.quick ? 10 : 40,
-          restarts: 1,
-          squareQueries: ctx.quick ? 100 : 1000,
-          fpr: 0.01,
-          shadows: ctx.quick ? 0 : 4,
-          miaRows: ctx.quick ? 200 : 1000,
-          trainRecipe: { epochs: plan.epochsNormal, learningRate: 1e-3, batchSize: 128 },
-          streamRows: ctx.quick ? 3 : 10,
-          seed: 5,
-        },
-      );
-      for (const m of rt.models) {
-        for (const [a, c] of Object.entries(m.curves)) {
-          const p = c.find((q) => q.eps === 0.1);
-          if (p) facts[`claims.mnist.${m.name}.${a}.eps0.1.successRate`] = 100 * p.successRate;
-        }
-        if (m.membership) {
-          facts[`claims.mnist.${m.name}.mia.lossThreshold.auc`] = m.membership.lossThreshold.auc;
-          facts[`claims.mnist.${m.name}.mia.lossThreshold.tprAt0.1%`] =
-            100 * (m.membership.lossThreshold.tprAtFpr[0]?.tpr ?? Number.NaN);
-          if (m.membership.lira) {
-            facts[`claims.mnist.${m.name}.mia.lira.auc`] = m.membership.lira.auc;
-            facts[`claims.mnist.${m.name}.mia.lira.tprAt0.1%`] =
-              100 * (m.membership.lira.tprAtFpr[0]?.tpr ?? Number.NaN);
-          }
-        }
-      }
-      for (const d of rt.detectors) {
-        facts[`claims.mnist.detector.${d.name}.observedFpr`] = 100 * d.observedFpr;
-        for (const a of d.attacks)
-          facts[`claims.mnist.detector.${d.name}.${a.attack}.caught%`] = 100 * a.catchRate;
-      }
-      for (const s of rt.streams) {
-        for (const a of s.attacks)
-          facts[`claims.mnist.stream.${s.name}.${a.attack}`] = `${a.detected}/${a.streams}`;
-      }
       // Membership inference on a non-private model and on DP-SGD models at several epsilons, same data:
       // members = the first rows of MNIST's training set, non-members = the next ones (never trained on).
       ctx.log('membership inference: non-private vs DP-SGD');
@@ -649,9 +716,7 @@ const bench: Benchmark = {
       notes.push(
         `Membership inference (facts mia.*): MLP 784-128-10 on ${miaN} MNIST training images (members) against the next ${miaN} (non-members), ${miaEpochs} epochs; non-private with Adam, DP-SGD (Poisson batches of 100, clip 1, SGD 0.1, delta 1e-5, noise from the CSPRNG, so these vary slightly run to run) at epsilon 1, 4, 16; LiRA with ${ctx.quick ? 2 : 4} shadow models trained with the same recipe. TPR at 0.1 % FPR with ${miaN} non-members resolves one false positive.`,
       );
-      notes.push(
-        "Claims (MNIST, eps 0.1, first model 'normal'): detectors fitted on the training subset and calibrated at 1 % FPR on clean test images not attacked; catch rate = share of successful adversarial inputs flagged; adaptive attacks know the detector. The article's '95 % -> 15-25 %' and '80-90 % caught' are compared with these, whatever they are.",
-      );
+      notes.push(CLAIMS_NOTE);
       return { figures, facts, notes, ratios: ratiosFor(figures) };
     } finally {
       rmSync(dir, { recursive: true, force: true });
