@@ -123,4 +123,34 @@ describe('bulwark: outputs never replace inputs, and existing files only with --
     r = runBulwark(['predict', '--model', p('m.onnx'), '--data', p('tx.csv'), '--out', p('plain.txt')]);
     assertRefused(r, 'ERR_FILE_EXISTS', 3, s);
   });
+
+  it('model keygen / audit keygen: both key files checked before either is written', () => {
+    writeFileSync(p('taken.key.pub'), 'someone else\n');
+    const s = snapshot();
+    // Before, the private key was written, then the public key refused: half a key pair left behind.
+    let r = runBulwark(['model', 'keygen', '--out', p('taken.key')]);
+    assertRefused(r, 'ERR_FILE_EXISTS', 3, s);
+    r = runBulwark(['model', 'keygen', '--out', p('k.key'), '--public', p('k.key')]);
+    assertRefused(r, 'ERR_USAGE', 2, s);
+    // Before, an existing FILE.pub was silently replaced.
+    r = runBulwark(['audit', 'keygen', '--name', 'test/log', '--out', p('taken.key')]);
+    assertRefused(r, 'ERR_FILE_EXISTS', 3, s);
+  });
+
+  it('model protect: never over the model, the signing key, the keyring or the passphrase file', () => {
+    let r = runBulwark(['train', '--data', p('tx.csv'), '--label', 'is_fraud', '--out', p('m2.onnx')]);
+    assert.equal(r.code, 0, r.stderr);
+    r = runBulwark(['model', 'keygen', '--out', p('signer.key')]);
+    assert.equal(r.code, 0, r.stderr);
+    const protect = ['model', 'protect', p('m2.onnx'), '--sign-key', p('signer.key'), ...auth];
+    const s = snapshot();
+    for (const out of [p('m2.onnx'), p('signer.key'), kr, pass]) {
+      r = runBulwark([...protect, '--out', out, '--force']);
+      assertRefused(r, 'ERR_USAGE', 2, s);
+    }
+    r = runBulwark([...protect, '--out', p('plain.txt')]);
+    assertRefused(r, 'ERR_FILE_EXISTS', 3, s);
+    r = runBulwark([...protect, '--out', p('m2.bwm')]);
+    assert.equal(r.code, 0, r.stderr);
+  });
 });

@@ -20,10 +20,10 @@ import {
   writeSigningKey,
 } from '../../model/index.js';
 import { addAuditOption, record, withOperationLog } from '../audit-record.js';
-import { intOption } from '../options.js';
+import { checkOutputPath, intOption } from '../options.js';
 import { ioOf } from '../program.js';
 import { type Progress, startProgress } from '../progress.js';
-import { openKeyringFromOptions, type SecretCliOptions, withKeyringOptions } from './keys.js';
+import { keyringInputs, openKeyringFromOptions, type SecretCliOptions, withKeyringOptions } from './keys.js';
 import { readDetectorBundleFile, registerFitDetectorsCommand } from './model-detectors.js';
 
 async function sha256File(path: string): Promise<string> {
@@ -124,6 +124,10 @@ export function registerModelCommands(program: Command): void {
           `--algorithm: expected ecdsa-p256, ecdsa-p384 or ed25519, got "${o.algorithm}"`,
         );
       const pub = o.public ?? `${o.out}.pub`;
+      // Both files checked before either is written: a public key path that exists (or is the private
+      // key's own) used to fail after the private key was written, leaving half a key pair.
+      await checkOutputPath(o.out);
+      await checkOutputPath(pub, { option: o.public !== undefined ? '--public' : '--out', inputs: [o.out] });
       const key = generateSigningKey(alg);
       await writeSigningKey(key, o.out, pub);
       io.result({ privateKey: o.out, publicKey: pub, keyId: key.keyId, algorithm: key.algorithm }, () =>
@@ -162,7 +166,7 @@ export function registerModelCommands(program: Command): void {
           'encryption frame size (power of two, 65536-1048576)',
           intOption(65536, 1048576),
         )
-        .option('--force', 'overwrite the output'),
+        .option('--force', 'overwrite --out if it exists'),
     ),
   ).action(async function (this: Command, file: string) {
     const io = ioOf(this);
@@ -188,6 +192,12 @@ export function registerModelCommands(program: Command): void {
     >();
     if (o.datasetDigest !== undefined && !/^sha256:[0-9a-f]{64}$/.test(o.datasetDigest))
       throw new BulwarkError('ERR_INVALID_ARGUMENT', `--dataset-digest: expected sha256:<64 hex digits>`);
+    // Before the work, and never over one of the inputs, --force or not: the package used to replace
+    // the signing key, the keyring (and every key in it) or the model it was made from.
+    await checkOutputPath(o.out, {
+      force: o.force,
+      inputs: [file, o.signKey, o.schema, o.dataset, o.detectors, o.audit, ...keyringInputs(o)],
+    });
     await assertModelSafe(file);
     const signingKey = await loadSigningKey(o.signKey);
     const schema = o.schema !== undefined ? await loadSchema(o.schema) : undefined;
