@@ -95,10 +95,9 @@ export function registerAuditCommands(program: Command): void {
       const o = this.opts<{ name: string; out: string }>();
       const io = ioOf(this);
       const out = resolve(o.out);
-      if (existsSync(out))
-        throw new BulwarkError('ERR_FILE_EXISTS', `key file exists, not overwriting: ${out}`, {
-          details: { path: out },
-        });
+      // Both files checked before either is written (an existing FILE.pub was silently replaced).
+      await checkOutputPath(out);
+      await checkOutputPath(`${out}.pub`);
       const k = (await lib()).generateSignerKey(o.name);
       await writeFileAtomic(out, `${k.skey}\n`, { mode: 0o600 });
       await writeFileAtomic(`${out}.pub`, `${k.vkey}\n`);
