@@ -673,6 +673,11 @@ describe('bulwark query budget set --composition (the built CLI)', () => {
     ]);
     assert.equal(set.code, 0, set.stderr);
     assert.match(set.stdout, /pld composition/);
+    assert.match(
+      set.stderr,
+      /proven for spends planned in advance/,
+      'the scope of a pld budget is said where it is set',
+    );
     let last:
       | { budget: { composition: string; spent: { epsilon: number }; remaining: { epsilon: number } } }
       | undefined;

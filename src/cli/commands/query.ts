@@ -344,6 +344,12 @@ export function registerQueryCommand(program: Command): void {
     }>();
     const warning = deltaWarning(o.delta);
     if (warning !== null) ioOf(this).note(`bulwark: WARNING: budget ${warning}`);
+    // Re-composing whole privacy profiles is proven for planned workloads, not when each next spend is
+    // chosen after seeing earlier results (a natural privacy filter; Regehr et al., arXiv 2602.15815).
+    if (o.composition === 'pld')
+      ioOf(this).note(
+        'bulwark: note: a pld budget is proven for spends planned in advance (repeated trainings, fixed release schedules); for interactive analysis that picks each next query after seeing earlier answers, use basic (docs/privacy.md)',
+      );
     const st = await withLedger(this, o.ledger, (l) =>
       l.setBudget(
         name,
