@@ -153,4 +153,30 @@ describe('bulwark: outputs never replace inputs, and existing files only with --
     r = runBulwark([...protect, '--out', p('m2.bwm')]);
     assert.equal(r.code, 0, r.stderr);
   });
+
+  it('train: --out never replaces the data, the evaluation set, the parent model or the audit store', () => {
+    let r = runBulwark(['train', '--data', p('tx.csv'), '--label', 'is_fraud', '--out', p('m3.onnx')]);
+    assert.equal(r.code, 0, r.stderr);
+    writeFileSync(p('eval.csv'), readFileSync(p('tx.csv')));
+    const s = snapshot();
+    const from = ['train', '--from', p('m3.onnx'), '--data', p('tx.csv'), '--eval', p('eval.csv')];
+    // Before, the first two ran the whole continuation and then wrote the model over its input.
+    for (const out of [p('m3.onnx'), p('eval.csv')]) {
+      r = runBulwark([...from, '--label', 'is_fraud', '--out', out, '--force']);
+      assertRefused(r, 'ERR_USAGE', 2, s);
+    }
+    r = runBulwark([
+      'train',
+      '--data',
+      p('tx.csv'),
+      '--label',
+      'is_fraud',
+      '--audit',
+      p('plain.txt'),
+      '--out',
+      p('plain.txt'),
+      '--force',
+    ]);
+    assertRefused(r, 'ERR_USAGE', 2, s);
+  });
 });

@@ -144,8 +144,27 @@ of the exported model, and the preprocessing and class values are stored in the 
       if (o.hidden && o.model !== 'mlp' && this.opts<IntegrityTrainOpts>().from === undefined)
         throw new BulwarkError('ERR_USAGE', '--hidden applies to --model mlp only');
       await requireFile(o.data, 'data file');
-      // Before any work: an output that exists (without --force), sits in a missing folder or is the data.
-      await checkOutputPath(resolve(o.out), { force: o.force, inputs: [o.data] });
+      // Before any work: an output that exists (without --force), sits in a missing folder or is one of
+      // the files the run reads (--force or not): the data, the evaluation set, the parent model, the
+      // keyring, a key, the ledger or the audit log. `--from M.onnx --out M.onnx --force` replaced the
+      // parent, and `--out holdout.csv --force` the evaluation set, with the new model.
+      const given = this.opts<Record<string, unknown>>();
+      const inputs = [
+        'data',
+        'schema',
+        'from',
+        'eval',
+        'keyring',
+        'passphraseFile',
+        'pinFile',
+        'trust',
+        'signKey',
+        'detectors',
+        'audit',
+        'auditKey',
+        'ledger',
+      ].map((k) => (typeof given[k] === 'string' ? (given[k] as string) : undefined));
+      await checkOutputPath(resolve(o.out), { force: o.force, inputs });
       if (
         (o.advEps !== undefined ||
           o.advSteps !== undefined ||
