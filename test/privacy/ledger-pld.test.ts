@@ -4,12 +4,11 @@
  * open as basic; damaged records refuse; concurrent spenders never exceed a pld budget.
  */
 import assert from 'node:assert/strict';
-import { execFile, spawnSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import Database from 'better-sqlite3';
@@ -31,35 +30,11 @@ import {
   trainDpSgd,
 } from '../../src/privacy/index.js';
 import { runBulwark } from '../helpers/cli.js';
+import { ledgerScratch, PG_URL, pgReason } from './fixtures/ledger-stores.js';
 
 const run = promisify(execFile);
 const HERE = dirname(fileURLToPath(import.meta.url));
-const PG_URL = process.env['BULWARK_TEST_PG'] ?? 'postgres://postgres@127.0.0.1:5432/test';
-
-const pgReason: string | null = (() => {
-  const r = spawnSync('psql', [PG_URL, '-c', 'select 1'], { encoding: 'utf8', timeout: 10_000 });
-  return r.status === 0
-    ? null
-    : `PostgreSQL at ${PG_URL} not reachable (${(r.stderr || r.error?.message || '').trim()})`;
-})();
-
-const tmp = mkdtempSync(join(tmpdir(), 'bulwark-ledger-pld-'));
-const schemas: string[] = [];
-after(async () => {
-  rmSync(tmp, { recursive: true, force: true });
-  if (pgReason === null && schemas.length > 0) {
-    const c = new pg.Client({ connectionString: PG_URL });
-    await c.connect();
-    for (const s of schemas) await c.query(`DROP SCHEMA IF EXISTS "${s}" CASCADE`);
-    await c.end();
-  }
-});
-
-function newSchema(): string {
-  const s = `ledger_pld_${randomBytes(6).toString('hex')}`;
-  schemas.push(s);
-  return s;
-}
+const { tmp, newSchema } = ledgerScratch('bulwark-ledger-pld-', 'ledger_pld_');
 
 /** Runs SQL directly against a ledger's store (to damage it, or to build an old-format one). */
 type RawSql = (sql: string, params?: unknown[]) => Promise<void>;

@@ -1,13 +1,12 @@
 import assert from 'node:assert/strict';
-import { execFile, spawnSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import pg from 'pg';
 import { AuditLog } from '../../src/audit/index.js';
 import { isBulwarkError } from '../../src/core/index.js';
 import {
@@ -16,35 +15,14 @@ import {
   openLedger,
   parseLedgerLocation,
 } from '../../src/privacy/index.js';
+import { ledgerScratch, PG_URL, pgReason } from './fixtures/ledger-stores.js';
 
 const run = promisify(execFile);
 const HERE = dirname(fileURLToPath(import.meta.url));
-const PG_URL = process.env['BULWARK_TEST_PG'] ?? 'postgres://postgres@127.0.0.1:5432/test';
-
-/** Whether the test PostgreSQL answers (the PostgreSQL tests skip with a message otherwise). */
-const pgReason: string | null = (() => {
-  const r = spawnSync('psql', [PG_URL, '-c', 'select 1'], { encoding: 'utf8', timeout: 10_000 });
-  return r.status === 0
-    ? null
-    : `PostgreSQL at ${PG_URL} not reachable (${(r.stderr || r.error?.message || '').trim()})`;
-})();
-
-const tmp = mkdtempSync(join(tmpdir(), 'bulwark-ledger-'));
-const schemas: string[] = [];
-after(async () => {
-  rmSync(tmp, { recursive: true, force: true });
-  if (pgReason === null && schemas.length > 0) {
-    const c = new pg.Client({ connectionString: PG_URL });
-    await c.connect();
-    for (const s of schemas) await c.query(`DROP SCHEMA IF EXISTS "${s}" CASCADE`);
-    await c.end();
-  }
-});
+const { tmp, newSchema } = ledgerScratch('bulwark-ledger-', 'ledger_test_');
 
 function pgLocation(): string {
-  const s = `ledger_test_${randomBytes(6).toString('hex')}`;
-  schemas.push(s);
-  return `${PG_URL}?schema=${s}`;
+  return `${PG_URL}?schema=${newSchema()}`;
 }
 
 const code = (c: string) => (e: unknown) => isBulwarkError(e) && e.code === c;

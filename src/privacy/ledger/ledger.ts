@@ -182,6 +182,24 @@ export type CheckedSpendRequest = Required<Omit<SpendRequest, 'analyst' | 'event
   events: readonly ComposedEvent[] | null;
 };
 
+/**
+ * The values of a `ledger_spends` row in column order (id, dataset, analyst, epsilon, delta, operation,
+ * details, events, at), as both stores insert it: no analyst as '', details and events as JSON.
+ */
+export function spendRow(id: string, r: CheckedSpendRequest, at: string): unknown[] {
+  return [
+    id,
+    r.dataset,
+    r.analyst ?? '',
+    r.epsilon,
+    r.delta,
+    r.operation,
+    JSON.stringify(r.details),
+    r.events === null ? null : JSON.stringify(r.events),
+    at,
+  ];
+}
+
 /** Validates a spend request up front; returns it normalised (delta defaulted to 0, no events as null). */
 export function checkSpendRequest(r: SpendRequest): CheckedSpendRequest {
   if (typeof r !== 'object' || r === null) throw invalidArgument('spend', 'a spend request object', r);

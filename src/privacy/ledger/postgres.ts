@@ -30,6 +30,7 @@ import {
   type SpendRecord,
   type SpendRequest,
   type SpendSink,
+  spendRow,
   statusOf,
   storedComposition,
   unsetError,
@@ -258,17 +259,7 @@ export class PgLedger implements BudgetLedger {
       await c.query(
         `INSERT INTO ${this.#s}.ledger_spends (id, dataset, analyst, epsilon, delta, operation, details, events, at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-        [
-          id,
-          r.dataset,
-          r.analyst ?? '',
-          r.epsilon,
-          r.delta,
-          r.operation,
-          JSON.stringify(r.details),
-          r.events === null ? null : JSON.stringify(r.events),
-          at,
-        ],
+        spendRow(id, r, at),
       );
       return {
         id,

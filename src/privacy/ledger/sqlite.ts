@@ -28,6 +28,7 @@ import {
   type SpendRecord,
   type SpendRequest,
   type SpendSink,
+  spendRow,
   statusOf,
   storedComposition,
   unsetError,
@@ -287,17 +288,7 @@ export class SqliteLedger implements BudgetLedger {
             .prepare(
               'INSERT INTO ledger_spends (id, dataset, analyst, epsilon, delta, operation, details, events, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
             )
-            .run(
-              id,
-              r.dataset,
-              r.analyst ?? '',
-              r.epsilon,
-              r.delta,
-              r.operation,
-              JSON.stringify(r.details),
-              r.events === null ? null : JSON.stringify(r.events),
-              at,
-            );
+            .run(...spendRow(id, r, at));
           return {
             id,
             dataset: r.dataset,
