@@ -179,4 +179,18 @@ describe('bulwark: outputs never replace inputs, and existing files only with --
     ]);
     assertRefused(r, 'ERR_USAGE', 2, s);
   });
+
+  it('data synth: an existing file is replaced only with --force (before, by default)', () => {
+    const s = snapshot();
+    let r = runBulwark(['data', 'synth', '--rows', '10', '--seed', '1', '--out', p('tx.csv')]);
+    assertRefused(r, 'ERR_FILE_EXISTS', 3, s);
+    assert.match(r.stderr, /add --force/);
+    // The old opt-in to refusing still parses, and still refuses.
+    r = runBulwark(['data', 'synth', '--rows', '10', '--out', p('tx.csv'), '--no-clobber']);
+    assertRefused(r, 'ERR_FILE_EXISTS', 3, s);
+    r = runBulwark(['data', 'synth', '--rows', '10', '--seed', '1', '--out', p('plain.txt'), '--force']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(readFileSync(p('plain.txt'), 'utf8'), /^transaction_id,/);
+    writeFileSync(p('plain.txt'), 'hello\n');
+  });
 });

@@ -1,5 +1,5 @@
 import { stat } from 'node:fs/promises';
-import { type Command, InvalidArgumentError } from 'commander';
+import { type Command, InvalidArgumentError, Option } from 'commander';
 import { BulwarkError, SecureRng } from '../../core/index.js';
 import {
   MAX_CARDHOLDERS,
@@ -8,7 +8,7 @@ import {
   type SynthSummary,
   writeTransactionsCsv,
 } from '../../data/index.js';
-import { floatOption, intOption } from '../options.js';
+import { checkOutputPath, floatOption, intOption } from '../options.js';
 import { ioOf } from '../program.js';
 import { startProgress } from '../progress.js';
 
@@ -21,7 +21,7 @@ interface SynthCliOptions {
   start?: string;
   labelNoise?: number;
   includeScenario?: boolean;
-  clobber: boolean;
+  force?: boolean;
 }
 
 /** `--start`: an ISO 8601 date or date-time the generator accepts. */
@@ -86,7 +86,10 @@ export function registerDataSynthCommand(data: Command): void {
       '--include-scenario',
       'add a last column naming the pattern behind each row (for analysis, not training)',
     )
-    .option('--no-clobber', 'refuse to overwrite an existing file')
+    .option('--force', 'overwrite --out if it exists')
+    // The old opt-in to what is now the default (every writing command refuses an existing output
+    // without --force); still accepted so that scripts written for it keep working.
+    .addOption(new Option('--no-clobber', 'refuse to overwrite an existing file (the default)').hideHelp())
     .addHelpText(
       'after',
       '\nThe columns, fraud patterns and their parameters are described in docs/synth.md.\n' +
@@ -104,6 +107,8 @@ export function registerDataSynthCommand(data: Command): void {
       } catch (e) {
         if (e instanceof BulwarkError) throw e;
       }
+      // Before any row is generated: a missing folder, or an existing file without --force.
+      await checkOutputPath(o.out, { force: o.force });
       const seed = o.seed ?? new SecureRng().nextUint32();
       const controller = new AbortController();
       const onSignal = (): void => controller.abort();
@@ -121,7 +126,7 @@ export function registerDataSynthCommand(data: Command): void {
             cardholders: o.cardholders,
             labelNoise: o.labelNoise,
             includeScenario: o.includeScenario === true,
-            noClobber: !o.clobber,
+            noClobber: o.force !== true,
             signal: controller.signal,
           },
           (done) => progress.update(done),
