@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { writeTransactionsCsv } from '../../src/data/index.js';
-import { type CliRun, runBulwark } from '../helpers/cli.js';
+import { type CliRun, ROOT, runBulwark } from '../helpers/cli.js';
 
 /**
  * The rule every writing command follows (README, "The `bulwark` command"): an output is checked before
@@ -192,5 +192,19 @@ describe('bulwark: outputs never replace inputs, and existing files only with --
     assert.equal(r.code, 0, r.stderr);
     assert.match(readFileSync(p('plain.txt'), 'utf8'), /^transaction_id,/);
     writeFileSync(p('plain.txt'), 'hello\n');
+  });
+
+  it('bench costs outside the repository: reads the shipped results, creates no folder', () => {
+    const from = join(ROOT, 'bench', 'results', 'costs.json');
+    const s = snapshot();
+    // Before, it read ./bench/results of the working folder: every row of a results file read "not measured".
+    let r = runBulwark(['--json', 'bench', 'costs', '--from', from, '--no-write'], { cwd: dir });
+    assert.equal(r.code, 0, r.stderr);
+    const rows = (JSON.parse(r.stdout) as { rows: { verdict: string }[] }).rows;
+    assert.ok(rows.length > 0);
+    assert.equal(rows.filter((x) => x.verdict === 'not measured').length, 0);
+    // Before, it created ./bench/results and ./docs to write into.
+    r = runBulwark(['bench', 'costs', '--from', from], { cwd: dir });
+    assertRefused(r, 'ERR_FILE_NOT_FOUND', 3, s);
   });
 });

@@ -1,8 +1,7 @@
-import { mkdir } from 'node:fs/promises';
-import { dirname, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { writeFileAtomic } from '../../core/index.js';
-import { intOption } from '../options.js';
+import { packageRoot, writeFileAtomic } from '../../core/index.js';
+import { checkOutputPath, intOption } from '../options.js';
 import { ioOf } from '../program.js';
 import { startProgress } from '../progress.js';
 
@@ -22,9 +21,19 @@ export function registerBenchCommands(program: Command): void {
       intOption(1, 50),
     )
     .option('--seed <n>', 'seed of the generated transactions and the models', intOption(0), 11)
-    .option('--results <dir>', 'committed benchmark results to read', 'bench/results')
-    .option('--out <file>', 'where to write the results JSON (default RESULTS/costs.json)')
-    .option('--doc <file>', 'where to write the Markdown table', 'docs/performance.md')
+    .option(
+      '--results <dir>',
+      "committed benchmark results to read (default: the results shipped with Bulwark, its bench/results; give your own machine's `npm run bench` results here)",
+    )
+    .option(
+      '--out <file>',
+      'where to write the results JSON (default RESULTS/costs.json with --results, else bench/results/costs.json in the working folder)',
+    )
+    .option(
+      '--doc <file>',
+      'where to write the Markdown table (in the working folder)',
+      'docs/performance.md',
+    )
     .option('--no-write', 'print only; write neither the JSON nor the doc')
     .option(
       '--from <file>',
@@ -47,14 +56,30 @@ A missing results file makes its rows "not measured"; nothing is estimated. See 
         quick?: boolean;
         repeats?: number;
         seed: number;
-        results: string;
+        results?: string;
         out?: string;
         doc: string;
         write: boolean;
         from?: string;
       }>();
       const b = await lib();
-      const resultsDir = resolve(o.results);
+      // Not the working directory's bench/results: run from any other folder, every row read "not
+      // measured" (as bulwark plan did before it read the shipped results too).
+      const resultsDir =
+        o.results !== undefined ? resolve(o.results) : join(packageRoot(), 'bench', 'results');
+      const out = resolve(
+        o.out ??
+          (o.results !== undefined
+            ? join(resultsDir, `${b.COSTS_BENCH}.json`)
+            : join('bench', 'results', `${b.COSTS_BENCH}.json`)),
+      );
+      const doc = resolve(o.doc);
+      // Generated files, replaced on every run (no --force), but their folders must exist: checked
+      // before minutes of measurement, and never created (before, ./bench/results and ./docs were).
+      if (o.write) {
+        await checkOutputPath(out, { force: true });
+        await checkOutputPath(doc, { force: true, option: '--doc', inputs: [out] });
+      }
       let r: Awaited<ReturnType<typeof b.runCosts>>;
       if (o.from !== undefined) {
         const from = resolve(o.from);
@@ -77,11 +102,7 @@ A missing results file makes its rows "not measured"; nothing is estimated. See 
           bar.stop();
         }
       }
-      const out = o.out !== undefined ? resolve(o.out) : resolve(resultsDir, `${b.COSTS_BENCH}.json`);
-      const doc = resolve(o.doc);
       if (o.write) {
-        await mkdir(dirname(out), { recursive: true });
-        await mkdir(dirname(doc), { recursive: true });
         await writeFileAtomic(out, `${JSON.stringify(r.json, null, 2)}\n`);
         await writeFileAtomic(doc, r.markdown);
       }
