@@ -271,10 +271,15 @@ TCB, hardware required, stale). Examples:
       let at = parsedAt;
       if (at === 'document') {
         const t = peekCoseTimestamp(bytes);
+        // A Nitro document does carry one: not finding it means the file is not such a document (a
+        // CSV given by mistake read "a nitro document carries no timestamp", which is false).
         if (!t)
           throw new BulwarkError(
             'ERR_USAGE',
-            `--at document: a ${o.format} document carries no timestamp; give a time`,
+            o.format === 'sev-snp'
+              ? '--at document: a sev-snp report carries no timestamp; give a time'
+              : `--at document: no timestamp found in ${doc} (not a ${o.format} document, or one without a timestamp); give a time`,
+            { details: { option: '--at' } },
           );
         at = t;
       }

@@ -1,0 +1,27 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { runBulwark } from '../helpers/cli.js';
+
+/** Error messages a user meets when a command is given the wrong kind of file: they say what is wrong. */
+describe('bulwark: messages name the real problem', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'bulwark-messages-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('attest verify --at document on a file that is no Nitro document does not claim Nitro documents have no time', () => {
+    const doc = join(dir, 'data.csv');
+    writeFileSync(doc, 'a,b\n1,2\n');
+    const r = runBulwark(['attest', 'verify', doc, '--format', 'nitro', '--at', 'document']);
+    assert.equal(r.code, 2, r.stderr);
+    // Before: "--at document: a nitro document carries no timestamp" (it does: its COSE payload's).
+    assert.match(
+      r.stderr,
+      /^bulwark: ERR_USAGE: --at document: no timestamp found in .*data\.csv \(not a nitro document/,
+    );
+    const s = runBulwark(['attest', 'verify', doc, '--format', 'sev-snp', '--at', 'document']);
+    assert.equal(s.code, 2, s.stderr);
+    assert.match(s.stderr, /a sev-snp report carries no timestamp/);
+  });
+});
