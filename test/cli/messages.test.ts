@@ -24,4 +24,17 @@ describe('bulwark: messages name the real problem', () => {
     assert.equal(s.code, 2, s.stderr);
     assert.match(s.stderr, /a sev-snp report carries no timestamp/);
   });
+
+  it('train --help lists the options every run takes before the DP, audit and integrity ones', () => {
+    const r = runBulwark(['train', '--help']);
+    assert.equal(r.code, 0, r.stderr);
+    // An option's own line (a wrapped description line may begin with a flag too).
+    const at = (flag: string) => r.stdout.search(new RegExp(`^  ${flag} `, 'm'));
+    for (const flag of ['--data', '--label', '--out', '--dp-epsilon', '--audit', '--from'])
+      assert.ok(at(flag) > 0, flag);
+    // Before, the help opened with --dp-epsilon and listed --data and --label after 40 other options.
+    assert.ok(at('--data') < at('--dp-epsilon'));
+    assert.ok(at('--force') < at('--dp-epsilon'));
+    assert.ok(at('--dp-epsilon') < at('--from'));
+  });
 });

@@ -41,7 +41,9 @@ const pct = (x: number | undefined) =>
 
 /** `bulwark train`: trains a model on a CSV/Parquet file and writes it as ONNX. */
 export function registerTrainCommand(program: Command): void {
-  addIntegrityTrainOptions(addAuditOption(addDpTrainOptions(program.command('train'))))
+  // The options every run takes come first in --help; then DP, the audit log and the integrity options.
+  const train = program
+    .command('train')
     .description('train a logistic regression or MLP classifier on a data file and write it as ONNX')
     .requiredOption('--data <file>', 'training data (CSV, TSV or Parquet)')
     .requiredOption('--label <column>', 'the column to predict')
@@ -103,7 +105,8 @@ export function registerTrainCommand(program: Command): void {
       "adversarial training returns the weights' exponential moving average with this decay, in (0, 1), e.g. 0.999 (Gowal et al. 2020)",
       floatOption(0, 1),
     )
-    .option('--force', 'overwrite --out if it exists')
+    .option('--force', 'overwrite --out if it exists');
+  addIntegrityTrainOptions(addAuditOption(addDpTrainOptions(train)))
     .addHelpText(
       'after',
       `
