@@ -76,7 +76,19 @@ export async function withOperationLog<T>(
     undefined,
     locationOrigin('--audit', option !== undefined, 'BULWARK_AUDIT_STORE'),
   );
-  const log = await (await lib()).AuditLog.open({ store });
+  let log: AuditLog;
+  try {
+    log = await (await lib()).AuditLog.open({ store });
+  } catch (e) {
+    // The log is never created here (a mistyped path would start an empty one): say how it is made.
+    if (e instanceof BulwarkError && e.code === 'ERR_FILE_NOT_FOUND')
+      throw new BulwarkError(
+        'ERR_FILE_NOT_FOUND',
+        `${e.message}; create the log first: bulwark audit keygen --name ORIGIN --out log.key, then bulwark audit checkpoint --store ${location} --signing-key log.key`,
+        { details: e.details, cause: e },
+      );
+    throw e;
+  }
   try {
     return await fn(log);
   } finally {

@@ -152,6 +152,11 @@ describe('lifecycle commands record to the audit log (--audit)', () => {
     ]);
     assert.equal(r.code, 3, r.stderr);
     assert.match(r.stderr, /^bulwark: ERR_FILE_NOT_FOUND: audit log not found: /);
+    // And how to make one (it is never created by a command that records into it).
+    assert.match(
+      r.stderr,
+      /create the log first: bulwark audit keygen .* bulwark audit checkpoint --store .*no-such-log\.db --signing-key/,
+    );
     assert.equal(existsSync(model), false);
   });
 
