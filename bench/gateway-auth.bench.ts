@@ -7,7 +7,8 @@
  *   same key set and options (ES256, local JWKS).
  * - DPoP (RFC 9449): authenticate with a DPoP-bound token (cache hit) and a fresh ES256 proof per request
  *   (the proof's screening, signature, claims, `ath`, thumbprint and replay record), against bare
- *   `jose.jwtVerify` of the same proofs with the key embedded in their header.
+ *   `jose.jwtVerify` of the same proofs with the key embedded in their header (`EmbeddedJWK`: the key
+ *   imported from the header on every call, as a plain jose integration does; Bulwark keeps imported keys).
  * - mTLS: authenticate from a SPIFFE X.509-SVID (memoised by thumbprint), and the uncached SVID parse.
  * - Cedar: `Authorizer.authorize` (pre-parsed policies and schema, the example policy set, a full
  *   context) against cedar-wasm's stateless `isAuthorized` (policies and schema parsed per call) and the

@@ -232,6 +232,26 @@ describe('DPoP proofs (RFC 9449 §4.3)', () => {
       ['jku', await proof(t, { header: { jku: 'https://evil.test/jwks' } }), /jku/],
       ['all-zero signature', `${good.split('.').slice(0, 2).join('.')}.${'A'.repeat(86)}`, /all zero/],
       ['bad signature', `${good.slice(0, -4)}AAAA`, /signature/],
+      // The key of `key` is already imported and kept (it signed the proofs above): a proof naming it but
+      // signed by another key must still fail.
+      [
+        'signed by another key than its jwk',
+        forge(
+          { alg: 'ES256', typ: 'dpop+jwt', jwk: key.publicJwk },
+          { htm: 'POST' },
+          es256(issuer.privateKey),
+        ),
+        /signature/,
+      ],
+      [
+        'a jwk that is not a key for the algorithm',
+        forge(
+          { alg: 'ES256', typ: 'dpop+jwt', jwk: other.publicJwk },
+          { htm: 'POST' },
+          es256(issuer.privateKey),
+        ),
+        /not a key for its algorithm/,
+      ],
       ['too large', `${good}${'A'.repeat(5000)}`, /longer/],
     ];
     for (const [what, p, msg] of cases)

@@ -1,8 +1,9 @@
 import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import {
+  type CryptoKey,
   decodeProtectedHeader,
-  EmbeddedJWK,
+  importJWK,
   type JWK,
   type JWTPayload,
   errors as joseErrors,
@@ -96,6 +97,8 @@ export interface DpopRequest {
 
 const PRIVATE_JWK_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'] as const;
 const MAX_JTI = 256;
+/** Imported proof keys kept (one per client key in use). */
+const MAX_KEYS = 10_000;
 
 function invalid(message: string, cause?: unknown): BulwarkError {
   return new BulwarkError('ERR_AUTH_DPOP_INVALID', message, cause === undefined ? {} : { cause });
@@ -113,6 +116,7 @@ export class DpopVerifier {
   readonly #algorithms: ReadonlySet<string>;
   readonly #origins: ReadonlySet<string>;
   readonly #now: () => number;
+  readonly #keys = new Map<string, CryptoKey>();
 
   constructor(
     config: DpopConfig,
@@ -149,9 +153,12 @@ export class DpopVerifier {
   async verify(proof: string, req: DpopRequest, accessToken: string): Promise<string> {
     const nowMs = this.#now();
     const header = this.#screen(proof);
+    const jkt = jwkThumbprint(header.jwk as JWK);
+    if (jkt === null) throw invalid('DPoP proof jwk has no RFC 7638 thumbprint (kty EC, OKP or RSA)');
+    const key = await this.#publicKey(header.jwk as JWK, header.alg as string, jkt);
     let payload: JWTPayload;
     try {
-      ({ payload } = await jwtVerify(proof, EmbeddedJWK, {
+      ({ payload } = await jwtVerify(proof, key, {
         algorithms: [...this.#algorithms],
         typ: 'dpop+jwt',
         requiredClaims: ['jti', 'htm', 'htu', 'iat'],
@@ -191,15 +198,37 @@ export class DpopVerifier {
     // §7.1: with an access token, ath is required and must hash that token.
     if (ath !== accessTokenHash(accessToken))
       throw invalid('DPoP proof ath is not the hash of the access token');
-    const jkt = jwkThumbprint(header.jwk as JWK);
-    if (jkt === null) throw invalid('DPoP proof jwk has no RFC 7638 thumbprint (kty EC, OKP or RSA)');
     // The accepted window for a proof is [iat - skew, iat + maxAge + skew]; it was stored at or after
     // iat - skew, so remembering it maxAge + 2 skew covers every moment it could still be accepted.
     const ttlMs = (this.#config.maxAgeSeconds + 2 * this.#skew) * 1000;
-    const key = createHash('sha256').update(jkt).update('\0').update(jti).digest('base64url');
-    if (!(await this.#store.claim(key, ttlMs)))
+    const seen = createHash('sha256').update(jkt).update('\0').update(jti).digest('base64url');
+    if (!(await this.#store.claim(seen, ttlMs)))
       throw new BulwarkError('ERR_AUTH_DPOP_REPLAY', 'DPoP proof already used (replayed jti)');
     return jkt;
+  }
+
+  /**
+   * The proof's public key, imported once per key and algorithm: a client signs every request with the
+   * same key, and importing a JWK cost about half of a proof's check (bench gateway-auth). Keyed by the
+   * algorithm and the RFC 7638 thumbprint, which covers every member that defines the key, so two JWKs
+   * with one thumbprint are the same public key; only keys that imported as public keys are kept, and
+   * at most {@link MAX_KEYS} (the oldest goes first).
+   */
+  async #publicKey(jwk: JWK, alg: string, jkt: string): Promise<CryptoKey> {
+    const id = `${alg} ${jkt}`;
+    const hit = this.#keys.get(id);
+    if (hit !== undefined) return hit;
+    let key: CryptoKey | Uint8Array;
+    try {
+      key = await importJWK({ ...jwk, ext: true }, alg);
+    } catch (e) {
+      throw invalid('DPoP proof jwk is not a key for its algorithm', e);
+    }
+    if (key instanceof Uint8Array || key.type !== 'public')
+      throw invalid('DPoP proof jwk must be a public key');
+    if (this.#keys.size >= MAX_KEYS) this.#keys.delete(this.#keys.keys().next().value as string);
+    this.#keys.set(id, key);
+    return key;
   }
 
   /** RFC 9449 §4.3 steps 1-7 that need no key: size, form, typ, alg allow-list, a public jwk, no crit. */
