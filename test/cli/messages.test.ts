@@ -37,4 +37,13 @@ describe('bulwark: messages name the real problem', () => {
     assert.ok(at('--force') < at('--dp-epsilon'));
     assert.ok(at('--dp-epsilon') < at('--from'));
   });
+
+  it('deploy k8s --out naming a file is a usage error naming --out', () => {
+    const file = join(dir, 'not-a-folder.yaml');
+    writeFileSync(file, 'x: 1\n');
+    const r = runBulwark(['deploy', 'k8s', '--config', file, '--out', file]);
+    // Before: exit 1, "ERR_IO: cannot read output folder: ...: ENOTDIR".
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /^bulwark: ERR_USAGE: --out .*not-a-folder\.yaml is a file; give a folder/);
+  });
 });

@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { type Command, InvalidArgumentError } from 'commander';
 import { BulwarkError, readInputFile } from '../../core/index.js';
@@ -74,6 +74,12 @@ Apply with: kubectl apply -k DIR`,
     .action(async function (this: Command) {
       const io = ioOf(this);
       const o = this.opts<{ config: string; out: string; force?: boolean }>();
+      // A file where the folder should be is the user's mistake, named as such (it read "ERR_IO: cannot
+      // read output folder: ENOTDIR", exit 1).
+      if ((await stat(o.out).catch(() => null))?.isDirectory() === false)
+        throw new BulwarkError('ERR_USAGE', `--out ${o.out} is a file; give a folder`, {
+          details: { option: '--out' },
+        });
       const d = await lib();
       const { inputs, text } = await d.loadDeployConfig(o.config);
       const out = resolve(o.out);
