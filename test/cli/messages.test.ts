@@ -46,4 +46,29 @@ describe('bulwark: messages name the real problem', () => {
     assert.equal(r.code, 2, r.stderr);
     assert.match(r.stderr, /^bulwark: ERR_USAGE: --out .*not-a-folder\.yaml is a file; give a folder/);
   });
+
+  it('predict, evaluate and data inspect given a protected package say so instead of "invalid wire type"', () => {
+    // Only the header matters here: a package starts with its magic, and its model is encrypted.
+    const pkg = join(dir, 'fraud.bwm');
+    writeFileSync(
+      pkg,
+      Buffer.concat([Buffer.from('BULWARKM\x01\x00\x00\x00', 'latin1'), Buffer.alloc(64, 7)]),
+    );
+    const data = join(dir, 'rows.csv');
+    writeFileSync(data, 'a,label\n1,0\n2,1\n');
+    for (const args of [
+      ['predict', '--model', pkg, '--data', data],
+      ['evaluate', '--model', pkg, '--data', data, '--label', 'label'],
+      ['data', 'inspect', '--model', pkg, '--data', data],
+    ]) {
+      const r = runBulwark(args);
+      assert.equal(r.code, 3, `${args[0]}: ${r.stderr}`);
+      // Before: "ERR_ONNX_INVALID: not an ONNX model: invalid wire type 4 at offset 3".
+      assert.match(
+        r.stderr,
+        /^bulwark: ERR_FORMAT_UNSUPPORTED: .*fraud\.bwm is a protected model package \(\.bwm\)/,
+        args[0],
+      );
+    }
+  });
 });

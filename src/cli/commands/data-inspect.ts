@@ -1,7 +1,6 @@
-import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { type Command, InvalidArgumentError } from 'commander';
-import { BulwarkError, fsError, requireFile } from '../../core/index.js';
+import { BulwarkError, requireFile } from '../../core/index.js';
 import { Pipeline, readDataset } from '../../data/index.js';
 import {
   INSPECT_METHODS,
@@ -12,6 +11,7 @@ import {
 } from '../../integrity/index.js';
 import { fromOnnx, metadataJson, onnxMetadata } from '../../ml/index.js';
 import { META_CLASS_VALUES, META_LABEL, META_PIPELINE } from '../../train/index.js';
+import { readOnnxModelFile } from '../model-file.js';
 import { checkOutputPath, floatOption, intOption } from '../options.js';
 import { ioOf } from '../program.js';
 import { writeHtmlReport } from '../report.js';
@@ -28,14 +28,8 @@ export async function inspectFile(
   dataFile: string,
   o: { label?: string; method: InspectMethod; expectedPoison: number; seed: number },
 ): Promise<{ inspection: Inspection; classValues: string[]; label: string }> {
-  await requireFile(modelFile, 'model file');
+  const bytes = await readOnnxModelFile(modelFile);
   await requireFile(dataFile, 'data file');
-  let bytes: Uint8Array;
-  try {
-    bytes = await readFile(modelFile);
-  } catch (e) {
-    throw fsError(e, modelFile, 'cannot read model');
-  }
   const meta = onnxMetadata(bytes);
   const pipeline = Pipeline.load(metadataJson<unknown>(meta, META_PIPELINE, modelFile, true));
   const classValues = metadataJson<string[]>(meta, META_CLASS_VALUES, modelFile, true);

@@ -1,7 +1,6 @@
-import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { type Command, InvalidArgumentError } from 'commander';
-import { BulwarkError, fsError, isBulwarkError, requireFile } from '../../core/index.js';
+import { BulwarkError, isBulwarkError, requireFile } from '../../core/index.js';
 import {
   type Dataset,
   loadSchema,
@@ -33,6 +32,7 @@ import {
   tprAtLowFpr,
 } from '../../robust/index.js';
 import { META_CLASS_VALUES, META_LABEL, META_PIPELINE } from '../../train/index.js';
+import { readOnnxModelFile } from '../model-file.js';
 import { checkOutputPath, floatOption, intOption, listOption } from '../options.js';
 import { ioOf } from '../program.js';
 import { startProgress } from '../progress.js';
@@ -52,13 +52,7 @@ interface LoadedModel {
  * chain Bulwark can import), and black-box through ONNX Runtime either way.
  */
 export async function loadModel(file: string, notes: string[]): Promise<LoadedModel> {
-  await requireFile(file, 'model file');
-  let bytes: Uint8Array;
-  try {
-    bytes = await readFile(file);
-  } catch (e) {
-    throw fsError(e, file, 'cannot read model');
-  }
+  const bytes = await readOnnxModelFile(file);
   const meta = onnxMetadata(bytes);
   const pipelineState = metadataJson<unknown>(meta, META_PIPELINE, file);
   const classValues = metadataJson<string[]>(meta, META_CLASS_VALUES, file) ?? null;

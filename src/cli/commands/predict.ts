@@ -1,7 +1,6 @@
-import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { type Command, InvalidArgumentError } from 'commander';
-import { BulwarkError, fsError, requireFile, writeFileAtomic } from '../../core/index.js';
+import { BulwarkError, requireFile, writeFileAtomic } from '../../core/index.js';
 import { type Dataset, Pipeline, readDataset } from '../../data/index.js';
 import {
   accuracy,
@@ -12,6 +11,7 @@ import {
   softmaxRows,
 } from '../../ml/index.js';
 import { classIndexOf, META_CLASS_VALUES, META_LABEL, META_PIPELINE } from '../../train/index.js';
+import { readOnnxModelFile } from '../model-file.js';
 import { checkOutputPath } from '../options.js';
 import { ioOf } from '../program.js';
 
@@ -179,16 +179,10 @@ model's label column, the accuracy is reported on stderr (and in --json).`,
         force?: boolean;
       }>();
       const io = ioOf(this);
-      await requireFile(o.model, 'model file');
+      const bytes = await readOnnxModelFile(o.model);
       await requireFile(o.data, 'data file');
       // Before the work, and never over the model or the data, --force or not.
       if (o.out !== undefined) await checkOutputPath(o.out, { force: o.force, inputs: [o.model, o.data] });
-      let bytes: Uint8Array;
-      try {
-        bytes = await readFile(o.model);
-      } catch (e) {
-        throw fsError(e, o.model, 'cannot read model');
-      }
       const ds = await readDataset(o.data);
       const p = await predictDataset(bytes, ds, o.engine);
       const meta = onnxMetadata(bytes);
