@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
+import { allCommands, buildProgram } from '../../src/cli/program.js';
 import { runBulwark } from '../helpers/cli.js';
 
 /** Error messages a user meets when a command is given the wrong kind of file: they say what is wrong. */
@@ -70,5 +71,27 @@ describe('bulwark: messages name the real problem', () => {
         args[0],
       );
     }
+  });
+
+  it('the arguments of the data, keys and model commands are described in their --help', () => {
+    const program = buildProgram();
+    const pathOf = (c: { name(): string; parent: unknown }): string => {
+      const names: string[] = [];
+      for (
+        let cur = c as { name(): string; parent: unknown } | null;
+        cur?.parent;
+        cur = cur.parent as typeof cur
+      )
+        names.unshift(cur.name());
+      return names.join(' ');
+    };
+    const checked = allCommands(program).filter((c) =>
+      /^(data|keys|model|deploy|attest|audit|policy) /.test(pathOf(c)),
+    );
+    assert.ok(checked.length > 20);
+    // Before, thirteen of them (data protect, keys create, model verify, ...) showed a bare <file> or <id>.
+    for (const c of checked)
+      for (const a of c.registeredArguments)
+        assert.ok(a.description.length > 0, `bulwark ${pathOf(c)}: <${a.name()}> has no description`);
   });
 });

@@ -67,7 +67,8 @@ export function registerDataProtectCommands(data: Command): void {
   withKeyringOptions(
     addAuditOption(
       data
-        .command('protect <file>')
+        .command('protect')
+        .argument('<file>', 'the CSV file whose personal columns to encrypt')
         .description("encrypt a CSV file's personal columns (from the schema), keeping every other column")
         .requiredOption('--schema <file>', 'schema YAML (personal and sensitive fields are protected)')
         .requiredOption('--out <file>', 'protected CSV (its manifest goes to OUT.bulwark.json)')
@@ -168,7 +169,8 @@ export function registerDataProtectCommands(data: Command): void {
 
   withKeyringOptions(
     data
-      .command('reveal <file>')
+      .command('reveal')
+      .argument('<file>', 'the protected CSV file')
       .description('decrypt a protected CSV file (all protected columns, or some); output mode 0600')
       .requiredOption('--out <file>', 'decrypted CSV (written only if every value authenticated)')
       .option('--columns <list>', 'decrypt only these columns', listOption(String))
@@ -217,7 +219,8 @@ export function registerDataProtectCommands(data: Command): void {
 
   withKeyringOptions(
     data
-      .command('reencrypt <file>')
+      .command('reencrypt')
+      .argument('<file>', 'the protected CSV file')
       .description('re-encrypt a protected CSV file under new data keys (one streaming pass)')
       .requiredOption('--out <file>', 'the re-encrypted CSV')
       .option('--key <id>', 'key-encryption key for the new data keys')

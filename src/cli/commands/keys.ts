@@ -217,7 +217,8 @@ export function registerKeysCommands(program: Command): void {
   withKeyringOptions(
     addAuditOption(
       keys
-        .command('create <id>')
+        .command('create')
+        .argument('<id>', 'the new key id')
         .description('add a key (its version 1 is primary)')
         .option('--purpose <p>', 'what the key is for (one key per purpose; default: the id)')
         .option('--source-file <file>', 'file provider: the file holding the key')
@@ -244,7 +245,8 @@ export function registerKeysCommands(program: Command): void {
   withKeyringOptions(
     addAuditOption(
       keys
-        .command('rotate <id>')
+        .command('rotate')
+        .argument('<id>', 'the key to rotate')
         .description(
           'add a new primary version; older versions only unwrap. Optionally re-wrap protected data',
         )
@@ -337,7 +339,8 @@ export function registerKeysCommands(program: Command): void {
   ] as const) {
     withKeyringOptions(
       keys
-        .command(`${name} <id>`)
+        .command(name)
+        .argument('<id>', 'the key')
         .description(verb)
         .requiredOption('--key-version <n>', 'key version', intOption(1)),
     ).action(async function (this: Command, id: string) {
@@ -354,7 +357,8 @@ export function registerKeysCommands(program: Command): void {
   withKeyringOptions(
     addAuditOption(
       keys
-        .command('destroy [id]')
+        .command('destroy')
+        .argument('[id]', 'the key whose version --key-version destroys (not with --subject)')
         .description('destroy a key version, or erase a data subject (crypto-shredding): irreversible')
         .option('--key-version <n>', 'key version to destroy', intOption(1))
         .option('--subject <id>', 'erase this data subject instead (needs --subjects)')
@@ -419,7 +423,8 @@ export function registerKeysCommands(program: Command): void {
 
   withKeyringOptions(
     keys
-      .command('encrypt <file>')
+      .command('encrypt')
+      .argument('<file>', 'the file to encrypt')
       .description('encrypt a file (framed AES-256-GCM, any size, streaming)')
       .requiredOption('--out <file>', 'encrypted output (written atomically)')
       .option('--force', 'overwrite --out if it exists')
@@ -452,7 +457,8 @@ export function registerKeysCommands(program: Command): void {
 
   withKeyringOptions(
     keys
-      .command('decrypt <file>')
+      .command('decrypt')
+      .argument('<file>', 'the encrypted file')
       .description('decrypt a file; the output appears only if every frame authenticated')
       .requiredOption('--out <file>', 'plaintext output (mode 0600, written atomically)')
       .option('--force', 'overwrite --out if it exists')

@@ -134,7 +134,8 @@ async function fitBundle(
 /** Registers `fit-detectors` under `bulwark model`. */
 export function registerFitDetectorsCommand(model: Command): void {
   model
-    .command('fit-detectors <model>')
+    .command('fit-detectors')
+    .argument('<model>', 'the model: ONNX from bulwark train, or a package (.bwm)')
     .description(
       "fit and calibrate the gateway's detectors for a model (ONNX from bulwark train, or a package) on clean held-out rows",
     )

@@ -143,7 +143,8 @@ export function registerModelCommands(program: Command): void {
   addAuditOption(
     withKeyringOptions(
       model
-        .command('protect <model>')
+        .command('protect')
+        .argument('<model>', 'the ONNX model to package')
         .description('package an ONNX model: encrypt it under a keyring key and sign it')
         .requiredOption('--sign-key <file>', 'signing private key (PEM: ECDSA P-256/P-384 or Ed25519)')
         .requiredOption('--out <file>', 'package to write (.bwm)')
@@ -277,7 +278,8 @@ export function registerModelCommands(program: Command): void {
 
   withKeyringOptions(
     model
-      .command('verify <package>')
+      .command('verify')
+      .argument('<package>', 'the package (.bwm)')
       .description(
         'verify a package: signature, trusted signer, digests; with --keyring also decrypt in memory',
       )
@@ -336,7 +338,8 @@ export function registerModelCommands(program: Command): void {
     });
 
   model
-    .command('inspect <package>')
+    .command('inspect')
+    .argument('<package>', 'the package (.bwm)')
     .description('show a package manifest, claimed signer and lineage (no key needed, nothing verified)')
     .action(async function (this: Command, file: string) {
       const io = ioOf(this);
@@ -364,7 +367,8 @@ export function registerModelCommands(program: Command): void {
   registerFitDetectorsCommand(model);
 
   model
-    .command('scan <file>')
+    .command('scan')
+    .argument('<file>', 'the model file (ONNX, safetensors, pickle, PyTorch, joblib)')
     .description(
       'check a model file before loading it: refuse pickle-based formats, list their imports; check ONNX external data',
     )
