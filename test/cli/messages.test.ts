@@ -94,4 +94,14 @@ describe('bulwark: messages name the real problem', () => {
       for (const a of c.registeredArguments)
         assert.ok(a.description.length > 0, `bulwark ${pathOf(c)}: <${a.name()}> has no description`);
   });
+
+  it('serve --help says what --check does: a full start and stop, ports bound, loads audited', () => {
+    const r = runBulwark(['serve', '--help']);
+    assert.equal(r.code, 0, r.stderr);
+    const text = r.stdout.replace(/\s+/g, ' ');
+    // Before: "validate the configuration, load the models and exit", while it also bound the ports
+    // (EADDRINUSE beside a running gateway) and appended model.loaded events to the audit log.
+    assert.match(text, /--check .*bind the ports/);
+    assert.match(text, /recorded in the audit log/);
+  });
 });

@@ -8,7 +8,10 @@ export function registerServeCommand(program: Command): void {
     .command('serve')
     .description('serve models through the zero-trust inference gateway (TLS 1.3, mTLS, JWT, Cedar, audit)')
     .requiredOption('--config <file>', 'gateway configuration (bulwark.yaml; see docs/gateway.md)')
-    .option('--check', 'validate the configuration, load the models and exit')
+    .option(
+      '--check',
+      'start the gateway as configured and stop it: validate, load the models, open the audit log and limiter, bind the ports (so not beside a running gateway on the same ports); the model loads are recorded in the audit log',
+    )
     .addHelpText(
       'after',
       `
