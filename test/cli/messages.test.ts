@@ -26,6 +26,30 @@ describe('bulwark: messages name the real problem', () => {
     assert.match(s.stderr, /a sev-snp report carries no timestamp/);
   });
 
+  it('--help never prints $BULWARK_LEDGER (a postgres:// URL may hold a password); the variable is still the default', () => {
+    const env = { BULWARK_LEDGER: 'postgres://analyst:s3cret-pw@db.invalid/ledger' };
+    for (const args of [
+      ['query', 'count', '--help'],
+      ['query', 'budget', 'set', '--help'],
+      ['query', 'budget', 'status', '--help'],
+      ['query', 'budget', 'history', '--help'],
+    ]) {
+      const r = runBulwark(args, { env });
+      assert.equal(r.code, 0, r.stderr);
+      assert.doesNotMatch(r.stdout + r.stderr, /s3cret-pw|analyst:/, args.join(' '));
+      assert.match(r.stdout, /default\s+\$BULWARK_LEDGER/, args.join(' '));
+    }
+    const ledger = join(dir, 'from-env.sqlite');
+    const set = runBulwark(['--json', 'query', 'budget', 'set', 'tx', '--epsilon', '1'], {
+      env: { BULWARK_LEDGER: ledger },
+      cwd: dir,
+    });
+    assert.equal(set.code, 0, set.stderr);
+    const status = runBulwark(['--json', 'query', 'budget', 'status', 'tx', '--ledger', ledger]);
+    assert.equal(status.code, 0, status.stderr);
+    assert.equal(JSON.parse(status.stdout).total.epsilon, 1);
+  });
+
   it('train --help lists the options every run takes before the DP, audit and integrity ones', () => {
     const r = runBulwark(['train', '--help']);
     assert.equal(r.code, 0, r.stderr);

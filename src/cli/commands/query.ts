@@ -44,7 +44,7 @@ interface CommonOpts {
   epsilon: number;
   delta?: number;
   mechanism: 'laplace' | 'gaussian';
-  ledger: string;
+  ledger?: string;
   budget?: string;
   analyst?: string;
   audit?: string;
@@ -185,11 +185,13 @@ function ledgerOrigin(cmd: Command): string | undefined {
  */
 async function withLedger<T>(
   cmd: Command,
-  location: string,
+  location: string | undefined,
   f: (l: BudgetLedger) => Promise<T>,
   audit?: AuditLog,
 ): Promise<T> {
-  const ledger = await openLedger(location, {
+  // Resolved here, not as the option's default: a default is printed by --help, and $BULWARK_LEDGER may
+  // be a postgres:// URL holding a password.
+  const ledger = await openLedger(location ?? defaultLedger(), {
     option: ledgerOrigin(cmd),
     ...(audit ? { onSpend: auditSpendSink(audit) } : {}),
   });
@@ -249,7 +251,6 @@ export function registerQueryCommand(program: Command): void {
       .option(
         '--ledger <location>',
         'budget ledger: a SQLite file or postgres:// URL (default $BULWARK_LEDGER or ./bulwark-ledger.sqlite)',
-        defaultLedger(),
       )
       .option('--budget <name>', 'the budget to spend from (default: the dataset name or file name)')
       .option('--analyst <name>', 'who is asking (checked against per-analyst budgets)')
@@ -321,14 +322,17 @@ export function registerQueryCommand(program: Command): void {
   const budget = query.command('budget').description('set and inspect privacy budgets in the ledger');
   const ledgerOpt = (c: Command) =>
     c
-      .option('--ledger <location>', 'budget ledger: a SQLite file or postgres:// URL', defaultLedger())
+      .option(
+        '--ledger <location>',
+        'budget ledger: a SQLite file or postgres:// URL (default $BULWARK_LEDGER or ./bulwark-ledger.sqlite)',
+      )
       .option('--analyst <name>', 'a per-analyst budget');
   ledgerOpt(
     budget
       .command('set <name>')
       .description('set the total (epsilon, delta) of a budget (spends so far still count)')
       .requiredOption('--epsilon <e>', 'total epsilon', floatOption(0, 1e6))
-      .option('--delta <d>', 'total delta (default 0)', floatOption(0, 0.999999), 0)
+      .option('--delta <d>', 'total delta', floatOption(0, 0.999999), 0)
       .option(
         '--composition <c>',
         'how spends compose: basic (epsilon and delta add up; the default for a new budget) or pld (epsilon of all spends composed by privacy loss distributions at the budget delta); an existing budget keeps its own unless given',
@@ -338,7 +342,7 @@ export function registerQueryCommand(program: Command): void {
     const o = this.opts<{
       epsilon: number;
       delta: number;
-      ledger: string;
+      ledger?: string;
       analyst?: string;
       composition?: Composition;
     }>();
@@ -368,7 +372,7 @@ export function registerQueryCommand(program: Command): void {
   });
   ledgerOpt(budget.command('status <name>').description('total, spent and remaining budget')).action(
     async function (this: Command, name: string) {
-      const o = this.opts<{ ledger: string; analyst?: string }>();
+      const o = this.opts<{ ledger?: string; analyst?: string }>();
       const st = await withLedger(this, o.ledger, (l) =>
         l.status(name, o.analyst === undefined ? {} : { analyst: o.analyst }),
       );
@@ -381,7 +385,7 @@ export function registerQueryCommand(program: Command): void {
       .description('the spends recorded against a budget, oldest first')
       .option('--limit <n>', 'at most this many', intOption(1, 1_000_000)),
   ).action(async function (this: Command, name: string) {
-    const o = this.opts<{ ledger: string; analyst?: string; limit?: number }>();
+    const o = this.opts<{ ledger?: string; analyst?: string; limit?: number }>();
     const h = await withLedger(this, o.ledger, (l) =>
       l.history(name, {
         ...(o.analyst === undefined ? {} : { analyst: o.analyst }),
