@@ -1,5 +1,4 @@
-import { readFile } from 'node:fs/promises';
-import { BulwarkError, fsError, requireFile } from '../core/index.js';
+import { BulwarkError, readInputFile } from '../core/index.js';
 import { PACKAGE_MAGIC } from '../model/index.js';
 
 /**
@@ -8,13 +7,7 @@ import { PACKAGE_MAGIC } from '../model/index.js';
  * this check the ONNX decoder reported "not an ONNX model: invalid wire type 4 at offset 3".
  */
 export async function readOnnxModelFile(path: string): Promise<Uint8Array> {
-  await requireFile(path, 'model file');
-  let bytes: Uint8Array;
-  try {
-    bytes = await readFile(path);
-  } catch (e) {
-    throw fsError(e, path, 'cannot read model');
-  }
+  const bytes = await readInputFile(path, 'model file');
   if (bytes.length >= PACKAGE_MAGIC.length && PACKAGE_MAGIC.equals(bytes.subarray(0, PACKAGE_MAGIC.length)))
     throw new BulwarkError(
       'ERR_FORMAT_UNSUPPORTED',

@@ -1,7 +1,6 @@
-import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { BulwarkError, fsError, requireFile } from '../core/index.js';
+import { BulwarkError, readInputFile } from '../core/index.js';
 
 /**
  * The IDX format of MNIST and Fashion-MNIST (LeCun et al., http://yann.lecun.com/exdb/mnist/): a
@@ -120,14 +119,7 @@ export function parseIdx(bytes: Uint8Array, source = '<idx>', maxBytes = MAX_IDX
 
 /** Reads and decodes an IDX file (gzipped or not). */
 export async function readIdx(path: string): Promise<IdxTensor> {
-  await requireFile(path, 'IDX file');
-  let bytes: Buffer;
-  try {
-    bytes = await readFile(path);
-  } catch (e) {
-    throw fsError(e, path, 'cannot read IDX');
-  }
-  return parseIdx(bytes, basename(path));
+  return parseIdx(await readInputFile(path, 'IDX file'), basename(path));
 }
 
 /** Encodes a tensor as IDX bytes (uncompressed), the inverse of {@link parseIdx}. */

@@ -5,14 +5,13 @@
  * the footer. The output appears only when complete (temporary file, fsync, rename).
  */
 import { createHash, type Hash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import {
   AtomicFileStream,
   BulwarkError,
   bulwarkVersion,
   fsError,
   invalidArgument,
-  requireFile,
+  readInputFile,
 } from '../core/index.js';
 import type { Schema } from '../data/index.js';
 import { DEFAULT_FRAME_SIZE, encryptStream, type Keyring } from '../keys/index.js';
@@ -348,12 +347,7 @@ export async function protectModel(
   let onnx: Uint8Array;
   const where = typeof model === 'string' ? model : 'model';
   if (typeof model === 'string') {
-    await requireFile(model, 'ONNX model');
-    try {
-      onnx = await readFile(model);
-    } catch (e) {
-      throw fsError(e, model, 'cannot read');
-    }
+    onnx = await readInputFile(model, 'ONNX model');
   } else onnx = model;
   const { manifest, modelDigest, detectorBytes } = buildManifest(onnx, options, where);
   const manifestBytes = Buffer.from(JSON.stringify(manifest), 'utf8');

@@ -14,10 +14,10 @@
  * model read any file the server can (e.g. `/etc/shadow` or a key) into its weights, so such models
  * are refused. safetensors files hold only a JSON header and raw tensors: safe.
  */
-import { lstat, readFile, realpath } from 'node:fs/promises';
+import { lstat, realpath } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, normalize, resolve, sep } from 'node:path';
 import { gunzipSync, inflateRawSync, inflateSync } from 'node:zlib';
-import { BulwarkError, fsError, requireFile } from '../core/index.js';
+import { BulwarkError, readInputFile } from '../core/index.js';
 import { externalTensors } from './onnx-info.js';
 
 export type ScanSeverity = 'critical' | 'high' | 'medium' | 'info';
@@ -611,13 +611,7 @@ function pickleFindings(report: ScanReport, what: string): void {
  * ```
  */
 export async function scanModel(path: string): Promise<ScanReport> {
-  await requireFile(path, 'model file');
-  let bytes: Buffer;
-  try {
-    bytes = await readFile(path);
-  } catch (e) {
-    throw fsError(e, path, 'cannot read');
-  }
+  const bytes = await readInputFile(path, 'model file');
   const report: ScanReport = { path, format: 'unknown', safe: false, imports: [], calls: 0, findings: [] };
   const name = basename(path);
   if (bytes.length >= 4 && bytes.readUInt32LE(0) === 0x04034b50) {

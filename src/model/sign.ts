@@ -27,7 +27,6 @@ import {
   generateKeyPairSync,
   type KeyObject,
 } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import {
   assertBundle,
   BUNDLE_V03_MEDIA_TYPE,
@@ -36,7 +35,7 @@ import {
   bundleToJSON,
   toDSSEBundle,
 } from '@sigstore/bundle';
-import { BulwarkError, fsError, requireFile, writeFileAtomic } from '../core/index.js';
+import { BulwarkError, readInputFile, writeFileAtomic } from '../core/index.js';
 
 export const IN_TOTO_STATEMENT_TYPE = 'https://in-toto.io/Statement/v1';
 export const MODEL_SIGNING_PREDICATE_TYPE = 'https://model_signing/signature/v1.0';
@@ -158,13 +157,7 @@ export function signingKeyFromPem(pem: string | Buffer, where = 'signing key'): 
 
 /** Reads a PEM private key file. */
 export async function loadSigningKey(path: string): Promise<SigningKey> {
-  await requireFile(path, 'signing key');
-  let pem: Buffer;
-  try {
-    pem = await readFile(path);
-  } catch (e) {
-    throw fsError(e, path, 'cannot read the signing key');
-  }
+  const pem = await readInputFile(path, 'signing key');
   try {
     return signingKeyFromPem(pem, path);
   } finally {

@@ -1,8 +1,7 @@
-import { readFile } from 'node:fs/promises';
 import { type Command, InvalidArgumentError } from 'commander';
 import { z } from 'zod';
 import type { AttestationClaims, AttestationPolicy } from '../../attest/index.js';
-import { BulwarkError, fsError, parseConfig, readInputFile, requireFile } from '../../core/index.js';
+import { BulwarkError, parseConfig, readInputFile } from '../../core/index.js';
 import { ioOf } from '../program.js';
 
 interface VerifyOpts {
@@ -56,12 +55,7 @@ function effectivePolicy(
 }
 
 async function readBytes(path: string, what: string): Promise<Uint8Array> {
-  await requireFile(path, what);
-  try {
-    return new Uint8Array(await readFile(path));
-  } catch (e) {
-    throw fsError(e, path, `cannot read ${what}`);
-  }
+  return new Uint8Array(await readInputFile(path, what));
 }
 
 /** A document file is raw bytes, or base64 text (how Nitro documents are often stored and sent). */
