@@ -355,6 +355,17 @@ describe('RFC 7638 JWK thumbprints', () => {
 });
 
 describe('DPoP replay stores', () => {
+  it("records only proofs signed by the token's key (a stolen token with another key cannot fill the store)", async () => {
+    const store = new MemoryReplayStore(1000, now);
+    const auth = await create({}, { dpopReplay: store });
+    const t = await boundToken();
+    for (let i = 0; i < 3; i++)
+      await refused(auth, req(t, await proof(t, { key: other })), 'ERR_AUTH_DPOP_INVALID', /bound to/);
+    assert.equal(store.size, 0);
+    await auth.authenticate(req(t, await proof(t)));
+    assert.equal(store.size, 1);
+  });
+
   it('memory: a full store of unexpired proofs refuses (503), and frees itself as they expire', async () => {
     const store = new MemoryReplayStore(1000, now);
     const auth = await create({}, { dpopReplay: store });

@@ -214,12 +214,7 @@ export class Authenticator {
       throw new BulwarkError('ERR_AUTH_DPOP_INVALID', 'the DPoP header is missing');
     if (req.method === undefined || req.url === undefined)
       throw new BulwarkError('ERR_AUTH_DPOP_INVALID', "the request's method and URL are unknown");
-    const jkt = await dpop!.verify(req.dpop, { method: req.method, url: req.url }, raw);
-    if (jkt !== token.boundJkt)
-      throw new BulwarkError(
-        'ERR_AUTH_DPOP_INVALID',
-        'the DPoP proof key is not the key the token is bound to',
-      );
+    await dpop!.verify(req.dpop, { method: req.method, url: req.url }, raw, token.boundJkt);
     return true;
   }
 

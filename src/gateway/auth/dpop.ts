@@ -145,12 +145,13 @@ export class DpopVerifier {
   }
 
   /**
-   * Checks one proof for one request and access token (RFC 9449 §4.3, §7.1) and records its `jti`;
-   * returns the JWK SHA-256 thumbprint (RFC 7638) of the proof's key, which the caller compares with
-   * the token's `cnf.jkt`. The header is screened before the signature is checked, and the replay store
-   * is written only for a proof that verified (so forged proofs cannot fill it).
+   * Checks one proof for one request and access token (RFC 9449 §4.3, §7.1) bound to the key whose
+   * RFC 7638 thumbprint is `boundJkt` (the token's `cnf.jkt`), and records its `jti`. The header is
+   * screened before the signature is checked, and the replay store is written only for a proof that
+   * verified and is signed by the token's own key: neither forged proofs nor someone holding a stolen
+   * token with a key of their own can fill it.
    */
-  async verify(proof: string, req: DpopRequest, accessToken: string): Promise<string> {
+  async verify(proof: string, req: DpopRequest, accessToken: string, boundJkt: string): Promise<void> {
     const nowMs = this.#now();
     const header = this.#screen(proof);
     const jkt = jwkThumbprint(header.jwk as JWK);
@@ -198,13 +199,13 @@ export class DpopVerifier {
     // §7.1: with an access token, ath is required and must hash that token.
     if (ath !== accessTokenHash(accessToken))
       throw invalid('DPoP proof ath is not the hash of the access token');
+    if (jkt !== boundJkt) throw invalid('the DPoP proof key is not the key the token is bound to');
     // The accepted window for a proof is [iat - skew, iat + maxAge + skew]; it was stored at or after
     // iat - skew, so remembering it maxAge + 2 skew covers every moment it could still be accepted.
     const ttlMs = (this.#config.maxAgeSeconds + 2 * this.#skew) * 1000;
     const seen = createHash('sha256').update(jkt).update('\0').update(jti).digest('base64url');
     if (!(await this.#store.claim(seen, ttlMs)))
       throw new BulwarkError('ERR_AUTH_DPOP_REPLAY', 'DPoP proof already used (replayed jti)');
-    return jkt;
   }
 
   /**
