@@ -230,7 +230,7 @@ export class Gateway {
   /** The gateway's tracing (its own OTLP exporter, or the global API), or null when traces are off. */
   #tracing: GatewayTracing | null = null;
   /** The detectors' own Redis connection when the limiter (which otherwise lends its own) is off. */
-  #detectorRedis: { disconnect(): void } | null = null;
+  #ownRedis: Redis | null = null;
   readonly #authenticator: AuthenticatorLike | null;
   readonly #authorizer: AuthorizerLike | null;
   #draining = false;
@@ -387,13 +387,14 @@ export class Gateway {
       // proof ids go to the same Redis, so each replica judges a caller on its whole query stream and a
       // proof used at one replica is refused at every other.
       const redisConf = c.limits.backend === 'redis' ? c.limits.redis : undefined;
-      let detectorRedis: { disconnect(): void } | null = null;
+      // The gateway's own connection when the limiter (disabled) has none, opened on first use.
+      let ownRedis: Redis | null = null;
       const sharedRedis = (): Redis => {
-        let redis = limiter?.redis ?? (detectorRedis as Redis | null);
+        let redis = limiter?.redis ?? ownRedis;
         if (redis === null) {
           const own = connectRedis(redisConf!.url);
           cleanup.push(async () => own.disconnect());
-          detectorRedis = own;
+          ownRedis = own;
           redis = own;
         }
         return redis;
@@ -550,7 +551,7 @@ export class Gateway {
         tls: useTls,
       });
       gw.#enclave = enclave;
-      gw.#detectorRedis = detectorRedis;
+      gw.#ownRedis = ownRedis;
       gw.#tracing = tracing;
       gw.#setClientCrls(clientCrls);
       server.on('request', (req: IncomingMessage, res: ServerResponse) => gw.#handle(req, res));
@@ -847,7 +848,7 @@ export class Gateway {
     }
     await this.#enclave?.close().catch(() => {});
     await this.limiter?.close();
-    this.#detectorRedis?.disconnect();
+    this.#ownRedis?.disconnect();
     await this.#authenticator?.close();
     for (const m of this.models.values()) await m.close().catch(() => {});
     // The spans of the drained requests are exported before the process may exit.

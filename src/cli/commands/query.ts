@@ -7,6 +7,7 @@ import {
   auditSpendSink,
   type BudgetLedger,
   type BudgetStatus,
+  COMPOSITIONS,
   type Composition,
   type DpRelease,
   deltaWarning,
@@ -336,7 +337,7 @@ export function registerQueryCommand(program: Command): void {
       .option(
         '--composition <c>',
         'how spends compose: basic (epsilon and delta add up; the default for a new budget) or pld (epsilon of all spends composed by privacy loss distributions at the budget delta); an existing budget keeps its own unless given',
-        oneOf(['basic', 'pld'] as const),
+        oneOf(COMPOSITIONS),
       ),
   ).action(async function (this: Command, name: string) {
     const o = this.opts<{

@@ -30,8 +30,9 @@ export const MAX_SPEND_EVENTS = 256;
 
 /** Checks a budget's composition option (ERR_INVALID_ARGUMENT naming `composition`). */
 export function requireComposition(v: unknown): Composition {
-  if (v !== 'basic' && v !== 'pld') throw invalidArgument('composition', "'basic' or 'pld'", v);
-  return v;
+  if (!(COMPOSITIONS as readonly unknown[]).includes(v))
+    throw invalidArgument('composition', COMPOSITIONS.map((c) => `'${c}'`).join(' or '), v);
+  return v as Composition;
 }
 
 /**
