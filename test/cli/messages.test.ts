@@ -119,6 +119,47 @@ describe('bulwark: messages name the real problem', () => {
         assert.ok(a.description.length > 0, `bulwark ${pathOf(c)}: <${a.name()}> has no description`);
   });
 
+  it('each query lists only the options it reads; a flag of another query is refused, not ignored', () => {
+    const query = buildProgram().commands.find((c) => c.name() === 'query');
+    assert.ok(query);
+    const shown = (kind: string): string[] => {
+      const c = query.commands.find((x) => x.name() === kind);
+      assert.ok(c, kind);
+      return c.options.filter((o) => !o.hidden).map((o) => o.long ?? '');
+    };
+    // Before, all five listed --bins, --categories, --quantiles, --candidates, --lower and --upper,
+    // and `count --bins 3` ran a count, ignoring the flag.
+    const only = ['--lower', '--upper', '--bins', '--categories', '--quantiles', '--candidates'];
+    const expected: Record<string, string[]> = {
+      count: [],
+      sum: ['--lower', '--upper'],
+      mean: ['--lower', '--upper'],
+      histogram: ['--lower', '--upper', '--bins', '--categories'],
+      quantiles: ['--lower', '--upper', '--quantiles', '--candidates'],
+    };
+    for (const [kind, flags] of Object.entries(expected)) {
+      const s = shown(kind);
+      assert.deepEqual(
+        only.filter((f) => s.includes(f)),
+        flags,
+        kind,
+      );
+      for (const common of ['--data', '--epsilon', '--ledger', '--budget', '--audit'])
+        assert.ok(s.includes(common), `${kind} ${common}`);
+      // Quantiles are pure epsilon-DP: --delta and --mechanism are parsed only to refuse them with the reason.
+      assert.equal(s.includes('--delta'), kind !== 'quantiles', kind);
+    }
+    const r = runBulwark(['query', 'count', '--data', 'x.csv', '--epsilon', '1', '--bins', '3']);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /ERR_USAGE: unknown option '--bins'/);
+    const q = runBulwark(['query', 'quantiles', '--data', 'x.csv', '--epsilon', '1', '--delta', '0.1']);
+    assert.equal(q.code, 2, q.stderr);
+    assert.match(
+      q.stderr,
+      /ERR_USAGE: quantiles are pure epsilon-DP \(permute-and-flip\): no --mechanism or --delta/,
+    );
+  });
+
   it('serve --help says what --check does: a full start and stop, ports bound, loads audited', () => {
     const r = runBulwark(['serve', '--help']);
     assert.equal(r.code, 0, r.stderr);

@@ -1,5 +1,5 @@
 import { basename } from 'node:path';
-import { type Command, InvalidArgumentError } from 'commander';
+import { type Command, InvalidArgumentError, Option } from 'commander';
 import type { AuditLog } from '../../audit/index.js';
 import { BulwarkError, requireFile } from '../../core/index.js';
 import { type Dataset, loadTabular, readDataset } from '../../data/index.js';
@@ -125,11 +125,6 @@ async function runQuery(
       return dpHistogram(numericColumn(ds, col), { ...base, ...requireBounds(o), bins: o.bins });
     }
     case 'quantiles': {
-      if (o.mechanism !== 'laplace' || o.delta !== undefined)
-        throw new BulwarkError(
-          'ERR_USAGE',
-          'quantiles are pure epsilon-DP (permute-and-flip): no --mechanism or --delta',
-        );
       const { mechanism: _m, delta: _d, ...rest } = base;
       return dpQuantiles(numericColumn(ds, requireColumn(o)), {
         ...rest,
@@ -212,7 +207,7 @@ export function registerQueryCommand(program: Command): void {
     );
 
   for (const kind of ['count', 'sum', 'mean', 'histogram', 'quantiles'] as const) {
-    query
+    const cmd = query
       .command(kind)
       .description(
         {
@@ -226,29 +221,49 @@ export function registerQueryCommand(program: Command): void {
       )
       .option('--data <file>', 'the data (CSV, TSV or Parquet)')
       .option('--dataset <name>', 'a registered dataset, NAME or NAME:SPLIT (e.g. adult:train)')
-      .option('--column <name>', 'the column to query')
-      .requiredOption('--epsilon <e>', 'epsilon spent by this query', floatOption(1e-9, 1e6))
-      .option('--delta <d>', 'delta (with --mechanism gaussian)', floatOption(0, 0.999999))
       .option(
-        '--mechanism <m>',
-        'laplace (pure epsilon-DP) or gaussian (discrete Gaussian)',
-        oneOf(['laplace', 'gaussian'] as const),
-        'laplace',
+        '--column <name>',
+        kind === 'count' ? 'count the non-missing values of this column' : 'the column to query',
       )
-      .option('--lower <x>', 'public lower bound of the values', floatOption())
-      .option('--upper <x>', 'public upper bound of the values', floatOption())
-      .option('--bins <k>', 'histogram: equal-width bins between --lower and --upper', intOption(1, 100000))
-      .option('--categories <list>', 'histogram: the public categories, comma-separated', listOption(String))
-      .option(
-        '--quantiles <list>',
-        'quantiles to release (default 0.25,0.5,0.75)',
-        listOption(floatOption(0, 1)),
-      )
-      .option(
-        '--candidates <k>',
-        'quantiles: size of the public grid of candidates (default 1001)',
-        intOption(2, 1000000),
-      )
+      .requiredOption('--epsilon <e>', 'epsilon spent by this query', floatOption(1e-9, 1e6));
+    // Each query lists only the options it reads: a flag another query takes (count --bins, sum
+    // --categories) is refused as unknown instead of being silently ignored. Quantiles keep --delta
+    // and --mechanism out of their help but still parse them, to refuse them with the reason.
+    const delta = new Option('--delta <d>', 'delta (with --mechanism gaussian)').argParser(
+      floatOption(0, 0.999999),
+    );
+    const mechanism = new Option(
+      '--mechanism <m>',
+      'laplace (pure epsilon-DP) or gaussian (discrete Gaussian)',
+    )
+      .argParser(oneOf(['laplace', 'gaussian'] as const))
+      .default('laplace');
+    if (kind === 'quantiles') {
+      delta.hideHelp();
+      mechanism.hideHelp();
+    }
+    cmd.addOption(delta).addOption(mechanism);
+    if (kind !== 'count')
+      cmd
+        .option('--lower <x>', 'public lower bound of the values', floatOption())
+        .option('--upper <x>', 'public upper bound of the values', floatOption());
+    if (kind === 'histogram')
+      cmd
+        .option('--bins <k>', 'equal-width bins between --lower and --upper', intOption(1, 100000))
+        .option('--categories <list>', 'the public categories, comma-separated', listOption(String));
+    if (kind === 'quantiles')
+      cmd
+        .option(
+          '--quantiles <list>',
+          'quantiles to release (default 0.25,0.5,0.75)',
+          listOption(floatOption(0, 1)),
+        )
+        .option(
+          '--candidates <k>',
+          'size of the public grid of candidates between --lower and --upper (default 1001)',
+          intOption(2, 1000000),
+        );
+    cmd
       .option(
         '--ledger <location>',
         'budget ledger: a SQLite file or postgres:// URL (default $BULWARK_LEDGER or ./bulwark-ledger.sqlite)',
@@ -267,6 +282,12 @@ export function registerQueryCommand(program: Command): void {
         if (o.seededNoise !== undefined)
           io.note(
             'bulwark: WARNING: --seeded-noise makes the noise reproducible: these results are NOT private. Use for tests only.',
+          );
+        // Usage before the data is read: a wrong flag should not wait for a large file to load.
+        if (kind === 'quantiles' && (o.mechanism !== 'laplace' || o.delta !== undefined))
+          throw new BulwarkError(
+            'ERR_USAGE',
+            'quantiles are pure epsilon-DP (permute-and-flip): no --mechanism or --delta',
           );
         const { ds, budgetName } = await loadData(o);
         if (o.column !== undefined) ds.column(o.column);
