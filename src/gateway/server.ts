@@ -21,10 +21,11 @@ import {
   AuditLog,
   type AuditStoreSpec,
   type AuditWriter,
+  type NoteSigner,
   parseSignerKey,
   ThreadedAuditLog,
 } from '../audit/index.js';
-import { BulwarkError, bulwarkVersion, fsError, readJsonFile } from '../core/index.js';
+import { BulwarkError, bulwarkVersion, fsError, readJsonFile, requireOutputFolder } from '../core/index.js';
 import { BUNDLE_KINDS, RedisStreamState } from '../robust/index.js';
 import { isBodyBroken, type LimitedBody, markBodyBroken, readLimitedBody } from './body.js';
 import type { GatewayConfig } from './config.js';
@@ -71,6 +72,34 @@ export interface GatewayOptions {
    */
   enclaveAttester?: Attester;
 }
+
+/** One item of {@link Gateway.check}: what was checked, and how it stands. */
+export interface GatewayCheckItem {
+  /** The configuration section checked (`models`, `server.tls`, `auth`, `policy`, `limits`, `audit`, ...). */
+  component: string;
+  /**
+   * `ok`: checked as `serve` would use it; `create`: absent, `serve` will create it (an audit log not
+   * written yet), and what it needs (its folder, the database) is there; `skipped`: left to `serve`
+   * (what cannot be checked without its side effects: binding the ports, starting an enclave).
+   */
+  status: 'ok' | 'create' | 'skipped';
+  detail: string;
+}
+
+/** The result of {@link Gateway.check}. */
+export interface GatewayCheck {
+  models: Array<{
+    name: string;
+    version: string;
+    origin: LoadedModel['origin'];
+    modelDigest: string;
+    detectors: ServedModel['detectorSources'];
+  }>;
+  checks: GatewayCheckItem[];
+}
+
+/** How long `check` waits for Redis to answer before it reports it unreachable. */
+const CHECK_REDIS_TIMEOUT_MS = 3_000;
 
 const JSON_TYPE = /^application\/json\s*(;\s*charset\s*=\s*"?utf-8"?\s*)?$/i;
 const ROUTE =
@@ -188,6 +217,67 @@ async function policiesMention(files: readonly string[], pattern: RegExp): Promi
   return false;
 }
 
+/**
+ * The audit log as `serve` would open it, read-only: an existing log must have the signer's origin and
+ * key (AuditLog.open checks both); an absent one is reported as to be created, once its folder (SQLite)
+ * or its database (PostgreSQL) answers.
+ */
+async function checkAuditLog(a: GatewayConfig['audit'], signer: NoteSigner): Promise<GatewayCheckItem> {
+  const spec = { ...auditSpec(a), create: false };
+  let log: AuditLog;
+  try {
+    log = await AuditLog.open({ store: spec, signer });
+  } catch (e) {
+    const absent =
+      e instanceof BulwarkError &&
+      ((spec.kind === 'sqlite' && e.code === 'ERR_FILE_NOT_FOUND') ||
+        (spec.kind === 'postgres' &&
+          e.code === 'ERR_AUDIT_STORE_INVALID' &&
+          /^no audit log in /.test(e.message)));
+    if (!absent) throw keyed('audit.store', e);
+    if (spec.kind === 'sqlite')
+      await requireOutputFolder(spec.path, { what: 'audit log', option: 'audit.store' });
+    return {
+      component: 'audit',
+      status: 'create',
+      detail: `no log yet: serve creates it (origin ${signer.name})`,
+    };
+  }
+  try {
+    const size = (await log.head()).size;
+    return {
+      component: 'audit',
+      status: 'ok',
+      detail: `log ${signer.name}, ${size} entries; the signer's key is the log's`,
+    };
+  } finally {
+    await log.close();
+  }
+}
+
+/** Waits for a Redis connection to be ready and answer PING; ERR_GATEWAY_LIMITER_UNAVAILABLE otherwise. */
+async function requireRedis(redis: Redis, key: string): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      (async () => {
+        if (redis.status !== 'ready') await new Promise<void>((r) => redis.once('ready', () => r()));
+        await redis.ping();
+      })(),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error('timeout')), CHECK_REDIS_TIMEOUT_MS);
+      }),
+    ]);
+  } catch {
+    throw new BulwarkError(
+      'ERR_GATEWAY_LIMITER_UNAVAILABLE',
+      `${key}: Redis did not answer within ${CHECK_REDIS_TIMEOUT_MS / 1000} s (serve would deny every request with 503)`,
+    );
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 function auditSpec(a: GatewayConfig['audit']): AuditStoreSpec {
   if (!/^postgres(ql)?:\/\//.test(a.store)) return { kind: 'sqlite', path: a.store, option: 'audit.store' };
   return { kind: 'postgres', url: a.store, ...(a.schema !== undefined ? { schema: a.schema } : {}) };
@@ -290,7 +380,41 @@ export class Gateway {
   }
 
   /** Loads models, opens the audit log and the limiter, and starts listening. Fails closed on any error. */
-  static async start(options: GatewayOptions): Promise<Gateway> {
+  static start(options: GatewayOptions): Promise<Gateway> {
+    return Gateway.#open(options, null);
+  }
+
+  /**
+   * A dry run of {@link start} (`bulwark serve --check`): the configuration is validated, the models
+   * loaded (signatures verified, packages decrypted, detectors calibrated), the authenticator and the
+   * policies built, Redis asked to answer, the TLS certificate and key put in a secure context, and the
+   * audit log opened read-only with the signer's key checked against it. Nothing is written and
+   * nothing listens: no port is bound, no event is appended, no checkpoint is signed, no enclave or
+   * trace exporter is started. Throws the error `start` would throw.
+   */
+  static async check(
+    options: Omit<GatewayOptions, 'unsafeDisable' | 'unsafePlaintext'>,
+  ): Promise<GatewayCheck> {
+    const checks: GatewayCheckItem[] = [];
+    const gw = await Gateway.#open({ ...options, defaultMetrics: false }, checks);
+    try {
+      return {
+        models: [...gw.models.values()].map((m) => ({
+          name: m.name,
+          version: m.version,
+          origin: m.loaded.origin,
+          modelDigest: m.loaded.modelDigest,
+          detectors: m.detectorSources,
+        })),
+        checks,
+      };
+    } finally {
+      await gw.close();
+    }
+  }
+
+  /** {@link start}, or with `dry` its dry run, which records what it checked there. */
+  static async #open(options: GatewayOptions, dry: GatewayCheckItem[] | null): Promise<Gateway> {
     const c = options.config;
     const logger =
       options.logger ??
@@ -380,8 +504,22 @@ export class Gateway {
         );
       }
 
+      dry?.push({
+        component: 'models',
+        status: 'ok',
+        detail: `${models.size} loaded (signatures verified, detectors calibrated)`,
+      });
+
       const limiter = disabled.has('limit') ? null : Limiter.create(c.limits);
       if (limiter) cleanup.push(() => limiter.close());
+      if (dry && limiter) {
+        if (limiter.redis) await requireRedis(limiter.redis, 'limits.redis.url');
+        dry.push({
+          component: 'limits',
+          status: 'ok',
+          detail: limiter.redis ? 'Redis answered' : 'in memory (one replica)',
+        });
+      }
 
       // Several replicas (Redis for the limiter): the stream detectors' per-caller state and the DPoP
       // proof ids go to the same Redis, so each replica judges a caller on its whole query stream and a
@@ -412,6 +550,19 @@ export class Gateway {
       const authorizer = disabled.has('authorize')
         ? null
         : (options.authorizer ?? (await Authorizer.create(c.policy)));
+      if (dry) {
+        const how = [c.auth.mtls ? 'client certificates' : '', c.auth.jwt ? 'JWT' : ''].filter(Boolean);
+        dry.push({
+          component: 'auth',
+          status: 'ok',
+          detail: `${how.length > 0 ? how.join(' and ') : 'none configured'}; key sets and CA bundles loaded`,
+        });
+        dry.push({
+          component: 'policy',
+          status: 'ok',
+          detail: `${c.policy.files.length} Cedar policy file(s) parsed`,
+        });
+      }
 
       if (redisConf && [...models.values()].some((m) => m.stateful || m.prada)) {
         const redis = sharedRedis();
@@ -437,22 +588,29 @@ export class Gateway {
         }
         // Parsed here too, so that a bad key fails the start with its code whichever the writer.
         const signer = atKey('audit.signer', () => parseSignerKey(skey));
-        const a: AuditWriter =
-          c.audit.writer === 'thread'
-            ? await ThreadedAuditLog.open({ store: auditSpec(c.audit), signerKey: skey, origin: signer.name })
-            : await AuditLog.open({ store: auditSpec(c.audit), signer });
-        audit = a;
-        cleanup.push(() => a.close());
-        for (const m of models.values()) {
-          if (m.loaded.packageDigest)
-            await a.append({
-              type: 'model.loaded',
-              data: {
-                packageDigest: m.loaded.packageDigest,
-                modelDigest: m.loaded.modelDigest,
-                server: 'bulwark-gateway',
-              },
-            });
+        if (dry) dry.push(await checkAuditLog(c.audit, signer));
+        else {
+          const a: AuditWriter =
+            c.audit.writer === 'thread'
+              ? await ThreadedAuditLog.open({
+                  store: auditSpec(c.audit),
+                  signerKey: skey,
+                  origin: signer.name,
+                })
+              : await AuditLog.open({ store: auditSpec(c.audit), signer });
+          audit = a;
+          cleanup.push(() => a.close());
+          for (const m of models.values()) {
+            if (m.loaded.packageDigest)
+              await a.append({
+                type: 'model.loaded',
+                data: {
+                  packageDigest: m.loaded.packageDigest,
+                  modelDigest: m.loaded.modelDigest,
+                  server: 'bulwark-gateway',
+                },
+              });
+          }
         }
       }
 
@@ -460,17 +618,18 @@ export class Gateway {
       // the last one, so a collector that is down does not flood the log at the request rate.
       let unlogged = 0;
       let lastWarning = Number.NEGATIVE_INFINITY;
-      const tracing = c.telemetry.traces.enabled
-        ? await startTracing(c.telemetry.traces, (spans, error) => {
-            metrics.traceSpansDropped.inc(spans);
-            unlogged += spans;
-            const now = performance.now();
-            if (now - lastWarning < 10_000) return;
-            logger.warn({ spans: unlogged, reason: error?.message }, 'trace spans dropped');
-            unlogged = 0;
-            lastWarning = now;
-          })
-        : null;
+      const tracing =
+        c.telemetry.traces.enabled && !dry
+          ? await startTracing(c.telemetry.traces, (spans, error) => {
+              metrics.traceSpansDropped.inc(spans);
+              unlogged += spans;
+              const now = performance.now();
+              if (now - lastWarning < 10_000) return;
+              logger.warn({ spans: unlogged, reason: error?.message }, 'trace spans dropped');
+              unlogged = 0;
+              lastWarning = now;
+            })
+          : null;
       if (tracing) cleanup.push(() => tracing.shutdown());
 
       const pipeline = new Pipeline({
@@ -489,17 +648,18 @@ export class Gateway {
           authorizer !== null && (await policiesMention(c.policy.files, /\b(riskScore|queryCount)\b/)),
       });
 
-      const enclave = c.enclave
-        ? await GatewayEnclave.start({
-            config: c.enclave,
-            models,
-            pipeline,
-            audit,
-            logger,
-            bodyLimitBytes: c.server.bodyLimitBytes,
-            ...(options.enclaveAttester ? { attester: options.enclaveAttester } : {}),
-          })
-        : null;
+      const enclave =
+        c.enclave && !dry
+          ? await GatewayEnclave.start({
+              config: c.enclave,
+              models,
+              pipeline,
+              audit,
+              logger,
+              bodyLimitBytes: c.server.bodyLimitBytes,
+              ...(options.enclaveAttester ? { attester: options.enclaveAttester } : {}),
+            })
+          : null;
       if (enclave) cleanup.push(() => enclave.close());
 
       const tlsConf = c.server.tls;
@@ -554,6 +714,35 @@ export class Gateway {
       gw.#ownRedis = ownRedis;
       gw.#tracing = tracing;
       gw.#setClientCrls(clientCrls);
+      if (dry) {
+        dry.push(
+          useTls
+            ? {
+                component: 'server.tls',
+                status: 'ok',
+                detail: `certificate and key load (TLS 1.3 only; client certificates: ${tlsConf.clientAuth})`,
+              }
+            : { component: 'server.tls', status: 'ok', detail: 'none: plain HTTP (insecurePlaintext)' },
+          {
+            component: 'ports',
+            status: 'skipped',
+            detail: `${c.server.host}:${c.server.port}${c.metrics.enabled ? ` and metrics ${c.metrics.host}:${c.metrics.port}` : ''} are bound by serve, not by the check`,
+          },
+        );
+        if (c.enclave && c.enclave.mode !== 'off')
+          dry.push({
+            component: 'enclave',
+            status: 'skipped',
+            detail: `mode ${c.enclave.mode}: started by serve only`,
+          });
+        if (c.telemetry.traces.enabled)
+          dry.push({
+            component: 'telemetry.traces',
+            status: 'skipped',
+            detail: 'the exporter starts with serve',
+          });
+        return gw;
+      }
       server.on('request', (req: IncomingMessage, res: ServerResponse) => gw.#handle(req, res));
       // With this listener Node no longer sends `100 Continue` by itself: the router sends it once the
       // request passed the checks that need no body (#continue), so a refused body is never sent.

@@ -1,11 +1,11 @@
 /**
  * `bulwark serve` as a user runs it: a bad configuration is one line with the key path and exit 4;
- * `--check` loads everything and exits; a running server answers, reloads on SIGHUP and drains on
+ * `--check` loads and checks everything, writes nothing and exits; a running server answers, reloads on SIGHUP and drains on
  * SIGTERM (exit 0). Uses the built CLI (bin/bulwark.js -> dist/).
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
 import { GatewayClient } from '../../src/gateway/client.js';
@@ -47,11 +47,20 @@ describe('bulwark serve', () => {
       [['fraud', 'insecure-onnx']],
     );
     assert.deepEqual(out.models[0]?.detectors, { mahalanobis: 'file', stateful: 'file', prada: 'file' });
+    assert.equal(
+      (out as unknown as { checks: { component: string; status: string }[] }).checks.find(
+        (c) => c.component === 'audit',
+      )?.status,
+      'create',
+    );
     const human = runBulwark(['serve', '--config', good, '--check']);
     assert.match(
       human.stdout,
       /fraud@1 \(insecure-onnx; detectors: mahalanobis from file, stateful from file, prada from file\)/,
     );
+    assert.match(human.stdout, /^ {2}audit +create +no log yet: serve creates it/m);
+    // A dry run: the audit log the configuration names is not created.
+    assert.equal(existsSync(JSON.parse(readFileSync(good, 'utf8')).audit.store), false);
   });
 
   it('serves, reloads on SIGHUP and drains on SIGTERM with exit 0', async () => {

@@ -10,7 +10,7 @@ export function registerServeCommand(program: Command): void {
     .requiredOption('--config <file>', 'gateway configuration (bulwark.yaml; see docs/gateway.md)')
     .option(
       '--check',
-      'start the gateway as configured and stop it: validate, load the models, open the audit log and limiter, bind the ports (so not beside a running gateway on the same ports); the model loads are recorded in the audit log',
+      'dry run: validate the configuration, load and verify the models, build the authenticator and policies, reach Redis, load the TLS certificate and key, and open the audit log read-only with the signer checked against it; nothing is written and no port is bound',
     )
     .addHelpText(
       'after',
@@ -41,28 +41,22 @@ flush and checkpoint the audit log, and exit. Logs are JSON lines (pino) on stdo
         },
         pino.destination(io.json ? 2 : 1),
       );
-      const gw = await Gateway.start({ config, logger });
       if (o.check) {
-        const models = [...gw.models.values()].map((m) => ({
-          name: m.name,
-          version: m.version,
-          origin: m.loaded.origin,
-          modelDigest: m.loaded.modelDigest,
-          detectors: m.detectorSources,
-        }));
-        await gw.close();
-        io.result(
-          { ok: true, models },
-          () =>
-            `configuration OK; models: ${models
-              .map((m) => {
-                const det = Object.entries(m.detectors).map(([k, src]) => `${k} from ${src}`);
-                return `${m.name}@${m.version} (${m.origin}; detectors: ${det.length > 0 ? det.join(', ') : 'none'})`;
-              })
-              .join(', ')}`,
-        );
+        const r = await Gateway.check({ config, logger });
+        io.result({ ok: true, ...r }, () => {
+          const models = r.models.map((m) => {
+            const det = Object.entries(m.detectors).map(([k, src]) => `${k} from ${src}`);
+            return `${m.name}@${m.version} (${m.origin}; detectors: ${det.length > 0 ? det.join(', ') : 'none'})`;
+          });
+          const width = Math.max(...r.checks.map((c) => c.component.length));
+          return [
+            `configuration OK (dry run: nothing written, no port bound); models: ${models.join(', ')}`,
+            ...r.checks.map((c) => `  ${c.component.padEnd(width)}  ${c.status.padEnd(7)}  ${c.detail}`),
+          ].join('\n');
+        });
         return;
       }
+      const gw = await Gateway.start({ config, logger });
       await new Promise<void>((resolve) => {
         const stop = () => {
           process.off('SIGHUP', hup);
