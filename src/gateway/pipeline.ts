@@ -197,12 +197,15 @@ export class Pipeline {
     let t = start;
     // Time of the feature encoding, counted with the 'infer' stage (it runs before the detectors).
     let carry = 0;
+    // Time of a failed request check, counted with the 'parse' stage when its error is finally reported
+    // (after authentication: see below).
+    let parseCarry = 0;
     const span: Span | null = o.tracing ? o.tracing.startSpan(call.traceHeaders) : null;
     // The id the reply (x-request-id), the logs and the audit entry carry: a trace leads to its record.
     span?.setAttribute('bulwark.request_id', requestId);
     const lap = (stage: Stage) => {
       const now = performance.now();
-      const ms = now - t + (stage === 'infer' ? carry : 0);
+      const ms = now - t + (stage === 'infer' ? carry : stage === 'parse' ? parseCarry : 0);
       hist[stage].observe(ms / 1000);
       span?.addEvent(stage, { ms });
       t = now;
@@ -245,9 +248,23 @@ export class Pipeline {
         throw new BulwarkError('ERR_GATEWAY_NOT_READY', 'the model is not ready');
       }
       modelLabel = model.name;
-      const req = model.parseRequest(json);
-      const rows = req.rows.length;
-      lap('parse');
+      // The request is checked against the model's inputs here, but a failure is reported only after
+      // authentication and only to a caller the policies permit to predict on this model: its message
+      // names the model's inputs, datatypes and row limit, and a 400 for a served name (against the
+      // 401/403 of an unknown one) would tell anyone which model names are served (see the unknown-model
+      // branch above). JSON errors before it say nothing about the model and are reported at once.
+      let req: ReturnType<ServedModel['parseRequest']> | undefined;
+      let parseError: unknown;
+      try {
+        req = model.parseRequest(json);
+      } catch (e) {
+        parseError = e;
+      }
+      if (req === undefined) {
+        const now = performance.now();
+        parseCarry = now - t;
+        t = now;
+      } else lap('parse');
 
       stage = 'authenticate';
       principal =
@@ -258,6 +275,13 @@ export class Pipeline {
       // when both are known (see PipelineOptions.policyAfterDetect); otherwise here.
       const late = o.authorizer !== null && o.policyAfterDetect === true;
       const resource = { model: model.name, version: model.version };
+      if (req === undefined) {
+        stage = 'authorize';
+        this.#mayLearn(principal, resource, call.auth.remoteAddress, late ? { riskScore: 0 } : {});
+        stage = 'parse';
+        throw parseError;
+      }
+      const rows = req.rows.length;
       if (o.authorizer && !late) {
         stage = 'authorize';
         this.#authorize(principal, 'predict', resource, call.auth.remoteAddress, { rows });
@@ -271,12 +295,27 @@ export class Pipeline {
       lap('limit');
 
       stage = 'validate';
-      model.validate(req.rows);
-      lap('validate');
-
-      // Features are computed once: detectors and the model see the same vector.
-      stage = 'infer';
-      const x = model.features(req.rows);
+      let x: Float32Array;
+      try {
+        model.validate(req.rows);
+        lap('validate');
+        // Features are computed once: detectors and the model see the same vector.
+        stage = 'infer';
+        x = model.features(req.rows);
+      } catch (e) {
+        // With the policy after the detectors, Cedar has not judged this caller yet: a refusal naming
+        // the schema's fields, bounds and categories goes only to a caller it permits (judged as if no
+        // detector flagged); another is refused by the policy, as before validation.
+        if (late) {
+          const failed = stage;
+          const extra: Record<string, string | number | boolean> = { rows, riskScore: 0 };
+          if (lim?.budgetUsed != null) extra['queryCount'] = lim.budgetUsed;
+          stage = 'authorize';
+          this.#mayLearn(principal, resource, call.auth.remoteAddress, extra);
+          stage = failed;
+        }
+        throw e;
+      }
       validated = true;
       carry = performance.now() - t;
       t += carry;
@@ -423,6 +462,21 @@ export class Pipeline {
       o.metrics.inFlight.dec();
       span?.end();
     }
+  }
+
+  /**
+   * Before a refusal that describes the model's inputs reaches a caller the policies have not judged
+   * yet: throws the policy's denial (stage `authorize`) unless they permit `principal` to predict on
+   * `resource`. Without an authoriser (benchmark only) everyone may learn it.
+   */
+  #mayLearn(
+    principal: Principal,
+    resource: { model: string; version?: string },
+    clientAddress: string,
+    extra: Record<string, string | number | boolean>,
+  ): void {
+    if (!this.#o.authorizer) return;
+    this.#authorize(principal, 'predict', resource, clientAddress, extra);
   }
 
   #judge(model: ServedModel, detections: Detection[]): void {

@@ -1,0 +1,141 @@
+/**
+ * Red-team regressions: attacks on a real gateway (TLS 1.3, the fixture's model, Cedar with the example
+ * policies, SQLite audit) over real sockets, one per finding. Each describe starts one gateway.
+ */
+import assert from 'node:assert/strict';
+import https from 'node:https';
+import { after, before, describe, it } from 'node:test';
+import type { Gateway } from '../../src/gateway/server.js';
+import { type Fixture, fixture, startGateway, v2Body } from './gateway-fixtures.js';
+
+interface Answer {
+  status: number;
+  code: string;
+  body: string;
+}
+
+/** One HTTPS request to `gw` (no client certificate), its status, code and body. */
+function call(
+  f: Fixture,
+  gw: Gateway,
+  method: string,
+  path: string,
+  body: string | null,
+  headers: Record<string, string> = {},
+): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const req = https.request(
+      `${gw.url}${path}`,
+      {
+        method,
+        ca: f.ca.pem,
+        servername: 'localhost',
+        agent: false,
+        headers: body === null ? headers : { 'content-type': 'application/json', ...headers },
+      },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => {
+          text += d;
+        });
+        res.on('end', () => {
+          let code = '';
+          try {
+            code = String((JSON.parse(text) as { code?: unknown }).code ?? '');
+          } catch {}
+          resolve({ status: res.statusCode ?? 0, code, body: text });
+        });
+      },
+    );
+    req.on('error', reject);
+    req.end(body ?? undefined);
+  });
+}
+
+describe('red team: what a served model looks like to callers not permitted to use it', () => {
+  let f: Fixture;
+  let gw: Gateway;
+  let own: string;
+  let other: string;
+
+  before(async () => {
+    f = await fixture();
+    gw = await startGateway(f.config());
+    own = `Bearer ${await f.token()}`;
+    // Another tenant's caller: authenticated, but the policies permit it nothing on tenant acme's model.
+    other = `Bearer ${await f.token({ tenant: 'globex', sub: 'client-globex', client_id: 'client-globex' })}`;
+  });
+  after(async () => {
+    await gw?.close();
+  });
+
+  const probes: Record<string, string> = {
+    'an empty object': '{}',
+    'an input the model lacks': JSON.stringify({
+      inputs: [{ name: 'zzz', shape: [1], datatype: 'FP64', data: [1] }],
+    }),
+    'a BYTES tensor for a number': JSON.stringify({
+      inputs: [{ name: 'amount', shape: [1], datatype: 'BYTES', data: ['1'] }],
+    }),
+    'more rows than the model takes': JSON.stringify({
+      inputs: [{ name: 'amount', shape: [100_000], datatype: 'FP64', data: [] }],
+    }),
+  };
+
+  it('an unauthenticated malformed request to a served model gets the 401 an unknown model gets, naming nothing', async () => {
+    for (const [what, body] of Object.entries(probes)) {
+      const served = await call(f, gw, 'POST', '/v2/models/fraud/infer', body);
+      const unknown = await call(f, gw, 'POST', '/v2/models/no-such-model/infer', body);
+      assert.equal(`${served.status} ${served.code}`, '401 ERR_AUTH_MISSING', what);
+      assert.equal(served.body, unknown.body, what);
+      assert.doesNotMatch(served.body, /zzz|amount|rows|input/, what);
+    }
+  });
+
+  it("another tenant's caller gets the policy's 403 for any body, as for an unknown model", async () => {
+    for (const [what, body] of Object.entries(probes)) {
+      const served = await call(f, gw, 'POST', '/v2/models/fraud/infer', body, { authorization: other });
+      const unknown = await call(f, gw, 'POST', '/v2/models/no-such-model/infer', body, {
+        authorization: other,
+      });
+      assert.equal(`${served.status} ${served.code}`, '403 ERR_POLICY_DENIED', what);
+      assert.equal(served.body, unknown.body, what);
+    }
+    // A well-formed request with a value outside the schema's bounds: the example policies read the
+    // risk score, so Cedar runs after validation; the schema's bounds stay hidden from this caller too.
+    const outOfBounds = JSON.stringify(v2Body([{ amount: 1e9, age: 40, kind: 'A' }]));
+    const r = await call(f, gw, 'POST', '/v2/models/fraud/infer', outOfBounds, { authorization: other });
+    assert.equal(`${r.status} ${r.code}`, '403 ERR_POLICY_DENIED');
+    assert.doesNotMatch(r.body, /amount|5000/);
+  });
+
+  it('a permitted caller still gets the exact 400/413 that describes its mistake', async () => {
+    const unknownInput = await call(
+      f,
+      gw,
+      'POST',
+      '/v2/models/fraud/infer',
+      probes['an input the model lacks']!,
+      {
+        authorization: own,
+      },
+    );
+    assert.equal(`${unknownInput.status} ${unknownInput.code}`, '400 ERR_GATEWAY_REQUEST_INVALID');
+    assert.match(unknownInput.body, /no input \\"zzz\\"/);
+    const tooMany = await call(
+      f,
+      gw,
+      'POST',
+      '/v2/models/fraud/infer',
+      probes['more rows than the model takes']!,
+      {
+        authorization: own,
+      },
+    );
+    assert.equal(`${tooMany.status} ${tooMany.code}`, '413 ERR_INPUT_TOO_LARGE');
+    const outOfBounds = JSON.stringify(v2Body([{ amount: 1e9, age: 40, kind: 'A' }]));
+    const r = await call(f, gw, 'POST', '/v2/models/fraud/infer', outOfBounds, { authorization: own });
+    assert.equal(`${r.status} ${r.code}`, '400 ERR_INPUT_INVALID');
+  });
+});
