@@ -8,11 +8,15 @@ import assert from 'node:assert/strict';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import pg from 'pg';
 import { AuditLog, generateSignerKey } from '../../src/audit/index.js';
 import { BulwarkError } from '../../src/core/index.js';
 import { gatewayConfig } from '../../src/gateway/config.js';
 import { Gateway } from '../../src/gateway/server.js';
 import { type Fixture, fixture, startGateway } from './gateway-fixtures.js';
+
+const { Client } = pg;
+const PG_URL = process.env['BULWARK_PG_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test';
 
 /** Entries and checkpoints of an audit log, read without writing. */
 async function logState(store: string): Promise<{ size: number; checkpoints: number }> {
@@ -106,6 +110,27 @@ describe('Gateway.check: a dry run of serve', () => {
       (e: unknown) =>
         e instanceof BulwarkError && e.code === 'ERR_FILE_NOT_FOUND' && /audit\.store/.test(e.message),
     );
+  });
+
+  it('a PostgreSQL audit log not created yet is reported, and its schema is not created by the check', async () => {
+    const schema = `chk_${process.pid}_${Date.now() % 100000}`;
+    const config = f.config();
+    const pg = gatewayConfig({
+      ...structuredClone(config),
+      audit: { ...config.audit, store: PG_URL, schema },
+    });
+    const r = await Gateway.check({ config: pg });
+    assert.equal(r.checks.find((c) => c.component === 'audit')?.status, 'create');
+    const client = new Client({ connectionString: PG_URL });
+    await client.connect();
+    try {
+      const q = await client.query('SELECT 1 FROM information_schema.schemata WHERE schema_name = $1', [
+        schema,
+      ]);
+      assert.equal(q.rowCount, 0, 'no schema created');
+    } finally {
+      await client.end();
+    }
   });
 
   it('refuses when Redis does not answer (ERR_GATEWAY_LIMITER_UNAVAILABLE), where serve would deny every request', async () => {
