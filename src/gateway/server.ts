@@ -1054,7 +1054,9 @@ export class Gateway {
     const socket = req.socket as TLSSocket;
     const remoteAddress = socket.remoteAddress ?? '';
     const peer = this.#tls ? peerCertificate(socket) : undefined;
-    const authorization = req.headers.authorization;
+    // Every Authorization field, joined as for other repeated fields: Node keeps only the first one in
+    // `headers`, while a proxy or WAF in front may act on the last; the authenticator refuses a join.
+    const authorization = req.headersDistinct.authorization?.join(', ');
     const fwd = req.headers['x-forwarded-client-cert'];
     const dpop = req.headers.dpop;
     let authorized = this.#tls ? socket.authorized === true : false;

@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import https from 'node:https';
 import { after, before, describe, it } from 'node:test';
+import { connect } from 'node:tls';
 import type { Gateway } from '../../src/gateway/server.js';
 import { type Fixture, fixture, startGateway, v2Body } from './gateway-fixtures.js';
 
@@ -50,6 +51,28 @@ function call(
     );
     req.on('error', reject);
     req.end(body ?? undefined);
+  });
+}
+
+/** Writes `raw` to `gw` over TLS and returns the first answer's status line, code and body. */
+function rawCall(f: Fixture, gw: Gateway, raw: string): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const s = connect(
+      { host: '127.0.0.1', port: Number(new URL(gw.url).port), ca: f.ca.pem, servername: 'localhost' },
+      () => s.write(raw),
+    );
+    let text = '';
+    s.setEncoding('utf8');
+    s.on('data', (d: string) => {
+      text += d;
+    });
+    s.on('error', reject);
+    s.on('close', () => {
+      const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1] ?? 0);
+      const body = text.slice(text.indexOf('\r\n\r\n') + 4);
+      const code = /"code":"([A-Z_]+)"/.exec(body)?.[1] ?? '';
+      resolve({ status, code, body });
+    });
   });
 }
 
@@ -137,5 +160,52 @@ describe('red team: what a served model looks like to callers not permitted to u
     const outOfBounds = JSON.stringify(v2Body([{ amount: 1e9, age: 40, kind: 'A' }]));
     const r = await call(f, gw, 'POST', '/v2/models/fraud/infer', outOfBounds, { authorization: own });
     assert.equal(`${r.status} ${r.code}`, '400 ERR_INPUT_INVALID');
+  });
+});
+
+describe('red team: request framing and repeated headers', () => {
+  let f: Fixture;
+  let gw: Gateway;
+  let token: string;
+
+  before(async () => {
+    f = await fixture();
+    gw = await startGateway(f.config());
+    token = await f.token();
+  });
+  after(async () => {
+    await gw?.close();
+  });
+
+  it('refuses two Authorization headers whichever holds the valid token (Node keeps the first, a proxy may read the last)', async () => {
+    const good = `Authorization: Bearer ${token}\r\n`;
+    const bad = 'Authorization: Bearer not.a.token\r\n';
+    for (const [what, auth] of [
+      ['valid first', good + bad],
+      ['valid last', bad + good],
+      ['the same twice', good + good],
+    ] as const) {
+      const meta = await rawCall(
+        f,
+        gw,
+        `GET /v2/models/fraud HTTP/1.1\r\nHost: x\r\n${auth}Connection: close\r\n\r\n`,
+      );
+      assert.equal(`${meta.status} ${meta.code}`, '401 ERR_AUTH_TOKEN_MALFORMED', what);
+      assert.match(meta.body, /more than one Authorization header/, what);
+      const body = JSON.stringify(v2Body(f.rows.slice(0, 1)));
+      const infer = await rawCall(
+        f,
+        gw,
+        `POST /v2/models/fraud/infer HTTP/1.1\r\nHost: x\r\n${auth}Content-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`,
+      );
+      assert.equal(`${infer.status} ${infer.code}`, '401 ERR_AUTH_TOKEN_MALFORMED', what);
+    }
+    // One header still works.
+    const one = await rawCall(
+      f,
+      gw,
+      `GET /v2/models/fraud HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\nConnection: close\r\n\r\n`,
+    );
+    assert.equal(one.status, 200);
   });
 });

@@ -32,6 +32,10 @@ interface CertIdentity {
  * (RFC 9449 §7.1); schemes are case-insensitive (RFC 9110 §11.1).
  */
 function accessToken(header: string): { scheme: 'bearer' | 'dpop'; token: string } {
+  // Authorization is a singleton field (RFC 9110 §11.6.2) and a token68 holds no comma: repeated fields
+  // arrive joined with ", ". Which of two credentials counts would otherwise depend on who reads them.
+  if (header.includes(','))
+    throw new BulwarkError('ERR_AUTH_TOKEN_MALFORMED', 'more than one Authorization header');
   const m = /^(bearer|dpop) +([A-Za-z0-9._~+/-]+=*) *$/i.exec(header);
   if (m === null)
     throw new BulwarkError(
