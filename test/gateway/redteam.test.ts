@@ -209,3 +209,33 @@ describe('red team: request framing and repeated headers', () => {
     assert.equal(one.status, 200);
   });
 });
+
+describe('red team: token time claims', () => {
+  let f: Fixture;
+  let gw: Gateway;
+
+  before(async () => {
+    f = await fixture();
+    gw = await startGateway(f.config());
+  });
+  after(async () => {
+    await gw?.close();
+  });
+
+  it('refuses a token whose iat is in the future, which also slipped a year-long token past maxLifetimeSeconds', async () => {
+    const now = Math.floor(Date.now() / 1000);
+    const year = 365 * 86_400;
+    for (const [what, claims] of [
+      ['iat an hour ahead', { iat: now + 3600, exp: now + 3600 + 600 }],
+      ['valid for a year, iat a minute before exp', { iat: now + year - 60, exp: now + year }],
+    ] as const) {
+      const t = await f.token({ ...claims, nbf: now - 5, jti: what });
+      const r = await call(f, gw, 'GET', '/v2/models/fraud', null, { authorization: `Bearer ${t}` });
+      assert.equal(`${r.status} ${r.code}`, '401 ERR_AUTH_TOKEN_NOT_YET_VALID', what);
+    }
+    // Within the clock skew (30 s by default) an iat ahead is accepted.
+    const ok = await f.token({ iat: now + 10, exp: now + 600, nbf: now - 5 });
+    const r = await call(f, gw, 'GET', '/v2/models/fraud', null, { authorization: `Bearer ${ok}` });
+    assert.equal(r.status, 200);
+  });
+});

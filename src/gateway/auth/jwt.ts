@@ -361,6 +361,11 @@ export class JwtVerifier {
 
   #toVerified(p: JWTPayload, nowS: number): VerifiedToken {
     const exp = p.exp as number;
+    // jose checks that iat is a number but, without maxTokenAge, not that it is in the past. A token
+    // issued "later" is not valid yet (as for nbf), and its iat would also shrink the lifetime checked
+    // below: iat = exp - 60 on a token valid for a year passed maxLifetimeSeconds.
+    if (typeof p.iat === 'number' && p.iat > nowS + this.#config.clockSkewSeconds)
+      throw fail('ERR_AUTH_TOKEN_NOT_YET_VALID', 'token iat is in the future');
     if (
       this.#config.maxLifetimeSeconds > 0 &&
       typeof p.iat === 'number' &&
