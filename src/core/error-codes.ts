@@ -220,6 +220,11 @@ export const errorCodes = {
     exit: ExitCode.security,
     summary: 'A keyring file names another key provider than the one expected (default local).',
   },
+  ERR_PKCS11_MODULE_UNTRUSTED: {
+    exit: ExitCode.security,
+    summary:
+      'A pkcs11 keyring names a PKCS#11 module that is not a known SoftHSM2 location nor listed in BULWARK_PKCS11_MODULES.',
+  },
   ERR_KEY_WRAP_LIMIT: {
     exit: ExitCode.security,
     summary: "A key-encryption key version has made as many wraps as its provider's random IVs allow.",

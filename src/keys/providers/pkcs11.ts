@@ -1,5 +1,6 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, realpathSync } from 'node:fs';
+import { delimiter } from 'node:path';
 import type * as Pkcs11Types from 'pkcs11js';
 import { BulwarkError, invalidArgument } from '../../core/index.js';
 import { GCM_NONCE_BYTES, GCM_TAG_BYTES } from '../aead.js';
@@ -40,6 +41,50 @@ export const SOFTHSM2_MODULE_PATHS = [
 /** The first SoftHSM2 module found on this machine, or undefined. */
 export function findSoftHsmModule(): string | undefined {
   return SOFTHSM2_MODULE_PATHS.find((p) => existsSync(p));
+}
+
+/**
+ * The variable that lists further PKCS#11 modules this machine trusts (absolute paths, separated by
+ * `:`), for HSMs other than SoftHSM2, whose usual locations are trusted without it.
+ */
+export const PKCS11_MODULES_ENV = 'BULWARK_PKCS11_MODULES';
+
+/**
+ * The real path of `module` when it is a module this machine trusts: one of SoftHSM2's usual locations
+ * or one listed in {@link PKCS11_MODULES_ENV}, compared after resolving symlinks and `..`.
+ *
+ * Why: a pkcs11 keyring file is plain JSON, authenticated by nothing, and names the module to load.
+ * Loading a shared library runs its code in this process (its constructors run at dlopen), and
+ * C_Login then hands it the token's PIN; so whoever can write the keyring file could otherwise run
+ * code as every process that opens it and collect the PIN. The module is therefore chosen by the
+ * machine's configuration, never by the file. The path returned is the one loaded, so a symlink
+ * changed after this check cannot swap the library.
+ */
+export function trustedModule(module: string): string {
+  let real: string;
+  try {
+    real = realpathSync(module);
+  } catch (e) {
+    throw new BulwarkError('ERR_HSM', `PKCS#11 module not found: ${module}`, {
+      cause: e,
+      details: { module },
+    });
+  }
+  const listed = (process.env[PKCS11_MODULES_ENV] ?? '').split(delimiter).filter((p) => p !== '');
+  for (const candidate of [...SOFTHSM2_MODULE_PATHS, ...listed]) {
+    let r: string;
+    try {
+      r = realpathSync(candidate);
+    } catch {
+      continue;
+    }
+    if (r === real) return real;
+  }
+  throw new BulwarkError(
+    'ERR_PKCS11_MODULE_UNTRUSTED',
+    `the PKCS#11 module ${module} is not one this machine trusts: refused before loading it (a keyring file naming a module could otherwise run any library with the token's PIN); if it is your HSM's module, list it in ${PKCS11_MODULES_ENV}`,
+    { details: { module } },
+  );
 }
 
 function hsmError(what: string, e: unknown, details: Record<string, string> = {}): BulwarkError {
@@ -263,11 +308,13 @@ function loginKey(module: string, token: string): string {
 }
 
 async function openPkcs11(config: ProviderConfig, secret: SecretSource): Promise<KeyProvider> {
-  const module = config['module'];
+  const named = config['module'];
   const token = config['token'];
-  if (typeof module !== 'string' || typeof token !== 'string') {
+  if (typeof named !== 'string' || typeof token !== 'string') {
     throw new BulwarkError('ERR_KEYRING_INVALID', 'a pkcs11 keyring must name its module and token');
   }
+  // Checked before anything is loaded; the resolved path is the one loaded (see trustedModule).
+  const module = trustedModule(named);
   const { mod, lib } = await loadModule(module);
   let session: Handle | undefined;
   try {
