@@ -32,9 +32,16 @@ export interface AuthenticatorLike {
   close(): Promise<void> | void;
   /** The `WWW-Authenticate` challenge of a 401 with this code (default `Bearer`). */
   challenge?(code: string): string;
+  /** The `DPoP-Nonce` to send with every answer (RFC 9449 §9), if nonces are in use. */
+  dpopNonce?(): string | undefined;
 }
 
 export interface AuthorizerLike {
   authorize(req: AuthzRequest): Decision;
   reload(): Promise<void> | void;
+  /**
+   * Whether the policies in force read `riskScore` or `queryCount` (Cedar then runs after the
+   * detectors); when absent, the pipeline's `policyAfterDetect` option decides.
+   */
+  readonly readsDetectorContext?: boolean;
 }

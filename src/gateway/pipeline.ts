@@ -101,6 +101,8 @@ export interface PipelineOptions {
    * risk denial (the detectors' ERR_GATEWAY_DETECTED) from a caller refused anyway. A caller the
    * policy refuses has paid one request of its own rate limit and budget and its query is in its own
    * stream detectors' history, exactly as a permitted caller's.
+   * An authoriser that tells {@link AuthorizerLike.readsDetectorContext} (the built-in one does)
+   * decides instead, from the policy set in force.
    */
   policyAfterDetect?: boolean;
 }
@@ -273,7 +275,10 @@ export class Pipeline {
 
       // With policies that read riskScore/queryCount, Cedar is evaluated once, after the detectors,
       // when both are known (see PipelineOptions.policyAfterDetect); otherwise here.
-      const late = o.authorizer !== null && o.policyAfterDetect === true;
+      // Asked of the authoriser per request: its answer changes with the policy set it swaps in on a
+      // reload, at the same moment (the option is a second, later reading of the files).
+      const late =
+        o.authorizer !== null && (o.authorizer.readsDetectorContext ?? o.policyAfterDetect === true);
       const resource = { model: model.name, version: model.version };
       if (req === undefined) {
         stage = 'authorize';

@@ -239,3 +239,34 @@ describe('red team: token time claims', () => {
     assert.equal(r.status, 200);
   });
 });
+
+describe('red team: a risk policy stays in force whatever the pipeline was told', () => {
+  let f: Fixture;
+  let gw: Gateway;
+  let token: string;
+
+  before(async () => {
+    f = await fixture();
+    // Monitor mode: the detectors only count, so the example policies' deny-high-risk is the refusal.
+    gw = await startGateway(f.config({ detectors: { mode: 'monitor' } }));
+    token = await f.token();
+  });
+  after(async () => {
+    await gw?.close();
+  });
+
+  it('evaluates Cedar after the detectors because the loaded policies read riskScore, not because of a separately set flag', async () => {
+    // A row far outside the training data (amounts up to 1000): the Mahalanobis risk is above 0.9.
+    const body = JSON.stringify(v2Body([{ amount: 4999, age: 18, kind: 'C' }]));
+    const auth = { authorization: `Bearer ${token}` };
+    const before = await call(f, gw, 'POST', '/v2/models/fraud/infer', body, auth);
+    assert.equal(`${before.status} ${before.code}`, '403 ERR_POLICY_DENIED');
+    assert.match(before.body, /deny-high-risk/);
+    // The state a reload left when its second read of the policy files (for this flag) disagreed with
+    // the set the authoriser had loaded, or during the moment between the two: the flag says early.
+    gw.pipeline.options.policyAfterDetect = false;
+    const stale = await call(f, gw, 'POST', '/v2/models/fraud/infer', body, auth);
+    assert.equal(`${stale.status} ${stale.code}`, '403 ERR_POLICY_DENIED');
+    assert.match(stale.body, /deny-high-risk/);
+  });
+});

@@ -40,7 +40,12 @@ interface Loaded {
   /** The compiled fast path, or why the set is outside its subset. */
   readonly compiled: readonly CompiledPolicy[] | undefined;
   readonly unsupported: string | undefined;
+  /** Whether a policy of this set reads `riskScore` or `queryCount` (see {@link Authorizer.readsDetectorContext}). */
+  readonly readsDetectorContext: boolean;
 }
+
+/** The context keys only known after the detectors and the limiter (the pipeline evaluates such sets late). */
+const DETECTOR_CONTEXT = /\b(riskScore|queryCount)\b/;
 
 let generation = 0;
 
@@ -259,6 +264,17 @@ export class Authorizer {
    */
   async reload(): Promise<void> {
     this.#loaded = await load(this.#config);
+  }
+
+  /**
+   * Whether the policies in force read `context.riskScore` or `context.queryCount`, which the pipeline
+   * only knows after the detectors: it then evaluates Cedar after them. Decided from the very policy
+   * set loaded (swapped with it by {@link reload}), not from a second read of the files: a flag from
+   * another read could disagree with the set in force (files changed in between, or requests served
+   * between the swap and the flag), and a risk `forbid` evaluated before the detectors never fires.
+   */
+  get readsDetectorContext(): boolean {
+    return this.#loaded.readsDetectorContext;
   }
 
   /** `compiled` when requests are decided by the compiled fast path (with per-request fallback), else `cedar-wasm`. */
@@ -572,5 +588,6 @@ async function loadUnchecked(c: PolicyConfig): Promise<Loaded> {
     policyIds: Object.keys(policies),
     compiled: 'policies' in compiled ? compiled.policies : undefined,
     unsupported: 'unsupported' in compiled ? compiled.unsupported : undefined,
+    readsDetectorContext: Object.values(policies).some((p) => DETECTOR_CONTEXT.test(p)),
   };
 }
