@@ -520,6 +520,11 @@ export const errorCodes = {
     exit: ExitCode.security,
     summary: 'The DPoP proof was already used (its jti was seen within the proof lifetime).',
   },
+  ERR_AUTH_DPOP_NONCE: {
+    exit: ExitCode.security,
+    summary:
+      'The DPoP proof has no nonce, or not a fresh one this gateway issued (RFC 9449 §9, jwt.dpop.nonce): retry with the DPoP-Nonce of the answer.',
+  },
   ERR_AUTH_DPOP_UNAVAILABLE: {
     exit: ExitCode.unavailable,
     summary: 'The DPoP replay store (Redis, or the full memory store) cannot record the proof; refused.',

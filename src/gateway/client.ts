@@ -51,7 +51,8 @@ export interface GatewayClientOptions {
   token?: string | (() => string | Promise<string>);
   /**
    * The DPoP key the token is bound to (RFC 9449; {@link createDpopKey}): the token is then sent as
-   * `Authorization: DPoP <token>` with a fresh proof for each request's method and URL.
+   * `Authorization: DPoP <token>` with a fresh proof for each request's method and URL. The gateway's
+   * latest `DPoP-Nonce` goes into every proof; a refusal asking for a newer one is retried once.
    */
   dpop?: DpopKey;
   /** Per-request timeout in ms, for the whole exchange (default 30,000). */
@@ -115,6 +116,8 @@ function segment(name: string, what: string): string {
 export class GatewayClient {
   readonly #url: URL;
   readonly #agent: http.Agent;
+  /** The gateway's latest `DPoP-Nonce` (RFC 9449 §9), put in every proof once seen. */
+  #dpopNonce: string | undefined;
   readonly #o: GatewayClientOptions;
 
   constructor(options: GatewayClientOptions) {
@@ -156,10 +159,31 @@ export class GatewayClient {
     headers: Record<string, string> = {},
   ): Promise<RawResponse> {
     const token = typeof this.#o.token === 'function' ? await this.#o.token() : this.#o.token;
+    const sentNonce = this.#dpopNonce;
+    const r = await this.#send(method, path, token, body, headers);
+    // RFC 9449 §9: a gateway that requires nonces refuses a proof without its latest one and sends a
+    // fresh one; try once more with it (never in a loop).
+    if (
+      r.status === 401 &&
+      this.#o.dpop !== undefined &&
+      this.#dpopNonce !== sentNonce &&
+      /\berror="use_dpop_nonce"/.test(String(r.headers['www-authenticate'] ?? ''))
+    )
+      return this.#send(method, path, token, body, headers);
+    return r;
+  }
+
+  async #send(
+    method: 'GET' | 'POST',
+    path: string,
+    token: string | undefined,
+    body: string | Buffer | undefined,
+    headers: Record<string, string>,
+  ): Promise<RawResponse> {
     const h: Record<string, string | number> = { accept: 'application/json', ...headers };
     if (token !== undefined && this.#o.dpop !== undefined) {
       h['authorization'] = `DPoP ${token}`;
-      h['dpop'] = await dpopProof(this.#o.dpop, method, new URL(path, this.#url), token);
+      h['dpop'] = await dpopProof(this.#o.dpop, method, new URL(path, this.#url), token, this.#dpopNonce);
     } else if (token !== undefined) h['authorization'] = `Bearer ${token}`;
     if (body !== undefined) {
       h['content-type'] ??= 'application/json';
@@ -193,6 +217,8 @@ export class GatewayClient {
           res.on('end', () => {
             clearTimeout(deadline);
             const raw = Buffer.concat(chunks);
+            const nonce = res.headers['dpop-nonce'];
+            if (typeof nonce === 'string' && nonce.length > 0 && nonce.length <= 512) this.#dpopNonce = nonce;
             resolve({ status: res.statusCode ?? 0, headers: res.headers, body: raw.toString('utf8'), raw });
           });
           res.on('error', fail);

@@ -1090,6 +1090,9 @@ export class Gateway {
       ...r.headers,
     };
     if (r.status === 401) headers['www-authenticate'] = this.#authenticator?.challenge?.(r.code) ?? 'Bearer';
+    // RFC 9449 §9: a fresh nonce on every answer, so a client always holds one for its next proof.
+    const nonce = this.#authenticator?.dpopNonce?.();
+    if (nonce !== undefined) headers['dpop-nonce'] = nonce;
     if (close || this.#draining) headers['connection'] = 'close';
     return headers;
   }

@@ -3,6 +3,7 @@ import { BulwarkError, validateConfig } from '../../core/index.js';
 import { type AuthConfig, type AuthConfigInput, authConfigSchema, type IdentityRule } from './config.js';
 import { revocationError } from './crl.js';
 import { DpopVerifier, MemoryReplayStore, type ReplayStore } from './dpop.js';
+import { DpopNonces } from './dpop-nonce.js';
 import { CaBundle, parsePemHeader, parseXfcc } from './forwarded.js';
 import { JwtVerifier, type VerifiedToken } from './jwt.js';
 import { certificateThumbprint, SvidCache } from './spiffe.js';
@@ -71,6 +72,7 @@ export class Authenticator {
     options: AuthenticatorOptions,
     jwt: JwtVerifier | undefined,
     ca: CaBundle | undefined,
+    nonces: DpopNonces | null,
   ) {
     this.#config = config;
     this.#options = options;
@@ -86,6 +88,7 @@ export class Authenticator {
             config.jwt!.clockSkewSeconds,
             options.dpopReplay ?? new MemoryReplayStore(dpop.maxReplayEntries, options.now),
             options.now,
+            nonces,
           );
   }
 
@@ -106,7 +109,19 @@ export class Authenticator {
       }
     }
     const ca = c.mtls?.caFile === undefined ? undefined : await CaBundle.load(c.mtls.caFile, c.mtls.crlFile);
-    return new Authenticator(c, options, jwt, ca);
+    return new Authenticator(c, options, jwt, ca, await Authenticator.#nonces(c, options));
+  }
+
+  /** The DPoP nonces of `jwt.dpop.nonce` (secret read from its file), or null without them. */
+  static async #nonces(c: AuthConfig, options: AuthenticatorOptions): Promise<DpopNonces | null> {
+    const n = c.jwt?.dpop?.nonce;
+    if (n === undefined) return null;
+    return DpopNonces.fromFile(n.secretFile, n.lifetimeSeconds, c.jwt!.clockSkewSeconds, options.now);
+  }
+
+  /** The nonce for a `DPoP-Nonce` header (RFC 9449 §9), or undefined without `jwt.dpop.nonce`. */
+  dpopNonce(): string | undefined {
+    return this.#dpop?.nonce();
   }
 
   /** The parsed configuration (defaults filled in). */
@@ -228,9 +243,11 @@ export class Authenticator {
     if (dpop === undefined) return 'Bearer';
     const algs = `algs="${dpop.algorithms.join(' ')}"`;
     const error =
-      code === 'ERR_AUTH_DPOP_INVALID' || code === 'ERR_AUTH_DPOP_REPLAY'
-        ? 'error="invalid_dpop_proof", '
-        : '';
+      code === 'ERR_AUTH_DPOP_NONCE'
+        ? 'error="use_dpop_nonce", '
+        : code === 'ERR_AUTH_DPOP_INVALID' || code === 'ERR_AUTH_DPOP_REPLAY'
+          ? 'error="invalid_dpop_proof", '
+          : '';
     return dpop.mode === 'required' ? `DPoP ${error}${algs}` : `Bearer, DPoP ${error}${algs}`;
   }
 
@@ -328,8 +345,8 @@ export class Authenticator {
   }
 
   /**
-   * Reloads the CA bundle with its CRLs and the JWKS (file re-read or remote refetch), and empties the
-   * token cache.
+   * Reloads the CA bundle with its CRLs, the JWKS (file re-read or remote refetch) and the DPoP nonce
+   * secret, and empties the token cache.
    * Each part is attempted whatever happens to the other, CA bundle first: an operator reloads to
    * withdraw a CA or a key, and an issuer that is down at that moment must not keep a withdrawn CA
    * trusted. The first failure is thrown once both have been tried; a part that failed keeps its
@@ -348,6 +365,15 @@ export class Authenticator {
     if (this.#jwt !== undefined) {
       try {
         await this.#jwt.reload();
+      } catch (e) {
+        errors.push(e);
+      }
+    }
+    // A new nonce secret: nonces of the old one are refused from now on, and clients retry once with
+    // the DPoP-Nonce of that refusal.
+    if (this.#dpop !== undefined && this.#config.jwt?.dpop?.nonce !== undefined) {
+      try {
+        this.#dpop.setNonces(await Authenticator.#nonces(this.#config, this.#options));
       } catch (e) {
         errors.push(e);
       }

@@ -85,6 +85,18 @@ export const dpopConfigSchema = z.strictObject({
   maxProofBytes: z.number().int().min(256).max(16_384).default(4096),
   /** Memory replay store only: the most unexpired proofs kept; when full, new proofs are refused (503). */
   maxReplayEntries: z.number().int().min(1000).max(10_000_000).default(1_000_000),
+  /**
+   * Server-provided nonces (RFC 9449 §9): every proof must carry a nonce the gateway issued in a
+   * `DPoP-Nonce` header within the last one to two `lifetimeSeconds`, so proofs cannot be made in
+   * advance. Stateless: replicas that share the secret file accept each other's nonces.
+   */
+  nonce: z
+    .strictObject({
+      /** At least 32 bytes of secret, the same file at every replica (a mounted secret). */
+      secretFile: z.string().min(1),
+      lifetimeSeconds: z.number().int().min(5).max(3600).default(60),
+    })
+    .optional(),
 });
 export type DpopConfig = z.infer<typeof dpopConfigSchema>;
 

@@ -32,13 +32,15 @@ export async function createDpopKey(alg: DpopAlgorithm = 'ES256'): Promise<DpopK
 
 /**
  * One DPoP proof (RFC 9449 §4.2) for `method` and `url` (its query and fragment are left out, as §4.3
- * compares without them); with `accessToken`, its hash `ath` (§4.2, required at resource servers).
+ * compares without them); with `accessToken`, its hash `ath` (§4.2, required at resource servers); with
+ * `nonce`, the server's latest `DPoP-Nonce` (§9).
  */
 export async function dpopProof(
   key: DpopKey,
   method: string,
   url: string | URL,
   accessToken?: string,
+  nonce?: string,
 ): Promise<string> {
   const u = new URL(url);
   const htu = `${u.origin}${u.pathname}`;
@@ -46,6 +48,7 @@ export async function dpopProof(
     htm: method,
     htu,
     ...(accessToken === undefined ? {} : { ath: accessTokenHash(accessToken) }),
+    ...(nonce === undefined ? {} : { nonce }),
   })
     .setProtectedHeader({ alg: key.alg, typ: 'dpop+jwt', jwk: key.publicJwk })
     .setJti(randomUUID())

@@ -13,12 +13,14 @@ import {
 import { BulwarkError } from '../../core/index.js';
 import type { DpopConfig } from './config.js';
 import { accessTokenHash, jwkThumbprint } from './dpop-hash.js';
+import type { DpopNonces } from './dpop-nonce.js';
 
 /**
  * RFC 9449 (OAuth 2.0 Demonstrating Proof of Possession) on the resource-server side: the checks of
  * §4.3 on the `DPoP` header of each request, the access-token hash `ath` and the key binding `cnf.jkt`
- * (§6.1, §7.1), and the `jti` replay check of §11.1 in a store every replica shares. Server-provided
- * nonces (§9) are not used: freshness comes from `iat` within `maxAgeSeconds` and the replay store.
+ * (§6.1, §7.1), and the `jti` replay check of §11.1 in a store every replica shares. Freshness comes
+ * from `iat` within `maxAgeSeconds` and the replay store, and with `dpop.nonce` also from server-provided
+ * nonces (§9, dpop-nonce.ts), which the client cannot make in advance.
  */
 
 /** Records proof ids; `claim` is true only the first time a key is seen within `ttlMs`. */
@@ -117,13 +119,16 @@ export class DpopVerifier {
   readonly #origins: ReadonlySet<string>;
   readonly #now: () => number;
   readonly #keys = new Map<string, CryptoKey>();
+  #nonces: DpopNonces | null;
 
   constructor(
     config: DpopConfig,
     clockSkewSeconds: number,
     store: ReplayStore,
     now: () => number = Date.now,
+    nonces: DpopNonces | null = null,
   ) {
+    this.#nonces = nonces;
     this.#config = config;
     this.#skew = clockSkewSeconds;
     this.#store = store;
@@ -142,6 +147,16 @@ export class DpopVerifier {
 
   get store(): ReplayStore {
     return this.#store;
+  }
+
+  /** Replaces the nonces (a reloaded secret). */
+  setNonces(nonces: DpopNonces | null): void {
+    this.#nonces = nonces;
+  }
+
+  /** The nonce to hand out in `DPoP-Nonce` (undefined without `dpop.nonce`). */
+  nonce(): string | undefined {
+    return this.#nonces?.current();
   }
 
   /**
@@ -173,10 +188,11 @@ export class DpopVerifier {
         throw invalid(`DPoP proof claim ${e.claim} is ${e.reason === 'missing' ? 'missing' : 'invalid'}`, e);
       throw invalid('DPoP proof is not a valid JWS', e);
     }
-    const { jti, htm, htu, iat, ath } = payload as JWTPayload & {
+    const { jti, htm, htu, iat, ath, nonce } = payload as JWTPayload & {
       htm?: unknown;
       htu?: unknown;
       ath?: unknown;
+      nonce?: unknown;
     };
     if (typeof jti !== 'string' || jti.length === 0 || jti.length > MAX_JTI)
       throw invalid(`DPoP proof jti must be a string of 1 to ${MAX_JTI} characters`);
@@ -200,6 +216,9 @@ export class DpopVerifier {
     if (ath !== accessTokenHash(accessToken))
       throw invalid('DPoP proof ath is not the hash of the access token');
     if (jkt !== boundJkt) throw invalid('the DPoP proof key is not the key the token is bound to');
+    // §4.3 step 10, §9: last of the checks, so a client told to use a nonce is not sent back for one
+    // over a proof that fails for another reason; and before the jti is recorded.
+    this.#nonces?.check(nonce);
     // The accepted window for a proof is [iat - skew, iat + maxAge + skew]; it was stored at or after
     // iat - skew, so remembering it maxAge + 2 skew covers every moment it could still be accepted.
     const ttlMs = (this.#config.maxAgeSeconds + 2 * this.#skew) * 1000;

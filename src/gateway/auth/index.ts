@@ -30,6 +30,8 @@ export {
 /** RFC 9449 DPoP proofs: the verifier and the replay stores (memory for one replica, Redis for several). */
 export { DpopVerifier, MemoryReplayStore, RedisReplayStore, type ReplayStore } from './dpop.js';
 export { accessTokenHash, jwkThumbprint } from './dpop-hash.js';
+/** RFC 9449 §9 server nonces (`jwt.dpop.nonce`): stateless, shared by replicas through the secret. */
+export { DpopNonces, MIN_NONCE_SECRET_BYTES } from './dpop-nonce.js';
 /** The client side of DPoP: a key pair and a proof per request (used by `bulwark/client`). */
 export { createDpopKey, type DpopAlgorithm, type DpopKey, dpopProof } from './dpop-proof.js';
 /** The certificates of a PEM bundle (the TLS layer's client CA bundle and the forwarded one). */
