@@ -108,7 +108,7 @@ export function registerModelCommands(program: Command): void {
     .description('create a signing key pair (private key written 0600, never printed)')
     .requiredOption('--out <file>', 'private key file (PKCS#8 PEM)')
     .option('--public <file>', 'public key file (default: <out>.pub)')
-    .option('--algorithm <alg>', 'ecdsa-p256 (default), ecdsa-p384 or ed25519', 'ecdsa-p256')
+    .option('--algorithm <alg>', 'ecdsa-p256, ecdsa-p384 or ed25519', 'ecdsa-p256')
     .action(async function (this: Command) {
       const io = ioOf(this);
       const o = this.opts<{ out: string; public?: string; algorithm: string }>();
