@@ -180,11 +180,15 @@ export class Pipeline {
     } catch (e) {
       throw new BulwarkError('ERR_POLICY_ENGINE', 'the policy engine failed; request denied', { cause: e });
     }
-    if (!d.allow)
-      throw (
-        decisionError(d, action) ??
-        new BulwarkError('ERR_POLICY_DENIED', `${action} not permitted`, { details: { action } })
-      );
+    if (!d.allow) {
+      if (d.code === 'ERR_POLICY_ENGINE') throw decisionError(d, action);
+      // The reply never names the policies that refused (kept in details, for the log): which forbid
+      // matched tells a refused caller what it should not learn - deny-high-risk against "no permit"
+      // told another tenant's caller whether the detectors flagged its input, request by request.
+      throw new BulwarkError('ERR_POLICY_DENIED', `${action} not permitted`, {
+        details: { action, policies: d.reasons.join(', ') },
+      });
+    }
   }
 
   /** Runs one inference request through every stage and returns the reply (never throws). */
@@ -443,7 +447,18 @@ export class Pipeline {
       span?.setAttribute('bulwark.stage', stage);
       // The error itself (message, cause, stack) goes to the log only, never into the reply.
       if (reply.status >= 500) o.logger.error({ requestId, stage, code: reply.code, err }, 'request failed');
-      else o.logger.debug({ requestId, stage, code: reply.code }, 'request denied');
+      else
+        o.logger.debug(
+          {
+            requestId,
+            stage,
+            code: reply.code,
+            ...(err instanceof BulwarkError && err.details['policies']
+              ? { policies: err.details['policies'] }
+              : {}),
+          },
+          'request denied',
+        );
       if (o.audit && stage !== 'audit') {
         inputDigest ??= call.body.length > 0 ? sha256Digest(call.body) : undefined;
         o.audit
