@@ -38,7 +38,7 @@ import type { Logger } from 'pino';
 import type { AuditWriter } from '../audit/index.js';
 import { BulwarkError, sha256Digest } from '../core/index.js';
 import type { QueryVerdict } from '../robust/index.js';
-import { afterValidation, errorReply, type Reply } from './errors.js';
+import { afterValidation, errorReply, httpStatus, type Reply } from './errors.js';
 import { parseJsonBody } from './json.js';
 import type { Limiter } from './limits.js';
 import type { GatewayMetrics } from './metrics.js';
@@ -298,7 +298,20 @@ export class Pipeline {
       }
 
       stage = 'limit';
-      const lim = o.limiter ? await o.limiter.consume(principal.id, model.name, rows) : null;
+      let lim: Awaited<ReturnType<Limiter['consume']>> | null = null;
+      try {
+        lim = o.limiter ? await o.limiter.consume(principal.id, model.name, rows) : null;
+      } catch (e) {
+        // With the policy after the detectors, a caller it refuses is counted here too: its 429 on a
+        // served name (against the 403 of an unknown one) would tell another tenant's caller which
+        // names are served once it passed its own limit. The 429 goes only to a caller it permits.
+        if (late && e instanceof BulwarkError && httpStatus(e.code) === 429) {
+          stage = 'authorize';
+          this.#mayLearn(principal, resource, call.auth.remoteAddress, { rows, riskScore: 0 });
+          stage = 'limit';
+        }
+        throw e;
+      }
       if (lim?.budgetRemaining != null)
         o.metrics.budgetRemaining.labels(model.name).observe(lim.budgetRemaining);
       lap('limit');

@@ -290,3 +290,35 @@ describe('red team: a risk policy stays in force whatever the pipeline was told'
     assert.equal(`${stale.status} ${stale.code}`, '403 ERR_POLICY_DENIED');
   });
 });
+
+describe('red team: rate limits and served names', () => {
+  let f: Fixture;
+  let gw: Gateway;
+
+  before(async () => {
+    f = await fixture();
+    gw = await startGateway(f.config({ limits: { backend: 'memory', requestsPerSecond: 1, burst: 1 } }));
+  });
+  after(async () => {
+    await gw?.close();
+  });
+
+  it("another tenant's caller past its rate limit still gets the 403 an unknown name gets, not a 429 that marks a served name", async () => {
+    const other = `Bearer ${await f.token({ tenant: 'globex', sub: 'client-globex-2', client_id: 'client-globex-2' })}`;
+    const body = JSON.stringify(v2Body([f.rows[9]!]));
+    for (let i = 0; i < 3; i++) {
+      const served = await call(f, gw, 'POST', '/v2/models/fraud/infer', body, { authorization: other });
+      const unknown = await call(f, gw, 'POST', '/v2/models/no-such-model/infer', body, {
+        authorization: other,
+      });
+      assert.equal(`${served.status} ${served.code}`, '403 ERR_POLICY_DENIED', `request ${i + 1}`);
+      assert.equal(served.body, unknown.body);
+    }
+    // A permitted caller past the same limit gets the 429 with Retry-After.
+    const own = `Bearer ${await f.token()}`;
+    const codes: string[] = [];
+    for (let i = 0; i < 3; i++)
+      codes.push((await call(f, gw, 'POST', '/v2/models/fraud/infer', body, { authorization: own })).code);
+    assert.ok(codes.includes('ERR_GATEWAY_RATE_LIMITED'), codes.join(' '));
+  });
+});
