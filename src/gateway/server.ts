@@ -386,8 +386,8 @@ export class Gateway {
 
   /**
    * A dry run of {@link start} (`bulwark serve --check`): the configuration is validated, the models
-   * loaded (signatures verified, packages decrypted, detectors calibrated), the authenticator and the
-   * policies built, Redis asked to answer, the TLS certificate and key put in a secure context, and the
+   * loaded (signatures verified, packages decrypted, detectors calibrated), the authenticator (a
+   * remote JWKS must answer) and the policies built, Redis asked to answer, the TLS certificate and key put in a secure context, and the
    * audit log opened read-only with the signer's key checked against it. Nothing is written and
    * nothing listens: no port is bound, no event is appended, no checkpoint is signed, no enclave or
    * trace exporter is started. Throws the error `start` would throw.
@@ -540,12 +540,13 @@ export class Gateway {
       const authenticator = disabled.has('authenticate')
         ? null
         : (options.authenticator ??
-          (await Authenticator.create(
-            c.auth,
-            redisConf && c.auth.jwt?.dpop
+          (await Authenticator.create(c.auth, {
+            ...(redisConf && c.auth.jwt?.dpop
               ? { dpopReplay: new RedisReplayStore(sharedRedis(), `${redisConf.keyPrefix}dpop:`) }
-              : {},
-          )));
+              : {}),
+            // The dry run reports an issuer whose key set does not answer; serve starts and answers 503.
+            ...(dry ? { requireJwks: true } : {}),
+          })));
       if (authenticator) cleanup.push(async () => authenticator.close());
       const authorizer = disabled.has('authorize')
         ? null

@@ -133,6 +133,17 @@ describe('Gateway.check: a dry run of serve', () => {
     }
   });
 
+  it('refuses when a remote JWKS does not answer (ERR_AUTH_JWKS_UNAVAILABLE), where serve would start and answer 503', async () => {
+    const base = f.config();
+    const config = f.config({
+      auth: { ...base.auth, jwt: { ...base.auth.jwt!, jwks: { url: 'http://127.0.0.1:1/jwks.json' } } },
+    });
+    await assert.rejects(
+      Gateway.check({ config }),
+      (e: unknown) => e instanceof BulwarkError && e.code === 'ERR_AUTH_JWKS_UNAVAILABLE',
+    );
+  });
+
   it('refuses when Redis does not answer (ERR_GATEWAY_LIMITER_UNAVAILABLE), where serve would deny every request', async () => {
     const config = f.config({
       limits: {

@@ -19,6 +19,11 @@ export interface AuthenticatorOptions {
    * Redis; by default one in memory, bounded by `dpop.maxReplayEntries`.
    */
   dpopReplay?: ReplayStore;
+  /**
+   * Refuse to create when a remote JWKS does not answer (`serve --check`), instead of starting and
+   * answering 503 until it does.
+   */
+  requireJwks?: boolean;
 }
 
 interface CertIdentity {
@@ -104,7 +109,8 @@ export class Authenticator {
       try {
         jwt = await JwtVerifier.create(c.jwt, options);
       } catch (e) {
-        if (!(e instanceof BulwarkError && e.code === 'ERR_AUTH_JWKS_UNAVAILABLE')) throw e;
+        if (!(e instanceof BulwarkError && e.code === 'ERR_AUTH_JWKS_UNAVAILABLE') || options.requireJwks)
+          throw e;
         jwt = await JwtVerifier.create(c.jwt, { ...options, deferInitialFetch: true });
       }
     }
