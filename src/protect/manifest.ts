@@ -57,6 +57,12 @@ export const manifestSchema = z
       )
       .min(1),
     columns: z.array(columnSchema),
+    /**
+     * Keyed digest of every stored row, kept columns included (see {@link RowDigest}). Absent from
+     * manifests written before it existed: those open without the row check (`data reencrypt` writes
+     * a manifest with one). Under the MAC like everything else, so it cannot be stripped.
+     */
+    rowDigest: z.string().optional(),
     mac: z.string(),
   })
   .strict();
@@ -94,6 +100,75 @@ export function manifestMac(m: Omit<Manifest, 'mac'> | Manifest, dek0: Uint8Arra
     .digest();
   key.fill(0);
   return mac.toString('base64');
+}
+
+/**
+ * A keyed digest of the rows of a protected file as stored: every cell, kept columns, row key, blind
+ * indexes and subject handles included, so that `reveal` notices any change to the file, not only to
+ * the protected values.
+ *
+ * Why: a protected value is bound to its row only through the row key (or row number) in its
+ * associated data, and that row key is itself an ordinary cell. Without this digest, whoever could
+ * write the file could move a person's protected values together with their row key onto another row
+ * (another transaction's amount, merchant and fraud label), or edit any kept column (flip `is_fraud`),
+ * and `reveal` would accept it.
+ *
+ * Each row gives HMAC-SHA256 under a key derived from the dataset's first data key (domain-separated
+ * from the manifest MAC key) of its cells (empty and missing cells alike, as the CSV writer stores both
+ * as an empty field), prefixed by its row number when the file has no row key; the digest is the sum
+ * of these values modulo 2^256: the keyed MSet-Add-Hash of Clarke, Devadas, van Dijk, Gassend and Suh
+ * ("Incremental Multiset Hash Functions and Their Application to Memory Integrity Checking",
+ * ASIACRYPT 2003). A sum does not depend on the order of the rows, so a file with a row key may still
+ * be re-ordered (as documented), while any row added, removed, duplicated or changed changes the sum
+ * except with negligible probability; without a row key the row numbers fix the order too. Addition
+ * rather than XOR: under XOR two copies of a row cancel.
+ */
+export class RowDigest {
+  readonly #key: Buffer;
+  readonly #ordered: boolean;
+  /** The running sum, as eight 32-bit words, most significant first. */
+  readonly #sum = new Uint32Array(8);
+
+  /** `ordered`: bind each row's position (a file without a row key). */
+  constructor(dek0: Uint8Array, dataset: string, ordered: boolean) {
+    this.#key = hkdf(dek0, Buffer.from(dataset, 'hex'), 'bulwark/v1/row-digest', 32);
+    this.#ordered = ordered;
+  }
+
+  /** Adds one stored row (its 0-based index among the data rows). */
+  add(values: readonly (string | null | undefined)[], index: number): void {
+    // An unambiguous encoding, built as one string (one HMAC update per row: this runs for every
+    // row): the row number (or nothing), then each cell as its UTF-8 byte length, ':', its text.
+    let text = `bulwark/v1/row\n${this.#ordered ? index : ''}\n`;
+    for (const v of values) {
+      const x = v ?? '';
+      text += `${Buffer.byteLength(x, 'utf8')}:${x}`;
+    }
+    const d = createHmac('sha256', this.#key).update(text, 'utf8').digest();
+    let carry = 0;
+    for (let i = 7; i >= 0; i--) {
+      const x = this.#sum[i]! + d.readUInt32BE(i * 4) + carry;
+      this.#sum[i] = x >>> 0;
+      carry = x > 0xffffffff ? 1 : 0;
+    }
+  }
+
+  /** The digest, base64. */
+  digest(): string {
+    const out = Buffer.alloc(32);
+    for (let i = 0; i < 8; i++) out.writeUInt32BE(this.#sum[i]!, i * 4);
+    return out.toString('base64');
+  }
+
+  /** Whether the rows added give the digest `want` (constant time). */
+  matches(want: string): boolean {
+    const w = fromB64(want);
+    return w !== undefined && bytesEqual(fromB64(this.digest())!, w);
+  }
+
+  destroy(): void {
+    this.#key.fill(0);
+  }
 }
 
 /** Checks a manifest's MAC; `ERR_HEADER_TAMPERED` when it does not match. */

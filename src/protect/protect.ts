@@ -12,6 +12,7 @@ import {
   type ManifestColumn,
   manifestMac,
   type ProtectMode,
+  RowDigest,
   writeManifest,
 } from './manifest.js';
 import type { SubjectKeyStore } from './subjects.js';
@@ -273,6 +274,7 @@ export async function protectRows(
   const deks: Manifest['deks'] = [];
   let current: DataKey | undefined;
   let dek0: Buffer | undefined;
+  let rowDigest: RowDigest | undefined;
   const newGeneration = async (): Promise<void> => {
     const generation = deks.length;
     const key = DataKey.generate({ maxUses });
@@ -286,7 +288,10 @@ export async function protectRows(
       current.destroy();
     }
     deks.push({ generation, uses: 0, wrapped });
-    if (generation === 0) dek0 = Buffer.from(key.bytesForDecryption());
+    if (generation === 0) {
+      dek0 = Buffer.from(key.bytesForDecryption());
+      rowDigest = new RowDigest(dek0, datasetHex, opts.rowKey === undefined);
+    }
     for (const p of plan.plans) {
       if (p.subject) continue;
       // Deterministic values and blind indexes always use generation 0: they must stay comparable.
@@ -389,6 +394,7 @@ export async function protectRows(
         p.report.values++;
         if (p.index === plan.rowKeyAt) rowKey = out[p.index]!;
       }
+      rowDigest!.add(out, row.index);
       await writer.write(out);
       rows++;
       if (rows % 10_000 === 0) opts.onProgress?.(rows);
@@ -409,6 +415,7 @@ export async function protectRows(
         : null,
       deks,
       columns: [...plan.plans].sort((a, b) => a.index - b.index).map((p) => p.report),
+      rowDigest: rowDigest!.digest(),
     };
     const full: Manifest = { ...manifest, mac: manifestMac(manifest, dek0!) };
     if (store) await store.save();
@@ -436,6 +443,7 @@ export async function protectRows(
   } finally {
     current?.destroy();
     dek0?.fill(0);
+    rowDigest?.destroy();
     subjectKeys.clear();
     for (const p of plan.plans) {
       for (const k of p.byGen.values()) k.destroy();

@@ -4,7 +4,14 @@ import { type CsvReader, type CsvRow, openCsv, type Schema } from '../data/index
 import type { Keyring } from '../keys/index.js';
 import { CsvOut } from './csv-out.js';
 import { ColumnKeys, decodeCell, MODE_DETERMINISTIC, MODE_SUBJECT, parseFieldHeader } from './format.js';
-import { checkManifestMac, dekContext, type Manifest, readManifest, writeManifest } from './manifest.js';
+import {
+  checkManifestMac,
+  dekContext,
+  type Manifest,
+  RowDigest,
+  readManifest,
+  writeManifest,
+} from './manifest.js';
 import { manifestPathOf, type ProtectOptions, type ProtectReport, protectRows } from './protect.js';
 import type { SubjectKeyStore } from './subjects.js';
 
@@ -59,6 +66,8 @@ export class ProtectedReader {
   readonly #width: number;
   /** Per protected column (all of them, revealed or not): its index and the cells seen, empty or not. */
   readonly #tally: { name: string; index: number; values: number; missing: number }[];
+  /** The digest of the stored rows, when the manifest records one (see RowDigest). */
+  readonly #rowDigest: RowDigest | undefined;
   erasedRows = 0;
 
   private constructor(
@@ -88,6 +97,11 @@ export class ProtectedReader {
       values: 0,
       missing: 0,
     }));
+    const dek0 = deks.get(0)!;
+    this.#rowDigest =
+      manifest.rowDigest === undefined
+        ? undefined
+        : new RowDigest(dek0, manifest.dataset, manifest.rowKey === null);
   }
 
   /**
@@ -95,7 +109,9 @@ export class ProtectedReader {
    * and, once every row is read, one whose protected columns hold another number of values or empty
    * cells than the manifest recorded: a deleted ciphertext reads as an empty cell, which decryption
    * alone cannot tell from a value that was missing in the source (the counts are under the
-   * manifest's MAC).
+   * manifest's MAC). Then, when the manifest records a row digest, one whose stored rows differ in any
+   * cell, kept columns included, from those protected (ERR_CIPHERTEXT_TAMPERED; see RowDigest). Act on
+   * the rows only once the generator has ended without error.
    */
   async *rows(): AsyncGenerator<CsvRow> {
     const m = this.manifest;
@@ -108,6 +124,7 @@ export class ProtectedReader {
         );
       }
       n++;
+      this.#rowDigest?.add(r.values, r.index);
       yield { line: r.line, index: r.index, values: this.row(r.values, r.index, r.line) };
     }
     if (n < m.rows) {
@@ -124,6 +141,11 @@ export class ProtectedReader {
           `${this.file}: column "${t.name}" holds ${t.values} protected values and ${t.missing} empty cells, but ${c.values} and ${c.missing} were written: protected values were deleted or added`,
         );
     }
+    if (this.#rowDigest && !this.#rowDigest.matches(m.rowDigest!))
+      throw new BulwarkError(
+        'ERR_CIPHERTEXT_TAMPERED',
+        `${this.file}: the rows differ from those protected (a cell was changed, or values were moved to another row with their row key): the file was altered`,
+      );
   }
 
   /** Opens `input` with its manifest; every check runs before any row is read. */
@@ -265,6 +287,7 @@ export class ProtectedReader {
 
   /** Wipes keys in memory. */
   close(): void {
+    this.#rowDigest?.destroy();
     for (const k of this.#keys.values()) k.destroy();
     this.#keys.clear();
     for (const d of this.#deks.values()) d.fill(0);
