@@ -4,29 +4,29 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { allCommands, buildProgram } from '../../src/cli/program.js';
-import { runBulwark } from '../helpers/cli.js';
+import { runBulwark, runBulwarkInProcess } from '../helpers/cli.js';
 
 /** Error messages a user meets when a command is given the wrong kind of file: they say what is wrong. */
 describe('bulwark: messages name the real problem', () => {
   const dir = mkdtempSync(join(tmpdir(), 'bulwark-messages-'));
   after(() => rmSync(dir, { recursive: true, force: true }));
 
-  it('attest verify --at document on a file that is no Nitro document does not claim Nitro documents have no time', () => {
+  it('attest verify --at document on a file that is no Nitro document does not claim Nitro documents have no time', async () => {
     const doc = join(dir, 'data.csv');
     writeFileSync(doc, 'a,b\n1,2\n');
-    const r = runBulwark(['attest', 'verify', doc, '--format', 'nitro', '--at', 'document']);
+    const r = await runBulwarkInProcess(['attest', 'verify', doc, '--format', 'nitro', '--at', 'document']);
     assert.equal(r.code, 2, r.stderr);
     // Before: "--at document: a nitro document carries no timestamp" (it does: its COSE payload's).
     assert.match(
       r.stderr,
       /^bulwark: ERR_USAGE: --at document: no timestamp found in .*data\.csv \(not a nitro document/,
     );
-    const s = runBulwark(['attest', 'verify', doc, '--format', 'sev-snp', '--at', 'document']);
+    const s = await runBulwarkInProcess(['attest', 'verify', doc, '--format', 'sev-snp', '--at', 'document']);
     assert.equal(s.code, 2, s.stderr);
     assert.match(s.stderr, /a sev-snp report carries no timestamp/);
   });
 
-  it('--help never prints $BULWARK_LEDGER (a postgres:// URL may hold a password); the variable is still the default', () => {
+  it('--help never prints $BULWARK_LEDGER (a postgres:// URL may hold a password); the variable is still the default', async () => {
     const env = { BULWARK_LEDGER: 'postgres://analyst:s3cret-pw@db.invalid/ledger' };
     for (const args of [
       ['query', 'count', '--help'],
@@ -34,7 +34,7 @@ describe('bulwark: messages name the real problem', () => {
       ['query', 'budget', 'status', '--help'],
       ['query', 'budget', 'history', '--help'],
     ]) {
-      const r = runBulwark(args, { env });
+      const r = await runBulwarkInProcess(args, { env });
       assert.equal(r.code, 0, r.stderr);
       assert.doesNotMatch(r.stdout + r.stderr, /s3cret-pw|analyst:/, args.join(' '));
       assert.match(r.stdout, /default\s+\$BULWARK_LEDGER/, args.join(' '));
@@ -50,8 +50,8 @@ describe('bulwark: messages name the real problem', () => {
     assert.equal(JSON.parse(status.stdout).total.epsilon, 1);
   });
 
-  it('train --help lists the options every run takes before the DP, audit and integrity ones', () => {
-    const r = runBulwark(['train', '--help']);
+  it('train --help lists the options every run takes before the DP, audit and integrity ones', async () => {
+    const r = await runBulwarkInProcess(['train', '--help']);
     assert.equal(r.code, 0, r.stderr);
     // An option's own line (a wrapped description line may begin with a flag too).
     const at = (flag: string) => r.stdout.search(new RegExp(`^  ${flag} `, 'm'));
@@ -63,16 +63,16 @@ describe('bulwark: messages name the real problem', () => {
     assert.ok(at('--dp-epsilon') < at('--from'));
   });
 
-  it('deploy k8s --out naming a file is a usage error naming --out', () => {
+  it('deploy k8s --out naming a file is a usage error naming --out', async () => {
     const file = join(dir, 'not-a-folder.yaml');
     writeFileSync(file, 'x: 1\n');
-    const r = runBulwark(['deploy', 'k8s', '--config', file, '--out', file]);
+    const r = await runBulwarkInProcess(['deploy', 'k8s', '--config', file, '--out', file]);
     // Before: exit 1, "ERR_IO: cannot read output folder: ...: ENOTDIR".
     assert.equal(r.code, 2, r.stderr);
     assert.match(r.stderr, /^bulwark: ERR_USAGE: --out .*not-a-folder\.yaml is a file; give a folder/);
   });
 
-  it('predict, evaluate and data inspect given a protected package say so instead of "invalid wire type"', () => {
+  it('predict, evaluate and data inspect given a protected package say so instead of "invalid wire type"', async () => {
     // Only the header matters here: a package starts with its magic, and its model is encrypted.
     const pkg = join(dir, 'fraud.bwm');
     writeFileSync(
@@ -86,7 +86,7 @@ describe('bulwark: messages name the real problem', () => {
       ['evaluate', '--model', pkg, '--data', data, '--label', 'label'],
       ['data', 'inspect', '--model', pkg, '--data', data],
     ]) {
-      const r = runBulwark(args);
+      const r = await runBulwarkInProcess(args);
       assert.equal(r.code, 3, `${args[0]}: ${r.stderr}`);
       // Before: "ERR_ONNX_INVALID: not an ONNX model: invalid wire type 4 at offset 3".
       assert.match(
@@ -119,7 +119,7 @@ describe('bulwark: messages name the real problem', () => {
         assert.ok(a.description.length > 0, `bulwark ${pathOf(c)}: <${a.name()}> has no description`);
   });
 
-  it('each query lists only the options it reads; a flag of another query is refused, not ignored', () => {
+  it('each query lists only the options it reads; a flag of another query is refused, not ignored', async () => {
     const query = buildProgram().commands.find((c) => c.name() === 'query');
     assert.ok(query);
     const shown = (kind: string): string[] => {
@@ -149,10 +149,28 @@ describe('bulwark: messages name the real problem', () => {
       // Quantiles are pure epsilon-DP: --delta and --mechanism are parsed only to refuse them with the reason.
       assert.equal(s.includes('--delta'), kind !== 'quantiles', kind);
     }
-    const r = runBulwark(['query', 'count', '--data', 'x.csv', '--epsilon', '1', '--bins', '3']);
+    const r = await runBulwarkInProcess([
+      'query',
+      'count',
+      '--data',
+      'x.csv',
+      '--epsilon',
+      '1',
+      '--bins',
+      '3',
+    ]);
     assert.equal(r.code, 2, r.stderr);
     assert.match(r.stderr, /ERR_USAGE: unknown option '--bins'/);
-    const q = runBulwark(['query', 'quantiles', '--data', 'x.csv', '--epsilon', '1', '--delta', '0.1']);
+    const q = await runBulwarkInProcess([
+      'query',
+      'quantiles',
+      '--data',
+      'x.csv',
+      '--epsilon',
+      '1',
+      '--delta',
+      '0.1',
+    ]);
     assert.equal(q.code, 2, q.stderr);
     assert.match(
       q.stderr,
@@ -160,8 +178,8 @@ describe('bulwark: messages name the real problem', () => {
     );
   });
 
-  it('serve --help says what --check does: a dry run that writes nothing and binds no port', () => {
-    const r = runBulwark(['serve', '--help']);
+  it('serve --help says what --check does: a dry run that writes nothing and binds no port', async () => {
+    const r = await runBulwarkInProcess(['serve', '--help']);
     assert.equal(r.code, 0, r.stderr);
     const text = r.stdout.replace(/\s+/g, ' ');
     // Before: a full start and stop that bound the ports (EADDRINUSE beside a running gateway) and
