@@ -2,7 +2,14 @@ import { basename } from 'node:path';
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import type { AuditLog } from '../../audit/index.js';
 import { BulwarkError, requireFile } from '../../core/index.js';
-import { type Dataset, loadTabular, readDataset } from '../../data/index.js';
+import {
+  type Dataset,
+  formatOf,
+  loadTabular,
+  parseNumber,
+  parseTimestamp,
+  readDataset,
+} from '../../data/index.js';
 import {
   auditSpendSink,
   type BudgetLedger,
@@ -58,13 +65,33 @@ interface CommonOpts {
   candidates?: number;
 }
 
-/** Loads the data (a file, or a registered dataset `NAME[:SPLIT]`) and the budget name it spends from. */
+/**
+ * Loads the data (a file, or a registered dataset `NAME[:SPLIT]`) and the budget name it spends from.
+ *
+ * A CSV or TSV file's queried column is read as text, never typed by inference: inference looks at
+ * every row (one value that is not a number turns the whole column into strings), so the type — and
+ * with it how every other row is binned or whether the query runs at all — would depend on one
+ * person's value, outside the mechanism's sensitivity. Each value is then read on its own
+ * ({@link numericColumn}, or as its own text for categories).
+ */
 async function loadData(o: CommonOpts): Promise<{ ds: Dataset; budgetName: string }> {
   if ((o.data === undefined) === (o.dataset === undefined))
     throw new BulwarkError('ERR_USAGE', 'give exactly one of --data FILE or --dataset NAME[:SPLIT]');
   if (o.data !== undefined) {
     await requireFile(o.data, 'data file');
-    return { ds: await readDataset(o.data), budgetName: o.budget ?? basename(o.data) };
+    const asText = o.column !== undefined && formatOf(o.data) !== 'parquet';
+    let ds: Dataset;
+    try {
+      ds = await readDataset(o.data, asText ? { types: { [o.column as string]: 'string' } } : {});
+    } catch (e) {
+      // The reader names the typed column "given a type"; here it is the --column asked for.
+      if (e instanceof BulwarkError && e.code === 'ERR_COLUMN_NOT_FOUND')
+        throw new BulwarkError(e.code, e.message.replace(' (given a type)', ''), {
+          details: { field: o.column ?? null },
+        });
+      throw e;
+    }
+    return { ds, budgetName: o.budget ?? basename(o.data) };
   }
   const [name, split] = (o.dataset as string).split(':') as [string, string | undefined];
   const t = await loadTabular(name, split === undefined ? {} : { splits: [split] });
@@ -89,13 +116,20 @@ function requireBounds(o: CommonOpts): { lower: number; upper: number } {
   return { lower: o.lower, upper: o.upper };
 }
 
+/**
+ * The column's numbers. A text column (a CSV column is always read as text: {@link loadData}) is parsed
+ * one value at a time — a decimal number, else an ISO 8601 date as epoch ms — and a value that is
+ * neither counts as missing for its row alone. Refusing the query because some row is not a number
+ * would tell the analyst that such a row exists, outside the DP accounting.
+ */
 function numericColumn(ds: Dataset, column: string): Float64Array {
   const c = ds.column(column);
-  if (c.type === 'string')
-    throw new BulwarkError('ERR_DATA_VALUE', `column "${column}" holds strings; this query needs numbers`, {
-      details: { field: column },
-    });
-  return ds.numbers(column);
+  if (c.type !== 'string') return ds.numbers(column);
+  return Float64Array.from(c.values, (s) => {
+    if (s === null) return Number.NaN;
+    const x = parseNumber(s);
+    return Number.isNaN(x) ? parseTimestamp(s) : x;
+  });
 }
 
 type Kind = 'count' | 'sum' | 'mean' | 'histogram' | 'quantiles';
