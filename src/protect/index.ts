@@ -46,4 +46,10 @@ export {
   revealCsv,
   rewrapProtected,
 } from './reveal.js';
-export { SUBJECT_STORE_FORMAT, SUBJECT_STORE_VERSION, type SubjectKey, SubjectKeyStore } from './subjects.js';
+export {
+  SUBJECT_STORE_FORMAT,
+  SUBJECT_STORE_VERSION,
+  SUBJECT_STORE_VERSIONS,
+  type SubjectKey,
+  SubjectKeyStore,
+} from './subjects.js';

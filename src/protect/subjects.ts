@@ -44,10 +44,28 @@ import {
  */
 
 export const SUBJECT_STORE_FORMAT = 'bulwark-subject-keys';
-export const SUBJECT_STORE_VERSION = 1;
+/**
+ * Version 2 adds `first` (an entry's first key generation) and `erasedBefore` (see
+ * {@link SubjectKeyStore.keyForEncryption}). A store that needs neither is still written as version 1,
+ * so Bulwark releases that read only version 1 keep reading it.
+ */
+export const SUBJECT_STORE_VERSION = 2;
+/** The versions this Bulwark reads. */
+export const SUBJECT_STORE_VERSIONS: readonly number[] = [1, 2];
+
+/**
+ * The first key generation of a subject erased by a store that did not record how many generations
+ * the erased keys had (version 1): far above any generation one life of a subject reaches (each holds
+ * 2^30 values), so the new keys never take the number of an erased one.
+ */
+const LEGACY_NEXT_LIFE = 2 ** 16;
+const MAX_GENERATION = 2 ** 32;
 
 const entrySchema = z
-  .object({ keys: z.array(z.object({ sealed: z.string(), uses: z.number().int().min(0) }).strict()).min(1) })
+  .object({
+    keys: z.array(z.object({ sealed: z.string(), uses: z.number().int().min(0) }).strict()).min(1),
+    first: z.number().int().min(1).max(MAX_GENERATION).optional(),
+  })
   .strict();
 const storeSchema = z
   .object({
@@ -57,11 +75,14 @@ const storeSchema = z
     storeKey: wrappedKeySchema,
     subjects: z.record(z.string(), entrySchema),
     erased: z.array(z.string()),
+    erasedBefore: z.record(z.string(), z.number().int().min(1).max(MAX_GENERATION)).optional(),
   })
   .strict();
 
 interface Entry {
   keys: { sealed: string; uses: number }[];
+  /** The generation of `keys[0]` (0 when absent): above every generation of an erased earlier life. */
+  first?: number;
 }
 
 /** A subject's data key of one generation. */
@@ -81,6 +102,8 @@ export class SubjectKeyStore {
   readonly #handleKey: Buffer;
   readonly #subjects: Map<string, Entry>;
   readonly #erased: Set<string>;
+  /** Per erased handle, the generation its next keys must start at (every erased key was below it). */
+  readonly #erasedBefore: Map<string, number>;
   readonly #cache = new Map<string, Buffer>();
   readonly maxUses: number;
   /** The lock of a store opened for writing; undefined when opened read-only. */
@@ -95,6 +118,7 @@ export class SubjectKeyStore {
     storeKey: Buffer,
     subjects: Map<string, Entry>,
     erased: Set<string>,
+    erasedBefore: Map<string, number>,
     maxUses: number,
     lock: FileLock | undefined,
   ) {
@@ -108,6 +132,7 @@ export class SubjectKeyStore {
     storeKey.fill(0);
     this.#subjects = subjects;
     this.#erased = erased;
+    this.#erasedBefore = erasedBefore;
     this.maxUses = maxUses;
   }
 
@@ -139,6 +164,7 @@ export class SubjectKeyStore {
         storeKey,
         new Map(),
         new Set(),
+        new Map(),
         opts.maxUses ?? DEK_MAX_MESSAGES,
         lock,
       );
@@ -189,7 +215,7 @@ export class SubjectKeyStore {
     const v = (raw as { version?: unknown } | null)?.version;
     if (
       (raw as { format?: unknown } | null)?.format === SUBJECT_STORE_FORMAT &&
-      v !== SUBJECT_STORE_VERSION
+      !SUBJECT_STORE_VERSIONS.includes(v as number)
     ) {
       throw new BulwarkError(
         'ERR_FORMAT_VERSION',
@@ -208,6 +234,7 @@ export class SubjectKeyStore {
       storeKey,
       new Map(Object.entries(d.subjects)),
       new Set(d.erased),
+      new Map(Object.entries(d.erasedBefore ?? {})),
       opts.maxUses ?? DEK_MAX_MESSAGES,
       lock,
     );
@@ -235,28 +262,37 @@ export class SubjectKeyStore {
   /**
    * The key a subject's next `n` values are encrypted under: the newest generation, or a new one when
    * the newest has reached its usage limit; the subject's first key is created on first use.
+   *
+   * A subject erased earlier who appears in new data gets new keys, numbered from above every erased
+   * generation: were they numbered from 0 again, the erased values (in every old dataset and backup)
+   * would name a generation that exists again, fail authentication under the new key and read as
+   * tampering, which made `reveal` of any such file fail for everyone in it instead of blanking the
+   * erased subject's values. Below `first`, a generation reads as erased.
    */
   keyForEncryption(handle: string, n = 1): SubjectKey {
     let e = this.#subjects.get(handle);
-    if (this.#erased.has(handle)) {
-      // A subject erased earlier who appears in new data gets new keys (the old data stays unreadable).
-      this.#erased.delete(handle);
-    }
     if (!e) {
-      e = { keys: [] };
+      const first = this.#erasedBefore.get(handle) ?? (this.#erased.has(handle) ? LEGACY_NEXT_LIFE : 0);
+      e = first > 0 ? { keys: [], first } : { keys: [] };
       this.#subjects.set(handle, e);
     }
-    let gen = e.keys.length - 1;
-    if (gen < 0 || e.keys[gen]!.uses + n > this.maxUses) {
+    // The old data stays unreadable; the handle is no longer erased (isErased), and its earlier
+    // generations still read as erased through `first`.
+    this.#erased.delete(handle);
+    const first = e.first ?? 0;
+    let gen = first + e.keys.length - 1;
+    if (e.keys.length === 0 || e.keys[gen - first]!.uses + n > this.maxUses) {
       const k = randomBytes(32);
-      gen = e.keys.length;
+      gen = first + e.keys.length;
+      if (gen >= MAX_GENERATION)
+        throw new BulwarkError('ERR_INTERNAL', 'a data subject has used every key generation');
       e.keys.push({
         sealed: b64(sealCommitted(this.#sealKey, k, this.#aad(handle, gen), 'subject-key')),
         uses: 0,
       });
       this.#cache.set(`${handle}/${gen}`, k);
     }
-    e.keys[gen]!.uses += n;
+    e.keys[gen - first]!.uses += n;
     this.#dirty = true;
     return { handle, generation: gen, bytes: this.#key(handle, gen) };
   }
@@ -293,7 +329,14 @@ export class SubjectKeyStore {
         'the data-subject handle is unknown to the subject key store (altered, or another store)',
       );
     }
-    const k = e.keys[generation];
+    const first = e.first ?? 0;
+    if (generation < first)
+      throw new BulwarkError(
+        'ERR_KEY_DESTROYED',
+        'the data subject of this value was erased (the subject has keys again since, for newer data only): it cannot be decrypted',
+        { details: { handle } },
+      );
+    const k = e.keys[generation - first];
     if (!k)
       throw new BulwarkError('ERR_KEY_NOT_FOUND', `the data subject has no key of generation ${generation}`);
     const sealed = fromB64(k.sealed);
@@ -319,7 +362,10 @@ export class SubjectKeyStore {
 
   /** Erases a subject by handle (see {@link SubjectKeyStore.erase}). */
   async eraseHandle(handle: string): Promise<boolean> {
+    const e = this.#subjects.get(handle);
     const had = this.#subjects.delete(handle);
+    // Where the subject's next keys must start, should they appear again: above every erased one.
+    if (e) this.#erasedBefore.set(handle, (e.first ?? 0) + e.keys.length);
     for (const k of [...this.#cache.keys()]) {
       if (k.startsWith(`${handle}/`)) {
         this.#cache.get(k)!.fill(0);
@@ -348,13 +394,18 @@ export class SubjectKeyStore {
         `${this.path}: the subject key store was opened read-only; it cannot be changed`,
       );
     this.#lock.assertHeld();
+    // Version 1 unless a version-2 field is needed, so older releases keep reading such stores.
+    const v2 = this.#erasedBefore.size > 0 || [...this.#subjects.values()].some((e) => e.first);
     const doc = {
       format: SUBJECT_STORE_FORMAT,
-      version: SUBJECT_STORE_VERSION,
+      version: v2 ? SUBJECT_STORE_VERSION : 1,
       id: this.id,
       storeKey: this.#wrapped,
       subjects: Object.fromEntries(this.#subjects),
       erased: [...this.#erased].sort(),
+      ...(this.#erasedBefore.size > 0
+        ? { erasedBefore: Object.fromEntries([...this.#erasedBefore].sort(([a], [b]) => (a < b ? -1 : 1))) }
+        : {}),
     };
     await writeFileAtomic(this.path, `${JSON.stringify(doc)}\n`, { mode: 0o600 });
     this.#dirty = false;

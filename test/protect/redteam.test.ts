@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
-import { inferSchema, type Schema, writeTransactionsCsv } from '../../src/data/index.js';
+import { inferSchema, openCsv, type Schema, writeTransactionsCsv } from '../../src/data/index.js';
 import type { Keyring } from '../../src/keys/index.js';
 import {
   dekContext,
@@ -13,6 +13,7 @@ import {
   readManifest,
   reencryptCsv,
   revealCsv,
+  SubjectKeyStore,
 } from '../../src/protect/index.js';
 import { localKeyring, rejectsWith, tempDir } from '../keys/helpers.js';
 
@@ -173,5 +174,102 @@ describe('protected CSV: the whole row is bound, not only the protected values',
     // Re-encrypting an old file gives it a manifest with the digest.
     await reencryptCsv(file, join(dir, 'upgraded.csv'), { keyring: kr });
     assert.ok((await readManifest(manifestPathOf(join(dir, 'upgraded.csv')))).rowDigest);
+  });
+});
+
+describe('crypto-shredding: a subject erased, then seen again in new data', () => {
+  const dir = tempDir('bulwark-redteam-subjects-');
+  const src = join(dir, 'tx.csv');
+  let schema: Schema;
+  let kr: Keyring;
+  let cardholders: string[];
+
+  before(async () => {
+    await writeTransactionsCsv(src, { rows: 40, fraudRate: 0.1, seed: 9 });
+    schema = await inferSchema(src);
+    kr = await localKeyring(dir);
+    cardholders = [];
+    for await (const r of await openCsv(src)) cardholders.push(r.values[2]!);
+  });
+
+  async function protectWith(store: string, out: string): Promise<void> {
+    const st = await SubjectKeyStore.openOrCreate(store, kr);
+    try {
+      await protectCsv(src, out, {
+        schema,
+        keyring: kr,
+        rowKey: 'transaction_id',
+        subjects: { column: 'cardholder_id', store: st },
+      });
+    } finally {
+      await st.close();
+    }
+  }
+
+  async function reveal(store: string, file: string, erased: 'blank' | 'fail' = 'blank') {
+    const st = await SubjectKeyStore.open(store, kr, { readOnly: true });
+    try {
+      return await revealCsv(file, `${file}.revealed.csv`, { keyring: kr, subjects: st, erased });
+    } finally {
+      await st.close();
+    }
+  }
+
+  async function erase(store: string, subject: string): Promise<void> {
+    const st = await SubjectKeyStore.open(store, kr);
+    try {
+      assert.equal(await st.erase(subject), true);
+    } finally {
+      await st.close();
+    }
+  }
+
+  it("old data still reveals, with the erased subject's values blank, after the subject reappears", async () => {
+    const store = join(dir, 'subjects.json');
+    const old = join(dir, 'old.csv');
+    await protectWith(store, old);
+    assert.equal(JSON.parse(readFileSync(store, 'utf8')).version, 1, 'a store needing nothing new stays v1');
+    const victim = cardholders[0]!;
+    const victimRows = cardholders.filter((c) => c === victim).length;
+    await erase(store, victim);
+    assert.equal((await reveal(store, old)).erasedRows, victimRows);
+    // The subject comes back in new data: new keys.
+    const fresh = join(dir, 'new.csv');
+    await protectWith(store, fresh);
+    // Before the fix: ERR_CIPHERTEXT_TAMPERED here, and nobody's data in old.csv could be revealed.
+    const r = await reveal(store, old);
+    assert.equal(JSON.parse(readFileSync(store, 'utf8')).version, 2, 'the store records the new keys start');
+    assert.equal(r.erasedRows, victimRows);
+    const lines = readLines(`${old}.revealed.csv`);
+    const at = lines[0]!.split(',').indexOf('cardholder_id');
+    assert.equal(lines.slice(1).filter((l) => l.split(',')[at] === victim).length, 0, 'erased values blank');
+    const source = readLines(src);
+    for (let i = 1; i < source.length; i++)
+      if (cardholders[i - 1] !== victim) assert.equal(lines[i], source[i], `row ${i}: everyone else intact`);
+    await rejectsWith(() => reveal(store, old, 'fail'), 'ERR_KEY_DESTROYED');
+    // The new data is readable in full, the reappeared subject included.
+    assert.equal((await reveal(store, fresh)).erasedRows, 0);
+    assert.deepEqual(readLines(`${fresh}.revealed.csv`), readLines(src));
+    // Erased a second time: both lives read as erased.
+    await erase(store, victim);
+    assert.equal((await reveal(store, old)).erasedRows, victimRows);
+    assert.equal((await reveal(store, fresh)).erasedRows, victimRows);
+  });
+
+  it('a store written before (version 1, no generation recorded for the erasure) behaves the same', async () => {
+    const store = join(dir, 'legacy.json');
+    const old = join(dir, 'legacy-old.csv');
+    await protectWith(store, old);
+    const victim = cardholders[3]!;
+    await erase(store, victim);
+    // What an earlier Bulwark wrote on erasure: the handle listed as erased, nothing else.
+    const doc = JSON.parse(readFileSync(store, 'utf8')) as Record<string, unknown>;
+    delete doc['erasedBefore'];
+    doc['version'] = 1;
+    writeFileSync(store, JSON.stringify(doc));
+    await protectWith(store, join(dir, 'legacy-new.csv'));
+    const victimRows = cardholders.filter((c) => c === victim).length;
+    assert.equal((await reveal(store, old)).erasedRows, victimRows);
+    assert.equal((await reveal(store, join(dir, 'legacy-new.csv'))).erasedRows, 0);
   });
 });
