@@ -255,7 +255,9 @@ describe('forwarded client certificates', () => {
       jwt: { issuer: ISSUER, audience: AUDIENCE, jwks: { file: jwks } },
       trustedProxies: [{ spiffeId: PROXY_ID, format: 'xfcc' }],
     });
-    const token = await mint(key, goodClaims({ jti: 'reload-2' }));
+    // Issued now (this authenticator runs on the real clock; goodClaims' iat is T0, in the future).
+    const iat = Math.floor(Date.now() / 1000);
+    const token = await mint(key, goodClaims({ jti: 'reload-2', iat, exp: iat + 600 }));
     await a.authenticate({
       peerAuthorized: false,
       remoteAddress: '10.1.2.3',
