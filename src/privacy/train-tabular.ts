@@ -474,6 +474,8 @@ export async function trainTabularDp(ds: Dataset, o: DpTabularOptions): Promise<
       delta,
       clipNorm: o.clipNorm ?? 1,
       samplingRate: Math.min(o.batchSize ?? 256, sampledOver) / sampledOver,
+      // With a declared count the step is divided by q·(that count), not by q·(actual rows).
+      ...(publicRows === undefined ? {} : { publicRows: sampledOver }),
       epochs,
       accountant: o.accountant ?? 'rdp',
       optimizer: o.optimizer ?? 'sgd',

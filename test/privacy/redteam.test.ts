@@ -9,7 +9,15 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
+import { Dataset, type Schema } from '../../src/data/index.js';
+import { logisticRegression, type Optimizer } from '../../src/ml/index.js';
+import { INSECURE_NOISE_WARNING, NoiseSource, trainDpSgd, trainTabularDp } from '../../src/privacy/index.js';
 import { runBulwarkAsync } from '../helpers/cli.js';
+
+process.on('warning', (w) => {
+  if ((w as { code?: string }).code !== INSECURE_NOISE_WARNING) process.stderr.write(`${w.message}\n`);
+});
+const seeded = (seed: number) => NoiseSource.insecureSeeded(seed, 'test');
 
 const tmp = mkdtempSync(join(tmpdir(), 'bulwark-dp-redteam-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
@@ -98,5 +106,115 @@ describe('bulwark query: one row cannot change how the other rows are read', () 
     ]);
     assert.equal(r.code, 3, r.stderr);
     assert.match(r.stderr, /ERR_COLUMN_NOT_FOUND: nocol\.csv: no column "nope"; columns are: v/);
+  });
+});
+
+describe('DP-SGD with a declared public row count divides by the public expected batch size', () => {
+  // Abadi et al. (CCS 2016) divide the noisy sum by the lot size L, a public parameter. With
+  // `publicRows` (bulwark train --dp-rows) the row count is private under add-or-remove neighbours;
+  // before the fix each step was still divided by q·n with the ACTUAL n, so every weight carried the
+  // private count outside the accounted mechanism. q = 1 here: every row is in the one step, the
+  // sampling draws nothing, and a noise multiplier of 1e-9 makes the step the clipped sum itself.
+  const d = 3;
+  const rows = (n: number) => {
+    const x = new Float32Array(n * d);
+    const y = new Int32Array(n);
+    for (let i = 0; i < n; i++) {
+      for (let j = 0; j < d; j++) x[i * d + j] = ((i * 7 + j * 3) % 11) / 11;
+      y[i] = i % 2;
+    }
+    return { x, y, rows: n };
+  };
+  /** The gradient handed to the optimiser in the one step, and the clipped sum it came from. */
+  const firstStep = async (n: number, publicRows?: number) => {
+    const net = logisticRegression({ inputs: d, classes: 2 });
+    const data = rows(n);
+    const sum = net.clippedGradientSum(data.x, data.y, n, 1).sum;
+    let seen: Float32Array | undefined;
+    const optimizer: Optimizer = {
+      learningRate: 1,
+      step: (_p, g) => {
+        seen = Float32Array.from(g);
+      },
+    };
+    await trainDpSgd(net, data, {
+      noiseMultiplier: 1e-9,
+      delta: 1e-5,
+      samplingRate: 1,
+      epochs: 1,
+      optimizer,
+      noise: seeded(1),
+      ...(publicRows === undefined ? {} : { publicRows }),
+    });
+    assert.ok(seen);
+    return { grad: seen, sum };
+  };
+  const close = (a: number, b: number) => Math.abs(a - b) <= 1e-6 * Math.max(1, Math.abs(b));
+
+  it('the step is the clipped sum over q·publicRows, whatever the actual count', async () => {
+    for (const n of [40, 41]) {
+      const { grad, sum } = await firstStep(n, 50);
+      for (let k = 0; k < grad.length; k++)
+        assert.ok(close(grad[k] as number, (sum[k] as number) / 50), `n=${n} k=${k}: ${grad[k]}`);
+    }
+  });
+
+  it('without a declared count the actual count is the divisor (treated as public, as Opacus)', async () => {
+    const { grad, sum } = await firstStep(40);
+    for (let k = 0; k < grad.length; k++) assert.ok(close(grad[k] as number, (sum[k] as number) / 40));
+  });
+
+  it('trainTabularDp passes the declared count on (bulwark train --dp-rows)', async () => {
+    // Two datasets, the second the first twice over, trained from the same zero weights with the
+    // same seeded noise at q = 1 for one step: the step is Σ/L, so with a public L the second step is
+    // twice the first; divided by q·n (the old behaviour) the two steps were equal.
+    const schema: Schema = {
+      version: 1,
+      label: 'label',
+      fields: [
+        { name: 'a', type: 'number', nullable: false, bounds: { min: 0, max: 1 }, sensitivity: 'internal' },
+        { name: 'label', type: 'category', nullable: false, categories: ['0', '1'], sensitivity: 'internal' },
+      ],
+    };
+    const make = (copies: number) => {
+      const a: number[] = [];
+      const label: string[] = [];
+      for (let c = 0; c < copies; c++)
+        for (let i = 0; i < 30; i++) {
+          a.push((i % 10) / 10);
+          label.push(i % 3 === 0 ? '1' : '0');
+        }
+      return new Dataset([
+        { name: 'a', type: 'number', values: Float64Array.from(a) },
+        { name: 'label', type: 'string', values: label },
+      ]);
+    };
+    const step = async (copies: number) => {
+      const r = await trainTabularDp(make(copies), {
+        label: 'label',
+        schema,
+        model: 'logreg',
+        method: 'dp-sgd',
+        epsilon: 1e4,
+        delta: 1e-5,
+        batchSize: 1000,
+        publicRows: 100,
+        epochs: 1,
+        learningRate: 0.01,
+        testFraction: 0,
+        noise: seeded(2),
+      });
+      assert.equal(r.privacy.samplingRate, 1);
+      assert.equal(r.privacy.steps, 1);
+      return Array.from(r.network.params);
+    };
+    const one = await step(1);
+    const two = await step(2);
+    // Zero initial weights: the weights after one plain SGD step are −lr·(Σ + noise)/L.
+    for (let k = 0; k < one.length; k++)
+      assert.ok(
+        Math.abs((two[k] as number) - 2 * (one[k] as number)) < 1e-3 * Math.abs(one[k] as number) + 1e-6,
+        `param ${k}: ${one[k]} ${two[k]}`,
+      );
   });
 });

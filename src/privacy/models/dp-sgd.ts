@@ -7,7 +7,8 @@
  * 2. per-example gradients are clipped to L2 norm C and summed (the ML core's `clippedGradientSum`, from
  *    per-example norms without materialising per-example gradients);
  * 3. N(0, σ²C²) noise is added to every coordinate of the sum, which is divided by the EXPECTED batch
- *    size q·n (not the realised one, which would leak it), and the optimiser steps;
+ *    size q·n (not the realised one, which would leak it; n the declared public count `publicRows`
+ *    when given, never the private one), and the optimiser steps;
  * 4. the accountant composes `steps` subsampled-Gaussian events: ε(δ) by RDP (Balle et al. 2020
  *    conversion) or PLD.
  *
@@ -49,6 +50,14 @@ export interface DpSgdOptions {
   samplingRate?: number;
   /** Expected batch size q·n when `samplingRate` is not given (default 256). */
   expectedBatchSize?: number;
+  /**
+   * A row count declared PUBLIC (a known size or an upper bound) when `samplingRate` was derived from
+   * it: the noisy sum is then divided by q·publicRows. Without it, by q·n with the actual count n,
+   * which is then treated as public (as Opacus does). Under add-or-remove neighbours n is private, and
+   * a step scaled by 1/(q·n) would carry it into every weight outside the accounted mechanism (Abadi
+   * et al. 2016 divide by the lot size L, a public parameter).
+   */
+  publicRows?: number;
   /** Passes over the data (default 1): steps = ⌊epochs / q⌋. */
   epochs?: number;
   /** Accountant for calibration and the reported ε (default `rdp`). */
@@ -194,6 +203,7 @@ export async function trainDpSgd(net: Network, data: LabelledData, o: DpSgdOptio
     throw invalidArgument('epsilon', 'either a target epsilon or a noise multiplier (not both)', o.epsilon);
   }
   const maxPhysical = requireInteger('maxPhysicalBatch', o.maxPhysicalBatch ?? 1024, 1);
+  const publicRows = o.publicRows === undefined ? undefined : requireInteger('publicRows', o.publicRows, 1);
   const source = noiseOf(o.noise);
 
   let sigma: number;
@@ -241,7 +251,8 @@ export async function trainDpSgd(net: Network, data: LabelledData, o: DpSgdOptio
   const bx = new Float32Array(maxPhysical * d);
   const by = new Int32Array(maxPhysical);
   const history: DpSgdResult['history'] = [];
-  const scale = 1 / (q * n);
+  // The expected batch size from public facts only: q times the declared count when there is one.
+  const scale = 1 / (q * (publicRows ?? n));
   let epoch = 1;
   let epochStart = performance.now();
   let seen = 0;
