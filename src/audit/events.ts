@@ -114,6 +114,27 @@ export const eventDataSchemas = {
     code: z.string().regex(/^ERR_[A-Z0-9_]+$/),
     inputDigest: digestSchema.optional(),
   }),
+  /**
+   * Refusals beyond a caller's rate of individual `request.denied` entries (the gateway's
+   * `audit.denials`), counted by caller, stage and code over [since, until]. `*` marks the refusals
+   * beyond the summary's group limit.
+   */
+  'request.denied.summary': z.strictObject({
+    since: z.iso.datetime(),
+    until: z.iso.datetime(),
+    count: z.number().int().min(1),
+    groups: z
+      .array(
+        z.strictObject({
+          caller: nameSchema.nullable(),
+          stage: nameSchema,
+          code: z.string().regex(/^(ERR_[A-Z0-9_]+|\*)$/),
+          count: z.number().int().min(1),
+        }),
+      )
+      .min(1)
+      .max(1001),
+  }),
   'config.changed': z.strictObject({
     component: nameSchema,
     actor: nameSchema,
@@ -347,6 +368,7 @@ export function eventRefs(e: AuditEventInput): { produces: string[]; uses: strin
         uses: e.data.packageDigest ? [`package:${e.data.packageDigest}`] : [`model:${e.data.modelDigest}`],
       };
     case 'request.denied':
+    case 'request.denied.summary':
       return { produces: [], uses: [] };
     case 'config.changed':
       return { produces: [`config:${e.data.component}`], uses: [] };
@@ -382,6 +404,8 @@ export function describeEvent(e: AuditEventInput): string {
       return `${String(d['caller'])} → ${String(d['decision'])} (model ${short(d['modelDigest'])})`;
     case 'request.denied':
       return `${String(d['caller'] ?? 'anonymous')} denied at ${String(d['stage'])}: ${String(d['code'])}`;
+    case 'request.denied.summary':
+      return `${String(d['count'])} more denials counted from ${String(d['since'])} to ${String(d['until'])} (${(d['groups'] as unknown[]).length} callers, stages and codes)`;
     case 'config.changed':
       return `${String(d['component'])} configuration ${short(d['digest'])} by ${String(d['actor'])}`;
     case 'privacy.spent':

@@ -202,6 +202,20 @@ export const auditConfigSchema = z.strictObject({
    * more CPU in all; docs/gateway.md has the measurements).
    */
   writer: z.enum(['inline', 'thread']).default('inline'),
+  /**
+   * Refusals get an entry of their own up to `perSecond` (with bursts of `burst`) per caller, all
+   * anonymous requests sharing one allowance; beyond it they are counted, and the counts written as one
+   * `request.denied.summary` entry every `summarySeconds`. Bounds what unauthenticated traffic can add
+   * to the log (docs/gateway.md, "Refusals in the audit log").
+   */
+  denials: z
+    .strictObject({
+      perSecond: z.number().min(0.01).max(100_000).default(20),
+      burst: z.number().int().min(1).max(1_000_000).default(100),
+      summarySeconds: z.number().int().min(1).max(3600).default(10),
+      maxCallers: z.number().int().min(100).max(10_000_000).default(10_000),
+    })
+    .default({ perSecond: 20, burst: 100, summarySeconds: 10, maxCallers: 10_000 }),
 });
 
 export const telemetryConfigSchema = z.strictObject({

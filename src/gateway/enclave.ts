@@ -46,6 +46,7 @@ import type { AuditWriter } from '../audit/index.js';
 import { BulwarkError, sha256Digest } from '../core/index.js';
 import { readLimitedBody } from './body.js';
 import type { EnclaveConfig } from './config.js';
+import type { DenialRecorder } from './denials.js';
 import { errorReply, type Reply } from './errors.js';
 import { principalLimit } from './limits.js';
 import type { AuthRequest, Principal } from './peers.js';
@@ -77,6 +78,8 @@ export interface GatewayEnclaveOptions {
   models: ReadonlyMap<string, ServedModel>;
   pipeline: Pipeline;
   audit: AuditWriter | null;
+  /** Where refusals at the session layer are recorded (the pipeline's recorder). */
+  denials: DenialRecorder | null;
   logger: Logger;
   bodyLimitBytes: number;
   /** Nitro mode: replaces the NSM device (tests, benchmark). */
@@ -305,12 +308,12 @@ export class GatewayEnclave {
       const stage = path === ATTESTATION_PATH ? 'attestation' : 'session';
       const code = reply.code;
       this.metrics.refused.labels(stage, code).inc();
-      this.#o.audit
-        ?.append({
-          type: 'request.denied',
-          data: { requestId: randomUUID(), caller: this.#caller.get(auth) ?? null, stage, code },
-        })
-        .catch(() => this.#o.logger.warn({ code }, 'session denial not recorded'));
+      this.#o.denials?.record({
+        requestId: randomUUID(),
+        caller: this.#caller.get(auth) ?? null,
+        stage,
+        code,
+      });
     }
     const complete = req.readableEnded;
     if ('bytes' in reply) {

@@ -26,6 +26,7 @@ export class GatewayMetrics {
   readonly modelInfo: Gauge<'model' | 'version' | 'origin'>;
   readonly auditCheckpointSize: Gauge;
   readonly traceSpansDropped: Counter;
+  readonly auditDenialsSummarized: Counter;
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -85,6 +86,11 @@ export class GatewayMetrics {
     this.traceSpansDropped = new Counter({
       name: 'gateway_trace_spans_dropped_total',
       help: 'Trace spans an OTLP export failed to deliver (traces are lost, requests are not).',
+      registers,
+    });
+    this.auditDenialsSummarized = new Counter({
+      name: 'gateway_audit_denials_summarized_total',
+      help: 'Refusals counted in a request.denied.summary audit entry instead of an entry of their own (audit.denials).',
       registers,
     });
     if (options.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });

@@ -38,6 +38,7 @@ import type { Logger } from 'pino';
 import type { AuditWriter } from '../audit/index.js';
 import { BulwarkError, sha256Digest } from '../core/index.js';
 import type { QueryVerdict } from '../robust/index.js';
+import type { DenialRecorder } from './denials.js';
 import { afterValidation, errorReply, httpStatus, type Reply } from './errors.js';
 import { parseJsonBody } from './json.js';
 import type { Limiter } from './limits.js';
@@ -84,6 +85,8 @@ export interface PipelineOptions {
   authorizer: AuthorizerLike | null;
   limiter: Limiter | null;
   audit: AuditWriter | null;
+  /** Where refusals are recorded (bounded per caller; null without an audit log). */
+  denials: DenialRecorder | null;
   metrics: GatewayMetrics;
   logger: Logger;
   detectorsMode: 'enforce' | 'monitor';
@@ -472,22 +475,17 @@ export class Pipeline {
           },
           'request denied',
         );
-      if (o.audit && stage !== 'audit') {
-        inputDigest ??= call.body.length > 0 ? sha256Digest(call.body) : undefined;
-        o.audit
-          .append({
-            type: 'request.denied',
-            data: {
-              requestId,
-              caller: principal ? principal.id.slice(0, 256) : null,
-              stage,
-              code: reply.code,
-              ...(inputDigest ? { inputDigest } : {}),
-            },
-          })
-          .catch((err: unknown) =>
-            o.logger.warn({ requestId, code: (err as BulwarkError).code }, 'denial not recorded'),
-          );
+      if (o.denials && stage !== 'audit') {
+        const known = inputDigest;
+        o.denials.record({
+          requestId,
+          caller: principal ? principal.id : null,
+          stage,
+          code: reply.code,
+          // Hashed only for a refusal recorded on its own: a flood of large refused bodies that is
+          // being counted costs no hashing.
+          inputDigest: () => known ?? (call.body.length > 0 ? sha256Digest(call.body) : undefined),
+        });
       }
       reply.headers = { ...reply.headers, 'x-request-id': requestId };
       return reply;

@@ -30,6 +30,7 @@ import { BUNDLE_KINDS, RedisStreamState } from '../robust/index.js';
 import { isBodyBroken, type LimitedBody, markBodyBroken, readLimitedBody } from './body.js';
 import type { GatewayConfig } from './config.js';
 import { DASHBOARD_CSP, DASHBOARD_CSS, DASHBOARD_HTML, DASHBOARD_JS, dashboardData } from './dashboard.js';
+import { DenialRecorder } from './denials.js';
 import { type EnclaveInfo, GatewayEnclave } from './enclave.js';
 import { errorReply, jsonReply, type Reply } from './errors.js';
 import { connectRedis, Limiter } from './limits.js';
@@ -317,6 +318,8 @@ export class Gateway {
   #metricsServer: http.Server | null = null;
   /** Attested sessions (`enclave.mode` software or nitro), or null. */
   #enclave: GatewayEnclave | null = null;
+  /** Records refusals in the audit log, bounded per caller (null without an audit log). */
+  #denials: DenialRecorder | null = null;
   /** The gateway's tracing (its own OTLP exporter, or the global API), or null when traces are off. */
   #tracing: GatewayTracing | null = null;
   /** The detectors' own Redis connection when the limiter (which otherwise lends its own) is off. */
@@ -580,6 +583,7 @@ export class Gateway {
       }
 
       let audit: AuditWriter | null = null;
+      let denials: DenialRecorder | null = null;
       if (!disabled.has('audit')) {
         let skey: string;
         try {
@@ -601,6 +605,7 @@ export class Gateway {
               : await AuditLog.open({ store: auditSpec(c.audit), signer });
           audit = a;
           cleanup.push(() => a.close());
+          denials = new DenialRecorder(a, c.audit.denials, logger, metrics);
           for (const m of models.values()) {
             if (m.loaded.packageDigest)
               await a.append({
@@ -639,6 +644,7 @@ export class Gateway {
         authorizer,
         limiter,
         audit,
+        denials,
         metrics,
         logger,
         detectorsMode: c.detectors.mode,
@@ -656,6 +662,7 @@ export class Gateway {
               models,
               pipeline,
               audit,
+              denials,
               logger,
               bodyLimitBytes: c.server.bodyLimitBytes,
               ...(options.enclaveAttester ? { attester: options.enclaveAttester } : {}),
@@ -712,6 +719,7 @@ export class Gateway {
         tls: useTls,
       });
       gw.#enclave = enclave;
+      gw.#denials = denials;
       gw.#ownRedis = ownRedis;
       gw.#tracing = tracing;
       gw.#setClientCrls(clientCrls);
@@ -1032,6 +1040,8 @@ export class Gateway {
     for (const s of this.#sockets) s.destroy();
     await closed;
     if (this.audit) {
+      // The refusals counted since the last summary are written before the log is flushed and closed.
+      await this.#denials?.flush();
       await this.audit.flush().catch(() => {});
       await this.checkpoint();
       await this.audit.close().catch(() => {});
