@@ -137,6 +137,20 @@ export const modelConfigSchema = z
     version: name.optional(),
     /** A protected model package (issue 7); requires keyring and trust. */
     package: path.optional(),
+    /**
+     * The model name the package must carry (its signed manifest's `model.name`; default: `name`), so a
+     * validly signed package of another model put at the path is not served under this name.
+     */
+    packageModel: z.string().min(1).max(256).optional(),
+    /**
+     * Pin the package: its SHA-256 (`sha256:<hex>`, as `bulwark model verify` and the audit log's
+     * model.loaded give it). Another package at the path, even validly signed, such as an older version
+     * put back (a rollback), is refused. Without it, pin the version with `version`.
+     */
+    digest: z
+      .string()
+      .regex(/^sha256:[0-9a-f]{64}$/, 'expected sha256:<64 lowercase hex digits>')
+      .optional(),
     keyring: path.optional(),
     /** Where the keyring passphrase comes from (default: env BULWARK_PASSPHRASE). */
     keyringPassphrase: z
@@ -168,6 +182,10 @@ export const modelConfigSchema = z
   .refine((m) => m.onnx === undefined || m.schema !== undefined, {
     message: 'a plain ONNX model needs schema',
     path: ['schema'],
+  })
+  .refine((m) => m.package !== undefined || (m.digest === undefined && m.packageModel === undefined), {
+    message: 'digest and packageModel apply to a package',
+    path: ['digest'],
   })
   .refine((m) => m.package === undefined || (m.keyring !== undefined && m.trust !== undefined), {
     message: 'a model package needs keyring and trust',

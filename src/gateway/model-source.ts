@@ -194,6 +194,20 @@ export class PackageModelSource implements ModelSource {
     const pkg = await loadProtectedModel(c.package, { keyring, trust, threads: c.threads });
     try {
       const m = pkg.manifest;
+      // The signature says who made the package and for which model name; the configuration says which
+      // package this entry serves. Both are checked, so a validly signed package of another model, or an
+      // older one put back at the path, is not served here.
+      const expected = c.packageModel ?? c.name;
+      if (m.model.name !== expected)
+        throw new BulwarkError(
+          'ERR_CONFIG_INVALID',
+          `models.${c.name}${c.packageModel === undefined ? '' : '.packageModel'}: the package is model "${m.model.name}", not "${expected}"${c.packageModel === undefined ? ' (set packageModel to serve it under another name)' : ''}`,
+        );
+      if (c.digest !== undefined && c.digest !== pkg.packageDigest)
+        throw new BulwarkError(
+          'ERR_DIGEST_MISMATCH',
+          `models.${c.name}.digest: the package at ${c.package} is ${pkg.packageDigest}, not the pinned ${c.digest}`,
+        );
       if (c.version !== undefined && c.version !== m.model.version)
         throw new BulwarkError(
           'ERR_CONFIG_INVALID',

@@ -10,7 +10,7 @@ import { after, before, describe, it } from 'node:test';
 import { AuditLog } from '../../src/audit/index.js';
 import { isBulwarkError } from '../../src/core/index.js';
 import { GatewayClient } from '../../src/gateway/client.js';
-import type { Gateway } from '../../src/gateway/server.js';
+import { Gateway } from '../../src/gateway/server.js';
 import { Keyring } from '../../src/keys/index.js';
 import { generateSigningKey, protectModel, publicKeyPem } from '../../src/model/index.js';
 import {
@@ -30,6 +30,7 @@ describe('gateway: protected model package (default source)', () => {
   let pkg: string;
   let pkgWithDetectors: string;
   let packageDigest: string;
+  let otherModelPkg: string;
 
   before(async () => {
     f = await fixture();
@@ -67,21 +68,39 @@ describe('gateway: protected model package (default source)', () => {
       schema: SCHEMA,
       detectors: bundle,
     });
+    // Another model, validly signed by the same key (trusted for it in trust-wide.yaml only).
+    otherModelPkg = join(f.dir, 'fraud-old.bwm');
+    await protectModel(join(f.dir, 'fraud.onnx'), otherModelPkg, {
+      keyring: kr,
+      signingKey: key,
+      name: 'fraud-old',
+      version: '1',
+      schema: SCHEMA,
+    });
     await kr.close();
-    const trust = (pem: string) =>
-      `version: 1\nsigners:\n  - name: ci\n    models: ["fraud"]\n    publicKey: |\n${pem
+    const trust = (pem: string, models = '"fraud"') =>
+      `version: 1\nsigners:\n  - name: ci\n    models: [${models}]\n    publicKey: |\n${pem
         .trim()
         .split('\n')
         .map((l) => `      ${l}`)
         .join('\n')}\n`;
     writeFileSync(join(f.dir, 'trust.yaml'), trust(publicKeyPem(key.publicKey)));
     writeFileSync(join(f.dir, 'trust-other.yaml'), trust(publicKeyPem(generateSigningKey().publicKey)));
+    writeFileSync(join(f.dir, 'trust-wide.yaml'), trust(publicKeyPem(key.publicKey), '"fraud*"'));
   });
   after(async () => {
     await gw?.close();
   });
 
-  function config(trust: string, extra: { package?: string; detectors?: Record<string, string> } = {}) {
+  function config(
+    trust: string,
+    extra: {
+      package?: string;
+      detectors?: Record<string, string>;
+      packageModel?: string;
+      digest?: string;
+    } = {},
+  ) {
     const base = f.config();
     const m = base.models[0] as (typeof base.models)[number];
     return f.config({
@@ -94,10 +113,37 @@ describe('gateway: protected model package (default source)', () => {
           trust: join(f.dir, trust),
           output: m.output,
           detectors: extra.detectors ?? {},
+          ...(extra.packageModel ? { packageModel: extra.packageModel } : {}),
+          ...(extra.digest ? { digest: extra.digest } : {}),
         },
       ],
     });
   }
+
+  it('refuses a validly signed package of another model under this name, unless packageModel names it', async () => {
+    await assert.rejects(
+      Gateway.check({ config: config('trust-wide.yaml', { package: otherModelPkg }) }),
+      (e: unknown) =>
+        isBulwarkError(e) &&
+        e.code === 'ERR_CONFIG_INVALID' &&
+        /models\.fraud: the package is model "fraud-old", not "fraud" \(set packageModel/.test(e.message),
+    );
+    const r = await Gateway.check({
+      config: config('trust-wide.yaml', { package: otherModelPkg, packageModel: 'fraud-old' }),
+    });
+    assert.equal(r.models[0]?.name, 'fraud');
+  });
+
+  it('a digest pin refuses any other package at the path, even validly signed (a rollback or a swap)', async () => {
+    // The pin names version 3; version 4 of the same model, signed by the same trusted key, is at the path.
+    await assert.rejects(
+      Gateway.check({ config: config('trust.yaml', { package: pkgWithDetectors, digest: packageDigest }) }),
+      (e: unknown) =>
+        isBulwarkError(e) && e.code === 'ERR_DIGEST_MISMATCH' && /models\.fraud\.digest: /.test(e.message),
+    );
+    const r = await Gateway.check({ config: config('trust.yaml', { digest: packageDigest }) });
+    assert.equal(r.models[0]?.version, '3');
+  });
 
   it('serves the package: version and digests from the manifest, model.loaded recorded in the audit log', async () => {
     const c = config('trust.yaml');

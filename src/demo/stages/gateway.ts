@@ -186,6 +186,10 @@ export const gatewayStage: DemoStage = {
         {
           name: MODEL,
           package: pkgPath,
+          // Served as "fraud"; the signed package is the case-study model (or the baseline), pinned by
+          // digest when the package stage recorded it.
+          packageModel: useServed ? casePkg.name : BASELINE_NAME,
+          ...(useServed ? { digest: casePkg.packageDigest } : {}),
           keyring: join(pkgDir, 'keyring.json'),
           keyringPassphrase: { file: join(pkgDir, 'DEMO-ONLY-keyring-passphrase.txt') },
           trust: join(pkgDir, 'trust.yaml'),
