@@ -3,10 +3,15 @@
  * policies, SQLite audit) over real sockets, one per finding. Each describe starts one gateway.
  */
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { connect } from 'node:tls';
+import { Authenticator } from '../../src/gateway/auth/index.js';
 import type { Gateway } from '../../src/gateway/server.js';
+import { AUDIENCE, goodClaims, ISSUER, issuerKey, mint, T0 } from './auth-fixtures.js';
 import { type Fixture, fixture, startGateway, v2Body } from './gateway-fixtures.js';
 
 interface Answer {
@@ -320,5 +325,51 @@ describe('red team: rate limits and served names', () => {
     for (let i = 0; i < 3; i++)
       codes.push((await call(f, gw, 'POST', '/v2/models/fraud/infer', body, { authorization: own })).code);
     assert.ok(codes.includes('ERR_GATEWAY_RATE_LIMITED'), codes.join(' '));
+  });
+});
+
+describe("red team: a client cannot take a user's caller id", () => {
+  it('a token without sub is named client_id:<id>, never the user whose sub equals its client_id', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'bulwark-redteam-ids-'));
+    const issuer = await issuerKey('ES256', 'k1');
+    const jwks = join(dir, 'jwks.json');
+    writeFileSync(jwks, JSON.stringify({ keys: [issuer.publicJwk] }));
+    const jwt = { issuer: ISSUER, audience: AUDIENCE, jwks: { file: jwks }, algorithms: ['ES256' as const] };
+    const at = { now: () => T0 * 1000 };
+    // sub taken out of requiredClaims: client-credentials tokens without sub are accepted.
+    const loose = await Authenticator.create(
+      { require: 'token', jwt: { ...jwt, requiredClaims: ['iss', 'exp', 'aud', 'iat', 'jti'] } },
+      at,
+    );
+    const req = (t: string) => ({
+      peerAuthorized: false,
+      remoteAddress: '10.0.0.1',
+      authorization: `Bearer ${t}`,
+    });
+    const user = await loose.authenticate(req(await mint(issuer, goodClaims({ sub: 'alice', jti: 'u' }))));
+    const { sub: _sub, ...noSub } = goodClaims({ client_id: 'alice', jti: 'c' });
+    const client = await loose.authenticate(req(await mint(issuer, noSub)));
+    assert.equal(user.id, `${ISSUER}|alice`);
+    assert.equal(client.id, `${ISSUER}|client_id:alice`);
+    // Before, both were `${ISSUER}|alice`: the same Cedar principal, rate limit and detector history.
+    assert.notEqual(user.id, client.id);
+    const { client_id: _c, ...neither } = noSub;
+    await assert.rejects(
+      loose.authenticate(req(await mint(issuer, { ...neither, jti: 'n' }))),
+      /neither sub nor client_id/,
+    );
+    await assert.rejects(
+      loose.authenticate(req(await mint(issuer, goodClaims({ sub: 'client_id:alice', jti: 's' })))),
+      /sub may not begin with "client_id:"/,
+    );
+    // With sub required (the default), ids are iss|sub only, and any sub is accepted.
+    const strict = await Authenticator.create({ require: 'token', jwt }, at);
+    const odd = await strict.authenticate(
+      req(await mint(issuer, goodClaims({ sub: 'client_id:alice', jti: 'o' }))),
+    );
+    assert.equal(odd.id, `${ISSUER}|client_id:alice`);
+    await loose.close();
+    await strict.close();
+    rmSync(dir, { recursive: true, force: true });
   });
 });

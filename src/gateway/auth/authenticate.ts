@@ -5,7 +5,7 @@ import { revocationError } from './crl.js';
 import { DpopVerifier, MemoryReplayStore, type ReplayStore } from './dpop.js';
 import { DpopNonces } from './dpop-nonce.js';
 import { CaBundle, parsePemHeader, parseXfcc } from './forwarded.js';
-import { JwtVerifier, type VerifiedToken } from './jwt.js';
+import { JwtVerifier, tokenCallerId, type VerifiedToken } from './jwt.js';
 import { certificateThumbprint, SvidCache } from './spiffe.js';
 import type { AuthRequest, Principal } from './types.js';
 
@@ -280,7 +280,7 @@ export class Authenticator {
     if (cert !== undefined) sources.push(cert.source);
     if (token !== undefined) sources.push('token');
     if (dpopBound) sources.push('dpop');
-    const id = cert?.spiffeId ?? `${token!.issuer}|${token!.subject ?? token!.clientId ?? ''}`;
+    const id = cert?.spiffeId ?? tokenCallerId(token!);
     return {
       id,
       ...(cert === undefined ? {} : { spiffeId: cert.spiffeId, certThumbprint: cert.thumbprint }),

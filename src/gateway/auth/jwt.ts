@@ -23,6 +23,16 @@ import { TokenCache } from './token-cache.js';
  */
 
 /** The verified, non-secret facts of a token that the principal is built from. */
+/** Marks a caller named by its client_id (a token without sub): see {@link tokenCallerId}. */
+const CLIENT_ID_PREFIX = 'client_id:';
+
+/** The caller a verified token names: `iss|sub`, or `iss|client_id:<client_id>` without sub. */
+export function tokenCallerId(t: Pick<VerifiedToken, 'issuer' | 'subject' | 'clientId'>): string {
+  return t.subject !== undefined
+    ? `${t.issuer}|${t.subject}`
+    : `${t.issuer}|${CLIENT_ID_PREFIX}${t.clientId ?? ''}`;
+}
+
 export interface VerifiedToken {
   readonly issuer: string;
   readonly subject?: string;
@@ -387,6 +397,22 @@ export class JwtVerifier {
       throw fail('ERR_AUTH_TOKEN_CLAIM_MISSING', 'token claim client_id must be a string');
     if (p.sub !== undefined && typeof p.sub !== 'string')
       throw fail('ERR_AUTH_TOKEN_CLAIM_MISSING', 'token claim sub must be a string');
+    // The caller's id is `iss|sub`, or `iss|client_id:<client_id>` for a token without sub (only when sub
+    // is dropped from requiredClaims). A token naming neither has no caller; and while sub is optional, a
+    // sub of the second form is refused, so the two kinds of id never meet: a client whose client_id is
+    // a user's sub (dynamic registration lets a client choose it) would otherwise become that user for
+    // the policies, the limiter and the detectors.
+    if (p.sub === undefined && clientId === undefined)
+      throw fail('ERR_AUTH_TOKEN_CLAIM_MISSING', 'token has neither sub nor client_id: no caller to name');
+    if (
+      typeof p.sub === 'string' &&
+      p.sub.startsWith(CLIENT_ID_PREFIX) &&
+      !this.#config.requiredClaims.includes('sub')
+    )
+      throw fail(
+        'ERR_AUTH_TOKEN_CLAIM_MISSING',
+        `token claim sub may not begin with "${CLIENT_ID_PREFIX}" while sub is optional (requiredClaims): it would name a client`,
+      );
     let bound: string | undefined;
     let jkt: string | undefined;
     const cnf = p['cnf'];
