@@ -69,7 +69,10 @@ describe('protect and reveal CSV', () => {
         const b = prot[i]![j]!;
         if (personal.includes(h) && a !== null) {
           assert.notEqual(b, a);
-          assert.ok(!b.includes(a), `row ${i} ${h} leaks its plaintext`);
+          // Only for values of 6 characters or more: a random base64url ciphertext of ~50 characters
+          // holds a given 3-letter name ("Ann") by chance with probability ~48/64^3, which made this
+          // test fail about once in a hundred runs; at 6 characters the chance is ~1e-9 per value.
+          if (a.length >= 6) assert.ok(!b.includes(a), `row ${i} ${h} leaks its plaintext`);
         } else assert.equal(b, a, `row ${i} column ${h} kept`);
       });
     }
