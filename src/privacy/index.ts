@@ -142,6 +142,7 @@ export {
   type DpTabularResult,
   type DpTrainingGuarantee,
   type DpWarmStart,
+  heldOutSplit,
   ONNX_META,
   type TrainedPrivacy,
   trainedPrivacy,

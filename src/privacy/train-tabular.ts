@@ -7,11 +7,18 @@
  * DP-SGD for an MLP (or a logistic regression) ((ε, δ)-DP), the budget spent from the ledger first, and
  * the model exported to ONNX with its pipeline and privacy guarantee in the metadata.
  *
- * A seeded share of the rows is held out for test metrics; those metrics are computed on private rows
- * and are NOT covered by the guarantee (report them internally, as Opacus's examples do).
+ * A share of the rows is held out for test metrics, each row by a seeded hash of its own values
+ * ({@link heldOutSplit}: one row added or removed moves no other row); those metrics are computed on
+ * private rows and are NOT covered by the guarantee (report them internally, as Opacus's examples do).
  */
 import { isDeepStrictEqual } from 'node:util';
-import { BulwarkError, bulwarkVersion, invalidArgument, requireInteger, SeededRng } from '../core/index.js';
+import {
+  BulwarkError,
+  bulwarkVersion,
+  invalidArgument,
+  requireInteger,
+  requireNumberIn,
+} from '../core/index.js';
 import {
   type Dataset,
   Imputer,
@@ -114,6 +121,10 @@ export interface DpTabularOptions {
   learningRate?: number;
   optimizer?: 'sgd' | 'adam';
   seed?: number;
+  /**
+   * Share of the rows held out for the test metrics, in [0, 1) (default 0.2): each row by a seeded hash
+   * of its own values, so the count held out is about this share, not exactly it.
+   */
   testFraction?: number;
   /** Feature columns (default: every schema field with bounds or categories, but the label). */
   features?: readonly string[];
@@ -384,6 +395,72 @@ function checkWarmStart(
     throw mismatch('preprocessing inside the network', net.preprocessing.kind, 'none (public pipeline)');
 }
 
+/** murmur3's 32-bit finaliser: every input bit affects every output bit. */
+function fmix32(h: number): number {
+  let x = h ^ (h >>> 16);
+  x = Math.imul(x, 0x85ebca6b);
+  x ^= x >>> 13;
+  x = Math.imul(x, 0xc2b2ae35);
+  return (x ^ (x >>> 16)) >>> 0;
+}
+
+const f64 = new Float64Array(1);
+const u32 = new Uint32Array(f64.buffer);
+
+/**
+ * The held-out test rows: row i is held out when a hash of the seed and of row i's own values (every
+ * column) falls below `fraction`. Each row's side depends on that row alone, so adding or removing one
+ * row leaves every other row where it was, and the training sets of two neighbouring datasets are
+ * themselves neighbours (or equal): what DP-SGD's and objective perturbation's guarantees are about.
+ * A seeded permutation of the n rows (the split before) is a different permutation for n + 1 rows: one
+ * added row moved about a third of the others between training and test, so the trained model depended
+ * on every row's presence far beyond one row's clipped gradient — whoever knows the other rows and the
+ * (public) seed could tell the two training sets, and so the two datasets, apart. The hash need not be
+ * secret for this (it is a function of one row, like a per-row coin): it is a spread, not a key.
+ */
+export function heldOutSplit(
+  ds: Dataset,
+  fraction: number,
+  seed: number,
+): { trainIdx: Int32Array; testIdx: Int32Array } {
+  const n = ds.rowCount;
+  if (fraction === 0)
+    return { trainIdx: Int32Array.from({ length: n }, (_, i) => i), testIdx: new Int32Array(0) };
+  const s = requireInteger('seed', seed, 0);
+  const h1 = new Uint32Array(n).fill(fmix32((s ^ 0x9e3779b9) >>> 0));
+  const h2 = new Uint32Array(n).fill(fmix32((Math.floor(s / 2 ** 32) ^ 0x7f4a7c15) >>> 0));
+  const mix = (i: number, w: number): void => {
+    h1[i] = fmix32(Math.imul((h1[i] as number) ^ w, 0xcc9e2d51) + 0xe6546b64);
+    h2[i] = fmix32(Math.imul((h2[i] as number) + w, 0x1b873593) ^ 0x5bd1e995);
+  };
+  for (const c of ds.columns) {
+    for (let i = 0; i < n; i++) {
+      if (c.type === 'string') {
+        const v = c.values[i];
+        if (v === null || v === undefined) mix(i, 0x6e756c6c);
+        else {
+          mix(i, v.length + 0x73747200);
+          for (let k = 0; k < v.length; k++) mix(i, v.charCodeAt(k));
+        }
+      } else {
+        // A number by its bits (every NaN alike, −0 as 0: the same value the row shows).
+        const x = c.values[i] as number;
+        f64[0] = Number.isNaN(x) ? Number.NaN : x === 0 ? 0 : x;
+        mix(i, u32[0] as number);
+        mix(i, u32[1] as number);
+      }
+    }
+  }
+  const train: number[] = [];
+  const test: number[] = [];
+  for (let i = 0; i < n; i++) {
+    // 53 bits of the two lanes as a uniform number in [0, 1).
+    const u = ((h1[i] as number) * 2 ** 21 + ((h2[i] as number) >>> 11)) / 2 ** 53;
+    (u < fraction ? test : train).push(i);
+  }
+  return { trainIdx: Int32Array.from(train), testIdx: Int32Array.from(test) };
+}
+
 /** Trains a DP model on tabular data (see the module documentation). */
 export async function trainTabularDp(ds: Dataset, o: DpTabularOptions): Promise<DpTabularResult> {
   const epsilon = requireEpsilon('epsilon', o.epsilon);
@@ -407,16 +484,13 @@ export async function trainTabularDp(ds: Dataset, o: DpTabularOptions): Promise<
   ds.column(o.label);
   const features = chooseFeatures(ds, o);
   const { y, classValues } = labels(ds, o);
-  const n = ds.rowCount;
-  const testFraction = o.testFraction ?? 0.2;
+  const testFraction = requireNumberIn('testFraction', o.testFraction ?? 0.2, 0, 1, { maxExclusive: true });
   const publicRows = o.publicRows === undefined ? undefined : requireInteger('publicRows', o.publicRows, 2);
-  // Rows trained on out of `rows`: the held-out test share is taken off (of a public count too).
+  // Rows trained on out of a public count: the held-out test share is taken off.
   const trainShare = (rows: number) => rows - Math.round(rows * testFraction);
-  const nTest = n - trainShare(n);
-  if (n - nTest < 2) throw new BulwarkError('ERR_DATA_VALUE', `${n} rows are too few to train on`);
-  const perm = new SeededRng(o.seed ?? 0).permutation(n);
-  const testIdx = perm.subarray(0, nTest);
-  const trainIdx = perm.subarray(nTest);
+  const { trainIdx, testIdx } = heldOutSplit(ds, testFraction, o.seed ?? 0);
+  if (trainIdx.length < 2)
+    throw new BulwarkError('ERR_DATA_VALUE', `${trainIdx.length} rows are too few to train on`);
   // The pipeline's fit only checks column types: every parameter comes from the schema.
   const pipeline = publicPipeline(o.schema, features).fit(ds.take(trainIdx));
   const tr = pipeline.transform(ds.take(trainIdx));
