@@ -3,7 +3,7 @@ import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { writeTransactionsCsv } from '../../src/data/index.js';
-import { type CliRun, inParallel, runBulwark, runBulwarkAsync } from '../helpers/cli.js';
+import { type CliRun, inParallel, runBulwark, runBulwarkAsync, runBulwarkInProcess } from '../helpers/cli.js';
 import { tempDir } from './helpers.js';
 
 /** The `bulwark keys` and `bulwark data protect|reveal` commands, run as a user would. */
@@ -33,12 +33,19 @@ describe('bulwark keys / data protect CLI', () => {
     assert.match(r.stderr, /ERR_PASSPHRASE_WRONG/);
     assert.doesNotMatch(r.stderr, /a long demo/);
     // A re-wrap that cannot be done (no such manifest) stops the rotation before the keyring changes.
-    r = runBulwark(['keys', 'rotate', 'data', ...auth, '--rewrap', join(dir, 'none.bulwark.json')]);
+    r = await runBulwarkInProcess([
+      'keys',
+      'rotate',
+      'data',
+      ...auth,
+      '--rewrap',
+      join(dir, 'none.bulwark.json'),
+    ]);
     assert.equal(r.code, 3);
     assert.match(r.stderr, /ERR_FILE_NOT_FOUND/);
     // The data file given where its manifest belongs: named as the wrong kind of file.
     writeFileSync(join(dir, 'data.csv'), 'a,b\n1,2\n');
-    r = runBulwark(['keys', 'rotate', 'data', ...auth, '--rewrap', join(dir, 'data.csv')]);
+    r = await runBulwarkInProcess(['keys', 'rotate', 'data', ...auth, '--rewrap', join(dir, 'data.csv')]);
     assert.equal(r.code, 3);
     assert.match(
       r.stderr,
@@ -59,17 +66,17 @@ describe('bulwark keys / data protect CLI', () => {
         [2, 'enabled', true],
       ],
     );
-    r = runBulwark(['keys', 'destroy', 'data', '--key-version', '1', ...auth]);
+    r = await runBulwarkInProcess(['keys', 'destroy', 'data', '--key-version', '1', ...auth]);
     assert.equal(r.code, 2);
     assert.match(r.stderr, /--yes/);
     r = runBulwark(['keys', 'destroy', 'data', '--key-version', '1', '--yes', ...auth]);
     assert.equal(r.code, 0, r.stderr);
-    r = runBulwark(['keys', 'init', ...auth]);
+    r = await runBulwarkInProcess(['keys', 'init', ...auth]);
     assert.equal(r.code, 3);
     assert.match(r.stderr, /ERR_FILE_EXISTS/);
     // A keyring whose first key cannot be made is not left behind to block the corrected command.
     const fileKr = join(dir, 'file-kr.json');
-    r = runBulwark(['keys', 'init', '--provider', 'file', '--keyring', fileKr]);
+    r = await runBulwarkInProcess(['keys', 'init', '--provider', 'file', '--keyring', fileKr]);
     assert.equal(r.code, 2, r.stderr);
     assert.equal(existsSync(fileKr), false);
     writeFileSync(join(dir, 'kek.hex'), `${'ab'.repeat(32)}\n`);
@@ -206,7 +213,7 @@ describe('bulwark keys / data protect CLI', () => {
     r = back3;
     assert.equal(r.code, 5);
     assert.match(r.stderr, /ERR_KEY_DESTROYED/);
-    r = runBulwark([
+    r = await runBulwarkInProcess([
       'data',
       'protect',
       src,
