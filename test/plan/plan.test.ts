@@ -19,7 +19,7 @@ import {
   solveBruteForce,
   THREATS,
 } from '../../src/plan/index.js';
-import { ROOT, runBulwark } from '../helpers/cli.js';
+import { ROOT, runBulwark, runBulwarkInProcess } from '../helpers/cli.js';
 
 const RESULTS = join(ROOT, 'bench', 'results');
 const PLAN = join(import.meta.dirname, 'fixtures', 'plan.yaml');
@@ -331,7 +331,7 @@ describe('plan: choice, compliance, dependencies', async () => {
 });
 
 describe('bulwark plan (CLI)', () => {
-  it('--json and an HTML report with the frontier plot; infeasible exits 3; bad profile exits 2', () => {
+  it('--json and an HTML report with the frontier plot; infeasible exits 3; bad profile exits 2', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'bulwark-plan-'));
     const report = join(dir, 'plan.html');
     const r = runBulwark(['--json', 'plan', '--plan', PLAN, '--report', report]);
@@ -345,27 +345,27 @@ describe('bulwark plan (CLI)', () => {
     // The report never replaces the plan file it was made from, whatever --force says.
     const own = join(dir, 'own-plan.yaml');
     copyFileSync(PLAN, own);
-    const self = runBulwark(['plan', '--plan', own, '--report', own, '--force']);
+    const self = await runBulwarkInProcess(['plan', '--plan', own, '--report', own, '--force']);
     assert.equal(self.code, 2, self.stderr);
     assert.match(self.stderr, /ERR_USAGE: --report \S+ is also an input/);
     assert.equal(readFileSync(own, 'utf8'), readFileSync(PLAN, 'utf8'));
     // A folder is refused before the work (it failed after it, ERR_IO EISDIR, exit 1).
-    const folder = runBulwark(['plan', '--plan', PLAN, '--report', dir, '--force']);
+    const folder = await runBulwarkInProcess(['plan', '--plan', PLAN, '--report', dir, '--force']);
     assert.equal(folder.code, 2, folder.stderr);
     assert.match(folder.stderr, /ERR_USAGE: --report \S+ is a folder; give a file path/);
-    const bad = runBulwark(['plan', '--plan', PLAN, '--budget', '0.01']);
+    const bad = await runBulwarkInProcess(['plan', '--plan', PLAN, '--budget', '0.01']);
     assert.equal(bad.code, 3);
     assert.match(bad.stderr, /^bulwark: ERR_PLAN_INFEASIBLE: /);
-    const prof = runBulwark(['plan', '--budget', '5', '--profile', 'sox']);
+    const prof = await runBulwarkInProcess(['plan', '--budget', '5', '--profile', 'sox']);
     assert.equal(prof.code, 2);
     const missing = join(dir, 'missing.yaml');
     writeFileSync(missing, 'budget: 10\nrequire: [k8s-hardening]\n');
-    const m = runBulwark(['plan', '--plan', missing]);
+    const m = await runBulwarkInProcess(['plan', '--plan', missing]);
     assert.equal(m.code, 3);
     assert.match(m.stderr, /ERR_PLAN_COST_MISSING: .*is required/);
   });
 
-  it('reads the results shipped with Bulwark whatever the working directory; --results reads another folder', () => {
+  it('reads the results shipped with Bulwark whatever the working directory; --results reads another folder', async () => {
     // Run from a project folder with no bench/results: the same plan as from the repository root (it
     // used to be ERR_FILE_NOT_FOUND for <cwd>/bench/results).
     const elsewhere = mkdtempSync(join(tmpdir(), 'bulwark-plan-cwd-'));
@@ -375,7 +375,7 @@ describe('bulwark plan (CLI)', () => {
     assert.deepEqual(JSON.parse(fromElsewhere.stdout).chosen, JSON.parse(fromRoot.stdout).chosen);
     // An empty folder of results: every measured cost is missing, so a required measure cannot be costed.
     const empty = mkdtempSync(join(tmpdir(), 'bulwark-plan-empty-'));
-    const none = runBulwark(
+    const none = await runBulwarkInProcess(
       ['plan', '--plan', PLAN, '--results', empty, '--budget', '5', '--profile', 'pci-dss'],
       {
         cwd: elsewhere,
