@@ -15,7 +15,7 @@ import {
   NoiseSource,
   openLedger,
 } from '../../src/privacy/index.js';
-import { runBulwark } from '../helpers/cli.js';
+import { runBulwark, runBulwarkInProcess } from '../helpers/cli.js';
 import { chiSquareIntegers } from './stats.js';
 
 process.on('warning', (w) => {
@@ -206,15 +206,24 @@ describe('bulwark query (CLI)', () => {
     `age,city\n${Array.from({ length: 200 }, (_, i) => `${20 + (i % 50)},${i % 3 === 0 ? 'Lyon' : 'Paris'}`).join('\n')}\n`,
   );
 
-  it('a ledger in a missing folder is refused, not created: exit 3 naming --ledger or $BULWARK_LEDGER', () => {
+  it('a ledger in a missing folder is refused, not created: exit 3 naming --ledger or $BULWARK_LEDGER', async () => {
     const missing = join(tmp, 'bulwrak');
     const ledger = join(missing, 'ledger.sqlite');
     const expected = (from: string) =>
       `bulwark: ERR_FILE_NOT_FOUND: cannot write budget ledger ${ledger} (${from}): no such folder: ${missing} (create it first)\n`;
-    let r = runBulwark(['query', 'budget', 'set', 'people.csv', '--epsilon', '1', '--ledger', ledger]);
+    let r = await runBulwarkInProcess([
+      'query',
+      'budget',
+      'set',
+      'people.csv',
+      '--epsilon',
+      '1',
+      '--ledger',
+      ledger,
+    ]);
     assert.equal(r.code, 3, r.stderr);
     assert.equal(r.stderr, expected('--ledger'));
-    r = runBulwark(['query', 'count', '--data', csv, '--epsilon', '0.5'], {
+    r = await runBulwarkInProcess(['query', 'count', '--data', csv, '--epsilon', '0.5'], {
       env: { BULWARK_LEDGER: ledger },
     });
     assert.equal(r.code, 3, r.stderr);
@@ -222,9 +231,18 @@ describe('bulwark query (CLI)', () => {
     assert.equal(existsSync(missing), false);
   });
 
-  it('refuses without a budget (exit 5), answers within it, then refuses past it', () => {
+  it('refuses without a budget (exit 5), answers within it, then refuses past it', async () => {
     const ledger = join(tmp, 'cli.sqlite');
-    let r = runBulwark(['query', 'count', '--data', csv, '--epsilon', '0.5', '--ledger', ledger]);
+    let r = await runBulwarkInProcess([
+      'query',
+      'count',
+      '--data',
+      csv,
+      '--epsilon',
+      '0.5',
+      '--ledger',
+      ledger,
+    ]);
     assert.equal(r.code, 5, r.stderr);
     assert.match(r.stderr, /^bulwark: ERR_PRIVACY_BUDGET_UNSET: /);
     r = runBulwark(['query', 'budget', 'set', 'people.csv', '--epsilon', '1', '--ledger', ledger]);
@@ -266,7 +284,7 @@ describe('bulwark query (CLI)', () => {
     const out = JSON.parse(r.stdout) as { value: number; budget: { remaining: { epsilon: number } } };
     assert.ok(out.value >= 0 && out.value <= 100);
     assert.ok(Math.abs(out.budget.remaining.epsilon - 0.4) < 1e-9);
-    r = runBulwark([
+    r = await runBulwarkInProcess([
       'query',
       'histogram',
       '--data',
@@ -286,8 +304,8 @@ describe('bulwark query (CLI)', () => {
     assert.equal(JSON.parse(r.stdout).spends, 1);
   });
 
-  it('an unreachable ledger refuses with exit 6; missing public bounds are a usage error', () => {
-    let r = runBulwark([
+  it('an unreachable ledger refuses with exit 6; missing public bounds are a usage error', async () => {
+    let r = await runBulwarkInProcess([
       'query',
       'count',
       '--data',
@@ -299,7 +317,7 @@ describe('bulwark query (CLI)', () => {
     ]);
     assert.equal(r.code, 6, r.stderr);
     assert.match(r.stderr, /ERR_LEDGER_UNAVAILABLE/);
-    r = runBulwark([
+    r = await runBulwarkInProcess([
       'query',
       'sum',
       '--data',
