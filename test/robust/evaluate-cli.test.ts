@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
 import { SeededRng } from '../../src/core/index.js';
-import { runBulwark } from '../helpers/cli.js';
+import { runBulwark, runBulwarkInProcess } from '../helpers/cli.js';
 
 /** Label "yes" when 2 x1 - x2 + (channel == web) + count / 5 > 0.8, with noise; count is an integer in [0, 9]. */
 function makeCsv(rows: number, seed: number): string {
@@ -246,8 +246,8 @@ describe('bulwark evaluate', () => {
     assert.equal(atZero?.accuracy, m.cleanAccuracy, 'an attack of size 0 changes nothing');
   });
 
-  it('fails closed with named errors', () => {
-    const noMembers = runBulwark([
+  it('fails closed with named errors', async () => {
+    const noMembers = await runBulwarkInProcess([
       'evaluate',
       '--model',
       model,
@@ -260,7 +260,7 @@ describe('bulwark evaluate', () => {
     ]);
     assert.equal(noMembers.code, 2);
     assert.match(noMembers.stderr, /ERR_USAGE: --attacks mia needs --members/);
-    const unknown = runBulwark([
+    const unknown = await runBulwarkInProcess([
       'evaluate',
       '--model',
       model,
@@ -273,7 +273,7 @@ describe('bulwark evaluate', () => {
     ]);
     assert.equal(unknown.code, 2);
     assert.match(unknown.stderr, /expected some of fgsm, pgd, apgd, square, mia, extract, got "hsj"/);
-    const cls = runBulwark([
+    const cls = await runBulwarkInProcess([
       'evaluate',
       '--model',
       model,
@@ -287,7 +287,7 @@ describe('bulwark evaluate', () => {
     ]);
     assert.equal(cls.code, 2);
     assert.match(cls.stderr, /--attack-class: "maybe" is not one of the model's classes \(no, yes\)/);
-    const imm = runBulwark([
+    const imm = await runBulwarkInProcess([
       'evaluate',
       '--model',
       model,
@@ -301,7 +301,7 @@ describe('bulwark evaluate', () => {
     ]);
     assert.equal(imm.code, 2);
     assert.match(imm.stderr, /immutable: expected input columns of the model/);
-    const missing = runBulwark([
+    const missing = await runBulwarkInProcess([
       'evaluate',
       '--model',
       join(dir, 'none.onnx'),
@@ -314,7 +314,7 @@ describe('bulwark evaluate', () => {
     assert.match(missing.stderr, /ERR_FILE_NOT_FOUND/);
     const report = join(dir, 'exists.html');
     writeFileSync(report, 'x');
-    const exists = runBulwark([
+    const exists = await runBulwarkInProcess([
       'evaluate',
       '--model',
       model,
