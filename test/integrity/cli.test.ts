@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { AuditLog, generateSignerKey } from '../../src/audit/index.js';
 import { fileDigest } from '../../src/integrity/index.js';
 import { onnxMetadata } from '../../src/ml/index.js';
-import { runBulwark } from '../helpers/cli.js';
+import { runBulwark, runBulwarkInProcess } from '../helpers/cli.js';
 import { backdoored, flipLabels, fromArgs, mlpArgs, rows, trainMlpArgs, writeCsv } from './helpers.js';
 
 /**
@@ -83,16 +83,16 @@ describe('bulwark data inspect / train --sanitize / evaluate --gate', () => {
     assert.match(human.stdout, /rows flagged/);
   });
 
-  it('--report never replaces an input, whatever --force says (inspect, evaluate)', () => {
+  it('--report never replaces an input, whatever --force says (inspect, evaluate)', async () => {
     const model = join(dir, 'poisoned.onnx');
     const before = [readFileSync(model), readFileSync(poisoned)];
     const base = ['data', 'inspect', '--model', model, '--data', poisoned, '--force'];
     for (const target of [poisoned, model]) {
-      const r = runBulwark([...base, '--report', target]);
+      const r = await runBulwarkInProcess([...base, '--report', target]);
       assert.equal(r.code, 2, r.stderr);
       assert.match(r.stderr, /ERR_USAGE: --report \S+ is also an input of this command/);
     }
-    const e = runBulwark([
+    const e = await runBulwarkInProcess([
       'evaluate',
       '--model',
       model,
@@ -109,7 +109,7 @@ describe('bulwark data inspect / train --sanitize / evaluate --gate', () => {
     assert.deepEqual([readFileSync(model), readFileSync(poisoned)], before);
   });
 
-  it('the gate fails (exit 5) on the poisoned model and passes on the clean one', () => {
+  it('the gate fails (exit 5) on the poisoned model and passes on the clean one', async () => {
     const bad = runBulwark([
       'evaluate',
       '--model',
@@ -142,7 +142,7 @@ describe('bulwark data inspect / train --sanitize / evaluate --gate', () => {
     assert.equal(j.checks.length, 2);
     const badGate = join(dir, 'bad-gate.yaml');
     writeFileSync(badGate, 'version: 1\nchecks:\n  - metric: membership-auc\n    max: 0.6\n');
-    const noMembers = runBulwark([
+    const noMembers = await runBulwarkInProcess([
       'evaluate',
       '--model',
       join(dir, 'clean.onnx'),
@@ -157,7 +157,7 @@ describe('bulwark data inspect / train --sanitize / evaluate --gate', () => {
     assert.match(noMembers.stderr, /ERR_GATE_METRIC/);
   });
 
-  it('train --sanitize (both defences) removes flagged rows and records them in the model metadata', () => {
+  it('train --sanitize (both defences) removes flagged rows and records them in the model metadata', async () => {
     const out = join(dir, 'sanitized.onnx');
     const r = runBulwark([
       '--json',
@@ -201,7 +201,7 @@ describe('bulwark data inspect / train --sanitize / evaluate --gate', () => {
     const afterSanitize = backdoor(out);
     assert.ok(before > 0.6, `poisoned: ${before}`);
     assert.ok(afterSanitize < before - 0.2, `sanitised: ${afterSanitize} vs ${before}`);
-    const prov = runBulwark([
+    const prov = await runBulwarkInProcess([
       'train',
       '--data',
       poisoned,
@@ -250,7 +250,7 @@ describe('bulwark train --require-provenance', () => {
     const ok = runBulwark(args(clean, 'prov-ok.onnx'));
     assert.equal(ok.code, 0, ok.stderr);
     assert.match(ok.stderr, /provenance: .* is protected dataset/);
-    const refused = runBulwark(args(poisoned, 'prov-bad.onnx'));
+    const refused = await runBulwarkInProcess(args(poisoned, 'prov-bad.onnx'));
     assert.equal(refused.code, 5, refused.stderr);
     assert.match(refused.stderr, /ERR_DATA_PROVENANCE/);
     // Sanitised training with --audit records what it removed in the model.trained event.
@@ -277,11 +277,11 @@ describe('bulwark train --require-provenance', () => {
       await reopened.close();
     }
     // DP training is checked too (the provenance check runs before every kind of training) ...
-    const dp = runBulwark([...args(poisoned, 'prov-dp.onnx'), '--dp-epsilon', '1']);
+    const dp = await runBulwarkInProcess([...args(poisoned, 'prov-dp.onnx'), '--dp-epsilon', '1']);
     assert.equal(dp.code, 5, dp.stderr);
     assert.match(dp.stderr, /ERR_DATA_PROVENANCE/);
     // ... and sanitising, whose inspection is not private, is refused with DP rather than skipped.
-    const dpSanitize = runBulwark([
+    const dpSanitize = await runBulwarkInProcess([
       'train',
       '--data',
       clean,
@@ -299,7 +299,7 @@ describe('bulwark train --require-provenance', () => {
 });
 
 describe('bulwark train --from (continuous learning)', () => {
-  it('fine-tunes on a clean batch and refuses a label-flipped one (exit 5, nothing written)', () => {
+  it('fine-tunes on a clean batch and refuses a label-flipped one (exit 5, nothing written)', async () => {
     const batch = join(dir, 'batch.csv');
     const flipped = join(dir, 'flipped.csv');
     const fresh = rows(600, 5);
@@ -336,7 +336,7 @@ describe('bulwark train --from (continuous learning)', () => {
     assert.equal(bad.code, 5, bad.stderr);
     assert.match(bad.stderr, /ERR_MODEL_REGRESSION/);
     assert.equal(existsSync(join(dir, 'continued-bad.onnx')), false);
-    const pkg = runBulwark([
+    const pkg = await runBulwarkInProcess([
       'train',
       '--from',
       join(dir, 'model.bwm'),
