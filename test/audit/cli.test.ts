@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { AuditLog, parseSignerKey } from '../../src/audit/index.js';
-import { type CliRun, inParallel, runBulwark, runBulwarkAsync } from '../helpers/cli.js';
+import { type CliRun, inParallel, runBulwark, runBulwarkAsync, runBulwarkInProcess } from '../helpers/cli.js';
 
 const digest = (s: string) => `sha256:${createHash('sha256').update(s).digest('hex')}`;
 
@@ -17,22 +17,22 @@ describe('bulwark audit (CLI)', () => {
   after(() => rmSync(dir, { recursive: true, force: true }));
   let predictionId = '';
 
-  it('keygen writes a private key (0600) and its public key, and refuses to overwrite', () => {
+  it('keygen writes a private key (0600) and its public key, and refuses to overwrite', async () => {
     const r = runBulwark(['audit', 'keygen', '--name', 'bulwark.test/cli', '--out', key, '--json']);
     assert.equal(r.code, 0, r.stderr);
     const out = JSON.parse(r.stdout) as { publicKey: string };
     assert.match(out.publicKey, /^bulwark\.test\/cli\+[0-9a-f]{8}\+/);
     assert.equal(readFileSync(`${key}.pub`, 'utf8').trim(), out.publicKey);
     assert.equal(statSync(key).mode & 0o777, 0o600);
-    const again = runBulwark(['audit', 'keygen', '--name', 'bulwark.test/cli', '--out', key]);
+    const again = await runBulwarkInProcess(['audit', 'keygen', '--name', 'bulwark.test/cli', '--out', key]);
     assert.equal(again.code, 3, again.stderr);
     assert.match(again.stderr, /^bulwark: ERR_FILE_EXISTS: /);
   });
 
-  it('checkpoint --signing-key does not start a log in a missing folder: exit 3, the flag and folder named', () => {
+  it('checkpoint --signing-key does not start a log in a missing folder: exit 3, the flag and folder named', async () => {
     const missing = join(dir, 'bulwrak');
     const store = join(missing, 'audit.db');
-    const r = runBulwark(['audit', '--store', store, 'checkpoint', '--signing-key', key]);
+    const r = await runBulwarkInProcess(['audit', '--store', store, 'checkpoint', '--signing-key', key]);
     assert.equal(r.code, 3, r.stderr);
     assert.equal(
       r.stderr,
@@ -136,7 +136,15 @@ describe('bulwark audit (CLI)', () => {
     );
 
     assert.equal(p.code, 0, p.stderr);
-    const again = runBulwark(['audit', 'prove', predictionId, '--store', db, '--out', proofFile]);
+    const again = await runBulwarkInProcess([
+      'audit',
+      'prove',
+      predictionId,
+      '--store',
+      db,
+      '--out',
+      proofFile,
+    ]);
     assert.equal(again.code, 3, again.stderr);
     assert.match(again.stderr, /ERR_FILE_EXISTS: refusing to overwrite .* \(add --force to replace it\)/);
     assert.equal(check.code, 0, check.stderr);
@@ -184,7 +192,7 @@ describe('bulwark audit (CLI)', () => {
     assert.equal(unknown.code, 3, unknown.stderr);
     assert.match(unknown.stderr, /ERR_AUDIT_EVENT_NOT_FOUND/);
     // A URL that does not parse is a usage error, and its text (a password, say) is not repeated.
-    const bad = runBulwark(['audit', 'tail', '--store', 'postgres://bob:S3cret@[::1:1/x']);
+    const bad = await runBulwarkInProcess(['audit', 'tail', '--store', 'postgres://bob:S3cret@[::1:1/x']);
     assert.equal(bad.code, 2, bad.stderr);
     assert.match(bad.stderr, /ERR_USAGE: the audit store is a postgres:\/\/ URL that does not parse/);
     assert.doesNotMatch(bad.stderr, /S3cret/);
