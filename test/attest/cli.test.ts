@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { signSoftwareAttestation } from '../../src/attest/index.js';
-import { runBulwark } from '../helpers/cli.js';
+import { runBulwark, runBulwarkInProcess } from '../helpers/cli.js';
 import { NITRO_DOC, noSamples, SNP_ASK_ARK, SNP_REPORT, SNP_VCEK } from './fixtures.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'bulwark-attest-cli-'));
@@ -44,7 +44,7 @@ describe('bulwark attest verify', { skip: noSamples }, () => {
     assert.match(out.freshness, /^not evaluated \(--at document/);
   });
 
-  it("refuses a policy that pins no measurement: any genuine enclave, anyone's, would pass", () => {
+  it("refuses a policy that pins no measurement: any genuine enclave, anyone's, would pass", async () => {
     const r = runBulwark(atDocument);
     assert.equal(r.code, 5);
     assert.equal(errOf(r.stderr), 'ERR_ATTEST_MEASUREMENT');
@@ -55,7 +55,7 @@ describe('bulwark attest verify', { skip: noSamples }, () => {
     assert.equal(ok.code, 0, ok.stderr);
     const wrong = runBulwark([...atDocument, '--measurement', `PCR0=${'00'.repeat(48)}`]);
     assert.equal(errOf(wrong.stderr), 'ERR_ATTEST_MEASUREMENT');
-    const usage = runBulwark([
+    const usage = await runBulwarkInProcess([
       'attest',
       'verify',
       NITRO_DOC,
@@ -131,14 +131,17 @@ describe('bulwark attest verify', { skip: noSamples }, () => {
     assert.equal(errOf(r.stderr), 'ERR_ATTEST_DEBUG');
   });
 
-  it('usage, input and config errors have their exit codes', () => {
-    const unknown = runBulwark(['attest', 'verify', NITRO_DOC, '--format', 'sgx']);
+  it('usage, input and config errors have their exit codes', async () => {
+    const unknown = await runBulwarkInProcess(['attest', 'verify', NITRO_DOC, '--format', 'sgx']);
     assert.equal(unknown.code, 2);
     assert.equal(errOf(unknown.stderr), 'ERR_ATTEST_FORMAT_UNKNOWN');
-    assert.equal(runBulwark(['attest', 'verify', join(dir, 'nope.bin'), '--format', 'nitro']).code, 3);
+    assert.equal(
+      (await runBulwarkInProcess(['attest', 'verify', join(dir, 'nope.bin'), '--format', 'nitro'])).code,
+      3,
+    );
     const badPolicy = join(dir, 'bad.yaml');
     writeFileSync(badPolicy, 'alowDebug: true\n');
-    const r = runBulwark([...atDocument, '--policy', badPolicy]);
+    const r = await runBulwarkInProcess([...atDocument, '--policy', badPolicy]);
     assert.equal(r.code, 4);
     assert.equal(errOf(r.stderr), 'ERR_ATTEST_POLICY_INVALID');
     assert.equal(
