@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { runBulwark, runBulwarkAsync } from '../helpers/cli.js';
+import { runBulwark, runBulwarkAsync, runBulwarkInProcess } from '../helpers/cli.js';
 import {
   DP_SCHEMA,
   fromArgs,
@@ -25,10 +25,12 @@ const env = { [PASS_ENV]: process.env[PASS_ENV] as string };
 const p = (f: string) => join(t.dir, f);
 const ledger = p('ledger.sqlite');
 const bw = (args: string[]) => runBulwark(args, { cwd: t.dir, env });
+/** {@link bw} in this process: for the refusals raised before any work, and the budget read-backs. */
+const bwHere = (args: string[]) => runBulwarkInProcess(args, { cwd: t.dir, env });
 
-/** The DP fine-tune of parent.bwm on `data` into `out` with the bundle `detectors`. */
-function dpFrom(data: string, out: string, detectors: string) {
-  return bw([
+/** The args of the DP fine-tune of parent.bwm on `data` into `out` with the bundle `detectors`. */
+function dpFrom(data: string, out: string, detectors: string): string[] {
+  return [
     ...fromArgs(p('parent.bwm'), p(data), p('eval.csv')),
     ...packageArgs(t.dir),
     '--schema',
@@ -61,11 +63,11 @@ function dpFrom(data: string, out: string, detectors: string) {
     p(out),
     '--detectors',
     p(detectors),
-  ]);
+  ];
 }
 
-function spent(): number {
-  const r = bw(['--json', 'query', 'budget', 'status', 'tx', '--ledger', ledger]);
+async function spent(): Promise<number> {
+  const r = await bwHere(['--json', 'query', 'budget', 'status', 'tx', '--ledger', ledger]);
   assert.equal(r.code, 0, r.stderr);
   return (JSON.parse(r.stdout) as { spent: { epsilon: number } }).spent.epsilon;
 }
@@ -161,7 +163,7 @@ before(async () => {
 after(() => t.cleanup());
 
 describe('train --from PARENT.bwm --dp-epsilon --detectors', () => {
-  it("refuses detectors fitted on the batch or on the parent's training data, or made for another model, before spending", () => {
+  it("refuses detectors fitted on the batch or on the parent's training data, or made for another model, before spending", async () => {
     const cases: [string, number, string, RegExp][] = [
       ['det-batch.json', 2, 'ERR_DP_UNACCOUNTED', /fitted on the model's private training data/],
       ['det-base.json', 2, 'ERR_DP_UNACCOUNTED', /fitted on the model's private training data/],
@@ -173,24 +175,24 @@ describe('train --from PARENT.bwm --dp-epsilon --detectors', () => {
       ],
     ];
     for (const [bundle, exit, code, message] of cases) {
-      const before = spent();
-      const r = dpFrom('batch.csv', 'refused.bwm', bundle);
+      const before = await spent();
+      const r = await bwHere(dpFrom('batch.csv', 'refused.bwm', bundle));
       assert.equal(r.code, exit, `${bundle}: ${r.stderr}`);
       const line = r.stderr.split('\n').findLast((l) => l.startsWith('{"error"'));
       const err = JSON.parse(line ?? '{}').error as { code: string; message: string };
       assert.equal(err.code, code);
       assert.match(err.message, message);
       assert.doesNotMatch(r.stderr, /at .*\.[jt]s:\d+/, 'no stack trace');
-      assert.equal(spent(), before, `${bundle}: no budget spent`);
+      assert.equal(await spent(), before, `${bundle}: no budget spent`);
       assert.equal(existsSync(p('refused.bwm')), false);
     }
   });
 
-  it('seals detectors fitted on held-out rows', () => {
-    const before = spent();
-    const r = dpFrom('batch.csv', 'next.bwm', 'det-held.json');
+  it('seals detectors fitted on held-out rows', async () => {
+    const before = await spent();
+    const r = bw(dpFrom('batch.csv', 'next.bwm', 'det-held.json'));
     assert.equal(r.code, 0, r.stderr);
-    assert.ok(spent() > before);
+    assert.ok((await spent()) > before);
     const i = bw(['--json', 'model', 'inspect', p('next.bwm')]);
     assert.equal(i.code, 0, i.stderr);
     const m = JSON.parse(i.stdout).manifest;
