@@ -18,7 +18,7 @@ import type { ComposedEvent, PrivacyEvent } from './accountants/events.js';
 import type { BudgetLedger, SpendReceipt } from './ledger/ledger.js';
 import { discreteGaussianRational, discreteLaplaceRational, exactRational } from './mechanisms/exact.js';
 import { discreteGaussianSigma, permuteAndFlip } from './mechanisms/mechanisms.js';
-import { type NoiseSource, noiseOf } from './mechanisms/noise.js';
+import { type NoiseSource, noiseDetails, noiseOf } from './mechanisms/noise.js';
 import { requireDelta, requireEpsilon } from './params.js';
 
 /** Options shared by the queries. */
@@ -106,7 +106,11 @@ async function spend(
     epsilon: p.epsilon,
     delta: p.delta,
     operation,
-    details: { ...(o.column === undefined ? {} : { column: o.column }), ...details },
+    details: {
+      ...(o.column === undefined ? {} : { column: o.column }),
+      ...details,
+      ...noiseDetails(o.noise),
+    },
     events,
   });
 }

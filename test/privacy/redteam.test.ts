@@ -11,7 +11,14 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { Dataset, type Schema } from '../../src/data/index.js';
 import { logisticRegression, type Optimizer } from '../../src/ml/index.js';
-import { INSECURE_NOISE_WARNING, NoiseSource, trainDpSgd, trainTabularDp } from '../../src/privacy/index.js';
+import {
+  dpCount,
+  INSECURE_NOISE_WARNING,
+  NoiseSource,
+  openLedger,
+  trainDpSgd,
+  trainTabularDp,
+} from '../../src/privacy/index.js';
 import { runBulwarkAsync } from '../helpers/cli.js';
 
 process.on('warning', (w) => {
@@ -269,5 +276,63 @@ describe('DP training: the held-out split cannot move other rows when one row is
     assert.deepEqual(shifted, before);
     // About the share asked for (each row by a hash: not exactly it).
     assert.ok(before.length > 30 && before.length < 90, String(before.length));
+  });
+});
+
+describe('a release with seeded noise is marked in the ledger', () => {
+  // Whoever picks the seed knows the noise: `bulwark query --seeded-noise 7` on a file whose count is
+  // known gives the noise, and the same seed on the private file then gives the exact count, each for
+  // the ε it spends. Before the fix the ledger's history (and its privacy.spent audit events) recorded
+  // such spends exactly like private ones.
+  it('the spend details say insecure-seeded; a CSPRNG spend says nothing about its noise', async () => {
+    const ledger = await openLedger(join(tmp, 'seeded.sqlite'));
+    try {
+      await ledger.setBudget('d', { epsilon: 2, delta: 0 });
+      const budget = { ledger, dataset: 'd' };
+      const a = await dpCount(10, { epsilon: 0.5, budget, noise: seeded(7) });
+      const b = await dpCount(10, { epsilon: 0.5, budget, noise: seeded(7) });
+      assert.equal(a.value, b.value, 'the same seed, the same noise: subtracting it gives the count');
+      await dpCount(10, { epsilon: 0.5, budget });
+      const h = await ledger.history('d');
+      assert.deepEqual(
+        h.map((r) => r.details['noise'] ?? null),
+        ['insecure-seeded', 'insecure-seeded', null],
+      );
+    } finally {
+      await ledger.close();
+    }
+  });
+
+  it('bulwark query budget history says so', async () => {
+    const file = join(tmp, 'hist.csv');
+    writeFileSync(file, 'v\n1\n2\n');
+    const ledger = join(tmp, 'hist.sqlite');
+    const set = await runBulwarkAsync([
+      'query',
+      'budget',
+      'set',
+      'hist.csv',
+      '--epsilon',
+      '5',
+      '--ledger',
+      ledger,
+    ]);
+    assert.equal(set.code, 0, set.stderr);
+    const q = await runBulwarkAsync([
+      'query',
+      'count',
+      '--data',
+      file,
+      '--epsilon',
+      '1',
+      '--ledger',
+      ledger,
+      '--seeded-noise',
+      '3',
+    ]);
+    assert.equal(q.code, 0, q.stderr);
+    const h = await runBulwarkAsync(['query', 'budget', 'history', 'hist.csv', '--ledger', ledger]);
+    assert.equal(h.code, 0, h.stderr);
+    assert.match(h.stdout, /query\.count {2}epsilon 1 {2}INSECURE seeded noise: not private/);
   });
 });

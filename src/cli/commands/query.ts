@@ -454,7 +454,7 @@ export function registerQueryCommand(program: Command): void {
         : h
             .map(
               (r) =>
-                `${r.at}  ${r.operation}  epsilon ${r.epsilon}${r.delta > 0 ? ` delta ${r.delta}` : ''}${r.analyst ? `  by ${r.analyst}` : ''}`,
+                `${r.at}  ${r.operation}  epsilon ${r.epsilon}${r.delta > 0 ? ` delta ${r.delta}` : ''}${r.analyst ? `  by ${r.analyst}` : ''}${r.details['noise'] === 'insecure-seeded' ? '  INSECURE seeded noise: not private' : ''}`,
             )
             .join('\n'),
     );

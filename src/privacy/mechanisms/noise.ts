@@ -47,6 +47,16 @@ export function defaultNoise(): NoiseSource {
   return defaultSource;
 }
 
+/**
+ * What a ledger spend records about its noise: `{ noise: 'insecure-seeded' }` for a seeded source, else
+ * nothing. A release with seeded noise is not private against whoever chose or learns the seed (an
+ * analyst who passes `--seeded-noise` can subtract the noise), so the spend must not read in the
+ * ledger's history and audit log like a private one.
+ */
+export function noiseDetails(source: NoiseSource | undefined): { noise?: 'insecure-seeded' } {
+  return source !== undefined && !source.secure ? { noise: 'insecure-seeded' } : {};
+}
+
 /** The caller's source, or the shared secure one. */
 export function noiseOf(source: NoiseSource | undefined): NoiseSource {
   return source ?? defaultNoise();

@@ -33,7 +33,7 @@ import { createAccountant } from '../accountants/accountants.js';
 import { calibrateNoiseMultiplier } from '../accountants/calibrate.js';
 import type { ComposedEvent, PrivacyEvent } from '../accountants/events.js';
 import type { BudgetLedger, SpendReceipt } from '../ledger/ledger.js';
-import { addGaussianNoise, type NoiseSource, noiseOf } from '../mechanisms/noise.js';
+import { addGaussianNoise, type NoiseSource, noiseDetails, noiseOf } from '../mechanisms/noise.js';
 import { requireDelta, requireEpsilon, requireNoiseMultiplier, requireSamplingRate } from '../params.js';
 
 /** Options of {@link trainDpSgd}. */
@@ -240,7 +240,14 @@ export async function trainDpSgd(net: Network, data: LabelledData, o: DpSgdOptio
       epsilon,
       delta,
       operation: 'train.dp-sgd',
-      details: { accountant, noiseMultiplier: sigma, clipNorm, samplingRate: q, steps },
+      details: {
+        accountant,
+        noiseMultiplier: sigma,
+        clipNorm,
+        samplingRate: q,
+        steps,
+        ...noiseDetails(o.noise),
+      },
       events: dpSgdEvents(sigma, q, steps),
     });
   }

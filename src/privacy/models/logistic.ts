@@ -45,7 +45,7 @@ import {
 } from '../../ml/index.js';
 import type { ComposedEvent, PrivacyEvent } from '../accountants/events.js';
 import type { BudgetLedger, SpendReceipt } from '../ledger/ledger.js';
-import { type NoiseSource, noiseOf } from '../mechanisms/noise.js';
+import { type NoiseSource, noiseDetails, noiseOf } from '../mechanisms/noise.js';
 import { requireEpsilon } from '../params.js';
 
 /** Second-derivative bound of the logistic loss: ℓ''(z) = σ(z)σ(−z) <= 1/4. */
@@ -282,7 +282,13 @@ export async function fitDpLogisticRegression(
       epsilon,
       delta: 0,
       operation: 'train.dp-logistic-regression',
-      details: { mechanism: 'objective-perturbation', dataNorm: o.dataNorm, classes, neighbours },
+      details: {
+        mechanism: 'objective-perturbation',
+        dataNorm: o.dataNorm,
+        classes,
+        neighbours,
+        ...noiseDetails(o.noise),
+      },
       events: objectivePerturbationEvents(epsilon, classes),
     });
   }
