@@ -8,12 +8,14 @@ import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { SeededRng } from '../../src/core/index.js';
-import { runBulwark } from '../helpers/cli.js';
+import { runBulwark, runBulwarkInProcess } from '../helpers/cli.js';
 import { PASS_ENV, tempDir } from './helpers.js';
 
 const t = tempDir('fit-det-cli');
 const env = { [PASS_ENV]: process.env[PASS_ENV]! };
 const bw = (args: string[]) => runBulwark(args, { cwd: t.dir, env });
+/** {@link bw} in this process: for the refusals raised before any work and the read-backs. */
+const bwHere = (args: string[]) => runBulwarkInProcess(args, { cwd: t.dir, env });
 const path = (n: string) => join(t.dir, n);
 
 /** Seeded rows: fraud likelier for large amounts of kind C. */
@@ -68,30 +70,30 @@ before(() => {
 
 after(() => t.cleanup());
 
-const protect = (out: string, bundle: string, extra: string[] = []) =>
-  bw([
-    '--json',
-    'model',
-    'protect',
-    'm.onnx',
-    '--keyring',
-    'kr.json',
-    '--passphrase-env',
-    PASS_ENV,
-    '--sign-key',
-    'signer.key',
-    '--out',
-    out,
-    '--name',
-    'fraud',
-    '--dataset',
-    'train.csv',
-    '--detectors',
-    bundle,
-    '--audit',
-    'audit.db',
-    ...extra,
-  ]);
+const protectArgs = (out: string, bundle: string, extra: string[] = []) => [
+  '--json',
+  'model',
+  'protect',
+  'm.onnx',
+  '--keyring',
+  'kr.json',
+  '--passphrase-env',
+  PASS_ENV,
+  '--sign-key',
+  'signer.key',
+  '--out',
+  out,
+  '--name',
+  'fraud',
+  '--dataset',
+  'train.csv',
+  '--detectors',
+  bundle,
+  '--audit',
+  'audit.db',
+  ...extra,
+];
+const protect = (out: string, bundle: string, extra: string[] = []) => bw(protectArgs(out, bundle, extra));
 
 describe('bulwark model fit-detectors', () => {
   let heldDigest: string;
@@ -115,7 +117,7 @@ describe('bulwark model fit-detectors', () => {
     assert.equal(readFileSync(path('det2.json'), 'utf8'), readFileSync(path('det.json'), 'utf8'));
   });
 
-  it('protect --detectors seals the bundle into the package; inspect shows it, the audit log names its data', () => {
+  it('protect --detectors seals the bundle into the package; inspect shows it, the audit log names its data', async () => {
     const p = protect('m.bwm', 'det.json');
     assert.equal(p.code, 0, p.stderr);
     const made = JSON.parse(p.stdout);
@@ -124,7 +126,7 @@ describe('bulwark model fit-detectors', () => {
     const i = bw(['model', 'inspect', 'm.bwm']);
     assert.equal(i.code, 0, i.stderr);
     assert.match(i.stdout, /detectors: {4}mahalanobis, stateful, prada \(\d+ bytes, encrypted and signed/);
-    const tail = bw(['--json', 'audit', 'tail', '--store', 'audit.db']);
+    const tail = await bwHere(['--json', 'audit', 'tail', '--store', 'audit.db']);
     assert.equal(tail.code, 0, tail.stderr);
     const packaged = (JSON.parse(tail.stdout) as { type: string; data: Record<string, string> }[]).find(
       (e) => e.type === 'model.packaged',
@@ -132,7 +134,7 @@ describe('bulwark model fit-detectors', () => {
     assert.equal(packaged?.data['detectorsDatasetDigest'], heldDigest);
   });
 
-  it('fits from a package (its public manifest) and seals the bundle into a fine-tuned package; warns when a fine-tune drops its parent detectors', () => {
+  it('fits from a package (its public manifest) and seals the bundle into a fine-tuned package; warns when a fine-tune drops its parent detectors', async () => {
     const kg = JSON.parse(bw(['--json', 'model', 'keygen', '--out', 'signer2.key']).stdout);
     writeFileSync(
       path('trust.yaml'),
@@ -190,33 +192,43 @@ describe('bulwark model fit-detectors', () => {
     );
     const withDet = tune('m4.bwm', ['--detectors', 'det-pkg.json']);
     assert.equal(withDet.code, 0, withDet.stderr);
-    const i = JSON.parse(bw(['--json', 'model', 'inspect', 'm4.bwm']).stdout);
+    const i = JSON.parse((await bwHere(['--json', 'model', 'inspect', 'm4.bwm'])).stdout);
     assert.deepEqual(i.manifest.detectors.kinds, ['mahalanobis', 'stateful', 'prada']);
     assert.equal(i.manifest.lineage.parent.name, 'fraud');
   });
 
-  it('refuses a bundle that would flag nothing, before packaging, naming --detectors', () => {
+  it('refuses a bundle that would flag nothing, before packaging, naming --detectors', async () => {
     const b = JSON.parse(readFileSync(path('det.json'), 'utf8'));
     b.detectors.mahalanobis.calibration.threshold = null;
     writeFileSync(path('bad.json'), JSON.stringify(b));
-    const p = protect('bad.bwm', 'bad.json');
+    const p = await bwHere(protectArgs('bad.bwm', 'bad.json'));
     assert.equal(p.code, 3, p.stderr);
     const err = JSON.parse(p.stderr).error;
     assert.equal(err.code, 'ERR_DETECTOR_STATE');
     assert.match(err.message, /^--detectors: bad\.json: .*no finite threshold/);
     assert.throws(() => statSync(path('bad.bwm')), /ENOENT/);
     writeFileSync(path('notjson.json'), '{');
-    const q = protect('bad.bwm', 'notjson.json');
+    const q = await bwHere(protectArgs('bad.bwm', 'notjson.json'));
     assert.match(JSON.parse(q.stderr).error.message, /^--detectors: notjson\.json is not JSON/);
   });
 
-  it('refuses bad arguments with a message naming them', () => {
-    const fit = (out: string, ...extra: string[]) =>
-      bw(['model', 'fit-detectors', 'm.onnx', '--data', 'held.csv', '--out', out, ...extra]);
-    const same = fit('held.csv', '--force');
+  it('refuses bad arguments with a message naming them', async () => {
+    const fitArgs = (out: string, ...extra: string[]) => [
+      'model',
+      'fit-detectors',
+      'm.onnx',
+      '--data',
+      'held.csv',
+      '--out',
+      out,
+      ...extra,
+    ];
+    const fit = (out: string, ...extra: string[]) => bw(fitArgs(out, ...extra));
+    // Refused before any work: in this process.
+    const same = await bwHere(fitArgs('held.csv', '--force'));
     assert.notEqual(same.code, 0);
     assert.match(same.stderr, /--out held\.csv is also an input/);
-    const kinds = fit('x.json', '--kinds', 'squeeze');
+    const kinds = await bwHere(fitArgs('x.json', '--kinds', 'squeeze'));
     assert.notEqual(kinds.code, 0);
     assert.match(kinds.stderr, /--kinds.*expected some of mahalanobis, stateful, prada/);
     const few = fit('x.json', '--fpr', '0.0001');
@@ -225,12 +237,15 @@ describe('bulwark model fit-detectors', () => {
     assert.throws(() => statSync(path('x.json')), /ENOENT/);
   });
 
-  it('too few rows or too short streams: one line naming --data or --stream-length, exit 2, nothing written', () => {
+  it('too few rows or too short streams: one line naming --data or --stream-length, exit 2, nothing written', async () => {
     const lines = readFileSync(path('held.csv'), 'utf8').trimEnd().split('\n');
     writeFileSync(path('three.csv'), `${lines.slice(0, 4).join('\n')}\n`);
     writeFileSync(path('forty.csv'), `${lines.slice(0, 41).join('\n')}\n`);
-    const fit = (data: string, ...extra: string[]) =>
-      bw(['model', 'fit-detectors', 'm.onnx', '--data', data, '--out', 'few.json', ...extra]);
+    // Refused before any fitting: in this process.
+    const fit =
+      (data: string, ...extra: string[]) =>
+      () =>
+        bwHere(['model', 'fit-detectors', 'm.onnx', '--data', data, '--out', 'few.json', ...extra]);
     const cases: [ReturnType<typeof fit>, RegExp][] = [
       [fit('three.csv'), /^bulwark: ERR_INVALID_ARGUMENT: --data three\.csv: expected at least 4 rows/],
       [
@@ -252,7 +267,8 @@ describe('bulwark model fit-detectors', () => {
         /^bulwark: ERR_INVALID_ARGUMENT: --streams: expected at most 44739 streams of 300 queries of 5 features/,
       ],
     ];
-    for (const [r, message] of cases) {
+    for (const [run, message] of cases) {
+      const r = await run();
       assert.equal(r.code, 2, r.stderr);
       assert.match(r.stderr.trim(), message);
       assert.equal(r.stderr.trim().split('\n').length, 1, 'one line, no stack trace');
