@@ -336,3 +336,69 @@ describe('a release with seeded noise is marked in the ledger', () => {
     assert.match(h.stdout, /query\.count {2}epsilon 1 {2}INSECURE seeded noise: not private/);
   });
 });
+
+describe('bulwark train --dp-epsilon: a category field is read as each row’s text', () => {
+  // Before the fix the CSV was typed by inference over every row: a category column whose values all
+  // looked like numbers became numbers, and the schema check turned them back into text by String(x)
+  // ("1.0" -> "1", "1.10" -> "1.1": another category, or none). One row that did not look like a
+  // number kept the column as text and every other row as written: the encoding of every row, and
+  // whether the run happened at all, depended on one person's value.
+  const schema = join(tmp, 'cat.yaml');
+  writeFileSync(
+    schema,
+    `version: 1
+label: label
+fields:
+  - { name: a, type: number, bounds: { min: 0, max: 10 } }
+  - { name: rating, type: category, categories: ['1.0', '2.0', 'n/a'] }
+  - { name: label, type: category, categories: ['no', 'yes'] }
+`,
+  );
+  const lines = Array.from(
+    { length: 60 },
+    (_, i) => `${i % 10},${i % 3 === 0 ? '2.0' : '1.0'},${i % 4 === 0 ? 'yes' : 'no'}`,
+  );
+  const train = async (name: string, rows: string[]) => {
+    const data = join(tmp, `${name}.csv`);
+    writeFileSync(data, `a,rating,label\n${rows.join('\n')}\n`);
+    const ledger = join(tmp, `${name}.sqlite`);
+    const set = await runBulwarkAsync([
+      'query',
+      'budget',
+      'set',
+      `${name}.csv`,
+      '--epsilon',
+      '5',
+      '--ledger',
+      ledger,
+    ]);
+    assert.equal(set.code, 0, set.stderr);
+    return runBulwarkAsync([
+      '--json',
+      'train',
+      '--data',
+      data,
+      '--schema',
+      schema,
+      '--label',
+      'label',
+      '--model',
+      'logreg',
+      '--dp-epsilon',
+      '1',
+      '--ledger',
+      ledger,
+      '--seeded-noise',
+      '5',
+      '--out',
+      join(tmp, `${name}.onnx`),
+    ]);
+  };
+
+  it('values that look like numbers keep their text: the run does not hinge on one other row', async () => {
+    const [d, dPlus] = await Promise.all([train('cat-d', lines), train('cat-d1', [...lines, '3,n/a,no'])]);
+    // Before the fix D was refused (ERR_SCHEMA_MISMATCH: "1" is not a declared category) and D' trained.
+    assert.equal(d.code, 0, d.stderr);
+    assert.equal(dPlus.code, 0, dPlus.stderr);
+  });
+});

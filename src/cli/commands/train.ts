@@ -1,7 +1,13 @@
 import { resolve } from 'node:path';
 import { type Command, InvalidArgumentError } from 'commander';
 import { BulwarkError, requireFile, sha256Digest, writeFileAtomic } from '../../core/index.js';
-import { loadSchema, readDatasetWithDigest, type Schema, validateAgainstSchema } from '../../data/index.js';
+import {
+  type Dataset,
+  loadSchema,
+  readDatasetWithDigest,
+  type Schema,
+  validateAgainstSchema,
+} from '../../data/index.js';
 import { ACTIVATIONS, type ActivationName } from '../../ml/index.js';
 import type { AdversarialMethod } from '../../robust/index.js';
 import { MAX_CATEGORIES, type TrainTabularResult } from '../../train/index.js';
@@ -40,6 +46,32 @@ const pct = (x: number | undefined) =>
   x === undefined || Number.isNaN(x) ? 'n/a' : `${(100 * x).toFixed(2)} %`;
 
 /** `bulwark train`: trains a model on a CSV/Parquet file and writes it as ONNX. */
+/** The schema's category fields, to be read as text (see {@link readWithCategoriesAsText}). */
+function categoryTypes(schema: Schema): Record<string, 'string'> {
+  return Object.fromEntries(
+    schema.fields.filter((f) => f.type === 'category').map((f) => [f.name, 'string']),
+  );
+}
+
+/**
+ * Reads the training data with its digest; under a schema, its category fields as each row's own text
+ * (never typed by inference over all rows). A category field missing from the file is left to the
+ * schema check to report (ERR_SCHEMA_MISMATCH, as before), so the file is then read as it is.
+ */
+async function readWithCategoriesAsText(
+  path: string,
+  schema: Schema | undefined,
+): Promise<{ dataset: Dataset; digest: string }> {
+  const types = schema === undefined ? {} : categoryTypes(schema);
+  if (Object.keys(types).length === 0) return readDatasetWithDigest(path);
+  try {
+    return await readDatasetWithDigest(path, { types });
+  } catch (e) {
+    if (e instanceof BulwarkError && e.code === 'ERR_COLUMN_NOT_FOUND') return readDatasetWithDigest(path);
+    throw e;
+  }
+}
+
 export function registerTrainCommand(program: Command): void {
   // The options every run takes come first in --help; then DP, the audit log and the integrity options.
   const train = program
@@ -183,16 +215,20 @@ of the exported model, and the preprocessing and class values are stored in the 
         throw new BulwarkError('ERR_USAGE', `--adv-ema: expected a decay in (0, 1), got ${o.advEma}`);
       if (o.adversarial !== undefined && !(o.advEps !== undefined && o.advEps > 0))
         throw new BulwarkError('ERR_USAGE', '--adversarial needs --adv-eps, a budget > 0');
-      // One read: the dataset and the digest of exactly its bytes (provenance and the audit event).
-      const read = await readDatasetWithDigest(o.data);
-      const dataDigest = read.digest;
-      let ds = read.dataset;
       let schema: Schema | undefined;
       if (o.schema !== undefined) {
         await requireFile(o.schema, 'schema file');
         schema = await loadSchema(o.schema);
-        ds = validateAgainstSchema(ds, schema, { source: o.data });
       }
+      // One read: the dataset and the digest of exactly its bytes (provenance and the audit event). A
+      // category field is read as each row's text: typed by inference over every row, a column whose
+      // values all look like numbers became numbers ("1.10" read as 1.1, so category "1.1"), and one
+      // row that does not (say "beta") turned it back into text, changing how every other row is
+      // encoded — outside one row's contribution, which DP training's guarantee is about.
+      const read = await readWithCategoriesAsText(o.data, schema);
+      const dataDigest = read.digest;
+      let ds = read.dataset;
+      if (schema !== undefined) ds = validateAgainstSchema(ds, schema, { source: o.data });
       const dp = this.opts<DpTrainOpts>();
       // Opened before training: a log that cannot be opened refuses the run (fail closed).
       return withOperationLog(o.audit, async (log) => {
