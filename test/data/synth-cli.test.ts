@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { TRANSACTION_COLUMNS } from '../../src/data/synth/index.js';
-import { type CliRun, inParallel, ROOT, runBulwarkAsync } from '../helpers/cli.js';
+import { type CliRun, inParallel, ROOT, runBulwarkAsync, runBulwarkInProcess } from '../helpers/cli.js';
 
 function tempDir(): string {
   return mkdtempSync(join(tmpdir(), 'bulwark-synth-cli-'));
@@ -84,17 +84,20 @@ describe('bulwark data synth', () => {
       [['--start', 'yesterday'], /--start/],
       [['--label-noise', '0.9'], /--label-noise/],
     ];
-    // Every run is refused before writing: they run two processes at a time.
-    const runs = await inParallel([
-      ...cases.map(
-        ([args]) =>
-          () =>
-            runBulwarkAsync(['data', 'synth', '--rows', '100', '--out', out, ...args]),
-      ),
-      () => runBulwarkAsync(['data', 'synth', '--rows', '100']),
-      () => runBulwarkAsync(['data', 'synth', '--rows', '100', '--out', dir]),
-      () => runBulwarkAsync(['--json', 'data', 'synth', '--rows', 'abc', '--out', out]),
-    ]);
+    // Every run is refused before any work and without writing: one at a time, in this process.
+    const runs = await inParallel(
+      [
+        ...cases.map(
+          ([args]) =>
+            () =>
+              runBulwarkInProcess(['data', 'synth', '--rows', '100', '--out', out, ...args]),
+        ),
+        () => runBulwarkInProcess(['data', 'synth', '--rows', '100']),
+        () => runBulwarkInProcess(['data', 'synth', '--rows', '100', '--out', dir]),
+        () => runBulwarkInProcess(['--json', 'data', 'synth', '--rows', 'abc', '--out', out]),
+      ],
+      1,
+    );
     for (const [i, [args, name]] of cases.entries()) {
       const r = runs[i] as CliRun;
       assert.equal(r.code, 2, `${args.join(' ')}: exit ${r.code} ${r.stderr}`);
