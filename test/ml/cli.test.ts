@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { SeededRng } from '../../src/core/index.js';
 import { AttrType, DataType, encodeModel } from '../../src/ml/onnx/proto.js';
-import { type CliRun, inParallel, runBulwark, runBulwarkAsync } from '../helpers/cli.js';
+import { type CliRun, inParallel, runBulwark, runBulwarkAsync, runBulwarkInProcess } from '../helpers/cli.js';
 
 /** A learnable table: label "yes" when 2*x1 - x2 + (channel == web) > 0.5, plus a little noise. */
 function makeCsv(rows: number, seed: number, opts: { oneClass?: boolean; hole?: number } = {}): string {
@@ -147,22 +147,44 @@ describe('bulwark train / predict', () => {
     // an existing output is not overwritten without --force
     const keep = join(dir, 'keep.onnx');
     writeFileSync(keep, 'x');
-    // Every run is refused without writing: two processes at a time.
-    const runs = await inParallel([
-      ...cases.map(
-        ([args]) =>
-          () =>
-            runBulwarkAsync(['train', '--data', data, '--out', out, ...args]),
-      ),
-      () => runBulwarkAsync(['train', '--data', one, '--label', 'label', '--out', out]),
-      () =>
-        runBulwarkAsync(['train', '--data', hole, '--label', 'label', '--test-fraction', '0', '--out', out]),
-      () => runBulwarkAsync(['train', '--data', data, '--label', 'label', '--epochs', '1', '--out', keep]),
-      // A missing output folder is not created, and the data is never the output, --force or not.
-      () =>
-        runBulwarkAsync(['train', '--data', data, '--label', 'label', '--out', join(dir, 'typo', 'm.onnx')]),
-      () => runBulwarkAsync(['train', '--data', data, '--label', 'label', '--force', '--out', data]),
-    ]);
+    // Every run is refused before any work and without writing: one at a time, in this process.
+    const runs = await inParallel(
+      [
+        ...cases.map(
+          ([args]) =>
+            () =>
+              runBulwarkInProcess(['train', '--data', data, '--out', out, ...args]),
+        ),
+        () => runBulwarkInProcess(['train', '--data', one, '--label', 'label', '--out', out]),
+        () =>
+          runBulwarkInProcess([
+            'train',
+            '--data',
+            hole,
+            '--label',
+            'label',
+            '--test-fraction',
+            '0',
+            '--out',
+            out,
+          ]),
+        () =>
+          runBulwarkInProcess(['train', '--data', data, '--label', 'label', '--epochs', '1', '--out', keep]),
+        // A missing output folder is not created, and the data is never the output, --force or not.
+        () =>
+          runBulwarkInProcess([
+            'train',
+            '--data',
+            data,
+            '--label',
+            'label',
+            '--out',
+            join(dir, 'typo', 'm.onnx'),
+          ]),
+        () => runBulwarkInProcess(['train', '--data', data, '--label', 'label', '--force', '--out', data]),
+      ],
+      1,
+    );
     for (const [i, [, re, code]] of cases.entries()) {
       const r = runs[i] as CliRun;
       assert.equal(r.code, code, r.stderr);
