@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { parseSchema, readDataset, writeDataset } from '../../src/data/index.js';
-import { type CliRun, inParallel, runBulwark, runBulwarkAsync } from '../helpers/cli.js';
+import { type CliRun, inParallel, runBulwark, runBulwarkAsync, runBulwarkInProcess } from '../helpers/cli.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'bulwark-datacli-'));
 const good = join(dir, 'people.csv');
@@ -21,7 +21,7 @@ writeFileSync(
 );
 
 describe('bulwark data schema / validate / datasets', () => {
-  it('schema: a table of fields with type and sensitivity; --out writes YAML atomically', () => {
+  it('schema: a table of fields with type and sensitivity; --out writes YAML atomically', async () => {
     const out = join(dir, 'people.schema.yaml');
     const r = runBulwark(['data', 'schema', good, '--out', out]);
     assert.equal(r.code, 0, r.stderr);
@@ -33,10 +33,10 @@ describe('bulwark data schema / validate / datasets', () => {
     const schema = parseSchema(readFileSync(out, 'utf8'));
     assert.equal(schema.fields.length, 6);
     // An existing schema is kept unless --force; the data file itself is never the output.
-    assert.equal(runBulwark(['data', 'schema', good, '--out', out]).code, 3);
+    assert.equal((await runBulwarkInProcess(['data', 'schema', good, '--out', out])).code, 3);
     assert.equal(runBulwark(['data', 'schema', good, '--out', out, '--force']).code, 0);
     const before = readFileSync(good, 'utf8');
-    const self = runBulwark(['data', 'schema', good, '--out', good, '--force']);
+    const self = await runBulwarkInProcess(['data', 'schema', good, '--out', good, '--force']);
     assert.equal(self.code, 2);
     assert.match(self.stderr, /ERR_USAGE: --out \S+ is also an input of this command/);
     assert.equal(readFileSync(good, 'utf8'), before);
@@ -88,15 +88,18 @@ describe('bulwark data schema / validate / datasets', () => {
     writeFileSync(malformed, 'a,b\n1,2\n3,"4\n');
     const badSchema = join(dir, 'bad.yaml');
     writeFileSync(badSchema, 'version: 1\nfields: [{name: a, type: float}]\n');
-    // Every run is refused without writing: two processes at a time.
-    const [missing, m, fmt, opt, noSchema, bs] = (await inParallel([
-      () => runBulwarkAsync(['data', 'schema', join(dir, 'nope.csv')]),
-      () => runBulwarkAsync(['data', 'schema', malformed, '--out', join(dir, 'm.yaml')]),
-      () => runBulwarkAsync(['data', 'schema', join(dir, 'x.xlsx')]),
-      () => runBulwarkAsync(['data', 'schema', good, '--sample', 'many']),
-      () => runBulwarkAsync(['data', 'validate', good]),
-      () => runBulwarkAsync(['data', 'validate', good, '--schema', badSchema]),
-    ])) as [CliRun, CliRun, CliRun, CliRun, CliRun, CliRun];
+    // Every run is refused without writing, before any work: one at a time, in this process.
+    const [missing, m, fmt, opt, noSchema, bs] = (await inParallel(
+      [
+        () => runBulwarkInProcess(['data', 'schema', join(dir, 'nope.csv')]),
+        () => runBulwarkInProcess(['data', 'schema', malformed, '--out', join(dir, 'm.yaml')]),
+        () => runBulwarkInProcess(['data', 'schema', join(dir, 'x.xlsx')]),
+        () => runBulwarkInProcess(['data', 'schema', good, '--sample', 'many']),
+        () => runBulwarkInProcess(['data', 'validate', good]),
+        () => runBulwarkInProcess(['data', 'validate', good, '--schema', badSchema]),
+      ],
+      1,
+    )) as [CliRun, CliRun, CliRun, CliRun, CliRun, CliRun];
     assert.equal(missing.code, 3);
     assert.match(missing.stderr, /^bulwark: ERR_FILE_NOT_FOUND: .*nope\.csv/);
     assert.equal(m.code, 3);
