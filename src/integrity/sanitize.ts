@@ -15,15 +15,22 @@ import {
 } from '../robust/index.js';
 import { type TrainTabularOptions, type TrainTabularResult, trainTabular } from '../train/index.js';
 
-export const INSPECT_METHODS = ['spectral', 'activations', 'both'] as const;
+export const INSPECT_METHODS = ['spectral', 'activations', 'both', 'disagreement'] as const;
 export type InspectMethod = (typeof INSPECT_METHODS)[number];
 
 /** ONNX metadata key recording what sanitising removed. */
 export const META_SANITIZE = 'bulwark.sanitize';
 
 export interface InspectOptions {
-  /** Default `both`: a row is flagged when either defence flags it. */
+  /**
+   * Default `both`: a row is flagged when spectral signatures or activation clustering flags it.
+   * `disagreement`: a row is flagged when the model gives its label a probability below
+   * `disagreementBelow` (a label the model confidently contradicts), meant for a model trained before
+   * the data arrived (the previous model of a fine-tune), which has not learnt the poisoned labels.
+   */
   method?: InspectMethod;
+  /** `disagreement`: the label probability under which a row is flagged (default 0.2). */
+  disagreementBelow?: number;
   /** Expected poison fraction for spectral signatures (default 0.05). */
   expectedPoisonFraction?: number;
   seed?: number;
@@ -35,7 +42,7 @@ export interface FlaggedRow {
   class: number;
   /** The spectral score normalised by its class's threshold (>= 1 flagged), or the clustering score. */
   score: number;
-  by: ('spectral' | 'activations')[];
+  by: ('spectral' | 'activations' | 'disagreement')[];
 }
 
 export interface Inspection {
@@ -75,6 +82,10 @@ function* inspectSteps(net: Network, x: Float32Array, y: Int32Array, o: InspectO
   const rows = y.length;
   // Said plainly (it surfaced as "rows: expected an integer >= 1, got 0").
   if (rows === 0) throw new BulwarkError('ERR_DATA_VALUE', 'the data to inspect has no rows');
+  if (method === 'disagreement') {
+    const below = requireNumberIn('disagreementBelow', o.disagreementBelow ?? 0.2, 0, 1);
+    return { method, rows, flagged: yield* disagreementSteps(net, x, y, rows, below) };
+  }
   const { reps, dim } = yield* hiddenRepresentationSteps(net, x, rows);
   const seed = o.seed ?? 0;
   const spectral =
@@ -108,6 +119,40 @@ function* inspectSteps(net: Network, x: Float32Array, y: Int32Array, o: InspectO
     ...(spectral ? { spectral } : {}),
     ...(activations ? { activations } : {}),
   };
+}
+
+/** Rows per forward pass of the disagreement check (then the event loop gets a turn). */
+const DISAGREEMENT_CHUNK = 4096;
+
+/**
+ * Rows whose label `net` gives a probability below `below`. A backdoor or a label flip gives rows the
+ * label the attacker wants, against what their features say; a model trained before the batch arrived
+ * contradicts those labels, while on clean rows it disagrees only as often as it errs. Unlike spectral
+ * signatures and activation clustering it needs no separation of the poisoned rows in the hidden
+ * layer, which a DP model's noisy representation does not give (docs/integrity.md).
+ */
+function* disagreementSteps(
+  net: Network,
+  x: Float32Array,
+  y: Int32Array,
+  rows: number,
+  below: number,
+): Generator<undefined, FlaggedRow[], unknown> {
+  const k = net.classes;
+  const d = net.inputs;
+  const flagged: FlaggedRow[] = [];
+  for (let start = 0; start < rows; start += DISAGREEMENT_CHUNK) {
+    const n = Math.min(DISAGREEMENT_CHUNK, rows - start);
+    const p = net.predictProba(x.subarray(start * d, (start + n) * d), n);
+    for (let i = 0; i < n; i++) {
+      const c = y[start + i] as number;
+      const pl = p[i * k + c] as number;
+      if (pl < below) flagged.push({ row: start + i, class: c, score: 1 - pl, by: ['disagreement'] });
+    }
+    yield;
+  }
+  flagged.sort((a, b) => b.score - a.score || a.row - b.row);
+  return flagged;
 }
 
 /** The class index of each row's label, in the model's class order; throws ERR_LABEL_INVALID for unknown labels. */

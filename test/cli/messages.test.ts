@@ -178,6 +178,28 @@ describe('bulwark: messages name the real problem', () => {
     );
   });
 
+  it('train: --gate and --max-flagged outside a DP fine-tune are refused, not ignored', () => {
+    const data = join(dir, 'gate.csv');
+    writeFileSync(data, 'a,b,label\n1,2,yes\n3,4,no\n5,6,yes\n7,8,no\n');
+    for (const extra of [
+      ['--gate', 'both'],
+      ['--max-flagged', '0.1'],
+    ]) {
+      const r = runBulwark([
+        'train',
+        '--data',
+        data,
+        '--label',
+        'label',
+        '--out',
+        join(dir, 'g.onnx'),
+        ...extra,
+      ]);
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(r.stderr, /ERR_USAGE: --gate and --max-flagged apply to a DP fine-tune/);
+    }
+  });
+
   it('serve --help says what --check does: a dry run that writes nothing and binds no port', async () => {
     const r = await runBulwarkInProcess(['serve', '--help']);
     assert.equal(r.code, 0, r.stderr);

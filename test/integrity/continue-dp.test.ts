@@ -65,7 +65,9 @@ function options(over: Partial<DpContinueOptions> = {}): DpContinueOptions {
     learningRate: 0.03,
     seed: 3,
     noise: NoiseSource.insecureSeeded(11, 'test'),
-    maxFlagged: 0.22,
+    // The gate's default check (disagreement with the parent): this parent contradicts the labels of
+    // about 5 % of the clean batch and 11 % of the backdoored one; the limit sits between.
+    maxFlagged: 0.08,
     evaluation,
     maxCleanDrop: 0.03,
     maxRobustDrop: 0.05,
@@ -162,9 +164,9 @@ describe('DP fine-tuning from a DP model (continueTrainingDp)', () => {
     assert.deepEqual(recorded.parent, { epsilon: parentEps, delta: 1e-5 });
     assert.match(meta[META_CONTINUED_FROM] as string, /^sha256:[0-9a-f]{64}$/);
     assert.deepEqual(JSON.parse(meta[META_POISON_GATE] as string), {
-      method: 'both',
+      method: 'disagreement',
       expectedPoisonFraction: 0.05,
-      maxFlagged: 0.22,
+      maxFlagged: 0.08,
       passed: true,
     });
     assert.equal(r.comparison.accepted, true);

@@ -73,6 +73,7 @@ export function dpTuner(io: Io, o: DpContinueCliOpts, log: AuditLog | undefined)
           : { noise: NoiseSource.insecureSeeded(o.seededNoise, 'bulwark train --from') }),
         expectedPoisonFraction: o.expectedPoison,
         maxFlagged: o.maxFlagged,
+        ...(o.gate === undefined ? {} : { method: o.gate }),
         evaluation,
         eps: o.evalEps,
         maxCleanDrop: o.maxCleanDrop,

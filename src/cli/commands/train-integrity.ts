@@ -39,6 +39,8 @@ export interface IntegrityTrainOpts {
   maxRobustDrop: number;
   /** `--from` with DP: the poisoning gate's largest flagged share. */
   maxFlagged?: number;
+  /** `--gate`: the DP gate's check. */
+  gate?: InspectMethod;
   /** `--from PARENT.bwm`: the keyring, trust policy, signing key and new version of the package. */
   keyring?: string;
   keyringProvider?: string;
@@ -53,16 +55,18 @@ export interface IntegrityTrainOpts {
   detectors?: string;
 }
 
+function inspectMethod(v: string): InspectMethod {
+  if (!(INSPECT_METHODS as readonly string[]).includes(v))
+    throw new InvalidArgumentError(`expected one of ${INSPECT_METHODS.join(', ')}, got "${v}"`);
+  return v as InspectMethod;
+}
+
 export function addIntegrityTrainOptions(cmd: Command): Command {
   cmd
     .option(
       '--sanitize [method]',
       `train, flag suspicious rows (${INSPECT_METHODS.join(', ')}; default both), remove them and train again`,
-      (v: string) => {
-        if (!(INSPECT_METHODS as readonly string[]).includes(v))
-          throw new InvalidArgumentError(`expected one of ${INSPECT_METHODS.join(', ')}, got "${v}"`);
-        return v as InspectMethod;
-      },
+      inspectMethod,
     )
     .option(
       '--expected-poison <f>',
@@ -95,6 +99,11 @@ export function addIntegrityTrainOptions(cmd: Command): Command {
       '--max-flagged <f>',
       '--from with DP: refuse the new batch whole when the poisoning check flags more than this share of it',
       floatOption(0, 1),
+    )
+    .option(
+      '--gate <method>',
+      `--from with DP: the poisoning check the gate runs with the previous model (${INSPECT_METHODS.join(', ')}; default disagreement: rows whose label it contradicts)`,
+      inspectMethod,
     );
   return withKeyringOptions(cmd, {
     optional: '--from PARENT.bwm: the keyring that decrypts it and encrypts the new package',
@@ -146,6 +155,12 @@ export async function checkTrainingIntegrity(
     throw new BulwarkError(
       'ERR_DP_UNACCOUNTED',
       '--sanitize does not apply with DP training: it removes rows chosen by a non-private inspection of every row, which the DP accounting does not cover (with --from, DP runs the checks as a gate: --max-flagged)',
+    );
+  // The gate's settings do nothing elsewhere: said, not silently ignored.
+  if ((o.gate !== undefined || o.maxFlagged !== undefined) && !(dp && o.from !== undefined))
+    throw new BulwarkError(
+      'ERR_USAGE',
+      '--gate and --max-flagged apply to a DP fine-tune (--from with --dp-epsilon); without DP, --sanitize [method] removes flagged rows',
     );
   if (log && o.requireProvenance) {
     const key = o.auditKey === undefined ? undefined : await loadVerifierKey(o.auditKey);

@@ -242,8 +242,6 @@ of the exported model, and the preprocessing and class values are stored in the 
         const integrity = this.opts<IntegrityTrainOpts>();
         if (integrity.from !== undefined) {
           if (!wantsDp(dp)) {
-            if (integrity.maxFlagged !== undefined)
-              throw new BulwarkError('ERR_USAGE', '--max-flagged applies to --from with DP (--dp-epsilon)');
             return runContinuedTraining(io, { ...o, ...integrity, dataDigest }, ds, schema, log);
           }
           // DP fine-tuning: the poisoning checks run as a gate, DP-SGD starts from the model's weights
