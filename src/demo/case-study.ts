@@ -250,7 +250,7 @@ export async function caseStudySection(
     blocks.push({
       kind: 'table',
       caption:
-        `Detection quality on the ${base.testSet.rows} held-out transactions (${pct(prevalence)} fraud; the same rows for every model). ` +
+        `Detection quality on held-out transactions: the baseline and the adversarial variant on the same ${base.testSet.rows} rows (${pct(prevalence)} fraud); the DP model on its own ${dp ? dp.testSet.rows : 0} held-out rows, chosen row by row so that one added row moves no other (DP training's split). ` +
         `The threshold is chosen on half of them for ${100 * TARGET_FPR} % false positives; FPR, recall and precision are measured on the other half.`,
       columns: [
         'model',
