@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
@@ -18,7 +17,7 @@ import {
 } from '../../src/gateway/auth/index.js';
 import { GatewayClient } from '../../src/gateway/client.js';
 import { AUDIENCE, goodClaims, ISSUER, type IssuerKeys, issuerKey, mint, T0 } from './auth-fixtures.js';
-import { fixture, startGateway, v2Body } from './gateway-fixtures.js';
+import { fixture, freePort, startGateway, v2Body } from './gateway-fixtures.js';
 
 /**
  * RFC 9449 §9 resource-server nonces (`auth.jwt.dpop.nonce`): a proof must carry a nonce the gateway
@@ -206,14 +205,6 @@ describe('Authenticator with jwt.dpop.nonce', () => {
     );
   });
 });
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 describe('DPoP nonces through the gateway and the client SDK', () => {
   it('a new client is asked for a nonce and retries once by itself; answers carry DPoP-Nonce', async () => {

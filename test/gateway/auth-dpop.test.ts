@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
@@ -31,7 +30,7 @@ import {
   mint,
   T0,
 } from './auth-fixtures.js';
-import { fixture, startGateway, v2Body } from './gateway-fixtures.js';
+import { fixture, freePort, startGateway, v2Body } from './gateway-fixtures.js';
 
 /**
  * RFC 9449 DPoP at the gateway: every check of §4.3 on the proof, the token binding of §6.1/§7.1, the
@@ -418,17 +417,6 @@ describe('DPoP replay stores', () => {
     down.disconnect();
   });
 });
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 describe('DPoP through the gateway and the client SDK', () => {
   it('serves a DPoP client, and refuses a stolen bound token sent as a bearer token', async () => {

@@ -214,6 +214,21 @@ export async function fixture(): Promise<Fixture> {
   };
 }
 
+/**
+ * A TCP port free on 127.0.0.1 now: for a gateway whose URL must be known before it starts (a DPoP
+ * proof names the gateway's origin).
+ */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+}
+
 /** Starts a gateway with the fixture config; logs silenced. */
 export function startGateway(config: GatewayConfig, extra: Partial<GatewayOptions> = {}): Promise<Gateway> {
   return Gateway.start({ config, defaultMetrics: false, ...extra });
