@@ -20,6 +20,7 @@ export {
   type Action,
   Authorizer,
   type AuthzRequest,
+  DETECTOR_CONTEXT,
   type Decision,
   decisionError,
   policyConfigSchema,

@@ -42,6 +42,7 @@ import {
   Authorizer,
   type AuthorizerLike,
   type AuthRequest,
+  DETECTOR_CONTEXT,
   pemCertificates,
   RedisReplayStore,
   RevocationLists,
@@ -203,6 +204,19 @@ function codingError(req: IncomingMessage): BulwarkError | null {
   if (te !== undefined && te.trim().toLowerCase() !== 'chunked')
     return new BulwarkError('ERR_GATEWAY_REQUEST_INVALID', 'the only transfer coding accepted is chunked');
   return null;
+}
+
+/**
+ * Whether Cedar runs after the detectors (PipelineOptions.policyAfterDetect): the authoriser's own
+ * answer, from the policy set it loaded; the policy files are read for it only for an authoriser that
+ * does not tell (one passed in by the embedding code).
+ */
+async function policyAfterDetect(
+  authorizer: AuthorizerLike | null,
+  files: readonly string[],
+): Promise<boolean> {
+  if (authorizer === null) return false;
+  return authorizer.readsDetectorContext ?? (await policiesMention(files, DETECTOR_CONTEXT));
 }
 
 /** Whether any policy file mentions `pattern` (the context keys only known after the detectors). */
@@ -651,8 +665,7 @@ export class Gateway {
         bodyLimitBytes: c.server.bodyLimitBytes,
         maxDepth: c.server.maxDepth,
         tracing,
-        policyAfterDetect:
-          authorizer !== null && (await policiesMention(c.policy.files, /\b(riskScore|queryCount)\b/)),
+        policyAfterDetect: await policyAfterDetect(authorizer, c.policy.files),
       });
 
       const enclave =
@@ -983,9 +996,10 @@ export class Gateway {
         'policies',
         async () => {
           await this.#authorizer?.reload();
-          this.pipeline.options.policyAfterDetect =
-            this.#authorizer !== null &&
-            (await policiesMention(this.config.policy.files, /\b(riskScore|queryCount)\b/));
+          this.pipeline.options.policyAfterDetect = await policyAfterDetect(
+            this.#authorizer,
+            this.config.policy.files,
+          );
         },
       ],
     ] as const) {

@@ -45,7 +45,7 @@ interface Loaded {
 }
 
 /** The context keys only known after the detectors and the limiter (the pipeline evaluates such sets late). */
-const DETECTOR_CONTEXT = /\b(riskScore|queryCount)\b/;
+export const DETECTOR_CONTEXT = /\b(riskScore|queryCount)\b/;
 
 let generation = 0;
 

@@ -7,7 +7,7 @@
  */
 
 /** The authorizer and the helper that turns a refusal into a `BulwarkError`. */
-export { Authorizer, decisionError } from './authorize.js';
+export { Authorizer, DETECTOR_CONTEXT, decisionError } from './authorize.js';
 /** The `policy` section of bulwark.yaml: `files`, optional `schemaFile`, `namespace`, `models.<name>.tenant`. */
 export { type PolicyConfig, type PolicyConfigInput, policyConfigSchema } from './config.js';
 /** The question (`AuthzRequest`), the actions, and the answer (`Decision`). */
