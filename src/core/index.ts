@@ -29,7 +29,7 @@ export {
   writeFileAtomic,
 } from './fs.js';
 export { CONNECTION_ERRNO, isConnectionFailure, redactUrl } from './postgres.js';
-export { makeRng, Rng, rngOf, SecureRng, type Seed, SeededRng } from './rng.js';
+export { fmix32, makeRng, Rng, rngOf, SecureRng, type Seed, SeededRng } from './rng.js';
 export {
   requireFinite,
   requireFiniteRows,

@@ -273,3 +273,15 @@ export function rngOf(source: Rng | Seed | undefined, fallback: Seed = 0): Rng {
 export function makeRng(seed?: Seed): Rng {
   return seed === undefined ? new SecureRng() : new SeededRng(seed);
 }
+
+/**
+ * MurmurHash3's 32-bit finaliser: a bijection on 32-bit integers in which every input bit affects every
+ * output bit. For spreading values (ids, per-row coins), not for secrecy.
+ */
+export function fmix32(h: number): number {
+  let x = h ^ (h >>> 16);
+  x = Math.imul(x, 0x85ebca6b);
+  x ^= x >>> 13;
+  x = Math.imul(x, 0xc2b2ae35);
+  return (x ^ (x >>> 16)) >>> 0;
+}

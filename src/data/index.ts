@@ -122,5 +122,5 @@ export {
   validateAgainstSchema,
   validateSchema,
 } from './schema.js';
-export { type SplitOptions, trainTestSplit } from './split.js';
+export { heldOutSplit, type SplitOptions, trainTestSplit } from './split.js';
 export * from './synth/index.js';

@@ -1,4 +1,11 @@
-import { BulwarkError, requireNumberIn, type Seed, SeededRng } from '../core/index.js';
+import {
+  BulwarkError,
+  fmix32,
+  requireInteger,
+  requireNumberIn,
+  type Seed,
+  SeededRng,
+} from '../core/index.js';
 import type { Dataset } from './dataset.js';
 
 /** Options of {@link trainTestSplit}. */
@@ -69,4 +76,61 @@ export function trainTestSplit(ds: Dataset, opts: SplitOptions): { train: Datase
   train.sort((a, b) => a - b);
   test.sort((a, b) => a - b);
   return { train: ds.take(train), test: ds.take(test) };
+}
+
+const f64 = new Float64Array(1);
+const u32 = new Uint32Array(f64.buffer);
+
+/**
+ * The held-out test rows: row i is held out when a hash of the seed and of row i's own values (every
+ * column) falls below `fraction`. Each row's side depends on that row alone, so adding or removing one
+ * row leaves every other row where it was, and the training sets of two neighbouring datasets are
+ * themselves neighbours (or equal): what DP-SGD's and objective perturbation's guarantees are about.
+ * A seeded permutation of the n rows (the split before) is a different permutation for n + 1 rows: one
+ * added row moved about a third of the others between training and test, so the trained model depended
+ * on every row's presence far beyond one row's clipped gradient — whoever knows the other rows and the
+ * (public) seed could tell the two training sets, and so the two datasets, apart. The hash need not be
+ * secret for this (it is a function of one row, like a per-row coin): it is a spread, not a key.
+ */
+export function heldOutSplit(
+  ds: Dataset,
+  fraction: number,
+  seed: number,
+): { trainIdx: Int32Array; testIdx: Int32Array } {
+  const n = ds.rowCount;
+  if (fraction === 0)
+    return { trainIdx: Int32Array.from({ length: n }, (_, i) => i), testIdx: new Int32Array(0) };
+  const s = requireInteger('seed', seed, 0);
+  const h1 = new Uint32Array(n).fill(fmix32((s ^ 0x9e3779b9) >>> 0));
+  const h2 = new Uint32Array(n).fill(fmix32((Math.floor(s / 2 ** 32) ^ 0x7f4a7c15) >>> 0));
+  const mix = (i: number, w: number): void => {
+    h1[i] = fmix32(Math.imul((h1[i] as number) ^ w, 0xcc9e2d51) + 0xe6546b64);
+    h2[i] = fmix32(Math.imul((h2[i] as number) + w, 0x1b873593) ^ 0x5bd1e995);
+  };
+  for (const c of ds.columns) {
+    for (let i = 0; i < n; i++) {
+      if (c.type === 'string') {
+        const v = c.values[i];
+        if (v === null || v === undefined) mix(i, 0x6e756c6c);
+        else {
+          mix(i, v.length + 0x73747200);
+          for (let k = 0; k < v.length; k++) mix(i, v.charCodeAt(k));
+        }
+      } else {
+        // A number by its bits (every NaN alike, −0 as 0: the same value the row shows).
+        const x = c.values[i] as number;
+        f64[0] = Number.isNaN(x) ? Number.NaN : x === 0 ? 0 : x;
+        mix(i, u32[0] as number);
+        mix(i, u32[1] as number);
+      }
+    }
+  }
+  const train: number[] = [];
+  const test: number[] = [];
+  for (let i = 0; i < n; i++) {
+    // 53 bits of the two lanes as a uniform number in [0, 1).
+    const u = ((h1[i] as number) * 2 ** 21 + ((h2[i] as number) >>> 11)) / 2 ** 53;
+    (u < fraction ? test : train).push(i);
+  }
+  return { trainIdx: Int32Array.from(train), testIdx: Int32Array.from(test) };
 }

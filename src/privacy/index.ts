@@ -142,7 +142,6 @@ export {
   type DpTabularResult,
   type DpTrainingGuarantee,
   type DpWarmStart,
-  heldOutSplit,
   ONNX_META,
   type TrainedPrivacy,
   trainedPrivacy,

@@ -14,7 +14,7 @@
  * transactions in the past hour, amount relative to the card's running average, and whether the device
  * and merchant were seen before on the card.
  */
-import { SeededRng } from '../../core/index.js';
+import { fmix32, SeededRng } from '../../core/index.js';
 import { fixed, hex8, isoLocal } from './format.js';
 import { haversineKm, localHour, utcOffsetMin } from './geo.js';
 import { makeDeviceId, makePublicIpv4 } from './identity.js';
@@ -157,16 +157,6 @@ class Queue {
 
 function before(a: Pending, b: Pending): boolean {
   return a.t < b.t || (a.t === b.t && a.seq < b.seq);
-}
-
-/** MurmurHash3's 32-bit finaliser: a bijection on 32-bit integers, so mixed row numbers stay unique. */
-function fmix32(h: number): number {
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
 }
 
 function minorUnits(currency: string): number {
