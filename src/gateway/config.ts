@@ -5,6 +5,7 @@
  */
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { z } from 'zod';
+import { digestSchema } from '../audit/index.js';
 import { loadConfig, validateConfig } from '../core/index.js';
 import { authConfigSchema, policyConfigSchema } from './peers.js';
 
@@ -147,10 +148,7 @@ export const modelConfigSchema = z
      * model.loaded give it). Another package at the path, even validly signed, such as an older version
      * put back (a rollback), is refused. Without it, pin the version with `version`.
      */
-    digest: z
-      .string()
-      .regex(/^sha256:[0-9a-f]{64}$/, 'expected sha256:<64 lowercase hex digits>')
-      .optional(),
+    digest: digestSchema.optional(),
     keyring: path.optional(),
     /** Where the keyring passphrase comes from (default: env BULWARK_PASSPHRASE). */
     keyringPassphrase: z

@@ -11,7 +11,8 @@
  *    (ERR_WARM_START_MISMATCH), σ for the target ε;
  * 3. `ledger.preview` of the planned spend: ERR_PRIVACY_BUDGET_EXCEEDED / _UNSET before the data is looked at;
  * 4. the poisoning check as a GATE: the previous model inspects the batch (non-private; by default the
- *    share of rows whose label it confidently contradicts) and the batch is refused whole (ERR_POISON_GATE) when the flagged share exceeds `maxFlagged`. No row
+ *    share of rows whose label it confidently contradicts) and the batch is refused whole
+ *    (ERR_POISON_GATE) when the flagged share exceeds `maxFlagged`. No row
  *    is removed: a data-dependent removal would make which rows are trained on depend on every row, which
  *    the DP-SGD analysis does not cover. What is released about the batch outside the DP accounting is
  *    this one pass/fail bit (the flagged count is not reported);

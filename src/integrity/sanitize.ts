@@ -137,7 +137,7 @@ function* disagreementSteps(
   y: Int32Array,
   rows: number,
   below: number,
-): Generator<undefined, FlaggedRow[], unknown> {
+): Steps<FlaggedRow[]> {
   const k = net.classes;
   const d = net.inputs;
   const flagged: FlaggedRow[] = [];

@@ -153,17 +153,22 @@ export class RowDigest {
     }
   }
 
-  /** The digest, base64. */
-  digest(): string {
+  /** The sum's 32 bytes. */
+  #bytes(): Buffer {
     const out = Buffer.alloc(32);
     for (let i = 0; i < 8; i++) out.writeUInt32BE(this.#sum[i]!, i * 4);
-    return out.toString('base64');
+    return out;
+  }
+
+  /** The digest, base64. */
+  digest(): string {
+    return this.#bytes().toString('base64');
   }
 
   /** Whether the rows added give the digest `want` (constant time). */
   matches(want: string): boolean {
     const w = fromB64(want);
-    return w !== undefined && bytesEqual(fromB64(this.digest())!, w);
+    return w !== undefined && bytesEqual(this.#bytes(), w);
   }
 
   destroy(): void {

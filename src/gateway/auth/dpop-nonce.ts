@@ -1,6 +1,5 @@
 import { createHmac, hkdfSync, timingSafeEqual } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
-import { BulwarkError, fsError } from '../../core/index.js';
+import { BulwarkError, readInputFile } from '../../core/index.js';
 
 /**
  * Resource-server DPoP nonces (RFC 9449 §9). With nonces, a proof must carry a `nonce` the gateway
@@ -64,19 +63,12 @@ export class DpopNonces {
     clockSkewSeconds: number,
     now?: () => number,
   ): Promise<DpopNonces> {
-    let secret: Buffer;
-    try {
-      secret = await readFile(path);
-    } catch (e) {
-      throw fsError(e, path, 'cannot read auth.jwt.dpop.nonce.secretFile');
-    }
+    const secret = await readInputFile(path, 'auth.jwt.dpop.nonce.secretFile');
     return new DpopNonces(secret, lifetimeSeconds, clockSkewSeconds, now);
   }
 
-  #tag(step: number): Buffer {
-    const s = Buffer.alloc(STEP_BYTES);
-    s.writeUIntBE(step, 0, STEP_BYTES);
-    return createHmac('sha256', this.#key).update(s).digest().subarray(0, TAG_BYTES);
+  #tag(step: Buffer): Buffer {
+    return createHmac('sha256', this.#key).update(step).digest().subarray(0, TAG_BYTES);
   }
 
   /** The nonce to hand out now (the same string for a whole time step). */
@@ -85,7 +77,7 @@ export class DpopNonces {
     if (this.#cached?.step !== step) {
       const s = Buffer.alloc(STEP_BYTES);
       s.writeUIntBE(step, 0, STEP_BYTES);
-      this.#cached = { step, nonce: Buffer.concat([s, this.#tag(step)]).toString('base64url') };
+      this.#cached = { step, nonce: Buffer.concat([s, this.#tag(s)]).toString('base64url') };
     }
     return this.#cached.nonce;
   }
@@ -99,11 +91,10 @@ export class DpopNonces {
     // One spelling per nonce: the last character's unused bits must be zero.
     if (raw.length !== STEP_BYTES + TAG_BYTES || raw.toString('base64url') !== nonce)
       throw nonceError('DPoP proof nonce is not a nonce of this gateway');
-    const step = raw.readUIntBE(0, STEP_BYTES);
-    if (!timingSafeEqual(raw.subarray(STEP_BYTES), this.#tag(step)))
+    if (!timingSafeEqual(raw.subarray(STEP_BYTES), this.#tag(raw.subarray(0, STEP_BYTES))))
       throw nonceError('DPoP proof nonce is not a nonce of this gateway');
     const now = this.#now();
-    const issued = step * this.#lifetimeMs;
+    const issued = raw.readUIntBE(0, STEP_BYTES) * this.#lifetimeMs;
     if (issued > now + this.#skewMs) throw nonceError('DPoP proof nonce is from the future');
     if (issued + 2 * this.#lifetimeMs <= now - this.#skewMs) throw nonceError('DPoP proof nonce has expired');
   }
