@@ -29,10 +29,8 @@ const seeded = (seed: number) => NoiseSource.insecureSeeded(seed, 'test');
 const tmp = mkdtempSync(join(tmpdir(), 'bulwark-dp-redteam-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
 
-/** `bulwark --json query ...` on its own ledger with a large budget; the parsed JSON result. */
-async function query(name: string, csv: string, args: readonly string[]): Promise<{ value: unknown }> {
-  const file = join(tmp, `${name}.csv`);
-  writeFileSync(file, csv);
+/** A ledger of its own for `NAME.csv` (the budget a query or a training run on that file spends from). */
+async function ledgerWithBudget(name: string, epsilon: string): Promise<string> {
   const ledger = join(tmp, `${name}.sqlite`);
   const set = await runBulwarkAsync([
     'query',
@@ -40,11 +38,19 @@ async function query(name: string, csv: string, args: readonly string[]): Promis
     'set',
     `${name}.csv`,
     '--epsilon',
-    '1e6',
+    epsilon,
     '--ledger',
     ledger,
   ]);
   assert.equal(set.code, 0, set.stderr);
+  return ledger;
+}
+
+/** `bulwark --json query ...` on its own ledger with a large budget; the parsed JSON result. */
+async function query(name: string, csv: string, args: readonly string[]): Promise<{ value: unknown }> {
+  const file = join(tmp, `${name}.csv`);
+  writeFileSync(file, csv);
+  const ledger = await ledgerWithBudget(name, '1e6');
   const r = await runBulwarkAsync([
     '--json',
     'query',
@@ -306,18 +312,7 @@ describe('a release with seeded noise is marked in the ledger', () => {
   it('bulwark query budget history says so', async () => {
     const file = join(tmp, 'hist.csv');
     writeFileSync(file, 'v\n1\n2\n');
-    const ledger = join(tmp, 'hist.sqlite');
-    const set = await runBulwarkAsync([
-      'query',
-      'budget',
-      'set',
-      'hist.csv',
-      '--epsilon',
-      '5',
-      '--ledger',
-      ledger,
-    ]);
-    assert.equal(set.code, 0, set.stderr);
+    const ledger = await ledgerWithBudget('hist', '5');
     const q = await runBulwarkAsync([
       'query',
       'count',
@@ -361,18 +356,7 @@ fields:
   const train = async (name: string, rows: string[]) => {
     const data = join(tmp, `${name}.csv`);
     writeFileSync(data, `a,rating,label\n${rows.join('\n')}\n`);
-    const ledger = join(tmp, `${name}.sqlite`);
-    const set = await runBulwarkAsync([
-      'query',
-      'budget',
-      'set',
-      `${name}.csv`,
-      '--epsilon',
-      '5',
-      '--ledger',
-      ledger,
-    ]);
-    assert.equal(set.code, 0, set.stderr);
+    const ledger = await ledgerWithBudget(name, '5');
     return runBulwarkAsync([
       '--json',
       'train',
