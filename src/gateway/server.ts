@@ -219,6 +219,22 @@ async function policyAfterDetect(
   return authorizer.readsDetectorContext ?? (await policiesMention(files, DETECTOR_CONTEXT));
 }
 
+/**
+ * Every Authorization field of a request, joined with ", " as repeated fields are: Node keeps only the
+ * first one in `headers`, while a proxy or WAF in front may act on the last; the authenticator refuses
+ * a join. Read from `rawHeaders` (names and values alternate) rather than `headersDistinct`, which
+ * builds a map of every header on each request that asks for it: this runs on every request.
+ */
+function authorizationFields(raw: readonly string[]): string | undefined {
+  let v: string | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as string;
+    if (name.length === 13 && name.toLowerCase() === 'authorization')
+      v = v === undefined ? (raw[i + 1] as string) : `${v}, ${raw[i + 1] as string}`;
+  }
+  return v;
+}
+
 /** Whether any policy file mentions `pattern` (the context keys only known after the detectors). */
 async function policiesMention(files: readonly string[], pattern: RegExp): Promise<boolean> {
   for (const f of files) {
@@ -1079,9 +1095,7 @@ export class Gateway {
     const socket = req.socket as TLSSocket;
     const remoteAddress = socket.remoteAddress ?? '';
     const peer = this.#tls ? peerCertificate(socket) : undefined;
-    // Every Authorization field, joined as for other repeated fields: Node keeps only the first one in
-    // `headers`, while a proxy or WAF in front may act on the last; the authenticator refuses a join.
-    const authorization = req.headersDistinct.authorization?.join(', ');
+    const authorization = authorizationFields(req.rawHeaders);
     const fwd = req.headers['x-forwarded-client-cert'];
     const dpop = req.headers.dpop;
     let authorized = this.#tls ? socket.authorized === true : false;
