@@ -82,6 +82,13 @@ export interface CsvDatasetOptions extends CsvReadOptions {
    * Adult test file whose labels end in a full stop.
    */
   valueMaps?: Readonly<Record<string, Readonly<Record<string, string>>>>;
+  /**
+   * Gets each data record as parsed (before value maps, missing tokens and typing), with
+   * its 0-based index among the data rows and its line: a check of the very rows the dataset is built
+   * from (a protected file's row digest). When the file is read again (see `onDigest`), the records
+   * come again from index 0.
+   */
+  onRecord?: (values: readonly string[], index: number, line: number) => void;
 }
 
 /** One data row of a CSV file, as the async iterator yields it. */
@@ -841,6 +848,7 @@ async function readPass(
     },
     row(rec, line) {
       if (rows + (pending?.length ?? 0) >= max) return false;
+      opts.onRecord?.(rec, rows + (pending?.length ?? 0), line);
       if (pending !== undefined) {
         pending.push(rec);
         pendingLines.push(line);

@@ -53,3 +53,4 @@ export {
   type SubjectKey,
   SubjectKeyStore,
 } from './subjects.js';
+export { checkStoredColumns, ProtectedRowsCheck, unlockManifest } from './verify.js';

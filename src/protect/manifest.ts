@@ -153,6 +153,11 @@ export class RowDigest {
     }
   }
 
+  /** Forgets the rows added (the sum is zero again). */
+  reset(): void {
+    this.#sum.fill(0);
+  }
+
   /** The sum's 32 bytes. */
   #bytes(): Buffer {
     const out = Buffer.alloc(32);

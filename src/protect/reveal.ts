@@ -4,16 +4,10 @@ import { type CsvReader, type CsvRow, openCsv, type Schema } from '../data/index
 import type { Keyring } from '../keys/index.js';
 import { CsvOut } from './csv-out.js';
 import { ColumnKeys, decodeCell, MODE_DETERMINISTIC, MODE_SUBJECT, parseFieldHeader } from './format.js';
-import {
-  checkManifestMac,
-  dekContext,
-  type Manifest,
-  RowDigest,
-  readManifest,
-  writeManifest,
-} from './manifest.js';
+import { checkManifestMac, dekContext, type Manifest, readManifest, writeManifest } from './manifest.js';
 import { manifestPathOf, type ProtectOptions, type ProtectReport, protectRows } from './protect.js';
 import type { SubjectKeyStore } from './subjects.js';
+import { checkStoredColumns, ProtectedRowsCheck, unlockManifest } from './verify.js';
 
 export interface RevealOptions {
   keyring: Keyring;
@@ -64,10 +58,8 @@ export class ProtectedReader {
   readonly #store: SubjectKeyStore | undefined;
   readonly #erased: 'blank' | 'fail';
   readonly #width: number;
-  /** Per protected column (all of them, revealed or not): its index and the cells seen, empty or not. */
-  readonly #tally: { name: string; index: number; values: number; missing: number }[];
-  /** The digest of the stored rows, when the manifest records one (see RowDigest). */
-  readonly #rowDigest: RowDigest | undefined;
+  /** The checks of the stored rows: count, protected values per column, row digest. */
+  readonly #check: ProtectedRowsCheck;
   erasedRows = 0;
 
   private constructor(
@@ -91,17 +83,7 @@ export class ProtectedReader {
     this.#store = opts.subjects;
     this.#erased = opts.erased ?? 'blank';
     this.#width = manifest.sourceColumns.length;
-    this.#tally = manifest.columns.map((c) => ({
-      name: c.name,
-      index: manifest.outputColumns.indexOf(c.name),
-      values: 0,
-      missing: 0,
-    }));
-    const dek0 = deks.get(0)!;
-    this.#rowDigest =
-      manifest.rowDigest === undefined
-        ? undefined
-        : new RowDigest(dek0, manifest.dataset, manifest.rowKey === null);
+    this.#check = new ProtectedRowsCheck(manifest, deks.get(0)!, file);
   }
 
   /**
@@ -110,73 +92,27 @@ export class ProtectedReader {
    * cells than the manifest recorded: a deleted ciphertext reads as an empty cell, which decryption
    * alone cannot tell from a value that was missing in the source (the counts are under the
    * manifest's MAC). Then, when the manifest records a row digest, one whose stored rows differ in any
-   * cell, kept columns included, from those protected (ERR_CIPHERTEXT_TAMPERED; see RowDigest). Act on
-   * the rows only once the generator has ended without error.
+   * cell, kept columns included, from those protected (ERR_CIPHERTEXT_TAMPERED; see RowDigest). These
+   * are the checks of {@link ProtectedRowsCheck}, which readers that decrypt nothing share. Act on the
+   * rows only once the generator has ended without error.
    */
   async *rows(): AsyncGenerator<CsvRow> {
-    const m = this.manifest;
-    let n = 0;
     for await (const r of this.reader) {
-      if (n >= m.rows) {
-        throw new BulwarkError(
-          'ERR_CIPHERTEXT_TAMPERED',
-          `${this.file}:${r.line}: more rows than the ${m.rows} protected`,
-        );
-      }
-      n++;
-      this.#rowDigest?.add(r.values, r.index);
+      this.#check.add(r.values, r.index, r.line);
       yield { line: r.line, index: r.index, values: this.row(r.values, r.index, r.line) };
     }
-    if (n < m.rows) {
-      throw new BulwarkError(
-        'ERR_CIPHERTEXT_TRUNCATED',
-        `${this.file}: ${n} rows, but ${m.rows} were protected: the file was truncated`,
-      );
-    }
-    for (const t of this.#tally) {
-      const c = m.columns.find((x) => x.name === t.name)!;
-      if (t.values !== c.values || t.missing !== c.missing)
-        throw new BulwarkError(
-          'ERR_CIPHERTEXT_TAMPERED',
-          `${this.file}: column "${t.name}" holds ${t.values} protected values and ${t.missing} empty cells, but ${c.values} and ${c.missing} were written: protected values were deleted or added`,
-        );
-    }
-    if (this.#rowDigest && !this.#rowDigest.matches(m.rowDigest!))
-      throw new BulwarkError(
-        'ERR_CIPHERTEXT_TAMPERED',
-        `${this.file}: the rows differ from those protected (a cell was changed, or values were moved to another row with their row key): the file was altered`,
-      );
+    this.#check.finish();
   }
 
   /** Opens `input` with its manifest; every check runs before any row is read. */
   static async open(input: string, opts: RevealOptions): Promise<ProtectedReader> {
     const file = basename(input);
     const mpath = opts.manifestPath ?? manifestPathOf(input);
-    const manifest = await readManifest(mpath);
-    const deks = new Map<number, Buffer>();
+    const { manifest, deks } = await unlockManifest(mpath, opts.keyring, 'all');
     try {
-      for (const d of manifest.deks)
-        deks.set(
-          d.generation,
-          await opts.keyring.unwrapKey(d.wrapped, dekContext(manifest.dataset, d.generation)),
-        );
-      const dek0 = deks.get(0);
-      if (!dek0)
-        throw new BulwarkError('ERR_HEADER_TAMPERED', `${mpath}: the manifest lacks data key generation 0`);
-      checkManifestMac(manifest, dek0, mpath);
       const reader = await openCsv(input);
       const header = reader.columns;
-      if (
-        header.length !== manifest.outputColumns.length ||
-        header.some((h, i) => h !== manifest.outputColumns[i])
-      ) {
-        const missing = manifest.outputColumns.find((c) => !header.includes(c));
-        throw new BulwarkError(
-          'ERR_SCHEMA_MISMATCH',
-          `${file}: the columns differ from those the manifest recorded${missing ? ` ("${missing}" is absent)` : ''}`,
-          { details: { file, field: missing ?? '' } },
-        );
-      }
+      checkStoredColumns(manifest, header, file);
       const wanted = opts.columns ?? manifest.columns.map((c) => c.name);
       const plans: RevealPlan[] = [];
       for (const name of wanted) {
@@ -234,11 +170,6 @@ export class ProtectedReader {
 
   /** The source row for stored row `values` (row `index`, file line `line`). */
   row(values: readonly (string | null)[], index: number, line: number): (string | null)[] {
-    for (const t of this.#tally) {
-      const v = values[t.index];
-      if (v === null || v === undefined) t.missing++;
-      else t.values++;
-    }
     const out = values.slice(0, this.#width) as (string | null)[];
     const rowKey = this.#rowKeyAt >= 0 ? (values[this.#rowKeyAt] ?? '') : String(index);
     const handle = this.#handleAt >= 0 ? (values[this.#handleAt] ?? '') : '';
@@ -287,7 +218,7 @@ export class ProtectedReader {
 
   /** Wipes keys in memory. */
   close(): void {
-    this.#rowDigest?.destroy();
+    this.#check.destroy();
     for (const k of this.#keys.values()) k.destroy();
     this.#keys.clear();
     for (const d of this.#deks.values()) d.fill(0);
