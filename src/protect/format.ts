@@ -1,7 +1,15 @@
-import { createCipheriv, createDecipheriv, createHmac, hash } from 'node:crypto';
+import { createHmac, hash } from 'node:crypto';
 import { aessiv } from '@noble/ciphers/aes.js';
 import { BulwarkError } from '../core/index.js';
-import { bytesEqual, encodeParts, GCM_NONCE_BYTES, GCM_TAG_BYTES, hkdf } from '../keys/index.js';
+import {
+  bytesEqual,
+  encodeParts,
+  GCM_NONCE_BYTES,
+  GCM_TAG_BYTES,
+  type GcmKey,
+  gcmKey,
+  hkdf,
+} from '../keys/index.js';
 
 /**
  * The protected-value format (version 1): one cell of a protected dataset, self-describing and
@@ -21,7 +29,12 @@ import { bytesEqual, encodeParts, GCM_NONCE_BYTES, GCM_TAG_BYTES, hkdf } from '.
  * GCM's tag T is replaced by T* = SHA-256(K | N | A | T) truncated to 128 bits: the CTX construction
  * of Chan and Rogaway ("On Committing Authenticated-Encryption", ESORICS 2022), which makes the value
  * key-committing (a ciphertext opens under one key only; 64-bit collision resistance at this length)
- * at no size cost. Decryption recomputes T (AES-CTR, then GCM over the plaintext) and checks T* first.
+ * at no size cost. Decryption recomputes T (the keystream, then GCM over the plaintext) and checks T*
+ * before returning anything.
+ *
+ * Both go through keys/gcm.ts's prepared key (the native addon's OpenSSL EVP context keyed once per
+ * column, or node:crypto without it): a value is a few dozen bytes, so creating a node:crypto cipher
+ * object per value (key schedule, allocations) used to cost more than the encryption itself.
  *
  * Deterministic values are AES-SIV (RFC 5297, @noble/ciphers) with the same associated data minus
  * the row key: equal plaintexts in a column give equal ciphertexts, so the column can still be joined
@@ -94,6 +107,7 @@ export class ColumnKeys {
   readonly generation: number;
   readonly mode: number;
   readonly #gcm: Buffer | undefined;
+  readonly #gcmKey: GcmKey | undefined;
   readonly #siv: Uint8Array | undefined;
   readonly #prefix: Buffer;
   readonly #header: Buffer;
@@ -109,7 +123,10 @@ export class ColumnKeys {
     this.mode = mode;
     const info = encodeParts(['bulwark/v1/field-key', mode & MODE_DETERMINISTIC ? 'siv' : 'gcm', column]);
     if (mode & MODE_DETERMINISTIC) this.#siv = hkdf(dek, datasetId, info, 64);
-    else this.#gcm = hkdf(dek, datasetId, info, 32);
+    else {
+      this.#gcm = hkdf(dek, datasetId, info, 32);
+      this.#gcmKey = gcmKey(this.#gcm);
+    }
     this.#header = Buffer.concat([Buffer.from([(FIELD_FORMAT_VERSION << 4) | mode]), varint(generation)]);
     this.#prefix = encodeParts(['bulwark/v1/field', datasetId, column, this.#header]);
   }
@@ -134,14 +151,18 @@ export class ColumnKeys {
       const out = aessiv(this.#siv, this.#prefix, suffix).encrypt(pt);
       return Buffer.concat([this.#header, out]).toString('base64url');
     }
-    const key = this.#gcm!;
-    const c = createCipheriv('aes-256-gcm', key, nonce!, { authTagLength: GCM_TAG_BYTES });
-    c.setAAD(this.#prefix);
-    c.setAAD(suffix);
-    const ct = c.update(pt);
-    c.final();
-    const tStar = ctxTag(key, nonce!, this.#prefix, suffix, c.getAuthTag());
-    return Buffer.concat([this.#header, nonce!, ct, tStar]).toString('base64url');
+    const n = nonce!;
+    const aad = Buffer.concat([this.#prefix, suffix]);
+    // header | nonce | ciphertext | T*, the ciphertext written in place.
+    const h = this.#header.length;
+    const out = Buffer.allocUnsafe(h + GCM_NONCE_BYTES + pt.length + GCM_TAG_BYTES);
+    this.#header.copy(out, 0);
+    out.set(n, h);
+    const ct = out.subarray(h + GCM_NONCE_BYTES, h + GCM_NONCE_BYTES + pt.length);
+    const tag = Buffer.allocUnsafe(GCM_TAG_BYTES);
+    this.#gcmKey!.seal(n, aad, pt, ct, tag);
+    out.set(ctxTag(this.#gcm!, n, aad, tag), h + GCM_NONCE_BYTES + pt.length);
+    return out.toString('base64url');
   }
 
   /** Decrypts the body of a value whose header was parsed (`h.generation === this.generation`). */
@@ -157,23 +178,24 @@ export class ColumnKeys {
       }
       return Buffer.from(pt.buffer, pt.byteOffset, pt.byteLength).toString('utf8');
     }
-    const key = this.#gcm!;
     const nonce = body.subarray(0, GCM_NONCE_BYTES);
     const ct = body.subarray(GCM_NONCE_BYTES, body.length - GCM_TAG_BYTES);
     const tStar = body.subarray(body.length - GCM_TAG_BYTES);
-    // GCM's keystream for a 96-bit nonce starts at counter block nonce | 2 (SP 800-38D §7.1).
-    const iv = Buffer.alloc(16);
-    nonce.copy(iv, 0);
-    iv[15] = 2;
-    const d = createDecipheriv('aes-256-ctr', key, iv);
-    const pt = d.update(ct);
-    const c = createCipheriv('aes-256-gcm', key, nonce, { authTagLength: GCM_TAG_BYTES });
-    c.setAAD(this.#prefix);
-    c.setAAD(suffix);
-    c.update(pt);
-    c.final();
-    if (!bytesEqual(ctxTag(key, nonce, this.#prefix, suffix, c.getAuthTag()), tStar)) {
+    const g = this.#gcmKey!;
+    const aad = Buffer.concat([this.#prefix, suffix]);
+    // T* hides T, so GCM's own open cannot check it: the plaintext comes from the keystream, which
+    // depends on the key and nonce only (SP 800-38D §7.1: GCTR from inc32(J0)), taken by sealing zeros
+    // under this nonce; sealing the plaintext with the associated data then gives T. Both seals stay
+    // here (nothing sealed twice under one nonce leaves the process).
+    const pt = Buffer.alloc(ct.length);
+    const tag = Buffer.allocUnsafe(GCM_TAG_BYTES);
+    g.seal(nonce, EMPTY, pt, pt, tag);
+    for (let i = 0; i < pt.length; i++) pt[i]! ^= ct[i]!;
+    const again = Buffer.allocUnsafe(ct.length);
+    g.seal(nonce, aad, pt, again, tag);
+    if (!bytesEqual(ctxTag(this.#gcm!, nonce, aad, tag), tStar)) {
       pt.fill(0);
+      again.fill(0);
       throw tampered(where, 'tag mismatch');
     }
     return pt.toString('utf8');
@@ -182,6 +204,7 @@ export class ColumnKeys {
   /** Wipes the derived keys. */
   destroy(): void {
     this.#gcm?.fill(0);
+    this.#gcmKey?.wipe();
     this.#siv?.fill(0);
   }
 }
@@ -194,18 +217,11 @@ interface SuffixCache {
 let lastRow: SuffixCache = { rowKey: '\u0000', subject: '\u0000', suffix: Buffer.alloc(0) };
 let lastDet: SuffixCache = { rowKey: '\u0000', subject: '\u0000', suffix: Buffer.alloc(0) };
 
-/** CTX's committed tag: SHA-256(K | N | A | T), first 16 bytes (A = prefix | suffix). One-shot hash. */
-function ctxTag(
-  key: Uint8Array,
-  nonce: Uint8Array,
-  prefix: Uint8Array,
-  suffix: Uint8Array,
-  tag: Uint8Array,
-): Buffer {
-  return hash('sha256', Buffer.concat([key, nonce, prefix, suffix, tag]), 'buffer').subarray(
-    0,
-    GCM_TAG_BYTES,
-  );
+const EMPTY = new Uint8Array(0);
+
+/** CTX's committed tag: SHA-256(K | N | A | T), first 16 bytes. One-shot hash. */
+function ctxTag(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, tag: Uint8Array): Buffer {
+  return hash('sha256', Buffer.concat([key, nonce, aad, tag]), 'buffer').subarray(0, GCM_TAG_BYTES);
 }
 
 /** Decodes a cell's base64url text; malformed text is tampering. */
