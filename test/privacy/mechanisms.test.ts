@@ -125,6 +125,10 @@ describe('discrete Gaussian', () => {
       [0.5, 0.3, 1],
       [4, 0.5, 3],
       [12, 0.05, 2],
+      // Tails that fall by less than 0.5 % a step (ε/Δ < 0.005, σ >= 100): Euler–Maclaurin's branch.
+      [150, 0.004, 1],
+      [1000, 0.002, 3],
+      [20000, 0.00005, 1],
     ] as const) {
       const p = dgaussPmf(sigma);
       let direct = 0;
@@ -150,6 +154,19 @@ describe('discrete Gaussian', () => {
     });
     assert.equal(out.sigma, s);
     assert.ok(Number.isInteger(out.value));
+  });
+
+  it('calibrates a large sensitivity (sigma near 5e7) to the continuous analytic Gaussian, and refuses past 1e12', () => {
+    // Δ = 1e5 at ε = 0.01: the discrete Gaussian's σ is the continuous one's (Balle & Wang 2018) to
+    // within 1e-6 at this scale (CKS20 §4); this used to be refused (σ was capped at 1e7).
+    const s = discreteGaussianSigma(0.01, 1e-9, 100_000);
+    assert.ok(discreteGaussianDelta(s, 0.01, 100_000) <= 1e-9);
+    assert.ok(discreteGaussianDelta(s * (1 - 1e-6), 0.01, 100_000) > 1e-9 * (1 - 1e-3));
+    assert.ok(Math.abs(s / analyticGaussianSigma(0.01, 1e-9, 100_000) - 1) < 1e-6, `${s}`);
+    assert.throws(
+      () => discreteGaussianSigma(1e-6, 1e-12, 2 ** 20),
+      (e: unknown) => isBulwarkError(e) && e.code === 'ERR_PRIVACY_UNACHIEVABLE' && /1e12/.test(e.message),
+    );
   });
 });
 

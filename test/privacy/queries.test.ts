@@ -175,10 +175,11 @@ describe('DP queries', () => {
         dpQuantiles([1], { epsilon: 0.1, ...huge, quantiles: [0.5], budget }),
         param('upper:'),
       );
-      // A Gaussian sum whose sigma cannot be calibrated at this delta is refused before the spend.
+      // A Gaussian sum whose sigma cannot be calibrated at this delta (its 2^20 grid units at
+      // ε 1e-6 need σ near 8e12, past the discrete Gaussian's 1e12) is refused before the spend.
       await assert.rejects(
-        dpSum([1], { epsilon: 0.01, lower: 0, upper: 1e300, mechanism: 'gaussian', delta: 1e-9, budget }),
-        (e: unknown) => isBulwarkError(e),
+        dpSum([1], { epsilon: 1e-6, lower: 0, upper: 1e300, mechanism: 'gaussian', delta: 1e-12, budget }),
+        (e: unknown) => isBulwarkError(e) && e.code === 'ERR_PRIVACY_UNACHIEVABLE',
       );
       assert.equal((await ledger.history('adult')).length, 0);
     } finally {
