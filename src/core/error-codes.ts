@@ -182,6 +182,11 @@ export const errorCodes = {
     exit: ExitCode.security,
     summary: 'Training data is not a protected dataset whose digest the audit log records.',
   },
+  ERR_DATA_UNVERIFIED: {
+    exit: ExitCode.security,
+    summary:
+      'Training data has a protection manifest but cannot be verified against it (no keyring, or no row digest).',
+  },
   ERR_GATE_FAILED: {
     exit: ExitCode.security,
     summary: 'A model crossed a threshold of the security gate (`bulwark evaluate --gate`).',

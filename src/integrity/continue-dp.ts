@@ -88,6 +88,8 @@ export interface DpContinueOptions {
   eps?: number;
   maxCleanDrop?: number;
   maxRobustDrop?: number;
+  /** More ONNX metadata entries of the new model (e.g. `bulwark.protected_data`); its own keys win. */
+  metadata?: Readonly<Record<string, string>>;
   note?: (message: string) => void;
   onProgress?: (done: number, total: number) => void;
 }
@@ -208,7 +210,11 @@ export async function continueTrainingDp(
     ...(o.noise ? { noise: o.noise } : {}),
     initial: { network: old, pipeline: pipelineState, classValues, privacy: parent },
     // Written only if the run gets that far, i.e. the gate passed (it runs before the spend).
-    metadata: { [META_CONTINUED_FROM]: previousDigest, [META_POISON_GATE]: JSON.stringify(gate) },
+    metadata: {
+      ...(o.metadata ?? {}),
+      [META_CONTINUED_FROM]: previousDigest,
+      [META_POISON_GATE]: JSON.stringify(gate),
+    },
     beforeSpend: async (plan) => {
       // Refuse an exhausted budget before the batch is looked at, then run the gate.
       await o.ledger.preview({

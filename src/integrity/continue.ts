@@ -18,7 +18,7 @@ import {
   train,
 } from '../ml/index.js';
 import { networkModel, tabularDomain } from '../robust/index.js';
-import { META_CLASS_VALUES, META_LABEL, META_PIPELINE } from '../train/index.js';
+import { META_CLASS_VALUES, META_LABEL, META_PIPELINE, META_PROTECTED_DATA } from '../train/index.js';
 import {
   compareModels,
   type ModelComparison,
@@ -45,7 +45,7 @@ export const META_CONTINUED_FROM = 'bulwark.continued_from';
  * `protectModel` builds from this metadata) claim a guarantee it does not have. The previous model's
  * claims stay in its own metadata / package, which the new one names (`bulwark.continued_from`).
  */
-const NOT_INHERITED = ['bulwark.privacy', 'bulwark.adversarial'] as const;
+const NOT_INHERITED = ['bulwark.privacy', 'bulwark.adversarial', META_PROTECTED_DATA] as const;
 
 export interface ContinueOptions {
   label: string;
@@ -63,6 +63,8 @@ export interface ContinueOptions {
   maxCleanDrop?: number;
   maxRobustDrop?: number;
   schema?: Schema;
+  /** More ONNX metadata entries of the new model (e.g. `bulwark.protected_data`); its own keys win. */
+  metadata?: Readonly<Record<string, string>>;
   onProgress?: (done: number, total: number) => void;
 }
 
@@ -255,6 +257,7 @@ export async function continueTraining(
     producerVersion: bulwarkVersion(),
     metadata: {
       ...inherited,
+      ...(o.metadata ?? {}),
       [META_CONTINUED_FROM]: previousDigest,
       [META_SANITIZE]: JSON.stringify({
         method: inspection.method,

@@ -4,6 +4,7 @@ export {
   META_CLASS_VALUES,
   META_LABEL,
   META_PIPELINE,
+  META_PROTECTED_DATA,
   type TabularMetrics,
   type TrainTabularOptions,
   type TrainTabularResult,

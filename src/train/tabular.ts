@@ -38,6 +38,12 @@ import { type AdversarialMethod, adversarialTrain, tabularDomain } from '../robu
 export const META_PIPELINE = 'bulwark.pipeline';
 export const META_LABEL = 'bulwark.label';
 export const META_CLASS_VALUES = 'bulwark.class_values';
+/**
+ * What `bulwark train` wrote about a protected training file (one with a Bulwark protection manifest
+ * beside it): JSON `{"dataset": <its dataset id, or null>, "verified": <whether its rows were checked
+ * against the manifest before training>}`. Never inherited by a model fine-tuned from this one.
+ */
+export const META_PROTECTED_DATA = 'bulwark.protected_data';
 
 /** String columns with more distinct values than this are taken for identifiers and left out. */
 export const MAX_CATEGORIES = 100;

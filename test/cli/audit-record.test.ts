@@ -86,6 +86,8 @@ describe('lifecycle commands record to the audit log (--audit)', () => {
       model,
       '--audit',
       db,
+      // The protected file is checked against its manifest before training: that needs the keyring.
+      ...auth,
     ]);
     const trainedId = (JSON.parse(train.stdout) as { auditEvent: string }).auditEvent;
 
@@ -120,6 +122,8 @@ describe('lifecycle commands record to the audit log (--audit)', () => {
     assert.equal(spent.data['operation'], 'query.count');
     const created = tail.find((e) => e.type === 'key.created') as TailEntry;
     assert.equal(created.data['keyId'], 'reports.v1');
+    const trained = tail.find((e) => e.type === 'model.trained') as TailEntry;
+    assert.equal((trained.data['hyperparameters'] as Record<string, unknown>)['protectedVerified'], true);
     const rotated = tail.find((e) => e.type === 'key.rotated') as TailEntry;
     assert.deepEqual([rotated.data['keyId'], rotated.data['previousKeyId']], ['data.v2', 'data.v1']);
 

@@ -13,6 +13,7 @@ import type { Io } from '../output.js';
 import { type Progress, startProgress } from '../progress.js';
 import type { ContinueCliOpts, Tuner } from './train-continue.js';
 import { budgetLine, budgetResult, type DpTrainOpts, openDpRun } from './train-dp.js';
+import { protectedMetadata } from './train-protected.js';
 
 /** The options of a DP continuation; `model`/`hidden` only when given on the command line. */
 export type DpContinueCliOpts = ContinueCliOpts &
@@ -78,6 +79,7 @@ export function dpTuner(io: Io, o: DpContinueCliOpts, log: AuditLog | undefined)
         eps: o.evalEps,
         maxCleanDrop: o.maxCleanDrop,
         maxRobustDrop: o.maxRobustDrop,
+        metadata: protectedMetadata(o.protectedData),
         note: (m) => io.note(m),
         onProgress: (done, total) => {
           bar ??= startProgress(io, 'dp-fine-tune', total, 'steps');

@@ -11,6 +11,7 @@ import type { TrainedPrivacy } from '../../privacy/index.js';
 import type { Io } from '../output.js';
 import { type Progress, startProgress } from '../progress.js';
 import type { IntegrityTrainOpts } from './train-integrity.js';
+import { type ProtectedDataRecord, protectedMetadata } from './train-protected.js';
 
 /** The options of `bulwark train --from`. */
 export type ContinueCliOpts = IntegrityTrainOpts & {
@@ -30,6 +31,12 @@ export type ContinueCliOpts = IntegrityTrainOpts & {
   adversarial?: string;
   /** Set for a DP fine-tune (`--dp-epsilon`): the new model carries a DP guarantee. */
   dpEpsilon?: number;
+  /** `--no-verify-protected` (false): a protected --data or --eval file is not checked. */
+  verifyProtected?: boolean;
+  /** --data is a protected dataset: its id and whether it was verified (train-protected.ts). */
+  protectedData?: ProtectedDataRecord;
+  /** The same for --eval (set once it is read). */
+  evalProtectedData?: ProtectedDataRecord;
 };
 
 /**
@@ -109,6 +116,7 @@ export async function fineTune(
       ...(o.lr === undefined ? {} : { learningRate: o.lr }),
       seed: o.seed,
       evaluation,
+      metadata: protectedMetadata(o.protectedData),
       eps: o.evalEps,
       maxCleanDrop: o.maxCleanDrop,
       maxRobustDrop: o.maxRobustDrop,

@@ -22,6 +22,7 @@ import { record } from '../audit-record.js';
 import { floatOption, intOption, locationOrigin } from '../options.js';
 import type { Io } from '../output.js';
 import { type Progress, startProgress } from '../progress.js';
+import { type ProtectedDataRecord, protectedHyperparameters, protectedMetadata } from './train-protected.js';
 
 /** The DP options `bulwark train` accepts. */
 export interface DpTrainOpts {
@@ -45,6 +46,8 @@ export interface TrainOptsForDp {
    * event records, never a second read of the path, which may see another file.
    */
   dataDigest: string;
+  /** --data is a protected dataset: its id and whether it was verified (train-protected.ts). */
+  protectedData?: ProtectedDataRecord;
   label: string;
   out: string;
   model: 'logreg' | 'mlp';
@@ -219,6 +222,7 @@ export async function runDpTraining(
       ...(o.dpRows === undefined ? {} : { publicRows: o.dpRows }),
       ...(o.features === undefined ? {} : { features: o.features }),
       ...(o.drop === undefined ? {} : { drop: o.drop }),
+      metadata: protectedMetadata(o.protectedData),
       budget: {
         ledger,
         dataset: o.budget ?? basename(o.data),
@@ -244,7 +248,12 @@ export async function runDpTraining(
           modelDigest: sha256Digest(r.onnx),
           datasetDigest: o.dataDigest,
           algorithm: `${o.model}-${p.method}`,
-          hyperparameters: { seed: o.seed, testFraction: o.testFraction, batchSize: o.batchSize },
+          hyperparameters: {
+            seed: o.seed,
+            testFraction: o.testFraction,
+            batchSize: o.batchSize,
+            ...protectedHyperparameters(o.protectedData),
+          },
           privacy: trainedPrivacy(p, r.receipt),
           metrics: {
             accuracy: r.test.accuracy,
@@ -268,6 +277,7 @@ export async function runDpTraining(
         privacy: p,
         budget: budgetResult(r.receipt),
         seededNoise: o.seededNoise !== undefined,
+        ...(o.protectedData ? { protectedData: o.protectedData } : {}),
         ...(auditIds.length > 0 ? { auditEvent: auditIds[0] } : {}),
       },
       () =>

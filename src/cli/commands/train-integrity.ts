@@ -25,6 +25,7 @@ import {
   type Tuner,
 } from './train-continue.js';
 import { runPackageContinuation } from './train-package.js';
+import { protectedHyperparameters, readProtectable } from './train-protected.js';
 
 /** Options `bulwark train` takes for training-data integrity (kept here so train.ts changes little). */
 export interface IntegrityTrainOpts {
@@ -41,7 +42,10 @@ export interface IntegrityTrainOpts {
   maxFlagged?: number;
   /** `--gate`: the DP gate's check. */
   gate?: InspectMethod;
-  /** `--from PARENT.bwm`: the keyring, trust policy, signing key and new version of the package. */
+  /**
+   * The keyring: `--from PARENT.bwm`'s, and a protected --data or --eval file's (train-protected.ts);
+   * then the trust policy, signing key and new version of the package.
+   */
   keyring?: string;
   keyringProvider?: string;
   passphraseFile?: string;
@@ -106,7 +110,8 @@ export function addIntegrityTrainOptions(cmd: Command): Command {
       inspectMethod,
     );
   return withKeyringOptions(cmd, {
-    optional: '--from PARENT.bwm: the keyring that decrypts it and encrypts the new package',
+    optional:
+      'the keyring that checks a protected --data/--eval file against its manifest (FILE.bulwark.json beside it); with --from PARENT.bwm, also the one that decrypts it and encrypts the new package',
   })
     .option('--trust <file>', '--from PARENT.bwm: trust policy the parent package is verified against')
     .option('--sign-key <file>', '--from PARENT.bwm: signing key of the new package (--out NEW.bwm)')
@@ -226,12 +231,20 @@ export async function runContinuedTraining(
   await requireFile(from, 'model file');
   await requireFile(o.eval, 'evaluation file');
   const packaged = await isModelPackage(from);
-  let evaluation = await readDataset(o.eval);
+  // A protected evaluation set is checked as --data is: the comparison decides whether a model is kept.
+  const evalFile = o.eval;
+  const ev = await readProtectable(io, evalFile, '--eval', o, async (csv) => ({
+    dataset: await readDataset(evalFile, csv),
+  }));
+  o = { ...o, evalProtectedData: ev.protectedData };
+  let evaluation = ev.dataset;
   if (schema) evaluation = validateAgainstSchema(evaluation, schema, { source: o.eval });
   if (packaged) return runPackageContinuation(io, o, ds, evaluation, schema, log, tune);
+  // The keyring also checks a protected --data or --eval file.
+  const keyringUsed = o.protectedData?.verified === true || o.evalProtectedData?.verified === true;
   const packageOnly = (
     [
-      ['--keyring', o.keyring],
+      ['--keyring', keyringUsed ? undefined : o.keyring],
       ['--trust', o.trust],
       ['--sign-key', o.signKey],
       ['--model-version', o.modelVersion],
@@ -271,6 +284,8 @@ export async function runContinuedTraining(
           continuedFrom: r.previousDigest,
           ...r.hyperparameters,
           seed: o.seed,
+          ...protectedHyperparameters(o.protectedData),
+          ...protectedHyperparameters(o.evalProtectedData, 'evalProtected'),
         },
         ...(r.privacy ? { privacy: r.privacy } : {}),
         metrics: {
@@ -288,6 +303,8 @@ export async function runContinuedTraining(
       continuedFrom: r.previousDigest,
       ...r.result,
       comparison: c,
+      ...(o.protectedData ? { protectedData: o.protectedData } : {}),
+      ...(o.evalProtectedData ? { evalProtectedData: o.evalProtectedData } : {}),
       ...(ids[0] ? { auditEvent: ids[0] } : {}),
     },
     () => [...r.lines, `Model: ${out}`].join('\n'),

@@ -41,6 +41,7 @@ import type { Io } from '../output.js';
 import { openKeyringFromOptions } from './keys.js';
 import { readDetectorBundleFile } from './model-detectors.js';
 import type { Continuation, ContinueCliOpts, Tuner } from './train-continue.js';
+import { protectedHyperparameters } from './train-protected.js';
 
 /** The parent's version with its last number incremented (`1.2.0` → `1.2.1`, `3` → `4`). */
 export function nextVersion(v: string): string | undefined {
@@ -163,6 +164,8 @@ export async function runPackageContinuation(
         parentPackage: parentRef.packageDigest,
         ...r.hyperparameters,
         seed: o.seed,
+        ...protectedHyperparameters(o.protectedData),
+        ...protectedHyperparameters(o.evalProtectedData, 'evalProtected'),
       };
       const metrics = {
         cleanBefore: c.before.clean,
@@ -240,6 +243,8 @@ export async function runPackageContinuation(
           continuedFrom: r.previousDigest,
           ...r.result,
           comparison: c,
+          ...(o.protectedData ? { protectedData: o.protectedData } : {}),
+          ...(o.evalProtectedData ? { evalProtectedData: o.evalProtectedData } : {}),
           signer: made.signer,
           ...(trained ? { auditEvent: trained.id } : {}),
           ...(packaged ? { packagedEvent: packaged.id } : {}),

@@ -1,7 +1,8 @@
 import { resolve } from 'node:path';
 import { type Command, InvalidArgumentError } from 'commander';
-import { BulwarkError, requireFile, sha256Digest, writeFileAtomic } from '../../core/index.js';
+import { BulwarkError, exists, requireFile, sha256Digest, writeFileAtomic } from '../../core/index.js';
 import {
+  type CsvDatasetOptions,
   type Dataset,
   loadSchema,
   readDatasetWithDigest,
@@ -9,6 +10,7 @@ import {
   validateAgainstSchema,
 } from '../../data/index.js';
 import { ACTIVATIONS, type ActivationName } from '../../ml/index.js';
+import { manifestPathOf } from '../../protect/index.js';
 import type { AdversarialMethod } from '../../robust/index.js';
 import { MAX_CATEGORIES, type TrainTabularResult } from '../../train/index.js';
 import { addAuditOption, record, withOperationLog } from '../audit-record.js';
@@ -25,6 +27,13 @@ import {
   sanitizeHyperparameters,
   trainWithIntegrity,
 } from './train-integrity.js';
+import {
+  addProtectedDataOptions,
+  type ProtectedDataOpts,
+  protectedHyperparameters,
+  protectedMetadata,
+  readProtectable,
+} from './train-protected.js';
 
 function fractionOption(v: string): number {
   const x = Number(v);
@@ -61,13 +70,15 @@ function categoryTypes(schema: Schema): Record<string, 'string'> {
 async function readWithCategoriesAsText(
   path: string,
   schema: Schema | undefined,
+  csv: CsvDatasetOptions = {},
 ): Promise<{ dataset: Dataset; digest: string }> {
   const types = schema === undefined ? {} : categoryTypes(schema);
-  if (Object.keys(types).length === 0) return readDatasetWithDigest(path);
+  if (Object.keys(types).length === 0) return readDatasetWithDigest(path, csv);
   try {
-    return await readDatasetWithDigest(path, { types });
+    return await readDatasetWithDigest(path, { ...csv, types });
   } catch (e) {
-    if (e instanceof BulwarkError && e.code === 'ERR_COLUMN_NOT_FOUND') return readDatasetWithDigest(path);
+    if (e instanceof BulwarkError && e.code === 'ERR_COLUMN_NOT_FOUND')
+      return readDatasetWithDigest(path, csv);
     throw e;
   }
 }
@@ -138,14 +149,20 @@ export function registerTrainCommand(program: Command): void {
       floatOption(0, 1),
     )
     .option('--force', 'overwrite --out if it exists');
-  addIntegrityTrainOptions(addAuditOption(addDpTrainOptions(train)))
+  addProtectedDataOptions(addIntegrityTrainOptions(addAuditOption(addDpTrainOptions(train))))
     .addHelpText(
       'after',
       `
 String columns are one-hot encoded (missing values as their own category; more than ${MAX_CATEGORIES} distinct
 values: left out as identifiers); numeric columns must be complete and finite. Standardisation is part
 of the exported model, and the preprocessing and class values are stored in the ONNX metadata, so
-\`bulwark predict\` (or any ONNX runtime, on the encoded features) can use it.`,
+\`bulwark predict\` (or any ONNX runtime, on the encoded features) can use it.
+
+A --data or --eval file with a protection manifest beside it (FILE.bulwark.json, from bulwark data
+protect) is checked against it before any training: the manifest's MAC and every row as read (a label
+flipped, values moved between rows, a row added, removed or duplicated: ERR_CIPHERTEXT_TAMPERED). This
+needs the keyring (--keyring, --passphrase-file, ...; ERR_DATA_UNVERIFIED without it); nothing is
+decrypted. --no-verify-protected skips the check, and the model records that it did.`,
     )
     .action(async function (this: Command) {
       const o = this.opts<{
@@ -173,6 +190,7 @@ of the exported model, and the preprocessing and class values are stored in the 
         advEma?: number;
         immutable?: string[];
         audit?: string;
+        verifyProtected: boolean;
       }>();
       const io = ioOf(this);
       // With --from the model kind is the previous model's (a DP fine-tune checks --hidden against it).
@@ -199,6 +217,9 @@ of the exported model, and the preprocessing and class values are stored in the 
         'auditKey',
         'ledger',
       ].map((k) => (typeof given[k] === 'string' ? (given[k] as string) : undefined));
+      // The protection manifests beside the data and the evaluation set are inputs too.
+      for (const f of [given['data'], given['eval']])
+        if (typeof f === 'string' && (await exists(manifestPathOf(f)))) inputs.push(manifestPathOf(f));
       await checkOutputPath(resolve(o.out), { force: o.force, inputs });
       if (
         (o.advEps !== undefined ||
@@ -225,8 +246,12 @@ of the exported model, and the preprocessing and class values are stored in the 
       // values all look like numbers became numbers ("1.10" read as 1.1, so category "1.1"), and one
       // row that does not (say "beta") turned it back into text, changing how every other row is
       // encoded — outside one row's contribution, which DP training's guarantee is about.
-      const read = await readWithCategoriesAsText(o.data, schema);
+      // A protected file (manifest beside it) is checked on these very rows, before anything else runs.
+      const read = await readProtectable(io, o.data, '--data', this.opts<ProtectedDataOpts>(), (csv) =>
+        readWithCategoriesAsText(o.data, schema, csv),
+      );
       const dataDigest = read.digest;
+      const protectedData = read.protectedData;
       let ds = read.dataset;
       if (schema !== undefined) ds = validateAgainstSchema(ds, schema, { source: o.data });
       const dp = this.opts<DpTrainOpts>();
@@ -242,7 +267,13 @@ of the exported model, and the preprocessing and class values are stored in the 
         const integrity = this.opts<IntegrityTrainOpts>();
         if (integrity.from !== undefined) {
           if (!wantsDp(dp)) {
-            return runContinuedTraining(io, { ...o, ...integrity, dataDigest }, ds, schema, log);
+            return runContinuedTraining(
+              io,
+              { ...o, ...integrity, dataDigest, protectedData },
+              ds,
+              schema,
+              log,
+            );
           }
           // DP fine-tuning: the poisoning checks run as a gate, DP-SGD starts from the model's weights
           // and spends from its ledger budget (train-continue-dp.ts). Architecture options count only
@@ -253,6 +284,7 @@ of the exported model, and the preprocessing and class values are stored in the 
             ...integrity,
             ...dp,
             dataDigest,
+            protectedData,
             model: given('model') ? o.model : undefined,
             activation: given('activation') ? o.activation : undefined,
             hidden: o.hidden,
@@ -260,7 +292,8 @@ of the exported model, and the preprocessing and class values are stored in the 
           checkDpContinuation(dpo, schema !== undefined);
           return runContinuedTraining(io, dpo, ds, schema, log, dpTuner(io, dpo, log));
         }
-        if (wantsDp(dp)) return runDpTraining(io, { ...o, ...dp, dataDigest }, ds, schema, log);
+        if (wantsDp(dp))
+          return runDpTraining(io, { ...o, ...dp, dataDigest, protectedData }, ds, schema, log);
         let bar: Progress | null = null;
         let r: TrainTabularResult;
         let sanitize: Awaited<ReturnType<typeof trainWithIntegrity>>['sanitize'];
@@ -280,6 +313,7 @@ of the exported model, and the preprocessing and class values are stored in the 
             classWeights: o.classWeights === 'balanced' ? 'balanced' : null,
             features: o.features,
             drop: o.drop,
+            metadata: protectedMetadata(protectedData),
             ...(o.adversarial
               ? {
                   adversarial: {
@@ -318,6 +352,7 @@ of the exported model, and the preprocessing and class values are stored in the 
                 seed: o.seed,
                 testFraction: o.testFraction,
                 ...sanitizeHyperparameters(sanitize),
+                ...protectedHyperparameters(protectedData),
               },
               ...(o.adversarial
                 ? {
@@ -354,6 +389,7 @@ of the exported model, and the preprocessing and class values are stored in the 
               ? { adversarial: { method: o.adversarial, eps: o.advEps, steps: o.advSteps ?? 10 } }
               : {}),
             ...(sanitize ? { sanitize } : {}),
+            ...(protectedData ? { protectedData } : {}),
             ...(auditIds.length > 0 ? { auditEvent: auditIds[0] } : {}),
           },
           () =>
