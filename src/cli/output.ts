@@ -1,3 +1,4 @@
+import type { Command } from 'commander';
 import { BulwarkError, type ErrorCode, ExitCode, errorCodes } from '../core/index.js';
 
 /** Where a command writes: stdout for results, stderr for messages and progress. */
@@ -27,6 +28,11 @@ const UNPRINTABLE = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u061c\u200e\u200f\
  */
 export function printable(s: string): string {
   return s.replace(UNPRINTABLE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+/** The `Io` of a running command, from the global `--json` flag. */
+export function ioOf(cmd: Command): Io {
+  return makeIo(cmd.optsWithGlobals<{ json?: boolean }>().json === true);
 }
 
 export function makeIo(json: boolean): Io {

@@ -1,30 +1,40 @@
 import { Command, CommanderError } from 'commander';
 import { BulwarkError, bulwarkVersion } from '../core/index.js';
-import { registerAttestCommands } from './commands/attest.js';
-import { registerAuditCommands } from './commands/audit.js';
-import { registerBenchCommands } from './commands/bench.js';
-import { registerDataCommands } from './commands/data.js';
-import { registerDemoCommand } from './commands/demo.js';
-import { registerDeployCommands } from './commands/deploy.js';
-import { registerEvaluateCommand } from './commands/evaluate.js';
-import { registerKeysCommands } from './commands/keys.js';
-import { registerModelCommands } from './commands/model.js';
-import { registerPlanCommand } from './commands/plan.js';
-import { registerPolicyCommands } from './commands/policy.js';
-import { registerPredictCommand } from './commands/predict.js';
-import { registerQueryCommand } from './commands/query.js';
-import { registerServeCommand } from './commands/serve.js';
-import { registerTrainCommand } from './commands/train.js';
-import { ExitCode, type Io, makeIo, reportError } from './output.js';
+import { ExitCode, ioOf, makeIo, reportError } from './output.js';
 
-export { bulwarkVersion };
+// Commands take ioOf from output.ts: importing this module would load every command's module.
+export { bulwarkVersion, ioOf };
 
-/** The `Io` of a running command, from the global `--json` flag. */
-export function ioOf(cmd: Command): Io {
-  return makeIo(cmd.optsWithGlobals<{ json?: boolean }>().json === true);
-}
+type Register = (program: Command) => void;
 
-export function buildProgram(opts: { json?: boolean } = {}): Command {
+/**
+ * The top-level commands, in the order `bulwark --help` lists them, each with the module that
+ * registers it. Loaded on demand: a command's module pulls in what it runs (data readers, ONNX, the
+ * privacy ledger...), and loading every one of them cost most of a second before any command ran.
+ */
+export const COMMAND_MODULES: ReadonlyArray<readonly [name: string, load: () => Promise<Register>]> = [
+  ['data', async () => (await import('./commands/data.js')).registerDataCommands],
+  ['audit', async () => (await import('./commands/audit.js')).registerAuditCommands],
+  ['attest', async () => (await import('./commands/attest.js')).registerAttestCommands],
+  ['bench', async () => (await import('./commands/bench.js')).registerBenchCommands],
+  ['demo', async () => (await import('./commands/demo.js')).registerDemoCommand],
+  ['deploy', async () => (await import('./commands/deploy.js')).registerDeployCommands],
+  ['evaluate', async () => (await import('./commands/evaluate.js')).registerEvaluateCommand],
+  ['keys', async () => (await import('./commands/keys.js')).registerKeysCommands],
+  ['plan', async () => (await import('./commands/plan.js')).registerPlanCommand],
+  ['policy', async () => (await import('./commands/policy.js')).registerPolicyCommands],
+  ['model', async () => (await import('./commands/model.js')).registerModelCommands],
+  ['train', async () => (await import('./commands/train.js')).registerTrainCommand],
+  ['predict', async () => (await import('./commands/predict.js')).registerPredictCommand],
+  ['query', async () => (await import('./commands/query.js')).registerQueryCommand],
+  ['serve', async () => (await import('./commands/serve.js')).registerServeCommand],
+];
+
+/**
+ * The `bulwark` program with every command, or with `only` the top-level command named (what
+ * {@link runCli} builds when the command line names one: the others' modules are not loaded).
+ */
+export async function buildProgram(opts: { json?: boolean; only?: string } = {}): Promise<Command> {
   // With --json, stderr holds only the JSON error runCli writes: commander's text line and its hint
   // would make it unparseable.
   const output = opts.json ? { outputError: () => {}, writeErr: () => {} } : { outputError: usageError };
@@ -58,21 +68,8 @@ Exit codes:
 Errors print one line "bulwark: ERR_CODE: message"; every code is listed in docs/errors.md.`,
     );
 
-  registerDataCommands(program);
-  registerAuditCommands(program);
-  registerAttestCommands(program);
-  registerBenchCommands(program);
-  registerDemoCommand(program);
-  registerDeployCommands(program);
-  registerEvaluateCommand(program);
-  registerKeysCommands(program);
-  registerPlanCommand(program);
-  registerPolicyCommands(program);
-  registerModelCommands(program);
-  registerTrainCommand(program);
-  registerPredictCommand(program);
-  registerQueryCommand(program);
-  registerServeCommand(program);
+  const wanted = COMMAND_MODULES.filter(([name]) => opts.only === undefined || name === opts.only);
+  for (const register of await Promise.all(wanted.map(([, load]) => load()))) register(program);
 
   // Every subcommand inherits the usage-error handling.
   for (const c of allCommands(program)) {
@@ -108,7 +105,10 @@ export async function runCli(argv: readonly string[]): Promise<number> {
     process.stdout.write(`${bulwarkVersion()}\n`);
     return ExitCode.ok;
   }
-  const program = buildProgram({ json });
+  // The first word that is not an option names the command (the global options take no value).
+  const first = rest.find((a) => !a.startsWith('-'));
+  const only = COMMAND_MODULES.some(([name]) => name === first) ? first : undefined;
+  const program = await buildProgram(only === undefined ? { json } : { json, only });
   try {
     await program.parseAsync([...argv], { from: 'user' });
     return ExitCode.ok;

@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { allCommands, buildProgram } from '../../src/cli/program.js';
+import { pathToFileURL } from 'node:url';
+import { allCommands, buildProgram, COMMAND_MODULES } from '../../src/cli/program.js';
 import { ROOT, runBulwark, runBulwarkInProcess } from '../helpers/cli.js';
 
 /** The space-separated path of a command below the root, e.g. `data synth`. */
@@ -34,7 +35,7 @@ describe('bulwark CLI', () => {
   });
 
   it('every command and subcommand has --help (exit 0, a usage line)', async () => {
-    const cmds = allCommands(buildProgram()).filter((c) => c.name() !== 'help');
+    const cmds = allCommands(await buildProgram()).filter((c) => c.name() !== 'help');
     assert.ok(cmds.length >= 2);
     // In this process (runCli, as bin/bulwark.js runs it): a new process per command (about 60) was
     // 0.5 s of CPU each, nearly all Node start-up. The process itself is checked by the --help test above.
@@ -45,6 +46,78 @@ describe('bulwark CLI', () => {
       assert.match(r.stdout, new RegExp(`Usage: bulwark ${p.join(' ')}`), p.join(' '));
       assert.ok(c.description().length > 0, `bulwark ${p.join(' ')} has a description`);
     }
+  });
+
+  it('each command is loaded on its own: its module registers that command and no other', async () => {
+    const full = await buildProgram();
+    assert.deepEqual(
+      full.commands.map((c) => c.name()),
+      COMMAND_MODULES.map(([name]) => name),
+    );
+    for (const [name] of COMMAND_MODULES) {
+      const one = await buildProgram({ only: name });
+      assert.deepEqual(
+        one.commands.map((c) => c.name()),
+        [name],
+      );
+      // The same subcommands and options as in the whole program.
+      const shape = (c: (typeof full.commands)[number]): string[] =>
+        allCommands(c).map((x) => `${x.name()}:${x.options.map((o) => o.flags).join(',')}`);
+      assert.deepEqual(shape(one.commands[0]!), shape(full.commands.find((c) => c.name() === name)!), name);
+    }
+  });
+
+  it('a command run from the command line loads only its own modules', () => {
+    // A loader hook records every module the process loads (the hooks run on their own thread in
+    // Node 20, hence a file). `audit` needs neither the data readers nor the ML code; `--version`
+    // needs no command at all. The whole program would load src/data and src/ml for either.
+    const dir = mkdtempSync(join(tmpdir(), 'bulwark-lazy-'));
+    const log = join(dir, 'loaded.txt');
+    writeFileSync(
+      join(dir, 'hooks.mjs'),
+      `import { appendFileSync } from 'node:fs';
+       export async function load(url, ctx, next) { appendFileSync(${JSON.stringify(log)}, url + '\\n'); return next(url, ctx); }`,
+    );
+    writeFileSync(
+      join(dir, 'register.mjs'),
+      `import { register } from 'node:module'; register(${JSON.stringify(pathToFileURL(join(dir, 'hooks.mjs')).href)});`,
+    );
+    const loadedBy = (args: string[]): string[] => {
+      writeFileSync(log, '');
+      const r = spawnSync(
+        process.execPath,
+        ['--import', join(dir, 'register.mjs'), join(ROOT, 'bin', 'bulwark.js'), ...args],
+        {
+          cwd: ROOT,
+          encoding: 'utf8',
+        },
+      );
+      assert.equal(r.status, 0, r.stderr);
+      return readFileSync(log, 'utf8')
+        .split('\n')
+        .filter((l) => l.includes('/dist/'));
+    };
+    const audit = loadedBy(['audit', '--help']);
+    assert.ok(
+      audit.some((u) => u.includes('/dist/cli/commands/audit.js')),
+      'the audit command was loaded',
+    );
+    for (const folder of [
+      '/dist/data/',
+      '/dist/ml/',
+      '/dist/cli/commands/train.js',
+      '/dist/cli/commands/query.js',
+    ])
+      assert.ok(!audit.some((u) => u.includes(folder)), `bulwark audit --help loaded ${folder}`);
+    const version = loadedBy(['--version']);
+    assert.ok(!version.some((u) => u.includes('/dist/cli/commands/')), 'bulwark --version loaded a command');
+    // The whole program (top-level help) still loads every command.
+    const all = loadedBy(['--help']);
+    for (const [name] of COMMAND_MODULES)
+      assert.ok(
+        all.some((u) => u.includes(`/dist/cli/commands/${name}.js`)),
+        name,
+      );
   });
 
   it('an unknown option is a usage error: exit 2, one line with ERR_USAGE, no stack trace', () => {

@@ -97,8 +97,8 @@ describe('bulwark: messages name the real problem', () => {
     }
   });
 
-  it('the arguments of the data, keys and model commands are described in their --help', () => {
-    const program = buildProgram();
+  it('the arguments of the data, keys and model commands are described in their --help', async () => {
+    const program = await buildProgram();
     const pathOf = (c: { name(): string; parent: unknown }): string => {
       const names: string[] = [];
       for (
@@ -120,7 +120,7 @@ describe('bulwark: messages name the real problem', () => {
   });
 
   it('each query lists only the options it reads; a flag of another query is refused, not ignored', async () => {
-    const query = buildProgram().commands.find((c) => c.name() === 'query');
+    const query = (await buildProgram()).commands.find((c) => c.name() === 'query');
     assert.ok(query);
     const shown = (kind: string): string[] => {
       const c = query.commands.find((x) => x.name() === kind);

@@ -2,7 +2,7 @@ import { type Command, InvalidArgumentError } from 'commander';
 import { z } from 'zod';
 import type { AttestationClaims, AttestationPolicy } from '../../attest/index.js';
 import { BulwarkError, parseConfig, readInputFile } from '../../core/index.js';
-import { ioOf } from '../program.js';
+import { ioOf } from '../output.js';
 
 interface VerifyOpts {
   format: string;

@@ -5,7 +5,7 @@ import type { AuditLog, AuditStoreSpec, InclusionBundle, NoteSigner } from '../.
 import { BulwarkError, fsError, writeFileAtomic } from '../../core/index.js';
 import { auditStoreSpec, DEFAULT_AUDIT_STORE } from '../audit-record.js';
 import { checkOutputPath, intOption, locationOrigin } from '../options.js';
-import { ioOf } from '../program.js';
+import { ioOf } from '../output.js';
 import { startProgress } from '../progress.js';
 
 /** The audit library, loaded on first use so other commands do not pay for pg and better-sqlite3. */

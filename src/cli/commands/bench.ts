@@ -2,7 +2,7 @@ import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { packageRoot, writeFileAtomic } from '../../core/index.js';
 import { checkOutputPath, intOption } from '../options.js';
-import { ioOf } from '../program.js';
+import { ioOf } from '../output.js';
 import { startProgress } from '../progress.js';
 
 const lib = () => import('../../bench/index.js');

@@ -13,7 +13,7 @@ import { fromOnnx, metadataJson, onnxMetadata } from '../../ml/index.js';
 import { META_CLASS_VALUES, META_LABEL, META_PIPELINE } from '../../train/index.js';
 import { readOnnxModelFile } from '../model-file.js';
 import { checkOutputPath, floatOption, intOption } from '../options.js';
-import { ioOf } from '../program.js';
+import { ioOf } from '../output.js';
 import { writeHtmlReport } from '../report.js';
 
 function method(v: string): InspectMethod {

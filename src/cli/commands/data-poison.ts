@@ -19,7 +19,7 @@ import {
   type TabularTrigger,
 } from '../../robust/index.js';
 import { checkOutputPath, floatOption, intOption } from '../options.js';
-import { ioOf } from '../program.js';
+import { ioOf } from '../output.js';
 
 function oneOf<T extends string>(allowed: readonly T[]): (v: string) => T {
   return (v) => {

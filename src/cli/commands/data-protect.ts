@@ -12,7 +12,7 @@ import {
 } from '../../protect/index.js';
 import { addAuditOption, record, withOperationLog } from '../audit-record.js';
 import { checkOutputPath, listOption } from '../options.js';
-import { ioOf } from '../program.js';
+import { ioOf } from '../output.js';
 import { keyringInputs, openKeyringFromOptions, type SecretCliOptions, withKeyringOptions } from './keys.js';
 
 const FORCE_HELP = 'overwrite --out (and its manifest) if it exists';

@@ -15,7 +15,7 @@ import {
   validateAgainstSchema,
 } from '../../data/index.js';
 import { checkOutputPath, intOption } from '../options.js';
-import { ioOf } from '../program.js';
+import { ioOf } from '../output.js';
 
 /** CSV layout options shared by `data schema` and `data validate`. */
 interface CsvCliOptions {

@@ -9,7 +9,7 @@ import {
   writeTransactionsCsv,
 } from '../../data/index.js';
 import { checkOutputPath, floatOption, intOption } from '../options.js';
-import { ioOf } from '../program.js';
+import { ioOf } from '../output.js';
 import { startProgress } from '../progress.js';
 
 interface SynthCliOptions {

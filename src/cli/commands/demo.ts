@@ -1,8 +1,9 @@
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
+import { bulwarkVersion } from '../../core/index.js';
 import { DEMO_STAGES, runDemo } from '../../demo/index.js';
 import { intOption } from '../options.js';
-import { bulwarkVersion, ioOf } from '../program.js';
+import { ioOf } from '../output.js';
 import { startProgress } from '../progress.js';
 
 /** `bulwark demo`: the end-to-end story, written as report.html and report.json. */

@@ -3,7 +3,7 @@ import { resolve } from 'node:path';
 import { type Command, InvalidArgumentError } from 'commander';
 import { BulwarkError, readInputFile } from '../../core/index.js';
 import type { Finding, Severity } from '../../deploy/index.js';
-import { ioOf } from '../program.js';
+import { ioOf } from '../output.js';
 
 /** The deploy library, loaded on first use (kubernetes-models is large). */
 const lib = () => import('../../deploy/index.js');

@@ -34,7 +34,7 @@ import {
 import { META_CLASS_VALUES, META_LABEL, META_PIPELINE } from '../../train/index.js';
 import { readOnnxModelFile } from '../model-file.js';
 import { checkOutputPath, floatOption, intOption, listOption } from '../options.js';
-import { ioOf } from '../program.js';
+import { ioOf } from '../output.js';
 import { startProgress } from '../progress.js';
 import { writeHtmlReport } from '../report.js';
 import { runEvaluateGate } from './evaluate-gate.js';

@@ -14,7 +14,7 @@ import {
 import { readManifest, rewrapProtected, SubjectKeyStore } from '../../protect/index.js';
 import { addAuditOption, record, withOperationLog } from '../audit-record.js';
 import { checkOutputPath, intOption, listOption } from '../options.js';
-import { ioOf } from '../program.js';
+import { ioOf } from '../output.js';
 
 /** Help of `--threads` on the file commands (frame-pipeline.ts). */
 const THREADS_HELP =

@@ -15,7 +15,7 @@ import {
   loadDetectorBundle,
 } from '../../robust/index.js';
 import { checkOutputPath, floatOption, intOption } from '../options.js';
-import { ioOf } from '../program.js';
+import { ioOf } from '../output.js';
 import { withProgress } from '../progress.js';
 import { labelled, loadModel } from './evaluate.js';
 import { isModelPackage } from './train-continue.js';

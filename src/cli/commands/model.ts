@@ -21,7 +21,7 @@ import {
 } from '../../model/index.js';
 import { addAuditOption, record, withOperationLog } from '../audit-record.js';
 import { checkOutputPath, intOption } from '../options.js';
-import { ioOf } from '../program.js';
+import { ioOf } from '../output.js';
 import { type Progress, startProgress } from '../progress.js';
 import { keyringInputs, openKeyringFromOptions, type SecretCliOptions, withKeyringOptions } from './keys.js';
 import { readDetectorBundleFile, registerFitDetectorsCommand } from './model-detectors.js';

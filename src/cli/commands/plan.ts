@@ -3,7 +3,7 @@ import { type Command, InvalidArgumentError } from 'commander';
 import { packageRoot } from '../../core/index.js';
 import { PROFILE_IDS, type Profile } from '../../plan/index.js';
 import { checkOutputPath, floatOption } from '../options.js';
-import { ioOf } from '../program.js';
+import { ioOf } from '../output.js';
 import { writeHtmlReport } from '../report.js';
 
 const lib = () => import('../../plan/index.js');

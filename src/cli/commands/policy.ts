@@ -4,7 +4,7 @@ import type { Principal } from '../../gateway/auth/index.js';
 // The action names only (no engine): the Cedar engine is loaded by the commands that run it, not at
 // start-up of every command.
 import { ACTIONS, type Action } from '../../gateway/policy/types.js';
-import { ioOf } from '../program.js';
+import { ioOf } from '../output.js';
 
 /**
  * `bulwark policy check|eval`: the gateway's Cedar policies outside the gateway, for CI and for

@@ -13,7 +13,7 @@ import {
 import { classIndexOf, META_CLASS_VALUES, META_LABEL, META_PIPELINE } from '../../train/index.js';
 import { readOnnxModelFile } from '../model-file.js';
 import { checkOutputPath } from '../options.js';
-import { ioOf } from '../program.js';
+import { ioOf } from '../output.js';
 
 export interface Predictions {
   rows: number;

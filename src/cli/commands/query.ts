@@ -29,7 +29,7 @@ import {
 } from '../../privacy/index.js';
 import { AUDIT_OPTION_FLAGS, AUDIT_OPTION_HELP, withOperationLog } from '../audit-record.js';
 import { floatOption, intOption, listOption, locationOrigin } from '../options.js';
-import { ioOf } from '../program.js';
+import { ioOf } from '../output.js';
 
 /** The default ledger: `BULWARK_LEDGER`, else `bulwark-ledger.sqlite` in the working folder. */
 function defaultLedger(): string {

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { requireFile } from '../../core/index.js';
-import { ioOf } from '../program.js';
+import { ioOf } from '../output.js';
 
 /** `bulwark serve`: the zero-trust inference gateway. */
 export function registerServeCommand(program: Command): void {

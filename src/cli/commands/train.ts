@@ -15,7 +15,7 @@ import type { AdversarialMethod } from '../../robust/index.js';
 import { MAX_CATEGORIES, type TrainTabularResult } from '../../train/index.js';
 import { addAuditOption, record, withOperationLog } from '../audit-record.js';
 import { checkOutputPath, floatOption, intOption, listOption } from '../options.js';
-import { ioOf } from '../program.js';
+import { ioOf } from '../output.js';
 import { type Progress, startProgress } from '../progress.js';
 import { checkDpContinuation, type DpContinueCliOpts, dpTuner } from './train-continue-dp.js';
 import { addDpTrainOptions, type DpTrainOpts, runDpTraining, wantsDp } from './train-dp.js';
