@@ -394,6 +394,70 @@ describe('detectors fail closed on tampered state and bad inputs', () => {
     );
   });
 
+  it('a saved precision matrix that is not symmetric positive definite is refused (it made every score 0)', async () => {
+    const det = await new MahalanobisDetector().fit(fitSet.x, fitSet.rows, fitSet.y);
+    await det.calibrate(calSet.x, calSet.rows, 0.05);
+    const good = JSON.parse(JSON.stringify(det.toJSON()));
+    const matrix = (f: (i: number, j: number) => number) =>
+      Buffer.from(
+        Float32Array.from({ length: d * d }, (_, i) => f(Math.floor(i / d), i % d)).buffer,
+      ).toString('base64');
+    // Loaded, -I and zeros scored a point a million units from every mean 0: never flagged.
+    const far = new Float32Array(d).fill(1e6);
+    assert.deepEqual(Array.from(await MahalanobisDetector.load(good).detect(far, 1)), [1]);
+    for (const [name, f, re] of [
+      ['-I', (i: number, j: number) => (i === j ? -1 : 0), /not positive definite/],
+      ['zeros', () => 0, /not positive definite/],
+      ['asymmetric', (i: number, j: number) => (i === j ? 1 : i < j ? 5 : -5), /not symmetric/],
+    ] as const)
+      assert.throws(
+        () => MahalanobisDetector.load({ ...good, precision: matrix(f) }),
+        stateErr(re),
+        `precision ${name}`,
+      );
+  });
+
+  it('a saved calibration claiming a finite threshold from too few scores for its rate is refused', async () => {
+    const det = await new MahalanobisDetector().fit(fitSet.x, fitSet.rows, fitSet.y);
+    await det.calibrate(calSet.x, calSet.rows, 0.05);
+    const good = JSON.parse(JSON.stringify(det.toJSON()));
+    // 300 rows at 5 %: a finite threshold. 300 rows cannot give one at 0.1 %, nor 98 rows at 1 %.
+    assert.ok(MahalanobisDetector.load(good).calibration);
+    for (const [n, fpr] of [
+      [300, 0.001],
+      [98, 0.01],
+    ] as const)
+      assert.throws(
+        () => MahalanobisDetector.load({ ...good, calibration: { ...good.calibration, n, fpr } }),
+        stateErr(/claims a finite threshold/),
+      );
+    assert.ok(MahalanobisDetector.load({ ...good, calibration: { ...good.calibration, n: 99, fpr: 0.01 } }));
+  });
+
+  it('a saved stateful detector is refused before its projection is allocated for a width it does not have', () => {
+    const st = new StatefulDetector({ inputs: d, k: 3, history: 20 }).fit(fitSet.x, fitSet.rows);
+    st.calibrate(benignStreams(calSet.x, calSet.rows, d, 20, 20, 1), 0.1);
+    const sj = JSON.parse(JSON.stringify(st.toJSON()));
+    // The projection (dims x inputs floats) used to be drawn before the scale was read: 200,000 inputs
+    // and 4,096 dims took 3.3 GB and about 90 s to refuse a 6-value scale (2^31 inputs: a RangeError).
+    assert.throws(
+      () => StatefulDetector.load({ ...sj, inputs: 2 ** 31, dims: 4096 }),
+      stateErr(/scale has 6 values, expected 2147483648/),
+    );
+    // With a scale of that width, the projection itself is bounded (2^26 values).
+    const wide = Buffer.from(new Float32Array(20_000).fill(1).buffer).toString('base64');
+    assert.throws(
+      () => StatefulDetector.load({ ...sj, inputs: 20_000, dims: 4096, scale: wide }),
+      stateErr(/dims: expected at most 3355 for 20000 inputs/),
+    );
+    assert.equal(StatefulDetector.load({ ...sj, inputs: 20_000, dims: 64, scale: wide }).dims, 64);
+    assert.throws(
+      () => new StatefulDetector({ inputs: 1_100_000 }),
+      (e: unknown) =>
+        isBulwarkError(e, 'ERR_INVALID_ARGUMENT') && /^dims: expected at most 61 /.test(e.message),
+    );
+  });
+
   it('a NaN input is never scored as clean', async () => {
     const det = await new MahalanobisDetector().fit(fitSet.x, fitSet.rows, fitSet.y);
     await det.calibrate(calSet.x, calSet.rows, 0.05);

@@ -114,6 +114,12 @@ export function checkDetectorJson(
     throw bad(`calibration n ${JSON.stringify(n)} is not a positive integer`);
   if (typeof calibrationFpr !== 'number' || !(calibrationFpr >= 0 && calibrationFpr <= 1))
     throw bad(`calibration calibrationFpr ${JSON.stringify(calibrationFpr)} is not in [0, 1]`);
+  // The rank conformalThreshold takes: past n, n scores give no finite threshold for this target, so a
+  // finite one beside them was not calibrated (a file edited to claim a rate it never had).
+  if (Math.ceil((n + 1) * (1 - fpr)) > n)
+    throw bad(
+      `calibration claims a finite threshold for a target rate of ${fpr} from ${n} scores; at least ${Math.ceil(1 / fpr - 1)} are needed`,
+    );
   return { ...(j as DetectorJson), calibration: { threshold: t, fpr, n, calibrationFpr } };
 }
 

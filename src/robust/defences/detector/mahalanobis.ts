@@ -16,7 +16,7 @@
  * overstated (Tramèr et al., "On adaptive attacks to adversarial example defenses", NeurIPS 2020).
  */
 import { BulwarkError, invalidArgument, requireFiniteRows, requireInteger } from '../../../core/index.js';
-import { type ForwardCache, gemm } from '../../../ml/index.js';
+import { choleskyLower, type ForwardCache, gemm } from '../../../ml/index.js';
 import { type EventLoopTurns, runStepsAsync, type Steps } from '../../../ml/turns.js';
 import { inverseSpd, ledoitWolf } from '../../linalg.js';
 import {
@@ -414,10 +414,33 @@ export class MahalanobisDetector implements Detector {
       classes: k,
       centre: base64ToF32(j['centre'], d, 'centre', 'mahalanobis'),
       means: base64ToF32(j['means'], k * d, 'means', 'mahalanobis'),
-      precision: base64ToF32(j['precision'], d * d, 'precision', 'mahalanobis'),
+      precision: checkPrecision(base64ToF32(j['precision'], d * d, 'precision', 'mahalanobis'), d),
       shrinkage: typeof j['shrinkage'] === 'number' ? j['shrinkage'] : Number.NaN,
     };
     det.#calibration = j.calibration;
     return det;
   }
+}
+
+/**
+ * A saved precision matrix must be what fitting makes: symmetric (fit writes both triangles from the same
+ * value) and positive definite. Any other finite matrix loaded: -I or zeros made every score 0 or
+ * negative, below any threshold (>= 0), so the detector answered "clean" to everything, however far
+ * the input; an asymmetric one scored a quadratic form of its symmetric part, not the saved matrix.
+ */
+function checkPrecision(p: Float32Array, d: number): Float32Array {
+  for (let i = 0; i < d; i++)
+    for (let j = 0; j < i; j++)
+      if (p[i * d + j] !== p[j * d + i])
+        throw new BulwarkError(
+          'ERR_DETECTOR_STATE',
+          `saved mahalanobis detector: precision is not symmetric (entries [${i}][${j}] and [${j}][${i}] differ)`,
+        );
+  const f = choleskyLower(Float64Array.from(p), d);
+  if ('pivot' in f)
+    throw new BulwarkError(
+      'ERR_DETECTOR_STATE',
+      `saved mahalanobis detector: precision is not positive definite (Cholesky pivot ${f.pivot} is ${f.value}); fit the detector again`,
+    );
+  return p;
 }

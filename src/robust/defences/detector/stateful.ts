@@ -72,6 +72,9 @@ export interface StatefulClientState {
 }
 type ClientState = StatefulClientState;
 
+/** The most values of the random projection (dims x inputs floats, 256 MiB). */
+export const MAX_PROJECTION_VALUES = 2 ** 26;
+
 export class StatefulDetector implements StreamDetector {
   readonly kind = 'stateful';
   readonly inputs: number;
@@ -95,6 +98,14 @@ export class StatefulDetector implements StreamDetector {
     this.history = requireInteger('history', o.history ?? 500, this.k + 1, 100_000);
     const dims = requireInteger('dims', o.dims ?? Math.min(this.inputs, 64), 1, 4096);
     this.dims = Math.min(dims, this.inputs);
+    // The projection is dims x inputs floats, drawn here: a saved detector claiming 200,000 inputs and
+    // 4,096 dims allocated 3.3 GB and ran for 90 s before its scale was found to be 4 values long.
+    if (this.dims < this.inputs && this.dims * this.inputs > MAX_PROJECTION_VALUES)
+      throw invalidArgument(
+        'dims',
+        `at most ${Math.max(1, Math.floor(MAX_PROJECTION_VALUES / this.inputs))} for ${this.inputs} inputs (a projection of at most ${MAX_PROJECTION_VALUES} values)`,
+        dims,
+      );
     this.seed = requireInteger('seed', o.seed ?? 0, 0);
     this.maxClients = requireInteger('maxClients', o.maxClients ?? 10_000, 1, 10_000_000);
     this.#clients = new ClientMap(this.maxClients);
@@ -322,10 +333,16 @@ export class StatefulDetector implements StreamDetector {
   static load(json: unknown): StatefulDetector {
     // Scores are minus a (relative) mean distance: <= 0.
     const j = checkDetectorJson(json, 'stateful', [-Number.MAX_VALUE, 0]);
+    const inputs = j['inputs'];
+    if (typeof inputs !== 'number' || !Number.isInteger(inputs) || inputs < 1)
+      throw new BulwarkError('ERR_DETECTOR_STATE', 'saved stateful detector: inputs malformed');
+    // Read before the detector is built (its projection is sized by inputs): a claimed width its
+    // saved scale does not have is refused without allocating for it.
+    const scale = base64ToF32(j['scale'], inputs, 'scale', 'stateful', true);
     let det: StatefulDetector;
     try {
       det = new StatefulDetector({
-        inputs: j['inputs'] as number,
+        inputs,
         k: j['k'] as number,
         history: j['history'] as number,
         dims: j['dims'] as number,
@@ -337,7 +354,7 @@ export class StatefulDetector implements StreamDetector {
         cause: e,
       });
     }
-    det.#scale = base64ToF32(j['scale'], det.inputs, 'scale', 'stateful', true);
+    det.#scale = scale;
     det.#reference =
       j['reference'] === null || j['reference'] === undefined
         ? null
