@@ -31,6 +31,7 @@ import { fgsmAsync, pgdAsync } from './attacks/evasion/pgd.js';
 import { square } from './attacks/evasion/square.js';
 import { extractModel } from './attacks/extraction/knockoff.js';
 import { liraAttack, lossThresholdAttack, type MembershipResult } from './attacks/inference/membership.js';
+import { MAX_STREAM_VALUES } from './defences/detector/bundle.js';
 import type { Detector } from './defences/detector/detector.js';
 import { MahalanobisDetector } from './defences/detector/mahalanobis.js';
 import { PradaDetector } from './defences/detector/prada.js';
@@ -105,6 +106,12 @@ export interface RedTeamOptions {
   miaRows?: number;
   /** Square attacks recorded one row per client for the stream detectors (default 10). */
   streamRows?: number;
+  /**
+   * Most feature values the recorded Square streams hold together (default {@link MAX_STREAM_VALUES},
+   * 2^26: 256 MiB): each stream's Square run gets a budget of at most this / (streams x features)
+   * queries (never fewer than the benign streams' length), and the notes say so when it is cut.
+   */
+  streamValues?: number;
   seed?: number;
   onProgress?: (label: string, fraction: number) => void;
 }
@@ -270,6 +277,7 @@ function checkOptions(models: readonly RedTeamModel[], data: RedTeamData, o: Red
   const shadows = requireInteger('shadows', o.shadows ?? 8, 0, 256);
   if (shadows === 1) throw invalidArgument('shadows', '0 (loss threshold only) or at least 2', shadows);
   const streamRows = requireInteger('streamRows', o.streamRows ?? 10, 1);
+  const streamValues = requireInteger('streamValues', o.streamValues ?? MAX_STREAM_VALUES, 1);
   const miaRows = requireInteger('miaRows', o.miaRows ?? 2000, 10);
   const attackClass =
     o.attackClass === undefined || o.attackClass === null
@@ -317,6 +325,7 @@ function checkOptions(models: readonly RedTeamModel[], data: RedTeamData, o: Red
     fpr,
     shadows,
     streamRows,
+    streamValues,
     miaRows,
     attackClass,
     seed,
@@ -678,28 +687,42 @@ export async function redTeam(
         streams: benignStreams(clean.x, clean.rows, d, 50, streamLength, o.seed + 14, cleanPred),
       },
     ];
+    // Every query of a recorded Square run is held until its stream is scored: at --queries 10,000,000
+    // that was up to 10 x 10^7 queries (one small array each) in memory, gigabytes, and hours of scoring.
+    // Bounded as a bundle's benign calibration streams are, never below the benign streams' length.
+    let squareCap = o.squareQueries;
     if (o.attacks.includes('square') && o.detectorEps > 0) {
       const streams: QueryStream[] = [];
-      for (let i = 0; i < Math.min(o.streamRows, nAttack); i++) {
-        const qs: Float32Array[] = [];
+      const nStreams = Math.min(o.streamRows, nAttack);
+      squareCap = Math.min(
+        o.squareQueries,
+        Math.max(streamLength, Math.floor(o.streamValues / (d * nStreams))),
+      );
+      for (let i = 0; i < nStreams; i++) {
+        // One row attacked: each query is one row, and Square makes at most its budget of them.
+        let buf = new Float32Array(Math.min(squareCap, 1024) * d);
+        let n = 0;
         const rec = recordingModel(victim, (x, rows) => {
-          for (let r = 0; r < rows; r++) qs.push(x.slice(r * d, (r + 1) * d));
+          if ((n + rows) * d > buf.length) {
+            const grown = new Float32Array(Math.max(2 * buf.length, (n + rows) * d));
+            grown.set(buf);
+            buf = grown;
+          }
+          buf.set(x.subarray(0, rows * d), n * d);
+          n += rows;
         });
         await square(rec, attackSet.x.subarray(i * d, (i + 1) * d), [attackSet.y[i] as number], 1, {
           eps: o.detectorEps,
           domain: data.domain,
-          queries: o.squareQueries,
+          queries: squareCap,
           seed: o.seed + 20 + i,
           ...(image ? { image } : {}),
         });
-        const x = new Float32Array(qs.length * d);
-        qs.forEach((q, j) => {
-          x.set(q, j * d);
-        });
+        const x = buf.slice(0, n * d);
         streams.push({
           x,
-          rows: qs.length,
-          predicted: argmaxRows(await victim.predictProba(x, qs.length), qs.length, k),
+          rows: n,
+          predicted: argmaxRows(await victim.predictProba(x, n), n, k),
         });
       }
       attackStreams.push({ attack: `Square (one client per attacked row, eps ${o.detectorEps})`, streams });
@@ -752,6 +775,10 @@ export async function redTeam(
       se.notes.push(
         `threshold calibrated on benign clients sending ${streamLength} natural queries each, so that ${(100 * o.fpr).toFixed(1)} % of them are ever flagged; an attack stream counts as detected at its first flag`,
       );
+      if (squareCap < o.squareQueries)
+        se.notes.push(
+          `the Square streams are runs with a budget of ${squareCap} queries each, not ${o.squareQueries}: the recorded queries are held in memory (at most ${o.streamValues} feature values); a detector that would flag a longer run later is not seen doing so`,
+        );
       result.streams.push(se);
     }
   }

@@ -272,6 +272,61 @@ describe('red-team evaluation', () => {
     assert.equal(tprAtLowFpr(m(2000)), 'TPR 0.8 % at 0.1 % FPR');
   });
 
+  it('the recorded Square streams are bounded in memory, and the notes say when their budget is cut', async () => {
+    // Each recorded Square query was kept until its stream was scored, whatever --queries said (up to
+    // 10^7 per stream from the command line: gigabytes). Here a bound of 3 streams x 100 queries x 6
+    // features, raised to the benign streams' length (the 340 clean rows), and a budget of 2,000 queries
+    // at an eps that fools no row the model gets right, so every such stream would use all of it.
+    const m = networkModel(net);
+    let inStreams = false;
+    let streamQueries = 0;
+    const blackBox: ProbabilityModel = {
+      name: 'api',
+      inputs: d,
+      classes,
+      predictProba: (x, rows) => {
+        // The Square runs recorded for the stream detectors ask one row at a time.
+        if (inStreams && rows === 1) streamQueries++;
+        return m.predictProba(x, rows);
+      },
+    };
+    const o: RedTeamOptions = {
+      ...options,
+      attacks: ['square'],
+      eps: [0, 1e-6],
+      squareQueries: 2000,
+      streamValues: 3 * 100 * d,
+      onProgress: (label) => {
+        if (label === 'stream detectors') inStreams = true;
+      },
+    };
+    const r = await redTeam(
+      [{ name: 'mlp', model: m, network: net, blackBox }],
+      { test, members, domain },
+      o,
+    );
+    assert.ok(streamQueries > 0 && streamQueries <= 3 * 340, `${streamQueries} recorded Square queries`);
+    assert.equal(r.streams.length, 2);
+    for (const s of r.streams)
+      assert.ok(
+        s.notes.some((n) =>
+          /^the Square streams are runs with a budget of 340 queries each, not 2000/.test(n),
+        ),
+        s.notes.join(' | '),
+      );
+    // Within the bound nothing is cut, and nothing is said.
+    const whole = await redTeam(
+      [{ name: 'mlp', model: m, network: net }],
+      { test, members, domain },
+      {
+        ...o,
+        onProgress: () => {},
+        squareQueries: 300,
+      },
+    );
+    for (const s of whole.streams) assert.ok(!s.notes.some((n) => /budget of/.test(n)), s.notes.join(' | '));
+  });
+
   it('refuses bad options up front, naming them; white-box attacks on a black-box model name the capability', async () => {
     const models = [{ name: 'mlp', model: networkModel(net), network: net }];
     const data = { test, members, domain };
