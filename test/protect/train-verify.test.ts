@@ -405,6 +405,26 @@ describe('bulwark train verifies a protected CSV before training on it', () => {
     });
   });
 
+  it('--require-protected refuses a plain --data or --eval (ERR_DATA_UNVERIFIED), trains a verified protected one, and refuses the opt-out', async () => {
+    const out = p('req.onnx');
+    // The plain source of the protected file: no manifest beside it.
+    let r = await runBulwarkInProcess([...trainArgs(p('tx.csv'), out), ...auth, '--require-protected']);
+    refused(r, 'ERR_DATA_UNVERIFIED', out);
+    assert.match(r.stderr, /--data \S+tx\.csv has no protection manifest beside it/);
+    assert.match(r.stderr, /"option":"--require-protected"/);
+    // Together with --no-verify-protected it contradicts itself: a usage error, before any work.
+    r = await runBulwarkInProcess([...trainArgs(data, out), '--require-protected', '--no-verify-protected']);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /"code":"ERR_USAGE"/);
+    assert.equal(existsSync(out), false);
+    r = await runBulwarkInProcess([...trainArgs(data, out), ...auth, '--require-protected']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(
+      (JSON.parse(r.stdout) as { protectedData: { verified: boolean } }).protectedData.verified,
+      true,
+    );
+  });
+
   it('--out is never the manifest beside --data, whatever --force says', async () => {
     const before = readFileSync(manifestPathOf(data));
     const r = await runBulwarkInProcess([...trainArgs(data, manifestPathOf(data)), ...auth, '--force']);

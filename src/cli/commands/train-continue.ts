@@ -10,8 +10,9 @@ import { PACKAGE_MAGIC } from '../../model/index.js';
 import type { TrainedPrivacy } from '../../privacy/index.js';
 import type { Io } from '../output.js';
 import { type Progress, startProgress } from '../progress.js';
+import type { ProtectedDataRecord } from './protected-data.js';
 import type { IntegrityTrainOpts } from './train-integrity.js';
-import { type ProtectedDataRecord, protectedMetadata } from './train-protected.js';
+import { protectedMetadata } from './train-protected.js';
 
 /** The options of `bulwark train --from`. */
 export type ContinueCliOpts = IntegrityTrainOpts & {
@@ -33,7 +34,7 @@ export type ContinueCliOpts = IntegrityTrainOpts & {
   dpEpsilon?: number;
   /** `--no-verify-protected` (false): a protected --data or --eval file is not checked. */
   verifyProtected?: boolean;
-  /** --data is a protected dataset: its id and whether it was verified (train-protected.ts). */
+  /** --data is a protected dataset: its id and whether it was verified (protected-data.ts). */
   protectedData?: ProtectedDataRecord;
   /** The same for --eval (set once it is read). */
   evalProtectedData?: ProtectedDataRecord;

@@ -22,7 +22,8 @@ import { record } from '../audit-record.js';
 import { floatOption, intOption, locationOrigin } from '../options.js';
 import type { Io } from '../output.js';
 import { type Progress, startProgress } from '../progress.js';
-import { type ProtectedDataRecord, protectedHyperparameters, protectedMetadata } from './train-protected.js';
+import { type ProtectedDataRecord, protectedHyperparameters } from './protected-data.js';
+import { protectedMetadata } from './train-protected.js';
 
 /** The DP options `bulwark train` accepts. */
 export interface DpTrainOpts {
@@ -46,7 +47,7 @@ export interface TrainOptsForDp {
    * event records, never a second read of the path, which may see another file.
    */
   dataDigest: string;
-  /** --data is a protected dataset: its id and whether it was verified (train-protected.ts). */
+  /** --data is a protected dataset: its id and whether it was verified (protected-data.ts). */
   protectedData?: ProtectedDataRecord;
   label: string;
   out: string;

@@ -17,6 +17,7 @@ import { floatOption } from '../options.js';
 import type { Io } from '../output.js';
 import { loadVerifierKey } from './audit.js';
 import { withKeyringOptions } from './keys.js';
+import { protectedHyperparameters, readProtectable } from './protected-data.js';
 import {
   type Continuation,
   type ContinueCliOpts,
@@ -25,7 +26,6 @@ import {
   type Tuner,
 } from './train-continue.js';
 import { runPackageContinuation } from './train-package.js';
-import { protectedHyperparameters, readProtectable } from './train-protected.js';
 
 /** Options `bulwark train` takes for training-data integrity (kept here so train.ts changes little). */
 export interface IntegrityTrainOpts {
@@ -43,7 +43,7 @@ export interface IntegrityTrainOpts {
   /** `--gate`: the DP gate's check. */
   gate?: InspectMethod;
   /**
-   * The keyring: `--from PARENT.bwm`'s, and a protected --data or --eval file's (train-protected.ts);
+   * The keyring: `--from PARENT.bwm`'s, and a protected --data or --eval file's (protected-data.ts);
    * then the trust policy, signing key and new version of the package.
    */
   keyring?: string;

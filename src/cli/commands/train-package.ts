@@ -40,8 +40,8 @@ import { checkOutputPath } from '../options.js';
 import type { Io } from '../output.js';
 import { openKeyringFromOptions } from './keys.js';
 import { readDetectorBundleFile } from './model-detectors.js';
+import { protectedHyperparameters } from './protected-data.js';
 import type { Continuation, ContinueCliOpts, Tuner } from './train-continue.js';
-import { protectedHyperparameters } from './train-protected.js';
 
 /** The parent's version with its last number incremented (`1.2.0` → `1.2.1`, `3` → `4`). */
 export function nextVersion(v: string): string | undefined {

@@ -1,6 +1,6 @@
 import { resolve } from 'node:path';
 import { type Command, InvalidArgumentError } from 'commander';
-import { BulwarkError, exists, requireFile, sha256Digest, writeFileAtomic } from '../../core/index.js';
+import { BulwarkError, requireFile, sha256Digest, writeFileAtomic } from '../../core/index.js';
 import {
   type CsvDatasetOptions,
   type Dataset,
@@ -10,13 +10,20 @@ import {
   validateAgainstSchema,
 } from '../../data/index.js';
 import { ACTIVATIONS, type ActivationName } from '../../ml/index.js';
-import { manifestPathOf } from '../../protect/index.js';
 import type { AdversarialMethod } from '../../robust/index.js';
 import { MAX_CATEGORIES, type TrainTabularResult } from '../../train/index.js';
 import { addAuditOption, record, withOperationLog } from '../audit-record.js';
 import { checkOutputPath, floatOption, intOption, listOption } from '../options.js';
 import { ioOf } from '../output.js';
 import { type Progress, startProgress } from '../progress.js';
+import {
+  addProtectedDataOptions,
+  type ProtectedDataOpts,
+  protectedDataHelp,
+  protectedDataInputs,
+  protectedHyperparameters,
+  readProtectable,
+} from './protected-data.js';
 import { checkDpContinuation, type DpContinueCliOpts, dpTuner } from './train-continue-dp.js';
 import { addDpTrainOptions, type DpTrainOpts, runDpTraining, wantsDp } from './train-dp.js';
 import {
@@ -27,13 +34,7 @@ import {
   sanitizeHyperparameters,
   trainWithIntegrity,
 } from './train-integrity.js';
-import {
-  addProtectedDataOptions,
-  type ProtectedDataOpts,
-  protectedHyperparameters,
-  protectedMetadata,
-  readProtectable,
-} from './train-protected.js';
+import { protectedMetadata, TRAIN_PROTECTED_USE } from './train-protected.js';
 
 function fractionOption(v: string): number {
   const x = Number(v);
@@ -149,7 +150,10 @@ export function registerTrainCommand(program: Command): void {
       floatOption(0, 1),
     )
     .option('--force', 'overwrite --out if it exists');
-  addProtectedDataOptions(addIntegrityTrainOptions(addAuditOption(addDpTrainOptions(train))))
+  addProtectedDataOptions(
+    addIntegrityTrainOptions(addAuditOption(addDpTrainOptions(train))),
+    TRAIN_PROTECTED_USE,
+  )
     .addHelpText(
       'after',
       `
@@ -158,11 +162,7 @@ values: left out as identifiers); numeric columns must be complete and finite. S
 of the exported model, and the preprocessing and class values are stored in the ONNX metadata, so
 \`bulwark predict\` (or any ONNX runtime, on the encoded features) can use it.
 
-A --data or --eval file with a protection manifest beside it (FILE.bulwark.json, from bulwark data
-protect) is checked against it before any training: the manifest's MAC and every row as read (a label
-flipped, values moved between rows, a row added, removed or duplicated: ERR_CIPHERTEXT_TAMPERED). This
-needs the keyring (--keyring, --passphrase-file, ...; ERR_DATA_UNVERIFIED without it); nothing is
-decrypted. --no-verify-protected skips the check, and the model records that it did.`,
+${protectedDataHelp('A --data or --eval file', 'any training', 'the model records')}`,
     )
     .action(async function (this: Command) {
       const o = this.opts<{
@@ -218,8 +218,11 @@ decrypted. --no-verify-protected skips the check, and the model records that it 
         'ledger',
       ].map((k) => (typeof given[k] === 'string' ? (given[k] as string) : undefined));
       // The protection manifests beside the data and the evaluation set are inputs too.
-      for (const f of [given['data'], given['eval']])
-        if (typeof f === 'string' && (await exists(manifestPathOf(f)))) inputs.push(manifestPathOf(f));
+      inputs.push(
+        ...(await protectedDataInputs(
+          [given['data'], given['eval']].map((f) => (typeof f === 'string' ? f : undefined)),
+        )),
+      );
       await checkOutputPath(resolve(o.out), { force: o.force, inputs });
       if (
         (o.advEps !== undefined ||
