@@ -3,6 +3,7 @@
  * loaded on first use only, so commands that never run ONNX Runtime do not pay for it.
  */
 import { BulwarkError, requireInteger } from '../../core/index.js';
+import { assertOnnxOpenable } from '../../model/onnx-info.js';
 
 type Ort = typeof import('onnxruntime-node');
 type Session = Awaited<ReturnType<Ort['InferenceSession']['create']>>;
@@ -24,6 +25,18 @@ export async function ort(): Promise<Ort> {
   return ortPromise;
 }
 
+/** Longest part of an ONNX Runtime error message that Bulwark repeats in its own. */
+const ORT_MESSAGE_CHARS = 1000;
+
+/**
+ * ONNX Runtime's message, cut to {@link ORT_MESSAGE_CHARS} characters: it can list the whole offending
+ * node, and a model whose node has a million empty inputs gave a 3 MB error line.
+ */
+function ortMessage(e: unknown): string {
+  const m = e instanceof Error ? e.message : String(e);
+  return m.length > ORT_MESSAGE_CHARS ? `${m.slice(0, ORT_MESSAGE_CHARS)}… (${m.length} characters)` : m;
+}
+
 /** An ONNX model opened in ONNX Runtime, taking one float32 [batch, features] input. */
 export class OnnxRuntimeModel {
   readonly #session: Session;
@@ -43,9 +56,16 @@ export class OnnxRuntimeModel {
     this.outputNames = [...session.outputNames];
   }
 
-  /** Opens a model from its bytes, with `threads` intra-op threads (default 1: the machine is shared). */
+  /**
+   * Opens a model from its bytes, with `threads` intra-op threads (default 1: the machine is shared).
+   * A model with external data or past the size limits is refused first (`assertOnnxOpenable`):
+   * ONNX Runtime would read external data from the working folder. ONNX Runtime's own log is off
+   * (fatal only): its errors reach the caller in the thrown error's message, not as colored C++ log
+   * lines on stderr.
+   */
   static async create(bytes: Uint8Array, options: { threads?: number } = {}): Promise<OnnxRuntimeModel> {
     const threads = requireInteger('threads', options.threads ?? 1, 1, 256);
+    assertOnnxOpenable(bytes, 'model');
     const o = await ort();
     try {
       const session = await o.InferenceSession.create(bytes, {
@@ -53,17 +73,14 @@ export class OnnxRuntimeModel {
         intraOpNumThreads: threads,
         interOpNumThreads: 1,
         graphOptimizationLevel: 'all',
+        logSeverityLevel: 4,
       });
       return new OnnxRuntimeModel(o, session);
     } catch (e) {
       if (e instanceof BulwarkError) throw e;
-      throw new BulwarkError(
-        'ERR_ONNX_RUNTIME',
-        `ONNX Runtime could not open the model: ${(e as Error).message}`,
-        {
-          cause: e,
-        },
-      );
+      throw new BulwarkError('ERR_ONNX_RUNTIME', `ONNX Runtime could not open the model: ${ortMessage(e)}`, {
+        cause: e,
+      });
     }
   }
 
@@ -87,13 +104,9 @@ export class OnnxRuntimeModel {
         [this.inputName]: new this.#ort.Tensor('float32', x, [rows, features]),
       });
     } catch (e) {
-      throw new BulwarkError(
-        'ERR_ONNX_RUNTIME',
-        `ONNX Runtime failed to run the model: ${(e as Error).message}`,
-        {
-          cause: e,
-        },
-      );
+      throw new BulwarkError('ERR_ONNX_RUNTIME', `ONNX Runtime failed to run the model: ${ortMessage(e)}`, {
+        cause: e,
+      });
     }
     const result: Record<string, { data: Float32Array; dims: readonly number[] }> = {};
     for (const name of this.outputNames) {
