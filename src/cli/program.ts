@@ -1,6 +1,6 @@
 import { Command, CommanderError } from 'commander';
 import { BulwarkError, bulwarkVersion } from '../core/index.js';
-import { ExitCode, ioOf, makeIo, reportError } from './output.js';
+import { ExitCode, ioOf, reportError } from './output.js';
 
 // Commands take ioOf from output.ts: importing this module would load every command's module.
 export { bulwarkVersion, ioOf };

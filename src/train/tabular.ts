@@ -4,10 +4,11 @@
  * seeded train/test split, training (Adam/SGD, L-BFGS, or adversarial), test metrics, and the ONNX model
  * with its preprocessing in the metadata.
  */
-import { BulwarkError, bulwarkVersion, SeededRng } from '../core/index.js';
+import { BulwarkError, bulwarkVersion, invalidArgument, SeededRng } from '../core/index.js';
 import {
   type CellValue,
   type Dataset,
+  heldOutSplit,
   Imputer,
   OneHotEncoder,
   Pipeline,
@@ -62,6 +63,13 @@ export interface TrainTabularOptions {
   l2?: number;
   seed?: number;
   testFraction?: number;
+  /**
+   * How test rows are chosen: `permutation` (default), the first share of a seeded permutation;
+   * `row-hash`, each row by a seeded hash of its own values (data's `heldOutSplit`, the split DP
+   * training always uses), so a model trained this way is tested on the same rows as a DP model
+   * trained on the same data, seed and share, and one row added or removed moves no other row.
+   */
+  split?: 'permutation' | 'row-hash';
   classWeights?: 'balanced' | null;
   /** Columns to use as features (default: every column but the label, minus identifier-like strings). */
   features?: readonly string[];
@@ -257,16 +265,25 @@ export async function trainTabular(ds: Dataset, o: TrainTabularOptions): Promise
   const features = chooseFeatures(ds, o);
   const { y, classValues } = encodeLabels(ds, o.label);
   const n = ds.rowCount;
-  const nTest = Math.round(n * testFraction);
-  if (n - nTest < 2 || (testFraction > 0 && nTest < 1)) {
+  const split = o.split ?? 'permutation';
+  if (split !== 'permutation' && split !== 'row-hash')
+    throw invalidArgument('split', 'permutation or row-hash', split);
+  let trainIdx: ArrayLike<number>;
+  let testIdx: ArrayLike<number>;
+  if (split === 'row-hash') {
+    ({ trainIdx, testIdx } = heldOutSplit(ds, testFraction, seed));
+  } else {
+    const perm = new SeededRng(seed).permutation(n);
+    const nTest = Math.round(n * testFraction);
+    testIdx = perm.subarray(0, nTest);
+    trainIdx = perm.subarray(nTest);
+  }
+  if (trainIdx.length < 2 || (testFraction > 0 && testIdx.length < 1)) {
     throw new BulwarkError(
       'ERR_DATA_VALUE',
       `${n} rows are too few to split off a test set of ${testFraction}`,
     );
   }
-  const perm = new SeededRng(seed).permutation(n);
-  const testIdx = perm.subarray(0, nTest);
-  const trainIdx = perm.subarray(nTest);
   // Each phase below is a synchronous pass over the data (a second or more on a large file): a turn of
   // the event loop between them lets Ctrl-C/SIGTERM stop the run there (src/cli/signals.ts).
   const turns = new EventLoopTurns();
@@ -382,7 +399,7 @@ export async function trainTabular(ds: Dataset, o: TrainTabularOptions): Promise
     confusion: [],
   };
   let testSet: LabelledData = { x: new Float32Array(0), y: new Int32Array(0), rows: 0 };
-  if (nTest > 0) {
+  if (testIdx.length > 0) {
     await turns.turn();
     const te = pipeline.transform(ds.take(testIdx));
     requireFiniteMatrix(te.matrix, te.features, 'test data');

@@ -71,6 +71,7 @@ describe('bulwark demo --quick', () => {
     // The operating point is at (about) the chosen false-positive rate on rows it was not chosen on.
     assert.ok(Number(cs['servedFpr']) < 0.03 && Number(cs['baselineFpr']) < 0.03);
     assert.ok(Number(cs['baselineRocAuc']) > Number(cs['servedRocAuc']) - 0.02, 'DP costs detection quality');
+    assert.equal(cs['sameHeldOutRows'], true, 'the baseline and the DP model are scored on the same rows');
     assert.equal(cs['attacksRefused'], cs['attacks']);
     // A fresh ledger per run: ε 0.5 of 1 spent, about 0.5 left.
     assert.ok(Math.abs(Number(cs['epsilonSpent']) + Number(cs['epsilonLeft']) - 1) < 1e-6);
