@@ -14,6 +14,14 @@ import { classIndexOf, META_CLASS_VALUES, META_LABEL, META_PIPELINE } from '../.
 import { readOnnxModelFile } from '../model-file.js';
 import { checkOutputPath } from '../options.js';
 import { ioOf } from '../output.js';
+import {
+  addProtectedDataOptions,
+  type ProtectedDataOpts,
+  type ProtectedDataUse,
+  protectedDataHelp,
+  protectedDataInputs,
+  readProtectable,
+} from './protected-data.js';
 
 export interface Predictions {
   rows: number;
@@ -143,9 +151,16 @@ function csvField(s: string): string {
   return /[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
 }
 
+/** How predict words the protected-data check (protected-data.ts). */
+const PREDICT_USE: ProtectedDataUse = {
+  files: '--data',
+  purpose: 'any prediction',
+  recorded: 'the --json result',
+};
+
 /** `bulwark predict`: class predictions and probabilities for each row of a data file. */
 export function registerPredictCommand(program: Command): void {
-  program
+  const cmd = program
     .command('predict')
     .description(
       'predict with an ONNX model (from `bulwark train` or any dense ONNX classifier) on a data file',
@@ -163,12 +178,15 @@ export function registerPredictCommand(program: Command): void {
       },
       'onnxruntime',
     )
-    .option('--force', 'overwrite --out if it exists')
+    .option('--force', 'overwrite --out if it exists');
+  addProtectedDataOptions(cmd, PREDICT_USE, { keyring: true })
     .addHelpText(
       'after',
       `
 Output: one CSV row per input row: prediction, then p_<class> for each class. When the data holds the
-model's label column, the accuracy is reported on stderr (and in --json).`,
+model's label column, the accuracy is reported on stderr (and in --json).
+
+${protectedDataHelp(PREDICT_USE)}`,
     )
     .action(async function (this: Command) {
       const o = this.opts<{
@@ -181,9 +199,22 @@ model's label column, the accuracy is reported on stderr (and in --json).`,
       const io = ioOf(this);
       const bytes = await readOnnxModelFile(o.model);
       await requireFile(o.data, 'data file');
-      // Before the work, and never over the model or the data, --force or not.
-      if (o.out !== undefined) await checkOutputPath(o.out, { force: o.force, inputs: [o.model, o.data] });
-      const ds = await readDataset(o.data);
+      const po = this.opts<ProtectedDataOpts>();
+      // Before the work, and never over the model, the data, its manifest or the keyring, --force or not.
+      if (o.out !== undefined)
+        await checkOutputPath(o.out, {
+          force: o.force,
+          inputs: [o.model, o.data, ...(await protectedDataInputs([o.data], po))],
+        });
+      // A protected file (manifest beside it) is checked on these very rows before any prediction.
+      const { dataset: ds, protectedData } = await readProtectable(
+        io,
+        o.data,
+        '--data',
+        po,
+        async (csv) => ({ dataset: await readDataset(o.data, csv) }),
+        PREDICT_USE,
+      );
       const p = await predictDataset(bytes, ds, o.engine);
       const meta = onnxMetadata(bytes);
       const label = meta[META_LABEL];
@@ -214,6 +245,7 @@ model's label column, the accuracy is reported on stderr (and in --json).`,
             rows: p.rows,
             classes: p.classValues,
             ...(acc !== undefined ? { accuracy: acc } : {}),
+            ...(protectedData ? { protectedData } : {}),
             ...(o.out !== undefined
               ? { out: resolve(o.out) }
               : {

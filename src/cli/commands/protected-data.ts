@@ -45,7 +45,7 @@ export interface ProtectedDataRecord {
 export interface ProtectedDataUse {
   /** Its data file options, as help lists them: `--data/--eval`. */
   files: string;
-  /** What the file is used for, after "before": `training`, `the evaluation`. */
+  /** What the check comes before: `any training`, `the evaluation`. */
   purpose: string;
   /** Where the result is recorded, after "recorded in": `the model and the audit event`. */
   recorded: string;
@@ -80,17 +80,14 @@ export function addProtectedDataOptions(
     );
 }
 
-/**
- * The paragraph of a command's help about protected files: `subject` the files (`A --data file`),
- * `when` after "before" (`any training`), `records` who records an unchecked file (`the model records`).
- */
-export function protectedDataHelp(subject: string, when: string, records: string): string {
-  return `${subject} with a protection manifest beside it (FILE.bulwark.json, from bulwark data protect) is
-checked against it before ${when}: the manifest's MAC and every row as read (a label flipped, values
-moved between rows, a row added, removed or duplicated: ERR_CIPHERTEXT_TAMPERED). This needs the
-keyring (--keyring, --passphrase-file, ...; ERR_DATA_UNVERIFIED without it); nothing is decrypted.
---no-verify-protected skips the check, and ${records} that it did; --require-protected refuses a file
-without a manifest (docs/protect.md).`;
+/** The paragraph of a command's help about protected files. */
+export function protectedDataHelp(use: ProtectedDataUse): string {
+  return `A ${use.files.replaceAll('/', ' or ')} file with a protection manifest beside it (FILE.bulwark.json,
+from bulwark data protect) is checked against it before ${use.purpose}: the manifest's MAC and every
+row as read (a label flipped, values moved between rows, a row added, removed or duplicated:
+ERR_CIPHERTEXT_TAMPERED). This needs the keyring (--keyring, --passphrase-file, ...; ERR_DATA_UNVERIFIED
+without it); nothing is decrypted. --no-verify-protected skips the check (recorded in ${use.recorded});
+--require-protected refuses a file without a manifest (docs/protect.md).`;
 }
 
 /** The refusal of data that is not a protected dataset under `--require-protected`. */
@@ -128,7 +125,7 @@ export async function readProtectable<T extends { dataset: Dataset }>(
   option: string,
   o: ProtectedDataOpts,
   read: (csv: CsvDatasetOptions) => Promise<T>,
-  use: Pick<ProtectedDataUse, 'purpose' | 'noCounts'> = { purpose: 'training' },
+  use: Pick<ProtectedDataUse, 'purpose' | 'noCounts'>,
 ): Promise<T & { protectedData?: ProtectedDataRecord }> {
   if (o.requireProtected === true && o.verifyProtected === false)
     throw new BulwarkError(

@@ -26,6 +26,7 @@ import {
   type Tuner,
 } from './train-continue.js';
 import { runPackageContinuation } from './train-package.js';
+import { TRAIN_PROTECTED_USE } from './train-protected.js';
 
 /** Options `bulwark train` takes for training-data integrity (kept here so train.ts changes little). */
 export interface IntegrityTrainOpts {
@@ -233,9 +234,16 @@ export async function runContinuedTraining(
   const packaged = await isModelPackage(from);
   // A protected evaluation set is checked as --data is: the comparison decides whether a model is kept.
   const evalFile = o.eval;
-  const ev = await readProtectable(io, evalFile, '--eval', o, async (csv) => ({
-    dataset: await readDataset(evalFile, csv),
-  }));
+  const ev = await readProtectable(
+    io,
+    evalFile,
+    '--eval',
+    o,
+    async (csv) => ({
+      dataset: await readDataset(evalFile, csv),
+    }),
+    TRAIN_PROTECTED_USE,
+  );
   o = { ...o, evalProtectedData: ev.protectedData };
   let evaluation = ev.dataset;
   if (schema) evaluation = validateAgainstSchema(evaluation, schema, { source: o.eval });

@@ -12,8 +12,8 @@ import type { ProtectedDataRecord, ProtectedDataUse } from './protected-data.js'
 /** How train words the check (its keyring options come with the integrity options). */
 export const TRAIN_PROTECTED_USE: ProtectedDataUse = {
   files: '--data/--eval',
-  purpose: 'training',
-  recorded: 'the model and the audit event',
+  purpose: 'any training',
+  recorded: 'the model, the audit event and the --json result',
 };
 
 /** The ONNX metadata entry of a protected training file (none for an ordinary file). */

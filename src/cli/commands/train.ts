@@ -162,7 +162,7 @@ values: left out as identifiers); numeric columns must be complete and finite. S
 of the exported model, and the preprocessing and class values are stored in the ONNX metadata, so
 \`bulwark predict\` (or any ONNX runtime, on the encoded features) can use it.
 
-${protectedDataHelp('A --data or --eval file', 'any training', 'the model records')}`,
+${protectedDataHelp(TRAIN_PROTECTED_USE)}`,
     )
     .action(async function (this: Command) {
       const o = this.opts<{
@@ -250,8 +250,13 @@ ${protectedDataHelp('A --data or --eval file', 'any training', 'the model record
       // row that does not (say "beta") turned it back into text, changing how every other row is
       // encoded — outside one row's contribution, which DP training's guarantee is about.
       // A protected file (manifest beside it) is checked on these very rows, before anything else runs.
-      const read = await readProtectable(io, o.data, '--data', this.opts<ProtectedDataOpts>(), (csv) =>
-        readWithCategoriesAsText(o.data, schema, csv),
+      const read = await readProtectable(
+        io,
+        o.data,
+        '--data',
+        this.opts<ProtectedDataOpts>(),
+        (csv) => readWithCategoriesAsText(o.data, schema, csv),
+        TRAIN_PROTECTED_USE,
       );
       const dataDigest = read.digest;
       const protectedData = read.protectedData;

@@ -1,0 +1,198 @@
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { before, describe, it } from 'node:test';
+import { SeededRng } from '../../src/core/index.js';
+import { loadSchema } from '../../src/data/index.js';
+import { manifestPathOf, protectCsv, readManifest } from '../../src/protect/index.js';
+import { type CliRun, runBulwarkInProcess } from '../helpers/cli.js';
+import { localKeyring, tempDir } from '../keys/helpers.js';
+
+/**
+ * The commands that read a data file besides `train` (predict, data inspect, model fit-detectors,
+ * evaluate and its --gate, query) check a protected CSV (a FILE.bulwark.json manifest beside it)
+ * against its manifest before using it, as train does (test/protect/train-verify.test.ts): an
+ * untampered file is used and recorded as verified; a flipped kept cell is ERR_CIPHERTEXT_TAMPERED with
+ * nothing written; no keyring is ERR_DATA_UNVERIFIED; --no-verify-protected uses it and records it as
+ * unverified; --require-protected refuses a plain file. Attacker: can write the protected CSV, holds no
+ * key. One small protected file and one model serve every command.
+ */
+
+const HEADER = 'id,name,email,x1,x2,channel,hour,label';
+
+/** Generated rows: label "yes" when a noisy linear score of x1, x2 is high; name and email personal. */
+function rows(n: number, seed: number): string[] {
+  const rng = new SeededRng(seed);
+  const names = ['Ann', 'Bo', 'Cai', 'Dee', 'Eli', 'Fay', 'Gus', 'Hal'];
+  const out: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const x1 = rng.normal();
+    const x2 = rng.normal();
+    const name = `${rng.pick(names)} ${rng.pick(names)}son`;
+    const z = 1.5 * x1 - x2 + rng.normal(0, 0.3);
+    out.push(
+      [
+        `r${String(i).padStart(4, '0')}`,
+        name,
+        `${name.replace(' ', '.').toLowerCase()}${i}@example.com`,
+        x1.toFixed(4),
+        x2.toFixed(4),
+        rng.pick(['web', 'shop', 'phone', 'kiosk']),
+        rng.int(24),
+        z > 0.5 ? 'yes' : 'no',
+      ].join(','),
+    );
+  }
+  return out;
+}
+
+const SCHEMA = `version: 1
+label: label
+fields:
+  - { name: id, type: string }
+  - { name: name, type: string, sensitivity: personal }
+  - { name: email, type: string, sensitivity: personal }
+  - { name: x1, type: number, bounds: { min: -5, max: 5 } }
+  - { name: x2, type: number, bounds: { min: -5, max: 5 } }
+  - { name: channel, type: category, categories: [web, shop, phone, kiosk] }
+  - { name: hour, type: integer, bounds: { min: 0, max: 23 } }
+  - { name: label, type: category, categories: ['no', 'yes'] }
+`;
+
+function readLines(path: string): string[] {
+  return readFileSync(path, 'utf8').replace(/\r\n/g, '\n').trimEnd().split('\n');
+}
+
+const dir = tempDir('bulwark-readers-protected-');
+const p = (f: string) => join(dir, f);
+const auth = ['--keyring', p('keys.json'), '--passphrase-file', p('pass.txt')];
+/** The plain source, its protected copy, and a copy of that with one label flipped (same manifest). */
+const plain = p('tx.csv');
+const data = p('tx.p.csv');
+const flipped = p('flip.p.csv');
+const model = p('m.onnx');
+let dataset: string;
+
+before(async () => {
+  writeFileSync(p('pass.txt'), 'pw\n');
+  writeFileSync(p('schema.yaml'), SCHEMA);
+  writeFileSync(plain, `${[HEADER, ...rows(240, 5)].join('\n')}\n`);
+  const kr = await localKeyring(dir, 'keys.json', 'pw');
+  try {
+    await protectCsv(plain, data, { schema: await loadSchema(p('schema.yaml')), keyring: kr, rowKey: 'id' });
+  } finally {
+    await kr.close();
+  }
+  dataset = (await readManifest(manifestPathOf(data))).dataset;
+  const lines = readLines(data);
+  const at = lines[0]!.split(',').indexOf('label');
+  const c = lines[7]!.split(',');
+  c[at] = c[at] === 'yes' ? 'no' : 'yes';
+  lines[7] = c.join(',');
+  writeFileSync(flipped, `${lines.join('\n')}\n`);
+  writeFileSync(manifestPathOf(flipped), readFileSync(manifestPathOf(data)));
+  // The model, trained on the plain source (an MLP: data inspect reads its hidden layer).
+  const r = await runBulwarkInProcess([
+    'train',
+    '--data',
+    plain,
+    '--label',
+    'label',
+    '--model',
+    'mlp',
+    '--hidden',
+    '8',
+    '--epochs',
+    '5',
+    '--seed',
+    '1',
+    '--out',
+    model,
+  ]);
+  assert.equal(r.code, 0, r.stderr);
+});
+
+/** A command as the shared cases run it. */
+interface Reader {
+  name: string;
+  /** Its argv (with --json) reading `file`, writing `out` (a name in the test folder). */
+  args(file: string, out: string): string[];
+  /** Where its --json result records the file (default `protectedData`). */
+  record?(result: Record<string, unknown>): unknown;
+  /** Whether a refused run left its output unwritten (default: the file `out` does not exist). */
+  nothingWritten?(out: string): Promise<void> | void;
+}
+
+function refused(r: CliRun, code: string, exit = 5): void {
+  assert.equal(r.code, exit, r.stderr);
+  assert.match(r.stderr, new RegExp(`"code":"${code}"`), r.stderr);
+}
+
+/** The five cases every command must pass. */
+function readerCases(c: Reader): void {
+  const record = (r: CliRun) =>
+    (c.record ?? ((x: Record<string, unknown>) => x['protectedData']))(
+      JSON.parse(r.stdout) as Record<string, unknown>,
+    );
+  const unwritten = async (out: string) => {
+    if (c.nothingWritten) await c.nothingWritten(out);
+    else assert.equal(existsSync(p(out)), false, `${out} not written`);
+  };
+
+  describe(`bulwark ${c.name}`, () => {
+    it('an untampered protected file is used and recorded as verified', async () => {
+      const r = await runBulwarkInProcess([...c.args(data, `${c.name}-ok`), ...auth]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.deepEqual(record(r), { dataset, verified: true });
+    });
+
+    it('a flipped kept cell is ERR_CIPHERTEXT_TAMPERED and nothing is written', async () => {
+      const out = `${c.name}-flip`;
+      const r = await runBulwarkInProcess([...c.args(flipped, out), ...auth]);
+      refused(r, 'ERR_CIPHERTEXT_TAMPERED');
+      await unwritten(out);
+    });
+
+    it('no keyring is ERR_DATA_UNVERIFIED, naming --keyring and the opt-out', async () => {
+      const out = `${c.name}-nokey`;
+      const r = await runBulwarkInProcess(c.args(data, out));
+      refused(r, 'ERR_DATA_UNVERIFIED');
+      assert.match(r.stderr, /is a protected dataset/);
+      assert.match(r.stderr, /give --keyring FILE/);
+      assert.match(r.stderr, /--no-verify-protected/);
+      await unwritten(out);
+    });
+
+    it('--no-verify-protected uses even an altered file without the keyring, records it unverified and warns', async () => {
+      const r = await runBulwarkInProcess([...c.args(flipped, `${c.name}-optout`), '--no-verify-protected']);
+      assert.equal(r.code, 0, r.stderr);
+      assert.deepEqual(record(r), { dataset, verified: false });
+      // The human form (no --json) warns.
+      const h = await runBulwarkInProcess([
+        ...c.args(flipped, `${c.name}-optout2`).slice(1),
+        '--no-verify-protected',
+      ]);
+      assert.equal(h.code, 0, h.stderr);
+      assert.match(
+        h.stderr,
+        /WARNING: --no-verify-protected: --\S+ \S+flip\.p\.csv is a protected dataset .* NOT checked/,
+      );
+    });
+
+    it('--require-protected refuses a plain file (ERR_DATA_UNVERIFIED) and takes the protected one', async () => {
+      const out = `${c.name}-plain`;
+      let r = await runBulwarkInProcess([...c.args(plain, out), ...auth, '--require-protected']);
+      refused(r, 'ERR_DATA_UNVERIFIED');
+      assert.match(r.stderr, /has no protection manifest beside it/);
+      await unwritten(out);
+      r = await runBulwarkInProcess([...c.args(data, `${c.name}-req`), ...auth, '--require-protected']);
+      assert.equal(r.code, 0, r.stderr);
+      assert.deepEqual(record(r), { dataset, verified: true });
+    });
+  });
+}
+
+readerCases({
+  name: 'predict',
+  args: (file, out) => ['--json', 'predict', '--model', model, '--data', file, '--out', p(out)],
+});
