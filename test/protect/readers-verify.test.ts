@@ -196,3 +196,27 @@ readerCases({
   name: 'predict',
   args: (file, out) => ['--json', 'predict', '--model', model, '--data', file, '--out', p(out)],
 });
+
+readerCases({
+  name: 'data-inspect',
+  args: (file, out) => [
+    '--json',
+    'data',
+    'inspect',
+    '--model',
+    model,
+    '--data',
+    file,
+    '--method',
+    'spectral',
+    '--report',
+    p(out),
+  ],
+});
+
+it('data inspect: the HTML report says the data was verified against its manifest', () => {
+  // Written by the untampered run of the cases above.
+  const html = readFileSync(p('data-inspect-ok'), 'utf8');
+  assert.match(html, /tx\.p\.csv is a protected dataset \([^)]+\): verified against its protection manifest/);
+  assert.ok(html.includes(dataset));
+});

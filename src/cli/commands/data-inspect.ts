@@ -1,7 +1,7 @@
 import { basename } from 'node:path';
 import { type Command, InvalidArgumentError } from 'commander';
 import { BulwarkError, requireFile } from '../../core/index.js';
-import { Pipeline, readDataset } from '../../data/index.js';
+import { type Dataset, Pipeline, readDataset } from '../../data/index.js';
 import {
   INSPECT_METHODS,
   type Inspection,
@@ -15,6 +15,16 @@ import { readOnnxModelFile } from '../model-file.js';
 import { checkOutputPath, floatOption, intOption } from '../options.js';
 import { ioOf } from '../output.js';
 import { writeHtmlReport } from '../report.js';
+import {
+  addProtectedDataOptions,
+  type ProtectedDataOpts,
+  type ProtectedDataRecord,
+  type ProtectedDataUse,
+  protectedDataHelp,
+  protectedDataInputs,
+  protectedDataLine,
+  readProtectable,
+} from './protected-data.js';
 
 function method(v: string): InspectMethod {
   if (!(INSPECT_METHODS as readonly string[]).includes(v))
@@ -22,11 +32,15 @@ function method(v: string): InspectMethod {
   return v as InspectMethod;
 }
 
-/** Loads a Bulwark-trained ONNX model and the data's encoded rows and labels; runs the defences. */
+/**
+ * Loads a Bulwark-trained ONNX model and the data's encoded rows and labels (`read`: how the data file
+ * is read, by default as it is); runs the defences.
+ */
 export async function inspectFile(
   modelFile: string,
   dataFile: string,
   o: { label?: string; method: InspectMethod; expectedPoison: number; seed: number },
+  read: (path: string) => Promise<Dataset> = (path) => readDataset(path),
 ): Promise<{ inspection: Inspection; classValues: string[]; label: string }> {
   const bytes = await readOnnxModelFile(modelFile);
   await requireFile(dataFile, 'data file');
@@ -37,7 +51,7 @@ export async function inspectFile(
   if (label === undefined)
     throw new BulwarkError('ERR_USAGE', '--label is needed: the model does not name its label');
   const net = fromOnnx(bytes).network;
-  const ds = await readDataset(dataFile);
+  const ds = await read(dataFile);
   const fm = pipeline.transform(ds);
   if (fm.features.length !== net.inputs)
     throw new BulwarkError(
@@ -53,9 +67,16 @@ export async function inspectFile(
   return { inspection, classValues, label };
 }
 
+/** How data inspect words the protected-data check (protected-data.ts). */
+const INSPECT_USE: ProtectedDataUse = {
+  files: '--data',
+  purpose: 'the inspection',
+  recorded: 'the --json result and the report',
+};
+
 /** `bulwark data inspect`: flags suspicious training rows (spectral signatures, activation clustering). */
 export function registerDataInspectCommand(data: Command): void {
-  data
+  const cmd = data
     .command('inspect')
     .description("flag suspicious (possibly poisoned) training rows from a model's hidden activations")
     .requiredOption('--model <file>', 'a model trained on the data (ONNX from bulwark train)')
@@ -76,14 +97,17 @@ export function registerDataInspectCommand(data: Command): void {
       intOption(0, Number.MAX_SAFE_INTEGER),
       0,
     )
-    .option('--force', 'overwrite --report if it exists')
+    .option('--force', 'overwrite --report if it exists');
+  addProtectedDataOptions(cmd, INSPECT_USE, { keyring: true })
     .addHelpText(
       'after',
       `
 Per class, spectral signatures (Tran, Li & Madry 2018) score rows by their projection on the top
 singular vector of the centred last-hidden-layer activations and flag the top 1.5 x --expected-poison;
 activation clustering (Chen et al. 2018) splits the activations into two clusters and flags a small,
-well-separated one. Row numbers are 1-based data rows (the header not counted). See docs/integrity.md.`,
+well-separated one. Row numbers are 1-based data rows (the header not counted). See docs/integrity.md.
+
+${protectedDataHelp(INSPECT_USE)}`,
     )
     .action(async function (this: Command) {
       const o = this.opts<{
@@ -98,19 +122,43 @@ well-separated one. Row numbers are 1-based data rows (the header not counted). 
         force?: boolean;
       }>();
       const io = ioOf(this);
-      // Before the work; and never over the model or the data, whatever --force says.
+      const po = this.opts<ProtectedDataOpts>();
+      // Before the work; and never over the model, the data, its manifest or the keyring, whatever
+      // --force says.
       if (o.report !== undefined)
-        await checkOutputPath(o.report, { force: o.force, option: '--report', inputs: [o.model, o.data] });
+        await checkOutputPath(o.report, {
+          force: o.force,
+          option: '--report',
+          inputs: [o.model, o.data, ...(await protectedDataInputs([o.data], po))],
+        });
+      // A protected file (manifest beside it) is checked on the very rows inspected.
+      let protectedData: ProtectedDataRecord | undefined;
       const {
         inspection: r,
         classValues,
         label,
-      } = await inspectFile(o.model, o.data, {
-        ...(o.label !== undefined ? { label: o.label } : {}),
-        method: o.method,
-        expectedPoison: o.expectedPoison,
-        seed: o.seed,
-      });
+      } = await inspectFile(
+        o.model,
+        o.data,
+        {
+          ...(o.label !== undefined ? { label: o.label } : {}),
+          method: o.method,
+          expectedPoison: o.expectedPoison,
+          seed: o.seed,
+        },
+        async (path) => {
+          const read = await readProtectable(
+            io,
+            path,
+            '--data',
+            po,
+            async (csv) => ({ dataset: await readDataset(path, csv) }),
+            INSPECT_USE,
+          );
+          protectedData = read.protectedData;
+          return read.dataset;
+        },
+      );
       const perClass = classValues.map((v, c) => ({
         class: v,
         rows: r.spectral?.classes[c]?.rows ?? r.activations?.classes[c]?.rows ?? 0,
@@ -140,6 +188,9 @@ well-separated one. Row numbers are 1-based data rows (the header not counted). 
                   kind: 'text',
                   text: `${flagged.length} of ${r.rows} rows flagged (${o.method}; spectral signatures remove 1.5 x ${o.expectedPoison} of each class).`,
                 },
+                ...(protectedData
+                  ? [{ kind: 'text' as const, text: protectedDataLine(o.data, protectedData) }]
+                  : []),
                 {
                   kind: 'table',
                   columns: [
@@ -186,6 +237,7 @@ well-separated one. Row numbers are 1-based data rows (the header not counted). 
           flaggedCount: flagged.length,
           classes: perClass,
           flagged,
+          ...(protectedData ? { protectedData } : {}),
           ...(reportPath ? { report: reportPath } : {}),
         },
         () => {

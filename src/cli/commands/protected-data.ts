@@ -18,6 +18,7 @@
  * without a manifest `ERR_DATA_UNVERIFIED` too. Each command records the dataset id and whether it was
  * verified ({@link ProtectedDataRecord}) where it records its inputs.
  */
+import { basename } from 'node:path';
 import type { Command } from 'commander';
 import { BulwarkError, exists } from '../../core/index.js';
 import { type CsvDatasetOptions, type Dataset, formatOf } from '../../data/index.js';
@@ -209,6 +210,11 @@ export async function readProtectable<T extends { dataset: Dataset }>(
   } finally {
     check.destroy();
   }
+}
+
+/** One sentence for a report: the protected data file, and whether it was verified. */
+export function protectedDataLine(file: string, p: ProtectedDataRecord): string {
+  return `${basename(file)} is a protected dataset (${p.dataset ?? 'id unreadable'}): ${p.verified ? 'verified against its protection manifest (MAC, row count, per-column counts, row digest) on the rows read' : 'NOT verified against its manifest (--no-verify-protected)'}.`;
 }
 
 /**
