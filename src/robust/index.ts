@@ -79,6 +79,7 @@ export {
 } from './defences/detector/bundle.js';
 export {
   type Calibration,
+  conformalFprBound,
   conformalThreshold,
   DETECTOR_FORMAT,
   DETECTOR_VERSION,

@@ -8,6 +8,7 @@ import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { SeededRng } from '../../src/core/index.js';
+import { conformalFprBound } from '../../src/robust/index.js';
 import { runBulwark, runBulwarkInProcess } from '../helpers/cli.js';
 import { PASS_ENV, tempDir } from './helpers.js';
 
@@ -98,7 +99,7 @@ const protect = (out: string, bundle: string, extra: string[] = []) => bw(protec
 describe('bulwark model fit-detectors', () => {
   let heldDigest: string;
 
-  it('fits the three detectors on a seeded split of held-out rows and writes a 0600 bundle', () => {
+  it('fits the three detectors on a seeded split of held-out rows and writes a 0600 bundle', async () => {
     const r = bw(['--json', 'model', 'fit-detectors', 'm.onnx', '--data', 'held.csv', '--out', 'det.json']);
     assert.equal(r.code, 0, r.stderr);
     const out = JSON.parse(r.stdout);
@@ -106,10 +107,30 @@ describe('bulwark model fit-detectors', () => {
     assert.equal(out.fittedOn.fitRows + out.fittedOn.calibrationRows, 600);
     assert.match(out.fittedOn.datasetDigest, /^sha256:[0-9a-f]{64}$/);
     heldDigest = out.fittedOn.datasetDigest;
-    for (const c of Object.values(out.detectors) as { fpr: number; threshold: number }[]) {
+    for (const c of Object.values(out.detectors) as {
+      fpr: number;
+      threshold: number;
+      n: number;
+      fprBound95: number;
+    }[]) {
       assert.equal(c.fpr, 0.01);
       assert.ok(Number.isFinite(c.threshold));
+      // The 95 % bound on the rate on new traffic (the Beta quantile of its rank), above the target.
+      assert.equal(c.fprBound95, conformalFprBound(c.n, 0.01));
+      assert.ok(c.fprBound95 > 0.01);
     }
+    // The text output says it, and asks for more calibration rows when the bound is over twice the target.
+    const text = await bwHere([
+      'model',
+      'fit-detectors',
+      'm.onnx',
+      '--data',
+      'held.csv',
+      '--out',
+      'det-text.json',
+    ]);
+    assert.equal(text.code, 0, text.stderr);
+    assert.match(text.stdout, /on new traffic below \d+\.\d\d % with 95 % confidence/);
     assert.equal(statSync(path('det.json')).mode & 0o777, 0o600);
     // Seeded: the same command gives the same bundle.
     const again = bw(['model', 'fit-detectors', 'm.onnx', '--data', 'held.csv', '--out', 'det2.json']);

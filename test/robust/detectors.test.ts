@@ -4,6 +4,7 @@ import { isBulwarkError, SeededRng } from '../../src/core/index.js';
 import { mlp, type Network, train } from '../../src/ml/index.js';
 import {
   benignStreams,
+  conformalFprBound,
   conformalThreshold,
   type Detector,
   type FeatureNetwork,
@@ -91,6 +92,36 @@ describe('linear algebra and statistics against scikit-learn / scipy', () => {
     assert.ok(Math.abs(c.calibrationFpr - 9 / 99) < 1e-12);
     assert.equal(conformalThreshold([1, 2, 3], 0.01).threshold, Infinity);
     assert.throws(() => conformalThreshold(s, 0), /^fpr|fpr:/);
+  });
+
+  it("conformal FPR bound: scipy's Beta quantiles, and about 5 % of calibration sets exceed the 95 % bound", () => {
+    // scipy 1.10.1: beta.ppf(0.95, l, n + 1 - l) with l = n + 1 - ceil((n + 1)(1 - fpr)).
+    for (const [n, fpr, want] of [
+      [100, 0.01, 0.02951304960703993],
+      [300, 0.01, 0.020836230527024657],
+      [1000, 0.01, 0.015652573749606477],
+      [20000, 0.01, 0.01118385484472769],
+      [99, 0.05, 0.09007355819196766],
+      [5000, 0.001, 0.0018297605084529958],
+    ] as const)
+      assert.ok(Math.abs(conformalFprBound(n, fpr) / want - 1) < 1e-9, `n ${n}, fpr ${fpr}`);
+    assert.equal(conformalFprBound(50, 0.01), 0, 'too few scores: nothing is flagged');
+    assert.throws(() => conformalFprBound(0, 0.01), /\bn: expected/);
+    assert.throws(() => conformalFprBound(100, 0.01, 1), /confidence: expected/);
+    // Uniform clean scores: a threshold t flags a share 1 - t of new clean inputs.
+    const rng = new SeededRng(71);
+    const bound = conformalFprBound(100, 0.01);
+    let over = 0;
+    const trials = 4000;
+    for (let t = 0; t < trials; t++) {
+      const c = conformalThreshold(
+        Array.from({ length: 100 }, () => rng.uniform(0, 1)),
+        0.01,
+      );
+      if (1 - c.threshold > bound) over++;
+    }
+    // Binomial(4000, 0.05): sd 0.0034.
+    assert.ok(Math.abs(over / trials - 0.05) < 0.015, `${over} of ${trials}`);
   });
 });
 

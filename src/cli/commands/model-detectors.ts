@@ -11,6 +11,7 @@ import {
   argmaxRows,
   BUNDLE_KINDS,
   type BundleKind,
+  conformalFprBound,
   fitDetectorBundle,
   loadDetectorBundle,
 } from '../../robust/index.js';
@@ -225,8 +226,14 @@ file's SHA-256. Then: bulwark model protect MODEL --detectors BUNDLE ... (docs/r
         // 0600: the bundle holds statistics of the rows (class means, a precision matrix).
         await writeFileAtomic(o.out, JSON.stringify(bundle), { mode: 0o600, noClobber: o.force !== true });
         for (const n of notes) io.note(n);
+        // With each calibration, the false-positive rate its threshold will not exceed on new clean
+        // traffic with 95 % confidence (conformalFprBound): the target holds on average over
+        // calibration sets, and with few scores one threshold's own rate is often well above it.
         const detectors = Object.fromEntries(
-          Object.entries(bundle.detectors).map(([k, j]) => [k, j?.calibration]),
+          Object.entries(bundle.detectors).map(([k, j]) => {
+            const c = j?.calibration;
+            return [k, c ? { ...c, fprBound95: conformalFprBound(c.n, c.fpr) } : c];
+          }),
         );
         io.result(
           {
@@ -244,7 +251,7 @@ file's SHA-256. Then: bulwark model protect MODEL --detectors BUNDLE ... (docs/r
               `  data:         ${o.data} (${digest}), fitted on ${bundle.fittedOn?.fitRows} rows, calibrated on ${bundle.fittedOn?.calibrationRows} others`,
               ...Object.entries(detectors).map(
                 ([k, c]) =>
-                  `  ${`${k}:`.padEnd(14)}threshold ${c?.threshold.toPrecision(4)}, target FPR ${c?.fpr} (${(100 * (c?.calibrationFpr ?? 0)).toFixed(2)} % of the ${c?.n} calibration ${k === 'mahalanobis' ? 'rows' : 'streams'} above it)`,
+                  `  ${`${k}:`.padEnd(14)}threshold ${c?.threshold.toPrecision(4)}, target FPR ${c?.fpr} (${(100 * (c?.calibrationFpr ?? 0)).toFixed(2)} % of the ${c?.n} calibration ${k === 'mahalanobis' ? 'rows' : 'streams'} above it; on new traffic below ${(100 * (c?.fprBound95 ?? 0)).toFixed(2)} % with 95 % confidence${(c?.fprBound95 ?? 0) > 2 * (c?.fpr ?? 1) ? `: calibrate on about ${Math.ceil(10 / (c?.fpr ?? 1))} or more to hold the target more tightly` : ''})`,
               ),
               `Seal it into a package: bulwark model protect MODEL.onnx --detectors ${o.out} ... (or bulwark train --from PACKAGE.bwm ... --detectors ${o.out})`,
             ].join('\n'),
