@@ -103,7 +103,7 @@ before(async () => {
     '--hidden',
     '8',
     '--epochs',
-    '5',
+    '40',
     '--seed',
     '1',
     '--out',
@@ -219,4 +219,46 @@ it('data inspect: the HTML report says the data was verified against its manifes
   const html = readFileSync(p('data-inspect-ok'), 'utf8');
   assert.match(html, /tx\.p\.csv is a protected dataset \([^)]+\): verified against its protection manifest/);
   assert.ok(html.includes(dataset));
+});
+
+const evaluateArgs = (file: string) => [
+  '--json',
+  'evaluate',
+  '--model',
+  model,
+  '--data',
+  file,
+  '--label',
+  'label',
+  '--attacks',
+  'fgsm',
+  '--eps',
+  '0,0.1',
+  '--rows',
+  '20',
+  '--no-detectors',
+  '--shadows',
+  '0',
+];
+
+readerCases({
+  name: 'evaluate',
+  args: (file, out) => [...evaluateArgs(file), '--report', p(out)],
+});
+
+it('evaluate: the report and the notes say the data was verified against its manifest', () => {
+  const html = readFileSync(p('evaluate-ok'), 'utf8');
+  assert.match(html, /tx\.p\.csv is a protected dataset \([^)]+\): verified against its protection manifest/);
+});
+
+readerCases({
+  name: 'evaluate-gate',
+  // The CI release gate: a tampered holdout set must not pass a model; the gate writes no file.
+  args: (file) => {
+    const gate = p('gate.yaml');
+    if (!existsSync(gate))
+      writeFileSync(gate, 'version: 1\nchecks:\n  - metric: clean-accuracy\n    min: 0.5\n');
+    return [...evaluateArgs(file), '--gate', gate];
+  },
+  nothingWritten: () => {},
 });

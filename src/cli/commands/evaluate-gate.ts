@@ -46,6 +46,8 @@ export async function runEvaluateGate(
   test: LabelledData,
   domain: InputDomain,
   members: LabelledData | undefined,
+  /** What the result records of the inputs (protected data files: protected-data.ts). */
+  recorded: Record<string, unknown> = {},
 ): Promise<void> {
   await requireFile(o.gate, 'gate file');
   const spec = await loadGate(o.gate);
@@ -86,7 +88,7 @@ export async function runEvaluateGate(
       restarts: o.restarts,
       seed: o.seed,
     });
-    io.result({ gate: o.gate, ...r }, () => gateTable(r));
+    io.result({ gate: o.gate, ...recorded, ...r }, () => gateTable(r));
     requireGatePassed(r);
   } finally {
     await ledger?.close();

@@ -38,6 +38,16 @@ import { ioOf } from '../output.js';
 import { startProgress } from '../progress.js';
 import { writeHtmlReport } from '../report.js';
 import { runEvaluateGate } from './evaluate-gate.js';
+import {
+  addProtectedDataOptions,
+  type ProtectedDataOpts,
+  type ProtectedDataRecord,
+  type ProtectedDataUse,
+  protectedDataHelp,
+  protectedDataInputs,
+  protectedDataLine,
+  readProtectable,
+} from './protected-data.js';
 
 interface LoadedModel {
   entry: RedTeamModel;
@@ -204,9 +214,16 @@ function collect(v: string, prev: string[] | undefined): string[] {
 const pct = (v: number | undefined) =>
   v === undefined || Number.isNaN(v) ? 'n/a' : `${(100 * v).toFixed(1)} %`;
 
+/** How evaluate words the protected-data check (protected-data.ts). */
+const EVALUATE_USE: ProtectedDataUse = {
+  files: '--data/--members',
+  purpose: 'the evaluation',
+  recorded: 'the --json result, the gate result and the report',
+};
+
 /** `bulwark evaluate`: the red-team report of one or more models. */
 export function registerEvaluateCommand(program: Command): void {
-  program
+  const cmd = program
     .command('evaluate')
     .description(
       'red-team models: evasion, black-box, membership-inference and extraction attacks, detectors; HTML report',
@@ -266,14 +283,18 @@ export function registerEvaluateCommand(program: Command): void {
     .option(
       '--ledger <location>',
       "privacy budget ledger for the gate's privacy-spent checks (default $BULWARK_LEDGER)",
-    )
+    );
+  addProtectedDataOptions(cmd, EVALUATE_USE, { keyring: true })
     .addHelpText(
       'after',
       `
 White-box attacks (fgsm, pgd, apgd) need a model Bulwark can import as a network (any model from
 \`bulwark train\`, dense ONNX graphs); square, mia and extract need only its outputs (ONNX Runtime).
 mia needs --members. Attacks keep every input valid: within the schema's bounds (or the range seen in
-the data), integers integral, one categorical value per field, --immutable columns unchanged.`,
+the data), integers integral, one categorical value per field, --immutable columns unchanged.
+
+${protectedDataHelp(EVALUATE_USE)} With --gate, a tampered holdout set is refused
+before any check is measured.`,
     )
     .action(async function (this: Command) {
       const o = this.opts<{
@@ -303,6 +324,7 @@ the data), integers integral, one categorical value per field, --immutable colum
         ledger?: string;
       }>();
       const io = ioOf(this);
+      const po = this.opts<ProtectedDataOpts>();
       const t0 = performance.now();
       if (o.attacks.includes('mia') && o.members === undefined) {
         throw new BulwarkError(
@@ -316,7 +338,15 @@ the data), integers integral, one categorical value per field, --immutable colum
         await checkOutputPath(o.report, {
           force: o.force,
           option: '--report',
-          inputs: [...o.model, o.data, o.members, o.schema, o.gate, o.ledger],
+          inputs: [
+            ...o.model,
+            o.data,
+            o.members,
+            o.schema,
+            o.gate,
+            o.ledger,
+            ...(await protectedDataInputs([o.data, o.members], po)),
+          ],
         });
       await requireFile(o.data, 'data file');
       if (o.members !== undefined) await requireFile(o.members, 'members file');
@@ -330,18 +360,43 @@ the data), integers integral, one categorical value per field, --immutable colum
       try {
         for (const f of o.model) loaded.push(await loadModel(f, notes));
         const first = loaded[0] as LoadedModel;
-        const read = async (file: string) => {
-          const ds = await readDataset(file);
+        // A protected file (manifest beside it) is checked on the very rows evaluated, before any attack
+        // or gate check: a tampered holdout set could pass a regressed model.
+        const protectedData: { data?: ProtectedDataRecord; members?: ProtectedDataRecord } = {};
+        const read = async (file: string, option: '--data' | '--members') => {
+          const r = await readProtectable(
+            io,
+            file,
+            option,
+            po,
+            async (csv) => ({ dataset: await readDataset(file, csv) }),
+            EVALUATE_USE,
+          );
+          if (r.protectedData) {
+            protectedData[option === '--data' ? 'data' : 'members'] = r.protectedData;
+            notes.push(protectedDataLine(file, r.protectedData));
+          }
+          const ds = r.dataset;
           return schema ? validateAgainstSchema(ds, schema, { source: file, allowExtraColumns: true }) : ds;
         };
         const inputs = first.entry.model.inputs;
-        const raw = await read(o.data);
+        const raw = await read(o.data, '--data');
         const test = labelled(raw, o.label, first.pipeline, first.classValues, inputs, o.data);
         const members =
           o.members === undefined
             ? undefined
-            : labelled(await read(o.members), o.label, first.pipeline, first.classValues, inputs, o.members)
-                .data;
+            : labelled(
+                await read(o.members, '--members'),
+                o.label,
+                first.pipeline,
+                first.classValues,
+                inputs,
+                o.members,
+              ).data;
+        const recorded = {
+          ...(protectedData.data ? { protectedData: protectedData.data } : {}),
+          ...(protectedData.members ? { membersProtectedData: protectedData.members } : {}),
+        };
         if (first.label !== undefined && first.label !== o.label) {
           notes.push(`the model was trained to predict "${first.label}", evaluated on --label "${o.label}"`);
         }
@@ -396,6 +451,7 @@ the data), integers integral, one categorical value per field, --immutable colum
             test.data,
             domain,
             members,
+            recorded,
           );
         const bar = startProgress(io, 'evaluate', 1000);
         let result: RedTeamResult;
@@ -434,7 +490,7 @@ the data), integers integral, one categorical value per field, --immutable colum
             sections: redTeamSections(result, seconds),
           });
         }
-        io.result({ ...result, seconds, ...(reportPath ? { report: reportPath } : {}) }, () => {
+        io.result({ ...result, seconds, ...recorded, ...(reportPath ? { report: reportPath } : {}) }, () => {
           const lines: string[] = [];
           for (const m of result.models) {
             lines.push(`${m.name}: clean accuracy ${pct(m.cleanAccuracy)} on ${result.rowsAttacked} rows`);
