@@ -3,6 +3,7 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { csvField } from '../../src/cli/commands/predict.js';
 import { SeededRng } from '../../src/core/index.js';
 import { AttrType, DataType, encodeModel } from '../../src/ml/onnx/proto.js';
 import { type CliRun, inParallel, runBulwark, runBulwarkAsync, runBulwarkInProcess } from '../helpers/cli.js';
@@ -265,5 +266,46 @@ describe('bulwark train / predict', () => {
     assert.equal((JSON.parse(r2.stdout) as { rows: number }).rows, 2);
     assert.equal(r3.code, 3);
     assert.match(r3.stderr, /ERR_ONNX_INVALID/);
+  });
+});
+
+describe('bulwark predict CSV output', () => {
+  it('class names that a spreadsheet would run as formulas are written with a leading apostrophe; numbers stay as they are', async () => {
+    assert.equal(csvField('=HYPERLINK("http://x","y")'), `"'=HYPERLINK(""http://x"",""y"")"`);
+    for (const f of ['+1+cmd', '-2+3', '@SUM(A1)', '\tx', '\rx'])
+      assert.equal(csvField(f).replace(/^"/, '')[0], "'", f);
+    for (const n of ['-1', '+2', '-0.5', '1e-3', '-.5', 'yes', 'a=b']) assert.equal(csvField(n), n);
+    // End to end: the classes come from the training labels, and so into the model's metadata.
+    const rng = new SeededRng(9);
+    const lines = ['x,label'];
+    for (let i = 0; i < 200; i++) {
+      const x = rng.normal();
+      lines.push(`${x.toFixed(4)},${x > 0 ? '@SUM(1+1)' : '-1'}`);
+    }
+    const csv = join(dir, 'formula.csv');
+    writeFileSync(csv, `${lines.join('\n')}\n`);
+    const model = join(dir, 'formula.onnx');
+    const t = await runBulwarkInProcess([
+      'train',
+      '--data',
+      csv,
+      '--label',
+      'label',
+      '--model',
+      'logreg',
+      '--out',
+      model,
+    ]);
+    assert.equal(t.code, 0, t.stderr);
+    const out = join(dir, 'formula-pred.csv');
+    const p = await runBulwarkInProcess(['predict', '--model', model, '--data', csv, '--out', out]);
+    assert.equal(p.code, 0, p.stderr);
+    const rows = readFileSync(out, 'utf8')
+      .trim()
+      .split('\n')
+      .slice(1)
+      .map((l) => l.split(',')[0]);
+    assert.ok(rows.includes("'@SUM(1+1)") && rows.includes('-1'), rows.slice(0, 5).join(' '));
+    assert.ok(!rows.includes('@SUM(1+1)'));
   });
 });

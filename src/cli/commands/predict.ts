@@ -147,8 +147,16 @@ function fromOnnxKind(bytes: Uint8Array): 'logits' | 'probabilities' | null {
   }
 }
 
-function csvField(s: string): string {
-  return /[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+/**
+ * One CSV field of the predictions. The class names come from the model file's metadata, which whoever
+ * made the model wrote: a name beginning with `=`, `+`, `-`, `@`, a tab or a carriage return is a
+ * formula to a spreadsheet that opens the file (`=HYPERLINK(...)`, `=cmd|...`: CSV injection, OWASP),
+ * so it is written with a leading apostrophe, as OWASP advises, unless it is a plain number (a class
+ * `-1` stays `-1`).
+ */
+export function csvField(s: string): string {
+  const safe = /^[=+\-@\t\r]/.test(s) && !/^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(s) ? `'${s}` : s;
+  return /[",\n\r]/.test(safe) ? `"${safe.replace(/"/g, '""')}"` : safe;
 }
 
 /** How predict words the protected-data check (protected-data.ts). */
