@@ -262,3 +262,22 @@ readerCases({
   },
   nothingWritten: () => {},
 });
+
+readerCases({
+  name: 'fit-detectors',
+  // A tampered calibration set would shift the detectors' thresholds.
+  args: (file, out) => [
+    '--json',
+    'model',
+    'fit-detectors',
+    model,
+    '--data',
+    file,
+    '--kinds',
+    'mahalanobis',
+    '--fpr',
+    '0.05',
+    '--out',
+    p(out),
+  ],
+});

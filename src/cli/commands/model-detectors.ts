@@ -19,6 +19,14 @@ import { checkOutputPath, floatOption, intOption } from '../options.js';
 import { ioOf } from '../output.js';
 import { withProgress } from '../progress.js';
 import { labelled, loadModel } from './evaluate.js';
+import {
+  addProtectedDataOptions,
+  type ProtectedDataOpts,
+  type ProtectedDataUse,
+  protectedDataHelp,
+  protectedDataInputs,
+  readProtectable,
+} from './protected-data.js';
 import { isModelPackage } from './train-continue.js';
 
 function kindList(v: string): BundleKind[] {
@@ -132,9 +140,16 @@ async function fitBundle(
   }
 }
 
+/** How fit-detectors words the protected-data check (protected-data.ts). */
+const FIT_USE: ProtectedDataUse = {
+  files: '--data',
+  purpose: 'the detectors are fitted',
+  recorded: 'the --json result',
+};
+
 /** Registers `fit-detectors` under `bulwark model`. */
 export function registerFitDetectorsCommand(model: Command): void {
-  model
+  const cmd = model
     .command('fit-detectors')
     .argument('<model>', 'the model: ONNX from bulwark train, or a package (.bwm)')
     .description(
@@ -168,7 +183,8 @@ export function registerFitDetectorsCommand(model: Command): void {
       intOption(2, 1e7),
     )
     .option('--seed <n>', 'seed of the split and the streams', intOption(0, Number.MAX_SAFE_INTEGER), 0)
-    .option('--force', 'overwrite --out')
+    .option('--force', 'overwrite --out');
+  addProtectedDataOptions(cmd, FIT_USE, { keyring: true })
     .addHelpText(
       'after',
       `
@@ -176,7 +192,9 @@ The rows are split (seeded): the detectors are fitted on one part and their thre
 the other (split-conformal: the rate holds on fresh clean traffic). Use rows the model did not train
 on: the bundle holds statistics of them (class means, a covariance), and for a differentially private
 model, \`model protect\` refuses a bundle fitted on the training file. The bundle records the data
-file's SHA-256. Then: bulwark model protect MODEL --detectors BUNDLE ... (docs/robust.md).`,
+file's SHA-256. Then: bulwark model protect MODEL --detectors BUNDLE ... (docs/robust.md).
+
+${protectedDataHelp(FIT_USE)} The keyring is the data's: a package's model still does not run here.`,
     )
     .action(async function (this: Command, file: string) {
       const io = ioOf(this);
@@ -192,7 +210,12 @@ file's SHA-256. Then: bulwark model protect MODEL --detectors BUNDLE ... (docs/r
         seed: number;
         force?: boolean;
       }>();
-      await checkOutputPath(o.out, { force: o.force, inputs: [file, o.data] });
+      const po = this.opts<ProtectedDataOpts>();
+      // Never over the model, the data, its manifest or the keyring, whatever --force says.
+      await checkOutputPath(o.out, {
+        force: o.force,
+        inputs: [file, o.data, ...(await protectedDataInputs([o.data], po))],
+      });
       const notes: string[] = [];
       const m = await fitSource(file, notes);
       try {
@@ -203,7 +226,16 @@ file's SHA-256. Then: bulwark model protect MODEL --detectors BUNDLE ... (docs/r
             `--label: ${file} does not say which column it predicts; give --label`,
             { details: { option: '--label' } },
           );
-        const { dataset, digest } = await readDatasetWithDigest(o.data);
+        // A protected file (manifest beside it) is checked on the very rows the detectors are fitted on
+        // (a tampered calibration set would shift their thresholds).
+        const { dataset, digest, protectedData } = await readProtectable(
+          io,
+          o.data,
+          '--data',
+          po,
+          (csv) => readDatasetWithDigest(o.data, csv),
+          FIT_USE,
+        );
         const { inputs, classes } = m;
         const { data } = labelled(dataset, label, m.pipeline, m.classValues, inputs, o.data);
         // PRADA's per-class sets take the class the model predicts, as in the gateway.
@@ -242,13 +274,14 @@ file's SHA-256. Then: bulwark model protect MODEL --detectors BUNDLE ... (docs/r
             features: bundle.features,
             classes: bundle.classes,
             fittedOn: bundle.fittedOn,
+            ...(protectedData ? { protectedData } : {}),
             detectors,
             notes,
           },
           () =>
             [
               `wrote ${o.out}: ${Object.keys(detectors).join(', ')} for ${bundle.features} features and ${bundle.classes} classes`,
-              `  data:         ${o.data} (${digest}), fitted on ${bundle.fittedOn?.fitRows} rows, calibrated on ${bundle.fittedOn?.calibrationRows} others`,
+              `  data:         ${o.data} (${digest}), fitted on ${bundle.fittedOn?.fitRows} rows, calibrated on ${bundle.fittedOn?.calibrationRows} others${protectedData ? `; protected dataset ${protectedData.dataset}, ${protectedData.verified ? 'verified against its manifest' : 'NOT verified (--no-verify-protected)'}` : ''}`,
               ...Object.entries(detectors).map(
                 ([k, c]) =>
                   `  ${`${k}:`.padEnd(14)}threshold ${c?.threshold.toPrecision(4)}, target FPR ${c?.fpr} (${(100 * (c?.calibrationFpr ?? 0)).toFixed(2)} % of the ${c?.n} calibration ${k === 'mahalanobis' ? 'rows' : 'streams'} above it; on new traffic below ${(100 * (c?.fprBound95 ?? 0)).toFixed(2)} % with 95 % confidence${(c?.fprBound95 ?? 0) > 2 * (c?.fpr ?? 1) ? `: calibrate on about ${Math.ceil(10 / (c?.fpr ?? 1))} or more to hold the target more tightly` : ''})`,
