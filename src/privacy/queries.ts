@@ -31,6 +31,11 @@ export interface QueryOptions {
   budget?: { ledger: BudgetLedger; dataset: string; analyst?: string };
   /** The column queried, for the ledger record. */
   column?: string;
+  /**
+   * More facts for the ledger record (and its `privacy.spent` audit event), e.g. that the data file was
+   * verified against its protection manifest; the query's own details take precedence.
+   */
+  details?: Readonly<Record<string, string | number | boolean | null>>;
   noise?: NoiseSource;
 }
 
@@ -108,6 +113,7 @@ async function spend(
     operation,
     details: {
       ...(o.column === undefined ? {} : { column: o.column }),
+      ...o.details,
       ...details,
       ...noiseDetails(o.noise),
     },

@@ -104,6 +104,8 @@ describe('lifecycle commands record to the audit log (--audit)', () => {
       ledger,
       '--audit',
       db,
+      // The protected file is checked against its manifest before the query: that needs the keyring.
+      ...auth,
     ]);
     ok(['keys', 'rotate', 'data', ...auth, '--audit', db]);
 
@@ -120,6 +122,7 @@ describe('lifecycle commands record to the audit log (--audit)', () => {
     assert.equal(spent.data['dataset'], 'tx');
     assert.equal(spent.data['epsilon'], 0.25);
     assert.equal(spent.data['operation'], 'query.count');
+    assert.equal((spent.data['details'] as Record<string, unknown>)['protectedVerified'], true);
     const created = tail.find((e) => e.type === 'key.created') as TailEntry;
     assert.equal(created.data['keyId'], 'reports.v1');
     const trained = tail.find((e) => e.type === 'model.trained') as TailEntry;

@@ -281,3 +281,136 @@ readerCases({
     p(out),
   ],
 });
+
+describe('bulwark query', () => {
+  const ledger = p('ledger.sqlite');
+  before(async () => {
+    const r = await runBulwarkInProcess([
+      'query',
+      'budget',
+      'set',
+      'tx',
+      '--epsilon',
+      '100',
+      '--ledger',
+      ledger,
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+  });
+  /** The spends the runs named `out` (their --analyst) made. */
+  const spends = async (out: string) => {
+    const r = await runBulwarkInProcess([
+      '--json',
+      'query',
+      'budget',
+      'history',
+      'tx',
+      '--ledger',
+      ledger,
+      '--analyst',
+      out,
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    return JSON.parse(r.stdout) as { details: Record<string, unknown> }[];
+  };
+  const queryArgs = (file: string, out: string) => [
+    '--json',
+    'query',
+    'mean',
+    '--data',
+    file,
+    '--column',
+    'x1',
+    '--lower',
+    '-5',
+    '--upper',
+    '5',
+    '--epsilon',
+    '0.5',
+    '--ledger',
+    ledger,
+    '--budget',
+    'tx',
+    '--analyst',
+    out,
+    '--seeded-noise',
+    '1',
+  ];
+
+  readerCases({
+    name: 'query',
+    args: queryArgs,
+    // Nothing spent by a refused query.
+    nothingWritten: async (out) => assert.deepEqual(await spends(out), []),
+  });
+
+  it('the ledger record and the privacy.spent audit event say the file was verified', async () => {
+    const key = p('log.key');
+    const db = p('audit.db');
+    let r = await runBulwarkInProcess(['audit', 'keygen', '--name', 'bulwark.test/qp', '--out', key]);
+    assert.equal(r.code, 0, r.stderr);
+    r = await runBulwarkInProcess(['audit', 'checkpoint', '--store', db, '--signing-key', key]);
+    assert.equal(r.code, 0, r.stderr);
+    r = await runBulwarkInProcess([...queryArgs(data, 'query-audit'), ...auth, '--audit', db]);
+    assert.equal(r.code, 0, r.stderr);
+    const [spend] = await spends('query-audit');
+    assert.equal(spend?.details['protectedDataset'], dataset);
+    assert.equal(spend?.details['protectedVerified'], true);
+    r = await runBulwarkInProcess(['--json', 'audit', 'tail', '--store', db, '-n', '1']);
+    assert.equal(r.code, 0, r.stderr);
+    const [ev] = JSON.parse(r.stdout) as { type: string; data: { details: Record<string, unknown> } }[];
+    assert.equal(ev?.type, 'privacy.spent');
+    assert.equal(ev?.data.details['protectedDataset'], dataset);
+    assert.equal(ev?.data.details['protectedVerified'], true);
+  });
+
+  it('its messages leave out exact counts of the data (rows, line numbers), verified or refused', async () => {
+    // A duplicate row appended: train says "more rows than the 240 protected" at its line.
+    const lines = readLines(data);
+    const dup = p('dup.p.csv');
+    writeFileSync(dup, `${[...lines, lines[3]].join('\n')}\n`);
+    writeFileSync(manifestPathOf(dup), readFileSync(manifestPathOf(data)));
+    const h = (file: string, out: string) => [...queryArgs(file, out).slice(1), ...auth];
+    // The messages without the test folder's name (random letters and digits).
+    const run = async (args: string[]) => {
+      const r = await runBulwarkInProcess(args);
+      return { ...r, stderr: r.stderr.replaceAll(dir, 'DIR') };
+    };
+    let r = await run(h(dup, 'query-dup'));
+    assert.equal(r.code, 5, r.stderr);
+    assert.match(r.stderr, /^bulwark: ERR_CIPHERTEXT_TAMPERED: /m);
+    assert.doesNotMatch(r.stderr, /240|241|:\d+:/);
+    // Rows removed: ERR_CIPHERTEXT_TRUNCATED, without the counts.
+    const cut = p('cut.p.csv');
+    writeFileSync(cut, `${lines.slice(0, -2).join('\n')}\n`);
+    writeFileSync(manifestPathOf(cut), readFileSync(manifestPathOf(data)));
+    r = await run(h(cut, 'query-cut'));
+    assert.equal(r.code, 5, r.stderr);
+    assert.match(r.stderr, /^bulwark: ERR_CIPHERTEXT_TRUNCATED: /m);
+    assert.doesNotMatch(r.stderr, /238|240/);
+    assert.deepEqual(await spends('query-dup'), []);
+    assert.deepEqual(await spends('query-cut'), []);
+    // The note of a verified file gives no row count either.
+    r = await run(h(data, 'query-note'));
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /verified against its protection manifest \(dataset [^,)]+, row digest\)/);
+    assert.doesNotMatch(r.stderr, /240/);
+  });
+
+  it('--require-protected refuses a registered dataset (--dataset), which has no manifest', async () => {
+    const r = await runBulwarkInProcess([
+      '--json',
+      'query',
+      'count',
+      '--dataset',
+      'adult:train',
+      '--epsilon',
+      '0.1',
+      '--ledger',
+      ledger,
+      '--require-protected',
+    ]);
+    refused(r, 'ERR_DATA_UNVERIFIED');
+    assert.match(r.stderr, /--dataset adult:train is a registered dataset, not a protected file/);
+  });
+});

@@ -29,7 +29,17 @@ import {
 } from '../../privacy/index.js';
 import { AUDIT_OPTION_FLAGS, AUDIT_OPTION_HELP, withOperationLog } from '../audit-record.js';
 import { floatOption, intOption, listOption, locationOrigin } from '../options.js';
-import { ioOf } from '../output.js';
+import { type Io, ioOf } from '../output.js';
+import {
+  addProtectedDataOptions,
+  type ProtectedDataOpts,
+  type ProtectedDataRecord,
+  type ProtectedDataUse,
+  protectedDataHelp,
+  protectedHyperparameters,
+  readProtectable,
+  unprotectedRefusal,
+} from './protected-data.js';
 
 /** The default ledger: `BULWARK_LEDGER`, else `bulwark-ledger.sqlite` in the working folder. */
 function defaultLedger(): string {
@@ -45,7 +55,7 @@ function oneOf<T extends string>(allowed: readonly T[]): (v: string) => T {
   };
 }
 
-interface CommonOpts {
+interface CommonOpts extends ProtectedDataOpts {
   data?: string;
   dataset?: string;
   column?: string;
@@ -73,16 +83,35 @@ interface CommonOpts {
  * with it how every other row is binned or whether the query runs at all — would depend on one
  * person's value, outside the mechanism's sensitivity. Each value is then read on its own
  * ({@link numericColumn}, or as its own text for categories).
+ *
+ * A protected file (manifest beside it) is verified against its manifest on the rows read, before
+ * anything is spent (protected-data.ts); its messages leave out exact counts (docs/privacy.md).
  */
-async function loadData(o: CommonOpts): Promise<{ ds: Dataset; budgetName: string }> {
+async function loadData(
+  io: Io,
+  o: CommonOpts,
+): Promise<{ ds: Dataset; budgetName: string; protectedData?: ProtectedDataRecord }> {
   if ((o.data === undefined) === (o.dataset === undefined))
     throw new BulwarkError('ERR_USAGE', 'give exactly one of --data FILE or --dataset NAME[:SPLIT]');
   if (o.data !== undefined) {
-    await requireFile(o.data, 'data file');
-    const asText = o.column !== undefined && formatOf(o.data) !== 'parquet';
-    let ds: Dataset;
+    const file = o.data;
+    await requireFile(file, 'data file');
+    const asText = o.column !== undefined && formatOf(file) !== 'parquet';
+    let read: { dataset: Dataset; protectedData?: ProtectedDataRecord };
     try {
-      ds = await readDataset(o.data, asText ? { types: { [o.column as string]: 'string' } } : {});
+      read = await readProtectable(
+        io,
+        file,
+        '--data',
+        o,
+        async (csv) => ({
+          dataset: await readDataset(
+            file,
+            asText ? { ...csv, types: { [o.column as string]: 'string' } } : csv,
+          ),
+        }),
+        QUERY_USE,
+      );
     } catch (e) {
       // The reader names the typed column "given a type"; here it is the --column asked for.
       if (e instanceof BulwarkError && e.code === 'ERR_COLUMN_NOT_FOUND')
@@ -91,8 +120,18 @@ async function loadData(o: CommonOpts): Promise<{ ds: Dataset; budgetName: strin
         });
       throw e;
     }
-    return { ds, budgetName: o.budget ?? basename(o.data) };
+    return {
+      ds: read.dataset,
+      budgetName: o.budget ?? basename(file),
+      ...(read.protectedData ? { protectedData: read.protectedData } : {}),
+    };
   }
+  if (o.requireProtected === true)
+    throw unprotectedRefusal(
+      '--dataset',
+      o.dataset as string,
+      'is a registered dataset, not a protected file',
+    );
   const [name, split] = (o.dataset as string).split(':') as [string, string | undefined];
   const t = await loadTabular(name, split === undefined ? {} : { splits: [split] });
   const key = split ?? Object.keys(t.splits)[0];
@@ -232,6 +271,17 @@ async function withLedger<T>(
   }
 }
 
+/**
+ * How query words the protected-data check (protected-data.ts): without exact counts in its messages,
+ * which would be statistics of the data outside the DP releases.
+ */
+const QUERY_USE: ProtectedDataUse = {
+  files: '--data',
+  purpose: 'the query (and before any budget is spent)',
+  recorded: 'the --json result, the ledger record and its privacy.spent audit event',
+  noCounts: true,
+};
+
 /** `bulwark query`: DP statistics spending from the budget ledger, and the ledger's budgets. */
 export function registerQueryCommand(program: Command): void {
   const query = program
@@ -309,7 +359,9 @@ export function registerQueryCommand(program: Command): void {
         '--seeded-noise <seed>',
         'INSECURE: reproducible noise from a seed, for tests only',
         intOption(0, Number.MAX_SAFE_INTEGER),
-      )
+      );
+    addProtectedDataOptions(cmd, QUERY_USE, { keyring: true })
+      .addHelpText('after', `\n${protectedDataHelp(QUERY_USE)}`)
       .action(async function (this: Command) {
         const o = this.opts<CommonOpts>();
         const io = ioOf(this);
@@ -323,7 +375,7 @@ export function registerQueryCommand(program: Command): void {
             'ERR_USAGE',
             'quantiles are pure epsilon-DP (permute-and-flip): no --mechanism or --delta',
           );
-        const { ds, budgetName } = await loadData(o);
+        const { ds, budgetName, protectedData } = await loadData(io, o);
         if (o.column !== undefined) ds.column(o.column);
         // The audit log, when configured, is opened before the spend: an unreachable log refuses it.
         const r = await withOperationLog(o.audit, (log) =>
@@ -336,6 +388,8 @@ export function registerQueryCommand(program: Command): void {
                 mechanism: o.mechanism,
                 ...(o.delta === undefined ? {} : { delta: o.delta }),
                 ...(o.column === undefined ? {} : { column: o.column }),
+                // The ledger record and its audit event say whether the file was verified.
+                details: protectedHyperparameters(protectedData),
                 budget: {
                   ledger,
                   dataset: budgetName,
@@ -369,6 +423,7 @@ export function registerQueryCommand(program: Command): void {
                 }
               : null,
             seededNoise: o.seededNoise !== undefined,
+            ...(protectedData ? { protectedData } : {}),
           },
           () => human(kind, r, o.column),
         );
