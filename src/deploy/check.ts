@@ -10,7 +10,7 @@ import {
   Service,
   ServiceAccount,
 } from 'kubernetes-models/v1';
-import { parseAllDocuments } from 'yaml';
+import { type Document, isAlias, isMap, isScalar, isSeq, parseAllDocuments, Scalar } from 'yaml';
 import { BulwarkError } from '../core/index.js';
 import { RULE_BY_ID, type RuleLevel, type Severity, severityRank } from './rules.js';
 
@@ -66,9 +66,130 @@ function str(v: unknown): string | undefined {
   return typeof v === 'string' ? v : undefined;
 }
 
-/** Parses multi-document YAML; `kind: List` (kubectl's output) is flattened into its items. */
+/**
+ * YAML as kubectl and the API server read it. They convert YAML to JSON with sigs.k8s.io/yaml, a fork
+ * of go-yaml v2: YAML 1.1 scalars (`yes`, `on`, `y` are true; `0o0`, `0x0`, `0b0`, `0_0`, `00` are 0)
+ * and `<<` merge keys, applied in document order, so a merge after an explicit key overrides it. The
+ * `yaml` package reads YAML 1.2 by default, where `privileged: yes` is a string and `<<: {privileged:
+ * true}` an unknown key, and its own YAML 1.1 mode lets explicit keys win over merges: either way a
+ * privileged container that kubectl creates would pass the check. So documents are parsed with the
+ * failsafe schema (every scalar a string) and converted here with go-yaml v2's rules.
+ */
+const GO_TRUE = new Set(['y', 'Y', 'yes', 'Yes', 'YES', 'true', 'True', 'TRUE', 'on', 'On', 'ON']);
+const GO_FALSE = new Set(['n', 'N', 'no', 'No', 'NO', 'false', 'False', 'FALSE', 'off', 'Off', 'OFF']);
+const GO_NULL = new Set(['', '~', 'null', 'Null', 'NULL']);
+/** Go's strconv.ParseInt(s, 0, 64) syntax, after go-yaml has removed every `_`. */
+const GO_INT = /^[-+]?(0[xX][0-9a-fA-F]+|0[oO][0-7]+|0[bB][01]+|0[0-7]*|[1-9][0-9]*)$/;
+const GO_FLOAT = /^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$/;
+/** Nodes a document may expand to through aliases, beyond its own: a billion-laughs bound. */
+const ALIAS_EXPANSION_BUDGET = 100_000;
+
+/** The value go-yaml v2 gives an untagged plain scalar (a timestamp stays its text, as JSON has it). */
+function goPlain(s: string): unknown {
+  if (GO_TRUE.has(s)) return true;
+  if (GO_FALSE.has(s)) return false;
+  if (GO_NULL.has(s)) return null;
+  if (/^[-+]?\.(inf|Inf|INF)$/.test(s)) return s.startsWith('-') ? -Infinity : Infinity;
+  if (/^\.(nan|NaN|NAN)$/.test(s)) return Number.NaN;
+  const c = s[0]!;
+  if (c === '.') return GO_FLOAT.test(s) ? Number(s) : s;
+  if (!/[-+0-9]/.test(c) || /^\d{4}-/.test(s)) return s;
+  const plain = s.replace(/_/g, '');
+  const m = GO_INT.exec(plain);
+  if (m) {
+    const neg = plain.startsWith('-');
+    const body = m[1]!;
+    // BigInt reads 0x, 0o and 0b; Go's base 0 also reads a leading 0 as octal.
+    const big = BigInt(/^0[0-7]+$/.test(body) ? `0o${body.slice(1)}` : body);
+    const v = neg ? -big : big;
+    if (v >= -(2n ** 63n) && v < 2n ** 64n) return Number(v);
+  }
+  if (GO_FLOAT.test(plain)) return Number(plain);
+  return s;
+}
+
+function parseError(file: string, document: number, message: string): BulwarkError {
+  return new BulwarkError('ERR_MANIFEST_PARSE', `${file}: document ${document + 1}: ${message}`, {
+    details: { file, document },
+  });
+}
+
+/** Converts one parsed document (failsafe schema) to plain JSON values as sigs.k8s.io/yaml does. */
+function kubeValue(doc: Document, file: string, index: number): unknown {
+  let budget = ALIAS_EXPANSION_BUDGET;
+  const active = new Set<unknown>();
+  const set = (o: Obj, k: string, v: unknown) =>
+    Object.defineProperty(o, k, { value: v, enumerable: true, writable: true, configurable: true });
+  const conv = (node: unknown, viaAlias: boolean): unknown => {
+    if (viaAlias && --budget < 0)
+      throw parseError(file, index, 'its aliases expand too far (a resource exhaustion attack?)');
+    if (node === null || node === undefined) return null;
+    if (isAlias(node)) {
+      const target = node.resolve(doc);
+      if (target === undefined) throw parseError(file, index, `unknown alias *${node.source}`);
+      if (active.has(target)) throw parseError(file, index, `anchor &${node.source} contains itself`);
+      return conv(target, true);
+    }
+    if (isScalar(node)) {
+      const text = String(node.value ?? '');
+      const tag = node.tag;
+      if (tag === undefined || tag === '!') return node.type === Scalar.PLAIN ? goPlain(text) : text;
+      const short = tag.replace(/^tag:yaml\.org,2002:/, '!!');
+      if (short === '!!str' || short === '!!binary') return text;
+      if (short === '!!bool' || short === '!!int' || short === '!!float' || short === '!!null') {
+        const v = goPlain(text);
+        const ok =
+          short === '!!bool'
+            ? typeof v === 'boolean'
+            : short === '!!null'
+              ? v === null
+              : typeof v === 'number' && (short === '!!float' || Number.isInteger(v));
+        if (!ok) throw parseError(file, index, `cannot read ${JSON.stringify(text)} as ${short}`);
+        return v;
+      }
+      return text; // other tags: the scalar's text, as go-yaml gives it
+    }
+    active.add(node);
+    try {
+      if (isSeq(node)) return node.items.map((x) => conv(x, viaAlias));
+      if (isMap(node)) {
+        const out: Obj = {};
+        const merge = (src: unknown) => {
+          const v = conv(src, viaAlias);
+          if (!isObj(v)) throw parseError(file, index, 'a << merge needs a mapping (or a list of mappings)');
+          for (const [k, x] of Object.entries(v)) set(out, k, x);
+        };
+        for (const pair of node.items) {
+          const key = pair.key;
+          if (isScalar(key) && key.type === Scalar.PLAIN && key.value === '<<' && key.tag === undefined) {
+            // go-yaml v2: the merge writes its keys now (over earlier ones, later ones over it); in a list
+            // of mappings the first wins, so they are applied last to first.
+            const src = isAlias(pair.value) ? pair.value.resolve(doc) : pair.value;
+            if (isSeq(src)) for (const m of [...src.items].reverse()) merge(m);
+            else merge(pair.value);
+            continue;
+          }
+          const k = conv(key, viaAlias);
+          if (k !== null && typeof k === 'object')
+            throw parseError(file, index, 'a mapping key is itself a mapping or a list');
+          set(out, k === null ? 'null' : String(k), conv(pair.value, viaAlias));
+        }
+        return out;
+      }
+      return null;
+    } finally {
+      active.delete(node);
+    }
+  };
+  return conv(doc.contents, false);
+}
+
+/**
+ * Parses multi-document YAML as kubectl reads it (see {@link goPlain}); `kind: List` (kubectl's output)
+ * and typed lists (`PodList`, whose items may omit their kind) are flattened into their items.
+ */
 export function parseManifests(text: string, file: string): ManifestDoc[] {
-  const docs = parseAllDocuments(text, { prettyErrors: true });
+  const docs = parseAllDocuments(text, { prettyErrors: true, schema: 'failsafe' });
   const out: ManifestDoc[] = [];
   const list = Array.isArray(docs) ? docs : [docs];
   list.forEach((d, i) => {
@@ -79,22 +200,39 @@ export function parseManifests(text: string, file: string): ManifestDoc[] {
         details: { file, document: i },
       });
     }
-    const v: unknown = d.toJS();
+    const v: unknown = kubeValue(d, file, i);
     if (v === null || v === undefined) return;
-    if (!isObj(v) || typeof v['kind'] !== 'string') {
-      throw new BulwarkError(
+    const notObject = () =>
+      new BulwarkError(
         'ERR_MANIFEST_PARSE',
         `${file}: document ${i + 1} is not a Kubernetes object (no kind)`,
         {
           details: { file, document: i },
         },
       );
-    }
-    if (v['kind'] === 'List' || /List$/.test(v['kind'])) {
-      for (const item of arr(v['items'])) if (isObj(item)) out.push({ file, document: i, object: item });
-      return;
-    }
-    out.push({ file, document: i, object: v });
+    if (!isObj(v) || typeof v['kind'] !== 'string') throw notObject();
+    // kubectl applies every item of a list; an item of a typed list (PodList) without its own kind and
+    // apiVersion is read as the list's item kind. A list inside a list is flattened too.
+    const flatten = (o: Obj, depth: number): void => {
+      const kind = String(o['kind']);
+      if (depth < 8 && (kind === 'List' || /List$/.test(kind)) && Array.isArray(o['items'])) {
+        const itemKind = kind === 'List' ? undefined : kind.slice(0, -'List'.length);
+        for (const item of arr(o['items'])) {
+          if (!isObj(item)) throw notObject();
+          const typed =
+            typeof item['kind'] === 'string'
+              ? item
+              : itemKind
+                ? { apiVersion: o['apiVersion'], kind: itemKind, ...item }
+                : undefined;
+          if (typed === undefined) throw notObject();
+          flatten(typed, depth + 1);
+        }
+        return;
+      }
+      out.push({ file, document: i, object: o });
+    };
+    flatten(v, 0);
   });
   return out;
 }
