@@ -84,8 +84,15 @@ const hostPort = z
 export const PRE_STOP_SECONDS = 5;
 
 export const deploySchema = z.strictObject({
-  /** Namespace of every object; labelled Pod Security `restricted`. */
-  namespace: dnsLabel('namespace'),
+  /**
+   * Namespace of every object; labelled Pod Security `restricted`, with a default-deny NetworkPolicy
+   * for every pod in it: never `default` or a `kube-*` namespace (in kube-system that policy would cut
+   * the cluster's DNS, and the label would refuse its system pods).
+   */
+  namespace: dnsLabel('namespace').refine(
+    (ns) => ns !== 'default' && !ns.startsWith('kube-'),
+    "must be the gateway's own namespace, not default or kube-*: the base labels it Pod Security restricted and denies all traffic of every pod in it",
+  ),
   /** Base name of the objects (Deployment, Service, ...). */
   name: dnsLabel('name').default('bulwark-gateway'),
   /** The gateway image, pinned by digest: a tag alone can be moved to other bytes. */
@@ -285,6 +292,15 @@ function parseUrl(text: string, key: string, source: string, protocols: readonly
       { details: { file: source, firstPath: key } },
     );
   }
+  // pg and ioredis also take the password from the query (`?password=`, `?sslpassword=`).
+  for (const name of u.searchParams.keys()) {
+    if (/pass(word|wd)?|secret|token|api[_-]?key/i.test(name))
+      throw new BulwarkError(
+        'ERR_CONFIG_INVALID',
+        `${source}: ${key}: the URL carries a credential in its query (${name}), which would be copied into a ConfigMap; put it in a mounted secret file instead`,
+        { details: { file: source, firstPath: key } },
+      );
+  }
   if (u.hostname === '') {
     throw new BulwarkError('ERR_CONFIG_INVALID', `${source}: ${key}: the URL has no host`, {
       details: { file: source, firstPath: key },
@@ -371,6 +387,19 @@ export function readDeployInputs(doc: unknown, source = '<config>'): DeployInput
       ),
     );
   }
+  // The container runs as a non-root UID with every capability dropped: it cannot bind a port below
+  // 1024 (the Service still exposes 443).
+  if (serverPort < 1024)
+    problems.push(
+      refuse(
+        'server.port',
+        `${serverPort} is below 1024, which the non-root container (no capabilities) cannot bind; use 8443 (the Service exposes 443)`,
+      ),
+    );
+  if (metricsEnabled && metricsPort < 1024)
+    problems.push(
+      refuse('metrics.port', `${metricsPort} is below 1024, which the non-root container cannot bind`),
+    );
   if (metricsEnabled && serverPort === metricsPort)
     problems.push(refuse('metrics.port', 'must differ from server.port'));
   const destinations: Destination[] = [];

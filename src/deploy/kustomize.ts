@@ -1,7 +1,8 @@
-import { readdir, readFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { readdir, readFile, realpath } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
 import { stringify } from 'yaml';
 import { BulwarkError, fsError, writeFileAtomic } from '../core/index.js';
+import { checkManifests } from './check.js';
 import type { DeployInputs } from './config.js';
 import { buildManifests, CONFIG_MAP, type GeneratedObject } from './manifests.js';
 
@@ -86,17 +87,45 @@ export async function readConfigFiles(
   return out;
 }
 
+/** The file a path names, links resolved, or the resolved path when nothing is there yet. */
+async function identityOf(path: string): Promise<string> {
+  return realpath(path).catch(() => resolve(path));
+}
+
 /**
  * Generates the base into `dir`. Refuses (ERR_FILE_EXISTS) when `dir` already holds files, unless
- * `force` — then the generated files are replaced, and other files are left alone.
+ * `force` — then the generated files are replaced, and other files are left alone. `inputs` are the
+ * files the command read (bulwark.yaml): a generated object or kustomization.yaml that would replace
+ * one of them is ERR_USAGE, whatever `force` says (copying bulwark.yaml onto itself is allowed). The
+ * objects are checked with `deploy check` before anything is written: a finding is a generator bug,
+ * ERR_DEPLOY_MANIFEST_INVALID, and leaves `dir` untouched.
  */
 export async function writeKustomizeBase(
   dir: string,
   inputs: DeployInputs,
   configText: string,
-  opts: { force?: boolean; configFiles?: readonly ConfigFile[] } = {},
+  opts: { force?: boolean; configFiles?: readonly ConfigFile[]; inputs?: readonly string[] } = {},
 ): Promise<WrittenBase> {
   const { objects, notes } = buildManifests(inputs);
+  const findings = checkManifests(
+    objects.map((o, i) => ({ file: o.file, document: i, object: o.object as Record<string, unknown> })),
+  );
+  if (findings.length > 0) {
+    throw new BulwarkError(
+      'ERR_DEPLOY_MANIFEST_INVALID',
+      `generated base fails its own check: ${findings.map((f) => `${f.rule} at ${f.path}`).join('; ')}`,
+      { details: { findings: findings.length } },
+    );
+  }
+  const read = new Set(await Promise.all((opts.inputs ?? []).map(identityOf)));
+  for (const name of [...objects.map((o) => o.file), 'kustomization.yaml']) {
+    if (read.has(await identityOf(join(dir, name))))
+      throw new BulwarkError(
+        'ERR_USAGE',
+        `--out ${dir}: the generated ${name} would replace an input of this command; choose another folder or rename the input`,
+        { details: { option: '--out', path: join(dir, name) } },
+      );
+  }
   const extra = opts.configFiles ?? [];
   const generated = new Set([...objects.map((o) => o.file), 'bulwark.yaml', 'kustomization.yaml']);
   for (const f of extra) {

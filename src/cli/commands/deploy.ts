@@ -84,7 +84,11 @@ Apply with: kubectl apply -k DIR`,
       const { inputs, text } = await d.loadDeployConfig(o.config);
       const out = resolve(o.out);
       const configFiles = await d.readConfigFiles(o.config, inputs.deploy.configFiles, text);
-      const written = await d.writeKustomizeBase(out, inputs, text, { force: o.force === true, configFiles });
+      const written = await d.writeKustomizeBase(out, inputs, text, {
+        force: o.force === true,
+        configFiles,
+        inputs: [o.config],
+      });
       // The generated base must pass our own checker; anything it finds is a bug in the generator.
       const docs = await Promise.all(
         written.objects.map(async (x) =>
