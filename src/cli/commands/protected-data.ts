@@ -81,14 +81,18 @@ export function addProtectedDataOptions(
     );
 }
 
-/** The paragraph of a command's help about protected files. */
+/** The paragraph of a command's help about protected files, wrapped at 100 columns as the others. */
 export function protectedDataHelp(use: ProtectedDataUse): string {
-  return `A ${use.files.replaceAll('/', ' or ')} file with a protection manifest beside it (FILE.bulwark.json,
-from bulwark data protect) is checked against it before ${use.purpose}: the manifest's MAC and every
-row as read (a label flipped, values moved between rows, a row added, removed or duplicated:
-ERR_CIPHERTEXT_TAMPERED). This needs the keyring (--keyring, --passphrase-file, ...; ERR_DATA_UNVERIFIED
-without it); nothing is decrypted. --no-verify-protected skips the check (recorded in ${use.recorded});
---require-protected refuses a file without a manifest (docs/protect.md).`;
+  const text = `A ${use.files.replaceAll('/', ' or ')} file with a protection manifest beside it (FILE.bulwark.json, from bulwark data protect) is checked against it before ${use.purpose}: the manifest's MAC and every row as read (a label flipped, values moved between rows, a row added, removed or duplicated: ERR_CIPHERTEXT_TAMPERED). This needs the keyring (--keyring, --passphrase-file, ...; ERR_DATA_UNVERIFIED without it); nothing is decrypted. --no-verify-protected skips the check (recorded in ${use.recorded}); --require-protected refuses a file without a manifest (docs/protect.md).`;
+  const lines: string[] = [];
+  let line = '';
+  for (const word of text.split(' ')) {
+    if (line !== '' && line.length + 1 + word.length > 100) {
+      lines.push(line);
+      line = word;
+    } else line = line === '' ? word : `${line} ${word}`;
+  }
+  return [...lines, line].join('\n');
 }
 
 /** The refusal of data that is not a protected dataset under `--require-protected`. */
