@@ -373,12 +373,28 @@ const ABSOLUTE_PATH = /^\/[^\s]*$/;
 const SECRET_VALUE =
   /(-----BEGIN [A-Z ]*PRIVATE KEY-----|\bAKIA[0-9A-Z]{16}\b|\bgh[pousr]_[A-Za-z0-9]{36,}\b|\bxox[abpr]-[A-Za-z0-9-]+|\beyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.)/;
 
+/**
+ * A URL that carries a credential, whatever the variable's name: a password in its user info
+ * (`postgres://app:pw@db/app`) or a credential parameter in its query (`?password=`, `?token=`).
+ */
+const CREDENTIAL_URL =
+  /^[A-Za-z][A-Za-z0-9+.-]*:\/\/([^/?#\s@]*:[^/?#\s@]+@|[^\s]*[?&](pass(word|wd)?|pwd|secret|token|access_token|api[_-]?key)=[^&#\s]+)/i;
+/** A name that ends in a secret noun (DB_PASSWORD, HSM_PIN, AUTH_TOKEN, API_KEY): its value is the secret. */
+const SECRET_LAST_WORD = new RegExp(`${SECRET_WORDS.source.slice(0, -'(_|$)'.length)}$`);
+/** Key material under a name ending in KEY (STRIPE_KEY, HMAC_KEY): 16+ key characters, letters and digits. */
+const KEY_MATERIAL = /^(?=[^\s]*[A-Za-z])(?=[^\s]*\d)[A-Za-z0-9+/=_.~-]{16,}$/;
+
 /** Whether env `name=value` writes a secret into the manifest (BW-SECRET-ENV-LITERAL). */
 function secretLiteral(name: string, value: string): boolean {
-  if (SECRET_VALUE.test(value)) return true;
+  if (SECRET_VALUE.test(value) || CREDENTIAL_URL.test(value)) return true;
   if (SECRET_FILE_NAME.test(name) && ABSOLUTE_PATH.test(value)) return false;
-  if (SETTING_VALUE.test(value)) return false;
   const words = nameWords(name);
+  const setting = SETTING_WORDS.test(words);
+  // The name says the value is the secret: any value is one, even shaped like a setting (HSM_PIN=1,
+  // DB_PASSWORD=true); a setting word makes it a setting about the secret (TOKEN_TTL, USE_TOKEN).
+  if (!setting && SECRET_LAST_WORD.test(words)) return true;
+  if (!setting && /(^|_)KEYS?$/.test(words) && KEY_MATERIAL.test(value)) return true;
+  if (SETTING_VALUE.test(value)) return false;
   // Digits only: a PIN (HSM_PIN=123456) or a numeric API key is as secret as any other, unless the
   // name says the number is a setting about the secret (TOKEN_TTL=3600, PASSWORD_MIN_LENGTH=12).
   if (INTEGER_VALUE.test(value)) return SECRET_WORDS.test(words) && !SETTING_WORDS.test(words);
