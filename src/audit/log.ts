@@ -7,12 +7,13 @@
  * only after that commit is durable, and rejects (ERR_AUDIT_UNAVAILABLE) when the store cannot be
  * written: a caller that must not act without a record (the gateway) refuses the request.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { BulwarkError, requireInteger } from '../core/index.js';
 import { type Checkpoint, signCheckpoint, verifyCheckpoint } from './checkpoint.js';
 import {
   type AuditEntry,
+  type AuditEventData,
   type AuditEventInput,
   canonicalJson,
   decodeEntry,
@@ -385,6 +386,54 @@ export class AuditLog implements AuditWriter {
     requireInteger('first', first, 0, second);
     const proof = await consistencyProof(new StoreTree(this.store, second), first, second);
     return proof.map((h) => h.toString('base64'));
+  }
+
+  /**
+   * The latest entry that produces `ref` (`model:sha256:…` for the `model.trained` entry of a model),
+   * with the SHA-256 of its canonical bytes (`sha256:…`, what a package's lineage cites); undefined when
+   * no entry produces it. The entry must hash to its stored leaf and its own bytes must say it produces
+   * `ref` (the refs table is an index, not evidence): ERR_AUDIT_ENTRY_CORRUPT, ERR_AUDIT_STORE_INVALID.
+   */
+  async producer(ref: string): Promise<{ entry: AuditEntry; entryDigest: string } | undefined> {
+    const { size } = await this.store.state();
+    const idx = await this.store.producerOf(ref, size);
+    if (idx === undefined) return undefined;
+    const [row] = await this.store.entries(idx, idx + 1);
+    if (!row) throw new BulwarkError('ERR_AUDIT_ENTRY_MISSING', `entry #${idx} is missing`);
+    const entry = decodeOrThrow(row);
+    if (entry.index !== idx) throw corrupt(idx, `it says it is entry #${entry.index}`);
+    if (!eventRefs(entry).produces.includes(ref))
+      throw new BulwarkError(
+        'ERR_AUDIT_STORE_INVALID',
+        `${this.store.location}: lineage index points at entry #${idx}, which does not produce ${ref}`,
+      );
+    return { entry, entryDigest: `sha256:${createHash('sha256').update(row.body, 'utf8').digest('hex')}` };
+  }
+
+  /**
+   * The `model.trained` entry of the model with this `sha256:` digest (the latest, if trained more than
+   * once), as a package's lineage cites it (`protectModel`'s `trainingRecord`); undefined when the log
+   * has none.
+   */
+  async trainingRecord(modelDigest: string): Promise<
+    | {
+        origin: string;
+        eventId: string;
+        index: number;
+        entryDigest: string;
+        data: AuditEventData<'model.trained'>;
+      }
+    | undefined
+  > {
+    const p = await this.producer(`model:${modelDigest}`);
+    if (p === undefined || p.entry.type !== 'model.trained') return undefined;
+    return {
+      origin: this.origin,
+      eventId: p.entry.id,
+      index: p.entry.index,
+      entryDigest: p.entryDigest,
+      data: p.entry.data,
+    };
   }
 
   /**

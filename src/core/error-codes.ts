@@ -301,6 +301,15 @@ export const errorCodes = {
     summary:
       'A model file can run code when loaded (pickle, PyTorch, joblib) or reads data outside its folder.',
   },
+  ERR_LINEAGE_UNBACKED: {
+    exit: ExitCode.security,
+    summary:
+      "A model's privacy or adversarial-training claim is backed by no audit record of its training: not signed.",
+  },
+  ERR_LINEAGE_MISMATCH: {
+    exit: ExitCode.security,
+    summary: "A model's lineage contradicts the audit log's record of its training: not signed.",
+  },
   // audit
   ERR_AUDIT_UNAVAILABLE: {
     exit: ExitCode.unavailable,

@@ -26,6 +26,9 @@ export {
   verifyPackage,
 } from './load.js';
 export {
+  type ClaimEvidence,
+  type ClaimStatus,
+  claimStatus,
   MANIFEST_FORMAT,
   MANIFEST_VERSION,
   MANIFEST_VERSIONS,
@@ -37,6 +40,7 @@ export {
 } from './manifest.js';
 export { type ExternalTensor, externalTensors, type OnnxInfo, onnxInfo } from './onnx-info.js';
 export {
+  backClaims,
   buildManifest,
   checkDetectorBundle,
   lineageFromOnnxMetadata,
@@ -48,6 +52,7 @@ export {
   RESOURCE_DETECTORS,
   RESOURCE_MANIFEST,
   RESOURCE_MODEL,
+  type TrainingRecord,
 } from './protect.js';
 export {
   assertModelSafe,

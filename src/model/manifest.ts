@@ -13,12 +13,16 @@ import { BulwarkError } from '../core/index.js';
 
 export const MANIFEST_FORMAT = 'bulwark.model-manifest';
 /**
- * Version 2 adds `detectors` (a detector bundle in the encrypted part). A package without detectors is
- * still written as version 1, so Bulwark releases that read only version 1 keep reading it.
+ * Version 2 adds `detectors` (a detector bundle in the encrypted part). Version 3 adds
+ * `lineage.evidence` (what backs the privacy and adversarial-training claims) and `privacy.noise`;
+ * every version-3 manifest with a claim says what backs it. A package is written with the lowest
+ * version that holds what it carries (1 without detectors or claims), so Bulwark releases that read
+ * only older versions keep reading it, and refuse (ERR_FORMAT_VERSION) what they would misread: a
+ * release that reads only 1 and 2 would show a claim nobody checked as a guarantee.
  */
-export const MANIFEST_VERSION = 2;
+export const MANIFEST_VERSION = 3;
 /** The versions this Bulwark reads. */
-export const MANIFEST_VERSIONS: readonly number[] = [1, 2];
+export const MANIFEST_VERSIONS: readonly number[] = [1, 2, 3];
 
 const hex64 = z.string().regex(/^[0-9a-f]{64}$/, 'expected 64 lowercase hex digits');
 const digest = z.string().regex(/^sha256:[0-9a-f]{64}$/, 'expected sha256:<64 hex digits>');
@@ -53,6 +57,11 @@ const privacySchema = z.strictObject({
   steps: z.number().int().min(0).optional(),
   /** Budget spent from the ledger by the run (may exceed epsilon when spent with slack). */
   budgetSpent: z.strictObject({ epsilon: nonNegative, delta: nonNegative }).optional(),
+  /**
+   * Version 3: `insecure-seeded` when the trainer drew the noise from a seeded generator
+   * (`--seeded-noise`, tests): whoever knows the seed can remove it, so ε and δ do not hold.
+   */
+  noise: z.literal('insecure-seeded').optional(),
 });
 
 const adversarialSchema = z.strictObject({
@@ -72,6 +81,30 @@ const auditRefSchema = z.strictObject({
   /** SHA-256 of the entry's canonical bytes (its leaf content), `sha256:…`. */
   entryDigest: digest.optional(),
 });
+
+/**
+ * What backs one claim of the lineage (its differential-privacy guarantee, its adversarial training),
+ * manifest version 3:
+ * - `backed`: Bulwark's own record of the training, the `model.trained` entry `event` of the audit log
+ *   `event.origin`, names this model's digest (the manifest's `onnx.sha256`, which covers the model's
+ *   metadata too) and records the same parameters (`protectModel` checked them);
+ * - `claimed`: nothing backs it; it was copied from the model file's `bulwark.*` metadata
+ *   (`model-metadata`) or given by the caller of `protectModel` (`packager`), which anyone can write.
+ */
+const trainingEventSchema = z.strictObject({
+  /** The audit log's origin line. */
+  origin: name,
+  /** Event id of the `model.trained` entry. */
+  eventId: name,
+  /** Its leaf index in the log. */
+  index: z.number().int().min(0),
+  /** SHA-256 of the entry's canonical bytes (its leaf content), `sha256:…`. */
+  entryDigest: digest,
+});
+const claimEvidenceSchema = z.discriminatedUnion('status', [
+  z.strictObject({ status: z.literal('backed'), event: trainingEventSchema }),
+  z.strictObject({ status: z.literal('claimed'), source: z.enum(['model-metadata', 'packager']) }),
+]);
 
 /**
  * The package a fine-tuned model was trained from (`bulwark train --from PARENT.bwm`): which verified
@@ -164,6 +197,13 @@ export const manifestSchema = z
       trainingRun: auditRefSchema.optional(),
       /** Set when this model was fine-tuned from another package (continuous learning). */
       parent: parentSchema.optional(),
+      /** Version 3: what backs `privacy` and `adversarial` (one entry for each claim present). */
+      evidence: z
+        .strictObject({
+          privacy: claimEvidenceSchema.optional(),
+          adversarial: claimEvidenceSchema.optional(),
+        })
+        .optional(),
     }),
     /** Manifest version 2: detectors travel in the package (after the model, in the encrypted part). */
     detectors: detectorsSchema.optional(),
@@ -171,7 +211,24 @@ export const manifestSchema = z
   .refine((m) => m.detectors === undefined || m.version >= 2, {
     message: 'detectors need manifest version 2',
     path: ['detectors'],
-  });
+  })
+  .refine(
+    (m) => (m.lineage.evidence === undefined && m.lineage.privacy?.noise === undefined) || m.version >= 3,
+    { message: 'claim evidence needs manifest version 3', path: ['lineage', 'evidence'] },
+  )
+  // From version 3 every claim says what backs it, and evidence is only for a claim that is there: a
+  // reader never has to guess whether a guarantee was checked.
+  .refine(
+    (m) =>
+      m.version < 3 ||
+      (['privacy', 'adversarial'] as const).every(
+        (k) => (m.lineage[k] === undefined) === (m.lineage.evidence?.[k] === undefined),
+      ),
+    {
+      message: 'each privacy or adversarial claim needs its evidence, and only those',
+      path: ['lineage', 'evidence'],
+    },
+  );
 
 /** The manifest of a protected model package (see docs/model-package.md). */
 export type ModelManifest = z.infer<typeof manifestSchema>;
@@ -181,6 +238,22 @@ export type ModelLineage = ModelManifest['lineage'];
 export type ManifestInputField = z.infer<typeof inputFieldSchema>;
 /** The manifest's record of the package's detector bundle. */
 export type ManifestDetectors = z.infer<typeof detectorsSchema>;
+/** What backs one privacy or adversarial claim of a lineage (manifest version 3). */
+export type ClaimEvidence = z.infer<typeof claimEvidenceSchema>;
+
+/**
+ * How a package's privacy or adversarial claim can be taken: `backed` by the audit entry of the
+ * training run, `claimed` (nothing backs it), `unrecorded` (a package of manifest version 1 or 2, made
+ * before Bulwark recorded what backs a claim: treat it as claimed), or `none` (no such claim).
+ */
+export type ClaimStatus = 'backed' | 'claimed' | 'unrecorded' | 'none';
+
+/** The status of a manifest's privacy and adversarial claims (see {@link ClaimStatus}). */
+export function claimStatus(m: ModelManifest): { privacy: ClaimStatus; adversarial: ClaimStatus } {
+  const of = (k: 'privacy' | 'adversarial'): ClaimStatus =>
+    m.lineage[k] === undefined ? 'none' : (m.lineage.evidence?.[k]?.status ?? 'unrecorded');
+  return { privacy: of('privacy'), adversarial: of('adversarial') };
+}
 
 /** Checks a parsed manifest (format, version, every field); `where` names the package in messages. */
 export function parseManifest(raw: unknown, where: string): ModelManifest {
@@ -189,7 +262,7 @@ export function parseManifest(raw: unknown, where: string): ModelManifest {
     if (typeof v !== 'number' || !MANIFEST_VERSIONS.includes(v)) {
       throw new BulwarkError(
         'ERR_FORMAT_VERSION',
-        `${where}: model manifest version ${String(v)} is not supported (this Bulwark reads ${MANIFEST_VERSIONS.join(' and ')})`,
+        `${where}: model manifest version ${String(v)} is not supported (this Bulwark reads ${MANIFEST_VERSIONS.slice(0, -1).join(', ')} and ${MANIFEST_VERSIONS.at(-1)})`,
       );
     }
   }

@@ -18,8 +18,8 @@ import { DEFAULT_FRAME_SIZE, encryptStream, type Keyring } from '../keys/index.j
 import { metadataJson } from '../ml/index.js';
 import { encodeFooter, encodeHeader, FOOTER_BYTES, HEADER_BYTES, MAX_MANIFEST_BYTES } from './format.js';
 import {
+  type ClaimEvidence,
   MANIFEST_FORMAT,
-  MANIFEST_VERSION,
   type ManifestDetectors,
   type ManifestInputField,
   MODEL_NAME_PATTERN,
@@ -63,8 +63,25 @@ export interface ProtectOptions {
    * fine-tuned model comes from). Ignored when `schema` is given.
    */
   inputFields?: ManifestInputField[];
-  /** Lineage, merged over what the ONNX metadata says (privacy, adversarial training). */
+  /**
+   * Lineage, merged over what the ONNX metadata says (privacy, adversarial training). Its `evidence`
+   * is ignored: {@link protectModel} works it out (below).
+   */
   lineage?: ModelLineage;
+  /**
+   * Bulwark's record of the model's training: the `model.trained` audit entry that produced it, or a
+   * function that finds it by the model's `sha256:` digest (the CLI looks in the `--audit` log). A
+   * privacy or adversarial claim of the lineage is `backed` when this record names the model's digest
+   * and records the same parameters; a record that contradicts the lineage is refused
+   * (ERR_LINEAGE_MISMATCH).
+   */
+  trainingRecord?: TrainingRecord | ((modelDigest: string) => Promise<TrainingRecord | undefined>);
+  /**
+   * Package a privacy or adversarial claim that no training record backs, marked `claimed` in the
+   * manifest. Without it such a claim is refused (ERR_LINEAGE_UNBACKED): anyone can write the
+   * `bulwark.privacy` metadata of a model file.
+   */
+  acceptClaims?: boolean;
   /**
    * A detector bundle (src/robust `detectorBundleToJson`, format `bulwark.detectors`) to carry after
    * the model in the encrypted part; the gateway runs it. Its state is statistics of the rows it was
@@ -85,6 +102,32 @@ export interface ProtectOptions {
   noClobber?: boolean;
   /** Progress: encrypted bytes written so far, of about `total` (the model's size). */
   onProgress?: (done: number, total: number) => void;
+}
+
+/**
+ * A `model.trained` audit entry (src/audit, `AuditLog.producer('model:<digest>')`) as `protectModel`
+ * checks claims against it: where it is, the SHA-256 of its canonical bytes, and its data.
+ */
+export interface TrainingRecord {
+  /** The audit log's origin line. */
+  origin: string;
+  eventId: string;
+  index: number;
+  /** `sha256:` of the entry's canonical bytes (its leaf content). */
+  entryDigest: string;
+  data: {
+    modelDigest: string;
+    datasetDigest: string;
+    privacy?: {
+      epsilon: number;
+      delta: number;
+      accountant: string;
+      noiseMultiplier?: number;
+      clipNorm?: number;
+      budgetSpent?: { epsilon: number; delta: number };
+    };
+    adversarial?: { attack: string; epsilon: number; steps?: number; ratio?: number };
+  };
 }
 
 export interface ProtectResult {
@@ -112,6 +155,7 @@ const PRIVACY_KEYS = [
   'clipNorm',
   'samplingRate',
   'steps',
+  'noise',
 ] as const;
 
 /** Lineage that the ONNX metadata of `bulwark train` states (privacy guarantee, adversarial training). */
@@ -225,10 +269,141 @@ function detectorsRecord(
   };
 }
 
+/**
+ * Checks the lineage's privacy and adversarial claims against Bulwark's record of the training and
+ * returns the lineage to sign, with `evidence` for each claim (and, from a record, the training data's
+ * digest, the run's audit reference and the budget it spent, when the lineage lacks them).
+ * ERR_LINEAGE_MISMATCH: the record is of another model, or contradicts the lineage. ERR_LINEAGE_UNBACKED:
+ * a claim without a record, unless `acceptClaims`.
+ */
+export function backClaims(
+  lineage: ModelLineage,
+  fromMetadata: ModelLineage,
+  modelDigest: string,
+  record: TrainingRecord | undefined,
+  acceptClaims: boolean,
+  where: string,
+): ModelLineage {
+  const { evidence: _ignored, ...rest } = lineage;
+  const out: ModelLineage = rest;
+  const mismatch = (why: string, cite = true) =>
+    new BulwarkError(
+      'ERR_LINEAGE_MISMATCH',
+      `${where}: ${why}${record && cite ? ` (audit event ${record.eventId} in ${record.origin})` : ''}`,
+      { details: { modelDigest, ...(record ? { eventId: record.eventId } : {}) } },
+    );
+  if (record) {
+    const d = record.data;
+    if (d.modelDigest !== modelDigest)
+      throw mismatch(`the training record is of model ${d.modelDigest}, not of this model (${modelDigest})`);
+    if (out.datasetDigest !== undefined && out.datasetDigest !== d.datasetDigest)
+      throw mismatch(
+        `the lineage names training data ${out.datasetDigest}; the audit log records ${d.datasetDigest}`,
+      );
+    const run = out.trainingRun;
+    if (
+      run !== undefined &&
+      (run.eventId !== record.eventId ||
+        (run.origin !== undefined && run.origin !== record.origin) ||
+        (run.index !== undefined && run.index !== record.index) ||
+        (run.entryDigest !== undefined && run.entryDigest !== record.entryDigest))
+    )
+      throw mismatch(
+        `the lineage names training run ${run.eventId}${run.index !== undefined ? ` (entry ${run.index})` : ''}${run.origin !== undefined ? ` in ${run.origin}` : ''}; the audit log's record of this model is event ${record.eventId} (entry ${record.index}) in ${record.origin}`,
+        false,
+      );
+    const differs = (claimed: unknown, recorded: unknown) => claimed !== undefined && claimed !== recorded;
+    const p = out.privacy;
+    if (p) {
+      const e = d.privacy;
+      if (!e)
+        throw mismatch(
+          `the model claims (${p.epsilon}, ${p.delta})-differential privacy; the audit log records its training without differential privacy`,
+        );
+      const bad = (
+        [
+          ['epsilon', p.epsilon, e.epsilon],
+          ['delta', p.delta, e.delta],
+          ['accountant', p.accountant ?? p.method, e.accountant],
+          ['noiseMultiplier', p.noiseMultiplier, e.noiseMultiplier],
+          ['clipNorm', p.clipNorm, e.clipNorm],
+          ['budgetSpent.epsilon', p.budgetSpent?.epsilon, e.budgetSpent?.epsilon],
+          ['budgetSpent.delta', p.budgetSpent?.delta, e.budgetSpent?.delta],
+        ] as const
+      ).filter(([, c, r]) => differs(c, r));
+      if (bad.length > 0)
+        throw mismatch(
+          `the privacy claim differs from the audit log's record of the training: ${bad.map(([k, c, r]) => `${k} ${String(c)} claimed, ${String(r)} recorded`).join('; ')}`,
+        );
+      if (p.budgetSpent === undefined && e.budgetSpent !== undefined)
+        out.privacy = { ...p, budgetSpent: { ...e.budgetSpent } };
+    }
+    const a = out.adversarial;
+    if (a) {
+      const e = d.adversarial;
+      if (!e)
+        throw mismatch(
+          `the model claims adversarial training (${a.method} at eps ${a.eps}); the audit log records its training without it`,
+        );
+      const bad = (
+        [
+          ['method', a.method, e.attack],
+          ['eps', a.eps, e.epsilon],
+          ['steps', a.steps, e.steps],
+          ['ratio', a.ratio, e.ratio],
+        ] as const
+      ).filter(([, c, r]) => differs(c, r));
+      if (bad.length > 0)
+        throw mismatch(
+          `the adversarial-training claim differs from the audit log's record of the training: ${bad.map(([k, c, r]) => `${k} ${String(c)} claimed, ${String(r)} recorded`).join('; ')}`,
+        );
+    }
+    out.datasetDigest ??= d.datasetDigest;
+    out.trainingRun = {
+      origin: record.origin,
+      eventId: record.eventId,
+      index: record.index,
+      entryDigest: record.entryDigest,
+    };
+  }
+  const evidence: NonNullable<ModelLineage['evidence']> = {};
+  const unbacked: string[] = [];
+  for (const k of ['privacy', 'adversarial'] as const) {
+    const claim = out[k];
+    if (claim === undefined) continue;
+    if (record) {
+      evidence[k] = {
+        status: 'backed',
+        event: {
+          origin: record.origin,
+          eventId: record.eventId,
+          index: record.index,
+          entryDigest: record.entryDigest,
+        },
+      };
+      continue;
+    }
+    unbacked.push(k);
+    const source: Extract<ClaimEvidence, { status: 'claimed' }>['source'] =
+      JSON.stringify(lineage[k]) === JSON.stringify(fromMetadata[k]) ? 'model-metadata' : 'packager';
+    evidence[k] = { status: 'claimed', source };
+  }
+  if (unbacked.length > 0 && !acceptClaims)
+    throw new BulwarkError(
+      'ERR_LINEAGE_UNBACKED',
+      `${where}: the model's ${unbacked.map((k) => (k === 'privacy' ? 'differential-privacy guarantee' : 'adversarial-training claim')).join(' and ')} (its bulwark.${unbacked.join('/bulwark.')} metadata, which anyone can write) is backed by no record of its training: give the audit log its training was recorded in (--audit), or package it as an unchecked claim (--accept-claims)`,
+      { details: { modelDigest, claims: unbacked.join(',') } },
+    );
+  if (Object.keys(evidence).length > 0) out.evidence = evidence;
+  return out;
+}
+
 /** The manifest for an ONNX model (checked against the manifest schema). */
 export function buildManifest(
   onnx: Uint8Array,
-  o: Omit<ProtectOptions, 'signingKey' | 'noClobber' | 'onProgress'>,
+  o: Omit<ProtectOptions, 'signingKey' | 'noClobber' | 'onProgress' | 'trainingRecord'> & {
+    trainingRecord?: TrainingRecord;
+  },
   where = 'model',
 ): { manifest: ModelManifest; modelDigest: string; detectorBytes: Buffer | null } {
   if (!MODEL_NAME_PATTERN.test(o.name))
@@ -263,7 +438,15 @@ export function buildManifest(
   const keyId = o.keyId ?? 'data';
   const modelDigest = createHash('sha256').update(onnx).digest('hex');
   const fields = inputFields(o.schema, label) ?? (o.inputFields ? [...o.inputFields] : undefined);
-  const lineage: ModelLineage = { ...lineageFromOnnxMetadata(meta), ...(o.lineage ?? {}) };
+  const fromMetadata = lineageFromOnnxMetadata(meta);
+  const lineage = backClaims(
+    { ...fromMetadata, ...(o.lineage ?? {}) },
+    fromMetadata,
+    `sha256:${modelDigest}`,
+    o.trainingRecord,
+    o.acceptClaims === true,
+    where,
+  );
   const detectors =
     o.detectors === undefined
       ? null
@@ -275,8 +458,8 @@ export function buildManifest(
         );
   const raw: ModelManifest = {
     format: MANIFEST_FORMAT,
-    // Version 1 when there is nothing of version 2 in it, so older readers keep reading it.
-    version: detectors ? MANIFEST_VERSION : 1,
+    // The lowest version that holds what it carries, so older readers keep reading what they can.
+    version: lineage.evidence || lineage.privacy?.noise ? 3 : detectors ? 2 : 1,
     model: {
       name: o.name,
       version: o.version,
@@ -349,7 +532,17 @@ export async function protectModel(
   if (typeof model === 'string') {
     onnx = await readInputFile(model, 'ONNX model');
   } else onnx = model;
-  const { manifest, modelDigest, detectorBytes } = buildManifest(onnx, options, where);
+  const { trainingRecord, ...rest } = options;
+  // Looked up by the digest of the bytes packaged here (never of a second read of the path).
+  const record =
+    typeof trainingRecord === 'function'
+      ? await trainingRecord(`sha256:${createHash('sha256').update(onnx).digest('hex')}`)
+      : trainingRecord;
+  const { manifest, modelDigest, detectorBytes } = buildManifest(
+    onnx,
+    { ...rest, ...(record ? { trainingRecord: record } : {}) },
+    where,
+  );
   const manifestBytes = Buffer.from(JSON.stringify(manifest), 'utf8');
   if (manifestBytes.length > MAX_MANIFEST_BYTES)
     throw invalidArgument(

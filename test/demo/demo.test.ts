@@ -68,6 +68,9 @@ describe('bulwark demo --quick', () => {
     assert.equal(report.summary['package']?.['tamperedRefusal'], 'ERR_DIGEST_MISMATCH');
     // The package holds the DP model the privacy stage wrote.
     assert.equal(report.summary['package']?.['modelDigest'], report.summary['privacy']?.['modelDigest']);
+    // Its DP guarantee and adversarial training are signed as backed by the training run's audit entry.
+    assert.equal(report.summary['package']?.['privacyClaim'], 'backed');
+    assert.equal(report.summary['package']?.['adversarialClaim'], 'backed');
     // The operating point is at (about) the chosen false-positive rate on rows it was not chosen on.
     assert.ok(Number(cs['servedFpr']) < 0.03 && Number(cs['baselineFpr']) < 0.03);
     assert.ok(Number(cs['baselineRocAuc']) > Number(cs['servedRocAuc']) - 0.02, 'DP costs detection quality');

@@ -179,7 +179,8 @@ before(async () => {
   ]);
   assert.equal(parent.code, 0, parent.stderr);
   parentPrivacy = (JSON.parse(parent.stdout) as { privacy: Privacy }).privacy;
-  const prot = bw(protectArgs(t.dir, p('parent.onnx'), p('parent.bwm'), 'fraud-dp'));
+  // With the log its training was recorded in: the parent's DP guarantee is signed as backed by it.
+  const prot = bw([...protectArgs(t.dir, p('parent.onnx'), p('parent.bwm'), 'fraud-dp'), '--audit', audit]);
   assert.equal(prot.code, 0, prot.stderr);
 });
 

@@ -144,12 +144,17 @@ before(async () => {
     ledger,
     '--budget',
     'tx',
+    '--audit',
+    p('audit.db'),
   ]);
   assert.equal(parent.code, 0, parent.stderr);
+  // With the log its training was recorded in: the parent's DP guarantee is signed as backed by it.
   const prot = bw([
     ...protectArgs(t.dir, p('parent.onnx'), p('parent.bwm'), 'fraud-dp'),
     '--dataset',
     p('base.csv'),
+    '--audit',
+    p('audit.db'),
   ]);
   assert.equal(prot.code, 0, prot.stderr);
   const narrow = bw(['train', '--data', p('narrow.csv'), '--label', 'label', '--out', p('narrow.onnx')]);

@@ -224,7 +224,7 @@ describe('model package with detectors', () => {
     );
   });
 
-  it('manifest versions: detectors need version 2; versions other than 1 and 2 are refused', () => {
+  it('manifest versions: detectors need version 2; versions other than 1, 2 and 3 are refused', () => {
     const m = JSON.parse(
       readFileSync(pkg)
         .subarray(16, 16 + readFileSync(pkg).readUInt32BE(12))
@@ -236,8 +236,8 @@ describe('model package with detectors', () => {
         isBulwarkError(e, 'ERR_PACKAGE_INVALID') && /detectors need manifest version 2/.test(e.message),
     );
     assert.throws(
-      () => parseManifest({ ...m, version: 3 }, 'x.bwm'),
-      (e: unknown) => isBulwarkError(e, 'ERR_FORMAT_VERSION') && /reads 1 and 2/.test(e.message),
+      () => parseManifest({ ...m, version: 4 }, 'x.bwm'),
+      (e: unknown) => isBulwarkError(e, 'ERR_FORMAT_VERSION') && /reads 1, 2 and 3/.test(e.message),
     );
   });
 
@@ -270,6 +270,7 @@ describe('model package with detectors', () => {
         name: 'fraud-dp',
         version: '1',
         lineage: { privacy, ...(datasetDigest !== undefined ? { datasetDigest } : {}) },
+        acceptClaims: true,
         detectors,
         noClobber: false,
       });

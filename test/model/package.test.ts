@@ -110,6 +110,8 @@ before(async () => {
       adversarial: { method: 'pgd', eps: 0.1, steps: 10 },
       trainingRun: { eventId: 'evt-42', index: 7 },
     },
+    // No audit record backs these claims (test/model/claims.test.ts): packaged as unchecked claims.
+    acceptClaims: true,
     frameSize: 65536,
   });
   manifest = r.manifest;
@@ -150,6 +152,11 @@ describe('model package: round trip', () => {
     assert.equal(manifest.model.name, 'fraud-detector');
     assert.equal(manifest.lineage.privacy?.epsilon, 0.5);
     assert.equal(manifest.lineage.trainingRun?.eventId, 'evt-42');
+    assert.deepEqual(manifest.lineage.evidence, {
+      privacy: { status: 'claimed', source: 'packager' },
+      adversarial: { status: 'claimed', source: 'packager' },
+    });
+    assert.equal(manifest.version, 3);
     assert.equal(manifest.input.features, 6);
     const b = readFileSync(pkg);
     // No 64-byte window of the ONNX appears in the package.

@@ -4,6 +4,7 @@ import { BulwarkError, fileDigest } from '../../core/index.js';
 import { loadSchema } from '../../data/index.js';
 import {
   assertModelSafe,
+  claimStatus,
   generateSigningKey,
   inspectPackage,
   loadProtectedModel,
@@ -30,6 +31,17 @@ async function sha256File(path: string): Promise<string> {
   return fileDigest(path, 'dataset', 'cannot read');
 }
 
+/** What backs a privacy or adversarial claim, for the lines of `inspect`, `verify` and `protect`. */
+function evidenceText(l: ModelLineage, k: 'privacy' | 'adversarial'): string {
+  const e = l.evidence?.[k];
+  if (e === undefined) return ' [UNVERIFIED: packaged before Bulwark recorded what backs a claim]';
+  if (e.status === 'backed')
+    return ` [backed: audit event ${e.event.eventId} (entry ${e.event.index}) of ${e.event.origin} records this training]`;
+  return e.source === 'model-metadata'
+    ? " [CLAIMED by the model file's metadata, backed by no record of its training: unverified]"
+    : ' [CLAIMED by the packager, backed by no record of its training: unverified]';
+}
+
 function lineageLines(l: ModelLineage): string[] {
   const out: string[] = [];
   if (l.datasetDigest) out.push(`  dataset:      ${l.datasetDigest}`);
@@ -37,12 +49,12 @@ function lineageLines(l: ModelLineage): string[] {
   if (l.privacy) {
     const p = l.privacy;
     out.push(
-      `  privacy:      (${p.epsilon}, ${p.delta})-DP${p.method ? ` by ${p.method}` : ''}${p.accountant ? `, ${p.accountant} accountant` : ''}${p.budgetSpent ? `; budget spent ε=${p.budgetSpent.epsilon}` : ''}`,
+      `  privacy:      (${p.epsilon}, ${p.delta})-DP${p.method ? ` by ${p.method}` : ''}${p.accountant ? `, ${p.accountant} accountant` : ''}${p.budgetSpent ? `; budget spent ε=${p.budgetSpent.epsilon}` : ''}${p.noise === 'insecure-seeded' ? '; NOT PRIVATE: seeded noise (tests only)' : ''}${evidenceText(l, 'privacy')}`,
     );
   } else out.push('  privacy:      none recorded (not trained with differential privacy)');
   if (l.adversarial)
     out.push(
-      `  adversarial:  ${l.adversarial.method} at eps ${l.adversarial.eps}${l.adversarial.steps !== undefined ? `, ${l.adversarial.steps} steps` : ''}`,
+      `  adversarial:  ${l.adversarial.method} at eps ${l.adversarial.eps}${l.adversarial.steps !== undefined ? `, ${l.adversarial.steps} steps` : ''}${evidenceText(l, 'adversarial')}`,
     );
   else out.push('  adversarial:  none recorded');
   if (l.parent)
@@ -159,6 +171,10 @@ export function registerModelCommands(program: Command): void {
         .option('--audit-index <n>', 'its entry index in the log', intOption(0))
         .option('--audit-origin <origin>', "the audit log's origin line")
         .option(
+          '--accept-claims',
+          "sign the model's privacy/adversarial metadata although no model.trained record in the --audit log backs it, marked as an unchecked claim",
+        )
+        .option(
           '--detectors <file>',
           'detector bundle (bulwark model fit-detectors) to seal into the package with the model',
         )
@@ -189,6 +205,7 @@ export function registerModelCommands(program: Command): void {
         force?: boolean;
         audit?: string;
         detectors?: string;
+        acceptClaims?: boolean;
       }
     >();
     if (o.datasetDigest !== undefined && !/^sha256:[0-9a-f]{64}$/.test(o.datasetDigest))
@@ -225,6 +242,10 @@ export function registerModelCommands(program: Command): void {
           ...(o.description !== undefined ? { description: o.description } : {}),
           ...(schema ? { schema } : {}),
           lineage,
+          // Bulwark's own record of the training, found in the log by the digest of the bytes packaged
+          // (never by --audit-event: naming an event backs nothing).
+          ...(log ? { trainingRecord: (modelDigest: string) => log.trainingRecord(modelDigest) } : {}),
+          acceptClaims: o.acceptClaims === true,
           ...(detectors !== undefined ? { detectors } : {}),
           ...(o.frameSize !== undefined ? { frameSize: o.frameSize } : {}),
           noClobber: o.force !== true,
@@ -258,6 +279,7 @@ export function registerModelCommands(program: Command): void {
             overhead: (r.packageBytes - r.modelBytes) / r.modelBytes,
             signer: r.signer,
             manifest: r.manifest,
+            claims: claimStatus(r.manifest),
             ...(auditIds.length > 0 ? { auditEvent: auditIds[0] } : {}),
           },
           () =>
@@ -323,7 +345,7 @@ export function registerModelCommands(program: Command): void {
             loaded: false,
           };
         }
-        io.result({ package: file, verified: true, ...result }, () =>
+        io.result({ package: file, verified: true, ...result, claims: claimStatus(result.manifest) }, () =>
           [
             `${file}: VERIFIED`,
             `  signer:       ${result.signer.name ?? ''} ${result.signer.keyId} (${result.signer.algorithm})`,
@@ -348,6 +370,7 @@ export function registerModelCommands(program: Command): void {
         {
           package: file,
           manifest: r.manifest,
+          claims: claimStatus(r.manifest),
           signerKeyId: r.signerKeyId,
           statement: r.statement,
           layout: r.layout,

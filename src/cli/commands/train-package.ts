@@ -205,6 +205,11 @@ export async function runPackageContinuation(
         ...(pm.model.description !== undefined ? { description: pm.model.description } : {}),
         ...(schema ? { schema } : pm.input.fields ? { inputFields: pm.input.fields } : {}),
         lineage,
+        // A DP fine-tune's guarantee (its bulwark.privacy metadata) is backed by the model.trained entry
+        // just appended; without an audit log it goes out marked as an unchecked claim (the budget is
+        // spent by now, so refusing would only lose the run).
+        ...(log ? { trainingRecord: (d: string) => log.trainingRecord(d) } : {}),
+        acceptClaims: log === undefined,
         ...(detectors !== undefined ? { detectors } : {}),
         // The parent's training data too: the new model's guarantee composes with the parent's.
         ...(o.dpEpsilon !== undefined ? { privateDatasets: [pm.lineage.datasetDigest] } : {}),

@@ -7,12 +7,14 @@ import { type Dataset, type Pipeline, readDatasetWithDigest, writeDataset } from
 import { Keyring } from '../../keys/index.js';
 import { onnxMetadata } from '../../ml/index.js';
 import {
+  claimStatus,
   generateSigningKey,
   inspectPackage,
   lineageFromOnnxMetadata,
   loadProtectedModel,
   loadTrustPolicy,
   type ModelLineage,
+  type ModelManifest,
   protectModel,
   scanModel,
   verifyPackage,
@@ -22,6 +24,20 @@ import type { Block } from '../../report/index.js';
 import { argmaxRows, type DetectorBundleJson, fitDetectorBundle } from '../../robust/index.js';
 import { classIndexOf } from '../../train/index.js';
 import type { DemoStage } from '../stage.js';
+
+/** What backs the manifest's privacy and adversarial claims, for the report. */
+function claimsText(m: ModelManifest): string {
+  const c = claimStatus(m);
+  const backed = (['privacy', 'adversarial'] as const).filter((k) => c[k] === 'backed');
+  const not = (['privacy', 'adversarial'] as const).filter((k) => c[k] !== 'backed' && c[k] !== 'none');
+  const ev = m.lineage.evidence?.privacy ?? m.lineage.evidence?.adversarial;
+  return [
+    backed.length > 0 && ev?.status === 'backed'
+      ? ` (backed by the training run's audit entry ${ev.event.index}, checked when packaging)`
+      : '',
+    not.length > 0 ? ` (${not.join(' and ')}: CLAIMED by the model file only, unchecked)` : '',
+  ].join('');
+}
 
 const PASSPHRASE_FILE = 'DEMO-ONLY-keyring-passphrase.txt';
 /** The case-study model (DP at ε = 0.5): packaged, signed, and the subject of the refusals. */
@@ -143,33 +159,20 @@ export const packageStage: DemoStage = {
       );
       ctx.progress(0.2);
 
-      // Lineage: the training run's audit entry, found in the demo's log by the model's digest; the
-      // privacy guarantee from the ONNX metadata the DP trainer wrote.
+      // Lineage: the privacy guarantee and adversarial training from the ONNX metadata the DP trainer
+      // wrote, backed by the training run's model.trained entry, which protectModel finds in the demo's
+      // log by the model's digest and checks against them (it also cites the entry).
       const datasetDigest = sha256Digest(await readFile(ctx.state.dataPath ?? baseline.path));
       const log = ctx.state.audit;
-      const lineageOf = async (
-        bytes: Uint8Array,
-        test: { accuracy: number; rocAuc?: number },
-      ): Promise<ModelLineage> => {
-        const digest = sha256Digest(bytes);
-        const l: ModelLineage = {
-          ...lineageFromOnnxMetadata(onnxMetadata(bytes)),
-          datasetDigest,
-          algorithm: 'mlp',
-          metrics: { accuracy: test.accuracy, ...(test.rocAuc !== undefined ? { rocAuc: test.rocAuc } : {}) },
-        };
-        const trained = log
-          ? (await log.tail(200))
-              .reverse()
-              .find((e) => e.type === 'model.trained' && e.data.modelDigest === digest)
-          : undefined;
-        if (trained)
-          l.trainingRun = { origin: 'bulwark.demo/audit', eventId: trained.id, index: trained.index };
-        return l;
-      };
+      const lineageOf = (bytes: Uint8Array, test: { accuracy: number; rocAuc?: number }): ModelLineage => ({
+        ...lineageFromOnnxMetadata(onnxMetadata(bytes)),
+        datasetDigest,
+        algorithm: 'mlp',
+        metrics: { accuracy: test.accuracy, ...(test.rocAuc !== undefined ? { rocAuc: test.rocAuc } : {}) },
+      });
       const onnx = await readFile(subject.path);
       const modelDigest = sha256Digest(onnx);
-      const lineage = await lineageOf(onnx, subject.test);
+      const lineage = lineageOf(onnx, subject.test);
 
       const detectors = await detectorBundle(
         dir,
@@ -197,6 +200,8 @@ export const packageStage: DemoStage = {
           : 'Baseline card-fraud MLP of the Bulwark demo',
         schema: ctx.state.schema,
         lineage,
+        // Without the demo's log (never in a full run) a claim goes out marked unchecked.
+        ...(log ? { trainingRecord: (d: string) => log.trainingRecord(d) } : { acceptClaims: true }),
         detectors: detectors.bundle,
       });
       const protectSeconds = (performance.now() - t0) / 1000;
@@ -329,7 +334,7 @@ export const packageStage: DemoStage = {
             ],
             [
               'privacy / adversarial training',
-              `${m.lineage.privacy ? `(${Number(m.lineage.privacy.epsilon.toFixed(4))}, ${m.lineage.privacy.delta})-DP` : 'none (baseline)'} / ${m.lineage.adversarial ? m.lineage.adversarial.method : 'none (baseline)'}`,
+              `${m.lineage.privacy ? `(${Number(m.lineage.privacy.epsilon.toFixed(4))}, ${m.lineage.privacy.delta})-DP` : 'none (baseline)'} / ${m.lineage.adversarial ? m.lineage.adversarial.method : 'none (baseline)'}${claimsText(m)}`,
             ],
             [
               'verification',
@@ -366,6 +371,9 @@ export const packageStage: DemoStage = {
           tamperedRefusal: refusals[0]![1]!,
           untrustedRefusal: refusals[1]![1]!,
           detectors: (m.detectors?.kinds ?? []).join(','),
+          // What backs the signed privacy and adversarial claims: backed by the training's audit entry.
+          privacyClaim: claimStatus(m).privacy,
+          adversarialClaim: claimStatus(m).adversarial,
         },
         events: [
           // The two keys the packages use, so a lineage walk ends at them (audit/events.ts eventRefs).
