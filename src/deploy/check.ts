@@ -252,6 +252,59 @@ const POD_SPEC_PATHS: Record<string, { spec: string[]; meta: string[] }> = {
     meta: ['spec', 'jobTemplate', 'spec', 'template', 'metadata'],
   },
 };
+/**
+ * The API groups built into Kubernetes (`''` is the core group, `apiVersion: v1`). Their kinds that hold
+ * pods are the keys of POD_SPEC_PATHS; the rest (ConfigMap, Service, PodDisruptionBudget, RBAC...) run
+ * nothing. A kind of any other group (a custom resource: Argo Rollout, Knative Service, KServe
+ * InferenceService...) is not understood here: reported as BW-UNCHECKED-KIND, never passed silently.
+ */
+const BUILTIN_GROUPS = new Set([
+  '',
+  'admissionregistration.k8s.io',
+  'apiextensions.k8s.io',
+  'apiregistration.k8s.io',
+  'apps',
+  'authentication.k8s.io',
+  'authorization.k8s.io',
+  'autoscaling',
+  'batch',
+  'certificates.k8s.io',
+  'coordination.k8s.io',
+  'discovery.k8s.io',
+  'events.k8s.io',
+  'extensions',
+  'flowcontrol.apiserver.k8s.io',
+  'internal.apiserver.k8s.io',
+  'networking.k8s.io',
+  'node.k8s.io',
+  'policy',
+  'rbac.authorization.k8s.io',
+  'resource.k8s.io',
+  'scheduling.k8s.io',
+  'storage.k8s.io',
+  'storagemigration.k8s.io',
+]);
+
+/** The first `containers` list in `o` (breadth first, bounded): where an unknown kind keeps a pod spec. */
+function podSpecPathIn(o: Obj): string | undefined {
+  let level: Array<[unknown, string]> = [[o, '']];
+  for (let depth = 0; depth < 12 && level.length > 0; depth++) {
+    const next: Array<[unknown, string]> = [];
+    for (const [v, path] of level) {
+      if (Array.isArray(v)) {
+        v.forEach((x, i) => {
+          next.push([x, `${path}[${i}]`]);
+        });
+      } else if (isObj(v)) {
+        if (Array.isArray(v['containers'])) return path === '' ? '(root)' : path;
+        for (const [k, x] of Object.entries(v)) next.push([x, path === '' ? k : `${path}.${k}`]);
+      }
+    }
+    level = next;
+  }
+  return undefined;
+}
+
 const LONG_RUNNING = new Set([
   'Deployment',
   'StatefulSet',
@@ -1097,7 +1150,25 @@ export function checkManifests(docs: readonly ManifestDoc[], opts: CheckOptions 
     }
     if (kind === 'NetworkPolicy') checkNetworkPolicy(col, doc, ref, o);
     const at = POD_SPEC_PATHS[kind];
-    if (!at) continue;
+    if (!at) {
+      const apiVersion = str(o['apiVersion']);
+      const group = apiVersion?.includes('/') ? apiVersion.slice(0, apiVersion.indexOf('/')) : '';
+      if (apiVersion === undefined || !BUILTIN_GROUPS.has(group)) {
+        const pods = podSpecPathIn(o);
+        col.add(
+          'BW-UNCHECKED-KIND',
+          doc,
+          ref,
+          pods ?? '(root)',
+          `${apiVersion ?? '(no apiVersion)'} ${kind} is not a kind deploy check knows: ${
+            pods
+              ? `the pod spec at ${pods} was not checked`
+              : 'not checked (a pod template in it would not be seen)'
+          }`,
+        );
+      }
+      continue;
+    }
     const ps = dig(o, at.spec);
     const meta = dig(o, at.meta);
     const base = at.spec.join('.');

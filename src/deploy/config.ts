@@ -22,6 +22,7 @@ import { BulwarkError, fsError, parseYaml, validateConfig } from '../core/index.
  * | `audit.store`          | must be a `postgres://` URL (a SQLite file in a pod is lost at reschedule) → egress to PostgreSQL |
  * | `ledger.store`         | same as `audit.store`, when present                              |
  * | `auth.jwt.jwks.url`    | an `https://` JWKS URL → egress to its host (port 443 by default) |
+ * | `telemetry.traces.enabled`, `telemetry.traces.otlp.endpoint` | with traces enabled, the OTLP/HTTP collector URL → egress to its host (port 80 or 443 by default) |
  * | `models[].package`, `models[].keyringPassphrase` | a note when a package's passphrase is read from the environment (the pod gets secrets as files) |
  *
  * Everything else in the file is ignored here. A destination a NetworkPolicy cannot name by itself
@@ -34,6 +35,8 @@ const IMAGE_DIGEST =
 
 /** RFC 1123 label (namespaces, object names of Secrets). */
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+/** RFC 1035 label: a Service name must also start with a letter (the API server refuses `1gateway`). */
+const DNS_1035_LABEL = /^[a-z]([-a-z0-9]*[a-z0-9])?$/;
 const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 /** Kubernetes resource quantities (`500m`, `1`, `512Mi`, `2Gi`). */
 const QUANTITY = /^([+-]?[0-9.]+)([eE][-+]?[0-9]+|[numkMGTPE]|[KMGTPE]i)?$/;
@@ -93,8 +96,18 @@ export const deploySchema = z.strictObject({
     (ns) => ns !== 'default' && !ns.startsWith('kube-'),
     "must be the gateway's own namespace, not default or kube-*: the base labels it Pod Security restricted and denies all traffic of every pod in it",
   ),
-  /** Base name of the objects (Deployment, Service, ...). */
-  name: dnsLabel('name').default('bulwark-gateway'),
+  /**
+   * Base name of the objects (Deployment, Service, ...). The Service's name is an RFC 1035 label: it
+   * must start with a letter.
+   */
+  name: z
+    .string()
+    .max(63)
+    .regex(
+      DNS_1035_LABEL,
+      "name must be an RFC 1035 label (lower case letters, digits, '-'; starting with a letter, as a Service name must)",
+    )
+    .default('bulwark-gateway'),
   /** The gateway image, pinned by digest: a tag alone can be moved to other bytes. */
   image: z
     .string()
@@ -144,6 +157,7 @@ export const deploySchema = z.strictObject({
       postgres: peerSchema.optional(),
       keyService: peerSchema.optional(),
       jwks: peerSchema.optional(),
+      otlp: peerSchema.optional(),
     })
     .default({}),
   /** Names of existing Secrets, mounted as files; their values never pass through Bulwark. */
@@ -200,7 +214,7 @@ export type DeployConfig = z.infer<typeof deploySchema>;
 /** A network destination the gateway must reach, read from the rest of `bulwark.yaml`. */
 export interface Destination {
   /** What it is, also the suffix of its NetworkPolicy. */
-  role: 'redis' | 'postgres' | 'key-service' | 'jwks';
+  role: 'redis' | 'postgres' | 'key-service' | 'jwks' | 'otlp';
   host: string;
   port: number;
   /** The config key it came from, for messages. */
@@ -264,6 +278,16 @@ const otherSchema = z.looseObject({
   auth: z
     .looseObject({
       jwt: z.looseObject({ jwks: z.looseObject({ url: z.string().optional() }).optional() }).optional(),
+    })
+    .optional(),
+  telemetry: z
+    .looseObject({
+      traces: z
+        .looseObject({
+          enabled: z.boolean().optional(),
+          otlp: z.looseObject({ endpoint: z.string().optional() }).optional(),
+        })
+        .optional(),
     })
     .optional(),
 });
@@ -451,6 +475,16 @@ export function readDeployInputs(doc: unknown, source = '<config>'): DeployInput
   const jwks = other.auth?.jwt?.jwks?.url;
   if (jwks !== undefined) {
     const d = destination('jwks', jwks, 'auth.jwt.jwks.url', ['https:'], 443);
+    if (d) destinations.push(d);
+  }
+  // The trace exporter posts to the collector only with traces enabled (the gateway refuses otlp
+  // without enabled: true); the default-deny policy would otherwise drop every export silently.
+  const traces = other.telemetry?.traces;
+  const otlpEndpoint = traces?.otlp?.endpoint;
+  if (traces?.enabled === true && otlpEndpoint !== undefined) {
+    const key = 'telemetry.traces.otlp.endpoint';
+    const port = /^https:/i.test(otlpEndpoint) ? 443 : 80;
+    const d = destination('otlp', otlpEndpoint, key, ['http:', 'https:'], port);
     if (d) destinations.push(d);
   }
   const [first, ...more] = problems;

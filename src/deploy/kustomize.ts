@@ -1,4 +1,4 @@
-import { readdir, readFile, realpath } from 'node:fs/promises';
+import { constants, type FileHandle, lstat, open, readdir, realpath } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { stringify } from 'yaml';
 import { BulwarkError, fsError, writeFileAtomic } from '../core/index.js';
@@ -51,7 +51,49 @@ const CONFIG_MAP_MAX_BYTES = 1_000_000;
 /** PEM private keys and Bulwark's note-signing key format (`PRIVATE+KEY+…`). */
 const PRIVATE_KEY = /-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----|PRIVATE\+KEY\+/;
 
-/** Reads `deploy.configFiles` from the folder of bulwark.yaml; private keys and oversize sets are refused. */
+/**
+ * Opens a `deploy.configFiles` entry: a regular file in the folder itself. A symbolic link is refused
+ * (ERR_CONFIG_INVALID naming deploy.configFiles), whether it points inside the folder or out: it could
+ * copy any file the user can read (~/.ssh/id_ed25519, /etc/…) into the ConfigMap. lstat gives the
+ * message; O_NOFOLLOW closes the race of a file replaced by a link between the two calls. A FIFO or
+ * device (O_NONBLOCK: opening a FIFO does not wait for a writer) is refused as not a regular file.
+ */
+async function openConfigFile(path: string, name: string): Promise<FileHandle> {
+  const refuse = (what: 'a symbolic link' | 'not a regular file') =>
+    new BulwarkError(
+      'ERR_CONFIG_INVALID',
+      what === 'a symbolic link'
+        ? `deploy.configFiles: ${name} is a symbolic link, refused wherever it points (it could copy a file from outside the folder of bulwark.yaml into the ConfigMap); copy the file itself into the folder`
+        : `deploy.configFiles: ${name} is not a regular file (a folder, FIFO or device); name a file in the folder of bulwark.yaml`,
+      { details: { firstPath: 'deploy.configFiles', file: name } },
+    );
+  let st: Awaited<ReturnType<typeof lstat>>;
+  try {
+    st = await lstat(path);
+  } catch (e) {
+    throw fsError(e, path, 'deploy.configFiles: cannot read');
+  }
+  if (st.isSymbolicLink()) throw refuse('a symbolic link');
+  if (!st.isFile()) throw refuse('not a regular file');
+  let fh: FileHandle;
+  try {
+    fh = await open(path, constants.O_RDONLY | (constants.O_NOFOLLOW ?? 0) | (constants.O_NONBLOCK ?? 0));
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ELOOP' || code === 'EMLINK') throw refuse('a symbolic link');
+    throw fsError(e, path, 'deploy.configFiles: cannot read');
+  }
+  if (!(await fh.stat()).isFile()) {
+    await fh.close();
+    throw refuse('not a regular file');
+  }
+  return fh;
+}
+
+/**
+ * Reads `deploy.configFiles` from the folder of bulwark.yaml; symbolic links and other non-regular
+ * files, private keys and oversize sets are refused.
+ */
 export async function readConfigFiles(
   configPath: string,
   names: readonly string[],
@@ -61,11 +103,14 @@ export async function readConfigFiles(
   let total = Buffer.byteLength(configText);
   for (const name of names) {
     const path = join(dirname(configPath), name);
+    const fh = await openConfigFile(path, name);
     let bytes: Uint8Array;
     try {
-      bytes = await readFile(path);
+      bytes = await fh.readFile();
     } catch (e) {
       throw fsError(e, path, 'deploy.configFiles: cannot read');
+    } finally {
+      await fh.close();
     }
     if (PRIVATE_KEY.test(Buffer.from(bytes).toString('latin1'))) {
       throw new BulwarkError(

@@ -283,6 +283,13 @@ export const RULES: readonly Rule[] = [
     'object does not match the Kubernetes schema',
     'fix the field named in the message (kubectl would reject the object)',
   ),
+  rule(
+    'BW-UNCHECKED-KIND',
+    'hardening',
+    'info',
+    'object of a kind the checker does not know: not checked',
+    'check its pods another way: render them as a Pod or Deployment for deploy check, and keep the namespace labelled Pod Security restricted (admission still checks the pods its controller creates)',
+  ),
 ];
 
 export const RULE_BY_ID: ReadonlyMap<string, Rule> = new Map(RULES.map((r) => [r.id, r]));

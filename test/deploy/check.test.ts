@@ -351,6 +351,19 @@ describe('deploy check: every rule fires on a crafted manifest, and only there',
       () => withPod((p) => (p.containers[0].ports[0].containerPort = 'http')),
       'spec.template.spec.containers[0].ports[0].containerPort',
     ],
+    [
+      'BW-UNCHECKED-KIND',
+      () =>
+        run([
+          {
+            ...deployment(goodPodSpec()),
+            apiVersion: 'argoproj.io/v1alpha1',
+            kind: 'Rollout',
+          },
+          denyAll(),
+        ]),
+      'spec.template.spec',
+    ],
   ];
 
   for (const [id, make, path] of cases) {
