@@ -2,7 +2,6 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
-import { SeededRng } from '../../src/core/index.js';
 import { loadSchema, readDatasetWithDigest } from '../../src/data/index.js';
 import { Keyring } from '../../src/keys/index.js';
 import { onnxMetadata } from '../../src/ml/index.js';
@@ -18,6 +17,7 @@ import {
 import { META_PROTECTED_DATA } from '../../src/train/index.js';
 import { type CliRun, runBulwarkInProcess } from '../helpers/cli.js';
 import { localKeyring, rejectsWith, tempDir } from '../keys/helpers.js';
+import { HEADER, readLines, rows, SCHEMA } from './fixture.js';
 
 /**
  * `bulwark train` on a protected CSV (a FILE.bulwark.json manifest beside it) checks the file against
@@ -25,52 +25,6 @@ import { localKeyring, rejectsWith, tempDir } from '../keys/helpers.js';
  * the keyring; refuses without one (ERR_DATA_UNVERIFIED) unless --no-verify-protected, which is
  * recorded. Attacker: can write the protected CSV, holds no key.
  */
-
-const HEADER = 'id,name,email,x1,x2,channel,hour,label';
-
-/** Generated rows: a label "yes" when a noisy linear score of x1, x2 is high; name and email personal. */
-function rows(n: number, seed: number, prefix: string): string[] {
-  const rng = new SeededRng(seed);
-  const names = ['Ann', 'Bo', 'Cai', 'Dee', 'Eli', 'Fay', 'Gus', 'Hal'];
-  const out: string[] = [];
-  for (let i = 0; i < n; i++) {
-    const x1 = rng.normal();
-    const x2 = rng.normal();
-    const name = `${rng.pick(names)} ${rng.pick(names)}son`;
-    const z = 1.5 * x1 - x2 + rng.normal(0, 0.3);
-    out.push(
-      [
-        `${prefix}${String(i).padStart(5, '0')}`,
-        name,
-        `${name.replace(' ', '.').toLowerCase()}${i}@example.com`,
-        x1.toFixed(4),
-        x2.toFixed(4),
-        rng.pick(['web', 'shop', 'phone', 'kiosk']),
-        rng.int(24),
-        z > 0.5 ? 'yes' : 'no',
-      ].join(','),
-    );
-  }
-  return out;
-}
-
-/** Protect's sensitivity and DP training's public bounds and categories, in one schema. */
-const SCHEMA = `version: 1
-label: label
-fields:
-  - { name: id, type: string }
-  - { name: name, type: string, sensitivity: personal }
-  - { name: email, type: string, sensitivity: personal }
-  - { name: x1, type: number, bounds: { min: -5, max: 5 } }
-  - { name: x2, type: number, bounds: { min: -5, max: 5 } }
-  - { name: channel, type: category, categories: [web, shop, phone, kiosk] }
-  - { name: hour, type: integer, bounds: { min: 0, max: 23 } }
-  - { name: label, type: category, categories: ['no', 'yes'] }
-`;
-
-function readLines(path: string): string[] {
-  return readFileSync(path, 'utf8').replace(/\r\n/g, '\n').trimEnd().split('\n');
-}
 
 describe('bulwark train verifies a protected CSV before training on it', () => {
   const dir = tempDir('bulwark-train-protected-');
