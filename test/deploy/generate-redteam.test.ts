@@ -6,28 +6,9 @@ import { describe, it } from 'node:test';
 import { isBulwarkError } from '../../src/core/index.js';
 import { parseDeployConfig, writeKustomizeBase } from '../../src/deploy/index.js';
 import { runBulwarkInProcess } from '../helpers/cli.js';
+import { BASE } from './helpers.js';
 
 /** Red-team findings on `bulwark deploy k8s` (docs/deploy.md). */
-
-const DIGEST = `sha256:${'ab'.repeat(32)}`;
-const BASE = `server:
-  host: 0.0.0.0
-  port: 8443
-  tls: { cert: /etc/bulwark/tls/tls.crt, key: /etc/bulwark/tls/tls.key }
-metrics: { host: 0.0.0.0, port: 9464 }
-limits:
-  backend: redis
-  redis: { url: "redis://redis.data.svc.cluster.local:6380/0" }
-audit:
-  store: "postgres://bulwark@10.20.0.5:5432/audit"
-deploy:
-  namespace: bulwark
-  image: registry.example.com/bulwark/gateway:0.1.0@${DIGEST}
-  ingressFrom:
-    - { namespace: payments }
-  monitoringNamespace: monitoring
-  secrets: { tls: bulwark-tls, modelKey: bulwark-model-key }
-`;
 
 function refused(text: string, re: RegExp, secret?: string): void {
   assert.throws(
