@@ -175,7 +175,8 @@ export const errorCodes = {
   },
   ERR_INPUT_TOO_LARGE: {
     exit: ExitCode.input,
-    summary: 'A prediction request exceeds a size limit (rows, fields, string length, bytes).',
+    summary:
+      'An input exceeds a size limit: a prediction request (rows, fields, string length, bytes), or manifests given to deploy check.',
   },
   // integrity (training-data integrity, security gate)
   ERR_DATA_PROVENANCE: {
@@ -185,7 +186,7 @@ export const errorCodes = {
   ERR_DATA_UNVERIFIED: {
     exit: ExitCode.security,
     summary:
-      'Training data has a protection manifest but cannot be verified against it (no keyring, or no row digest).',
+      'A data file has a protection manifest but cannot be verified against it (no keyring, or no row digest), or --require-protected was given and it has none.',
   },
   ERR_GATE_FAILED: {
     exit: ExitCode.security,
