@@ -573,9 +573,12 @@ async function scanOnnx(path: string, bytes: Buffer, report: ScanReport): Promis
       });
       continue;
     }
+    // Safe for a runtime that opens the model from its path (the file stays inside its folder), but
+    // Bulwark opens models from memory, where ONNX Runtime would resolve the name against the working
+    // folder instead: every Bulwark command refuses such a model (assertOnnxOpenable, ERR_MODEL_UNSAFE).
     report.findings.push({
-      severity: 'info',
-      message: `tensor "${t.tensor}" uses external data ${JSON.stringify(t.location)}`,
+      severity: 'medium',
+      message: `tensor "${t.tensor}" uses external data ${JSON.stringify(t.location)} inside the model folder: safe to load from its path, but Bulwark's commands refuse it (they open models from memory, where ONNX Runtime would read that name from the working folder); save the model with its data inside to use it here`,
     });
   }
 }

@@ -148,6 +148,9 @@ describe('model scan: ONNX', () => {
     const ok = await scanModel(join(t.dir, 'inside.onnx'));
     assert.equal(ok.safe, true);
     assert.match(ok.findings[0]!.message, /external data "weights.bin"/);
+    // Every Bulwark command refuses it (they open models from memory): the scan says so.
+    assert.equal(ok.findings[0]!.severity, 'medium');
+    assert.match(ok.findings[0]!.message, /Bulwark's commands refuse it/);
   });
 
   it('a package never holds external data', async (c) => {
