@@ -30,6 +30,7 @@ export {
   modelPerformance,
 } from './attacks/inference/inversion.js';
 export {
+  aucInterval95,
   type LiraOptions,
   liraAttack,
   lossThresholdAttack,

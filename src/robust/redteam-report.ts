@@ -242,6 +242,8 @@ export function redTeamSections(r: RedTeamResult, seconds?: number): Section[] {
           m.name,
           `${label}${res.shadows ? ` (${res.shadows} shadows)` : ''}`,
           res.auc.toFixed(3),
+          // Results saved before the interval existed have none.
+          res.aucInterval ? `${res.aucInterval[0].toFixed(2)}-${res.aucInterval[1].toFixed(2)}` : 'n/a',
           pct(res.tprAtFpr.find((t) => t.fpr === 0.001)?.tpr),
           pct(res.tprAtFpr.find((t) => t.fpr === 0.01)?.tpr),
           pct(res.advantage),
@@ -277,11 +279,12 @@ export function redTeamSections(r: RedTeamResult, seconds?: number): Section[] {
         {
           kind: 'table',
           caption:
-            'An AUC near 0.5 and a TPR near the FPR mean little leakage; TPR at 0.1 % FPR needs 1,000+ non-members to resolve',
+            'An AUC near 0.5 and a TPR near the FPR mean little leakage; an AUC whose 95 % interval (Hanley & McNeil 1982) holds 0.5 cannot tell a leak from chance; TPR at 0.1 % FPR needs 1,000+ non-members to resolve',
           columns: [
             'model',
             'attack',
             'AUC',
+            'AUC 95 % interval',
             'TPR @ 0.1 % FPR',
             'TPR @ 1 % FPR',
             'advantage',

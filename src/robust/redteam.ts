@@ -795,6 +795,11 @@ export async function redTeam(
       const ev = result.models[mi] as ModelEvaluation;
       const lossThreshold = await lossThresholdAttack(m.model, members, nonMembers);
       ev.membership = { lossThreshold };
+      const [lo, hi] = lossThreshold.aucInterval;
+      if (lo <= 0.5 && hi >= 0.5 && Math.min(members.rows, nonMembers.rows) < 100)
+        notes.push(
+          `membership inference on "${m.name}" used ${members.rows} members and ${nonMembers.rows} non-members: its AUC ${lossThreshold.auc.toFixed(3)} has a 95 % interval of [${lo.toFixed(2)}, ${hi.toFixed(2)}] (Hanley & McNeil 1982), which holds 0.5: too few rows to tell a leak from chance (give more --members rows)`,
+        );
       if (o.shadows > 0 && mi === 0) {
         if (!m.network)
           notes.push(`LiRA on "${m.name}" skipped: no network architecture to train shadow models with`);

@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { isBulwarkError } from '../../src/core/index.js';
+import { isBulwarkError, SeededRng } from '../../src/core/index.js';
 import { logisticRegression, mlp, train } from '../../src/ml/index.js';
 import {
   attributeInference,
+  aucInterval95,
   extractModel,
   liraAttack,
   lossThresholdAttack,
@@ -28,6 +29,25 @@ describe('membership inference', () => {
       () => membershipSummary('lira', [], [1]),
       (e: unknown) => isBulwarkError(e, 'ERR_INVALID_ARGUMENT'),
     );
+  });
+
+  it('the AUC interval (Hanley & McNeil) covers the true AUC about 95 % of the time, and is wide with few members', () => {
+    // Members' scores N(1, 1), non-members' N(0, 1): the true AUC is Phi(1 / sqrt 2) = 0.76025.
+    const trueAuc = 0.7602499389065233;
+    const rng = new SeededRng(61);
+    const draw = (n: number, mean: number) => Array.from({ length: n }, () => rng.normal(mean, 1));
+    let covered = 0;
+    const trials = 600;
+    for (let t = 0; t < trials; t++) {
+      const [lo, hi] = membershipSummary('loss-threshold', draw(60, 1), draw(80, 0)).aucInterval;
+      if (lo <= trueAuc && trueAuc <= hi) covered++;
+    }
+    // Binomial(600, 0.95): sd 0.009.
+    assert.ok(Math.abs(covered / trials - 0.95) < 0.035, `${covered} of ${trials}`);
+    // 4 members against 201 non-members: the interval holds 0.5 whatever the AUC reads.
+    const few = membershipSummary('loss-threshold', [0.9, 0.1, 0.4, 0.7], draw(201, 0.5));
+    assert.ok(few.aucInterval[0] < 0.5 && few.aucInterval[1] > 0.5, `${few.aucInterval}`);
+    assert.deepEqual(aucInterval95(1, 10, 10)[1], 1);
   });
 
   // Noisy labels, few rows, a wide MLP trained long: it memorises its members.

@@ -255,10 +255,27 @@ describe('red-team evaluation', () => {
     );
   });
 
+  it('says when too few members leave the membership AUC unable to tell a leak from chance', async () => {
+    const models = [{ name: 'mlp', model: networkModel(net), network: net }];
+    const few = { x: members.x.slice(0, 4 * d), y: members.y.slice(0, 4), rows: 4 };
+    const o = { ...options, attacks: ['mia'] as RedTeamOptions['attacks'], shadows: 0 };
+    const r = await redTeam(models, { test, members: few, domain }, o);
+    const [lo, hi] = r.models[0]?.membership?.lossThreshold.aucInterval ?? [1, 0];
+    assert.ok(lo <= 0.5 && hi >= 0.5, `${lo} ${hi}`);
+    assert.ok(
+      r.notes.some((n) => /used 4 members and 400 non-members: .* holds 0\.5: too few rows/.test(n)),
+      r.notes.join(' | '),
+    );
+    // With all 500 members the note is not there.
+    const many = await redTeam(models, { test, members, domain }, o);
+    assert.ok(!many.notes.some((n) => /too few rows to tell a leak/.test(n)));
+  });
+
   it('says when too few non-members leave the TPR at 0.1 % FPR in effect at 0 % FPR', () => {
     const m = (nonMembers: number) => ({
       attack: 'loss-threshold' as const,
       auc: 0.6,
+      aucInterval: [0.55, 0.65] as [number, number],
       tprAtFpr: [
         { fpr: 0.001, tpr: 0.008 },
         { fpr: 0.01, tpr: 0.03 },

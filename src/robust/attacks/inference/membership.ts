@@ -23,6 +23,11 @@ import type { ProbabilityModel } from '../../model.js';
 export interface MembershipResult {
   attack: 'loss-threshold' | 'lira';
   auc: number;
+  /**
+   * A 95 % interval for the AUC from its standard error (Hanley & McNeil, Radiology 1982): with few
+   * members or non-members it is wide, and an interval holding 0.5 cannot tell a leak from chance.
+   */
+  aucInterval: [number, number];
   /** TPR at the given FPR targets (the most members found with at most that share of non-members flagged). */
   tprAtFpr: { fpr: number; tpr: number }[];
   /** Largest TPR - FPR over thresholds (the membership advantage of Yeom et al.). */
@@ -75,15 +80,31 @@ export function membershipSummary(
       thin.tpr.push(roc.tpr[i] as number);
     }
   }
+  const auc = rocAuc(y, s);
   return {
     attack,
-    auc: rocAuc(y, s),
+    auc,
+    aucInterval: aucInterval95(auc, m, n),
     tprAtFpr: FPR_TARGETS.map((f) => ({ fpr: f, tpr: thresholdForFpr(y, s, f).tpr })),
     advantage,
     members: m,
     nonMembers: n,
     roc: thin,
   };
+}
+
+/**
+ * The AUC ± 1.96 standard errors of Hanley & McNeil (1982), clipped to [0, 1]:
+ * SE² = (A(1 − A) + (m − 1)(Q1 − A²) + (n − 1)(Q2 − A²)) / (m n), Q1 = A / (2 − A), Q2 = 2A² / (1 + A).
+ */
+export function aucInterval95(auc: number, members: number, nonMembers: number): [number, number] {
+  const a = auc;
+  const q1 = a / (2 - a);
+  const q2 = (2 * a * a) / (1 + a);
+  const v =
+    (a * (1 - a) + (members - 1) * (q1 - a * a) + (nonMembers - 1) * (q2 - a * a)) / (members * nonMembers);
+  const se = Math.sqrt(Math.max(0, v));
+  return [Math.max(0, a - 1.96 * se), Math.min(1, a + 1.96 * se)];
 }
 
 function checkData(name: string, d: LabelledData, model: ProbabilityModel): void {
