@@ -242,8 +242,7 @@ export function redTeamSections(r: RedTeamResult, seconds?: number): Section[] {
           m.name,
           `${label}${res.shadows ? ` (${res.shadows} shadows)` : ''}`,
           res.auc.toFixed(3),
-          // Results saved before the interval existed have none.
-          res.aucInterval ? `${res.aucInterval[0].toFixed(2)}-${res.aucInterval[1].toFixed(2)}` : 'n/a',
+          `${res.aucInterval[0].toFixed(2)}-${res.aucInterval[1].toFixed(2)}`,
           pct(res.tprAtFpr.find((t) => t.fpr === 0.001)?.tpr),
           pct(res.tprAtFpr.find((t) => t.fpr === 0.01)?.tpr),
           pct(res.advantage),

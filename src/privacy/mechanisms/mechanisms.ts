@@ -224,9 +224,11 @@ function gaussianNormalizer(sigma: number): number {
   return 1 + 2 * gaussianTailSum(sigma, 1);
 }
 
-/** P[Y > c] for Y discrete Gaussian with parameter σ (CKS20 §2), to full double precision. */
-function discreteGaussianTail(sigma: number, c: number): number {
-  const z = gaussianNormalizer(sigma);
+/**
+ * P[Y > c] for Y discrete Gaussian with parameter σ (CKS20 §2), to full double precision; `z` is
+ * {@link gaussianNormalizer}(σ), computed once by the caller for both of δ's tails.
+ */
+function discreteGaussianTail(sigma: number, z: number, c: number): number {
   const fc = Math.floor(c);
   // c >= 0: the tail from ⌊c⌋ + 1; c < 0: 1 − P[Y <= ⌊c⌋] = 1 − P[Y >= −⌊c⌋] by symmetry.
   return fc >= 0 ? gaussianTailSum(sigma, fc + 1) / z : Math.max(0, 1 - gaussianTailSum(sigma, -fc) / z);
@@ -238,10 +240,11 @@ function discreteGaussianTail(sigma: number, c: number): number {
  */
 export function discreteGaussianDelta(sigma: number, epsilon: number, sensitivity = 1): number {
   const m = (epsilon * sigma * sigma) / sensitivity;
+  const z = gaussianNormalizer(sigma);
   return Math.max(
     0,
-    discreteGaussianTail(sigma, m - sensitivity / 2) -
-      Math.exp(epsilon) * discreteGaussianTail(sigma, m + sensitivity / 2),
+    discreteGaussianTail(sigma, z, m - sensitivity / 2) -
+      Math.exp(epsilon) * discreteGaussianTail(sigma, z, m + sensitivity / 2),
   );
 }
 
