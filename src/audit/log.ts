@@ -398,16 +398,25 @@ export class AuditLog implements AuditWriter {
     const { size } = await this.store.state();
     const idx = await this.store.producerOf(ref, size);
     if (idx === undefined) return undefined;
+    const { entry, row } = await this.#producerAt(idx, ref);
+    if (entry.index !== idx) throw corrupt(idx, `it says it is entry #${entry.index}`);
+    return { entry, entryDigest: `sha256:${createHash('sha256').update(row.body, 'utf8').digest('hex')}` };
+  }
+
+  /**
+   * Entry `idx`, which the refs index says produces `ref`: decoded and hashed as stored, and its own
+   * bytes must say it produces `ref` (the refs table is an index, not evidence).
+   */
+  async #producerAt(idx: number, ref: string): Promise<{ entry: AuditEntry; row: StoredEntry }> {
     const [row] = await this.store.entries(idx, idx + 1);
     if (!row) throw new BulwarkError('ERR_AUDIT_ENTRY_MISSING', `entry #${idx} is missing`);
     const entry = decodeOrThrow(row);
-    if (entry.index !== idx) throw corrupt(idx, `it says it is entry #${entry.index}`);
     if (!eventRefs(entry).produces.includes(ref))
       throw new BulwarkError(
         'ERR_AUDIT_STORE_INVALID',
         `${this.store.location}: lineage index points at entry #${idx}, which does not produce ${ref}`,
       );
-    return { entry, entryDigest: `sha256:${createHash('sha256').update(row.body, 'utf8').digest('hex')}` };
+    return { entry, row };
   }
 
   /**
@@ -456,15 +465,7 @@ export class AuditLog implements AuditWriter {
         }
         if (seen.has(idx)) continue;
         seen.add(idx);
-        const [row] = await this.store.entries(idx, idx + 1);
-        if (!row) throw new BulwarkError('ERR_AUDIT_ENTRY_MISSING', `entry #${idx} is missing`);
-        const producer = decodeOrThrow(row);
-        // The refs table is an index, not evidence: the entry itself must say it produces the ref.
-        if (!eventRefs(producer).produces.includes(ref))
-          throw new BulwarkError(
-            'ERR_AUDIT_STORE_INVALID',
-            `${this.store.location}: lineage index points at entry #${idx}, which does not produce ${ref}`,
-          );
+        const { entry: producer } = await this.#producerAt(idx, ref);
         nodes.push({ entry: producer, depth: n.depth + 1, via: ref, child: n.entry.index });
       }
     }
