@@ -56,17 +56,23 @@ const PRIVATE_KEY = /-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----|PRIVATE\+KEY\+/;
  * (ERR_CONFIG_INVALID naming deploy.configFiles), whether it points inside the folder or out: it could
  * copy any file the user can read (~/.ssh/id_ed25519, /etc/…) into the ConfigMap. lstat gives the
  * message; O_NOFOLLOW closes the race of a file replaced by a link between the two calls. A FIFO or
- * device (O_NONBLOCK: opening a FIFO does not wait for a writer) is refused as not a regular file.
+ * device (O_NONBLOCK: opening a FIFO does not wait for a writer) is refused as not a regular file. A
+ * hard link (a regular file with more than one name: `ln ~/.ssh/id_ed25519 trust.yaml`, as far as the
+ * kernel's protected_hardlinks lets a user make one) reads as the file it shares its inode with, so a
+ * link count above 1 is refused too, from the opened file's own stat.
  */
 async function openConfigFile(path: string, name: string): Promise<FileHandle> {
-  const refuse = (what: 'a symbolic link' | 'not a regular file') =>
-    new BulwarkError(
-      'ERR_CONFIG_INVALID',
-      what === 'a symbolic link'
-        ? `deploy.configFiles: ${name} is a symbolic link, refused wherever it points (it could copy a file from outside the folder of bulwark.yaml into the ConfigMap); copy the file itself into the folder`
-        : `deploy.configFiles: ${name} is not a regular file (a folder, FIFO or device); name a file in the folder of bulwark.yaml`,
-      { details: { firstPath: 'deploy.configFiles', file: name } },
-    );
+  const why = {
+    'a symbolic link':
+      ', refused wherever it points (it could copy a file from outside the folder of bulwark.yaml into the ConfigMap); copy the file itself into the folder',
+    'a hard link':
+      ' (its file has more than one name, so its content may be a file from elsewhere); copy the file itself into the folder',
+    'not a regular file': ' (a folder, FIFO or device); name a file in the folder of bulwark.yaml',
+  } as const;
+  const refuse = (what: keyof typeof why) =>
+    new BulwarkError('ERR_CONFIG_INVALID', `deploy.configFiles: ${name} is ${what}${why[what]}`, {
+      details: { firstPath: 'deploy.configFiles', file: name },
+    });
   let st: Awaited<ReturnType<typeof lstat>>;
   try {
     st = await lstat(path);
@@ -83,9 +89,10 @@ async function openConfigFile(path: string, name: string): Promise<FileHandle> {
     if (code === 'ELOOP' || code === 'EMLINK') throw refuse('a symbolic link');
     throw fsError(e, path, 'deploy.configFiles: cannot read');
   }
-  if (!(await fh.stat()).isFile()) {
+  const opened = await fh.stat();
+  if (!opened.isFile() || opened.nlink > 1) {
     await fh.close();
-    throw refuse('not a regular file');
+    throw refuse(opened.isFile() ? 'a hard link' : 'not a regular file');
   }
   return fh;
 }

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readdirSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
+import { linkSync, mkdirSync, mkdtempSync, readdirSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -223,7 +223,7 @@ describe('deploy config: name and configFiles', () => {
     assert.equal(ok.deploy.name, 'gw-1');
   });
 
-  it('a configFiles entry that is a symbolic link (or not a regular file) is refused, whether it points in or out', async () => {
+  it('a configFiles entry that is a symbolic or hard link (or not a regular file) is refused, whether it points in or out', async () => {
     const root = mkdtempSync(join(tmpdir(), 'bulwark-k8s-link-'));
     const dir = join(root, 'cfg');
     mkdirSync(dir);
@@ -231,11 +231,14 @@ describe('deploy config: name and configFiles', () => {
     writeFileSync(join(dir, 'policy.cedar'), 'permit(principal, action, resource);\n');
     symlinkSync(join(root, 'outside.txt'), join(dir, 'trust.yaml'));
     symlinkSync('policy.cedar', join(dir, 'alias.cedar'));
+    // A hard link to a file outside the folder (same file system: the temp folder).
+    linkSync(join(root, 'outside.txt'), join(dir, 'hard.yaml'));
     mkdirSync(join(dir, 'sub.yaml'));
     const cfg = join(dir, 'bulwark.yaml');
     for (const [name, what] of [
       ['trust.yaml', 'a symbolic link'],
       ['alias.cedar', 'a symbolic link'],
+      ['hard.yaml', 'a hard link'],
       ['sub.yaml', 'not a regular file'],
     ] as const) {
       await assert.rejects(
