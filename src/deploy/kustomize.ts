@@ -57,7 +57,7 @@ const PRIVATE_KEY = /-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----|PRIVATE\+KEY\+/;
  * copy any file the user can read (~/.ssh/id_ed25519, /etc/…) into the ConfigMap. lstat gives the
  * message; O_NOFOLLOW closes the race of a file replaced by a link between the two calls. A FIFO or
  * device (O_NONBLOCK: opening a FIFO does not wait for a writer) is refused as not a regular file. A
- * hard link (a regular file with more than one name: `ln ~/.ssh/id_ed25519 trust.yaml`, as far as the
+ * hard link (a regular file with more than one name: `ln ~/.aws/credentials trust.yaml`, as far as the
  * kernel's protected_hardlinks lets a user make one) reads as the file it shares its inode with, so a
  * link count above 1 is refused too, from the opened file's own stat.
  */
