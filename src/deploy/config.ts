@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
+import { posix } from 'node:path';
 import { z } from 'zod';
 import { BulwarkError, fsError, parseYaml, validateConfig } from '../core/index.js';
 
@@ -24,6 +25,7 @@ import { BulwarkError, fsError, parseYaml, validateConfig } from '../core/index.
  * | `auth.jwt.jwks.url`    | an `https://` JWKS URL → egress to its host (port 443 by default) |
  * | `telemetry.traces.enabled`, `telemetry.traces.otlp.endpoint` | with traces enabled, the OTLP/HTTP collector URL → egress to its host (port 80 or 443 by default) |
  * | `models[].package`, `models[].keyringPassphrase` | a note when a package's passphrase is read from the environment (the pod gets secrets as files) |
+ * | `server.tls.key`, `audit.signer`, `models[].keyringPassphrase.file`, `telemetry.traces.otlp.headersFile`, `.keyFile` | files holding secrets: refused in the ConfigMap's folder, a note outside the mounted Secrets (see {@link secretFileProblem}) |
  *
  * Everything else in the file is ignored here. A destination a NetworkPolicy cannot name by itself
  * (a DNS name outside the cluster) must be given a peer in `deploy.egress` — never guessed.
@@ -246,7 +248,12 @@ const otherSchema = z.looseObject({
       port: portSchema.optional(),
       insecurePlaintext: z.boolean().optional(),
       drainSeconds: z.number().min(0).max(600).optional(),
-      tls: z.looseObject({ clientAuth: z.enum(['none', 'request', 'require']).optional() }).optional(),
+      tls: z
+        .looseObject({
+          clientAuth: z.enum(['none', 'request', 'require']).optional(),
+          key: z.string().optional(),
+        })
+        .optional(),
     })
     .optional(),
   metrics: z
@@ -262,7 +269,7 @@ const otherSchema = z.looseObject({
       redis: z.looseObject({ url: z.string().optional() }).optional(),
     })
     .optional(),
-  audit: z.looseObject({ store: z.string().optional() }).optional(),
+  audit: z.looseObject({ store: z.string().optional(), signer: z.string().optional() }).optional(),
   ledger: z.looseObject({ store: z.string().optional() }).optional(),
   models: z
     .array(
@@ -285,7 +292,13 @@ const otherSchema = z.looseObject({
       traces: z
         .looseObject({
           enabled: z.boolean().optional(),
-          otlp: z.looseObject({ endpoint: z.string().optional() }).optional(),
+          otlp: z
+            .looseObject({
+              endpoint: z.string().optional(),
+              headersFile: z.string().optional(),
+              keyFile: z.string().optional(),
+            })
+            .optional(),
         })
         .optional(),
     })
@@ -335,6 +348,42 @@ function parseUrl(text: string, key: string, source: string, protocols: readonly
 
 function hostOf(u: URL): string {
   return u.hostname.replace(/^\[|\]$/g, '');
+}
+
+/** Where the container finds its files (the Deployment's mounts); bulwark.yaml must name these paths. */
+export const MOUNTS = {
+  config: '/etc/bulwark/config',
+  tls: '/etc/bulwark/tls',
+  modelKey: '/etc/bulwark/model-key',
+  auditSigner: '/etc/bulwark/audit-signer',
+  models: '/etc/bulwark/models',
+  tmp: '/tmp',
+} as const;
+
+/**
+ * Where a file holding a secret (a TLS or client key, the checkpoint signing key, a passphrase, the
+ * OTLP collector's API-key headers) lands in the pod, as the gateway resolves it: relative paths
+ * against the folder of bulwark.yaml, which in the pod is the ConfigMap's mount. A secret there would
+ * have to be one of `deploy.configFiles`, i.e. copied into a ConfigMap (readable by anyone who may read
+ * ConfigMaps in the namespace, stored unencrypted in etcd unless the cluster encrypts it): refused. A
+ * path under none of the mounted Secrets is a note, not a refusal: an overlay may mount it, but as
+ * generated the gateway would not start. Returns the refusal's reason, or a note, or nothing.
+ */
+export function secretFileProblem(
+  file: string,
+  auditSignerMounted: boolean,
+): { refuse: string } | { note: string } | undefined {
+  const at = posix.resolve(MOUNTS.config, file);
+  const under = (dir: string) => at.startsWith(`${dir}/`);
+  if (under(MOUNTS.config) || at === MOUNTS.config)
+    return {
+      refuse: `${file} is in the folder of bulwark.yaml, which the pod gets from a ConfigMap (a secret would have to be copied into it); put the file in a mounted Secret: ${MOUNTS.tls}/, ${MOUNTS.modelKey}/ or ${MOUNTS.auditSigner}/ (deploy.secrets)`,
+    };
+  const mounted = [MOUNTS.tls, MOUNTS.modelKey, ...(auditSignerMounted ? [MOUNTS.auditSigner] : [])];
+  if (mounted.some(under)) return undefined;
+  return {
+    note: `${at} is under none of the Secrets the Deployment mounts (${mounted.map((d) => `${d}/`).join(', ')}${auditSignerMounted ? '' : `; ${MOUNTS.auditSigner}/ only with deploy.secrets.auditSigner`}): the gateway will not find it unless an overlay mounts it`,
+  };
 }
 
 /**
@@ -487,6 +536,24 @@ export function readDeployInputs(doc: unknown, source = '<config>'): DeployInput
     const d = destination('otlp', otlpEndpoint, key, ['http:', 'https:'], port);
     if (d) destinations.push(d);
   }
+  // Files holding secrets: never in the ConfigMap; a note when no mounted Secret holds them.
+  const secretFiles: [string, string | undefined][] = [
+    ['server.tls.key', other.server?.tls?.key],
+    ['audit.signer', other.audit?.signer],
+    ...(other.models ?? []).map(
+      (m, i) =>
+        [`models[${i}].keyringPassphrase.file`, m.keyringPassphrase?.file] as [string, string | undefined],
+    ),
+    ['telemetry.traces.otlp.headersFile', traces?.otlp?.headersFile],
+    ['telemetry.traces.otlp.keyFile', traces?.otlp?.keyFile],
+  ];
+  const notes: string[] = [];
+  for (const [key, file] of secretFiles) {
+    if (file === undefined) continue;
+    const p = secretFileProblem(file, deploy.secrets.auditSigner !== undefined);
+    if (p && 'refuse' in p) problems.push(refuse(key, p.refuse));
+    else if (p) notes.push(`${key}: ${p.note}`);
+  }
   const [first, ...more] = problems;
   if (first)
     throw more.length === 0
@@ -502,13 +569,16 @@ export function readDeployInputs(doc: unknown, source = '<config>'): DeployInput
     drainSeconds: other.server?.drainSeconds ?? 10,
     metricsPort: metricsEnabled ? metricsPort : null,
     limitsBackend: other.limits?.backend ?? 'memory',
-    warnings: (other.models ?? []).flatMap((m, i) =>
-      m.package !== undefined && m.keyringPassphrase?.file === undefined
-        ? [
-            `models[${i}]${m.name ? ` (${m.name})` : ''}: the keyring passphrase comes from ${m.keyringPassphrase?.env ?? 'BULWARK_PASSPHRASE'} in the environment, which the Deployment does not set (secrets are mounted as files); set keyringPassphrase: { file: /etc/bulwark/model-key/<file> }`,
-          ]
-        : [],
-    ),
+    warnings: [
+      ...(other.models ?? []).flatMap((m, i) =>
+        m.package !== undefined && m.keyringPassphrase?.file === undefined
+          ? [
+              `models[${i}]${m.name ? ` (${m.name})` : ''}: the keyring passphrase comes from ${m.keyringPassphrase?.env ?? 'BULWARK_PASSPHRASE'} in the environment, which the Deployment does not set (secrets are mounted as files); set keyringPassphrase: { file: ${MOUNTS.modelKey}/<file> }`,
+            ]
+          : [],
+      ),
+      ...notes,
+    ],
     clientAuth: other.server?.tls?.clientAuth ?? 'none',
     destinations,
   };

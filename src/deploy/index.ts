@@ -15,9 +15,11 @@ export {
   deploySchema,
   type EgressPeer,
   loadDeployConfig,
+  MOUNTS,
   PRE_STOP_SECONDS,
   parseDeployConfig,
   readDeployInputs,
+  secretFileProblem,
 } from './config.js';
 export {
   type ConfigFile,
@@ -34,7 +36,6 @@ export {
   type GeneratedObject,
   IMAGE_NODE,
   type K8sObject,
-  MOUNTS,
   peerFor,
 } from './manifests.js';
 export {

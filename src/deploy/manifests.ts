@@ -10,7 +10,7 @@ import type { IProbe } from 'kubernetes-models/v1/Probe';
 import type { ISecurityContext } from 'kubernetes-models/v1/SecurityContext';
 import type { ITopologySpreadConstraint } from 'kubernetes-models/v1/TopologySpreadConstraint';
 import { BulwarkError } from '../core/index.js';
-import type { DeployInputs, Destination, EgressPeer } from './config.js';
+import { type DeployInputs, type Destination, type EgressPeer, MOUNTS } from './config.js';
 
 /**
  * The Kubernetes objects of a hardened gateway deployment. Every object is built through the
@@ -21,16 +21,6 @@ import type { DeployInputs, Destination, EgressPeer } from './config.js';
  * Each setting and why is in docs/deploy.md; the Pod Security Standards it meets are
  * https://kubernetes.io/docs/concepts/security/pod-security-standards/ (level `restricted`).
  */
-
-/** Where the container finds its files; bulwark.yaml must name these paths. */
-export const MOUNTS = {
-  config: '/etc/bulwark/config',
-  tls: '/etc/bulwark/tls',
-  modelKey: '/etc/bulwark/model-key',
-  auditSigner: '/etc/bulwark/audit-signer',
-  models: '/etc/bulwark/models',
-  tmp: '/tmp',
-} as const;
 
 /**
  * The gateway image's node binary (Dockerfile: distroless nodejs20, `ENTRYPOINT ["/nodejs/bin/node"]`):

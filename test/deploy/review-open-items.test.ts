@@ -272,3 +272,75 @@ describe('deploy config: name and configFiles', () => {
     assert.throws(() => readdirSync(out));
   });
 });
+
+describe('deploy config: files holding secrets', () => {
+  const withTls = (key: string, extra = '') =>
+    BASE.replace(
+      'tls: { cert: /etc/bulwark/tls/tls.crt, key: /etc/bulwark/tls/tls.key }',
+      `tls: { cert: /etc/bulwark/tls/tls.crt, key: ${key} }`,
+    ).replace(
+      'audit:\n  store: "postgres://bulwark@10.20.0.5:5432/audit"\n',
+      `audit:\n  store: "postgres://bulwark@10.20.0.5:5432/audit"\n${extra}`,
+    );
+
+  it('the generated layout passes with no note', () => {
+    const i = parseDeployConfig(
+      withTls('/etc/bulwark/tls/tls.key', '  signer: /etc/bulwark/model-key/log.key\n'),
+      'b.yaml',
+    );
+    assert.deepEqual(i.warnings, []);
+  });
+
+  it('a secret file in the folder of bulwark.yaml (the ConfigMap) is refused, naming the key', () => {
+    const traces = `telemetry:\n  traces:\n    enabled: true\n    otlp: { endpoint: "http://otel.observability.svc:4318/v1/traces", headersFile: otlp-headers, certFile: /etc/bulwark/tls/c.pem, keyFile: ../config/otlp.key }\n`;
+    for (const [text, key] of [
+      [withTls('tls/server.key'), 'server.tls.key'],
+      [withTls('./server.key'), 'server.tls.key'],
+      [withTls('/etc/bulwark/tls/tls.key', '  signer: /etc/bulwark/config/log.key\n'), 'audit.signer'],
+      [withTls('/etc/bulwark/tls/tls.key', '  signer: /etc/bulwark/tls/../config/log.key\n'), 'audit.signer'],
+      [`${BASE}${traces}`, 'telemetry.traces.otlp.headersFile'],
+      [
+        `${BASE}models:\n  - { name: m, package: /etc/bulwark/models/m.bwm, keyringPassphrase: { file: pass.txt } }\n`,
+        'models[0].keyringPassphrase.file',
+      ],
+    ] as const) {
+      assert.throws(
+        () => parseDeployConfig(text, 'b.yaml'),
+        (e: unknown) =>
+          isBulwarkError(e, 'ERR_CONFIG_INVALID') &&
+          e.message.includes(`${key}: `) &&
+          /which the pod gets from a ConfigMap/.test(e.message),
+        key,
+      );
+    }
+    // Both OTLP files at once: one run lists both problems.
+    assert.throws(
+      () => parseDeployConfig(`${BASE}${traces}`, 'b.yaml'),
+      (e: unknown) =>
+        isBulwarkError(e, 'ERR_CONFIG_INVALID') &&
+        /2 problems/.test(e.message) &&
+        /telemetry\.traces\.otlp\.keyFile/.test(e.message),
+    );
+  });
+
+  it('a secret file outside every mounted Secret is a note, not a refusal', () => {
+    const i = parseDeployConfig(
+      `${withTls('/etc/bulwark/tls/tls.key', '  signer: /etc/bulwark/audit-signer/log.key\n')}models:\n  - { name: m, package: /etc/bulwark/models/m.bwm, keyringPassphrase: { file: /run/secrets/pass } }\n`,
+      'b.yaml',
+    );
+    assert.deepEqual(
+      i.warnings.map((w) => w.slice(0, w.indexOf(':'))),
+      ['audit.signer', 'models[0].keyringPassphrase.file'],
+    );
+    assert.match(i.warnings[0] ?? '', /only with deploy\.secrets\.auditSigner/);
+    assert.match(i.warnings[1] ?? '', /\/run\/secrets\/pass is under none of the Secrets/);
+    const mounted = parseDeployConfig(
+      withTls('/etc/bulwark/tls/tls.key', '  signer: /etc/bulwark/audit-signer/log.key\n').replace(
+        'secrets: { tls: bulwark-tls, modelKey: bulwark-model-key }',
+        'secrets: { tls: bulwark-tls, modelKey: bulwark-model-key, auditSigner: signer }',
+      ),
+      'b.yaml',
+    );
+    assert.deepEqual(mounted.warnings, []);
+  });
+});
