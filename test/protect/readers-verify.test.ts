@@ -76,6 +76,8 @@ interface Reader {
   record?(result: Record<string, unknown>): unknown;
   /** Whether a refused run left its output unwritten (default: the file `out` does not exist). */
   nothingWritten?(out: string): Promise<void> | void;
+  /** How its messages name the file (default an option, `--\S+`; `file` for an argument). */
+  option?: string;
 }
 
 function refused(r: CliRun, code: string, exit = 5): void {
@@ -130,7 +132,9 @@ function readerCases(c: Reader): void {
       assert.equal(h.code, 0, h.stderr);
       assert.match(
         h.stderr,
-        /WARNING: --no-verify-protected: --\S+ \S+flip\.p\.csv is a protected dataset .* NOT checked/,
+        new RegExp(
+          `WARNING: --no-verify-protected: ${c.option ?? '--\\S+'} \\S+flip\\.p\\.csv is a protected dataset .* NOT checked`,
+        ),
       );
     });
 
@@ -141,6 +145,29 @@ function readerCases(c: Reader): void {
       assert.match(r.stderr, /has no protection manifest beside it/);
       await unwritten(out);
       r = await runBulwarkInProcess([...c.args(data, `${c.name}-req`), ...auth, '--require-protected']);
+      assert.equal(r.code, 0, r.stderr);
+      assert.deepEqual(record(r), { dataset, verified: true });
+    });
+
+    it('BULWARK_REQUIRE_PROTECTED=1 (or true) acts as --require-protected, and refuses --no-verify-protected', async () => {
+      const out = `${c.name}-envplain`;
+      const env = { BULWARK_REQUIRE_PROTECTED: '1' };
+      let r = await runBulwarkInProcess([...c.args(plain, out), ...auth], { env });
+      refused(r, 'ERR_DATA_UNVERIFIED');
+      assert.match(r.stderr, /has no protection manifest beside it/);
+      assert.match(r.stderr, /BULWARK_REQUIRE_PROTECTED=1 \(in the environment/);
+      assert.match(r.stderr, /"variable":"BULWARK_REQUIRE_PROTECTED"/);
+      await unwritten(out);
+      r = await runBulwarkInProcess([...c.args(data, `${c.name}-envoptout`), '--no-verify-protected'], {
+        env,
+      });
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(r.stderr, /"code":"ERR_USAGE"/);
+      assert.match(r.stderr, /BULWARK_REQUIRE_PROTECTED=1 \(in the environment\) admits only/);
+      await unwritten(`${c.name}-envoptout`);
+      r = await runBulwarkInProcess([...c.args(data, `${c.name}-envreq`), ...auth], {
+        env: { BULWARK_REQUIRE_PROTECTED: 'true' },
+      });
       assert.equal(r.code, 0, r.stderr);
       assert.deepEqual(record(r), { dataset, verified: true });
     });
@@ -235,6 +262,183 @@ readerCases({
     '--out',
     p(out),
   ],
+});
+
+readerCases({
+  name: 'data-schema',
+  // A schema inferred from tampered rows would carry their bounds and categories into preprocessing.
+  args: (file, out) => ['--json', 'data', 'schema', file, '--out', p(out)],
+  option: 'file',
+});
+
+it('data schema: the summary line says the data was verified against its manifest', async () => {
+  const r = await runBulwarkInProcess(['data', 'schema', data, ...auth]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(
+    r.stdout,
+    /tx\.p\.csv is a protected dataset \([0-9a-f]{32}\): verified against its protection manifest/,
+  );
+});
+
+it('data schema/validate: a CSV layout option that changes the cells read is refused for a protected file, naming it', async () => {
+  for (const [opt, ...v] of [['--trim'], ['--delimiter', ';'], ['--no-header'], ['--comment', '#']]) {
+    const r = await runBulwarkInProcess(['--json', 'data', 'schema', data, opt as string, ...v, ...auth]);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /"code":"ERR_USAGE"/);
+    assert.match(r.stderr, new RegExp(`${opt}: \\S+tx\\.p\\.csv is a protected dataset`));
+  }
+  // --missing only types cells, after the check; a plain file takes any layout option.
+  let r = await runBulwarkInProcess(['--json', 'data', 'schema', data, '--missing', ',NA', ...auth]);
+  assert.equal(r.code, 0, r.stderr);
+  r = await runBulwarkInProcess(['--json', 'data', 'schema', plain, '--trim']);
+  assert.equal(r.code, 0, r.stderr);
+});
+
+readerCases({
+  name: 'data-validate',
+  // A flipped label is still a valid category: without the check the tampered file passes validation.
+  args: (file) => ['--json', 'data', 'validate', file, '--schema', p('schema.yaml'), '--allow-extra'],
+  option: 'file',
+  nothingWritten: () => {},
+});
+
+readerCases({
+  name: 'data-poison',
+  args: (file, out) => [
+    '--json',
+    'data',
+    'poison',
+    '--data',
+    file,
+    '--label',
+    'label',
+    '--attack',
+    'flip',
+    '--rate',
+    '0.1',
+    '--out',
+    p(`${out}.csv`),
+  ],
+  nothingWritten: (out) => assert.equal(existsSync(p(`${out}.csv`)), false, `${out}.csv not written`),
+});
+
+describe('bulwark data poison on a protected file', () => {
+  it('writes the poisoned copy without any manifest beside it, and says it is not protected', async () => {
+    const out = p('poison-nomanifest.csv');
+    const r = await runBulwarkInProcess([
+      'data',
+      'poison',
+      '--data',
+      data,
+      '--label',
+      'label',
+      '--attack',
+      'flip',
+      '--rate',
+      '0.1',
+      '--out',
+      out,
+      ...auth,
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(existsSync(out));
+    assert.equal(existsSync(manifestPathOf(out)), false, 'no manifest beside the poisoned copy');
+    assert.match(r.stderr, /verified against its protection manifest/);
+    assert.match(r.stderr, /the poisoned copy \S+ is not: no manifest beside it/);
+    // Downstream, the copy is a plain file: refused where protected data is required.
+    const d = await runBulwarkInProcess([
+      '--json',
+      'predict',
+      '--model',
+      model,
+      '--data',
+      out,
+      '--require-protected',
+    ]);
+    refused(d, 'ERR_DATA_UNVERIFIED');
+  });
+
+  it('refuses an --out with a protection manifest beside it, --force or not, and leaves it alone', async () => {
+    // Over another protected dataset (here the tampered copy, with its manifest).
+    const before = readFileSync(flipped);
+    for (const force of [[], ['--force']]) {
+      const r = await runBulwarkInProcess([
+        '--json',
+        'data',
+        'poison',
+        '--data',
+        data,
+        '--label',
+        'label',
+        '--attack',
+        'flip',
+        '--out',
+        flipped,
+        ...force,
+        ...auth,
+      ]);
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(r.stderr, /"code":"ERR_USAGE"/);
+      assert.match(r.stderr, /has a protection manifest beside it/);
+    }
+    assert.deepEqual(readFileSync(flipped), before);
+  });
+});
+
+describe('BULWARK_REQUIRE_PROTECTED: values', () => {
+  const run = (value: string) =>
+    runBulwarkInProcess(['--json', 'predict', '--model', model, '--data', plain, '--out', p('env-v')], {
+      env: { BULWARK_REQUIRE_PROTECTED: value },
+    });
+
+  it('an invalid value is ERR_USAGE naming the variable, before any work, without a stack trace', async () => {
+    for (const v of ['yes please', '2', 'on']) {
+      const r = await run(v);
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(r.stderr, /"code":"ERR_USAGE"/);
+      assert.match(r.stderr, /BULWARK_REQUIRE_PROTECTED must be 1 or true/);
+      assert.match(r.stderr, /"variable":"BULWARK_REQUIRE_PROTECTED"/);
+      assert.doesNotMatch(r.stderr, /\n\s+at /);
+      assert.equal(existsSync(p('env-v')), false);
+    }
+    // Even with --require-protected given: a misspelt switch is never ignored.
+    const r = await runBulwarkInProcess(
+      ['--json', 'predict', '--model', model, '--data', data, '--require-protected', ...auth],
+      { env: { BULWARK_REQUIRE_PROTECTED: 'yes please' } },
+    );
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /BULWARK_REQUIRE_PROTECTED/);
+  });
+
+  it('0, false and empty leave a plain file accepted', async () => {
+    for (const v of ['0', 'false', 'FALSE', '']) {
+      const r = await runBulwarkInProcess(['--json', 'predict', '--model', model, '--data', plain], {
+        env: { BULWARK_REQUIRE_PROTECTED: v },
+      });
+      assert.equal(r.code, 0, `${v}: ${r.stderr}`);
+    }
+  });
+
+  it('--help of every data-reading command says the variable turns --require-protected on', async () => {
+    for (const cmd of [
+      ['train'],
+      ['evaluate'],
+      ['predict'],
+      ['query', 'mean'],
+      ['data', 'inspect'],
+      ['data', 'schema'],
+      ['data', 'validate'],
+      ['data', 'poison'],
+      ['model', 'fit-detectors'],
+    ]) {
+      const r = await runBulwarkInProcess([...cmd, '--help']);
+      assert.equal(r.code, 0, r.stderr);
+      const help = r.stdout.replace(/\s+/g, ' ');
+      assert.match(help, /--require-protected/, cmd.join(' '));
+      assert.match(help, /--no-verify-protected/, cmd.join(' '));
+      assert.match(help, /also on when BULWARK_REQUIRE_PROTECTED=1/, cmd.join(' '));
+    }
+  });
 });
 
 describe('bulwark query', () => {
@@ -367,5 +571,14 @@ describe('bulwark query', () => {
     ]);
     refused(r, 'ERR_DATA_UNVERIFIED');
     assert.match(r.stderr, /--dataset adult:train is a registered dataset, not a protected file/);
+  });
+
+  it('BULWARK_REQUIRE_PROTECTED=1 refuses a registered dataset too', async () => {
+    const r = await runBulwarkInProcess(
+      ['--json', 'query', 'count', '--dataset', 'adult:train', '--epsilon', '0.1', '--ledger', ledger],
+      { env: { BULWARK_REQUIRE_PROTECTED: '1' } },
+    );
+    refused(r, 'ERR_DATA_UNVERIFIED');
+    assert.match(r.stderr, /is a registered dataset, not a protected file, and BULWARK_REQUIRE_PROTECTED=1/);
   });
 });

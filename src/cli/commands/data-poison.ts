@@ -1,6 +1,6 @@
 import { resolve } from 'node:path';
 import { type Command, InvalidArgumentError } from 'commander';
-import { BulwarkError, requireFile } from '../../core/index.js';
+import { BulwarkError, exists, requireFile } from '../../core/index.js';
 import {
   type Dataset,
   loadSchema,
@@ -9,6 +9,7 @@ import {
   validateAgainstSchema,
   writeDataset,
 } from '../../data/index.js';
+import { manifestPathOf } from '../../protect/index.js';
 import {
   FLIP_MODES,
   type FlipMode,
@@ -20,6 +21,14 @@ import {
 } from '../../robust/index.js';
 import { checkOutputPath, floatOption, intOption } from '../options.js';
 import { ioOf } from '../output.js';
+import {
+  addProtectedDataOptions,
+  type ProtectedDataOpts,
+  type ProtectedDataUse,
+  protectedDataHelp,
+  protectedDataInputs,
+  readProtectable,
+} from './protected-data.js';
 
 function oneOf<T extends string>(allowed: readonly T[]): (v: string) => T {
   return (v) => {
@@ -73,12 +82,29 @@ function labelValues(ds: Dataset, label: string): { values: string[]; y: Int32Ar
   return { values, y: Int32Array.from(raw, (v) => index.get(v) as number) };
 }
 
+/** How `data poison` words the protected-data check (protected-data.ts). */
+const POISON_USE: ProtectedDataUse = {
+  files: '--data',
+  purpose: 'any row is poisoned',
+  recorded: 'the --json result',
+};
+
 /**
  * `bulwark data poison`: plants a backdoor or flips labels in a copy of a data file, for red-team
  * evaluation of a training pipeline (does `data inspect` find it? does the gate refuse the model?).
+ *
+ * A protected `--data` (manifest beside it) is verified first, as every data-reading command does
+ * (protected-data.ts): the command's output lists the rows it poisoned, the ground truth the red-team
+ * experiment scores `data inspect` and the gate against; rows someone else had already altered would
+ * be poisoned rows missing from that list, and the experiment would measure the wrong thing. The
+ * poisoned copy is NOT a protected dataset: no manifest is written or copied beside it (its rows differ
+ * from those protected, so it would only fail its check), and an `--out` with a manifest beside it is
+ * refused, --force or not: the copy would sit beside a manifest that is not its own (and with --force
+ * replace a protected dataset). Downstream commands read the copy as a plain file, so a pipeline run
+ * with `--require-protected` refuses it: the refusal the red team should see.
  */
 export function registerDataPoisonCommand(data: Command): void {
-  data
+  const cmd = data
     .command('poison')
     .description('red team: plant a backdoor or flip labels in a copy of a data file (evaluation only)')
     .requiredOption('--data <file>', 'the clean data (CSV, TSV or Parquet)')
@@ -113,13 +139,17 @@ export function registerDataPoisonCommand(data: Command): void {
       'schema YAML: the data must match it, and the trigger its bounds and categories',
     )
     .option('--seed <n>', 'seed of the rows chosen', intOption(0, Number.MAX_SAFE_INTEGER), 0)
-    .option('--force', 'overwrite --out if it exists')
+    .option('--force', 'overwrite --out if it exists');
+  addProtectedDataOptions(cmd, POISON_USE, { keyring: true })
     .addHelpText(
       'after',
       `
 backdoor --poison-mode inject appends triggered copies of rows of other classes labelled --target
 (rate = their share of the output); relabel changes existing rows in place (rate = share of rows).
-The output lists the poisoned 1-based row numbers with --json. See docs/integrity.md.`,
+The output lists the poisoned 1-based row numbers with --json. See docs/integrity.md.
+
+${protectedDataHelp(POISON_USE)} The poisoned copy is not a protected dataset: no manifest is written
+beside it, and an --out with a FILE.bulwark.json beside it is refused (ERR_USAGE), --force or not.`,
     )
     .action(async function (this: Command) {
       const o = this.opts<{
@@ -138,11 +168,32 @@ The output lists the poisoned 1-based row numbers with --json. See docs/integrit
         force?: boolean;
       }>();
       const io = ioOf(this);
+      const po = this.opts<ProtectedDataOpts>();
       await requireFile(o.data, 'data file');
-      // Never over the clean data (or the schema), whatever --force says: the point is a poisoned
-      // copy, and an --out equal to --data poisoned the only clean file in place.
-      await checkOutputPath(o.out, { force: o.force, inputs: [o.data, o.schema] });
-      let ds = await readDataset(o.data);
+      // The copy is not a protected dataset: not beside a manifest (see the command's documentation).
+      if (await exists(manifestPathOf(o.out)))
+        throw new BulwarkError(
+          'ERR_USAGE',
+          `--out ${o.out} has a protection manifest beside it (${manifestPathOf(o.out)}): the poisoned copy is not a protected dataset and must not sit beside a manifest that is not its own; choose another path`,
+          { details: { option: '--out' } },
+        );
+      // Never over the clean data, its manifest, the keyring (or the schema), whatever --force says:
+      // the point is a poisoned copy, and an --out equal to --data poisoned the only clean file in place.
+      await checkOutputPath(o.out, {
+        force: o.force,
+        inputs: [o.data, o.schema, ...(await protectedDataInputs([o.data], po))],
+      });
+      // A protected file (manifest beside it) is checked on these very rows before any is poisoned.
+      const read = await readProtectable(
+        io,
+        o.data,
+        '--data',
+        po,
+        async (csv) => ({ dataset: await readDataset(o.data, csv) }),
+        POISON_USE,
+      );
+      const protectedData = read.protectedData;
+      let ds = read.dataset;
       let schema: Schema | undefined;
       if (o.schema !== undefined) {
         await requireFile(o.schema, 'schema file');
@@ -197,6 +248,10 @@ The output lists the poisoned 1-based row numbers with --json. See docs/integrit
       }
       const path = resolve(o.out);
       await writeDataset(path, out, { noClobber: o.force !== true });
+      if (protectedData)
+        io.note(
+          `${o.data} is a protected dataset (${protectedData.dataset ?? 'id unreadable'}, ${protectedData.verified ? 'verified against its manifest' : 'NOT verified: --no-verify-protected'}); the poisoned copy ${path} is not: no manifest beside it, so commands read it as a plain file and --require-protected refuses it`,
+        );
       io.result(
         {
           out: path,
@@ -204,6 +259,7 @@ The output lists the poisoned 1-based row numbers with --json. See docs/integrit
           rows: out.rowCount,
           poisoned: rows.length,
           poisonedRows: Array.from(rows, (r) => r + 1),
+          ...(protectedData ? { protectedData } : {}),
         },
         () =>
           `${o.attack === 'backdoor' ? 'Planted a backdoor in' : 'Flipped the labels of'} ${rows.length} of ${out.rowCount} rows: ${path}`,

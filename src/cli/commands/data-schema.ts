@@ -1,7 +1,9 @@
 import { type Command, InvalidArgumentError } from 'commander';
+import { BulwarkError, exists } from '../../core/index.js';
 import {
   type CsvDatasetOptions,
   checkAgainstSchema,
+  type Dataset,
   type DatasetStatus,
   datasetNames,
   datasetStatus,
@@ -14,8 +16,19 @@ import {
   saveSchema,
   validateAgainstSchema,
 } from '../../data/index.js';
+import { manifestPathOf } from '../../protect/index.js';
 import { checkOutputPath, intOption } from '../options.js';
-import { ioOf } from '../output.js';
+import { type Io, ioOf } from '../output.js';
+import {
+  addProtectedDataOptions,
+  type ProtectedDataOpts,
+  type ProtectedDataRecord,
+  type ProtectedDataUse,
+  protectedDataHelp,
+  protectedDataInputs,
+  protectedDataLine,
+  readProtectable,
+} from './protected-data.js';
 
 /** CSV layout options shared by `data schema` and `data validate`. */
 interface CsvCliOptions {
@@ -61,6 +74,59 @@ function csvOf(o: CsvCliOptions): CsvDatasetOptions {
   if (o.comment !== undefined) out.comment = o.comment;
   if (o.trim) out.trim = true;
   return out;
+}
+
+/** How `data schema` words the protected-data check (protected-data.ts). */
+const SCHEMA_USE: ProtectedDataUse = {
+  files: 'data',
+  purpose: 'the schema is inferred',
+  recorded: 'the --json result and the summary line',
+};
+
+/** How `data validate` words it. */
+const VALIDATE_USE: ProtectedDataUse = {
+  files: 'data',
+  purpose: 'it is validated',
+  recorded: 'the --json result and the summary line',
+};
+
+/**
+ * Reads `file` with the CSV options, checking it against its protection manifest first when one is
+ * beside it (protected-data.ts): a schema inferred from tampered rows would carry the attacker's
+ * bounds and categories into the preprocessing, and a validation passed on them would vouch for data
+ * other than that protected. A protected file is read as `bulwark data protect` wrote it; the layout
+ * options that change which cells the rows hold (`--delimiter` other than ",", `--no-header`,
+ * `--comment`, `--trim`) would make the check fail as if the file were altered, so they are refused
+ * with the option's name instead (`--missing` only changes how cells are typed, after the check).
+ */
+async function readChecked(
+  io: Io,
+  file: string,
+  o: CsvCliOptions & ProtectedDataOpts,
+  use: ProtectedDataUse,
+): Promise<{ dataset: Dataset; protectedData?: ProtectedDataRecord }> {
+  if (o.verifyProtected !== false && (await exists(manifestPathOf(file)))) {
+    const layout = [
+      o.delimiter !== undefined && o.delimiter !== ',' ? '--delimiter' : undefined,
+      o.header === false ? '--no-header' : undefined,
+      o.comment !== undefined ? '--comment' : undefined,
+      o.trim === true ? '--trim' : undefined,
+    ].find((x) => x !== undefined);
+    if (layout !== undefined)
+      throw new BulwarkError(
+        'ERR_USAGE',
+        `${layout}: ${file} is a protected dataset (its manifest ${manifestPathOf(file)} is beside it), read as bulwark data protect wrote it (comma-separated, with a header, no comment lines, untrimmed) to be checked against its manifest: drop ${layout}`,
+        { details: { option: layout } },
+      );
+  }
+  return readProtectable(
+    io,
+    file,
+    'file',
+    o,
+    async (csv) => ({ dataset: await readDataset(file, { ...csvOf(o), ...csv }) }),
+    use,
+  );
 }
 
 function pad(s: string, n: number): string {
@@ -121,7 +187,7 @@ function statusTable(list: readonly DatasetStatus[]): string {
 
 /** `bulwark data schema FILE`, `bulwark data validate FILE --schema S`, `bulwark data datasets`. */
 export function registerDataSchemaCommands(data: Command): void {
-  withCsvOptions(
+  const schemaCmd = withCsvOptions(
     data
       .command('schema')
       .description(
@@ -141,32 +207,42 @@ export function registerDataSchemaCommands(data: Command): void {
     )
     .option('--exact-bounds', 'keep exact min/max as bounds (default: widened to one significant digit)')
     .option('--label <column>', 'the label field')
-    .option('--name <name>', 'the schema name')
+    .option('--name <name>', 'the schema name');
+  addProtectedDataOptions(schemaCmd, SCHEMA_USE, { keyring: true })
     .addHelpText(
       'after',
       `
 Every column becomes a field; none is dropped. Fields where no personal data is found are "internal";
 mark the ones that may be published "public" by hand. Review the bounds: they are the public bounds the
-preprocessing scales to. Exit 3 for a missing or malformed file, 2 for a bad option.`,
+preprocessing scales to. Exit 3 for a missing or malformed file, 2 for a bad option.
+
+${protectedDataHelp(SCHEMA_USE)} A protected file's schema is that of the stored file (its encrypted
+columns are strings).`,
     )
     .action(async function (
       this: Command,
       file: string,
-      o: CsvCliOptions & {
-        out?: string;
-        force?: boolean;
-        sample: number;
-        seed: number;
-        maxCategories: number;
-        exactBounds?: boolean;
-        label?: string;
-        name?: string;
-      },
+      o: CsvCliOptions &
+        ProtectedDataOpts & {
+          out?: string;
+          force?: boolean;
+          sample: number;
+          seed: number;
+          maxCategories: number;
+          exactBounds?: boolean;
+          label?: string;
+          name?: string;
+        },
     ) {
       const io = ioOf(this);
       formatOf(file);
-      if (o.out !== undefined) await checkOutputPath(o.out, { force: o.force, inputs: [file] });
-      const ds = await readDataset(file, csvOf(o));
+      // Never over the data, its manifest or the keyring, --force or not.
+      if (o.out !== undefined)
+        await checkOutputPath(o.out, {
+          force: o.force,
+          inputs: [file, ...(await protectedDataInputs([file], o))],
+        });
+      const { dataset: ds, protectedData } = await readChecked(io, file, o, SCHEMA_USE);
       const schema = inferSchemaFromDataset(ds, {
         sample: o.sample,
         seed: o.seed,
@@ -178,17 +254,26 @@ preprocessing scales to. Exit 3 for a missing or malformed file, 2 for a bad opt
       if (o.out !== undefined) await saveSchema(o.out, schema);
       const personal = schema.fields.filter((f) => isPersonal(f));
       const sensitive = personal.filter((f) => f.sensitivity === 'sensitive');
-      io.result({ file, rows: ds.rowCount, schema, ...(o.out !== undefined ? { out: o.out } : {}) }, () =>
-        [
-          schemaTable(schema),
-          '',
-          `${file}: ${ds.rowCount} rows, ${schema.fields.length} fields, ${personal.length} personal (${sensitive.length} sensitive)` +
-            (o.out !== undefined ? `; schema written to ${o.out}` : ''),
-        ].join('\n'),
+      io.result(
+        {
+          file,
+          rows: ds.rowCount,
+          ...(protectedData ? { protectedData } : {}),
+          schema,
+          ...(o.out !== undefined ? { out: o.out } : {}),
+        },
+        () =>
+          [
+            schemaTable(schema),
+            '',
+            `${file}: ${ds.rowCount} rows, ${schema.fields.length} fields, ${personal.length} personal (${sensitive.length} sensitive)` +
+              (o.out !== undefined ? `; schema written to ${o.out}` : ''),
+            ...(protectedData ? [protectedDataLine(file, protectedData)] : []),
+          ].join('\n'),
       );
     });
 
-  withCsvOptions(
+  const validateCmd = withCsvOptions(
     data
       .command('validate')
       .description('check that a CSV or Parquet file matches a schema (types, nulls, bounds, categories)')
@@ -196,22 +281,26 @@ preprocessing scales to. Exit 3 for a missing or malformed file, 2 for a bad opt
   )
     .requiredOption('--schema <schema.yaml>', 'the schema to check against')
     .option('--allow-extra', 'accept columns the schema does not declare')
-    .option('--max-issues <n>', 'list at most n problems', intOption(1), 20)
+    .option('--max-issues <n>', 'list at most n problems', intOption(1), 20);
+  addProtectedDataOptions(validateCmd, VALIDATE_USE, { keyring: true })
     .addHelpText(
       'after',
       `
 Exit 0 when every row matches; 3 (ERR_SCHEMA_MISMATCH) naming the first bad row and field otherwise,
-with the other problems listed on stderr. Values of personal fields are never printed.`,
+with the other problems listed on stderr. Values of personal fields are never printed.
+
+${protectedDataHelp(VALIDATE_USE)} A protected file is validated as stored (its encrypted columns are
+strings).`,
     )
     .action(async function (
       this: Command,
       file: string,
-      o: CsvCliOptions & { schema: string; allowExtra?: boolean; maxIssues: number },
+      o: CsvCliOptions & ProtectedDataOpts & { schema: string; allowExtra?: boolean; maxIssues: number },
     ) {
       const io = ioOf(this);
       formatOf(file);
       const schema = await loadSchema(o.schema);
-      const ds = await readDataset(file, csvOf(o));
+      const { dataset: ds, protectedData } = await readChecked(io, file, o, VALIDATE_USE);
       const opts = { allowExtraColumns: o.allowExtra === true, maxIssues: o.maxIssues };
       const issues = checkAgainstSchema(ds, schema, opts);
       if (issues.length > 1) {
@@ -223,8 +312,19 @@ with the other problems listed on stderr. Values of personal fields are never pr
       }
       validateAgainstSchema(ds, schema, { ...opts, source: file });
       io.result(
-        { file, schema: o.schema, rows: ds.rowCount, fields: schema.fields.length, ok: true },
-        () => `${file}: ${ds.rowCount} rows match ${o.schema} (${schema.fields.length} fields)`,
+        {
+          file,
+          schema: o.schema,
+          rows: ds.rowCount,
+          fields: schema.fields.length,
+          ok: true,
+          ...(protectedData ? { protectedData } : {}),
+        },
+        () =>
+          [
+            `${file}: ${ds.rowCount} rows match ${o.schema} (${schema.fields.length} fields)`,
+            ...(protectedData ? [protectedDataLine(file, protectedData)] : []),
+          ].join('\n'),
       );
     });
 

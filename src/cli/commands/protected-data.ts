@@ -3,7 +3,8 @@
  * beside it (`FILE.bulwark.json`, as `bulwark data protect` writes it) is verified against that
  * manifest before the command uses it, fail closed (docs/protect.md). Every command that reads a data
  * file runs this: `train` (`--data`, `--eval`), `evaluate` (`--data`, `--members`), `data inspect`,
- * `model fit-detectors`, `predict` and `query` (`--data`).
+ * `model fit-detectors`, `predict` and `query` (`--data`), `data schema` and `data validate` (their
+ * file), and `data poison` (`--data`).
  *
  * - the manifest's MAC, with the keyring `data reveal` takes (`--keyring`, `--passphrase-file`, ...);
  *   only the dataset's data key of generation 0 is unwrapped, nothing is decrypted;
@@ -14,9 +15,11 @@
  *   duplicated is `ERR_CIPHERTEXT_TAMPERED` before anything is trained, spent or written.
  *
  * No keyring, or a manifest written before the row digest existed, is `ERR_DATA_UNVERIFIED`, unless
- * `--no-verify-protected` says the file is checked another way. `--require-protected` makes a file
- * without a manifest `ERR_DATA_UNVERIFIED` too. Each command records the dataset id and whether it was
- * verified ({@link ProtectedDataRecord}) where it records its inputs.
+ * `--no-verify-protected` says the file is checked another way. `--require-protected`, or the
+ * environment variable `BULWARK_REQUIRE_PROTECTED=1` for every command that has the option (a platform
+ * team enforcing it for all jobs), makes a file without a manifest `ERR_DATA_UNVERIFIED` too. Each
+ * command records the dataset id and whether it was verified ({@link ProtectedDataRecord}) where it
+ * records its inputs.
  */
 import { basename } from 'node:path';
 import type { Command } from 'commander';
@@ -32,6 +35,38 @@ export interface ProtectedDataOpts extends Partial<SecretCliOptions> {
   verifyProtected?: boolean;
   /** `--require-protected`: a data file without a manifest is refused. */
   requireProtected?: boolean;
+}
+
+/** The environment variable that turns `--require-protected` on for every command that has it. */
+export const REQUIRE_PROTECTED_ENV = 'BULWARK_REQUIRE_PROTECTED';
+
+/**
+ * The value of {@link REQUIRE_PROTECTED_ENV}: true for `1` or `true`, false when unset, empty, `0` or
+ * `false` (either case); anything else is `ERR_USAGE` naming the variable: an enforcement switch whose
+ * value is misspelt must stop the job, not run it unenforced.
+ */
+export function requireProtectedFromEnv(): boolean {
+  const raw = process.env[REQUIRE_PROTECTED_ENV];
+  if (raw === undefined) return false;
+  const v = raw.trim().toLowerCase();
+  if (v === '1' || v === 'true') return true;
+  if (v === '' || v === '0' || v === 'false') return false;
+  throw new BulwarkError(
+    'ERR_USAGE',
+    `${REQUIRE_PROTECTED_ENV} must be 1 or true (require protected data), or 0, false or empty (do not); got ${JSON.stringify(raw.length > 40 ? `${raw.slice(0, 40)}...` : raw)}`,
+    { details: { variable: REQUIRE_PROTECTED_ENV } },
+  );
+}
+
+/**
+ * What requires protected data for this run: `--require-protected`, else the environment variable
+ * (as `BULWARK_REQUIRE_PROTECTED=1`), else null. Checks the variable's value even when the option is
+ * given.
+ */
+export function requireProtectedBy(o: Pick<ProtectedDataOpts, 'requireProtected'>): string | null {
+  const env = requireProtectedFromEnv();
+  if (o.requireProtected === true) return '--require-protected';
+  return env ? `${REQUIRE_PROTECTED_ENV}=${process.env[REQUIRE_PROTECTED_ENV]?.trim()}` : null;
 }
 
 /** What is recorded about a protected data file. */
@@ -77,13 +112,13 @@ export function addProtectedDataOptions(
     )
     .option(
       '--require-protected',
-      `refuse a ${use.files} file that is not a protected dataset (no FILE.bulwark.json manifest beside it: ERR_DATA_UNVERIFIED), so that only data verified against its manifest is used`,
+      `refuse a ${use.files} file that is not a protected dataset (no FILE.bulwark.json manifest beside it: ERR_DATA_UNVERIFIED), so that only data verified against its manifest is used; also on when ${REQUIRE_PROTECTED_ENV}=1`,
     );
 }
 
 /** The paragraph of a command's help about protected files, wrapped at 100 columns as the others. */
 export function protectedDataHelp(use: ProtectedDataUse): string {
-  const text = `A ${use.files.replaceAll('/', ' or ')} file with a protection manifest beside it (FILE.bulwark.json, from bulwark data protect) is checked against it before ${use.purpose}: the manifest's MAC and every row as read (a label flipped, values moved between rows, a row added, removed or duplicated: ERR_CIPHERTEXT_TAMPERED). This needs the keyring (--keyring, --passphrase-file, ...; ERR_DATA_UNVERIFIED without it); nothing is decrypted. --no-verify-protected skips the check (recorded in ${use.recorded}); --require-protected refuses a file without a manifest (docs/protect.md).`;
+  const text = `A ${use.files.replaceAll('/', ' or ')} file with a protection manifest beside it (FILE.bulwark.json, from bulwark data protect) is checked against it before ${use.purpose}: the manifest's MAC and every row as read (a label flipped, values moved between rows, a row added, removed or duplicated: ERR_CIPHERTEXT_TAMPERED). This needs the keyring (--keyring, --passphrase-file, ...; ERR_DATA_UNVERIFIED without it); nothing is decrypted. --no-verify-protected skips the check (recorded in ${use.recorded}); --require-protected, or ${REQUIRE_PROTECTED_ENV}=1 in the environment, refuses a file without a manifest (docs/protect.md).`;
   const lines: string[] = [];
   let line = '';
   for (const word of text.split(' ')) {
@@ -95,12 +130,21 @@ export function protectedDataHelp(use: ProtectedDataUse): string {
   return [...lines, line].join('\n');
 }
 
-/** The refusal of data that is not a protected dataset under `--require-protected`. */
-export function unprotectedRefusal(option: string, source: string, why: string): BulwarkError {
+/**
+ * The refusal of data that is not a protected dataset under `--require-protected`, or under the
+ * environment variable when `by` says so (what {@link requireProtectedBy} returned).
+ */
+export function unprotectedRefusal(
+  option: string,
+  source: string,
+  why: string,
+  by = '--require-protected',
+): BulwarkError {
+  const fromEnv = by.startsWith(`${REQUIRE_PROTECTED_ENV}=`);
   return new BulwarkError(
     'ERR_DATA_UNVERIFIED',
-    `${option} ${source} ${why}, and --require-protected admits only protected datasets verified against their manifest: protect it with bulwark data protect, or drop --require-protected`,
-    { details: { option: '--require-protected' } },
+    `${option} ${source} ${why}, and ${fromEnv ? `${by} (in the environment: --require-protected for every command)` : by} admits only protected datasets verified against their manifest: protect it with bulwark data protect${fromEnv ? '' : ', or drop --require-protected'}`,
+    { details: { option: '--require-protected', ...(fromEnv ? { variable: REQUIRE_PROTECTED_ENV } : {}) } },
   );
 }
 
@@ -132,16 +176,17 @@ export async function readProtectable<T extends { dataset: Dataset }>(
   read: (csv: CsvDatasetOptions) => Promise<T>,
   use: Pick<ProtectedDataUse, 'purpose' | 'noCounts'>,
 ): Promise<T & { protectedData?: ProtectedDataRecord }> {
-  if (o.requireProtected === true && o.verifyProtected === false)
+  const required = requireProtectedBy(o);
+  if (required !== null && o.verifyProtected === false)
     throw new BulwarkError(
       'ERR_USAGE',
-      '--require-protected admits only data verified against its manifest: drop --no-verify-protected',
+      `${required}${required === '--require-protected' ? '' : ' (in the environment)'} admits only data verified against its manifest: drop --no-verify-protected`,
       { details: { option: '--no-verify-protected' } },
     );
   const mpath = manifestPathOf(path);
   if (!(await exists(mpath))) {
-    if (o.requireProtected === true)
-      throw unprotectedRefusal(option, path, `has no protection manifest beside it (${mpath})`);
+    if (required !== null)
+      throw unprotectedRefusal(option, path, `has no protection manifest beside it (${mpath})`, required);
     return read({});
   }
   if (o.verifyProtected === false) {

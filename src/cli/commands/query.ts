@@ -38,6 +38,7 @@ import {
   protectedDataHelp,
   protectedHyperparameters,
   readProtectable,
+  requireProtectedBy,
   unprotectedRefusal,
 } from './protected-data.js';
 
@@ -126,11 +127,13 @@ async function loadData(
       ...(read.protectedData ? { protectedData: read.protectedData } : {}),
     };
   }
-  if (o.requireProtected === true)
+  const required = requireProtectedBy(o);
+  if (required !== null)
     throw unprotectedRefusal(
       '--dataset',
       o.dataset as string,
       'is a registered dataset, not a protected file',
+      required,
     );
   const [name, split] = (o.dataset as string).split(':') as [string, string | undefined];
   const t = await loadTabular(name, split === undefined ? {} : { splits: [split] });
