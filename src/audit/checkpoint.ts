@@ -10,7 +10,7 @@
  * signed by the log's Ed25519 key (see {@link signNote}); the key name matches the origin.
  */
 import { BulwarkError } from '../core/index.js';
-import { HASH_SIZE } from './merkle.js';
+import { EMPTY_ROOT, HASH_SIZE } from './merkle.js';
 import { type NoteSigner, type NoteVerifier, openNote, signNote } from './note.js';
 
 /** A tree head: what a checkpoint commits to. */
@@ -25,6 +25,8 @@ export interface Checkpoint extends TreeHead {
   note: string;
 }
 
+const EMPTY_TREE = 'a tree of size 0 has the root SHA-256() (RFC 9162 §2.1.1)';
+
 function invalid(why: string): BulwarkError {
   return new BulwarkError('ERR_AUDIT_CHECKPOINT_INVALID', `malformed checkpoint: ${why}`);
 }
@@ -36,6 +38,7 @@ export function checkpointText(head: TreeHead): string {
   if (!Number.isSafeInteger(head.size) || head.size < 0)
     throw invalid('tree size must be a non-negative integer');
   if (head.root.length !== HASH_SIZE) throw invalid('root hash must be 32 bytes');
+  if (head.size === 0 && !head.root.equals(EMPTY_ROOT)) throw invalid(EMPTY_TREE);
   return `${head.origin}\n${head.size}\n${head.root.toString('base64')}\n`;
 }
 
@@ -55,6 +58,10 @@ export function parseCheckpointText(text: string): TreeHead {
   if (root.length !== HASH_SIZE || root.toString('base64') !== rootText)
     throw invalid('root hash is not base64 of 32 bytes');
   if (ext.some((l) => l.length === 0)) throw invalid('empty extension line');
+  // RFC 9162 §2.1.1: the empty tree has exactly one root, MTH({}) = SHA-256(). The consistency check
+  // from size 0 (transparency-dev's, src/audit/merkle.ts) needs only an empty proof, so a size-0
+  // checkpoint stating another root would otherwise pass as a prefix of every later tree.
+  if (size === 0 && !root.equals(EMPTY_ROOT)) throw invalid(EMPTY_TREE);
   return { origin, size, root };
 }
 

@@ -22,7 +22,21 @@ export const digestSchema = z.string().regex(/^sha256:[0-9a-f]{64}$/, 'expected 
 const idSchema = z.string().min(1).max(256).regex(/^\S+$/, 'expected no whitespace');
 const nameSchema = z.string().min(1).max(256);
 const scalar = z.union([z.string().max(4096), z.number(), z.boolean(), z.null()]);
-const flatRecord = z.record(z.string().max(256), scalar);
+/**
+ * A free-form record (hyperparameters, details, summaries, metrics) whose keys the writer chooses. An
+ * own `__proto__` key is refused: zod skips it when it builds the parsed record (assigning it would
+ * set the prototype), so the entry logged silently lacked a key the writer gave
+ * (`{"__proto__": "x", "lr": 1}` was recorded as `{"lr": 1}`).
+ */
+function freeRecord<V extends z.ZodType>(value: V) {
+  return z
+    .unknown()
+    .refine((v) => typeof v !== 'object' || v === null || !Object.hasOwn(v, '__proto__'), {
+      message: 'the key "__proto__" cannot be recorded',
+    })
+    .pipe(z.record(z.string().max(256), value));
+}
+const flatRecord = freeRecord(scalar);
 const finite = z.number().refine(Number.isFinite, 'expected a finite number');
 const nonNegative = finite.refine((x) => x >= 0, 'expected >= 0');
 
@@ -78,7 +92,7 @@ export const eventDataSchemas = {
     hyperparameters: flatRecord,
     privacy: privacySchema.optional(),
     adversarial: adversarialSchema.optional(),
-    metrics: z.record(z.string().max(256), finite).optional(),
+    metrics: freeRecord(finite).optional(),
   }),
   'model.packaged': z.strictObject({
     packageDigest: digestSchema,
@@ -379,8 +393,28 @@ export function eventRefs(e: AuditEventInput): { produces: string[]; uses: strin
   }
 }
 
+// Line breaks (C0 including LF and TAB, U+2028, U+2029), DEL, C1 controls and the invisible
+// bidirectional marks and overrides.
+// biome-ignore lint/suspicious/noControlCharactersInRegex: matching them is the point.
+const NOT_ONE_LINE = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+
+/**
+ * Text from an event as one line that a terminal shows rather than obeys: every control character,
+ * line break and bidirectional override as `\uXXXX`. Event strings (a caller's name, a dataset's
+ * source) come from whoever wrote the event; printed raw, a newline in one started a line of its own
+ * that `audit tail` readers took for another entry, and an escape sequence could move the cursor back
+ * over the lines above it.
+ */
+export function oneLine(v: unknown): string {
+  return String(v).replace(NOT_ONE_LINE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
 /** A one-line human summary of an event's data, for `audit tail` and lineage output. */
 export function describeEvent(e: AuditEventInput): string {
+  return oneLine(describeRaw(e));
+}
+
+function describeRaw(e: AuditEventInput): string {
   const d = e.data as Record<string, unknown>;
   const short = (v: unknown) =>
     typeof v === 'string' && v.startsWith('sha256:') ? `${v.slice(0, 19)}…` : String(v);

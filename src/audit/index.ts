@@ -24,6 +24,7 @@ export {
   EVENT_VERSION,
   eventDataSchemas,
   eventRefs,
+  oneLine,
   parseEventInput,
 } from './events.js';
 export {

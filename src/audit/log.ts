@@ -70,7 +70,16 @@ export interface VerifyReport {
   /** Base64 root hash recomputed from the entries. */
   root: string;
   entries: number;
+  /** Stored checkpoints checked. */
   checkpoints: number;
+  /** Checkpoints the caller held and gave (`checkpoints` option, `--checkpoint`), checked against the log. */
+  heldCheckpoints: number;
+  /**
+   * The largest tree size a verified signature covers (stored or held checkpoints; 0 when none).
+   * Entries at this index and beyond are bound only by the store's own hashes: whoever can write the
+   * database can still change them without `verify` noticing, until a checkpoint covers them.
+   */
+  signedSize: number;
   /** Cached subtree hashes compared with their recomputation. */
   nodesChecked: number;
   /** Where the public key came from: the caller (trusted) or the log's own metadata. */
@@ -336,13 +345,31 @@ export class AuditLog implements AuditWriter {
     if (!row) throw notFound(eventId);
     const e = decodeOrThrow(row);
     if (e.id !== eventId) throw corrupt(row.index, 'its indexed id column does not match its bytes');
+    await this.#inTree(row);
     return e;
   }
 
   /** The last `count` entries, oldest first. */
   async tail(count: number): Promise<AuditEntry[]> {
     requireInteger('count', count, 1, 1_000_000);
-    return (await this.store.tail(count)).map(decodeOrThrow);
+    // Read below the tree head only: a row stored beyond it is not in the tree (see #inTree).
+    const { size } = await this.store.state();
+    return (await this.store.entries(Math.max(0, size - count), size)).map(decodeOrThrow);
+  }
+
+  /**
+   * Throws unless the entry is inside the tree: a row at or beyond the tree size was not written by
+   * an append (rows and size commit together), and is in no tree a checkpoint can sign. The state is
+   * read after the row, and the size only grows, so a concurrent append cannot make this fail.
+   */
+  async #inTree(row: StoredEntry): Promise<void> {
+    const { size } = await this.store.state();
+    if (row.index >= size)
+      throw new BulwarkError(
+        'ERR_AUDIT_STORE_INVALID',
+        `${this.store.location}: entry #${row.index} is stored beyond the tree head (size ${size}): it is not part of the log`,
+        { details: { index: row.index, size } },
+      );
   }
 
   /**
@@ -355,6 +382,7 @@ export class AuditLog implements AuditWriter {
     if (!row) throw notFound(eventId);
     if (decodeOrThrow(row).id !== eventId)
       throw corrupt(row.index, 'its indexed id column does not match its bytes');
+    await this.#inTree(row);
     const cps = await this.store.checkpoints();
     let cp = treeSize === undefined ? cps[cps.length - 1] : cps.find((c) => c.size === treeSize);
     if (treeSize !== undefined && !cp)
@@ -484,6 +512,13 @@ export class AuditLog implements AuditWriter {
   async verify(
     options: {
       publicKey?: string | NoteVerifier;
+      /**
+       * Signed checkpoint notes of this log that the caller kept from earlier (`bulwark audit
+       * checkpoint --out`, a proof bundle's `checkpoint`): the log must still hold each one's tree.
+       * Without one, a store rolled back or replaced as a whole, or a fork shown to this caller, is
+       * self-consistent and passes: nothing inside a log can show what it used to hold.
+       */
+      checkpoints?: readonly string[];
       onProgress?: (done: number, total: number) => void;
       pageSize?: number;
       /** Also check every entry's data against its type's schema (slower; default false). */
@@ -494,63 +529,102 @@ export class AuditLog implements AuditWriter {
     await this.flush();
     let verifier: NoteVerifier | undefined;
     let keySource: 'argument' | 'log' = 'argument';
-    if (options.publicKey !== undefined)
+    const recorded = await this.store.getMeta('vkey');
+    if (options.publicKey !== undefined) {
       verifier =
         typeof options.publicKey === 'string' ? parseVerifierKey(options.publicKey) : options.publicKey;
-    else {
-      const stored = await this.store.getMeta('vkey');
-      if (stored) verifier = parseVerifierKey(stored);
+      // A key of another log, or a log created with another key: with no checkpoint in the store the
+      // signature checks below have nothing to fail on, and a store swapped for another log passed.
+      if (verifier.name !== this.origin)
+        throw new BulwarkError(
+          'ERR_AUDIT_ORIGIN_MISMATCH',
+          `the key given is for log ${JSON.stringify(verifier.name)}; ${this.store.location} holds log ${JSON.stringify(this.origin)}`,
+          { details: { origin: this.origin, key: verifier.name } },
+        );
+      if (recorded !== undefined && recorded !== verifier.vkey)
+        throw new BulwarkError(
+          'ERR_AUDIT_KEY_INVALID',
+          `${this.store.location} was created with another key (${recorded.split('+').slice(0, 2).join('+')}), not the key given (${verifier.vkey.split('+').slice(0, 2).join('+')}): it is not the log of that key`,
+        );
+    } else {
+      if (recorded) verifier = parseVerifierKey(recorded);
       keySource = 'log';
     }
     const stored = await this.store.checkpoints();
-    if (stored.length > 0 && !verifier)
+    const held = options.checkpoints ?? [];
+    if ((stored.length > 0 || held.length > 0) && !verifier)
       throw new BulwarkError(
         'ERR_AUDIT_KEY_INVALID',
         'the log has checkpoints but no public key was given or recorded',
       );
-    const heads = stored.map((c) => {
+    const heads: { cp: Checkpoint; held: boolean }[] = stored.map((c) => {
       const cp = verifyCheckpoint(c.note, verifier as NoteVerifier, this.origin);
       if (cp.size !== c.size || !cp.root.equals(c.root))
         throw new BulwarkError(
           'ERR_AUDIT_CHECKPOINT_INVALID',
           `checkpoint row of size ${c.size} does not match its signed note`,
         );
-      return cp;
+      return { cp, held: false };
     });
+    for (const note of held)
+      heads.push({ cp: verifyCheckpoint(note, verifier as NoteVerifier, this.origin), held: true });
+    // In size order whatever order the store returned them in: the rebuild below checks each head
+    // when it reaches its size, and would silently skip one that came out of order.
+    heads.sort((a, b) => a.cp.size - b.cp.size);
     const state = await this.store.state();
-    const longest = heads[heads.length - 1];
+    const longestHeld = heads.filter((h) => h.held).at(-1)?.cp;
+    if (longestHeld && longestHeld.size > state.size)
+      throw new BulwarkError(
+        'ERR_AUDIT_ENTRY_MISSING',
+        `the log has ${state.size} entries but a checkpoint you hold covers ${longestHeld.size}: the log was truncated or rolled back`,
+        { details: { size: state.size, checkpointSize: longestHeld.size } },
+      );
+    const longest = heads[heads.length - 1]?.cp;
     if (longest && longest.size > state.size)
       throw new BulwarkError(
         'ERR_AUDIT_ENTRY_MISSING',
         `the log has ${state.size} entries but a signed checkpoint covers ${longest.size}: entries were removed`,
         { details: { size: state.size, checkpointSize: longest.size } },
       );
+    // Rows beyond the head are in no tree: `verify` would never read them, while `tail`, `get` and
+    // lineage used to show them as logged.
+    const beyond = await this.store.rowsBeyondHead();
+    if (beyond.entries > 0 || beyond.refs > 0)
+      throw new BulwarkError(
+        'ERR_AUDIT_STORE_INVALID',
+        `${this.store.location}: ${beyond.entries} entries and ${beyond.refs} lineage index rows are stored beyond the tree head (size ${beyond.size}): they were inserted outside the log`,
+        { details: { size: beyond.size, entries: beyond.entries, refs: beyond.refs } },
+      );
 
     const frontier = Frontier.empty();
     const pageSize = options.pageSize ?? 8192;
     let next = 0;
-    let cpi = 0;
+    let hi = 0;
     let nodesChecked = 0;
     const checkRoot = () => {
-      while (cpi < heads.length && (heads[cpi] as Checkpoint).size === frontier.size) {
-        const h = heads[cpi] as Checkpoint;
-        if (!frontier.root().equals(h.root))
+      while (hi < heads.length && (heads[hi] as { cp: Checkpoint }).cp.size === frontier.size) {
+        const h = heads[hi] as { cp: Checkpoint; held: boolean };
+        if (!frontier.root().equals(h.cp.root))
           throw new BulwarkError(
             'ERR_AUDIT_ROOT_MISMATCH',
-            `the entries do not hash to the signed root of tree size ${h.size}: the log was rewritten`,
-            { details: { size: h.size } },
+            h.held
+              ? `the entries do not hash to the root of the checkpoint of tree size ${h.cp.size} you hold: the log was rewritten or forked since it was signed`
+              : `the entries do not hash to the signed root of tree size ${h.cp.size}: the log was rewritten`,
+            { details: { size: h.cp.size } },
           );
-        cpi++;
+        hi++;
       }
     };
     checkRoot();
     while (next < state.size) {
+      const start = next;
       const end = Math.min(next + pageSize, state.size);
       const rows = await this.store.entries(next, end);
       const computed: NodeRow[] = [];
       const onNode = (n: NodeRow) => {
         if (n.level >= NODE_CACHE_LEVEL) computed.push(n);
       };
+      const expectedRefs = new Set<string>();
       for (const row of rows) {
         if (row.index !== next)
           throw new BulwarkError('ERR_AUDIT_ENTRY_MISSING', `entry #${next} is missing from the log`, {
@@ -568,6 +642,7 @@ export class AuditLog implements AuditWriter {
             { details: { position: row.index, index: e.index } },
           );
         if (e.id !== row.id) throw corrupt(row.index, 'its indexed id column does not match its bytes');
+        for (const ref of producedBy(e)) expectedRefs.add(`${ref}\u0000${row.index}`);
         frontier.push(leaf, onNode);
         next++;
         checkRoot();
@@ -577,6 +652,7 @@ export class AuditLog implements AuditWriter {
           details: { index: next },
         });
       nodesChecked += await this.compareNodes(computed);
+      await this.compareRefs(start, end, expectedRefs);
       options.onProgress?.(next, state.size);
     }
     if (!frontier.root().equals(state.root))
@@ -584,8 +660,8 @@ export class AuditLog implements AuditWriter {
     // Successive checkpoints must be consistent: check the RFC 9162 proof between each pair.
     const tree = new StoreTree(this.store, state.size);
     for (let i = 1; i < heads.length; i++) {
-      const a = heads[i - 1] as Checkpoint;
-      const b = heads[i] as Checkpoint;
+      const a = (heads[i - 1] as { cp: Checkpoint }).cp;
+      const b = (heads[i] as { cp: Checkpoint }).cp;
       const proof = await consistencyProof(tree, a.size, b.size);
       if (!verifyConsistency(a.size, b.size, a.root, b.root, proof))
         throw new BulwarkError(
@@ -601,11 +677,42 @@ export class AuditLog implements AuditWriter {
       size: state.size,
       root: frontier.root().toString('base64'),
       entries: state.size,
-      checkpoints: heads.length,
+      checkpoints: stored.length,
+      heldCheckpoints: held.length,
+      signedSize: longest?.size ?? 0,
       nodesChecked,
       keySource,
       seconds: (performance.now() - t0) / 1000,
     };
+  }
+
+  /**
+   * The lineage index rows of entries `[start, end)` must be exactly what those entries produce: the
+   * index decides which entry lineage and `trainingRecord` cite, and a row deleted or added (the
+   * entries and tree untouched) changed which training record backs a model's claims.
+   */
+  private async compareRefs(start: number, end: number, expected: Set<string>): Promise<void> {
+    const rows = await this.store.refs(start, end);
+    const found = new Set<string>();
+    for (const r of rows) {
+      const k = `${r.ref}\u0000${r.index}`;
+      if (r.role !== 0 || !expected.has(k))
+        throw new BulwarkError(
+          'ERR_AUDIT_STORE_INVALID',
+          `${this.store.location}: the lineage index says entry #${r.index} produces ${r.ref}, which its bytes do not say`,
+          { details: { index: r.index } },
+        );
+      found.add(k);
+    }
+    for (const k of expected)
+      if (!found.has(k)) {
+        const [ref, index] = k.split('\u0000') as [string, string];
+        throw new BulwarkError(
+          'ERR_AUDIT_STORE_INVALID',
+          `${this.store.location}: the lineage index lacks entry #${index} as the producer of ${ref}`,
+          { details: { index: Number(index) } },
+        );
+      }
   }
 
   private async compareNodes(computed: NodeRow[]): Promise<number> {
@@ -674,6 +781,18 @@ function corrupt(index: number, why: string): BulwarkError {
   return new BulwarkError('ERR_AUDIT_ENTRY_CORRUPT', `entry #${index} was altered: ${why}`, {
     details: { index },
   });
+}
+
+/**
+ * What an entry produces, from its bytes. Verification checks envelopes only by default, so the data
+ * may not match its type's schema: an entry whose refs cannot be read is corrupt, not a crash.
+ */
+function producedBy(e: AuditEntry): string[] {
+  try {
+    return eventRefs(e).produces;
+  } catch {
+    throw corrupt(e.index, "its data does not match its type's schema");
+  }
 }
 
 function decodeOrThrow(row: StoredEntry): AuditEntry {

@@ -8,7 +8,15 @@
 import pg from 'pg';
 import { BulwarkError, isConnectionFailure, redactUrl } from '../core/index.js';
 import { EMPTY_ROOT } from './merkle.js';
-import type { AppendPlan, AuditStore, NodeRow, StoredCheckpoint, StoredEntry, TreeState } from './store.js';
+import type {
+  AppendPlan,
+  AuditStore,
+  NodeRow,
+  RefRow,
+  StoredCheckpoint,
+  StoredEntry,
+  TreeState,
+} from './store.js';
 
 export interface PgStoreOptions {
   /** A `postgres://` connection string. */
@@ -118,6 +126,7 @@ export class PgAuditStore implements AuditStore {
           leaf bytea NOT NULL, body text NOT NULL);
         CREATE TABLE IF NOT EXISTS ${this.t('refs')} (ref text NOT NULL, role smallint NOT NULL, idx bigint NOT NULL,
           PRIMARY KEY (ref, role, idx));
+        CREATE INDEX IF NOT EXISTS refs_by_idx ON ${this.t('refs')} (idx);
         CREATE TABLE IF NOT EXISTS ${this.t('nodes')} (level int NOT NULL, idx bigint NOT NULL, hash bytea NOT NULL,
           PRIMARY KEY (level, idx));
         CREATE TABLE IF NOT EXISTS ${this.t('checkpoints')} (size bigint PRIMARY KEY, root bytea NOT NULL,
@@ -289,13 +298,26 @@ export class PgAuditStore implements AuditStore {
     return rows[0] ? num(rows[0].idx) : undefined;
   }
 
-  async tail(count: number): Promise<StoredEntry[]> {
-    const rows = await this.query<EntryRow>(
-      'read entries',
-      `SELECT idx, id, leaf, body FROM ${this.t('entries')} ORDER BY idx DESC LIMIT $1`,
-      [count],
+  async refs(start: number, end: number): Promise<RefRow[]> {
+    const rows = await this.query<{ ref: string; role: number; idx: string }>(
+      'read the lineage index',
+      `SELECT ref, role, idx FROM ${this.t('refs')} WHERE idx >= $1 AND idx < $2`,
+      [start, end],
     );
-    return rows.map(toEntry).reverse();
+    return rows.map((r) => ({ ref: r.ref, role: r.role as 0 | 1, index: num(r.idx) }));
+  }
+
+  async rowsBeyondHead(): Promise<{ size: number; entries: number; refs: number }> {
+    // One statement, so one snapshot: a concurrent append moves the size and its rows together.
+    const rows = await this.query<{ size: string; entries: string; refs: string }>(
+      'read the tree state',
+      `SELECT s.size, (SELECT count(*) FROM ${this.t('entries')} WHERE idx >= s.size) AS entries,
+         (SELECT count(*) FROM ${this.t('refs')} WHERE idx >= s.size) AS refs
+       FROM ${this.t('state')} s WHERE s.id = 0`,
+    );
+    const r = rows[0];
+    if (!r) throw new BulwarkError('ERR_AUDIT_STORE_INVALID', `${this.location}: state row missing`);
+    return { size: num(r.size), entries: num(r.entries), refs: num(r.refs) };
   }
 
   async addCheckpoint(cp: StoredCheckpoint): Promise<void> {

@@ -26,7 +26,15 @@ import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { BulwarkError, requireOutputFolderSync } from '../core/index.js';
 import { EMPTY_ROOT } from './merkle.js';
-import type { AppendPlan, AuditStore, NodeRow, StoredCheckpoint, StoredEntry, TreeState } from './store.js';
+import type {
+  AppendPlan,
+  AuditStore,
+  NodeRow,
+  RefRow,
+  StoredCheckpoint,
+  StoredEntry,
+  TreeState,
+} from './store.js';
 
 export interface SqliteStoreOptions {
   /** The database file. */
@@ -54,6 +62,7 @@ CREATE TABLE IF NOT EXISTS entries (idx INTEGER PRIMARY KEY, id TEXT NOT NULL UN
   body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS refs (ref TEXT NOT NULL, role INTEGER NOT NULL, idx INTEGER NOT NULL,
   PRIMARY KEY (ref, role, idx)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS refs_by_idx ON refs (idx);
 CREATE TABLE IF NOT EXISTS nodes (level INTEGER NOT NULL, idx INTEGER NOT NULL, hash BLOB NOT NULL,
   PRIMARY KEY (level, idx)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS checkpoints (size INTEGER PRIMARY KEY, root BLOB NOT NULL, note TEXT NOT NULL,
@@ -201,8 +210,13 @@ export class SqliteAuditStore implements AuditStore {
       producer: db.prepare<[string, number], { idx: number }>(
         'SELECT idx FROM refs WHERE ref = ? AND role = 0 AND idx < ? ORDER BY idx DESC LIMIT 1',
       ),
-      tail: db.prepare<[number], EntryRow>(
-        'SELECT idx, id, leaf, body FROM entries ORDER BY idx DESC LIMIT ?',
+      refs: db.prepare<[number, number], { ref: string; role: number; idx: number }>(
+        'SELECT ref, role, idx FROM refs WHERE idx >= ? AND idx < ?',
+      ),
+      // One statement, so one snapshot: a concurrent append moves the size and its rows together.
+      beyond: db.prepare<[], { size: number; entries: number; refs: number }>(
+        `SELECT s.size AS size, (SELECT count(*) FROM entries WHERE idx >= s.size) AS entries,
+           (SELECT count(*) FROM refs WHERE idx >= s.size) AS refs FROM state s WHERE s.id = 0`,
       ),
       addCheckpoint: db.prepare<[number, Buffer, string, string]>(
         'INSERT OR IGNORE INTO checkpoints (size, root, note, created_at) VALUES (?, ?, ?, ?)',
@@ -342,8 +356,18 @@ export class SqliteAuditStore implements AuditStore {
     return this.run('query lineage', () => this.stmts.producer.get(ref, before)?.idx);
   }
 
-  tail(count: number): Promise<StoredEntry[]> {
-    return this.run('read entries', () => this.stmts.tail.all(count).map(toEntry).reverse());
+  refs(start: number, end: number): Promise<RefRow[]> {
+    return this.run('read the lineage index', () =>
+      this.stmts.refs.all(start, end).map((r) => ({ ref: r.ref, role: r.role as 0 | 1, index: r.idx })),
+    );
+  }
+
+  rowsBeyondHead(): Promise<{ size: number; entries: number; refs: number }> {
+    return this.run('read the tree state', () => {
+      const r = this.stmts.beyond.get();
+      if (!r) throw new BulwarkError('ERR_AUDIT_STORE_INVALID', `${this.location}: state row missing`);
+      return r;
+    });
   }
 
   addCheckpoint(cp: StoredCheckpoint): Promise<void> {

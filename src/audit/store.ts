@@ -90,8 +90,14 @@ export interface AuditStore {
   entryById(id: string): Promise<StoredEntry | undefined>;
   /** The index of the latest entry before `before` that produces `ref`. */
   producerOf(ref: string, before: number): Promise<number | undefined>;
-  /** The last `count` entries. */
-  tail(count: number): Promise<StoredEntry[]>;
+  /** Index rows with `start <= index < end`, in any order. */
+  refs(start: number, end: number): Promise<RefRow[]>;
+  /**
+   * In one snapshot: the tree size, and how many entry rows and index rows lie at or beyond it. A store
+   * written only through {@link AuditStore.appendBatch} has none (the rows and the size commit
+   * together); any there were inserted outside the log.
+   */
+  rowsBeyondHead(): Promise<{ size: number; entries: number; refs: number }>;
   /** Stores a checkpoint (a no-op when one for that size exists). */
   addCheckpoint(cp: StoredCheckpoint): Promise<void>;
   /** All checkpoints, by size. */

@@ -320,7 +320,7 @@ export const errorCodes = {
   ERR_AUDIT_STORE_INVALID: {
     exit: ExitCode.input,
     summary:
-      'The audit store is not an audit log of this format, or its tree cache disagrees with its entries.',
+      'The audit store is not an audit log of this format, its tree cache or lineage index disagrees with its entries, or it holds rows beyond its tree head.',
   },
   ERR_AUDIT_CLOSED: { exit: ExitCode.failure, summary: 'An audit log was used after it was closed.' },
   ERR_AUDIT_EVENT_INVALID: { exit: ExitCode.input, summary: 'An audit event does not match its schema.' },
@@ -334,7 +334,7 @@ export const errorCodes = {
   },
   ERR_AUDIT_ORIGIN_MISMATCH: {
     exit: ExitCode.security,
-    summary: 'A checkpoint or store belongs to another log (origin line differs).',
+    summary: 'A checkpoint, store or public key belongs to another log (origin line or key name differs).',
   },
   ERR_AUDIT_CHECKPOINT_INVALID: {
     exit: ExitCode.security,
@@ -358,7 +358,8 @@ export const errorCodes = {
   },
   ERR_AUDIT_ENTRY_MISSING: {
     exit: ExitCode.security,
-    summary: 'Audit entries covered by the tree or a signed checkpoint are missing: entries were removed.',
+    summary:
+      'Audit entries covered by the tree, a signed checkpoint or one the auditor kept are missing: entries were removed or the log rolled back.',
   },
   ERR_AUDIT_ROOT_MISMATCH: {
     exit: ExitCode.security,

@@ -112,11 +112,18 @@ export function registerAuditCommands(program: Command): void {
     .option('--key <vkey|file>', 'the log public key to trust (default: the one recorded in the log)')
     .option('--proof <file>', 'check this proof from "audit prove" with --key only, without the log')
     .option('--schema', "also check every entry's data against its event type's schema (slower)")
+    .option(
+      '--checkpoint <file>',
+      'a signed checkpoint of this log you kept earlier ("audit checkpoint --out"); the log must still hold its tree (repeatable)',
+      (v: string, prev: string[] = []) => [...prev, nonEmpty(v)],
+    )
     .action(async function (this: Command) {
-      const o = this.opts<{ key?: string; proof?: string; schema?: boolean }>();
+      const o = this.opts<{ key?: string; proof?: string; schema?: boolean; checkpoint?: string[] }>();
       const io = ioOf(this);
       if (o.proof) {
         if (!o.key) throw new BulwarkError('ERR_USAGE', '--proof needs --key (the log public key to trust)');
+        if (o.checkpoint)
+          throw new BulwarkError('ERR_USAGE', '--checkpoint applies to a log (--store), not to --proof');
         let bundle: unknown;
         try {
           bundle = JSON.parse(readText(o.proof, 'proof file'));
@@ -140,12 +147,15 @@ export function registerAuditCommands(program: Command): void {
         return;
       }
       const publicKey = o.key ? await loadVerifierKey(o.key) : undefined;
+      // Read before the log is opened: a missing file is the auditor's mistake, not the log's.
+      const held = (o.checkpoint ?? []).map((f) => readText(f, 'checkpoint file'));
       const report = await withLog(storeSpec(storeOf(this), false), undefined, async (log) => {
         const { size } = await log.head();
         const bar = startProgress(io, 'verify', size, 'entries');
         try {
           return await log.verify({
             ...(publicKey ? { publicKey } : {}),
+            checkpoints: held,
             schema: o.schema === true,
             onProgress: (d) => bar.update(d),
           });
@@ -157,9 +167,17 @@ export function registerAuditCommands(program: Command): void {
         io.note(
           'note: checkpoints were checked with the key recorded in the log; pass --key to check them against a key you trust',
         );
+      if (report.signedSize < report.entries)
+        io.note(
+          `note: entries #${report.signedSize} to #${report.entries - 1} are not covered by a signed checkpoint yet: whoever can write the database can still change them unnoticed (sign one with "audit checkpoint --signing-key")`,
+        );
+      if (report.heldCheckpoints === 0)
+        io.note(
+          'note: a log rolled back or replaced as a whole, or a fork shown only to you, is consistent in itself; pass --checkpoint with a checkpoint of this log you kept to detect it',
+        );
       io.result({ ok: true, ...report }, () =>
         [
-          `OK: ${report.entries} entries, ${report.checkpoints} signed checkpoints, ${report.nodesChecked} cached subtrees verified (${report.seconds.toFixed(2)} s)`,
+          `OK: ${report.entries} entries (${report.signedSize} under a signed checkpoint), ${report.checkpoints} signed checkpoints${report.heldCheckpoints > 0 ? ` and ${report.heldCheckpoints} you hold` : ''}, ${report.nodesChecked} cached subtrees verified (${report.seconds.toFixed(2)} s)`,
           `origin ${report.origin}, root ${report.root}`,
         ].join('\n'),
       );
@@ -258,16 +276,16 @@ export function registerAuditCommands(program: Command): void {
     .action(async function (this: Command, eventId: string) {
       const io = ioOf(this);
       const lin = await withLog(storeSpec(storeOf(this), false), undefined, (log) => log.lineage(eventId));
-      const { describeEvent } = await lib();
+      const { describeEvent, oneLine } = await lib();
       io.result(lin, () =>
         [
           ...lin.nodes.map(
             (n) =>
               `${'  '.repeat(n.depth)}${n.depth > 0 ? '← ' : ''}#${n.entry.index} ${n.entry.type}: ${describeEvent(n.entry)}${
-                n.via ? `  [via ${n.via.length > 40 ? `${n.via.slice(0, 40)}…` : n.via}]` : ''
+                n.via ? `  [via ${oneLine(n.via.length > 40 ? `${n.via.slice(0, 40)}…` : n.via)}]` : ''
               }`,
           ),
-          ...lin.unresolved.map((u) => `  (no event produces ${u.ref}, used by #${u.usedBy})`),
+          ...lin.unresolved.map((u) => `  (no event produces ${oneLine(u.ref)}, used by #${u.usedBy})`),
         ].join('\n'),
       );
     });
