@@ -15,14 +15,17 @@ export const MANIFEST_FORMAT = 'bulwark.model-manifest';
 /**
  * Version 2 adds `detectors` (a detector bundle in the encrypted part). Version 3 adds
  * `lineage.evidence` (what backs the privacy and adversarial-training claims) and `privacy.noise`;
- * every version-3 manifest with a claim says what backs it. A package is written with the lowest
+ * every version-3 manifest with a claim says what backs it. Version 4 adds
+ * `detectors.fittedOn.protectedData` (the detectors' data was a protected dataset: its id and whether
+ * it was verified against its manifest); a release that reads only 1 to 3 refuses it with
+ * ERR_FORMAT_VERSION rather than as a malformed manifest. A package is written with the lowest
  * version that holds what it carries (1 without detectors or claims), so Bulwark releases that read
  * only older versions keep reading it, and refuse (ERR_FORMAT_VERSION) what they would misread: a
  * release that reads only 1 and 2 would show a claim nobody checked as a guarantee.
  */
-export const MANIFEST_VERSION = 3;
+export const MANIFEST_VERSION = 4;
 /** The versions this Bulwark reads. */
-export const MANIFEST_VERSIONS: readonly number[] = [1, 2, 3];
+export const MANIFEST_VERSIONS: readonly number[] = [1, 2, 3, 4];
 
 const hex64 = z.string().regex(/^[0-9a-f]{64}$/, 'expected 64 lowercase hex digits');
 const digest = z.string().regex(/^sha256:[0-9a-f]{64}$/, 'expected sha256:<64 hex digits>');
@@ -138,6 +141,19 @@ const detectorsSchema = z.strictObject({
       fitRows: z.number().int().min(0),
       calibrationRows: z.number().int().min(0),
       seed: z.number().int().min(0).optional(),
+      /**
+       * Version 4: the data was a protected dataset (`bulwark data protect`): its id (null when the
+       * check was skipped and its manifest did not parse) and whether its rows were verified.
+       */
+      protectedData: z
+        .strictObject({
+          dataset: z
+            .string()
+            .regex(/^[0-9a-f]{32}$/)
+            .nullable(),
+          verified: z.boolean(),
+        })
+        .optional(),
     })
     .optional(),
 });
@@ -211,6 +227,10 @@ export const manifestSchema = z
   .refine((m) => m.detectors === undefined || m.version >= 2, {
     message: 'detectors need manifest version 2',
     path: ['detectors'],
+  })
+  .refine((m) => m.detectors?.fittedOn?.protectedData === undefined || m.version >= 4, {
+    message: "the detectors' protected data needs manifest version 4",
+    path: ['detectors', 'fittedOn', 'protectedData'],
   })
   .refine(
     (m) => (m.lineage.evidence === undefined && m.lineage.privacy?.noise === undefined) || m.version >= 3,

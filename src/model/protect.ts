@@ -459,7 +459,13 @@ export function buildManifest(
   const raw: ModelManifest = {
     format: MANIFEST_FORMAT,
     // The lowest version that holds what it carries, so older readers keep reading what they can.
-    version: lineage.evidence || lineage.privacy?.noise ? 3 : detectors ? 2 : 1,
+    version: detectors?.record.fittedOn?.protectedData
+      ? 4
+      : lineage.evidence || lineage.privacy?.noise
+        ? 3
+        : detectors
+          ? 2
+          : 1,
     model: {
       name: o.name,
       version: o.version,

@@ -70,6 +70,7 @@ export {
   DETECTOR_BUNDLE_VERSION,
   type DetectorBundle,
   type DetectorBundleJson,
+  type DetectorProtectedData,
   type DetectorProvenance,
   detectorBundleToJson,
   type FitBundleOptions,

@@ -224,7 +224,7 @@ describe('model package with detectors', () => {
     );
   });
 
-  it('manifest versions: detectors need version 2; versions other than 1, 2 and 3 are refused', () => {
+  it('manifest versions: detectors need version 2; versions other than 1, 2, 3 and 4 are refused', () => {
     const m = JSON.parse(
       readFileSync(pkg)
         .subarray(16, 16 + readFileSync(pkg).readUInt32BE(12))
@@ -236,9 +236,11 @@ describe('model package with detectors', () => {
         isBulwarkError(e, 'ERR_PACKAGE_INVALID') && /detectors need manifest version 2/.test(e.message),
     );
     assert.throws(
-      () => parseManifest({ ...m, version: 4 }, 'x.bwm'),
-      (e: unknown) => isBulwarkError(e, 'ERR_FORMAT_VERSION') && /reads 1, 2 and 3/.test(e.message),
+      () => parseManifest({ ...m, version: 5 }, 'x.bwm'),
+      (e: unknown) => isBulwarkError(e, 'ERR_FORMAT_VERSION') && /reads 1, 2, 3 and 4/.test(e.message),
     );
+    // Version 4 is read (it adds the detectors' protected data, which this bundle has not).
+    assert.equal(parseManifest({ ...m, version: 4 }, 'x.bwm').version, 4);
   });
 
   it('refuses what is not a detector bundle', async () => {

@@ -1,9 +1,14 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
+import { isBulwarkError } from '../../src/core/index.js';
 import { loadSchema } from '../../src/data/index.js';
+import { inspectPackage } from '../../src/model/index.js';
+import { parseManifest } from '../../src/model/manifest.js';
 import { manifestPathOf, protectCsv, readManifest } from '../../src/protect/index.js';
+import { loadDetectorBundle } from '../../src/robust/index.js';
 import { type CliRun, runBulwarkInProcess } from '../helpers/cli.js';
 import { localKeyring, tempDir } from '../keys/helpers.js';
 import { HEADER, readLines, rows, SCHEMA } from './fixture.js';
@@ -262,6 +267,148 @@ readerCases({
     '--out',
     p(out),
   ],
+});
+
+describe('model fit-detectors: the bundle, and the package made from it, record the protected data', () => {
+  const bundleOf = (f: string) =>
+    JSON.parse(readFileSync(p(f), 'utf8')) as {
+      fittedOn: { datasetDigest: string; protectedData?: { dataset: string | null; verified: boolean } };
+    };
+  const fit = async (file: string, out: string, extra: string[] = []) => {
+    const r = await runBulwarkInProcess([
+      '--json',
+      'model',
+      'fit-detectors',
+      model,
+      '--data',
+      file,
+      '--kinds',
+      'mahalanobis',
+      '--fpr',
+      '0.05',
+      '--out',
+      p(out),
+      ...extra,
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    return bundleOf(out);
+  };
+  const db = p('pkg-audit.db');
+  before(async () => {
+    let r = await runBulwarkInProcess(['--json', 'model', 'keygen', '--out', p('signer.key')]);
+    assert.equal(r.code, 0, r.stderr);
+    r = await runBulwarkInProcess([
+      'audit',
+      'keygen',
+      '--name',
+      'bulwark.test/pkg',
+      '--out',
+      p('pkg-log.key'),
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    r = await runBulwarkInProcess(['audit', 'checkpoint', '--store', db, '--signing-key', p('pkg-log.key')]);
+    assert.equal(r.code, 0, r.stderr);
+  });
+  const protect = async (bundle: string, out: string) => {
+    const r = await runBulwarkInProcess([
+      '--json',
+      'model',
+      'protect',
+      model,
+      ...auth,
+      '--sign-key',
+      p('signer.key'),
+      '--name',
+      'fraud',
+      '--detectors',
+      p(bundle),
+      '--audit',
+      db,
+      '--out',
+      p(out),
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    return JSON.parse(r.stdout) as {
+      manifest: {
+        version: number;
+        detectors: { fittedOn: { datasetDigest: string; protectedData?: unknown } };
+      };
+    };
+  };
+
+  it('fittedOn.protectedData: verified, unverified (--no-verify-protected), absent for a plain file', async () => {
+    const sha = `sha256:${createHash('sha256').update(readFileSync(data)).digest('hex')}`;
+    const ok = await fit(data, 'det-protected.json', auth);
+    assert.deepEqual(ok.fittedOn.protectedData, { dataset, verified: true });
+    assert.equal(ok.fittedOn.datasetDigest, sha);
+    const optout = await fit(flipped, 'det-optout.json', ['--no-verify-protected']);
+    assert.deepEqual(optout.fittedOn.protectedData, { dataset, verified: false });
+    const plainBundle = await fit(plain, 'det-plain.json');
+    assert.equal('protectedData' in plainBundle.fittedOn, false);
+  });
+
+  it('model protect seals it into a version-4 manifest, model inspect shows it, model.packaged names the same data', async () => {
+    const r = await protect('det-protected.json', 'prot.bwm');
+    assert.equal(r.manifest.version, 4);
+    assert.deepEqual(r.manifest.detectors.fittedOn.protectedData, { dataset, verified: true });
+    const i = await runBulwarkInProcess(['model', 'inspect', p('prot.bwm')]);
+    assert.equal(i.code, 0, i.stderr);
+    assert.match(
+      i.stdout,
+      new RegExp(
+        `detectors: .* a protected dataset \\(${dataset}\\) verified against its protection manifest before fitting`,
+      ),
+    );
+    // The audit event and the manifest name the same data: the digest of the file verified.
+    const t = await runBulwarkInProcess(['--json', 'audit', 'tail', '--store', db, '-n', '1']);
+    assert.equal(t.code, 0, t.stderr);
+    const [ev] = JSON.parse(t.stdout) as { type: string; data: Record<string, unknown> }[];
+    assert.equal(ev?.type, 'model.packaged');
+    assert.equal(ev?.data['detectorsDatasetDigest'], r.manifest.detectors.fittedOn.datasetDigest);
+    assert.equal(ev?.data['detectorsDatasetDigest'], bundleOf('det-protected.json').fittedOn.datasetDigest);
+    // An unverified one says so.
+    const u = await protect('det-optout.json', 'optout.bwm');
+    assert.deepEqual(u.manifest.detectors.fittedOn.protectedData, { dataset, verified: false });
+    const ui = await runBulwarkInProcess(['model', 'inspect', p('optout.bwm')]);
+    assert.match(ui.stdout, /a protected dataset \([0-9a-f]{32}\) NOT verified against its manifest/);
+  });
+
+  it('a bundle without it (a plain file, or written before it existed) still loads and packages as version 2', async () => {
+    const r = await protect('det-plain.json', 'plain.bwm');
+    assert.equal(r.manifest.version, 2);
+    assert.equal('protectedData' in r.manifest.detectors.fittedOn, false);
+    const i = await runBulwarkInProcess(['model', 'inspect', p('plain.bwm')]);
+    assert.doesNotMatch(i.stdout, /protected dataset/);
+    // An old bundle: the protected one with the field removed, as bundles were written before it.
+    const old = bundleOf('det-protected.json');
+    delete old.fittedOn.protectedData;
+    const loaded = loadDetectorBundle(old);
+    assert.equal(loaded.fittedOn?.protectedData, undefined);
+    assert.equal(loaded.fittedOn?.datasetDigest, old.fittedOn.datasetDigest);
+  });
+
+  it('a malformed fittedOn.protectedData is ERR_DETECTOR_STATE; a version-3 manifest cannot carry it', async () => {
+    const b = bundleOf('det-protected.json');
+    for (const bad of [
+      { dataset, verified: 'yes' },
+      { dataset: 'not-hex', verified: true },
+      { dataset, verified: true, extra: 1 },
+      [dataset],
+    ]) {
+      assert.throws(
+        () => loadDetectorBundle({ ...b, fittedOn: { ...b.fittedOn, protectedData: bad } }),
+        (e: unknown) =>
+          isBulwarkError(e, 'ERR_DETECTOR_STATE') && /fittedOn\.protectedData malformed/.test(e.message),
+      );
+    }
+    const m = (await inspectPackage(p('prot.bwm'))).manifest;
+    assert.throws(
+      () => parseManifest({ ...m, version: 3 }, 'x.bwm'),
+      (e: unknown) =>
+        isBulwarkError(e, 'ERR_PACKAGE_INVALID') && /protected data needs manifest version 4/.test(e.message),
+    );
+    assert.equal(parseManifest(m, 'x.bwm').version, 4);
+  });
 });
 
 readerCases({

@@ -192,7 +192,9 @@ The rows are split (seeded): the detectors are fitted on one part and their thre
 the other (split-conformal: the rate holds on fresh clean traffic). Use rows the model did not train
 on: the bundle holds statistics of them (class means, a covariance), and for a differentially private
 model, \`model protect\` refuses a bundle fitted on the training file. The bundle records the data
-file's SHA-256. Then: bulwark model protect MODEL --detectors BUNDLE ... (docs/robust.md).
+file's SHA-256 and, for a protected dataset, its id and whether it was verified (fittedOn.protectedData,
+shown by model inspect once packaged). Then: bulwark model protect MODEL --detectors BUNDLE ...
+(docs/robust.md).
 
 ${protectedDataHelp(FIT_USE)} The keyring is the data's: a package's model still does not run here.`,
     )
@@ -248,6 +250,9 @@ ${protectedDataHelp(FIT_USE)} The keyring is the data's: a package's model still
             calibrationShare: o.calibrationShare,
             seed: o.seed,
             datasetDigest: digest,
+            // Whether the rows were a protected dataset verified against its manifest travels with
+            // the bundle (and into a package's manifest): the --json result alone was lost with it.
+            ...(protectedData ? { protectedData } : {}),
             streams: o.streams,
             ...(o.streamLength !== undefined ? { streamLength: o.streamLength } : {}),
             predicted,

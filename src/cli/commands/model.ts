@@ -74,6 +74,17 @@ function lineageLines(l: ModelLineage): string[] {
   return out;
 }
 
+/**
+ * What a package's manifest says of its detectors' data being a protected dataset (manifest version 4;
+ * nothing for a plain file or a bundle fitted before it was recorded).
+ */
+function detectorsProtectedText(
+  p: NonNullable<NonNullable<ModelManifest['detectors']>['fittedOn']>['protectedData'],
+): string {
+  if (p === undefined) return '';
+  return `, a protected dataset (${p.dataset ?? 'id unreadable'}) ${p.verified ? 'verified against its protection manifest before fitting' : 'NOT verified against its manifest (--no-verify-protected)'}`;
+}
+
 function manifestLines(m: ModelManifest): string[] {
   return [
     `model ${m.model.name} ${m.model.version} (packaged ${m.model.createdAt} by ${m.model.packager})`,
@@ -84,7 +95,7 @@ function manifestLines(m: ModelManifest): string[] {
     `  encryption:   ${m.encryption.scheme}, key "${m.encryption.keyId}" v${m.encryption.keyVersion} of keyring ${m.encryption.keyring}`,
     ...lineageLines(m.lineage),
     m.detectors
-      ? `  detectors:    ${m.detectors.kinds.join(', ')} (${m.detectors.bytes} bytes, encrypted and signed with the model${m.detectors.fittedOn ? `; fitted on ${m.detectors.fittedOn.fitRows} rows and calibrated on ${m.detectors.fittedOn.calibrationRows}${m.detectors.fittedOn.datasetDigest ? ` of ${m.detectors.fittedOn.datasetDigest}` : ''}` : ''})`
+      ? `  detectors:    ${m.detectors.kinds.join(', ')} (${m.detectors.bytes} bytes, encrypted and signed with the model${m.detectors.fittedOn ? `; fitted on ${m.detectors.fittedOn.fitRows} rows and calibrated on ${m.detectors.fittedOn.calibrationRows}${m.detectors.fittedOn.datasetDigest ? ` of ${m.detectors.fittedOn.datasetDigest}` : ''}${detectorsProtectedText(m.detectors.fittedOn.protectedData)}` : ''})`
       : '  detectors:    none in the package',
   ];
 }

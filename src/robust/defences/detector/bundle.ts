@@ -10,7 +10,11 @@
  *
  * A bundle also says what data its detectors were fitted and calibrated on (`fittedOn`): the
  * Mahalanobis state is class means and a precision matrix of those rows, a statistic of the data that
- * no differential-privacy guarantee covers. An auditor reading a package can see which data it is.
+ * no differential-privacy guarantee covers. An auditor reading a package can see which data it is,
+ * and, when it was a protected dataset (a `bulwark data protect` manifest beside it), its id and
+ * whether its rows were verified against that manifest before fitting (`fittedOn.protectedData`,
+ * optional: bundles written before it, or fitted on a plain file, have none, and still load; readers
+ * of version 1 that predate it ignore it).
  */
 import {
   BulwarkError,
@@ -33,10 +37,22 @@ export const DETECTOR_BUNDLE_VERSION = 1;
 export const BUNDLE_KINDS = ['mahalanobis', 'stateful', 'prada'] as const;
 export type BundleKind = (typeof BUNDLE_KINDS)[number];
 
+/**
+ * A protected dataset the detectors were fitted on: the id of its protection manifest (null when the
+ * check was skipped and the manifest did not parse) and whether its rows were verified against it
+ * (false: `--no-verify-protected`).
+ */
+export interface DetectorProtectedData {
+  dataset: string | null;
+  verified: boolean;
+}
+
 /** What the detectors of a bundle were fitted and calibrated on. */
 export interface DetectorProvenance {
   /** `sha256:` of the data file the rows came from. */
   datasetDigest?: string;
+  /** When that file was a protected dataset: its id, and whether it was verified. */
+  protectedData?: DetectorProtectedData;
   /** Rows the detectors were fitted on. */
   fitRows: number;
   /** Rows (disjoint from the fitted ones) their thresholds were calibrated on. */
@@ -134,7 +150,14 @@ export function detectorBundleToJson(
     version: DETECTOR_BUNDLE_VERSION,
     features,
     classes,
-    ...(model.fittedOn ? { fittedOn: { ...model.fittedOn } } : {}),
+    ...(model.fittedOn
+      ? {
+          fittedOn: {
+            ...model.fittedOn,
+            ...(model.fittedOn.protectedData ? { protectedData: { ...model.fittedOn.protectedData } } : {}),
+          },
+        }
+      : {}),
     detectors,
   };
 }
@@ -159,6 +182,19 @@ function provenanceOf(raw: unknown): DetectorProvenance | null {
     out.datasetDigest = digest;
   }
   if (p['seed'] !== undefined) out.seed = count('seed');
+  const pd = p['protectedData'];
+  if (pd !== undefined) {
+    if (typeof pd !== 'object' || pd === null || Array.isArray(pd))
+      throw bad('fittedOn.protectedData malformed');
+    const { dataset, verified, ...rest } = pd as Record<string, unknown>;
+    if (
+      Object.keys(rest).length > 0 ||
+      typeof verified !== 'boolean' ||
+      (dataset !== null && (typeof dataset !== 'string' || !/^[0-9a-f]{32}$/.test(dataset)))
+    )
+      throw bad('fittedOn.protectedData malformed');
+    out.protectedData = { dataset, verified };
+  }
   return out;
 }
 
@@ -252,6 +288,8 @@ export interface FitBundleOptions {
   seed?: number;
   /** `sha256:` of the file the rows come from, recorded in `fittedOn`. */
   datasetDigest?: string;
+  /** When that file is a protected dataset: its id and whether it was verified, in `fittedOn`. */
+  protectedData?: DetectorProtectedData;
   /**
    * Benign query streams the stream detectors are calibrated on (default 100); streams x streamLength x
    * features at most {@link MAX_STREAM_VALUES}.
@@ -443,6 +481,9 @@ export async function fitDetectorBundle(
     classes: o.classes,
     fittedOn: {
       ...(o.datasetDigest !== undefined ? { datasetDigest: o.datasetDigest } : {}),
+      ...(o.protectedData !== undefined
+        ? { protectedData: { dataset: o.protectedData.dataset, verified: o.protectedData.verified } }
+        : {}),
       fitRows,
       calibrationRows: calRows,
       seed,
