@@ -106,7 +106,10 @@ const trainingEventSchema = z.strictObject({
 });
 const claimEvidenceSchema = z.discriminatedUnion('status', [
   z.strictObject({ status: z.literal('backed'), event: trainingEventSchema }),
-  z.strictObject({ status: z.literal('claimed'), source: z.enum(['model-metadata', 'packager']) }),
+  z.strictObject({
+    status: z.literal('claimed'),
+    source: z.enum(['model-metadata', 'packager', 'parent']),
+  }),
 ]);
 
 /**

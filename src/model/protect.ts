@@ -127,6 +127,11 @@ export interface TrainingRecord {
       budgetSpent?: { epsilon: number; delta: number };
     };
     adversarial?: { attack: string; epsilon: number; steps?: number; ratio?: number };
+    /**
+     * The run's hyperparameters. A DP fine-tune's `parentPrivacy: 'claimed'` says its guarantee
+     * composes with a parent's that nothing backed: the record then backs no privacy claim.
+     */
+    hyperparameters?: Readonly<Record<string, unknown>>;
   };
 }
 
@@ -368,10 +373,13 @@ export function backClaims(
   }
   const evidence: NonNullable<ModelLineage['evidence']> = {};
   const unbacked: string[] = [];
+  // A DP fine-tune of a parent whose own guarantee was only claimed: the record is of this run, but
+  // the guarantee it records is the parent's plus this run's, and the parent's part rests on nothing.
+  const parentClaimed = record?.data.hyperparameters?.['parentPrivacy'] === 'claimed';
   for (const k of ['privacy', 'adversarial'] as const) {
     const claim = out[k];
     if (claim === undefined) continue;
-    if (record) {
+    if (record && !(k === 'privacy' && parentClaimed)) {
       evidence[k] = {
         status: 'backed',
         event: {
@@ -384,14 +392,19 @@ export function backClaims(
       continue;
     }
     unbacked.push(k);
-    const source: Extract<ClaimEvidence, { status: 'claimed' }>['source'] =
-      JSON.stringify(lineage[k]) === JSON.stringify(fromMetadata[k]) ? 'model-metadata' : 'packager';
+    const source: Extract<ClaimEvidence, { status: 'claimed' }>['source'] = record
+      ? 'parent'
+      : JSON.stringify(lineage[k]) === JSON.stringify(fromMetadata[k])
+        ? 'model-metadata'
+        : 'packager';
     evidence[k] = { status: 'claimed', source };
   }
   if (unbacked.length > 0 && !acceptClaims)
     throw new BulwarkError(
       'ERR_LINEAGE_UNBACKED',
-      `${where}: the model's ${unbacked.map((k) => (k === 'privacy' ? 'differential-privacy guarantee' : 'adversarial-training claim')).join(' and ')} (its bulwark.${unbacked.join('/bulwark.')} metadata, which anyone can write) is backed by no record of its training: give the audit log its training was recorded in (--audit), or package it as an unchecked claim (--accept-claims)`,
+      parentClaimed
+        ? `${where}: the model's differential-privacy guarantee composes with its parent's, which nothing backed (its training record says parentPrivacy: claimed): package it as an unchecked claim (--accept-claims)`
+        : `${where}: the model's ${unbacked.map((k) => (k === 'privacy' ? 'differential-privacy guarantee' : 'adversarial-training claim')).join(' and ')} (its bulwark.${unbacked.join('/bulwark.')} metadata, which anyone can write) is backed by no record of its training: give the audit log its training was recorded in (--audit), or package it as an unchecked claim (--accept-claims)`,
       { details: { modelDigest, claims: unbacked.join(',') } },
     );
   if (Object.keys(evidence).length > 0) out.evidence = evidence;

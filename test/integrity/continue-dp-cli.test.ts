@@ -283,4 +283,62 @@ describe('bulwark train --from MODEL --dp-epsilon (DP continuous learning, built
     assert.equal(afterSpent, before);
     assert.equal(afterSpends.length, 3);
   });
+
+  it('a parent whose DP guarantee no record backs: refused before any spend, or with --accept-claims recorded and packaged as claimed', async () => {
+    // The fine-tunes above were recorded in the log that holds the parent's training: backed.
+    type Trained = { modelDigest: string; hyperparameters: Record<string, unknown> };
+    const trained = parseAuditEvents<Trained>(await bwHere(auditTailArgs(audit))).filter(
+      (e) => e.type === 'model.trained' && e.data.hyperparameters['continuedFrom'] !== undefined,
+    );
+    assert.deepEqual(
+      trained.map((e) => e.data.hyperparameters['parentPrivacy']),
+      ['backed', 'backed'],
+    );
+    // Another log, which never saw the parent's training: its bulwark.privacy metadata is only a claim.
+    const other = p('other-audit.db');
+    const created = await bwHere(['audit', 'checkpoint', '--store', other, '--signing-key', p('log.key')]);
+    assert.equal(created.code, 0, created.stderr);
+    const withLog = (args: string[], log: string) =>
+      args.map((a, i) => (args[i - 1] === '--audit' ? log : a));
+    const before = await spent();
+    const refused = await bwHere(
+      withLog(dpArgs(p('parent.onnx'), 'batch.csv', 'out/claimed.onnx', []), other),
+    );
+    assert.equal(refused.code, 5, refused.stderr);
+    assert.match(
+      refused.stderr,
+      /ERR_LINEAGE_UNBACKED.*--from .*parent\.onnx: the parent's differential-privacy guarantee is backed by no record/,
+    );
+    assert.equal(existsSync(p('out/claimed.onnx')), false);
+    assert.equal(await spent(), before);
+    // Accepted: the run's record says its guarantee rests on the parent's claim...
+    const accepted = bw(
+      withLog(dpArgs(p('parent.onnx'), 'batch.csv', 'out/claimed.onnx', ['--accept-claims']), other),
+    );
+    assert.equal(accepted.code, 0, accepted.stderr);
+    assert.equal((JSON.parse(accepted.stdout) as { parentPrivacy: string }).parentPrivacy, 'claimed');
+    const rec = parseAuditEvents<Trained>(await bwHere(auditTailArgs(other))).filter(
+      (e) => e.type === 'model.trained',
+    );
+    assert.equal(rec.length, 1);
+    assert.equal(rec[0]?.data.hyperparameters['parentPrivacy'], 'claimed');
+    // ...so that record does not make the new model's guarantee backed when it is packaged.
+    const prot = [
+      ...protectArgs(t.dir, p('out/claimed.onnx'), p('out/claimed.bwm'), 'fraud-dp'),
+      '--audit',
+      other,
+    ];
+    const unbacked = await bwHere(prot);
+    assert.equal(unbacked.code, 5, unbacked.stderr);
+    assert.match(unbacked.stderr, /ERR_LINEAGE_UNBACKED.*composes with its parent's, which nothing backed/);
+    const claimed = await bwHere([...prot, '--accept-claims']);
+    assert.equal(claimed.code, 0, claimed.stderr);
+    const info = await bwHere(['--json', 'model', 'inspect', p('out/claimed.bwm')]);
+    const m = JSON.parse(info.stdout) as { manifest: { lineage: { evidence: { privacy: unknown } } } };
+    assert.deepEqual(m.manifest.lineage.evidence.privacy, { status: 'claimed', source: 'parent' });
+    // --accept-claims outside a DP fine-tune is refused, not ignored.
+    const misplaced = await bwHere([...mlpArgs(p('base.csv'), p('out/plain.onnx')), '--accept-claims']);
+    assert.equal(misplaced.code, 2, misplaced.stderr);
+    assert.match(misplaced.stderr, /ERR_USAGE.*--accept-claims applies to a DP fine-tune/);
+  });
 });

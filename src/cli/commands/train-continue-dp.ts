@@ -5,9 +5,10 @@
  */
 
 import type { AuditLog } from '../../audit/index.js';
-import { BulwarkError } from '../../core/index.js';
+import { BulwarkError, isBulwarkError, sha256Digest } from '../../core/index.js';
 import { continueTrainingDp } from '../../integrity/index.js';
-import type { ActivationName } from '../../ml/index.js';
+import { type ActivationName, onnxMetadata } from '../../ml/index.js';
+import { backClaims, type ClaimStatus, lineageFromOnnxMetadata } from '../../model/index.js';
 import { NoiseSource, trainedPrivacy } from '../../privacy/index.js';
 import type { Io } from '../output.js';
 import { type Progress, startProgress } from '../progress.js';
@@ -42,11 +43,61 @@ export function checkDpContinuation(o: DpContinueCliOpts, hasSchema: boolean): v
     throw new BulwarkError('ERR_USAGE', '--solver lbfgs does not apply: a DP fine-tune runs DP-SGD');
 }
 
+/**
+ * Whether the parent's differential-privacy guarantee is backed: by its package's signed evidence
+ * (`packageClaim` 'backed'), or by a `model.trained` record of its digest in the audit log that records
+ * the same guarantee (the check `model protect` runs, {@link backClaims}). `none`: the parent claims no
+ * DP (continueTrainingDp refuses it). A record that contradicts the claim is ERR_LINEAGE_MISMATCH.
+ *
+ * Why it matters: a DP fine-tune's guarantee is the parent's plus this run's, and its own training
+ * record backs the sum when it is packaged. Without this check a parent whose `bulwark.privacy`
+ * metadata anyone had written came out of a fine-tune as a backed DP model.
+ */
+export async function parentPrivacyBacking(
+  previous: Uint8Array,
+  packageClaim: ClaimStatus | undefined,
+  log: AuditLog | undefined,
+  where: string,
+): Promise<'backed' | 'claimed' | 'none'> {
+  const claimed = lineageFromOnnxMetadata(onnxMetadata(previous)).privacy;
+  if (claimed === undefined) return 'none';
+  if (packageClaim === 'backed') return 'backed';
+  if (log === undefined) return 'claimed';
+  const digest = sha256Digest(previous);
+  const record = await log.trainingRecord(digest);
+  if (record === undefined) return 'claimed';
+  try {
+    const l = backClaims({ privacy: claimed }, { privacy: claimed }, digest, record, false, where);
+    return l.evidence?.privacy?.status === 'backed' ? 'backed' : 'claimed';
+  } catch (e) {
+    // Its own record says it composes with a claimed guarantee: claimed in turn.
+    if (isBulwarkError(e, 'ERR_LINEAGE_UNBACKED')) return 'claimed';
+    throw e;
+  }
+}
+
 /** The DP tuner: opens the ledger (with the audit sink), runs the DP continuation, closes the ledger. */
 export function dpTuner(io: Io, o: DpContinueCliOpts, log: AuditLog | undefined): Tuner {
-  return async (previous, ds, evaluation, schema) => {
+  return async (previous, ds, evaluation, schema, parentPrivacyClaim) => {
     if (schema === undefined || o.dpEpsilon === undefined || o.maxFlagged === undefined)
       throw new BulwarkError('ERR_INTERNAL', 'DP continuation options were not checked');
+    // Before the ledger is opened and anything spent.
+    const where = `--from ${o.from}`;
+    const parentPrivacy = await parentPrivacyBacking(previous, parentPrivacyClaim, log, where);
+    // Only a run recorded in an audit log can back the new guarantee later (model protect --audit):
+    // there a parent's unchecked claim would come out as backed, so it is refused unless accepted. A
+    // run with no log backs nothing; its package (if any) goes out marked claimed anyway.
+    if (parentPrivacy === 'claimed' && log !== undefined) {
+      if (o.acceptClaims !== true)
+        throw new BulwarkError(
+          'ERR_LINEAGE_UNBACKED',
+          `${where}: the parent's differential-privacy guarantee is backed by no record of its training (${parentPrivacyClaim === undefined ? 'its bulwark.privacy metadata, which anyone can write, and no model.trained entry of it in the --audit log' : `its package marks it ${parentPrivacyClaim}, and the --audit log has no model.trained entry of it`}); this run's record would back a guarantee that composes with it: give the log the parent's training was recorded in (--audit), or --accept-claims to record the new guarantee as resting on an unchecked claim`,
+          { details: { claims: 'privacy' } },
+        );
+      io.note(
+        `${where}: the parent's DP guarantee is an unchecked claim (--accept-claims); the new model's is recorded as resting on it (parentPrivacy: claimed)`,
+      );
+    }
     const { delta, ledger } = await openDpRun(io, o, ds.rowCount, log, 'dp-sgd');
     let bar: Progress | null = null;
     try {
@@ -101,6 +152,7 @@ export function dpTuner(io: Io, o: DpContinueCliOpts, log: AuditLog | undefined)
           trainRows: r.trainRows,
           budget: p.budget?.dataset ?? '',
           ledgerId: p.budget?.ledger ?? '',
+          ...(parentPrivacy === 'none' ? {} : { parentPrivacy }),
         },
         privacy: trainedPrivacy(p, r.receipt),
         result: {
@@ -109,6 +161,7 @@ export function dpTuner(io: Io, o: DpContinueCliOpts, log: AuditLog | undefined)
           privacy: p,
           budget: budgetResult(r.receipt),
           seededNoise: o.seededNoise !== undefined,
+          ...(parentPrivacy === 'none' ? {} : { parentPrivacy }),
         },
         lines: [
           `Poisoning gate (${r.gate.method}, previous model): passed (at most ${r.gate.maxFlagged} of the ${r.trainRows} new rows flagged; no row removed under DP).`,

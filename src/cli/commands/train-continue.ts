@@ -6,7 +6,7 @@
 import { withFileRead } from '../../core/index.js';
 import type { Dataset, Schema } from '../../data/index.js';
 import { type ContinueResult, continueTraining, type ModelComparison } from '../../integrity/index.js';
-import { PACKAGE_MAGIC } from '../../model/index.js';
+import { type ClaimStatus, PACKAGE_MAGIC } from '../../model/index.js';
 import type { TrainedPrivacy } from '../../privacy/index.js';
 import type { Io } from '../output.js';
 import { type Progress, startProgress } from '../progress.js';
@@ -66,6 +66,8 @@ export type Tuner = (
   ds: Dataset,
   evaluation: Dataset,
   schema: Schema | undefined,
+  /** From a package: the status of the parent's privacy claim in its signed manifest. */
+  parentPrivacyClaim?: ClaimStatus,
 ) => Promise<Continuation>;
 
 /** The non-DP tuner: poisoning checks that remove flagged rows, fine-tuning, the comparison. */

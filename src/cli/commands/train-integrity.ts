@@ -58,6 +58,8 @@ export interface IntegrityTrainOpts {
   modelVersion?: string;
   /** `--from PARENT.bwm`: a detector bundle to seal into the new package. */
   detectors?: string;
+  /** `--from` with DP: continue a parent whose DP guarantee no training record backs. */
+  acceptClaims?: boolean;
 }
 
 function inspectMethod(v: string): InspectMethod {
@@ -104,6 +106,10 @@ export function addIntegrityTrainOptions(cmd: Command): Command {
       '--max-flagged <f>',
       '--from with DP: refuse the new batch whole when the poisoning check flags more than this share of it',
       floatOption(0, 1),
+    )
+    .option(
+      '--accept-claims',
+      "--from with DP: fine-tune a parent whose differential-privacy guarantee no training record backs (a package's claim marked claimed, or a model file's bulwark.privacy metadata with no model.trained entry in the --audit log); the new model's guarantee is recorded as resting on that unchecked claim (parentPrivacy: claimed) and packaged as claimed",
     )
     .option(
       '--gate <method>',
@@ -167,6 +173,11 @@ export async function checkTrainingIntegrity(
     throw new BulwarkError(
       'ERR_USAGE',
       '--gate and --max-flagged apply to a DP fine-tune (--from with --dp-epsilon); without DP, --sanitize [method] removes flagged rows',
+    );
+  if (o.acceptClaims === true && !(dp && o.from !== undefined))
+    throw new BulwarkError(
+      'ERR_USAGE',
+      '--accept-claims applies to a DP fine-tune (--from with --dp-epsilon) of a parent whose guarantee nothing backs; to package a model with unchecked claims, bulwark model protect --accept-claims',
     );
   if (log && o.requireProvenance) {
     const key = o.auditKey === undefined ? undefined : await loadVerifierKey(o.auditKey);

@@ -26,6 +26,7 @@ import { BulwarkError, sha256Digest } from '../../core/index.js';
 import type { Dataset, Schema } from '../../data/index.js';
 import {
   checkDetectorBundle,
+  claimStatus,
   type DecryptedModel,
   decryptProtectedModel,
   loadSigningKey,
@@ -145,7 +146,7 @@ export async function runPackageContinuation(
           { features: pm.input.features, classes: pm.output.classes?.length },
           `--detectors ${o.detectors}`,
         );
-      r = await tune(parent.onnx, ds, evaluation, schema);
+      r = await tune(parent.onnx, ds, evaluation, schema, claimStatus(pm).privacy);
     } finally {
       parent?.wipe();
     }
@@ -209,7 +210,9 @@ export async function runPackageContinuation(
         // just appended; without an audit log it goes out marked as an unchecked claim (the budget is
         // spent by now, so refusing would only lose the run).
         ...(log ? { trainingRecord: (d: string) => log.trainingRecord(d) } : {}),
-        acceptClaims: log === undefined,
+        // With --accept-claims, a DP fine-tune of a parent whose guarantee nothing backs goes out marked
+        // as claimed (its training record says parentPrivacy: claimed).
+        acceptClaims: log === undefined || o.acceptClaims === true,
         ...(detectors !== undefined ? { detectors } : {}),
         // The parent's training data too: the new model's guarantee composes with the parent's.
         ...(o.dpEpsilon !== undefined ? { privateDatasets: [pm.lineage.datasetDigest] } : {}),
