@@ -17,7 +17,8 @@ export const MANIFEST_FORMAT = 'bulwark.model-manifest';
  * `lineage.evidence` (what backs the privacy and adversarial-training claims) and `privacy.noise`;
  * every version-3 manifest with a claim says what backs it. Version 4 adds
  * `detectors.fittedOn.protectedData` (the detectors' data was a protected dataset: its id and whether
- * it was verified against its manifest); a release that reads only 1 to 3 refuses it with
+ * it was verified against its manifest) and the claim source `parent` (a DP fine-tune whose guarantee
+ * composes with a parent's that nothing backed); a release that reads only 1 to 3 refuses it with
  * ERR_FORMAT_VERSION rather than as a malformed manifest. A package is written with the lowest
  * version that holds what it carries (1 without detectors or claims), so Bulwark releases that read
  * only older versions keep reading it, and refuse (ERR_FORMAT_VERSION) what they would misread: a

@@ -334,8 +334,12 @@ describe('bulwark train --from MODEL --dp-epsilon (DP continuous learning, built
     const claimed = await bwHere([...prot, '--accept-claims']);
     assert.equal(claimed.code, 0, claimed.stderr);
     const info = await bwHere(['--json', 'model', 'inspect', p('out/claimed.bwm')]);
-    const m = JSON.parse(info.stdout) as { manifest: { lineage: { evidence: { privacy: unknown } } } };
+    const m = JSON.parse(info.stdout) as {
+      manifest: { version: number; lineage: { evidence: { privacy: unknown } } };
+    };
     assert.deepEqual(m.manifest.lineage.evidence.privacy, { status: 'claimed', source: 'parent' });
+    // A release that reads manifests 1 to 3 refuses it by version, not as malformed.
+    assert.equal(m.manifest.version, 4);
     // --accept-claims outside a DP fine-tune is refused, not ignored.
     const misplaced = await bwHere([...mlpArgs(p('base.csv'), p('out/plain.onnx')), '--accept-claims']);
     assert.equal(misplaced.code, 2, misplaced.stderr);
