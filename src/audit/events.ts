@@ -17,6 +17,32 @@ import { BulwarkError } from '../core/index.js';
 /** The entry format version written by this code. */
 export const EVENT_VERSION = 1;
 
+/**
+ * The largest entry, in characters of its canonical JSON: what a third party's verifier accepts in an
+ * inclusion proof (`verifyInclusionBundle`), so the log refuses, at append, data that would make an
+ * entry longer than this. An entry of 2.9 million characters (200,000 protected field names) was
+ * appended and then could never be proved to anyone.
+ */
+export const MAX_ENTRY_CHARS = 1 << 20;
+
+/** Room left in {@link MAX_ENTRY_CHARS} for the envelope (id, index, time, type, version and keys). */
+const ENVELOPE_CHARS = 1024;
+
+/**
+ * The canonical JSON of an event's data, refused (ERR_AUDIT_EVENT_INVALID) when the entry holding it
+ * would exceed {@link MAX_ENTRY_CHARS}.
+ */
+export function canonicalEventData(e: AuditEventInput): string {
+  const json = canonicalJson(e.data);
+  if (json.length > MAX_ENTRY_CHARS - ENVELOPE_CHARS)
+    throw new BulwarkError(
+      'ERR_AUDIT_EVENT_INVALID',
+      `audit event ${e.type}: data: ${json.length} characters as canonical JSON, at most ${MAX_ENTRY_CHARS - ENVELOPE_CHARS} (an entry must fit an inclusion proof)`,
+      { details: { type: e.type } },
+    );
+  return json;
+}
+
 /** A content digest: `sha256:` and 64 lowercase hex digits. */
 export const digestSchema = z.string().regex(/^sha256:[0-9a-f]{64}$/, 'expected sha256:<64 hex digits>');
 const idSchema = z.string().min(1).max(256).regex(/^\S+$/, 'expected no whitespace');

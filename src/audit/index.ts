@@ -24,6 +24,7 @@ export {
   EVENT_VERSION,
   eventDataSchemas,
   eventRefs,
+  MAX_ENTRY_CHARS,
   oneLine,
   parseEventInput,
 } from './events.js';

@@ -15,7 +15,7 @@ import {
   type AuditEntry,
   type AuditEventData,
   type AuditEventInput,
-  canonicalJson,
+  canonicalEventData,
   decodeEntry,
   entryBody,
   eventRefs,
@@ -34,7 +34,7 @@ import {
   type StoredEntry,
 } from './store.js';
 import { StoreTree } from './tree.js';
-import type { InclusionBundle } from './verify.js';
+import { type InclusionBundle, verifyInclusionBundle } from './verify.js';
 import type { AppendReceipt, AuditWriter } from './writer.js';
 
 /** Where a log is kept. */
@@ -210,8 +210,10 @@ export class AuditLog implements AuditWriter {
   append(event: AuditEventInput): Promise<AppendReceipt> {
     if (this.closed) return Promise.reject(new BulwarkError('ERR_AUDIT_CLOSED', 'the audit log is closed'));
     let parsed: AuditEventInput;
+    let dataJson: string;
     try {
       parsed = parseEventInput(event);
+      dataJson = canonicalEventData(parsed);
     } catch (e) {
       return Promise.reject(e);
     }
@@ -220,7 +222,7 @@ export class AuditLog implements AuditWriter {
         type: parsed.type,
         id: eventId(),
         time: new Date().toISOString(),
-        dataJson: canonicalJson(parsed.data),
+        dataJson,
         produces: eventRefs(parsed).produces,
         resolve,
         reject,
@@ -451,26 +453,56 @@ export class AuditLog implements AuditWriter {
    * The `model.trained` entry of the model with this `sha256:` digest (the latest, if trained more than
    * once), as a package's lineage cites it (`protectModel`'s `trainingRecord`); undefined when the log
    * has none.
+   *
+   * Without `publicKey` the entry is checked against its stored leaf hash only, which whoever can write
+   * the database recomputes after rewriting it. With `publicKey` (the log's key, held apart from the
+   * database) the entry must also be proved, RFC 9162 inclusion, under the latest stored checkpoint
+   * that covers it and is signed by that key: ERR_AUDIT_CHECKPOINT_MISSING when none covers it yet (no
+   * checkpoint is signed here, since one signed now would sign whatever the store holds now),
+   * ERR_AUDIT_CHECKPOINT_SIGNATURE / ERR_AUDIT_PROOF_INVALID when the entry or checkpoint was
+   * changed. Which entry is "the latest" still comes from the lineage index, which `verify` checks.
    */
-  async trainingRecord(modelDigest: string): Promise<
+  async trainingRecord(
+    modelDigest: string,
+    options: { publicKey?: string | NoteVerifier } = {},
+  ): Promise<
     | {
         origin: string;
         eventId: string;
         index: number;
         entryDigest: string;
         data: AuditEventData<'model.trained'>;
+        /** The size of the signed checkpoint the entry was proved under (with `publicKey`). */
+        checkpointSize?: number;
       }
     | undefined
   > {
     const p = await this.producer(`model:${modelDigest}`);
     if (p === undefined || p.entry.type !== 'model.trained') return undefined;
-    return {
+    const record = {
       origin: this.origin,
       eventId: p.entry.id,
       index: p.entry.index,
       entryDigest: p.entryDigest,
       data: p.entry.data,
     };
+    if (options.publicKey === undefined) return record;
+    const covering = (await this.store.checkpoints()).filter((c) => c.size > p.entry.index).at(-1);
+    if (!covering)
+      throw new BulwarkError(
+        'ERR_AUDIT_CHECKPOINT_MISSING',
+        `the training record of ${modelDigest} (event ${p.entry.id}, #${p.entry.index}) is not covered by a signed checkpoint yet: write one with "bulwark audit checkpoint"`,
+        { details: { index: p.entry.index } },
+      );
+    const bundle = await this.prove(p.entry.id, covering.size);
+    const v = verifyInclusionBundle(bundle, options.publicKey, this.origin);
+    const proved = `sha256:${createHash('sha256').update(bundle.entry, 'utf8').digest('hex')}`;
+    if (v.entry.id !== p.entry.id || proved !== p.entryDigest)
+      throw new BulwarkError(
+        'ERR_AUDIT_PROOF_INVALID',
+        `the entry proved for event ${p.entry.id} is not the training record read from the log`,
+      );
+    return { ...record, checkpointSize: v.checkpoint.size };
   }
 
   /**
@@ -533,19 +565,6 @@ export class AuditLog implements AuditWriter {
     if (options.publicKey !== undefined) {
       verifier =
         typeof options.publicKey === 'string' ? parseVerifierKey(options.publicKey) : options.publicKey;
-      // A key of another log, or a log created with another key: with no checkpoint in the store the
-      // signature checks below have nothing to fail on, and a store swapped for another log passed.
-      if (verifier.name !== this.origin)
-        throw new BulwarkError(
-          'ERR_AUDIT_ORIGIN_MISMATCH',
-          `the key given is for log ${JSON.stringify(verifier.name)}; ${this.store.location} holds log ${JSON.stringify(this.origin)}`,
-          { details: { origin: this.origin, key: verifier.name } },
-        );
-      if (recorded !== undefined && recorded !== verifier.vkey)
-        throw new BulwarkError(
-          'ERR_AUDIT_KEY_INVALID',
-          `${this.store.location} was created with another key (${recorded.split('+').slice(0, 2).join('+')}), not the key given (${verifier.vkey.split('+').slice(0, 2).join('+')}): it is not the log of that key`,
-        );
     } else {
       if (recorded) verifier = parseVerifierKey(recorded);
       keySource = 'log';
@@ -566,6 +585,23 @@ export class AuditLog implements AuditWriter {
         );
       return { cp, held: false };
     });
+    // A key of another log, or a log created with another key: checked after the stored checkpoints
+    // (which then fail their signature check first, as before), because with no checkpoint in the
+    // store there was nothing to fail, and a store swapped for another log passed.
+    if (options.publicKey !== undefined) {
+      const v = verifier as NoteVerifier;
+      if (v.name !== this.origin)
+        throw new BulwarkError(
+          'ERR_AUDIT_ORIGIN_MISMATCH',
+          `the key given is for log ${JSON.stringify(v.name)}; ${this.store.location} holds log ${JSON.stringify(this.origin)}`,
+          { details: { origin: this.origin, key: v.name } },
+        );
+      if (recorded !== undefined && recorded !== v.vkey)
+        throw new BulwarkError(
+          'ERR_AUDIT_KEY_INVALID',
+          `${this.store.location} was created with another key (${recorded.split('+').slice(0, 2).join('+')}), not the key given (${v.vkey.split('+').slice(0, 2).join('+')}): it is not the log of that key`,
+        );
+    }
     for (const note of held)
       heads.push({ cp: verifyCheckpoint(note, verifier as NoteVerifier, this.origin), held: true });
     // In size order whatever order the store returned them in: the rebuild below checks each head

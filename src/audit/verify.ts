@@ -6,7 +6,7 @@
 import { z } from 'zod';
 import { BulwarkError } from '../core/index.js';
 import { type Checkpoint, verifyCheckpoint } from './checkpoint.js';
-import { type AuditEntry, decodeEntry } from './events.js';
+import { type AuditEntry, decodeEntry, MAX_ENTRY_CHARS } from './events.js';
 import { HASH_SIZE, leafHash, verifyConsistency, verifyInclusion } from './merkle.js';
 import { type NoteVerifier, parseVerifierKey } from './note.js';
 
@@ -38,7 +38,7 @@ const bundleSchema = z.strictObject({
   format: z.literal('bulwark-audit-inclusion/1'),
   index: z.number().int().min(0),
   treeSize: z.number().int().min(1),
-  entry: z.string().max(1 << 20),
+  entry: z.string().max(MAX_ENTRY_CHARS),
   proof: z.array(b64Hash).max(64),
   checkpoint: z.string().max(1 << 16),
 });

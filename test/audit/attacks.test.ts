@@ -18,6 +18,7 @@ import {
   EMPTY_ROOT,
   generateSignerKey,
   leafHash,
+  MAX_ENTRY_CHARS,
   type NoteSigner,
   parseEventInput,
   parseVerifierKey,
@@ -25,6 +26,7 @@ import {
   verifyCheckpoint,
   verifyCheckpointConsistency,
   verifyConsistency,
+  verifyInclusionBundle,
 } from '../../src/audit/index.js';
 import { isBulwarkError } from '../../src/core/index.js';
 import { runBulwarkInProcess } from '../helpers/cli.js';
@@ -148,6 +150,9 @@ for (const makeFixture of FIXTURES) {
       const log2 = await open(fx2, generateSignerKey(ORIGIN).signer);
       await log2.append(prediction(0, 'nobody'));
       await assert.rejects(log2.verify({ publicKey: vkey }), code('ERR_AUDIT_KEY_INVALID'));
+      // With a checkpoint, its signature check fails first, with the code it always had.
+      await log2.checkpoint();
+      await assert.rejects(log2.verify({ publicKey: vkey }), code('ERR_AUDIT_CHECKPOINT_SIGNATURE'));
       await log2.close();
       // A log of ours with no checkpoint yet verifies, and says that nothing in it is signed yet.
       const fx3 = fresh();
@@ -248,6 +253,47 @@ for (const makeFixture of FIXTURES) {
         await after2.close();
       }
     });
+
+    it('a training record rewritten in the database backs a claim unless it is proved under a signed checkpoint', async () => {
+      const fx = fresh();
+      const log = await open(fx, signer);
+      await log.append(trained('m', 1));
+      await log.append(prediction(1));
+      await log.checkpoint();
+      await log.append(trained('n', 2));
+      const proved = await log.trainingRecord(digest('m'), { publicKey: vkey });
+      assert.deepEqual([proved?.data.privacy?.epsilon, proved?.checkpointSize], [1, 2]);
+      // Appended after the latest checkpoint: nothing signed covers it yet.
+      assert.equal((await log.trainingRecord(digest('n')))?.index, 2);
+      await assert.rejects(
+        log.trainingRecord(digest('n'), { publicKey: vkey }),
+        code('ERR_AUDIT_CHECKPOINT_MISSING'),
+      );
+      await assert.rejects(
+        log.trainingRecord(digest('m'), { publicKey: generateSignerKey(ORIGIN).vkey }),
+        code('ERR_AUDIT_CHECKPOINT_SIGNATURE'),
+      );
+      const e = await log.get(proved?.eventId as string);
+      await log.close();
+      // Someone with write access to the database lowers the recorded epsilon and its leaf hash.
+      const privacy = (e.data as { privacy: object }).privacy;
+      const forged = canonicalJson({ ...e, data: { ...e.data, privacy: { ...privacy, epsilon: 0.1 } } });
+      await fx.exec(`UPDATE entries SET body = ${ph(fx, 1)}, leaf = ${ph(fx, 2)} WHERE idx = 0`, [
+        forged,
+        leafHash(forged),
+      ]);
+      const reader = await open(fx);
+      try {
+        // Checked against its stored leaf hash only, the forgery is "the record" (the limitation).
+        assert.equal((await reader.trainingRecord(digest('m')))?.data.privacy?.epsilon, 0.1);
+        await assert.rejects(
+          reader.trainingRecord(digest('m'), { publicKey: vkey }),
+          code('ERR_AUDIT_PROOF_INVALID'),
+        );
+      } finally {
+        await reader.close();
+      }
+    });
   });
 }
 
@@ -263,6 +309,40 @@ describe('audit log attacks: events and the command line', () => {
       () => parseEventInput(event),
       (e: unknown) => code('ERR_AUDIT_EVENT_INVALID')(e) && /__proto__/.test((e as Error).message),
     );
+  });
+
+  it('an event too large for an inclusion proof is refused at append, not logged unprovable', async () => {
+    const { signer, vkey } = generateSignerKey(ORIGIN);
+    const log = await AuditLog.open({ store: { kind: 'sqlite', path: join(dir, 'large.db') }, signer });
+    try {
+      const fields = (n: number) => Array.from({ length: n }, (_, i) => `field_${i}`);
+      const event = (n: number): AuditEventInput => ({
+        type: 'dataset.protected',
+        data: {
+          datasetDigest: digest('p'),
+          schemaDigest: digest('s'),
+          protectedFields: fields(n),
+          keyIds: ['k'],
+          rows: 1,
+        },
+      });
+      // 200,000 names: about 2.9 million characters, which no verifier of a proof accepts.
+      await assert.rejects(
+        log.append(event(200_000)),
+        (e: unknown) => code('ERR_AUDIT_EVENT_INVALID')(e) && /at most/.test((e as Error).message),
+      );
+      // Just under the limit: appended, and provable to a third party.
+      const ok = await log.append(event(70_000));
+      const bundle = await log.prove(ok.id);
+      assert.ok(
+        bundle.entry.length > 900_000 && bundle.entry.length <= MAX_ENTRY_CHARS,
+        `${bundle.entry.length}`,
+      );
+      assert.equal(verifyInclusionBundle(bundle, vkey).entry.index, 0);
+      assert.equal((await log.head()).size, 1);
+    } finally {
+      await log.close();
+    }
   });
 
   it('hostile text in an event cannot forge lines or escape sequences in tail and lineage output', async () => {
