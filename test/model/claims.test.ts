@@ -454,4 +454,33 @@ describe('model protect: privacy and adversarial claims', () => {
       /each privacy or adversarial claim needs its evidence, and only those/,
     );
   });
+
+  it('with --audit-key the record that backs a claim must be proved under a checkpoint signed by that key', async () => {
+    const pub = p('log.key.pub');
+    assert.ok(existsSync(pub), 'audit keygen writes the public key beside the private one');
+    const withKey = (out: string, key: string) =>
+      protect('adv.onnx', out, ['--audit', audit, '--audit-key', key]);
+    // Without a log the option has nothing to check.
+    const alone = await protect('adv.onnx', 'alone.bwm', ['--audit-key', pub]);
+    assert.equal(alone.code, 2, alone.stderr);
+    assert.match(alone.stderr, /ERR_USAGE.*--audit-key applies with an audit log/);
+    // The only checkpoint was signed before the training was recorded: nothing covers the record yet.
+    const uncovered = await withKey('uncovered.bwm', pub);
+    assert.notEqual(uncovered.code, 0, uncovered.stderr);
+    assert.match(uncovered.stderr, /ERR_AUDIT_CHECKPOINT_MISSING/);
+    assert.equal(existsSync(p('uncovered.bwm')), false);
+    ok(await bw(['audit', 'checkpoint', '--store', audit, '--signing-key', p('log.key')]), 'checkpoint');
+    // Another key of the same name does not verify the log's checkpoint.
+    ok(
+      await bw(['audit', 'keygen', '--name', 'bulwark.test/claims', '--out', p('other.key')]),
+      'other keygen',
+    );
+    const wrong = await withKey('wrong.bwm', p('other.key.pub'));
+    assert.notEqual(wrong.code, 0, wrong.stderr);
+    assert.match(wrong.stderr, /ERR_AUDIT_CHECKPOINT_SIGNATURE/);
+    assert.equal(existsSync(p('wrong.bwm')), false);
+    const r = ok(await withKey('proved.bwm', pub), 'protect --audit-key');
+    const out = JSON.parse(r.stdout) as { claims: { adversarial: string } };
+    assert.equal(out.claims.adversarial, 'backed');
+  });
 });

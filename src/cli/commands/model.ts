@@ -24,6 +24,7 @@ import { addAuditOption, record, withOperationLog } from '../audit-record.js';
 import { checkOutputPath, intOption } from '../options.js';
 import { ioOf } from '../output.js';
 import { type Progress, startProgress } from '../progress.js';
+import { loadVerifierKey } from './audit.js';
 import { keyringInputs, openKeyringFromOptions, type SecretCliOptions, withKeyringOptions } from './keys.js';
 import { readDetectorBundleFile, registerFitDetectorsCommand } from './model-detectors.js';
 
@@ -186,6 +187,10 @@ export function registerModelCommands(program: Command): void {
           "sign the model's privacy/adversarial metadata although no model.trained record in the --audit log backs it, marked as an unchecked claim",
         )
         .option(
+          '--audit-key <key>',
+          "the --audit log's public key (or a file): the model.trained record that backs a claim must also be proved included under a stored checkpoint signed by it, so that a record rewritten in the database (its hash recomputed) backs nothing",
+        )
+        .option(
           '--detectors <file>',
           'detector bundle (bulwark model fit-detectors) to seal into the package with the model',
         )
@@ -217,8 +222,10 @@ export function registerModelCommands(program: Command): void {
         audit?: string;
         detectors?: string;
         acceptClaims?: boolean;
+        auditKey?: string;
       }
     >();
+    const auditKey = o.auditKey !== undefined ? await loadVerifierKey(o.auditKey) : undefined;
     if (o.datasetDigest !== undefined && !/^sha256:[0-9a-f]{64}$/.test(o.datasetDigest))
       throw new BulwarkError('ERR_INVALID_ARGUMENT', `--dataset-digest: expected sha256:<64 hex digits>`);
     // Before the work, and never over one of the inputs, --force or not: the package used to replace
@@ -241,6 +248,11 @@ export function registerModelCommands(program: Command): void {
         ...(o.auditOrigin !== undefined ? { origin: o.auditOrigin } : {}),
       };
     await withOperationLog(o.audit, async (log) => {
+      if (auditKey !== undefined && !log)
+        throw new BulwarkError(
+          'ERR_USAGE',
+          '--audit-key applies with an audit log (--audit or BULWARK_AUDIT_STORE), whose records back the claims',
+        );
       const kr = await openKeyringFromOptions(o);
       let bar: Progress | undefined;
       try {
@@ -255,7 +267,13 @@ export function registerModelCommands(program: Command): void {
           lineage,
           // Bulwark's own record of the training, found in the log by the digest of the bytes packaged
           // (never by --audit-event: naming an event backs nothing).
-          ...(log ? { trainingRecord: (modelDigest: string) => log.trainingRecord(modelDigest) } : {}),
+          // With --audit-key the record is also proved under a signed checkpoint.
+          ...(log
+            ? {
+                trainingRecord: (modelDigest: string) =>
+                  log.trainingRecord(modelDigest, auditKey !== undefined ? { publicKey: auditKey } : {}),
+              }
+            : {}),
           acceptClaims: o.acceptClaims === true,
           ...(detectors !== undefined ? { detectors } : {}),
           ...(o.frameSize !== undefined ? { frameSize: o.frameSize } : {}),
