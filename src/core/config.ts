@@ -21,7 +21,47 @@ export function parseYaml(text: string, source = '<config>'): unknown {
       details: { file: source },
     });
   }
-  return doc.toJS() ?? {};
+  let value: unknown;
+  try {
+    // The yaml library refuses alias expansion beyond maxAliasCount (default 100, the "billion
+    // laughs" document) with a ReferenceError: the same refusal as a syntax error, not an internal one.
+    value = doc.toJS();
+  } catch (e) {
+    throw new BulwarkError('ERR_CONFIG_PARSE', `${source}: ${(e as Error).message}`, {
+      details: { file: source },
+    });
+  }
+  const cycle = aliasCycle(value);
+  if (cycle !== undefined)
+    throw new BulwarkError(
+      'ERR_CONFIG_PARSE',
+      `${source}: ${cycle}: an alias refers to a node that contains it (a YAML document with no end)`,
+      { details: { file: source } },
+    );
+  return value ?? {};
+}
+
+/**
+ * The key path of the first value that contains itself, or undefined. `a: &x [*x]` is valid YAML and
+ * becomes an array holding itself: every consumer that walks it (validation of an open record,
+ * JSON.stringify of a configuration digest, a deep copy) recurses forever or throws.
+ */
+function aliasCycle(root: unknown): string | undefined {
+  const open = new Set<object>();
+  const walk = (v: unknown, path: PropertyKey[]): string | undefined => {
+    if (v === null || typeof v !== 'object') return undefined;
+    if (open.has(v)) return formatPath(path);
+    open.add(v);
+    const entries: [PropertyKey, unknown][] =
+      v instanceof Map ? [...v.entries()] : Array.isArray(v) ? v.map((x, i) => [i, x]) : Object.entries(v);
+    for (const [k, x] of entries) {
+      const found = walk(x, [...path, k]);
+      if (found !== undefined) return found;
+    }
+    open.delete(v);
+    return undefined;
+  };
+  return walk(root, []);
 }
 
 /** Parses YAML text and validates it; `source` names the file in messages. */

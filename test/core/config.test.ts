@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { z } from 'zod';
-import { formatPath, loadConfig, parseConfig } from '../../src/core/index.js';
+import { BulwarkError, formatPath, loadConfig, parseConfig, parseYaml } from '../../src/core/index.js';
 
 const schema = z.strictObject({
   gateway: z.strictObject({
@@ -58,6 +58,29 @@ describe('YAML config', () => {
 
   it('rejects duplicate keys', () => {
     assert.throws(() => parseConfig('a: 1\na: 2\n', schema, 'dup.yaml'), { code: 'ERR_CONFIG_PARSE' });
+  });
+
+  it('an alias bomb or an alias inside itself is ERR_CONFIG_PARSE, not an internal error or a cyclic value', () => {
+    const levels = ['a: &a ["x","x","x","x","x","x","x","x","x","x"]'];
+    for (let i = 1; i < 7; i++) {
+      const prev = String.fromCharCode(96 + i);
+      levels.push(
+        `${String.fromCharCode(97 + i)}: &${String.fromCharCode(97 + i)} [${Array(10).fill(`*${prev}`).join(',')}]`,
+      );
+    }
+    const isParse = (re: RegExp) => (e: unknown) =>
+      e instanceof BulwarkError && e.code === 'ERR_CONFIG_PARSE' && re.test(e.message);
+    assert.throws(
+      () => parseYaml(`${levels.join('\n')}\n`, 'bomb.yaml'),
+      isParse(/^bomb\.yaml: Excessive alias count/),
+    );
+    assert.throws(
+      () => parseYaml('a: &x [1, *x]\n', 'self.yaml'),
+      isParse(/^self\.yaml: a\[1\]: an alias refers to a node that contains it/),
+    );
+    assert.throws(() => parseYaml('m: &m {k: *m}\n', 'map.yaml'), isParse(/m\.k: an alias/));
+    // Shared (not cyclic) aliases stay fine.
+    assert.deepEqual(parseYaml('a: &x [1]\nb: *x\nc: *x\n', 'ok.yaml'), { a: [1], b: [1], c: [1] });
   });
 
   it('loadConfig maps a missing file to ERR_FILE_NOT_FOUND', async () => {
