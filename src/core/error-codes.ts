@@ -660,6 +660,16 @@ export const errorCodes = {
     summary:
       'The gateway TLS certificate, key, client CA bundle or client CRL file cannot be read or does not load.',
   },
+  // client SDK (bulwark/client): thrown as GatewayError
+  ERR_CLIENT_RESPONSE: {
+    exit: ExitCode.failure,
+    summary:
+      'The server answered the client SDK with something that is not a valid answer: not JSON, compressed, a __proto__ key, a number out of range, or not a v2 response.',
+  },
+  ERR_CLIENT_RESPONSE_TOO_LARGE: {
+    exit: ExitCode.failure,
+    summary: "The server's answer to the client SDK is larger than maxResponseBytes; it was cut off unread.",
+  },
   // deploy
   ERR_DEPLOY_MANIFEST_INVALID: {
     exit: ExitCode.failure,

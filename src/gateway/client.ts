@@ -55,8 +55,13 @@ export interface GatewayClientOptions {
    * latest `DPoP-Nonce` goes into every proof; a refusal asking for a newer one is retried once.
    */
   dpop?: DpopKey;
-  /** Per-request timeout in ms, for the whole exchange (default 30,000). */
+  /** Per-request timeout in ms, for the whole exchange (default 30,000; at most 2,147,483,647). */
   timeoutMs?: number;
+  /**
+   * Largest answer body read, in bytes (default 16 MiB, at most 256 MiB): a bigger one, announced by
+   * `Content-Length` or streamed, is cut off and refused with `ERR_CLIENT_RESPONSE_TOO_LARGE`.
+   */
+  maxResponseBytes?: number;
   /** Connections kept open (default 16). */
   maxSockets?: number;
 }
@@ -108,9 +113,34 @@ export interface RawResponse {
 const SEGMENT = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 
 function segment(name: string, what: string): string {
-  if (!SEGMENT.test(name))
-    throw new TypeError(`${what}: expected letters, digits, _ . - (got ${JSON.stringify(name)})`);
+  if (typeof name !== 'string' || !SEGMENT.test(name))
+    throw new TypeError(
+      `${what}: expected letters, digits, _ . - (got ${JSON.stringify(String(name).slice(0, 64))})`,
+    );
   return name;
+}
+
+const DEFAULT_MAX_RESPONSE = 16 << 20;
+const MAX_RESPONSE_CAP = 256 << 20;
+/** setTimeout's largest delay: a longer one fires at once (Node's TimeoutOverflowWarning). */
+const MAX_TIMEOUT = 2_147_483_647;
+/**
+ * RFC 6750 §2.1 `b64token` (RFC 9449 §7.1 uses the same token68 for DPoP): what a bearer token may hold.
+ * Checked before the header is built, so a token with a CR/LF (a file read with its trailing newline, or
+ * a hostile token source) is refused by name instead of reaching the header, and is never echoed.
+ */
+const TOKEN = /^[A-Za-z0-9\-._~+/]+=*$/;
+/** A request path: origin-form (RFC 9112 §3.2.1), visible ASCII, no fragment, not `//host`. */
+const PATH = /^\/(?!\/)[\x21-\x22\x24-\x7e]*$/;
+/** A gateway error code as the gateway writes them (src/core/error-codes.ts). */
+const CODE = /^[A-Z][A-Z0-9_]{0,63}$/;
+
+function checkToken(token: unknown): string {
+  if (typeof token !== 'string' || !TOKEN.test(token))
+    throw new TypeError(
+      'token: expected an RFC 6750 b64token (letters, digits, - . _ ~ + / and trailing =); the token given has another character (a trailing newline?) and is not sent',
+    );
+  return token;
 }
 
 export class GatewayClient {
@@ -122,18 +152,48 @@ export class GatewayClient {
 
   constructor(options: GatewayClientOptions) {
     this.#o = options;
-    this.#url = new URL(options.url);
+    let url: URL;
+    try {
+      url = new URL(options.url);
+    } catch {
+      // Not echoed: the string may hold credentials (https://user:secret@host).
+      throw new TypeError('url: expected an absolute https:// URL, https://host[:port]');
+    }
+    this.#url = url;
+    // Requests go to /v2/... at the root: a path, query or fragment would be silently dropped, and
+    // credentials in the URL would never be sent (the token is the credential); refuse them instead.
+    if (url.username !== '' || url.password !== '')
+      throw new TypeError('url: credentials in the URL are not sent; give the token in `token`');
+    if ((url.pathname !== '/' && url.pathname !== '') || url.search !== '' || url.hash !== '')
+      throw new TypeError(
+        'url: expected https://host[:port] without a path, query or fragment (requests go to /v2/... at its root)',
+      );
     if (this.#url.protocol !== 'https:' && this.#url.protocol !== 'http:')
       throw new TypeError(`url: expected https:// or http://, got ${this.#url.protocol}`);
     if (this.#url.protocol === 'http:' && options.insecurePlaintext !== true)
       throw new TypeError(
         'url: http:// sends the token and the inputs unencrypted; use https://, or set insecurePlaintext: true for a loopback sidecar',
       );
-    for (const k of ['timeoutMs', 'maxSockets'] as const) {
+    for (const k of ['timeoutMs', 'maxSockets', 'maxResponseBytes'] as const) {
       const v = options[k];
       if (v !== undefined && !(Number.isInteger(v) && v >= 1))
         throw new TypeError(`${k}: expected a positive integer, got ${String(v)}`);
     }
+    if (options.timeoutMs !== undefined && options.timeoutMs > MAX_TIMEOUT)
+      throw new TypeError(`timeoutMs: expected at most ${MAX_TIMEOUT}, got ${options.timeoutMs}`);
+    if (options.maxResponseBytes !== undefined && options.maxResponseBytes > MAX_RESPONSE_CAP)
+      throw new TypeError(
+        `maxResponseBytes: expected at most ${MAX_RESPONSE_CAP}, got ${options.maxResponseBytes}`,
+      );
+    // A certificate without its key (or a key without its certificate) makes Node send no client
+    // certificate at all: mutual TLS would be silently off.
+    if ((options.cert === undefined) !== (options.key === undefined))
+      throw new TypeError(
+        `${options.cert === undefined ? 'cert' : 'key'}: mutual TLS needs both cert and key; only ${options.cert === undefined ? 'key' : 'cert'} was given`,
+      );
+    if (typeof options.token === 'string') checkToken(options.token);
+    else if (options.token !== undefined && typeof options.token !== 'function')
+      throw new TypeError('token: expected a string or a function returning one');
     const common = { keepAlive: true, maxSockets: options.maxSockets ?? 16 };
     this.#agent =
       this.#url.protocol === 'https:'
@@ -158,7 +218,10 @@ export class GatewayClient {
     body?: string | Buffer,
     headers: Record<string, string> = {},
   ): Promise<RawResponse> {
-    const token = typeof this.#o.token === 'function' ? await this.#o.token() : this.#o.token;
+    if (typeof path !== 'string' || !PATH.test(path))
+      throw new TypeError('path: expected an absolute path such as /v2/health/live (visible ASCII, no #)');
+    const fresh = typeof this.#o.token === 'function' ? await this.#o.token() : this.#o.token;
+    const token = fresh === undefined ? undefined : checkToken(fresh);
     const sentNonce = this.#dpopNonce;
     const r = await this.#send(method, path, token, body, headers);
     // RFC 9449 §9: a gateway that requires nonces refuses a proof without its latest one and sends a
@@ -180,7 +243,9 @@ export class GatewayClient {
     body: string | Buffer | undefined,
     headers: Record<string, string>,
   ): Promise<RawResponse> {
-    const h: Record<string, string | number> = { accept: 'application/json', ...headers };
+    // Lower-cased, so a caller's `Authorization` cannot ride along beside the one set here.
+    const h: Record<string, string | number> = { accept: 'application/json', 'accept-encoding': 'identity' };
+    for (const [k, v] of Object.entries(headers)) h[k.toLowerCase()] = v;
     if (token !== undefined && this.#o.dpop !== undefined) {
       h['authorization'] = `DPoP ${token}`;
       h['dpop'] = await dpopProof(this.#o.dpop, method, new URL(path, this.#url), token, this.#dpopNonce);
@@ -191,62 +256,81 @@ export class GatewayClient {
     }
     const mod = this.#url.protocol === 'https:' ? https : http;
     const ms = this.#o.timeoutMs ?? 30_000;
+    const limit = this.#o.maxResponseBytes ?? DEFAULT_MAX_RESPONSE;
     return new Promise<RawResponse>((resolve, reject) => {
-      // The whole exchange, not only each idle gap: a server trickling its answer a byte at a time
-      // never trips the socket's idle timeout.
-      const deadline = setTimeout(() => req.destroy(new Error(`request timed out after ${ms} ms`)), ms);
+      let deadline: NodeJS.Timeout | undefined;
       const fail = (e: unknown) => {
         clearTimeout(deadline);
         reject(e);
       };
-      const req = mod.request(
-        {
-          protocol: this.#url.protocol,
-          hostname: this.#url.hostname.replace(/^\[|\]$/g, ''),
-          port: this.#url.port,
-          path,
-          method,
-          agent: this.#agent,
-          headers: h,
-          timeout: ms,
-          ...(this.#o.servername !== undefined ? { servername: this.#o.servername } : {}),
-        },
-        (res) => {
-          const chunks: Buffer[] = [];
-          res.on('data', (c: Buffer) => chunks.push(c));
-          res.on('end', () => {
-            clearTimeout(deadline);
-            const raw = Buffer.concat(chunks);
-            const nonce = res.headers['dpop-nonce'];
-            if (typeof nonce === 'string' && nonce.length > 0 && nonce.length <= 512) this.#dpopNonce = nonce;
-            resolve({ status: res.statusCode ?? 0, headers: res.headers, body: raw.toString('utf8'), raw });
-          });
-          res.on('error', fail);
-        },
-      );
+      let req: http.ClientRequest;
+      try {
+        req = mod.request(
+          {
+            protocol: this.#url.protocol,
+            hostname: this.#url.hostname.replace(/^\[|\]$/g, ''),
+            port: this.#url.port,
+            path,
+            method,
+            agent: this.#agent,
+            headers: h,
+            timeout: ms,
+            ...(this.#o.servername !== undefined ? { servername: this.#o.servername } : {}),
+          },
+          (res) => {
+            const tooLarge = () =>
+              new GatewayError(
+                res.statusCode ?? 0,
+                'ERR_CLIENT_RESPONSE_TOO_LARGE',
+                `answer body over maxResponseBytes (${limit} bytes; HTTP ${res.statusCode ?? 0})`,
+              );
+            const declared = Number(res.headers['content-length']);
+            if (Number.isFinite(declared) && declared > limit) {
+              req.destroy(tooLarge());
+              return;
+            }
+            const chunks: Buffer[] = [];
+            let size = 0;
+            res.on('data', (c: Buffer) => {
+              size += c.length;
+              // Cut off as soon as the bound is passed: a server streaming without end would
+              // otherwise fill the caller's memory until the deadline.
+              if (size > limit) req.destroy(tooLarge());
+              else chunks.push(c);
+            });
+            res.on('end', () => {
+              clearTimeout(deadline);
+              if (size > limit) return;
+              const raw = Buffer.concat(chunks);
+              const nonce = res.headers['dpop-nonce'];
+              if (typeof nonce === 'string' && nonce.length > 0 && nonce.length <= 512)
+                this.#dpopNonce = nonce;
+              resolve({ status: res.statusCode ?? 0, headers: res.headers, body: raw.toString('utf8'), raw });
+            });
+            res.on('error', fail);
+          },
+        );
+      } catch (e) {
+        // Node refuses a header with a CR/LF or a non-Latin-1 character synchronously (its message names
+        // the header, not the value). No timer is armed yet: before, the deadline set above the request
+        // fired later on a `req` never assigned and threw out of the timer, ending the caller's process.
+        reject(e);
+        return;
+      }
+      // The whole exchange, not only each idle gap: a server trickling its answer a byte at a time
+      // never trips the socket's idle timeout.
+      deadline = setTimeout(() => req.destroy(new Error(`request timed out after ${ms} ms`)), ms);
       req.on('timeout', () => req.destroy(new Error(`request timed out after ${ms} ms`)));
       req.on('error', fail);
       req.end(body);
     });
   }
 
-  async #json<T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
+  async #json(method: 'GET' | 'POST', path: string, body?: unknown): Promise<unknown> {
     const r = await this.request(method, path, body === undefined ? undefined : JSON.stringify(body));
-    let value: unknown;
-    try {
-      value = JSON.parse(r.body);
-    } catch {
-      throw new GatewayError(r.status, 'ERR_CLIENT_RESPONSE', `answer is not JSON (HTTP ${r.status})`);
-    }
-    if (r.status < 200 || r.status >= 300) {
-      const v = value as { error?: unknown; code?: unknown };
-      throw new GatewayError(
-        r.status,
-        typeof v.code === 'string' ? v.code : `HTTP_${r.status}`,
-        typeof v.error === 'string' ? v.error : `HTTP ${r.status}`,
-      );
-    }
-    return value as T;
+    const value = parseAnswer(r);
+    if (r.status < 200 || r.status >= 300) throw errorFrom(r.status, value);
+    return value;
   }
 
   async live(): Promise<boolean> {
@@ -262,18 +346,29 @@ export class GatewayClient {
   }
 
   /** `GET /v2/models/{name}[/versions/{v}]`. */
-  modelMetadata(name: string, version?: string): Promise<Record<string, unknown>> {
-    return this.#json('GET', this.#modelPath(name, version));
+  async modelMetadata(name: string, version?: string): Promise<Record<string, unknown>> {
+    const v = await this.#json('GET', this.#modelPath(name, version));
+    if (!isObject(v)) throw malformed(200, 'model metadata is not a JSON object');
+    return v;
   }
 
   async modelReady(name: string, version?: string): Promise<boolean> {
-    const r = await this.#json<{ ready: boolean }>('GET', `${this.#modelPath(name, version)}/ready`);
-    return r.ready === true;
+    const r = await this.#json('GET', `${this.#modelPath(name, version)}/ready`);
+    return isObject(r) && r['ready'] === true;
   }
 
-  /** `POST /v2/models/{name}[/versions/{v}]/infer`; throws {@link GatewayError} on a refusal. */
-  infer(name: string, request: InferRequest, options: { version?: string } = {}): Promise<InferResponse> {
-    return this.#json('POST', `${this.#modelPath(name, options.version)}/infer`, request);
+  /**
+   * `POST /v2/models/{name}[/versions/{v}]/infer`; throws {@link GatewayError} on a refusal, and
+   * `ERR_CLIENT_RESPONSE` on an answer that is not a v2 inference response (checked, not cast).
+   */
+  async infer(
+    name: string,
+    request: InferRequest,
+    options: { version?: string } = {},
+  ): Promise<InferResponse> {
+    return inferResponse(
+      await this.#json('POST', `${this.#modelPath(name, options.version)}/infer`, request),
+    );
   }
 
   /**
@@ -311,13 +406,6 @@ export class GatewayClient {
 export { type AttestationPolicy, parsePolicy, productionPolicy } from '../attest/index.js';
 
 export interface AttestedGatewayClientOptions extends GatewayClientOptions, ClientVerifyOptions {}
-
-/** The sealed answer's plaintext: the pipeline's status, code and JSON body. */
-interface SealedReply {
-  status: number;
-  code: string;
-  body: unknown;
-}
 
 /**
  * The attested mode of the client (docs/attestation.md): `connect()` fetches an attestation for a fresh
@@ -393,33 +481,145 @@ export class AttestedGatewayClient extends GatewayClient {
   ): Promise<InferResponse> {
     const path = `/v2/models/${segment(name, 'model')}${options.version === undefined ? '' : `/versions/${segment(options.version, 'version')}`}/infer-sealed`;
     const pt = await this.sealed(path, Buffer.from(JSON.stringify(request)));
-    let reply: SealedReply;
-    try {
-      reply = JSON.parse(Buffer.from(pt).toString('utf8')) as SealedReply;
-    } catch {
-      throw new GatewayError(502, 'ERR_CLIENT_RESPONSE', 'sealed answer is not JSON');
+    const reply = parseJson(Buffer.from(pt).toString('utf8'), 502, 'sealed answer');
+    if (
+      !isObject(reply) ||
+      !Number.isInteger(reply['status']) ||
+      (reply['status'] as number) < 100 ||
+      (reply['status'] as number) > 599
+    )
+      throw malformed(502, 'sealed answer: expected {status, code, body}');
+    const status = reply['status'] as number;
+    if (status < 200 || status >= 300) {
+      const body = isObject(reply['body']) ? reply['body'] : {};
+      throw errorFrom(status, { ...body, code: reply['code'] });
     }
-    if (reply.status < 200 || reply.status >= 300) {
-      const b = (reply.body ?? {}) as { error?: unknown };
-      throw new GatewayError(
-        reply.status,
-        reply.code,
-        typeof b.error === 'string' ? b.error : `HTTP ${reply.status}`,
-      );
-    }
-    return reply.body as InferResponse;
+    return inferResponse(reply['body']);
   }
 }
 
 function errorOf(r: RawResponse): GatewayError {
+  let value: unknown;
   try {
-    const v = JSON.parse(r.body) as { error?: unknown; code?: unknown };
-    return new GatewayError(
-      r.status,
-      typeof v.code === 'string' ? v.code : `HTTP_${r.status}`,
-      typeof v.error === 'string' ? v.error : `HTTP ${r.status}`,
-    );
+    value = parseAnswer(r);
   } catch {
-    return new GatewayError(r.status, `HTTP_${r.status}`, `HTTP ${r.status}`);
+    value = undefined;
   }
+  return errorFrom(r.status, value);
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function malformed(status: number, message: string): GatewayError {
+  return new GatewayError(status, 'ERR_CLIENT_RESPONSE', message);
+}
+
+/**
+ * JSON.parse, then a walk that refuses what JSON.parse lets through but a caller would not expect of a
+ * valid answer: a `__proto__` key (an own property after JSON.parse, which `Object.assign`, a recursive
+ * merge or a for-in copy turns into a prototype change of the target) and a number out of the double
+ * range (`1e999` parses to Infinity; no gateway writes one: JSON.stringify writes null).
+ */
+function parseJson(text: string, status: number, what: string): unknown {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw malformed(status, `${what} is not JSON (HTTP ${status})`);
+  }
+  const stack: unknown[] = [value];
+  while (stack.length > 0) {
+    const v = stack.pop();
+    if (typeof v === 'number' && !Number.isFinite(v))
+      throw malformed(status, `${what} holds a number out of range (HTTP ${status})`);
+    if (typeof v !== 'object' || v === null) continue;
+    if (Array.isArray(v)) {
+      for (const x of v) stack.push(x);
+      continue;
+    }
+    if (Object.hasOwn(v, '__proto__'))
+      throw malformed(status, `${what} has a __proto__ key (HTTP ${status})`);
+    for (const x of Object.values(v)) stack.push(x);
+  }
+  return value;
+}
+
+/** The JSON of an answer. The client asks for `identity`; a compressed body is refused, not inflated. */
+function parseAnswer(r: RawResponse): unknown {
+  const enc = r.headers['content-encoding'];
+  if (enc !== undefined && enc.trim().toLowerCase() !== 'identity')
+    throw malformed(r.status, `answer is compressed (content-encoding not identity; HTTP ${r.status})`);
+  return parseJson(r.body, r.status, 'answer');
+}
+
+/**
+ * Text of the server for an error message: control characters (CR/LF, ANSI escapes) and bidirectional
+ * overrides become spaces so it cannot forge log lines, a JWT or a `Bearer`/`DPoP` credential in it is
+ * replaced, and it is cut at 512 characters.
+ */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: matching them is the point.
+const UNPRINTABLE = /[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g;
+
+function serverText(text: string): string {
+  const t = text
+    .replace(UNPRINTABLE, ' ')
+    .replace(/\beyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*/g, '[credential]')
+    .replace(/\b(Bearer|DPoP)\s+[A-Za-z0-9\-._~+/]+=*/gi, '$1 [credential]');
+  return t.length > 512 ? `${t.slice(0, 511)}…` : t;
+}
+
+/** A refusal's {@link GatewayError}: the gateway's code and message when well-formed, else `HTTP_<status>`. */
+function errorFrom(status: number, value: unknown): GatewayError {
+  const v = isObject(value) ? value : {};
+  const code = typeof v['code'] === 'string' && CODE.test(v['code']) ? v['code'] : `HTTP_${status}`;
+  const message =
+    typeof v['error'] === 'string' && v['error'] !== '' ? serverText(v['error']) : `HTTP ${status}`;
+  return new GatewayError(status, code, message);
+}
+
+const NUMERIC = /^(?:U?INT(?:8|16|32|64)|FP(?:16|32|64)|BF16)$/;
+
+/**
+ * A v2 inference response (KServe v2 / Open Inference Protocol), checked field by field: what reaches
+ * the caller typed {@link InferResponse} is one. Flat `data` whose length is the product of `shape`,
+ * and values of the tensor's datatype (or null).
+ */
+function inferResponse(v: unknown): InferResponse {
+  const bad = (what: string) => malformed(200, `answer is not a v2 inference response: ${what}`);
+  if (!isObject(v)) throw bad('not an object');
+  if (typeof v['model_name'] !== 'string') throw bad('model_name is not a string');
+  if (v['model_version'] !== undefined && typeof v['model_version'] !== 'string')
+    throw bad('model_version is not a string');
+  if (typeof v['id'] !== 'string') throw bad('id is not a string');
+  const outputs = v['outputs'];
+  if (!Array.isArray(outputs)) throw bad('outputs is not a list');
+  outputs.forEach((t: unknown, i) => {
+    const at = `outputs[${i}]`;
+    if (!isObject(t)) throw bad(`${at} is not an object`);
+    if (typeof t['name'] !== 'string') throw bad(`${at}.name is not a string`);
+    const dt = t['datatype'];
+    if (typeof dt !== 'string' || !(NUMERIC.test(dt) || dt === 'BOOL' || dt === 'BYTES'))
+      throw bad(`${at}.datatype is not a v2 datatype`);
+    const shape = t['shape'];
+    if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && (d as number) >= 0))
+      throw bad(`${at}.shape is not a list of sizes`);
+    const data = t['data'];
+    if (!Array.isArray(data)) throw bad(`${at}.data is not a list`);
+    if (data.length !== (shape as number[]).reduce((a, b) => a * b, 1))
+      throw bad(`${at}.data has ${data.length} values for shape [${shape.join(', ')}]`);
+    const kind = NUMERIC.test(dt) ? 'number' : dt === 'BOOL' ? 'boolean' : 'string';
+    const integral = /INT/.test(dt);
+    for (const x of data)
+      if (x !== null && (typeof x !== kind || (integral && !Number.isInteger(x))))
+        throw bad(`${at}.data holds a value that is not ${dt}`);
+    const p = t['parameters'];
+    if (
+      p !== undefined &&
+      !(isObject(p) && Object.values(p).every((x) => ['string', 'number', 'boolean'].includes(typeof x)))
+    )
+      throw bad(`${at}.parameters is not a map of scalars`);
+  });
+  return v as unknown as InferResponse;
 }
