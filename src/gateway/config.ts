@@ -164,6 +164,16 @@ export const modelConfigSchema = z
     schema: path.optional(),
     threads: z.number().int().min(1).max(64).default(1),
     maxRows: z.number().int().min(1).max(100_000).default(256),
+    /**
+     * Most bytes the tensors of one run of the model may hold, at maxRows rows, as bounded from the
+     * graph before it is opened (docs/model-package.md); a model past it is refused at load. 1 GiB.
+     */
+    maxMemoryBytes: z
+      .number()
+      .int()
+      .min(2 ** 20)
+      .max(2 ** 40)
+      .default(2 ** 30),
     output: outputConfigSchema.default({ topK: 1, probabilities: true, roundDigits: 2 }),
     detectors: z
       .strictObject({ mahalanobis: path.optional(), stateful: path.optional(), prada: path.optional() })

@@ -17,7 +17,12 @@ import {
 } from '../data/index.js';
 import { Keyring } from '../keys/index.js';
 import { metadataJson, OnnxRuntimeModel, onnxMetadata } from '../ml/index.js';
-import { loadProtectedModel, loadTrustPolicy, type ModelManifest } from '../model/index.js';
+import {
+  loadProtectedModel,
+  loadTrustPolicy,
+  type ModelManifest,
+  type OnnxMemoryOptions,
+} from '../model/index.js';
 import type { ModelConfig } from './config.js';
 
 /** Metadata keys `bulwark train` writes (src/train/tabular.ts META_*). */
@@ -122,13 +127,22 @@ function assemble(c: ModelConfig, p: ModelParts): LoadedModel {
   };
 }
 
+/**
+ * The memory bound a served model opens under: its tensors at `maxRows` rows (the most a request may
+ * carry) may hold at most `maxMemoryBytes`; a model past it, or whose sizes cannot be bounded, is
+ * refused at load (ERR_MODEL_UNSAFE) instead of taking the gateway down on a request.
+ */
+function memoryOf(c: ModelConfig): OnnxMemoryOptions {
+  return { maxBatch: c.maxRows, maxMemoryBytes: c.maxMemoryBytes };
+}
+
 /** Builds a {@link LoadedModel} from ONNX bytes carrying Bulwark's preprocessing metadata. */
 export async function modelFromOnnx(bytes: Uint8Array, schema: Schema, c: ModelConfig): Promise<LoadedModel> {
   const what = `models.${c.name}`;
   const m = onnxMetadata(bytes);
   const pipelineState = metadataJson<unknown>(m, META_PIPELINE, what, true);
   const classValues = metadataJson<unknown>(m, META_CLASS_VALUES, what, true);
-  const runtime = await OnnxRuntimeModel.create(bytes, { threads: c.threads });
+  const runtime = await OnnxRuntimeModel.create(bytes, { threads: c.threads, memory: memoryOf(c) });
   try {
     return assemble(c, {
       schema,
@@ -191,7 +205,12 @@ export class PackageModelSource implements ModelSource {
       provider: c.keyringProvider,
     });
     const trust = await loadTrustPolicy(c.trust);
-    const pkg = await loadProtectedModel(c.package, { keyring, trust, threads: c.threads });
+    const pkg = await loadProtectedModel(c.package, {
+      keyring,
+      trust,
+      threads: c.threads,
+      memory: memoryOf(c),
+    });
     try {
       const m = pkg.manifest;
       // The signature says who made the package and for which model name; the configuration says which

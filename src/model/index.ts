@@ -40,6 +40,15 @@ export {
 } from './manifest.js';
 export { type ExternalTensor, externalTensors, type OnnxInfo, onnxInfo } from './onnx-info.js';
 export {
+  DEFAULT_MAX_BATCH,
+  DEFAULT_MAX_FEATURES,
+  DEFAULT_MAX_MEMORY_BYTES,
+  type OnnxMemoryBound,
+  type OnnxMemoryOptions,
+  OPS as ONNX_BOUNDED_OPS,
+  onnxMemoryBound,
+} from './onnx-memory.js';
+export {
   backClaims,
   buildManifest,
   checkDetectorBundle,

@@ -26,6 +26,7 @@ import { decryptStream, type Keyring } from '../keys/index.js';
 import { OnnxRuntimeModel } from '../ml/index.js';
 import { FOOTER_BYTES, HEADER_BYTES, type PackageLayout, parseLayout } from './format.js';
 import { type ModelManifest, parseManifest } from './manifest.js';
+import type { OnnxMemoryOptions } from './onnx-memory.js';
 import { RESOURCE_BODY, RESOURCE_DETECTORS, RESOURCE_MANIFEST, RESOURCE_MODEL } from './protect.js';
 import {
   IN_TOTO_PAYLOAD_TYPE,
@@ -71,6 +72,11 @@ export interface LoadOptions {
    * is taken in frame order on the calling thread, and the session is created only after both.
    */
   decryptThreads?: number;
+  /**
+   * The memory bound the model is opened under (`onnxMemoryBound`: most rows per run, most bytes its
+   * tensors may hold); defaults as there. A model past it is refused before ONNX Runtime sees it.
+   */
+  memory?: OnnxMemoryOptions;
 }
 
 /** A package read into memory, with its digests. */
@@ -372,10 +378,10 @@ export async function loadProtectedModel(path: string, options: LoadOptions): Pr
     options.decryptThreads,
   );
   try {
-    const model = await OnnxRuntimeModel.create(
-      plain,
-      options.threads !== undefined ? { threads: options.threads } : {},
-    );
+    const model = await OnnxRuntimeModel.create(plain, {
+      ...(options.threads !== undefined ? { threads: options.threads } : {}),
+      ...(options.memory !== undefined ? { memory: options.memory } : {}),
+    });
     return {
       manifest: v.manifest,
       model,

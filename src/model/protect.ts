@@ -27,7 +27,8 @@ import {
   type ModelManifest,
   parseManifest,
 } from './manifest.js';
-import { externalTensors, onnxInfo } from './onnx-info.js';
+import { assertOnnxOpenable, externalTensors, onnxInfo } from './onnx-info.js';
+import { type OnnxMemoryOptions, onnxMemoryBound } from './onnx-memory.js';
 import { buildStatement, type SignedResource, type SigningKey, signStatement } from './sign.js';
 
 /** Names of the statement's resources. */
@@ -96,6 +97,12 @@ export interface ProtectOptions {
    * on which the bundle must not have been fitted either.
    */
   privateDatasets?: readonly (string | undefined)[];
+  /**
+   * The memory bound the model must keep within (`onnxMemoryBound`; defaults as there): a model whose
+   * tensors may pass it, or whose sizes cannot be bounded, is refused before it is signed
+   * (ERR_MODEL_UNSAFE), as the gateway would refuse to load it.
+   */
+  memory?: OnnxMemoryOptions;
   /** Encrypted frame size (default 1 MiB). */
   frameSize?: number;
   /** Refuse to overwrite `out`. */
@@ -438,6 +445,10 @@ export function buildManifest(
       `${where}: the model keeps tensors in external data files; save it with the data inside (onnx.save(..., save_as_external_data=False))`,
     );
   }
+  // What the gateway checks before it opens the model, checked before it is signed: a package whose
+  // model no gateway would load, or that could take one down, is not made.
+  assertOnnxOpenable(onnx, where);
+  onnxMemoryBound(onnx, where, o.memory);
   const input = info.inputs[0]!;
   const meta = info.metadata;
   const featureNames = metadataJson<string[]>(meta, ONNX_META_KEYS.features, where);

@@ -18,7 +18,8 @@ import { lstat, realpath } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, normalize, resolve, sep } from 'node:path';
 import { gunzipSync, inflateRawSync, inflateSync } from 'node:zlib';
 import { BulwarkError, readInputFile } from '../core/index.js';
-import { externalTensors } from './onnx-info.js';
+import { externalTensors, ONNX_LIMITS, onnxCounts } from './onnx-info.js';
+import { onnxMemoryBound } from './onnx-memory.js';
 
 export type ScanSeverity = 'critical' | 'high' | 'medium' | 'info';
 
@@ -537,8 +538,36 @@ function pathEscapes(location: string, modelDir: string): string | undefined {
   return undefined;
 }
 
+/**
+ * What Bulwark's commands would refuse before ONNX Runtime sees the model, as high findings: past the
+ * size bounds (ONNX_LIMITS), or tensors whose memory passes the default bound or has none
+ * (`onnxMemoryBound`: a small graph can ask ONNX Runtime for any size when it runs).
+ */
+function onnxRunFindings(bytes: Buffer, report: ScanReport): void {
+  const c = onnxCounts(bytes);
+  const over = (['nodes', 'tensors', 'elements', 'int64'] as const).find((k) => c[k] > ONNX_LIMITS[k]);
+  if (over !== undefined) {
+    report.findings.push({
+      severity: 'high',
+      message: `more than ${ONNX_LIMITS[over]} ${over === 'int64' ? '64-bit integer values' : over}: decoders would build far more memory than the file holds, and Bulwark's commands refuse it`,
+    });
+    return;
+  }
+  try {
+    onnxMemoryBound(bytes, 'the model');
+  } catch (e) {
+    if (!(e instanceof BulwarkError && (e.code === 'ERR_MODEL_UNSAFE' || e.code === 'ERR_ONNX_INVALID')))
+      throw e;
+    report.findings.push({
+      severity: 'high',
+      message: `${e.message.replace(/^the model: /, '')} (a denial of service when it runs; Bulwark's commands refuse it)`,
+    });
+  }
+}
+
 async function scanOnnx(path: string, bytes: Buffer, report: ScanReport): Promise<void> {
   const ext = externalTensors(bytes);
+  onnxRunFindings(bytes, report);
   const dir = resolve(dirname(path));
   let realDir = dir;
   try {

@@ -4,6 +4,7 @@
  */
 import { BulwarkError, requireInteger } from '../../core/index.js';
 import { assertOnnxOpenable } from '../../model/onnx-info.js';
+import { type OnnxMemoryBound, type OnnxMemoryOptions, onnxMemoryBound } from '../../model/onnx-memory.js';
 
 type Ort = typeof import('onnxruntime-node');
 type Session = Awaited<ReturnType<Ort['InferenceSession']['create']>>;
@@ -45,10 +46,13 @@ export class OnnxRuntimeModel {
   readonly inputName: string;
   /** Names of the graph outputs, in graph order. */
   readonly outputNames: readonly string[];
+  /** The memory bound the model was opened under: runs keep within its batch and feature bounds. */
+  readonly memory: Readonly<OnnxMemoryBound>;
 
-  private constructor(o: Ort, session: Session) {
+  private constructor(o: Ort, session: Session, memory: OnnxMemoryBound) {
     this.#ort = o;
     this.#session = session;
+    this.memory = memory;
     if (session.inputNames.length !== 1) {
       throw new BulwarkError('ERR_ONNX_INVALID', `model has ${session.inputNames.length} inputs, expected 1`);
     }
@@ -58,14 +62,21 @@ export class OnnxRuntimeModel {
 
   /**
    * Opens a model from its bytes, with `threads` intra-op threads (default 1: the machine is shared).
-   * A model with external data or past the size limits is refused first (`assertOnnxOpenable`):
-   * ONNX Runtime would read external data from the working folder. ONNX Runtime's own log is off
-   * (fatal only): its errors reach the caller in the thrown error's message, not as colored C++ log
-   * lines on stderr.
+   * Refused first, before ONNX Runtime sees the bytes: a model with external data or past the size
+   * limits (`assertOnnxOpenable`: ONNX Runtime would read external data from the working folder), and
+   * a model whose tensors may pass `memory.maxMemoryBytes` at `memory.maxBatch` rows, or cannot be
+   * bounded (`onnxMemoryBound`, ERR_MODEL_UNSAFE: a graph's sizes are values, and a few hundred bytes
+   * can ask for gigabytes). {@link run} then splits longer inputs into runs of `maxBatch` rows.
+   * ONNX Runtime's own log is off (fatal only): its errors reach the caller in the thrown error's
+   * message, not as colored C++ log lines on stderr.
    */
-  static async create(bytes: Uint8Array, options: { threads?: number } = {}): Promise<OnnxRuntimeModel> {
+  static async create(
+    bytes: Uint8Array,
+    options: { threads?: number; memory?: OnnxMemoryOptions } = {},
+  ): Promise<OnnxRuntimeModel> {
     const threads = requireInteger('threads', options.threads ?? 1, 1, 256);
     assertOnnxOpenable(bytes, 'model');
+    const memory = onnxMemoryBound(bytes, 'model', options.memory);
     const o = await ort();
     try {
       const session = await o.InferenceSession.create(bytes, {
@@ -75,7 +86,7 @@ export class OnnxRuntimeModel {
         graphOptimizationLevel: 'all',
         logSeverityLevel: 4,
       });
-      return new OnnxRuntimeModel(o, session);
+      return new OnnxRuntimeModel(o, session, memory);
     } catch (e) {
       if (e instanceof BulwarkError) throw e;
       throw new BulwarkError('ERR_ONNX_RUNTIME', `ONNX Runtime could not open the model: ${ortMessage(e)}`, {
@@ -84,7 +95,12 @@ export class OnnxRuntimeModel {
     }
   }
 
-  /** Runs `rows` examples (`rows x features` row-major) and returns every float32 output by name. */
+  /**
+   * Runs `rows` examples (`rows x features` row-major) and returns every float32 output by name. More
+   * rows than the bound's `maxBatch` run in batches of `maxBatch` (the memory bound holds for those),
+   * and each output's rows are put back together; a model whose outputs do not have one row per input
+   * row cannot be run so (ERR_ONNX_RUNTIME).
+   */
   async run(
     x: Float32Array,
     rows: number,
@@ -98,6 +114,47 @@ export class OnnxRuntimeModel {
         `x: expected ${rows * features} values (${rows} x ${features}), got ${x.length}`,
       );
     }
+    if (this.memory.symbolicFeatures && features > this.memory.maxFeatures)
+      throw new BulwarkError(
+        'ERR_INPUT_TOO_LARGE',
+        `features: ${features}, above the ${this.memory.maxFeatures} the model's memory was bounded for (memory.maxFeatures)`,
+      );
+    const batch = this.memory.maxBatch;
+    if (rows <= batch) return this.#runBatch(x, rows, features);
+    const parts: Record<string, { data: Float32Array; dims: readonly number[] }>[] = [];
+    for (let r = 0; r < rows; r += batch) {
+      const n = Math.min(batch, rows - r);
+      const part = await this.#runBatch(x.slice(r * features, (r + n) * features), n, features);
+      for (const [name, t] of Object.entries(part))
+        if (t.dims[0] !== n)
+          throw new BulwarkError(
+            'ERR_ONNX_RUNTIME',
+            `output "${name}" has dims [${t.dims.join(', ')}] for ${n} rows, not one row per input row: the ${rows} rows cannot be run in batches of ${batch} (memory.maxBatch)`,
+          );
+      parts.push(part);
+    }
+    const result: Record<string, { data: Float32Array; dims: readonly number[] }> = {};
+    for (const name of Object.keys(parts[0] as object)) {
+      const pieces = parts.map((p) => p[name]);
+      if (pieces.some((p) => p === undefined))
+        throw new BulwarkError('ERR_ONNX_RUNTIME', `output "${name}" is missing from some batches`);
+      const ts = pieces as { data: Float32Array; dims: readonly number[] }[];
+      const data = new Float32Array(ts.reduce((a, t) => a + t.data.length, 0));
+      let o = 0;
+      for (const t of ts) {
+        data.set(t.data, o);
+        o += t.data.length;
+      }
+      result[name] = { data, dims: [rows, ...(ts[0] as { dims: readonly number[] }).dims.slice(1)] };
+    }
+    return result;
+  }
+
+  async #runBatch(
+    x: Float32Array,
+    rows: number,
+    features: number,
+  ): Promise<Record<string, { data: Float32Array; dims: readonly number[] }>> {
     let out: Awaited<ReturnType<Session['run']>>;
     try {
       out = await this.#session.run({
