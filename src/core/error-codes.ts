@@ -183,6 +183,11 @@ export const errorCodes = {
     exit: ExitCode.security,
     summary: 'Training data is not a protected dataset whose digest the audit log records.',
   },
+  ERR_DATA_ALREADY_PROTECTED: {
+    exit: ExitCode.input,
+    summary:
+      'data protect was given a file that already has a protection manifest beside it (FILE.bulwark.json); reveal it first or pass --allow-protected-input.',
+  },
   ERR_DATA_UNVERIFIED: {
     exit: ExitCode.security,
     summary:

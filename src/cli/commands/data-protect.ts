@@ -1,3 +1,4 @@
+import { lstat } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { BulwarkError, fileDigest } from '../../core/index.js';
 import { loadSchema } from '../../data/index.js';
@@ -38,6 +39,30 @@ async function checkProtectedOutput(
     });
 }
 
+/**
+ * Refuses to protect a file that already has a protection manifest beside it (FILE.bulwark.json): its
+ * protected cells would be encrypted a second time under a new manifest that says nothing of the first,
+ * and one reveal would give back ciphertext that reads like data. `--allow-protected-input` asks for
+ * that chain on purpose (two reveals, outer manifest first). Checked by the path, before the keyring
+ * is opened or anything is read: a manifest kept elsewhere (`--manifest`) is not seen.
+ */
+async function checkNotProtected(file: string, allow: boolean | undefined): Promise<void> {
+  const manifest = manifestPathOf(file);
+  const found = await lstat(manifest).then(
+    () => true,
+    (e: NodeJS.ErrnoException) => {
+      if (e.code === 'ENOENT' || e.code === 'ENOTDIR') return false;
+      throw e;
+    },
+  );
+  if (found && allow !== true)
+    throw new BulwarkError(
+      'ERR_DATA_ALREADY_PROTECTED',
+      `${file} is already protected (its manifest ${manifest} is beside it): reveal it first, or give --allow-protected-input to protect it again under a new manifest`,
+      { details: { file, manifest, option: '--allow-protected-input' } },
+    );
+}
+
 interface ProtectCli extends SecretCliOptions {
   schema: string;
   out: string;
@@ -51,6 +76,7 @@ interface ProtectCli extends SecretCliOptions {
   allowExtraColumns?: boolean;
   manifest?: string;
   force?: boolean;
+  allowProtectedInput?: boolean;
 }
 
 interface RevealCli extends SecretCliOptions {
@@ -89,11 +115,16 @@ export function registerDataProtectCommands(data: Command): void {
         .option('--subjects <file>', 'the subject key store (created if missing)')
         .option('--allow-extra-columns', 'accept columns the schema does not declare (kept as they are)')
         .option('--manifest <file>', 'where to write the manifest (default OUT.bulwark.json)')
+        .option(
+          '--allow-protected-input',
+          'protect FILE even though FILE.bulwark.json says it is already protected (its cells are encrypted again)',
+        )
         .option('--force', FORCE_HELP),
     ),
   ).action(async function (this: Command, file: string) {
     const io = ioOf(this);
     const o = this.opts<ProtectCli & { audit?: string }>();
+    await checkNotProtected(file, o.allowProtectedInput);
     await checkProtectedOutput(o.out, o.manifest ?? manifestPathOf(o.out), o.force, [
       file,
       o.schema,
