@@ -25,9 +25,52 @@ import { basename } from 'node:path';
 import type { Command } from 'commander';
 import { BulwarkError, exists } from '../../core/index.js';
 import { type CsvDatasetOptions, type Dataset, formatOf } from '../../data/index.js';
+import type { Keyring } from '../../keys/index.js';
 import { manifestPathOf, ProtectedRowsCheck, readManifest } from '../../protect/index.js';
 import type { Io } from '../output.js';
 import { keyringInputs, openKeyringFromOptions, type SecretCliOptions, withKeyringOptions } from './keys.js';
+
+/**
+ * One keyring for a command that needs it several times (`train --from PARENT.bwm` with a protected
+ * --data and --eval: each file's check, then the package): opened at the first {@link get} (one scrypt
+ * derivation, one passphrase prompt at a terminal), the same instance after, and closed (its keys
+ * wiped) once by the command's {@link close}. Before, each of them opened the keyring anew.
+ */
+export class KeyringSession {
+  #opening: Promise<Keyring> | undefined;
+  #path: string | undefined;
+
+  /** The keyring of `o` (opened now if not yet); never closed by the caller: {@link close} does. */
+  get(o: SecretCliOptions): Promise<Keyring> {
+    // One command, one --keyring: another path here would be a bug, not a second keyring to hand out.
+    if (this.#path !== undefined && this.#path !== o.keyring)
+      throw new BulwarkError('ERR_INTERNAL', 'one keyring session was asked for two keyrings');
+    this.#path = o.keyring;
+    if (this.#opening === undefined) {
+      const opening = openKeyringFromOptions(o);
+      // A failed open is not kept: the error goes to this caller, and nothing is left to close.
+      opening.catch(() => {
+        if (this.#opening === opening) this.#opening = undefined;
+      });
+      this.#opening = opening;
+    }
+    return this.#opening;
+  }
+
+  /** Closes the keyring if it was opened (a later {@link get} would open it again). */
+  async close(): Promise<void> {
+    const opening = this.#opening;
+    this.#opening = undefined;
+    if (opening === undefined) return;
+    let keyring: Keyring;
+    try {
+      keyring = await opening;
+    } catch {
+      return;
+    }
+    await keyring.close();
+  }
+}
 
 /** The options the check reads: the keyring options, the opt-out and `--require-protected`. */
 export interface ProtectedDataOpts extends Partial<SecretCliOptions> {
@@ -35,6 +78,8 @@ export interface ProtectedDataOpts extends Partial<SecretCliOptions> {
   verifyProtected?: boolean;
   /** `--require-protected`: a data file without a manifest is refused. */
   requireProtected?: boolean;
+  /** The command's shared keyring: used instead of opening (and closing) one for this file. */
+  keyringSession?: KeyringSession;
 }
 
 /** The environment variable that turns `--require-protected` on for every command that has it. */
@@ -213,12 +258,16 @@ export async function readProtectable<T extends { dataset: Dataset }>(
       `${option} ${path} has a protection manifest beside it, but protected datasets are CSV files (bulwark data protect writes CSV)`,
       { details: { path } },
     );
-  const keyring = await openKeyringFromOptions({ ...o, keyring: o.keyring });
+  const session = o.keyringSession;
+  const keyring = session
+    ? await session.get({ ...o, keyring: o.keyring })
+    : await openKeyringFromOptions({ ...o, keyring: o.keyring });
   let check: ProtectedRowsCheck;
   try {
     check = await ProtectedRowsCheck.open(path, { keyring });
   } finally {
-    await keyring.close();
+    // A shared keyring stays open for the command's next use; its owner closes it.
+    if (!session) await keyring.close();
   }
   try {
     if (!check.hasRowDigest)

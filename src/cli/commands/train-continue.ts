@@ -10,7 +10,7 @@ import { type ClaimStatus, PACKAGE_MAGIC } from '../../model/index.js';
 import type { TrainedPrivacy } from '../../privacy/index.js';
 import type { Io } from '../output.js';
 import { type Progress, startProgress } from '../progress.js';
-import type { ProtectedDataRecord } from './protected-data.js';
+import type { KeyringSession, ProtectedDataRecord } from './protected-data.js';
 import type { IntegrityTrainOpts } from './train-integrity.js';
 import { protectedMetadata } from './train-protected.js';
 
@@ -38,6 +38,8 @@ export type ContinueCliOpts = IntegrityTrainOpts & {
   protectedData?: ProtectedDataRecord;
   /** The same for --eval (set once it is read). */
   evalProtectedData?: ProtectedDataRecord;
+  /** The run's one keyring: checks the protected --data and --eval, then opens the package. */
+  keyringSession?: KeyringSession;
 };
 
 /**

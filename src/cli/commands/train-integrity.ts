@@ -259,6 +259,8 @@ export async function runContinuedTraining(
   let evaluation = ev.dataset;
   if (schema) evaluation = validateAgainstSchema(evaluation, schema, { source: o.eval });
   if (packaged) return runPackageContinuation(io, o, ds, evaluation, schema, log, tune);
+  // An ONNX parent needs no key: the keyring that checked --data and --eval is closed before training.
+  await o.keyringSession?.close();
   // The keyring also checks a protected --data or --eval file.
   const keyringUsed = o.protectedData?.verified === true || o.evalProtectedData?.verified === true;
   const packageOnly = (

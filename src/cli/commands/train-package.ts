@@ -116,7 +116,11 @@ export async function runPackageContinuation(
   const signingKey = await loadSigningKey(need.signKey);
   // Checked before the run (a DP fine-tune spends its budget): a bad bundle is refused now.
   const detectors = o.detectors !== undefined ? await readDetectorBundleFile(o.detectors) : undefined;
-  const keyring = await openKeyringFromOptions({ ...o, keyring: need.keyring });
+  // The keyring that checked a protected --data or --eval, when there was one: opened once per run.
+  const session = o.keyringSession;
+  const keyring = session
+    ? await session.get({ ...o, keyring: need.keyring })
+    : await openKeyringFromOptions({ ...o, keyring: need.keyring });
   try {
     let parent: DecryptedModel | undefined;
     let r: Continuation;
@@ -272,6 +276,6 @@ export async function runPackageContinuation(
       r.onnx.fill(0);
     }
   } finally {
-    await keyring.close();
+    if (!session) await keyring.close();
   }
 }

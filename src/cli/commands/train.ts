@@ -18,6 +18,7 @@ import { ioOf } from '../output.js';
 import { type Progress, startProgress } from '../progress.js';
 import {
   addProtectedDataOptions,
+  KeyringSession,
   type ProtectedDataOpts,
   protectedDataHelp,
   protectedDataInputs,
@@ -250,169 +251,178 @@ ${protectedDataHelp(TRAIN_PROTECTED_USE)}`,
       // row that does not (say "beta") turned it back into text, changing how every other row is
       // encoded — outside one row's contribution, which DP training's guarantee is about.
       // A protected file (manifest beside it) is checked on these very rows, before anything else runs.
-      const read = await readProtectable(
-        io,
-        o.data,
-        '--data',
-        this.opts<ProtectedDataOpts>(),
-        (csv) => readWithCategoriesAsText(o.data, schema, csv),
-        TRAIN_PROTECTED_USE,
-      );
-      const dataDigest = read.digest;
-      const protectedData = read.protectedData;
-      let ds = read.dataset;
-      if (schema !== undefined) ds = validateAgainstSchema(ds, schema, { source: o.data });
-      const dp = this.opts<DpTrainOpts>();
-      // Opened before training: a log that cannot be opened refuses the run (fail closed).
-      return withOperationLog(o.audit, async (log) => {
-        await checkTrainingIntegrity(
+      // With --from, one keyring checks a protected --data and --eval and opens a package parent: opened
+      // at its first use (one scrypt derivation, one prompt), closed once when the command ends.
+      const keyringSession =
+        this.opts<IntegrityTrainOpts>().from !== undefined ? new KeyringSession() : undefined;
+      try {
+        const read = await readProtectable(
           io,
-          this.opts<IntegrityTrainOpts>(),
-          { file: o.data, digest: dataDigest },
-          log,
-          wantsDp(dp),
+          o.data,
+          '--data',
+          { ...this.opts<ProtectedDataOpts>(), ...(keyringSession ? { keyringSession } : {}) },
+          (csv) => readWithCategoriesAsText(o.data, schema, csv),
+          TRAIN_PROTECTED_USE,
         );
-        const integrity = this.opts<IntegrityTrainOpts>();
-        if (integrity.from !== undefined) {
-          if (!wantsDp(dp)) {
-            return runContinuedTraining(
-              io,
-              { ...o, ...integrity, dataDigest, protectedData },
-              ds,
-              schema,
-              log,
-            );
+        const dataDigest = read.digest;
+        const protectedData = read.protectedData;
+        let ds = read.dataset;
+        if (schema !== undefined) ds = validateAgainstSchema(ds, schema, { source: o.data });
+        const dp = this.opts<DpTrainOpts>();
+        // Opened before training: a log that cannot be opened refuses the run (fail closed).
+        return await withOperationLog(o.audit, async (log) => {
+          await checkTrainingIntegrity(
+            io,
+            this.opts<IntegrityTrainOpts>(),
+            { file: o.data, digest: dataDigest },
+            log,
+            wantsDp(dp),
+          );
+          const integrity = this.opts<IntegrityTrainOpts>();
+          if (integrity.from !== undefined) {
+            if (!wantsDp(dp)) {
+              return runContinuedTraining(
+                io,
+                { ...o, ...integrity, dataDigest, protectedData, keyringSession },
+                ds,
+                schema,
+                log,
+              );
+            }
+            // DP fine-tuning: the poisoning checks run as a gate, DP-SGD starts from the model's weights
+            // and spends from its ledger budget (train-continue-dp.ts). Architecture options count only
+            // when given, so that they can be checked against the model's.
+            const given = (name: string) => this.getOptionValueSource(name) === 'cli';
+            const dpo: DpContinueCliOpts = {
+              ...o,
+              ...integrity,
+              ...dp,
+              dataDigest,
+              protectedData,
+              keyringSession,
+              model: given('model') ? o.model : undefined,
+              activation: given('activation') ? o.activation : undefined,
+              hidden: o.hidden,
+            };
+            checkDpContinuation(dpo, schema !== undefined);
+            return runContinuedTraining(io, dpo, ds, schema, log, dpTuner(io, dpo, log));
           }
-          // DP fine-tuning: the poisoning checks run as a gate, DP-SGD starts from the model's weights
-          // and spends from its ledger budget (train-continue-dp.ts). Architecture options count only
-          // when given, so that they can be checked against the model's.
-          const given = (name: string) => this.getOptionValueSource(name) === 'cli';
-          const dpo: DpContinueCliOpts = {
-            ...o,
-            ...integrity,
-            ...dp,
-            dataDigest,
-            protectedData,
-            model: given('model') ? o.model : undefined,
-            activation: given('activation') ? o.activation : undefined,
-            hidden: o.hidden,
-          };
-          checkDpContinuation(dpo, schema !== undefined);
-          return runContinuedTraining(io, dpo, ds, schema, log, dpTuner(io, dpo, log));
-        }
-        if (wantsDp(dp))
-          return runDpTraining(io, { ...o, ...dp, dataDigest, protectedData }, ds, schema, log);
-        let bar: Progress | null = null;
-        let r: TrainTabularResult;
-        let sanitize: Awaited<ReturnType<typeof trainWithIntegrity>>['sanitize'];
-        try {
-          ({ result: r, sanitize } = await trainWithIntegrity(io, this.opts<IntegrityTrainOpts>(), ds, {
-            label: o.label,
-            model: o.model,
-            solver: o.solver,
-            hidden: o.hidden,
-            activation: o.activation,
-            epochs: o.epochs,
-            batchSize: o.batchSize,
-            learningRate: o.lr,
-            l2: o.l2,
-            seed: o.seed,
-            testFraction: o.testFraction,
-            classWeights: o.classWeights === 'balanced' ? 'balanced' : null,
-            features: o.features,
-            drop: o.drop,
-            metadata: protectedMetadata(protectedData),
-            ...(o.adversarial
-              ? {
-                  adversarial: {
-                    method: o.adversarial,
-                    eps: o.advEps as number,
-                    steps: o.advSteps ?? 10,
-                    ...(o.advEma === undefined ? {} : { weightAverage: o.advEma }),
-                    ...(o.immutable === undefined ? {} : { immutable: o.immutable }),
-                    ...(schema ? { schema } : {}),
-                  },
-                }
-              : {}),
-            note: (m) => io.note(m),
-            onProgress: (done, total, info) => {
-              bar ??= startProgress(io, 'train', total, 'batches');
-              bar.update(done, info);
-            },
-          }));
-        } finally {
-          (bar as Progress | null)?.stop();
-        }
-        const out = resolve(o.out);
-        await writeFileAtomic(out, r.onnx, { noClobber: o.force !== true });
-        const auditIds = await record(log, [
-          {
-            type: 'model.trained',
-            data: {
-              modelDigest: sha256Digest(r.onnx),
-              datasetDigest: dataDigest,
-              algorithm: o.model,
-              hyperparameters: {
-                solver: o.solver,
-                ...(o.hidden ? { hidden: o.hidden.join(',') } : {}),
-                epochs: r.training.history.length,
-                batchSize: o.batchSize,
-                seed: o.seed,
-                testFraction: o.testFraction,
-                ...sanitizeHyperparameters(sanitize),
-                ...protectedHyperparameters(protectedData),
-              },
+          if (wantsDp(dp))
+            return runDpTraining(io, { ...o, ...dp, dataDigest, protectedData }, ds, schema, log);
+          let bar: Progress | null = null;
+          let r: TrainTabularResult;
+          let sanitize: Awaited<ReturnType<typeof trainWithIntegrity>>['sanitize'];
+          try {
+            ({ result: r, sanitize } = await trainWithIntegrity(io, this.opts<IntegrityTrainOpts>(), ds, {
+              label: o.label,
+              model: o.model,
+              solver: o.solver,
+              hidden: o.hidden,
+              activation: o.activation,
+              epochs: o.epochs,
+              batchSize: o.batchSize,
+              learningRate: o.lr,
+              l2: o.l2,
+              seed: o.seed,
+              testFraction: o.testFraction,
+              classWeights: o.classWeights === 'balanced' ? 'balanced' : null,
+              features: o.features,
+              drop: o.drop,
+              metadata: protectedMetadata(protectedData),
               ...(o.adversarial
                 ? {
                     adversarial: {
-                      attack: o.adversarial,
-                      epsilon: o.advEps as number,
+                      method: o.adversarial,
+                      eps: o.advEps as number,
                       steps: o.advSteps ?? 10,
+                      ...(o.advEma === undefined ? {} : { weightAverage: o.advEma }),
+                      ...(o.immutable === undefined ? {} : { immutable: o.immutable }),
+                      ...(schema ? { schema } : {}),
                     },
                   }
                 : {}),
-              metrics: {
-                accuracy: r.test.accuracy,
-                f1: r.test.f1,
-                ...(r.test.rocAuc === undefined ? {} : { rocAuc: r.test.rocAuc }),
+              note: (m) => io.note(m),
+              onProgress: (done, total, info) => {
+                bar ??= startProgress(io, 'train', total, 'batches');
+                bar.update(done, info);
+              },
+            }));
+          } finally {
+            (bar as Progress | null)?.stop();
+          }
+          const out = resolve(o.out);
+          await writeFileAtomic(out, r.onnx, { noClobber: o.force !== true });
+          const auditIds = await record(log, [
+            {
+              type: 'model.trained',
+              data: {
+                modelDigest: sha256Digest(r.onnx),
+                datasetDigest: dataDigest,
+                algorithm: o.model,
+                hyperparameters: {
+                  solver: o.solver,
+                  ...(o.hidden ? { hidden: o.hidden.join(',') } : {}),
+                  epochs: r.training.history.length,
+                  batchSize: o.batchSize,
+                  seed: o.seed,
+                  testFraction: o.testFraction,
+                  ...sanitizeHyperparameters(sanitize),
+                  ...protectedHyperparameters(protectedData),
+                },
+                ...(o.adversarial
+                  ? {
+                      adversarial: {
+                        attack: o.adversarial,
+                        epsilon: o.advEps as number,
+                        steps: o.advSteps ?? 10,
+                      },
+                    }
+                  : {}),
+                metrics: {
+                  accuracy: r.test.accuracy,
+                  f1: r.test.f1,
+                  ...(r.test.rocAuc === undefined ? {} : { rocAuc: r.test.rocAuc }),
+                },
               },
             },
-          },
-        ]);
-        const last = r.training.history[r.training.history.length - 1];
-        io.result(
-          {
-            out,
-            model: o.model,
-            solver: o.solver,
-            architecture: [r.network.inputs, ...r.network.hidden, r.network.classes],
-            label: o.label,
-            classes: r.classValues,
-            features: r.features.length,
-            trainRows: r.trainRows,
-            epochs: r.training.history.length,
-            trainLoss: last?.loss,
-            test: r.test,
-            ...(o.adversarial
-              ? { adversarial: { method: o.adversarial, eps: o.advEps, steps: o.advSteps ?? 10 } }
-              : {}),
-            ...(sanitize ? { sanitize } : {}),
-            ...(protectedData ? { protectedData } : {}),
-            ...(auditIds.length > 0 ? { auditEvent: auditIds[0] } : {}),
-          },
-          () =>
-            [
-              `Trained ${o.model} [${[r.network.inputs, ...r.network.hidden, r.network.classes].join('-')}] on ${r.trainRows} rows, ${r.training.history.length} ${o.solver === 'lbfgs' ? 'L-BFGS iterations' : 'epochs'} (final loss ${last?.loss.toFixed(4)}).`,
-              `Test (${r.test.rows} rows): accuracy ${pct(r.test.accuracy)}, precision ${pct(r.test.precision)}, recall ${pct(r.test.recall)}, F1 ${pct(r.test.f1)}${
-                r.test.rocAuc !== undefined
-                  ? `, ROC AUC ${r.test.rocAuc.toFixed(4)}, PR AUC ${r.test.averagePrecision?.toFixed(4)}`
-                  : ''
-              }`,
-              `Classes of "${o.label}": ${r.classValues.join(', ')}${r.classValues.length === 2 ? ` (positive: ${r.classValues[1]})` : ''}`,
-              `Model: ${out}`,
-              ...(auditIds.length > 0 ? [`Audit: model.trained recorded as event ${auditIds[0]}`] : []),
-            ].join('\n'),
-        );
-      });
+          ]);
+          const last = r.training.history[r.training.history.length - 1];
+          io.result(
+            {
+              out,
+              model: o.model,
+              solver: o.solver,
+              architecture: [r.network.inputs, ...r.network.hidden, r.network.classes],
+              label: o.label,
+              classes: r.classValues,
+              features: r.features.length,
+              trainRows: r.trainRows,
+              epochs: r.training.history.length,
+              trainLoss: last?.loss,
+              test: r.test,
+              ...(o.adversarial
+                ? { adversarial: { method: o.adversarial, eps: o.advEps, steps: o.advSteps ?? 10 } }
+                : {}),
+              ...(sanitize ? { sanitize } : {}),
+              ...(protectedData ? { protectedData } : {}),
+              ...(auditIds.length > 0 ? { auditEvent: auditIds[0] } : {}),
+            },
+            () =>
+              [
+                `Trained ${o.model} [${[r.network.inputs, ...r.network.hidden, r.network.classes].join('-')}] on ${r.trainRows} rows, ${r.training.history.length} ${o.solver === 'lbfgs' ? 'L-BFGS iterations' : 'epochs'} (final loss ${last?.loss.toFixed(4)}).`,
+                `Test (${r.test.rows} rows): accuracy ${pct(r.test.accuracy)}, precision ${pct(r.test.precision)}, recall ${pct(r.test.recall)}, F1 ${pct(r.test.f1)}${
+                  r.test.rocAuc !== undefined
+                    ? `, ROC AUC ${r.test.rocAuc.toFixed(4)}, PR AUC ${r.test.averagePrecision?.toFixed(4)}`
+                    : ''
+                }`,
+                `Classes of "${o.label}": ${r.classValues.join(', ')}${r.classValues.length === 2 ? ` (positive: ${r.classValues[1]})` : ''}`,
+                `Model: ${out}`,
+                ...(auditIds.length > 0 ? [`Audit: model.trained recorded as event ${auditIds[0]}`] : []),
+              ].join('\n'),
+          );
+        });
+      } finally {
+        await keyringSession?.close();
+      }
     });
 }
