@@ -16,6 +16,7 @@ import {
   pgdAsync,
   type QueryStream,
   StatefulDetector,
+  square,
 } from '../../src/robust/index.js';
 import { eventLoopProbe } from '../helpers/turns.js';
 import { blobs, trainedMlp } from './helpers.js';
@@ -76,6 +77,29 @@ describe('evasion attacks give the event loop a turn', async () => {
     const r = await apgdAsync(p.model, x, y, 40, o);
     assert.equal(p.ranBeforeSecond(), true, 'the event loop ran between two steps');
     assert.deepEqual(r, apgd(networkModel(net), x, y, 40, o));
+  });
+
+  it('square with a synchronous model: between queries, the same result', async () => {
+    const o = { eps: 0.1, domain, queries: 40, seed: 5 };
+    const probe = eventLoopProbe();
+    let calls = 0;
+    let ran: boolean | undefined;
+    const base = networkModel(net);
+    const model = {
+      ...base,
+      // Synchronous answers: an await on them never leaves the turn.
+      predictProba: (q: Float32Array, rows: number) => {
+        calls++;
+        if (calls === 1) probe.block();
+        // Calls 2 and 3: the random start and the first proposal of the search.
+        if (calls === 3) ran = probe.ran;
+        return base.predictProba(q, rows);
+      },
+    };
+    const r = await square(model, x, y, 40, o);
+    assert.ok(calls > 3, 'the search made proposals');
+    assert.equal(ran, true, 'the event loop ran between two queries');
+    assert.deepEqual(r, await square(networkModel(net), x, y, 40, o));
   });
 });
 

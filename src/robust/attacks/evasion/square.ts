@@ -11,6 +11,10 @@
  * random subset of round(p * d) mutable features, each set to a random +-eps. Integer features are
  * repaired after each proposal; one-hot groups are left unchanged (random search has no gradient to
  * choose a category with).
+ *
+ * With a synchronous model (a Bulwark network, not ONNX Runtime) no query ever waits, so the whole
+ * search ran in one turn of the event loop (seconds, SIGTERM waiting for it): it gives the loop a turn
+ * between queries when one is due ({@link EventLoopTurns}); the random search is the same.
  */
 import {
   BulwarkError,
@@ -20,6 +24,7 @@ import {
   requireNumberIn,
   rngOf,
 } from '../../../core/index.js';
+import { EventLoopTurns } from '../../../ml/index.js';
 import { attackSucceeded } from '../../losses.js';
 import { argmaxRows, type ProbabilityModel } from '../../model.js';
 import { checkBase, type EvasionBase, type EvasionResult, rate, takeLabels, takeRows } from './common.js';
@@ -126,6 +131,7 @@ export async function square(
     domain.clampLinf(j, x0[r * d + j] as number, v, eps);
   // Initial query (clean): rows already fooled are done.
   let used = 1;
+  const turns = new EventLoopTurns();
   const p0 = await model.predictProba(x, rows);
   const success = attackSucceeded(p0, labels, rows, k, targeted);
   const out = x.slice();
@@ -217,6 +223,7 @@ export async function square(
       }
     }
     const repaired = domain.repair(prop, x0, n, 'inf', eps);
+    if (turns.due()) await turns.turn();
     pr = await model.predictProba(repaired, n);
     used++;
     const mNew = margins(pr, lab, n, k, targeted);
