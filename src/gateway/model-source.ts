@@ -133,7 +133,13 @@ function assemble(c: ModelConfig, p: ModelParts): LoadedModel {
  * refused at load (ERR_MODEL_UNSAFE) instead of taking the gateway down on a request.
  */
 function memoryOf(c: ModelConfig): OnnxMemoryOptions {
-  return { maxBatch: c.maxRows, maxMemoryBytes: c.maxMemoryBytes };
+  // The refusal names the keys of this entry that raise the limit or lower the rows.
+  return {
+    maxBatch: c.maxRows,
+    maxMemoryBytes: c.maxMemoryBytes,
+    limitName: `models.${c.name}.maxMemoryBytes`,
+    batchName: `models.${c.name}.maxRows`,
+  };
 }
 
 /** Builds a {@link LoadedModel} from ONNX bytes carrying Bulwark's preprocessing metadata. */

@@ -42,6 +42,14 @@ export interface OnnxMemoryOptions {
    * {@link DEFAULT_MAX_MEMORY_BYTES}).
    */
   maxMemoryBytes?: number;
+  /**
+   * How the caller's user sets `maxMemoryBytes`, named in the refusal so that it says what to raise
+   * (default `maxMemoryBytes`; the gateway names `models.<name>.maxMemoryBytes`, the CLI
+   * `--max-model-memory`).
+   */
+  limitName?: string;
+  /** How the user sets `maxBatch`, named beside the row count in a refusal (the gateway's `maxRows`). */
+  batchName?: string;
 }
 
 /** Default of {@link OnnxMemoryOptions.maxBatch}: runs of more rows are split into batches of this many. */
@@ -1920,10 +1928,11 @@ export function onnxMemoryBound(
     1_000_000_000,
   );
   const limit = options.maxMemoryBytes ?? DEFAULT_MAX_MEMORY_BYTES;
+  const limitName = options.limitName ?? 'maxMemoryBytes';
   if (!(Number.isSafeInteger(limit) && limit >= 1))
     throw new BulwarkError(
       'ERR_INVALID_ARGUMENT',
-      `maxMemoryBytes: expected a whole number of bytes >= 1, got ${limit}`,
+      `${limitName}: expected a whole number of bytes >= 1, got ${limit}`,
     );
   let graph: Uint8Array | undefined;
   let opset = 1;
@@ -2024,7 +2033,7 @@ export function onnxMemoryBound(
     >;
     throw new BulwarkError(
       'ERR_MODEL_UNSAFE',
-      `${what}: at ${maxBatch} rows a run may hold ${fmtBytes(total)} of tensors, above the limit of ${fmtBytes(limit)} (maxMemoryBytes); ${l === largest ? 'the largest' : 'the first past it'} is output ${JSON.stringify(l.output)} of node ${JSON.stringify(l.node)} (${l.op}), up to ${fmtBytes(l.bytes)}`,
+      `${what}: at ${maxBatch} rows${options.batchName !== undefined ? ` (${options.batchName})` : ''} a run may hold ${fmtBytes(total)} of tensors, above the limit of ${fmtBytes(limit)} (${limitName}); ${l === largest ? 'the largest' : 'the first past it'} is output ${JSON.stringify(l.output)} of node ${JSON.stringify(l.node)} (${l.op}), up to ${fmtBytes(l.bytes)}`,
       {
         details: { node: l.node, op: l.op, output: l.output, bytes: l.bytes, total, limit, reason: 'limit' },
       },
