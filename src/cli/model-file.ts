@@ -1,5 +1,7 @@
+import type { Command } from 'commander';
 import { BulwarkError, readInputFile } from '../core/index.js';
-import { PACKAGE_MAGIC } from '../model/index.js';
+import { DEFAULT_MAX_MEMORY_BYTES, type OnnxMemoryOptions, PACKAGE_MAGIC } from '../model/index.js';
+import { bytesOption } from './options.js';
 
 /**
  * The bytes of an ONNX model file for the commands that run a model in the clear (predict, evaluate,
@@ -15,4 +17,25 @@ export async function readOnnxModelFile(path: string): Promise<Uint8Array> {
       { details: { path } },
     );
   return bytes;
+}
+
+/**
+ * `--max-model-memory <size>`, for `.option(...MODEL_MEMORY_OPTION)` on a command that opens or checks an
+ * ONNX model: the most bytes the model's tensors may hold in one run of 4,096 rows (default 1 GiB, as
+ * the gateway's `models[].maxMemoryBytes`, and within the same range: 1 MiB to 1 TiB). Validated when
+ * the command line is read, before any work, naming itself (ERR_USAGE).
+ */
+export const MODEL_MEMORY_OPTION: [string, string, (v: string) => number] = [
+  '--max-model-memory <size>',
+  "most memory the model's tensors may hold in one run of 4096 rows, bounded from the graph before ONNX Runtime opens it (bytes, or as 512MiB, 4GiB; 1MiB to 1TiB; default 1GiB); a model past it, or whose memory cannot be bounded, is refused (ERR_MODEL_UNSAFE)",
+  bytesOption(2 ** 20, 2 ** 40),
+];
+
+/**
+ * The memory bound a command opens models under: `--max-model-memory` (default 1 GiB), named in a
+ * refusal so that it says what to raise.
+ */
+export function modelMemoryOf(cmd: Command): OnnxMemoryOptions {
+  const v = cmd.opts<{ maxModelMemory?: number }>().maxModelMemory;
+  return { maxMemoryBytes: v ?? DEFAULT_MAX_MEMORY_BYTES, limitName: '--max-model-memory' };
 }

@@ -28,6 +28,43 @@ export function floatOption(min = -Infinity, max = Infinity): (v: string) => num
   };
 }
 
+/**
+ * A size in bytes: a whole number of bytes, or a number with KiB, MiB, GiB or TiB (powers of 1024;
+ * `1.5GiB` is allowed when it comes to whole bytes), in [min, max].
+ */
+export function bytesOption(min: number, max: number): (v: string) => number {
+  const unit: Record<string, number> = {
+    '': 1,
+    b: 1,
+    kib: 2 ** 10,
+    mib: 2 ** 20,
+    gib: 2 ** 30,
+    tib: 2 ** 40,
+  };
+  return (v) => {
+    const m = /^\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*$/.exec(v);
+    const mult = m ? unit[(m[2] as string).toLowerCase()] : undefined;
+    const n = m && mult !== undefined ? Number(m[1]) * mult : Number.NaN;
+    if (!Number.isSafeInteger(n) || n < min || n > max)
+      throw new InvalidArgumentError(
+        `expected a size in bytes, or with KiB, MiB, GiB or TiB (as 512MiB or 2GiB), from ${sizeText(min)} to ${sizeText(max)}, got "${v}"`,
+      );
+    return n;
+  };
+}
+
+/** A byte count as the largest power-of-1024 unit that divides it (2 ** 30 -> "1GiB"). */
+function sizeText(n: number): string {
+  for (const [u, m] of [
+    ['TiB', 2 ** 40],
+    ['GiB', 2 ** 30],
+    ['MiB', 2 ** 20],
+    ['KiB', 2 ** 10],
+  ] as const)
+    if (n >= m && n % m === 0) return `${n / m}${u}`;
+  return `${n} bytes`;
+}
+
 export function listOption<T>(item: (v: string) => T): (v: string) => T[] {
   return (v) => v.split(',').map((s) => item(s.trim()));
 }

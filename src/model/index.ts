@@ -68,6 +68,7 @@ export {
   type PickleImport,
   type ScanFinding,
   type ScannedFormat,
+  type ScanOptions,
   type ScanReport,
   type ScanSeverity,
   scanModel,

@@ -19,7 +19,16 @@ import { basename, dirname, isAbsolute, normalize, resolve, sep } from 'node:pat
 import { gunzipSync, inflateRawSync, inflateSync } from 'node:zlib';
 import { BulwarkError, readInputFile } from '../core/index.js';
 import { externalTensors, ONNX_LIMITS, onnxCounts } from './onnx-info.js';
-import { onnxMemoryBound } from './onnx-memory.js';
+import { type OnnxMemoryOptions, onnxMemoryBound } from './onnx-memory.js';
+
+/** Options of {@link scanModel}. */
+export interface ScanOptions {
+  /**
+   * The memory bound an ONNX model is checked against (`onnxMemoryBound`; its defaults unless given):
+   * what the commands that will open the model use (`--max-model-memory`).
+   */
+  memory?: OnnxMemoryOptions;
+}
 
 export type ScanSeverity = 'critical' | 'high' | 'medium' | 'info';
 
@@ -540,10 +549,10 @@ function pathEscapes(location: string, modelDir: string): string | undefined {
 
 /**
  * What Bulwark's commands would refuse before ONNX Runtime sees the model, as high findings: past the
- * size bounds (ONNX_LIMITS), or tensors whose memory passes the default bound or has none
- * (`onnxMemoryBound`: a small graph can ask ONNX Runtime for any size when it runs).
+ * size bounds (ONNX_LIMITS), or tensors whose memory passes the bound (`memory`, the defaults unless
+ * raised) or has none (`onnxMemoryBound`: a small graph can ask ONNX Runtime for any size when it runs).
  */
-function onnxRunFindings(bytes: Buffer, report: ScanReport): void {
+function onnxRunFindings(bytes: Buffer, report: ScanReport, memory: OnnxMemoryOptions | undefined): void {
   const c = onnxCounts(bytes);
   const over = (['nodes', 'tensors', 'elements', 'int64'] as const).find((k) => c[k] > ONNX_LIMITS[k]);
   if (over !== undefined) {
@@ -554,7 +563,7 @@ function onnxRunFindings(bytes: Buffer, report: ScanReport): void {
     return;
   }
   try {
-    onnxMemoryBound(bytes, 'the model');
+    onnxMemoryBound(bytes, 'the model', memory);
   } catch (e) {
     if (!(e instanceof BulwarkError && (e.code === 'ERR_MODEL_UNSAFE' || e.code === 'ERR_ONNX_INVALID')))
       throw e;
@@ -565,9 +574,14 @@ function onnxRunFindings(bytes: Buffer, report: ScanReport): void {
   }
 }
 
-async function scanOnnx(path: string, bytes: Buffer, report: ScanReport): Promise<void> {
+async function scanOnnx(
+  path: string,
+  bytes: Buffer,
+  report: ScanReport,
+  memory: OnnxMemoryOptions | undefined,
+): Promise<void> {
   const ext = externalTensors(bytes);
-  onnxRunFindings(bytes, report);
+  onnxRunFindings(bytes, report, memory);
   const dir = resolve(dirname(path));
   let realDir = dir;
   try {
@@ -642,7 +656,7 @@ function pickleFindings(report: ScanReport, what: string): void {
  * if (!r.safe) for (const i of r.imports) console.log(i.severity, `${i.module}.${i.name}`);
  * ```
  */
-export async function scanModel(path: string): Promise<ScanReport> {
+export async function scanModel(path: string, options: ScanOptions = {}): Promise<ScanReport> {
   const bytes = await readInputFile(path, 'model file');
   const report: ScanReport = { path, format: 'unknown', safe: false, imports: [], calls: 0, findings: [] };
   const name = basename(path);
@@ -739,7 +753,7 @@ export async function scanModel(path: string): Promise<ScanReport> {
     }
   }
   try {
-    await scanOnnx(path, bytes, report);
+    await scanOnnx(path, bytes, report, options.memory);
     report.format = 'onnx';
     report.safe = !report.findings.some((f) => f.severity === 'critical' || f.severity === 'high');
     return report;
@@ -759,8 +773,8 @@ export async function scanModel(path: string): Promise<ScanReport> {
 }
 
 /** Scans and throws ERR_MODEL_UNSAFE unless the model is safe to load. */
-export async function assertModelSafe(path: string): Promise<ScanReport> {
-  const r = await scanModel(path);
+export async function assertModelSafe(path: string, options: ScanOptions = {}): Promise<ScanReport> {
+  const r = await scanModel(path, options);
   if (!r.safe) {
     const first = r.findings.find((f) => f.severity === 'critical' || f.severity === 'high') ?? r.findings[0];
     throw new BulwarkError(

@@ -21,7 +21,7 @@ import {
   scanModel,
 } from '../../src/model/index.js';
 import { runBulwarkInProcess } from '../helpers/cli.js';
-import { FIXTURE_ONNX, makeKeyring, tempDir } from '../model/helpers.js';
+import { FIXTURE_ONNX, makeKeyring, PASS_ENV, tempDir } from '../model/helpers.js';
 
 const { dir, cleanup } = tempDir('onnx-memory');
 after(cleanup);
@@ -656,3 +656,115 @@ function withSparse(base: Buffer, name: string, dims: number[]): Buffer {
   }
   return Buffer.concat(parts);
 }
+
+describe('--max-model-memory: the limit of the CLI commands that open or check a model', () => {
+  /**
+   * x [N, 2] tiled to [N, 2^17] floats: 2 GiB at 4,096 rows, so refused by the 1 GiB default, though one
+   * row takes 512 KiB.
+   */
+  const wide = graph(
+    [{ opType: 'Tile', input: ['x', 'reps'], output: ['big'], name: 'tile' }],
+    [ints('reps', [1, 2 ** 16])],
+  );
+
+  it('predict, model scan and model protect are refused under the default and open the model under a raised limit', async () => {
+    const file = join(dir, 'wide.onnx');
+    writeFileSync(file, wide);
+    writeFileSync(join(dir, 'one.csv'), 'a,b\n1,2\n');
+    const predict = ['predict', '--model', file, '--data', join(dir, 'one.csv')];
+    let r = await runBulwarkInProcess(predict);
+    assert.equal(r.code, 5, r.stderr);
+    assert.match(
+      r.stderr,
+      /^bulwark: ERR_MODEL_UNSAFE: model: at 4096 rows a run may hold 2\.0 GiB .*above the limit of 1\.0 GiB \(--max-model-memory\); .*node "tile" \(Tile\)/,
+    );
+    r = await runBulwarkInProcess([...predict, '--max-model-memory', '3GiB']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^prediction,p_0/);
+    // Lowered: the same option refuses what the default opens.
+    const small = join(dir, 'small.onnx');
+    writeFileSync(small, graph([{ opType: 'Identity', input: ['x'], output: ['big'], name: 'id' }]));
+    r = await runBulwarkInProcess([
+      'predict',
+      '--model',
+      small,
+      '--data',
+      join(dir, 'one.csv'),
+      '--max-model-memory',
+      '1MiB',
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    r = await runBulwarkInProcess(['model', 'scan', file]);
+    assert.equal(r.code, 5, r.stderr);
+    assert.match(r.stderr, /\(--max-model-memory\).*node "tile" \(Tile\)/);
+    r = await runBulwarkInProcess([
+      '--json',
+      'model',
+      'scan',
+      file,
+      '--max-model-memory',
+      String(3 * 2 ** 30),
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal((JSON.parse(r.stdout) as { safe: boolean }).safe, true);
+
+    await makeKeyring(join(dir, 'cli-keyring.json')).then((k) => k.close());
+    r = await runBulwarkInProcess(['model', 'keygen', '--out', join(dir, 'cli-signer.key')]);
+    assert.equal(r.code, 0, r.stderr);
+    const protect = (out: string) => [
+      'model',
+      'protect',
+      file,
+      '--keyring',
+      join(dir, 'cli-keyring.json'),
+      '--passphrase-env',
+      PASS_ENV,
+      '--sign-key',
+      join(dir, 'cli-signer.key'),
+      '--out',
+      join(dir, out),
+    ];
+    r = await runBulwarkInProcess(protect('wide.bwm'));
+    assert.equal(r.code, 5, r.stderr);
+    assert.match(r.stderr, /ERR_MODEL_UNSAFE: .*\(--max-model-memory\).*node "tile" \(Tile\)/);
+    r = await runBulwarkInProcess([...protect('wide.bwm'), '--max-model-memory', '3GiB']);
+    assert.equal(r.code, 0, r.stderr);
+  });
+
+  it('evaluate takes it too', async () => {
+    const file = join(dir, 'wide-eval.onnx');
+    writeFileSync(file, wide);
+    writeFileSync(join(dir, 'labelled.csv'), 'a,b,y\n1,2,0\n3,4,1\n');
+    const evaluate = ['evaluate', '--model', file, '--data', join(dir, 'labelled.csv'), '--label', 'y'];
+    let r = await runBulwarkInProcess(evaluate);
+    assert.equal(r.code, 5, r.stderr);
+    assert.match(r.stderr, /ERR_MODEL_UNSAFE: .*\(--max-model-memory\).*node "tile" \(Tile\)/);
+    // Past the bound, evaluate goes on to what it needs next (this graph has no Bulwark metadata).
+    r = await runBulwarkInProcess([...evaluate, '--max-model-memory', '3GiB']);
+    assert.match(r.stderr, /ERR_ONNX_INVALID: .*cannot tell the model's input width/);
+  });
+
+  it('a bad value is refused before any work, naming the option (exit 2)', async () => {
+    for (const v of ['', '0', '12XB', '-1GiB', '1.5', '1023KiB', '2TiB', 'lots']) {
+      const r = await runBulwarkInProcess([
+        'model',
+        'scan',
+        join(dir, 'absent.onnx'),
+        '--max-model-memory',
+        v,
+      ]);
+      assert.equal(r.code, 2, `${v}: ${r.stderr}`);
+      assert.match(r.stderr, /ERR_USAGE: .*--max-model-memory.*expected a size in bytes/, v);
+    }
+    for (const cmd of [
+      ['predict'],
+      ['evaluate'],
+      ['model', 'protect'],
+      ['model', 'scan'],
+      ['model', 'verify'],
+    ]) {
+      const r = await runBulwarkInProcess([...cmd, '--help']);
+      assert.match(r.stdout, /--max-model-memory <size>/, cmd.join(' '));
+    }
+  });
+});

@@ -17,6 +17,7 @@ import {
   OnnxRuntimeModel,
   onnxMetadata,
 } from '../../ml/index.js';
+import type { OnnxMemoryOptions } from '../../model/index.js';
 import {
   NORMS,
   type Norm,
@@ -32,7 +33,7 @@ import {
   tprAtLowFpr,
 } from '../../robust/index.js';
 import { META_CLASS_VALUES, META_LABEL, META_PIPELINE } from '../../train/index.js';
-import { readOnnxModelFile } from '../model-file.js';
+import { MODEL_MEMORY_OPTION, modelMemoryOf, readOnnxModelFile } from '../model-file.js';
 import { checkOutputPath, floatOption, intOption, listOption } from '../options.js';
 import { ioOf } from '../output.js';
 import { startProgress } from '../progress.js';
@@ -59,9 +60,14 @@ interface LoadedModel {
 
 /**
  * Opens a model for evaluation: white-box through Bulwark's import of the graph (when it is a dense
- * chain Bulwark can import), and black-box through ONNX Runtime either way.
+ * chain Bulwark can import), and black-box through ONNX Runtime either way, under the memory bound
+ * `memory` (`OnnxRuntimeModel.create`; its defaults unless given).
  */
-export async function loadModel(file: string, notes: string[]): Promise<LoadedModel> {
+export async function loadModel(
+  file: string,
+  notes: string[],
+  memory?: OnnxMemoryOptions,
+): Promise<LoadedModel> {
   const bytes = await readOnnxModelFile(file);
   const meta = onnxMetadata(bytes);
   const pipelineState = metadataJson<unknown>(meta, META_PIPELINE, file);
@@ -73,7 +79,7 @@ export async function loadModel(file: string, notes: string[]): Promise<LoadedMo
     if (!isBulwarkError(e, 'ERR_ONNX_UNSUPPORTED_OP') && !isBulwarkError(e, 'ERR_ONNX_INVALID')) throw e;
     notes.push(`${basename(file)}: not importable as a network (${e.message}); black-box attacks only`);
   }
-  const session = await OnnxRuntimeModel.create(bytes);
+  const session = await OnnxRuntimeModel.create(bytes, memory !== undefined ? { memory } : {});
   const name = basename(file).replace(/\.onnx$/i, '');
   const inputs = network?.inputs ?? metadataJson<string[]>(meta, 'bulwark.features', file)?.length;
   const classes = network?.classes ?? classValues?.length;
@@ -283,7 +289,8 @@ export function registerEvaluateCommand(program: Command): void {
     .option(
       '--ledger <location>',
       "privacy budget ledger for the gate's privacy-spent checks (default $BULWARK_LEDGER)",
-    );
+    )
+    .option(...MODEL_MEMORY_OPTION);
   addProtectedDataOptions(cmd, EVALUATE_USE, { keyring: true })
     .addHelpText(
       'after',
@@ -358,7 +365,7 @@ before any check is measured.`,
       const notes: string[] = [];
       const loaded: LoadedModel[] = [];
       try {
-        for (const f of o.model) loaded.push(await loadModel(f, notes));
+        for (const f of o.model) loaded.push(await loadModel(f, notes, modelMemoryOf(this)));
         const first = loaded[0] as LoadedModel;
         // A protected file (manifest beside it) is checked on the very rows evaluated, before any attack
         // or gate check: a tampered holdout set could pass a regressed model.

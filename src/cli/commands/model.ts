@@ -21,6 +21,7 @@ import {
   writeSigningKey,
 } from '../../model/index.js';
 import { addAuditOption, record, withOperationLog } from '../audit-record.js';
+import { MODEL_MEMORY_OPTION, modelMemoryOf } from '../model-file.js';
 import { checkOutputPath, intOption } from '../options.js';
 import { ioOf } from '../output.js';
 import { type Progress, startProgress } from '../progress.js';
@@ -199,7 +200,8 @@ export function registerModelCommands(program: Command): void {
           'encryption frame size (power of two, 65536-1048576)',
           intOption(65536, 1048576),
         )
-        .option('--force', 'overwrite --out if it exists'),
+        .option('--force', 'overwrite --out if it exists')
+        .option(...MODEL_MEMORY_OPTION),
     ),
   ).action(async function (this: Command, file: string) {
     const io = ioOf(this);
@@ -234,7 +236,9 @@ export function registerModelCommands(program: Command): void {
       force: o.force,
       inputs: [file, o.signKey, o.schema, o.dataset, o.detectors, o.audit, ...keyringInputs(o)],
     });
-    await assertModelSafe(file);
+    const memory = modelMemoryOf(this);
+    // The same bound as protectModel's below: a model under a raised limit is not refused by the scan.
+    await assertModelSafe(file, { memory });
     const signingKey = await loadSigningKey(o.signKey);
     const schema = o.schema !== undefined ? await loadSchema(o.schema) : undefined;
     const detectors = o.detectors !== undefined ? await readDetectorBundleFile(o.detectors) : undefined;
@@ -275,6 +279,7 @@ export function registerModelCommands(program: Command): void {
               }
             : {}),
           acceptClaims: o.acceptClaims === true,
+          memory,
           ...(detectors !== undefined ? { detectors } : {}),
           ...(o.frameSize !== undefined ? { frameSize: o.frameSize } : {}),
           noClobber: o.force !== true,
@@ -338,6 +343,7 @@ export function registerModelCommands(program: Command): void {
     { optional: 'keyring: also decrypt the model in memory and check its digest' },
   )
     .option('--load', 'also open the model in ONNX Runtime (needs --keyring)')
+    .option(...MODEL_MEMORY_OPTION)
     .action(async function (this: Command, file: string) {
       const io = ioOf(this);
       const o = this.opts<KeyringOpts & { trust: string; load?: boolean }>();
@@ -354,7 +360,7 @@ export function registerModelCommands(program: Command): void {
           loaded: boolean;
         };
         if (o.load && kr) {
-          const l = await loadProtectedModel(file, { keyring: kr, trust });
+          const l = await loadProtectedModel(file, { keyring: kr, trust, memory: modelMemoryOf(this) });
           await l.model.close();
           const name = trust.signers.find((s) => s.keyId === l.signer.keyId)?.name;
           result = {
@@ -422,11 +428,12 @@ export function registerModelCommands(program: Command): void {
     .command('scan')
     .argument('<file>', 'the model file (ONNX, safetensors, pickle, PyTorch, joblib)')
     .description(
-      'check a model file before loading it: refuse pickle-based formats, list their imports; check ONNX external data',
+      'check a model file before loading it: refuse pickle-based formats, list their imports; check ONNX external data and the memory its graph asks for',
     )
+    .option(...MODEL_MEMORY_OPTION)
     .action(async function (this: Command, file: string) {
       const io = ioOf(this);
-      const r = await scanModel(file);
+      const r = await scanModel(file, { memory: modelMemoryOf(this) });
       io.result(r, () => scanLines(r).join('\n'));
       if (!r.safe) {
         const first =

@@ -10,8 +10,9 @@ import {
   onnxMetadata,
   softmaxRows,
 } from '../../ml/index.js';
+import type { OnnxMemoryOptions } from '../../model/index.js';
 import { classIndexOf, META_CLASS_VALUES, META_LABEL, META_PIPELINE } from '../../train/index.js';
-import { readOnnxModelFile } from '../model-file.js';
+import { MODEL_MEMORY_OPTION, modelMemoryOf, readOnnxModelFile } from '../model-file.js';
 import { checkOutputPath } from '../options.js';
 import { ioOf } from '../output.js';
 import {
@@ -69,12 +70,14 @@ function featuresOf(ds: Dataset, meta: Record<string, string>, inputs: number | 
 
 /**
  * Predicts with an ONNX model on a dataset, through ONNX Runtime (`onnxruntime`) or Bulwark's own
- * forward pass of the imported model (`bulwark`).
+ * forward pass of the imported model (`bulwark`). `memory` is the bound ONNX Runtime opens the model
+ * under (`OnnxRuntimeModel.create`; its defaults unless given).
  */
 export async function predictDataset(
   bytes: Uint8Array,
   ds: Dataset,
   engine: 'onnxruntime' | 'bulwark' = 'onnxruntime',
+  memory?: OnnxMemoryOptions,
 ): Promise<Predictions> {
   const meta = onnxMetadata(bytes);
   const rows = ds.rowCount;
@@ -87,7 +90,7 @@ export async function predictDataset(
     probabilities = net.predictProba(x, rows);
     k = net.classes;
   } else {
-    const model = await OnnxRuntimeModel.create(bytes);
+    const model = await OnnxRuntimeModel.create(bytes, memory !== undefined ? { memory } : {});
     try {
       const pipelineWidth = metadataJson<{ features?: string[] }>(meta, META_PIPELINE, 'model')?.features
         ?.length;
@@ -186,7 +189,8 @@ export function registerPredictCommand(program: Command): void {
       },
       'onnxruntime',
     )
-    .option('--force', 'overwrite --out if it exists');
+    .option('--force', 'overwrite --out if it exists')
+    .option(...MODEL_MEMORY_OPTION);
   addProtectedDataOptions(cmd, PREDICT_USE, { keyring: true })
     .addHelpText(
       'after',
@@ -223,7 +227,7 @@ ${protectedDataHelp(PREDICT_USE)}`,
         async (csv) => ({ dataset: await readDataset(o.data, csv) }),
         PREDICT_USE,
       );
-      const p = await predictDataset(bytes, ds, o.engine);
+      const p = await predictDataset(bytes, ds, o.engine, modelMemoryOf(this));
       const meta = onnxMetadata(bytes);
       const label = meta[META_LABEL];
       let acc: number | undefined;
