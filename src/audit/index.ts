@@ -79,9 +79,12 @@ export {
   type ThreadedAuditLogOptions,
 } from './threaded.js';
 export {
+  type ConsistencyBundle,
   type InclusionBundle,
+  type VerifiedConsistency,
   type VerifiedInclusion,
   verifyCheckpointConsistency,
+  verifyConsistencyBundle,
   verifyInclusionBundle,
 } from './verify.js';
 export type { AuditWriter } from './writer.js';

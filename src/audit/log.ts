@@ -34,7 +34,12 @@ import {
   type StoredEntry,
 } from './store.js';
 import { StoreTree } from './tree.js';
-import { type InclusionBundle, verifyInclusionBundle } from './verify.js';
+import {
+  type ConsistencyBundle,
+  type InclusionBundle,
+  verifyConsistencyBundle,
+  verifyInclusionBundle,
+} from './verify.js';
 import type { AppendReceipt, AuditWriter } from './writer.js';
 
 /** Where a log is kept. */
@@ -416,6 +421,92 @@ export class AuditLog implements AuditWriter {
     requireInteger('first', first, 0, second);
     const proof = await consistencyProof(new StoreTree(this.store, second), first, second);
     return proof.map((h) => h.toString('base64'));
+  }
+
+  /**
+   * A consistency bundle for an auditor (RFC 9162 §2.1.4): from `oldNote`, a checkpoint of this log
+   * they kept, to a stored checkpoint: the one of `treeSize`, or the latest. Only with the signer and
+   * no `treeSize` is a checkpoint signed here, and only when the tree has grown beyond the latest stored
+   * one (`signed` says so: a new checkpoint signs whatever the store holds now); otherwise ERR_AUDIT_CHECKPOINT_MISSING when no stored checkpoint reaches
+   * the old size.
+   *
+   * The old note must be signed by the key recorded in the log (ERR_AUDIT_CHECKPOINT_SIGNATURE,
+   * ERR_AUDIT_ORIGIN_MISMATCH), and the log must still hold its tree: ERR_AUDIT_ENTRY_MISSING when it
+   * has fewer entries (truncated or rolled back), ERR_AUDIT_ROOT_MISMATCH when its tree at that size
+   * hashes to another root (rewritten, or a fork: the auditor was shown another tree). The bundle is
+   * checked with {@link verifyConsistencyBundle} before it is returned, so a damaged store never hands
+   * out a bundle that fails for the auditor.
+   */
+  async proveConsistency(
+    oldNote: string,
+    treeSize?: number,
+  ): Promise<{ bundle: ConsistencyBundle; older: Checkpoint; newer: Checkpoint; signed: boolean }> {
+    const recorded = await this.store.getMeta('vkey');
+    if (!recorded)
+      throw new BulwarkError(
+        'ERR_AUDIT_KEY_INVALID',
+        `${this.store.location}: the log has no public key recorded (it never signed a checkpoint)`,
+      );
+    const verifier = parseVerifierKey(recorded);
+    const old = verifyCheckpoint(oldNote, verifier, this.origin);
+    if (treeSize !== undefined && !(Number.isSafeInteger(treeSize) && treeSize >= old.size))
+      throw new BulwarkError(
+        'ERR_INVALID_ARGUMENT',
+        `treeSize: ${treeSize} is below the size of the old checkpoint (${old.size}): a consistency proof runs from a smaller tree to a larger one`,
+        { details: { parameter: 'treeSize', oldSize: old.size } },
+      );
+    await this.flush();
+    const state = await this.store.state();
+    if (old.size > state.size)
+      throw new BulwarkError(
+        'ERR_AUDIT_ENTRY_MISSING',
+        `the log has ${state.size} entries but the checkpoint given covers ${old.size}: the log was truncated or rolled back`,
+        { details: { size: state.size, checkpointSize: old.size } },
+      );
+    const tree = new StoreTree(this.store, state.size);
+    if (!(await rootAt(tree, old.size)).equals(old.root))
+      throw new BulwarkError(
+        'ERR_AUDIT_ROOT_MISMATCH',
+        `the log's tree of size ${old.size} is not the one of the checkpoint given: the log was rewritten or forked since it was signed`,
+        { details: { size: old.size } },
+      );
+    const cps = await this.store.checkpoints();
+    let note: string;
+    let signed = false;
+    if (treeSize !== undefined) {
+      const cp = cps.find((c) => c.size === treeSize);
+      if (!cp)
+        throw new BulwarkError('ERR_AUDIT_CHECKPOINT_MISSING', `no checkpoint of tree size ${treeSize}`);
+      note = cp.note;
+    } else {
+      const latest = cps[cps.length - 1];
+      if (this.signer && (!latest || latest.size < state.size)) {
+        note = (await this.checkpoint()).note;
+        signed = true;
+      } else if (!latest || latest.size < old.size)
+        throw new BulwarkError(
+          'ERR_AUDIT_CHECKPOINT_MISSING',
+          `no stored checkpoint covers the ${old.size} entries of the checkpoint given: write one with "bulwark audit checkpoint --signing-key"`,
+        );
+      else note = latest.note;
+    }
+    const newer = verifyCheckpoint(note, verifier, this.origin);
+    const at = new StoreTree(this.store, newer.size);
+    if (!(await rootAt(at, newer.size)).equals(newer.root))
+      throw new BulwarkError(
+        'ERR_AUDIT_ROOT_MISMATCH',
+        `the entries do not hash to the signed root of tree size ${newer.size}: the log was rewritten (run "bulwark audit verify")`,
+        { details: { size: newer.size } },
+      );
+    const proof = await consistencyProof(at, old.size, newer.size);
+    const bundle: ConsistencyBundle = {
+      format: 'bulwark-audit-consistency/1',
+      oldCheckpoint: old.note,
+      newCheckpoint: newer.note,
+      proof: proof.map((h) => h.toString('base64')),
+    };
+    verifyConsistencyBundle(bundle, verifier, { origin: this.origin, held: oldNote });
+    return { bundle, older: old, newer, signed };
   }
 
   /**

@@ -131,3 +131,133 @@ export function verifyCheckpointConsistency(
     );
   return { older: a, newer: b };
 }
+
+/**
+ * A consistency proof as `bulwark audit prove --from OLD.note` writes it (JSON): everything an auditor
+ * needs, with the log's public key, to check that the log's tree today extends the one they saw.
+ */
+export interface ConsistencyBundle {
+  format: 'bulwark-audit-consistency/1';
+  /** The signed checkpoint note the auditor kept (the older, smaller tree). */
+  oldCheckpoint: string;
+  /** A signed checkpoint note of the log's tree now (size >= the old one's). */
+  newCheckpoint: string;
+  /** RFC 9162 §2.1.4 `PROOF(m, D[n])` from the old size to the new one, base64 hashes. */
+  proof: string[];
+}
+
+const consistencyBundleSchema = z.strictObject({
+  format: z.literal('bulwark-audit-consistency/1'),
+  oldCheckpoint: z.string().max(1 << 16),
+  newCheckpoint: z.string().max(1 << 16),
+  // A consistency proof between trees of at most 2^53 leaves has fewer than 2 * 53 hashes.
+  proof: z.array(b64Hash).max(128),
+});
+
+/** The verified facts of a consistency bundle. */
+export interface VerifiedConsistency {
+  /** The older tree head (the bundle's `oldCheckpoint`). */
+  older: Checkpoint;
+  /** The newer tree head, proved to extend `older`. */
+  newer: Checkpoint;
+  /** The checkpoint the caller held (`options.held`), when given: the bundle starts from its tree. */
+  held?: Checkpoint;
+}
+
+/**
+ * Checks a consistency bundle with only the log's public key, without the log's database: both
+ * checkpoint notes are signed by the key and name the log (its key name, or `options.origin`), the
+ * new tree is not smaller than the old one, and the RFC 9162 §2.1.4.2 proof shows the old tree is a
+ * prefix of the new one. With `options.held` (a checkpoint note the auditor kept earlier), the bundle
+ * must start from that very tree: without it, the bundle shows only that two trees the log signed are
+ * consistent, not that either is the one the auditor saw.
+ *
+ * Refusals, each with its own code:
+ * - ERR_AUDIT_PROOF_INVALID: a malformed bundle; a proof that does not verify (altered in transit, or
+ *   the log forked and cannot give a valid one: ask for a new proof; a log that cannot produce one
+ *   has forked); a bundle that starts from another size than the held checkpoint;
+ * - ERR_AUDIT_CHECKPOINT_SIGNATURE / ERR_AUDIT_CHECKPOINT_INVALID / ERR_AUDIT_ORIGIN_MISMATCH: a note
+ *   not signed by the key (another log), malformed, or naming another log;
+ * - ERR_AUDIT_INCONSISTENT: a fork proved by signatures alone: two notes (old, new or held) signed by
+ *   the key with the same size and different roots. The error's details carry the size and both
+ *   roots; the two notes are the evidence of the log's misbehaviour (RFC 9162 §8.1.4 / RFC 6962
+ *   §5.3: a log must never sign two tree heads that are not consistent);
+ * - ERR_AUDIT_ENTRY_MISSING: a rollback: the new tree is smaller than the old (or held) one.
+ *
+ * @example
+ * ```ts
+ * const { newer } = verifyConsistencyBundle(JSON.parse(bundleJson), publicKey, { held: myCheckpointNote });
+ * ```
+ */
+export function verifyConsistencyBundle(
+  bundle: unknown,
+  publicKey: string | NoteVerifier,
+  options: { origin?: string; held?: string } = {},
+): VerifiedConsistency {
+  const verifier = asVerifier(publicKey);
+  const r = consistencyBundleSchema.safeParse(bundle);
+  if (!r.success) {
+    const i = r.error.issues[0];
+    throw new BulwarkError(
+      'ERR_AUDIT_PROOF_INVALID',
+      `consistency proof rejected: malformed bundle (${i ? `${i.path.join('.') || 'bundle'}: ${i.message}` : 'invalid'})`,
+    );
+  }
+  const b = r.data;
+  // Every note must be signed by the key and name the same log: verifyCheckpoint checks each one's
+  // origin line against `options.origin` (default the key's name), so two notes that pass name one log.
+  const older = verifyCheckpoint(b.oldCheckpoint, verifier, options.origin);
+  const newer = verifyCheckpoint(b.newCheckpoint, verifier, options.origin);
+  const held =
+    options.held === undefined ? undefined : verifyCheckpoint(options.held, verifier, options.origin);
+  const heads: [string, Checkpoint][] = [
+    ['held', held],
+    ['old', older],
+    ['new', newer],
+  ].filter((h): h is [string, Checkpoint] => h[1] !== undefined);
+  // A fork needs no proof to show: one key signed two different trees of the same size. This is
+  // checked first, because it is conclusive evidence whatever the rest of the bundle says.
+  for (const [i, [na, a]] of heads.entries())
+    for (const [nb, b2] of heads.slice(i + 1))
+      if (a.size === b2.size && !a.root.equals(b2.root)) {
+        const roots = [a.root.toString('base64'), b2.root.toString('base64')];
+        throw new BulwarkError(
+          'ERR_AUDIT_INCONSISTENT',
+          `fork: the log's key signed two different trees of size ${a.size} (${na} checkpoint root ${roots[0]}, ${nb} checkpoint root ${roots[1]}): keep both signed notes, they prove the log misbehaved`,
+          {
+            details: {
+              size: a.size,
+              [`${na}Root`]: roots[0] as string,
+              [`${nb}Root`]: roots[1] as string,
+            },
+          },
+        );
+      }
+  const from = held && held.size > older.size ? held : older;
+  if (newer.size < from.size)
+    throw new BulwarkError(
+      'ERR_AUDIT_ENTRY_MISSING',
+      `rollback: the new checkpoint covers ${newer.size} entries, fewer than the ${from.size} of the ${from === held ? 'checkpoint you hold' : 'old checkpoint'}: the log was truncated or rolled back`,
+      { details: { oldSize: from.size, newSize: newer.size } },
+    );
+  if (held && held.size !== older.size)
+    throw new BulwarkError(
+      'ERR_AUDIT_PROOF_INVALID',
+      `consistency proof rejected: it starts from the tree of size ${older.size}, not from the checkpoint you hold (size ${held.size}): ask for a proof from yours ("bulwark audit prove --from")`,
+      { details: { oldSize: older.size, heldSize: held.size } },
+    );
+  const ok = verifyConsistency(
+    older.size,
+    newer.size,
+    older.root,
+    newer.root,
+    b.proof.map((p) => Buffer.from(p, 'base64')),
+  );
+  if (!ok)
+    throw new BulwarkError(
+      'ERR_AUDIT_PROOF_INVALID',
+      `consistency proof rejected: it does not show that the tree of size ${newer.size} extends the tree of size ${older.size}: the proof was altered, or the log forked; ask the log for a new proof (a log that cannot give one that verifies has forked: keep both notes)`,
+      { details: { oldSize: older.size, newSize: newer.size } },
+    );
+  return held ? { older, newer, held } : { older, newer };
+}

@@ -373,7 +373,7 @@ export const errorCodes = {
   ERR_AUDIT_INCONSISTENT: {
     exit: ExitCode.security,
     summary:
-      'Two checkpoints of the audit log are not consistent: the later one does not extend the earlier.',
+      'Two checkpoints of the audit log are not consistent (the later one does not extend the earlier), or its key signed two different trees of one size: a fork.',
   },
   ERR_AUDIT_PROOF_SIZE: {
     exit: ExitCode.security,
@@ -381,7 +381,8 @@ export const errorCodes = {
   },
   ERR_AUDIT_PROOF_INVALID: {
     exit: ExitCode.security,
-    summary: 'An inclusion proof is malformed or does not lead from the entry to the signed root.',
+    summary:
+      'An inclusion or consistency proof is malformed, or does not verify against its signed checkpoints.',
   },
   // attest
   ERR_ATTEST_FORMAT_UNKNOWN: {

@@ -1,11 +1,17 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { type Command, InvalidArgumentError } from 'commander';
-import type { AuditLog, AuditStoreSpec, InclusionBundle, NoteSigner } from '../../audit/index.js';
+import type {
+  AuditLog,
+  AuditStoreSpec,
+  ConsistencyBundle,
+  InclusionBundle,
+  NoteSigner,
+} from '../../audit/index.js';
 import { BulwarkError, fsError, writeFileAtomic } from '../../core/index.js';
 import { auditStoreSpec, DEFAULT_AUDIT_STORE } from '../audit-record.js';
 import { checkOutputPath, intOption, locationOrigin } from '../options.js';
-import { ioOf } from '../output.js';
+import { type Io, ioOf } from '../output.js';
 import { startProgress } from '../progress.js';
 
 /** The audit library, loaded on first use so other commands do not pay for pg and better-sqlite3. */
@@ -41,6 +47,38 @@ function readText(path: string, what: string): string {
   }
 }
 
+/**
+ * A checkpoint the auditor kept: a signed note file (`audit checkpoint --out`), or a proof bundle
+ * they were given, whose newest checkpoint is the one they saw (`newCheckpoint` of a consistency
+ * bundle, `checkpoint` of an inclusion proof), so last month's bundle is next month's starting point.
+ */
+function readHeldCheckpoint(path: string, option: string): string {
+  const text = readText(path, 'checkpoint file');
+  if (!text.trimStart().startsWith('{')) return text;
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    throw new BulwarkError(
+      'ERR_AUDIT_CHECKPOINT_INVALID',
+      `${option} ${path}: neither a signed note nor JSON`,
+    );
+  }
+  const o = (typeof v === 'object' && v !== null ? v : {}) as Record<string, unknown>;
+  const note =
+    o['format'] === 'bulwark-audit-consistency/1'
+      ? o['newCheckpoint']
+      : o['format'] === 'bulwark-audit-inclusion/1'
+        ? o['checkpoint']
+        : undefined;
+  if (typeof note !== 'string')
+    throw new BulwarkError(
+      'ERR_AUDIT_CHECKPOINT_INVALID',
+      `${option} ${path}: JSON that is not a proof bundle of "bulwark audit prove" (expected a signed checkpoint note or a bundle)`,
+    );
+  return note;
+}
+
 /** A signing key file (`PRIVATE+KEY+...`, as written by `audit keygen`). */
 async function loadSigner(path: string): Promise<NoteSigner> {
   return (await lib()).parseSignerKey(readText(path, 'signing key file'));
@@ -56,6 +94,27 @@ export async function loadVerifierKey(v: string): Promise<string> {
 function nonEmpty(v: string): string {
   if (v.trim() === '') throw new InvalidArgumentError('expected a non-empty value');
   return v;
+}
+
+/** Writes a proof bundle to `out` (atomically) with a note and a result, or prints it on stdout. */
+async function writeBundle(
+  io: Io,
+  out: string | undefined,
+  bundle: InclusionBundle | ConsistencyBundle,
+  facts: { what: string; noteOnStdout?: boolean } & Record<string, unknown>,
+): Promise<void> {
+  const text = `${JSON.stringify(bundle, null, 2)}\n`;
+  const { what, noteOnStdout, ...rest } = facts;
+  if (out) {
+    const path = resolve(out);
+    await writeFileAtomic(path, text);
+    io.note(`${what} written to ${out}`);
+    io.result({ out: path, ...rest }, () => path);
+  } else {
+    // The note goes to stderr, so stdout stays the bundle alone.
+    if (noteOnStdout) io.note(what);
+    process.stdout.write(text);
+  }
 }
 
 async function withLog<T>(
@@ -110,11 +169,14 @@ export function registerAuditCommands(program: Command): void {
     .command('verify')
     .description('recompute the whole log and check every checkpoint; or check one inclusion proof (--proof)')
     .option('--key <vkey|file>', 'the log public key to trust (default: the one recorded in the log)')
-    .option('--proof <file>', 'check this proof from "audit prove" with --key only, without the log')
+    .option(
+      '--proof <file>',
+      'check this bundle from "audit prove" (an inclusion or a consistency proof) with --key only, without the log',
+    )
     .option('--schema', "also check every entry's data against its event type's schema (slower)")
     .option(
       '--checkpoint <file>',
-      'a signed checkpoint of this log you kept earlier ("audit checkpoint --out"); the log must still hold its tree (repeatable)',
+      'a signed checkpoint of this log you kept earlier ("audit checkpoint --out", or a bundle you were given); the log must still hold its tree (repeatable); with a consistency --proof, the proof must start from it',
       (v: string, prev: string[] = []) => [...prev, nonEmpty(v)],
     )
     .action(async function (this: Command) {
@@ -122,14 +184,56 @@ export function registerAuditCommands(program: Command): void {
       const io = ioOf(this);
       if (o.proof) {
         if (!o.key) throw new BulwarkError('ERR_USAGE', '--proof needs --key (the log public key to trust)');
-        if (o.checkpoint)
-          throw new BulwarkError('ERR_USAGE', '--checkpoint applies to a log (--store), not to --proof');
         let bundle: unknown;
         try {
           bundle = JSON.parse(readText(o.proof, 'proof file'));
         } catch (e) {
           if (e instanceof BulwarkError) throw e;
           throw new BulwarkError('ERR_AUDIT_PROOF_INVALID', `${o.proof}: not JSON`);
+        }
+        const isConsistency =
+          typeof bundle === 'object' &&
+          bundle !== null &&
+          (bundle as { format?: unknown }).format === 'bulwark-audit-consistency/1';
+        if (o.checkpoint && (!isConsistency || o.checkpoint.length > 1))
+          throw new BulwarkError(
+            'ERR_USAGE',
+            isConsistency
+              ? '--checkpoint: give one with a consistency --proof (the checkpoint the proof must start from)'
+              : '--checkpoint applies to a log (--store) or a consistency proof, not to an inclusion --proof',
+          );
+        if (isConsistency) {
+          const key = await loadVerifierKey(o.key);
+          const held = o.checkpoint?.[0];
+          const v = (await lib()).verifyConsistencyBundle(
+            bundle,
+            key,
+            held === undefined ? {} : { held: readHeldCheckpoint(held, '--checkpoint') },
+          );
+          if (!v.held)
+            io.note(
+              `note: this shows that the log's tree of size ${v.newer.size} extends its tree of size ${v.older.size}; check that the old checkpoint is the one you kept (pass it with --checkpoint)`,
+            );
+          const b64 = (b: Buffer) => b.toString('base64');
+          io.result(
+            {
+              ok: true,
+              kind: 'consistency',
+              origin: v.newer.origin,
+              oldSize: v.older.size,
+              oldRoot: b64(v.older.root),
+              newSize: v.newer.size,
+              newRoot: b64(v.newer.root),
+              heldCheckpoint: v.held !== undefined,
+            },
+            () =>
+              [
+                `OK: ${v.newer.origin} at tree size ${v.newer.size} extends its tree of size ${v.older.size}${v.held ? ' (the checkpoint you hold)' : ''}`,
+                `old root ${b64(v.older.root)}`,
+                `new root ${b64(v.newer.root)}`,
+              ].join('\n'),
+          );
+          return;
         }
         const v = (await lib()).verifyInclusionBundle(bundle, await loadVerifierKey(o.key));
         io.result(
@@ -148,7 +252,7 @@ export function registerAuditCommands(program: Command): void {
       }
       const publicKey = o.key ? await loadVerifierKey(o.key) : undefined;
       // Read before the log is opened: a missing file is the auditor's mistake, not the log's.
-      const held = (o.checkpoint ?? []).map((f) => readText(f, 'checkpoint file'));
+      const held = (o.checkpoint ?? []).map((f) => readHeldCheckpoint(f, '--checkpoint'));
       const report = await withLog(storeSpec(storeOf(this), false), undefined, async (log) => {
         const { size } = await log.head();
         const bar = startProgress(io, 'verify', size, 'entries');
@@ -185,36 +289,85 @@ export function registerAuditCommands(program: Command): void {
 
   audit
     .command('prove')
-    .description('print an inclusion proof of an event against a signed checkpoint (JSON)')
-    .argument('<event-id>', 'the event id')
+    .description(
+      'print an inclusion proof of an event against a signed checkpoint, or (--from) a consistency proof that the tree extends a checkpoint you kept (JSON)',
+    )
+    .argument('[event-id]', 'the event id (an inclusion proof)')
+    .option(
+      '--from <checkpoint>',
+      'instead, prove that the log extends this checkpoint (a signed note, or the last bundle you were given): RFC 9162 consistency proof',
+    )
     .option(
       '--size <n>',
-      'prove against the stored checkpoint of this tree size',
+      'prove against the stored checkpoint of this tree size (default: the latest)',
       intOption(1, Number.MAX_SAFE_INTEGER),
     )
-    .option('--signing-key <file>', 'write a checkpoint first when none covers the event')
+    .option(
+      '--signing-key <file>',
+      'sign a checkpoint first: when none covers the event, or (--from) when the tree has grown beyond the latest one',
+    )
     .option('--out <file>', 'write the proof to a file instead of stdout')
     .option('--force', 'overwrite --out if it exists')
-    .action(async function (this: Command, eventId: string) {
-      const o = this.opts<{ size?: number; signingKey?: string; out?: string; force?: boolean }>();
+    .action(async function (this: Command, eventId: string | undefined) {
+      const o = this.opts<{
+        from?: string;
+        size?: number;
+        signingKey?: string;
+        out?: string;
+        force?: boolean;
+      }>();
       const io = ioOf(this);
+      if ((eventId === undefined) === (o.from === undefined))
+        throw new BulwarkError(
+          'ERR_USAGE',
+          eventId === undefined
+            ? 'prove needs an event id (inclusion proof) or --from CHECKPOINT (consistency proof)'
+            : 'give an event id or --from, not both',
+        );
       if (o.out)
         await checkOutputPath(o.out, {
           force: o.force,
-          inputs: [storeSpecPath(storeOf(this)), o.signingKey],
+          inputs: [storeSpecPath(storeOf(this)), o.signingKey, o.from],
         });
+      // Read before the log is opened: a missing file is the auditor's mistake, not the log's.
+      const from = o.from === undefined ? undefined : readHeldCheckpoint(o.from, '--from');
       const signer = o.signingKey ? await loadSigner(o.signingKey) : undefined;
+      if (from !== undefined) {
+        const proved = await withLog(storeSpec(storeOf(this), false), signer, async (log) => {
+          try {
+            return await log.proveConsistency(from, o.size);
+          } catch (e) {
+            if (
+              e instanceof BulwarkError &&
+              e.code === 'ERR_INVALID_ARGUMENT' &&
+              (e.details as { parameter?: unknown } | undefined)?.parameter === 'treeSize'
+            )
+              throw new BulwarkError('ERR_USAGE', `--size ${e.message.replace(/^treeSize: /, '')}`, {
+                details: { option: '--size' },
+              });
+            throw e;
+          }
+        });
+        const { bundle, older, newer, signed } = proved;
+        const [oldSize, newSize] = [older.size, newer.size];
+        const which = signed ? 'a checkpoint signed now' : 'a stored checkpoint';
+        await writeBundle(io, o.out, bundle, {
+          oldSize,
+          newSize,
+          newCheckpoint: signed ? 'signed' : 'stored',
+          what: `consistency proof from tree size ${oldSize} to ${newSize} (${which})`,
+          noteOnStdout: true,
+        });
+        return;
+      }
       const bundle: InclusionBundle = await withLog(storeSpec(storeOf(this), false), signer, (log) =>
-        log.prove(eventId, o.size),
+        log.prove(eventId as string, o.size),
       );
-      const text = `${JSON.stringify(bundle, null, 2)}\n`;
-      if (o.out) {
-        await writeFileAtomic(resolve(o.out), text);
-        io.note(`proof of #${bundle.index} at tree size ${bundle.treeSize} written to ${o.out}`);
-        io.result({ out: resolve(o.out), index: bundle.index, treeSize: bundle.treeSize }, () =>
-          resolve(o.out as string),
-        );
-      } else process.stdout.write(text);
+      await writeBundle(io, o.out, bundle, {
+        index: bundle.index,
+        treeSize: bundle.treeSize,
+        what: `proof of #${bundle.index} at tree size ${bundle.treeSize}`,
+      });
     });
 
   audit
