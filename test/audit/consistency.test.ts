@@ -58,7 +58,8 @@ async function logWith(
 const note = (notes: Map<number, string>, size: number) => notes.get(size) as string;
 
 for (const makeFixture of FIXTURES) {
-  const name = makeFixture().name;
+  // Not makeFixture().name: a SQLite fixture makes its folder when created, and this one would be left behind.
+  const name = makeFixture === sqliteFixture ? 'sqlite' : 'postgres';
   describe(`consistency bundles on ${name}`, () => {
     const fixtures: StoreFixture[] = [];
     const fresh = () => {
