@@ -209,6 +209,11 @@ export const errorCodes = {
     exit: ExitCode.security,
     summary: 'A retrained model regresses against the previous one beyond the configured limits.',
   },
+  ERR_DATA_OVERLAP: {
+    exit: ExitCode.input,
+    summary:
+      'A holdout or evaluation set shares rows with the data the model trained on (evaluate --gate --members, train --from --eval).',
+  },
   ERR_FILE_LOCKED: {
     exit: ExitCode.unavailable,
     summary: 'Another process holds the lock on a file this command must change (or the lock was lost).',

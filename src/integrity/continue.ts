@@ -19,10 +19,12 @@ import {
 } from '../ml/index.js';
 import { networkModel, tabularDomain } from '../robust/index.js';
 import { META_CLASS_VALUES, META_LABEL, META_PIPELINE, META_PROTECTED_DATA } from '../train/index.js';
+import { requireDisjoint } from './overlap.js';
 import {
   compareModels,
   type ModelComparison,
   type RegressionLimits,
+  requireDistinctEvaluationRows,
   requireEvaluationRows,
   requireNoRegression,
 } from './regression.js';
@@ -139,7 +141,19 @@ export function checkEvaluation(
   // One row (or a handful) decides the comparison by chance: refused here, before the fine-tuning and
   // any privacy spend, not by compareModels afterwards.
   requireEvaluationRows(evaluation.rowCount, limits);
-  return { x: fm.matrix, y, rows: evaluation.rowCount };
+  // A class with no evaluation row is a class the comparison cannot see: on a set of one class, a new
+  // model that predicts only that class scores 100 % and "improves" on the old one.
+  const present = new Set(y);
+  const missing = classValues.filter((_, c) => !present.has(c));
+  if (missing.length > 0)
+    throw new BulwarkError(
+      'ERR_DATA_VALUE',
+      `the evaluation set (--eval) has no row of class ${missing.map((m) => `"${m}"`).join(', ')}: the comparison could not see what the new model does on it (a model that never predicts it would pass); give rows of every class the model predicts`,
+      { details: { field: 'evaluation', missing: missing.join(', ') } },
+    );
+  const data = { x: fm.matrix, y, rows: evaluation.rowCount };
+  requireDistinctEvaluationRows(data, limits, 'the evaluation set (--eval)');
+  return data;
 }
 
 /** The regression limits given in `o` (the defaults of compareModels for those not given). */
@@ -220,6 +234,11 @@ export async function continueTraining(
   const data = encode(batch);
   // Checked before the fine-tuning runs, not after it (see checkEvaluation).
   const evaluation = checkEvaluation(o.evaluation, o.label, classValues, pipeline, old.inputs, limitsOf(o));
+  // Evaluation rows in the batch would be trained on, and then judge the model that learnt them: a
+  // poisoned batch carrying copies of the evaluation rows keeps its accuracy there while the poison
+  // works elsewhere. (Not checked under DP, continue-dp.ts: the answer would reveal whether given rows
+  // are in the private batch, outside the accounting.)
+  requireDisjoint(evaluation, data, 'the evaluation set (--eval)', 'the new batch (--data)');
   // The poisoning check uses the previous model: its representations were learned without this batch.
   const inspection = await inspectRowsAsync(old, data.x, data.y, {
     method: o.method ?? 'both',

@@ -37,6 +37,7 @@ import {
   redTeam,
   type TabularTrigger,
 } from '../robust/index.js';
+import { binomialBound, minRowsFor } from './confidence.js';
 
 export const GATE_METRICS = [
   'clean-accuracy',
@@ -48,6 +49,22 @@ export const GATE_METRICS = [
 export type GateMetric = (typeof GATE_METRICS)[number];
 
 const GATE_ATTACKS = ['fgsm', 'pgd', 'apgd', 'square'] as const;
+
+/**
+ * Which side of a threshold is safe for each metric: accuracies must stay above a minimum, leakage and
+ * spend below a maximum. The other side is refused: `membership-auc: { min: 0.6 }` would pass the
+ * leakiest model and fail the safest, and a reviewer reading "membership-auc 0.6" would not notice.
+ */
+export const GATE_DIRECTION: Readonly<Record<GateMetric, 'min' | 'max'>> = {
+  'clean-accuracy': 'min',
+  'robust-accuracy': 'min',
+  'membership-auc': 'max',
+  'backdoor-success': 'max',
+  'privacy-spent': 'max',
+};
+
+/** The metrics that are a share of rows (a count k of n), judged with a confidence bound. */
+export const SHARE_METRICS: readonly GateMetric[] = ['clean-accuracy', 'robust-accuracy', 'backdoor-success'];
 
 const unit = z.number().min(0).max(1);
 const checkSchema = z
@@ -85,12 +102,64 @@ const checkSchema = z
       if (t !== undefined && !unit.safeParse(t).success)
         ctx.addIssue({ code: 'custom', message: `${c.metric} thresholds are shares in [0, 1]` });
     }
+    const side = GATE_DIRECTION[c.metric];
+    if ((side === 'min' ? c.max : c.min) !== undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `${c.metric} is judged with "${side}" (${side === 'min' ? 'higher is safer' : 'lower is safer'})`,
+      });
+      return;
+    }
+    // A threshold no value can cross makes a check that passes whatever the model does (or one that
+    // can never pass): a gate file that says less than it appears to, refused rather than run.
+    const t = c.min ?? c.max;
+    if (t === undefined) return;
+    const always =
+      (c.metric === 'clean-accuracy' || c.metric === 'robust-accuracy') && t <= 0
+        ? 'min 0 passes any model'
+        : c.metric === 'backdoor-success' && t >= 1
+          ? 'max 1 passes any model'
+          : c.metric === 'membership-auc' && t >= 1
+            ? 'max 1 passes any model (the gate judges max(AUC, 1 - AUC), at most 1)'
+            : c.metric === 'membership-auc' && t < 0.5
+              ? 'a max below 0.5 fails every model (the gate judges max(AUC, 1 - AUC), at least 0.5)'
+              : c.metric === 'privacy-spent' && t < 0
+                ? 'a negative max fails every model'
+                : null;
+    if (always !== null) ctx.addIssue({ code: 'custom', message: `${c.metric}: ${always}` });
   });
 
-export const gateSchema = z.strictObject({
-  version: z.literal(1),
-  checks: z.array(checkSchema).min(1),
-});
+export const gateSchema = z
+  .strictObject({
+    version: z.literal(1),
+    /**
+     * Confidence of the one-sided Clopper–Pearson bound reported (and, with `judge: bound`, judged)
+     * for each share check, and of the rule that refuses a check measured on too few rows (default 0.95).
+     */
+    confidence: z.number().min(0.5).max(0.999).optional(),
+    /**
+     * `value` (default): a share check passes when the measured share is within its threshold;
+     * `bound`: when its one-sided bound at `confidence` is (the safe side of the interval).
+     */
+    judge: z.enum(['value', 'bound']).optional(),
+    checks: z.array(checkSchema).min(1),
+  })
+  .superRefine((g, ctx) => {
+    // Two checks of one name make the table and the failure message ambiguous (which one failed?), and
+    // a custom name can otherwise impersonate another check's generated one.
+    const seen = new Map<string, number>();
+    g.checks.forEach((c, i) => {
+      const n = checkName(c);
+      const first = seen.get(n);
+      if (first !== undefined)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['checks', i],
+          message: `duplicates check ${first + 1} ("${n}"): give each check once, or a distinct name`,
+        });
+      else seen.set(n, i);
+    });
+  });
 
 export type GateSpec = z.infer<typeof gateSchema>;
 export type GateCheck = GateSpec['checks'][number];
@@ -105,7 +174,7 @@ export function loadGate(path: string): Promise<GateSpec> {
 }
 
 /** A check's display name: its `name`, or the metric with its parameters. */
-export function checkName(c: GateCheck): string {
+export function checkName(c: z.infer<typeof checkSchema>): string {
   if (c.name) return c.name;
   if (c.metric === 'robust-accuracy') return `robust-accuracy ${c.attack} eps ${c.eps}`;
   if (c.metric === 'privacy-spent') return `privacy-spent ${c.budget}`;
@@ -121,28 +190,69 @@ export interface GateRow {
   op: '>=' | '<=';
   threshold: number;
   passed: boolean;
-  /** Why the value is missing, when it is. */
+  /** Why the value is missing (or cannot be judged), when it is. */
   error?: string;
+  /** Share checks: the rows the share is over. */
+  rows?: number;
+  /**
+   * Share checks: the one-sided Clopper–Pearson bound at the gate's confidence on the unsafe side
+   * (the lower bound of an accuracy, the upper bound of a backdoor success rate).
+   */
+  bound?: number;
+  /** Share checks: the fewest rows on which a perfect result's bound reaches the threshold. */
+  minRows?: number;
+}
+
+/** A share check's count, for its bound and its minimum rows. */
+export interface GateCount {
+  successes: number;
+  rows: number;
 }
 
 export interface GateReport {
   passed: boolean;
+  /** The confidence of the bounds, and what was judged (the value or the bound). */
+  confidence: number;
+  judge: 'value' | 'bound';
   failed: number;
   checks: GateRow[];
 }
 
-/** Judges measured values against the checks; a missing or NaN value fails. */
+/**
+ * Judges measured values against the checks; a missing or NaN value fails. A share check given its
+ * count (`counts[i]`) also gets its one-sided bound, and fails when it was measured on fewer rows than
+ * a perfect result would need for that bound to reach the threshold ({@link minRowsFor}: 10 rows cannot
+ * show a rate of at most 1 %, whatever they show); with `judge: bound` the bound itself is judged.
+ */
 export function judgeGate(
   spec: GateSpec,
   values: readonly (number | null)[],
   errors: readonly (string | undefined)[] = [],
+  counts: readonly (GateCount | undefined)[] = [],
 ): GateReport {
+  const confidence = spec.confidence ?? 0.95;
+  const judge = spec.judge ?? 'value';
   const checks = spec.checks.map((c, i): GateRow => {
     const v = values[i] ?? null;
     const op = c.min !== undefined ? '>=' : '<=';
     const threshold = (c.min ?? c.max) as number;
-    const ok = v !== null && Number.isFinite(v) && (op === '>=' ? v >= threshold : v <= threshold);
-    const err = errors[i];
+    const within = (x: number) => (op === '>=' ? x >= threshold : x <= threshold);
+    let ok = v !== null && Number.isFinite(v) && within(v);
+    let err = errors[i];
+    const n = counts[i];
+    let share: Pick<GateRow, 'rows' | 'bound' | 'minRows'> = {};
+    if (n && SHARE_METRICS.includes(c.metric) && n.rows > 0) {
+      const bound = binomialBound(n.successes, n.rows, confidence, op === '>=' ? 'lower' : 'upper');
+      const minRows = minRowsFor(threshold, op, confidence);
+      share = { rows: n.rows, bound, minRows };
+      if (n.rows < minRows) {
+        ok = false;
+        err ??= `${n.rows} rows cannot show ${op} ${threshold} at ${100 * confidence} % confidence; at least ${minRows} needed`;
+      } else if (judge === 'bound' && !within(bound)) ok = false;
+    } else if (SHARE_METRICS.includes(c.metric) && judge === 'bound' && n === undefined && v !== null) {
+      ok = false;
+      err ??= 'no row count to bound the share';
+    }
     return {
       name: checkName(c),
       metric: c.metric,
@@ -151,10 +261,11 @@ export function judgeGate(
       threshold,
       passed: ok,
       ...(err ? { error: err } : {}),
+      ...share,
     };
   });
   const failed = checks.filter((c) => !c.passed).length;
-  return { passed: failed === 0, failed, checks };
+  return { passed: failed === 0, confidence, judge, failed, checks };
 }
 
 export interface GateInputs {
@@ -182,6 +293,9 @@ export interface GateInputs {
 export async function runGate(spec: GateSpec, inp: GateInputs): Promise<GateReport> {
   const values: (number | null)[] = spec.checks.map(() => null);
   const errors: (string | undefined)[] = spec.checks.map(() => undefined);
+  const counts: (GateCount | undefined)[] = spec.checks.map(() => undefined);
+  // A share of n rows is a count: k = round(share * n) recovers it exactly (n is far below 2^52).
+  const count = (share: number, rows: number): GateCount => ({ successes: Math.round(share * rows), rows });
   const attacks = new Set<RedTeamAttack>();
   const eps = new Set<number>([0]);
   let needRedTeam = false;
@@ -229,7 +343,9 @@ export async function runGate(spec: GateSpec, inp: GateInputs): Promise<GateRepo
     let ok = 0;
     for (let i = 0; i < inp.test.rows; i++) if (p[i] === inp.test.y[i]) ok++;
     spec.checks.forEach((c, i) => {
-      if (c.metric === 'clean-accuracy') values[i] = inp.test.rows === 0 ? null : ok / inp.test.rows;
+      if (c.metric !== 'clean-accuracy') return;
+      values[i] = inp.test.rows === 0 ? null : ok / inp.test.rows;
+      if (inp.test.rows > 0) counts[i] = { successes: ok, rows: inp.test.rows };
     });
   }
   if (needRedTeam) {
@@ -254,6 +370,7 @@ export async function runGate(spec: GateSpec, inp: GateInputs): Promise<GateRepo
       if (c.metric === 'robust-accuracy') {
         const p = m.curves[c.attack as keyof typeof m.curves]?.find((q) => q.eps === c.eps);
         values[i] = p ? p.accuracy : null;
+        if (p && r.rowsAttacked > 0) counts[i] = count(p.accuracy, r.rowsAttacked);
         if (!p) errors[i] = `no ${c.attack} result at eps ${c.eps}`;
       }
       if (c.metric === 'membership-auc') {
@@ -270,6 +387,7 @@ export async function runGate(spec: GateSpec, inp: GateInputs): Promise<GateRepo
       const t = await inp.triggered(c.trigger as TabularTrigger, c.target as string);
       const s = await backdoorSuccess(inp.model.model, t.clean, t.triggered, t.y, t.target);
       values[i] = s.rows === 0 ? null : s.successRate;
+      if (s.rows > 0) counts[i] = count(s.successRate, s.rows);
       if (s.rows === 0) errors[i] = 'no test rows outside the target class';
     }
     if (c.metric === 'privacy-spent' && inp.ledger) {
@@ -277,7 +395,7 @@ export async function runGate(spec: GateSpec, inp: GateInputs): Promise<GateRepo
       values[i] = st.spent.epsilon;
     }
   }
-  return judgeGate(spec, values, errors);
+  return judgeGate(spec, values, errors, counts);
 }
 
 /** Throws ERR_GATE_FAILED when the gate did not pass (after the caller printed the table). */

@@ -5,6 +5,7 @@
  * The attacks and the defences themselves are in src/robust. See docs/integrity.md.
  */
 
+export { binomialBound, minRowsFor, ZERO_TOLERANCE_ROWS } from './confidence.js';
 export {
   type ComparisonSettings,
   type ContinueOptions,
@@ -23,8 +24,10 @@ export {
 } from './continue-dp.js';
 export {
   checkName,
+  GATE_DIRECTION,
   GATE_METRICS,
   type GateCheck,
+  type GateCount,
   type GateInputs,
   type GateMetric,
   type GateReport,
@@ -36,7 +39,9 @@ export {
   parseGate,
   requireGatePassed,
   runGate,
+  SHARE_METRICS,
 } from './gate.js';
+export { distinctRows, requireDisjoint, sharedRows } from './overlap.js';
 export {
   checkProvenance,
   fileDigest,
@@ -52,6 +57,7 @@ export {
   minEvaluationRows,
   type RegressionLimits,
   type RegressionOptions,
+  requireDistinctEvaluationRows,
   requireEvaluationRows,
   requireNoRegression,
 } from './regression.js';

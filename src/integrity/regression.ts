@@ -18,6 +18,7 @@ import {
   pgd,
   square,
 } from '../robust/index.js';
+import { distinctRows } from './overlap.js';
 
 export interface RegressionLimits {
   /** Largest allowed drop in clean accuracy (absolute, e.g. 0.01 = one point; default 0.01). */
@@ -87,6 +88,28 @@ export function requireEvaluationRows(
     'ERR_DATA_VALUE',
     `${what} has ${rows} row${rows === 1 ? '' : 's'}; the regression comparison needs at least ${min}: one row moves an accuracy by 1/rows, which must be within the smallest limit (max clean drop ${clean}, max robust drop ${robust}), and an accuracy over fewer than ${MIN_EVALUATION_ROWS} rows says little (docs/integrity.md)`,
     { details: { field: 'evaluation', rows, minimum: min } },
+  );
+}
+
+/**
+ * Throws ERR_DATA_VALUE when `data` has fewer DISTINCT rows (encoded features and class) than the
+ * comparison needs under `limits`: a row repeated 100 times is one row's evidence counted 100 times, so
+ * it passes the row count while each accuracy still turns on that one row. Checked on every evaluation
+ * set `bulwark train --from` reads (checkEvaluation, continue.ts); {@link compareModels} itself checks the
+ * row count only, as it always has.
+ */
+export function requireDistinctEvaluationRows(
+  data: LabelledData,
+  limits: RegressionLimits = {},
+  what = 'the evaluation set (--eval)',
+): void {
+  const min = minEvaluationRows(limits);
+  const distinct = distinctRows(data);
+  if (distinct >= min) return;
+  throw new BulwarkError(
+    'ERR_DATA_VALUE',
+    `${what} has ${data.rows} rows but only ${distinct} distinct ones; the regression comparison needs at least ${min} distinct rows (a repeated row adds no evidence, docs/integrity.md)`,
+    { details: { field: 'evaluation', rows: data.rows, distinct, minimum: min } },
   );
 }
 

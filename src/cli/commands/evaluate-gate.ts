@@ -1,6 +1,12 @@
 import { BulwarkError, requireFile } from '../../core/index.js';
 import type { Dataset, Pipeline } from '../../data/index.js';
-import { type GateReport, loadGate, requireGatePassed, runGate } from '../../integrity/index.js';
+import {
+  type GateReport,
+  loadGate,
+  requireDisjoint,
+  requireGatePassed,
+  runGate,
+} from '../../integrity/index.js';
 import type { LabelledData } from '../../ml/index.js';
 import { openLedger } from '../../privacy/index.js';
 import {
@@ -12,20 +18,53 @@ import {
 import { locationOrigin } from '../options.js';
 import type { Io } from '../output.js';
 
-const fmt = (v: number | null) => (v === null ? 'n/a' : Number(v.toPrecision(4)).toString());
+const fmt = (v: number | null | undefined) =>
+  v === null || v === undefined ? 'n/a' : Number(v.toPrecision(4)).toString();
 
-/** The gate's table, one line per check. */
+/**
+ * The gate's table, one line per check: the value, the one-sided bound at the gate's confidence and
+ * the rows a share is over (so that 0 of 10 reads as what it is), the threshold and the verdict.
+ */
 export function gateTable(r: GateReport): string {
   const w = Math.max(5, ...r.checks.map((c) => c.name.length));
-  const lines = [`${'check'.padEnd(w)}  value      threshold   result`];
+  const conf = `${Number((100 * r.confidence).toPrecision(3))} % bound`;
+  const lines = [`${'check'.padEnd(w)}  value      ${conf.padEnd(12)}  rows    threshold   result`];
   for (const c of r.checks)
     lines.push(
-      `${c.name.padEnd(w)}  ${fmt(c.value).padEnd(9)}  ${`${c.op} ${c.threshold}`.padEnd(10)}  ${c.passed ? 'pass' : 'FAIL'}${c.error ? ` (${c.error})` : ''}`,
+      `${c.name.padEnd(w)}  ${fmt(c.value).padEnd(9)}  ${(c.bound === undefined ? '-' : fmt(c.bound)).padEnd(12)}  ${String(c.rows ?? '-').padEnd(6)}  ${`${c.op} ${c.threshold}`.padEnd(10)}  ${c.passed ? 'pass' : 'FAIL'}${c.error ? ` (${c.error})` : ''}`,
     );
   lines.push(
-    r.passed ? 'Security gate: passed.' : `Security gate: FAILED (${r.failed} of ${r.checks.length}).`,
+    `${r.passed ? 'Security gate: passed.' : `Security gate: FAILED (${r.failed} of ${r.checks.length}).`} Judged on the ${r.judge === 'bound' ? `${conf} of each share` : 'measured values'}.`,
   );
   return lines.join('\n');
+}
+
+/**
+ * What the gate refuses before measuring anything (`bulwark evaluate --gate`): more than one model (only
+ * the first would be gated: a second `--model` would pass unjudged), a `--label` that is not the one
+ * the model predicts (the checks would measure agreement with another column; without the gate it is a
+ * note), and a holdout set that shares rows with `--members` (ERR_DATA_OVERLAP: the model's own training
+ * rows inflate its accuracy and make the membership test compare members with members).
+ */
+export function checkGateInputs(
+  o: { model: readonly string[]; label: string; data: string; members?: string },
+  modelLabel: string | undefined,
+  test: LabelledData,
+  members: LabelledData | undefined,
+): void {
+  if (o.model.length !== 1)
+    throw new BulwarkError(
+      'ERR_USAGE',
+      `--gate judges one model; ${o.model.length} --model options were given (the others would not be gated): run the gate once per model`,
+      { details: { option: '--model' } },
+    );
+  if (modelLabel !== undefined && modelLabel !== o.label)
+    throw new BulwarkError(
+      'ERR_USAGE',
+      `--label "${o.label}": the model predicts "${modelLabel}"; the gate measures the model against its own label`,
+      { details: { option: '--label' } },
+    );
+  if (members) requireDisjoint(test, members, `the holdout set (--data ${o.data})`, `--members ${o.members}`);
 }
 
 /** `bulwark evaluate --gate`: measures the gate's checks on the first model, prints the table, exits 5 on failure. */

@@ -38,7 +38,7 @@ import { checkOutputPath, floatOption, intOption, listOption } from '../options.
 import { ioOf } from '../output.js';
 import { startProgress } from '../progress.js';
 import { writeHtmlReport } from '../report.js';
-import { runEvaluateGate } from './evaluate-gate.js';
+import { checkGateInputs, runEvaluateGate } from './evaluate-gate.js';
 import {
   addProtectedDataOptions,
   type ProtectedDataOpts,
@@ -447,7 +447,8 @@ before any check is measured.`,
             );
           }
         }
-        if (o.gate !== undefined)
+        if (o.gate !== undefined) {
+          checkGateInputs(o, first.label, test.data, members);
           return await runEvaluateGate(
             io,
             { ...o, gate: o.gate },
@@ -460,6 +461,7 @@ before any check is measured.`,
             members,
             recorded,
           );
+        }
         const bar = startProgress(io, 'evaluate', 1000);
         let result: RedTeamResult;
         try {

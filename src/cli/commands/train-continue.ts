@@ -38,6 +38,8 @@ export type ContinueCliOpts = IntegrityTrainOpts & {
   protectedData?: ProtectedDataRecord;
   /** The same for --eval (set once it is read). */
   evalProtectedData?: ProtectedDataRecord;
+  /** sha256 of the --eval file's bytes as read (set once it is read): recorded as `evalDigest`. */
+  evalDigest?: string;
   /** The run's one keyring: checks the protected --data and --eval, then opens the package. */
   keyringSession?: KeyringSession;
 };

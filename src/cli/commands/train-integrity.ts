@@ -3,7 +3,7 @@ import { resolve } from 'node:path';
 import { type Command, InvalidArgumentError } from 'commander';
 import type { AuditLog } from '../../audit/index.js';
 import { BulwarkError, fsError, requireFile, sha256Digest, writeFileAtomic } from '../../core/index.js';
-import { type Dataset, readDataset, type Schema, validateAgainstSchema } from '../../data/index.js';
+import { type Dataset, readDatasetWithDigest, type Schema, validateAgainstSchema } from '../../data/index.js';
 import {
   INSPECT_METHODS,
   type InspectMethod,
@@ -250,12 +250,25 @@ export async function runContinuedTraining(
     evalFile,
     '--eval',
     o,
-    async (csv) => ({
-      dataset: await readDataset(evalFile, csv),
-    }),
+    // Read once with its digest: the provenance check and the audit record are of the bytes compared on.
+    (csv) => readDatasetWithDigest(evalFile, csv),
     TRAIN_PROTECTED_USE,
   );
-  o = { ...o, evalProtectedData: ev.protectedData };
+  o = { ...o, evalProtectedData: ev.protectedData, evalDigest: ev.digest };
+  // The evaluation set decides whether the new model is kept, so --require-provenance covers it as it
+  // covers --data: an unrecorded set chosen to flatter a poisoned model would otherwise be the judge.
+  if (o.requireProvenance && log) {
+    const key = o.auditKey === undefined ? undefined : await loadVerifierKey(o.auditKey);
+    const [p] = await requireProvenance(
+      log,
+      [{ source: evalFile, digest: ev.digest }],
+      key === undefined ? {} : { publicKey: key },
+    );
+    if (p)
+      io.note(
+        `provenance: ${evalFile} (--eval) is protected dataset ${p.digest.slice(0, 19)}… (audit event #${p.index})`,
+      );
+  }
   let evaluation = ev.dataset;
   if (schema) evaluation = validateAgainstSchema(evaluation, schema, { source: o.eval });
   if (packaged) return runPackageContinuation(io, o, ds, evaluation, schema, log, tune);
@@ -304,6 +317,7 @@ export async function runContinuedTraining(
         hyperparameters: {
           continuedFrom: r.previousDigest,
           ...r.hyperparameters,
+          ...(o.evalDigest ? { evalDigest: o.evalDigest } : {}),
           seed: o.seed,
           ...protectedHyperparameters(o.protectedData),
           ...protectedHyperparameters(o.evalProtectedData, 'evalProtected'),

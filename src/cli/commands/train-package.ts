@@ -168,6 +168,7 @@ export async function runPackageContinuation(
         continuedFrom: r.previousDigest,
         parentPackage: parentRef.packageDigest,
         ...r.hyperparameters,
+        ...(o.evalDigest ? { evalDigest: o.evalDigest } : {}),
         seed: o.seed,
         ...protectedHyperparameters(o.protectedData),
         ...protectedHyperparameters(o.evalProtectedData, 'evalProtected'),
