@@ -495,6 +495,11 @@ interface T {
   max: number;
   /** Its values, when its shape is known exactly and it has at most FOLD of them. */
   v?: Iv[];
+  /**
+   * An interval holding every one of its values, whatever its size (NonZero's indices: each below
+   * the largest dimension of its input); read as its values once the shape is known and small.
+   */
+  range?: Iv;
 }
 
 function prodHi(dims: readonly Iv[]): number {
@@ -531,10 +536,50 @@ function intValues(type: number, v: Iv[]): Iv[] {
   return v.map((x) => (x[0] < lo || x[1] > hi ? ANY : [Math.ceil(x[0]), Math.floor(x[1])]));
 }
 
-/** Sizes read from values (a shape, a count): an interval that may be negative is kept as given. */
+/**
+ * Sizes read from values (a shape, a count): an interval that may be negative is kept as given. A
+ * tensor known only by the interval of its values gives that interval for each value, when its shape
+ * is known exactly and small.
+ */
 function valuesOf(t: T | undefined): Iv[] | undefined {
-  return t?.v;
+  if (t?.v !== undefined || t?.range === undefined) return t?.v;
+  const ed = exactDims(t.dims);
+  const n = ed?.reduce((a, x) => a * x, 1);
+  return n !== undefined && n <= FOLD ? Array.from({ length: n }, () => t.range as Iv) : undefined;
 }
+
+/** The interval of every value of `t`, when known. */
+function rangeOf(t: T | undefined): Iv | undefined {
+  if (t?.range !== undefined) return t.range;
+  if (t?.v === undefined || t.v.length === 0) return undefined;
+  return t.v.reduce((a, b) => hull(a, b));
+}
+
+/**
+ * Operators whose output values are some of their first input's values (moved, picked or compared,
+ * never computed), so the interval of the input's values holds the output's; Concat takes the hull of
+ * all its inputs.
+ */
+const KEEPS_VALUES = new Set([
+  'Identity',
+  'Reshape',
+  'Flatten',
+  'Squeeze',
+  'Unsqueeze',
+  'Transpose',
+  'Slice',
+  'Gather',
+  'GatherElements',
+  'GatherND',
+  'Expand',
+  'Tile',
+  'Concat',
+  'ReduceMax',
+  'ReduceMin',
+  'TopK',
+  'Split',
+  'Compress',
+]);
 
 // ---------------------------------------------------------------------------------------------------
 // The analysis.
@@ -612,7 +657,8 @@ function broadcastMax(ts: T[]): number {
 function broadcastValues(ts: T[], f: (xs: Iv[]) => Iv): Iv[] | undefined {
   const shape = broadcast(ts.map((t) => t.dims));
   const ed = exactDims(shape);
-  if (ed === undefined || ts.some((t) => t.v === undefined)) return undefined;
+  const vs = ts.map(valuesOf);
+  if (ed === undefined || vs.some((v) => v === undefined)) return undefined;
   const n = ed.reduce((a, x) => a * x, 1);
   if (n > FOLD) return undefined;
   const out: Iv[] = [];
@@ -629,7 +675,7 @@ function broadcastValues(ts: T[], f: (xs: Iv[]) => Iv): Iv[] | undefined {
   });
   for (let i = 0; i < n; i++) {
     const xs: Iv[] = [];
-    ts.forEach((t, k) => {
+    ts.forEach((_t, k) => {
       let rem = i;
       let off = 0;
       for (let j = ed.length - 1; j >= 0; j--) {
@@ -637,7 +683,7 @@ function broadcastValues(ts: T[], f: (xs: Iv[]) => Iv): Iv[] | undefined {
         off += (rem % d) * (strides[k]?.[j] as number);
         rem = Math.floor(rem / d);
       }
-      xs.push(t.v?.[off] as Iv);
+      xs.push(vs[k]?.[off] as Iv);
     });
     out.push(f(xs));
   }
@@ -1186,6 +1232,10 @@ function evalNode(
         const others = out.filter((_, i) => i !== inferred);
         const lo = prodLo(others);
         out[inferred] = [0, lo >= 1 ? Math.floor(e / lo) : Infinity];
+        // Every size known: the inferred one is the quotient (a [1, 1] value reshaped to [-1] is [1]).
+        const n = exactDims(x?.dims)?.reduce((a, b) => a * b, 1);
+        const o = exactDims(others)?.reduce((a, b) => a * b, 1);
+        if (n !== undefined && o !== undefined && o >= 1 && n % o === 0) out[inferred] = exact(n / o);
       }
       const v = x?.v !== undefined ? [...x.v] : undefined;
       return [tensor(x?.type ?? 0, out, v, e)];
@@ -1539,8 +1589,14 @@ function evalNode(
       return [tensor(x?.type ?? 0, out), tensor(INT64, out)];
     }
     case 'NonZero': {
+      // Its output is [rank, count of non-zero elements]: the count is at most the input's elements,
+      // and each value is an index along one axis, below that axis's size (onnx/docs/Operators.md,
+      // NonZero), so sizes computed from its values are bounded by the input's dims.
       const dims = requireDims(node, x);
-      return [tensor(INT64, [exact(dims.length), [0, x?.max ?? Infinity]])];
+      const t = tensor(INT64, [exact(dims.length), [0, x?.max ?? Infinity]]);
+      const top = Math.max(0, ...dims.map((d) => d[1]));
+      if (Number.isFinite(top)) t.range = [0, Math.max(0, top - 1)];
+      return [t];
     }
     case 'Unique': {
       const dims = requireDims(node, x);
@@ -1803,6 +1859,29 @@ function implicitInputs(n: Node): string[] {
   return out;
 }
 
+/**
+ * Carries the interval of the input's values to the outputs of an operator that only moves values
+ * ({@link KEEPS_VALUES}; TopK's indices and other integer side outputs are left alone).
+ */
+function keepRange(node: Node, ins: (T | undefined)[], outs: (T | undefined)[]): void {
+  if (!KEEPS_VALUES.has(node.op)) return;
+  let r: Iv | undefined;
+  if (node.op === 'Concat') {
+    for (const t of ins) {
+      if (t === undefined) continue;
+      const ri = rangeOf(t);
+      if (ri === undefined) return;
+      r = r === undefined ? ri : hull(r, ri);
+    }
+  } else r = rangeOf(ins[0]);
+  if (r === undefined) return;
+  const n = node.op === 'TopK' ? 1 : outs.length;
+  for (let k = 0; k < n; k++) {
+    const t = outs[k];
+    if (t !== undefined && t.v === undefined && t.range === undefined) t.range = r;
+  }
+}
+
 /** Analyses a graph; `outer` holds the names visible from enclosing graphs. */
 function analyseGraph(
   ctx: Ctx,
@@ -1851,12 +1930,18 @@ function analyseGraph(
   );
   const consumers = new Map<string, number[]>();
   g.nodes.forEach((_n, i) => {
-    for (const name of waiting[i] as Set<string>) consumers.set(name, [...(consumers.get(name) ?? []), i]);
+    // Appended in place: a tensor read by k nodes (the input, in a wide graph) cost k^2 copies before.
+    for (const name of waiting[i] as Set<string>) {
+      const c = consumers.get(name);
+      if (c === undefined) consumers.set(name, [i]);
+      else c.push(i);
+    }
   });
   const ready = g.nodes.map((_, i) => i).filter((i) => (waiting[i] as Set<string>).size === 0);
   let done = 0;
-  while (ready.length > 0) {
-    const i = ready.shift() as number;
+  // A queue read from its head by index: Array.shift() moves every element left, each time.
+  for (let head = 0; head < ready.length; head++) {
+    const i = ready[head] as number;
     const node = g.nodes[i] as Node;
     done++;
     // A node without outputs holds nothing (ONNX Runtime refuses it anyway, with its own message).
@@ -1869,6 +1954,7 @@ function analyseGraph(
       void what;
       return r;
     });
+    if (node.domain === '' || node.domain === 'ai.onnx') keepRange(node, ins, outs);
     node.outputs.forEach((name, k) => {
       if (name === '') return;
       const t = outs[k];

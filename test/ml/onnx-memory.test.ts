@@ -250,9 +250,11 @@ const hostile: { name: string; op: string; model: Uint8Array; reason: 'limit' | 
     ),
   },
   {
-    name: 'NonZero then Expand by its values',
+    // NonZero's indices are below the input's dims (4,095 at most here), so Expand by them alone is
+    // bounded (see 'NonZero ... bounded by the input's dims' below); times a constant it asks for 2^42.
+    name: 'NonZero then Expand by its values times a constant',
     op: 'Expand',
-    reason: 'unbounded',
+    reason: 'limit',
     model: graph(
       [
         { opType: 'NonZero', input: ['x'], output: ['nz'], name: 'nonzero' },
@@ -264,9 +266,10 @@ const hostile: { name: string; op: string; model: Uint8Array; reason: 'limit' | 
           attribute: [attrInt('keepdims', 1)],
         },
         { opType: 'Reshape', input: ['m', 'flat'], output: ['m1'], name: 'reshape' },
-        { opType: 'Expand', input: ['one_f', 'm1'], output: ['big'], name: 'expand' },
+        { opType: 'Mul', input: ['m1', 'k'], output: ['m2'], name: 'mul' },
+        { opType: 'Expand', input: ['one_f', 'm2'], output: ['big'], name: 'expand' },
       ],
-      [floats('one_f', [1]), ints('flat', [-1])],
+      [floats('one_f', [1]), ints('flat', [-1]), ints('k', [HUGE])],
     ),
   },
   {
@@ -431,6 +434,54 @@ describe('the memory a graph asks for is bounded before ONNX Runtime opens it', 
     const dout = await d.run(Float32Array.from([1, 2, 3, 4]), 2, 2);
     assert.deepEqual(Array.from(dout['p']?.data ?? []), [1, 2, 3, 4]);
     await d.close();
+  });
+
+  it("NonZero's values are bounded by the input's dims: Expand by them opens, and ONNX Runtime's output keeps within the bound", async () => {
+    // Expand([1], [max index of a non-zero element]): at most the batch (4,096) floats. Refused before
+    // (no values known for NonZero's output); `big` is a graph output here so that its size is seen.
+    const m = encodeModel({
+      irVersion: 8,
+      opsetImport: [{ domain: '', version: 17 }],
+      graph: {
+        name: 'g',
+        node: [
+          { opType: 'NonZero', input: ['x'], output: ['nz'], name: 'nonzero' },
+          {
+            opType: 'ReduceMax',
+            input: ['nz'],
+            output: ['m'],
+            name: 'max',
+            attribute: [attrInt('keepdims', 1)],
+          },
+          { opType: 'Reshape', input: ['m', 'flat'], output: ['m1'], name: 'reshape' },
+          { opType: 'Expand', input: ['one_f', 'm1'], output: ['big'], name: 'expand' },
+          { opType: 'Identity', input: ['x'], output: ['p'], name: 'id' },
+        ],
+        initializer: [floats('one_f', [1]), ints('flat', [-1])],
+        input: [vi('x', 2)],
+        output: [
+          vi('p', 2),
+          {
+            name: 'big',
+            type: { tensorType: { elemType: DataType.FLOAT, shape: { dim: [{ dimParam: 'K' }] } } },
+          },
+        ],
+      },
+    });
+    const b = onnxMemoryBound(m, 'm');
+    assert.ok(b.bytes < 2 ** 20, String(b.bytes));
+    // The Expand's output: 4,096 floats at most at the default batch, 8 at a batch of 8.
+    assert.ok(onnxMemoryBound(m, 'm', { maxBatch: 8 }).bytes < b.bytes);
+    const ort = await OnnxRuntimeModel.create(m, { memory: { maxBatch: 8 } });
+    for (const rows of [1, 3, 8]) {
+      const x = Float32Array.from({ length: rows * 2 }, (_, i) => (i === rows * 2 - 2 ? 1 : 0));
+      const out = await ort.run(x, rows, 2);
+      // The largest index of a non-zero element is rows - 1: Expand to that many floats, below the
+      // bound's rows (the batch) for that tensor.
+      assert.deepEqual(out['big']?.dims, [rows - 1]);
+      assert.ok((out['big']?.data.length ?? 0) * 4 <= 8 * 4);
+    }
+    await ort.close();
   });
 
   it('runs of more rows than maxBatch are split, with the same results', async () => {
