@@ -6,66 +6,12 @@
  * location. Malformed input is ERR_ONNX_INVALID.
  */
 import { BulwarkError } from '../core/index.js';
+import { invalidOnnx, type ProtoField, protoFields, utf8, WT_LEN, WT_VARINT } from './protobuf.js';
 
-const WT_VARINT = 0;
-const WT_I64 = 1;
-const WT_LEN = 2;
-const WT_I32 = 5;
-
-function invalid(what: string): BulwarkError {
-  return new BulwarkError('ERR_ONNX_INVALID', `not a well-formed ONNX model: ${what}`);
-}
-
-interface Field {
-  no: number;
-  wt: number;
-  /** varint value (as a number: ONNX values here fit), for WT_VARINT. */
-  int: number;
-  /** the bytes of a length-delimited field (a view, no copy). */
-  bytes: Uint8Array;
-}
-
-/** Iterates the fields of one message. */
-function* fields(buf: Uint8Array, depth = 0): Generator<Field> {
-  if (depth > 64) throw invalid('nesting too deep');
-  let p = 0;
-  const n = buf.length;
-  const varint = (): number => {
-    let x = 0;
-    let mul = 1;
-    for (let i = 0; i < 10; i++) {
-      if (p >= n) throw invalid('truncated varint');
-      const b = buf[p++]!;
-      x += (b & 0x7f) * mul;
-      if ((b & 0x80) === 0) return x;
-      mul *= 128;
-    }
-    throw invalid('varint too long');
-  };
-  while (p < n) {
-    const key = varint();
-    const no = Math.floor(key / 8);
-    const wt = key % 8;
-    if (no === 0) throw invalid('field number 0');
-    if (wt === WT_VARINT) yield { no, wt, int: varint(), bytes: EMPTY };
-    else if (wt === WT_I64) {
-      if (p + 8 > n) throw invalid('truncated fixed64');
-      p += 8;
-    } else if (wt === WT_I32) {
-      if (p + 4 > n) throw invalid('truncated fixed32');
-      p += 4;
-    } else if (wt === WT_LEN) {
-      const len = varint();
-      if (len > n - p) throw invalid('length runs past the end');
-      yield { no, wt, int: 0, bytes: buf.subarray(p, p + len) };
-      p += len;
-    } else throw invalid(`unsupported wire type ${wt}`);
-  }
-}
-
-const EMPTY = new Uint8Array(0);
-const dec = new TextDecoder('utf-8', { fatal: false });
-const str = (b: Uint8Array): string => dec.decode(b);
+/** The wire format (src/model/protobuf.ts); varints unsigned, as counts and limits read them. */
+const fields = (buf: Uint8Array, depth = 0): Generator<ProtoField> => protoFields(buf, { depth });
+const invalid = invalidOnnx;
+const str = utf8;
 
 /** What packaging needs to know about an ONNX model. */
 export interface OnnxInfo {

@@ -27,6 +27,16 @@
  * known here could be any size. `OPS` lists what is accepted; docs/model-package.md lists the rules.
  */
 import { BulwarkError, requireInteger } from '../core/index.js';
+import {
+  invalidOnnx,
+  type ProtoField,
+  protoFields,
+  utf8,
+  varintAt,
+  WT_I32,
+  WT_LEN,
+  WT_VARINT,
+} from './protobuf.js';
 
 /** Limits of {@link onnxMemoryBound}. */
 export interface OnnxMemoryOptions {
@@ -76,108 +86,33 @@ export interface OnnxMemoryBound {
 // Wire format (onnx/onnx.proto3 field numbers). Varints are read exactly as signed 64-bit integers:
 // axis = -1 is written as 2^64 - 1, which a double cannot tell from 2^64.
 
-const WT_VARINT = 0;
-const WT_I64 = 1;
-const WT_LEN = 2;
-const WT_I32 = 5;
-const TWO_64 = 2n ** 64n;
-const TWO_63 = 2n ** 63n;
-
-function invalid(what: string): BulwarkError {
-  return new BulwarkError('ERR_ONNX_INVALID', `not a well-formed ONNX model: ${what}`);
-}
-
-interface Field {
-  no: number;
-  wt: number;
-  /** A varint as a signed 64-bit integer (a double: exact up to 2^53). */
-  int: number;
-  /** The bytes of a length-delimited or fixed-size field. */
-  bytes: Uint8Array;
-}
-
-const EMPTY = new Uint8Array(0);
-
-/** Reads a varint at `p`; returns [signed value, next position]. */
-function varintAt(buf: Uint8Array, p: number): [number, number] {
-  let lo = 0;
-  let mul = 1;
-  for (let i = 0; i < 7; i++) {
-    if (p >= buf.length) throw invalid('truncated varint');
-    const b = buf[p++] as number;
-    lo += (b & 0x7f) * mul;
-    if ((b & 0x80) === 0) return [lo, p];
-    mul *= 128;
-  }
-  // Eight bytes or more: past 2^49, read exactly as a BigInt and make it signed.
-  let x = BigInt(lo);
-  let shift = 49n;
-  for (let i = 7; i < 10; i++) {
-    if (p >= buf.length) throw invalid('truncated varint');
-    const b = buf[p++] as number;
-    x += BigInt(b & 0x7f) << shift;
-    if ((b & 0x80) === 0) {
-      x %= TWO_64;
-      return [Number(x >= TWO_63 ? x - TWO_64 : x), p];
-    }
-    shift += 7n;
-  }
-  throw invalid('varint too long');
-}
-
-function* fields(buf: Uint8Array): Generator<Field> {
-  let p = 0;
-  const n = buf.length;
-  while (p < n) {
-    let key: number;
-    [key, p] = varintAt(buf, p);
-    const no = Math.floor(key / 8);
-    const wt = key % 8;
-    if (no <= 0) throw invalid('field number 0');
-    if (wt === WT_VARINT) {
-      let v: number;
-      [v, p] = varintAt(buf, p);
-      yield { no, wt, int: v, bytes: EMPTY };
-    } else if (wt === WT_I64 || wt === WT_I32) {
-      const len = wt === WT_I64 ? 8 : 4;
-      if (p + len > n) throw invalid('truncated fixed field');
-      yield { no, wt, int: 0, bytes: buf.subarray(p, p + len) };
-      p += len;
-    } else if (wt === WT_LEN) {
-      let len: number;
-      [len, p] = varintAt(buf, p);
-      if (len < 0 || len > n - p) throw invalid('length runs past the end');
-      yield { no, wt, int: 0, bytes: buf.subarray(p, p + len) };
-      p += len;
-    } else throw invalid(`unsupported wire type ${wt}`);
-  }
-}
-
-const dec = new TextDecoder('utf-8', { fatal: false });
-const str = (b: Uint8Array): string => dec.decode(b);
+/** The wire format, int64 varints read signed (shapes and constants): src/model/protobuf.ts. */
+const fields = (buf: Uint8Array): Generator<ProtoField> => protoFields(buf, { signed: true });
+const invalid = invalidOnnx;
+const str = utf8;
 
 /** Varints of a packed field, or the one value of an unpacked one, appended to `out`. */
-function pushInts(f: Field, out: number[]): void {
+function pushInts(f: ProtoField, out: number[]): void {
   if (f.wt === WT_VARINT) out.push(f.int);
   else if (f.wt === WT_LEN) {
     let p = 0;
     while (p < f.bytes.length) {
       let v: number;
-      [v, p] = varintAt(f.bytes, p);
+      [v, p] = varintAt(f.bytes, p, true);
       out.push(v);
     }
   }
 }
 
 /** Floats (fixed32) of a packed field or of one unpacked value, appended to `out`. */
-function pushFloats(f: Field, out: number[], width: 4 | 8): void {
+function pushFloats(f: ProtoField, out: number[], width: 4 | 8): void {
   const view = new DataView(f.bytes.buffer, f.bytes.byteOffset, f.bytes.byteLength);
   for (let p = 0; p + width <= f.bytes.length; p += width)
     out.push(width === 4 ? view.getFloat32(p, true) : view.getFloat64(p, true));
 }
 
 /** Number of values in a packed varint field (without decoding them). */
-function countVarints(f: Field): number {
+function countVarints(f: ProtoField): number {
   if (f.wt !== WT_LEN) return 1;
   let c = 0;
   for (const b of f.bytes) if ((b & 0x80) === 0) c++;
@@ -247,7 +182,7 @@ function parseTensor(b: Uint8Array): ConstTensor {
   let raw: Uint8Array | undefined;
   let count = 0;
   let longest = 0;
-  const tensorFields: Field[] = [];
+  const tensorFields: ProtoField[] = [];
   for (const f of fields(b)) {
     if (f.no === 1) pushInts(f, dims);
     else if (f.no === 2 && f.wt === WT_VARINT) type = f.int;
@@ -335,8 +270,8 @@ function parseAttr(b: Uint8Array, decode: (name: string) => boolean): Attr {
     stringCount: 0,
     longest: 0,
   };
-  const intFields: Field[] = [];
-  const floatFields: Field[] = [];
+  const intFields: ProtoField[] = [];
+  const floatFields: ProtoField[] = [];
   for (const f of fields(b)) {
     if (f.no === 1 && f.wt === WT_LEN) a.name = str(f.bytes);
     else if (f.no === 2 && f.wt === WT_I32)
