@@ -88,6 +88,7 @@ export interface DpContinueOptions {
   eps?: number;
   maxCleanDrop?: number;
   maxRobustDrop?: number;
+  maxClassDrop?: number;
   /** More ONNX metadata entries of the new model (e.g. `bulwark.protected_data`); its own keys win. */
   metadata?: Readonly<Record<string, string>>;
   note?: (message: string) => void;
@@ -252,6 +253,8 @@ export async function continueTrainingDp(
     ...(o.eps === undefined ? {} : { eps: o.eps }),
     ...(o.maxCleanDrop === undefined ? {} : { maxCleanDrop: o.maxCleanDrop }),
     ...(o.maxRobustDrop === undefined ? {} : { maxRobustDrop: o.maxRobustDrop }),
+    ...(o.maxClassDrop === undefined ? {} : { maxClassDrop: o.maxClassDrop }),
+    classNames: classValues,
     // No schema: the DP pipeline's features are min-max scaled, not in the schema's raw units; the
     // attack's ranges come from the evaluation rows (never from the private batch).
     seed: o.seed ?? 0,

@@ -64,6 +64,8 @@ export interface ContinueOptions {
   eps?: number;
   maxCleanDrop?: number;
   maxRobustDrop?: number;
+  /** Largest drop of any class's clean recall (default DEFAULT_MAX_CLASS_DROP, regression.ts). */
+  maxClassDrop?: number;
   schema?: Schema;
   /** More ONNX metadata entries of the new model (e.g. `bulwark.protected_data`); its own keys win. */
   metadata?: Readonly<Record<string, string>>;
@@ -161,14 +163,18 @@ export function limitsOf(o: RegressionLimits): RegressionLimits {
   return {
     ...(o.maxCleanDrop === undefined ? {} : { maxCleanDrop: o.maxCleanDrop }),
     ...(o.maxRobustDrop === undefined ? {} : { maxRobustDrop: o.maxRobustDrop }),
+    ...(o.maxClassDrop === undefined ? {} : { maxClassDrop: o.maxClassDrop }),
   };
 }
 
 /** The limits and settings of the regression comparison (shared with the DP continuation). */
 export type ComparisonSettings = Pick<
   ContinueOptions,
-  'eps' | 'maxCleanDrop' | 'maxRobustDrop' | 'schema' | 'seed'
->;
+  'eps' | 'maxCleanDrop' | 'maxRobustDrop' | 'maxClassDrop' | 'schema' | 'seed'
+> & {
+  /** The model's class values, by index: the per-class figures are reported under these names. */
+  classNames?: readonly string[];
+};
 
 /**
  * Compares `old` and `next` on the encoded evaluation set, clean and under attack, and throws
@@ -203,6 +209,7 @@ export async function compareOnEvaluation(
     eps: o.eps ?? 0.05,
     ...limitsOf(o),
     seed: o.seed ?? 0,
+    ...(o.classNames ? { classNames: o.classNames } : {}),
   });
   requireNoRegression(comparison);
   return comparison;
@@ -268,7 +275,14 @@ export async function continueTraining(
     seed: o.seed ?? 0,
     onProgress: (p) => o.onProgress?.((p.epoch - 1) * batches + p.batch, epochs * batches),
   });
-  const comparison = await compareOnEvaluation(old, next, pipeline, evaluation, o, data);
+  const comparison = await compareOnEvaluation(
+    old,
+    next,
+    pipeline,
+    evaluation,
+    { ...o, classNames: classValues },
+    data,
+  );
   const removedRows = [...gone].sort((a, b) => a - b);
   const inherited = { ...meta };
   for (const k of NOT_INHERITED) delete inherited[k];

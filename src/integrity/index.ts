@@ -50,8 +50,10 @@ export {
   requireProvenance,
 } from './provenance.js';
 export {
+  type ClassRecall,
   compareModels,
   compareOnnxModels,
+  DEFAULT_MAX_CLASS_DROP,
   MIN_EVALUATION_ROWS,
   type ModelComparison,
   minEvaluationRows,

@@ -25,6 +25,12 @@ export interface RegressionLimits {
   maxCleanDrop?: number;
   /** Largest allowed drop in robust accuracy at `eps` (default 0.02). */
   maxRobustDrop?: number;
+  /**
+   * Largest allowed drop in any one class's clean recall (default {@link DEFAULT_MAX_CLASS_DROP}): the
+   * accuracies weigh classes by their share of the set, so a model that stops predicting a class of 2 %
+   * of the rows loses at most 2 points of them; its recall of that class falls to 0.
+   */
+  maxClassDrop?: number;
 }
 
 export interface RegressionOptions extends RegressionLimits {
@@ -36,17 +42,48 @@ export interface RegressionOptions extends RegressionLimits {
   /** Square queries per row when a model has no gradients (default 300). */
   queries?: number;
   seed?: number;
+  /** The class names, by index, for the report (default the indices). */
+  classNames?: readonly string[];
+}
+
+/** One class's clean recall before and after (a point comparison: see {@link DEFAULT_MAX_CLASS_DROP}). */
+export interface ClassRecall {
+  /** The class's name ({@link RegressionOptions.classNames}) or its index. */
+  class: string;
+  /** Evaluation rows of the class: one of them is 1 / rows of its recall. */
+  rows: number;
+  /** Share of those rows the old model assigns to the class. */
+  before: number;
+  /** Share of those rows the new model assigns to the class. */
+  after: number;
 }
 
 export interface ModelComparison {
   rows: number;
   eps: number;
   attack: 'pgd' | 'square';
-  before: { clean: number; robust: number };
-  after: { clean: number; robust: number };
+  /** Clean and robust accuracy, and balanced accuracy (the mean clean recall of the classes with rows). */
+  before: { clean: number; robust: number; balanced: number };
+  after: { clean: number; robust: number; balanced: number };
+  /** The per-class limit applied. */
+  maxClassDrop: number;
+  /** Each class with evaluation rows (a class without any is not judged: checkEvaluation refuses that). */
+  classes: ClassRecall[];
   accepted: boolean;
   reasons: string[];
 }
+
+/**
+ * Default largest drop of one class's clean recall: 10 points. The per-class check is a POINT
+ * comparison (no allowance for chance), like the accuracy limits: with n rows of a class, one row is
+ * 1 / n of its recall, so a class with fewer than 1 / 0.1 = 10 rows is refused for one row lost, and
+ * a class with n ≥ 10 tolerates ⌊0.1 · n⌋ rows lost net. That errs towards refusing: a small class
+ * makes the check stricter than the limit, never looser, and a model that stops predicting a class
+ * its parent recalled above 10 % is refused whatever the class's size. The noise of a drop is that of
+ * the accuracies' (McNemar's paired comparison) within the class: with d rows of the class on which the
+ * models disagree and no real change, the net drop has a standard deviation of about √d / n.
+ */
+export const DEFAULT_MAX_CLASS_DROP = 0.1;
 
 /**
  * The fewest rows any evaluation set must have (see {@link minEvaluationRows}): below 100 rows one row
@@ -118,14 +155,21 @@ async function measure(
   data: LabelledData,
   o: RegressionOptions,
   attack: 'pgd' | 'square',
-): Promise<{ clean: number; robust: number }> {
+): Promise<{ clean: number; robust: number; recalled: number[] }> {
   const k = model.classes;
-  const acc = async (x: Float32Array) => {
-    const p = argmaxRows(await model.predictProba(x, data.rows), data.rows, k);
+  const predict = async (x: Float32Array) => argmaxRows(await model.predictProba(x, data.rows), data.rows, k);
+  const acc = (p: ArrayLike<number>) => {
     let ok = 0;
     for (let i = 0; i < data.rows; i++) if (p[i] === data.y[i]) ok++;
     return ok / data.rows;
   };
+  const clean = await predict(data.x);
+  // Rows of each class the model assigns to it (its recall's numerator).
+  const recalled = new Array<number>(k).fill(0);
+  for (let i = 0; i < data.rows; i++) {
+    const c = data.y[i] as number;
+    if (clean[i] === c && c >= 0 && c < k) recalled[c] = (recalled[c] as number) + 1;
+  }
   const eps = o.eps ?? 0.05;
   const adv =
     attack === 'pgd'
@@ -141,7 +185,7 @@ async function measure(
           domain: o.domain,
           seed: o.seed ?? 0,
         });
-  return { clean: await acc(data.x), robust: await acc(adv.x) };
+  return { clean: acc(clean), robust: acc(await predict(adv.x)), recalled };
 }
 
 /** Compares the new model with the old one on `data`; `accepted` is false beyond the limits. */
@@ -153,6 +197,7 @@ export async function compareModels(
 ): Promise<ModelComparison> {
   const maxClean = requireNumberIn('maxCleanDrop', o.maxCleanDrop ?? 0.01, 0, 1);
   const maxRobust = requireNumberIn('maxRobustDrop', o.maxRobustDrop ?? 0.02, 0, 1);
+  const maxClass = requireNumberIn('maxClassDrop', o.maxClassDrop ?? DEFAULT_MAX_CLASS_DROP, 0, 1);
   requireEvaluationRows(
     data.rows,
     { maxCleanDrop: maxClean, maxRobustDrop: maxRobust },
@@ -164,8 +209,27 @@ export async function compareModels(
       'the new model does not take the same inputs and classes as the old one',
     );
   const attack = hasGradients(oldModel) && hasGradients(newModel) ? 'pgd' : 'square';
-  const before = await measure(oldModel, data, o, attack);
-  const after = await measure(newModel, data, o, attack);
+  const old = await measure(oldModel, data, o, attack);
+  const next = await measure(newModel, data, o, attack);
+  const counts = new Array<number>(oldModel.classes).fill(0);
+  for (let i = 0; i < data.rows; i++) {
+    const c = data.y[i] as number;
+    if (c >= 0 && c < counts.length) counts[c] = (counts[c] as number) + 1;
+  }
+  const classes: ClassRecall[] = [];
+  counts.forEach((n, c) => {
+    if (n > 0)
+      classes.push({
+        class: o.classNames?.[c] ?? String(c),
+        rows: n,
+        before: (old.recalled[c] as number) / n,
+        after: (next.recalled[c] as number) / n,
+      });
+  });
+  const balanced = (k: 'before' | 'after') =>
+    classes.length === 0 ? 0 : classes.reduce((s, c) => s + c[k], 0) / classes.length;
+  const before = { clean: old.clean, robust: old.robust, balanced: balanced('before') };
+  const after = { clean: next.clean, robust: next.robust, balanced: balanced('after') };
   const reasons: string[] = [];
   // Accuracies are counts over rows: 0.8 - 0.79 is 0.010000000000000009 in floating point, so a drop of
   // exactly the limit was refused. 1e-9 is far below one row's share of any evaluation set.
@@ -178,12 +242,22 @@ export async function compareModels(
     reasons.push(
       `robust accuracy ${before.robust.toFixed(4)} -> ${after.robust.toFixed(4)} (${attack} eps ${o.eps ?? 0.05}, limit ${maxRobust})`,
     );
+  // The accuracies weigh classes by their share of the rows: a model that stops predicting a class of
+  // 2 % of them loses at most 2 points. Each class's recall is held to its own limit (a point
+  // comparison, DEFAULT_MAX_CLASS_DROP: exact counts, the same TOL).
+  for (const c of classes)
+    if (c.before - c.after > maxClass + TOL)
+      reasons.push(
+        `recall of class "${c.class}" ${c.before.toFixed(4)} -> ${c.after.toFixed(4)} over its ${c.rows} row${c.rows === 1 ? '' : 's'} (limit ${maxClass} per class)`,
+      );
   return {
     rows: data.rows,
     eps: o.eps ?? 0.05,
     attack,
     before,
     after,
+    maxClassDrop: maxClass,
+    classes,
     accepted: reasons.length === 0,
     reasons,
   };

@@ -177,8 +177,15 @@ describe('DP fine-tuning from a DP model (continueTrainingDp)', () => {
   });
 
   it('is deterministic for fixed seeds and seeded noise', async () => {
-    const a = await continueTrainingDp(parent, batch, options({ epsilon: 0.3, seed: 8 }));
-    const b = await continueTrainingDp(parent, batch, options({ epsilon: 0.3, seed: 8 }));
+    // At epsilon 0.3 this fine-tune moves the "yes" recall from 0.977 to 0.838 (173 rows) while the
+    // accuracies stay within their limits; the per-class default (0.1) refuses that, and this test is
+    // about determinism, not the verdict: the class limit is loosened with the others.
+    const o = options({ epsilon: 0.3, seed: 8, maxClassDrop: 0.2 });
+    const a = await continueTrainingDp(parent, batch, o);
+    const b = await continueTrainingDp(parent, batch, {
+      ...o,
+      noise: NoiseSource.insecureSeeded(11, 'test'),
+    });
     assert.deepEqual(a.onnx, b.onnx);
     assert.notEqual(a.receipt?.id, b.receipt?.id, 'two spends recorded');
   });

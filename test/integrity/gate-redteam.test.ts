@@ -226,6 +226,105 @@ describe('bulwark train --from: evaluation sets that flatter a poisoned model', 
     );
   });
 
+  it('a set with 2 % of one class: a fine-tune that stops predicting it is refused by its recall', async () => {
+    // Before: the accuracies weigh classes by their share, so losing the 8 "yes" rows of 400 cost at
+    // most 2 points and passed --max-clean-drop 0.03. Now each class's recall is held to
+    // --max-class-drop (default 0.1).
+    const pool = rows(2000, 9);
+    writeCsv(
+      f('rare.csv'),
+      pool
+        .filter((r) => r.endsWith(',no'))
+        .slice(0, 392)
+        .concat(pool.filter((r) => r.endsWith(',yes')).slice(0, 8)),
+    );
+    // The poisoner's batch: every row labelled "no" but ten (a batch of one class is refused).
+    writeCsv(
+      f('no-yes.csv'),
+      rows(300, 10).map((r, i) => r.replace(/,(yes|no)$/, i < 10 ? ',yes' : ',no')),
+    );
+    const fine = (extra: string[]) =>
+      runBulwarkInProcess([
+        ...fromArgs(f('m.onnx'), f('no-yes.csv'), f('rare.csv')),
+        '--out',
+        f('rare.onnx'),
+        '--force',
+        '--epochs',
+        '30',
+        '--lr',
+        '0.003',
+        '--max-clean-drop',
+        '0.03',
+        '--max-robust-drop',
+        '0.05',
+        ...extra,
+      ]);
+    const refused = await fine([]);
+    assert.equal(refused.code, 5, refused.stderr);
+    assert.match(
+      refused.stderr,
+      /ERR_MODEL_REGRESSION.*recall of class \\"yes\\" 0\.\d{4} -> 0\.\d{4} over its 8 rows \(limit 0\.1 per class\)/,
+    );
+    assert.doesNotMatch(refused.stderr, /clean accuracy|robust accuracy/);
+    // The same run with the check off is accepted (the accuracies alone pass it), and reports the
+    // per-class figures in --json, the human summary and model.trained.
+    const db = f('rare-audit.db');
+    const { signer } = generateSignerKey('bulwark.test/gate-redteam-rare');
+    await (await AuditLog.open({ store: { kind: 'sqlite', path: db }, origin: signer.name, signer })).close();
+    const accepted = await fine(['--max-class-drop', '1', '--audit', db]);
+    assert.equal(accepted.code, 0, accepted.stderr);
+    const j = JSON.parse(accepted.stdout) as {
+      comparison: {
+        maxClassDrop: number;
+        classes: { class: string; rows: number; before: number; after: number }[];
+        before: { balanced: number };
+        after: { balanced: number };
+      };
+    };
+    assert.equal(j.comparison.maxClassDrop, 1);
+    assert.deepEqual(
+      j.comparison.classes.map((c) => [c.class, c.rows]),
+      [
+        ['no', 392],
+        ['yes', 8],
+      ],
+    );
+    const yes = j.comparison.classes[1] as { before: number; after: number };
+    assert.ok(yes.before - yes.after > 0.1, JSON.stringify(j.comparison));
+    const log = await AuditLog.open({ store: { kind: 'sqlite', path: db } });
+    try {
+      const [last] = await log.tail(1);
+      const m = (last as unknown as { data: { metrics: Record<string, number> } }).data.metrics;
+      assert.equal(m['balancedBefore'], j.comparison.before.balanced);
+      assert.equal(m['balancedAfter'], j.comparison.after.balanced);
+      assert.ok(Math.abs((m['maxClassRecallDrop'] as number) - (yes.before - yes.after)) < 1e-12);
+    } finally {
+      await log.close();
+    }
+    const human = await runBulwarkInProcess(
+      ['train', ...fromArgs(f('m.onnx'), f('no-yes.csv'), f('rare.csv')).slice(2)].concat([
+        '--out',
+        f('rare.onnx'),
+        '--force',
+        '--epochs',
+        '30',
+        '--lr',
+        '0.003',
+        '--max-clean-drop',
+        '0.03',
+        '--max-robust-drop',
+        '0.05',
+        '--max-class-drop',
+        '1',
+      ]),
+    );
+    assert.equal(human.code, 0, human.stderr);
+    assert.match(
+      human.stdout,
+      /Recall by class \(limit 1 each\): "no" \(392 rows\) \d+\.\d\d % -> \d+\.\d\d %, "yes" \(8 rows\) \d+\.\d\d % -> \d+\.\d\d %; balanced accuracy \d+\.\d\d % -> \d+\.\d\d %\./,
+    );
+  });
+
   it('--require-provenance covers --eval, and model.trained records its digest', async () => {
     const db = f('audit.db');
     const { signer } = generateSignerKey('bulwark.test/gate-redteam');

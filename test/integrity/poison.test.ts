@@ -330,6 +330,95 @@ describe('continuous learning: the regression gate', () => {
   });
 });
 
+describe('continuous learning: the recall of each class', () => {
+  /**
+   * Fraud-like data: `share` of the rows are class 1, told apart by features 0 and 1 (about 0.85 and
+   * 0.15 instead of 0.5). The evaluation set has exactly `minority` class-1 rows.
+   */
+  function fraud(rows: number, seed: number, minority: number) {
+    const rng = new SeededRng(seed);
+    const x = new Float32Array(rows * D);
+    const y = new Int32Array(rows);
+    for (let r = 0; r < rows; r++) {
+      const c = r < minority ? 1 : 0;
+      y[r] = c;
+      for (let j = 0; j < D; j++) {
+        const mean = c === 1 && j === 0 ? 0.85 : c === 1 && j === 1 ? 0.15 : 0.5;
+        x[r * D + j] = Math.min(1, Math.max(0, rng.normal(mean, 0.1)));
+      }
+    }
+    return { x, y, rows };
+  }
+
+  it('refuses by default a fine-tune that stops predicting a class of 2 % of the evaluation set', async () => {
+    const domain = InputDomain.box(D);
+    const oldNet = await fit(fraud(2000, 11, 200));
+    const evalSet = fraud(400, 12, 8);
+    // The poisoner's "let fraud through": a batch whose fraud rows are all labelled 0, and 20 ordinary
+    // rows labelled 1 (a batch of one class is refused by train).
+    const batch = fraud(1000, 13, 100);
+    const hidden = oldNet.clone();
+    await train(
+      hidden,
+      { ...batch, y: Int32Array.from(batch.y, (_, r) => (r >= 980 ? 1 : 0)) },
+      { epochs: 30, batchSize: 64, learningRate: 3e-3, seed: 3 },
+    );
+    const honest = oldNet.clone();
+    await train(honest, batch, { epochs: 30, batchSize: 64, learningRate: 3e-3, seed: 3 });
+    // Limits the other tests use: 3 clean points, 5 robust; the class limit is the default (0.1).
+    const limits = { domain, eps: 0.05, maxCleanDrop: 0.03, maxRobustDrop: 0.05, steps: 10 };
+    const bad = await compareModels(networkModel(oldNet), networkModel(hidden), evalSet, {
+      ...limits,
+      classNames: ['legit', 'fraud'],
+    });
+    const fraudRecall = bad.classes.find((c) => c.class === 'fraud');
+    assert.deepEqual(
+      bad.classes.map((c) => [c.class, c.rows]),
+      [
+        ['legit', 392],
+        ['fraud', 8],
+      ],
+    );
+    assert.ok(fraudRecall && fraudRecall.before >= 0.75, JSON.stringify(bad));
+    assert.equal(fraudRecall.after, 0, JSON.stringify(bad));
+    // The accuracies alone pass it: 8 rows of 400 are 2 points, within the 3-point limit.
+    assert.ok(bad.before.clean - bad.after.clean <= 0.03, JSON.stringify(bad));
+    assert.ok(bad.before.robust - bad.after.robust <= 0.05, JSON.stringify(bad));
+    assert.equal(bad.maxClassDrop, 0.1);
+    assert.equal(bad.accepted, false, JSON.stringify(bad));
+    assert.deepEqual(bad.reasons, [
+      `recall of class "fraud" ${fraudRecall.before.toFixed(4)} -> 0.0000 over its 8 rows (limit 0.1 per class)`,
+    ]);
+    assert.ok(Math.abs(bad.before.balanced - (bad.classes[0]!.before + fraudRecall.before) / 2) < 1e-12);
+    assert.throws(
+      () => requireNoRegression(bad),
+      (e) =>
+        isBulwarkError(e, 'ERR_MODEL_REGRESSION') && /recall of class "fraud"/.test((e as Error).message),
+    );
+    // The honest fine-tune on the same batch passes the same default.
+    const good = await compareModels(networkModel(oldNet), networkModel(honest), evalSet, limits);
+    assert.equal(good.accepted, true, JSON.stringify(good));
+    assert.deepEqual(
+      good.classes.map((c) => c.class),
+      ['0', '1'],
+    );
+    // A limit of 1 per class turns the check off; out of range is refused, naming the option.
+    assert.equal(
+      (
+        await compareModels(networkModel(oldNet), networkModel(hidden), evalSet, {
+          ...limits,
+          maxClassDrop: 1,
+        })
+      ).accepted,
+      true,
+    );
+    await assert.rejects(
+      compareModels(networkModel(oldNet), networkModel(hidden), evalSet, { ...limits, maxClassDrop: 1.5 }),
+      /maxClassDrop/,
+    );
+  });
+});
+
 describe('the gate: membership inference and privacy budget', () => {
   const dir = mkdtempSync(join(tmpdir(), 'bulwark-gate-'));
   after(() => rmSync(dir, { recursive: true, force: true }));

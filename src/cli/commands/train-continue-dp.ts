@@ -12,7 +12,7 @@ import { backClaims, type ClaimStatus, lineageFromOnnxMetadata } from '../../mod
 import { NoiseSource, trainedPrivacy } from '../../privacy/index.js';
 import type { Io } from '../output.js';
 import { type Progress, startProgress } from '../progress.js';
-import type { ContinueCliOpts, Tuner } from './train-continue.js';
+import { type ContinueCliOpts, comparisonLines, type Tuner } from './train-continue.js';
 import { budgetLine, budgetResult, type DpTrainOpts, openDpRun } from './train-dp.js';
 import { protectedMetadata } from './train-protected.js';
 
@@ -130,6 +130,7 @@ export function dpTuner(io: Io, o: DpContinueCliOpts, log: AuditLog | undefined)
         eps: o.evalEps,
         maxCleanDrop: o.maxCleanDrop,
         maxRobustDrop: o.maxRobustDrop,
+        maxClassDrop: o.maxClassDrop,
         metadata: protectedMetadata(o.protectedData),
         note: (m) => io.note(m),
         onProgress: (done, total) => {
@@ -167,7 +168,7 @@ export function dpTuner(io: Io, o: DpContinueCliOpts, log: AuditLog | undefined)
           `Poisoning gate (${r.gate.method}, previous model): passed (at most ${r.gate.maxFlagged} of the ${r.trainRows} new rows flagged; no row removed under DP).`,
           `DP fine-tune (DP-SGD from the previous weights): this run epsilon ${Number(run.epsilon.toPrecision(4))}, delta ${run.delta}; the model's guarantee with its parent's (basic composition): epsilon ${Number(p.epsilon.toPrecision(4))}, delta ${Number(p.delta.toPrecision(4))}.`,
           budgetLine(r.receipt, ledger.id),
-          `Evaluation (${c.rows} rows): clean ${(100 * c.before.clean).toFixed(2)} % -> ${(100 * c.after.clean).toFixed(2)} %, robust (${c.attack} eps ${c.eps}) ${(100 * c.before.robust).toFixed(2)} % -> ${(100 * c.after.robust).toFixed(2)} %: accepted.`,
+          ...comparisonLines(c),
         ].filter((l) => l !== ''),
       };
     } finally {

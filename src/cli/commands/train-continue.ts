@@ -127,6 +127,7 @@ export async function fineTune(
       eps: o.evalEps,
       maxCleanDrop: o.maxCleanDrop,
       maxRobustDrop: o.maxRobustDrop,
+      maxClassDrop: o.maxClassDrop,
       ...(schema ? { schema } : {}),
       onProgress: (done, total) => {
         bar ??= startProgress(io, 'fine-tune', total, 'batches');
@@ -143,8 +144,35 @@ export function continuationLines(r: ContinueResult): string[] {
   const c = r.comparison;
   return [
     `Poisoning check (${r.inspection.method}, previous model): removed ${r.removed} of ${r.inspection.rows} new rows; fine-tuned on ${r.trainRows}.`,
-    `Evaluation (${c.rows} rows): clean ${(100 * c.before.clean).toFixed(2)} % -> ${(100 * c.after.clean).toFixed(2)} %, robust (${c.attack} eps ${c.eps}) ${(100 * c.before.robust).toFixed(2)} % -> ${(100 * c.after.robust).toFixed(2)} %: accepted.`,
+    ...comparisonLines(c),
   ];
+}
+
+const pct = (v: number) => `${(100 * v).toFixed(2)} %`;
+
+/** The human lines of an accepted comparison: the accuracies, then each class's recall. */
+export function comparisonLines(c: ModelComparison): string[] {
+  return [
+    `Evaluation (${c.rows} rows): clean ${pct(c.before.clean)} -> ${pct(c.after.clean)}, robust (${c.attack} eps ${c.eps}) ${pct(c.before.robust)} -> ${pct(c.after.robust)}: accepted.`,
+    `Recall by class (limit ${c.maxClassDrop} each): ${c.classes.map((k) => `"${k.class}" (${k.rows} rows) ${pct(k.before)} -> ${pct(k.after)}`).join(', ')}; balanced accuracy ${pct(c.before.balanced)} -> ${pct(c.after.balanced)}.`,
+  ];
+}
+
+/**
+ * The comparison's figures for the `model.trained` record and the package lineage (flat finite numbers,
+ * as the audit and manifest schemas take): the accuracies, balanced accuracy, and the largest drop of a
+ * class's recall (the per-class figures, named by class value, are in the `--json` result).
+ */
+export function comparisonMetrics(c: ModelComparison): Record<string, number> {
+  return {
+    cleanBefore: c.before.clean,
+    cleanAfter: c.after.clean,
+    robustBefore: c.before.robust,
+    robustAfter: c.after.robust,
+    balancedBefore: c.before.balanced,
+    balancedAfter: c.after.balanced,
+    maxClassRecallDrop: Math.max(0, ...c.classes.map((k) => k.before - k.after)),
+  };
 }
 
 /** The rows the poisoning check removed, as 1-based data rows (as `bulwark data inspect` numbers them). */

@@ -5,6 +5,7 @@ import type { AuditLog } from '../../audit/index.js';
 import { BulwarkError, fsError, requireFile, sha256Digest, writeFileAtomic } from '../../core/index.js';
 import { type Dataset, readDatasetWithDigest, type Schema, validateAgainstSchema } from '../../data/index.js';
 import {
+  DEFAULT_MAX_CLASS_DROP,
   INSPECT_METHODS,
   type InspectMethod,
   requireProvenance,
@@ -21,6 +22,7 @@ import { protectedHyperparameters, readProtectable } from './protected-data.js';
 import {
   type Continuation,
   type ContinueCliOpts,
+  comparisonMetrics,
   isModelPackage,
   plainTuner,
   type Tuner,
@@ -39,6 +41,7 @@ export interface IntegrityTrainOpts {
   evalEps: number;
   maxCleanDrop: number;
   maxRobustDrop: number;
+  maxClassDrop: number;
   /** `--from` with DP: the poisoning gate's largest flagged share. */
   maxFlagged?: number;
   /** `--gate`: the DP gate's check. */
@@ -101,6 +104,12 @@ export function addIntegrityTrainOptions(cmd: Command): Command {
       '--from: largest allowed drop in robust accuracy',
       floatOption(0, 1),
       0.02,
+    )
+    .option(
+      '--max-class-drop <d>',
+      "--from: largest allowed drop in any one class's clean recall (a point comparison: with n rows of a class one row is 1/n; docs/integrity.md)",
+      floatOption(0, 1),
+      DEFAULT_MAX_CLASS_DROP,
     )
     .option(
       '--max-flagged <f>',
@@ -323,12 +332,7 @@ export async function runContinuedTraining(
           ...protectedHyperparameters(o.evalProtectedData, 'evalProtected'),
         },
         ...(r.privacy ? { privacy: r.privacy } : {}),
-        metrics: {
-          cleanBefore: c.before.clean,
-          cleanAfter: c.after.clean,
-          robustBefore: c.before.robust,
-          robustAfter: c.after.robust,
-        },
+        metrics: comparisonMetrics(c),
       },
     },
   ]);

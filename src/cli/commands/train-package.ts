@@ -42,7 +42,7 @@ import type { Io } from '../output.js';
 import { openKeyringFromOptions } from './keys.js';
 import { readDetectorBundleFile } from './model-detectors.js';
 import { protectedHyperparameters } from './protected-data.js';
-import type { Continuation, ContinueCliOpts, Tuner } from './train-continue.js';
+import { type Continuation, type ContinueCliOpts, comparisonMetrics, type Tuner } from './train-continue.js';
 
 /** The parent's version with its last number incremented (`1.2.0` → `1.2.1`, `3` → `4`). */
 export function nextVersion(v: string): string | undefined {
@@ -173,13 +173,7 @@ export async function runPackageContinuation(
         ...protectedHyperparameters(o.protectedData),
         ...protectedHyperparameters(o.evalProtectedData, 'evalProtected'),
       };
-      const metrics = {
-        cleanBefore: c.before.clean,
-        cleanAfter: c.after.clean,
-        robustBefore: c.before.robust,
-        robustAfter: c.after.robust,
-        evalEps: c.eps,
-      };
+      const metrics = { ...comparisonMetrics(c), evalEps: c.eps };
       // Recorded before packaging: the manifest names this entry (the run's audit reference).
       const trained = await log?.append({
         type: 'model.trained',
