@@ -132,8 +132,8 @@ export function requireEvaluationRows(
  * Throws ERR_DATA_VALUE when `data` has fewer DISTINCT rows (encoded features and class) than the
  * comparison needs under `limits`: a row repeated 100 times is one row's evidence counted 100 times, so
  * it passes the row count while each accuracy still turns on that one row. Checked on every evaluation
- * set `bulwark train --from` reads (checkEvaluation, continue.ts); {@link compareModels} itself checks the
- * row count only, as it always has.
+ * set `bulwark train --from` reads (checkEvaluation, continue.ts) and by {@link compareModels} itself,
+ * for any caller of the library.
  */
 export function requireDistinctEvaluationRows(
   data: LabelledData,
@@ -198,11 +198,11 @@ export async function compareModels(
   const maxClean = requireNumberIn('maxCleanDrop', o.maxCleanDrop ?? 0.01, 0, 1);
   const maxRobust = requireNumberIn('maxRobustDrop', o.maxRobustDrop ?? 0.02, 0, 1);
   const maxClass = requireNumberIn('maxClassDrop', o.maxClassDrop ?? DEFAULT_MAX_CLASS_DROP, 0, 1);
-  requireEvaluationRows(
-    data.rows,
-    { maxCleanDrop: maxClean, maxRobustDrop: maxRobust },
-    'the evaluation data',
-  );
+  const limits = { maxCleanDrop: maxClean, maxRobustDrop: maxRobust };
+  requireEvaluationRows(data.rows, limits, 'the evaluation data');
+  // Distinct rows, as train --from checks (6b7af29): a row repeated 100 times passed the row count
+  // while each accuracy turned on that one row.
+  requireDistinctEvaluationRows(data, limits, 'the evaluation data');
   if (oldModel.inputs !== newModel.inputs || oldModel.classes !== newModel.classes)
     throw new BulwarkError(
       'ERR_SHAPE_MISMATCH',

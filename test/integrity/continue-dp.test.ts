@@ -346,8 +346,9 @@ describe('the size of the evaluation set', () => {
       predictProba: async (_x: Float32Array, r: number) =>
         Float32Array.from({ length: 2 * r }, (_, i) => (i % 2 === 0 ? 0.9 : 0.1)),
     };
+    // Rows told apart by their one feature (the row number scaled into the domain).
     const data = (rows: number) => ({
-      x: new Float32Array(rows),
+      x: Float32Array.from({ length: rows }, (_, i) => i / rows),
       y: new Int32Array(rows),
       rows,
     });
@@ -362,6 +363,22 @@ describe('the size of the evaluation set', () => {
       (e: unknown) => code('ERR_DATA_VALUE')(e) && /199 rows; .* at least 200/.test((e as Error).message),
     );
     assert.equal((await compareModels(model, model, data(100), o)).accepted, true);
+    // Distinct rows count, as in train --from: one row repeated 100 times is one row's evidence.
+    const repeated = { x: new Float32Array(100), y: new Int32Array(100), rows: 100 };
+    await assert.rejects(
+      compareModels(model, model, repeated, o),
+      (e: unknown) =>
+        code('ERR_DATA_VALUE')(e) &&
+        /evaluation data has 100 rows but only 1 distinct ones; .* at least 100 distinct rows/.test(
+          (e as Error).message,
+        ),
+    );
+    const ninetyNine = data(100);
+    ninetyNine.x[99] = 0;
+    await assert.rejects(
+      compareModels(model, model, ninetyNine, o),
+      (e: unknown) => code('ERR_DATA_VALUE')(e) && /but only 99 distinct ones/.test((e as Error).message),
+    );
   });
 });
 
