@@ -1,6 +1,6 @@
 import { readdir, readFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import { BulwarkError, fsError } from '../core/index.js';
+import { basename, join } from 'node:path';
+import { BulwarkError, fsError, median } from '../core/index.js';
 
 /**
  * Measured costs for the planner, read from committed benchmark results (`bench/results/*.json`, as
@@ -25,6 +25,10 @@ export interface BenchResult {
   benchmark: string;
   file: string;
   finishedAt?: string;
+  /** A `npm run bench -- --quick` smoke run (small sizes, one repeat): its figures are not costs. */
+  quick?: boolean;
+  /** The machine the run was made on, as one line (`cpu, N cores, Node v, Bulwark v`), when recorded. */
+  machine?: string;
   figures: ReadonlyMap<string, BenchFigure>;
   /** Figures present with no value (median null). */
   empty: ReadonlySet<string>;
@@ -51,6 +55,15 @@ export async function readBenchResults(dir: string): Promise<BenchSet> {
       throw fsError(e, file, 'cannot read benchmark result');
     }
     const r = parseBenchResult(text, file);
+    // The plan cites a figure as `<benchmark>.json#<id>`: a result whose name is not its file's would let
+    // any file in the folder stand in for another (the last one read silently won) and be cited as it.
+    if (r.benchmark !== n.slice(0, -'.json'.length)) {
+      throw new BulwarkError(
+        'ERR_BENCH_RESULTS_INVALID',
+        `${file}: names the benchmark "${r.benchmark}"; a result must be in the file of its name (${r.benchmark}.json)`,
+        { details: { file } },
+      );
+    }
     out.set(r.benchmark, r);
   }
   return out;
@@ -83,6 +96,30 @@ export function parseBenchResult(text: string, file: string): BenchResult {
     if (typeof x['median'] !== 'number' || !Number.isFinite(x['median'])) {
       throw bad(`figures[${i}] (${x['id']}) has a median that is not a number`);
     }
+    // The harness writes every sample beside min / median / max (NaN samples as null): a median that is
+    // not its samples' median was edited by hand or damaged. (A forger who rewrites the samples too is not
+    // caught: results are not signed.)
+    if (x['samples'] !== undefined) {
+      const raw = x['samples'];
+      if (
+        !Array.isArray(raw) ||
+        !raw.every((v) => v === null || (typeof v === 'number' && Number.isFinite(v)))
+      )
+        throw bad(`figures[${i}] (${x['id']}) has samples that are not numbers`);
+      const samples = raw.filter((v): v is number => v !== null);
+      const same = (a: unknown, b: number) =>
+        typeof a === 'number' && Math.abs(a - b) <= 1e-9 * Math.max(1, Math.abs(b));
+      if (
+        samples.length === 0 ||
+        !same(x['median'], median(samples)) ||
+        (x['min'] !== undefined && !same(x['min'], Math.min(...samples))) ||
+        (x['max'] !== undefined && !same(x['max'], Math.max(...samples)))
+      ) {
+        throw bad(
+          `figures[${i}] (${x['id']}): median ${x['median']} is not the median of its samples; the file was edited or damaged`,
+        );
+      }
+    }
     figures.set(x['id'], {
       id: x['id'],
       label: String(x['label'] ?? ''),
@@ -93,14 +130,43 @@ export function parseBenchResult(text: string, file: string): BenchResult {
   });
   const facts =
     o['facts'] !== null && typeof o['facts'] === 'object' ? (o['facts'] as Record<string, unknown>) : {};
+  const finishedAt = o['finishedAt'];
+  if (
+    finishedAt !== undefined &&
+    (typeof finishedAt !== 'string' || !Number.isFinite(Date.parse(finishedAt)))
+  )
+    throw bad('"finishedAt" is not a date');
+  if (o['quick'] !== undefined && typeof o['quick'] !== 'boolean') throw bad('"quick" is not true or false');
+  const machine = machineLine(o['machine']);
   return {
     benchmark: o['benchmark'],
     file,
-    ...(typeof o['finishedAt'] === 'string' ? { finishedAt: o['finishedAt'] } : {}),
+    ...(typeof finishedAt === 'string' ? { finishedAt: new Date(Date.parse(finishedAt)).toISOString() } : {}),
+    ...(o['quick'] === true ? { quick: true } : {}),
+    ...(machine !== undefined ? { machine } : {}),
     figures,
     empty,
     facts,
   };
+}
+
+/** `AMD EPYC, 2 cores, Node v20.20.2, Bulwark 0.1.0` from a result's `machine` object. */
+function machineLine(m: unknown): string | undefined {
+  if (m === null || typeof m !== 'object' || Array.isArray(m)) return undefined;
+  const o = m as Record<string, unknown>;
+  const s = (k: string) => (typeof o[k] === 'string' || typeof o[k] === 'number' ? String(o[k]) : undefined);
+  const parts = [
+    s('cpu'),
+    s('cores') !== undefined ? `${s('cores')} cores` : undefined,
+    s('node') !== undefined ? `Node ${s('node')}` : undefined,
+    s('bulwark') !== undefined ? `Bulwark ${s('bulwark')}` : undefined,
+  ].filter((x): x is string => x !== undefined);
+  return parts.length > 0 ? parts.join(', ').slice(0, 200) : undefined;
+}
+
+/** Where a result came from, for the plan's citations: `crypto.json (run 2026-11-26T09:56:41.052Z, …)`. */
+export function provenance(r: BenchResult): string {
+  return `${basename(r.file)} (run ${r.finishedAt ?? 'date unknown: the file has no finishedAt'}${r.machine ? `, ${r.machine}` : ''})`;
 }
 
 export interface Workload {
@@ -130,6 +196,12 @@ export interface FigureRef {
   label: string;
   value: number;
   unit: string;
+  /** The file read (the path in the results folder). */
+  file: string;
+  /** When that run finished (ISO 8601), or null when the file does not say. */
+  finishedAt: string | null;
+  /** The machine it ran on, when the file says. */
+  machine: string | null;
 }
 
 export type MeasureCost =
@@ -144,21 +216,58 @@ export type MeasureCost =
   | { measure: string; status: 'supplied'; cpuHours: number; source: string; overrides?: string }
   | { measure: string; status: 'missing'; reason: string };
 
+/** Why a result's figures are not costs (a quick smoke run), or undefined. */
+function notMeasurement(r: BenchResult): string | undefined {
+  return r.quick
+    ? `bench/results/${r.benchmark}.json is from a --quick run (smoke sizes, one repeat), not a measurement; run \`npm run bench -- ${r.benchmark}\``
+    : undefined;
+}
+
+const ref = (r: BenchResult, id: string, label: string, value: number, unit: string): FigureRef => ({
+  bench: r.benchmark,
+  id,
+  label,
+  value,
+  unit,
+  file: r.file,
+  finishedAt: r.finishedAt ?? null,
+  machine: r.machine ?? null,
+});
+
+/**
+ * Every figure and fact a cost uses is a rate, a time or a share: a value of 0 or below is not a
+ * measurement (it made a cost infinite, negative, or clamped to a "measured" 0).
+ */
+function positive(r: BenchResult, what: string, v: number): number {
+  if (!(v > 0)) {
+    throw new BulwarkError(
+      'ERR_BENCH_RESULTS_INVALID',
+      `${r.file}: ${what} is ${v}; a rate or a time must be above 0`,
+      { details: { file: r.file } },
+    );
+  }
+  return v;
+}
+
 function fig(b: BenchSet, bench: string, id: string): FigureRef | string {
   const r = b.get(bench);
   if (!r) return `bench/results/${bench}.json is not committed`;
+  const quick = notMeasurement(r);
+  if (quick) return quick;
   const f = r.figures.get(id);
   if (!f)
     return `bench/results/${bench}.json has no ${r.empty.has(id) ? 'value for figure' : 'figure'} ${id}`;
-  return { bench, id, label: f.label, value: f.median, unit: f.unit };
+  return ref(r, id, f.label, positive(r, `figure ${id}`, f.median), f.unit);
 }
 
 function fact(b: BenchSet, bench: string, key: string): FigureRef | string {
   const r = b.get(bench);
   if (!r) return `bench/results/${bench}.json is not committed`;
+  const quick = notMeasurement(r);
+  if (quick) return quick;
   const v = r.facts[key];
   if (typeof v !== 'number' || !Number.isFinite(v)) return `bench/results/${bench}.json has no fact ${key}`;
-  return { bench, id: `facts.${key}`, label: key, value: v, unit: '' };
+  return ref(r, `facts.${key}`, key, positive(r, `fact ${key}`, v), '');
 }
 
 function need(...xs: Array<FigureRef | string>): FigureRef[] | string {
@@ -174,6 +283,8 @@ function need(...xs: Array<FigureRef | string>): FigureRef[] | string {
 function stageMeans(b: BenchSet, config: string): { means: Record<string, number>; key: string } | string {
   const r = b.get('gateway');
   if (!r) return 'bench/results/gateway.json is not committed yet';
+  const quick = notMeasurement(r);
+  if (quick) return quick;
   for (const key of [`${config}.sequential_stage_means_us`, `${config}.stage_means_us`]) {
     const v = r.facts[key];
     if (v === undefined) continue;
@@ -185,7 +296,19 @@ function stageMeans(b: BenchSet, config: string): { means: Record<string, number
         return `bench/results/gateway.json: fact ${key} is not JSON`;
       }
     }
-    if (o !== null && typeof o === 'object') return { means: o as Record<string, number>, key };
+    if (o !== null && typeof o === 'object') {
+      const means = o as Record<string, unknown>;
+      for (const [k, x] of Object.entries(means)) {
+        if (typeof x !== 'number' || !Number.isFinite(x) || x < 0) {
+          throw new BulwarkError(
+            'ERR_BENCH_RESULTS_INVALID',
+            `${r.file}: fact ${key}: stage ${k} has the mean ${String(x)}; a time must be a number >= 0`,
+            { details: { file: r.file } },
+          );
+        }
+      }
+      return { means: means as Record<string, number>, key };
+    }
   }
   return `bench/results/gateway.json has no fact ${config}.sequential_stage_means_us or ${config}.stage_means_us`;
 }
@@ -211,6 +334,7 @@ function gatewayCosts(b: BenchSet, w: Workload): MeasureCost[] {
     }));
   }
   const [off, tls] = f as [FigureRef, FigureRef];
+  const gw = b.get('gateway') as BenchResult;
   const { means: s, key: stageKey } = st as { means: Record<string, number>; key: string };
   const stage = (k: string): number | string =>
     typeof s[k] === 'number' && Number.isFinite(s[k])
@@ -220,13 +344,17 @@ function gatewayCosts(b: BenchSet, w: Workload): MeasureCost[] {
     const vals = stages.map(stage);
     const bad = vals.filter((v): v is string => typeof v === 'string');
     if (bad.length > 0) return { measure, status: 'missing', reason: bad.join('; ') };
-    const us = extraUs + (vals as number[]).reduce((a, x) => a + x, 0);
+    const stageUs = (vals as number[]).reduce((a, x) => a + x, 0);
+    const us = extraUs + stageUs;
+    // Cite the stage means too (they were cited by name only, so validation and the detectors showed a
+    // measured cost with no file or run date behind it).
+    const stagesRef = ref(gw, `facts.${stageKey}`, `${stages.join(' + ')} stage means`, stageUs, 'µs');
     return {
       measure,
       status: 'measured',
       cpuHours: (w.requestsPerMonth * us) / 1e6 / 3600,
       formula: `requestsPerMonth × ${round(us)} µs / 3600 s [${what}]`,
-      figures: measure === 'gateway' ? [off, tls] : [],
+      figures: measure === 'gateway' ? [off, tls, stagesRef] : [stagesRef],
       effects: [],
     };
   };
@@ -244,6 +372,11 @@ function gatewayCosts(b: BenchSet, w: Workload): MeasureCost[] {
 }
 
 const round = (x: number) => Number(x.toPrecision(4));
+
+function provenanceOf(b: BenchSet, bench: string): string {
+  const r = b.get(bench);
+  return r ? provenance(r) : `${bench}.json`;
+}
 
 /** The measured cost of each measure for `w` (or why it is missing). */
 export function measuredCosts(b: BenchSet, w: Workload): MeasureCost[] {
@@ -275,21 +408,31 @@ export function measuredCosts(b: BenchSet, w: Workload): MeasureCost[] {
       const [dp, plain] = f as [FigureRef, FigureRef];
       const ratio = dp.value / plain.value;
       const effects: string[] = [];
-      const accDp = fact(b, 'robust', 'mia.DP-SGD eps 4.testAccuracy');
-      const accNp = fact(b, 'robust', 'mia.non-private.testAccuracy');
-      if (typeof accDp !== 'string' && typeof accNp !== 'string') {
-        effects.push(
-          `test accuracy ${round(accNp.value)} % → ${round(accDp.value)} % at epsilon 4 (robust.json, small-data membership-inference setup)`,
-        );
+      if (ratio < 1) {
+        // DP-SGD does more work per step than plain SGD on the same network; a faster DP epoch means the
+        // two results are not comparable (other machine or load), not that DP is free.
+        out.push({
+          measure: 'dp-training',
+          status: 'missing',
+          reason: `the DP-SGD epoch (${round(dp.value)} s, ${provenanceOf(b, 'dp')}) is shorter than the plain epoch (${round(plain.value)} s, ${provenanceOf(b, 'ml-core')}): the two results are not comparable; run both benchmarks again`,
+        });
+      } else {
+        const accDp = fact(b, 'robust', 'mia.DP-SGD eps 4.testAccuracy');
+        const accNp = fact(b, 'robust', 'mia.non-private.testAccuracy');
+        if (typeof accDp !== 'string' && typeof accNp !== 'string') {
+          effects.push(
+            `test accuracy ${round(accNp.value)} % → ${round(accDp.value)} % at epsilon 4 (robust.json, small-data membership-inference setup)`,
+          );
+        }
+        out.push({
+          measure: 'dp-training',
+          status: 'measured',
+          cpuHours: w.trainingCpuHoursPerMonth * (ratio - 1),
+          formula: `trainingCpuHoursPerMonth × (${round(dp.value)} s / ${round(plain.value)} s − 1) [DP-SGD vs plain epoch, same MLP, 1 thread]`,
+          figures: f,
+          effects,
+        });
       }
-      out.push({
-        measure: 'dp-training',
-        status: 'measured',
-        cpuHours: w.trainingCpuHoursPerMonth * Math.max(0, ratio - 1),
-        formula: `trainingCpuHoursPerMonth × (${round(dp.value)} s / ${round(plain.value)} s − 1) [DP-SGD vs plain epoch, same MLP, 1 thread]`,
-        figures: f,
-        effects,
-      });
     }
   }
   {
@@ -301,21 +444,29 @@ export function measuredCosts(b: BenchSet, w: Workload): MeasureCost[] {
     else {
       const [at, plain] = f as [FigureRef, FigureRef];
       const effects: string[] = [];
-      const c0 = fig(b, 'robust', 'mnist.normal.clean');
-      const c1 = fig(b, 'robust', 'mnist.pgd-0.1.clean');
-      if (typeof c0 !== 'string' && typeof c1 !== 'string') {
-        effects.push(
-          `clean accuracy ${round(c0.value)} % → ${round(c1.value)} % (MNIST, PGD eps 0.1 training)`,
-        );
+      if (at.value < plain.value) {
+        out.push({
+          measure: 'adversarial-training',
+          status: 'missing',
+          reason: `the PGD-training epoch (${round(at.value)} s) is shorter than the plain epoch (${round(plain.value)} s) in ${provenanceOf(b, 'robust')}: not a comparable pair; run the benchmark again`,
+        });
+      } else {
+        const c0 = fig(b, 'robust', 'mnist.normal.clean');
+        const c1 = fig(b, 'robust', 'mnist.pgd-0.1.clean');
+        if (typeof c0 !== 'string' && typeof c1 !== 'string') {
+          effects.push(
+            `clean accuracy ${round(c0.value)} % → ${round(c1.value)} % (MNIST, PGD eps 0.1 training)`,
+          );
+        }
+        out.push({
+          measure: 'adversarial-training',
+          status: 'measured',
+          cpuHours: w.trainingCpuHoursPerMonth * (at.value / plain.value - 1),
+          formula: `trainingCpuHoursPerMonth × (${round(at.value)} s / ${round(plain.value)} s − 1) [PGD-training vs plain epoch, same data and MLP]`,
+          figures: f,
+          effects,
+        });
       }
-      out.push({
-        measure: 'adversarial-training',
-        status: 'measured',
-        cpuHours: w.trainingCpuHoursPerMonth * Math.max(0, at.value / plain.value - 1),
-        formula: `trainingCpuHoursPerMonth × (${round(at.value)} s / ${round(plain.value)} s − 1) [PGD-training vs plain epoch, same data and MLP]`,
-        figures: f,
-        effects,
-      });
     }
   }
   {

@@ -7,6 +7,7 @@ export {
   type MeasureCost,
   measuredCosts,
   parseBenchResult,
+  provenance,
   readBenchResults,
   type Workload,
 } from './costs.js';
@@ -24,6 +25,8 @@ export {
   defaultPlanFile,
   type Explained,
   loadPlanFile,
+  MAX_CPU_HOURS,
+  MAX_QUANTITY,
   makePlan,
   type PlanFile,
   type PlanOptions,

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { BulwarkError, loadConfig, requireFinite } from '../core/index.js';
+import { BulwarkError, parseYaml, readInputFile, requireFinite, validateConfig } from '../core/index.js';
 import { PROFILE_IDS, PROFILES, type Profile } from './compliance.js';
 import { type BenchSet, type MeasureCost, measuredCosts, type Workload } from './costs.js';
 import { EFFECTS, MEASURE_IDS, MEASURES, THREAT_IDS, THREATS } from './model.js';
@@ -21,22 +21,32 @@ import {
 const measureId = z.enum(MEASURE_IDS as [string, ...string[]]);
 const threatId = z.enum(THREAT_IDS as [string, ...string[]]);
 const level = z.int().min(1).max(5);
+/**
+ * Bounds of the plan file's numbers. Unbounded, a workload of 1e308 made a cost Infinity and the
+ * solver refused it as "plan instance: cost of item 3" (exit 2), and a budget and costs near 1e308 summed
+ * to Infinity and the frontier's budget became NaN. 1e15 units a month and 1e9 CPU-hours a month (over a
+ * million cores all month) are far above any real workload.
+ */
+export const MAX_QUANTITY = 1e15;
+export const MAX_CPU_HOURS = 1e9;
+const quantity = z.number().min(0).max(MAX_QUANTITY);
+const cpuHours = z.number().min(0).max(MAX_CPU_HOURS);
 
 export const planFileSchema = z.strictObject({
   /** CPU-hours per month available for protection (the --budget option wins). */
-  budget: z.number().min(0).optional(),
+  budget: cpuHours.optional(),
   profiles: z.array(z.enum(PROFILE_IDS as [Profile['id'], ...Profile['id'][]])).default([]),
   workload: z
     .strictObject({
-      recordsPerMonth: z.number().min(0).default(1e6),
-      recordReadsPerMonth: z.number().min(0).default(1e6),
-      trainingCpuHoursPerMonth: z.number().min(0).default(10),
-      requestsPerMonth: z.number().min(0).default(1e6),
-      auditEventsPerMonth: z.number().min(0).optional(),
+      recordsPerMonth: quantity.default(1e6),
+      recordReadsPerMonth: quantity.default(1e6),
+      trainingCpuHoursPerMonth: cpuHours.default(10),
+      requestsPerMonth: quantity.default(1e6),
+      auditEventsPerMonth: quantity.optional(),
       auditStore: z.enum(['sqlite', 'postgres']).default('postgres'),
-      modelSizeMB: z.number().min(0).default(10),
-      modelLoadsPerMonth: z.number().min(0).default(100),
-      modelPublishesPerMonth: z.number().min(0).default(4),
+      modelSizeMB: z.number().min(0).max(1e9).default(10),
+      modelLoadsPerMonth: quantity.default(100),
+      modelPublishesPerMonth: quantity.default(4),
     })
     .default({
       recordsPerMonth: 1e6,
@@ -52,7 +62,7 @@ export const planFileSchema = z.strictObject({
   costs: z
     .partialRecord(
       measureId,
-      z.strictObject({ cpuHoursPerMonth: z.number().min(0), source: z.string().min(3) }),
+      z.strictObject({ cpuHoursPerMonth: cpuHours, source: z.string().min(3).max(500) }),
     )
     .default({}),
   /** Likelihood and impact overrides (1–5). */
@@ -61,13 +71,33 @@ export const planFileSchema = z.strictObject({
     .default({}),
   require: z.array(measureId).default([]),
   exclude: z.array(measureId).default([]),
-  pricePerCpuHour: z.number().positive().optional(),
+  pricePerCpuHour: z.number().positive().max(1e6).optional(),
   currency: z.string().min(1).max(8).default('USD'),
 });
 export type PlanFile = z.infer<typeof planFileSchema>;
 
 export async function loadPlanFile(path: string): Promise<PlanFile> {
-  return loadConfig(path, planFileSchema);
+  const value = parseYaml(await readInputFile(path, 'config', 'utf8'), path);
+  // A `__proto__` key is an own key after YAML parsing, and zod's records drop it without a word: the
+  // plan file's "unknown keys are refused" did not hold for it.
+  const proto = protoKey(value, []);
+  if (proto !== undefined) {
+    throw new BulwarkError('ERR_CONFIG_INVALID', `${path}: ${proto}: a "__proto__" key is not allowed`, {
+      details: { file: path, firstPath: proto },
+    });
+  }
+  return validateConfig(value, planFileSchema, path);
+}
+
+function protoKey(v: unknown, path: string[]): string | undefined {
+  if (v === null || typeof v !== 'object') return undefined;
+  for (const k of Object.keys(v)) {
+    const here = [...path, k];
+    if (k === '__proto__') return here.join('.');
+    const found = protoKey((v as Record<string, unknown>)[k], here);
+    if (found !== undefined) return found;
+  }
+  return undefined;
 }
 
 export function defaultPlanFile(): PlanFile {
@@ -130,6 +160,13 @@ export function makePlan(file: PlanFile, bench: BenchSet, opts: PlanOptions = {}
     );
   }
   requireFinite('budget', budget);
+  if (budget < 0 || budget > MAX_CPU_HOURS) {
+    throw new BulwarkError(
+      'ERR_INVALID_ARGUMENT',
+      `budget: expected 0 to ${MAX_CPU_HOURS} CPU-hours per month, got ${budget}`,
+      { details: { parameter: 'budget' } },
+    );
+  }
   const profiles = PROFILES.filter((p) => (opts.profiles ?? file.profiles).includes(p.id));
   const workload: Workload = {
     ...file.workload,
@@ -151,6 +188,17 @@ export function makePlan(file: PlanFile, bench: BenchSet, opts: PlanOptions = {}
     };
   });
   const costOf = new Map(costs.map((c) => [c.measure, c]));
+  // A rate near 0 in a result file (or a workload near its bound) can still make a cost overflow: say
+  // which, instead of the solver's "cost of item N".
+  for (const c of costs) {
+    if (c.status !== 'missing' && !(Number.isFinite(c.cpuHours) && c.cpuHours <= MAX_CPU_HOURS)) {
+      throw new BulwarkError(
+        'ERR_INVALID_ARGUMENT',
+        `workload: the cost of ${c.measure} comes to ${c.cpuHours} CPU-hours per month (above ${MAX_CPU_HOURS}); check the workload and ${c.status === 'measured' ? c.figures.map((f) => `${f.bench}.json#${f.id}`).join(', ') : `costs.${c.measure}`}`,
+        { details: { parameter: 'workload', measure: c.measure } },
+      );
+    }
+  }
 
   // Required measures, with why.
   const required: Array<{ measure: string; because: string }> = [];

@@ -124,7 +124,7 @@ export function planSections(p: PlanResult): Section[] {
                 c.measure,
                 'measured',
                 n(c.cpuHours),
-                `${c.formula}; ${c.figures.map((f) => `bench/results/${f.bench}.json#${f.id}`).join(', ')}${c.effects.length ? `; effect: ${c.effects.join('; ')}` : ''}`,
+                `${c.formula}; ${c.figures.map((f) => `${f.bench}.json#${f.id} (run ${f.finishedAt ?? 'date unknown'}${f.machine ? `, ${f.machine}` : ''})`).join(', ')}${c.effects.length ? `; effect: ${c.effects.join('; ')}` : ''}`,
               ];
             }
             if (c.status === 'supplied')
@@ -132,7 +132,7 @@ export function planSections(p: PlanResult): Section[] {
                 c.measure,
                 'supplied',
                 n(c.cpuHours),
-                `${c.source}${c.overrides ? ` (overrides ${c.overrides})` : ''}`,
+                `plan file: ${c.source}${c.overrides ? ` (overrides ${c.overrides})` : ''}`,
               ];
             return [c.measure, 'missing', '—', c.reason];
           }),

@@ -4,7 +4,7 @@
  * line), the tables list every measure, and the page loads under its CSP with no error.
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -14,6 +14,7 @@ import { bulwarkVersion } from '../../src/core/index.js';
 import {
   MEASURE_IDS,
   makePlan,
+  parseBenchResult,
   planFileSchema,
   planSections,
   readBenchResults,
@@ -69,6 +70,47 @@ describe('plan report (headless Chromium)', {
     for (const m of MEASURE_IDS) assert.ok(costsText.includes(m), m);
     assert.match(await page.locator('section#choice').innerText(), /greedy \(the article’s rule\)/);
     assert.deepEqual(problems, []);
+    await page.close();
+  });
+  it('names from the plan file and the results are text, never markup or script (red team)', async () => {
+    const evil = '<script>window.__pwned=1</script><img src=x onerror="window.__pwned=2">';
+    const file = planFileSchema.parse({
+      ...parse(readFileSync(join(import.meta.dirname, 'fixtures', 'plan.yaml'), 'utf8')),
+      currency: '<b>X',
+      costs: {
+        'k8s-hardening': { cpuHoursPerMonth: 0, source: evil },
+        'budget-ledger': { cpuHoursPerMonth: 0.1, source: 'estimate' },
+      },
+    });
+    const dir = join(ROOT, 'bench', 'results');
+    const bench = new Map(await readBenchResults(dir));
+    const crypto = JSON.parse(readFileSync(join(dir, 'crypto.json'), 'utf8'));
+    crypto.machine = { ...crypto.machine, cpu: evil };
+    bench.set('crypto', parseBenchResult(JSON.stringify(crypto), join(dir, 'crypto.json')));
+    assert.ok(readdirSync(dir).includes('crypto.json'));
+    const plan = makePlan(file, bench);
+    const html = renderHtml({
+      title: 'Bulwark security plan',
+      generatedAt: new Date(0).toISOString(),
+      bulwarkVersion: bulwarkVersion(),
+      sections: planSections(plan),
+    });
+    assert.ok(!html.includes('<script>window.__pwned'), 'escaped in the file');
+    const path = join(mkdtempSync(join(tmpdir(), 'bulwark-plan-html-')), 'evil.html');
+    writeFileSync(path, html);
+    const page = await browser.newPage();
+    let dialogs = 0;
+    page.on('dialog', async (d) => {
+      dialogs++;
+      await d.dismiss();
+    });
+    await page.goto(`file://${path}`);
+    assert.equal(await page.evaluate(() => (globalThis as { __pwned?: number }).__pwned), undefined);
+    assert.equal(await page.locator('section#costs img').count(), 0);
+    const costs = (await page.locator('section#costs').textContent()) ?? '';
+    assert.ok(costs.includes(`plan file: ${evil}`), 'the supplied source is shown as text');
+    assert.ok(costs.includes(evil), 'the machine of the run is shown as text');
+    assert.equal(dialogs, 0);
     await page.close();
   });
 });

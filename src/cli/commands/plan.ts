@@ -1,7 +1,7 @@
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { type Command, InvalidArgumentError } from 'commander';
 import { packageRoot } from '../../core/index.js';
-import { PROFILE_IDS, type Profile } from '../../plan/index.js';
+import { MAX_CPU_HOURS, PROFILE_IDS, PROFILES, type Profile } from '../../plan/index.js';
 import { checkOutputPath, floatOption } from '../options.js';
 import { ioOf } from '../output.js';
 import { writeHtmlReport } from '../report.js';
@@ -13,6 +13,10 @@ function profileList(v: string): Profile['id'][] {
     .split(',')
     .map((s) => s.trim())
     .filter((s) => s !== '');
+  // An empty list replaced the plan file's profiles with none, silently: the plan then checked no
+  // compliance requirement and said nothing about it.
+  if (out.length === 0)
+    throw new InvalidArgumentError(`expected profiles among ${PROFILE_IDS.join(', ')}, got none`);
   for (const p of out) {
     if (!(PROFILE_IDS as readonly string[]).includes(p)) {
       throw new InvalidArgumentError(`expected profiles among ${PROFILE_IDS.join(', ')}, got "${p}"`);
@@ -37,7 +41,7 @@ export function registerPlanCommand(program: Command): void {
     .option(
       '--budget <cpu-hours>',
       'CPU-hours per month for protection (overrides the plan file)',
-      floatOption(0),
+      floatOption(0, MAX_CPU_HOURS),
     )
     .option(
       '--profile <list>',
@@ -88,15 +92,24 @@ when a required measure has no cost.`,
           sections: p.planSections(plan),
         });
       }
+      const tag = (m: string) =>
+        plan.costs.find((c) => c.measure === m)?.status === 'supplied' ? ' supplied' : '';
       io.result({ ...plan, ...(reportPath ? { report: reportPath } : {}) }, () => {
         const lines = [
+          plan.profiles.length > 0
+            ? `compliance: ${PROFILES.filter((x) => plan.profiles.includes(x.id))
+                .map((x) => x.name)
+                .join(', ')} — every measure they require is chosen (a supplied cost is marked "supplied")`
+            : 'compliance: no profile checked',
           `chosen (${n(plan.cost)} of ${n(plan.budget)} ${plan.unit}; removes ${pct(plan.riskReductionShare)} of the modelled risk):`,
           ...plan.chosen.map(
-            (c) => `  + ${c.measure.padEnd(22)} ${String(n(c.cost)).padStart(10)}  ${c.reasons.join('; ')}`,
+            (c) =>
+              `  + ${c.measure.padEnd(22)} ${String(n(c.cost)).padStart(10)}${tag(c.measure)}  ${c.reasons.join('; ')}`,
           ),
           'not chosen:',
           ...plan.notChosen.map(
-            (c) => `  - ${c.measure.padEnd(22)} ${String(n(c.cost)).padStart(10)}  ${c.reasons.join('; ')}`,
+            (c) =>
+              `  - ${c.measure.padEnd(22)} ${String(n(c.cost)).padStart(10)}${tag(c.measure)}  ${c.reasons.join('; ')}`,
           ),
           ...plan.unavailable.map((u) => `  ? ${u.measure.padEnd(22)} ${'—'.padStart(10)}  ${u.reason}`),
           `greedy (the article's rule): ${pct(plan.greedy.riskReduction / plan.totalRisk)} for ${n(plan.greedy.cost)}${plan.greedy.lossVsOptimal > 1e-9 ? ` — worse than the exact choice by ${pct(plan.greedy.lossVsOptimal / plan.totalRisk)}` : ''}`,
@@ -106,6 +119,21 @@ when a required measure has no cost.`,
               `  ${String(n(f.cost)).padStart(10)} → ${pct(f.share).padStart(7)}  ${f.measures.join(', ')}`,
           ),
         ];
+        // Where each cost comes from: the result file and its run (date, machine), the plan file's
+        // source, or why there is none — what an auditor asks for behind every figure.
+        lines.push(`costs (${plan.unit}):`);
+        for (const c of plan.costs) {
+          const head = `  ${c.measure.padEnd(22)} ${c.status.padEnd(8)} ${(c.status === 'missing' ? '—' : String(n(c.cpuHours))).padStart(10)}  `;
+          if (c.status === 'measured') {
+            const runs = [...new Map(c.figures.map((f) => [f.file, f])).values()].map(
+              (f) =>
+                `${basename(f.file)} (run ${f.finishedAt ?? 'date unknown'}${f.machine ? `, ${f.machine}` : ''})`,
+            );
+            lines.push(`${head}${runs.join('; ')}`);
+          } else if (c.status === 'supplied') {
+            lines.push(`${head}plan file: ${c.source}${c.overrides ? ` (overrides ${c.overrides})` : ''}`);
+          } else lines.push(`${head}${c.reason}`);
+        }
         if (reportPath) lines.push(`report: ${reportPath}`);
         return lines.join('\n');
       });
