@@ -320,6 +320,7 @@ const DECODED_ATTRS = new Set([
   'value_floats',
   'inputdimensions',
   'blocksize',
+  'vectors_per_class',
 ]);
 
 function parseNode(b: Uint8Array): Node {
@@ -784,6 +785,8 @@ const SAME_SHAPE = new Set([
   'Dropout',
   'InstanceNormalization',
   'BatchNormalization',
+  // GroupNormalization (opset 18, 21): Y has X's shape (https://onnx.ai/onnx/operators/onnx__GroupNormalization.html).
+  'GroupNormalization',
   'LayerNormalization',
   'QuantizeLinear',
   'DequantizeLinear',
@@ -891,6 +894,12 @@ const SHAPE_OPS = new Set([
   'DynamicQuantizeLinear',
   'If',
 ]);
+/**
+ * Outputs computed from the inputs' dims and attributes by rules of their own: Einsum (from its
+ * equation) and the recurrent layers (from seq_length, batch, num_directions, hidden_size).
+ */
+const EQUATION_OPS = new Set(['Einsum']);
+const RECURRENT = new Set(['LSTM', 'GRU', 'RNN']);
 const ML_OPS = new Set([
   'TreeEnsembleClassifier',
   'TreeEnsembleRegressor',
@@ -913,7 +922,17 @@ const ML_OPS = new Set([
 
 /** Every operator the bound knows, by domain (`''` is ai.onnx). Others are refused. */
 export const OPS: Readonly<Record<'' | 'ai.onnx.ml', readonly string[]>> = {
-  '': [...SAME_SHAPE, ...BROADCAST, ...REDUCE, ...CONV, ...POOL, ...GLOBAL_POOL, ...SHAPE_OPS].sort(),
+  '': [
+    ...SAME_SHAPE,
+    ...BROADCAST,
+    ...REDUCE,
+    ...CONV,
+    ...POOL,
+    ...GLOBAL_POOL,
+    ...SHAPE_OPS,
+    ...EQUATION_OPS,
+    ...RECURRENT,
+  ].sort(),
   'ai.onnx.ml': [...ML_OPS].sort(),
 };
 
@@ -965,7 +984,7 @@ function evalNode(
     if (t === undefined) throw new Refusal(node, 'a required input is missing');
     return t.dims ? tensor(type, [...t.dims], undefined, t.max) : rankless(type, t.max);
   };
-  if (node.domain === 'ai.onnx.ml') return evalMl(node, ins);
+  if (node.domain === 'ai.onnx.ml') return evalMl(ctx, node, ins);
   if (node.domain !== '' && node.domain !== 'ai.onnx')
     throw new Refusal(
       node,
@@ -1098,6 +1117,8 @@ function evalNode(
     ];
   }
   if (CONV.has(op) || POOL.has(op) || op === 'ConvTranspose') return evalConv(ctx, node, ins);
+  if (op === 'Einsum') return [evalEinsum(ctx, node, ins)];
+  if (RECURRENT.has(op)) return evalRecurrent(ctx, node, ins);
   switch (op) {
     case 'Constant': {
       const a = [...node.attrs.values()][0];
@@ -1695,10 +1716,169 @@ function evalConv(ctx: Ctx, node: Node, ins: (T | undefined)[]): T[] {
   return outs;
 }
 
+/**
+ * Einsum (https://onnx.ai/onnx/operators/onnx__Einsum.html): `equation` is `term1,term2->out`, a term a
+ * string of letters, one per axis of its input, and at most one `...` standing for the leading axes
+ * not named (broadcast between the inputs). The output has one axis per letter of `out` (and `...`'s
+ * axes where it stands), of the size that letter has in the inputs; without `->` (implicit mode) the
+ * output is `...` followed by the letters that occur once, in alphabetical order. Every letter of the
+ * output occurs in some input, so an output element picks one element of each input: it has at most
+ * the product of the inputs' elements (a bound when a dim is unknown). ONNX Runtime contracts the
+ * inputs from left to right (onnxruntime/core/providers/cpu/math/einsum.cc): the partial result after
+ * input k keeps the letters of inputs 0..k still needed by a later input or the output, and each input
+ * is first copied (transposed, its own letters summed out); those are counted as its workspace.
+ */
+function evalEinsum(ctx: Ctx, node: Node, ins: (T | undefined)[]): T {
+  const eqAttr = node.attrs.get('equation')?.s;
+  if (eqAttr === undefined) throw new Refusal(node, 'an Einsum without an equation');
+  const eq = str(eqAttr).replace(/\s+/g, '');
+  if (!/^[A-Za-z.,]*(->[A-Za-z.]*)?$/.test(eq))
+    throw new Refusal(node, `an Einsum equation "${eq}" it cannot read`);
+  const [lhs, rhs] = eq.split('->') as [string, string | undefined];
+  const terms = (lhs as string).split(',');
+  if (terms.length !== ins.length)
+    throw new Refusal(node, `its equation names ${terms.length} inputs, it has ${ins.length}`);
+  const letters = new Map<string, Iv>();
+  const uses = new Map<string, number>();
+  const ellipses: Iv[][] = [];
+  const termLetters: string[][] = [];
+  terms.forEach((term, k) => {
+    const dims = requireDims(node, ins[k], `input ${k}`);
+    const parts = term.split('...');
+    if (parts.length > 2 || /\./.test(parts.join('')))
+      throw new Refusal(node, `an Einsum term "${term}" it cannot read`);
+    const named = parts.join('');
+    const eRank = dims.length - named.length;
+    if (eRank < 0 || (parts.length === 1 && eRank !== 0))
+      throw new Refusal(node, `Einsum term "${term}" does not match input ${k} of rank ${dims.length}`);
+    const before = (parts[0] as string).length;
+    const ls: string[] = [];
+    [...named].forEach((l, i) => {
+      const d = dims[i < before ? i : i + eRank] as Iv;
+      // A letter has one size in every input (ONNX Runtime checks it): the hull holds it.
+      const prev = letters.get(l);
+      letters.set(l, prev === undefined ? d : hull(prev, d));
+      uses.set(l, (uses.get(l) ?? 0) + 1);
+      ls.push(l);
+    });
+    if (parts.length === 2) {
+      ellipses.push(dims.slice(before, before + eRank));
+      ls.push('...');
+    }
+    termLetters.push(ls);
+  });
+  const ell = ellipses.length > 0 ? (broadcast(ellipses) as Iv[]) : [];
+  let outLetters: string[];
+  if (rhs !== undefined) {
+    const parts = rhs.split('...');
+    if (parts.length > 2 || /\./.test(parts.join('')))
+      throw new Refusal(node, `an Einsum output "${rhs}" it cannot read`);
+    outLetters = parts.length === 2 ? [...(parts[0] as string), '...', ...(parts[1] as string)] : [...rhs];
+  } else
+    outLetters = [
+      ...(ell.length > 0 ? ['...'] : []),
+      ...[...uses.entries()]
+        .filter(([, n]) => n === 1)
+        .map(([l]) => l)
+        .sort(),
+    ];
+  const dimsOf = (ls: Iterable<string>): Iv[] =>
+    [...ls].flatMap((l) => {
+      if (l === '...') return ell;
+      const d = letters.get(l);
+      if (d === undefined) throw new Refusal(node, `its output letter "${l}" is in no input`);
+      return [d];
+    });
+  const present = ins.filter((t): t is T => t !== undefined);
+  const type = present[0]?.type ?? 0;
+  const out = tensor(type, dimsOf(outLetters), undefined, broadcastMax(present));
+  // Workspace: a copy of each input, and the partial results of the left-to-right contraction.
+  let work = present.reduce((a, t) => a + t.max, 0);
+  const outSet = new Set(outLetters);
+  for (let k = 0; k < termLetters.length - 1; k++) {
+    const seen = new Set(termLetters.slice(0, k + 1).flat());
+    const later = new Set([...termLetters.slice(k + 1).flat(), ...outSet]);
+    const kept = [...seen].filter((l) => later.has(l));
+    const cap = present.slice(0, k + 1).reduce((a, t) => mul(a, t.max), 1);
+    work += Math.min(cap, prodHi(dimsOf(kept)));
+  }
+  ctx.tensors.push({
+    node: node.name,
+    op: node.op,
+    output: `${node.outputs[0] ?? ''} (workspace)`,
+    bytes: mul(work, elemBytes(ctx, type)),
+  });
+  return out;
+}
+
+/**
+ * LSTM, GRU, RNN (https://onnx.ai/onnx/operators/onnx__LSTM.html, onnx__GRU.html, onnx__RNN.html): X
+ * is [seq_length, batch_size, input_size] ([batch_size, seq_length, input_size] when layout = 1); Y is
+ * [seq_length, num_directions, batch_size, hidden_size] ([batch_size, seq_length, num_directions,
+ * hidden_size]), Y_h and LSTM's Y_c [num_directions, batch_size, hidden_size] ([batch_size,
+ * num_directions, hidden_size]), num_directions 2 when `direction` is "bidirectional", else 1.
+ * hidden_size is the attribute, and W is [num_directions, gates * hidden_size, input_size] (gates 4, 3
+ * and 1): the larger of the two is taken, so an attribute that disagrees with W cannot lower the bound
+ * (ONNX Runtime refuses the mismatch anyway). sequence_lens only shortens the steps computed, each at
+ * most seq_length (ONNX Runtime checks), never the outputs. ONNX Runtime's CPU kernels also hold, per
+ * direction, the gate pre-activations of every step (seq x batch x gates x hidden, `output_iofc_` in
+ * onnxruntime/core/providers/cpu/rnn/uni_directional_lstm.cc, `outputZRH_` for GRU) and for the
+ * reverse direction a reversed copy of X and of Y: counted as the node's workspace.
+ */
+function evalRecurrent(ctx: Ctx, node: Node, ins: (T | undefined)[]): T[] {
+  const op = node.op;
+  const x = ins[0];
+  const xd = requireDims(node, x, 'X');
+  const wd = requireDims(node, ins[1], 'W');
+  if (xd.length !== 3 || wd.length !== 3) throw new Refusal(node, `${op} takes X and W of rank 3`);
+  const gates = op === 'LSTM' ? 4 : op === 'GRU' ? 3 : 1;
+  const dirAttr = node.attrs.get('direction')?.s;
+  const dirs = dirAttr !== undefined && str(dirAttr) === 'bidirectional' ? 2 : 1;
+  const layout = attrInt(node, 'layout', 0);
+  const hAttr = node.attrs.get('hidden_size')?.i;
+  const hW = Math.ceil((wd[1] as Iv)[1] / gates);
+  const hidden = Math.max(hAttr ?? 0, hW);
+  if (!(hidden >= 0) || !Number.isFinite(hidden))
+    throw new Refusal(node, 'its hidden_size is not known before the run');
+  let seq = (layout === 0 ? xd[0] : xd[1]) as Iv;
+  let batch = (layout === 0 ? xd[1] : xd[0]) as Iv;
+  const input = (wd[2] as Iv)[1];
+  // X's last dim is W's input_size (ONNX Runtime checks it): seq x batch is at most X's elements over it.
+  const steps = isExact(wd[2] as Iv) && input >= 1 ? Math.floor((x?.max ?? Infinity) / input) : Infinity;
+  seq = [seq[0], Math.min(seq[1], steps)];
+  batch = [batch[0], Math.min(batch[1], steps)];
+  const sb = Math.min(mul(seq[1], batch[1]), steps);
+  const type = x?.type ?? 0;
+  const H = exact(hidden);
+  const D = exact(dirs);
+  const y = tensor(
+    type,
+    layout === 0 ? [seq, D, batch, H] : [batch, seq, D, H],
+    undefined,
+    mul(mul(sb, dirs), hidden),
+  );
+  const yh = tensor(type, layout === 0 ? [D, batch, H] : [batch, D, H]);
+  const outs = [y, yh];
+  if (op === 'LSTM') outs.push(tensor(type, layout === 0 ? [D, batch, H] : [batch, D, H]));
+  const work = mul(mul(sb, dirs), mul(gates, hidden) + input + 2 * hidden);
+  ctx.tensors.push({
+    node: node.name,
+    op,
+    output: `${node.outputs[0] ?? ''} (workspace)`,
+    bytes: mul(work, elemBytes(ctx, type)),
+  });
+  return outs;
+}
+
 /** ai.onnx.ml operators. */
-function evalMl(node: Node, ins: (T | undefined)[]): (T | undefined)[] {
+function evalMl(ctx: Ctx, node: Node, ins: (T | undefined)[]): (T | undefined)[] {
   const x = ins[0];
   const op = node.op;
+  if (op === 'CastMap' || op === 'DictVectorizer')
+    throw new Refusal(
+      node,
+      `ai.onnx.ml:${op} reads a map, and Bulwark feeds a model one float32 tensor (no operator Bulwark accepts makes a map): its output would be of the size of a map it cannot bound`,
+    );
   if (!ML_OPS.has(op))
     throw new Refusal(
       node,
@@ -1726,12 +1906,15 @@ function evalMl(node: Node, ins: (T | undefined)[]): (T | undefined)[] {
       // SVM one-vs-one votes: a column per pair of classes.
       if (op === 'SVMClassifier') c = Math.max(c, (c * (c - 1)) / 2);
       const n = rows();
+      if (op === 'SVMClassifier')
+        svmWorkspace(ctx, node, x, n, count('classlabels_ints', 'classlabels_strings'));
       return [tensor(labelType(), [n]), tensor(FLOAT, [n, exact(c)])];
     }
     case 'TreeEnsembleRegressor':
     case 'TreeEnsemble':
     case 'LinearRegressor':
     case 'SVMRegressor':
+      if (op === 'SVMRegressor') svmWorkspace(ctx, node, x, rows(), 0);
       return [
         tensor(FLOAT, [
           rows(),
@@ -1749,7 +1932,12 @@ function evalMl(node: Node, ins: (T | undefined)[]): (T | undefined)[] {
     case 'LabelEncoder':
     case 'CategoryMapper': {
       const d = requireDims(node, x);
-      const toStrings = node.attrs.has('values_strings') || (op === 'CategoryMapper' && x?.type !== STRING);
+      // LabelEncoder's values: values_strings, or (ai.onnx.ml 4) values_tensor, whose type is the output's.
+      const valuesTensor = node.attrs.get('values_tensor')?.t;
+      const toStrings =
+        node.attrs.has('values_strings') ||
+        (valuesTensor !== undefined && parseTensor(valuesTensor).type === STRING) ||
+        (op === 'CategoryMapper' && x?.type !== STRING);
       return [tensor(toStrings ? STRING : INT64, [...d], undefined, x?.max)];
     }
     case 'ZipMap': {
@@ -1772,6 +1960,38 @@ function evalMl(node: Node, ins: (T | undefined)[]): (T | undefined)[] {
     }
   }
   throw new Refusal(node, `an operator Bulwark does not bound (ai.onnx.ml:${op})`);
+}
+
+/**
+ * The buffers ONNX Runtime's SVM kernels hold besides their outputs
+ * (onnxruntime/core/providers/cpu/ml/svmclassifier.cc and svmregressor.cc): the input cast to float
+ * when it is not float, and with support vectors a kernel value per row and vector (rows x
+ * vector_count floats; SVMClassifier's vector_count is the sum of `vectors_per_class`, SVMRegressor's
+ * the `n_supports` attribute: numbers in the model, not the size of an array in it, so a small model
+ * can name 2^40 of them), SVMClassifier's votes (rows x classes int64) and, with `prob_a`, its
+ * pairwise scores and probabilities (rows x classes^2 floats).
+ */
+function svmWorkspace(ctx: Ctx, node: Node, x: T | undefined, rows: Iv, classes: number): void {
+  const n = rows[1];
+  let vectors: number;
+  if (node.op === 'SVMClassifier')
+    vectors = (attrInts(node, 'vectors_per_class') ?? []).reduce((a, v) => a + Math.abs(v), 0);
+  else vectors = Math.abs(attrInt(node, 'n_supports', 0));
+  let floats = x !== undefined && x.type !== FLOAT ? x.max : 0;
+  let int64s = 0;
+  if (vectors > 0) {
+    floats += mul(n, vectors);
+    if (node.op === 'SVMClassifier') {
+      int64s = mul(n, classes);
+      if (node.attrs.has('prob_a')) floats += mul(n, classes * classes + (classes * (classes - 1)) / 2);
+    }
+  }
+  ctx.tensors.push({
+    node: node.name,
+    op: node.op,
+    output: `${node.outputs[0] ?? ''} (workspace)`,
+    bytes: mul(floats, 4) + mul(int64s, 8),
+  });
 }
 
 /** Every name the sub-graphs of a node read (their own names included: only outer ones matter). */

@@ -46,6 +46,12 @@ export class OnnxRuntimeModel {
   readonly inputName: string;
   /** Names of the graph outputs, in graph order. */
   readonly outputNames: readonly string[];
+  /**
+   * The outputs that are tensors, the ones a run asks for: onnxruntime-node cannot return a sequence or
+   * a map ("Non tensor type is temporarily not supported"), and skl2onnx ends classifiers with a ZipMap
+   * (a sequence of maps) beside the tensor of probabilities, so asking for every output failed every run.
+   */
+  readonly #fetches: readonly string[];
   /** The memory bound the model was opened under: runs keep within its batch and feature bounds. */
   readonly memory: Readonly<OnnxMemoryBound>;
 
@@ -58,6 +64,7 @@ export class OnnxRuntimeModel {
     }
     this.inputName = session.inputNames[0] as string;
     this.outputNames = [...session.outputNames];
+    this.#fetches = session.outputMetadata.filter((m) => m.isTensor).map((m) => m.name);
   }
 
   /**
@@ -157,9 +164,10 @@ export class OnnxRuntimeModel {
   ): Promise<Record<string, { data: Float32Array; dims: readonly number[] }>> {
     let out: Awaited<ReturnType<Session['run']>>;
     try {
-      out = await this.#session.run({
-        [this.inputName]: new this.#ort.Tensor('float32', x, [rows, features]),
-      });
+      out = await this.#session.run(
+        { [this.inputName]: new this.#ort.Tensor('float32', x, [rows, features]) },
+        [...this.#fetches],
+      );
     } catch (e) {
       throw new BulwarkError('ERR_ONNX_RUNTIME', `ONNX Runtime failed to run the model: ${ortMessage(e)}`, {
         cause: e,
