@@ -41,6 +41,7 @@ import { writeHtmlReport } from '../report.js';
 import { checkGateInputs, runEvaluateGate } from './evaluate-gate.js';
 import {
   addProtectedDataOptions,
+  KeyringSession,
   type ProtectedDataOpts,
   type ProtectedDataRecord,
   type ProtectedDataUse,
@@ -370,12 +371,16 @@ before any check is measured.`,
         // A protected file (manifest beside it) is checked on the very rows evaluated, before any attack
         // or gate check: a tampered holdout set could pass a regressed model.
         const protectedData: { data?: ProtectedDataRecord; members?: ProtectedDataRecord } = {};
+        // One keyring checks a protected --data and --members: opened at its first use (one scrypt
+        // derivation, one passphrase prompt at a terminal) and closed once both are read, before any
+        // attack runs. Before, each file opened it anew (as train --from did until 9f6f282).
+        const keyringSession = new KeyringSession();
         const read = async (file: string, option: '--data' | '--members') => {
           const r = await readProtectable(
             io,
             file,
             option,
-            po,
+            { ...po, keyringSession },
             async (csv) => ({ dataset: await readDataset(file, csv) }),
             EVALUATE_USE,
           );
@@ -387,19 +392,26 @@ before any check is measured.`,
           return schema ? validateAgainstSchema(ds, schema, { source: file, allowExtraColumns: true }) : ds;
         };
         const inputs = first.entry.model.inputs;
-        const raw = await read(o.data, '--data');
-        const test = labelled(raw, o.label, first.pipeline, first.classValues, inputs, o.data);
-        const members =
-          o.members === undefined
-            ? undefined
-            : labelled(
-                await read(o.members, '--members'),
-                o.label,
-                first.pipeline,
-                first.classValues,
-                inputs,
-                o.members,
-              ).data;
+        let raw: Dataset;
+        let test: ReturnType<typeof labelled>;
+        let members: ReturnType<typeof labelled>['data'] | undefined;
+        try {
+          raw = await read(o.data, '--data');
+          test = labelled(raw, o.label, first.pipeline, first.classValues, inputs, o.data);
+          members =
+            o.members === undefined
+              ? undefined
+              : labelled(
+                  await read(o.members, '--members'),
+                  o.label,
+                  first.pipeline,
+                  first.classValues,
+                  inputs,
+                  o.members,
+                ).data;
+        } finally {
+          await keyringSession.close();
+        }
         const recorded = {
           ...(protectedData.data ? { protectedData: protectedData.data } : {}),
           ...(protectedData.members ? { membersProtectedData: protectedData.members } : {}),
