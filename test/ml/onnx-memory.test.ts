@@ -795,6 +795,29 @@ describe('--max-model-memory: the limit of the CLI commands that open or check a
     assert.match(r.stderr, /ERR_ONNX_INVALID: .*cannot tell the model's input width/);
   });
 
+  it('model fit-detectors takes it too', async () => {
+    const file = join(dir, 'wide-fit.onnx');
+    writeFileSync(file, wide);
+    writeFileSync(join(dir, 'fit.csv'), 'a,b,y\n1,2,0\n3,4,1\n');
+    const fit = [
+      'model',
+      'fit-detectors',
+      file,
+      '--data',
+      join(dir, 'fit.csv'),
+      '--label',
+      'y',
+      '--out',
+      join(dir, 'wide-fit.json'),
+    ];
+    let r = await runBulwarkInProcess(fit);
+    assert.equal(r.code, 5, r.stderr);
+    assert.match(r.stderr, /ERR_MODEL_UNSAFE: .*\(--max-model-memory\).*node "tile" \(Tile\)/);
+    // Past the bound, fit-detectors goes on to what it needs next (this graph has no Bulwark metadata).
+    r = await runBulwarkInProcess([...fit, '--max-model-memory', '3GiB']);
+    assert.match(r.stderr, /ERR_ONNX_INVALID: .*cannot tell the model's input width/);
+  });
+
   it('a bad value is refused before any work, naming the option (exit 2)', async () => {
     for (const v of ['', '0', '12XB', '-1GiB', '1.5', '1023KiB', '2TiB', 'lots']) {
       const r = await runBulwarkInProcess([
@@ -813,6 +836,7 @@ describe('--max-model-memory: the limit of the CLI commands that open or check a
       ['model', 'protect'],
       ['model', 'scan'],
       ['model', 'verify'],
+      ['model', 'fit-detectors'],
     ]) {
       const r = await runBulwarkInProcess([...cmd, '--help']);
       assert.match(r.stdout, /--max-model-memory <size>/, cmd.join(' '));

@@ -6,7 +6,7 @@
 import { type Command, InvalidArgumentError } from 'commander';
 import { BulwarkError, readJsonFile, requireFile, writeFileAtomic } from '../../core/index.js';
 import { Pipeline, readDatasetWithDigest } from '../../data/index.js';
-import { readManifest } from '../../model/index.js';
+import { type OnnxMemoryOptions, readManifest } from '../../model/index.js';
 import {
   argmaxRows,
   BUNDLE_KINDS,
@@ -15,6 +15,7 @@ import {
   fitDetectorBundle,
   loadDetectorBundle,
 } from '../../robust/index.js';
+import { MODEL_MEMORY_OPTION, modelMemoryOf } from '../model-file.js';
 import { checkOutputPath, floatOption, intOption } from '../options.js';
 import { ioOf } from '../output.js';
 import { withProgress } from '../progress.js';
@@ -75,8 +76,10 @@ interface FitSource {
  * manifest without a key: the preprocessing and classes are public there, and the detectors take the
  * inputs, not the weights; PRADA's calibration streams then use the labels for the predicted classes.
  * A manifest is not verified here: the bundle is checked against the real model when it is packaged.
+ * `memory` is the bound an ONNX model is opened under (`--max-model-memory`; a package's model does not
+ * run here).
  */
-async function fitSource(file: string, notes: string[]): Promise<FitSource> {
+async function fitSource(file: string, notes: string[], memory: OnnxMemoryOptions): Promise<FitSource> {
   await requireFile(file, 'model file');
   if (await isModelPackage(file)) {
     const man = await readManifest(file);
@@ -99,7 +102,7 @@ async function fitSource(file: string, notes: string[]): Promise<FitSource> {
       close: async () => {},
     };
   }
-  const m = await loadModel(file, notes);
+  const m = await loadModel(file, notes, memory);
   const model = m.entry.blackBox ?? m.entry.model;
   return {
     pipeline: m.pipeline,
@@ -183,7 +186,8 @@ export function registerFitDetectorsCommand(model: Command): void {
       intOption(2, 1e7),
     )
     .option('--seed <n>', 'seed of the split and the streams', intOption(0, Number.MAX_SAFE_INTEGER), 0)
-    .option('--force', 'overwrite --out');
+    .option('--force', 'overwrite --out')
+    .option(...MODEL_MEMORY_OPTION);
   addProtectedDataOptions(cmd, FIT_USE, { keyring: true })
     .addHelpText(
       'after',
@@ -219,7 +223,7 @@ ${protectedDataHelp(FIT_USE)} The keyring is the data's: a package's model still
         inputs: [file, o.data, ...(await protectedDataInputs([o.data], po))],
       });
       const notes: string[] = [];
-      const m = await fitSource(file, notes);
+      const m = await fitSource(file, notes, modelMemoryOf(this));
       try {
         const label = o.label ?? m.label;
         if (label === undefined)
