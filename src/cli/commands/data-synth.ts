@@ -29,7 +29,9 @@ function startOption(v: string): string {
   try {
     resolveSynthOptions({ rows: 1, fraudRate: 0, seed: 0, start: v });
   } catch {
-    throw new InvalidArgumentError(`expected an ISO 8601 date or date-time in 2000-2099, got "${v}"`);
+    throw new InvalidArgumentError(
+      `expected an ISO 8601 date (2024-01-01) or a date-time with Z or an offset (2024-01-01T08:00:00Z), in 2000-2099, got "${v}"`,
+    );
   }
   return v;
 }
@@ -74,7 +76,7 @@ export function registerDataSynthCommand(data: Command): void {
     )
     .option(
       '--start <date>',
-      'start of the simulated period, ISO 8601 (default 2024-01-01T00:00:00Z)',
+      'start of the simulated period: an ISO 8601 date, or a date-time with Z or an offset (default 2024-01-01T00:00:00Z)',
       startOption,
     )
     .option(

@@ -14,7 +14,7 @@
  * transactions in the past hour, amount relative to the card's running average, and whether the device
  * and merchant were seen before on the card.
  */
-import { fmix32, SeededRng } from '../../core/index.js';
+import { fmix32, invalidArgument, SeededRng } from '../../core/index.js';
 import { fixed, hex8, isoLocal } from './format.js';
 import { haversineKm, localHour, utcOffsetMin } from './geo.js';
 import { makeDeviceId, makePublicIpv4 } from './identity.js';
@@ -22,6 +22,7 @@ import {
   DEFAULT_FRAUD_MIX,
   FRAUD_PATTERNS,
   type FraudPattern,
+  MAX_INSTANT,
   type ResolvedSynthOptions,
   resolveSynthOptions,
   type Scenario,
@@ -706,6 +707,15 @@ export function* simulate(o: ResolvedSynthOptions): Generator<Emitted, void, und
     const top = queue.peek();
     if (top !== undefined && top.t <= nextBase) {
       queue.pop();
+      // The period is checked up front on its expected length; a run that still reaches 2100 (chance
+      // near the bound) stops here with a named error instead of writing timestamps ISO 8601 cannot hold.
+      if (top.t >= MAX_INSTANT) {
+        throw invalidArgument(
+          'rows',
+          `a simulated period ending before the year 10000 (row ${emitted + 1} would be dated after 9999); raise cardholders or lower rows`,
+          o.rows,
+        );
+      }
       yield finish(top, emitted);
       emitted++;
       continue;

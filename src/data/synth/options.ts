@@ -76,13 +76,50 @@ export const MAX_ROWS = 1_000_000_000;
 export const MAX_CARDHOLDERS = 200_000;
 const MIN_START = Date.UTC(2000, 0, 1);
 const MAX_START = Date.UTC(2100, 0, 1);
+/**
+ * The simulated clock stays before the year 10000: ISO 8601 text has four year digits (past them
+ * `Date#toISOString` writes `+010000-01-01`, which the writer cut to `+010000-01`).
+ */
+export const MAX_INSTANT = Date.UTC(10000, 0, 1);
+const DAY_MS = 86_400_000;
+
+/**
+ * ISO 8601 text: a date (`2024-03-01`, UTC midnight) or a date-time with `Z` or an offset. A date-time
+ * without one is local time in ECMAScript (ECMA-262 §21.4.3.2), so the same seed gave other bytes on a
+ * machine in another time zone; and `Date.parse` rolls an impossible day over (`2024-02-30` was March 1).
+ */
+const START_TEXT =
+  /^(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(?:\.\d{1,3})?)?(Z|[+-]\d{2}:?\d{2}))?$/;
+
+function parseStartText(v: string): number {
+  const m = START_TEXT.exec(v);
+  if (!m)
+    throw invalidArgument(
+      'start',
+      'an ISO 8601 date (2024-01-01) or a date-time with Z or an offset (2024-01-01T08:00:00Z)',
+      v,
+    );
+  const [y, mo, d, h = '0', mi = '0', sec = '0'] = m.slice(1, 7).map((x) => x ?? '0') as string[];
+  const day = Number(d);
+  const monthDays = new Date(Date.UTC(Number(y), Number(mo), 0)).getUTCDate();
+  if (
+    Number(mo) < 1 ||
+    Number(mo) > 12 ||
+    day < 1 ||
+    day > monthDays ||
+    Number(h) > 23 ||
+    Number(mi) > 59 ||
+    Number(sec) > 59
+  )
+    throw invalidArgument('start', 'a date that exists (month 1-12, a day of that month, hh:mm:ss)', v);
+  return Date.parse(v);
+}
 
 function parseStart(v: unknown): number {
   let ms: number;
   if (v instanceof Date) ms = v.getTime();
   else if (typeof v === 'number') ms = v;
-  else if (typeof v === 'string' && /^\d{4}-\d{2}-\d{2}(T[\d:.]+(Z|[+-]\d{2}:?\d{2})?)?$/.test(v))
-    ms = Date.parse(v);
+  else if (typeof v === 'string') ms = parseStartText(v);
   else throw invalidArgument('start', 'a Date, an ISO 8601 date-time or epoch milliseconds', v);
   if (!Number.isFinite(ms) || ms < MIN_START || ms >= MAX_START) {
     throw invalidArgument('start', 'a valid instant in the years 2000-2099', v);
@@ -118,9 +155,24 @@ export function resolveSynthOptions(o: SynthOptions): ResolvedSynthOptions {
       }
       fraudMix[k as FraudPattern] = requireNumberIn(`fraudMix.${k}`, v, 0, Number.MAX_VALUE);
     }
+    // Scale by the largest weight first: two weights near Number.MAX_VALUE summed to Infinity, every
+    // share became 0 and the run planted no fraud at all whatever fraudRate asked for.
+    const top = Math.max(...FRAUD_PATTERNS.map((p) => fraudMix[p]));
+    if (!(top > 0)) throw invalidArgument('fraudMix', 'at least one positive weight', 0);
+    for (const p of FRAUD_PATTERNS) fraudMix[p] /= top;
     const total = FRAUD_PATTERNS.reduce((s, p) => s + fraudMix[p], 0);
-    if (!(total > 0)) throw invalidArgument('fraudMix', 'at least one positive weight', 0);
     for (const p of FRAUD_PATTERNS) fraudMix[p] /= total;
+  }
+  // The period lasts about rows / (cardholders × txPerDay) days. Unchecked, a small population ran the
+  // clock past the year 9999 (timestamps written as "+010000-01T..."), and far enough on the run failed
+  // with a bare RangeError ("Invalid time value") after writing rows.
+  const days = rows / (cardholders * txPerDay);
+  if (!(start + days * DAY_MS < MAX_INSTANT)) {
+    throw invalidArgument(
+      'rows',
+      `a simulated period ending before the year 10000: ${rows} rows for ${cardholders} cardholders at ${txPerDay} a day last about ${Math.round(days)} days from start; raise cardholders (or txPerDay) or lower rows`,
+      rows,
+    );
   }
   return { rows, fraudRate, seed: o.seed, start, cardholders, txPerDay, labelNoise, fraudMix };
 }
