@@ -148,7 +148,13 @@ export async function modelFromOnnx(bytes: Uint8Array, schema: Schema, c: ModelC
   const m = onnxMetadata(bytes);
   const pipelineState = metadataJson<unknown>(m, META_PIPELINE, what, true);
   const classValues = metadataJson<unknown>(m, META_CLASS_VALUES, what, true);
-  const runtime = await OnnxRuntimeModel.create(bytes, { threads: c.threads, memory: memoryOf(c) });
+  // Refusals of the graph name the entry itself ("models.fraud: at 256 rows ..."), which the server's
+  // keyed() then leaves as is; before, they read "models.fraud: model: at 256 rows ...".
+  const runtime = await OnnxRuntimeModel.create(bytes, {
+    threads: c.threads,
+    memory: memoryOf(c),
+    describedAs: what,
+  });
   try {
     return assemble(c, {
       schema,
@@ -216,6 +222,7 @@ export class PackageModelSource implements ModelSource {
       trust,
       threads: c.threads,
       memory: memoryOf(c),
+      describedAs: `models.${c.name}`,
     });
     try {
       const m = pkg.manifest;

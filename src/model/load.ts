@@ -77,6 +77,8 @@ export interface LoadOptions {
    * tensors may hold); defaults as there. A model past it is refused before ONNX Runtime sees it.
    */
   memory?: OnnxMemoryOptions;
+  /** How refusals of the model's graph name it (`OnnxRuntimeModel.create`; default "model"). */
+  describedAs?: string;
 }
 
 /** A package read into memory, with its digests. */
@@ -381,6 +383,7 @@ export async function loadProtectedModel(path: string, options: LoadOptions): Pr
     const model = await OnnxRuntimeModel.create(plain, {
       ...(options.threads !== undefined ? { threads: options.threads } : {}),
       ...(options.memory !== undefined ? { memory: options.memory } : {}),
+      ...(options.describedAs !== undefined ? { describedAs: options.describedAs } : {}),
     });
     return {
       manifest: v.manifest,

@@ -75,15 +75,18 @@ export class OnnxRuntimeModel {
    * bounded (`onnxMemoryBound`, ERR_MODEL_UNSAFE: a graph's sizes are values, and a few hundred bytes
    * can ask for gigabytes). {@link run} then splits longer inputs into runs of `maxBatch` rows.
    * ONNX Runtime's own log is off (fatal only): its errors reach the caller in the thrown error's
-   * message, not as colored C++ log lines on stderr.
+   * message, not as colored C++ log lines on stderr. `describedAs` is how those refusals name the
+   * model (default "model"; the gateway gives its configuration key, `models.fraud`, so that its
+   * message reads "models.fraud: at 256 rows ..." rather than "models.fraud: model: at 256 rows ...").
    */
   static async create(
     bytes: Uint8Array,
-    options: { threads?: number; memory?: OnnxMemoryOptions } = {},
+    options: { threads?: number; memory?: OnnxMemoryOptions; describedAs?: string } = {},
   ): Promise<OnnxRuntimeModel> {
     const threads = requireInteger('threads', options.threads ?? 1, 1, 256);
-    assertOnnxOpenable(bytes, 'model');
-    const memory = onnxMemoryBound(bytes, 'model', options.memory);
+    const what = options.describedAs ?? 'model';
+    assertOnnxOpenable(bytes, what);
+    const memory = onnxMemoryBound(bytes, what, options.memory);
     const o = await ort();
     try {
       const session = await o.InferenceSession.create(bytes, {
