@@ -10,6 +10,14 @@ import { isBulwarkError } from '../../src/core/index.js';
 import { AttrType, DataType, encodeModel } from '../../src/ml/onnx/proto.js';
 import { OnnxRuntimeModel, ort } from '../../src/ml/onnx/runtime.js';
 import { ONNX_BOUNDED_OPS, onnxMemoryBound } from '../../src/model/index.js';
+import {
+  attrFloats as aFloats,
+  attrInt as aInt,
+  attrInts as aInts,
+  attrString as aStr,
+  floats,
+  ints,
+} from './onnx-build.js';
 
 const INT64 = DataType.INT64;
 const FLOAT = DataType.FLOAT;
@@ -26,22 +34,6 @@ const inputVi = (name: string, width: number) => ({
     tensorType: { elemType: FLOAT, shape: { dim: [{ dimParam: 'N' }, { dimValue: width }] } },
   },
 });
-const ints = (name: string, v: number[], dims = [v.length]) => ({
-  name,
-  dims,
-  dataType: INT64,
-  int64Data: v,
-});
-const floats = (name: string, v: number[], dims = [v.length]) => ({
-  name,
-  dims,
-  dataType: FLOAT,
-  floatData: v,
-});
-const aInt = (name: string, i: number) => ({ name, type: AttrType.INT, i });
-const aInts = (name: string, v: number[]) => ({ name, type: AttrType.INTS, ints: v });
-const aFloats = (name: string, v: number[]) => ({ name, type: AttrType.FLOATS, floats: v });
-const aStr = (name: string, v: string) => ({ name, type: AttrType.STRING, s: Buffer.from(v) });
 const seq = (n: number, scale = 0.1) => Array.from({ length: n }, (_, i) => Math.sin(i + 1) * scale);
 
 /** A model of input x [N, width] computing `outputs` with `nodes`. */

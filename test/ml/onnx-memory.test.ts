@@ -22,6 +22,7 @@ import {
 } from '../../src/model/index.js';
 import { runBulwarkInProcess } from '../helpers/cli.js';
 import { FIXTURE_ONNX, makeKeyring, PASS_ENV, tempDir } from '../model/helpers.js';
+import { attrInt, attrInts, floats, ints } from './onnx-build.js';
 
 const { dir, cleanup } = tempDir('onnx-memory');
 after(cleanup);
@@ -41,20 +42,6 @@ const vi = (name: string, width: number | null, batch: number | null = null) => 
     },
   },
 });
-const ints = (name: string, v: number[], dims = [v.length]) => ({
-  name,
-  dims,
-  dataType: INT64,
-  int64Data: v,
-});
-const floats = (name: string, v: number[], dims = [v.length]) => ({
-  name,
-  dims,
-  dataType: DataType.FLOAT,
-  floatData: v,
-});
-const attrInt = (name: string, i: number) => ({ name, type: AttrType.INT, i });
-const attrInts = (name: string, v: number[]) => ({ name, type: AttrType.INTS, ints: v });
 
 /**
  * A model of input x [N, 2] whose nodes compute `big` somehow; `big` is summed to one value and added
