@@ -1,11 +1,10 @@
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
-import fsp from 'node:fs/promises';
-import { syncBuiltinESMExports } from 'node:module';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { inspectPackage } from '../../src/model/index.js';
 import { type CliRun, runBulwarkInProcess } from '../helpers/cli.js';
+import { countFileReads } from '../helpers/read-counter.js';
 import { tempDir } from '../model/helpers.js';
 import { HEADER, rows, trainMlpArgs } from './helpers.js';
 
@@ -43,8 +42,7 @@ function writeWithIds(path: string, lines: readonly string[], prefix: string): v
   writeFileSync(path, `${[`id,${HEADER}`, ...lines.map((l, i) => `${prefix}${i},${l}`)].join('\n')}\n`);
 }
 
-let passReads = 0;
-const realReadFile = fsp.readFile;
+let reads: ReturnType<typeof countFileReads>;
 
 async function cli(args: string[]): Promise<CliRun> {
   const r = await runBulwarkInProcess(args, { cwd: t.dir });
@@ -53,11 +51,7 @@ async function cli(args: string[]): Promise<CliRun> {
 }
 
 before(async () => {
-  (fsp as { readFile: typeof fsp.readFile }).readFile = ((file: unknown, ...rest: unknown[]) => {
-    if (file === pass) passReads++;
-    return (realReadFile as (...a: unknown[]) => ReturnType<typeof fsp.readFile>)(file, ...rest);
-  }) as typeof fsp.readFile;
-  syncBuiltinESMExports();
+  reads = countFileReads(pass);
   writeFileSync(pass, 'keyring once passphrase\n', { mode: 0o600 });
   writeFileSync(p('schema.yaml'), SCHEMA);
   writeWithIds(p('base.csv'), rows(1200, 1), 'b');
@@ -98,14 +92,13 @@ before(async () => {
 });
 
 after(() => {
-  (fsp as { readFile: typeof fsp.readFile }).readFile = realReadFile;
-  syncBuiltinESMExports();
+  reads.restore();
   t.cleanup();
 });
 
 describe('train --from PARENT.bwm with protected --data and --eval', () => {
   it('opens the keyring once for both checks and the package, and still verifies both files', async () => {
-    passReads = 0;
+    reads.reset();
     const r = await cli([
       '--json',
       'train',
@@ -134,7 +127,7 @@ describe('train --from PARENT.bwm with protected --data and --eval', () => {
       p('child.bwm'),
     ]);
     // The old code read the passphrase (and ran scrypt) three times: --data, --eval, the package.
-    assert.equal(passReads, 1, `passphrase file read ${passReads} times`);
+    assert.equal(reads.count, 1, `passphrase file read ${reads.count} times`);
     const j = JSON.parse(r.stdout) as {
       protectedData?: { verified: boolean };
       evalProtectedData?: { verified: boolean };
@@ -147,7 +140,7 @@ describe('train --from PARENT.bwm with protected --data and --eval', () => {
   });
 
   it('a wrong passphrase is still refused, at the first protected file, and a plain --data opens it once too', async () => {
-    passReads = 0;
+    reads.reset();
     writeFileSync(p('wrong.txt'), 'not the passphrase\n');
     const r = await runBulwarkInProcess(
       [
@@ -175,7 +168,7 @@ describe('train --from PARENT.bwm with protected --data and --eval', () => {
     );
     assert.equal(r.code, 5, r.stderr);
     assert.match(r.stderr, /^bulwark: ERR_PASSPHRASE_WRONG: /);
-    passReads = 0;
+    reads.reset();
     await cli([
       'train',
       '--from',
@@ -202,6 +195,6 @@ describe('train --from PARENT.bwm with protected --data and --eval', () => {
       '--out',
       p('child3.bwm'),
     ]);
-    assert.equal(passReads, 1, `passphrase file read ${passReads} times`);
+    assert.equal(reads.count, 1, `passphrase file read ${reads.count} times`);
   });
 });

@@ -1,12 +1,11 @@
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
-import fsp from 'node:fs/promises';
-import { syncBuiltinESMExports } from 'node:module';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { loadSchema } from '../../src/data/index.js';
 import { protectCsv } from '../../src/protect/index.js';
 import { runBulwarkInProcess } from '../helpers/cli.js';
+import { countFileReads } from '../helpers/read-counter.js';
 import { localKeyring, tempDir } from '../keys/helpers.js';
 import { HEADER, rows, SCHEMA } from './fixture.js';
 
@@ -29,15 +28,10 @@ const p = (f: string) => join(t, f);
 const pass = p('pass.txt');
 const auth = ['--keyring', p('keys.json'), '--passphrase-file', pass];
 
-let passReads = 0;
-const realReadFile = fsp.readFile;
+let reads: ReturnType<typeof countFileReads>;
 
 before(async () => {
-  (fsp as { readFile: typeof fsp.readFile }).readFile = ((file: unknown, ...rest: unknown[]) => {
-    if (file === pass) passReads++;
-    return (realReadFile as (...a: unknown[]) => ReturnType<typeof fsp.readFile>)(file, ...rest);
-  }) as typeof fsp.readFile;
-  syncBuiltinESMExports();
+  reads = countFileReads(pass);
   writeFileSync(pass, 'pw\n', { mode: 0o600 });
   writeFileSync(p('schema.yaml'), SCHEMA);
   writeFileSync(p('train.csv'), `${[HEADER, ...rows(240, 5)].join('\n')}\n`);
@@ -71,8 +65,7 @@ before(async () => {
 });
 
 after(() => {
-  (fsp as { readFile: typeof fsp.readFile }).readFile = realReadFile;
-  syncBuiltinESMExports();
+  reads.restore();
 });
 
 const evaluate = (extra: string[]) =>
@@ -101,11 +94,11 @@ const evaluate = (extra: string[]) =>
 
 describe('evaluate with a protected --data and --members', () => {
   it('opens the keyring once for both checks, and still verifies both files', async () => {
-    passReads = 0;
+    reads.reset();
     const r = await evaluate(auth);
     assert.equal(r.code, 0, r.stderr);
     // The old code read the passphrase (and ran scrypt) twice: --data, then --members.
-    assert.equal(passReads, 1, `passphrase file read ${passReads} times`);
+    assert.equal(reads.count, 1, `passphrase file read ${reads.count} times`);
     const j = JSON.parse(r.stdout) as {
       protectedData?: { verified: boolean };
       membersProtectedData?: { verified: boolean };
