@@ -57,6 +57,11 @@ function dpFrom(data: string, out: string, detectors: string): string[] {
     '0.2',
     '--max-robust-drop',
     '0.2',
+    // This DP fine-tune (epsilon 1, seeded noise) moves class "yes"'s recall 0.86 -> 0.70 over 173 rows,
+    // which the per-class check (52629de, default 0.1) refuses; the test is about the detectors sealed
+    // into the package, so its limits are loosened like the accuracy ones above.
+    '--max-class-drop',
+    '0.3',
     '--ledger',
     ledger,
     '--out',
