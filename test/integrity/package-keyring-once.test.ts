@@ -44,6 +44,36 @@ function writeWithIds(path: string, lines: readonly string[], prefix: string): v
 
 let reads: ReturnType<typeof countFileReads>;
 
+/** `train --from parent.bwm` on `data` with the protected --eval, writing the package `out`. */
+function fromArgs(data: string, out: string): string[] {
+  return [
+    'train',
+    '--from',
+    p('parent.bwm'),
+    '--data',
+    p(data),
+    '--eval',
+    p('eval.p.csv'),
+    '--label',
+    'label',
+    '--epochs',
+    '20',
+    '--lr',
+    '0.003',
+    '--max-clean-drop',
+    '0.05',
+    '--max-robust-drop',
+    '0.1',
+    ...auth,
+    '--trust',
+    p('trust.yaml'),
+    '--sign-key',
+    p('signer.key'),
+    '--out',
+    p(out),
+  ];
+}
+
 async function cli(args: string[]): Promise<CliRun> {
   const r = await runBulwarkInProcess(args, { cwd: t.dir });
   assert.equal(r.code, 0, `${args.slice(0, 2).join(' ')}: ${r.stderr}`);
@@ -99,33 +129,7 @@ after(() => {
 describe('train --from PARENT.bwm with protected --data and --eval', () => {
   it('opens the keyring once for both checks and the package, and still verifies both files', async () => {
     reads.reset();
-    const r = await cli([
-      '--json',
-      'train',
-      '--from',
-      p('parent.bwm'),
-      '--data',
-      p('batch.p.csv'),
-      '--eval',
-      p('eval.p.csv'),
-      '--label',
-      'label',
-      '--epochs',
-      '20',
-      '--lr',
-      '0.003',
-      '--max-clean-drop',
-      '0.05',
-      '--max-robust-drop',
-      '0.1',
-      ...auth,
-      '--trust',
-      p('trust.yaml'),
-      '--sign-key',
-      p('signer.key'),
-      '--out',
-      p('child.bwm'),
-    ]);
+    const r = await cli(['--json', ...fromArgs('batch.p.csv', 'child.bwm')]);
     // The old code read the passphrase (and ran scrypt) three times: --data, --eval, the package.
     assert.equal(reads.count, 1, `passphrase file read ${reads.count} times`);
     const j = JSON.parse(r.stdout) as {
@@ -169,32 +173,7 @@ describe('train --from PARENT.bwm with protected --data and --eval', () => {
     assert.equal(r.code, 5, r.stderr);
     assert.match(r.stderr, /^bulwark: ERR_PASSPHRASE_WRONG: /);
     reads.reset();
-    await cli([
-      'train',
-      '--from',
-      p('parent.bwm'),
-      '--data',
-      p('batch.csv'),
-      '--eval',
-      p('eval.p.csv'),
-      '--label',
-      'label',
-      '--epochs',
-      '20',
-      '--lr',
-      '0.003',
-      '--max-clean-drop',
-      '0.05',
-      '--max-robust-drop',
-      '0.1',
-      ...auth,
-      '--trust',
-      p('trust.yaml'),
-      '--sign-key',
-      p('signer.key'),
-      '--out',
-      p('child3.bwm'),
-    ]);
+    await cli(fromArgs('batch.csv', 'child3.bwm'));
     assert.equal(reads.count, 1, `passphrase file read ${reads.count} times`);
   });
 });
