@@ -250,23 +250,25 @@ readerCases({
   nothingWritten: () => {},
 });
 
+const fitDetectorsArgs = (file: string, out: string) => [
+  '--json',
+  'model',
+  'fit-detectors',
+  model,
+  '--data',
+  file,
+  '--kinds',
+  'mahalanobis',
+  '--fpr',
+  '0.05',
+  '--out',
+  p(out),
+];
+
 readerCases({
   name: 'fit-detectors',
   // A tampered calibration set would shift the detectors' thresholds.
-  args: (file, out) => [
-    '--json',
-    'model',
-    'fit-detectors',
-    model,
-    '--data',
-    file,
-    '--kinds',
-    'mahalanobis',
-    '--fpr',
-    '0.05',
-    '--out',
-    p(out),
-  ],
+  args: (file, out) => fitDetectorsArgs(file, out),
 });
 
 describe('model fit-detectors: the bundle, and the package made from it, record the protected data', () => {
@@ -275,21 +277,7 @@ describe('model fit-detectors: the bundle, and the package made from it, record 
       fittedOn: { datasetDigest: string; protectedData?: { dataset: string | null; verified: boolean } };
     };
   const fit = async (file: string, out: string, extra: string[] = []) => {
-    const r = await runBulwarkInProcess([
-      '--json',
-      'model',
-      'fit-detectors',
-      model,
-      '--data',
-      file,
-      '--kinds',
-      'mahalanobis',
-      '--fpr',
-      '0.05',
-      '--out',
-      p(out),
-      ...extra,
-    ]);
+    const r = await runBulwarkInProcess([...fitDetectorsArgs(file, out), ...extra]);
     assert.equal(r.code, 0, r.stderr);
     return bundleOf(out);
   };
