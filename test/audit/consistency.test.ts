@@ -353,6 +353,12 @@ describe('bulwark audit prove --from / verify --proof (CLI)', () => {
   const db = join(dir, 'audit.db');
   const key = join(dir, 'log.key');
   const p = (f: string) => join(dir, f);
+  /** `audit verify --proof BUNDLE --key log.key.pub ...extra`, offline (no --store). */
+  const verifyProof = (bundle: string, ...extra: string[]) =>
+    runBulwarkInProcess(['audit', 'verify', '--proof', p(bundle), '--key', `${key}.pub`, ...extra]);
+  /** `audit --store db prove --from CHECKPOINT ...extra`. */
+  const proveFrom = (from: string, ...extra: string[]) =>
+    runBulwarkInProcess(['audit', '--store', db, 'prove', '--from', p(from), ...extra]);
 
   it('an auditor keeps a checkpoint, gets a bundle next month and checks it with the public key only', async () => {
     const kg = await runBulwarkInProcess(['audit', 'keygen', '--name', ORIGIN, '--out', key]);
@@ -374,32 +380,11 @@ describe('bulwark audit prove --from / verify --proof (CLI)', () => {
     await log.close();
 
     // No checkpoint covers the new entries and no key: the stored one (size 0) is used, and says so.
-    const same = await runBulwarkInProcess([
-      'audit',
-      '--store',
-      db,
-      'prove',
-      '--from',
-      p('may.note'),
-      '--out',
-      p('b0.json'),
-    ]);
+    const same = await proveFrom('may.note', '--out', p('b0.json'));
     assert.equal(same.code, 0, same.stderr);
     assert.match(same.stderr, /consistency proof from tree size 0 to 0 \(a stored checkpoint\) written to/);
 
-    const r = await runBulwarkInProcess([
-      'audit',
-      '--store',
-      db,
-      'prove',
-      '--from',
-      p('may.note'),
-      '--signing-key',
-      key,
-      '--out',
-      p('june.json'),
-      '--json',
-    ]);
+    const r = await proveFrom('may.note', '--signing-key', key, '--out', p('june.json'), '--json');
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual(JSON.parse(r.stdout), {
       out: p('june.json'),
@@ -411,31 +396,14 @@ describe('bulwark audit prove --from / verify --proof (CLI)', () => {
     assert.equal(june.format, 'bulwark-audit-consistency/1');
 
     // Offline: no --store.
-    const v = await runBulwarkInProcess([
-      'audit',
-      'verify',
-      '--proof',
-      p('june.json'),
-      '--key',
-      `${key}.pub`,
-      '--checkpoint',
-      p('may.note'),
-    ]);
+    const v = await verifyProof('june.json', '--checkpoint', p('may.note'));
     assert.equal(v.code, 0, v.stderr);
     assert.match(
       v.stdout,
       /^OK: bulwark\.test\/consistency at tree size 6 extends its tree of size 0 \(the checkpoint you hold\)\n/,
     );
     assert.equal(v.stderr, '');
-    const noHeld = await runBulwarkInProcess([
-      'audit',
-      'verify',
-      '--proof',
-      p('june.json'),
-      '--key',
-      `${key}.pub`,
-      '--json',
-    ]);
+    const noHeld = await verifyProof('june.json', '--json');
     assert.equal(noHeld.code, 0, noHeld.stderr);
     const out = JSON.parse(noHeld.stdout) as Record<string, unknown>;
     assert.deepEqual(
@@ -447,56 +415,20 @@ describe('bulwark audit prove --from / verify --proof (CLI)', () => {
     const log2 = await AuditLog.open({ store: { kind: 'sqlite', path: db } });
     await Promise.all(Array.from({ length: 5 }, (_, i) => log2.append(event(6 + i))));
     await log2.close();
-    const july = await runBulwarkInProcess([
-      'audit',
-      '--store',
-      db,
-      'prove',
-      '--from',
-      p('june.json'),
-      '--signing-key',
-      key,
-      '--out',
-      p('july.json'),
-    ]);
+    const july = await proveFrom('june.json', '--signing-key', key, '--out', p('july.json'));
     assert.equal(july.code, 0, july.stderr);
     assert.match(july.stderr, /from tree size 6 to 11 \(a checkpoint signed now\)/);
-    const vj = await runBulwarkInProcess([
-      'audit',
-      'verify',
-      '--proof',
-      p('july.json'),
-      '--key',
-      `${key}.pub`,
-      '--checkpoint',
-      p('june.json'),
-    ]);
+    const vj = await verifyProof('july.json', '--checkpoint', p('june.json'));
     assert.equal(vj.code, 0, vj.stderr);
     assert.match(vj.stdout, /at tree size 11 extends its tree of size 6/);
 
     // Refusals: exit 5 with the code; a tampered proof, a bundle checked from another checkpoint.
     const b = JSON.parse(readFileSync(p('july.json'), 'utf8')) as ConsistencyBundle;
     writeFileSync(p('tampered.json'), JSON.stringify({ ...b, proof: [...b.proof].reverse() }));
-    const t = await runBulwarkInProcess([
-      'audit',
-      'verify',
-      '--proof',
-      p('tampered.json'),
-      '--key',
-      `${key}.pub`,
-    ]);
+    const t = await verifyProof('tampered.json');
     assert.equal(t.code, 5, t.stderr);
     assert.match(t.stderr, /^bulwark: ERR_AUDIT_PROOF_INVALID: consistency proof rejected: /);
-    const wrongHeld = await runBulwarkInProcess([
-      'audit',
-      'verify',
-      '--proof',
-      p('july.json'),
-      '--key',
-      `${key}.pub`,
-      '--checkpoint',
-      p('may.note'),
-    ]);
+    const wrongHeld = await verifyProof('july.json', '--checkpoint', p('may.note'));
     assert.equal(wrongHeld.code, 5, wrongHeld.stderr);
     assert.match(wrongHeld.stderr, /ERR_AUDIT_PROOF_INVALID: .*not from the checkpoint you hold \(size 0\)/);
     const rollback = JSON.stringify({
@@ -506,15 +438,7 @@ describe('bulwark audit prove --from / verify --proof (CLI)', () => {
       proof: [],
     });
     writeFileSync(p('rollback.json'), rollback);
-    const rb = await runBulwarkInProcess([
-      'audit',
-      'verify',
-      '--proof',
-      p('rollback.json'),
-      '--key',
-      `${key}.pub`,
-      '--json',
-    ]);
+    const rb = await verifyProof('rollback.json', '--json');
     assert.equal(rb.code, 5, rb.stderr);
     assert.equal(
       (JSON.parse(rb.stderr) as { error: { code: string } }).error.code,
@@ -538,15 +462,7 @@ describe('bulwark audit prove --from / verify --proof (CLI)', () => {
       p('forked.json'),
       JSON.stringify({ ...june, oldCheckpoint: june.newCheckpoint, newCheckpoint: forkNote, proof: [] }),
     );
-    const f = await runBulwarkInProcess([
-      'audit',
-      'verify',
-      '--proof',
-      p('forked.json'),
-      '--key',
-      `${key}.pub`,
-      '--json',
-    ]);
+    const f = await verifyProof('forked.json', '--json');
     assert.equal(f.code, 5, f.stderr);
     const err = (JSON.parse(f.stderr) as { error: { code: string; details: Record<string, unknown> } }).error;
     const rootOf = (n: string) => n.split('\n')[2];
@@ -557,16 +473,7 @@ describe('bulwark audit prove --from / verify --proof (CLI)', () => {
       newRoot: rootOf(forkNote),
     });
     // The June bundle checked against the fork's checkpoint held by another auditor: the same fork.
-    const f2 = await runBulwarkInProcess([
-      'audit',
-      'verify',
-      '--proof',
-      p('june.json'),
-      '--key',
-      `${key}.pub`,
-      '--checkpoint',
-      p('fork.note'),
-    ]);
+    const f2 = await verifyProof('june.json', '--checkpoint', p('fork.note'));
     assert.equal(f2.code, 5, f2.stderr);
     assert.match(
       f2.stderr,
@@ -604,31 +511,11 @@ describe('bulwark audit prove --from / verify --proof (CLI)', () => {
       assert.equal(r.code, 2, r.stderr);
       assert.match(r.stderr, re);
     }
-    const inc = await runBulwarkInProcess([
-      'audit',
-      'verify',
-      '--proof',
-      p('june.json'),
-      '--key',
-      `${key}.pub`,
-      '--checkpoint',
-      p('may.note'),
-      '--checkpoint',
-      p('june.json'),
-    ]);
+    const inc = await verifyProof('june.json', '--checkpoint', p('may.note'), '--checkpoint', p('june.json'));
     assert.equal(inc.code, 2, inc.stderr);
     assert.match(inc.stderr, /ERR_USAGE: --checkpoint: give one with a consistency --proof/);
     writeFileSync(p('incl.json'), JSON.stringify({ format: 'bulwark-audit-inclusion/1' }));
-    const inc2 = await runBulwarkInProcess([
-      'audit',
-      'verify',
-      '--proof',
-      p('incl.json'),
-      '--key',
-      `${key}.pub`,
-      '--checkpoint',
-      p('may.note'),
-    ]);
+    const inc2 = await verifyProof('incl.json', '--checkpoint', p('may.note'));
     assert.equal(inc2.code, 2, inc2.stderr);
     assert.match(inc2.stderr, /ERR_USAGE: --checkpoint applies to a log \(--store\) or a consistency proof/);
     const help = await runBulwarkInProcess(['audit', 'prove', '--help']);
