@@ -27,6 +27,7 @@ import {
   SESSION_MEDIA_TYPE,
 } from '../attest/index.js';
 import { type DpopKey, dpopProof } from './auth/dpop-proof.js';
+import { readLimitedBody } from './body.js';
 
 /** DPoP (RFC 9449) for the client: a key pair, and a proof for a token request to the issuer. */
 export { createDpopKey, type DpopAlgorithm, type DpopKey, dpopProof } from './auth/dpop-proof.js';
@@ -289,25 +290,21 @@ export class GatewayClient {
               req.destroy(tooLarge());
               return;
             }
-            const chunks: Buffer[] = [];
-            let size = 0;
-            res.on('data', (c: Buffer) => {
-              size += c.length;
-              // Cut off as soon as the bound is passed: a server streaming without end would
-              // otherwise fill the caller's memory until the deadline.
-              if (size > limit) req.destroy(tooLarge());
-              else chunks.push(c);
-            });
-            res.on('end', () => {
+            // The gateway's own bounded reader (body.ts): bytes past the limit are dropped, never
+            // buffered, and it returns as soon as the bound is passed, so a server streaming without
+            // end cannot fill the caller's memory until the deadline.
+            readLimitedBody(res, limit, false).then(({ body: raw, over }) => {
+              if (over) {
+                fail(tooLarge());
+                req.destroy();
+                return;
+              }
               clearTimeout(deadline);
-              if (size > limit) return;
-              const raw = Buffer.concat(chunks);
               const nonce = res.headers['dpop-nonce'];
               if (typeof nonce === 'string' && nonce.length > 0 && nonce.length <= 512)
                 this.#dpopNonce = nonce;
               resolve({ status: res.statusCode ?? 0, headers: res.headers, body: raw.toString('utf8'), raw });
-            });
-            res.on('error', fail);
+            }, fail);
           },
         );
       } catch (e) {
