@@ -6,24 +6,7 @@
  * bound) successes has probability 1 − confidence. With k = 0 the upper bound is 1 − α^(1/n), about
  * 3/n at 95 % (the "rule of three").
  */
-import { requireNumberIn } from '../core/index.js';
-
-/** log P(X <= k) for X ~ Binomial(n, p), 0 < p < 1, summed in log space (no underflow for large n). */
-function logCdf(k: number, n: number, p: number): number {
-  const lp = Math.log(p);
-  const lq = Math.log1p(-p);
-  let term = n * lq; // log P(X = 0)
-  let max = term;
-  const terms = [term];
-  for (let j = 1; j <= k; j++) {
-    term += Math.log(n - j + 1) - Math.log(j) + lp - lq;
-    terms.push(term);
-    if (term > max) max = term;
-  }
-  let s = 0;
-  for (const t of terms) s += Math.exp(t - max);
-  return max + Math.log(s);
-}
+import { clopperPearson, requireNumberIn } from '../core/index.js';
 
 /**
  * The one-sided Clopper–Pearson bound at `confidence` of a share of which `successes` of `rows` were
@@ -44,20 +27,7 @@ export function binomialBound(
     successes > rows
   )
     throw new RangeError(`binomialBound: ${successes} of ${rows}`);
-  const alpha = 1 - confidence;
-  if (side === 'upper' && successes === rows) return 1;
-  if (side === 'lower' && successes === 0) return 0;
-  // upper: P(X <= k; p) = alpha (decreasing in p); lower: P(X <= k - 1; p) = 1 - alpha.
-  const k = side === 'upper' ? successes : successes - 1;
-  const target = Math.log(side === 'upper' ? alpha : 1 - alpha);
-  let lo = 0;
-  let hi = 1;
-  for (let i = 0; i < 60; i++) {
-    const mid = (lo + hi) / 2;
-    if (logCdf(k, rows, mid) > target) lo = mid;
-    else hi = mid;
-  }
-  return side === 'upper' ? hi : lo;
+  return clopperPearson(successes, rows, confidence, side);
 }
 
 /** Rows that a zero-tolerance threshold (max 0, min 1) needs: the regression comparison's floor. */

@@ -10,7 +10,7 @@
  * just on the data it was fitted on. With too few scores for the target (n < 1 / alpha - 1), the
  * threshold is +Infinity (nothing can be flagged) and calibration says so.
  */
-import { BulwarkError, invalidArgument, requireNumberIn } from '../../../core/index.js';
+import { BulwarkError, clopperPearson, invalidArgument, requireNumberIn } from '../../../core/index.js';
 
 export const DETECTOR_FORMAT = 'bulwark.detector';
 export const DETECTOR_VERSION = 1;
@@ -51,7 +51,7 @@ export function conformalThreshold(scores: ArrayLike<number>, fpr: number): Cali
  * Angelopoulos & Bates 2021, §3.2). Returns its `confidence` quantile: with 100 scores at a 1 %
  * target it is 2.95 % at 95 %, with 1,000 scores 1.57 %. 0 when nothing can be flagged (too few
  * scores for the target). For integer a, b, I_x(a, b) = P(Binomial(a + b − 1, x) >= a), so the
- * quantile is found by bisection on a binomial tail summed in log space.
+ * quantile is core's Clopper–Pearson bound.
  */
 export function conformalFprBound(n: number, fpr: number, confidence = 0.95): number {
   if (!Number.isInteger(n) || n < 1) throw invalidArgument('n', 'a positive integer', n);
@@ -59,28 +59,9 @@ export function conformalFprBound(n: number, fpr: number, confidence = 0.95): nu
   requireNumberIn('confidence', confidence, 0, 1, { minExclusive: true, maxExclusive: true });
   const rank = Math.ceil((n + 1) * (1 - fpr));
   if (rank > n) return 0;
-  const l = n + 1 - rank;
-  // P(Binomial(n, x) >= l) = 1 − Σ_{k < l} C(n, k) x^k (1 − x)^(n − k).
-  const tail = (x: number): number => {
-    const lx = Math.log(x);
-    const l1x = Math.log1p(-x);
-    let logTerm = n * l1x;
-    let logSum = logTerm;
-    for (let k = 0; k < l - 1; k++) {
-      logTerm += Math.log((n - k) / (k + 1)) + lx - l1x;
-      const hi = Math.max(logSum, logTerm);
-      logSum = hi + Math.log(Math.exp(logSum - hi) + Math.exp(logTerm - hi));
-    }
-    return 1 - Math.exp(logSum);
-  };
-  let lo = 0;
-  let hi = 1;
-  for (let i = 0; i < 200 && hi - lo > 1e-15; i++) {
-    const mid = (lo + hi) / 2;
-    if (tail(mid) < confidence) lo = mid;
-    else hi = mid;
-  }
-  return hi;
+  // Beta(l, n + 1 − l)'s quantile c is the p with P(Binomial(n, p) >= l) = c, i.e.
+  // P(Binomial(n, p) <= l − 1) = 1 − c: the Clopper–Pearson upper bound of l − 1 successes in n.
+  return clopperPearson(n - rank, n, confidence, 'upper');
 }
 
 /**
