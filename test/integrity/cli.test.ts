@@ -4,10 +4,18 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { AuditLog, generateSignerKey } from '../../src/audit/index.js';
-import { fileDigest } from '../../src/integrity/index.js';
 import { onnxMetadata } from '../../src/ml/index.js';
 import { runBulwark, runBulwarkInProcess } from '../helpers/cli.js';
-import { backdoored, flipLabels, fromArgs, mlpArgs, rows, trainMlpArgs, writeCsv } from './helpers.js';
+import {
+  backdoored,
+  flipLabels,
+  fromArgs,
+  mlpArgs,
+  recordProtected,
+  rows,
+  trainMlpArgs,
+  writeCsv,
+} from './helpers.js';
 
 /**
  * `bulwark data inspect`, `bulwark train --sanitize` and `bulwark evaluate --gate` on CSV files: a
@@ -219,22 +227,7 @@ describe('bulwark train --require-provenance', () => {
   it('trains on a protected dataset the audit log records and refuses other data (exit 5)', async () => {
     const db = join(dir, 'audit.db');
     const { signer } = generateSignerKey('bulwark.test/integrity-cli');
-    const log = await AuditLog.open({ store: { kind: 'sqlite', path: db }, origin: signer.name, signer });
-    try {
-      const digest = await fileDigest(clean);
-      await log.append({
-        type: 'dataset.protected',
-        data: {
-          datasetDigest: digest,
-          schemaDigest: digest,
-          protectedFields: ['x1'],
-          keyIds: ['k1'],
-          rows: 1500,
-        },
-      });
-    } finally {
-      await log.close();
-    }
+    await recordProtected(db, signer, clean, 1500);
     const args = (data: string, out: string) => [
       'train',
       '--data',

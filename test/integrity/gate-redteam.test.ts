@@ -7,7 +7,7 @@ import { AuditLog, generateSignerKey } from '../../src/audit/index.js';
 import { isBulwarkError } from '../../src/core/index.js';
 import { binomialBound, fileDigest, judgeGate, minRowsFor, parseGate } from '../../src/integrity/index.js';
 import { runBulwarkInProcess } from '../helpers/cli.js';
-import { fromArgs, rows, trainMlpArgs, writeCsv } from './helpers.js';
+import { fromArgs, recordProtected, rows, trainMlpArgs, writeCsv } from './helpers.js';
 
 /**
  * Red-team review of the security gate and the continuous-learning checks (2026-11-29): each case is
@@ -243,22 +243,21 @@ describe('bulwark train --from: evaluation sets that flatter a poisoned model', 
       f('no-yes.csv'),
       rows(300, 10).map((r, i) => r.replace(/,(yes|no)$/, i < 10 ? ',yes' : ',no')),
     );
-    const fine = (extra: string[]) =>
-      runBulwarkInProcess([
-        ...fromArgs(f('m.onnx'), f('no-yes.csv'), f('rare.csv')),
-        '--out',
-        f('rare.onnx'),
-        '--force',
-        '--epochs',
-        '30',
-        '--lr',
-        '0.003',
-        '--max-clean-drop',
-        '0.03',
-        '--max-robust-drop',
-        '0.05',
-        ...extra,
-      ]);
+    const rareArgs = [
+      ...fromArgs(f('m.onnx'), f('no-yes.csv'), f('rare.csv')),
+      '--out',
+      f('rare.onnx'),
+      '--force',
+      '--epochs',
+      '30',
+      '--lr',
+      '0.003',
+      '--max-clean-drop',
+      '0.03',
+      '--max-robust-drop',
+      '0.05',
+    ];
+    const fine = (extra: string[]) => runBulwarkInProcess([...rareArgs, ...extra]);
     const refused = await fine([]);
     assert.equal(refused.code, 5, refused.stderr);
     assert.match(
@@ -301,23 +300,8 @@ describe('bulwark train --from: evaluation sets that flatter a poisoned model', 
     } finally {
       await log.close();
     }
-    const human = await runBulwarkInProcess(
-      ['train', ...fromArgs(f('m.onnx'), f('no-yes.csv'), f('rare.csv')).slice(2)].concat([
-        '--out',
-        f('rare.onnx'),
-        '--force',
-        '--epochs',
-        '30',
-        '--lr',
-        '0.003',
-        '--max-clean-drop',
-        '0.03',
-        '--max-robust-drop',
-        '0.05',
-        '--max-class-drop',
-        '1',
-      ]),
-    );
+    // The same command without --json (fromArgs puts it first): the human summary.
+    const human = await runBulwarkInProcess([...rareArgs.slice(1), '--max-class-drop', '1']);
     assert.equal(human.code, 0, human.stderr);
     assert.match(
       human.stdout,
@@ -328,46 +312,13 @@ describe('bulwark train --from: evaluation sets that flatter a poisoned model', 
   it('--require-provenance covers --eval, and model.trained records its digest', async () => {
     const db = f('audit.db');
     const { signer } = generateSignerKey('bulwark.test/gate-redteam');
-    const log = await AuditLog.open({ store: { kind: 'sqlite', path: db }, origin: signer.name, signer });
-    const recordProtected = async (file: string) => {
-      const digest = await fileDigest(file);
-      await log.append({
-        type: 'dataset.protected',
-        data: {
-          datasetDigest: digest,
-          schemaDigest: digest,
-          protectedFields: ['x1'],
-          keyIds: ['k1'],
-          rows: 1,
-        },
-      });
-    };
-    try {
-      await recordProtected(f('batch.csv'));
-    } finally {
-      await log.close();
-    }
+    await recordProtected(db, signer, f('batch.csv'), 1);
     const prov = ['--require-provenance', '--audit', db, '--force'];
     // Before: the batch's provenance was checked, the evaluation set (the judge) was not.
     const refused = await run(f('batch.csv'), f('eval.csv'), prov);
     assert.equal(refused.code, 5, refused.stderr);
     assert.match(refused.stderr, /ERR_DATA_PROVENANCE","message":"[^"]*eval\.csv/);
-    const again = await AuditLog.open({ store: { kind: 'sqlite', path: db }, origin: signer.name, signer });
-    try {
-      const digest = await fileDigest(f('eval.csv'));
-      await again.append({
-        type: 'dataset.protected',
-        data: {
-          datasetDigest: digest,
-          schemaDigest: digest,
-          protectedFields: ['x1'],
-          keyIds: ['k1'],
-          rows: 400,
-        },
-      });
-    } finally {
-      await again.close();
-    }
+    await recordProtected(db, signer, f('eval.csv'), 400);
     const ok = await run(f('batch.csv'), f('eval.csv'), [
       ...prov,
       '--max-clean-drop',

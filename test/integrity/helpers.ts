@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { AuditLog, type NoteSigner } from '../../src/audit/index.js';
 import { SeededRng } from '../../src/core/index.js';
+import { fileDigest } from '../../src/integrity/index.js';
 import { type CliRun, inParallel } from '../helpers/cli.js';
 import { PASS_ENV } from '../model/helpers.js';
 
@@ -151,4 +153,27 @@ export function auditTailArgs(store: string): string[] {
 export function parseAuditEvents<D = unknown>(r: CliRun): { type: string; data: D }[] {
   assert.equal(r.code, 0, r.stderr);
   return JSON.parse(r.stdout) as { type: string; data: D }[];
+}
+
+/**
+ * Records `file` in the audit log `db` as a protected dataset of `rows` rows (a dataset.protected
+ * event with its file digest, as `bulwark data protect --audit` does), for the --require-provenance
+ * tests. The log is opened with `signer` and closed again.
+ */
+export async function recordProtected(
+  db: string,
+  signer: NoteSigner,
+  file: string,
+  rows: number,
+): Promise<void> {
+  const log = await AuditLog.open({ store: { kind: 'sqlite', path: db }, origin: signer.name, signer });
+  try {
+    const digest = await fileDigest(file);
+    await log.append({
+      type: 'dataset.protected',
+      data: { datasetDigest: digest, schemaDigest: digest, protectedFields: ['x1'], keyIds: ['k1'], rows },
+    });
+  } finally {
+    await log.close();
+  }
 }
