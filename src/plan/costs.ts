@@ -1,6 +1,6 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { BulwarkError, fsError, median } from '../core/index.js';
+import { BulwarkError, fsError, summarise } from '../core/index.js';
 
 /**
  * Measured costs for the planner, read from committed benchmark results (`bench/results/*.json`, as
@@ -106,14 +106,22 @@ export function parseBenchResult(text: string, file: string): BenchResult {
         !raw.every((v) => v === null || (typeof v === 'number' && Number.isFinite(v)))
       )
         throw bad(`figures[${i}] (${x['id']}) has samples that are not numbers`);
-      const samples = raw.filter((v): v is number => v !== null);
+      // Recomputed by the harness's own summarise (src/core/figures.ts): a null sample is its NaN, left
+      // out; with none left the median is NaN and matches nothing.
+      const s = summarise({
+        id: x['id'],
+        label: '',
+        system: '',
+        unit: '',
+        better: 'lower',
+        samples: raw.map((v: number | null) => v ?? Number.NaN),
+      });
       const same = (a: unknown, b: number) =>
         typeof a === 'number' && Math.abs(a - b) <= 1e-9 * Math.max(1, Math.abs(b));
       if (
-        samples.length === 0 ||
-        !same(x['median'], median(samples)) ||
-        (x['min'] !== undefined && !same(x['min'], Math.min(...samples))) ||
-        (x['max'] !== undefined && !same(x['max'], Math.max(...samples)))
+        !same(x['median'], s.median) ||
+        (x['min'] !== undefined && !same(x['min'], s.min)) ||
+        (x['max'] !== undefined && !same(x['max'], s.max))
       ) {
         throw bad(
           `figures[${i}] (${x['id']}): median ${x['median']} is not the median of its samples; the file was edited or damaged`,
