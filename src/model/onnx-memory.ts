@@ -28,10 +28,10 @@
  */
 import { BulwarkError, requireInteger } from '../core/index.js';
 import {
-  invalidOnnx,
+  invalidOnnx as invalid,
   type ProtoField,
   protoFields,
-  utf8,
+  utf8 as str,
   varintAt,
   WT_I32,
   WT_LEN,
@@ -88,8 +88,6 @@ export interface OnnxMemoryBound {
 
 /** The wire format, int64 varints read signed (shapes and constants): src/model/protobuf.ts. */
 const fields = (buf: Uint8Array): Generator<ProtoField> => protoFields(buf, { signed: true });
-const invalid = invalidOnnx;
-const str = utf8;
 
 /** Varints of a packed field, or the one value of an unpacked one, appended to `out`. */
 function pushInts(f: ProtoField, out: number[]): void {
@@ -167,8 +165,6 @@ interface ConstTensor {
   dims: number[];
   type: number;
   values?: number[];
-  /** Longest string value (string tensors). */
-  longest: number;
 }
 
 /** Tensors with at most this many values are folded (shapes, axes, pads, scales, ...). */
@@ -180,20 +176,15 @@ function parseTensor(b: Uint8Array): ConstTensor {
   const ints: number[] = [];
   const floats: number[] = [];
   let raw: Uint8Array | undefined;
-  let count = 0;
-  let longest = 0;
   const tensorFields: ProtoField[] = [];
   for (const f of fields(b)) {
     if (f.no === 1) pushInts(f, dims);
     else if (f.no === 2 && f.wt === WT_VARINT) type = f.int;
     else if (f.no === 9 && f.wt === WT_LEN) raw = f.bytes;
-    else if (f.no === 6 && f.wt === WT_LEN) {
-      count++;
-      longest = Math.max(longest, f.bytes.length);
-    } else if (f.no === 4 || f.no === 5 || f.no === 7 || f.no === 10 || f.no === 11) tensorFields.push(f);
+    else if (f.no === 4 || f.no === 5 || f.no === 7 || f.no === 10 || f.no === 11) tensorFields.push(f);
   }
   const n = dims.reduce((a, d) => a * d, 1);
-  const t: ConstTensor = { dims, type, longest };
+  const t: ConstTensor = { dims, type };
   if (!(n <= FOLD) || dims.some((d) => d < 0)) return t;
   for (const f of tensorFields) {
     if (f.no === 4) pushFloats(f, floats, 4);
@@ -223,7 +214,6 @@ function parseTensor(b: Uint8Array): ConstTensor {
     }
     return t;
   }
-  void count;
   const v = floats.length > 0 ? floats : ints;
   // uint64_data holds uint32 too; int32_data holds every type of 32 bits or less (float16 as bits).
   if (v.length === n && (floats.length > 0 || type !== 10)) t.values = v;
@@ -240,13 +230,11 @@ interface Attr {
   /** The tensor of `t`, unparsed. */
   t?: Uint8Array;
   g?: Uint8Array;
-  graphs: number;
   sparse?: Uint8Array;
   /** Number of entries of `ints` / `strings` (counted without decoding them). */
   intCount: number;
   floatCount: number;
   stringCount: number;
-  longest: number;
 }
 
 interface Node {
@@ -264,11 +252,9 @@ function parseAttr(b: Uint8Array, decode: (name: string) => boolean): Attr {
     name: '',
     ints: [],
     floats: [],
-    graphs: 0,
     intCount: 0,
     floatCount: 0,
     stringCount: 0,
-    longest: 0,
   };
   const intFields: ProtoField[] = [];
   const floatFields: ProtoField[] = [];
@@ -277,10 +263,8 @@ function parseAttr(b: Uint8Array, decode: (name: string) => boolean): Attr {
     else if (f.no === 2 && f.wt === WT_I32)
       a.f = new DataView(f.bytes.buffer, f.bytes.byteOffset, 4).getFloat32(0, true);
     else if (f.no === 3 && f.wt === WT_VARINT) a.i = f.int;
-    else if (f.no === 4 && f.wt === WT_LEN) {
-      a.s = f.bytes;
-      a.longest = Math.max(a.longest, f.bytes.length);
-    } else if (f.no === 5 && f.wt === WT_LEN) a.t = f.bytes;
+    else if (f.no === 4 && f.wt === WT_LEN) a.s = f.bytes;
+    else if (f.no === 5 && f.wt === WT_LEN) a.t = f.bytes;
     else if (f.no === 6 && f.wt === WT_LEN) a.g = f.bytes;
     else if (f.no === 7) {
       floatFields.push(f);
@@ -288,10 +272,7 @@ function parseAttr(b: Uint8Array, decode: (name: string) => boolean): Attr {
     } else if (f.no === 8) {
       intFields.push(f);
       a.intCount += countVarints(f);
-    } else if (f.no === 9 && f.wt === WT_LEN) {
-      a.stringCount++;
-      a.longest = Math.max(a.longest, f.bytes.length);
-    } else if (f.no === 11 && f.wt === WT_LEN) a.graphs++;
+    } else if (f.no === 9 && f.wt === WT_LEN) a.stringCount++;
     else if (f.no === 22 && f.wt === WT_LEN) a.sparse = f.bytes;
   }
   if (decode(a.name)) {
@@ -974,7 +955,7 @@ function evalNode(
   ctx: Ctx,
   node: Node,
   ins: (T | undefined)[],
-  sub: (g: Uint8Array, what: string) => T[],
+  sub: (g: Uint8Array) => T[],
 ): (T | undefined)[] {
   const op = node.op;
   const x = ins[0];
@@ -1620,8 +1601,8 @@ function evalNode(
       const then = node.attrs.get('then_branch')?.g;
       const other = node.attrs.get('else_branch')?.g;
       if (then === undefined || other === undefined) throw new Refusal(node, 'an If without both branches');
-      const a = sub(then, 'then_branch');
-      const b = sub(other, 'else_branch');
+      const a = sub(then);
+      const b = sub(other);
       return node.outputs.map((_, i) => joinT(a[i], b[i]));
     }
   }
@@ -2102,12 +2083,9 @@ function analyseGraph(
     // A node without outputs holds nothing (ONNX Runtime refuses it anyway, with its own message).
     if (node.outputs.every((o) => o === '')) continue;
     const ins = node.inputs.map((name) => (name === '' ? undefined : env.get(name)));
-    const outs = evalNode(ctx, node, ins, (graph, what) => {
+    const outs = evalNode(ctx, node, ins, (graph) => {
       if (depth >= 32) throw invalid('sub-graphs nested too deep');
-      const sg = parseGraph(graph);
-      const r = analyseGraph(ctx, sg, env, null, depth + 1);
-      void what;
-      return r;
+      return analyseGraph(ctx, parseGraph(graph), env, null, depth + 1);
     });
     if (node.domain === '' || node.domain === 'ai.onnx') keepRange(node, ins, outs);
     node.outputs.forEach((name, k) => {
@@ -2179,7 +2157,6 @@ export function onnxMemoryBound(
   let opset = 1;
   let mlOpset = 1;
   const functions = new Set<string>();
-  let longest = 0;
   for (const f of fields(bytes)) {
     if (f.wt !== WT_LEN) continue;
     if (f.no === 7) graph = f.bytes;
@@ -2205,8 +2182,7 @@ export function onnxMemoryBound(
   if (graph === undefined) throw invalid('no graph');
   // The longest string anywhere bounds each element of a string tensor (strings are copied, never
   // built, by the operators accepted here).
-  longest = longestString(graph);
-  const ctx: Ctx = { opset, mlOpset, stringBytes: 32 + longest, functions, tensors: [] };
+  const ctx: Ctx = { opset, mlOpset, stringBytes: 32 + longestString(graph), functions, tensors: [] };
   const g = parseGraph(graph);
   let first = true;
   let symbolicFeatures = false;
