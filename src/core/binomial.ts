@@ -7,7 +7,7 @@
  */
 
 /** log P(X <= k) for X ~ Binomial(n, p), 0 < p < 1, summed in log space (no underflow for large n). */
-export function logBinomialCdf(k: number, n: number, p: number): number {
+function logBinomialCdf(k: number, n: number, p: number): number {
   const lp = Math.log(p);
   const lq = Math.log1p(-p);
   let term = n * lq; // log P(X = 0)

@@ -1,4 +1,4 @@
-export { clopperPearson, logBinomialCdf } from './binomial.js';
+export { clopperPearson } from './binomial.js';
 export { formatPath, loadConfig, parseConfig, parseYaml, validateConfig } from './config.js';
 export { fileDigest, sha256Digest } from './digest.js';
 export { type ErrorCode, ExitCode, errorCodes } from './error-codes.js';
