@@ -6,12 +6,17 @@
  * location. Malformed input is ERR_ONNX_INVALID.
  */
 import { BulwarkError } from '../core/index.js';
-import { invalidOnnx, type ProtoField, protoFields, utf8, WT_LEN, WT_VARINT } from './protobuf.js';
+import {
+  invalidOnnx as invalid,
+  type ProtoField,
+  protoFields,
+  utf8 as str,
+  WT_LEN,
+  WT_VARINT,
+} from './protobuf.js';
 
 /** The wire format (src/model/protobuf.ts); varints unsigned, as counts and limits read them. */
 const fields = (buf: Uint8Array, depth = 0): Generator<ProtoField> => protoFields(buf, { depth });
-const invalid = invalidOnnx;
-const str = utf8;
 
 /** What packaging needs to know about an ONNX model. */
 export interface OnnxInfo {
