@@ -7,7 +7,7 @@ import { protectCsv } from '../../src/protect/index.js';
 import { runBulwarkInProcess } from '../helpers/cli.js';
 import { countFileReads } from '../helpers/read-counter.js';
 import { localKeyring, tempDir } from '../keys/helpers.js';
-import { HEADER, rows, SCHEMA } from './fixture.js';
+import { EVALUATE_FAST, HEADER, rows, SCHEMA } from './fixture.js';
 
 /**
  * `bulwark evaluate --data X --members Y` with both files protected opens the keyring once (one scrypt
@@ -78,17 +78,7 @@ const evaluate = (extra: string[]) =>
     p('test.p.csv'),
     '--members',
     p('train.p.csv'),
-    '--label',
-    'label',
-    '--attacks',
-    'fgsm',
-    '--eps',
-    '0,0.1',
-    '--rows',
-    '20',
-    '--no-detectors',
-    '--shadows',
-    '0',
+    ...EVALUATE_FAST,
     ...extra,
   ]);
 

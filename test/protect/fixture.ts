@@ -2,9 +2,9 @@ import { readFileSync } from 'node:fs';
 import { SeededRng } from '../../src/core/index.js';
 
 /**
- * The protected-file fixture of train-verify.test.ts and readers-verify.test.ts: generated rows with two
- * personal columns (name, email) and a learnable label, and the schema that protects them and gives DP
- * training its public bounds and categories.
+ * The protected-file fixture of the test/protect files (train-verify, readers-verify, protect-twice,
+ * evaluate-keyring-once): generated rows with two personal columns (name, email) and a learnable label,
+ * and the schema that protects them and gives DP training its public bounds and categories.
  */
 
 export const HEADER = 'id,name,email,x1,x2,channel,hour,label';
@@ -48,6 +48,24 @@ fields:
   - { name: hour, type: integer, bounds: { min: 0, max: 23 } }
   - { name: label, type: category, categories: ['no', 'yes'] }
 `;
+
+/**
+ * The fast `bulwark evaluate` options of the protected-file tests (after --model and --data): one FGSM
+ * step on 20 rows, no detectors, no shadow models; the check against the manifest is what they test.
+ */
+export const EVALUATE_FAST = [
+  '--label',
+  'label',
+  '--attacks',
+  'fgsm',
+  '--eps',
+  '0,0.1',
+  '--rows',
+  '20',
+  '--no-detectors',
+  '--shadows',
+  '0',
+];
 
 export function readLines(path: string): string[] {
   return readFileSync(path, 'utf8').replace(/\r\n/g, '\n').trimEnd().split('\n');

@@ -11,7 +11,7 @@ import { manifestPathOf, protectCsv, readManifest } from '../../src/protect/inde
 import { loadDetectorBundle } from '../../src/robust/index.js';
 import { type CliRun, runBulwarkInProcess } from '../helpers/cli.js';
 import { localKeyring, tempDir } from '../keys/helpers.js';
-import { HEADER, readLines, rows, SCHEMA } from './fixture.js';
+import { EVALUATE_FAST, HEADER, readLines, rows, SCHEMA } from './fixture.js';
 
 /**
  * The commands that read a data file besides `train` (predict, data inspect, model fit-detectors,
@@ -215,17 +215,7 @@ const evaluateArgs = (file: string) => [
   model,
   '--data',
   file,
-  '--label',
-  'label',
-  '--attacks',
-  'fgsm',
-  '--eps',
-  '0,0.1',
-  '--rows',
-  '20',
-  '--no-detectors',
-  '--shadows',
-  '0',
+  ...EVALUATE_FAST,
 ];
 
 readerCases({
