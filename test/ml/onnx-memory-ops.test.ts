@@ -131,6 +131,12 @@ const valueShape = [
   { opType: 'Reshape', input: ['m', 'flat'], output: ['m1'], name: 'reshape_m' },
 ];
 
+/** {@link valueShape} with the constant `rest` after it, as `output`: a shape or repeats only the run knows. */
+const valueShapeConcat = (rest: string, output: string) => [
+  ...valueShape,
+  { opType: 'Concat', input: ['m1', rest], output: [output], name: output, attribute: [aInt('axis', 0)] },
+];
+
 describe('operators of PyTorch and TensorFlow exports of small networks', () => {
   it('the list names them', () => {
     for (const op of [
@@ -358,14 +364,7 @@ describe('operators of PyTorch and TensorFlow exports of small networks', () => 
     refused('lstm hidden_size', big, 'LSTM', 'limit');
     const tiled = model({
       nodes: [
-        ...valueShape,
-        {
-          opType: 'Concat',
-          input: ['m1', 'ones'],
-          output: ['reps'],
-          name: 'reps',
-          attribute: [aInt('axis', 0)],
-        },
+        ...valueShapeConcat('ones', 'reps'),
         { opType: 'Reshape', input: ['x', 'shape'], output: ['x3'], name: 'reshape' },
         { opType: 'Tile', input: ['x3', 'reps'], output: ['xt'], name: 'tile' },
         {
@@ -408,14 +407,7 @@ describe('operators of PyTorch and TensorFlow exports of small networks', () => 
     await runsWithinBound('group norm', m);
     const hostile = model({
       nodes: [
-        ...valueShape,
-        {
-          opType: 'Concat',
-          input: ['m1', 'c41'],
-          output: ['target'],
-          name: 'target',
-          attribute: [aInt('axis', 0)],
-        },
+        ...valueShapeConcat('c41', 'target'),
         { opType: 'Expand', input: ['one', 'target'], output: ['x3'], name: 'expand' },
         {
           opType: 'GroupNormalization',

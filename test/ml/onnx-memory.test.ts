@@ -74,6 +74,13 @@ function graph(nodes: object[], initializer: object[] = [], opset = 17, input = 
 /** 2^30 floats: 4 GiB. */
 const HUGE = 2 ** 30;
 
+/** The largest index of x's non-zero elements as a 1-D int64 `m1` (NonZero, ReduceMax, Reshape by `flat`). */
+const nonZeroMax = [
+  { opType: 'NonZero', input: ['x'], output: ['nz'], name: 'nonzero' },
+  { opType: 'ReduceMax', input: ['nz'], output: ['m'], name: 'max', attribute: [attrInt('keepdims', 1)] },
+  { opType: 'Reshape', input: ['m', 'flat'], output: ['m1'], name: 'reshape' },
+];
+
 const hostile: { name: string; op: string; model: Uint8Array; reason: 'limit' | 'unbounded' }[] = [
   {
     name: 'ConstantOfShape of an initializer',
@@ -244,15 +251,7 @@ const hostile: { name: string; op: string; model: Uint8Array; reason: 'limit' | 
     reason: 'limit',
     model: graph(
       [
-        { opType: 'NonZero', input: ['x'], output: ['nz'], name: 'nonzero' },
-        {
-          opType: 'ReduceMax',
-          input: ['nz'],
-          output: ['m'],
-          name: 'max',
-          attribute: [attrInt('keepdims', 1)],
-        },
-        { opType: 'Reshape', input: ['m', 'flat'], output: ['m1'], name: 'reshape' },
+        ...nonZeroMax,
         { opType: 'Mul', input: ['m1', 'k'], output: ['m2'], name: 'mul' },
         { opType: 'Expand', input: ['one_f', 'm2'], output: ['big'], name: 'expand' },
       ],
@@ -432,15 +431,7 @@ describe('the memory a graph asks for is bounded before ONNX Runtime opens it', 
       graph: {
         name: 'g',
         node: [
-          { opType: 'NonZero', input: ['x'], output: ['nz'], name: 'nonzero' },
-          {
-            opType: 'ReduceMax',
-            input: ['nz'],
-            output: ['m'],
-            name: 'max',
-            attribute: [attrInt('keepdims', 1)],
-          },
-          { opType: 'Reshape', input: ['m', 'flat'], output: ['m1'], name: 'reshape' },
+          ...nonZeroMax,
           { opType: 'Expand', input: ['one_f', 'm1'], output: ['big'], name: 'expand' },
           { opType: 'Identity', input: ['x'], output: ['p'], name: 'id' },
         ],
