@@ -6,6 +6,7 @@ import {
   type Seed,
   SeededRng,
 } from '../../core/index.js';
+import { parseTimestamp } from '../dataset.js';
 
 /** The fraud patterns the generator plants (see docs/synth.md). */
 export const FRAUD_PATTERNS = [
@@ -99,20 +100,12 @@ function parseStartText(v: string): number {
       'an ISO 8601 date (2024-01-01) or a date-time with Z or an offset (2024-01-01T08:00:00Z)',
       v,
     );
-  const [y, mo, d, h = '0', mi = '0', sec = '0'] = m.slice(1, 7).map((x) => x ?? '0') as string[];
-  const day = Number(d);
-  const monthDays = new Date(Date.UTC(Number(y), Number(mo), 0)).getUTCDate();
-  if (
-    Number(mo) < 1 ||
-    Number(mo) > 12 ||
-    day < 1 ||
-    day > monthDays ||
-    Number(h) > 23 ||
-    Number(mi) > 59 ||
-    Number(sec) > 59
-  )
+  // The dataset reader's parser (src/data/dataset.ts): for this shape the instant Date.parse gives, and
+  // NaN for a day or time that does not exist. It admits a leap second (:60), which is refused here.
+  const ms = parseTimestamp(v);
+  if (Number.isNaN(ms) || m[6] === '60')
     throw invalidArgument('start', 'a date that exists (month 1-12, a day of that month, hh:mm:ss)', v);
-  return Date.parse(v);
+  return ms;
 }
 
 function parseStart(v: unknown): number {
