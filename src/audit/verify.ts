@@ -47,6 +47,12 @@ function proofInvalid(why: string): BulwarkError {
   return new BulwarkError('ERR_AUDIT_PROOF_INVALID', `inclusion proof rejected: ${why}`);
 }
 
+/** The first schema issue of a malformed bundle, as `path: message` (`whole` when at the top). */
+function firstIssue(error: z.ZodError, whole: string): string {
+  const i = error.issues[0];
+  return i ? `${i.path.join('.') || whole}: ${i.message}` : 'invalid';
+}
+
 function asVerifier(key: string | NoteVerifier): NoteVerifier {
   return typeof key === 'string' ? parseVerifierKey(key) : key;
 }
@@ -75,10 +81,7 @@ export function verifyInclusionBundle(
 ): VerifiedInclusion {
   const verifier = asVerifier(publicKey);
   const r = bundleSchema.safeParse(bundle);
-  if (!r.success) {
-    const i = r.error.issues[0];
-    throw proofInvalid(`malformed proof (${i ? `${i.path.join('.') || 'proof'}: ${i.message}` : 'invalid'})`);
-  }
+  if (!r.success) throw proofInvalid(`malformed proof (${firstIssue(r.error, 'proof')})`);
   const b = r.data;
   const checkpoint = verifyCheckpoint(b.checkpoint, verifier, origin);
   if (b.treeSize !== checkpoint.size)
@@ -196,13 +199,11 @@ export function verifyConsistencyBundle(
 ): VerifiedConsistency {
   const verifier = asVerifier(publicKey);
   const r = consistencyBundleSchema.safeParse(bundle);
-  if (!r.success) {
-    const i = r.error.issues[0];
+  if (!r.success)
     throw new BulwarkError(
       'ERR_AUDIT_PROOF_INVALID',
-      `consistency proof rejected: malformed bundle (${i ? `${i.path.join('.') || 'bundle'}: ${i.message}` : 'invalid'})`,
+      `consistency proof rejected: malformed bundle (${firstIssue(r.error, 'bundle')})`,
     );
-  }
   const b = r.data;
   // Every note must be signed by the key and name the same log: verifyCheckpoint checks each one's
   // origin line against `options.origin` (default the key's name), so two notes that pass name one log.
