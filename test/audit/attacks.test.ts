@@ -388,6 +388,8 @@ describe('audit log attacks: events and the command line', () => {
       for (let i = 4; i < 8; i++) await log.append(prediction(i));
       await log.close();
       const store = (fx.spec as { path: string }).path;
+      const verifyStore = (...extra: string[]) =>
+        runBulwarkInProcess(['audit', 'verify', '--store', store, ...extra]);
       const keptFile = join(dir, 'kept.note');
       const cp = await runBulwarkInProcess([
         'audit',
@@ -404,33 +406,17 @@ describe('audit log attacks: events and the command line', () => {
       await fx.exec('DELETE FROM checkpoints WHERE size > 4');
       await fx.exec('UPDATE state SET size = 4, root = ?, frontier = ?', [at4.root, at4.frontier]);
 
-      const alone = await runBulwarkInProcess(['audit', 'verify', '--store', store, '--key', `${key}.pub`]);
+      const alone = await verifyStore('--key', `${key}.pub`);
       assert.equal(alone.code, 0, alone.stderr);
       assert.match(alone.stderr, /--checkpoint/);
-      const anchored = await runBulwarkInProcess([
-        'audit',
-        'verify',
-        '--store',
-        store,
-        '--key',
-        `${key}.pub`,
-        '--checkpoint',
-        keptFile,
-      ]);
+      const anchored = await verifyStore('--key', `${key}.pub`, '--checkpoint', keptFile);
       assert.equal(anchored.code, 5, anchored.stderr);
       assert.match(anchored.stderr, /^bulwark: ERR_AUDIT_ENTRY_MISSING: .*checkpoint you hold/);
-      const missing = await runBulwarkInProcess([
-        'audit',
-        'verify',
-        '--store',
-        store,
-        '--checkpoint',
-        join(dir, 'no-such.note'),
-      ]);
+      const missing = await verifyStore('--checkpoint', join(dir, 'no-such.note'));
       assert.equal(missing.code, 3, missing.stderr);
       assert.match(missing.stderr, /^bulwark: ERR_FILE_NOT_FOUND: /);
       // The signing key given as --checkpoint: refused as malformed, and its text is never echoed.
-      const wrong = await runBulwarkInProcess(['audit', 'verify', '--store', store, '--checkpoint', key]);
+      const wrong = await verifyStore('--checkpoint', key);
       assert.equal(wrong.code, 5, wrong.stderr);
       assert.match(wrong.stderr, /^bulwark: ERR_AUDIT_CHECKPOINT_INVALID: /);
       assert.ok(!wrong.stderr.includes(skey.split('+')[4] as string));
