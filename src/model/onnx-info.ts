@@ -30,6 +30,17 @@ export interface OnnxInfo {
   outputs: string[];
 }
 
+/** A StringStringEntryProto (metadata_props, external_data): key(1), value(2). */
+function stringEntry(b: Uint8Array): [key: string, value: string] {
+  let key = '';
+  let value = '';
+  for (const e of fields(b, 1)) {
+    if (e.no === 1 && e.wt === WT_LEN) key = str(e.bytes);
+    else if (e.no === 2 && e.wt === WT_LEN) value = str(e.bytes);
+  }
+  return [key, value];
+}
+
 function valueInfo(b: Uint8Array): { name: string; dims: number[] } {
   let name = '';
   const dims: number[] = [];
@@ -73,12 +84,7 @@ export function onnxInfo(bytes: Uint8Array): OnnxInfo {
       }
       if (domain === '' || domain === 'ai.onnx') info.opset = version;
     } else if (f.no === 14 && f.wt === WT_LEN) {
-      let k = '';
-      let v = '';
-      for (const e of fields(f.bytes)) {
-        if (e.no === 1 && e.wt === WT_LEN) k = str(e.bytes);
-        else if (e.no === 2 && e.wt === WT_LEN) v = str(e.bytes);
-      }
+      const [k, v] = stringEntry(f.bytes);
       info.metadata[k] = v;
     }
   }
@@ -110,12 +116,7 @@ function tensorExternal(b: Uint8Array, out: ExternalTensor[]): void {
     if (f.no === 8 && f.wt === WT_LEN) name = str(f.bytes);
     else if (f.no === 14 && f.wt === WT_VARINT) dataLocation = f.int;
     else if (f.no === 13 && f.wt === WT_LEN) {
-      let key = '';
-      let value = '';
-      for (const e of fields(f.bytes)) {
-        if (e.no === 1 && e.wt === WT_LEN) key = str(e.bytes);
-        else if (e.no === 2 && e.wt === WT_LEN) value = str(e.bytes);
-      }
+      const [key, value] = stringEntry(f.bytes);
       entries.push({ key, value });
     }
   }
@@ -328,12 +329,7 @@ export function onnxMetadataProps(bytes: Uint8Array): Record<string, string> {
   for (const f of fields(bytes)) {
     if (f.no !== 14 || f.wt !== WT_LEN) continue;
     if (++n > MAX_METADATA_ENTRIES) throw invalid(`more than ${MAX_METADATA_ENTRIES} metadata entries`);
-    let k = '';
-    let v = '';
-    for (const e of fields(f.bytes, 1)) {
-      if (e.no === 1 && e.wt === WT_LEN) k = str(e.bytes);
-      else if (e.no === 2 && e.wt === WT_LEN) v = str(e.bytes);
-    }
+    const [k, v] = stringEntry(f.bytes);
     meta[k] = v;
   }
   return meta;
