@@ -72,6 +72,19 @@ export class KeyringSession {
   }
 }
 
+/**
+ * The keyring of `o` for one use: `session`'s when the command has one (left open for its next use;
+ * the session's owner closes it), else one opened for this use, which `release` closes.
+ */
+export async function borrowKeyring(
+  session: KeyringSession | undefined,
+  o: SecretCliOptions,
+): Promise<{ keyring: Keyring; release: () => Promise<void> }> {
+  if (session) return { keyring: await session.get(o), release: async () => {} };
+  const keyring = await openKeyringFromOptions(o);
+  return { keyring, release: () => keyring.close() };
+}
+
 /** The options the check reads: the keyring options, the opt-out and `--require-protected`. */
 export interface ProtectedDataOpts extends Partial<SecretCliOptions> {
   /** false with `--no-verify-protected`. */
@@ -258,16 +271,12 @@ export async function readProtectable<T extends { dataset: Dataset }>(
       `${option} ${path} has a protection manifest beside it, but protected datasets are CSV files (bulwark data protect writes CSV)`,
       { details: { path } },
     );
-  const session = o.keyringSession;
-  const keyring = session
-    ? await session.get({ ...o, keyring: o.keyring })
-    : await openKeyringFromOptions({ ...o, keyring: o.keyring });
+  const { keyring, release } = await borrowKeyring(o.keyringSession, { ...o, keyring: o.keyring });
   let check: ProtectedRowsCheck;
   try {
     check = await ProtectedRowsCheck.open(path, { keyring });
   } finally {
-    // A shared keyring stays open for the command's next use; its owner closes it.
-    if (!session) await keyring.close();
+    await release();
   }
   try {
     if (!check.hasRowDigest)

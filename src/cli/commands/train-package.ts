@@ -39,9 +39,8 @@ import {
 } from '../../model/index.js';
 import { checkOutputPath } from '../options.js';
 import type { Io } from '../output.js';
-import { openKeyringFromOptions } from './keys.js';
 import { readDetectorBundleFile } from './model-detectors.js';
-import { protectedHyperparameters } from './protected-data.js';
+import { borrowKeyring, protectedHyperparameters } from './protected-data.js';
 import { type Continuation, type ContinueCliOpts, comparisonMetrics, type Tuner } from './train-continue.js';
 
 /** The parent's version with its last number incremented (`1.2.0` → `1.2.1`, `3` → `4`). */
@@ -117,10 +116,7 @@ export async function runPackageContinuation(
   // Checked before the run (a DP fine-tune spends its budget): a bad bundle is refused now.
   const detectors = o.detectors !== undefined ? await readDetectorBundleFile(o.detectors) : undefined;
   // The keyring that checked a protected --data or --eval, when there was one: opened once per run.
-  const session = o.keyringSession;
-  const keyring = session
-    ? await session.get({ ...o, keyring: need.keyring })
-    : await openKeyringFromOptions({ ...o, keyring: need.keyring });
+  const { keyring, release } = await borrowKeyring(o.keyringSession, { ...o, keyring: need.keyring });
   try {
     let parent: DecryptedModel | undefined;
     let r: Continuation;
@@ -271,6 +267,6 @@ export async function runPackageContinuation(
       r.onnx.fill(0);
     }
   } finally {
-    if (!session) await keyring.close();
+    await release();
   }
 }
