@@ -293,7 +293,11 @@ export class GatewayClient {
             // The gateway's own bounded reader (body.ts): bytes past the limit are dropped, never
             // buffered, and it returns as soon as the bound is passed, so a server streaming without
             // end cannot fill the caller's memory until the deadline.
-            readLimitedBody(res, limit, false).then(({ body: raw, over }) => {
+            readLimitedBody(res, limit, false).then(({ body, over }) => {
+              // The caller keeps `raw`: a chunked answer's buffer, grown by doubling from 16 KiB, can be
+              // up to twice the body (or 16 KiB for a short one), so it gets a copy of its own size then.
+              const raw =
+                body.buffer.byteLength > Math.max(body.length, Buffer.poolSize) ? Buffer.from(body) : body;
               if (over) {
                 fail(tooLarge());
                 req.destroy();
