@@ -348,12 +348,21 @@ export class AuditLog implements AuditWriter {
 
   /** A stored entry by event id, decoded. Throws ERR_AUDIT_EVENT_NOT_FOUND. */
   async get(eventId: string): Promise<AuditEntry> {
+    return (await this.#logged(eventId)).entry;
+  }
+
+  /**
+   * The row of an event and its decoded entry (`get` and `prove`): ERR_AUDIT_EVENT_NOT_FOUND, or
+   * ERR_AUDIT_ENTRY_CORRUPT / ERR_AUDIT_STORE_INVALID when its bytes, id column or place in the tree
+   * (see {@link #inTree}) are wrong.
+   */
+  async #logged(eventId: string): Promise<{ row: StoredEntry; entry: AuditEntry }> {
     const row = await this.store.entryById(eventId);
     if (!row) throw notFound(eventId);
-    const e = decodeOrThrow(row);
-    if (e.id !== eventId) throw corrupt(row.index, 'its indexed id column does not match its bytes');
+    const entry = decodeOrThrow(row);
+    if (entry.id !== eventId) throw corrupt(row.index, 'its indexed id column does not match its bytes');
     await this.#inTree(row);
-    return e;
+    return { row, entry };
   }
 
   /** The last `count` entries, oldest first. */
@@ -385,11 +394,7 @@ export class AuditLog implements AuditWriter {
    * checkpoint is written; otherwise ERR_AUDIT_CHECKPOINT_MISSING.
    */
   async prove(eventId: string, treeSize?: number): Promise<InclusionBundle> {
-    const row = await this.store.entryById(eventId);
-    if (!row) throw notFound(eventId);
-    if (decodeOrThrow(row).id !== eventId)
-      throw corrupt(row.index, 'its indexed id column does not match its bytes');
-    await this.#inTree(row);
+    const { row } = await this.#logged(eventId);
     const cps = await this.store.checkpoints();
     let cp = treeSize === undefined ? cps[cps.length - 1] : cps.find((c) => c.size === treeSize);
     if (treeSize !== undefined && !cp)
