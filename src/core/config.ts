@@ -31,30 +31,43 @@ export function parseYaml(text: string, source = '<config>'): unknown {
       details: { file: source },
     });
   }
-  const cycle = aliasCycle(value);
-  if (cycle !== undefined)
+  const found = unsafeNode(value);
+  if (found?.kind === 'cycle')
     throw new BulwarkError(
       'ERR_CONFIG_PARSE',
-      `${source}: ${cycle}: an alias refers to a node that contains it (a YAML document with no end)`,
+      `${source}: ${found.path}: an alias refers to a node that contains it (a YAML document with no end)`,
       { details: { file: source } },
+    );
+  if (found?.kind === 'proto')
+    throw new BulwarkError(
+      'ERR_CONFIG_INVALID',
+      `${source}: ${found.path}: a "__proto__" key is not allowed`,
+      {
+        details: { file: source, firstPath: found.path },
+      },
     );
   return value ?? {};
 }
 
 /**
- * The key path of the first value that contains itself, or undefined. `a: &x [*x]` is valid YAML and
- * becomes an array holding itself: every consumer that walks it (validation of an open record,
- * JSON.stringify of a configuration digest, a deep copy) recurses forever or throws.
+ * The first node no configuration may hold, with its key path, or undefined:
+ * - a value that contains itself: `a: &x [*x]` is valid YAML and becomes an array holding itself, and
+ *   every consumer that walks it (validation of an open record, JSON.stringify of a configuration
+ *   digest, a deep copy) recurses forever or throws;
+ * - a `__proto__` key: an own key after parsing, which zod's records drop without a word, so a file's
+ *   "unknown keys are refused" did not hold for it (found in `bulwark plan`'s file; refused here for
+ *   every configuration).
  */
-function aliasCycle(root: unknown): string | undefined {
+function unsafeNode(root: unknown): { kind: 'cycle' | 'proto'; path: string } | undefined {
   const open = new Set<object>();
-  const walk = (v: unknown, path: PropertyKey[]): string | undefined => {
+  const walk = (v: unknown, path: PropertyKey[]): { kind: 'cycle' | 'proto'; path: string } | undefined => {
     if (v === null || typeof v !== 'object') return undefined;
-    if (open.has(v)) return formatPath(path);
+    if (open.has(v)) return { kind: 'cycle', path: formatPath(path) };
     open.add(v);
     const entries: [PropertyKey, unknown][] =
       v instanceof Map ? [...v.entries()] : Array.isArray(v) ? v.map((x, i) => [i, x]) : Object.entries(v);
     for (const [k, x] of entries) {
+      if (k === '__proto__') return { kind: 'proto', path: formatPath([...path, k]) };
       const found = walk(x, [...path, k]);
       if (found !== undefined) return found;
     }

@@ -83,6 +83,16 @@ describe('YAML config', () => {
     assert.deepEqual(parseYaml('a: &x [1]\nb: *x\nc: *x\n', 'ok.yaml'), { a: [1], b: [1], c: [1] });
   });
 
+  it('a __proto__ key is refused in every configuration (zod records would drop it silently)', () => {
+    assert.throws(
+      () => parseYaml('a:\n  b: [{__proto__: {polluted: 1}}]\n', 'p.yaml'),
+      (e: unknown) =>
+        e instanceof BulwarkError &&
+        e.code === 'ERR_CONFIG_INVALID' &&
+        e.message === 'p.yaml: a.b[0].__proto__: a "__proto__" key is not allowed',
+    );
+  });
+
   it('loadConfig maps a missing file to ERR_FILE_NOT_FOUND', async () => {
     await assert.rejects(loadConfig('/nonexistent/bulwark.yaml', schema), { code: 'ERR_FILE_NOT_FOUND' });
     const dir = mkdtempSync(join(tmpdir(), 'bulwark-cfg-'));
