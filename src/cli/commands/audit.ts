@@ -117,6 +117,47 @@ async function writeBundle(
   }
 }
 
+/**
+ * `audit verify --proof` for a consistency bundle: checked with the key only, from the checkpoint the
+ * auditor holds (`--checkpoint`) when given.
+ */
+async function verifyConsistencyProof(
+  io: Io,
+  bundle: unknown,
+  keyArg: string,
+  held: string | undefined,
+): Promise<void> {
+  const key = await loadVerifierKey(keyArg);
+  const v = (await lib()).verifyConsistencyBundle(
+    bundle,
+    key,
+    held === undefined ? {} : { held: readHeldCheckpoint(held, '--checkpoint') },
+  );
+  if (!v.held)
+    io.note(
+      `note: this shows that the log's tree of size ${v.newer.size} extends its tree of size ${v.older.size}; check that the old checkpoint is the one you kept (pass it with --checkpoint)`,
+    );
+  const b64 = (b: Buffer) => b.toString('base64');
+  io.result(
+    {
+      ok: true,
+      kind: 'consistency',
+      origin: v.newer.origin,
+      oldSize: v.older.size,
+      oldRoot: b64(v.older.root),
+      newSize: v.newer.size,
+      newRoot: b64(v.newer.root),
+      heldCheckpoint: v.held !== undefined,
+    },
+    () =>
+      [
+        `OK: ${v.newer.origin} at tree size ${v.newer.size} extends its tree of size ${v.older.size}${v.held ? ' (the checkpoint you hold)' : ''}`,
+        `old root ${b64(v.older.root)}`,
+        `new root ${b64(v.newer.root)}`,
+      ].join('\n'),
+  );
+}
+
 async function withLog<T>(
   spec: AuditStoreSpec,
   signer: NoteSigner | undefined,
@@ -202,39 +243,7 @@ export function registerAuditCommands(program: Command): void {
               ? '--checkpoint: give one with a consistency --proof (the checkpoint the proof must start from)'
               : '--checkpoint applies to a log (--store) or a consistency proof, not to an inclusion --proof',
           );
-        if (isConsistency) {
-          const key = await loadVerifierKey(o.key);
-          const held = o.checkpoint?.[0];
-          const v = (await lib()).verifyConsistencyBundle(
-            bundle,
-            key,
-            held === undefined ? {} : { held: readHeldCheckpoint(held, '--checkpoint') },
-          );
-          if (!v.held)
-            io.note(
-              `note: this shows that the log's tree of size ${v.newer.size} extends its tree of size ${v.older.size}; check that the old checkpoint is the one you kept (pass it with --checkpoint)`,
-            );
-          const b64 = (b: Buffer) => b.toString('base64');
-          io.result(
-            {
-              ok: true,
-              kind: 'consistency',
-              origin: v.newer.origin,
-              oldSize: v.older.size,
-              oldRoot: b64(v.older.root),
-              newSize: v.newer.size,
-              newRoot: b64(v.newer.root),
-              heldCheckpoint: v.held !== undefined,
-            },
-            () =>
-              [
-                `OK: ${v.newer.origin} at tree size ${v.newer.size} extends its tree of size ${v.older.size}${v.held ? ' (the checkpoint you hold)' : ''}`,
-                `old root ${b64(v.older.root)}`,
-                `new root ${b64(v.newer.root)}`,
-              ].join('\n'),
-          );
-          return;
-        }
+        if (isConsistency) return verifyConsistencyProof(io, bundle, o.key, o.checkpoint?.[0]);
         const v = (await lib()).verifyInclusionBundle(bundle, await loadVerifierKey(o.key));
         io.result(
           {
