@@ -1,5 +1,6 @@
 import { resolve } from 'node:path';
 import { type Command, InvalidArgumentError } from 'commander';
+import type { AuditLog } from '../../audit/index.js';
 import { BulwarkError, requireFile, sha256Digest, writeFileAtomic } from '../../core/index.js';
 import {
   type CsvDatasetOptions,
@@ -14,12 +15,13 @@ import type { AdversarialMethod } from '../../robust/index.js';
 import { MAX_CATEGORIES, type TrainTabularResult } from '../../train/index.js';
 import { addAuditOption, record, withOperationLog } from '../audit-record.js';
 import { checkOutputPath, floatOption, intOption, listOption } from '../options.js';
-import { ioOf } from '../output.js';
+import { type Io, ioOf } from '../output.js';
 import { type Progress, startProgress } from '../progress.js';
 import {
   addProtectedDataOptions,
   KeyringSession,
   type ProtectedDataOpts,
+  type ProtectedDataRecord,
   protectedDataHelp,
   protectedDataInputs,
   protectedHyperparameters,
@@ -55,6 +57,35 @@ function oneOf<T extends string>(allowed: readonly T[]): (v: string) => T {
 
 const pct = (x: number | undefined) =>
   x === undefined || Number.isNaN(x) ? 'n/a' : `${(100 * x).toFixed(2)} %`;
+
+/** The options of `bulwark train` its action reads (the integrity and DP ones are read apart). */
+interface TrainCliOpts {
+  data: string;
+  label: string;
+  out: string;
+  model: 'logreg' | 'mlp';
+  solver: 'adam' | 'sgd' | 'lbfgs';
+  schema?: string;
+  hidden?: number[];
+  activation: ActivationName;
+  epochs?: number;
+  batchSize: number;
+  lr?: number;
+  l2?: number;
+  classWeights: 'balanced' | 'none';
+  testFraction: number;
+  features?: string[];
+  drop?: string[];
+  seed: number;
+  force?: boolean;
+  adversarial?: AdversarialMethod;
+  advEps?: number;
+  advSteps?: number;
+  advEma?: number;
+  immutable?: string[];
+  audit?: string;
+  verifyProtected: boolean;
+}
 
 /** `bulwark train`: trains a model on a CSV/Parquet file and writes it as ONNX. */
 /** The schema's category fields, to be read as text (see {@link readWithCategoriesAsText}). */
@@ -166,33 +197,7 @@ of the exported model, and the preprocessing and class values are stored in the 
 ${protectedDataHelp(TRAIN_PROTECTED_USE)}`,
     )
     .action(async function (this: Command) {
-      const o = this.opts<{
-        data: string;
-        label: string;
-        out: string;
-        model: 'logreg' | 'mlp';
-        solver: 'adam' | 'sgd' | 'lbfgs';
-        schema?: string;
-        hidden?: number[];
-        activation: ActivationName;
-        epochs?: number;
-        batchSize: number;
-        lr?: number;
-        l2?: number;
-        classWeights: 'balanced' | 'none';
-        testFraction: number;
-        features?: string[];
-        drop?: string[];
-        seed: number;
-        force?: boolean;
-        adversarial?: AdversarialMethod;
-        advEps?: number;
-        advSteps?: number;
-        advEma?: number;
-        immutable?: string[];
-        audit?: string;
-        verifyProtected: boolean;
-      }>();
+      const o = this.opts<TrainCliOpts>();
       const io = ioOf(this);
       // With --from the model kind is the previous model's (a DP fine-tune checks --hidden against it).
       if (o.hidden && o.model !== 'mlp' && this.opts<IntegrityTrainOpts>().from === undefined)
@@ -309,120 +314,137 @@ ${protectedDataHelp(TRAIN_PROTECTED_USE)}`,
           }
           if (wantsDp(dp))
             return runDpTraining(io, { ...o, ...dp, dataDigest, protectedData }, ds, schema, log);
-          let bar: Progress | null = null;
-          let r: TrainTabularResult;
-          let sanitize: Awaited<ReturnType<typeof trainWithIntegrity>>['sanitize'];
-          try {
-            ({ result: r, sanitize } = await trainWithIntegrity(io, this.opts<IntegrityTrainOpts>(), ds, {
-              label: o.label,
-              model: o.model,
-              solver: o.solver,
-              hidden: o.hidden,
-              activation: o.activation,
-              epochs: o.epochs,
-              batchSize: o.batchSize,
-              learningRate: o.lr,
-              l2: o.l2,
-              seed: o.seed,
-              testFraction: o.testFraction,
-              classWeights: o.classWeights === 'balanced' ? 'balanced' : null,
-              features: o.features,
-              drop: o.drop,
-              metadata: protectedMetadata(protectedData),
-              ...(o.adversarial
-                ? {
-                    adversarial: {
-                      method: o.adversarial,
-                      eps: o.advEps as number,
-                      steps: o.advSteps ?? 10,
-                      ...(o.advEma === undefined ? {} : { weightAverage: o.advEma }),
-                      ...(o.immutable === undefined ? {} : { immutable: o.immutable }),
-                      ...(schema ? { schema } : {}),
-                    },
-                  }
-                : {}),
-              note: (m) => io.note(m),
-              onProgress: (done, total, info) => {
-                bar ??= startProgress(io, 'train', total, 'batches');
-                bar.update(done, info);
-              },
-            }));
-          } finally {
-            (bar as Progress | null)?.stop();
-          }
-          const out = resolve(o.out);
-          await writeFileAtomic(out, r.onnx, { noClobber: o.force !== true });
-          const auditIds = await record(log, [
-            {
-              type: 'model.trained',
-              data: {
-                modelDigest: sha256Digest(r.onnx),
-                datasetDigest: dataDigest,
-                algorithm: o.model,
-                hyperparameters: {
-                  solver: o.solver,
-                  ...(o.hidden ? { hidden: o.hidden.join(',') } : {}),
-                  epochs: r.training.history.length,
-                  batchSize: o.batchSize,
-                  seed: o.seed,
-                  testFraction: o.testFraction,
-                  ...sanitizeHyperparameters(sanitize),
-                  ...protectedHyperparameters(protectedData),
-                },
-                ...(o.adversarial
-                  ? {
-                      adversarial: {
-                        attack: o.adversarial,
-                        epsilon: o.advEps as number,
-                        steps: o.advSteps ?? 10,
-                      },
-                    }
-                  : {}),
-                metrics: {
-                  accuracy: r.test.accuracy,
-                  f1: r.test.f1,
-                  ...(r.test.rocAuc === undefined ? {} : { rocAuc: r.test.rocAuc }),
-                },
-              },
-            },
-          ]);
-          const last = r.training.history[r.training.history.length - 1];
-          io.result(
-            {
-              out,
-              model: o.model,
-              solver: o.solver,
-              architecture: [r.network.inputs, ...r.network.hidden, r.network.classes],
-              label: o.label,
-              classes: r.classValues,
-              features: r.features.length,
-              trainRows: r.trainRows,
-              epochs: r.training.history.length,
-              trainLoss: last?.loss,
-              test: r.test,
-              ...(o.adversarial
-                ? { adversarial: { method: o.adversarial, eps: o.advEps, steps: o.advSteps ?? 10 } }
-                : {}),
-              ...(sanitize ? { sanitize } : {}),
-              ...(protectedData ? { protectedData } : {}),
-              ...(auditIds.length > 0 ? { auditEvent: auditIds[0] } : {}),
-            },
-            () =>
-              [
-                `Trained ${o.model} [${[r.network.inputs, ...r.network.hidden, r.network.classes].join('-')}] on ${r.trainRows} rows, ${r.training.history.length} ${o.solver === 'lbfgs' ? 'L-BFGS iterations' : 'epochs'} (final loss ${last?.loss.toFixed(4)}).`,
-                `Test (${r.test.rows} rows): accuracy ${pct(r.test.accuracy)}, precision ${pct(r.test.precision)}, recall ${pct(r.test.recall)}, F1 ${pct(r.test.f1)}${
-                  r.test.rocAuc !== undefined
-                    ? `, ROC AUC ${r.test.rocAuc.toFixed(4)}, PR AUC ${r.test.averagePrecision?.toFixed(4)}`
-                    : ''
-                }`,
-                `Classes of "${o.label}": ${r.classValues.join(', ')}${r.classValues.length === 2 ? ` (positive: ${r.classValues[1]})` : ''}`,
-                `Model: ${out}`,
-                ...(auditIds.length > 0 ? [`Audit: model.trained recorded as event ${auditIds[0]}`] : []),
-              ].join('\n'),
-          );
+          return runPlainTraining(io, o, integrity, ds, schema, log, dataDigest, protectedData);
         });
       } finally {
         await keyringSession?.close();
       }
     });
+}
+
+/**
+ * Plain training (no --from, no DP): trains with the integrity options (sanitising, provenance), writes
+ * the ONNX model and records model.trained.
+ */
+async function runPlainTraining(
+  io: Io,
+  o: TrainCliOpts,
+  integrity: IntegrityTrainOpts,
+  ds: Dataset,
+  schema: Schema | undefined,
+  log: AuditLog | undefined,
+  dataDigest: string,
+  protectedData: ProtectedDataRecord | undefined,
+): Promise<void> {
+  let bar: Progress | null = null;
+  let r: TrainTabularResult;
+  let sanitize: Awaited<ReturnType<typeof trainWithIntegrity>>['sanitize'];
+  try {
+    ({ result: r, sanitize } = await trainWithIntegrity(io, integrity, ds, {
+      label: o.label,
+      model: o.model,
+      solver: o.solver,
+      hidden: o.hidden,
+      activation: o.activation,
+      epochs: o.epochs,
+      batchSize: o.batchSize,
+      learningRate: o.lr,
+      l2: o.l2,
+      seed: o.seed,
+      testFraction: o.testFraction,
+      classWeights: o.classWeights === 'balanced' ? 'balanced' : null,
+      features: o.features,
+      drop: o.drop,
+      metadata: protectedMetadata(protectedData),
+      ...(o.adversarial
+        ? {
+            adversarial: {
+              method: o.adversarial,
+              eps: o.advEps as number,
+              steps: o.advSteps ?? 10,
+              ...(o.advEma === undefined ? {} : { weightAverage: o.advEma }),
+              ...(o.immutable === undefined ? {} : { immutable: o.immutable }),
+              ...(schema ? { schema } : {}),
+            },
+          }
+        : {}),
+      note: (m) => io.note(m),
+      onProgress: (done, total, info) => {
+        bar ??= startProgress(io, 'train', total, 'batches');
+        bar.update(done, info);
+      },
+    }));
+  } finally {
+    (bar as Progress | null)?.stop();
+  }
+  const out = resolve(o.out);
+  await writeFileAtomic(out, r.onnx, { noClobber: o.force !== true });
+  const auditIds = await record(log, [
+    {
+      type: 'model.trained',
+      data: {
+        modelDigest: sha256Digest(r.onnx),
+        datasetDigest: dataDigest,
+        algorithm: o.model,
+        hyperparameters: {
+          solver: o.solver,
+          ...(o.hidden ? { hidden: o.hidden.join(',') } : {}),
+          epochs: r.training.history.length,
+          batchSize: o.batchSize,
+          seed: o.seed,
+          testFraction: o.testFraction,
+          ...sanitizeHyperparameters(sanitize),
+          ...protectedHyperparameters(protectedData),
+        },
+        ...(o.adversarial
+          ? {
+              adversarial: {
+                attack: o.adversarial,
+                epsilon: o.advEps as number,
+                steps: o.advSteps ?? 10,
+              },
+            }
+          : {}),
+        metrics: {
+          accuracy: r.test.accuracy,
+          f1: r.test.f1,
+          ...(r.test.rocAuc === undefined ? {} : { rocAuc: r.test.rocAuc }),
+        },
+      },
+    },
+  ]);
+  const last = r.training.history[r.training.history.length - 1];
+  io.result(
+    {
+      out,
+      model: o.model,
+      solver: o.solver,
+      architecture: [r.network.inputs, ...r.network.hidden, r.network.classes],
+      label: o.label,
+      classes: r.classValues,
+      features: r.features.length,
+      trainRows: r.trainRows,
+      epochs: r.training.history.length,
+      trainLoss: last?.loss,
+      test: r.test,
+      ...(o.adversarial
+        ? { adversarial: { method: o.adversarial, eps: o.advEps, steps: o.advSteps ?? 10 } }
+        : {}),
+      ...(sanitize ? { sanitize } : {}),
+      ...(protectedData ? { protectedData } : {}),
+      ...(auditIds.length > 0 ? { auditEvent: auditIds[0] } : {}),
+    },
+    () =>
+      [
+        `Trained ${o.model} [${[r.network.inputs, ...r.network.hidden, r.network.classes].join('-')}] on ${r.trainRows} rows, ${r.training.history.length} ${o.solver === 'lbfgs' ? 'L-BFGS iterations' : 'epochs'} (final loss ${last?.loss.toFixed(4)}).`,
+        `Test (${r.test.rows} rows): accuracy ${pct(r.test.accuracy)}, precision ${pct(r.test.precision)}, recall ${pct(r.test.recall)}, F1 ${pct(r.test.f1)}${
+          r.test.rocAuc !== undefined
+            ? `, ROC AUC ${r.test.rocAuc.toFixed(4)}, PR AUC ${r.test.averagePrecision?.toFixed(4)}`
+            : ''
+        }`,
+        `Classes of "${o.label}": ${r.classValues.join(', ')}${r.classValues.length === 2 ? ` (positive: ${r.classValues[1]})` : ''}`,
+        `Model: ${out}`,
+        ...(auditIds.length > 0 ? [`Audit: model.trained recorded as event ${auditIds[0]}`] : []),
+      ].join('\n'),
+  );
 }
