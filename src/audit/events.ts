@@ -12,7 +12,7 @@
  * the model, its training run, its dataset and the keys.
  */
 import { z } from 'zod';
-import { BulwarkError } from '../core/index.js';
+import { BulwarkError, escapeChars, NOT_ONE_LINE_CHARS } from '../core/index.js';
 
 /** The entry format version written by this code. */
 export const EVENT_VERSION = 1;
@@ -419,11 +419,6 @@ export function eventRefs(e: AuditEventInput): { produces: string[]; uses: strin
   }
 }
 
-// Line breaks (C0 including LF and TAB, U+2028, U+2029), DEL, C1 controls and the invisible
-// bidirectional marks and overrides.
-// biome-ignore lint/suspicious/noControlCharactersInRegex: matching them is the point.
-const NOT_ONE_LINE = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
-
 /**
  * Text from an event as one line that a terminal shows rather than obeys: every control character,
  * line break and bidirectional override as `\uXXXX`. Event strings (a caller's name, a dataset's
@@ -432,7 +427,7 @@ const NOT_ONE_LINE = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\
  * over the lines above it.
  */
 export function oneLine(v: unknown): string {
-  return String(v).replace(NOT_ONE_LINE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return escapeChars(String(v), NOT_ONE_LINE_CHARS);
 }
 
 /** A one-line human summary of an event's data, for `audit tail` and lineage output. */

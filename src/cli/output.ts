@@ -1,5 +1,12 @@
 import type { Command } from 'commander';
-import { BulwarkError, type ErrorCode, ExitCode, errorCodes } from '../core/index.js';
+import {
+  BulwarkError,
+  type ErrorCode,
+  ExitCode,
+  errorCodes,
+  escapeChars,
+  UNPRINTABLE_CHARS,
+} from '../core/index.js';
 
 /** Where a command writes: stdout for results, stderr for messages and progress. */
 export interface Io {
@@ -14,20 +21,13 @@ export interface Io {
 }
 
 /**
- * Control characters other than tab and line feed (C0, DEL, C1) and the invisible bidirectional
- * marks and overrides, which human output shows as `\uXXXX`.
- */
-// biome-ignore lint/suspicious/noControlCharactersInRegex: matching them is the point.
-const UNPRINTABLE = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
-
-/**
  * Text as a terminal will show it, not obey it. Column names, category values, file names and model
  * metadata reach the human output from files that anyone may have written: an escape sequence in a CSV
  * header could retitle the terminal, clear it, or move the cursor back over the SENSITIVITY column of
  * `bulwark data schema` and print "public" where the table says "sensitive".
  */
 export function printable(s: string): string {
-  return s.replace(UNPRINTABLE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return escapeChars(s, UNPRINTABLE_CHARS);
 }
 
 /** The `Io` of a running command, from the global `--json` flag. */

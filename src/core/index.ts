@@ -31,6 +31,7 @@ export {
 } from './fs.js';
 export { CONNECTION_ERRNO, isConnectionFailure, redactUrl } from './postgres.js';
 export { fmix32, makeRng, Rng, rngOf, SecureRng, type Seed, SeededRng } from './rng.js';
+export { escapeChars, NOT_ONE_LINE_CHARS, UNPRINTABLE_CHARS } from './text.js';
 export {
   requireFinite,
   requireFiniteRows,

@@ -26,6 +26,7 @@ import {
   type ClientVerifyOptions,
   SESSION_MEDIA_TYPE,
 } from '../attest/index.js';
+import { NOT_ONE_LINE_CHARS } from '../core/index.js';
 import { type DpopKey, dpopProof } from './auth/dpop-proof.js';
 import { readLimitedBody } from './body.js';
 
@@ -556,16 +557,15 @@ function parseAnswer(r: RawResponse): unknown {
 }
 
 /**
- * Text of the server for an error message: control characters (CR/LF, ANSI escapes) and bidirectional
- * overrides become spaces so it cannot forge log lines, a JWT or a `Bearer`/`DPoP` credential in it is
- * replaced, and it is cut at 512 characters.
+ * Text of the server for an error message: control characters and line breaks (CR/LF, ANSI escapes,
+ * U+2028) and bidirectional marks (core's NOT_ONE_LINE_CHARS, as `audit tail` escapes them) become
+ * spaces so it cannot forge log lines, a JWT or a `Bearer`/`DPoP` credential in it is replaced, and it
+ * is cut at 512 characters.
  */
-// biome-ignore lint/suspicious/noControlCharactersInRegex: matching them is the point.
-const UNPRINTABLE = /[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g;
 
 function serverText(text: string): string {
   const t = text
-    .replace(UNPRINTABLE, ' ')
+    .replace(NOT_ONE_LINE_CHARS, ' ')
     .replace(/\beyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*/g, '[credential]')
     .replace(/\b(Bearer|DPoP)\s+[A-Za-z0-9\-._~+/]+=*/gi, '$1 [credential]');
   return t.length > 512 ? `${t.slice(0, 511)}…` : t;
