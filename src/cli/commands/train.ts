@@ -199,8 +199,9 @@ ${protectedDataHelp(TRAIN_PROTECTED_USE)}`,
     .action(async function (this: Command) {
       const o = this.opts<TrainCliOpts>();
       const io = ioOf(this);
+      const integrity = this.opts<IntegrityTrainOpts>();
       // With --from the model kind is the previous model's (a DP fine-tune checks --hidden against it).
-      if (o.hidden && o.model !== 'mlp' && this.opts<IntegrityTrainOpts>().from === undefined)
+      if (o.hidden && o.model !== 'mlp' && integrity.from === undefined)
         throw new BulwarkError('ERR_USAGE', '--hidden applies to --model mlp only');
       await requireFile(o.data, 'data file');
       // Before any work: an output that exists (without --force), sits in a missing folder or is one of
@@ -258,8 +259,7 @@ ${protectedDataHelp(TRAIN_PROTECTED_USE)}`,
       // A protected file (manifest beside it) is checked on these very rows, before anything else runs.
       // With --from, one keyring checks a protected --data and --eval and opens a package parent: opened
       // at its first use (one scrypt derivation, one prompt), closed once when the command ends.
-      const keyringSession =
-        this.opts<IntegrityTrainOpts>().from !== undefined ? new KeyringSession() : undefined;
+      const keyringSession = integrity.from !== undefined ? new KeyringSession() : undefined;
       try {
         const read = await readProtectable(
           io,
@@ -276,14 +276,7 @@ ${protectedDataHelp(TRAIN_PROTECTED_USE)}`,
         const dp = this.opts<DpTrainOpts>();
         // Opened before training: a log that cannot be opened refuses the run (fail closed).
         return await withOperationLog(o.audit, async (log) => {
-          await checkTrainingIntegrity(
-            io,
-            this.opts<IntegrityTrainOpts>(),
-            { file: o.data, digest: dataDigest },
-            log,
-            wantsDp(dp),
-          );
-          const integrity = this.opts<IntegrityTrainOpts>();
+          await checkTrainingIntegrity(io, integrity, { file: o.data, digest: dataDigest }, log, wantsDp(dp));
           if (integrity.from !== undefined) {
             if (!wantsDp(dp)) {
               return runContinuedTraining(
