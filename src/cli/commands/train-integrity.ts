@@ -188,19 +188,7 @@ export async function checkTrainingIntegrity(
       'ERR_USAGE',
       '--accept-claims applies to a DP fine-tune (--from with --dp-epsilon) of a parent whose guarantee nothing backs; to package a model with unchecked claims, bulwark model protect --accept-claims',
     );
-  if (log && o.requireProvenance) {
-    const key = o.auditKey === undefined ? undefined : await loadVerifierKey(o.auditKey);
-    // The digest of the bytes training reads, not of the path read again (it may have changed since).
-    const [p] = await requireProvenance(
-      log,
-      [{ source: data.file, digest: data.digest }],
-      key === undefined ? {} : { publicKey: key },
-    );
-    if (p)
-      io.note(
-        `provenance: ${data.file} is protected dataset ${p.digest.slice(0, 19)}… (audit event #${p.index})`,
-      );
-  }
+  if (log && o.requireProvenance) await provenanceOf(io, log, o.auditKey, data.file, data.digest, '');
 }
 
 /**
@@ -266,18 +254,7 @@ export async function runContinuedTraining(
   o = { ...o, evalProtectedData: ev.protectedData, evalDigest: ev.digest };
   // The evaluation set decides whether the new model is kept, so --require-provenance covers it as it
   // covers --data: an unrecorded set chosen to flatter a poisoned model would otherwise be the judge.
-  if (o.requireProvenance && log) {
-    const key = o.auditKey === undefined ? undefined : await loadVerifierKey(o.auditKey);
-    const [p] = await requireProvenance(
-      log,
-      [{ source: evalFile, digest: ev.digest }],
-      key === undefined ? {} : { publicKey: key },
-    );
-    if (p)
-      io.note(
-        `provenance: ${evalFile} (--eval) is protected dataset ${p.digest.slice(0, 19)}… (audit event #${p.index})`,
-      );
-  }
+  if (o.requireProvenance && log) await provenanceOf(io, log, o.auditKey, evalFile, ev.digest, ' (--eval)');
   let evaluation = ev.dataset;
   if (schema) evaluation = validateAgainstSchema(evaluation, schema, { source: o.eval });
   if (packaged) return runPackageContinuation(io, o, ds, evaluation, schema, log, tune);
@@ -348,4 +325,29 @@ export async function runContinuedTraining(
     },
     () => [...r.lines, `Model: ${out}`].join('\n'),
   );
+}
+
+/**
+ * `--require-provenance` for one file read with its digest: the bytes used must be the output of a
+ * `dataset.protected` event in the audit log (with `--audit-key`, proved under a signed checkpoint).
+ * The digest is of the bytes the command read, never of the path hashed again (it may have changed).
+ */
+async function provenanceOf(
+  io: Io,
+  log: AuditLog,
+  auditKey: string | undefined,
+  file: string,
+  digest: string,
+  what: string,
+): Promise<void> {
+  const key = auditKey === undefined ? undefined : await loadVerifierKey(auditKey);
+  const [p] = await requireProvenance(
+    log,
+    [{ source: file, digest }],
+    key === undefined ? {} : { publicKey: key },
+  );
+  if (p)
+    io.note(
+      `provenance: ${file}${what} is protected dataset ${p.digest.slice(0, 19)}… (audit event #${p.index})`,
+    );
 }
