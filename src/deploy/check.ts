@@ -12,6 +12,7 @@ import {
 } from 'kubernetes-models/v1';
 import { type Document, isAlias, isMap, isScalar, isSeq, parseAllDocuments, Scalar } from 'yaml';
 import { BulwarkError } from '../core/index.js';
+import { urlCredential } from './credentials.js';
 import { RULE_BY_ID, type RuleLevel, type Severity, severityRank } from './rules.js';
 
 /**
@@ -426,12 +427,6 @@ const ABSOLUTE_PATH = /^\/[^\s]*$/;
 const SECRET_VALUE =
   /(-----BEGIN [A-Z ]*PRIVATE KEY-----|\bAKIA[0-9A-Z]{16}\b|\bgh[pousr]_[A-Za-z0-9]{36,}\b|\bxox[abpr]-[A-Za-z0-9-]+|\beyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.)/;
 
-/**
- * A URL that carries a credential, whatever the variable's name: a password in its user info
- * (`postgres://app:pw@db/app`) or a credential parameter in its query (`?password=`, `?token=`).
- */
-const CREDENTIAL_URL =
-  /^[A-Za-z][A-Za-z0-9+.-]*:\/\/([^/?#\s@]*:[^/?#\s@]+@|[^\s]*[?&](pass(word|wd)?|pwd|secret|token|access_token|api[_-]?key)=[^&#\s]+)/i;
 /** A name that ends in a secret noun (DB_PASSWORD, HSM_PIN, AUTH_TOKEN, API_KEY): its value is the secret. */
 const SECRET_LAST_WORD = new RegExp(`${SECRET_WORDS.source.slice(0, -'(_|$)'.length)}$`);
 /** Key material under a name ending in KEY (STRIPE_KEY, HMAC_KEY): 16+ key characters, letters and digits. */
@@ -439,7 +434,8 @@ const KEY_MATERIAL = /^(?=[^\s]*[A-Za-z])(?=[^\s]*\d)[A-Za-z0-9+/=_.~-]{16,}$/;
 
 /** Whether env `name=value` writes a secret into the manifest (BW-SECRET-ENV-LITERAL). */
 function secretLiteral(name: string, value: string): boolean {
-  if (SECRET_VALUE.test(value) || CREDENTIAL_URL.test(value)) return true;
+  // A URL that carries a credential, whatever the variable's name (one rule with deploy k8s).
+  if (SECRET_VALUE.test(value) || urlCredential(value) !== undefined) return true;
   if (SECRET_FILE_NAME.test(name) && ABSOLUTE_PATH.test(value)) return false;
   const words = nameWords(name);
   const setting = SETTING_WORDS.test(words);

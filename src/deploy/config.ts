@@ -3,6 +3,7 @@ import { isIP } from 'node:net';
 import { posix } from 'node:path';
 import { z } from 'zod';
 import { BulwarkError, fsError, parseYaml, validateConfig } from '../core/index.js';
+import { isCredentialParam } from './credentials.js';
 
 /**
  * The `deploy` section of `bulwark.yaml`, and a narrow reader of the few other keys the Kubernetes
@@ -329,9 +330,10 @@ function parseUrl(text: string, key: string, source: string, protocols: readonly
       { details: { file: source, firstPath: key } },
     );
   }
-  // pg and ioredis also take the password from the query (`?password=`, `?sslpassword=`).
+  // pg and ioredis also take the password from the query (`?password=`, `?sslpassword=`); one rule
+  // with deploy check's (credentials.ts).
   for (const name of u.searchParams.keys()) {
-    if (/pass(word|wd)?|secret|token|api[_-]?key/i.test(name))
+    if (isCredentialParam(name))
       throw new BulwarkError(
         'ERR_CONFIG_INVALID',
         `${source}: ${key}: the URL carries a credential in its query (${name}), which would be copied into a ConfigMap; put it in a mounted secret file instead`,
