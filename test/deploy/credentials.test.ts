@@ -59,7 +59,6 @@ function envFlagged(value: string): boolean {
   ]).some((f) => f.rule === 'BW-SECRET-ENV-LITERAL');
 }
 
-
 describe('credential query parameters', () => {
   it('names a credential by its last word, whatever the separators and case', () => {
     for (const n of CREDENTIALS) assert.equal(isCredentialParam(n), true, n);

@@ -345,4 +345,52 @@ describe('bulwark train --from MODEL --dp-epsilon (DP continuous learning, built
     assert.equal(misplaced.code, 2, misplaced.stderr);
     assert.match(misplaced.stderr, /ERR_USAGE.*--accept-claims applies to a DP fine-tune/);
   });
+
+  it("--audit-key proves the parent's training record under a signed checkpoint before anything is spent", async () => {
+    const before = await spent();
+    const keyed = (extra: string[], data = 'batch.csv') =>
+      dpArgs(p('parent.onnx'), data, 'out/keyed.onnx', extra);
+    // The checkpoint setUpPackages signed predates the parent's training: nothing proves its record
+    // yet, so it is refused (without the key, the stored leaf hash alone backed it above).
+    const pub = p('log.key.pub');
+    let r = await bwHere(keyed(['--audit-key', pub]));
+    assert.equal(r.code === 0, false, r.stderr);
+    assert.match(
+      r.stderr,
+      /"ERR_AUDIT_CHECKPOINT_MISSING","message":"the training record of sha256:[0-9a-f]{64}/,
+    );
+    const cp = ['audit', 'checkpoint', '--store', audit, '--signing-key', p('log.key')];
+    assert.equal((await bwHere(cp)).code, 0);
+    // Another key of the same name signed no checkpoint of this log.
+    const other = p('other-log.key');
+    assert.equal(
+      (await bwHere(['audit', 'keygen', '--name', 'bulwark.test/continue-dp', '--out', other])).code,
+      0,
+    );
+    r = await bwHere(keyed(['--audit-key', `${other}.pub`]));
+    assert.equal(r.code === 0, false, r.stderr);
+    assert.match(r.stderr, /ERR_AUDIT_(CHECKPOINT_SIGNATURE|KEY_INVALID)/);
+    assert.equal(existsSync(p('out/keyed.onnx')), false);
+    // The right key proves it: the run goes on (here to the poisoning gate, which refuses the batch).
+    // Without --json, which leaves notes out.
+    r = bw(keyed(['--audit-key', pub], 'poisoned.csv').filter((a) => a !== '--json'));
+    assert.match(
+      r.stderr,
+      /the parent's DP guarantee is backed by its model\.trained record, proved under a checkpoint signed by --audit-key/,
+    );
+    assert.match(r.stderr, /^bulwark: ERR_POISON_GATE: /m);
+    assert.equal(await spent(), before);
+    // --audit-key outside --require-provenance and a DP fine-tune is refused, not ignored; without a log too.
+    const plain = await bwHere([...mlpArgs(p('base.csv'), p('out/plain.onnx')), '--audit-key', pub]);
+    assert.equal(plain.code, 2, plain.stderr);
+    assert.match(
+      plain.stderr,
+      /ERR_USAGE.*--audit-key applies with --require-provenance, or to a DP fine-tune/,
+    );
+    const args = keyed(['--audit-key', pub]);
+    const noLog = args.filter((a, i) => a !== '--audit' && args[i - 1] !== '--audit');
+    r = await bwHere(noLog);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /ERR_USAGE.*--audit-key needs --audit/);
+  });
 });

@@ -12,6 +12,7 @@ import { backClaims, type ClaimStatus, lineageFromOnnxMetadata } from '../../mod
 import { NoiseSource, trainedPrivacy } from '../../privacy/index.js';
 import type { Io } from '../output.js';
 import { type Progress, startProgress } from '../progress.js';
+import { loadVerifierKey } from './audit.js';
 import { type ContinueCliOpts, comparisonLines, type Tuner } from './train-continue.js';
 import { budgetLine, budgetResult, type DpTrainOpts, openDpRun } from './train-dp.js';
 import { protectedMetadata } from './train-protected.js';
@@ -58,13 +59,17 @@ export async function parentPrivacyBacking(
   packageClaim: ClaimStatus | undefined,
   log: AuditLog | undefined,
   where: string,
+  publicKey?: string,
 ): Promise<'backed' | 'claimed' | 'none'> {
   const claimed = lineageFromOnnxMetadata(onnxMetadata(previous)).privacy;
   if (claimed === undefined) return 'none';
   if (packageClaim === 'backed') return 'backed';
   if (log === undefined) return 'claimed';
   const digest = sha256Digest(previous);
-  const record = await log.trainingRecord(digest);
+  // With the log's key (--audit-key) the record must be proved under a signed checkpoint, as model
+  // protect --audit-key proves one: whoever can write the database could add a model.trained entry
+  // of the parent and recompute its leaf hash, but cannot sign a checkpoint that covers it.
+  const record = await log.trainingRecord(digest, publicKey === undefined ? {} : { publicKey });
   if (record === undefined) return 'claimed';
   try {
     const l = backClaims({ privacy: claimed }, { privacy: claimed }, digest, record, false, where);
@@ -83,7 +88,8 @@ export function dpTuner(io: Io, o: DpContinueCliOpts, log: AuditLog | undefined)
       throw new BulwarkError('ERR_INTERNAL', 'DP continuation options were not checked');
     // Before the ledger is opened and anything spent.
     const where = `--from ${o.from}`;
-    const parentPrivacy = await parentPrivacyBacking(previous, parentPrivacyClaim, log, where);
+    const key = o.auditKey === undefined ? undefined : await loadVerifierKey(o.auditKey);
+    const parentPrivacy = await parentPrivacyBacking(previous, parentPrivacyClaim, log, where, key);
     // Only a run recorded in an audit log can back the new guarantee later (model protect --audit):
     // there a parent's unchecked claim would come out as backed, so it is refused unless accepted. A
     // run with no log backs nothing; its package (if any) goes out marked claimed anyway.
@@ -98,6 +104,10 @@ export function dpTuner(io: Io, o: DpContinueCliOpts, log: AuditLog | undefined)
         `${where}: the parent's DP guarantee is an unchecked claim (--accept-claims); the new model's is recorded as resting on it (parentPrivacy: claimed)`,
       );
     }
+    if (key !== undefined && parentPrivacy === 'backed' && parentPrivacyClaim !== 'backed')
+      io.note(
+        `${where}: the parent's DP guarantee is backed by its model.trained record, proved under a checkpoint signed by --audit-key`,
+      );
     const { delta, ledger } = await openDpRun(io, o, ds.rowCount, log, 'dp-sgd');
     let bar: Progress | null = null;
     try {

@@ -90,7 +90,7 @@ export function addIntegrityTrainOptions(cmd: Command): Command {
     )
     .option(
       '--audit-key <key>',
-      'the audit log public key (or a file): provenance also needs a verified inclusion proof',
+      "the audit log public key (or a file): --require-provenance's record, and a DP fine-tune's parent training record, must be proved under a checkpoint signed by it",
     )
     .option(
       '--from <model>',
@@ -168,8 +168,13 @@ export async function checkTrainingIntegrity(
       'ERR_USAGE',
       '--require-provenance needs --audit <store> (or BULWARK_AUDIT_STORE)',
     );
-  if (o.auditKey !== undefined && !o.requireProvenance)
-    throw new BulwarkError('ERR_USAGE', '--audit-key applies with --require-provenance');
+  if (o.auditKey !== undefined && !o.requireProvenance && !(dp && o.from !== undefined))
+    throw new BulwarkError(
+      'ERR_USAGE',
+      "--audit-key applies with --require-provenance, or to a DP fine-tune (--from with --dp-epsilon), whose parent's training record it proves",
+    );
+  if (o.auditKey !== undefined && !log)
+    throw new BulwarkError('ERR_USAGE', '--audit-key needs --audit <store> (or BULWARK_AUDIT_STORE)');
   // Sanitising inspects the data with a non-private model and removes rows by what it saw: not a DP
   // operation, so it is refused with DP training rather than silently skipped.
   if (dp && o.sanitize !== undefined)
