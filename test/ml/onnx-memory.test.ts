@@ -796,6 +796,27 @@ describe('--max-model-memory: the limit of the CLI commands that open or check a
     assert.match(r.stderr, /ERR_ONNX_INVALID: .*cannot tell the model's input width/);
   });
 
+  it('BULWARK_MAX_MODEL_MEMORY sets it for every command; the option overrides it; a bad value is ERR_USAGE naming it', async () => {
+    const file = join(dir, 'wide-env.onnx');
+    writeFileSync(file, wide);
+    writeFileSync(join(dir, 'one-env.csv'), 'a,b\n1,2\n');
+    const predict = ['predict', '--model', file, '--data', join(dir, 'one-env.csv')];
+    const under = (v: string) => ({ env: { BULWARK_MAX_MODEL_MEMORY: v } });
+    let r = await runBulwarkInProcess(predict, under('3GiB'));
+    assert.equal(r.code, 0, r.stderr);
+    r = await runBulwarkInProcess(['model', 'scan', file], under('512MiB'));
+    assert.equal(r.code, 5, r.stderr);
+    assert.match(r.stderr, /above the limit of 512\.0 MiB \(BULWARK_MAX_MODEL_MEMORY\)/);
+    r = await runBulwarkInProcess([...predict, '--max-model-memory', '3GiB'], under('1MiB'));
+    assert.equal(r.code, 0, r.stderr);
+    r = await runBulwarkInProcess(predict, under('lots'));
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(
+      r.stderr,
+      /^bulwark: ERR_USAGE: BULWARK_MAX_MODEL_MEMORY: expected a size in bytes.*got "lots"/m,
+    );
+  });
+
   it('a bad value is refused before any work, naming the option (exit 2)', async () => {
     for (const v of ['', '0', '12XB', '-1GiB', '1.5', '1023KiB', '2TiB', 'lots']) {
       const r = await runBulwarkInProcess([
