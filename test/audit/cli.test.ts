@@ -42,6 +42,27 @@ describe('bulwark audit (CLI)', () => {
     assert.equal(existsSync(missing), false);
   });
 
+  it('verify --key naming a missing file says the file is missing (exit 3), not that the key is malformed', async () => {
+    const missing = join(dir, 'nope.key.pub');
+    const r = await runBulwarkInProcess(['audit', '--store', db, 'verify', '--key', missing]);
+    assert.equal(r.code, 3, r.stderr);
+    assert.equal(r.stderr, `bulwark: ERR_FILE_NOT_FOUND: public key file not found: ${missing}\n`);
+    // A value that has the shape of a key (name+id+key) is still parsed as one, with the key's error.
+    const bad = await runBulwarkInProcess([
+      'audit',
+      '--store',
+      db,
+      'verify',
+      '--key',
+      'bulwark.test/cli+zz+AAAA',
+    ]);
+    assert.equal(bad.code, 5, bad.stderr);
+    assert.match(
+      bad.stderr,
+      /^bulwark: ERR_AUDIT_KEY_INVALID: verifier key: key ID must be 8 lowercase hex digits\n$/,
+    );
+  });
+
   it('checkpoint, verify, prove, verify --proof, tail and lineage on a log', async () => {
     const signer = parseSignerKey(readFileSync(key, 'utf8'));
     const log = await AuditLog.open({ store: { kind: 'sqlite', path: db }, origin: signer.name, signer });

@@ -84,9 +84,13 @@ async function loadSigner(path: string): Promise<NoteSigner> {
   return (await lib()).parseSignerKey(readText(path, 'signing key file'));
 }
 
-/** `--key`: a public key `name+id+key`, or a file holding one (checked, with readable file errors). */
+/**
+ * `--key`: a public key `name+id+key`, or a file holding one (checked, with readable file errors). A
+ * value with no `+` cannot be a key, so it is read as a file: a missing `log.key.pub` is
+ * ERR_FILE_NOT_FOUND naming it, not a key-format error.
+ */
 export async function loadVerifierKey(v: string): Promise<string> {
-  const text = existsSync(v) ? readText(v, 'public key file').trim() : v.trim();
+  const text = existsSync(v) || !v.includes('+') ? readText(v, 'public key file').trim() : v.trim();
   (await lib()).parseVerifierKey(text);
   return text;
 }
