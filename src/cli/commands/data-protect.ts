@@ -158,7 +158,8 @@ export function registerDataProtectCommands(data: Command): void {
           store = await SubjectKeyStore.openOrCreate(o.subjects, kr, { keyId: o.key });
           opts.subjects = { column: o.subjectColumn, store };
         }
-        opts.onProgress = (rows) => io.note(`  ${rows} rows`);
+        // Progress on a terminal only, as every command's bar (src/cli/progress.ts): scripts stay clean.
+        if (io.interactive) opts.onProgress = (rows) => io.note(`  ${rows} rows`);
         const r = await protectCsv(file, o.out, opts);
         const m = log ? await readManifest(r.manifest) : undefined;
         const auditIds = await record(
