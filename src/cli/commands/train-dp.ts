@@ -106,7 +106,7 @@ export function addDpTrainOptions(cmd: Command): Command {
 
 /**
  * What a DP run of `bulwark train` (training or fine-tuning) starts with once its options are checked:
- * δ (default below 1/(10 rows), noted), the warning that --seeded-noise makes the model not private,
+ * δ (default the smaller of 1e-5 and 1/(10 × rows), noted for DP-SGD), the warning that --seeded-noise makes the model not private,
  * and the ledger (--ledger, else $BULWARK_LEDGER, else ./bulwark-ledger.sqlite). With an audit log,
  * each spend is recorded (privacy.spent) when the ledger commits it, before any model is written.
  */
@@ -120,10 +120,15 @@ export async function openDpRun(
   // From the public count when declared: a default computed from the private count would reveal it.
   const n = o.dpRows ?? rows;
   const delta = o.dpDelta ?? Math.min(1e-5, 1 / (10 * n));
-  if (o.dpDelta === undefined)
-    io.note(`bulwark: --dp-delta not given: using ${delta.toPrecision(3)} (below 1/(10 rows))`);
-  const warning = deltaWarning(delta, rows);
-  if (warning !== null) io.note(`bulwark: WARNING: ${warning}`);
+  // Objective perturbation is pure epsilon-DP (delta 0 spent): a note on its delta would mislead.
+  if (method === 'dp-sgd') {
+    if (o.dpDelta === undefined)
+      io.note(
+        `bulwark: --dp-delta not given: using ${delta.toPrecision(3)} (the smaller of 1e-5 and 1/(10 × rows))`,
+      );
+    const warning = deltaWarning(delta, rows);
+    if (warning !== null) io.note(`bulwark: WARNING: ${warning}`);
+  }
   // Only DP-SGD's sampling rate depends on the count (objective perturbation's noise does not).
   if (o.dpRows === undefined && method === 'dp-sgd')
     io.note(
