@@ -689,7 +689,8 @@ export const errorCodes = {
   },
   ERR_MANIFEST_PARSE: {
     exit: ExitCode.input,
-    summary: 'A manifest file given to `deploy check` is not YAML or a document is not a Kubernetes object.',
+    summary:
+      'A manifest file given to `deploy check` is not YAML, a document is not a Kubernetes object, or an input holds no object.',
   },
   ERR_DEPLOY_FINDINGS: {
     exit: ExitCode.security,

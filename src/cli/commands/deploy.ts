@@ -176,7 +176,16 @@ Rule ids, severities and fixes: docs/deploy.md. Exit 5 (ERR_DEPLOY_FINDINGS) whe
       for (const f of files) {
         // '-' reads stdin: `kubectl kustomize overlays/prod | bulwark deploy check -`
         const text = f === '-' ? await readStdin() : await readManifestFile(f);
-        docs.push(...d.parseManifests(text, f));
+        const parsed = d.parseManifests(text, f);
+        // An input with no object is not a clean one: `kubectl kustomize k8s/ | bulwark deploy check -`
+        // with kubectl missing or failing pipes nothing, which passed as "no findings", exit 0.
+        if (parsed.length === 0)
+          throw new BulwarkError(
+            'ERR_MANIFEST_PARSE',
+            `${f === '-' ? 'stdin' : f}: no Kubernetes object to check (empty input: did the command that renders the manifests fail?)`,
+            { details: { file: f } },
+          );
+        docs.push(...parsed);
       }
       const findings = d.checkManifests(docs, { level: o.level });
       const failing = d.failsAt(findings, o.failOn);
