@@ -11,6 +11,7 @@ import {
   bulwarkVersion,
   fsError,
   invalidArgument,
+  isBulwarkError,
   readInputFile,
 } from '../core/index.js';
 import type { Schema } from '../data/index.js';
@@ -570,11 +571,28 @@ export async function protectModel(
     typeof trainingRecord === 'function'
       ? await trainingRecord(`sha256:${createHash('sha256').update(onnx).digest('hex')}`)
       : trainingRecord;
-  const { manifest, modelDigest, detectorBytes } = buildManifest(
-    onnx,
-    { ...rest, ...(record ? { trainingRecord: record } : {}) },
-    where,
-  );
+  let built: ReturnType<typeof buildManifest>;
+  try {
+    built = buildManifest(onnx, { ...rest, ...(record ? { trainingRecord: record } : {}) }, where);
+  } catch (e) {
+    // A log was searched and holds no record of these bytes: "give the audit log" would send the
+    // user back to the log they gave.
+    const tail =
+      'give the audit log its training was recorded in (--audit), or package it as an unchecked claim (--accept-claims)';
+    if (
+      trainingRecord !== undefined &&
+      record === undefined &&
+      isBulwarkError(e, 'ERR_LINEAGE_UNBACKED') &&
+      e.message.endsWith(tail)
+    )
+      throw new BulwarkError(
+        'ERR_LINEAGE_UNBACKED',
+        `${e.message.slice(0, -tail.length)}the audit log given has no model.trained entry of this model (sha256:${createHash('sha256').update(onnx).digest('hex')}): it was trained without that log (--audit) or changed since; give the log its training was recorded in, or package it as an unchecked claim (--accept-claims)`,
+        { details: e.details ?? {} },
+      );
+    throw e;
+  }
+  const { manifest, modelDigest, detectorBytes } = built;
   const manifestBytes = Buffer.from(JSON.stringify(manifest), 'utf8');
   if (manifestBytes.length > MAX_MANIFEST_BYTES)
     throw invalidArgument(

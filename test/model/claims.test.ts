@@ -253,6 +253,26 @@ describe('model protect: privacy and adversarial claims', () => {
     assert.match(ins.stdout, /privacy: +\(0\.1, 0\.000001\)-DP.*\[CLAIMED by the model file's metadata/);
   });
 
+  it('the refusal says what is missing: the audit log when none was given, the record when the given log lacks it', async () => {
+    withMetadata('plain.onnx', 'forged-msg.onnx', { 'bulwark.privacy': FORGED_PRIVACY });
+    const digest = sha256(readFileSync(p('forged-msg.onnx')));
+    refused(
+      await protect('forged-msg.onnx', 'forged-msg.bwm'),
+      'ERR_LINEAGE_UNBACKED',
+      /give the audit log its training was recorded in \(--audit\), or package it as an unchecked claim \(--accept-claims\)$/,
+    );
+    // With --audit the log was searched: telling the user to "give the audit log" sent them back to it.
+    const r = await protect('forged-msg.onnx', 'forged-msg.bwm', ['--audit', audit]);
+    refused(
+      r,
+      'ERR_LINEAGE_UNBACKED',
+      /differential-privacy guarantee .*backed by no record of its training: the audit log given has no model\.trained entry of this model/,
+    );
+    assert.ok(r.stderr.includes(`(${digest})`), r.stderr);
+    assert.doesNotMatch(r.stderr, /give the audit log its training was recorded in/);
+    assert.equal(existsSync(p('forged-msg.bwm')), false, 'nothing written');
+  });
+
   it('an adversarially trained model (bulwark train --adversarial --audit) is marked backed', async () => {
     const r = ok(await protect('adv.onnx', 'adv.bwm', ['--audit', audit]), 'protect');
     const out = JSON.parse(r.stdout) as {
