@@ -96,9 +96,13 @@ export function validateConfig<S extends z.ZodType>(
   });
 }
 
-/** Reads and validates a YAML configuration file. */
-export async function loadConfig<S extends z.ZodType>(path: string, schema: S): Promise<z.infer<S>> {
-  return parseConfig(await readInputFile(path, 'config', 'utf8'), schema, path);
+/** Reads and validates a YAML configuration file; `what` names it in a read error ("trust policy"). */
+export async function loadConfig<S extends z.ZodType>(
+  path: string,
+  schema: S,
+  what = 'config',
+): Promise<z.infer<S>> {
+  return parseConfig(await readInputFile(path, what, 'utf8'), schema, path);
 }
 
 export function formatPath(path: readonly PropertyKey[]): string {

@@ -170,7 +170,7 @@ export function parseGate(text: string, source = '<gate>'): GateSpec {
 }
 
 export function loadGate(path: string): Promise<GateSpec> {
-  return loadConfig(path, gateSchema);
+  return loadConfig(path, gateSchema, 'gate file');
 }
 
 /** A check's display name: its `name`, or the metric with its parameters. */

@@ -90,7 +90,7 @@ async function build(doc: PolicyDoc, source: string, baseDir: string): Promise<T
 
 /** Reads a trust policy file (YAML or JSON). */
 export async function loadTrustPolicy(path: string): Promise<TrustPolicy> {
-  const doc = await loadConfig(path, policySchema);
+  const doc = await loadConfig(path, policySchema, 'trust policy');
   return build(doc, path, dirname(resolve(path)));
 }
 

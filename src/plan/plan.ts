@@ -79,7 +79,11 @@ export type PlanFile = z.infer<typeof planFileSchema>;
 export async function loadPlanFile(path: string): Promise<PlanFile> {
   // parseYaml refuses a `__proto__` key (which zod's records would drop without a word) for every
   // configuration, this plan file included.
-  return validateConfig(parseYaml(await readInputFile(path, 'config', 'utf8'), path), planFileSchema, path);
+  return validateConfig(
+    parseYaml(await readInputFile(path, 'plan file', 'utf8'), path),
+    planFileSchema,
+    path,
+  );
 }
 
 export function defaultPlanFile(): PlanFile {
