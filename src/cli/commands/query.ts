@@ -481,7 +481,7 @@ export function registerQueryCommand(program: Command): void {
     ioOf(this).result(
       st,
       () =>
-        `Budget "${name}"${st.analyst ? ` (analyst ${st.analyst})` : ''}: epsilon ${st.total.epsilon}, delta ${st.total.delta}, ${st.composition} composition; spent ${Number(st.spent.epsilon.toPrecision(6))}, ${Number(st.spent.delta.toPrecision(6))}.`,
+        `Budget "${name}"${st.analyst ? ` (analyst ${st.analyst})` : ''}: epsilon ${st.total.epsilon}, delta ${st.total.delta}, ${st.composition} composition; spent epsilon ${Number(st.spent.epsilon.toPrecision(6))}, delta ${Number(st.spent.delta.toPrecision(6))}.`,
     );
   });
   ledgerOpt(budget.command('status <name>').description('total, spent and remaining budget')).action(
