@@ -348,7 +348,8 @@ export function registerAuditCommands(program: Command): void {
       if (from !== undefined) {
         const proved = await withLog(storeSpec(storeOf(this), false), signer, async (log) => {
           try {
-            return await log.proveConsistency(from, o.size);
+            const r = await log.proveConsistency(from, o.size);
+            return { ...r, headSize: (await log.head()).size };
           } catch (e) {
             if (
               e instanceof BulwarkError &&
@@ -361,9 +362,14 @@ export function registerAuditCommands(program: Command): void {
             throw e;
           }
         });
-        const { bundle, older, newer, signed } = proved;
+        const { bundle, older, newer, signed, headSize } = proved;
         const [oldSize, newSize] = [older.size, newer.size];
         const which = signed ? 'a checkpoint signed now' : 'a stored checkpoint';
+        // Without --signing-key the proof ends at the latest stored checkpoint: say what it leaves out.
+        if (o.size === undefined && headSize > newSize)
+          io.note(
+            `note: the log holds ${headSize - newSize} entr${headSize - newSize === 1 ? 'y' : 'ies'} beyond tree size ${newSize} that this proof does not cover; add --signing-key to sign a checkpoint of them first`,
+          );
         await writeBundle(io, o.out, bundle, {
           oldSize,
           newSize,
