@@ -13,6 +13,7 @@
  */
 import { z } from 'zod';
 import { BulwarkError, escapeChars, NOT_ONE_LINE_CHARS } from '../core/index.js';
+import { keyName } from './keys.js';
 
 /** The entry format version written by this code. */
 export const EVENT_VERSION = 1;
@@ -47,6 +48,11 @@ export function canonicalEventData(e: AuditEventInput): string {
 export const digestSchema = z.string().regex(/^sha256:[0-9a-f]{64}$/, 'expected sha256:<64 hex digits>');
 const idSchema = z.string().min(1).max(256).regex(/^\S+$/, 'expected no whitespace');
 const nameSchema = z.string().min(1).max(256);
+/** A signed-note verifier key, `name+<8 hex>+<base64>` (note.ts parses it fully where it is used). */
+const vkeySchema = z
+  .string()
+  .max(512)
+  .regex(/^[^\s+]+\+[0-9a-f]{8}\+[A-Za-z0-9/=+]+$/, 'expected a verifier key name+keyid+base64');
 const scalar = z.union([z.string().max(4096), z.number(), z.boolean(), z.null()]);
 /**
  * A free-form record (hyperparameters, details, summaries, metrics) whose keys the writer chooses. An
@@ -212,6 +218,12 @@ export const eventDataSchemas = {
       .regex(/^[0-9a-f]{32}$/)
       .optional(),
   }),
+  /**
+   * The log's own checkpoint key handed over (`AuditLog.rotateKey`, `bulwark audit rotate-key`): the
+   * first checkpoint that covers this entry and is signed by both keys completes it (docs/audit.md,
+   * "Rotating the log's key"). Written only by rotateKey: `append` refuses the type.
+   */
+  'log.key-rotated': z.strictObject({ previousKey: vkeySchema, newKey: vkeySchema }),
   /** A pipeline step finished (the demo records each of its stages). */
   'pipeline.stage': z.strictObject({
     pipeline: nameSchema,
@@ -415,6 +427,7 @@ export function eventRefs(e: AuditEventInput): { produces: string[]; uses: strin
     case 'privacy.spent':
     case 'pipeline.stage':
     case 'attestation.session':
+    case 'log.key-rotated':
       return { produces: [], uses: [] };
   }
 }
@@ -467,6 +480,8 @@ function describeRaw(e: AuditEventInput): string {
       return `ε ${String(d['epsilon'])}, δ ${String(d['delta'])} of ${String(d['dataset'])}${d['analyst'] === null ? '' : ` (analyst ${String(d['analyst'])})`} for ${String(d['operation'])}`;
     case 'attestation.session':
       return `${String(d['format'])} attestation ${String(d['event'])} for ${String(d['caller'])}${d['sessionId'] ? ` (session ${String(d['sessionId']).slice(0, 8)}…)` : ''}`;
+    case 'log.key-rotated':
+      return `log key ${keyName(String(d['previousKey']))} → ${keyName(String(d['newKey']))}`;
     case 'pipeline.stage':
       return `${String(d['pipeline'])}/${String(d['stage'])} ${String(d['status'])} in ${Number(d['seconds']).toFixed(2)} s`;
   }

@@ -28,6 +28,7 @@ export {
   oneLine,
   parseEventInput,
 } from './events.js';
+export { type KeyEpoch, keyName } from './keys.js';
 export {
   type AppendReceipt,
   AuditLog,

@@ -10,7 +10,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { BulwarkError, requireInteger } from '../core/index.js';
-import { type Checkpoint, signCheckpoint, verifyCheckpoint } from './checkpoint.js';
+import { type Checkpoint, checkpointText, signCheckpoint } from './checkpoint.js';
 import {
   type AuditEntry,
   type AuditEventData,
@@ -21,8 +21,17 @@ import {
   eventRefs,
   parseEventInput,
 } from './events.js';
+import {
+  type KeyEpoch,
+  keyHistory,
+  keyName,
+  keysAt,
+  type VerifierEpoch,
+  verifierEpochs,
+  verifyCheckpointAt,
+} from './keys.js';
 import { consistencyProof, Frontier, inclusionProof, leafHash, rootAt, verifyConsistency } from './merkle.js';
-import { type NoteSigner, type NoteVerifier, parseVerifierKey } from './note.js';
+import { type NoteSigner, type NoteVerifier, parseNote, parseVerifierKey, signNote } from './note.js';
 import { PgAuditStore, type PgStoreOptions } from './pg-store.js';
 import { SqliteAuditStore, type SqliteStoreOptions } from './sqlite-store.js';
 import {
@@ -89,6 +98,13 @@ export interface VerifyReport {
   nodesChecked: number;
   /** Where the public key came from: the caller (trusted) or the log's own metadata. */
   keySource: 'argument' | 'log';
+  /** The log's checkpoint keys checked (more than one after a key rotation, `AuditLog.rotateKey`). */
+  keys: number;
+  /**
+   * Indexes of `log.key-rotated` entries that no hand-over checkpoint completes (a rotation that
+   * stopped half-way; run it again): the key they name signs nothing of this log.
+   */
+  unfinishedRotations: number[];
   seconds: number;
 }
 
@@ -132,7 +148,7 @@ export class AuditLog implements AuditWriter {
   private constructor(
     readonly store: AuditStore,
     readonly origin: string,
-    private readonly signer: NoteSigner | undefined,
+    private signer: NoteSigner | undefined,
     private readonly maxBatch: number,
   ) {}
 
@@ -189,12 +205,20 @@ export class AuditLog implements AuditWriter {
             'ERR_AUDIT_KEY_INVALID',
             `signing key is named ${JSON.stringify(options.signer.name)}; this log's key must be named ${JSON.stringify(origin)}`,
           );
-        const vkey = await store.initMeta('vkey', options.signer.verifier.vkey);
-        if (vkey !== options.signer.verifier.vkey)
+        const mine = options.signer.verifier.vkey;
+        // After a rotation the key in force is the history's last; a retired key signs nothing more.
+        const history = await keyHistory(store);
+        const vkey =
+          history.length > 1 ? (history.at(-1) as KeyEpoch).vkey : await store.initMeta('vkey', mine);
+        if (vkey !== mine) {
+          const retired = history.find((k) => k.vkey === mine);
           throw new BulwarkError(
             'ERR_AUDIT_KEY_INVALID',
-            `this log's checkpoints are signed by another key (${vkey.split('+').slice(0, 2).join('+')})`,
+            retired
+              ? `this signing key was retired: the log's checkpoints are signed by ${keyName(vkey)} since tree size ${(history[history.indexOf(retired) + 1] as KeyEpoch).since}`
+              : `this log's checkpoints are signed by another key (${keyName(vkey)})`,
           );
+        }
       }
       return new AuditLog(store, origin, options.signer, maxBatch);
     } catch (e) {
@@ -203,9 +227,14 @@ export class AuditLog implements AuditWriter {
     }
   }
 
-  /** The public key recorded when the log was created (`name+id+key`), if any. */
-  publicKey(): Promise<string | undefined> {
-    return this.store.getMeta('vkey');
+  /** The public key that signs the log's checkpoints now (`name+id+key`), if any. */
+  async publicKey(): Promise<string | undefined> {
+    return (await keyHistory(this.store)).at(-1)?.vkey;
+  }
+
+  /** The log's keys in order, each with the tree size from which it signs (see keys.ts). */
+  keys(): Promise<KeyEpoch[]> {
+    return keyHistory(this.store);
   }
 
   /**
@@ -213,6 +242,20 @@ export class AuditLog implements AuditWriter {
    * at once for an invalid event; rejects with ERR_AUDIT_UNAVAILABLE when the store cannot be written.
    */
   append(event: AuditEventInput): Promise<AppendReceipt> {
+    // A rotation entry records a key hand-over only together with the checkpoint both keys sign:
+    // written by rotateKey alone, never as an event anyone who can append may claim.
+    if ((event as { type?: unknown } | null)?.type === 'log.key-rotated')
+      return Promise.reject(
+        new BulwarkError(
+          'ERR_AUDIT_EVENT_INVALID',
+          'audit event log.key-rotated: written only by a key rotation (bulwark audit rotate-key)',
+          { details: { type: 'log.key-rotated' } },
+        ),
+      );
+    return this.#append(event);
+  }
+
+  #append(event: AuditEventInput): Promise<AppendReceipt> {
     if (this.closed) return Promise.reject(new BulwarkError('ERR_AUDIT_CLOSED', 'the audit log is closed'));
     let parsed: AuditEventInput;
     let dataJson: string;
@@ -318,6 +361,14 @@ export class AuditLog implements AuditWriter {
   async checkpoint(): Promise<Checkpoint> {
     if (!this.signer)
       throw new BulwarkError('ERR_AUDIT_KEY_INVALID', 'writing a checkpoint needs the log signing key');
+    // Another process may have rotated the key since this log was opened (a gateway that kept the old
+    // key): a checkpoint it signed now would fail every verification.
+    const inForce = (await keyHistory(this.store)).at(-1)?.vkey;
+    if (inForce !== undefined && inForce !== this.signer.verifier.vkey)
+      throw new BulwarkError(
+        'ERR_AUDIT_KEY_INVALID',
+        `this signing key was retired: the log's checkpoints are signed by ${keyName(inForce)} now`,
+      );
     await this.flush();
     const s = await this.store.state();
     const root = await rootAt(new StoreTree(this.store, s.size), s.size);
@@ -334,6 +385,74 @@ export class AuditLog implements AuditWriter {
       createdAt: new Date().toISOString(),
     });
     return cp;
+  }
+
+  /**
+   * Hands the log over from its current signing key to `next` (same name: the log's origin), for a
+   * cryptoperiod's end or a suspected leak: appends a `log.key-rotated` entry naming both keys, signs
+   * a checkpoint of the tree that holds it with BOTH keys (the hand-over), stores it, and records
+   * `next` as the key in force from that size (docs/audit.md, "Rotating the log's key"). From then on
+   * this log signs with `next`, and opening the store with the old key is ERR_AUDIT_KEY_INVALID.
+   *
+   * Stop every other writer that signs checkpoints with the old key first: a checkpoint it signs
+   * after the hand-over is refused by `verify`. Safe to run again after a crash: a rotation entry
+   * without its hand-over is reported by `verify` (`unfinishedRotations`) and a second run completes
+   * the rotation with an entry and a hand-over of its own.
+   */
+  async rotateKey(next: NoteSigner): Promise<{ handover: Checkpoint; previousKey: string; newKey: string }> {
+    const current = this.signer;
+    if (!current)
+      throw new BulwarkError('ERR_AUDIT_KEY_INVALID', 'rotating the key needs the current signing key');
+    if (next.name !== this.origin)
+      throw new BulwarkError(
+        'ERR_AUDIT_KEY_INVALID',
+        `the new key is named ${JSON.stringify(next.name)}; this log's keys must be named ${JSON.stringify(this.origin)}`,
+      );
+    const previousKey = current.verifier.vkey;
+    const newKey = next.verifier.vkey;
+    const history = await keyHistory(this.store);
+    if (history.some((k) => k.vkey === newKey))
+      throw new BulwarkError(
+        'ERR_AUDIT_KEY_INVALID',
+        newKey === previousKey
+          ? 'the new key is the key in force: make a new one with "bulwark audit keygen"'
+          : `the new key ${keyName(newKey)} signed this log before: a retired key is never used again`,
+      );
+    if ((history.at(-1) as KeyEpoch | undefined)?.vkey !== previousKey)
+      throw new BulwarkError('ERR_AUDIT_KEY_INVALID', 'the signing key is not the key in force');
+    await this.#append({ type: 'log.key-rotated', data: { previousKey, newKey } });
+    await this.flush();
+    const s = await this.store.state();
+    const root = await rootAt(new StoreTree(this.store, s.size), s.size);
+    if (!root.equals(s.root))
+      throw new BulwarkError(
+        'ERR_AUDIT_STORE_INVALID',
+        `${this.store.location}: stored root does not match the tree`,
+      );
+    const head = { origin: this.origin, size: s.size, root };
+    const handover: Checkpoint = { ...head, note: signNote(checkpointText(head), [current, next]) };
+    await this.store.addCheckpoint({
+      size: s.size,
+      root,
+      note: handover.note,
+      createdAt: new Date().toISOString(),
+    });
+    // A checkpoint of that size signed meanwhile by another writer (the store keeps the first): the
+    // rotation entry stays unfinished and the key is not handed over.
+    const stored = (await this.store.checkpoints()).find((c) => c.size === s.size);
+    if (stored?.note !== handover.note)
+      throw new BulwarkError(
+        'ERR_AUDIT_INCONSISTENT',
+        `another writer signed the checkpoint of tree size ${s.size} during the rotation: stop the writers that use the old key and run the rotation again`,
+        { details: { size: s.size } },
+      );
+    const keys = [
+      ...(history.length > 0 ? history : [{ vkey: previousKey, since: 0 }]),
+      { vkey: newKey, since: s.size },
+    ];
+    await this.store.setMeta({ keys: JSON.stringify(keys), vkey: newKey });
+    this.signer = next;
+    return { handover, previousKey, newKey };
   }
 
   /** The stored checkpoints, by size (signatures not checked here: see {@link AuditLog.verify}). */
@@ -446,14 +565,15 @@ export class AuditLog implements AuditWriter {
     oldNote: string,
     treeSize?: number,
   ): Promise<{ bundle: ConsistencyBundle; older: Checkpoint; newer: Checkpoint; signed: boolean }> {
-    const recorded = await this.store.getMeta('vkey');
-    if (!recorded)
+    const epochs = verifierEpochs(await keyHistory(this.store));
+    if (epochs.length === 0)
       throw new BulwarkError(
         'ERR_AUDIT_KEY_INVALID',
         `${this.store.location}: the log has no public key recorded (it never signed a checkpoint)`,
       );
-    const verifier = parseVerifierKey(recorded);
-    const old = verifyCheckpoint(oldNote, verifier, this.origin);
+    // Each note is opened with the key(s) in force at its size (keys.ts).
+    const verifyAt = (note: string) => verifyCheckpointAt(note, epochs, this.origin);
+    const old = verifyAt(oldNote);
     if (treeSize !== undefined && !(Number.isSafeInteger(treeSize) && treeSize >= old.size))
       throw new BulwarkError(
         'ERR_INVALID_ARGUMENT',
@@ -495,7 +615,7 @@ export class AuditLog implements AuditWriter {
         );
       else note = latest.note;
     }
-    const newer = verifyCheckpoint(note, verifier, this.origin);
+    const newer = verifyAt(note);
     const at = new StoreTree(this.store, newer.size);
     if (!(await rootAt(at, newer.size)).equals(newer.root))
       throw new BulwarkError(
@@ -503,16 +623,36 @@ export class AuditLog implements AuditWriter {
         `the entries do not hash to the signed root of tree size ${newer.size}: the log was rewritten (run "bulwark audit verify")`,
         { details: { size: newer.size } },
       );
-    const proof = await consistencyProof(at, old.size, newer.size);
+    const b64 = (hs: Buffer[]) => hs.map((h) => h.toString('base64'));
+    // The key hand-overs between the two trees (rotateKey), each with the proof that leads to it: an
+    // auditor who trusts the key of the old checkpoint follows them to the key of the new one.
+    const handovers: NonNullable<ConsistencyBundle['handovers']> = [];
+    let from = old.size;
+    for (const e of epochs.slice(1).filter((x) => x.since >= old.size && x.since <= newer.size)) {
+      const h = cps.find((c) => c.size === e.since);
+      if (!h)
+        throw new BulwarkError(
+          'ERR_AUDIT_KEY_INVALID',
+          `the log's key history hands over to ${keyName(e.verifier.vkey)} at tree size ${e.since}, but no checkpoint of that size is stored`,
+          { details: { size: e.since } },
+        );
+      handovers.push({
+        checkpoint: h.note,
+        newKey: e.verifier.vkey,
+        proof: b64(await consistencyProof(at, from, e.since)),
+      });
+      from = e.since;
+    }
     const bundle: ConsistencyBundle = {
       format: 'bulwark-audit-consistency/1',
       oldCheckpoint: old.note,
       newCheckpoint: newer.note,
-      proof: proof.map((h) => h.toString('base64')),
+      proof: b64(await consistencyProof(at, from, newer.size)),
+      ...(handovers.length > 0 ? { handovers } : {}),
     };
     // No `held`: the bundle's old checkpoint is `oldNote` itself (verifyCheckpoint returns the note it
     // was given), so checking it again as the held one could not fail and cost one more signature check.
-    verifyConsistencyBundle(bundle, verifier, { origin: this.origin });
+    verifyConsistencyBundle(bundle, keysAt(epochs, old.size)[0] as NoteVerifier, { origin: this.origin });
     return { bundle, older: old, newer, signed };
   }
 
@@ -585,7 +725,15 @@ export class AuditLog implements AuditWriter {
       data: p.entry.data,
     };
     if (options.publicKey === undefined) return record;
-    const covering = (await this.store.checkpoints()).filter((c) => c.size > p.entry.index).at(-1);
+    // The latest covering checkpoint the key given signed: after a key rotation (rotateKey) a retired
+    // key still proves what its checkpoints and the hand-over cover.
+    const key =
+      typeof options.publicKey === 'string' ? parseVerifierKey(options.publicKey) : options.publicKey;
+    const signedBy = (note: string) =>
+      parseNote(note).signatures.some((g) => g.name === key.name && g.keyId === key.keyId);
+    const cover = (await this.store.checkpoints()).filter((c) => c.size > p.entry.index);
+    // Failing one, the latest: its signature check then says the key given did not sign it.
+    const covering = cover.filter((c) => signedBy(c.note)).at(-1) ?? cover.at(-1);
     if (!covering)
       throw new BulwarkError(
         'ERR_AUDIT_CHECKPOINT_MISSING',
@@ -657,25 +805,33 @@ export class AuditLog implements AuditWriter {
   ): Promise<VerifyReport> {
     const t0 = performance.now();
     await this.flush();
-    let verifier: NoteVerifier | undefined;
+    let given: NoteVerifier | undefined;
     let keySource: 'argument' | 'log' = 'argument';
-    const recorded = await this.store.getMeta('vkey');
+    const history = await keyHistory(this.store);
     if (options.publicKey !== undefined) {
-      verifier =
-        typeof options.publicKey === 'string' ? parseVerifierKey(options.publicKey) : options.publicKey;
-    } else {
-      if (recorded) verifier = parseVerifierKey(recorded);
-      keySource = 'log';
-    }
+      given = typeof options.publicKey === 'string' ? parseVerifierKey(options.publicKey) : options.publicKey;
+    } else keySource = 'log';
+    // The keys checkpoints are checked with: the log's, by tree size (keys.ts), when no key was given
+    // or the key given is one of them; otherwise the key given alone, so that a wrong key fails on the
+    // first stored checkpoint's signature, as it did before keys could rotate.
+    const inHistory = given === undefined || history.some((k) => k.vkey === given.vkey);
+    const epochs: VerifierEpoch[] =
+      inHistory && history.length > 0
+        ? verifierEpochs(history)
+        : given
+          ? [{ since: 0, verifier: given }]
+          : [];
     const stored = await this.store.checkpoints();
     const held = options.checkpoints ?? [];
-    if ((stored.length > 0 || held.length > 0) && !verifier)
+    if ((stored.length > 0 || held.length > 0) && epochs.length === 0)
       throw new BulwarkError(
         'ERR_AUDIT_KEY_INVALID',
         'the log has checkpoints but no public key was given or recorded',
       );
+    // A note is opened with the key(s) in force at its size (keys.ts).
+    const verifyAt = (note: string) => verifyCheckpointAt(note, epochs, this.origin);
     const heads: { cp: Checkpoint; held: boolean }[] = stored.map((c) => {
-      const cp = verifyCheckpoint(c.note, verifier as NoteVerifier, this.origin);
+      const cp = verifyAt(c.note);
       if (cp.size !== c.size || !cp.root.equals(c.root))
         throw new BulwarkError(
           'ERR_AUDIT_CHECKPOINT_INVALID',
@@ -686,22 +842,31 @@ export class AuditLog implements AuditWriter {
     // A key of another log, or a log created with another key: checked after the stored checkpoints
     // (which then fail their signature check first, as before), because with no checkpoint in the
     // store there was nothing to fail, and a store swapped for another log passed.
-    if (options.publicKey !== undefined) {
-      const v = verifier as NoteVerifier;
-      if (v.name !== this.origin)
+    if (given !== undefined) {
+      if (given.name !== this.origin)
         throw new BulwarkError(
           'ERR_AUDIT_ORIGIN_MISMATCH',
-          `the key given is for log ${JSON.stringify(v.name)}; ${this.store.location} holds log ${JSON.stringify(this.origin)}`,
-          { details: { origin: this.origin, key: v.name } },
+          `the key given is for log ${JSON.stringify(given.name)}; ${this.store.location} holds log ${JSON.stringify(this.origin)}`,
+          { details: { origin: this.origin, key: given.name } },
         );
-      if (recorded !== undefined && recorded !== v.vkey)
+      if (!inHistory)
         throw new BulwarkError(
           'ERR_AUDIT_KEY_INVALID',
-          `${this.store.location} was created with another key (${recorded.split('+').slice(0, 2).join('+')}), not the key given (${v.vkey.split('+').slice(0, 2).join('+')}): it is not the log of that key`,
+          history.length === 1
+            ? `${this.store.location} was created with another key (${keyName((history[0] as KeyEpoch).vkey)}), not the key given (${keyName(given.vkey)}): it is not the log of that key`
+            : `${this.store.location} is signed by other keys (${history.map((k) => keyName(k.vkey)).join(', ')}), not the key given (${keyName(given.vkey)}): it is not the log of that key`,
         );
     }
-    for (const note of held)
-      heads.push({ cp: verifyCheckpoint(note, verifier as NoteVerifier, this.origin), held: true });
+    // Each hand-over the history names must be stored: a checkpoint of that size signed by both keys
+    // (verifyAt checked both signatures of the ones stored).
+    for (const e of epochs.slice(1))
+      if (!heads.some((h) => h.cp.size === e.since))
+        throw new BulwarkError(
+          'ERR_AUDIT_KEY_INVALID',
+          `the log's key history hands over to ${keyName(e.verifier.vkey)} at tree size ${e.since}, but no checkpoint of that size signed by both keys is stored`,
+          { details: { size: e.since } },
+        );
+    for (const note of held) heads.push({ cp: verifyAt(note), held: true });
     // In size order whatever order the store returned them in: the rebuild below checks each head
     // when it reaches its size, and would silently skip one that came out of order.
     heads.sort((a, b) => a.cp.size - b.cp.size);
@@ -730,6 +895,7 @@ export class AuditLog implements AuditWriter {
         { details: { size: beyond.size, entries: beyond.entries, refs: beyond.refs } },
       );
 
+    const rotations: { index: number; previousKey: string; newKey: string }[] = [];
     const frontier = Frontier.empty();
     const pageSize = options.pageSize ?? 8192;
     let next = 0;
@@ -776,6 +942,10 @@ export class AuditLog implements AuditWriter {
             { details: { position: row.index, index: e.index } },
           );
         if (e.id !== row.id) throw corrupt(row.index, 'its indexed id column does not match its bytes');
+        if (e.type === 'log.key-rotated') {
+          const d = e.data as AuditEventData<'log.key-rotated'>;
+          rotations.push({ index: e.index, previousKey: d.previousKey, newKey: d.newKey });
+        }
         for (const ref of producedBy(e)) expectedRefs.add(`${ref}\u0000${row.index}`);
         frontier.push(leaf, onNode);
         next++;
@@ -806,6 +976,24 @@ export class AuditLog implements AuditWriter {
           },
         );
     }
+    // Each hand-over of the history is recorded in the log, while the previous key was in force and
+    // before the hand-over checkpoint; a rotation entry that no hand-over completes is reported.
+    const links = inHistory ? history.slice(1).map((k, i) => ({ from: history[i] as KeyEpoch, to: k })) : [];
+    const completes = (r: (typeof rotations)[number], l: (typeof links)[number]) =>
+      r.previousKey === l.from.vkey &&
+      r.newKey === l.to.vkey &&
+      r.index >= l.from.since &&
+      r.index < l.to.since;
+    for (const l of links)
+      if (!rotations.some((r) => completes(r, l)))
+        throw new BulwarkError(
+          'ERR_AUDIT_KEY_INVALID',
+          `the log's key history hands over from ${keyName(l.from.vkey)} to ${keyName(l.to.vkey)} at tree size ${l.to.since}, but no log.key-rotated entry before it records that`,
+          { details: { size: l.to.since } },
+        );
+    const unfinishedRotations = rotations
+      .filter((r) => !links.some((l) => completes(r, l)))
+      .map((r) => r.index);
     return {
       origin: this.origin,
       size: state.size,
@@ -816,6 +1004,8 @@ export class AuditLog implements AuditWriter {
       signedSize: longest?.size ?? 0,
       nodesChecked,
       keySource,
+      keys: inHistory ? history.length : 1,
+      unfinishedRotations,
       seconds: (performance.now() - t0) / 1000,
     };
   }

@@ -354,6 +354,17 @@ export class PgAuditStore implements AuditStore {
     return (await this.getMeta(key)) as string;
   }
 
+  async setMeta(values: Readonly<Record<string, string>>): Promise<void> {
+    const e = Object.entries(values);
+    // One statement: atomic without a transaction of its own.
+    await this.query(
+      'write metadata',
+      `INSERT INTO ${this.t('meta')} (key, value) SELECT * FROM unnest($1::text[], $2::text[])
+       ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value`,
+      [e.map(([k]) => k), e.map(([, v]) => v)],
+    );
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;

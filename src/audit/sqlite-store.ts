@@ -226,6 +226,7 @@ export class SqliteAuditStore implements AuditStore {
       ),
       getMeta: db.prepare<[string], { value: string }>('SELECT value FROM meta WHERE key = ?'),
       initMeta: db.prepare<[string, string]>('INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)'),
+      setMeta: db.prepare<[string, string]>('INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)'),
     };
   }
 
@@ -392,6 +393,14 @@ export class SqliteAuditStore implements AuditStore {
     return this.write('write metadata', () => {
       this.stmts.initMeta.run(key, value);
       return (this.stmts.getMeta.get(key) as { value: string }).value;
+    });
+  }
+
+  setMeta(values: Readonly<Record<string, string>>): Promise<void> {
+    return this.write('write metadata', () => {
+      this.db.transaction(() => {
+        for (const [k, v] of Object.entries(values)) this.stmts.setMeta.run(k, v);
+      })();
     });
   }
 

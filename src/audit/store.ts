@@ -105,5 +105,10 @@ export interface AuditStore {
   getMeta(key: string): Promise<string | undefined>;
   /** Sets a meta value only when absent; returns the value now stored. */
   initMeta(key: string, value: string): Promise<string>;
+  /**
+   * Sets meta values, replacing what is there, in one transaction (the log's key history and its
+   * current key change together when the key is rotated).
+   */
+  setMeta(values: Readonly<Record<string, string>>): Promise<void>;
   close(): Promise<void>;
 }

@@ -145,8 +145,18 @@ export interface ConsistencyBundle {
   oldCheckpoint: string;
   /** A signed checkpoint note of the log's tree now (size >= the old one's). */
   newCheckpoint: string;
-  /** RFC 9162 §2.1.4 `PROOF(m, D[n])` from the old size to the new one, base64 hashes. */
+  /**
+   * RFC 9162 §2.1.4 `PROOF(m, D[n])` from the old size (or the last hand-over's) to the new one,
+   * base64 hashes.
+   */
   proof: string[];
+  /**
+   * The log's key hand-overs between the two checkpoints, in order (`AuditLog.rotateKey`): each one's
+   * checkpoint is signed by the key in force before it and by `newKey`, and `proof` runs to it from
+   * the previous tree (the old checkpoint's, or the previous hand-over's). Absent when one key signed
+   * both checkpoints.
+   */
+  handovers?: { checkpoint: string; newKey: string; proof: string[] }[];
 }
 
 const consistencyBundleSchema = z.strictObject({
@@ -155,6 +165,16 @@ const consistencyBundleSchema = z.strictObject({
   newCheckpoint: z.string().max(1 << 16),
   // A consistency proof between trees of at most 2^53 leaves has fewer than 2 * 53 hashes.
   proof: z.array(b64Hash).max(128),
+  handovers: z
+    .array(
+      z.strictObject({
+        checkpoint: z.string().max(1 << 16),
+        newKey: z.string().max(512),
+        proof: z.array(b64Hash).max(128),
+      }),
+    )
+    .max(64)
+    .optional(),
 });
 
 /** The verified facts of a consistency bundle. */
@@ -165,6 +185,12 @@ export interface VerifiedConsistency {
   newer: Checkpoint;
   /** The checkpoint the caller held (`options.held`), when given: the bundle starts from its tree. */
   held?: Checkpoint;
+  /**
+   * The key that signed the new checkpoint (`name+id+key`): the key given, or after hand-overs the
+   * last one's new key, which the caller may trust from now on (each hand-over was signed by the key
+   * before it).
+   */
+  key: string;
 }
 
 /**
@@ -205,15 +231,32 @@ export function verifyConsistencyBundle(
       `consistency proof rejected: malformed bundle (${firstIssue(r.error, 'bundle')})`,
     );
   const b = r.data;
-  // Every note must be signed by the key and name the same log: verifyCheckpoint checks each one's
-  // origin line against `options.origin` (default the key's name), so two notes that pass name one log.
+  // Every note must be signed by the key in force at its tree and name the same log: verifyCheckpoint
+  // checks each one's origin line against `options.origin` (default the key's name), so notes that
+  // pass name one log. The key given signs the old (and held) checkpoint; each hand-over is signed by
+  // the key before it and by its new key, which then signs what follows.
   const older = verifyCheckpoint(b.oldCheckpoint, verifier, options.origin);
-  const newer = verifyCheckpoint(b.newCheckpoint, verifier, options.origin);
   const held =
     options.held === undefined ? undefined : verifyCheckpoint(options.held, verifier, options.origin);
+  let key = verifier;
+  const handovers: { cp: Checkpoint; proof: string[] }[] = [];
+  for (const [i, h] of (b.handovers ?? []).entries()) {
+    const cp = verifyCheckpoint(h.checkpoint, key, options.origin);
+    const next = parseVerifierKey(h.newKey);
+    if (next.name !== key.name || next.vkey === key.vkey)
+      throw new BulwarkError(
+        'ERR_AUDIT_PROOF_INVALID',
+        `consistency proof rejected: hand-over ${i + 1} names ${next.name === key.name ? 'the key already in force' : `a key of another log (${JSON.stringify(next.name)})`}`,
+      );
+    verifyCheckpoint(h.checkpoint, next, options.origin);
+    handovers.push({ cp, proof: h.proof });
+    key = next;
+  }
+  const newer = verifyCheckpoint(b.newCheckpoint, key, options.origin);
   const heads: [string, Checkpoint][] = [
     ['held', held],
     ['old', older],
+    ...handovers.map((h, i): [string, Checkpoint] => [`hand-over ${i + 1}`, h.cp]),
     ['new', newer],
   ].filter((h): h is [string, Checkpoint] => h[1] !== undefined);
   // A fork needs no proof to show: one key signed two different trees of the same size. This is
@@ -247,18 +290,26 @@ export function verifyConsistencyBundle(
       `consistency proof rejected: it starts from the tree of size ${older.size}, not from the checkpoint you hold (size ${held.size}): ask for a proof from yours ("bulwark audit prove --from")`,
       { details: { oldSize: older.size, heldSize: held.size } },
     );
-  const ok = verifyConsistency(
-    older.size,
-    newer.size,
-    older.root,
-    newer.root,
-    b.proof.map((p) => Buffer.from(p, 'base64')),
-  );
-  if (!ok)
-    throw new BulwarkError(
-      'ERR_AUDIT_PROOF_INVALID',
-      `consistency proof rejected: it does not show that the tree of size ${newer.size} extends the tree of size ${older.size}: the proof was altered, or the log forked; ask the log for a new proof (a log that cannot give one that verifies has forked: keep both notes)`,
-      { details: { oldSize: older.size, newSize: newer.size } },
-    );
-  return held ? { older, newer, held } : { older, newer };
+  // Old tree → each hand-over → new tree, every step an RFC 9162 consistency proof.
+  const steps = [...handovers, { cp: newer, proof: b.proof }];
+  let prev = older;
+  for (const step of steps) {
+    const ok =
+      step.cp.size >= prev.size &&
+      verifyConsistency(
+        prev.size,
+        step.cp.size,
+        prev.root,
+        step.cp.root,
+        step.proof.map((p) => Buffer.from(p, 'base64')),
+      );
+    if (!ok)
+      throw new BulwarkError(
+        'ERR_AUDIT_PROOF_INVALID',
+        `consistency proof rejected: it does not show that the tree of size ${step.cp.size} extends the tree of size ${prev.size}: the proof was altered, or the log forked; ask the log for a new proof (a log that cannot give one that verifies has forked: keep both notes)`,
+        { details: { oldSize: prev.size, newSize: step.cp.size } },
+      );
+    prev = step.cp;
+  }
+  return held ? { older, newer, held, key: key.vkey } : { older, newer, key: key.vkey };
 }

@@ -152,12 +152,19 @@ async function verifyConsistencyProof(
       newSize: v.newer.size,
       newRoot: b64(v.newer.root),
       heldCheckpoint: v.held !== undefined,
+      // The log's key was rotated on the way: each hand-over was signed by the key before it.
+      ...(v.key !== key ? { newKey: v.key } : {}),
     },
     () =>
       [
         `OK: ${v.newer.origin} at tree size ${v.newer.size} extends its tree of size ${v.older.size}${v.held ? ' (the checkpoint you hold)' : ''}`,
         `old root ${b64(v.older.root)}`,
         `new root ${b64(v.newer.root)}`,
+        ...(v.key !== key
+          ? [
+              `the log's key was handed over on the way (each hand-over signed by the key before it); trust its new key from now on: ${v.key}`,
+            ]
+          : []),
       ].join('\n'),
   );
 }
@@ -176,13 +183,15 @@ async function withLog<T>(
 }
 
 /**
- * `bulwark audit verify|prove|tail|checkpoint|lineage|keygen`: the tamper-evident audit log
+ * `bulwark audit verify|prove|tail|checkpoint|lineage|keygen|rotate-key`: the tamper-evident audit log
  * (see docs/audit.md).
  */
 export function registerAuditCommands(program: Command): void {
   const audit = program
     .command('audit')
-    .description('the tamper-evident audit log: verify it, prove an event, follow lineage, sign checkpoints')
+    .description(
+      'the tamper-evident audit log: verify it, prove an event, follow lineage, sign checkpoints, rotate its key',
+    )
     .option(
       '--store <file|url>',
       `the log: a SQLite file or a postgres:// URL (env BULWARK_AUDIT_STORE; default ${DEFAULT_AUDIT_STORE})`,
@@ -288,6 +297,10 @@ export function registerAuditCommands(program: Command): void {
         io.note(
           `note: entries #${report.signedSize} to #${report.entries - 1} are not covered by a signed checkpoint yet: whoever can write the database can still change them unnoticed (sign one with "audit checkpoint --signing-key")`,
         );
+      if (report.unfinishedRotations.length > 0)
+        io.note(
+          `note: key rotation entries ${report.unfinishedRotations.map((i) => `#${i}`).join(', ')} were never completed by a hand-over checkpoint signed by both keys: the keys they name sign nothing of this log (run "audit rotate-key" again to finish a rotation)`,
+        );
       if (report.heldCheckpoints === 0)
         io.note(
           'note: a log rolled back or replaced as a whole, or a fork shown only to you, is consistent in itself; pass --checkpoint with a checkpoint of this log you kept to detect it',
@@ -296,6 +309,7 @@ export function registerAuditCommands(program: Command): void {
         [
           `OK: ${report.entries} entries (${report.signedSize} under a signed checkpoint), ${report.checkpoints} signed checkpoints${report.heldCheckpoints > 0 ? ` and ${report.heldCheckpoints} you hold` : ''}, ${report.nodesChecked} cached subtrees verified (${report.seconds.toFixed(2)} s)`,
           `origin ${report.origin}, root ${report.root}`,
+          ...(report.keys > 1 ? [`${report.keys} checkpoint keys, each hand-over signed by both keys`] : []),
         ].join('\n'),
       );
     });
@@ -438,6 +452,58 @@ export function registerAuditCommands(program: Command): void {
       if (o.out) await writeFileAtomic(resolve(o.out), cp.note);
       io.result({ origin: cp.origin, size: cp.size, root: cp.root.toString('base64'), note: cp.note }, () =>
         cp.note.trimEnd(),
+      );
+    });
+
+  audit
+    .command('rotate-key')
+    .description(
+      'hand the log over to a new checkpoint signing key: a log.key-rotated entry, then a checkpoint signed by both keys; the old key signs nothing more',
+    )
+    .requiredOption('--signing-key <file>', 'the key in force (from "audit keygen")', nonEmpty)
+    .requiredOption(
+      '--new-key <file>',
+      'the new signing key (from "audit keygen --name" with the log\'s origin)',
+      nonEmpty,
+    )
+    .option('--out <file>', 'also write the hand-over checkpoint (signed by both keys) to this file')
+    .option('--force', 'overwrite --out if it exists')
+    .addHelpText(
+      'after',
+      `
+Stop every other process that signs checkpoints of this log with the old key first (a gateway with
+audit.signer): a checkpoint it signs after the hand-over is refused by "audit verify". Give auditors
+the hand-over note with the new public key: it is signed by the key they trust and by the new one.
+See docs/audit.md, "Rotating the log's key".`,
+    )
+    .action(async function (this: Command) {
+      const o = this.opts<{ signingKey: string; newKey: string; out?: string; force?: boolean }>();
+      const io = ioOf(this);
+      if (o.out)
+        await checkOutputPath(o.out, {
+          force: o.force,
+          inputs: [storeSpecPath(storeOf(this)), o.signingKey, o.newKey],
+        });
+      const signer = await loadSigner(o.signingKey);
+      const next = await loadSigner(o.newKey);
+      const r = await withLog(storeSpec(storeOf(this), false), signer, (log) => log.rotateKey(next));
+      if (o.out) await writeFileAtomic(resolve(o.out), r.handover.note);
+      const { keyName } = await lib();
+      io.result(
+        {
+          origin: r.handover.origin,
+          size: r.handover.size,
+          root: r.handover.root.toString('base64'),
+          previousKey: r.previousKey,
+          newKey: r.newKey,
+          note: r.handover.note,
+        },
+        () =>
+          [
+            `Key rotated: ${keyName(r.previousKey)} → ${keyName(r.newKey)} at tree size ${r.handover.size}`,
+            'Hand-over checkpoint (signed by both keys):',
+            r.handover.note.trimEnd(),
+          ].join('\n'),
       );
     });
 
