@@ -273,6 +273,21 @@ describe('model protect: privacy and adversarial claims', () => {
     assert.equal(existsSync(p('forged-msg.bwm')), false, 'nothing written');
   });
 
+  it('model inspect shows epsilon to 6 significant digits; the manifest keeps the exact value', async () => {
+    // DP-SGD's accountant gives values such as 0.9930028765058609, printed whole before.
+    const exact = 0.9930028765058609;
+    withMetadata('plain.onnx', 'long-eps.onnx', {
+      'bulwark.privacy': JSON.stringify({ ...JSON.parse(FORGED_PRIVACY), epsilon: exact }),
+    });
+    const r = ok(await protect('long-eps.onnx', 'long-eps.bwm', ['--accept-claims']), 'protect');
+    assert.equal(
+      (JSON.parse(r.stdout) as { manifest: ModelManifest }).manifest.lineage.privacy?.epsilon,
+      exact,
+    );
+    const ins = ok(await bw(['model', 'inspect', p('long-eps.bwm')]), 'inspect');
+    assert.match(ins.stdout, /privacy: +\(0\.993003, 0\.000001\)-DP by dp-sgd/);
+  });
+
   it('an adversarially trained model (bulwark train --adversarial --audit) is marked backed', async () => {
     const r = ok(await protect('adv.onnx', 'adv.bwm', ['--audit', audit]), 'protect');
     const out = JSON.parse(r.stdout) as {

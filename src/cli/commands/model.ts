@@ -51,7 +51,7 @@ function lineageLines(l: ModelLineage): string[] {
   if (l.privacy) {
     const p = l.privacy;
     out.push(
-      `  privacy:      (${p.epsilon}, ${p.delta})-DP${p.method ? ` by ${p.method}` : ''}${p.accountant ? `, ${p.accountant} accountant` : ''}${p.budgetSpent ? `; budget spent ε=${p.budgetSpent.epsilon}` : ''}${p.noise === 'insecure-seeded' ? '; NOT PRIVATE: seeded noise (tests only)' : ''}${evidenceText(l, 'privacy')}`,
+      `  privacy:      (${Number(p.epsilon.toPrecision(6))}, ${p.delta})-DP${p.method ? ` by ${p.method}` : ''}${p.accountant ? `, ${p.accountant} accountant` : ''}${p.budgetSpent ? `; budget spent ε=${Number(p.budgetSpent.epsilon.toPrecision(6))}` : ''}${p.noise === 'insecure-seeded' ? '; NOT PRIVATE: seeded noise (tests only)' : ''}${evidenceText(l, 'privacy')}`,
     );
   } else out.push('  privacy:      none recorded (not trained with differential privacy)');
   if (l.adversarial)
