@@ -10,7 +10,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { BulwarkError, requireInteger } from '../core/index.js';
-import { type Checkpoint, checkpointText, signCheckpoint } from './checkpoint.js';
+import { type Checkpoint, checkpointText, signCheckpoint, type TreeHead } from './checkpoint.js';
 import {
   type AuditEntry,
   type AuditEventData,
@@ -369,6 +369,16 @@ export class AuditLog implements AuditWriter {
         'ERR_AUDIT_KEY_INVALID',
         `this signing key was retired: the log's checkpoints are signed by ${keyName(inForce)} now`,
       );
+    const cp = signCheckpoint(await this.#headToSign(), this.signer);
+    await this.#storeCheckpoint(cp);
+    return cp;
+  }
+
+  /**
+   * The tree head a checkpoint signs: after the queued appends commit, with its root recomputed from
+   * the cached subtrees, so that a damaged stored head is never signed.
+   */
+  async #headToSign(): Promise<TreeHead> {
     await this.flush();
     const s = await this.store.state();
     const root = await rootAt(new StoreTree(this.store, s.size), s.size);
@@ -377,14 +387,16 @@ export class AuditLog implements AuditWriter {
         'ERR_AUDIT_STORE_INVALID',
         `${this.store.location}: stored root does not match the tree`,
       );
-    const cp = signCheckpoint({ origin: this.origin, size: s.size, root }, this.signer);
-    await this.store.addCheckpoint({
+    return { origin: this.origin, size: s.size, root };
+  }
+
+  #storeCheckpoint(cp: Checkpoint): Promise<void> {
+    return this.store.addCheckpoint({
       size: cp.size,
       root: cp.root,
       note: cp.note,
       createdAt: new Date().toISOString(),
     });
-    return cp;
   }
 
   /**
@@ -421,34 +433,21 @@ export class AuditLog implements AuditWriter {
     if ((history.at(-1) as KeyEpoch | undefined)?.vkey !== previousKey)
       throw new BulwarkError('ERR_AUDIT_KEY_INVALID', 'the signing key is not the key in force');
     await this.#append({ type: 'log.key-rotated', data: { previousKey, newKey } });
-    await this.flush();
-    const s = await this.store.state();
-    const root = await rootAt(new StoreTree(this.store, s.size), s.size);
-    if (!root.equals(s.root))
-      throw new BulwarkError(
-        'ERR_AUDIT_STORE_INVALID',
-        `${this.store.location}: stored root does not match the tree`,
-      );
-    const head = { origin: this.origin, size: s.size, root };
+    const head = await this.#headToSign();
     const handover: Checkpoint = { ...head, note: signNote(checkpointText(head), [current, next]) };
-    await this.store.addCheckpoint({
-      size: s.size,
-      root,
-      note: handover.note,
-      createdAt: new Date().toISOString(),
-    });
+    await this.#storeCheckpoint(handover);
     // A checkpoint of that size signed meanwhile by another writer (the store keeps the first): the
     // rotation entry stays unfinished and the key is not handed over.
-    const stored = (await this.store.checkpoints()).find((c) => c.size === s.size);
+    const stored = (await this.store.checkpoints()).find((c) => c.size === head.size);
     if (stored?.note !== handover.note)
       throw new BulwarkError(
         'ERR_AUDIT_INCONSISTENT',
-        `another writer signed the checkpoint of tree size ${s.size} during the rotation: stop the writers that use the old key and run the rotation again`,
-        { details: { size: s.size } },
+        `another writer signed the checkpoint of tree size ${head.size} during the rotation: stop the writers that use the old key and run the rotation again`,
+        { details: { size: head.size } },
       );
     const keys = [
       ...(history.length > 0 ? history : [{ vkey: previousKey, since: 0 }]),
-      { vkey: newKey, since: s.size },
+      { vkey: newKey, since: head.size },
     ];
     await this.store.setMeta({ keys: JSON.stringify(keys), vkey: newKey });
     this.signer = next;

@@ -56,12 +56,18 @@ for (const makeFixture of FIXTURES) {
       for (const fx of fixtures) await fx.cleanup();
     });
 
-    /** A log signed by A at sizes 3 and 5, rotated to B (hand-over at 6), then B's checkpoint at 9. */
-    async function rotated() {
+    /** A fresh store opened with key A, and a key B to rotate to. */
+    async function started() {
       const fx = fresh();
       const a = generateSignerKey(ORIGIN);
       const b = generateSignerKey(ORIGIN);
       const log = await AuditLog.open({ store: fx.spec, signer: a.signer });
+      return { fx, a, b, log };
+    }
+
+    /** A log signed by A at sizes 3 and 5, rotated to B (hand-over at 6), then B's checkpoint at 9. */
+    async function rotated() {
+      const { fx, a, b, log } = await started();
       await grow(log, 3);
       const cp3 = await log.checkpoint();
       await grow(log, 2);
@@ -174,10 +180,7 @@ for (const makeFixture of FIXTURES) {
     it('a hand-over the log does not record (no log.key-rotated entry) fails verify, though both keys signed it', async () => {
       // An operator who holds both keys writes the history and a checkpoint signed by both by hand,
       // without the entry: the log itself would not say when its key changed.
-      const fx = fresh();
-      const a = generateSignerKey(ORIGIN);
-      const b = generateSignerKey(ORIGIN);
-      const log = await AuditLog.open({ store: fx.spec, signer: a.signer });
+      const { fx, a, b, log } = await started();
       await grow(log, 4);
       await log.checkpoint();
       await grow(log, 1);
@@ -213,10 +216,7 @@ for (const makeFixture of FIXTURES) {
     });
 
     it('append refuses log.key-rotated: only a rotation writes it', async () => {
-      const fx = fresh();
-      const a = generateSignerKey(ORIGIN);
-      const b = generateSignerKey(ORIGIN);
-      const log = await AuditLog.open({ store: fx.spec, signer: a.signer });
+      const { a, b, log } = await started();
       try {
         await assert.rejects(
           log.append({ type: 'log.key-rotated', data: { previousKey: a.vkey, newKey: b.vkey } }),
@@ -255,10 +255,7 @@ for (const makeFixture of FIXTURES) {
     });
 
     it('a checkpoint of the hand-over size signed meanwhile by another writer stops the rotation: the key stays', async () => {
-      const fx = fresh();
-      const a = generateSignerKey(ORIGIN);
-      const b = generateSignerKey(ORIGIN);
-      const log = await AuditLog.open({ store: fx.spec, signer: a.signer });
+      const { fx, a, b, log } = await started();
       try {
         await grow(log, 2);
         // What another writer holding A would store at size 3 between the rotation's append and its
@@ -287,10 +284,9 @@ for (const makeFixture of FIXTURES) {
     });
 
     it('a rotation that stopped after its entry is reported, and a second run completes it', async () => {
-      const fx = fresh();
-      const a = generateSignerKey(ORIGIN);
-      const b = generateSignerKey(ORIGIN);
-      let log = await AuditLog.open({ store: fx.spec, signer: a.signer });
+      const started_ = await started();
+      const { fx, a, b } = started_;
+      let log = started_.log;
       await grow(log, 2);
       await log.checkpoint();
       await log.rotateKey(b.signer);
