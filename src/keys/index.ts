@@ -29,6 +29,7 @@ export {
   type KeyStatus,
   type KeyVersionInfo,
   type KeyVersionRecord,
+  MIN_PASSPHRASE_CHARS,
   type OpenKeyringOptions,
   type ScryptParams,
   type WrappedKey,

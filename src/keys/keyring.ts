@@ -121,7 +121,20 @@ export interface CreateKeyringOptions {
   secret?: SecretSource;
   /** scrypt cost (local); tests use a cheaper one. */
   scrypt?: ScryptParams;
+  /**
+   * Called (local) when the new passphrase is shorter than {@link MIN_PASSPHRASE_CHARS} characters:
+   * the keyring file can be copied and guessed at offline, so its scrypt cost is the only thing
+   * between a short passphrase and every key. Told, not refused: the caller decides (the CLI warns).
+   */
+  onWeakPassphrase?: () => void;
 }
+
+/**
+ * The passphrase length below which `Keyring.create` calls `onWeakPassphrase`: NIST SP 800-63B asks
+ * at least 8 characters of a memorized secret guarded by online throttling; an offline guess at a
+ * copied file has none, so 12 (about 56 bits of random lower-case letters and digits).
+ */
+export const MIN_PASSPHRASE_CHARS = 12;
 
 export interface OpenKeyringOptions {
   /** The passphrase (local) or PIN (pkcs11) source. */
@@ -354,6 +367,10 @@ export class Keyring {
       const params = opts.scrypt ?? DEFAULT_SCRYPT;
       checkScrypt(params, 'scrypt');
       const passphrase = await readSecret('keyring passphrase', opts.secret ?? {});
+      // Characters, not bytes: UTF-8 lead bytes, counted in place (no string copy of the secret).
+      let chars = 0;
+      for (const b of passphrase) if ((b & 0xc0) !== 0x80) chars++;
+      if (chars < MIN_PASSPHRASE_CHARS) opts.onWeakPassphrase?.();
       const kdf = { ...params, salt: randomBytes(32) };
       try {
         seal = { kdf, ...(await deriveSeal(passphrase, kdf)) };

@@ -9,6 +9,7 @@ import {
   type KeySource,
   type KeyVersionInfo,
   keyProviderNames,
+  MIN_PASSPHRASE_CHARS,
   type SecretSource,
 } from '../../keys/index.js';
 import { readManifest, rewrapProtected, SubjectKeyStore } from '../../protect/index.js';
@@ -192,6 +193,10 @@ export function registerKeysCommands(program: Command): void {
       settings: { module: o.module, token: o.token },
       secret: secretFromOptions(o),
       scrypt: { N: 2 ** o.scryptLogN, r: 8, p: 1 },
+      onWeakPassphrase: () =>
+        io.note(
+          `WARNING: the keyring passphrase is shorter than ${MIN_PASSPHRASE_CHARS} characters: whoever copies the keyring file can guess it offline, and it guards every key in it. Use a long random one (for example: openssl rand -base64 24)`,
+        ),
     });
     try {
       if (o.key !== false) {
