@@ -17,7 +17,7 @@ import {
 } from '../../src/gateway/auth/index.js';
 import { GatewayClient } from '../../src/gateway/client.js';
 import { AUDIENCE, goodClaims, ISSUER, type IssuerKeys, issuerKey, mint, T0 } from './auth-fixtures.js';
-import { fixture, freePort, startGateway, v2Body } from './gateway-fixtures.js';
+import { fixture, startGatewayOnFreePort, v2Body } from './gateway-fixtures.js';
 
 /**
  * RFC 9449 §9 resource-server nonces (`auth.jwt.dpop.nonce`): a proof must carry a nonce the gateway
@@ -211,15 +211,16 @@ describe('DPoP nonces through the gateway and the client SDK', () => {
     clock = Date.now();
     const f = await fixture();
     const base = f.config();
-    const port = await freePort();
-    const origin = `https://127.0.0.1:${port}`;
-    const gw = await startGateway(
+    const { gw } = await startGatewayOnFreePort((port) =>
       f.config({
         server: { ...base.server, port },
         auth: {
           ...base.auth,
           require: 'token',
-          jwt: { ...base.auth.jwt!, dpop: { origins: [origin], nonce: { secretFile } } },
+          jwt: {
+            ...base.auth.jwt!,
+            dpop: { origins: [`https://127.0.0.1:${port}`], nonce: { secretFile } },
+          },
         },
       }),
     );

@@ -30,7 +30,7 @@ import {
   mint,
   T0,
 } from './auth-fixtures.js';
-import { fixture, freePort, startGateway, v2Body } from './gateway-fixtures.js';
+import { fixture, startGatewayOnFreePort, v2Body } from './gateway-fixtures.js';
 
 /**
  * RFC 9449 DPoP at the gateway: every check of §4.3 on the proof, the token binding of §6.1/§7.1, the
@@ -423,12 +423,14 @@ describe('DPoP through the gateway and the client SDK', () => {
     const f = await fixture();
     const base = f.config();
     // The proof names the gateway's origin, so the port is chosen before the gateway starts.
-    const port = await freePort();
-    const origin = `https://127.0.0.1:${port}`;
-    const gw = await startGateway(
+    const { gw } = await startGatewayOnFreePort((port) =>
       f.config({
         server: { ...base.server, port },
-        auth: { ...base.auth, require: 'token', jwt: { ...base.auth.jwt!, dpop: { origins: [origin] } } },
+        auth: {
+          ...base.auth,
+          require: 'token',
+          jwt: { ...base.auth.jwt!, dpop: { origins: [`https://127.0.0.1:${port}`] } },
+        },
       }),
     );
     try {

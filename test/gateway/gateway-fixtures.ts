@@ -229,6 +229,26 @@ export function freePort(): Promise<number> {
   });
 }
 
+/**
+ * Starts a gateway on a port known before it starts ({@link freePort}), retrying on another port when
+ * that one was taken in between: a port from the kernel's ephemeral range can become the local port
+ * of any outgoing connection (a test's PostgreSQL or Redis client) after the probe closes it, and CI
+ * failed once on EADDRINUSE that way.
+ */
+export async function startGatewayOnFreePort(
+  make: (port: number) => GatewayConfig,
+  extra: Partial<GatewayOptions> = {},
+): Promise<{ gw: Gateway; port: number }> {
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort();
+    try {
+      return { gw: await startGateway(make(port), extra), port };
+    } catch (e) {
+      if (attempt >= 5 || !/EADDRINUSE/.test(String((e as Error).message))) throw e;
+    }
+  }
+}
+
 /** Starts a gateway with the fixture config; logs silenced. */
 export function startGateway(config: GatewayConfig, extra: Partial<GatewayOptions> = {}): Promise<Gateway> {
   return Gateway.start({ config, defaultMetrics: false, ...extra });
