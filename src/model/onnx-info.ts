@@ -17,6 +17,7 @@ import {
 
 /** The wire format (src/model/protobuf.ts); varints unsigned, as counts and limits read them. */
 const fields = (buf: Uint8Array, depth = 0): Generator<ProtoField> => protoFields(buf, { depth });
+const signedFields = (buf: Uint8Array): Generator<ProtoField> => protoFields(buf, { signed: true });
 
 /** What packaging needs to know about an ONNX model. */
 export interface OnnxInfo {
@@ -41,28 +42,41 @@ function stringEntry(b: Uint8Array): [key: string, value: string] {
   return [key, value];
 }
 
-function valueInfo(b: Uint8Array): { name: string; dims: number[] } {
+/**
+ * A ValueInfoProto (a graph input or output): its name, element type and dims (null for a symbolic
+ * dim_param, the whole list null without a shape). Varints read signed, as ONNX's int64 dims are: the
+ * one reader of graph inputs for onnxInfo and the memory bound (onnx-memory.ts).
+ */
+export function readValueInfo(b: Uint8Array): { name: string; dims: (number | null)[] | null; type: number } {
   let name = '';
-  const dims: number[] = [];
-  for (const f of fields(b)) {
+  let dims: (number | null)[] | null = null;
+  let type = 0;
+  for (const f of signedFields(b)) {
     if (f.no === 1 && f.wt === WT_LEN) name = str(f.bytes);
     else if (f.no === 2 && f.wt === WT_LEN) {
-      // TypeProto.tensor_type(1) -> shape(2) -> dim(1) -> dim_value(1) | dim_param(2)
-      for (const t of fields(f.bytes)) {
+      // TypeProto.tensor_type(1) -> elem_type(1), shape(2) -> dim(1) -> dim_value(1) | dim_param(2)
+      for (const t of signedFields(f.bytes)) {
         if (t.no !== 1 || t.wt !== WT_LEN) continue;
-        for (const s of fields(t.bytes)) {
+        for (const s of signedFields(t.bytes)) {
+          if (s.no === 1 && s.wt === WT_VARINT) type = s.int;
           if (s.no !== 2 || s.wt !== WT_LEN) continue;
-          for (const d of fields(s.bytes)) {
+          dims = [];
+          for (const d of signedFields(s.bytes)) {
             if (d.no !== 1 || d.wt !== WT_LEN) continue;
-            let v = -1;
-            for (const x of fields(d.bytes)) if (x.no === 1 && x.wt === WT_VARINT) v = x.int;
+            let v: number | null = null;
+            for (const x of signedFields(d.bytes)) if (x.no === 1 && x.wt === WT_VARINT) v = x.int;
             dims.push(v);
           }
         }
       }
     }
   }
-  return { name, dims };
+  return { name, dims, type };
+}
+
+function valueInfo(b: Uint8Array): { name: string; dims: number[] } {
+  const v = readValueInfo(b);
+  return { name: v.name, dims: (v.dims ?? []).map((d) => d ?? -1) };
 }
 
 /** Reads the model's metadata, producer, opset, inputs and outputs. */

@@ -27,6 +27,7 @@
  * known here could be any size. `OPS` lists what is accepted; docs/model-package.md lists the rules.
  */
 import { BulwarkError, requireInteger } from '../core/index.js';
+import { readValueInfo } from './onnx-info.js';
 import {
   invalidOnnx as invalid,
   type ProtoField,
@@ -346,33 +347,6 @@ function parseSparse(b: Uint8Array): { name: string; dims: number[]; type: numbe
   return { name, dims, type };
 }
 
-function parseValueInfo(b: Uint8Array): { name: string; dims: (number | null)[] | null; type: number } {
-  let name = '';
-  let dims: (number | null)[] | null = null;
-  let type = 0;
-  for (const f of fields(b)) {
-    if (f.no === 1 && f.wt === WT_LEN) name = str(f.bytes);
-    else if (f.no === 2 && f.wt === WT_LEN) {
-      // TypeProto.tensor_type(1) -> elem_type(1), shape(2) -> dim(1) -> dim_value(1) | dim_param(2)
-      for (const t of fields(f.bytes)) {
-        if (t.no !== 1 || t.wt !== WT_LEN) continue;
-        for (const s of fields(t.bytes)) {
-          if (s.no === 1 && s.wt === WT_VARINT) type = s.int;
-          if (s.no !== 2 || s.wt !== WT_LEN) continue;
-          dims = [];
-          for (const d of fields(s.bytes)) {
-            if (d.no !== 1 || d.wt !== WT_LEN) continue;
-            let v: number | null = null;
-            for (const x of fields(d.bytes)) if (x.no === 1 && x.wt === WT_VARINT) v = x.int;
-            dims.push(v);
-          }
-        }
-      }
-    }
-  }
-  return { name, dims, type };
-}
-
 function parseGraph(b: Uint8Array): Graph {
   const g: Graph = { nodes: [], initializers: new Map(), sparse: [], inputs: [], outputs: [] };
   for (const f of fields(b)) {
@@ -383,8 +357,8 @@ function parseGraph(b: Uint8Array): Graph {
       for (const t of fields(f.bytes)) if (t.no === 8 && t.wt === WT_LEN) name = str(t.bytes);
       g.initializers.set(name, parseTensor(f.bytes));
     } else if (f.no === 15) g.sparse.push(parseSparse(f.bytes));
-    else if (f.no === 11) g.inputs.push(parseValueInfo(f.bytes));
-    else if (f.no === 12) g.outputs.push(parseValueInfo(f.bytes).name);
+    else if (f.no === 11) g.inputs.push(readValueInfo(f.bytes));
+    else if (f.no === 12) g.outputs.push(readValueInfo(f.bytes).name);
   }
   return g;
 }

@@ -329,6 +329,8 @@ async function runPlainTraining(
   dataDigest: string,
   protectedData: ProtectedDataRecord | undefined,
 ): Promise<void> {
+  // One default for what is trained, recorded and printed.
+  const advSteps = o.advSteps ?? 10;
   let bar: Progress | null = null;
   let r: TrainTabularResult;
   let sanitize: Awaited<ReturnType<typeof trainWithIntegrity>>['sanitize'];
@@ -354,7 +356,7 @@ async function runPlainTraining(
             adversarial: {
               method: o.adversarial,
               eps: o.advEps as number,
-              steps: o.advSteps ?? 10,
+              steps: advSteps,
               ...(o.advEma === undefined ? {} : { weightAverage: o.advEma }),
               ...(o.immutable === undefined ? {} : { immutable: o.immutable }),
               ...(schema ? { schema } : {}),
@@ -394,7 +396,7 @@ async function runPlainTraining(
               adversarial: {
                 attack: o.adversarial,
                 epsilon: o.advEps as number,
-                steps: o.advSteps ?? 10,
+                steps: advSteps,
               },
             }
           : {}),
@@ -420,9 +422,7 @@ async function runPlainTraining(
       epochs: r.training.history.length,
       trainLoss: last?.loss,
       test: r.test,
-      ...(o.adversarial
-        ? { adversarial: { method: o.adversarial, eps: o.advEps, steps: o.advSteps ?? 10 } }
-        : {}),
+      ...(o.adversarial ? { adversarial: { method: o.adversarial, eps: o.advEps, steps: advSteps } } : {}),
       ...(sanitize ? { sanitize } : {}),
       ...(protectedData ? { protectedData } : {}),
       ...(auditIds.length > 0 ? { auditEvent: auditIds[0] } : {}),
