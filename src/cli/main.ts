@@ -1,3 +1,4 @@
+import { INSECURE_NOISE_WARNING } from '../privacy/index.js';
 import { runCli } from './program.js';
 import { exitCleanlyOnSignals } from './signals.js';
 
@@ -10,6 +11,16 @@ for (const stream of [process.stdout, process.stderr]) {
     throw e;
   });
 }
+
+// Node prints process warnings as '(node:PID) [CODE] Warning: ...' followed by a hint about
+// --trace-warnings: noise in a CLI's output. Warnings are printed the CLI's way instead, except the
+// library's seeded-noise warning, which every command that takes --seeded-noise has already said in
+// its own words (a second copy of the same warning teaches the reader to skip warnings).
+process.removeAllListeners('warning');
+process.on('warning', (w: Error & { code?: string }) => {
+  if (w.code === INSECURE_NOISE_WARNING) return;
+  process.stderr.write(`bulwark: warning: ${w.code ? `${w.code}: ` : ''}${w.message}\n`);
+});
 
 const argv = process.argv.slice(2);
 exitCleanlyOnSignals(argv.includes('--json'));

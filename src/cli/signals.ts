@@ -15,7 +15,7 @@ export function exitCleanlyOnSignals(json: boolean): void {
       const exit = reportError(
         new BulwarkError(
           'ERR_ABORTED',
-          `interrupted by ${signal}${removed > 0 ? `; the unfinished output was deleted (${removed} temporary file${removed === 1 ? '' : 's'})` : ''}; nothing was written at the output path`,
+          `interrupted by ${signal}${removed > 0 ? `; the unfinished output was deleted (${removed} temporary file${removed === 1 ? '' : 's'})` : ''}; nothing was written (a file already at an output path is left as it was)`,
         ),
         json,
       );

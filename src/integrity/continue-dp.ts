@@ -238,8 +238,8 @@ export async function continueTrainingDp(
           `the poisoning check (${method}, previous model) flagged more than ${maxFlagged} of the new batch: refused whole (under DP rows are not removed one by one); nothing spent or trained`,
           { details: { method, maxFlagged } },
         );
+      // No note: the result carries the gate (the CLI's summary line and --json say it once).
       passedGate = true;
-      o.note?.(`poisoning gate (${method}): passed (at most ${maxFlagged} of the batch flagged)`);
     },
     ...(o.note ? { note: o.note } : {}),
     ...(o.onProgress ? { onProgress: (done, total) => o.onProgress?.(done, total) } : {}),

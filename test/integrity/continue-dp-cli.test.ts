@@ -191,6 +191,9 @@ describe('bulwark train --from MODEL --dp-epsilon (DP continuous learning, built
     assert.equal(parentPrivacy.budget?.dataset, 'tx');
     const r = dpFrom(p('parent.onnx'), 'batch.csv', 'out/next.onnx');
     assert.equal(r.code, 0, r.stderr);
+    // The gate is reported once, in the result (the text summary's line, here the JSON's `gate`), not
+    // also as a note on stderr.
+    assert.doesNotMatch(r.stderr, /poisoning gate/i);
     const j = JSON.parse(r.stdout) as {
       privacy: Privacy;
       gate: { passed: boolean; maxFlagged: number };

@@ -370,7 +370,7 @@ export function registerQueryCommand(program: Command): void {
         const io = ioOf(this);
         if (o.seededNoise !== undefined)
           io.note(
-            'bulwark: WARNING: --seeded-noise makes the noise reproducible: these results are NOT private. Use for tests only.',
+            'bulwark: WARNING (BULWARK_INSECURE_NOISE): --seeded-noise makes the noise reproducible: these results are NOT private. Use for tests only.',
           );
         // Usage before the data is read: a wrong flag should not wait for a large file to load.
         if (kind === 'quantiles' && (o.mechanism !== 'laplace' || o.delta !== undefined))

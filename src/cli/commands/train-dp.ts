@@ -136,7 +136,7 @@ export async function openDpRun(
     );
   if (o.seededNoise !== undefined)
     io.note(
-      'bulwark: WARNING: --seeded-noise makes the DP noise reproducible: this model is NOT private. Use for tests only.',
+      'bulwark: WARNING (BULWARK_INSECURE_NOISE): --seeded-noise makes the DP noise reproducible: this model is NOT private. Use for tests only.',
     );
   const location = o.ledger ?? (process.env['BULWARK_LEDGER'] || 'bulwark-ledger.sqlite');
   const ledger = await openLedger(location, {
