@@ -75,5 +75,6 @@ export {
   META_SANITIZE,
   type SanitizedTraining,
   type SanitizeRecord,
+  sanitizeCosts,
   trainSanitized,
 } from './sanitize.js';

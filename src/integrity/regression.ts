@@ -86,6 +86,13 @@ export interface ModelComparison {
 export const DEFAULT_MAX_CLASS_DROP = 0.1;
 
 /**
+ * Accuracies are counts over rows: 0.8 - 0.79 is 0.010000000000000009 in floating point, so a drop of
+ * exactly a limit was refused. A drop beyond a limit is one above limit + this; 1e-9 is far below one
+ * row's share of any evaluation set.
+ */
+export const DROP_TOLERANCE = 1e-9;
+
+/**
  * The fewest rows any evaluation set must have (see {@link minEvaluationRows}): below 100 rows one row
  * is more than a point of accuracy, coarser than the default clean-accuracy limit, and a 95 % interval
  * of one accuracy spans up to ±10 points (1.96 · √(0.25 / 100) = 0.098).
@@ -231,22 +238,19 @@ export async function compareModels(
   const before = { clean: old.clean, robust: old.robust, balanced: balanced('before') };
   const after = { clean: next.clean, robust: next.robust, balanced: balanced('after') };
   const reasons: string[] = [];
-  // Accuracies are counts over rows: 0.8 - 0.79 is 0.010000000000000009 in floating point, so a drop of
-  // exactly the limit was refused. 1e-9 is far below one row's share of any evaluation set.
-  const TOL = 1e-9;
-  if (before.clean - after.clean > maxClean + TOL)
+  if (before.clean - after.clean > maxClean + DROP_TOLERANCE)
     reasons.push(
       `clean accuracy ${before.clean.toFixed(4)} -> ${after.clean.toFixed(4)} (limit ${maxClean})`,
     );
-  if (before.robust - after.robust > maxRobust + TOL)
+  if (before.robust - after.robust > maxRobust + DROP_TOLERANCE)
     reasons.push(
       `robust accuracy ${before.robust.toFixed(4)} -> ${after.robust.toFixed(4)} (${attack} eps ${o.eps ?? 0.05}, limit ${maxRobust})`,
     );
   // The accuracies weigh classes by their share of the rows: a model that stops predicting a class of
   // 2 % of them loses at most 2 points. Each class's recall is held to its own limit (a point
-  // comparison, DEFAULT_MAX_CLASS_DROP: exact counts, the same TOL).
+  // comparison, DEFAULT_MAX_CLASS_DROP: exact counts, the same DROP_TOLERANCE).
   for (const c of classes)
-    if (c.before - c.after > maxClass + TOL)
+    if (c.before - c.after > maxClass + DROP_TOLERANCE)
       reasons.push(
         `recall of class "${c.class}" ${c.before.toFixed(4)} -> ${c.after.toFixed(4)} over its ${c.rows} row${c.rows === 1 ? '' : 's'} (limit ${maxClass} per class)`,
       );

@@ -10,4 +10,5 @@ export {
   type TrainTabularResult,
   tabularMetrics,
   trainTabular,
+  withMetadata,
 } from './tabular.js';

@@ -70,6 +70,12 @@ export interface TrainTabularOptions {
    * trained on the same data, seed and share, and one row added or removed moves no other row.
    */
   split?: 'permutation' | 'row-hash';
+  /**
+   * An explicit split of the dataset's rows (0-based; overrides `testFraction` and `split`): rows in
+   * neither list are left out. Sanitising uses it to retrain on fewer rows and test on the very rows the
+   * first model was tested on.
+   */
+  rows?: { train: ArrayLike<number>; test: ArrayLike<number> };
   classWeights?: 'balanced' | null;
   /** Columns to use as features (default: every column but the label, minus identifier-like strings). */
   features?: readonly string[];
@@ -122,6 +128,8 @@ export interface TrainTabularResult {
   /** The encoded training rows, for adversarial fine-tuning and membership inference (the members). */
   trainSet: LabelledData;
   training: TrainResult;
+  /** The ONNX model's metadata entries (pipeline, label, class values, features, options' records). */
+  metadata: Readonly<Record<string, string>>;
   /** The ONNX model (network + standardisation) with the pipeline and labels in its metadata. */
   onnx: Uint8Array;
 }
@@ -253,6 +261,27 @@ export function tabularMetrics(net: Network, x: Float32Array, y: Int32Array, row
   return out;
 }
 
+/** {@link TrainTabularOptions.rows}, checked: row numbers of the data, each in one list at most. */
+function explicitSplit(
+  rows: { train: ArrayLike<number>; test: ArrayLike<number> },
+  n: number,
+): { train: ArrayLike<number>; test: ArrayLike<number> } {
+  const seen = new Uint8Array(n);
+  for (const [name, list] of [
+    ['rows.train', rows.train],
+    ['rows.test', rows.test],
+  ] as const) {
+    for (let i = 0; i < list.length; i++) {
+      const r = list[i] as number;
+      if (!Number.isInteger(r) || r < 0 || r >= n)
+        throw invalidArgument(name, `row numbers in [0, ${n - 1}]`, r);
+      if (seen[r]) throw invalidArgument(name, 'each row in one list, once', r);
+      seen[r] = 1;
+    }
+  }
+  return rows;
+}
+
 /**
  * Trains a logistic regression or MLP on a tabular dataset: label encoding, one-hot features,
  * standardisation folded into the model, a seeded train/test split, training with progress, test
@@ -270,7 +299,9 @@ export async function trainTabular(ds: Dataset, o: TrainTabularOptions): Promise
     throw invalidArgument('split', 'permutation or row-hash', split);
   let trainIdx: ArrayLike<number>;
   let testIdx: ArrayLike<number>;
-  if (split === 'row-hash') {
+  if (o.rows) {
+    ({ train: trainIdx, test: testIdx } = explicitSplit(o.rows, n));
+  } else if (split === 'row-hash') {
     ({ trainIdx, testIdx } = heldOutSplit(ds, testFraction, seed));
   } else {
     const perm = new SeededRng(seed).permutation(n);
@@ -409,29 +440,26 @@ export async function trainTabular(ds: Dataset, o: TrainTabularOptions): Promise
     await turns.turn();
     if (o.adversarial) warnBelowMajority(test.accuracy, testSet.y, o.note);
   }
-  const onnx = toOnnx(net, {
-    producerVersion: bulwarkVersion(),
-    metadata: {
-      [META_PIPELINE]: JSON.stringify(pipeline.toJSON()),
-      [META_LABEL]: o.label,
-      [META_CLASS_VALUES]: JSON.stringify(classValues),
-      'bulwark.features': JSON.stringify(tr.features),
-      ...(o.metadata ?? {}),
-      ...(o.adversarial
-        ? {
-            'bulwark.adversarial': JSON.stringify({
-              method: o.adversarial.method,
-              eps: o.adversarial.eps,
-              steps: o.adversarial.steps ?? 10,
-              ...(o.adversarial.immutable?.length ? { immutable: o.adversarial.immutable } : {}),
-              ...(o.adversarial.weightAverage === undefined
-                ? {}
-                : { weightAverage: o.adversarial.weightAverage }),
-            }),
-          }
-        : {}),
-    },
-  });
+  const metadata: Record<string, string> = {
+    [META_PIPELINE]: JSON.stringify(pipeline.toJSON()),
+    [META_LABEL]: o.label,
+    [META_CLASS_VALUES]: JSON.stringify(classValues),
+    'bulwark.features': JSON.stringify(tr.features),
+    ...(o.metadata ?? {}),
+    ...(o.adversarial
+      ? {
+          'bulwark.adversarial': JSON.stringify({
+            method: o.adversarial.method,
+            eps: o.adversarial.eps,
+            steps: o.adversarial.steps ?? 10,
+            ...(o.adversarial.immutable?.length ? { immutable: o.adversarial.immutable } : {}),
+            ...(o.adversarial.weightAverage === undefined
+              ? {}
+              : { weightAverage: o.adversarial.weightAverage }),
+          }),
+        }
+      : {}),
+  };
   return {
     network: net,
     pipeline,
@@ -443,8 +471,21 @@ export async function trainTabular(ds: Dataset, o: TrainTabularOptions): Promise
     testRows: Int32Array.from(testIdx),
     trainSet: trainData,
     training,
-    onnx,
+    metadata,
+    onnx: toOnnx(net, { producerVersion: bulwarkVersion(), metadata }),
   };
+}
+
+/**
+ * The same trained model with more ONNX metadata entries (`extra` wins over an entry of the same key):
+ * for a record that is known only after training (what sanitising removed), without training again.
+ */
+export function withMetadata(
+  r: TrainTabularResult,
+  extra: Readonly<Record<string, string>>,
+): TrainTabularResult {
+  const metadata = { ...r.metadata, ...extra };
+  return { ...r, metadata, onnx: toOnnx(r.network, { producerVersion: bulwarkVersion(), metadata }) };
 }
 
 /** Used by predict: a row's label value as a class index, or -1 when it is not one of the classes. */

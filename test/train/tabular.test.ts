@@ -66,6 +66,28 @@ describe('trainTabular split', () => {
     );
   });
 
+  it('rows: an explicit split; rows in neither list are left out; a bad row number or a row in both lists is refused', async () => {
+    const d = ds(100);
+    const test = [3, 1, 50];
+    const train = Array.from({ length: 90 }, (_, i) => i + 10).filter((i) => i !== 50);
+    const r = await trainTabular(d, { ...base, rows: { train, test } });
+    assert.deepEqual([...r.testRows], test);
+    assert.equal(r.trainRows, train.length);
+    assert.equal(r.test.rows, 3);
+    for (const [rows, name] of [
+      [{ train, test: [100] }, 'rows.test'],
+      [{ train: [...train, 1.5], test }, 'rows.train'],
+      [{ train: [...train, 3], test }, 'rows.test'],
+    ] as const) {
+      await assert.rejects(
+        trainTabular(d, { ...base, rows }),
+        (e: unknown) =>
+          isBulwarkError(e, 'ERR_INVALID_ARGUMENT') && (e as Error).message.startsWith(`${name}:`),
+        name,
+      );
+    }
+  });
+
   it('refuses an unknown split, naming it', async () => {
     await assert.rejects(
       trainTabular(ds(50), { ...base, split: 'random' as 'row-hash' }),

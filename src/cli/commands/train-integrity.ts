@@ -9,7 +9,9 @@ import {
   INSPECT_METHODS,
   type InspectMethod,
   requireProvenance,
+  type SanitizedTraining,
   type SanitizeRecord,
+  sanitizeCosts,
   trainSanitized,
 } from '../../integrity/index.js';
 import { type TrainTabularOptions, type TrainTabularResult, trainTabular } from '../../train/index.js';
@@ -205,7 +207,11 @@ export async function trainWithIntegrity(
   o: IntegrityTrainOpts,
   ds: Dataset,
   train: TrainTabularOptions,
-): Promise<{ result: TrainTabularResult; sanitize?: SanitizeRecord }> {
+): Promise<{
+  result: TrainTabularResult;
+  /** The record, and in `unsanitizedTest` the first model's metrics on the same held-out rows. */
+  sanitize?: SanitizeRecord & { unsanitizedTest: TrainTabularResult['test'] };
+}> {
   if (o.sanitize === undefined) return { result: await trainTabular(ds, train) };
   const method: InspectMethod = o.sanitize === true ? 'both' : o.sanitize;
   const s = await trainSanitized(
@@ -214,10 +220,40 @@ export async function trainWithIntegrity(
     { method, expectedPoisonFraction: o.expectedPoison, seed: train.seed ?? 0 },
     (stage) => io.note(`sanitize: ${stage}`),
   );
-  io.note(
-    `sanitize: removed ${s.record.removed} of ${s.record.rowsBefore} rows (${method}); recorded in the model metadata (bulwark.sanitize)`,
+  io.note(sanitizeSummary(s));
+  return { result: s.result, sanitize: { ...s.record, unsanitizedTest: s.firstPass.test } };
+}
+
+/** What `train --sanitize` did, in words: per class, what was put back, the same test rows before and after. */
+export function sanitizeSummary(s: SanitizedTraining): string {
+  const r = s.record;
+  const worse = sanitizeCosts(s.firstPass.test, s.result.test, s.result.classValues);
+  const pct = (n: number, of: number, digits = 1) => `${((100 * n) / Math.max(1, of)).toFixed(digits)} %`;
+  const classes = (r.byClass ?? []).map(
+    (c) => `"${c.class}" ${c.removed} of ${c.rows} (${pct(c.removed, c.rows)})`,
   );
-  return { result: s.result, sanitize: s.record };
+  const back = (r.reinstated ?? [])
+    .filter((c) => c.rows > 0)
+    .map(
+      (c) =>
+        `"${c.class}" ${c.rows} of a cluster of ${c.cluster}${c.spectral > 0 ? ` (${c.spectral} flagged by the spectral signatures too stay out)` : ''}`,
+    );
+  const m = (t: TrainTabularResult['test']) =>
+    `accuracy ${pct(t.accuracy, 1, 2)}, recall ${pct(t.recall, 1, 2)}${t.averagePrecision === undefined ? '' : `, PR AUC ${t.averagePrecision.toFixed(4)}`}`;
+  return [
+    `sanitize (${r.method}): removed ${r.removed} of the ${r.rowsBefore - (r.heldOut ?? 0)} training rows: by class ${classes.join(', ')}; recorded in the model metadata (bulwark.sanitize)`,
+    ...(back.length > 0
+      ? [
+          `sanitize: rows of activation clusters put back (the model trained without them gave them their own label): ${back.join(', ')}`,
+        ]
+      : []),
+    `sanitize: on the same ${r.heldOut ?? 0} held-out test rows (never inspected): trained on every row ${m(s.firstPass.test)}; after removal ${m(s.result.test)}`,
+    ...(worse.length > 0
+      ? [
+          `bulwark: WARNING: the model trained after the removal is worse on the held-out rows (${worse.join('; ')}). On clean data sanitising removes clean rows: spectral signatures take 1.5 x --expected-poison of every class. Inspect first (bulwark data inspect), or lower --expected-poison.`,
+        ]
+      : []),
+  ].join('\n');
 }
 
 /**
