@@ -31,7 +31,14 @@ import {
   verifyCheckpointAt,
 } from './keys.js';
 import { consistencyProof, Frontier, inclusionProof, leafHash, rootAt, verifyConsistency } from './merkle.js';
-import { type NoteSigner, type NoteVerifier, parseNote, parseVerifierKey, signNote } from './note.js';
+import {
+  type NoteSigner,
+  type NoteVerifier,
+  parseNote,
+  parseSignerKey,
+  parseVerifierKey,
+  signNote,
+} from './note.js';
 import { PgAuditStore, type PgStoreOptions } from './pg-store.js';
 import { SqliteAuditStore, type SqliteStoreOptions } from './sqlite-store.js';
 import {
@@ -199,32 +206,27 @@ export class AuditLog implements AuditWriter {
             details: { origin },
           },
         );
-      if (options.signer) {
-        if (options.signer.name !== origin)
-          throw new BulwarkError(
-            'ERR_AUDIT_KEY_INVALID',
-            `signing key is named ${JSON.stringify(options.signer.name)}; this log's key must be named ${JSON.stringify(origin)}`,
-          );
-        const mine = options.signer.verifier.vkey;
-        // After a rotation the key in force is the history's last; a retired key signs nothing more.
-        const history = await keyHistory(store);
-        const vkey =
-          history.length > 1 ? (history.at(-1) as KeyEpoch).vkey : await store.initMeta('vkey', mine);
-        if (vkey !== mine) {
-          const retired = history.find((k) => k.vkey === mine);
-          throw new BulwarkError(
-            'ERR_AUDIT_KEY_INVALID',
-            retired
-              ? `this signing key was retired: the log's checkpoints are signed by ${keyName(vkey)} since tree size ${(history[history.indexOf(retired) + 1] as KeyEpoch).since}`
-              : `this log's checkpoints are signed by another key (${keyName(vkey)})`,
-          );
-        }
-      }
+      if (options.signer) await requireKeyInForce(store, origin, options.signer, true);
       return new AuditLog(store, origin, options.signer, maxBatch);
     } catch (e) {
       await store.close().catch(() => {});
       throw e;
     }
+  }
+
+  /**
+   * Signs this log's checkpoints with `signerKey` (`PRIVATE+KEY+...` text) from now on: the key in
+   * force after a rotation that another process ran (`bulwark audit rotate-key` while a gateway
+   * writes), so the writer goes on without a restart. Refused (ERR_AUDIT_KEY_INVALID, the old signer
+   * kept) unless it is the key the log's history has in force; `changed` is false when it is already
+   * the one in use.
+   */
+  async useSigner(signerKey: string): Promise<{ key: string; changed: boolean }> {
+    const next = parseSignerKey(signerKey);
+    await requireKeyInForce(this.store, this.origin, next, false);
+    const changed = this.signer?.verifier.vkey !== next.verifier.vkey;
+    this.signer = next;
+    return { key: next.verifier.vkey, changed };
   }
 
   /** The public key that signs the log's checkpoints now (`name+id+key`), if any. */
@@ -362,13 +364,8 @@ export class AuditLog implements AuditWriter {
     if (!this.signer)
       throw new BulwarkError('ERR_AUDIT_KEY_INVALID', 'writing a checkpoint needs the log signing key');
     // Another process may have rotated the key since this log was opened (a gateway that kept the old
-    // key): a checkpoint it signed now would fail every verification.
-    const inForce = (await keyHistory(this.store)).at(-1)?.vkey;
-    if (inForce !== undefined && inForce !== this.signer.verifier.vkey)
-      throw new BulwarkError(
-        'ERR_AUDIT_KEY_INVALID',
-        `this signing key was retired: the log's checkpoints are signed by ${keyName(inForce)} now`,
-      );
+    // key): a checkpoint it signed now would fail every verification (useSigner takes the new key).
+    await requireKeyInForce(this.store, this.origin, this.signer, false);
     const cp = signCheckpoint(await this.#headToSign(), this.signer);
     await this.#storeCheckpoint(cp);
     return cp;
@@ -1123,4 +1120,36 @@ function decodeOrThrow(row: StoredEntry): AuditEntry {
   if (!e || !leafHash(row.body).equals(row.leaf))
     throw corrupt(row.index, 'it does not decode or hash as stored');
   return e;
+}
+
+/**
+ * Throws ERR_AUDIT_KEY_INVALID unless `signer` is named for the log and is the key its history has in
+ * force (a retired key signs nothing more). `create`: a log with no key yet records this one.
+ */
+async function requireKeyInForce(
+  store: AuditStore,
+  origin: string,
+  signer: NoteSigner,
+  create: boolean,
+): Promise<void> {
+  if (signer.name !== origin)
+    throw new BulwarkError(
+      'ERR_AUDIT_KEY_INVALID',
+      `signing key is named ${JSON.stringify(signer.name)}; this log's key must be named ${JSON.stringify(origin)}`,
+    );
+  const mine = signer.verifier.vkey;
+  // After a rotation the key in force is the history's last; a retired key signs nothing more.
+  const history = await keyHistory(store);
+  const vkey = history.length > 1 || !create ? history.at(-1)?.vkey : await store.initMeta('vkey', mine);
+  if (vkey !== mine) {
+    const retired = history.find((k) => k.vkey === mine);
+    throw new BulwarkError(
+      'ERR_AUDIT_KEY_INVALID',
+      retired
+        ? `this signing key was retired: the log's checkpoints are signed by ${keyName(vkey as string)} since tree size ${(history[history.indexOf(retired) + 1] as KeyEpoch).since}`
+        : vkey === undefined
+          ? 'this log has no signing key recorded'
+          : `this log's checkpoints are signed by another key (${keyName(vkey)})`,
+    );
+  }
 }

@@ -52,7 +52,7 @@ function drain(): void {
   port?.postMessage({ k: 'appended', r } satisfies FromWriter);
 }
 
-async function call(op: Extract<ToWriter, { k: 'call' }>['op']): Promise<unknown> {
+async function call({ op, arg }: Extract<ToWriter, { k: 'call' }>): Promise<unknown> {
   switch (op) {
     case 'flush':
       return log.flush();
@@ -62,6 +62,8 @@ async function call(op: Extract<ToWriter, { k: 'call' }>['op']): Promise<unknown
       return log.checkpoints();
     case 'publicKey':
       return log.publicKey();
+    case 'useSigner':
+      return log.useSigner(arg ?? '');
     case 'close':
       return log.close();
   }
@@ -76,7 +78,7 @@ port.on('message', (m: ToWriter) => {
       );
   } else {
     // Receipts already known go first: a flush resolves after the appends it covers.
-    call(m.op).then(
+    call(m).then(
       (ok) => {
         drain();
         port?.postMessage({ k: 'result', s: m.s, ok } satisfies FromWriter);

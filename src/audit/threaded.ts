@@ -48,12 +48,12 @@ export interface WireError {
 }
 
 /** @internal Calls other than append. */
-export type WriterOp = 'flush' | 'checkpoint' | 'checkpoints' | 'publicKey' | 'close';
+export type WriterOp = 'flush' | 'checkpoint' | 'checkpoints' | 'publicKey' | 'useSigner' | 'close';
 
-/** @internal Main thread → writer. */
+/** @internal Main thread → writer (`arg`: useSigner's key text). */
 export type ToWriter =
   | { k: 'append'; events: { s: number; e: AuditEventInput }[] }
-  | { k: 'call'; s: number; op: WriterOp };
+  | { k: 'call'; s: number; op: WriterOp; arg?: string };
 
 /** @internal Writer → main thread. */
 export type FromWriter =
@@ -106,7 +106,7 @@ export const CRASH_WRITER: unique symbol = Symbol('bulwark.audit.crashWriter');
 /** An {@link AuditWriter} whose log lives on a worker thread. */
 export class ThreadedAuditLog implements AuditWriter {
   readonly origin: string;
-  readonly #init: WriterInit;
+  #init: WriterInit;
   readonly #timeout: number;
   #worker: Worker | null;
   #seq = 0;
@@ -176,6 +176,13 @@ export class ThreadedAuditLog implements AuditWriter {
     return this.#call('publicKey');
   }
 
+  /** {@link AuditWriter.useSigner} on the thread; a thread restarted later opens the log with this key. */
+  async useSigner(signerKey: string): Promise<{ key: string; changed: boolean }> {
+    const r = await this.#call<{ key: string; changed: boolean }>('useSigner', signerKey);
+    this.#init = { ...this.#init, signerKey };
+    return r;
+  }
+
   /** Commits what is queued, closes the log on the thread and ends the thread. */
   async close(): Promise<void> {
     if (this.#closed) return;
@@ -201,7 +208,7 @@ export class ThreadedAuditLog implements AuditWriter {
     return worker.terminate();
   }
 
-  #call<T>(op: WriterOp): Promise<T> {
+  #call<T>(op: WriterOp, arg?: string): Promise<T> {
     if (this.#closed) return Promise.reject(new BulwarkError('ERR_AUDIT_CLOSED', 'the audit log is closed'));
     const worker = this.#worker;
     if (worker === null) {
@@ -214,7 +221,7 @@ export class ThreadedAuditLog implements AuditWriter {
     const p = new Promise<T>((resolve, reject) =>
       this.#waiting.set(s, { resolve: resolve as (v: never) => void, reject }),
     );
-    worker.postMessage({ k: 'call', s, op } satisfies ToWriter);
+    worker.postMessage({ k: 'call', s, op, ...(arg === undefined ? {} : { arg }) } satisfies ToWriter);
     return p;
   }
 

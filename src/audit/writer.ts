@@ -28,7 +28,12 @@ export interface AuditWriter {
   checkpoint(): Promise<Checkpoint>;
   /** The stored checkpoints, by size. */
   checkpoints(): Promise<Checkpoint[]>;
-  /** The public key recorded when the log was created (`name+id+key`), if any. */
+  /** The public key that signs the log's checkpoints now (`name+id+key`), if any. */
   publicKey(): Promise<string | undefined>;
+  /**
+   * Signs checkpoints with `signerKey` (`PRIVATE+KEY+...`) from now on, once the log's key history has
+   * it in force (after `bulwark audit rotate-key`); ERR_AUDIT_KEY_INVALID otherwise, the key in use kept.
+   */
+  useSigner(signerKey: string): Promise<{ key: string; changed: boolean }>;
   close(): Promise<void>;
 }

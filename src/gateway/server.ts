@@ -1018,6 +1018,7 @@ export class Gateway {
           );
         },
       ],
+      ['audit signing key', () => this.#reloadAuditSigner()],
     ] as const) {
       try {
         await f();
@@ -1029,6 +1030,27 @@ export class Gateway {
         );
       }
     }
+  }
+
+  /**
+   * After `bulwark audit rotate-key` on the gateway's log (run by an operator while the gateway
+   * writes), the file at `audit.signer` holds the new key: the log signs with it from now on. Until
+   * this reload the gateway's checkpoints are refused (the old key is retired: see AuditLog.checkpoint),
+   * never signed with a retired key; appends go on. A key the log's history does not have in force is
+   * refused and the one in use kept (ERR_AUDIT_KEY_INVALID, logged).
+   */
+  async #reloadAuditSigner(): Promise<void> {
+    const audit = this.audit;
+    if (!audit) return;
+    const path = this.config.audit.signer;
+    let skey: string;
+    try {
+      skey = await readFile(path, 'utf8');
+    } catch (e) {
+      throw keyed('audit.signer', fsError(e, path, 'cannot read audit signer key'));
+    }
+    const r = await audit.useSigner(skey);
+    if (r.changed) this.logger.info({ key: r.key }, 'audit log now signed with a new key');
   }
 
   #watch(files: string[]): void {

@@ -18,6 +18,7 @@ import {
   openNote,
   parseVerifierKey,
   signNote,
+  ThreadedAuditLog,
   verifyConsistencyBundle,
   verifyInclusionBundle,
 } from '../../src/audit/index.js';
@@ -279,6 +280,39 @@ for (const makeFixture of FIXTURES) {
         assert.equal(await log.publicKey(), a.vkey);
         assert.equal((await log.keys()).length, 1);
       } finally {
+        await log.close();
+      }
+    });
+
+    it('a writer still holding the old key: its checkpoints are refused after a rotation elsewhere until useSigner gives it the new key (on its thread too)', async () => {
+      const { fx, a, b, log } = await started();
+      const c = generateSignerKey(ORIGIN);
+      const gateway = await AuditLog.open({ store: fx.spec, signer: a.signer });
+      const threaded = await ThreadedAuditLog.open({ store: fx.spec, signerKey: a.skey });
+      try {
+        await grow(log, 2);
+        assert.deepEqual(await gateway.useSigner(a.skey), { key: a.vkey, changed: false });
+        // The operator rotates with another process (here: another instance) while the writers run.
+        await log.rotateKey(b.signer);
+        for (const w of [gateway, threaded]) {
+          await w.append(event(100));
+          await assert.rejects(w.checkpoint(), code('ERR_AUDIT_KEY_INVALID', /retired/));
+          // Neither the retired key nor a key the log never had is taken; the writer keeps its key.
+          await assert.rejects(w.useSigner(a.skey), code('ERR_AUDIT_KEY_INVALID', /retired/));
+          await assert.rejects(w.useSigner(c.skey), code('ERR_AUDIT_KEY_INVALID', /another key/));
+          await assert.rejects(w.useSigner('not a key'), code('ERR_AUDIT_KEY_INVALID', /signer key/));
+          assert.deepEqual(await w.useSigner(b.skey), { key: b.vkey, changed: true });
+          openNote((await w.checkpoint()).note, parseVerifierKey(b.vkey));
+        }
+        // The hand-over and the two writers' checkpoints, each with the key in force at its size.
+        for (const publicKey of [a.vkey, b.vkey]) {
+          const rep = await log.verify({ publicKey });
+          assert.equal(rep.keys, 2);
+          assert.equal(rep.checkpoints, 3);
+        }
+      } finally {
+        await threaded.close();
+        await gateway.close();
         await log.close();
       }
     });

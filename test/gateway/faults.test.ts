@@ -6,12 +6,13 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes, type X509Certificate } from 'node:crypto';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import tls from 'node:tls';
 import pg from 'pg';
-import { AuditLog, parseVerifierKey, verifyCheckpoint } from '../../src/audit/index.js';
+import { AuditLog, generateSignerKey, parseVerifierKey, verifyCheckpoint } from '../../src/audit/index.js';
 import { isBulwarkError } from '../../src/core/index.js';
 import { GatewayClient, type GatewayError } from '../../src/gateway/client.js';
 import type { Gateway } from '../../src/gateway/server.js';
@@ -310,6 +311,53 @@ describe('gateway faults, limits and operations', () => {
     assert.equal(await eventually(watchedSerial, third.cert.serialNumber, 10_000), third.cert.serialNumber);
     await watched.close();
     await gw.close();
+  });
+
+  it('audit key rotated while serving: checkpoints refused, never signed by the retired key, until a reload gives the gateway the new key; predictions go on', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'bulwark-rotate-'));
+    try {
+      for (const writer of ['inline', 'thread'] as const) {
+        const keyFile = join(dir, `${writer}.key`);
+        const a = generateSignerKey('bulwark.test/gateway');
+        const b = generateSignerKey('bulwark.test/gateway');
+        writeFileSync(keyFile, a.skey, { mode: 0o600 });
+        const store = join(dir, `${writer}.db`);
+        const gw = await gateway({ audit: { store, signer: keyFile, checkpointSeconds: 0, writer } });
+        const c = await client(gw);
+        const rows = f.rows as Record<string, number | string>[];
+        assert.deepEqual(await status(c, [rows[0] as never]), [200, 'OK']);
+        assert.ok(await gw.checkpoint());
+        // The operator rotates the key with another process (bulwark audit rotate-key).
+        const op = await AuditLog.open({ store: { kind: 'sqlite', path: store }, signer: a.signer });
+        await op.rotateKey(b.signer);
+        await op.close();
+        assert.deepEqual(await status(c, [rows[1] as never]), [200, 'OK']);
+        assert.equal(await gw.checkpoint(), null, `${writer}: the retired key signs nothing`);
+        // A reload with the old key still in the file keeps refusing; with the new key it signs again.
+        await gw.reload();
+        assert.equal(await gw.checkpoint(), null);
+        writeFileSync(keyFile, b.skey, { mode: 0o600 });
+        await gw.reload();
+        assert.deepEqual(await status(c, [rows[2] as never]), [200, 'OK']);
+        const cp = await gw.checkpoint();
+        assert.ok(cp, `${writer}: signed with the new key after the reload`);
+        await gw.close();
+        const log = await AuditLog.open({ store: { kind: 'sqlite', path: store } });
+        try {
+          for (const publicKey of [a.vkey, b.vkey]) {
+            const rep = await log.verify({ publicKey });
+            assert.equal(rep.keys, 2);
+          }
+          const last = (await log.checkpoints()).at(-1) as { note: string; size: number };
+          verifyCheckpoint(last.note, parseVerifierKey(b.vkey));
+          assert.equal(last.size, (await log.head()).size, 'the shutdown checkpoint is the new key’s');
+        } finally {
+          await log.close();
+        }
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('graceful shutdown answers every request in flight and checkpoints the audit log', async () => {
