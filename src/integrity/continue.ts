@@ -29,11 +29,13 @@ import {
   requireNoRegression,
 } from './regression.js';
 import {
+  exclusionaryReclassification,
   type Inspection,
   type InspectMethod,
   inspectRowsAsync,
   labelIndices,
   META_SANITIZE,
+  type SanitizeRecord,
 } from './sanitize.js';
 
 /** ONNX metadata key: the digest of the model this one was fine-tuned from. */
@@ -77,8 +79,20 @@ export interface ContinueResult {
   previousDigest: string;
   inspection: Inspection;
   removed: number;
+  /** Rows of flagged activation clusters the previous model gives their own label, put back (see sanitize.ts). */
+  reinstated?: SanitizeRecord['reinstated'];
   trainRows: number;
   comparison: ModelComparison;
+}
+
+/** Rows `rows` of `d`, in that order. */
+function selectRows(d: LabelledData, rows: readonly number[]): LabelledData {
+  const w = d.x.length / Math.max(1, d.rows);
+  const x = new Float32Array(rows.length * w);
+  rows.forEach((r, i) => {
+    x.set(d.x.subarray(r * w, (r + 1) * w), i * w);
+  });
+  return { x, y: Int32Array.from(rows, (r) => d.y[r] as number), rows: rows.length };
 }
 
 /** A required JSON metadata entry of the previous model (ERR_ONNX_INVALID when missing or corrupt). */
@@ -253,17 +267,18 @@ export async function continueTraining(
     seed: o.seed ?? 0,
   });
   const gone = new Set(inspection.flagged.map((f) => f.row));
+  // The previous model never saw the batch: it is the model "trained without the cluster" that
+  // exclusionary reclassification asks for, with no retraining.
+  const reinstated = exclusionaryReclassification(
+    inspection,
+    data.y,
+    gone,
+    (rows) => old.predict(selectRows(data, rows).x, rows.length),
+    classValues,
+  );
   const keep: number[] = [];
   for (let i = 0; i < data.rows; i++) if (!gone.has(i)) keep.push(i);
-  const d = old.inputs;
-  const kept: LabelledData = {
-    x: new Float32Array(keep.length * d),
-    y: Int32Array.from(keep, (i) => data.y[i] as number),
-    rows: keep.length,
-  };
-  keep.forEach((r, i) => {
-    kept.x.set(data.x.subarray(r * d, (r + 1) * d), i * d);
-  });
+  const kept = selectRows(data, keep);
   const next = old.clone();
   const epochs = o.epochs ?? 5;
   const batchSize = o.batchSize ?? 128;
@@ -298,9 +313,18 @@ export async function continueTraining(
         rowsBefore: data.rows,
         removed: removedRows.length,
         removedDigest: sha256Digest(removedRows.join(',')),
+        ...(reinstated ? { reinstated } : {}),
         removedRows,
       }),
     },
   });
-  return { onnx, previousDigest, inspection, removed: removedRows.length, trainRows: kept.rows, comparison };
+  return {
+    onnx,
+    previousDigest,
+    inspection,
+    removed: removedRows.length,
+    ...(reinstated ? { reinstated } : {}),
+    trainRows: kept.rows,
+    comparison,
+  };
 }

@@ -262,43 +262,17 @@ export async function trainSanitized(
     trainTabular(ds, { ...train, rows: { train: trainRows.filter((_, i) => !gone.has(i)), test } });
   onStage?.('retrain');
   let result = await retrain();
-  // Exclusionary reclassification (Chen et al., arXiv:1811.03728, section 3.3), row by row: a row of a
-  // flagged activation cluster comes back when the model trained without it gives it its own label. A
-  // poisoned row carries a label its features contradict, so a model that did not learn from it sends
-  // it to its source class; a clean row of a natural subgroup of its class (an unusual merchant type, a
-  // night-time pattern) is explained by the rest of the class. The paper judges the cluster as a whole
-  // (put back when l/p > T); by row, a cluster that mixes clean rows with poisoned ones (the tests'
-  // backdoor: 95 planted rows in a cluster of 283) returns its clean rows and keeps the rest out.
-  const clusters = flaggedClusters(inspection, y);
-  const reinstated: NonNullable<SanitizeRecord['reinstated']> = [];
-  if (clusters.length > 0) {
-    onStage?.('reclassify');
-    for (const { c, rows } of clusters) {
-      const predicted = result.network.predict(
-        result.pipeline.transform(inspected.take(rows)).matrix,
-        rows.length,
-      );
-      let back = 0;
-      let spectral = 0;
-      rows.forEach((r, i) => {
-        // Rows the spectral signatures flagged too stay out: only the clustering's verdict is undone.
-        if (inspection.spectral?.flagged[r]) spectral++;
-        else if (predicted[i] === c) {
-          gone.delete(r);
-          back++;
-        }
-      });
-      reinstated.push({
-        class: firstPass.classValues[c] as string,
-        cluster: rows.length,
-        spectral,
-        rows: back,
-      });
-    }
-    if (reinstated.some((r) => r.rows > 0)) {
-      onStage?.('retrain');
-      result = await retrain();
-    }
+  if (inspection.activations) onStage?.('reclassify');
+  const reinstated = exclusionaryReclassification(
+    inspection,
+    y,
+    gone,
+    (rows) => result.network.predict(result.pipeline.transform(inspected.take(rows)).matrix, rows.length),
+    firstPass.classValues,
+  );
+  if (reinstated?.some((r) => r.rows > 0)) {
+    onStage?.('retrain');
+    result = await retrain();
   }
   const removedRows = [...gone].map((i) => trainRows[i] as number).sort((a, b) => a - b);
   const record: SanitizeRecord = {
@@ -319,7 +293,7 @@ export async function trainSanitized(
       }
       return { class: cls, rows, removed };
     }),
-    ...(inspection.activations ? { reinstated } : {}),
+    ...(reinstated ? { reinstated } : {}),
   };
   result = withMetadata(result, { [META_SANITIZE]: JSON.stringify(record) });
   return { result, firstPass, inspection, record };
@@ -356,6 +330,38 @@ export function sanitizeCosts(
   if (pb !== undefined && pa !== undefined && pb - pa > 0.02 + DROP_TOLERANCE)
     out.push(`PR AUC ${pb.toFixed(4)} -> ${pa.toFixed(4)}`);
   return out;
+}
+
+/**
+ * Exclusionary reclassification (Chen et al., arXiv:1811.03728, section 3.3), row by row: a row of a
+ * flagged activation cluster comes back (is deleted from `gone`, the flagged rows) when a model that
+ * did not learn from it gives it its own label (`predict`: the classes of inspected rows, by a model
+ * trained without them; for a fine-tune, the previous model, which never saw the batch). A poisoned
+ * row carries a label its features contradict, so such a model sends it to its source class; a clean
+ * row of a natural subgroup of its class (an unusual merchant type, a night-time pattern) is explained
+ * by the rest of the class. The paper judges the cluster as a whole (put back when l/p > T); by row, a
+ * cluster that mixes clean rows with poisoned ones (the tests' backdoor: 95 planted rows in a cluster of
+ * 283) returns its clean rows and keeps the rest out. Rows the spectral signatures flagged too stay
+ * out: only the clustering's verdict is undone. Undefined when activation clustering did not run.
+ */
+export function exclusionaryReclassification(
+  inspection: Inspection,
+  y: Int32Array,
+  gone: Set<number>,
+  predict: (rows: number[]) => Int32Array,
+  classValues: readonly string[],
+): NonNullable<SanitizeRecord['reinstated']> | undefined {
+  if (!inspection.activations) return undefined;
+  return flaggedClusters(inspection, y).map(({ c, rows }) => {
+    const predicted = predict(rows);
+    let back = 0;
+    let spectral = 0;
+    rows.forEach((r, i) => {
+      if (inspection.spectral?.flagged[r]) spectral++;
+      else if (predicted[i] === c && gone.delete(r)) back++;
+    });
+    return { class: classValues[c] ?? String(c), cluster: rows.length, spectral, rows: back };
+  });
 }
 
 /** The activation clusters the inspection flagged: per class, the inspected rows of its cluster. */

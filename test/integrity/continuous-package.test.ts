@@ -221,17 +221,30 @@ describe('bulwark train --from PARENT.bwm (continuous learning from a protected 
     assert.equal((await auditTypes()).length, before);
   });
 
-  it('a planted backdoor (12 % of the "no" class) is refused: nothing written, nothing recorded', async () => {
+  it('a planted backdoor (12 % of the "no" class): every planted row removed, the clean rows of their activation cluster put back, the fine-tune accepted', async () => {
     const before = (await auditTypes()).length;
     const out = join(outDir, 'backdoor.bwm');
     const r = continueFrom(parent, backdoor, out, ['--expected-poison', '0.12']);
-    // The poisoning check on the parent's hidden layer removes part of the planted rows; what it leaves
-    // shifts the model enough that the fixed evaluation set shows it (seeded: always this outcome).
-    assert.equal(r.code, 5, r.stderr);
-    assert.match(r.stderr, /ERR_MODEL_REGRESSION/);
-    assert.equal(existsSync(out), false);
-    assert.equal((await auditTypes()).length, before);
+    // The parent never saw the batch: the planted rows' labels contradict it, the clean rows of the
+    // cluster they share agree with it (exclusionary reclassification). Before the clean rows were put
+    // back, the cluster went whole and the fine-tune lost robust accuracy (0.875 -> 0.735, refused
+    // with ERR_MODEL_REGRESSION) though every planted row was out: a refusal for the defence's own
+    // removal of clean rows.
+    assert.equal(r.code, 0, r.stderr);
+    const j = JSON.parse(r.stdout) as {
+      removedRows: number[];
+      reinstated: { class: string; cluster: number; spectral: number; rows: number }[];
+    };
     assert.ok(plantedRows.length > 40);
+    const removed = new Set(j.removedRows);
+    assert.deepEqual(
+      plantedRows.filter((p) => !removed.has(p)),
+      [],
+    );
+    const back = j.reinstated.reduce((n, c) => n + c.rows, 0);
+    assert.ok(back > 0, JSON.stringify(j.reinstated));
+    assert.ok(existsSync(out));
+    assert.ok((await auditTypes()).length > before);
   });
 
   it('a tampered, untrusted or wrongly keyed parent is refused with its code before any training', async () => {

@@ -89,7 +89,12 @@ export function plainTuner(io: Io, o: ContinueCliOpts): Tuner {
         poisonRemoved: r.removed,
         trainRows: r.trainRows,
       },
-      result: { removed: r.removed, removedRows: removedDataRows(r), trainRows: r.trainRows },
+      result: {
+        removed: r.removed,
+        removedRows: removedDataRows(r),
+        ...(r.reinstated ? { reinstated: r.reinstated } : {}),
+        trainRows: r.trainRows,
+      },
       lines: continuationLines(r),
     };
   };
@@ -142,8 +147,9 @@ export async function fineTune(
 /** The human summary of a continuation's checks. */
 export function continuationLines(r: ContinueResult): string[] {
   const c = r.comparison;
+  const back = (r.reinstated ?? []).reduce((n, k) => n + k.rows, 0);
   return [
-    `Poisoning check (${r.inspection.method}, previous model): removed ${r.removed} of ${r.inspection.rows} new rows; fine-tuned on ${r.trainRows}.`,
+    `Poisoning check (${r.inspection.method}, previous model): removed ${r.removed} of ${r.inspection.rows} new rows; fine-tuned on ${r.trainRows}.${back > 0 ? ` ${back} rows of activation clusters were put back: the previous model gives them their own label.` : ''}`,
     ...comparisonLines(c),
   ];
 }
