@@ -151,6 +151,7 @@ export class GatewayClient {
   /** The gateway's latest `DPoP-Nonce` (RFC 9449 §9), put in every proof once seen. */
   #dpopNonce: string | undefined;
   readonly #o: GatewayClientOptions;
+  readonly #sentTokens: string[] = [];
 
   constructor(options: GatewayClientOptions) {
     this.#o = options;
@@ -224,6 +225,11 @@ export class GatewayClient {
       throw new TypeError('path: expected an absolute path such as /v2/health/live (visible ASCII, no #)');
     const fresh = typeof this.#o.token === 'function' ? await this.#o.token() : this.#o.token;
     const token = fresh === undefined ? undefined : checkToken(fresh);
+    if (token !== undefined && !this.#sentTokens.includes(token)) {
+      // The last few tokens sent (a token function may rotate them): redacted from refusals' text.
+      this.#sentTokens.push(token);
+      if (this.#sentTokens.length > 4) this.#sentTokens.shift();
+    }
     const sentNonce = this.#dpopNonce;
     const r = await this.#send(method, path, token, body, headers);
     // RFC 9449 §9: a gateway that requires nonces refuses a proof without its latest one and sends a
@@ -328,10 +334,30 @@ export class GatewayClient {
     });
   }
 
+  /**
+   * The {@link GatewayError} of a refusal (`value`: its parsed JSON body), its text stripped of every
+   * token this client sent lately, whatever its shape (an opaque token echoed by a server is not
+   * JWT-shaped nor behind `Bearer`).
+   */
+  protected refusal(status: number, value: unknown): GatewayError {
+    return errorFrom(status, value, this.#sentTokens);
+  }
+
+  /** {@link refusal} of a raw answer whose body may not be JSON. */
+  protected refusalOf(r: RawResponse): GatewayError {
+    let value: unknown;
+    try {
+      value = parseAnswer(r);
+    } catch {
+      value = undefined;
+    }
+    return this.refusal(r.status, value);
+  }
+
   async #json(method: 'GET' | 'POST', path: string, body?: unknown): Promise<unknown> {
     const r = await this.request(method, path, body === undefined ? undefined : JSON.stringify(body));
     const value = parseAnswer(r);
-    if (r.status < 200 || r.status >= 300) throw errorFrom(r.status, value);
+    if (r.status < 200 || r.status >= 300) throw this.refusal(r.status, value);
     return value;
   }
 
@@ -447,7 +473,7 @@ export class AttestedGatewayClient extends GatewayClient {
       'content-type': 'application/octet-stream',
       accept: ATTESTATION_MEDIA_TYPE,
     });
-    if (r.status !== 200) throw errorOf(r);
+    if (r.status !== 200) throw this.refusalOf(r);
     this.#session = await ClientSession.establish(new Uint8Array(r.raw), new Uint8Array(nonce), this.#verify);
     return this.#session.claims;
   }
@@ -471,7 +497,7 @@ export class AttestedGatewayClient extends GatewayClient {
       'content-type': SESSION_MEDIA_TYPE,
       accept: SESSION_MEDIA_TYPE,
     });
-    if (r.status !== 200) throw errorOf(r);
+    if (r.status !== 200) throw this.refusalOf(r);
     return s.openResponse(new Uint8Array(r.raw), seq);
   }
 
@@ -494,20 +520,10 @@ export class AttestedGatewayClient extends GatewayClient {
     const status = reply['status'] as number;
     if (status < 200 || status >= 300) {
       const body = isObject(reply['body']) ? reply['body'] : {};
-      throw errorFrom(status, { ...body, code: reply['code'] });
+      throw this.refusal(status, { ...body, code: reply['code'] });
     }
     return inferResponse(reply['body']);
   }
-}
-
-function errorOf(r: RawResponse): GatewayError {
-  let value: unknown;
-  try {
-    value = parseAnswer(r);
-  } catch {
-    value = undefined;
-  }
-  return errorFrom(r.status, value);
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {
@@ -559,12 +575,15 @@ function parseAnswer(r: RawResponse): unknown {
 /**
  * Text of the server for an error message: control characters and line breaks (CR/LF, ANSI escapes,
  * U+2028) and bidirectional marks (core's NOT_ONE_LINE_CHARS, as `audit tail` escapes them) become
- * spaces so it cannot forge log lines, a JWT or a `Bearer`/`DPoP` credential in it is replaced, and it
- * is cut at 512 characters.
+ * spaces so it cannot forge log lines, a token the client sent (`sent`), a JWT or a `Bearer`/`DPoP`
+ * credential in it is replaced, and it is cut at 512 characters.
  */
 
-function serverText(text: string): string {
-  const t = text
+function serverText(text: string, sent: readonly string[]): string {
+  let t = text;
+  // A token of fewer than 8 characters is left alone: it would match ordinary words of the message.
+  for (const token of sent) if (token.length >= 8) t = t.split(token).join('[credential]');
+  t = t
     .replace(NOT_ONE_LINE_CHARS, ' ')
     .replace(/\beyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*/g, '[credential]')
     .replace(/\b(Bearer|DPoP)\s+[A-Za-z0-9\-._~+/]+=*/gi, '$1 [credential]');
@@ -572,11 +591,11 @@ function serverText(text: string): string {
 }
 
 /** A refusal's {@link GatewayError}: the gateway's code and message when well-formed, else `HTTP_<status>`. */
-function errorFrom(status: number, value: unknown): GatewayError {
+function errorFrom(status: number, value: unknown, sent: readonly string[]): GatewayError {
   const v = isObject(value) ? value : {};
   const code = typeof v['code'] === 'string' && CODE.test(v['code']) ? v['code'] : `HTTP_${status}`;
   const message =
-    typeof v['error'] === 'string' && v['error'] !== '' ? serverText(v['error']) : `HTTP ${status}`;
+    typeof v['error'] === 'string' && v['error'] !== '' ? serverText(v['error'], sent) : `HTTP ${status}`;
   return new GatewayError(status, code, message);
 }
 

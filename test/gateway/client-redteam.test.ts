@@ -269,6 +269,16 @@ describe('bulwark/client red team', () => {
       assert.ok(e.message.length <= 512);
       return true;
     });
+    // An opaque token (no JWT shape) echoed bare: the client knows what it sent and takes it out.
+    const opaque = 'tok_9f8e7d6c5b4a39281706f5e4d3c2b1a0';
+    const withToken = new GatewayClient(opts({ token: opaque }));
+    srv.set(json(JSON.stringify({ code: 'ERR_AUTH_INVALID', error: `token ${opaque} is not valid` }), 401));
+    await assert.rejects(withToken.infer('m', { inputs: [] }), (e: unknown) => {
+      assert.ok(isCode('ERR_AUTH_INVALID', 401)(e));
+      assert.equal((e as Error).message, 'token [credential] is not valid');
+      return true;
+    });
+    withToken.close();
     // A well-formed refusal keeps its code and message.
     srv.set(json('{"error":"predict not permitted","code":"ERR_POLICY_DENIED"}', 403));
     await assert.rejects(c.infer('m', { inputs: [] }), (e: unknown) => {
