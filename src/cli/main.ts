@@ -1,4 +1,6 @@
-import { INSECURE_NOISE_WARNING } from '../privacy/index.js';
+// The mechanism's own module, not privacy/index.js: the entry point loads only what every command needs
+// (test/cli/cli.test.ts: `bulwark audit --help` loads no data or ML module).
+import { INSECURE_NOISE_WARNING } from '../privacy/mechanisms/noise.js';
 import { runCli } from './program.js';
 import { exitCleanlyOnSignals } from './signals.js';
 
