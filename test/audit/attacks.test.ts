@@ -28,18 +28,12 @@ import {
   verifyConsistency,
   verifyInclusionBundle,
 } from '../../src/audit/index.js';
-import { isBulwarkError } from '../../src/core/index.js';
 import { runBulwarkInProcess } from '../helpers/cli.js';
+import { code } from '../helpers/errors.js';
 import { FIXTURES, type StoreFixture, sqliteFixture } from './stores.js';
 
 const ORIGIN = 'bulwark.test/attacks';
 const digest = (s: string) => `sha256:${createHash('sha256').update(s).digest('hex')}`;
-const code = (c: string) => (e: unknown) => {
-  if (isBulwarkError(e) && e.code === c) return true;
-  throw new assert.AssertionError({
-    message: `expected ${c}, got ${isBulwarkError(e) ? `${e.code}: ${e.message}` : String(e)}`,
-  });
-};
 const ph = (fx: StoreFixture, n: number) => (fx.name === 'postgres' ? `$${n}` : '?');
 
 function prediction(i: number, caller = 'alice'): AuditEventInput {

@@ -17,17 +17,11 @@ import {
   parseSignerKey,
   verifyConsistencyBundle,
 } from '../../src/audit/index.js';
-import { isBulwarkError } from '../../src/core/index.js';
 import { runBulwarkInProcess } from '../helpers/cli.js';
+import { code } from '../helpers/errors.js';
 import { FIXTURES, type StoreFixture, sqliteFixture } from './stores.js';
 
 const ORIGIN = 'bulwark.test/consistency';
-const code = (c: string, message?: RegExp) => (e: unknown) => {
-  if (isBulwarkError(e) && e.code === c && (!message || message.test(e.message))) return true;
-  throw new assert.AssertionError({
-    message: `expected ${c}${message ? ` ${message}` : ''}, got ${isBulwarkError(e) ? `${e.code}: ${e.message}` : String(e)}`,
-  });
-};
 
 const event = (i: number, tag = 'a'): AuditEventInput => ({
   type: 'key.created',

@@ -18,7 +18,7 @@ import {
   signNote,
   verifyCheckpoint,
 } from '../../src/audit/index.js';
-import { isBulwarkError } from '../../src/core/index.js';
+import { code } from '../helpers/errors.js';
 
 // The known-answer example of golang.org/x/mod/sumdb/note (the reference implementation of the
 // C2SP signed-note format): keys, text and the exact signed note. Ed25519 is deterministic, so
@@ -28,8 +28,6 @@ const VKEY = 'PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW
 const TEXT =
   "If you think cryptography is the answer to your problem,\nthen you don't know what your problem is.\n";
 const SIGNED = `${TEXT}\n\u2014 PeterNeumann x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n`;
-
-const code = (c: string) => (e: unknown) => isBulwarkError(e) && e.code === c;
 
 describe('signed notes (C2SP signed-note)', () => {
   it('reproduces the reference key id, verifier key and signature exactly', () => {

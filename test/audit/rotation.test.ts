@@ -22,17 +22,11 @@ import {
   verifyConsistencyBundle,
   verifyInclusionBundle,
 } from '../../src/audit/index.js';
-import { isBulwarkError } from '../../src/core/index.js';
 import { runBulwarkInProcess } from '../helpers/cli.js';
+import { code } from '../helpers/errors.js';
 import { FIXTURES, type StoreFixture, sqliteFixture } from './stores.js';
 
 const ORIGIN = 'bulwark.test/rotation';
-const code = (c: string, message?: RegExp) => (e: unknown) => {
-  if (isBulwarkError(e) && e.code === c && (!message || message.test(e.message))) return true;
-  throw new assert.AssertionError({
-    message: `expected ${c}${message ? ` ${message}` : ''}, got ${isBulwarkError(e) ? `${e.code}: ${e.message}` : String(e)}`,
-  });
-};
 
 const event = (i: number): AuditEventInput => ({
   type: 'key.created',

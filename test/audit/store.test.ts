@@ -19,16 +19,11 @@ import {
   verifyCheckpointConsistency,
   verifyInclusionBundle,
 } from '../../src/audit/index.js';
-import { isBulwarkError, SeededRng } from '../../src/core/index.js';
+import { SeededRng } from '../../src/core/index.js';
+import { code } from '../helpers/errors.js';
 import { FIXTURES, PG_URL, type StoreFixture, spawnWriter } from './stores.js';
 
 const ORIGIN = 'bulwark.test/audit';
-const code = (c: string) => (e: unknown) => {
-  if (isBulwarkError(e) && e.code === c) return true;
-  throw new assert.AssertionError({
-    message: `expected ${c}, got ${isBulwarkError(e) ? `${e.code}: ${e.message}` : String(e)}`,
-  });
-};
 /** A SQL placeholder for the fixture's database. */
 const ph = (fx: StoreFixture, n: number) => (fx.name === 'postgres' ? `$${n}` : '?');
 const digest = (s: string) => `sha256:${createHash('sha256').update(s).digest('hex')}`;

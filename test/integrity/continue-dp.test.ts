@@ -27,6 +27,7 @@ import {
 } from '../../src/privacy/index.js';
 import { InputDomain } from '../../src/robust/index.js';
 import { trainTabular } from '../../src/train/index.js';
+import { code } from '../helpers/errors.js';
 import { backdoored, DP_SCHEMA, rows, writeCsv } from './helpers.js';
 
 /**
@@ -74,8 +75,6 @@ function options(over: Partial<DpContinueOptions> = {}): DpContinueOptions {
     ...over,
   };
 }
-
-const code = (c: string) => (e: unknown) => e instanceof BulwarkError && e.code === c;
 
 before(async () => {
   schema = parseSchema(DP_SCHEMA);

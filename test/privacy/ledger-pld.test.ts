@@ -30,6 +30,7 @@ import {
   trainDpSgd,
 } from '../../src/privacy/index.js';
 import { runBulwark } from '../helpers/cli.js';
+import { code } from '../helpers/errors.js';
 import { ledgerScratch, PG_URL, pgReason } from './fixtures/ledger-stores.js';
 
 const run = promisify(execFile);
@@ -115,8 +116,6 @@ const dpSgdSpend = (dataset: string) => ({
   operation: 'train.dp-sgd',
   events: RUN_EVENTS,
 });
-
-const code = (c: string) => (e: unknown) => isBulwarkError(e) && e.code === c;
 
 function behaviour(name: string, store: Store, skip: string | null): void {
   describe(`pld budgets (${name})`, { skip: skip ?? false }, () => {

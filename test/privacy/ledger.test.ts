@@ -15,6 +15,7 @@ import {
   openLedger,
   parseLedgerLocation,
 } from '../../src/privacy/index.js';
+import { code } from '../helpers/errors.js';
 import { ledgerScratch, PG_URL, pgReason } from './fixtures/ledger-stores.js';
 
 const run = promisify(execFile);
@@ -24,8 +25,6 @@ const { tmp, newSchema } = ledgerScratch('bulwark-ledger-', 'ledger_test_');
 function pgLocation(): string {
   return `${PG_URL}?schema=${newSchema()}`;
 }
-
-const code = (c: string) => (e: unknown) => isBulwarkError(e) && e.code === c;
 
 /** The same behaviour on both stores. */
 function behaviour(name: string, open: () => Promise<BudgetLedger>, skip: string | null): void {

@@ -16,6 +16,7 @@ import {
   trainDpSgd,
   trainTabularDp,
 } from '../../src/privacy/index.js';
+import { code } from '../helpers/errors.js';
 
 /**
  * The DP trainers' warm start and pre-spend hook (src/privacy): DP-SGD starts from the given weights,
@@ -93,8 +94,6 @@ const base = (over: Partial<DpTabularOptions> = {}): DpTabularOptions => ({
   noise: NoiseSource.insecureSeeded(5, 'test'),
   ...over,
 });
-
-const code = (c: string) => (e: unknown) => e instanceof BulwarkError && e.code === c;
 
 /** A warm start from a DP training's result (its network, pipeline, classes and guarantee). */
 const warmStart = (r: DpTabularResult): DpWarmStart => ({
