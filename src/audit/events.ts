@@ -125,6 +125,19 @@ export const eventDataSchemas = {
     privacy: privacySchema.optional(),
     adversarial: adversarialSchema.optional(),
     metrics: freeRecord(finite).optional(),
+    /**
+     * The writer's signature of the rest of the record (`bulwark train --record-key`;
+     * record-signature.ts): who can append to the log cannot make a record a trainer key signed.
+     */
+    recordedBy: z
+      .strictObject({
+        key: z
+          .string()
+          .max(512)
+          .regex(/^[^+\s]+\+[0-9a-f]{8}\+[A-Za-z0-9+/]+=*$/, 'expected a public key name+keyid+base64'),
+        signature: z.string().regex(/^[A-Za-z0-9+/]{86}==$/, 'expected a base64 Ed25519 signature'),
+      })
+      .optional(),
   }),
   'model.packaged': z.strictObject({
     packageDigest: digestSchema,

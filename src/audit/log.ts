@@ -40,6 +40,7 @@ import {
   signNote,
 } from './note.js';
 import { PgAuditStore, type PgStoreOptions } from './pg-store.js';
+import { signTrainingRecord } from './record-signature.js';
 import { SqliteAuditStore, type SqliteStoreOptions } from './sqlite-store.js';
 import {
   type AuditStore,
@@ -234,6 +235,17 @@ export class AuditLog implements AuditWriter {
     return (await keyHistory(this.store)).at(-1)?.vkey;
   }
 
+  /**
+   * Signs every `model.trained` record appended from now on with `signer`, the writer's own key
+   * (record-signature.ts: `bulwark train --record-key`), so that a record whoever can append wrote
+   * does not pass for this writer's. A record that already carries a signature is kept as it is.
+   */
+  signRecordsWith(signer: NoteSigner): void {
+    this.#recordSigner = signer;
+  }
+
+  #recordSigner: NoteSigner | undefined;
+
   /** The log's keys in order, each with the tree size from which it signs (see keys.ts). */
   keys(): Promise<KeyEpoch[]> {
     return keyHistory(this.store);
@@ -263,6 +275,9 @@ export class AuditLog implements AuditWriter {
     let dataJson: string;
     try {
       parsed = parseEventInput(event);
+      const by = this.#recordSigner;
+      if (by && parsed.type === 'model.trained' && parsed.data.recordedBy === undefined)
+        parsed = { type: parsed.type, data: signTrainingRecord(parsed.data, by) };
       dataJson = canonicalEventData(parsed);
     } catch (e) {
       return Promise.reject(e);

@@ -518,4 +518,113 @@ describe('model protect: privacy and adversarial claims', () => {
     const out = JSON.parse(r.stdout) as { claims: { adversarial: string } };
     assert.equal(out.claims.adversarial, 'backed');
   });
+
+  it('with --trainer-key only a record the training job signed (train --record-key) backs a claim; one anyone appended does not', async () => {
+    ok(
+      await bw(['audit', 'keygen', '--name', 'bulwark.test/trainer', '--out', p('trainer.key')]),
+      'trainer keygen',
+    );
+    // Without a log, --record-key has nothing to sign, and is refused before any training.
+    const common = ['--data', p('data.csv'), '--label', 'label', '--schema', p('schema.yaml'), '--seed', '1'];
+    const advArgs = (out: string, extra: string[]) => [
+      '--json',
+      'train',
+      ...common,
+      '--model',
+      'mlp',
+      '--hidden',
+      '8',
+      '--epochs',
+      '2',
+      '--adversarial',
+      'pgd',
+      '--adv-eps',
+      '0.1',
+      '--adv-steps',
+      '3',
+      '--out',
+      p(out),
+      ...extra,
+    ];
+    const noLog = await bw(advArgs('nolog.onnx', ['--record-key', p('trainer.key')]));
+    assert.equal(noLog.code, 2, noLog.stderr);
+    assert.match(noLog.stderr, /ERR_USAGE.*--record-key signs the model.trained record: it needs --audit/);
+    assert.equal(existsSync(p('nolog.onnx')), false);
+    // The job signs its record.
+    const signed = ok(
+      // Three epochs: another model than adv.onnx (the same run would give the same bytes, and the
+      // latest record of a digest is the one cited).
+      await bw(advArgs('signed.onnx', ['--epochs', '3', '--audit', audit, '--record-key', p('trainer.key')])),
+      'train --record-key',
+    );
+    const event = (JSON.parse(signed.stdout) as { auditEvent: string }).auditEvent;
+    const log = await AuditLog.open({ store: { kind: 'sqlite', path: audit } });
+    let recorded: Awaited<ReturnType<AuditLog['trainingRecord']>>;
+    try {
+      recorded = await log.trainingRecord(sha256(readFileSync(p('signed.onnx'))));
+    } finally {
+      await log.close();
+    }
+    assert.equal(recorded?.eventId, event);
+    assert.match(recorded?.data.recordedBy?.key ?? '', /^bulwark\.test\/trainer\+[0-9a-f]{8}\+/);
+    const trainer = ['--audit', audit, '--trainer-key', p('trainer.key.pub')];
+    const backed = ok(await protect('signed.onnx', 'signed.bwm', trainer), 'protect --trainer-key');
+    assert.equal(
+      (JSON.parse(backed.stdout) as { claims: { adversarial: string } }).claims.adversarial,
+      'backed',
+    );
+    // adv.onnx's record was written without --record-key: with the trainer key it backs nothing.
+    refused(
+      await protect('adv.onnx', 'unsigned.bwm', trainer),
+      'ERR_LINEAGE_UNBACKED',
+      /record of this model .* is not signed by its writer .*--accept-claims/,
+    );
+    assert.equal(existsSync(p('unsigned.bwm')), false);
+    // A forger who can append records a run of its own model, signed with a key of its own: refused.
+    withMetadata('plain.onnx', 'forged-signed.onnx', {
+      'bulwark.adversarial': JSON.stringify({ method: 'pgd', eps: 0.1, steps: 3 }),
+    });
+    ok(
+      await bw(['audit', 'keygen', '--name', 'bulwark.test/trainer', '--out', p('forger.key')]),
+      'forger key',
+    );
+    const forger = await AuditLog.open({ store: { kind: 'sqlite', path: audit } });
+    try {
+      forger.signRecordsWith(
+        (await import('../../src/audit/index.js')).parseSignerKey(readFileSync(p('forger.key'), 'utf8')),
+      );
+      await forger.append({
+        type: 'model.trained',
+        data: {
+          modelDigest: sha256(readFileSync(p('forged-signed.onnx'))),
+          datasetDigest: sha256(readFileSync(p('data.csv'))),
+          algorithm: 'mlp',
+          hyperparameters: {},
+          adversarial: { attack: 'pgd', epsilon: 0.1, steps: 3 },
+        },
+      });
+    } finally {
+      await forger.close();
+    }
+    refused(
+      await protect('forged-signed.onnx', 'forged-signed.bwm', trainer),
+      'ERR_LINEAGE_UNBACKED',
+      /is signed by bulwark\.test\/trainer\+[0-9a-f]{8}, not by a trainer key given/,
+    );
+    // Without --trainer-key that forged record backs the claim: why the option exists.
+    const open = ok(await protect('forged-signed.onnx', 'forged-open.bwm', ['--audit', audit]), 'protect');
+    assert.equal(
+      (JSON.parse(open.stdout) as { claims: { adversarial: string } }).claims.adversarial,
+      'backed',
+    );
+    // --accept-claims packages the model with its claim marked unchecked.
+    const claimed = ok(
+      await protect('adv.onnx', 'claimed.bwm', [...trainer, '--accept-claims']),
+      'protect --accept-claims',
+    );
+    assert.equal(
+      (JSON.parse(claimed.stdout) as { claims: { adversarial: string } }).claims.adversarial,
+      'claimed',
+    );
+  });
 });

@@ -80,7 +80,7 @@ function readHeldCheckpoint(path: string, option: string): string {
 }
 
 /** A signing key file (`PRIVATE+KEY+...`, as written by `audit keygen`). */
-async function loadSigner(path: string): Promise<NoteSigner> {
+export async function loadSigner(path: string): Promise<NoteSigner> {
   return (await lib()).parseSignerKey(readText(path, 'signing key file'));
 }
 

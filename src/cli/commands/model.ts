@@ -1,6 +1,7 @@
 import { basename, extname, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { BulwarkError, fileDigest } from '../../core/index.js';
+import type { AuditLog } from '../../audit/index.js';
+import { BulwarkError, fileDigest, isBulwarkError } from '../../core/index.js';
 import { loadSchema } from '../../data/index.js';
 import {
   assertModelSafe,
@@ -26,6 +27,10 @@ import { checkOutputPath, intOption } from '../options.js';
 import { ioOf } from '../output.js';
 import { type Progress, startProgress } from '../progress.js';
 import { loadVerifierKey } from './audit.js';
+
+/** The audit library, on first use (it loads the SQLite and PostgreSQL drivers). */
+const auditLib = () => import('../../audit/index.js');
+
 import { keyringInputs, openKeyringFromOptions, type SecretCliOptions, withKeyringOptions } from './keys.js';
 import { readDetectorBundleFile, registerFitDetectorsCommand } from './model-detectors.js';
 
@@ -192,6 +197,10 @@ export function registerModelCommands(program: Command): void {
           "the --audit log's public key (or a file): the model.trained record that backs a claim must also be proved included under a stored checkpoint signed by it, so that a record rewritten in the database (its hash recomputed) backs nothing",
         )
         .option(
+          '--trainer-key <key>',
+          "the training job's public key (or a file; bulwark train --record-key signed with its private half): a model.trained record backs a claim only if this key signed it, not if anyone who can append to the log wrote it",
+        )
+        .option(
           '--detectors <file>',
           'detector bundle (bulwark model fit-detectors) to seal into the package with the model',
         )
@@ -225,9 +234,11 @@ export function registerModelCommands(program: Command): void {
         detectors?: string;
         acceptClaims?: boolean;
         auditKey?: string;
+        trainerKey?: string;
       }
     >();
     const auditKey = o.auditKey !== undefined ? await loadVerifierKey(o.auditKey) : undefined;
+    const trainerKey = o.trainerKey !== undefined ? await loadVerifierKey(o.trainerKey) : undefined;
     if (o.datasetDigest !== undefined && !/^sha256:[0-9a-f]{64}$/.test(o.datasetDigest))
       throw new BulwarkError('ERR_INVALID_ARGUMENT', `--dataset-digest: expected sha256:<64 hex digits>`);
     // Before the work, and never over one of the inputs, --force or not: the package used to replace
@@ -252,11 +263,34 @@ export function registerModelCommands(program: Command): void {
         ...(o.auditOrigin !== undefined ? { origin: o.auditOrigin } : {}),
       };
     await withOperationLog(o.audit, async (log) => {
-      if (auditKey !== undefined && !log)
+      if ((auditKey !== undefined || trainerKey !== undefined) && !log)
         throw new BulwarkError(
           'ERR_USAGE',
-          '--audit-key applies with an audit log (--audit or BULWARK_AUDIT_STORE), whose records back the claims',
+          `${auditKey !== undefined ? '--audit-key' : '--trainer-key'} applies with an audit log (--audit or BULWARK_AUDIT_STORE), whose records back the claims`,
         );
+      // With --trainer-key a record its writer did not sign backs nothing: it is set aside, and why is
+      // said if a claim then goes unbacked.
+      let untrusted: BulwarkError | undefined;
+      const recordOf = async (modelDigest: string) => {
+        const r = await (log as AuditLog).trainingRecord(
+          modelDigest,
+          auditKey !== undefined ? { publicKey: auditKey } : {},
+        );
+        if (r === undefined || trainerKey === undefined) return r;
+        try {
+          (await auditLib()).requireRecordSignedBy(
+            r.data,
+            [(await auditLib()).parseVerifierKey(trainerKey)],
+            `the model.trained record of this model (event ${r.eventId}, #${r.index})`,
+          );
+          return r;
+        } catch (e) {
+          if (!isBulwarkError(e, 'ERR_LINEAGE_UNBACKED')) throw e;
+          untrusted = e;
+          io.note(`bulwark: ${e.message}; the package does not cite it`);
+          return undefined;
+        }
+      };
       const kr = await openKeyringFromOptions(o);
       let bar: Progress | undefined;
       try {
@@ -272,12 +306,7 @@ export function registerModelCommands(program: Command): void {
           // Bulwark's own record of the training, found in the log by the digest of the bytes packaged
           // (never by --audit-event: naming an event backs nothing).
           // With --audit-key the record is also proved under a signed checkpoint.
-          ...(log
-            ? {
-                trainingRecord: (modelDigest: string) =>
-                  log.trainingRecord(modelDigest, auditKey !== undefined ? { publicKey: auditKey } : {}),
-              }
-            : {}),
+          ...(log ? { trainingRecord: recordOf } : {}),
           acceptClaims: o.acceptClaims === true,
           memory,
           ...(detectors !== undefined ? { detectors } : {}),
@@ -287,6 +316,16 @@ export function registerModelCommands(program: Command): void {
             bar ??= startProgress(io, 'protect', Math.ceil(total / 2 ** 20), 'MiB');
             bar.update(Math.floor(done / 2 ** 20));
           },
+        }).catch((e: unknown) => {
+          // The claim is unbacked because the record found was not the trainer's: say that, not
+          // "the log has no record".
+          if (untrusted && isBulwarkError(e, 'ERR_LINEAGE_UNBACKED'))
+            throw new BulwarkError(
+              'ERR_LINEAGE_UNBACKED',
+              `${untrusted.message}: the model's privacy/adversarial claims rest on no record the trainer key signed; package them as an unchecked claim (--accept-claims)`,
+              { details: e.details ?? {} },
+            );
+          throw e;
         });
         bar?.stop();
         const auditIds = await record(log, [

@@ -18,7 +18,7 @@ import { type TrainTabularOptions, type TrainTabularResult, trainTabular } from 
 import { record } from '../audit-record.js';
 import { floatOption } from '../options.js';
 import type { Io } from '../output.js';
-import { loadVerifierKey } from './audit.js';
+import { loadSigner, loadVerifierKey } from './audit.js';
 import { withKeyringOptions } from './keys.js';
 import { protectedHyperparameters, readProtectable } from './protected-data.js';
 import {
@@ -65,6 +65,8 @@ export interface IntegrityTrainOpts {
   detectors?: string;
   /** `--from` with DP: continue a parent whose DP guarantee no training record backs. */
   acceptClaims?: boolean;
+  /** `--record-key`: the writer's key that signs the model.trained record (record-signature.ts). */
+  recordKey?: string;
 }
 
 function inspectMethod(v: string): InspectMethod {
@@ -89,6 +91,10 @@ export function addIntegrityTrainOptions(cmd: Command): Command {
     .option(
       '--require-provenance',
       'refuse data whose digest is not a dataset.protected event in the --audit log',
+    )
+    .option(
+      '--record-key <file>',
+      "sign the model.trained record with this key of the training job's own (bulwark audit keygen): model protect --trainer-key then accepts only records it signed, not ones anyone who can append to the log wrote",
     )
     .option(
       '--audit-key <key>',
@@ -195,6 +201,14 @@ export async function checkTrainingIntegrity(
       'ERR_USAGE',
       '--accept-claims applies to a DP fine-tune (--from with --dp-epsilon) of a parent whose guarantee nothing backs; to package a model with unchecked claims, bulwark model protect --accept-claims',
     );
+  if (o.recordKey !== undefined) {
+    if (!log)
+      throw new BulwarkError(
+        'ERR_USAGE',
+        '--record-key signs the model.trained record: it needs --audit <store> (or BULWARK_AUDIT_STORE)',
+      );
+    log.signRecordsWith(await loadSigner(o.recordKey));
+  }
   if (log && o.requireProvenance) await provenanceOf(io, log, o.auditKey, data.file, data.digest, '');
 }
 

@@ -222,6 +222,7 @@ ${protectedDataHelp(TRAIN_PROTECTED_USE)}`,
         'detectors',
         'audit',
         'auditKey',
+        'recordKey',
         'ledger',
       ].map((k) => (typeof given[k] === 'string' ? (given[k] as string) : undefined));
       // The protection manifests beside the data and the evaluation set are inputs too.

@@ -1,0 +1,64 @@
+/**
+ * A training record signed by its writer. The log's checkpoint key proves that an entry is in the log
+ * and unchanged since; it does not say who wrote it: whoever can append (the database, any process with
+ * the store's URL) can add a `model.trained` record of a run that never happened, and that record
+ * would back a package's privacy or adversarial-training claim (`model protect --audit`). The training
+ * job signs its record with a key of its own (`bulwark train --record-key`, an Ed25519 key in the audit
+ * key format, `bulwark audit keygen --name ...`), and `model protect --trainer-key` accepts as backing
+ * only a record that key signed.
+ *
+ * Signed: a context line naming what is signed, then the canonical JSON (RFC 8785 form, events.ts) of
+ * the record's data without `recordedBy`. The context keeps the signature from being taken for one
+ * over any other message of the same key (a checkpoint note, say).
+ */
+import { BulwarkError } from '../core/index.js';
+import { type AuditEventData, canonicalJson } from './events.js';
+import { keyName } from './keys.js';
+import type { NoteSigner, NoteVerifier } from './note.js';
+
+type TrainedData = AuditEventData<'model.trained'>;
+
+/** What a record's signature covers, before the record's canonical JSON. */
+export const RECORD_SIGNATURE_CONTEXT = 'bulwark/audit/model.trained/v1\n';
+
+function signedBytes(data: TrainedData): Buffer {
+  const { recordedBy: _, ...rest } = data;
+  return Buffer.from(RECORD_SIGNATURE_CONTEXT + canonicalJson(rest), 'utf8');
+}
+
+/** `data` with `recordedBy`: `signer`'s public key and its signature of the rest of the record. */
+export function signTrainingRecord(data: TrainedData, signer: NoteSigner): TrainedData {
+  const signature = signer.sign(signedBytes(data)).toString('base64');
+  return { ...data, recordedBy: { key: signer.verifier.vkey, signature } };
+}
+
+/**
+ * The key among `trusted` that signed this record; ERR_LINEAGE_UNBACKED naming why not otherwise:
+ * unsigned, signed by a key not trusted, or a signature that does not verify (the record was changed
+ * after it was signed). `what` names the record in the message.
+ */
+export function requireRecordSignedBy(
+  data: TrainedData,
+  trusted: readonly NoteVerifier[],
+  what: string,
+): NoteVerifier {
+  const by = data.recordedBy;
+  const keys = trusted.map((k) => keyName(k.vkey)).join(', ');
+  if (!by)
+    throw new BulwarkError(
+      'ERR_LINEAGE_UNBACKED',
+      `${what} is not signed by its writer (trained without --record-key); the trainer key given (${keys}) backs only records it signed`,
+    );
+  const key = trusted.find((k) => k.vkey === by.key);
+  if (!key)
+    throw new BulwarkError(
+      'ERR_LINEAGE_UNBACKED',
+      `${what} is signed by ${keyName(by.key)}, not by a trainer key given (${keys})`,
+    );
+  if (!key.verify(signedBytes(data), Buffer.from(by.signature, 'base64')))
+    throw new BulwarkError(
+      'ERR_LINEAGE_UNBACKED',
+      `${what}: its writer's signature (${keyName(by.key)}) does not verify: the record was changed after it was signed`,
+    );
+  return key;
+}
