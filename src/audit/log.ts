@@ -40,7 +40,7 @@ import {
   signNote,
 } from './note.js';
 import { PgAuditStore, type PgStoreOptions } from './pg-store.js';
-import { signTrainingRecord } from './record-signature.js';
+import { recordSignatureHolds, signTrainingRecord } from './record-signature.js';
 import { SqliteAuditStore, type SqliteStoreOptions } from './sqlite-store.js';
 import {
   type AuditStore,
@@ -113,6 +113,12 @@ export interface VerifyReport {
    * stopped half-way; run it again): the key they name signs nothing of this log.
    */
   unfinishedRotations: number[];
+  /**
+   * `model.trained` records signed by their writer (`train --record-key`), by key, each signature
+   * checked under the key it names; and those without a signature. Whether a key is one to trust is
+   * the reader's call (`model protect --trainer-key`).
+   */
+  trainingRecords: { signed: { key: string; records: number }[]; unsigned: number };
   seconds: number;
 }
 
@@ -907,6 +913,8 @@ export class AuditLog implements AuditWriter {
       );
 
     const rotations: { index: number; previousKey: string; newKey: string }[] = [];
+    const recordSigners = new Map<string, number>();
+    let unsignedRecords = 0;
     const frontier = Frontier.empty();
     const pageSize = options.pageSize ?? 8192;
     let next = 0;
@@ -956,6 +964,17 @@ export class AuditLog implements AuditWriter {
         if (e.type === 'log.key-rotated') {
           const d = e.data as AuditEventData<'log.key-rotated'>;
           rotations.push({ index: e.index, previousKey: d.previousKey, newKey: d.newKey });
+        }
+        if (e.type === 'model.trained') {
+          const d = e.data as AuditEventData<'model.trained'>;
+          const by = typeof d === 'object' && d !== null ? d.recordedBy : undefined;
+          if (by === undefined) unsignedRecords++;
+          else if (typeof by?.key !== 'string' || !recordSignatureHolds(d))
+            throw corrupt(
+              row.index,
+              `its writer's signature (recordedBy) does not verify under the key it names: the training record was changed after it was signed`,
+            );
+          else recordSigners.set(by.key, (recordSigners.get(by.key) ?? 0) + 1);
         }
         for (const ref of producedBy(e)) expectedRefs.add(`${ref}\u0000${row.index}`);
         frontier.push(leaf, onNode);
@@ -1017,6 +1036,10 @@ export class AuditLog implements AuditWriter {
       keySource,
       keys: inHistory ? history.length : 1,
       unfinishedRotations,
+      trainingRecords: {
+        signed: [...recordSigners].map(([key, records]) => ({ key, records })),
+        unsigned: unsignedRecords,
+      },
       seconds: (performance.now() - t0) / 1000,
     };
   }

@@ -14,7 +14,7 @@
 import { BulwarkError } from '../core/index.js';
 import { type AuditEventData, canonicalJson } from './events.js';
 import { keyName } from './keys.js';
-import type { NoteSigner, NoteVerifier } from './note.js';
+import { type NoteSigner, type NoteVerifier, parseVerifierKey } from './note.js';
 
 type TrainedData = AuditEventData<'model.trained'>;
 
@@ -61,4 +61,19 @@ export function requireRecordSignedBy(
       `${what}: its writer's signature (${keyName(by.key)}) does not verify: the record was changed after it was signed`,
     );
   return key;
+}
+
+/**
+ * Whether a signed record's signature verifies under the key it names (not whether that key is one to
+ * trust: {@link requireRecordSignedBy} says that). `audit verify` checks every signed record this way, so
+ * a record changed after its writer signed it is found without knowing the writer's key beforehand.
+ */
+export function recordSignatureHolds(data: TrainedData): boolean {
+  const by = data.recordedBy;
+  if (!by) return false;
+  try {
+    return parseVerifierKey(by.key).verify(signedBytes(data), Buffer.from(by.signature, 'base64'));
+  } catch {
+    return false;
+  }
 }

@@ -13,12 +13,14 @@ import {
   AuditLog,
   canonicalJson,
   generateSignerKey,
+  leafHash,
   parseVerifierKey,
   RECORD_SIGNATURE_CONTEXT,
   requireRecordSignedBy,
   signTrainingRecord,
 } from '../../src/audit/index.js';
 import { code } from '../helpers/errors.js';
+import { sqliteFixture } from './stores.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'bulwark-record-sig-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -102,8 +104,48 @@ describe('training records signed by their writer', () => {
       requireRecordSignedBy(stored.data, trusted, 'the stored record');
       const report = await log.verify({ schema: true });
       assert.equal(report.entries, 4);
+      // verify checks each signature under the key it names, and counts the records by signer.
+      assert.deepEqual(report.trainingRecords, {
+        signed: [
+          { key: trainer.vkey, records: 1 },
+          { key: other.vkey, records: 1 },
+        ],
+        unsigned: 1,
+      });
     } finally {
       await log.close();
+    }
+  });
+
+  it('audit verify finds a signed record changed after it was signed, with its leaf hash recomputed', async () => {
+    const fx = sqliteFixture();
+    try {
+      const log = await AuditLog.open({ store: fx.spec, origin: 'bulwark.test/records' });
+      log.signRecordsWith(trainer.signer);
+      const { id } = await log.append({ type: 'model.trained', data: record });
+      const e = await log.get(id);
+      await log.close();
+      // Someone who can write the database weakens the recorded attack and recomputes the leaf hash.
+      const data = e.data as AuditEventData<'model.trained'>;
+      const forged = canonicalJson({
+        ...e,
+        data: { ...data, adversarial: { attack: 'pgd', epsilon: 0.3, steps: 3 } },
+      });
+      await fx.exec('UPDATE entries SET body = ?, leaf = ? WHERE idx = 0', [forged, leafHash(forged)]);
+      const reader = await AuditLog.open({ store: fx.spec });
+      try {
+        await assert.rejects(
+          reader.verify(),
+          code(
+            'ERR_AUDIT_ENTRY_CORRUPT',
+            /entry #0 was altered: its writer's signature \(recordedBy\) does not verify/,
+          ),
+        );
+      } finally {
+        await reader.close();
+      }
+    } finally {
+      await fx.cleanup();
     }
   });
 

@@ -617,6 +617,12 @@ describe('model protect: privacy and adversarial claims', () => {
       (JSON.parse(open.stdout) as { claims: { adversarial: string } }).claims.adversarial,
       'backed',
     );
+    // audit verify checks each writer's signature and says who signed how many records.
+    const v = ok(await bw(['audit', 'verify', '--store', audit]), 'audit verify');
+    assert.match(
+      v.stdout,
+      /training records: 2 signed by their writer \(1 by bulwark\.test\/trainer\+[0-9a-f]{8}, 1 by bulwark\.test\/trainer\+[0-9a-f]{8}; each signature verified\), \d+ unsigned/,
+    );
     // --accept-claims packages the model with its claim marked unchecked.
     const claimed = ok(
       await protect('adv.onnx', 'claimed.bwm', [...trainer, '--accept-claims']),

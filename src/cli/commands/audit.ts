@@ -79,6 +79,16 @@ function readHeldCheckpoint(path: string, option: string): string {
   return note;
 }
 
+/** `audit verify`'s line on training records: who signed them (each signature checked), how many not. */
+function trainingRecordsLine(t: { signed: { key: string; records: number }[]; unsigned: number }): string[] {
+  const signed = t.signed.reduce((n, k) => n + k.records, 0);
+  if (signed + t.unsigned === 0) return [];
+  const by = t.signed.map((k) => `${k.records} by ${k.key.split('+').slice(0, 2).join('+')}`);
+  return [
+    `training records: ${signed} signed by their writer${by.length > 0 ? ` (${by.join(', ')}; each signature verified)` : ''}, ${t.unsigned} unsigned (any writer of the log could have added those)`,
+  ];
+}
+
 /** A signing key file (`PRIVATE+KEY+...`, as written by `audit keygen`). */
 export async function loadSigner(path: string): Promise<NoteSigner> {
   return (await lib()).parseSignerKey(readText(path, 'signing key file'));
@@ -310,6 +320,7 @@ export function registerAuditCommands(program: Command): void {
           `OK: ${report.entries} entries (${report.signedSize} under a signed checkpoint), ${report.checkpoints} signed checkpoints${report.heldCheckpoints > 0 ? ` and ${report.heldCheckpoints} you hold` : ''}, ${report.nodesChecked} cached subtrees verified (${report.seconds.toFixed(2)} s)`,
           `origin ${report.origin}, root ${report.root}`,
           ...(report.keys > 1 ? [`${report.keys} checkpoint keys, each hand-over signed by both keys`] : []),
+          ...trainingRecordsLine(report.trainingRecords),
         ].join('\n'),
       );
     });
