@@ -287,6 +287,48 @@ describe('bulwark train --from MODEL --dp-epsilon (DP continuous learning, built
     assert.equal(afterSpends.length, 3);
   });
 
+  it('--trainer-key: a parent record its training job did not sign backs nothing (refused before any spend); the option applies to a DP fine-tune with a log only', async () => {
+    const keygen = await bwHere([
+      'audit',
+      'keygen',
+      '--name',
+      'bulwark.test/trainer',
+      '--out',
+      p('trainer.key'),
+    ]);
+    assert.equal(keygen.code, 0, keygen.stderr);
+    const before = await spent();
+    // The parent was trained with --audit but without --record-key: its record is unsigned.
+    const r = await bwHere(
+      dpArgs(p('parent.onnx'), 'batch.csv', 'out/trainer.onnx', ['--trainer-key', p('trainer.key.pub')]),
+    );
+    assert.equal(r.code, 5, r.stderr);
+    assert.match(
+      r.stderr,
+      /ERR_LINEAGE_UNBACKED.*backed by no record of its training \(the parent's model\.trained record .* is not signed by its writer .*\(--trainer-key\)\)/,
+    );
+    assert.equal(existsSync(p('out/trainer.onnx')), false);
+    assert.equal(await spent(), before);
+    // Without DP, or without a log, the option has nothing to check: a usage error, not ignored.
+    const plain = await bwHere([
+      ...fromArgs(p('parent.onnx'), p('batch.csv'), p('eval.csv')),
+      '--trainer-key',
+      p('trainer.key.pub'),
+      '--out',
+      p('out/plain-trainer.onnx'),
+    ]);
+    assert.equal(plain.code, 2, plain.stderr);
+    assert.match(plain.stderr, /ERR_USAGE.*--trainer-key applies to a DP fine-tune/);
+    const noLog = dpArgs(p('parent.onnx'), 'batch.csv', 'out/trainer.onnx', [
+      '--trainer-key',
+      p('trainer.key.pub'),
+    ]);
+    const at = noLog.indexOf('--audit');
+    const r2 = await bwHere([...noLog.slice(0, at), ...noLog.slice(at + 2)]);
+    assert.equal(r2.code, 2, r2.stderr);
+    assert.match(r2.stderr, /ERR_USAGE.*--trainer-key needs --audit/);
+  });
+
   it('a parent whose DP guarantee no record backs: refused before any spend, or with --accept-claims recorded and packaged as claimed', async () => {
     // The fine-tunes above were recorded in the log that holds the parent's training: backed.
     type Trained = { modelDigest: string; hyperparameters: Record<string, unknown> };

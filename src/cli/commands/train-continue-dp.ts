@@ -60,6 +60,9 @@ export async function parentPrivacyBacking(
   log: AuditLog | undefined,
   where: string,
   publicKey?: string,
+  trainerKey?: string,
+  /** Why a record found was set aside (not signed by `trainerKey`). */
+  onUntrusted?: (why: string) => void,
 ): Promise<'backed' | 'claimed' | 'none'> {
   const claimed = lineageFromOnnxMetadata(onnxMetadata(previous)).privacy;
   if (claimed === undefined) return 'none';
@@ -71,6 +74,22 @@ export async function parentPrivacyBacking(
   // of the parent and recompute its leaf hash, but cannot sign a checkpoint that covers it.
   const record = await log.trainingRecord(digest, publicKey === undefined ? {} : { publicKey });
   if (record === undefined) return 'claimed';
+  // With the training job's key (--trainer-key) only a record it signed counts (record-signature.ts).
+  if (trainerKey !== undefined) {
+    // Loaded here, not at the top: the train command's other paths need no audit driver.
+    const { parseVerifierKey, requireRecordSignedBy } = await import('../../audit/index.js');
+    try {
+      requireRecordSignedBy(
+        record.data,
+        [parseVerifierKey(trainerKey)],
+        `the parent's model.trained record (event ${record.eventId}, #${record.index})`,
+      );
+    } catch (e) {
+      if (!isBulwarkError(e, 'ERR_LINEAGE_UNBACKED')) throw e;
+      onUntrusted?.(e.message);
+      return 'claimed';
+    }
+  }
   try {
     const l = backClaims({ privacy: claimed }, { privacy: claimed }, digest, record, false, where);
     return l.evidence?.privacy?.status === 'backed' ? 'backed' : 'claimed';
@@ -89,7 +108,19 @@ export function dpTuner(io: Io, o: DpContinueCliOpts, log: AuditLog | undefined)
     // Before the ledger is opened and anything spent.
     const where = `--from ${o.from}`;
     const key = o.auditKey === undefined ? undefined : await loadVerifierKey(o.auditKey);
-    const parentPrivacy = await parentPrivacyBacking(previous, parentPrivacyClaim, log, where, key);
+    const trainerKey = o.trainerKey === undefined ? undefined : await loadVerifierKey(o.trainerKey);
+    let untrusted: string | undefined;
+    const parentPrivacy = await parentPrivacyBacking(
+      previous,
+      parentPrivacyClaim,
+      log,
+      where,
+      key,
+      trainerKey,
+      (why) => {
+        untrusted = why;
+      },
+    );
     // Only a run recorded in an audit log can back the new guarantee later (model protect --audit):
     // there a parent's unchecked claim would come out as backed, so it is refused unless accepted. A
     // run with no log backs nothing; its package (if any) goes out marked claimed anyway.
@@ -97,7 +128,7 @@ export function dpTuner(io: Io, o: DpContinueCliOpts, log: AuditLog | undefined)
       if (o.acceptClaims !== true)
         throw new BulwarkError(
           'ERR_LINEAGE_UNBACKED',
-          `${where}: the parent's differential-privacy guarantee is backed by no record of its training (${parentPrivacyClaim === undefined ? 'its bulwark.privacy metadata, which anyone can write, and no model.trained entry of it in the --audit log' : `its package marks it ${parentPrivacyClaim}, and the --audit log has no model.trained entry of it`}); this run's record would back a guarantee that composes with it: give the log the parent's training was recorded in (--audit), or --accept-claims to record the new guarantee as resting on an unchecked claim`,
+          `${where}: the parent's differential-privacy guarantee is backed by no record of its training (${untrusted !== undefined ? `${untrusted} (--trainer-key)` : parentPrivacyClaim === undefined ? 'its bulwark.privacy metadata, which anyone can write, and no model.trained entry of it in the --audit log' : `its package marks it ${parentPrivacyClaim}, and the --audit log has no model.trained entry of it`}); this run's record would back a guarantee that composes with it: give the log the parent's training was recorded in (--audit), or --accept-claims to record the new guarantee as resting on an unchecked claim`,
           { details: { claims: 'privacy' } },
         );
       io.note(

@@ -67,6 +67,8 @@ export interface IntegrityTrainOpts {
   acceptClaims?: boolean;
   /** `--record-key`: the writer's key that signs the model.trained record (record-signature.ts). */
   recordKey?: string;
+  /** `--trainer-key`: a DP fine-tune's parent record must be signed by this key to back its guarantee. */
+  trainerKey?: string;
 }
 
 function inspectMethod(v: string): InspectMethod {
@@ -91,6 +93,10 @@ export function addIntegrityTrainOptions(cmd: Command): Command {
     .option(
       '--require-provenance',
       'refuse data whose digest is not a dataset.protected event in the --audit log',
+    )
+    .option(
+      '--trainer-key <key>',
+      "a DP fine-tune (--from with --dp-epsilon): the parent's model.trained record backs its guarantee only if this training job's key (public key or file) signed it (train --record-key)",
     )
     .option(
       '--record-key <file>',
@@ -201,6 +207,13 @@ export async function checkTrainingIntegrity(
       'ERR_USAGE',
       '--accept-claims applies to a DP fine-tune (--from with --dp-epsilon) of a parent whose guarantee nothing backs; to package a model with unchecked claims, bulwark model protect --accept-claims',
     );
+  if (o.trainerKey !== undefined && !(dp && o.from !== undefined))
+    throw new BulwarkError(
+      'ERR_USAGE',
+      "--trainer-key applies to a DP fine-tune (--from with --dp-epsilon), whose parent's training record it checks; to package a model, bulwark model protect --trainer-key",
+    );
+  if (o.trainerKey !== undefined && !log)
+    throw new BulwarkError('ERR_USAGE', '--trainer-key needs --audit <store> (or BULWARK_AUDIT_STORE)');
   if (o.recordKey !== undefined) {
     if (!log)
       throw new BulwarkError(

@@ -223,6 +223,7 @@ ${protectedDataHelp(TRAIN_PROTECTED_USE)}`,
         'audit',
         'auditKey',
         'recordKey',
+        'trainerKey',
         'ledger',
       ].map((k) => (typeof given[k] === 'string' ? (given[k] as string) : undefined));
       // The protection manifests beside the data and the evaluation set are inputs too.
