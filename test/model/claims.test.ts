@@ -36,6 +36,30 @@ const audit = p('audit.db');
 const ledger = p('ledger.sqlite');
 const keys = ['--keyring', p('kr.json'), '--passphrase-env', PASS_ENV, '--sign-key', p('signer.key')];
 const sha256 = (b: Uint8Array) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+/** The training data options every `bulwark train` of these tests takes. */
+const common = ['--data', p('data.csv'), '--label', 'label', '--schema', p('schema.yaml'), '--seed', '1'];
+
+/** `bulwark --json train` of a small PGD-trained MLP into `out`, with `extra` (later options win). */
+const advTrainArgs = (out: string, extra: string[] = []) => [
+  '--json',
+  'train',
+  ...common,
+  '--model',
+  'mlp',
+  '--hidden',
+  '8',
+  '--epochs',
+  '2',
+  '--adversarial',
+  'pgd',
+  '--adv-eps',
+  '0.1',
+  '--adv-steps',
+  '3',
+  '--out',
+  p(out),
+  ...extra,
+];
 
 function ok(r: CliRun, what: string): CliRun {
   assert.equal(r.code, 0, `${what}: ${r.stderr}`);
@@ -127,7 +151,6 @@ before(async () => {
     await bw(['query', 'budget', 'set', 'tx', '--epsilon', '5', '--delta', '1e-4', '--ledger', ledger]),
     'budget',
   );
-  const common = ['--data', p('data.csv'), '--label', 'label', '--schema', p('schema.yaml'), '--seed', '1'];
   const dp = ok(
     await bw([
       '--json',
@@ -156,30 +179,7 @@ before(async () => {
     'plain train',
   );
   plainEvent = (JSON.parse(plain.stdout) as { auditEvent: string }).auditEvent;
-  const adv = ok(
-    await bw([
-      '--json',
-      'train',
-      ...common,
-      '--model',
-      'mlp',
-      '--hidden',
-      '8',
-      '--epochs',
-      '2',
-      '--adversarial',
-      'pgd',
-      '--adv-eps',
-      '0.1',
-      '--adv-steps',
-      '3',
-      '--out',
-      p('adv.onnx'),
-      '--audit',
-      audit,
-    ]),
-    'adversarial train',
-  );
+  const adv = ok(await bw(advTrainArgs('adv.onnx', ['--audit', audit])), 'adversarial train');
   advEvent = (JSON.parse(adv.stdout) as { auditEvent: string }).auditEvent;
   assert.ok(dpEvent && plainEvent && advEvent);
 });
@@ -525,28 +525,7 @@ describe('model protect: privacy and adversarial claims', () => {
       'trainer keygen',
     );
     // Without a log, --record-key has nothing to sign, and is refused before any training.
-    const common = ['--data', p('data.csv'), '--label', 'label', '--schema', p('schema.yaml'), '--seed', '1'];
-    const advArgs = (out: string, extra: string[]) => [
-      '--json',
-      'train',
-      ...common,
-      '--model',
-      'mlp',
-      '--hidden',
-      '8',
-      '--epochs',
-      '2',
-      '--adversarial',
-      'pgd',
-      '--adv-eps',
-      '0.1',
-      '--adv-steps',
-      '3',
-      '--out',
-      p(out),
-      ...extra,
-    ];
-    const noLog = await bw(advArgs('nolog.onnx', ['--record-key', p('trainer.key')]));
+    const noLog = await bw(advTrainArgs('nolog.onnx', ['--record-key', p('trainer.key')]));
     assert.equal(noLog.code, 2, noLog.stderr);
     assert.match(noLog.stderr, /ERR_USAGE.*--record-key signs the model.trained record: it needs --audit/);
     assert.equal(existsSync(p('nolog.onnx')), false);
@@ -554,7 +533,9 @@ describe('model protect: privacy and adversarial claims', () => {
     const signed = ok(
       // Three epochs: another model than adv.onnx (the same run would give the same bytes, and the
       // latest record of a digest is the one cited).
-      await bw(advArgs('signed.onnx', ['--epochs', '3', '--audit', audit, '--record-key', p('trainer.key')])),
+      await bw(
+        advTrainArgs('signed.onnx', ['--epochs', '3', '--audit', audit, '--record-key', p('trainer.key')]),
+      ),
       'train --record-key',
     );
     const event = (JSON.parse(signed.stdout) as { auditEvent: string }).auditEvent;
