@@ -475,8 +475,12 @@ function describeRaw(e: AuditEventInput): string {
       return `key ${String(d['keyId'])}`;
     case 'key.rotated':
       return `key ${String(d['previousKeyId'])} → ${String(d['keyId'])}`;
-    case 'model.trained':
-      return `model ${short(d['modelDigest'])} by ${String(d['algorithm'])} on ${short(d['datasetDigest'])}`;
+    case 'model.trained': {
+      // The writer's key as the record names it; whether it verifies is `audit verify`'s to say.
+      const by = d['recordedBy'] as { key?: unknown } | undefined;
+      const signer = typeof by?.key === 'string' ? `, signed by ${keyName(by.key)}` : '';
+      return `model ${short(d['modelDigest'])} by ${String(d['algorithm'])} on ${short(d['datasetDigest'])}${signer}`;
+    }
     case 'model.packaged':
       return `package ${short(d['packageDigest'])} of model ${short(d['modelDigest'])}`;
     case 'model.loaded':

@@ -9,9 +9,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import {
+  type AuditEntry,
   type AuditEventData,
   AuditLog,
   canonicalJson,
+  describeEvent,
   generateSignerKey,
   leafHash,
   parseVerifierKey,
@@ -99,6 +101,9 @@ describe('training records signed by their writer', () => {
       const entries = await log.tail(10);
       const by = entries.map((e) => (e.data as { recordedBy?: { key: string } }).recordedBy?.key);
       assert.deepEqual(by, [undefined, undefined, trainer.vkey, other.vkey]);
+      // audit tail and lineage name the signer.
+      assert.match(describeEvent(entries[2] as AuditEntry), /, signed by ci\.example\/trainer\+[0-9a-f]{8}$/);
+      assert.doesNotMatch(describeEvent(entries[0] as AuditEntry), /signed by/);
       const stored = await log.trainingRecord(digest('c'));
       assert.ok(stored);
       requireRecordSignedBy(stored.data, trusted, 'the stored record');

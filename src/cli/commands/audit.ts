@@ -80,10 +80,13 @@ function readHeldCheckpoint(path: string, option: string): string {
 }
 
 /** `audit verify`'s line on training records: who signed them (each signature checked), how many not. */
-function trainingRecordsLine(t: { signed: { key: string; records: number }[]; unsigned: number }): string[] {
+function trainingRecordsLine(
+  t: { signed: { key: string; records: number }[]; unsigned: number },
+  keyName: (vkey: string) => string,
+): string[] {
   const signed = t.signed.reduce((n, k) => n + k.records, 0);
   if (signed + t.unsigned === 0) return [];
-  const by = t.signed.map((k) => `${k.records} by ${k.key.split('+').slice(0, 2).join('+')}`);
+  const by = t.signed.map((k) => `${k.records} by ${keyName(k.key)}`);
   return [
     `training records: ${signed} signed by their writer${by.length > 0 ? ` (${by.join(', ')}; each signature verified)` : ''}, ${t.unsigned} unsigned (any writer of the log could have added those)`,
   ];
@@ -315,12 +318,13 @@ export function registerAuditCommands(program: Command): void {
         io.note(
           'note: a log rolled back or replaced as a whole, or a fork shown only to you, is consistent in itself; pass --checkpoint with a checkpoint of this log you kept to detect it',
         );
+      const { keyName } = await lib();
       io.result({ ok: true, ...report }, () =>
         [
           `OK: ${report.entries} entries (${report.signedSize} under a signed checkpoint), ${report.checkpoints} signed checkpoints${report.heldCheckpoints > 0 ? ` and ${report.heldCheckpoints} you hold` : ''}, ${report.nodesChecked} cached subtrees verified (${report.seconds.toFixed(2)} s)`,
           `origin ${report.origin}, root ${report.root}`,
           ...(report.keys > 1 ? [`${report.keys} checkpoint keys, each hand-over signed by both keys`] : []),
-          ...trainingRecordsLine(report.trainingRecords),
+          ...trainingRecordsLine(report.trainingRecords, keyName),
         ].join('\n'),
       );
     });
