@@ -71,6 +71,32 @@ export async function requireFile(path: string, what = 'file'): Promise<void> {
  * block forever or never end, so they are refused with `ERR_FILE_NOT_FOUND` first), errors naming
  * `what` and the path.
  */
+/** Process warning code of {@link warnIfWorldReadable}. */
+export const SECRET_FILE_EXPOSED_WARNING = 'BULWARK_SECRET_FILE_EXPOSED';
+
+/**
+ * Emits a process warning (code {@link SECRET_FILE_EXPOSED_WARNING}) when the secret file at `path`
+ * (a private key, a passphrase or PIN file) can be read by every user of the machine, as ssh does for
+ * a private key. A warning, not a refusal: group read is how Kubernetes gives a pod its mounted
+ * secrets (`fsGroup`, `defaultMode: 0440`, what `bulwark deploy k8s` writes), and a refusal there would
+ * stop a service that is configured as it should be. The file's mode only is read; nothing of its
+ * content reaches the message. Not checked on Windows, whose modes do not say this.
+ */
+export function warnIfWorldReadable(path: string, what: string): void {
+  if (process.platform === 'win32') return;
+  let mode: number;
+  try {
+    mode = statSync(path).mode;
+  } catch {
+    return; // The read that follows reports a missing or unreadable file.
+  }
+  if ((mode & 0o004) === 0) return;
+  process.emitWarning(
+    `the ${what} ${path} can be read by every user of this machine (mode ${(mode & 0o777).toString(8).padStart(4, '0')}): chmod 600 it (or 640 for a group that needs it)`,
+    { code: SECRET_FILE_EXPOSED_WARNING },
+  );
+}
+
 export async function readInputFile(path: string, what: string): Promise<Buffer>;
 export async function readInputFile(path: string, what: string, encoding: 'utf8'): Promise<string>;
 export async function readInputFile(path: string, what: string, encoding?: 'utf8'): Promise<Buffer | string> {

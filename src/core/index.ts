@@ -26,6 +26,8 @@ export {
   requireFile,
   requireOutputFolder,
   requireOutputFolderSync,
+  SECRET_FILE_EXPOSED_WARNING,
+  warnIfWorldReadable,
   withFileRead,
   writeFileAtomic,
 } from './fs.js';

@@ -25,7 +25,14 @@ import {
   parseSignerKey,
   ThreadedAuditLog,
 } from '../audit/index.js';
-import { BulwarkError, bulwarkVersion, fsError, readJsonFile, requireOutputFolder } from '../core/index.js';
+import {
+  BulwarkError,
+  bulwarkVersion,
+  fsError,
+  readJsonFile,
+  requireOutputFolder,
+  warnIfWorldReadable,
+} from '../core/index.js';
 import { BUNDLE_KINDS, RedisStreamState } from '../robust/index.js';
 import { isBodyBroken, type LimitedBody, markBodyBroken, readLimitedBody } from './body.js';
 import type { GatewayConfig } from './config.js';
@@ -617,6 +624,7 @@ export class Gateway {
       if (!disabled.has('audit')) {
         let skey: string;
         try {
+          warnIfWorldReadable(c.audit.signer, 'audit signer key');
           skey = await readFile(c.audit.signer, 'utf8');
         } catch (e) {
           throw keyed('audit.signer', fsError(e, c.audit.signer, 'cannot read audit signer key'));
@@ -1044,6 +1052,7 @@ export class Gateway {
     if (!audit) return;
     const path = this.config.audit.signer;
     let skey: string;
+    warnIfWorldReadable(path, 'audit signer key');
     try {
       skey = await readFile(path, 'utf8');
     } catch (e) {

@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { BulwarkError, fsError } from '../core/index.js';
+import { BulwarkError, fsError, warnIfWorldReadable } from '../core/index.js';
 
 /**
  * Where a secret (a keyring passphrase, a PKCS#11 PIN) comes from: a file (a mounted Kubernetes
@@ -24,6 +24,7 @@ export async function readSecret(what: string, src: SecretSource): Promise<Buffe
   if (src.value !== undefined) {
     s = typeof src.value === 'string' ? Buffer.from(src.value, 'utf8') : Buffer.from(src.value);
   } else if (src.file !== undefined) {
+    warnIfWorldReadable(src.file, what);
     try {
       s = await readFile(src.file);
     } catch (e) {

@@ -35,7 +35,7 @@ import {
   bundleToJSON,
   toDSSEBundle,
 } from '@sigstore/bundle';
-import { BulwarkError, readInputFile, writeFileAtomic } from '../core/index.js';
+import { BulwarkError, readInputFile, warnIfWorldReadable, writeFileAtomic } from '../core/index.js';
 
 export const IN_TOTO_STATEMENT_TYPE = 'https://in-toto.io/Statement/v1';
 export const MODEL_SIGNING_PREDICATE_TYPE = 'https://model_signing/signature/v1.0';
@@ -157,6 +157,7 @@ export function signingKeyFromPem(pem: string | Buffer, where = 'signing key'): 
 
 /** Reads a PEM private key file. */
 export async function loadSigningKey(path: string): Promise<SigningKey> {
+  warnIfWorldReadable(path, 'signing key');
   const pem = await readInputFile(path, 'signing key');
   try {
     return signingKeyFromPem(pem, path);

@@ -145,7 +145,7 @@ describe('train --from PARENT.bwm with protected --data and --eval', () => {
 
   it('a wrong passphrase is still refused, at the first protected file, and a plain --data opens it once too', async () => {
     reads.reset();
-    writeFileSync(p('wrong.txt'), 'not the passphrase\n');
+    writeFileSync(p('wrong.txt'), 'not the passphrase\n', { mode: 0o600 });
     const r = await runBulwarkInProcess(
       [
         'train',

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { writeTransactionsCsv } from '../../src/data/index.js';
@@ -10,13 +10,15 @@ import { tempDir } from './helpers.js';
 describe('bulwark keys / data protect CLI', () => {
   const dir = tempDir('bulwark-keys-cli-');
   const pass = join(dir, 'pass.txt');
-  writeFileSync(pass, 'a long demo passphrase\n');
+  // A secret file only its owner can read (a world-readable one makes every command warn: below).
+  writeFileSync(pass, 'a long demo passphrase\n', { mode: 0o600 });
   const kr = join(dir, 'keys.json');
   const auth = ['--keyring', kr, '--passphrase-file', pass];
 
   it('init, list, rotate, disable/enable, destroy; secrets never from argv', async () => {
     let r = runBulwark(['keys', 'init', ...auth, '--scrypt-log-n', '10']);
     assert.equal(r.code, 0, r.stderr);
+    assert.doesNotMatch(r.stderr, /BULWARK_SECRET_FILE_EXPOSED/, 'a 0600 passphrase file: no warning');
     assert.match(r.stdout, /created keyring .* provider local/);
     assert.equal(statSync(kr).mode & 0o777, 0o600);
     assert.doesNotMatch(readFileSync(kr, 'utf8'), /demo passphrase/);
@@ -225,5 +227,25 @@ describe('bulwark keys / data protect CLI', () => {
     ]);
     assert.equal(r.code, 3);
     assert.match(r.stderr, /ERR_FILE_NOT_FOUND/);
+  });
+  it('a passphrase file every user can read: one warning with its code, path and mode, never its content; 0640 is quiet', async () => {
+    const open = join(dir, 'open-pass.txt');
+    writeFileSync(open, 'a long demo passphrase\n');
+    chmodSync(open, 0o644); // whatever the umask
+    const list = (file: string) => runBulwark(['keys', 'list', '--keyring', kr, '--passphrase-file', file]);
+    const r = list(open);
+    assert.equal(r.code, 0, r.stderr);
+    const lines = r.stderr.split('\n').filter((l) => l.includes('BULWARK_SECRET_FILE_EXPOSED'));
+    assert.equal(lines.length, 1, r.stderr);
+    assert.match(
+      lines[0] ?? '',
+      /^bulwark: warning: BULWARK_SECRET_FILE_EXPOSED: the keyring passphrase .*open-pass\.txt can be read by every user of this machine \(mode 0644\): chmod 600/,
+    );
+    assert.doesNotMatch(r.stderr, /a long demo|trace-warnings|\(node:/);
+    // Group-readable (what a Kubernetes secret mounted with fsGroup and defaultMode 0440 is): quiet.
+    const group = join(dir, 'group-pass.txt');
+    writeFileSync(group, 'a long demo passphrase\n');
+    chmodSync(group, 0o640);
+    assert.doesNotMatch(list(group).stderr, /BULWARK_SECRET_FILE_EXPOSED/);
   });
 });

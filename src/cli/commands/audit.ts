@@ -8,7 +8,7 @@ import type {
   InclusionBundle,
   NoteSigner,
 } from '../../audit/index.js';
-import { BulwarkError, fsError, writeFileAtomic } from '../../core/index.js';
+import { BulwarkError, fsError, warnIfWorldReadable, writeFileAtomic } from '../../core/index.js';
 import { auditStoreSpec, DEFAULT_AUDIT_STORE } from '../audit-record.js';
 import { checkOutputPath, intOption, locationOrigin } from '../options.js';
 import { type Io, ioOf } from '../output.js';
@@ -94,6 +94,7 @@ function trainingRecordsLine(
 
 /** A signing key file (`PRIVATE+KEY+...`, as written by `audit keygen`). */
 export async function loadSigner(path: string): Promise<NoteSigner> {
+  warnIfWorldReadable(path, 'signing key file');
   return (await lib()).parseSignerKey(readText(path, 'signing key file'));
 }
 
