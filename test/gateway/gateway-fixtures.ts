@@ -125,11 +125,12 @@ async function build(): Promise<Omit<Fixture, 'config' | 'token' | 'cleanup'>> {
   const client = await makeLeaf(ca, { uris: [CLIENT_ID] });
   writeFileSync(join(dir, 'ca.pem'), ca.pem);
   writeFileSync(join(dir, 'server.pem'), server.pem);
-  writeFileSync(join(dir, 'server.key'), server.keyPem);
+  // Private keys only their owner can read, as a deployment keeps them (else every start warns).
+  writeFileSync(join(dir, 'server.key'), server.keyPem, { mode: 0o600 });
   const issuer = await issuerKey('ES256', 'k1');
   writeFileSync(join(dir, 'jwks.json'), JSON.stringify({ keys: [issuer.publicJwk] }));
   const { skey } = generateSignerKey('bulwark.test/gateway');
-  writeFileSync(join(dir, 'audit.key'), skey);
+  writeFileSync(join(dir, 'audit.key'), skey, { mode: 0o600 });
   writeFileSync(
     join(dir, 'policies.cedar'),
     (await import('node:fs')).readFileSync(join(ROOT, 'examples', 'gateway', 'policies.cedar'), 'utf8'),
