@@ -131,10 +131,7 @@ export const eventDataSchemas = {
      */
     recordedBy: z
       .strictObject({
-        key: z
-          .string()
-          .max(512)
-          .regex(/^[^+\s]+\+[0-9a-f]{8}\+[A-Za-z0-9+/]+=*$/, 'expected a public key name+keyid+base64'),
+        key: vkeySchema,
         signature: z.string().regex(/^[A-Za-z0-9+/]{86}==$/, 'expected a base64 Ed25519 signature'),
       })
       .optional(),

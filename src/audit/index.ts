@@ -67,7 +67,12 @@ export {
   signNote,
 } from './note.js';
 export { PgAuditStore, type PgStoreOptions } from './pg-store.js';
-export { RECORD_SIGNATURE_CONTEXT, requireRecordSignedBy, signTrainingRecord } from './record-signature.js';
+export {
+  RECORD_SIGNATURE_CONTEXT,
+  recordSignatureProblem,
+  requireRecordSignedBy,
+  signTrainingRecord,
+} from './record-signature.js';
 export { SqliteAuditStore, type SqliteStoreOptions } from './sqlite-store.js';
 export {
   type AuditStore,

@@ -37,6 +37,7 @@ import {
   parseNote,
   parseSignerKey,
   parseVerifierKey,
+  signaturesBy,
   signNote,
 } from './note.js';
 import { PgAuditStore, type PgStoreOptions } from './pg-store.js';
@@ -166,6 +167,9 @@ export class AuditLog implements AuditWriter {
     private readonly maxBatch: number,
   ) {}
 
+  /** The writer's own key that signs its `model.trained` records ({@link signRecordsWith}). */
+  #recordSigner: NoteSigner | undefined;
+
   /**
    * Opens a log, creating it when the store is empty. Throws ERR_AUDIT_UNAVAILABLE when the store
    * cannot be reached, ERR_AUDIT_ORIGIN_MISMATCH / ERR_AUDIT_KEY_INVALID when the origin or signer do
@@ -249,8 +253,6 @@ export class AuditLog implements AuditWriter {
   signRecordsWith(signer: NoteSigner): void {
     this.#recordSigner = signer;
   }
-
-  #recordSigner: NoteSigner | undefined;
 
   /** The log's keys in order, each with the tree size from which it signs (see keys.ts). */
   keys(): Promise<KeyEpoch[]> {
@@ -424,10 +426,12 @@ export class AuditLog implements AuditWriter {
    * `next` as the key in force from that size (docs/audit.md, "Rotating the log's key"). From then on
    * this log signs with `next`, and opening the store with the old key is ERR_AUDIT_KEY_INVALID.
    *
-   * Stop every other writer that signs checkpoints with the old key first: a checkpoint it signs
-   * after the hand-over is refused by `verify`. Safe to run again after a crash: a rotation entry
-   * without its hand-over is reported by `verify` (`unfinishedRotations`) and a second run completes
-   * the rotation with an entry and a hand-over of its own.
+   * Other writers that still hold the old key sign nothing after the hand-over (each checkpoint checks
+   * the key in force: ERR_AUDIT_KEY_INVALID) until they are given the new one ({@link useSigner}; the
+   * gateway on SIGHUP). One that signs the checkpoint of the hand-over's size during the rotation
+   * stops it (ERR_AUDIT_INCONSISTENT). Safe to run again after a crash: a rotation entry without its
+   * hand-over is reported by `verify` (`unfinishedRotations`) and a second run completes the rotation
+   * with an entry and a hand-over of its own.
    */
   async rotateKey(next: NoteSigner): Promise<{ handover: Checkpoint; previousKey: string; newKey: string }> {
     const current = this.signer;
@@ -438,6 +442,7 @@ export class AuditLog implements AuditWriter {
         'ERR_AUDIT_KEY_INVALID',
         `the new key is named ${JSON.stringify(next.name)}; this log's keys must be named ${JSON.stringify(this.origin)}`,
       );
+    await requireKeyInForce(this.store, this.origin, current, false);
     const previousKey = current.verifier.vkey;
     const newKey = next.verifier.vkey;
     const history = await keyHistory(this.store);
@@ -448,8 +453,6 @@ export class AuditLog implements AuditWriter {
           ? 'the new key is the key in force: make a new one with "bulwark audit keygen"'
           : `the new key ${keyName(newKey)} signed this log before: a retired key is never used again`,
       );
-    if ((history.at(-1) as KeyEpoch | undefined)?.vkey !== previousKey)
-      throw new BulwarkError('ERR_AUDIT_KEY_INVALID', 'the signing key is not the key in force');
     await this.#append({ type: 'log.key-rotated', data: { previousKey, newKey } });
     const head = await this.#headToSign();
     const handover: Checkpoint = { ...head, note: signNote(checkpointText(head), [current, next]) };
@@ -463,10 +466,8 @@ export class AuditLog implements AuditWriter {
         `another writer signed the checkpoint of tree size ${head.size} during the rotation: stop the writers that use the old key and run the rotation again`,
         { details: { size: head.size } },
       );
-    const keys = [
-      ...(history.length > 0 ? history : [{ vkey: previousKey, since: 0 }]),
-      { vkey: newKey, since: head.size },
-    ];
+    // requireKeyInForce above: the history holds the current key as its last.
+    const keys = [...history, { vkey: newKey, since: head.size }];
     await this.store.setMeta({ keys: JSON.stringify(keys), vkey: newKey });
     this.signer = next;
     return { handover, previousKey, newKey };
@@ -581,7 +582,14 @@ export class AuditLog implements AuditWriter {
   async proveConsistency(
     oldNote: string,
     treeSize?: number,
-  ): Promise<{ bundle: ConsistencyBundle; older: Checkpoint; newer: Checkpoint; signed: boolean }> {
+  ): Promise<{
+    bundle: ConsistencyBundle;
+    older: Checkpoint;
+    newer: Checkpoint;
+    signed: boolean;
+    /** The log's size when the proof was made: entries beyond `newer.size` are not covered by it. */
+    headSize: number;
+  }> {
     const epochs = verifierEpochs(await keyHistory(this.store));
     if (epochs.length === 0)
       throw new BulwarkError(
@@ -670,7 +678,7 @@ export class AuditLog implements AuditWriter {
     // No `held`: the bundle's old checkpoint is `oldNote` itself (verifyCheckpoint returns the note it
     // was given), so checking it again as the held one could not fail and cost one more signature check.
     verifyConsistencyBundle(bundle, keysAt(epochs, old.size)[0] as NoteVerifier, { origin: this.origin });
-    return { bundle, older: old, newer, signed };
+    return { bundle, older: old, newer, signed, headSize: state.size };
   }
 
   /**
@@ -746,8 +754,7 @@ export class AuditLog implements AuditWriter {
     // key still proves what its checkpoints and the hand-over cover.
     const key =
       typeof options.publicKey === 'string' ? parseVerifierKey(options.publicKey) : options.publicKey;
-    const signedBy = (note: string) =>
-      parseNote(note).signatures.some((g) => g.name === key.name && g.keyId === key.keyId);
+    const signedBy = (note: string) => signaturesBy(parseNote(note).signatures, key).length > 0;
     const cover = (await this.store.checkpoints()).filter((c) => c.size > p.entry.index);
     // Failing one, the latest: its signature check then says the key given did not sign it.
     const covering = cover.filter((c) => signedBy(c.note)).at(-1) ?? cover.at(-1);
@@ -966,10 +973,11 @@ export class AuditLog implements AuditWriter {
           rotations.push({ index: e.index, previousKey: d.previousKey, newKey: d.newKey });
         }
         if (e.type === 'model.trained') {
+          // Without `schema` the data is only canonical JSON: recordSignatureHolds takes anything.
           const d = e.data as AuditEventData<'model.trained'>;
-          const by = typeof d === 'object' && d !== null ? d.recordedBy : undefined;
+          const by = d?.recordedBy;
           if (by === undefined) unsignedRecords++;
-          else if (typeof by?.key !== 'string' || !recordSignatureHolds(d))
+          else if (!recordSignatureHolds(d))
             throw corrupt(
               row.index,
               `its writer's signature (recordedBy) does not verify under the key it names: the training record was changed after it was signed`,

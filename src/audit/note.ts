@@ -223,6 +223,11 @@ export function parseNote(note: string): { text: string; signatures: NoteSignatu
   return { text, signatures };
 }
 
+/** The signatures of a note that name `verifier`'s key (same name and key ID), not yet checked. */
+export function signaturesBy(signatures: readonly NoteSignature[], verifier: NoteVerifier): NoteSignature[] {
+  return signatures.filter((s) => s.name === verifier.name && s.keyId === verifier.keyId);
+}
+
 /**
  * Opens a signed note with a trusted key: returns its text when a signature by that key (same name
  * and key ID) verifies. Signatures by other keys are ignored, as the spec requires. Throws
@@ -230,7 +235,7 @@ export function parseNote(note: string): { text: string; signatures: NoteSignatu
  */
 export function openNote(note: string, verifier: NoteVerifier): string {
   const { text, signatures } = parseNote(note);
-  const mine = signatures.filter((s) => s.name === verifier.name && s.keyId === verifier.keyId);
+  const mine = signaturesBy(signatures, verifier);
   if (mine.length === 0)
     throw new BulwarkError(
       'ERR_AUDIT_CHECKPOINT_SIGNATURE',

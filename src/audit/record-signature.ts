@@ -33,34 +33,38 @@ export function signTrainingRecord(data: TrainedData, signer: NoteSigner): Train
 }
 
 /**
- * The key among `trusted` that signed this record; ERR_LINEAGE_UNBACKED naming why not otherwise:
- * unsigned, signed by a key not trusted, or a signature that does not verify (the record was changed
- * after it was signed). `what` names the record in the message.
+ * Why this record does not count as signed by a key among `trusted`: unsigned, signed by a key not
+ * trusted, or a signature that does not verify (the record was changed after it was signed); undefined
+ * when one of them signed it as it is. `what` names the record in the reason.
+ */
+export function recordSignatureProblem(
+  data: TrainedData,
+  trusted: readonly NoteVerifier[],
+  what: string,
+): string | undefined {
+  const by = data.recordedBy;
+  const keys = trusted.map((k) => keyName(k.vkey)).join(', ');
+  if (!by)
+    return `${what} is not signed by its writer (trained without --record-key); the trainer key given (${keys}) backs only records it signed`;
+  const key = trusted.find((k) => k.vkey === by.key);
+  if (!key) return `${what} is signed by ${keyName(by.key)}, not by a trainer key given (${keys})`;
+  if (!key.verify(signedBytes(data), Buffer.from(by.signature, 'base64')))
+    return `${what}: its writer's signature (${keyName(by.key)}) does not verify: the record was changed after it was signed`;
+  return undefined;
+}
+
+/**
+ * The key among `trusted` that signed this record; ERR_LINEAGE_UNBACKED naming why not otherwise
+ * ({@link recordSignatureProblem}).
  */
 export function requireRecordSignedBy(
   data: TrainedData,
   trusted: readonly NoteVerifier[],
   what: string,
 ): NoteVerifier {
-  const by = data.recordedBy;
-  const keys = trusted.map((k) => keyName(k.vkey)).join(', ');
-  if (!by)
-    throw new BulwarkError(
-      'ERR_LINEAGE_UNBACKED',
-      `${what} is not signed by its writer (trained without --record-key); the trainer key given (${keys}) backs only records it signed`,
-    );
-  const key = trusted.find((k) => k.vkey === by.key);
-  if (!key)
-    throw new BulwarkError(
-      'ERR_LINEAGE_UNBACKED',
-      `${what} is signed by ${keyName(by.key)}, not by a trainer key given (${keys})`,
-    );
-  if (!key.verify(signedBytes(data), Buffer.from(by.signature, 'base64')))
-    throw new BulwarkError(
-      'ERR_LINEAGE_UNBACKED',
-      `${what}: its writer's signature (${keyName(by.key)}) does not verify: the record was changed after it was signed`,
-    );
-  return key;
+  const problem = recordSignatureProblem(data, trusted, what);
+  if (problem !== undefined) throw new BulwarkError('ERR_LINEAGE_UNBACKED', problem);
+  return trusted.find((k) => k.vkey === data.recordedBy?.key) as NoteVerifier;
 }
 
 /**

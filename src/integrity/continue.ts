@@ -17,7 +17,7 @@ import {
   toOnnx,
   train,
 } from '../ml/index.js';
-import { networkModel, tabularDomain } from '../robust/index.js';
+import { networkModel, tabularDomain, takeLabels, takeRows } from '../robust/index.js';
 import { META_CLASS_VALUES, META_LABEL, META_PIPELINE, META_PROTECTED_DATA } from '../train/index.js';
 import { requireDisjoint } from './overlap.js';
 import {
@@ -83,16 +83,6 @@ export interface ContinueResult {
   reinstated?: SanitizeRecord['reinstated'];
   trainRows: number;
   comparison: ModelComparison;
-}
-
-/** Rows `rows` of `d`, in that order. */
-function selectRows(d: LabelledData, rows: readonly number[]): LabelledData {
-  const w = d.x.length / Math.max(1, d.rows);
-  const x = new Float32Array(rows.length * w);
-  rows.forEach((r, i) => {
-    x.set(d.x.subarray(r * w, (r + 1) * w), i * w);
-  });
-  return { x, y: Int32Array.from(rows, (r) => d.y[r] as number), rows: rows.length };
 }
 
 /** A required JSON metadata entry of the previous model (ERR_ONNX_INVALID when missing or corrupt). */
@@ -273,12 +263,16 @@ export async function continueTraining(
     inspection,
     data.y,
     gone,
-    (rows) => old.predict(selectRows(data, rows).x, rows.length),
+    (rows) => old.predict(takeRows(data.x, old.inputs, rows), rows.length),
     classValues,
   );
   const keep: number[] = [];
   for (let i = 0; i < data.rows; i++) if (!gone.has(i)) keep.push(i);
-  const kept = selectRows(data, keep);
+  const kept: LabelledData = {
+    x: takeRows(data.x, old.inputs, keep),
+    y: takeLabels(data.y, keep),
+    rows: keep.length,
+  };
   const next = old.clone();
   const epochs = o.epochs ?? 5;
   const batchSize = o.batchSize ?? 128;

@@ -11,7 +11,6 @@ import {
   bulwarkVersion,
   fsError,
   invalidArgument,
-  isBulwarkError,
   readInputFile,
 } from '../core/index.js';
 import type { Schema } from '../data/index.js';
@@ -75,9 +74,12 @@ export interface ProtectOptions {
    * function that finds it by the model's `sha256:` digest (the CLI looks in the `--audit` log). A
    * privacy or adversarial claim of the lineage is `backed` when this record names the model's digest
    * and records the same parameters; a record that contradicts the lineage is refused
-   * (ERR_LINEAGE_MISMATCH).
+   * (ERR_LINEAGE_MISMATCH). The function returns `{ missing }` when it found a record it does not
+   * accept (one its trainer did not sign): `missing` says why, in the refusal of a claim.
    */
-  trainingRecord?: TrainingRecord | ((modelDigest: string) => Promise<TrainingRecord | undefined>);
+  trainingRecord?:
+    | TrainingRecord
+    | ((modelDigest: string) => Promise<TrainingRecord | { missing: string } | undefined>);
   /**
    * Package a privacy or adversarial claim that no training record backs, marked `claimed` in the
    * manifest. Without it such a claim is refused (ERR_LINEAGE_UNBACKED): anyone can write the
@@ -296,6 +298,8 @@ export function backClaims(
   record: TrainingRecord | undefined,
   acceptClaims: boolean,
   where: string,
+  /** Why no record backs the claims, and what to do, when the caller knows better than "give the log". */
+  missing = 'give the audit log its training was recorded in (--audit)',
 ): ModelLineage {
   const { evidence: _ignored, ...rest } = lineage;
   const out: ModelLineage = rest;
@@ -412,7 +416,7 @@ export function backClaims(
       'ERR_LINEAGE_UNBACKED',
       parentClaimed
         ? `${where}: the model's differential-privacy guarantee composes with its parent's, which nothing backed (its training record says parentPrivacy: claimed): package it as an unchecked claim (--accept-claims)`
-        : `${where}: the model's ${unbacked.map((k) => (k === 'privacy' ? 'differential-privacy guarantee' : 'adversarial-training claim')).join(' and ')} (its bulwark.${unbacked.join('/bulwark.')} metadata, which anyone can write) is backed by no record of its training: give the audit log its training was recorded in (--audit), or package it as an unchecked claim (--accept-claims)`,
+        : `${where}: the model's ${unbacked.map((k) => (k === 'privacy' ? 'differential-privacy guarantee' : 'adversarial-training claim')).join(' and ')} (its bulwark.${unbacked.join('/bulwark.')} metadata, which anyone can write) is backed by no record of its training: ${missing}, or package it as an unchecked claim (--accept-claims)`,
       { details: { modelDigest, claims: unbacked.join(',') } },
     );
   if (Object.keys(evidence).length > 0) out.evidence = evidence;
@@ -424,6 +428,8 @@ export function buildManifest(
   onnx: Uint8Array,
   o: Omit<ProtectOptions, 'signingKey' | 'noClobber' | 'onProgress' | 'trainingRecord'> & {
     trainingRecord?: TrainingRecord;
+    /** Why no record backs a claim ({@link backClaims}'s `missing`). */
+    recordMissing?: string;
   },
   where = 'model',
 ): { manifest: ModelManifest; modelDigest: string; detectorBytes: Buffer | null } {
@@ -471,6 +477,7 @@ export function buildManifest(
     o.trainingRecord,
     o.acceptClaims === true,
     where,
+    ...(o.recordMissing === undefined ? [] : [o.recordMissing]),
   );
   const detectors =
     o.detectors === undefined
@@ -567,31 +574,21 @@ export async function protectModel(
   } else onnx = model;
   const { trainingRecord, ...rest } = options;
   // Looked up by the digest of the bytes packaged here (never of a second read of the path).
-  const record =
-    typeof trainingRecord === 'function'
-      ? await trainingRecord(`sha256:${createHash('sha256').update(onnx).digest('hex')}`)
-      : trainingRecord;
-  let built: ReturnType<typeof buildManifest>;
-  try {
-    built = buildManifest(onnx, { ...rest, ...(record ? { trainingRecord: record } : {}) }, where);
-  } catch (e) {
-    // A log was searched and holds no record of these bytes: "give the audit log" would send the
-    // user back to the log they gave.
-    const tail =
-      'give the audit log its training was recorded in (--audit), or package it as an unchecked claim (--accept-claims)';
-    if (
-      trainingRecord !== undefined &&
-      record === undefined &&
-      isBulwarkError(e, 'ERR_LINEAGE_UNBACKED') &&
-      e.message.endsWith(tail)
-    )
-      throw new BulwarkError(
-        'ERR_LINEAGE_UNBACKED',
-        `${e.message.slice(0, -tail.length)}the audit log given has no model.trained entry of this model (sha256:${createHash('sha256').update(onnx).digest('hex')}): it was trained without that log (--audit) or changed since; give the log its training was recorded in, or package it as an unchecked claim (--accept-claims)`,
-        { details: e.details ?? {} },
-      );
-    throw e;
-  }
+  const digest = `sha256:${createHash('sha256').update(onnx).digest('hex')}`;
+  const found = typeof trainingRecord === 'function' ? await trainingRecord(digest) : trainingRecord;
+  const record = found !== undefined && !('missing' in found) ? found : undefined;
+  // A log was searched: "give the audit log" would send the user back to the log they gave.
+  const recordMissing =
+    found !== undefined && 'missing' in found
+      ? found.missing
+      : trainingRecord !== undefined && found === undefined
+        ? `the audit log given has no model.trained entry of this model (${digest}): it was trained without that log (--audit) or changed since; give the log its training was recorded in`
+        : undefined;
+  const built = buildManifest(
+    onnx,
+    { ...rest, ...(record ? { trainingRecord: record } : {}), ...(recordMissing ? { recordMissing } : {}) },
+    where,
+  );
   const { manifest, modelDigest, detectorBytes } = built;
   const manifestBytes = Buffer.from(JSON.stringify(manifest), 'utf8');
   if (manifestBytes.length > MAX_MANIFEST_BYTES)

@@ -5,7 +5,7 @@
  * red-team evaluation behind `bulwark evaluate`. See docs/robust.md.
  */
 export { type ApgdOptions, apgd, apgdAsync } from './attacks/evasion/apgd.js';
-export type { EvasionBase, EvasionResult } from './attacks/evasion/common.js';
+export { type EvasionBase, type EvasionResult, takeLabels, takeRows } from './attacks/evasion/common.js';
 export {
   type AttackPenalty,
   type FgsmOptions,

@@ -378,8 +378,7 @@ export function registerAuditCommands(program: Command): void {
       if (from !== undefined) {
         const proved = await withLog(storeSpec(storeOf(this), false), signer, async (log) => {
           try {
-            const r = await log.proveConsistency(from, o.size);
-            return { ...r, headSize: (await log.head()).size };
+            return await log.proveConsistency(from, o.size);
           } catch (e) {
             if (
               e instanceof BulwarkError &&
@@ -487,9 +486,10 @@ export function registerAuditCommands(program: Command): void {
     .addHelpText(
       'after',
       `
-Stop every other process that signs checkpoints of this log with the old key first (a gateway with
-audit.signer): a checkpoint it signs after the hand-over is refused by "audit verify". Give auditors
-the hand-over note with the new public key: it is signed by the key they trust and by the new one.
+A process that still signs checkpoints with the old key (a gateway with audit.signer) signs nothing
+after the hand-over: give it the new key (the gateway: write it to audit.signer and send SIGHUP). Give
+auditors the hand-over note with the new public key: it is signed by the key they trust and by the new
+one.
 See docs/audit.md, "Rotating the log's key".`,
     )
     .action(async function (this: Command) {

@@ -1,7 +1,7 @@
 import { basename, extname, resolve } from 'node:path';
 import type { Command } from 'commander';
 import type { AuditLog } from '../../audit/index.js';
-import { BulwarkError, fileDigest, isBulwarkError } from '../../core/index.js';
+import { BulwarkError, fileDigest } from '../../core/index.js';
 import { loadSchema } from '../../data/index.js';
 import {
   assertModelSafe,
@@ -27,12 +27,11 @@ import { checkOutputPath, intOption } from '../options.js';
 import { ioOf } from '../output.js';
 import { type Progress, startProgress } from '../progress.js';
 import { loadVerifierKey } from './audit.js';
+import { keyringInputs, openKeyringFromOptions, type SecretCliOptions, withKeyringOptions } from './keys.js';
+import { readDetectorBundleFile, registerFitDetectorsCommand } from './model-detectors.js';
 
 /** The audit library, on first use (it loads the SQLite and PostgreSQL drivers). */
 const auditLib = () => import('../../audit/index.js');
-
-import { keyringInputs, openKeyringFromOptions, type SecretCliOptions, withKeyringOptions } from './keys.js';
-import { readDetectorBundleFile, registerFitDetectorsCommand } from './model-detectors.js';
 
 async function sha256File(path: string): Promise<string> {
   return fileDigest(path, 'dataset', 'cannot read');
@@ -268,28 +267,24 @@ export function registerModelCommands(program: Command): void {
           'ERR_USAGE',
           `${auditKey !== undefined ? '--audit-key' : '--trainer-key'} applies with an audit log (--audit or BULWARK_AUDIT_STORE), whose records back the claims`,
         );
-      // With --trainer-key a record its writer did not sign backs nothing: it is set aside, and why is
-      // said if a claim then goes unbacked.
-      let untrusted: BulwarkError | undefined;
+      // With --trainer-key a record its writer did not sign backs nothing: it is set aside, and the
+      // refusal of a claim it would have backed says why (protectModel's `missing`).
+      const trainer =
+        trainerKey === undefined ? undefined : [(await auditLib()).parseVerifierKey(trainerKey)];
       const recordOf = async (modelDigest: string) => {
         const r = await (log as AuditLog).trainingRecord(
           modelDigest,
           auditKey !== undefined ? { publicKey: auditKey } : {},
         );
-        if (r === undefined || trainerKey === undefined) return r;
-        try {
-          (await auditLib()).requireRecordSignedBy(
-            r.data,
-            [(await auditLib()).parseVerifierKey(trainerKey)],
-            `the model.trained record of this model (event ${r.eventId}, #${r.index})`,
-          );
-          return r;
-        } catch (e) {
-          if (!isBulwarkError(e, 'ERR_LINEAGE_UNBACKED')) throw e;
-          untrusted = e;
-          io.note(`bulwark: ${e.message}; the package does not cite it`);
-          return undefined;
-        }
+        if (r === undefined || trainer === undefined) return r;
+        const problem = (await auditLib()).recordSignatureProblem(
+          r.data,
+          trainer,
+          `the model.trained record of this model (event ${r.eventId}, #${r.index})`,
+        );
+        if (problem === undefined) return r;
+        io.note(`bulwark: ${problem}; the package does not cite it`);
+        return { missing: problem };
       };
       const kr = await openKeyringFromOptions(o);
       let bar: Progress | undefined;
@@ -316,16 +311,6 @@ export function registerModelCommands(program: Command): void {
             bar ??= startProgress(io, 'protect', Math.ceil(total / 2 ** 20), 'MiB');
             bar.update(Math.floor(done / 2 ** 20));
           },
-        }).catch((e: unknown) => {
-          // The claim is unbacked because the record found was not the trainer's: say that, not
-          // "the log has no record".
-          if (untrusted && isBulwarkError(e, 'ERR_LINEAGE_UNBACKED'))
-            throw new BulwarkError(
-              'ERR_LINEAGE_UNBACKED',
-              `${untrusted.message}: the model's privacy/adversarial claims rest on no record the trainer key signed; package them as an unchecked claim (--accept-claims)`,
-              { details: e.details ?? {} },
-            );
-          throw e;
         });
         bar?.stop();
         const auditIds = await record(log, [

@@ -44,6 +44,12 @@ export function checkDpContinuation(o: DpContinueCliOpts, hasSchema: boolean): v
     throw new BulwarkError('ERR_USAGE', '--solver lbfgs does not apply: a DP fine-tune runs DP-SGD');
 }
 
+/** How a parent's DP guarantee is backed, and (`why`) what set its record aside. */
+interface ParentBacking {
+  status: 'backed' | 'claimed' | 'none';
+  why?: string;
+}
+
 /**
  * Whether the parent's differential-privacy guarantee is backed: by its package's signed evidence
  * (`packageClaim` 'backed'), or by a `model.trained` record of its digest in the audit log that records
@@ -61,41 +67,34 @@ export async function parentPrivacyBacking(
   where: string,
   publicKey?: string,
   trainerKey?: string,
-  /** Why a record found was set aside (not signed by `trainerKey`). */
-  onUntrusted?: (why: string) => void,
-): Promise<'backed' | 'claimed' | 'none'> {
+): Promise<ParentBacking> {
   const claimed = lineageFromOnnxMetadata(onnxMetadata(previous)).privacy;
-  if (claimed === undefined) return 'none';
-  if (packageClaim === 'backed') return 'backed';
-  if (log === undefined) return 'claimed';
+  if (claimed === undefined) return { status: 'none' };
+  if (packageClaim === 'backed') return { status: 'backed' };
+  if (log === undefined) return { status: 'claimed' };
   const digest = sha256Digest(previous);
   // With the log's key (--audit-key) the record must be proved under a signed checkpoint, as model
   // protect --audit-key proves one: whoever can write the database could add a model.trained entry
   // of the parent and recompute its leaf hash, but cannot sign a checkpoint that covers it.
   const record = await log.trainingRecord(digest, publicKey === undefined ? {} : { publicKey });
-  if (record === undefined) return 'claimed';
+  if (record === undefined) return { status: 'claimed' };
   // With the training job's key (--trainer-key) only a record it signed counts (record-signature.ts).
   if (trainerKey !== undefined) {
     // Loaded here, not at the top: the train command's other paths need no audit driver.
-    const { parseVerifierKey, requireRecordSignedBy } = await import('../../audit/index.js');
-    try {
-      requireRecordSignedBy(
-        record.data,
-        [parseVerifierKey(trainerKey)],
-        `the parent's model.trained record (event ${record.eventId}, #${record.index})`,
-      );
-    } catch (e) {
-      if (!isBulwarkError(e, 'ERR_LINEAGE_UNBACKED')) throw e;
-      onUntrusted?.(e.message);
-      return 'claimed';
-    }
+    const { parseVerifierKey, recordSignatureProblem } = await import('../../audit/index.js');
+    const why = recordSignatureProblem(
+      record.data,
+      [parseVerifierKey(trainerKey)],
+      `the parent's model.trained record (event ${record.eventId}, #${record.index})`,
+    );
+    if (why !== undefined) return { status: 'claimed', why };
   }
   try {
     const l = backClaims({ privacy: claimed }, { privacy: claimed }, digest, record, false, where);
-    return l.evidence?.privacy?.status === 'backed' ? 'backed' : 'claimed';
+    return { status: l.evidence?.privacy?.status === 'backed' ? 'backed' : 'claimed' };
   } catch (e) {
     // Its own record says it composes with a claimed guarantee: claimed in turn.
-    if (isBulwarkError(e, 'ERR_LINEAGE_UNBACKED')) return 'claimed';
+    if (isBulwarkError(e, 'ERR_LINEAGE_UNBACKED')) return { status: 'claimed' };
     throw e;
   }
 }
@@ -109,17 +108,13 @@ export function dpTuner(io: Io, o: DpContinueCliOpts, log: AuditLog | undefined)
     const where = `--from ${o.from}`;
     const key = o.auditKey === undefined ? undefined : await loadVerifierKey(o.auditKey);
     const trainerKey = o.trainerKey === undefined ? undefined : await loadVerifierKey(o.trainerKey);
-    let untrusted: string | undefined;
-    const parentPrivacy = await parentPrivacyBacking(
+    const { status: parentPrivacy, why: untrusted } = await parentPrivacyBacking(
       previous,
       parentPrivacyClaim,
       log,
       where,
       key,
       trainerKey,
-      (why) => {
-        untrusted = why;
-      },
     );
     // Only a run recorded in an audit log can back the new guarantee later (model protect --audit):
     // there a parent's unchecked claim would come out as backed, so it is refused unless accepted. A
