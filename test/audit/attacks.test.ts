@@ -30,7 +30,7 @@ import {
 } from '../../src/audit/index.js';
 import { runBulwarkInProcess } from '../helpers/cli.js';
 import { code } from '../helpers/errors.js';
-import { FIXTURES, type StoreFixture, sqliteFixture } from './stores.js';
+import { FIXTURES, freshStores, type StoreFixture, sqliteFixture } from './stores.js';
 
 const ORIGIN = 'bulwark.test/attacks';
 const digest = (s: string) => `sha256:${createHash('sha256').update(s).digest('hex')}`;
@@ -67,16 +67,8 @@ async function open(fx: StoreFixture, signer?: NoteSigner): Promise<AuditLog> {
 }
 
 for (const makeFixture of FIXTURES) {
-  const fixtures: StoreFixture[] = [];
-  const fresh = () => {
-    const fx = makeFixture();
-    fixtures.push(fx);
-    return fx;
-  };
   describe(`audit log attacks on ${makeFixture().name}`, () => {
-    after(async () => {
-      for (const fx of fixtures) await fx.cleanup();
-    });
+    const fresh = freshStores(makeFixture);
     const { signer, vkey } = generateSignerKey(ORIGIN);
 
     it('a log rolled back to an earlier state, then forked, passes on its own but not against a checkpoint the auditor kept', async () => {

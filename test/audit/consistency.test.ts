@@ -19,7 +19,7 @@ import {
 } from '../../src/audit/index.js';
 import { runBulwarkInProcess } from '../helpers/cli.js';
 import { code } from '../helpers/errors.js';
-import { FIXTURES, type StoreFixture, sqliteFixture } from './stores.js';
+import { FIXTURES, freshStores, type StoreFixture, sqliteFixture } from './stores.js';
 
 const ORIGIN = 'bulwark.test/consistency';
 
@@ -55,15 +55,7 @@ for (const makeFixture of FIXTURES) {
   // Not makeFixture().name: a SQLite fixture makes its folder when created, and this one would be left behind.
   const name = makeFixture === sqliteFixture ? 'sqlite' : 'postgres';
   describe(`consistency bundles on ${name}`, () => {
-    const fixtures: StoreFixture[] = [];
-    const fresh = () => {
-      const fx = makeFixture();
-      fixtures.push(fx);
-      return fx;
-    };
-    after(async () => {
-      for (const fx of fixtures) await fx.cleanup();
-    });
+    const fresh = freshStores(makeFixture);
     const { signer, vkey } = generateSignerKey(ORIGIN);
 
     it('proves every stored size from every smaller one (0, equal sizes, across cached subtrees) and verifies offline', async () => {

@@ -48,16 +48,20 @@ describe('audit prove --from when the log has grown beyond its latest checkpoint
       });
     await log.close();
 
-    const stale = await runBulwarkInProcess([
-      'audit',
-      '--store',
-      db,
-      'prove',
-      '--from',
-      note,
-      '--out',
-      join(dir, 'stale.json'),
-    ]);
+    /** `audit prove --from` the kept note into `out`, with `extra`. */
+    const prove = (out: string, extra: string[] = []) =>
+      runBulwarkInProcess([
+        'audit',
+        '--store',
+        db,
+        'prove',
+        '--from',
+        note,
+        ...extra,
+        '--out',
+        join(dir, out),
+      ]);
+    const stale = await prove('stale.json');
     assert.equal(stale.code, 0, stale.stderr);
     assert.match(stale.stderr, /consistency proof from tree size 0 to 0 \(a stored checkpoint\)/);
     assert.match(
@@ -65,18 +69,7 @@ describe('audit prove --from when the log has grown beyond its latest checkpoint
       /note: the log holds 2 entries beyond tree size 0 that this proof does not cover; add --signing-key/,
     );
 
-    const fresh = await runBulwarkInProcess([
-      'audit',
-      '--store',
-      db,
-      'prove',
-      '--from',
-      note,
-      '--signing-key',
-      key,
-      '--out',
-      join(dir, 'fresh.json'),
-    ]);
+    const fresh = await prove('fresh.json', ['--signing-key', key]);
     assert.equal(fresh.code, 0, fresh.stderr);
     assert.match(fresh.stderr, /consistency proof from tree size 0 to 2 \(a checkpoint signed now\)/);
     assert.doesNotMatch(fresh.stderr, /does not cover/);

@@ -24,7 +24,7 @@ import {
 } from '../../src/audit/index.js';
 import { runBulwarkInProcess } from '../helpers/cli.js';
 import { code } from '../helpers/errors.js';
-import { FIXTURES, type StoreFixture, sqliteFixture } from './stores.js';
+import { FIXTURES, freshStores, sqliteFixture } from './stores.js';
 
 const ORIGIN = 'bulwark.test/rotation';
 
@@ -41,15 +41,7 @@ async function grow(log: AuditLog, by: number): Promise<void> {
 for (const makeFixture of FIXTURES) {
   const name = makeFixture === sqliteFixture ? 'sqlite' : 'postgres';
   describe(`log key rotation on ${name}`, () => {
-    const fixtures: StoreFixture[] = [];
-    const fresh = () => {
-      const fx = makeFixture();
-      fixtures.push(fx);
-      return fx;
-    };
-    after(async () => {
-      for (const fx of fixtures) await fx.cleanup();
-    });
+    const fresh = freshStores(makeFixture);
 
     /** A fresh store opened with key A, and a key B to rotate to. */
     async function started() {
@@ -395,6 +387,9 @@ describe('bulwark audit rotate-key (CLI)', () => {
   it('rotates, writes the hand-over, and verify follows it with the old key; the old key signs no more', async () => {
     const store = p('audit.db');
     const bw = (args: string[]) => runBulwarkInProcess(args);
+    /** `audit rotate-key` on the store from the key in force (`from`) to `to`, with `extra`. */
+    const rotate = (from: string, to: string, extra: string[] = []) =>
+      bw(['audit', '--store', store, 'rotate-key', '--signing-key', p(from), '--new-key', p(to), ...extra]);
     for (const k of ['a.key', 'b.key'])
       assert.equal((await bw(['audit', 'keygen', '--name', ORIGIN, '--out', p(k)])).code, 0);
     let r = await bw([
@@ -408,19 +403,7 @@ describe('bulwark audit rotate-key (CLI)', () => {
       p('a.note'),
     ]);
     assert.equal(r.code, 0, r.stderr);
-    r = await bw([
-      '--json',
-      'audit',
-      '--store',
-      store,
-      'rotate-key',
-      '--signing-key',
-      p('a.key'),
-      '--new-key',
-      p('b.key'),
-      '--out',
-      p('handover.note'),
-    ]);
+    r = await rotate('a.key', 'b.key', ['--out', p('handover.note'), '--json']);
     assert.equal(r.code, 0, r.stderr);
     const out = JSON.parse(r.stdout) as { size: number; previousKey: string; newKey: string };
     assert.equal(out.size, 1);
@@ -454,29 +437,11 @@ describe('bulwark audit rotate-key (CLI)', () => {
     // Misuse: the new key missing, the same key twice.
     r = await bw(['audit', '--store', store, 'rotate-key', '--signing-key', p('b.key')]);
     assert.equal(r.code, 2, r.stderr);
-    r = await bw([
-      'audit',
-      '--store',
-      store,
-      'rotate-key',
-      '--signing-key',
-      p('b.key'),
-      '--new-key',
-      p('b.key'),
-    ]);
+    r = await rotate('b.key', 'b.key');
     assert.equal(r.code, 5, r.stderr);
     assert.match(r.stderr, /ERR_AUDIT_KEY_INVALID: the new key is the key in force/);
     writeFileSync(p('junk.key'), 'not a key\n');
-    r = await bw([
-      'audit',
-      '--store',
-      store,
-      'rotate-key',
-      '--signing-key',
-      p('b.key'),
-      '--new-key',
-      p('junk.key'),
-    ]);
+    r = await rotate('b.key', 'junk.key');
     assert.equal(r.code, 5, r.stderr);
     assert.match(r.stderr, /ERR_AUDIT_KEY_INVALID: signer key/);
   });

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { createServer, type Socket, connect as tcpConnect } from 'node:net';
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import {
   type AuditEventInput,
@@ -21,7 +21,7 @@ import {
 } from '../../src/audit/index.js';
 import { SeededRng } from '../../src/core/index.js';
 import { code } from '../helpers/errors.js';
-import { FIXTURES, PG_URL, type StoreFixture, spawnWriter } from './stores.js';
+import { FIXTURES, freshStores, PG_URL, type StoreFixture, spawnWriter } from './stores.js';
 
 const ORIGIN = 'bulwark.test/audit';
 /** A SQL placeholder for the fixture's database. */
@@ -142,18 +142,10 @@ async function buildLog(fx: StoreFixture, signer: NoteSigner) {
 }
 
 for (const makeFixture of FIXTURES) {
-  const fixtures: StoreFixture[] = [];
-  const fresh = () => {
-    const fx = makeFixture();
-    fixtures.push(fx);
-    return fx;
-  };
   const name = makeFixture().name;
 
   describe(`audit log on ${name}`, () => {
-    after(async () => {
-      for (const fx of fixtures) await fx.cleanup();
-    });
+    const fresh = freshStores(makeFixture);
     const { signer, vkey } = generateSignerKey(ORIGIN);
 
     it('appends one sequence; proofs at every checkpoint match a naive recomputation; verify passes', async () => {

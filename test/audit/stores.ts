@@ -6,6 +6,7 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { after } from 'node:test';
 import Database from 'better-sqlite3';
 import pg from 'pg';
 import type { AuditStoreSpec } from '../../src/audit/index.js';
@@ -134,5 +135,21 @@ export function spawnWriter(opts: WriterOptions) {
       });
       while (acks.length < n && !ended) await new Promise<void>((r) => listeners.push(r));
     },
+  };
+}
+
+/**
+ * Inside a `describe`: a maker of fresh stores of one kind, each cleaned up after that suite (tables
+ * dropped, files removed).
+ */
+export function freshStores(make: () => StoreFixture): () => StoreFixture {
+  const fixtures: StoreFixture[] = [];
+  after(async () => {
+    for (const fx of fixtures) await fx.cleanup();
+  });
+  return () => {
+    const fx = make();
+    fixtures.push(fx);
+    return fx;
   };
 }
